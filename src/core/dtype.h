@@ -1,0 +1,53 @@
+// Element types of stored tensors. Values follow ggml's type ids so that GGUF
+// files map directly; block-quantized types are added with their kernels.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace lmpress {
+
+enum class DType : uint32_t {
+  F32 = 0,
+  F16 = 1,
+  Q4_0 = 2,
+  Q4_1 = 3,
+  Q5_0 = 6,
+  Q5_1 = 7,
+  Q8_0 = 8,
+  Q8_1 = 9,
+  Q2_K = 10,
+  Q3_K = 11,
+  Q4_K = 12,
+  Q5_K = 13,
+  Q6_K = 14,
+  Q8_K = 15,
+  IQ4_NL = 20,
+  I8 = 24,
+  I16 = 25,
+  I32 = 26,
+  I64 = 27,
+  F64 = 28,
+  BF16 = 30,
+};
+
+struct DTypeInfo {
+  DType type;
+  const char* name;
+  uint32_t block_elems;  // elements per block (1 for plain types)
+  uint32_t block_bytes;  // bytes per block
+  bool supported;        // lmpress can compute with it today
+};
+
+// Info for a ggml type id, or nullopt for an id lmpress does not know.
+std::optional<DTypeInfo> dtype_info(uint32_t ggml_type);
+const DTypeInfo& dtype_info(DType t);
+const char* dtype_name(DType t);
+// Parses "f32", "F16", "bf16", ... (case-insensitive).
+std::optional<DType> dtype_from_name(std::string_view name);
+// Bytes needed for one row of n elements; throws if n is not a multiple of the block size.
+uint64_t row_bytes(DType t, uint64_t n);
+
+}  // namespace lmpress

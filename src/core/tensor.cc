@@ -1,0 +1,63 @@
+#include "core/tensor.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/fp16.h"
+
+namespace lmpress {
+
+std::string Tensor::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+Tensor make_f32_tensor(std::string name, std::vector<int64_t> shape, std::vector<float> values) {
+  auto buf = std::make_shared<std::vector<float>>(std::move(values));
+  Tensor t;
+  t.name = std::move(name);
+  t.dtype = DType::F32;
+  t.shape = std::move(shape);
+  t.data = reinterpret_cast<const uint8_t*>(buf->data());
+  t.nbytes = buf->size() * sizeof(float);
+  t.owner = buf;
+  if (uint64_t(t.numel()) != buf->size()) fail("internal: tensor {} shape/size mismatch", t.name);
+  return t;
+}
+
+void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst) {
+  switch (t.dtype) {
+    case DType::F32:
+      std::memcpy(dst, t.data + offset * 4, size_t(n) * 4);
+      return;
+    case DType::F16: {
+      const uint8_t* p = t.data + offset * 2;
+      for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        dst[i] = f16_to_f32(h);
+      }
+      return;
+    }
+    case DType::BF16: {
+      const uint8_t* p = t.data + offset * 2;
+      for (int64_t i = 0; i < n; i++) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        dst[i] = bf16_to_f32(h);
+      }
+      return;
+    }
+    default:
+      fail("tensor {}: dtype {} cannot be converted to f32 yet", t.name, dtype_name(t.dtype));
+  }
+}
+
+std::vector<float> to_f32(const Tensor& t) {
+  std::vector<float> out(size_t(t.numel()));
+  to_f32(t, 0, t.numel(), out.data());
+  return out;
+}
+
+}  // namespace lmpress

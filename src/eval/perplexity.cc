@@ -1,0 +1,71 @@
+#include "eval/perplexity.h"
+
+#include <chrono>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "model/forward.h"
+
+namespace lmpress {
+
+double token_nll(const float* logits, int64_t n_vocab, int32_t target) {
+  float mx = logits[0];
+  for (int64_t i = 1; i < n_vocab; i++) mx = std::max(mx, logits[i]);
+  double sum = 0;
+  for (int64_t i = 0; i < n_vocab; i++) sum += std::exp(double(logits[i]) - mx);
+  return std::log(sum) + mx - double(logits[target]);
+}
+
+PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, const PerplexityOptions& opt,
+                            const std::function<void(int64_t, double)>& on_chunk) {
+  const int64_t n_ctx = opt.n_ctx;
+  if (n_ctx < 4) fail("perplexity: context {} is too small (at least 4)", n_ctx);
+  if (int64_t(tokens.size()) < 2 * n_ctx)
+    fail("perplexity: the text has {} tokens; at least {} (2 x ctx) are needed for a context of {}", tokens.size(),
+         2 * n_ctx, n_ctx);
+  const int64_t max_chunks = int64_t(tokens.size()) / n_ctx;
+  const int64_t n_chunks = opt.n_chunks < 0 ? max_chunks : std::min(opt.n_chunks, max_chunks);
+  const int64_t V = m.cfg.n_vocab;
+  const int64_t first = n_ctx / 2;
+  const bool add_bos = m.tokenizer && m.tokenizer->vocab().add_bos;
+  const int32_t bos = m.tokenizer ? m.tokenizer->vocab().bos : -1;
+
+  InferenceState st(m, n_ctx, opt.n_batch);
+  std::vector<float> logits(static_cast<size_t>(n_ctx * V));
+  std::vector<int32_t> window(static_cast<size_t>(n_ctx));
+  PerplexityResult r;
+  r.n_tokens_total = int64_t(tokens.size());
+  double nll = 0, nll2 = 0;
+  int64_t count = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  Progress progress("perplexity", uint64_t(n_chunks));
+  for (int64_t c = 0; c < n_chunks; c++) {
+    const int64_t start = c * n_ctx;
+    std::copy(tokens.begin() + start, tokens.begin() + start + n_ctx, window.begin());
+    if (add_bos) window[0] = bos;
+    st.reset();
+    st.eval(window.data(), n_ctx, logits.data(), true);
+    // Logits at position j predict token j+1; positions first .. n_ctx-2.
+    for (int64_t j = first; j < n_ctx - 1; j++) {
+      double v = token_nll(logits.data() + j * V, V, tokens[size_t(start + j + 1)]);
+      nll += v;
+      nll2 += v * v;
+      count++;
+    }
+    r.running_ppl.push_back(std::exp(nll / double(count)));
+    progress.update(uint64_t(c + 1));
+    if (on_chunk) on_chunk(c, r.running_ppl.back());
+  }
+  progress.finish();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.n_chunks = n_chunks;
+  r.n_tokens_scored = count;
+  r.mean_nll = nll / double(count);
+  r.ppl = std::exp(r.mean_nll);
+  double var = nll2 / double(count) - r.mean_nll * r.mean_nll;
+  r.ppl_stderr = var > 0 && count > 1 ? std::sqrt(var / double(count - 1)) * r.ppl : 0;
+  return r;
+}
+
+}  // namespace lmpress

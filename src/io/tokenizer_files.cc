@@ -1,0 +1,455 @@
+#include "io/tokenizer_files.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <functional>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "tokenizer/byte_bpe.h"
+
+namespace lmpress {
+
+// ---------------- GGUF ----------------
+
+Vocab vocab_from_gguf(const GGUFFile& g) {
+  Vocab v;
+  auto model = g.get_string("tokenizer.ggml.model");
+  if (!model) fail("{}: has no tokenizer (tokenizer.ggml.model missing)", g.path);
+  v.model = *model;
+  v.pre = g.get_string("tokenizer.ggml.pre").value_or("default");
+  auto* toks = g.find("tokenizer.ggml.tokens");
+  if (!toks || toks->type != GGUFType::ARRAY || toks->elem_type != GGUFType::STRING)
+    fail("{}: tokenizer.ggml.tokens is missing or not a string array", g.path);
+  for (const auto& t : toks->as_array()) v.tokens.push_back(t.as_string());
+  if (auto* s = g.find("tokenizer.ggml.scores")) {
+    if (s->type != GGUFType::ARRAY || !(s->elem_type == GGUFType::FLOAT32 || s->elem_type == GGUFType::FLOAT64))
+      fail("{}: tokenizer.ggml.scores is not a float array", g.path);
+    for (const auto& x : s->as_array()) v.scores.push_back(float(x.as_double()));
+  }
+  if (auto* s = g.find("tokenizer.ggml.token_type")) {
+    if (s->type != GGUFType::ARRAY || (!s->as_array().empty() && !s->as_array()[0].is_int()))
+      fail("{}: tokenizer.ggml.token_type is not an integer array", g.path);
+    for (const auto& x : s->as_array()) {
+      int64_t t = x.as_int();
+      if (t < 0 || t > 6) fail("{}: tokenizer.ggml.token_type has unknown type {}", g.path, t);
+      v.types.push_back(TokenType(t));
+    }
+  }
+  if (auto* s = g.find("tokenizer.ggml.merges")) {
+    if (s->type != GGUFType::ARRAY || s->elem_type != GGUFType::STRING)
+      fail("{}: tokenizer.ggml.merges is not a string array", g.path);
+    for (const auto& x : s->as_array()) v.merges.push_back(x.as_string());
+  }
+  auto id = [&](const char* key, int32_t def) { return int32_t(g.get_int(key).value_or(def)); };
+  const bool spm = v.model == "llama";
+  v.bos = id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
+  v.eos = id("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
+  v.unk = id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
+  v.pad = id("tokenizer.ggml.padding_token_id", -1);
+  v.add_bos = g.get_bool("tokenizer.ggml.add_bos_token").value_or(spm);
+  v.add_eos = g.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
+  v.add_space_prefix = g.get_bool("tokenizer.ggml.add_space_prefix").value_or(spm);
+  v.ignore_merges = v.pre == "llama-bpe" || v.pre == "llama3";
+  v.validate(g.path);
+  return v;
+}
+
+void vocab_to_gguf(const Vocab& v, GGUFWriter& w) {
+  w.set("tokenizer.ggml.model", GGUFValue::str(v.model));
+  if (v.model == "gpt2") w.set("tokenizer.ggml.pre", GGUFValue::str(v.pre.empty() ? "default" : v.pre));
+  w.set("tokenizer.ggml.tokens", GGUFValue::str_array(v.tokens));
+  if (!v.scores.empty()) w.set("tokenizer.ggml.scores", GGUFValue::f32_array(v.scores));
+  std::vector<int32_t> types;
+  for (auto t : v.types) types.push_back(int32_t(t));
+  if (!types.empty()) w.set("tokenizer.ggml.token_type", GGUFValue::i32_array(types));
+  if (!v.merges.empty()) w.set("tokenizer.ggml.merges", GGUFValue::str_array(v.merges));
+  if (v.bos >= 0) w.set("tokenizer.ggml.bos_token_id", GGUFValue::u32(uint32_t(v.bos)));
+  if (v.eos >= 0) w.set("tokenizer.ggml.eos_token_id", GGUFValue::u32(uint32_t(v.eos)));
+  if (v.unk >= 0) w.set("tokenizer.ggml.unknown_token_id", GGUFValue::u32(uint32_t(v.unk)));
+  if (v.pad >= 0) w.set("tokenizer.ggml.padding_token_id", GGUFValue::u32(uint32_t(v.pad)));
+  w.set("tokenizer.ggml.add_bos_token", GGUFValue::boolean(v.add_bos));
+  w.set("tokenizer.ggml.add_eos_token", GGUFValue::boolean(v.add_eos));
+  if (v.model == "llama") w.set("tokenizer.ggml.add_space_prefix", GGUFValue::boolean(v.add_space_prefix));
+}
+
+// ---------------- SentencePiece protobuf ----------------
+
+namespace {
+
+class ProtoReader {
+ public:
+  ProtoReader(const uint8_t* p, size_t n, const std::string& src) : p_(p), end_(p + n), src_(src) {}
+  bool done() const { return p_ >= end_; }
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (p_ >= end_) fail("{}: truncated protobuf varint", src_);
+      uint8_t b = *p_++;
+      v |= uint64_t(b & 0x7f) << shift;
+      if (!(b & 0x80)) return v;
+    }
+    fail("{}: protobuf varint too long", src_);
+  }
+  // Reads a tag; returns field number and wire type.
+  std::pair<uint32_t, uint32_t> tag() {
+    uint64_t t = varint();
+    return {uint32_t(t >> 3), uint32_t(t & 7)};
+  }
+  std::string_view bytes() {
+    uint64_t n = varint();
+    if (n > uint64_t(end_ - p_)) fail("{}: truncated protobuf field", src_);
+    std::string_view s(reinterpret_cast<const char*>(p_), size_t(n));
+    p_ += n;
+    return s;
+  }
+  float fixed32_float() {
+    if (end_ - p_ < 4) fail("{}: truncated protobuf float", src_);
+    float f;
+    std::memcpy(&f, p_, 4);
+    p_ += 4;
+    return f;
+  }
+  void skip(uint32_t wire) {
+    switch (wire) {
+      case 0: varint(); break;
+      case 1: if (end_ - p_ < 8) fail("{}: truncated protobuf", src_); p_ += 8; break;
+      case 2: bytes(); break;
+      case 5: if (end_ - p_ < 4) fail("{}: truncated protobuf", src_); p_ += 4; break;
+      default: fail("{}: unsupported protobuf wire type {}", src_, wire);
+    }
+  }
+
+ private:
+  const uint8_t* p_;
+  const uint8_t* end_;
+  const std::string& src_;
+};
+
+class ProtoWriter {
+ public:
+  std::string out;
+  void varint(uint64_t v) {
+    while (v >= 0x80) {
+      out += char(uint8_t(v) | 0x80);
+      v >>= 7;
+    }
+    out += char(v);
+  }
+  void tag(uint32_t field, uint32_t wire) { varint((uint64_t(field) << 3) | wire); }
+  void bytes(uint32_t field, std::string_view s) {
+    tag(field, 2);
+    varint(s.size());
+    out.append(s);
+  }
+  void f32(uint32_t field, float f) {
+    tag(field, 5);
+    out.append(reinterpret_cast<const char*>(&f), 4);
+  }
+  void uint(uint32_t field, uint64_t v) {
+    tag(field, 0);
+    varint(v);
+  }
+};
+
+}  // namespace
+
+Vocab vocab_from_sentencepiece_bytes(const std::string& data, const std::string& src) {
+  Vocab v;
+  v.model = "llama";
+  int model_type = 1;  // UNIGRAM is the protobuf default
+  int32_t unk = 0, bos = 1, eos = 2, pad = -1;
+  ProtoReader r(reinterpret_cast<const uint8_t*>(data.data()), data.size(), src);
+  while (!r.done()) {
+    auto [field, wire] = r.tag();
+    if ((field == 2 || field == 3) && wire == 2) {
+      auto sub = r.bytes();
+      ProtoReader s(reinterpret_cast<const uint8_t*>(sub.data()), sub.size(), src);
+      while (!s.done()) {
+        auto [f, w] = s.tag();
+        if (field == 2 && w == 0 && (f == 3 || f == 40 || f == 41 || f == 42 || f == 43)) {
+          int64_t x = int64_t(s.varint());
+          if (f == 3) model_type = int(x);
+          if (f == 40) unk = int32_t(x);
+          if (f == 41) bos = int32_t(x);
+          if (f == 42) eos = int32_t(x);
+          if (f == 43) pad = int32_t(x);
+        } else if (field == 3 && w == 0 && f == 3) {
+          v.add_space_prefix = s.varint() != 0;
+        } else {
+          s.skip(w);
+        }
+      }
+      continue;
+    }
+    r.skip(wire);
+  }
+  // Second pass for the pieces (field 1), so the loop above stays flat.
+  ProtoReader r2(reinterpret_cast<const uint8_t*>(data.data()), data.size(), src);
+  while (!r2.done()) {
+    auto [field, wire] = r2.tag();
+    if (!(field == 1 && wire == 2)) {
+      r2.skip(wire);
+      continue;
+    }
+    auto sub = r2.bytes();
+    ProtoReader p(reinterpret_cast<const uint8_t*>(sub.data()), sub.size(), src);
+    std::string piece;
+    float score = 0;
+    int type = 1;
+    while (!p.done()) {
+      auto [f, w] = p.tag();
+      if (f == 1 && w == 2)
+        piece = std::string(p.bytes());
+      else if (f == 2 && w == 5)
+        score = p.fixed32_float();
+      else if (f == 3 && w == 0)
+        type = int(p.varint());
+      else
+        p.skip(w);
+    }
+    if (type < 1 || type > 6) fail("{}: piece '{}' has unknown type {}", src, piece, type);
+    v.tokens.push_back(std::move(piece));
+    v.scores.push_back(score);
+    v.types.push_back(TokenType(type));
+  }
+  if (v.tokens.empty()) fail("{}: not a SentencePiece model (no pieces)", src);
+  if (model_type != 2) fail("{}: SentencePiece model type {} is not supported (only BPE)", src, model_type);
+  v.unk = unk;
+  v.bos = bos;
+  v.eos = eos;
+  v.pad = pad;
+  v.add_bos = true;
+  v.validate(src);
+  return v;
+}
+
+Vocab vocab_from_sentencepiece(const std::string& path) { return vocab_from_sentencepiece_bytes(read_text_file(path), path); }
+
+std::string vocab_to_sentencepiece(const Vocab& v) {
+  if (v.model != "llama") fail("only a SentencePiece (llama) vocabulary can be written as tokenizer.model");
+  ProtoWriter w;
+  for (size_t i = 0; i < v.tokens.size(); i++) {
+    ProtoWriter p;
+    p.bytes(1, v.tokens[i]);
+    p.f32(2, v.scores.empty() ? 0.0f : v.scores[i]);
+    p.uint(3, uint64_t(v.types.empty() ? 1 : int(v.types[i]) == 0 ? 1 : int(v.types[i])));
+    w.bytes(1, p.out);
+  }
+  ProtoWriter t;  // TrainerSpec
+  t.uint(3, 2);   // model_type BPE
+  t.uint(4, v.tokens.size());
+  bool byte_fallback = false;
+  for (auto ty : v.types) byte_fallback |= ty == TokenType::Byte;
+  t.uint(35, byte_fallback);
+  t.uint(40, uint64_t(int64_t(v.unk)));
+  t.uint(41, uint64_t(int64_t(v.bos)));
+  t.uint(42, uint64_t(int64_t(v.eos)));
+  t.uint(43, uint64_t(int64_t(v.pad)));
+  w.bytes(2, t.out);
+  ProtoWriter n;  // NormalizerSpec: identity, as llama tokenizers use
+  n.bytes(1, "identity");
+  n.uint(3, v.add_space_prefix);
+  n.uint(4, 0);
+  n.uint(5, 1);
+  w.bytes(3, n.out);
+  return w.out;
+}
+
+// ---------------- tokenizer.json ----------------
+
+Vocab vocab_from_tokenizer_json(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: bad JSON: {}", path, e.what());
+  }
+  try {
+    const auto& m = j.at("model");
+    if (m.value("type", "") != "BPE") fail("{}: tokenizer model type '{}' is not supported (BPE only)", path, m.value("type", ""));
+    Vocab v;
+    v.model = "gpt2";
+    v.ignore_merges = m.value("ignore_merges", false);
+    const auto& vocab = m.at("vocab");
+    size_t n = vocab.size();
+    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) n = std::max(n, size_t(a.at("id").get<int64_t>()) + 1);
+    if (n > (1u << 24)) fail("{}: vocabulary of {} tokens is too large", path, n);
+    v.tokens.assign(n, "");
+    v.types.assign(n, TokenType::Normal);
+    std::vector<bool> seen(n, false);
+    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+      int64_t id = it.value().get<int64_t>();
+      if (id < 0 || size_t(id) >= n) fail("{}: token '{}' has id {} outside the vocabulary", path, it.key(), id);
+      v.tokens[id] = it.key();
+      seen[id] = true;
+    }
+    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
+      int64_t id = a.at("id").get<int64_t>();
+      if (id < 0) fail("{}: added token with negative id", path);
+      v.tokens[id] = a.at("content").get<std::string>();
+      v.types[id] = a.value("special", false) ? TokenType::Control : TokenType::UserDefined;
+      seen[id] = true;
+    }
+    for (size_t i = 0; i < n; i++)
+      if (!seen[i]) {
+        v.tokens[i] = "[PAD" + std::to_string(i) + "]";
+        v.types[i] = TokenType::Unused;
+      }
+    for (const auto& mg : m.at("merges")) {
+      if (mg.is_string())
+        v.merges.push_back(mg.get<std::string>());
+      else
+        v.merges.push_back(mg.at(0).get<std::string>() + " " + mg.at(1).get<std::string>());
+    }
+    // Pre-tokenizer: collect Split regexes; ByteLevel(use_regex) adds GPT-2's.
+    std::string regex;
+    auto add_regex = [&](const std::string& r) { regex += (regex.empty() ? "" : "\x1f") + r; };
+    std::function<void(const nlohmann::json&)> walk = [&](const nlohmann::json& p) {
+      if (p.is_null()) return;
+      std::string type = p.value("type", "");
+      if (type == "Sequence") {
+        for (const auto& x : p.at("pretokenizers")) walk(x);
+      } else if (type == "Split") {
+        const auto& pat = p.at("pattern");
+        if (pat.contains("Regex")) add_regex(pat.at("Regex").get<std::string>());
+        else fail("{}: Split pre-tokenizer with a plain string pattern is not supported", path);
+      } else if (type == "ByteLevel") {
+        if (p.value("use_regex", true)) add_regex(kGpt2Regex);
+      } else if (type == "Digits") {
+        if (p.value("individual_digits", false)) v.split_digits = true;
+      } else {
+        fail("{}: pre-tokenizer '{}' is not supported", path, type);
+      }
+    };
+    walk(j.value("pre_tokenizer", nlohmann::json()));
+    v.pre_regex = regex.empty() ? kGpt2Regex : regex;
+    v.pre = "custom";
+    v.add_space_prefix = false;
+    return v;
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unexpected tokenizer.json layout: {}", path, e.what());
+  }
+}
+
+std::string vocab_to_tokenizer_json(const Vocab& v) {
+  if (v.model != "gpt2") fail("only a byte-level BPE vocabulary can be written as tokenizer.json");
+  nlohmann::ordered_json j;
+  j["version"] = "1.0";
+  auto added = nlohmann::ordered_json::array();
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  for (size_t i = 0; i < v.tokens.size(); i++) {
+    auto t = v.types.empty() ? TokenType::Normal : v.types[i];
+    if (t == TokenType::Control || t == TokenType::UserDefined)
+      added.push_back({{"id", i}, {"content", v.tokens[i]}, {"single_word", false}, {"lstrip", false},
+                       {"rstrip", false}, {"normalized", false}, {"special", t == TokenType::Control}});
+    vocab[v.tokens[i]] = i;
+  }
+  j["added_tokens"] = added;
+  j["normalizer"] = nullptr;
+  auto pre = nlohmann::ordered_json::array();
+  std::string regex = v.pre_regex.empty() ? pre_tokenizer_regex(v.pre) ? pre_tokenizer_regex(v.pre) : kGpt2Regex : v.pre_regex;
+  size_t start = 0;
+  while (true) {
+    size_t p = regex.find('\x1f', start);
+    pre.push_back({{"type", "Split"}, {"pattern", {{"Regex", regex.substr(start, p - start)}}},
+                   {"behavior", "Isolated"}, {"invert", false}});
+    if (p == std::string::npos) break;
+    start = p + 1;
+  }
+  pre.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
+  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", pre}};
+  j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
+  j["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+                {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false},
+                {"ignore_merges", v.ignore_merges}, {"vocab", vocab}, {"merges", v.merges}};
+  return j.dump(1);
+}
+
+// ---------------- llama2.c ----------------
+
+Vocab vocab_from_llama2c(const std::string& path, int64_t vocab_size) {
+  auto f = MappedFile::open(path);
+  const uint8_t* p = f->data();
+  const uint8_t* end = p + f->size();
+  auto need = [&](size_t n) {
+    if (size_t(end - p) < n) fail("{}: truncated llama2.c tokenizer", path);
+  };
+  need(4);
+  p += 4;  // max_token_length
+  Vocab v;
+  v.model = "llama";
+  for (int64_t i = 0; i < vocab_size; i++) {
+    need(8);
+    float score;
+    int32_t len;
+    std::memcpy(&score, p, 4);
+    std::memcpy(&len, p + 4, 4);
+    p += 8;
+    if (len < 0 || len > 1024) fail("{}: token {} has bad length {}", path, i, len);
+    need(size_t(len));
+    std::string t(reinterpret_cast<const char*>(p), size_t(len));
+    p += len;
+    // llama2.c's export wrote SentencePiece's U+2581 as ' ' and BOS/EOS as "\n<s>\n".
+    TokenType type = TokenType::Normal;
+    if (t == "\n<s>\n" || t == "\n</s>\n") {
+      t = t.substr(1, t.size() - 2);
+      type = TokenType::Control;
+    } else if (t == "<unk>") {
+      type = TokenType::Unknown;
+    } else if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>') {
+      type = TokenType::Byte;
+    } else {
+      std::string u;
+      for (char c : t) u += c == ' ' ? std::string("\xe2\x96\x81") : std::string(1, c);
+      t = u;
+    }
+    v.tokens.push_back(std::move(t));
+    v.scores.push_back(score);
+    v.types.push_back(type);
+  }
+  if (p != end) fail("{}: {} trailing bytes after {} tokens (vocabulary size mismatch?)", path, end - p, vocab_size);
+  v.unk = 0;
+  v.bos = 1;
+  v.eos = 2;
+  v.add_bos = true;
+  v.validate(path);
+  return v;
+}
+
+void apply_hf_tokenizer_config(Vocab& v, const std::string& dir) {
+  auto load = [&](const std::string& name) -> nlohmann::json {
+    std::string p = dir + "/" + name;
+    if (!file_exists(p)) return nlohmann::json::object();
+    try {
+      return nlohmann::json::parse(read_text_file(p));
+    } catch (const nlohmann::json::exception& e) {
+      fail("{}: bad JSON: {}", p, e.what());
+    }
+  };
+  auto tc = load("tokenizer_config.json");
+  auto token_id = [&](const nlohmann::json& tok) -> int32_t {
+    std::string s = tok.is_string() ? tok.get<std::string>() : tok.is_object() ? tok.value("content", "") : "";
+    for (size_t i = 0; i < v.tokens.size(); i++)
+      if (v.tokens[i] == s) return int32_t(i);
+    return -1;
+  };
+  if (tc.contains("bos_token") && !tc["bos_token"].is_null()) {
+    int32_t id = token_id(tc["bos_token"]);
+    if (id >= 0) v.bos = id;
+  }
+  if (tc.contains("eos_token") && !tc["eos_token"].is_null()) {
+    int32_t id = token_id(tc["eos_token"]);
+    if (id >= 0) v.eos = id;
+  }
+  if (tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean()) v.add_bos = tc["add_bos_token"].get<bool>();
+  else if (v.model == "gpt2") v.add_bos = false;
+  if (tc.contains("add_eos_token") && tc["add_eos_token"].is_boolean()) v.add_eos = tc["add_eos_token"].get<bool>();
+  auto gc = load("generation_config.json");
+  if (v.bos < 0 && gc.contains("bos_token_id") && gc["bos_token_id"].is_number_integer()) v.bos = gc["bos_token_id"].get<int32_t>();
+  if (v.eos < 0 && gc.contains("eos_token_id") && gc["eos_token_id"].is_number_integer()) v.eos = gc["eos_token_id"].get<int32_t>();
+  if (v.add_bos && v.bos < 0) v.add_bos = false;
+}
+
+}  // namespace lmpress

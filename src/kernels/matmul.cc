@@ -1,0 +1,83 @@
+#include "kernels/matmul.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "core/error.h"
+
+namespace lmpress {
+namespace {
+
+int g_threads = 0;
+
+// Weight rows converted to f32 per tile, then one GEMM per tile: the weight is
+// read once and never copied whole.
+constexpr int64_t kTileRows = 256;
+
+void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
+  const int64_t out = w.shape[0], in = w.shape[1];
+  if (n < 4) {
+    // Decode: dot products straight from converted rows, rows split over threads.
+#pragma omp parallel
+    {
+      std::vector<float> row(static_cast<size_t>(in));
+#pragma omp for schedule(static)
+      for (int64_t r = 0; r < out; r++) {
+        to_f32(w, r * in, in, row.data());
+        for (int64_t t = 0; t < n; t++) {
+          const float* xt = x + t * in;
+          float s = 0;
+          for (int64_t i = 0; i < in; i++) s += row[size_t(i)] * xt[i];
+          y[t * out + r] = s;
+        }
+      }
+    }
+    return;
+  }
+  std::vector<float> tile(size_t(kTileRows * in));
+  for (int64_t r0 = 0; r0 < out; r0 += kTileRows) {
+    const int64_t rows = std::min(kTileRows, out - r0);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) to_f32(w, (r0 + r) * in, in, tile.data() + r * in);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(in), 1.0f, x, int(in), tile.data(),
+                int(in), 0.0f, y + r0, int(out));
+  }
+}
+
+}  // namespace
+
+void matmul(const Tensor& w, const float* x, int64_t n, float* y) {
+  if (w.shape.size() != 2) fail("matmul: weight {} is not a matrix", w.name);
+  const int64_t out = w.shape[0], in = w.shape[1];
+  switch (w.dtype) {
+    case DType::F32: {
+      const float* W = reinterpret_cast<const float*>(w.data);
+      if (n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, int(out), int(in), 1.0f, W, int(in), x, 1, 0.0f, y, 1);
+      else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(out), int(in), 1.0f, x, int(in), W, int(in),
+                    0.0f, y, int(out));
+      return;
+    }
+    case DType::F16:
+    case DType::BF16:
+      matmul_converted(w, x, n, y);
+      return;
+    default:
+      fail("matmul: weight {} has type {}, which has no kernel yet", w.name, dtype_name(w.dtype));
+  }
+}
+
+void set_num_threads(int n) {
+  if (n <= 0) n = omp_get_num_procs();
+  g_threads = n;
+  omp_set_num_threads(n);
+  openblas_set_num_threads(n);
+}
+
+int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }
+
+}  // namespace lmpress

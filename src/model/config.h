@@ -1,0 +1,46 @@
+// Hyperparameters of a Llama-family model, whatever file they came from.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lmpress {
+
+// Which dimensions RoPE rotates together. GGUF "llama" files and llama2.c
+// checkpoints pair (2i, 2i+1); Hugging Face checkpoints (and GGUF "qwen2")
+// pair (i, i + d/2) ("rotate_half"). Converting between them permutes q/k rows.
+enum class RopeLayout { Interleaved, Halves };
+
+struct ModelConfig {
+  std::string arch = "llama";  // "llama" (also Mistral) or "qwen2"
+  int64_t n_vocab = 0;
+  int64_t dim = 0;
+  int64_t n_layers = 0;
+  int64_t n_heads = 0;
+  int64_t n_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t ffn_dim = 0;
+  int64_t ctx_len = 0;  // trained context
+  float rms_eps = 1e-5f;
+  float rope_theta = 10000.0f;
+  int64_t rope_dim = 0;  // rotated dimensions per head (normally head_dim)
+  RopeLayout rope_layout = RopeLayout::Interleaved;
+  // rope_scaling: "" (none), "linear" or "llama3".
+  std::string rope_scaling;
+  float rope_factor = 1.0f;
+  float rope_low_freq_factor = 1.0f;
+  float rope_high_freq_factor = 4.0f;
+  int64_t rope_orig_ctx = 8192;
+  bool tied_embeddings = false;
+  bool qkv_bias = false;
+  int32_t bos_id = -1, eos_id = -1;
+
+  // Range checks against absurd values; throws naming `source`.
+  void validate(const std::string& source) const;
+  // Per rotated pair i: the angle per position (theta^(-2i/d), with scaling).
+  std::vector<float> rope_inv_freqs() const;
+  int64_t q_dim() const { return n_heads * head_dim; }
+  int64_t kv_dim() const { return n_kv_heads * head_dim; }
+};
+
+}  // namespace lmpress

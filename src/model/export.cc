@@ -1,0 +1,206 @@
+#include "model/export.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/fp16.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "io/tokenizer_files.h"
+
+namespace lmpress {
+
+std::vector<uint8_t> permute_rope_rows(const uint8_t* src, int64_t n_heads, int64_t head_dim, uint64_t row_bytes,
+                                       RopeLayout from, RopeLayout to) {
+  std::vector<uint8_t> out(size_t(n_heads * head_dim) * row_bytes);
+  const int64_t half = head_dim / 2;
+  for (int64_t h = 0; h < n_heads; h++)
+    for (int64_t i = 0; i < half; i++)
+      for (int64_t t = 0; t < 2; t++) {
+        const int64_t inter = h * head_dim + 2 * i + t;   // (2i, 2i+1) pairing
+        const int64_t halves = h * head_dim + t * half + i;  // (i, i+half) pairing
+        const int64_t dst_row = to == RopeLayout::Interleaved ? inter : halves;
+        const int64_t src_row = from == RopeLayout::Interleaved ? inter : halves;
+        std::memcpy(out.data() + dst_row * row_bytes, src + src_row * row_bytes, row_bytes);
+      }
+  return out;
+}
+
+namespace {
+
+bool is_matrix_weight(const Tensor& t) { return t.shape.size() == 2 && t.name != "rope_freqs.weight"; }
+
+// The tensor as it should be written: target dtype, target RoPE pairing.
+TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt, RopeLayout target) {
+  TensorToWrite out{t, {}};
+  DType dst = t.dtype;
+  if (opt.dtype && is_matrix_weight(t)) dst = *opt.dtype;
+  if (!is_matrix_weight(t) && t.dtype != DType::F32 && (t.dtype == DType::F16 || t.dtype == DType::BF16)) dst = DType::F32;
+  int64_t heads = 0;
+  const bool is_q = t.name.find(".attn_q.") != std::string::npos;
+  const bool is_k = t.name.find(".attn_k.") != std::string::npos;
+  if (m.cfg.rope_layout != target && (is_q || is_k)) heads = is_q ? m.cfg.n_heads : m.cfg.n_kv_heads;
+  if (dst == t.dtype && heads == 0) return out;
+  if (dst != t.dtype && !(dst == DType::F32 || dst == DType::F16 || dst == DType::BF16))
+    fail("convert: cannot convert {} to {} (only f32, f16, bf16)", t.name, dtype_name(dst));
+  out.meta.dtype = dst;
+  out.meta.data = nullptr;
+  out.meta.nbytes = uint64_t(t.numel()) * dtype_info(dst).block_bytes;
+  const Tensor src = t;
+  const ModelConfig cfg = m.cfg;
+  out.produce = [src, dst, heads, cfg, target]() {
+    std::vector<uint8_t> bytes;
+    if (dst == src.dtype) {
+      bytes.assign(src.data, src.data + src.nbytes);
+    } else {
+      std::vector<float> f = to_f32(src);
+      bytes.resize(f.size() * dtype_info(dst).block_bytes);
+      if (dst == DType::F32) {
+        std::memcpy(bytes.data(), f.data(), bytes.size());
+      } else {
+        auto* h = reinterpret_cast<uint16_t*>(bytes.data());
+        for (size_t i = 0; i < f.size(); i++) h[i] = dst == DType::F16 ? f32_to_f16(f[i]) : f32_to_bf16(f[i]);
+      }
+    }
+    if (heads) {
+      const uint64_t rb = bytes.size() / uint64_t(src.shape[0]);
+      bytes = permute_rope_rows(bytes.data(), heads, cfg.head_dim, rb, cfg.rope_layout, target);
+    }
+    return bytes;
+  };
+  return out;
+}
+
+void check_not_input(const Model& m, const std::string& out) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(out, ec) && fs::equivalent(out, m.path, ec)) fail("{}: refusing to overwrite the input model", out);
+}
+
+}  // namespace
+
+void write_gguf_model(const Model& m, const std::string& path, const ExportOptions& opt) {
+  check_not_input(m, path);
+  const auto& c = m.cfg;
+  const RopeLayout target = c.arch == "llama" ? RopeLayout::Interleaved : RopeLayout::Halves;
+  GGUFWriter w;
+  const std::string a = c.arch;
+  w.set("general.architecture", GGUFValue::str(a));
+  w.set("general.name", GGUFValue::str(opt.name.empty() ? std::filesystem::path(m.path).filename().string() : opt.name));
+  uint32_t ftype = 0;
+  if (opt.dtype == DType::F16) ftype = 1;
+  if (opt.dtype == DType::BF16) ftype = 32;
+  w.set("general.file_type", GGUFValue::u32(ftype));
+  w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
+  w.set(a + ".context_length", GGUFValue::u32(uint32_t(c.ctx_len)));
+  w.set(a + ".embedding_length", GGUFValue::u32(uint32_t(c.dim)));
+  w.set(a + ".block_count", GGUFValue::u32(uint32_t(c.n_layers)));
+  w.set(a + ".feed_forward_length", GGUFValue::u32(uint32_t(c.ffn_dim)));
+  w.set(a + ".attention.head_count", GGUFValue::u32(uint32_t(c.n_heads)));
+  w.set(a + ".attention.head_count_kv", GGUFValue::u32(uint32_t(c.n_kv_heads)));
+  w.set(a + ".attention.layer_norm_rms_epsilon", GGUFValue::f32(c.rms_eps));
+  w.set(a + ".rope.freq_base", GGUFValue::f32(c.rope_theta));
+  w.set(a + ".rope.dimension_count", GGUFValue::u32(uint32_t(c.rope_dim)));
+  if (c.head_dim * c.n_heads != c.dim) {
+    w.set(a + ".attention.key_length", GGUFValue::u32(uint32_t(c.head_dim)));
+    w.set(a + ".attention.value_length", GGUFValue::u32(uint32_t(c.head_dim)));
+  }
+  if (c.rope_scaling == "linear") {
+    w.set(a + ".rope.scaling.type", GGUFValue::str("linear"));
+    w.set(a + ".rope.scaling.factor", GGUFValue::f32(c.rope_factor));
+  }
+  if (m.tokenizer) vocab_to_gguf(m.tokenizer->vocab(), w);
+  bool has_rope_freqs = false;
+  for (const auto& t : m.tensors) {
+    has_rope_freqs |= t.name == "rope_freqs.weight";
+    if (t.name == "output.weight" && c.tied_embeddings) continue;
+    w.add_tensor(prepare(m, t, opt, target));
+  }
+  if (c.rope_scaling == "llama3" && !has_rope_freqs) {
+    // llama.cpp reads Llama 3 scaling as divisors of the base frequencies.
+    ModelConfig base = c;
+    base.rope_scaling.clear();
+    auto f0 = base.rope_inv_freqs();
+    auto f1 = c.rope_inv_freqs();
+    std::vector<float> factors(f0.size());
+    for (size_t i = 0; i < f0.size(); i++) factors[i] = f0[i] / f1[i];
+    w.add_tensor(make_f32_tensor("rope_freqs.weight", {int64_t(factors.size())}, factors));
+  }
+  w.write(path);
+}
+
+void write_hf_model(const Model& m, const std::string& dir, const ExportOptions& opt) {
+  namespace fs = std::filesystem;
+  if (fs::exists(dir) && !fs::is_directory(dir)) fail("{}: exists and is not a directory", dir);
+  if (fs::exists(dir) && fs::equivalent(dir, m.path)) fail("{}: refusing to overwrite the input model", dir);
+  fs::create_directories(dir);
+  const auto& c = m.cfg;
+  if (c.rope_scaling == "llama3" && m.find("rope_freqs.weight") && m.format == "gguf")
+    fail("{}: a GGUF file's rope_freqs cannot be expressed as HF rope_scaling; convert from the HF model instead", m.path);
+  nlohmann::ordered_json j;
+  j["architectures"] = {c.arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
+  j["model_type"] = c.arch == "qwen2" ? "qwen2" : "llama";
+  j["hidden_size"] = c.dim;
+  j["intermediate_size"] = c.ffn_dim;
+  j["num_hidden_layers"] = c.n_layers;
+  j["num_attention_heads"] = c.n_heads;
+  j["num_key_value_heads"] = c.n_kv_heads;
+  j["head_dim"] = c.head_dim;
+  j["vocab_size"] = c.n_vocab;
+  j["max_position_embeddings"] = c.ctx_len;
+  j["rms_norm_eps"] = c.rms_eps;
+  j["rope_theta"] = c.rope_theta;
+  j["hidden_act"] = "silu";
+  j["tie_word_embeddings"] = c.tied_embeddings;
+  if (c.arch == "llama") j["attention_bias"] = c.qkv_bias;
+  if (c.rope_scaling == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_factor}};
+  if (c.rope_scaling == "llama3")
+    j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},
+                         {"high_freq_factor", c.rope_high_freq_factor},
+                         {"original_max_position_embeddings", c.rope_orig_ctx}};
+  if (c.bos_id >= 0) j["bos_token_id"] = c.bos_id;
+  if (c.eos_id >= 0) j["eos_token_id"] = c.eos_id;
+  std::string torch_dtype = "float32";
+  if (opt.dtype == DType::F16) torch_dtype = "float16";
+  if (opt.dtype == DType::BF16) torch_dtype = "bfloat16";
+  j["torch_dtype"] = torch_dtype;
+
+  std::vector<TensorToWrite> out;
+  for (const auto& t : m.tensors) {
+    if (t.name == "rope_freqs.weight") continue;
+    if (t.name == "output.weight" && c.tied_embeddings) continue;
+    TensorToWrite tw = prepare(m, t, opt, RopeLayout::Halves);
+    tw.meta.name = canonical_to_hf(t.name);
+    if (tw.meta.name.empty()) fail("{}: tensor {} has no Hugging Face name", m.path, t.name);
+    out.push_back(std::move(tw));
+  }
+  write_safetensors(dir + "/model.safetensors", out, {{"format", "pt"}});
+  write_file_atomic(dir + "/config.json", j.dump(2) + "\n");
+  if (m.tokenizer) {
+    const Vocab& v = m.tokenizer->vocab();
+    if (v.model == "llama")
+      write_file_atomic(dir + "/tokenizer.model", vocab_to_sentencepiece(v));
+    else
+      write_file_atomic(dir + "/tokenizer.json", vocab_to_tokenizer_json(v));
+    nlohmann::ordered_json tc;
+    tc["tokenizer_class"] = v.model == "llama" ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
+    tc["add_bos_token"] = v.add_bos;
+    tc["add_eos_token"] = v.add_eos;
+    if (v.bos >= 0) tc["bos_token"] = v.tokens[size_t(v.bos)];
+    if (v.eos >= 0) tc["eos_token"] = v.tokens[size_t(v.eos)];
+    if (v.unk >= 0) tc["unk_token"] = v.tokens[size_t(v.unk)];
+    tc["model_max_length"] = c.ctx_len;
+    write_file_atomic(dir + "/tokenizer_config.json", tc.dump(2) + "\n");
+  }
+  nlohmann::ordered_json gc;
+  if (c.bos_id >= 0) gc["bos_token_id"] = c.bos_id;
+  if (c.eos_id >= 0) gc["eos_token_id"] = c.eos_id;
+  write_file_atomic(dir + "/generation_config.json", gc.dump(2) + "\n");
+}
+
+}  // namespace lmpress

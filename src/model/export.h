@@ -1,0 +1,27 @@
+// Writing a loaded model: GGUF (llama.cpp's conventions) or a Hugging Face
+// directory (config.json, safetensors, tokenizer files). q/k rows are
+// permuted when the target's RoPE pairing differs from the source's.
+#pragma once
+#include <optional>
+#include <string>
+
+#include "core/dtype.h"
+#include "model/model.h"
+
+namespace lmpress {
+
+struct ExportOptions {
+  // Type for 2-D weights; nullopt keeps each tensor's type. Norms and biases stay F32.
+  std::optional<DType> dtype;
+  std::string name;  // general.name
+};
+
+void write_gguf_model(const Model& m, const std::string& path, const ExportOptions& opt);
+void write_hf_model(const Model& m, const std::string& dir, const ExportOptions& opt);
+
+// Reorders rows of a q or k projection (rows = n_heads * head_dim, any row
+// width in bytes) between RoPE pairings: Halves (HF) <-> Interleaved (GGUF).
+std::vector<uint8_t> permute_rope_rows(const uint8_t* src, int64_t n_heads, int64_t head_dim, uint64_t row_bytes,
+                                       RopeLayout from, RopeLayout to);
+
+}  // namespace lmpress

@@ -1,0 +1,151 @@
+#include "model/forward.h"
+
+#include <cblas.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+
+namespace lmpress {
+
+InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch)
+    : m_(m), n_ctx_(n_ctx), n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))) {
+  if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
+  const auto& c = m.cfg;
+  k_cache_.assign(size_t(c.n_layers), std::vector<float>(size_t(n_ctx * c.kv_dim())));
+  v_cache_.assign(size_t(c.n_layers), std::vector<float>(size_t(n_ctx * c.kv_dim())));
+  const size_t B = size_t(n_batch_);
+  x_.resize(B * c.dim);
+  xn_.resize(B * c.dim);
+  q_.resize(B * c.q_dim());
+  k_.resize(B * c.kv_dim());
+  v_.resize(B * c.kv_dim());
+  att_.resize(B * c.q_dim());
+  gate_.resize(B * c.ffn_dim);
+  up_.resize(B * c.ffn_dim);
+}
+
+void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+  if (n_past_ + n > n_ctx_)
+    fail("context overflow: {} tokens in the cache + {} new exceed the context of {}", n_past_, n, n_ctx_);
+  const int64_t V = m_.cfg.n_vocab;
+  for (int64_t i = 0; i < n; i += n_batch_) {
+    const int64_t b = std::min(n_batch_, n - i);
+    const bool last = i + b == n;
+    float* out = nullptr;
+    if (logits && all_logits) out = logits + i * V;
+    if (logits && !all_logits && last) out = logits;
+    eval_batch(tokens + i, b, out, all_logits);
+  }
+}
+
+void InferenceState::attention(int64_t l, int64_t n) {
+  const auto& c = m_.cfg;
+  const int64_t hd = c.head_dim, kvd = c.kv_dim(), qd = c.q_dim();
+  const int64_t group = c.n_heads / c.n_kv_heads;
+  const float scale = 1.0f / std::sqrt(float(hd));
+  const float* K = k_cache_[size_t(l)].data();
+  const float* Vc = v_cache_[size_t(l)].data();
+  const int64_t P = n_past_ + n;  // keys visible to the last query
+  if (n >= 16) {
+    // Prompt batch: per head, S = Q Kᵀ and O = softmax(S) V as GEMMs.
+    scores_.resize(size_t(n * P));
+    for (int64_t h = 0; h < c.n_heads; h++) {
+      const int64_t kvh = h / group;
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(P), int(hd), scale, q_.data() + h * hd,
+                  int(qd), K + kvh * hd, int(kvd), 0.0f, scores_.data(), int(P));
+#pragma omp parallel for schedule(static)
+      for (int64_t t = 0; t < n; t++) {
+        float* s = scores_.data() + t * P;
+        const int64_t visible = n_past_ + t + 1;
+        softmax(s, visible);
+        std::memset(s + visible, 0, size_t(P - visible) * sizeof(float));
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(hd), int(P), 1.0f, scores_.data(), int(P),
+                  Vc + kvh * hd, int(kvd), 0.0f, att_.data() + h * hd, int(qd));
+    }
+    return;
+  }
+#pragma omp parallel
+  {
+    std::vector<float> s(static_cast<size_t>(P));
+#pragma omp for collapse(2) schedule(static)
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t h = 0; h < c.n_heads; h++) {
+        const int64_t kvh = h / group;
+        const int64_t visible = n_past_ + t + 1;
+        const float* q = q_.data() + t * qd + h * hd;
+        for (int64_t j = 0; j < visible; j++) {
+          const float* k = K + j * kvd + kvh * hd;
+          float d = 0;
+          for (int64_t i = 0; i < hd; i++) d += q[i] * k[i];
+          s[size_t(j)] = d * scale;
+        }
+        softmax(s.data(), visible);
+        float* o = att_.data() + t * qd + h * hd;
+        std::memset(o, 0, size_t(hd) * sizeof(float));
+        for (int64_t j = 0; j < visible; j++) {
+          const float* v = Vc + j * kvd + kvh * hd;
+          const float p = s[size_t(j)];
+          for (int64_t i = 0; i < hd; i++) o[i] += p * v[i];
+        }
+      }
+  }
+}
+
+void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+  const auto& c = m_.cfg;
+  const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), F = c.ffn_dim;
+  for (int64_t t = 0; t < n; t++) {
+    if (tokens[t] < 0 || tokens[t] >= c.n_vocab) fail("token id {} is outside the vocabulary of {}", tokens[t], c.n_vocab);
+    to_f32(*m_.tok_embd, int64_t(tokens[t]) * D, D, x_.data() + t * D);
+  }
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    const auto& L = m_.layers[size_t(l)];
+    for (int64_t t = 0; t < n; t++) rmsnorm(x_.data() + t * D, L.attn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
+    matmul(*L.wq, xn_.data(), n, q_.data());
+    matmul(*L.wk, xn_.data(), n, k_.data());
+    matmul(*L.wv, xn_.data(), n, v_.data());
+    float* kc = k_cache_[size_t(l)].data();
+    float* vc = v_cache_[size_t(l)].data();
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < n; t++) {
+      float* q = q_.data() + t * qd;
+      float* k = k_.data() + t * kvd;
+      float* v = v_.data() + t * kvd;
+      if (c.qkv_bias) {
+        for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
+        for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
+        for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
+      }
+      const int64_t pos = n_past_ + t;
+      rope(q, c.n_heads, c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+      rope(k, c.n_kv_heads, c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+      std::memcpy(kc + pos * kvd, k, size_t(kvd) * sizeof(float));
+      std::memcpy(vc + pos * kvd, v, size_t(kvd) * sizeof(float));
+    }
+    attention(l, n);
+    matmul(*L.wo, att_.data(), n, xn_.data());
+    for (int64_t i = 0; i < n * D; i++) x_[size_t(i)] += xn_[size_t(i)];
+
+    for (int64_t t = 0; t < n; t++) rmsnorm(x_.data() + t * D, L.ffn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
+    matmul(*L.w_gate, xn_.data(), n, gate_.data());
+    matmul(*L.w_up, xn_.data(), n, up_.data());
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < n; t++) silu_mul(gate_.data() + t * F, up_.data() + t * F, F);
+    matmul(*L.w_down, gate_.data(), n, xn_.data());
+    for (int64_t i = 0; i < n * D; i++) x_[size_t(i)] += xn_[size_t(i)];
+  }
+  n_past_ += n;
+  if (!logits) return;
+  const int64_t first = all_logits ? 0 : n - 1;
+  const int64_t rows = n - first;
+  for (int64_t t = first; t < n; t++)
+    rmsnorm(x_.data() + t * D, m_.output_norm.data(), D, c.rms_eps, xn_.data() + (t - first) * D);
+  matmul(*m_.output, xn_.data(), rows, logits);
+}
+
+}  // namespace lmpress

@@ -1,0 +1,35 @@
+// The Llama-family forward pass with a KV cache: prompt batches go through
+// GEMMs, decoding steps reuse the cache.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model/model.h"
+
+namespace lmpress {
+
+class InferenceState {
+ public:
+  // n_ctx: KV-cache capacity in tokens; n_batch: most tokens per GEMM batch.
+  InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch = 512);
+
+  // Runs `n` tokens at positions n_past().., appending to the cache. Writes
+  // logits[n, vocab] when all_logits, else logits[vocab] of the last token;
+  // logits may be null. Throws if the cache would overflow.
+  void eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  void reset() { n_past_ = 0; }
+  const Model& model() const { return m_; }
+
+ private:
+  void eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
+  void attention(int64_t layer, int64_t n);
+
+  const Model& m_;
+  int64_t n_ctx_, n_batch_, n_past_ = 0;
+  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim]
+  std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_, scores_;
+};
+
+}  // namespace lmpress

@@ -1,0 +1,129 @@
+// Hugging Face directory loading: config.json + safetensors + tokenizer files.
+// Weights keep HF's q/k row order; RoPE uses the "halves" pairing for them.
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "io/safetensors.h"
+#include "io/tokenizer_files.h"
+#include "model/model.h"
+
+namespace lmpress {
+namespace {
+
+ModelConfig parse_hf_config(const std::string& path) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(read_text_file(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: bad JSON: {}", path, e.what());
+  }
+  if (!j.is_object()) fail("{}: config is not a JSON object", path);
+  ModelConfig c;
+  std::string arch_name;
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string())
+    arch_name = j["architectures"][0].get<std::string>();
+  if (arch_name == "LlamaForCausalLM" || arch_name == "MistralForCausalLM") {
+    c.arch = "llama";
+  } else if (arch_name == "Qwen2ForCausalLM") {
+    c.arch = "qwen2";
+    c.qkv_bias = true;
+  } else {
+    fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)", path,
+         arch_name);
+  }
+  auto get_int = [&](const char* key, std::optional<int64_t> def) -> int64_t {
+    if (!j.contains(key) || j[key].is_null()) {
+      if (!def) fail("{}: missing field {}", path, key);
+      return *def;
+    }
+    if (!j[key].is_number_integer()) fail("{}: field {} must be an integer", path, key);
+    return j[key].get<int64_t>();
+  };
+  auto get_float = [&](const char* key, double def) -> double {
+    if (!j.contains(key) || j[key].is_null()) return def;
+    if (!j[key].is_number()) fail("{}: field {} must be a number", path, key);
+    return j[key].get<double>();
+  };
+  auto get_bool = [&](const char* key, bool def) -> bool {
+    if (!j.contains(key) || j[key].is_null()) return def;
+    if (!j[key].is_boolean()) fail("{}: field {} must be true or false", path, key);
+    return j[key].get<bool>();
+  };
+  c.dim = get_int("hidden_size", std::nullopt);
+  c.n_layers = get_int("num_hidden_layers", std::nullopt);
+  c.n_heads = get_int("num_attention_heads", std::nullopt);
+  c.n_kv_heads = get_int("num_key_value_heads", c.n_heads);
+  c.ffn_dim = get_int("intermediate_size", std::nullopt);
+  c.n_vocab = get_int("vocab_size", std::nullopt);
+  c.ctx_len = get_int("max_position_embeddings", 2048);
+  c.head_dim = get_int("head_dim", c.n_heads > 0 ? c.dim / c.n_heads : 0);
+  c.rope_dim = c.head_dim;
+  c.rms_eps = float(get_float("rms_norm_eps", 1e-6));
+  c.rope_theta = float(get_float("rope_theta", 10000.0));
+  c.tied_embeddings = get_bool("tie_word_embeddings", false);
+  if (c.arch == "llama") c.qkv_bias = get_bool("attention_bias", false);
+  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
+    fail("{}: hidden_act '{}' is not supported (silu)", path, j["hidden_act"].dump());
+  c.rope_layout = RopeLayout::Halves;
+  if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
+    const auto& rs = j["rope_scaling"];
+    if (!rs.is_object()) fail("{}: rope_scaling must be an object", path);
+    std::string type = rs.value("rope_type", rs.value("type", ""));
+    if (type != "linear" && type != "llama3" && type != "default")
+      fail("{}: rope_scaling type '{}' is not supported (linear, llama3)", path, type);
+    if (type != "default") {
+      c.rope_scaling = type;
+      auto num = [&](const char* k, double def) {
+        if (!rs.contains(k)) return def;
+        if (!rs[k].is_number()) fail("{}: rope_scaling.{} must be a number", path, k);
+        return rs[k].get<double>();
+      };
+      c.rope_factor = float(num("factor", 1.0));
+      c.rope_low_freq_factor = float(num("low_freq_factor", 1.0));
+      c.rope_high_freq_factor = float(num("high_freq_factor", 4.0));
+      c.rope_orig_ctx = int64_t(num("original_max_position_embeddings", 8192));
+      if (type == "llama3" && !(c.rope_high_freq_factor > c.rope_low_freq_factor))
+        fail("{}: rope_scaling high_freq_factor must exceed low_freq_factor", path);
+    }
+  }
+  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_id = j["bos_token_id"].get<int32_t>();
+  if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer()) c.eos_id = j["eos_token_id"].get<int32_t>();
+  c.validate(path);
+  return c;
+}
+
+}  // namespace
+
+std::unique_ptr<Model> load_hf_model(const std::string& dir) {
+  auto m = std::make_unique<Model>();
+  m->path = dir;
+  m->format = "hf";
+  m->cfg = parse_hf_config(dir + "/config.json");
+  for (auto& t : load_safetensors_dir(dir)) {
+    std::string name = hf_to_canonical(t.name);
+    if (name.empty()) continue;  // e.g. rotary_emb.inv_freq buffers
+    t.name = name;
+    m->tensors.push_back(std::move(t));
+  }
+  Vocab v;
+  if (file_exists(dir + "/tokenizer.model")) {
+    v = vocab_from_sentencepiece(dir + "/tokenizer.model");
+  } else if (file_exists(dir + "/tokenizer.json")) {
+    v = vocab_from_tokenizer_json(dir + "/tokenizer.json");
+  } else {
+    fail("{}: no tokenizer.model or tokenizer.json", dir);
+  }
+  apply_hf_tokenizer_config(v, dir);
+  if (m->cfg.bos_id >= 0 && v.bos < 0) v.bos = m->cfg.bos_id;
+  if (m->cfg.eos_id >= 0 && v.eos < 0) v.eos = m->cfg.eos_id;
+  m->tokenizer = Tokenizer::create(std::move(v), dir);
+  m->cfg.bos_id = m->tokenizer->vocab().bos;
+  m->cfg.eos_id = m->tokenizer->vocab().eos;
+  if (!m->find("output.weight")) m->cfg.tied_embeddings = true;
+  m->bind();
+  return m;
+}
+
+}  // namespace lmpress

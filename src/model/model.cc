@@ -1,0 +1,162 @@
+#include "model/model.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "io/hub.h"
+
+namespace lmpress {
+
+const Tensor* Model::find(const std::string& name) const {
+  for (const auto& t : tensors)
+    if (t.name == name) return &t;
+  return nullptr;
+}
+
+int64_t Model::n_params() const {
+  int64_t n = 0;
+  for (const auto& t : tensors)
+    if (t.name != "rope_freqs.weight") n += t.numel();
+  return n;
+}
+
+uint64_t Model::n_bytes() const {
+  uint64_t n = 0;
+  for (const auto& t : tensors) n += t.nbytes;
+  return n;
+}
+
+namespace {
+
+const Tensor& require(const Model& m, const std::string& name, std::vector<int64_t> shape) {
+  const Tensor* t = m.find(name);
+  if (!t) fail("{}: missing tensor {}", m.path, name);
+  if (t->shape != shape) {
+    Tensor want;
+    want.shape = shape;
+    fail("{}: tensor {} has shape {}, the config needs {}", m.path, name, t->shape_str(), want.shape_str());
+  }
+  if (!dtype_info(t->dtype).supported && t->dtype != DType::F32)
+    fail("{}: tensor {} has type {}, which lmpress cannot compute with yet", m.path, name, dtype_name(t->dtype));
+  return *t;
+}
+
+std::vector<float> small_f32(const Model& m, const std::string& name, int64_t n) {
+  return to_f32(require(m, name, {n}));
+}
+
+}  // namespace
+
+void Model::bind() {
+  cfg.validate(path);
+  const auto& c = cfg;
+  tok_embd = &require(*this, "token_embd.weight", {c.n_vocab, c.dim});
+  const Tensor* out = find("output.weight");
+  if (cfg.tied_embeddings || !out) {
+    cfg.tied_embeddings = true;
+    output = tok_embd;
+  } else {
+    output = &require(*this, "output.weight", {c.n_vocab, c.dim});
+  }
+  output_norm = small_f32(*this, "output_norm.weight", c.dim);
+  layers.assign(size_t(c.n_layers), {});
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    auto n = [&](const char* what) { return fmt::format("blk.{}.{}", l, what); };
+    auto& L = layers[size_t(l)];
+    L.attn_norm = small_f32(*this, n("attn_norm.weight"), c.dim);
+    L.ffn_norm = small_f32(*this, n("ffn_norm.weight"), c.dim);
+    L.wq = &require(*this, n("attn_q.weight"), {c.q_dim(), c.dim});
+    L.wk = &require(*this, n("attn_k.weight"), {c.kv_dim(), c.dim});
+    L.wv = &require(*this, n("attn_v.weight"), {c.kv_dim(), c.dim});
+    L.wo = &require(*this, n("attn_output.weight"), {c.dim, c.q_dim()});
+    L.w_gate = &require(*this, n("ffn_gate.weight"), {c.ffn_dim, c.dim});
+    L.w_up = &require(*this, n("ffn_up.weight"), {c.ffn_dim, c.dim});
+    L.w_down = &require(*this, n("ffn_down.weight"), {c.dim, c.ffn_dim});
+    if (c.qkv_bias) {
+      L.bq = small_f32(*this, n("attn_q.bias"), c.q_dim());
+      L.bk = small_f32(*this, n("attn_k.bias"), c.kv_dim());
+      L.bv = small_f32(*this, n("attn_v.bias"), c.kv_dim());
+    }
+  }
+  rope_inv_freqs = cfg.rope_inv_freqs();
+  if (const Tensor* ff = find("rope_freqs.weight")) {
+    // llama.cpp stores Llama 3 scaling as per-pair divisors of the base frequencies.
+    if (ff->numel() != c.rope_dim / 2) fail("{}: rope_freqs.weight has {} values, needs {}", path, ff->numel(), c.rope_dim / 2);
+    auto f = to_f32(*ff);
+    ModelConfig base = cfg;
+    base.rope_scaling.clear();
+    rope_inv_freqs = base.rope_inv_freqs();
+    for (size_t i = 0; i < f.size(); i++) {
+      if (!(f[i] > 0)) fail("{}: rope_freqs.weight[{}] = {} is not positive", path, i, f[i]);
+      rope_inv_freqs[i] /= f[i];
+    }
+  }
+  if (tokenizer && int64_t(tokenizer->vocab().size()) > c.n_vocab)
+    fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", path, tokenizer->vocab().size(), c.n_vocab);
+}
+
+std::string hf_to_canonical(const std::string& h) {
+  if (h == "model.embed_tokens.weight") return "token_embd.weight";
+  if (h == "model.norm.weight") return "output_norm.weight";
+  if (h == "lm_head.weight") return "output.weight";
+  static const std::pair<const char*, const char*> kLayer[] = {
+      {"input_layernorm.weight", "attn_norm.weight"},
+      {"self_attn.q_proj.weight", "attn_q.weight"},
+      {"self_attn.k_proj.weight", "attn_k.weight"},
+      {"self_attn.v_proj.weight", "attn_v.weight"},
+      {"self_attn.o_proj.weight", "attn_output.weight"},
+      {"self_attn.q_proj.bias", "attn_q.bias"},
+      {"self_attn.k_proj.bias", "attn_k.bias"},
+      {"self_attn.v_proj.bias", "attn_v.bias"},
+      {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"mlp.gate_proj.weight", "ffn_gate.weight"},
+      {"mlp.up_proj.weight", "ffn_up.weight"},
+      {"mlp.down_proj.weight", "ffn_down.weight"},
+  };
+  const std::string prefix = "model.layers.";
+  if (h.compare(0, prefix.size(), prefix) != 0) return "";
+  size_t dot = h.find('.', prefix.size());
+  if (dot == std::string::npos) return "";
+  std::string num = h.substr(prefix.size(), dot - prefix.size());
+  if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 5) return "";
+  std::string rest = h.substr(dot + 1);
+  for (auto& [hf, c] : kLayer)
+    if (rest == hf) return "blk." + num + "." + c;
+  return "";
+}
+
+std::string canonical_to_hf(const std::string& c) {
+  if (c == "token_embd.weight") return "model.embed_tokens.weight";
+  if (c == "output_norm.weight") return "model.norm.weight";
+  if (c == "output.weight") return "lm_head.weight";
+  if (c.compare(0, 4, "blk.") != 0) return "";
+  size_t dot = c.find('.', 4);
+  if (dot == std::string::npos) return "";
+  std::string num = c.substr(4, dot - 4);
+  std::string probe = "model.layers." + num + ".";
+  for (const char* hf : {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+                         "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
+                         "self_attn.k_proj.bias", "self_attn.v_proj.bias", "post_attention_layernorm.weight",
+                         "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"})
+    if (hf_to_canonical(probe + hf) == c) return probe + hf;
+  return "";
+}
+
+std::unique_ptr<Model> load_model(const std::string& arg, const std::string& tokenizer_path) {
+  std::string path = resolve_model_path(arg);
+  if (is_directory(path)) return load_hf_model(path);
+  if (path.size() >= 11 && path.compare(path.size() - 11, 11, "config.json") == 0) {
+    auto slash = path.find_last_of('/');
+    return load_hf_model(slash == std::string::npos ? "." : path.substr(0, slash));
+  }
+  auto f = MappedFile::open(path);
+  if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0) return load_gguf_model(path);
+  if (f->size() >= 4 && std::memcmp(f->data(), "ak42", 4) == 0)
+    fail("{}: llama2.c version-1/2 checkpoints are not supported (only the legacy format)", path);
+  if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) fail("{}: not a GGUF file (bad magic)", path);
+  if (path.size() > 4 && path.compare(path.size() - 4, 4, ".bin") == 0) return load_llama2c_model(path, tokenizer_path);
+  fail("{}: unknown model format (expected a .gguf file, a Hugging Face directory or a llama2.c .bin)", path);
+}
+
+}  // namespace lmpress

@@ -1,0 +1,63 @@
+// A loaded model: config, tokenizer and weight tensors under llama.cpp's
+// canonical names (token_embd.weight, blk.N.attn_q.weight, ...), whatever the
+// source format. Weights are views into memory-mapped files.
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "model/config.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lmpress {
+
+struct LayerWeights {
+  std::vector<float> attn_norm, ffn_norm;  // small: kept as f32
+  std::vector<float> bq, bk, bv;           // empty unless qkv_bias
+  const Tensor* wq = nullptr;
+  const Tensor* wk = nullptr;
+  const Tensor* wv = nullptr;
+  const Tensor* wo = nullptr;
+  const Tensor* w_gate = nullptr;
+  const Tensor* w_up = nullptr;
+  const Tensor* w_down = nullptr;
+};
+
+struct Model {
+  ModelConfig cfg;
+  std::vector<Tensor> tensors;  // every tensor, canonical names
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::string path;    // what the user named
+  std::string format;  // "gguf", "hf", "llama2c"
+  // Pre-RoPE inverse frequencies (from config or a rope_freqs.weight tensor).
+  std::vector<float> rope_inv_freqs;
+
+  const Tensor* tok_embd = nullptr;
+  const Tensor* output = nullptr;  // == tok_embd when tied
+  std::vector<float> output_norm;
+  std::vector<LayerWeights> layers;
+
+  const Tensor* find(const std::string& name) const;
+  int64_t n_params() const;
+  uint64_t n_bytes() const;
+  // Validates tensor shapes against cfg and fills the pointers above.
+  void bind();
+};
+
+// Loads a model from a GGUF file, a Hugging Face directory (or its
+// config.json), or a llama2.c checkpoint (tokenizer: `tokenizer_path`, else a
+// tok*.bin / tokenizer.bin beside it).
+std::unique_ptr<Model> load_model(const std::string& path, const std::string& tokenizer_path = "");
+
+std::unique_ptr<Model> load_gguf_model(const std::string& path);
+std::unique_ptr<Model> load_hf_model(const std::string& dir);
+std::unique_ptr<Model> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
+
+// Canonical (GGUF) name <-> Hugging Face name for a Llama-family tensor;
+// empty when the name is not a model weight lmpress knows.
+std::string hf_to_canonical(const std::string& hf_name);
+std::string canonical_to_hf(const std::string& name);
+
+}  // namespace lmpress

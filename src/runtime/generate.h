@@ -1,0 +1,34 @@
+// Text generation: prompt prefill in batches, then one token at a time.
+#pragma once
+#include <functional>
+#include <string>
+
+#include "model/model.h"
+#include "runtime/sampler.h"
+
+namespace lmpress {
+
+struct GenerateOptions {
+  int64_t n_predict = 64;
+  int64_t n_ctx = 0;  // 0: the model's trained context
+  SamplerOptions sampling;
+  bool stop_at_eos = true;
+};
+
+struct GenerateStats {
+  int64_t n_prompt = 0, n_generated = 0;
+  double prompt_seconds = 0, gen_seconds = 0;
+  std::vector<int32_t> tokens;  // generated ids
+  double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0; }
+  double gen_tps() const { return gen_seconds > 0 ? n_generated / gen_seconds : 0; }
+};
+
+// Streams complete UTF-8 text through on_text as tokens are produced.
+GenerateStats generate(const Model& m, const std::string& prompt, const GenerateOptions& opt,
+                       const std::function<void(const std::string&)>& on_text);
+
+// Holds back an incomplete UTF-8 sequence at the end of `buf`, returning the
+// complete prefix (tokens can end in the middle of a character).
+std::string take_complete_utf8(std::string& buf);
+
+}  // namespace lmpress

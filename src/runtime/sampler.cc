@@ -1,0 +1,65 @@
+#include "runtime/sampler.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace lmpress {
+
+int32_t argmax(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; i++)
+    if (x[i] > x[best]) best = i;
+  return int32_t(best);
+}
+
+Sampler::Sampler(SamplerOptions o) : o_(o), rng_(o.seed) {}
+
+std::vector<int32_t> Sampler::candidates(const float* logits, int64_t n) {
+  cand_.clear();
+  for (int64_t i = 0; i < n; i++) cand_.emplace_back(logits[i], int32_t(i));
+  size_t keep = cand_.size();
+  if (o_.top_k > 0) keep = std::min(keep, size_t(o_.top_k));
+  std::partial_sort(cand_.begin(), cand_.begin() + long(keep), cand_.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  cand_.resize(keep);
+  // Probabilities of the untempered distribution over the kept candidates.
+  probs_.resize(keep);
+  double sum = 0;
+  for (size_t i = 0; i < keep; i++) sum += probs_[i] = std::exp(double(cand_[i].first - cand_[0].first));
+  for (auto& p : probs_) p /= sum;
+  if (o_.top_p < 1.0f) {
+    double cum = 0;
+    size_t k = 0;
+    while (k < keep) {
+      cum += probs_[k++];
+      if (cum >= o_.top_p) break;
+    }
+    keep = std::max<size_t>(k, 1);
+  }
+  if (o_.min_p > 0.0f) {
+    size_t k = 1;
+    while (k < keep && probs_[k] >= o_.min_p * probs_[0]) k++;
+    keep = k;
+  }
+  cand_.resize(keep);
+  std::vector<int32_t> ids;
+  for (auto& c : cand_) ids.push_back(c.second);
+  return ids;
+}
+
+int32_t Sampler::sample(const float* logits, int64_t n) {
+  if (o_.temperature <= 0.0f) return argmax(logits, n);
+  candidates(logits, n);
+  probs_.resize(cand_.size());
+  double sum = 0;
+  for (size_t i = 0; i < cand_.size(); i++)
+    sum += probs_[i] = std::exp(double(cand_[i].first - cand_[0].first) / o_.temperature);
+  double r = std::uniform_real_distribution<double>(0.0, sum)(rng_);
+  for (size_t i = 0; i < cand_.size(); i++) {
+    r -= probs_[i];
+    if (r <= 0) return cand_[i].second;
+  }
+  return cand_.back().second;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,220 @@
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "tokenizer/byte_bpe.h"
+
+#include <pcre2.h>
+
+#include <climits>
+
+#include "core/error.h"
+
+namespace lmpress {
+
+const char* const kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char* const kLlama3Regex =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const char* const kQwen2Regex =
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+
+const char* pre_tokenizer_regex(const std::string& pre) {
+  if (pre.empty() || pre == "default" || pre == "gpt-2" || pre == "gpt2") return kGpt2Regex;
+  if (pre == "llama-bpe" || pre == "llama3" || pre == "smaug-bpe") return kLlama3Regex;
+  if (pre == "qwen2" || pre == "deepseek-r1-qwen") return kQwen2Regex;
+  return nullptr;
+}
+
+namespace {
+
+void append_utf8(std::string& s, uint32_t cp) {
+  if (cp < 0x80) {
+    s += char(cp);
+  } else if (cp < 0x800) {
+    s += char(0xc0 | (cp >> 6));
+    s += char(0x80 | (cp & 0x3f));
+  } else if (cp < 0x10000) {
+    s += char(0xe0 | (cp >> 12));
+    s += char(0x80 | ((cp >> 6) & 0x3f));
+    s += char(0x80 | (cp & 0x3f));
+  } else {
+    s += char(0xf0 | (cp >> 18));
+    s += char(0x80 | ((cp >> 12) & 0x3f));
+    s += char(0x80 | ((cp >> 6) & 0x3f));
+    s += char(0x80 | (cp & 0x3f));
+  }
+}
+
+// Decodes one code point at s[i]; invalid sequences yield the lead byte.
+uint32_t next_cp(std::string_view s, size_t& i) {
+  unsigned char c = s[i];
+  size_t n = std::min(utf8_char_len(c), s.size() - i);
+  uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+  for (size_t k = 1; k < n; k++) cp = (cp << 6) | (uint8_t(s[i + k]) & 0x3f);
+  i += n;
+  return cp;
+}
+
+}  // namespace
+
+struct ByteBpeTokenizer::Regexes {
+  std::vector<pcre2_code*> codes;
+  pcre2_match_data* md = nullptr;
+  ~Regexes() {
+    for (auto* c : codes) pcre2_code_free(c);
+    if (md) pcre2_match_data_free(md);
+  }
+};
+
+ByteBpeTokenizer::ByteBpeTokenizer(Vocab v, const std::string& source)
+    : Tokenizer(std::move(v)), regexes_(std::make_unique<Regexes>()) {
+  std::vector<std::string> patterns;
+  if (!vocab_.pre_regex.empty()) {
+    size_t start = 0, p;
+    while ((p = vocab_.pre_regex.find('\x1f', start)) != std::string::npos) {
+      patterns.push_back(vocab_.pre_regex.substr(start, p - start));
+      start = p + 1;
+    }
+    patterns.push_back(vocab_.pre_regex.substr(start));
+  } else {
+    const char* re = pre_tokenizer_regex(vocab_.pre);
+    if (!re) fail("{}: unknown byte-level pre-tokenizer '{}'", source, vocab_.pre);
+    patterns.push_back(re);
+  }
+  for (const auto& pat : patterns) {
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code* c = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat.c_str()), pat.size(),
+                                  PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &off, nullptr);
+    if (!c) {
+      PCRE2_UCHAR msg[256];
+      pcre2_get_error_message(err, msg, sizeof msg);
+      fail("{}: pre-tokenizer regex does not compile at {}: {}", source, off, reinterpret_cast<char*>(msg));
+    }
+    pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
+    regexes_->codes.push_back(c);
+  }
+  regexes_->md = pcre2_match_data_create(4, nullptr);
+
+  for (size_t i = 0; i < vocab_.merges.size(); i++) {
+    const auto& m = vocab_.merges[i];
+    if (m.find(' ') == std::string::npos) fail("{}: merge {} '{}' is not two tokens", source, i, m);
+    merge_rank_.emplace(m, int32_t(i));
+  }
+  // GPT-2's bytes_to_unicode: printable bytes map to themselves, the rest to 256+.
+  uint32_t next = 256;
+  for (int b = 0; b < 256; b++) {
+    bool printable = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
+    uint32_t cp = printable ? uint32_t(b) : next++;
+    append_utf8(byte_to_cp_[b], cp);
+    cp_to_byte_[cp] = uint8_t(b);
+  }
+}
+
+ByteBpeTokenizer::~ByteBpeTokenizer() = default;
+
+void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<int32_t>& out) const {
+  // Pre-tokenize: each regex splits every current piece into matches and the
+  // gaps between them (HF's Split with behavior "Isolated").
+  std::vector<std::string_view> words{text};
+  for (auto* code : regexes_->codes) {
+    std::vector<std::string_view> next;
+    for (auto w : words) {
+      size_t pos = 0;
+      while (pos < w.size()) {
+        int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(w.data()), w.size(), pos, PCRE2_NO_UTF_CHECK,
+                             regexes_->md, nullptr);
+        if (rc < 0) break;
+        PCRE2_SIZE* ov = pcre2_get_ovector_pointer(regexes_->md);
+        if (ov[0] > pos) next.push_back(w.substr(pos, ov[0] - pos));
+        if (ov[1] == ov[0]) {  // empty match: step one character
+          size_t n = std::min(utf8_char_len(uint8_t(w[pos])), w.size() - pos);
+          next.push_back(w.substr(pos, n));
+          pos += n;
+          continue;
+        }
+        next.push_back(w.substr(ov[0], ov[1] - ov[0]));
+        pos = ov[1];
+      }
+      if (pos < w.size()) next.push_back(w.substr(pos));
+    }
+    words.swap(next);
+  }
+  if (vocab_.split_digits) {
+    std::vector<std::string_view> next;
+    for (auto w : words) {
+      size_t start = 0;
+      for (size_t i = 0; i < w.size(); i++)
+        if (w[i] >= '0' && w[i] <= '9') {
+          if (i > start) next.push_back(w.substr(start, i - start));
+          next.push_back(w.substr(i, 1));
+          start = i + 1;
+        }
+      if (start < w.size()) next.push_back(w.substr(start));
+    }
+    words.swap(next);
+  }
+
+  std::vector<std::string> syms;
+  for (auto w : words) {
+    std::string mapped;
+    for (unsigned char c : w) mapped += byte_to_cp_[c];
+    if (vocab_.ignore_merges) {
+      auto it = token_to_id_.find(mapped);
+      if (it != token_to_id_.end()) {
+        out.push_back(it->second);
+        continue;
+      }
+    }
+    syms.clear();
+    for (size_t i = 0; i < mapped.size();) {
+      size_t n = utf8_char_len(uint8_t(mapped[i]));
+      syms.push_back(mapped.substr(i, n));
+      i += n;
+    }
+    // Merge the lowest-ranked adjacent pair until none is in the merge list.
+    std::string key;
+    while (syms.size() > 1) {
+      int32_t best = INT32_MAX;
+      size_t at = 0;
+      for (size_t i = 0; i + 1 < syms.size(); i++) {
+        key.assign(syms[i]).append(" ").append(syms[i + 1]);
+        auto it = merge_rank_.find(key);
+        if (it != merge_rank_.end() && it->second < best) {
+          best = it->second;
+          at = i;
+        }
+      }
+      if (best == INT32_MAX) break;
+      syms[at] += syms[at + 1];
+      syms.erase(syms.begin() + long(at) + 1);
+    }
+    for (const auto& s : syms) {
+      auto it = token_to_id_.find(s);
+      if (it != token_to_id_.end()) {
+        out.push_back(it->second);
+      } else if (vocab_.unk >= 0) {
+        out.push_back(vocab_.unk);
+      } else {
+        fail("tokenizer: piece '{}' has no token and the vocabulary has no unknown token", s);
+      }
+    }
+  }
+}
+
+std::string ByteBpeTokenizer::decode_token(int32_t id, bool special) const {
+  if (id < 0 || size_t(id) >= vocab_.size()) fail("token id {} is outside the vocabulary of {}", id, vocab_.size());
+  const std::string& t = vocab_.tokens[id];
+  auto type = vocab_.types[id];
+  if (type == TokenType::Control || type == TokenType::Unknown) return special ? t : std::string();
+  if (type == TokenType::UserDefined) return t;
+  std::string s;
+  for (size_t i = 0; i < t.size();) {
+    uint32_t cp = next_cp(t, i);
+    auto it = cp_to_byte_.find(cp);
+    if (it != cp_to_byte_.end())
+      s += char(it->second);
+    else
+      append_utf8(s, cp);
+  }
+  return s;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,34 @@
+// Byte-level BPE (GPT-2 family: Llama 3, Qwen2, SmolLM, Mistral Nemo):
+// text is split by a pre-tokenizer regex, each piece's bytes are mapped to
+// printable code points, then merged by rank.
+#pragma once
+#include <memory>
+
+#include "tokenizer/tokenizer.h"
+
+namespace lmpress {
+
+// The pre-tokenizer regexes named by GGUF's tokenizer.ggml.pre.
+const char* pre_tokenizer_regex(const std::string& pre);  // nullptr if unknown
+extern const char* const kGpt2Regex;
+extern const char* const kLlama3Regex;
+extern const char* const kQwen2Regex;
+
+class ByteBpeTokenizer : public Tokenizer {
+ public:
+  ByteBpeTokenizer(Vocab v, const std::string& source);
+  ~ByteBpeTokenizer() override;
+  std::string decode_token(int32_t id, bool special) const override;
+
+ protected:
+  void encode_fragment(std::string_view text, bool first, std::vector<int32_t>& out) const override;
+
+ private:
+  struct Regexes;
+  std::unique_ptr<Regexes> regexes_;
+  std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank
+  std::string byte_to_cp_[256];                          // byte -> UTF-8 of its code point
+  std::unordered_map<uint32_t, uint8_t> cp_to_byte_;
+};
+
+}  // namespace lmpress

@@ -1,0 +1,35 @@
+// The vocabulary in GGUF's terms (tokenizer.ggml.*): every tokenizer source
+// (GGUF, tokenizer.model, tokenizer.json, llama2.c tokenizer.bin) is read into
+// this one shape, and GGUF/HF writers write from it.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace lmpress {
+
+enum class TokenType : int32_t {
+  Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6,
+};
+
+struct Vocab {
+  std::string model;  // "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE)
+  std::string pre;    // byte-level pre-tokenizer name: "default", "llama-bpe", "qwen2", ...
+  std::string pre_regex;  // explicit pre-tokenizer regex(es), '\x1f'-separated; overrides `pre`
+  bool split_digits = false;  // an extra "Digits(individual)" pre-tokenizer step
+  bool ignore_merges = false;  // a pre-token that is itself a token is not merged (Llama 3)
+  std::vector<std::string> tokens;
+  std::vector<float> scores;
+  std::vector<TokenType> types;
+  std::vector<std::string> merges;  // "a b" pairs, rank = index (gpt2 only)
+  int32_t bos = -1, eos = -1, unk = -1, pad = -1;
+  bool add_bos = false, add_eos = false;
+  bool add_space_prefix = true;  // SentencePiece dummy prefix
+
+  size_t size() const { return tokens.size(); }
+  // Checks ids and array lengths; `source` names the file in errors.
+  void validate(const std::string& source) const;
+};
+
+}  // namespace lmpress

@@ -1,0 +1,53 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <vector>
+
+namespace lmpress::test {
+namespace fs = std::filesystem;
+
+std::string shared_path(const std::string& rel) { return std::string(LMPRESS_SHARED_DIR) + "/" + rel; }
+bool have_shared(const std::string& rel) { return fs::exists(shared_path(rel)); }
+
+namespace {
+struct TempDirs {
+  std::vector<std::string> dirs;
+  ~TempDirs() {
+    for (auto& d : dirs) {
+      std::error_code ec;
+      fs::remove_all(d, ec);
+    }
+  }
+};
+TempDirs g_temp;
+}  // namespace
+
+std::string temp_dir() {
+  std::string tmpl = (fs::temp_directory_path() / "lmpress-test-XXXXXX").string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back(0);
+  if (!mkdtemp(buf.data())) std::abort();
+  g_temp.dirs.emplace_back(buf.data());
+  return g_temp.dirs.back();
+}
+
+CliResult run_cli(const std::string& args) {
+  std::string cmd = std::string("LMPRESS_NO_PROGRESS=1 ") + LMPRESS_CLI_PATH + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  CliResult r{-1, ""};
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+}  // namespace lmpress::test

@@ -1,0 +1,37 @@
+// lmpress convert IN OUT [--dtype f32|f16|bf16]: HF <-> GGUF, llama2.c -> both.
+#include "commands.h"
+#include "core/error.h"
+#include "model/export.h"
+
+namespace lmpress::cli {
+
+void add_convert(CLI::App& app) {
+  struct Opts {
+    std::string in, out, dtype, tokenizer, format, name;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("convert", "Convert a model between GGUF, Hugging Face and llama2.c formats");
+  cmd->add_option("input", o->in, "Input model")->required();
+  cmd->add_option("output", o->out, "Output: a .gguf file, or a directory for Hugging Face layout")->required();
+  cmd->add_option("--dtype", o->dtype, "Type of the weight matrices: f32, f16, bf16 (default: keep)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16"}, CLI::ignore_case));
+  cmd->add_option("--format", o->format, "Output format (default: gguf if OUT ends in .gguf, else hf)")
+      ->check(CLI::IsMember({"gguf", "hf"}));
+  cmd->add_option("--name", o->name, "Model name to record (general.name)");
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
+  cmd->callback([o] {
+    auto m = load_model(o->in, o->tokenizer);
+    ExportOptions eo;
+    if (!o->dtype.empty()) eo.dtype = dtype_from_name(o->dtype);
+    eo.name = o->name;
+    std::string fmt = o->format;
+    if (fmt.empty()) fmt = o->out.size() > 5 && o->out.compare(o->out.size() - 5, 5, ".gguf") == 0 ? "gguf" : "hf";
+    if (fmt == "gguf")
+      write_gguf_model(*m, o->out, eo);
+    else
+      write_hf_model(*m, o->out, eo);
+    fmt::print("wrote {} ({} format, {} tensors)\n", o->out, fmt, m->tensors.size());
+  });
+}
+
+}  // namespace lmpress::cli

@@ -1,0 +1,64 @@
+// lmpress generate MODEL -p TEXT -n N: streams tokens, then prints speed.
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "core/error.h"
+#include "kernels/matmul.h"
+#include "model/model.h"
+#include "runtime/generate.h"
+
+namespace lmpress::cli {
+
+void add_generate(CLI::App& app) {
+  struct Opts {
+    std::string model, tokenizer, prompt, file;
+    GenerateOptions g;
+    int threads = 0;
+    bool json = false, ignore_eos = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("generate", "Generate text from a prompt");
+  cmd->add_option("model", o->model, "Model")->required();
+  auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
+  cmd->add_option("-f,--file", o->file, "Read the prompt from a file")->excludes(p);
+  cmd->add_option("-n,--n-predict", o->g.n_predict, "Tokens to generate")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-c,--ctx", o->g.n_ctx, "Context size (0: the model's)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("--temp", o->g.sampling.temperature, "Temperature (0: greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--top-k", o->g.sampling.top_k, "Top-k (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 24));
+  cmd->add_option("--top-p", o->g.sampling.top_p, "Top-p (1: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--min-p", o->g.sampling.min_p, "Min-p (0: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("-s,--seed", o->g.sampling.seed, "Random seed")->capture_default_str();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
+  cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after end-of-sequence");
+  cmd->add_flag("--json", o->json, "Print JSON instead of streaming");
+  add_threads_option(cmd, o->threads);
+  cmd->callback([o] {
+    set_num_threads(o->threads);
+    std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
+    auto m = load_model(o->model, o->tokenizer);
+    o->g.stop_at_eos = !o->ignore_eos;
+    std::string text;
+    if (!o->json) {
+      fmt::print("{}", prompt);
+      std::fflush(stdout);
+    }
+    auto s = generate(*m, prompt, o->g, [&](const std::string& piece) {
+      text += piece;
+      if (!o->json) {
+        fmt::print("{}", piece);
+        std::fflush(stdout);
+      }
+    });
+    if (o->json) {
+      nlohmann::ordered_json j{{"prompt", prompt}, {"text", text}, {"tokens", s.tokens},
+                               {"n_prompt", s.n_prompt}, {"n_generated", s.n_generated},
+                               {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()}};
+      fmt::print("{}\n", j.dump(2));
+      return;
+    }
+    fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", s.n_prompt,
+               s.prompt_tps(), s.n_generated, s.gen_tps());
+  });
+}
+
+}  // namespace lmpress::cli

@@ -1,0 +1,71 @@
+// lmpress info MODEL: architecture, parameters, tensor table, tokenizer.
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "model/model.h"
+
+namespace lmpress::cli {
+
+void add_info(CLI::App& app) {
+  struct Opts {
+    std::string model, tokenizer;
+    bool json = false, no_tensors = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("info", "Show a model's architecture, tensors and tokenizer");
+  cmd->add_option("model", o->model, "GGUF file, Hugging Face directory, llama2.c .bin or cached ORG/NAME")->required();
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->add_flag("--no-tensors", o->no_tensors, "Omit the tensor table");
+  cmd->callback([o] {
+    auto m = load_model(o->model, o->tokenizer);
+    const auto& c = m->cfg;
+    const double bpw = 8.0 * double(m->n_bytes()) / double(m->n_params());
+    const Vocab* v = m->tokenizer ? &m->tokenizer->vocab() : nullptr;
+    if (o->json) {
+      nlohmann::ordered_json j;
+      j["path"] = m->path;
+      j["format"] = m->format;
+      j["architecture"] = c.arch;
+      j["n_params"] = m->n_params();
+      j["n_bytes"] = m->n_bytes();
+      j["bits_per_weight"] = bpw;
+      j["config"] = {{"vocab_size", c.n_vocab},       {"hidden_size", c.dim},        {"num_layers", c.n_layers},
+                     {"num_heads", c.n_heads},        {"num_kv_heads", c.n_kv_heads}, {"head_dim", c.head_dim},
+                     {"intermediate_size", c.ffn_dim}, {"context_length", c.ctx_len}, {"rms_norm_eps", c.rms_eps},
+                     {"rope_theta", c.rope_theta},    {"rope_scaling", c.rope_scaling},
+                     {"tied_embeddings", c.tied_embeddings}, {"qkv_bias", c.qkv_bias}};
+      if (v)
+        j["tokenizer"] = {{"model", v->model}, {"pre", v->pre}, {"n_tokens", v->size()}, {"n_merges", v->merges.size()},
+                          {"bos", v->bos}, {"eos", v->eos}, {"add_bos", v->add_bos}};
+      if (!o->no_tensors) {
+        auto arr = nlohmann::ordered_json::array();
+        for (const auto& t : m->tensors)
+          arr.push_back({{"name", t.name}, {"shape", t.shape}, {"dtype", dtype_name(t.dtype)}, {"bytes", t.nbytes}});
+        j["tensors"] = arr;
+      }
+      fmt::print("{}\n", j.dump(2));
+      return;
+    }
+    fmt::print("model:         {} ({})\n", m->path, m->format);
+    fmt::print("architecture:  {}\n", c.arch);
+    fmt::print("parameters:    {} ({:.2f} M)\n", m->n_params(), double(m->n_params()) / 1e6);
+    fmt::print("size:          {} bytes ({:.2f} MiB), {:.2f} bits per weight\n", m->n_bytes(),
+               double(m->n_bytes()) / (1 << 20), bpw);
+    fmt::print("layers:        {}, hidden {}, ffn {}, heads {} (kv {}), head dim {}\n", c.n_layers, c.dim, c.ffn_dim,
+               c.n_heads, c.n_kv_heads, c.head_dim);
+    fmt::print("context:       {}, rope theta {}{}, rms eps {}\n", c.ctx_len, c.rope_theta,
+               c.rope_scaling.empty() ? "" : ", scaling " + c.rope_scaling, c.rms_eps);
+    fmt::print("output head:   {}{}\n", c.tied_embeddings ? "tied to embeddings" : "separate",
+               c.qkv_bias ? ", q/k/v bias" : "");
+    if (v)
+      fmt::print("tokenizer:     {} ({}), {} tokens, {} merges, bos {} eos {}, add bos {}\n",
+                 v->model == "llama" ? "SentencePiece BPE" : "byte-level BPE", v->model, v->size(), v->merges.size(),
+                 v->bos, v->eos, v->add_bos ? "yes" : "no");
+    if (o->no_tensors) return;
+    fmt::print("\n{:<36} {:<20} {:<6} {:>12}\n", "tensor", "shape", "type", "bytes");
+    for (const auto& t : m->tensors) fmt::print("{:<36} {:<20} {:<6} {:>12}\n", t.name, t.shape_str(), dtype_name(t.dtype), t.nbytes);
+  });
+}
+
+}  // namespace lmpress::cli

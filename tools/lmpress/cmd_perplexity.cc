@@ -1,0 +1,59 @@
+// lmpress perplexity MODEL -f TEXT --ctx N [--chunks K]: llama.cpp's protocol.
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "core/error.h"
+#include "eval/perplexity.h"
+#include "kernels/matmul.h"
+#include "model/model.h"
+
+namespace lmpress::cli {
+
+void add_perplexity(CLI::App& app) {
+  struct Opts {
+    std::string model, tokenizer, file;
+    int64_t ctx = 512, chunks = -1, batch = 2048;
+    int threads = 0;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp protocol)");
+  cmd->add_option("model", o->model, "Model")->required();
+  cmd->add_option("-f,--file", o->file, "Text file")->required();
+  cmd->add_option("-c,--ctx", o->ctx, "Window size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
+  cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str();
+  cmd->add_option("-b,--batch", o->batch, "Tokens per forward batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
+  cmd->add_flag("--json", o->json, "Print JSON");
+  add_threads_option(cmd, o->threads);
+  cmd->callback([o] {
+    set_num_threads(o->threads);
+    auto m = load_model(o->model, o->tokenizer);
+    if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
+    std::string text = read_input_text(o->file);
+    auto tokens = m->tokenizer->encode(text, true, false);
+    if (o->ctx > m->cfg.ctx_len && !o->json)
+      fmt::print(stderr, "warning: ctx {} exceeds the model's trained context {}\n", o->ctx, m->cfg.ctx_len);
+    PerplexityOptions po{o->ctx, o->chunks, o->batch};
+    if (!o->json) fmt::print("{} tokens; calculating perplexity over windows of {}\n", tokens.size(), o->ctx);
+    auto r = perplexity(*m, tokens, po, [&](int64_t i, double ppl) {
+      if (!o->json) {
+        fmt::print("[{}]{:.4f},", i + 1, ppl);
+        std::fflush(stdout);
+      }
+    });
+    if (o->json) {
+      nlohmann::ordered_json j{{"model", m->path}, {"file", o->file}, {"ctx", o->ctx}, {"chunks", r.n_chunks},
+                               {"tokens", r.n_tokens_total}, {"tokens_scored", r.n_tokens_scored},
+                               {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"mean_nll", r.mean_nll},
+                               {"seconds", r.seconds}, {"running_ppl", r.running_ppl}};
+      fmt::print("{}\n", j.dump(2));
+    } else {
+      fmt::print("\nFinal estimate: PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
+      fmt::print("{} chunks, {} tokens scored, {:.2f} s ({:.1f} tokens/s)\n", r.n_chunks, r.n_tokens_scored, r.seconds,
+                 double(r.n_chunks * o->ctx) / r.seconds);
+    }
+  });
+}
+
+}  // namespace lmpress::cli

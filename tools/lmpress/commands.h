@@ -1,0 +1,21 @@
+// Each subcommand registers itself on the app; main() only dispatches.
+#pragma once
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace lmpress::cli {
+
+void add_info(CLI::App& app);
+void add_tokenize(CLI::App& app);
+void add_generate(CLI::App& app);
+void add_perplexity(CLI::App& app);
+void add_convert(CLI::App& app);
+void add_pull(CLI::App& app);
+
+// --threads, shared by the compute commands.
+void add_threads_option(CLI::App* cmd, int& threads);
+// Reads a whole text file (for -f), failing on an empty one.
+std::string read_input_text(const std::string& path);
+
+}  // namespace lmpress::cli

@@ -1,0 +1,49 @@
+// lmpress: compress, evaluate and run LLMs. Thin: parses, calls the library.
+#include <cstdio>
+
+#include "commands.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "kernels/matmul.h"
+
+namespace lmpress::cli {
+
+void add_threads_option(CLI::App* cmd, int& threads) {
+  cmd->add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
+}
+
+std::string read_input_text(const std::string& path) {
+  std::string text = read_text_file(path);
+  if (text.empty()) fail("{}: the text file is empty", path);
+  return text;
+}
+
+}  // namespace lmpress::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"lmpress: compress, evaluate and run large language models on the CPU", "lmpress"};
+  app.set_version_flag("--version", std::string("lmpress ") + LMPRESS_VERSION);
+  app.require_subcommand(1);
+  lmpress::cli::add_info(app);
+  lmpress::cli::add_tokenize(app);
+  lmpress::cli::add_generate(app);
+  lmpress::cli::add_perplexity(app);
+  lmpress::cli::add_convert(app);
+  lmpress::cli::add_pull(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const lmpress::Error& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
