@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The main job on the default model: inspect it, convert it to GGUF (f32 and
+# f16), measure perplexity of the original and the conversions with the
+# llama.cpp protocol, generate a little text, and print the comparison.
+# Model: $LMPRESS_MODEL, else ../shared/models/lmp-8m, else HuggingFaceTB/SmolLM2-135M from the hub.
+# Text:  $LMPRESS_TEXT, else ../shared/data/wikitext-2/wiki.test.raw.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LMP=build/lmpress
+MODEL="${LMPRESS_MODEL:-}"
+if [ -z "$MODEL" ]; then
+  if [ -d ../shared/models/lmp-8m ]; then MODEL=../shared/models/lmp-8m
+  else $LMP pull HuggingFaceTB/SmolLM2-135M; MODEL=HuggingFaceTB/SmolLM2-135M; fi
+fi
+TEXT="${LMPRESS_TEXT:-../shared/data/wikitext-2/wiki.test.raw}"
+[ -f "$TEXT" ] || { echo "demo: evaluation text $TEXT not found; set LMPRESS_TEXT" >&2; exit 1; }
+CTX="${LMPRESS_CTX:-256}"; CHUNKS="${LMPRESS_CHUNKS:-40}"
+OUT="${LMPRESS_OUT:-out/demo}"; mkdir -p "$OUT"
+
+$LMP info "$MODEL" --no-tensors
+$LMP convert "$MODEL" "$OUT/model-f32.gguf" --dtype f32
+$LMP convert "$MODEL" "$OUT/model-f16.gguf" --dtype f16
+ppl() { $LMP perplexity "$1" -f "$TEXT" --ctx "$CTX" --chunks "$CHUNKS" --json | sed -n 's/^  "ppl": \([0-9.]*\),/\1/p'; }
+size() { $LMP info "$1" --json --no-tensors | sed -n 's/^  "n_bytes": \([0-9]*\),/\1/p'; }
+echo
+$LMP generate "$OUT/model-f16.gguf" -p "The kernel scheduler" -n 48
+echo
+printf '\n%-28s %12s %10s %10s\n' "model" "bytes" "PPL" "dPPL"
+base=$(ppl "$MODEL")
+printf '%-28s %12s %10.4f %10s\n' "original" "$(size "$MODEL")" "$base" "-"
+for v in f32 f16; do
+  p=$(ppl "$OUT/model-$v.gguf")
+  awk -v n="model-$v.gguf" -v s="$(size "$OUT/model-$v.gguf")" -v p="$p" -v b="$base" \
+    'BEGIN { printf "%-28s %12s %10.4f %+10.4f\n", n, s, p, p - b }'
+done
+echo "(perplexity: $TEXT, llama.cpp protocol, ctx $CTX, first $CHUNKS windows)"

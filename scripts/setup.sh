@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs every Debian package lmpress needs and builds it (Release) into build/.
+# Usage: bash scripts/setup.sh        (run as root, or with sudo available)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PKGS=(build-essential cmake ninja-build pkg-config git
+      libopenblas-dev liblapacke-dev libhwy-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+      libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev
+      libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev)
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+missing=()
+for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j"$(nproc)"
