@@ -19,6 +19,12 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
   if (!model) fail("{}: has no tokenizer (tokenizer.ggml.model missing)", g.path);
   v.model = *model;
   v.pre = g.get_string("tokenizer.ggml.pre").value_or("default");
+  if (auto* r = g.find("tokenizer.lmpress.pre_regexes")) {
+    // Written by lmpress for a pre-tokenizer llama.cpp has no name for.
+    if (r->type != GGUFType::ARRAY || r->elem_type != GGUFType::STRING)
+      fail("{}: tokenizer.lmpress.pre_regexes is not a string array", g.path);
+    for (const auto& x : r->as_array()) v.pre_regexes.push_back(x.as_string());
+  }
   auto* toks = g.find("tokenizer.ggml.tokens");
   if (!toks || toks->type != GGUFType::ARRAY || toks->elem_type != GGUFType::STRING)
     fail("{}: tokenizer.ggml.tokens is missing or not a string array", g.path);
@@ -58,7 +64,16 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
 
 void vocab_to_gguf(const Vocab& v, GGUFWriter& w) {
   w.set("tokenizer.ggml.model", GGUFValue::str(v.model));
-  if (v.model == "gpt2") w.set("tokenizer.ggml.pre", GGUFValue::str(v.pre.empty() ? "default" : v.pre));
+  if (v.model == "gpt2") {
+    std::string name = v.pre_regexes.empty() ? v.pre : pre_tokenizer_name(v.pre_regexes);
+    if (name.empty()) {
+      // llama.cpp knows pre-tokenizers by name only: record the regexes for
+      // lmpress and name the closest llama.cpp one.
+      name = "gpt-2";
+      w.set("tokenizer.lmpress.pre_regexes", GGUFValue::str_array(v.pre_regexes));
+    }
+    w.set("tokenizer.ggml.pre", GGUFValue::str(name));
+  }
   w.set("tokenizer.ggml.tokens", GGUFValue::str_array(v.tokens));
   if (!v.scores.empty()) w.set("tokenizer.ggml.scores", GGUFValue::f32_array(v.scores));
   std::vector<int32_t> types;
@@ -303,9 +318,8 @@ Vocab vocab_from_tokenizer_json(const std::string& path) {
       else
         v.merges.push_back(mg.at(0).get<std::string>() + " " + mg.at(1).get<std::string>());
     }
-    // Pre-tokenizer: collect Split regexes; ByteLevel(use_regex) adds GPT-2's.
-    std::string regex;
-    auto add_regex = [&](const std::string& r) { regex += (regex.empty() ? "" : "\x1f") + r; };
+    // Pre-tokenizer: Split regexes, Digits and ByteLevel(use_regex) in order.
+    auto add_regex = [&](const std::string& r) { v.pre_regexes.push_back(r); };
     std::function<void(const nlohmann::json&)> walk = [&](const nlohmann::json& p) {
       if (p.is_null()) return;
       std::string type = p.value("type", "");
@@ -318,14 +332,14 @@ Vocab vocab_from_tokenizer_json(const std::string& path) {
       } else if (type == "ByteLevel") {
         if (p.value("use_regex", true)) add_regex(kGpt2Regex);
       } else if (type == "Digits") {
-        if (p.value("individual_digits", false)) v.split_digits = true;
+        add_regex(p.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
       } else {
         fail("{}: pre-tokenizer '{}' is not supported", path, type);
       }
     };
     walk(j.value("pre_tokenizer", nlohmann::json()));
-    v.pre_regex = regex.empty() ? kGpt2Regex : regex;
-    v.pre = "custom";
+    if (v.pre_regexes.empty()) add_regex(kGpt2Regex);
+    v.pre = pre_tokenizer_name(v.pre_regexes);
     v.add_space_prefix = false;
     return v;
   } catch (const nlohmann::json::exception& e) {
@@ -349,15 +363,10 @@ std::string vocab_to_tokenizer_json(const Vocab& v) {
   j["added_tokens"] = added;
   j["normalizer"] = nullptr;
   auto pre = nlohmann::ordered_json::array();
-  std::string regex = v.pre_regex.empty() ? pre_tokenizer_regex(v.pre) ? pre_tokenizer_regex(v.pre) : kGpt2Regex : v.pre_regex;
-  size_t start = 0;
-  while (true) {
-    size_t p = regex.find('\x1f', start);
-    pre.push_back({{"type", "Split"}, {"pattern", {{"Regex", regex.substr(start, p - start)}}},
-                   {"behavior", "Isolated"}, {"invert", false}});
-    if (p == std::string::npos) break;
-    start = p + 1;
-  }
+  std::vector<std::string> regexes = v.pre_regexes;
+  if (regexes.empty() && !pre_tokenizer_regexes(v.pre, regexes)) fail("unknown byte-level pre-tokenizer '{}'", v.pre);
+  for (const auto& r : regexes)
+    pre.push_back({{"type", "Split"}, {"pattern", {{"Regex", r}}}, {"behavior", "Isolated"}, {"invert", false}});
   pre.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});
   j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", pre}};
   j["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};

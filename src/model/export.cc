@@ -121,6 +121,12 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
     if (t.name == "output.weight" && c.tied_embeddings) continue;
     w.add_tensor(prepare(m, t, opt, target));
   }
+  if (c.rope_scaling == "llama3") {
+    w.set("lmpress.rope_scaling.llama3.factor", GGUFValue::f32(c.rope_factor));
+    w.set("lmpress.rope_scaling.llama3.low_freq_factor", GGUFValue::f32(c.rope_low_freq_factor));
+    w.set("lmpress.rope_scaling.llama3.high_freq_factor", GGUFValue::f32(c.rope_high_freq_factor));
+    w.set("lmpress.rope_scaling.llama3.original_context_length", GGUFValue::u32(uint32_t(c.rope_orig_ctx)));
+  }
   if (c.rope_scaling == "llama3" && !has_rope_freqs) {
     // llama.cpp reads Llama 3 scaling as divisors of the base frequencies.
     ModelConfig base = c;
@@ -140,8 +146,9 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   if (fs::exists(dir) && fs::equivalent(dir, m.path)) fail("{}: refusing to overwrite the input model", dir);
   fs::create_directories(dir);
   const auto& c = m.cfg;
-  if (c.rope_scaling == "llama3" && m.find("rope_freqs.weight") && m.format == "gguf")
-    fail("{}: a GGUF file's rope_freqs cannot be expressed as HF rope_scaling; convert from the HF model instead", m.path);
+  if (m.find("rope_freqs.weight") && c.rope_scaling != "llama3")
+    fail("{}: its rope_freqs.weight cannot be expressed as Hugging Face rope_scaling; convert from the HF model instead",
+         m.path);
   nlohmann::ordered_json j;
   j["architectures"] = {c.arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
   j["model_type"] = c.arch == "qwen2" ? "qwen2" : "llama";

@@ -40,6 +40,14 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.rope_scaling = "linear";
     c.rope_factor = float(g.get_float(k + "rope.scaling.factor").value_or(1.0));
   }
+  if (auto f = g.get_float("lmpress.rope_scaling.llama3.factor")) {
+    // Llama 3 scaling parameters, recorded by lmpress beside llama.cpp's rope_freqs tensor.
+    c.rope_scaling = "llama3";
+    c.rope_factor = float(*f);
+    c.rope_low_freq_factor = float(g.get_float("lmpress.rope_scaling.llama3.low_freq_factor").value_or(1.0));
+    c.rope_high_freq_factor = float(g.get_float("lmpress.rope_scaling.llama3.high_freq_factor").value_or(4.0));
+    c.rope_orig_ctx = g.get_int("lmpress.rope_scaling.llama3.original_context_length").value_or(8192);
+  }
   m->tensors = g.tensors();
   const Tensor* emb = m->find("token_embd.weight");
   if (!emb) fail("{}: missing tensor token_embd.weight", path);

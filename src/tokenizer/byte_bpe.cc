@@ -9,17 +9,60 @@
 
 namespace lmpress {
 
-const char* const kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-const char* const kLlama3Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-const char* const kQwen2Regex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// Regexes as llama.cpp writes them (llama-vocab.cpp); HF's "(?i:'s|...)" and
+// GPT-2's trailing "|\s+" tokenize identically and are normalized to these.
+const char* const kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
+namespace {
+const char* const kContractions = R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]))";
+const std::string kLlama3Regex = std::string(kContractions) +
+    R"(|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+const std::string kQwen2Regex = std::string(kContractions) +
+    R"(|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
-const char* pre_tokenizer_regex(const std::string& pre) {
-  if (pre.empty() || pre == "default" || pre == "gpt-2" || pre == "gpt2") return kGpt2Regex;
-  if (pre == "llama-bpe" || pre == "llama3" || pre == "smaug-bpe") return kLlama3Regex;
-  if (pre == "qwen2" || pre == "deepseek-r1-qwen") return kQwen2Regex;
-  return nullptr;
+struct NamedPre {
+  const char* name;
+  std::vector<std::string> regexes;
+};
+const std::vector<NamedPre>& named_pres() {
+  static const std::vector<NamedPre> k = {
+      {"gpt-2", {kGpt2Regex}},
+      {"llama-bpe", {kLlama3Regex}},
+      {"qwen2", {kQwen2Regex}},
+      {"smollm", {R"(\p{N})", kGpt2Regex}},
+      {"default", {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2Regex, R"(\p{N}+)", "[0-9][0-9][0-9]"}},
+  };
+  return k;
+}
+
+std::string normalize_regex(std::string r) {
+  const std::string hf_contractions = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
+  if (r.compare(0, hf_contractions.size(), hf_contractions) == 0) r = kContractions + r.substr(hf_contractions.size());
+  const std::string gpt2_hf = std::string(kGpt2Regex) + R"(|\s+)";
+  if (r == gpt2_hf) r = kGpt2Regex;
+  return r;
+}
+
+}  // namespace
+
+bool pre_tokenizer_regexes(const std::string& pre, std::vector<std::string>& out) {
+  std::string p = pre;
+  if (p == "gpt2") p = "gpt-2";
+  if (p == "llama3" || p == "smaug-bpe") p = "llama-bpe";
+  if (p == "deepseek-r1-qwen") p = "qwen2";
+  for (const auto& n : named_pres())
+    if (p == n.name) {
+      out = n.regexes;
+      return true;
+    }
+  return false;
+}
+
+std::string pre_tokenizer_name(const std::vector<std::string>& regexes) {
+  std::vector<std::string> norm;
+  for (const auto& r : regexes) norm.push_back(normalize_regex(r));
+  for (const auto& n : named_pres())
+    if (norm == n.regexes) return n.name;
+  return "";
 }
 
 namespace {
@@ -65,20 +108,9 @@ struct ByteBpeTokenizer::Regexes {
 
 ByteBpeTokenizer::ByteBpeTokenizer(Vocab v, const std::string& source)
     : Tokenizer(std::move(v)), regexes_(std::make_unique<Regexes>()) {
-  std::vector<std::string> patterns;
-  if (!vocab_.pre_regex.empty()) {
-    size_t start = 0, p;
-    while ((p = vocab_.pre_regex.find('\x1f', start)) != std::string::npos) {
-      patterns.push_back(vocab_.pre_regex.substr(start, p - start));
-      start = p + 1;
-    }
-    patterns.push_back(vocab_.pre_regex.substr(start));
-  } else {
-    const char* re = pre_tokenizer_regex(vocab_.pre);
-    if (!re) fail("{}: unknown byte-level pre-tokenizer '{}'", source, vocab_.pre);
-    patterns.push_back(re);
-  }
-  for (const auto& pat : patterns) {
+  if (vocab_.pre_regexes.empty() && !pre_tokenizer_regexes(vocab_.pre, vocab_.pre_regexes))
+    fail("{}: unknown byte-level pre-tokenizer '{}'", source, vocab_.pre);
+  for (const auto& pat : vocab_.pre_regexes) {
     int err;
     PCRE2_SIZE off;
     pcre2_code* c = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat.c_str()), pat.size(),
@@ -134,20 +166,6 @@ void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<
         pos = ov[1];
       }
       if (pos < w.size()) next.push_back(w.substr(pos));
-    }
-    words.swap(next);
-  }
-  if (vocab_.split_digits) {
-    std::vector<std::string_view> next;
-    for (auto w : words) {
-      size_t start = 0;
-      for (size_t i = 0; i < w.size(); i++)
-        if (w[i] >= '0' && w[i] <= '9') {
-          if (i > start) next.push_back(w.substr(start, i - start));
-          next.push_back(w.substr(i, 1));
-          start = i + 1;
-        }
-      if (start < w.size()) next.push_back(w.substr(start));
     }
     words.swap(next);
   }

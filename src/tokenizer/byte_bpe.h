@@ -8,11 +8,12 @@
 
 namespace lmpress {
 
-// The pre-tokenizer regexes named by GGUF's tokenizer.ggml.pre.
-const char* pre_tokenizer_regex(const std::string& pre);  // nullptr if unknown
+// The regexes llama.cpp uses for a tokenizer.ggml.pre name; false if unknown.
+bool pre_tokenizer_regexes(const std::string& pre, std::vector<std::string>& out);
+// The llama.cpp name for a regex list (as tokenizer.json spells it, or as
+// llama.cpp does); "" when llama.cpp has no name for it.
+std::string pre_tokenizer_name(const std::vector<std::string>& regexes);
 extern const char* const kGpt2Regex;
-extern const char* const kLlama3Regex;
-extern const char* const kQwen2Regex;
 
 class ByteBpeTokenizer : public Tokenizer {
  public:

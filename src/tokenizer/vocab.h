@@ -15,9 +15,10 @@ enum class TokenType : int32_t {
 
 struct Vocab {
   std::string model;  // "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE)
-  std::string pre;    // byte-level pre-tokenizer name: "default", "llama-bpe", "qwen2", ...
-  std::string pre_regex;  // explicit pre-tokenizer regex(es), '\x1f'-separated; overrides `pre`
-  bool split_digits = false;  // an extra "Digits(individual)" pre-tokenizer step
+  std::string pre;    // byte-level pre-tokenizer name as llama.cpp knows it: "gpt-2", "llama-bpe", ...
+  // The pre-tokenizer regexes applied in order (each splits every piece into
+  // matches and gaps). Filled from `pre` or from tokenizer.json.
+  std::vector<std::string> pre_regexes;
   bool ignore_merges = false;  // a pre-token that is itself a token is not merged (Llama 3)
   std::vector<std::string> tokens;
   std::vector<float> scores;

@@ -1,0 +1,208 @@
+#include "synthetic_model.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <random>
+
+#include "io/safetensors.h"
+#include "core/mapped_file.h"
+
+namespace lmpress::test {
+namespace {
+
+std::string byte_char(int b) {
+  // GPT-2 bytes_to_unicode, written out independently of the tokenizer code.
+  std::vector<int> bs;
+  for (int i = 33; i <= 126; i++) bs.push_back(i);
+  for (int i = 161; i <= 172; i++) bs.push_back(i);
+  for (int i = 174; i <= 255; i++) bs.push_back(i);
+  int n = 0, cp = -1;
+  for (int x = 0; x < 256; x++) {
+    bool in = std::find(bs.begin(), bs.end(), x) != bs.end();
+    int c = in ? x : 256 + n++;
+    if (x == b) cp = c;
+  }
+  std::string s;
+  if (cp < 0x80) {
+    s += char(cp);
+  } else {
+    s += char(0xc0 | (cp >> 6));
+    s += char(0x80 | (cp & 0x3f));
+  }
+  return s;
+}
+
+}  // namespace
+
+void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
+  const int64_t hd = s.dim / s.n_heads, qd = s.n_heads * hd, kvd = s.n_kv_heads * hd;
+  const int64_t vocab = 256 + 4 + 2;
+  const bool bias = s.arch == "Qwen2ForCausalLM";
+  std::mt19937 rng(s.seed);
+  std::normal_distribution<float> nd(0.0f, 0.3f);
+  std::vector<TensorToWrite> ts;
+  auto add = [&](const std::string& name, std::vector<int64_t> shape, float base = 0.0f) {
+    int64_t n = 1;
+    for (auto d : shape) n *= d;
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = base + nd(rng);
+    ts.push_back({make_f32_tensor(name, shape, v), {}});
+  };
+  add("model.embed_tokens.weight", {vocab, s.dim});
+  for (int64_t l = 0; l < s.n_layers; l++) {
+    std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {s.dim}, 1.0f);
+    add(p + "self_attn.q_proj.weight", {qd, s.dim});
+    add(p + "self_attn.k_proj.weight", {kvd, s.dim});
+    add(p + "self_attn.v_proj.weight", {kvd, s.dim});
+    if (bias) {
+      add(p + "self_attn.q_proj.bias", {qd});
+      add(p + "self_attn.k_proj.bias", {kvd});
+      add(p + "self_attn.v_proj.bias", {kvd});
+    }
+    add(p + "self_attn.o_proj.weight", {s.dim, qd});
+    add(p + "post_attention_layernorm.weight", {s.dim}, 1.0f);
+    add(p + "mlp.gate_proj.weight", {s.ffn, s.dim});
+    add(p + "mlp.up_proj.weight", {s.ffn, s.dim});
+    add(p + "mlp.down_proj.weight", {s.dim, s.ffn});
+  }
+  add("model.norm.weight", {s.dim}, 1.0f);
+  if (!s.tied) add("lm_head.weight", {vocab, s.dim});
+  write_safetensors(dir + "/model.safetensors", ts);
+
+  nlohmann::json c = {{"architectures", {s.arch}}, {"hidden_size", s.dim}, {"intermediate_size", s.ffn},
+                      {"num_hidden_layers", s.n_layers}, {"num_attention_heads", s.n_heads},
+                      {"num_key_value_heads", s.n_kv_heads}, {"vocab_size", vocab},
+                      {"max_position_embeddings", s.ctx}, {"rms_norm_eps", 1e-6}, {"rope_theta", 500.0},
+                      {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
+  if (s.llama3_rope)
+    c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
+  std::ofstream(dir + "/config.json") << c.dump(1);
+
+  nlohmann::ordered_json v = nlohmann::ordered_json::object();
+  for (int b = 0; b < 256; b++) v[byte_char(b)] = b;
+  const std::string G = byte_char(' ');
+  std::vector<std::string> merges = {G + " t", "h e", G + "t he", "i n"};
+  int id = 256;
+  for (const auto& m : merges) {
+    std::string joined = m;
+    joined.erase(joined.find(' '), 1);
+    v[joined] = id++;
+  }
+  nlohmann::ordered_json tj;
+  tj["added_tokens"] = {{{"id", 260}, {"content", "<|bos|>"}, {"special", true}},
+                        {{"id", 261}, {"content", "<|eos|>"}, {"special", true}}};
+  tj["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
+  tj["model"] = {{"type", "BPE"}, {"vocab", v}, {"merges", merges}};
+  std::ofstream(dir + "/tokenizer.json") << tj.dump(1);
+  std::ofstream(dir + "/tokenizer_config.json")
+      << R"({"add_bos_token": true, "bos_token": "<|bos|>", "eos_token": "<|eos|>"})";
+}
+
+std::vector<std::vector<double>> reference_logits(const std::string& dir, const std::vector<int32_t>& tokens) {
+  auto c = nlohmann::json::parse(read_text_file(dir + "/config.json"));
+  auto st = SafetensorsFile::open(dir + "/model.safetensors");
+  std::map<std::string, std::vector<double>> W;
+  for (const auto& t : st.tensors) {
+    auto f = to_f32(t);
+    W[t.name] = std::vector<double>(f.begin(), f.end());
+  }
+  const int64_t D = c["hidden_size"], L = c["num_hidden_layers"], H = c["num_attention_heads"],
+                KVH = c["num_key_value_heads"], F = c["intermediate_size"], V = c["vocab_size"];
+  const int64_t hd = D / H;
+  const double eps = c["rms_norm_eps"], theta = c["rope_theta"];
+  // inv_freq with HF's llama3 rule (modeling_rope_utils._compute_llama3_parameters).
+  std::vector<double> inv(static_cast<size_t>(hd / 2));
+  for (int64_t i = 0; i < hd / 2; i++) {
+    double f = 1.0 / std::pow(theta, double(2 * i) / double(hd));
+    if (c.contains("rope_scaling")) {
+      auto rs = c["rope_scaling"];
+      double factor = rs["factor"], lo = rs["low_freq_factor"], hi = rs["high_freq_factor"];
+      double old = rs["original_max_position_embeddings"];
+      double wl = 2 * M_PI / f;
+      if (wl > old / lo) f = f / factor;
+      else if (wl >= old / hi) {
+        double sm = (old / wl - lo) / (hi - lo);
+        f = (1 - sm) * f / factor + sm * f;
+      }
+    }
+    inv[size_t(i)] = f;
+  }
+  auto linear = [&](const std::string& name, const std::vector<double>& x, int64_t out) {
+    const auto& w = W.at(name);
+    std::vector<double> y(static_cast<size_t>(out));
+    for (int64_t o = 0; o < out; o++)
+      for (size_t i = 0; i < x.size(); i++) y[size_t(o)] += w[size_t(o) * x.size() + i] * x[i];
+    auto b = W.find(name.substr(0, name.size() - 6) + "bias");
+    if (b != W.end())
+      for (int64_t o = 0; o < out; o++) y[size_t(o)] += b->second[size_t(o)];
+    return y;
+  };
+  auto norm = [&](const std::vector<double>& x, const std::string& w) {
+    double ss = 0;
+    for (double v : x) ss += v * v;
+    double r = 1.0 / std::sqrt(ss / double(x.size()) + eps);
+    std::vector<double> y(x.size());
+    for (size_t i = 0; i < x.size(); i++) y[i] = x[i] * r * W.at(w)[i];
+    return y;
+  };
+  auto rope = [&](std::vector<double>& v, int64_t heads, int64_t pos) {  // rotate_half
+    for (int64_t h = 0; h < heads; h++)
+      for (int64_t i = 0; i < hd / 2; i++) {
+        double a = v[size_t(h * hd + i)], b = v[size_t(h * hd + i + hd / 2)];
+        double cs = std::cos(pos * inv[size_t(i)]), sn = std::sin(pos * inv[size_t(i)]);
+        v[size_t(h * hd + i)] = a * cs - b * sn;
+        v[size_t(h * hd + i + hd / 2)] = b * cs + a * sn;
+      }
+  };
+  std::vector<std::vector<std::vector<double>>> Kc(static_cast<size_t>(L)), Vc(static_cast<size_t>(L));
+  std::vector<std::vector<double>> out;
+  const std::string head = W.count("lm_head.weight") ? "lm_head.weight" : "model.embed_tokens.weight";
+  for (size_t p = 0; p < tokens.size(); p++) {
+    std::vector<double> x(W["model.embed_tokens.weight"].begin() + tokens[p] * D,
+                          W["model.embed_tokens.weight"].begin() + (tokens[p] + 1) * D);
+    for (int64_t l = 0; l < L; l++) {
+      std::string pre = "model.layers." + std::to_string(l) + ".";
+      auto h = norm(x, pre + "input_layernorm.weight");
+      auto q = linear(pre + "self_attn.q_proj.weight", h, H * hd);
+      auto k = linear(pre + "self_attn.k_proj.weight", h, KVH * hd);
+      auto v = linear(pre + "self_attn.v_proj.weight", h, KVH * hd);
+      rope(q, H, int64_t(p));
+      rope(k, KVH, int64_t(p));
+      Kc[size_t(l)].push_back(k);
+      Vc[size_t(l)].push_back(v);
+      std::vector<double> att(static_cast<size_t>(H * hd));
+      for (int64_t hh = 0; hh < H; hh++) {
+        int64_t g = hh / (H / KVH);
+        std::vector<double> s(p + 1);
+        double mx = -1e300;
+        for (size_t j = 0; j <= p; j++) {
+          double d = 0;
+          for (int64_t i = 0; i < hd; i++) d += q[size_t(hh * hd + i)] * Kc[size_t(l)][j][size_t(g * hd + i)];
+          s[j] = d / std::sqrt(double(hd));
+          mx = std::max(mx, s[j]);
+        }
+        double sum = 0;
+        for (auto& e : s) sum += e = std::exp(e - mx);
+        for (size_t j = 0; j <= p; j++)
+          for (int64_t i = 0; i < hd; i++) att[size_t(hh * hd + i)] += s[j] / sum * Vc[size_t(l)][j][size_t(g * hd + i)];
+      }
+      auto o = linear(pre + "self_attn.o_proj.weight", att, D);
+      for (int64_t i = 0; i < D; i++) x[size_t(i)] += o[size_t(i)];
+      h = norm(x, pre + "post_attention_layernorm.weight");
+      auto gt = linear(pre + "mlp.gate_proj.weight", h, F);
+      auto up = linear(pre + "mlp.up_proj.weight", h, F);
+      for (int64_t i = 0; i < F; i++) gt[size_t(i)] = gt[size_t(i)] / (1 + std::exp(-gt[size_t(i)])) * up[size_t(i)];
+      auto dn = linear(pre + "mlp.down_proj.weight", gt, D);
+      for (int64_t i = 0; i < D; i++) x[size_t(i)] += dn[size_t(i)];
+    }
+    out.push_back(linear(head, norm(x, "model.norm.weight"), V));
+  }
+  return out;
+}
+
+}  // namespace lmpress::test

@@ -1,0 +1,27 @@
+// Small random models in Hugging Face layout, made by tests, plus a plain
+// double-precision forward pass written from the HF modeling code as an
+// independent reference.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+namespace lmpress::test {
+
+struct SyntheticSpec {
+  std::string arch = "LlamaForCausalLM";  // or Qwen2ForCausalLM, MistralForCausalLM
+  int64_t dim = 32, n_layers = 2, n_heads = 4, n_kv_heads = 2, ffn = 48, ctx = 64;
+  bool tied = false;
+  bool llama3_rope = false;
+  uint32_t seed = 1;
+};
+
+// Writes config.json, model.safetensors (F32) and a byte-level BPE
+// tokenizer.json (256 byte tokens + a few merges + <|bos|>, <|eos|>) to dir.
+void write_synthetic_hf(const std::string& dir, const SyntheticSpec& spec);
+
+// Logits of every position, by the reference implementation reading dir.
+std::vector<std::vector<double>> reference_logits(const std::string& dir, const std::vector<int32_t>& tokens);
+
+}  // namespace lmpress::test
