@@ -99,10 +99,8 @@ uint32_t next_cp(std::string_view s, size_t& i) {
 
 struct ByteBpeTokenizer::Regexes {
   std::vector<pcre2_code*> codes;
-  pcre2_match_data* md = nullptr;
   ~Regexes() {
     for (auto* c : codes) pcre2_code_free(c);
-    if (md) pcre2_match_data_free(md);
   }
 };
 
@@ -123,7 +121,6 @@ ByteBpeTokenizer::ByteBpeTokenizer(Vocab v, const std::string& source)
     pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
     regexes_->codes.push_back(c);
   }
-  regexes_->md = pcre2_match_data_create(4, nullptr);
 
   for (size_t i = 0; i < vocab_.merges.size(); i++) {
     const auto& m = vocab_.merges[i];
@@ -142,19 +139,22 @@ ByteBpeTokenizer::ByteBpeTokenizer(Vocab v, const std::string& source)
 
 ByteBpeTokenizer::~ByteBpeTokenizer() = default;
 
-void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<int32_t>& out) const {
+std::vector<std::string_view> ByteBpeTokenizer::pretokenize(std::string_view text) const {
   // Pre-tokenize: each regex splits every current piece into matches and the
   // gaps between them (HF's Split with behavior "Isolated").
   std::vector<std::string_view> words{text};
+  // Match data per call keeps encode() safe to call from several threads.
+  std::unique_ptr<pcre2_match_data, void (*)(pcre2_match_data*)> md(pcre2_match_data_create(4, nullptr),
+                                                                     pcre2_match_data_free);
   for (auto* code : regexes_->codes) {
     std::vector<std::string_view> next;
     for (auto w : words) {
       size_t pos = 0;
       while (pos < w.size()) {
         int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(w.data()), w.size(), pos, PCRE2_NO_UTF_CHECK,
-                             regexes_->md, nullptr);
+                             md.get(), nullptr);
         if (rc < 0) break;
-        PCRE2_SIZE* ov = pcre2_get_ovector_pointer(regexes_->md);
+        PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
         if (ov[0] > pos) next.push_back(w.substr(pos, ov[0] - pos));
         if (ov[1] == ov[0]) {  // empty match: step one character
           size_t n = std::min(utf8_char_len(uint8_t(w[pos])), w.size() - pos);
@@ -169,7 +169,11 @@ void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<
     }
     words.swap(next);
   }
+  return words;
+}
 
+void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<int32_t>& out) const {
+  const std::vector<std::string_view> words = pretokenize(text);
   std::vector<std::string> syms;
   for (auto w : words) {
     std::string mapped;

@@ -20,6 +20,8 @@ class ByteBpeTokenizer : public Tokenizer {
   ByteBpeTokenizer(Vocab v, const std::string& source);
   ~ByteBpeTokenizer() override;
   std::string decode_token(int32_t id, bool special) const override;
+  // The pieces the pre-tokenizer regexes cut `text` into.
+  std::vector<std::string_view> pretokenize(std::string_view text) const;
 
  protected:
   void encode_fragment(std::string_view text, bool first, std::vector<int32_t>& out) const override;

@@ -42,7 +42,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
     int32_t id;  // -1 for text
     std::string_view text;
   };
-  std::vector<Frag> frags{{-1, text}};
+  std::vector<Frag> frags;
+  if (!text.empty()) frags.push_back({-1, text});  // empty text: no fragment, only BOS/EOS
   for (int32_t sid : special_ids_) {
     auto type = vocab_.types[sid];
     if (!parse_special && (type == TokenType::Control || type == TokenType::Unknown)) continue;

@@ -1,0 +1,130 @@
+#include "tokenizer/tokenizer.h"
+
+#include <gtest/gtest.h>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "io/tokenizer_files.h"
+#include "model/model.h"
+#include "synthetic_model.h"
+#include "test_util.h"
+#include "tokenizer/byte_bpe.h"
+
+namespace lmpress {
+namespace {
+
+std::vector<std::string> pieces(const ByteBpeTokenizer& t, const std::string& text) {
+  std::vector<std::string> out;
+  for (auto p : t.pretokenize(text)) out.emplace_back(p);
+  return out;
+}
+
+Vocab byte_vocab(const std::string& pre) {
+  Vocab v;
+  v.model = "gpt2";
+  v.pre = pre;
+  for (int i = 0; i < 300; i++) v.tokens.push_back("t" + std::to_string(i));
+  return v;
+}
+
+TEST(ByteBpe, PreTokenizerRegexesSplitLikeLlamaCpp) {
+  ByteBpeTokenizer gpt2(byte_vocab("gpt-2"), "t");
+  // "\s+(?!\S)" leaves the last space of a run to the following word.
+  EXPECT_EQ(pieces(gpt2, "Hello world's  123 x!?"),
+            (std::vector<std::string>{"Hello", " world", "'s", " ", " 123", " x", "!?"}));
+  ByteBpeTokenizer llama3(byte_vocab("llama-bpe"), "t");
+  EXPECT_EQ(pieces(llama3, "I'M 1234567 ok\n\nyes"),
+            (std::vector<std::string>{"I", "'M", " ", "123", "456", "7", " ok", "\n\n", "yes"}));
+  ByteBpeTokenizer qwen(byte_vocab("qwen2"), "t");
+  EXPECT_EQ(pieces(qwen, "ab 12"), (std::vector<std::string>{"ab", " ", "1", "2"}));
+  ByteBpeTokenizer smol(byte_vocab("smollm"), "t");
+  EXPECT_EQ(pieces(smol, "x 42"), (std::vector<std::string>{"x", " ", "4", "2"}));
+  EXPECT_THROW(ByteBpeTokenizer(byte_vocab("no-such-pre"), "t"), Error);
+}
+
+TEST(ByteBpe, NamesRoundTrip) {
+  std::vector<std::string> r;
+  for (const char* n : {"gpt-2", "llama-bpe", "qwen2", "smollm", "default"}) {
+    ASSERT_TRUE(pre_tokenizer_regexes(n, r));
+    EXPECT_EQ(pre_tokenizer_name(r), n);
+  }
+  // Hugging Face's spelling of the Llama 3 regex maps to llama.cpp's name.
+  EXPECT_EQ(pre_tokenizer_name({R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}),
+            "llama-bpe");
+  EXPECT_EQ(pre_tokenizer_name({"abc"}), "");
+}
+
+// The synthetic tokenizer.json: 256 byte tokens, merges "Ġ t" < "h e" < "Ġt he" < "i n".
+TEST(ByteBpe, MergesByRankFromTokenizerJson) {
+  std::string dir = test::temp_dir();
+  test::write_synthetic_hf(dir, {});
+  Vocab v = vocab_from_tokenizer_json(dir + "/tokenizer.json");
+  apply_hf_tokenizer_config(v, dir);
+  EXPECT_EQ(v.pre, "gpt-2");
+  EXPECT_EQ(v.bos, 260);
+  EXPECT_TRUE(v.add_bos);
+  auto tok = Tokenizer::create(v, dir);
+  // "in" -> 259; " the": Ġ t -> Ġt; h e -> he; Ġt he -> Ġthe (258).
+  EXPECT_EQ(tok->encode("in the", true, false), (std::vector<int32_t>{260, 259, 258}));
+  // Bytes with no merges map to their byte tokens: 'x' = 120; é = C3 A9.
+  EXPECT_EQ(tok->encode("x\xc3\xa9", false, false), (std::vector<int32_t>{120, 0xc3, 0xa9}));
+  EXPECT_EQ(tok->encode("a<|eos|>", false, true), (std::vector<int32_t>{97, 261}));
+  EXPECT_EQ(tok->encode("a<|eos|>", false, false).size(), 8u);  // parsed as text
+  EXPECT_EQ(tok->decode(tok->encode("in the x\xc3\xa9\n", true, false)), "in the x\xc3\xa9\n");
+  // tokenizer.json written back reads the same.
+  std::string back = test::temp_dir() + "/tokenizer.json";
+  write_file_atomic(back, vocab_to_tokenizer_json(v));
+  Vocab v2 = vocab_from_tokenizer_json(back);
+  EXPECT_EQ(v2.tokens, v.tokens);
+  EXPECT_EQ(v2.merges, v.merges);
+  EXPECT_EQ(v2.pre, "gpt-2");
+}
+
+TEST(Spm, ByteFallbackSpecialTokensAndDecode) {
+  if (!test::have_shared("models/lmp-8m/tokenizer.model")) GTEST_SKIP();
+  Vocab v = vocab_from_sentencepiece(test::shared_path("models/lmp-8m/tokenizer.model"));
+  EXPECT_EQ(v.size(), 4096u);
+  auto tok = Tokenizer::create(v, "lmp-8m");
+  // U+20AC has no piece: three byte tokens.
+  auto ids = tok->encode("\xe2\x82\xac", false, false);
+  ASSERT_GE(ids.size(), 3u);
+  std::vector<int32_t> tail(ids.end() - 3, ids.end());
+  EXPECT_EQ(tail, (std::vector<int32_t>{tok->find("<0xE2>"), tok->find("<0x82>"), tok->find("<0xAC>")}));
+  EXPECT_EQ(tok->encode("<s>", false, true), (std::vector<int32_t>{1}));
+  EXPECT_NE(tok->encode("<s>", false, false), (std::vector<int32_t>{1}));
+  const std::string text = "The kernel's scheduler: 42 tasks\n\tdone \xe2\x82\xac.";
+  EXPECT_EQ(tok->decode(tok->encode(text, true, false)), " " + text);  // dummy prefix space
+  EXPECT_TRUE(tok->encode("", false, false).empty());
+  EXPECT_EQ(tok->encode("", true, false), (std::vector<int32_t>{1}));
+  EXPECT_THROW(tok->decode_token(4096), Error);
+}
+
+TEST(Spm, SentencePieceWriterRoundTrips) {
+  if (!test::have_shared("models/lmp-8m/tokenizer.model")) GTEST_SKIP();
+  Vocab v = vocab_from_sentencepiece(test::shared_path("models/lmp-8m/tokenizer.model"));
+  Vocab w = vocab_from_sentencepiece_bytes(vocab_to_sentencepiece(v), "rt");
+  EXPECT_EQ(w.tokens, v.tokens);
+  EXPECT_EQ(w.scores, v.scores);
+  EXPECT_EQ(w.types, v.types);
+  EXPECT_EQ(w.bos, v.bos);
+  EXPECT_EQ(w.eos, v.eos);
+  EXPECT_EQ(w.add_space_prefix, v.add_space_prefix);
+  EXPECT_THROW(vocab_from_sentencepiece_bytes("\x0a\xff", "bad"), Error);
+  EXPECT_THROW(vocab_from_sentencepiece_bytes("", "empty"), Error);
+}
+
+// The llama2.c tokenizer file and the GGUF's tokenizer tokenize alike.
+TEST(Spm, Llama2cTokenizerMatchesGguf) {
+  if (!test::have_shared("data/wikitext-2/wiki.test.raw")) GTEST_SKIP();
+  auto gguf = load_model(test::shared_path("models/stories260K/stories260K.gguf"));
+  Vocab v = vocab_from_llama2c(test::shared_path("models/stories260K/tok512.bin"), 512);
+  auto tok = Tokenizer::create(v, "tok512");
+  std::string text = read_text_file(test::shared_path("data/wikitext-2/wiki.test.raw")).substr(0, 50000);
+  EXPECT_EQ(tok->encode(text, true, false), gguf->tokenizer->encode(text, true, false));
+  EXPECT_THROW(vocab_from_llama2c(test::shared_path("models/stories260K/tok512.bin"), 600), Error);
+  EXPECT_THROW(vocab_from_llama2c(test::shared_path("models/stories260K/tok512.bin"), 100), Error);
+}
+
+}  // namespace
+}  // namespace lmpress
