@@ -1,0 +1,178 @@
+// End-to-end tests of the lmpress command: each bad input gives a clear
+// message and exit status 1; good inputs give the reference numbers.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/mapped_file.h"
+#include "synthetic_model.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+using test::run_cli;
+namespace fs = std::filesystem;
+
+std::string S(const std::string& rel) { return test::shared_path(rel); }
+
+void expect_error(const std::string& args, const std::string& msg) {
+  auto r = run_cli(args);
+  EXPECT_EQ(r.status, 1) << args << "\n" << r.out;
+  EXPECT_NE(r.out.find(msg), std::string::npos) << args << "\nwanted: " << msg << "\ngot: " << r.out;
+  EXPECT_EQ(r.out.find("Segmentation"), std::string::npos);
+}
+
+void write(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+
+TEST(Cli, HelpAndUnknownOptions) {
+  auto r = run_cli("--help");
+  EXPECT_EQ(r.status, 0);
+  for (const char* cmd : {"info", "tokenize", "generate", "perplexity", "convert", "pull"})
+    EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
+  EXPECT_NE(run_cli("perplexity --no-such-flag").status, 0);
+  EXPECT_NE(run_cli("").status, 0);
+}
+
+TEST(Cli, BadModelFiles) {
+  const std::string d = test::temp_dir();
+  expect_error("info " + d + "/missing.gguf", "cannot open");
+  write(d + "/magic.gguf", "GGML0000000000000000000000");
+  expect_error("info " + d + "/magic.gguf", "not a GGUF file");
+  std::string gguf = read_text_file(S("models/stories260K/stories260K.gguf"));
+  write(d + "/trunc.gguf", gguf.substr(0, 5000));
+  expect_error("info " + d + "/trunc.gguf", "truncated GGUF");
+  write(d + "/trunc2.gguf", gguf.substr(0, gguf.size() - 100));
+  expect_error("info " + d + "/trunc2.gguf", "past the end of the file");
+  write(d + "/x.txt", "hello");
+  expect_error("info " + d + "/x.txt", "unknown model format");
+  std::string bin = read_text_file(S("models/stories260K/stories260K.bin"));
+  write(d + "/t.bin", bin.substr(0, 100000));
+  fs::copy_file(S("models/stories260K/tok512.bin"), d + "/tok512.bin");
+  expect_error("info " + d + "/t.bin", "truncated llama2.c checkpoint");
+  write(d + "/tiny.bin", "abc");
+  expect_error("info " + d + "/tiny.bin", "too small for a llama2.c");
+  write(d + "/full.bin", bin);
+  expect_error("info " + d + "/full.bin --tokenizer " + d + "/nope.bin", "cannot open");
+}
+
+TEST(Cli, BadHuggingFaceDirectories) {
+  const std::string good = test::temp_dir();
+  test::write_synthetic_hf(good, {});
+  EXPECT_EQ(run_cli("info " + good).status, 0);
+  auto variant = [&](const std::function<void(nlohmann::json&)>& edit) {
+    std::string d = test::temp_dir();
+    for (auto& f : fs::directory_iterator(good)) fs::copy_file(f.path(), d + "/" + f.path().filename().string());
+    auto j = nlohmann::json::parse(read_text_file(d + "/config.json"));
+    edit(j);
+    write(d + "/config.json", j.dump());
+    return d;
+  };
+  expect_error("info " + variant([](auto& j) { j["architectures"] = {"GPTNeoXForCausalLM"}; }),
+               "unknown architecture 'GPTNeoXForCausalLM'");
+  expect_error("info " + variant([](auto& j) { j["hidden_size"] = 64; }), "has shape [262, 32], the config needs [262, 64]");
+  expect_error("info " + variant([](auto& j) { j["num_key_value_heads"] = 3; }), "not a multiple of num_key_value_heads");
+  expect_error("info " + variant([](auto& j) { j["num_hidden_layers"] = -2; }), "num_hidden_layers = -2 is out of range");
+  expect_error("info " + variant([](auto& j) { j["hidden_size"] = "big"; }), "hidden_size must be an integer");
+  expect_error("info " + variant([](auto& j) { j.erase("hidden_size"); }), "missing field hidden_size");
+  expect_error("info " + variant([](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}}; }), "rope_scaling type 'yarn'");
+  std::string d = variant([](auto&) {});
+  write(d + "/config.json", "{\"architectures\": [");
+  expect_error("info " + d, "bad JSON");
+  d = variant([](auto&) {});
+  fs::remove(d + "/tokenizer.json");
+  expect_error("info " + d, "no tokenizer.model or tokenizer.json");
+  d = variant([](auto&) {});
+  const std::string header = R"({"model.norm.weight":{"dtype":"F8_E4M3","shape":[32],"data_offsets":[0,32]}})";
+  const uint64_t n = header.size();
+  write(d + "/model.safetensors", std::string(reinterpret_cast<const char*>(&n), 8) + header + std::string(32, '\0'));
+  expect_error("info " + d, "unsupported dtype F8_E4M3");
+}
+
+TEST(Cli, BadTextsAndPrompts) {
+  const std::string d = test::temp_dir();
+  const std::string m = S("models/stories260K/stories260K.gguf");
+  write(d + "/empty.txt", "");
+  expect_error("perplexity " + m + " -f " + d + "/empty.txt --ctx 64", "the text file is empty");
+  write(d + "/short.txt", "Once upon a time there was a cat.");
+  expect_error("perplexity " + m + " -f " + d + "/short.txt --ctx 64", "at least 128 (2 x ctx) are needed");
+  expect_error("perplexity " + m + " -f " + d + "/missing.txt", "cannot open");
+  expect_error("generate " + m + " -p \"one two three four five six seven eight nine ten\" --ctx 8 -n 4", "does not fit the context of 8");
+  expect_error("tokenize " + m, "give -p TEXT or -f FILE");
+  EXPECT_NE(run_cli("perplexity " + m + " -f x --ctx 2").status, 0);  // out of range option
+}
+
+TEST(Cli, TokenizeMatchesReference) {
+  auto r = run_cli("tokenize " + S("models/lmp-8m") + " -p \"The kernel scheduler decides which task runs next, and\"");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "[1, 418, 655, 2489, 373, 263, 2126, 341, 274, 604, 1613, 1004, 2887, 2205, 2908, 323]\n");
+}
+
+// REFERENCE.md: llama-perplexity -c 256 --chunks 40 on lmp-8m gives 295.515.
+TEST(Cli, PerplexityOfLmp8mMatchesLlamaCpp) {
+  auto r = run_cli("perplexity " + S("models/lmp-8m") + " -f " + S("data/wikitext-2/wiki.test.raw") +
+                   " --ctx 256 --chunks 40 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["ppl"].get<double>(), 295.515, 295.515 * 0.001);
+  EXPECT_EQ(j["chunks"], 40);
+  EXPECT_EQ(j["tokens"], 505089);
+}
+
+TEST(Cli, ConvertRoundTripsAndKeepsInputs) {
+  const std::string d = test::temp_dir();
+  const std::string txt = S("data/wikitext-2/wiki.test.raw");
+  auto ppl = [&](const std::string& model) {
+    auto r = run_cli("perplexity " + model + " -f " + txt + " --ctx 128 --chunks 20 --json");
+    EXPECT_EQ(r.status, 0) << r.out;
+    return nlohmann::json::parse(r.out)["ppl"].get<double>();
+  };
+  const double base = ppl(S("models/stories260K/stories260K.gguf"));
+  ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.bin") + " " + d + "/a.gguf").status, 0);
+  ASSERT_EQ(run_cli("convert " + d + "/a.gguf " + d + "/hf --dtype bf16").status, 0);
+  ASSERT_EQ(run_cli("convert " + d + "/hf " + d + "/b.gguf --dtype f16").status, 0);
+  EXPECT_NEAR(ppl(d + "/a.gguf"), base, base * 1e-4);
+  EXPECT_NEAR(ppl(d + "/hf"), base, base * 0.01);  // bf16 rounding
+  EXPECT_NEAR(ppl(d + "/b.gguf"), ppl(d + "/hf"), base * 1e-3);
+  expect_error("convert " + d + "/a.gguf " + d + "/a.gguf", "refusing to overwrite the input");
+  auto bad = run_cli("convert " + d + "/a.gguf " + d + "/c.gguf --dtype q4_0");  // rejected by the option parser
+  EXPECT_NE(bad.status, 0);
+  EXPECT_NE(bad.out.find("q4_0 not in {f32,f16,bf16}"), std::string::npos) << bad.out;
+  // No temp files are left behind.
+  for (auto& f : fs::directory_iterator(d)) EXPECT_EQ(f.path().string().find(".tmp."), std::string::npos) << f.path();
+}
+
+TEST(Cli, GenerateIsDeterministicAndReportsSpeed) {
+  const std::string m = S("models/stories260K/stories260K.gguf");
+  auto a = run_cli("generate " + m + " -p \"Once upon a time\" -n 24 --json");
+  auto b = run_cli("generate " + m + " -p \"Once upon a time\" -n 24 --json");
+  ASSERT_EQ(a.status, 0) << a.out;
+  auto ja = nlohmann::json::parse(a.out), jb = nlohmann::json::parse(b.out);
+  EXPECT_EQ(ja["tokens"], jb["tokens"]);
+  EXPECT_EQ(ja["n_generated"], 24);
+  EXPECT_GT(ja["gen_tokens_per_s"].get<double>(), 0);
+  auto s1 = run_cli("generate " + m + " -p \"Once upon a time\" -n 24 --temp 1.0 --seed 7 --json");
+  auto s2 = run_cli("generate " + m + " -p \"Once upon a time\" -n 24 --temp 1.0 --seed 7 --json");
+  auto s3 = run_cli("generate " + m + " -p \"Once upon a time\" -n 24 --temp 1.0 --seed 8 --json");
+  EXPECT_EQ(nlohmann::json::parse(s1.out)["tokens"], nlohmann::json::parse(s2.out)["tokens"]);
+  EXPECT_NE(nlohmann::json::parse(s1.out)["tokens"], nlohmann::json::parse(s3.out)["tokens"]);
+  auto streamed = run_cli("generate " + m + " -p \"Once upon a time\" -n 24");
+  EXPECT_NE(streamed.out.find("tokens/s"), std::string::npos);
+  EXPECT_NE(streamed.out.find(ja["text"].get<std::string>()), std::string::npos);
+}
+
+TEST(Cli, InfoJson) {
+  auto r = run_cli("info " + S("models/lmp-8m") + " --json");
+  ASSERT_EQ(r.status, 0);
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["n_params"], 7671456);  // REFERENCE.md
+  EXPECT_EQ(j["config"]["num_kv_heads"], 2);
+  EXPECT_EQ(j["tensors"].size(), 57u);
+  EXPECT_EQ(j["tokenizer"]["n_tokens"], 4096);
+}
+
+}  // namespace
+}  // namespace lmpress
