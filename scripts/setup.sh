@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config git
-      libopenblas-dev liblapacke-dev libhwy-dev libcli11-dev nlohmann-json3-dev libfmt-dev
+      libopenblas-openmp-dev liblapacke-dev libhwy-dev libcli11-dev nlohmann-json3-dev libfmt-dev
       libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev
       libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
