@@ -70,6 +70,15 @@ TEST(GGUF, RoundTripsEveryValueType) {
   EXPECT_EQ(g.tensor_infos[1].offset % 32, 0u);
 }
 
+TEST(GGUF, ReadsVersion2) {
+  // v2 and v3 share the little-endian layout (v3 only added big-endian files).
+  std::string bytes = read_text_file(write_sample(test::temp_dir()));
+  bytes[4] = 2;
+  GGUFFile g = GGUFFile::parse(nullptr, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "v2");
+  EXPECT_EQ(g.version, 2u);
+  EXPECT_EQ(g.tensor_infos.size(), 2u);
+}
+
 TEST(GGUF, ReadsTheSharedModelFiles) {
   if (!test::have_shared("models/stories260K/stories260K.gguf")) GTEST_SKIP();
   GGUFFile g = GGUFFile::open(test::shared_path("models/stories260K/stories260K.gguf"));

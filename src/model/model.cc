@@ -37,8 +37,6 @@ const Tensor& require(const Model& m, const std::string& name, std::vector<int64
     want.shape = shape;
     fail("{}: tensor {} has shape {}, the config needs {}", m.path, name, t->shape_str(), want.shape_str());
   }
-  if (!dtype_info(t->dtype).supported && t->dtype != DType::F32)
-    fail("{}: tensor {} has type {}, which lmpress cannot compute with yet", m.path, name, dtype_name(t->dtype));
   return *t;
 }
 

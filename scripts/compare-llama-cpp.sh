@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Holds lmpress beside llama.cpp on the same files: tokenization of
+# wiki.test.raw (must be byte-identical) and perplexity (llama.cpp protocol),
+# including GGUF files written by `lmpress convert` and read by llama.cpp.
+# Builds the llama.cpp peer with ../shared/tools/build-llama-cpp.sh (about 8 minutes the first time).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LMP=build/lmpress
+BIN=$(bash ../shared/tools/build-llama-cpp.sh)
+W=../shared/data/wikitext-2/wiki.test.raw
+OUT=out/compare; mkdir -p "$OUT"
+$LMP convert ../shared/models/lmp-8m "$OUT/lmp-8m-f32.gguf" >/dev/null
+$LMP convert ../shared/models/lmp-8m "$OUT/lmp-8m-f16.gguf" --dtype f16 >/dev/null
+$LMP convert ../shared/models/stories260K/stories260K.bin "$OUT/stories260K-from-llama2c.gguf" >/dev/null
+
+echo "== tokenization of $W (llama-tokenize --ids vs lmpress tokenize)"
+for m in ../shared/models/stories260K/stories260K.gguf ../shared/models/lmp-8m/lmp-8m-f32.gguf; do
+  "$BIN/llama-tokenize" -m "$m" -f "$W" --ids --log-disable 2>/dev/null > "$OUT/llama.ids"
+  $LMP tokenize "$m" -f "$W" > "$OUT/lmpress.ids"
+  if cmp -s "$OUT/llama.ids" "$OUT/lmpress.ids"; then echo "identical  $m"; else echo "DIFFERENT  $m"; exit 1; fi
+done
+
+echo "== perplexity (llama.cpp protocol)"
+printf '%-58s %6s %12s %12s\n' file ctx lmpress llama.cpp
+ppl_l() { "$BIN/llama-perplexity" -m "$1" -f "$W" -c "$2" --chunks "$3" -t 2 2>&1 | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'; }
+ppl_m() { $LMP perplexity "$1" -f "$W" --ctx "$2" --chunks "$3" | sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p'; }
+row() { printf '%-58s %6s %12s %12s\n' "$1" "$2" "$(ppl_m "$1" "$2" "$3")" "$4"; }
+row ../shared/models/stories260K/stories260K.gguf 128 100 "$(ppl_l ../shared/models/stories260K/stories260K.gguf 128 100)"
+row ../shared/models/stories260K/stories260K.bin 128 100 "-"
+row "$OUT/stories260K-from-llama2c.gguf" 128 100 "$(ppl_l "$OUT/stories260K-from-llama2c.gguf" 128 100)"
+row ../shared/models/lmp-8m 256 40 "-"
+for f in ../shared/models/lmp-8m/lmp-8m-f32.gguf "$OUT/lmp-8m-f32.gguf" "$OUT/lmp-8m-f16.gguf"; do
+  row "$f" 256 40 "$(ppl_l "$f" 256 40)"
+done
