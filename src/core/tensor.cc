@@ -26,29 +26,31 @@ Tensor make_f32_tensor(std::string name, std::vector<int64_t> shape, std::vector
   return t;
 }
 
+namespace {
+
+// 16-bit floats (possibly unaligned in the file) to f32.
+template <float (*Convert)(uint16_t)>
+void widen(const uint8_t* p, int64_t n, float* dst) {
+  for (int64_t i = 0; i < n; i++) {
+    uint16_t h;
+    std::memcpy(&h, p + 2 * i, 2);
+    dst[i] = Convert(h);
+  }
+}
+
+}  // namespace
+
 void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst) {
   switch (t.dtype) {
     case DType::F32:
       std::memcpy(dst, t.data + offset * 4, size_t(n) * 4);
       return;
-    case DType::F16: {
-      const uint8_t* p = t.data + offset * 2;
-      for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        dst[i] = f16_to_f32(h);
-      }
+    case DType::F16:
+      widen<f16_to_f32>(t.data + offset * 2, n, dst);
       return;
-    }
-    case DType::BF16: {
-      const uint8_t* p = t.data + offset * 2;
-      for (int64_t i = 0; i < n; i++) {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        dst[i] = bf16_to_f32(h);
-      }
+    case DType::BF16:
+      widen<bf16_to_f32>(t.data + offset * 2, n, dst);
       return;
-    }
     default:
       fail("tensor {}: dtype {} cannot be converted to f32 yet", t.name, dtype_name(t.dtype));
   }

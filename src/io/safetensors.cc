@@ -8,6 +8,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "io/json_file.h"
 
 namespace lmpress {
 namespace {
@@ -118,12 +119,7 @@ std::vector<Tensor> load_safetensors_dir(const std::string& dir) {
   std::string index = dir + "/model.safetensors.index.json";
   if (file_exists(single)) return SafetensorsFile::open(single).tensors;
   if (!file_exists(index)) fail("{}: no model.safetensors or model.safetensors.index.json", dir);
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(index));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: bad JSON: {}", index, e.what());
-  }
+  nlohmann::json j = read_json_file(index);
   if (!j.contains("weight_map") || !j["weight_map"].is_object()) fail("{}: no weight_map object", index);
   std::set<std::string> shards;
   for (auto it = j["weight_map"].begin(); it != j["weight_map"].end(); ++it) {

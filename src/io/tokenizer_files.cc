@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "io/json_file.h"
 #include "tokenizer/byte_bpe.h"
 
 namespace lmpress {
@@ -275,12 +276,7 @@ std::string vocab_to_sentencepiece(const Vocab& v) {
 // ---------------- tokenizer.json ----------------
 
 Vocab vocab_from_tokenizer_json(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: bad JSON: {}", path, e.what());
-  }
+  nlohmann::json j = read_json_file(path);
   try {
     const auto& m = j.at("model");
     if (m.value("type", "") != "BPE") fail("{}: tokenizer model type '{}' is not supported (BPE only)", path, m.value("type", ""));
@@ -431,11 +427,7 @@ void apply_hf_tokenizer_config(Vocab& v, const std::string& dir) {
   auto load = [&](const std::string& name) -> nlohmann::json {
     std::string p = dir + "/" + name;
     if (!file_exists(p)) return nlohmann::json::object();
-    try {
-      return nlohmann::json::parse(read_text_file(p));
-    } catch (const nlohmann::json::exception& e) {
-      fail("{}: bad JSON: {}", p, e.what());
-    }
+    return read_json_file(p);
   };
   auto tc = load("tokenizer_config.json");
   auto token_id = [&](const nlohmann::json& tok) -> int32_t {

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "io/json_file.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
 #include "model/model.h"
@@ -12,12 +13,7 @@ namespace lmpress {
 namespace {
 
 ModelConfig parse_hf_config(const std::string& path) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(read_text_file(path));
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: bad JSON: {}", path, e.what());
-  }
+  nlohmann::json j = read_json_file(path);
   if (!j.is_object()) fail("{}: config is not a JSON object", path);
   ModelConfig c;
   std::string arch_name;
