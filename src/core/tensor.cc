@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "quant/blocks.h"
 
 namespace lmpress {
 
@@ -51,8 +52,13 @@ void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst) {
     case DType::BF16:
       widen<bf16_to_f32>(t.data + offset * 2, n, dst);
       return;
-    default:
-      fail("tensor {}: dtype {} cannot be converted to f32 yet", t.name, dtype_name(t.dtype));
+    default: {
+      const auto& info = dtype_info(t.dtype);
+      if (offset % info.block_elems || n % info.block_elems)
+        fail("tensor {}: range [{}, +{}) does not fall on {} block boundaries", t.name, offset, n, info.name);
+      if (!dequantize_row(t.dtype, t.data + offset / info.block_elems * info.block_bytes, n, dst))
+        fail("tensor {}: dtype {} cannot be converted to f32 yet", t.name, info.name);
+    }
   }
 }
 

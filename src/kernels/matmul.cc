@@ -62,12 +62,13 @@ void matmul(const Tensor& w, const float* x, int64_t n, float* y) {
                     0.0f, y, int(out));
       return;
     }
-    case DType::F16:
-    case DType::BF16:
+    default:
+      // F16/BF16 and block-quantized weights: converted to f32 row by row
+      // (reference path; issue #4 brings dot products on the packed blocks).
+      if (!dtype_info(w.dtype).supported)
+        fail("matmul: weight {} has type {}, which has no kernel yet", w.name, dtype_name(w.dtype));
       matmul_converted(w, x, n, y);
       return;
-    default:
-      fail("matmul: weight {} has type {}, which has no kernel yet", w.name, dtype_name(w.dtype));
   }
 }
 

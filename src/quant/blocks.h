@@ -1,0 +1,38 @@
+// ggml's block-quantized formats, byte-identical to ggml-common.h, and their
+// scalar reference dequantizers. A row of n elements is n / block_elems
+// consecutive blocks.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace lmpress {
+
+constexpr int QK4_0 = 32, QK4_1 = 32, QK5_0 = 32, QK5_1 = 32, QK8_0 = 32, QK_K = 256, QK4_NL = 32;
+
+#pragma pack(push, 1)
+struct BlockQ4_0 { uint16_t d; uint8_t qs[QK4_0 / 2]; };
+struct BlockQ4_1 { uint16_t d, m; uint8_t qs[QK4_1 / 2]; };
+struct BlockQ5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; };
+struct BlockQ5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; };
+struct BlockQ8_0 { uint16_t d; int8_t qs[QK8_0]; };
+struct BlockQ2_K { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; };
+struct BlockQ3_K { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; };
+struct BlockQ4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[QK_K / 2]; };
+struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; };
+struct BlockQ6_K { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; };
+struct BlockIQ4_NL { uint16_t d; uint8_t qs[QK4_NL / 2]; };
+#pragma pack(pop)
+
+static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24);
+static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110);
+static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18);
+
+// The 16 non-uniform levels of IQ4_NL.
+extern const int8_t kIQ4NLValues[16];
+
+// Dequantizes n elements (a multiple of the block size) of a block type.
+// Returns false for a type that has no dequantizer.
+bool dequantize_row(DType t, const uint8_t* blocks, int64_t n, float* out);
+
+}  // namespace lmpress
