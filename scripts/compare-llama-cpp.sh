@@ -32,3 +32,10 @@ row ../shared/models/lmp-8m 256 40 "-"
 for f in ../shared/models/lmp-8m/lmp-8m-f32.gguf "$OUT/lmp-8m-f32.gguf" "$OUT/lmp-8m-f16.gguf"; do
   row "$f" 256 40 "$(ppl_l "$f" 256 40)"
 done
+
+echo "== perplexity of llama-quantize files of lmp-8m (lmpress reads ggml's block formats)"
+for t in q8_0 q6_k q5_k_m q5_1 q5_0 q4_k_m q4_1 q4_0 iq4_nl q3_k_m q2_k; do
+  f="$OUT/lmp-8m-llama-$t.gguf"
+  "$BIN/llama-quantize" ../shared/models/lmp-8m/lmp-8m-f32.gguf "$f" "$t" >/dev/null 2>&1
+  row "$f" 256 40 "$(ppl_l "$f" 256 40)"
+done
