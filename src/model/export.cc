@@ -40,7 +40,8 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   TensorToWrite out{t, {}};
   DType dst = t.dtype;
   if (opt.dtype && is_matrix_weight(t)) dst = *opt.dtype;
-  if (!is_matrix_weight(t) && t.dtype != DType::F32 && (t.dtype == DType::F16 || t.dtype == DType::BF16)) dst = DType::F32;
+  // Norms, biases and rope factors stay F32, as llama.cpp keeps them.
+  if (!is_matrix_weight(t) && (t.dtype == DType::F16 || t.dtype == DType::BF16)) dst = DType::F32;
   int64_t heads = 0;
   const bool is_q = t.name.find(".attn_q.") != std::string::npos;
   const bool is_k = t.name.find(".attn_k.") != std::string::npos;

@@ -1,0 +1,104 @@
+#include "quant/rtn.h"
+
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+
+#include "core/fp16.h"
+#include "quant/blocks.h"
+
+namespace lmpress {
+namespace {
+
+// The signed value of largest magnitude (the first one on ties), as ggml picks it.
+float signed_absmax(const float* x, int n) {
+  float amax = 0, max = 0;
+  for (int j = 0; j < n; j++)
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  return max;
+}
+
+void min_max(const float* x, int n, float& mn, float& mx) {
+  mn = FLT_MAX;
+  mx = -FLT_MAX;
+  for (int j = 0; j < n; j++) {
+    mn = std::min(mn, x[j]);
+    mx = std::max(mx, x[j]);
+  }
+}
+
+// Symmetric 4/5-bit: d = max / -2^(bits-1), so the extreme value maps to level 0.
+template <typename B, int kBits>
+void quantize_sym(const float* x, int64_t nb, B* y) {
+  constexpr int kHalf = 1 << (kBits - 1), kMaxQ = (1 << kBits) - 1;
+  for (int64_t i = 0; i < nb; i++, x += 32) {
+    const float d = signed_absmax(x, 32) / -float(kHalf);
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[i].d = f32_to_f16(d);
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+      const uint8_t q0 = uint8_t(std::min(kMaxQ, int(int8_t(x[j] * id + (float(kHalf) + 0.5f)))));
+      const uint8_t q1 = uint8_t(std::min(kMaxQ, int(int8_t(x[j + 16] * id + (float(kHalf) + 0.5f)))));
+      y[i].qs[j] = uint8_t((q0 & 0x0F) | ((q1 & 0x0F) << 4));
+      qh |= uint32_t((q0 & 0x10u) >> 4) << j;
+      qh |= uint32_t((q1 & 0x10u) >> 4) << (j + 16);
+    }
+    if constexpr (kBits == 5) std::memcpy(y[i].qh, &qh, 4);
+  }
+}
+
+// Asymmetric 4/5-bit: x = q * d + min.
+template <typename B, int kBits>
+void quantize_asym(const float* x, int64_t nb, B* y) {
+  constexpr int kMaxQ = (1 << kBits) - 1;
+  for (int64_t i = 0; i < nb; i++, x += 32) {
+    float mn, mx;
+    min_max(x, 32, mn, mx);
+    const float d = (mx - mn) / float(kMaxQ);
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[i].d = f32_to_f16(d);
+    y[i].m = f32_to_f16(mn);
+    // ggml clamps the 4-bit levels only; for 5 bits (x - min) * id + 0.5 stays below 32.
+    auto level = [&](float v) {
+      const float s = (v - mn) * id + 0.5f;
+      return kBits == 4 ? std::min(kMaxQ, int(int8_t(s))) : int(uint8_t(s));
+    };
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; j++) {
+      const int a = level(x[j]), b = level(x[j + 16]);
+      y[i].qs[j] = uint8_t((a & 0x0F) | ((b & 0x0F) << 4));
+      qh |= uint32_t((a & 0x10u) >> 4) << j;
+      qh |= uint32_t((b & 0x10u) >> 4) << (j + 16);
+    }
+    if constexpr (kBits == 5) std::memcpy(y[i].qh, &qh, 4);
+  }
+}
+
+void quantize_q8_0(const float* x, int64_t nb, BlockQ8_0* y) {
+  for (int64_t i = 0; i < nb; i++, x += QK8_0) {
+    float amax = 0;
+    for (int j = 0; j < QK8_0; j++) amax = std::max(amax, std::fabs(x[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    y[i].d = f32_to_f16(d);
+    for (int j = 0; j < QK8_0; j++) y[i].qs[j] = int8_t(std::round(x[j] * id));
+  }
+}
+
+}  // namespace
+
+bool quantize_row_rtn(DType t, const float* x, int64_t n, uint8_t* out) {
+  switch (t) {
+    case DType::Q4_0: quantize_sym<BlockQ4_0, 4>(x, n / 32, reinterpret_cast<BlockQ4_0*>(out)); return true;
+    case DType::Q5_0: quantize_sym<BlockQ5_0, 5>(x, n / 32, reinterpret_cast<BlockQ5_0*>(out)); return true;
+    case DType::Q4_1: quantize_asym<BlockQ4_1, 4>(x, n / 32, reinterpret_cast<BlockQ4_1*>(out)); return true;
+    case DType::Q5_1: quantize_asym<BlockQ5_1, 5>(x, n / 32, reinterpret_cast<BlockQ5_1*>(out)); return true;
+    case DType::Q8_0: quantize_q8_0(x, n / QK8_0, reinterpret_cast<BlockQ8_0*>(out)); return true;
+    default: return false;
+  }
+}
+
+}  // namespace lmpress
