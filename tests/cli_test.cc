@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "core/mapped_file.h"
 #include "synthetic_model.h"
@@ -138,11 +139,37 @@ TEST(Cli, ConvertRoundTripsAndKeepsInputs) {
   EXPECT_NEAR(ppl(d + "/hf"), base, base * 0.01);  // bf16 rounding
   EXPECT_NEAR(ppl(d + "/b.gguf"), ppl(d + "/hf"), base * 1e-3);
   expect_error("convert " + d + "/a.gguf " + d + "/a.gguf", "refusing to overwrite the input");
-  auto bad = run_cli("convert " + d + "/a.gguf " + d + "/c.gguf --dtype q4_0");  // rejected by the option parser
+  auto bad = run_cli("convert " + d + "/a.gguf " + d + "/c.gguf --dtype q6_k");  // rejected by the option parser
   EXPECT_NE(bad.status, 0);
-  EXPECT_NE(bad.out.find("q4_0 not in {f32,f16,bf16}"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("q6_k not in {f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1}"), std::string::npos) << bad.out;
+  expect_error("convert " + d + "/a.gguf " + d + "/hfq --dtype q4_0", "Hugging Face output takes f32, f16 or bf16");
+  EXPECT_FALSE(fs::exists(d + "/hfq"));
   // No temp files are left behind.
   for (auto& f : fs::directory_iterator(d)) EXPECT_EQ(f.path().string().find(".tmp."), std::string::npos) << f.path();
+}
+
+TEST(Cli, ConvertToBlockTypesRoundsToNearest) {
+  const std::string d = test::temp_dir();
+  const std::string txt = S("data/wikitext-2/wiki.test.raw");
+  auto ppl = [&](const std::string& model) {
+    auto r = run_cli("perplexity " + model + " -f " + txt + " --ctx 128 --chunks 20 --json");
+    EXPECT_EQ(r.status, 0) << r.out;
+    return nlohmann::json::parse(r.out)["ppl"].get<double>();
+  };
+  const double base = ppl(S("models/stories260K/stories260K.gguf"));
+  ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.gguf") + " " + d + "/q8.gguf --dtype q8_0").status, 0);
+  ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.gguf") + " " + d + "/q4.gguf --dtype q4_0").status, 0);
+  EXPECT_NEAR(ppl(d + "/q8.gguf"), base, base * 0.01);
+  const double q4 = ppl(d + "/q4.gguf");
+  EXPECT_GT(q4, base);  // 4 bits lose something on a 260K-parameter model...
+  EXPECT_LT(q4, base * 1.5);  // ...but not everything
+  auto info = nlohmann::json::parse(run_cli("info " + d + "/q4.gguf --json").out);
+  std::map<std::string, std::string> types;
+  for (const auto& t : info["tensors"]) types[t["name"]] = t["dtype"];
+  EXPECT_EQ(types["blk.0.attn_q.weight"], "Q4_0");
+  EXPECT_EQ(types["blk.0.ffn_down.weight"], "F16");  // rows of 172 are not a multiple of 32
+  EXPECT_EQ(types["blk.0.attn_norm.weight"], "F32");
+  EXPECT_LT(info["bits_per_weight"].get<double>(), 8.0);
 }
 
 TEST(Cli, GenerateIsDeterministicAndReportsSpeed) {

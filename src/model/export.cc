@@ -12,6 +12,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
+#include "quant/rtn.h"
 
 namespace lmpress {
 
@@ -47,11 +48,13 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   const bool is_k = t.name.find(".attn_k.") != std::string::npos;
   if (m.cfg.rope_layout != target && (is_q || is_k)) heads = is_q ? m.cfg.n_heads : m.cfg.n_kv_heads;
   if (dst == t.dtype && heads == 0) return out;
-  if (dst != t.dtype && !(dst == DType::F32 || dst == DType::F16 || dst == DType::BF16))
-    fail("convert: cannot convert {} to {} (only f32, f16, bf16)", t.name, dtype_name(dst));
+  const bool plain = dst == DType::F32 || dst == DType::F16 || dst == DType::BF16;
+  if (dst != t.dtype && !plain && !has_rtn_quantizer(dst))
+    fail("convert: cannot convert {} to {} (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", t.name, dtype_name(dst));
+  if (!plain && dst != t.dtype && t.cols() % dtype_info(dst).block_elems != 0) dst = DType::F16;
   out.meta.dtype = dst;
   out.meta.data = nullptr;
-  out.meta.nbytes = uint64_t(t.numel()) * dtype_info(dst).block_bytes;
+  out.meta.nbytes = uint64_t(t.rows()) * row_bytes(dst, uint64_t(t.cols()));
   const Tensor src = t;
   const ModelConfig cfg = m.cfg;
   out.produce = [src, dst, heads, cfg, target]() {
@@ -60,8 +63,13 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
       bytes.assign(src.data, src.data + src.nbytes);
     } else {
       std::vector<float> f = to_f32(src);
-      bytes.resize(f.size() * dtype_info(dst).block_bytes);
-      if (dst == DType::F32) {
+      const int64_t rows = src.rows(), cols = src.cols();
+      const uint64_t rb = row_bytes(dst, uint64_t(cols));
+      bytes.resize(uint64_t(rows) * rb);
+      if (has_rtn_quantizer(dst)) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) quantize_row_rtn(dst, f.data() + r * cols, cols, bytes.data() + r * rb);
+      } else if (dst == DType::F32) {
         std::memcpy(bytes.data(), f.data(), bytes.size());
       } else {
         auto* h = reinterpret_cast<uint16_t*>(bytes.data());
@@ -93,9 +101,22 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
   const std::string a = c.arch;
   w.set("general.architecture", GGUFValue::str(a));
   w.set("general.name", GGUFValue::str(opt.name.empty() ? std::filesystem::path(m.path).filename().string() : opt.name));
+  // llama.cpp's llama_ftype values.
   uint32_t ftype = 0;
-  if (opt.dtype == DType::F16) ftype = 1;
-  if (opt.dtype == DType::BF16) ftype = 32;
+  if (opt.dtype) {
+    switch (*opt.dtype) {
+      case DType::F16: ftype = 1; break;
+      case DType::Q4_0: ftype = 2; break;
+      case DType::Q4_1: ftype = 3; break;
+      case DType::Q8_0: ftype = 7; break;
+      case DType::Q5_0: ftype = 8; break;
+      case DType::Q5_1: ftype = 9; break;
+      case DType::BF16: ftype = 32; break;
+      default: break;
+    }
+    if (!(*opt.dtype == DType::F32 || *opt.dtype == DType::F16 || *opt.dtype == DType::BF16))
+      w.set("general.quantization_version", GGUFValue::u32(2));
+  }
   w.set("general.file_type", GGUFValue::u32(ftype));
   w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
   w.set(a + ".context_length", GGUFValue::u32(uint32_t(c.ctx_len)));
@@ -143,6 +164,8 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
 
 void write_hf_model(const Model& m, const std::string& dir, const ExportOptions& opt) {
   namespace fs = std::filesystem;
+  if (opt.dtype && !(*opt.dtype == DType::F32 || *opt.dtype == DType::F16 || *opt.dtype == DType::BF16))
+    fail("{}: Hugging Face output takes f32, f16 or bf16 weights, not {}", dir, dtype_name(*opt.dtype));
   if (fs::exists(dir) && !fs::is_directory(dir)) fail("{}: exists and is not a directory", dir);
   if (fs::exists(dir) && fs::equivalent(dir, m.path)) fail("{}: refusing to overwrite the input model", dir);
   fs::create_directories(dir);

@@ -11,7 +11,9 @@
 namespace lmpress {
 
 struct ExportOptions {
-  // Type for 2-D weights; nullopt keeps each tensor's type. Norms and biases stay F32.
+  // Type for 2-D weights; nullopt keeps each tensor's type. Norms and biases
+  // stay F32. Block types (Q8_0, Q4_0, ...) are rounded to nearest (RTN); a
+  // matrix whose rows are not a multiple of the block size falls back to F16.
   std::optional<DType> dtype;
   std::string name;  // general.name
 };

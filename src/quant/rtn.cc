@@ -90,6 +90,10 @@ void quantize_q8_0(const float* x, int64_t nb, BlockQ8_0* y) {
 
 }  // namespace
 
+bool has_rtn_quantizer(DType t) {
+  return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1 || t == DType::Q8_0;
+}
+
 bool quantize_row_rtn(DType t, const float* x, int64_t n, uint8_t* out) {
   switch (t) {
     case DType::Q4_0: quantize_sym<BlockQ4_0, 4>(x, n / 32, reinterpret_cast<BlockQ4_0*>(out)); return true;

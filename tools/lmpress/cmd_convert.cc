@@ -13,8 +13,10 @@ void add_convert(CLI::App& app) {
   auto* cmd = app.add_subcommand("convert", "Convert a model between GGUF, Hugging Face and llama2.c formats");
   cmd->add_option("input", o->in, "Input model")->required();
   cmd->add_option("output", o->out, "Output: a .gguf file, or a directory for Hugging Face layout")->required();
-  cmd->add_option("--dtype", o->dtype, "Type of the weight matrices: f32, f16, bf16 (default: keep)")
-      ->check(CLI::IsMember({"f32", "f16", "bf16"}, CLI::ignore_case));
+  cmd->add_option("--dtype", o->dtype,
+                  "Type of the weight matrices: f32, f16, bf16, or (GGUF, round-to-nearest) q8_0, q4_0, q4_1, q5_0, "
+                  "q5_1 (default: keep)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"}, CLI::ignore_case));
   cmd->add_option("--format", o->format, "Output format (default: gguf if OUT ends in .gguf, else hf)")
       ->check(CLI::IsMember({"gguf", "hf"}));
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
