@@ -29,6 +29,13 @@ void expect_error(const std::string& args, const std::string& msg) {
 
 void write(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
+// Perplexity of a model on the first 20 windows of 128 tokens of WikiText-2, through the CLI.
+double ppl(const std::string& model) {
+  auto r = run_cli("perplexity " + model + " -f " + S("data/wikitext-2/wiki.test.raw") + " --ctx 128 --chunks 20 --json");
+  EXPECT_EQ(r.status, 0) << r.out;
+  return r.status == 0 ? nlohmann::json::parse(r.out)["ppl"].get<double>() : 0.0;
+}
+
 TEST(Cli, HelpAndUnknownOptions) {
   auto r = run_cli("--help");
   EXPECT_EQ(r.status, 0);
@@ -125,12 +132,6 @@ TEST(Cli, PerplexityOfLmp8mMatchesLlamaCpp) {
 
 TEST(Cli, ConvertRoundTripsAndKeepsInputs) {
   const std::string d = test::temp_dir();
-  const std::string txt = S("data/wikitext-2/wiki.test.raw");
-  auto ppl = [&](const std::string& model) {
-    auto r = run_cli("perplexity " + model + " -f " + txt + " --ctx 128 --chunks 20 --json");
-    EXPECT_EQ(r.status, 0) << r.out;
-    return nlohmann::json::parse(r.out)["ppl"].get<double>();
-  };
   const double base = ppl(S("models/stories260K/stories260K.gguf"));
   ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.bin") + " " + d + "/a.gguf").status, 0);
   ASSERT_EQ(run_cli("convert " + d + "/a.gguf " + d + "/hf --dtype bf16").status, 0);
@@ -150,12 +151,6 @@ TEST(Cli, ConvertRoundTripsAndKeepsInputs) {
 
 TEST(Cli, ConvertToBlockTypesRoundsToNearest) {
   const std::string d = test::temp_dir();
-  const std::string txt = S("data/wikitext-2/wiki.test.raw");
-  auto ppl = [&](const std::string& model) {
-    auto r = run_cli("perplexity " + model + " -f " + txt + " --ctx 128 --chunks 20 --json");
-    EXPECT_EQ(r.status, 0) << r.out;
-    return nlohmann::json::parse(r.out)["ppl"].get<double>();
-  };
   const double base = ppl(S("models/stories260K/stories260K.gguf"));
   ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.gguf") + " " + d + "/q8.gguf --dtype q8_0").status, 0);
   ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.gguf") + " " + d + "/q4.gguf --dtype q4_0").status, 0);

@@ -7,7 +7,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <stdexcept>
 #include <vector>
+
+#include "io/gguf.h"
 
 namespace lmpress::test {
 namespace fs = std::filesystem;
@@ -48,6 +51,15 @@ CliResult run_cli(const std::string& args) {
   int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
+}
+
+GgmlBlocks::GgmlBlocks()
+    : tensors_(GGUFFile::open(std::string(LMPRESS_SOURCE_DIR) + "/tests/data/ggml_blocks.gguf").tensors()) {}
+
+const Tensor& GgmlBlocks::operator()(const std::string& name) const {
+  for (const auto& t : tensors_)
+    if (t.name == name) return t;
+  throw std::runtime_error("ggml_blocks.gguf has no tensor " + name);
 }
 
 }  // namespace lmpress::test

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "core/fp16.h"
-#include "io/gguf.h"
+#include "test_util.h"
 
 namespace lmpress {
 namespace {
@@ -14,13 +14,7 @@ namespace {
 // quantization of them ("q.<TYPE>", ggml_quantize_chunk without imatrix) and
 // ggml's dequantization of that ("ref.<TYPE>"), made with the llama.cpp peer.
 TEST(Blocks, DequantizeMatchesGgmlBitForBit) {
-  GGUFFile g = GGUFFile::open(std::string(LMPRESS_SOURCE_DIR) + "/tests/data/ggml_blocks.gguf");
-  auto ts = g.tensors();
-  auto find = [&](const std::string& n) -> const Tensor& {
-    for (const auto& t : ts)
-      if (t.name == n) return t;
-    throw std::runtime_error("missing " + n);
-  };
+  const test::GgmlBlocks find;
   const auto src = to_f32(find("src"));
   int checked = 0;
   for (const char* name : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL"}) {

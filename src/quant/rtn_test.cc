@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "core/fp16.h"
-#include "io/gguf.h"
+#include "test_util.h"
 #include "quant/blocks.h"
 
 namespace lmpress {
@@ -14,13 +14,7 @@ namespace {
 // The "q.TYPE" tensors of tests/data/ggml_blocks.gguf are ggml's own
 // quantization (no imatrix) of "src": lmpress must write the same bytes.
 TEST(Rtn, BytesEqualGgmlReferenceQuantizers) {
-  GGUFFile g = GGUFFile::open(std::string(LMPRESS_SOURCE_DIR) + "/tests/data/ggml_blocks.gguf");
-  auto ts = g.tensors();
-  auto find = [&](const std::string& n) -> const Tensor& {
-    for (const auto& t : ts)
-      if (t.name == n) return t;
-    throw std::runtime_error("missing " + n);
-  };
+  const test::GgmlBlocks find;
   const auto src = to_f32(find("src"));
   for (const char* name : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"}) {
     SCOPED_TRACE(name);
