@@ -34,6 +34,9 @@ std::vector<uint8_t> permute_rope_rows(const uint8_t* src, int64_t n_heads, int6
 
 namespace {
 
+// Plain floating-point storage, as opposed to a block-quantized type.
+bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
+
 bool is_matrix_weight(const Tensor& t) { return t.shape.size() == 2 && t.name != "rope_freqs.weight"; }
 
 // The tensor as it should be written: target dtype, target RoPE pairing.
@@ -48,7 +51,7 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   const bool is_k = t.name.find(".attn_k.") != std::string::npos;
   if (m.cfg.rope_layout != target && (is_q || is_k)) heads = is_q ? m.cfg.n_heads : m.cfg.n_kv_heads;
   if (dst == t.dtype && heads == 0) return out;
-  const bool plain = dst == DType::F32 || dst == DType::F16 || dst == DType::BF16;
+  const bool plain = is_float_type(dst);
   if (dst != t.dtype && !plain && !has_rtn_quantizer(dst))
     fail("convert: cannot convert {} to {} (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", t.name, dtype_name(dst));
   if (!plain && dst != t.dtype && t.cols() % dtype_info(dst).block_elems != 0) dst = DType::F16;
@@ -114,8 +117,7 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
       case DType::BF16: ftype = 32; break;
       default: break;
     }
-    if (!(*opt.dtype == DType::F32 || *opt.dtype == DType::F16 || *opt.dtype == DType::BF16))
-      w.set("general.quantization_version", GGUFValue::u32(2));
+    if (!is_float_type(*opt.dtype)) w.set("general.quantization_version", GGUFValue::u32(2));
   }
   w.set("general.file_type", GGUFValue::u32(ftype));
   w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
@@ -164,7 +166,7 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
 
 void write_hf_model(const Model& m, const std::string& dir, const ExportOptions& opt) {
   namespace fs = std::filesystem;
-  if (opt.dtype && !(*opt.dtype == DType::F32 || *opt.dtype == DType::F16 || *opt.dtype == DType::BF16))
+  if (opt.dtype && !is_float_type(*opt.dtype))
     fail("{}: Hugging Face output takes f32, f16 or bf16 weights, not {}", dir, dtype_name(*opt.dtype));
   if (fs::exists(dir) && !fs::is_directory(dir)) fail("{}: exists and is not a directory", dir);
   if (fs::exists(dir) && fs::equivalent(dir, m.path)) fail("{}: refusing to overwrite the input model", dir);
