@@ -12,7 +12,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
-#include "quant/rtn.h"
+#include "quant/quantize.h"
 
 namespace lmpress {
 
@@ -52,7 +52,7 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   if (m.cfg.rope_layout != target && (is_q || is_k)) heads = is_q ? m.cfg.n_heads : m.cfg.n_kv_heads;
   if (dst == t.dtype && heads == 0) return out;
   const bool plain = is_float_type(dst);
-  if (dst != t.dtype && !plain && !has_rtn_quantizer(dst))
+  if (dst != t.dtype && !plain && !has_quantizer(dst))
     fail("convert: cannot convert {} to {} (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", t.name, dtype_name(dst));
   if (!plain && dst != t.dtype && t.cols() % dtype_info(dst).block_elems != 0) dst = DType::F16;
   out.meta.dtype = dst;
@@ -69,9 +69,9 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
       const int64_t rows = src.rows(), cols = src.cols();
       const uint64_t rb = row_bytes(dst, uint64_t(cols));
       bytes.resize(uint64_t(rows) * rb);
-      if (has_rtn_quantizer(dst)) {
+      if (has_quantizer(dst)) {
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r++) quantize_row_rtn(dst, f.data() + r * cols, cols, bytes.data() + r * rb);
+        for (int64_t r = 0; r < rows; r++) quantize_row(dst, f.data() + r * cols, cols, bytes.data() + r * rb);
       } else if (dst == DType::F32) {
         std::memcpy(bytes.data(), f.data(), bytes.size());
       } else {

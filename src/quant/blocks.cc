@@ -10,18 +10,6 @@ const int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13
 
 namespace {
 
-// Scale and min of sub-block j (0..7) from the 12 packed bytes of Q4_K/Q5_K:
-// 6 bits each, the high bits of j >= 4 stored in the top bits of bytes 0..7.
-inline void scale_min_k4(int j, const uint8_t* q, uint8_t& d, uint8_t& m) {
-  if (j < 4) {
-    d = q[j] & 63;
-    m = q[j + 4] & 63;
-  } else {
-    d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
-    m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
-
 template <typename B>
 const B* blocks_of(const uint8_t* p) {
   return reinterpret_cast<const B*>(p);

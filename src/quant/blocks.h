@@ -31,6 +31,18 @@ static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(Blo
 // The 16 non-uniform levels of IQ4_NL.
 extern const int8_t kIQ4NLValues[16];
 
+// Scale and min of sub-block j (0..7) from the 12 packed bytes of Q4_K/Q5_K:
+// 6 bits each, the high bits of j >= 4 stored in the top bits of bytes 0..7.
+inline void scale_min_k4(int j, const uint8_t* q, uint8_t& d, uint8_t& m) {
+  if (j < 4) {
+    d = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    d = uint8_t((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m = uint8_t((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
 // Dequantizes n elements (a multiple of the block size) of a block type.
 // Returns false for a type that has no dequantizer.
 bool dequantize_row(DType t, const uint8_t* blocks, int64_t n, float* out);

@@ -1,4 +1,4 @@
-#include "quant/rtn.h"
+#include "quant/quantize.h"
 
 #include <cfloat>
 #include <cmath>
@@ -6,6 +6,8 @@
 
 #include "core/fp16.h"
 #include "quant/blocks.h"
+#include "quant/kquants.h"
+#include "quant/scale_search.h"
 
 namespace lmpress {
 namespace {
@@ -88,20 +90,76 @@ void quantize_q8_0(const float* x, int64_t nb, BlockQ8_0* y) {
   }
 }
 
-}  // namespace
 
-bool has_rtn_quantizer(DType t) {
-  return t == DType::Q4_0 || t == DType::Q4_1 || t == DType::Q5_0 || t == DType::Q5_1 || t == DType::Q8_0;
+// Importance-weighted Q4_0/Q5_0 (symmetric search) and Q4_1/Q5_1 (scale and
+// min search); the weights are scaled by the row's RMS like ggml does.
+template <typename B, int kBits, bool kAsym>
+void quantize_weighted(const float* x, int64_t n, B* y, const float* qw) {
+  using namespace ggml_search;
+  float sum_x2 = 0;
+  for (int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+  const float sigma2 = sum_x2 / float(n);
+  float weight[32];
+  for (int64_t ib = 0; ib < n / 32; ++ib) {
+    const float* xb = x + 32 * ib;
+    const float* w = qw + 32 * ib;
+    for (int j = 0; j < 32; ++j) weight[j] = w[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+    uint8_t L[32];
+    if constexpr (kAsym) {
+      uint8_t Laux[32];
+      float min;
+      const float d = make_qkx3_quants(32, (1 << kBits) - 1, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
+      y[ib].d = f32_to_f16(d);
+      y[ib].m = f32_to_f16(-min);
+    } else {
+      const float d = make_qx_quants(32, 1 << (kBits - 1), xb, reinterpret_cast<int8_t*>(L), 1, weight);
+      y[ib].d = f32_to_f16(d);
+    }
+    uint32_t qh = 0;
+    for (int j = 0; j < 16; ++j) {
+      y[ib].qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
+      qh |= uint32_t((L[j] & 0x10u) >> 4) << j;
+      qh |= uint32_t((L[j + 16] & 0x10u) >> 4) << (j + 16);
+    }
+    if constexpr (kBits == 5) std::memcpy(y[ib].qh, &qh, 4);
+  }
 }
 
-bool quantize_row_rtn(DType t, const float* x, int64_t n, uint8_t* out) {
+template <typename B>
+B* blocks(uint8_t* p) {
+  return reinterpret_cast<B*>(p);
+}
+
+}  // namespace
+
+bool has_quantizer(DType t) {
+  switch (t) {
+    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+    case DType::IQ4_NL:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool quantize_row(DType t, const float* x, int64_t n, uint8_t* out, const float* importance) {
+  if (importance) {
+    switch (t) {
+      case DType::Q4_0: quantize_weighted<BlockQ4_0, 4, false>(x, n, blocks<BlockQ4_0>(out), importance); return true;
+      case DType::Q5_0: quantize_weighted<BlockQ5_0, 5, false>(x, n, blocks<BlockQ5_0>(out), importance); return true;
+      case DType::Q4_1: quantize_weighted<BlockQ4_1, 4, true>(x, n, blocks<BlockQ4_1>(out), importance); return true;
+      case DType::Q5_1: quantize_weighted<BlockQ5_1, 5, true>(x, n, blocks<BlockQ5_1>(out), importance); return true;
+      default: break;  // Q8_0 ignores importance, as in ggml
+    }
+  }
   switch (t) {
     case DType::Q4_0: quantize_sym<BlockQ4_0, 4>(x, n / 32, reinterpret_cast<BlockQ4_0*>(out)); return true;
     case DType::Q5_0: quantize_sym<BlockQ5_0, 5>(x, n / 32, reinterpret_cast<BlockQ5_0*>(out)); return true;
     case DType::Q4_1: quantize_asym<BlockQ4_1, 4>(x, n / 32, reinterpret_cast<BlockQ4_1*>(out)); return true;
     case DType::Q5_1: quantize_asym<BlockQ5_1, 5>(x, n / 32, reinterpret_cast<BlockQ5_1*>(out)); return true;
     case DType::Q8_0: quantize_q8_0(x, n / QK8_0, reinterpret_cast<BlockQ8_0*>(out)); return true;
-    default: return false;
+    default: return quantize_row_kquant(t, x, n, out, importance);
   }
 }
 

@@ -1,0 +1,373 @@
+// Quantizers for ggml's super-block formats (Q2_K..Q6_K) and IQ4_NL, with and
+// without importance weights, following ggml-quants.c step by step so that
+// the bytes match llama-quantize's.
+#include "quant/kquants.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/fp16.h"
+#include "quant/scale_search.h"
+
+namespace lmpress {
+namespace {
+
+using namespace ggml_search;
+
+// Q2_K/Q3_K: 2-bit levels, four 32-element groups per byte column of 128.
+void pack_2bit(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < QK_K; j += 128)
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+// Q2_K: d = dmin-scaled 4-bit sub-block scales and mins; levels 0..3.
+void requantize_q2_k(const float* x, BlockQ2_K& y, uint8_t* L) {
+  const float dall = f16_to_f32(y.d), mall = f16_to_f32(y.dmin);
+  for (int j = 0; j < QK_K / 16; ++j) {
+    const float d = dall * (y.scales[j] & 0xF);
+    if (!d) continue;
+    const float dm = mall * (y.scales[j] >> 4);
+    for (int ii = 0; ii < 16; ++ii) {
+      const int l = nearest_int((x[16 * j + ii] + dm) / d);
+      L[16 * j + ii] = uint8_t(std::max(0, std::min(3, l)));
+    }
+  }
+  pack_2bit(L, y.qs);
+}
+
+void quantize_q2_k(const float* x, int64_t nb, BlockQ2_K* y, const float* qw) {
+  uint8_t L[QK_K], Laux[16], Ls[16], Lm[16];
+  float weights[16], mins[16], scales[16], sw[16];
+  for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    if (!qw) {
+      float max_scale = 0, max_min = 0;
+      for (int j = 0; j < 16; ++j) {
+        for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+        scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+        max_scale = std::max(max_scale, scales[j]);
+        max_min = std::max(max_min, mins[j]);
+      }
+      if (max_scale > 0) {
+        const float iscale = 15.f / max_scale;
+        for (int j = 0; j < 16; ++j) y[i].scales[j] = uint8_t(nearest_int(iscale * scales[j]));
+        y[i].d = f32_to_f16(max_scale / 15.f);
+      } else {
+        for (int j = 0; j < 16; ++j) y[i].scales[j] = 0;
+        y[i].d = f32_to_f16(0.f);
+      }
+      if (max_min > 0) {
+        const float iscale = 15.f / max_min;
+        for (int j = 0; j < 16; ++j) y[i].scales[j] = uint8_t(y[i].scales[j] | (nearest_int(iscale * mins[j]) << 4));
+        y[i].dmin = f32_to_f16(max_min / 15.f);
+      } else {
+        y[i].dmin = f32_to_f16(0.f);
+      }
+    } else {
+      const float* w = qw + QK_K * i;
+      float sumx2 = 0;
+      for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
+      const float sigma2 = sumx2 / QK_K;
+      for (int j = 0; j < 16; ++j) {
+        sw[j] = 0;
+        for (int l = 0; l < 16; ++l) weights[l] = w[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+        for (int l = 0; l < 16; ++l) sw[j] += weights[l];
+        scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+      }
+      y[i].d = f32_to_f16(make_qp_quants(16, 15, scales, Ls, sw));
+      y[i].dmin = f32_to_f16(make_qp_quants(16, 15, mins, Lm, sw));
+      for (int j = 0; j < 16; ++j) y[i].scales[j] = uint8_t(Ls[j] | (Lm[j] << 4));
+    }
+    requantize_q2_k(x, y[i], L);
+  }
+}
+
+// Q3_K's 16 six-bit scales: low nibbles in bytes 0..7, high 2 bits in 8..11.
+void pack_q3_scale(int j, int l, uint8_t* s) {
+  if (j < 8) s[j] = uint8_t(l & 0xF);
+  else s[j - 8] = uint8_t(s[j - 8] | ((l & 0xF) << 4));
+  l >>= 4;
+  s[j % 4 + 8] = uint8_t(s[j % 4 + 8] | (l << (2 * (j / 4))));
+}
+
+int q3_scale(int j, const uint8_t* s) {
+  const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+  return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+void quantize_q3_k(const float* x, int64_t nb, BlockQ3_K* y, const float* qw) {
+  int8_t L[QK_K], Ls[16];
+  float scales[16], weight[16], sw[16];
+  for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    std::memset(y[i].scales, 0, 12);
+    if (!qw) {
+      float max_scale = 0, amax = 0;
+      for (int j = 0; j < 16; ++j) {
+        scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
+        const float scale = std::fabs(scales[j]);
+        if (scale > amax) {
+          amax = scale;
+          max_scale = scales[j];
+        }
+      }
+      if (max_scale) {
+        const float iscale = -32.f / max_scale;
+        for (int j = 0; j < 16; ++j) {
+          int8_t l = int8_t(nearest_int(iscale * scales[j]));
+          l = int8_t(std::max<int>(-32, std::min<int>(31, l)) + 32);
+          pack_q3_scale(j, l, y[i].scales);
+        }
+        y[i].d = f32_to_f16(1 / iscale);
+      } else {
+        y[i].d = f32_to_f16(0.f);
+      }
+    } else {
+      const float* w = qw + QK_K * i;
+      float sumx2 = 0;
+      for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
+      const float sigma2 = 2 * sumx2 / QK_K;
+      for (int j = 0; j < 16; ++j) {
+        for (int l = 0; l < 16; ++l) weight[l] = w[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 16; ++l) sumw += weight[l];
+        sw[j] = sumw;
+        scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
+      }
+      const float d_block = make_qx_quants(16, 32, scales, Ls, 1, sw);
+      for (int j = 0; j < 16; ++j) pack_q3_scale(j, Ls[j], y[i].scales);
+      y[i].d = f32_to_f16(d_block);
+    }
+    for (int j = 0; j < 16; ++j) {
+      const float d = f16_to_f32(y[i].d) * q3_scale(j, y[i].scales);
+      if (!d) continue;
+      for (int ii = 0; ii < 16; ++ii) {
+        const int l = nearest_int(x[16 * j + ii] / d);
+        L[16 * j + ii] = int8_t(std::max(-4, std::min(3, l)) + 4);
+      }
+    }
+    // The high bit of level j goes to bit j / 32 of hmask[j % 32].
+    std::memset(y[i].hmask, 0, QK_K / 8);
+    uint8_t U[QK_K];
+    for (int j = 0; j < QK_K; ++j) {
+      int l = L[j];
+      if (l > 3) {
+        y[i].hmask[j % 32] = uint8_t(y[i].hmask[j % 32] | (1 << (j / 32)));
+        l -= 4;
+      }
+      U[j] = uint8_t(l);
+    }
+    pack_2bit(U, y[i].qs);
+  }
+}
+
+// Q4_K/Q5_K: eight 32-element sub-blocks with 6-bit scales and mins.
+template <typename B, int kBits>
+void quantize_q45_k(const float* x, int64_t nb, B* y, const float* qw) {
+  constexpr int kMax = (1 << kBits) - 1;
+  uint8_t L[QK_K], Laux[32], Ls[8], Lm[8];
+  float weights[32], mins[8], scales[8], sw[8];
+  for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    if (!qw) {
+      float max_scale = 0, max_min = 0;
+      for (int j = 0; j < 8; ++j) {
+        float sum_x2 = 0;
+        for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+        const float av_x = std::sqrt(sum_x2 / 32);
+        for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+        scales[j] = kBits == 4
+                        ? make_qkx2_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, false)
+                        : make_qkx2_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, false);
+        max_scale = std::max(max_scale, scales[j]);
+        max_min = std::max(max_min, mins[j]);
+      }
+      const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+      const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+      for (int j = 0; j < 8; ++j) {
+        Ls[j] = std::min<uint8_t>(63, uint8_t(nearest_int(inv_scale * scales[j])));
+        Lm[j] = std::min<uint8_t>(63, uint8_t(nearest_int(inv_min * mins[j])));
+      }
+      y[i].d = f32_to_f16(max_scale / 63.f);
+      y[i].dmin = f32_to_f16(max_min / 63.f);
+    } else {
+      const float* w = qw + QK_K * i;
+      float sum_x2 = 0;
+      for (int l = 0; l < QK_K; ++l) sum_x2 += x[l] * x[l];
+      const float sigma2 = 2 * sum_x2 / QK_K;
+      for (int j = 0; j < 8; ++j) {
+        for (int l = 0; l < 32; ++l) weights[l] = w[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        float sumw = 0;
+        for (int l = 0; l < 32; ++l) sumw += weights[l];
+        sw[j] = sumw;
+        scales[j] = make_qkx3_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+      }
+      y[i].d = f32_to_f16(make_qp_quants(8, 63, scales, Ls, sw));
+      y[i].dmin = f32_to_f16(make_qp_quants(8, 63, mins, Lm, sw));
+    }
+    for (int j = 0; j < 8; ++j) {
+      if (j < 4) {
+        y[i].scales[j] = Ls[j];
+        y[i].scales[j + 4] = Lm[j];
+      } else {
+        y[i].scales[j + 4] = uint8_t((Ls[j] & 0xF) | ((Lm[j] & 0xF) << 4));
+        y[i].scales[j - 4] = uint8_t(y[i].scales[j - 4] | ((Ls[j] >> 4) << 6));
+        y[i].scales[j] = uint8_t(y[i].scales[j] | ((Lm[j] >> 4) << 6));
+      }
+    }
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, m;
+      scale_min_k4(j, y[i].scales, sc, m);
+      const float d = f16_to_f32(y[i].d) * sc;
+      if (!d) continue;
+      const float dm = f16_to_f32(y[i].dmin) * m;
+      for (int ii = 0; ii < 32; ++ii) {
+        const int l = nearest_int((x[32 * j + ii] + dm) / d);
+        L[32 * j + ii] = uint8_t(std::max(0, std::min(kMax, l)));
+      }
+    }
+    uint8_t* ql = y[i].qs;
+    if constexpr (kBits == 4) {
+      for (int j = 0; j < QK_K; j += 64, ql += 32)
+        for (int l = 0; l < 32; ++l) ql[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+    } else {
+      uint8_t* qh = y[i].qh;
+      std::memset(qh, 0, QK_K / 8);
+      uint8_t m1 = 1, m2 = 2;
+      for (int n = 0; n < QK_K; n += 64, ql += 32) {
+        for (int j = 0; j < 32; ++j) {
+          int l1 = L[n + j], l2 = L[n + j + 32];
+          if (l1 > 15) {
+            l1 -= 16;
+            qh[j] |= m1;
+          }
+          if (l2 > 15) {
+            l2 -= 16;
+            qh[j] |= m2;
+          }
+          ql[j] = uint8_t(l1 | (l2 << 4));
+        }
+        m1 = uint8_t(m1 << 2);
+        m2 = uint8_t(m2 << 2);
+      }
+    }
+  }
+}
+
+void quantize_q6_k(const float* x, int64_t nb, BlockQ6_K* y, const float* qw) {
+  int8_t L[QK_K];
+  float scales[16];
+  for (int64_t i = 0; i < nb; i++, x += QK_K) {
+    float max_scale = 0, max_abs_scale = 0;
+    for (int ib = 0; ib < 16; ++ib) {
+      const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw ? qw + QK_K * i + 16 * ib : nullptr);
+      scales[ib] = scale;
+      if (std::fabs(scale) > max_abs_scale) {
+        max_abs_scale = std::fabs(scale);
+        max_scale = scale;
+      }
+    }
+    if (max_abs_scale < kGroupMaxEps) {
+      std::memset(&y[i], 0, sizeof(BlockQ6_K));
+      y[i].d = f32_to_f16(0.f);
+      continue;
+    }
+    const float iscale = -128.f / max_scale;
+    y[i].d = f32_to_f16(1 / iscale);
+    for (int ib = 0; ib < 16; ++ib) y[i].scales[ib] = int8_t(std::min(127, nearest_int(iscale * scales[ib])));
+    for (int j = 0; j < 16; ++j) {
+      const float d = f16_to_f32(y[i].d) * y[i].scales[j];
+      if (!d) continue;
+      for (int ii = 0; ii < 16; ++ii) {
+        const int l = nearest_int(x[16 * j + ii] / d);
+        L[16 * j + ii] = int8_t(std::max(-32, std::min(31, l)) + 32);
+      }
+    }
+    uint8_t* ql = y[i].ql;
+    uint8_t* qh = y[i].qh;
+    for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32) {
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
+        const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+        ql[l] = uint8_t(q1 | (q3 << 4));
+        ql[l + 32] = uint8_t(q2 | (q4 << 4));
+        qh[l] = uint8_t((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                        ((L[j + l + 96] >> 4) << 6));
+      }
+    }
+  }
+}
+
+// IQ4_NL as ggml_quantize_chunk runs it (quantize_row_iq4_nl_impl with one
+// 32-element block per super-block and 7 scale trials each way).
+void quantize_iq4_nl(const float* x, int64_t nb, BlockIQ4_NL* y, const float* qw) {
+  constexpr int ntry = 7;
+  const int8_t* values = kIQ4NLValues;
+  uint8_t L[32];
+  float weight[32];
+  for (int64_t ib = 0; ib < nb; ib++, x += 32) {
+    float sigma2 = 0;
+    for (int j = 0; j < 32; ++j) sigma2 += x[j] * x[j];
+    sigma2 *= 2.f / 32;
+    std::memset(y[ib].qs, 0, 16);
+    const float* w = qw ? qw + 32 * ib : nullptr;
+    for (int j = 0; j < 32; ++j) weight[j] = w ? w[j] * std::sqrt(sigma2 + x[j] * x[j]) : x[j] * x[j];
+    float amax = 0, max = 0;
+    for (int j = 0; j < 32; ++j)
+      if (std::fabs(x[j]) > amax) {
+        amax = std::fabs(x[j]);
+        max = x[j];
+      }
+    float scale = 0;
+    if (amax >= kGroupMaxEps) {
+      float d = -max / values[0];
+      float id = 1 / d;
+      float sumqx = 0, sumq2 = 0;
+      for (int j = 0; j < 32; ++j) {
+        const int l = best_index_int8(16, values, id * x[j]);
+        const float q = values[l];
+        sumqx += weight[j] * q * x[j];
+        sumq2 += weight[j] * q * q;
+      }
+      d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+      float best = d * sumqx;
+      for (int itry = -ntry; itry <= ntry; ++itry) {
+        id = (itry + values[0]) / max;
+        sumqx = sumq2 = 0;
+        for (int j = 0; j < 32; ++j) {
+          const float q = values[best_index_int8(16, values, id * x[j])];
+          sumqx += weight[j] * q * x[j];
+          sumq2 += weight[j] * q * q;
+        }
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+          d = sumqx / sumq2;
+          best = d * sumqx;
+        }
+      }
+      scale = d;
+    }
+    y[ib].d = f32_to_f16(scale);
+    const float id = scale ? 1 / scale : 0;
+    for (int j = 0; j < 32; ++j) L[j] = uint8_t(best_index_int8(16, values, id * x[j]));
+    for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[16 + j] << 4));
+  }
+}
+
+template <typename B>
+B* blocks(uint8_t* p) {
+  return reinterpret_cast<B*>(p);
+}
+
+}  // namespace
+
+bool quantize_row_kquant(DType t, const float* x, int64_t n, uint8_t* out, const float* importance) {
+  switch (t) {
+    case DType::Q2_K: quantize_q2_k(x, n / QK_K, blocks<BlockQ2_K>(out), importance); return true;
+    case DType::Q3_K: quantize_q3_k(x, n / QK_K, blocks<BlockQ3_K>(out), importance); return true;
+    case DType::Q4_K: quantize_q45_k<BlockQ4_K, 4>(x, n / QK_K, blocks<BlockQ4_K>(out), importance); return true;
+    case DType::Q5_K: quantize_q45_k<BlockQ5_K, 5>(x, n / QK_K, blocks<BlockQ5_K>(out), importance); return true;
+    case DType::Q6_K: quantize_q6_k(x, n / QK_K, blocks<BlockQ6_K>(out), importance); return true;
+    case DType::IQ4_NL: quantize_iq4_nl(x, n / QK4_NL, blocks<BlockIQ4_NL>(out), importance); return true;
+    default: return false;
+  }
+}
+
+}  // namespace lmpress

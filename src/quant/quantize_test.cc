@@ -1,0 +1,61 @@
+#include "quant/quantize.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "core/fp16.h"
+#include "test_util.h"
+#include "quant/blocks.h"
+
+namespace lmpress {
+namespace {
+
+// tests/data/ggml_blocks.gguf (made by tests/data/make_ggml_blocks.c) holds
+// ggml_quantize_chunk's output for "src": "q.TYPE" without and "qw.TYPE" with
+// the "imatrix" importance weights. lmpress must write the same bytes.
+TEST(Quantize, BytesEqualGgmlQuantizeChunk) {
+  const test::GgmlBlocks find;
+  const Tensor& src_t = find("src");
+  const auto src = to_f32(src_t);
+  const auto imatrix = to_f32(find("imatrix"));
+  const int64_t cols = src_t.shape.back(), rows = int64_t(src.size()) / cols;
+  int checked = 0;
+  for (const char* name : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL"}) {
+    for (const bool weighted : {false, true}) {
+      SCOPED_TRACE(std::string(name) + (weighted ? " with imatrix" : ""));
+      const Tensor& want = find(std::string(weighted ? "qw." : "q.") + name);
+      ASSERT_TRUE(has_quantizer(want.dtype));
+      const size_t row_bytes = want.nbytes / size_t(rows);
+      std::vector<uint8_t> got(want.nbytes);
+      for (int64_t r = 0; r < rows; r++)
+        ASSERT_TRUE(quantize_row(want.dtype, src.data() + r * cols, cols, got.data() + size_t(r) * row_bytes,
+                                 weighted ? imatrix.data() : nullptr));
+      for (int64_t r = 0; r < rows; r++)
+        EXPECT_EQ(0, std::memcmp(got.data() + size_t(r) * row_bytes, want.data + size_t(r) * row_bytes, row_bytes))
+            << "row " << r;
+      checked++;
+    }
+  }
+  EXPECT_EQ(checked, 22);
+  std::vector<uint8_t> out(64);
+  EXPECT_FALSE(quantize_row(DType::F16, src.data(), 32, out.data()));
+  EXPECT_FALSE(has_quantizer(DType::BF16));
+}
+
+TEST(Quantize, ZerosAndRoundTripError) {
+  std::vector<float> z(64, 0.0f), y(64);
+  std::vector<uint8_t> q(34 * 2);
+  ASSERT_TRUE(quantize_row(DType::Q8_0, z.data(), 64, q.data()));
+  ASSERT_TRUE(dequantize_row(DType::Q8_0, q.data(), 64, y.data()));
+  for (float v : y) EXPECT_EQ(v, 0.0f);
+  // Q8_0 of a ramp: error at most half a step (d/2) plus the f16 rounding of d.
+  std::vector<float> x(64);
+  for (int i = 0; i < 64; i++) x[size_t(i)] = float(i - 31) * 0.37f;
+  ASSERT_TRUE(quantize_row(DType::Q8_0, x.data(), 64, q.data()));
+  ASSERT_TRUE(dequantize_row(DType::Q8_0, q.data(), 64, y.data()));
+  for (int i = 0; i < 64; i++) EXPECT_NEAR(y[size_t(i)], x[size_t(i)], 0.37f * 32 / 127 * 0.51f + 0.01f) << i;
+}
+
+}  // namespace
+}  // namespace lmpress
