@@ -7,19 +7,13 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "quant/block_grid.h"
 #include "quant/scale_search.h"
 
 namespace lmpress {
 namespace {
 
 using namespace ggml_search;
-
-// Q2_K/Q3_K: 2-bit levels, four 32-element groups per byte column of 128.
-void pack_2bit(const uint8_t* L, uint8_t* qs) {
-  for (int j = 0; j < QK_K; j += 128)
-    for (int l = 0; l < 32; ++l)
-      qs[j / 4 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
-}
 
 // Q2_K: d = dmin-scaled 4-bit sub-block scales and mins; levels 0..3.
 void requantize_q2_k(const float* x, BlockQ2_K& y, uint8_t* L) {
@@ -33,7 +27,7 @@ void requantize_q2_k(const float* x, BlockQ2_K& y, uint8_t* L) {
       L[16 * j + ii] = uint8_t(std::max(0, std::min(3, l)));
     }
   }
-  pack_2bit(L, y.qs);
+  pack_levels(DType::Q2_K, L, reinterpret_cast<uint8_t*>(&y));
 }
 
 void quantize_q2_k(const float* x, int64_t nb, BlockQ2_K* y, const float* qw) {
@@ -145,18 +139,7 @@ void quantize_q3_k(const float* x, int64_t nb, BlockQ3_K* y, const float* qw) {
         L[16 * j + ii] = int8_t(std::max(-4, std::min(3, l)) + 4);
       }
     }
-    // The high bit of level j goes to bit j / 32 of hmask[j % 32].
-    std::memset(y[i].hmask, 0, QK_K / 8);
-    uint8_t U[QK_K];
-    for (int j = 0; j < QK_K; ++j) {
-      int l = L[j];
-      if (l > 3) {
-        y[i].hmask[j % 32] = uint8_t(y[i].hmask[j % 32] | (1 << (j / 32)));
-        l -= 4;
-      }
-      U[j] = uint8_t(l);
-    }
-    pack_2bit(U, y[i].qs);
+    pack_levels(DType::Q3_K, reinterpret_cast<const uint8_t*>(L), reinterpret_cast<uint8_t*>(&y[i]));
   }
 }
 
@@ -224,31 +207,7 @@ void quantize_q45_k(const float* x, int64_t nb, B* y, const float* qw) {
         L[32 * j + ii] = uint8_t(std::max(0, std::min(kMax, l)));
       }
     }
-    uint8_t* ql = y[i].qs;
-    if constexpr (kBits == 4) {
-      for (int j = 0; j < QK_K; j += 64, ql += 32)
-        for (int l = 0; l < 32; ++l) ql[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
-    } else {
-      uint8_t* qh = y[i].qh;
-      std::memset(qh, 0, QK_K / 8);
-      uint8_t m1 = 1, m2 = 2;
-      for (int n = 0; n < QK_K; n += 64, ql += 32) {
-        for (int j = 0; j < 32; ++j) {
-          int l1 = L[n + j], l2 = L[n + j + 32];
-          if (l1 > 15) {
-            l1 -= 16;
-            qh[j] |= m1;
-          }
-          if (l2 > 15) {
-            l2 -= 16;
-            qh[j] |= m2;
-          }
-          ql[j] = uint8_t(l1 | (l2 << 4));
-        }
-        m1 = uint8_t(m1 << 2);
-        m2 = uint8_t(m2 << 2);
-      }
-    }
+    pack_levels(kBits == 4 ? DType::Q4_K : DType::Q5_K, L, reinterpret_cast<uint8_t*>(&y[i]));
   }
 }
 
@@ -281,18 +240,7 @@ void quantize_q6_k(const float* x, int64_t nb, BlockQ6_K* y, const float* qw) {
         L[16 * j + ii] = int8_t(std::max(-32, std::min(31, l)) + 32);
       }
     }
-    uint8_t* ql = y[i].ql;
-    uint8_t* qh = y[i].qh;
-    for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32) {
-      for (int l = 0; l < 32; ++l) {
-        const uint8_t q1 = L[j + l] & 0xF, q2 = L[j + l + 32] & 0xF;
-        const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
-        ql[l] = uint8_t(q1 | (q3 << 4));
-        ql[l + 32] = uint8_t(q2 | (q4 << 4));
-        qh[l] = uint8_t((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                        ((L[j + l + 96] >> 4) << 6));
-      }
-    }
+    pack_levels(DType::Q6_K, reinterpret_cast<const uint8_t*>(L), reinterpret_cast<uint8_t*>(&y[i]));
   }
 }
 
@@ -347,7 +295,7 @@ void quantize_iq4_nl(const float* x, int64_t nb, BlockIQ4_NL* y, const float* qw
     y[ib].d = f32_to_f16(scale);
     const float id = scale ? 1 / scale : 0;
     for (int j = 0; j < 32; ++j) L[j] = uint8_t(best_index_int8(16, values, id * x[j]));
-    for (int j = 0; j < 16; ++j) y[ib].qs[j] = uint8_t(L[j] | (L[16 + j] << 4));
+    pack_levels(DType::IQ4_NL, L, reinterpret_cast<uint8_t*>(&y[ib]));
   }
 }
 

@@ -6,6 +6,7 @@
 
 #include "core/fp16.h"
 #include "quant/blocks.h"
+#include "quant/block_grid.h"
 #include "quant/kquants.h"
 #include "quant/scale_search.h"
 
@@ -115,13 +116,8 @@ void quantize_weighted(const float* x, int64_t n, B* y, const float* qw) {
       const float d = make_qx_quants(32, 1 << (kBits - 1), xb, reinterpret_cast<int8_t*>(L), 1, weight);
       y[ib].d = f32_to_f16(d);
     }
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; ++j) {
-      y[ib].qs[j] = uint8_t((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
-      qh |= uint32_t((L[j] & 0x10u) >> 4) << j;
-      qh |= uint32_t((L[j + 16] & 0x10u) >> 4) << (j + 16);
-    }
-    if constexpr (kBits == 5) std::memcpy(y[ib].qh, &qh, 4);
+    pack_levels(kBits == 4 ? (kAsym ? DType::Q4_1 : DType::Q4_0) : (kAsym ? DType::Q5_1 : DType::Q5_0), L,
+                reinterpret_cast<uint8_t*>(&y[ib]));
   }
 }
 

@@ -1,0 +1,220 @@
+#include "quant/block_grid.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "quant/blocks.h"
+#include "quant/scale_search.h"
+
+namespace lmpress {
+
+int BlockGrid::nearest_level(int e, float x) const {
+  if (table) {
+    if (scale[e] == 0) return ggml_search::best_index_int8(16, table, 0.0f);
+    return ggml_search::best_index_int8(16, table, (x - offset[e]) / scale[e]);
+  }
+  if (scale[e] == 0) return 0;  // every level decodes to offset[e]
+  const long l = std::lround((x - offset[e]) / scale[e]);
+  return int(std::clamp<long>(l, 0, n_levels - 1));
+}
+
+namespace {
+
+template <typename B>
+const B& as(const uint8_t* p) {
+  return *reinterpret_cast<const B*>(p);
+}
+template <typename B>
+B& as(uint8_t* p) {
+  return *reinterpret_cast<B*>(p);
+}
+
+// One scale/offset per sub-block of `sub` elements.
+void fill(BlockGrid& g, int first, int count, float scale, float offset) {
+  for (int e = first; e < first + count; e++) {
+    g.scale[e] = scale;
+    g.offset[e] = offset;
+  }
+}
+
+int q3_k_scale(int j, const uint8_t* s) {
+  const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+  return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+void pack_nibbles32(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < 16; j++) qs[j] = uint8_t((L[j] & 0xF) | ((L[j + 16] & 0xF) << 4));
+}
+
+uint32_t fifth_bits32(const uint8_t* L) {
+  uint32_t qh = 0;
+  for (int j = 0; j < 32; j++) qh |= uint32_t((L[j] >> 4) & 1) << j;
+  return qh;
+}
+
+// Q2_K/Q3_K: 2-bit levels, four 32-element groups per byte column of 128.
+void pack_2bit_k(const uint8_t* L, uint8_t* qs) {
+  for (int j = 0; j < QK_K; j += 128)
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+}  // namespace
+
+void block_grid(DType t, const uint8_t* p, BlockGrid& g) {
+  g.table = nullptr;
+  switch (t) {
+    case DType::Q4_0: {
+      const float d = f16_to_f32(as<BlockQ4_0>(p).d);
+      g.n = 32, g.n_levels = 16;
+      fill(g, 0, 32, d, -8 * d);
+      return;
+    }
+    case DType::Q5_0: {
+      const float d = f16_to_f32(as<BlockQ5_0>(p).d);
+      g.n = 32, g.n_levels = 32;
+      fill(g, 0, 32, d, -16 * d);
+      return;
+    }
+    case DType::Q4_1: {
+      const auto& b = as<BlockQ4_1>(p);
+      g.n = 32, g.n_levels = 16;
+      fill(g, 0, 32, f16_to_f32(b.d), f16_to_f32(b.m));
+      return;
+    }
+    case DType::Q5_1: {
+      const auto& b = as<BlockQ5_1>(p);
+      g.n = 32, g.n_levels = 32;
+      fill(g, 0, 32, f16_to_f32(b.d), f16_to_f32(b.m));
+      return;
+    }
+    case DType::Q8_0: {
+      const float d = f16_to_f32(as<BlockQ8_0>(p).d);
+      g.n = 32, g.n_levels = 256;
+      fill(g, 0, 32, d, -128 * d);
+      return;
+    }
+    case DType::IQ4_NL: {
+      g.n = 32, g.n_levels = 16, g.table = kIQ4NLValues;
+      fill(g, 0, 32, f16_to_f32(as<BlockIQ4_NL>(p).d), 0);
+      return;
+    }
+    case DType::Q2_K: {
+      const auto& b = as<BlockQ2_K>(p);
+      const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
+      g.n = QK_K, g.n_levels = 4;
+      for (int j = 0; j < 16; j++) fill(g, 16 * j, 16, d * float(b.scales[j] & 0xF), -dmin * float(b.scales[j] >> 4));
+      return;
+    }
+    case DType::Q3_K: {
+      const auto& b = as<BlockQ3_K>(p);
+      const float d = f16_to_f32(b.d);
+      g.n = QK_K, g.n_levels = 8;
+      for (int j = 0; j < 16; j++) {
+        const float s = d * float(q3_k_scale(j, b.scales));
+        fill(g, 16 * j, 16, s, -4 * s);
+      }
+      return;
+    }
+    case DType::Q4_K:
+    case DType::Q5_K: {
+      const bool five = t == DType::Q5_K;
+      const uint8_t* scales = five ? as<BlockQ5_K>(p).scales : as<BlockQ4_K>(p).scales;
+      const float d = f16_to_f32(five ? as<BlockQ5_K>(p).d : as<BlockQ4_K>(p).d);
+      const float dmin = f16_to_f32(five ? as<BlockQ5_K>(p).dmin : as<BlockQ4_K>(p).dmin);
+      g.n = QK_K, g.n_levels = five ? 32 : 16;
+      for (int j = 0; j < 8; j++) {
+        uint8_t sc, m;
+        scale_min_k4(j, scales, sc, m);
+        fill(g, 32 * j, 32, d * sc, -dmin * m);
+      }
+      return;
+    }
+    case DType::Q6_K: {
+      const auto& b = as<BlockQ6_K>(p);
+      const float d = f16_to_f32(b.d);
+      g.n = QK_K, g.n_levels = 64;
+      for (int j = 0; j < 16; j++) {
+        const float s = d * float(b.scales[j]);
+        fill(g, 16 * j, 16, s, -32 * s);
+      }
+      return;
+    }
+    default:
+      fail("{} has no quantization grid", dtype_name(t));
+  }
+}
+
+void pack_levels(DType t, const uint8_t* L, uint8_t* p) {
+  switch (t) {
+    case DType::Q4_0: pack_nibbles32(L, as<BlockQ4_0>(p).qs); return;
+    case DType::Q4_1: pack_nibbles32(L, as<BlockQ4_1>(p).qs); return;
+    case DType::IQ4_NL: pack_nibbles32(L, as<BlockIQ4_NL>(p).qs); return;
+    case DType::Q5_0: {
+      pack_nibbles32(L, as<BlockQ5_0>(p).qs);
+      const uint32_t qh = fifth_bits32(L);
+      std::memcpy(as<BlockQ5_0>(p).qh, &qh, 4);
+      return;
+    }
+    case DType::Q5_1: {
+      pack_nibbles32(L, as<BlockQ5_1>(p).qs);
+      const uint32_t qh = fifth_bits32(L);
+      std::memcpy(as<BlockQ5_1>(p).qh, &qh, 4);
+      return;
+    }
+    case DType::Q8_0:
+      for (int j = 0; j < 32; j++) as<BlockQ8_0>(p).qs[j] = int8_t(int(L[j]) - 128);
+      return;
+    case DType::Q2_K: pack_2bit_k(L, as<BlockQ2_K>(p).qs); return;
+    case DType::Q3_K: {
+      // Bit 2 of level e goes to bit e / 32 of hmask[e % 32].
+      auto& b = as<BlockQ3_K>(p);
+      std::memset(b.hmask, 0, sizeof b.hmask);
+      uint8_t low[QK_K];
+      for (int e = 0; e < QK_K; e++) {
+        if (L[e] > 3) b.hmask[e % 32] = uint8_t(b.hmask[e % 32] | (1 << (e / 32)));
+        low[e] = L[e] & 3;
+      }
+      pack_2bit_k(low, b.qs);
+      return;
+    }
+    case DType::Q4_K: {
+      uint8_t* q = as<BlockQ4_K>(p).qs;
+      for (int j = 0; j < QK_K; j += 64, q += 32)
+        for (int l = 0; l < 32; ++l) q[l] = uint8_t(L[j + l] | (L[j + l + 32] << 4));
+      return;
+    }
+    case DType::Q5_K: {
+      auto& b = as<BlockQ5_K>(p);
+      std::memset(b.qh, 0, sizeof b.qh);
+      uint8_t* ql = b.qs;
+      for (int n = 0, shift = 0; n < QK_K; n += 64, ql += 32, shift += 2)
+        for (int j = 0; j < 32; ++j) {
+          const int l1 = L[n + j], l2 = L[n + j + 32];
+          b.qh[j] = uint8_t(b.qh[j] | ((l1 >> 4) << shift) | ((l2 >> 4) << (shift + 1)));
+          ql[j] = uint8_t((l1 & 0xF) | ((l2 & 0xF) << 4));
+        }
+      return;
+    }
+    case DType::Q6_K: {
+      auto& b = as<BlockQ6_K>(p);
+      uint8_t* ql = b.ql;
+      uint8_t* qh = b.qh;
+      for (int j = 0; j < QK_K; j += 128, ql += 64, qh += 32)
+        for (int l = 0; l < 32; ++l) {
+          ql[l] = uint8_t((L[j + l] & 0xF) | ((L[j + l + 64] & 0xF) << 4));
+          ql[l + 32] = uint8_t((L[j + l + 32] & 0xF) | ((L[j + l + 96] & 0xF) << 4));
+          qh[l] = uint8_t((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
+                          ((L[j + l + 96] >> 4) << 6));
+        }
+      return;
+    }
+    default:
+      fail("{} has no level packing", dtype_name(t));
+  }
+}
+
+}  // namespace lmpress

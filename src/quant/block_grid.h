@@ -1,0 +1,29 @@
+// The values one block can represent once its scales are fixed. Calibrated
+// quantizers (GPTQ) choose a block's scales first, then pick each element's
+// level on that grid one column at a time, and finally pack the levels.
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace lmpress {
+
+// Element e of the block decodes to scale[e] * v + offset[e], where v is the
+// level (0 .. n_levels-1), or table[level] for non-linear formats (IQ4_NL).
+struct BlockGrid {
+  int n = 0;  // elements in the block
+  int n_levels = 0;
+  const int8_t* table = nullptr;
+  float scale[256];
+  float offset[256];
+
+  int nearest_level(int e, float x) const;
+  float value(int e, int level) const { return scale[e] * float(table ? table[level] : level) + offset[e]; }
+};
+
+// Reads the grid of one block of type t (a block type with a quantizer).
+void block_grid(DType t, const uint8_t* block, BlockGrid& g);
+// Writes levels (one per element, block order) into a block, keeping its scales.
+void pack_levels(DType t, const uint8_t* levels, uint8_t* block);
+
+}  // namespace lmpress
