@@ -47,6 +47,8 @@ const DTypeInfo& dtype_info(DType t);
 const char* dtype_name(DType t);
 // Parses "f32", "F16", "bf16", ... (case-insensitive).
 std::optional<DType> dtype_from_name(std::string_view name);
+// F32, F16 or BF16: element-wise float storage (not a block format).
+inline bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 // Bytes needed for one row of n elements; throws if n is not a multiple of the block size.
 uint64_t row_bytes(DType t, uint64_t n);
 

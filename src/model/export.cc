@@ -34,18 +34,19 @@ std::vector<uint8_t> permute_rope_rows(const uint8_t* src, int64_t n_heads, int6
 
 namespace {
 
-// Plain floating-point storage, as opposed to a block-quantized type.
-bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
-
 bool is_matrix_weight(const Tensor& t) { return t.shape.size() == 2 && t.name != "rope_freqs.weight"; }
 
 // The tensor as it should be written: target dtype, target RoPE pairing.
 TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt, RopeLayout target) {
   TensorToWrite out{t, {}};
   DType dst = t.dtype;
-  if (opt.dtype && is_matrix_weight(t)) dst = *opt.dtype;
-  // Norms, biases and rope factors stay F32, as llama.cpp keeps them.
-  if (!is_matrix_weight(t) && (t.dtype == DType::F16 || t.dtype == DType::BF16)) dst = DType::F32;
+  if (opt.type_of) {
+    dst = opt.type_of(t);
+  } else {
+    if (opt.dtype && is_matrix_weight(t)) dst = *opt.dtype;
+    // Norms, biases and rope factors stay F32, as llama.cpp keeps them.
+    if (!is_matrix_weight(t) && (t.dtype == DType::F16 || t.dtype == DType::BF16)) dst = DType::F32;
+  }
   int64_t heads = 0;
   const bool is_q = t.name.find(".attn_q.") != std::string::npos;
   const bool is_k = t.name.find(".attn_k.") != std::string::npos;
@@ -60,7 +61,8 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   out.meta.nbytes = uint64_t(t.rows()) * row_bytes(dst, uint64_t(t.cols()));
   const Tensor src = t;
   const ModelConfig cfg = m.cfg;
-  out.produce = [src, dst, heads, cfg, target]() {
+  const auto quantize = opt.quantize;
+  out.produce = [src, dst, heads, cfg, target, quantize]() {
     std::vector<uint8_t> bytes;
     if (dst == src.dtype) {
       bytes.assign(src.data, src.data + src.nbytes);
@@ -69,7 +71,9 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
       const int64_t rows = src.rows(), cols = src.cols();
       const uint64_t rb = row_bytes(dst, uint64_t(cols));
       bytes.resize(uint64_t(rows) * rb);
-      if (has_quantizer(dst)) {
+      if (quantize && !is_float_type(dst)) {
+        quantize(src, dst, f.data(), bytes.data());
+      } else if (has_quantizer(dst)) {
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; r++) quantize_row(dst, f.data() + r * cols, cols, bytes.data() + r * rb);
       } else if (dst == DType::F32) {
@@ -106,7 +110,10 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
   w.set("general.name", GGUFValue::str(opt.name.empty() ? std::filesystem::path(m.path).filename().string() : opt.name));
   // llama.cpp's llama_ftype values.
   uint32_t ftype = 0;
-  if (opt.dtype) {
+  if (opt.file_type) {
+    ftype = *opt.file_type;
+    if (ftype != 0 && ftype != 1 && ftype != 32) w.set("general.quantization_version", GGUFValue::u32(2));
+  } else if (opt.dtype) {
     switch (*opt.dtype) {
       case DType::F16: ftype = 1; break;
       case DType::Q4_0: ftype = 2; break;

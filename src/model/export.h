@@ -2,6 +2,7 @@
 // directory (config.json, safetensors, tokenizer files). q/k rows are
 // permuted when the target's RoPE pairing differs from the source's.
 #pragma once
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -16,6 +17,12 @@ struct ExportOptions {
   // matrix whose rows are not a multiple of the block size falls back to F16.
   std::optional<DType> dtype;
   std::string name;  // general.name
+  // Per-tensor target type (overrides dtype when set), e.g. a quantization mix.
+  std::function<DType(const Tensor&)> type_of;
+  // Quantizer for block types: fills out (rows x row_bytes(dst, cols)) from the
+  // tensor's f32 values; default: RTN (quantize_row without importance).
+  std::function<void(const Tensor& src, DType dst, const float* f32, uint8_t* out)> quantize;
+  std::optional<uint32_t> file_type;  // general.file_type (llama_ftype) to record
 };
 
 void write_gguf_model(const Model& m, const std::string& path, const ExportOptions& opt);

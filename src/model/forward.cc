@@ -96,49 +96,69 @@ void InferenceState::attention(int64_t l, int64_t n) {
   }
 }
 
-void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+void InferenceState::embed(const int32_t* tokens, int64_t n, float* x) const {
   const auto& c = m_.cfg;
-  const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), F = c.ffn_dim;
   for (int64_t t = 0; t < n; t++) {
     if (tokens[t] < 0 || tokens[t] >= c.n_vocab) fail("token id {} is outside the vocabulary of {}", tokens[t], c.n_vocab);
-    to_f32(*m_.tok_embd, int64_t(tokens[t]) * D, D, x_.data() + t * D);
+    to_f32(*m_.tok_embd, int64_t(tokens[t]) * c.dim, c.dim, x + t * c.dim);
   }
-  for (int64_t l = 0; l < c.n_layers; l++) {
-    const auto& L = m_.layers[size_t(l)];
-    for (int64_t t = 0; t < n; t++) rmsnorm(x_.data() + t * D, L.attn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
-    matmul(*L.wq, xn_.data(), n, q_.data());
-    matmul(*L.wk, xn_.data(), n, k_.data());
-    matmul(*L.wv, xn_.data(), n, v_.data());
-    float* kc = k_cache_[size_t(l)].data();
-    float* vc = v_cache_[size_t(l)].data();
-#pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < n; t++) {
-      float* q = q_.data() + t * qd;
-      float* k = k_.data() + t * kvd;
-      float* v = v_.data() + t * kvd;
-      if (c.qkv_bias) {
-        for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
-        for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
-        for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
-      }
-      const int64_t pos = n_past_ + t;
-      rope(q, c.n_heads, c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
-      rope(k, c.n_kv_heads, c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
-      std::memcpy(kc + pos * kvd, k, size_t(kvd) * sizeof(float));
-      std::memcpy(vc + pos * kvd, v, size_t(kvd) * sizeof(float));
-    }
-    attention(l, n);
-    matmul(*L.wo, att_.data(), n, xn_.data());
-    for (int64_t i = 0; i < n * D; i++) x_[size_t(i)] += xn_[size_t(i)];
+}
 
-    for (int64_t t = 0; t < n; t++) rmsnorm(x_.data() + t * D, L.ffn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
-    matmul(*L.w_gate, xn_.data(), n, gate_.data());
-    matmul(*L.w_up, xn_.data(), n, up_.data());
+void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs) {
+  if (n > n_batch_) fail("eval_layer: {} tokens exceed the batch of {}", n, n_batch_);
+  const int64_t saved = n_past_;
+  n_past_ = 0;
+  block(layer, w, x, n, obs);
+  n_past_ = saved;
+}
+
+void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n, const LinearObserver* obs) {
+  const auto& c = m_.cfg;
+  const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), F = c.ffn_dim;
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
+  if (obs) (*obs)(LinearSite::AttnIn, xn_.data(), n, D);
+  matmul(*L.wq, xn_.data(), n, q_.data());
+  matmul(*L.wk, xn_.data(), n, k_.data());
+  matmul(*L.wv, xn_.data(), n, v_.data());
+  float* kc = k_cache_[size_t(l)].data();
+  float* vc = v_cache_[size_t(l)].data();
 #pragma omp parallel for schedule(static)
-    for (int64_t t = 0; t < n; t++) silu_mul(gate_.data() + t * F, up_.data() + t * F, F);
-    matmul(*L.w_down, gate_.data(), n, xn_.data());
-    for (int64_t i = 0; i < n * D; i++) x_[size_t(i)] += xn_[size_t(i)];
+  for (int64_t t = 0; t < n; t++) {
+    float* q = q_.data() + t * qd;
+    float* k = k_.data() + t * kvd;
+    float* v = v_.data() + t * kvd;
+    if (c.qkv_bias) {
+      for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
+      for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
+      for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
+    }
+    const int64_t pos = n_past_ + t;
+    rope(q, c.n_heads, c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+    rope(k, c.n_kv_heads, c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+    std::memcpy(kc + pos * kvd, k, size_t(kvd) * sizeof(float));
+    std::memcpy(vc + pos * kvd, v, size_t(kvd) * sizeof(float));
   }
+  attention(l, n);
+  if (obs) (*obs)(LinearSite::AttnOut, att_.data(), n, qd);
+  matmul(*L.wo, att_.data(), n, xn_.data());
+  for (int64_t i = 0; i < n * D; i++) x[i] += xn_[size_t(i)];
+
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
+  if (obs) (*obs)(LinearSite::FfnIn, xn_.data(), n, D);
+  matmul(*L.w_gate, xn_.data(), n, gate_.data());
+  matmul(*L.w_up, xn_.data(), n, up_.data());
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; t++) silu_mul(gate_.data() + t * F, up_.data() + t * F, F);
+  if (obs) (*obs)(LinearSite::FfnDown, gate_.data(), n, F);
+  matmul(*L.w_down, gate_.data(), n, xn_.data());
+  for (int64_t i = 0; i < n * D; i++) x[i] += xn_[size_t(i)];
+}
+
+void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
+  const auto& c = m_.cfg;
+  const int64_t D = c.dim;
+  embed(tokens, n, x_.data());
+  for (int64_t l = 0; l < c.n_layers; l++) block(l, m_.layers[size_t(l)], x_.data(), n, nullptr);
   n_past_ += n;
   if (!logits) return;
   const int64_t first = all_logits ? 0 : n - 1;

@@ -2,11 +2,19 @@
 // GEMMs, decoding steps reuse the cache.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/model.h"
 
 namespace lmpress {
+
+// Where a transformer block feeds activations into its linear layers:
+// q/k/v read the normed input (AttnIn), wo the attention output (AttnOut),
+// gate/up the normed residual (FfnIn), down the SiLU(gate)·up product (FfnDown).
+enum class LinearSite { AttnIn, AttnOut, FfnIn, FfnDown };
+// Sees x[n, cols] just before the linear layers at `site` multiply it.
+using LinearObserver = std::function<void(LinearSite site, const float* x, int64_t n, int64_t cols)>;
 
 class InferenceState {
  public:
@@ -17,6 +25,13 @@ class InferenceState {
   // logits[n, vocab] when all_logits, else logits[vocab] of the last token;
   // logits may be null. Throws if the cache would overflow.
   void eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
+  // Calibration: runs block `layer` alone with weights `w` on hidden states
+  // x[n, dim] (updated in place) of a fresh sequence at positions 0..n-1,
+  // reporting each linear layer's input to `obs` (may be null). n <= n_batch.
+  void eval_layer(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs);
+  // Hidden states after the embedding: x[n, dim].
+  void embed(const int32_t* tokens, int64_t n, float* x) const;
+
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
   void reset() { n_past_ = 0; }
@@ -25,6 +40,7 @@ class InferenceState {
  private:
   void eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
   void attention(int64_t layer, int64_t n);
+  void block(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs);
 
   const Model& m_;
   int64_t n_ctx_, n_batch_, n_past_ = 0;

@@ -1,0 +1,67 @@
+#include "compress/calibration.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+
+namespace lmpress {
+
+std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const CalibrationOptions& o) {
+  if (o.file.empty()) fail("calibration needs a text file (--calib FILE)");
+  if (o.samples < 1) fail("--calib-samples must be at least 1 (got {})", o.samples);
+  if (o.ctx < 2) fail("--calib-ctx must be at least 2 (got {})", o.ctx);
+  const int64_t ctx = std::min<int64_t>(o.ctx, m.cfg.ctx_len);
+  const std::string text = read_text_file(o.file);
+  if (text.empty()) fail("{}: the calibration text is empty", o.file);
+  const auto tokens = m.tokenizer->encode(text, false, false);
+  const int32_t bos = m.tokenizer->vocab().bos;
+  const bool add_bos = bos >= 0 && m.tokenizer->vocab().add_bos;
+  const int64_t body = add_bos ? ctx - 1 : ctx;
+  const int64_t need = o.samples * body;
+  if (int64_t(tokens.size()) < need)
+    fail("{}: calibration text is too short: {} tokens, {} windows of {} need {} (lower --calib-samples or --calib-ctx)",
+         o.file, tokens.size(), o.samples, ctx, need);
+  // Evenly spaced, non-overlapping windows over the whole text.
+  const int64_t stride = int64_t(tokens.size()) / o.samples;
+  std::vector<std::vector<int32_t>> windows;
+  for (int64_t s = 0; s < o.samples; s++) {
+    std::vector<int32_t> w;
+    w.reserve(size_t(ctx));
+    if (add_bos) w.push_back(bos);
+    const auto* start = tokens.data() + s * stride;
+    w.insert(w.end(), start, start + body);
+    windows.push_back(std::move(w));
+  }
+  return windows;
+}
+
+LayerwiseCalibrator::LayerwiseCalibrator(const Model& m, std::vector<std::vector<int32_t>> windows)
+    : m_(m),
+      windows_(std::move(windows)),
+      ctx_(windows_.empty() ? 1 : int64_t(windows_[0].size())),
+      state_(m, ctx_, ctx_) {
+  if (windows_.empty()) fail("calibration: no windows");
+  const int64_t D = m.cfg.dim;
+  hidden_.resize(size_t(n_windows() * ctx_ * D));
+  for (int64_t s = 0; s < n_windows(); s++) {
+    if (int64_t(windows_[size_t(s)].size()) != ctx_) fail("calibration windows must have equal lengths");
+    state_.embed(windows_[size_t(s)].data(), ctx_, hidden_.data() + s * ctx_ * D);
+  }
+  scratch_.resize(size_t(ctx_ * D));
+}
+
+void LayerwiseCalibrator::run(int64_t layer, const LayerWeights& w, const LinearObserver* obs, bool advance) {
+  const int64_t D = m_.cfg.dim;
+  for (int64_t s = 0; s < n_windows(); s++) {
+    float* h = hidden_.data() + s * ctx_ * D;
+    if (advance) {
+      state_.eval_layer(layer, w, h, ctx_, obs);
+    } else {
+      std::memcpy(scratch_.data(), h, scratch_.size() * sizeof(float));
+      state_.eval_layer(layer, w, scratch_.data(), ctx_, obs);
+    }
+  }
+}
+
+}  // namespace lmpress

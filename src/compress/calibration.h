@@ -1,0 +1,49 @@
+// The layer-by-layer calibration loop shared by the calibrated compressors
+// (GPTQ, AWQ, imatrix, pruning): calibration text becomes N windows of L
+// tokens; their hidden states are carried through the model one transformer
+// block at a time, so only one block's activations exist at once, and a
+// compressed block's output (not the original's) feeds the next block.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/forward.h"
+#include "model/model.h"
+
+namespace lmpress {
+
+struct CalibrationOptions {
+  std::string file;       // calibration text
+  int64_t samples = 128;  // windows
+  int64_t ctx = 2048;     // tokens per window (capped by the model's context)
+};
+
+// Tokenizes the text and cuts `samples` windows of `ctx` tokens, spread evenly
+// over it (each starting with BOS when the model uses one). Fails with a clear
+// message when the text is shorter than the windows need.
+std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const CalibrationOptions& o);
+
+class LayerwiseCalibrator {
+ public:
+  LayerwiseCalibrator(const Model& m, std::vector<std::vector<int32_t>> windows);
+
+  // Runs block `layer` with weights `w` over every window. The observer sees
+  // each linear layer's input. With advance, the block's outputs replace the
+  // hidden states (call it once per layer, after compressing the block).
+  void run(int64_t layer, const LayerWeights& w, const LinearObserver* obs, bool advance);
+  int64_t n_tokens() const { return int64_t(windows_.size()) * ctx_; }
+  int64_t n_windows() const { return int64_t(windows_.size()); }
+  uint64_t activation_bytes() const { return hidden_.size() * sizeof(float); }
+
+ private:
+  const Model& m_;
+  std::vector<std::vector<int32_t>> windows_;
+  int64_t ctx_;
+  InferenceState state_;
+  std::vector<float> hidden_;   // [windows, ctx, dim]
+  std::vector<float> scratch_;  // one window when not advancing
+};
+
+}  // namespace lmpress

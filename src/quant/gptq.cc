@@ -1,0 +1,192 @@
+#include "quant/gptq.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "quant/block_grid.h"
+#include "quant/quantize.h"
+#include "quant/scale_search.h"
+
+namespace lmpress {
+namespace {
+
+// Upper Cholesky factor U of (H + damp·mean(diag H)·I)⁻¹ = UᵀU. Retries with
+// more dampening if H is not positive definite.
+std::vector<float> inverse_hessian_cholesky(std::vector<double> H, int64_t n, double damp) {
+  double mean_diag = 0;
+  for (int64_t i = 0; i < n; i++) mean_diag += H[size_t(i * n + i)];
+  mean_diag = std::max(mean_diag / double(n), 1e-12);
+  std::vector<double> A;
+  for (int attempt = 0; attempt < 6; attempt++, damp *= 10) {
+    A = H;
+    for (int64_t i = 0; i < n; i++) A[size_t(i * n + i)] += damp * mean_diag;
+    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', int(n), A.data(), int(n)) != 0) continue;
+    if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', int(n), A.data(), int(n)) != 0) continue;
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = i + 1; j < n; j++) A[size_t(i * n + j)] = A[size_t(j * n + i)];
+    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', int(n), A.data(), int(n)) != 0) continue;
+    std::vector<float> U(size_t(n * n), 0.0f);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = i; j < n; j++) U[size_t(i * n + j)] = float(A[size_t(i * n + j)]);
+    return U;
+  }
+  fail("GPTQ: the Hessian is not positive definite even with dampening (degenerate calibration data?)");
+}
+
+}  // namespace
+
+void accumulate_hessian(std::vector<float>& H, const float* x, int64_t n, int64_t cols) {
+  if (H.empty()) H.assign(size_t(cols * cols), 0.0f);
+  cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, int(cols), int(n), 1.0f, x, int(cols), 1.0f, H.data(), int(cols));
+}
+
+void symmetrize_hessian(std::vector<float>& H, int64_t cols) {
+  for (int64_t i = 0; i < cols; i++)
+    for (int64_t j = i + 1; j < cols; j++) H[size_t(j * cols + i)] = H[size_t(i * cols + j)];
+}
+
+double relative_output_error(const float* W, const float* Wq, int64_t rows, int64_t cols, const std::vector<float>& H) {
+  std::vector<float> D(size_t(rows * cols)), DH(size_t(rows * cols)), WH(size_t(rows * cols));
+  for (size_t i = 0; i < D.size(); i++) D[i] = Wq[i] - W[i];
+  cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, int(rows), int(cols), 1.0f, H.data(), int(cols), D.data(),
+              int(cols), 0.0f, DH.data(), int(cols));
+  cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, int(rows), int(cols), 1.0f, H.data(), int(cols), W, int(cols),
+              0.0f, WH.data(), int(cols));
+  double num = 0, den = 0;
+  for (size_t i = 0; i < D.size(); i++) {
+    num += double(D[i]) * DH[i];
+    den += double(W[i]) * WH[i];
+  }
+  return den > 0 ? num / den : 0.0;
+}
+
+void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
+                   const float* importance, const GptqOptions& o, uint8_t* out) {
+  if (!has_quantizer(t)) fail("GPTQ: no quantizer for {}", dtype_name(t));
+  const int64_t G = dtype_info(t).block_elems;
+  if (cols % G != 0) fail("GPTQ: {} columns are not a multiple of the {} block of {}", cols, G, dtype_name(t));
+  if (int64_t(H.size()) != cols * cols) fail("GPTQ: Hessian size does not match {} columns", cols);
+  const uint64_t rb = row_bytes(t, uint64_t(cols));
+  const uint64_t bb = dtype_info(t).block_bytes;
+  const int64_t B = std::max<int64_t>(o.block, G) / G * G;
+
+  // Column-major working copy (column i contiguous over rows) and the Hessian in double.
+  std::vector<float> Wc(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) Wc[size_t(c * rows + r)] = W[r * cols + c];
+  std::vector<double> Hd(H.begin(), H.end());
+  std::vector<float> imp(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; c++) imp[size_t(c)] = importance ? importance[c] : H[size_t(c * cols + c)];
+  // Inputs that never fire: any value is exact, so quantize them as zero.
+  for (int64_t c = 0; c < cols; c++)
+    if (Hd[size_t(c * cols + c)] == 0) {
+      Hd[size_t(c * cols + c)] = 1;
+      std::fill(Wc.begin() + c * rows, Wc.begin() + (c + 1) * rows, 0.0f);
+    }
+  std::vector<int64_t> perm(static_cast<size_t>(cols));
+  std::iota(perm.begin(), perm.end(), 0);
+  if (o.act_order)
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](int64_t a, int64_t b) { return Hd[size_t(a * cols + a)] > Hd[size_t(b * cols + b)]; });
+  std::vector<double> Hp(size_t(cols * cols));
+  for (int64_t i = 0; i < cols; i++)
+    for (int64_t j = 0; j < cols; j++) Hp[size_t(i * cols + j)] = Hd[size_t(perm[size_t(i)] * cols + perm[size_t(j)])];
+  Hd.clear();
+  const std::vector<float> U = inverse_hessian_cholesky(std::move(Hp), cols, o.damp);
+
+  // Per weight (column-major, original column order): the grid scale/offset and the chosen level.
+  std::vector<float> S(size_t(rows * cols)), O(size_t(rows * cols));
+  std::vector<uint8_t> L(size_t(rows * cols));
+  BlockGrid proto;
+  {
+    std::vector<uint8_t> zero(bb, 0);
+    block_grid(t, zero.data(), proto);
+  }
+  const int8_t* table = proto.table;
+  const int n_levels = proto.n_levels;
+  // Chooses the scales of block b for every row from the current values of its columns.
+  auto set_block_scales = [&](int64_t b) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+      float x[256];
+      for (int64_t e = 0; e < G; e++) x[e] = Wc[size_t((b * G + e) * rows + r)];
+      uint8_t* blk = out + uint64_t(r) * rb + uint64_t(b) * bb;
+      quantize_row(t, x, G, blk, imp.data() + b * G);
+      BlockGrid g;
+      block_grid(t, blk, g);
+      for (int64_t e = 0; e < G; e++) {
+        S[size_t((b * G + e) * rows + r)] = g.scale[e];
+        O[size_t((b * G + e) * rows + r)] = g.offset[e];
+      }
+    }
+  };
+  if (o.act_order)
+    for (int64_t b = 0; b < cols / G; b++) set_block_scales(b);
+
+  // Wp: the working columns in processing order.
+  std::vector<float> Wp(size_t(rows * cols));
+  for (int64_t k = 0; k < cols; k++)
+    std::copy_n(Wc.begin() + perm[size_t(k)] * rows, rows, Wp.begin() + k * rows);
+  std::vector<float> Err(size_t(B * rows));
+  for (int64_t b1 = 0; b1 < cols; b1 += B) {
+    const int64_t b2 = std::min(b1 + B, cols);
+    for (int64_t k = b1; k < b2; k++) {
+      const int64_t c = perm[size_t(k)];
+      if (!o.act_order && c % G == 0) {
+        // Wp == Wc order here; the block's columns are all inside this lazy batch and up to date.
+        for (int64_t e = 0; e < G; e++) std::copy_n(Wp.begin() + (k + e) * rows, rows, Wc.begin() + (c + e) * rows);
+        set_block_scales(c / G);
+      }
+      const float d = U[size_t(k * cols + k)];
+      float* w = Wp.data() + k * rows;
+      float* err = Err.data() + (k - b1) * rows;
+      const float* s = S.data() + c * rows;
+      const float* off = O.data() + c * rows;
+      uint8_t* lv = L.data() + c * rows;
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; r++) {
+        int level = 0;
+        float q = off[r];
+        if (s[r] != 0) {
+          const float v = (w[r] - off[r]) / s[r];
+          if (table) {
+            level = ggml_search::best_index_int8(16, table, v);
+            q = s[r] * float(table[level]) + off[r];
+          } else {
+            level = int(std::clamp<long>(std::lround(v), 0, n_levels - 1));
+            q = s[r] * float(level) + off[r];
+          }
+        } else if (table) {
+          level = ggml_search::best_index_int8(16, table, 0.0f);
+        }
+        lv[r] = uint8_t(level);
+        err[r] = (w[r] - q) / d;
+      }
+      // Spread the error over the rest of this lazy batch.
+      for (int64_t j = k + 1; j < b2; j++) {
+        const float u = U[size_t(k * cols + j)];
+        if (u != 0) cblas_saxpy(int(rows), -u, err, 1, Wp.data() + j * rows, 1);
+      }
+    }
+    // ... and, in one GEMM, over every later column.
+    if (b2 < cols)
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cols - b2), int(rows), int(b2 - b1), -1.0f,
+                  U.data() + b1 * cols + b2, int(cols), Err.data(), int(rows), 1.0f, Wp.data() + b2 * rows, int(rows));
+  }
+  // Pack the chosen levels into the blocks, whose scale fields are already set.
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    uint8_t levels[256];
+    for (int64_t b = 0; b < cols / G; b++) {
+      for (int64_t e = 0; e < G; e++) levels[e] = L[size_t((b * G + e) * rows + r)];
+      pack_levels(t, levels, out + uint64_t(r) * rb + uint64_t(b) * bb);
+    }
+  }
+}
+
+}  // namespace lmpress

@@ -1,0 +1,82 @@
+#include "quant/imatrix.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "core/tensor.h"
+#include "io/gguf.h"
+
+namespace lmpress {
+
+std::vector<float> Imatrix::importance(const std::string& name) const {
+  auto it = entries.find(name);
+  if (it == entries.end() || it->second.count <= 0) return {};
+  std::vector<float> out(it->second.sum2.size());
+  for (size_t j = 0; j < out.size(); j++) out[j] = float(it->second.sum2[j] / double(it->second.count));
+  return out;
+}
+
+void Imatrix::accumulate(const std::vector<std::string>& names, const float* x, int64_t n, int64_t cols) {
+  std::vector<double> s(static_cast<size_t>(cols), 0.0);
+  for (int64_t t = 0; t < n; t++)
+    for (int64_t j = 0; j < cols; j++) s[size_t(j)] += double(x[t * cols + j]) * x[t * cols + j];
+  for (const auto& name : names) {
+    auto& e = entries[name];
+    if (e.sum2.empty()) e.sum2.assign(size_t(cols), 0.0);
+    if (int64_t(e.sum2.size()) != cols) fail("imatrix: {} has {} columns, got {}", name, e.sum2.size(), cols);
+    for (int64_t j = 0; j < cols; j++) e.sum2[size_t(j)] += s[size_t(j)];
+    e.count += n;
+  }
+}
+
+Imatrix read_imatrix(const std::string& path) {
+  const GGUFFile f = GGUFFile::open(path);
+  if (f.get_string("general.type").value_or("") != "imatrix")
+    fail("{}: not an imatrix GGUF (general.type is not \"imatrix\"; legacy .dat files are not supported)", path);
+  Imatrix im;
+  if (const auto* d = f.find("imatrix.datasets"); d && d->type == GGUFType::ARRAY)
+    for (const auto& v : d->as_array())
+      if (v.type == GGUFType::STRING) im.datasets.push_back(v.as_string());
+  im.chunk_count = uint32_t(f.get_int("imatrix.chunk_count").value_or(0));
+  im.chunk_size = uint32_t(f.get_int("imatrix.chunk_size").value_or(0));
+  const auto tensors = f.tensors();
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& t : tensors) by_name[t.name] = &t;
+  const std::string kSum = ".in_sum2", kCount = ".counts";
+  for (const auto& t : tensors) {
+    if (t.name.size() <= kSum.size() || t.name.compare(t.name.size() - kSum.size(), kSum.size(), kSum) != 0) continue;
+    const std::string name = t.name.substr(0, t.name.size() - kSum.size());
+    auto c = by_name.find(name + kCount);
+    if (c == by_name.end()) fail("{}: {} has no matching {}", path, t.name, name + kCount);
+    const auto sums = to_f32(t);
+    const auto counts = to_f32(*c->second);
+    if (counts.empty() || sums.size() % counts.size() != 0) fail("{}: {} and its counts disagree in shape", path, name);
+    if (counts.size() != 1) fail("{}: {} has {} experts; lmpress reads dense models only", path, name, counts.size());
+    if (!(counts[0] >= 0) || !std::isfinite(counts[0])) fail("{}: {} has a bad count {}", path, name, counts[0]);
+    ImatrixEntry e;
+    e.sum2.assign(sums.begin(), sums.end());
+    for (double v : e.sum2)
+      if (!std::isfinite(v) || v < 0) fail("{}: {} has a non-finite or negative sum", path, name);
+    e.count = int64_t(counts[0]);
+    im.entries[name] = std::move(e);
+  }
+  if (im.entries.empty()) fail("{}: the imatrix holds no entries", path);
+  return im;
+}
+
+void write_imatrix(const Imatrix& im, const std::string& path) {
+  GGUFWriter w;
+  w.set("general.type", GGUFValue::str("imatrix"));
+  w.set("imatrix.datasets", GGUFValue::str_array(im.datasets));
+  w.set("imatrix.chunk_count", GGUFValue::u32(im.chunk_count));
+  w.set("imatrix.chunk_size", GGUFValue::u32(im.chunk_size));
+  for (const auto& [name, e] : im.entries) {
+    std::vector<float> s(e.sum2.begin(), e.sum2.end());
+    const int64_t cols = int64_t(s.size());
+    w.add_tensor(make_f32_tensor(name + ".in_sum2", {1, cols}, std::move(s)));
+    w.add_tensor(make_f32_tensor(name + ".counts", {1, 1}, {float(e.count)}));
+  }
+  w.write(path);
+}
+
+}  // namespace lmpress

@@ -1,0 +1,32 @@
+// Importance matrices in llama.cpp's imatrix GGUF format: for each weight
+// matrix, the sum over calibration tokens of the squared input activation of
+// each input column ("<name>.in_sum2", F32 [1, cols]) and the token count
+// ("<name>.counts", F32 [1, 1]). The importance of column j is in_sum2/count.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace lmpress {
+
+struct ImatrixEntry {
+  std::vector<double> sum2;  // per input column
+  int64_t count = 0;         // tokens seen
+};
+
+struct Imatrix {
+  std::map<std::string, ImatrixEntry> entries;  // by weight name
+  std::vector<std::string> datasets;
+  uint32_t chunk_count = 0, chunk_size = 0;
+
+  // Mean squared activation per column for a weight; empty if absent.
+  std::vector<float> importance(const std::string& weight_name) const;
+  // Adds x[n, cols]'s squared values to the entry of each name.
+  void accumulate(const std::vector<std::string>& names, const float* x, int64_t n, int64_t cols);
+};
+
+Imatrix read_imatrix(const std::string& path);
+void write_imatrix(const Imatrix& im, const std::string& path);
+
+}  // namespace lmpress

@@ -1,0 +1,174 @@
+#include "quant/mix.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "core/error.h"
+#include "quant/quantize.h"
+
+namespace lmpress {
+namespace {
+
+const PresetInfo kPresets[] = {
+    {Preset::Q4_0, "q4_0", DType::Q4_0, 2},       {Preset::Q4_1, "q4_1", DType::Q4_1, 3},
+    {Preset::Q5_0, "q5_0", DType::Q5_0, 8},       {Preset::Q5_1, "q5_1", DType::Q5_1, 9},
+    {Preset::Q8_0, "q8_0", DType::Q8_0, 7},       {Preset::Q2_K, "q2_k", DType::Q2_K, 10},
+    {Preset::Q2_K_S, "q2_k_s", DType::Q2_K, 21},  {Preset::Q3_K_S, "q3_k_s", DType::Q3_K, 11},
+    {Preset::Q3_K_M, "q3_k_m", DType::Q3_K, 12},  {Preset::Q3_K_L, "q3_k_l", DType::Q3_K, 13},
+    {Preset::Q4_K_S, "q4_k_s", DType::Q4_K, 14},  {Preset::Q4_K_M, "q4_k_m", DType::Q4_K, 15},
+    {Preset::Q5_K_S, "q5_k_s", DType::Q5_K, 16},  {Preset::Q5_K_M, "q5_k_m", DType::Q5_K, 17},
+    {Preset::Q6_K, "q6_k", DType::Q6_K, 18},      {Preset::IQ4_NL, "iq4_nl", DType::IQ4_NL, 25},
+    {Preset::F16, "f16", DType::F16, 1},          {Preset::BF16, "bf16", DType::BF16, 32},
+    {Preset::F32, "f32", DType::F32, 0},
+};
+
+std::string lower(std::string s) {
+  for (auto& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// llama.cpp's use_more_bits: the first and last eighth of the layers and every third in between.
+bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+int64_t layer_of(const std::string& name) {
+  if (name.rfind("blk.", 0) != 0) return -1;
+  return std::stoll(name.substr(4, name.find('.', 4) - 4));
+}
+
+bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// The preset's choice for one tensor (llama_tensor_get_type_impl, non-MoE Llama-family cases).
+DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_output) {
+  const Preset p = o.preset.preset;
+  const DType base = o.preset.base;
+  const int64_t n = m.cfg.n_layers, gqa = m.cfg.n_heads / std::max<int64_t>(1, m.cfg.n_kv_heads);
+  const std::string& name = t.name;
+  const int64_t i = layer_of(name);
+  if (is_output) {
+    if (t.cols() % dtype_info(base).block_elems != 0) return DType::Q8_0;
+    return base == DType::Q8_0 ? DType::Q8_0 : DType::Q6_K;
+  }
+  if (name == "token_embd.weight") return base;
+  if (contains(name, "attn_v.weight")) {
+    switch (p) {
+      case Preset::Q2_K: return gqa >= 4 ? DType::Q4_K : DType::Q3_K;
+      case Preset::Q2_K_S: return gqa >= 4 ? DType::Q4_K : base;
+      case Preset::Q3_K_M: return i < 2 ? DType::Q5_K : DType::Q4_K;
+      case Preset::Q3_K_L: return DType::Q5_K;
+      case Preset::IQ4_NL: return gqa >= 4 ? DType::Q5_K : base;
+      case Preset::Q4_K_M:
+      case Preset::Q5_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
+      case Preset::Q4_K_S: return i < 4 ? DType::Q5_K : base;
+      default: return base;
+    }
+  }
+  if (contains(name, "ffn_down")) {
+    switch (p) {
+      case Preset::Q2_K: return DType::Q3_K;
+      case Preset::Q2_K_S: return i < n / 8 ? DType::Q4_K : base;
+      case Preset::Q3_K_M: return i < n / 16 ? DType::Q5_K : DType::Q4_K;
+      case Preset::Q3_K_L: return DType::Q5_K;
+      case Preset::Q4_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
+      case Preset::IQ4_NL: return i < n / 8 && !o.has_imatrix ? DType::Q5_K : base;
+      case Preset::Q5_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
+      case Preset::Q4_K_S: return i < n / 8 ? DType::Q5_K : base;
+      case Preset::Q4_0: return o.has_imatrix && i < n / 8 ? DType::Q4_1 : base;
+      case Preset::Q5_0: return o.has_imatrix && i < n / 8 ? DType::Q5_1 : base;
+      default: return base;
+    }
+  }
+  if (contains(name, "attn_output.weight")) {
+    switch (p) {
+      case Preset::Q2_K: return DType::Q3_K;
+      case Preset::Q3_K_M: return DType::Q4_K;
+      case Preset::Q3_K_L: return DType::Q5_K;
+      default: return base;
+    }
+  }
+  return base;
+}
+
+// A type whose block does not divide the row falls back like llama.cpp's tensor_type_fallback.
+DType fallback(DType want, int64_t cols) {
+  if (cols % dtype_info(want).block_elems == 0) return want;
+  DType f = want;
+  switch (want) {
+    case DType::Q2_K:
+    case DType::Q3_K: f = DType::Q4_0; break;
+    case DType::Q4_K: f = DType::Q5_0; break;
+    case DType::Q5_K: f = DType::Q5_1; break;
+    case DType::Q6_K: f = DType::Q8_0; break;
+    default: break;
+  }
+  return cols % dtype_info(f).block_elems == 0 ? f : DType::F16;
+}
+
+}  // namespace
+
+std::optional<PresetInfo> find_preset(const std::string& name) {
+  const std::string n = lower(name);
+  for (const auto& p : kPresets)
+    if (n == p.name) return p;
+  return std::nullopt;
+}
+
+std::string preset_names() {
+  std::string s;
+  for (const auto& p : kPresets) s += (s.empty() ? "" : ", ") + std::string(p.name);
+  return s;
+}
+
+std::pair<std::regex, DType> parse_tensor_type_override(const std::string& spec) {
+  const auto eq = spec.rfind('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    fail("--tensor-type '{}': expected PATTERN=TYPE, e.g. 'ffn_down=q6_k'", spec);
+  const std::string type_name = spec.substr(eq + 1);
+  const auto t = dtype_from_name(type_name);
+  if (!t || !(has_quantizer(*t) || *t == DType::F16 || *t == DType::BF16 || *t == DType::F32))
+    fail("--tensor-type '{}': unknown or unsupported type '{}'", spec, type_name);
+  try {
+    return {std::regex(spec.substr(0, eq)), *t};
+  } catch (const std::regex_error& e) {
+    fail("--tensor-type '{}': bad regular expression: {}", spec, e.what());
+  }
+}
+
+bool is_quantizable(const Tensor& t) {
+  const std::string& n = t.name;
+  return t.shape.size() == 2 && n.size() > 6 && n.compare(n.size() - 6, 6, "weight") == 0 &&
+         !contains(n, "_norm.weight") && n != "rope_freqs.weight";
+}
+
+std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions& o) {
+  std::map<std::string, DType> plan;
+  const bool tied = m.find("output.weight") == nullptr;
+  for (const auto& t : m.tensors) {
+    DType d = t.dtype;
+    if (is_quantizable(t)) {
+      const bool is_output = t.name == "output.weight" || (tied && t.name == "token_embd.weight");
+      const bool is_embd = t.name == "token_embd.weight";
+      if (is_output && o.output_type) {
+        d = *o.output_type;
+      } else if (is_embd && !is_output && o.token_embd_type) {
+        d = *o.token_embd_type;
+      } else {
+        d = o.preset.base;
+        bool manual = false;
+        for (const auto& [re, type] : o.overrides)
+          if (std::regex_search(t.name, re)) {
+            d = type;
+            manual = true;
+            break;
+          }
+        if (!manual && !o.pure && !is_float_type(o.preset.base)) d = preset_type(m, t, o, is_output);
+      }
+      if (!is_float_type(d)) d = fallback(d, t.cols());
+    } else if (t.dtype == DType::F16 || t.dtype == DType::BF16) {
+      d = DType::F32;  // norms and biases stay f32, as llama.cpp keeps them
+    }
+    plan[t.name] = d;
+  }
+  return plan;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,50 @@
+// File-type presets and per-tensor type selection, as llama.cpp's
+// llama_tensor_get_type does it (Q4_K_M keeps attn_v and some ffn_down in
+// Q6_K, the output matrix in Q6_K, ...), plus user overrides.
+#pragma once
+#include <map>
+#include <optional>
+#include <regex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/dtype.h"
+#include "model/model.h"
+
+namespace lmpress {
+
+enum class Preset {
+  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL,
+  F16, BF16, F32
+};
+
+struct PresetInfo {
+  Preset preset;
+  const char* name;     // lower case, as on the command line
+  DType base;           // the type most tensors get
+  uint32_t llama_ftype;  // general.file_type (llama_ftype)
+};
+
+// Accepts llama-quantize's names in any case ("Q4_K_M", "q4_k_m"); nullopt if unknown.
+std::optional<PresetInfo> find_preset(const std::string& name);
+std::string preset_names();
+
+struct MixOptions {
+  PresetInfo preset;
+  bool pure = false;         // every quantizable tensor gets the base type
+  bool has_imatrix = false;  // some presets change with an imatrix, as in llama.cpp
+  std::vector<std::pair<std::regex, DType>> overrides;  // first match wins (--tensor-type)
+  std::optional<DType> output_type, token_embd_type;
+};
+
+// Parses "PATTERN=TYPE" (a regex searched in the tensor name; TYPE like q6_k).
+std::pair<std::regex, DType> parse_tensor_type_override(const std::string& spec);
+
+// True for the tensors llama.cpp quantizes: 2-D weights except norms.
+bool is_quantizable(const Tensor& t);
+
+// The storage type of every tensor of m (canonical names).
+std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions& o);
+
+}  // namespace lmpress
