@@ -9,7 +9,7 @@ namespace lmpress {
 
 std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const CalibrationOptions& o) {
   if (o.file.empty()) fail("calibration needs a text file (--calib FILE)");
-  if (o.samples < 1) fail("--calib-samples must be at least 1 (got {})", o.samples);
+  if (o.samples == 0 || o.samples < -1) fail("--calib-samples must be at least 1 (got {})", o.samples);
   if (o.ctx < 2) fail("--calib-ctx must be at least 2 (got {})", o.ctx);
   const int64_t ctx = std::min<int64_t>(o.ctx, m.cfg.ctx_len);
   const std::string text = read_text_file(o.file);
@@ -18,14 +18,15 @@ std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const Cali
   const int32_t bos = m.tokenizer->vocab().bos;
   const bool add_bos = bos >= 0 && m.tokenizer->vocab().add_bos;
   const int64_t body = add_bos ? ctx - 1 : ctx;
-  const int64_t need = o.samples * body;
+  const int64_t samples = o.samples > 0 ? o.samples : int64_t(tokens.size()) / body;
+  const int64_t need = std::max<int64_t>(1, samples) * body;
   if (int64_t(tokens.size()) < need)
     fail("{}: calibration text is too short: {} tokens, {} windows of {} need {} (lower --calib-samples or --calib-ctx)",
-         o.file, tokens.size(), o.samples, ctx, need);
+         o.file, tokens.size(), std::max<int64_t>(1, samples), ctx, need);
   // Evenly spaced, non-overlapping windows over the whole text.
-  const int64_t stride = int64_t(tokens.size()) / o.samples;
+  const int64_t stride = int64_t(tokens.size()) / samples;
   std::vector<std::vector<int32_t>> windows;
-  for (int64_t s = 0; s < o.samples; s++) {
+  for (int64_t s = 0; s < samples; s++) {
     std::vector<int32_t> w;
     w.reserve(size_t(ctx));
     if (add_bos) w.push_back(bos);

@@ -16,7 +16,7 @@ namespace lmpress {
 
 struct CalibrationOptions {
   std::string file;       // calibration text
-  int64_t samples = 128;  // windows
+  int64_t samples = 128;  // windows; -1: as many as the text holds
   int64_t ctx = 2048;     // tokens per window (capped by the model's context)
 };
 

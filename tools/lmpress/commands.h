@@ -12,6 +12,8 @@ void add_generate(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_convert(CLI::App& app);
 void add_pull(CLI::App& app);
+void add_quantize(CLI::App& app);
+void add_imatrix(CLI::App& app);
 
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);

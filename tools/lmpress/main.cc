@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   lmpress::cli::add_perplexity(app);
   lmpress::cli::add_convert(app);
   lmpress::cli::add_pull(app);
+  lmpress::cli::add_quantize(app);
+  lmpress::cli::add_imatrix(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

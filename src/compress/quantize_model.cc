@@ -1,0 +1,268 @@
+#include "compress/quantize_model.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "model/export.h"
+#include "quant/awq.h"
+#include "quant/blocks.h"
+#include "quant/quantize.h"
+
+namespace lmpress {
+
+uint64_t peak_rss_bytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return uint64_t(ru.ru_maxrss) * 1024;
+}
+
+namespace {
+
+double relative_weight_error(const float* W, const float* Q, int64_t n) {
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < n; i++) {
+    num += double(Q[i] - W[i]) * (Q[i] - W[i]);
+    den += double(W[i]) * W[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : 0.0;
+}
+
+std::vector<float> dequantize_all(DType t, const uint8_t* q, int64_t rows, int64_t cols) {
+  std::vector<float> y(size_t(rows * cols));
+  const uint64_t rb = row_bytes(t, uint64_t(cols));
+  for (int64_t r = 0; r < rows; r++) dequantize_row(t, q + r * rb, cols, y.data() + r * cols);
+  return y;
+}
+
+// An owned tensor holding quantized bytes under the original name and shape.
+Tensor owned_tensor(const Tensor& like, DType t, std::vector<uint8_t> bytes) {
+  auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  Tensor out;
+  out.name = like.name;
+  out.dtype = t;
+  out.shape = like.shape;
+  out.data = buf->data();
+  out.nbytes = buf->size();
+  out.owner = buf;
+  return out;
+}
+
+Tensor& tensor_ref(Model& m, const std::string& name) {
+  for (auto& t : m.tensors)
+    if (t.name == name) return t;
+  fail("{}: model has no tensor {}", m.path, name);
+}
+
+// Calibration statistics of one input site of a block.
+struct SiteStats {
+  std::vector<float> H;        // sum x xᵀ
+  std::vector<double> abs_sum;  // sum |x| per channel
+  int64_t n = 0;
+  int64_t cols = 0;
+
+  void add(const float* x, int64_t rows, int64_t c) {
+    cols = c;
+    accumulate_hessian(H, x, rows, c);
+    if (abs_sum.empty()) abs_sum.assign(size_t(c), 0.0);
+    for (int64_t t = 0; t < rows; t++)
+      for (int64_t j = 0; j < c; j++) abs_sum[size_t(j)] += std::fabs(x[t * c + j]);
+    n += rows;
+  }
+  std::vector<float> abs_mean() const {
+    std::vector<float> m(abs_sum.size());
+    for (size_t j = 0; j < m.size(); j++) m[j] = float(abs_sum[j] / double(std::max<int64_t>(1, n)));
+    return m;
+  }
+  std::vector<float> diag() const {
+    std::vector<float> d(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; j++) d[size_t(j)] = H[size_t(j * cols + j)];
+    return d;
+  }
+};
+
+struct LinearSpec {
+  const char* suffix;
+  LinearSite site;
+};
+const LinearSpec kLinears[] = {
+    {"attn_q.weight", LinearSite::AttnIn},   {"attn_k.weight", LinearSite::AttnIn},
+    {"attn_v.weight", LinearSite::AttnIn},   {"attn_output.weight", LinearSite::AttnOut},
+    {"ffn_gate.weight", LinearSite::FfnIn},  {"ffn_up.weight", LinearSite::FfnIn},
+    {"ffn_down.weight", LinearSite::FfnDown},
+};
+
+class Quantizer {
+ public:
+  Quantizer(Model& m, const QuantizeOptions& o, QuantizeReport& rep)
+      : m_(m), o_(o), rep_(rep), plan_(plan_tensor_types(m, o.mix)) {}
+
+  DType type_of(const std::string& name) const { return plan_.at(name); }
+
+  // Importance for a tensor's block scale search: the user's imatrix entry
+  // if there is one, else `fallback` (calibration statistics, or none).
+  std::vector<float> importance(const std::string& name, std::vector<float> fallback) const {
+    if (o_.imatrix) {
+      auto v = o_.imatrix->importance(name);
+      if (!v.empty()) return v;
+    }
+    return fallback;
+  }
+
+  // Calibrated quantization of every block, replacing its tensors in m.
+  void calibrate_layers() {
+    LayerwiseCalibrator cal(m_, calibration_windows(m_, o_.calib));
+    rep_.calib_tokens = cal.n_tokens();
+    rep_.activation_bytes = cal.activation_bytes();
+    Progress progress(o_.method == QuantMethod::GPTQ ? "gptq" : "awq", uint64_t(m_.cfg.n_layers));
+    for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
+      std::map<LinearSite, SiteStats> stats;
+      const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) { stats[s].add(x, n, cols); };
+      cal.run(l, m_.layers[size_t(l)], &obs, false);
+      for (auto& [site, st] : stats) symmetrize_hessian(st.H, st.cols);
+      if (o_.method == QuantMethod::AWQ) apply_awq_scales(l, stats);
+      for (const auto& spec : kLinears) quantize_linear(l, spec, stats.at(spec.site));
+      m_.bind();
+      cal.run(l, m_.layers[size_t(l)], nullptr, true);
+      progress.update(uint64_t(l + 1));
+    }
+    progress.finish();
+  }
+
+ private:
+  std::string name(int64_t l, const char* suffix) const { return "blk." + std::to_string(l) + "." + suffix; }
+
+  // AWQ: search and fold the channel scales of the groups sharing an input.
+  void apply_awq_scales(int64_t l, std::map<LinearSite, SiteStats>& stats) {
+    AwqOptions ao;
+    auto f32 = [&](const char* suffix) { return to_f32(tensor_ref(m_, name(l, suffix))); };
+    auto scale_input = [&](SiteStats& st, const std::vector<const char*>& suffixes, auto fold_into_producer) {
+      std::vector<std::vector<float>> Ws;
+      std::vector<AwqLinear> group;
+      for (const char* s : suffixes) Ws.push_back(f32(s));
+      for (size_t i = 0; i < Ws.size(); i++) {
+        const Tensor& t = tensor_ref(m_, name(l, suffixes[i]));
+        group.push_back({Ws[i].data(), t.rows(), type_of(t.name)});
+      }
+      const auto s = awq_search_scales(group, st.cols, st.abs_mean(), st.H, ao);
+      bool identity = true;
+      for (float v : s) identity &= v == 1.0f;
+      if (identity) return;
+      for (size_t i = 0; i < Ws.size(); i++) {
+        const Tensor& t = tensor_ref(m_, name(l, suffixes[i]));
+        for (int64_t r = 0; r < t.rows(); r++)
+          for (int64_t c = 0; c < st.cols; c++) Ws[i][size_t(r * st.cols + c)] *= s[size_t(c)];
+        replace_f32(t, std::move(Ws[i]));
+      }
+      fold_into_producer(s);
+      // The site's inputs are now x / s: rescale the statistics to match.
+      for (int64_t a = 0; a < st.cols; a++) {
+        st.abs_sum[size_t(a)] /= s[size_t(a)];
+        for (int64_t b = 0; b < st.cols; b++) st.H[size_t(a * st.cols + b)] /= s[size_t(a)] * s[size_t(b)];
+      }
+    };
+    auto fold_norm = [&](const char* norm) {
+      return [this, l, norm](const std::vector<float>& s) {
+        auto w = to_f32(tensor_ref(m_, name(l, norm)));
+        for (size_t c = 0; c < w.size(); c++) w[c] /= s[c];
+        replace_f32(tensor_ref(m_, name(l, norm)), std::move(w));
+      };
+    };
+    scale_input(stats.at(LinearSite::AttnIn), {"attn_q.weight", "attn_k.weight", "attn_v.weight"},
+                fold_norm("attn_norm.weight"));
+    scale_input(stats.at(LinearSite::FfnIn), {"ffn_gate.weight", "ffn_up.weight"}, fold_norm("ffn_norm.weight"));
+    // down's input is SiLU(gate)·up: scaling up's rows by 1/s scales it by 1/s.
+    scale_input(stats.at(LinearSite::FfnDown), {"ffn_down.weight"}, [&](const std::vector<float>& s) {
+      const Tensor& up = tensor_ref(m_, name(l, "ffn_up.weight"));
+      auto w = to_f32(up);
+      const int64_t cols = up.cols();
+      for (int64_t r = 0; r < up.rows(); r++)
+        for (int64_t c = 0; c < cols; c++) w[size_t(r * cols + c)] /= s[size_t(r)];
+      replace_f32(up, std::move(w));
+    });
+    m_.bind();
+  }
+
+  void replace_f32(const Tensor& like, std::vector<float> values) {
+    Tensor t = make_f32_tensor(like.name, like.shape, std::move(values));
+    tensor_ref(m_, like.name) = std::move(t);
+  }
+
+  void quantize_linear(int64_t l, const LinearSpec& spec, const SiteStats& st) {
+    Tensor& t = tensor_ref(m_, name(l, spec.suffix));
+    const DType type = type_of(t.name);
+    const auto W = to_f32(t);
+    const int64_t rows = t.rows(), cols = t.cols();
+    TensorReport r{t.name, t.shape_str(), type, 0, -1};
+    if (is_float_type(type)) {
+      rep_.tensors.push_back(r);
+      return;  // written by the exporter in the planned float type
+    }
+    std::vector<uint8_t> q(uint64_t(rows) * row_bytes(type, uint64_t(cols)));
+    const auto imp = importance(t.name, st.diag());
+    if (o_.method == QuantMethod::GPTQ) {
+      gptq_quantize(W.data(), rows, cols, st.H, type, imp.data(), o_.gptq, q.data());
+    } else {
+      awq_clip_quantize(W.data(), rows, cols, st.H, type, imp.data(), AwqOptions{}, q.data());
+    }
+    const auto deq = dequantize_all(type, q.data(), rows, cols);
+    r.weight_error = relative_weight_error(W.data(), deq.data(), rows * cols);
+    r.output_error = relative_output_error(W.data(), deq.data(), rows, cols, st.H);
+    rep_.tensors.push_back(r);
+    t = owned_tensor(t, type, std::move(q));
+  }
+
+  Model& m_;
+  const QuantizeOptions& o_;
+  QuantizeReport& rep_;
+  std::map<std::string, DType> plan_;
+};
+
+}  // namespace
+
+QuantizeReport quantize_model(Model& m, const std::string& out_path, const QuantizeOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  QuantizeReport rep;
+  rep.n_params = m.n_params();
+  rep.bytes_in = m.n_bytes();
+  if (!o.allow_requantize)
+    for (const auto& t : m.tensors)
+      if (is_quantizable(t) && !is_float_type(t.dtype))
+        fail("{}: {} is already quantized ({}); requantizing loses quality, pass --allow-requantize to do it anyway",
+             m.path, t.name, dtype_name(t.dtype));
+  Quantizer q(m, o, rep);
+  if (o.method != QuantMethod::RTN) q.calibrate_layers();
+
+  ExportOptions eo;
+  eo.name = o.name;
+  eo.file_type = o.mix.preset.llama_ftype;
+  eo.type_of = [&q](const Tensor& t) { return q.type_of(t.name); };
+  // Tensors still unquantized here (all of them for RTN; embeddings and the
+  // output matrix otherwise) are rounded to nearest, with importance when known.
+  std::mutex mu;
+  eo.quantize = [&](const Tensor& src, DType dst, const float* f, uint8_t* out) {
+    const int64_t rows = src.rows(), cols = src.cols();
+    const uint64_t rb = row_bytes(dst, uint64_t(cols));
+    const auto imp = q.importance(src.name, {});
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) quantize_row(dst, f + r * cols, cols, out + r * rb, imp.empty() ? nullptr : imp.data());
+    const auto deq = dequantize_all(dst, out, rows, cols);
+    std::lock_guard<std::mutex> lock(mu);
+    rep.tensors.push_back({src.name, src.shape_str(), dst, relative_weight_error(f, deq.data(), rows * cols), -1});
+  };
+  write_gguf_model(m, out_path, eo);
+  for (const auto& t : m.tensors) {
+    const DType d = q.type_of(t.name);
+    rep.bytes_out += uint64_t(t.rows()) * row_bytes(d, uint64_t(t.cols()));
+  }
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  rep.peak_rss = peak_rss_bytes();
+  return rep;
+}
+
+}  // namespace lmpress

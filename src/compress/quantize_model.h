@@ -1,0 +1,51 @@
+// `lmpress quantize`: chooses each tensor's type (a llama.cpp-style mix),
+// quantizes with RTN, GPTQ or AWQ, and writes GGUF.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compress/calibration.h"
+#include "model/model.h"
+#include "quant/gptq.h"
+#include "quant/imatrix.h"
+#include "quant/mix.h"
+
+namespace lmpress {
+
+enum class QuantMethod { RTN, GPTQ, AWQ };
+
+struct QuantizeOptions {
+  QuantMethod method = QuantMethod::RTN;
+  MixOptions mix;
+  std::optional<Imatrix> imatrix;  // importance for the block scale searches
+  CalibrationOptions calib;        // GPTQ and AWQ
+  GptqOptions gptq;
+  bool allow_requantize = false;
+  std::string name;  // general.name
+};
+
+struct TensorReport {
+  std::string name, shape;
+  DType type;
+  double weight_error = 0;  // ‖Wq − W‖ / ‖W‖
+  double output_error = -1;  // tr(ΔW H ΔWᵀ) / tr(W H Wᵀ) on calibration inputs; −1 if not measured
+};
+
+struct QuantizeReport {
+  std::vector<TensorReport> tensors;
+  int64_t n_params = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;
+  int64_t calib_tokens = 0;
+  double seconds = 0;
+  uint64_t peak_rss = 0;          // bytes, whole process
+  uint64_t activation_bytes = 0;  // hidden states of the calibration windows
+};
+
+// Quantizes m (modified in place for the calibrated methods) and writes OUT.
+QuantizeReport quantize_model(Model& m, const std::string& out_path, const QuantizeOptions& o);
+
+uint64_t peak_rss_bytes();
+
+}  // namespace lmpress

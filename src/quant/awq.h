@@ -1,0 +1,45 @@
+// AWQ (Lin et al. 2023): activation-aware scaling. Input channels that carry
+// large activations are scaled up in the weights (and down in the operation
+// that produces them: an RMSNorm weight or the rows of a preceding linear),
+// so their weights lose less to rounding; the per-channel scale s = x̄^α / w̄^(1-α)
+// is searched over α on the calibration inputs. Then each block's clipping
+// range is searched. The error measure throughout is the output error on the
+// calibration inputs, tr(ΔW H ΔWᵀ) with H = XᵀX.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace lmpress {
+
+// One linear of a group that shares an input: W is rows x cols (row-major).
+struct AwqLinear {
+  const float* W;
+  int64_t rows;
+  DType type;
+};
+
+struct AwqOptions {
+  int grid = 20;            // α in {0, 1/grid, ..., (grid-1)/grid}
+  int clip_grid = 10;       // clipping ratios 1, 1 - 0.5/clip_grid, ..., down to max_shrink
+  double max_shrink = 0.5;  // smallest clipping ratio tried
+};
+
+// Per-input-channel scales for the linears sharing an input with cols
+// channels; x_abs_mean: mean |x| per channel; H: cols x cols. Returns all ones
+// when no α beats no scaling.
+std::vector<float> awq_search_scales(const std::vector<AwqLinear>& group, int64_t cols,
+                                     const std::vector<float>& x_abs_mean, const std::vector<float>& H,
+                                     const AwqOptions& o);
+
+// Quantizes W (rows x cols) into out, choosing for every block the clipping
+// ratio (of its largest magnitude) with the least output error on H's
+// diagonal block. importance: per-column weights for the scale search.
+void awq_clip_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
+                       const float* importance, const AwqOptions& o, uint8_t* out);
+
+// Quantizes then dequantizes W row by row with the block quantizer.
+std::vector<float> fake_quantize(const float* W, int64_t rows, int64_t cols, DType t, const float* importance);
+
+}  // namespace lmpress

@@ -1,0 +1,55 @@
+// lmpress imatrix MODEL -f TEXT -o FILE: mean squared input activations per
+// column of every linear layer, in llama.cpp's imatrix GGUF format.
+#include "commands.h"
+#include "compress/calibration.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "kernels/matmul.h"
+#include "quant/imatrix.h"
+
+namespace lmpress::cli {
+
+void add_imatrix(CLI::App& app) {
+  struct Opts {
+    std::string model, file, out = "imatrix.gguf";
+    int64_t ctx = 512, chunks = -1;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("imatrix", "Compute an importance matrix (llama.cpp imatrix GGUF format)");
+  cmd->add_option("model", o->model, "Model")->required();
+  cmd->add_option("-f,--file", o->file, "Calibration text")->required();
+  cmd->add_option("-o,--output", o->out, "Output file")->capture_default_str();
+  cmd->add_option("-c,--ctx", o->ctx, "Tokens per chunk")->capture_default_str()->check(CLI::Range(2, 1 << 20));
+  cmd->add_option("--chunks", o->chunks, "Chunks to process (-1: the whole text)")->capture_default_str();
+  add_threads_option(cmd, o->threads);
+  cmd->callback([o] {
+    set_num_threads(o->threads);
+    auto m = load_model(o->model);
+    CalibrationOptions co{o->file, o->chunks, o->ctx};
+    LayerwiseCalibrator cal(*m, calibration_windows(*m, co));
+    Imatrix im;
+    im.datasets.push_back(o->file);
+    im.chunk_count = uint32_t(cal.n_windows());
+    im.chunk_size = uint32_t(cal.n_tokens() / cal.n_windows());
+    Progress progress("imatrix", uint64_t(m->cfg.n_layers));
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) {
+        switch (s) {
+          case LinearSite::AttnIn: im.accumulate({p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, x, n, cols); break;
+          case LinearSite::AttnOut: im.accumulate({p + "attn_output.weight"}, x, n, cols); break;
+          case LinearSite::FfnIn: im.accumulate({p + "ffn_gate.weight", p + "ffn_up.weight"}, x, n, cols); break;
+          case LinearSite::FfnDown: im.accumulate({p + "ffn_down.weight"}, x, n, cols); break;
+        }
+      };
+      cal.run(l, m->layers[size_t(l)], &obs, true);
+      progress.update(uint64_t(l + 1));
+    }
+    progress.finish();
+    write_imatrix(im, o->out);
+    fmt::print("wrote {}: {} tensors, {} chunks of {} tokens\n", o->out, im.entries.size(), im.chunk_count, im.chunk_size);
+  });
+}
+
+}  // namespace lmpress::cli
