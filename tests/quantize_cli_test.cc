@@ -1,0 +1,137 @@
+// End-to-end tests of `lmpress quantize` and `lmpress imatrix`.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "core/tensor.h"
+#include "io/gguf.h"
+#include "kernels/ops.h"
+#include "model/model.h"
+#include "quant/imatrix.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+using test::run_cli;
+namespace fs = std::filesystem;
+
+std::string S(const std::string& rel) { return test::shared_path(rel); }
+const std::string kStories = "models/stories260K/stories260K.gguf";
+
+void expect_error(const std::string& args, const std::string& msg) {
+  auto r = run_cli(args);
+  EXPECT_EQ(r.status, 1) << args << "\n" << r.out;
+  EXPECT_NE(r.out.find(msg), std::string::npos) << args << "\nwanted: " << msg << "\ngot: " << r.out;
+}
+
+double ppl(const std::string& model) {
+  auto r = run_cli("perplexity " + model + " -f " + S("data/wikitext-2/wiki.test.raw") + " --ctx 128 --chunks 20 --json");
+  EXPECT_EQ(r.status, 0) << r.out;
+  return r.status == 0 ? nlohmann::json::parse(r.out)["ppl"].get<double>() : 0.0;
+}
+
+nlohmann::json quantize(const std::string& out, const std::string& args) {
+  auto r = run_cli("quantize " + S(kStories) + " " + out + " " + args + " --json");
+  EXPECT_EQ(r.status, 0) << r.out;
+  return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json{};
+}
+
+// On stories260K (calibrated on documentation prose, evaluated on WikiText-2):
+// GPTQ and AWQ Q4_0 files have lower perplexity than round-to-nearest's, and
+// the report is consistent with the file.
+TEST(QuantizeCli, CalibratedMethodsBeatRoundToNearest) {
+  const std::string d = test::temp_dir();
+  const std::string calib = " --calib " + S("data/calib/docs-calib.txt") + " --calib-samples 32 --calib-ctx 128";
+  const auto rtn = quantize(d + "/rtn.gguf", "--type q4_0");
+  const auto gptq = quantize(d + "/gptq.gguf", "--type q4_0 --method gptq" + calib);
+  const auto awq = quantize(d + "/awq.gguf", "--type q4_0 --method awq" + calib);
+  const double p_rtn = ppl(d + "/rtn.gguf"), p_gptq = ppl(d + "/gptq.gguf"), p_awq = ppl(d + "/awq.gguf");
+  EXPECT_LT(p_gptq, p_rtn);
+  EXPECT_LT(p_awq, p_rtn);
+  EXPECT_EQ(gptq["calib_tokens"], 32 * 128);
+  EXPECT_EQ(gptq["bytes_out"], rtn["bytes_out"]);  // same types, same size
+  EXPECT_GT(gptq["peak_rss_bytes"].get<double>(), 0);
+  std::map<std::string, nlohmann::json> by_name;
+  for (const auto& t : gptq["tensors"]) by_name[t["name"]] = t;
+  EXPECT_EQ(by_name["blk.0.attn_q.weight"]["type"], "Q4_0");
+  EXPECT_GT(by_name["blk.0.attn_q.weight"]["output_error"].get<double>(), 0.0);
+  EXPECT_LT(by_name["blk.0.attn_q.weight"]["weight_error"].get<double>(), 0.3);
+  EXPECT_EQ(by_name["blk.0.ffn_down.weight"]["type"], "F16");  // rows of 172 fit no 32-block
+  // The file holds the reported types.
+  const auto info = nlohmann::json::parse(run_cli("info " + d + "/gptq.gguf --json").out);
+  for (const auto& t : info["tensors"])
+    if (by_name.count(t["name"])) EXPECT_EQ(t["dtype"], by_name[t["name"]]["type"]) << t["name"];
+}
+
+// imatrix of layer 0's q/k/v input, recomputed here from the embeddings:
+// mean over tokens of (rmsnorm(embedding) * attn_norm)^2 per column.
+TEST(QuantizeCli, ImatrixMatchesDirectComputation) {
+  const std::string d = test::temp_dir();
+  const std::string text = d + "/t.txt";
+  std::ofstream(text) << "Once upon a time there was a little dog. It liked to run in the park with its friends.\n";
+  auto r = run_cli("imatrix " + S(kStories) + " -f " + text + " -c 16 -o " + d + "/im.gguf");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const Imatrix im = read_imatrix(d + "/im.gguf");
+  const auto got = im.importance("blk.0.attn_q.weight");
+  EXPECT_EQ(im.importance("blk.0.attn_k.weight"), got);
+  EXPECT_EQ(im.entries.size(), 5u * 7u);
+
+  auto m = load_model(S(kStories));
+  const auto toks = m->tokenizer->encode(std::string("Once upon a time there was a little dog. It liked to run in the park "
+                                                     "with its friends.\n"), false, false);
+  const int64_t D = m->cfg.dim, body = 15, n_chunks = int64_t(toks.size()) / body;
+  ASSERT_GE(n_chunks, 1);
+  ASSERT_EQ(im.entries.at("blk.0.attn_q.weight").count, n_chunks * 16);
+  std::vector<double> want(static_cast<size_t>(D), 0.0);
+  std::vector<float> e(static_cast<size_t>(D)), y(static_cast<size_t>(D));
+  const int64_t stride = int64_t(toks.size()) / n_chunks;
+  for (int64_t c = 0; c < n_chunks; c++) {
+    std::vector<int32_t> w{m->tokenizer->vocab().bos};
+    w.insert(w.end(), toks.begin() + c * stride, toks.begin() + c * stride + body);
+    for (int32_t t : w) {
+      to_f32(*m->tok_embd, int64_t(t) * D, D, e.data());
+      rmsnorm(e.data(), m->layers[0].attn_norm.data(), D, m->cfg.rms_eps, y.data());
+      for (int64_t j = 0; j < D; j++) want[size_t(j)] += double(y[size_t(j)]) * y[size_t(j)];
+    }
+  }
+  ASSERT_EQ(int64_t(got.size()), D);
+  for (int64_t j = 0; j < D; j++)
+    EXPECT_NEAR(got[size_t(j)], want[size_t(j)] / double(n_chunks * 16), 1e-4 * (1 + want[size_t(j)])) << j;
+
+  // An imatrix changes the k-quant and Q4_0 roundings, and round-trips through the GGUF format.
+  write_imatrix(im, d + "/im2.gguf");
+  EXPECT_EQ(read_imatrix(d + "/im2.gguf").importance("blk.3.ffn_down.weight"), im.importance("blk.3.ffn_down.weight"));
+  const auto a = quantize(d + "/a.gguf", "--type q4_0");
+  const auto b = quantize(d + "/b.gguf", "--type q4_0 --imatrix " + d + "/im.gguf");
+  EXPECT_NE(a["tensors"][3]["weight_error"], b["tensors"][3]["weight_error"]);
+}
+
+TEST(QuantizeCli, BadInputs) {
+  const std::string d = test::temp_dir();
+  const std::string in = S(kStories);
+  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_z", "--type 'q4_z': unknown type");
+  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method gptq", "needs calibration text");
+  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type ffn_down", "expected PATTERN=TYPE");
+  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type 'ffn_(=q4_0'", "bad regular expression");
+  std::ofstream(d + "/short.txt") << "Too short.";
+  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method awq --calib " + d + "/short.txt",
+               "calibration text is too short");
+  std::ofstream(d + "/empty.txt") << "";
+  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method gptq --calib " + d + "/empty.txt", "empty");
+  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --imatrix " + in, "not an imatrix");
+  EXPECT_FALSE(fs::exists(d + "/x.gguf"));
+  // Requantizing needs a flag.
+  ASSERT_EQ(run_cli("quantize " + in + " " + d + "/q.gguf --type q8_0").status, 0);
+  expect_error("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0", "already quantized");
+  EXPECT_EQ(run_cli("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0 --allow-requantize").status, 0);
+  expect_error("quantize " + d + "/q.gguf " + d + "/q.gguf --type q4_0 --allow-requantize", "refusing to overwrite");
+}
+
+}  // namespace
+}  // namespace lmpress
