@@ -85,12 +85,13 @@ TEST(QuantizeCli, ImatrixMatchesDirectComputation) {
   auto m = load_model(S(kStories));
   const auto toks = m->tokenizer->encode(std::string("Once upon a time there was a little dog. It liked to run in the park "
                                                      "with its friends.\n"), false, false);
-  const int64_t D = m->cfg.dim, body = 15, n_chunks = int64_t(toks.size()) / body;
+  // llama-imatrix's chunks: (BOS + text) cut every 16 tokens, each chunk's first token replaced by BOS.
+  const int64_t D = m->cfg.dim, body = 15, n_chunks = (int64_t(toks.size()) + 1) / 16;
   ASSERT_GE(n_chunks, 1);
   ASSERT_EQ(im.entries.at("blk.0.attn_q.weight").count, n_chunks * 16);
   std::vector<double> want(static_cast<size_t>(D), 0.0);
   std::vector<float> e(static_cast<size_t>(D)), y(static_cast<size_t>(D));
-  const int64_t stride = int64_t(toks.size()) / n_chunks;
+  const int64_t stride = 16;
   for (int64_t c = 0; c < n_chunks; c++) {
     std::vector<int32_t> w{m->tokenizer->vocab().bos};
     w.insert(w.end(), toks.begin() + c * stride, toks.begin() + c * stride + body);

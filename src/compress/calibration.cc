@@ -18,13 +18,16 @@ std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const Cali
   const int32_t bos = m.tokenizer->vocab().bos;
   const bool add_bos = bos >= 0 && m.tokenizer->vocab().add_bos;
   const int64_t body = add_bos ? ctx - 1 : ctx;
-  const int64_t samples = o.samples > 0 ? o.samples : int64_t(tokens.size()) / body;
-  const int64_t need = std::max<int64_t>(1, samples) * body;
+  // Consecutive windows follow llama-imatrix: the text (with BOS) cut every ctx
+  // tokens, each window's first token replaced by BOS.
+  const int64_t T = int64_t(tokens.size());
+  const int64_t samples = o.samples > 0 ? o.samples : o.consecutive ? (T + ctx - body) / ctx : T / body;
+  const int64_t need = o.consecutive ? (std::max<int64_t>(1, samples) - 1) * ctx + body : std::max<int64_t>(1, samples) * body;
   if (int64_t(tokens.size()) < need)
     fail("{}: calibration text is too short: {} tokens, {} windows of {} need {} (lower --calib-samples or --calib-ctx)",
          o.file, tokens.size(), std::max<int64_t>(1, samples), ctx, need);
-  // Evenly spaced, non-overlapping windows over the whole text.
-  const int64_t stride = int64_t(tokens.size()) / samples;
+  // Non-overlapping windows, evenly spaced over the whole text or back to back.
+  const int64_t stride = o.consecutive ? ctx : T / samples;
   std::vector<std::vector<int32_t>> windows;
   for (int64_t s = 0; s < samples; s++) {
     std::vector<int32_t> w;

@@ -18,10 +18,13 @@ struct CalibrationOptions {
   std::string file;       // calibration text
   int64_t samples = 128;  // windows; -1: as many as the text holds
   int64_t ctx = 2048;     // tokens per window (capped by the model's context)
+  // Consecutive windows from the start of the text (llama-imatrix's chunks)
+  // instead of windows spread over the whole text.
+  bool consecutive = false;
 };
 
 // Tokenizes the text and cuts `samples` windows of `ctx` tokens, spread evenly
-// over it (each starting with BOS when the model uses one). Fails with a clear
+// over it or consecutive (each starting with BOS when the model uses one). Fails with a clear
 // message when the text is shorter than the windows need.
 std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const CalibrationOptions& o);
 

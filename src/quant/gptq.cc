@@ -111,7 +111,7 @@ void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector
   const int n_levels = proto.n_levels;
   // Chooses the scales of block b for every row from the current values of its columns.
   auto set_block_scales = [&](int64_t b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows * G >= 16384)
     for (int64_t r = 0; r < rows; r++) {
       float x[256];
       for (int64_t e = 0; e < G; e++) x[e] = Wc[size_t((b * G + e) * rows + r)];
@@ -148,7 +148,7 @@ void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector
       const float* s = S.data() + c * rows;
       const float* off = O.data() + c * rows;
       uint8_t* lv = L.data() + c * rows;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows >= 1024)
       for (int64_t r = 0; r < rows; r++) {
         int level = 0;
         float q = off[r];

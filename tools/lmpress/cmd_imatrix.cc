@@ -26,7 +26,7 @@ void add_imatrix(CLI::App& app) {
   cmd->callback([o] {
     set_num_threads(o->threads);
     auto m = load_model(o->model);
-    CalibrationOptions co{o->file, o->chunks, o->ctx};
+    CalibrationOptions co{o->file, o->chunks, o->ctx, true};
     LayerwiseCalibrator cal(*m, calibration_windows(*m, co));
     Imatrix im;
     im.datasets.push_back(o->file);
