@@ -113,6 +113,25 @@ TEST(QuantizeCli, ImatrixMatchesDirectComputation) {
   EXPECT_NE(a["tensors"][3]["weight_error"], b["tensors"][3]["weight_error"]);
 }
 
+// tests/data/stories260K.imatrix.gguf was written by llama-imatrix
+// (-f tests/data/imatrix_text.txt -c 64): lmpress computes the same matrix.
+TEST(QuantizeCli, ImatrixMatchesLlamaImatrix) {
+  const std::string d = test::temp_dir();
+  const std::string data = std::string(LMPRESS_SOURCE_DIR) + "/tests/data/";
+  auto r = run_cli("imatrix " + S(kStories) + " -f " + data + "imatrix_text.txt -c 64 -o " + d + "/im.gguf");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const Imatrix got = read_imatrix(d + "/im.gguf"), want = read_imatrix(data + "stories260K.imatrix.gguf");
+  EXPECT_EQ(got.chunk_count, want.chunk_count);
+  ASSERT_EQ(got.entries.size(), want.entries.size());
+  for (const auto& [name, e] : want.entries) {
+    ASSERT_TRUE(got.entries.count(name)) << name;
+    EXPECT_EQ(got.entries.at(name).count, e.count) << name;
+    const auto a = got.importance(name), b = want.importance(name);
+    ASSERT_EQ(a.size(), b.size()) << name;
+    for (size_t j = 0; j < a.size(); j++) EXPECT_NEAR(a[j], b[j], 2e-3 * (1e-3 + std::fabs(b[j]))) << name << " " << j;
+  }
+}
+
 TEST(QuantizeCli, BadInputs) {
   const std::string d = test::temp_dir();
   const std::string in = S(kStories);
