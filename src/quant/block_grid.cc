@@ -11,14 +11,11 @@
 
 namespace lmpress {
 
-int BlockGrid::nearest_level(int e, float x) const {
-  if (table) {
-    if (scale[e] == 0) return ggml_search::best_index_int8(16, table, 0.0f);
-    return ggml_search::best_index_int8(16, table, (x - offset[e]) / scale[e]);
-  }
-  if (scale[e] == 0) return 0;  // every level decodes to offset[e]
-  const long l = std::lround((x - offset[e]) / scale[e]);
-  return int(std::clamp<long>(l, 0, n_levels - 1));
+int nearest_grid_level(float scale, float offset, int n_levels, const int8_t* table, float x) {
+  const float v = scale != 0 ? (x - offset) / scale : 0.0f;
+  if (table) return ggml_search::best_index_int8(n_levels, table, v);
+  if (scale == 0) return 0;
+  return int(std::clamp<long>(std::lround(v), 0, n_levels - 1));
 }
 
 namespace {
@@ -38,11 +35,6 @@ void fill(BlockGrid& g, int first, int count, float scale, float offset) {
     g.scale[e] = scale;
     g.offset[e] = offset;
   }
-}
-
-int q3_k_scale(int j, const uint8_t* s) {
-  const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
-  return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
 }
 
 void pack_nibbles32(const uint8_t* L, uint8_t* qs) {

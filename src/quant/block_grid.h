@@ -8,6 +8,14 @@
 
 namespace lmpress {
 
+// The level nearest to x on one element's grid: scale·v + offset with v the
+// level, or table[level] for a non-linear format; 0 (or the table's zero) when
+// the scale is 0, as every level then decodes to the offset.
+int nearest_grid_level(float scale, float offset, int n_levels, const int8_t* table, float x);
+inline float grid_value(float scale, float offset, const int8_t* table, int level) {
+  return scale * float(table ? table[level] : level) + offset;
+}
+
 // Element e of the block decodes to scale[e] * v + offset[e], where v is the
 // level (0 .. n_levels-1), or table[level] for non-linear formats (IQ4_NL).
 struct BlockGrid {
@@ -17,8 +25,8 @@ struct BlockGrid {
   float scale[256];
   float offset[256];
 
-  int nearest_level(int e, float x) const;
-  float value(int e, int level) const { return scale[e] * float(table ? table[level] : level) + offset[e]; }
+  int nearest_level(int e, float x) const { return nearest_grid_level(scale[e], offset[e], n_levels, table, x); }
+  float value(int e, int level) const { return grid_value(scale[e], offset[e], table, level); }
 };
 
 // Reads the grid of one block of type t (a block type with a quantizer).

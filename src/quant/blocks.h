@@ -43,6 +43,13 @@ inline void scale_min_k4(int j, const uint8_t* q, uint8_t& d, uint8_t& m) {
   }
 }
 
+// Signed scale of sub-block j (0..15) from the 12 packed bytes of Q3_K: low
+// nibbles in bytes 0..7, high 2 bits in bytes 8..11, offset by 32.
+inline int q3_k_scale(int j, const uint8_t* s) {
+  const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
+  return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
 // Dequantizes n elements (a multiple of the block size) of a block type.
 // Returns false for a type that has no dequantizer.
 bool dequantize_row(DType t, const uint8_t* blocks, int64_t n, float* out);

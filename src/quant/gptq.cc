@@ -10,7 +10,6 @@
 #include "core/error.h"
 #include "quant/block_grid.h"
 #include "quant/quantize.h"
-#include "quant/scale_search.h"
 
 namespace lmpress {
 namespace {
@@ -150,22 +149,9 @@ void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector
       uint8_t* lv = L.data() + c * rows;
 #pragma omp parallel for schedule(static) if (rows >= 1024)
       for (int64_t r = 0; r < rows; r++) {
-        int level = 0;
-        float q = off[r];
-        if (s[r] != 0) {
-          const float v = (w[r] - off[r]) / s[r];
-          if (table) {
-            level = ggml_search::best_index_int8(16, table, v);
-            q = s[r] * float(table[level]) + off[r];
-          } else {
-            level = int(std::clamp<long>(std::lround(v), 0, n_levels - 1));
-            q = s[r] * float(level) + off[r];
-          }
-        } else if (table) {
-          level = ggml_search::best_index_int8(16, table, 0.0f);
-        }
+        const int level = nearest_grid_level(s[r], off[r], n_levels, table, w[r]);
         lv[r] = uint8_t(level);
-        err[r] = (w[r] - q) / d;
+        err[r] = (w[r] - grid_value(s[r], off[r], table, level)) / d;
       }
       // Spread the error over the rest of this lazy batch.
       for (int64_t j = k + 1; j < b2; j++) {

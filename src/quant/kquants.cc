@@ -38,7 +38,7 @@ void quantize_q2_k(const float* x, int64_t nb, BlockQ2_K* y, const float* qw) {
       float max_scale = 0, max_min = 0;
       for (int j = 0; j < 16; ++j) {
         for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-        scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+        scales[j] = make_qkx_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
         max_scale = std::max(max_scale, scales[j]);
         max_min = std::max(max_min, mins[j]);
       }
@@ -64,9 +64,9 @@ void quantize_q2_k(const float* x, int64_t nb, BlockQ2_K* y, const float* qw) {
       const float sigma2 = sumx2 / QK_K;
       for (int j = 0; j < 16; ++j) {
         sw[j] = 0;
-        for (int l = 0; l < 16; ++l) weights[l] = w[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+        importance_weights(w + 16 * j, x + 16 * j, 16, sigma2, weights);
         for (int l = 0; l < 16; ++l) sw[j] += weights[l];
-        scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        scales[j] = make_qkx_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
       }
       y[i].d = f32_to_f16(make_qp_quants(16, 15, scales, Ls, sw));
       y[i].dmin = f32_to_f16(make_qp_quants(16, 15, mins, Lm, sw));
@@ -84,26 +84,14 @@ void pack_q3_scale(int j, int l, uint8_t* s) {
   s[j % 4 + 8] = uint8_t(s[j % 4 + 8] | (l << (2 * (j / 4))));
 }
 
-int q3_scale(int j, const uint8_t* s) {
-  const int lo = j < 8 ? s[j] & 0xF : s[j - 8] >> 4;
-  return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
-}
-
 void quantize_q3_k(const float* x, int64_t nb, BlockQ3_K* y, const float* qw) {
   int8_t L[QK_K], Ls[16];
   float scales[16], weight[16], sw[16];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
     std::memset(y[i].scales, 0, 12);
     if (!qw) {
-      float max_scale = 0, amax = 0;
-      for (int j = 0; j < 16; ++j) {
-        scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
-        const float scale = std::fabs(scales[j]);
-        if (scale > amax) {
-          amax = scale;
-          max_scale = scales[j];
-        }
-      }
+      for (int j = 0; j < 16; ++j) scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j, true);
+      const float max_scale = signed_absmax(scales, 16);
       if (max_scale) {
         const float iscale = -32.f / max_scale;
         for (int j = 0; j < 16; ++j) {
@@ -121,7 +109,7 @@ void quantize_q3_k(const float* x, int64_t nb, BlockQ3_K* y, const float* qw) {
       for (int j = 0; j < QK_K; ++j) sumx2 += x[j] * x[j];
       const float sigma2 = 2 * sumx2 / QK_K;
       for (int j = 0; j < 16; ++j) {
-        for (int l = 0; l < 16; ++l) weight[l] = w[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+        importance_weights(w + 16 * j, x + 16 * j, 16, sigma2, weight);
         float sumw = 0;
         for (int l = 0; l < 16; ++l) sumw += weight[l];
         sw[j] = sumw;
@@ -132,7 +120,7 @@ void quantize_q3_k(const float* x, int64_t nb, BlockQ3_K* y, const float* qw) {
       y[i].d = f32_to_f16(d_block);
     }
     for (int j = 0; j < 16; ++j) {
-      const float d = f16_to_f32(y[i].d) * q3_scale(j, y[i].scales);
+      const float d = f16_to_f32(y[i].d) * q3_k_scale(j, y[i].scales);
       if (!d) continue;
       for (int ii = 0; ii < 16; ++ii) {
         const int l = nearest_int(x[16 * j + ii] / d);
@@ -158,8 +146,8 @@ void quantize_q45_k(const float* x, int64_t nb, B* y, const float* qw) {
         const float av_x = std::sqrt(sum_x2 / 32);
         for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
         scales[j] = kBits == 4
-                        ? make_qkx2_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, false)
-                        : make_qkx2_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, false);
+                        ? make_qkx_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20, false)
+                        : make_qkx_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15, false);
         max_scale = std::max(max_scale, scales[j]);
         max_min = std::max(max_min, mins[j]);
       }
@@ -177,11 +165,11 @@ void quantize_q45_k(const float* x, int64_t nb, B* y, const float* qw) {
       for (int l = 0; l < QK_K; ++l) sum_x2 += x[l] * x[l];
       const float sigma2 = 2 * sum_x2 / QK_K;
       for (int j = 0; j < 8; ++j) {
-        for (int l = 0; l < 32; ++l) weights[l] = w[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+        importance_weights(w + 32 * j, x + 32 * j, 32, sigma2, weights);
         float sumw = 0;
         for (int l = 0; l < 32; ++l) sumw += weights[l];
         sw[j] = sumw;
-        scales[j] = make_qkx3_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
+        scales[j] = make_qkx_quants(32, kMax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36, false);
       }
       y[i].d = f32_to_f16(make_qp_quants(8, 63, scales, Ls, sw));
       y[i].dmin = f32_to_f16(make_qp_quants(8, 63, mins, Lm, sw));
@@ -215,16 +203,10 @@ void quantize_q6_k(const float* x, int64_t nb, BlockQ6_K* y, const float* qw) {
   int8_t L[QK_K];
   float scales[16];
   for (int64_t i = 0; i < nb; i++, x += QK_K) {
-    float max_scale = 0, max_abs_scale = 0;
-    for (int ib = 0; ib < 16; ++ib) {
-      const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw ? qw + QK_K * i + 16 * ib : nullptr);
-      scales[ib] = scale;
-      if (std::fabs(scale) > max_abs_scale) {
-        max_abs_scale = std::fabs(scale);
-        max_scale = scale;
-      }
-    }
-    if (max_abs_scale < kGroupMaxEps) {
+    for (int ib = 0; ib < 16; ++ib)
+      scales[ib] = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, 1, qw ? qw + QK_K * i + 16 * ib : nullptr);
+    const float max_scale = signed_absmax(scales, 16);
+    if (std::fabs(max_scale) < kGroupMaxEps) {
       std::memset(&y[i], 0, sizeof(BlockQ6_K));
       y[i].d = f32_to_f16(0.f);
       continue;
@@ -257,15 +239,14 @@ void quantize_iq4_nl(const float* x, int64_t nb, BlockIQ4_NL* y, const float* qw
     sigma2 *= 2.f / 32;
     std::memset(y[ib].qs, 0, 16);
     const float* w = qw ? qw + 32 * ib : nullptr;
-    for (int j = 0; j < 32; ++j) weight[j] = w ? w[j] * std::sqrt(sigma2 + x[j] * x[j]) : x[j] * x[j];
-    float amax = 0, max = 0;
-    for (int j = 0; j < 32; ++j)
-      if (std::fabs(x[j]) > amax) {
-        amax = std::fabs(x[j]);
-        max = x[j];
-      }
+    if (w) {
+      importance_weights(w, x, 32, sigma2, weight);
+    } else {
+      for (int j = 0; j < 32; ++j) weight[j] = x[j] * x[j];
+    }
+    const float max = signed_absmax(x, 32);
     float scale = 0;
-    if (amax >= kGroupMaxEps) {
+    if (std::fabs(max) >= kGroupMaxEps) {
       float d = -max / values[0];
       float id = 1 / d;
       float sumqx = 0, sumq2 = 0;

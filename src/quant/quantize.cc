@@ -13,16 +13,7 @@
 namespace lmpress {
 namespace {
 
-// The signed value of largest magnitude (the first one on ties), as ggml picks it.
-float signed_absmax(const float* x, int n) {
-  float amax = 0, max = 0;
-  for (int j = 0; j < n; j++)
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  return max;
-}
+using ggml_search::signed_absmax;
 
 void min_max(const float* x, int n, float& mn, float& mx) {
   mn = FLT_MAX;
@@ -41,15 +32,9 @@ void quantize_sym(const float* x, int64_t nb, B* y) {
     const float d = signed_absmax(x, 32) / -float(kHalf);
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[i].d = f32_to_f16(d);
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; j++) {
-      const uint8_t q0 = uint8_t(std::min(kMaxQ, int(int8_t(x[j] * id + (float(kHalf) + 0.5f)))));
-      const uint8_t q1 = uint8_t(std::min(kMaxQ, int(int8_t(x[j + 16] * id + (float(kHalf) + 0.5f)))));
-      y[i].qs[j] = uint8_t((q0 & 0x0F) | ((q1 & 0x0F) << 4));
-      qh |= uint32_t((q0 & 0x10u) >> 4) << j;
-      qh |= uint32_t((q1 & 0x10u) >> 4) << (j + 16);
-    }
-    if constexpr (kBits == 5) std::memcpy(y[i].qh, &qh, 4);
+    uint8_t L[32];
+    for (int j = 0; j < 32; j++) L[j] = uint8_t(std::min(kMaxQ, int(int8_t(x[j] * id + (float(kHalf) + 0.5f)))));
+    pack_levels(kBits == 4 ? DType::Q4_0 : DType::Q5_0, L, reinterpret_cast<uint8_t*>(&y[i]));
   }
 }
 
@@ -69,14 +54,9 @@ void quantize_asym(const float* x, int64_t nb, B* y) {
       const float s = (v - mn) * id + 0.5f;
       return kBits == 4 ? std::min(kMaxQ, int(int8_t(s))) : int(uint8_t(s));
     };
-    uint32_t qh = 0;
-    for (int j = 0; j < 16; j++) {
-      const int a = level(x[j]), b = level(x[j + 16]);
-      y[i].qs[j] = uint8_t((a & 0x0F) | ((b & 0x0F) << 4));
-      qh |= uint32_t((a & 0x10u) >> 4) << j;
-      qh |= uint32_t((b & 0x10u) >> 4) << (j + 16);
-    }
-    if constexpr (kBits == 5) std::memcpy(y[i].qh, &qh, 4);
+    uint8_t L[32];
+    for (int j = 0; j < 32; j++) L[j] = uint8_t(level(x[j]));
+    pack_levels(kBits == 4 ? DType::Q4_1 : DType::Q5_1, L, reinterpret_cast<uint8_t*>(&y[i]));
   }
 }
 
@@ -104,12 +84,12 @@ void quantize_weighted(const float* x, int64_t n, B* y, const float* qw) {
   for (int64_t ib = 0; ib < n / 32; ++ib) {
     const float* xb = x + 32 * ib;
     const float* w = qw + 32 * ib;
-    for (int j = 0; j < 32; ++j) weight[j] = w[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+    ggml_search::importance_weights(w, xb, 32, sigma2, weight);
     uint8_t L[32];
     if constexpr (kAsym) {
       uint8_t Laux[32];
       float min;
-      const float d = make_qkx3_quants(32, (1 << kBits) - 1, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
+      const float d = make_qkx_quants(32, (1 << kBits) - 1, xb, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
       y[ib].d = f32_to_f16(d);
       y[ib].m = f32_to_f16(-min);
     } else {
