@@ -21,11 +21,13 @@ std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const Cali
   // Consecutive windows follow llama-imatrix: the text (with BOS) cut every ctx
   // tokens, each window's first token replaced by BOS.
   const int64_t T = int64_t(tokens.size());
-  const int64_t samples = o.samples > 0 ? o.samples : o.consecutive ? (T + ctx - body) / ctx : T / body;
-  const int64_t need = o.consecutive ? (std::max<int64_t>(1, samples) - 1) * ctx + body : std::max<int64_t>(1, samples) * body;
-  if (int64_t(tokens.size()) < need)
+  // With samples = -1, as many windows as fit; a text too short for one still asks for one.
+  const int64_t fit = o.consecutive ? (T + ctx - body) / ctx : T / body;
+  const int64_t samples = o.samples > 0 ? o.samples : std::max<int64_t>(1, fit);
+  const int64_t need = o.consecutive ? (samples - 1) * ctx + body : samples * body;
+  if (T < need)
     fail("{}: calibration text is too short: {} tokens, {} windows of {} need {} (lower --calib-samples or --calib-ctx)",
-         o.file, tokens.size(), std::max<int64_t>(1, samples), ctx, need);
+         o.file, T, samples, ctx, need);
   // Non-overlapping windows, evenly spaced over the whole text or back to back.
   const int64_t stride = o.consecutive ? ctx : T / samples;
   std::vector<std::vector<int32_t>> windows;
@@ -38,6 +40,17 @@ std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const Cali
     windows.push_back(std::move(w));
   }
   return windows;
+}
+
+std::vector<std::string> linear_names(int64_t layer, LinearSite site) {
+  const std::string p = "blk." + std::to_string(layer) + ".";
+  switch (site) {
+    case LinearSite::AttnIn: return {p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"};
+    case LinearSite::AttnOut: return {p + "attn_output.weight"};
+    case LinearSite::FfnIn: return {p + "ffn_gate.weight", p + "ffn_up.weight"};
+    case LinearSite::FfnDown: return {p + "ffn_down.weight"};
+  }
+  return {};
 }
 
 LayerwiseCalibrator::LayerwiseCalibrator(const Model& m, std::vector<std::vector<int32_t>> windows)

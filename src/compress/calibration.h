@@ -28,6 +28,11 @@ struct CalibrationOptions {
 // message when the text is shorter than the windows need.
 std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const CalibrationOptions& o);
 
+// The sites of a block in execution order, and the weights (canonical names)
+// of block `layer` that read each site's input.
+constexpr LinearSite kLinearSites[] = {LinearSite::AttnIn, LinearSite::AttnOut, LinearSite::FfnIn, LinearSite::FfnDown};
+std::vector<std::string> linear_names(int64_t layer, LinearSite site);
+
 class LayerwiseCalibrator {
  public:
   LayerwiseCalibrator(const Model& m, std::vector<std::vector<int32_t>> windows);

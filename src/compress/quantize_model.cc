@@ -86,17 +86,6 @@ struct SiteStats {
   }
 };
 
-struct LinearSpec {
-  const char* suffix;
-  LinearSite site;
-};
-const LinearSpec kLinears[] = {
-    {"attn_q.weight", LinearSite::AttnIn},   {"attn_k.weight", LinearSite::AttnIn},
-    {"attn_v.weight", LinearSite::AttnIn},   {"attn_output.weight", LinearSite::AttnOut},
-    {"ffn_gate.weight", LinearSite::FfnIn},  {"ffn_up.weight", LinearSite::FfnIn},
-    {"ffn_down.weight", LinearSite::FfnDown},
-};
-
 class Quantizer {
  public:
   Quantizer(Model& m, const QuantizeOptions& o, QuantizeReport& rep)
@@ -126,7 +115,8 @@ class Quantizer {
       cal.run(l, m_.layers[size_t(l)], &obs, false);
       for (auto& [site, st] : stats) symmetrize_hessian(st.H, st.cols);
       if (o_.method == QuantMethod::AWQ) apply_awq_scales(l, stats);
-      for (const auto& spec : kLinears) quantize_linear(l, spec, stats.at(spec.site));
+      for (LinearSite site : kLinearSites)
+        for (const auto& w : linear_names(l, site)) quantize_linear(w, stats.at(site));
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);
       progress.update(uint64_t(l + 1));
@@ -193,8 +183,8 @@ class Quantizer {
     tensor_ref(m_, like.name) = std::move(t);
   }
 
-  void quantize_linear(int64_t l, const LinearSpec& spec, const SiteStats& st) {
-    Tensor& t = tensor_ref(m_, name(l, spec.suffix));
+  void quantize_linear(const std::string& weight, const SiteStats& st) {
+    Tensor& t = tensor_ref(m_, weight);
     const DType type = type_of(t.name);
     const auto W = to_f32(t);
     const int64_t rows = t.rows(), cols = t.cols();

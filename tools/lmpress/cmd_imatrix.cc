@@ -34,14 +34,8 @@ void add_imatrix(CLI::App& app) {
     im.chunk_size = uint32_t(cal.n_tokens() / cal.n_windows());
     Progress progress("imatrix", uint64_t(m->cfg.n_layers));
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
-      const std::string p = "blk." + std::to_string(l) + ".";
       const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) {
-        switch (s) {
-          case LinearSite::AttnIn: im.accumulate({p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, x, n, cols); break;
-          case LinearSite::AttnOut: im.accumulate({p + "attn_output.weight"}, x, n, cols); break;
-          case LinearSite::FfnIn: im.accumulate({p + "ffn_gate.weight", p + "ffn_up.weight"}, x, n, cols); break;
-          case LinearSite::FfnDown: im.accumulate({p + "ffn_down.weight"}, x, n, cols); break;
-        }
+        im.accumulate(linear_names(l, s), x, n, cols);
       };
       cal.run(l, m->layers[size_t(l)], &obs, true);
       progress.update(uint64_t(l + 1));
