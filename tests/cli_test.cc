@@ -20,21 +20,11 @@ namespace fs = std::filesystem;
 
 std::string S(const std::string& rel) { return test::shared_path(rel); }
 
-void expect_error(const std::string& args, const std::string& msg) {
-  auto r = run_cli(args);
-  EXPECT_EQ(r.status, 1) << args << "\n" << r.out;
-  EXPECT_NE(r.out.find(msg), std::string::npos) << args << "\nwanted: " << msg << "\ngot: " << r.out;
-  EXPECT_EQ(r.out.find("Segmentation"), std::string::npos);
-}
+using test::cli_ppl;
+using test::expect_cli_error;
 
 void write(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
-// Perplexity of a model on the first 20 windows of 128 tokens of WikiText-2, through the CLI.
-double ppl(const std::string& model) {
-  auto r = run_cli("perplexity " + model + " -f " + S("data/wikitext-2/wiki.test.raw") + " --ctx 128 --chunks 20 --json");
-  EXPECT_EQ(r.status, 0) << r.out;
-  return r.status == 0 ? nlohmann::json::parse(r.out)["ppl"].get<double>() : 0.0;
-}
 
 TEST(Cli, HelpAndUnknownOptions) {
   auto r = run_cli("--help");
@@ -47,24 +37,24 @@ TEST(Cli, HelpAndUnknownOptions) {
 
 TEST(Cli, BadModelFiles) {
   const std::string d = test::temp_dir();
-  expect_error("info " + d + "/missing.gguf", "cannot open");
+  expect_cli_error("info " + d + "/missing.gguf", "cannot open");
   write(d + "/magic.gguf", "GGML0000000000000000000000");
-  expect_error("info " + d + "/magic.gguf", "not a GGUF file");
+  expect_cli_error("info " + d + "/magic.gguf", "not a GGUF file");
   std::string gguf = read_text_file(S("models/stories260K/stories260K.gguf"));
   write(d + "/trunc.gguf", gguf.substr(0, 5000));
-  expect_error("info " + d + "/trunc.gguf", "truncated GGUF");
+  expect_cli_error("info " + d + "/trunc.gguf", "truncated GGUF");
   write(d + "/trunc2.gguf", gguf.substr(0, gguf.size() - 100));
-  expect_error("info " + d + "/trunc2.gguf", "past the end of the file");
+  expect_cli_error("info " + d + "/trunc2.gguf", "past the end of the file");
   write(d + "/x.txt", "hello");
-  expect_error("info " + d + "/x.txt", "unknown model format");
+  expect_cli_error("info " + d + "/x.txt", "unknown model format");
   std::string bin = read_text_file(S("models/stories260K/stories260K.bin"));
   write(d + "/t.bin", bin.substr(0, 100000));
   fs::copy_file(S("models/stories260K/tok512.bin"), d + "/tok512.bin");
-  expect_error("info " + d + "/t.bin", "truncated llama2.c checkpoint");
+  expect_cli_error("info " + d + "/t.bin", "truncated llama2.c checkpoint");
   write(d + "/tiny.bin", "abc");
-  expect_error("info " + d + "/tiny.bin", "too small for a llama2.c");
+  expect_cli_error("info " + d + "/tiny.bin", "too small for a llama2.c");
   write(d + "/full.bin", bin);
-  expect_error("info " + d + "/full.bin --tokenizer " + d + "/nope.bin", "cannot open");
+  expect_cli_error("info " + d + "/full.bin --tokenizer " + d + "/nope.bin", "cannot open");
 }
 
 TEST(Cli, BadHuggingFaceDirectories) {
@@ -79,37 +69,37 @@ TEST(Cli, BadHuggingFaceDirectories) {
     write(d + "/config.json", j.dump());
     return d;
   };
-  expect_error("info " + variant([](auto& j) { j["architectures"] = {"GPTNeoXForCausalLM"}; }),
+  expect_cli_error("info " + variant([](auto& j) { j["architectures"] = {"GPTNeoXForCausalLM"}; }),
                "unknown architecture 'GPTNeoXForCausalLM'");
-  expect_error("info " + variant([](auto& j) { j["hidden_size"] = 64; }), "has shape [262, 32], the config needs [262, 64]");
-  expect_error("info " + variant([](auto& j) { j["num_key_value_heads"] = 3; }), "not a multiple of num_key_value_heads");
-  expect_error("info " + variant([](auto& j) { j["num_hidden_layers"] = -2; }), "num_hidden_layers = -2 is out of range");
-  expect_error("info " + variant([](auto& j) { j["hidden_size"] = "big"; }), "hidden_size must be an integer");
-  expect_error("info " + variant([](auto& j) { j.erase("hidden_size"); }), "missing field hidden_size");
-  expect_error("info " + variant([](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}}; }), "rope_scaling type 'yarn'");
+  expect_cli_error("info " + variant([](auto& j) { j["hidden_size"] = 64; }), "has shape [262, 32], the config needs [262, 64]");
+  expect_cli_error("info " + variant([](auto& j) { j["num_key_value_heads"] = 3; }), "not a multiple of num_key_value_heads");
+  expect_cli_error("info " + variant([](auto& j) { j["num_hidden_layers"] = -2; }), "num_hidden_layers = -2 is out of range");
+  expect_cli_error("info " + variant([](auto& j) { j["hidden_size"] = "big"; }), "hidden_size must be an integer");
+  expect_cli_error("info " + variant([](auto& j) { j.erase("hidden_size"); }), "missing field hidden_size");
+  expect_cli_error("info " + variant([](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}}; }), "rope_scaling type 'yarn'");
   std::string d = variant([](auto&) {});
   write(d + "/config.json", "{\"architectures\": [");
-  expect_error("info " + d, "bad JSON");
+  expect_cli_error("info " + d, "bad JSON");
   d = variant([](auto&) {});
   fs::remove(d + "/tokenizer.json");
-  expect_error("info " + d, "no tokenizer.model or tokenizer.json");
+  expect_cli_error("info " + d, "no tokenizer.model or tokenizer.json");
   d = variant([](auto&) {});
   const std::string header = R"({"model.norm.weight":{"dtype":"F8_E4M3","shape":[32],"data_offsets":[0,32]}})";
   const uint64_t n = header.size();
   write(d + "/model.safetensors", std::string(reinterpret_cast<const char*>(&n), 8) + header + std::string(32, '\0'));
-  expect_error("info " + d, "unsupported dtype F8_E4M3");
+  expect_cli_error("info " + d, "unsupported dtype F8_E4M3");
 }
 
 TEST(Cli, BadTextsAndPrompts) {
   const std::string d = test::temp_dir();
   const std::string m = S("models/stories260K/stories260K.gguf");
   write(d + "/empty.txt", "");
-  expect_error("perplexity " + m + " -f " + d + "/empty.txt --ctx 64", "the text file is empty");
+  expect_cli_error("perplexity " + m + " -f " + d + "/empty.txt --ctx 64", "the text file is empty");
   write(d + "/short.txt", "Once upon a time there was a cat.");
-  expect_error("perplexity " + m + " -f " + d + "/short.txt --ctx 64", "at least 128 (2 x ctx) are needed");
-  expect_error("perplexity " + m + " -f " + d + "/missing.txt", "cannot open");
-  expect_error("generate " + m + " -p \"one two three four five six seven eight nine ten\" --ctx 8 -n 4", "does not fit the context of 8");
-  expect_error("tokenize " + m, "give -p TEXT or -f FILE");
+  expect_cli_error("perplexity " + m + " -f " + d + "/short.txt --ctx 64", "at least 128 (2 x ctx) are needed");
+  expect_cli_error("perplexity " + m + " -f " + d + "/missing.txt", "cannot open");
+  expect_cli_error("generate " + m + " -p \"one two three four five six seven eight nine ten\" --ctx 8 -n 4", "does not fit the context of 8");
+  expect_cli_error("tokenize " + m, "give -p TEXT or -f FILE");
   EXPECT_NE(run_cli("perplexity " + m + " -f x --ctx 2").status, 0);  // out of range option
 }
 
@@ -132,18 +122,18 @@ TEST(Cli, PerplexityOfLmp8mMatchesLlamaCpp) {
 
 TEST(Cli, ConvertRoundTripsAndKeepsInputs) {
   const std::string d = test::temp_dir();
-  const double base = ppl(S("models/stories260K/stories260K.gguf"));
+  const double base = cli_ppl(S("models/stories260K/stories260K.gguf"));
   ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.bin") + " " + d + "/a.gguf").status, 0);
   ASSERT_EQ(run_cli("convert " + d + "/a.gguf " + d + "/hf --dtype bf16").status, 0);
   ASSERT_EQ(run_cli("convert " + d + "/hf " + d + "/b.gguf --dtype f16").status, 0);
-  EXPECT_NEAR(ppl(d + "/a.gguf"), base, base * 1e-4);
-  EXPECT_NEAR(ppl(d + "/hf"), base, base * 0.01);  // bf16 rounding
-  EXPECT_NEAR(ppl(d + "/b.gguf"), ppl(d + "/hf"), base * 1e-3);
-  expect_error("convert " + d + "/a.gguf " + d + "/a.gguf", "refusing to overwrite the input");
+  EXPECT_NEAR(cli_ppl(d + "/a.gguf"), base, base * 1e-4);
+  EXPECT_NEAR(cli_ppl(d + "/hf"), base, base * 0.01);  // bf16 rounding
+  EXPECT_NEAR(cli_ppl(d + "/b.gguf"), cli_ppl(d + "/hf"), base * 1e-3);
+  expect_cli_error("convert " + d + "/a.gguf " + d + "/a.gguf", "refusing to overwrite the input");
   auto bad = run_cli("convert " + d + "/a.gguf " + d + "/c.gguf --dtype q6_k");  // rejected by the option parser
   EXPECT_NE(bad.status, 0);
   EXPECT_NE(bad.out.find("q6_k not in {f32,f16,bf16,q8_0,q4_0,q4_1,q5_0,q5_1}"), std::string::npos) << bad.out;
-  expect_error("convert " + d + "/a.gguf " + d + "/hfq --dtype q4_0", "Hugging Face output takes f32, f16 or bf16");
+  expect_cli_error("convert " + d + "/a.gguf " + d + "/hfq --dtype q4_0", "Hugging Face output takes f32, f16 or bf16");
   EXPECT_FALSE(fs::exists(d + "/hfq"));
   // No temp files are left behind.
   for (auto& f : fs::directory_iterator(d)) EXPECT_EQ(f.path().string().find(".tmp."), std::string::npos) << f.path();
@@ -151,11 +141,11 @@ TEST(Cli, ConvertRoundTripsAndKeepsInputs) {
 
 TEST(Cli, ConvertToBlockTypesRoundsToNearest) {
   const std::string d = test::temp_dir();
-  const double base = ppl(S("models/stories260K/stories260K.gguf"));
+  const double base = cli_ppl(S("models/stories260K/stories260K.gguf"));
   ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.gguf") + " " + d + "/q8.gguf --dtype q8_0").status, 0);
   ASSERT_EQ(run_cli("convert " + S("models/stories260K/stories260K.gguf") + " " + d + "/q4.gguf --dtype q4_0").status, 0);
-  EXPECT_NEAR(ppl(d + "/q8.gguf"), base, base * 0.01);
-  const double q4 = ppl(d + "/q4.gguf");
+  EXPECT_NEAR(cli_ppl(d + "/q8.gguf"), base, base * 0.01);
+  const double q4 = cli_ppl(d + "/q4.gguf");
   EXPECT_GT(q4, base);  // 4 bits lose something on a 260K-parameter model...
   EXPECT_LT(q4, base * 1.5);  // ...but not everything
   auto info = nlohmann::json::parse(run_cli("info " + d + "/q4.gguf --json").out);

@@ -24,17 +24,8 @@ namespace fs = std::filesystem;
 std::string S(const std::string& rel) { return test::shared_path(rel); }
 const std::string kStories = "models/stories260K/stories260K.gguf";
 
-void expect_error(const std::string& args, const std::string& msg) {
-  auto r = run_cli(args);
-  EXPECT_EQ(r.status, 1) << args << "\n" << r.out;
-  EXPECT_NE(r.out.find(msg), std::string::npos) << args << "\nwanted: " << msg << "\ngot: " << r.out;
-}
-
-double ppl(const std::string& model) {
-  auto r = run_cli("perplexity " + model + " -f " + S("data/wikitext-2/wiki.test.raw") + " --ctx 128 --chunks 20 --json");
-  EXPECT_EQ(r.status, 0) << r.out;
-  return r.status == 0 ? nlohmann::json::parse(r.out)["ppl"].get<double>() : 0.0;
-}
+using test::expect_cli_error;
+using test::cli_ppl;
 
 nlohmann::json quantize(const std::string& out, const std::string& args) {
   auto r = run_cli("quantize " + S(kStories) + " " + out + " " + args + " --json");
@@ -51,7 +42,7 @@ TEST(QuantizeCli, CalibratedMethodsBeatRoundToNearest) {
   const auto rtn = quantize(d + "/rtn.gguf", "--type q4_0");
   const auto gptq = quantize(d + "/gptq.gguf", "--type q4_0 --method gptq" + calib);
   const auto awq = quantize(d + "/awq.gguf", "--type q4_0 --method awq" + calib);
-  const double p_rtn = ppl(d + "/rtn.gguf"), p_gptq = ppl(d + "/gptq.gguf"), p_awq = ppl(d + "/awq.gguf");
+  const double p_rtn = cli_ppl(d + "/rtn.gguf"), p_gptq = cli_ppl(d + "/gptq.gguf"), p_awq = cli_ppl(d + "/awq.gguf");
   EXPECT_LT(p_gptq, p_rtn);
   EXPECT_LT(p_awq, p_rtn);
   EXPECT_EQ(gptq["calib_tokens"], 32 * 128);
@@ -135,22 +126,22 @@ TEST(QuantizeCli, ImatrixMatchesLlamaImatrix) {
 TEST(QuantizeCli, BadInputs) {
   const std::string d = test::temp_dir();
   const std::string in = S(kStories);
-  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_z", "--type 'q4_z': unknown type");
-  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method gptq", "needs calibration text");
-  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type ffn_down", "expected PATTERN=TYPE");
-  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type 'ffn_(=q4_0'", "bad regular expression");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_z", "--type 'q4_z': unknown type");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method gptq", "needs calibration text");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type ffn_down", "expected PATTERN=TYPE");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type 'ffn_(=q4_0'", "bad regular expression");
   std::ofstream(d + "/short.txt") << "Too short.";
-  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method awq --calib " + d + "/short.txt",
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method awq --calib " + d + "/short.txt",
                "calibration text is too short");
   std::ofstream(d + "/empty.txt") << "";
-  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method gptq --calib " + d + "/empty.txt", "empty");
-  expect_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --imatrix " + in, "not an imatrix");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method gptq --calib " + d + "/empty.txt", "empty");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --imatrix " + in, "not an imatrix");
   EXPECT_FALSE(fs::exists(d + "/x.gguf"));
   // Requantizing needs a flag.
   ASSERT_EQ(run_cli("quantize " + in + " " + d + "/q.gguf --type q8_0").status, 0);
-  expect_error("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0", "already quantized");
+  expect_cli_error("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0", "already quantized");
   EXPECT_EQ(run_cli("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0 --allow-requantize").status, 0);
-  expect_error("quantize " + d + "/q.gguf " + d + "/q.gguf --type q4_0 --allow-requantize", "refusing to overwrite");
+  expect_cli_error("quantize " + d + "/q.gguf " + d + "/q.gguf --type q4_0 --allow-requantize", "refusing to overwrite");
 }
 
 }  // namespace

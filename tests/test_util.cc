@@ -10,6 +10,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
 #include "io/gguf.h"
 
 namespace lmpress::test {
@@ -51,6 +55,20 @@ CliResult run_cli(const std::string& args) {
   int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
+}
+
+void expect_cli_error(const std::string& args, const std::string& msg) {
+  auto r = run_cli(args);
+  EXPECT_EQ(r.status, 1) << args << "\n" << r.out;
+  EXPECT_NE(r.out.find(msg), std::string::npos) << args << "\nwanted: " << msg << "\ngot: " << r.out;
+  EXPECT_EQ(r.out.find("Segmentation"), std::string::npos);
+}
+
+double cli_ppl(const std::string& model) {
+  auto r = run_cli("perplexity " + model + " -f " + shared_path("data/wikitext-2/wiki.test.raw") +
+                   " --ctx 128 --chunks 20 --json");
+  EXPECT_EQ(r.status, 0) << r.out;
+  return r.status == 0 ? nlohmann::json::parse(r.out)["ppl"].get<double>() : 0.0;
 }
 
 GgmlBlocks::GgmlBlocks()

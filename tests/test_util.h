@@ -15,6 +15,10 @@ struct CliResult {
   std::string out;  // stdout + stderr
 };
 CliResult run_cli(const std::string& args);
+// Runs the CLI expecting exit status 1 and `msg` in its output (no crash).
+void expect_cli_error(const std::string& args, const std::string& msg);
+// Perplexity through the CLI on the first 20 windows of 128 tokens of WikiText-2.
+double cli_ppl(const std::string& model);
 
 // tests/data/ggml_blocks.gguf: 4x512 fixed values ("src"), ggml's quantization
 // of them ("q.<TYPE>", no imatrix) and ggml's dequantization ("ref.<TYPE>").
