@@ -54,41 +54,39 @@ void pack_2bit_k(const uint8_t* L, uint8_t* qs) {
       qs[j / 4 + l] = uint8_t(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
 }
 
+// 32-element blocks with n_levels levels: symmetric (level − n_levels/2)·d
+// (Q4_0, Q5_0, Q8_0) or affine level·d + m (Q4_1, Q5_1).
+template <typename B>
+void grid32_symmetric(const uint8_t* p, int n_levels, BlockGrid& g) {
+  const float d = f16_to_f32(as<B>(p).d);
+  g.n = 32, g.n_levels = n_levels;
+  fill(g, 0, 32, d, -float(n_levels / 2) * d);
+}
+template <typename B>
+void grid32_affine(const uint8_t* p, int n_levels, BlockGrid& g) {
+  const auto& b = as<B>(p);
+  g.n = 32, g.n_levels = n_levels;
+  fill(g, 0, 32, f16_to_f32(b.d), f16_to_f32(b.m));
+}
+
+// Q5_0/Q5_1: low nibbles in qs, the fifth bits in the 32-bit qh.
+template <typename B>
+void pack_q5(const uint8_t* L, uint8_t* p) {
+  pack_nibbles32(L, as<B>(p).qs);
+  const uint32_t qh = fifth_bits32(L);
+  std::memcpy(as<B>(p).qh, &qh, 4);
+}
+
 }  // namespace
 
 void block_grid(DType t, const uint8_t* p, BlockGrid& g) {
   g.table = nullptr;
   switch (t) {
-    case DType::Q4_0: {
-      const float d = f16_to_f32(as<BlockQ4_0>(p).d);
-      g.n = 32, g.n_levels = 16;
-      fill(g, 0, 32, d, -8 * d);
-      return;
-    }
-    case DType::Q5_0: {
-      const float d = f16_to_f32(as<BlockQ5_0>(p).d);
-      g.n = 32, g.n_levels = 32;
-      fill(g, 0, 32, d, -16 * d);
-      return;
-    }
-    case DType::Q4_1: {
-      const auto& b = as<BlockQ4_1>(p);
-      g.n = 32, g.n_levels = 16;
-      fill(g, 0, 32, f16_to_f32(b.d), f16_to_f32(b.m));
-      return;
-    }
-    case DType::Q5_1: {
-      const auto& b = as<BlockQ5_1>(p);
-      g.n = 32, g.n_levels = 32;
-      fill(g, 0, 32, f16_to_f32(b.d), f16_to_f32(b.m));
-      return;
-    }
-    case DType::Q8_0: {
-      const float d = f16_to_f32(as<BlockQ8_0>(p).d);
-      g.n = 32, g.n_levels = 256;
-      fill(g, 0, 32, d, -128 * d);
-      return;
-    }
+    case DType::Q4_0: grid32_symmetric<BlockQ4_0>(p, 16, g); return;
+    case DType::Q5_0: grid32_symmetric<BlockQ5_0>(p, 32, g); return;
+    case DType::Q8_0: grid32_symmetric<BlockQ8_0>(p, 256, g); return;
+    case DType::Q4_1: grid32_affine<BlockQ4_1>(p, 16, g); return;
+    case DType::Q5_1: grid32_affine<BlockQ5_1>(p, 32, g); return;
     case DType::IQ4_NL: {
       g.n = 32, g.n_levels = 16, g.table = kIQ4NLValues;
       fill(g, 0, 32, f16_to_f32(as<BlockIQ4_NL>(p).d), 0);
@@ -145,18 +143,8 @@ void pack_levels(DType t, const uint8_t* L, uint8_t* p) {
     case DType::Q4_0: pack_nibbles32(L, as<BlockQ4_0>(p).qs); return;
     case DType::Q4_1: pack_nibbles32(L, as<BlockQ4_1>(p).qs); return;
     case DType::IQ4_NL: pack_nibbles32(L, as<BlockIQ4_NL>(p).qs); return;
-    case DType::Q5_0: {
-      pack_nibbles32(L, as<BlockQ5_0>(p).qs);
-      const uint32_t qh = fifth_bits32(L);
-      std::memcpy(as<BlockQ5_0>(p).qh, &qh, 4);
-      return;
-    }
-    case DType::Q5_1: {
-      pack_nibbles32(L, as<BlockQ5_1>(p).qs);
-      const uint32_t qh = fifth_bits32(L);
-      std::memcpy(as<BlockQ5_1>(p).qh, &qh, 4);
-      return;
-    }
+    case DType::Q5_0: pack_q5<BlockQ5_0>(L, p); return;
+    case DType::Q5_1: pack_q5<BlockQ5_1>(L, p); return;
     case DType::Q8_0:
       for (int j = 0; j < 32; j++) as<BlockQ8_0>(p).qs[j] = int8_t(int(L[j]) - 128);
       return;
