@@ -64,14 +64,11 @@ double relative_output_error(const float* W, const float* Wq, int64_t rows, int6
   return den > 0 ? num / den : 0.0;
 }
 
-void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
-                   const float* importance, const GptqOptions& o, uint8_t* out) {
-  if (!has_quantizer(t)) fail("GPTQ: no quantizer for {}", dtype_name(t));
-  const int64_t G = dtype_info(t).block_elems;
-  if (cols % G != 0) fail("GPTQ: {} columns are not a multiple of the {} block of {}", cols, G, dtype_name(t));
+GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                     const GptqGridFormat& f, const GptqOptions& o) {
+  const int64_t G = f.group;
+  if (G <= 0 || cols % G != 0) fail("GPTQ: {} columns are not a multiple of the group of {}", cols, G);
   if (int64_t(H.size()) != cols * cols) fail("GPTQ: Hessian size does not match {} columns", cols);
-  const uint64_t rb = row_bytes(t, uint64_t(cols));
-  const uint64_t bb = dtype_info(t).block_bytes;
   const int64_t B = std::max<int64_t>(o.block, G) / G * G;
 
   // Column-major working copy (column i contiguous over rows) and the Hessian in double.
@@ -79,8 +76,6 @@ void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector
   for (int64_t r = 0; r < rows; r++)
     for (int64_t c = 0; c < cols; c++) Wc[size_t(c * rows + r)] = W[r * cols + c];
   std::vector<double> Hd(H.begin(), H.end());
-  std::vector<float> imp(static_cast<size_t>(cols));
-  for (int64_t c = 0; c < cols; c++) imp[size_t(c)] = importance ? importance[c] : H[size_t(c * cols + c)];
   // Inputs that never fire: any value is exact, so quantize them as zero.
   for (int64_t c = 0; c < cols; c++)
     if (Hd[size_t(c * cols + c)] == 0) {
@@ -98,49 +93,50 @@ void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector
   Hd.clear();
   const std::vector<float> U = inverse_hessian_cholesky(std::move(Hp), cols, o.damp);
 
-  // Per weight (column-major, original column order): the grid scale/offset and the chosen level.
+  // Per weight (column-major, original column order): the grid scale/offset.
   std::vector<float> S(size_t(rows * cols)), O(size_t(rows * cols));
-  std::vector<uint8_t> L(size_t(rows * cols));
-  BlockGrid proto;
-  {
-    std::vector<uint8_t> zero(bb, 0);
-    block_grid(t, zero.data(), proto);
-  }
-  const int8_t* table = proto.table;
-  const int n_levels = proto.n_levels;
-  // Chooses the scales of block b for every row from the current values of its columns.
-  auto set_block_scales = [&](int64_t b) {
-#pragma omp parallel for schedule(static) if (rows * G >= 16384)
-    for (int64_t r = 0; r < rows; r++) {
-      float x[256];
-      for (int64_t e = 0; e < G; e++) x[e] = Wc[size_t((b * G + e) * rows + r)];
-      uint8_t* blk = out + uint64_t(r) * rb + uint64_t(b) * bb;
-      quantize_row(t, x, G, blk, imp.data() + b * G);
-      BlockGrid g;
-      block_grid(t, blk, g);
-      for (int64_t e = 0; e < G; e++) {
-        S[size_t((b * G + e) * rows + r)] = g.scale[e];
-        O[size_t((b * G + e) * rows + r)] = g.offset[e];
-      }
+  GptqResult res;
+  res.levels.assign(size_t(rows * cols), 0);
+  res.g_idx.resize(size_t(cols));
+  std::vector<float> gx(size_t(G * rows)), gs(size_t(G * rows)), go(size_t(G * rows));
+  // Chooses group j's grids from the current values `src` (G columns of rows).
+  auto choose = [&](int64_t j, const int64_t* members, const float* src) {
+    f.choose(j, members, src, gs.data(), go.data());
+    for (int64_t e = 0; e < G; e++) {
+      const int64_t c = members[e];
+      res.g_idx[size_t(c)] = int32_t(j);
+      std::copy_n(gs.begin() + e * rows, rows, S.begin() + c * rows);
+      std::copy_n(go.begin() + e * rows, rows, O.begin() + c * rows);
     }
   };
-  if (o.act_order)
-    for (int64_t b = 0; b < cols / G; b++) set_block_scales(b);
+  std::vector<int64_t> static_members(static_cast<size_t>(G));
+  auto static_group = [&](int64_t j) {
+    std::iota(static_members.begin(), static_members.end(), j * G);
+    return static_members.data();
+  };
+  // Static groups (c / G) under act-order: chosen up front from the unquantized weights.
+  if (o.act_order && !f.ordered_groups)
+    for (int64_t j = 0; j < cols / G; j++) choose(j, static_group(j), Wc.data() + j * G * rows);
 
   // Wp: the working columns in processing order.
   std::vector<float> Wp(size_t(rows * cols));
   for (int64_t k = 0; k < cols; k++)
     std::copy_n(Wc.begin() + perm[size_t(k)] * rows, rows, Wp.begin() + k * rows);
+  Wc.clear();
+  std::vector<uint8_t> L(size_t(rows * cols));  // levels, column-major, original order
   std::vector<float> Err(size_t(B * rows));
   for (int64_t b1 = 0; b1 < cols; b1 += B) {
     const int64_t b2 = std::min(b1 + B, cols);
     for (int64_t k = b1; k < b2; k++) {
-      const int64_t c = perm[size_t(k)];
-      if (!o.act_order && c % G == 0) {
-        // Wp == Wc order here; the block's columns are all inside this lazy batch and up to date.
-        for (int64_t e = 0; e < G; e++) std::copy_n(Wp.begin() + (k + e) * rows, rows, Wc.begin() + (c + e) * rows);
-        set_block_scales(c / G);
+      // A group's columns all lie inside this lazy batch (B is a multiple of G),
+      // so at its first column they have received every earlier column's update.
+      if (k % G == 0) {
+        if (f.ordered_groups)
+          choose(k / G, perm.data() + k, Wp.data() + k * rows);
+        else if (!o.act_order)
+          choose(k / G, static_group(k / G), Wp.data() + k * rows);
       }
+      const int64_t c = perm[size_t(k)];
       const float d = U[size_t(k * cols + k)];
       float* w = Wp.data() + k * rows;
       float* err = Err.data() + (k - b1) * rows;
@@ -149,9 +145,9 @@ void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector
       uint8_t* lv = L.data() + c * rows;
 #pragma omp parallel for schedule(static) if (rows >= 1024)
       for (int64_t r = 0; r < rows; r++) {
-        const int level = nearest_grid_level(s[r], off[r], n_levels, table, w[r]);
+        const int level = nearest_grid_level(s[r], off[r], f.n_levels, f.table, w[r]);
         lv[r] = uint8_t(level);
-        err[r] = (w[r] - grid_value(s[r], off[r], table, level)) / d;
+        err[r] = (w[r] - grid_value(s[r], off[r], f.table, level)) / d;
       }
       // Spread the error over the rest of this lazy batch.
       for (int64_t j = k + 1; j < b2; j++) {
@@ -164,15 +160,82 @@ void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cols - b2), int(rows), int(b2 - b1), -1.0f,
                   U.data() + b1 * cols + b2, int(cols), Err.data(), int(rows), 1.0f, Wp.data() + b2 * rows, int(rows));
   }
+  for (int64_t c = 0; c < cols; c++)
+    for (int64_t r = 0; r < rows; r++) res.levels[size_t(r * cols + c)] = L[size_t(c * rows + r)];
+  return res;
+}
+
+void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
+                   const float* importance, const GptqOptions& o, uint8_t* out) {
+  if (!has_quantizer(t)) fail("GPTQ: no quantizer for {}", dtype_name(t));
+  const int64_t G = dtype_info(t).block_elems;
+  if (cols % G != 0) fail("GPTQ: {} columns are not a multiple of the {} block of {}", cols, G, dtype_name(t));
+  if (int64_t(H.size()) != cols * cols) fail("GPTQ: Hessian size does not match {} columns", cols);
+  const uint64_t rb = row_bytes(t, uint64_t(cols));
+  const uint64_t bb = dtype_info(t).block_bytes;
+  std::vector<float> imp(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; c++) imp[size_t(c)] = importance ? importance[c] : H[size_t(c * cols + c)];
+  BlockGrid proto;
+  {
+    std::vector<uint8_t> zero(bb, 0);
+    block_grid(t, zero.data(), proto);
+  }
+  GptqGridFormat f;
+  f.group = G;
+  f.n_levels = proto.n_levels;
+  f.table = proto.table;
+  // A block's scales come from the block type's own search on the block's
+  // current values; they are written into `out` now, the levels at the end.
+  f.choose = [&](int64_t b, const int64_t*, const float* x, float* scale, float* offset) {
+#pragma omp parallel for schedule(static) if (rows * G >= 16384)
+    for (int64_t r = 0; r < rows; r++) {
+      float v[256];
+      for (int64_t e = 0; e < G; e++) v[e] = x[e * rows + r];
+      uint8_t* blk = out + uint64_t(r) * rb + uint64_t(b) * bb;
+      quantize_row(t, v, G, blk, imp.data() + b * G);
+      BlockGrid g;
+      block_grid(t, blk, g);
+      for (int64_t e = 0; e < G; e++) {
+        scale[e * rows + r] = g.scale[e];
+        offset[e * rows + r] = g.offset[e];
+      }
+    }
+  };
+  const GptqResult res = gptq_core(W, rows, cols, H, f, o);
   // Pack the chosen levels into the blocks, whose scale fields are already set.
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; r++) {
-    uint8_t levels[256];
-    for (int64_t b = 0; b < cols / G; b++) {
-      for (int64_t e = 0; e < G; e++) levels[e] = L[size_t((b * G + e) * rows + r)];
-      pack_levels(t, levels, out + uint64_t(r) * rb + uint64_t(b) * bb);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t b = 0; b < cols / G; b++)
+      pack_levels(t, res.levels.data() + r * cols + b * G, out + uint64_t(r) * rb + uint64_t(b) * bb);
+}
+
+IntGroupTensor gptq_quantize_int(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                                 const IntGroupSpec& spec, const GptqOptions& o) {
+  IntGroupTensor t(spec, rows, cols);
+  const int64_t G = spec.group_size(cols);
+  GptqGridFormat f;
+  f.group = G;
+  f.n_levels = spec.max_level() + 1;
+  f.ordered_groups = true;  // with act-order, g_idx follows the processing order (AutoGPTQ's desc_act)
+  f.choose = [&](int64_t j, const int64_t*, const float* x, float* scale, float* offset) {
+#pragma omp parallel for schedule(static) if (rows * G >= 16384)
+    for (int64_t r = 0; r < rows; r++) {
+      std::vector<float> v(static_cast<size_t>(G));
+      for (int64_t e = 0; e < G; e++) v[size_t(e)] = x[e * rows + r];
+      const GroupGrid g = int_group_grid(spec, v.data(), G);
+      t.scale[size_t(r * t.n_groups + j)] = g.scale;
+      t.zero[size_t(r * t.n_groups + j)] = uint16_t(g.zero);
+      for (int64_t e = 0; e < G; e++) {
+        scale[e * rows + r] = g.scale;
+        offset[e * rows + r] = -g.scale * float(g.zero);
+      }
     }
-  }
+  };
+  GptqResult res = gptq_core(W, rows, cols, H, f, o);
+  t.q = std::move(res.levels);
+  t.g_idx = std::move(res.g_idx);
+  t.spec.act_order = o.act_order;
+  return t;
 }
 
 }  // namespace lmpress

@@ -7,9 +7,11 @@
 // GPTQ's static groups, and each element takes the nearest level on them.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "core/dtype.h"
+#include "quant/int_group.h"
 
 namespace lmpress {
 
@@ -24,6 +26,31 @@ struct GptqOptions {
 // Writes rows * row_bytes(t, cols) bytes to out.
 void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
                    const float* importance, const GptqOptions& o, uint8_t* out);
+
+// int-N group format: groups are min-max gridded when GPTQ reaches them; with
+// act-order, groups are consecutive in processing order and g_idx records them.
+IntGroupTensor gptq_quantize_int(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                                 const IntGroupSpec& spec, const GptqOptions& o);
+
+// The column loop behind both: what it needs from a weight format.
+struct GptqGridFormat {
+  int64_t group = 0;  // columns sharing one grid per row
+  int n_levels = 0;
+  const int8_t* table = nullptr;  // non-linear levels (IQ4_NL), else scale·level + offset
+  // false: group j is columns [j·group, (j+1)·group); true: with act-order,
+  // group j is the j-th run of `group` columns in processing order.
+  bool ordered_groups = false;
+  // Chooses group j's grid for every row from x (group columns of rows values,
+  // column-major, the group's current values); members: their original column
+  // indices. Writes each element's grid scale and offset in x's layout.
+  std::function<void(int64_t j, const int64_t* members, const float* x, float* scale, float* offset)> choose;
+};
+struct GptqResult {
+  std::vector<uint8_t> levels;  // rows x cols
+  std::vector<int32_t> g_idx;   // group of each column
+};
+GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                     const GptqGridFormat& f, const GptqOptions& o);
 
 // Hessian accumulation: H += xᵀ x for x[n, cols] (upper triangle; call
 // symmetrize_hessian when done).

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <numeric>
 #include <random>
 
 #include "quant/block_grid.h"
@@ -82,10 +84,16 @@ TEST(Gptq, IdentityHessianIsNearestOnBlockGrid) {
 }
 
 // The textbook algorithm (paper, Algorithm 1 without lazy batches), in double,
-// on a grid fixed per 32-column group at the group's first column.
-std::vector<float> reference_gptq_q8_0(const Problem& p, double damp) {
+// with columns processed in `order` and a grid fixed per run of G processed
+// columns at the run's first column: make_round(current values of the run)
+// returns the rounding function of that grid.
+using Rounding = std::function<double(double)>;
+std::vector<float> reference_gptq(const Problem& p, double damp, int64_t G, const std::vector<int64_t>& order,
+                                  const std::function<Rounding(const float*)>& make_round) {
   const int64_t R = p.rows, C = p.cols;
-  std::vector<double> H(p.H.begin(), p.H.end());
+  std::vector<double> H(size_t(C * C));
+  for (int64_t i = 0; i < C; i++)
+    for (int64_t j = 0; j < C; j++) H[size_t(i * C + j)] = p.H[size_t(order[size_t(i)] * C + order[size_t(j)])];
   double mean = 0;
   for (int64_t i = 0; i < C; i++) mean += H[size_t(i * C + i)];
   for (int64_t i = 0; i < C; i++) H[size_t(i * C + i)] += damp * mean / double(C);
@@ -101,24 +109,18 @@ std::vector<float> reference_gptq_q8_0(const Problem& p, double damp) {
         for (int64_t j = 0; j < C; j++) A[size_t(k * C + j)] -= f * A[size_t(i * C + j)], Inv[size_t(k * C + j)] -= f * Inv[size_t(i * C + j)];
       }
   }
-  std::vector<double> W(p.W.begin(), p.W.end());
   std::vector<float> Q(size_t(R * C));
   for (int64_t r = 0; r < R; r++) {
-    std::vector<double> Hi = Inv, w(W.begin() + r * C, W.begin() + (r + 1) * C);
-    float d = 0;
+    std::vector<double> Hi = Inv, w(static_cast<size_t>(C));
+    for (int64_t i = 0; i < C; i++) w[size_t(i)] = p.W[size_t(r * C + order[size_t(i)])];
+    Rounding round;
     for (int64_t i = 0; i < C; i++) {
-      if (i % 32 == 0) {  // the group's scale, from its current values
-        float x[32];
-        for (int e = 0; e < 32; e++) x[e] = float(w[size_t(i + e)]);
-        const std::vector<float> ones(32, 1.0f);
-        BlockQ8_0 b{};
-        quantize_row(DType::Q8_0, x, 32, reinterpret_cast<uint8_t*>(&b), ones.data());
-        BlockGrid g;
-        block_grid(DType::Q8_0, reinterpret_cast<uint8_t*>(&b), g);
-        d = g.scale[0];
+      if (i % G == 0) {  // the group's grid, from its current values
+        std::vector<float> x(w.begin() + i, w.begin() + i + G);
+        round = make_round(x.data());
       }
-      const double q = d > 0 ? std::clamp(std::round(w[size_t(i)] / d), -128.0, 127.0) * d : 0.0;
-      Q[size_t(r * C + i)] = float(q);
+      const double q = round(w[size_t(i)]);
+      Q[size_t(r * C + order[size_t(i)])] = float(q);
       const double err = (w[size_t(i)] - q) / Hi[size_t(i * C + i)];
       for (int64_t j = i + 1; j < C; j++) w[size_t(j)] -= err * Hi[size_t(i * C + j)];
       // Remove i from the inverse Hessian (OBS update).
@@ -130,6 +132,18 @@ std::vector<float> reference_gptq_q8_0(const Problem& p, double damp) {
   return Q;
 }
 
+std::vector<int64_t> identity_order(int64_t n) {
+  std::vector<int64_t> o(static_cast<size_t>(n));
+  std::iota(o.begin(), o.end(), 0);
+  return o;
+}
+
+int64_t count_close(const std::vector<float>& got, const std::vector<float>& want) {
+  int64_t same = 0;
+  for (size_t i = 0; i < got.size(); i++) same += std::fabs(got[i] - want[i]) <= 1e-3f * (1 + std::fabs(want[i]));
+  return same;
+}
+
 TEST(Gptq, MatchesTextbookAlgorithm) {
   const Problem p = make_problem(6, 64, 256, 2);
   std::vector<float> ones(64, 1.0f);
@@ -138,10 +152,44 @@ TEST(Gptq, MatchesTextbookAlgorithm) {
   std::vector<uint8_t> q(6 * row_bytes(DType::Q8_0, 64));
   gptq_quantize(p.W.data(), 6, 64, p.H, DType::Q8_0, ones.data(), o, q.data());
   const auto got = dequant(DType::Q8_0, q, 6, 64);
-  const auto want = reference_gptq_q8_0(p, o.damp);
-  int64_t same = 0;
-  for (size_t i = 0; i < got.size(); i++) same += std::fabs(got[i] - want[i]) <= 1e-3f * (1 + std::fabs(want[i]));
-  EXPECT_GE(same, int64_t(got.size()) - 2);  // float vs double may flip a rare near-tie
+  const auto want = reference_gptq(p, o.damp, 32, identity_order(64), [&](const float* x) -> Rounding {
+    BlockQ8_0 b{};
+    quantize_row(DType::Q8_0, x, 32, reinterpret_cast<uint8_t*>(&b), ones.data());
+    BlockGrid g;
+    block_grid(DType::Q8_0, reinterpret_cast<uint8_t*>(&b), g);
+    const double d = g.scale[0];
+    return [d](double v) { return d > 0 ? std::clamp(std::round(v / d), -128.0, 127.0) * d : 0.0; };
+  });
+  EXPECT_GE(count_close(got, want), int64_t(got.size()) - 2);  // float vs double may flip a rare near-tie
+}
+
+// int-N groups: min-max grid per group (scale · (q − zero)), with act-order
+// the groups are runs of the processing order and g_idx says which.
+TEST(Gptq, IntGroupsMatchTextbookAlgorithm) {
+  const Problem p = make_problem(8, 128, 512, 4);
+  for (bool act_order : {false, true}) {
+    for (const char* type : {"int4-g32-asym", "int3-g32"}) {
+      SCOPED_TRACE(std::string(type) + (act_order ? " act-order" : ""));
+      const IntGroupSpec spec = *parse_int_group_type(type);
+      GptqOptions o;
+      o.block = 64;
+      o.act_order = act_order;
+      const IntGroupTensor t = gptq_quantize_int(p.W.data(), 8, 128, p.H, spec, o);
+      std::vector<int64_t> order = identity_order(128);
+      if (act_order)
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t b) { return p.H[size_t(a * 128 + a)] > p.H[size_t(b * 128 + b)]; });
+      const auto want = reference_gptq(p, o.damp, 32, order, [&](const float* x) -> Rounding {
+        const GroupGrid g = int_group_grid(spec, x, 32);
+        const int maxq = spec.max_level();
+        return [g, maxq](double v) { return g.scale * (g.level(float(v), maxq) - g.zero); };
+      });
+      const auto got = t.dequantize();
+      EXPECT_GE(count_close(got, want), int64_t(got.size()) - 4);
+      for (int64_t k = 0; k < 128; k++) EXPECT_EQ(t.g_idx[size_t(order[size_t(k)])], k / 32);
+      EXPECT_EQ(t.spec.act_order, act_order);
+    }
+  }
 }
 
 // On correlated inputs GPTQ's output error is well below round-to-nearest's.
@@ -164,6 +212,17 @@ TEST(Gptq, BeatsRoundToNearestOnOutputError) {
     gptq_quantize(p.W.data(), rows, cols, p.H, t, nullptr, ao, g.data());
     const double ea = relative_output_error(p.W.data(), dequant(t, g, rows, cols).data(), rows, cols, p.H);
     EXPECT_LT(ea, er) << "act-order " << ea << " rtn " << er;
+  }
+  std::vector<float> diag(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; c++) diag[size_t(c)] = p.H[size_t(c * cols + c)];
+  for (const char* type : {"int4-g128", "int3-g64-asym", "int2-g32-asym", "int8-ch"}) {
+    SCOPED_TRACE(type);
+    const IntGroupSpec spec = *parse_int_group_type(type);
+    const auto g = gptq_quantize_int(p.W.data(), rows, cols, p.H, spec, GptqOptions{}).dequantize();
+    const auto r = int_group_rtn(p.W.data(), rows, cols, spec, diag.data(), {}).dequantize();
+    const double eg = relative_output_error(p.W.data(), g.data(), rows, cols, p.H);
+    const double er = relative_output_error(p.W.data(), r.data(), rows, cols, p.H);
+    EXPECT_LT(eg, 0.8 * er) << "gptq " << eg << " rtn " << er;
   }
 }
 
