@@ -60,6 +60,25 @@ TEST(QuantizeCli, CalibratedMethodsBeatRoundToNearest) {
     if (by_name.count(t["name"])) EXPECT_EQ(t["dtype"], by_name[t["name"]]["type"]) << t["name"];
 }
 
+// --clip-search tries the unclipped block among its candidates, so with no
+// importance every tensor's weight error is at most plain RTN's, and lower overall.
+TEST(QuantizeCli, ClipSearchNeverWorseThanRoundToNearest) {
+  const std::string d = test::temp_dir();
+  const auto rtn = quantize(d + "/rtn.gguf", "--type q4_0 --pure");
+  const auto clip = quantize(d + "/clip.gguf", "--type q4_0 --pure --clip-search");
+  std::map<std::string, double> base;
+  for (const auto& t : rtn["tensors"]) base[t["name"]] = t["weight_error"].get<double>();
+  double sum_rtn = 0, sum_clip = 0;
+  for (const auto& t : clip["tensors"]) {
+    const double e = t["weight_error"].get<double>(), b = base.at(t["name"]);
+    EXPECT_LE(e, b * (1 + 1e-6)) << t["name"];
+    sum_rtn += b;
+    sum_clip += e;
+  }
+  EXPECT_LT(sum_clip, 0.97 * sum_rtn);
+  EXPECT_EQ(clip["bytes_out"], rtn["bytes_out"]);
+}
+
 // imatrix of layer 0's q/k/v input, recomputed here from the embeddings:
 // mean over tokens of (rmsnorm(embedding) * attn_norm)^2 per column.
 TEST(QuantizeCli, ImatrixMatchesDirectComputation) {

@@ -4,10 +4,15 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <map>
 #include <mutex>
+#include <set>
+
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "core/progress.h"
 #include "model/export.h"
 #include "quant/awq.h"
@@ -88,10 +93,43 @@ struct SiteStats {
 
 class Quantizer {
  public:
-  Quantizer(Model& m, const QuantizeOptions& o, QuantizeReport& rep)
-      : m_(m), o_(o), rep_(rep), plan_(plan_tensor_types(m, o.mix)) {}
+  Quantizer(Model& m, const QuantizeOptions& o, QuantizeReport& rep) : m_(m), o_(o), rep_(rep) {
+    if (o.int_group) {
+      // The blocks' linears take the int-N format; everything else is written as F16.
+      for (int64_t l = 0; l < m.cfg.n_layers; l++)
+        for (LinearSite site : kLinearSites)
+          for (const auto& w : linear_names(l, site)) {
+            const Tensor& t = tensor_ref(m_, w);
+            o.int_group->check_shape(w, t.rows(), t.cols());
+            int_linears_.insert(w);
+          }
+      for (const auto& t : m.tensors) plan_[t.name] = t.shape.size() == 2 ? DType::F16 : DType::F32;
+    } else {
+      plan_ = plan_tensor_types(m, o.mix);
+    }
+  }
 
   DType type_of(const std::string& name) const { return plan_.at(name); }
+  QuantFormat format_of(const std::string& name) const {
+    QuantFormat f;
+    f.block = type_of(name);
+    if (int_linears_.count(name)) f.group = o_.int_group;
+    return f;
+  }
+  const std::map<std::string, IntGroupTensor>& int_tensors() const { return int_tensors_; }
+
+  // RTN into the int-N format (the other tensors are converted by the writer).
+  void round_int_linears() {
+    IntGroupRtnOptions ro;
+    ro.clip_search = o_.clip_search;
+    for (const auto& name : int_linears_) {
+      const Tensor& t = tensor_ref(m_, name);
+      const auto W = to_f32(t);
+      const auto imp = importance(name, {});
+      store_int(t, W, int_group_rtn(W.data(), t.rows(), t.cols(), *o_.int_group, imp.empty() ? nullptr : imp.data(), ro),
+                nullptr);
+    }
+  }
 
   // Importance for a tensor's block scale search: the user's imatrix entry
   // if there is one, else `fallback` (calibration statistics, or none).
@@ -137,7 +175,7 @@ class Quantizer {
       for (const char* s : suffixes) Ws.push_back(f32(s));
       for (size_t i = 0; i < Ws.size(); i++) {
         const Tensor& t = tensor_ref(m_, name(l, suffixes[i]));
-        group.push_back({Ws[i].data(), t.rows(), type_of(t.name)});
+        group.push_back({Ws[i].data(), t.rows(), format_of(t.name)});
       }
       const auto s = awq_search_scales(group, st.cols, st.abs_mean(), st.H, ao);
       bool identity = true;
@@ -185,10 +223,18 @@ class Quantizer {
 
   void quantize_linear(const std::string& weight, const SiteStats& st) {
     Tensor& t = tensor_ref(m_, weight);
-    const DType type = type_of(t.name);
+    const QuantFormat f = format_of(t.name);
     const auto W = to_f32(t);
     const int64_t rows = t.rows(), cols = t.cols();
-    TensorReport r{t.name, t.shape_str(), type, 0, -1};
+    if (f.group) {
+      IntGroupTensor q = o_.method == QuantMethod::GPTQ ? gptq_quantize_int(W.data(), rows, cols, st.H, *f.group, o_.gptq)
+                                                        : awq_clip_quantize_int(W.data(), rows, cols, st.H, *f.group, {});
+      // The next blocks see this block's quantized weights.
+      replace_f32(t, store_int(t, W, std::move(q), &st.H));
+      return;
+    }
+    const DType type = f.block;
+    TensorReport r{t.name, t.shape_str(), dtype_name(type), 0, -1};
     if (is_float_type(type)) {
       rep_.tensors.push_back(r);
       return;  // written by the exporter in the planned float type
@@ -207,11 +253,93 @@ class Quantizer {
     t = owned_tensor(t, type, std::move(q));
   }
 
+  // Reports an int-N tensor and keeps it for the writer; returns its values.
+  std::vector<float> store_int(const Tensor& t, const std::vector<float>& W, IntGroupTensor q,
+                               const std::vector<float>* H) {
+    auto deq = q.dequantize();
+    TensorReport r{t.name, t.shape_str(), q.spec.name(), relative_weight_error(W.data(), deq.data(), int64_t(W.size())), -1};
+    if (H) r.output_error = relative_output_error(W.data(), deq.data(), q.rows, q.cols, *H);
+    rep_.tensors.push_back(r);
+    int_tensors_[t.name] = std::move(q);
+    return deq;
+  }
+
   Model& m_;
   const QuantizeOptions& o_;
   QuantizeReport& rep_;
   std::map<std::string, DType> plan_;
+  std::set<std::string> int_linears_;
+  std::map<std::string, IntGroupTensor> int_tensors_;
 };
+
+// Writes the model as a Hugging Face directory whose block linears are GPTQ
+// tensors (qweight, qzeros, scales, g_idx) and records quantization_config.
+void write_gptq_model(const Model& m, const std::string& dir, const QuantizeOptions& o,
+                      const std::map<std::string, IntGroupTensor>& q) {
+  const IntGroupSpec& spec = *o.int_group;
+  ExportOptions eo;
+  eo.dtype = DType::F16;
+  eo.name = o.name;
+  eo.hf_replace = [&](const Tensor& t, const std::string& hf_name) {
+    std::vector<TensorToWrite> out;
+    auto it = q.find(t.name);
+    if (it == q.end()) return out;
+    const std::string prefix = hf_name.substr(0, hf_name.size() - std::string(".weight").size());
+    const GptqPacked p = pack_gptq(it->second);
+    const int64_t rows = it->second.rows, cols = it->second.cols, n_groups = it->second.n_groups;
+    // q and k rows (output features) in HF's RoPE pairing: permute qweight's
+    // and scales' columns, and qzeros' packed columns, by unpacking rows.
+    const int64_t heads = rope_heads_to_permute(m, t, RopeLayout::Halves);
+    GptqPacked hp = p;
+    if (heads) {
+      IntGroupTensor v = it->second;
+      auto permute = [&](auto& vec, int64_t row_elems) {
+        using E = typename std::decay_t<decltype(vec)>::value_type;
+        auto bytes = permute_rope_rows(reinterpret_cast<const uint8_t*>(vec.data()), heads, m.cfg.head_dim,
+                                       uint64_t(row_elems) * sizeof(E), m.cfg.rope_layout, RopeLayout::Halves);
+        std::memcpy(vec.data(), bytes.data(), bytes.size());
+      };
+      permute(v.q, cols);
+      permute(v.scale, n_groups);
+      permute(v.zero, n_groups);
+      hp = pack_gptq(v);
+    }
+    auto add = [&](const std::string& name, DType d, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
+      auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+      TensorToWrite tw;
+      tw.meta.name = name;
+      tw.meta.dtype = d;
+      tw.meta.shape = std::move(shape);
+      tw.meta.data = buf->data();
+      tw.meta.nbytes = buf->size();
+      tw.meta.owner = buf;
+      out.push_back(std::move(tw));
+    };
+    auto as_bytes = [](const auto& v) {
+      const auto* b = reinterpret_cast<const uint8_t*>(v.data());
+      return std::vector<uint8_t>(b, b + v.size() * sizeof(v[0]));
+    };
+    std::vector<uint16_t> scales(hp.scales.size());
+    for (size_t i = 0; i < scales.size(); i++) scales[i] = f32_to_f16(hp.scales[i]);
+    add(prefix + ".qweight", DType::I32, {cols * spec.bits / 32, rows}, as_bytes(hp.qweight));
+    add(prefix + ".qzeros", DType::I32, {n_groups, rows * spec.bits / 32}, as_bytes(hp.qzeros));
+    add(prefix + ".scales", DType::F16, {n_groups, rows}, as_bytes(scales));
+    add(prefix + ".g_idx", DType::I32, {cols}, as_bytes(hp.g_idx));
+    return out;
+  };
+  nlohmann::ordered_json qc{{"bits", spec.bits},
+                            {"group_size", spec.group},
+                            {"desc_act", o.method == QuantMethod::GPTQ && o.gptq.act_order},
+                            {"sym", spec.sym},
+                            {"static_groups", false},
+                            {"true_sequential", false},
+                            {"damp_percent", o.gptq.damp},
+                            {"quant_method", "gptq"},
+                            {"checkpoint_format", "gptq"},
+                            {"lmpress_method", o.method == QuantMethod::GPTQ ? "gptq" : o.method == QuantMethod::AWQ ? "awq" : "rtn"}};
+  eo.hf_quantization_config = qc.dump();
+  write_hf_model(m, dir, eo);
+}
 
 }  // namespace
 
@@ -227,6 +355,24 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
              m.path, t.name, dtype_name(t.dtype));
   Quantizer q(m, o, rep);
   if (o.method != QuantMethod::RTN) q.calibrate_layers();
+  if (o.int_group) {
+    if (o.method == QuantMethod::RTN) q.round_int_linears();
+    write_gptq_model(m, out_path, o, q.int_tensors());
+    for (const auto& t : m.tensors) {
+      auto it = q.int_tensors().find(t.name);
+      if (it == q.int_tensors().end()) {
+        rep.bytes_out += uint64_t(t.numel()) * (t.shape.size() == 2 ? 2 : 4);
+        continue;
+      }
+      const IntGroupTensor& g = it->second;
+      // qweight + qzeros + f16 scales + g_idx
+      rep.bytes_out += uint64_t(g.rows * g.cols * g.spec.bits / 8 + g.n_groups * g.rows * g.spec.bits / 8 +
+                                g.n_groups * g.rows * 2 + g.cols * 4);
+    }
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    rep.peak_rss = peak_rss_bytes();
+    return rep;
+  }
 
   ExportOptions eo;
   eo.name = o.name;
@@ -239,11 +385,19 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
     const int64_t rows = src.rows(), cols = src.cols();
     const uint64_t rb = row_bytes(dst, uint64_t(cols));
     const auto imp = q.importance(src.name, {});
+    if (o.clip_search) {
+      // Weight-space error, weighted by the importance: H = diag(importance or 1).
+      std::vector<float> H(size_t(cols * cols), 0.0f);
+      for (int64_t c = 0; c < cols; c++) H[size_t(c * cols + c)] = imp.empty() ? 1.0f : imp[size_t(c)];
+      awq_clip_quantize(f, rows, cols, H, dst, imp.empty() ? nullptr : imp.data(), AwqOptions{}, out);
+    } else {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) quantize_row(dst, f + r * cols, cols, out + r * rb, imp.empty() ? nullptr : imp.data());
+      for (int64_t r = 0; r < rows; r++)
+        quantize_row(dst, f + r * cols, cols, out + r * rb, imp.empty() ? nullptr : imp.data());
+    }
     const auto deq = dequantize_all(dst, out, rows, cols);
     std::lock_guard<std::mutex> lock(mu);
-    rep.tensors.push_back({src.name, src.shape_str(), dst, relative_weight_error(f, deq.data(), rows * cols), -1});
+    rep.tensors.push_back({src.name, src.shape_str(), dtype_name(dst), relative_weight_error(f, deq.data(), rows * cols), -1});
   };
   write_gguf_model(m, out_path, eo);
   for (const auto& t : m.tensors) {

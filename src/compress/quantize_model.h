@@ -1,5 +1,6 @@
 // `lmpress quantize`: chooses each tensor's type (a llama.cpp-style mix),
-// quantizes with RTN, GPTQ or AWQ, and writes GGUF.
+// quantizes with RTN, GPTQ or AWQ, and writes GGUF — or, for an int-N group
+// format, a GPTQ-layout safetensors directory that GPU engines load.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -10,6 +11,7 @@
 #include "model/model.h"
 #include "quant/gptq.h"
 #include "quant/imatrix.h"
+#include "quant/int_group.h"
 #include "quant/mix.h"
 
 namespace lmpress {
@@ -22,13 +24,17 @@ struct QuantizeOptions {
   std::optional<Imatrix> imatrix;  // importance for the block scale searches
   CalibrationOptions calib;        // GPTQ and AWQ
   GptqOptions gptq;
+  // int-N group format for the blocks' linear layers (embeddings and output
+  // stay F16); the output is then a Hugging Face directory in GPTQ layout.
+  std::optional<IntGroupSpec> int_group;
+  bool clip_search = false;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
   bool allow_requantize = false;
   std::string name;  // general.name
 };
 
 struct TensorReport {
   std::string name, shape;
-  DType type;
+  std::string type;  // dtype name or int-N spec name
   double weight_error = 0;  // ‖Wq − W‖ / ‖W‖
   double output_error = -1;  // tr(ΔW H ΔWᵀ) / tr(W H Wᵀ) on calibration inputs; −1 if not measured
 };

@@ -32,6 +32,13 @@ std::vector<uint8_t> permute_rope_rows(const uint8_t* src, int64_t n_heads, int6
   return out;
 }
 
+int64_t rope_heads_to_permute(const Model& m, const Tensor& t, RopeLayout target) {
+  const bool is_q = t.name.find(".attn_q.") != std::string::npos;
+  const bool is_k = t.name.find(".attn_k.") != std::string::npos;
+  if (m.cfg.rope_layout == target || !(is_q || is_k)) return 0;
+  return is_q ? m.cfg.n_heads : m.cfg.n_kv_heads;
+}
+
 namespace {
 
 bool is_matrix_weight(const Tensor& t) { return t.shape.size() == 2 && t.name != "rope_freqs.weight"; }
@@ -47,10 +54,7 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
     // Norms, biases and rope factors stay F32, as llama.cpp keeps them.
     if (!is_matrix_weight(t) && (t.dtype == DType::F16 || t.dtype == DType::BF16)) dst = DType::F32;
   }
-  int64_t heads = 0;
-  const bool is_q = t.name.find(".attn_q.") != std::string::npos;
-  const bool is_k = t.name.find(".attn_k.") != std::string::npos;
-  if (m.cfg.rope_layout != target && (is_q || is_k)) heads = is_q ? m.cfg.n_heads : m.cfg.n_kv_heads;
+  const int64_t heads = rope_heads_to_permute(m, t, target);
   if (dst == t.dtype && heads == 0) return out;
   const bool plain = is_float_type(dst);
   if (dst != t.dtype && !plain && !has_quantizer(dst))
@@ -209,11 +213,22 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   if (opt.dtype == DType::F16) torch_dtype = "float16";
   if (opt.dtype == DType::BF16) torch_dtype = "bfloat16";
   j["torch_dtype"] = torch_dtype;
+  if (!opt.hf_quantization_config.empty()) {
+    j["quantization_config"] = nlohmann::ordered_json::parse(opt.hf_quantization_config);
+    write_file_atomic(dir + "/quantize_config.json", j["quantization_config"].dump(2) + "\n");
+  }
 
   std::vector<TensorToWrite> out;
   for (const auto& t : m.tensors) {
     if (t.name == "rope_freqs.weight") continue;
     if (t.name == "output.weight" && c.tied_embeddings) continue;
+    if (opt.hf_replace) {
+      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name));
+      if (!replaced.empty()) {
+        for (auto& r : replaced) out.push_back(std::move(r));
+        continue;
+      }
+    }
     TensorToWrite tw = prepare(m, t, opt, RopeLayout::Halves);
     tw.meta.name = canonical_to_hf(t.name);
     if (tw.meta.name.empty()) fail("{}: tensor {} has no Hugging Face name", m.path, t.name);

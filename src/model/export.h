@@ -23,10 +23,21 @@ struct ExportOptions {
   // tensor's f32 values; default: RTN (quantize_row without importance).
   std::function<void(const Tensor& src, DType dst, const float* f32, uint8_t* out)> quantize;
   std::optional<uint32_t> file_type;  // general.file_type (llama_ftype) to record
+  // Hugging Face output: the tensors to write in place of a weight (e.g. a
+  // GPTQ linear's qweight/qzeros/scales/g_idx, rows already in HF order), or
+  // none to write it normally. hf_name: the weight's HF name.
+  std::function<std::vector<TensorToWrite>(const Tensor& t, const std::string& hf_name)> hf_replace;
+  // Hugging Face output: a JSON object recorded as config.json's
+  // quantization_config and as quantize_config.json.
+  std::string hf_quantization_config;
 };
 
 void write_gguf_model(const Model& m, const std::string& path, const ExportOptions& opt);
 void write_hf_model(const Model& m, const std::string& dir, const ExportOptions& opt);
+
+// Heads whose rows must be re-paired for RoPE when t is written in `target`
+// pairing (q or k of a model stored in the other pairing), else 0.
+int64_t rope_heads_to_permute(const Model& m, const Tensor& t, RopeLayout target);
 
 // Reorders rows of a q or k projection (rows = n_heads * head_dim, any row
 // width in bytes) between RoPE pairings: Halves (HF) <-> Interleaved (GGUF).

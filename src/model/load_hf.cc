@@ -7,6 +7,7 @@
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
+#include "model/load_gptq.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -97,7 +98,14 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
   m->path = dir;
   m->format = "hf";
   m->cfg = parse_hf_config(dir + "/config.json");
-  for (auto& t : load_safetensors_dir(dir)) {
+  std::vector<Tensor> tensors = load_safetensors_dir(dir);
+  const nlohmann::json cfg = read_json_file(dir + "/config.json");
+  if (cfg.contains("quantization_config")) {
+    const IntGroupSpec spec = gptq_spec_from_config(cfg["quantization_config"], dir + "/config.json");
+    tensors = dequantize_gptq_tensors(std::move(tensors), spec, dir);
+    m->format = "hf-gptq " + spec.name();
+  }
+  for (auto& t : tensors) {
     std::string name = hf_to_canonical(t.name);
     if (name.empty()) continue;  // e.g. rotary_emb.inv_freq buffers
     t.name = name;

@@ -7,17 +7,27 @@
 // calibration inputs, tr(ΔW H ΔWᵀ) with H = XᵀX.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/dtype.h"
+#include "quant/int_group.h"
 
 namespace lmpress {
+
+// The format a tensor is quantized to: a ggml block type, or (when `group`
+// is set) an int-N group format.
+struct QuantFormat {
+  DType block = DType::F32;
+  std::optional<IntGroupSpec> group;
+  int64_t group_size(int64_t cols) const;  // columns sharing scales
+};
 
 // One linear of a group that shares an input: W is rows x cols (row-major).
 struct AwqLinear {
   const float* W;
   int64_t rows;
-  DType type;
+  QuantFormat format;
 };
 
 struct AwqOptions {
@@ -39,7 +49,12 @@ std::vector<float> awq_search_scales(const std::vector<AwqLinear>& group, int64_
 void awq_clip_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
                        const float* importance, const AwqOptions& o, uint8_t* out);
 
-// Quantizes then dequantizes W row by row with the block quantizer.
-std::vector<float> fake_quantize(const float* W, int64_t rows, int64_t cols, DType t, const float* importance);
+// The same search for an int-N group format.
+IntGroupTensor awq_clip_quantize_int(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                                     const IntGroupSpec& spec, const AwqOptions& o);
+
+// Quantizes then dequantizes W row by row (RTN in the given format).
+std::vector<float> fake_quantize(const float* W, int64_t rows, int64_t cols, const QuantFormat& f,
+                                 const float* importance);
 
 }  // namespace lmpress

@@ -171,21 +171,22 @@ GptqPacked pack_gptq(const IntGroupTensor& t) {
   return p;
 }
 
-IntGroupTensor unpack_gptq(const GptqPacked& p, const IntGroupSpec& s, int64_t rows, int64_t cols) {
-  s.check_shape("GPTQ tensor", rows, cols);
+IntGroupTensor unpack_gptq(const GptqPacked& p, const IntGroupSpec& s, int64_t rows, int64_t cols,
+                           const std::string& what) {
+  s.check_shape(what, rows, cols);
   IntGroupTensor t(s, rows, cols);
   const int bits = s.bits;
   const int64_t kw = cols * bits / 32, zw = rows * bits / 32;
-  if (int64_t(p.qweight.size()) != kw * rows) fail("GPTQ: qweight has {} words, expected {}", p.qweight.size(), kw * rows);
-  if (int64_t(p.g_idx.size()) != cols) fail("GPTQ: g_idx has {} entries, expected {}", p.g_idx.size(), cols);
+  if (int64_t(p.qweight.size()) != kw * rows) fail("{}: qweight has {} words, expected {}", what, p.qweight.size(), kw * rows);
+  if (int64_t(p.g_idx.size()) != cols) fail("{}: g_idx has {} entries, expected {} (do bits and group_size match the tensors?)", what, p.g_idx.size(), cols);
   // With act-order the groups are the columns' g_idx values, not c / group.
   int64_t n_groups = 0;
   for (int32_t g : p.g_idx) {
-    if (g < 0) fail("GPTQ: negative g_idx");
+    if (g < 0) fail("{}: negative g_idx", what);
     n_groups = std::max<int64_t>(n_groups, int64_t(g) + 1);
   }
   if (int64_t(p.qzeros.size()) != n_groups * zw || int64_t(p.scales.size()) != n_groups * rows)
-    fail("GPTQ: qzeros/scales sizes ({}, {}) do not match {} groups of {} rows", p.qzeros.size(), p.scales.size(),
+    fail("{}: qzeros/scales sizes ({}, {}) do not match {} groups of {} rows", what, p.qzeros.size(), p.scales.size(),
          n_groups, rows);
   t.n_groups = n_groups;
   t.g_idx = p.g_idx;

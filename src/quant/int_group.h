@@ -81,7 +81,9 @@ struct GptqPacked {
 GptqPacked pack_gptq(const IntGroupTensor& t);
 // The inverse; rows, cols and the spec come from the checkpoint's shapes and
 // quantize_config. Fails on inconsistent shapes or group indices.
-IntGroupTensor unpack_gptq(const GptqPacked& p, const IntGroupSpec& s, int64_t rows, int64_t cols);
+// `what` names the tensor in error messages.
+IntGroupTensor unpack_gptq(const GptqPacked& p, const IntGroupSpec& s, int64_t rows, int64_t cols,
+                           const std::string& what = "GPTQ tensor");
 
 // Bit-stream packing shared by qweight and qzeros: value i occupies bits
 // [bits·i, bits·(i+1)) of the stream (n·bits must be a multiple of 32).

@@ -21,7 +21,7 @@ void print_report(const QuantizeReport& r, bool json) {
   if (json) {
     nlohmann::ordered_json tensors = nlohmann::json::array();
     for (const auto& t : r.tensors) {
-      nlohmann::ordered_json j{{"name", t.name}, {"shape", t.shape}, {"type", dtype_name(t.type)},
+      nlohmann::ordered_json j{{"name", t.name}, {"shape", t.shape}, {"type", t.type},
                                {"weight_error", t.weight_error}};
       if (t.output_error >= 0) j["output_error"] = t.output_error;
       tensors.push_back(j);
@@ -34,9 +34,9 @@ void print_report(const QuantizeReport& r, bool json) {
     fmt::print("{}\n", j.dump(2));
     return;
   }
-  fmt::print("{:<28} {:<12} {:<7} {:>10} {:>10}\n", "tensor", "shape", "type", "w_err", "out_err");
+  fmt::print("{:<28} {:<12} {:<13} {:>10} {:>10}\n", "tensor", "shape", "type", "w_err", "out_err");
   for (const auto& t : r.tensors)
-    fmt::print("{:<28} {:<12} {:<7} {:>10.5f} {:>10}\n", t.name, t.shape, dtype_name(t.type), t.weight_error,
+    fmt::print("{:<28} {:<12} {:<13} {:>10.5f} {:>10}\n", t.name, t.shape, t.type, t.weight_error,
                t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-");
   const double mib = 1024.0 * 1024.0;
   fmt::print("size {:.2f} MiB (from {:.2f} MiB), {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / mib,
@@ -55,14 +55,18 @@ void add_quantize(CLI::App& app) {
     std::vector<std::string> tensor_types;
     CalibrationOptions calib;
     double damp = 0.01;
-    bool act_order = false, pure = false, keep_output = false, allow_requantize = false, json = false;
+    bool act_order = false, clip_search = false, pure = false, keep_output = false, allow_requantize = false, json = false;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a model to GGUF block formats with RTN, GPTQ or AWQ");
   cmd->add_option("input", o->in, "Input model (GGUF, Hugging Face directory, llama2.c)")->required();
-  cmd->add_option("output", o->out, "Output .gguf file")->required();
-  cmd->add_option("--type", o->type, "File type: " + preset_names())->required();
+  cmd->add_option("output", o->out, "Output .gguf file (a directory for int-N group types)")->required();
+  cmd->add_option("--type", o->type,
+                  "File type: " + preset_names() +
+                      "; or an int-N group format for GPU engines, int{2,3,4,8}-g{GROUP}|-ch[-asym] (e.g. int4-g128), "
+                      "written as a GPTQ safetensors directory")
+      ->required();
   cmd->add_option("--method", o->method, "rtn (round to nearest), gptq or awq (need --calib)")
       ->capture_default_str()
       ->check(CLI::IsMember({"rtn", "gptq", "awq"}, CLI::ignore_case));
@@ -78,16 +82,32 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--pure", o->pure, "Every quantizable tensor gets the base type (no mix)");
   cmd->add_flag("--allow-requantize", o->allow_requantize, "Allow quantizing already-quantized tensors");
   cmd->add_option("--damp", o->damp, "GPTQ dampening (fraction of mean diag H)")->capture_default_str();
-  cmd->add_flag("--act-order", o->act_order, "GPTQ: columns by decreasing activation energy");
+  cmd->add_flag("--act-order", o->act_order, "GPTQ: columns by decreasing activation energy (desc_act)");
+  cmd->add_flag("--clip-search", o->clip_search,
+                "RTN: choose each block's clipping ratio by least (importance-weighted) squared error");
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
     set_num_threads(o->threads);
     QuantizeOptions q;
-    const auto preset = find_preset(o->type);
-    if (!preset) fail("--type '{}': unknown type (known: {})", o->type, preset_names());
+    q.int_group = parse_int_group_type(o->type);
+    const auto preset = q.int_group ? find_preset("f16") : find_preset(o->type);
+    if (!preset)
+      fail("--type '{}': unknown type (known: {}; or int-N group formats such as int4-g128, int3-g64-asym, int8-ch)",
+           o->type, preset_names());
     q.mix.preset = *preset;
+    if (q.int_group) {
+      if (o->out.ends_with(".gguf"))
+        fail("{}: int-N group formats are written as a Hugging Face directory in GPTQ layout, not GGUF", o->out);
+      if (!o->tensor_types.empty() || !o->output_type.empty() || !o->embd_type.empty() || o->pure || o->keep_output)
+        fail("--type {}: mix options (--tensor-type, --output-tensor-type, --token-embedding-type, --pure, "
+             "--keep-output) apply to GGUF file types only",
+             o->type);
+      q.int_group->act_order = o->act_order;
+    }
+    if (o->clip_search && o->method != "rtn") fail("--clip-search is for --method rtn (GPTQ and AWQ choose their own grids)");
+    q.clip_search = o->clip_search;
     q.mix.pure = o->pure;
     for (const auto& spec : o->tensor_types) q.mix.overrides.push_back(parse_tensor_type_override(spec));
     if (!o->output_type.empty()) q.mix.output_type = parse_type("--output-tensor-type", o->output_type);
