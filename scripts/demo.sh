@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the default model: inspect it, convert it to GGUF (f32 and
 # f16), quantize it to Q4_K_M and Q3_K_M with RTN (llama-quantize's result),
-# GPTQ and AWQ (calibrated on other text), measure perplexity of each with the
+# GPTQ and AWQ (calibrated on other text) and to a GPTQ int4-g32 checkpoint for
+# GPU engines, measure perplexity of each with the
 # llama.cpp protocol, generate a little text, and print the comparison.
 # Model: $LMPRESS_MODEL, else ../shared/models/lmp-8m, else HuggingFaceTB/SmolLM2-135M from the hub.
 # Text:  $LMPRESS_TEXT, else ../shared/data/wikitext-2/wiki.test.raw.
@@ -31,8 +32,15 @@ for t in q4_k_m q3_k_m; do
     VARIANTS="$VARIANTS $t-$m"
   done
 done
+echo "quantize int4-g32 --method gptq (GPTQ safetensors directory)"
+rm -rf "$OUT/model-int4-g32-gptq"
+$LMP quantize "$MODEL" "$OUT/model-int4-g32-gptq" --type int4-g32 --method gptq \
+  --calib "$CALIB" --calib-samples 64 --calib-ctx "$CTX" | tail -2
 ppl() { $LMP perplexity "$1" -f "$TEXT" --ctx "$CTX" --chunks "$CHUNKS" --json | sed -n 's/^  "ppl": \([0-9.]*\),/\1/p'; }
-size() { $LMP info "$1" --json --no-tensors | sed -n 's/^  "n_bytes": \([0-9]*\),/\1/p'; }
+size() {
+  if [ -d "$1" ]; then du -cb "$1"/*.safetensors | tail -1 | cut -f1
+  else $LMP info "$1" --json --no-tensors | sed -n 's/^  "n_bytes": \([0-9]*\),/\1/p'; fi
+}
 echo
 $LMP generate "$OUT/model-f16.gguf" -p "The kernel scheduler" -n 48
 echo
@@ -44,4 +52,7 @@ for v in $VARIANTS; do
   awk -v n="model-$v.gguf" -v s="$(size "$OUT/model-$v.gguf")" -v p="$p" -v b="$base" \
     'BEGIN { printf "%-28s %12s %10.4f %+10.4f\n", n, s, p, p - b }'
 done
+v="$OUT/model-int4-g32-gptq"; p=$(ppl "$v")
+awk -v n="model-int4-g32-gptq/" -v s="$(size "$v")" -v p="$p" -v b="$base" \
+  'BEGIN { printf "%-28s %12s %10.4f %+10.4f\n", n, s, p, p - b }'
 echo "(perplexity: $TEXT, llama.cpp protocol, ctx $CTX, first $CHUNKS windows)"

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include "core/tensor.h"
 #include "io/gguf.h"
@@ -77,6 +78,34 @@ TEST(QuantizeCli, ClipSearchNeverWorseThanRoundToNearest) {
   }
   EXPECT_LT(sum_clip, 0.97 * sum_rtn);
   EXPECT_EQ(clip["bytes_out"], rtn["bytes_out"]);
+}
+
+// --target-bpw: the file is within the budget and close to it, a smaller
+// budget gives a smaller file, and the file holds several types.
+TEST(QuantizeCli, TargetBitsPerWeight) {
+  const std::string d = test::temp_dir();
+  const std::string calib = " --calib " + S("data/calib/docs-calib.txt") + " --calib-samples 8 --calib-ctx 128";
+  auto run = [&](const std::string& out, double bpw) {
+    auto r = run_cli("quantize " + S(kStories) + " " + out + " --target-bpw " + std::to_string(bpw) + calib + " --json");
+    EXPECT_EQ(r.status, 0) << r.out;
+    return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json{};
+  };
+  // stories260K's 64-wide rows take no k-quant and its 172-wide ffn_down only F16: 6.65 bpw at least.
+  const auto hi = run(d + "/hi.gguf", 10.0), lo = run(d + "/lo.gguf", 7.5);
+  EXPECT_LE(hi["bpw"].get<double>(), 10.0);
+  EXPECT_GT(hi["bpw"].get<double>(), 9.8);
+  EXPECT_LE(lo["bpw"].get<double>(), 7.5);
+  EXPECT_GT(lo["bpw"].get<double>(), 7.3);
+  std::set<std::string> types;
+  for (const auto& t : lo["tensors"]) types.insert(t["type"]);
+  EXPECT_GE(types.size(), 2u);
+  // The file is as reported and loads.
+  EXPECT_EQ(fs::file_size(d + "/lo.gguf") > lo["bytes_out"].get<uint64_t>(), true);
+  EXPECT_LT(cli_ppl(d + "/lo.gguf"), 1.2 * cli_ppl(S(kStories)));
+  expect_cli_error("quantize " + S(kStories) + " " + d + "/x.gguf --target-bpw 6.0" + calib, "below the smallest");
+  expect_cli_error("quantize " + S(kStories) + " " + d + "/x.gguf --target-bpw 4", "--calib FILE");
+  expect_cli_error("quantize " + S(kStories) + " " + d + "/x.gguf --type q4_0 --target-bpw 4" + calib,
+                   "either --type or --target-bpw");
 }
 
 // imatrix of layer 0's q/k/v input, recomputed here from the embeddings:

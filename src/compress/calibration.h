@@ -44,6 +44,8 @@ class LayerwiseCalibrator {
   int64_t n_tokens() const { return int64_t(windows_.size()) * ctx_; }
   int64_t n_windows() const { return int64_t(windows_.size()); }
   uint64_t activation_bytes() const { return hidden_.size() * sizeof(float); }
+  // The hidden states [windows, ctx, dim] after the blocks run with advance.
+  const std::vector<float>& hidden() const { return hidden_; }
 
  private:
   const Model& m_;

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/progress.h"
+#include "compress/type_search.h"
 #include "model/export.h"
 #include "quant/awq.h"
 #include "quant/blocks.h"
@@ -106,6 +107,10 @@ class Quantizer {
       for (const auto& t : m.tensors) plan_[t.name] = t.shape.size() == 2 ? DType::F16 : DType::F32;
     } else {
       plan_ = plan_tensor_types(m, o.mix);
+      if (o.target_bpw) {
+        const auto costs = measure_type_costs(m, o.calib, o.imatrix ? &*o.imatrix : nullptr, o.method != QuantMethod::RTN);
+        plan_ = plan_for_target_bpw(m, *o.target_bpw, costs, plan_);
+      }
     }
   }
 
@@ -134,11 +139,7 @@ class Quantizer {
   // Importance for a tensor's block scale search: the user's imatrix entry
   // if there is one, else `fallback` (calibration statistics, or none).
   std::vector<float> importance(const std::string& name, std::vector<float> fallback) const {
-    if (o_.imatrix) {
-      auto v = o_.imatrix->importance(name);
-      if (!v.empty()) return v;
-    }
-    return fallback;
+    return importance_or(o_.imatrix ? &*o_.imatrix : nullptr, name, std::move(fallback));
   }
 
   // Calibrated quantization of every block, replacing its tensors in m.
@@ -377,6 +378,16 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   ExportOptions eo;
   eo.name = o.name;
   eo.file_type = o.mix.preset.llama_ftype;
+  if (o.target_bpw) {
+    // Record the file type of the type holding the most weights.
+    std::map<DType, int64_t> weights;
+    for (const auto& t : m.tensors)
+      if (is_quantizable(t)) weights[q.type_of(t.name)] += t.numel();
+    const auto top = std::max_element(weights.begin(), weights.end(),
+                                      [](const auto& a, const auto& b) { return a.second < b.second; });
+    if (top != weights.end())
+      if (const auto p = preset_for_base(top->first)) eo.file_type = p->llama_ftype;
+  }
   eo.type_of = [&q](const Tensor& t) { return q.type_of(t.name); };
   // Tensors still unquantized here (all of them for RTN; embeddings and the
   // output matrix otherwise) are rounded to nearest, with importance when known.

@@ -27,7 +27,10 @@ struct QuantizeOptions {
   // int-N group format for the blocks' linear layers (embeddings and output
   // stay F16); the output is then a Hugging Face directory in GPTQ layout.
   std::optional<IntGroupSpec> int_group;
-  bool clip_search = false;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
+  bool clip_search = false;
+  // Choose per-tensor GGUF types by measured sensitivity so that the file has
+  // at most this many bits per weight (needs calib).
+  std::optional<double> target_bpw;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
   bool allow_requantize = false;
   std::string name;  // general.name
 };

@@ -49,19 +49,29 @@ void symmetrize_hessian(std::vector<float>& H, int64_t cols) {
     for (int64_t j = i + 1; j < cols; j++) H[size_t(j * cols + i)] = H[size_t(i * cols + j)];
 }
 
-double relative_output_error(const float* W, const float* Wq, int64_t rows, int64_t cols, const std::vector<float>& H) {
-  std::vector<float> D(size_t(rows * cols)), DH(size_t(rows * cols)), WH(size_t(rows * cols));
+namespace {
+
+// tr(A H Aᵀ) for a rows x cols matrix A.
+double quadratic_trace(const float* A, int64_t rows, int64_t cols, const std::vector<float>& H) {
+  std::vector<float> AH(size_t(rows * cols));
+  cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, int(rows), int(cols), 1.0f, H.data(), int(cols), A, int(cols),
+              0.0f, AH.data(), int(cols));
+  double s = 0;
+  for (size_t i = 0; i < AH.size(); i++) s += double(A[i]) * AH[i];
+  return s;
+}
+
+}  // namespace
+
+double output_error(const float* W, const float* Wq, int64_t rows, int64_t cols, const std::vector<float>& H) {
+  std::vector<float> D(size_t(rows * cols));
   for (size_t i = 0; i < D.size(); i++) D[i] = Wq[i] - W[i];
-  cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, int(rows), int(cols), 1.0f, H.data(), int(cols), D.data(),
-              int(cols), 0.0f, DH.data(), int(cols));
-  cblas_ssymm(CblasRowMajor, CblasRight, CblasUpper, int(rows), int(cols), 1.0f, H.data(), int(cols), W, int(cols),
-              0.0f, WH.data(), int(cols));
-  double num = 0, den = 0;
-  for (size_t i = 0; i < D.size(); i++) {
-    num += double(D[i]) * DH[i];
-    den += double(W[i]) * WH[i];
-  }
-  return den > 0 ? num / den : 0.0;
+  return quadratic_trace(D.data(), rows, cols, H);
+}
+
+double relative_output_error(const float* W, const float* Wq, int64_t rows, int64_t cols, const std::vector<float>& H) {
+  const double den = quadratic_trace(W, rows, cols, H);
+  return den > 0 ? output_error(W, Wq, rows, cols, H) / den : 0.0;
 }
 
 GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
@@ -213,16 +223,21 @@ IntGroupTensor gptq_quantize_int(const float* W, int64_t rows, int64_t cols, con
                                  const IntGroupSpec& spec, const GptqOptions& o) {
   IntGroupTensor t(spec, rows, cols);
   const int64_t G = spec.group_size(cols);
+  IntGroupRtnOptions search;
+  search.clip_search = o.int_clip_search;
   GptqGridFormat f;
   f.group = G;
   f.n_levels = spec.max_level() + 1;
   f.ordered_groups = true;  // with act-order, g_idx follows the processing order (AutoGPTQ's desc_act)
-  f.choose = [&](int64_t j, const int64_t*, const float* x, float* scale, float* offset) {
+  f.choose = [&](int64_t j, const int64_t* members, const float* x, float* scale, float* offset) {
+    // Clipping weighted like the block formats' scale searches: by diag H.
+    std::vector<float> imp(static_cast<size_t>(G));
+    for (int64_t e = 0; e < G; e++) imp[size_t(e)] = H[size_t(members[e] * cols + members[e])];
 #pragma omp parallel for schedule(static) if (rows * G >= 16384)
     for (int64_t r = 0; r < rows; r++) {
       std::vector<float> v(static_cast<size_t>(G));
       for (int64_t e = 0; e < G; e++) v[size_t(e)] = x[e * rows + r];
-      const GroupGrid g = int_group_grid(spec, v.data(), G);
+      const GroupGrid g = search_group_grid(spec, v.data(), G, imp.data(), search);
       t.scale[size_t(r * t.n_groups + j)] = g.scale;
       t.zero[size_t(r * t.n_groups + j)] = uint16_t(g.zero);
       for (int64_t e = 0; e < G; e++) {

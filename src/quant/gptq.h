@@ -19,6 +19,10 @@ struct GptqOptions {
   double damp = 0.01;      // fraction of mean(diag H) added to the diagonal
   int64_t block = 128;     // lazy-update batch (raised to the block type's size)
   bool act_order = false;  // columns by decreasing H_ii; scales then come from the unquantized weights
+  // int-N groups: choose each group's clipping ratio by diag(H)-weighted
+  // squared error (as the block formats' importance-weighted scale searches do),
+  // instead of AutoGPTQ's plain min-max.
+  bool int_clip_search = true;
 };
 
 // W: rows x cols (row-major). H: cols x cols, sum over tokens of x xᵀ.
@@ -57,8 +61,9 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
 void accumulate_hessian(std::vector<float>& H, const float* x, int64_t n, int64_t cols);
 void symmetrize_hessian(std::vector<float>& H, int64_t cols);
 
-// Relative output error of a quantized matrix Wq on the calibration inputs:
-// tr(ΔW H ΔWᵀ) / tr(W H Wᵀ), ΔW = Wq - W.
+// Output error of a quantized matrix Wq on the calibration inputs,
+// tr(ΔW H ΔWᵀ) = Σ_tokens ‖ΔW x‖² with ΔW = Wq − W; and relative to tr(W H Wᵀ).
+double output_error(const float* W, const float* Wq, int64_t rows, int64_t cols, const std::vector<float>& H);
 double relative_output_error(const float* W, const float* Wq, int64_t rows, int64_t cols, const std::vector<float>& H);
 
 }  // namespace lmpress

@@ -89,7 +89,7 @@ TEST(Gptq, IdentityHessianIsNearestOnBlockGrid) {
 // returns the rounding function of that grid.
 using Rounding = std::function<double(double)>;
 std::vector<float> reference_gptq(const Problem& p, double damp, int64_t G, const std::vector<int64_t>& order,
-                                  const std::function<Rounding(const float*)>& make_round) {
+                                  const std::function<Rounding(const float*, const int64_t*)>& make_round) {
   const int64_t R = p.rows, C = p.cols;
   std::vector<double> H(size_t(C * C));
   for (int64_t i = 0; i < C; i++)
@@ -117,7 +117,7 @@ std::vector<float> reference_gptq(const Problem& p, double damp, int64_t G, cons
     for (int64_t i = 0; i < C; i++) {
       if (i % G == 0) {  // the group's grid, from its current values
         std::vector<float> x(w.begin() + i, w.begin() + i + G);
-        round = make_round(x.data());
+        round = make_round(x.data(), order.data() + i);
       }
       const double q = round(w[size_t(i)]);
       Q[size_t(r * C + order[size_t(i)])] = float(q);
@@ -152,7 +152,7 @@ TEST(Gptq, MatchesTextbookAlgorithm) {
   std::vector<uint8_t> q(6 * row_bytes(DType::Q8_0, 64));
   gptq_quantize(p.W.data(), 6, 64, p.H, DType::Q8_0, ones.data(), o, q.data());
   const auto got = dequant(DType::Q8_0, q, 6, 64);
-  const auto want = reference_gptq(p, o.damp, 32, identity_order(64), [&](const float* x) -> Rounding {
+  const auto want = reference_gptq(p, o.damp, 32, identity_order(64), [&](const float* x, const int64_t*) -> Rounding {
     BlockQ8_0 b{};
     quantize_row(DType::Q8_0, x, 32, reinterpret_cast<uint8_t*>(&b), ones.data());
     BlockGrid g;
@@ -163,24 +163,31 @@ TEST(Gptq, MatchesTextbookAlgorithm) {
   EXPECT_GE(count_close(got, want), int64_t(got.size()) - 2);  // float vs double may flip a rare near-tie
 }
 
-// int-N groups: min-max grid per group (scale · (q − zero)), with act-order
-// the groups are runs of the processing order and g_idx says which.
+// int-N groups: a grid per group (scale · (q − zero)), min-max or clipped by
+// diag(H)-weighted error; with act-order the groups are runs of the processing
+// order and g_idx says which.
 TEST(Gptq, IntGroupsMatchTextbookAlgorithm) {
   const Problem p = make_problem(8, 128, 512, 4);
   for (bool act_order : {false, true}) {
     for (const char* type : {"int4-g32-asym", "int3-g32"}) {
-      SCOPED_TRACE(std::string(type) + (act_order ? " act-order" : ""));
+     for (bool clip : {false, true}) {
+      SCOPED_TRACE(std::string(type) + (act_order ? " act-order" : "") + (clip ? " clip" : ""));
       const IntGroupSpec spec = *parse_int_group_type(type);
       GptqOptions o;
       o.block = 64;
       o.act_order = act_order;
+      o.int_clip_search = clip;
       const IntGroupTensor t = gptq_quantize_int(p.W.data(), 8, 128, p.H, spec, o);
       std::vector<int64_t> order = identity_order(128);
       if (act_order)
         std::stable_sort(order.begin(), order.end(),
                          [&](int64_t a, int64_t b) { return p.H[size_t(a * 128 + a)] > p.H[size_t(b * 128 + b)]; });
-      const auto want = reference_gptq(p, o.damp, 32, order, [&](const float* x) -> Rounding {
-        const GroupGrid g = int_group_grid(spec, x, 32);
+      const auto want = reference_gptq(p, o.damp, 32, order, [&](const float* x, const int64_t* members) -> Rounding {
+        float w[32];
+        for (int e = 0; e < 32; e++) w[e] = p.H[size_t(members[e] * 128 + members[e])];
+        IntGroupRtnOptions so;
+        so.clip_search = clip;
+        const GroupGrid g = clip ? search_group_grid(spec, x, 32, w, so) : int_group_grid(spec, x, 32);
         const int maxq = spec.max_level();
         return [g, maxq](double v) { return g.scale * (g.level(float(v), maxq) - g.zero); };
       });
@@ -188,6 +195,7 @@ TEST(Gptq, IntGroupsMatchTextbookAlgorithm) {
       EXPECT_GE(count_close(got, want), int64_t(got.size()) - 4);
       for (int64_t k = 0; k < 128; k++) EXPECT_EQ(t.g_idx[size_t(order[size_t(k)])], k / 32);
       EXPECT_EQ(t.spec.act_order, act_order);
+     }
     }
   }
 }

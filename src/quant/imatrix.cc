@@ -79,4 +79,12 @@ void write_imatrix(const Imatrix& im, const std::string& path) {
   w.write(path);
 }
 
+std::vector<float> importance_or(const Imatrix* im, const std::string& weight_name, std::vector<float> fallback) {
+  if (im) {
+    auto v = im->importance(weight_name);
+    if (!v.empty()) return v;
+  }
+  return fallback;
+}
+
 }  // namespace lmpress

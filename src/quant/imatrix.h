@@ -26,6 +26,9 @@ struct Imatrix {
   void accumulate(const std::vector<std::string>& names, const float* x, int64_t n, int64_t cols);
 };
 
+// The imatrix's importance for a weight when `im` has it, else `fallback`.
+std::vector<float> importance_or(const Imatrix* im, const std::string& weight_name, std::vector<float> fallback);
+
 Imatrix read_imatrix(const std::string& path);
 void write_imatrix(const Imatrix& im, const std::string& path);
 

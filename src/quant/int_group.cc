@@ -94,35 +94,41 @@ GroupGrid int_group_grid(const IntGroupSpec& s, const float* x, int64_t n, float
   return g;
 }
 
+GroupGrid search_group_grid(const IntGroupSpec& s, const float* x, int64_t n, const float* w,
+                            const IntGroupRtnOptions& o) {
+  const int maxq = s.max_level();
+  const int n_ratios = o.clip_search ? o.clip_grid + 1 : 1;
+  GroupGrid best{};
+  double best_err = INFINITY;
+  for (int i = 0; i < n_ratios; i++) {
+    const float clip = float(1.0 - (1.0 - o.max_shrink) * i / std::max(1, o.clip_grid));
+    const GroupGrid g = int_group_grid(s, x, n, clip);
+    double err = 0;
+    for (int64_t e = 0; e < n; e++) {
+      const double d = x[e] - g.scale * float(g.level(x[e], maxq) - g.zero);
+      err += (w ? w[e] : 1.0) * d * d;
+    }
+    if (err < best_err) {
+      best_err = err;
+      best = g;
+    }
+  }
+  return best;
+}
+
 IntGroupTensor int_group_rtn(const float* W, int64_t rows, int64_t cols, const IntGroupSpec& s,
                              const float* importance, const IntGroupRtnOptions& o) {
   IntGroupTensor t(s, rows, cols);
   const int64_t G = s.group_size(cols);
   const int maxq = s.max_level();
-  const int n_ratios = o.clip_search ? o.clip_grid + 1 : 1;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     for (int64_t b = 0; b < t.n_groups; b++) {
       const float* x = W + r * cols + b * G;
-      const float* w = importance ? importance + b * G : nullptr;
-      GroupGrid best{};
-      double best_err = INFINITY;
-      for (int i = 0; i < n_ratios; i++) {
-        const float clip = float(1.0 - (1.0 - o.max_shrink) * i / std::max(1, o.clip_grid));
-        const GroupGrid g = int_group_grid(s, x, G, clip);
-        double err = 0;
-        for (int64_t e = 0; e < G; e++) {
-          const double d = x[e] - g.scale * float(g.level(x[e], maxq) - g.zero);
-          err += (w ? w[e] : 1.0) * d * d;
-        }
-        if (err < best_err) {
-          best_err = err;
-          best = g;
-        }
-      }
-      t.scale[size_t(r * t.n_groups + b)] = best.scale;
-      t.zero[size_t(r * t.n_groups + b)] = uint16_t(best.zero);
-      for (int64_t e = 0; e < G; e++) t.q[size_t(r * cols + b * G + e)] = uint8_t(best.level(x[e], maxq));
+      const GroupGrid g = search_group_grid(s, x, G, importance ? importance + b * G : nullptr, o);
+      t.scale[size_t(r * t.n_groups + b)] = g.scale;
+      t.zero[size_t(r * t.n_groups + b)] = uint16_t(g.zero);
+      for (int64_t e = 0; e < G; e++) t.q[size_t(r * cols + b * G + e)] = uint8_t(g.level(x[e], maxq));
     }
   }
   return t;

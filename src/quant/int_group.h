@@ -66,6 +66,10 @@ struct IntGroupRtnOptions {
   int clip_grid = 20;       // ratios 1, 1 − (1 − max_shrink)/clip_grid, ...
   double max_shrink = 0.5;
 };
+// One group's grid: min-max, or with clip_search the ratio with the least
+// Σ w·(x − x̂)² (w: weights per element, or null for 1).
+GroupGrid search_group_grid(const IntGroupSpec& s, const float* x, int64_t n, const float* w,
+                            const IntGroupRtnOptions& o);
 IntGroupTensor int_group_rtn(const float* W, int64_t rows, int64_t cols, const IntGroupSpec& s,
                              const float* importance, const IntGroupRtnOptions& o);
 

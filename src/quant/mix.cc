@@ -22,6 +22,20 @@ const PresetInfo kPresets[] = {
     {Preset::F32, "f32", DType::F32, 0},
 };
 
+}  // namespace
+
+std::optional<PresetInfo> preset_for_base(DType base) {
+  std::optional<PresetInfo> found;
+  for (const auto& p : kPresets) {
+    if (p.base != base) continue;
+    const std::string n = p.name;
+    if (!found || n.ends_with("_m")) found = p;
+  }
+  return found;
+}
+
+namespace {
+
 std::string lower(std::string s) {
   for (auto& ch : s) ch = char(std::tolower(static_cast<unsigned char>(ch)));
   return s;

@@ -29,6 +29,9 @@ struct PresetInfo {
 // Accepts llama-quantize's names in any case ("Q4_K_M", "q4_k_m"); nullopt if unknown.
 std::optional<PresetInfo> find_preset(const std::string& name);
 std::string preset_names();
+// The preset named for a base type (the _M mix for k-quants), to record as a
+// file type when tensors were typed one by one; nullopt for unknown types.
+std::optional<PresetInfo> preset_for_base(DType base);
 
 struct MixOptions {
   PresetInfo preset;

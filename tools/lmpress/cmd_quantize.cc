@@ -54,7 +54,7 @@ void add_quantize(CLI::App& app) {
     std::string in, out, type, method = "rtn", imatrix, output_type, embd_type, name;
     std::vector<std::string> tensor_types;
     CalibrationOptions calib;
-    double damp = 0.01;
+    double damp = 0.01, target_bpw = 0;
     bool act_order = false, clip_search = false, pure = false, keep_output = false, allow_requantize = false, json = false;
     int threads = 0;
   };
@@ -65,8 +65,10 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--type", o->type,
                   "File type: " + preset_names() +
                       "; or an int-N group format for GPU engines, int{2,3,4,8}-g{GROUP}|-ch[-asym] (e.g. int4-g128), "
-                      "written as a GPTQ safetensors directory")
-      ->required();
+                      "written as a GPTQ safetensors directory");
+  cmd->add_option("--target-bpw", o->target_bpw,
+                  "Choose each tensor's GGUF type by its measured sensitivity on --calib text so that the file has "
+                  "at most this many bits per weight (replaces --type)");
   cmd->add_option("--method", o->method, "rtn (round to nearest), gptq or awq (need --calib)")
       ->capture_default_str()
       ->check(CLI::IsMember({"rtn", "gptq", "awq"}, CLI::ignore_case));
@@ -91,6 +93,12 @@ void add_quantize(CLI::App& app) {
   cmd->callback([o] {
     set_num_threads(o->threads);
     QuantizeOptions q;
+    if (o->type.empty() == (o->target_bpw == 0)) fail("give either --type or --target-bpw");
+    if (o->target_bpw != 0) {
+      if (o->calib.file.empty()) fail("--target-bpw measures sensitivity on calibration text: --calib FILE");
+      q.target_bpw = o->target_bpw;
+      o->type = "f16";  // base plan; every quantizable tensor is then chosen by size
+    }
     q.int_group = parse_int_group_type(o->type);
     const auto preset = q.int_group ? find_preset("f16") : find_preset(o->type);
     if (!preset)
