@@ -56,7 +56,7 @@ for t in $TYPES; do
     row "--target-bpw $(printf %.3f "$bpw")" $m "$W/$t-$m-target.gguf" "$W/$t-$m-target.json"
   done
 done
-for t in ${INT_TYPES:-int4-g32 int3-g32 int2-g32-asym}; do
+for t in ${INT_TYPES:-int4-g32 int3-g32 int3-ch int2-g32-asym}; do
   for m in rtn gptq awq; do
     extra=""; [ "$m" != rtn ] && extra="$CAL"
     "$LMP" quantize "$MODEL" "$W/$t-$m" --type "$t" --method $m $extra --json > "$W/$t-$m.json"
