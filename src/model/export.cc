@@ -55,7 +55,7 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
     if (!is_matrix_weight(t) && (t.dtype == DType::F16 || t.dtype == DType::BF16)) dst = DType::F32;
   }
   const int64_t heads = rope_heads_to_permute(m, t, target);
-  if (dst == t.dtype && heads == 0) return out;
+  if (dst == t.dtype && heads == 0 && !opt.values) return out;
   const bool plain = is_float_type(dst);
   if (dst != t.dtype && !plain && !has_quantizer(dst))
     fail("convert: cannot convert {} to {} (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", t.name, dtype_name(dst));
@@ -66,12 +66,13 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   const Tensor src = t;
   const ModelConfig cfg = m.cfg;
   const auto quantize = opt.quantize;
-  out.produce = [src, dst, heads, cfg, target, quantize]() {
+  const auto values = opt.values;
+  out.produce = [src, dst, heads, cfg, target, quantize, values]() {
     std::vector<uint8_t> bytes;
-    if (dst == src.dtype) {
+    if (dst == src.dtype && !values) {
       bytes.assign(src.data, src.data + src.nbytes);
     } else {
-      std::vector<float> f = to_f32(src);
+      std::vector<float> f = values ? values(src) : to_f32(src);
       const int64_t rows = src.rows(), cols = src.cols();
       const uint64_t rb = row_bytes(dst, uint64_t(cols));
       bytes.resize(uint64_t(rows) * rb);

@@ -23,6 +23,9 @@ struct ExportOptions {
   // tensor's f32 values; default: RTN (quantize_row without importance).
   std::function<void(const Tensor& src, DType dst, const float* f32, uint8_t* out)> quantize;
   std::optional<uint32_t> file_type;  // general.file_type (llama_ftype) to record
+  // Source values of a tensor, replacing its bytes (which may then be absent):
+  // models generated while they are written (make-model).
+  std::function<std::vector<float>(const Tensor&)> values;
   // Hugging Face output: the tensors to write in place of a weight (e.g. a
   // GPTQ linear's qweight/qzeros/scales/g_idx, rows already in HF order), or
   // none to write it normally. hf_name: the weight's HF name.

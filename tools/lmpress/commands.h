@@ -14,6 +14,8 @@ void add_convert(CLI::App& app);
 void add_pull(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_imatrix(CLI::App& app);
+void add_bench(CLI::App& app);
+void add_make_model(CLI::App& app);
 
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);

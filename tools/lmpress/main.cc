@@ -32,6 +32,8 @@ int main(int argc, char** argv) {
   lmpress::cli::add_pull(app);
   lmpress::cli::add_quantize(app);
   lmpress::cli::add_imatrix(app);
+  lmpress::cli::add_bench(app);
+  lmpress::cli::add_make_model(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

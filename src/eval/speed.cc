@@ -1,0 +1,115 @@
+#include "eval/speed.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "model/forward.h"
+
+namespace lmpress {
+
+double SpeedTest::avg_ns() const {
+  return samples_ns.empty() ? 0.0 : std::accumulate(samples_ns.begin(), samples_ns.end(), 0.0) / double(samples_ns.size());
+}
+
+namespace {
+double stddev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0.0;
+  const double mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+  double s = 0;
+  for (double x : v) s += (x - mean) * (x - mean);
+  return std::sqrt(s / double(v.size() - 1));
+}
+}  // namespace
+
+double SpeedTest::stddev_ns() const { return stddev(samples_ns); }
+
+std::vector<double> SpeedTest::samples_ts() const {
+  std::vector<double> ts;
+  for (double ns : samples_ns) ts.push_back(tokens() * 1e9 / ns);
+  return ts;
+}
+
+double SpeedTest::avg_ts() const {
+  const auto ts = samples_ts();
+  return ts.empty() ? 0.0 : std::accumulate(ts.begin(), ts.end(), 0.0) / double(ts.size());
+}
+
+double SpeedTest::stddev_ts() const { return stddev(samples_ts()); }
+
+std::string SpeedTest::name() const {
+  return n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+}
+
+std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o) {
+  if (o.reps < 1) fail("bench: repetitions must be at least 1");
+  std::vector<SpeedTest> tests;
+  for (int64_t p : o.n_prompt)
+    if (p > 0) tests.push_back({p, 0, {}});
+  for (int64_t g : o.n_gen)
+    if (g > 0) tests.push_back({0, g, {}});
+  if (tests.empty()) fail("bench: no test (give -p and/or -n greater than 0)");
+  std::mt19937 rng(o.seed);
+  const int32_t vocab = int32_t(m.cfg.n_vocab);
+  for (auto& t : tests) {
+    const int64_t n = t.n_prompt + t.n_gen;
+    if (n > m.cfg.ctx_len)
+      fail("bench: {} needs {} tokens of context, the model has {}", t.name(), n, m.cfg.ctx_len);
+    InferenceState st(m, n, std::min<int64_t>(o.n_batch, std::max<int64_t>(1, t.n_prompt)));
+    std::vector<int32_t> tokens(static_cast<size_t>(n));
+    auto run = [&] {
+      for (auto& tok : tokens) tok = int32_t(rng() % uint32_t(vocab));
+      if (m.cfg.bos_id >= 0) tokens[0] = m.cfg.bos_id;
+      st.reset();
+      const auto start = std::chrono::steady_clock::now();
+      if (t.n_prompt > 0) {
+        for (int64_t i = 0; i < t.n_prompt; i += o.n_batch)
+          st.eval(tokens.data() + i, std::min(o.n_batch, t.n_prompt - i), nullptr, false);
+      } else {
+        for (int64_t i = 0; i < t.n_gen; i++) st.eval(tokens.data() + i, 1, nullptr, false);
+      }
+      return double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
+    };
+    run();  // warm-up: page in the weights, settle the threads
+    for (int r = 0; r < o.reps; r++) t.samples_ns.push_back(run());
+  }
+  return tests;
+}
+
+Bandwidth measure_triad_bandwidth(uint64_t array_bytes, int reps) {
+  const size_t n = size_t(array_bytes / sizeof(float));
+  std::vector<float> a(n), b(n), c(n);
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) {  // first touch by the threads that will use the pages
+    a[i] = 0.0f;
+    b[i] = 1.0f;
+    c[i] = 2.0f;
+  }
+  double best = INFINITY;
+  const float s = 3.0f;
+  for (int r = 0; r < reps; r++) {
+    const auto start = std::chrono::steady_clock::now();
+    float* pa = a.data();
+    const float* pb = b.data();
+    const float* pc = c.data();
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) pa[i] = pb[i] + s * pc[i];
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  if (a[n / 2] != 7.0f) fail("bandwidth: triad gave a wrong result");
+  return {3.0 * double(n * sizeof(float)) / best, uint64_t(n * sizeof(float))};
+}
+
+uint64_t bytes_per_token(const Model& m) {
+  uint64_t b = 0;
+  for (const auto& t : m.tensors)
+    if (t.name != "token_embd.weight" || m.cfg.tied_embeddings) b += t.nbytes;
+  return b;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,177 @@
+#include "model/random_model.h"
+
+#include <cmath>
+
+#include "core/error.h"
+#include "tokenizer/tokenizer.h"
+
+namespace lmpress {
+
+namespace {
+
+ModelConfig llama_like(int64_t vocab, int64_t dim, int64_t layers, int64_t heads, int64_t kv_heads, int64_t ffn,
+                       int64_t ctx, float theta, float eps, bool tied) {
+  ModelConfig c;
+  c.arch = "llama";
+  c.n_vocab = vocab;
+  c.dim = dim;
+  c.n_layers = layers;
+  c.n_heads = heads;
+  c.n_kv_heads = kv_heads;
+  c.head_dim = dim / heads;
+  c.rope_dim = c.head_dim;
+  c.ffn_dim = ffn;
+  c.ctx_len = ctx;
+  c.rope_theta = theta;
+  c.rms_eps = eps;
+  c.tied_embeddings = tied;
+  c.bos_id = 1;
+  c.eos_id = 2;
+  return c;
+}
+
+// splitmix64: a seeded stream per (tensor, row).
+uint64_t splitmix(uint64_t& s) {
+  uint64_t z = (s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+uint64_t hash_name(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+
+Vocab synthetic_vocab(int64_t n) {
+  if (n < 259 + 1) fail("make-model: a vocabulary needs at least 260 tokens");
+  Vocab v;
+  v.model = "llama";
+  v.tokens = {"<unk>", "<s>", "</s>"};
+  v.types = {TokenType::Unknown, TokenType::Control, TokenType::Control};
+  for (int b = 0; b < 256; b++) {
+    v.tokens.push_back(fmt::format("<0x{:02X}>", b));
+    v.types.push_back(TokenType::Byte);
+  }
+  // Made-up pieces "▁a", "▁b", ..., "▁ba", ...: distinct base-26 words.
+  for (int64_t i = 0; int64_t(v.tokens.size()) < n; i++) {
+    std::string w;
+    for (int64_t x = i; ; x = x / 26 - 1) {
+      w.insert(w.begin(), char('a' + x % 26));
+      if (x < 26) break;
+    }
+    v.tokens.push_back("\xe2\x96\x81" + w);
+    v.types.push_back(TokenType::Normal);
+  }
+  v.scores.resize(v.tokens.size());
+  for (size_t i = 0; i < v.scores.size(); i++) v.scores[i] = i < 259 ? 0.0f : -float(i - 259);
+  v.unk = 0;
+  v.bos = 1;
+  v.eos = 2;
+  v.add_bos = true;
+  return v;
+}
+
+}  // namespace
+
+const std::vector<ModelShape>& model_shapes() {
+  static const std::vector<ModelShape> shapes = [] {
+    std::vector<ModelShape> s;
+    s.push_back({"smollm2-135m", llama_like(49152, 576, 30, 9, 3, 1536, 8192, 100000.0f, 1e-5f, true)});
+    s.push_back({"smollm2-360m", llama_like(49152, 960, 32, 15, 5, 2560, 8192, 100000.0f, 1e-5f, true)});
+    ModelConfig qwen = llama_like(151936, 896, 24, 14, 2, 4864, 32768, 1000000.0f, 1e-6f, true);
+    qwen.arch = "qwen2";
+    qwen.qkv_bias = true;
+    qwen.rope_layout = RopeLayout::Halves;
+    s.push_back({"qwen2.5-0.5b", qwen});
+    s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
+    ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
+    l32.rope_scaling = "llama3";
+    l32.rope_factor = 32.0f;
+    l32.rope_low_freq_factor = 1.0f;
+    l32.rope_high_freq_factor = 4.0f;
+    l32.rope_orig_ctx = 8192;
+    s.push_back({"llama-3.2-1b", l32});
+    return s;
+  }();
+  return shapes;
+}
+
+std::string model_shape_names() {
+  std::string s;
+  for (const auto& m : model_shapes()) s += (s.empty() ? "" : ", ") + m.name;
+  return s;
+}
+
+ModelConfig find_model_shape(const std::string& name) {
+  for (const auto& m : model_shapes())
+    if (m.name == name) return m.cfg;
+  fail("--shape '{}': unknown shape (known: {})", name, model_shape_names());
+}
+
+std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::string& name) {
+  cfg.validate(name);
+  auto m = std::make_unique<Model>();
+  m->path = name;
+  m->format = "random";
+  m->cfg = cfg;
+  auto add = [&](const std::string& n, std::vector<int64_t> shape) {
+    Tensor t;
+    t.name = n;
+    t.dtype = DType::F32;
+    t.shape = std::move(shape);
+    t.nbytes = uint64_t(t.numel()) * 4;
+    m->tensors.push_back(std::move(t));
+  };
+  const int64_t D = cfg.dim;
+  add("token_embd.weight", {cfg.n_vocab, D});
+  add("output_norm.weight", {D});
+  if (!cfg.tied_embeddings) add("output.weight", {cfg.n_vocab, D});
+  for (int64_t l = 0; l < cfg.n_layers; l++) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    add(p + "attn_norm.weight", {D});
+    add(p + "attn_q.weight", {cfg.q_dim(), D});
+    add(p + "attn_k.weight", {cfg.kv_dim(), D});
+    add(p + "attn_v.weight", {cfg.kv_dim(), D});
+    if (cfg.qkv_bias) {
+      add(p + "attn_q.bias", {cfg.q_dim()});
+      add(p + "attn_k.bias", {cfg.kv_dim()});
+      add(p + "attn_v.bias", {cfg.kv_dim()});
+    }
+    add(p + "attn_output.weight", {D, cfg.q_dim()});
+    add(p + "ffn_norm.weight", {D});
+    add(p + "ffn_gate.weight", {cfg.ffn_dim, D});
+    add(p + "ffn_up.weight", {cfg.ffn_dim, D});
+    add(p + "ffn_down.weight", {D, cfg.ffn_dim});
+  }
+  m->tokenizer = Tokenizer::create(synthetic_vocab(cfg.n_vocab), name);
+  return m;
+}
+
+std::vector<float> random_tensor_values(const Tensor& t, uint64_t seed) {
+  std::vector<float> v(size_t(t.numel()));
+  const bool is_norm = t.name.find("norm.weight") != std::string::npos;
+  if (is_norm) {
+    std::fill(v.begin(), v.end(), 1.0f);
+    return v;
+  }
+  const int64_t rows = t.rows(), cols = t.cols();
+  const uint64_t base = hash_name(t.name) ^ (seed * 0x2545f4914f6cdd1dull);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    uint64_t s = base + uint64_t(r) * 0x9e3779b97f4a7c15ull;
+    float* out = v.data() + r * cols;
+    for (int64_t c = 0; c < cols; c += 2) {
+      // Box-Muller: two normals from two uniforms in (0, 1].
+      const double u1 = (double(splitmix(s) >> 11) + 1.0) * 0x1.0p-53;
+      const double u2 = double(splitmix(s) >> 11) * 0x1.0p-53;
+      const double rad = std::sqrt(-2.0 * std::log(u1)) * 0.02;
+      out[c] = float(rad * std::cos(2 * M_PI * u2));
+      if (c + 1 < cols) out[c + 1] = float(rad * std::sin(2 * M_PI * u2));
+    }
+  }
+  return v;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,113 @@
+// `lmpress make-model` (random weights in real shapes) and `lmpress bench`
+// (llama-bench's tests and JSON fields).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <map>
+
+#include "core/mapped_file.h"
+#include "eval/speed.h"
+#include "io/gguf.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+using test::expect_cli_error;
+using test::run_cli;
+
+TEST(MakeModel, WritesRealShapesReproducibly) {
+  const std::string d = test::temp_dir();
+  auto r = run_cli("make-model --shape smollm2-135m --layers 2 --type f32 " + d + "/a.gguf");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto info = nlohmann::json::parse(run_cli("info " + d + "/a.gguf --json").out);
+  const auto& c = info["config"];
+  EXPECT_EQ(c["hidden_size"], 576);
+  EXPECT_EQ(c["num_heads"], 9);
+  EXPECT_EQ(c["num_kv_heads"], 3);
+  EXPECT_EQ(c["intermediate_size"], 1536);
+  EXPECT_EQ(c["vocab_size"], 49152);
+  EXPECT_EQ(c["num_layers"], 2);
+  EXPECT_EQ(c["tied_embeddings"], true);
+  // Weights: mean 0, standard deviation 0.02; norms 1.
+  const GGUFFile f = GGUFFile::open(d + "/a.gguf");
+  for (const auto& t : f.tensors()) {
+    const float* v = reinterpret_cast<const float*>(t.data);
+    double s = 0, s2 = 0;
+    for (int64_t i = 0; i < t.numel(); i++) s += v[i], s2 += double(v[i]) * v[i];
+    const double mean = s / double(t.numel()), sd = std::sqrt(s2 / double(t.numel()) - mean * mean);
+    if (t.name.find("norm") != std::string::npos) {
+      EXPECT_EQ(mean, 1.0) << t.name;
+    } else {
+      EXPECT_NEAR(mean, 0.0, 0.002) << t.name;
+      EXPECT_NEAR(sd, 0.02, 0.001) << t.name;
+    }
+  }
+  // Same seed, same file; another seed, other weights.
+  const std::string small = "make-model --shape smollm2-135m --layers 1 --vocab 2048 --type q8_0 ";
+  ASSERT_EQ(run_cli(small + d + "/b1.gguf").status, 0);
+  ASSERT_EQ(run_cli(small + "-t 1 " + d + "/b2.gguf").status, 0);
+  ASSERT_EQ(run_cli(small + "--seed 2 " + d + "/c.gguf").status, 0);
+  EXPECT_EQ(read_text_file(d + "/b1.gguf"), read_text_file(d + "/b2.gguf"));
+  EXPECT_NE(read_text_file(d + "/b1.gguf"), read_text_file(d + "/c.gguf"));
+  // Quantized with llama.cpp's mix; it loads and runs.
+  r = run_cli("make-model --shape qwen2.5-0.5b --layers 1 --vocab 1024 --type q4_k_m " + d + "/q.gguf");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto qi = nlohmann::json::parse(run_cli("info " + d + "/q.gguf --json").out);
+  std::map<std::string, std::string> types;
+  for (const auto& t : qi["tensors"]) types[t["name"]] = t["dtype"];
+  EXPECT_EQ(types["blk.0.attn_q.weight"], "Q5_0");  // 896-wide rows do not fit Q4_K: llama.cpp's fallback
+  EXPECT_EQ(types["blk.0.ffn_down.weight"], "Q6_K");  // 4864-wide rows do
+  EXPECT_EQ(types["blk.0.attn_q.bias"], "F32");
+  EXPECT_EQ(qi["config"]["vocab_size"], 1024);
+  EXPECT_EQ(qi["config"]["intermediate_size"], 4864);
+  r = run_cli("generate " + d + "/q.gguf -p hello -n 4 --json");
+  EXPECT_EQ(r.status, 0) << r.out;
+  // Llama 3.2's RoPE scaling is written as llama.cpp's rope_freqs tensor.
+  ASSERT_EQ(run_cli("make-model --shape llama-3.2-1b --layers 1 --vocab 512 --type q8_0 " + d + "/l.gguf").status, 0);
+  EXPECT_NE(run_cli("info " + d + "/l.gguf").out.find("rope_freqs.weight"), std::string::npos);
+  expect_cli_error("make-model --shape gpt-5 " + d + "/x.gguf", "unknown shape");
+  expect_cli_error("make-model --shape smollm2-135m --type q9 " + d + "/x.gguf", "unknown type");
+}
+
+TEST(Bench, StatisticsByHand) {
+  SpeedTest t{0, 10, {1e9, 2e9}};
+  EXPECT_EQ(t.name(), "tg10");
+  EXPECT_DOUBLE_EQ(t.avg_ns(), 1.5e9);
+  EXPECT_DOUBLE_EQ(t.avg_ts(), 7.5);  // mean of 10 and 5 tokens/s, as llama-bench averages
+  EXPECT_NEAR(t.stddev_ts(), std::sqrt(2 * 2.5 * 2.5), 1e-12);
+  EXPECT_GT(measure_triad_bandwidth(16 << 20, 2).bytes_per_s, 1e8);
+}
+
+TEST(Bench, LlamaBenchJson) {
+  const std::string m = test::shared_path("models/stories260K/stories260K.gguf");
+  auto r = run_cli("bench " + m + " -p 16,32 -n 4 -r 2 -t 1 --json --no-bandwidth");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 3u);
+  EXPECT_EQ(j[0]["n_prompt"], 16);
+  EXPECT_EQ(j[1]["n_prompt"], 32);
+  EXPECT_EQ(j[2]["n_gen"], 4);
+  EXPECT_EQ(j[2]["n_prompt"], 0);
+  for (const auto& t : j) {
+    EXPECT_EQ(t["n_threads"], 1);
+    EXPECT_EQ(t["samples_ns"].size(), 2u);
+    EXPECT_EQ(t["model_n_params"], 292800);
+    const double tokens = t["n_prompt"].get<double>() + t["n_gen"].get<double>();
+    double mean = 0;
+    for (const auto& ns : t["samples_ns"]) mean += tokens * 1e9 / ns.get<double>() / 2;
+    EXPECT_NEAR(t["avg_ts"].get<double>(), mean, 1e-6 * mean);
+    EXPECT_GT(t["avg_ts"].get<double>(), 0);
+  }
+  r = run_cli("bench " + m + " -p 0 -n 2 -r 1 -t 1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("tg2"), std::string::npos);
+  EXPECT_NE(r.out.find("of the bandwidth bound"), std::string::npos);
+  expect_cli_error("bench " + m + " -p 4096 -n 0", "needs 4096 tokens of context");
+  expect_cli_error("bench " + m + " -p 0 -n 0", "no test");
+}
+
+}  // namespace
+}  // namespace lmpress

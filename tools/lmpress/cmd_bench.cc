@@ -1,0 +1,136 @@
+// lmpress bench MODEL -p 512 -n 128 -t 2 -r 5: prompt-processing and
+// generation speed like llama-bench (same tests, same JSON fields), plus the
+// machine's memory bandwidth and the share of the bandwidth bound reached.
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <ctime>
+#include <fstream>
+#include <map>
+
+#include "commands.h"
+#include "core/error.h"
+#include "eval/speed.h"
+#include "kernels/matmul.h"
+#include "model/model.h"
+#include "quant/mix.h"
+
+namespace lmpress::cli {
+
+namespace {
+
+std::string cpu_name() {
+  std::ifstream f("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  return "unknown CPU";
+}
+
+std::string params_label(int64_t n) {
+  if (n >= 1000000000) return fmt::format("{:.1f}B", double(n) / 1e9);
+  if (n >= 1000000) return fmt::format("{:.0f}M", double(n) / 1e6);
+  return fmt::format("{:.0f}K", double(n) / 1e3);
+}
+
+// "llama 1.1B Q4_0": architecture, size and the type holding most weights.
+std::string model_desc(const Model& m) {
+  std::map<DType, int64_t> weights;
+  for (const auto& t : m.tensors)
+    if (is_quantizable(t)) weights[t.dtype] += t.numel();
+  DType top = DType::F32;
+  int64_t most = -1;
+  for (const auto& [d, n] : weights)
+    if (n > most) top = d, most = n;
+  return fmt::format("{} {} {}", m.cfg.arch, params_label(m.n_params()), dtype_name(top));
+}
+
+std::string iso_time() {
+  const std::time_t t = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  return buf;
+}
+
+}  // namespace
+
+void add_bench(CLI::App& app) {
+  struct Opts {
+    std::string model;
+    SpeedOptions s;
+    int threads = 0;
+    bool json = false, no_bandwidth = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed, like llama-bench");
+  cmd->add_option("model", o->model, "Model")->required();
+  cmd->add_option("-p,--n-prompt", o->s.n_prompt, "Prompt lengths to test (0: none)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-n,--n-gen", o->s.n_gen, "Generation lengths to test (0: none)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-r,--repetitions", o->s.reps, "Repetitions of each test")->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_option("-b,--batch-size", o->s.n_batch, "Prompt tokens per batch")->capture_default_str()->check(CLI::Range(1, 1 << 16));
+  cmd->add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory-bandwidth measurement");
+  cmd->add_flag("--json", o->json, "Print llama-bench's JSON (-o json) instead of the table");
+  add_threads_option(cmd, o->threads);
+  cmd->callback([o] {
+    set_num_threads(o->threads);
+    auto m = load_model(o->model);
+    const auto tests = run_speed_tests(*m, o->s);
+    Bandwidth bw;
+    if (!o->no_bandwidth) bw = measure_triad_bandwidth();
+    const double per_token = double(bytes_per_token(*m));
+    const double bound = bw.bytes_per_s > 0 ? bw.bytes_per_s / per_token : 0.0;
+    const int threads = num_threads();
+    if (o->json) {
+      nlohmann::ordered_json arr = nlohmann::json::array();
+      for (const auto& t : tests) {
+        nlohmann::ordered_json j{{"build_commit", "lmpress"}, {"build_number", 0}, {"cpu_info", cpu_name()},
+                                 {"gpu_info", ""}, {"backends", "CPU"}, {"model_filename", o->model},
+                                 {"model_type", model_desc(*m)}, {"model_size", m->n_bytes()},
+                                 {"model_n_params", m->n_params()}, {"n_batch", o->s.n_batch},
+                                 {"n_ubatch", o->s.n_batch}, {"n_threads", threads}, {"cpu_mask", "0x0"},
+                                 {"cpu_strict", false}, {"poll", 50}, {"type_k", "f32"}, {"type_v", "f32"},
+                                 {"n_gpu_layers", 0}, {"split_mode", "layer"}, {"main_gpu", 0},
+                                 {"no_kv_offload", false}, {"flash_attn", false}, {"tensor_split", "0.00"},
+                                 {"use_mmap", true}, {"embeddings", false}, {"n_prompt", t.n_prompt},
+                                 {"n_gen", t.n_gen}, {"test_time", iso_time()}, {"avg_ns", int64_t(t.avg_ns())},
+                                 {"stddev_ns", int64_t(t.stddev_ns())}, {"avg_ts", t.avg_ts()},
+                                 {"stddev_ts", t.stddev_ts()}, {"samples_ns", t.samples_ns},
+                                 {"samples_ts", t.samples_ts()}};
+        if (t.n_gen > 0 && bound > 0) {
+          j["mem_bandwidth_gbs"] = bw.bytes_per_s / 1e9;
+          j["bandwidth_bound_ts"] = bound;
+          j["bandwidth_bound_share"] = t.avg_ts() / bound;
+        }
+        arr.push_back(j);
+      }
+      fmt::print("{}\n", arr.dump(2));
+      return;
+    }
+    const double mib = 1024.0 * 1024.0;
+    fmt::print("| {:<24} | {:>10} | {:>8} | {:<7} | {:>7} | {:>8} | {:>20} |\n", "model", "size", "params", "backend",
+               "threads", "test", "t/s");
+    fmt::print("| {:-<24} | {:->10} | {:->8} | {:-<7} | {:->7} | {:->8} | {:->20} |\n", "", "", "", "", "", "", "");
+    for (const auto& t : tests)
+      fmt::print("| {:<24} | {:>10} | {:>8} | {:<7} | {:>7} | {:>8} | {:>20} |\n", model_desc(*m),
+                 fmt::format("{:.2f} MiB", double(m->n_bytes()) / mib), params_label(m->n_params()), "CPU",
+                 threads, t.name(), fmt::format("{:.2f} ± {:.2f}", t.avg_ts(), t.stddev_ts()));
+    if (bound > 0) {
+      fmt::print("\nmemory bandwidth (STREAM triad, {} threads): {:.1f} GB/s; a token reads {:.1f} MB of weights, "
+                 "so generation is bounded by {:.1f} t/s\n",
+                 threads, bw.bytes_per_s / 1e9, per_token / 1e6, bound);
+      for (const auto& t : tests)
+        if (t.n_gen > 0) fmt::print("{}: {:.1f}% of the bandwidth bound\n", t.name(), 100.0 * t.avg_ts() / bound);
+    }
+  });
+}
+
+}  // namespace lmpress::cli

@@ -1,0 +1,58 @@
+// lmpress make-model --shape tinyllama-1.1b --type q4_0 OUT.gguf: random
+// weights in a real model's shapes, written in any file type llama.cpp reads.
+#include "commands.h"
+#include "core/error.h"
+#include "kernels/matmul.h"
+#include "model/export.h"
+#include "model/random_model.h"
+#include "quant/mix.h"
+
+namespace lmpress::cli {
+
+void add_make_model(CLI::App& app) {
+  struct Opts {
+    std::string shape, type = "f16", out;
+    uint64_t seed = 1;
+    int64_t layers = 0, vocab = 0;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("make-model", "Write a GGUF model with random weights in the shapes of a real model");
+  cmd->add_option("output", o->out, "Output .gguf file")->required();
+  cmd->add_option("--shape", o->shape, "Shape: " + model_shape_names())->required();
+  cmd->add_option("--type", o->type, "File type (llama.cpp's, e.g. q4_0, q4_k_m, q8_0, f16): " + preset_names())
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Random seed")->capture_default_str();
+  cmd->add_option("--layers", o->layers, "Keep only the first N blocks (0: all), for quick tests")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(0), int64_t(1000)));
+  cmd->add_option("--vocab", o->vocab, "Use a vocabulary of N tokens instead of the shape's (0: the shape's), for quick tests")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  add_threads_option(cmd, o->threads);
+  cmd->callback([o] {
+    set_num_threads(o->threads);
+    ModelConfig cfg = find_model_shape(o->shape);
+    if (o->layers > 0) cfg.n_layers = std::min(cfg.n_layers, o->layers);
+    if (o->vocab > 0) cfg.n_vocab = o->vocab;
+    const auto preset = find_preset(o->type);
+    if (!preset) fail("--type '{}': unknown type (known: {})", o->type, preset_names());
+    auto m = make_random_model(cfg, o->shape);
+    MixOptions mix;
+    mix.preset = *preset;
+    const auto plan = plan_tensor_types(*m, mix);
+    ExportOptions eo;
+    eo.name = o->shape + " (random weights)";
+    eo.file_type = preset->llama_ftype;
+    eo.type_of = [&plan](const Tensor& t) { return plan.at(t.name); };
+    const uint64_t seed = o->seed;
+    eo.values = [seed](const Tensor& t) { return random_tensor_values(t, seed); };
+    write_gguf_model(*m, o->out, eo);
+    uint64_t bytes = 0;
+    for (const auto& t : m->tensors) bytes += uint64_t(t.rows()) * row_bytes(plan.at(t.name), uint64_t(t.cols()));
+    fmt::print("{}: {} ({} layers, {:.3f} B parameters), {}, {:.1f} MiB of tensors\n", o->out, o->shape, cfg.n_layers,
+               double(m->n_params()) / 1e9, preset->name, double(bytes) / (1024.0 * 1024.0));
+  });
+}
+
+}  // namespace lmpress::cli
