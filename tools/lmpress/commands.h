@@ -16,6 +16,7 @@ void add_quantize(CLI::App& app);
 void add_imatrix(CLI::App& app);
 void add_bench(CLI::App& app);
 void add_make_model(CLI::App& app);
+void add_kld(CLI::App& app);
 
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);

@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_imatrix(app);
   lmpress::cli::add_bench(app);
   lmpress::cli::add_make_model(app);
+  lmpress::cli::add_kld(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

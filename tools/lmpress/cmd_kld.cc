@@ -1,0 +1,89 @@
+// lmpress kld BASE CANDIDATE -f TEXT --ctx N: KL divergence and token
+// statistics of a candidate against its base, printed in llama-perplexity
+// --kl-divergence's layout.
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "core/error.h"
+#include "eval/kld.h"
+#include "kernels/matmul.h"
+#include "model/model.h"
+
+namespace lmpress::cli {
+
+namespace {
+
+nlohmann::ordered_json vu(const ValueUnc& v) { return {{"value", v.value}, {"unc", v.unc}}; }
+
+std::string pct_label(double f) {
+  if (f == 1.0) return "Maximum";
+  if (f == 0.0) return "Minimum";
+  if (f == 0.5) return "Median ";
+  return fmt::format("{:>4.1f}%  ", 100.0 * f);
+}
+
+void print_text(const KldResult& r) {
+  fmt::print("====== Perplexity statistics ======\n");
+  fmt::print("Mean PPL(Q)                   : {:10.6f} ± {:10.6f}\n", r.ppl.value, r.ppl.unc);
+  fmt::print("Mean PPL(base)                : {:10.6f} ± {:10.6f}\n", r.ppl_base.value, r.ppl_base.unc);
+  fmt::print("Cor(ln(PPL(Q)), ln(PPL(base))): {:6.2f}%\n", 100.0 * r.ln_ppl_correlation);
+  fmt::print("Mean ln(PPL(Q)/PPL(base))     : {:10.6f} ± {:10.6f}\n", r.ln_ppl_ratio.value, r.ln_ppl_ratio.unc);
+  fmt::print("Mean PPL(Q)/PPL(base)         : {:10.6f} ± {:10.6f}\n", r.ppl_ratio.value, r.ppl_ratio.unc);
+  fmt::print("Mean PPL(Q)-PPL(base)         : {:10.6f} ± {:10.6f}\n\n", r.ppl_diff.value, r.ppl_diff.unc);
+  fmt::print("====== KL divergence statistics ======\n");
+  fmt::print("Mean    KLD: {:10.6f} ± {:10.6f}\n", r.kld.value, r.kld.unc);
+  for (const auto& [f, v] : r.kld_quantiles) fmt::print("{} KLD: {:10.6f}\n", pct_label(f), v);
+  fmt::print("\n====== Token probability statistics ======\n");
+  fmt::print("Mean    Δp: {:6.3f} ± {:5.3f} %\n", 100.0 * r.p_diff.value, 100.0 * r.p_diff.unc);
+  for (const auto& [f, v] : r.p_diff_quantiles) fmt::print("{} Δp: {:6.3f}%\n", pct_label(f), 100.0 * v);
+  fmt::print("RMS Δp    : {:6.3f} ± {:5.3f} %\n", 100.0 * r.rms_p_diff.value, 100.0 * r.rms_p_diff.unc);
+  fmt::print("Same top p: {:6.3f} ± {:5.3f} %\n", 100.0 * r.same_top.value, 100.0 * r.same_top.unc);
+}
+
+}  // namespace
+
+void add_kld(CLI::App& app) {
+  struct Opts {
+    std::string base, cand, file;
+    int64_t ctx = 512, chunks = -1, batch = 2048;
+    int threads = 0;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("kld", "KL divergence of a candidate model from its base (llama.cpp protocol)");
+  cmd->add_option("base", o->base, "Base model (e.g. the f32/f16 original)")->required();
+  cmd->add_option("candidate", o->cand, "Candidate model (e.g. a quantized file)")->required();
+  cmd->add_option("-f,--file", o->file, "Text file")->required();
+  cmd->add_option("-c,--ctx", o->ctx, "Window size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
+  cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str();
+  cmd->add_option("-b,--batch", o->batch, "Tokens per forward batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_flag("--json", o->json, "Print JSON");
+  add_threads_option(cmd, o->threads);
+  cmd->callback([o] {
+    set_num_threads(o->threads);
+    auto base = load_model(o->base);
+    auto cand = load_model(o->cand);
+    if (!base->tokenizer) fail("{}: the model has no tokenizer", base->path);
+    const auto tokens = base->tokenizer->encode(read_input_text(o->file), true, false);
+    const auto r = kl_divergence(*base, *cand, tokens, PerplexityOptions{o->ctx, o->chunks, o->batch});
+    if (!o->json) {
+      fmt::print("{} chunks of {} tokens, {} tokens scored\n\n", r.n_chunks, o->ctx, r.n_tokens);
+      print_text(r);
+      return;
+    }
+    nlohmann::ordered_json kq = nlohmann::json::object(), pq = nlohmann::json::object();
+    for (const auto& [f, v] : r.kld_quantiles) kq[fmt::format("{}", f)] = v;
+    for (const auto& [f, v] : r.p_diff_quantiles) pq[fmt::format("{}", f)] = v;
+    nlohmann::ordered_json j{{"n_chunks", r.n_chunks},        {"n_tokens", r.n_tokens},
+                             {"ppl", vu(r.ppl)},              {"ppl_base", vu(r.ppl_base)},
+                             {"ln_ppl_correlation", r.ln_ppl_correlation},
+                             {"ln_ppl_ratio", vu(r.ln_ppl_ratio)}, {"ppl_ratio", vu(r.ppl_ratio)},
+                             {"ppl_diff", vu(r.ppl_diff)},    {"kld", vu(r.kld)},
+                             {"kld_quantiles", kq},           {"p_diff", vu(r.p_diff)},
+                             {"p_diff_quantiles", pq},        {"rms_p_diff", vu(r.rms_p_diff)},
+                             {"same_top", vu(r.same_top)}};
+    fmt::print("{}\n", j.dump(2));
+  });
+}
+
+}  // namespace lmpress::cli
