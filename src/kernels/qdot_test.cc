@@ -1,0 +1,71 @@
+#include "kernels/qdot.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "quant/quantize.h"
+
+namespace lmpress {
+namespace {
+
+std::vector<float> randn(int64_t n, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = nd(rng) * scale;
+  return v;
+}
+
+// The activation quantizer writes exactly ggml's Q8_0 blocks.
+TEST(QDot, ActivationsAreGgmlQ8_0) {
+  const auto x = randn(288, 1);
+  std::vector<BlockQ8_0> got(9);
+  std::vector<uint8_t> want(row_bytes(DType::Q8_0, 288));
+  quantize_activations_q8_0(x.data(), 288, got.data());
+  quantize_row(DType::Q8_0, x.data(), 288, want.data());
+  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size()), 0);
+}
+
+// Reference = the dot product of the dequantized weight and activation rows;
+// SIMD = reference, on every length shape (1 block, odd block counts, long rows).
+TEST(QDot, ReferenceAndSimdAgree) {
+  for (DType t : {DType::Q4_0, DType::Q8_0}) {
+    for (int64_t n : {32, 96, 288, 4128}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " n=" + std::to_string(n));
+      const auto w = randn(n, unsigned(n), 0.05f), x = randn(n, unsigned(n) + 7);
+      std::vector<uint8_t> qw(row_bytes(t, uint64_t(n)));
+      quantize_row(t, w.data(), n, qw.data());
+      std::vector<BlockQ8_0> qa(size_t(n / 32));
+      quantize_activations_q8_0(x.data(), n, qa.data());
+      std::vector<float> dw(static_cast<size_t>(n)), dx(static_cast<size_t>(n));
+      dequantize_row(t, qw.data(), n, dw.data());
+      dequantize_row(DType::Q8_0, reinterpret_cast<const uint8_t*>(qa.data()), n, dx.data());
+      double want = 0, mag = 0;
+      for (int64_t i = 0; i < n; i++) want += double(dw[size_t(i)]) * dx[size_t(i)], mag += std::fabs(dw[size_t(i)] * dx[size_t(i)]);
+      const float ref = qdot_reference(t)(n, qw.data(), qa.data());
+      EXPECT_NEAR(ref, want, 1e-5 * mag);
+      if (simd_avx2::available()) {
+        const float simd = t == DType::Q4_0 ? simd_avx2::dot_q4_0_q8_0(n, qw.data(), qa.data())
+                                            : simd_avx2::dot_q8_0_q8_0(n, qw.data(), qa.data());
+        EXPECT_NEAR(simd, ref, 1e-5 * mag);
+      }
+    }
+  }
+  // Extreme values: Q8_0 weights of ±127 and −128 (possible in foreign files) against ±127 activations.
+  BlockQ8_0 w{}, a{};
+  w.d = a.d = 0x3C00;  // 1.0
+  for (int i = 0; i < 32; i++) {
+    w.qs[i] = int8_t(i % 3 == 0 ? -128 : i % 3 == 1 ? 127 : -127);
+    a.qs[i] = int8_t(i % 2 ? 127 : -127);
+  }
+  const float ref = qdot_reference(DType::Q8_0)(32, &w, &a);
+  if (simd_avx2::available()) EXPECT_EQ(simd_avx2::dot_q8_0_q8_0(32, &w, &a), ref);
+  EXPECT_EQ(qdot_reference(DType::Q4_K), nullptr);
+}
+
+}  // namespace
+}  // namespace lmpress

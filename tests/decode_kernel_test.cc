@@ -1,0 +1,55 @@
+// Decoding through the int8 kernels (activations quantized to Q8_0, as
+// llama.cpp does) against the f32-activation GEMM path on the same weights.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernels/qdot.h"
+#include "model/forward.h"
+#include "model/model.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+TEST(DecodeKernels, StayCloseToTheF32ActivationPath) {
+  const std::string d = test::temp_dir();
+  const std::string src = test::shared_path("models/lmp-8m");
+  for (const char* type : {"q8_0", "q4_0"}) {
+    SCOPED_TRACE(type);
+    const std::string f = d + "/" + type + ".gguf";
+    ASSERT_EQ(test::run_cli("quantize " + src + " " + f + " --type " + type + " --pure").status, 0);
+    auto m = load_model(f);
+    const auto toks = m->tokenizer->encode(std::string("The history of the city begins with a small port"), true, false);
+    const int64_t n = int64_t(toks.size()), V = m->cfg.n_vocab;
+    std::vector<float> batch(size_t(n * V)), step(static_cast<size_t>(V));
+    InferenceState a(*m, 64), b(*m, 64);
+    a.eval(toks.data(), n, batch.data(), true);  // prompt batch: f32 activations through GEMMs
+    int64_t same_top = 0;
+    double max_rel = 0;
+    for (int64_t i = 0; i < n; i++) {
+      b.eval(toks.data() + i, 1, step.data(), false);  // one token at a time: the int8 kernels
+      const float* ref = batch.data() + i * V;
+      double num = 0, den = 0;
+      for (int64_t v = 0; v < V; v++) num += (step[size_t(v)] - ref[v]) * (step[size_t(v)] - ref[v]), den += ref[v] * ref[v];
+      max_rel = std::max(max_rel, std::sqrt(num / den));
+      same_top += std::max_element(step.begin(), step.end()) - step.begin() == std::max_element(ref, ref + V) - ref;
+    }
+    EXPECT_LT(max_rel, 0.02) << "worst relative logit difference";
+    EXPECT_GE(same_top, n - 1);
+    // The scalar reference kernels give the same logits up to float summation
+    // order (which can flip a rare activation rounding, hence a loose bound).
+    qdot_use_simd(false);
+    InferenceState c(*m, 64);
+    std::vector<float> scalar(static_cast<size_t>(V));
+    for (int64_t i = 0; i < n; i++) c.eval(toks.data() + i, 1, scalar.data(), false);
+    qdot_use_simd(true);
+    double num = 0, den = 0;
+    for (int64_t v = 0; v < V; v++)
+      num += (scalar[size_t(v)] - step[size_t(v)]) * (scalar[size_t(v)] - step[size_t(v)]), den += step[size_t(v)] * step[size_t(v)];
+    EXPECT_LT(std::sqrt(num / den), 3e-3);
+  }
+}
+
+}  // namespace
+}  // namespace lmpress
