@@ -15,10 +15,15 @@ namespace {
 TEST(DecodeKernels, StayCloseToTheF32ActivationPath) {
   const std::string d = test::temp_dir();
   const std::string src = test::shared_path("models/lmp-8m");
-  for (const char* type : {"q8_0", "q4_0"}) {
+  // lmp-8m's 288-wide rows take no k-quant: those come from a one-block tinyllama-shaped model
+  // (Q4_K_M: Q4_K and Q6_K tensors).
+  ASSERT_EQ(test::run_cli("make-model --shape tinyllama-1.1b --layers 1 --vocab 512 --type q4_k_m " + d +
+                          "/q4_k_m.gguf").status, 0);
+  for (const char* type : {"q8_0", "q4_0", "q4_k_m"}) {
     SCOPED_TRACE(type);
     const std::string f = d + "/" + type + ".gguf";
-    ASSERT_EQ(test::run_cli("quantize " + src + " " + f + " --type " + type + " --pure").status, 0);
+    if (std::string(type) != "q4_k_m")
+      ASSERT_EQ(test::run_cli("quantize " + src + " " + f + " --type " + type + " --pure").status, 0);
     auto m = load_model(f);
     const auto toks = m->tokenizer->encode(std::string("The history of the city begins with a small port"), true, false);
     const int64_t n = int64_t(toks.size()), V = m->cfg.n_vocab;
@@ -35,7 +40,8 @@ TEST(DecodeKernels, StayCloseToTheF32ActivationPath) {
       max_rel = std::max(max_rel, std::sqrt(num / den));
       same_top += std::max_element(step.begin(), step.end()) - step.begin() == std::max_element(ref, ref + V) - ref;
     }
-    EXPECT_LT(max_rel, 0.02) << "worst relative logit difference";
+    // Q8_K rounds activations per 256 values (Q8_0 per 32), so its logits move more.
+    EXPECT_LT(max_rel, std::string(type) == "q4_k_m" ? 0.04 : 0.02) << "worst relative logit difference";
     EXPECT_GE(same_top, n - 1);
     // The scalar reference kernels give the same logits up to float summation
     // order (which can flip a rare activation rounding, hence a loose bound).

@@ -20,18 +20,18 @@ constexpr int64_t kTileRows = 256;
 
 void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  if (n < 4 && qdot(w.dtype)) {
-    // Decode with an int8 kernel: activations quantized to Q8_0 once, then one
-    // integer dot product per weight row (llama.cpp's vec_dot path).
-    const QDotFn dot = qdot(w.dtype);
-    thread_local std::vector<BlockQ8_0> qa;
-    qa.resize(size_t(n * in / 32));
-    for (int64_t t = 0; t < n; t++) quantize_activations_q8_0(x + t * in, in, qa.data() + t * in / 32);
+  if (const QDotKernel k = qdot(w.dtype); n < 4 && k.fn) {
+    // Decode with an int8 kernel: activations quantized once (Q8_0 or Q8_K),
+    // then one integer dot product per weight row (llama.cpp's vec_dot path).
+    const size_t ab = activation_bytes(k.act, in);
+    thread_local std::vector<uint8_t> qa;
+    qa.resize(size_t(n) * ab);
+    for (int64_t t = 0; t < n; t++) quantize_activations(k.act, x + t * in, in, qa.data() + t * ab);
     const uint64_t rb = row_bytes(w.dtype, uint64_t(in));
-    const BlockQ8_0* a = qa.data();
+    const uint8_t* a = qa.data();
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < out; r++)
-      for (int64_t t = 0; t < n; t++) y[t * out + r] = dot(in, w.data + uint64_t(r) * rb, a + t * in / 32);
+      for (int64_t t = 0; t < n; t++) y[t * out + r] = k.fn(in, w.data + uint64_t(r) * rb, a + t * ab);
     return;
   }
   if (n < 4) {

@@ -4,25 +4,55 @@
 #include <cmath>
 
 #include "core/fp16.h"
+#include "quant/scale_search.h"
 
 namespace lmpress {
 
-void quantize_activations_q8_0(const float* x, int64_t n, BlockQ8_0* out) {
-  for (int64_t b = 0; b < n / 32; b++) {
-    const float* v = x + b * 32;
-    float amax = 0;
-    for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(v[i]));
-    const float d = amax / 127.0f;
-    const float id = d != 0 ? 1.0f / d : 0.0f;
-    out[b].d = f32_to_f16(d);
-    for (int i = 0; i < 32; i++) out[b].qs[i] = int8_t(std::nearbyint(v[i] * id));
+size_t activation_bytes(ActFormat f, int64_t n) {
+  return f == ActFormat::Q8_0 ? size_t(n / 32) * sizeof(BlockQ8_0) : size_t(n / QK_K) * sizeof(BlockQ8_K);
+}
+
+void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
+  if (f == ActFormat::Q8_0) {
+    auto* y = static_cast<BlockQ8_0*>(out);
+    for (int64_t b = 0; b < n / 32; b++) {
+      const float* v = x + b * 32;
+      float amax = 0;
+      for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(v[i]));
+      const float d = amax / 127.0f;
+      const float id = d != 0 ? 1.0f / d : 0.0f;
+      y[b].d = f32_to_f16(d);
+      for (int i = 0; i < 32; i++) y[b].qs[i] = int8_t(std::nearbyint(v[i] * id));
+    }
+    return;
+  }
+  auto* y = static_cast<BlockQ8_K*>(out);
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const float* v = x + b * QK_K;
+    float amax = 0, max = 0;
+    for (int j = 0; j < QK_K; j++)
+      if (std::fabs(v[j]) > amax) amax = std::fabs(v[j]), max = v[j];
+    BlockQ8_K& o = y[b];
+    if (amax == 0) {
+      o = BlockQ8_K{};
+      continue;
+    }
+    const float iscale = -127.0f / max;
+    for (int j = 0; j < QK_K; j++) o.qs[j] = int8_t(std::min(127, ggml_search::nearest_int(iscale * v[j])));
+    for (int j = 0; j < QK_K / 16; j++) {
+      int sum = 0;
+      for (int i = 0; i < 16; i++) sum += o.qs[j * 16 + i];
+      o.bsums[j] = int16_t(sum);
+    }
+    o.d = 1 / iscale;
   }
 }
 
 namespace {
 
-float ref_q4_0(int64_t n, const void* w, const BlockQ8_0* a) {
+float ref_q4_0(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ4_0*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
   float sum = 0;
   for (int64_t b = 0; b < n / 32; b++) {
     int32_t s = 0;
@@ -35,8 +65,9 @@ float ref_q4_0(int64_t n, const void* w, const BlockQ8_0* a) {
   return sum;
 }
 
-float ref_q8_0(int64_t n, const void* w, const BlockQ8_0* a) {
+float ref_q8_0(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ8_0*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
   float sum = 0;
   for (int64_t b = 0; b < n / 32; b++) {
     int32_t s = 0;
@@ -46,24 +77,84 @@ float ref_q8_0(int64_t n, const void* w, const BlockQ8_0* a) {
   return sum;
 }
 
+// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins; the mins meet the
+// activations through Q8_K's 16-element sums.
+float ref_q4_K(int64_t n, const void* w, const void* act) {
+  const auto* bw = static_cast<const BlockQ4_K*>(w);
+  const auto* a = static_cast<const BlockQ8_K*>(act);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    int32_t dot = 0, mins = 0;
+    for (int j = 0; j < 4; j++) {
+      uint8_t sc1, m1, sc2, m2;
+      scale_min_k4(2 * j, bw[b].scales, sc1, m1);
+      scale_min_k4(2 * j + 1, bw[b].scales, sc2, m2);
+      const uint8_t* q = bw[b].qs + 32 * j;
+      const int8_t* y = a[b].qs + 64 * j;
+      int32_t s1 = 0, s2 = 0;
+      for (int l = 0; l < 32; l++) {
+        s1 += int32_t(q[l] & 0x0F) * y[l];
+        s2 += int32_t(q[l] >> 4) * y[32 + l];
+      }
+      dot += int32_t(sc1) * s1 + int32_t(sc2) * s2;
+      mins += int32_t(m1) * (a[b].bsums[4 * j] + a[b].bsums[4 * j + 1]) +
+              int32_t(m2) * (a[b].bsums[4 * j + 2] + a[b].bsums[4 * j + 3]);
+    }
+    sum += a[b].d * (f16_to_f32(bw[b].d) * float(dot) - f16_to_f32(bw[b].dmin) * float(mins));
+  }
+  return sum;
+}
+
+// Q6_K: 16 groups of 16 with int8 scales; values (4 low bits in ql, 2 high in qh) − 32.
+float ref_q6_K(int64_t n, const void* w, const void* act) {
+  const auto* bw = static_cast<const BlockQ6_K*>(w);
+  const auto* a = static_cast<const BlockQ8_K*>(act);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    int8_t v[QK_K];
+    const uint8_t* ql = bw[b].ql;
+    const uint8_t* qh = bw[b].qh;
+    for (int h = 0; h < 2; h++, ql += 64, qh += 32)
+      for (int l = 0; l < 32; l++) {
+        int8_t* o = v + 128 * h;
+        o[l] = int8_t(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
+        o[l + 32] = int8_t(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
+        o[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
+        o[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
+      }
+    int32_t dot = 0;
+    for (int g = 0; g < 16; g++) {
+      int32_t s = 0;
+      for (int l = 0; l < 16; l++) s += int32_t(v[16 * g + l]) * a[b].qs[16 * g + l];
+      dot += int32_t(bw[b].scales[g]) * s;
+    }
+    sum += a[b].d * f16_to_f32(bw[b].d) * float(dot);
+  }
+  return sum;
+}
+
 bool g_use_simd = true;
 
 }  // namespace
 
-QDotFn qdot_reference(DType t) {
+QDotKernel qdot_reference(DType t) {
   switch (t) {
-    case DType::Q4_0: return ref_q4_0;
-    case DType::Q8_0: return ref_q8_0;
-    default: return nullptr;
+    case DType::Q4_0: return {ActFormat::Q8_0, ref_q4_0};
+    case DType::Q8_0: return {ActFormat::Q8_0, ref_q8_0};
+    case DType::Q4_K: return {ActFormat::Q8_K, ref_q4_K};
+    case DType::Q6_K: return {ActFormat::Q8_K, ref_q6_K};
+    default: return {};
   }
 }
 
-QDotFn qdot(DType t) {
+QDotKernel qdot(DType t) {
   static const bool avx2 = simd_avx2::available();
   if (g_use_simd && avx2) {
     switch (t) {
-      case DType::Q4_0: return simd_avx2::dot_q4_0_q8_0;
-      case DType::Q8_0: return simd_avx2::dot_q8_0_q8_0;
+      case DType::Q4_0: return {ActFormat::Q8_0, simd_avx2::dot_q4_0_q8_0};
+      case DType::Q8_0: return {ActFormat::Q8_0, simd_avx2::dot_q8_0_q8_0};
+      case DType::Q4_K: return {ActFormat::Q8_K, simd_avx2::dot_q4_K_q8_K};
+      case DType::Q6_K: return {ActFormat::Q8_K, simd_avx2::dot_q6_K_q8_K};
       default: break;
     }
   }

@@ -1,10 +1,12 @@
 // Dot products of quantized weight rows with int8-quantized activations, as
-// llama.cpp's vec_dot_q4_0_q8_0 / vec_dot_q8_0_q8_0 compute them: the
-// activation row is cut into ggml Q8_0 blocks (32 int8 values, f16 scale),
-// each block's integer dot product is exact, and the block's two scales
-// weight it. A scalar reference per format, and an AVX2 version chosen at
-// run time when the CPU and the OS support it (never assumed at build time).
+// llama.cpp's ggml_vec_dot_*_q8_* compute them: the activation row is
+// quantized once per matmul (to ggml's Q8_0 blocks for the 32-element
+// formats, Q8_K for the k-quants), each block's integer dot product is exact,
+// and the blocks' scales weight it. A scalar reference per format, and AVX2
+// versions chosen at run time when the CPU and the OS support them (never
+// assumed at build time).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 
 #include "core/dtype.h"
@@ -12,25 +14,42 @@
 
 namespace lmpress {
 
-// x[n] (n a multiple of 32) into n/32 Q8_0 blocks (ggml's quantize_row_q8_0).
-void quantize_activations_q8_0(const float* x, int64_t n, BlockQ8_0* out);
+// ggml's block_q8_K: activations for the k-quant dots.
+struct BlockQ8_K {
+  float d;
+  int8_t qs[QK_K];
+  int16_t bsums[QK_K / 16];  // sums of each 16 qs
+};
 
-// Σ over n elements of weight row w (blocks of type t) times the activations.
-using QDotFn = float (*)(int64_t n, const void* w, const BlockQ8_0* a);
+enum class ActFormat { Q8_0, Q8_K };
+// Bytes of the quantized activations of an n-element row.
+size_t activation_bytes(ActFormat f, int64_t n);
+// x[n] (n a multiple of the block) into ggml's Q8_0 (quantize_row_q8_0) or
+// Q8_K (quantize_row_q8_K_ref) blocks.
+void quantize_activations(ActFormat f, const float* x, int64_t n, void* out);
 
-// The scalar reference for t (Q4_0 or Q8_0); nullptr for other types.
-QDotFn qdot_reference(DType t);
-// The fastest implementation for this CPU; nullptr when t has none.
-QDotFn qdot(DType t);
+// Σ over n elements of weight row w times the quantized activations a.
+using QDotFn = float (*)(int64_t n, const void* w, const void* a);
+struct QDotKernel {
+  ActFormat act = ActFormat::Q8_0;
+  QDotFn fn = nullptr;  // null: no int8 kernel for the type
+};
+
+// The scalar reference for t (Q4_0, Q8_0, Q4_K, Q6_K).
+QDotKernel qdot_reference(DType t);
+// The fastest implementation for this CPU.
+QDotKernel qdot(DType t);
 // The instruction set qdot() uses: "avx2" or "scalar".
 const char* qdot_target();
 // Tests: force the scalar path (false) or the best available (true).
 void qdot_use_simd(bool enabled);
 
 namespace simd_avx2 {
-bool available();  // the CPU has AVX2+FMA+F16C and the OS saves YMM state
-float dot_q4_0_q8_0(int64_t n, const void* w, const BlockQ8_0* a);
-float dot_q8_0_q8_0(int64_t n, const void* w, const BlockQ8_0* a);
+bool available();  // the CPU has AVX2 and FMA and the OS saves YMM state
+float dot_q4_0_q8_0(int64_t n, const void* w, const void* a);
+float dot_q8_0_q8_0(int64_t n, const void* w, const void* a);
+float dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
+float dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
 }  // namespace simd_avx2
 
 }  // namespace lmpress

@@ -35,8 +35,9 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
 
 }  // namespace
 
-__attribute__((target("avx2,fma"))) float dot_q4_0_q8_0(int64_t n, const void* w, const BlockQ8_0* a) {
+__attribute__((target("avx2,fma"))) float dot_q4_0_q8_0(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ4_0*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
   __m256 acc = _mm256_setzero_ps();
   const __m128i low = _mm_set1_epi8(0x0F);
   const __m256i eight = _mm256_set1_epi8(8);
@@ -52,14 +53,90 @@ __attribute__((target("avx2,fma"))) float dot_q4_0_q8_0(int64_t n, const void* w
   return hsum(acc);
 }
 
-__attribute__((target("avx2,fma"))) float dot_q8_0_q8_0(int64_t n, const void* w, const BlockQ8_0* a) {
+__attribute__((target("avx2,fma"))) float dot_q8_0_q8_0(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ8_0*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / 32; b++) {
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qs));
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
     const __m256 d = _mm256_set1_ps(f16_to_f32(bw[b].d) * f16_to_f32(a[b].d));
     acc = _mm256_fmadd_ps(d, dot_i8(x, y), acc);
+  }
+  return hsum(acc);
+}
+
+__attribute__((target("avx2,fma"))) float dot_q4_K_q8_K(int64_t n, const void* w, const void* act) {
+  const auto* bw = static_cast<const BlockQ4_K*>(w);
+  const auto* a = static_cast<const BlockQ8_K*>(act);
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  __m256 acc = _mm256_setzero_ps();
+  float mins_total = 0;
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m256i sumi = _mm256_setzero_si256();
+    int32_t mins = 0;
+    for (int j = 0; j < 4; j++) {
+      uint8_t sc1, m1, sc2, m2;
+      scale_min_k4(2 * j, bw[b].scales, sc1, m1);
+      scale_min_k4(2 * j + 1, bw[b].scales, sc2, m2);
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qs + 32 * j));
+      const __m256i q1 = _mm256_and_si256(q, low);
+      const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * j));
+      const __m256i y2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * j + 32));
+      // Unsigned 4-bit values times signed int8: maddubs needs no sign trick.
+      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), _mm256_set1_epi16(sc1));
+      const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(q2, y2), _mm256_set1_epi16(sc2));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
+      mins += int32_t(m1) * (a[b].bsums[4 * j] + a[b].bsums[4 * j + 1]) +
+              int32_t(m2) * (a[b].bsums[4 * j + 2] + a[b].bsums[4 * j + 3]);
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16_to_f32(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+    mins_total += a[b].d * f16_to_f32(bw[b].dmin) * float(mins);
+  }
+  return hsum(acc) - mins_total;
+}
+
+__attribute__((target("avx2,fma"))) float dot_q6_K_q8_K(int64_t n, const void* w, const void* act) {
+  const auto* bw = static_cast<const BlockQ6_K*>(w);
+  const auto* a = static_cast<const BlockQ8_K*>(act);
+  const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+  const __m256i off = _mm256_set1_epi8(32);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    __m256i sumi = _mm256_setzero_si256();
+    const uint8_t* ql = bw[b].ql;
+    const uint8_t* qh = bw[b].qh;
+    for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
+      // The four 32-element runs of this half, values 0..63 (stored + 32).
+      const __m256i v[4] = {
+          _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_slli_epi16(_mm256_and_si256(hb, two), 4)),
+          _mm256_or_si256(_mm256_and_si256(l1, low),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4)),
+      };
+      for (int k = 0; k < 4; k++) {
+        const int g = 8 * h + 2 * k;  // the run's two 16-element scale groups
+        const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * k));
+        // (v − 32)·y = v·y − 32·y: v is unsigned, so maddubs applies directly.
+        const __m256i vy = _mm256_maddubs_epi16(v[k], y);
+        const __m256i oy = _mm256_maddubs_epi16(off, y);
+        const __m256i p16 = _mm256_sub_epi16(vy, oy);
+        const __m256i sc = _mm256_setr_epi16(bw[b].scales[g], bw[b].scales[g], bw[b].scales[g], bw[b].scales[g],
+                                             bw[b].scales[g], bw[b].scales[g], bw[b].scales[g], bw[b].scales[g],
+                                             bw[b].scales[g + 1], bw[b].scales[g + 1], bw[b].scales[g + 1],
+                                             bw[b].scales[g + 1], bw[b].scales[g + 1], bw[b].scales[g + 1],
+                                             bw[b].scales[g + 1], bw[b].scales[g + 1]);
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, sc));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16_to_f32(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
   }
   return hsum(acc);
 }

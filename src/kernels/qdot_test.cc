@@ -25,33 +25,59 @@ TEST(QDot, ActivationsAreGgmlQ8_0) {
   const auto x = randn(288, 1);
   std::vector<BlockQ8_0> got(9);
   std::vector<uint8_t> want(row_bytes(DType::Q8_0, 288));
-  quantize_activations_q8_0(x.data(), 288, got.data());
+  quantize_activations(ActFormat::Q8_0, x.data(), 288, got.data());
   quantize_row(DType::Q8_0, x.data(), 288, want.data());
   EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size()), 0);
 }
 
 // Reference = the dot product of the dequantized weight and activation rows;
 // SIMD = reference, on every length shape (1 block, odd block counts, long rows).
+// ggml's quantize_row_q8_K_ref by hand on one block: the value of largest
+// magnitude maps to −127 (iscale = −127/max), bsums are 16-element sums.
+TEST(QDot, ActivationsQ8_K) {
+  std::vector<float> x(256, 0.0f);
+  x[3] = 2.0f;
+  x[17] = -1.0f;
+  x[200] = 0.5f;
+  BlockQ8_K b;
+  quantize_activations(ActFormat::Q8_K, x.data(), 256, &b);
+  EXPECT_FLOAT_EQ(b.d, 1 / (-127.0f / 2.0f));
+  EXPECT_EQ(b.qs[3], -127);
+  EXPECT_EQ(b.qs[17], 64);  // -1 · -63.5 = 63.5 -> 64 (round half to even)
+  EXPECT_EQ(b.qs[200], -32);  // 0.5 · -63.5 = -31.75
+  EXPECT_EQ(b.bsums[0], -127);
+  EXPECT_EQ(b.bsums[1], 64);
+  EXPECT_EQ(b.bsums[12], -32);
+}
+
 TEST(QDot, ReferenceAndSimdAgree) {
-  for (DType t : {DType::Q4_0, DType::Q8_0}) {
-    for (int64_t n : {32, 96, 288, 4128}) {
+  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+    const bool k = t == DType::Q4_K || t == DType::Q6_K;
+    for (int64_t n : k ? std::vector<int64_t>{256, 768, 4352} : std::vector<int64_t>{32, 96, 288, 4128}) {
       SCOPED_TRACE(std::string(dtype_name(t)) + " n=" + std::to_string(n));
       const auto w = randn(n, unsigned(n), 0.05f), x = randn(n, unsigned(n) + 7);
       std::vector<uint8_t> qw(row_bytes(t, uint64_t(n)));
       quantize_row(t, w.data(), n, qw.data());
-      std::vector<BlockQ8_0> qa(size_t(n / 32));
-      quantize_activations_q8_0(x.data(), n, qa.data());
+      const QDotKernel ref_k = qdot_reference(t);
+      ASSERT_NE(ref_k.fn, nullptr);
+      std::vector<uint8_t> qa(activation_bytes(ref_k.act, n));
+      quantize_activations(ref_k.act, x.data(), n, qa.data());
       std::vector<float> dw(static_cast<size_t>(n)), dx(static_cast<size_t>(n));
       dequantize_row(t, qw.data(), n, dw.data());
-      dequantize_row(DType::Q8_0, reinterpret_cast<const uint8_t*>(qa.data()), n, dx.data());
+      if (ref_k.act == ActFormat::Q8_0) {
+        dequantize_row(DType::Q8_0, qa.data(), n, dx.data());
+      } else {
+        const auto* b = reinterpret_cast<const BlockQ8_K*>(qa.data());
+        for (int64_t i = 0; i < n; i++) dx[size_t(i)] = b[i / 256].d * float(b[i / 256].qs[i % 256]);
+      }
       double want = 0, mag = 0;
       for (int64_t i = 0; i < n; i++) want += double(dw[size_t(i)]) * dx[size_t(i)], mag += std::fabs(dw[size_t(i)] * dx[size_t(i)]);
-      const float ref = qdot_reference(t)(n, qw.data(), qa.data());
+      const float ref = ref_k.fn(n, qw.data(), qa.data());
       EXPECT_NEAR(ref, want, 1e-5 * mag);
       if (simd_avx2::available()) {
-        const float simd = t == DType::Q4_0 ? simd_avx2::dot_q4_0_q8_0(n, qw.data(), qa.data())
-                                            : simd_avx2::dot_q8_0_q8_0(n, qw.data(), qa.data());
-        EXPECT_NEAR(simd, ref, 1e-5 * mag);
+        const QDotKernel best = qdot(t);
+        EXPECT_NE(best.fn, ref_k.fn);
+        EXPECT_NEAR(best.fn(n, qw.data(), qa.data()), ref, 1e-5 * mag);
       }
     }
   }
@@ -62,9 +88,9 @@ TEST(QDot, ReferenceAndSimdAgree) {
     w.qs[i] = int8_t(i % 3 == 0 ? -128 : i % 3 == 1 ? 127 : -127);
     a.qs[i] = int8_t(i % 2 ? 127 : -127);
   }
-  const float ref = qdot_reference(DType::Q8_0)(32, &w, &a);
+  const float ref = qdot_reference(DType::Q8_0).fn(32, &w, &a);
   if (simd_avx2::available()) EXPECT_EQ(simd_avx2::dot_q8_0_q8_0(32, &w, &a), ref);
-  EXPECT_EQ(qdot_reference(DType::Q4_K), nullptr);
+  EXPECT_EQ(qdot_reference(DType::Q5_K).fn, nullptr);
 }
 
 }  // namespace
