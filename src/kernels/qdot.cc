@@ -65,6 +65,24 @@ float ref_q4_0(int64_t n, const void* w, const void* act) {
   return sum;
 }
 
+float ref_q5_0(int64_t n, const void* w, const void* act) {
+  const auto* bw = static_cast<const BlockQ5_0*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
+  float sum = 0;
+  for (int64_t b = 0; b < n / 32; b++) {
+    const uint32_t qh = uint32_t(bw[b].qh[0]) | uint32_t(bw[b].qh[1]) << 8 | uint32_t(bw[b].qh[2]) << 16 |
+                        uint32_t(bw[b].qh[3]) << 24;
+    int32_t s = 0;
+    for (int i = 0; i < 16; i++) {
+      const int32_t lo = int32_t((bw[b].qs[i] & 0x0F) | (((qh >> i) & 1) << 4)) - 16;
+      const int32_t hi = int32_t((bw[b].qs[i] >> 4) | (((qh >> (i + 16)) & 1) << 4)) - 16;
+      s += lo * a[b].qs[i] + hi * a[b].qs[i + 16];
+    }
+    sum += float(s) * f16_to_f32(bw[b].d) * f16_to_f32(a[b].d);
+  }
+  return sum;
+}
+
 float ref_q8_0(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ8_0*>(w);
   const auto* a = static_cast<const BlockQ8_0*>(act);
@@ -140,6 +158,7 @@ bool g_use_simd = true;
 QDotKernel qdot_reference(DType t) {
   switch (t) {
     case DType::Q4_0: return {ActFormat::Q8_0, ref_q4_0};
+    case DType::Q5_0: return {ActFormat::Q8_0, ref_q5_0};
     case DType::Q8_0: return {ActFormat::Q8_0, ref_q8_0};
     case DType::Q4_K: return {ActFormat::Q8_K, ref_q4_K};
     case DType::Q6_K: return {ActFormat::Q8_K, ref_q6_K};
@@ -152,6 +171,7 @@ QDotKernel qdot(DType t) {
   if (g_use_simd && avx2) {
     switch (t) {
       case DType::Q4_0: return {ActFormat::Q8_0, simd_avx2::dot_q4_0_q8_0};
+      case DType::Q5_0: return {ActFormat::Q8_0, simd_avx2::dot_q5_0_q8_0};
       case DType::Q8_0: return {ActFormat::Q8_0, simd_avx2::dot_q8_0_q8_0};
       case DType::Q4_K: return {ActFormat::Q8_K, simd_avx2::dot_q4_K_q8_K};
       case DType::Q6_K: return {ActFormat::Q8_K, simd_avx2::dot_q6_K_q8_K};

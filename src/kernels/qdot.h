@@ -35,7 +35,7 @@ struct QDotKernel {
   QDotFn fn = nullptr;  // null: no int8 kernel for the type
 };
 
-// The scalar reference for t (Q4_0, Q8_0, Q4_K, Q6_K).
+// The scalar reference for t (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K).
 QDotKernel qdot_reference(DType t);
 // The fastest implementation for this CPU.
 QDotKernel qdot(DType t);
@@ -48,6 +48,7 @@ namespace simd_avx2 {
 bool available();  // the CPU has AVX2 and FMA and the OS saves YMM state
 float dot_q4_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q8_0_q8_0(int64_t n, const void* w, const void* a);
+float dot_q5_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
 }  // namespace simd_avx2

@@ -3,6 +3,8 @@
 // available() says the CPU and OS support it.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "core/fp16.h"
 #include "kernels/qdot.h"
 
@@ -137,6 +139,30 @@ __attribute__((target("avx2,fma"))) float dot_q6_K_q8_K(int64_t n, const void* w
       }
     }
     acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * f16_to_f32(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return hsum(acc);
+}
+
+__attribute__((target("avx2,fma"))) float dot_q5_0_q8_0(int64_t n, const void* w, const void* act) {
+  const auto* bw = static_cast<const BlockQ5_0*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  const __m128i low = _mm_set1_epi8(0x0F);
+  // Byte j of the expansion selects bit j of the 32-bit high-bit mask.
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+  const __m256i bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+  for (int64_t b = 0; b < n / 32; b++) {
+    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bw[b].qs));
+    const __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low), _mm_and_si128(q, low));
+    uint32_t qh;
+    std::memcpy(&qh, bw[b].qh, 4);
+    const __m256i set = _mm256_cmpeq_epi8(_mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(int(qh)), shuf), bit),
+                                          _mm256_set1_epi64x(-1));
+    // Without the 5th bit the value is nibble − 16: as int8, nibble | 0xF0.
+    const __m256i x = _mm256_or_si256(nib, _mm256_andnot_si256(set, _mm256_set1_epi8(char(0xF0))));
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const __m256 d = _mm256_set1_ps(f16_to_f32(bw[b].d) * f16_to_f32(a[b].d));
+    acc = _mm256_fmadd_ps(d, dot_i8(x, y), acc);
   }
   return hsum(acc);
 }

@@ -51,7 +51,7 @@ TEST(QDot, ActivationsQ8_K) {
 }
 
 TEST(QDot, ReferenceAndSimdAgree) {
-  for (DType t : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
+  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
     const bool k = t == DType::Q4_K || t == DType::Q6_K;
     for (int64_t n : k ? std::vector<int64_t>{256, 768, 4352} : std::vector<int64_t>{32, 96, 288, 4128}) {
       SCOPED_TRACE(std::string(dtype_name(t)) + " n=" + std::to_string(n));
