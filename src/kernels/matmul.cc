@@ -34,6 +34,14 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
       for (int64_t t = 0; t < n; t++) y[t * out + r] = k.fn(in, w.data + uint64_t(r) * rb, a + t * ab);
     return;
   }
+  if (const FDotFn dot = fdot(w.dtype); n < 4 && dot) {
+    // Decode with f16/bf16 weights: converted in registers, f32 activations.
+    const uint64_t rb = row_bytes(w.dtype, uint64_t(in));
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < out; r++)
+      for (int64_t t = 0; t < n; t++) y[t * out + r] = dot(in, w.data + uint64_t(r) * rb, x + t * in);
+    return;
+  }
   if (n < 4) {
     // Decode: dot products straight from converted rows, rows split over threads.
 #pragma omp parallel

@@ -151,9 +151,36 @@ float ref_q6_K(int64_t n, const void* w, const void* act) {
   return sum;
 }
 
+float ref_f16(int64_t n, const void* w, const float* x) {
+  const auto* h = static_cast<const uint16_t*>(w);
+  float s = 0;
+  for (int64_t i = 0; i < n; i++) s += f16_to_f32(h[i]) * x[i];
+  return s;
+}
+
+float ref_bf16(int64_t n, const void* w, const float* x) {
+  const auto* h = static_cast<const uint16_t*>(w);
+  float s = 0;
+  for (int64_t i = 0; i < n; i++) s += bits_to_f32(uint32_t(h[i]) << 16) * x[i];
+  return s;
+}
+
 bool g_use_simd = true;
 
 }  // namespace
+
+FDotFn fdot_reference(DType t) {
+  return t == DType::F16 ? ref_f16 : t == DType::BF16 ? ref_bf16 : nullptr;
+}
+
+FDotFn fdot(DType t) {
+  static const bool avx2 = simd_avx2::available();
+  if (g_use_simd && avx2) {
+    if (t == DType::F16) return simd_avx2::dot_f16_f32;
+    if (t == DType::BF16) return simd_avx2::dot_bf16_f32;
+  }
+  return fdot_reference(t);
+}
 
 QDotKernel qdot_reference(DType t) {
   switch (t) {

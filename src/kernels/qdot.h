@@ -44,8 +44,16 @@ const char* qdot_target();
 // Tests: force the scalar path (false) or the best available (true).
 void qdot_use_simd(bool enabled);
 
+// Float weights (F16, BF16) against f32 activations: the weight converted
+// in registers, products summed in f32.
+using FDotFn = float (*)(int64_t n, const void* w, const float* x);
+FDotFn fdot_reference(DType t);  // F16 or BF16, else null
+FDotFn fdot(DType t);
+
 namespace simd_avx2 {
-bool available();  // the CPU has AVX2 and FMA and the OS saves YMM state
+bool available();
+float dot_f16_f32(int64_t n, const void* w, const float* x);
+float dot_bf16_f32(int64_t n, const void* w, const float* x);  // the CPU has AVX2 and FMA and the OS saves YMM state
 float dot_q4_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q8_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q5_0_q8_0(int64_t n, const void* w, const void* a);

@@ -13,7 +13,7 @@ namespace lmpress::simd_avx2 {
 bool available() {
   // libgcc's cpu model checks CPUID and that the OS enabled YMM state (XCR0).
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
 }
 
 namespace {
@@ -165,6 +165,34 @@ __attribute__((target("avx2,fma"))) float dot_q5_0_q8_0(int64_t n, const void* w
     acc = _mm256_fmadd_ps(d, dot_i8(x, y), acc);
   }
   return hsum(acc);
+}
+
+__attribute__((target("avx2,fma,f16c"))) float dot_f16_f32(int64_t n, const void* w, const float* x) {
+  const auto* h = static_cast<const uint16_t*>(w);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
+    const __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i + 8)));
+    acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + i), acc0);
+    acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + i + 8), acc1);
+  }
+  float s = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; i++) s += f16_to_f32(h[i]) * x[i];
+  return s;
+}
+
+__attribute__((target("avx2,fma"))) float dot_bf16_f32(int64_t n, const void* w, const float* x) {
+  const auto* h = static_cast<const uint16_t*>(w);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
+    acc = _mm256_fmadd_ps(_mm256_castsi256_ps(_mm256_slli_epi32(v, 16)), _mm256_loadu_ps(x + i), acc);
+  }
+  float s = hsum(acc);
+  for (; i < n; i++) s += bits_to_f32(uint32_t(h[i]) << 16) * x[i];
+  return s;
 }
 
 }  // namespace lmpress::simd_avx2

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "core/fp16.h"
 #include "quant/quantize.h"
 
 namespace lmpress {
@@ -91,6 +92,28 @@ TEST(QDot, ReferenceAndSimdAgree) {
   const float ref = qdot_reference(DType::Q8_0).fn(32, &w, &a);
   if (simd_avx2::available()) EXPECT_EQ(simd_avx2::dot_q8_0_q8_0(32, &w, &a), ref);
   EXPECT_EQ(qdot_reference(DType::Q5_K).fn, nullptr);
+}
+
+// F16 and BF16 rows against f32 activations, on lengths with and without a
+// vector tail: reference = the double-precision dot of the converted values.
+TEST(QDot, FloatWeights) {
+  for (DType t : {DType::F16, DType::BF16}) {
+    for (int64_t n : {1, 7, 16, 37, 288, 2051}) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " n=" + std::to_string(n));
+      const auto w = randn(n, 3), x = randn(n, 4);
+      std::vector<uint16_t> h(static_cast<size_t>(n));
+      double want = 0, mag = 0;
+      for (int64_t i = 0; i < n; i++) {
+        h[size_t(i)] = t == DType::F16 ? f32_to_f16(w[size_t(i)]) : f32_to_bf16(w[size_t(i)]);
+        const double wv = t == DType::F16 ? f16_to_f32(h[size_t(i)]) : bits_to_f32(uint32_t(h[size_t(i)]) << 16);
+        want += wv * x[size_t(i)];
+        mag += std::fabs(wv * x[size_t(i)]);
+      }
+      EXPECT_NEAR(fdot_reference(t)(n, h.data(), x.data()), want, 1e-5 * mag);
+      EXPECT_NEAR(fdot(t)(n, h.data(), x.data()), want, 1e-5 * mag);
+    }
+  }
+  EXPECT_EQ(fdot(DType::Q4_0), nullptr);
 }
 
 }  // namespace
