@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <string_view>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -17,18 +18,44 @@ double token_nll(const float* logits, int64_t n_vocab, int32_t target) {
   return std::log(sum) + mx - double(logits[target]);
 }
 
+std::string gptq_protocol_text(const std::string& raw) {
+  std::string out;
+  out.reserve(raw.size() * 2);
+  size_t pos = 0;
+  bool first_row = true;
+  while (pos < raw.size()) {
+    size_t end = raw.find('\n', pos);
+    end = end == std::string::npos ? raw.size() : end + 1;
+    const std::string_view row(raw.data() + pos, end - pos);
+    if (!first_row) out += "\n\n";
+    first_row = false;
+    if (row.find_first_not_of(" \t\r\n") != std::string_view::npos) out += row;
+    pos = end;
+  }
+  return out;
+}
+
+PplProtocol parse_ppl_protocol(const std::string& s) {
+  if (s == "llama.cpp" || s == "llamacpp") return PplProtocol::LlamaCpp;
+  if (s == "gptq") return PplProtocol::Gptq;
+  fail("unknown perplexity protocol '{}' (llama.cpp, gptq)", s);
+}
+
 PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, const PerplexityOptions& opt,
                             const std::function<void(int64_t, double)>& on_chunk) {
   const int64_t n_ctx = opt.n_ctx;
   if (n_ctx < 4) fail("perplexity: context {} is too small (at least 4)", n_ctx);
-  if (int64_t(tokens.size()) < 2 * n_ctx)
-    fail("perplexity: the text has {} tokens; at least {} (2 x ctx) are needed for a context of {}", tokens.size(),
-         2 * n_ctx, n_ctx);
+  const bool gptq = opt.protocol == PplProtocol::Gptq;
+  // llama.cpp asks for two windows' worth of text; the GPTQ protocol for one.
+  const int64_t min_tokens = gptq ? n_ctx : 2 * n_ctx;
+  if (int64_t(tokens.size()) < min_tokens)
+    fail("perplexity: the text has {} tokens; at least {} are needed for a context of {}", tokens.size(), min_tokens,
+         n_ctx);
   const int64_t max_chunks = int64_t(tokens.size()) / n_ctx;
   const int64_t n_chunks = opt.n_chunks < 0 ? max_chunks : std::min(opt.n_chunks, max_chunks);
   const int64_t V = m.cfg.n_vocab;
-  const int64_t first = n_ctx / 2;
-  const bool add_bos = m.tokenizer && m.tokenizer->vocab().add_bos;
+  const int64_t first = gptq ? 0 : n_ctx / 2;
+  const bool add_bos = !gptq && m.tokenizer && m.tokenizer->vocab().add_bos;
   const int32_t bos = m.tokenizer ? m.tokenizer->vocab().bos : -1;
 
   InferenceState st(m, n_ctx, opt.n_batch);
@@ -47,6 +74,8 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
     st.reset();
     st.eval(window.data(), n_ctx, logits.data(), true);
     // Logits at position j predict token j+1; positions first .. n_ctx-2.
+    // The GPTQ code's exp(sum(loss * seqlen) / (nsamples * seqlen)) is this
+    // mean too, since every window scores the same n_ctx - 1 tokens.
     for (int64_t j = first; j < n_ctx - 1; j++) {
       double v = token_nll(logits.data() + j * V, V, tokens[size_t(start + j + 1)]);
       nll += v;

@@ -1,7 +1,12 @@
-// Perplexity with llama.cpp's protocol: tokenize the whole text (with BOS),
-// cut it into non-overlapping windows of n_ctx tokens, put BOS at the start of
-// each window when the model adds BOS, and score only the second half of each
-// window, so every scored token has at least n_ctx/2 tokens of context.
+// Perplexity in two protocols.
+// llama.cpp's: tokenize the whole text (with BOS), cut it into non-overlapping
+// windows of n_ctx tokens, put BOS at the start of each window when the model
+// adds BOS, and score only the second half of each window, so every scored
+// token has at least n_ctx/2 tokens of context.
+// The GPTQ papers' (GPTQ, AWQ, SparseGPT, Wanda report this one): the dataset
+// rows joined with "\n\n" (gptq_protocol_text), tokenized once with BOS, cut
+// into windows of n_ctx tokens with no BOS inserted, every prediction in the
+// window scored (n_ctx - 1 per window); PPL = exp(mean NLL).
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -12,10 +17,13 @@
 
 namespace lmpress {
 
+enum class PplProtocol { LlamaCpp, Gptq };
+
 struct PerplexityOptions {
   int64_t n_ctx = 512;
   int64_t n_chunks = -1;  // -1: all
   int64_t n_batch = 2048;
+  PplProtocol protocol = PplProtocol::LlamaCpp;
 };
 
 struct PerplexityResult {
@@ -32,6 +40,14 @@ struct PerplexityResult {
 // `on_chunk(i, running_ppl)` is called after each chunk (for streaming output).
 PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, const PerplexityOptions& opt,
                             const std::function<void(int64_t, double)>& on_chunk = {});
+
+// The text the GPTQ protocol scores: the file's lines as Hugging Face's
+// wikitext loader yields them (each with its "\n"; blank lines as "") joined
+// with "\n\n", as `"\n\n".join(testdata["text"])` in the GPTQ code.
+std::string gptq_protocol_text(const std::string& raw);
+
+// Parses "llama.cpp" or "gptq".
+PplProtocol parse_ppl_protocol(const std::string& s);
 
 // -log softmax(logits)[target], in double.
 double token_nll(const float* logits, int64_t n_vocab, int32_t target);

@@ -1,4 +1,4 @@
-// lmpress perplexity MODEL -f TEXT --ctx N [--chunks K]: llama.cpp's protocol.
+// lmpress perplexity MODEL -f TEXT --ctx N [--chunks K] [--protocol llama.cpp|gptq].
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -11,18 +11,22 @@ namespace lmpress::cli {
 
 void add_perplexity(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, file;
+    std::string model, tokenizer, file, protocol = "llama.cpp";
     int64_t ctx = 512, chunks = -1, batch = 2048;
     int threads = 0;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
-  auto* cmd = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp protocol)");
+  auto* cmd = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp's or the GPTQ papers' protocol)");
   cmd->add_option("model", o->model, "Model")->required();
   cmd->add_option("-f,--file", o->file, "Text file")->required();
   cmd->add_option("-c,--ctx", o->ctx, "Window size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
   cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str();
   cmd->add_option("-b,--batch", o->batch, "Tokens per forward batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  cmd->add_option("--protocol", o->protocol,
+                  "llama.cpp: second half of each window scored, BOS per window; gptq: lines joined with \"\\n\\n\", "
+                  "every token of each window scored")
+      ->capture_default_str();
   cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
   cmd->add_flag("--json", o->json, "Print JSON");
   add_threads_option(cmd, o->threads);
@@ -30,11 +34,13 @@ void add_perplexity(CLI::App& app) {
     set_num_threads(o->threads);
     auto m = load_model(o->model, o->tokenizer);
     if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
+    const PplProtocol protocol = parse_ppl_protocol(o->protocol);
     std::string text = read_input_text(o->file);
+    if (protocol == PplProtocol::Gptq) text = gptq_protocol_text(text);
     auto tokens = m->tokenizer->encode(text, true, false);
     if (o->ctx > m->cfg.ctx_len && !o->json)
       fmt::print(stderr, "warning: ctx {} exceeds the model's trained context {}\n", o->ctx, m->cfg.ctx_len);
-    PerplexityOptions po{o->ctx, o->chunks, o->batch};
+    PerplexityOptions po{o->ctx, o->chunks, o->batch, protocol};
     if (!o->json) fmt::print("{} tokens; calculating perplexity over windows of {}\n", tokens.size(), o->ctx);
     auto r = perplexity(*m, tokens, po, [&](int64_t i, double ppl) {
       if (!o->json) {
@@ -43,7 +49,7 @@ void add_perplexity(CLI::App& app) {
       }
     });
     if (o->json) {
-      nlohmann::ordered_json j{{"model", m->path}, {"file", o->file}, {"ctx", o->ctx}, {"chunks", r.n_chunks},
+      nlohmann::ordered_json j{{"model", m->path}, {"file", o->file}, {"protocol", o->protocol}, {"ctx", o->ctx}, {"chunks", r.n_chunks},
                                {"tokens", r.n_tokens_total}, {"tokens_scored", r.n_tokens_scored},
                                {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"mean_nll", r.mean_nll},
                                {"seconds", r.seconds}, {"running_ppl", r.running_ppl}};
