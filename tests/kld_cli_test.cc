@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <iterator>
 
 #include "test_util.h"
 
@@ -66,6 +67,55 @@ TEST(KldCli, MatchesLlamaPerplexity) {
   EXPECT_NE(r.out.find("Mean    KLD:"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("Same top p:"), std::string::npos);
   EXPECT_NE(r.out.find("Mean PPL(Q)-PPL(base)         :"), std::string::npos);
+}
+
+// --save-base then --base-logits: with every logit saved it reproduces the
+// one-step numbers; with the default top-k it is a lower bound that holds
+// most of the probability mass.
+TEST(KldCli, SavedBaseMatchesOneStep) {
+  const std::string d = test::temp_dir(), text = S("data/wikitext-2/wiki.test.raw");
+  ASSERT_EQ(run_cli("convert " + S("models/lmp-8m") + " " + d + "/f32.gguf --dtype f32").status, 0);
+  ASSERT_EQ(run_cli("quantize " + d + "/f32.gguf " + d + "/q.gguf --type q4_0").status, 0);
+  const std::string w = " -c 64 --chunks 3";
+  auto one = run_cli("kld " + d + "/f32.gguf " + d + "/q.gguf -f " + text + w + " --json");
+  ASSERT_EQ(one.status, 0) << one.out;
+  const auto j1 = nlohmann::json::parse(one.out);
+  for (const char* k : {"32000", "256"}) {
+    SCOPED_TRACE(k);
+    const std::string b = d + "/b" + k + ".kld";
+    auto s = run_cli("kld " + d + "/f32.gguf -f " + text + w + " --save-base " + b + " --top-k " + k);
+    ASSERT_EQ(s.status, 0) << s.out;
+    auto r = run_cli("kld --base-logits " + b + " " + d + "/q.gguf --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto j2 = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j2["n_tokens"], j1["n_tokens"]);
+    EXPECT_NEAR(j2["ppl"]["value"].get<double>(), j1["ppl"]["value"].get<double>(), 1e-9);
+    EXPECT_NEAR(j2["ppl_base"]["value"].get<double>(), j1["ppl_base"]["value"].get<double>(), 1e-4);
+    EXPECT_EQ(j2["same_top"]["value"], j1["same_top"]["value"]);
+    const double full = j1["kld"]["value"].get<double>(), saved = j2["kld"]["value"].get<double>();
+    if (std::string(k) == "32000") {
+      EXPECT_NEAR(saved, full, 1e-3 * full);
+      EXPECT_NEAR(j2["top_k_mass"].get<double>(), 1.0, 1e-5);
+    } else {
+      EXPECT_LE(saved, full * 1.001);
+      EXPECT_GT(saved, 0.5 * full);
+      EXPECT_GT(j2["top_k_mass"].get<double>(), 0.8);
+    }
+  }
+  // Malformed saved files and a candidate with another vocabulary.
+  const std::string b = d + "/b256.kld";
+  std::ofstream(d + "/junk.kld") << "not a kld file at all, just some text that is long enough to hold a header";
+  expect_cli_error("kld --base-logits " + d + "/junk.kld " + d + "/q.gguf", "LMPKLDB1");
+  std::string bytes;
+  {
+    std::ifstream in(b, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(d + "/cut.kld", std::ios::binary) << bytes.substr(0, bytes.size() - 100);
+  expect_cli_error("kld --base-logits " + d + "/cut.kld " + d + "/q.gguf", "truncated");
+  expect_cli_error("kld --base-logits " + b + " " + S("models/stories260K/stories260K.gguf"), "vocabularies differ");
+  expect_cli_error("kld --base-logits " + b + " " + d + "/q.gguf -f " + text, "drop -f");
+  expect_cli_error("kld " + d + "/q.gguf -f " + text, "BASE and CANDIDATE");
 }
 
 TEST(KldCli, BadInputs) {

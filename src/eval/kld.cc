@@ -57,18 +57,38 @@ void KldSums::add(const float* base_logits, const float* cand_logits, int64_t n_
   thread_local std::vector<double> lb, lq;
   const int64_t top_b = log_probs(base_logits, n_vocab, lb);
   const int64_t top_q = log_probs(cand_logits, n_vocab, lq);
-  const double nll = -lq[size_t(next)], nll_base = -lb[size_t(next)];
+  double kld = 0;
+  for (int64_t i = 0; i < n_vocab; i++) kld += std::exp(lb[size_t(i)]) * (lb[size_t(i)] - lq[size_t(i)]);
+  add_token(-lq[size_t(next)], -lb[size_t(next)], kld, top_b == top_q);
+}
+
+void KldSums::add_topk(const int32_t* ids, const float* logits, int64_t k, double lse, double next_logit,
+                       const float* cand_logits, int64_t n_vocab, int32_t next) {
+  thread_local std::vector<double> lq;
+  const int64_t top_q = log_probs(cand_logits, n_vocab, lq);
+  double kld = 0, p_top = 0, q_top = 0;
+  for (int64_t i = 0; i < k; i++) {
+    const double lp = double(logits[i]) - lse, p = std::exp(lp);
+    kld += p * (lp - lq[size_t(ids[i])]);
+    p_top += p;
+    q_top += std::exp(lq[size_t(ids[i])]);
+  }
+  sum_topk_mass += p_top;
+  const double p_rest = 1 - p_top, q_rest = 1 - q_top;
+  if (p_rest > 1e-9 && q_rest > 1e-12) kld += p_rest * std::log(p_rest / q_rest);
+  add_token(-lq[size_t(next)], lse - next_logit, std::max(0.0, kld), k > 0 && ids[0] == top_q);
+}
+
+void KldSums::add_token(double nll, double nll_base, double kld, bool same_top) {
   sum_nll += nll;
   sum_nll2 += nll * nll;
   sum_nll_base += nll_base;
   sum_nll_base2 += nll_base * nll_base;
   sum_nll_nll_base += nll * nll_base;
-  double kld = 0;
-  for (int64_t i = 0; i < n_vocab; i++) kld += std::exp(lb[size_t(i)]) * (lb[size_t(i)] - lq[size_t(i)]);
   sum_kld += kld;
   sum_kld2 += kld * kld;
   count++;
-  n_same_top += top_b == top_q;
+  n_same_top += same_top;
   const double p_diff = std::exp(-nll) - std::exp(-nll_base);
   sum_p_diff += p_diff;
   sum_p_diff2 += p_diff * p_diff;
@@ -102,6 +122,7 @@ KldResult summarize_kld(KldSums s) {
   r.rms_p_diff = {rms, rms > 0 ? 0.5 / rms * mse.second : 0.0};
   const double top = double(s.n_same_top) / double(s.count);
   r.same_top = {top, std::sqrt(top * (1 - top) / double(s.count - 1))};
+  if (s.sum_topk_mass > 0) r.top_k_mass = s.sum_topk_mass / double(s.count);
   std::sort(s.kld_values.begin(), s.kld_values.end());
   std::sort(s.p_diff_values.begin(), s.p_diff_values.end());
   for (double f : {1.0, 0.999, 0.99, 0.95, 0.9, 0.5, 0.1, 0.05, 0.01, 0.001, 0.0})
@@ -111,43 +132,58 @@ KldResult summarize_kld(KldSums s) {
   return r;
 }
 
-KldResult kl_divergence(const Model& base, const Model& cand, const std::vector<int32_t>& tokens,
-                        const PerplexityOptions& opt) {
-  const int64_t V = base.cfg.n_vocab;
-  if (cand.cfg.n_vocab != V)
-    fail("kld: the vocabularies differ ({} tokens in {}, {} in {})", V, base.path, cand.cfg.n_vocab, cand.path);
+void KldWindows::fill(const std::vector<int32_t>& tokens, int64_t c, std::vector<int32_t>& window) const {
+  window.assign(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
+  if (add_bos) window[0] = bos;
+}
+
+KldWindows plan_kld_windows(const Model& base, const std::vector<int32_t>& tokens, const PerplexityOptions& opt) {
+  KldWindows w;
+  w.n_ctx = opt.n_ctx;
+  if (w.n_ctx < 4) fail("kld: context {} is too small (at least 4)", w.n_ctx);
+  if (int64_t(tokens.size()) < 2 * w.n_ctx)
+    fail("kld: the text has {} tokens; at least {} (2 x ctx) are needed for a context of {}", tokens.size(),
+         2 * w.n_ctx, w.n_ctx);
+  const int64_t max_chunks = int64_t(tokens.size()) / w.n_ctx;
+  w.n_chunks = opt.n_chunks < 0 ? max_chunks : std::min(opt.n_chunks, max_chunks);
+  if (w.n_chunks < 1) fail("kld: no window to evaluate (--chunks {})", opt.n_chunks);
+  w.first = w.n_ctx / 2;
+  w.add_bos = base.tokenizer && base.tokenizer->vocab().add_bos;
+  w.bos = base.tokenizer ? base.tokenizer->vocab().bos : -1;
+  return w;
+}
+
+void check_same_vocab(const Model& base, const Model& cand) {
+  if (cand.cfg.n_vocab != base.cfg.n_vocab)
+    fail("kld: the vocabularies differ ({} tokens in {}, {} in {})", base.cfg.n_vocab, base.path, cand.cfg.n_vocab,
+         cand.path);
   if (base.tokenizer && cand.tokenizer && base.tokenizer->vocab().tokens != cand.tokenizer->vocab().tokens)
     fail("kld: {} and {} have different vocabularies (same size, different tokens)", base.path, cand.path);
-  const int64_t n_ctx = opt.n_ctx;
-  if (n_ctx < 4) fail("kld: context {} is too small (at least 4)", n_ctx);
-  if (int64_t(tokens.size()) < 2 * n_ctx)
-    fail("kld: the text has {} tokens; at least {} (2 x ctx) are needed for a context of {}", tokens.size(),
-         2 * n_ctx, n_ctx);
-  const int64_t max_chunks = int64_t(tokens.size()) / n_ctx;
-  const int64_t n_chunks = opt.n_chunks < 0 ? max_chunks : std::min(opt.n_chunks, max_chunks);
-  const int64_t first = n_ctx / 2;
-  const bool add_bos = base.tokenizer && base.tokenizer->vocab().add_bos;
-  const int32_t bos = base.tokenizer ? base.tokenizer->vocab().bos : -1;
-  InferenceState sb(base, n_ctx, opt.n_batch), sq(cand, n_ctx, opt.n_batch);
-  std::vector<float> lb(size_t(n_ctx * V)), lq(size_t(n_ctx * V));
-  std::vector<int32_t> window(static_cast<size_t>(n_ctx));
+}
+
+KldResult kl_divergence(const Model& base, const Model& cand, const std::vector<int32_t>& tokens,
+                        const PerplexityOptions& opt) {
+  check_same_vocab(base, cand);
+  const KldWindows w = plan_kld_windows(base, tokens, opt);
+  const int64_t V = base.cfg.n_vocab;
+  InferenceState sb(base, w.n_ctx, opt.n_batch), sq(cand, w.n_ctx, opt.n_batch);
+  std::vector<float> lb(size_t(w.n_ctx * V)), lq(size_t(w.n_ctx * V));
+  std::vector<int32_t> window;
   KldSums sums;
-  Progress progress("kld", uint64_t(n_chunks));
-  for (int64_t c = 0; c < n_chunks; c++) {
-    const int64_t start = c * n_ctx;
-    std::copy(tokens.begin() + start, tokens.begin() + start + n_ctx, window.begin());
-    if (add_bos) window[0] = bos;
+  Progress progress("kld", uint64_t(w.n_chunks));
+  for (int64_t c = 0; c < w.n_chunks; c++) {
+    w.fill(tokens, c, window);
     sb.reset();
-    sb.eval(window.data(), n_ctx, lb.data(), true);
+    sb.eval(window.data(), w.n_ctx, lb.data(), true);
     sq.reset();
-    sq.eval(window.data(), n_ctx, lq.data(), true);
-    for (int64_t j = first; j < n_ctx - 1; j++)
-      sums.add(lb.data() + j * V, lq.data() + j * V, V, tokens[size_t(start + j + 1)]);
+    sq.eval(window.data(), w.n_ctx, lq.data(), true);
+    for (int64_t j = w.first; j < w.n_ctx - 1; j++)
+      sums.add(lb.data() + j * V, lq.data() + j * V, V, tokens[size_t(c * w.n_ctx + j + 1)]);
     progress.update(uint64_t(c + 1));
   }
   progress.finish();
   KldResult r = summarize_kld(std::move(sums));
-  r.n_chunks = n_chunks;
+  r.n_chunks = w.n_chunks;
   return r;
 }
 

@@ -65,5 +65,46 @@ TEST(Kld, SummaryMatchesDirectComputation) {
   EXPECT_NEAR(r.kld_quantiles.back().second, klds.front(), 1e-6);  // minimum
 }
 
+// The saved-base path: with every logit kept (k = V) it is the full
+// computation; with fewer it is the KLD of the {top k, rest} coarsening —
+// checked against that formula by hand, and never above the full KLD.
+TEST(Kld, TopKAgainstFullComputation) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  const int64_t V = 40;
+  for (int t = 0; t < 50; t++) {
+    std::vector<float> b(V), q(V);
+    for (int64_t i = 0; i < V; i++) b[size_t(i)] = 2 * nd(rng), q[size_t(i)] = b[size_t(i)] + 0.4f * nd(rng);
+    const int32_t next = int32_t(rng() % V);
+    std::vector<int32_t> order(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; i++) order[size_t(i)] = int32_t(i);
+    std::sort(order.begin(), order.end(), [&](int32_t x, int32_t y) { return b[size_t(x)] > b[size_t(y)]; });
+    std::vector<float> sorted(static_cast<size_t>(V));
+    for (int64_t i = 0; i < V; i++) sorted[size_t(i)] = b[size_t(order[size_t(i)])];
+    double zb = 0, zq = 0;
+    for (int64_t i = 0; i < V; i++) zb += std::exp(double(b[size_t(i)])), zq += std::exp(double(q[size_t(i)]));
+    KldSums full, all, top;
+    full.add(b.data(), q.data(), V, next);
+    all.add_topk(order.data(), sorted.data(), V, std::log(zb), b[size_t(next)], q.data(), V, next);
+    const int64_t k = 5;
+    top.add_topk(order.data(), sorted.data(), k, std::log(zb), b[size_t(next)], q.data(), V, next);
+    EXPECT_NEAR(all.sum_kld, full.sum_kld, 1e-9);
+    EXPECT_NEAR(all.sum_nll_base, full.sum_nll_base, 1e-9);
+    EXPECT_NEAR(all.sum_nll, full.sum_nll, 1e-9);
+    EXPECT_EQ(all.n_same_top, full.n_same_top);
+    EXPECT_EQ(top.n_same_top, full.n_same_top);
+    double coarse = 0, pr = 1, qr = 1;
+    for (int64_t i = 0; i < k; i++) {
+      const double p = std::exp(double(sorted[size_t(i)])) / zb, qq = std::exp(double(q[size_t(order[size_t(i)])])) / zq;
+      coarse += p * std::log(p / qq);
+      pr -= p, qr -= qq;
+    }
+    coarse += pr * std::log(pr / qr);
+    EXPECT_NEAR(top.sum_kld, coarse, 1e-9);
+    EXPECT_LE(top.sum_kld, full.sum_kld + 1e-12);
+    EXPECT_NEAR(top.sum_topk_mass, 1 - pr, 1e-9);
+  }
+}
+
 }  // namespace
 }  // namespace lmpress

@@ -1,11 +1,14 @@
 // lmpress kld BASE CANDIDATE -f TEXT --ctx N: KL divergence and token
 // statistics of a candidate against its base, printed in llama-perplexity
-// --kl-divergence's layout.
+// --kl-divergence's layout. Or in two steps:
+//   lmpress kld BASE -f TEXT --ctx N --save-base base.kld [--top-k K]
+//   lmpress kld --base-logits base.kld CANDIDATE
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "core/error.h"
 #include "eval/kld.h"
+#include "eval/kld_base.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
 
@@ -38,22 +41,34 @@ void print_text(const KldResult& r) {
   for (const auto& [f, v] : r.p_diff_quantiles) fmt::print("{} Δp: {:6.3f}%\n", pct_label(f), 100.0 * v);
   fmt::print("RMS Δp    : {:6.3f} ± {:5.3f} %\n", 100.0 * r.rms_p_diff.value, 100.0 * r.rms_p_diff.unc);
   fmt::print("Same top p: {:6.3f} ± {:5.3f} %\n", 100.0 * r.same_top.value, 100.0 * r.same_top.unc);
+  if (r.top_k_mass >= 0)
+    fmt::print("\nThe saved top-k logits hold {:.2f}% of the base's probability: KLD is that of the distributions\n"
+               "coarsened to {{top k, rest}}, a lower bound (raise --top-k when this is far from 100%).\n",
+               100.0 * r.top_k_mass);
 }
 
 }  // namespace
 
 void add_kld(CLI::App& app) {
   struct Opts {
-    std::string base, cand, file;
-    int64_t ctx = 512, chunks = -1, batch = 2048;
+    std::vector<std::string> models;
+    std::string file, save_base, base_logits;
+    int64_t ctx = 512, chunks = -1, batch = 2048, top_k = 256;
     int threads = 0;
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("kld", "KL divergence of a candidate model from its base (llama.cpp protocol)");
-  cmd->add_option("base", o->base, "Base model (e.g. the f32/f16 original)")->required();
-  cmd->add_option("candidate", o->cand, "Candidate model (e.g. a quantized file)")->required();
-  cmd->add_option("-f,--file", o->file, "Text file")->required();
+  cmd->add_option("models", o->models, "BASE CANDIDATE; BASE with --save-base; CANDIDATE with --base-logits")
+      ->required()
+      ->expected(1, 2);
+  cmd->add_option("-f,--file", o->file, "Text file (not with --base-logits: the saved file has the tokens)");
+  cmd->add_option("--save-base", o->save_base, "Evaluate BASE and save its top-k logits to this file");
+  cmd->add_option("--top-k", o->top_k, "Logits per token kept by --save-base")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
+  cmd->add_option("--base-logits", o->base_logits, "Score CANDIDATE against a file from --save-base")
+      ->excludes("--save-base");
   cmd->add_option("-c,--ctx", o->ctx, "Window size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
   cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str();
   cmd->add_option("-b,--batch", o->batch, "Tokens per forward batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
@@ -61,13 +76,31 @@ void add_kld(CLI::App& app) {
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
     set_num_threads(o->threads);
-    auto base = load_model(o->base);
-    auto cand = load_model(o->cand);
-    if (!base->tokenizer) fail("{}: the model has no tokenizer", base->path);
-    const auto tokens = base->tokenizer->encode(read_input_text(o->file), true, false);
-    const auto r = kl_divergence(*base, *cand, tokens, PerplexityOptions{o->ctx, o->chunks, o->batch});
+    const size_t want = o->save_base.empty() && o->base_logits.empty() ? 2 : 1;
+    if (o->models.size() != want)
+      fail("kld: expected {} ({} given)",
+           want == 2 ? "BASE and CANDIDATE" : !o->save_base.empty() ? "only BASE with --save-base"
+                                                                     : "only CANDIDATE with --base-logits",
+           o->models.size());
+    KldResult r;
+    if (!o->base_logits.empty()) {
+      if (!o->file.empty()) fail("kld: --base-logits takes the text from the saved file; drop -f");
+      r = kl_divergence_saved(o->base_logits, *load_model(o->models[0]), o->batch);
+    } else {
+      if (o->file.empty()) fail("kld: -f TEXT is required");
+      auto base = load_model(o->models[0]);
+      if (!base->tokenizer) fail("{}: the model has no tokenizer", base->path);
+      const auto tokens = base->tokenizer->encode(read_input_text(o->file), true, false);
+      const PerplexityOptions po{o->ctx, o->chunks, o->batch};
+      if (!o->save_base.empty()) {
+        save_kld_base(*base, tokens, po, o->top_k, o->save_base);
+        fmt::print("saved the base's top-{} logits to {}\n", o->top_k, o->save_base);
+        return;
+      }
+      r = kl_divergence(*base, *load_model(o->models[1]), tokens, po);
+    }
     if (!o->json) {
-      fmt::print("{} chunks of {} tokens, {} tokens scored\n\n", r.n_chunks, o->ctx, r.n_tokens);
+      fmt::print("{} chunks, {} tokens scored\n\n", r.n_chunks, r.n_tokens);
       print_text(r);
       return;
     }
@@ -82,6 +115,7 @@ void add_kld(CLI::App& app) {
                              {"kld_quantiles", kq},           {"p_diff", vu(r.p_diff)},
                              {"p_diff_quantiles", pq},        {"rms_p_diff", vu(r.rms_p_diff)},
                              {"same_top", vu(r.same_top)}};
+    if (r.top_k_mass >= 0) j["top_k_mass"] = r.top_k_mass;
     fmt::print("{}\n", j.dump(2));
   });
 }
