@@ -1,6 +1,7 @@
 // The Llama-family forward pass with a KV cache: prompt batches go through
 // GEMMs, decoding steps reuse the cache.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -35,6 +36,9 @@ class InferenceState {
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
   void reset() { n_past_ = 0; }
+  // Forgets every token after the first n (a shared prefix is kept and its
+  // continuations are evaluated one after another).
+  void truncate(int64_t n) { n_past_ = std::min(n_past_, std::max<int64_t>(0, n)); }
   const Model& model() const { return m_; }
 
  private:

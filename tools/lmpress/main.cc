@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_bench(app);
   lmpress::cli::add_make_model(app);
   lmpress::cli::add_kld(app);
+  lmpress::cli::add_eval(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
