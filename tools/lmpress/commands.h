@@ -18,6 +18,7 @@ void add_bench(CLI::App& app);
 void add_make_model(CLI::App& app);
 void add_kld(CLI::App& app);
 void add_eval(CLI::App& app);
+void add_compare(CLI::App& app);
 
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);

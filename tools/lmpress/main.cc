@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_make_model(app);
   lmpress::cli::add_kld(app);
   lmpress::cli::add_eval(app);
+  lmpress::cli::add_compare(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

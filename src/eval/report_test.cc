@@ -1,0 +1,55 @@
+#include "eval/report.h"
+
+#include <gtest/gtest.h>
+
+namespace lmpress {
+namespace {
+
+CompareRow row(const std::string& label, uint64_t mib, double ppl) {
+  CompareRow r;
+  r.label = label;
+  r.size_bytes = mib << 20;
+  r.n_params = int64_t(mib) << 18;  // 32 bits per weight at 1 MiB per 2^18 params
+  r.ppl = ppl;
+  return r;
+}
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) n++;
+  return n;
+}
+
+// By hand: a (8 MiB, 10.0), b (4, 10.5), c (4, 11.0: b is as small and better),
+// d (2, 12.0), e (6, 10.6: b is smaller and better). Front: d, b, a.
+TEST(Report, ParetoFrontByHand) {
+  const std::vector<CompareRow> rows{row("a", 8, 10.0), row("b", 4, 10.5), row("c", 4, 11.0), row("d", 2, 12.0),
+                                     row("e", 6, 10.6)};
+  EXPECT_EQ(pareto_front(rows), (std::vector<size_t>{3, 1, 0}));
+  EXPECT_DOUBLE_EQ(rows[0].bits_per_weight(), 32.0);
+}
+
+TEST(Report, MarkdownJsonAndSvg) {
+  std::vector<CompareRow> rows{row("f32", 8, 10.0), row("q4 <x>", 2, 10.4)};
+  rows[1].dppl = 0.4, rows[1].dppl_err = 0.05, rows[1].kld = 0.0123, rows[1].kld_err = 0.0004;
+  rows[1].same_top = 0.9, rows[1].same_top_err = 0.01;
+  rows[0].task_acc["piqa"] = 0.6, rows[0].task_acc_err["piqa"] = 0.02;
+  const std::string md = compare_markdown(rows);
+  EXPECT_NE(md.find("| f32 | 8.00 | 32.00 | 10.000 ± 0.000 | — | — | — | 60.00 ± 2.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| +0.400 ± 0.050 | 0.01230 ± 0.00040 | 90.00 ± 1.00 | — |"), std::string::npos) << md;
+  EXPECT_EQ(count(md, "\n"), 4u);
+  const auto j = compare_json(rows);
+  EXPECT_EQ(j.size(), 2u);
+  EXPECT_DOUBLE_EQ(j[1]["kld"].get<double>(), 0.0123);
+  EXPECT_FALSE(j[0].contains("kld"));
+  EXPECT_DOUBLE_EQ(j[0]["tasks"]["piqa"]["acc"].get<double>(), 0.6);
+  const std::string svg = compare_svg(rows, "t & t");
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_NE(svg.find("</svg>"), std::string::npos);
+  EXPECT_EQ(count(svg, "<circle"), 2u);
+  EXPECT_NE(svg.find("q4 &lt;x&gt;"), std::string::npos);  // labels escaped
+  EXPECT_NE(svg.find("t &amp; t"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lmpress
