@@ -75,11 +75,15 @@ double relative_output_error(const float* W, const float* Wq, int64_t rows, int6
 }
 
 GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
-                     const GptqGridFormat& f, const GptqOptions& o) {
+                     const GptqGridFormat& f, const GptqOptions& o, const SparsityPattern* prune) {
   const int64_t G = f.group;
   if (G <= 0 || cols % G != 0) fail("GPTQ: {} columns are not a multiple of the group of {}", cols, G);
   if (int64_t(H.size()) != cols * cols) fail("GPTQ: Hessian size does not match {} columns", cols);
   const int64_t B = std::max<int64_t>(o.block, G) / G * G;
+  const bool grid = f.n_levels > 0;
+  if (prune && o.act_order) fail("SparseGPT: act-order is not supported with pruning");
+  if (prune && prune->is_nm() && (cols % prune->m != 0 || B % prune->m != 0))
+    fail("SparseGPT: {} columns do not split into groups of {} ({} pattern)", cols, prune->m, prune->name());
 
   // Column-major working copy (column i contiguous over rows) and the Hessian in double.
   std::vector<float> Wc(size_t(rows * cols));
@@ -110,7 +114,16 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
   res.g_idx.resize(size_t(cols));
   std::vector<float> gx(size_t(G * rows)), gs(size_t(G * rows)), go(size_t(G * rows));
   // Chooses group j's grids from the current values `src` (G columns of rows).
+  std::vector<uint8_t> Mk(prune ? size_t(rows * cols) : 0);  // pruning mask, processing order
+  std::vector<float> masked_src(prune && grid ? size_t(G * rows) : 0);
   auto choose = [&](int64_t j, const int64_t* members, const float* src) {
+    if (!grid) return;
+    if (prune) {  // the grid is chosen for the weights that stay (pruning implies no act-order: k == c)
+      for (int64_t e = 0; e < G; e++)
+        for (int64_t r = 0; r < rows; r++)
+          masked_src[size_t(e * rows + r)] = Mk[size_t(members[e] * rows + r)] ? 0.0f : src[e * rows + r];
+      src = masked_src.data();
+    }
     f.choose(j, members, src, gs.data(), go.data());
     for (int64_t e = 0; e < G; e++) {
       const int64_t c = members[e];
@@ -134,10 +147,37 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
     std::copy_n(Wc.begin() + perm[size_t(k)] * rows, rows, Wp.begin() + k * rows);
   Wc.clear();
   std::vector<uint8_t> L(size_t(rows * cols));  // levels, column-major, original order
+  std::vector<float> Q(grid ? 0 : size_t(rows * cols));  // values without a grid, column-major
   std::vector<float> Err(size_t(B * rows));
+  // SparseGPT's saliency of weight (r, k) now: w² / [U]ₖₖ².
+  auto saliency = [&](int64_t k, int64_t r) {
+    const double w = Wp[size_t(k * rows + r)], u = U[size_t(k * cols + k)];
+    return w * w / (u * u);
+  };
+  std::vector<std::pair<double, int64_t>> cand;
   for (int64_t b1 = 0; b1 < cols; b1 += B) {
     const int64_t b2 = std::min(b1 + B, cols);
+    if (prune && !prune->is_nm()) {  // mask the batch's least salient weights, an exact count
+      cand.clear();
+      for (int64_t k = b1; k < b2; k++)
+        for (int64_t r = 0; r < rows; r++) cand.push_back({saliency(k, r), k * rows + r});
+      const int64_t z = zeros_for(prune->sparsity, b1 * rows, (b2 - b1) * rows);
+      if (z > 0) {
+        std::nth_element(cand.begin(), cand.begin() + (z - 1), cand.end());
+        for (int64_t i = 0; i < z; i++) Mk[size_t(cand[size_t(i)].second)] = 1;
+      }
+    }
     for (int64_t k = b1; k < b2; k++) {
+      if (prune && prune->is_nm() && k % prune->m == 0) {  // per row, the least salient of the next M columns
+        const int64_t M = prune->m, z = prune->zeros_per_group();
+#pragma omp parallel for schedule(static) if (rows >= 1024)
+        for (int64_t r = 0; r < rows; r++) {
+          std::pair<double, int64_t> sc[64];
+          for (int64_t e = 0; e < M; e++) sc[e] = {saliency(k + e, r), k + e};
+          std::partial_sort(sc, sc + z, sc + M);
+          for (int64_t e = 0; e < z; e++) Mk[size_t(sc[e].second * rows + r)] = 1;
+        }
+      }
       // A group's columns all lie inside this lazy batch (B is a multiple of G),
       // so at its first column they have received every earlier column's update.
       if (k % G == 0) {
@@ -153,11 +193,20 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
       const float* s = S.data() + c * rows;
       const float* off = O.data() + c * rows;
       uint8_t* lv = L.data() + c * rows;
+      const uint8_t* mk = prune ? Mk.data() + k * rows : nullptr;
+      float* qv = grid ? nullptr : Q.data() + c * rows;
 #pragma omp parallel for schedule(static) if (rows >= 1024)
       for (int64_t r = 0; r < rows; r++) {
-        const int level = nearest_grid_level(s[r], off[r], f.n_levels, f.table, w[r]);
-        lv[r] = uint8_t(level);
-        err[r] = (w[r] - grid_value(s[r], off[r], f.table, level)) / d;
+        const bool cut = mk && mk[r];
+        float q;
+        if (grid) {
+          const int level = nearest_grid_level(s[r], off[r], f.n_levels, f.table, cut ? 0.0f : w[r]);
+          lv[r] = uint8_t(level);
+          q = grid_value(s[r], off[r], f.table, level);
+        } else {
+          q = qv[r] = cut ? 0.0f : w[r];
+        }
+        err[r] = (w[r] - q) / d;
       }
       // Spread the error over the rest of this lazy batch.
       for (int64_t j = k + 1; j < b2; j++) {
@@ -172,12 +221,28 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
   }
   for (int64_t c = 0; c < cols; c++)
     for (int64_t r = 0; r < rows; r++) res.levels[size_t(r * cols + c)] = L[size_t(c * rows + r)];
+  if (!grid) {
+    res.values.resize(size_t(rows * cols));
+    for (int64_t c = 0; c < cols; c++)
+      for (int64_t r = 0; r < rows; r++) res.values[size_t(r * cols + c)] = Q[size_t(c * rows + r)];
+  }
+  if (prune) {  // no act-order: processing order is column order
+    res.pruned.resize(size_t(rows * cols));
+    for (int64_t c = 0; c < cols; c++)
+      for (int64_t r = 0; r < rows; r++) res.pruned[size_t(r * cols + c)] = Mk[size_t(c * rows + r)];
+  }
   return res;
 }
 
+bool zero_is_level(DType t) {
+  return t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q8_0 || t == DType::Q3_K || t == DType::Q6_K;
+}
+
 void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
-                   const float* importance, const GptqOptions& o, uint8_t* out) {
+                   const float* importance, const GptqOptions& o, uint8_t* out, const SparsityPattern* prune) {
   if (!has_quantizer(t)) fail("GPTQ: no quantizer for {}", dtype_name(t));
+  if (prune && !zero_is_level(t))
+    fail("SparseGPT: {} has no exact zero in every block; prune with q4_0, q5_0, q8_0, q3_k or q6_k", dtype_name(t));
   const int64_t G = dtype_info(t).block_elems;
   if (cols % G != 0) fail("GPTQ: {} columns are not a multiple of the {} block of {}", cols, G, dtype_name(t));
   if (int64_t(H.size()) != cols * cols) fail("GPTQ: Hessian size does not match {} columns", cols);
@@ -211,7 +276,7 @@ void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector
       }
     }
   };
-  const GptqResult res = gptq_core(W, rows, cols, H, f, o);
+  const GptqResult res = gptq_core(W, rows, cols, H, f, o, prune);
   // Pack the chosen levels into the blocks, whose scale fields are already set.
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; r++)

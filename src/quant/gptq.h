@@ -12,6 +12,7 @@
 
 #include "core/dtype.h"
 #include "quant/int_group.h"
+#include "sparse/pattern.h"
 
 namespace lmpress {
 
@@ -28,8 +29,14 @@ struct GptqOptions {
 // W: rows x cols (row-major). H: cols x cols, sum over tokens of x xᵀ.
 // importance: cols weights for the block scale search (null: diag(H)).
 // Writes rows * row_bytes(t, cols) bytes to out.
+// With `prune`, SparseGPT's joint pruning and quantization (see gptq_core);
+// t must then have zero as a level (zero_is_level).
 void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
-                   const float* importance, const GptqOptions& o, uint8_t* out);
+                   const float* importance, const GptqOptions& o, uint8_t* out,
+                   const SparsityPattern* prune = nullptr);
+// Block types whose every block can hold an exact 0 (symmetric grids: Q4_0,
+// Q5_0, Q8_0, Q3_K, Q6_K), so a pruned weight stays exactly zero.
+bool zero_is_level(DType t);
 
 // int-N group format: groups are min-max gridded when GPTQ reaches them; with
 // act-order, groups are consecutive in processing order and g_idx records them.
@@ -52,9 +59,18 @@ struct GptqGridFormat {
 struct GptqResult {
   std::vector<uint8_t> levels;  // rows x cols
   std::vector<int32_t> g_idx;   // group of each column
+  std::vector<float> values;    // rows x cols, the final weights, when the format has no grid (n_levels == 0)
+  std::vector<uint8_t> pruned;  // rows x cols, 1 where pruned (with a prune pattern)
 };
+// With `prune`, this is SparseGPT (Frantar & Alistarh 2023): at the start of
+// each lazy batch (unstructured) or of each M columns (N:M), the weights with
+// the least w² / [U]ᵢᵢ² are masked; a masked weight becomes exactly zero (on a
+// grid, its zero level: formats where zero is a level) and its error is
+// spread like a rounding error. A format with n_levels == 0 (group 1, no
+// choose) is pruning alone: the other weights stay float and are updated.
+// Not with act_order.
 GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
-                     const GptqGridFormat& f, const GptqOptions& o);
+                     const GptqGridFormat& f, const GptqOptions& o, const SparsityPattern* prune = nullptr);
 
 // Hessian accumulation: H += xᵀ x for x[n, cols] (upper triangle; call
 // symmetrize_hessian when done).

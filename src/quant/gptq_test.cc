@@ -11,40 +11,13 @@
 #include "quant/block_grid.h"
 #include "quant/blocks.h"
 #include "quant/quantize.h"
+#include "random_problem.h"
 
 namespace lmpress {
 namespace {
 
-struct Problem {
-  int64_t rows, cols, tokens;
-  std::vector<float> W, X, H;
-};
-
-// Random weights and correlated inputs (a shared latent factor per token), so
-// that error feedback has something to exploit.
-Problem make_problem(int64_t rows, int64_t cols, int64_t tokens, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  Problem p{rows, cols, tokens, {}, {}, {}};
-  p.W.resize(size_t(rows * cols));
-  for (auto& w : p.W) w = nd(rng) * 0.1f;
-  p.X.resize(size_t(tokens * cols));
-  constexpr int kFactors = 4;
-  std::vector<float> mix(static_cast<size_t>(kFactors * cols));
-  for (auto& m : mix) m = nd(rng) * 2.0f;
-  for (int64_t t = 0; t < tokens; t++) {
-    float z[kFactors];
-    for (auto& v : z) v = nd(rng);
-    for (int64_t c = 0; c < cols; c++) {
-      float x = nd(rng) * 0.5f * (1.0f + float(c % 5));
-      for (int f = 0; f < kFactors; f++) x += z[f] * mix[size_t(f * cols + c)];
-      p.X[size_t(t * cols + c)] = x;
-    }
-  }
-  accumulate_hessian(p.H, p.X.data(), tokens, cols);
-  symmetrize_hessian(p.H, cols);
-  return p;
-}
+using test::make_problem;
+using test::Problem;
 
 std::vector<float> dequant(DType t, const std::vector<uint8_t>& q, int64_t rows, int64_t cols) {
   std::vector<float> y(size_t(rows * cols));
