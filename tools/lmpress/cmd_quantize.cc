@@ -73,10 +73,7 @@ void add_quantize(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"rtn", "gptq", "awq"}, CLI::ignore_case));
   cmd->add_option("--imatrix", o->imatrix, "Importance matrix (llama.cpp imatrix GGUF) for the scale searches");
-  cmd->add_option("--calib", o->calib.file, "Calibration text (gptq, awq)");
-  cmd->add_option("--calib-samples", o->calib.samples, "Calibration windows")->capture_default_str();
-  cmd->add_option("--calib-ctx", o->calib.ctx, "Tokens per window (capped by the model's context)")
-      ->capture_default_str();
+  add_calibration_options(cmd, o->calib, "gptq, awq");
   cmd->add_option("--tensor-type", o->tensor_types, "Override: PATTERN=TYPE (regex on the tensor name), repeatable");
   cmd->add_option("--output-tensor-type", o->output_type, "Type of output.weight");
   cmd->add_option("--token-embedding-type", o->embd_type, "Type of token_embd.weight");

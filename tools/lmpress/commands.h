@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "compress/calibration.h"
+
 namespace lmpress::cli {
 
 void add_info(CLI::App& app);
@@ -18,8 +20,11 @@ void add_bench(CLI::App& app);
 void add_make_model(CLI::App& app);
 void add_kld(CLI::App& app);
 void add_eval(CLI::App& app);
+void add_prune(CLI::App& app);
 void add_compare(CLI::App& app);
 
+// --calib, --calib-samples, --calib-ctx (quantize, prune); `who`: the methods that use them.
+void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who);
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);
 // Reads a whole text file (for -f), failing on an empty one.

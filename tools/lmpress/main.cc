@@ -12,6 +12,12 @@ void add_threads_option(CLI::App* cmd, int& threads) {
   cmd->add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
 }
 
+void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who) {
+  cmd->add_option("--calib", calib.file, "Calibration text (" + who + ")");
+  cmd->add_option("--calib-samples", calib.samples, "Calibration windows")->capture_default_str();
+  cmd->add_option("--calib-ctx", calib.ctx, "Tokens per window (capped by the model's context)")->capture_default_str();
+}
+
 std::string read_input_text(const std::string& path) {
   std::string text = read_text_file(path);
   if (text.empty()) fail("{}: the text file is empty", path);
@@ -36,6 +42,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_make_model(app);
   lmpress::cli::add_kld(app);
   lmpress::cli::add_eval(app);
+  lmpress::cli::add_prune(app);
   lmpress::cli::add_compare(app);
   try {
     app.parse(argc, argv);

@@ -1,0 +1,167 @@
+#include "compress/prune_model.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "model/export.h"
+#include "quant/blocks.h"
+#include "quant/mix.h"
+#include "quant/quantize.h"
+
+namespace lmpress {
+
+namespace {
+
+Tensor& tensor_ref(Model& m, const std::string& name) {
+  for (auto& t : m.tensors)
+    if (t.name == name) return t;
+  fail("{}: model has no tensor {}", m.path, name);
+}
+
+int64_t count_zeros(const std::vector<float>& v) { return int64_t(std::count(v.begin(), v.end(), 0.0f)); }
+
+class Pruner {
+ public:
+  Pruner(Model& m, const PruneOptions& o, PruneReport& rep) : m_(m), o_(o), rep_(rep) {
+    for (const auto& t : m.tensors) {
+      types_[t.name] = t.dtype;
+      if (is_quantizable(t) && !is_float_type(t.dtype))
+        fail("{}: {} is quantized ({}); prune the float model and quantize in the same run with --quantize", m.path,
+             t.name, dtype_name(t.dtype));
+    }
+    if (o.quantize && !zero_is_level(*o.quantize))
+      fail("--quantize {}: its blocks cannot hold an exact zero, so pruned weights would not stay zero; use q4_0, "
+           "q5_0, q8_0, q3_k or q6_k",
+           dtype_name(*o.quantize));
+    for (int64_t l = 0; l < m.cfg.n_layers; l++)
+      for (LinearSite site : kLinearSites)
+        for (const auto& w : linear_names(l, site)) {
+          const Tensor& t = tensor_ref(m_, w);
+          if (o.pattern.is_nm() && t.cols() % o.pattern.m != 0)
+            fail("{}: {} input columns do not split into groups of {} ({} pattern)", w, t.cols(), o.pattern.m,
+                 o.pattern.name());
+          if (o.quantize) {
+            const int64_t blk = dtype_info(*o.quantize).block_elems;
+            if (t.cols() % blk != 0)
+              fail("{}: {} columns are not a multiple of the {} block of {}", w, t.cols(), blk, dtype_name(*o.quantize));
+            types_[w] = *o.quantize;
+          }
+        }
+  }
+
+  DType type_of(const std::string& name) const { return types_.at(name); }
+
+  void run_magnitude() {
+    Progress progress("magnitude", uint64_t(m_.cfg.n_layers));
+    for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
+      for (LinearSite site : kLinearSites)
+        for (const auto& w : linear_names(l, site)) {
+          Tensor& t = tensor_ref(m_, w);
+          auto W = to_f32(t);
+          magnitude_prune(W.data(), t.rows(), t.cols(), o_.pattern);
+          finish(t, std::move(W), nullptr, nullptr);
+        }
+      progress.update(uint64_t(l + 1));
+    }
+    progress.finish();
+  }
+
+  void run_calibrated() {
+    LayerwiseCalibrator cal(m_, calibration_windows(m_, o_.calib));
+    rep_.calib_tokens = cal.n_tokens();
+    Progress progress(prune_method_name(o_.method), uint64_t(m_.cfg.n_layers));
+    for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
+      std::map<LinearSite, std::vector<float>> H;
+      std::map<LinearSite, int64_t> cols;
+      const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t c) {
+        accumulate_hessian(H[s], x, n, c);
+        cols[s] = c;
+      };
+      cal.run(l, m_.layers[size_t(l)], &obs, false);
+      for (auto& [s, h] : H) symmetrize_hessian(h, cols[s]);
+      for (LinearSite site : kLinearSites)
+        for (const auto& w : linear_names(l, site)) prune_linear(tensor_ref(m_, w), H.at(site));
+      m_.bind();
+      cal.run(l, m_.layers[size_t(l)], nullptr, true);  // the next block sees this block pruned
+      progress.update(uint64_t(l + 1));
+    }
+    progress.finish();
+  }
+
+ private:
+  void prune_linear(Tensor& t, const std::vector<float>& H) {
+    const int64_t rows = t.rows(), cols = t.cols();
+    const auto W0 = to_f32(t);
+    auto W = W0;
+    if (o_.method == PruneMethod::Wanda) {
+      std::vector<float> x_sq(static_cast<size_t>(cols));
+      for (int64_t c = 0; c < cols; c++) x_sq[size_t(c)] = H[size_t(c * cols + c)];
+      wanda_prune(W.data(), rows, cols, o_.pattern, x_sq.data());
+    } else if (o_.quantize) {  // SparseGPT jointly with quantization
+      const DType q = *o_.quantize;
+      const uint64_t rb = row_bytes(q, uint64_t(cols));
+      auto bytes = std::make_shared<std::vector<uint8_t>>(uint64_t(rows) * rb);
+      gptq_quantize(W0.data(), rows, cols, H, q, nullptr, o_.gptq, bytes->data(), &o_.pattern);
+      for (int64_t r = 0; r < rows; r++) dequantize_row(q, bytes->data() + r * rb, cols, W.data() + r * cols);
+      finish(t, std::move(W), &W0, &H, bytes);
+      return;
+    } else {
+      sparsegpt_prune(W.data(), rows, cols, H, o_.pattern, o_.gptq);
+    }
+    finish(t, std::move(W), &W0, &H);
+  }
+
+  // Records the tensor's sparsity and error and puts the pruned weights in the
+  // model (quantized bytes when SparseGPT made them, else f32 for the writer).
+  void finish(Tensor& t, std::vector<float> W, const std::vector<float>* W0, const std::vector<float>* H,
+              std::shared_ptr<std::vector<uint8_t>> quantized = nullptr) {
+    PrunedTensor r{t.name, t.shape_str(), 0, -1};
+    const int64_t zeros = count_zeros(W);
+    r.sparsity = double(zeros) / double(W.size());
+    if (W0 && H) r.output_error = relative_output_error(W0->data(), W.data(), t.rows(), t.cols(), *H);
+    rep_.n_linear += int64_t(W.size());
+    rep_.n_zero += zeros;
+    rep_.tensors.push_back(r);
+    if (quantized) {
+      Tensor q;
+      q.name = t.name;
+      q.dtype = *o_.quantize;
+      q.shape = t.shape;
+      q.data = quantized->data();
+      q.nbytes = quantized->size();
+      q.owner = quantized;
+      t = std::move(q);
+    } else {
+      t = make_f32_tensor(t.name, t.shape, std::move(W));
+    }
+  }
+
+  Model& m_;
+  const PruneOptions& o_;
+  PruneReport& rep_;
+  std::map<std::string, DType> types_;
+};
+
+}  // namespace
+
+PruneReport prune_model(Model& m, const std::string& out_path, const PruneOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  PruneReport rep;
+  rep.n_params = m.n_params();
+  Pruner p(m, o, rep);
+  if (o.method == PruneMethod::Magnitude) p.run_magnitude();
+  else p.run_calibrated();
+  ExportOptions eo;
+  eo.name = o.name;
+  eo.type_of = [&p](const Tensor& t) { return p.type_of(t.name); };
+  if (o.quantize) eo.file_type = std::nullopt;
+  write_gguf_model(m, out_path, eo);
+  for (const auto& t : m.tensors) rep.bytes_out += uint64_t(t.rows()) * row_bytes(p.type_of(t.name), uint64_t(t.cols()));
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return rep;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,45 @@
+// `lmpress prune`: one-shot pruning of every transformer block's linear
+// layers (magnitude, Wanda or SparseGPT; unstructured or N:M), block by block
+// on calibration activations that already pass through the pruned earlier
+// blocks (as the Wanda and SparseGPT code do), optionally quantized in the
+// same pass (SparseGPT jointly; the others prune, then round), written as GGUF.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compress/calibration.h"
+#include "core/dtype.h"
+#include "model/model.h"
+#include "quant/gptq.h"
+#include "sparse/prune.h"
+
+namespace lmpress {
+
+struct PruneOptions {
+  PruneMethod method = PruneMethod::Magnitude;
+  SparsityPattern pattern;
+  CalibrationOptions calib;   // wanda, sparsegpt
+  GptqOptions gptq;           // SparseGPT's dampening and lazy batch
+  std::optional<DType> quantize;  // block type for the pruned linears
+  std::string name;               // general.name
+};
+
+struct PrunedTensor {
+  std::string name, shape;
+  double sparsity = 0;       // exact zeros / elements, after quantization when quantized
+  double output_error = -1;  // tr(ΔW H ΔWᵀ) / tr(W H Wᵀ) on calibration inputs; −1 if not measured
+};
+
+struct PruneReport {
+  std::vector<PrunedTensor> tensors;
+  int64_t n_params = 0, n_linear = 0, n_zero = 0;  // n_zero: zeros in the pruned linears
+  uint64_t bytes_out = 0;
+  int64_t calib_tokens = 0;
+  double seconds = 0;
+};
+
+// Prunes m in place and writes `out_path` (GGUF).
+PruneReport prune_model(Model& m, const std::string& out_path, const PruneOptions& o);
+
+}  // namespace lmpress

@@ -1,0 +1,90 @@
+// `lmpress prune` end to end on lmp-8m: exact sparsity (per row and group for
+// N:M) read back from the written file, joint quantization, bad input.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "core/tensor.h"
+#include "model/model.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+using test::expect_cli_error;
+using test::run_cli;
+
+std::string S(const std::string& rel) { return test::shared_path(rel); }
+const std::string kCalib = " --calib " + test::shared_path("data/calib/docs-calib.txt") + " --calib-samples 4 --calib-ctx 32";
+
+bool is_block_linear(const std::string& name) {
+  return name.rfind("blk.", 0) == 0 && name.find("_norm") == std::string::npos && name.find(".weight") != std::string::npos;
+}
+
+TEST(PruneCli, UnstructuredExactAndLoads) {
+  const std::string d = test::temp_dir();
+  auto r = run_cli("prune " + S("models/lmp-8m") + " " + d + "/m.gguf --method magnitude --sparsity 0.5 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_DOUBLE_EQ(j["sparsity_linear"].get<double>(), 0.5);
+  EXPECT_EQ(j["tensors"].size(), 6u * 7u);
+  auto m = load_model(d + "/m.gguf");
+  int64_t zeros = 0, n = 0;
+  for (const auto& t : m->tensors) {
+    if (!is_block_linear(t.name)) continue;
+    EXPECT_EQ(t.dtype, DType::F32) << t.name;  // the source's type
+    const auto v = to_f32(t);
+    const int64_t z = std::count(v.begin(), v.end(), 0.0f);
+    EXPECT_EQ(z, int64_t(v.size()) / 2) << t.name;
+    zeros += z, n += int64_t(v.size());
+  }
+  EXPECT_EQ(2 * zeros, n);
+  EXPECT_EQ(run_cli("perplexity " + d + "/m.gguf -f " + S("data/wikitext-2/wiki.test.raw") + " -c 128 --chunks 2").status, 0);
+}
+
+TEST(PruneCli, NmPatternPerRowAndJointQuantization) {
+  const std::string d = test::temp_dir();
+  for (const char* method : {"wanda", "sparsegpt"}) {
+    SCOPED_TRACE(method);
+    const std::string out = d + "/" + method + ".gguf";
+    auto r = run_cli("prune " + S("models/lmp-8m") + " " + out + " --method " + method + " --nm 2:4" + kCalib + " --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_DOUBLE_EQ(nlohmann::json::parse(r.out)["sparsity_linear"].get<double>(), 0.5);
+    auto m = load_model(out);
+    for (const auto& t : m->tensors) {
+      if (!is_block_linear(t.name)) continue;
+      const auto v = to_f32(t);
+      int64_t bad = 0;
+      for (size_t g = 0; g < v.size(); g += 4) bad += std::count(v.begin() + g, v.begin() + g + 4, 0.0f) < 2;
+      EXPECT_EQ(bad, 0) << t.name;
+    }
+  }
+  // SparseGPT + 4-bit in one pass: Q4_0 linears whose pruned weights dequantize to exactly 0.
+  auto r = run_cli("prune " + S("models/lmp-8m") + " " + d + "/q.gguf --method sparsegpt --sparsity 0.5 --quantize q4_0" +
+                   kCalib + " --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto m = load_model(d + "/q.gguf");
+  for (const auto& t : m->tensors) {
+    if (!is_block_linear(t.name)) continue;
+    EXPECT_EQ(t.dtype, DType::Q4_0) << t.name;
+    const auto v = to_f32(t);
+    EXPECT_GE(std::count(v.begin(), v.end(), 0.0f), int64_t(v.size()) / 2) << t.name;
+  }
+}
+
+TEST(PruneCli, BadInputs) {
+  const std::string d = test::temp_dir(), m = S("models/lmp-8m"), o = " " + d + "/o.gguf";
+  expect_cli_error("prune " + m + o + " --sparsity 1.5", "out of range");
+  expect_cli_error("prune " + m + o + " --nm 4:2", "N:M pattern '4:2' is invalid");
+  expect_cli_error("prune " + m + o + " --nm 2:5", "groups of 5");
+  expect_cli_error("prune " + m + o + " --method wanda --sparsity 0.5", "needs calibration text");
+  expect_cli_error("prune " + m + o + " --method obs --sparsity 0.5", "unknown pruning method");
+  expect_cli_error("prune " + m + o, "--sparsity S or --nm N:M");
+  expect_cli_error("prune " + m + o + " --sparsity 0.5 --quantize q4_k", "cannot hold an exact zero");
+  expect_cli_error("prune " + m + o + " --sparsity 0.5 --quantize q9_9", "unknown type");
+  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/q.gguf --type q4_0").status, 0);
+  expect_cli_error("prune " + d + "/q.gguf" + o + " --sparsity 0.5", "is quantized");
+}
+
+}  // namespace
+}  // namespace lmpress

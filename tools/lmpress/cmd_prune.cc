@@ -1,0 +1,91 @@
+// lmpress prune IN OUT.gguf --method magnitude|wanda|sparsegpt (--sparsity S | --nm N:M)
+//   [--calib TEXT] [--quantize TYPE]: one-shot pruning of the blocks' linear layers.
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "compress/prune_model.h"
+#include "core/error.h"
+#include "kernels/matmul.h"
+
+namespace lmpress::cli {
+
+namespace {
+
+void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
+  const double overall = r.n_linear ? double(r.n_zero) / double(r.n_linear) : 0.0;
+  const double bpw = r.n_params ? double(r.bytes_out) * 8.0 / double(r.n_params) : 0.0;
+  if (json) {
+    nlohmann::ordered_json tensors = nlohmann::json::array();
+    for (const auto& t : r.tensors) {
+      nlohmann::ordered_json j{{"name", t.name}, {"shape", t.shape}, {"sparsity", t.sparsity}};
+      if (t.output_error >= 0) j["output_error"] = t.output_error;
+      tensors.push_back(j);
+    }
+    nlohmann::ordered_json j{{"method", prune_method_name(o.method)}, {"pattern", o.pattern.name()},
+                             {"tensors", tensors},     {"sparsity_linear", overall},
+                             {"sparsity_model", r.n_params ? double(r.n_zero) / double(r.n_params) : 0.0},
+                             {"n_params", r.n_params}, {"bytes_out", r.bytes_out}, {"bpw", bpw},
+                             {"calib_tokens", r.calib_tokens}, {"seconds", r.seconds}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("{:<28} {:<12} {:>9} {:>10}\n", "tensor", "shape", "sparsity", "out_err");
+  for (const auto& t : r.tensors)
+    fmt::print("{:<28} {:<12} {:>8.3f}% {:>10}\n", t.name, t.shape, 100 * t.sparsity,
+               t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-");
+  fmt::print("{} {}: {:.3f}% of the blocks' linear weights are zero ({:.3f}% of all {} parameters)\n",
+             prune_method_name(o.method), o.pattern.name(), 100 * overall,
+             r.n_params ? 100.0 * double(r.n_zero) / double(r.n_params) : 0.0, r.n_params);
+  fmt::print("size {:.2f} MiB, {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / (1 << 20), bpw, r.seconds);
+  if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
+  fmt::print("\n");
+}
+
+}  // namespace
+
+void add_prune(CLI::App& app) {
+  struct Opts {
+    std::string in, out, method = "magnitude", nm, quantize, name;
+    double sparsity = -1, damp = 0.01;
+    CalibrationOptions calib;
+    bool json = false;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand("prune", "Prune the linear layers (magnitude, Wanda, SparseGPT; unstructured or N:M)");
+  cmd->add_option("input", o->in, "Input model (float: GGUF, Hugging Face directory, llama2.c)")->required();
+  cmd->add_option("output", o->out, "Output .gguf file")->required();
+  cmd->add_option("--method", o->method, "magnitude, wanda or sparsegpt (the last two need --calib)")
+      ->capture_default_str();
+  auto* sp = cmd->add_option("--sparsity", o->sparsity, "Fraction of each linear layer's weights to zero (0..1)");
+  auto* nm = cmd->add_option("--nm", o->nm, "Semi-structured N:M: N nonzero weights in every M of a row (2:4, 4:8)");
+  sp->excludes(nm);
+  add_calibration_options(cmd, o->calib, "wanda, sparsegpt");
+  cmd->add_option("--quantize", o->quantize, "Also quantize the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k; "
+                                             "SparseGPT does both in one pass)");
+  cmd->add_option("--damp", o->damp, "SparseGPT dampening (fraction of mean diag H)")->capture_default_str();
+  cmd->add_option("--name", o->name, "Model name to record (general.name)");
+  cmd->add_flag("--json", o->json, "Print the report as JSON");
+  add_threads_option(cmd, o->threads);
+  cmd->callback([o] {
+    set_num_threads(o->threads);
+    PruneOptions po;
+    po.method = parse_prune_method(o->method);
+    if (o->nm.empty() && o->sparsity < 0) fail("prune: give --sparsity S or --nm N:M");
+    po.pattern = o->nm.empty() ? SparsityPattern::unstructured(o->sparsity) : SparsityPattern::parse_nm(o->nm);
+    if (po.method != PruneMethod::Magnitude && o->calib.file.empty())
+      fail("--method {} needs calibration text: --calib FILE", o->method);
+    po.calib = o->calib;
+    po.gptq.damp = o->damp;
+    if (!o->quantize.empty()) {
+      po.quantize = dtype_from_name(o->quantize);
+      if (!po.quantize) fail("--quantize: unknown type '{}'", o->quantize);
+    }
+    po.name = o->name;
+    auto m = load_model(o->in);
+    const auto r = prune_model(*m, o->out, po);
+    print_report(r, po, o->json);
+  });
+}
+
+}  // namespace lmpress::cli
