@@ -36,6 +36,16 @@ class Pruner {
       fail("--quantize {}: its blocks cannot hold an exact zero, so pruned weights would not stay zero; use q4_0, "
            "q5_0, q8_0, q3_k or q6_k",
            dtype_name(*o.quantize));
+    if (o.quantize) {
+      // Embeddings and the output matrix as llama.cpp's preset for the type
+      // stores them (Q4_0: token_embd Q4_0, output Q6_K), rounded to nearest.
+      const auto preset = preset_for_base(*o.quantize);
+      if (!preset) fail("--quantize {}: not a llama.cpp file type", dtype_name(*o.quantize));
+      file_type_ = preset->llama_ftype;
+      MixOptions mix;
+      mix.preset = *preset;
+      types_ = plan_tensor_types(m, mix);
+    }
     for (int64_t l = 0; l < m.cfg.n_layers; l++)
       for (LinearSite site : kLinearSites)
         for (const auto& w : linear_names(l, site)) {
@@ -53,6 +63,7 @@ class Pruner {
   }
 
   DType type_of(const std::string& name) const { return types_.at(name); }
+  std::optional<uint32_t> file_type() const { return file_type_; }
 
   void run_magnitude() {
     Progress progress("magnitude", uint64_t(m_.cfg.n_layers));
@@ -143,6 +154,7 @@ class Pruner {
   const PruneOptions& o_;
   PruneReport& rep_;
   std::map<std::string, DType> types_;
+  std::optional<uint32_t> file_type_;
 };
 
 }  // namespace
@@ -157,7 +169,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   ExportOptions eo;
   eo.name = o.name;
   eo.type_of = [&p](const Tensor& t) { return p.type_of(t.name); };
-  if (o.quantize) eo.file_type = std::nullopt;
+  eo.file_type = p.file_type();
   write_gguf_model(m, out_path, eo);
   for (const auto& t : m.tensors) rep.bytes_out += uint64_t(t.rows()) * row_bytes(p.type_of(t.name), uint64_t(t.cols()));
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
