@@ -5,10 +5,11 @@
 # issue's protocol: out of domain for this model), as KL divergence from the
 # dense model on the same text, and as perplexity on the held-out last quarter
 # of docs-calib.txt (in domain, never seen by calibration).
-# Usage: bench/prune-table.sh [CHUNKS]   (writes bench/results/prune-lmp-8m.md)
+# Usage: bench/prune-table.sh [CHUNKS] [HELDOUT_CHUNKS]   (writes bench/results/prune-lmp-8m.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CHUNKS=${1:-300}
+CHUNKS=${1:-150}
+HELD_CHUNKS=${2:-100}
 SHARED=$(cd ../shared && pwd)
 MODEL=$SHARED/models/lmp-8m
 WIKI=$SHARED/data/wikitext-2/wiki.test.raw
@@ -29,7 +30,7 @@ row() {  # file label pattern seconds
   local k held size
   k=$("$LMP" kld "$W/dense.gguf" "$f" -f "$WIKI" -c 256 --chunks "$CHUNKS" --json |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print("%.3f ± %.3f | %.5f ± %.5f" % (j["ppl"]["value"], j["ppl"]["unc"], j["kld"]["value"], j["kld"]["unc"]))')
-  held=$("$LMP" perplexity "$f" -f "$W/heldout.txt" -c 256 --json |
+  held=$("$LMP" perplexity "$f" -f "$W/heldout.txt" -c 256 --chunks "$HELD_CHUNKS" --json |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print("%.3f ± %.3f" % (j["ppl"], j["ppl_stderr"]))')
   size=$(stat -c %s "$f")
   tg=$("$LMP" bench "$f" -p 0 -n 64 -r 3 --json --no-bandwidth | python3 -c 'import json,sys; print("%.0f" % [t for t in json.load(sys.stdin) if t["n_gen"] > 0][0]["avg_ts"])')

@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "core/tensor.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -72,6 +74,24 @@ TEST(PruneCli, NmPatternPerRowAndJointQuantization) {
   }
 }
 
+// Structured: a physically smaller file that loads and runs.
+TEST(PruneCli, StructuredSmallerFile) {
+  const std::string d = test::temp_dir();
+  ASSERT_EQ(run_cli("convert " + S("models/lmp-8m") + " " + d + "/f32.gguf --dtype f32").status, 0);
+  auto r = run_cli("prune " + d + "/f32.gguf " + d + "/s.gguf --structured ffn=0.25,layers=1" + kCalib + " --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["layers"][1], 5);
+  EXPECT_EQ(j["ffn"][1], 576);
+  EXPECT_EQ(j["removed_blocks"].size(), 1u);
+  EXPECT_EQ(j["block_distance"].size(), 6u);
+  auto m = load_model(d + "/s.gguf");
+  EXPECT_EQ(m->cfg.n_layers, 5);
+  EXPECT_EQ(m->n_params(), j["params_after"].get<int64_t>());
+  EXPECT_LT(double(std::filesystem::file_size(d + "/s.gguf")), 0.85 * double(std::filesystem::file_size(d + "/f32.gguf")));
+  EXPECT_EQ(run_cli("perplexity " + d + "/s.gguf -f " + S("data/wikitext-2/wiki.test.raw") + " -c 128 --chunks 2").status, 0);
+}
+
 TEST(PruneCli, BadInputs) {
   const std::string d = test::temp_dir(), m = S("models/lmp-8m"), o = " " + d + "/o.gguf";
   expect_cli_error("prune " + m + o + " --sparsity 1.5", "out of range");
@@ -84,6 +104,9 @@ TEST(PruneCli, BadInputs) {
   expect_cli_error("prune " + m + o + " --sparsity 0.5 --quantize q9_9", "unknown type");
   ASSERT_EQ(run_cli("quantize " + m + " " + d + "/q.gguf --type q4_0").status, 0);
   expect_cli_error("prune " + d + "/q.gguf" + o + " --sparsity 0.5", "is quantized");
+  expect_cli_error("prune " + m + o + " --structured ffn=2" + kCalib, "must be a fraction");
+  expect_cli_error("prune " + m + o + " --structured layers=6" + kCalib, "the model has 6 blocks");
+  expect_cli_error("prune " + m + o + " --structured ffn=0.2", "--calib FILE");
 }
 
 }  // namespace

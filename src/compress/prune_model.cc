@@ -176,4 +176,28 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   return rep;
 }
 
+StructuredReport prune_model_structured(Model& m, const std::string& out_path, const StructuredOptions& so,
+                                        const PruneOptions& o) {
+  std::map<std::string, DType> source;
+  for (const auto& t : m.tensors) source[t.name] = t.dtype;
+  StructuredReport rep = structured_prune(m, so, o.calib);
+  ExportOptions eo;
+  eo.name = o.name;
+  std::map<std::string, DType> types;
+  if (o.quantize) {
+    const auto preset = preset_for_base(*o.quantize);
+    if (!preset) fail("--quantize {}: not a llama.cpp file type", dtype_name(*o.quantize));
+    MixOptions mix;
+    mix.preset = *preset;
+    types = plan_tensor_types(m, mix);
+    eo.file_type = preset->llama_ftype;
+  } else {
+    // Kept blocks are renumbered; blk.i.* of the source has the same role and type.
+    for (const auto& t : m.tensors) types[t.name] = source.count(t.name) ? source[t.name] : DType::F32;
+  }
+  eo.type_of = [&types](const Tensor& t) { return types.at(t.name); };
+  write_gguf_model(m, out_path, eo);
+  return rep;
+}
+
 }  // namespace lmpress

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "compress/calibration.h"
+#include "compress/structured_prune.h"
 #include "core/dtype.h"
 #include "model/model.h"
 #include "quant/gptq.h"
@@ -41,5 +42,10 @@ struct PruneReport {
 
 // Prunes m in place and writes `out_path` (GGUF).
 PruneReport prune_model(Model& m, const std::string& out_path, const PruneOptions& o);
+
+// Structured pruning (structured_prune.h) of m, written to `out_path` in the
+// source's float types, or with o.quantize's llama.cpp mix (RTN).
+StructuredReport prune_model_structured(Model& m, const std::string& out_path, const StructuredOptions& so,
+                                        const PruneOptions& o);
 
 }  // namespace lmpress

@@ -41,11 +41,33 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
   fmt::print("\n");
 }
 
+void print_structured(const StructuredReport& r, bool json) {
+  if (json) {
+    nlohmann::ordered_json j{{"params_before", r.params_before}, {"params_after", r.params_after},
+                             {"heads", {r.heads_before, r.heads_after}},
+                             {"kv_heads", {r.kv_heads_before, r.kv_heads_after}},
+                             {"ffn", {r.ffn_before, r.ffn_after}},
+                             {"layers", {r.layers_before, r.layers_after}},
+                             {"block_distance", r.block_distance},
+                             {"removed_blocks", r.removed_blocks},
+                             {"calib_tokens", r.calib_tokens}};
+    fmt::print("{}\n", j.dump(2));
+    return;
+  }
+  fmt::print("block angular distance (input vs output):");
+  for (size_t i = 0; i < r.block_distance.size(); i++) fmt::print(" {}:{:.4f}", i, r.block_distance[i]);
+  fmt::print("\nremoved blocks: {}\n", r.removed_blocks);
+  fmt::print("heads {} -> {} (KV {} -> {}), feed-forward {} -> {}, blocks {} -> {}\n", r.heads_before, r.heads_after,
+             r.kv_heads_before, r.kv_heads_after, r.ffn_before, r.ffn_after, r.layers_before, r.layers_after);
+  fmt::print("parameters {} -> {} ({:.1f}% removed)\n", r.params_before, r.params_after,
+             100.0 * double(r.params_before - r.params_after) / double(r.params_before));
+}
+
 }  // namespace
 
 void add_prune(CLI::App& app) {
   struct Opts {
-    std::string in, out, method = "magnitude", nm, quantize, name;
+    std::string in, out, method = "magnitude", nm, quantize, name, structured;
     double sparsity = -1, damp = 0.01;
     CalibrationOptions calib;
     bool json = false;
@@ -59,7 +81,11 @@ void add_prune(CLI::App& app) {
       ->capture_default_str();
   auto* sp = cmd->add_option("--sparsity", o->sparsity, "Fraction of each linear layer's weights to zero (0..1)");
   auto* nm = cmd->add_option("--nm", o->nm, "Semi-structured N:M: N nonzero weights in every M of a row (2:4, 4:8)");
+  auto* st = cmd->add_option("--structured", o->structured,
+                             "Remove KV-head groups and MLP channels per layer and whole blocks: heads=F,ffn=F,layers=N");
   sp->excludes(nm);
+  st->excludes(sp);
+  st->excludes(nm);
   add_calibration_options(cmd, o->calib, "wanda, sparsegpt");
   cmd->add_option("--quantize", o->quantize, "Also quantize the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k; "
                                              "SparseGPT does both in one pass)");
@@ -70,18 +96,26 @@ void add_prune(CLI::App& app) {
   cmd->callback([o] {
     set_num_threads(o->threads);
     PruneOptions po;
+    po.calib = o->calib;
+    po.name = o->name;
+    if (!o->quantize.empty()) {
+      po.quantize = dtype_from_name(o->quantize);
+      if (!po.quantize) fail("--quantize: unknown type '{}'", o->quantize);
+    }
+    if (!o->structured.empty()) {
+      const StructuredOptions so = parse_structured(o->structured);
+      if (o->calib.file.empty()) fail("--structured scores heads, channels and blocks on calibration text: --calib FILE");
+      auto m = load_model(o->in);
+      const auto r = prune_model_structured(*m, o->out, so, po);
+      print_structured(r, o->json);
+      return;
+    }
     po.method = parse_prune_method(o->method);
     if (o->nm.empty() && o->sparsity < 0) fail("prune: give --sparsity S or --nm N:M");
     po.pattern = o->nm.empty() ? SparsityPattern::unstructured(o->sparsity) : SparsityPattern::parse_nm(o->nm);
     if (po.method != PruneMethod::Magnitude && o->calib.file.empty())
       fail("--method {} needs calibration text: --calib FILE", o->method);
-    po.calib = o->calib;
     po.gptq.damp = o->damp;
-    if (!o->quantize.empty()) {
-      po.quantize = dtype_from_name(o->quantize);
-      if (!po.quantize) fail("--quantize: unknown type '{}'", o->quantize);
-    }
-    po.name = o->name;
     auto m = load_model(o->in);
     const auto r = prune_model(*m, o->out, po);
     print_report(r, po, o->json);

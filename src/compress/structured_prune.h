@@ -1,0 +1,46 @@
+// Structured pruning: the model becomes physically smaller. From one
+// calibration pass over the dense model it removes
+//  - attention heads as whole GQA groups (a KV head with the query heads that
+//    share it): q/k/v rows and attn_output columns;
+//  - MLP intermediate channels: gate/up rows and ffn_down columns;
+//  - whole transformer blocks.
+// Channels are scored by the output energy they carry, ‖W_out[:, j]‖²·E[x_j²]
+// (x: the input of attn_output / ffn_down; FLAP's fluctuation metric without
+// its bias compensation, which needs output biases Llama files do not have,
+// the structured form of Wanda's |W|·‖X‖). Blocks are scored by the angular
+// distance between their input and output hidden states, arccos(cos)/π
+// averaged over tokens (Gromov et al. 2024; ShortGPT's block influence): the
+// blocks that change the residual stream least go. Every layer loses the same
+// number of groups and channels, so the file keeps one head count and one
+// feed-forward size and loads in llama.cpp unchanged.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "compress/calibration.h"
+#include "model/model.h"
+
+namespace lmpress {
+
+struct StructuredOptions {
+  double heads = 0;    // fraction of KV groups to remove per layer
+  double ffn = 0;      // fraction of intermediate channels to remove per layer
+  int64_t layers = 0;  // blocks to remove
+};
+// "heads=0.25,ffn=0.3,layers=2" (any subset, any order).
+StructuredOptions parse_structured(const std::string& spec);
+
+struct StructuredReport {
+  int64_t params_before = 0, params_after = 0;
+  int64_t kv_heads_before = 0, kv_heads_after = 0, heads_before = 0, heads_after = 0;
+  int64_t ffn_before = 0, ffn_after = 0, layers_before = 0, layers_after = 0;
+  std::vector<double> block_distance;   // angular distance per original block
+  std::vector<int64_t> removed_blocks;  // original indices
+  int64_t calib_tokens = 0;
+};
+
+// Prunes m in place (tensors replaced by smaller f32 tensors, config updated).
+StructuredReport structured_prune(Model& m, const StructuredOptions& o, const CalibrationOptions& calib);
+
+}  // namespace lmpress
