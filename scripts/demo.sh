@@ -2,8 +2,9 @@
 # The main job on the default model: inspect it, convert it to GGUF (f32 and
 # f16), quantize it to Q4_K_M and Q3_K_M with RTN (llama-quantize's result),
 # GPTQ and AWQ (calibrated on other text) and to a GPTQ int4-g32 checkpoint for
-# GPU engines, measure perplexity of each with the
-# llama.cpp protocol, generate a little text, and print the comparison.
+# GPU engines, prune it with SparseGPT (2:4, and 50% jointly with Q4_0), generate a
+# little text, and print the comparison (`lmpress compare`: size, PPL, ΔPPL, KLD,
+# top-1 agreement, zero-shot tasks) with a Markdown/JSON/SVG report.
 # Model: $LMPRESS_MODEL, else ../shared/models/lmp-8m, else HuggingFaceTB/SmolLM2-135M from the hub.
 # Text:  $LMPRESS_TEXT, else ../shared/data/wikitext-2/wiki.test.raw.
 set -euo pipefail
@@ -36,23 +37,24 @@ echo "quantize int4-g32 --method gptq (GPTQ safetensors directory)"
 rm -rf "$OUT/model-int4-g32-gptq"
 $LMP quantize "$MODEL" "$OUT/model-int4-g32-gptq" --type int4-g32 --method gptq \
   --calib "$CALIB" --calib-samples 64 --calib-ctx "$CTX" | tail -2
-ppl() { $LMP perplexity "$1" -f "$TEXT" --ctx "$CTX" --chunks "$CHUNKS" --json | sed -n 's/^  "ppl": \([0-9.]*\),/\1/p'; }
-size() {
-  if [ -d "$1" ]; then du -cb "$1"/*.safetensors | tail -1 | cut -f1
-  else $LMP info "$1" --json --no-tensors | sed -n 's/^  "n_bytes": \([0-9]*\),/\1/p'; fi
-}
+for p in "--nm 2:4 sparsegpt-2of4" "--sparsity 0.5 --quantize q4_0 sparsegpt-50-q4_0"; do
+  name=${p##* }; args=${p% *}
+  echo "prune --method sparsegpt $args"
+  $LMP prune "$OUT/model-f32.gguf" "$OUT/model-$name.gguf" --method sparsegpt $args \
+    --calib "$CALIB" --calib-samples 64 --calib-ctx "$CTX" | tail -2
+done
 echo
 $LMP generate "$OUT/model-f16.gguf" -p "The kernel scheduler" -n 48
 echo
-printf '\n%-28s %12s %10s %10s\n' "model" "bytes" "PPL" "dPPL"
-base=$(ppl "$MODEL")
-printf '%-28s %12s %10.4f %10s\n' "original" "$(size "$MODEL")" "$base" "-"
-for v in $VARIANTS; do
-  p=$(ppl "$OUT/model-$v.gguf")
-  awk -v n="model-$v.gguf" -v s="$(size "$OUT/model-$v.gguf")" -v p="$p" -v b="$base" \
-    'BEGIN { printf "%-28s %12s %10.4f %+10.4f\n", n, s, p, p - b }'
-done
-v="$OUT/model-int4-g32-gptq"; p=$(ppl "$v")
-awk -v n="model-int4-g32-gptq/" -v s="$(size "$v")" -v p="$p" -v b="$base" \
-  'BEGIN { printf "%-28s %12s %10.4f %+10.4f\n", n, s, p, p - b }'
-echo "(perplexity: $TEXT, llama.cpp protocol, ctx $CTX, first $CHUNKS windows)"
+# The comparison: size, bits/weight, PPL, its change and the KL divergence from the original, top-1 agreement,
+# two zero-shot tasks; report.md / report.json / report.svg (PPL against size) in $OUT.
+FILES="$OUT/model-f32.gguf"; LABELS="f32"
+for v in $VARIANTS; do [ "$v" = f32 ] || { FILES="$FILES $OUT/model-$v.gguf"; LABELS="$LABELS,$v"; }; done
+FILES="$FILES $OUT/model-int4-g32-gptq $OUT/model-sparsegpt-2of4.gguf $OUT/model-sparsegpt-50-q4_0.gguf"
+LABELS="$LABELS,int4-g32-gptq,sparsegpt-2:4,sparsegpt-50%+q4_0"
+TASKS=""
+[ -d "${LMPRESS_TASK_DIR:-../shared/data/tasks}" ] && TASKS="--tasks arc_easy,piqa --limit ${LMPRESS_TASK_LIMIT:-200}"
+$LMP compare $FILES --labels "$LABELS" -f "$TEXT" --ctx "$CTX" --chunks "$CHUNKS" $TASKS --out "$OUT/report" \
+  --title "$(basename "$MODEL"): perplexity against size"
+echo "(perplexity and KLD: $TEXT, llama.cpp protocol, ctx $CTX, first $CHUNKS windows; tasks: first ${LMPRESS_TASK_LIMIT:-200} items)"
+echo "report: $OUT/report.md, $OUT/report.json, $OUT/report.svg"

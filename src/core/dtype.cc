@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 21> kTypes = {{
+constexpr std::array<DTypeInfo, 22> kTypes = {{
     {DType::F32, "F32", 1, 4, true},
     {DType::F16, "F16", 1, 2, true},
     {DType::Q4_0, "Q4_0", 32, 18, true},
@@ -32,13 +32,14 @@ constexpr std::array<DTypeInfo, 21> kTypes = {{
     {DType::I64, "I64", 1, 8, false},
     {DType::F64, "F64", 1, 8, false},
     {DType::BF16, "BF16", 1, 2, true},
+    {DType::F16_2OF4, "F16_2of4", 32, 36, true},
 }};
 
 }  // namespace
 
 std::optional<DTypeInfo> dtype_info(uint32_t ggml_type) {
   for (const auto& t : kTypes)
-    if (uint32_t(t.type) == ggml_type) return t;
+    if (uint32_t(t.type) == ggml_type && !is_internal_type(t.type)) return t;
   return std::nullopt;
 }
 
@@ -54,7 +55,7 @@ std::optional<DType> dtype_from_name(std::string_view name) {
   std::string up(name);
   std::transform(up.begin(), up.end(), up.begin(), [](unsigned char c) { return std::toupper(c); });
   for (const auto& t : kTypes)
-    if (up == t.name) return t.type;
+    if (up == t.name && !is_internal_type(t.type)) return t.type;
   return std::nullopt;
 }
 

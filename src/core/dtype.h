@@ -31,7 +31,12 @@ enum class DType : uint32_t {
   I64 = 27,
   F64 = 28,
   BF16 = 30,
+  // lmpress's own in-memory storage types (ids from kInternalTypeBase, never
+  // read from or written to files): weights repacked at load.
+  F16_2OF4 = 1000,  // 2:4-sparse F16: per 32 weights, 16 kept values + 2-bit positions (src/sparse/sparse24.h)
 };
+constexpr uint32_t kInternalTypeBase = 1000;
+inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase; }
 
 struct DTypeInfo {
   DType type;
@@ -41,7 +46,8 @@ struct DTypeInfo {
   bool supported;        // lmpress can compute with it today
 };
 
-// Info for a ggml type id, or nullopt for an id lmpress does not know.
+// Info for a ggml type id, or nullopt for an id lmpress does not know (and
+// for lmpress's internal types, which no file may contain).
 std::optional<DTypeInfo> dtype_info(uint32_t ggml_type);
 const DTypeInfo& dtype_info(DType t);
 const char* dtype_name(DType t);

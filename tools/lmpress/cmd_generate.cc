@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
+#include "sparse/sparse24.h"
 #include "runtime/generate.h"
 
 namespace lmpress::cli {
@@ -36,6 +37,7 @@ void add_generate(CLI::App& app) {
     set_num_threads(o->threads);
     std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
     auto m = load_model(o->model, o->tokenizer);
+    repack_2of4(*m);  // lossless: 2:4-sparse F16 weights decode from their compact layout
     o->g.stop_at_eos = !o->ignore_eos;
     std::string text;
     if (!o->json) {

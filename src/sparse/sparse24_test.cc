@@ -1,0 +1,126 @@
+#include "sparse/sparse24.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "core/fp16.h"
+#include "kernels/qdot.h"
+#include "model/export.h"
+#include "model/forward.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+// A random 2:4 row: per group of 4, 0, 1 or 2 nonzeros at random positions (some -0.0).
+std::vector<uint16_t> sparse_row(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> nd;
+  std::vector<uint16_t> w(static_cast<size_t>(n), f32_to_f16(0.0f));
+  for (int64_t g = 0; g < n; g += 4) {
+    const int keep = int(rng() % 3);
+    int a = int(rng() % 4), b = int(rng() % 4);
+    if (keep >= 1) w[size_t(g + a)] = f32_to_f16(nd(rng));
+    if (keep == 2) w[size_t(g + b)] = f32_to_f16(nd(rng));
+    if (keep == 0 && rng() % 2) w[size_t(g + a)] = 0x8000;  // -0.0 counts as zero
+  }
+  return w;
+}
+
+TEST(Sparse24, PackRoundTripsAndRejectsDenseGroups) {
+  std::mt19937 rng(1);
+  for (int64_t n : {32, 64, 96, 4096}) {
+    const auto w = sparse_row(n, rng);
+    ASSERT_TRUE(is_2of4_f16(w.data(), n));
+    std::vector<BlockF16_2of4> b(static_cast<size_t>(n / 32));
+    ASSERT_TRUE(pack_2of4_f16(w.data(), n, b.data()));
+    std::vector<float> y(static_cast<size_t>(n));
+    dequantize_2of4_f16(b.data(), n, y.data());
+    for (int64_t i = 0; i < n; i++) EXPECT_EQ(y[size_t(i)], f16_to_f32(w[size_t(i)])) << i;
+  }
+  auto w = sparse_row(64, rng);
+  w[40] = w[41] = w[42] = f32_to_f16(1.0f);  // three nonzeros in group 10
+  EXPECT_FALSE(is_2of4_f16(w.data(), 64));
+  std::vector<BlockF16_2of4> b(2);
+  EXPECT_FALSE(pack_2of4_f16(w.data(), 64, b.data()));
+}
+
+// The block layout by hand: group 0 keeps positions 1 and 3, group 1 position 2 (and a zero at 0).
+TEST(Sparse24, LayoutByHand) {
+  std::vector<uint16_t> w(32, 0);
+  w[1] = f32_to_f16(1.5f);
+  w[3] = f32_to_f16(-2.0f);
+  w[6] = f32_to_f16(0.25f);
+  BlockF16_2of4 b;
+  ASSERT_TRUE(pack_2of4_f16(w.data(), 32, &b));
+  EXPECT_EQ(f16_to_f32(b.v[0]), 1.5f);
+  EXPECT_EQ(f16_to_f32(b.v[1]), -2.0f);
+  EXPECT_EQ(f16_to_f32(b.v[3]), 0.25f);
+  EXPECT_EQ(b.idx[0], (1 | 3 << 2) | (0 | 2 << 2) << 4);
+}
+
+// Dot products: the scalar reference against the dense f16 dot in double, the
+// best target (AVX2 where present) against the reference, on 1..129 blocks.
+TEST(Sparse24, DotKernelsAgainstReference) {
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  const FDotFn best = fdot(DType::F16_2OF4), ref = fdot_reference(DType::F16_2OF4);
+  ASSERT_NE(best, nullptr);
+  ASSERT_NE(ref, nullptr);
+  for (int64_t n : {32, 64, 160, 4096, 4128}) {
+    const auto w = sparse_row(n, rng);
+    std::vector<float> x(static_cast<size_t>(n));
+    for (auto& v : x) v = nd(rng);
+    std::vector<BlockF16_2of4> b(static_cast<size_t>(n / 32));
+    ASSERT_TRUE(pack_2of4_f16(w.data(), n, b.data()));
+    double want = 0, mag = 0;
+    for (int64_t i = 0; i < n; i++) {
+      want += double(f16_to_f32(w[size_t(i)])) * x[size_t(i)];
+      mag += std::fabs(double(f16_to_f32(w[size_t(i)])) * x[size_t(i)]);
+    }
+    EXPECT_NEAR(ref(n, b.data(), x.data()), want, 1e-5 * mag) << n;
+    EXPECT_NEAR(best(n, b.data(), x.data()), want, 1e-5 * mag) << n << " " << qdot_target();
+  }
+}
+
+// A 2:4-pruned F16 lmp-8m: repacked at load, its logits (decode and prompt
+// paths) equal the dense layout's.
+TEST(Sparse24, RepackedModelComputesTheSameLogits) {
+  const std::string d = test::temp_dir();
+  ASSERT_EQ(test::run_cli("convert " + test::shared_path("models/lmp-8m") + " " + d + "/f16.gguf --dtype f16").status, 0);
+  ASSERT_EQ(test::run_cli("prune " + d + "/f16.gguf " + d + "/s.gguf --nm 2:4").status, 0);
+  auto dense = load_model(d + "/s.gguf"), sparse = load_model(d + "/s.gguf");
+  const int64_t n = repack_2of4(*sparse);
+  EXPECT_EQ(n, 6 * 7);
+  EXPECT_EQ(sparse->find("blk.0.ffn_down.weight")->dtype, DType::F16_2OF4);
+  EXPECT_LT(sparse->n_bytes(), dense->n_bytes());
+  auto f16 = load_model(d + "/f16.gguf");
+  EXPECT_EQ(repack_2of4(*f16), 0);  // dense weights stay as they are
+  const std::vector<int32_t> toks{1, 418, 655, 2489, 373, 263, 2126, 341};
+  const int64_t V = dense->cfg.n_vocab;
+  for (bool prompt : {true, false}) {
+    InferenceState a(*dense, 16), b(*sparse, 16);
+    std::vector<float> la(toks.size() * size_t(V)), lb(la.size());
+    if (prompt) {
+      a.eval(toks.data(), int64_t(toks.size()), la.data(), true);
+      b.eval(toks.data(), int64_t(toks.size()), lb.data(), true);
+    } else {
+      for (size_t i = 0; i < toks.size(); i++) {
+        a.eval(&toks[i], 1, la.data() + i * size_t(V), false);
+        b.eval(&toks[i], 1, lb.data() + i * size_t(V), false);
+      }
+    }
+    double worst = 0;
+    for (size_t i = 0; i < la.size(); i++) worst = std::max(worst, double(std::fabs(la[i] - lb[i])));
+    EXPECT_LT(worst, 2e-3) << (prompt ? "prompt" : "decode");
+  }
+  // Written, a repacked model is plain F16 again (files never hold the internal type), with the same values.
+  write_gguf_model(*sparse, d + "/back.gguf", ExportOptions{});
+  auto back = load_model(d + "/back.gguf");
+  EXPECT_EQ(back->find("blk.0.ffn_down.weight")->dtype, DType::F16);
+  EXPECT_EQ(to_f32(*back->find("blk.3.attn_q.weight")), to_f32(*dense->find("blk.3.attn_q.weight")));
+}
+
+}  // namespace
+}  // namespace lmpress
