@@ -49,8 +49,8 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
   // llama.cpp asks for two windows' worth of text; the GPTQ protocol for one.
   const int64_t min_tokens = gptq ? n_ctx : 2 * n_ctx;
   if (int64_t(tokens.size()) < min_tokens)
-    fail("perplexity: the text has {} tokens; at least {} are needed for a context of {}", tokens.size(), min_tokens,
-         n_ctx);
+    fail("perplexity: the text has {} tokens; at least {} ({}) are needed for a context of {}", tokens.size(),
+         min_tokens, gptq ? "one window" : "2 x ctx", n_ctx);
   const int64_t max_chunks = int64_t(tokens.size()) / n_ctx;
   const int64_t n_chunks = opt.n_chunks < 0 ? max_chunks : std::min(opt.n_chunks, max_chunks);
   const int64_t V = m.cfg.n_vocab;
