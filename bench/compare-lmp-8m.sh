@@ -6,8 +6,8 @@
 # Usage: bench/compare-lmp-8m.sh [CHUNKS] [TASK_LIMIT]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CHUNKS=${1:-300}
-LIMIT=${2:-500}
+CHUNKS=${1:-100}
+LIMIT=${2:-300}
 SHARED=$(cd ../shared && pwd)
 MODEL=$SHARED/models/lmp-8m
 CALIB="--calib $SHARED/data/calib/docs-calib.txt --calib-samples 128 --calib-ctx 256"
@@ -28,11 +28,13 @@ q int3-g32-gptq --type int3-g32 --method gptq $CALIB
 MODELS="f32.gguf q4_0-rtn.gguf q4_0-gptq.gguf q4_0-awq.gguf q2_k-rtn.gguf q2_k-awq.gguf int3-g32-rtn int3-g32-gptq"
 if "$LMP" prune --help > /dev/null 2>&1; then
   p() { "$LMP" prune "$W/f32.gguf" "$W/$1" "${@:2}" > /dev/null; }
+  p magnitude-50.gguf --method magnitude --sparsity 0.5
   p wanda-50.gguf --method wanda --sparsity 0.5 $CALIB
   p sparsegpt-50.gguf --method sparsegpt --sparsity 0.5 $CALIB
   p sparsegpt-2of4.gguf --method sparsegpt --nm 2:4 $CALIB
   p sparsegpt-50-q4_0.gguf --method sparsegpt --sparsity 0.5 --quantize q4_0 $CALIB
-  MODELS="$MODELS wanda-50.gguf sparsegpt-50.gguf sparsegpt-2of4.gguf sparsegpt-50-q4_0.gguf"
+  p structured-20.gguf --structured layers=1,ffn=0.2 $CALIB
+  MODELS="$MODELS magnitude-50.gguf wanda-50.gguf sparsegpt-50.gguf sparsegpt-2of4.gguf sparsegpt-50-q4_0.gguf structured-20.gguf"
 fi
 ARGS=""
 for m in $MODELS; do ARGS="$ARGS $W/$m"; done

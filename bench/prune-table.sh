@@ -33,13 +33,12 @@ row() {  # file label pattern seconds
   held=$("$LMP" perplexity "$f" -f "$W/heldout.txt" -c 256 --chunks "$HELD_CHUNKS" --json |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print("%.3f ± %.3f" % (j["ppl"], j["ppl_stderr"]))')
   size=$(stat -c %s "$f")
-  tg=$("$LMP" bench "$f" -p 0 -n 64 -r 3 --json --no-bandwidth | python3 -c 'import json,sys; print("%.0f" % [t for t in json.load(sys.stdin) if t["n_gen"] > 0][0]["avg_ts"])')
-  echo "| $label | $pattern | $size | $k | $held | $tg | $secs |" >> "$OUT.tmp"
+  echo "| $label | $pattern | $size | $k | $held | $secs |" >> "$OUT.tmp"
 }
 
 {
-  echo "| method | pattern | size (bytes) | PPL wiki.test.raw | KLD vs dense (wiki) | PPL held-out docs | tg t/s | prune time (s) |"
-  echo "|---|---|--:|--:|--:|--:|--:|--:|"
+  echo "| method | pattern | size (bytes) | PPL wiki.test.raw | KLD vs dense (wiki) | PPL held-out docs | prune time (s) |"
+  echo "|---|---|--:|--:|--:|--:|--:|"
 } > "$OUT.tmp"
 row "$W/dense.gguf" "dense f32" "-" "-"
 row "$W/dense-q4_0.gguf" "dense + Q4_0 (RTN)" "-" "-"

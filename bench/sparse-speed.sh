@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Decoding speed of 2:4-sparse F16 weights against the dense layout of the
+# same file: a tinyllama-1.1b-shaped model (make-model, F16) pruned to 2:4 by
+# magnitude, benchmarked by `lmpress bench` with the repacked F16_2of4 layout
+# and with --dense (the same weights, dense F16), alternating, same script.
+# Usage: bench/sparse-speed.sh [SHAPE] [REPS]   (writes bench/results/sparse-speed.md)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SHAPE=${1:-tinyllama-1.1b}
+REPS=${2:-3}
+LMP=$PWD/build/lmpress
+OUT=${OUT:-$PWD/bench/results/sparse-speed.md}
+W=${WORK:-$(mktemp -d)}
+[ -n "${WORK:-}" ] || trap 'rm -rf "$W"' EXIT
+[ -f "$W/$SHAPE-f16.gguf" ] || "$LMP" make-model --shape "$SHAPE" --type f16 "$W/$SHAPE-f16.gguf" > /dev/null
+[ -f "$W/$SHAPE-f16-2of4.gguf" ] || "$LMP" prune "$W/$SHAPE-f16.gguf" "$W/$SHAPE-f16-2of4.gguf" --nm 2:4 > /dev/null
+tg() {  # file [--dense] -> "avg stddev"
+  "$LMP" bench "$1" -p 0 -n 64 -r "$REPS" -t 2 --json --no-bandwidth ${2:-} |
+    python3 -c 'import json,sys; t=json.load(sys.stdin)[0]; print("%.2f %.2f" % (t["avg_ts"], t["stddev_ts"]))'
+}
+{
+  echo "| model | weights | layout | tg64 t/s | speedup vs dense layout |"
+  echo "|---|---|---|--:|--:|"
+  for round in 1 2; do
+    d=$(tg "$W/$SHAPE-f16-2of4.gguf" --dense)
+    s=$(tg "$W/$SHAPE-f16-2of4.gguf")
+    f=$(tg "$W/$SHAPE-f16.gguf")
+    echo "| $SHAPE | F16, unpruned | dense F16 | ${f% *} ± ${f#* } | |"
+    echo "| $SHAPE | F16, 2:4-pruned | dense F16 (--dense) | ${d% *} ± ${d#* } | 1.00 |"
+    echo "| $SHAPE | F16, 2:4-pruned | F16_2of4 (repacked at load) | ${s% *} ± ${s#* } | $(python3 -c "print('%.2f' % (${s% *} / ${d% *}))") |"
+  done
+} > "$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+cat "$OUT"
