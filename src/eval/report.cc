@@ -165,12 +165,21 @@ std::string compare_svg(const std::vector<CompareRow>& rows, const std::string& 
   for (size_t i : pareto_front(rows))
     pts += fmt::format("{:.1f},{:.1f} ", X(double(rows[i].size_bytes) / (1 << 20)), Y(rows[i].ppl));
   s += "<polyline points=\"" + pts + "\" fill=\"none\" stroke=\"#1f77b4\" stroke-dasharray=\"5,3\"/>\n";
+  std::vector<std::pair<double, double>> placed;  // label anchors so far
   for (const auto& r : rows) {
     const double x = X(double(r.size_bytes) / (1 << 20)), y = Y(r.ppl);
     const bool right_half = x > (L + W - R) / 2;  // labels there extend to the left, inside the frame
+    // Files of one size sit on one vertical line: move a label up until it clears the ones placed near it.
+    double ly = y - 6;
+    for (bool moved = true; moved;) {
+      moved = false;
+      for (const auto& [px, py] : placed)
+        if (std::fabs(px - x) < 1 && std::fabs(py - ly) < 13) ly = py - 13, moved = true;
+    }
+    placed.push_back({x, ly});
     s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"#d62728\"/>"
                      "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"{}\">{}</text>\n",
-                     x, y, right_half ? x - 6 : x + 6, y - 6, right_half ? "end" : "start", xml_escape(r.label));
+                     x, y, right_half ? x - 6 : x + 6, ly, right_half ? "end" : "start", xml_escape(r.label));
   }
   s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#1f77b4\">dashed: Pareto front</text>\n",
                    W - R - 6, T + 16);

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 namespace lmpress {
 namespace {
 
@@ -49,6 +51,19 @@ TEST(Report, MarkdownJsonAndSvg) {
   EXPECT_EQ(count(svg, "<circle"), 2u);
   EXPECT_NE(svg.find("q4 &lt;x&gt;"), std::string::npos);  // labels escaped
   EXPECT_NE(svg.find("t &amp; t"), std::string::npos);
+}
+
+// Files of one size with nearly equal perplexity: their labels are stacked, not drawn over each other.
+TEST(Report, SvgLabelsOfOneSizeDoNotOverlap) {
+  const std::vector<CompareRow> rows{row("a", 8, 10.0), row("b", 2, 10.40), row("c", 2, 10.41), row("d", 2, 10.42)};
+  const std::string svg = compare_svg(rows, "t");
+  std::vector<double> ys;
+  for (const char* l : {">b<", ">c<", ">d<"}) {
+    const size_t end = svg.find(l), at = svg.rfind(" y=\"", end);
+    ys.push_back(std::stod(svg.substr(at + 4)));
+  }
+  for (size_t i = 0; i < ys.size(); i++)
+    for (size_t j = i + 1; j < ys.size(); j++) EXPECT_GE(std::fabs(ys[i] - ys[j]), 13.0 - 1e-9);
 }
 
 }  // namespace

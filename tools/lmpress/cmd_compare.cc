@@ -47,13 +47,13 @@ void add_compare(CLI::App& app) {
     set_num_threads(o->threads);
     std::vector<Task> tasks;
     if (!o->tasks.empty()) tasks = load_tasks(split_task_list(o->tasks), o->task_dir, o->limit);
-    auto base = load_model(o->models[0]);
+    auto base = load_for_inference(o->models[0]);
     if (!base->tokenizer) fail("{}: the model has no tokenizer", base->path);
     const auto tokens = base->tokenizer->encode(read_input_text(o->file), true, false);
     const PerplexityOptions po{o->ctx, o->chunks, 2048};
     std::vector<CompareRow> rows;
     for (size_t i = 0; i < o->models.size(); i++) {
-      std::unique_ptr<Model> owned = i == 0 ? nullptr : load_model(o->models[i]);
+      std::unique_ptr<Model> owned = i == 0 ? nullptr : load_for_inference(o->models[i]);
       const Model& m = i == 0 ? *base : *owned;
       CompareRow row;
       row.path = o->models[i];

@@ -38,7 +38,7 @@ void add_eval(CLI::App& app) {
     const PplProtocol protocol = parse_ppl_protocol(o->protocol);
     std::vector<Task> tasks;
     if (!o->tasks.empty()) tasks = load_tasks(split_task_list(o->tasks), o->task_dir, o->limit);
-    auto m = load_model(o->model);
+    auto m = load_for_inference(o->model);
     if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
     nlohmann::ordered_json j{{"model", m->path}};
     if (!o->file.empty()) {

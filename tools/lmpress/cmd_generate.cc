@@ -5,7 +5,6 @@
 #include "core/error.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
-#include "sparse/sparse24.h"
 #include "runtime/generate.h"
 
 namespace lmpress::cli {
@@ -36,8 +35,7 @@ void add_generate(CLI::App& app) {
   cmd->callback([o] {
     set_num_threads(o->threads);
     std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
-    auto m = load_model(o->model, o->tokenizer);
-    repack_2of4(*m);  // lossless: 2:4-sparse F16 weights decode from their compact layout
+    auto m = load_for_inference(o->model, o->tokenizer);
     o->g.stop_at_eos = !o->ignore_eos;
     std::string text;
     if (!o->json) {

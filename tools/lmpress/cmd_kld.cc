@@ -85,10 +85,10 @@ void add_kld(CLI::App& app) {
     KldResult r;
     if (!o->base_logits.empty()) {
       if (!o->file.empty()) fail("kld: --base-logits takes the text from the saved file; drop -f");
-      r = kl_divergence_saved(o->base_logits, *load_model(o->models[0]), o->batch);
+      r = kl_divergence_saved(o->base_logits, *load_for_inference(o->models[0]), o->batch);
     } else {
       if (o->file.empty()) fail("kld: -f TEXT is required");
-      auto base = load_model(o->models[0]);
+      auto base = load_for_inference(o->models[0]);
       if (!base->tokenizer) fail("{}: the model has no tokenizer", base->path);
       const auto tokens = base->tokenizer->encode(read_input_text(o->file), true, false);
       const PerplexityOptions po{o->ctx, o->chunks, o->batch};
@@ -97,7 +97,7 @@ void add_kld(CLI::App& app) {
         fmt::print("saved the base's top-{} logits to {}\n", o->top_k, o->save_base);
         return;
       }
-      r = kl_divergence(*base, *load_model(o->models[1]), tokens, po);
+      r = kl_divergence(*base, *load_for_inference(o->models[1]), tokens, po);
     }
     if (!o->json) {
       fmt::print("{} chunks, {} tokens scored\n\n", r.n_chunks, r.n_tokens);

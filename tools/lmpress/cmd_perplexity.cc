@@ -6,7 +6,6 @@
 #include "eval/perplexity.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
-#include "sparse/sparse24.h"
 
 namespace lmpress::cli {
 
@@ -33,8 +32,7 @@ void add_perplexity(CLI::App& app) {
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
     set_num_threads(o->threads);
-    auto m = load_model(o->model, o->tokenizer);
-    repack_2of4(*m);  // lossless: 2:4-sparse F16 weights decode from their compact layout
+    auto m = load_for_inference(o->model, o->tokenizer);
     if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
     const PplProtocol protocol = parse_ppl_protocol(o->protocol);
     std::string text = read_input_text(o->file);

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include "compress/calibration.h"
+#include "model/model.h"
 
 namespace lmpress::cli {
 
@@ -25,6 +26,9 @@ void add_compare(CLI::App& app);
 
 // --calib, --calib-samples, --calib-ctx (quantize, prune); `who`: the methods that use them.
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who);
+// load_model, then 2:4-sparse F16 weights repacked for decoding (lossless):
+// for the commands that run a model.
+std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path = "");
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);
 // Reads a whole text file (for -f), failing on an empty one.

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "kernels/matmul.h"
+#include "sparse/sparse24.h"
 
 namespace lmpress::cli {
 
@@ -16,6 +17,12 @@ void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std
   cmd->add_option("--calib", calib.file, "Calibration text (" + who + ")");
   cmd->add_option("--calib-samples", calib.samples, "Calibration windows")->capture_default_str();
   cmd->add_option("--calib-ctx", calib.ctx, "Tokens per window (capped by the model's context)")->capture_default_str();
+}
+
+std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path) {
+  auto m = load_model(path, tokenizer_path);
+  repack_2of4(*m);
+  return m;
 }
 
 std::string read_input_text(const std::string& path) {
