@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 22> kTypes = {{
+constexpr std::array<DTypeInfo, 23> kTypes = {{
     {DType::F32, "F32", 1, 4, true},
     {DType::F16, "F16", 1, 2, true},
     {DType::Q4_0, "Q4_0", 32, 18, true},
@@ -33,6 +33,7 @@ constexpr std::array<DTypeInfo, 22> kTypes = {{
     {DType::F64, "F64", 1, 8, false},
     {DType::BF16, "BF16", 1, 2, true},
     {DType::F16_2OF4, "F16_2of4", 32, 36, true},
+    {DType::F16_BITMAP, "F16_bitmap", 8, 0, true},
 }};
 
 }  // namespace
@@ -61,6 +62,7 @@ std::optional<DType> dtype_from_name(std::string_view name) {
 
 uint64_t row_bytes(DType t, uint64_t n) {
   const auto& info = dtype_info(t);
+  if (is_row_indexed(t)) fail("internal: rows of {} vary in size", info.name);
   if (n % info.block_elems != 0)
     fail("row of {} elements is not a multiple of the {} block size {}", n, info.name, info.block_elems);
   return checked_mul(n / info.block_elems, info.block_bytes, "row size");

@@ -33,7 +33,8 @@ enum class DType : uint32_t {
   BF16 = 30,
   // lmpress's own in-memory storage types (ids from kInternalTypeBase, never
   // read from or written to files): weights repacked at load.
-  F16_2OF4 = 1000,  // 2:4-sparse F16: per 32 weights, 16 kept values + 2-bit positions (src/sparse/sparse24.h)
+  F16_2OF4 = 1000,    // 2:4-sparse F16: per 32 weights, 16 kept values + 2-bit positions (src/sparse/sparse24.h)
+  F16_BITMAP = 1001,  // unstructured-sparse F16: a bit per weight + the kept values; rows vary in size (src/sparse/bitmap.h)
 };
 constexpr uint32_t kInternalTypeBase = 1000;
 inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase; }
@@ -42,7 +43,7 @@ struct DTypeInfo {
   DType type;
   const char* name;
   uint32_t block_elems;  // elements per block (1 for plain types)
-  uint32_t block_bytes;  // bytes per block
+  uint32_t block_bytes;  // bytes per block; 0 for row-indexed types (rows of varying size)
   bool supported;        // lmpress can compute with it today
 };
 
@@ -55,7 +56,10 @@ const char* dtype_name(DType t);
 std::optional<DType> dtype_from_name(std::string_view name);
 // F32, F16 or BF16: element-wise float storage (not a block format).
 inline bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
-// Bytes needed for one row of n elements; throws if n is not a multiple of the block size.
+// Rows of varying size, found through an index at the start of the tensor (row_data in core/tensor.h).
+inline bool is_row_indexed(DType t) { return t == DType::F16_BITMAP; }
+// Bytes needed for one row of n elements; throws if n is not a multiple of the
+// block size or the type is row-indexed.
 uint64_t row_bytes(DType t, uint64_t n);
 
 }  // namespace lmpress

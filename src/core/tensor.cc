@@ -41,7 +41,22 @@ void widen(const uint8_t* p, int64_t n, float* dst) {
 
 }  // namespace
 
+RowAddress::RowAddress(const Tensor& t) : data_(t.data), indexed_(is_row_indexed(t.dtype)) {
+  if (!indexed_) stride_ = row_bytes(t.dtype, uint64_t(t.cols()));
+}
+
+const uint8_t* row_data(const Tensor& t, int64_t r) { return RowAddress(t)(r); }
+
 void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst) {
+  if (is_row_indexed(t.dtype)) {
+    const int64_t cols = t.cols();
+    if (offset % cols || n % cols)
+      fail("tensor {}: range [{}, +{}) does not fall on row boundaries", t.name, offset, n);
+    for (int64_t r = offset / cols; r < (offset + n) / cols; r++, dst += cols)
+      if (!dequantize_row(t.dtype, row_data(t, r), cols, dst))
+        fail("tensor {}: dtype {} cannot be converted to f32", t.name, dtype_name(t.dtype));
+    return;
+  }
   switch (t.dtype) {
     case DType::F32:
       std::memcpy(dst, t.data + offset * 4, size_t(n) * 4);

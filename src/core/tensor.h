@@ -3,6 +3,7 @@
 // a memory-mapped file or in an owned buffer kept alive by `owner`.
 #pragma once
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,7 +42,28 @@ struct TensorToWrite {
 Tensor make_f32_tensor(std::string name, std::vector<int64_t> shape, std::vector<float> values);
 // Copies any supported tensor (F32/F16/BF16) into f32.
 std::vector<float> to_f32(const Tensor& t);
-// Converts `n` elements starting at element `offset` of t into dst.
+// Start of row r (of the last dimension). Row-indexed types (F16_BITMAP) keep
+// rows of varying size behind an index of uint64 offsets at the start of the
+// tensor; the others have a fixed row stride.
+const uint8_t* row_data(const Tensor& t, int64_t r);
+// The same, with the stride looked up once (for loops over rows).
+class RowAddress {
+ public:
+  explicit RowAddress(const Tensor& t);
+  const uint8_t* operator()(int64_t r) const {
+    if (!indexed_) return data_ + uint64_t(r) * stride_;
+    uint64_t off;
+    std::memcpy(&off, data_ + uint64_t(r) * sizeof(uint64_t), sizeof off);
+    return data_ + off;
+  }
+
+ private:
+  const uint8_t* data_;
+  uint64_t stride_ = 0;
+  bool indexed_;
+};
+// Converts `n` elements starting at element `offset` of t into dst (whole rows
+// for row-indexed types).
 void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst);
 
 }  // namespace lmpress

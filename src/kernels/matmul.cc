@@ -27,19 +27,19 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
     thread_local std::vector<uint8_t> qa;
     qa.resize(size_t(n) * ab);
     for (int64_t t = 0; t < n; t++) quantize_activations(k.act, x + t * in, in, qa.data() + t * ab);
-    const uint64_t rb = row_bytes(w.dtype, uint64_t(in));
     const uint8_t* a = qa.data();
+    const RowAddress row(w);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < out; r++)
-      for (int64_t t = 0; t < n; t++) y[t * out + r] = k.fn(in, w.data + uint64_t(r) * rb, a + t * ab);
+      for (int64_t t = 0; t < n; t++) y[t * out + r] = k.fn(in, row(r), a + t * ab);
     return;
   }
   if (const FDotFn dot = fdot(w.dtype); n < 4 && dot) {
-    // Decode with f16/bf16 weights: converted in registers, f32 activations.
-    const uint64_t rb = row_bytes(w.dtype, uint64_t(in));
+    // Decode with f16/bf16 (or sparse f16) weights: converted in registers, f32 activations.
+    const RowAddress row(w);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < out; r++)
-      for (int64_t t = 0; t < n; t++) y[t * out + r] = dot(in, w.data + uint64_t(r) * rb, x + t * in);
+      for (int64_t t = 0; t < n; t++) y[t * out + r] = dot(in, row(r), x + t * in);
     return;
   }
   if (n < 4) {

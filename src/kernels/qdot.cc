@@ -5,6 +5,7 @@
 
 #include "core/fp16.h"
 #include "quant/scale_search.h"
+#include "sparse/bitmap.h"
 #include "sparse/sparse24.h"
 
 namespace lmpress {
@@ -172,6 +173,7 @@ bool g_use_simd = true;
 
 FDotFn fdot_reference(DType t) {
   if (t == DType::F16_2OF4) return dot_2of4_f16_ref;
+  if (t == DType::F16_BITMAP) return dot_bitmap_f16_ref;
   return t == DType::F16 ? ref_f16 : t == DType::BF16 ? ref_bf16 : nullptr;
 }
 
@@ -181,6 +183,7 @@ FDotFn fdot(DType t) {
     if (t == DType::F16) return simd_avx2::dot_f16_f32;
     if (t == DType::BF16) return simd_avx2::dot_bf16_f32;
     if (t == DType::F16_2OF4) return simd_avx2::dot_2of4_f16_f32;
+    if (t == DType::F16_BITMAP) return simd_avx2::dot_bitmap_f16_f32;
   }
   return fdot_reference(t);
 }

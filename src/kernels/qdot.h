@@ -47,7 +47,7 @@ void qdot_use_simd(bool enabled);
 // Float weights (F16, BF16) against f32 activations: the weight converted
 // in registers, products summed in f32.
 using FDotFn = float (*)(int64_t n, const void* w, const float* x);
-FDotFn fdot_reference(DType t);  // F16, BF16 or F16_2OF4 (2:4-sparse F16), else null
+FDotFn fdot_reference(DType t);  // F16, BF16, F16_2OF4 or F16_BITMAP (sparse F16), else null
 FDotFn fdot(DType t);
 
 namespace simd_avx2 {

@@ -15,8 +15,9 @@ bool available() {
   // CPUID says what the CPU has; XCR0 whether the OS saves the YMM state.
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-  const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12), f16c = c & (1u << 29);
-  if (!(osxsave && avx && fma && f16c)) return false;
+  const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12), f16c = c & (1u << 29),
+             popcnt = c & (1u << 23);
+  if (!(osxsave && avx && fma && f16c && popcnt)) return false;
   unsigned lo, hi;
   __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
   if ((lo & 6u) != 6u) return false;  // XMM and YMM state

@@ -1,8 +1,7 @@
 #include "sparse/sparse24.h"
 
 #include <cstring>
-#include <memory>
-#include <vector>
+#include <utility>
 
 #include "core/fp16.h"
 
@@ -65,26 +64,6 @@ float dot_2of4_f16_ref(int64_t n, const void* w, const float* x) {
       s += f16_to_f32(b[i].v[2 * g]) * x[g * 4 + (nib & 3)] + f16_to_f32(b[i].v[2 * g + 1]) * x[g * 4 + (nib >> 2)];
     }
   return s;
-}
-
-int64_t repack_2of4(Model& m) {
-  int64_t repacked = 0;
-  for (auto& t : m.tensors) {
-    if (t.dtype != DType::F16 || t.shape.size() != 2 || t.name.rfind("blk.", 0) != 0 || t.cols() % 32 != 0) continue;
-    const auto* w = reinterpret_cast<const uint16_t*>(t.data);
-    const int64_t rows = t.rows(), cols = t.cols();
-    if (!is_2of4_f16(w, rows * cols)) continue;
-    auto buf = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols / 32) * sizeof(BlockF16_2of4));
-    auto* out = reinterpret_cast<BlockF16_2of4*>(buf->data());
-    for (int64_t r = 0; r < rows; r++) pack_2of4_f16(w + r * cols, cols, out + r * (cols / 32));
-    t.dtype = DType::F16_2OF4;
-    t.data = buf->data();
-    t.nbytes = buf->size();
-    t.owner = buf;
-    repacked++;
-  }
-  if (repacked) m.bind();
-  return repacked;
 }
 
 }  // namespace lmpress

@@ -3,12 +3,10 @@
 // and their 2-bit positions are kept — 36 bytes per 32 weights instead of 64
 // (9 bits per weight). Decoding at batch 1 reads 44% fewer weight bytes, which
 // is what bounds its speed. Models pruned to 2:4 (`lmpress prune --nm 2:4`)
-// and stored as F16 are repacked into it at load (repack_2of4), losslessly;
+// and stored as F16 are repacked into it at load (repack_sparse), losslessly;
 // files stay plain F16 GGUF that llama.cpp reads.
 #pragma once
 #include <cstdint>
-
-#include "model/model.h"
 
 namespace lmpress {
 
@@ -25,10 +23,6 @@ bool pack_2of4_f16(const uint16_t* w, int64_t n, BlockF16_2of4* out);
 void dequantize_2of4_f16(const BlockF16_2of4* b, int64_t n, float* y);
 // Scalar reference dot product with f32 activations.
 float dot_2of4_f16_ref(int64_t n, const void* w, const float* x);
-
-// Repacks every 2:4-sparse F16 weight matrix of the blocks (columns a
-// multiple of 32); returns how many were repacked.
-int64_t repack_2of4(Model& m);
 
 namespace simd_avx2 {
 float dot_2of4_f16_f32(int64_t n, const void* w, const float* x);

@@ -7,9 +7,6 @@
 
 #include "core/fp16.h"
 #include "kernels/qdot.h"
-#include "model/export.h"
-#include "model/forward.h"
-#include "test_util.h"
 
 namespace lmpress {
 namespace {
@@ -82,44 +79,6 @@ TEST(Sparse24, DotKernelsAgainstReference) {
     EXPECT_NEAR(ref(n, b.data(), x.data()), want, 1e-5 * mag) << n;
     EXPECT_NEAR(best(n, b.data(), x.data()), want, 1e-5 * mag) << n << " " << qdot_target();
   }
-}
-
-// A 2:4-pruned F16 lmp-8m: repacked at load, its logits (decode and prompt
-// paths) equal the dense layout's.
-TEST(Sparse24, RepackedModelComputesTheSameLogits) {
-  const std::string d = test::temp_dir();
-  ASSERT_EQ(test::run_cli("convert " + test::shared_path("models/lmp-8m") + " " + d + "/f16.gguf --dtype f16").status, 0);
-  ASSERT_EQ(test::run_cli("prune " + d + "/f16.gguf " + d + "/s.gguf --nm 2:4").status, 0);
-  auto dense = load_model(d + "/s.gguf"), sparse = load_model(d + "/s.gguf");
-  const int64_t n = repack_2of4(*sparse);
-  EXPECT_EQ(n, 6 * 7);
-  EXPECT_EQ(sparse->find("blk.0.ffn_down.weight")->dtype, DType::F16_2OF4);
-  EXPECT_LT(sparse->n_bytes(), dense->n_bytes());
-  auto f16 = load_model(d + "/f16.gguf");
-  EXPECT_EQ(repack_2of4(*f16), 0);  // dense weights stay as they are
-  const std::vector<int32_t> toks{1, 418, 655, 2489, 373, 263, 2126, 341};
-  const int64_t V = dense->cfg.n_vocab;
-  for (bool prompt : {true, false}) {
-    InferenceState a(*dense, 16), b(*sparse, 16);
-    std::vector<float> la(toks.size() * size_t(V)), lb(la.size());
-    if (prompt) {
-      a.eval(toks.data(), int64_t(toks.size()), la.data(), true);
-      b.eval(toks.data(), int64_t(toks.size()), lb.data(), true);
-    } else {
-      for (size_t i = 0; i < toks.size(); i++) {
-        a.eval(&toks[i], 1, la.data() + i * size_t(V), false);
-        b.eval(&toks[i], 1, lb.data() + i * size_t(V), false);
-      }
-    }
-    double worst = 0;
-    for (size_t i = 0; i < la.size(); i++) worst = std::max(worst, double(std::fabs(la[i] - lb[i])));
-    EXPECT_LT(worst, 2e-3) << (prompt ? "prompt" : "decode");
-  }
-  // Written, a repacked model is plain F16 again (files never hold the internal type), with the same values.
-  write_gguf_model(*sparse, d + "/back.gguf", ExportOptions{});
-  auto back = load_model(d + "/back.gguf");
-  EXPECT_EQ(back->find("blk.0.ffn_down.weight")->dtype, DType::F16);
-  EXPECT_EQ(to_f32(*back->find("blk.3.attn_q.weight")), to_f32(*dense->find("blk.3.attn_q.weight")));
 }
 
 }  // namespace

@@ -11,7 +11,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "eval/speed.h"
-#include "sparse/sparse24.h"
+#include "sparse/repack.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
 #include "quant/mix.h"
@@ -80,13 +80,15 @@ void add_bench(CLI::App& app) {
   cmd->add_option("-b,--batch-size", o->s.n_batch, "Prompt tokens per batch")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory-bandwidth measurement");
   cmd->add_flag("--json", o->json, "Print llama-bench's JSON (-o json) instead of the table");
-  cmd->add_flag("--dense", o->dense, "Keep 2:4-sparse F16 weights in their dense layout (no repacking)");
+  cmd->add_flag("--dense", o->dense, "Keep sparse F16 weights in their dense layout (no 2:4 or bitmap repacking)");
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
     set_num_threads(o->threads);
     auto m = load_model(o->model);
-    const int64_t repacked = o->dense ? 0 : repack_2of4(*m);
-    if (repacked && !o->json) fmt::print("{} 2:4-sparse F16 weight matrices repacked (F16_2of4)\n", repacked);
+    const SparseRepack repacked = o->dense ? SparseRepack{} : repack_sparse(*m);
+    if (repacked.total() && !o->json)
+      fmt::print("sparse F16 weight matrices repacked: {} as F16_2of4, {} as F16_bitmap\n", repacked.n_2of4,
+                 repacked.n_bitmap);
     const auto tests = run_speed_tests(*m, o->s);
     Bandwidth bw;
     if (!o->no_bandwidth) bw = measure_triad_bandwidth();

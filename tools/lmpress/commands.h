@@ -26,7 +26,7 @@ void add_compare(CLI::App& app);
 
 // --calib, --calib-samples, --calib-ctx (quantize, prune); `who`: the methods that use them.
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who);
-// load_model, then 2:4-sparse F16 weights repacked for decoding (lossless):
+// load_model, then sparse F16 weights repacked for decoding (2:4 or bitmap, lossless):
 // for the commands that run a model.
 std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path = "");
 // --threads, shared by the compute commands.

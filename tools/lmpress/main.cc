@@ -5,7 +5,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "kernels/matmul.h"
-#include "sparse/sparse24.h"
+#include "sparse/repack.h"
 
 namespace lmpress::cli {
 
@@ -21,7 +21,7 @@ void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std
 
 std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path) {
   auto m = load_model(path, tokenizer_path);
-  repack_2of4(*m);
+  repack_sparse(*m);
   return m;
 }
 

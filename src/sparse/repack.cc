@@ -1,0 +1,49 @@
+#include "sparse/repack.h"
+
+#include <memory>
+#include <vector>
+
+#include "sparse/bitmap.h"
+#include "sparse/sparse24.h"
+
+namespace lmpress {
+
+namespace {
+
+int64_t count_nonzero_f16(const uint16_t* w, int64_t n) {
+  int64_t k = 0;
+  for (int64_t i = 0; i < n; i++) k += (w[i] & 0x7fff) != 0;
+  return k;
+}
+
+void adopt(Tensor& t, DType type, std::shared_ptr<std::vector<uint8_t>> buf) {
+  t.dtype = type;
+  t.data = buf->data();
+  t.nbytes = buf->size();
+  t.owner = std::move(buf);
+}
+
+}  // namespace
+
+SparseRepack repack_sparse(Model& m) {
+  SparseRepack done;
+  for (auto& t : m.tensors) {
+    if (t.dtype != DType::F16 || t.shape.size() != 2 || t.name.rfind("blk.", 0) != 0) continue;
+    const auto* w = reinterpret_cast<const uint16_t*>(t.data);
+    const int64_t rows = t.rows(), cols = t.cols();
+    if (cols % 32 == 0 && is_2of4_f16(w, rows * cols)) {
+      auto buf = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols / 32) * sizeof(BlockF16_2of4));
+      auto* out = reinterpret_cast<BlockF16_2of4*>(buf->data());
+      for (int64_t r = 0; r < rows; r++) pack_2of4_f16(w + r * cols, cols, out + r * (cols / 32));
+      adopt(t, DType::F16_2OF4, std::move(buf));
+      done.n_2of4++;
+    } else if (cols % 8 == 0 && double(count_nonzero_f16(w, rows * cols)) <= kBitmapMaxDensity * double(rows * cols)) {
+      adopt(t, DType::F16_BITMAP, std::make_shared<std::vector<uint8_t>>(pack_bitmap_matrix(w, rows, cols)));
+      done.n_bitmap++;
+    }
+  }
+  if (done.total()) m.bind();
+  return done;
+}
+
+}  // namespace lmpress

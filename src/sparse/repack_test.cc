@@ -1,0 +1,69 @@
+#include "sparse/repack.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "model/export.h"
+#include "model/forward.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+struct RepackCase {
+  const char* prune;  // lmpress prune options
+  DType layout;       // what the pruned F16 matrices become at load
+};
+
+class Repack : public testing::TestWithParam<RepackCase> {};
+
+// A pruned F16 lmp-8m: repacked at load, its logits (decode and prompt
+// paths) equal the dense layout's, and written back it is the same F16 file.
+TEST_P(Repack, RepackedModelComputesTheSameLogits) {
+  const RepackCase c = GetParam();
+  const std::string d = test::temp_dir();
+  ASSERT_EQ(test::run_cli("convert " + test::shared_path("models/lmp-8m") + " " + d + "/f16.gguf --dtype f16").status, 0);
+  ASSERT_EQ(test::run_cli("prune " + d + "/f16.gguf " + d + "/s.gguf " + c.prune).status, 0);
+  auto dense = load_model(d + "/s.gguf"), sparse = load_model(d + "/s.gguf");
+  const SparseRepack n = repack_sparse(*sparse);
+  EXPECT_EQ(n.total(), 6 * 7);
+  EXPECT_EQ(c.layout == DType::F16_2OF4 ? n.n_2of4 : n.n_bitmap, 6 * 7);
+  EXPECT_EQ(sparse->find("blk.0.ffn_down.weight")->dtype, c.layout);
+  EXPECT_EQ(sparse->find("token_embd.weight")->dtype, DType::F16);  // only the blocks' matrices
+  EXPECT_LT(sparse->n_bytes(), dense->n_bytes());
+  auto f16 = load_model(d + "/f16.gguf");
+  EXPECT_EQ(repack_sparse(*f16).total(), 0);  // dense weights stay as they are
+  const std::vector<int32_t> toks{1, 418, 655, 2489, 373, 263, 2126, 341};
+  const int64_t V = dense->cfg.n_vocab;
+  for (bool prompt : {true, false}) {
+    InferenceState a(*dense, 16), b(*sparse, 16);
+    std::vector<float> la(toks.size() * size_t(V)), lb(la.size());
+    if (prompt) {
+      a.eval(toks.data(), int64_t(toks.size()), la.data(), true);
+      b.eval(toks.data(), int64_t(toks.size()), lb.data(), true);
+    } else {
+      for (size_t i = 0; i < toks.size(); i++) {
+        a.eval(&toks[i], 1, la.data() + i * size_t(V), false);
+        b.eval(&toks[i], 1, lb.data() + i * size_t(V), false);
+      }
+    }
+    double worst = 0;
+    for (size_t i = 0; i < la.size(); i++) worst = std::max(worst, double(std::fabs(la[i] - lb[i])));
+    EXPECT_LT(worst, 2e-3) << (prompt ? "prompt" : "decode");
+  }
+  // Written, a repacked model is plain F16 again (files never hold the internal types), with the same values.
+  write_gguf_model(*sparse, d + "/back.gguf", ExportOptions{});
+  auto back = load_model(d + "/back.gguf");
+  EXPECT_EQ(back->find("blk.0.ffn_down.weight")->dtype, DType::F16);
+  for (const char* name : {"blk.3.attn_q.weight", "blk.5.ffn_up.weight"})
+    EXPECT_EQ(to_f32(*back->find(name)), to_f32(*dense->find(name))) << name;
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, Repack,
+                         testing::Values(RepackCase{"--nm 2:4", DType::F16_2OF4},
+                                         RepackCase{"--sparsity 0.7", DType::F16_BITMAP}),
+                         [](const auto& info) { return std::string(dtype_name(info.param.layout)); });
+
+}  // namespace
+}  // namespace lmpress
