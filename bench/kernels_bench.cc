@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "core/fp16.h"
+#include "core/tensor.h"
 #include "kernels/qdot.h"
 #include "quant/quantize.h"
+#include "sparse/bitmap.h"
 
 namespace lmpress {
 namespace {
@@ -66,7 +68,43 @@ void run(benchmark::State& state, DType t, bool simd) {
   state.SetLabel(simd ? qdot_target() : "scalar");
 }
 
+// Sparse F16 against dense F16 on a matrix larger than the caches (as in
+// decoding): each weight kept with probability density/100, stored dense
+// (F16) or bitmap-sparse (F16_bitmap). Where the two cross is where
+// repack_sparse's kBitmapMaxDensity belongs.
+void run_sparse(benchmark::State& state, bool bitmap) {
+  constexpr int64_t rows = 8192, cols = 4096;
+  const double density = double(state.range(0)) / 100;
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  std::uniform_real_distribution<double> u;
+  std::vector<uint16_t> w(static_cast<size_t>(rows * cols));
+  for (auto& h : w) h = u(rng) < density ? f32_to_f16(nd(rng) * 0.02f) : uint16_t(0);
+  std::vector<float> x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
+  for (auto& v : x) v = nd(rng);
+  std::vector<uint8_t> packed = bitmap ? pack_bitmap_matrix(w.data(), rows, cols) : std::vector<uint8_t>();
+  Tensor t;
+  t.dtype = bitmap ? DType::F16_BITMAP : DType::F16;
+  t.shape = {rows, cols};
+  t.data = bitmap ? packed.data() : reinterpret_cast<const uint8_t*>(w.data());
+  t.nbytes = bitmap ? packed.size() : w.size() * 2;
+  const RowAddress row(t);
+  const FDotFn f = fdot(t.dtype);
+  for (auto _ : state) {
+    for (int64_t r = 0; r < rows; r++) y[size_t(r)] = f(cols, row(r), x.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(t.nbytes));
+  state.counters["weights/s"] =
+      benchmark::Counter(double(rows) * double(cols) * double(state.iterations()), benchmark::Counter::kIsRate);
+  state.SetLabel(qdot_target());
+}
+
 void register_all() {
+  for (bool bitmap : {false, true})
+    benchmark::RegisterBenchmark(bitmap ? "sparse/F16_bitmap" : "sparse/F16_dense",
+                                 [bitmap](benchmark::State& s) { run_sparse(s, bitmap); })
+        ->DenseRange(10, 90, 20);
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16, DType::BF16})
     for (bool simd : {true, false})
       benchmark::RegisterBenchmark((std::string("matvec/") + dtype_name(t) + (simd ? "/best" : "/scalar")).c_str(),
