@@ -13,6 +13,7 @@
 #include "kernels/qdot.h"
 #include "quant/quantize.h"
 #include "sparse/bitmap.h"
+#include "sparse/sparse24.h"
 
 namespace lmpress {
 namespace {
@@ -69,25 +70,35 @@ void run(benchmark::State& state, DType t, bool simd) {
 }
 
 // Sparse F16 against dense F16 on a matrix larger than the caches (as in
-// decoding): each weight kept with probability density/100, stored dense
-// (F16) or bitmap-sparse (F16_bitmap). Where the two cross is where
-// repack_sparse's kBitmapMaxDensity belongs.
-void run_sparse(benchmark::State& state, bool bitmap) {
+// decoding): each weight kept with probability density/100 (F16, F16_bitmap),
+// or 2 of every 4 kept (F16_2of4, density ignored), stored in the given
+// layout. Where dense and bitmap cross is where repack_sparse's
+// kBitmapMaxDensity belongs.
+void run_sparse(benchmark::State& state, DType layout) {
   constexpr int64_t rows = 8192, cols = 4096;
   const double density = double(state.range(0)) / 100;
   std::mt19937 rng(2);
   std::normal_distribution<float> nd;
   std::uniform_real_distribution<double> u;
   std::vector<uint16_t> w(static_cast<size_t>(rows * cols));
-  for (auto& h : w) h = u(rng) < density ? f32_to_f16(nd(rng) * 0.02f) : uint16_t(0);
+  for (size_t i = 0; i < w.size(); i++) {
+    const bool keep = layout == DType::F16_2OF4 ? (i % 4 == 0 || i % 4 == 2) : u(rng) < density;
+    w[i] = keep ? f32_to_f16(nd(rng) * 0.02f) : uint16_t(0);
+  }
   std::vector<float> x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
   for (auto& v : x) v = nd(rng);
-  std::vector<uint8_t> packed = bitmap ? pack_bitmap_matrix(w.data(), rows, cols) : std::vector<uint8_t>();
+  std::vector<uint8_t> packed;
+  if (layout == DType::F16_BITMAP) packed = pack_bitmap_matrix(w.data(), rows, cols);
+  if (layout == DType::F16_2OF4) {
+    packed.resize(size_t(rows * cols / 32) * sizeof(BlockF16_2of4));
+    auto* b = reinterpret_cast<BlockF16_2of4*>(packed.data());
+    for (int64_t r = 0; r < rows; r++) pack_2of4_f16(w.data() + r * cols, cols, b + r * (cols / 32));
+  }
   Tensor t;
-  t.dtype = bitmap ? DType::F16_BITMAP : DType::F16;
+  t.dtype = layout;
   t.shape = {rows, cols};
-  t.data = bitmap ? packed.data() : reinterpret_cast<const uint8_t*>(w.data());
-  t.nbytes = bitmap ? packed.size() : w.size() * 2;
+  t.data = packed.empty() ? reinterpret_cast<const uint8_t*>(w.data()) : packed.data();
+  t.nbytes = packed.empty() ? w.size() * 2 : packed.size();
   const RowAddress row(t);
   const FDotFn f = fdot(t.dtype);
   for (auto _ : state) {
@@ -101,9 +112,10 @@ void run_sparse(benchmark::State& state, bool bitmap) {
 }
 
 void register_all() {
-  for (bool bitmap : {false, true})
-    benchmark::RegisterBenchmark(bitmap ? "sparse/F16_bitmap" : "sparse/F16_dense",
-                                 [bitmap](benchmark::State& s) { run_sparse(s, bitmap); })
+  benchmark::RegisterBenchmark("sparse/F16_2of4", [](benchmark::State& s) { run_sparse(s, DType::F16_2OF4); })->Arg(50);
+  for (DType t : {DType::F16, DType::F16_BITMAP})
+    benchmark::RegisterBenchmark((std::string("sparse/") + dtype_name(t)).c_str(),
+                                 [t](benchmark::State& s) { run_sparse(s, t); })
         ->DenseRange(10, 90, 20);
   for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16, DType::BF16})
     for (bool simd : {true, false})

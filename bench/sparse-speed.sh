@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Decoding speed of 2:4-sparse F16 weights against the dense layout of the
-# same file: a tinyllama-1.1b-shaped model (make-model, F16) pruned to 2:4 by
-# magnitude, benchmarked by `lmpress bench` with the repacked F16_2of4 layout
-# and with --dense (the same weights, dense F16), alternating, same script.
+# Decoding speed of sparse F16 weights against the dense layout of the same
+# file: a tinyllama-1.1b-shaped model (make-model, F16) pruned by magnitude to
+# 2:4 and to 70% unstructured, benchmarked by `lmpress bench` with the layout
+# repacked at load (F16_2of4, F16_bitmap) and with --dense (the same weights,
+# dense F16), alternating, same script; the unpruned file for scale.
 # Usage: bench/sparse-speed.sh [SHAPE] [REPS]   (writes bench/results/sparse-speed.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ W=${WORK:-$(mktemp -d)}
 [ -n "${WORK:-}" ] || trap 'rm -rf "$W"' EXIT
 [ -f "$W/$SHAPE-f16.gguf" ] || "$LMP" make-model --shape "$SHAPE" --type f16 "$W/$SHAPE-f16.gguf" > /dev/null
 [ -f "$W/$SHAPE-f16-2of4.gguf" ] || "$LMP" prune "$W/$SHAPE-f16.gguf" "$W/$SHAPE-f16-2of4.gguf" --nm 2:4 > /dev/null
+[ -f "$W/$SHAPE-f16-s70.gguf" ] || "$LMP" prune "$W/$SHAPE-f16.gguf" "$W/$SHAPE-f16-s70.gguf" --sparsity 0.7 > /dev/null
 tg() {  # file [--dense] -> "avg stddev"
   "$LMP" bench "$1" -p 0 -n 64 -r "$REPS" -t 2 --json --no-bandwidth ${2:-} |
     python3 -c 'import json,sys; t=json.load(sys.stdin)[0]; print("%.2f %.2f" % (t["avg_ts"], t["stddev_ts"]))'
@@ -21,13 +23,17 @@ tg() {  # file [--dense] -> "avg stddev"
 {
   echo "| model | weights | layout | tg64 t/s | speedup vs dense layout |"
   echo "|---|---|---|--:|--:|"
+  row() {  # file, weights, layout
+    d=$(tg "$1" --dense)
+    s=$(tg "$1")
+    echo "| $SHAPE | $2 | dense F16 (--dense) | ${d% *} ± ${d#* } | 1.00 |"
+    echo "| $SHAPE | $2 | $3 (repacked at load) | ${s% *} ± ${s#* } | $(python3 -c "print('%.2f' % (${s% *} / ${d% *}))") |"
+  }
   for round in 1 2; do
-    d=$(tg "$W/$SHAPE-f16-2of4.gguf" --dense)
-    s=$(tg "$W/$SHAPE-f16-2of4.gguf")
     f=$(tg "$W/$SHAPE-f16.gguf")
     echo "| $SHAPE | F16, unpruned | dense F16 | ${f% *} ± ${f#* } | |"
-    echo "| $SHAPE | F16, 2:4-pruned | dense F16 (--dense) | ${d% *} ± ${d#* } | 1.00 |"
-    echo "| $SHAPE | F16, 2:4-pruned | F16_2of4 (repacked at load) | ${s% *} ± ${s#* } | $(python3 -c "print('%.2f' % (${s% *} / ${d% *}))") |"
+    row "$W/$SHAPE-f16-2of4.gguf" "F16, 2:4-pruned" F16_2of4
+    row "$W/$SHAPE-f16-s70.gguf" "F16, 70%-pruned" F16_bitmap
   done
 } > "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
