@@ -35,9 +35,14 @@ enum class DType : uint32_t {
   // read from or written to files): weights repacked at load.
   F16_2OF4 = 1000,    // 2:4-sparse F16: per 32 weights, 16 kept values + 2-bit positions (src/sparse/sparse24.h)
   F16_BITMAP = 1001,  // unstructured-sparse F16: a bit per weight + the kept values; rows vary in size (src/sparse/bitmap.h)
+  Q8_0_2OF4 = 1002,   // 2:4-sparse Q8_0: per 32 weights, the scale, 16 kept int8 values + 2-bit positions (src/sparse/sparse24.h)
 };
 constexpr uint32_t kInternalTypeBase = 1000;
 inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase; }
+// The file type an internal type was repacked from (t itself for file types).
+inline DType file_type(DType t) {
+  return t == DType::Q8_0_2OF4 ? DType::Q8_0 : is_internal_type(t) ? DType::F16 : t;
+}
 
 struct DTypeInfo {
   DType type;

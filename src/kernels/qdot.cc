@@ -193,6 +193,7 @@ QDotKernel qdot_reference(DType t) {
     case DType::Q4_0: return {ActFormat::Q8_0, ref_q4_0};
     case DType::Q5_0: return {ActFormat::Q8_0, ref_q5_0};
     case DType::Q8_0: return {ActFormat::Q8_0, ref_q8_0};
+    case DType::Q8_0_2OF4: return {ActFormat::Q8_0, dot_2of4_q8_0_ref};
     case DType::Q4_K: return {ActFormat::Q8_K, ref_q4_K};
     case DType::Q6_K: return {ActFormat::Q8_K, ref_q6_K};
     default: return {};
@@ -206,6 +207,7 @@ QDotKernel qdot(DType t) {
       case DType::Q4_0: return {ActFormat::Q8_0, simd_avx2::dot_q4_0_q8_0};
       case DType::Q5_0: return {ActFormat::Q8_0, simd_avx2::dot_q5_0_q8_0};
       case DType::Q8_0: return {ActFormat::Q8_0, simd_avx2::dot_q8_0_q8_0};
+      case DType::Q8_0_2OF4: return {ActFormat::Q8_0, simd_avx2::dot_2of4_q8_0_q8_0};
       case DType::Q4_K: return {ActFormat::Q8_K, simd_avx2::dot_q4_K_q8_K};
       case DType::Q6_K: return {ActFormat::Q8_K, simd_avx2::dot_q6_K_q8_K};
       default: break;

@@ -54,7 +54,7 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
     // Norms, biases and rope factors stay F32, as llama.cpp keeps them.
     if (!is_matrix_weight(t) && (t.dtype == DType::F16 || t.dtype == DType::BF16)) dst = DType::F32;
   }
-  if (is_internal_type(dst)) dst = DType::F16;  // in-memory repacks (2:4 F16) go to files as what they came from
+  dst = file_type(dst);  // in-memory repacks (sparse layouts) go to files as what they came from
   const int64_t heads = rope_heads_to_permute(m, t, target);
   if (dst == t.dtype && heads == 0 && !opt.values) return out;
   const bool plain = is_float_type(dst);

@@ -201,6 +201,7 @@ bool dequantize_row(DType t, const uint8_t* p, int64_t n, float* y) {
     case DType::Q6_K: deq_q6_k(blocks_of<BlockQ6_K>(p), n / QK_K, y); return true;
     case DType::IQ4_NL: deq_iq4_nl(blocks_of<BlockIQ4_NL>(p), n / QK4_NL, y); return true;
     case DType::F16_2OF4: dequantize_2of4_f16(blocks_of<BlockF16_2of4>(p), n, y); return true;
+    case DType::Q8_0_2OF4: dequantize_2of4_q8_0(blocks_of<BlockQ8_0_2of4>(p), n, y); return true;
     case DType::F16_BITMAP: dequantize_bitmap_f16(p, n, y); return true;  // p: one row
     default: return false;
   }

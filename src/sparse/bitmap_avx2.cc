@@ -9,6 +9,7 @@
 #include <array>
 #include <cstring>
 
+#include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
 #include "sparse/bitmap.h"
 
@@ -63,10 +64,7 @@ __attribute__((target("avx2,fma,f16c,popcnt"))) float dot_bitmap_f16_f32(int64_t
     v += 2 * _mm_popcnt_u32(masks[k]);
   }
   const __m256 s = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  return _mm_cvtss_f32(h);
+  return hsum(s);
 }
 
 }  // namespace lmpress::simd_avx2

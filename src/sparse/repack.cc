@@ -28,9 +28,20 @@ void adopt(Tensor& t, DType type, std::shared_ptr<std::vector<uint8_t>> buf) {
 SparseRepack repack_sparse(Model& m) {
   SparseRepack done;
   for (auto& t : m.tensors) {
-    if (t.dtype != DType::F16 || t.shape.size() != 2 || t.name.rfind("blk.", 0) != 0) continue;
-    const auto* w = reinterpret_cast<const uint16_t*>(t.data);
+    if (t.shape.size() != 2 || t.name.rfind("blk.", 0) != 0) continue;
     const int64_t rows = t.rows(), cols = t.cols();
+    if (t.dtype == DType::Q8_0) {
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(t.data);
+      const int64_t nblocks = rows * cols / 32;
+      if (!is_2of4_q8_0(b, nblocks)) continue;
+      auto buf = std::make_shared<std::vector<uint8_t>>(size_t(nblocks) * sizeof(BlockQ8_0_2of4));
+      pack_2of4_q8_0(b, nblocks, reinterpret_cast<BlockQ8_0_2of4*>(buf->data()));
+      adopt(t, DType::Q8_0_2OF4, std::move(buf));
+      done.n_2of4++;
+      continue;
+    }
+    if (t.dtype != DType::F16) continue;
+    const auto* w = reinterpret_cast<const uint16_t*>(t.data);
     if (cols % 32 == 0 && is_2of4_f16(w, rows * cols)) {
       auto buf = std::make_shared<std::vector<uint8_t>>(size_t(rows * cols / 32) * sizeof(BlockF16_2of4));
       auto* out = reinterpret_cast<BlockF16_2of4*>(buf->data());

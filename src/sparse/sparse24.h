@@ -5,8 +5,14 @@
 // is what bounds its speed. Models pruned to 2:4 (`lmpress prune --nm 2:4`)
 // and stored as F16 are repacked into it at load (repack_sparse), losslessly;
 // files stay plain F16 GGUF that llama.cpp reads.
+//
+// Q8_0_2OF4 is the same for Q8_0 weights (pruned with `--quantize q8_0`, where
+// zero is a grid level): per 32 weights the block scale, the 16 kept int8
+// values and their positions, 22 bytes instead of 34.
 #pragma once
 #include <cstdint>
+
+#include "quant/blocks.h"
 
 namespace lmpress {
 
@@ -24,8 +30,24 @@ void dequantize_2of4_f16(const BlockF16_2of4* b, int64_t n, float* y);
 // Scalar reference dot product with f32 activations.
 float dot_2of4_f16_ref(int64_t n, const void* w, const float* x);
 
+struct BlockQ8_0_2of4 {
+  uint16_t d;      // f16 scale, as in Q8_0
+  int8_t v[16];    // group g keeps v[2g], v[2g+1]
+  uint8_t idx[4];  // positions, as in BlockF16_2of4
+};
+static_assert(sizeof(BlockQ8_0_2of4) == 22, "Q8_0_2OF4 block layout");
+
+// True when every group of 4 of the Q8_0 blocks b[nblocks] has at most 2 nonzero quants.
+bool is_2of4_q8_0(const BlockQ8_0* b, int64_t nblocks);
+// Packs such blocks; returns false if they are not 2:4.
+bool pack_2of4_q8_0(const BlockQ8_0* b, int64_t nblocks, BlockQ8_0_2of4* out);
+void dequantize_2of4_q8_0(const BlockQ8_0_2of4* b, int64_t n, float* y);
+// Scalar reference dot product with Q8_0-quantized activations a.
+float dot_2of4_q8_0_ref(int64_t n, const void* w, const void* a);
+
 namespace simd_avx2 {
 float dot_2of4_f16_f32(int64_t n, const void* w, const float* x);
+float dot_2of4_q8_0_q8_0(int64_t n, const void* w, const void* a);
 }
 
 }  // namespace lmpress

@@ -7,8 +7,11 @@
 // after simd_avx2::available().
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
+#include <cstring>
 
+#include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
 #include "sparse/sparse24.h"
 
@@ -45,7 +48,49 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 expand8(__m128i vals, int
   return _mm256_cvtph_ps(_mm_shuffle_epi8(vals, ctl));
 }
 
+// q[c][b]: for Q8_0_2OF4, position byte b at byte c of the block's idx (groups
+// 2c, 2c+1), as a pshufb control for 8 int8 weights taken from the block's 16
+// kept values (kept value k of the pair is value 4c + k).
+struct ExpandControlQ8 {
+  alignas(8) std::array<std::array<uint64_t, 256>, 4> q;
+  ExpandControlQ8() {
+    for (int c = 0; c < 4; c++)
+      for (int b = 0; b < 256; b++) {
+        uint8_t ctl[8];
+        std::fill(ctl, ctl + 8, uint8_t(0x80));
+        for (int g = 0; g < 2; g++) {
+          const int nib = b >> (4 * g) & 15;
+          ctl[4 * g + (nib & 3)] = uint8_t(4 * c + 2 * g);
+          ctl[4 * g + (nib >> 2)] = uint8_t(4 * c + 2 * g + 1);
+        }
+        std::memcpy(&q[c][b], ctl, 8);
+      }
+  }
+};
+const ExpandControlQ8 kExpandQ8;
+
 }  // namespace
+
+// Q8_0_2OF4 with Q8_0 activations: the block's 16 kept int8 values,
+// broadcast to both 128-bit lanes, are expanded to the 32 dense weights by one
+// vpshufb (lane 0: weights 0-15, lane 1: 16-31), then multiplied with the
+// activations as in the dense Q8_0 kernel.
+__attribute__((target("avx2,fma,f16c"))) float dot_2of4_q8_0_q8_0(int64_t n, const void* w, const void* act) {
+  const auto* b = static_cast<const BlockQ8_0_2of4*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / 32; i++) {
+    const uint8_t* idx = b[i].idx;
+    const __m256i ctl =
+        _mm256_setr_epi64x(int64_t(kExpandQ8.q[0][idx[0]]), int64_t(kExpandQ8.q[1][idx[1]]),
+                           int64_t(kExpandQ8.q[2][idx[2]]), int64_t(kExpandQ8.q[3][idx[3]]));
+    const __m256i vals = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].v)));
+    const __m256i x = _mm256_shuffle_epi8(vals, ctl);
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(b[i].d) * h2f(a[i].d)), dot_i8(x, y), acc);
+  }
+  return hsum(acc);
+}
 
 __attribute__((target("avx2,fma,f16c"))) float dot_2of4_f16_f32(int64_t n, const void* w, const float* x) {
   const auto* b = static_cast<const BlockF16_2of4*>(w);
@@ -60,10 +105,7 @@ __attribute__((target("avx2,fma,f16c"))) float dot_2of4_f16_f32(int64_t n, const
     acc3 = _mm256_fmadd_ps(expand8(v1, 1, b[i].idx[3]), _mm256_loadu_ps(x + 24), acc3);
   }
   const __m256 s = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
-  __m128 h = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
-  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-  h = _mm_add_ss(h, _mm_movehdup_ps(h));
-  return _mm_cvtss_f32(h);
+  return hsum(s);
 }
 
 }  // namespace lmpress::simd_avx2

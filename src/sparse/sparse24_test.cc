@@ -7,6 +7,7 @@
 
 #include "core/fp16.h"
 #include "kernels/qdot.h"
+#include "quant/quantize.h"
 
 namespace lmpress {
 namespace {
@@ -79,6 +80,42 @@ TEST(Sparse24, DotKernelsAgainstReference) {
     EXPECT_NEAR(ref(n, b.data(), x.data()), want, 1e-5 * mag) << n;
     EXPECT_NEAR(best(n, b.data(), x.data()), want, 1e-5 * mag) << n << " " << qdot_target();
   }
+}
+
+// Q8_0 blocks quantized from 2:4 rows keep exact zeros; packed, they
+// dequantize to the same values, and their dot products with Q8_0 activations
+// equal the dense Q8_0 kernel's (the scalar one exactly: same integer sums).
+TEST(Sparse24, Q8_0PackAndDotsMatchDenseQ8_0) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd;
+  for (int64_t n : {32, 96, 4096}) {
+    const auto h = sparse_row(n, rng);
+    std::vector<float> w(static_cast<size_t>(n)), x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; i++) w[size_t(i)] = f16_to_f32(h[size_t(i)]);
+    for (auto& v : x) v = nd(rng);
+    std::vector<BlockQ8_0> q(static_cast<size_t>(n / 32));
+    quantize_row(DType::Q8_0, w.data(), n, reinterpret_cast<uint8_t*>(q.data()));
+    ASSERT_TRUE(is_2of4_q8_0(q.data(), n / 32));
+    std::vector<BlockQ8_0_2of4> s(q.size());
+    ASSERT_TRUE(pack_2of4_q8_0(q.data(), n / 32, s.data()));
+    std::vector<float> dense(static_cast<size_t>(n)), sparse(dense.size());
+    dequantize_row(DType::Q8_0, reinterpret_cast<const uint8_t*>(q.data()), n, dense.data());
+    dequantize_2of4_q8_0(s.data(), n, sparse.data());
+    EXPECT_EQ(sparse, dense);
+    std::vector<uint8_t> a(activation_bytes(ActFormat::Q8_0, n));
+    quantize_activations(ActFormat::Q8_0, x.data(), n, a.data());
+    qdot_use_simd(false);
+    const float want = qdot(DType::Q8_0).fn(n, q.data(), a.data());
+    EXPECT_EQ(qdot(DType::Q8_0_2OF4).fn(n, s.data(), a.data()), want) << n;
+    qdot_use_simd(true);
+    EXPECT_NEAR(qdot(DType::Q8_0_2OF4).fn(n, s.data(), a.data()), want, 1e-5 * (std::fabs(want) + 1)) << n << " " << qdot_target();
+  }
+  std::vector<BlockQ8_0> q(1);
+  q[0].d = f32_to_f16(1.0f);
+  for (int i = 0; i < 32; i++) q[0].qs[i] = int8_t(i % 4 == 3 ? 0 : 1);  // three nonzeros per group
+  EXPECT_FALSE(is_2of4_q8_0(q.data(), 1));
+  BlockQ8_0_2of4 s;
+  EXPECT_FALSE(pack_2of4_q8_0(q.data(), 1, &s));
 }
 
 }  // namespace
