@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <ostream>
 
 #include "model/export.h"
 #include "model/forward.h"
@@ -15,6 +16,8 @@ struct RepackCase {
   const char* prune;  // lmpress prune options
   DType layout;       // what the pruned F16 matrices become at load
 };
+
+void PrintTo(const RepackCase& c, std::ostream* os) { *os << "prune " << c.prune << " -> " << dtype_name(c.layout); }
 
 class Repack : public testing::TestWithParam<RepackCase> {};
 
