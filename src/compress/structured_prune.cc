@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "model/model.h"
 
 namespace lmpress {
 
@@ -62,26 +63,85 @@ std::vector<int64_t> keep_best(const std::vector<double>& score, int64_t remove)
   return keep;
 }
 
-// Σ over tokens of x_j² per input channel.
-struct SecondMoment {
-  std::vector<double> sq;
-  void add(const float* x, int64_t n, int64_t cols) {
-    if (sq.empty()) sq.assign(size_t(cols), 0.0);
-    for (int64_t t = 0; t < n; t++)
-      for (int64_t j = 0; j < cols; j++) sq[size_t(j)] += double(x[t * cols + j]) * x[t * cols + j];
+// Per input channel: Σx_j and Σx_j² over the calibration tokens.
+struct ChannelStats {
+  std::vector<double> sum, sq;
+  int64_t n = 0;
+  void add(const float* x, int64_t rows, int64_t cols) {
+    if (sq.empty()) sum.assign(size_t(cols), 0.0), sq.assign(size_t(cols), 0.0);
+    for (int64_t t = 0; t < rows; t++)
+      for (int64_t j = 0; j < cols; j++) {
+        const double v = x[t * cols + j];
+        sum[size_t(j)] += v, sq[size_t(j)] += v * v;
+      }
+    n += rows;
+  }
+  double mean(int64_t j) const { return sum[size_t(j)] / double(std::max<int64_t>(1, n)); }
+  // E[x²], or Var[x] = E[x²] − E[x]² when the mean is compensated.
+  double moment(int64_t j, bool centered) const {
+    const double m2 = sq[size_t(j)] / double(std::max<int64_t>(1, n));
+    return centered ? std::max(0.0, m2 - mean(j) * mean(j)) : m2;
   }
 };
 
-// ‖W[:, j]‖² · Σx_j² per input channel j of weight `name`.
-std::vector<double> output_energy(const Model& m, const std::string& name, const SecondMoment& mo) {
+// ‖W[:, j]‖² · E[x_j²] (or · Var[x_j]) per input channel j of weight `name`:
+// the energy per token that channel j adds to the output.
+std::vector<double> output_energy(const Model& m, const std::string& name, const ChannelStats& st, bool centered) {
   const Tensor* t = m.find(name);
   const auto v = to_f32(*t);
   const int64_t rows = t->rows(), cols = t->cols();
   std::vector<double> e(static_cast<size_t>(cols), 0.0);
   for (int64_t r = 0; r < rows; r++)
     for (int64_t j = 0; j < cols; j++) e[size_t(j)] += double(v[size_t(r * cols + j)]) * v[size_t(r * cols + j)];
-  for (int64_t j = 0; j < cols; j++) e[size_t(j)] *= mo.sq[size_t(j)];
+  for (int64_t j = 0; j < cols; j++) e[size_t(j)] *= st.moment(j, centered);
   return e;
+}
+
+// FLAP's bias compensation: the removed input channels' mean contribution
+// W[:, j]·E[x_j] becomes (part of) the output bias `bias_name`.
+void compensate(Model& m, const std::string& weight, const std::string& bias_name, const ChannelStats& st,
+                const std::vector<int64_t>& keep) {
+  const Tensor& w = need(m, weight);
+  const auto v = to_f32(w);
+  const int64_t rows = w.rows(), cols = w.cols();
+  std::vector<char> kept(size_t(cols), 0);
+  for (int64_t j : keep) kept[size_t(j)] = 1;
+  std::vector<float> b(size_t(rows), 0.0f);
+  if (const Tensor* old = find_tensor(m, bias_name)) b = to_f32(*old);
+  for (int64_t r = 0; r < rows; r++) {
+    double acc = 0;
+    for (int64_t j = 0; j < cols; j++)
+      if (!kept[size_t(j)]) acc += double(v[size_t(r * cols + j)]) * st.mean(j);
+    b[size_t(r)] += float(acc);
+  }
+  if (Tensor* old = find_tensor(m, bias_name))
+    *old = make_f32_tensor(bias_name, {rows}, std::move(b));
+  else
+    m.tensors.push_back(make_f32_tensor(bias_name, {rows}, std::move(b)));
+}
+
+// How many of each layer's units (groups or channels) to remove so that
+// `total` go overall, lowest score first; a layer keeps at least `min_keep`.
+// score[l][u]: unit u of layer l; layers not in `active` are left alone.
+std::vector<int64_t> global_allocation(const std::vector<std::vector<double>>& score, const std::vector<bool>& active,
+                                       int64_t total, int64_t min_keep) {
+  struct Unit {
+    double s;
+    int64_t layer;
+  };
+  std::vector<Unit> units;
+  for (size_t l = 0; l < score.size(); l++)
+    if (active[l])
+      for (double s : score[l]) units.push_back({s, int64_t(l)});
+  std::stable_sort(units.begin(), units.end(), [](const Unit& a, const Unit& b) { return a.s < b.s; });
+  std::vector<int64_t> removed(score.size(), 0);
+  for (const Unit& u : units) {
+    if (total <= 0) break;
+    const auto l = size_t(u.layer);
+    if (int64_t(score[l].size()) - removed[l] <= min_keep) continue;
+    removed[l]++, total--;
+  }
+  return removed;
 }
 
 }  // namespace
@@ -92,8 +152,13 @@ StructuredOptions parse_structured(const std::string& spec) {
   std::string item;
   bool any = false;
   while (std::getline(ss, item, ',')) {
+    if (item == "global" || item == "bias") {
+      (item == "global" ? o.global : o.bias) = true;
+      continue;
+    }
     const size_t eq = item.find('=');
-    if (eq == std::string::npos) fail("--structured: '{}' is not KEY=VALUE (heads=F, ffn=F, layers=N)", item);
+    if (eq == std::string::npos)
+      fail("--structured: '{}' is not KEY=VALUE (heads=F, ffn=F, layers=N) or a flag (global, bias)", item);
     const std::string key = item.substr(0, eq), val = item.substr(eq + 1);
     char* end = nullptr;
     const double v = std::strtod(val.c_str(), &end);
@@ -113,17 +178,66 @@ StructuredOptions parse_structured(const std::string& spec) {
   return o;
 }
 
+namespace {
+
+// Mean over tokens of ‖h‖² for hidden states h (rows of D).
+double mean_energy(const std::vector<float>& h, int64_t D) {
+  double e = 0;
+  for (float v : h) e += double(v) * v;
+  return e / double(std::max<int64_t>(1, int64_t(h.size()) / D));
+}
+
+// Mean over tokens of arccos(cos(a_t, b_t))/π.
+double angular_distance(const std::vector<float>& a, const std::vector<float>& b, int64_t D) {
+  double dist = 0;
+  const int64_t n_tok = int64_t(a.size()) / D;
+  for (int64_t t = 0; t < n_tok; t++) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int64_t j = 0; j < D; j++) {
+      const double x = a[size_t(t * D + j)], y = b[size_t(t * D + j)];
+      ab += x * y, aa += x * x, bb += y * y;
+    }
+    const double cosv = aa > 0 && bb > 0 ? std::clamp(ab / std::sqrt(aa * bb), -1.0, 1.0) : 1.0;
+    dist += std::acos(cosv) / M_PI;
+  }
+  return dist / double(std::max<int64_t>(1, n_tok));
+}
+
+// Renumbers the blocks, dropping those not in `keep` (ascending).
+void drop_blocks(Model& m, const std::vector<int64_t>& keep) {
+  std::map<int64_t, int64_t> new_index;
+  for (size_t i = 0; i < keep.size(); i++) new_index[keep[i]] = int64_t(i);
+  std::vector<Tensor> kept;
+  for (auto& t : m.tensors) {
+    const int64_t l = layer_of(t.name);
+    if (l < 0) {
+      kept.push_back(std::move(t));
+      continue;
+    }
+    auto it = new_index.find(l);
+    if (it == new_index.end()) continue;
+    t.name = "blk." + std::to_string(it->second) + t.name.substr(t.name.find('.', 4));
+    kept.push_back(std::move(t));
+  }
+  m.tensors = std::move(kept);
+}
+
+}  // namespace
+
 StructuredReport structured_prune(Model& m, const StructuredOptions& o, const CalibrationOptions& calib) {
   ModelConfig& c = m.cfg;
+  if (!c.uniform()) fail("{}: its layers already differ in size; structured pruning needs a uniform model", m.path);
   StructuredReport rep;
   rep.params_before = m.n_params();
   rep.kv_heads_before = c.n_kv_heads, rep.heads_before = c.n_heads, rep.ffn_before = c.ffn_dim;
   rep.layers_before = c.n_layers;
+  const int64_t L = c.n_layers, D = c.dim;
   const int64_t group_q = c.n_heads / c.n_kv_heads;  // query heads per KV head
-  const int64_t rm_groups = std::llround(o.heads * double(c.n_kv_heads));
-  const int64_t rm_ffn = std::llround(o.ffn * double(c.ffn_dim));
-  if (rm_groups >= c.n_kv_heads) fail("--structured heads={}: would remove every KV group", o.heads);
-  if (o.layers >= c.n_layers) fail("--structured layers={}: the model has {} blocks", o.layers, c.n_layers);
+  if (o.layers >= L) fail("--structured layers={}: the model has {} blocks", o.layers, L);
+  const int64_t kept_layers = L - o.layers;
+  const int64_t rm_groups = std::llround(o.heads * double(c.n_kv_heads * (o.global ? kept_layers : 1)));
+  const int64_t rm_ffn = std::llround(o.ffn * double(c.ffn_dim * (o.global ? kept_layers : 1)));
+  if (!o.global && rm_groups >= c.n_kv_heads) fail("--structured heads={}: would remove every KV group", o.heads);
   for (const auto& t : m.tensors)
     if (t.shape.size() == 2 && t.name.rfind("blk.", 0) == 0 && !is_float_type(t.dtype))
       fail("{}: {} is quantized ({}); prune the float model", m.path, t.name, dtype_name(t.dtype));
@@ -131,11 +245,12 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
   // One pass over the dense model: channel statistics and block distances.
   LayerwiseCalibrator cal(m, calibration_windows(m, calib));
   rep.calib_tokens = cal.n_tokens();
-  const int64_t D = c.dim;
-  std::vector<std::vector<double>> group_score(size_t(c.n_layers)), ffn_score(size_t(c.n_layers));
-  Progress progress("structured", uint64_t(c.n_layers));
-  for (int64_t l = 0; l < c.n_layers; l++) {
-    SecondMoment attn_out, ffn_down;
+  std::vector<std::vector<double>> group_score(static_cast<size_t>(L)), ffn_score(static_cast<size_t>(L));
+  std::vector<ChannelStats> attn_stats(static_cast<size_t>(L)), ffn_stats(static_cast<size_t>(L));
+  Progress progress("structured", uint64_t(L));
+  for (int64_t l = 0; l < L; l++) {
+    ChannelStats& attn_out = attn_stats[size_t(l)];
+    ChannelStats& ffn_down = ffn_stats[size_t(l)];
     const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) {
       if (s == LinearSite::AttnOut) attn_out.add(x, n, cols);
       if (s == LinearSite::FfnDown) ffn_down.add(x, n, cols);
@@ -143,36 +258,52 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     const std::vector<float> before = cal.hidden();
     cal.run(l, m.layers[size_t(l)], &obs, true);
     const std::vector<float>& after = cal.hidden();
-    double dist = 0;
-    const int64_t n_tok = int64_t(before.size()) / D;
-    for (int64_t t = 0; t < n_tok; t++) {
-      double ab = 0, aa = 0, bb = 0;
-      for (int64_t j = 0; j < D; j++) {
-        const double a = before[size_t(t * D + j)], b = after[size_t(t * D + j)];
-        ab += a * b, aa += a * a, bb += b * b;
-      }
-      const double cosv = aa > 0 && bb > 0 ? std::clamp(ab / std::sqrt(aa * bb), -1.0, 1.0) : 1.0;
-      dist += std::acos(cosv) / M_PI;
-    }
-    rep.block_distance.push_back(dist / double(std::max<int64_t>(1, n_tok)));
-    const auto e_o = output_energy(m, blk(l, "attn_output.weight"), attn_out);
+    rep.block_distance.push_back(angular_distance(before, after, D));
+    // Globally, a unit's energy is compared with that of the residual stream
+    // it is added to: after RMSNorm, only the relative change matters.
+    const double attn_ref = o.global ? std::max(1e-30, mean_energy(before, D)) : 1.0;
+    const double ffn_ref = o.global ? std::max(1e-30, mean_energy(after, D)) : 1.0;
+    const auto e_o = output_energy(m, blk(l, "attn_output.weight"), attn_out, o.bias);
     auto& gs = group_score[size_t(l)];
     gs.assign(size_t(c.n_kv_heads), 0.0);
-    for (int64_t j = 0; j < c.q_dim(); j++) gs[size_t(j / (c.head_dim * group_q))] += e_o[size_t(j)];
-    ffn_score[size_t(l)] = output_energy(m, blk(l, "ffn_down.weight"), ffn_down);
+    for (int64_t j = 0; j < c.q_dim(); j++) gs[size_t(j / (c.head_dim * group_q))] += e_o[size_t(j)] / attn_ref;
+    ffn_score[size_t(l)] = output_energy(m, blk(l, "ffn_down.weight"), ffn_down, o.bias);
+    for (double& e : ffn_score[size_t(l)]) e /= ffn_ref;
     progress.update(uint64_t(l + 1));
   }
   progress.finish();
 
-  // Heads and channels, the same count in every layer.
-  for (int64_t l = 0; l < c.n_layers; l++) {
-    if (rm_groups > 0) {
-      const auto keep = keep_best(group_score[size_t(l)], rm_groups);
+  // Blocks: the o.layers least influential go (renumbered at the end).
+  const auto keep_blocks = keep_best(rep.block_distance, o.layers);
+  std::vector<bool> active(static_cast<size_t>(L), false);
+  for (int64_t l : keep_blocks) active[size_t(l)] = true;
+  for (int64_t l = 0; l < L; l++)
+    if (!active[size_t(l)]) rep.removed_blocks.push_back(l);
+
+  // How many groups and channels each layer loses.
+  std::vector<int64_t> rm_g(static_cast<size_t>(L), rm_groups), rm_f(static_cast<size_t>(L), rm_ffn);
+  if (o.global) {
+    rm_g = global_allocation(group_score, active, rm_groups, 1);
+    // Kept feed-forward sizes stay multiples of 32 where the model's is, so
+    // that Q4_0/Q8_0 blocks still tile ffn_down's rows after pruning.
+    const int64_t unit = c.ffn_dim % 32 == 0 && c.ffn_dim >= 64 ? 32 : 1;
+    rm_f = global_allocation(ffn_score, active, rm_ffn, unit);
+    for (auto& r : rm_f) {
+      const int64_t kept = std::max(unit, (c.ffn_dim - r + unit / 2) / unit * unit);
+      r = c.ffn_dim - std::min(kept, c.ffn_dim);
+    }
+  }
+
+  std::vector<int64_t> heads_l, kv_l, ffn_l;
+  for (int64_t l : keep_blocks) {
+    if (rm_g[size_t(l)] > 0) {
+      const auto keep = keep_best(group_score[size_t(l)], rm_g[size_t(l)]);
       std::vector<int64_t> q_rows, kv_rows;
       for (int64_t g : keep) {
         for (int64_t r = g * group_q * c.head_dim; r < (g + 1) * group_q * c.head_dim; r++) q_rows.push_back(r);
         for (int64_t r = g * c.head_dim; r < (g + 1) * c.head_dim; r++) kv_rows.push_back(r);
       }
+      if (o.bias) compensate(m, blk(l, "attn_output.weight"), blk(l, "attn_output.bias"), attn_stats[size_t(l)], q_rows);
       keep_rows(m, blk(l, "attn_q.weight"), q_rows);
       keep_rows(m, blk(l, "attn_q.bias"), q_rows);
       keep_rows(m, blk(l, "attn_k.weight"), kv_rows);
@@ -181,40 +312,21 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
       keep_rows(m, blk(l, "attn_v.bias"), kv_rows);
       keep_cols(m, blk(l, "attn_output.weight"), q_rows);
     }
-    if (rm_ffn > 0) {
-      const auto keep = keep_best(ffn_score[size_t(l)], rm_ffn);
+    if (rm_f[size_t(l)] > 0) {
+      const auto keep = keep_best(ffn_score[size_t(l)], rm_f[size_t(l)]);
+      if (o.bias) compensate(m, blk(l, "ffn_down.weight"), blk(l, "ffn_down.bias"), ffn_stats[size_t(l)], keep);
       keep_rows(m, blk(l, "ffn_gate.weight"), keep);
       keep_rows(m, blk(l, "ffn_up.weight"), keep);
       keep_cols(m, blk(l, "ffn_down.weight"), keep);
     }
+    kv_l.push_back(c.n_kv_heads - rm_g[size_t(l)]);
+    heads_l.push_back(kv_l.back() * group_q);
+    ffn_l.push_back(c.ffn_dim - rm_f[size_t(l)]);
   }
-  c.n_kv_heads -= rm_groups;
-  c.n_heads = c.n_kv_heads * group_q;
-  c.ffn_dim -= rm_ffn;
-
-  // Blocks: drop the o.layers least influential, renumber the rest.
-  if (o.layers > 0) {
-    const auto keep = keep_best(rep.block_distance, o.layers);
-    for (int64_t l = 0; l < c.n_layers; l++)
-      if (!std::binary_search(keep.begin(), keep.end(), l)) rep.removed_blocks.push_back(l);
-    std::map<int64_t, int64_t> new_index;
-    for (size_t i = 0; i < keep.size(); i++) new_index[keep[i]] = int64_t(i);
-    std::vector<Tensor> kept;
-    for (auto& t : m.tensors) {
-      if (t.name.rfind("blk.", 0) != 0) {
-        kept.push_back(std::move(t));
-        continue;
-      }
-      const size_t dot = t.name.find('.', 4);
-      const int64_t l = std::stoll(t.name.substr(4, dot - 4));
-      auto it = new_index.find(l);
-      if (it == new_index.end()) continue;
-      t.name = "blk." + std::to_string(it->second) + t.name.substr(dot);
-      kept.push_back(std::move(t));
-    }
-    m.tensors = std::move(kept);
-    c.n_layers -= o.layers;
-  }
+  if (o.layers > 0) drop_blocks(m, keep_blocks);
+  c.n_layers = kept_layers;
+  rep.layer_heads = heads_l, rep.layer_kv_heads = kv_l, rep.layer_ffn = ffn_l;
+  c.set_layer_dims(std::move(heads_l), std::move(kv_l), std::move(ffn_l));
   c.validate(m.path);
   m.bind();
   rep.kv_heads_after = c.n_kv_heads, rep.heads_after = c.n_heads, rep.ffn_after = c.ffn_dim;

@@ -5,14 +5,19 @@
 //  - MLP intermediate channels: gate/up rows and ffn_down columns;
 //  - whole transformer blocks.
 // Channels are scored by the output energy they carry, ‖W_out[:, j]‖²·E[x_j²]
-// (x: the input of attn_output / ffn_down; FLAP's fluctuation metric without
-// its bias compensation, which needs output biases Llama files do not have,
-// the structured form of Wanda's |W|·‖X‖). Blocks are scored by the angular
-// distance between their input and output hidden states, arccos(cos)/π
-// averaged over tokens (Gromov et al. 2024; ShortGPT's block influence): the
-// blocks that change the residual stream least go. Every layer loses the same
-// number of groups and channels, so the file keeps one head count and one
-// feed-forward size and loads in llama.cpp unchanged.
+// (x: the input of attn_output / ffn_down; the structured form of Wanda's
+// |W|·‖X‖). With bias compensation (FLAP) the score is ‖W_out[:, j]‖²·Var[x_j]
+// and each removed channel's mean output W_out[:, j]·E[x_j] moves into an
+// attn_output / ffn_down bias, which llama.cpp loads as an optional tensor.
+// Blocks are scored by the angular distance between their input and output
+// hidden states, arccos(cos)/π averaged over tokens (Gromov et al. 2024;
+// ShortGPT's block influence): the blocks that change the residual stream
+// least go.
+// Uniform allocation removes the same number of groups and channels from every
+// layer (the file keeps one head count and feed-forward size). Global
+// allocation ranks them across layers by their score relative to the energy
+// of the residual stream they are added to, so layers end up with different
+// sizes (GGUF arrays under llama.cpp's "deci" architecture).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -24,17 +29,20 @@
 namespace lmpress {
 
 struct StructuredOptions {
-  double heads = 0;    // fraction of KV groups to remove per layer
-  double ffn = 0;      // fraction of intermediate channels to remove per layer
+  double heads = 0;    // fraction of KV groups to remove (per layer, or overall when global)
+  double ffn = 0;      // fraction of intermediate channels to remove (likewise)
   int64_t layers = 0;  // blocks to remove
+  bool global = false;  // rank groups and channels across layers
+  bool bias = false;    // FLAP bias compensation
 };
-// "heads=0.25,ffn=0.3,layers=2" (any subset, any order).
+// "heads=0.25,ffn=0.3,layers=2[,global][,bias]" (any subset, any order).
 StructuredOptions parse_structured(const std::string& spec);
 
 struct StructuredReport {
   int64_t params_before = 0, params_after = 0;
   int64_t kv_heads_before = 0, kv_heads_after = 0, heads_before = 0, heads_after = 0;
-  int64_t ffn_before = 0, ffn_after = 0, layers_before = 0, layers_after = 0;
+  int64_t ffn_before = 0, ffn_after = 0, layers_before = 0, layers_after = 0;  // *_after: the largest layer's
+  std::vector<int64_t> layer_heads, layer_kv_heads, layer_ffn;                 // per remaining layer
   std::vector<double> block_distance;   // angular distance per original block
   std::vector<int64_t> removed_blocks;  // original indices
   int64_t calib_tokens = 0;

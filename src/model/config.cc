@@ -1,5 +1,6 @@
 #include "model/config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -21,12 +22,39 @@ void ModelConfig::validate(const std::string& src) const {
   range("max_position_embeddings", ctx_len, 1, 1 << 24);
   range("rope dimension count", rope_dim, 2, head_dim);
   if (head_dim % 2 || rope_dim % 2) fail("{}: head_dim {} / rope dim {} must be even", src, head_dim, rope_dim);
-  if (n_heads % n_kv_heads) fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", src, n_heads, n_kv_heads);
+  if (uniform() && n_heads % n_kv_heads) fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", src, n_heads, n_kv_heads);
+  if (!uniform()) {
+    if (layer_heads.size() != size_t(n_layers) || layer_kv_heads.size() != size_t(n_layers) ||
+        layer_ffn.size() != size_t(n_layers))
+      fail("{}: per-layer head counts / feed-forward sizes need {} values each ({}, {}, {} given)", src, n_layers,
+           layer_heads.size(), layer_kv_heads.size(), layer_ffn.size());
+    for (int64_t l = 0; l < n_layers; l++) {
+      const int64_t h = heads(l), kv = kv_heads(l), f = ffn(l);
+      if (h < 1 || h > n_heads || kv < 1 || kv > n_kv_heads || f < 1 || f > ffn_dim || h % kv)
+        fail("{}: layer {} has {} heads, {} KV heads, feed-forward {}: each must be in [1, the maximum] and the "
+             "heads a multiple of the KV heads (layers without attention or MLP are not supported)",
+             src, l, h, kv, f);
+    }
+  }
   if (!(rms_eps > 0 && rms_eps < 1)) fail("{}: rms_norm_eps {} is out of range", src, rms_eps);
   if (!(rope_theta > 1)) fail("{}: rope_theta {} is out of range", src, rope_theta);
   if (!rope_scaling.empty() && rope_scaling != "linear" && rope_scaling != "llama3")
     fail("{}: rope_scaling type '{}' is not supported (linear, llama3)", src, rope_scaling);
   if (!rope_scaling.empty() && !(rope_factor > 0)) fail("{}: rope_scaling factor {} must be > 0", src, rope_factor);
+}
+
+void ModelConfig::set_layer_dims(std::vector<int64_t> heads, std::vector<int64_t> kv_heads, std::vector<int64_t> ffn) {
+  const auto all_equal = [](const std::vector<int64_t>& v) {
+    return std::all_of(v.begin(), v.end(), [&](int64_t x) { return x == v.front(); });
+  };
+  const auto max_of = [](const std::vector<int64_t>& v) { return *std::max_element(v.begin(), v.end()); };
+  if (heads.empty() || heads.size() != kv_heads.size() || heads.size() != ffn.size())
+    fail("per-layer dimensions: {} head counts, {} KV head counts, {} feed-forward sizes", heads.size(),
+         kv_heads.size(), ffn.size());
+  n_heads = max_of(heads), n_kv_heads = max_of(kv_heads), ffn_dim = max_of(ffn);
+  layer_heads.clear(), layer_kv_heads.clear(), layer_ffn.clear();
+  if (all_equal(heads) && all_equal(kv_heads) && all_equal(ffn)) return;
+  layer_heads = std::move(heads), layer_kv_heads = std::move(kv_heads), layer_ffn = std::move(ffn);
 }
 
 std::vector<float> ModelConfig::rope_inv_freqs() const {

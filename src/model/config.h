@@ -34,6 +34,12 @@ struct ModelConfig {
   bool tied_embeddings = false;
   bool qkv_bias = false;
   int32_t bos_id = -1, eos_id = -1;
+  // Per-layer head counts and feed-forward sizes, for models whose layers
+  // differ (non-uniform structured pruning; GGUF stores them as arrays under
+  // llama.cpp's "deci" architecture). Empty when every layer has n_heads,
+  // n_kv_heads and ffn_dim; when set, those scalars hold the largest layer's
+  // values, which size the shared buffers.
+  std::vector<int64_t> layer_heads, layer_kv_heads, layer_ffn;
 
   // Range checks against absurd values; throws naming `source`.
   void validate(const std::string& source) const;
@@ -41,6 +47,15 @@ struct ModelConfig {
   std::vector<float> rope_inv_freqs() const;
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
+  bool uniform() const { return layer_heads.empty(); }
+  int64_t heads(int64_t l) const { return uniform() ? n_heads : layer_heads[size_t(l)]; }
+  int64_t kv_heads(int64_t l) const { return uniform() ? n_kv_heads : layer_kv_heads[size_t(l)]; }
+  int64_t ffn(int64_t l) const { return uniform() ? ffn_dim : layer_ffn[size_t(l)]; }
+  int64_t q_dim(int64_t l) const { return heads(l) * head_dim; }
+  int64_t kv_dim(int64_t l) const { return kv_heads(l) * head_dim; }
+  // Sets the per-layer dimensions (one value per layer each); collapses to
+  // the scalars when all layers agree, else sets the scalars to the maxima.
+  void set_layer_dims(std::vector<int64_t> heads, std::vector<int64_t> kv_heads, std::vector<int64_t> ffn);
 };
 
 }  // namespace lmpress

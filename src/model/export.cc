@@ -36,7 +36,9 @@ int64_t rope_heads_to_permute(const Model& m, const Tensor& t, RopeLayout target
   const bool is_q = t.name.find(".attn_q.") != std::string::npos;
   const bool is_k = t.name.find(".attn_k.") != std::string::npos;
   if (m.cfg.rope_layout == target || !(is_q || is_k)) return 0;
-  return is_q ? m.cfg.n_heads : m.cfg.n_kv_heads;
+  const int64_t l = layer_of(t.name);
+  if (l < 0 || l >= m.cfg.n_layers) fail("{}: {} is not a layer tensor", m.path, t.name);
+  return is_q ? m.cfg.heads(l) : m.cfg.kv_heads(l);
 }
 
 namespace {
@@ -109,9 +111,11 @@ void check_not_input(const Model& m, const std::string& out) {
 void write_gguf_model(const Model& m, const std::string& path, const ExportOptions& opt) {
   check_not_input(m, path);
   const auto& c = m.cfg;
-  const RopeLayout target = c.arch == "llama" ? RopeLayout::Interleaved : RopeLayout::Halves;
+  // Layers of different sizes are llama.cpp's "deci" architecture: Llama
+  // with per-layer head counts and feed-forward sizes, RoPE on (2i, 2i+1) pairs.
+  const std::string a = c.uniform() ? c.arch : "deci";
+  const RopeLayout target = a == "qwen2" ? RopeLayout::Halves : RopeLayout::Interleaved;
   GGUFWriter w;
-  const std::string a = c.arch;
   w.set("general.architecture", GGUFValue::str(a));
   w.set("general.name", GGUFValue::str(opt.name.empty() ? std::filesystem::path(m.path).filename().string() : opt.name));
   // llama.cpp's llama_ftype values.
@@ -137,13 +141,20 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
   w.set(a + ".context_length", GGUFValue::u32(uint32_t(c.ctx_len)));
   w.set(a + ".embedding_length", GGUFValue::u32(uint32_t(c.dim)));
   w.set(a + ".block_count", GGUFValue::u32(uint32_t(c.n_layers)));
-  w.set(a + ".feed_forward_length", GGUFValue::u32(uint32_t(c.ffn_dim)));
-  w.set(a + ".attention.head_count", GGUFValue::u32(uint32_t(c.n_heads)));
-  w.set(a + ".attention.head_count_kv", GGUFValue::u32(uint32_t(c.n_kv_heads)));
+  if (c.uniform()) {
+    w.set(a + ".feed_forward_length", GGUFValue::u32(uint32_t(c.ffn_dim)));
+    w.set(a + ".attention.head_count", GGUFValue::u32(uint32_t(c.n_heads)));
+    w.set(a + ".attention.head_count_kv", GGUFValue::u32(uint32_t(c.n_kv_heads)));
+  } else {
+    const auto arr = [](const std::vector<int64_t>& v) { return GGUFValue::i32_array({v.begin(), v.end()}); };
+    w.set(a + ".feed_forward_length", arr(c.layer_ffn));
+    w.set(a + ".attention.head_count", arr(c.layer_heads));
+    w.set(a + ".attention.head_count_kv", arr(c.layer_kv_heads));
+  }
   w.set(a + ".attention.layer_norm_rms_epsilon", GGUFValue::f32(c.rms_eps));
   w.set(a + ".rope.freq_base", GGUFValue::f32(c.rope_theta));
   w.set(a + ".rope.dimension_count", GGUFValue::u32(uint32_t(c.rope_dim)));
-  if (c.head_dim * c.n_heads != c.dim) {
+  if (c.head_dim * c.heads(0) != c.dim) {
     w.set(a + ".attention.key_length", GGUFValue::u32(uint32_t(c.head_dim)));
     w.set(a + ".attention.value_length", GGUFValue::u32(uint32_t(c.head_dim)));
   }
@@ -185,6 +196,10 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   if (fs::exists(dir) && fs::equivalent(dir, m.path)) fail("{}: refusing to overwrite the input model", dir);
   fs::create_directories(dir);
   const auto& c = m.cfg;
+  if (!c.uniform())
+    fail("{}: its layers differ in head count or feed-forward size, which a Hugging Face Llama/Qwen2 config cannot "
+         "express; write GGUF (llama.cpp's deci layout) instead",
+         m.path);
   if (m.find("rope_freqs.weight") && c.rope_scaling != "llama3")
     fail("{}: its rope_freqs.weight cannot be expressed as Hugging Face rope_scaling; convert from the HF model instead",
          m.path);

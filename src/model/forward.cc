@@ -15,8 +15,10 @@ InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch)
     : m_(m), n_ctx_(n_ctx), n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))) {
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
   const auto& c = m.cfg;
-  k_cache_.assign(size_t(c.n_layers), std::vector<float>(size_t(n_ctx * c.kv_dim())));
-  v_cache_.assign(size_t(c.n_layers), std::vector<float>(size_t(n_ctx * c.kv_dim())));
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    k_cache_.emplace_back(size_t(n_ctx * c.kv_dim(l)));
+    v_cache_.emplace_back(size_t(n_ctx * c.kv_dim(l)));
+  }
   const size_t B = size_t(n_batch_);
   x_.resize(B * c.dim);
   xn_.resize(B * c.dim);
@@ -44,8 +46,8 @@ void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool 
 
 void InferenceState::attention(int64_t l, int64_t n) {
   const auto& c = m_.cfg;
-  const int64_t hd = c.head_dim, kvd = c.kv_dim(), qd = c.q_dim();
-  const int64_t group = c.n_heads / c.n_kv_heads;
+  const int64_t hd = c.head_dim, kvd = c.kv_dim(l), qd = c.q_dim(l), n_heads = c.heads(l);
+  const int64_t group = n_heads / c.kv_heads(l);
   const float scale = 1.0f / std::sqrt(float(hd));
   const float* K = k_cache_[size_t(l)].data();
   const float* Vc = v_cache_[size_t(l)].data();
@@ -53,7 +55,7 @@ void InferenceState::attention(int64_t l, int64_t n) {
   if (n >= 16) {
     // Prompt batch: per head, S = Q Kᵀ and O = softmax(S) V as GEMMs.
     scores_.resize(size_t(n * P));
-    for (int64_t h = 0; h < c.n_heads; h++) {
+    for (int64_t h = 0; h < n_heads; h++) {
       const int64_t kvh = h / group;
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(P), int(hd), scale, q_.data() + h * hd,
                   int(qd), K + kvh * hd, int(kvd), 0.0f, scores_.data(), int(P));
@@ -74,7 +76,7 @@ void InferenceState::attention(int64_t l, int64_t n) {
     std::vector<float> s(static_cast<size_t>(P));
 #pragma omp for collapse(2) schedule(static)
     for (int64_t t = 0; t < n; t++)
-      for (int64_t h = 0; h < c.n_heads; h++) {
+      for (int64_t h = 0; h < n_heads; h++) {
         const int64_t kvh = h / group;
         const int64_t visible = n_past_ + t + 1;
         const float* q = q_.data() + t * qd + h * hd;
@@ -112,9 +114,21 @@ void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, 
   n_past_ = saved;
 }
 
+namespace {
+
+// x += y (+ bias, when the projection has one), n rows of D.
+void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D) {
+  for (int64_t i = 0; i < n * D; i++) x[i] += y[i];
+  if (!bias.empty())
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t i = 0; i < D; i++) x[t * D + i] += bias[size_t(i)];
+}
+
+}  // namespace
+
 void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n, const LinearObserver* obs) {
   const auto& c = m_.cfg;
-  const int64_t D = c.dim, qd = c.q_dim(), kvd = c.kv_dim(), F = c.ffn_dim;
+  const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
   if (obs) (*obs)(LinearSite::AttnIn, xn_.data(), n, D);
   matmul(*L.wq, xn_.data(), n, q_.data());
@@ -133,15 +147,15 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
       for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
     }
     const int64_t pos = n_past_ + t;
-    rope(q, c.n_heads, c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
-    rope(k, c.n_kv_heads, c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+    rope(q, c.heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+    rope(k, c.kv_heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
     std::memcpy(kc + pos * kvd, k, size_t(kvd) * sizeof(float));
     std::memcpy(vc + pos * kvd, v, size_t(kvd) * sizeof(float));
   }
   attention(l, n);
   if (obs) (*obs)(LinearSite::AttnOut, att_.data(), n, qd);
   matmul(*L.wo, att_.data(), n, xn_.data());
-  for (int64_t i = 0; i < n * D; i++) x[i] += xn_[size_t(i)];
+  add_residual(x, xn_.data(), L.bo, n, D);
 
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
   if (obs) (*obs)(LinearSite::FfnIn, xn_.data(), n, D);
@@ -151,7 +165,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   for (int64_t t = 0; t < n; t++) silu_mul(gate_.data() + t * F, up_.data() + t * F, F);
   if (obs) (*obs)(LinearSite::FfnDown, gate_.data(), n, F);
   matmul(*L.w_down, gate_.data(), n, xn_.data());
-  for (int64_t i = 0; i < n * D; i++) x[i] += xn_[size_t(i)];
+  add_residual(x, xn_.data(), L.b_down, n, D);
 }
 
 void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {

@@ -19,19 +19,44 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   } else if (arch == "qwen2") {
     c.arch = "qwen2";
     c.rope_layout = RopeLayout::Halves;
+  } else if (arch == "deci") {
+    // llama.cpp's Llama with per-layer head counts and feed-forward sizes
+    // (what non-uniform structured pruning writes).
+    c.arch = "llama";
+    c.rope_layout = RopeLayout::Interleaved;
   } else {
-    fail("{}: unknown architecture '{}' (supported: llama, qwen2)", path, arch);
+    fail("{}: unknown architecture '{}' (supported: llama, qwen2, deci)", path, arch);
   }
   const std::string k = arch + ".";
   c.dim = g.req_int(k + "embedding_length");
   c.n_layers = g.req_int(k + "block_count");
-  c.ffn_dim = g.req_int(k + "feed_forward_length");
-  c.n_heads = g.req_int(k + "attention.head_count");
-  c.n_kv_heads = g.get_int(k + "attention.head_count_kv").value_or(c.n_heads);
+  // Each of these is one integer, or an array with one per layer.
+  const auto per_layer = [&](const std::string& key, const std::vector<int64_t>* fallback) {
+    const GGUFValue* v = g.find(key);
+    if (!v) {
+      if (!fallback) fail("{}: missing metadata {}", path, key);
+      return *fallback;
+    }
+    if (v->is_int()) return std::vector<int64_t>(size_t(c.n_layers), v->as_int());
+    if (v->type != GGUFType::ARRAY) fail("{}: metadata {} should be an integer or an array", path, key);
+    const auto& a = v->as_array();
+    if (a.size() != size_t(c.n_layers)) fail("{}: {} has {} values for {} layers", path, key, a.size(), c.n_layers);
+    std::vector<int64_t> out;
+    for (const auto& x : a) {
+      if (!x.is_int()) fail("{}: {} holds a non-integer", path, key);
+      out.push_back(x.as_int());
+    }
+    return out;
+  };
+  if (c.n_layers < 1 || c.n_layers > 1024) fail("{}: block_count = {} is out of range [1, 1024]", path, c.n_layers);
+  const auto ffn = per_layer(k + "feed_forward_length", nullptr);
+  const auto heads = per_layer(k + "attention.head_count", nullptr);
+  const auto kv_heads = per_layer(k + "attention.head_count_kv", &heads);
+  c.set_layer_dims(heads, kv_heads, ffn);
   c.ctx_len = g.req_int(k + "context_length");
   c.rms_eps = float(g.get_float(k + "attention.layer_norm_rms_epsilon").value_or(1e-5));
   c.rope_theta = float(g.get_float(k + "rope.freq_base").value_or(10000.0));
-  c.head_dim = g.get_int(k + "attention.key_length").value_or(c.n_heads > 0 ? c.dim / c.n_heads : 0);
+  c.head_dim = g.get_int(k + "attention.key_length").value_or(heads[0] > 0 ? c.dim / heads[0] : 0);
   if (auto vl = g.get_int(k + "attention.value_length"); vl && *vl != c.head_dim)
     fail("{}: key_length {} != value_length {} is not supported", path, c.head_dim, *vl);
   c.rope_dim = g.get_int(k + "rope.dimension_count").value_or(c.head_dim);

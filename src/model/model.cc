@@ -64,18 +64,23 @@ void Model::bind() {
     auto& L = layers[size_t(l)];
     L.attn_norm = small_f32(*this, n("attn_norm.weight"), c.dim);
     L.ffn_norm = small_f32(*this, n("ffn_norm.weight"), c.dim);
-    L.wq = &require(*this, n("attn_q.weight"), {c.q_dim(), c.dim});
-    L.wk = &require(*this, n("attn_k.weight"), {c.kv_dim(), c.dim});
-    L.wv = &require(*this, n("attn_v.weight"), {c.kv_dim(), c.dim});
-    L.wo = &require(*this, n("attn_output.weight"), {c.dim, c.q_dim()});
-    L.w_gate = &require(*this, n("ffn_gate.weight"), {c.ffn_dim, c.dim});
-    L.w_up = &require(*this, n("ffn_up.weight"), {c.ffn_dim, c.dim});
-    L.w_down = &require(*this, n("ffn_down.weight"), {c.dim, c.ffn_dim});
+    const int64_t qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
+    L.wq = &require(*this, n("attn_q.weight"), {qd, c.dim});
+    L.wk = &require(*this, n("attn_k.weight"), {kvd, c.dim});
+    L.wv = &require(*this, n("attn_v.weight"), {kvd, c.dim});
+    L.wo = &require(*this, n("attn_output.weight"), {c.dim, qd});
+    L.w_gate = &require(*this, n("ffn_gate.weight"), {F, c.dim});
+    L.w_up = &require(*this, n("ffn_up.weight"), {F, c.dim});
+    L.w_down = &require(*this, n("ffn_down.weight"), {c.dim, F});
     if (c.qkv_bias) {
-      L.bq = small_f32(*this, n("attn_q.bias"), c.q_dim());
-      L.bk = small_f32(*this, n("attn_k.bias"), c.kv_dim());
-      L.bv = small_f32(*this, n("attn_v.bias"), c.kv_dim());
+      L.bq = small_f32(*this, n("attn_q.bias"), qd);
+      L.bk = small_f32(*this, n("attn_k.bias"), kvd);
+      L.bv = small_f32(*this, n("attn_v.bias"), kvd);
     }
+    // Output biases: llama.cpp's optional attn_output.bias / ffn_down.bias,
+    // written by structured pruning's bias compensation.
+    if (find(n("attn_output.bias"))) L.bo = small_f32(*this, n("attn_output.bias"), c.dim);
+    if (find(n("ffn_down.bias"))) L.b_down = small_f32(*this, n("ffn_down.bias"), c.dim);
   }
   rope_inv_freqs = cfg.rope_inv_freqs();
   if (const Tensor* ff = find("rope_freqs.weight")) {
@@ -92,6 +97,15 @@ void Model::bind() {
   }
   if (tokenizer && int64_t(tokenizer->vocab().size()) > c.n_vocab)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", path, tokenizer->vocab().size(), c.n_vocab);
+}
+
+int64_t layer_of(const std::string& name) {
+  if (name.compare(0, 4, "blk.") != 0) return -1;
+  const size_t dot = name.find('.', 4);
+  if (dot == std::string::npos || dot == 4 || dot > 9) return -1;
+  const std::string num = name.substr(4, dot - 4);
+  if (num.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(num);
 }
 
 std::string hf_to_canonical(const std::string& h) {

@@ -16,6 +16,7 @@ namespace lmpress {
 struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;  // small: kept as f32
   std::vector<float> bq, bk, bv;           // empty unless qkv_bias
+  std::vector<float> bo, b_down;           // attn_output / ffn_down biases, usually absent
   const Tensor* wq = nullptr;
   const Tensor* wk = nullptr;
   const Tensor* wv = nullptr;
@@ -54,6 +55,9 @@ std::unique_ptr<Model> load_model(const std::string& path, const std::string& to
 std::unique_ptr<Model> load_gguf_model(const std::string& path);
 std::unique_ptr<Model> load_hf_model(const std::string& dir);
 std::unique_ptr<Model> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
+
+// The layer index N of a "blk.N.*" tensor name, or -1 for any other name.
+int64_t layer_of(const std::string& name);
 
 // Canonical (GGUF) name <-> Hugging Face name for a Llama-family tensor;
 // empty when the name is not a model weight lmpress knows.

@@ -44,20 +44,16 @@ std::string lower(std::string s) {
 // llama.cpp's use_more_bits: the first and last eighth of the layers and every third in between.
 bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-int64_t layer_of(const std::string& name) {
-  if (name.rfind("blk.", 0) != 0) return -1;
-  return std::stoll(name.substr(4, name.find('.', 4) - 4));
-}
-
 bool contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
 
 // The preset's choice for one tensor (llama_tensor_get_type_impl, non-MoE Llama-family cases).
 DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_output) {
   const Preset p = o.preset.preset;
   const DType base = o.preset.base;
-  const int64_t n = m.cfg.n_layers, gqa = m.cfg.n_heads / std::max<int64_t>(1, m.cfg.n_kv_heads);
   const std::string& name = t.name;
   const int64_t i = layer_of(name);
+  const int64_t n = m.cfg.n_layers;
+  const int64_t gqa = i >= 0 && i < n ? m.cfg.heads(i) / m.cfg.kv_heads(i) : m.cfg.n_heads / m.cfg.n_kv_heads;
   if (is_output) {
     if (t.cols() % dtype_info(base).block_elems != 0) return DType::Q8_0;
     return base == DType::Q8_0 ? DType::Q8_0 : DType::Q6_K;

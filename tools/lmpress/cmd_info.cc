@@ -35,6 +35,12 @@ void add_info(CLI::App& app) {
                      {"intermediate_size", c.ffn_dim}, {"context_length", c.ctx_len}, {"rms_norm_eps", c.rms_eps},
                      {"rope_theta", c.rope_theta},    {"rope_scaling", c.rope_scaling},
                      {"tied_embeddings", c.tied_embeddings}, {"qkv_bias", c.qkv_bias}};
+      if (!c.uniform()) {
+        // Per-layer sizes (non-uniform structured pruning); the scalars above are the maxima.
+        j["config"]["layer_heads"] = c.layer_heads;
+        j["config"]["layer_kv_heads"] = c.layer_kv_heads;
+        j["config"]["layer_ffn"] = c.layer_ffn;
+      }
       if (v)
         j["tokenizer"] = {{"model", v->model}, {"pre", v->pre}, {"n_tokens", v->size()}, {"n_merges", v->merges.size()},
                           {"bos", v->bos}, {"eos", v->eos}, {"add_bos", v->add_bos}};
@@ -52,8 +58,14 @@ void add_info(CLI::App& app) {
     fmt::print("parameters:    {} ({:.2f} M)\n", m->n_params(), double(m->n_params()) / 1e6);
     fmt::print("size:          {} bytes ({:.2f} MiB), {:.2f} bits per weight\n", m->n_bytes(),
                double(m->n_bytes()) / (1 << 20), bpw);
-    fmt::print("layers:        {}, hidden {}, ffn {}, heads {} (kv {}), head dim {}\n", c.n_layers, c.dim, c.ffn_dim,
-               c.n_heads, c.n_kv_heads, c.head_dim);
+    if (c.uniform()) {
+      fmt::print("layers:        {}, hidden {}, ffn {}, heads {} (kv {}), head dim {}\n", c.n_layers, c.dim, c.ffn_dim,
+                 c.n_heads, c.n_kv_heads, c.head_dim);
+    } else {
+      fmt::print("layers:        {}, hidden {}, head dim {}; per layer:\n", c.n_layers, c.dim, c.head_dim);
+      fmt::print("  ffn          {}\n  heads        {}\n  kv heads     {}\n", c.layer_ffn, c.layer_heads,
+                 c.layer_kv_heads);
+    }
     fmt::print("context:       {}, rope theta {}{}, rms eps {}\n", c.ctx_len, c.rope_theta,
                c.rope_scaling.empty() ? "" : ", scaling " + c.rope_scaling, c.rms_eps);
     fmt::print("output head:   {}{}\n", c.tied_embeddings ? "tied to embeddings" : "separate",

@@ -2,6 +2,8 @@
 //   [--calib TEXT] [--quantize TYPE]: one-shot pruning of the blocks' linear layers.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 #include "commands.h"
 #include "compress/prune_model.h"
 #include "core/error.h"
@@ -48,6 +50,9 @@ void print_structured(const StructuredReport& r, bool json) {
                              {"kv_heads", {r.kv_heads_before, r.kv_heads_after}},
                              {"ffn", {r.ffn_before, r.ffn_after}},
                              {"layers", {r.layers_before, r.layers_after}},
+                             {"layer_heads", r.layer_heads},
+                             {"layer_kv_heads", r.layer_kv_heads},
+                             {"layer_ffn", r.layer_ffn},
                              {"block_distance", r.block_distance},
                              {"removed_blocks", r.removed_blocks},
                              {"calib_tokens", r.calib_tokens}};
@@ -57,8 +62,19 @@ void print_structured(const StructuredReport& r, bool json) {
   fmt::print("block angular distance (input vs output):");
   for (size_t i = 0; i < r.block_distance.size(); i++) fmt::print(" {}:{:.4f}", i, r.block_distance[i]);
   fmt::print("\nremoved blocks: {}\n", r.removed_blocks);
-  fmt::print("heads {} -> {} (KV {} -> {}), feed-forward {} -> {}, blocks {} -> {}\n", r.heads_before, r.heads_after,
-             r.kv_heads_before, r.kv_heads_after, r.ffn_before, r.ffn_after, r.layers_before, r.layers_after);
+  const auto uniform = [](const std::vector<int64_t>& v) {
+    return std::all_of(v.begin(), v.end(), [&](int64_t x) { return x == v.front(); });
+  };
+  if (uniform(r.layer_heads) && uniform(r.layer_ffn)) {
+    fmt::print("heads {} -> {} (KV {} -> {}), feed-forward {} -> {}, blocks {} -> {}\n", r.heads_before, r.heads_after,
+               r.kv_heads_before, r.kv_heads_after, r.ffn_before, r.ffn_after, r.layers_before, r.layers_after);
+  } else {
+    fmt::print("per layer (was {} heads, KV {}, feed-forward {}):\n", r.heads_before, r.kv_heads_before, r.ffn_before);
+    for (size_t l = 0; l < r.layer_heads.size(); l++)
+      fmt::print("  blk.{:<3} heads {:>4} (KV {:>3}), feed-forward {:>6}\n", l, r.layer_heads[l], r.layer_kv_heads[l],
+                 r.layer_ffn[l]);
+    fmt::print("blocks {} -> {}\n", r.layers_before, r.layers_after);
+  }
   fmt::print("parameters {} -> {} ({:.1f}% removed)\n", r.params_before, r.params_after,
              100.0 * double(r.params_before - r.params_after) / double(r.params_before));
 }
@@ -82,7 +98,8 @@ void add_prune(CLI::App& app) {
   auto* sp = cmd->add_option("--sparsity", o->sparsity, "Fraction of each linear layer's weights to zero (0..1)");
   auto* nm = cmd->add_option("--nm", o->nm, "Semi-structured N:M: N nonzero weights in every M of a row (2:4, 4:8)");
   auto* st = cmd->add_option("--structured", o->structured,
-                             "Remove KV-head groups and MLP channels per layer and whole blocks: heads=F,ffn=F,layers=N");
+                             "Remove KV-head groups, MLP channels and whole blocks: heads=F,ffn=F,layers=N; "
+                             "add 'global' to rank across layers (per-layer sizes), 'bias' for FLAP bias compensation");
   sp->excludes(nm);
   st->excludes(sp);
   st->excludes(nm);
