@@ -92,6 +92,29 @@ TEST(PruneCli, StructuredSmallerFile) {
   EXPECT_EQ(run_cli("perplexity " + d + "/s.gguf -f " + S("data/wikitext-2/wiki.test.raw") + " -c 128 --chunks 2").status, 0);
 }
 
+// OWL: each block gets its own sparsity (mean: the request), and the file has
+// exactly that many zeros in each block's matrices.
+TEST(PruneCli, OwlBlockSparsities) {
+  const std::string d = test::temp_dir();
+  auto r = run_cli("prune " + S("models/lmp-8m") + " " + d + "/o.gguf --method magnitude --sparsity 0.6 --owl" + kCalib +
+                   " --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  const auto s = j["layer_sparsity"].get<std::vector<double>>();
+  ASSERT_EQ(s.size(), 6u);
+  double mean = 0;
+  for (double x : s) mean += x / 6;
+  EXPECT_NEAR(mean, 0.6, 1e-12);
+  EXPECT_GT(*std::max_element(s.begin(), s.end()) - *std::min_element(s.begin(), s.end()), 0.1);  // spread 2λ
+  auto m = load_model(d + "/o.gguf");
+  for (const auto& t : m->tensors) {
+    if (!is_block_linear(t.name)) continue;
+    const auto v = to_f32(t);
+    const double want = std::round(s[size_t(layer_of(t.name))] * double(v.size()));
+    EXPECT_EQ(std::count(v.begin(), v.end(), 0.0f), int64_t(want)) << t.name;
+  }
+}
+
 TEST(PruneCli, BadInputs) {
   const std::string d = test::temp_dir(), m = S("models/lmp-8m"), o = " " + d + "/o.gguf";
   expect_cli_error("prune " + m + o + " --sparsity 1.5", "out of range");
@@ -107,6 +130,14 @@ TEST(PruneCli, BadInputs) {
   expect_cli_error("prune " + m + o + " --structured ffn=2" + kCalib, "must be a fraction");
   expect_cli_error("prune " + m + o + " --structured layers=6" + kCalib, "the model has 6 blocks");
   expect_cli_error("prune " + m + o + " --structured ffn=0.2", "--calib FILE");
+  expect_cli_error("prune " + m + o + " --sparsity 0.5 --owl", "--owl measures outliers");
+  // Usage errors: CLI11's exit codes (non-zero, not 1).
+  for (const auto& [args, msg] : {std::pair<std::string, std::string>{" --nm 2:4 --owl", "--nm excludes --owl"},
+                                  {" --sparsity 0.5 --owl --owl-lambda 0.9", "--owl-lambda: Value 0.9 not in range"}}) {
+    const auto r = run_cli("prune " + m + o + args + kCalib);
+    EXPECT_NE(r.status, 0) << args;
+    EXPECT_NE(r.out.find(msg), std::string::npos) << r.out;
+  }
 }
 
 }  // namespace

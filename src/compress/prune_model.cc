@@ -62,6 +62,12 @@ class Pruner {
         }
   }
 
+  // The pattern for block l: the requested one, or its OWL sparsity.
+  SparsityPattern pattern(int64_t l) const {
+    if (rep_.layer_sparsity.empty()) return o_.pattern;
+    return SparsityPattern::unstructured(rep_.layer_sparsity[size_t(l)]);
+  }
+
   DType type_of(const std::string& name) const { return types_.at(name); }
   std::optional<uint32_t> file_type() const { return file_type_; }
 
@@ -72,7 +78,7 @@ class Pruner {
         for (const auto& w : linear_names(l, site)) {
           Tensor& t = tensor_ref(m_, w);
           auto W = to_f32(t);
-          magnitude_prune(W.data(), t.rows(), t.cols(), o_.pattern);
+          magnitude_prune(W.data(), t.rows(), t.cols(), pattern(l));
           finish(t, std::move(W), nullptr, nullptr);
         }
       progress.update(uint64_t(l + 1));
@@ -94,7 +100,7 @@ class Pruner {
       cal.run(l, m_.layers[size_t(l)], &obs, false);
       for (auto& [s, h] : H) symmetrize_hessian(h, cols[s]);
       for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(l, site)) prune_linear(tensor_ref(m_, w), H.at(site));
+        for (const auto& w : linear_names(l, site)) prune_linear(tensor_ref(m_, w), H.at(site), pattern(l));
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);  // the next block sees this block pruned
       progress.update(uint64_t(l + 1));
@@ -103,24 +109,24 @@ class Pruner {
   }
 
  private:
-  void prune_linear(Tensor& t, const std::vector<float>& H) {
+  void prune_linear(Tensor& t, const std::vector<float>& H, const SparsityPattern& pattern) {
     const int64_t rows = t.rows(), cols = t.cols();
     const auto W0 = to_f32(t);
     auto W = W0;
     if (o_.method == PruneMethod::Wanda) {
       std::vector<float> x_sq(static_cast<size_t>(cols));
       for (int64_t c = 0; c < cols; c++) x_sq[size_t(c)] = H[size_t(c * cols + c)];
-      wanda_prune(W.data(), rows, cols, o_.pattern, x_sq.data());
+      wanda_prune(W.data(), rows, cols, pattern, x_sq.data());
     } else if (o_.quantize) {  // SparseGPT jointly with quantization
       const DType q = *o_.quantize;
       const uint64_t rb = row_bytes(q, uint64_t(cols));
       auto bytes = std::make_shared<std::vector<uint8_t>>(uint64_t(rows) * rb);
-      gptq_quantize(W0.data(), rows, cols, H, q, nullptr, o_.gptq, bytes->data(), &o_.pattern);
+      gptq_quantize(W0.data(), rows, cols, H, q, nullptr, o_.gptq, bytes->data(), &pattern);
       for (int64_t r = 0; r < rows; r++) dequantize_row(q, bytes->data() + r * rb, cols, W.data() + r * cols);
       finish(t, std::move(W), &W0, &H, bytes);
       return;
     } else {
-      sparsegpt_prune(W.data(), rows, cols, H, o_.pattern, o_.gptq);
+      sparsegpt_prune(W.data(), rows, cols, H, pattern, o_.gptq);
     }
     finish(t, std::move(W), &W0, &H);
   }
@@ -163,6 +169,11 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   const auto start = std::chrono::steady_clock::now();
   PruneReport rep;
   rep.n_params = m.n_params();
+  if (o.owl) {
+    if (o.pattern.is_nm()) fail("--owl sets a sparsity per block; it does not apply to N:M patterns");
+    rep.owl_ratios = owl_outlier_ratios(m, o.calib, *o.owl);
+    rep.layer_sparsity = owl_sparsities(rep.owl_ratios, o.pattern.sparsity, o.owl->lambda);
+  }
   Pruner p(m, o, rep);
   if (o.method == PruneMethod::Magnitude) p.run_magnitude();
   else p.run_calibrated();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "compress/calibration.h"
+#include "compress/owl.h"
 #include "compress/structured_prune.h"
 #include "core/dtype.h"
 #include "model/model.h"
@@ -23,6 +24,7 @@ struct PruneOptions {
   CalibrationOptions calib;   // wanda, sparsegpt
   GptqOptions gptq;           // SparseGPT's dampening and lazy batch
   std::optional<DType> quantize;  // block type for the pruned linears
+  std::optional<OwlOptions> owl;  // per-block sparsities by outlier ratio (unstructured only)
   std::string name;               // general.name
 };
 
@@ -38,6 +40,7 @@ struct PruneReport {
   uint64_t bytes_out = 0;
   int64_t calib_tokens = 0;
   double seconds = 0;
+  std::vector<double> owl_ratios, layer_sparsity;  // with OWL: per block outlier ratio and target
 };
 
 // Prunes m in place and writes `out_path` (GGUF).

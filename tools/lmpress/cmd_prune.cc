@@ -28,8 +28,18 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
                              {"sparsity_model", r.n_params ? double(r.n_zero) / double(r.n_params) : 0.0},
                              {"n_params", r.n_params}, {"bytes_out", r.bytes_out}, {"bpw", bpw},
                              {"calib_tokens", r.calib_tokens}, {"seconds", r.seconds}};
+    if (!r.layer_sparsity.empty()) {
+      j["owl_outlier_ratio"] = r.owl_ratios;
+      j["layer_sparsity"] = r.layer_sparsity;
+    }
     fmt::print("{}\n", j.dump(2));
     return;
+  }
+  if (!r.layer_sparsity.empty()) {
+    fmt::print("OWL block sparsities (outlier ratio):");
+    for (size_t l = 0; l < r.layer_sparsity.size(); l++)
+      fmt::print(" {}:{:.3f} ({:.4f})", l, r.layer_sparsity[l], r.owl_ratios[l]);
+    fmt::print("\n");
   }
   fmt::print("{:<28} {:<12} {:>9} {:>10}\n", "tensor", "shape", "sparsity", "out_err");
   for (const auto& t : r.tensors)
@@ -86,7 +96,8 @@ void add_prune(CLI::App& app) {
     std::string in, out, method = "magnitude", nm, quantize, name, structured;
     double sparsity = -1, damp = 0.01;
     CalibrationOptions calib;
-    bool json = false;
+    bool json = false, owl = false;
+    OwlOptions owl_opts;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -106,6 +117,17 @@ void add_prune(CLI::App& app) {
   add_calibration_options(cmd, o->calib, "wanda, sparsegpt");
   cmd->add_option("--quantize", o->quantize, "Also quantize the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k; "
                                              "SparseGPT does both in one pass)");
+  auto* owl = cmd->add_flag("--owl", o->owl,
+                            "OWL: per-block sparsities around --sparsity, lower where Wanda scores have more outliers "
+                            "(needs --calib)");
+  owl->excludes(nm);
+  owl->excludes(st);
+  cmd->add_option("--owl-lambda", o->owl_opts.lambda, "OWL: block sparsities span --sparsity ± this")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.5));
+  cmd->add_option("--owl-m", o->owl_opts.m, "OWL: an outlier's score exceeds this many times the block's mean")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 1000.0));
   cmd->add_option("--damp", o->damp, "SparseGPT dampening (fraction of mean diag H)")->capture_default_str();
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
@@ -132,6 +154,10 @@ void add_prune(CLI::App& app) {
     po.pattern = o->nm.empty() ? SparsityPattern::unstructured(o->sparsity) : SparsityPattern::parse_nm(o->nm);
     if (po.method != PruneMethod::Magnitude && o->calib.file.empty())
       fail("--method {} needs calibration text: --calib FILE", o->method);
+    if (o->owl) {
+      if (o->calib.file.empty()) fail("--owl measures outliers on calibration text: --calib FILE");
+      po.owl = o->owl_opts;
+    }
     po.gptq.damp = o->damp;
     auto m = load_model(o->in);
     const auto r = prune_model(*m, o->out, po);
