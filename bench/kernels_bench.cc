@@ -56,7 +56,7 @@ void run(benchmark::State& state, DType t, bool simd) {
   for (auto _ : state) {
     if (k.fn) {
       quantize_activations(k.act, m.x.data(), kCols, qa.data());
-      qdot_rows(k, kCols, m.w.data(), m.row_bytes, qa.data(), kRows, y.data());
+      for (int64_t r = 0; r < kRows; r++) y[size_t(r)] = k.fn(kCols, m.w.data() + r * m.row_bytes, qa.data());
     } else {
       for (int64_t r = 0; r < kRows; r++) y[size_t(r)] = f(kCols, m.w.data() + r * m.row_bytes, m.x.data());
     }

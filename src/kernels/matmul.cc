@@ -28,17 +28,6 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
     qa.resize(size_t(n) * ab);
     for (int64_t t = 0; t < n; t++) quantize_activations(k.act, x + t * in, in, qa.data() + t * ab);
     const uint8_t* a = qa.data();
-    if (!is_row_indexed(w.dtype)) {
-      // Rows in groups of four (the kernels' 4-row variants share activation loads).
-      const size_t stride = row_bytes(w.dtype, uint64_t(in));
-      const int64_t groups = (out + 3) / 4;
-#pragma omp parallel for schedule(static)
-      for (int64_t g = 0; g < groups; g++)
-        for (int64_t t = 0; t < n; t++)
-          qdot_rows(k, in, w.data + size_t(4 * g) * stride, stride, a + t * ab, std::min<int64_t>(4, out - 4 * g),
-                    y + t * out + 4 * g);
-      return;
-    }
     const RowAddress row(w);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < out; r++)

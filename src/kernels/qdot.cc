@@ -204,9 +204,9 @@ QDotKernel qdot(DType t) {
   static const bool avx2 = simd_avx2::available();
   if (g_use_simd && avx2) {
     switch (t) {
-      case DType::Q4_0: return {ActFormat::Q8_0, simd_avx2::dot_q4_0_q8_0, simd_avx2::dot4_q4_0_q8_0};
+      case DType::Q4_0: return {ActFormat::Q8_0, simd_avx2::dot_q4_0_q8_0};
       case DType::Q5_0: return {ActFormat::Q8_0, simd_avx2::dot_q5_0_q8_0};
-      case DType::Q8_0: return {ActFormat::Q8_0, simd_avx2::dot_q8_0_q8_0, simd_avx2::dot4_q8_0_q8_0};
+      case DType::Q8_0: return {ActFormat::Q8_0, simd_avx2::dot_q8_0_q8_0};
       case DType::Q8_0_2OF4: return {ActFormat::Q8_0, simd_avx2::dot_2of4_q8_0_q8_0};
       case DType::Q4_K: return {ActFormat::Q8_K, simd_avx2::dot_q4_K_q8_K};
       case DType::Q6_K: return {ActFormat::Q8_K, simd_avx2::dot_q6_K_q8_K};
@@ -214,14 +214,6 @@ QDotKernel qdot(DType t) {
     }
   }
   return qdot_reference(t);
-}
-
-void qdot_rows(const QDotKernel& k, int64_t n, const uint8_t* w, size_t stride, const void* a, int64_t rows,
-               float* y) {
-  int64_t r = 0;
-  if (k.fn4)
-    for (; r + 4 <= rows; r += 4) k.fn4(n, w + size_t(r) * stride, stride, a, y + r);
-  for (; r < rows; r++) y[r] = k.fn(n, w + size_t(r) * stride, a);
 }
 
 const char* qdot_target() { return g_use_simd && simd_avx2::available() ? "avx2" : "scalar"; }

@@ -30,19 +30,10 @@ void quantize_activations(ActFormat f, const float* x, int64_t n, void* out);
 
 // Σ over n elements of weight row w times the quantized activations a.
 using QDotFn = float (*)(int64_t n, const void* w, const void* a);
-// Four consecutive rows, `stride` bytes apart, against the same activations:
-// out[i] = Σ row i · a. Loads each activation block once for four rows and
-// runs four independent accumulations (matrix-vector products when decoding).
-using QDot4Fn = void (*)(int64_t n, const void* w, size_t stride, const void* a, float* out);
 struct QDotKernel {
   ActFormat act = ActFormat::Q8_0;
-  QDotFn fn = nullptr;    // null: no int8 kernel for the type
-  QDot4Fn fn4 = nullptr;  // optional
+  QDotFn fn = nullptr;  // null: no int8 kernel for the type
 };
-
-// y[r] = Σ row r · a for `rows` rows `stride` bytes apart from w: k.fn4 on
-// groups of four where the kernel has it, k.fn on the rest.
-void qdot_rows(const QDotKernel& k, int64_t n, const uint8_t* w, size_t stride, const void* a, int64_t rows, float* y);
 
 // The scalar reference for t (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K).
 QDotKernel qdot_reference(DType t);
@@ -65,8 +56,6 @@ float dot_f16_f32(int64_t n, const void* w, const float* x);
 float dot_bf16_f32(int64_t n, const void* w, const float* x);  // the CPU has AVX2 and FMA and the OS saves YMM state
 float dot_q4_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q8_0_q8_0(int64_t n, const void* w, const void* a);
-void dot4_q4_0_q8_0(int64_t n, const void* w, size_t stride, const void* a, float* out);
-void dot4_q8_0_q8_0(int64_t n, const void* w, size_t stride, const void* a, float* out);
 float dot_q5_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q6_K_q8_K(int64_t n, const void* w, const void* a);

@@ -46,64 +46,6 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q4_0_q8_0(int64_t n, const vo
   return hsum(acc);
 }
 
-namespace {
-
-// The 32 signed values (nibble − 8) of a Q4_0 block.
-__attribute__((target("avx2"))) inline __m256i q4_0_values(const BlockQ4_0& b) {
-  const __m128i low = _mm_set1_epi8(0x0F);
-  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs));
-  const __m256i x = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low), _mm_and_si128(q, low));
-  return _mm256_sub_epi8(x, _mm256_set1_epi8(8));
-}
-
-__attribute__((target("avx2,fma"))) inline void store_hsums(__m256 a0, __m256 a1, __m256 a2, __m256 a3, float* out) {
-  // Four horizontal sums at once: pairwise adds, then the two 128-bit halves.
-  const __m256 s01 = _mm256_hadd_ps(a0, a1), s23 = _mm256_hadd_ps(a2, a3);
-  const __m256 s = _mm256_hadd_ps(s01, s23);
-  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1)));
-}
-
-}  // namespace
-
-__attribute__((target("avx2,fma,f16c"))) void dot4_q4_0_q8_0(int64_t n, const void* w, size_t stride, const void* act,
-                                                              float* out) {
-  const auto* base = static_cast<const uint8_t*>(w);
-  const auto* r0 = reinterpret_cast<const BlockQ4_0*>(base);
-  const auto* r1 = reinterpret_cast<const BlockQ4_0*>(base + stride);
-  const auto* r2 = reinterpret_cast<const BlockQ4_0*>(base + 2 * stride);
-  const auto* r3 = reinterpret_cast<const BlockQ4_0*>(base + 3 * stride);
-  const auto* a = static_cast<const BlockQ8_0*>(act);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
-         acc3 = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / 32; b++) {
-    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const float ad = h2f(a[b].d);
-    acc0 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(r0[b].d) * ad), dot_i8(q4_0_values(r0[b]), y), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(r1[b].d) * ad), dot_i8(q4_0_values(r1[b]), y), acc1);
-    acc2 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(r2[b].d) * ad), dot_i8(q4_0_values(r2[b]), y), acc2);
-    acc3 = _mm256_fmadd_ps(_mm256_set1_ps(h2f(r3[b].d) * ad), dot_i8(q4_0_values(r3[b]), y), acc3);
-  }
-  store_hsums(acc0, acc1, acc2, acc3, out);
-}
-
-__attribute__((target("avx2,fma,f16c"))) void dot4_q8_0_q8_0(int64_t n, const void* w, size_t stride, const void* act,
-                                                              float* out) {
-  const auto* base = static_cast<const uint8_t*>(w);
-  const BlockQ8_0* r[4];
-  for (int i = 0; i < 4; i++) r[i] = reinterpret_cast<const BlockQ8_0*>(base + size_t(i) * stride);
-  const auto* a = static_cast<const BlockQ8_0*>(act);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t b = 0; b < n / 32; b++) {
-    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
-    const float ad = h2f(a[b].d);
-    for (int i = 0; i < 4; i++) {
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(r[i][b].qs));
-      acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(h2f(r[i][b].d) * ad), dot_i8(x, y), acc[i]);
-    }
-  }
-  store_hsums(acc[0], acc[1], acc[2], acc[3], out);
-}
-
 __attribute__((target("avx2,fma,f16c"))) float dot_q8_0_q8_0(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ8_0*>(w);
   const auto* a = static_cast<const BlockQ8_0*>(act);

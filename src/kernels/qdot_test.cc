@@ -94,31 +94,6 @@ TEST(QDot, ReferenceAndSimdAgree) {
   EXPECT_EQ(qdot_reference(DType::Q5_K).fn, nullptr);
 }
 
-// The 4-row variants (and qdot_rows' tail) give each row's single-row result:
-// row counts 1..9 cover whole groups, partial groups and tails.
-TEST(QDot, FourRowKernelsMatchSingleRows) {
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
-    const bool k = t == DType::Q4_K || t == DType::Q6_K;
-    const int64_t n = k ? 768 : 288;
-    const size_t stride = row_bytes(t, uint64_t(n));
-    for (int64_t rows = 1; rows <= 9; rows++) {
-      SCOPED_TRACE(std::string(dtype_name(t)) + " rows=" + std::to_string(rows));
-      const auto w = randn(rows * n, unsigned(rows), 0.05f), x = randn(n, 99);
-      std::vector<uint8_t> qw(size_t(rows) * stride);
-      for (int64_t r = 0; r < rows; r++) quantize_row(t, w.data() + r * n, n, qw.data() + size_t(r) * stride);
-      const QDotKernel best = qdot(t);
-      std::vector<uint8_t> qa(activation_bytes(best.act, n));
-      quantize_activations(best.act, x.data(), n, qa.data());
-      std::vector<float> y(size_t(rows), -1.0f);
-      qdot_rows(best, n, qw.data(), stride, qa.data(), rows, y.data());
-      for (int64_t r = 0; r < rows; r++) {
-        const float want = qdot_reference(t).fn(n, qw.data() + size_t(r) * stride, qa.data());
-        EXPECT_NEAR(y[size_t(r)], want, 1e-5f * (std::fabs(want) + 1.0f)) << "row " << r;
-      }
-    }
-  }
-}
-
 // F16 and BF16 rows against f32 activations, on lengths with and without a
 // vector tail: reference = the double-precision dot of the converted values.
 TEST(QDot, FloatWeights) {
