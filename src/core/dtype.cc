@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 24> kTypes = {{
+constexpr std::array<DTypeInfo, 25> kTypes = {{
     {DType::F32, "F32", 1, 4, true},
     {DType::F16, "F16", 1, 2, true},
     {DType::Q4_0, "Q4_0", 32, 18, true},
@@ -35,6 +35,7 @@ constexpr std::array<DTypeInfo, 24> kTypes = {{
     {DType::F16_2OF4, "F16_2of4", 32, 36, true},
     {DType::F16_BITMAP, "F16_bitmap", 8, 0, true},
     {DType::Q8_0_2OF4, "Q8_0_2of4", 32, 22, true},
+    {DType::Q4_0_X8, "Q4_0_x8", 32, 18, true},
 }};
 
 }  // namespace

@@ -216,7 +216,12 @@ QDotKernel qdot(DType t) {
   return qdot_reference(t);
 }
 
-const char* qdot_target() { return g_use_simd && simd_avx2::available() ? "avx2" : "scalar"; }
+bool qdot_simd_active() {
+  static const bool avx2 = simd_avx2::available();  // CPUID traps to the hypervisor on VMs: ask once
+  return g_use_simd && avx2;
+}
+
+const char* qdot_target() { return qdot_simd_active() ? "avx2" : "scalar"; }
 
 void qdot_use_simd(bool enabled) { g_use_simd = enabled; }
 

@@ -39,6 +39,8 @@ struct QDotKernel {
 QDotKernel qdot_reference(DType t);
 // The fastest implementation for this CPU.
 QDotKernel qdot(DType t);
+// Whether qdot() and the other dispatched kernels use their AVX2 versions.
+bool qdot_simd_active();
 // The instruction set qdot() uses: "avx2" or "scalar".
 const char* qdot_target();
 // Tests: force the scalar path (false) or the best available (true).

@@ -12,6 +12,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
+#include "kernels/q4_0x8.h"
 #include "quant/quantize.h"
 
 namespace lmpress {
@@ -74,6 +75,8 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
     std::vector<uint8_t> bytes;
     if (dst == src.dtype && !values) {
       bytes.assign(src.data, src.data + src.nbytes);
+    } else if (src.dtype == DType::Q4_0_X8 && dst == DType::Q4_0 && !values) {
+      bytes = unpack_q4_0x8(src);  // the load-time repack undone, bit for bit
     } else {
       std::vector<float> f = values ? values(src) : to_f32(src);
       const int64_t rows = src.rows(), cols = src.cols();

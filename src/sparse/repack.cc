@@ -3,6 +3,7 @@
 #include <memory>
 #include <vector>
 
+#include "kernels/q4_0x8.h"
 #include "sparse/bitmap.h"
 #include "sparse/sparse24.h"
 
@@ -55,6 +56,18 @@ SparseRepack repack_sparse(Model& m) {
   }
   if (done.total()) m.bind();
   return done;
+}
+
+int64_t repack_interleaved(Model& m) {
+  int64_t n = 0;
+  for (auto& t : m.tensors) {
+    if (t.dtype != DType::Q4_0 || t.shape.size() != 2 || t.rows() % 8) continue;
+    if (t.name == "token_embd.weight" && !m.cfg.tied_embeddings) continue;  // only rows looked up: no gain
+    t = repack_q4_0x8(t);
+    n++;
+  }
+  if (n) m.bind();
+  return n;
 }
 
 }  // namespace lmpress

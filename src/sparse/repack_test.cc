@@ -19,6 +19,29 @@ struct RepackCase {
 
 void PrintTo(const RepackCase& c, std::ostream* os) { *os << "prune " << c.prune << " -> " << dtype_name(c.layout); }
 
+// Logits of the same tokens through the prompt path (one batch) and the
+// decode path (token by token) agree between a and b.
+void expect_same_logits(const Model& a_model, const Model& b_model, double tol) {
+  const std::vector<int32_t> toks{1, 418, 655, 2489, 373, 263, 2126, 341};
+  const int64_t V = a_model.cfg.n_vocab;
+  for (bool prompt : {true, false}) {
+    InferenceState a(a_model, 16), b(b_model, 16);
+    std::vector<float> la(toks.size() * size_t(V)), lb(la.size());
+    if (prompt) {
+      a.eval(toks.data(), int64_t(toks.size()), la.data(), true);
+      b.eval(toks.data(), int64_t(toks.size()), lb.data(), true);
+    } else {
+      for (size_t i = 0; i < toks.size(); i++) {
+        a.eval(&toks[i], 1, la.data() + i * size_t(V), false);
+        b.eval(&toks[i], 1, lb.data() + i * size_t(V), false);
+      }
+    }
+    double worst = 0;
+    for (size_t i = 0; i < la.size(); i++) worst = std::max(worst, double(std::fabs(la[i] - lb[i])));
+    EXPECT_LT(worst, tol) << (prompt ? "prompt" : "decode");
+  }
+}
+
 class Repack : public testing::TestWithParam<RepackCase> {};
 
 // A pruned F16 lmp-8m: repacked at load, its logits (decode and prompt
@@ -37,24 +60,7 @@ TEST_P(Repack, RepackedModelComputesTheSameLogits) {
   EXPECT_LT(sparse->n_bytes(), dense->n_bytes());
   auto f16 = load_model(d + "/f16.gguf");
   EXPECT_EQ(repack_sparse(*f16).total(), 0);  // dense weights stay as they are
-  const std::vector<int32_t> toks{1, 418, 655, 2489, 373, 263, 2126, 341};
-  const int64_t V = dense->cfg.n_vocab;
-  for (bool prompt : {true, false}) {
-    InferenceState a(*dense, 16), b(*sparse, 16);
-    std::vector<float> la(toks.size() * size_t(V)), lb(la.size());
-    if (prompt) {
-      a.eval(toks.data(), int64_t(toks.size()), la.data(), true);
-      b.eval(toks.data(), int64_t(toks.size()), lb.data(), true);
-    } else {
-      for (size_t i = 0; i < toks.size(); i++) {
-        a.eval(&toks[i], 1, la.data() + i * size_t(V), false);
-        b.eval(&toks[i], 1, lb.data() + i * size_t(V), false);
-      }
-    }
-    double worst = 0;
-    for (size_t i = 0; i < la.size(); i++) worst = std::max(worst, double(std::fabs(la[i] - lb[i])));
-    EXPECT_LT(worst, 2e-3) << (prompt ? "prompt" : "decode");
-  }
+  expect_same_logits(*dense, *sparse, 2e-3);
   // Written, a repacked model is plain F16 / Q8_0 again (files never hold the internal types), with the same values.
   write_gguf_model(*sparse, d + "/back.gguf", ExportOptions{});
   auto back = load_model(d + "/back.gguf");
@@ -68,6 +74,25 @@ INSTANTIATE_TEST_SUITE_P(Layouts, Repack,
                                          RepackCase{"--sparsity 0.7", DType::F16_BITMAP},
                                          RepackCase{"--nm 2:4 --quantize q8_0", DType::Q8_0_2OF4}),
                          [](const auto& info) { return std::string(dtype_name(info.param.layout)); });
+
+// A Q4_0 lmp-8m: every matrix (rows a multiple of 8) becomes Q4_0_X8, the
+// logits match the plain layout's, and written back the file's bytes return.
+TEST(Repack, Q4_0InterleavedComputesTheSameLogits) {
+  const std::string d = test::temp_dir();
+  ASSERT_EQ(test::run_cli("convert " + test::shared_path("models/lmp-8m") + " " + d + "/q.gguf --dtype q4_0").status, 0);
+  auto plain = load_model(d + "/q.gguf"), x8 = load_model(d + "/q.gguf");
+  EXPECT_EQ(repack_interleaved(*x8), 6 * 7 + 1);  // the blocks' matrices and the output; not the untied embeddings
+  EXPECT_EQ(x8->find("output.weight")->dtype, DType::Q4_0_X8);
+  EXPECT_EQ(x8->find("token_embd.weight")->dtype, DType::Q4_0);
+  expect_same_logits(*plain, *x8, 1e-3);
+  write_gguf_model(*x8, d + "/back.gguf", ExportOptions{});
+  auto back = load_model(d + "/back.gguf");
+  for (const char* name : {"blk.0.attn_k.weight", "blk.5.ffn_down.weight", "output.weight"}) {
+    const Tensor &a = *back->find(name), &b = *plain->find(name);
+    ASSERT_EQ(a.dtype, DType::Q4_0) << name;
+    EXPECT_EQ(std::vector<uint8_t>(a.data, a.data + a.nbytes), std::vector<uint8_t>(b.data, b.data + b.nbytes)) << name;
+  }
+}
 
 }  // namespace
 }  // namespace lmpress

@@ -80,7 +80,8 @@ void add_bench(CLI::App& app) {
   cmd->add_option("-b,--batch-size", o->s.n_batch, "Prompt tokens per batch")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory-bandwidth measurement");
   cmd->add_flag("--json", o->json, "Print llama-bench's JSON (-o json) instead of the table");
-  cmd->add_flag("--dense", o->dense, "Keep sparse F16 weights in their dense layout (no 2:4 or bitmap repacking)");
+  cmd->add_flag("--dense", o->dense,
+                "Keep weights in their file layout (no 2:4, bitmap or Q4_0 8-row repacking at load)");
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
     set_num_threads(o->threads);
@@ -89,6 +90,8 @@ void add_bench(CLI::App& app) {
     if (repacked.total() && !o->json)
       fmt::print("sparse F16 weight matrices repacked: {} as F16_2of4, {} as F16_bitmap\n", repacked.n_2of4,
                  repacked.n_bitmap);
+    const int64_t interleaved = o->dense ? 0 : repack_interleaved(*m);
+    if (interleaved && !o->json) fmt::print("Q4_0 weight matrices repacked as 8-row groups (Q4_0_x8): {}\n", interleaved);
     const auto tests = run_speed_tests(*m, o->s);
     Bandwidth bw;
     if (!o->no_bandwidth) bw = measure_triad_bandwidth();

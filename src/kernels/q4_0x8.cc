@@ -1,0 +1,127 @@
+#include "kernels/q4_0x8.h"
+
+#include <immintrin.h>
+
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "kernels/avx2_helpers.h"
+#include "kernels/qdot.h"
+
+namespace lmpress {
+
+namespace {
+
+// Weight k (0..31) of a Q4_0 block, as its stored nibble (value + 8).
+uint8_t nibble(const BlockQ4_0& b, int k) { return k < 16 ? b.qs[k] & 0x0F : b.qs[k - 16] >> 4; }
+
+}  // namespace
+
+void pack_q4_0x8(const BlockQ4_0* rows, int64_t cols, BlockQ4_0x8* out) {
+  const int64_t nb = cols / 32;
+  for (int64_t b = 0; b < nb; b++) {
+    BlockQ4_0x8& o = out[b];
+    for (int r = 0; r < 8; r++) {
+      const BlockQ4_0& s = rows[r * nb + b];
+      o.d[r] = s.d;
+      for (int v = 0; v < 4; v++)
+        for (int i = 0; i < 4; i++)
+          o.qs[32 * v + 4 * r + i] = uint8_t(nibble(s, 4 * v + i) | nibble(s, 4 * (v + 4) + i) << 4);
+    }
+  }
+}
+
+void unpack_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, BlockQ4_0* out) {
+  for (int64_t b = 0; b < cols / 32; b++) {
+    const BlockQ4_0x8& g = group[b];
+    BlockQ4_0& o = out[b];
+    o.d = g.d[r];
+    uint8_t w[32];
+    for (int v = 0; v < 4; v++)
+      for (int i = 0; i < 4; i++) {
+        const uint8_t q = g.qs[32 * v + 4 * r + i];
+        w[4 * v + i] = q & 0x0F;
+        w[4 * (v + 4) + i] = q >> 4;
+      }
+    for (int k = 0; k < 16; k++) o.qs[k] = uint8_t(w[k] | w[k + 16] << 4);
+  }
+}
+
+Tensor repack_q4_0x8(const Tensor& t) {
+  if (t.dtype != DType::Q4_0 || t.shape.size() != 2 || t.rows() % 8 || t.cols() % 32)
+    fail("internal: {} cannot be repacked as Q4_0_X8", t.name);
+  const int64_t rows = t.rows(), cols = t.cols();
+  auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes);
+  const auto* src = reinterpret_cast<const BlockQ4_0*>(t.data);
+  auto* dst = reinterpret_cast<BlockQ4_0x8*>(buf->data());
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < rows / 8; g++) pack_q4_0x8(src + g * 8 * (cols / 32), cols, dst + g * (cols / 32));
+  Tensor out = t;
+  out.dtype = DType::Q4_0_X8;
+  out.data = buf->data();
+  out.owner = buf;
+  return out;
+}
+
+std::vector<uint8_t> unpack_q4_0x8(const Tensor& t) {
+  const int64_t rows = t.rows(), nb = t.cols() / 32;
+  std::vector<uint8_t> out(t.nbytes);
+  const auto* src = reinterpret_cast<const BlockQ4_0x8*>(t.data);
+  auto* dst = reinterpret_cast<BlockQ4_0*>(out.data());
+  for (int64_t r = 0; r < rows; r++) unpack_q4_0x8_row(src + (r / 8) * nb, t.cols(), int(r % 8), dst + r * nb);
+  return out;
+}
+
+void gemv_q4_0x8_ref(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, float* out) {
+  float acc[8] = {};
+  for (int64_t b = 0; b < cols / 32; b++) {
+    int32_t dot[8] = {};
+    for (int v = 0; v < 4; v++)
+      for (int r = 0; r < 8; r++)
+        for (int i = 0; i < 4; i++) {
+          const uint8_t q = g[b].qs[32 * v + 4 * r + i];
+          dot[r] += int32_t(q & 0x0F) * a[b].qs[4 * v + i] + int32_t(q >> 4) * a[b].qs[4 * (v + 4) + i];
+        }
+    for (int r = 0; r < 8; r++)
+      acc[r] += f16_to_f32(g[b].d[r]) * f16_to_f32(a[b].d) * float(dot[r] - 8 * sums[b]);
+  }
+  std::memcpy(out, acc, sizeof(acc));
+}
+
+namespace {
+
+__attribute__((target("avx2,fma,f16c"))) void gemv_q4_0x8_avx2(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a,
+                                                              const int32_t* sums, float* out) {
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < cols / 32; b++) {
+    // Eight maddubs of ≤ 2·15·127 each sum to at most 30480: int16 holds them.
+    __m256i s16 = _mm256_setzero_si256();
+    for (int v = 0; v < 4; v++) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qs + 32 * v));
+      int32_t ylo, yhi;
+      std::memcpy(&ylo, a[b].qs + 4 * v, 4);
+      std::memcpy(&yhi, a[b].qs + 4 * (v + 4), 4);
+      s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(q, low), _mm256_set1_epi32(ylo)));
+      s16 = _mm256_add_epi16(
+          s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), _mm256_set1_epi32(yhi)));
+    }
+    const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(8 * sums[b]));
+    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g[b].d))),
+                                   _mm256_set1_ps(simd_avx2::h2f(a[b].d)));
+    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+  }
+  _mm256_storeu_ps(out, acc);
+}
+
+}  // namespace
+
+void gemv_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, float* out) {
+  if (qdot_simd_active()) return gemv_q4_0x8_avx2(cols, g, a, sums, out);
+  gemv_q4_0x8_ref(cols, g, a, sums, out);
+}
+
+}  // namespace lmpress

@@ -1,0 +1,40 @@
+// Q4_0 weights repacked at load into groups of 8 interleaved rows, for
+// decoding (llama.cpp's block_q4_0x8 idea, with its own byte order): per
+// 32-column block of 8 rows, the 8 scales, then 128 bytes of nibbles laid out
+// so that one 32-byte load holds 4 consecutive weights of each of the 8 rows.
+// The matrix-vector kernel then keeps one row per 32-bit lane: a broadcast of
+// 4 activation bytes times that load gives 8 rows' partial dots at once, the
+// 8 scales convert with one instruction, and the weights stream from one
+// contiguous buffer. Same bytes as Q4_0 (18 per 32 weights), so lossless.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "quant/blocks.h"
+
+namespace lmpress {
+
+// Byte q of vector v (v = 0..3, q = 4·row + i) holds weight 4v + i of `row`
+// in its low nibble and weight 4(v + 4) + i in its high nibble.
+struct BlockQ4_0x8 {
+  uint16_t d[8];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0));
+
+// Q4_0 rows [8·g, 8·g + 8) of a `cols`-wide matrix into blocks (cols / 32 of them).
+void pack_q4_0x8(const BlockQ4_0* rows, int64_t cols, BlockQ4_0x8* out);
+// Row r (0..7) of a group back to plain Q4_0 blocks.
+void unpack_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, BlockQ4_0* out);
+
+// A Q4_0 matrix as Q4_0_X8 (rows must be a multiple of 8), and back.
+Tensor repack_q4_0x8(const Tensor& q4_0);
+std::vector<uint8_t> unpack_q4_0x8(const Tensor& x8);
+
+// out[0..8) = the 8 rows of `group` · activations a (Q8_0 blocks); sums[b] =
+// Σ of a[b].qs (the nibbles are stored unsigned, value + 8).
+void gemv_q4_0x8_ref(int64_t cols, const BlockQ4_0x8* group, const BlockQ8_0* a, const int32_t* sums, float* out);
+void gemv_q4_0x8(int64_t cols, const BlockQ4_0x8* group, const BlockQ8_0* a, const int32_t* sums, float* out);
+
+}  // namespace lmpress

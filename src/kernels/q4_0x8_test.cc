@@ -1,0 +1,104 @@
+#include "kernels/q4_0x8.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "kernels/qdot.h"
+#include "quant/quantize.h"
+
+namespace lmpress {
+namespace {
+
+// Random Q4_0 rows (some blocks all −8 … +7 extremes) and Q8_0 activations.
+struct Case {
+  int64_t rows, cols;
+  std::vector<uint8_t> w;  // plain Q4_0 rows
+  std::vector<uint8_t> a;  // Q8_0 activations
+};
+
+Case make_case(int64_t rows, int64_t cols, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  Case c{rows, cols, std::vector<uint8_t>(size_t(rows) * row_bytes(DType::Q4_0, uint64_t(cols))),
+         std::vector<uint8_t>(row_bytes(DType::Q8_0, uint64_t(cols)))};
+  std::vector<float> v(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; r++) {
+    for (auto& x : v) x = nd(rng);
+    quantize_row(DType::Q4_0, v.data(), cols, c.w.data() + size_t(r) * row_bytes(DType::Q4_0, uint64_t(cols)));
+  }
+  auto* b = reinterpret_cast<BlockQ4_0*>(c.w.data());
+  std::memset(b[0].qs, 0x00, 16);  // all −8
+  std::memset(b[1].qs, 0xFF, 16);  // all +7
+  for (auto& x : v) x = nd(rng) * 3;
+  v[0] = 40;  // one activation block saturates at ±127
+  quantize_row(DType::Q8_0, v.data(), cols, c.a.data());
+  return c;
+}
+
+std::vector<int32_t> block_sums(const Case& c) {
+  const auto* a = reinterpret_cast<const BlockQ8_0*>(c.a.data());
+  std::vector<int32_t> s(size_t(c.cols / 32), 0);
+  for (int64_t b = 0; b < c.cols / 32; b++)
+    for (int8_t q : a[b].qs) s[size_t(b)] += q;
+  return s;
+}
+
+Tensor q4_0_tensor(const Case& c) {
+  Tensor t;
+  t.name = "w";
+  t.dtype = DType::Q4_0;
+  t.shape = {c.rows, c.cols};
+  t.data = c.w.data();
+  t.nbytes = c.w.size();
+  return t;
+}
+
+// The repack is a permutation of bytes: unpacking restores the file exactly,
+// and to_f32 reads the same values from either layout.
+TEST(Q4_0x8, RepackRoundTripsExactly) {
+  for (int64_t cols : {32, 96, 2080}) {
+    const Case c = make_case(24, cols, unsigned(cols));
+    const Tensor plain = q4_0_tensor(c);
+    const Tensor x8 = repack_q4_0x8(plain);
+    EXPECT_EQ(x8.dtype, DType::Q4_0_X8);
+    EXPECT_EQ(x8.nbytes, plain.nbytes);
+    EXPECT_EQ(unpack_q4_0x8(x8), c.w);
+    EXPECT_EQ(to_f32(x8), to_f32(plain));
+    std::vector<float> row(static_cast<size_t>(cols));
+    to_f32(x8, 13 * cols, cols, row.data());  // one row from the middle of a group
+    const auto all = to_f32(plain);
+    EXPECT_EQ(row, std::vector<float>(all.begin() + 13 * cols, all.begin() + 14 * cols));
+  }
+  Case odd = make_case(12, 64, 1);
+  EXPECT_ANY_THROW(repack_q4_0x8(q4_0_tensor(odd)));  // rows not a multiple of 8
+}
+
+// Each of the 8 outputs equals the plain Q4_0 · Q8_0 dot of its row (scalar
+// reference kernel), for the reference gemv and the dispatched (AVX2) one.
+TEST(Q4_0x8, GemvMatchesRowDots) {
+  for (int64_t cols : {32, 288, 2080}) {
+    SCOPED_TRACE("cols=" + std::to_string(cols));
+    const Case c = make_case(16, cols, unsigned(cols) + 5);
+    const Tensor x8 = repack_q4_0x8(q4_0_tensor(c));
+    const auto sums = block_sums(c);
+    const auto* a = reinterpret_cast<const BlockQ8_0*>(c.a.data());
+    const auto* groups = reinterpret_cast<const BlockQ4_0x8*>(x8.data);
+    const uint64_t rb = row_bytes(DType::Q4_0, uint64_t(cols));
+    for (int64_t g = 0; g < 2; g++) {
+      float ref[8], best[8];
+      gemv_q4_0x8_ref(cols, groups + g * (cols / 32), a, sums.data(), ref);
+      gemv_q4_0x8(cols, groups + g * (cols / 32), a, sums.data(), best);
+      for (int r = 0; r < 8; r++) {
+        const float want = qdot_reference(DType::Q4_0).fn(cols, c.w.data() + size_t(8 * g + r) * rb, a);
+        EXPECT_NEAR(ref[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
+        EXPECT_NEAR(best[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lmpress
