@@ -4,6 +4,7 @@
 // block at a time, so only one block's activations exist at once, and a
 // compressed block's output (not the original's) feeds the next block.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,6 +33,27 @@ std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const Cali
 // of block `layer` that read each site's input.
 constexpr LinearSite kLinearSites[] = {LinearSite::AttnIn, LinearSite::AttnOut, LinearSite::FfnIn, LinearSite::FfnDown};
 std::vector<std::string> linear_names(int64_t layer, LinearSite site);
+
+// Per input channel: Σx_j and Σx_j² over the calibration tokens.
+struct ChannelStats {
+  std::vector<double> sum, sq;
+  int64_t n = 0;
+  void add(const float* x, int64_t rows, int64_t cols) {
+    if (sq.empty()) sum.assign(size_t(cols), 0.0), sq.assign(size_t(cols), 0.0);
+    for (int64_t t = 0; t < rows; t++)
+      for (int64_t j = 0; j < cols; j++) {
+        const double v = x[t * cols + j];
+        sum[size_t(j)] += v, sq[size_t(j)] += v * v;
+      }
+    n += rows;
+  }
+  double mean(int64_t j) const { return sum[size_t(j)] / double(std::max<int64_t>(1, n)); }
+  // E[x²], or Var[x] = E[x²] − E[x]² when the mean is compensated.
+  double moment(int64_t j, bool centered) const {
+    const double m2 = sq[size_t(j)] / double(std::max<int64_t>(1, n));
+    return centered ? std::max(0.0, m2 - mean(j) * mean(j)) : m2;
+  }
+};
 
 class LayerwiseCalibrator {
  public:

@@ -13,19 +13,15 @@ std::vector<double> owl_outlier_ratios(const Model& m, const CalibrationOptions&
   std::vector<double> ratios;
   Progress progress("owl", uint64_t(m.cfg.n_layers));
   for (int64_t l = 0; l < m.cfg.n_layers; l++) {
-    std::map<LinearSite, std::vector<double>> x_sq;  // Σ_tokens x_j² per input channel of each site
-    const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) {
-      auto& acc = x_sq[s];
-      acc.resize(size_t(cols), 0.0);
-      for (int64_t t = 0; t < n; t++)
-        for (int64_t j = 0; j < cols; j++) acc[size_t(j)] += double(x[t * cols + j]) * x[t * cols + j];
-    };
+    std::map<LinearSite, ChannelStats> stats;  // Σ_tokens x_j² per input channel of each site
+    const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) { stats[s].add(x, n, cols); };
     cal.run(l, m.layers[size_t(l)], &obs, true);  // dense: the next block sees this one unpruned
     std::vector<float> scores;
     double sum = 0;
     for (LinearSite site : kLinearSites) {
-      std::vector<double> norm(x_sq.at(site).size());
-      for (size_t j = 0; j < norm.size(); j++) norm[j] = std::sqrt(x_sq.at(site)[j]);
+      const std::vector<double>& sq = stats.at(site).sq;
+      std::vector<double> norm(sq.size());
+      for (size_t j = 0; j < norm.size(); j++) norm[j] = std::sqrt(sq[j]);
       for (const auto& name : linear_names(l, site)) {
         const Tensor* t = m.find(name);
         const auto W = to_f32(*t);

@@ -63,27 +63,6 @@ std::vector<int64_t> keep_best(const std::vector<double>& score, int64_t remove)
   return keep;
 }
 
-// Per input channel: Σx_j and Σx_j² over the calibration tokens.
-struct ChannelStats {
-  std::vector<double> sum, sq;
-  int64_t n = 0;
-  void add(const float* x, int64_t rows, int64_t cols) {
-    if (sq.empty()) sum.assign(size_t(cols), 0.0), sq.assign(size_t(cols), 0.0);
-    for (int64_t t = 0; t < rows; t++)
-      for (int64_t j = 0; j < cols; j++) {
-        const double v = x[t * cols + j];
-        sum[size_t(j)] += v, sq[size_t(j)] += v * v;
-      }
-    n += rows;
-  }
-  double mean(int64_t j) const { return sum[size_t(j)] / double(std::max<int64_t>(1, n)); }
-  // E[x²], or Var[x] = E[x²] − E[x]² when the mean is compensated.
-  double moment(int64_t j, bool centered) const {
-    const double m2 = sq[size_t(j)] / double(std::max<int64_t>(1, n));
-    return centered ? std::max(0.0, m2 - mean(j) * mean(j)) : m2;
-  }
-};
-
 // ‖W[:, j]‖² · E[x_j²] (or · Var[x_j]) per input channel j of weight `name`:
 // the energy per token that channel j adds to the output.
 std::vector<double> output_energy(const Model& m, const std::string& name, const ChannelStats& st, bool centered) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "core/error.h"
@@ -157,6 +158,7 @@ TEST_P(StructuredGlobal, RemovesUnevenDeadUnitsAndRoundTripsThroughGguf) {
   for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, double(std::fabs(reread[i] - got[i])));
   EXPECT_LT(worst, 1e-4);
   EXPECT_THROW(write_hf_model(*m, dir + "/hf-out", {}), Error);  // no HF config expresses per-layer sizes
+  EXPECT_FALSE(std::filesystem::exists(dir + "/hf-out"));         // refused before anything is written
   EXPECT_THROW(structured_prune(*back, so, co), Error);           // already non-uniform
 }
 

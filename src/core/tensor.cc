@@ -50,25 +50,16 @@ RowAddress::RowAddress(const Tensor& t) : data_(t.data), indexed_(is_row_indexed
 const uint8_t* row_data(const Tensor& t, int64_t r) { return RowAddress(t)(r); }
 
 void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst) {
-  if (is_row_indexed(t.dtype)) {
+  if (is_row_indexed(t.dtype) || is_row_interleaved(t.dtype)) {
+    // Rows of varying size, or rows spread over an interleaved group: whole rows only.
     const int64_t cols = t.cols();
     if (offset % cols || n % cols)
       fail("tensor {}: range [{}, +{}) does not fall on row boundaries", t.name, offset, n);
-    for (int64_t r = offset / cols; r < (offset + n) / cols; r++, dst += cols)
-      if (!dequantize_row(t.dtype, row_data(t, r), cols, dst))
-        fail("tensor {}: dtype {} cannot be converted to f32", t.name, dtype_name(t.dtype));
-    return;
-  }
-  if (t.dtype == DType::Q4_0_X8) {
-    // Whole rows, each gathered from its interleaved group into plain Q4_0.
-    const int64_t cols = t.cols(), nb = cols / 32;
-    if (offset % cols || n % cols)
-      fail("tensor {}: range [{}, +{}) does not fall on row boundaries", t.name, offset, n);
-    std::vector<BlockQ4_0> row(static_cast<size_t>(nb));
-    const auto* groups = reinterpret_cast<const BlockQ4_0x8*>(t.data);
     for (int64_t r = offset / cols; r < (offset + n) / cols; r++, dst += cols) {
-      unpack_q4_0x8_row(groups + (r / 8) * nb, cols, int(r % 8), row.data());
-      dequantize_row(DType::Q4_0, reinterpret_cast<const uint8_t*>(row.data()), cols, dst);
+      if (t.dtype == DType::Q4_0_X8)
+        dequantize_q4_0x8_row(reinterpret_cast<const BlockQ4_0x8*>(t.data) + (r / 8) * (cols / 32), cols, int(r % 8), dst);
+      else if (!dequantize_row(t.dtype, row_data(t, r), cols, dst))
+        fail("tensor {}: dtype {} cannot be converted to f32", t.name, dtype_name(t.dtype));
     }
     return;
   }

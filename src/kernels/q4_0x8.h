@@ -25,8 +25,8 @@ static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0));
 
 // Q4_0 rows [8·g, 8·g + 8) of a `cols`-wide matrix into blocks (cols / 32 of them).
 void pack_q4_0x8(const BlockQ4_0* rows, int64_t cols, BlockQ4_0x8* out);
-// Row r (0..7) of a group back to plain Q4_0 blocks.
-void unpack_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, BlockQ4_0* out);
+// Row r (0..7) of a group as floats (what dequantizing its Q4_0 blocks gives).
+void dequantize_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, float* out);
 
 // A Q4_0 matrix as Q4_0_X8 (rows must be a multiple of 8), and back.
 Tensor repack_q4_0x8(const Tensor& q4_0);

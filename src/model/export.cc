@@ -197,12 +197,12 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
     fail("{}: Hugging Face output takes f32, f16 or bf16 weights, not {}", dir, dtype_name(*opt.dtype));
   if (fs::exists(dir) && !fs::is_directory(dir)) fail("{}: exists and is not a directory", dir);
   if (fs::exists(dir) && fs::equivalent(dir, m.path)) fail("{}: refusing to overwrite the input model", dir);
-  fs::create_directories(dir);
   const auto& c = m.cfg;
   if (!c.uniform())
     fail("{}: its layers differ in head count or feed-forward size, which a Hugging Face Llama/Qwen2 config cannot "
          "express; write GGUF (llama.cpp's deci layout) instead",
          m.path);
+  fs::create_directories(dir);
   if (m.find("rope_freqs.weight") && c.rope_scaling != "llama3")
     fail("{}: its rope_freqs.weight cannot be expressed as Hugging Face rope_scaling; convert from the HF model instead",
          m.path);
