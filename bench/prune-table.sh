@@ -10,19 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CHUNKS=${1:-150}
 HELD_CHUNKS=${2:-100}
-SHARED=$(cd ../shared && pwd)
-MODEL=$SHARED/models/lmp-8m
-WIKI=$SHARED/data/wikitext-2/wiki.test.raw
-LMP=$PWD/build/lmpress
 OUT=${OUT:-$PWD/bench/results/prune-lmp-8m.md}
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-DOCS=$SHARED/data/calib/docs-calib.txt
-N=$(wc -l < "$DOCS")
-head -n $((N * 3 / 4)) "$DOCS" > "$W/calib.txt"
-tail -n +$((N * 3 / 4 + 1)) "$DOCS" > "$W/heldout.txt"
-CAL="--calib $W/calib.txt --calib-samples 128 --calib-ctx 256"
-"$LMP" convert "$MODEL" "$W/dense.gguf" --dtype f32 > /dev/null
+source bench/lmp8m-setup.sh
 "$LMP" quantize "$W/dense.gguf" "$W/dense-q4_0.gguf" --type q4_0 > /dev/null
 
 row() {  # file label pattern seconds

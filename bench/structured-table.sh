@@ -10,18 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 CHUNKS=${1:-150}
 HELD_CHUNKS=${2:-100}
-SHARED=$(cd ../shared && pwd)
-WIKI=$SHARED/data/wikitext-2/wiki.test.raw
-LMP=$PWD/build/lmpress
 OUT=${OUT:-$PWD/bench/results/structured-lmp-8m.md}
-W=$(mktemp -d)
-trap 'rm -rf "$W"' EXIT
-DOCS=$SHARED/data/calib/docs-calib.txt
-N=$(wc -l < "$DOCS")
-head -n $((N * 3 / 4)) "$DOCS" > "$W/calib.txt"
-tail -n +$((N * 3 / 4 + 1)) "$DOCS" > "$W/heldout.txt"
-CAL="--calib $W/calib.txt --calib-samples 128 --calib-ctx 256"
-"$LMP" convert "$SHARED/models/lmp-8m" "$W/dense.gguf" --dtype f32 > /dev/null
+source bench/lmp8m-setup.sh
 PARAMS=$("$LMP" info "$W/dense.gguf" --json --no-tensors | python3 -c 'import json,sys; print(json.load(sys.stdin)["n_params"])')
 
 removed() {  # file -> share of the dense model's parameters it lacks
