@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <fstream>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -78,6 +79,15 @@ const Tensor& GgmlBlocks::operator()(const std::string& name) const {
   for (const auto& t : tensors_)
     if (t.name == name) return t;
   throw std::runtime_error("ggml_blocks.gguf has no tensor " + name);
+}
+
+CalibrationOptions tiny_calibration(const std::string& dir, const std::string& text) {
+  std::ofstream(dir + "/calib.txt") << text;
+  CalibrationOptions co;
+  co.file = dir + "/calib.txt";
+  co.samples = 2;
+  co.ctx = 32;
+  return co;
 }
 
 }  // namespace lmpress::test

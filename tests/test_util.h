@@ -3,6 +3,7 @@
 #include <string>
 #include <vector>
 
+#include "compress/calibration.h"
 #include "core/tensor.h"
 
 namespace lmpress::test {
@@ -19,6 +20,9 @@ CliResult run_cli(const std::string& args);
 void expect_cli_error(const std::string& args, const std::string& msg);
 // Perplexity through the CLI on the first 20 windows of 128 tokens of WikiText-2.
 double cli_ppl(const std::string& model);
+// Writes `text` to dir/calib.txt and returns options for 2 windows of 32
+// tokens of it: calibration for the synthetic models.
+CalibrationOptions tiny_calibration(const std::string& dir, const std::string& text);
 
 // tests/data/ggml_blocks.gguf: 4x512 fixed values ("src"), ggml's quantization
 // of them ("q.<TYPE>", no imatrix) and ggml's dequantization ("ref.<TYPE>").

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
 
 #include "synthetic_model.h"
 #include "test_util.h"
@@ -42,11 +41,8 @@ TEST(Owl, PlantedOutliersRaiseTheBlockRatio) {
       t = make_f32_tensor(t.name, t.shape, std::move(v));
     }
   m->bind();
-  std::ofstream(dir + "/calib.txt") << "Calibration text for outliers: a few windows of bytes are plenty here.";
-  CalibrationOptions co;
-  co.file = dir + "/calib.txt";
-  co.samples = 2;
-  co.ctx = 32;
+  const CalibrationOptions co =
+      test::tiny_calibration(dir, "Calibration text for outliers: a few windows of bytes are plenty here.");
   const auto r = owl_outlier_ratios(*m, co, OwlOptions{});
   ASSERT_EQ(r.size(), 3u);
   EXPECT_GE(r[1], 40.0 / double(n_block));

@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -68,17 +67,14 @@ TEST(Structured, RemovesDeadStructuresAndKeepsTheFunction) {
   zero_cols(*m, "blk.1.attn_output.weight", 0, c.q_dim());  // block 1 is the identity
   zero_cols(*m, "blk.1.ffn_down.weight", 0, c.ffn_dim);
   m->bind();
-  std::ofstream(dir + "/calib.txt") << "Calibration text for a tiny model, long enough for a few windows of tokens. "
-                                       "It does not matter what it says, only that it exercises every channel.";
   const std::vector<int32_t> toks{1, 70, 80, 90, 100, 33, 44, 55, 66, 77};
   const auto want = logits_of(*m, toks);
   const int64_t params = m->n_params();
   StructuredOptions so;
   so.heads = 0.5, so.ffn = 0.25, so.layers = 1;
-  CalibrationOptions co;
-  co.file = dir + "/calib.txt";
-  co.samples = 2;
-  co.ctx = 32;
+  const CalibrationOptions co =
+      test::tiny_calibration(dir, "Calibration text for a tiny model, long enough for a few windows of tokens. "
+                                  "It does not matter what it says, only that it exercises every channel.");
   const auto r = structured_prune(*m, so, co);
   EXPECT_EQ(r.removed_blocks, std::vector<int64_t>{1});
   EXPECT_NEAR(r.block_distance[1], 0.0, 1e-6);
@@ -121,15 +117,12 @@ TEST_P(StructuredGlobal, RemovesUnevenDeadUnitsAndRoundTripsThroughGguf) {
   zero_cols(*m, "blk.0.ffn_down.weight", 0, 24);                          // 24 + 12 + 0 dead channels
   zero_cols(*m, "blk.1.ffn_down.weight", 30, 42);
   m->bind();
-  std::ofstream(dir + "/calib.txt") << "Calibration text for a tiny model, long enough for a few windows of tokens.";
   const std::vector<int32_t> toks{1, 70, 80, 90, 100, 33, 44, 55, 66, 77};
   const auto want = logits_of(*m, toks);
   StructuredOptions so;
   so.heads = 2.0 / 6, so.ffn = 36.0 / 144, so.global = true;
-  CalibrationOptions co;
-  co.file = dir + "/calib.txt";
-  co.samples = 2;
-  co.ctx = 32;
+  const CalibrationOptions co =
+      test::tiny_calibration(dir, "Calibration text for a tiny model, long enough for a few windows of tokens.");
   const auto r = structured_prune(*m, so, co);
   EXPECT_EQ(r.layer_kv_heads, (std::vector<int64_t>{1, 2, 1}));
   EXPECT_EQ(r.layer_ffn, (std::vector<int64_t>{24, 36, 48}));
@@ -175,11 +168,8 @@ TEST(Structured, BiasCompensationKeepsTheMeanOutput) {
   test::SyntheticSpec spec;
   spec.n_layers = 2;
   test::write_synthetic_hf(dir, spec);
-  std::ofstream(dir + "/calib.txt") << "Some calibration text that yields a few windows of tokens for the means.";
-  CalibrationOptions co;
-  co.file = dir + "/calib.txt";
-  co.samples = 2;
-  co.ctx = 32;
+  const CalibrationOptions co =
+      test::tiny_calibration(dir, "Some calibration text that yields a few windows of tokens for the means.");
   const auto mean_after_block0 = [&](const Model& m) {
     LayerwiseCalibrator cal(m, calibration_windows(m, co));
     cal.run(0, m.layers[0], nullptr, true);
