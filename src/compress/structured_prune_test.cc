@@ -150,6 +150,26 @@ TEST_P(StructuredGlobal, RemovesUnevenDeadUnitsAndRoundTripsThroughGguf) {
   worst = 0;
   for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, double(std::fabs(reread[i] - got[i])));
   EXPECT_LT(worst, 1e-4);
+  // Bad per-layer metadata: each a clear error naming the problem.
+  const std::vector<std::pair<GGUFValue, std::string>> bad{
+      {GGUFValue::i32_array({24, 36}), "has 2 values for 3 layers"},
+      {GGUFValue::array(GGUFType::FLOAT32, {GGUFValue::f32(1), GGUFValue::f32(2), GGUFValue::f32(3)}),
+       "holds a non-integer"},
+      {GGUFValue::str("24"), "should be an integer or an array"},
+      {GGUFValue::i32_array({24, 0, 48}), "layer 1 has"},
+  };
+  for (const auto& [value, msg] : bad) {
+    GGUFWriter w;
+    for (const auto& [key, v] : g.kv) w.set(key, key == "deci.feed_forward_length" ? value : v);
+    for (const auto& t : g.tensors()) w.add_tensor(t);
+    w.write(dir + "/bad.gguf");
+    try {
+      load_model(dir + "/bad.gguf");
+      ADD_FAILURE() << "loaded despite " << msg;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
+    }
+  }
   EXPECT_THROW(write_hf_model(*m, dir + "/hf-out", {}), Error);  // no HF config expresses per-layer sizes
   EXPECT_FALSE(std::filesystem::exists(dir + "/hf-out"));         // refused before anything is written
   EXPECT_THROW(structured_prune(*back, so, co), Error);           // already non-uniform
