@@ -4,7 +4,6 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
-#include "kernels/q4_0x8.h"
 #include "quant/blocks.h"
 
 namespace lmpress {
@@ -56,8 +55,8 @@ void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst) {
     if (offset % cols || n % cols)
       fail("tensor {}: range [{}, +{}) does not fall on row boundaries", t.name, offset, n);
     for (int64_t r = offset / cols; r < (offset + n) / cols; r++, dst += cols) {
-      if (t.dtype == DType::Q4_0_X8)
-        dequantize_q4_0x8_row(reinterpret_cast<const BlockQ4_0x8*>(t.data) + (r / 8) * (cols / 32), cols, int(r % 8), dst);
+      if (is_row_interleaved(t.dtype))
+        dequantize_interleaved_row(t.dtype, t.data, cols, r, dst);
       else if (!dequantize_row(t.dtype, row_data(t, r), cols, dst))
         fail("tensor {}: dtype {} cannot be converted to f32", t.name, dtype_name(t.dtype));
     }

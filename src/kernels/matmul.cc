@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/qdot.h"
+#include "sparse/q8_0_2of4x8.h"
 
 namespace lmpress {
 namespace {
@@ -19,36 +20,42 @@ int g_threads = 0;
 // read once and never copied whole.
 constexpr int64_t kTileRows = 256;
 
-// Decode on Q4_0 repacked as 8-row groups: one gemv kernel call per group.
-void matmul_q4_0x8(const Tensor& w, const float* x, int64_t n, float* y) {
+// Decode on weights repacked as 8-row groups (Q4_0_X8, Q8_0_2OF4_X8):
+// activations quantized to Q8_0 once, then one gemv kernel call per group.
+void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
+  const bool q4 = w.dtype == DType::Q4_0_X8;
   const size_t ab = activation_bytes(ActFormat::Q8_0, in);
   thread_local std::vector<uint8_t> qa;
-  thread_local std::vector<int32_t> sums;
+  thread_local std::vector<int32_t> sums;  // Q4_0 stores value + 8: its dots subtract 8·Σ activations
   qa.resize(size_t(n) * ab);
   sums.resize(size_t(n * nb));
   for (int64_t t = 0; t < n; t++) {
     quantize_activations(ActFormat::Q8_0, x + t * in, in, qa.data() + t * ab);
     const auto* a = reinterpret_cast<const BlockQ8_0*>(qa.data() + t * ab);
-    for (int64_t b = 0; b < nb; b++) {
+    for (int64_t b = 0; q4 && b < nb; b++) {
       int32_t s = 0;
       for (int8_t v : a[b].qs) s += v;
       sums[size_t(t * nb + b)] = s;
     }
   }
-  const auto* groups = reinterpret_cast<const BlockQ4_0x8*>(w.data);
   const uint8_t* qa_data = qa.data();
   const int32_t* sums_data = sums.data();
 #pragma omp parallel for schedule(static)
   for (int64_t g = 0; g < out / 8; g++)
-    for (int64_t t = 0; t < n; t++)
-      gemv_q4_0x8(in, groups + g * nb, reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab), sums_data + t * nb,
-                  y + t * out + 8 * g);
+    for (int64_t t = 0; t < n; t++) {
+      const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
+      float* yt = y + t * out + 8 * g;
+      if (q4)
+        gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
+      else
+        gemv_q8_0_2of4x8(in, reinterpret_cast<const BlockQ8_0_2of4x8*>(w.data) + g * nb, a, yt);
+    }
 }
 
 void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  if (w.dtype == DType::Q4_0_X8 && n < 4) return matmul_q4_0x8(w, x, n, y);
+  if (is_row_interleaved(w.dtype) && n < 4) return matmul_x8(w, x, n, y);
   if (const QDotKernel k = qdot(w.dtype); n < 4 && k.fn) {
     // Decode with an int8 kernel: activations quantized once (Q8_0 or Q8_K),
     // then one integer dot product per weight row (llama.cpp's vec_dot path).

@@ -3,7 +3,9 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "kernels/q4_0x8.h"
 #include "sparse/bitmap.h"
+#include "sparse/q8_0_2of4x8.h"
 #include "sparse/sparse24.h"
 
 namespace lmpress {
@@ -203,6 +205,19 @@ bool dequantize_row(DType t, const uint8_t* p, int64_t n, float* y) {
     case DType::F16_2OF4: dequantize_2of4_f16(blocks_of<BlockF16_2of4>(p), n, y); return true;
     case DType::Q8_0_2OF4: dequantize_2of4_q8_0(blocks_of<BlockQ8_0_2of4>(p), n, y); return true;
     case DType::F16_BITMAP: dequantize_bitmap_f16(p, n, y); return true;  // p: one row
+    default: return false;
+  }
+}
+
+bool dequantize_interleaved_row(DType t, const uint8_t* data, int64_t cols, int64_t r, float* out) {
+  const int64_t nb = cols / 32;
+  switch (t) {
+    case DType::Q4_0_X8:
+      dequantize_q4_0x8_row(blocks_of<BlockQ4_0x8>(data) + (r / 8) * nb, cols, int(r % 8), out);
+      return true;
+    case DType::Q8_0_2OF4_X8:
+      dequantize_q8_0_2of4x8_row(blocks_of<BlockQ8_0_2of4x8>(data) + (r / 8) * nb, cols, int(r % 8), out);
+      return true;
     default: return false;
   }
 }

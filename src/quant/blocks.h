@@ -53,5 +53,9 @@ inline int q3_k_scale(int j, const uint8_t* s) {
 // Dequantizes n elements (a multiple of the block size) of a block type.
 // Returns false for a type that has no dequantizer.
 bool dequantize_row(DType t, const uint8_t* blocks, int64_t n, float* out);
+// Row r of a `cols`-wide matrix stored in a row-interleaved type
+// (is_row_interleaved: Q4_0_X8, Q8_0_2OF4_X8) starting at `data`. Returns
+// false for other types.
+bool dequantize_interleaved_row(DType t, const uint8_t* data, int64_t cols, int64_t r, float* out);
 
 }  // namespace lmpress

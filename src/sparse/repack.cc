@@ -5,6 +5,7 @@
 
 #include "kernels/q4_0x8.h"
 #include "sparse/bitmap.h"
+#include "sparse/q8_0_2of4x8.h"
 #include "sparse/sparse24.h"
 
 namespace lmpress {
@@ -35,6 +36,11 @@ SparseRepack repack_sparse(Model& m) {
       const auto* b = reinterpret_cast<const BlockQ8_0*>(t.data);
       const int64_t nblocks = rows * cols / 32;
       if (!is_2of4_q8_0(b, nblocks)) continue;
+      if (rows % 8 == 0) {
+        t = repack_q8_0_2of4x8(t);
+        done.n_2of4++;
+        continue;
+      }
       auto buf = std::make_shared<std::vector<uint8_t>>(size_t(nblocks) * sizeof(BlockQ8_0_2of4));
       pack_2of4_q8_0(b, nblocks, reinterpret_cast<BlockQ8_0_2of4*>(buf->data()));
       adopt(t, DType::Q8_0_2OF4, std::move(buf));

@@ -1,5 +1,5 @@
 // Repacking weights at load into layouts with faster decode kernels. Sparse
-// ones skip the zeros: 2:4 patterns into F16_2OF4 or Q8_0_2OF4, other F16
+// ones skip the zeros: 2:4 patterns into F16_2OF4 or Q8_0_2OF4(_X8), other F16
 // matrices sparse enough to pay into F16_BITMAP. Q4_0 matrices interleave 8
 // rows (Q4_0_X8). Lossless; files on disk stay plain F16/Q8_0/Q4_0.
 #pragma once
@@ -14,7 +14,7 @@ namespace lmpress {
 constexpr double kBitmapMaxDensity = 0.5;
 
 struct SparseRepack {
-  int64_t n_2of4 = 0;    // matrices repacked into F16_2OF4 or Q8_0_2OF4
+  int64_t n_2of4 = 0;    // matrices repacked into F16_2OF4 or Q8_0_2OF4(_X8)
   int64_t n_bitmap = 0;  // into F16_BITMAP
   int64_t total() const { return n_2of4 + n_bitmap; }
 };

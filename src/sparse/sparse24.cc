@@ -20,12 +20,7 @@ bool is_2of4_f16(const uint16_t* w, int64_t n) {
   return true;
 }
 
-namespace {
-
-// The two positions a group of 4 keeps (ascending; zero-valued positions fill
-// in when fewer than two are nonzero), and the group's position nibble; false
-// if more than two are nonzero.
-bool group_positions(const bool nonzero[4], int pos[2], uint8_t& nibble) {
+bool two_of_four_positions(const bool nonzero[4], int pos[2], uint8_t& nibble) {
   int k = 0;
   for (int p = 0; p < 4; p++)
     if (nonzero[p]) {
@@ -39,6 +34,8 @@ bool group_positions(const bool nonzero[4], int pos[2], uint8_t& nibble) {
   return true;
 }
 
+namespace {
+
 // Packs the 32 weights of one block: `nz(p)` says whether weight p is nonzero,
 // `keep(slot, p)` stores weight p as kept value `slot`.
 template <class NonZero, class Keep>
@@ -48,7 +45,7 @@ bool pack_block(NonZero nz, Keep keep, uint8_t idx[4]) {
     const bool nonzero[4] = {nz(4 * g), nz(4 * g + 1), nz(4 * g + 2), nz(4 * g + 3)};
     int pos[2];
     uint8_t nibble;
-    if (!group_positions(nonzero, pos, nibble)) return false;
+    if (!two_of_four_positions(nonzero, pos, nibble)) return false;
     keep(2 * g, 4 * g + pos[0]);
     keep(2 * g + 1, 4 * g + pos[1]);
     idx[g / 2] |= uint8_t(nibble << (4 * (g % 2)));

@@ -45,6 +45,11 @@ void dequantize_2of4_q8_0(const BlockQ8_0_2of4* b, int64_t n, float* y);
 // Scalar reference dot product with Q8_0-quantized activations a.
 float dot_2of4_q8_0_ref(int64_t n, const void* w, const void* a);
 
+// The two positions (ascending, 0..3) a group of 4 keeps: its nonzero ones,
+// filled up with zero-valued positions when fewer than two are nonzero; the
+// nibble is pos[0] | pos[1] << 2. False if more than two are nonzero.
+bool two_of_four_positions(const bool nonzero[4], int pos[2], uint8_t& nibble);
+
 namespace simd_avx2 {
 float dot_2of4_f16_f32(int64_t n, const void* w, const float* x);
 float dot_2of4_q8_0_q8_0(int64_t n, const void* w, const void* a);

@@ -88,8 +88,8 @@ void add_bench(CLI::App& app) {
     auto m = load_model(o->model);
     const SparseRepack repacked = o->dense ? SparseRepack{} : repack_sparse(*m);
     if (repacked.total() && !o->json)
-      fmt::print("sparse F16 weight matrices repacked: {} as F16_2of4, {} as F16_bitmap\n", repacked.n_2of4,
-                 repacked.n_bitmap);
+      fmt::print("sparse weight matrices repacked: {} as 2:4 (F16_2of4 / Q8_0_2of4), {} as F16_bitmap\n",
+                 repacked.n_2of4, repacked.n_bitmap);
     const int64_t interleaved = o->dense ? 0 : repack_interleaved(*m);
     if (interleaved && !o->json) fmt::print("Q4_0 weight matrices repacked as 8-row groups (Q4_0_x8): {}\n", interleaved);
     const auto tests = run_speed_tests(*m, o->s);
