@@ -76,4 +76,11 @@ int64_t repack_interleaved(Model& m) {
   return n;
 }
 
+InferenceRepack repack_for_inference(Model& m) {
+  InferenceRepack r;
+  r.sparse = repack_sparse(m);
+  r.interleaved = repack_interleaved(m);
+  return r;
+}
+
 }  // namespace lmpress

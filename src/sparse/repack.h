@@ -29,4 +29,11 @@ SparseRepack repack_sparse(Model& m);
 // to the output). Returns how many.
 int64_t repack_interleaved(Model& m);
 
+// Both, as every command that runs a model applies them at load.
+struct InferenceRepack {
+  SparseRepack sparse;
+  int64_t interleaved = 0;
+};
+InferenceRepack repack_for_inference(Model& m);
+
 }  // namespace lmpress

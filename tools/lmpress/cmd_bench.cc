@@ -86,12 +86,12 @@ void add_bench(CLI::App& app) {
   cmd->callback([o] {
     set_num_threads(o->threads);
     auto m = load_model(o->model);
-    const SparseRepack repacked = o->dense ? SparseRepack{} : repack_sparse(*m);
-    if (repacked.total() && !o->json)
+    const InferenceRepack repacked = o->dense ? InferenceRepack{} : repack_for_inference(*m);
+    if (repacked.sparse.total() && !o->json)
       fmt::print("sparse weight matrices repacked: {} as 2:4 (F16_2of4 / Q8_0_2of4), {} as F16_bitmap\n",
-                 repacked.n_2of4, repacked.n_bitmap);
-    const int64_t interleaved = o->dense ? 0 : repack_interleaved(*m);
-    if (interleaved && !o->json) fmt::print("Q4_0 weight matrices repacked as 8-row groups (Q4_0_x8): {}\n", interleaved);
+                 repacked.sparse.n_2of4, repacked.sparse.n_bitmap);
+    if (repacked.interleaved && !o->json)
+      fmt::print("Q4_0 weight matrices repacked as 8-row groups (Q4_0_x8): {}\n", repacked.interleaved);
     const auto tests = run_speed_tests(*m, o->s);
     Bandwidth bw;
     if (!o->no_bandwidth) bw = measure_triad_bandwidth();

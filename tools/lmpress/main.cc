@@ -21,8 +21,7 @@ void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std
 
 std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path) {
   auto m = load_model(path, tokenizer_path);
-  repack_sparse(*m);
-  repack_interleaved(*m);
+  repack_for_inference(*m);
   return m;
 }
 
