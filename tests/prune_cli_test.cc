@@ -115,6 +115,42 @@ TEST(PruneCli, OwlBlockSparsities) {
   }
 }
 
+// --global: one threshold on |w| for all blocks' linears. Read back from the
+// file against the dense model: the total is exact, the matrices' sparsities
+// differ, and every zeroed weight was no larger than every kept one.
+TEST(PruneCli, GlobalMagnitudeOneThreshold) {
+  const std::string d = test::temp_dir();
+  ASSERT_EQ(run_cli("convert " + S("models/lmp-8m") + " " + d + "/f32.gguf --dtype f32").status, 0);
+  auto r = run_cli("prune " + d + "/f32.gguf " + d + "/g.gguf --method magnitude --sparsity 0.6 --global --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto dense = load_model(d + "/f32.gguf"), pruned = load_model(d + "/g.gguf");
+  int64_t zeros = 0, n = 0;
+  double largest_zeroed = 0, smallest_kept = 1e30, min_s = 1, max_s = 0;
+  for (const auto& t : pruned->tensors) {
+    if (!is_block_linear(t.name)) continue;
+    const auto p = to_f32(t), w = to_f32(*dense->find(t.name));
+    int64_t z = 0;
+    for (size_t i = 0; i < p.size(); i++) {
+      if (p[i] == 0.0f) {
+        z++;
+        largest_zeroed = std::max(largest_zeroed, double(std::fabs(w[i])));
+      } else {
+        EXPECT_EQ(p[i], w[i]) << t.name;  // kept weights are untouched
+        smallest_kept = std::min(smallest_kept, double(std::fabs(w[i])));
+      }
+    }
+    const double s = double(z) / double(p.size());
+    min_s = std::min(min_s, s);
+    max_s = std::max(max_s, s);
+    zeros += z;
+    n += int64_t(p.size());
+  }
+  EXPECT_EQ(zeros, std::llround(0.6 * double(n)));
+  EXPECT_LE(largest_zeroed, smallest_kept);
+  EXPECT_GT(max_s - min_s, 0.05);  // not the uniform 0.6 everywhere
+  EXPECT_DOUBLE_EQ(nlohmann::json::parse(r.out)["sparsity_linear"].get<double>(), double(zeros) / double(n));
+}
+
 TEST(PruneCli, BadInputs) {
   const std::string d = test::temp_dir(), m = S("models/lmp-8m"), o = " " + d + "/o.gguf";
   expect_cli_error("prune " + m + o + " --sparsity 1.5", "out of range");
@@ -131,9 +167,11 @@ TEST(PruneCli, BadInputs) {
   expect_cli_error("prune " + m + o + " --structured layers=6" + kCalib, "the model has 6 blocks");
   expect_cli_error("prune " + m + o + " --structured ffn=0.2", "--calib FILE");
   expect_cli_error("prune " + m + o + " --sparsity 0.5 --owl", "--owl measures outliers");
+  expect_cli_error("prune " + m + o + " --method wanda --sparsity 0.5 --global" + kCalib, "--global ranks raw |w|");
   // Usage errors: CLI11's exit codes (non-zero, not 1).
   for (const auto& [args, msg] : {std::pair<std::string, std::string>{" --nm 2:4 --owl", "--nm excludes --owl"},
-                                  {" --sparsity 0.5 --owl --owl-lambda 0.9", "--owl-lambda: Value 0.9 not in range"}}) {
+                                  {" --sparsity 0.5 --owl --owl-lambda 0.9", "--owl-lambda: Value 0.9 not in range"},
+                                  {" --nm 2:4 --global", "--nm excludes --global"}}) {
     const auto r = run_cli("prune " + m + o + args + kCalib);
     EXPECT_NE(r.status, 0) << args;
     EXPECT_NE(r.out.find(msg), std::string::npos) << r.out;

@@ -10,6 +10,7 @@
 #include "quant/blocks.h"
 #include "quant/mix.h"
 #include "quant/quantize.h"
+#include "sparse/global_magnitude.h"
 
 namespace lmpress {
 
@@ -72,14 +73,28 @@ class Pruner {
   std::optional<uint32_t> file_type() const { return file_type_; }
 
   void run_magnitude() {
+    std::vector<std::string> names;
+    for (int64_t l = 0; l < m_.cfg.n_layers; l++)
+      for (LinearSite site : kLinearSites)
+        for (const auto& w : linear_names(l, site)) names.push_back(w);
+    // Global: each matrix's share of one threshold across all of them.
+    std::vector<int64_t> global_zeros;
+    if (o_.global)
+      global_zeros = global_magnitude_zeros(
+          int64_t(names.size()), [&](int64_t i) { return to_f32(tensor_ref(m_, names[size_t(i)])); },
+          o_.pattern.sparsity);
     Progress progress("magnitude", uint64_t(m_.cfg.n_layers));
+    size_t i = 0;
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
       for (LinearSite site : kLinearSites)
         for (const auto& w : linear_names(l, site)) {
           Tensor& t = tensor_ref(m_, w);
           auto W = to_f32(t);
-          magnitude_prune(W.data(), t.rows(), t.cols(), pattern(l));
+          const SparsityPattern p = o_.global ? SparsityPattern::unstructured(double(global_zeros[i]) / double(W.size()))
+                                              : pattern(l);
+          magnitude_prune(W.data(), t.rows(), t.cols(), p);
           finish(t, std::move(W), nullptr, nullptr);
+          i++;
         }
       progress.update(uint64_t(l + 1));
     }
@@ -174,6 +189,8 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
     rep.owl_ratios = owl_outlier_ratios(m, o.calib, *o.owl);
     rep.layer_sparsity = owl_sparsities(rep.owl_ratios, o.pattern.sparsity, o.owl->lambda);
   }
+  if (o.global && (o.method != PruneMethod::Magnitude || o.pattern.is_nm() || o.owl))
+    fail("--global ranks raw |w| across layers: it applies to --method magnitude with --sparsity, without --owl");
   Pruner p(m, o, rep);
   if (o.method == PruneMethod::Magnitude) p.run_magnitude();
   else p.run_calibrated();

@@ -25,6 +25,7 @@ struct PruneOptions {
   GptqOptions gptq;           // SparseGPT's dampening and lazy batch
   std::optional<DType> quantize;  // block type for the pruned linears
   std::optional<OwlOptions> owl;  // per-block sparsities by outlier ratio (unstructured only)
+  bool global = false;            // magnitude, unstructured: one |w| threshold across all blocks' linears
   std::string name;               // general.name
 };
 

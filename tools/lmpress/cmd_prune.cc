@@ -96,7 +96,7 @@ void add_prune(CLI::App& app) {
     std::string in, out, method = "magnitude", nm, quantize, name, structured;
     double sparsity = -1, damp = 0.01;
     CalibrationOptions calib;
-    bool json = false, owl = false;
+    bool json = false, owl = false, global = false;
     OwlOptions owl_opts;
     int threads = 0;
   };
@@ -122,6 +122,12 @@ void add_prune(CLI::App& app) {
                             "(needs --calib)");
   owl->excludes(nm);
   owl->excludes(st);
+  auto* gl = cmd->add_flag("--global", o->global,
+                           "Magnitude: one |w| threshold across all blocks' linear layers (they get different "
+                           "sparsities; the total is --sparsity)");
+  gl->excludes(nm);
+  gl->excludes(st);
+  gl->excludes(owl);
   cmd->add_option("--owl-lambda", o->owl_opts.lambda, "OWL: block sparsities span --sparsity ± this")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.5));
@@ -158,6 +164,7 @@ void add_prune(CLI::App& app) {
       if (o->calib.file.empty()) fail("--owl measures outliers on calibration text: --calib FILE");
       po.owl = o->owl_opts;
     }
+    po.global = o->global;
     po.gptq.damp = o->damp;
     auto m = load_model(o->in);
     const auto r = prune_model(*m, o->out, po);
