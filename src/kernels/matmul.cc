@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernels/q4_0x8.h"
+#include "kernels/q8_0x8.h"
 #include "kernels/qdot.h"
 #include "sparse/q8_0_2of4x8.h"
 
@@ -20,7 +21,7 @@ int g_threads = 0;
 // read once and never copied whole.
 constexpr int64_t kTileRows = 256;
 
-// Decode on weights repacked as 8-row groups (Q4_0_X8, Q8_0_2OF4_X8):
+// Decode on weights repacked as 8-row groups (Q4_0_X8, Q8_0_X8, Q8_0_2OF4_X8):
 // activations quantized to Q8_0 once, then one gemv kernel call per group.
 void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
@@ -48,6 +49,8 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
       float* yt = y + t * out + 8 * g;
       if (q4)
         gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
+      else if (w.dtype == DType::Q8_0_X8)
+        gemv_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, yt);
       else
         gemv_q8_0_2of4x8(in, reinterpret_cast<const BlockQ8_0_2of4x8*>(w.data) + g * nb, a, yt);
     }

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <ostream>
+#include <tuple>
 
 #include "model/export.h"
 #include "model/forward.h"
@@ -80,22 +81,31 @@ INSTANTIATE_TEST_SUITE_P(Layouts, Repack,
                                          RepackCase{"--nm 2:4 --quantize q8_0", DType::Q8_0_2OF4_X8}),
                          [](const auto& info) { return std::string(dtype_name(info.param.layout)); });
 
-// A Q4_0 lmp-8m: every matrix (rows a multiple of 8) becomes Q4_0_X8, the
-// logits match the plain layout's, and written back the file's bytes return.
-TEST(Repack, Q4_0InterleavedComputesTheSameLogits) {
-  const std::string d = test::temp_dir();
-  ASSERT_EQ(test::run_cli("convert " + test::shared_path("models/lmp-8m") + " " + d + "/q.gguf --dtype q4_0").status, 0);
-  auto plain = load_model(d + "/q.gguf"), x8 = load_model(d + "/q.gguf");
-  EXPECT_EQ(repack_interleaved(*x8), 6 * 7 + 1);  // the blocks' matrices and the output; not the untied embeddings
-  EXPECT_EQ(x8->find("output.weight")->dtype, DType::Q4_0_X8);
-  EXPECT_EQ(x8->find("token_embd.weight")->dtype, DType::Q4_0);
-  expect_same_logits(*plain, *x8, 1e-3);
-  write_gguf_model(*x8, d + "/back.gguf", ExportOptions{});
-  auto back = load_model(d + "/back.gguf");
-  for (const char* name : {"blk.0.attn_k.weight", "blk.5.ffn_down.weight", "output.weight"}) {
-    const Tensor &a = *back->find(name), &b = *plain->find(name);
-    ASSERT_EQ(a.dtype, DType::Q4_0) << name;
-    EXPECT_EQ(std::vector<uint8_t>(a.data, a.data + a.nbytes), std::vector<uint8_t>(b.data, b.data + b.nbytes)) << name;
+// A Q4_0 or Q8_0 lmp-8m: every matrix (rows a multiple of 8) becomes
+// Q4_0_X8 / Q8_0_X8, the logits match the plain layout's, and written back
+// the file's bytes return.
+TEST(Repack, InterleavedComputesTheSameLogits) {
+  for (const auto& [type, file_type, x8_type] : {std::tuple{"q4_0", DType::Q4_0, DType::Q4_0_X8},
+                                                 std::tuple{"q8_0", DType::Q8_0, DType::Q8_0_X8}}) {
+    SCOPED_TRACE(type);
+    const std::string d = test::temp_dir();
+    ASSERT_EQ(test::run_cli("convert " + test::shared_path("models/lmp-8m") + " " + d + "/q.gguf --dtype " + type).status,
+              0);
+    auto plain = load_model(d + "/q.gguf"), x8 = load_model(d + "/q.gguf");
+    EXPECT_EQ(repack_interleaved(*x8), 6 * 7 + 1);  // the blocks' matrices and the output; not the untied embeddings
+    EXPECT_EQ(x8->find("output.weight")->dtype, x8_type);
+    EXPECT_EQ(x8->find("token_embd.weight")->dtype, file_type);
+    // The two decode kernels sum in different orders; now and then a hidden
+    // value then lands on the other side of a Q8_0 activation rounding step,
+    // which moves the logits (about 10 here) by a few hundredths.
+    expect_same_logits(*plain, *x8, 0.1);
+    write_gguf_model(*x8, d + "/back.gguf", ExportOptions{});
+    auto back = load_model(d + "/back.gguf");
+    for (const char* name : {"blk.0.attn_k.weight", "blk.5.ffn_down.weight", "output.weight"}) {
+      const Tensor &a = *back->find(name), &b = *plain->find(name);
+      ASSERT_EQ(a.dtype, file_type) << name;
+      EXPECT_EQ(std::vector<uint8_t>(a.data, a.data + a.nbytes), std::vector<uint8_t>(b.data, b.data + b.nbytes)) << name;
+    }
   }
 }
 

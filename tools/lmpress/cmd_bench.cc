@@ -81,7 +81,7 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory-bandwidth measurement");
   cmd->add_flag("--json", o->json, "Print llama-bench's JSON (-o json) instead of the table");
   cmd->add_flag("--dense", o->dense,
-                "Keep weights in their file layout (no 2:4, bitmap or Q4_0 8-row repacking at load)");
+                "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q8_0 8-row repacking at load)");
   add_threads_option(cmd, o->threads);
   cmd->callback([o] {
     set_num_threads(o->threads);
@@ -91,7 +91,7 @@ void add_bench(CLI::App& app) {
       fmt::print("sparse weight matrices repacked: {} as 2:4 (F16_2of4 / Q8_0_2of4), {} as F16_bitmap\n",
                  repacked.sparse.n_2of4, repacked.sparse.n_bitmap);
     if (repacked.interleaved && !o->json)
-      fmt::print("Q4_0 weight matrices repacked as 8-row groups (Q4_0_x8): {}\n", repacked.interleaved);
+      fmt::print("Q4_0/Q8_0 weight matrices repacked as 8-row groups (Q4_0_x8, Q8_0_x8): {}\n", repacked.interleaved);
     const auto tests = run_speed_tests(*m, o->s);
     Bandwidth bw;
     if (!o->no_bandwidth) bw = measure_triad_bandwidth();
