@@ -21,8 +21,8 @@ int g_threads = 0;
 // read once and never copied whole.
 constexpr int64_t kTileRows = 256;
 
-// Decode on weights repacked as 8-row groups (Q4_0_X8, Q8_0_X8, Q8_0_2OF4_X8):
-// activations quantized to Q8_0 once, then one gemv kernel call per group.
+// Weights repacked as 8-row groups (Q4_0_X8, Q8_0_X8, Q8_0_2OF4_X8): the
+// activations quantized to Q8_0 once, then one gemv kernel call per group and token.
 void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
   const bool q4 = w.dtype == DType::Q4_0_X8;
@@ -42,23 +42,31 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   }
   const uint8_t* qa_data = qa.data();
   const int32_t* sums_data = sums.data();
+  // Prompt batches: tokens in chunks whose quantized activations stay in L2
+  // while every group of weights passes over them.
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (256 << 10) / int64_t(ab)));
+  for (int64_t t0 = 0; t0 < n; t0 += chunk) {
+    const int64_t t1 = std::min(n, t0 + chunk);
 #pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < out / 8; g++)
-    for (int64_t t = 0; t < n; t++) {
-      const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
-      float* yt = y + t * out + 8 * g;
-      if (q4)
-        gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
-      else if (w.dtype == DType::Q8_0_X8)
-        gemv_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, yt);
-      else
-        gemv_q8_0_2of4x8(in, reinterpret_cast<const BlockQ8_0_2of4x8*>(w.data) + g * nb, a, yt);
-    }
+    for (int64_t g = 0; g < out / 8; g++)
+      for (int64_t t = t0; t < t1; t++) {
+        const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
+        float* yt = y + t * out + 8 * g;
+        if (q4)
+          gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
+        else if (w.dtype == DType::Q8_0_X8)
+          gemv_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, yt);
+        else
+          gemv_q8_0_2of4x8(in, reinterpret_cast<const BlockQ8_0_2of4x8*>(w.data) + g * nb, a, yt);
+      }
+  }
 }
 
 void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  if (is_row_interleaved(w.dtype) && n < 4) return matmul_x8(w, x, n, y);
+  // Q4_0_X8 prompt batches too: its int8 kernel beat f32 tiles + sgemm by 1.08-1.2x
+  // on the 1.1B Q4_0 file; for the Q8_0 layouts the two were level (README).
+  if (is_row_interleaved(w.dtype) && (n < 4 || w.dtype == DType::Q4_0_X8)) return matmul_x8(w, x, n, y);
   if (const QDotKernel k = qdot(w.dtype); n < 4 && k.fn) {
     // Decode with an int8 kernel: activations quantized once (Q8_0 or Q8_K),
     // then one integer dot product per weight row (llama.cpp's vec_dot path).
