@@ -52,7 +52,10 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
       for (int64_t t = t0; t < t1; t++) {
         const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
         float* yt = y + t * out + 8 * g;
-        if (q4)
+        if (q4 && t + 4 <= t1) {  // 4 tokens share each weight load
+          gemm4_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, nb, yt, out);
+          t += 3;
+        } else if (q4)
           gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
         else if (w.dtype == DType::Q8_0_X8)
           gemv_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, yt);

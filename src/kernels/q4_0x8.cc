@@ -131,7 +131,44 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q4_0x8_avx2(int64_t cols, con
   _mm256_storeu_ps(out, acc);
 }
 
+__attribute__((target("avx2,fma,f16c"))) void gemm4_q4_0x8_avx2(int64_t cols, const BlockQ4_0x8* g,
+                                                               const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                                                               float* out, int64_t out_stride) {
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t b = 0; b < cols / 32; b++) {
+    __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (int v = 0; v < 4; v++) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qs + 32 * v));
+      const __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+      for (int t = 0; t < 4; t++) {
+        const BlockQ8_0& x = a[t * stride + b];
+        int32_t ylo, yhi;
+        std::memcpy(&ylo, x.qs + 4 * v, 4);
+        std::memcpy(&yhi, x.qs + 4 * (v + 4), 4);
+        s16[t] = _mm256_add_epi16(s16[t], _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_set1_epi32(ylo)),
+                                                           _mm256_maddubs_epi16(hi, _mm256_set1_epi32(yhi))));
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g[b].d)));
+    for (int t = 0; t < 4; t++) {
+      const __m256i dot =
+          _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * sums[t * stride + b]));
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
+                               _mm256_cvtepi32_ps(dot), acc[t]);
+    }
+  }
+  for (int t = 0; t < 4; t++) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+}
+
 }  // namespace
+
+void gemm4_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                  float* out, int64_t out_stride) {
+  if (qdot_simd_active()) return gemm4_q4_0x8_avx2(cols, g, a, sums, stride, out, out_stride);
+  for (int t = 0; t < 4; t++) gemv_q4_0x8_ref(cols, g, a + t * stride, sums + t * stride, out + t * out_stride);
+}
 
 void gemv_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, float* out) {
   if (qdot_simd_active()) return gemv_q4_0x8_avx2(cols, g, a, sums, out);

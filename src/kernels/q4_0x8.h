@@ -36,5 +36,10 @@ std::vector<uint8_t> unpack_q4_0x8(const Tensor& x8);
 // Σ of a[b].qs (the nibbles are stored unsigned, value + 8).
 void gemv_q4_0x8_ref(int64_t cols, const BlockQ4_0x8* group, const BlockQ8_0* a, const int32_t* sums, float* out);
 void gemv_q4_0x8(int64_t cols, const BlockQ4_0x8* group, const BlockQ8_0* a, const int32_t* sums, float* out);
+// Prompt batches: the same for 4 tokens at once (activations a + t·stride
+// blocks, sums + t·stride, outputs out + t·out_stride), unpacking each nibble
+// load once for all 4.
+void gemm4_q4_0x8(int64_t cols, const BlockQ4_0x8* group, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                  float* out, int64_t out_stride);
 
 }  // namespace lmpress
