@@ -1,5 +1,7 @@
 #include "test_util.h"
 
+#include "kernels/qdot.h"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,6 +90,17 @@ CalibrationOptions tiny_calibration(const std::string& dir, const std::string& t
   co.samples = 2;
   co.ctx = 32;
   return co;
+}
+
+void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function<void(int64_t)>& body) {
+  for (bool simd : {true, false}) {
+    qdot_use_simd(simd);
+    for (int64_t c : cols) {
+      SCOPED_TRACE("cols=" + std::to_string(c) + (simd ? " simd" : " scalar"));
+      body(c);
+    }
+  }
+  qdot_use_simd(true);
 }
 
 }  // namespace lmpress::test

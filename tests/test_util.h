@@ -1,5 +1,7 @@
 // Helpers shared by tests: paths to ../shared, temp dirs, running the CLI.
 #pragma once
+#include <functional>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,9 @@ double cli_ppl(const std::string& model);
 // Writes `text` to dir/calib.txt and returns options for 2 windows of 32
 // tokens of it: calibration for the synthetic models.
 CalibrationOptions tiny_calibration(const std::string& dir, const std::string& text);
+// Runs body(cols) for each column count, first on the SIMD kernels, then with
+// the scalar references forced (qdot_use_simd), tracing which in failures.
+void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function<void(int64_t)>& body);
 
 // tests/data/ggml_blocks.gguf: 4x512 fixed values ("src"), ggml's quantization
 // of them ("q.<TYPE>", no imatrix) and ggml's dequantization ("ref.<TYPE>").

@@ -9,6 +9,8 @@
 #include "core/fp16.h"
 #include "kernels/qdot.h"
 #include "quant/quantize.h"
+#include "gemv_check.h"
+#include "test_util.h"
 #include "sparse/sparse24.h"
 
 namespace lmpress {
@@ -108,28 +110,12 @@ TEST(Q8_0_2of4x8, LayoutByHand) {
 // scalar reference kernel), for the reference gemv and the dispatched one, with
 // SIMD on and forced off.
 TEST(Q8_0_2of4x8, GemvMatchesRowDots) {
-  for (bool simd : {true, false}) {
-    qdot_use_simd(simd);
-    for (int64_t cols : {32, 288, 2080}) {
-      SCOPED_TRACE("cols=" + std::to_string(cols) + (simd ? " simd" : " scalar"));
-      const Case c = make_case(16, cols, unsigned(cols) + 5);
-      const Tensor x8 = repack_q8_0_2of4x8(q8_0_tensor(c));
-      const auto* a = reinterpret_cast<const BlockQ8_0*>(c.a.data());
-      const auto* groups = reinterpret_cast<const BlockQ8_0_2of4x8*>(x8.data);
-      const uint64_t rb = row_bytes(DType::Q8_0, uint64_t(cols));
-      for (int64_t g = 0; g < 2; g++) {
-        float ref[8], best[8];
-        gemv_q8_0_2of4x8_ref(cols, groups + g * (cols / 32), a, ref);
-        gemv_q8_0_2of4x8(cols, groups + g * (cols / 32), a, best);
-        for (int r = 0; r < 8; r++) {
-          const float want = qdot_reference(DType::Q8_0).fn(cols, c.w.data() + size_t(8 * g + r) * rb, a);
-          EXPECT_NEAR(ref[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
-          EXPECT_NEAR(best[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
-        }
-      }
-    }
-  }
-  qdot_use_simd(true);
+  test::for_kernel_targets({32, 288, 2080}, [](int64_t cols) {
+    const Case c = make_case(16, cols, unsigned(cols) + 5);
+    const Tensor x8 = repack_q8_0_2of4x8(q8_0_tensor(c));
+    test::expect_group_dots(cols, c.w.data(), reinterpret_cast<const BlockQ8_0_2of4x8*>(x8.data), 2,
+                            reinterpret_cast<const BlockQ8_0*>(c.a.data()), gemv_q8_0_2of4x8_ref, gemv_q8_0_2of4x8);
+  });
 }
 
 }  // namespace
