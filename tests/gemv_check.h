@@ -1,15 +1,44 @@
-// Shared check for the 8-row interleaved decode kernels built on Q8_0 weights
-// (Q8_0_X8, Q8_0_2OF4_X8): each output of the reference and the dispatched
-// gemv equals the plain Q8_0 · Q8_0 dot of its row (the scalar reference).
+// Shared checks for the 8-row interleaved layouts (Q4_0_X8, Q8_0_X8,
+// Q8_0_2OF4_X8): lossless repacking, and gemv kernels against the plain
+// row dot of the scalar reference.
 #pragma once
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
+
+#include "core/tensor.h"
 
 #include "kernels/qdot.h"
 #include "quant/blocks.h"
 
 namespace lmpress::test {
+
+// A [rows, cols] matrix of type t over `bytes`, which the caller keeps alive.
+inline Tensor borrowed_matrix(DType t, int64_t rows, int64_t cols, const std::vector<uint8_t>& bytes) {
+  Tensor m;
+  m.name = "w";
+  m.dtype = t;
+  m.shape = {rows, cols};
+  m.data = const_cast<uint8_t*>(bytes.data());
+  m.nbytes = bytes.size();
+  return m;
+}
+
+// x8, repacked from plain, unpacks to plain's bytes, and to_f32 reads the same
+// values from it, whole and for row 13 (inside the second group).
+inline void expect_lossless_repack(const Tensor& plain, const Tensor& x8, const std::vector<uint8_t>& unpacked) {
+  EXPECT_EQ(unpacked, std::vector<uint8_t>(plain.data, plain.data + plain.nbytes));
+  const auto all = to_f32(plain);
+  EXPECT_EQ(to_f32(x8), all);
+  const int64_t cols = plain.cols();
+  std::vector<float> row(static_cast<size_t>(cols));
+  to_f32(x8, 13 * cols, cols, row.data());
+  EXPECT_EQ(row, std::vector<float>(all.begin() + 13 * cols, all.begin() + 14 * cols));
+}
+
+// Each output of the reference and the dispatched gemv of an interleaved
+// layout built on Q8_0 weights equals the plain Q8_0 · Q8_0 dot of its row.
 
 // q8_rows: the matrix as plain Q8_0 rows; groups: the same repacked; the
 // first n_groups groups are checked.

@@ -8,18 +8,29 @@
 
 namespace lmpress::simd_avx2 {
 
-// 32 int8 products summed into 8 int32 lanes, then to float: the sign trick
-// of llama.cpp (maddubs needs an unsigned first operand).
+// 32 int8 products summed into 8 int32 lanes (each lane: the 4 products of
+// its bytes): the sign trick of llama.cpp (maddubs needs an unsigned first operand).
+__attribute__((target("avx2"))) inline __m256i dot_i8_lanes(__m256i x, __m256i y) {
+  const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+  return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// The same, converted to float.
 __attribute__((target("avx2,fma"))) inline __m256 dot_i8(__m256i x, __m256i y) {
-  const __m256i ax = _mm256_sign_epi8(x, x);
-  const __m256i sy = _mm256_sign_epi8(y, x);
-  const __m256i p16 = _mm256_maddubs_epi16(ax, sy);
-  const __m256i p32 = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
-  return _mm256_cvtepi32_ps(p32);
+  return _mm256_cvtepi32_ps(dot_i8_lanes(x, y));
 }
 
 // Block scales: the F16C instruction instead of the scalar bit conversion.
 __attribute__((target("f16c"))) inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+// The epilogue of the 8-row interleaved kernels, one block: acc + d8[r] ·
+// act_d · dot[r] for the 8 rows' f16 scales d8 and the activation block's scale.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 fma_row_scales(const uint16_t* d8, uint16_t act_d, __m256i dot,
+                                                                      __m256 acc) {
+  const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d8))),
+                                 _mm256_set1_ps(h2f(act_d)));
+  return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+}
 
 __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

@@ -3,11 +3,11 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <memory>
 
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/avx2_helpers.h"
+#include "kernels/interleave.h"
 #include "kernels/qdot.h"
 
 namespace lmpress {
@@ -64,29 +64,14 @@ void dequantize_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, float*
 }
 
 Tensor repack_q4_0x8(const Tensor& t) {
-  if (t.dtype != DType::Q4_0 || t.shape.size() != 2 || t.rows() % 8 || t.cols() % 32)
-    fail("internal: {} cannot be repacked as Q4_0_X8", t.name);
-  const int64_t rows = t.rows(), cols = t.cols();
-  auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes);
-  const auto* src = reinterpret_cast<const BlockQ4_0*>(t.data);
-  auto* dst = reinterpret_cast<BlockQ4_0x8*>(buf->data());
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < rows / 8; g++) pack_q4_0x8(src + g * 8 * (cols / 32), cols, dst + g * (cols / 32));
-  Tensor out = t;
-  out.dtype = DType::Q4_0_X8;
-  out.data = buf->data();
-  out.owner = buf;
-  return out;
+  return repack_x8<BlockQ4_0, BlockQ4_0x8>(t, DType::Q4_0, DType::Q4_0_X8, [](const BlockQ4_0* rows, int64_t cols,
+                                                                              BlockQ4_0x8* out) {
+    pack_q4_0x8(rows, cols, out);
+    return true;
+  });
 }
 
-std::vector<uint8_t> unpack_q4_0x8(const Tensor& t) {
-  const int64_t rows = t.rows(), nb = t.cols() / 32;
-  std::vector<uint8_t> out(t.nbytes);
-  const auto* src = reinterpret_cast<const BlockQ4_0x8*>(t.data);
-  auto* dst = reinterpret_cast<BlockQ4_0*>(out.data());
-  for (int64_t r = 0; r < rows; r++) unpack_q4_0x8_row(src + (r / 8) * nb, t.cols(), int(r % 8), dst + r * nb);
-  return out;
-}
+std::vector<uint8_t> unpack_q4_0x8(const Tensor& t) { return unpack_x8<BlockQ4_0, BlockQ4_0x8>(t, unpack_q4_0x8_row); }
 
 void gemv_q4_0x8_ref(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, float* out) {
   float acc[8] = {};
@@ -124,9 +109,7 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q4_0x8_avx2(int64_t cols, con
           s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), _mm256_set1_epi32(yhi)));
     }
     const __m256i dot = _mm256_sub_epi32(_mm256_madd_epi16(s16, ones), _mm256_set1_epi32(8 * sums[b]));
-    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g[b].d))),
-                                   _mm256_set1_ps(simd_avx2::h2f(a[b].d)));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+    acc = simd_avx2::fma_row_scales(g[b].d, a[b].d, dot, acc);
   }
   _mm256_storeu_ps(out, acc);
 }

@@ -3,11 +3,11 @@
 #include <immintrin.h>
 
 #include <cstring>
-#include <memory>
 
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/avx2_helpers.h"
+#include "kernels/interleave.h"
 #include "kernels/qdot.h"
 
 namespace lmpress {
@@ -38,29 +38,14 @@ void dequantize_q8_0x8_row(const BlockQ8_0x8* group, int64_t cols, int r, float*
 }
 
 Tensor repack_q8_0x8(const Tensor& t) {
-  if (t.dtype != DType::Q8_0 || t.shape.size() != 2 || t.rows() % 8 || t.cols() % 32)
-    fail("internal: {} cannot be repacked as Q8_0_X8", t.name);
-  const int64_t rows = t.rows(), nb = t.cols() / 32;
-  auto buf = std::make_shared<std::vector<uint8_t>>(t.nbytes);
-  const auto* src = reinterpret_cast<const BlockQ8_0*>(t.data);
-  auto* dst = reinterpret_cast<BlockQ8_0x8*>(buf->data());
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < rows / 8; g++) pack_q8_0x8(src + g * 8 * nb, t.cols(), dst + g * nb);
-  Tensor out = t;
-  out.dtype = DType::Q8_0_X8;
-  out.data = buf->data();
-  out.owner = buf;
-  return out;
+  return repack_x8<BlockQ8_0, BlockQ8_0x8>(t, DType::Q8_0, DType::Q8_0_X8, [](const BlockQ8_0* rows, int64_t cols,
+                                                                              BlockQ8_0x8* out) {
+    pack_q8_0x8(rows, cols, out);
+    return true;
+  });
 }
 
-std::vector<uint8_t> unpack_q8_0x8(const Tensor& t) {
-  const int64_t rows = t.rows(), nb = t.cols() / 32;
-  std::vector<uint8_t> out(t.nbytes);
-  const auto* src = reinterpret_cast<const BlockQ8_0x8*>(t.data);
-  auto* dst = reinterpret_cast<BlockQ8_0*>(out.data());
-  for (int64_t r = 0; r < rows; r++) unpack_q8_0x8_row(src + (r / 8) * nb, t.cols(), int(r % 8), dst + r * nb);
-  return out;
-}
+std::vector<uint8_t> unpack_q8_0x8(const Tensor& t) { return unpack_x8<BlockQ8_0, BlockQ8_0x8>(t, unpack_q8_0x8_row); }
 
 void gemv_q8_0x8_ref(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, float* out) {
   float acc[8] = {};
@@ -78,7 +63,6 @@ namespace {
 
 __attribute__((target("avx2,fma,f16c"))) void gemv_q8_0x8_avx2(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a,
                                                               float* out) {
-  const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < cols / 32; b++) {
     __m256i dot = _mm256_setzero_si256();
@@ -87,13 +71,9 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q8_0x8_avx2(int64_t cols, con
       int32_t x4;
       std::memcpy(&x4, a[b].qs + 4 * v, 4);
       const __m256i x = _mm256_set1_epi32(x4);
-      // maddubs needs an unsigned operand: |w| times x with w's sign.
-      const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-      dot = _mm256_add_epi32(dot, _mm256_madd_epi16(p16, ones));
+      dot = _mm256_add_epi32(dot, simd_avx2::dot_i8_lanes(w, x));
     }
-    const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g[b].d))),
-                                   _mm256_set1_ps(simd_avx2::h2f(a[b].d)));
-    acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+    acc = simd_avx2::fma_row_scales(g[b].d, a[b].d, dot, acc);
   }
   _mm256_storeu_ps(out, acc);
 }

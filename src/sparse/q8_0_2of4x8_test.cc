@@ -46,15 +46,7 @@ Case make_case(int64_t rows, int64_t cols, unsigned seed) {
   return c;
 }
 
-Tensor q8_0_tensor(const Case& c) {
-  Tensor t;
-  t.name = "w";
-  t.dtype = DType::Q8_0;
-  t.shape = {c.rows, c.cols};
-  t.data = const_cast<uint8_t*>(c.w.data());
-  t.nbytes = c.w.size();
-  return t;
-}
+Tensor q8_0_tensor(const Case& c) { return test::borrowed_matrix(DType::Q8_0, c.rows, c.cols, c.w); }
 
 // Repacked and unpacked, the Q8_0 bytes return exactly; to_f32 reads the same
 // values from either layout, whole or one row from inside a group; the layout
@@ -67,12 +59,7 @@ TEST(Q8_0_2of4x8, RepackRoundTripsExactly) {
     const Tensor x8 = repack_q8_0_2of4x8(plain);
     EXPECT_EQ(x8.dtype, DType::Q8_0_2OF4_X8);
     EXPECT_EQ(x8.nbytes, uint64_t(24 * cols / 32 * 22));
-    EXPECT_EQ(unpack_q8_0_2of4x8(x8), c.w);
-    EXPECT_EQ(to_f32(x8), to_f32(plain));
-    std::vector<float> row(static_cast<size_t>(cols));
-    to_f32(x8, 13 * cols, cols, row.data());
-    const auto all = to_f32(plain);
-    EXPECT_EQ(row, std::vector<float>(all.begin() + 13 * cols, all.begin() + 14 * cols));
+    test::expect_lossless_repack(plain, x8, unpack_q8_0_2of4x8(x8));
   }
   EXPECT_ANY_THROW(repack_q8_0_2of4x8(q8_0_tensor(make_case(12, 64, 1))));  // rows not a multiple of 8
   Case dense = make_case(8, 64, 2);
