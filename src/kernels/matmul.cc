@@ -31,17 +31,18 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   thread_local std::vector<int32_t> sums;  // Q4_0 stores value + 8: its dots subtract 8·Σ activations
   qa.resize(size_t(n) * ab);
   sums.resize(size_t(n * nb));
+  uint8_t* qa_data = qa.data();
+  int32_t* sums_data = sums.data();
+#pragma omp parallel for schedule(static) if (n > 1)
   for (int64_t t = 0; t < n; t++) {
-    quantize_activations(ActFormat::Q8_0, x + t * in, in, qa.data() + t * ab);
-    const auto* a = reinterpret_cast<const BlockQ8_0*>(qa.data() + t * ab);
+    quantize_activations(ActFormat::Q8_0, x + t * in, in, qa_data + t * ab);
+    const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
     for (int64_t b = 0; q4 && b < nb; b++) {
       int32_t s = 0;
       for (int8_t v : a[b].qs) s += v;
-      sums[size_t(t * nb + b)] = s;
+      sums_data[t * nb + b] = s;
     }
   }
-  const uint8_t* qa_data = qa.data();
-  const int32_t* sums_data = sums.data();
   // Prompt batches: tokens in chunks whose quantized activations stay in L2
   // while every group of weights passes over them.
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (256 << 10) / int64_t(ab)));
@@ -52,32 +53,36 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
       for (int64_t t = t0; t < t1; t++) {
         const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
         float* yt = y + t * out + 8 * g;
-        if (q4 && t + 4 <= t1) {  // 4 tokens share each weight load
+        const bool four = t + 4 <= t1;  // 4 tokens share each weight load
+        if (q4 && four)
           gemm4_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, nb, yt, out);
-          t += 3;
-        } else if (q4)
+        else if (q4)
           gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
+        else if (w.dtype == DType::Q8_0_X8 && four)
+          gemm4_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, nb, yt, out);
         else if (w.dtype == DType::Q8_0_X8)
           gemv_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, yt);
         else
           gemv_q8_0_2of4x8(in, reinterpret_cast<const BlockQ8_0_2of4x8*>(w.data) + g * nb, a, yt);
+        if (four && w.dtype != DType::Q8_0_2OF4_X8) t += 3;
       }
   }
 }
 
 void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  // Q4_0_X8 prompt batches too: its int8 kernel beat f32 tiles + sgemm by 1.08-1.2x
-  // on the 1.1B Q4_0 file; for the Q8_0 layouts the two were level (README).
-  if (is_row_interleaved(w.dtype) && (n < 4 || w.dtype == DType::Q4_0_X8)) return matmul_x8(w, x, n, y);
+  // Q4_0_X8 and Q8_0_X8 prompt batches too, on their 4-token kernels; the 2:4
+  // layout has only a one-token kernel, level with f32 tiles + sgemm (README).
+  if (is_row_interleaved(w.dtype) && (n < 4 || w.dtype != DType::Q8_0_2OF4_X8)) return matmul_x8(w, x, n, y);
   if (const QDotKernel k = qdot(w.dtype); n < 4 && k.fn) {
     // Decode with an int8 kernel: activations quantized once (Q8_0 or Q8_K),
     // then one integer dot product per weight row (llama.cpp's vec_dot path).
     const size_t ab = activation_bytes(k.act, in);
     thread_local std::vector<uint8_t> qa;
     qa.resize(size_t(n) * ab);
-    for (int64_t t = 0; t < n; t++) quantize_activations(k.act, x + t * in, in, qa.data() + t * ab);
-    const uint8_t* a = qa.data();
+    uint8_t* a = qa.data();
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int64_t t = 0; t < n; t++) quantize_activations(k.act, x + t * in, in, a + t * ab);
     const RowAddress row(w);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < out; r++)

@@ -78,7 +78,42 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q8_0x8_avx2(int64_t cols, con
   _mm256_storeu_ps(out, acc);
 }
 
+// |w| is computed once per load for all 4 tokens; each token's 4 broadcast
+// bytes take w's sign (llama.cpp's sign trick, so maddubs sees an unsigned
+// operand). A maddubs pair is at most 2·128·127, so each goes to int32 at once.
+__attribute__((target("avx2,fma,f16c"))) void gemm4_q8_0x8_avx2(int64_t cols, const BlockQ8_0x8* g,
+                                                               const BlockQ8_0* a, int64_t stride, float* out,
+                                                               int64_t out_stride) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t b = 0; b < cols / 32; b++) {
+    __m256i dot[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                      _mm256_setzero_si256()};
+    for (int v = 0; v < 8; v++) {
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qs[v]));
+      const __m256i aw = _mm256_sign_epi8(w, w);
+      for (int t = 0; t < 4; t++) {
+        int32_t x4;
+        std::memcpy(&x4, a[t * stride + b].qs + 4 * v, 4);
+        const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(x4), w));
+        dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(p, ones));
+      }
+    }
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g[b].d)));
+    for (int t = 0; t < 4; t++)
+      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
+                               _mm256_cvtepi32_ps(dot[t]), acc[t]);
+  }
+  for (int t = 0; t < 4; t++) _mm256_storeu_ps(out + t * out_stride, acc[t]);
+}
+
 }  // namespace
+
+void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, int64_t stride, float* out,
+                  int64_t out_stride) {
+  if (qdot_simd_active()) return gemm4_q8_0x8_avx2(cols, g, a, stride, out, out_stride);
+  for (int t = 0; t < 4; t++) gemv_q8_0x8_ref(cols, g, a + t * stride, out + t * out_stride);
+}
 
 void gemv_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, float* out) {
   if (qdot_simd_active()) return gemv_q8_0x8_avx2(cols, g, a, out);

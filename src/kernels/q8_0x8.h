@@ -32,5 +32,9 @@ std::vector<uint8_t> unpack_q8_0x8(const Tensor& x8);
 // out[0..8) = the 8 rows of `group` · activations a (Q8_0 blocks).
 void gemv_q8_0x8_ref(int64_t cols, const BlockQ8_0x8* group, const BlockQ8_0* a, float* out);
 void gemv_q8_0x8(int64_t cols, const BlockQ8_0x8* group, const BlockQ8_0* a, float* out);
+// Prompt batches: the same for 4 tokens at once (activations a + t·stride
+// blocks, outputs out + t·out_stride), each weight load shared by the 4.
+void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* group, const BlockQ8_0* a, int64_t stride, float* out,
+                  int64_t out_stride);
 
 }  // namespace lmpress

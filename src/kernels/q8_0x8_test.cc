@@ -64,5 +64,30 @@ TEST(Q8_0x8, GemvMatchesRowDots) {
   });
 }
 
+// The 4-token kernel gives each token what the one-token reference gives it,
+// with SIMD on and forced off (one weight block at −128 / 127).
+TEST(Q8_0x8, Gemm4MatchesGemvPerToken) {
+  test::for_kernel_targets({32, 288, 2080}, [](int64_t cols) {
+    const Case c = make_case(8, cols, unsigned(cols) + 9);
+    const Tensor x8 = repack_q8_0x8(q8_0_tensor(c));
+    const int64_t nb = cols / 32;
+    std::vector<BlockQ8_0> acts;
+    for (unsigned t = 0; t < 4; t++) {
+      const Case ct = make_case(8, cols, unsigned(cols) * 7 + t);  // a different activation row per token
+      const auto* a = reinterpret_cast<const BlockQ8_0*>(ct.a.data());
+      acts.insert(acts.end(), a, a + nb);
+    }
+    const auto* group = reinterpret_cast<const BlockQ8_0x8*>(x8.data);
+    std::vector<float> got(4 * 10, -1.0f);  // output stride 10: rows 8, 9 of each token untouched
+    gemm4_q8_0x8(cols, group, acts.data(), nb, got.data(), 10);
+    for (int t = 0; t < 4; t++) {
+      float want[8];
+      gemv_q8_0x8_ref(cols, group, acts.data() + t * nb, want);
+      for (int r = 0; r < 8; r++) EXPECT_NEAR(got[size_t(10 * t + r)], want[r], 1e-4f * (std::fabs(want[r]) + 1));
+      EXPECT_EQ(got[size_t(10 * t + 8)], -1.0f);
+    }
+  });
+}
+
 }  // namespace
 }  // namespace lmpress

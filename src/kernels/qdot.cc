@@ -17,6 +17,7 @@ size_t activation_bytes(ActFormat f, int64_t n) {
 void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
   if (f == ActFormat::Q8_0) {
     auto* y = static_cast<BlockQ8_0*>(out);
+    if (qdot_simd_active()) return simd_avx2::quantize_q8_0(x, n, y);
     for (int64_t b = 0; b < n / 32; b++) {
       const float* v = x + b * 32;
       float amax = 0;

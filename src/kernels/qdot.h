@@ -61,6 +61,7 @@ float dot_q8_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q5_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
+void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y);
 }  // namespace simd_avx2
 
 }  // namespace lmpress

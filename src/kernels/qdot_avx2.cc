@@ -186,4 +186,30 @@ __attribute__((target("avx2,fma,f16c"))) float dot_bf16_f32(int64_t n, const voi
   return s;
 }
 
+// quantize_row_q8_0 with the scalar version's exact arithmetic: the same
+// amax, d = amax / 127, id = 1 / d, round half to even.
+__attribute__((target("avx2,fma,f16c"))) void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t b = 0; b < n / 32; b++, x += 32) {
+    __m256 v[4], m = _mm256_setzero_ps();
+    for (int j = 0; j < 4; j++) {
+      v[j] = _mm256_loadu_ps(x + 8 * j);
+      m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float d = _mm_cvtss_f32(m4) / 127.0f;
+    const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    y[b].d = f32_to_f16(d);
+    __m256i q[4];
+    for (int j = 0; j < 4; j++)
+      q[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], id), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    // packs work within 128-bit lanes: the permute restores element order.
+    const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[b].qs), _mm256_permutevar8x32_epi32(p, order));
+  }
+}
+
 }  // namespace lmpress::simd_avx2

@@ -9,6 +9,7 @@
 
 #include "core/fp16.h"
 #include "quant/quantize.h"
+#include "test_util.h"
 
 namespace lmpress {
 namespace {
@@ -21,14 +22,35 @@ std::vector<float> randn(int64_t n, unsigned seed, float scale = 1.0f) {
   return v;
 }
 
-// The activation quantizer writes exactly ggml's Q8_0 blocks.
+// The activation quantizer writes exactly ggml's Q8_0 blocks (the quantizer
+// of quant/), SIMD and scalar, random blocks and an all-zero one.
 TEST(QDot, ActivationsAreGgmlQ8_0) {
-  const auto x = randn(288, 1);
-  std::vector<BlockQ8_0> got(9);
-  std::vector<uint8_t> want(row_bytes(DType::Q8_0, 288));
-  quantize_activations(ActFormat::Q8_0, x.data(), 288, got.data());
-  quantize_row(DType::Q8_0, x.data(), 288, want.data());
-  EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size()), 0);
+  test::for_kernel_targets({32, 288, 2080}, [](int64_t n) {
+    auto x = randn(n, unsigned(n));
+    if (n >= 64)
+      for (int i = 0; i < 32; i++) x[size_t(32 + i)] = 0;
+    std::vector<BlockQ8_0> got(size_t(n / 32));
+    std::vector<uint8_t> want(row_bytes(DType::Q8_0, uint64_t(n)));
+    quantize_activations(ActFormat::Q8_0, x.data(), n, got.data());
+    quantize_row(DType::Q8_0, x.data(), n, want.data());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size()), 0);
+  });
+}
+
+// Ties round to even, as ggml's SIMD quantize_row_q8_0 (the weight quantizer,
+// quantize_row_q8_0_ref, rounds them away from zero): with amax 127 the scale
+// is 1, and -3.5 .. 3.5 become -4 -2 -2 0 0 2 2 4.
+TEST(QDot, ActivationsQ8_0RoundTiesToEven) {
+  test::for_kernel_targets({32}, [](int64_t) {
+    std::vector<float> x(32);
+    for (int i = 0; i < 32; i++) x[size_t(i)] = i == 0 ? 127.0f : float(i % 8) - 3.5f;
+    BlockQ8_0 b;
+    quantize_activations(ActFormat::Q8_0, x.data(), 32, &b);
+    const int8_t want[8] = {-4, -2, -2, 0, 0, 2, 2, 4};
+    EXPECT_EQ(b.qs[0], 127);
+    for (int i = 1; i < 32; i++) EXPECT_EQ(b.qs[i], want[i % 8]) << i;
+    EXPECT_EQ(f16_to_f32(b.d), 1.0f);
+  });
 }
 
 // Reference = the dot product of the dequantized weight and activation rows;
