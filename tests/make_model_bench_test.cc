@@ -95,12 +95,17 @@ TEST(Bench, LlamaBenchJson) {
     EXPECT_EQ(t["n_threads"], 1);
     EXPECT_EQ(t["samples_ns"].size(), 2u);
     EXPECT_EQ(t["model_n_params"], 292800);
+    EXPECT_EQ(t["type_k"], "f16");  // the default cache, as llama-bench's
     const double tokens = t["n_prompt"].get<double>() + t["n_gen"].get<double>();
     double mean = 0;
     for (const auto& ns : t["samples_ns"]) mean += tokens * 1e9 / ns.get<double>() / 2;
     EXPECT_NEAR(t["avg_ts"].get<double>(), mean, 1e-6 * mean);
     EXPECT_GT(t["avg_ts"].get<double>(), 0);
   }
+  r = run_cli("bench " + m + " -p 0 -n 2 -r 1 -t 1 --json --no-bandwidth --cache-type f32");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)[0]["type_v"], "f32");
+  EXPECT_NE(run_cli("bench " + m + " -p 0 -n 2 --cache-type q8_0").status, 0);
   r = run_cli("bench " + m + " -p 0 -n 2 -r 1 -t 1");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("tg2"), std::string::npos);

@@ -58,7 +58,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
   const bool add_bos = !gptq && m.tokenizer && m.tokenizer->vocab().add_bos;
   const int32_t bos = m.tokenizer ? m.tokenizer->vocab().bos : -1;
 
-  InferenceState st(m, n_ctx, opt.n_batch);
+  InferenceState st(m, n_ctx, opt.n_batch, opt.kv);
   std::vector<float> logits(static_cast<size_t>(n_ctx * V));
   std::vector<int32_t> window(static_cast<size_t>(n_ctx));
   PerplexityResult r;

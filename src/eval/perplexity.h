@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -24,6 +25,7 @@ struct PerplexityOptions {
   int64_t n_chunks = -1;  // -1: all
   int64_t n_batch = 2048;
   PplProtocol protocol = PplProtocol::LlamaCpp;
+  KvType kv = KvType::F16;
 };
 
 struct PerplexityResult {

@@ -55,7 +55,7 @@ TEST(PerplexityProtocol, BothMatchReferenceForwardPass) {
       }
     }
     ASSERT_EQ(int64_t(m->cfg.n_vocab), V);
-    const auto r = perplexity(*m, tokens, PerplexityOptions{n_ctx, -1, 7, proto});
+    const auto r = perplexity(*m, tokens, PerplexityOptions{n_ctx, -1, 7, proto, KvType::F32});
     EXPECT_EQ(r.n_tokens_scored, count);
     EXPECT_EQ(r.n_chunks, n_win);
     EXPECT_NEAR(r.ppl, std::exp(nll / double(count)), 1e-4 * r.ppl) << (gptq ? "gptq" : "llama.cpp");

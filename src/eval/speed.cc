@@ -60,7 +60,7 @@ std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o) {
     const int64_t n = t.n_prompt + t.n_gen;
     if (n > m.cfg.ctx_len)
       fail("bench: {} needs {} tokens of context, the model has {}", t.name(), n, m.cfg.ctx_len);
-    InferenceState st(m, n, std::min<int64_t>(o.n_batch, std::max<int64_t>(1, t.n_prompt)));
+    InferenceState st(m, n, std::min<int64_t>(o.n_batch, std::max<int64_t>(1, t.n_prompt)), o.kv);
     std::vector<int32_t> tokens(static_cast<size_t>(n));
     auto run = [&] {
       for (auto& tok : tokens) tok = int32_t(rng() % uint32_t(vocab));

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -30,6 +31,7 @@ struct SpeedOptions {
   std::vector<int64_t> n_gen{128};
   int reps = 5;
   int64_t n_batch = 512;
+  KvType kv = KvType::F16;
   uint32_t seed = 1;
 };
 

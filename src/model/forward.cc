@@ -1,23 +1,24 @@
 #include "model/forward.h"
 
-#include <cblas.h>
-
 #include <cmath>
 #include <cstring>
 
 #include "core/error.h"
+#include "core/fp16.h"
+#include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 
 namespace lmpress {
 
-InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch)
-    : m_(m), n_ctx_(n_ctx), n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))) {
+InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, KvType kv)
+    : m_(m), n_ctx_(n_ctx), n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))), kv_(kv) {
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
   const auto& c = m.cfg;
   for (int64_t l = 0; l < c.n_layers; l++) {
-    k_cache_.emplace_back(size_t(n_ctx * c.kv_dim(l)));
-    v_cache_.emplace_back(size_t(n_ctx * c.kv_dim(l)));
+    const size_t bytes = size_t(n_ctx * c.kv_dim(l)) * (kv == KvType::F16 ? 2 : 4);
+    k_cache_.emplace_back(bytes);
+    v_cache_.emplace_back(bytes);
   }
   const size_t B = size_t(n_batch_);
   x_.resize(B * c.dim);
@@ -46,56 +47,14 @@ void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool 
 
 void InferenceState::attention(int64_t l, int64_t n) {
   const auto& c = m_.cfg;
-  const int64_t hd = c.head_dim, kvd = c.kv_dim(l), qd = c.q_dim(l), n_heads = c.heads(l);
-  const int64_t group = n_heads / c.kv_heads(l);
-  const float scale = 1.0f / std::sqrt(float(hd));
-  const float* K = k_cache_[size_t(l)].data();
-  const float* Vc = v_cache_[size_t(l)].data();
-  const int64_t P = n_past_ + n;  // keys visible to the last query
-  if (n >= 16) {
-    // Prompt batch: per head, S = Q Kᵀ and O = softmax(S) V as GEMMs.
-    scores_.resize(size_t(n * P));
-    for (int64_t h = 0; h < n_heads; h++) {
-      const int64_t kvh = h / group;
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(P), int(hd), scale, q_.data() + h * hd,
-                  int(qd), K + kvh * hd, int(kvd), 0.0f, scores_.data(), int(P));
-#pragma omp parallel for schedule(static)
-      for (int64_t t = 0; t < n; t++) {
-        float* s = scores_.data() + t * P;
-        const int64_t visible = n_past_ + t + 1;
-        softmax(s, visible);
-        std::memset(s + visible, 0, size_t(P - visible) * sizeof(float));
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(n), int(hd), int(P), 1.0f, scores_.data(), int(P),
-                  Vc + kvh * hd, int(kvd), 0.0f, att_.data() + h * hd, int(qd));
-    }
-    return;
-  }
-#pragma omp parallel
-  {
-    std::vector<float> s(static_cast<size_t>(P));
-#pragma omp for collapse(2) schedule(static)
-    for (int64_t t = 0; t < n; t++)
-      for (int64_t h = 0; h < n_heads; h++) {
-        const int64_t kvh = h / group;
-        const int64_t visible = n_past_ + t + 1;
-        const float* q = q_.data() + t * qd + h * hd;
-        for (int64_t j = 0; j < visible; j++) {
-          const float* k = K + j * kvd + kvh * hd;
-          float d = 0;
-          for (int64_t i = 0; i < hd; i++) d += q[i] * k[i];
-          s[size_t(j)] = d * scale;
-        }
-        softmax(s.data(), visible);
-        float* o = att_.data() + t * qd + h * hd;
-        std::memset(o, 0, size_t(hd) * sizeof(float));
-        for (int64_t j = 0; j < visible; j++) {
-          const float* v = Vc + j * kvd + kvh * hd;
-          const float p = s[size_t(j)];
-          for (int64_t i = 0; i < hd; i++) o[i] += p * v[i];
-        }
-      }
-  }
+  AttentionShape shape;
+  shape.n_heads = c.heads(l);
+  shape.n_kv_heads = c.kv_heads(l);
+  shape.head_dim = c.head_dim;
+  shape.q_stride = shape.out_stride = c.q_dim(l);
+  shape.kv_stride = c.kv_dim(l);
+  lmpress::attention(shape, kv_, q_.data(), n, n_past_, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data(),
+                1.0f / std::sqrt(float(c.head_dim)), att_.data());
 }
 
 void InferenceState::embed(const int32_t* tokens, int64_t n, float* x) const {
@@ -116,6 +75,16 @@ void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, 
 
 namespace {
 
+// n floats into a cache at element `at`, converted to its type.
+void store_cache_row(KvType kv, const float* x, int64_t n, uint8_t* cache, int64_t at) {
+  if (kv == KvType::F32) {
+    std::memcpy(reinterpret_cast<float*>(cache) + at, x, size_t(n) * sizeof(float));
+    return;
+  }
+  uint16_t* h = reinterpret_cast<uint16_t*>(cache) + at;
+  for (int64_t i = 0; i < n; i++) h[i] = f32_to_f16(x[i]);
+}
+
 // x += y (+ bias, when the projection has one), n rows of D.
 void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D) {
   for (int64_t i = 0; i < n * D; i++) x[i] += y[i];
@@ -134,8 +103,8 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   matmul(*L.wq, xn_.data(), n, q_.data());
   matmul(*L.wk, xn_.data(), n, k_.data());
   matmul(*L.wv, xn_.data(), n, v_.data());
-  float* kc = k_cache_[size_t(l)].data();
-  float* vc = v_cache_[size_t(l)].data();
+  uint8_t* kc = k_cache_[size_t(l)].data();
+  uint8_t* vc = v_cache_[size_t(l)].data();
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
     float* q = q_.data() + t * qd;
@@ -149,8 +118,8 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     const int64_t pos = n_past_ + t;
     rope(q, c.heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
     rope(k, c.kv_heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
-    std::memcpy(kc + pos * kvd, k, size_t(kvd) * sizeof(float));
-    std::memcpy(vc + pos * kvd, v, size_t(kvd) * sizeof(float));
+    store_cache_row(kv_, k, kvd, kc, pos * kvd);
+    store_cache_row(kv_, v, kvd, vc, pos * kvd);
   }
   attention(l, n);
   if (obs) (*obs)(LinearSite::AttnOut, att_.data(), n, qd);

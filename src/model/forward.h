@@ -1,11 +1,13 @@
-// The Llama-family forward pass with a KV cache: prompt batches go through
-// GEMMs, decoding steps reuse the cache.
+// The Llama-family forward pass with an f16 KV cache (as llama.cpp keeps it):
+// prompt batches go through GEMMs and the tiled attention of
+// kernels/attention.h, decoding steps reuse the cache.
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <vector>
 
+#include "kernels/attention.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -19,8 +21,9 @@ using LinearObserver = std::function<void(LinearSite site, const float* x, int64
 
 class InferenceState {
  public:
-  // n_ctx: KV-cache capacity in tokens; n_batch: most tokens per GEMM batch.
-  InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch = 512);
+  // n_ctx: KV-cache capacity in tokens; n_batch: most tokens per GEMM batch;
+  // kv: the cache's element type.
+  InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch = 512, KvType kv = KvType::F16);
 
   // Runs `n` tokens at positions n_past().., appending to the cache. Writes
   // logits[n, vocab] when all_logits, else logits[vocab] of the last token;
@@ -48,8 +51,9 @@ class InferenceState {
 
   const Model& m_;
   int64_t n_ctx_, n_batch_, n_past_ = 0;
-  std::vector<std::vector<float>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim]
-  std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_, scores_;
+  KvType kv_;
+  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim] of kv_
+  std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_;
 };
 
 }  // namespace lmpress

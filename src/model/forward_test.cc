@@ -16,8 +16,10 @@
 namespace lmpress {
 namespace {
 
-std::vector<float> all_logits(const Model& m, const std::vector<int32_t>& toks, int64_t batch = 512) {
-  InferenceState st(m, int64_t(toks.size()), batch);
+// The references are f32 computations: an f32 KV cache unless asked otherwise.
+std::vector<float> all_logits(const Model& m, const std::vector<int32_t>& toks, int64_t batch = 512,
+                              KvType kv = KvType::F32) {
+  InferenceState st(m, int64_t(toks.size()), batch, kv);
   std::vector<float> out(toks.size() * size_t(m.cfg.n_vocab));
   st.eval(toks.data(), int64_t(toks.size()), out.data(), true);
   return out;
@@ -54,13 +56,34 @@ TEST(Forward, IncrementalDecodeEqualsBatch) {
   auto m = load_model(test::shared_path("models/stories260K/stories260K.gguf"));
   auto toks = m->tokenizer->encode("Once upon a time, there was a little girl named Lily.", true, false);
   auto batch = all_logits(*m, toks);
-  InferenceState st(*m, int64_t(toks.size()), 512);
+  InferenceState st(*m, int64_t(toks.size()), 512, KvType::F32);
   std::vector<float> step(size_t(m->cfg.n_vocab));
   for (size_t p = 0; p < toks.size(); p++) {
     st.eval(&toks[p], 1, step.data(), false);
     for (int64_t i = 0; i < m->cfg.n_vocab; i++) ASSERT_NEAR(step[size_t(i)], batch[p * size_t(m->cfg.n_vocab) + size_t(i)], 1e-4);
   }
   EXPECT_THROW(st.eval(toks.data(), 1, step.data(), false), Error);  // cache full
+}
+
+// The f16 cache (the default) stays within f16 rounding of the f32 one, in a
+// prompt batch and decoding token by token, and picks the same tokens.
+TEST(Forward, F16CacheTracksF32Cache) {
+  if (!test::have_shared("models/stories260K/stories260K.gguf")) GTEST_SKIP();
+  auto m = load_model(test::shared_path("models/stories260K/stories260K.gguf"));
+  auto toks = m->tokenizer->encode("Once upon a time, there was a little girl named Lily. She loved to play.", true, false);
+  const int64_t V = m->cfg.n_vocab;
+  const auto f32 = all_logits(*m, toks, 512, KvType::F32);
+  for (int64_t batch : {int64_t(512), int64_t(1)}) {
+    const auto f16 = all_logits(*m, toks, batch, KvType::F16);
+    double worst = 0;
+    for (size_t p = 0; p < toks.size(); p++) {
+      const float* a = f32.data() + p * size_t(V);
+      const float* b = f16.data() + p * size_t(V);
+      for (int64_t i = 0; i < V; i++) worst = std::max(worst, double(std::abs(a[i] - b[i])));
+      EXPECT_EQ(std::max_element(a, a + V) - a, std::max_element(b, b + V) - b) << "position " << p;
+    }
+    EXPECT_LT(worst, 0.05) << "batch " << batch;  // 0.013 here; logits are about 10
+  }
 }
 
 struct Case {

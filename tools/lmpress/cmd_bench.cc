@@ -64,6 +64,7 @@ void add_bench(CLI::App& app) {
     SpeedOptions s;
     int threads = 0;
     bool json = false, no_bandwidth = false, dense = false;
+    std::string kv = "f16";
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed, like llama-bench");
@@ -83,8 +84,10 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--dense", o->dense,
                 "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q8_0 8-row repacking at load)");
   add_threads_option(cmd, o->threads);
+  add_cache_type_option(cmd, o->kv);
   cmd->callback([o] {
     set_num_threads(o->threads);
+    o->s.kv = parse_kv_type(o->kv);
     auto m = load_model(o->model);
     const InferenceRepack repacked = o->dense ? InferenceRepack{} : repack_for_inference(*m);
     if (repacked.sparse.total() && !o->json)
@@ -106,9 +109,9 @@ void add_bench(CLI::App& app) {
                                  {"model_type", model_desc(*m)}, {"model_size", m->n_bytes()},
                                  {"model_n_params", m->n_params()}, {"n_batch", o->s.n_batch},
                                  {"n_ubatch", o->s.n_batch}, {"n_threads", threads}, {"cpu_mask", "0x0"},
-                                 {"cpu_strict", false}, {"poll", 50}, {"type_k", "f32"}, {"type_v", "f32"},
+                                 {"cpu_strict", false}, {"poll", 50}, {"type_k", o->kv}, {"type_v", o->kv},
                                  {"n_gpu_layers", 0}, {"split_mode", "layer"}, {"main_gpu", 0},
-                                 {"no_kv_offload", false}, {"flash_attn", false}, {"tensor_split", "0.00"},
+                                 {"no_kv_offload", false}, {"flash_attn", true}, {"tensor_split", "0.00"},
                                  {"use_mmap", true}, {"embeddings", false}, {"n_prompt", t.n_prompt},
                                  {"n_gen", t.n_gen}, {"test_time", iso_time()}, {"avg_ns", int64_t(t.avg_ns())},
                                  {"stddev_ns", int64_t(t.stddev_ns())}, {"avg_ts", t.avg_ts()},

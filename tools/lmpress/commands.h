@@ -31,6 +31,8 @@ void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std
 std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path = "");
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);
+// --cache-type f16|f32 for the commands that run the model.
+void add_cache_type_option(CLI::App* cmd, std::string& kv);
 // Reads a whole text file (for -f), failing on an empty one.
 std::string read_input_text(const std::string& path);
 

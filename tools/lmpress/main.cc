@@ -13,6 +13,12 @@ void add_threads_option(CLI::App* cmd, int& threads) {
   cmd->add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
 }
 
+void add_cache_type_option(CLI::App* cmd, std::string& kv) {
+  cmd->add_option("--cache-type", kv, "KV-cache element type: f16 (as llama.cpp) or f32")
+      ->check(CLI::IsMember({"f16", "f32"}))
+      ->capture_default_str();
+}
+
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who) {
   cmd->add_option("--calib", calib.file, "Calibration text (" + who + ")");
   cmd->add_option("--calib-samples", calib.samples, "Calibration windows")->capture_default_str();
