@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
 
 namespace lmpress {
@@ -17,28 +18,6 @@ namespace {
 
 constexpr int64_t kKeyBlock = 64;  // keys converted to f32 per step (K and V blocks: 2 × 16 KB at head_dim 64)
 constexpr int64_t kTileRows = 16;  // query rows (heads × tokens) that share each converted block
-
-// Cephes' expf: e^x = 2^n · e^r with n = round(x·log2 e), r = x − n·ln 2 taken
-// in two parts, e^r by a degree-6 polynomial, 2^n put in the exponent bits.
-__attribute__((target("avx2,fma"))) inline __m256 exp8(__m256 x) {
-  const __m256 under = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);  // also −inf
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.0f));
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-  y = _mm256_fmadd_ps(_mm256_mul_ps(y, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-  // n is in [−126, 127] after the clamp: 2^n is a normal float.
-  const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-  return _mm256_andnot_ps(under, y);
-}
 
 // The sums of 8 vectors as one vector (lane i = Σ of a[i]).
 __attribute__((target("avx2"))) inline __m256 sum8(const __m256* a) {
@@ -77,6 +56,20 @@ float cache_at(KvType kv, const void* c, int64_t i) {
 const void* cache_row(KvType kv, const void* c, int64_t elem) {
   return kv == KvType::F32 ? static_cast<const void*>(static_cast<const float*>(c) + elem)
                            : static_cast<const void*>(static_cast<const uint16_t*>(c) + elem);
+}
+
+// o[0, 8·NV) = o · corr + Σ_j p[j] · v[j·ld .. + 8·NV), the NV vectors of o
+// held in registers across the keys (NV a constant, so they stay there).
+template <int NV>
+__attribute__((target("avx2,fma"))) inline void accumulate_values(float* o, float corr, const float* p, const float* v,
+                                                                  int64_t ld, int64_t count) {
+  __m256 acc[NV];
+  for (int i = 0; i < NV; i++) acc[i] = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * i), _mm256_set1_ps(corr));
+  for (int64_t j = 0; j < count; j++) {
+    const __m256 pj = _mm256_broadcast_ss(p + j);
+    for (int i = 0; i < NV; i++) acc[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * ld + 8 * i), acc[i]);
+  }
+  for (int i = 0; i < NV; i++) _mm256_storeu_ps(o + 8 * i, acc[i]);
 }
 
 // One tile: KV head kvh, tokens t0..t0+tokens-1, rows r = (token, head in group).
@@ -123,7 +116,7 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
       const float corr = std::exp(m_old - m_new);  // 0 for the first block (m_old = −inf)
       __m256 psum = _mm256_setzero_ps();
       for (int64_t j = 0; j < count; j += 8) {
-        const __m256 p = exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(m_new)));
+        const __m256 p = simd_avx2::exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(m_new)));
         _mm256_storeu_ps(sc + j, p);
         psum = _mm256_add_ps(psum, p);
       }
@@ -134,17 +127,9 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
       w.m[size_t(r)] = m_new;
       // o = o · corr + Σ p_j v_j, 32 columns at a time held in registers.
       float* o = w.o.data() + r * hd;
-      for (int64_t d = 0; d < hd; d += 32) {
-        const int64_t nv = std::min<int64_t>(4, (hd - d) / 8);
-        __m256 acc[4];
-        for (int64_t i = 0; i < nv; i++) acc[i] = _mm256_mul_ps(_mm256_loadu_ps(o + d + 8 * i), _mm256_set1_ps(corr));
-        for (int64_t j = 0; j < count; j++) {
-          const __m256 p = _mm256_broadcast_ss(sc + j);
-          const float* vr = w.v.data() + j * hd + d;
-          for (int64_t i = 0; i < nv; i++) acc[i] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vr + 8 * i), acc[i]);
-        }
-        for (int64_t i = 0; i < nv; i++) _mm256_storeu_ps(o + d + 8 * i, acc[i]);
-      }
+      int64_t d = 0;
+      for (; d + 32 <= hd; d += 32) accumulate_values<4>(o + d, corr, sc, w.v.data() + d, hd, count);
+      for (; d < hd; d += 8) accumulate_values<1>(o + d, corr, sc, w.v.data() + d, hd, count);
     }
   }
   for (int64_t r = 0; r < R; r++) {
@@ -157,11 +142,11 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
 
 __attribute__((target("avx2,fma"))) void exp_avx2(const float* x, int64_t n, float* y) {
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, simd_avx2::exp8(_mm256_loadu_ps(x + i)));
   if (i < n) {
     float tmp[8] = {};
     std::copy(x + i, x + n, tmp);
-    _mm256_storeu_ps(tmp, exp8(_mm256_loadu_ps(tmp)));
+    _mm256_storeu_ps(tmp, simd_avx2::exp8(_mm256_loadu_ps(tmp)));
     std::copy(tmp, tmp + (n - i), y + i);
   }
 }

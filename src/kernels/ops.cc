@@ -1,6 +1,12 @@
 #include "kernels/ops.h"
 
+#include <immintrin.h>
+
 #include <cmath>
+
+#include "core/fp16.h"
+#include "kernels/avx2_helpers.h"
+#include "kernels/qdot.h"
 
 namespace lmpress {
 
@@ -29,23 +35,44 @@ void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::v
   }
 }
 
-void silu_mul(float* gate, const float* up, int64_t n) {
+void silu_mul_ref(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float g = gate[i];
     gate[i] = g / (1.0f + std::exp(-g)) * up[i];
   }
 }
 
-void softmax(float* x, int64_t n) {
-  float mx = x[0];
-  for (int64_t i = 1; i < n; i++) mx = std::max(mx, x[i]);
-  double sum = 0;
-  for (int64_t i = 0; i < n; i++) {
-    x[i] = std::exp(x[i] - mx);
-    sum += x[i];
+namespace {
+
+__attribute__((target("avx2,fma"))) void silu_mul_avx2(float* gate, const float* up, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = simd_avx2::exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)),
+                                             _mm256_loadu_ps(up + i)));
   }
-  const float inv = float(1.0 / sum);
-  for (int64_t i = 0; i < n; i++) x[i] *= inv;
+  silu_mul_ref(gate + i, up + i, n - i);
+}
+
+__attribute__((target("avx2,f16c"))) void to_f16_avx2(const float* x, int64_t n, uint16_t* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; i++) out[i] = f32_to_f16(x[i]);
+}
+
+}  // namespace
+
+void silu_mul(float* gate, const float* up, int64_t n) {
+  if (qdot_simd_active()) return silu_mul_avx2(gate, up, n);
+  silu_mul_ref(gate, up, n);
+}
+
+void to_f16(const float* x, int64_t n, uint16_t* out) {
+  if (qdot_simd_active()) return to_f16_avx2(x, n, out);
+  for (int64_t i = 0; i < n; i++) out[i] = f32_to_f16(x[i]);
 }
 
 }  // namespace lmpress

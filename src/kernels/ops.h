@@ -14,9 +14,10 @@ void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out);
 // first inv_freqs.size()*2 dimensions of each head are rotated.
 void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::vector<float>& inv_freqs,
           RopeLayout layout);
-// gate[i] = silu(gate[i]) * up[i]
+// gate[i] = silu(gate[i]) * up[i] (AVX2 when available: e^x to a few ulp).
 void silu_mul(float* gate, const float* up, int64_t n);
-// In-place softmax over n values.
-void softmax(float* x, int64_t n);
+void silu_mul_ref(float* gate, const float* up, int64_t n);
+// n floats to IEEE halves (F16C when available; bit-exact either way).
+void to_f16(const float* x, int64_t n, uint16_t* out);
 
 }  // namespace lmpress

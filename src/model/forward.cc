@@ -4,7 +4,6 @@
 #include <cstring>
 
 #include "core/error.h"
-#include "core/fp16.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -81,8 +80,7 @@ void store_cache_row(KvType kv, const float* x, int64_t n, uint8_t* cache, int64
     std::memcpy(reinterpret_cast<float*>(cache) + at, x, size_t(n) * sizeof(float));
     return;
   }
-  uint16_t* h = reinterpret_cast<uint16_t*>(cache) + at;
-  for (int64_t i = 0; i < n; i++) h[i] = f32_to_f16(x[i]);
+  to_f16(x, n, reinterpret_cast<uint16_t*>(cache) + at);
 }
 
 // x += y (+ bias, when the projection has one), n rows of D.

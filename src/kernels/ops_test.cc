@@ -1,0 +1,62 @@
+#include "kernels/ops.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "core/fp16.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+// silu(g)·u by its definition in double, for every length 1..40 (vector
+// bodies and scalar tails), gates from −100 (e^100 overflows a float: the
+// result must still be −0, not NaN) to 100.
+TEST(Ops, SiluMulMatchesDefinition) {
+  test::for_kernel_targets({0}, [](int64_t) {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    for (int64_t n = 1; n <= 40; n++) {
+      std::vector<float> g(static_cast<size_t>(n)), u(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; i++) {
+        g[size_t(i)] = nd(rng) * 4;
+        u[size_t(i)] = nd(rng);
+      }
+      if (n >= 3) g[0] = -100.0f, g[1] = 100.0f, g[2] = 0.0f;
+      std::vector<float> got = g;
+      silu_mul(got.data(), u.data(), n);
+      for (int64_t i = 0; i < n; i++) {
+        const double x = g[size_t(i)];
+        const double want = x / (1.0 + std::exp(-x)) * u[size_t(i)];
+        EXPECT_NEAR(got[size_t(i)], want, 1e-6 * (std::fabs(want) + 1e-3)) << "n=" << n << " i=" << i << " g=" << x;
+        EXPECT_FALSE(std::isnan(got[size_t(i)]));
+      }
+    }
+  });
+}
+
+// The F16C conversion is bit-exact with the scalar one, including ties,
+// overflow to inf, subnormals and NaN.
+TEST(Ops, ToF16MatchesScalarConversion) {
+  test::for_kernel_targets({0}, [](int64_t) {
+    std::vector<float> x = {0.0f, -0.0f, 1.0f, 65504.0f, 65520.0f, 1e6f, -1e6f, 6e-8f, 3e-5f, 1.00048828125f,
+                            1.00146484375f, std::nanf(""), -INFINITY, 0.1f, -2.5f, 1e-10f, 7.0f};
+    std::mt19937 rng(5);
+    std::normal_distribution<float> nd;
+    for (int i = 0; i < 100; i++) x.push_back(nd(rng) * 100);
+    std::vector<uint16_t> got(x.size());
+    to_f16(x.data(), int64_t(x.size()), got.data());
+    for (size_t i = 0; i < x.size(); i++) {
+      if (std::isnan(x[i]))
+        EXPECT_TRUE(std::isnan(f16_to_f32(got[i])));
+      else
+        EXPECT_EQ(got[i], f32_to_f16(x[i])) << x[i];
+    }
+  });
+}
+
+}  // namespace
+}  // namespace lmpress
