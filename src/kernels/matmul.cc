@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/ops.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/q8_0x8.h"
 #include "kernels/qdot.h"
@@ -119,7 +120,12 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   for (int64_t r0 = 0; r0 < out; r0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, out - r0);
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) to_f32(w, (r0 + r) * in, in, tile.data() + r * in);
+    for (int64_t r = 0; r < rows; r++) {
+      if (w.dtype == DType::F16)  // F16C, where to_f32 converts one value at a time
+        from_f16(reinterpret_cast<const uint16_t*>(w.data) + (r0 + r) * in, in, tile.data() + r * in);
+      else
+        to_f32(w, (r0 + r) * in, in, tile.data() + r * in);
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(in), 1.0f, x, int(in), tile.data(),
                 int(in), 0.0f, y + r0, int(out));
   }

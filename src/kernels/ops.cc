@@ -63,11 +63,23 @@ __attribute__((target("avx2,f16c"))) void to_f16_avx2(const float* x, int64_t n,
   for (; i < n; i++) out[i] = f32_to_f16(x[i]);
 }
 
+__attribute__((target("avx2,f16c"))) void from_f16_avx2(const uint16_t* h, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+  for (; i < n; i++) out[i] = f16_to_f32(h[i]);
+}
+
 }  // namespace
 
 void silu_mul(float* gate, const float* up, int64_t n) {
   if (qdot_simd_active()) return silu_mul_avx2(gate, up, n);
   silu_mul_ref(gate, up, n);
+}
+
+void from_f16(const uint16_t* h, int64_t n, float* out) {
+  if (qdot_simd_active()) return from_f16_avx2(h, n, out);
+  for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(h[i]);
 }
 
 void to_f16(const float* x, int64_t n, uint16_t* out) {

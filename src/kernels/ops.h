@@ -17,7 +17,8 @@ void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::v
 // gate[i] = silu(gate[i]) * up[i] (AVX2 when available: e^x to a few ulp).
 void silu_mul(float* gate, const float* up, int64_t n);
 void silu_mul_ref(float* gate, const float* up, int64_t n);
-// n floats to IEEE halves (F16C when available; bit-exact either way).
+// n floats to IEEE halves and back (F16C when available; bit-exact either way).
 void to_f16(const float* x, int64_t n, uint16_t* out);
+void from_f16(const uint16_t* h, int64_t n, float* out);
 
 }  // namespace lmpress

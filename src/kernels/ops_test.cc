@@ -38,9 +38,9 @@ TEST(Ops, SiluMulMatchesDefinition) {
   });
 }
 
-// The F16C conversion is bit-exact with the scalar one, including ties,
+// The F16C conversions are bit-exact with the scalar ones, including ties,
 // overflow to inf, subnormals and NaN.
-TEST(Ops, ToF16MatchesScalarConversion) {
+TEST(Ops, F16ConversionsMatchScalarOnes) {
   test::for_kernel_targets({0}, [](int64_t) {
     std::vector<float> x = {0.0f, -0.0f, 1.0f, 65504.0f, 65520.0f, 1e6f, -1e6f, 6e-8f, 3e-5f, 1.00048828125f,
                             1.00146484375f, std::nanf(""), -INFINITY, 0.1f, -2.5f, 1e-10f, 7.0f};
@@ -54,6 +54,18 @@ TEST(Ops, ToF16MatchesScalarConversion) {
         EXPECT_TRUE(std::isnan(f16_to_f32(got[i])));
       else
         EXPECT_EQ(got[i], f32_to_f16(x[i])) << x[i];
+    }
+    // And back, every half including subnormals, infinities and NaNs.
+    std::vector<uint16_t> all(65536);
+    for (size_t i = 0; i < all.size(); i++) all[i] = uint16_t(i);
+    std::vector<float> back(all.size());
+    from_f16(all.data(), int64_t(all.size()), back.data());
+    for (size_t i = 0; i < all.size(); i++) {
+      const float want = f16_to_f32(all[i]);
+      if (std::isnan(want))
+        EXPECT_TRUE(std::isnan(back[i])) << i;
+      else
+        EXPECT_EQ(back[i], want) << i;
     }
   });
 }
