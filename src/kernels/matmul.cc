@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kernels/ops.h"
 #include "kernels/q4_0x8.h"
+#include "kernels/q4_kx8.h"
 #include "kernels/q8_0x8.h"
 #include "kernels/qdot.h"
 #include "sparse/q8_0_2of4x8.h"
@@ -22,12 +23,14 @@ int g_threads = 0;
 // read once and never copied whole.
 constexpr int64_t kTileRows = 256;
 
-// Weights repacked as 8-row groups (Q4_0_X8, Q8_0_X8, Q8_0_2OF4_X8): the
-// activations quantized to Q8_0 once, then one gemv kernel call per group and token.
+// Weights repacked as 8-row groups (Q4_0_X8, Q8_0_X8, Q8_0_2OF4_X8, Q4_K_X8):
+// the activations quantized once (Q8_0, or Q8_K for Q4_K), then one kernel call
+// per group and token, or per group and 4 tokens.
 void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
-  const bool q4 = w.dtype == DType::Q4_0_X8;
-  const size_t ab = activation_bytes(ActFormat::Q8_0, in);
+  const bool q4 = w.dtype == DType::Q4_0_X8, k4 = w.dtype == DType::Q4_K_X8;
+  const ActFormat act = k4 ? ActFormat::Q8_K : ActFormat::Q8_0;
+  const size_t ab = activation_bytes(act, in);
   thread_local std::vector<uint8_t> qa;
   thread_local std::vector<int32_t> sums;  // Q4_0 stores value + 8: its dots subtract 8·Σ activations
   qa.resize(size_t(n) * ab);
@@ -36,7 +39,7 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   int32_t* sums_data = sums.data();
 #pragma omp parallel for schedule(static) if (n > 1)
   for (int64_t t = 0; t < n; t++) {
-    quantize_activations(ActFormat::Q8_0, x + t * in, in, qa_data + t * ab);
+    quantize_activations(act, x + t * in, in, qa_data + t * ab);
     const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
     for (int64_t b = 0; q4 && b < nb; b++) {
       int32_t s = 0;
@@ -55,7 +58,13 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
         const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
         float* yt = y + t * out + 8 * g;
         const bool four = t + 4 <= t1;  // 4 tokens share each weight load
-        if (q4 && four)
+        const auto* ak = reinterpret_cast<const BlockQ8_K*>(qa_data + t * ab);
+        const auto* wk = reinterpret_cast<const BlockQ4_Kx8*>(w.data) + g * (in / QK_K);
+        if (k4 && four)
+          gemm4_q4_kx8(in, wk, ak, in / QK_K, yt, out);
+        else if (k4)
+          gemv_q4_kx8(in, wk, ak, yt);
+        else if (q4 && four)
           gemm4_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, nb, yt, out);
         else if (q4)
           gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
@@ -72,7 +81,7 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
 
 void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  // Q4_0_X8 and Q8_0_X8 prompt batches too, on their 4-token kernels; the 2:4
+  // Q4_0_X8, Q8_0_X8 and Q4_K_X8 prompt batches too, on their 4-token kernels; the 2:4
   // layout has only a one-token kernel, level with f32 tiles + sgemm (README).
   if (is_row_interleaved(w.dtype) && (n < 4 || w.dtype != DType::Q8_0_2OF4_X8)) return matmul_x8(w, x, n, y);
   if (const QDotKernel k = qdot(w.dtype); n < 4 && k.fn) {
@@ -116,17 +125,19 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
     }
     return;
   }
-  std::vector<float> tile(size_t(kTileRows * in));
+  thread_local std::vector<float> tile_buf;  // reused: a fresh multi-MB buffer per call costs page faults
+  tile_buf.resize(size_t(kTileRows * in));
+  float* tile = tile_buf.data();  // the caller's buffer (inside the parallel region the name would be each thread's own)
   for (int64_t r0 = 0; r0 < out; r0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, out - r0);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
       if (w.dtype == DType::F16)  // F16C, where to_f32 converts one value at a time
-        from_f16(reinterpret_cast<const uint16_t*>(w.data) + (r0 + r) * in, in, tile.data() + r * in);
+        from_f16(reinterpret_cast<const uint16_t*>(w.data) + (r0 + r) * in, in, tile + r * in);
       else
-        to_f32(w, (r0 + r) * in, in, tile.data() + r * in);
+        to_f32(w, (r0 + r) * in, in, tile + r * in);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(in), 1.0f, x, int(in), tile.data(),
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(in), 1.0f, x, int(in), tile,
                 int(in), 0.0f, y + r0, int(out));
   }
 }

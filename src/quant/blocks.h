@@ -54,7 +54,7 @@ inline int q3_k_scale(int j, const uint8_t* s) {
 // Returns false for a type that has no dequantizer.
 bool dequantize_row(DType t, const uint8_t* blocks, int64_t n, float* out);
 // Row r of a `cols`-wide matrix stored in a row-interleaved type
-// (is_row_interleaved: Q4_0_X8, Q8_0_X8, Q8_0_2OF4_X8) starting at `data`. Returns
+// (is_row_interleaved: Q4_0_X8, Q8_0_X8, Q8_0_2OF4_X8, Q4_K_X8) starting at `data`. Returns
 // false for other types.
 bool dequantize_interleaved_row(DType t, const uint8_t* data, int64_t cols, int64_t r, float* out);
 
