@@ -132,8 +132,11 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
     const int64_t rows = std::min(kTileRows, out - r0);
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; r++) {
-      if (w.dtype == DType::F16)  // F16C, where to_f32 converts one value at a time
+      // F16C / AVX2 shifts, where to_f32 converts one value at a time
+      if (w.dtype == DType::F16)
         from_f16(reinterpret_cast<const uint16_t*>(w.data) + (r0 + r) * in, in, tile + r * in);
+      else if (w.dtype == DType::BF16)
+        from_bf16(reinterpret_cast<const uint16_t*>(w.data) + (r0 + r) * in, in, tile + r * in);
       else
         to_f32(w, (r0 + r) * in, in, tile + r * in);
     }

@@ -70,6 +70,15 @@ __attribute__((target("avx2,f16c"))) void from_f16_avx2(const uint16_t* h, int64
   for (; i < n; i++) out[i] = f16_to_f32(h[i]);
 }
 
+__attribute__((target("avx2"))) void from_bf16_avx2(const uint16_t* h, int64_t n, float* out) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), _mm256_slli_epi32(w, 16));
+  }
+  for (; i < n; i++) out[i] = bf16_to_f32(h[i]);
+}
+
 }  // namespace
 
 void silu_mul(float* gate, const float* up, int64_t n) {
@@ -80,6 +89,11 @@ void silu_mul(float* gate, const float* up, int64_t n) {
 void from_f16(const uint16_t* h, int64_t n, float* out) {
   if (qdot_simd_active()) return from_f16_avx2(h, n, out);
   for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(h[i]);
+}
+
+void from_bf16(const uint16_t* h, int64_t n, float* out) {
+  if (qdot_simd_active()) return from_bf16_avx2(h, n, out);
+  for (int64_t i = 0; i < n; i++) out[i] = bf16_to_f32(h[i]);
 }
 
 void to_f16(const float* x, int64_t n, uint16_t* out) {

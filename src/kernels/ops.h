@@ -20,5 +20,7 @@ void silu_mul_ref(float* gate, const float* up, int64_t n);
 // n floats to IEEE halves and back (F16C when available; bit-exact either way).
 void to_f16(const float* x, int64_t n, uint16_t* out);
 void from_f16(const uint16_t* h, int64_t n, float* out);
+// n bfloat16 values to floats (a 16-bit shift; AVX2 when available).
+void from_bf16(const uint16_t* h, int64_t n, float* out);
 
 }  // namespace lmpress
