@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <map>
+#include <utility>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -73,29 +74,25 @@ class Pruner {
   std::optional<uint32_t> file_type() const { return file_type_; }
 
   void run_magnitude() {
-    std::vector<std::string> names;
+    std::vector<std::pair<int64_t, std::string>> linears;  // (block, weight name)
     for (int64_t l = 0; l < m_.cfg.n_layers; l++)
       for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(l, site)) names.push_back(w);
+        for (const auto& w : linear_names(l, site)) linears.emplace_back(l, w);
     // Global: each matrix's share of one threshold across all of them.
     std::vector<int64_t> global_zeros;
     if (o_.global)
       global_zeros = global_magnitude_zeros(
-          int64_t(names.size()), [&](int64_t i) { return to_f32(tensor_ref(m_, names[size_t(i)])); },
+          int64_t(linears.size()), [&](int64_t i) { return to_f32(tensor_ref(m_, linears[size_t(i)].second)); },
           o_.pattern.sparsity);
     Progress progress("magnitude", uint64_t(m_.cfg.n_layers));
-    size_t i = 0;
-    for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
-      for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(l, site)) {
-          Tensor& t = tensor_ref(m_, w);
-          auto W = to_f32(t);
-          const SparsityPattern p = o_.global ? SparsityPattern::unstructured(double(global_zeros[i]) / double(W.size()))
-                                              : pattern(l);
-          magnitude_prune(W.data(), t.rows(), t.cols(), p);
-          finish(t, std::move(W), nullptr, nullptr);
-          i++;
-        }
+    for (size_t i = 0; i < linears.size(); i++) {
+      const auto& [l, w] = linears[i];
+      Tensor& t = tensor_ref(m_, w);
+      auto W = to_f32(t);
+      const SparsityPattern p =
+          o_.global ? SparsityPattern::unstructured(double(global_zeros[i]) / double(W.size())) : pattern(l);
+      magnitude_prune(W.data(), t.rows(), t.cols(), p);
+      finish(t, std::move(W), nullptr, nullptr);
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
