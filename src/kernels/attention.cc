@@ -109,10 +109,7 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
         _mm256_storeu_ps(sc + j, sv);
         bmax = _mm256_max_ps(bmax, sv);
       }
-      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(bmax), _mm256_extractf128_ps(bmax, 1));
-      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-      m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-      const float m_old = w.m[size_t(r)], m_new = std::max(m_old, _mm_cvtss_f32(m4));
+      const float m_old = w.m[size_t(r)], m_new = std::max(m_old, simd_avx2::hmax(bmax));
       const float corr = std::exp(m_old - m_new);  // 0 for the first block (m_old = −inf)
       __m256 psum = _mm256_setzero_ps();
       for (int64_t j = 0; j < count; j += 8) {
@@ -120,10 +117,7 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
         _mm256_storeu_ps(sc + j, p);
         psum = _mm256_add_ps(psum, p);
       }
-      __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(psum), _mm256_extractf128_ps(psum, 1));
-      s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-      s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
-      w.l[size_t(r)] = w.l[size_t(r)] * corr + _mm_cvtss_f32(s4);
+      w.l[size_t(r)] = w.l[size_t(r)] * corr + simd_avx2::hsum(psum);
       w.m[size_t(r)] = m_new;
       // o = o · corr + Σ p_j v_j, 32 columns at a time held in registers.
       float* o = w.o.data() + r * hd;

@@ -23,13 +23,18 @@ __attribute__((target("avx2,fma"))) inline __m256 dot_i8(__m256i x, __m256i y) {
 // Block scales: the F16C instruction instead of the scalar bit conversion.
 __attribute__((target("f16c"))) inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
-// The epilogue of the 8-row interleaved kernels, one block: acc + d8[r] ·
-// act_d · dot[r] for the 8 rows' f16 scales d8 and the activation block's scale.
+// acc + d[r] · act_d · dot[r] for 8 rows' scales d, already converted (the
+// 4-token kernels convert them once for all 4 tokens), and an activation
+// block's f16 scale.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 fma_scaled(__m256 d, uint16_t act_d, __m256i dot, __m256 acc) {
+  return _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(h2f(act_d))), _mm256_cvtepi32_ps(dot), acc);
+}
+
+// The epilogue of the 8-row interleaved kernels, one block: the same with the
+// 8 rows' f16 scales d8.
 __attribute__((target("avx2,fma,f16c"))) inline __m256 fma_row_scales(const uint16_t* d8, uint16_t act_d, __m256i dot,
                                                                       __m256 acc) {
-  const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d8))),
-                                 _mm256_set1_ps(h2f(act_d)));
-  return _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+  return fma_scaled(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(d8))), act_d, dot, acc);
 }
 
 // e^x, 8 at a time (Cephes' expf): e^x = 2^n · e^r with n = round(x·log2 e), r = x − n·ln 2 taken
@@ -60,6 +65,14 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+
+// The largest of 8 floats.
+__attribute__((target("avx2"))) inline float hmax(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
 }
 
 }  // namespace lmpress::simd_avx2

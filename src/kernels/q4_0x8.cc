@@ -138,8 +138,7 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q4_0x8_avx2(int64_t cols, co
     for (int t = 0; t < 4; t++) {
       const __m256i dot =
           _mm256_sub_epi32(_mm256_madd_epi16(s16[t], ones), _mm256_set1_epi32(8 * sums[t * stride + b]));
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
-                               _mm256_cvtepi32_ps(dot), acc[t]);
+      acc[t] = simd_avx2::fma_scaled(d, a[t * stride + b].d, dot, acc[t]);
     }
   }
   for (int t = 0; t < 4; t++) _mm256_storeu_ps(out + t * out_stride, acc[t]);

@@ -101,8 +101,7 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q8_0x8_avx2(int64_t cols, co
     }
     const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g[b].d)));
     for (int t = 0; t < 4; t++)
-      acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
-                               _mm256_cvtepi32_ps(dot[t]), acc[t]);
+      acc[t] = simd_avx2::fma_scaled(d, a[t * stride + b].d, dot[t], acc[t]);
   }
   for (int t = 0; t < 4; t++) _mm256_storeu_ps(out + t * out_stride, acc[t]);
 }

@@ -197,10 +197,7 @@ __attribute__((target("avx2,fma,f16c"))) void quantize_q8_0(const float* x, int6
       v[j] = _mm256_loadu_ps(x + 8 * j);
       m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v[j]));
     }
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    const float d = _mm_cvtss_f32(m4) / 127.0f;
+    const float d = hmax(m) / 127.0f;
     const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
     y[b].d = f32_to_f16(d);
     __m256i q[4];
