@@ -54,8 +54,7 @@ float cache_at(KvType kv, const void* c, int64_t i) {
 
 // The address of element `elem` of a cache.
 const void* cache_row(KvType kv, const void* c, int64_t elem) {
-  return kv == KvType::F32 ? static_cast<const void*>(static_cast<const float*>(c) + elem)
-                           : static_cast<const void*>(static_cast<const uint16_t*>(c) + elem);
+  return static_cast<const uint8_t*>(c) + elem * kv_bytes(kv);
 }
 
 // o[0, 8·NV) = o · corr + Σ_j p[j] · v[j·ld .. + 8·NV), the NV vectors of o

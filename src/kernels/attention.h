@@ -16,6 +16,9 @@ namespace lmpress {
 // bandwidth) or f32 (exact, for comparisons against f32 references).
 enum class KvType { F16, F32 };
 
+// Bytes per cached value.
+inline int64_t kv_bytes(KvType kv) { return kv == KvType::F16 ? 2 : 4; }
+
 // "f16" or "f32"; throws on anything else.
 KvType parse_kv_type(const std::string& name);
 

@@ -15,7 +15,7 @@ InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, K
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
   const auto& c = m.cfg;
   for (int64_t l = 0; l < c.n_layers; l++) {
-    const size_t bytes = size_t(n_ctx * c.kv_dim(l)) * (kv == KvType::F16 ? 2 : 4);
+    const size_t bytes = size_t(n_ctx * c.kv_dim(l) * kv_bytes(kv));
     k_cache_.emplace_back(bytes);
     v_cache_.emplace_back(bytes);
   }
