@@ -1,6 +1,6 @@
 // Shared checks for the 8-row interleaved layouts (Q4_0_X8, Q8_0_X8,
-// Q8_0_2OF4_X8): lossless repacking, and gemv kernels against the plain
-// row dot of the scalar reference.
+// Q8_0_2OF4_X8, Q4_K_X8): lossless repacking, gemv kernels against the plain
+// row dot of the scalar reference, 4-token kernels against the gemv.
 #pragma once
 #include <gtest/gtest.h>
 
@@ -38,23 +38,42 @@ inline void expect_lossless_repack(const Tensor& plain, const Tensor& x8, const 
 }
 
 // Each output of the reference and the dispatched gemv of an interleaved
-// layout built on Q8_0 weights equals the plain Q8_0 · Q8_0 dot of its row.
+// layout equals the scalar reference dot (qdot_reference) of its plain row.
 
-// q8_rows: the matrix as plain Q8_0 rows; groups: the same repacked; the
-// first n_groups groups are checked.
-template <class Group, class Gemv>
-void expect_group_dots(int64_t cols, const uint8_t* q8_rows, const Group* groups, int64_t n_groups,
-                       const BlockQ8_0* a, Gemv ref, Gemv best) {
-  const uint64_t rb = row_bytes(DType::Q8_0, uint64_t(cols));
+// rows: the matrix as plain rows of type `plain`; groups: the same repacked;
+// a: the activations the plain type's dot takes; the first n_groups groups
+// are checked.
+template <class Group, class Act, class Gemv>
+void expect_group_dots(DType plain, int64_t cols, const uint8_t* rows, const Group* groups, int64_t n_groups,
+                       const Act* a, Gemv ref, Gemv best) {
+  const uint64_t rb = row_bytes(plain, uint64_t(cols));
+  const int64_t nb = cols / int64_t(dtype_info(plain).block_elems);  // Groups per group of rows
   for (int64_t g = 0; g < n_groups; g++) {
     float r_out[8], b_out[8];
-    ref(cols, groups + g * (cols / 32), a, r_out);
-    best(cols, groups + g * (cols / 32), a, b_out);
+    ref(cols, groups + g * nb, a, r_out);
+    best(cols, groups + g * nb, a, b_out);
     for (int r = 0; r < 8; r++) {
-      const float want = qdot_reference(DType::Q8_0).fn(cols, q8_rows + size_t(8 * g + r) * rb, a);
+      const float want = qdot_reference(plain).fn(cols, rows + size_t(8 * g + r) * rb, a);
       EXPECT_NEAR(r_out[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
       EXPECT_NEAR(b_out[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
     }
+  }
+}
+
+// A 4-token kernel: gemm4(out, out_stride) writes the 8 rows of each of 4
+// tokens; gemv(t, out) is the one-token reference for token t. Each token's
+// outputs match, and the output stride is kept (rows 8 and 9 of a stride of
+// 10 stay untouched).
+template <class Gemm4, class Gemv>
+void expect_gemm4_matches_gemv(Gemm4 gemm4, Gemv gemv) {
+  std::vector<float> got(4 * 10, -1.0f);
+  gemm4(got.data(), int64_t(10));
+  for (int t = 0; t < 4; t++) {
+    float want[8];
+    gemv(t, want);
+    for (int r = 0; r < 8; r++) EXPECT_NEAR(got[size_t(10 * t + r)], want[r], 1e-4f * (std::fabs(want[r]) + 1));
+    EXPECT_EQ(got[size_t(10 * t + 8)], -1.0f);
+    EXPECT_EQ(got[size_t(10 * t + 9)], -1.0f);
   }
 }
 

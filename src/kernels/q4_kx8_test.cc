@@ -66,19 +66,8 @@ TEST(Q4_Kx8, GemvMatchesRowDots) {
   test::for_kernel_targets({256, 768, 2816}, [](int64_t cols) {
     const Case c = make_case(16, cols, 1, unsigned(cols) + 5);
     const Tensor x8 = repack_q4_kx8(q4_k_tensor(c));
-    const auto* groups = reinterpret_cast<const BlockQ4_Kx8*>(x8.data);
-    const QDotFn row_dot = qdot_reference(DType::Q4_K).fn;
-    const uint64_t rb = row_bytes(DType::Q4_K, uint64_t(cols));
-    for (int64_t g = 0; g < 2; g++) {
-      float ref[8], best[8];
-      gemv_q4_kx8_ref(cols, groups + g * (cols / QK_K), c.a.data(), ref);
-      gemv_q4_kx8(cols, groups + g * (cols / QK_K), c.a.data(), best);
-      for (int r = 0; r < 8; r++) {
-        const float want = row_dot(cols, c.w.data() + size_t(8 * g + r) * rb, c.a.data());
-        EXPECT_NEAR(ref[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
-        EXPECT_NEAR(best[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
-      }
-    }
+    test::expect_group_dots(DType::Q4_K, cols, c.w.data(), reinterpret_cast<const BlockQ4_Kx8*>(x8.data), 2,
+                            c.a.data(), gemv_q4_kx8_ref, gemv_q4_kx8);
   });
 }
 
@@ -89,14 +78,9 @@ TEST(Q4_Kx8, Gemm4MatchesGemvPerToken) {
     const Tensor x8 = repack_q4_kx8(q4_k_tensor(c));
     const auto* group = reinterpret_cast<const BlockQ4_Kx8*>(x8.data);
     const int64_t nb = cols / QK_K;
-    std::vector<float> got(4 * 10, -1.0f);  // output stride 10: rows 8, 9 of each token untouched
-    gemm4_q4_kx8(cols, group, c.a.data(), nb, got.data(), 10);
-    for (int t = 0; t < 4; t++) {
-      float want[8];
-      gemv_q4_kx8_ref(cols, group, c.a.data() + t * nb, want);
-      for (int r = 0; r < 8; r++) EXPECT_NEAR(got[size_t(10 * t + r)], want[r], 1e-4f * (std::fabs(want[r]) + 1));
-      EXPECT_EQ(got[size_t(10 * t + 8)], -1.0f);
-    }
+    test::expect_gemm4_matches_gemv(
+        [&](float* out, int64_t stride) { gemm4_q4_kx8(cols, group, c.a.data(), nb, out, stride); },
+        [&](int t, float* want) { gemv_q4_kx8_ref(cols, group, c.a.data() + t * nb, want); });
   });
 }
 

@@ -59,7 +59,7 @@ TEST(Q8_0x8, GemvMatchesRowDots) {
   test::for_kernel_targets({32, 288, 2080}, [](int64_t cols) {
     const Case c = make_case(16, cols, unsigned(cols) + 5);
     const Tensor x8 = repack_q8_0x8(q8_0_tensor(c));
-    test::expect_group_dots(cols, c.w.data(), reinterpret_cast<const BlockQ8_0x8*>(x8.data), 2,
+    test::expect_group_dots(DType::Q8_0, cols, c.w.data(), reinterpret_cast<const BlockQ8_0x8*>(x8.data), 2,
                             reinterpret_cast<const BlockQ8_0*>(c.a.data()), gemv_q8_0x8_ref, gemv_q8_0x8);
   });
 }
@@ -78,14 +78,9 @@ TEST(Q8_0x8, Gemm4MatchesGemvPerToken) {
       acts.insert(acts.end(), a, a + nb);
     }
     const auto* group = reinterpret_cast<const BlockQ8_0x8*>(x8.data);
-    std::vector<float> got(4 * 10, -1.0f);  // output stride 10: rows 8, 9 of each token untouched
-    gemm4_q8_0x8(cols, group, acts.data(), nb, got.data(), 10);
-    for (int t = 0; t < 4; t++) {
-      float want[8];
-      gemv_q8_0x8_ref(cols, group, acts.data() + t * nb, want);
-      for (int r = 0; r < 8; r++) EXPECT_NEAR(got[size_t(10 * t + r)], want[r], 1e-4f * (std::fabs(want[r]) + 1));
-      EXPECT_EQ(got[size_t(10 * t + 8)], -1.0f);
-    }
+    test::expect_gemm4_matches_gemv(
+        [&](float* out, int64_t stride) { gemm4_q8_0x8(cols, group, acts.data(), nb, out, stride); },
+        [&](int t, float* want) { gemv_q8_0x8_ref(cols, group, acts.data() + t * nb, want); });
   });
 }
 

@@ -100,7 +100,7 @@ TEST(Q8_0_2of4x8, GemvMatchesRowDots) {
   test::for_kernel_targets({32, 288, 2080}, [](int64_t cols) {
     const Case c = make_case(16, cols, unsigned(cols) + 5);
     const Tensor x8 = repack_q8_0_2of4x8(q8_0_tensor(c));
-    test::expect_group_dots(cols, c.w.data(), reinterpret_cast<const BlockQ8_0_2of4x8*>(x8.data), 2,
+    test::expect_group_dots(DType::Q8_0, cols, c.w.data(), reinterpret_cast<const BlockQ8_0_2of4x8*>(x8.data), 2,
                             reinterpret_cast<const BlockQ8_0*>(c.a.data()), gemv_q8_0_2of4x8_ref, gemv_q8_0_2of4x8);
   });
 }
