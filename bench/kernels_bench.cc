@@ -2,14 +2,18 @@
 // (rows x cols) times one activation row, per weight type, with the best
 // dispatch target and with the scalar reference. Reports weight bytes read per
 // second (bytes_per_second) and GFLOP/s (2·rows·cols per iteration).
+// gemm512/*: the prompt-batch GEMM for weights without an int8 kernel.
 // Run: build/lmpress_kernels_bench [--benchmark_filter=Q4_0]
 #include <benchmark/benchmark.h>
+#include <cblas.h>
 
 #include <random>
 #include <vector>
 
 #include "core/fp16.h"
 #include "core/tensor.h"
+#include "kernels/gemm_packed.h"
+#include "kernels/ops.h"
 #include "kernels/qdot.h"
 #include "quant/quantize.h"
 #include "sparse/bitmap.h"
@@ -111,7 +115,44 @@ void run_sparse(benchmark::State& state, DType layout) {
   state.SetLabel(qdot_target());
 }
 
+// A prompt batch (512 tokens) against one F16 weight of tinyllama's FFN shape:
+// the packed GEMM (f16 converted as the weight panels are packed) against
+// converting the whole weight to f32 and calling OpenBLAS's sgemm, which is
+// what the prompt path did before (there per 256-row tile). GFLOP/s per path.
+void run_gemm(benchmark::State& state, bool packed) {
+  constexpr int64_t rows = 5632, cols = 2048, n = 512;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  std::vector<uint16_t> w(static_cast<size_t>(rows * cols));
+  for (auto& v : w) v = f32_to_f16(nd(rng) * 0.02f);
+  std::vector<float> x(static_cast<size_t>(n * cols)), y(static_cast<size_t>(n * rows)), wf;
+  for (auto& v : x) v = nd(rng);
+  Tensor t;
+  t.dtype = DType::F16;
+  t.shape = {rows, cols};
+  t.data = reinterpret_cast<const uint8_t*>(w.data());
+  t.nbytes = w.size() * 2;
+  if (packed && !gemm_packed_supports(t.dtype)) return state.SkipWithError("no AVX2");
+  if (!packed) wf.resize(w.size());
+  for (auto _ : state) {
+    if (packed) {
+      gemm_packed(t, x.data(), n, y.data());
+    } else {
+      from_f16(w.data(), int64_t(w.size()), wf.data());
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(cols), 1.0f, x.data(), int(cols),
+                  wf.data(), int(cols), 0.0f, y.data(), int(rows));
+    }
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(rows * cols * n) * double(state.iterations()) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+}
+
 void register_all() {
+  benchmark::RegisterBenchmark("gemm512/F16/packed", [](benchmark::State& s) { run_gemm(s, true); })
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
+  benchmark::RegisterBenchmark("gemm512/F16/f32+openblas", [](benchmark::State& s) { run_gemm(s, false); })
+      ->Unit(benchmark::kMillisecond)->UseRealTime();
   benchmark::RegisterBenchmark("sparse/F16_2of4", [](benchmark::State& s) { run_sparse(s, DType::F16_2OF4); })->Arg(50);
   for (DType t : {DType::F16, DType::F16_BITMAP})
     benchmark::RegisterBenchmark((std::string("sparse/") + dtype_name(t)).c_str(),

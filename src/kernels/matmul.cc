@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/gemm_packed.h"
 #include "kernels/ops.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/q4_kx8.h"
@@ -125,6 +126,9 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
     }
     return;
   }
+  // Prompt batches without an int8 kernel: packed f32 GEMM (kernels/gemm_packed.h);
+  // f32 tiles and OpenBLAS where it cannot run (no AVX2, or rows that only convert whole).
+  if (gemm_packed_supports(w.dtype)) return gemm_packed(w, x, n, y);
   thread_local std::vector<float> tile_buf;  // reused: a fresh multi-MB buffer per call costs page faults
   tile_buf.resize(size_t(kTileRows * in));
   float* tile = tile_buf.data();  // the caller's buffer (inside the parallel region the name would be each thread's own)
@@ -153,6 +157,7 @@ void matmul(const Tensor& w, const float* x, int64_t n, float* y) {
   switch (w.dtype) {
     case DType::F32: {
       const float* W = reinterpret_cast<const float*>(w.data);
+      if (n >= 4 && gemm_packed_supports(w.dtype)) return gemm_packed(w, x, n, y);
       if (n == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, int(out), int(in), 1.0f, W, int(in), x, 1, 0.0f, y, 1);
       else

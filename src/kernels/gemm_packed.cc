@@ -1,0 +1,212 @@
+#include "kernels/gemm_packed.h"
+
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/fp16.h"
+#include "kernels/qdot.h"
+
+namespace lmpress {
+namespace {
+
+constexpr int kMR = 6;   // tokens per register tile
+constexpr int kNR = 16;  // weight rows per register tile (two 8-float vectors)
+// Columns per panel: a multiple of every block size (QK_K = 256) so block
+// formats convert whole blocks; the 16 x 256 f32 weight panel (16 KB) stays in
+// L1, and 512 tokens' activations for one kc slice (512 KB) in L2.
+constexpr int64_t kKC = 512;
+
+// x[n, in] as panels of kMR tokens: ap[p][k][i] = x[p·kMR + i][k], tokens past
+// n zero (their results are computed and dropped).
+void pack_activations(const float* x, int64_t n, int64_t in, float* ap) {
+  const int64_t panels = (n + kMR - 1) / kMR;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < panels; p++) {
+    float* dst = ap + p * in * kMR;
+    for (int i = 0; i < kMR; i++) {
+      const int64_t t = p * kMR + i;
+      if (t >= n) {
+        for (int64_t k = 0; k < in; k++) dst[k * kMR + i] = 0;
+        continue;
+      }
+      const float* src = x + t * in;
+      for (int64_t k = 0; k < in; k++) dst[k * kMR + i] = src[k];
+    }
+  }
+}
+
+// Rows [r0, r0 + rows) of a block-format W, columns [k0, k0 + kc), as f32
+// rows of stride kc (whole blocks: kc and k0 are multiples of the block).
+void convert_rows(const Tensor& w, int64_t r0, int rows, int64_t k0, int64_t kc, float* dst) {
+  for (int j = 0; j < rows; j++) to_f32(w, (r0 + j) * w.shape[1] + k0, kc, dst + j * kc);
+}
+
+// r[0..8) are 8 rows of 8; afterwards r[j] holds column j.
+__attribute__((target("avx2"))) inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; h++) {
+    const int b = 4 * h;
+    u[b + 0] = _mm256_shuffle_ps(t[b + 0], t[b + 2], 0x44);
+    u[b + 1] = _mm256_shuffle_ps(t[b + 0], t[b + 2], 0xEE);
+    u[b + 2] = _mm256_shuffle_ps(t[b + 1], t[b + 3], 0x44);
+    u[b + 3] = _mm256_shuffle_ps(t[b + 1], t[b + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// 8 consecutive weights as floats, and one, for the element types stored
+// plainly (F32, F16, BF16): the conversion happens as the panel is packed.
+template <DType T>
+__attribute__((target("avx2,f16c"))) inline __m256 load8(const void* p) {
+  if constexpr (T == DType::F32) return _mm256_loadu_ps(static_cast<const float*>(p));
+  const __m128i h = _mm_loadu_si128(static_cast<const __m128i*>(p));
+  if constexpr (T == DType::F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+template <DType T>
+inline float load1(const void* p) {
+  if constexpr (T == DType::F32) return *static_cast<const float*>(p);
+  const uint16_t h = *static_cast<const uint16_t*>(p);
+  if constexpr (T == DType::F16) return f16_to_f32(h);
+  return bf16_to_f32(h);
+}
+
+// bp[k][j] = W[j][k] for the panel's `rows` weight rows (row stride `stride`
+// elements of type T) and kc columns; rows past `rows` zero.
+template <DType T>
+__attribute__((target("avx2,f16c"))) void pack_weight_panel(const void* src, int64_t stride, int rows, int64_t kc,
+                                                             float* bp) {
+  constexpr size_t size = T == DType::F32 ? 4 : 2;
+  const auto* base = static_cast<const uint8_t*>(src);
+  const __m256 zero = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= kc; k += 8)
+    for (int h = 0; h < kNR / 8; h++) {
+      __m256 r[8];
+      for (int j = 0; j < 8; j++) {
+        const int row = 8 * h + j;
+        r[j] = row < rows ? load8<T>(base + (row * stride + k) * size) : zero;
+      }
+      transpose8(r);
+      for (int j = 0; j < 8; j++) _mm256_store_ps(bp + (k + j) * kNR + 8 * h, r[j]);
+    }
+  for (; k < kc; k++)
+    for (int j = 0; j < kNR; j++) bp[k * kNR + j] = j < rows ? load1<T>(base + (j * stride + k) * size) : 0.0f;
+}
+
+// c[i][j] (+)= Σ_k a[k][i] · b[k][j] for the 6x16 tile at c (row stride ldc).
+// Twelve named accumulators: GCC keeps an array of vectors in registers but
+// also stores it to the stack on every iteration.
+__attribute__((target("avx2,fma"))) void microkernel(int64_t kc, const float* a, const float* b, float* c,
+                                                     int64_t ldc, bool accumulate) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
+         c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  // The tile's rows of y are far apart and rarely cached: ask for them while
+  // the k loop runs rather than stall on them at the end.
+  for (int i = 0; accumulate && i < kMR; i++) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + kNR - 1), _MM_HINT_T0);
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; k++, a += kMR, b += kNR) {
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
+    __m256 ai = _mm256_broadcast_ss(a + 0);
+    c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
+    ai = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
+    ai = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
+    ai = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
+    ai = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
+    ai = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+  }
+  const __m256 acc[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int i = 0; i < kMR; i++) {
+    float* ci = c + i * ldc;
+    __m256 lo = acc[i][0], hi = acc[i][1];
+    if (accumulate) {
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(ci));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(ci + 8));
+    }
+    _mm256_storeu_ps(ci, lo);
+    _mm256_storeu_ps(ci + 8, hi);
+  }
+}
+
+// A tile cut by the edge of y (tokens past n, rows past out): computed in a
+// full-size scratch tile, only its valid part copied.
+void edge_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, int tokens,
+               int rows) {
+  alignas(32) float tile[kMR * kNR] = {};
+  for (int i = 0; accumulate && i < tokens; i++) std::memcpy(tile + i * kNR, c + i * ldc, size_t(rows) * 4);
+  microkernel(kc, a, b, tile, kNR, accumulate);
+  for (int i = 0; i < tokens; i++) std::memcpy(c + i * ldc, tile + i * kNR, size_t(rows) * 4);
+}
+
+}  // namespace
+
+bool gemm_packed_supports(DType t) {
+  if (!qdot_simd_active()) return false;
+  if (is_row_indexed(t) || is_row_interleaved(t)) return false;  // rows only convert whole
+  return dtype_info(t).supported;
+}
+
+void gemm_packed(const Tensor& w, const float* x, int64_t n, float* y) {
+  const int64_t out = w.shape[0], in = w.shape[1];
+  const int64_t panels = (n + kMR - 1) / kMR, groups = (out + kNR - 1) / kNR;
+  thread_local std::vector<float> packed;
+  packed.resize(size_t(panels * in * kMR));
+  float* ap = packed.data();  // the caller's buffer (inside the parallel regions the name is each thread's own)
+  pack_activations(x, n, in, ap);
+#pragma omp parallel
+  {
+    alignas(32) float rows_f32[kNR * kKC];
+    alignas(32) float bp[kKC * kNR];
+    // Every thread walks the kc slices in the same order and, with a static
+    // schedule of the same length, owns the same groups in each: a group's
+    // output tiles are only ever touched by one thread, so no barrier.
+    for (int64_t k0 = 0; k0 < in; k0 += kKC) {
+      const int64_t kc = std::min(kKC, in - k0);
+#pragma omp for schedule(static) nowait
+      for (int64_t g = 0; g < groups; g++) {
+        const int rows = int(std::min<int64_t>(kNR, out - g * kNR));
+        const int64_t at = g * kNR * in + k0;  // element index of the panel's first weight
+        if (w.dtype == DType::F16)
+          pack_weight_panel<DType::F16>(w.data + at * 2, in, rows, kc, bp);
+        else if (w.dtype == DType::BF16)
+          pack_weight_panel<DType::BF16>(w.data + at * 2, in, rows, kc, bp);
+        else if (w.dtype == DType::F32)
+          pack_weight_panel<DType::F32>(w.data + at * 4, in, rows, kc, bp);
+        else {
+          convert_rows(w, g * kNR, rows, k0, kc, rows_f32);
+          pack_weight_panel<DType::F32>(rows_f32, kc, rows, kc, bp);
+        }
+        for (int64_t p = 0; p < panels; p++) {
+          const int tokens = int(std::min<int64_t>(kMR, n - p * kMR));
+          const float* a = ap + p * in * kMR + k0 * kMR;
+          float* c = y + p * kMR * out + g * kNR;
+          if (tokens == kMR && rows == kNR)
+            microkernel(kc, a, bp, c, out, k0 > 0);
+          else
+            edge_tile(kc, a, bp, c, out, k0 > 0, tokens, rows);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace lmpress
