@@ -105,16 +105,19 @@ __attribute__((target("avx2,f16c"))) void pack_weight_panel(const void* src, int
     for (int j = 0; j < kNR; j++) bp[k * kNR + j] = j < rows ? load1<T>(base + (j * stride + k) * size) : 0.0f;
 }
 
-// c[i][j] (+)= Σ_k a[k][i] · b[k][j] for the 6x16 tile at c (row stride ldc).
-// Twelve named accumulators: GCC keeps an array of vectors in registers but
-// also stores it to the stack on every iteration.
+// c[i][j] (+)= Σ_k a[k][i] · b[k][j] for the MR x 16 tile at c (row stride
+// ldc; MR = 6 but for the last, partial token panel). Named accumulators:
+// GCC keeps an array of vectors in registers but also stores it to the stack
+// on every iteration.
+template <int MR>
 __attribute__((target("avx2,fma"))) void microkernel(int64_t kc, const float* a, const float* b, float* c,
                                                      int64_t ldc, bool accumulate) {
+  static_assert(MR >= 1 && MR <= kMR);
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00,
          c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   // The tile's rows of y are far apart and rarely cached: ask for them while
   // the k loop runs rather than stall on them at the end.
-  for (int i = 0; accumulate && i < kMR; i++) {
+  for (int i = 0; accumulate && i < MR; i++) {
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + kNR - 1), _MM_HINT_T0);
   }
@@ -123,19 +126,29 @@ __attribute__((target("avx2,fma"))) void microkernel(int64_t kc, const float* a,
     const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);
     __m256 ai = _mm256_broadcast_ss(a + 0);
     c00 = _mm256_fmadd_ps(ai, b0, c00), c01 = _mm256_fmadd_ps(ai, b1, c01);
-    ai = _mm256_broadcast_ss(a + 1);
-    c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
-    ai = _mm256_broadcast_ss(a + 2);
-    c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
-    ai = _mm256_broadcast_ss(a + 3);
-    c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
-    ai = _mm256_broadcast_ss(a + 4);
-    c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
-    ai = _mm256_broadcast_ss(a + 5);
-    c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+    if constexpr (MR > 1) {
+      ai = _mm256_broadcast_ss(a + 1);
+      c10 = _mm256_fmadd_ps(ai, b0, c10), c11 = _mm256_fmadd_ps(ai, b1, c11);
+    }
+    if constexpr (MR > 2) {
+      ai = _mm256_broadcast_ss(a + 2);
+      c20 = _mm256_fmadd_ps(ai, b0, c20), c21 = _mm256_fmadd_ps(ai, b1, c21);
+    }
+    if constexpr (MR > 3) {
+      ai = _mm256_broadcast_ss(a + 3);
+      c30 = _mm256_fmadd_ps(ai, b0, c30), c31 = _mm256_fmadd_ps(ai, b1, c31);
+    }
+    if constexpr (MR > 4) {
+      ai = _mm256_broadcast_ss(a + 4);
+      c40 = _mm256_fmadd_ps(ai, b0, c40), c41 = _mm256_fmadd_ps(ai, b1, c41);
+    }
+    if constexpr (MR > 5) {
+      ai = _mm256_broadcast_ss(a + 5);
+      c50 = _mm256_fmadd_ps(ai, b0, c50), c51 = _mm256_fmadd_ps(ai, b1, c51);
+    }
   }
   const __m256 acc[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  for (int i = 0; i < kMR; i++) {
+  for (int i = 0; i < MR; i++) {
     float* ci = c + i * ldc;
     __m256 lo = acc[i][0], hi = acc[i][1];
     if (accumulate) {
@@ -147,13 +160,17 @@ __attribute__((target("avx2,fma"))) void microkernel(int64_t kc, const float* a,
   }
 }
 
-// A tile cut by the edge of y (tokens past n, rows past out): computed in a
-// full-size scratch tile, only its valid part copied.
+using Microkernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate);
+constexpr Microkernel kMicrokernels[kMR + 1] = {nullptr,         microkernel<1>, microkernel<2>, microkernel<3>,
+                                                microkernel<4>, microkernel<5>, microkernel<6>};
+
+// A tile of `tokens` rows whose 16 columns run past the end of y's rows:
+// computed in a scratch tile, only its valid part copied.
 void edge_tile(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, int tokens,
                int rows) {
   alignas(32) float tile[kMR * kNR] = {};
   for (int i = 0; accumulate && i < tokens; i++) std::memcpy(tile + i * kNR, c + i * ldc, size_t(rows) * 4);
-  microkernel(kc, a, b, tile, kNR, accumulate);
+  kMicrokernels[tokens](kc, a, b, tile, kNR, accumulate);
   for (int i = 0; i < tokens; i++) std::memcpy(c + i * ldc, tile + i * kNR, size_t(rows) * 4);
 }
 
@@ -199,8 +216,8 @@ void gemm_packed(const Tensor& w, const float* x, int64_t n, float* y) {
           const int tokens = int(std::min<int64_t>(kMR, n - p * kMR));
           const float* a = ap + p * in * kMR + k0 * kMR;
           float* c = y + p * kMR * out + g * kNR;
-          if (tokens == kMR && rows == kNR)
-            microkernel(kc, a, bp, c, out, k0 > 0);
+          if (rows == kNR)
+            kMicrokernels[tokens](kc, a, bp, c, out, k0 > 0);
           else
             edge_tile(kc, a, bp, c, out, k0 > 0, tokens, rows);
         }
