@@ -20,25 +20,6 @@ constexpr int kNR = 16;  // weight rows per register tile (two 8-float vectors)
 // L1, and 512 tokens' activations for one kc slice (512 KB) in L2.
 constexpr int64_t kKC = 512;
 
-// x[n, in] as panels of kMR tokens: ap[p][k][i] = x[p·kMR + i][k], tokens past
-// n zero (their results are computed and dropped).
-void pack_activations(const float* x, int64_t n, int64_t in, float* ap) {
-  const int64_t panels = (n + kMR - 1) / kMR;
-#pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < panels; p++) {
-    float* dst = ap + p * in * kMR;
-    for (int i = 0; i < kMR; i++) {
-      const int64_t t = p * kMR + i;
-      if (t >= n) {
-        for (int64_t k = 0; k < in; k++) dst[k * kMR + i] = 0;
-        continue;
-      }
-      const float* src = x + t * in;
-      for (int64_t k = 0; k < in; k++) dst[k * kMR + i] = src[k];
-    }
-  }
-}
-
 // Rows [r0, r0 + rows) of a block-format W, columns [k0, k0 + kc), as f32
 // rows of stride kc (whole blocks: kc and k0 are multiples of the block).
 void convert_rows(const Tensor& w, int64_t r0, int rows, int64_t k0, int64_t kc, float* dst) {
@@ -62,6 +43,32 @@ __attribute__((target("avx2"))) inline void transpose8(__m256 r[8]) {
   for (int i = 0; i < 4; i++) {
     r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
     r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+// x[n, in] as panels of kMR tokens: ap[p][k][i] = x[p·kMR + i][k], tokens past
+// n zero (their results are never computed). 8 columns of the panel's rows at
+// a time through transpose8; each transposed column holds the 6 values of one
+// k (its last 2 lanes, written past them, are overwritten by the next k).
+__attribute__((target("avx2"))) void pack_activations(const float* x, int64_t n, int64_t in, float* ap) {
+  const int64_t panels = (n + kMR - 1) / kMR;
+#pragma omp parallel for schedule(static)
+  for (int64_t p = 0; p < panels; p++) {
+    float* dst = ap + p * in * kMR;
+    const int tokens = int(std::min<int64_t>(kMR, n - p * kMR));
+    const float* src = x + p * kMR * in;
+    int64_t k = 0;
+    for (; k + 8 <= in; k += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; i++) r[i] = i < tokens ? _mm256_loadu_ps(src + i * in + k) : _mm256_setzero_ps();
+      transpose8(r);
+      for (int j = 0; j < 7; j++) _mm256_storeu_ps(dst + (k + j) * kMR, r[j]);
+      // The last k of the 8: exactly 6 floats, never into the next panel.
+      _mm_storeu_ps(dst + (k + 7) * kMR, _mm256_castps256_ps128(r[7]));
+      _mm_storel_pi(reinterpret_cast<__m64*>(dst + (k + 7) * kMR + 4), _mm256_extractf128_ps(r[7], 1));
+    }
+    for (; k < in; k++)
+      for (int i = 0; i < kMR; i++) dst[k * kMR + i] = i < tokens ? src[i * in + k] : 0.0f;
   }
 }
 
