@@ -17,34 +17,39 @@ namespace lmpress {
 namespace {
 
 constexpr int64_t kKeyBlock = 64;  // keys converted to f32 per step (K and V blocks: 2 × 16 KB at head_dim 64)
-constexpr int64_t kTileRows = 16;  // query rows (heads × tokens) that share each converted block
-
-// The sums of 8 vectors as one vector (lane i = Σ of a[i]).
-__attribute__((target("avx2"))) inline __m256 sum8(const __m256* a) {
-  const __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
-  const __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
-  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
-  return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
-}
+constexpr int64_t kTileRows = 64;  // query rows (heads × tokens) that share each converted block
 
 // Per-thread buffers, grown once and reused (no allocation per tile).
 struct Scratch {
-  std::vector<float> k, v, o, s, m, l;
+  std::vector<float> kt, v, o, s, m, l;
 };
 
-// Cache rows j0..j0+count of one KV head into f32 [kKeyBlock, hd]; the rest
-// of the block zeroed, so 8-key groups past the end read finite values.
-__attribute__((target("avx2,f16c"))) void convert_block(KvType kv, const void* src, int64_t stride, int64_t count,
-                                                        int64_t hd, float* dst) {
+// 8 cached values from `at` as floats.
+__attribute__((target("avx2,f16c"))) inline __m256 load8(KvType kv, const void* c, int64_t at) {
+  if (kv == KvType::F32) return _mm256_loadu_ps(static_cast<const float*>(c) + at);
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(c) + at)));
+}
+
+// Values: cache rows 0..count-1 of one KV head (row stride `stride`) into f32
+// [kKeyBlock][hd]; rows past count zero.
+__attribute__((target("avx2,f16c"))) void convert_values(KvType kv, const void* src, int64_t stride, int64_t count,
+                                                          int64_t hd, float* dst) {
   for (int64_t j = 0; j < count; j++)
-    for (int64_t d = 0; d < hd; d += 8) {
-      const int64_t at = j * stride + d;
-      _mm256_storeu_ps(dst + j * hd + d,
-                       kv == KvType::F32 ? _mm256_loadu_ps(static_cast<const float*>(src) + at)
-                                         : _mm256_cvtph_ps(_mm_loadu_si128(
-                                               reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(src) + at))));
-    }
+    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(dst + j * hd + d, load8(kv, src, j * stride + d));
   std::fill(dst + count * hd, dst + kKeyBlock * hd, 0.0f);
+}
+
+// Keys, transposed: kt[d][j] = key j's dimension d, keys past count zero, so
+// that 8 keys' scores accumulate in one vector (no horizontal sums).
+__attribute__((target("avx2,f16c"))) void convert_keys(KvType kv, const void* src, int64_t stride, int64_t count,
+                                                        int64_t hd, float* kt) {
+  for (int64_t j0 = 0; j0 < kKeyBlock; j0 += 8)
+    for (int64_t d0 = 0; d0 < hd; d0 += 8) {
+      __m256 r[8];
+      for (int i = 0; i < 8; i++) r[i] = j0 + i < count ? load8(kv, src, (j0 + i) * stride + d0) : _mm256_setzero_ps();
+      simd_avx2::transpose8(r);
+      for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d0 + i) * kKeyBlock + j0, r[i]);
+    }
 }
 
 // Element i of a cache as float.
@@ -57,18 +62,93 @@ const void* cache_row(KvType kv, const void* c, int64_t elem) {
   return static_cast<const uint8_t*>(c) + elem * kv_bytes(kv);
 }
 
-// o[0, 8·NV) = o · corr + Σ_j p[j] · v[j·ld .. + 8·NV), the NV vectors of o
-// held in registers across the keys (NV a constant, so they stay there).
-template <int NV>
-__attribute__((target("avx2,fma"))) inline void accumulate_values(float* o, float corr, const float* p, const float* v,
-                                                                  int64_t ld, int64_t count) {
-  __m256 acc[NV];
-  for (int i = 0; i < NV; i++) acc[i] = _mm256_mul_ps(_mm256_loadu_ps(o + 8 * i), _mm256_set1_ps(corr));
-  for (int64_t j = 0; j < count; j++) {
-    const __m256 pj = _mm256_broadcast_ss(p + j);
-    for (int i = 0; i < NV; i++) acc[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(v + j * ld + 8 * i), acc[i]);
+// s[r][j] = q[r] · key j for RB query rows and the first `keys` keys (a
+// multiple of 32) of a transposed block: each key vector loaded once for all
+// RB rows, 4 × 8 keys accumulated at a time.
+template <int RB>
+__attribute__((target("avx2,fma"))) void block_scores(const float* const* q, const float* kt, int64_t hd, int64_t keys,
+                                                      float* s) {
+  for (int64_t j0 = 0; j0 < keys; j0 += 32) {
+    __m256 acc[RB][4];
+    for (int r = 0; r < RB; r++)
+      for (int i = 0; i < 4; i++) acc[r][i] = _mm256_setzero_ps();
+    for (int64_t d = 0; d < hd; d++) {
+      const float* kd = kt + d * kKeyBlock + j0;
+      const __m256 k0 = _mm256_loadu_ps(kd), k1 = _mm256_loadu_ps(kd + 8), k2 = _mm256_loadu_ps(kd + 16),
+                   k3 = _mm256_loadu_ps(kd + 24);
+      for (int r = 0; r < RB; r++) {
+        const __m256 qd = _mm256_broadcast_ss(q[r] + d);
+        acc[r][0] = _mm256_fmadd_ps(qd, k0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(qd, k1, acc[r][1]);
+        acc[r][2] = _mm256_fmadd_ps(qd, k2, acc[r][2]);
+        acc[r][3] = _mm256_fmadd_ps(qd, k3, acc[r][3]);
+      }
+    }
+    for (int r = 0; r < RB; r++)
+      for (int i = 0; i < 4; i++) _mm256_storeu_ps(s + r * kKeyBlock + j0 + 8 * i, acc[r][i]);
   }
-  for (int i = 0; i < NV; i++) _mm256_storeu_ps(o + 8 * i, acc[i]);
+}
+
+// o[r] = o[r] · corr[r] + Σ_j p[r][j] · v[j] for RB rows over `count` keys,
+// 32 columns at a time held in registers (each value vector loaded once for
+// all RB rows), then 8 at a time.
+template <int RB>
+__attribute__((target("avx2,fma"))) void block_values(float* const* o, const float* corr, const float* p,
+                                                      const float* v, int64_t hd, int64_t count) {
+  int64_t d = 0;
+  for (; d + 32 <= hd; d += 32) {
+    __m256 acc[RB][4];
+    for (int r = 0; r < RB; r++)
+      for (int i = 0; i < 4; i++) acc[r][i] = _mm256_mul_ps(_mm256_loadu_ps(o[r] + d + 8 * i), _mm256_set1_ps(corr[r]));
+    for (int64_t j = 0; j < count; j++) {
+      const float* vj = v + j * hd + d;
+      const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8), v2 = _mm256_loadu_ps(vj + 16),
+                   v3 = _mm256_loadu_ps(vj + 24);
+      for (int r = 0; r < RB; r++) {
+        const __m256 pj = _mm256_broadcast_ss(p + r * kKeyBlock + j);
+        acc[r][0] = _mm256_fmadd_ps(pj, v0, acc[r][0]);
+        acc[r][1] = _mm256_fmadd_ps(pj, v1, acc[r][1]);
+        acc[r][2] = _mm256_fmadd_ps(pj, v2, acc[r][2]);
+        acc[r][3] = _mm256_fmadd_ps(pj, v3, acc[r][3]);
+      }
+    }
+    for (int r = 0; r < RB; r++)
+      for (int i = 0; i < 4; i++) _mm256_storeu_ps(o[r] + d + 8 * i, acc[r][i]);
+  }
+  for (; d < hd; d += 8)
+    for (int r = 0; r < RB; r++) {
+      __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(o[r] + d), _mm256_set1_ps(corr[r]));
+      for (int64_t j = 0; j < count; j++)
+        acc = _mm256_fmadd_ps(_mm256_broadcast_ss(p + r * kKeyBlock + j), _mm256_loadu_ps(v + j * hd + d), acc);
+      _mm256_storeu_ps(o[r] + d, acc);
+    }
+}
+
+// One row's online-softmax step over its `count` visible scores of a block
+// (the rest of the 64 set to 0): scores scaled, running max m and sum l
+// updated, the scores replaced by their probabilities; returns the factor
+// that rescales the row's earlier output.
+__attribute__((target("avx2,fma"))) float softmax_step(float* s, int64_t count, float scale, float& m, float& l) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  __m256 bmax = ninf;
+  for (int64_t j = 0; j < count; j += 8) {
+    const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(count - j)), lane));
+    const __m256 sv = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(scale)), valid);
+    _mm256_storeu_ps(s + j, sv);
+    bmax = _mm256_max_ps(bmax, sv);
+  }
+  const float m_new = std::max(m, simd_avx2::hmax(bmax));
+  const float corr = std::exp(m - m_new);  // 0 for the first block (m = −inf)
+  __m256 psum = _mm256_setzero_ps();
+  for (int64_t j = 0; j < count; j += 8) {
+    const __m256 p = simd_avx2::exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(m_new)));
+    _mm256_storeu_ps(s + j, p);
+    psum = _mm256_add_ps(psum, p);
+  }
+  l = l * corr + simd_avx2::hsum(psum);
+  m = m_new;
+  return corr;
 }
 
 // One tile: KV head kvh, tokens t0..t0+tokens-1, rows r = (token, head in group).
@@ -76,53 +156,48 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
                                                         const void* k, const void* v, float scale, float* out,
                                                         int64_t kvh, int64_t t0, int64_t tokens, Scratch& w) {
   const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, R = tokens * group;
-  w.k.resize(size_t(kKeyBlock * hd));
+  w.kt.resize(size_t(kKeyBlock * hd));
   w.v.resize(size_t(kKeyBlock * hd));
   w.o.assign(size_t(R * hd), 0.0f);
-  w.s.resize(size_t(kKeyBlock));
+  w.s.resize(size_t(R * kKeyBlock));
   w.m.assign(size_t(R), -std::numeric_limits<float>::infinity());
   w.l.assign(size_t(R), 0.0f);
   const int64_t keys = pos0 + t0 + tokens;  // visible to the tile's last token
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const int64_t jn = std::min(kKeyBlock, keys - j0);
-    convert_block(kv, cache_row(kv, k, j0 * s.kv_stride + kvh * hd), s.kv_stride, jn, hd, w.k.data());
-    convert_block(kv, cache_row(kv, v, j0 * s.kv_stride + kvh * hd), s.kv_stride, jn, hd, w.v.data());
-    for (int64_t r = 0; r < R; r++) {
-      const int64_t t = t0 + r / group, h = kvh * group + r % group;
-      const int64_t count = std::min(jn, pos0 + t + 1 - j0);  // causal: keys ≤ pos0 + t
-      if (count <= 0) continue;
-      const float* qr = q + t * s.q_stride + h * hd;
-      float* sc = w.s.data();
-      __m256 bmax = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-      for (int64_t j = 0; j < count; j += 8) {
-        __m256 acc[8];
-        for (auto& a : acc) a = _mm256_setzero_ps();
-        for (int64_t d = 0; d < hd; d += 8) {
-          const __m256 qv = _mm256_loadu_ps(qr + d);
-          for (int i = 0; i < 8; i++) acc[i] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(&w.k[size_t((j + i) * hd + d)]), acc[i]);
-        }
-        const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(count - j)), lane));
-        const __m256 sv = _mm256_blendv_ps(_mm256_set1_ps(-std::numeric_limits<float>::infinity()),
-                                           _mm256_mul_ps(sum8(acc), _mm256_set1_ps(scale)), valid);
-        _mm256_storeu_ps(sc + j, sv);
-        bmax = _mm256_max_ps(bmax, sv);
+    convert_keys(kv, cache_row(kv, k, j0 * s.kv_stride + kvh * hd), s.kv_stride, jn, hd, w.kt.data());
+    convert_values(kv, cache_row(kv, v, j0 * s.kv_stride + kvh * hd), s.kv_stride, jn, hd, w.v.data());
+    // Rows two at a time (one more on its own when R is odd); a row whose
+    // token sees none of this block (count ≤ 0) is left as it is.
+    for (int64_t r = 0; r < R; r += 2) {
+      const int rb = int(std::min<int64_t>(2, R - r));
+      const float* qr[2];
+      float* o[2];
+      float corr[2];
+      int64_t count[2], most = 0;
+      for (int i = 0; i < rb; i++) {
+        const int64_t t = t0 + (r + i) / group, h = kvh * group + (r + i) % group;
+        qr[i] = q + t * s.q_stride + h * hd;
+        o[i] = w.o.data() + (r + i) * hd;
+        count[i] = std::min(jn, pos0 + t + 1 - j0);  // causal: keys ≤ pos0 + t
+        most = std::max(most, count[i]);
       }
-      const float m_old = w.m[size_t(r)], m_new = std::max(m_old, simd_avx2::hmax(bmax));
-      const float corr = std::exp(m_old - m_new);  // 0 for the first block (m_old = −inf)
-      __m256 psum = _mm256_setzero_ps();
-      for (int64_t j = 0; j < count; j += 8) {
-        const __m256 p = simd_avx2::exp8(_mm256_sub_ps(_mm256_loadu_ps(sc + j), _mm256_set1_ps(m_new)));
-        _mm256_storeu_ps(sc + j, p);
-        psum = _mm256_add_ps(psum, p);
+      if (most <= 0) continue;
+      float* sc = w.s.data() + r * kKeyBlock;
+      const int64_t keys32 = (most + 31) / 32 * 32;
+      if (rb == 2)
+        block_scores<2>(qr, w.kt.data(), hd, keys32, sc);
+      else
+        block_scores<1>(qr, w.kt.data(), hd, keys32, sc);
+      for (int i = 0; i < rb; i++) {
+        float* si = sc + i * kKeyBlock;
+        corr[i] = count[i] > 0 ? softmax_step(si, count[i], scale, w.m[size_t(r + i)], w.l[size_t(r + i)]) : 1.0f;
+        std::fill(si + std::max<int64_t>(count[i], 0), si + most, 0.0f);  // keys this row may not see
       }
-      w.l[size_t(r)] = w.l[size_t(r)] * corr + simd_avx2::hsum(psum);
-      w.m[size_t(r)] = m_new;
-      // o = o · corr + Σ p_j v_j, 32 columns at a time held in registers.
-      float* o = w.o.data() + r * hd;
-      int64_t d = 0;
-      for (; d + 32 <= hd; d += 32) accumulate_values<4>(o + d, corr, sc, w.v.data() + d, hd, count);
-      for (; d < hd; d += 8) accumulate_values<1>(o + d, corr, sc, w.v.data() + d, hd, count);
+      if (rb == 2)
+        block_values<2>(o, corr, sc, w.v.data(), hd, most);
+      else
+        block_values<1>(o, corr, sc, w.v.data(), hd, most);
     }
   }
   for (int64_t r = 0; r < R; r++) {

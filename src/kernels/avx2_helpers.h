@@ -75,4 +75,24 @@ __attribute__((target("avx2"))) inline float hmax(__m256 v) {
   return _mm_cvtss_f32(m);
 }
 
+// r[0..8) are 8 rows of 8; afterwards r[j] holds column j.
+__attribute__((target("avx2"))) inline void transpose8(__m256 r[8]) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 4; i++) {
+    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int h = 0; h < 2; h++) {
+    const int b = 4 * h;
+    u[b + 0] = _mm256_shuffle_ps(t[b + 0], t[b + 2], 0x44);
+    u[b + 1] = _mm256_shuffle_ps(t[b + 0], t[b + 2], 0xEE);
+    u[b + 2] = _mm256_shuffle_ps(t[b + 1], t[b + 3], 0x44);
+    u[b + 3] = _mm256_shuffle_ps(t[b + 1], t[b + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
 }  // namespace lmpress::simd_avx2

@@ -8,10 +8,13 @@
 #include <vector>
 
 #include "core/fp16.h"
+#include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
 
 namespace lmpress {
 namespace {
+
+using simd_avx2::transpose8;
 
 constexpr int kMR = 6;   // tokens per register tile
 constexpr int kNR = 16;  // weight rows per register tile (two 8-float vectors)
@@ -24,26 +27,6 @@ constexpr int64_t kKC = 512;
 // rows of stride kc (whole blocks: kc and k0 are multiples of the block).
 void convert_rows(const Tensor& w, int64_t r0, int rows, int64_t k0, int64_t kc, float* dst) {
   for (int j = 0; j < rows; j++) to_f32(w, (r0 + j) * w.shape[1] + k0, kc, dst + j * kc);
-}
-
-// r[0..8) are 8 rows of 8; afterwards r[j] holds column j.
-__attribute__((target("avx2"))) inline void transpose8(__m256 r[8]) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 4; i++) {
-    t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int h = 0; h < 2; h++) {
-    const int b = 4 * h;
-    u[b + 0] = _mm256_shuffle_ps(t[b + 0], t[b + 2], 0x44);
-    u[b + 1] = _mm256_shuffle_ps(t[b + 0], t[b + 2], 0xEE);
-    u[b + 2] = _mm256_shuffle_ps(t[b + 1], t[b + 3], 0x44);
-    u[b + 3] = _mm256_shuffle_ps(t[b + 1], t[b + 3], 0xEE);
-  }
-  for (int i = 0; i < 4; i++) {
-    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-  }
 }
 
 // x[n, in] as panels of kMR tokens: ap[p][k][i] = x[p·kMR + i][k], tokens past
