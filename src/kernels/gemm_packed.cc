@@ -22,6 +22,10 @@ constexpr int kNR = 16;  // weight rows per register tile (two 8-float vectors)
 // formats convert whole blocks; the 16 x 256 f32 weight panel (16 KB) stays in
 // L1, and 512 tokens' activations for one kc slice (512 KB) in L2.
 constexpr int64_t kKC = 512;
+// Weight groups sharing each pass over the activations: each activation
+// panel, once in L1, serves both groups' microkernel calls, halving the
+// activations streamed from L3 (their 4 MB at 512 tokens fit no L2).
+constexpr int kGroups = 2;
 
 // Rows [r0, r0 + rows) of a block-format W, columns [k0, k0 + kc), as f32
 // rows of stride kc (whole blocks: kc and k0 are multiples of the block).
@@ -182,35 +186,44 @@ void gemm_packed(const Tensor& w, const float* x, int64_t n, float* y) {
 #pragma omp parallel
   {
     alignas(32) float rows_f32[kNR * kKC];
-    alignas(32) float bp[kKC * kNR];
-    // A group's kc slices one after another: its output tiles (16 columns
-    // of every token, 32 KB at 512 tokens) stay cached while they are
-    // accumulated, where walking all groups per slice would send the whole
-    // output through memory once per slice.
+    alignas(32) float bp[kGroups * kKC * kNR];
+    // kGroups groups' kc slices one after another: their output tiles (16
+    // columns of every token each, 32 KB at 512 tokens) stay cached while
+    // they are accumulated, where walking all groups per slice would send the
+    // whole output through memory once per slice.
 #pragma omp for schedule(static)
-    for (int64_t g = 0; g < groups; g++) {
-      const int rows = int(std::min<int64_t>(kNR, out - g * kNR));
+    for (int64_t g0 = 0; g0 < groups; g0 += kGroups) {
+      const int ng = int(std::min<int64_t>(kGroups, groups - g0));
       for (int64_t k0 = 0; k0 < in; k0 += kKC) {
         const int64_t kc = std::min(kKC, in - k0);
-        const int64_t at = g * kNR * in + k0;  // element index of the panel's first weight
-        if (w.dtype == DType::F16)
-          pack_weight_panel<DType::F16>(w.data + at * 2, in, rows, kc, bp);
-        else if (w.dtype == DType::BF16)
-          pack_weight_panel<DType::BF16>(w.data + at * 2, in, rows, kc, bp);
-        else if (w.dtype == DType::F32)
-          pack_weight_panel<DType::F32>(w.data + at * 4, in, rows, kc, bp);
-        else {
-          convert_rows(w, g * kNR, rows, k0, kc, rows_f32);
-          pack_weight_panel<DType::F32>(rows_f32, kc, rows, kc, bp);
+        for (int gi = 0; gi < ng; gi++) {
+          const int64_t g = g0 + gi;
+          const int rows = int(std::min<int64_t>(kNR, out - g * kNR));
+          const int64_t at = g * kNR * in + k0;  // element index of the panel's first weight
+          float* b = bp + gi * kKC * kNR;
+          if (w.dtype == DType::F16)
+            pack_weight_panel<DType::F16>(w.data + at * 2, in, rows, kc, b);
+          else if (w.dtype == DType::BF16)
+            pack_weight_panel<DType::BF16>(w.data + at * 2, in, rows, kc, b);
+          else if (w.dtype == DType::F32)
+            pack_weight_panel<DType::F32>(w.data + at * 4, in, rows, kc, b);
+          else {
+            convert_rows(w, g * kNR, rows, k0, kc, rows_f32);
+            pack_weight_panel<DType::F32>(rows_f32, kc, rows, kc, b);
+          }
         }
         for (int64_t p = 0; p < panels; p++) {
           const int tokens = int(std::min<int64_t>(kMR, n - p * kMR));
           const float* a = ap + p * in * kMR + k0 * kMR;
-          float* c = y + p * kMR * out + g * kNR;
-          if (rows == kNR)
-            kMicrokernels[tokens](kc, a, bp, c, out, k0 > 0);
-          else
-            edge_tile(kc, a, bp, c, out, k0 > 0, tokens, rows);
+          for (int gi = 0; gi < ng; gi++) {
+            const int64_t g = g0 + gi;
+            const int rows = int(std::min<int64_t>(kNR, out - g * kNR));
+            float* c = y + p * kMR * out + g * kNR;
+            if (rows == kNR)
+              kMicrokernels[tokens](kc, a, bp + gi * kKC * kNR, c, out, k0 > 0);
+            else
+              edge_tile(kc, a, bp + gi * kKC * kNR, c, out, k0 > 0, tokens, rows);
+          }
         }
       }
     }
