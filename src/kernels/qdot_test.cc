@@ -74,8 +74,9 @@ TEST(QDot, ActivationsQ8_K) {
 }
 
 TEST(QDot, ReferenceAndSimdAgree) {
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K}) {
-    const bool k = t == DType::Q4_K || t == DType::Q6_K;
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL, DType::Q2_K,
+                  DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const bool k = dtype_info(t).block_elems == QK_K;
     for (int64_t n : k ? std::vector<int64_t>{256, 768, 4352} : std::vector<int64_t>{32, 96, 288, 4128}) {
       SCOPED_TRACE(std::string(dtype_name(t)) + " n=" + std::to_string(n));
       const auto w = randn(n, unsigned(n), 0.05f), x = randn(n, unsigned(n) + 7);
@@ -97,9 +98,8 @@ TEST(QDot, ReferenceAndSimdAgree) {
       for (int64_t i = 0; i < n; i++) want += double(dw[size_t(i)]) * dx[size_t(i)], mag += std::fabs(dw[size_t(i)] * dx[size_t(i)]);
       const float ref = ref_k.fn(n, qw.data(), qa.data());
       EXPECT_NEAR(ref, want, 1e-5 * mag);
-      if (simd_avx2::available()) {
+      if (simd_avx2::available() && qdot(t).fn != ref_k.fn) {  // (formats without an AVX2 kernel yet: reference only)
         const QDotKernel best = qdot(t);
-        EXPECT_NE(best.fn, ref_k.fn);
         EXPECT_NEAR(best.fn(n, qw.data(), qa.data()), ref, 1e-5 * mag);
       }
     }
@@ -113,7 +113,7 @@ TEST(QDot, ReferenceAndSimdAgree) {
   }
   const float ref = qdot_reference(DType::Q8_0).fn(32, &w, &a);
   if (simd_avx2::available()) EXPECT_EQ(simd_avx2::dot_q8_0_q8_0(32, &w, &a), ref);
-  EXPECT_EQ(qdot_reference(DType::Q5_K).fn, nullptr);
+  EXPECT_EQ(qdot_reference(DType::F16).fn, nullptr);
 }
 
 // F16 and BF16 rows against f32 activations, on lengths with and without a
