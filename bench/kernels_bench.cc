@@ -158,7 +158,8 @@ void register_all() {
     benchmark::RegisterBenchmark((std::string("sparse/") + dtype_name(t)).c_str(),
                                  [t](benchmark::State& s) { run_sparse(s, t); })
         ->DenseRange(10, 90, 20);
-  for (DType t : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K, DType::F16, DType::BF16})
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL, DType::Q2_K, DType::Q3_K,
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16, DType::BF16})
     for (bool simd : {true, false})
       benchmark::RegisterBenchmark((std::string("matvec/") + dtype_name(t) + (simd ? "/best" : "/scalar")).c_str(),
                                    [t, simd](benchmark::State& s) { run(s, t, simd); });

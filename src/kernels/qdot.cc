@@ -101,7 +101,13 @@ QDotKernel qdot(DType t) {
       case DType::Q5_0: return {ActFormat::Q8_0, simd_avx2::dot_q5_0_q8_0};
       case DType::Q8_0: return {ActFormat::Q8_0, simd_avx2::dot_q8_0_q8_0};
       case DType::Q8_0_2OF4: return {ActFormat::Q8_0, simd_avx2::dot_2of4_q8_0_q8_0};
+      case DType::Q4_1: return {ActFormat::Q8_0, simd_avx2::dot_q4_1_q8_0};
+      case DType::Q5_1: return {ActFormat::Q8_0, simd_avx2::dot_q5_1_q8_0};
+      case DType::IQ4_NL: return {ActFormat::Q8_0, simd_avx2::dot_iq4_nl_q8_0};
+      case DType::Q2_K: return {ActFormat::Q8_K, simd_avx2::dot_q2_K_q8_K};
+      case DType::Q3_K: return {ActFormat::Q8_K, simd_avx2::dot_q3_K_q8_K};
       case DType::Q4_K: return {ActFormat::Q8_K, simd_avx2::dot_q4_K_q8_K};
+      case DType::Q5_K: return {ActFormat::Q8_K, simd_avx2::dot_q5_K_q8_K};
       case DType::Q6_K: return {ActFormat::Q8_K, simd_avx2::dot_q6_K_q8_K};
       default: break;
     }

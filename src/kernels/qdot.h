@@ -35,7 +35,7 @@ struct QDotKernel {
   QDotFn fn = nullptr;  // null: no int8 kernel for the type
 };
 
-// The scalar reference for t (Q4_0, Q5_0, Q8_0, Q4_K, Q6_K).
+// The scalar reference for t (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K..Q6_K; null for other types).
 QDotKernel qdot_reference(DType t);
 // The fastest implementation for this CPU.
 QDotKernel qdot(DType t);
@@ -59,7 +59,13 @@ float dot_bf16_f32(int64_t n, const void* w, const float* x);  // the CPU has AV
 float dot_q4_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q8_0_q8_0(int64_t n, const void* w, const void* a);
 float dot_q5_0_q8_0(int64_t n, const void* w, const void* a);
+float dot_q4_1_q8_0(int64_t n, const void* w, const void* a);
+float dot_q5_1_q8_0(int64_t n, const void* w, const void* a);
+float dot_iq4_nl_q8_0(int64_t n, const void* w, const void* a);
+float dot_q2_K_q8_K(int64_t n, const void* w, const void* a);
+float dot_q3_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
+float dot_q5_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y);
 }  // namespace simd_avx2

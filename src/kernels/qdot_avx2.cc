@@ -9,6 +9,7 @@
 #include "core/fp16.h"
 #include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
+#include "quant/blocks.h"
 
 namespace lmpress::simd_avx2 {
 
@@ -28,17 +29,36 @@ bool available() {
 }
 
 
+// 0xFF in byte j where bit j of a Q5 block's 32-bit qh is set.
+__attribute__((target("avx2"))) inline __m256i q5_high_bits(const uint8_t* qh4) {
+  // Byte j of the expansion selects bit j of the 32-bit high-bit mask.
+  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+  const __m256i bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
+  uint32_t qh;
+  std::memcpy(&qh, qh4, 4);
+  return _mm256_cmpeq_epi8(_mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(int(qh)), shuf), bit),
+                           _mm256_set1_epi64x(-1));
+}
+
+// A block's 32 nibbles as bytes 0..15 in element order (low nibbles, then high).
+__attribute__((target("avx2"))) inline __m256i nibbles(const uint8_t* qs) {
+  const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i low = _mm_set1_epi8(0x0F);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low), _mm_and_si128(q, low));
+}
+
+// Σ_i x_i·y_i for unsigned x (≤ 127) and signed y, in 8 int32 lanes.
+__attribute__((target("avx2"))) inline __m256i dot_u8_i8(__m256i x, __m256i y) {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(x, y), _mm256_set1_epi16(1));
+}
+
 __attribute__((target("avx2,fma,f16c"))) float dot_q4_0_q8_0(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ4_0*>(w);
   const auto* a = static_cast<const BlockQ8_0*>(act);
   __m256 acc = _mm256_setzero_ps();
-  const __m128i low = _mm_set1_epi8(0x0F);
   const __m256i eight = _mm256_set1_epi8(8);
   for (int64_t b = 0; b < n / 32; b++) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bw[b].qs));
-    const __m128i lo = _mm_and_si128(q, low);
-    const __m128i hi = _mm_and_si128(_mm_srli_epi16(q, 4), low);
-    const __m256i x = _mm256_sub_epi8(_mm256_set_m128i(hi, lo), eight);
+    const __m256i x = _mm256_sub_epi8(nibbles(bw[b].qs), eight);
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
     const __m256 d = _mm256_set1_ps(h2f(bw[b].d) * h2f(a[b].d));
     acc = _mm256_fmadd_ps(d, dot_i8(x, y), acc);
@@ -59,101 +79,53 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q8_0_q8_0(int64_t n, const vo
   return hsum(acc);
 }
 
-__attribute__((target("avx2,fma,f16c"))) float dot_q4_K_q8_K(int64_t n, const void* w, const void* act) {
-  const auto* bw = static_cast<const BlockQ4_K*>(w);
-  const auto* a = static_cast<const BlockQ8_K*>(act);
-  const __m256i low = _mm256_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float mins_total = 0;
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    __m256i sumi = _mm256_setzero_si256();
-    int32_t mins = 0;
-    for (int j = 0; j < 4; j++) {
-      uint8_t sc1, m1, sc2, m2;
-      scale_min_k4(2 * j, bw[b].scales, sc1, m1);
-      scale_min_k4(2 * j + 1, bw[b].scales, sc2, m2);
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qs + 32 * j));
-      const __m256i q1 = _mm256_and_si256(q, low);
-      const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
-      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * j));
-      const __m256i y2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * j + 32));
-      // Unsigned 4-bit values times signed int8: maddubs needs no sign trick.
-      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), _mm256_set1_epi16(sc1));
-      const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(q2, y2), _mm256_set1_epi16(sc2));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
-      mins += int32_t(m1) * (a[b].bsums[4 * j] + a[b].bsums[4 * j + 1]) +
-              int32_t(m2) * (a[b].bsums[4 * j + 2] + a[b].bsums[4 * j + 3]);
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
-    mins_total += a[b].d * h2f(bw[b].dmin) * float(mins);
-  }
-  return hsum(acc) - mins_total;
-}
-
-__attribute__((target("avx2,fma,f16c"))) float dot_q6_K_q8_K(int64_t n, const void* w, const void* act) {
-  const auto* bw = static_cast<const BlockQ6_K*>(w);
-  const auto* a = static_cast<const BlockQ8_K*>(act);
-  const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
-  const __m256i off = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    __m256i sumi = _mm256_setzero_si256();
-    const uint8_t* ql = bw[b].ql;
-    const uint8_t* qh = bw[b].qh;
-    for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
-      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql));
-      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ql + 32));
-      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qh));
-      // The four 32-element runs of this half, values 0..63 (stored + 32).
-      const __m256i v[4] = {
-          _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_slli_epi16(_mm256_and_si256(hb, two), 4)),
-          _mm256_or_si256(_mm256_and_si256(l1, low),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2), two), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 4), two), 4)),
-          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
-                          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4)),
-      };
-      for (int k = 0; k < 4; k++) {
-        const int g = 8 * h + 2 * k;  // the run's two 16-element scale groups
-        const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * k));
-        // (v − 32)·y = v·y − 32·y: v is unsigned, so maddubs applies directly.
-        const __m256i vy = _mm256_maddubs_epi16(v[k], y);
-        const __m256i oy = _mm256_maddubs_epi16(off, y);
-        const __m256i p16 = _mm256_sub_epi16(vy, oy);
-        const __m256i sc = _mm256_setr_epi16(bw[b].scales[g], bw[b].scales[g], bw[b].scales[g], bw[b].scales[g],
-                                             bw[b].scales[g], bw[b].scales[g], bw[b].scales[g], bw[b].scales[g],
-                                             bw[b].scales[g + 1], bw[b].scales[g + 1], bw[b].scales[g + 1],
-                                             bw[b].scales[g + 1], bw[b].scales[g + 1], bw[b].scales[g + 1],
-                                             bw[b].scales[g + 1], bw[b].scales[g + 1]);
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, sc));
-      }
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
-  }
-  return hsum(acc);
-}
-
 __attribute__((target("avx2,fma,f16c"))) float dot_q5_0_q8_0(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ5_0*>(w);
   const auto* a = static_cast<const BlockQ8_0*>(act);
   __m256 acc = _mm256_setzero_ps();
-  const __m128i low = _mm_set1_epi8(0x0F);
-  // Byte j of the expansion selects bit j of the 32-bit high-bit mask.
-  const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
-  const __m256i bit = _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe);
   for (int64_t b = 0; b < n / 32; b++) {
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bw[b].qs));
-    const __m256i nib = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(q, 4), low), _mm_and_si128(q, low));
-    uint32_t qh;
-    std::memcpy(&qh, bw[b].qh, 4);
-    const __m256i set = _mm256_cmpeq_epi8(_mm256_or_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(int(qh)), shuf), bit),
-                                          _mm256_set1_epi64x(-1));
     // Without the 5th bit the value is nibble − 16: as int8, nibble | 0xF0.
-    const __m256i x = _mm256_or_si256(nib, _mm256_andnot_si256(set, _mm256_set1_epi8(char(0xF0))));
+    const __m256i x =
+        _mm256_or_si256(nibbles(bw[b].qs), _mm256_andnot_si256(q5_high_bits(bw[b].qh), _mm256_set1_epi8(char(0xF0))));
     const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
     const __m256 d = _mm256_set1_ps(h2f(bw[b].d) * h2f(a[b].d));
     acc = _mm256_fmadd_ps(d, dot_i8(x, y), acc);
+  }
+  return hsum(acc);
+}
+
+// Q4_1 and Q5_1 (unsigned values q, w = d·q + m): Σ w·x = d·da·Σ q·a + m·da·Σ a.
+template <bool kFive, class Block>
+__attribute__((target("avx2,fma,f16c"))) float dot_min_q8_0(int64_t n, const void* w, const void* act) {
+  const auto* bw = static_cast<const Block*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
+  __m256 acc = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
+  const __m256i ones = _mm256_set1_epi8(1);
+  for (int64_t b = 0; b < n / 32; b++) {
+    __m256i x = nibbles(bw[b].qs);
+    if constexpr (kFive) x = _mm256_or_si256(x, _mm256_and_si256(q5_high_bits(bw[b].qh), _mm256_set1_epi8(0x10)));
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    const float da = h2f(a[b].d);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(bw[b].d) * da), _mm256_cvtepi32_ps(dot_u8_i8(x, y)), acc);
+    acc_m = _mm256_fmadd_ps(_mm256_set1_ps(h2f(bw[b].m) * da), _mm256_cvtepi32_ps(dot_u8_i8(ones, y)), acc_m);
+  }
+  return hsum(_mm256_add_ps(acc, acc_m));
+}
+
+float dot_q4_1_q8_0(int64_t n, const void* w, const void* a) { return dot_min_q8_0<false, BlockQ4_1>(n, w, a); }
+float dot_q5_1_q8_0(int64_t n, const void* w, const void* a) { return dot_min_q8_0<true, BlockQ5_1>(n, w, a); }
+
+// IQ4_NL: the nibbles index 16 int8 levels (one byte shuffle per 32 values).
+__attribute__((target("avx2,fma,f16c"))) float dot_iq4_nl_q8_0(int64_t n, const void* w, const void* act) {
+  const auto* bw = static_cast<const BlockIQ4_NL*>(w);
+  const auto* a = static_cast<const BlockQ8_0*>(act);
+  const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues));
+  const __m256i table = _mm256_set_m128i(levels, levels);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / 32; b++) {
+    const __m256i x = _mm256_shuffle_epi8(table, nibbles(bw[b].qs));
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(h2f(bw[b].d) * h2f(a[b].d)), dot_i8(x, y), acc);
   }
   return hsum(acc);
 }
