@@ -2,8 +2,12 @@
 
 #include <cstring>
 #include <map>
+#include <memory>
+#include <optional>
 
 #include "core/error.h"
+#include "core/fp16.h"
+#include "quant/blocks.h"
 
 namespace lmpress {
 
@@ -37,6 +41,53 @@ std::vector<T> copy_as(const Tensor& t, DType want, const std::string& path) {
   std::vector<T> v(t.nbytes / sizeof(T));
   std::memcpy(v.data(), t.data, v.size() * sizeof(T));
   return v;
+}
+
+// The matrix as Q4_0 or Q8_0 blocks when that stores exactly the same values,
+// so that it runs on the int8 kernels instead of as f32: every 32-column
+// block lies in one group (its scale, representable in f16, becomes the
+// block's d) and q − zero fits the block's integers: Q4_0 (d·(nibble − 8))
+// when 4-bit groups all have zero 8 (symmetric), else Q8_0 (d·int8), which
+// holds any 2/3/4-bit group and symmetric 8-bit ones. nullopt otherwise
+// (act-order column orders, groups narrower than 32, asymmetric 8-bit).
+std::optional<Tensor> exact_blocks(const IntGroupTensor& q, const std::string& name) {
+  if (q.cols % 32) return std::nullopt;
+  for (int64_t c = 0; c < q.cols; c++)
+    if (q.g_idx[size_t(c)] != q.g_idx[size_t(c - c % 32)]) return std::nullopt;
+  bool q4 = q.spec.bits == 4;
+  for (size_t g = 0; g < q.scale.size(); g++) {
+    if (f16_to_f32(f32_to_f16(q.scale[g])) != q.scale[g]) return std::nullopt;
+    q4 = q4 && q.zero[g] == 8;
+  }
+  const int64_t nb = q.cols / 32;
+  auto buf = std::make_shared<std::vector<uint8_t>>(size_t(q.rows * nb) * (q4 ? sizeof(BlockQ4_0) : sizeof(BlockQ8_0)));
+  for (int64_t r = 0; r < q.rows; r++)
+    for (int64_t b = 0; b < nb; b++) {
+      const size_t g = size_t(r * q.n_groups + q.g_idx[size_t(32 * b)]);
+      const uint8_t* levels = q.q.data() + r * q.cols + 32 * b;
+      const uint16_t d = f32_to_f16(q.scale[g]);
+      if (q4) {
+        auto& o = reinterpret_cast<BlockQ4_0*>(buf->data())[r * nb + b];
+        o.d = d;
+        for (int i = 0; i < 16; i++) o.qs[i] = uint8_t(levels[i] | levels[i + 16] << 4);
+        continue;
+      }
+      auto& o = reinterpret_cast<BlockQ8_0*>(buf->data())[r * nb + b];
+      o.d = d;
+      for (int i = 0; i < 32; i++) {
+        const int v = int(levels[i]) - int(q.zero[g]);
+        if (v < -128 || v > 127) return std::nullopt;
+        o.qs[i] = int8_t(v);
+      }
+    }
+  Tensor t;
+  t.name = name;
+  t.dtype = q4 ? DType::Q4_0 : DType::Q8_0;
+  t.shape = {q.rows, q.cols};
+  t.data = buf->data();
+  t.nbytes = buf->size();
+  t.owner = buf;
+  return t;
 }
 
 }  // namespace
@@ -80,7 +131,10 @@ std::vector<Tensor> dequantize_gptq_tensors(std::vector<Tensor> tensors, const I
     for (int32_t g : packed.g_idx)
       if (g < 0 || g >= sc.shape[0]) fail("{}: {}.g_idx holds group {} of {}", path, prefix, g, sc.shape[0]);
     const IntGroupTensor q = unpack_gptq(packed, spec, rows, cols, path + ": " + prefix);
-    out.push_back(make_f32_tensor(prefix + ".weight", {rows, cols}, q.dequantize()));
+    if (auto blocks = exact_blocks(q, prefix + ".weight"))
+      out.push_back(std::move(*blocks));
+    else
+      out.push_back(make_f32_tensor(prefix + ".weight", {rows, cols}, q.dequantize()));
   }
   return out;
 }

@@ -1,7 +1,9 @@
 // GPTQ checkpoints (AutoGPTQ / GPTQModel layout, as lmpress and llm-compressor
 // write them for vLLM): config.json's quantization_config names the format,
 // and each quantized linear is stored as qweight / qzeros / scales / g_idx.
-// lmpress reads them by dequantizing each linear to an F32 weight at load.
+// lmpress reads each linear as ggml Q4_0 or Q8_0 blocks holding exactly its
+// values where the groups allow (then it runs on the int8 kernels), else
+// dequantized to an F32 weight at load.
 #pragma once
 #include <string>
 #include <vector>
@@ -18,7 +20,8 @@ namespace lmpress {
 IntGroupSpec gptq_spec_from_config(const nlohmann::json& qc, const std::string& path);
 
 // Replaces every PREFIX.qweight/.qzeros/.scales/.g_idx set in `tensors` (HF
-// names) by an F32 tensor PREFIX.weight; other tensors pass through.
+// names) by a tensor PREFIX.weight (Q4_0 / Q8_0 when exact, else F32); other
+// tensors pass through.
 std::vector<Tensor> dequantize_gptq_tensors(std::vector<Tensor> tensors, const IntGroupSpec& spec,
                                             const std::string& path);
 
