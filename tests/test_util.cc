@@ -93,13 +93,17 @@ CalibrationOptions tiny_calibration(const std::string& dir, const std::string& t
 }
 
 void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function<void(int64_t)>& body) {
-  for (bool simd : {true, false}) {
-    qdot_use_simd(simd);
+  // Each target the machine has, best first: AVX-VNNI, AVX2, scalar.
+  for (int target = 0; target < 3; target++) {
+    qdot_use_vnni(target == 0);
+    qdot_use_simd(target < 2);
+    if (target == 0 && !qdot_vnni_active()) continue;
     for (int64_t c : cols) {
-      SCOPED_TRACE("cols=" + std::to_string(c) + (simd ? " simd" : " scalar"));
+      SCOPED_TRACE("cols=" + std::to_string(c) + " " + qdot_target());
       body(c);
     }
   }
+  qdot_use_vnni(true);
   qdot_use_simd(true);
 }
 

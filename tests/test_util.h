@@ -25,8 +25,9 @@ double cli_ppl(const std::string& model);
 // Writes `text` to dir/calib.txt and returns options for 2 windows of 32
 // tokens of it: calibration for the synthetic models.
 CalibrationOptions tiny_calibration(const std::string& dir, const std::string& text);
-// Runs body(cols) for each column count, first on the SIMD kernels, then with
-// the scalar references forced (qdot_use_simd), tracing which in failures.
+// Runs body(cols) for each column count on each kernel target the machine
+// has: AVX-VNNI, AVX2 (qdot_use_vnni off), then the scalar references forced
+// (qdot_use_simd off), tracing which in failures.
 void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function<void(int64_t)>& body);
 
 // tests/data/ggml_blocks.gguf: 4x512 fixed values ("src"), ggml's quantization

@@ -37,26 +37,30 @@ void convert_rows(const Tensor& w, int64_t r0, int rows, int64_t k0, int64_t kc,
 // n zero (their results are never computed). 8 columns of the panel's rows at
 // a time through transpose8; each transposed column holds the 6 values of one
 // k (its last 2 lanes, written past them, are overwritten by the next k).
-__attribute__((target("avx2"))) void pack_activations(const float* x, int64_t n, int64_t in, float* ap) {
+__attribute__((target("avx2"))) void pack_panel(const float* x, int64_t n, int64_t in, int64_t p, float* ap) {
+  float* dst = ap + p * in * kMR;
+  const int tokens = int(std::min<int64_t>(kMR, n - p * kMR));
+  const float* src = x + p * kMR * in;
+  int64_t k = 0;
+  for (; k + 8 <= in; k += 8) {
+    __m256 r[8];
+    for (int i = 0; i < 8; i++) r[i] = i < tokens ? _mm256_loadu_ps(src + i * in + k) : _mm256_setzero_ps();
+    transpose8(r);
+    for (int j = 0; j < 7; j++) _mm256_storeu_ps(dst + (k + j) * kMR, r[j]);
+    // The last k of the 8: exactly 6 floats, never into the next panel.
+    _mm_storeu_ps(dst + (k + 7) * kMR, _mm256_castps256_ps128(r[7]));
+    _mm_storel_pi(reinterpret_cast<__m64*>(dst + (k + 7) * kMR + 4), _mm256_extractf128_ps(r[7], 1));
+  }
+  for (; k < in; k++)
+    for (int i = 0; i < kMR; i++) dst[k * kMR + i] = i < tokens ? src[i * in + k] : 0.0f;
+}
+
+// (The parallel loop stays outside the target("avx2") function: clang's
+// outlined OpenMP region would not inherit the attribute.)
+void pack_activations(const float* x, int64_t n, int64_t in, float* ap) {
   const int64_t panels = (n + kMR - 1) / kMR;
 #pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < panels; p++) {
-    float* dst = ap + p * in * kMR;
-    const int tokens = int(std::min<int64_t>(kMR, n - p * kMR));
-    const float* src = x + p * kMR * in;
-    int64_t k = 0;
-    for (; k + 8 <= in; k += 8) {
-      __m256 r[8];
-      for (int i = 0; i < 8; i++) r[i] = i < tokens ? _mm256_loadu_ps(src + i * in + k) : _mm256_setzero_ps();
-      transpose8(r);
-      for (int j = 0; j < 7; j++) _mm256_storeu_ps(dst + (k + j) * kMR, r[j]);
-      // The last k of the 8: exactly 6 floats, never into the next panel.
-      _mm_storeu_ps(dst + (k + 7) * kMR, _mm256_castps256_ps128(r[7]));
-      _mm_storel_pi(reinterpret_cast<__m64*>(dst + (k + 7) * kMR + 4), _mm256_extractf128_ps(r[7], 1));
-    }
-    for (; k < in; k++)
-      for (int i = 0; i < kMR; i++) dst[k * kMR + i] = i < tokens ? src[i * in + k] : 0.0f;
-  }
+  for (int64_t p = 0; p < panels; p++) pack_panel(x, n, in, p, ap);
 }
 
 // 8 consecutive weights as floats, and one, for the element types stored

@@ -5,6 +5,7 @@
 
 #include "core/fp16.h"
 #include "kernels/qdot_ref.h"
+#include "kernels/x8_vnni.h"
 #include "quant/scale_search.h"
 #include "sparse/bitmap.h"
 #include "sparse/sparse24.h"
@@ -55,6 +56,7 @@ void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
 namespace {
 
 bool g_use_simd = true;
+bool g_use_vnni = true;
 
 }  // namespace
 
@@ -120,8 +122,15 @@ bool qdot_simd_active() {
   return g_use_simd && avx2;
 }
 
-const char* qdot_target() { return qdot_simd_active() ? "avx2" : "scalar"; }
+bool qdot_vnni_active() {
+  static const bool vnni = simd_avxvnni::available();
+  return g_use_vnni && vnni && qdot_simd_active();
+}
+
+const char* qdot_target() { return qdot_vnni_active() ? "avx-vnni" : qdot_simd_active() ? "avx2" : "scalar"; }
 
 void qdot_use_simd(bool enabled) { g_use_simd = enabled; }
+
+void qdot_use_vnni(bool enabled) { g_use_vnni = enabled; }
 
 }  // namespace lmpress

@@ -41,10 +41,15 @@ QDotKernel qdot_reference(DType t);
 QDotKernel qdot(DType t);
 // Whether qdot() and the other dispatched kernels use their AVX2 versions.
 bool qdot_simd_active();
-// The instruction set qdot() uses: "avx2" or "scalar".
+// Whether the kernels that have an AVX-VNNI version (the 4-token Q4_0_x8 and
+// Q8_0_x8 kernels) use it: the CPU has AVX-VNNI and SIMD is on.
+bool qdot_vnni_active();
+// The best instruction set the kernels use: "avx-vnni", "avx2" or "scalar".
 const char* qdot_target();
 // Tests: force the scalar path (false) or the best available (true).
 void qdot_use_simd(bool enabled);
+// Tests: AVX2 instead of AVX-VNNI (false), or AVX-VNNI where present (true).
+void qdot_use_vnni(bool enabled);
 
 // Float weights (F16, BF16) against f32 activations: the weight converted
 // in registers, products summed in f32.
