@@ -4,6 +4,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
@@ -85,25 +86,37 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q3_K_q8_K(int64_t n, const vo
   return hsum(acc);
 }
 
-__attribute__((target("avx2,fma,f16c"))) float dot_q4_K_q8_K(int64_t n, const void* w, const void* act) {
-  const auto* bw = static_cast<const BlockQ4_K*>(w);
+namespace {
+
+// Q4_K and Q5_K (Q5_K's fifth bit per value in qh: bit 2j for the low nibbles
+// of sub-block pair j, bit 2j + 1 for the high ones). Unsigned values times
+// signed int8: maddubs needs no sign trick.
+template <class Block>
+__attribute__((target("avx2,fma,f16c"))) float dot_q45_K(int64_t n, const void* w, const void* act) {
+  constexpr bool kFive = std::is_same_v<Block, BlockQ5_K>;
+  const auto* bw = static_cast<const Block*>(w);
   const auto* a = static_cast<const BlockQ8_K*>(act);
-  const __m256i low = _mm256_set1_epi8(0x0F);
+  const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps();
   float mins_total = 0;
   for (int64_t b = 0; b < n / QK_K; b++) {
     __m256i sumi = _mm256_setzero_si256();
     int32_t mins = 0;
+    __m256i hb = _mm256_setzero_si256();
+    if constexpr (kFive) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qh));
     for (int j = 0; j < 4; j++) {
       uint8_t sc1, m1, sc2, m2;
       scale_min_k4(2 * j, bw[b].scales, sc1, m1);
       scale_min_k4(2 * j + 1, bw[b].scales, sc2, m2);
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qs + 32 * j));
-      const __m256i q1 = _mm256_and_si256(q, low);
-      const __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+      __m256i q1 = _mm256_and_si256(q, low);
+      __m256i q2 = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+      if constexpr (kFive) {
+        q1 = _mm256_or_si256(q1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one), 4));
+        q2 = _mm256_or_si256(q2, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one), 4));
+      }
       const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * j));
       const __m256i y2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * j + 32));
-      // Unsigned 4-bit values times signed int8: maddubs needs no sign trick.
       const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), _mm256_set1_epi16(sc1));
       const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(q2, y2), _mm256_set1_epi16(sc2));
       sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
@@ -116,40 +129,10 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q4_K_q8_K(int64_t n, const vo
   return hsum(acc) - mins_total;
 }
 
-// Q5_K: Q4_K with a fifth bit per value in qh (bit 2j for the low nibbles of
-// sub-block pair j, bit 2j + 1 for the high ones).
-__attribute__((target("avx2,fma,f16c"))) float dot_q5_K_q8_K(int64_t n, const void* w, const void* act) {
-  const auto* bw = static_cast<const BlockQ5_K*>(w);
-  const auto* a = static_cast<const BlockQ8_K*>(act);
-  const __m256i low = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
-  __m256 acc = _mm256_setzero_ps();
-  float mins_total = 0;
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    __m256i sumi = _mm256_setzero_si256();
-    int32_t mins = 0;
-    const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qh));
-    for (int j = 0; j < 4; j++) {
-      uint8_t sc1, m1, sc2, m2;
-      scale_min_k4(2 * j, bw[b].scales, sc1, m1);
-      scale_min_k4(2 * j + 1, bw[b].scales, sc2, m2);
-      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qs + 32 * j));
-      const __m256i h1 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * j), one), 4);
-      const __m256i h2 = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 2 * j + 1), one), 4);
-      const __m256i q1 = _mm256_or_si256(_mm256_and_si256(q, low), h1);
-      const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), low), h2);
-      const __m256i y1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * j));
-      const __m256i y2 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 64 * j + 32));
-      const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(q1, y1), _mm256_set1_epi16(sc1));
-      const __m256i p2 = _mm256_madd_epi16(_mm256_maddubs_epi16(q2, y2), _mm256_set1_epi16(sc2));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p1, p2));
-      mins += int32_t(m1) * (a[b].bsums[4 * j] + a[b].bsums[4 * j + 1]) +
-              int32_t(m2) * (a[b].bsums[4 * j + 2] + a[b].bsums[4 * j + 3]);
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
-    mins_total += a[b].d * h2f(bw[b].dmin) * float(mins);
-  }
-  return hsum(acc) - mins_total;
-}
+}  // namespace
+
+float dot_q4_K_q8_K(int64_t n, const void* w, const void* a) { return dot_q45_K<BlockQ4_K>(n, w, a); }
+float dot_q5_K_q8_K(int64_t n, const void* w, const void* a) { return dot_q45_K<BlockQ5_K>(n, w, a); }
 
 __attribute__((target("avx2,fma,f16c"))) float dot_q6_K_q8_K(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ6_K*>(w);

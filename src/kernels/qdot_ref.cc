@@ -1,6 +1,7 @@
 #include "kernels/qdot_ref.h"
 
 #include <cstring>
+#include <type_traits>
 
 #include "core/fp16.h"
 #include "kernels/qdot.h"
@@ -31,6 +32,43 @@ int32_t act_sum(const BlockQ8_0& a) {
 int32_t two_bits(const uint8_t* qs, int i) {
   const int chunk = i / 128, run = (i % 128) / 32, l = i % 32;
   return (qs[32 * chunk + l] >> (2 * run)) & 3;
+}
+
+// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins, the mins
+// meeting the activations through Q8_K's 16-element sums. Q5_K adds a fifth
+// bit per value in qh (bit 2j for the low nibbles of sub-block pair j, bit
+// 2j + 1 for the high ones).
+template <class Block>
+float q45_K(int64_t n, const void* w, const void* act) {
+  constexpr bool kFive = std::is_same_v<Block, BlockQ5_K>;
+  const auto* bw = static_cast<const Block*>(w);
+  const auto* a = static_cast<const BlockQ8_K*>(act);
+  float sum = 0;
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    int32_t dot = 0, mins = 0;
+    for (int j = 0; j < 4; j++) {
+      uint8_t sc1, m1, sc2, m2;
+      scale_min_k4(2 * j, bw[b].scales, sc1, m1);
+      scale_min_k4(2 * j + 1, bw[b].scales, sc2, m2);
+      const uint8_t* q = bw[b].qs + 32 * j;
+      const int8_t* y = a[b].qs + 64 * j;
+      int32_t s1 = 0, s2 = 0;
+      for (int l = 0; l < 32; l++) {
+        int32_t lo = q[l] & 0x0F, hi = q[l] >> 4;
+        if constexpr (kFive) {
+          lo |= ((bw[b].qh[l] >> (2 * j)) & 1) << 4;
+          hi |= ((bw[b].qh[l] >> (2 * j + 1)) & 1) << 4;
+        }
+        s1 += lo * y[l];
+        s2 += hi * y[32 + l];
+      }
+      dot += int32_t(sc1) * s1 + int32_t(sc2) * s2;
+      mins += int32_t(m1) * (a[b].bsums[4 * j] + a[b].bsums[4 * j + 1]) +
+              int32_t(m2) * (a[b].bsums[4 * j + 2] + a[b].bsums[4 * j + 3]);
+    }
+    sum += a[b].d * (f16_to_f32(bw[b].d) * float(dot) - f16_to_f32(bw[b].dmin) * float(mins));
+  }
+  return sum;
 }
 
 }  // namespace
@@ -71,34 +109,6 @@ float q8_0(int64_t n, const void* w, const void* act) {
     int32_t s = 0;
     for (int i = 0; i < 32; i++) s += int32_t(bw[b].qs[i]) * a[b].qs[i];
     sum += float(s) * f16_to_f32(bw[b].d) * f16_to_f32(a[b].d);
-  }
-  return sum;
-}
-
-// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins; the mins meet the
-// activations through Q8_K's 16-element sums.
-float q4_K(int64_t n, const void* w, const void* act) {
-  const auto* bw = static_cast<const BlockQ4_K*>(w);
-  const auto* a = static_cast<const BlockQ8_K*>(act);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    int32_t dot = 0, mins = 0;
-    for (int j = 0; j < 4; j++) {
-      uint8_t sc1, m1, sc2, m2;
-      scale_min_k4(2 * j, bw[b].scales, sc1, m1);
-      scale_min_k4(2 * j + 1, bw[b].scales, sc2, m2);
-      const uint8_t* q = bw[b].qs + 32 * j;
-      const int8_t* y = a[b].qs + 64 * j;
-      int32_t s1 = 0, s2 = 0;
-      for (int l = 0; l < 32; l++) {
-        s1 += int32_t(q[l] & 0x0F) * y[l];
-        s2 += int32_t(q[l] >> 4) * y[32 + l];
-      }
-      dot += int32_t(sc1) * s1 + int32_t(sc2) * s2;
-      mins += int32_t(m1) * (a[b].bsums[4 * j] + a[b].bsums[4 * j + 1]) +
-              int32_t(m2) * (a[b].bsums[4 * j + 2] + a[b].bsums[4 * j + 3]);
-    }
-    sum += a[b].d * (f16_to_f32(bw[b].d) * float(dot) - f16_to_f32(bw[b].dmin) * float(mins));
   }
   return sum;
 }
@@ -227,31 +237,7 @@ float q3_K(int64_t n, const void* w, const void* act) {
   return sum;
 }
 
-// Q5_K: Q4_K's scales and mins with a fifth bit per value in qh (bit 2j for
-// the low nibbles of sub-block pair j, bit 2j + 1 for the high ones).
-float q5_K(int64_t n, const void* w, const void* act) {
-  const auto* bw = static_cast<const BlockQ5_K*>(w);
-  const auto* a = static_cast<const BlockQ8_K*>(act);
-  float sum = 0;
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    int32_t dot = 0, mins = 0;
-    for (int j = 0; j < 4; j++) {
-      uint8_t sc1, m1, sc2, m2;
-      scale_min_k4(2 * j, bw[b].scales, sc1, m1);
-      scale_min_k4(2 * j + 1, bw[b].scales, sc2, m2);
-      int32_t s1 = 0, s2 = 0;
-      for (int l = 0; l < 32; l++) {
-        const uint8_t q = bw[b].qs[32 * j + l], h = bw[b].qh[l];
-        s1 += int32_t((q & 0x0F) | (((h >> (2 * j)) & 1) << 4)) * a[b].qs[64 * j + l];
-        s2 += int32_t((q >> 4) | (((h >> (2 * j + 1)) & 1) << 4)) * a[b].qs[64 * j + 32 + l];
-      }
-      dot += int32_t(sc1) * s1 + int32_t(sc2) * s2;
-      mins += int32_t(m1) * (a[b].bsums[4 * j] + a[b].bsums[4 * j + 1]) +
-              int32_t(m2) * (a[b].bsums[4 * j + 2] + a[b].bsums[4 * j + 3]);
-    }
-    sum += a[b].d * (f16_to_f32(bw[b].d) * float(dot) - f16_to_f32(bw[b].dmin) * float(mins));
-  }
-  return sum;
-}
+float q4_K(int64_t n, const void* w, const void* a) { return q45_K<BlockQ4_K>(n, w, a); }
+float q5_K(int64_t n, const void* w, const void* a) { return q45_K<BlockQ5_K>(n, w, a); }
 
 }  // namespace lmpress::qdot_ref
