@@ -8,7 +8,6 @@
 
 #include "core/error.h"
 #include "kernels/gemm_packed.h"
-#include "kernels/ops.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/q4_kx8.h"
 #include "kernels/q8_0x8.h"
@@ -135,15 +134,7 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   for (int64_t r0 = 0; r0 < out; r0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, out - r0);
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-      // F16C / AVX2 shifts, where to_f32 converts one value at a time
-      if (w.dtype == DType::F16)
-        from_f16(reinterpret_cast<const uint16_t*>(w.data) + (r0 + r) * in, in, tile + r * in);
-      else if (w.dtype == DType::BF16)
-        from_bf16(reinterpret_cast<const uint16_t*>(w.data) + (r0 + r) * in, in, tile + r * in);
-      else
-        to_f32(w, (r0 + r) * in, in, tile + r * in);
-    }
+    for (int64_t r = 0; r < rows; r++) to_f32(w, (r0 + r) * in, in, tile + r * in);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(in), 1.0f, x, int(in), tile,
                 int(in), 0.0f, y + r0, int(out));
   }
