@@ -1,12 +1,12 @@
 // Prompt batches against weights that have no int8 kernel (F16, BF16, F32 and
 // the block formats without one), BLIS style: the activations are packed once
-// per matmul into panels of 6 tokens, each 16-row group of the weight is
-// converted to f32 straight into a k-major panel of kc columns that stays in
-// L1, and a 6x16 register-tile microkernel (12 accumulators, 2 weight loads and
-// 6 broadcasts per k) runs over every token panel. The weight is read and
-// converted exactly once, nothing is copied twice (the earlier path converted
-// 256-row tiles to f32 and handed them to OpenBLAS, which packed both operands
-// again per tile).
+// per matmul into panels of 6 tokens (12 with AVX-512), each group of two
+// vectors of weight rows (16 rows with AVX2, 32 with AVX-512) is converted to
+// f32 straight into a k-major 32 KB panel, and a register-tile microkernel
+// (kernels/gemm_microkernel.h: 6x16 with AVX2, 12x32 with AVX-512) runs over
+// every token panel. The weight is read and converted exactly once, nothing is
+// copied twice (the earlier path converted 256-row tiles to f32 and handed
+// them to OpenBLAS, which packed both operands again per tile).
 #pragma once
 #include <cstdint>
 
@@ -19,5 +19,10 @@ namespace lmpress {
 bool gemm_packed_supports(DType t);
 // y[n, out] = x[n, in] · W[out, in]ᵀ (row-major); multi-threaded (OpenMP).
 void gemm_packed(const Tensor& w, const float* x, int64_t n, float* y);
+// The same with token panels of `panel` (kPanelSmall or kPanelLarge; 0: the
+// one that suits the target), so tests run the AVX-512 panel size anywhere.
+void gemm_packed_with_panel(const Tensor& w, const float* x, int64_t n, float* y, int panel);
+// Highway's name of the target whose microkernels run ("AVX3", "AVX2").
+const char* gemm_packed_target();
 
 }  // namespace lmpress
