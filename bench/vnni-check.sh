@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The AVX-VNNI 4-token kernels (src/kernels/x8_vnni.cc) checked and timed on a
-# machine that has AVX-VNNI but perhaps not lmpress's full build dependencies
-# (only g++ and libfmt): builds bench/vnni_check.cc with the kernel sources it
-# needs, checks gemm4 on the best target against the AVX2 and scalar gemv, and
-# prints one-thread GOP/s per target. Exit status 1 on a mismatch.
+# The VNNI 4-token kernels (src/kernels/x8_vnni.cc: AVX-VNNI, AVX512-VNNI)
+# checked and timed on a machine that has one but perhaps not lmpress's full
+# build dependencies (only g++ and libfmt): builds bench/vnni_check.cc with the
+# kernel sources it needs, checks gemm4 on each VNNI encoding the CPU has
+# against the AVX2 and scalar gemv, and prints one-thread GOP/s per target.
+# Exit status 1 on a mismatch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K=src/kernels

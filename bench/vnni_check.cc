@@ -1,5 +1,6 @@
-// The 4-token x8 kernels on the best target (AVX-VNNI where present) against
-// the AVX2 and scalar gemv on random blocks, then their speed per target.
+// The 4-token x8 kernels on each VNNI encoding the CPU has (AVX-VNNI,
+// AVX512-VNNI) against the AVX2 and scalar gemv on random blocks, then their
+// speed per target, AVX2 included.
 // Run through bench/vnni-check.sh (needs only g++ and libfmt).
 #include <chrono>
 #include <cmath>
@@ -12,7 +13,11 @@
 #include "kernels/qdot.h"
 using namespace lmpress;
 int main() {
-  std::printf("avx2 %d vnni %d target %s\n", int(qdot_simd_active()), int(qdot_vnni_active()), qdot_target());
+  std::printf("avx2 %d avx-vnni %d avx512-vnni %d best %s\n", int(qdot_simd_active()),
+              int(qdot_vnni_available(Vnni::avx)), int(qdot_vnni_available(Vnni::avx512)), qdot_target());
+  std::vector<Vnni> targets;
+  for (Vnni v : {Vnni::avx, Vnni::avx512, Vnni::none})
+    if (qdot_vnni_available(v)) targets.push_back(v);
   std::mt19937 rng(5);
   std::uniform_int_distribution<int> byte(0, 255);
   std::normal_distribution<float> nd;
@@ -30,9 +35,11 @@ int main() {
       for (auto& q : acts[i].qs) { q = int8_t(byte(rng) % 255 - 127); s += q; }
       sums[i] = s;
     }
-    for (int kind = 0; kind < 2; kind++) {
+    for (int kind = 0; kind < 2; kind++)
+    for (Vnni v : targets) {
+      if (v == Vnni::none) continue;
       float got[4 * 10], want[8];
-      qdot_use_vnni(true);
+      qdot_pin_vnni(v);
       if (kind == 0) gemm4_q8_0x8(cols, g8.data(), acts.data(), nb, got, 10);
       else gemm4_q4_0x8(cols, g4.data(), acts.data(), sums.data(), nb, got, 10);
       for (int simd = 0; simd < 2; simd++) {
@@ -42,13 +49,14 @@ int main() {
           else gemv_q4_0x8(cols, g4.data(), acts.data() + t * nb, sums.data() + t * nb, want);
           for (int r = 0; r < 8; r++) {
             const float e = std::fabs(got[10 * t + r] - want[r]);
-            if (e > 1e-4f * (std::fabs(want[r]) + 1)) { bad++; std::printf("MISMATCH kind %d cols %ld t %d r %d got %g want %g\n", kind, (long)cols, t, r, got[10*t+r], want[r]); }
+            if (e > 1e-4f * (std::fabs(want[r]) + 1)) { bad++; std::printf("MISMATCH %s kind %d cols %ld t %d r %d got %g want %g\n", qdot_target(), kind, (long)cols, t, r, got[10*t+r], want[r]); }
           }
         }
       }
       qdot_use_simd(true);
     }
   }
+  qdot_pin_vnni(std::nullopt);
   // Speed, one thread, in cache: 4 tokens x 256 groups of 8 rows x 2048 columns, each target in this process.
   const int64_t cols = 2048, nb = cols / 32, groups = 64;
   std::vector<BlockQ8_0x8> w8(size_t(groups * nb));
@@ -57,8 +65,8 @@ int main() {
   std::vector<int32_t> xs(size_t(4 * nb));
   float o[4 * 8];
   for (int kind = 0; kind < 2; kind++)
-    for (int vnni = 1; vnni >= 0; vnni--) {
-      qdot_use_vnni(vnni);
+    for (Vnni v : targets) {
+      qdot_pin_vnni(v);
       const auto t0 = std::chrono::steady_clock::now();
       for (int rep = 0; rep < 200; rep++)
         for (int64_t gi = 0; gi < groups; gi++)
@@ -67,6 +75,7 @@ int main() {
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       std::printf("%s gemm4 %s: %.1f GOP/s\n", kind ? "Q4_0_x8" : "Q8_0_x8", qdot_target(), 200.0 * groups * 8 * cols * 4 * 2 / s / 1e9);
     }
+  qdot_pin_vnni(std::nullopt);
   std::printf("%s (%d mismatches)\n", bad ? "FAIL" : "PASS", bad);
   return bad != 0;
 }

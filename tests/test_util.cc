@@ -93,17 +93,21 @@ CalibrationOptions tiny_calibration(const std::string& dir, const std::string& t
 }
 
 void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function<void(int64_t)>& body) {
-  // Each target the machine has, best first: AVX-VNNI, AVX2, scalar.
-  for (int target = 0; target < 3; target++) {
-    qdot_use_vnni(target == 0);
-    qdot_use_simd(target < 2);
-    if (target == 0 && !qdot_vnni_active()) continue;
+  const auto run = [&] {
     for (int64_t c : cols) {
       SCOPED_TRACE("cols=" + std::to_string(c) + " " + qdot_target());
       body(c);
     }
+  };
+  // Each target the machine has, best first: the VNNI encodings, AVX2, scalar.
+  for (Vnni v : {Vnni::avx, Vnni::avx512, Vnni::none}) {
+    if (!qdot_simd_active() || !qdot_vnni_available(v)) continue;
+    qdot_pin_vnni(v);
+    run();
   }
-  qdot_use_vnni(true);
+  qdot_pin_vnni(std::nullopt);
+  qdot_use_simd(false);
+  run();
   qdot_use_simd(true);
 }
 

@@ -111,7 +111,11 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q8_0x8_avx2(int64_t cols, co
 
 void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, int64_t stride, float* out,
                   int64_t out_stride) {
-  if (qdot_vnni_active()) return simd_avxvnni::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
+  switch (qdot_vnni()) {
+    case Vnni::avx: return simd_avxvnni::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
+    case Vnni::avx512: return simd_avx512vnni::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
+    case Vnni::none: break;
+  }
   if (qdot_simd_active()) return gemm4_q8_0x8_avx2(cols, g, a, stride, out, out_stride);
   for (int t = 0; t < 4; t++) gemv_q8_0x8_ref(cols, g, a + t * stride, out + t * out_stride);
 }

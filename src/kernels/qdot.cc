@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "core/fp16.h"
 #include "kernels/qdot_ref.h"
@@ -56,7 +57,7 @@ void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
 namespace {
 
 bool g_use_simd = true;
-bool g_use_vnni = true;
+std::optional<Vnni> g_vnni_pin;
 
 }  // namespace
 
@@ -122,15 +123,34 @@ bool qdot_simd_active() {
   return g_use_simd && avx2;
 }
 
-bool qdot_vnni_active() {
-  static const bool vnni = simd_avxvnni::available();
-  return g_use_vnni && vnni && qdot_simd_active();
+bool qdot_vnni_available(Vnni v) {
+  // CPUID traps to the hypervisor on VMs: ask once.
+  static const bool avx = simd_avxvnni::available(), avx512 = simd_avx512vnni::available();
+  return v == Vnni::none || (v == Vnni::avx && avx) || (v == Vnni::avx512 && avx512);
 }
 
-const char* qdot_target() { return qdot_vnni_active() ? "avx-vnni" : qdot_simd_active() ? "avx2" : "scalar"; }
+Vnni qdot_vnni() {
+  if (!qdot_simd_active()) return Vnni::none;
+  if (g_vnni_pin) return *g_vnni_pin;
+  if (qdot_vnni_available(Vnni::avx)) return Vnni::avx;
+  return qdot_vnni_available(Vnni::avx512) ? Vnni::avx512 : Vnni::none;
+}
+
+const char* qdot_target() {
+  if (!qdot_simd_active()) return "scalar";
+  switch (qdot_vnni()) {
+    case Vnni::avx: return "avx-vnni";
+    case Vnni::avx512: return "avx512-vnni";
+    case Vnni::none: break;
+  }
+  return "avx2";
+}
 
 void qdot_use_simd(bool enabled) { g_use_simd = enabled; }
 
-void qdot_use_vnni(bool enabled) { g_use_vnni = enabled; }
+void qdot_pin_vnni(std::optional<Vnni> v) {
+  if (v && !qdot_vnni_available(*v)) throw std::invalid_argument("qdot_pin_vnni: not on this CPU");
+  g_vnni_pin = v;
+}
 
 }  // namespace lmpress

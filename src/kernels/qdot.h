@@ -8,6 +8,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "core/dtype.h"
 #include "quant/blocks.h"
@@ -41,15 +42,22 @@ QDotKernel qdot_reference(DType t);
 QDotKernel qdot(DType t);
 // Whether qdot() and the other dispatched kernels use their AVX2 versions.
 bool qdot_simd_active();
-// Whether the kernels that have an AVX-VNNI version (the 4-token Q4_0_x8 and
-// Q8_0_x8 kernels) use it: the CPU has AVX-VNNI and SIMD is on.
-bool qdot_vnni_active();
-// The best instruction set the kernels use: "avx-vnni", "avx2" or "scalar".
+// The vpdpbusd encodings the 4-token Q4_0_x8 / Q8_0_x8 kernels have
+// (kernels/x8_vnni.h): none means AVX2's maddubs.
+enum class Vnni { none, avx, avx512 };
+// The one they use: AVX-VNNI where the CPU has it, else AVX512-VNNI, else
+// none (also when SIMD is off).
+Vnni qdot_vnni();
+// Whether the CPU and OS have v (none: always).
+bool qdot_vnni_available(Vnni v);
+// The best instruction set the kernels use: "avx-vnni", "avx512-vnni",
+// "avx2" or "scalar".
 const char* qdot_target();
 // Tests: force the scalar path (false) or the best available (true).
 void qdot_use_simd(bool enabled);
-// Tests: AVX2 instead of AVX-VNNI (false), or AVX-VNNI where present (true).
-void qdot_use_vnni(bool enabled);
+// Tests: use v (which must be available) until called again; nullopt goes
+// back to the best available.
+void qdot_pin_vnni(std::optional<Vnni> v);
 
 // Float weights (F16, BF16) against f32 activations: the weight converted
 // in registers, products summed in f32.
