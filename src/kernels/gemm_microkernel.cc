@@ -102,12 +102,19 @@ HWY_EXPORT(Microkernels);
 GemmMicrokernels gemm_microkernels() { return HWY_DYNAMIC_DISPATCH(Microkernels)(); }
 
 std::vector<int64_t> gemm_microkernel_targets() {
-  std::vector<int64_t> targets = hwy::SupportedAndGeneratedTargets();
-  std::erase_if(targets, [](int64_t t) { return t == HWY_SCALAR; });
+  // Taken once, before any pin: Highway's list reflects the pin.
+  static const std::vector<int64_t> targets = [] {
+    std::vector<int64_t> t = hwy::SupportedAndGeneratedTargets();
+    std::erase_if(t, [](int64_t x) { return x == HWY_SCALAR; });
+    return t;
+  }();
   return targets;
 }
 
-void gemm_microkernel_pin_target(int64_t target) { hwy::SetSupportedTargetsForTest(target); }
+void gemm_microkernel_pin_target(int64_t target) {
+  gemm_microkernel_targets();
+  hwy::SetSupportedTargetsForTest(target);
+}
 
 }  // namespace lmpress
 #endif  // HWY_ONCE
