@@ -88,7 +88,7 @@ int check_vnni() {
   std::printf("avx2 %d avx-vnni %d avx512-vnni %d best %s\n", int(qdot_simd_active()),
               int(qdot_vnni_available(Vnni::avx)), int(qdot_vnni_available(Vnni::avx512)), qdot_target());
   std::vector<Vnni> targets;
-  for (Vnni v : {Vnni::avx, Vnni::avx512, Vnni::none})
+  for (Vnni v : {Vnni::avx, Vnni::avx512, Vnni::emulated, Vnni::none})
     if (qdot_vnni_available(v)) targets.push_back(v);
   std::mt19937 rng(5);
   std::uniform_int_distribution<int> byte(0, 255);

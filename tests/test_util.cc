@@ -99,8 +99,9 @@ void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function
       body(c);
     }
   };
-  // Each target the machine has, best first: the VNNI encodings, AVX2, scalar.
-  for (Vnni v : {Vnni::avx, Vnni::avx512, Vnni::none}) {
+  // Each target the machine has, best first: the VNNI encodings, the VNNI
+  // source on emulated vpdpbusd, AVX2, scalar.
+  for (Vnni v : {Vnni::avx, Vnni::avx512, Vnni::emulated, Vnni::none}) {
     if (!qdot_simd_active() || !qdot_vnni_available(v)) continue;
     qdot_pin_vnni(v);
     run();

@@ -26,8 +26,9 @@ double cli_ppl(const std::string& model);
 // tokens of it: calibration for the synthetic models.
 CalibrationOptions tiny_calibration(const std::string& dir, const std::string& text);
 // Runs body(cols) for each column count on each kernel target the machine
-// has: AVX-VNNI, AVX512-VNNI, AVX2 (qdot_pin_vnni), then the scalar
-// references forced (qdot_use_simd off), tracing which in failures.
+// has: AVX-VNNI, AVX512-VNNI, the VNNI kernels on emulated vpdpbusd, AVX2
+// (qdot_pin_vnni), then the scalar references forced (qdot_use_simd off),
+// tracing which in failures.
 void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function<void(int64_t)>& body);
 
 // tests/data/ggml_blocks.gguf: 4x512 fixed values ("src"), ggml's quantization

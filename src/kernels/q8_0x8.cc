@@ -114,6 +114,7 @@ void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, int64_
   switch (qdot_vnni()) {
     case Vnni::avx: return simd_avxvnni::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
     case Vnni::avx512: return simd_avx512vnni::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
+    case Vnni::emulated: return simd_vnni_emulated::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
     case Vnni::none: break;
   }
   if (qdot_simd_active()) return gemm4_q8_0x8_avx2(cols, g, a, stride, out, out_stride);

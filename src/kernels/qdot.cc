@@ -126,7 +126,13 @@ bool qdot_simd_active() {
 bool qdot_vnni_available(Vnni v) {
   // CPUID traps to the hypervisor on VMs: ask once.
   static const bool avx = simd_avxvnni::available(), avx512 = simd_avx512vnni::available();
-  return v == Vnni::none || (v == Vnni::avx && avx) || (v == Vnni::avx512 && avx512);
+  switch (v) {
+    case Vnni::none: return true;
+    case Vnni::avx: return avx;
+    case Vnni::avx512: return avx512;
+    case Vnni::emulated: return simd_avx2::available();
+  }
+  return false;
 }
 
 Vnni qdot_vnni() {
@@ -141,6 +147,7 @@ const char* qdot_target() {
   switch (qdot_vnni()) {
     case Vnni::avx: return "avx-vnni";
     case Vnni::avx512: return "avx512-vnni";
+    case Vnni::emulated: return "vnni-emulated";
     case Vnni::none: break;
   }
   return "avx2";

@@ -43,15 +43,17 @@ QDotKernel qdot(DType t);
 // Whether qdot() and the other dispatched kernels use their AVX2 versions.
 bool qdot_simd_active();
 // The vpdpbusd encodings the 4-token Q4_0_x8 / Q8_0_x8 kernels have
-// (kernels/x8_vnni.h): none means AVX2's maddubs.
-enum class Vnni { none, avx, avx512 };
+// (kernels/x8_vnni.h): none means AVX2's maddubs; emulated runs the VNNI
+// kernels' source with vpdpbusd done by AVX2 instructions (tests only: never
+// chosen unless pinned).
+enum class Vnni { none, avx, avx512, emulated };
 // The one they use: AVX-VNNI where the CPU has it, else AVX512-VNNI, else
 // none (also when SIMD is off).
 Vnni qdot_vnni();
-// Whether the CPU and OS have v (none: always).
+// Whether the CPU and OS have v (none: always; emulated: with AVX2).
 bool qdot_vnni_available(Vnni v);
 // The best instruction set the kernels use: "avx-vnni", "avx512-vnni",
-// "avx2" or "scalar".
+// "vnni-emulated", "avx2" or "scalar".
 const char* qdot_target();
 // Tests: force the scalar path (false) or the best available (true).
 void qdot_use_simd(bool enabled);

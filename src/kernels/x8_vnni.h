@@ -30,4 +30,11 @@ bool available();
 LMPRESS_X8_VNNI_KERNELS
 }  // namespace lmpress::simd_avx512vnni
 
+// The same source with vpdpbusd's result computed by AVX2 instructions: for
+// tests (qdot_pin_vnni(Vnni::emulated)), so the kernels' arithmetic is checked
+// on every machine with AVX2, VNNI or not. Never chosen by dispatch.
+namespace lmpress::simd_vnni_emulated {
+LMPRESS_X8_VNNI_KERNELS
+}  // namespace lmpress::simd_vnni_emulated
+
 #undef LMPRESS_X8_VNNI_KERNELS
