@@ -17,6 +17,7 @@
 #include "kernels/gemm_microkernel.h"
 #include "kernels/gemm_packed.h"
 #include "kernels/q4_0x8.h"
+#include "kernels/q4_kx8.h"
 #include "kernels/q8_0x8.h"
 #include "kernels/qdot.h"
 using namespace lmpress;
@@ -84,6 +85,74 @@ int check_gemm_packed() {
   return bad;
 }
 
+// Q4_K_x8's 4-token kernel on each VNNI target against the AVX2 and scalar
+// gemv, then its speed per target (AVX2 included), one thread in cache.
+int check_q4_kx8(const std::vector<Vnni>& targets) {
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::normal_distribution<float> nd;
+  const auto random_groups = [&](int64_t n) {
+    std::vector<BlockQ4_Kx8> g(static_cast<size_t>(n));
+    for (auto& b : g) {
+      for (int r = 0; r < 8; r++)
+        b.d[r] = f32_to_f16(0.01f * (1 + std::fabs(nd(rng)))), b.dmin[r] = f32_to_f16(0.005f * std::fabs(nd(rng)));
+      for (int j = 0; j < 8; j++)
+        for (int r = 0; r < 8; r++) b.sc[j][r] = uint8_t(byte(rng) % 64), b.m[j][r] = uint8_t(byte(rng) % 64);
+      for (auto& c : b.qs) for (auto& v : c) for (auto& q : v) q = uint8_t(byte(rng));
+    }
+    return g;
+  };
+  const auto random_acts = [&](int64_t n) {
+    std::vector<BlockQ8_K> a(static_cast<size_t>(n));
+    for (auto& x : a) {
+      x.d = 0.02f * (1 + std::fabs(nd(rng)));
+      for (auto& q : x.qs) q = int8_t(byte(rng) % 255 - 127);
+      for (int j = 0; j < QK_K / 16; j++) {
+        int sum = 0;
+        for (int i = 0; i < 16; i++) sum += x.qs[16 * j + i];
+        x.bsums[j] = int16_t(sum);
+      }
+    }
+    return a;
+  };
+  int bad = 0;
+  for (int64_t cols : {256, 2816}) {
+    const int64_t nb = cols / QK_K;
+    const auto g = random_groups(nb);
+    const auto acts = random_acts(4 * nb);
+    for (Vnni v : targets) {
+      if (v == Vnni::none) continue;
+      qdot_pin_vnni(v);
+      float got[4 * 10], want[8];
+      gemm4_q4_kx8(cols, g.data(), acts.data(), nb, got, 10);
+      for (int simd = 0; simd < 2; simd++) {
+        qdot_use_simd(simd);
+        for (int t = 0; t < 4; t++) {
+          gemv_q4_kx8(cols, g.data(), acts.data() + t * nb, want);
+          for (int r = 0; r < 8; r++)
+            if (std::fabs(got[10 * t + r] - want[r]) > 1e-4f * (std::fabs(want[r]) + 1) && bad++ < 20)
+              std::printf("MISMATCH Q4_K_x8 %s cols %ld t %d r %d got %g want %g\n", qdot_target(), long(cols), t, r,
+                          got[10 * t + r], want[r]);
+        }
+      }
+      qdot_use_simd(true);
+    }
+  }
+  const int64_t cols = 2048, nb = cols / QK_K, groups = 64;
+  const auto w = random_groups(groups * nb);
+  const auto x = random_acts(4 * nb);
+  float o[4 * 8];
+  for (Vnni v : targets) {
+    qdot_pin_vnni(v);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int rep = 0; rep < 200; rep++)
+      for (int64_t gi = 0; gi < groups; gi++) gemm4_q4_kx8(cols, w.data() + gi * nb, x.data(), nb, o, 8);
+    std::printf("Q4_K_x8 gemm4 %s: %.1f GOP/s\n", qdot_target(), 200.0 * groups * 8 * cols * 4 * 2 / seconds_since(t0) / 1e9);
+  }
+  qdot_pin_vnni(std::nullopt);
+  return bad;
+}
+
 int check_vnni() {
   std::printf("avx2 %d avx-vnni %d avx512-vnni %d best %s\n", int(qdot_simd_active()),
               int(qdot_vnni_available(Vnni::avx)), int(qdot_vnni_available(Vnni::avx512)), qdot_target());
@@ -148,7 +217,7 @@ int check_vnni() {
       std::printf("%s gemm4 %s: %.1f GOP/s\n", kind ? "Q4_0_x8" : "Q8_0_x8", qdot_target(), 200.0 * groups * 8 * cols * 4 * 2 / s / 1e9);
     }
   qdot_pin_vnni(std::nullopt);
-  return bad;
+  return bad + check_q4_kx8(targets);
 }
 }  // namespace
 

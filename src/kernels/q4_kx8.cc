@@ -7,8 +7,15 @@
 #include "core/fp16.h"
 #include "kernels/avx2_helpers.h"
 #include "kernels/interleave.h"
+#include "kernels/q4_kx8_avx2.h"
+#include "kernels/x8_vnni.h"
 
 namespace lmpress {
+
+using q4_kx8_avx2::block_epilogue;
+using q4_kx8_avx2::block_mins;
+using q4_kx8_avx2::rows_u8;
+using q4_kx8_avx2::sub_sum;
 
 namespace {
 
@@ -21,9 +28,6 @@ void encode_scales_k4(const uint8_t* sc, const uint8_t* m, uint8_t* q) {
     q[j + 8] = uint8_t((sc[j + 4] & 0xF) | ((m[j + 4] & 0xF) << 4));
   }
 }
-
-// Σ of activation sub-block j (32 values) from the Q8_K block's 16-value sums.
-int32_t sub_sum(const BlockQ8_K& a, int j) { return a.bsums[2 * j] + a.bsums[2 * j + 1]; }
 
 }  // namespace
 
@@ -107,29 +111,6 @@ void gemv_q4_kx8_ref(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, flo
 
 namespace {
 
-// 8 bytes (one per row) widened to 8 int32 lanes.
-__attribute__((target("avx2"))) inline __m256i rows_u8(const uint8_t* p) {
-  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
-}
-
-// acc + a.d · (d · dot − dmin · mins) for the 8 rows of a block.
-__attribute__((target("avx2,fma,f16c"))) inline __m256 block_epilogue(const BlockQ4_Kx8& g, float ad, __m256i dot,
-                                                                     __m256i mins, __m256 acc) {
-  const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.d))),
-                                 _mm256_set1_ps(ad));
-  const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.dmin))),
-                                    _mm256_set1_ps(ad));
-  acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
-  return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
-}
-
-// Σ_j m[j][row] · (activation sub-block sum j), per row.
-__attribute__((target("avx2"))) inline __m256i block_mins(const BlockQ4_Kx8& g, const BlockQ8_K& a) {
-  __m256i s = _mm256_setzero_si256();
-  for (int j = 0; j < 8; j++) s = _mm256_add_epi32(s, _mm256_mullo_epi32(rows_u8(g.m[j]), _mm256_set1_epi32(sub_sum(a, j))));
-  return s;
-}
-
 // Sub-block dots (int32 per row) of one chunk half: nibbles (low: shift 0,
 // high: shift 4) times activations x[4v..4v+3] for v = 0..7. Eight maddubs of
 // ≤ 2·15·127 each stay within int16.
@@ -204,6 +185,12 @@ void gemv_q4_kx8(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, float* 
 
 void gemm4_q4_kx8(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, int64_t stride, float* out,
                   int64_t out_stride) {
+  switch (qdot_vnni()) {
+    case Vnni::avx: return simd_avxvnni::gemm4_q4_kx8(cols, g, a, stride, out, out_stride);
+    case Vnni::avx512: return simd_avx512vnni::gemm4_q4_kx8(cols, g, a, stride, out, out_stride);
+    case Vnni::emulated: return simd_vnni_emulated::gemm4_q4_kx8(cols, g, a, stride, out, out_stride);
+    case Vnni::none: break;
+  }
   if (qdot_simd_active()) return gemm4_q4_kx8_avx2(cols, g, a, stride, out, out_stride);
   for (int t = 0; t < 4; t++) gemv_q4_kx8_ref(cols, g, a + t * stride, out + t * out_stride);
 }

@@ -42,7 +42,7 @@ QDotKernel qdot_reference(DType t);
 QDotKernel qdot(DType t);
 // Whether qdot() and the other dispatched kernels use their AVX2 versions.
 bool qdot_simd_active();
-// The vpdpbusd encodings the 4-token Q4_0_x8 / Q8_0_x8 kernels have
+// The vpdpbusd encodings the 4-token Q4_0_x8 / Q8_0_x8 / Q4_K_x8 kernels have
 // (kernels/x8_vnni.h): none means AVX2's maddubs; emulated runs the VNNI
 // kernels' source with vpdpbusd done by AVX2 instructions (tests only: never
 // chosen unless pinned).

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "kernels/avx2_helpers.h"
+#include "kernels/q4_kx8_avx2.h"
 #include "kernels/qdot.h"
 
 namespace lmpress {

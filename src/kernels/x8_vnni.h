@@ -1,21 +1,25 @@
 // VNNI versions of the 4-token kernels of the 8-row interleaved layouts
-// (Q4_0_x8, Q8_0_x8): vpdpbusd multiplies unsigned by signed bytes and adds
+// (Q4_0_x8, Q8_0_x8, Q4_K_x8): vpdpbusd multiplies unsigned by signed bytes and adds
 // groups of 4 into int32 lanes in one instruction, where AVX2 needs maddubs,
 // madd and an add. Two encodings of the same 256-bit instruction, one source
 // (x8_vnni_kernels.inc): AVX-VNNI (VEX; Alder Lake, Sapphire Rapids, Zen 5) and
 // AVX512-VNNI with AVX512VL (EVEX; Cascade/Ice Lake, Zen 4). Same arguments and
-// results as gemm4_q4_0x8 / gemm4_q8_0x8, which call these by qdot_vnni().
+// results as gemm4_q4_0x8 / gemm4_q8_0x8 / gemm4_q4_kx8, which call these by
+// qdot_vnni().
 #pragma once
 #include <cstdint>
 
 #include "kernels/q4_0x8.h"
+#include "kernels/q4_kx8.h"
 #include "kernels/q8_0x8.h"
 
 #define LMPRESS_X8_VNNI_KERNELS                                                                                \
   void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, int64_t stride, float* out,      \
                     int64_t out_stride);                                                                     \
   void gemm4_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride, \
-                    float* out, int64_t out_stride);
+                    float* out, int64_t out_stride);                                                         \
+  void gemm4_q4_kx8(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, int64_t stride, float* out,      \
+                    int64_t out_stride);
 
 namespace lmpress::simd_avxvnni {
 // The CPU has AVX-VNNI (CPUID.(7,1):EAX[4]) besides what simd_avx2 needs.

@@ -1,0 +1,39 @@
+// The AVX2 pieces of the Q4_K_x8 kernels (kernels/q4_kx8.h) that the AVX2
+// versions (q4_kx8.cc) and the VNNI ones (x8_vnni_kernels.inc) share: reading
+// the 8 rows' scales and mins, and the per-block epilogue.
+#pragma once
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/q4_kx8.h"
+
+namespace lmpress::q4_kx8_avx2 {
+
+// Σ of activation sub-block j (32 values) from the Q8_K block's 16-value sums.
+inline int32_t sub_sum(const BlockQ8_K& a, int j) { return a.bsums[2 * j] + a.bsums[2 * j + 1]; }
+
+// 8 bytes (one per row) widened to 8 int32 lanes.
+__attribute__((target("avx2"))) inline __m256i rows_u8(const uint8_t* p) {
+  return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+}
+
+// acc + a.d · (d · dot − dmin · mins) for the 8 rows of a block.
+__attribute__((target("avx2,fma,f16c"))) inline __m256 block_epilogue(const BlockQ4_Kx8& g, float ad, __m256i dot,
+                                                                     __m256i mins, __m256 acc) {
+  const __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.d))),
+                                 _mm256_set1_ps(ad));
+  const __m256 dmin = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.dmin))),
+                                    _mm256_set1_ps(ad));
+  acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(dot), acc);
+  return _mm256_fnmadd_ps(dmin, _mm256_cvtepi32_ps(mins), acc);
+}
+
+// Σ_j m[j][row] · (activation sub-block sum j), per row.
+__attribute__((target("avx2"))) inline __m256i block_mins(const BlockQ4_Kx8& g, const BlockQ8_K& a) {
+  __m256i s = _mm256_setzero_si256();
+  for (int j = 0; j < 8; j++) s = _mm256_add_epi32(s, _mm256_mullo_epi32(rows_u8(g.m[j]), _mm256_set1_epi32(sub_sum(a, j))));
+  return s;
+}
+
+}  // namespace lmpress::q4_kx8_avx2
