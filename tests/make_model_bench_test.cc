@@ -10,6 +10,7 @@
 #include "core/mapped_file.h"
 #include "eval/speed.h"
 #include "io/gguf.h"
+#include "model/model.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -79,6 +80,26 @@ TEST(Bench, StatisticsByHand) {
   EXPECT_DOUBLE_EQ(t.avg_ts(), 7.5);  // mean of 10 and 5 tokens/s, as llama-bench averages
   EXPECT_NEAR(t.stddev_ts(), std::sqrt(2 * 2.5 * 2.5), 1e-12);
   EXPECT_GT(measure_triad_bandwidth(16 << 20, 2).bytes_per_s, 1e8);
+}
+
+// Every timed eval ends in the output matrix (the last token's logits), as in
+// llama-bench: a bench that skipped it would time less than a generated token
+// costs. The logits it leaves are the model's: finite and not all zero.
+TEST(Bench, TimesTheOutputMatrix) {
+  const auto m = load_model(test::shared_path("models/stories260K/stories260K.gguf"));
+  SpeedOptions o;
+  o.n_prompt = {8};
+  o.n_gen = {3};
+  o.reps = 1;
+  for (const SpeedTest& t : run_speed_tests(*m, o)) {
+    ASSERT_EQ(t.last_logits.size(), size_t(m->cfg.n_vocab)) << t.name();
+    double mag = 0;
+    for (float v : t.last_logits) {
+      ASSERT_TRUE(std::isfinite(v)) << t.name();
+      mag += std::fabs(v);
+    }
+    EXPECT_GT(mag, 0) << t.name();
+  }
 }
 
 TEST(Bench, LlamaBenchJson) {

@@ -62,6 +62,11 @@ std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o) {
       fail("bench: {} needs {} tokens of context, the model has {}", t.name(), n, m.cfg.ctx_len);
     InferenceState st(m, n, std::min<int64_t>(o.n_batch, std::max<int64_t>(1, t.n_prompt)), o.kv);
     std::vector<int32_t> tokens(static_cast<size_t>(n));
+    // The last token's logits of every eval, as llama-bench's decode computes
+    // them (its batches ask for the last token's output): the output matrix is
+    // part of what each generated token costs.
+    std::vector<float>& logits = t.last_logits;
+    logits.assign(static_cast<size_t>(vocab), 0.0f);
     auto run = [&] {
       for (auto& tok : tokens) tok = int32_t(rng() % uint32_t(vocab));
       if (m.cfg.bos_id >= 0) tokens[0] = m.cfg.bos_id;
@@ -69,9 +74,9 @@ std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o) {
       const auto start = std::chrono::steady_clock::now();
       if (t.n_prompt > 0) {
         for (int64_t i = 0; i < t.n_prompt; i += o.n_batch)
-          st.eval(tokens.data() + i, std::min(o.n_batch, t.n_prompt - i), nullptr, false);
+          st.eval(tokens.data() + i, std::min(o.n_batch, t.n_prompt - i), logits.data(), false);
       } else {
-        for (int64_t i = 0; i < t.n_gen; i++) st.eval(tokens.data() + i, 1, nullptr, false);
+        for (int64_t i = 0; i < t.n_gen; i++) st.eval(tokens.data() + i, 1, logits.data(), false);
       }
       return double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
     };

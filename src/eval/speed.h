@@ -16,6 +16,9 @@ namespace lmpress {
 struct SpeedTest {
   int64_t n_prompt = 0, n_gen = 0;  // one of them is 0, as in llama-bench
   std::vector<double> samples_ns;   // one per repetition
+  // The last token's logits of the last repetition: each eval computes them,
+  // as llama-bench's decode does, so the output matrix is timed too.
+  std::vector<float> last_logits;
 
   double tokens() const { return double(n_prompt + n_gen); }
   double avg_ns() const;
