@@ -40,6 +40,7 @@ enum class DType : uint32_t {
   Q8_0_2OF4_X8 = 1004,  // Q8_0_2OF4 with groups of 8 rows interleaved per block (src/sparse/q8_0_2of4x8.h)
   Q8_0_X8 = 1005,       // Q8_0 with groups of 8 rows interleaved per block (src/kernels/q8_0x8.h)
   Q4_K_X8 = 1006,       // Q4_K with groups of 8 rows interleaved per block (src/kernels/q4_kx8.h)
+  Q5_0_X8 = 1007,       // Q5_0 with groups of 8 rows interleaved per block (src/kernels/q5_0x8.h)
 };
 constexpr uint32_t kInternalTypeBase = 1000;
 inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase; }
@@ -48,6 +49,7 @@ inline DType file_type(DType t) {
   if (t == DType::Q8_0_2OF4 || t == DType::Q8_0_2OF4_X8 || t == DType::Q8_0_X8) return DType::Q8_0;
   if (t == DType::Q4_0_X8) return DType::Q4_0;
   if (t == DType::Q4_K_X8) return DType::Q4_K;
+  if (t == DType::Q5_0_X8) return DType::Q5_0;
   return is_internal_type(t) ? DType::F16 : t;
 }
 
@@ -73,7 +75,8 @@ inline bool is_row_indexed(DType t) { return t == DType::F16_BITMAP; }
 // Groups of rows stored interleaved: no row is contiguous, so rows are reached
 // through to_f32 or the type's own kernels, never through RowAddress.
 inline bool is_row_interleaved(DType t) {
-  return t == DType::Q4_0_X8 || t == DType::Q8_0_X8 || t == DType::Q8_0_2OF4_X8 || t == DType::Q4_K_X8;
+  return t == DType::Q4_0_X8 || t == DType::Q8_0_X8 || t == DType::Q8_0_2OF4_X8 || t == DType::Q4_K_X8 ||
+         t == DType::Q5_0_X8;
 }
 // Bytes needed for one row of n elements; throws if n is not a multiple of the
 // block size or the type is row-indexed.

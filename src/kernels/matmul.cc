@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "kernels/gemm_packed.h"
 #include "kernels/q4_0x8.h"
+#include "kernels/q5_0x8.h"
 #include "kernels/q4_kx8.h"
 #include "kernels/q8_0x8.h"
 #include "kernels/qdot.h"
@@ -23,16 +24,16 @@ int g_threads = 0;
 // read once and never copied whole.
 constexpr int64_t kTileRows = 256;
 
-// Weights repacked as 8-row groups (Q4_0_X8, Q8_0_X8, Q8_0_2OF4_X8, Q4_K_X8):
+// Weights repacked as 8-row groups (Q4_0_X8, Q5_0_X8, Q8_0_X8, Q8_0_2OF4_X8, Q4_K_X8):
 // the activations quantized once (Q8_0, or Q8_K for Q4_K), then one kernel call
 // per group and token, or per group and 4 tokens.
 void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
-  const bool q4 = w.dtype == DType::Q4_0_X8, k4 = w.dtype == DType::Q4_K_X8;
+  const bool q4 = w.dtype == DType::Q4_0_X8, q5 = w.dtype == DType::Q5_0_X8, k4 = w.dtype == DType::Q4_K_X8;
   const ActFormat act = k4 ? ActFormat::Q8_K : ActFormat::Q8_0;
   const size_t ab = activation_bytes(act, in);
   thread_local std::vector<uint8_t> qa;
-  thread_local std::vector<int32_t> sums;  // Q4_0 stores value + 8: its dots subtract 8·Σ activations
+  thread_local std::vector<int32_t> sums;  // Q4_0 / Q5_0 store value + 8 / + 16: their dots subtract that·Σ activations
   qa.resize(size_t(n) * ab);
   sums.resize(size_t(n * nb));
   uint8_t* qa_data = qa.data();
@@ -41,7 +42,7 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   for (int64_t t = 0; t < n; t++) {
     quantize_activations(act, x + t * in, in, qa_data + t * ab);
     const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
-    for (int64_t b = 0; q4 && b < nb; b++) {
+    for (int64_t b = 0; (q4 || q5) && b < nb; b++) {
       int32_t s = 0;
       for (int8_t v : a[b].qs) s += v;
       sums_data[t * nb + b] = s;
@@ -68,6 +69,10 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
           gemm4_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, nb, yt, out);
         else if (q4)
           gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
+        else if (q5 && four)
+          gemm4_q5_0x8(in, reinterpret_cast<const BlockQ5_0x8*>(w.data) + g * nb, a, sums_data + t * nb, nb, yt, out);
+        else if (q5)
+          gemv_q5_0x8(in, reinterpret_cast<const BlockQ5_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
         else if (w.dtype == DType::Q8_0_X8 && four)
           gemm4_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, nb, yt, out);
         else if (w.dtype == DType::Q8_0_X8)
@@ -81,7 +86,7 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
 
 void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  // Q4_0_X8, Q8_0_X8 and Q4_K_X8 prompt batches too, on their 4-token kernels; the 2:4
+  // Q4_0_X8, Q5_0_X8, Q8_0_X8 and Q4_K_X8 prompt batches too, on their 4-token kernels; the 2:4
   // layout has only a one-token kernel, level with f32 tiles + sgemm (README).
   if (is_row_interleaved(w.dtype) && (n < 4 || w.dtype != DType::Q8_0_2OF4_X8)) return matmul_x8(w, x, n, y);
   if (const QDotKernel k = qdot(w.dtype); n < 4 && k.fn) {

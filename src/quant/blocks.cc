@@ -4,6 +4,7 @@
 
 #include "core/fp16.h"
 #include "kernels/q4_0x8.h"
+#include "kernels/q5_0x8.h"
 #include "kernels/q4_kx8.h"
 #include "kernels/q8_0x8.h"
 #include "sparse/bitmap.h"
@@ -216,6 +217,9 @@ bool dequantize_interleaved_row(DType t, const uint8_t* data, int64_t cols, int6
   switch (t) {
     case DType::Q4_0_X8:
       dequantize_q4_0x8_row(blocks_of<BlockQ4_0x8>(data) + (r / 8) * nb, cols, int(r % 8), out);
+      return true;
+    case DType::Q5_0_X8:
+      dequantize_q5_0x8_row(blocks_of<BlockQ5_0x8>(data) + (r / 8) * nb, cols, int(r % 8), out);
       return true;
     case DType::Q4_K_X8:
       dequantize_q4_kx8_row(blocks_of<BlockQ4_Kx8>(data) + (r / 8) * (cols / QK_K), cols, int(r % 8), out);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/q4_0x8.h"
+#include "kernels/q5_0x8.h"
 #include "kernels/q4_kx8.h"
 #include "kernels/q8_0x8.h"
 #include "sparse/bitmap.h"
@@ -70,9 +71,14 @@ int64_t repack_interleaved(Model& m) {
   int64_t n = 0;
   for (auto& t : m.tensors) {
     const DType d = t.dtype;
-    if ((d != DType::Q4_0 && d != DType::Q8_0 && d != DType::Q4_K) || t.shape.size() != 2 || t.rows() % 8) continue;
+    if ((d != DType::Q4_0 && d != DType::Q5_0 && d != DType::Q8_0 && d != DType::Q4_K) || t.shape.size() != 2 ||
+        t.rows() % 8)
+      continue;
     if (t.name == "token_embd.weight" && !m.cfg.tied_embeddings) continue;  // only rows looked up: no gain
-    t = d == DType::Q4_0 ? repack_q4_0x8(t) : d == DType::Q8_0 ? repack_q8_0x8(t) : repack_q4_kx8(t);
+    t = d == DType::Q4_0   ? repack_q4_0x8(t)
+        : d == DType::Q5_0 ? repack_q5_0x8(t)
+        : d == DType::Q8_0 ? repack_q8_0x8(t)
+                           : repack_q4_kx8(t);
     n++;
   }
   if (n) m.bind();

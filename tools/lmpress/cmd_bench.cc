@@ -82,7 +82,7 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory-bandwidth measurement");
   cmd->add_flag("--json", o->json, "Print llama-bench's JSON (-o json) instead of the table");
   cmd->add_flag("--dense", o->dense,
-                "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q8_0/Q4_K 8-row repacking at load)");
+                "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q5_0/Q8_0/Q4_K 8-row repacking at load)");
   add_threads_option(cmd, o->threads);
   add_cache_type_option(cmd, o->kv);
   cmd->callback([o] {
@@ -94,7 +94,7 @@ void add_bench(CLI::App& app) {
       fmt::print("sparse weight matrices repacked: {} as 2:4 (F16_2of4 / Q8_0_2of4), {} as F16_bitmap\n",
                  repacked.sparse.n_2of4, repacked.sparse.n_bitmap);
     if (repacked.interleaved && !o->json)
-      fmt::print("Q4_0/Q8_0/Q4_K weight matrices repacked as 8-row groups (Q4_0_x8, Q8_0_x8, Q4_K_x8): {}\n", repacked.interleaved);
+      fmt::print("Q4_0/Q5_0/Q8_0/Q4_K weight matrices repacked as 8-row groups (Q4_0_x8, Q5_0_x8, Q8_0_x8, Q4_K_x8): {}\n", repacked.interleaved);
     const auto tests = run_speed_tests(*m, o->s);
     Bandwidth bw;
     if (!o->no_bandwidth) bw = measure_triad_bandwidth();
