@@ -121,7 +121,7 @@ TEST(QDot, ReferenceAndSimdAgree) {
 // vector tail: reference = the double-precision dot of the converted values.
 TEST(QDot, FloatWeights) {
   for (DType t : {DType::F16, DType::BF16}) {
-    for (int64_t n : {1, 7, 16, 37, 288, 2051}) {
+    for (int64_t n : {1, 7, 16, 24, 29, 37, 288, 2051}) {
       SCOPED_TRACE(std::string(dtype_name(t)) + " n=" + std::to_string(n));
       const auto w = randn(n, 3), x = randn(n, 4);
       std::vector<uint16_t> h(static_cast<size_t>(n));
