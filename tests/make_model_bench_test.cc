@@ -74,7 +74,7 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
 }
 
 TEST(Bench, StatisticsByHand) {
-  SpeedTest t{0, 10, {1e9, 2e9}};
+  SpeedTest t{0, 10, {1e9, 2e9}, {}};
   EXPECT_EQ(t.name(), "tg10");
   EXPECT_DOUBLE_EQ(t.avg_ns(), 1.5e9);
   EXPECT_DOUBLE_EQ(t.avg_ts(), 7.5);  // mean of 10 and 5 tokens/s, as llama-bench averages

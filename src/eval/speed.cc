@@ -50,9 +50,9 @@ std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o) {
   if (o.reps < 1) fail("bench: repetitions must be at least 1");
   std::vector<SpeedTest> tests;
   for (int64_t p : o.n_prompt)
-    if (p > 0) tests.push_back({p, 0, {}});
+    if (p > 0) tests.push_back({p, 0, {}, {}});
   for (int64_t g : o.n_gen)
-    if (g > 0) tests.push_back({0, g, {}});
+    if (g > 0) tests.push_back({0, g, {}, {}});
   if (tests.empty()) fail("bench: no test (give -p and/or -n greater than 0)");
   std::mt19937 rng(o.seed);
   const int32_t vocab = int32_t(m.cfg.n_vocab);
