@@ -4,12 +4,15 @@
 # type, pp512 and tg128 with 2 threads. Writes a Markdown table with the
 # lmpress / llama.cpp ratio and the share of the memory-bandwidth bound.
 # Usage: bench/speed-vs-llama.sh [SHAPES] [TYPES]
-#   defaults: "smollm2-135m tinyllama-1.1b" "q4_0 q4_k_m q8_0 f16"; REPS (3), THREADS (2), P (512), N (128)
+#   defaults: "smollm2-135m tinyllama-1.1b" "q4_0 q4_k_m q8_0 f16"; REPS (3), THREADS (2), P (512), N (128),
+#   ROUNDS (2): per file, the two programs run back to back ROUNDS times, who goes first alternating, and each
+#   column is the mean ± stddev of all their repetitions: a shared VM's speed drifts by tens of percent within
+#   minutes, and a single back-to-back pair can land on either side of a drift.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHAPES=${1:-"smollm2-135m tinyllama-1.1b"}
 TYPES=${2:-"q4_0 q4_k_m q8_0 f16"}
-REPS=${REPS:-3}; THREADS=${THREADS:-2}; P=${P:-512}; N=${N:-128}
+REPS=${REPS:-3}; THREADS=${THREADS:-2}; P=${P:-512}; N=${N:-128}; ROUNDS=${ROUNDS:-2}
 SHARED=$(cd ../shared && pwd)
 LMP=$PWD/build/lmpress
 BIN=$(bash "$SHARED/tools/build-llama-cpp.sh" | tail -1)
@@ -24,20 +27,33 @@ for s in $SHAPES; do
   for t in $TYPES; do
     f="$W/$s-$t.gguf"
     [ -f "$f" ] || "$LMP" make-model --shape "$s" --type "$t" "$f" > /dev/null
-    "$BIN/llama-bench" -m "$f" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" -o json 2> /dev/null > "$W/llama.json"
-    "$LMP" bench "$f" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --json > "$W/lmp.json"
-    python3 - "$s" "$t" "$f" "$W/llama.json" "$W/lmp.json" >> "$OUT" <<'PY'
-import json, os, sys
-shape, typ, f, lj, mj = sys.argv[1:]
-llama, lmp = json.load(open(lj)), json.load(open(mj))
-key = lambda r: (r["n_prompt"], r["n_gen"])
-ref = {key(r): r for r in llama}
-for r in lmp:
-    l = ref[key(r)]
-    test = f"pp{r['n_prompt']}" if r["n_prompt"] else f"tg{r['n_gen']}"
-    share = f"{100 * r['bandwidth_bound_share']:.1f}%" if "bandwidth_bound_share" in r else "-"
-    print(f"| {shape} | {typ} | {os.path.getsize(f) / 2**20:.1f} | {test} | {l['avg_ts']:.2f} ± {l['stddev_ts']:.2f} | "
-          f"{r['avg_ts']:.2f} ± {r['stddev_ts']:.2f} | {r['avg_ts'] / l['avg_ts']:.2f} | {share} |")
+    for r in $(seq 1 "$ROUNDS"); do
+      run_llama() { "$BIN/llama-bench" -m "$f" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" -o json 2> /dev/null > "$W/llama.$r.json"; }
+      run_lmp() { "$LMP" bench "$f" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --json > "$W/lmp.$r.json"; }
+      if [ $((r % 2)) -eq 1 ]; then run_llama; run_lmp; else run_lmp; run_llama; fi
+    done
+    python3 - "$s" "$t" "$f" "$W" "$ROUNDS" >> "$OUT" <<'PY'
+import json, os, statistics, sys
+shape, typ, f, w, rounds = sys.argv[1:]
+def runs(prog):  # (n_prompt, n_gen) -> every repetition's t/s over all rounds, and the last run's record
+    out = {}
+    for r in range(1, int(rounds) + 1):
+        for rec in json.load(open(f"{w}/{prog}.{r}.json")):
+            k = (rec["n_prompt"], rec["n_gen"])
+            ts = [(k[0] + k[1]) * 1e9 / ns for ns in rec["samples_ns"]]
+            out.setdefault(k, [[], rec])[0].extend(ts)
+            out[k][1] = rec
+    return out
+llama, lmp = runs("llama"), runs("lmp")
+fmt = lambda ts: f"{statistics.mean(ts):.2f} ± {statistics.stdev(ts) if len(ts) > 1 else 0:.2f}"
+for k, (ts, rec) in lmp.items():
+    lts = llama[k][0]
+    test = f"pp{k[0]}" if k[0] else f"tg{k[1]}"
+    share = "-"
+    if "bandwidth_bound_share" in rec:  # the share for the mean over all rounds, against the last run's triad
+        share = f"{100 * rec['bandwidth_bound_share'] * statistics.mean(ts) / rec['avg_ts']:.1f}%"
+    print(f"| {shape} | {typ} | {os.path.getsize(f) / 2**20:.1f} | {test} | {fmt(lts)} | {fmt(ts)} | "
+          f"{statistics.mean(ts) / statistics.mean(lts):.2f} | {share} |")
 PY
   done
 done
