@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 K=src/kernels
-SRCS="$K/q4_0x8.cc $K/q8_0x8.cc $K/q4_kx8.cc $K/x8_vnni.cc $K/qdot.cc $K/qdot_ref.cc $K/qdot_avx2.cc
+SRCS="$K/q4_0x8.cc $K/q5_0x8.cc $K/q8_0x8.cc $K/q4_kx8.cc $K/x8_vnni.cc $K/qdot.cc $K/qdot_ref.cc $K/qdot_avx2.cc
   $K/qdot_avx2_kquants.cc src/quant/blocks.cc src/core/dtype.cc src/sparse/bitmap.cc src/sparse/bitmap_avx2.cc
   src/sparse/q8_0_2of4x8.cc src/sparse/sparse24.cc src/sparse/sparse24_avx2.cc
   $K/gemm_packed.cc $K/gemm_microkernel.cc src/core/tensor.cc"
