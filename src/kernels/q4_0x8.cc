@@ -98,6 +98,7 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q4_0x8_avx2(int64_t cols, con
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < cols / 32; b++) {
+    simd_avx2::prefetch_ahead<sizeof(BlockQ4_0x8)>(g + b);
     // Eight maddubs of ≤ 2·15·127 each sum to at most 30480: int16 holds them.
     __m256i s16 = _mm256_setzero_si256();
     for (int v = 0; v < 4; v++) {

@@ -130,6 +130,7 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q4_kx8_avx2(int64_t cols, con
                                                               float* out) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < cols / QK_K; b++) {
+    simd_avx2::prefetch_ahead<sizeof(BlockQ4_Kx8)>(g + b);
     __m256i dot = _mm256_setzero_si256();
     for (int c = 0; c < 4; c++) {
       const __m256i lo = chunk_dot(g[b].qs[c], 0, a[b].qs + 64 * c);

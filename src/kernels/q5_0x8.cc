@@ -136,6 +136,7 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q5_0x8_avx2(int64_t cols, con
   const __m256i ones = _mm256_set1_epi16(1);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < cols / 32; b++) {
+    simd_avx2::prefetch_ahead<sizeof(BlockQ5_0x8)>(g + b);
     const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qh));
     const __m256i s01 = _mm256_add_epi16(dot_values5(values5(g[b], qh, 0), a[b].qs, 0),
                                          dot_values5(values5(g[b], qh, 1), a[b].qs, 1));

@@ -66,6 +66,7 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q8_0x8_avx2(int64_t cols, con
                                                               float* out) {
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < cols / 32; b++) {
+    simd_avx2::prefetch_ahead<sizeof(BlockQ8_0x8)>(g + b);
     __m256i dot = _mm256_setzero_si256();
     for (int v = 0; v < 8; v++) {
       const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qs[v]));
