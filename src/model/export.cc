@@ -12,12 +12,8 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
-#include "kernels/q4_0x8.h"
-#include "kernels/q5_0x8.h"
-#include "kernels/q4_kx8.h"
-#include "kernels/q8_0x8.h"
-#include "sparse/q8_0_2of4x8.h"
 #include "quant/quantize.h"
+#include "sparse/repack.h"
 
 namespace lmpress {
 
@@ -79,16 +75,8 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
     std::vector<uint8_t> bytes;
     if (dst == src.dtype && !values) {
       bytes.assign(src.data, src.data + src.nbytes);
-    } else if (src.dtype == DType::Q4_0_X8 && dst == DType::Q4_0 && !values) {
-      bytes = unpack_q4_0x8(src);  // the load-time repack undone, bit for bit
-    } else if (src.dtype == DType::Q5_0_X8 && dst == DType::Q5_0 && !values) {
-      bytes = unpack_q5_0x8(src);
-    } else if (src.dtype == DType::Q4_K_X8 && dst == DType::Q4_K && !values) {
-      bytes = unpack_q4_kx8(src);
-    } else if (src.dtype == DType::Q8_0_X8 && dst == DType::Q8_0 && !values) {
-      bytes = unpack_q8_0x8(src);
-    } else if (src.dtype == DType::Q8_0_2OF4_X8 && dst == DType::Q8_0 && !values) {
-      bytes = unpack_q8_0_2of4x8(src);
+    } else if (is_row_interleaved(src.dtype) && dst == file_type(src.dtype) && !values) {
+      bytes = unpack_interleaved(src);  // the load-time repack undone, bit for bit
     } else {
       std::vector<float> f = values ? values(src) : to_f32(src);
       const int64_t rows = src.rows(), cols = src.cols();

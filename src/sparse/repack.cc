@@ -1,8 +1,10 @@
 #include "sparse/repack.h"
 
 #include <memory>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/q5_0x8.h"
 #include "kernels/q4_kx8.h"
@@ -65,6 +67,17 @@ SparseRepack repack_sparse(Model& m) {
   }
   if (done.total()) m.bind();
   return done;
+}
+
+std::vector<uint8_t> unpack_interleaved(const Tensor& t) {
+  switch (t.dtype) {
+    case DType::Q4_0_X8: return unpack_q4_0x8(t);
+    case DType::Q5_0_X8: return unpack_q5_0x8(t);
+    case DType::Q8_0_X8: return unpack_q8_0x8(t);
+    case DType::Q4_K_X8: return unpack_q4_kx8(t);
+    case DType::Q8_0_2OF4_X8: return unpack_q8_0_2of4x8(t);
+    default: throw Error("unpack_interleaved: " + std::string(dtype_name(t.dtype)) + " is not row-interleaved");
+  }
 }
 
 int64_t repack_interleaved(Model& m) {

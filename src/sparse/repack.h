@@ -5,6 +5,7 @@
 // disk keep the plain types.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "model/model.h"
 
@@ -30,6 +31,10 @@ SparseRepack repack_sparse(Model& m);
 // output matrix; the token embeddings only when tied to the output). Returns
 // how many.
 int64_t repack_interleaved(Model& m);
+
+// A row-interleaved matrix (is_row_interleaved) back in its file type's blocks
+// (file_type), bit for bit: the load-time repack undone, for export.
+std::vector<uint8_t> unpack_interleaved(const Tensor& t);
 
 // Both, as every command that runs a model applies them at load.
 struct InferenceRepack {
