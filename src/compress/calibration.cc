@@ -1,5 +1,7 @@
 #include "compress/calibration.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "core/error.h"
@@ -72,12 +74,22 @@ void LayerwiseCalibrator::run(int64_t layer, const LayerWeights& w, const Linear
   const int64_t D = m_.cfg.dim;
   for (int64_t s = 0; s < n_windows(); s++) {
     float* h = hidden_.data() + s * ctx_ * D;
-    if (advance) {
-      state_.eval_layer(layer, w, h, ctx_, obs);
-    } else {
+    float* out = h;
+    if (!advance) {
       std::memcpy(scratch_.data(), h, scratch_.size() * sizeof(float));
-      state_.eval_layer(layer, w, scratch_.data(), ctx_, obs);
+      out = scratch_.data();
     }
+    state_.eval_layer(layer, w, out, ctx_, obs);
+    // Statistics gathered from a NaN would be written as a valid-looking
+    // imatrix, or turn GPTQ's Hessian singular with a misleading message.
+    int64_t bad = -1;
+#pragma omp parallel for schedule(static) reduction(max : bad)
+    for (int64_t i = 0; i < ctx_ * D; i++)
+      if (!std::isfinite(out[i])) bad = std::max(bad, ctx_ * D - i);
+    if (bad >= 0)
+      fail("{}: calibration window {}, position {}: block {} produced a non-finite activation; the model's weights "
+           "or the calibration overflow",
+           m_.path, s + 1, (ctx_ * D - bad) / D, layer);
   }
 }
 

@@ -108,6 +108,7 @@ class Quantizer {
     } else {
       plan_ = plan_tensor_types(m, o.mix);
       if (o.target_bpw) {
+        check_target_bpw(m, *o.target_bpw, plan_);
         const auto costs = measure_type_costs(m, o.calib, o.imatrix ? &*o.imatrix : nullptr, o.method != QuantMethod::RTN);
         plan_ = plan_for_target_bpw(m, *o.target_bpw, costs, plan_);
       }

@@ -177,3 +177,33 @@ std::map<std::string, DType> plan_for_target_bpw(const Model& m, double bpw, con
 }
 
 }  // namespace lmpress
+
+namespace lmpress {
+
+void check_target_bpw(const Model& m, double bpw, const std::map<std::string, DType>& base) {
+  if (!(bpw > 0) || bpw > 32) fail("--target-bpw {}: must be between 0 and 32 bits per weight", bpw);
+  std::vector<TensorCosts> sizes;
+  double largest = 0;
+  for (const auto& t : m.tensors) {
+    if (t.shape.size() != 2 || t.name == "rope_freqs.weight") {
+      largest += double(t.rows()) * double(row_bytes(base.at(t.name), uint64_t(t.cols())));
+      continue;
+    }
+    TensorCosts c{t.name, {}};
+    uint64_t most = 0;
+    for (DType ty : target_bpw_candidates())
+      if (t.cols() % dtype_info(ty).block_elems == 0) {
+        c.options.push_back({ty, uint64_t(t.rows()) * row_bytes(ty, uint64_t(t.cols())), 0.0});
+        most = std::max(most, c.options.back().bytes);
+      }
+    largest += double(most);
+    sizes.push_back(std::move(c));
+  }
+  const double top = largest * 8.0 / double(m.n_params());
+  if (bpw >= top)
+    fail("--target-bpw {}: the largest candidate types (f16) take {:.3f} bits per weight; there is nothing to choose",
+         bpw, top);
+  (void)plan_for_target_bpw(m, bpw, sizes, base);  // fails when even the smallest types do not fit
+}
+
+}  // namespace lmpress

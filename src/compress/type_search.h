@@ -33,6 +33,10 @@ struct TensorCosts {
 // summed bytes fit the budget; fails when even the smallest types exceed it.
 std::map<std::string, DType> choose_types_for_budget(const std::vector<TensorCosts>& tensors, uint64_t budget);
 
+// Fails, before any calibration, for a target the candidate types cannot
+// reach (below the smallest types' size, or at or above f16 everywhere).
+void check_target_bpw(const Model& m, double bpw, const std::map<std::string, DType>& base);
+
 // The types tried: k-quants, legacy blocks, IQ4_NL and F16 (those whose block
 // fits a tensor's rows).
 const std::vector<DType>& target_bpw_candidates();

@@ -1,18 +1,25 @@
 #include "core/atomic_file.h"
 
+#include <fcntl.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <vector>
 
 #include "core/error.h"
+#include "core/path_guard.h"
 #include "core/tensor.h"
 
 namespace lmpress {
 
+namespace fs = std::filesystem;
+
 AtomicFile::AtomicFile(std::string path) : path_(std::move(path)) {
   tmp_ = path_ + ".tmp." + std::to_string(getpid());
+  cleanup_ = std::make_unique<TempPath>(tmp_, false);
   f_ = std::fopen(tmp_.c_str(), "wb");
   if (!f_) fail("{}: cannot create: {}", tmp_, std::strerror(errno));
 }
@@ -43,6 +50,48 @@ void AtomicFile::commit() {
   f_ = nullptr;
   if (std::rename(tmp_.c_str(), path_.c_str()) != 0)
     fail("{}: cannot rename to {}: {}", tmp_, path_, std::strerror(errno));
+  committed_ = true;
+}
+
+AtomicDir::AtomicDir(std::string dir) : dir_(std::move(dir)) {
+  while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
+  check_replaceable_dir("output", dir_);
+  tmp_ = dir_ + ".tmp." + std::to_string(getpid());
+  std::error_code ec;
+  fs::remove_all(tmp_, ec);
+  cleanup_ = std::make_unique<TempPath>(tmp_, true);
+  if (!fs::create_directory(tmp_, ec)) fail("{}: cannot create: {}", tmp_, ec ? ec.message() : "exists");
+}
+
+AtomicDir::~AtomicDir() {
+  if (committed_) return;
+  std::error_code ec;
+  fs::remove_all(tmp_, ec);
+}
+
+void AtomicDir::commit() {
+  std::error_code ec;
+  if (!fs::exists(dir_, ec)) {
+    if (std::rename(tmp_.c_str(), dir_.c_str()) != 0)
+      fail("{}: cannot rename to {}: {}", tmp_, dir_, std::strerror(errno));
+  } else {
+    check_replaceable_dir("output", dir_);
+    // One atomic swap where the file system has it; else two renames, with
+    // the old directory kept aside until the new one is in place.
+    if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_EXCHANGE) != 0) {
+      const std::string old = dir_ + ".old." + std::to_string(getpid());
+      if (std::rename(dir_.c_str(), old.c_str()) != 0)
+        fail("{}: cannot move the old directory aside: {}", dir_, std::strerror(errno));
+      if (std::rename(tmp_.c_str(), dir_.c_str()) != 0) {
+        const int e = errno;
+        std::rename(old.c_str(), dir_.c_str());
+        fail("{}: cannot rename to {}: {}", tmp_, dir_, std::strerror(e));
+      }
+      fs::remove_all(old, ec);
+    } else {
+      fs::remove_all(tmp_, ec);  // now the old directory
+    }
+  }
   committed_ = true;
 }
 

@@ -2,7 +2,10 @@
 // when complete, so an interrupted run never leaves a truncated file behind.
 #pragma once
 #include <cstdio>
+#include <memory>
 #include <string>
+
+#include "core/temp_files.h"
 
 namespace lmpress {
 
@@ -20,8 +23,28 @@ class AtomicFile {
 
  private:
   std::string path_, tmp_;
+  std::unique_ptr<TempPath> cleanup_;
   FILE* f_ = nullptr;
   uint64_t offset_ = 0;
+  bool committed_ = false;
+};
+
+// A directory output is written as the sibling "<dir>.tmp.<pid>" and swapped
+// in whole by commit(): readers never see a mix of old and new files, and an
+// existing directory is replaced only when check_replaceable_dir allows it.
+class AtomicDir {
+ public:
+  explicit AtomicDir(std::string dir);
+  ~AtomicDir();  // removes the temp directory unless commit() succeeded
+  AtomicDir(const AtomicDir&) = delete;
+  AtomicDir& operator=(const AtomicDir&) = delete;
+
+  const std::string& path() const { return tmp_; }  // where the files go
+  void commit();
+
+ private:
+  std::string dir_, tmp_;
+  std::unique_ptr<TempPath> cleanup_;
   bool committed_ = false;
 };
 

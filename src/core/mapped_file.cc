@@ -7,15 +7,15 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <cstdlib>
 
 #include "core/error.h"
 
 namespace lmpress {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is then refused.
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
@@ -42,12 +42,44 @@ MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+uint64_t max_text_bytes() {
+  const char* env = std::getenv("LMPRESS_MAX_TEXT_MB");
+  if (!env || !*env) return uint64_t(1) << 30;
+  char* end = nullptr;
+  const unsigned long long mb = std::strtoull(env, &end, 10);
+  if (*end || mb == 0 || mb > (uint64_t(1) << 24)) fail("LMPRESS_MAX_TEXT_MB='{}': expected a size in MiB (1 to 16777216)", env);
+  return uint64_t(mb) << 20;
+}
+
 std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open: {}", path, std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail("{}: not a regular file (devices, FIFOs and directories are not read as text)", path);
+  }
+  const uint64_t limit = max_text_bytes();
+  if (uint64_t(st.st_size) > limit) {
+    ::close(fd);
+    fail("{}: {} bytes is more than the text limit of {} MiB (raise it with LMPRESS_MAX_TEXT_MB)", path,
+         uint64_t(st.st_size), limit >> 20);
+  }
+  std::string out(size_t(st.st_size), '\0');
+  size_t got = 0;
+  while (got < out.size()) {
+    const ssize_t r = ::read(fd, out.data() + got, out.size() - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      const int e = r < 0 ? errno : 0;
+      ::close(fd);
+      if (r == 0) fail("{}: the file shrank while being read", path);
+      fail("{}: read failed: {}", path, std::strerror(e));
+    }
+    got += size_t(r);
+  }
+  ::close(fd);
+  return out;
 }
 
 bool file_exists(const std::string& path) {

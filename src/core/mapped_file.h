@@ -26,8 +26,11 @@ class MappedFile {
   std::string path_;
 };
 
-// Reads a whole (small) file into a string; throws naming the file.
+// Reads a whole regular file into a string; throws naming the file for a
+// device, FIFO or directory, and for a file over max_text_bytes().
 std::string read_text_file(const std::string& path);
+// 1 GiB, or $LMPRESS_MAX_TEXT_MB.
+uint64_t max_text_bytes();
 bool file_exists(const std::string& path);
 bool is_directory(const std::string& path);
 

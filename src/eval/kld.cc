@@ -80,6 +80,9 @@ void KldSums::add_topk(const int32_t* ids, const float* logits, int64_t k, doubl
 }
 
 void KldSums::add_token(double nll, double nll_base, double kld, bool same_top) {
+  // The logits were checked; this catches a corrupt saved base.
+  if (!std::isfinite(nll) || !std::isfinite(nll_base) || !std::isfinite(kld))
+    fail("kld: token {}: non-finite statistic (NLL {}, base NLL {}, KLD {})", count + 1, nll, nll_base, kld);
   sum_nll += nll;
   sum_nll2 += nll * nll;
   sum_nll_base += nll_base;
@@ -145,6 +148,7 @@ KldWindows plan_kld_windows(const Model& base, const std::vector<int32_t>& token
     fail("kld: the text has {} tokens; at least {} (2 x ctx) are needed for a context of {}", tokens.size(),
          2 * w.n_ctx, w.n_ctx);
   const int64_t max_chunks = int64_t(tokens.size()) / w.n_ctx;
+  check_chunks(opt.n_chunks);
   w.n_chunks = opt.n_chunks < 0 ? max_chunks : std::min(opt.n_chunks, max_chunks);
   if (w.n_chunks < 1) fail("kld: no window to evaluate (--chunks {})", opt.n_chunks);
   w.first = w.n_ctx / 2;
@@ -177,6 +181,9 @@ KldResult kl_divergence(const Model& base, const Model& cand, const std::vector<
     sb.eval(window.data(), w.n_ctx, lb.data(), true);
     sq.reset();
     sq.eval(window.data(), w.n_ctx, lq.data(), true);
+    const int64_t scored = w.n_ctx - 1 - w.first;
+    check_finite_logits(base, lb.data() + w.first * V, scored, V, c, w.first);
+    check_finite_logits(cand, lq.data() + w.first * V, scored, V, c, w.first);
     for (int64_t j = w.first; j < w.n_ctx - 1; j++)
       sums.add(lb.data() + j * V, lq.data() + j * V, V, tokens[size_t(c * w.n_ctx + j + 1)]);
     progress.update(uint64_t(c + 1));

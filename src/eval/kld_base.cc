@@ -60,6 +60,7 @@ void save_kld_base(const Model& base, const std::vector<int32_t>& tokens, const 
     w.fill(tokens, c, window);
     st.reset();
     st.eval(window.data(), w.n_ctx, logits.data(), true);
+    check_finite_logits(base, logits.data() + w.first * V, w.n_ctx - 1 - w.first, V, c, w.first);
     for (int64_t j = w.first; j < w.n_ctx - 1; j++) {
       const float* l = logits.data() + j * V;
       // Descending logits, lower id first among equals (the argmax rule of the full computation).
@@ -124,6 +125,7 @@ KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_
     w.fill(tokens, c, window);
     sq.reset();
     sq.eval(window.data(), w.n_ctx, lq.data(), true);
+    check_finite_logits(cand, lq.data() + w.first * V, w.n_ctx - 1 - w.first, V, c, w.first);
     for (int64_t j = w.first; j < w.n_ctx - 1; j++, rec += h.record_bytes()) {
       float lse_next[2];
       std::memcpy(lse_next, rec, 8);

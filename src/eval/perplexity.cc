@@ -18,6 +18,27 @@ double token_nll(const float* logits, int64_t n_vocab, int32_t target) {
   return std::log(sum) + mx - double(logits[target]);
 }
 
+void check_finite_logits(const Model& m, const float* logits, int64_t rows, int64_t n_vocab, int64_t window,
+                         int64_t first_pos) {
+  int64_t bad = -1;
+#pragma omp parallel for schedule(static) reduction(max : bad)
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t i = 0; i < n_vocab; i++)
+      if (!std::isfinite(logits[r * n_vocab + i])) {
+        bad = std::max(bad, rows * n_vocab - (r * n_vocab + i));
+        break;
+      }
+  if (bad < 0) return;
+  const int64_t at = rows * n_vocab - bad;
+  fail("{}: window {}, position {}: logit of token {} is {}; the model's weights or activations are not finite, so no "
+       "score is reported",
+       m.path, window + 1, first_pos + at / n_vocab, at % n_vocab, logits[at]);
+}
+
+void check_chunks(int64_t n_chunks) {
+  if (n_chunks == 0 || n_chunks < -1) fail("--chunks {}: expected -1 (all windows) or a count of at least 1", n_chunks);
+}
+
 std::string gptq_protocol_text(const std::string& raw) {
   std::string out;
   out.reserve(raw.size() * 2);
@@ -45,6 +66,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
                             const std::function<void(int64_t, double)>& on_chunk) {
   const int64_t n_ctx = opt.n_ctx;
   if (n_ctx < 4) fail("perplexity: context {} is too small (at least 4)", n_ctx);
+  check_chunks(opt.n_chunks);
   const bool gptq = opt.protocol == PplProtocol::Gptq;
   // llama.cpp asks for two windows' worth of text; the GPTQ protocol for one.
   const int64_t min_tokens = gptq ? n_ctx : 2 * n_ctx;
@@ -73,6 +95,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
     if (add_bos) window[0] = bos;
     st.reset();
     st.eval(window.data(), n_ctx, logits.data(), true);
+    check_finite_logits(m, logits.data() + first * V, n_ctx - 1 - first, V, c, first);
     // Logits at position j predict token j+1; positions first .. n_ctx-2.
     // The GPTQ code's exp(sum(loss * seqlen) / (nsamples * seqlen)) is this
     // mean too, since every window scores the same n_ctx - 1 tokens.

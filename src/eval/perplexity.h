@@ -51,6 +51,14 @@ std::string gptq_protocol_text(const std::string& raw);
 // Parses "llama.cpp" or "gptq".
 PplProtocol parse_ppl_protocol(const std::string& s);
 
+// Fails when a row of logits holds a NaN or Inf: a result computed from it
+// would be printed as a number (PPL = nan, KLD = 0). Names the model, the
+// window and the position.
+void check_finite_logits(const Model& m, const float* logits, int64_t rows, int64_t n_vocab, int64_t window,
+                         int64_t first_pos);
+// Fails unless n_chunks is -1 (all) or at least 1.
+void check_chunks(int64_t n_chunks);
+
 // -log softmax(logits)[target], in double.
 double token_nll(const float* logits, int64_t n_vocab, int32_t target);
 

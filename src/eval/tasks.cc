@@ -204,6 +204,10 @@ TaskResult evaluate_task(const Model& m, const Task& task, const std::function<v
         ir.scores.push_back(score_continuation(st, std::vector<int32_t>(seq.begin() + first, seq.end()), last, rows, V));
       }
     }
+    for (size_t c = 0; c < ir.scores.size(); c++)
+      if (!std::isfinite(ir.scores[c].loglik))
+        fail("{}: item {}, choice {}: the log-likelihood is {}; the model's weights or activations are not finite",
+             task.name, i + 1, c + 1, ir.scores[c].loglik);
     for (size_t c = 1; c < ir.scores.size(); c++) {
       if (ir.scores[c].loglik > ir.scores[size_t(ir.pred)].loglik) ir.pred = int64_t(c);
       if (ir.scores[c].loglik / double(it.choices[c].size()) >

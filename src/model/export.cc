@@ -5,10 +5,12 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/fp16.h"
+#include "core/path_guard.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
@@ -43,6 +45,23 @@ int64_t rope_heads_to_permute(const Model& m, const Tensor& t, RopeLayout target
 }
 
 namespace {
+
+// A NaN or Inf would be written as a valid-looking file (the block
+// quantizers turn it into some finite scale); a float too large for f16
+// becomes Inf. Both are refused, naming the tensor and the element.
+void check_finite_values(const std::string& name, const float* f, int64_t n, int64_t cols, DType dst) {
+  const float limit = dst == DType::F16 ? 65504.0f : std::numeric_limits<float>::max();
+  int64_t bad = -1;
+#pragma omp parallel for schedule(static) reduction(max : bad)
+  for (int64_t i = 0; i < n; i++)
+    if (!(std::fabs(f[i]) <= limit)) bad = std::max(bad, int64_t(n - i));  // the first bad index wins
+  if (bad < 0) return;
+  const int64_t i = n - bad;
+  if (std::isfinite(f[i]))
+    fail("{}: value {} at row {}, column {} does not fit in f16 (largest 65504); write bf16 or f32 instead", name, f[i],
+         i / cols, i % cols);
+  fail("{}: non-finite value {} at row {}, column {}", name, f[i], i / cols, i % cols);
+}
 
 bool is_matrix_weight(const Tensor& t) { return t.shape.size() == 2 && t.name != "rope_freqs.weight"; }
 
@@ -80,6 +99,7 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
     } else {
       std::vector<float> f = values ? values(src) : to_f32(src);
       const int64_t rows = src.rows(), cols = src.cols();
+      check_finite_values(src.name, f.data(), int64_t(f.size()), cols, dst);
       const uint64_t rb = row_bytes(dst, uint64_t(cols));
       bytes.resize(uint64_t(rows) * rb);
       if (quantize && !is_float_type(dst)) {
@@ -104,9 +124,10 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
 }
 
 void check_not_input(const Model& m, const std::string& out) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(out, ec) && fs::equivalent(out, m.path, ec)) fail("{}: refusing to overwrite the input model", out);
+  PathGuard guard;
+  guard.input("model", m.path);
+  guard.output("output", out);
+  guard.check();
 }
 
 }  // namespace
@@ -196,16 +217,20 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   if (opt.dtype && !is_float_type(*opt.dtype))
     fail("{}: Hugging Face output takes f32, f16 or bf16 weights, not {}", dir, dtype_name(*opt.dtype));
   if (fs::exists(dir) && !fs::is_directory(dir)) fail("{}: exists and is not a directory", dir);
-  if (fs::exists(dir) && fs::equivalent(dir, m.path)) fail("{}: refusing to overwrite the input model", dir);
+  PathGuard guard;
+  guard.input("model", m.path);
+  guard.output("output", dir, OutputKind::Directory);
+  guard.check();
   const auto& c = m.cfg;
   if (!c.uniform())
     fail("{}: its layers differ in head count or feed-forward size, which a Hugging Face Llama/Qwen2 config cannot "
          "express; write GGUF (llama.cpp's deci layout) instead",
          m.path);
-  fs::create_directories(dir);
   if (m.find("rope_freqs.weight") && c.rope_scaling != "llama3")
     fail("{}: its rope_freqs.weight cannot be expressed as Hugging Face rope_scaling; convert from the HF model instead",
          m.path);
+  AtomicDir out_dir(dir);
+  const std::string& tmp = out_dir.path();
   nlohmann::ordered_json j;
   j["architectures"] = {c.arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
   j["model_type"] = c.arch == "qwen2" ? "qwen2" : "llama";
@@ -235,7 +260,7 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   j["torch_dtype"] = torch_dtype;
   if (!opt.hf_quantization_config.empty()) {
     j["quantization_config"] = nlohmann::ordered_json::parse(opt.hf_quantization_config);
-    write_file_atomic(dir + "/quantize_config.json", j["quantization_config"].dump(2) + "\n");
+    write_file_atomic(tmp + "/quantize_config.json", j["quantization_config"].dump(2) + "\n");
   }
 
   std::vector<TensorToWrite> out;
@@ -254,14 +279,14 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
     if (tw.meta.name.empty()) fail("{}: tensor {} has no Hugging Face name", m.path, t.name);
     out.push_back(std::move(tw));
   }
-  write_safetensors(dir + "/model.safetensors", out, {{"format", "pt"}});
-  write_file_atomic(dir + "/config.json", j.dump(2) + "\n");
+  write_safetensors(tmp + "/model.safetensors", out, {{"format", "pt"}});
+  write_file_atomic(tmp + "/config.json", j.dump(2) + "\n");
   if (m.tokenizer) {
     const Vocab& v = m.tokenizer->vocab();
     if (v.model == "llama")
-      write_file_atomic(dir + "/tokenizer.model", vocab_to_sentencepiece(v));
+      write_file_atomic(tmp + "/tokenizer.model", vocab_to_sentencepiece(v));
     else
-      write_file_atomic(dir + "/tokenizer.json", vocab_to_tokenizer_json(v));
+      write_file_atomic(tmp + "/tokenizer.json", vocab_to_tokenizer_json(v));
     nlohmann::ordered_json tc;
     tc["tokenizer_class"] = v.model == "llama" ? "LlamaTokenizer" : "PreTrainedTokenizerFast";
     tc["add_bos_token"] = v.add_bos;
@@ -270,12 +295,13 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
     if (v.eos >= 0) tc["eos_token"] = v.tokens[size_t(v.eos)];
     if (v.unk >= 0) tc["unk_token"] = v.tokens[size_t(v.unk)];
     tc["model_max_length"] = c.ctx_len;
-    write_file_atomic(dir + "/tokenizer_config.json", tc.dump(2) + "\n");
+    write_file_atomic(tmp + "/tokenizer_config.json", tc.dump(2) + "\n");
   }
   nlohmann::ordered_json gc;
   if (c.bos_id >= 0) gc["bos_token_id"] = c.bos_id;
   if (c.eos_id >= 0) gc["eos_token_id"] = c.eos_id;
-  write_file_atomic(dir + "/generation_config.json", gc.dump(2) + "\n");
+  write_file_atomic(tmp + "/generation_config.json", gc.dump(2) + "\n");
+  out_dir.commit();
 }
 
 }  // namespace lmpress

@@ -1,6 +1,9 @@
 #include "model/model.h"
 
+#include <cmath>
 #include <cstring>
+#include <filesystem>
+#include <string_view>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -153,6 +156,52 @@ std::string canonical_to_hf(const std::string& c) {
                          "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"})
     if (hf_to_canonical(probe + hf) == c) return probe + hf;
   return "";
+}
+
+std::vector<std::string> model_input_paths(const std::string& arg) {
+  const std::string path = resolve_model_path(arg);
+  const auto ends = [&](const char* suffix) { return std::string_view(path).ends_with(suffix); };
+  if (!is_directory(path) && ends("config.json")) {
+    const auto slash = path.find_last_of('/');
+    return {slash == std::string::npos ? "." : path.substr(0, slash)};
+  }
+  std::vector<std::string> out{path};
+  if (ends(".bin")) {
+    const auto slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+      const std::string name = e.path().filename().string();
+      if (name == "tokenizer.bin" || (name.starts_with("tok") && name.ends_with(".bin"))) out.push_back(e.path().string());
+    }
+  }
+  return out;
+}
+
+void check_finite_weights(const Model& m) {
+  for (const Tensor& t : m.tensors) {
+    if (!t.data) continue;
+    const int64_t rows = t.rows(), cols = t.cols();
+    int64_t first = -1;
+#pragma omp parallel for schedule(dynamic, 16) reduction(max : first)
+    for (int64_t r = 0; r < rows; r++) {
+      thread_local std::vector<float> v;
+      v.resize(size_t(cols));
+      to_f32(t, r * cols, cols, v.data());
+      for (int64_t c = 0; c < cols; c++)
+        if (!std::isfinite(v[size_t(c)])) {
+          first = std::max(first, rows * cols - (r * cols + c));
+          break;
+        }
+    }
+    if (first < 0) continue;
+    const int64_t i = rows * cols - first;
+    std::vector<float> row(static_cast<size_t>(cols));
+    to_f32(t, i - i % cols, cols, row.data());
+    fail("{}: tensor {} has a non-finite value ({}) at row {}, column {}; lmpress refuses to compress or convert it "
+         "(--no-finite-check skips this check)",
+         m.path, t.name, row[size_t(i % cols)], i / cols, i % cols);
+  }
 }
 
 std::unique_ptr<Model> load_model(const std::string& arg, const std::string& tokenizer_path) {

@@ -52,6 +52,15 @@ struct Model {
 // tok*.bin / tokenizer.bin beside it).
 std::unique_ptr<Model> load_model(const std::string& path, const std::string& tokenizer_path = "");
 
+// What load_model(arg) reads: the file, the Hugging Face directory, or the
+// llama2.c checkpoint and the tokenizer found beside it (for PathGuard).
+std::vector<std::string> model_input_paths(const std::string& arg);
+
+// Fails naming the first tensor and element that is NaN or Inf: a model is
+// checked before it is compressed or converted, so that no result is computed
+// from (or written with) a non-finite weight.
+void check_finite_weights(const Model& m);
+
 std::unique_ptr<Model> load_gguf_model(const std::string& path);
 std::unique_ptr<Model> load_hf_model(const std::string& dir);
 std::unique_ptr<Model> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);

@@ -68,7 +68,7 @@ void add_bench(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed, like llama-bench");
-  cmd->add_option("model", o->model, "Model")->required();
+  add_path_option(cmd, "model", o->model, "Model", PathRole::Model)->required();
   cmd->add_option("-p,--n-prompt", o->s.n_prompt, "Prompt lengths to test (0: none)")
       ->delimiter(',')
       ->capture_default_str()
@@ -85,7 +85,7 @@ void add_bench(CLI::App& app) {
                 "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q5_0/Q8_0/Q4_K 8-row repacking at load)");
   add_threads_option(cmd, o->threads);
   add_cache_type_option(cmd, o->kv);
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
     o->s.kv = parse_kv_type(o->kv);
     auto m = load_model(o->model);

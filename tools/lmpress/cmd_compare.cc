@@ -15,6 +15,15 @@
 
 namespace lmpress::cli {
 
+namespace {
+
+std::vector<std::string> compare_outputs(const std::string& prefix) {
+  if (prefix.empty()) return {};
+  return {prefix + ".md", prefix + ".json", prefix + ".svg"};
+}
+
+}  // namespace
+
 void add_compare(CLI::App& app) {
   struct Opts {
     std::vector<std::string> models, labels;
@@ -25,10 +34,10 @@ void add_compare(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("compare", "Compare files of one model: size, PPL, KLD, tasks, speed (Markdown, JSON, SVG)");
-  cmd->add_option("models", o->models, "Models; the first is the base the others are compared with")->required();
-  cmd->add_option("-f,--file", o->file, "Text for perplexity and KL divergence")->required();
+  add_path_option(cmd, "models", o->models, "Models; the first is the base the others are compared with", PathRole::Model)->required();
+  add_path_option(cmd, "-f,--file", o->file, "Text for perplexity and KL divergence", PathRole::Input)->required();
   cmd->add_option("-c,--ctx", o->ctx, "Window size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
-  cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str();
+  cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str()->check(chunk_count());
   cmd->add_option("--tasks", o->tasks, "Also zero-shot tasks (comma-separated names or JSONL paths)");
   cmd->add_option("--task-dir", o->task_dir, "Where task names are looked up")->capture_default_str();
   cmd->add_option("--limit", o->limit, "Only the first N items of each task")->check(CLI::Range(int64_t(1), int64_t(1) << 40));
@@ -38,10 +47,12 @@ void add_compare(CLI::App& app) {
   cmd->add_option("-r,--repetitions", o->reps, "Repetitions for --bench")->capture_default_str()->check(CLI::Range(1, 100));
   cmd->add_option("--labels", o->labels, "Row labels (default: file names)")->delimiter(',');
   cmd->add_option("--out", o->out, "Write PREFIX.md, PREFIX.json and PREFIX.svg");
+  add_derived_paths(cmd, "--out", PathRole::Output, [o] { return compare_outputs(o->out); });
+  add_derived_paths(cmd, "--tasks", PathRole::Input, [o] { return task_files(o->tasks, o->task_dir); });
   cmd->add_option("--title", o->title, "Plot title")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON instead of the table");
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     if (!o->labels.empty() && o->labels.size() != o->models.size())
       fail("compare: {} labels for {} models", o->labels.size(), o->models.size());
     set_num_threads(o->threads);
@@ -89,9 +100,10 @@ void add_compare(CLI::App& app) {
     const std::string md = compare_markdown(rows);
     const auto j = compare_json(rows);
     if (!o->out.empty()) {
-      write_file_atomic(o->out + ".md", md);
-      write_file_atomic(o->out + ".json", j.dump(2) + "\n");
-      write_file_atomic(o->out + ".svg", compare_svg(rows, o->title));
+      const auto paths = compare_outputs(o->out);
+      write_file_atomic(paths[0], md);
+      write_file_atomic(paths[1], j.dump(2) + "\n");
+      write_file_atomic(paths[2], compare_svg(rows, o->title));
     }
     fmt::print("{}", o->json ? j.dump(2) + "\n" : md);
   });

@@ -8,11 +8,13 @@ namespace lmpress::cli {
 void add_convert(CLI::App& app) {
   struct Opts {
     std::string in, out, dtype, tokenizer, format, name;
+    bool no_finite_check = false;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("convert", "Convert a model between GGUF, Hugging Face and llama2.c formats");
-  cmd->add_option("input", o->in, "Input model")->required();
-  cmd->add_option("output", o->out, "Output: a .gguf file, or a directory for Hugging Face layout")->required();
+  add_path_option(cmd, "input", o->in, "Input model", PathRole::Model)->required();
+  add_path_option(cmd, "output", o->out, "Output: a .gguf file, or a directory for Hugging Face layout", PathRole::Output,
+                  OutputKind::Either)->required();
   cmd->add_option("--dtype", o->dtype,
                   "Type of the weight matrices: f32, f16, bf16, or (GGUF, round-to-nearest) q8_0, q4_0, q4_1, q5_0, "
                   "q5_1 (default: keep)")
@@ -20,9 +22,10 @@ void add_convert(CLI::App& app) {
   cmd->add_option("--format", o->format, "Output format (default: gguf if OUT ends in .gguf, else hf)")
       ->check(CLI::IsMember({"gguf", "hf"}));
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
-  cmd->callback([o] {
-    auto m = load_model(o->in, o->tokenizer);
+  add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
+  add_finite_check_flag(cmd, o->no_finite_check);
+  on_run(cmd, [o] {
+    auto m = load_for_compression(o->in, o->tokenizer, o->no_finite_check);
     ExportOptions eo;
     if (!o->dtype.empty()) eo.dtype = dtype_from_name(o->dtype);
     eo.name = o->name;

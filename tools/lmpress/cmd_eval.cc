@@ -22,17 +22,19 @@ void add_eval(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("eval", "Zero-shot task accuracy (and perplexity with -f) of a model");
-  cmd->add_option("model", o->model, "Model")->required();
+  add_path_option(cmd, "model", o->model, "Model", PathRole::Model)->required();
   cmd->add_option("--tasks", o->tasks, "Comma-separated task names (files NAME.jsonl in --task-dir) or JSONL paths");
   cmd->add_option("--task-dir", o->task_dir, "Where task names are looked up ($LMPRESS_TASK_DIR)")->capture_default_str();
   cmd->add_option("--limit", o->limit, "Only the first N items of each task")->check(CLI::Range(int64_t(1), int64_t(1) << 40));
-  cmd->add_option("--log-samples", o->samples, "Write one JSON line per item (scores and decisions) to this file");
-  cmd->add_option("-f,--file", o->file, "Also report perplexity of this text");
+  add_path_option(cmd, "--log-samples", o->samples, "Write one JSON line per item (scores and decisions) to this file",
+                  PathRole::Output);
+  add_path_option(cmd, "-f,--file", o->file, "Also report perplexity of this text", PathRole::Input);
   cmd->add_option("-c,--ctx", o->ctx, "Perplexity window")->capture_default_str()->check(CLI::Range(4, 1 << 20));
   cmd->add_option("--protocol", o->protocol, "Perplexity protocol: llama.cpp or gptq")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  add_derived_paths(cmd, "--tasks", PathRole::Input, [o] { return task_files(o->tasks, o->task_dir); });
+  on_run(cmd, [o] {
     if (o->tasks.empty() && o->file.empty()) fail("eval: nothing to do; give --tasks and/or -f TEXT");
     set_num_threads(o->threads);
     const PplProtocol protocol = parse_ppl_protocol(o->protocol);

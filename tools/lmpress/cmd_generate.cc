@@ -18,9 +18,9 @@ void add_generate(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("generate", "Generate text from a prompt");
-  cmd->add_option("model", o->model, "Model")->required();
+  add_path_option(cmd, "model", o->model, "Model", PathRole::Model)->required();
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
-  cmd->add_option("-f,--file", o->file, "Read the prompt from a file")->excludes(p);
+  add_path_option(cmd, "-f,--file", o->file, "Read the prompt from a file", PathRole::Input)->excludes(p);
   cmd->add_option("-n,--n-predict", o->g.n_predict, "Tokens to generate")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("-c,--ctx", o->g.n_ctx, "Context size (0: the model's)")->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--temp", o->g.sampling.temperature, "Temperature (0: greedy)")->capture_default_str()->check(CLI::Range(0.0, 100.0));
@@ -28,11 +28,11 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-p", o->g.sampling.top_p, "Top-p (1: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--min-p", o->g.sampling.min_p, "Min-p (0: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("-s,--seed", o->g.sampling.seed, "Random seed")->capture_default_str();
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
+  add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after end-of-sequence");
   cmd->add_flag("--json", o->json, "Print JSON instead of streaming");
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
     std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
     auto m = load_for_inference(o->model, o->tokenizer);

@@ -14,18 +14,20 @@ void add_imatrix(CLI::App& app) {
     std::string model, file, out = "imatrix.gguf";
     int64_t ctx = 512, chunks = -1;
     int threads = 0;
+    bool no_finite_check = false;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("imatrix", "Compute an importance matrix (llama.cpp imatrix GGUF format)");
-  cmd->add_option("model", o->model, "Model")->required();
-  cmd->add_option("-f,--file", o->file, "Calibration text")->required();
-  cmd->add_option("-o,--output", o->out, "Output file")->capture_default_str();
+  add_path_option(cmd, "model", o->model, "Model", PathRole::Model)->required();
+  add_path_option(cmd, "-f,--file", o->file, "Calibration text", PathRole::Input)->required();
+  add_path_option(cmd, "-o,--output", o->out, "Output file", PathRole::Output)->capture_default_str();
   cmd->add_option("-c,--ctx", o->ctx, "Tokens per chunk")->capture_default_str()->check(CLI::Range(2, 1 << 20));
-  cmd->add_option("--chunks", o->chunks, "Chunks to process (-1: the whole text)")->capture_default_str();
+  cmd->add_option("--chunks", o->chunks, "Chunks to process (-1: the whole text)")->capture_default_str()->check(chunk_count());
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  add_finite_check_flag(cmd, o->no_finite_check);
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
-    auto m = load_model(o->model);
+    auto m = load_for_compression(o->model, "", o->no_finite_check);
     CalibrationOptions co{o->file, o->chunks, o->ctx, true};
     LayerwiseCalibrator cal(*m, calibration_windows(*m, co));
     Imatrix im;

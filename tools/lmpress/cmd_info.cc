@@ -13,11 +13,11 @@ void add_info(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("info", "Show a model's architecture, tensors and tokenizer");
-  cmd->add_option("model", o->model, "GGUF file, Hugging Face directory, llama2.c .bin or cached ORG/NAME")->required();
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
+  add_path_option(cmd, "model", o->model, "GGUF file, Hugging Face directory, llama2.c .bin or cached ORG/NAME", PathRole::Model)->required();
+  add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--no-tensors", o->no_tensors, "Omit the tensor table");
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     auto m = load_model(o->model, o->tokenizer);
     const auto& c = m->cfg;
     const double bpw = 8.0 * double(m->n_bytes()) / double(m->n_params());

@@ -59,22 +59,25 @@ void add_kld(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("kld", "KL divergence of a candidate model from its base (llama.cpp protocol)");
-  cmd->add_option("models", o->models, "BASE CANDIDATE; BASE with --save-base; CANDIDATE with --base-logits")
+  add_path_option(cmd, "models", o->models, "BASE CANDIDATE; BASE with --save-base; CANDIDATE with --base-logits",
+                  PathRole::Model)
       ->required()
       ->expected(1, 2);
-  cmd->add_option("-f,--file", o->file, "Text file (not with --base-logits: the saved file has the tokens)");
-  cmd->add_option("--save-base", o->save_base, "Evaluate BASE and save its top-k logits to this file");
+  add_path_option(cmd, "-f,--file", o->file, "Text file (not with --base-logits: the saved file has the tokens)", PathRole::Input);
+  add_path_option(cmd, "--save-base", o->save_base, "Evaluate BASE and save its top-k logits to this file",
+                  PathRole::Output);
   cmd->add_option("--top-k", o->top_k, "Logits per token kept by --save-base")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(1), int64_t(1) << 24));
-  cmd->add_option("--base-logits", o->base_logits, "Score CANDIDATE against a file from --save-base")
+  add_path_option(cmd, "--base-logits", o->base_logits, "Score CANDIDATE against a file from --save-base",
+                  PathRole::Input)
       ->excludes("--save-base");
   cmd->add_option("-c,--ctx", o->ctx, "Window size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
-  cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str();
+  cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str()->check(chunk_count());
   cmd->add_option("-b,--batch", o->batch, "Tokens per forward batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--json", o->json, "Print JSON");
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
     const size_t want = o->save_base.empty() && o->base_logits.empty() ? 2 : 1;
     if (o->models.size() != want)

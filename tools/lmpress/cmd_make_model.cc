@@ -18,7 +18,7 @@ void add_make_model(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("make-model", "Write a GGUF model with random weights in the shapes of a real model");
-  cmd->add_option("output", o->out, "Output .gguf file")->required();
+  add_path_option(cmd, "output", o->out, "Output .gguf file", PathRole::Output)->required();
   cmd->add_option("--shape", o->shape, "Shape: " + model_shape_names())->required();
   cmd->add_option("--type", o->type, "File type (llama.cpp's, e.g. q4_0, q4_k_m, q8_0, f16): " + preset_names())
       ->capture_default_str();
@@ -30,7 +30,7 @@ void add_make_model(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
     ModelConfig cfg = find_model_shape(o->shape);
     if (o->layers > 0) cfg.n_layers = std::min(cfg.n_layers, o->layers);

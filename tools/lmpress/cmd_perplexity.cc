@@ -19,20 +19,20 @@ void add_perplexity(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp's or the GPTQ papers' protocol)");
-  cmd->add_option("model", o->model, "Model")->required();
-  cmd->add_option("-f,--file", o->file, "Text file")->required();
+  add_path_option(cmd, "model", o->model, "Model", PathRole::Model)->required();
+  add_path_option(cmd, "-f,--file", o->file, "Text file", PathRole::Input)->required();
   cmd->add_option("-c,--ctx", o->ctx, "Window size in tokens")->capture_default_str()->check(CLI::Range(4, 1 << 20));
-  cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str();
+  cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str()->check(chunk_count());
   cmd->add_option("-b,--batch", o->batch, "Tokens per forward batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--protocol", o->protocol,
                   "llama.cpp: second half of each window scored, BOS per window; gptq: lines joined with \"\\n\\n\", "
                   "every token of each window scored")
       ->capture_default_str();
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
+  add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--json", o->json, "Print JSON");
   add_threads_option(cmd, o->threads);
   add_cache_type_option(cmd, o->kv);
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
     auto m = load_for_inference(o->model, o->tokenizer);
     if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);

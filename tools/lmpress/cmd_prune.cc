@@ -96,14 +96,14 @@ void add_prune(CLI::App& app) {
     std::string in, out, method = "magnitude", nm, quantize, name, structured;
     double sparsity = -1, damp = 0.01;
     CalibrationOptions calib;
-    bool json = false, owl = false, global = false;
+    bool json = false, owl = false, global = false, no_finite_check = false;
     OwlOptions owl_opts;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("prune", "Prune the linear layers (magnitude, Wanda, SparseGPT; unstructured or N:M)");
-  cmd->add_option("input", o->in, "Input model (float: GGUF, Hugging Face directory, llama2.c)")->required();
-  cmd->add_option("output", o->out, "Output .gguf file")->required();
+  add_path_option(cmd, "input", o->in, "Input model (float: GGUF, Hugging Face directory, llama2.c)", PathRole::Model)->required();
+  add_path_option(cmd, "output", o->out, "Output .gguf file", PathRole::Output)->required();
   cmd->add_option("--method", o->method, "magnitude, wanda or sparsegpt (the last two need --calib)")
       ->capture_default_str();
   auto* sp = cmd->add_option("--sparsity", o->sparsity, "Fraction of each linear layer's weights to zero (0..1)");
@@ -134,11 +134,12 @@ void add_prune(CLI::App& app) {
   cmd->add_option("--owl-m", o->owl_opts.m, "OWL: an outlier's score exceeds this many times the block's mean")
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1000.0));
-  cmd->add_option("--damp", o->damp, "SparseGPT dampening (fraction of mean diag H)")->capture_default_str();
+  cmd->add_option("--damp", o->damp, "SparseGPT dampening (fraction of mean diag H)")->capture_default_str()->check(damp_fraction());
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  add_finite_check_flag(cmd, o->no_finite_check);
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
     PruneOptions po;
     po.calib = o->calib;
@@ -150,7 +151,7 @@ void add_prune(CLI::App& app) {
     if (!o->structured.empty()) {
       const StructuredOptions so = parse_structured(o->structured);
       if (o->calib.file.empty()) fail("--structured scores heads, channels and blocks on calibration text: --calib FILE");
-      auto m = load_model(o->in);
+      auto m = load_for_compression(o->in, "", o->no_finite_check);
       const auto r = prune_model_structured(*m, o->out, so, po);
       print_structured(r, o->json);
       return;
@@ -166,7 +167,7 @@ void add_prune(CLI::App& app) {
     }
     po.global = o->global;
     po.gptq.damp = o->damp;
-    auto m = load_model(o->in);
+    auto m = load_for_compression(o->in, "", o->no_finite_check);
     const auto r = prune_model(*m, o->out, po);
     print_report(r, po, o->json);
   });

@@ -16,7 +16,7 @@ void add_pull(CLI::App& app) {
   cmd->add_option("--cache", o->p.cache, "Cache directory (default $LMPRESS_CACHE or ~/.cache/lmpress)");
   cmd->add_option("--endpoint", o->p.endpoint, "Hub URL (default $HF_ENDPOINT or https://huggingface.co)");
   cmd->add_flag("-q,--quiet", o->p.quiet, "No progress output");
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     std::vector<PulledFile> files;
     std::string dir = pull(o->repo, o->p, &files);
     for (const auto& f : files) fmt::print("{:<40} {:>14} bytes  {}\n", f.name, f.size, f.downloaded ? "downloaded" : "cached");

@@ -55,13 +55,14 @@ void add_quantize(CLI::App& app) {
     std::vector<std::string> tensor_types;
     CalibrationOptions calib;
     double damp = 0.01, target_bpw = 0;
-    bool act_order = false, clip_search = false, pure = false, keep_output = false, allow_requantize = false, json = false;
+    bool no_finite_check = false, act_order = false, clip_search = false, pure = false, keep_output = false, allow_requantize = false, json = false;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("quantize", "Quantize a model to GGUF block formats with RTN, GPTQ or AWQ");
-  cmd->add_option("input", o->in, "Input model (GGUF, Hugging Face directory, llama2.c)")->required();
-  cmd->add_option("output", o->out, "Output .gguf file (a directory for int-N group types)")->required();
+  add_path_option(cmd, "input", o->in, "Input model (GGUF, Hugging Face directory, llama2.c)", PathRole::Model)->required();
+  add_path_option(cmd, "output", o->out, "Output .gguf file (a directory for int-N group types)", PathRole::Output,
+                  OutputKind::Either)->required();
   cmd->add_option("--type", o->type,
                   "File type: " + preset_names() +
                       "; or an int-N group format for GPU engines, int{2,3,4,8}-g{GROUP}|-ch[-asym] (e.g. int4-g128), "
@@ -72,7 +73,8 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--method", o->method, "rtn (round to nearest), gptq or awq (need --calib)")
       ->capture_default_str()
       ->check(CLI::IsMember({"rtn", "gptq", "awq"}, CLI::ignore_case));
-  cmd->add_option("--imatrix", o->imatrix, "Importance matrix (llama.cpp imatrix GGUF) for the scale searches");
+  add_path_option(cmd, "--imatrix", o->imatrix, "Importance matrix (llama.cpp imatrix GGUF) for the scale searches",
+                  PathRole::Input);
   add_calibration_options(cmd, o->calib, "gptq, awq");
   cmd->add_option("--tensor-type", o->tensor_types, "Override: PATTERN=TYPE (regex on the tensor name), repeatable");
   cmd->add_option("--output-tensor-type", o->output_type, "Type of output.weight");
@@ -80,14 +82,15 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--keep-output", o->keep_output, "Leave output.weight in its current type");
   cmd->add_flag("--pure", o->pure, "Every quantizable tensor gets the base type (no mix)");
   cmd->add_flag("--allow-requantize", o->allow_requantize, "Allow quantizing already-quantized tensors");
-  cmd->add_option("--damp", o->damp, "GPTQ dampening (fraction of mean diag H)")->capture_default_str();
+  cmd->add_option("--damp", o->damp, "GPTQ dampening (fraction of mean diag H)")->capture_default_str()->check(damp_fraction());
   cmd->add_flag("--act-order", o->act_order, "GPTQ: columns by decreasing activation energy (desc_act)");
   cmd->add_flag("--clip-search", o->clip_search,
                 "RTN: choose each block's clipping ratio by least (importance-weighted) squared error");
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
-  cmd->callback([o] {
+  add_finite_check_flag(cmd, o->no_finite_check);
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
     QuantizeOptions q;
     if (o->type.empty() == (o->target_bpw == 0)) fail("give either --type or --target-bpw");
@@ -129,7 +132,7 @@ void add_quantize(CLI::App& app) {
       q.imatrix = read_imatrix(o->imatrix);
       q.mix.has_imatrix = true;
     }
-    auto m = load_model(o->in);
+    auto m = load_for_compression(o->in, "", o->no_finite_check);
     if (o->keep_output) {
       const Tensor* out = m->find("output.weight");
       q.mix.output_type = out ? out->dtype : m->tok_embd->dtype;

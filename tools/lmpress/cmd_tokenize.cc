@@ -15,16 +15,16 @@ void add_tokenize(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("tokenize", "Print the token ids of a text");
-  cmd->add_option("model", o->model, "Model (its tokenizer is used)")->required();
+  add_path_option(cmd, "model", o->model, "Model (its tokenizer is used)", PathRole::Model)->required();
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Text to tokenize");
-  auto* f = cmd->add_option("-f,--file", o->file, "File to tokenize");
+  auto* f = add_path_option(cmd, "-f,--file", o->file, "File to tokenize", PathRole::Input);
   p->excludes(f);
-  cmd->add_option("--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints");
+  add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--no-bos", o->no_bos, "Do not add BOS/EOS");
   cmd->add_flag("--no-parse-special", o->no_parse_special, "Treat text like \"<s>\" as plain text");
   cmd->add_flag("--pieces", o->pieces, "Print 'id -> piece' lines");
   cmd->add_flag("--json", o->json, "Print a JSON array of ids");
-  cmd->callback([o] {
+  on_run(cmd, [o] {
     if (o->prompt.empty() && o->file.empty()) fail("tokenize: give -p TEXT or -f FILE");
     std::string text = o->file.empty() ? o->prompt : read_text_file(o->file);
     auto m = load_model(o->model, o->tokenizer);

@@ -5,6 +5,7 @@
 #include <fmt/ranges.h>
 
 #include "compress/calibration.h"
+#include "guarded.h"
 #include "model/model.h"
 
 namespace lmpress::cli {
@@ -29,10 +30,19 @@ void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std
 // load_model, then sparse F16 weights repacked for decoding (2:4 or bitmap, lossless):
 // for the commands that run a model.
 std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path = "");
+// load_model, then every weight checked to be finite (unless skipped with
+// --no-finite-check): for the commands that compress or convert a model.
+std::unique_ptr<Model> load_for_compression(const std::string& path, const std::string& tokenizer_path,
+                                            bool skip_finite_check);
+void add_finite_check_flag(CLI::App* cmd, bool& skip);
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);
 // --cache-type f16|f32 for the commands that run the model.
 void add_cache_type_option(CLI::App* cmd, std::string& kv);
+// --chunks: -1 (all) or N >= 1.
+const CLI::Validator& chunk_count();
+// --damp: a fraction in (0, 1].
+const CLI::Validator& damp_fraction();
 // Reads a whole text file (for -f), failing on an empty one.
 std::string read_input_text(const std::string& path);
 

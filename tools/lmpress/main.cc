@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/temp_files.h"
 #include "kernels/matmul.h"
 #include "sparse/repack.h"
 
@@ -20,14 +21,57 @@ void add_cache_type_option(CLI::App* cmd, std::string& kv) {
 }
 
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who) {
-  cmd->add_option("--calib", calib.file, "Calibration text (" + who + ")");
+  add_path_option(cmd, "--calib", calib.file, "Calibration text (" + who + ")", PathRole::Input);
   cmd->add_option("--calib-samples", calib.samples, "Calibration windows")->capture_default_str();
   cmd->add_option("--calib-ctx", calib.ctx, "Tokens per window (capped by the model's context)")->capture_default_str();
+}
+
+const CLI::Validator& chunk_count() {
+  static const CLI::Validator v(
+      [](std::string& s) -> std::string {
+        try {
+          size_t end = 0;
+          const long long n = std::stoll(s, &end);
+          if (end == s.size() && (n == -1 || n >= 1)) return "";
+        } catch (const std::exception&) {
+        }
+        return "expected -1 (all) or a count of at least 1, got '" + s + "'";
+      },
+      "-1|N>=1");
+  return v;
+}
+
+const CLI::Validator& damp_fraction() {
+  static const CLI::Validator v(
+      [](std::string& s) -> std::string {
+        try {
+          size_t end = 0;
+          const double d = std::stod(s, &end);
+          if (end == s.size() && d > 0 && d <= 1) return "";
+        } catch (const std::exception&) {
+        }
+        return "expected a fraction of the Hessian's mean diagonal in (0, 1], got '" + s + "'";
+      },
+      "(0,1]");
+  return v;
 }
 
 std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path) {
   auto m = load_model(path, tokenizer_path);
   repack_for_inference(*m);
+  return m;
+}
+
+void add_finite_check_flag(CLI::App* cmd, bool& skip) {
+  cmd->add_flag("--no-finite-check", skip,
+                "Skip the check that every weight is finite (saves one pass over the weights; a NaN or Inf then "
+                "goes into the output)");
+}
+
+std::unique_ptr<Model> load_for_compression(const std::string& path, const std::string& tokenizer_path,
+                                            bool skip_finite_check) {
+  auto m = load_model(path, tokenizer_path);
+  if (!skip_finite_check) check_finite_weights(*m);
   return m;
 }
 
@@ -58,9 +102,15 @@ int main(int argc, char** argv) {
   lmpress::cli::add_prune(app);
   lmpress::cli::add_compare(app);
   try {
+    lmpress::cli::check_every_command_guarded(app);
+    lmpress::install_temp_cleanup();
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // CLI11 names the option in its message; lmpress adds its own prefix and exit code.
+    std::fprintf(stderr, "error: %s\n", e.what());
+    std::fprintf(stderr, "run with --help for the options\n");
+    return 1;
   } catch (const lmpress::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());

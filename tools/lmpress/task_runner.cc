@@ -1,6 +1,7 @@
 #include "task_runner.h"
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "core/error.h"
 #include "core/progress.h"
@@ -22,6 +23,17 @@ std::vector<std::string> split_task_list(const std::string& list) {
     pos = end + 1;
   }
   if (out.empty()) fail("--tasks: no task named");
+  return out;
+}
+
+std::vector<std::string> task_files(const std::string& list, const std::string& task_dir) {
+  std::vector<std::string> out;
+  if (list.empty()) return out;
+  for (const auto& n : split_task_list(list)) {
+    const std::string in_dir = task_dir + "/" + (n == "lambada" ? "lambada_openai" : n) + ".jsonl";
+    for (const std::string& p : {n, in_dir})
+      if (std::filesystem::is_regular_file(p)) out.push_back(p);
+  }
   return out;
 }
 

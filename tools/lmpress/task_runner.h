@@ -14,6 +14,8 @@ namespace lmpress::cli {
 std::string default_task_dir();
 // Splits "a,b,c"; fails on an empty list.
 std::vector<std::string> split_task_list(const std::string& list);
+// The task files a --tasks list names (those that exist), for the path guard.
+std::vector<std::string> task_files(const std::string& list, const std::string& task_dir);
 // Loads every task (so a bad file fails before any model work).
 std::vector<Task> load_tasks(const std::vector<std::string>& names, const std::string& task_dir, int64_t limit);
 // Evaluates one task, with a progress line on a TTY.
