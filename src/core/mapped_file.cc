@@ -13,15 +13,25 @@
 
 namespace lmpress {
 
-std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  // O_NONBLOCK: opening a FIFO must not wait for a writer; it is then refused.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+namespace {
+
+// A read-only descriptor of a regular file. O_NONBLOCK: opening a FIFO must
+// not wait for a writer; it is then refused like a device or a directory.
+int open_regular(const std::string& path, struct stat& st) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    fail("{}: not a regular file", path);
+    fail("{}: not a regular file (devices, FIFOs and directories are not read)", path);
   }
+  return fd;
+}
+
+}  // namespace
+
+std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
+  struct stat st {};
+  const int fd = open_regular(path, st);
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
   f->size_ = size_t(st.st_size);
@@ -52,13 +62,8 @@ uint64_t max_text_bytes() {
 }
 
 std::string read_text_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail("{}: not a regular file (devices, FIFOs and directories are not read as text)", path);
-  }
+  const int fd = open_regular(path, st);
   const uint64_t limit = max_text_bytes();
   if (uint64_t(st.st_size) > limit) {
     ::close(fd);

@@ -76,7 +76,8 @@ void KldSums::add_topk(const int32_t* ids, const float* logits, int64_t k, doubl
   sum_topk_mass += p_top;
   const double p_rest = 1 - p_top, q_rest = 1 - q_top;
   if (p_rest > 1e-9 && q_rest > 1e-12) kld += p_rest * std::log(p_rest / q_rest);
-  add_token(-lq[size_t(next)], lse - next_logit, std::max(0.0, kld), k > 0 && ids[0] == top_q);
+  // Rounding can leave the coarsened KLD a hair below 0; a NaN must reach add_token's check, not become 0.
+  add_token(-lq[size_t(next)], lse - next_logit, kld < 0 ? 0.0 : kld, k > 0 && ids[0] == top_q);
 }
 
 void KldSums::add_token(double nll, double nll_base, double kld, bool same_top) {
