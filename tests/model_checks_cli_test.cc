@@ -1,0 +1,145 @@
+// Model files whose config disagrees with itself or with the tensors, and the
+// edge cases they lead to (a tiny context, a padded embedding): each is an
+// `error:` naming the field, or handled, through the real CLI.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+
+#include "core/mapped_file.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "synthetic_model.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+namespace fs = std::filesystem;
+using test::expect_cli_error;
+using test::run_cli;
+
+std::string S(const std::string& rel) { return test::shared_path(rel); }
+const std::string kStories = "models/stories260K/stories260K.gguf";
+
+void write(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+
+// A copy of the synthetic HF model with config.json edited; `raw` then
+// rewrites the JSON text (for numbers JSON cannot carry through a double).
+std::string hf_variant(const std::function<void(nlohmann::json&)>& edit,
+                       const std::function<void(std::string&)>& raw = {}) {
+  static const std::string good = [] {
+    const std::string d = test::temp_dir();
+    test::write_synthetic_hf(d, {});
+    return d;
+  }();
+  const std::string d = test::temp_dir();
+  for (auto& f : fs::directory_iterator(good)) fs::copy_file(f.path(), d + "/" + f.path().filename().string());
+  auto j = nlohmann::json::parse(read_text_file(d + "/config.json"));
+  edit(j);
+  std::string text = j.dump();
+  if (raw) raw(text);
+  write(d + "/config.json", text);
+  return d;
+}
+
+using KV = std::vector<std::pair<std::string, GGUFValue>>;
+void set(KV& kv, const std::string& key, GGUFValue v) {
+  for (auto& [k, old] : kv)
+    if (k == key) {
+      old = std::move(v);
+      return;
+    }
+  kv.emplace_back(key, std::move(v));
+}
+
+// A copy of a GGUF file with its metadata edited.
+std::string gguf_variant(const std::string& src, const std::function<void(KV&)>& edit) {
+  const GGUFFile g = GGUFFile::open(src);
+  KV kv = g.kv;
+  edit(kv);
+  GGUFWriter w;
+  for (auto& [k, v] : kv) w.set(k, v);
+  for (const auto& t : g.tensors()) w.add_tensor(t);
+  const std::string out = test::temp_dir() + "/m.gguf";
+  w.write(out);
+  return out;
+}
+
+// A context of 1 predicts nothing from anything: refused at load, whatever
+// the command (eval used to crash in the task scorer, imatrix to calibrate on
+// windows holding BOS alone).
+TEST(ModelChecks, ContextOfOneIsRefusedAtLoad) {
+  const std::string hf = hf_variant([](auto& j) { j["max_position_embeddings"] = 1; });
+  expect_cli_error("eval " + hf + " --task-dir " + S("data/tasks") + " --tasks piqa --limit 2",
+                   "max_position_embeddings = 1 is out of range [2, ");
+  expect_cli_error("imatrix " + hf + " -f " + S("data/calib/docs-calib.txt") + " -o " + test::temp_dir() + "/i.dat",
+                   "max_position_embeddings = 1 is out of range [2, ");
+  const std::string gguf = gguf_variant(S(kStories), [](KV& kv) { set(kv, "llama.context_length", GGUFValue::u32(1)); });
+  expect_cli_error("eval " + gguf + " --task-dir " + S("data/tasks") + " --tasks piqa --limit 2",
+                   "llama.context_length = 1 is out of range [2, ");
+}
+
+// Layers the config does not count would be skipped silently; layers it
+// counts that are missing would be read from nowhere.
+TEST(ModelChecks, LayerCountMustMatchTheTensors) {
+  expect_cli_error("info " + hf_variant([](auto& j) { j["num_hidden_layers"] = 1; }),
+                   "num_hidden_layers is 1 but the weights hold 2 layers");
+  expect_cli_error("info " + hf_variant([](auto& j) { j["num_hidden_layers"] = 3; }),
+                   "num_hidden_layers is 3 but the weights hold 2 layers");
+  expect_cli_error("info " + gguf_variant(S(kStories), [](KV& kv) { set(kv, "llama.block_count", GGUFValue::u32(4)); }),
+                   "llama.block_count is 4 but the weights hold 5 layers");
+  expect_cli_error("info " + gguf_variant(S(kStories), [](KV& kv) { set(kv, "llama.block_count", GGUFValue::u32(6)); }),
+                   "llama.block_count is 6 but the weights hold 5 layers");
+}
+
+// Float fields are range-checked before any conversion (to float, or to an
+// integer), so no value reaches the model as inf, NaN or an undefined cast.
+TEST(ModelChecks, RopeFieldsOutOfRange) {
+  const auto theta = [](const std::string& text) {
+    return hf_variant([](auto& j) { j["rope_theta"] = 12345.5; },
+                      [text](std::string& s) { s.replace(s.find("12345.5"), 7, text); });
+  };
+  expect_cli_error("info " + theta("1e39"), "rope_theta = 1e+39 is not a finite 32-bit float");
+  expect_cli_error("info " + theta("1e400"), "1e400");  // beyond double: the JSON reader refuses it
+  expect_cli_error("info " + theta("0"), "rope_theta 0 must be a finite number > 1");
+  expect_cli_error("info " + theta("-5"), "rope_theta -5 must be a finite number > 1");
+  const auto llama3 = [](const char* key, double v) {
+    return hf_variant([key, v](auto& j) {
+      j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
+      j["rope_scaling"][key] = v;
+    });
+  };
+  expect_cli_error("info " + llama3("original_max_position_embeddings", 1e30),
+                   "rope_scaling.original_max_position_embeddings = 1e+30 is not an integer in [1, 16777216]");
+  expect_cli_error("info " + llama3("original_max_position_embeddings", 0.5),
+                   "rope_scaling.original_max_position_embeddings = 0.5 is not an integer");
+  expect_cli_error("info " + llama3("factor", 1e39), "rope_scaling.factor = 1e+39 is not a finite 32-bit float");
+  expect_cli_error("info " + llama3("factor", -1), "rope_scaling.factor -1 must be a finite number > 0");
+  expect_cli_error("info " + llama3("low_freq_factor", 0), "rope_scaling.low_freq_factor 0 must be a finite number > 0");
+  const auto gguf = [](const char* key, GGUFValue v) {
+    return gguf_variant(S(kStories), [key, v](KV& kv) { set(kv, key, v); });
+  };
+  expect_cli_error("info " + gguf("llama.rope.freq_base", GGUFValue::f32(INFINITY)),
+                   "llama.rope.freq_base = inf is not a finite 32-bit float");
+  expect_cli_error("info " + gguf("llama.rope.freq_base", GGUFValue::f32(NAN)), "llama.rope.freq_base = nan");
+  expect_cli_error("info " + gguf("llama.rope.freq_base", {GGUFType::FLOAT64, 1e300}),
+                   "llama.rope.freq_base = 1e+300 is not a finite 32-bit float");
+  expect_cli_error("info " + gguf("llama.rope.freq_base", GGUFValue::f32(-1)),
+                   "llama.rope.freq_base -1 must be a finite number > 1");
+  expect_cli_error("info " + gguf_variant(S(kStories), [](KV& kv) {
+                     set(kv, "lmpress.rope_scaling.llama3.factor", GGUFValue::f32(8));
+                     set(kv, "lmpress.rope_scaling.llama3.original_context_length", GGUFValue::u64(1ull << 40));
+                   }),
+                   "lmpress.rope_scaling.llama3.original_context_length = 1099511627776 is out of range [1, 16777216]");
+}
+
+}  // namespace
+}  // namespace lmpress
