@@ -86,6 +86,23 @@ TEST(ModelChecks, ContextOfOneIsRefusedAtLoad) {
                    "llama.context_length = 1 is out of range [2, ");
 }
 
+// Task requests longer than a small window are cut from the left, as
+// lm-evaluation-harness cuts them; a continuation that alone exceeds the
+// window is an error naming the task and the line of its item.
+TEST(ModelChecks, TaskScoringWithATinyContext) {
+  const std::string d = test::temp_dir();
+  write(d + "/short.jsonl", "{\"query\":\"the cat sat on the\",\"choices\":[\"mat\",\"hat\"],\"gold\":0}\n"
+                            "{\"query\":\"a long query with many words in it\",\"choices\":[\"x\",\"y z\"],\"gold\":1}\n");
+  const std::string ctx8 = hf_variant([](auto& j) { j["max_position_embeddings"] = 8; });
+  auto r = run_cli("eval " + ctx8 + " --tasks " + d + "/short.jsonl --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["tasks"]["short"]["n"], 2);
+  const std::string ctx2 = hf_variant([](auto& j) { j["max_position_embeddings"] = 2; });
+  expect_cli_error("eval " + ctx2 + " --tasks " + d + "/short.jsonl", "task short: " + d + "/short.jsonl:1: a choice has 4 tokens, more than the model's context of 2");
+  expect_cli_error("eval " + ctx2 + " --task-dir " + S("data/tasks") + " --tasks piqa --limit 2",
+                   "more than the model's context of 2");
+}
+
 // Layers the config does not count would be skipped silently; layers it
 // counts that are missing would be read from nowhere.
 TEST(ModelChecks, LayerCountMustMatchTheTensors) {
