@@ -158,5 +158,80 @@ TEST(ModelChecks, RopeFieldsOutOfRange) {
                    "lmpress.rope_scaling.llama3.original_context_length = 1099511627776 is out of range [1, 16777216]");
 }
 
+// An embedding padded past the tokenizer (as llama.cpp allows) never yields a
+// token the tokenizer cannot decode: here the padding rows' logits beat every
+// real token's, and greedy generation still emits real tokens only. A
+// tokenizer with more tokens than embedding rows is refused at load.
+TEST(ModelChecks, TokenizerAndEmbeddingSizes) {
+  const std::string d = hf_variant([](auto&) {});
+  // The tokenizer: the 260 byte and merge tokens, without the two added ones.
+  auto tj = nlohmann::json::parse(read_text_file(d + "/tokenizer.json"));
+  tj.erase("added_tokens");
+  write(d + "/tokenizer.json", tj.dump());
+  write(d + "/tokenizer_config.json", R"({"add_bos_token": false})");
+  // The head: every real token's logit 0, the padding rows ±v (one of them wins).
+  std::vector<TensorToWrite> ts;
+  {
+    const auto st = SafetensorsFile::open(d + "/model.safetensors");
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    for (const auto& t : st.tensors) {
+      auto v = to_f32(t);
+      if (t.name == "lm_head.weight") {
+        const int64_t dim = t.shape[1];
+        std::fill(v.begin(), v.end(), 0.0f);
+        for (int64_t i = 0; i < dim; i++) {
+          v[size_t(260 * dim + i)] = nd(rng);
+          v[size_t(261 * dim + i)] = -v[size_t(260 * dim + i)];
+        }
+      }
+      ts.push_back({make_f32_tensor(t.name, t.shape, v), {}});
+    }
+  }
+  write_safetensors(d + "/model.safetensors", ts);
+  auto r = run_cli("generate " + d + " -p hello -n 8 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["tokens"].size(), 8u);
+  for (const auto& id : j["tokens"]) EXPECT_LT(id.get<int>(), 260);
+
+  const std::string big = gguf_variant(S(kStories), [](KV& kv) {
+    std::vector<std::string> toks;
+    std::vector<float> scores;
+    std::vector<int32_t> types;
+    for (const auto& [k, v] : kv) {
+      if (k == "tokenizer.ggml.tokens")
+        for (const auto& x : v.as_array()) toks.push_back(x.as_string());
+      if (k == "tokenizer.ggml.scores")
+        for (const auto& x : v.as_array()) scores.push_back(float(x.as_double()));
+      if (k == "tokenizer.ggml.token_type")
+        for (const auto& x : v.as_array()) types.push_back(int32_t(x.as_int()));
+    }
+    for (int i = 0; i < 8; i++) toks.push_back("<extra" + std::to_string(i) + ">"), scores.push_back(0), types.push_back(1);
+    set(kv, "tokenizer.ggml.tokens", GGUFValue::str_array(toks));
+    set(kv, "tokenizer.ggml.scores", GGUFValue::f32_array(scores));
+    set(kv, "tokenizer.ggml.token_type", GGUFValue::i32_array(types));
+  });
+  expect_cli_error("info " + big, "tokenizer has 520 tokens but the model's vocabulary is 512");
+}
+
+// Generation that fills the context says so: a note on stderr, "stopped" in JSON.
+TEST(ModelChecks, GenerationStoppedByTheContextSaysSo) {
+  const std::string m = S(kStories);
+  auto r = run_cli("generate " + m + " -p \"Once upon a time\" -n 1000000 --ctx 32 --ignore-eos");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("note: generation stopped after"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the context of 32 tokens is full"), std::string::npos) << r.out;
+  r = run_cli("generate " + m + " -p \"Once upon a time\" -n 1000000 --ctx 32 --ignore-eos --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["stopped"], "context");
+  EXPECT_EQ(j["n_prompt"].get<int>() + j["n_generated"].get<int>(), 32);
+  r = run_cli("generate " + m + " -p \"Once upon a time\" -n 4 --ignore-eos --json");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["stopped"], "length");
+  r = run_cli("generate " + m + " -p \"Once upon a time\" -n 4 --ignore-eos");
+  EXPECT_EQ(r.out.find("note:"), std::string::npos) << r.out;
+}
+
 }  // namespace
 }  // namespace lmpress
