@@ -215,6 +215,21 @@ TEST(ModelChecks, TokenizerAndEmbeddingSizes) {
   expect_cli_error("info " + big, "tokenizer has 520 tokens but the model's vocabulary is 512");
 }
 
+// Byte-level BPE without merges would cut every word into bytes, silently.
+TEST(ModelChecks, ByteLevelBpeNeedsMerges) {
+  const std::string d = hf_variant([](auto&) {});
+  const std::string gguf = test::temp_dir() + "/m.gguf";
+  ASSERT_EQ(run_cli("convert " + d + " " + gguf).status, 0);
+  auto tj = nlohmann::json::parse(read_text_file(d + "/tokenizer.json"));
+  tj["model"]["merges"] = nlohmann::json::array();
+  write(d + "/tokenizer.json", tj.dump());
+  expect_cli_error("info " + d, "tokenizer.json: BPE tokenizer without merges (model.merges is empty)");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) { std::erase_if(kv, [](auto& e) { return e.first == "tokenizer.ggml.merges"; }); }),
+                   "byte-level BPE (gpt2) tokenizer without merges (tokenizer.ggml.merges is missing or empty)");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) { set(kv, "tokenizer.ggml.merges", GGUFValue::str_array({})); }),
+                   "tokenizer.ggml.merges is missing or empty");
+}
+
 // Generation that fills the context says so: a note on stderr, "stopped" in JSON.
 TEST(ModelChecks, GenerationStoppedByTheContextSaysSo) {
   const std::string m = S(kStories);
