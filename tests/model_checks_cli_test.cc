@@ -230,6 +230,27 @@ TEST(ModelChecks, ByteLevelBpeNeedsMerges) {
                    "tokenizer.ggml.merges is missing or empty");
 }
 
+// Two tensors' data ranges sharing bytes: the loader names both.
+TEST(ModelChecks, OverlappingGgufTensorsAreAnError) {
+  std::string bytes = read_text_file(S(kStories));
+  const GGUFFile g = GGUFFile::open(S(kStories));
+  uint64_t q_off = 0;
+  for (const auto& ti : g.tensor_infos)
+    if (ti.name == "blk.0.attn_q.weight") q_off = ti.offset;
+  // blk.0.attn_k.weight's info: name, n_dims (2), 2 dims, type, then its offset.
+  const std::string name = "blk.0.attn_k.weight";
+  const size_t at = bytes.find(name);
+  ASSERT_NE(at, std::string::npos);
+  std::memcpy(bytes.data() + at + name.size() + 4 + 16 + 4, &q_off, 8);
+  const std::string path = test::temp_dir() + "/overlap.gguf";
+  write(path, bytes);
+  const auto r = run_cli("info " + path);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("error: " + path + ": tensors blk.0.attn_k.weight ["), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(") and blk.0.attn_q.weight ["), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(") overlap in the data section"), std::string::npos) << r.out;
+}
+
 // Generation that fills the context says so: a note on stderr, "stopped" in JSON.
 TEST(ModelChecks, GenerationStoppedByTheContextSaysSo) {
   const std::string m = S(kStories);
