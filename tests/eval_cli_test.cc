@@ -48,6 +48,10 @@ TEST(EvalCli, BadInputs) {
   expect_cli_error("eval " + m + " --task-dir " + S("data/tasks") + " --tasks hellaswag", "unknown task 'hellaswag'");
   std::ofstream(d + "/bad.jsonl") << "{\"query\":\"Q\",\"choices\":[\"a\",\"b\"],\"gold\":5}\n";
   expect_cli_error("eval " + m + " --tasks " + d + "/bad.jsonl", "bad.jsonl:1: gold index 5 is out of range");
+  std::ofstream(d + "/one.jsonl") << "{\"query\":\"Q\",\"choices\":[\"a\",\"b\"],\"gold\":0}\n"
+                                   << "{\"query\":\"Q\",\"choices\":[\"a\"],\"gold\":0}\n";
+  expect_cli_error("eval " + m + " --tasks " + d + "/one.jsonl",
+                   "one.jsonl:2: \"choices\" has 1 entries; a multiple-choice item needs at least 2");
   expect_cli_error("eval " + m, "nothing to do");
   expect_cli_error("eval " + m + " --tasks , ", "no task named");
   expect_cli_error("compare " + m + " " + m + " -f " + S("data/wikitext-2/wiki.test.raw") + " --labels a",

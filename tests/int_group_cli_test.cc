@@ -157,6 +157,13 @@ TEST(IntGroupCli, BadInputs) {
   cfg["quantization_config"]["bits"] = 8;  // the tensors hold 4-bit packing
   std::ofstream(d + "/bits/config.json") << cfg.dump();
   expect_cli_error("info " + d + "/bits", "g_idx has 768 entries, expected 384");
+  // Per-channel (group_size -1) in the config, per-group scales (and g_idx) in the tensors.
+  fs::copy(d + "/q", d + "/ch");
+  cfg["quantization_config"]["bits"] = 4;
+  cfg["quantization_config"]["group_size"] = -1;
+  std::ofstream(d + "/ch/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/ch", "model.layers.0.mlp.down_proj.scales has 24 groups (rows), but "
+                                        "quantization_config.group_size -1 over 768 input columns gives 1");
 }
 
 }  // namespace

@@ -178,6 +178,8 @@ TEST(QuantizeCli, BadInputs) {
   expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method gptq", "needs calibration text");
   expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type ffn_down", "expected PATTERN=TYPE");
   expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type 'ffn_(=q4_0'", "bad regular expression");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --tensor-type ffn_down=q8_0 --tensor-type 'mlp.down=q8_0'",
+                   "--tensor-type 'mlp.down=q8_0': the pattern matches no quantizable tensor");
   std::ofstream(d + "/short.txt") << "Too short.";
   expect_cli_error("quantize " + in + " " + d + "/x.gguf --type q4_0 --method awq --calib " + d + "/short.txt",
                "calibration text is too short");

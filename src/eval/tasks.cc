@@ -31,8 +31,10 @@ TaskItem parse_item(const nlohmann::json& j, TaskKind kind, const std::string& w
     return it;
   }
   it.context = field_string(j, "query", where);
-  if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty())
-    fail("{}: \"choices\" must be a non-empty array of strings", where);
+  if (!j.contains("choices") || !j["choices"].is_array())
+    fail("{}: \"choices\" must be an array of strings", where);
+  if (j["choices"].size() < 2)
+    fail("{}: \"choices\" has {} entries; a multiple-choice item needs at least 2", where, j["choices"].size());
   for (const auto& c : j["choices"]) {
     if (!c.is_string() || c.get<std::string>().empty()) fail("{}: every choice must be a non-empty string", where);
     it.choices.push_back(c.get<std::string>());
@@ -118,6 +120,7 @@ Task read_task_file(const std::string& path, const std::string& name, int64_t li
       kind_known = true;
     }
     t.items.push_back(parse_item(j, t.kind, where));
+    t.items.back().line = line_no;
     if (limit > 0 && int64_t(t.items.size()) >= limit) break;
   }
   if (t.items.empty()) fail("{}: the task file has no items", path);
@@ -186,22 +189,26 @@ TaskResult evaluate_task(const Model& m, const Task& task, const std::function<v
       conts.emplace_back(toks.begin() + n_ctx, toks.end());
       longest = std::max(longest, conts.back().size());
     }
+    if (int64_t(longest) > max_len) {
+      const std::string where = it.line > 0 ? fmt::format("{}:{}", task.path, it.line) : fmt::format("item {}", i);
+      fail("task {}: {}: a choice has {} tokens, more than the model's context of {}", task.name, where, longest,
+           max_len);
+    }
     ItemResult ir;
-    if (int64_t(ctx.size() + longest) <= max_len) {
+    if (int64_t(ctx.size() + longest) - 1 <= max_len) {
       // The context once; each choice continues from its cached state.
       st.reset();
       st.eval(ctx.data(), int64_t(ctx.size()), last.data(), false);
       for (const auto& cont : conts) ir.scores.push_back(score_continuation(st, cont, last, rows, V));
     } else {
-      // Too long for the window: each request cut from the left, as the harness does.
+      // Too long for the window: each request cut from the left, as the harness does; the
+      // continuation fits, so the window keeps at least the context's last token.
+      const int64_t n_ctx = int64_t(ctx.size());
       for (const auto& cont : conts) {
-        std::vector<int32_t> seq(ctx);
-        seq.insert(seq.end(), cont.begin(), cont.end());
-        const int64_t start = std::max<int64_t>(0, int64_t(seq.size()) - max_len);
-        const int64_t first = std::max<int64_t>(int64_t(ctx.size()), start + 1);  // first scored token
+        const int64_t start = std::max<int64_t>(0, n_ctx + int64_t(cont.size()) - 1 - max_len);
         st.reset();
-        st.eval(seq.data() + start, first - start, last.data(), false);
-        ir.scores.push_back(score_continuation(st, std::vector<int32_t>(seq.begin() + first, seq.end()), last, rows, V));
+        st.eval(ctx.data() + start, n_ctx - start, last.data(), false);
+        ir.scores.push_back(score_continuation(st, cont, last, rows, V));
       }
     }
     for (size_t c = 0; c < ir.scores.size(); c++)

@@ -20,6 +20,7 @@ struct TaskItem {
   std::string context;
   std::vector<std::string> choices;  // LAMBADA: the one target
   int64_t gold = 0;
+  int64_t line = 0;  // in the task file (0: not from a file), for errors
 };
 
 struct Task {
@@ -30,7 +31,7 @@ struct Task {
 
 // Reads a JSONL task file; the shape of the first line decides the kind.
 // limit > 0 keeps the first `limit` items. Fails naming the line on bad JSON,
-// missing fields, an empty choice list or a gold index out of range.
+// missing fields, fewer than 2 choices or a gold index out of range.
 Task read_task_file(const std::string& path, const std::string& name, int64_t limit = -1);
 // A task by file path, or by name in task_dir (NAME.jsonl; "lambada" is
 // lambada_openai). Fails listing the tasks task_dir has.
@@ -71,8 +72,10 @@ std::pair<std::vector<int32_t>, int64_t> task_request_tokens(const Model& m, con
                                                              const std::string& continuation);
 
 // Scores every item; the context is evaluated once and each choice continues
-// from its cached state. Contexts longer than the model's window are cut from
-// the left. `on_item(i)` reports progress.
+// from its cached state. As lm-evaluation-harness does, a request longer than
+// the model's window is cut from the left (the window holds the last ctx_len
+// tokens before the final one), and a continuation that alone exceeds the
+// window is an error naming the item. `on_item(i)` reports progress.
 TaskResult evaluate_task(const Model& m, const Task& task, const std::function<void(int64_t)>& on_item = {});
 
 }  // namespace lmpress

@@ -45,8 +45,13 @@ TEST(Tasks, ReadsBothShapesAndRejectsBadItems) {
   EXPECT_EQ(read_task_file(test::shared_path("data/tasks/piqa.jsonl"), "piqa", 7).items.size(), 7u);
 
   const std::string ok = "{\"query\":\"Q\",\"choices\":[\"a\",\"b\"],\"gold\":1}\n";
-  expect_error([&] { read_task_file(write(d, "g.jsonl", ok + "{\"query\":\"Q\",\"choices\":[\"a\"],\"gold\":1}\n"), "g"); },
-               "g.jsonl:2: gold index 1 is out of range for 1 choices");
+  expect_error([&] { read_task_file(write(d, "g.jsonl", ok + "{\"query\":\"Q\",\"choices\":[\"a\",\"b\"],\"gold\":2}\n"), "g"); },
+               "g.jsonl:2: gold index 2 is out of range for 2 choices");
+  // One choice (or none) is always "right": the item would count without scoring anything.
+  expect_error([&] { read_task_file(write(d, "one.jsonl", ok + "{\"query\":\"Q\",\"choices\":[\"a\"],\"gold\":0}\n"), "one"); },
+               "one.jsonl:2: \"choices\" has 1 entries; a multiple-choice item needs at least 2");
+  expect_error([&] { read_task_file(write(d, "none.jsonl", "{\"query\":\"Q\",\"choices\":[],\"gold\":0}\n"), "none"); },
+               "none.jsonl:1: \"choices\" has 0 entries");
   expect_error([&] { read_task_file(write(d, "m.jsonl", ok + "{\"query\":\"Q\",\"gold\":0}\n"), "m"); }, "\"choices\"");
   expect_error([&] { read_task_file(write(d, "q.jsonl", "{\"choices\":[\"a\"],\"gold\":0}\n"), "q"); },
                "missing field \"query\"");
@@ -72,7 +77,8 @@ TEST(Tasks, RequestTokensFollowTheHarness) {
 }
 
 // Reference: every request evaluated alone by the plain forward pass, its
-// window cut from the left, the continuation's log-probabilities summed.
+// window cut from the left as lm-evaluation-harness cuts it (the last max_len
+// tokens before the final one), the continuation's log-probabilities summed.
 void check_against_reference(const Model& m, const Task& task) {
   const auto r = evaluate_task(m, task);
   ASSERT_EQ(r.items.size(), task.items.size());
@@ -84,13 +90,14 @@ void check_against_reference(const Model& m, const Task& task) {
     bool greedy = true;
     for (size_t c = 0; c < it.choices.size(); c++) {
       auto [seq, n_ctx] = task_request_tokens(m, it.context, " " + it.choices[c]);
-      const int64_t start = std::max<int64_t>(0, int64_t(seq.size()) - max_len);
-      const int64_t len = int64_t(seq.size()) - start;
+      const int64_t start = std::max<int64_t>(0, int64_t(seq.size()) - 1 - max_len);
+      const int64_t len = int64_t(seq.size()) - 1 - start;
+      ASSERT_LT(start, n_ctx);
       InferenceState st(m, len, len);
       std::vector<float> logits(static_cast<size_t>(len * V));
       st.eval(seq.data() + start, len, logits.data(), true);
       double sum = 0;
-      for (int64_t p = std::max<int64_t>(n_ctx, start + 1); p < int64_t(seq.size()); p++) {
+      for (int64_t p = n_ctx; p < int64_t(seq.size()); p++) {
         const float* row = logits.data() + (p - 1 - start) * V;
         sum -= token_nll(row, V, seq[size_t(p)]);
         greedy = greedy && std::max_element(row, row + V) - row == seq[size_t(p)];
@@ -127,7 +134,8 @@ TEST(Tasks, ScoresMatchPlainForwardPass) {
     check_against_reference(*m, load_task(name, test::shared_path("data/tasks"), 12));
 }
 
-// A 64-token window: long contexts take the cut-from-the-left path.
+// A 64-token window: long contexts take the cut-from-the-left path; a
+// continuation longer than the window is refused, as the harness refuses it.
 TEST(Tasks, LongRequestsCutFromTheLeft) {
   const std::string dir = test::temp_dir();
   test::write_synthetic_hf(dir, test::SyntheticSpec{});
@@ -136,9 +144,12 @@ TEST(Tasks, LongRequestsCutFromTheLeft) {
   Task t;
   t.name = "long";
   t.items.push_back({std::string(300, 'a') + " end", {"yes", "no thanks"}, 1});
-  t.items.push_back({"short", {std::string(90, 'z'), "b"}, 0});
+  t.items.push_back({"short", {std::string(60, 'z'), "b"}, 0});  // 61 tokens: the window keeps 4 of the context's
   t.items.push_back({"mid", {"a b c", "d"}, 0});
   check_against_reference(*m, t);
+  Task too_long{"too_long", "", TaskKind::MultipleChoice, {{"short", {std::string(90, 'z'), "b"}, 0}}};
+  expect_error([&] { evaluate_task(*m, too_long); },
+               "task too_long: item 0: a choice has 91 tokens, more than the model's context of 64");
 }
 
 }  // namespace

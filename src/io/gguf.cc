@@ -1,5 +1,6 @@
 #include "io/gguf.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -241,6 +242,7 @@ GGUFFile GGUFFile::parse(std::shared_ptr<MappedFile> file, const uint8_t* data, 
   g.data_offset = (pos + g.alignment - 1) / g.alignment * g.alignment;
   if (n_tensors > 0 && g.data_offset > size) fail("{}: truncated GGUF: data section starts past end of file", name);
   uint64_t data_size = size > g.data_offset ? size - g.data_offset : 0;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [offset, end) per tensor info
   for (const auto& ti : g.tensor_infos) {
     auto info = dtype_info(ti.ggml_type);
     if (!info) fail("{}: tensor {}: unknown ggml type {}", name, ti.name, ti.ggml_type);
@@ -255,6 +257,17 @@ GGUFFile GGUFFile::parse(std::shared_ptr<MappedFile> file, const uint8_t* data, 
     if (ti.offset > data_size || nbytes > data_size - ti.offset)
       fail("{}: tensor {}: data [{}, +{}) lies past the end of the file (data section is {} bytes)", name,
            ti.name, ti.offset, nbytes, data_size);
+    ranges.emplace_back(ti.offset, ti.offset + nbytes);
+  }
+  // Tensors sharing bytes would alias: writing one (or quantizing it) changes the other.
+  std::vector<size_t> order(ranges.size());
+  for (size_t i = 0; i < order.size(); i++) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
+  for (size_t k = 1; k < order.size(); k++) {
+    const size_t a = order[k - 1], b = order[k];
+    if (ranges[b].first < ranges[a].second)
+      fail("{}: tensors {} [{}, {}) and {} [{}, {}) overlap in the data section", name, g.tensor_infos[a].name,
+           ranges[a].first, ranges[a].second, g.tensor_infos[b].name, ranges[b].first, ranges[b].second);
   }
   return g;
 }

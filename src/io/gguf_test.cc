@@ -179,6 +179,24 @@ TEST(GGUF, BadInputsGiveClearErrors) {
   EXPECT_NE(parse_error(tensor(1, {33}, 2, 0)).find("block size"), std::string::npos);  // Q4_0 needs 32 | ne0
 }
 
+// Two tensors sharing bytes would alias each other; touching ranges are fine.
+TEST(GGUF, OverlappingTensorDataIsAnError) {
+  auto two = [](uint64_t off_b) {
+    Header h = header(2, 0);
+    h.str("wa").put<uint32_t>(1).put<uint64_t>(16).put<uint32_t>(0).put<uint64_t>(64);  // [64, 128)
+    h.str("wb").put<uint32_t>(1).put<uint64_t>(16).put<uint32_t>(0).put<uint64_t>(off_b);
+    h.s.resize((h.s.size() + 31) / 32 * 32, '\0');
+    h.s.append(256, '\0');
+    return h.s;
+  };
+  EXPECT_EQ(parse_error(two(0)), "");
+  EXPECT_EQ(parse_error(two(128)), "");
+  EXPECT_NE(parse_error(two(96)).find("tensors wa [64, 128) and wb [96, 160) overlap"), std::string::npos)
+      << parse_error(two(96));
+  EXPECT_NE(parse_error(two(32)).find("tensors wb [32, 96) and wa [64, 128) overlap"), std::string::npos);
+  EXPECT_NE(parse_error(two(64)).find("overlap"), std::string::npos);
+}
+
 TEST(GGUF, WriterReplacesAndRejectsDuplicates) {
   GGUFWriter w;
   w.set("a", GGUFValue::u32(1));

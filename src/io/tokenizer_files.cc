@@ -49,6 +49,9 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
       fail("{}: tokenizer.ggml.merges is not a string array", g.path);
     for (const auto& x : s->as_array()) v.merges.push_back(x.as_string());
   }
+  // Without merges byte-level BPE cuts every word into single bytes: a silently wrong tokenization.
+  if (v.model == "gpt2" && v.merges.empty())
+    fail("{}: byte-level BPE (gpt2) tokenizer without merges (tokenizer.ggml.merges is missing or empty)", g.path);
   auto id = [&](const char* key, int32_t def) { return int32_t(g.get_int(key).value_or(def)); };
   const bool spm = v.model == "llama";
   v.bos = id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
@@ -314,6 +317,7 @@ Vocab vocab_from_tokenizer_json(const std::string& path) {
       else
         v.merges.push_back(mg.at(0).get<std::string>() + " " + mg.at(1).get<std::string>());
     }
+    if (v.merges.empty()) fail("{}: BPE tokenizer without merges (model.merges is empty)", path);
     // Pre-tokenizer: Split regexes, Digits and ByteLevel(use_regex) in order.
     auto add_regex = [&](const std::string& r) { v.pre_regexes.push_back(r); };
     std::function<void(const nlohmann::json&)> walk = [&](const nlohmann::json& p) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <map>
 
 #include "core/error.h"
 
@@ -9,7 +11,7 @@ namespace lmpress {
 
 void ModelConfig::validate(const std::string& src) const {
   auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
-    if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, name, v, lo, hi);
+    if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
   if (arch != "llama" && arch != "qwen2") fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
@@ -19,10 +21,12 @@ void ModelConfig::validate(const std::string& src) const {
   range("num_key_value_heads", n_kv_heads, 1, n_heads);
   range("head_dim", head_dim, 2, 4096);
   range("intermediate_size", ffn_dim, 1, 1 << 20);
-  range("max_position_embeddings", ctx_len, 1, 1 << 24);
+  range("max_position_embeddings", ctx_len, 2, 1 << 24);
   range("rope dimension count", rope_dim, 2, head_dim);
   if (head_dim % 2 || rope_dim % 2) fail("{}: head_dim {} / rope dim {} must be even", src, head_dim, rope_dim);
-  if (uniform() && n_heads % n_kv_heads) fail("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", src, n_heads, n_kv_heads);
+  if (uniform() && n_heads % n_kv_heads)
+    fail("{}: {} {} is not a multiple of {} {}", src, field("num_attention_heads"), n_heads,
+         field("num_key_value_heads"), n_kv_heads);
   if (!uniform()) {
     if (layer_heads.size() != size_t(n_layers) || layer_kv_heads.size() != size_t(n_layers) ||
         layer_ffn.size() != size_t(n_layers))
@@ -36,11 +40,61 @@ void ModelConfig::validate(const std::string& src) const {
              src, l, h, kv, f);
     }
   }
-  if (!(rms_eps > 0 && rms_eps < 1)) fail("{}: rms_norm_eps {} is out of range", src, rms_eps);
-  if (!(rope_theta > 1)) fail("{}: rope_theta {} is out of range", src, rope_theta);
+  if (!(rms_eps > 0 && rms_eps < 1)) fail("{}: {} {} is out of range (0, 1)", src, field("rms_norm_eps"), rms_eps);
+  if (!(std::isfinite(rope_theta) && rope_theta > 1))
+    fail("{}: {} {} must be a finite number > 1", src, field("rope_theta"), rope_theta);
   if (!rope_scaling.empty() && rope_scaling != "linear" && rope_scaling != "llama3")
     fail("{}: rope_scaling type '{}' is not supported (linear, llama3)", src, rope_scaling);
-  if (!rope_scaling.empty() && !(rope_factor > 0)) fail("{}: rope_scaling factor {} must be > 0", src, rope_factor);
+  const auto positive = [&](const char* name, float v) {
+    if (!(std::isfinite(v) && v > 0)) fail("{}: {} {} must be a finite number > 0", src, field(name), v);
+  };
+  if (!rope_scaling.empty()) positive("rope_scaling.factor", rope_factor);
+  if (rope_scaling == "llama3") {
+    positive("rope_scaling.low_freq_factor", rope_low_freq_factor);
+    positive("rope_scaling.high_freq_factor", rope_high_freq_factor);
+    if (!(rope_high_freq_factor > rope_low_freq_factor))
+      fail("{}: {} {} must exceed {} {}", src, field("rope_scaling.high_freq_factor"), rope_high_freq_factor,
+           field("rope_scaling.low_freq_factor"), rope_low_freq_factor);
+    range("rope_scaling.original_max_position_embeddings", rope_orig_ctx, 1, 1 << 24);
+  }
+}
+
+std::string ModelConfig::field(const std::string& hf_name) const {
+  if (gguf_arch.empty()) return hf_name;
+  // config.json field -> GGUF key; a leading '.' takes the architecture prefix.
+  static const std::map<std::string, std::string> kGguf = {
+      {"vocab_size", ".vocab_size"},
+      {"hidden_size", ".embedding_length"},
+      {"num_hidden_layers", ".block_count"},
+      {"num_attention_heads", ".attention.head_count"},
+      {"num_key_value_heads", ".attention.head_count_kv"},
+      {"head_dim", ".attention.key_length"},
+      {"intermediate_size", ".feed_forward_length"},
+      {"max_position_embeddings", ".context_length"},
+      {"rope dimension count", ".rope.dimension_count"},
+      {"rms_norm_eps", ".attention.layer_norm_rms_epsilon"},
+      {"rope_theta", ".rope.freq_base"},
+      {"rope_scaling.low_freq_factor", "lmpress.rope_scaling.llama3.low_freq_factor"},
+      {"rope_scaling.high_freq_factor", "lmpress.rope_scaling.llama3.high_freq_factor"},
+      {"rope_scaling.original_max_position_embeddings", "lmpress.rope_scaling.llama3.original_context_length"},
+  };
+  if (hf_name == "rope_scaling.factor")
+    return rope_scaling == "llama3" ? "lmpress.rope_scaling.llama3.factor" : gguf_arch + ".rope.scaling.factor";
+  const auto it = kGguf.find(hf_name);
+  if (it == kGguf.end()) return hf_name;
+  return it->second[0] == '.' ? gguf_arch + it->second : it->second;
+}
+
+float config_float(double v, const std::string& src, const std::string& field) {
+  if (!std::isfinite(v) || std::fabs(v) > double(std::numeric_limits<float>::max()))
+    fail("{}: {} = {} is not a finite 32-bit float", src, field, v);
+  return float(v);
+}
+
+int64_t config_int(double v, int64_t lo, int64_t hi, const std::string& src, const std::string& field) {
+  if (!(v >= double(lo) && v <= double(hi)) || v != std::floor(v))
+    fail("{}: {} = {} is not an integer in [{}, {}]", src, field, v, lo, hi);
+  return int64_t(v);
 }
 
 void ModelConfig::set_layer_dims(std::vector<int64_t> heads, std::vector<int64_t> kv_heads, std::vector<int64_t> ffn) {

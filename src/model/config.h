@@ -40,9 +40,17 @@ struct ModelConfig {
   // n_kv_heads and ffn_dim; when set, those scalars hold the largest layer's
   // values, which size the shared buffers.
   std::vector<int64_t> layer_heads, layer_kv_heads, layer_ffn;
+  // The GGUF architecture ("llama", "qwen2", "deci") when read from GGUF, so
+  // that errors name the file's own metadata keys; empty otherwise.
+  std::string gguf_arch;
 
-  // Range checks against absurd values; throws naming `source`.
+  // Range checks against absurd values; throws naming `source` and the field.
+  // A context of at least 2 positions: with 1, nothing can be predicted from
+  // anything (calibration windows would hold BOS alone, task scoring nothing).
   void validate(const std::string& source) const;
+  // A config.json field name (e.g. "num_hidden_layers") as the source spells
+  // it: the GGUF key ("llama.block_count") for GGUF files.
+  std::string field(const std::string& hf_name) const;
   // Per rotated pair i: the angle per position (theta^(-2i/d), with scaling).
   std::vector<float> rope_inv_freqs() const;
   int64_t q_dim() const { return n_heads * head_dim; }
@@ -57,5 +65,12 @@ struct ModelConfig {
   // the scalars when all layers agree, else sets the scalars to the maxima.
   void set_layer_dims(std::vector<int64_t> heads, std::vector<int64_t> kv_heads, std::vector<int64_t> ffn);
 };
+
+// A number read from a config file as float, or as an integer in [lo, hi];
+// fails naming `field` when it is NaN, infinite or out of range, so that the
+// conversion is defined (a double beyond float's range, or 1e30 cast to an
+// integer, is undefined behaviour).
+float config_float(double v, const std::string& src, const std::string& field);
+int64_t config_int(double v, int64_t lo, int64_t hi, const std::string& src, const std::string& field);
 
 }  // namespace lmpress

@@ -27,7 +27,11 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   } else {
     fail("{}: unknown architecture '{}' (supported: llama, qwen2, deci)", path, arch);
   }
+  c.gguf_arch = arch;
   const std::string k = arch + ".";
+  const auto get_float = [&](const std::string& key, double def) {
+    return config_float(g.get_float(key).value_or(def), path, key);
+  };
   c.dim = g.req_int(k + "embedding_length");
   c.n_layers = g.req_int(k + "block_count");
   // Each of these is one integer, or an array with one per layer.
@@ -48,14 +52,14 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     }
     return out;
   };
-  if (c.n_layers < 1 || c.n_layers > 1024) fail("{}: block_count = {} is out of range [1, 1024]", path, c.n_layers);
+  if (c.n_layers < 1 || c.n_layers > 1024) fail("{}: {}block_count = {} is out of range [1, 1024]", path, k, c.n_layers);
   const auto ffn = per_layer(k + "feed_forward_length", nullptr);
   const auto heads = per_layer(k + "attention.head_count", nullptr);
   const auto kv_heads = per_layer(k + "attention.head_count_kv", &heads);
   c.set_layer_dims(heads, kv_heads, ffn);
   c.ctx_len = g.req_int(k + "context_length");
-  c.rms_eps = float(g.get_float(k + "attention.layer_norm_rms_epsilon").value_or(1e-5));
-  c.rope_theta = float(g.get_float(k + "rope.freq_base").value_or(10000.0));
+  c.rms_eps = get_float(k + "attention.layer_norm_rms_epsilon", 1e-5);
+  c.rope_theta = get_float(k + "rope.freq_base", 10000.0);
   c.head_dim = g.get_int(k + "attention.key_length").value_or(heads[0] > 0 ? c.dim / heads[0] : 0);
   if (auto vl = g.get_int(k + "attention.value_length"); vl && *vl != c.head_dim)
     fail("{}: key_length {} != value_length {} is not supported", path, c.head_dim, *vl);
@@ -63,14 +67,14 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   if (auto st = g.get_string(k + "rope.scaling.type"); st && *st != "none") {
     if (*st != "linear") fail("{}: rope scaling type '{}' is not supported", path, *st);
     c.rope_scaling = "linear";
-    c.rope_factor = float(g.get_float(k + "rope.scaling.factor").value_or(1.0));
+    c.rope_factor = get_float(k + "rope.scaling.factor", 1.0);
   }
-  if (auto f = g.get_float("lmpress.rope_scaling.llama3.factor")) {
+  if (g.find("lmpress.rope_scaling.llama3.factor")) {
     // Llama 3 scaling parameters, recorded by lmpress beside llama.cpp's rope_freqs tensor.
     c.rope_scaling = "llama3";
-    c.rope_factor = float(*f);
-    c.rope_low_freq_factor = float(g.get_float("lmpress.rope_scaling.llama3.low_freq_factor").value_or(1.0));
-    c.rope_high_freq_factor = float(g.get_float("lmpress.rope_scaling.llama3.high_freq_factor").value_or(4.0));
+    c.rope_factor = get_float("lmpress.rope_scaling.llama3.factor", 1.0);
+    c.rope_low_freq_factor = get_float("lmpress.rope_scaling.llama3.low_freq_factor", 1.0);
+    c.rope_high_freq_factor = get_float("lmpress.rope_scaling.llama3.high_freq_factor", 4.0);
     c.rope_orig_ctx = g.get_int("lmpress.rope_scaling.llama3.original_context_length").value_or(8192);
   }
   m->tensors = g.tensors();

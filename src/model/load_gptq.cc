@@ -117,6 +117,7 @@ std::vector<Tensor> dequantize_gptq_tensors(std::vector<Tensor> tensors, const I
     const int64_t rows = qw.shape[1];
     if (qw.shape[0] > (int64_t(1) << 40) / spec.bits) fail("{}: {}.qweight is too large", path, prefix);
     const int64_t cols = qw.shape[0] * 32 / spec.bits;
+    if (rows < 1 || cols < 1) fail("{}: {}.qweight has shape {}", path, prefix, qw.shape_str());
     if (sc.shape[1] != rows) fail("{}: {}: scales have {} columns, qweight {}", path, prefix, sc.shape[1], rows);
     GptqPacked packed;
     packed.qweight = copy_as<int32_t>(qw, DType::I32, path);
@@ -128,6 +129,12 @@ std::vector<Tensor> dequantize_gptq_tensors(std::vector<Tensor> tensors, const I
       const int64_t g = spec.group_size(cols);
       for (int64_t c = 0; c < cols; c++) packed.g_idx.push_back(int32_t(c / g));
     }
+    // AutoGPTQ stores ceil(cols / group_size) groups (one when group_size is -1), act-order or not.
+    // (A g_idx of the wrong length means bits disagree with the tensors: unpack_gptq says so.)
+    const int64_t groups = (cols + spec.group_size(cols) - 1) / spec.group_size(cols);
+    if (packed.g_idx.size() == size_t(cols) && sc.shape[0] != groups)
+      fail("{}: {}.scales has {} groups (rows), but quantization_config.group_size {} over {} input columns gives {}",
+           path, prefix, sc.shape[0], spec.group, cols, groups);
     for (int32_t g : packed.g_idx)
       if (g < 0 || g >= sc.shape[0]) fail("{}: {}.g_idx holds group {} of {}", path, prefix, g, sc.shape[0]);
     const IntGroupTensor q = unpack_gptq(packed, spec, rows, cols, path + ": " + prefix);

@@ -6,6 +6,7 @@
 #include <memory>
 #include <random>
 
+#include "core/error.h"
 #include "core/fp16.h"
 
 namespace lmpress {
@@ -73,6 +74,30 @@ TEST(LoadGptq, ExactBlocksWhereTheGroupsAllow) {
     EXPECT_EQ(w.dtype, c.want);
     EXPECT_EQ(w.shape, (std::vector<int64_t>{32, 128}));
     EXPECT_EQ(to_f32(w), want);
+  }
+}
+
+// The scales' group count must be the one group_size gives, whatever g_idx says.
+TEST(LoadGptq, ScalesMustMatchGroupSize) {
+  const int64_t rows = 32, cols = 128;
+  std::vector<float> W(size_t(rows * cols), 0.5f);
+  const IntGroupTensor t = int_group_rtn(W.data(), rows, cols, *parse_int_group_type("int4-g32"), nullptr, {});
+  const GptqPacked p = pack_gptq(t);
+  const std::vector<Tensor> in{
+      owned("l.qweight", DType::I32, {int64_t(p.qweight.size()) / rows, rows}, p.qweight),
+      owned("l.qzeros", DType::I32, {t.n_groups, int64_t(p.qzeros.size()) / t.n_groups}, p.qzeros),
+      owned("l.scales", DType::F32, {t.n_groups, rows}, p.scales),
+      owned("l.g_idx", DType::I32, {cols}, p.g_idx),
+  };
+  EXPECT_EQ(dequantize_gptq_tensors(in, *parse_int_group_type("int4-g32"), "m").size(), 1u);
+  for (const char* type : {"int4-ch", "int4-g64"}) {
+    try {
+      dequantize_gptq_tensors(in, *parse_int_group_type(type), "m");
+      ADD_FAILURE() << type;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("m: l.scales has 4 groups (rows), but quantization_config.group_size"),
+                std::string::npos) << e.what();
+    }
   }
 }
 

@@ -57,8 +57,8 @@ ModelConfig parse_hf_config(const std::string& path) {
   c.ctx_len = get_int("max_position_embeddings", 2048);
   c.head_dim = get_int("head_dim", c.n_heads > 0 ? c.dim / c.n_heads : 0);
   c.rope_dim = c.head_dim;
-  c.rms_eps = float(get_float("rms_norm_eps", 1e-6));
-  c.rope_theta = float(get_float("rope_theta", 10000.0));
+  c.rms_eps = config_float(get_float("rms_norm_eps", 1e-6), path, "rms_norm_eps");
+  c.rope_theta = config_float(get_float("rope_theta", 10000.0), path, "rope_theta");
   c.tied_embeddings = get_bool("tie_word_embeddings", false);
   if (c.arch == "llama") c.qkv_bias = get_bool("attention_bias", false);
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
@@ -77,12 +77,11 @@ ModelConfig parse_hf_config(const std::string& path) {
         if (!rs[k].is_number()) fail("{}: rope_scaling.{} must be a number", path, k);
         return rs[k].get<double>();
       };
-      c.rope_factor = float(num("factor", 1.0));
-      c.rope_low_freq_factor = float(num("low_freq_factor", 1.0));
-      c.rope_high_freq_factor = float(num("high_freq_factor", 4.0));
-      c.rope_orig_ctx = int64_t(num("original_max_position_embeddings", 8192));
-      if (type == "llama3" && !(c.rope_high_freq_factor > c.rope_low_freq_factor))
-        fail("{}: rope_scaling high_freq_factor must exceed low_freq_factor", path);
+      c.rope_factor = config_float(num("factor", 1.0), path, "rope_scaling.factor");
+      c.rope_low_freq_factor = config_float(num("low_freq_factor", 1.0), path, "rope_scaling.low_freq_factor");
+      c.rope_high_freq_factor = config_float(num("high_freq_factor", 4.0), path, "rope_scaling.high_freq_factor");
+      c.rope_orig_ctx = config_int(num("original_max_position_embeddings", 8192), 1, 1 << 24, path,
+                                   "rope_scaling.original_max_position_embeddings");
     }
   }
   if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_id = j["bos_token_id"].get<int32_t>();

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -52,6 +53,11 @@ std::vector<float> small_f32(const Model& m, const std::string& name, int64_t n)
 void Model::bind() {
   cfg.validate(path);
   const auto& c = cfg;
+  // Blocks past the configured count would be silently skipped.
+  int64_t present = 0;
+  for (const auto& t : tensors) present = std::max(present, layer_of(t.name) + 1);
+  if (present != c.n_layers)
+    fail("{}: {} is {} but the weights hold {} layers", path, cfg.field("num_hidden_layers"), c.n_layers, present);
   tok_embd = &require(*this, "token_embd.weight", {c.n_vocab, c.dim});
   const Tensor* out = find("output.weight");
   if (cfg.tied_embeddings || !out) {

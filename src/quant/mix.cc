@@ -128,7 +128,7 @@ std::string preset_names() {
   return s;
 }
 
-std::pair<std::regex, DType> parse_tensor_type_override(const std::string& spec) {
+TensorTypeOverride parse_tensor_type_override(const std::string& spec) {
   const auto eq = spec.rfind('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
     fail("--tensor-type '{}': expected PATTERN=TYPE, e.g. 'ffn_down=q6_k'", spec);
@@ -137,7 +137,7 @@ std::pair<std::regex, DType> parse_tensor_type_override(const std::string& spec)
   if (!t || !(has_quantizer(*t) || *t == DType::F16 || *t == DType::BF16 || *t == DType::F32))
     fail("--tensor-type '{}': unknown or unsupported type '{}'", spec, type_name);
   try {
-    return {std::regex(spec.substr(0, eq)), *t};
+    return {spec, std::regex(spec.substr(0, eq)), *t};
   } catch (const std::regex_error& e) {
     fail("--tensor-type '{}': bad regular expression: {}", spec, e.what());
   }
@@ -152,9 +152,12 @@ bool is_quantizable(const Tensor& t) {
 std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions& o) {
   std::map<std::string, DType> plan;
   const bool tied = m.find("output.weight") == nullptr;
+  std::vector<bool> matched(o.overrides.size(), false);
   for (const auto& t : m.tensors) {
     DType d = t.dtype;
     if (is_quantizable(t)) {
+      for (size_t k = 0; k < o.overrides.size(); k++)
+        matched[k] = matched[k] || std::regex_search(t.name, o.overrides[k].pattern);
       const bool is_output = t.name == "output.weight" || (tied && t.name == "token_embd.weight");
       const bool is_embd = t.name == "token_embd.weight";
       if (is_output && o.output_type) {
@@ -164,9 +167,9 @@ std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions&
       } else {
         d = o.preset.base;
         bool manual = false;
-        for (const auto& [re, type] : o.overrides)
-          if (std::regex_search(t.name, re)) {
-            d = type;
+        for (const auto& ov : o.overrides)
+          if (std::regex_search(t.name, ov.pattern)) {
+            d = ov.type;
             manual = true;
             break;
           }
@@ -178,6 +181,11 @@ std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions&
     }
     plan[t.name] = d;
   }
+  for (size_t k = 0; k < o.overrides.size(); k++)
+    if (!matched[k])
+      fail("--tensor-type '{}': the pattern matches no quantizable tensor of {} (names look like "
+           "blk.0.ffn_down.weight)",
+           o.overrides[k].spec, m.path);
   return plan;
 }
 

@@ -33,21 +33,30 @@ std::string preset_names();
 // file type when tensors were typed one by one; nullopt for unknown types.
 std::optional<PresetInfo> preset_for_base(DType base);
 
+// --tensor-type PATTERN=TYPE: a regex searched in the tensor name.
+struct TensorTypeOverride {
+  std::string spec;  // as given, for errors
+  std::regex pattern;
+  DType type;
+};
+
 struct MixOptions {
   PresetInfo preset;
   bool pure = false;         // every quantizable tensor gets the base type
   bool has_imatrix = false;  // some presets change with an imatrix, as in llama.cpp
-  std::vector<std::pair<std::regex, DType>> overrides;  // first match wins (--tensor-type)
+  std::vector<TensorTypeOverride> overrides;  // first match wins (--tensor-type)
   std::optional<DType> output_type, token_embd_type;
 };
 
 // Parses "PATTERN=TYPE" (a regex searched in the tensor name; TYPE like q6_k).
-std::pair<std::regex, DType> parse_tensor_type_override(const std::string& spec);
+TensorTypeOverride parse_tensor_type_override(const std::string& spec);
 
 // True for the tensors llama.cpp quantizes: 2-D weights except norms.
 bool is_quantizable(const Tensor& t);
 
-// The storage type of every tensor of m (canonical names).
+// The storage type of every tensor of m (canonical names). Fails naming an
+// override whose pattern matches no quantizable tensor (a typo would
+// otherwise quantize everything with the preset, silently).
 std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions& o);
 
 }  // namespace lmpress

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/error.h"
+
 namespace lmpress {
 namespace {
 
@@ -106,6 +108,17 @@ TEST(Mix, OverridesPureAndErrors) {
   EXPECT_THROW(parse_tensor_type_override("ffn_down"), std::exception);
   EXPECT_THROW(parse_tensor_type_override("ffn_down=q9_9"), std::exception);
   EXPECT_THROW(parse_tensor_type_override("ffn_(down=q4_0"), std::exception);
+  // A pattern that matches nothing quantizable (a typo, a norm) would leave the preset in place silently.
+  for (const char* spec : {"ffn_dwon=q8_0", "attn_norm=q8_0"}) {
+    o.overrides = {parse_tensor_type_override("ffn_down=q8_0"), parse_tensor_type_override(spec)};
+    try {
+      plan_tensor_types(m, o);
+      ADD_FAILURE() << spec;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("--tensor-type '" + std::string(spec) + "': the pattern matches no quantizable tensor"),
+                std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "runtime/generate.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "core/error.h"
@@ -22,6 +23,15 @@ std::string take_complete_utf8(std::string& buf) {
   return out;
 }
 
+const char* stop_reason_name(StopReason r) {
+  switch (r) {
+    case StopReason::Eos: return "eos";
+    case StopReason::Length: return "length";
+    case StopReason::Context: return "context";
+  }
+  return "?";
+}
+
 GenerateStats generate(const Model& m, const std::string& prompt, const GenerateOptions& opt,
                        const std::function<void(const std::string&)>& on_text) {
   if (!m.tokenizer) fail("{}: the model has no tokenizer", m.path);
@@ -41,9 +51,17 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   s.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
   std::string pending;
   const int32_t eos = m.tokenizer->vocab().eos;
-  for (int64_t i = 0; i < opt.n_predict && st.n_past() < n_ctx; i++) {
-    int32_t id = sampler.sample(logits.data(), m.cfg.n_vocab);
-    if (opt.stop_at_eos && id == eos) break;
+  const int64_t n_sample = std::min<int64_t>(m.cfg.n_vocab, int64_t(m.tokenizer->vocab().size()));
+  for (int64_t i = 0; i < opt.n_predict; i++) {
+    if (st.n_past() >= n_ctx) {
+      s.stopped = StopReason::Context;
+      break;
+    }
+    int32_t id = sampler.sample(logits.data(), n_sample);
+    if (opt.stop_at_eos && id == eos) {
+      s.stopped = StopReason::Eos;
+      break;
+    }
     s.tokens.push_back(id);
     s.n_generated++;
     pending += m.tokenizer->decode_token(id);

@@ -15,15 +15,22 @@ struct GenerateOptions {
   bool stop_at_eos = true;
 };
 
+// Why generation ended.
+enum class StopReason { Eos, Length, Context };
+const char* stop_reason_name(StopReason r);  // "eos", "length", "context"
+
 struct GenerateStats {
   int64_t n_prompt = 0, n_generated = 0;
+  StopReason stopped = StopReason::Length;
   double prompt_seconds = 0, gen_seconds = 0;
   std::vector<int32_t> tokens;  // generated ids
   double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0; }
   double gen_tps() const { return gen_seconds > 0 ? n_generated / gen_seconds : 0; }
 };
 
-// Streams complete UTF-8 text through on_text as tokens are produced.
+// Streams complete UTF-8 text through on_text as tokens are produced. Only ids
+// the tokenizer has are sampled: an embedding padded past the vocabulary (as
+// llama.cpp allows) never yields a token that cannot be decoded.
 GenerateStats generate(const Model& m, const std::string& prompt, const GenerateOptions& opt,
                        const std::function<void(const std::string&)>& on_text);
 

@@ -52,9 +52,15 @@ void add_generate(CLI::App& app) {
     if (o->json) {
       nlohmann::ordered_json j{{"prompt", prompt}, {"text", text}, {"tokens", s.tokens},
                                {"n_prompt", s.n_prompt}, {"n_generated", s.n_generated},
+                               {"stopped", stop_reason_name(s.stopped)},
                                {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()}};
       fmt::print("{}\n", j.dump(2));
       return;
+    }
+    if (s.stopped == StopReason::Context) {
+      std::fflush(stdout);
+      fmt::print(stderr, "\nnote: generation stopped after {} tokens: the context of {} tokens is full (--ctx)\n",
+                 s.n_generated, o->g.n_ctx > 0 ? o->g.n_ctx : m->cfg.ctx_len);
     }
     fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", s.n_prompt,
                s.prompt_tps(), s.n_generated, s.gen_tps());

@@ -1,0 +1,273 @@
+// Model files whose config disagrees with itself or with the tensors, and the
+// edge cases they lead to (a tiny context, a padded embedding): each is an
+// `error:` naming the field, or handled, through the real CLI.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+
+#include "core/mapped_file.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "synthetic_model.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+namespace fs = std::filesystem;
+using test::expect_cli_error;
+using test::run_cli;
+
+std::string S(const std::string& rel) { return test::shared_path(rel); }
+const std::string kStories = "models/stories260K/stories260K.gguf";
+
+void write(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+
+// A copy of the synthetic HF model with config.json edited; `raw` then
+// rewrites the JSON text (for numbers JSON cannot carry through a double).
+std::string hf_variant(const std::function<void(nlohmann::json&)>& edit,
+                       const std::function<void(std::string&)>& raw = {}) {
+  static const std::string good = [] {
+    const std::string d = test::temp_dir();
+    test::write_synthetic_hf(d, {});
+    return d;
+  }();
+  const std::string d = test::temp_dir();
+  for (auto& f : fs::directory_iterator(good)) fs::copy_file(f.path(), d + "/" + f.path().filename().string());
+  auto j = nlohmann::json::parse(read_text_file(d + "/config.json"));
+  edit(j);
+  std::string text = j.dump();
+  if (raw) raw(text);
+  write(d + "/config.json", text);
+  return d;
+}
+
+using KV = std::vector<std::pair<std::string, GGUFValue>>;
+void set(KV& kv, const std::string& key, GGUFValue v) {
+  for (auto& [k, old] : kv)
+    if (k == key) {
+      old = std::move(v);
+      return;
+    }
+  kv.emplace_back(key, std::move(v));
+}
+
+// A copy of a GGUF file with its metadata edited.
+std::string gguf_variant(const std::string& src, const std::function<void(KV&)>& edit) {
+  const GGUFFile g = GGUFFile::open(src);
+  KV kv = g.kv;
+  edit(kv);
+  GGUFWriter w;
+  for (auto& [k, v] : kv) w.set(k, v);
+  for (const auto& t : g.tensors()) w.add_tensor(t);
+  const std::string out = test::temp_dir() + "/m.gguf";
+  w.write(out);
+  return out;
+}
+
+// A context of 1 predicts nothing from anything: refused at load, whatever
+// the command (eval used to crash in the task scorer, imatrix to calibrate on
+// windows holding BOS alone).
+TEST(ModelChecks, ContextOfOneIsRefusedAtLoad) {
+  const std::string hf = hf_variant([](auto& j) { j["max_position_embeddings"] = 1; });
+  expect_cli_error("eval " + hf + " --task-dir " + S("data/tasks") + " --tasks piqa --limit 2",
+                   "max_position_embeddings = 1 is out of range [2, ");
+  expect_cli_error("imatrix " + hf + " -f " + S("data/calib/docs-calib.txt") + " -o " + test::temp_dir() + "/i.dat",
+                   "max_position_embeddings = 1 is out of range [2, ");
+  const std::string gguf = gguf_variant(S(kStories), [](KV& kv) { set(kv, "llama.context_length", GGUFValue::u32(1)); });
+  expect_cli_error("eval " + gguf + " --task-dir " + S("data/tasks") + " --tasks piqa --limit 2",
+                   "llama.context_length = 1 is out of range [2, ");
+}
+
+// Task requests longer than a small window are cut from the left, as
+// lm-evaluation-harness cuts them; a continuation that alone exceeds the
+// window is an error naming the task and the line of its item.
+TEST(ModelChecks, TaskScoringWithATinyContext) {
+  const std::string d = test::temp_dir();
+  write(d + "/short.jsonl", "{\"query\":\"the cat sat on the\",\"choices\":[\"mat\",\"hat\"],\"gold\":0}\n"
+                            "{\"query\":\"a long query with many words in it\",\"choices\":[\"x\",\"y z\"],\"gold\":1}\n");
+  const std::string ctx8 = hf_variant([](auto& j) { j["max_position_embeddings"] = 8; });
+  auto r = run_cli("eval " + ctx8 + " --tasks " + d + "/short.jsonl --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["tasks"]["short"]["n"], 2);
+  const std::string ctx2 = hf_variant([](auto& j) { j["max_position_embeddings"] = 2; });
+  expect_cli_error("eval " + ctx2 + " --tasks " + d + "/short.jsonl", "task short: " + d + "/short.jsonl:1: a choice has 4 tokens, more than the model's context of 2");
+  expect_cli_error("eval " + ctx2 + " --task-dir " + S("data/tasks") + " --tasks piqa --limit 2",
+                   "more than the model's context of 2");
+}
+
+// Layers the config does not count would be skipped silently; layers it
+// counts that are missing would be read from nowhere.
+TEST(ModelChecks, LayerCountMustMatchTheTensors) {
+  expect_cli_error("info " + hf_variant([](auto& j) { j["num_hidden_layers"] = 1; }),
+                   "num_hidden_layers is 1 but the weights hold 2 layers");
+  expect_cli_error("info " + hf_variant([](auto& j) { j["num_hidden_layers"] = 3; }),
+                   "num_hidden_layers is 3 but the weights hold 2 layers");
+  expect_cli_error("info " + gguf_variant(S(kStories), [](KV& kv) { set(kv, "llama.block_count", GGUFValue::u32(4)); }),
+                   "llama.block_count is 4 but the weights hold 5 layers");
+  expect_cli_error("info " + gguf_variant(S(kStories), [](KV& kv) { set(kv, "llama.block_count", GGUFValue::u32(6)); }),
+                   "llama.block_count is 6 but the weights hold 5 layers");
+}
+
+// Float fields are range-checked before any conversion (to float, or to an
+// integer), so no value reaches the model as inf, NaN or an undefined cast.
+TEST(ModelChecks, RopeFieldsOutOfRange) {
+  const auto theta = [](const std::string& text) {
+    return hf_variant([](auto& j) { j["rope_theta"] = 12345.5; },
+                      [text](std::string& s) { s.replace(s.find("12345.5"), 7, text); });
+  };
+  expect_cli_error("info " + theta("1e39"), "rope_theta = 1e+39 is not a finite 32-bit float");
+  expect_cli_error("info " + theta("1e400"), "1e400");  // beyond double: the JSON reader refuses it
+  expect_cli_error("info " + theta("0"), "rope_theta 0 must be a finite number > 1");
+  expect_cli_error("info " + theta("-5"), "rope_theta -5 must be a finite number > 1");
+  const auto llama3 = [](const char* key, double v) {
+    return hf_variant([key, v](auto& j) {
+      j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                           {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
+      j["rope_scaling"][key] = v;
+    });
+  };
+  expect_cli_error("info " + llama3("original_max_position_embeddings", 1e30),
+                   "rope_scaling.original_max_position_embeddings = 1e+30 is not an integer in [1, 16777216]");
+  expect_cli_error("info " + llama3("original_max_position_embeddings", 0.5),
+                   "rope_scaling.original_max_position_embeddings = 0.5 is not an integer");
+  expect_cli_error("info " + llama3("factor", 1e39), "rope_scaling.factor = 1e+39 is not a finite 32-bit float");
+  expect_cli_error("info " + llama3("factor", -1), "rope_scaling.factor -1 must be a finite number > 0");
+  expect_cli_error("info " + llama3("low_freq_factor", 0), "rope_scaling.low_freq_factor 0 must be a finite number > 0");
+  const auto gguf = [](const char* key, GGUFValue v) {
+    return gguf_variant(S(kStories), [key, v](KV& kv) { set(kv, key, v); });
+  };
+  expect_cli_error("info " + gguf("llama.rope.freq_base", GGUFValue::f32(INFINITY)),
+                   "llama.rope.freq_base = inf is not a finite 32-bit float");
+  expect_cli_error("info " + gguf("llama.rope.freq_base", GGUFValue::f32(NAN)), "llama.rope.freq_base = nan");
+  expect_cli_error("info " + gguf("llama.rope.freq_base", {GGUFType::FLOAT64, 1e300}),
+                   "llama.rope.freq_base = 1e+300 is not a finite 32-bit float");
+  expect_cli_error("info " + gguf("llama.rope.freq_base", GGUFValue::f32(-1)),
+                   "llama.rope.freq_base -1 must be a finite number > 1");
+  expect_cli_error("info " + gguf_variant(S(kStories), [](KV& kv) {
+                     set(kv, "lmpress.rope_scaling.llama3.factor", GGUFValue::f32(8));
+                     set(kv, "lmpress.rope_scaling.llama3.original_context_length", GGUFValue::u64(1ull << 40));
+                   }),
+                   "lmpress.rope_scaling.llama3.original_context_length = 1099511627776 is out of range [1, 16777216]");
+}
+
+// An embedding padded past the tokenizer (as llama.cpp allows) never yields a
+// token the tokenizer cannot decode: here the padding rows' logits beat every
+// real token's, and greedy generation still emits real tokens only. A
+// tokenizer with more tokens than embedding rows is refused at load.
+TEST(ModelChecks, TokenizerAndEmbeddingSizes) {
+  const std::string d = hf_variant([](auto&) {});
+  // The tokenizer: the 260 byte and merge tokens, without the two added ones.
+  auto tj = nlohmann::json::parse(read_text_file(d + "/tokenizer.json"));
+  tj.erase("added_tokens");
+  write(d + "/tokenizer.json", tj.dump());
+  write(d + "/tokenizer_config.json", R"({"add_bos_token": false})");
+  // The head: every real token's logit 0, the padding rows ±v (one of them wins).
+  std::vector<TensorToWrite> ts;
+  {
+    const auto st = SafetensorsFile::open(d + "/model.safetensors");
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    for (const auto& t : st.tensors) {
+      auto v = to_f32(t);
+      if (t.name == "lm_head.weight") {
+        const int64_t dim = t.shape[1];
+        std::fill(v.begin(), v.end(), 0.0f);
+        for (int64_t i = 0; i < dim; i++) {
+          v[size_t(260 * dim + i)] = nd(rng);
+          v[size_t(261 * dim + i)] = -v[size_t(260 * dim + i)];
+        }
+      }
+      ts.push_back({make_f32_tensor(t.name, t.shape, v), {}});
+    }
+  }
+  write_safetensors(d + "/model.safetensors", ts);
+  auto r = run_cli("generate " + d + " -p hello -n 8 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["tokens"].size(), 8u);
+  for (const auto& id : j["tokens"]) EXPECT_LT(id.get<int>(), 260);
+
+  const std::string big = gguf_variant(S(kStories), [](KV& kv) {
+    std::vector<std::string> toks;
+    std::vector<float> scores;
+    std::vector<int32_t> types;
+    for (const auto& [k, v] : kv) {
+      if (k == "tokenizer.ggml.tokens")
+        for (const auto& x : v.as_array()) toks.push_back(x.as_string());
+      if (k == "tokenizer.ggml.scores")
+        for (const auto& x : v.as_array()) scores.push_back(float(x.as_double()));
+      if (k == "tokenizer.ggml.token_type")
+        for (const auto& x : v.as_array()) types.push_back(int32_t(x.as_int()));
+    }
+    for (int i = 0; i < 8; i++) toks.push_back("<extra" + std::to_string(i) + ">"), scores.push_back(0), types.push_back(1);
+    set(kv, "tokenizer.ggml.tokens", GGUFValue::str_array(toks));
+    set(kv, "tokenizer.ggml.scores", GGUFValue::f32_array(scores));
+    set(kv, "tokenizer.ggml.token_type", GGUFValue::i32_array(types));
+  });
+  expect_cli_error("info " + big, "tokenizer has 520 tokens but the model's vocabulary is 512");
+}
+
+// Byte-level BPE without merges would cut every word into bytes, silently.
+TEST(ModelChecks, ByteLevelBpeNeedsMerges) {
+  const std::string d = hf_variant([](auto&) {});
+  const std::string gguf = test::temp_dir() + "/m.gguf";
+  ASSERT_EQ(run_cli("convert " + d + " " + gguf).status, 0);
+  auto tj = nlohmann::json::parse(read_text_file(d + "/tokenizer.json"));
+  tj["model"]["merges"] = nlohmann::json::array();
+  write(d + "/tokenizer.json", tj.dump());
+  expect_cli_error("info " + d, "tokenizer.json: BPE tokenizer without merges (model.merges is empty)");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) { std::erase_if(kv, [](auto& e) { return e.first == "tokenizer.ggml.merges"; }); }),
+                   "byte-level BPE (gpt2) tokenizer without merges (tokenizer.ggml.merges is missing or empty)");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) { set(kv, "tokenizer.ggml.merges", GGUFValue::str_array({})); }),
+                   "tokenizer.ggml.merges is missing or empty");
+}
+
+// Two tensors' data ranges sharing bytes: the loader names both.
+TEST(ModelChecks, OverlappingGgufTensorsAreAnError) {
+  std::string bytes = read_text_file(S(kStories));
+  const GGUFFile g = GGUFFile::open(S(kStories));
+  uint64_t q_off = 0;
+  for (const auto& ti : g.tensor_infos)
+    if (ti.name == "blk.0.attn_q.weight") q_off = ti.offset;
+  // blk.0.attn_k.weight's info: name, n_dims (2), 2 dims, type, then its offset.
+  const std::string name = "blk.0.attn_k.weight";
+  const size_t at = bytes.find(name);
+  ASSERT_NE(at, std::string::npos);
+  std::memcpy(bytes.data() + at + name.size() + 4 + 16 + 4, &q_off, 8);
+  const std::string path = test::temp_dir() + "/overlap.gguf";
+  write(path, bytes);
+  const auto r = run_cli("info " + path);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("error: " + path + ": tensors blk.0.attn_k.weight ["), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(") and blk.0.attn_q.weight ["), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(") overlap in the data section"), std::string::npos) << r.out;
+}
+
+// Generation that fills the context says so: a note on stderr, "stopped" in JSON.
+TEST(ModelChecks, GenerationStoppedByTheContextSaysSo) {
+  const std::string m = S(kStories);
+  auto r = run_cli("generate " + m + " -p \"Once upon a time\" -n 1000000 --ctx 32 --ignore-eos");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("note: generation stopped after"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("the context of 32 tokens is full"), std::string::npos) << r.out;
+  r = run_cli("generate " + m + " -p \"Once upon a time\" -n 1000000 --ctx 32 --ignore-eos --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["stopped"], "context");
+  EXPECT_EQ(j["n_prompt"].get<int>() + j["n_generated"].get<int>(), 32);
+  r = run_cli("generate " + m + " -p \"Once upon a time\" -n 4 --ignore-eos --json");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["stopped"], "length");
+  r = run_cli("generate " + m + " -p \"Once upon a time\" -n 4 --ignore-eos");
+  EXPECT_EQ(r.out.find("note:"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace lmpress
