@@ -47,8 +47,8 @@ std::string temp_dir() {
   return g_temp.dirs.back();
 }
 
-CliResult run_cli(const std::string& args) {
-  std::string cmd = std::string("LMPRESS_NO_PROGRESS=1 ") + LMPRESS_CLI_PATH + " " + args + " 2>&1";
+CliResult run_cli(const std::string& args, const std::string& env) {
+  std::string cmd = "LMPRESS_NO_PROGRESS=1 " + env + " " + LMPRESS_CLI_PATH + " " + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   CliResult r{-1, ""};
   if (!p) return r;

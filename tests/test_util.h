@@ -17,7 +17,8 @@ struct CliResult {
   int status;
   std::string out;  // stdout + stderr
 };
-CliResult run_cli(const std::string& args);
+// `env`: VAR=VALUE assignments put before the command.
+CliResult run_cli(const std::string& args, const std::string& env = "");
 // Runs the CLI expecting exit status 1 and `msg` in its output (no crash).
 void expect_cli_error(const std::string& args, const std::string& msg);
 // Perplexity through the CLI on the first 20 windows of 128 tokens of WikiText-2.

@@ -3,7 +3,10 @@
 // generic in the vector width, the rest (HWY_ONCE) is compiled once.
 #include "kernels/gemm_microkernel.h"
 
+#include <atomic>
 #include <utility>
+
+#include "core/cpu_isa.h"
 
 // SSSE3 adds nothing over SSE4 here: one 128-bit target is enough to test the
 // width-generic code at 4 lanes. (The baseline target, 1-lane SCALAR, cannot
@@ -99,7 +102,25 @@ namespace lmpress {
 
 HWY_EXPORT(Microkernels);
 
-GemmMicrokernels gemm_microkernels() { return HWY_DYNAMIC_DISPATCH(Microkernels)(); }
+namespace {
+std::atomic<uint64_t> g_cap_applied{~uint64_t(0)};
+}  // namespace
+
+GemmMicrokernels gemm_microkernels() {
+  // cpu_isa()'s cap reaches Highway's own dispatch: without avx512 no AVX3
+  // target (in Highway a smaller bit is a better target).
+  const uint64_t gen = cpu_isa_generation();
+  if (g_cap_applied.exchange(gen) != gen) {
+    int64_t mask = 0;  // 0: no restriction
+    if (!cpu_isa().avx512) {
+      for (int64_t t : gemm_microkernel_targets())
+        if (t >= int64_t(HWY_AVX2)) mask |= t;
+      mask |= HWY_SCALAR;
+    }
+    hwy::SetSupportedTargetsForTest(mask);
+  }
+  return HWY_DYNAMIC_DISPATCH(Microkernels)();
+}
 
 std::vector<int64_t> gemm_microkernel_targets() {
   // Taken once, before any pin: Highway's list reflects the pin.
@@ -113,6 +134,7 @@ std::vector<int64_t> gemm_microkernel_targets() {
 
 void gemm_microkernel_pin_target(int64_t target) {
   gemm_microkernel_targets();
+  g_cap_applied = cpu_isa_generation();  // the test's pin stands until the cap changes
   hwy::SetSupportedTargetsForTest(target);
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "kernels/qdot_ref.h"
 #include "kernels/x8_vnni.h"
@@ -68,8 +69,7 @@ FDotFn fdot_reference(DType t) {
 }
 
 FDotFn fdot(DType t) {
-  static const bool avx2 = simd_avx2::available();
-  if (g_use_simd && avx2) {
+  if (qdot_simd_active()) {
     if (t == DType::F16) return simd_avx2::dot_f16_f32;
     if (t == DType::BF16) return simd_avx2::dot_bf16_f32;
     if (t == DType::F16_2OF4) return simd_avx2::dot_2of4_f16_f32;
@@ -97,8 +97,7 @@ QDotKernel qdot_reference(DType t) {
 }
 
 QDotKernel qdot(DType t) {
-  static const bool avx2 = simd_avx2::available();
-  if (g_use_simd && avx2) {
+  if (qdot_simd_active()) {
     switch (t) {
       case DType::Q4_0: return {ActFormat::Q8_0, simd_avx2::dot_q4_0_q8_0};
       case DType::Q5_0: return {ActFormat::Q8_0, simd_avx2::dot_q5_0_q8_0};
@@ -118,19 +117,14 @@ QDotKernel qdot(DType t) {
   return qdot_reference(t);
 }
 
-bool qdot_simd_active() {
-  static const bool avx2 = simd_avx2::available();  // CPUID traps to the hypervisor on VMs: ask once
-  return g_use_simd && avx2;
-}
+bool qdot_simd_active() { return g_use_simd && cpu_isa().avx2; }
 
 bool qdot_vnni_available(Vnni v) {
-  // CPUID traps to the hypervisor on VMs: ask once.
-  static const bool avx = simd_avxvnni::available(), avx512 = simd_avx512vnni::available();
   switch (v) {
     case Vnni::none: return true;
-    case Vnni::avx: return avx;
-    case Vnni::avx512: return avx512;
-    case Vnni::emulated: return simd_avx2::available();
+    case Vnni::avx: return cpu_isa().avx_vnni;
+    case Vnni::avx512: return cpu_isa().avx512_vnni;
+    case Vnni::emulated: return cpu_isa().avx2;
   }
   return false;
 }

@@ -1,11 +1,11 @@
 // AVX2 versions of the qdot kernels. Compiled with per-function target
 // attributes (the build does not assume AVX2) and only called after
 // available() says the CPU and OS support it.
-#include <cpuid.h>
 #include <immintrin.h>
 
 #include <cstring>
 
+#include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
@@ -13,20 +13,7 @@
 
 namespace lmpress::simd_avx2 {
 
-bool available() {
-  // CPUID says what the CPU has; XCR0 whether the OS saves the YMM state.
-  unsigned a, b, c, d;
-  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
-  const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12), f16c = c & (1u << 29),
-             popcnt = c & (1u << 23);
-  if (!(osxsave && avx && fma && f16c && popcnt)) return false;
-  unsigned lo, hi;
-  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-  if ((lo & 6u) != 6u) return false;  // XMM and YMM state
-  if (__get_cpuid_max(0, nullptr) < 7) return false;
-  __cpuid_count(7, 0, a, b, c, d);
-  return b & (1u << 5);  // AVX2
-}
+bool available() { return cpu_isa().avx2; }
 
 
 // 0xFF in byte j where bit j of a Q5 block's 32-bit qh is set.

@@ -2,6 +2,7 @@
 #include <cstdio>
 
 #include "commands.h"
+#include "core/cpu_isa.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "core/temp_files.h"
@@ -103,6 +104,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_compare(app);
   try {
     lmpress::cli::check_every_command_guarded(app);
+    lmpress::apply_cpu_isa_env();
     lmpress::install_temp_cleanup();
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
