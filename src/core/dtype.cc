@@ -11,35 +11,35 @@ namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
 constexpr std::array<DTypeInfo, 29> kTypes = {{
-    {DType::F32, "F32", 1, 4, true},
-    {DType::F16, "F16", 1, 2, true},
-    {DType::Q4_0, "Q4_0", 32, 18, true},
-    {DType::Q4_1, "Q4_1", 32, 20, true},
-    {DType::Q5_0, "Q5_0", 32, 22, true},
-    {DType::Q5_1, "Q5_1", 32, 24, true},
-    {DType::Q8_0, "Q8_0", 32, 34, true},
-    {DType::Q8_1, "Q8_1", 32, 36, false},
-    {DType::Q2_K, "Q2_K", 256, 84, true},
-    {DType::Q3_K, "Q3_K", 256, 110, true},
-    {DType::Q4_K, "Q4_K", 256, 144, true},
-    {DType::Q5_K, "Q5_K", 256, 176, true},
-    {DType::Q6_K, "Q6_K", 256, 210, true},
-    {DType::Q8_K, "Q8_K", 256, 292, false},
-    {DType::IQ4_NL, "IQ4_NL", 32, 18, true},
-    {DType::I8, "I8", 1, 1, false},
-    {DType::I16, "I16", 1, 2, false},
-    {DType::I32, "I32", 1, 4, false},
-    {DType::I64, "I64", 1, 8, false},
-    {DType::F64, "F64", 1, 8, false},
-    {DType::BF16, "BF16", 1, 2, true},
-    {DType::F16_2OF4, "F16_2of4", 32, 36, true},
-    {DType::F16_BITMAP, "F16_bitmap", 8, 0, true},
-    {DType::Q8_0_2OF4, "Q8_0_2of4", 32, 22, true},
-    {DType::Q4_0_X8, "Q4_0_x8", 32, 18, true},
-    {DType::Q8_0_2OF4_X8, "Q8_0_2of4_x8", 32, 22, true},
-    {DType::Q8_0_X8, "Q8_0_x8", 32, 34, true},
-    {DType::Q4_K_X8, "Q4_K_x8", 256, 148, true},
-    {DType::Q5_0_X8, "Q5_0_x8", 32, 22, true},
+    {DType::F32, "F32", 1, 4, true, DType::F32, 1},
+    {DType::F16, "F16", 1, 2, true, DType::F16, 1},
+    {DType::Q4_0, "Q4_0", 32, 18, true, DType::Q4_0, 1},
+    {DType::Q4_1, "Q4_1", 32, 20, true, DType::Q4_1, 1},
+    {DType::Q5_0, "Q5_0", 32, 22, true, DType::Q5_0, 1},
+    {DType::Q5_1, "Q5_1", 32, 24, true, DType::Q5_1, 1},
+    {DType::Q8_0, "Q8_0", 32, 34, true, DType::Q8_0, 1},
+    {DType::Q8_1, "Q8_1", 32, 36, false, DType::Q8_1, 1},
+    {DType::Q2_K, "Q2_K", 256, 84, true, DType::Q2_K, 1},
+    {DType::Q3_K, "Q3_K", 256, 110, true, DType::Q3_K, 1},
+    {DType::Q4_K, "Q4_K", 256, 144, true, DType::Q4_K, 1},
+    {DType::Q5_K, "Q5_K", 256, 176, true, DType::Q5_K, 1},
+    {DType::Q6_K, "Q6_K", 256, 210, true, DType::Q6_K, 1},
+    {DType::Q8_K, "Q8_K", 256, 292, false, DType::Q8_K, 1},
+    {DType::IQ4_NL, "IQ4_NL", 32, 18, true, DType::IQ4_NL, 1},
+    {DType::I8, "I8", 1, 1, false, DType::I8, 1},
+    {DType::I16, "I16", 1, 2, false, DType::I16, 1},
+    {DType::I32, "I32", 1, 4, false, DType::I32, 1},
+    {DType::I64, "I64", 1, 8, false, DType::I64, 1},
+    {DType::F64, "F64", 1, 8, false, DType::F64, 1},
+    {DType::BF16, "BF16", 1, 2, true, DType::BF16, 1},
+    {DType::F16_2OF4, "F16_2of4", 32, 36, true, DType::F16, 1},
+    {DType::F16_BITMAP, "F16_bitmap", 8, 0, true, DType::F16, 1},
+    {DType::Q8_0_2OF4, "Q8_0_2of4", 32, 22, true, DType::Q8_0, 1},
+    {DType::Q4_0_X8, "Q4_0_x8", 32, 18, true, DType::Q4_0, 8},
+    {DType::Q8_0_2OF4_X8, "Q8_0_2of4_x8", 32, 22, true, DType::Q8_0, 8},
+    {DType::Q8_0_X8, "Q8_0_x8", 32, 34, true, DType::Q8_0, 8},
+    {DType::Q4_K_X8, "Q4_K_x8", 256, 148, true, DType::Q4_K, 8},
+    {DType::Q5_0_X8, "Q5_0_x8", 32, 22, true, DType::Q5_0, 8},
 }};
 
 }  // namespace
@@ -50,10 +50,25 @@ std::optional<DTypeInfo> dtype_info(uint32_t ggml_type) {
   return std::nullopt;
 }
 
+namespace {
+// Row of each id: file ids 0..63, internal ids from kInternalTypeBase (hot: asked per matmul and per row address).
+constexpr uint32_t kSlots = 64;
+constexpr std::array<int8_t, 2 * kSlots> kIndex = [] {
+  std::array<int8_t, 2 * kSlots> idx{};
+  for (auto& i : idx) i = -1;
+  for (size_t i = 0; i < kTypes.size(); i++) {
+    const uint32_t id = uint32_t(kTypes[i].type);
+    idx[id >= kInternalTypeBase ? kSlots + (id - kInternalTypeBase) : id] = int8_t(i);
+  }
+  return idx;
+}();
+}  // namespace
+
 const DTypeInfo& dtype_info(DType t) {
-  for (const auto& i : kTypes)
-    if (i.type == t) return i;
-  fail("internal: unknown dtype id {}", uint32_t(t));
+  const uint32_t id = uint32_t(t);
+  const uint32_t slot = id >= kInternalTypeBase ? kSlots + (id - kInternalTypeBase) : id < kSlots ? id : UINT32_MAX;
+  if (slot < kIndex.size() && kIndex[slot] >= 0) return kTypes[size_t(kIndex[slot])];
+  fail("internal: unknown dtype id {}", id);
 }
 
 const char* dtype_name(DType t) { return dtype_info(t).name; }

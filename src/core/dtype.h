@@ -44,21 +44,16 @@ enum class DType : uint32_t {
 };
 constexpr uint32_t kInternalTypeBase = 1000;
 inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase; }
-// The file type an internal type was repacked from (t itself for file types).
-inline DType file_type(DType t) {
-  if (t == DType::Q8_0_2OF4 || t == DType::Q8_0_2OF4_X8 || t == DType::Q8_0_X8) return DType::Q8_0;
-  if (t == DType::Q4_0_X8) return DType::Q4_0;
-  if (t == DType::Q4_K_X8) return DType::Q4_K;
-  if (t == DType::Q5_0_X8) return DType::Q5_0;
-  return is_internal_type(t) ? DType::F16 : t;
-}
-
+// One row per storage type (ggml's type_traits): what any layer may ask of a
+// type without knowing its kernels (those are in kernels/).
 struct DTypeInfo {
   DType type;
   const char* name;
   uint32_t block_elems;  // elements per block (1 for plain types)
   uint32_t block_bytes;  // bytes per block; 0 for row-indexed types (rows of varying size)
   bool supported;        // lmpress can compute with it today
+  DType file_type;       // what it is written to files as (itself for file types)
+  uint32_t interleave;   // rows stored interleaved per group (1: each row contiguous)
 };
 
 // Info for a ggml type id, or nullopt for an id lmpress does not know (and
@@ -72,12 +67,11 @@ std::optional<DType> dtype_from_name(std::string_view name);
 inline bool is_float_type(DType t) { return t == DType::F32 || t == DType::F16 || t == DType::BF16; }
 // Rows of varying size, found through an index at the start of the tensor (row_data in core/tensor.h).
 inline bool is_row_indexed(DType t) { return t == DType::F16_BITMAP; }
+// The file type an internal type was repacked from (t itself for file types).
+inline DType file_type(DType t) { return dtype_info(t).file_type; }
 // Groups of rows stored interleaved: no row is contiguous, so rows are reached
 // through to_f32 or the type's own kernels, never through RowAddress.
-inline bool is_row_interleaved(DType t) {
-  return t == DType::Q4_0_X8 || t == DType::Q8_0_X8 || t == DType::Q8_0_2OF4_X8 || t == DType::Q4_K_X8 ||
-         t == DType::Q5_0_X8;
-}
+inline bool is_row_interleaved(DType t) { return dtype_info(t).interleave > 1; }
 // Bytes needed for one row of n elements; throws if n is not a multiple of the
 // block size or the type is row-indexed.
 uint64_t row_bytes(DType t, uint64_t n);

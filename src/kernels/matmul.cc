@@ -8,12 +8,8 @@
 
 #include "core/error.h"
 #include "kernels/gemm_packed.h"
-#include "kernels/q4_0x8.h"
-#include "kernels/q5_0x8.h"
-#include "kernels/q4_kx8.h"
-#include "kernels/q8_0x8.h"
+#include "kernels/interleaved.h"
 #include "kernels/qdot.h"
-#include "sparse/q8_0_2of4x8.h"
 
 namespace lmpress {
 namespace {
@@ -24,25 +20,24 @@ int g_threads = 0;
 // read once and never copied whole.
 constexpr int64_t kTileRows = 256;
 
-// Weights repacked as 8-row groups (Q4_0_X8, Q5_0_X8, Q8_0_X8, Q8_0_2OF4_X8, Q4_K_X8):
-// the activations quantized once (Q8_0, or Q8_K for Q4_K), then one kernel call
-// per group and token, or per group and 4 tokens.
-void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
-  const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
-  const bool q4 = w.dtype == DType::Q4_0_X8, q5 = w.dtype == DType::Q5_0_X8, k4 = w.dtype == DType::Q4_K_X8;
-  const ActFormat act = k4 ? ActFormat::Q8_K : ActFormat::Q8_0;
-  const size_t ab = activation_bytes(act, in);
+// Weights repacked as 8-row groups (kernels/interleaved.h): the activations
+// quantized once (Q8_0, or Q8_K for Q4_K), the kernels chosen once, then one
+// call per group and token, or per group and 4 tokens.
+void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int64_t n, float* y) {
+  const X8Kernels k = f.kernels();
+  const int64_t out = w.shape[0], in = w.shape[1], nb = in / f.block_cols;
+  const size_t ab = activation_bytes(f.act, in);
   thread_local std::vector<uint8_t> qa;
   thread_local std::vector<int32_t> sums;  // Q4_0 / Q5_0 store value + 8 / + 16: their dots subtract that·Σ activations
   qa.resize(size_t(n) * ab);
-  sums.resize(size_t(n * nb));
+  sums.resize(f.act_sums ? size_t(n * nb) : 0);
   uint8_t* qa_data = qa.data();
-  int32_t* sums_data = sums.data();
+  int32_t* sums_data = f.act_sums ? sums.data() : nullptr;
 #pragma omp parallel for schedule(static) if (n > 1)
   for (int64_t t = 0; t < n; t++) {
-    quantize_activations(act, x + t * in, in, qa_data + t * ab);
+    quantize_activations(f.act, x + t * in, in, qa_data + t * ab);
     const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
-    for (int64_t b = 0; (q4 || q5) && b < nb; b++) {
+    for (int64_t b = 0; sums_data && b < nb; b++) {
       int32_t s = 0;
       for (int8_t v : a[b].qs) s += v;
       sums_data[t * nb + b] = s;
@@ -51,44 +46,33 @@ void matmul_x8(const Tensor& w, const float* x, int64_t n, float* y) {
   // Prompt batches: tokens in chunks whose quantized activations stay in L2
   // while every group of weights passes over them.
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (256 << 10) / int64_t(ab)));
+  const uint64_t group_bytes = uint64_t(nb) * f.group_block_bytes;
   for (int64_t t0 = 0; t0 < n; t0 += chunk) {
     const int64_t t1 = std::min(n, t0 + chunk);
 #pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < out / 8; g++)
+    for (int64_t g = 0; g < out / 8; g++) {
+      const uint8_t* wg = w.data + uint64_t(g) * group_bytes;
       for (int64_t t = t0; t < t1; t++) {
-        const auto* a = reinterpret_cast<const BlockQ8_0*>(qa_data + t * ab);
+        const uint8_t* a = qa_data + t * ab;
+        const int32_t* s = sums_data ? sums_data + t * nb : nullptr;
         float* yt = y + t * out + 8 * g;
-        const bool four = t + 4 <= t1;  // 4 tokens share each weight load
-        const auto* ak = reinterpret_cast<const BlockQ8_K*>(qa_data + t * ab);
-        const auto* wk = reinterpret_cast<const BlockQ4_Kx8*>(w.data) + g * (in / QK_K);
-        if (k4 && four)
-          gemm4_q4_kx8(in, wk, ak, in / QK_K, yt, out);
-        else if (k4)
-          gemv_q4_kx8(in, wk, ak, yt);
-        else if (q4 && four)
-          gemm4_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, nb, yt, out);
-        else if (q4)
-          gemv_q4_0x8(in, reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
-        else if (q5 && four)
-          gemm4_q5_0x8(in, reinterpret_cast<const BlockQ5_0x8*>(w.data) + g * nb, a, sums_data + t * nb, nb, yt, out);
-        else if (q5)
-          gemv_q5_0x8(in, reinterpret_cast<const BlockQ5_0x8*>(w.data) + g * nb, a, sums_data + t * nb, yt);
-        else if (w.dtype == DType::Q8_0_X8 && four)
-          gemm4_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, nb, yt, out);
-        else if (w.dtype == DType::Q8_0_X8)
-          gemv_q8_0x8(in, reinterpret_cast<const BlockQ8_0x8*>(w.data) + g * nb, a, yt);
-        else
-          gemv_q8_0_2of4x8(in, reinterpret_cast<const BlockQ8_0_2of4x8*>(w.data) + g * nb, a, yt);
-        if (four && w.dtype != DType::Q8_0_2OF4_X8) t += 3;
+        if (k.gemm4 && t + 4 <= t1) {  // 4 tokens share each weight load
+          k.gemm4(in, wg, a, s, nb, yt, out);
+          t += 3;
+        } else {
+          k.gemv(in, wg, a, s, yt);
+        }
       }
+    }
   }
 }
 
 void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  // Q4_0_X8, Q5_0_X8, Q8_0_X8 and Q4_K_X8 prompt batches too, on their 4-token kernels; the 2:4
+  // Interleaved layouts take prompt batches too where they have a 4-token kernel; the 2:4
   // layout has only a one-token kernel, level with f32 tiles + sgemm (README).
-  if (is_row_interleaved(w.dtype) && (n < 4 || w.dtype != DType::Q8_0_2OF4_X8)) return matmul_x8(w, x, n, y);
+  if (const InterleavedFormat* f = interleaved_format(w.dtype); f && (n < 4 || f->kernels().gemm4))
+    return matmul_x8(w, *f, x, n, y);
   if (const QDotKernel k = qdot(w.dtype); n < 4 && k.fn) {
     // Decode with an int8 kernel: activations quantized once (Q8_0 or Q8_K),
     // then one integer dot product per weight row (llama.cpp's vec_dot path).

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/interleaved.h"
 #include "quant/blocks.h"
 
 namespace lmpress {
@@ -41,5 +42,7 @@ void gemv_q4_0x8(int64_t cols, const BlockQ4_0x8* group, const BlockQ8_0* a, con
 // load once for all 4.
 void gemm4_q4_0x8(int64_t cols, const BlockQ4_0x8* group, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
                   float* out, int64_t out_stride);
+// The kernels above as cpu_isa() allows them, in the interleaved table's signature (kernels/interleaved.h).
+X8Kernels q4_0x8_kernels();
 
 }  // namespace lmpress

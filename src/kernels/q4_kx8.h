@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/interleaved.h"
 #include "kernels/qdot.h"
 #include "quant/blocks.h"
 
@@ -41,5 +42,7 @@ void gemv_q4_kx8(int64_t cols, const BlockQ4_Kx8* group, const BlockQ8_K* a, flo
 // out + t·out_stride), each nibble load unpacked once for the 4.
 void gemm4_q4_kx8(int64_t cols, const BlockQ4_Kx8* group, const BlockQ8_K* a, int64_t stride, float* out,
                   int64_t out_stride);
+// The kernels above as cpu_isa() allows them, in the interleaved table's signature (kernels/interleaved.h).
+X8Kernels q4_kx8_kernels();
 
 }  // namespace lmpress

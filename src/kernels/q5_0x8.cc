@@ -173,15 +173,21 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q5_0x8_avx2(int64_t cols, co
 
 }  // namespace
 
+X8Kernels q5_0x8_kernels() {
+  using G = BlockQ5_0x8;
+  using A = BlockQ8_0;
+  constexpr X8Gemv ref = x8_gemv<G, A, gemv_q5_0x8_ref>;
+  if (!qdot_simd_active()) return {ref, x8_gemm4_by_gemv<A, ref>};
+  return {x8_gemv<G, A, gemv_q5_0x8_avx2>, x8_gemm4<G, A, gemm4_q5_0x8_avx2>};
+}
+
 void gemv_q5_0x8(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, const int32_t* sums, float* out) {
-  if (qdot_simd_active()) return gemv_q5_0x8_avx2(cols, g, a, sums, out);
-  gemv_q5_0x8_ref(cols, g, a, sums, out);
+  q5_0x8_kernels().gemv(cols, g, a, sums, out);
 }
 
 void gemm4_q5_0x8(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
                   float* out, int64_t out_stride) {
-  if (qdot_simd_active()) return gemm4_q5_0x8_avx2(cols, g, a, sums, stride, out, out_stride);
-  for (int t = 0; t < 4; t++) gemv_q5_0x8_ref(cols, g, a + t * stride, sums + t * stride, out + t * out_stride);
+  q5_0x8_kernels().gemm4(cols, g, a, sums, stride, out, out_stride);
 }
 
 }  // namespace lmpress

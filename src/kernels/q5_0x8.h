@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/interleaved.h"
 #include "quant/blocks.h"
 
 namespace lmpress {
@@ -40,5 +41,7 @@ void gemv_q5_0x8(int64_t cols, const BlockQ5_0x8* group, const BlockQ8_0* a, con
 // t·stride, outputs out + t·out_stride), each weight vector unpacked once.
 void gemm4_q5_0x8(int64_t cols, const BlockQ5_0x8* group, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
                   float* out, int64_t out_stride);
+// The kernels above as cpu_isa() allows them, in the interleaved table's signature (kernels/interleaved.h).
+X8Kernels q5_0x8_kernels();
 
 }  // namespace lmpress

@@ -110,21 +110,28 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q8_0x8_avx2(int64_t cols, co
 
 }  // namespace
 
-void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, int64_t stride, float* out,
-                  int64_t out_stride) {
+X8Kernels q8_0x8_kernels() {
+  using G = BlockQ8_0x8;
+  using A = BlockQ8_0;
+  constexpr X8Gemv ref = x8_gemv<G, A, gemv_q8_0x8_ref>;
+  if (!qdot_simd_active()) return {ref, x8_gemm4_by_gemv<A, ref>};
+  constexpr X8Gemv avx2 = x8_gemv<G, A, gemv_q8_0x8_avx2>;
   switch (qdot_vnni()) {
-    case Vnni::avx: return simd_avxvnni::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
-    case Vnni::avx512: return simd_avx512vnni::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
-    case Vnni::emulated: return simd_vnni_emulated::gemm4_q8_0x8(cols, g, a, stride, out, out_stride);
+    case Vnni::avx: return {avx2, x8_gemm4<G, A, simd_avxvnni::gemm4_q8_0x8>};
+    case Vnni::avx512: return {avx2, x8_gemm4<G, A, simd_avx512vnni::gemm4_q8_0x8>};
+    case Vnni::emulated: return {avx2, x8_gemm4<G, A, simd_vnni_emulated::gemm4_q8_0x8>};
     case Vnni::none: break;
   }
-  if (qdot_simd_active()) return gemm4_q8_0x8_avx2(cols, g, a, stride, out, out_stride);
-  for (int t = 0; t < 4; t++) gemv_q8_0x8_ref(cols, g, a + t * stride, out + t * out_stride);
+  return {avx2, x8_gemm4<G, A, gemm4_q8_0x8_avx2>};
+}
+
+void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, int64_t stride, float* out,
+                  int64_t out_stride) {
+  q8_0x8_kernels().gemm4(cols, g, a, nullptr, stride, out, out_stride);
 }
 
 void gemv_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, float* out) {
-  if (qdot_simd_active()) return gemv_q8_0x8_avx2(cols, g, a, out);
-  gemv_q8_0x8_ref(cols, g, a, out);
+  q8_0x8_kernels().gemv(cols, g, a, nullptr, out);
 }
 
 }  // namespace lmpress

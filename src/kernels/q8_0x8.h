@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/interleaved.h"
 #include "quant/blocks.h"
 
 namespace lmpress {
@@ -36,5 +37,7 @@ void gemv_q8_0x8(int64_t cols, const BlockQ8_0x8* group, const BlockQ8_0* a, flo
 // blocks, outputs out + t·out_stride), each weight load shared by the 4.
 void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* group, const BlockQ8_0* a, int64_t stride, float* out,
                   int64_t out_stride);
+// The kernels above as cpu_isa() allows them, in the interleaved table's signature (kernels/interleaved.h).
+X8Kernels q8_0x8_kernels();
 
 }  // namespace lmpress

@@ -3,12 +3,8 @@
 #include <cstring>
 
 #include "core/fp16.h"
-#include "kernels/q4_0x8.h"
-#include "kernels/q5_0x8.h"
-#include "kernels/q4_kx8.h"
-#include "kernels/q8_0x8.h"
+#include "kernels/interleaved.h"
 #include "sparse/bitmap.h"
-#include "sparse/q8_0_2of4x8.h"
 #include "sparse/sparse24.h"
 
 namespace lmpress {
@@ -213,25 +209,11 @@ bool dequantize_row(DType t, const uint8_t* p, int64_t n, float* y) {
 }
 
 bool dequantize_interleaved_row(DType t, const uint8_t* data, int64_t cols, int64_t r, float* out) {
-  const int64_t nb = cols / 32;
-  switch (t) {
-    case DType::Q4_0_X8:
-      dequantize_q4_0x8_row(blocks_of<BlockQ4_0x8>(data) + (r / 8) * nb, cols, int(r % 8), out);
-      return true;
-    case DType::Q5_0_X8:
-      dequantize_q5_0x8_row(blocks_of<BlockQ5_0x8>(data) + (r / 8) * nb, cols, int(r % 8), out);
-      return true;
-    case DType::Q4_K_X8:
-      dequantize_q4_kx8_row(blocks_of<BlockQ4_Kx8>(data) + (r / 8) * (cols / QK_K), cols, int(r % 8), out);
-      return true;
-    case DType::Q8_0_X8:
-      dequantize_q8_0x8_row(blocks_of<BlockQ8_0x8>(data) + (r / 8) * nb, cols, int(r % 8), out);
-      return true;
-    case DType::Q8_0_2OF4_X8:
-      dequantize_q8_0_2of4x8_row(blocks_of<BlockQ8_0_2of4x8>(data) + (r / 8) * nb, cols, int(r % 8), out);
-      return true;
-    default: return false;
-  }
+  const InterleavedFormat* f = interleaved_format(t);
+  if (!f) return false;
+  f->dequantize_row(data + uint64_t(r / 8) * uint64_t(cols / f->block_cols) * f->group_block_bytes, cols, int(r % 8),
+                    out);
+  return true;
 }
 
 }  // namespace lmpress

@@ -118,9 +118,16 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q8_0_2of4x8_avx2(int64_t cols
 
 }  // namespace
 
+X8Kernels q8_0_2of4x8_kernels() {
+  using G = BlockQ8_0_2of4x8;
+  using A = BlockQ8_0;
+  // One-token kernel only: gathering the kept activations costs what 4 tokens would share.
+  if (!qdot_simd_active()) return {x8_gemv<G, A, gemv_q8_0_2of4x8_ref>, nullptr};
+  return {x8_gemv<G, A, gemv_q8_0_2of4x8_avx2>, nullptr};
+}
+
 void gemv_q8_0_2of4x8(int64_t cols, const BlockQ8_0_2of4x8* g, const BlockQ8_0* a, float* out) {
-  if (qdot_simd_active()) return gemv_q8_0_2of4x8_avx2(cols, g, a, out);
-  gemv_q8_0_2of4x8_ref(cols, g, a, out);
+  q8_0_2of4x8_kernels().gemv(cols, g, a, nullptr, out);
 }
 
 }  // namespace lmpress

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "kernels/interleaved.h"
 #include "quant/blocks.h"
 
 namespace lmpress {
@@ -44,5 +45,7 @@ std::vector<uint8_t> unpack_q8_0_2of4x8(const Tensor& x8);
 // out[0..8) = the 8 rows of `group` · activations a (Q8_0 blocks).
 void gemv_q8_0_2of4x8_ref(int64_t cols, const BlockQ8_0_2of4x8* group, const BlockQ8_0* a, float* out);
 void gemv_q8_0_2of4x8(int64_t cols, const BlockQ8_0_2of4x8* group, const BlockQ8_0* a, float* out);
+// The kernels above as cpu_isa() allows them, in the interleaved table's signature (kernels/interleaved.h).
+X8Kernels q8_0_2of4x8_kernels();
 
 }  // namespace lmpress

@@ -5,10 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "kernels/q4_0x8.h"
-#include "kernels/q5_0x8.h"
-#include "kernels/q4_kx8.h"
-#include "kernels/q8_0x8.h"
+#include "kernels/interleaved.h"
 #include "sparse/bitmap.h"
 #include "sparse/q8_0_2of4x8.h"
 #include "sparse/sparse24.h"
@@ -70,28 +67,18 @@ SparseRepack repack_sparse(Model& m) {
 }
 
 std::vector<uint8_t> unpack_interleaved(const Tensor& t) {
-  switch (t.dtype) {
-    case DType::Q4_0_X8: return unpack_q4_0x8(t);
-    case DType::Q5_0_X8: return unpack_q5_0x8(t);
-    case DType::Q8_0_X8: return unpack_q8_0x8(t);
-    case DType::Q4_K_X8: return unpack_q4_kx8(t);
-    case DType::Q8_0_2OF4_X8: return unpack_q8_0_2of4x8(t);
-    default: throw Error("unpack_interleaved: " + std::string(dtype_name(t.dtype)) + " is not row-interleaved");
-  }
+  const InterleavedFormat* f = interleaved_format(t.dtype);
+  if (!f) throw Error("unpack_interleaved: " + std::string(dtype_name(t.dtype)) + " is not row-interleaved");
+  return f->unpack(t);
 }
 
 int64_t repack_interleaved(Model& m) {
   int64_t n = 0;
   for (auto& t : m.tensors) {
-    const DType d = t.dtype;
-    if ((d != DType::Q4_0 && d != DType::Q5_0 && d != DType::Q8_0 && d != DType::Q4_K) || t.shape.size() != 2 ||
-        t.rows() % 8)
-      continue;
+    const InterleavedFormat* f = interleaved_repack_for(t.dtype);
+    if (!f || t.shape.size() != 2 || t.rows() % 8 || t.cols() % f->block_cols) continue;
     if (t.name == "token_embd.weight" && !m.cfg.tied_embeddings) continue;  // only rows looked up: no gain
-    t = d == DType::Q4_0   ? repack_q4_0x8(t)
-        : d == DType::Q5_0 ? repack_q5_0x8(t)
-        : d == DType::Q8_0 ? repack_q8_0x8(t)
-                           : repack_q4_kx8(t);
+    t = f->repack(t);
     n++;
   }
   if (n) m.bind();

@@ -1,0 +1,42 @@
+#include "kernels/interleaved.h"
+
+#include "kernels/q4_0x8.h"
+#include "kernels/q4_kx8.h"
+#include "kernels/q5_0x8.h"
+#include "kernels/q8_0x8.h"
+#include "sparse/q8_0_2of4x8.h"
+
+namespace lmpress {
+
+namespace {
+
+// One row per layout. Q8_0_2OF4_X8 is repacked only when the matrix is 2:4
+// sparse (sparse/repack.cc decides), so no file type maps to it here.
+const InterleavedFormat kFormats[] = {
+    {DType::Q4_0_X8, 32, sizeof(BlockQ4_0x8), ActFormat::Q8_0, true, q4_0x8_kernels, repack_q4_0x8, unpack_q4_0x8,
+     x8_dequantize_row<BlockQ4_0x8, dequantize_q4_0x8_row>},
+    {DType::Q5_0_X8, 32, sizeof(BlockQ5_0x8), ActFormat::Q8_0, true, q5_0x8_kernels, repack_q5_0x8, unpack_q5_0x8,
+     x8_dequantize_row<BlockQ5_0x8, dequantize_q5_0x8_row>},
+    {DType::Q8_0_X8, 32, sizeof(BlockQ8_0x8), ActFormat::Q8_0, false, q8_0x8_kernels, repack_q8_0x8, unpack_q8_0x8,
+     x8_dequantize_row<BlockQ8_0x8, dequantize_q8_0x8_row>},
+    {DType::Q4_K_X8, QK_K, sizeof(BlockQ4_Kx8), ActFormat::Q8_K, false, q4_kx8_kernels, repack_q4_kx8, unpack_q4_kx8,
+     x8_dequantize_row<BlockQ4_Kx8, dequantize_q4_kx8_row>},
+    {DType::Q8_0_2OF4_X8, 32, sizeof(BlockQ8_0_2of4x8), ActFormat::Q8_0, false, q8_0_2of4x8_kernels,
+     repack_q8_0_2of4x8, unpack_q8_0_2of4x8, x8_dequantize_row<BlockQ8_0_2of4x8, dequantize_q8_0_2of4x8_row>},
+};
+
+}  // namespace
+
+const InterleavedFormat* interleaved_format(DType t) {
+  for (const auto& f : kFormats)
+    if (f.type == t) return &f;
+  return nullptr;
+}
+
+const InterleavedFormat* interleaved_repack_for(DType from) {
+  for (const auto& f : kFormats)
+    if (f.type != DType::Q8_0_2OF4_X8 && file_type(f.type) == from) return &f;
+  return nullptr;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,79 @@
+// The 8-row interleaved weight layouts (Q4_0_X8, Q5_0_X8, Q8_0_X8, Q4_K_X8,
+// Q8_0_2OF4_X8) as one table: a row per layout with what matmul, the
+// load-time repack and the exporter need, and one kernel signature for all
+// (as ggml-cpu/repack.h). A new layout is its own file (block struct, pack,
+// kernels, a *_kernels() chooser) plus one row in interleaved.cc and one in
+// core/dtype.cc's type table.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "core/tensor.h"
+#include "kernels/qdot.h"
+
+namespace lmpress {
+
+// 8 outputs of one row group for one token: activations `act` (the format's
+// ActFormat blocks), `sums` the Σ of each Q8_0 activation block's int8 values
+// (read only by the formats that store offset values, Q4_0 and Q5_0).
+using X8Gemv = void (*)(int64_t cols, const void* group, const void* act, const int32_t* sums, float* out);
+// The same for 4 tokens: activations and sums `stride` blocks apart, outputs `out_stride` floats apart.
+using X8Gemm4 = void (*)(int64_t cols, const void* group, const void* act, const int32_t* sums, int64_t stride,
+                         float* out, int64_t out_stride);
+
+struct X8Kernels {
+  X8Gemv gemv = nullptr;
+  X8Gemm4 gemm4 = nullptr;  // null: no 4-token kernel (prompts take the f32 tiles)
+};
+
+struct InterleavedFormat {
+  DType type;                // the in-memory layout
+  int64_t block_cols;        // weight columns per block (32, or 256 for the k-quants)
+  size_t group_block_bytes;  // bytes of one block of 8 rows
+  ActFormat act;             // activation blocks the kernels take
+  bool act_sums;             // the kernels read `sums`
+  X8Kernels (*kernels)();    // the best kernels cpu_isa() allows: asked once per matmul
+  Tensor (*repack)(const Tensor&);                 // from the file type (dtype_info(type).file_type)
+  std::vector<uint8_t> (*unpack)(const Tensor&);  // back to the file type's bytes, bit for bit
+  void (*dequantize_row)(const void* group, int64_t cols, int r, float* out);  // row r (0..7) of a group
+};
+
+// The row of an interleaved layout, or null for any other type.
+const InterleavedFormat* interleaved_format(DType t);
+// The layout a matrix of file type `from` is repacked into at load, or null.
+const InterleavedFormat* interleaved_repack_for(DType from);
+
+// Adapters from a layout's typed kernels to the table's signatures.
+template <class Group, class Act, void (*F)(int64_t, const Group*, const Act*, const int32_t*, float*)>
+void x8_gemv(int64_t cols, const void* g, const void* a, const int32_t* sums, float* out) {
+  F(cols, static_cast<const Group*>(g), static_cast<const Act*>(a), sums, out);
+}
+template <class Group, class Act, void (*F)(int64_t, const Group*, const Act*, float*)>
+void x8_gemv(int64_t cols, const void* g, const void* a, const int32_t*, float* out) {
+  F(cols, static_cast<const Group*>(g), static_cast<const Act*>(a), out);
+}
+template <class Group, class Act,
+          void (*F)(int64_t, const Group*, const Act*, const int32_t*, int64_t, float*, int64_t)>
+void x8_gemm4(int64_t cols, const void* g, const void* a, const int32_t* sums, int64_t stride, float* out,
+              int64_t out_stride) {
+  F(cols, static_cast<const Group*>(g), static_cast<const Act*>(a), sums, stride, out, out_stride);
+}
+template <class Group, class Act, void (*F)(int64_t, const Group*, const Act*, int64_t, float*, int64_t)>
+void x8_gemm4(int64_t cols, const void* g, const void* a, const int32_t*, int64_t stride, float* out,
+              int64_t out_stride) {
+  F(cols, static_cast<const Group*>(g), static_cast<const Act*>(a), stride, out, out_stride);
+}
+template <class Group, void (*F)(const Group*, int64_t, int, float*)>
+void x8_dequantize_row(const void* g, int64_t cols, int r, float* out) {
+  F(static_cast<const Group*>(g), cols, r, out);
+}
+// Four one-token calls: the scalar path's 4-token kernel.
+template <class Act, X8Gemv Gemv>
+void x8_gemm4_by_gemv(int64_t cols, const void* g, const void* a, const int32_t* sums, int64_t stride, float* out,
+                      int64_t out_stride) {
+  for (int64_t t = 0; t < 4; t++)
+    Gemv(cols, g, static_cast<const Act*>(a) + t * stride, sums ? sums + t * stride : nullptr, out + t * out_stride);
+}
+
+}  // namespace lmpress
