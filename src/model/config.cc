@@ -41,6 +41,10 @@ void ModelConfig::validate(const std::string& src) const {
   if (!rope_scaling.empty() && rope_scaling != "linear" && rope_scaling != "llama3")
     fail("{}: rope_scaling type '{}' is not supported (linear, llama3)", src, rope_scaling);
   if (!rope_scaling.empty() && !(rope_factor > 0)) fail("{}: rope_scaling factor {} must be > 0", src, rope_factor);
+  if (rope_scaling == "llama3") {
+    range("rope_scaling original_max_position_embeddings", rope_orig_ctx, 1, 1 << 24);
+    if (!(rope_low_freq_factor > 0)) fail("{}: rope_scaling low_freq_factor {} must be > 0", src, rope_low_freq_factor);
+  }
 }
 
 void ModelConfig::set_layer_dims(std::vector<int64_t> heads, std::vector<int64_t> kv_heads, std::vector<int64_t> ffn) {
