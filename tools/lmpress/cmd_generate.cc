@@ -53,7 +53,9 @@ void add_generate(CLI::App& app) {
       nlohmann::ordered_json j{{"prompt", prompt}, {"text", text}, {"tokens", s.tokens},
                                {"n_prompt", s.n_prompt}, {"n_generated", s.n_generated},
                                {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()}};
-      fmt::print("{}\n", j.dump(2));
+      // Sampled byte tokens can end the text inside a UTF-8 sequence (or make
+      // an invalid one): such bytes are printed as U+FFFD.
+      fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
       return;
     }
     fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", s.n_prompt,
