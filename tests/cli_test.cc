@@ -176,6 +176,22 @@ TEST(Cli, GenerateIsDeterministicAndReportsSpeed) {
   EXPECT_NE(streamed.out.find(ja["text"].get<std::string>()), std::string::npos);
 }
 
+// Sampled byte tokens leave invalid UTF-8 in the text: --json still prints
+// the whole result, those bytes as U+FFFD.
+TEST(Cli, GenerateJsonReplacesInvalidUtf8) {
+  const std::string m = S("models/stories260K/stories260K.gguf");
+  int replaced = 0;
+  for (int seed = 2; seed <= 5; seed++) {  // nearly flat sampling over 512 tokens, half of them bytes
+    auto r = run_cli("generate " + m + " -p \"Once upon\" -n 8 --temp 100 --top-k 0 --top-p 1 --min-p 0 --json -s " +
+                     std::to_string(seed));
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["n_generated"], 8);
+    replaced += j["text"].get<std::string>().find("\xef\xbf\xbd") != std::string::npos;
+  }
+  EXPECT_GT(replaced, 0);
+}
+
 TEST(Cli, InfoJson) {
   auto r = run_cli("info " + S("models/lmp-8m") + " --json");
   ASSERT_EQ(r.status, 0);

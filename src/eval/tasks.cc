@@ -5,10 +5,11 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "io/json_file.h"
 #include "model/forward.h"
 
 namespace lmpress {
@@ -93,11 +94,14 @@ ValueErr mean_stderr(const std::vector<double>& v) {
 }  // namespace
 
 Task read_task_file(const std::string& path, const std::string& name, int64_t limit) {
-  std::ifstream in(path);
-  if (!in) fail("{}: cannot open task file", path);
+  return parse_task_text(read_text_file(path), path, name, limit);
+}
+
+Task parse_task_text(const std::string& text, const std::string& path, const std::string& name, int64_t limit) {
   Task t;
   t.name = name;
   t.path = path;
+  std::istringstream in(text);
   std::string line;
   int64_t line_no = 0;
   bool kind_known = false;
@@ -105,12 +109,7 @@ Task read_task_file(const std::string& path, const std::string& name, int64_t li
     line_no++;
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = fmt::format("{}:{}", path, line_no);
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::parse_error& e) {
-      fail("{}: bad JSON ({})", where, e.what());
-    }
+    const nlohmann::json j = parse_json(line, where);
     if (!kind_known) {
       if (j.is_object() && j.contains("continuation") && !j.contains("choices")) t.kind = TaskKind::Lambada;
       else if (!j.is_object() || !j.contains("choices"))

@@ -33,6 +33,8 @@ struct Task {
 // limit > 0 keeps the first `limit` items. Fails naming the line on bad JSON,
 // missing fields, fewer than 2 choices or a gold index out of range.
 Task read_task_file(const std::string& path, const std::string& name, int64_t limit = -1);
+// The same for the text of a task file read from `path`.
+Task parse_task_text(const std::string& text, const std::string& path, const std::string& name, int64_t limit = -1);
 // A task by file path, or by name in task_dir (NAME.jsonl; "lambada" is
 // lambada_openai). Fails listing the tasks task_dir has.
 Task load_task(const std::string& name_or_path, const std::string& task_dir, int64_t limit = -1);

@@ -56,6 +56,9 @@ TEST(Tasks, ReadsBothShapesAndRejectsBadItems) {
   expect_error([&] { read_task_file(write(d, "q.jsonl", "{\"choices\":[\"a\"],\"gold\":0}\n"), "q"); },
                "missing field \"query\"");
   expect_error([&] { read_task_file(write(d, "j.jsonl", ok + "{\"query\": \"Q\", \n"), "j"); }, "j.jsonl:2: bad JSON");
+  // A number past double's range: nlohmann's out_of_range, not a parse_error.
+  expect_error([&] { read_task_file(write(d, "o.jsonl", ok + "{\"query\":\"Q\",\"choices\":[\"a\"],\"gold\":1e999}\n"), "o"); },
+               "o.jsonl:2: bad JSON");
   expect_error([&] { read_task_file(write(d, "e.jsonl", "\n\n"), "e"); }, "no items");
   expect_error([&] { read_task_file(write(d, "x.jsonl", "{\"text\":\"a\"}\n"), "x"); }, "neither");
   expect_error([&] { read_task_file(write(d, "c.jsonl", "{\"context\":\"a\",\"continuation\":\"\"}\n"), "c"); },

@@ -260,6 +260,8 @@ std::string pull(const std::string& repo, const PullOptions& opt_in, std::vector
     const std::string dest = dir + "/" + r.name;
     PulledFile pf{r.name, r.size, false};
     bool complete = file_exists(dest) && (!r.size_known || file_size(dest) == r.size);
+    // A new revision of an LFS file often keeps its size: only its hash tells.
+    if (complete && !r.sha256.empty()) complete = sha256_file(dest) == r.sha256;
     if (!complete) {
       download(fmt::format("{}/{}/resolve/{}/{}", opt.endpoint, repo, opt.revision, r.name), dest, r, opt);
       pf.downloaded = true;

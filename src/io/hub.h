@@ -31,7 +31,9 @@ struct PulledFile {
 };
 
 // Downloads config, tokenizer and safetensors files; resumes partial files;
-// verifies size and (for LFS files) sha256. Returns the local directory.
+// verifies size and (for LFS files) sha256. A cached file is kept when its size
+// and (for LFS files) sha256 match the hub's, else downloaded again. Returns
+// the local directory.
 std::string pull(const std::string& repo, const PullOptions& opt, std::vector<PulledFile>* files = nullptr);
 
 // Which files of a repo a model needs.

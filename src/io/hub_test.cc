@@ -156,5 +156,29 @@ TEST(Hub, PullsResumesVerifiesAndResolves) {
   EXPECT_NE(down.out.find("cannot reach the hub"), std::string::npos) << down.out;
 }
 
+// A new revision of the weights with the same size: the cached copy's hash
+// no longer matches the hub's, so it is fetched again (and nothing else is).
+TEST(Hub, RefetchesACachedFileWhoseHashChanged) {
+  std::string src = test::temp_dir();
+  test::write_synthetic_hf(src, {});
+  FakeHub hub(src);
+  PullOptions o;
+  o.endpoint = hub.endpoint();
+  o.cache = test::temp_dir();
+  o.quiet = true;
+  const std::string dir = pull("org/tiny", o);
+
+  std::string weights = read_text_file(src + "/model.safetensors");
+  weights.back() ^= 0x40;  // the last byte of the last tensor's data
+  std::ofstream(src + "/model.safetensors", std::ios::binary) << weights;
+  ASSERT_NE(read_text_file(dir + "/model.safetensors"), weights);
+  const int before = hub.file_requests;
+  std::vector<PulledFile> files;
+  pull("org/tiny", o, &files);
+  EXPECT_EQ(hub.file_requests, before + 1);
+  for (const auto& f : files) EXPECT_EQ(f.downloaded, f.name == "model.safetensors") << f.name;
+  EXPECT_EQ(read_text_file(dir + "/model.safetensors"), weights);
+}
+
 }  // namespace
 }  // namespace lmpress

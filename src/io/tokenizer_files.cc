@@ -279,72 +279,102 @@ std::string vocab_to_sentencepiece(const Vocab& v) {
 // ---------------- tokenizer.json ----------------
 
 Vocab vocab_from_tokenizer_json(const std::string& path) {
-  nlohmann::json j = read_json_file(path);
-  try {
-    const auto& m = j.at("model");
-    if (m.value("type", "") != "BPE") fail("{}: tokenizer model type '{}' is not supported (BPE only)", path, m.value("type", ""));
-    Vocab v;
-    v.model = "gpt2";
-    v.ignore_merges = m.value("ignore_merges", false);
-    const auto& vocab = m.at("vocab");
-    size_t n = vocab.size();
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) n = std::max(n, size_t(a.at("id").get<int64_t>()) + 1);
-    if (n > (1u << 24)) fail("{}: vocabulary of {} tokens is too large", path, n);
-    v.tokens.assign(n, "");
-    v.types.assign(n, TokenType::Normal);
-    std::vector<bool> seen(n, false);
-    for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-      int64_t id = it.value().get<int64_t>();
-      if (id < 0 || size_t(id) >= n) fail("{}: token '{}' has id {} outside the vocabulary", path, it.key(), id);
-      v.tokens[id] = it.key();
-      seen[id] = true;
-    }
-    for (const auto& a : j.value("added_tokens", nlohmann::json::array())) {
-      int64_t id = a.at("id").get<int64_t>();
-      if (id < 0) fail("{}: added token with negative id", path);
-      v.tokens[id] = a.at("content").get<std::string>();
-      v.types[id] = a.value("special", false) ? TokenType::Control : TokenType::UserDefined;
-      seen[id] = true;
-    }
-    for (size_t i = 0; i < n; i++)
-      if (!seen[i]) {
-        v.tokens[i] = "[PAD" + std::to_string(i) + "]";
-        v.types[i] = TokenType::Unused;
-      }
-    for (const auto& mg : m.at("merges")) {
-      if (mg.is_string())
-        v.merges.push_back(mg.get<std::string>());
-      else
-        v.merges.push_back(mg.at(0).get<std::string>() + " " + mg.at(1).get<std::string>());
-    }
-    if (v.merges.empty()) fail("{}: BPE tokenizer without merges (model.merges is empty)", path);
-    // Pre-tokenizer: Split regexes, Digits and ByteLevel(use_regex) in order.
-    auto add_regex = [&](const std::string& r) { v.pre_regexes.push_back(r); };
-    std::function<void(const nlohmann::json&)> walk = [&](const nlohmann::json& p) {
-      if (p.is_null()) return;
-      std::string type = p.value("type", "");
-      if (type == "Sequence") {
-        for (const auto& x : p.at("pretokenizers")) walk(x);
-      } else if (type == "Split") {
-        const auto& pat = p.at("pattern");
-        if (pat.contains("Regex")) add_regex(pat.at("Regex").get<std::string>());
-        else fail("{}: Split pre-tokenizer with a plain string pattern is not supported", path);
-      } else if (type == "ByteLevel") {
-        if (p.value("use_regex", true)) add_regex(kGpt2Regex);
-      } else if (type == "Digits") {
-        add_regex(p.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)");
-      } else {
-        fail("{}: pre-tokenizer '{}' is not supported", path, type);
-      }
-    };
-    walk(j.value("pre_tokenizer", nlohmann::json()));
-    if (v.pre_regexes.empty()) add_regex(kGpt2Regex);
-    v.pre = pre_tokenizer_name(v.pre_regexes);
-    v.add_space_prefix = false;
-    return v;
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: unexpected tokenizer.json layout: {}", path, e.what());
+  return vocab_from_tokenizer_json_text(read_text_file(path), path);
+}
+
+Vocab vocab_from_tokenizer_json_text(const std::string& text, const std::string& path) {
+  const nlohmann::json j = parse_json(text, path);
+  auto bad = [&](const std::string& field, const char* want) { fail("{}: field {} must be {}", path, field, want); };
+  if (!j.is_object()) fail("{}: not a JSON object", path);
+  if (!j.contains("model") || !j["model"].is_object()) bad("model", "an object");
+  const auto& m = j["model"];
+  const std::string type = json_string(m, "type", path, "model", "");
+  if (type != "BPE") fail("{}: tokenizer model type '{}' is not supported (BPE only)", path, type);
+  Vocab v;
+  v.model = "gpt2";
+  v.ignore_merges = json_bool(m, "ignore_merges", path, "model", false);
+  if (!m.contains("vocab") || !m["vocab"].is_object()) bad("model.vocab", "an object");
+  const auto& vocab = m["vocab"];
+  const nlohmann::json none = nlohmann::json::array();
+  const auto& added = j.contains("added_tokens") && !j["added_tokens"].is_null() ? j["added_tokens"] : none;
+  if (!added.is_array()) bad("added_tokens", "an array");
+  // Ids past the vocabulary are refused before anything is allocated for them.
+  const int64_t max_tokens = 1 << 24;
+  int64_t n = int64_t(vocab.size());
+  for (size_t i = 0; i < added.size(); i++) {
+    const std::string at = fmt::format("added_tokens[{}]", i);
+    const int64_t id = json_int(added[i], "id", path, at);
+    if (id < 0 || id >= max_tokens) fail("{}: {}.id {} is out of range [0, {})", path, at, id, max_tokens);
+    n = std::max(n, id + 1);
   }
+  if (n > max_tokens) fail("{}: vocabulary of {} tokens is too large", path, n);
+  // Unassigned ids become placeholder tokens; a few are normal, but a file
+  // must not make a huge vocabulary out of a handful of tokens.
+  const int64_t defined = int64_t(vocab.size() + added.size());
+  if (n > 2 * defined + 256) fail("{}: token ids reach {} but only {} tokens are defined", path, n - 1, defined);
+  v.tokens.assign(size_t(n), "");
+  v.types.assign(size_t(n), TokenType::Normal);
+  std::vector<bool> seen(size_t(n), false);
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
+    if (!it->is_number_integer()) bad(fmt::format("model.vocab[\"{}\"]", it.key()), "an integer");
+    const int64_t id = it->is_number_unsigned() ? std::min<uint64_t>(it->get<uint64_t>(), INT64_MAX) : it->get<int64_t>();
+    if (id < 0 || id >= n) fail("{}: token '{}' has id {} outside the vocabulary", path, it.key(), id);
+    v.tokens[size_t(id)] = it.key();
+    seen[size_t(id)] = true;
+  }
+  for (size_t i = 0; i < added.size(); i++) {
+    const std::string at = fmt::format("added_tokens[{}]", i);
+    const size_t id = size_t(json_int(added[i], "id", path, at));
+    v.tokens[id] = json_string(added[i], "content", path, at);
+    v.types[id] = json_bool(added[i], "special", path, at, false) ? TokenType::Control : TokenType::UserDefined;
+    seen[id] = true;
+  }
+  for (size_t i = 0; i < size_t(n); i++)
+    if (!seen[i]) {
+      v.tokens[i] = "[PAD" + std::to_string(i) + "]";
+      v.types[i] = TokenType::Unused;
+    }
+  if (!m.contains("merges") || !m["merges"].is_array()) bad("model.merges", "an array");
+  const auto& merges = m["merges"];
+  for (size_t i = 0; i < merges.size(); i++) {
+    const auto& mg = merges[i];
+    if (mg.is_string())
+      v.merges.push_back(mg.get<std::string>());
+    else if (mg.is_array() && mg.size() == 2 && mg[0].is_string() && mg[1].is_string())
+      v.merges.push_back(mg[0].get<std::string>() + " " + mg[1].get<std::string>());
+    else
+      bad(fmt::format("model.merges[{}]", i), "a string or a pair of strings");
+  }
+  if (v.merges.empty()) fail("{}: BPE tokenizer without merges (model.merges is empty)", path);
+  // Pre-tokenizer: Split regexes, Digits and ByteLevel(use_regex) in order.
+  std::function<void(const nlohmann::json&, const std::string&, int)> walk = [&](const nlohmann::json& p,
+                                                                                const std::string& at, int depth) {
+    if (p.is_null()) return;
+    // Real files nest one Sequence; the limit keeps a hostile file off the stack's end.
+    if (depth > 8) fail("{}: {} nests pre-tokenizers too deeply", path, at);
+    const std::string type = json_string(p, "type", path, at, "");
+    if (type == "Sequence") {
+      if (!p.contains("pretokenizers") || !p["pretokenizers"].is_array()) bad(at + ".pretokenizers", "an array");
+      for (size_t i = 0; i < p["pretokenizers"].size(); i++)
+        walk(p["pretokenizers"][i], fmt::format("{}.pretokenizers[{}]", at, i), depth + 1);
+    } else if (type == "Split") {
+      if (!p.contains("pattern") || !p["pattern"].is_object()) bad(at + ".pattern", "an object");
+      if (!p["pattern"].contains("Regex"))
+        fail("{}: {}: Split pre-tokenizer with a plain string pattern is not supported", path, at);
+      v.pre_regexes.push_back(json_string(p["pattern"], "Regex", path, at + ".pattern"));
+    } else if (type == "ByteLevel") {
+      if (json_bool(p, "use_regex", path, at, true)) v.pre_regexes.push_back(kGpt2Regex);
+    } else if (type == "Digits") {
+      v.pre_regexes.push_back(json_bool(p, "individual_digits", path, at, false) ? R"(\p{N})" : R"(\p{N}+)");
+    } else {
+      fail("{}: pre-tokenizer '{}' is not supported", path, type);
+    }
+  };
+  walk(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : nlohmann::json(), "pre_tokenizer", 0);
+  if (v.pre_regexes.empty()) v.pre_regexes.push_back(kGpt2Regex);
+  v.pre = pre_tokenizer_name(v.pre_regexes);
+  v.add_space_prefix = false;
+  return v;
 }
 
 std::string vocab_to_tokenizer_json(const Vocab& v) {
@@ -428,32 +458,37 @@ Vocab vocab_from_llama2c(const std::string& path, int64_t vocab_size) {
 }
 
 void apply_hf_tokenizer_config(Vocab& v, const std::string& dir) {
-  auto load = [&](const std::string& name) -> nlohmann::json {
-    std::string p = dir + "/" + name;
+  auto load = [&](const std::string& p) -> nlohmann::json {
     if (!file_exists(p)) return nlohmann::json::object();
     return read_json_file(p);
   };
-  auto tc = load("tokenizer_config.json");
-  auto token_id = [&](const nlohmann::json& tok) -> int32_t {
-    std::string s = tok.is_string() ? tok.get<std::string>() : tok.is_object() ? tok.value("content", "") : "";
+  const std::string tc_path = dir + "/tokenizer_config.json", gc_path = dir + "/generation_config.json";
+  const auto tc = load(tc_path);
+  // bos_token / eos_token: the token's text, or an object holding it as "content".
+  auto token_id = [&](const char* key) -> int32_t {
+    if (!tc.is_object() || !tc.contains(key) || tc[key].is_null()) return -1;
+    const auto& tok = tc[key];
+    if (!tok.is_string() && !tok.is_object()) fail("{}: field {} must be a string or an object", tc_path, key);
+    const std::string s = tok.is_string() ? tok.get<std::string>() : json_string(tok, "content", tc_path, key);
     for (size_t i = 0; i < v.tokens.size(); i++)
       if (v.tokens[i] == s) return int32_t(i);
     return -1;
   };
-  if (tc.contains("bos_token") && !tc["bos_token"].is_null()) {
-    int32_t id = token_id(tc["bos_token"]);
-    if (id >= 0) v.bos = id;
-  }
-  if (tc.contains("eos_token") && !tc["eos_token"].is_null()) {
-    int32_t id = token_id(tc["eos_token"]);
-    if (id >= 0) v.eos = id;
-  }
+  if (int32_t id = token_id("bos_token"); id >= 0) v.bos = id;
+  if (int32_t id = token_id("eos_token"); id >= 0) v.eos = id;
   if (tc.contains("add_bos_token") && tc["add_bos_token"].is_boolean()) v.add_bos = tc["add_bos_token"].get<bool>();
   else if (v.model == "gpt2") v.add_bos = false;
   if (tc.contains("add_eos_token") && tc["add_eos_token"].is_boolean()) v.add_eos = tc["add_eos_token"].get<bool>();
-  auto gc = load("generation_config.json");
-  if (v.bos < 0 && gc.contains("bos_token_id") && gc["bos_token_id"].is_number_integer()) v.bos = gc["bos_token_id"].get<int32_t>();
-  if (v.eos < 0 && gc.contains("eos_token_id") && gc["eos_token_id"].is_number_integer()) v.eos = gc["eos_token_id"].get<int32_t>();
+  const auto gc = load(gc_path);
+  // Some files list several ids here; only a single one is used.
+  auto gen_id = [&](const char* key, int32_t& id) {
+    if (id >= 0 || !gc.contains(key) || !gc[key].is_number_integer()) return;
+    const int64_t x = json_int(gc, key, gc_path);
+    if (x < -1 || x > INT32_MAX) fail("{}: {} = {} is out of range", gc_path, key, x);
+    id = int32_t(x);
+  };
+  gen_id("bos_token_id", v.bos);
+  gen_id("eos_token_id", v.eos);
   if (v.add_bos && v.bos < 0) v.add_bos = false;
 }
 

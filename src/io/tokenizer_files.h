@@ -20,6 +20,7 @@ std::string vocab_to_sentencepiece(const Vocab& v);
 
 // A Hugging Face tokenizer.json whose model is BPE (byte-level).
 Vocab vocab_from_tokenizer_json(const std::string& path);
+Vocab vocab_from_tokenizer_json_text(const std::string& text, const std::string& source);
 std::string vocab_to_tokenizer_json(const Vocab& v);
 
 // llama2.c's tokenizer.bin (written by its tokenizer.py export).

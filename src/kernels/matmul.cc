@@ -156,10 +156,14 @@ void matmul(const Tensor& w, const float* x, int64_t n, float* y) {
 }
 
 void set_num_threads(int n) {
-  if (n <= 0) n = omp_get_num_procs();
+  // Past the cores, threads only contend (OpenMP barriers spin), and OpenBLAS,
+  // whose OpenMP build takes the OpenMP count at each call, allocates buffers
+  // per thread that exhaust a memory limit and hang.
+  const int cores = omp_get_num_procs();
+  if (n <= 0 || n > cores) n = cores;
   g_threads = n;
+  openblas_set_num_threads(n);  // sets the OpenMP count too
   omp_set_num_threads(n);
-  openblas_set_num_threads(n);
 }
 
 int num_threads() { return g_threads > 0 ? g_threads : omp_get_max_threads(); }

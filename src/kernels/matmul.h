@@ -9,7 +9,8 @@ namespace lmpress {
 
 void matmul(const Tensor& w, const float* x, int64_t n, float* y);
 
-// Thread count for OpenMP regions and OpenBLAS (0 = all cores).
+// Thread count for OpenMP regions and OpenBLAS: n, at most the cores (0 = all
+// cores).
 void set_num_threads(int n);
 int num_threads();
 

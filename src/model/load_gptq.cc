@@ -7,29 +7,28 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "io/json_file.h"
 #include "quant/blocks.h"
 
 namespace lmpress {
 
 IntGroupSpec gptq_spec_from_config(const nlohmann::json& qc, const std::string& path) {
   if (!qc.is_object()) fail("{}: quantization_config must be an object", path);
-  const std::string method = qc.value("quant_method", "");
+  const std::string qcn = "quantization_config";
+  const std::string method = json_string(qc, "quant_method", path, qcn, "");
   if (method != "gptq")
     fail("{}: quantization_config.quant_method '{}' is not supported (gptq)", path, method);
-  const std::string format = qc.value("checkpoint_format", "gptq");
+  const std::string format = json_string(qc, "checkpoint_format", path, qcn, "gptq");
   if (format != "gptq") fail("{}: GPTQ checkpoint_format '{}' is not supported (gptq)", path, format);
-  auto get_int = [&](const char* k) -> int64_t {
-    if (!qc.contains(k) || !qc[k].is_number_integer()) fail("{}: quantization_config.{} must be an integer", path, k);
-    return qc[k].get<int64_t>();
-  };
   IntGroupSpec s;
-  s.bits = int(get_int("bits"));
-  if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 8)
-    fail("{}: GPTQ with {} bits is not supported (2, 3, 4, 8)", path, s.bits);
-  s.group = get_int("group_size");
+  const int64_t bits = json_int(qc, "bits", path, qcn);
+  if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+    fail("{}: GPTQ with {} bits is not supported (2, 3, 4, 8)", path, bits);
+  s.bits = int(bits);
+  s.group = json_int(qc, "group_size", path, qcn);
   if (s.group == 0 || s.group < -1) fail("{}: quantization_config.group_size {} is invalid", path, s.group);
-  s.sym = qc.value("sym", true);
-  s.act_order = qc.value("desc_act", false);
+  s.sym = json_bool(qc, "sym", path, qcn, true);
+  s.act_order = json_bool(qc, "desc_act", path, qcn, false);
   return s;
 }
 

@@ -11,10 +11,9 @@
 #include "model/model.h"
 
 namespace lmpress {
-namespace {
 
-ModelConfig parse_hf_config(const std::string& path) {
-  nlohmann::json j = read_json_file(path);
+ModelConfig hf_config_from_text(const std::string& text, const std::string& path) {
+  const nlohmann::json j = parse_json(text, path);
   if (!j.is_object()) fail("{}: config is not a JSON object", path);
   ModelConfig c;
   std::string arch_name;
@@ -30,24 +29,7 @@ ModelConfig parse_hf_config(const std::string& path) {
     fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)", path,
          arch_name);
   }
-  auto get_int = [&](const char* key, std::optional<int64_t> def) -> int64_t {
-    if (!j.contains(key) || j[key].is_null()) {
-      if (!def) fail("{}: missing field {}", path, key);
-      return *def;
-    }
-    if (!j[key].is_number_integer()) fail("{}: field {} must be an integer", path, key);
-    return j[key].get<int64_t>();
-  };
-  auto get_float = [&](const char* key, double def) -> double {
-    if (!j.contains(key) || j[key].is_null()) return def;
-    if (!j[key].is_number()) fail("{}: field {} must be a number", path, key);
-    return j[key].get<double>();
-  };
-  auto get_bool = [&](const char* key, bool def) -> bool {
-    if (!j.contains(key) || j[key].is_null()) return def;
-    if (!j[key].is_boolean()) fail("{}: field {} must be true or false", path, key);
-    return j[key].get<bool>();
-  };
+  auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
   c.dim = get_int("hidden_size", std::nullopt);
   c.n_layers = get_int("num_hidden_layers", std::nullopt);
   c.n_heads = get_int("num_attention_heads", std::nullopt);
@@ -57,26 +39,22 @@ ModelConfig parse_hf_config(const std::string& path) {
   c.ctx_len = get_int("max_position_embeddings", 2048);
   c.head_dim = get_int("head_dim", c.n_heads > 0 ? c.dim / c.n_heads : 0);
   c.rope_dim = c.head_dim;
-  c.rms_eps = config_float(get_float("rms_norm_eps", 1e-6), path, "rms_norm_eps");
-  c.rope_theta = config_float(get_float("rope_theta", 10000.0), path, "rope_theta");
-  c.tied_embeddings = get_bool("tie_word_embeddings", false);
-  if (c.arch == "llama") c.qkv_bias = get_bool("attention_bias", false);
-  if (j.contains("hidden_act") && j["hidden_act"] != "silu")
-    fail("{}: hidden_act '{}' is not supported (silu)", path, j["hidden_act"].dump());
+  c.rms_eps = config_float(json_number(j, "rms_norm_eps", path, "", 1e-6), path, "rms_norm_eps");
+  c.rope_theta = config_float(json_number(j, "rope_theta", path, "", 10000.0), path, "rope_theta");
+  c.tied_embeddings = json_bool(j, "tie_word_embeddings", path, "", false);
+  if (c.arch == "llama") c.qkv_bias = json_bool(j, "attention_bias", path, "", false);
+  if (const std::string act = json_string(j, "hidden_act", path, "", "silu"); act != "silu")
+    fail("{}: hidden_act '{}' is not supported (silu)", path, act);
   c.rope_layout = RopeLayout::Halves;
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const auto& rs = j["rope_scaling"];
     if (!rs.is_object()) fail("{}: rope_scaling must be an object", path);
-    std::string type = rs.value("rope_type", rs.value("type", ""));
+    const std::string type = json_string(rs, "rope_type", path, "rope_scaling", json_string(rs, "type", path, "rope_scaling", ""));
     if (type != "linear" && type != "llama3" && type != "default")
       fail("{}: rope_scaling type '{}' is not supported (linear, llama3)", path, type);
     if (type != "default") {
       c.rope_scaling = type;
-      auto num = [&](const char* k, double def) {
-        if (!rs.contains(k)) return def;
-        if (!rs[k].is_number()) fail("{}: rope_scaling.{} must be a number", path, k);
-        return rs[k].get<double>();
-      };
+      auto num = [&](const char* k, double def) { return json_number(rs, k, path, "rope_scaling", def); };
       c.rope_factor = config_float(num("factor", 1.0), path, "rope_scaling.factor");
       c.rope_low_freq_factor = config_float(num("low_freq_factor", 1.0), path, "rope_scaling.low_freq_factor");
       c.rope_high_freq_factor = config_float(num("high_freq_factor", 4.0), path, "rope_scaling.high_freq_factor");
@@ -84,23 +62,30 @@ ModelConfig parse_hf_config(const std::string& path) {
                                    "rope_scaling.original_max_position_embeddings");
     }
   }
-  if (j.contains("bos_token_id") && j["bos_token_id"].is_number_integer()) c.bos_id = j["bos_token_id"].get<int32_t>();
-  if (j.contains("eos_token_id") && j["eos_token_id"].is_number_integer()) c.eos_id = j["eos_token_id"].get<int32_t>();
+  // Some configs list several ids here; only a single one is used.
+  auto token_id = [&](const char* key) -> int32_t {
+    if (!j.contains(key) || !j[key].is_number_integer()) return -1;
+    const int64_t id = json_int(j, key, path);
+    if (id < -1 || id > INT32_MAX) fail("{}: {} = {} is out of range", path, key, id);
+    return int32_t(id);
+  };
+  c.bos_id = token_id("bos_token_id");
+  c.eos_id = token_id("eos_token_id");
   c.validate(path);
   return c;
 }
-
-}  // namespace
 
 std::unique_ptr<Model> load_hf_model(const std::string& dir) {
   auto m = std::make_unique<Model>();
   m->path = dir;
   m->format = "hf";
-  m->cfg = parse_hf_config(dir + "/config.json");
+  const std::string cfg_path = dir + "/config.json";
+  const std::string cfg_text = read_text_file(cfg_path);
+  m->cfg = hf_config_from_text(cfg_text, cfg_path);
   std::vector<Tensor> tensors = load_safetensors_dir(dir);
-  const nlohmann::json cfg = read_json_file(dir + "/config.json");
+  const nlohmann::json cfg = parse_json(cfg_text, cfg_path);
   if (cfg.contains("quantization_config")) {
-    const IntGroupSpec spec = gptq_spec_from_config(cfg["quantization_config"], dir + "/config.json");
+    const IntGroupSpec spec = gptq_spec_from_config(cfg["quantization_config"], cfg_path);
     tensors = dequantize_gptq_tensors(std::move(tensors), spec, dir);
     m->format = "hf-gptq " + spec.name();
   }

@@ -63,6 +63,8 @@ void check_finite_weights(const Model& m);
 
 std::unique_ptr<Model> load_gguf_model(const std::string& path);
 std::unique_ptr<Model> load_hf_model(const std::string& dir);
+// The hyperparameters in the text of a Hugging Face config.json read from `source`.
+ModelConfig hf_config_from_text(const std::string& text, const std::string& source);
 std::unique_ptr<Model> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
 
 // The layer index N of a "blk.N.*" tensor name, or -1 for any other name.

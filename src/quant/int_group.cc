@@ -20,6 +20,7 @@ std::optional<IntGroupSpec> parse_int_group_type(const std::string& name) {
   std::smatch m;
   if (!std::regex_match(name, m, re)) return std::nullopt;
   IntGroupSpec s;
+  if (m[1].length() > 2) fail("--type {}: {} bits is not supported (int-N group formats have 2, 3, 4 or 8 bits)", name, m[1].str());
   s.bits = std::stoi(m[1].str());
   if (s.bits != 2 && s.bits != 3 && s.bits != 4 && s.bits != 8)
     fail("--type {}: {} bits is not supported (int-N group formats have 2, 3, 4 or 8 bits)", name, s.bits);

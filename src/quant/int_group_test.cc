@@ -5,6 +5,7 @@
 #include <cmath>
 #include <random>
 
+#include "core/error.h"
 #include "core/fp16.h"
 
 namespace lmpress {
@@ -27,9 +28,10 @@ TEST(IntGroup, ParsesTypeNames) {
   EXPECT_EQ(s->group_size(288), 288);
   EXPECT_FALSE(parse_int_group_type("q4_k_m"));
   EXPECT_FALSE(parse_int_group_type("int4"));
-  EXPECT_THROW(parse_int_group_type("int5-g128"), std::exception);
-  EXPECT_THROW(parse_int_group_type("int4-g4"), std::exception);
-  EXPECT_THROW(parse_int_group_type("int4-g99999999999"), std::exception);
+  EXPECT_THROW(parse_int_group_type("int5-g128"), Error);
+  EXPECT_THROW(parse_int_group_type("int4-g4"), Error);
+  EXPECT_THROW(parse_int_group_type("int4-g99999999999"), Error);
+  EXPECT_THROW(parse_int_group_type("int99999999999-g32"), Error);  // past int: no std::out_of_range
 }
 
 TEST(IntGroup, RejectsShapesThatDoNotFit) {

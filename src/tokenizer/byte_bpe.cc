@@ -112,7 +112,7 @@ ByteBpeTokenizer::ByteBpeTokenizer(Vocab v, const std::string& source)
     int err;
     PCRE2_SIZE off;
     pcre2_code* c = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat.c_str()), pat.size(),
-                                  PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &off, nullptr);
+                                  PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
     if (!c) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(err, msg, sizeof msg);

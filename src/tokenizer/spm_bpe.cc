@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <queue>
 
 #include "core/error.h"
@@ -99,8 +100,10 @@ std::string SpmTokenizer::decode_token(int32_t id, bool special) const {
   if (id < 0 || size_t(id) >= vocab_.size()) fail("token id {} is outside the vocabulary of {}", id, vocab_.size());
   const std::string& t = vocab_.tokens[id];
   switch (vocab_.types[id]) {
-    case TokenType::Byte:
-      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0) return std::string(1, char(std::stoi(t.substr(3, 2), nullptr, 16)));
+    case TokenType::Byte:  // "<0xHH>"; any other text stands for itself
+      if (t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && std::isxdigit(uint8_t(t[3])) &&
+          std::isxdigit(uint8_t(t[4])))
+        return std::string(1, char(std::stoi(t.substr(3, 2), nullptr, 16)));
       return t;
     case TokenType::Control:
     case TokenType::Unknown:

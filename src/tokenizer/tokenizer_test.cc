@@ -114,6 +114,34 @@ TEST(Spm, SentencePieceWriterRoundTrips) {
   EXPECT_THROW(vocab_from_sentencepiece_bytes("", "empty"), Error);
 }
 
+// A byte-type piece that is not "<0xHH>" (found by fuzz_sentencepiece: once
+// std::stoi's std::invalid_argument) decodes as its own text.
+TEST(Spm, MalformedBytePieceDecodesAsItsText) {
+  Vocab v;
+  v.model = "llama";
+  v.tokens = {"<unk>", "<s>", "</s>", "<0x$0>", "<0x41>", "<0x4"};
+  v.types = {TokenType::Unknown, TokenType::Control, TokenType::Control, TokenType::Byte, TokenType::Byte,
+             TokenType::Byte};
+  v.unk = 0, v.bos = 1, v.eos = 2;
+  auto tok = Tokenizer::create(v, "spm");
+  EXPECT_EQ(tok->decode_token(3), "<0x$0>");
+  EXPECT_EQ(tok->decode_token(4), "A");
+  EXPECT_EQ(tok->decode_token(5), "<0x4");
+}
+
+// Pre-tokenizer regexes come from files (tokenizer.json, GGUF): invalid UTF-8
+// in one is an Error, not undefined behaviour in PCRE2.
+TEST(ByteBpe, RegexWithInvalidUtf8IsAnError) {
+  Vocab v = byte_vocab("gpt-2");
+  v.pre_regexes = {"a\xff+"};
+  try {
+    Tokenizer::create(v, "t.gguf");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("t.gguf: pre-tokenizer regex does not compile"), std::string::npos) << e.what();
+  }
+}
+
 // The llama2.c tokenizer file and the GGUF's tokenizer tokenize alike.
 TEST(Spm, Llama2cTokenizerMatchesGguf) {
   if (!test::have_shared("data/wikitext-2/wiki.test.raw")) GTEST_SKIP();

@@ -54,7 +54,9 @@ void add_generate(CLI::App& app) {
                                {"n_prompt", s.n_prompt}, {"n_generated", s.n_generated},
                                {"stopped", stop_reason_name(s.stopped)},
                                {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()}};
-      fmt::print("{}\n", j.dump(2));
+      // Sampled byte tokens can end the text inside a UTF-8 sequence (or make
+      // an invalid one): such bytes are printed as U+FFFD.
+      fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
       return;
     }
     if (s.stopped == StopReason::Context) {

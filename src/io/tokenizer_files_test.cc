@@ -1,0 +1,90 @@
+#include "io/tokenizer_files.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+void expect_error(const std::function<void()>& f, const std::string& msg) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one containing: " << msg;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
+  }
+}
+
+// A small valid tokenizer.json; `edit` breaks one part of it.
+std::string tokenizer_json(const std::function<void(nlohmann::json&)>& edit = {}) {
+  nlohmann::json j = {
+      {"added_tokens", {{{"id", 3}, {"content", "<|eos|>"}, {"special", true}}}},
+      {"pre_tokenizer", {{"type", "ByteLevel"}, {"use_regex", true}}},
+      {"model", {{"type", "BPE"}, {"vocab", {{"a", 0}, {"b", 1}, {"ab", 2}}}, {"merges", {"a b"}}}}};
+  if (edit) edit(j);
+  return j.dump();
+}
+
+Vocab read(const std::string& text) { return vocab_from_tokenizer_json_text(text, "t/tokenizer.json"); }
+
+TEST(TokenizerJson, ReadsAValidFile) {
+  const Vocab v = read(tokenizer_json());
+  EXPECT_EQ(v.tokens, (std::vector<std::string>{"a", "b", "ab", "<|eos|>"}));
+  EXPECT_EQ(v.types[3], TokenType::Control);
+  EXPECT_EQ(v.merges, std::vector<std::string>{"a b"});
+}
+
+// Fields of the wrong type were nlohmann exceptions; each is now an Error
+// naming the file and the field.
+TEST(TokenizerJson, BadFieldsNameTheField) {
+  expect_error([] { read("{\"model\": "); }, "t/tokenizer.json: bad JSON");
+  expect_error([] { read("[1]"); }, "t/tokenizer.json: not a JSON object");
+  expect_error([] { read(tokenizer_json([](auto& j) { j["model"]["type"] = 7; })); },
+               "t/tokenizer.json: field model.type must be a string");
+  expect_error([] { read(tokenizer_json([](auto& j) { j["model"]["vocab"]["b"] = "1"; })); },
+               "field model.vocab[\"b\"] must be an integer");
+  expect_error([] { read(tokenizer_json([](auto& j) { j["model"]["merges"] = {{"a"}}; })); },
+               "field model.merges[0] must be a string or a pair of strings");
+  expect_error([] { read(tokenizer_json([](auto& j) { j["added_tokens"][0]["id"] = "3"; })); },
+               "field added_tokens[0].id must be an integer");
+  expect_error([] { read(tokenizer_json([](auto& j) { j["added_tokens"][0]["special"] = 1; })); },
+               "field added_tokens[0].special must be true or false");
+  expect_error([] { read(tokenizer_json([](auto& j) { j["pre_tokenizer"]["use_regex"] = "yes"; })); },
+               "field pre_tokenizer.use_regex must be true or false");
+  expect_error([] { read(tokenizer_json([](auto& j) { j["model"].erase("merges"); })); },
+               "field model.merges must be an array");
+}
+
+// A few bytes must not make a vocabulary of millions of placeholder tokens,
+// nor nest pre-tokenizers deep enough to exhaust the stack.
+TEST(TokenizerJson, RefusesHugeIdsAndDeepNesting) {
+  expect_error([] { read(tokenizer_json([](auto& j) { j["added_tokens"][0]["id"] = 10000000; })); },
+               "token ids reach 10000000 but only 4 tokens are defined");
+  expect_error([] { read(tokenizer_json([](auto& j) { j["added_tokens"][0]["id"] = -1; })); },
+               "added_tokens[0].id -1 is out of range");
+  nlohmann::json pre = {{"type", "ByteLevel"}};
+  for (int i = 0; i < 10; i++) pre = {{"type", "Sequence"}, {"pretokenizers", {pre}}};
+  expect_error([&] { read(tokenizer_json([&](auto& j) { j["pre_tokenizer"] = pre; })); },
+               "nests pre-tokenizers too deeply");
+}
+
+TEST(TokenizerJson, TokenizerConfigFieldsAreChecked) {
+  const std::string d = test::temp_dir();
+  Vocab v = read(tokenizer_json());
+  std::ofstream(d + "/tokenizer_config.json") << R"({"eos_token": {"content": "<|eos|>"}, "add_bos_token": false})";
+  apply_hf_tokenizer_config(v, d);
+  EXPECT_EQ(v.eos, 3);
+  std::ofstream(d + "/tokenizer_config.json") << R"({"bos_token": {"content": 5}})";
+  expect_error([&] { apply_hf_tokenizer_config(v, d); }, "tokenizer_config.json: field bos_token.content must be a string");
+  std::ofstream(d + "/tokenizer_config.json") << R"({"bos_token": 5})";
+  expect_error([&] { apply_hf_tokenizer_config(v, d); }, "tokenizer_config.json: field bos_token must be a string or an object");
+}
+
+}  // namespace
+}  // namespace lmpress

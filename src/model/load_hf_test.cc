@@ -1,0 +1,83 @@
+// config.json of Hugging Face checkpoints: every malformed field is an Error
+// naming the file and the field.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "model/load_gptq.h"
+#include "model/model.h"
+
+namespace lmpress {
+namespace {
+
+void expect_error(const std::function<void()>& f, const std::string& msg) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one containing: " << msg;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
+  }
+}
+
+// lmp-8m's config, with `edit` applied.
+ModelConfig config(const std::function<void(nlohmann::json&)>& edit = {}) {
+  nlohmann::json j = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 288}, {"intermediate_size", 768},
+                      {"num_hidden_layers", 6}, {"num_attention_heads", 6}, {"num_key_value_heads", 2},
+                      {"vocab_size", 4096}, {"max_position_embeddings", 256}, {"rms_norm_eps", 1e-5},
+                      {"hidden_act", "silu"}, {"bos_token_id", 1}, {"eos_token_id", 2}};
+  if (edit) edit(j);
+  return hf_config_from_text(j.dump(), "m/config.json");
+}
+
+TEST(HfConfig, ReadsTheHyperparameters) {
+  const ModelConfig c = config([](auto& j) {
+    j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"original_max_position_embeddings", 128}};
+    j["eos_token_id"] = {2, 3};  // a list: not used
+  });
+  EXPECT_EQ(c.dim, 288);
+  EXPECT_EQ(c.head_dim, 48);
+  EXPECT_EQ(c.rope_scaling, "llama3");
+  EXPECT_EQ(c.rope_orig_ctx, 128);
+  EXPECT_EQ(c.bos_id, 1);
+  EXPECT_EQ(c.eos_id, -1);
+}
+
+// Each of these was an nlohmann exception, a float-to-integer overflow or a
+// silent truncation before.
+TEST(HfConfig, BadFieldsNameTheField) {
+  expect_error([] { hf_config_from_text("{\"hidden_size\": 1e999}", "m/config.json"); }, "m/config.json: bad JSON");
+  expect_error([] { config([](auto& j) { j["rope_scaling"] = {{"rope_type", 5}}; }); },
+               "m/config.json: field rope_scaling.rope_type must be a string");
+  expect_error([] { config([](auto& j) { j["rope_scaling"] = {{"type", "llama3"}, {"original_max_position_embeddings", 1e300}}; }); },
+               "field rope_scaling.original_max_position_embeddings must be an integer");
+  expect_error([] { config([](auto& j) { j["rope_scaling"] = {{"type", "llama3"}, {"original_max_position_embeddings", 0}}; }); },
+               "original_max_position_embeddings = 0 is out of range");
+  expect_error([] { config([](auto& j) { j["rope_scaling"] = {{"type", "llama3"}, {"low_freq_factor", 0}}; }); },
+               "low_freq_factor 0 must be > 0");
+  expect_error([] { config([](auto& j) { j["hidden_act"] = {"silu"}; }); }, "field hidden_act must be a string");
+  expect_error([] { config([](auto& j) { j["hidden_size"] = 18446744073709551615u; }); },
+               "field hidden_size must be an integer");
+  expect_error([] { config([](auto& j) { j["bos_token_id"] = int64_t(1) << 32; }); },
+               "bos_token_id = 4294967296 is out of range");
+  expect_error([] { config([](auto& j) { j["tie_word_embeddings"] = "no"; }); },
+               "field tie_word_embeddings must be true or false");
+}
+
+TEST(HfConfig, GptqQuantizationConfigFieldsAreChecked) {
+  nlohmann::json qc = {{"quant_method", "gptq"}, {"bits", 4}, {"group_size", 128}, {"desc_act", true}};
+  EXPECT_TRUE(gptq_spec_from_config(qc, "m/config.json").act_order);
+  auto bad = [&](const char* key, nlohmann::json value, const std::string& msg) {
+    nlohmann::json q = qc;
+    q[key] = std::move(value);
+    expect_error([&] { gptq_spec_from_config(q, "m/config.json"); }, msg);
+  };
+  bad("quant_method", 4, "m/config.json: field quantization_config.quant_method must be a string");
+  bad("sym", "yes", "field quantization_config.sym must be true or false");
+  bad("bits", (int64_t(1) << 32) + 4, "GPTQ with 4294967300 bits is not supported");
+  bad("group_size", 1.5, "field quantization_config.group_size must be an integer");
+}
+
+}  // namespace
+}  // namespace lmpress
