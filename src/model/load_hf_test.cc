@@ -51,11 +51,11 @@ TEST(HfConfig, BadFieldsNameTheField) {
   expect_error([] { config([](auto& j) { j["rope_scaling"] = {{"rope_type", 5}}; }); },
                "m/config.json: field rope_scaling.rope_type must be a string");
   expect_error([] { config([](auto& j) { j["rope_scaling"] = {{"type", "llama3"}, {"original_max_position_embeddings", 1e300}}; }); },
-               "field rope_scaling.original_max_position_embeddings must be an integer");
+               "rope_scaling.original_max_position_embeddings = 1e+300 is not an integer in [1, 16777216]");
   expect_error([] { config([](auto& j) { j["rope_scaling"] = {{"type", "llama3"}, {"original_max_position_embeddings", 0}}; }); },
-               "original_max_position_embeddings = 0 is out of range");
+               "original_max_position_embeddings = 0 is not an integer in [1, 16777216]");
   expect_error([] { config([](auto& j) { j["rope_scaling"] = {{"type", "llama3"}, {"low_freq_factor", 0}}; }); },
-               "low_freq_factor 0 must be > 0");
+               "rope_scaling.low_freq_factor 0 must be a finite number > 0");
   expect_error([] { config([](auto& j) { j["hidden_act"] = {"silu"}; }); }, "field hidden_act must be a string");
   expect_error([] { config([](auto& j) { j["hidden_size"] = 18446744073709551615u; }); },
                "field hidden_size must be an integer");
