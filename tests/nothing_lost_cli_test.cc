@@ -17,6 +17,8 @@
 #include <map>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "core/mapped_file.h"
 #include "io/gguf.h"
 #include "test_util.h"
@@ -273,6 +275,30 @@ TEST(NothingLost, InterruptedWriteLeavesNoTempFile) {
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM) << status;
   EXPECT_FALSE(fs::exists(tmp));
   EXPECT_FALSE(fs::exists(out));
+}
+
+}  // namespace
+}  // namespace lmpress
+
+namespace lmpress {
+namespace {
+
+// A file name that is not UTF-8 (any byte string is a valid Linux path) must not
+// turn --json output into an exception that loses the results.
+TEST(NothingSilent, JsonOutputSurvivesPathsThatAreNotUtf8) {
+  const std::string d = test::temp_dir(), model = d + "/m\xff.gguf";
+  fs::copy_file(test::shared_path("models/stories260K/stories260K.gguf"), model);
+  const std::string text = d + "/t\xfe.txt";
+  write(text, read_text_file(test::shared_path("data/wikitext-2/wiki.test.raw")).substr(0, 20000));
+  for (const std::string args : {"info '" + model + "' --json --no-tensors",
+                                 "perplexity '" + model + "' -f '" + text + "' -c 64 --chunks 1 --json"}) {
+    const auto r = run_cli(args);
+    ASSERT_EQ(r.status, 0) << args << "\n" << r.out;
+    const auto start = r.out.find('{');
+    ASSERT_NE(start, std::string::npos) << r.out;
+    EXPECT_NO_THROW((void)nlohmann::json::parse(r.out.substr(start))) << r.out;
+    EXPECT_NE(r.out.find("\xef\xbf\xbd"), std::string::npos) << "U+FFFD for the byte that is not UTF-8";
+  }
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include "core/error.h"
 #include "kernels/qdot.h"
 
 #include <sys/wait.h>
@@ -58,6 +59,15 @@ CliResult run_cli(const std::string& args, const std::string& env) {
   int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
+}
+
+void expect_error(const std::function<void()>& f, const std::string& msg) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one containing: " << msg;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
+  }
 }
 
 void expect_cli_error(const std::string& args, const std::string& msg) {

@@ -19,6 +19,8 @@ struct CliResult {
 };
 // `env`: VAR=VALUE assignments put before the command.
 CliResult run_cli(const std::string& args, const std::string& env = "");
+// Runs f expecting an lmpress::Error whose message contains msg.
+void expect_error(const std::function<void()>& f, const std::string& msg);
 // Runs the CLI expecting exit status 1 and `msg` in its output (no crash).
 void expect_cli_error(const std::string& args, const std::string& msg);
 // Perplexity through the CLI on the first 20 windows of 128 tokens of WikiText-2.

@@ -20,14 +20,7 @@ std::string write(const std::string& dir, const std::string& name, const std::st
   return p;
 }
 
-void expect_error(const std::function<void()>& f, const std::string& msg) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing: " << msg;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 TEST(Tasks, ReadsBothShapesAndRejectsBadItems) {
   const std::string d = test::temp_dir();

@@ -12,14 +12,7 @@
 namespace lmpress {
 namespace {
 
-void expect_error(const std::function<void()>& f, const std::string& msg) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing: " << msg;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 // A small valid tokenizer.json; `edit` breaks one part of it.
 std::string tokenizer_json(const std::function<void(nlohmann::json&)>& edit = {}) {

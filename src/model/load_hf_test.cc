@@ -6,20 +6,14 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "test_util.h"
 #include "model/load_gptq.h"
 #include "model/model.h"
 
 namespace lmpress {
 namespace {
 
-void expect_error(const std::function<void()>& f, const std::string& msg) {
-  try {
-    f();
-    ADD_FAILURE() << "no error; expected one containing: " << msg;
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(msg), std::string::npos) << e.what();
-  }
-}
+using test::expect_error;
 
 // lmp-8m's config, with `edit` applied.
 ModelConfig config(const std::function<void(nlohmann::json&)>& edit = {}) {

@@ -124,7 +124,7 @@ void add_bench(CLI::App& app) {
         }
         arr.push_back(j);
       }
-      fmt::print("{}\n", arr.dump(2));
+      fmt::print("{}\n", json_text(arr));
       return;
     }
     const double mib = 1024.0 * 1024.0;

@@ -102,10 +102,10 @@ void add_compare(CLI::App& app) {
     if (!o->out.empty()) {
       const auto paths = compare_outputs(o->out);
       write_file_atomic(paths[0], md);
-      write_file_atomic(paths[1], j.dump(2) + "\n");
+      write_file_atomic(paths[1], json_text(j) + "\n");
       write_file_atomic(paths[2], compare_svg(rows, o->title));
     }
-    fmt::print("{}", o->json ? j.dump(2) + "\n" : md);
+    fmt::print("{}", o->json ? json_text(j) + "\n" : md);
   });
 }
 

@@ -70,7 +70,7 @@ void add_eval(CLI::App& app) {
     }
     if (!tasks.empty()) j["tasks"] = jt;
     if (!o->samples.empty()) write_file_atomic(o->samples, samples);
-    if (o->json) fmt::print("{}\n", j.dump(2));
+    if (o->json) fmt::print("{}\n", json_text(j));
   });
 }
 

@@ -56,7 +56,7 @@ void add_generate(CLI::App& app) {
                                {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()}};
       // Sampled byte tokens can end the text inside a UTF-8 sequence (or make
       // an invalid one): such bytes are printed as U+FFFD.
-      fmt::print("{}\n", j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
+      fmt::print("{}\n", json_text(j));
       return;
     }
     if (s.stopped == StopReason::Context) {

@@ -50,7 +50,7 @@ void add_info(CLI::App& app) {
           arr.push_back({{"name", t.name}, {"shape", t.shape}, {"dtype", dtype_name(t.dtype)}, {"bytes", t.nbytes}});
         j["tensors"] = arr;
       }
-      fmt::print("{}\n", j.dump(2));
+      fmt::print("{}\n", json_text(j));
       return;
     }
     fmt::print("model:         {} ({})\n", m->path, m->format);

@@ -119,7 +119,7 @@ void add_kld(CLI::App& app) {
                              {"p_diff_quantiles", pq},        {"rms_p_diff", vu(r.rms_p_diff)},
                              {"same_top", vu(r.same_top)}};
     if (r.top_k_mass >= 0) j["top_k_mass"] = r.top_k_mass;
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", json_text(j));
   });
 }
 

@@ -55,7 +55,7 @@ void add_perplexity(CLI::App& app) {
                                {"tokens", r.n_tokens_total}, {"tokens_scored", r.n_tokens_scored},
                                {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"mean_nll", r.mean_nll},
                                {"seconds", r.seconds}, {"running_ppl", r.running_ppl}};
-      fmt::print("{}\n", j.dump(2));
+      fmt::print("{}\n", json_text(j));
     } else {
       fmt::print("\nFinal estimate: PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
       fmt::print("{} chunks, {} tokens scored, {:.2f} s ({:.1f} tokens/s)\n", r.n_chunks, r.n_tokens_scored, r.seconds,

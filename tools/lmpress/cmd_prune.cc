@@ -32,7 +32,7 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
       j["owl_outlier_ratio"] = r.owl_ratios;
       j["layer_sparsity"] = r.layer_sparsity;
     }
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", json_text(j));
     return;
   }
   if (!r.layer_sparsity.empty()) {
@@ -66,7 +66,7 @@ void print_structured(const StructuredReport& r, bool json) {
                              {"block_distance", r.block_distance},
                              {"removed_blocks", r.removed_blocks},
                              {"calib_tokens", r.calib_tokens}};
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", json_text(j));
     return;
   }
   fmt::print("block angular distance (input vs output):");

@@ -31,7 +31,7 @@ void print_report(const QuantizeReport& r, bool json) {
                              {"bpw", bpw},                 {"calib_tokens", r.calib_tokens},
                              {"seconds", r.seconds},       {"peak_rss_bytes", r.peak_rss},
                              {"activation_bytes", r.activation_bytes}};
-    fmt::print("{}\n", j.dump(2));
+    fmt::print("{}\n", json_text(j));
     return;
   }
   fmt::print("{:<28} {:<12} {:<13} {:>10} {:>10}\n", "tensor", "shape", "type", "w_err", "out_err");

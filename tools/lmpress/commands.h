@@ -43,6 +43,12 @@ void add_cache_type_option(CLI::App* cmd, std::string& kv);
 const CLI::Validator& chunk_count();
 // --damp: a fraction in (0, 1].
 const CLI::Validator& damp_fraction();
+// JSON for printing: invalid UTF-8 in a path, tensor or token name becomes
+// U+FFFD instead of an exception that loses the results.
+template <class Json>
+std::string json_text(const Json& j) {
+  return j.dump(2, ' ', false, Json::error_handler_t::replace);
+}
 // Reads a whole text file (for -f), failing on an empty one.
 std::string read_input_text(const std::string& path);
 
