@@ -97,7 +97,7 @@ __attribute__((target("avx2"))) inline void transpose8(__m256 r[8]) {
 
 // Decoding streams every weight once at the memory's speed; asking a fixed
 // distance ahead keeps more cache lines in flight than the hardware prefetcher
-// alone (the F16 dot: tinyllama tg +8% on this VM, alternating builds). One
+// alone (measured in bench/results/speed-vs-llama.md). One
 // prefetch per cache line of a block; a prefetch never faults, so running past
 // the end of a matrix is harmless.
 constexpr size_t kPrefetchAhead = 2048;

@@ -146,8 +146,8 @@ void matmul(const Tensor& w, const float* x, int64_t n, float* y) {
       return;
     }
     default:
-      // F16/BF16 and block-quantized weights: converted to f32 row by row
-      // (reference path; issue #4 brings dot products on the packed blocks).
+      // F16/BF16, block-quantized and repacked weights: int8 / f16 dots,
+      // interleaved kernels, the packed GEMM, or rows converted to f32.
       if (!dtype_info(w.dtype).supported)
         fail("matmul: weight {} has type {}, which has no kernel yet", w.name, dtype_name(w.dtype));
       matmul_converted(w, x, n, y);

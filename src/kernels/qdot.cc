@@ -60,61 +60,68 @@ namespace {
 bool g_use_simd = true;
 std::optional<Vnni> g_vnni_pin;
 
+// One row per weight type with a dot kernel: its activation format, the
+// scalar reference and the AVX2 version (null: the reference serves every ISA).
+struct DotRow {
+  DType type;
+  ActFormat act;
+  QDotFn ref, avx2;
+};
+const DotRow kQDots[] = {
+    {DType::Q4_0, ActFormat::Q8_0, qdot_ref::q4_0, simd_avx2::dot_q4_0_q8_0},
+    {DType::Q5_0, ActFormat::Q8_0, qdot_ref::q5_0, simd_avx2::dot_q5_0_q8_0},
+    {DType::Q8_0, ActFormat::Q8_0, qdot_ref::q8_0, simd_avx2::dot_q8_0_q8_0},
+    {DType::Q8_0_2OF4, ActFormat::Q8_0, dot_2of4_q8_0_ref, simd_avx2::dot_2of4_q8_0_q8_0},
+    {DType::Q4_1, ActFormat::Q8_0, qdot_ref::q4_1, simd_avx2::dot_q4_1_q8_0},
+    {DType::Q5_1, ActFormat::Q8_0, qdot_ref::q5_1, simd_avx2::dot_q5_1_q8_0},
+    {DType::IQ4_NL, ActFormat::Q8_0, qdot_ref::iq4_nl, simd_avx2::dot_iq4_nl_q8_0},
+    {DType::Q2_K, ActFormat::Q8_K, qdot_ref::q2_K, simd_avx2::dot_q2_K_q8_K},
+    {DType::Q3_K, ActFormat::Q8_K, qdot_ref::q3_K, simd_avx2::dot_q3_K_q8_K},
+    {DType::Q4_K, ActFormat::Q8_K, qdot_ref::q4_K, simd_avx2::dot_q4_K_q8_K},
+    {DType::Q5_K, ActFormat::Q8_K, qdot_ref::q5_K, simd_avx2::dot_q5_K_q8_K},
+    {DType::Q6_K, ActFormat::Q8_K, qdot_ref::q6_K, simd_avx2::dot_q6_K_q8_K},
+};
+
+struct FDotRow {
+  DType type;
+  FDotFn ref, avx2;
+};
+const FDotRow kFDots[] = {
+    {DType::F16, qdot_ref::f16, simd_avx2::dot_f16_f32},
+    {DType::BF16, qdot_ref::bf16, simd_avx2::dot_bf16_f32},
+    {DType::F16_2OF4, dot_2of4_f16_ref, simd_avx2::dot_2of4_f16_f32},
+    {DType::F16_BITMAP, dot_bitmap_f16_ref, simd_avx2::dot_bitmap_f16_f32},
+};
+
+template <class Row, size_t N>
+const Row* find_row(const Row (&rows)[N], DType t) {
+  for (const Row& r : rows)
+    if (r.type == t) return &r;
+  return nullptr;
+}
+
 }  // namespace
 
 FDotFn fdot_reference(DType t) {
-  if (t == DType::F16_2OF4) return dot_2of4_f16_ref;
-  if (t == DType::F16_BITMAP) return dot_bitmap_f16_ref;
-  return t == DType::F16 ? qdot_ref::f16 : t == DType::BF16 ? qdot_ref::bf16 : nullptr;
+  const FDotRow* r = find_row(kFDots, t);
+  return r ? r->ref : nullptr;
 }
 
 FDotFn fdot(DType t) {
-  if (qdot_simd_active()) {
-    if (t == DType::F16) return simd_avx2::dot_f16_f32;
-    if (t == DType::BF16) return simd_avx2::dot_bf16_f32;
-    if (t == DType::F16_2OF4) return simd_avx2::dot_2of4_f16_f32;
-    if (t == DType::F16_BITMAP) return simd_avx2::dot_bitmap_f16_f32;
-  }
-  return fdot_reference(t);
+  const FDotRow* r = find_row(kFDots, t);
+  if (!r) return nullptr;
+  return qdot_simd_active() && r->avx2 ? r->avx2 : r->ref;
 }
 
 QDotKernel qdot_reference(DType t) {
-  switch (t) {
-    case DType::Q4_0: return {ActFormat::Q8_0, qdot_ref::q4_0};
-    case DType::Q5_0: return {ActFormat::Q8_0, qdot_ref::q5_0};
-    case DType::Q8_0: return {ActFormat::Q8_0, qdot_ref::q8_0};
-    case DType::Q8_0_2OF4: return {ActFormat::Q8_0, dot_2of4_q8_0_ref};
-    case DType::Q4_1: return {ActFormat::Q8_0, qdot_ref::q4_1};
-    case DType::Q5_1: return {ActFormat::Q8_0, qdot_ref::q5_1};
-    case DType::IQ4_NL: return {ActFormat::Q8_0, qdot_ref::iq4_nl};
-    case DType::Q2_K: return {ActFormat::Q8_K, qdot_ref::q2_K};
-    case DType::Q3_K: return {ActFormat::Q8_K, qdot_ref::q3_K};
-    case DType::Q5_K: return {ActFormat::Q8_K, qdot_ref::q5_K};
-    case DType::Q4_K: return {ActFormat::Q8_K, qdot_ref::q4_K};
-    case DType::Q6_K: return {ActFormat::Q8_K, qdot_ref::q6_K};
-    default: return {};
-  }
+  const DotRow* r = find_row(kQDots, t);
+  return r ? QDotKernel{r->act, r->ref} : QDotKernel{};
 }
 
 QDotKernel qdot(DType t) {
-  if (qdot_simd_active()) {
-    switch (t) {
-      case DType::Q4_0: return {ActFormat::Q8_0, simd_avx2::dot_q4_0_q8_0};
-      case DType::Q5_0: return {ActFormat::Q8_0, simd_avx2::dot_q5_0_q8_0};
-      case DType::Q8_0: return {ActFormat::Q8_0, simd_avx2::dot_q8_0_q8_0};
-      case DType::Q8_0_2OF4: return {ActFormat::Q8_0, simd_avx2::dot_2of4_q8_0_q8_0};
-      case DType::Q4_1: return {ActFormat::Q8_0, simd_avx2::dot_q4_1_q8_0};
-      case DType::Q5_1: return {ActFormat::Q8_0, simd_avx2::dot_q5_1_q8_0};
-      case DType::IQ4_NL: return {ActFormat::Q8_0, simd_avx2::dot_iq4_nl_q8_0};
-      case DType::Q2_K: return {ActFormat::Q8_K, simd_avx2::dot_q2_K_q8_K};
-      case DType::Q3_K: return {ActFormat::Q8_K, simd_avx2::dot_q3_K_q8_K};
-      case DType::Q4_K: return {ActFormat::Q8_K, simd_avx2::dot_q4_K_q8_K};
-      case DType::Q5_K: return {ActFormat::Q8_K, simd_avx2::dot_q5_K_q8_K};
-      case DType::Q6_K: return {ActFormat::Q8_K, simd_avx2::dot_q6_K_q8_K};
-      default: break;
-    }
-  }
-  return qdot_reference(t);
+  const DotRow* r = find_row(kQDots, t);
+  if (!r) return {};
+  return {r->act, qdot_simd_active() && r->avx2 ? r->avx2 : r->ref};
 }
 
 bool qdot_simd_active() { return g_use_simd && cpu_isa().avx2; }
