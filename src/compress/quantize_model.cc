@@ -154,11 +154,20 @@ class Quantizer {
       const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) { stats[s].add(x, n, cols); };
       cal.run(l, m_.layers[size_t(l)], &obs, false);
       for (auto& [site, st] : stats) symmetrize_hessian(st.H, st.cols);
+      // The int-N linears' own views (the input's mapping): put back once the
+      // block is done, so that only one block's f32 copies are ever held.
+      std::vector<Tensor> views;
+      for (LinearSite site : kLinearSites)
+        for (const auto& w : linear_names(l, site))
+          if (int_linears_.count(w)) views.push_back(tensor_ref(m_, w));
       if (o_.method == QuantMethod::AWQ) apply_awq_scales(l, stats);
       for (LinearSite site : kLinearSites)
         for (const auto& w : linear_names(l, site)) quantize_linear(w, stats.at(site));
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);
+      // The writer takes these from int_tensors_; the model's copies are not read again.
+      for (Tensor& v : views) tensor_ref(m_, v.name) = std::move(v);
+      if (!views.empty()) m_.bind();
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
