@@ -167,6 +167,11 @@ TEST(NothingLost, DirectoryOutputsReplaceModelDirectoriesWholeAndNothingElse) {
   expect_cli_error("convert " + w.model + " " + user, "not a model directory");
   expect_cli_error("quantize " + w.model + " " + user + " --type int8-ch", "not a model directory");
   EXPECT_EQ(read_text_file(user + "/thesis.tex"), "years of work");
+  // An int-N directory output onto an existing file: refused before any calibration.
+  write(w.d + "/plain.out", "a file");
+  expect_cli_error("quantize " + w.model + " " + w.d + "/plain.out --type int4-g32 --method gptq --calib " + w.text,
+                   "exists and is not a directory");
+  EXPECT_EQ(read_text_file(w.d + "/plain.out"), "a file");
   for (const auto& e : fs::directory_iterator(w.d))
     EXPECT_EQ(e.path().string().find(".tmp."), std::string::npos) << e.path();
 }

@@ -1,6 +1,8 @@
 // lmpress quantize IN OUT.gguf --type q4_k_m [--method rtn|gptq|awq] [--imatrix F] [--calib F ...]
 #include <nlohmann/json.hpp>
 
+#include <filesystem>
+
 #include "commands.h"
 #include "compress/quantize_model.h"
 #include "core/error.h"
@@ -108,6 +110,10 @@ void add_quantize(CLI::App& app) {
     if (q.int_group) {
       if (o->out.ends_with(".gguf"))
         fail("{}: int-N group formats are written as a Hugging Face directory in GPTQ layout, not GGUF", o->out);
+      // Refused now rather than after the calibration.
+      if (std::filesystem::exists(o->out) && !std::filesystem::is_directory(o->out))
+        fail("{}: exists and is not a directory (int-N group formats are written as a directory)", o->out);
+      check_replaceable_dir("output", o->out);
       if (!o->tensor_types.empty() || !o->output_type.empty() || !o->embd_type.empty() || o->pure || o->keep_output)
         fail("--type {}: mix options (--tensor-type, --output-tensor-type, --token-embedding-type, --pure, "
              "--keep-output) apply to GGUF file types only",
