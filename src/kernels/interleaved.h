@@ -76,4 +76,22 @@ void x8_gemm4_by_gemv(int64_t cols, const void* g, const void* a, const int32_t*
     Gemv(cols, g, static_cast<const Act*>(a) + t * stride, sums ? sums + t * stride : nullptr, out + t * out_stride);
 }
 
+// The chooser of a layout with scalar, AVX2 and VNNI kernels: the reference
+// gemv (4 of them for 4 tokens) without SIMD, else the AVX2 gemv with the
+// 4-token kernel of the vpdpbusd encoding qdot_vnni() picks, or AVX2's.
+template <class Group, class Act, auto Ref, auto Gemv, auto Gemm4, auto GemmAvxVnni, auto GemmAvx512Vnni,
+          auto GemmEmulated>
+X8Kernels x8_kernels_with_vnni() {
+  constexpr X8Gemv ref = x8_gemv<Group, Act, Ref>;
+  if (!qdot_simd_active()) return {ref, x8_gemm4_by_gemv<Act, ref>};
+  constexpr X8Gemv gemv = x8_gemv<Group, Act, Gemv>;
+  switch (qdot_vnni()) {
+    case Vnni::avx: return {gemv, x8_gemm4<Group, Act, GemmAvxVnni>};
+    case Vnni::avx512: return {gemv, x8_gemm4<Group, Act, GemmAvx512Vnni>};
+    case Vnni::emulated: return {gemv, x8_gemm4<Group, Act, GemmEmulated>};
+    case Vnni::none: break;
+  }
+  return {gemv, x8_gemm4<Group, Act, Gemm4>};
+}
+
 }  // namespace lmpress

@@ -111,18 +111,9 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q8_0x8_avx2(int64_t cols, co
 }  // namespace
 
 X8Kernels q8_0x8_kernels() {
-  using G = BlockQ8_0x8;
-  using A = BlockQ8_0;
-  constexpr X8Gemv ref = x8_gemv<G, A, gemv_q8_0x8_ref>;
-  if (!qdot_simd_active()) return {ref, x8_gemm4_by_gemv<A, ref>};
-  constexpr X8Gemv avx2 = x8_gemv<G, A, gemv_q8_0x8_avx2>;
-  switch (qdot_vnni()) {
-    case Vnni::avx: return {avx2, x8_gemm4<G, A, simd_avxvnni::gemm4_q8_0x8>};
-    case Vnni::avx512: return {avx2, x8_gemm4<G, A, simd_avx512vnni::gemm4_q8_0x8>};
-    case Vnni::emulated: return {avx2, x8_gemm4<G, A, simd_vnni_emulated::gemm4_q8_0x8>};
-    case Vnni::none: break;
-  }
-  return {avx2, x8_gemm4<G, A, gemm4_q8_0x8_avx2>};
+  return x8_kernels_with_vnni<BlockQ8_0x8, BlockQ8_0, gemv_q8_0x8_ref, gemv_q8_0x8_avx2, gemm4_q8_0x8_avx2,
+                              simd_avxvnni::gemm4_q8_0x8, simd_avx512vnni::gemm4_q8_0x8,
+                              simd_vnni_emulated::gemm4_q8_0x8>();
 }
 
 void gemm4_q8_0x8(int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, int64_t stride, float* out,
