@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/mapped_file.h"
 
 namespace lmpress {
@@ -82,14 +83,10 @@ void LayerwiseCalibrator::run(int64_t layer, const LayerWeights& w, const Linear
     state_.eval_layer(layer, w, out, ctx_, obs);
     // Statistics gathered from a NaN would be written as a valid-looking
     // imatrix, or turn GPTQ's Hessian singular with a misleading message.
-    int64_t bad = -1;
-#pragma omp parallel for schedule(static) reduction(max : bad)
-    for (int64_t i = 0; i < ctx_ * D; i++)
-      if (!std::isfinite(out[i])) bad = std::max(bad, ctx_ * D - i);
-    if (bad >= 0)
+    if (const int64_t bad = first_out_of_range(out, ctx_ * D); bad >= 0)
       fail("{}: calibration window {}, position {}: block {} produced a non-finite activation; the model's weights "
            "or the calibration overflow",
-           m_.path, s + 1, (ctx_ * D - bad) / D, layer);
+           m_.path, s + 1, bad / D, layer);
   }
 }
 

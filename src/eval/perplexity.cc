@@ -5,6 +5,7 @@
 #include <string_view>
 
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/progress.h"
 #include "model/forward.h"
 
@@ -20,16 +21,8 @@ double token_nll(const float* logits, int64_t n_vocab, int32_t target) {
 
 void check_finite_logits(const Model& m, const float* logits, int64_t rows, int64_t n_vocab, int64_t window,
                          int64_t first_pos) {
-  int64_t bad = -1;
-#pragma omp parallel for schedule(static) reduction(max : bad)
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t i = 0; i < n_vocab; i++)
-      if (!std::isfinite(logits[r * n_vocab + i])) {
-        bad = std::max(bad, rows * n_vocab - (r * n_vocab + i));
-        break;
-      }
-  if (bad < 0) return;
-  const int64_t at = rows * n_vocab - bad;
+  const int64_t at = first_out_of_range(logits, rows * n_vocab);
+  if (at < 0) return;
   fail("{}: window {}, position {}: logit of token {} is {}; the model's weights or activations are not finite, so no "
        "score is reported",
        m.path, window + 1, first_pos + at / n_vocab, at % n_vocab, logits[at]);

@@ -9,6 +9,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/fp16.h"
 #include "core/path_guard.h"
 #include "io/gguf.h"
@@ -50,13 +51,8 @@ namespace {
 // quantizers turn it into some finite scale); a float too large for f16
 // becomes Inf. Both are refused, naming the tensor and the element.
 void check_finite_values(const std::string& name, const float* f, int64_t n, int64_t cols, DType dst) {
-  const float limit = dst == DType::F16 ? 65504.0f : std::numeric_limits<float>::max();
-  int64_t bad = -1;
-#pragma omp parallel for schedule(static) reduction(max : bad)
-  for (int64_t i = 0; i < n; i++)
-    if (!(std::fabs(f[i]) <= limit)) bad = std::max(bad, int64_t(n - i));  // the first bad index wins
-  if (bad < 0) return;
-  const int64_t i = n - bad;
+  const int64_t i = first_out_of_range(f, n, dst == DType::F16 ? 65504.0f : std::numeric_limits<float>::max());
+  if (i < 0) return;
   if (std::isfinite(f[i]))
     fail("{}: value {} at row {}, column {} does not fit in f16 (largest 65504); write bf16 or f32 instead", name, f[i],
          i / cols, i % cols);
@@ -123,10 +119,10 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   return out;
 }
 
-void check_not_input(const Model& m, const std::string& out) {
+void check_not_input(const Model& m, const std::string& out, OutputKind kind = OutputKind::File) {
   PathGuard guard;
   guard.input("model", m.path);
-  guard.output("output", out);
+  guard.output("output", out, kind);
   guard.check();
 }
 
@@ -217,10 +213,7 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   if (opt.dtype && !is_float_type(*opt.dtype))
     fail("{}: Hugging Face output takes f32, f16 or bf16 weights, not {}", dir, dtype_name(*opt.dtype));
   if (fs::exists(dir) && !fs::is_directory(dir)) fail("{}: exists and is not a directory", dir);
-  PathGuard guard;
-  guard.input("model", m.path);
-  guard.output("output", dir, OutputKind::Directory);
-  guard.check();
+  check_not_input(m, dir, OutputKind::Directory);
   const auto& c = m.cfg;
   if (!c.uniform())
     fail("{}: its layers differ in head count or feed-forward size, which a Hugging Face Llama/Qwen2 config cannot "

@@ -4,7 +4,6 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <string_view>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -166,15 +165,11 @@ std::string canonical_to_hf(const std::string& c) {
 
 std::vector<std::string> model_input_paths(const std::string& arg) {
   const std::string path = resolve_model_path(arg);
-  const auto ends = [&](const char* suffix) { return std::string_view(path).ends_with(suffix); };
-  if (!is_directory(path) && ends("config.json")) {
-    const auto slash = path.find_last_of('/');
-    return {slash == std::string::npos ? "." : path.substr(0, slash)};
-  }
+  const std::filesystem::path p(path);
+  const std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+  if (!is_directory(path) && path.ends_with("config.json")) return {dir};
   std::vector<std::string> out{path};
-  if (ends(".bin")) {
-    const auto slash = path.find_last_of('/');
-    const std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (path.ends_with(".bin")) {  // llama2.c: the tokenizer load_llama2c_model finds beside it
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
       const std::string name = e.path().filename().string();
@@ -194,11 +189,8 @@ void check_finite_weights(const Model& m) {
       thread_local std::vector<float> v;
       v.resize(size_t(cols));
       to_f32(t, r * cols, cols, v.data());
-      for (int64_t c = 0; c < cols; c++)
-        if (!std::isfinite(v[size_t(c)])) {
-          first = std::max(first, rows * cols - (r * cols + c));
-          break;
-        }
+      const auto bad = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
+      if (bad != v.end()) first = std::max(first, rows * cols - (r * cols + (bad - v.begin())));
     }
     if (first < 0) continue;
     const int64_t i = rows * cols - first;
