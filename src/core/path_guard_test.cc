@@ -125,6 +125,15 @@ TEST(ReadTextFile, RefusesDevicesFifosAndFilesOverTheLimit) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("LMPRESS_MAX_TEXT_MB"), std::string::npos) << e.what();
   }
+  for (const char* bad : {"abc", "0", "-1", "99999999999"}) {
+    ::setenv("LMPRESS_MAX_TEXT_MB", bad, 1);
+    try {
+      read_text_file(d + "/big.txt");
+      ADD_FAILURE() << "LMPRESS_MAX_TEXT_MB=" << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("LMPRESS_MAX_TEXT_MB='"), std::string::npos) << e.what();
+    }
+  }
   ::setenv("LMPRESS_MAX_TEXT_MB", "4", 1);
   EXPECT_EQ(read_text_file(d + "/big.txt").size(), size_t(3 << 20));
   ::unsetenv("LMPRESS_MAX_TEXT_MB");
