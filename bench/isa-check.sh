@@ -12,9 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 K=src/kernels
 SRCS="$K/q4_0x8.cc $K/q5_0x8.cc $K/q8_0x8.cc $K/q4_kx8.cc $K/x8_vnni.cc $K/qdot.cc $K/qdot_ref.cc $K/qdot_avx2.cc
-  $K/qdot_avx2_kquants.cc src/quant/blocks.cc src/core/dtype.cc src/sparse/bitmap.cc src/sparse/bitmap_avx2.cc
-  src/sparse/q8_0_2of4x8.cc src/sparse/sparse24.cc src/sparse/sparse24_avx2.cc
-  $K/gemm_packed.cc $K/gemm_microkernel.cc src/core/tensor.cc"
+  $K/qdot_avx2_kquants.cc $K/blocks.cc $K/bitmap.cc $K/bitmap_avx2.cc $K/q8_0_2of4x8.cc $K/sparse24.cc
+  $K/sparse24_avx2.cc $K/gemm_packed.cc $K/gemm_microkernel.cc $K/to_f32.cc $K/interleaved.cc src/core/dtype.cc src/core/tensor.cc src/core/cpu_isa.cc"
 OUT=${OUT:-$(mktemp -d)}
 if pkg-config --exists libhwy 2>/dev/null; then
   HWY_FLAGS=$(pkg-config --cflags --libs libhwy)

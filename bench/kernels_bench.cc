@@ -16,8 +16,8 @@
 #include "kernels/ops.h"
 #include "kernels/qdot.h"
 #include "quant/quantize.h"
-#include "sparse/bitmap.h"
-#include "sparse/sparse24.h"
+#include "kernels/bitmap.h"
+#include "kernels/sparse24.h"
 
 namespace lmpress {
 namespace {

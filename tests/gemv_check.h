@@ -10,7 +10,8 @@
 #include "core/tensor.h"
 
 #include "kernels/qdot.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress::test {
 

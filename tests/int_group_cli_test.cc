@@ -15,6 +15,7 @@
 #include "core/mapped_file.h"
 #include "core/tensor.h"
 #include "io/safetensors.h"
+#include "kernels/to_f32.h"
 #include "test_util.h"
 
 namespace lmpress {

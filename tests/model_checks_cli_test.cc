@@ -15,6 +15,7 @@
 #include "core/mapped_file.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
+#include "kernels/to_f32.h"
 #include "synthetic_model.h"
 #include "test_util.h"
 

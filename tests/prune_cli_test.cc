@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/tensor.h"
+#include "kernels/to_f32.h"
 #include "model/model.h"
 #include "test_util.h"
 

@@ -12,6 +12,7 @@
 #include "core/tensor.h"
 #include "io/gguf.h"
 #include "kernels/ops.h"
+#include "kernels/to_f32.h"
 #include "model/model.h"
 #include "quant/imatrix.h"
 #include "test_util.h"

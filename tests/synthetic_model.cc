@@ -9,6 +9,7 @@
 
 #include "io/safetensors.h"
 #include "core/mapped_file.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress::test {
 namespace {

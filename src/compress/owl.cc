@@ -5,6 +5,7 @@
 #include <map>
 
 #include "core/progress.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 
+#include "kernels/to_f32.h"
 #include "synthetic_model.h"
 #include "test_util.h"
 

@@ -7,9 +7,10 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "kernels/to_f32.h"
 #include "model/export.h"
-#include "quant/blocks.h"
-#include "quant/mix.h"
+#include "kernels/blocks.h"
+#include "compress/mix.h"
 #include "quant/quantize.h"
 #include "sparse/global_magnitude.h"
 

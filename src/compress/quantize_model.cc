@@ -15,9 +15,10 @@
 #include "core/fp16.h"
 #include "core/progress.h"
 #include "compress/type_search.h"
+#include "kernels/to_f32.h"
 #include "model/export.h"
 #include "quant/awq.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 #include "quant/quantize.h"
 
 namespace lmpress {

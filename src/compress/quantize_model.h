@@ -12,7 +12,7 @@
 #include "quant/gptq.h"
 #include "quant/imatrix.h"
 #include "quant/int_group.h"
-#include "quant/mix.h"
+#include "compress/mix.h"
 
 namespace lmpress {
 

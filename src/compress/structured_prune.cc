@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "kernels/to_f32.h"
 #include "model/model.h"
 
 namespace lmpress {

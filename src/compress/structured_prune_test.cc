@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "io/gguf.h"
+#include "kernels/to_f32.h"
 #include "model/export.h"
 #include "model/forward.h"
 #include "synthetic_model.h"

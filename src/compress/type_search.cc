@@ -6,9 +6,10 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/ops.h"
+#include "kernels/to_f32.h"
 #include "quant/awq.h"
 #include "quant/gptq.h"
-#include "quant/mix.h"
+#include "compress/mix.h"
 
 namespace lmpress {
 

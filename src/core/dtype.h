@@ -33,11 +33,11 @@ enum class DType : uint32_t {
   BF16 = 30,
   // lmpress's own in-memory storage types (ids from kInternalTypeBase, never
   // read from or written to files): weights repacked at load.
-  F16_2OF4 = 1000,    // 2:4-sparse F16: per 32 weights, 16 kept values + 2-bit positions (src/sparse/sparse24.h)
-  F16_BITMAP = 1001,  // unstructured-sparse F16: a bit per weight + the kept values; rows vary in size (src/sparse/bitmap.h)
-  Q8_0_2OF4 = 1002,   // 2:4-sparse Q8_0: per 32 weights, the scale, 16 kept int8 values + 2-bit positions (src/sparse/sparse24.h)
+  F16_2OF4 = 1000,    // 2:4-sparse F16: per 32 weights, 16 kept values + 2-bit positions (src/kernels/sparse24.h)
+  F16_BITMAP = 1001,  // unstructured-sparse F16: a bit per weight + the kept values; rows vary in size (src/kernels/bitmap.h)
+  Q8_0_2OF4 = 1002,   // 2:4-sparse Q8_0: per 32 weights, the scale, 16 kept int8 values + 2-bit positions (src/kernels/sparse24.h)
   Q4_0_X8 = 1003,     // Q4_0 with groups of 8 rows interleaved per block (src/kernels/q4_0x8.h)
-  Q8_0_2OF4_X8 = 1004,  // Q8_0_2OF4 with groups of 8 rows interleaved per block (src/sparse/q8_0_2of4x8.h)
+  Q8_0_2OF4_X8 = 1004,  // Q8_0_2OF4 with groups of 8 rows interleaved per block (src/kernels/q8_0_2of4x8.h)
   Q8_0_X8 = 1005,       // Q8_0 with groups of 8 rows interleaved per block (src/kernels/q8_0x8.h)
   Q4_K_X8 = 1006,       // Q4_K with groups of 8 rows interleaved per block (src/kernels/q4_kx8.h)
   Q5_0_X8 = 1007,       // Q5_0 with groups of 8 rows interleaved per block (src/kernels/q5_0x8.h)

@@ -40,8 +40,6 @@ struct TensorToWrite {
 
 // Makes an owned f32 tensor.
 Tensor make_f32_tensor(std::string name, std::vector<int64_t> shape, std::vector<float> values);
-// Copies any supported tensor (F32/F16/BF16) into f32.
-std::vector<float> to_f32(const Tensor& t);
 // Start of row r (of the last dimension). Row-indexed types (F16_BITMAP) keep
 // rows of varying size behind an index of uint64 offsets at the start of the
 // tensor; the others have a fixed row stride.
@@ -62,8 +60,5 @@ class RowAddress {
   uint64_t stride_ = 0;
   bool indexed_;
 };
-// Converts `n` elements starting at element `offset` of t into dst (whole rows
-// for row-indexed types).
-void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst);
 
 }  // namespace lmpress

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "kernels/to_f32.h"
 #include "test_util.h"
 
 namespace lmpress {

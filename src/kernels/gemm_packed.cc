@@ -13,6 +13,7 @@
 #include "kernels/avx2_helpers.h"
 #include "kernels/gemm_microkernel.h"
 #include "kernels/qdot.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 namespace {

@@ -12,6 +12,7 @@
 #include "gemv_check.h"
 #include "kernels/gemm_microkernel.h"
 #include "kernels/qdot.h"
+#include "kernels/to_f32.h"
 #include "quant/quantize.h"
 
 namespace lmpress {

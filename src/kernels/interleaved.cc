@@ -4,7 +4,7 @@
 #include "kernels/q4_kx8.h"
 #include "kernels/q5_0x8.h"
 #include "kernels/q8_0x8.h"
-#include "sparse/q8_0_2of4x8.h"
+#include "kernels/q8_0_2of4x8.h"
 
 namespace lmpress {
 

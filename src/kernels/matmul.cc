@@ -10,6 +10,7 @@
 #include "kernels/gemm_packed.h"
 #include "kernels/interleaved.h"
 #include "kernels/qdot.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 namespace {

@@ -4,9 +4,13 @@
 #include <cstdint>
 #include <vector>
 
-#include "model/config.h"
 
 namespace lmpress {
+
+// Which dimensions RoPE rotates together. GGUF "llama" files and llama2.c
+// checkpoints pair (2i, 2i+1); Hugging Face checkpoints (and GGUF "qwen2")
+// pair (i, i + d/2) ("rotate_half"). Converting between them permutes q/k rows.
+enum class RopeLayout { Interleaved, Halves };
 
 // out = x / sqrt(mean(x²) + eps) * w   (n elements)
 void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out);

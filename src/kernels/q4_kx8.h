@@ -15,7 +15,7 @@
 #include "core/tensor.h"
 #include "kernels/interleaved.h"
 #include "kernels/qdot.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 namespace lmpress {
 

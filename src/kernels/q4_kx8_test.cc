@@ -7,6 +7,7 @@
 #include <random>
 
 #include "kernels/qdot.h"
+#include "kernels/to_f32.h"
 #include "quant/quantize.h"
 #include "gemv_check.h"
 #include "test_util.h"

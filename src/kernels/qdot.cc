@@ -6,11 +6,10 @@
 
 #include "core/cpu_isa.h"
 #include "core/fp16.h"
+#include "kernels/bitmap.h"
 #include "kernels/qdot_ref.h"
+#include "kernels/sparse24.h"
 #include "kernels/x8_vnni.h"
-#include "quant/scale_search.h"
-#include "sparse/bitmap.h"
-#include "sparse/sparse24.h"
 
 namespace lmpress {
 
@@ -45,7 +44,7 @@ void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
       continue;
     }
     const float iscale = -127.0f / max;
-    for (int j = 0; j < QK_K; j++) o.qs[j] = int8_t(std::min(127, ggml_search::nearest_int(iscale * v[j])));
+    for (int j = 0; j < QK_K; j++) o.qs[j] = int8_t(std::min(127, nearest_int(iscale * v[j])));
     for (int j = 0; j < QK_K / 16; j++) {
       int sum = 0;
       for (int i = 0; i < 16; i++) sum += o.qs[j * 16 + i];

@@ -11,7 +11,7 @@
 #include <optional>
 
 #include "core/dtype.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 namespace lmpress {
 

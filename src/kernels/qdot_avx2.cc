@@ -9,7 +9,7 @@
 #include "core/fp16.h"
 #include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 namespace lmpress::simd_avx2 {
 

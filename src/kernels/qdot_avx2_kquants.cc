@@ -8,7 +8,7 @@
 
 #include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 namespace lmpress::simd_avx2 {
 namespace {

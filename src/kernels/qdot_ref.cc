@@ -5,7 +5,7 @@
 
 #include "core/fp16.h"
 #include "kernels/qdot.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 namespace lmpress::qdot_ref {
 namespace {

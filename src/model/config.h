@@ -4,12 +4,9 @@
 #include <string>
 #include <vector>
 
-namespace lmpress {
+#include "kernels/ops.h"
 
-// Which dimensions RoPE rotates together. GGUF "llama" files and llama2.c
-// checkpoints pair (2i, 2i+1); Hugging Face checkpoints (and GGUF "qwen2")
-// pair (i, i + d/2) ("rotate_half"). Converting between them permutes q/k rows.
-enum class RopeLayout { Interleaved, Halves };
+namespace lmpress {
 
 struct ModelConfig {
   std::string arch = "llama";  // "llama" (also Mistral) or "qwen2"

@@ -15,8 +15,9 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
+#include "kernels/to_f32.h"
 #include "quant/quantize.h"
-#include "sparse/repack.h"
+#include "model/repack.h"
 
 namespace lmpress {
 

@@ -7,6 +7,7 @@
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 

@@ -8,7 +8,8 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "io/json_file.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 

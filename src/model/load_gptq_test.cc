@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 namespace {

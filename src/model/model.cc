@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/hub.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 

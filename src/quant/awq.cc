@@ -6,7 +6,7 @@
 #include <omp.h>
 
 #include "core/error.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 #include "quant/gptq.h"
 #include "quant/quantize.h"
 

@@ -6,7 +6,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 #include "quant/scale_search.h"
 
 namespace lmpress {

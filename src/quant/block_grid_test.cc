@@ -5,7 +5,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 #include "quant/quantize.h"
 #include "test_util.h"
 

@@ -12,7 +12,7 @@
 
 #include "core/dtype.h"
 #include "quant/int_group.h"
-#include "sparse/pattern.h"
+#include "quant/pattern.h"
 
 namespace lmpress {
 

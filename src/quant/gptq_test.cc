@@ -9,7 +9,7 @@
 #include <random>
 
 #include "quant/block_grid.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 #include "quant/quantize.h"
 #include "random_problem.h"
 

@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "core/tensor.h"
 #include "io/gguf.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 

@@ -287,16 +287,23 @@ B* blocks(uint8_t* p) {
 
 }  // namespace
 
-bool quantize_row_kquant(DType t, const float* x, int64_t n, uint8_t* out, const float* importance) {
-  switch (t) {
-    case DType::Q2_K: quantize_q2_k(x, n / QK_K, blocks<BlockQ2_K>(out), importance); return true;
-    case DType::Q3_K: quantize_q3_k(x, n / QK_K, blocks<BlockQ3_K>(out), importance); return true;
-    case DType::Q4_K: quantize_q45_k<BlockQ4_K, 4>(x, n / QK_K, blocks<BlockQ4_K>(out), importance); return true;
-    case DType::Q5_K: quantize_q45_k<BlockQ5_K, 5>(x, n / QK_K, blocks<BlockQ5_K>(out), importance); return true;
-    case DType::Q6_K: quantize_q6_k(x, n / QK_K, blocks<BlockQ6_K>(out), importance); return true;
-    case DType::IQ4_NL: quantize_iq4_nl(x, n / QK4_NL, blocks<BlockIQ4_NL>(out), importance); return true;
-    default: return false;
-  }
+void quantize_row_q2_k(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_q2_k(x, n / QK_K, blocks<BlockQ2_K>(out), importance);
+}
+void quantize_row_q3_k(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_q3_k(x, n / QK_K, blocks<BlockQ3_K>(out), importance);
+}
+void quantize_row_q4_k(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_q45_k<BlockQ4_K, 4>(x, n / QK_K, blocks<BlockQ4_K>(out), importance);
+}
+void quantize_row_q5_k(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_q45_k<BlockQ5_K, 5>(x, n / QK_K, blocks<BlockQ5_K>(out), importance);
+}
+void quantize_row_q6_k(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_q6_k(x, n / QK_K, blocks<BlockQ6_K>(out), importance);
+}
+void quantize_row_iq4_nl(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_iq4_nl(x, n / QK4_NL, blocks<BlockIQ4_NL>(out), importance);
 }
 
 }  // namespace lmpress

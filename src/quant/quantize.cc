@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "core/fp16.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 #include "quant/block_grid.h"
 #include "quant/kquants.h"
 #include "quant/scale_search.h"
@@ -106,37 +106,58 @@ B* blocks(uint8_t* p) {
   return reinterpret_cast<B*>(p);
 }
 
-}  // namespace
-
-bool has_quantizer(DType t) {
-  switch (t) {
-    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
-    case DType::IQ4_NL:
-      return true;
-    default:
-      return false;
-  }
+// The 32-element formats as rows: with importance, the weighted search;
+// without, ggml's reference quantizer.
+template <typename B, int kBits, bool kAsym>
+void row_q4_q5(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  if (importance) return quantize_weighted<B, kBits, kAsym>(x, n, blocks<B>(out), importance);
+  if constexpr (kAsym)
+    quantize_asym<B, kBits>(x, n / 32, blocks<B>(out));
+  else
+    quantize_sym<B, kBits>(x, n / 32, blocks<B>(out));
 }
 
+// Q8_0 ignores importance, as in ggml.
+void row_q8_0(const float* x, int64_t n, uint8_t* out, const float*) {
+  quantize_q8_0(x, n / QK8_0, blocks<BlockQ8_0>(out));
+}
+
+using RowQuantizer = void (*)(const float* x, int64_t n, uint8_t* out, const float* importance);
+
+// One row per type lmpress can write (ggml's from_float / quantize_chunk).
+struct QuantizerRow {
+  DType type;
+  RowQuantizer quantize;
+};
+const QuantizerRow kQuantizers[] = {
+    {DType::Q4_0, row_q4_q5<BlockQ4_0, 4, false>},
+    {DType::Q4_1, row_q4_q5<BlockQ4_1, 4, true>},
+    {DType::Q5_0, row_q4_q5<BlockQ5_0, 5, false>},
+    {DType::Q5_1, row_q4_q5<BlockQ5_1, 5, true>},
+    {DType::Q8_0, row_q8_0},
+    {DType::Q2_K, quantize_row_q2_k},
+    {DType::Q3_K, quantize_row_q3_k},
+    {DType::Q4_K, quantize_row_q4_k},
+    {DType::Q5_K, quantize_row_q5_k},
+    {DType::Q6_K, quantize_row_q6_k},
+    {DType::IQ4_NL, quantize_row_iq4_nl},
+};
+
+const QuantizerRow* quantizer(DType t) {
+  for (const auto& r : kQuantizers)
+    if (r.type == t) return &r;
+  return nullptr;
+}
+
+}  // namespace
+
+bool has_quantizer(DType t) { return quantizer(t) != nullptr; }
+
 bool quantize_row(DType t, const float* x, int64_t n, uint8_t* out, const float* importance) {
-  if (importance) {
-    switch (t) {
-      case DType::Q4_0: quantize_weighted<BlockQ4_0, 4, false>(x, n, blocks<BlockQ4_0>(out), importance); return true;
-      case DType::Q5_0: quantize_weighted<BlockQ5_0, 5, false>(x, n, blocks<BlockQ5_0>(out), importance); return true;
-      case DType::Q4_1: quantize_weighted<BlockQ4_1, 4, true>(x, n, blocks<BlockQ4_1>(out), importance); return true;
-      case DType::Q5_1: quantize_weighted<BlockQ5_1, 5, true>(x, n, blocks<BlockQ5_1>(out), importance); return true;
-      default: break;  // Q8_0 ignores importance, as in ggml
-    }
-  }
-  switch (t) {
-    case DType::Q4_0: quantize_sym<BlockQ4_0, 4>(x, n / 32, reinterpret_cast<BlockQ4_0*>(out)); return true;
-    case DType::Q5_0: quantize_sym<BlockQ5_0, 5>(x, n / 32, reinterpret_cast<BlockQ5_0*>(out)); return true;
-    case DType::Q4_1: quantize_asym<BlockQ4_1, 4>(x, n / 32, reinterpret_cast<BlockQ4_1*>(out)); return true;
-    case DType::Q5_1: quantize_asym<BlockQ5_1, 5>(x, n / 32, reinterpret_cast<BlockQ5_1*>(out)); return true;
-    case DType::Q8_0: quantize_q8_0(x, n / QK8_0, reinterpret_cast<BlockQ8_0*>(out)); return true;
-    default: return quantize_row_kquant(t, x, n, out, importance);
-  }
+  const QuantizerRow* r = quantizer(t);
+  if (!r) return false;
+  r->quantize(x, n, out, importance);
+  return true;
 }
 
 }  // namespace lmpress

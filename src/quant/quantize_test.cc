@@ -5,8 +5,9 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "kernels/to_f32.h"
 #include "test_util.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 namespace lmpress {
 namespace {

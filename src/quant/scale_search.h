@@ -8,17 +8,13 @@
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/blocks.h"
+
 namespace lmpress::ggml_search {
 
 constexpr float kGroupMaxEps = 1e-15f;
 
-// Round to nearest, ties away from the float-to-int trick ggml uses.
-inline int nearest_int(float v) {
-  float val = v + 12582912.f;
-  int i;
-  std::memcpy(&i, &val, sizeof(int));
-  return (i & 0x007fffff) - 0x00400000;
-}
+using lmpress::nearest_int;
 
 // The value of largest magnitude (the first one on ties), as ggml picks it.
 inline float signed_absmax(const float* x, int n) {

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "quant/gptq.h"
-#include "sparse/pattern.h"
+#include "quant/pattern.h"
 
 namespace lmpress {
 

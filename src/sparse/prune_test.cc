@@ -7,7 +7,7 @@
 #include <numeric>
 
 #include "core/error.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 #include "quant/gptq.h"
 #include "quant/quantize.h"
 #include "random_problem.h"

@@ -11,10 +11,10 @@
 #include "commands.h"
 #include "core/error.h"
 #include "eval/speed.h"
-#include "sparse/repack.h"
+#include "model/repack.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
-#include "quant/mix.h"
+#include "compress/mix.h"
 
 namespace lmpress::cli {
 

@@ -11,6 +11,7 @@
 #include "eval/speed.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
+#include "model/repack.h"
 #include "task_runner.h"
 
 namespace lmpress::cli {

@@ -9,6 +9,7 @@
 #include "eval/perplexity.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
+#include "model/repack.h"
 #include "task_runner.h"
 
 namespace lmpress::cli {

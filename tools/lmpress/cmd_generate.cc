@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
+#include "model/repack.h"
 #include "runtime/generate.h"
 
 namespace lmpress::cli {

@@ -11,6 +11,7 @@
 #include "eval/kld_base.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
+#include "model/repack.h"
 
 namespace lmpress::cli {
 

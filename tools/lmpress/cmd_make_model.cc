@@ -5,7 +5,7 @@
 #include "kernels/matmul.h"
 #include "model/export.h"
 #include "model/random_model.h"
-#include "quant/mix.h"
+#include "compress/mix.h"
 
 namespace lmpress::cli {
 

@@ -6,6 +6,7 @@
 #include "eval/perplexity.h"
 #include "kernels/matmul.h"
 #include "model/model.h"
+#include "model/repack.h"
 
 namespace lmpress::cli {
 

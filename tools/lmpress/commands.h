@@ -27,9 +27,6 @@ void add_compare(CLI::App& app);
 
 // --calib, --calib-samples, --calib-ctx (quantize, prune); `who`: the methods that use them.
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who);
-// load_model, then sparse F16 weights repacked for decoding (2:4 or bitmap, lossless):
-// for the commands that run a model.
-std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path = "");
 // load_model, then every weight checked to be finite (unless skipped with
 // --no-finite-check): for the commands that compress or convert a model.
 std::unique_ptr<Model> load_for_compression(const std::string& path, const std::string& tokenizer_path,

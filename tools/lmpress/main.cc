@@ -7,7 +7,7 @@
 #include "core/mapped_file.h"
 #include "core/temp_files.h"
 #include "kernels/matmul.h"
-#include "sparse/repack.h"
+#include "model/repack.h"
 
 namespace lmpress::cli {
 
@@ -55,12 +55,6 @@ const CLI::Validator& damp_fraction() {
       },
       "(0,1]");
   return v;
-}
-
-std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path) {
-  auto m = load_model(path, tokenizer_path);
-  repack_for_inference(*m);
-  return m;
 }
 
 void add_finite_check_flag(CLI::App* cmd, bool& skip) {

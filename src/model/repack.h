@@ -5,6 +5,8 @@
 // disk keep the plain types.
 #pragma once
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "model/model.h"
@@ -42,5 +44,8 @@ struct InferenceRepack {
   int64_t interleaved = 0;
 };
 InferenceRepack repack_for_inference(Model& m);
+
+// load_model, then repack_for_inference: how every command that runs a model loads it.
+std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path = "");
 
 }  // namespace lmpress

@@ -13,7 +13,7 @@
 
 #include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
-#include "sparse/sparse24.h"
+#include "kernels/sparse24.h"
 
 namespace lmpress::simd_avx2 {
 

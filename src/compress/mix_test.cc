@@ -1,4 +1,4 @@
-#include "quant/mix.h"
+#include "compress/mix.h"
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include "sparse/bitmap.h"
+#include "kernels/bitmap.h"
 
 #include <cstring>
 

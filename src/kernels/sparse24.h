@@ -12,7 +12,7 @@
 #pragma once
 #include <cstdint>
 
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 namespace lmpress {
 

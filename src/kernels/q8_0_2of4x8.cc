@@ -1,4 +1,4 @@
-#include "sparse/q8_0_2of4x8.h"
+#include "kernels/q8_0_2of4x8.h"
 
 #include <immintrin.h>
 
@@ -9,7 +9,7 @@
 #include "kernels/avx2_helpers.h"
 #include "kernels/interleave.h"
 #include "kernels/qdot.h"
-#include "sparse/sparse24.h"
+#include "kernels/sparse24.h"
 
 namespace lmpress {
 

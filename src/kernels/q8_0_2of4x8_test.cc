@@ -1,4 +1,4 @@
-#include "sparse/q8_0_2of4x8.h"
+#include "kernels/q8_0_2of4x8.h"
 
 #include <gtest/gtest.h>
 
@@ -11,7 +11,7 @@
 #include "quant/quantize.h"
 #include "gemv_check.h"
 #include "test_util.h"
-#include "sparse/sparse24.h"
+#include "kernels/sparse24.h"
 
 namespace lmpress {
 namespace {

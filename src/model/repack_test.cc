@@ -1,4 +1,4 @@
-#include "sparse/repack.h"
+#include "model/repack.h"
 
 #include <gtest/gtest.h>
 
@@ -6,6 +6,7 @@
 #include <ostream>
 #include <tuple>
 
+#include "kernels/to_f32.h"
 #include "model/export.h"
 #include "model/forward.h"
 #include "test_util.h"

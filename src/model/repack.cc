@@ -1,4 +1,4 @@
-#include "sparse/repack.h"
+#include "model/repack.h"
 
 #include <memory>
 #include <string>
@@ -6,9 +6,9 @@
 
 #include "core/error.h"
 #include "kernels/interleaved.h"
-#include "sparse/bitmap.h"
-#include "sparse/q8_0_2of4x8.h"
-#include "sparse/sparse24.h"
+#include "kernels/bitmap.h"
+#include "kernels/q8_0_2of4x8.h"
+#include "kernels/sparse24.h"
 
 namespace lmpress {
 
@@ -90,6 +90,12 @@ InferenceRepack repack_for_inference(Model& m) {
   r.sparse = repack_sparse(m);
   r.interleaved = repack_interleaved(m);
   return r;
+}
+
+std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path) {
+  auto m = load_model(path, tokenizer_path);
+  repack_for_inference(*m);
+  return m;
 }
 
 }  // namespace lmpress

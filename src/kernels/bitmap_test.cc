@@ -1,4 +1,4 @@
-#include "sparse/bitmap.h"
+#include "kernels/bitmap.h"
 
 #include <gtest/gtest.h>
 
@@ -9,6 +9,7 @@
 #include "core/fp16.h"
 #include "core/tensor.h"
 #include "kernels/qdot.h"
+#include "kernels/to_f32.h"
 
 namespace lmpress {
 namespace {

@@ -1,10 +1,11 @@
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "core/fp16.h"
+#include "kernels/to_f32.h"
 #include "test_util.h"
 
 namespace lmpress {

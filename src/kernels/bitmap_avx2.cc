@@ -11,7 +11,7 @@
 
 #include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
-#include "sparse/bitmap.h"
+#include "kernels/bitmap.h"
 
 namespace lmpress::simd_avx2 {
 

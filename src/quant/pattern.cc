@@ -1,4 +1,4 @@
-#include "sparse/pattern.h"
+#include "quant/pattern.h"
 
 #include <fmt/format.h>
 

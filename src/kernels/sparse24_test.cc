@@ -1,4 +1,4 @@
-#include "sparse/sparse24.h"
+#include "kernels/sparse24.h"
 
 #include <gtest/gtest.h>
 

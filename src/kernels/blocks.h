@@ -3,6 +3,7 @@
 // consecutive blocks.
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 #include "core/dtype.h"
 
@@ -27,6 +28,15 @@ struct BlockIQ4_NL { uint16_t d; uint8_t qs[QK4_NL / 2]; };
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24);
 static_assert(sizeof(BlockQ8_0) == 34 && sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110);
 static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_NL) == 18);
+
+// Round to nearest with ggml's float-to-int trick (activation quantizers and
+// the scale searches round the same way, so their bytes match ggml's).
+inline int nearest_int(float v) {
+  float val = v + 12582912.f;
+  int i;
+  std::memcpy(&i, &val, sizeof(int));
+  return (i & 0x007fffff) - 0x00400000;
+}
 
 // The 16 non-uniform levels of IQ4_NL.
 extern const int8_t kIQ4NLValues[16];

@@ -13,7 +13,7 @@
 
 #include "core/tensor.h"
 #include "kernels/interleaved.h"
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 namespace lmpress {
 

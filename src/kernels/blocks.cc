@@ -1,11 +1,11 @@
-#include "quant/blocks.h"
+#include "kernels/blocks.h"
 
 #include <cstring>
 
 #include "core/fp16.h"
 #include "kernels/interleaved.h"
-#include "sparse/bitmap.h"
-#include "sparse/sparse24.h"
+#include "kernels/bitmap.h"
+#include "kernels/sparse24.h"
 
 namespace lmpress {
 
