@@ -9,6 +9,7 @@
 #include <map>
 
 #include "core/mapped_file.h"
+#include "io/gguf.h"
 #include "synthetic_model.h"
 #include "test_util.h"
 
@@ -155,6 +156,12 @@ TEST(Cli, ConvertToBlockTypesRoundsToNearest) {
   EXPECT_EQ(types["blk.0.ffn_down.weight"], "F16");  // rows of 172 are not a multiple of 32
   EXPECT_EQ(types["blk.0.attn_norm.weight"], "F32");
   EXPECT_LT(info["bits_per_weight"].get<double>(), 8.0);
+  // llama.cpp's file types: LLAMA_FTYPE_MOSTLY_Q8_0 = 7, MOSTLY_Q4_0 = 2, with quantization version 2.
+  for (const auto& [file, ftype] : {std::pair{"/q8.gguf", 7}, std::pair{"/q4.gguf", 2}}) {
+    const GGUFFile g = GGUFFile::open(d + file);
+    EXPECT_EQ(g.get_int("general.file_type"), ftype) << file;
+    EXPECT_EQ(g.get_int("general.quantization_version"), 2) << file;
+  }
 }
 
 TEST(Cli, GenerateIsDeterministicAndReportsSpeed) {

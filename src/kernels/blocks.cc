@@ -13,11 +13,6 @@ const int8_t kIQ4NLValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13
 
 namespace {
 
-template <typename B>
-const B* blocks_of(const uint8_t* p) {
-  return reinterpret_cast<const B*>(p);
-}
-
 void deq_q4_0(const BlockQ4_0* x, int64_t nb, float* y) {
   for (int64_t i = 0; i < nb; i++, y += QK4_0) {
     const float d = f16_to_f32(x[i].d);
@@ -186,26 +181,49 @@ void deq_iq4_nl(const BlockIQ4_NL* x, int64_t nb, float* y) {
   }
 }
 
+// Adapters to one signature: n elements from the row's first byte.
+template <typename B, int kBlock, void (*F)(const B*, int64_t, float*)>
+void per_block(const uint8_t* p, int64_t n, float* y) {
+  F(reinterpret_cast<const B*>(p), n / kBlock, y);
+}
+template <typename B, void (*F)(const B*, int64_t, float*)>
+void per_element(const uint8_t* p, int64_t n, float* y) {
+  F(reinterpret_cast<const B*>(p), n, y);
+}
+
+using RowDequantizer = void (*)(const uint8_t* row, int64_t n, float* out);
+struct DequantizerRow {
+  DType type;
+  RowDequantizer to_f32;
+};
+// One row per block format (ggml's to_float); F16_BITMAP's row is one
+// row-indexed row.
+const DequantizerRow kDequantizers[] = {
+    {DType::Q4_0, per_block<BlockQ4_0, QK4_0, deq_q4_0>},
+    {DType::Q4_1, per_block<BlockQ4_1, QK4_1, deq_q4_1>},
+    {DType::Q5_0, per_block<BlockQ5_0, QK5_0, deq_q5<BlockQ5_0, false>>},
+    {DType::Q5_1, per_block<BlockQ5_1, QK5_1, deq_q5<BlockQ5_1, true>>},
+    {DType::Q8_0, per_block<BlockQ8_0, QK8_0, deq_q8_0>},
+    {DType::Q2_K, per_block<BlockQ2_K, QK_K, deq_q2_k>},
+    {DType::Q3_K, per_block<BlockQ3_K, QK_K, deq_q3_k>},
+    {DType::Q4_K, per_block<BlockQ4_K, QK_K, deq_q4_k>},
+    {DType::Q5_K, per_block<BlockQ5_K, QK_K, deq_q5_k>},
+    {DType::Q6_K, per_block<BlockQ6_K, QK_K, deq_q6_k>},
+    {DType::IQ4_NL, per_block<BlockIQ4_NL, QK4_NL, deq_iq4_nl>},
+    {DType::F16_2OF4, per_element<BlockF16_2of4, dequantize_2of4_f16>},
+    {DType::Q8_0_2OF4, per_element<BlockQ8_0_2of4, dequantize_2of4_q8_0>},
+    {DType::F16_BITMAP, dequantize_bitmap_f16},
+};
+
 }  // namespace
 
 bool dequantize_row(DType t, const uint8_t* p, int64_t n, float* y) {
-  switch (t) {
-    case DType::Q4_0: deq_q4_0(blocks_of<BlockQ4_0>(p), n / QK4_0, y); return true;
-    case DType::Q4_1: deq_q4_1(blocks_of<BlockQ4_1>(p), n / QK4_1, y); return true;
-    case DType::Q5_0: deq_q5<BlockQ5_0, false>(blocks_of<BlockQ5_0>(p), n / QK5_0, y); return true;
-    case DType::Q5_1: deq_q5<BlockQ5_1, true>(blocks_of<BlockQ5_1>(p), n / QK5_1, y); return true;
-    case DType::Q8_0: deq_q8_0(blocks_of<BlockQ8_0>(p), n / QK8_0, y); return true;
-    case DType::Q2_K: deq_q2_k(blocks_of<BlockQ2_K>(p), n / QK_K, y); return true;
-    case DType::Q3_K: deq_q3_k(blocks_of<BlockQ3_K>(p), n / QK_K, y); return true;
-    case DType::Q4_K: deq_q4_k(blocks_of<BlockQ4_K>(p), n / QK_K, y); return true;
-    case DType::Q5_K: deq_q5_k(blocks_of<BlockQ5_K>(p), n / QK_K, y); return true;
-    case DType::Q6_K: deq_q6_k(blocks_of<BlockQ6_K>(p), n / QK_K, y); return true;
-    case DType::IQ4_NL: deq_iq4_nl(blocks_of<BlockIQ4_NL>(p), n / QK4_NL, y); return true;
-    case DType::F16_2OF4: dequantize_2of4_f16(blocks_of<BlockF16_2of4>(p), n, y); return true;
-    case DType::Q8_0_2OF4: dequantize_2of4_q8_0(blocks_of<BlockQ8_0_2of4>(p), n, y); return true;
-    case DType::F16_BITMAP: dequantize_bitmap_f16(p, n, y); return true;  // p: one row
-    default: return false;
-  }
+  for (const auto& r : kDequantizers)
+    if (r.type == t) {
+      r.to_f32(p, n, y);
+      return true;
+    }
+  return false;
 }
 
 bool dequantize_interleaved_row(DType t, const uint8_t* data, int64_t cols, int64_t r, float* out) {

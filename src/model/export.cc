@@ -139,24 +139,9 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
   GGUFWriter w;
   w.set("general.architecture", GGUFValue::str(a));
   w.set("general.name", GGUFValue::str(opt.name.empty() ? std::filesystem::path(m.path).filename().string() : opt.name));
-  // llama.cpp's llama_ftype values.
-  uint32_t ftype = 0;
-  if (opt.file_type) {
-    ftype = *opt.file_type;
-    if (ftype != 0 && ftype != 1 && ftype != 32) w.set("general.quantization_version", GGUFValue::u32(2));
-  } else if (opt.dtype) {
-    switch (*opt.dtype) {
-      case DType::F16: ftype = 1; break;
-      case DType::Q4_0: ftype = 2; break;
-      case DType::Q4_1: ftype = 3; break;
-      case DType::Q8_0: ftype = 7; break;
-      case DType::Q5_0: ftype = 8; break;
-      case DType::Q5_1: ftype = 9; break;
-      case DType::BF16: ftype = 32; break;
-      default: break;
-    }
-    if (!is_float_type(*opt.dtype)) w.set("general.quantization_version", GGUFValue::u32(2));
-  }
+  // llama.cpp's llama_ftype (the caller maps a type or mix to it); 0 (all F32) when not given.
+  const uint32_t ftype = opt.file_type.value_or(0);
+  if (ftype != 0 && ftype != 1 && ftype != 32) w.set("general.quantization_version", GGUFValue::u32(2));
   w.set("general.file_type", GGUFValue::u32(ftype));
   w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
   w.set(a + ".context_length", GGUFValue::u32(uint32_t(c.ctx_len)));

@@ -1,5 +1,6 @@
 // lmpress convert IN OUT [--dtype f32|f16|bf16]: HF <-> GGUF, llama2.c -> both.
 #include "commands.h"
+#include "compress/mix.h"
 #include "core/error.h"
 #include "model/export.h"
 
@@ -27,7 +28,10 @@ void add_convert(CLI::App& app) {
   on_run(cmd, [o] {
     auto m = load_for_compression(o->in, o->tokenizer, o->no_finite_check);
     ExportOptions eo;
-    if (!o->dtype.empty()) eo.dtype = dtype_from_name(o->dtype);
+    if (!o->dtype.empty()) {
+      eo.dtype = dtype_from_name(o->dtype);
+      if (const auto preset = preset_for_base(*eo.dtype)) eo.file_type = preset->llama_ftype;
+    }
     eo.name = o->name;
     std::string fmt = o->format;
     if (fmt.empty()) fmt = o->out.size() > 5 && o->out.compare(o->out.size() - 5, 5, ".gguf") == 0 ? "gguf" : "hf";
