@@ -133,7 +133,7 @@ std::optional<ModelChatTemplate> model_chat_template(const std::string& model, b
     if (key.empty()) continue;
     const GGUFValue* v = g.find(key);
     if (!v) continue;
-    if (v->type != GGUFType::STRING) fail("{}: {} is a {}, not a string", path, key, gguf_type_name(v->type));
+    if (v->type != GGUFType::STRING) fail("{}: {} has type {}, not str", path, key, gguf_type_name(v->type));
     return ModelChatTemplate{v->as_string(), path + " (" + key + ")"};
   }
   return std::nullopt;

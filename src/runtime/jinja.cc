@@ -257,13 +257,7 @@ struct Value {
     v.markup = markup;
     return v;
   }
-  static Value make_list(List items, bool tuple = false) {
-    Value v;
-    v.k = K::List;
-    v.list = std::make_shared<List>(std::move(items));
-    v.tuple = tuple;
-    return v;
-  }
+  static Value make_list(List items, bool tuple = false);
   static Value make_dict(std::shared_ptr<Dict> d) {
     Value v;
     v.k = K::Dict;
@@ -277,7 +271,7 @@ struct Value {
   double as_double() const { return k == K::Float ? f : double(i); }
 };
 
-std::string hash_key(const Value& v);
+std::string hash_key(const Value& v, int depth);
 
 // Python's dict: insertion-ordered, any hashable key (equal numbers are one key).
 struct Dict {
@@ -289,9 +283,9 @@ struct Dict {
     return it == index.end() ? nullptr : &items[it->second].second;
   }
   const Value* find(const std::string& key) const { return find_key("s" + key); }
-  const Value* find(const Value& key) const { return find_key(hash_key(key)); }
+  const Value* find(const Value& key) const { return find_key(hash_key(key, 0)); }
   void set(const Value& key, Value v) {
-    const std::string hk = hash_key(key);
+    const std::string hk = hash_key(key, 0);
     auto it = index.find(hk);
     if (it != index.end()) {
       items[it->second].second = std::move(v);
@@ -301,7 +295,62 @@ struct Dict {
     }
   }
   void set(const std::string& key, Value v) { set(Value::str(key), std::move(v)); }
+  Dict() = default;
+  Dict(const Dict&) = default;
+  ~Dict();
 };
+
+// Freeing a deeply nested value (a chain of lists or namespaces a template
+// built in a loop) must not recurse once per level: containers being freed
+// while another is hand their children to the outermost one, which frees
+// them in a loop.
+struct Graveyard {
+  static std::vector<Value>*& pending() {
+    thread_local std::vector<Value>* p = nullptr;
+    return p;
+  }
+  template <class Take>
+  static void bury(Take take) {
+    if (pending()) {
+      take(*pending());
+      return;
+    }
+    std::vector<Value> queue;
+    pending() = &queue;
+    take(queue);
+    while (!queue.empty()) {
+      Value v = std::move(queue.back());
+      queue.pop_back();
+    }
+    pending() = nullptr;
+  }
+};
+
+struct ListDeleter {
+  void operator()(List* l) const {
+    Graveyard::bury([l](std::vector<Value>& q) {
+      for (auto& v : *l) q.push_back(std::move(v));
+    });
+    delete l;
+  }
+};
+
+Value Value::make_list(List items, bool tuple) {
+  Value v;
+  v.k = K::List;
+  v.list = std::shared_ptr<List>(new List(std::move(items)), ListDeleter{});
+  v.tuple = tuple;
+  return v;
+}
+
+inline Dict::~Dict() {
+  Graveyard::bury([this](std::vector<Value>& q) {
+    for (auto& kv : items) {
+      q.push_back(std::move(kv.first));
+      q.push_back(std::move(kv.second));
+    }
+  });
+}
 
 struct Interp;
 struct Stmt;
@@ -435,10 +484,19 @@ std::string str_repr(const std::string& s) {
   return out;
 }
 
-std::string py_repr(const Value& v);
+std::string py_repr(const Value& v, int depth = 0);
+
+// Printing, comparing and hashing recurse into containers: a value nested
+// deeper than this (or a namespace holding itself) is an error, as Python's
+// recursion limit makes it there.
+constexpr int kMaxNesting = 512;
+void check_nesting(int depth) {
+  if (depth > kMaxNesting) throw_error(EKind::Limit, fmt::format("values nest deeper than {} levels", kMaxNesting));
+}
 
 // str(v) as Python prints it; Undefined prints as "".
-std::string py_str(const Value& v) {
+std::string py_str(const Value& v, int depth = 0) {
+  check_nesting(depth);
   switch (v.k) {
     case K::Undef: return "";
     case K::None: return "None";
@@ -452,7 +510,7 @@ std::string py_str(const Value& v) {
       std::string out = v.tuple ? "(" : "[";
       for (size_t j = 0; j < v.list->size(); j++) {
         if (j) out += ", ";
-        out += py_repr((*v.list)[j]);
+        out += py_repr((*v.list)[j], depth + 1);
       }
       if (v.tuple && v.list->size() == 1) out += ",";
       out += v.tuple ? ")" : "]";
@@ -465,7 +523,7 @@ std::string py_str(const Value& v) {
       for (const auto& [key, val] : v.dict->items) {
         if (!first) out += ", ";
         first = false;
-        out += py_repr(key) + ": " + py_repr(val);
+        out += py_repr(key, depth + 1) + ": " + py_repr(val, depth + 1);
       }
       return out + (v.k == K::Ns ? "}>" : "}");
     }
@@ -479,13 +537,14 @@ std::string py_str(const Value& v) {
   return "";
 }
 
-std::string py_repr(const Value& v) {
+std::string py_repr(const Value& v, int depth) {
   if (v.k == K::Str) return v.markup ? "Markup(" + str_repr(v.s) + ")" : str_repr(v.s);
   if (v.k == K::Undef) return "Undefined";
-  return py_str(v);
+  return py_str(v, depth);
 }
 
-bool py_eq(const Value& a, const Value& b) {
+bool py_eq(const Value& a, const Value& b, int depth = 0) {
+  check_nesting(depth);
   if (a.is_num() && b.is_num()) {
     if (a.is_int() && b.is_int()) return a.i == b.i;
     return a.as_double() == b.as_double();
@@ -499,14 +558,14 @@ bool py_eq(const Value& a, const Value& b) {
       if (a.gen || b.gen) return a.list == b.list;
       if (a.tuple != b.tuple || a.list->size() != b.list->size()) return false;
       for (size_t j = 0; j < a.list->size(); j++)
-        if (!py_eq((*a.list)[j], (*b.list)[j])) return false;
+        if (!py_eq((*a.list)[j], (*b.list)[j], depth + 1)) return false;
       return true;
     }
     case K::Dict: {
       if (a.dict->items.size() != b.dict->items.size()) return false;
       for (const auto& [key, val] : a.dict->items) {
         const Value* o = b.dict->find(key);
-        if (!o || !py_eq(val, *o)) return false;
+        if (!o || !py_eq(val, *o, depth + 1)) return false;
       }
       return true;
     }
@@ -518,7 +577,8 @@ bool py_eq(const Value& a, const Value& b) {
 }
 
 // a < b, Python's ordering; mixed types are a TypeError.
-bool py_lt(const Value& a, const Value& b, const char* op = "<") {
+bool py_lt(const Value& a, const Value& b, const char* op = "<", int depth = 0) {
+  check_nesting(depth);
   if (a.is_undef()) undefined_error(a);
   if (b.is_undef()) undefined_error(b);
   if (a.is_num() && b.is_num()) {
@@ -530,7 +590,7 @@ bool py_lt(const Value& a, const Value& b, const char* op = "<") {
     const size_t n = std::min(a.list->size(), b.list->size());
     for (size_t j = 0; j < n; j++) {
       const Value &x = (*a.list)[j], &y = (*b.list)[j];
-      if (!py_eq(x, y)) return py_lt(x, y, op);
+      if (!py_eq(x, y)) return py_lt(x, y, op, depth + 1);
     }
     return a.list->size() < b.list->size();
   }
@@ -538,7 +598,8 @@ bool py_lt(const Value& a, const Value& b, const char* op = "<") {
 }
 
 // Identity for set-like uses (unique, dict keys): equal numbers hash alike, as in Python.
-std::string hash_key(const Value& v) {
+std::string hash_key(const Value& v, int depth = 0) {
+  check_nesting(depth);
   switch (v.k) {
     case K::None: return "N";
     case K::Bool:
@@ -551,7 +612,7 @@ std::string hash_key(const Value& v) {
     case K::List:
       if (v.tuple && !v.gen) {
         std::string out = "t(";
-        for (const auto& x : *v.list) out += hash_key(x) + ",";
+        for (const auto& x : *v.list) out += hash_key(x, depth + 1) + ",";
         return out + ")";
       }
       break;
@@ -618,7 +679,7 @@ std::string json_key(const Value& k) {
 }
 
 void to_json(std::string& out, const Value& v, const JsonStyle& st, int level, int depth) {
-  if (depth > 512) render_error("tojson: nesting too deep");
+  check_nesting(depth);
   auto newline = [&](int lvl) {
     out += '\n';
     for (int j = 0; j < lvl; j++) out += st.indent_str;
@@ -1802,7 +1863,10 @@ class Parser {
       if (!start_inline) next();
       const Token tok = cur();
       std::string name = expect_name();
-      while (skip_op(".")) name += "." + expect_name();
+      while (skip_op(".")) {
+      name += '.';  // (not "." + ...: GCC 12 warns falsely about that concatenation)
+      name += expect_name();
+    }
       auto e = make_expr(EK::Filter, tok.line);
       e->a = std::move(node);
       e->name = std::move(name);
@@ -1817,7 +1881,10 @@ class Parser {
     const int line = next().line;
     const bool negated = skip_name("not");
     std::string name = expect_name();
-    while (skip_op(".")) name += "." + expect_name();
+    while (skip_op(".")) {
+      name += '.';  // (not "." + ...: GCC 12 warns falsely about that concatenation)
+      name += expect_name();
+    }
     auto e = make_expr(EK::Test, line);
     e->a = std::move(node);
     e->name = std::move(name);
