@@ -12,6 +12,7 @@ namespace lmpress::cli {
 
 void add_info(CLI::App& app);
 void add_tokenize(CLI::App& app);
+void add_chat_template(CLI::App& app);
 void add_generate(CLI::App& app);
 void add_perplexity(CLI::App& app);
 void add_convert(CLI::App& app);

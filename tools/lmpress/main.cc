@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   lmpress::cli::add_info(app);
   lmpress::cli::add_tokenize(app);
+  lmpress::cli::add_chat_template(app);
   lmpress::cli::add_generate(app);
   lmpress::cli::add_perplexity(app);
   lmpress::cli::add_convert(app);
