@@ -14,7 +14,7 @@ cmake --build build -j"$(nproc)"
 FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DLMPRESS_FUZZ=ON >/dev/null
-  targets="gguf safetensors tokenizer_json sentencepiece hf_config tasks"
+  targets="gguf safetensors tokenizer_json sentencepiece hf_config tasks chat_template"
   cmake --build build-fuzz -j"$(nproc)" --target $(for t in $targets; do echo fuzz_$t; done)
   for t in $targets; do
     case $t in gguf|safetensors) secs=$FUZZ_SECONDS ;; *) secs=$(( (FUZZ_SECONDS * 2 + 2) / 3 )) ;; esac
