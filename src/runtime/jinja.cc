@@ -18,6 +18,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "runtime/unicode_tables.h"
+
 namespace lmpress::jinja {
 
 namespace {
@@ -111,53 +113,94 @@ bool py_line_break(char32_t c) {
          c == 0x2029;
 }
 
-// Unicode simple case mapping through the C library's UTF-8 tables.
-locale_t utf8_locale() {
-  static locale_t loc = [] {
-    locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t(0));
-    if (!l) l = newlocale(LC_CTYPE_MASK, "C.utf8", locale_t(0));
-    return l;
-  }();
-  return loc;
+// Case and printability as Python's str has them (tables generated from
+// Python's own str methods: unicode_tables.h). isalpha / isdigit go through
+// the C library's UTF-8 tables.
+template <size_t N>
+bool in_ranges(const unicode::CodeRange (&r)[N], char32_t c) {
+  size_t lo = 0, hi = N;
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (r[mid].last < c) {
+      lo = mid + 1;
+    } else if (r[mid].first > c) {
+      hi = mid;
+    } else {
+      return true;
+    }
+  }
+  return false;
 }
-char32_t to_upper(char32_t c) {
-  if (c < 0x80) return (c >= 'a' && c <= 'z') ? c - 32 : c;
-  locale_t l = utf8_locale();
-  return l ? char32_t(towupper_l(wint_t(c), l)) : c;
+
+// str.upper() / lower() / title() of the one code point c, appended to out.
+template <size_t R, size_t S>
+void append_mapped(std::string& out, char32_t c, const unicode::CaseRun (&runs)[R],
+                   const unicode::SpecialCase (&special)[S]) {
+  size_t lo = 0, hi = S;
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (special[mid].cp < c) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  if (lo < S && special[lo].cp == c) {
+    out += special[lo].utf8;
+    return;
+  }
+  lo = 0;
+  hi = R;
+  while (lo < hi) {
+    const size_t mid = (lo + hi) / 2;
+    if (runs[mid].last < c) {
+      lo = mid + 1;
+    } else if (runs[mid].first > c) {
+      hi = mid;
+    } else {
+      if ((c - runs[mid].first) % uint32_t(runs[mid].stride) == 0) c = char32_t(int64_t(c) + runs[mid].delta);
+      break;
+    }
+  }
+  append_utf8(out, c);
 }
-char32_t to_lower(char32_t c) {
-  if (c < 0x80) return (c >= 'A' && c <= 'Z') ? c + 32 : c;
-  locale_t l = utf8_locale();
-  return l ? char32_t(towlower_l(wint_t(c), l)) : c;
+
+void append_upper(std::string& out, char32_t c) { append_mapped(out, c, unicode::kUpperRuns, unicode::kUpperSpecial); }
+void append_title(std::string& out, char32_t c) { append_mapped(out, c, unicode::kTitleRuns, unicode::kTitleSpecial); }
+bool is_cased(char32_t c) { return in_ranges(unicode::kCased, c); }
+bool is_upper(char32_t c) { return in_ranges(unicode::kUppercase, c); }
+bool is_lower(char32_t c) { return in_ranges(unicode::kLowercase, c); }
+bool is_title(char32_t c) { return in_ranges(unicode::kTitlecase, c); }
+
+// str.lower() of u[i]: a capital sigma ends a word (ς) when a cased letter
+// precedes it and none follows, case-ignorable characters skipped (CPython's
+// handle_capital_sigma).
+void append_lower(std::string& out, const std::u32string& u, size_t i) {
+  const char32_t c = u[i];
+  if (c == 0x3a3) {
+    size_t j = i;
+    while (j > 0 && in_ranges(unicode::kCaseIgnorable, u[j - 1])) j--;
+    bool final_sigma = j > 0 && is_cased(u[j - 1]);
+    if (final_sigma) {
+      size_t k = i + 1;
+      while (k < u.size() && in_ranges(unicode::kCaseIgnorable, u[k])) k++;
+      final_sigma = k == u.size() || !is_cased(u[k]);
+    }
+    append_utf8(out, final_sigma ? 0x3c2 : 0x3c3);
+    return;
+  }
+  append_mapped(out, c, unicode::kLowerRuns, unicode::kLowerSpecial);
 }
-bool is_upper(char32_t c) {
-  if (c < 0x80) return c >= 'A' && c <= 'Z';
-  locale_t l = utf8_locale();
-  return l && iswupper_l(wint_t(c), l);
-}
-bool is_lower(char32_t c) {
-  if (c < 0x80) return c >= 'a' && c <= 'z';
-  locale_t l = utf8_locale();
-  return l && iswlower_l(wint_t(c), l);
-}
+
 bool is_alpha(char32_t c) {
   if (c < 0x80) return (c | 32) >= 'a' && (c | 32) <= 'z';
-  locale_t l = utf8_locale();
+  static const locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t(0));
   return l && iswalpha_l(wint_t(c), l);
 }
 bool is_digit(char32_t c) {
   if (c < 0x80) return c >= '0' && c <= '9';
-  locale_t l = utf8_locale();
+  static const locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", locale_t(0));
   return l && iswdigit_l(wint_t(c), l);
-}
-bool is_cased(char32_t c) { return is_upper(c) || is_lower(c) || to_upper(c) != to_lower(c); }
-
-void append_upper(std::string& out, char32_t c) {
-  if (c == 0xdf) {  // ß: Python's full case mapping
-    out += "SS";
-    return;
-  }
-  append_utf8(out, to_upper(c));
 }
 
 std::string str_upper(std::string_view s) {
@@ -166,35 +209,49 @@ std::string str_upper(std::string_view s) {
   return out;
 }
 std::string str_lower(std::string_view s) {
+  const std::u32string u = decode(s);
   std::string out;
-  for (char32_t c : decode(s)) append_utf8(out, to_lower(c));
+  for (size_t i = 0; i < u.size(); i++) append_lower(out, u, i);
   return out;
 }
-// str.title(): a cased character after a cased one is lowered, any other raised.
+// str.title(): a character after a cased one is lowered, any other titlecased.
 std::string str_title(std::string_view s) {
+  const std::u32string u = decode(s);
   std::string out;
   bool prev_cased = false;
-  for (char32_t c : decode(s)) {
-    const bool cased = is_cased(c);
-    if (cased && prev_cased) {
-      append_utf8(out, to_lower(c));
-    } else if (cased) {
-      append_upper(out, c);
+  for (size_t i = 0; i < u.size(); i++) {
+    if (prev_cased) {
+      append_lower(out, u, i);
     } else {
-      append_utf8(out, c);
+      append_title(out, u[i]);
     }
-    prev_cased = cased;
+    prev_cased = is_cased(u[i]);
   }
   return out;
 }
+// str.capitalize(): the first character titlecased, the rest lowered.
 std::string str_capitalize(std::string_view s) {
-  std::u32string u = decode(s);
+  const std::u32string u = decode(s);
   std::string out;
   for (size_t i = 0; i < u.size(); i++) {
     if (i == 0) {
+      append_title(out, u[i]);
+    } else {
+      append_lower(out, u, i);
+    }
+  }
+  return out;
+}
+std::string str_swapcase(std::string_view s) {
+  const std::u32string u = decode(s);
+  std::string out;
+  for (size_t i = 0; i < u.size(); i++) {
+    if (is_upper(u[i])) {
+      append_lower(out, u, i);
+    } else if (is_lower(u[i])) {
       append_upper(out, u[i]);
     } else {
-      append_utf8(out, to_lower(u[i]));
+      append_utf8(out, u[i]);
     }
   }
   return out;
@@ -205,6 +262,30 @@ std::string str_capitalize(std::string_view s) {
 
 enum class K : uint8_t { Undef, None, Bool, Int, Float, Str, List, Dict, Ns, Loop, Func };
 
+// Immutable shared text: copying a value (into a variable, a list, a loop)
+// never copies its characters, so work stays proportional to steps.
+class Text {
+ public:
+  Text() = default;
+  Text(std::string s) : p_(s.empty() ? nullptr : std::make_shared<const std::string>(std::move(s))) {}
+  Text(const char* s) : Text(std::string(s)) {}
+  const std::string& str() const {
+    static const std::string empty;
+    return p_ ? *p_ : empty;
+  }
+  operator const std::string&() const { return str(); }
+  operator std::string_view() const { return str(); }
+  size_t size() const { return str().size(); }
+  size_t find(const std::string& x, size_t pos = 0) const { return str().find(x, pos); }
+  size_t find(char c, size_t pos = 0) const { return str().find(c, pos); }
+  bool empty() const { return str().empty(); }
+  friend bool operator==(const Text& a, const Text& b) { return a.p_ == b.p_ || a.str() == b.str(); }
+  friend bool operator<(const Text& a, const Text& b) { return a.str() < b.str(); }
+
+ private:
+  std::shared_ptr<const std::string> p_;
+};
+
 struct Value;
 struct Dict;
 struct Func;
@@ -214,10 +295,14 @@ struct Value {
   K k = K::Undef;
   bool markup = false;  // Str: a Markup string (|safe): `+` escapes the plain operand
   bool tuple = false;   // List: a tuple (repr with parentheses; not equal to a list)
-  bool gen = false;     // List: a generator or iterator (what map, select, items return): always true, no len()
+  // List: what Python has there instead of a list. A generator (what map,
+  // select, items return) is always true and has no len(); dict views print as
+  // dict_keys([...]) and cannot be indexed; a range prints as range(a, b).
+  enum class View : uint8_t { None, Gen, Keys, Values, Items, Range } view = View::None;
+  int64_t stop = 0, step = 0;  // Range: start is i
   int64_t i = 0;        // Bool, Int
   double f = 0;         // Float
-  std::string s;        // Str; Undef: Jinja2's message for using it
+  Text s;               // Str; Undef: Jinja2's message for using it
   std::shared_ptr<List> list;
   std::shared_ptr<Dict> dict;  // Dict; Ns and Loop attributes (shared: a namespace is changed in place)
   std::shared_ptr<Func> fn;
@@ -267,6 +352,7 @@ struct Value {
 
   bool is_undef() const { return k == K::Undef; }
   bool is_num() const { return k == K::Bool || k == K::Int || k == K::Float; }
+  bool is_plain_list() const { return k == K::List && view == View::None; }
   bool is_int() const { return k == K::Bool || k == K::Int; }
   double as_double() const { return k == K::Float ? f : double(i); }
 };
@@ -385,7 +471,15 @@ const char* type_name(const Value& v) {
     case K::Int: return "int";
     case K::Float: return "float";
     case K::Str: return "str";
-    case K::List: return v.gen ? "generator" : v.tuple ? "tuple" : "list";
+    case K::List:
+      switch (v.view) {
+        case Value::View::Gen: return "generator";
+        case Value::View::Keys: return "dict_keys";
+        case Value::View::Values: return "dict_values";
+        case Value::View::Items: return "dict_items";
+        case Value::View::Range: return "range";
+        default: return v.tuple ? "tuple" : "list";
+      }
     case K::Dict: return "dict";
     case K::Ns: return "Namespace";
     case K::Loop: return "LoopContext";
@@ -406,7 +500,7 @@ bool truthy(const Value& v) {
     case K::Int: return v.i != 0;
     case K::Float: return v.f != 0;
     case K::Str: return !v.s.empty();
-    case K::List: return v.gen || !v.list->empty();
+    case K::List: return v.view == Value::View::Gen || !v.list->empty();
     case K::Dict: return !v.dict->items.empty();
     default: return true;
   }
@@ -444,17 +538,7 @@ std::string float_repr(double d) {
 }
 
 // Whether Python's str.isprintable() holds: repr() escapes the others.
-bool py_printable(char32_t c) {
-  if (c < 0x20 || c == 0x7f) return false;
-  if (c < 0x7f) return true;
-  if (c >= 0x80 && c <= 0xa0) return false;
-  if (c == 0xad || c == 0x1680 || (c >= 0x2000 && c <= 0x200f) || (c >= 0x2028 && c <= 0x202f) ||
-      (c >= 0x205f && c <= 0x2064) || (c >= 0x2066 && c <= 0x206f) || c == 0x3000 || c == 0xfeff ||
-      (c >= 0xfff9 && c <= 0xfffb) || (c >= 0xd800 && c <= 0xdfff) || (c >= 0xe000 && c <= 0xf8ff) ||
-      c == 0x061c || c == 0x180e || c > 0x10ffff)
-    return false;
-  return true;
-}
+bool py_printable(char32_t c) { return !in_ranges(unicode::kNotPrintable, c); }
 
 std::string str_repr(const std::string& s) {
   const bool has_single = s.find('\'') != std::string::npos, has_double = s.find('"') != std::string::npos;
@@ -506,14 +590,16 @@ std::string py_str(const Value& v, int depth = 0) {
     case K::Str: return v.s;
     case K::List: {
       // Python prints a generator with its address: no template can rely on that text.
-      if (v.gen) unsupported("printing a generator (add | list)");
-      std::string out = v.tuple ? "(" : "[";
+      if (v.view == Value::View::Gen) unsupported("printing a generator (add | list)");
+      if (v.view == Value::View::Range)
+        return v.step == 1 ? fmt::format("range({}, {})", v.i, v.stop) : fmt::format("range({}, {}, {})", v.i, v.stop, v.step);
+      std::string out = v.view != Value::View::None ? std::string(type_name(v)) + "([" : v.tuple ? "(" : "[";
       for (size_t j = 0; j < v.list->size(); j++) {
         if (j) out += ", ";
         out += py_repr((*v.list)[j], depth + 1);
       }
       if (v.tuple && v.list->size() == 1) out += ",";
-      out += v.tuple ? ")" : "]";
+      out += v.view != Value::View::None ? "])" : v.tuple ? ")" : "]";
       return out;
     }
     case K::Dict:
@@ -555,7 +641,21 @@ bool py_eq(const Value& a, const Value& b, int depth = 0) {
     case K::None: return true;
     case K::Str: return a.s == b.s;
     case K::List: {
-      if (a.gen || b.gen) return a.list == b.list;
+      if (a.view != b.view) return false;
+      if (a.view == Value::View::Gen || a.view == Value::View::Values) return a.list == b.list;  // identity
+      if (a.view == Value::View::Keys || a.view == Value::View::Items) {  // set equality
+        if (a.list->size() != b.list->size()) return false;
+        for (const auto& x : *a.list) {
+          bool found = false;
+          for (const auto& y : *b.list)
+            if (py_eq(x, y, depth + 1)) {
+              found = true;
+              break;
+            }
+          if (!found) return false;
+        }
+        return true;
+      }
       if (a.tuple != b.tuple || a.list->size() != b.list->size()) return false;
       for (size_t j = 0; j < a.list->size(); j++)
         if (!py_eq((*a.list)[j], (*b.list)[j], depth + 1)) return false;
@@ -586,7 +686,7 @@ bool py_lt(const Value& a, const Value& b, const char* op = "<", int depth = 0) 
     return a.as_double() < b.as_double();
   }
   if (a.k == K::Str && b.k == K::Str) return a.s < b.s;  // UTF-8 byte order is code point order
-  if (a.k == K::List && b.k == K::List && a.tuple == b.tuple && !a.gen && !b.gen) {
+  if (a.is_plain_list() && b.is_plain_list() && a.tuple == b.tuple) {
     const size_t n = std::min(a.list->size(), b.list->size());
     for (size_t j = 0; j < n; j++) {
       const Value &x = (*a.list)[j], &y = (*b.list)[j];
@@ -607,10 +707,11 @@ std::string hash_key(const Value& v, int depth = 0) {
     case K::Float:
       if (std::isfinite(v.f) && v.f == std::floor(v.f) && std::fabs(v.f) < 9e18) return "n" + std::to_string(int64_t(v.f));
       return "f" + float_repr(v.f);
-    case K::Str: return "s" + v.s;
+    case K::Str: return "s" + v.s.str();
     case K::Undef: return "U";
     case K::List:
-      if (v.tuple && !v.gen) {
+      if (v.view == Value::View::Range) return "r" + py_str(v);
+      if (v.tuple && v.view == Value::View::None) {
         std::string out = "t(";
         for (const auto& x : *v.list) out += hash_key(x, depth + 1) + ",";
         return out + ")";
@@ -699,7 +800,7 @@ void to_json(std::string& out, const Value& v, const JsonStyle& st, int level, i
       return;
     case K::Str: json_string(out, v.s, st.ensure_ascii); return;
     case K::List: {
-      if (v.gen) render_error("Object of type generator is not JSON serializable");
+      if (v.view != Value::View::None) render_error(fmt::format("Object of type {} is not JSON serializable", type_name(v)));
       if (v.list->empty()) {
         out += "[]";
         return;
@@ -2002,7 +2103,12 @@ std::optional<size_t> py_index(int64_t i, size_t n) {
 }
 
 // The indices a Python slice selects.
-std::vector<size_t> slice_indices(size_t n, const Value& start, const Value& stop, const Value& step) {
+struct Slice {
+  int64_t start, stop, step;  // slice.indices(n)
+  std::vector<size_t> indices;
+};
+
+Slice slice_indices(size_t n, const Value& start, const Value& stop, const Value& step) {
   auto get = [](const Value& v) -> std::optional<int64_t> {
     if (v.k == K::None) return std::nullopt;
     if (!v.is_int()) render_error("slice indices must be integers or None or have an __index__ method");
@@ -2020,12 +2126,10 @@ std::vector<size_t> slice_indices(size_t n, const Value& start, const Value& sto
   };
   const int64_t b = clamp(get(start), st > 0 ? 0 : len - 1);
   const int64_t e = clamp(get(stop), st > 0 ? len : -1);
-  std::vector<size_t> out;
-  if (st > 0) {
-    for (int64_t x = b; x < e; x += st) out.push_back(size_t(x));
-  } else {
-    for (int64_t x = b; x > e; x += st) out.push_back(size_t(x));
-  }
+  Slice out{b, e, st, {}};
+  // The count first: stepping past the end could overflow.
+  const int64_t count = st > 0 ? (b < e ? (e - b - 1) / st + 1 : 0) : (b > e ? (b - e - 1) / -st + 1 : 0);
+  for (int64_t k = 0; k < count; k++) out.indices.push_back(size_t(b + k * st));
   return out;
 }
 
@@ -2066,6 +2170,22 @@ struct Interp {
     steps += n;
     if (steps > opt.max_steps)
       throw_error(EKind::Limit, fmt::format("rendering took more than {} steps", opt.max_steps));
+  }
+  // A width or repeat count the template asks for (center, indent, zfill, ...).
+  int64_t width(int64_t w) {
+    if (w > int64_t(opt.max_output_bytes))
+      throw_error(EKind::Limit, fmt::format("a width of {} (strings are limited to {} bytes)", w, opt.max_output_bytes));
+    return w;
+  }
+  // A string being built in a loop: stops it as soon as it passes the limit.
+  void grown(const std::string& out) {
+    if (out.size() > opt.max_output_bytes)
+      throw_error(EKind::Limit, fmt::format("a string of more than {} bytes", opt.max_output_bytes));
+  }
+  // n values copied into a new list: counted as steps and as bytes.
+  void copies(size_t n) {
+    step(n);
+    account(n * sizeof(Value));
   }
   // Every string built is counted: bounds both the output and the work.
   void account(size_t n) {
@@ -2325,11 +2445,11 @@ struct Interp {
   List iterate(const Value& v) {
     switch (v.k) {
       case K::Undef: return {};
-      case K::List: step(v.list->size()); return *v.list;
+      case K::List: copies(v.list->size()); return *v.list;
       case K::Dict: {
         List keys;
         for (const auto& kv : v.dict->items) keys.push_back(kv.first);
-        step(keys.size());
+        copies(keys.size());
         return keys;
       }
       case K::Str: {
@@ -2339,7 +2459,7 @@ struct Interp {
           append_utf8(s, c);
           chars.push_back(Value::str(std::move(s), v.markup));
         }
-        step(chars.size());
+        copies(chars.size());
         return chars;
       }
       default: render_error(fmt::format("'{}' object is not iterable", type_name(v)));
@@ -2359,7 +2479,7 @@ struct Interp {
         if (in_set(name, kStrAttrs)) return bound_method(obj, name);
         break;
       case K::List:
-        if (!obj.gen && in_set(name, kListAttrs)) return bound_method(obj, name);
+        if (obj.is_plain_list() && in_set(name, kListAttrs)) return bound_method(obj, name);
         break;
       case K::Dict:
         if (in_set(name, kDictAttrs)) return bound_method(obj, name);
@@ -2383,12 +2503,14 @@ struct Interp {
     switch (obj.k) {
       case K::Undef: undefined_error(obj);
       case K::Dict:
-        if (key.k == K::List && (!key.tuple || key.gen)) render_error("unhashable type: 'list'");
+        if (key.k == K::List && (!key.tuple || !key.is_plain_list()))
+          render_error(fmt::format("unhashable type: '{}'", type_name(key)));
         if (key.k == K::Dict) render_error("unhashable type: 'dict'");
         if (const Value* v = obj.dict->find(key)) return *v;
         break;
       case K::List:
-        if (obj.gen) render_error("'generator' object is not subscriptable");
+        // Generators and dict views are not subscriptable: Jinja2 gives Undefined.
+        if (!obj.is_plain_list() && obj.view != Value::View::Range) break;
         if (key.is_int()) {
           if (auto j = py_index(key.i, obj.list->size())) return (*obj.list)[*j];
           return Value::undefined(fmt::format("{} object has no element {}", tname, key.i));
@@ -2414,17 +2536,25 @@ struct Interp {
 
   Value slice(const Value& obj, const Value& a, const Value& b, const Value& c) {
     if (obj.k == K::Undef) undefined_error(obj);
-    if (obj.k == K::List) {
-      if (obj.gen) render_error("'generator' object is not subscriptable");
+    if (obj.k == K::List && (obj.is_plain_list() || obj.view == Value::View::Range)) {
+      const Slice sl = slice_indices(obj.list->size(), a, b, c);
       List out;
-      for (size_t j : slice_indices(obj.list->size(), a, b, c)) out.push_back((*obj.list)[j]);
-      step(out.size());
-      return Value::make_list(std::move(out), obj.tuple);
+      for (size_t j : sl.indices) out.push_back((*obj.list)[j]);
+      copies(out.size());
+      Value v = Value::make_list(std::move(out), obj.tuple);
+      if (obj.view == Value::View::Range) {
+        // range(a, b, s)[i:j:k] is range(a + i*s, a + j*s, s*k), as CPython computes it.
+        v.view = Value::View::Range;
+        v.i = obj.i + sl.start * obj.step;
+        v.stop = obj.i + sl.stop * obj.step;
+        v.step = obj.step * sl.step;
+      }
+      return v;
     }
     if (obj.k == K::Str) {
       const std::u32string u = decode(obj.s);
       std::string out;
-      for (size_t j : slice_indices(u.size(), a, b, c)) append_utf8(out, u[j]);
+      for (size_t j : slice_indices(u.size(), a, b, c).indices) append_utf8(out, u[j]);
       return make_str(std::move(out), obj.markup);
     }
     return Value::undefined(fmt::format("'{} object' is not subscriptable", type_name(obj)));
@@ -2514,13 +2644,13 @@ struct Interp {
       if (a.k == K::Str && b.k == K::Str) {
         // Markup + str escapes the str (markupsafe), whichever side it is on.
         if (a.markup || b.markup)
-          return make_str((a.markup ? a.s : html_escape(a.s)) + (b.markup ? b.s : html_escape(b.s)), true);
-        return make_str(a.s + b.s);
+          return make_str((a.markup ? a.s.str() : html_escape(a.s)) + (b.markup ? b.s.str() : html_escape(b.s)), true);
+        return make_str(a.s.str() + b.s.str());
       }
-      if (a.k == K::List && b.k == K::List && a.tuple == b.tuple && !a.gen && !b.gen) {
+      if (a.is_plain_list() && b.is_plain_list() && a.tuple == b.tuple) {
+        copies(a.list->size() + b.list->size());
         List out = *a.list;
         out.insert(out.end(), b.list->begin(), b.list->end());
-        step(out.size());
         return Value::make_list(std::move(out), a.tuple);
       }
       if (a.k == K::Str && b.k != K::Str)
@@ -2530,22 +2660,25 @@ struct Interp {
       return type_err();
     }
     if (op == "*") {
-      auto is_seq = [](const Value& v) { return v.k == K::Str || (v.k == K::List && !v.gen); };
+      auto is_seq = [](const Value& v) { return v.k == K::Str || v.is_plain_list(); };
       const Value* seq = is_seq(a) ? &a : is_seq(b) ? &b : nullptr;
       const Value* cnt = seq == &a ? &b : &a;
       if (seq && cnt->is_int()) {
-        const int64_t n = std::max<int64_t>(cnt->i, 0);
         const size_t unit = seq->k == K::Str ? seq->s.size() : seq->list->size();
+        // An empty sequence repeated any number of times is empty (no loop over the count).
+        const int64_t n = unit == 0 ? 0 : std::max<int64_t>(cnt->i, 0);
         if (unit && uint64_t(n) > opt.max_output_bytes / unit)
-          throw_error(EKind::Limit, fmt::format("a string of more than {} bytes", opt.max_output_bytes));
+          throw_error(EKind::Limit, fmt::format("a string or list of more than {} bytes", opt.max_output_bytes));
         if (seq->k == K::Str) {
+          account(size_t(n) * unit);
           std::string out;
+          out.reserve(size_t(n) * unit);
           for (int64_t j = 0; j < n; j++) out += seq->s;
-          return make_str(std::move(out), seq->markup);
+          return Value::str(std::move(out), seq->markup);
         }
+        copies(size_t(n) * unit);
         List out;
         for (int64_t j = 0; j < n; j++) out.insert(out.end(), seq->list->begin(), seq->list->end());
-        step(out.size());
         return Value::make_list(std::move(out), seq->tuple);
       }
       if (a.is_int() && b.is_int()) {
@@ -2672,7 +2805,7 @@ namespace {
 
 Value make_gen(List items) {
   Value v = Value::make_list(std::move(items));
-  v.gen = true;
+  v.view = Value::View::Gen;
   return v;
 }
 
@@ -2681,7 +2814,7 @@ size_t py_len(const Value& v) {
     case K::Undef: return 0;
     case K::Str: return decode(v.s).size();
     case K::List:
-      if (v.gen) render_error("object of type 'generator' has no len()");
+      if (v.view == Value::View::Gen) render_error("object of type 'generator' has no len()");
       return v.list->size();
     case K::Dict: return v.dict->items.size();
     default: render_error(fmt::format("object of type '{}' has no len()", type_name(v)));
@@ -2718,9 +2851,7 @@ List py_split(const std::string& s, const Value* sep, int64_t maxsplit, bool fro
         while (j < u.size() && py_space(u[j])) j++;
         if (j >= u.size()) break;
         if (maxsplit >= 0 && int64_t(words.size()) == maxsplit) {
-          size_t e = u.size();
-          while (e > j && py_space(u[e - 1])) e--;
-          words.emplace_back(j, e);
+          words.emplace_back(j, u.size());  // the rest keeps its trailing whitespace
           break;
         }
         size_t k = j;
@@ -2734,9 +2865,7 @@ List py_split(const std::string& s, const Value* sep, int64_t maxsplit, bool fro
         while (j > 0 && py_space(u[j - 1])) j--;
         if (j == 0) break;
         if (maxsplit >= 0 && int64_t(words.size()) == maxsplit) {
-          size_t b = 0;
-          while (b < j && py_space(u[b])) b++;
-          words.emplace_back(b, j);
+          words.emplace_back(0, j);  // the rest keeps its leading whitespace
           break;
         }
         size_t k = j;
@@ -2782,7 +2911,11 @@ List py_split(const std::string& s, const Value* sep, int64_t maxsplit, bool fro
   return out;
 }
 
-std::string py_replace(const std::string& s, const std::string& old, const std::string& with, int64_t count) {
+std::string py_replace(const std::string& s, const std::string& old, const std::string& with, int64_t count,
+                       size_t max_size) {
+  auto grown = [&](const std::string& out) {
+    if (out.size() > max_size) throw_error(EKind::Limit, fmt::format("a string of more than {} bytes", max_size));
+  };
   std::string out;
   if (old.empty()) {
     // Inserts `with` around every character.
@@ -2791,6 +2924,7 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
     for (size_t j = 0; j <= u.size(); j++) {
       if (count < 0 || n < count) {
         out += with;
+        grown(out);
         n++;
       }
       if (j < u.size()) append_utf8(out, u[j]);
@@ -2804,6 +2938,7 @@ std::string py_replace(const std::string& s, const std::string& old, const std::
     if (k == std::string::npos) break;
     out.append(s, j, k - j);
     out += with;
+    grown(out);
     j = k + old.size();
     n++;
   }
@@ -2912,7 +3047,10 @@ Value Interp::attr_path(const Value& v, const std::string& attribute) {
     const size_t e = attribute.find('.', b);
     const std::string part = attribute.substr(b, e == std::string::npos ? std::string::npos : e - b);
     const bool digits = !part.empty() && part.find_first_not_of("0123456789") == std::string::npos;
-    cur = digits ? get_item(cur, Value::integer(std::stoll(part))) : get_item(cur, Value::str(part));
+    // A number past int64 indexes nothing, as Python's huge index finds nothing.
+    cur = !digits              ? get_item(cur, Value::str(part))
+          : part.size() > 18 ? Value::undefined("index " + part + " is out of range")
+                               : get_item(cur, Value::integer(std::stoll(part)));
     if (e == std::string::npos) return cur;
     b = e + 1;
   }
@@ -2927,7 +3065,7 @@ List Interp::sorted(List items, bool reverse, bool case_sensitive, const std::st
     if (!case_sensitive && key.k == K::Str) key = Value::str(str_lower(key.s));
     keyed.emplace_back(std::move(key), j);
   }
-  step(keyed.size());
+  copies(keyed.size());
   // Python's sort is stable; reverse=True keeps equal items in their order.
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
     return reverse ? py_lt(y.first, x.first) : py_lt(x.first, y.first);
@@ -2955,7 +3093,7 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
     if (b[1] && b[1]->k != K::None) {
       st.indent = true;
       if (b[1]->is_int()) {
-        st.indent_str = std::string(size_t(std::max<int64_t>(b[1]->i, 0)), ' ');
+        st.indent_str = std::string(size_t(std::max<int64_t>(width(b[1]->i), 0)), ' ');
       } else if (b[1]->k == K::Str) {
         st.indent_str = b[1]->s;
       } else {
@@ -2964,7 +3102,7 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
       st.item_sep = ",";
     }
     if (b[2] && b[2]->k != K::None) {
-      if (b[2]->k != K::List || b[2]->gen || b[2]->list->size() != 2 || (*b[2]->list)[0].k != K::Str ||
+      if (!b[2]->is_plain_list() || b[2]->list->size() != 2 || (*b[2]->list)[0].k != K::Str ||
           (*b[2]->list)[1].k != K::Str)
         render_error("tojson: separators must be a pair of strings");
       st.item_sep = (*b[2]->list)[0].s;
@@ -2981,21 +3119,22 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
     if (name == "upper") return make_str(str_upper(s.s), s.markup);
     if (name == "lower") return make_str(str_lower(s.s), s.markup);
     if (name == "capitalize") return make_str(str_capitalize(s.s), s.markup);
-    // Jinja2's title: each run after - space ( { [ < starts with a capital.
-    std::u32string u = decode(s.s);
+    // Jinja2's title: the text cut before and after runs of - space ( { [ <,
+    // each piece's first character upper()ed and the rest lower()ed.
+    const std::u32string u = decode(s.s);
+    auto sep = [](char32_t c) { return c == '-' || py_space(c) || c == '(' || c == '{' || c == '[' || c == '<'; };
     std::string out;
-    bool start = true;
-    for (char32_t c : u) {
-      const bool sep = c == '-' || py_space(c) || c == '(' || c == '{' || c == '[' || c == '<';
-      if (sep) {
-        append_utf8(out, c);
-        start = true;
-      } else if (start) {
-        append_upper(out, c);
-        start = false;
+    for (size_t i = 0; i < u.size();) {
+      size_t j = i;
+      const bool is_sep = sep(u[i]);
+      while (j < u.size() && sep(u[j]) == is_sep) j++;
+      if (is_sep) {
+        out += encode(u.substr(i, j - i));
       } else {
-        append_utf8(out, to_lower(c));
+        out += str_upper(encode(u.substr(i, 1)));
+        out += str_lower(encode(u.substr(i + 1, j - i - 1)));
       }
+      i = j;
     }
     return make_str(std::move(out), s.markup);
   }
@@ -3014,7 +3153,7 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
       if (!first) out += sep;
       first = false;
       out += py_str(b[1] && b[1]->k != K::None ? attr_path(x, py_str(*b[1])) : x);
-      account(0);
+      grown(out);
     }
     return make_str(std::move(out));
   }
@@ -3025,7 +3164,7 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
   }
   if (name == "last") {
     bind("last", a, {});
-    if (v.k == K::List && v.gen) render_error("'generator' object is not reversible");
+    if (v.k == K::List && v.view == Value::View::Gen) render_error("'generator' object is not reversible");
     if (v.k != K::List && v.k != K::Str && v.k != K::Dict && v.k != K::Undef)
       render_error(fmt::format("'{}' object is not reversible", type_name(v)));
     if (v.k == K::Undef) undefined_error(v);
@@ -3140,11 +3279,11 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
   if (name == "replace") {
     auto b = bind("replace", a, {"old", "new", "count"});
     if (!b[0] || !b[1]) render_error("replace() missing required arguments");
-    return make_str(py_replace(py_str(v), py_str(*b[0]), py_str(*b[1]), int_arg(b[2], -1, "count")));
+    return make_str(py_replace(py_str(v), py_str(*b[0]), py_str(*b[1]), int_arg(b[2], -1, "count"), opt.max_output_bytes));
   }
   if (name == "center") {
     auto b = bind("center", a, {"width"});
-    return make_str(py_pad(py_str(v), int_arg(b[0], 80, "width"), " ", '^'));
+    return make_str(py_pad(py_str(v), width(int_arg(b[0], 80, "width")), " ", '^'));
   }
   if (name == "indent") {
     auto b = bind("indent", a, {"width", "first", "blank"});
@@ -3152,17 +3291,24 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
     if (b[0] && b[0]->k == K::Str) {
       ind = b[0]->s;
     } else {
-      ind = std::string(size_t(std::max<int64_t>(int_arg(b[0], 4, "width"), 0)), ' ');
+      ind = std::string(size_t(std::max<int64_t>(width(int_arg(b[0], 4, "width")), 0)), ' ');
     }
     const bool first = b[1] && truthy(*b[1]), blank = b[2] && truthy(*b[2]);
+    if (v.is_undef()) undefined_error(v);  // do_indent adds "\n" to the value itself
     const std::string s = py_str(v) + "\n";
     std::vector<std::string> lines = py_splitlines(s, false);
     std::string out;
     if (blank) {
-      for (size_t j = 0; j < lines.size(); j++) out += (j ? "\n" + ind : "") + lines[j];
+      for (size_t j = 0; j < lines.size(); j++) {
+        out += (j ? "\n" + ind : "") + lines[j];
+        grown(out);
+      }
     } else {
       out = lines.empty() ? "" : lines[0];
-      for (size_t j = 1; j < lines.size(); j++) out += "\n" + (lines[j].empty() ? "" : ind) + lines[j];
+      for (size_t j = 1; j < lines.size(); j++) {
+        out += "\n" + (lines[j].empty() ? "" : ind) + lines[j];
+        grown(out);
+      }
     }
     if (first) out = ind + out;
     return make_str(std::move(out));
@@ -3231,6 +3377,7 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
     auto b = bind("sum", a, {"attribute", "start"});
     const std::string attr = b[0] && b[0]->k != K::None ? py_str(*b[0]) : "";
     Value total = b[1] ? *b[1] : Value::integer(0);
+    if (total.k == K::Str) render_error("sum() can't sum strings [use ''.join(seq) instead]");
     for (const auto& x : iterate(v)) total = binop("+", total, attr.empty() ? x : attr_path(x, attr));
     return total;
   }
@@ -3287,7 +3434,11 @@ Value Interp::filter(const std::string& name, const Value& v, Args& a) {
   if (name == "attr") {
     auto b = bind("attr", a, {"name"});
     if (!b[0]) render_error("attr() missing required argument 'name'");
-    return get_attr(v, py_str(*b[0]));
+    // Attributes only: a dict's keys are not its attributes (unlike `.name`).
+    const std::string attr = py_str(*b[0]);
+    if (v.k == K::Dict && !in_set(attr, kDictAttrs))
+      return Value::undefined(fmt::format("'dict object' has no attribute '{}'", attr));
+    return get_attr(v, attr);
   }
   if (name == "batch") {
     auto b = bind("batch", a, {"linecount", "fill_with"});
@@ -3330,16 +3481,17 @@ bool Interp::run_test(const std::string& name, const Value& v, Args& a) {
   if (name == "string") return none(), v.k == K::Str;
   if (name == "mapping") return none(), v.k == K::Dict;
   if (name == "iterable") return none(), v.k == K::Undef || v.k == K::Str || v.k == K::List || v.k == K::Dict;
-  if (name == "sequence") return none(), v.k == K::Str || (v.k == K::List && !v.gen) || v.k == K::Dict;
+  if (name == "sequence")
+    return none(), v.k == K::Str || v.is_plain_list() || v.view == Value::View::Range || v.k == K::Dict;
   if (name == "callable") return none(), v.k == K::Func;
   if (name == "escaped") return none(), v.k == K::Str && v.markup;
   if (name == "lower" || name == "upper") {
     none();
-    // str.islower(): some cased character, and none of the other case.
+    // str.islower(): some lowercase character, and no uppercase or titlecase one (isupper alike).
     bool cased = false;
     for (char32_t c : decode(py_str(v))) {
-      if (name == "lower" ? is_upper(c) : is_lower(c)) return false;
-      if (is_upper(c) || is_lower(c)) cased = true;
+      if ((name == "lower" ? is_upper(c) : is_lower(c)) || is_title(c)) return false;
+      if (name == "lower" ? is_lower(c) : is_upper(c)) cased = true;
     }
     return cased;
   }
@@ -3432,8 +3584,9 @@ Value Interp::str_format(const std::string& f, Args& a) {
     } else if (field.find_first_not_of("0123456789") == std::string::npos) {
       if (used_auto) render_error("cannot switch from automatic field numbering to manual field specification");
       used_manual = true;
-      const size_t idx = std::stoul(field);
-      if (idx >= a.pos.size()) render_error(fmt::format("Replacement index {} out of range for positional args tuple", idx));
+      const size_t idx = field.size() > 18 ? SIZE_MAX : std::stoul(field);
+      if (idx >= a.pos.size())
+        render_error(fmt::format("Replacement index {} out of range for positional args tuple", field));
       v = a.pos[idx];
     } else {
       auto it = std::find_if(a.kw.begin(), a.kw.end(), [&](const auto& kv) { return kv.first == field; });
@@ -3488,23 +3641,13 @@ Value Interp::str_method(const Value& obj, const std::string& name, Args& a) {
     if (name == "lower") return make_str(str_lower(s), obj.markup);
     if (name == "title") return make_str(str_title(s), obj.markup);
     if (name == "capitalize") return make_str(str_capitalize(s), obj.markup);
-    std::string out;
-    for (char32_t c : decode(s)) {
-      if (is_upper(c)) {
-        append_utf8(out, to_lower(c));
-      } else if (is_lower(c)) {
-        append_upper(out, c);
-      } else {
-        append_utf8(out, c);
-      }
-    }
-    return make_str(std::move(out), obj.markup);
+    return make_str(str_swapcase(s), obj.markup);
   }
   if (name == "replace") {
     auto b = bind(name, a, {"old", "new", "count"});
     if (!b[0] || !b[1]) render_error("replace expected at least 2 arguments");
     return make_str(py_replace(s, str_arg(*b[0], "replace() argument 1"), str_arg(*b[1], "replace() argument 2"),
-                               int_arg(b[2], -1, "count")),
+                               int_arg(b[2], -1, "count"), opt.max_output_bytes),
                     obj.markup);
   }
   if (name == "find" || name == "rfind" || name == "index" || name == "rindex" || name == "count") {
@@ -3535,7 +3678,7 @@ Value Interp::str_method(const Value& obj, const std::string& name, Args& a) {
         render_error(fmt::format("sequence item {}: expected str instance, {} found", j, type_name(x)));
       if (j++) out += s;
       out += x.s;
-      account(0);
+      grown(out);
     }
     return make_str(std::move(out));
   }
@@ -3566,7 +3709,7 @@ Value Interp::str_method(const Value& obj, const std::string& name, Args& a) {
   }
   if (name == "zfill") {
     auto b = bind(name, a, {"width"});
-    const int64_t w = int_arg(b[0], 0, "width");
+    const int64_t w = width(int_arg(b[0], 0, "width"));
     std::u32string u = decode(s);
     if (int64_t(u.size()) >= w) return obj;
     size_t at = !u.empty() && (u[0] == '+' || u[0] == '-') ? 1 : 0;
@@ -3577,8 +3720,7 @@ Value Interp::str_method(const Value& obj, const std::string& name, Args& a) {
     auto b = bind(name, a, {"width", "fillchar"});
     const std::string fill = b[1] ? str_arg(*b[1], "the fill character") : " ";
     if (decode(fill).size() != 1) render_error("The fill character must be exactly one character long");
-    const int64_t w = int_arg(b[0], 0, "width");
-    if (w > int64_t(opt.max_output_bytes)) throw_error(EKind::Limit, "a string too long");
+    const int64_t w = width(int_arg(b[0], 0, "width"));
     return make_str(py_pad(s, w, fill, name == "ljust" ? '<' : name == "rjust" ? '>' : '^'));
   }
   if (name == "removeprefix" || name == "removesuffix") {
@@ -3629,8 +3771,10 @@ Value Interp::call_method(const Value& obj, const std::string& name, Args& a) {
             out.push_back(name == "keys" ? k : v);
           }
         }
-        step(out.size());
-        return Value::make_list(std::move(out));
+        copies(out.size());
+        Value v = Value::make_list(std::move(out));
+        v.view = name == "items" ? Value::View::Items : name == "keys" ? Value::View::Keys : Value::View::Values;
+        return v;
       }
       if (name == "copy") {
         bind(name, a, {});
@@ -3693,7 +3837,7 @@ Value py_dict_from_args(const std::string& fname, Args& a) {
       for (const auto& [k, v] : src.dict->items) d->set(k, v);
     } else if (src.k == K::List) {
       for (const auto& pair : *src.list) {
-        if (pair.k != K::List || pair.gen || pair.list->size() != 2)
+        if (!pair.is_plain_list() || pair.list->size() != 2)
           render_error(fmt::format("{}: each item must be a pair", fname));
         d->set((*pair.list)[0], (*pair.list)[1]);
       }
@@ -3727,6 +3871,7 @@ std::string format_time(const std::string& format, const std::tm& tm) {
     f += format[j];
   }
   if (f.empty()) return "";
+  if (f.size() > 4096) throw_error(EKind::Limit, "a strftime format longer than 4096 bytes");
   std::vector<char> buf(f.size() * 8 + 256);
   // strftime returns 0 both for an empty result and for a full buffer.
   for (int tries = 0; tries < 6; tries++) {
@@ -3760,10 +3905,15 @@ ScopeP make_globals(const RenderOptions& opt) {
                                        : (stop < start ? ((long double)start - stop - step - 1) / -step : 0);
     // The sandbox's safe_range.
     if (count > 100000) render_error("Range too big. The sandbox blocks ranges larger than MAX_RANGE (100000).");
+    in.copies(size_t(count));
     List out;
     for (int64_t j = 0; j < int64_t(count); j++) out.push_back(Value::integer(start + j * step));
-    in.step(out.size());
-    return Value::make_list(std::move(out));
+    Value v = Value::make_list(std::move(out));
+    v.view = Value::View::Range;
+    v.i = start;
+    v.stop = stop;
+    v.step = step;
+    return v;
   });
   g->vars["namespace"] = make_func("namespace", [](Interp&, Args& a) {
     Value v = py_dict_from_args("namespace", a);

@@ -308,6 +308,30 @@ TEST(Jinja, StringMethods) {
               "|{{ 'x'.ljust(3, '.') }}|{{ 'pre_x'.removeprefix('pre_') }}|{{ 'a=b=c'.partition('=') }}"),
             "['a', 'b', 'c']|True|False|00042|x..|x|('a', '=', 'b=c')");
   EXPECT_EQ(R("{{ [1, 2, 1].index(2) }}|{{ [1, 2, 1].count(1) }}"), "1|2");
+  // maxsplit: the rest keeps its whitespace on the far side.
+  EXPECT_EQ(R("{{ '  a  b  '.split(None, 1) }}|{{ '  a  b  '.rsplit(None, 1) }}"), "['a', 'b  ']|['  a', 'b']");
+}
+
+TEST(Jinja, UnicodeAsPythonHasIt) {
+  // Full case mappings (ﬀ -> FF, İ -> i + combining dot), titlecase digraphs,
+  // the final sigma; Jinja2's title filter lowers each word's rest on its own.
+  EXPECT_EQ(R("{{ 'ǆungla'.title() }}|{{ 'İ'.lower() }}|{{ 'ﬀ'.upper() }}|{{ 'ΣΑΣ ΟΔΟΣ'.lower() }}|{{ 'ΣΑΣ ΟΔΟΣ' | title }}"),
+            "ǅungla|i\xcc\x87|FF|σας οδος|Σας Οδος");
+  // repr() escapes what str.isprintable() rejects: controls, no-break space, format characters, unassigned code points.
+  EXPECT_EQ(R("{{ ['\\x85', '\\xa0', '\\u200b', '\\ud7ff', '😀', 'é'] }}"),
+            "['\\x85', '\\xa0', '\\u200b', '\\ud7ff', '😀', 'é']");
+}
+
+TEST(Jinja, ViewsAndRanges) {
+  // dict views and ranges print as Python prints them and are not JSON.
+  EXPECT_EQ(R("{{ {'a': 1}.items() }}|{{ {'a': 1}.keys() }}|{{ {'a': 1}.values() }}|[{{ {'a': 1}.keys()[0] }}]"
+              "|{{ {'a': 1}.keys() is sequence }}|{{ range(3) }}|{{ range(10)[2:8:2] }}|{{ range(2, 9, 3) | list }}"
+              "|{{ range(3)[-1] }}"),
+            "dict_items([('a', 1)])|dict_keys(['a'])|dict_values([1])|[]|False|range(0, 3)|range(2, 8, 2)|[2, 5, 8]|2");
+  expect_error("{{ {'a': 1}.items() | tojson }}", K::Render, "Object of type dict_items is not JSON serializable");
+  expect_error("{{ range(2) | tojson }}", K::Render, "Object of type range is not JSON serializable");
+  // attr() reads attributes only: a dict's keys are items.
+  EXPECT_EQ(R("[{{ {'role': 'x'} | attr('role') }}]|{{ {'role': 'x'}.role }}"), "[]|x");
 }
 
 TEST(Jinja, MarkupEscapesWhatIsAddedToIt) {
@@ -391,6 +415,17 @@ TEST(Jinja, LimitsStopRunawayTemplates) {
                   "{}", few)
                     .kind),
             int(K::Limit));
+  // Sizes asked for are checked before anything is built.
+  for (const char* big : {"{{ ' ' * 10**12 }}", "{{ [1] * 10**9 }}", "{{ 'x' | center(10**12) }}", "{{ 'x'.zfill(10**12) }}",
+                          "{{ 'a\nb' | indent(10**12) }}", "{{ ('a' * 1000) | replace('a', 'b' * 100000) }}",
+                          "{{ ('b' * 100000) | tojson(indent=10**12) }}",
+                          "{{ range(1000) | join('s' * 100000) }}"})
+    EXPECT_EQ(int(E(big, "{}", small).kind), int(K::Limit)) << big;
+  EXPECT_EQ(R("[{{ '' * 10**18 }}{{ [] * 10**18 }}]"), "[[]]");
+  // Values share their text: 100000 copies of a 10 MB string cost nothing.
+  EXPECT_EQ(R("{% set s = 'x' * 10000000 %}{% set ns = namespace() %}{% for i in range(100000) %}{% set ns.t = s %}"
+              "{% set l = [s, s] %}{% endfor %}{{ ns.t | length }}"),
+            "10000000");
   // Parsing: nesting past 200 levels is an error, not a stack overflow.
   expect_error("{{ " + std::string(5000, '[') + std::string(5000, ']') + " }}", K::Syntax, "nests deeper than 200 levels");
   // A chain of 50000 namespaces renders and frees without recursing per level;
