@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <charconv>
-#include <clocale>
 #include <cmath>
 #include <cstring>
 #include <cwctype>
@@ -2162,7 +2161,6 @@ struct Interp {
   uint64_t steps = 0;
   uint64_t bytes = 0;
   int depth = 0;
-  Value globals_dict;
 
   explicit Interp(const RenderOptions& o) : opt(o) {}
 
