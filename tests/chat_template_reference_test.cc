@@ -145,11 +145,11 @@ const std::string kCases = LMPRESS_SOURCE_DIR "/tests/data/chat_template_cases.j
 TEST(ChatTemplateReference, LlamaCppTemplatesRenderAsJinja2OrAreRefused) {
   const std::string py = python_with_jinja2();
   ASSERT_FALSE(py.empty()) << "python3 with Jinja2 is needed: apt-get install python3-jinja2 (scripts/setup.sh)";
-  const auto [status, src] = shell("bash " LMPRESS_SHARED_DIR "/tools/build-llama-cpp.sh --src 2>/dev/null");
+  const auto [status, src] = shell("bash " LMPRESS_SOURCE_DIR "/scripts/llama-cpp-src.sh 2>/dev/null");
   std::string checkout = src.substr(0, src.find('\n'));
   if (status != 0 || checkout.empty() || !fs::is_directory(checkout + "/models/templates"))
-    GTEST_SKIP() << "the llama.cpp checkout could not be built by ../shared/tools/build-llama-cpp.sh "
-                    "(it needs npm and cmake); its models/templates are the test's input";
+    FAIL() << "the llama.cpp checkout could not be made by scripts/llama-cpp-src.sh "
+                    "(it needs npm and the npm registry); its models/templates are the test's input";
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(checkout + "/models/templates"))
     if (e.path().extension() == ".jinja") files.push_back(e.path().string());
