@@ -258,14 +258,20 @@ TEST(NothingSilent, BadOptionValuesAreErrorsWithTheOptionNamed) {
 
 TEST(NothingLost, InterruptedWriteLeavesNoTempFile) {
   const std::string d = test::temp_dir(), out = d + "/big.gguf";
+  // The command line is built before fork: the child only execs.
+  std::vector<std::string> words = test::cli_command();
+  for (const char* a : {"make-model", "--shape", "tinyllama-1.1b", "--type", "f16"}) words.push_back(a);
+  for (const std::string& a : {out, std::string("-t"), std::string("1")}) words.push_back(a);
+  std::vector<char*> argv;
+  for (auto& w : words) argv.push_back(w.data());
+  argv.push_back(nullptr);
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::setenv("LMPRESS_NO_PROGRESS", "1", 1);
     const int devnull = ::open("/dev/null", O_WRONLY);
     ::dup2(devnull, 1);
-    ::execl(LMPRESS_CLI_PATH, LMPRESS_CLI_PATH, "make-model", "--shape", "tinyllama-1.1b", "--type", "f16",
-            out.c_str(), "-t", "1", nullptr);
+    ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
   // Interrupt once the temp file is being written.

@@ -1,5 +1,6 @@
 #include "test_util.h"
 
+#include "core/cpu_isa.h"
 #include "core/error.h"
 #include "kernels/qdot.h"
 
@@ -11,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 #include <stdexcept>
 #include <vector>
 
@@ -48,8 +50,20 @@ std::string temp_dir() {
   return g_temp.dirs.back();
 }
 
+std::vector<std::string> cli_command() {
+  std::vector<std::string> words;
+  if (const char* emulator = std::getenv("LMPRESS_CLI_EMULATOR")) {
+    std::istringstream in(emulator);
+    for (std::string w; in >> w;) words.push_back(w);
+  }
+  words.push_back(LMPRESS_CLI_PATH);
+  return words;
+}
+
 CliResult run_cli(const std::string& args, const std::string& env) {
-  std::string cmd = "LMPRESS_NO_PROGRESS=1 " + env + " " + LMPRESS_CLI_PATH + " " + args + " 2>&1";
+  std::string cli;
+  for (const auto& w : cli_command()) cli += w + " ";
+  std::string cmd = "LMPRESS_NO_PROGRESS=1 " + env + " " + cli + args + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   CliResult r{-1, ""};
   if (!p) return r;
@@ -109,6 +123,18 @@ void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function
       body(c);
     }
   };
+#if defined(__aarch64__)
+  // Each NEON target the cap allows, best first, pinned as LMPRESS_ISA would
+  // pin it; then the cap as it was.
+  const std::string cap = cpu_isa_name();
+  const CpuFeatures allowed = cpu_isa();
+  for (const std::string name : {"neon-dotprod", "neon"}) {
+    if (!qdot_simd_active() || !allowed.neon || (name == "neon-dotprod" && !allowed.dotprod)) continue;
+    pin_cpu_isa(name);
+    run();
+  }
+  pin_cpu_isa(cap);
+#else
   // Each target the machine has, best first: the VNNI encodings, the VNNI
   // source on emulated vpdpbusd, AVX2, scalar.
   for (Vnni v : {Vnni::avx, Vnni::avx512, Vnni::emulated, Vnni::none}) {
@@ -117,6 +143,7 @@ void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function
     run();
   }
   qdot_pin_vnni(std::nullopt);
+#endif
   qdot_use_simd(false);
   run();
   qdot_use_simd(true);

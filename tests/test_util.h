@@ -19,6 +19,11 @@ struct CliResult {
 };
 // `env`: VAR=VALUE assignments put before the command.
 CliResult run_cli(const std::string& args, const std::string& env = "");
+// The words that start the CLI: $LMPRESS_CLI_EMULATOR's (split on spaces)
+// when it is set, then LMPRESS_CLI_PATH. A cross-compiled build's tests run
+// under an emulator (CMAKE_CROSSCOMPILING_EMULATOR), and CMake sets the
+// variable to it for them so the CLI they start runs under it too.
+std::vector<std::string> cli_command();
 // Runs f expecting an lmpress::Error whose message contains msg.
 void expect_error(const std::function<void()>& f, const std::string& msg);
 // Runs the CLI expecting exit status 1 and `msg` in its output (no crash).
@@ -30,8 +35,9 @@ double cli_ppl(const std::string& model);
 CalibrationOptions tiny_calibration(const std::string& dir, const std::string& text);
 // Runs body(cols) for each column count on each kernel target the machine
 // has: AVX-VNNI, AVX512-VNNI, the VNNI kernels on emulated vpdpbusd, AVX2
-// (qdot_pin_vnni), then the scalar references forced (qdot_use_simd off),
-// tracing which in failures.
+// (qdot_pin_vnni) on x86-64; NEON with SDOT, then without (pin_cpu_isa) on
+// aarch64; then the scalar references forced (qdot_use_simd off), tracing
+// which in failures.
 void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function<void(int64_t)>& body);
 
 // tests/data/ggml_blocks.gguf: 4x512 fixed values ("src"), ggml's quantization

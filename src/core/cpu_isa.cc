@@ -8,6 +8,9 @@
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
+#elif defined(__aarch64__)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
 #endif
 
 namespace lmpress {
@@ -35,27 +38,55 @@ CpuFeatures detect() {
   f.avx512_vnni = f.avx512 && vnni512;
   __cpuid_count(7, 1, a, b, c, d);
   f.avx_vnni = a & (1u << 4);
+#elif defined(__aarch64__)
+  // Advanced SIMD is mandatory in AArch64; the optional extensions are the
+  // kernel's HWCAP bits (set only where user space may run them).
+  f.neon = true;
+  const unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+  f.dotprod = hw & HWCAP_ASIMDDP;
+#ifdef HWCAP2_I8MM
+  f.i8mm = hw2 & HWCAP2_I8MM;
+#else
+  (void)hw2;
+#endif
 #endif
   return f;
 }
 
+enum class Arch { any, x86_64, aarch64 };
+#if defined(__x86_64__)
+constexpr Arch kArch = Arch::x86_64;
+#elif defined(__aarch64__)
+constexpr Arch kArch = Arch::aarch64;
+#else
+constexpr Arch kArch = Arch::any;
+#endif
+
 struct Target {
   const char* name;
+  Arch arch;
   CpuFeatures allows;
 };
-// Each target's features; a CPU supports a target when it has all of them.
+// Each target's features; a CPU supports a target of its architecture when
+// it has all of them. The other architecture's names are known so that a
+// pin to one says so.
 constexpr Target kTargets[] = {
-    {"scalar", {}},
-    {"avx2", {true, false, false, false}},
-    {"avx-vnni", {true, true, false, false}},
-    {"avx512", {true, false, true, false}},
-    {"avx512-vnni", {true, false, true, true}},
+    {"scalar", Arch::any, {}},
+    {"avx2", Arch::x86_64, {.avx2 = true}},
+    {"avx-vnni", Arch::x86_64, {.avx2 = true, .avx_vnni = true}},
+    {"avx512", Arch::x86_64, {.avx2 = true, .avx512 = true}},
+    {"avx512-vnni", Arch::x86_64, {.avx2 = true, .avx512 = true, .avx512_vnni = true}},
+    {"neon", Arch::aarch64, {.neon = true}},
+    {"neon-dotprod", Arch::aarch64, {.neon = true, .dotprod = true}},
 };
 
 bool has(const CpuFeatures& cpu, const CpuFeatures& want) {
   return (!want.avx2 || cpu.avx2) && (!want.avx_vnni || cpu.avx_vnni) && (!want.avx512 || cpu.avx512) &&
-         (!want.avx512_vnni || cpu.avx512_vnni);
+         (!want.avx512_vnni || cpu.avx512_vnni) && (!want.neon || cpu.neon) && (!want.dotprod || cpu.dotprod) &&
+         (!want.i8mm || cpu.i8mm);
 }
+
+bool runs_here(const Target& t) { return (t.arch == Arch::any || t.arch == kArch) && has(cpu_detected(), t.allows); }
 
 CpuFeatures g_cap;
 std::atomic<uint64_t> g_generation{0};
@@ -97,7 +128,7 @@ uint64_t cpu_isa_generation() {
 std::vector<std::string> cpu_isa_names() {
   std::vector<std::string> out;
   for (const Target& t : kTargets)
-    if (has(cpu_detected(), t.allows)) out.push_back(t.name);
+    if (runs_here(t)) out.push_back(t.name);
   return out;
 }
 
@@ -113,6 +144,9 @@ void pin_cpu_isa(const std::string& name) {
     std::string names;
     for (const auto& n : cpu_isa_names()) names += (names.empty() ? "" : ", ") + n;
     if (!found) fail("unknown instruction-set target '{}' (this CPU has: {}, best)", name, names);
+    if (found->arch != Arch::any && found->arch != kArch)
+      fail("instruction-set target '{}' is for {}, not this CPU (it has: {}, best)", name,
+           found->arch == Arch::x86_64 ? "x86-64" : "aarch64", names);
     if (!has(cpu, found->allows)) fail("instruction-set target '{}' is not supported by this CPU (it has: {}, best)", name, names);
     cap = found->allows;
   }
@@ -125,7 +159,7 @@ std::string cpu_isa_name() {
   const CpuFeatures& cap = cpu_isa();
   std::string best = "scalar";
   for (const Target& t : kTargets)
-    if (has(cap, t.allows)) best = t.name;
+    if (runs_here(t) && has(cap, t.allows)) best = t.name;
   return best;
 }
 

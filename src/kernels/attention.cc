@@ -1,6 +1,5 @@
 #include "kernels/attention.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -10,12 +9,24 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
-#include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/avx2_helpers.h"
+#endif
 
 namespace lmpress {
 namespace {
 
+// Element i of a cache as float.
+float cache_at(KvType kv, const void* c, int64_t i) {
+  return kv == KvType::F32 ? static_cast<const float*>(c)[i] : f16_to_f32(static_cast<const uint16_t*>(c)[i]);
+}
+
+// The tiled kernel is AVX2; elsewhere attention() runs attention_ref.
+#if defined(__x86_64__)
 constexpr int64_t kKeyBlock = 64;  // keys converted to f32 per step (K and V blocks: 2 × 16 KB at head_dim 64)
 constexpr int64_t kTileRows = 64;  // query rows (heads × tokens) that share each converted block
 
@@ -50,11 +61,6 @@ __attribute__((target("avx2,f16c"))) void convert_keys(KvType kv, const void* sr
       simd_avx2::transpose8(r);
       for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d0 + i) * kKeyBlock + j0, r[i]);
     }
-}
-
-// Element i of a cache as float.
-float cache_at(KvType kv, const void* c, int64_t i) {
-  return kv == KvType::F32 ? static_cast<const float*>(c)[i] : f16_to_f32(static_cast<const uint16_t*>(c)[i]);
 }
 
 // The address of element `elem` of a cache.
@@ -218,6 +224,7 @@ __attribute__((target("avx2,fma"))) void exp_avx2(const float* x, int64_t n, flo
     std::copy(tmp, tmp + (n - i), y + i);
   }
 }
+#endif  // defined(__x86_64__)
 
 }  // namespace
 
@@ -256,6 +263,9 @@ void attention_ref(const AttentionShape& s, KvType kv, const float* q, int64_t n
 
 void attention(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
                const void* v, float scale, float* out) {
+#if !defined(__x86_64__)
+  return attention_ref(s, kv, q, n, pos0, k, v, scale, out);
+#else
   if (!qdot_simd_active() || s.head_dim % 8 != 0) return attention_ref(s, kv, q, n, pos0, k, v, scale, out);
   const int64_t group = s.n_heads / s.n_kv_heads;
   const int64_t tokens = std::max<int64_t>(1, kTileRows / group);  // per tile
@@ -271,6 +281,7 @@ void attention(const AttentionShape& s, KvType kv, const float* q, int64_t n, in
         tile_avx2(s, kv, q, pos0, k, v, scale, out, kvh, t0, std::min(tokens, n - t0), w);
       }
   }
+#endif
 }
 
 KvType parse_kv_type(const std::string& name) {
@@ -280,7 +291,9 @@ KvType parse_kv_type(const std::string& name) {
 }
 
 void exp_f32(const float* x, int64_t n, float* y) {
+#if defined(__x86_64__)
   if (qdot_simd_active()) return exp_avx2(x, n, y);
+#endif
   for (int64_t i = 0; i < n; i++) y[i] = x[i] < -87.33654f ? 0.0f : std::exp(std::min(x[i], 88.0f));
 }
 

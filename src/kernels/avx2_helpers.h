@@ -2,6 +2,7 @@
 // qdot_avx2.cc, sparse layouts in src/sparse/). Each carries its own target
 // attribute, so it is only ever reached after simd_avx2::available().
 #pragma once
+#if defined(__x86_64__)  // x86 only: on other architectures this file is empty
 #include <immintrin.h>
 
 #include <cstdint>
@@ -107,3 +108,4 @@ inline void prefetch_ahead(const void* block) {
 }
 
 }  // namespace lmpress::simd_avx2
+#endif  // defined(__x86_64__)

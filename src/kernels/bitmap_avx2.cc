@@ -4,6 +4,7 @@
 // with a control from a 256-entry table, then widened (F16C) and multiplied
 // with the 8 activations. No gathers, no branches on the data. Only called
 // after simd_avx2::available().
+#if defined(__x86_64__)  // x86 only: on other architectures this file is empty
 #include <immintrin.h>
 
 #include <array>
@@ -68,3 +69,4 @@ __attribute__((target("avx2,fma,f16c,popcnt"))) float dot_bitmap_f16_f32(int64_t
 }
 
 }  // namespace lmpress::simd_avx2
+#endif  // defined(__x86_64__)

@@ -54,7 +54,7 @@ TEST(Bitmap, LayoutByHand) {
   for (int i = 0; i < 16; i++) x[size_t(i)] = float(i + 1);
   const float dot = 1.5f * 2 - 2.0f * 4 + 0.25f * 9 + 4.0f * 16;
   EXPECT_EQ(dot_bitmap_f16_ref(16, row.data(), x.data()), dot);
-  if (simd_avx2::available()) EXPECT_EQ(simd_avx2::dot_bitmap_f16_f32(16, row.data(), x.data()), dot);
+  EXPECT_EQ(fdot(DType::F16_BITMAP)(16, row.data(), x.data()), dot);  // the SIMD kernel where there is one
 }
 
 // Round trip and dot products, scalar and SIMD, against a double-precision

@@ -11,8 +11,16 @@
 // SSSE3 adds nothing over SSE4 here: one 128-bit target is enough to test the
 // width-generic code at 4 lanes. (The baseline target, 1-lane SCALAR, cannot
 // be left out; it is never offered: its tile is 2 rows, the packing's unit 8.)
+// On aarch64 NEON is the one target: Highway's SVE targets are left out
+// because cpu_isa() has no SVE target for LMPRESS_ISA to cap, and an SVE
+// vector's length is known only at run time (128 to 2048 bits) where the
+// packing holds at most 2 x 16 floats per tile row (gemm_packed.cc, kMaxNR).
 #ifndef HWY_DISABLED_TARGETS
+#if defined(__aarch64__)
+#define HWY_DISABLED_TARGETS (HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128)
+#else
 #define HWY_DISABLED_TARGETS HWY_SSSE3
+#endif
 #endif
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/gemm_microkernel.cc"
@@ -86,7 +94,9 @@ GemmMicrokernels Microkernels() {
   GemmMicrokernels m;
   const size_t lanes = hn::Lanes(hn::ScalableTag<float>());
   m.nr = int(2 * lanes);
-  m.panel = lanes >= 16 ? kPanelLarge : kPanelSmall;
+  // The panel whose accumulators (2 per token) fill the register file: 16
+  // registers on AVX2, 32 on AVX-512 and on every aarch64 target.
+  m.panel = lanes >= 16 || HWY_ARCH_ARM_A64 ? kPanelLarge : kPanelSmall;
   m.target = hwy::TargetName(HWY_TARGET);
   fill<kPanelSmall>(m.small, std::make_integer_sequence<int, kPanelSmall>());
   fill<kPanelLarge>(m.large, std::make_integer_sequence<int, kPanelLarge>());
@@ -111,12 +121,16 @@ GemmMicrokernels gemm_microkernels() {
   // target (in Highway a smaller bit is a better target).
   const uint64_t gen = cpu_isa_generation();
   if (g_cap_applied.exchange(gen) != gen) {
+    // On aarch64 nothing to cap: NEON, the one target, is in every aarch64
+    // CPU (a scalar cap turns gemm_packed off, here as on x86).
     int64_t mask = 0;  // 0: no restriction
+#if HWY_ARCH_X86
     if (!cpu_isa().avx512) {
       for (int64_t t : gemm_microkernel_targets())
         if (t >= int64_t(HWY_AVX2)) mask |= t;
       mask |= HWY_SCALAR;
     }
+#endif
     hwy::SetSupportedTargetsForTest(mask);
   }
   return HWY_DYNAMIC_DISPATCH(Microkernels)();

@@ -1,6 +1,5 @@
 #include "kernels/gemm_packed.h"
 
-#include <immintrin.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -10,15 +9,18 @@
 #include <vector>
 
 #include "core/fp16.h"
-#include "kernels/avx2_helpers.h"
 #include "kernels/gemm_microkernel.h"
 #include "kernels/qdot.h"
 #include "kernels/to_f32.h"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/avx2_helpers.h"
+#endif
+
 namespace lmpress {
 namespace {
-
-using simd_avx2::transpose8;
 
 // Weight floats in one packed panel, nr rows x kc columns: 32 KB whatever the
 // vector width, so kc = kPanelFloats / nr (512 columns with AVX2's 16 rows,
@@ -37,6 +39,11 @@ constexpr int kGroups = 2;
 void convert_rows(const Tensor& w, int64_t r0, int rows, int64_t k0, int64_t kc, float* dst) {
   for (int j = 0; j < rows; j++) to_f32(w, (r0 + j) * w.shape[1] + k0, kc, dst + j * kc);
 }
+
+// The packing: AVX2 transposes on x86-64; plain loops elsewhere (the
+// microkernels, not the packing, are the O(n·out·in) part).
+#if defined(__x86_64__)
+using simd_avx2::transpose8;
 
 // The first Count floats of v at p (never past them: the next panel may be
 // another thread's).
@@ -76,6 +83,16 @@ __attribute__((target("avx2"))) void pack_panel(const float* x, int64_t n, int64
   for (; k < in; k++)
     for (int i = 0; i < P; i++) dst[k * P + i] = i < tokens ? src[i * in + k] : 0.0f;
 }
+#else
+template <int P>
+void pack_panel(const float* x, int64_t n, int64_t in, int64_t p, float* ap) {
+  float* dst = ap + p * in * P;
+  const int tokens = int(std::min<int64_t>(P, n - p * P));
+  const float* src = x + p * P * in;
+  for (int64_t k = 0; k < in; k++)
+    for (int i = 0; i < P; i++) dst[k * P + i] = i < tokens ? src[i * in + k] : 0.0f;
+}
+#endif
 
 // (The parallel loop stays outside the target("avx2") function: clang's
 // outlined OpenMP region would not inherit the attribute.)
@@ -86,21 +103,22 @@ void pack_activations(const float* x, int64_t n, int64_t in, float* ap) {
   for (int64_t p = 0; p < panels; p++) pack_panel<P>(x, n, in, p, ap);
 }
 
-// 8 consecutive weights as floats, and one, for the element types stored
+// One and 8 consecutive weights as floats, for the element types stored
 // plainly (F32, F16, BF16): the conversion happens as the panel is packed.
-template <DType T>
-__attribute__((target("avx2,f16c"))) inline __m256 load8(const void* p) {
-  if constexpr (T == DType::F32) return _mm256_loadu_ps(static_cast<const float*>(p));
-  const __m128i h = _mm_loadu_si128(static_cast<const __m128i*>(p));
-  if constexpr (T == DType::F16) return _mm256_cvtph_ps(h);
-  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-}
 template <DType T>
 inline float load1(const void* p) {
   if constexpr (T == DType::F32) return *static_cast<const float*>(p);
   const uint16_t h = *static_cast<const uint16_t*>(p);
   if constexpr (T == DType::F16) return f16_to_f32(h);
   return bf16_to_f32(h);
+}
+#if defined(__x86_64__)
+template <DType T>
+__attribute__((target("avx2,f16c"))) inline __m256 load8(const void* p) {
+  if constexpr (T == DType::F32) return _mm256_loadu_ps(static_cast<const float*>(p));
+  const __m128i h = _mm_loadu_si128(static_cast<const __m128i*>(p));
+  if constexpr (T == DType::F16) return _mm256_cvtph_ps(h);
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
 // bp[k][j] = W[j][k] for the panel's `rows` weight rows (row stride `stride`
@@ -126,6 +144,17 @@ __attribute__((target("avx2,f16c"))) void pack_weight_panel(const void* src, int
   for (; k < kc; k++)
     for (int j = 0; j < nr; j++) bp[k * nr + j] = j < rows ? load1<T>(base + (j * stride + k) * size) : 0.0f;
 }
+#else
+template <DType T>
+void pack_weight_panel(const void* src, int64_t stride, int rows, int64_t kc, int nr, float* bp) {
+  constexpr size_t size = T == DType::F32 ? 4 : 2;
+  const auto* base = static_cast<const uint8_t*>(src);
+  for (int j = 0; j < nr; j++) {  // row by row: each weight row is read in order
+    const uint8_t* row = base + j * stride * int64_t(size);
+    for (int64_t k = 0; k < kc; k++) bp[k * nr + j] = j < rows ? load1<T>(row + k * int64_t(size)) : 0.0f;
+  }
+}
+#endif
 
 // A tile of `tokens` rows whose nr columns run past the end of y's rows:
 // computed in a scratch tile, only its valid part copied.

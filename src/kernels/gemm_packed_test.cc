@@ -80,24 +80,28 @@ void for_each_target_and_panel(Fn fn) {
 }
 
 TEST(GemmPacked, EveryTargetCompiledForRunsHere) {
-  // At least AVX2 and SSE4 on any machine the tests run on (gemm_packed needs
-  // AVX2), so the width-generic code is tested at 8 and 4 lanes even where no
-  // AVX-512 CPU is at hand.
-  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no AVX2 here";
+  // At least AVX2 and SSE4 on any x86 machine the tests run on (gemm_packed
+  // needs AVX2), so the width-generic code is tested at 8 and 4 lanes even
+  // where no AVX-512 CPU is at hand; NEON alone on aarch64 (SVE left out).
+  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no SIMD here";
   std::vector<std::string> names;
   for (int64_t target : gemm_microkernel_targets()) {
     gemm_microkernel_pin_target(target);
     names.push_back(gemm_packed_target());
   }
   gemm_microkernel_pin_target(0);
+#if defined(__aarch64__)
+  EXPECT_EQ(names, std::vector<std::string>{"NEON"});
+#else
   EXPECT_GE(names.size(), 2u);
   EXPECT_NE(std::find(names.begin(), names.end(), "AVX2"), names.end());
   EXPECT_NE(std::find(names.begin(), names.end(), "SSE4"), names.end());
+#endif
   EXPECT_EQ(gemm_packed_target(), names.front()) << "dispatch runs the best target";
 }
 
 TEST(GemmPacked, PlainFloatTypesOnOddShapes) {
-  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no AVX2 here";
+  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no SIMD here";
   // in: under one vector, not a multiple of 8, and past two 512-column slices
   // with a ragged tail; n and out: partial token panels and row tiles, one row.
   for_each_target_and_panel([](int panel) {
@@ -109,7 +113,7 @@ TEST(GemmPacked, PlainFloatTypesOnOddShapes) {
 }
 
 TEST(GemmPacked, AllTokenCountsOfBothPanels) {
-  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no AVX2 here";
+  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no SIMD here";
   // n = 1..25: every partial last panel of 6 and of 12 tokens; 70 rows: full
   // tiles of 8, 16 and 32 rows and a ragged one.
   for_each_target_and_panel([](int panel) {
@@ -118,7 +122,7 @@ TEST(GemmPacked, AllTokenCountsOfBothPanels) {
 }
 
 TEST(GemmPacked, BlockTypesConvertWholeBlocks) {
-  if (!gemm_packed_supports(DType::Q4_1)) GTEST_SKIP() << "no AVX2 here";
+  if (!gemm_packed_supports(DType::Q4_1)) GTEST_SKIP() << "no SIMD here";
   // 768 columns: one 512-column slice and a 256-column one with AVX2's 16
   // rows, three 256-column slices with AVX-512's 32.
   for_each_target_and_panel([](int panel) {

@@ -34,6 +34,12 @@ const InterleavedFormat* interleaved_format(DType t) {
 }
 
 const InterleavedFormat* interleaved_repack_for(DType from) {
+#if !defined(__x86_64__)
+  // The layouts' kernels are SIMD on x86-64 only. Elsewhere their scalar
+  // references would replace what the file types get there (SIMD row dots for
+  // decoding, the packed GEMM for prompts), so matrices keep their file layout.
+  return nullptr;
+#endif
   for (const auto& f : kFormats)
     if (f.type != DType::Q8_0_2OF4_X8 && file_type(f.type) == from) return &f;
   return nullptr;

@@ -41,7 +41,8 @@ struct InterleavedFormat {
 
 // The row of an interleaved layout, or null for any other type.
 const InterleavedFormat* interleaved_format(DType t);
-// The layout a matrix of file type `from` is repacked into at load, or null.
+// The layout a matrix of file type `from` is repacked into at load, or null
+// (always null off x86-64, where the layouts have no SIMD kernels).
 const InterleavedFormat* interleaved_repack_for(DType from);
 
 // Adapters from a layout's typed kernels to the table's signatures.
@@ -76,14 +77,20 @@ void x8_gemm4_by_gemv(int64_t cols, const void* g, const void* a, const int32_t*
     Gemv(cols, g, static_cast<const Act*>(a) + t * stride, sums ? sums + t * stride : nullptr, out + t * out_stride);
 }
 
+// The scalar kernels of a layout: the reference gemv, 4 of them for 4 tokens.
+template <class Group, class Act, auto Ref>
+X8Kernels x8_reference_kernels() {
+  constexpr X8Gemv ref = x8_gemv<Group, Act, Ref>;
+  return {ref, x8_gemm4_by_gemv<Act, ref>};
+}
+
 // The chooser of a layout with scalar, AVX2 and VNNI kernels: the reference
 // gemv (4 of them for 4 tokens) without SIMD, else the AVX2 gemv with the
 // 4-token kernel of the vpdpbusd encoding qdot_vnni() picks, or AVX2's.
 template <class Group, class Act, auto Ref, auto Gemv, auto Gemm4, auto GemmAvxVnni, auto GemmAvx512Vnni,
           auto GemmEmulated>
 X8Kernels x8_kernels_with_vnni() {
-  constexpr X8Gemv ref = x8_gemv<Group, Act, Ref>;
-  if (!qdot_simd_active()) return {ref, x8_gemm4_by_gemv<Act, ref>};
+  if (!qdot_simd_active()) return x8_reference_kernels<Group, Act, Ref>();
   constexpr X8Gemv gemv = x8_gemv<Group, Act, Gemv>;
   switch (qdot_vnni()) {
     case Vnni::avx: return {gemv, x8_gemm4<Group, Act, GemmAvxVnni>};

@@ -1,12 +1,19 @@
 #include "kernels/ops.h"
 
-#include <immintrin.h>
-
 #include <cmath>
 
 #include "core/fp16.h"
-#include "kernels/avx2_helpers.h"
 #include "kernels/qdot.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/avx2_helpers.h"
+#define LMPRESS_AVX2_DISPATCH(call) \
+  if (qdot_simd_active()) return call
+#else
+#define LMPRESS_AVX2_DISPATCH(call)
+#endif
 
 namespace lmpress {
 
@@ -42,6 +49,7 @@ void silu_mul_ref(float* gate, const float* up, int64_t n) {
   }
 }
 
+#if defined(__x86_64__)
 namespace {
 
 __attribute__((target("avx2,fma"))) void silu_mul_avx2(float* gate, const float* up, int64_t n) {
@@ -80,24 +88,25 @@ __attribute__((target("avx2"))) void from_bf16_avx2(const uint16_t* h, int64_t n
 }
 
 }  // namespace
+#endif  // defined(__x86_64__)
 
 void silu_mul(float* gate, const float* up, int64_t n) {
-  if (qdot_simd_active()) return silu_mul_avx2(gate, up, n);
+  LMPRESS_AVX2_DISPATCH(silu_mul_avx2(gate, up, n));
   silu_mul_ref(gate, up, n);
 }
 
 void from_f16(const uint16_t* h, int64_t n, float* out) {
-  if (qdot_simd_active()) return from_f16_avx2(h, n, out);
+  LMPRESS_AVX2_DISPATCH(from_f16_avx2(h, n, out));
   for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(h[i]);
 }
 
 void from_bf16(const uint16_t* h, int64_t n, float* out) {
-  if (qdot_simd_active()) return from_bf16_avx2(h, n, out);
+  LMPRESS_AVX2_DISPATCH(from_bf16_avx2(h, n, out));
   for (int64_t i = 0; i < n; i++) out[i] = bf16_to_f32(h[i]);
 }
 
 void to_f16(const float* x, int64_t n, uint16_t* out) {
-  if (qdot_simd_active()) return to_f16_avx2(x, n, out);
+  LMPRESS_AVX2_DISPATCH(to_f16_avx2(x, n, out));
   for (int64_t i = 0; i < n; i++) out[i] = f32_to_f16(x[i]);
 }
 

@@ -1,15 +1,18 @@
 #include "kernels/q4_0x8.h"
 
-#include <immintrin.h>
-
 #include <cstring>
 
 #include "core/error.h"
 #include "core/fp16.h"
-#include "kernels/avx2_helpers.h"
 #include "kernels/interleave.h"
 #include "kernels/qdot.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/avx2_helpers.h"
 #include "kernels/x8_vnni.h"
+#endif
 
 namespace lmpress {
 
@@ -90,6 +93,7 @@ void gemv_q4_0x8_ref(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, con
   std::memcpy(out, acc, sizeof(acc));
 }
 
+#if defined(__x86_64__)
 namespace {
 
 __attribute__((target("avx2,fma,f16c"))) void gemv_q4_0x8_avx2(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a,
@@ -147,11 +151,16 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q4_0x8_avx2(int64_t cols, co
 }
 
 }  // namespace
+#endif  // defined(__x86_64__)
 
 X8Kernels q4_0x8_kernels() {
+#if defined(__x86_64__)
   return x8_kernels_with_vnni<BlockQ4_0x8, BlockQ8_0, gemv_q4_0x8_ref, gemv_q4_0x8_avx2, gemm4_q4_0x8_avx2,
                               simd_avxvnni::gemm4_q4_0x8, simd_avx512vnni::gemm4_q4_0x8,
                               simd_vnni_emulated::gemm4_q4_0x8>();
+#else
+  return x8_reference_kernels<BlockQ4_0x8, BlockQ8_0, gemv_q4_0x8_ref>();
+#endif
 }
 
 void gemm4_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,

@@ -1,21 +1,26 @@
 #include "kernels/q4_kx8.h"
 
-#include <immintrin.h>
-
 #include <cstring>
 
 #include "core/fp16.h"
-#include "kernels/avx2_helpers.h"
 #include "kernels/interleave.h"
 #include "kernels/q4_kx8_avx2.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/avx2_helpers.h"
 #include "kernels/x8_vnni.h"
+#endif
 
 namespace lmpress {
 
+using q4_kx8_avx2::sub_sum;
+#if defined(__x86_64__)
 using q4_kx8_avx2::block_epilogue;
 using q4_kx8_avx2::block_mins;
 using q4_kx8_avx2::rows_u8;
-using q4_kx8_avx2::sub_sum;
+#endif
 
 namespace {
 
@@ -109,6 +114,7 @@ void gemv_q4_kx8_ref(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, flo
   std::memcpy(out, acc, sizeof(acc));
 }
 
+#if defined(__x86_64__)
 namespace {
 
 // Sub-block dots (int32 per row) of one chunk half: nibbles (low: shift 0,
@@ -178,11 +184,16 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q4_kx8_avx2(int64_t cols, co
 }
 
 }  // namespace
+#endif  // defined(__x86_64__)
 
 X8Kernels q4_kx8_kernels() {
+#if defined(__x86_64__)
   return x8_kernels_with_vnni<BlockQ4_Kx8, BlockQ8_K, gemv_q4_kx8_ref, gemv_q4_kx8_avx2, gemm4_q4_kx8_avx2,
                               simd_avxvnni::gemm4_q4_kx8, simd_avx512vnni::gemm4_q4_kx8,
                               simd_vnni_emulated::gemm4_q4_kx8>();
+#else
+  return x8_reference_kernels<BlockQ4_Kx8, BlockQ8_K, gemv_q4_kx8_ref>();
+#endif
 }
 
 void gemv_q4_kx8(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, float* out) {

@@ -2,16 +2,22 @@
 // versions (q4_kx8.cc) and the VNNI ones (x8_vnni_kernels.inc) share: reading
 // the 8 rows' scales and mins, and the per-block epilogue.
 #pragma once
-#include <immintrin.h>
-
 #include <cstdint>
 
 #include "kernels/q4_kx8.h"
 
 namespace lmpress::q4_kx8_avx2 {
 
-// Σ of activation sub-block j (32 values) from the Q8_K block's 16-value sums.
+// Σ of activation sub-block j (32 values) from the Q8_K block's 16-value sums
+// (plain C++: the scalar reference uses it too).
 inline int32_t sub_sum(const BlockQ8_K& a, int j) { return a.bsums[2 * j] + a.bsums[2 * j + 1]; }
+
+}  // namespace lmpress::q4_kx8_avx2
+
+#if defined(__x86_64__)  // the rest is x86 only
+#include <immintrin.h>
+
+namespace lmpress::q4_kx8_avx2 {
 
 // 8 bytes (one per row) widened to 8 int32 lanes.
 __attribute__((target("avx2"))) inline __m256i rows_u8(const uint8_t* p) {
@@ -37,3 +43,4 @@ __attribute__((target("avx2"))) inline __m256i block_mins(const BlockQ4_Kx8& g, 
 }
 
 }  // namespace lmpress::q4_kx8_avx2
+#endif  // defined(__x86_64__)

@@ -1,13 +1,16 @@
 #include "kernels/q5_0x8.h"
 
-#include <immintrin.h>
-
 #include <cstring>
 
 #include "core/fp16.h"
-#include "kernels/avx2_helpers.h"
 #include "kernels/interleave.h"
 #include "kernels/qdot.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/avx2_helpers.h"
+#endif
 
 namespace lmpress {
 
@@ -102,6 +105,7 @@ void gemv_q5_0x8_ref(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, con
   std::memcpy(out, acc, sizeof(acc));
 }
 
+#if defined(__x86_64__)
 namespace {
 
 // The unsigned 5-bit values of nibble vector v: low (weights 4v + i) and high
@@ -172,13 +176,15 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q5_0x8_avx2(int64_t cols, co
 }
 
 }  // namespace
+#endif  // defined(__x86_64__)
 
 X8Kernels q5_0x8_kernels() {
   using G = BlockQ5_0x8;
   using A = BlockQ8_0;
-  constexpr X8Gemv ref = x8_gemv<G, A, gemv_q5_0x8_ref>;
-  if (!qdot_simd_active()) return {ref, x8_gemm4_by_gemv<A, ref>};
-  return {x8_gemv<G, A, gemv_q5_0x8_avx2>, x8_gemm4<G, A, gemm4_q5_0x8_avx2>};
+#if defined(__x86_64__)
+  if (qdot_simd_active()) return {x8_gemv<G, A, gemv_q5_0x8_avx2>, x8_gemm4<G, A, gemm4_q5_0x8_avx2>};
+#endif
+  return x8_reference_kernels<G, A, gemv_q5_0x8_ref>();
 }
 
 void gemv_q5_0x8(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, const int32_t* sums, float* out) {

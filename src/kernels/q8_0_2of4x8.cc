@@ -1,15 +1,18 @@
 #include "kernels/q8_0_2of4x8.h"
 
-#include <immintrin.h>
-
 #include <cstring>
 
 #include "core/error.h"
 #include "core/fp16.h"
-#include "kernels/avx2_helpers.h"
 #include "kernels/interleave.h"
 #include "kernels/qdot.h"
 #include "kernels/sparse24.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include "kernels/avx2_helpers.h"
+#endif
 
 namespace lmpress {
 
@@ -88,6 +91,7 @@ void gemv_q8_0_2of4x8_ref(int64_t cols, const BlockQ8_0_2of4x8* g, const BlockQ8
   std::memcpy(out, acc, sizeof(acc));
 }
 
+#if defined(__x86_64__)
 namespace {
 
 __attribute__((target("avx2,fma,f16c"))) void gemv_q8_0_2of4x8_avx2(int64_t cols, const BlockQ8_0_2of4x8* g,
@@ -117,13 +121,16 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q8_0_2of4x8_avx2(int64_t cols
 }
 
 }  // namespace
+#endif  // defined(__x86_64__)
 
 X8Kernels q8_0_2of4x8_kernels() {
   using G = BlockQ8_0_2of4x8;
   using A = BlockQ8_0;
   // One-token kernel only: gathering the kept activations costs what 4 tokens would share.
-  if (!qdot_simd_active()) return {x8_gemv<G, A, gemv_q8_0_2of4x8_ref>, nullptr};
-  return {x8_gemv<G, A, gemv_q8_0_2of4x8_avx2>, nullptr};
+#if defined(__x86_64__)
+  if (qdot_simd_active()) return {x8_gemv<G, A, gemv_q8_0_2of4x8_avx2>, nullptr};
+#endif
+  return {x8_gemv<G, A, gemv_q8_0_2of4x8_ref>, nullptr};
 }
 
 void gemv_q8_0_2of4x8(int64_t cols, const BlockQ8_0_2of4x8* g, const BlockQ8_0* a, float* out) {

@@ -11,6 +11,21 @@
 #include "kernels/sparse24.h"
 #include "kernels/x8_vnni.h"
 
+// The SIMD columns of the tables below: each architecture's kernels, null on the other.
+#if defined(__x86_64__)
+#define LMPRESS_AVX2(f) simd_avx2::f
+#else
+#define LMPRESS_AVX2(f) nullptr
+#endif
+#if defined(__aarch64__)
+#include "kernels/qdot_neon.h"
+#define LMPRESS_NEON(f) simd_neon::f
+#define LMPRESS_NEON_DOTPROD(f) simd_neon_dotprod::f
+#else
+#define LMPRESS_NEON(f) nullptr
+#define LMPRESS_NEON_DOTPROD(f) nullptr
+#endif
+
 namespace lmpress {
 
 size_t activation_bytes(ActFormat f, int64_t n) {
@@ -20,7 +35,11 @@ size_t activation_bytes(ActFormat f, int64_t n) {
 void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
   if (f == ActFormat::Q8_0) {
     auto* y = static_cast<BlockQ8_0*>(out);
+#if defined(__x86_64__)
     if (qdot_simd_active()) return simd_avx2::quantize_q8_0(x, n, y);
+#elif defined(__aarch64__)
+    if (qdot_simd_active()) return simd_neon::quantize_q8_0(x, n, y);
+#endif
     for (int64_t b = 0; b < n / 32; b++) {
       const float* v = x + b * 32;
       float amax = 0;
@@ -60,37 +79,54 @@ bool g_use_simd = true;
 std::optional<Vnni> g_vnni_pin;
 
 // One row per weight type with a dot kernel: its activation format, the
-// scalar reference and the AVX2 version (null: the reference serves every ISA).
+// scalar reference and the SIMD versions: x86-64 AVX2, aarch64 NEON (Armv8-A)
+// and NEON with SDOT (null: the next one down serves, down to the reference).
 struct DotRow {
   DType type;
   ActFormat act;
-  QDotFn ref, avx2;
+  QDotFn ref, avx2, neon, neon_dotprod;
 };
 const DotRow kQDots[] = {
-    {DType::Q4_0, ActFormat::Q8_0, qdot_ref::q4_0, simd_avx2::dot_q4_0_q8_0},
-    {DType::Q5_0, ActFormat::Q8_0, qdot_ref::q5_0, simd_avx2::dot_q5_0_q8_0},
-    {DType::Q8_0, ActFormat::Q8_0, qdot_ref::q8_0, simd_avx2::dot_q8_0_q8_0},
-    {DType::Q8_0_2OF4, ActFormat::Q8_0, dot_2of4_q8_0_ref, simd_avx2::dot_2of4_q8_0_q8_0},
-    {DType::Q4_1, ActFormat::Q8_0, qdot_ref::q4_1, simd_avx2::dot_q4_1_q8_0},
-    {DType::Q5_1, ActFormat::Q8_0, qdot_ref::q5_1, simd_avx2::dot_q5_1_q8_0},
-    {DType::IQ4_NL, ActFormat::Q8_0, qdot_ref::iq4_nl, simd_avx2::dot_iq4_nl_q8_0},
-    {DType::Q2_K, ActFormat::Q8_K, qdot_ref::q2_K, simd_avx2::dot_q2_K_q8_K},
-    {DType::Q3_K, ActFormat::Q8_K, qdot_ref::q3_K, simd_avx2::dot_q3_K_q8_K},
-    {DType::Q4_K, ActFormat::Q8_K, qdot_ref::q4_K, simd_avx2::dot_q4_K_q8_K},
-    {DType::Q5_K, ActFormat::Q8_K, qdot_ref::q5_K, simd_avx2::dot_q5_K_q8_K},
-    {DType::Q6_K, ActFormat::Q8_K, qdot_ref::q6_K, simd_avx2::dot_q6_K_q8_K},
+    {DType::Q4_0, ActFormat::Q8_0, qdot_ref::q4_0, LMPRESS_AVX2(dot_q4_0_q8_0), LMPRESS_NEON(dot_q4_0_q8_0),
+     LMPRESS_NEON_DOTPROD(dot_q4_0_q8_0)},
+    {DType::Q5_0, ActFormat::Q8_0, qdot_ref::q5_0, LMPRESS_AVX2(dot_q5_0_q8_0), LMPRESS_NEON(dot_q5_0_q8_0),
+     LMPRESS_NEON_DOTPROD(dot_q5_0_q8_0)},
+    {DType::Q8_0, ActFormat::Q8_0, qdot_ref::q8_0, LMPRESS_AVX2(dot_q8_0_q8_0), LMPRESS_NEON(dot_q8_0_q8_0),
+     LMPRESS_NEON_DOTPROD(dot_q8_0_q8_0)},
+    {DType::Q8_0_2OF4, ActFormat::Q8_0, dot_2of4_q8_0_ref, LMPRESS_AVX2(dot_2of4_q8_0_q8_0), nullptr, nullptr},
+    {DType::Q4_1, ActFormat::Q8_0, qdot_ref::q4_1, LMPRESS_AVX2(dot_q4_1_q8_0), nullptr, nullptr},
+    {DType::Q5_1, ActFormat::Q8_0, qdot_ref::q5_1, LMPRESS_AVX2(dot_q5_1_q8_0), nullptr, nullptr},
+    {DType::IQ4_NL, ActFormat::Q8_0, qdot_ref::iq4_nl, LMPRESS_AVX2(dot_iq4_nl_q8_0), nullptr, nullptr},
+    {DType::Q2_K, ActFormat::Q8_K, qdot_ref::q2_K, LMPRESS_AVX2(dot_q2_K_q8_K), nullptr, nullptr},
+    {DType::Q3_K, ActFormat::Q8_K, qdot_ref::q3_K, LMPRESS_AVX2(dot_q3_K_q8_K), nullptr, nullptr},
+    {DType::Q4_K, ActFormat::Q8_K, qdot_ref::q4_K, LMPRESS_AVX2(dot_q4_K_q8_K), LMPRESS_NEON(dot_q4_K_q8_K),
+     LMPRESS_NEON_DOTPROD(dot_q4_K_q8_K)},
+    {DType::Q5_K, ActFormat::Q8_K, qdot_ref::q5_K, LMPRESS_AVX2(dot_q5_K_q8_K), nullptr, nullptr},
+    {DType::Q6_K, ActFormat::Q8_K, qdot_ref::q6_K, LMPRESS_AVX2(dot_q6_K_q8_K), LMPRESS_NEON(dot_q6_K_q8_K),
+     LMPRESS_NEON_DOTPROD(dot_q6_K_q8_K)},
 };
 
 struct FDotRow {
   DType type;
-  FDotFn ref, avx2;
+  FDotFn ref, avx2, neon;  // no NEON dotprod column: the float dots do not use SDOT
 };
 const FDotRow kFDots[] = {
-    {DType::F16, qdot_ref::f16, simd_avx2::dot_f16_f32},
-    {DType::BF16, qdot_ref::bf16, simd_avx2::dot_bf16_f32},
-    {DType::F16_2OF4, dot_2of4_f16_ref, simd_avx2::dot_2of4_f16_f32},
-    {DType::F16_BITMAP, dot_bitmap_f16_ref, simd_avx2::dot_bitmap_f16_f32},
+    {DType::F16, qdot_ref::f16, LMPRESS_AVX2(dot_f16_f32), LMPRESS_NEON(dot_f16_f32)},
+    {DType::BF16, qdot_ref::bf16, LMPRESS_AVX2(dot_bf16_f32), LMPRESS_NEON(dot_bf16_f32)},
+    {DType::F16_2OF4, dot_2of4_f16_ref, LMPRESS_AVX2(dot_2of4_f16_f32), nullptr},
+    {DType::F16_BITMAP, dot_bitmap_f16_ref, LMPRESS_AVX2(dot_bitmap_f16_f32), nullptr},
 };
+
+// The best of a row's versions that cpu_isa() allows.
+template <class Fn>
+Fn best_of(Fn ref, Fn avx2, Fn neon, Fn neon_dotprod) {
+  if (!qdot_simd_active()) return ref;
+  const CpuFeatures& cap = cpu_isa();
+  if (cap.avx2 && avx2) return avx2;
+  if (cap.dotprod && neon_dotprod) return neon_dotprod;
+  if (cap.neon && neon) return neon;
+  return ref;
+}
 
 template <class Row, size_t N>
 const Row* find_row(const Row (&rows)[N], DType t) {
@@ -109,7 +145,7 @@ FDotFn fdot_reference(DType t) {
 FDotFn fdot(DType t) {
   const FDotRow* r = find_row(kFDots, t);
   if (!r) return nullptr;
-  return qdot_simd_active() && r->avx2 ? r->avx2 : r->ref;
+  return best_of<FDotFn>(r->ref, r->avx2, r->neon, nullptr);
 }
 
 QDotKernel qdot_reference(DType t) {
@@ -120,10 +156,10 @@ QDotKernel qdot_reference(DType t) {
 QDotKernel qdot(DType t) {
   const DotRow* r = find_row(kQDots, t);
   if (!r) return {};
-  return {r->act, qdot_simd_active() && r->avx2 ? r->avx2 : r->ref};
+  return {r->act, best_of(r->ref, r->avx2, r->neon, r->neon_dotprod)};
 }
 
-bool qdot_simd_active() { return g_use_simd && cpu_isa().avx2; }
+bool qdot_simd_active() { return g_use_simd && (cpu_isa().avx2 || cpu_isa().neon); }
 
 bool qdot_vnni_available(Vnni v) {
   switch (v) {
@@ -144,6 +180,7 @@ Vnni qdot_vnni() {
 
 const char* qdot_target() {
   if (!qdot_simd_active()) return "scalar";
+  if (cpu_isa().neon) return cpu_isa().dotprod ? "neon-dotprod" : "neon";
   switch (qdot_vnni()) {
     case Vnni::avx: return "avx-vnni";
     case Vnni::avx512: return "avx512-vnni";

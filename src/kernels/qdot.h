@@ -3,8 +3,8 @@
 // quantized once per matmul (to ggml's Q8_0 blocks for the 32-element
 // formats, Q8_K for the k-quants), each block's integer dot product is exact,
 // and the blocks' scales weight it. A scalar reference per format, and AVX2
-// versions chosen at run time when the CPU and the OS support them (never
-// assumed at build time).
+// (x86-64) or NEON (aarch64, kernels/qdot_neon.h) versions chosen at run time
+// when the CPU and the OS support them (never assumed at build time).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -40,7 +40,8 @@ struct QDotKernel {
 QDotKernel qdot_reference(DType t);
 // The fastest implementation for this CPU.
 QDotKernel qdot(DType t);
-// Whether qdot() and the other dispatched kernels use their AVX2 versions.
+// Whether qdot() and the other dispatched kernels use their SIMD versions
+// (AVX2 on x86-64, NEON on aarch64).
 bool qdot_simd_active();
 // The vpdpbusd encodings the 4-token Q4_0_x8 / Q8_0_x8 / Q4_K_x8 kernels have
 // (kernels/x8_vnni.h): none means AVX2's maddubs; emulated runs the VNNI
@@ -53,7 +54,7 @@ Vnni qdot_vnni();
 // Whether the CPU and OS have v (none: always; emulated: with AVX2).
 bool qdot_vnni_available(Vnni v);
 // The best instruction set the kernels use: "avx-vnni", "avx512-vnni",
-// "vnni-emulated", "avx2" or "scalar".
+// "vnni-emulated", "avx2", "neon-dotprod", "neon" or "scalar".
 const char* qdot_target();
 // Tests: force the scalar path (false) or the best available (true).
 void qdot_use_simd(bool enabled);

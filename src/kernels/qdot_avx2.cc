@@ -1,6 +1,7 @@
 // AVX2 versions of the qdot kernels. Compiled with per-function target
 // attributes (the build does not assume AVX2) and only called after
 // available() says the CPU and OS support it.
+#if defined(__x86_64__)  // x86 only: on other architectures this file is empty
 #include <immintrin.h>
 
 #include <cstring>
@@ -180,3 +181,4 @@ __attribute__((target("avx2,fma,f16c"))) void quantize_q8_0(const float* x, int6
 }
 
 }  // namespace lmpress::simd_avx2
+#endif  // defined(__x86_64__)

@@ -1,6 +1,7 @@
 // AVX2 dot products of the k-quant super-blocks (Q2_K..Q6_K, 256 values)
 // with Q8_K activations. Same conventions as qdot_avx2.cc: per-function
 // target attributes, reached only after available().
+#if defined(__x86_64__)  // x86 only: on other architectures this file is empty
 #include <immintrin.h>
 
 #include <cstring>
@@ -179,3 +180,4 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q6_K_q8_K(int64_t n, const vo
 }
 
 }  // namespace lmpress::simd_avx2
+#endif  // defined(__x86_64__)

@@ -73,6 +73,18 @@ TEST(QDot, ActivationsQ8_K) {
   EXPECT_EQ(b.bsums[12], -32);
 }
 
+// Whether this architecture has a SIMD dot for t (every type on x86-64).
+bool has_simd_dot(DType t) {
+#if defined(__aarch64__)
+  for (DType n : {DType::Q4_0, DType::Q5_0, DType::Q8_0, DType::Q4_K, DType::Q6_K})
+    if (t == n) return true;
+  return false;
+#else
+  (void)t;
+  return true;
+#endif
+}
+
 TEST(QDot, ReferenceAndSimdAgree) {
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL, DType::Q2_K,
                   DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
@@ -98,11 +110,13 @@ TEST(QDot, ReferenceAndSimdAgree) {
       for (int64_t i = 0; i < n; i++) want += double(dw[size_t(i)]) * dx[size_t(i)], mag += std::fabs(dw[size_t(i)] * dx[size_t(i)]);
       const float ref = ref_k.fn(n, qw.data(), qa.data());
       EXPECT_NEAR(ref, want, 1e-5 * mag);
-      if (simd_avx2::available()) {
-        const QDotKernel best = qdot(t);
-        EXPECT_NE(best.fn, ref_k.fn);
-        EXPECT_NEAR(best.fn(n, qw.data(), qa.data()), ref, 1e-5 * mag);
-      }
+      // Every target's kernel (AVX2; NEON with and without SDOT) against the reference.
+      test::for_kernel_targets({n}, [&](int64_t) {
+        const QDotKernel k = qdot(t);
+        EXPECT_EQ(k.act, ref_k.act);
+        EXPECT_EQ(k.fn != ref_k.fn, qdot_simd_active() && has_simd_dot(t));
+        EXPECT_NEAR(k.fn(n, qw.data(), qa.data()), ref, 1e-5 * mag);
+      });
     }
   }
   // Extreme values: Q8_0 weights of ±127 and −128 (possible in foreign files) against ±127 activations.
@@ -113,7 +127,7 @@ TEST(QDot, ReferenceAndSimdAgree) {
     a.qs[i] = int8_t(i % 2 ? 127 : -127);
   }
   const float ref = qdot_reference(DType::Q8_0).fn(32, &w, &a);
-  if (simd_avx2::available()) EXPECT_EQ(simd_avx2::dot_q8_0_q8_0(32, &w, &a), ref);
+  test::for_kernel_targets({32}, [&](int64_t) { EXPECT_EQ(qdot(DType::Q8_0).fn(32, &w, &a), ref); });
   EXPECT_EQ(qdot_reference(DType::F16).fn, nullptr);
 }
 
@@ -133,7 +147,10 @@ TEST(QDot, FloatWeights) {
         mag += std::fabs(wv * x[size_t(i)]);
       }
       EXPECT_NEAR(fdot_reference(t)(n, h.data(), x.data()), want, 1e-5 * mag);
-      EXPECT_NEAR(fdot(t)(n, h.data(), x.data()), want, 1e-5 * mag);
+      test::for_kernel_targets({n}, [&](int64_t) {
+        EXPECT_EQ(fdot(t) != fdot_reference(t), qdot_simd_active());
+        EXPECT_NEAR(fdot(t)(n, h.data(), x.data()), want, 1e-5 * mag);
+      });
     }
   }
   EXPECT_EQ(fdot(DType::Q4_0), nullptr);

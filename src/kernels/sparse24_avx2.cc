@@ -5,6 +5,7 @@
 // which half of the load holds the values; then widened (F16C) and multiplied
 // with the 8 activations. No gathers, no permutes across lanes. Only called
 // after simd_avx2::available().
+#if defined(__x86_64__)  // x86 only: on other architectures this file is empty
 #include <immintrin.h>
 
 #include <algorithm>
@@ -109,3 +110,4 @@ __attribute__((target("avx2,fma,f16c"))) float dot_2of4_f16_f32(int64_t n, const
 }
 
 }  // namespace lmpress::simd_avx2
+#endif  // defined(__x86_64__)

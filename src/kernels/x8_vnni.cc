@@ -1,3 +1,4 @@
+#if defined(__x86_64__)  // x86 only: on other architectures this file is empty
 #include "kernels/x8_vnni.h"
 
 #include <immintrin.h>
@@ -57,3 +58,4 @@ __attribute__((target("avx2"))) inline __m256i dpbusd(__m256i acc, __m256i u, __
 }  // namespace simd_vnni_emulated
 
 }  // namespace lmpress
+#endif  // defined(__x86_64__)

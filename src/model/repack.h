@@ -31,7 +31,7 @@ SparseRepack repack_sparse(Model& m);
 // Repacks Q4_0 / Q5_0 / Q8_0 / Q4_K matrices whose rows are a multiple of 8
 // into Q4_0_X8 / Q5_0_X8 / Q8_0_X8 / Q4_K_X8 (the blocks' weights and the
 // output matrix; the token embeddings only when tied to the output). Returns
-// how many.
+// how many: none off x86-64 (kernels/interleaved.h, interleaved_repack_for).
 int64_t repack_interleaved(Model& m);
 
 // A row-interleaved matrix (is_row_interleaved) back in its file type's blocks
