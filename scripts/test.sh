@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: the GoogleTest suite under ctest, then every file
-# reader under libFuzzer (tests/fuzz) for a bounded time.
+# reader under libFuzzer (tests/fuzz) for a bounded time, then the aarch64
+# subset under qemu.
 # Usage: bash scripts/setup.sh && bash scripts/test.sh   (FUZZ_SECONDS=N to change the fuzz time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,5 +26,10 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
       || { tail -50 build-fuzz/fuzz_$t.log; echo "fuzz_$t found a crash"; exit 1; }
     grep -E "^#[0-9]+.*DONE" build-fuzz/fuzz_$t.log | tail -1 || true
   done
+fi
+# 64-bit ARM: cross-built, the kernel tests, lmp-8m's logits and the CLI under
+# qemu (scripts/test-aarch64.sh: a bounded subset). LMPRESS_AARCH64=0 skips it.
+if [ "${LMPRESS_AARCH64:-1}" != 0 ]; then
+  bash scripts/test-aarch64.sh
 fi
 echo "all tests passed"
