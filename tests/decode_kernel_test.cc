@@ -22,8 +22,9 @@ TEST(DecodeKernels, StayCloseToTheF32ActivationPath) {
   for (const char* type : {"q8_0", "q4_0", "q4_k_m"}) {
     SCOPED_TRACE(type);
     const std::string f = d + "/" + type + ".gguf";
-    if (std::string(type) != "q4_k_m")
+    if (std::string(type) != "q4_k_m") {
       ASSERT_EQ(test::run_cli("quantize " + src + " " + f + " --type " + type + " --pure").status, 0);
+    }
     auto m = load_model(f);
     const auto toks = m->tokenizer->encode(std::string("The history of the city begins with a small port"), true, false);
     const int64_t n = int64_t(toks.size()), V = m->cfg.n_vocab;
