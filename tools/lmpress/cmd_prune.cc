@@ -27,7 +27,9 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
                              {"tensors", tensors},     {"sparsity_linear", overall},
                              {"sparsity_model", r.n_params ? double(r.n_zero) / double(r.n_params) : 0.0},
                              {"n_params", r.n_params}, {"bytes_out", r.bytes_out}, {"bpw", bpw},
-                             {"calib_tokens", r.calib_tokens}, {"seconds", r.seconds}};
+                             {"calib_tokens", r.calib_tokens}, {"seconds", r.seconds},
+                             {"peak_rss_bytes", r.peak_rss}, {"largest_block_f32_bytes", r.block_f32_bytes},
+                             {"activation_bytes", r.activation_bytes}, {"statistics_bytes", r.statistics_bytes}};
     if (!r.layer_sparsity.empty()) {
       j["owl_outlier_ratio"] = r.owl_ratios;
       j["layer_sparsity"] = r.layer_sparsity;
@@ -65,7 +67,11 @@ void print_structured(const StructuredReport& r, bool json) {
                              {"layer_ffn", r.layer_ffn},
                              {"block_distance", r.block_distance},
                              {"removed_blocks", r.removed_blocks},
-                             {"calib_tokens", r.calib_tokens}};
+                             {"calib_tokens", r.calib_tokens},
+                             {"peak_rss_bytes", r.peak_rss},
+                             {"largest_block_f32_bytes", r.block_f32_bytes},
+                             {"activation_bytes", r.activation_bytes},
+                             {"statistics_bytes", r.statistics_bytes}};
     fmt::print("{}\n", json_text(j));
     return;
   }
@@ -154,6 +160,7 @@ void add_prune(CLI::App& app) {
       auto m = load_for_compression(o->in, "", o->no_finite_check);
       const auto r = prune_model_structured(*m, o->out, so, po);
       print_structured(r, o->json);
+      fmt::print(stderr, "{}\n", peak_memory_line(r.peak_rss, r.block_f32_bytes, r.activation_bytes, r.statistics_bytes));
       return;
     }
     po.method = parse_prune_method(o->method);
@@ -170,6 +177,7 @@ void add_prune(CLI::App& app) {
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     const auto r = prune_model(*m, o->out, po);
     print_report(r, po, o->json);
+    fmt::print(stderr, "{}\n", peak_memory_line(r.peak_rss, r.block_f32_bytes, r.activation_bytes, r.statistics_bytes));
   });
 }
 

@@ -32,7 +32,9 @@ void print_report(const QuantizeReport& r, bool json) {
                              {"bytes_in", r.bytes_in},     {"bytes_out", r.bytes_out},
                              {"bpw", bpw},                 {"calib_tokens", r.calib_tokens},
                              {"seconds", r.seconds},       {"peak_rss_bytes", r.peak_rss},
-                             {"activation_bytes", r.activation_bytes}};
+                             {"largest_block_f32_bytes", r.block_f32_bytes},
+                             {"activation_bytes", r.activation_bytes},
+                             {"statistics_bytes", r.statistics_bytes}};
     fmt::print("{}\n", json_text(j));
     return;
   }
@@ -44,8 +46,6 @@ void print_report(const QuantizeReport& r, bool json) {
   fmt::print("size {:.2f} MiB (from {:.2f} MiB), {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / mib,
              double(r.bytes_in) / mib, bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
-  fmt::print("\npeak memory {:.1f} MiB", double(r.peak_rss) / mib);
-  if (r.activation_bytes) fmt::print(" (calibration activations {:.1f} MiB)", double(r.activation_bytes) / mib);
   fmt::print("\n");
 }
 
@@ -145,6 +145,8 @@ void add_quantize(CLI::App& app) {
     }
     const auto report = quantize_model(*m, o->out, q);
     print_report(report, o->json);
+    fmt::print(stderr, "{}\n",
+               peak_memory_line(report.peak_rss, report.block_f32_bytes, report.activation_bytes, report.statistics_bytes));
   });
 }
 
