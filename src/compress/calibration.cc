@@ -79,13 +79,12 @@ uint64_t peak_rss_bytes() {
   return uint64_t(ru.ru_maxrss) * 1024;
 }
 
-std::string peak_memory_line(uint64_t peak_rss, uint64_t block_f32, uint64_t activations, uint64_t statistics) {
-  const auto mib = [](double b) { return b / (1024.0 * 1024.0); };
-  const double bound = 1.5 * double(block_f32) + double(activations) + double(statistics);
+std::string MemoryReport::line() const {
+  const auto mib = [](uint64_t b) { return double(b) / (1024.0 * 1024.0); };
   return fmt::format(
-      "peak RSS {:.1f} MiB; 1.5 x largest block as f32 ({:.1f} MiB) + calibration state ({:.1f} MiB activations, "
-      "{:.1f} MiB statistics) = {:.1f} MiB",
-      mib(double(peak_rss)), mib(double(block_f32)), mib(double(activations)), mib(double(statistics)), mib(bound));
+      "peak RSS {:.1f} MiB; one-block bound {:.1f} MiB = 1.5 x largest block as f32 ({:.1f} MiB) + activations "
+      "({:.1f} MiB) + statistics ({:.1f} MiB), plus the program itself",
+      mib(peak_rss), mib(bound()), mib(block_f32_bytes), mib(activation_bytes), mib(statistics_bytes));
 }
 
 std::vector<Tensor> block_tensors(const Model& m, int64_t layer) {

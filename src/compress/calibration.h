@@ -60,12 +60,20 @@ struct ChannelStats {
 uint64_t largest_block_f32_bytes(const Model& m);
 // The process's peak resident set (getrusage ru_maxrss), in bytes.
 uint64_t peak_rss_bytes();
-// One line for the end of a layer-by-layer compression: the peak RSS, and the
-// bound that layer-by-layer processing keeps it under (besides the program's
-// own few tens of MiB): 1.5 × the largest block's f32 size + the calibration
-// state (the windows' activations; one block's Hessians or channel sums and
-// the solver's working copy of the largest Hessian).
-std::string peak_memory_line(uint64_t peak_rss, uint64_t block_f32, uint64_t activations, uint64_t statistics);
+// What a layer-by-layer compression held, against the bound it keeps the
+// peak under (besides the program's own code and libraries): 1.5 × the
+// largest block's f32 size + the calibration state.
+struct MemoryReport {
+  uint64_t peak_rss = 0;          // bytes, whole process (getrusage), once the file is written
+  uint64_t block_f32_bytes = 0;   // the largest transformer block's weights as f32
+  uint64_t activation_bytes = 0;  // the windows' hidden states, one window's block buffers
+  // One block's Hessians or channel statistics, and the GPTQ/SparseGPT
+  // solver's copy of the largest Hessian (gptq_solver_bytes).
+  uint64_t statistics_bytes = 0;
+  uint64_t bound() const { return block_f32_bytes * 3 / 2 + activation_bytes + statistics_bytes; }
+  // "peak RSS ... MiB; one-block bound ... MiB = 1.5 x ... + ..."
+  std::string line() const;
+};
 // Block `layer`'s tensors (views into the input), to be put back with
 // restore_block once the compressed block has been written.
 std::vector<Tensor> block_tensors(const Model& m, int64_t layer);

@@ -132,7 +132,7 @@ class Pruner {
         stat_bytes += h.size() * sizeof(float);
         if (o_.method == PruneMethod::SparseGPT) solver = std::max(solver, gptq_solver_bytes(cols[s]));
       }
-      rep_.statistics_bytes = std::max(rep_.statistics_bytes, stat_bytes + solver);
+      rep_.memory.statistics_bytes = std::max(rep_.memory.statistics_bytes, stat_bytes + solver);
       const std::vector<Tensor> originals = block_tensors(m_, l);
       for (LinearSite site : kLinearSites) {
         for (const auto& w : linear_names(l, site)) prune_linear(tensor_ref(m_, w), H.at(site), pattern(l));
@@ -145,7 +145,7 @@ class Pruner {
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
-    rep_.activation_bytes = cal.activation_bytes();
+    rep_.memory.activation_bytes = cal.activation_bytes();
   }
 
  private:
@@ -222,7 +222,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   if (o.global && (o.method != PruneMethod::Magnitude || o.pattern.is_nm() || o.owl))
     fail("--global ranks raw |w| across layers: it applies to --method magnitude with --sparsity, without --owl");
   Pruner p(m, o, rep);
-  rep.block_f32_bytes = largest_block_f32_bytes(m);
+  rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   ExportOptions eo;
   eo.name = o.name;
   eo.type_of = [&p](const Tensor& t) { return p.type_of(t.name); };
@@ -235,7 +235,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   out->commit();
   for (const auto& t : m.tensors) rep.bytes_out += uint64_t(t.rows()) * row_bytes(p.type_of(t.name), uint64_t(t.cols()));
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  rep.peak_rss = peak_rss_bytes();
+  rep.memory.peak_rss = peak_rss_bytes();
   return rep;
 }
 
@@ -263,7 +263,7 @@ StructuredReport prune_model_structured(Model& m, const std::string& out_path, c
   }
   eo.type_of = [&types](const Tensor& t) { return types.at(t.name); };
   write_gguf_model(m, out_path, eo);
-  rep.peak_rss = peak_rss_bytes();
+  rep.memory.peak_rss = peak_rss_bytes();
   return rep;
 }
 

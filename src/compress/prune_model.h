@@ -42,12 +42,7 @@ struct PruneReport {
   int64_t calib_tokens = 0;
   double seconds = 0;
   std::vector<double> owl_ratios, layer_sparsity;  // with OWL: per block outlier ratio and target
-  uint64_t peak_rss = 0;          // bytes, whole process
-  uint64_t activation_bytes = 0;  // calibration: hidden states of the windows, one window's block buffers
-  // calibration: one block's Hessians and SparseGPT's solver copy of the
-  // largest (gptq_solver_bytes); the largest block's
-  uint64_t statistics_bytes = 0;
-  uint64_t block_f32_bytes = 0;   // the largest transformer block's weights as f32
+  MemoryReport memory;
 };
 
 // Prunes m's blocks one after another, writing each to `out_path` (GGUF) as

@@ -164,7 +164,7 @@ class Quantizer {
         stat_bytes += st.bytes();
         if (o_.method == QuantMethod::GPTQ) solver = std::max(solver, gptq_solver_bytes(st.cols));
       }
-      rep_.statistics_bytes = std::max(rep_.statistics_bytes, stat_bytes + solver);
+      rep_.memory.statistics_bytes = std::max(rep_.memory.statistics_bytes, stat_bytes + solver);
       const std::vector<Tensor> originals = block_tensors(m_, l);
       if (o_.method == QuantMethod::AWQ) apply_awq_scales(l, stats);
       for (LinearSite site : kLinearSites) {
@@ -180,7 +180,7 @@ class Quantizer {
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
-    rep_.activation_bytes = cal.activation_bytes();
+    rep_.memory.activation_bytes = cal.activation_bytes();
   }
 
  private:
@@ -394,7 +394,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
         fail("{}: {} is already quantized ({}); requantizing loses quality, pass --allow-requantize to do it anyway",
              m.path, t.name, dtype_name(t.dtype));
   Quantizer q(m, o, rep);
-  rep.block_f32_bytes = largest_block_f32_bytes(m);
+  rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   if (o.int_group) {
     const auto out = ModelWriter::hf(m, out_path, gptq_export_options(m, o, q));
     if (o.method == QuantMethod::RTN)
@@ -405,7 +405,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
     for (const auto& t : m.tensors)  // the int-N linears were counted as they were stored
       if (!q.is_int_linear(t.name)) rep.bytes_out += uint64_t(t.numel()) * (t.shape.size() == 2 ? 2 : 4);
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    rep.peak_rss = peak_rss_bytes();
+    rep.memory.peak_rss = peak_rss_bytes();
     return rep;
   }
 
@@ -452,7 +452,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
     rep.bytes_out += uint64_t(t.rows()) * row_bytes(d, uint64_t(t.cols()));
   }
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  rep.peak_rss = peak_rss_bytes();
+  rep.memory.peak_rss = peak_rss_bytes();
   return rep;
 }
 

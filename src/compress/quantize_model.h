@@ -48,12 +48,7 @@ struct QuantizeReport {
   uint64_t bytes_in = 0, bytes_out = 0;
   int64_t calib_tokens = 0;
   double seconds = 0;
-  uint64_t peak_rss = 0;          // bytes, whole process
-  uint64_t activation_bytes = 0;  // calibration: hidden states of the windows, one window's block buffers
-  // calibration: one block's Hessians and channel sums, and GPTQ's solver
-  // copy of the largest Hessian (gptq_solver_bytes); the largest block's
-  uint64_t statistics_bytes = 0;
-  uint64_t block_f32_bytes = 0;   // the largest transformer block's weights as f32
+  MemoryReport memory;
 };
 
 // Quantizes m (modified in place for the calibrated methods) and writes OUT.

@@ -264,7 +264,7 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
   ModelConfig& c = m.cfg;
   if (!c.uniform()) fail("{}: its layers already differ in size; structured pruning needs a uniform model", m.path);
   StructuredReport rep;
-  rep.block_f32_bytes = largest_block_f32_bytes(m);
+  rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   rep.params_before = m.n_params();
   rep.kv_heads_before = c.n_kv_heads, rep.heads_before = c.n_heads, rep.ffn_before = c.ffn_dim;
   rep.layers_before = c.n_layers;
@@ -311,9 +311,9 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
   }
   progress.finish();
   // Besides the windows' hidden states, the pass holds one copy of them (`before`).
-  rep.activation_bytes = cal.activation_bytes() + cal.hidden().size() * sizeof(float);
-  for (const auto& st : attn_stats) rep.statistics_bytes += (st.sum.size() + st.sq.size()) * sizeof(double);
-  for (const auto& st : ffn_stats) rep.statistics_bytes += (st.sum.size() + st.sq.size()) * sizeof(double);
+  rep.memory.activation_bytes = cal.activation_bytes() + cal.hidden().size() * sizeof(float);
+  for (const auto& st : attn_stats) rep.memory.statistics_bytes += (st.sum.size() + st.sq.size()) * sizeof(double);
+  for (const auto& st : ffn_stats) rep.memory.statistics_bytes += (st.sum.size() + st.sq.size()) * sizeof(double);
 
   // Blocks: the o.layers least influential go (renumbered at the end).
   const auto keep_blocks = keep_best(rep.block_distance, o.layers);

@@ -47,10 +47,7 @@ struct StructuredReport {
   std::vector<double> block_distance;   // angular distance per original block
   std::vector<int64_t> removed_blocks;  // original indices
   int64_t calib_tokens = 0;
-  uint64_t peak_rss = 0;          // bytes, whole process (set once the file is written)
-  uint64_t activation_bytes = 0;  // calibration: hidden states of the windows (and a copy), one window's buffers
-  uint64_t statistics_bytes = 0;  // calibration: every block's channel statistics
-  uint64_t block_f32_bytes = 0;   // the largest transformer block's weights as f32, before pruning
+  MemoryReport memory;
 };
 
 // What the pruned weights keep of the input's. Given to structured_prune, it

@@ -27,13 +27,12 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
                              {"tensors", tensors},     {"sparsity_linear", overall},
                              {"sparsity_model", r.n_params ? double(r.n_zero) / double(r.n_params) : 0.0},
                              {"n_params", r.n_params}, {"bytes_out", r.bytes_out}, {"bpw", bpw},
-                             {"calib_tokens", r.calib_tokens}, {"seconds", r.seconds},
-                             {"peak_rss_bytes", r.peak_rss}, {"largest_block_f32_bytes", r.block_f32_bytes},
-                             {"activation_bytes", r.activation_bytes}, {"statistics_bytes", r.statistics_bytes}};
+                             {"calib_tokens", r.calib_tokens}, {"seconds", r.seconds}};
     if (!r.layer_sparsity.empty()) {
       j["owl_outlier_ratio"] = r.owl_ratios;
       j["layer_sparsity"] = r.layer_sparsity;
     }
+    add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
   }
@@ -52,7 +51,7 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
              r.n_params ? 100.0 * double(r.n_zero) / double(r.n_params) : 0.0, r.n_params);
   fmt::print("size {:.2f} MiB, {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / (1 << 20), bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
-  fmt::print("\n");
+  fmt::print("\n{}\n", r.memory.line());
 }
 
 void print_structured(const StructuredReport& r, bool json) {
@@ -67,11 +66,8 @@ void print_structured(const StructuredReport& r, bool json) {
                              {"layer_ffn", r.layer_ffn},
                              {"block_distance", r.block_distance},
                              {"removed_blocks", r.removed_blocks},
-                             {"calib_tokens", r.calib_tokens},
-                             {"peak_rss_bytes", r.peak_rss},
-                             {"largest_block_f32_bytes", r.block_f32_bytes},
-                             {"activation_bytes", r.activation_bytes},
-                             {"statistics_bytes", r.statistics_bytes}};
+                             {"calib_tokens", r.calib_tokens}};
+    add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
   }
@@ -93,6 +89,7 @@ void print_structured(const StructuredReport& r, bool json) {
   }
   fmt::print("parameters {} -> {} ({:.1f}% removed)\n", r.params_before, r.params_after,
              100.0 * double(r.params_before - r.params_after) / double(r.params_before));
+  fmt::print("{}\n", r.memory.line());
 }
 
 }  // namespace
@@ -160,7 +157,6 @@ void add_prune(CLI::App& app) {
       auto m = load_for_compression(o->in, "", o->no_finite_check);
       const auto r = prune_model_structured(*m, o->out, so, po);
       print_structured(r, o->json);
-      fmt::print(stderr, "{}\n", peak_memory_line(r.peak_rss, r.block_f32_bytes, r.activation_bytes, r.statistics_bytes));
       return;
     }
     po.method = parse_prune_method(o->method);
@@ -177,7 +173,6 @@ void add_prune(CLI::App& app) {
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     const auto r = prune_model(*m, o->out, po);
     print_report(r, po, o->json);
-    fmt::print(stderr, "{}\n", peak_memory_line(r.peak_rss, r.block_f32_bytes, r.activation_bytes, r.statistics_bytes));
   });
 }
 

@@ -31,10 +31,8 @@ void print_report(const QuantizeReport& r, bool json) {
     nlohmann::ordered_json j{{"tensors", tensors},         {"n_params", r.n_params},
                              {"bytes_in", r.bytes_in},     {"bytes_out", r.bytes_out},
                              {"bpw", bpw},                 {"calib_tokens", r.calib_tokens},
-                             {"seconds", r.seconds},       {"peak_rss_bytes", r.peak_rss},
-                             {"largest_block_f32_bytes", r.block_f32_bytes},
-                             {"activation_bytes", r.activation_bytes},
-                             {"statistics_bytes", r.statistics_bytes}};
+                             {"seconds", r.seconds}};
+    add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
   }
@@ -46,7 +44,7 @@ void print_report(const QuantizeReport& r, bool json) {
   fmt::print("size {:.2f} MiB (from {:.2f} MiB), {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / mib,
              double(r.bytes_in) / mib, bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
-  fmt::print("\n");
+  fmt::print("\n{}\n", r.memory.line());
 }
 
 }  // namespace
@@ -145,8 +143,6 @@ void add_quantize(CLI::App& app) {
     }
     const auto report = quantize_model(*m, o->out, q);
     print_report(report, o->json);
-    fmt::print(stderr, "{}\n",
-               peak_memory_line(report.peak_rss, report.block_f32_bytes, report.activation_bytes, report.statistics_bytes));
   });
 }
 
