@@ -1,5 +1,13 @@
 #include "compress/calibration.h"
 
+#include <sys/resource.h>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -54,6 +62,59 @@ std::vector<std::string> linear_names(int64_t layer, LinearSite site) {
     case LinearSite::FfnDown: return {p + "ffn_down.weight"};
   }
   return {};
+}
+
+uint64_t largest_block_f32_bytes(const Model& m) {
+  std::vector<uint64_t> bytes(size_t(m.cfg.n_layers), 0);
+  for (const Tensor& t : m.tensors) {
+    const int64_t l = layer_of(t.name);
+    if (l >= 0 && l < m.cfg.n_layers) bytes[size_t(l)] += uint64_t(t.numel()) * sizeof(float);
+  }
+  return bytes.empty() ? 0 : *std::max_element(bytes.begin(), bytes.end());
+}
+
+uint64_t peak_rss_bytes() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return uint64_t(ru.ru_maxrss) * 1024;
+}
+
+std::string MemoryReport::line() const {
+  const auto mib = [](uint64_t b) { return double(b) / (1024.0 * 1024.0); };
+  return fmt::format(
+      "peak RSS {:.1f} MiB; one-block bound {:.1f} MiB = 1.5 x largest block as f32 ({:.1f} MiB) + activations "
+      "({:.1f} MiB) + statistics ({:.1f} MiB), plus the program itself",
+      mib(peak_rss), mib(bound()), mib(block_f32_bytes), mib(activation_bytes), mib(statistics_bytes));
+}
+
+std::vector<Tensor> block_tensors(const Model& m, int64_t layer) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : m.tensors)
+    if (layer_of(t.name) == layer) out.push_back(t);
+  return out;
+}
+
+void restore_block(Model& m, const std::vector<Tensor>& originals) {
+  for (const Tensor& o : originals) {
+    for (Tensor& t : m.tensors)
+      if (t.name == o.name) t = o;
+    release_mapped_pages(o);
+  }
+  m.bind();
+}
+
+void map_large_buffers() {
+#ifdef __GLIBC__
+  // glibc raises its mmap threshold to the largest buffer freed (up to 32
+  // MiB), after which buffers of a tensor's size live in the heap, and what
+  // a block frees stays there, fragmented, adding to the next block's peak.
+  mallopt(M_MMAP_THRESHOLD, 1 << 20);
+#endif
+}
+
+void release_block_pages(const Model& m, int64_t layer) {
+  for (const Tensor& t : m.tensors)
+    if (layer_of(t.name) == layer) release_mapped_pages(t);
 }
 
 LayerwiseCalibrator::LayerwiseCalibrator(const Model& m, std::vector<std::vector<int32_t>> windows)

@@ -55,6 +55,40 @@ struct ChannelStats {
   }
 };
 
+// The largest transformer block's tensors as f32: what one block being
+// compressed costs in memory, against which the peak memory is reported.
+uint64_t largest_block_f32_bytes(const Model& m);
+// The process's peak resident set (getrusage ru_maxrss), in bytes.
+uint64_t peak_rss_bytes();
+// What a layer-by-layer compression held, against the bound it keeps the
+// peak under (besides the program's own code and libraries): 1.5 × the
+// largest block's f32 size + the calibration state.
+struct MemoryReport {
+  uint64_t peak_rss = 0;          // bytes, whole process (getrusage), once the file is written
+  uint64_t block_f32_bytes = 0;   // the largest transformer block's weights as f32
+  uint64_t activation_bytes = 0;  // the windows' hidden states, one window's block buffers
+  // One block's Hessians or channel statistics, and the GPTQ/SparseGPT
+  // solver's copy of the largest Hessian (gptq_solver_bytes).
+  uint64_t statistics_bytes = 0;
+  uint64_t bound() const { return block_f32_bytes * 3 / 2 + activation_bytes + statistics_bytes; }
+  // "peak RSS ... MiB; one-block bound ... MiB = 1.5 x ... + ..."
+  std::string line() const;
+};
+// Block `layer`'s tensors (views into the input), to be put back with
+// restore_block once the compressed block has been written.
+std::vector<Tensor> block_tensors(const Model& m, int64_t layer);
+// Puts a block's tensors back into m, dropping the compressed or f32 copies
+// that replaced them, gives back their mapped pages (the block is not read
+// again) and rebinds m.
+void restore_block(Model& m, const std::vector<Tensor>& originals);
+// Makes buffers of 1 MiB and more separate mappings, given back to the
+// system when freed: called by the compression pipelines, so that a finished
+// block's memory leaves the RSS instead of staying in malloc's heap.
+void map_large_buffers();
+// Gives back the mapped pages of block `layer`'s tensors (read by a pass that
+// is done with the block).
+void release_block_pages(const Model& m, int64_t layer);
+
 class LayerwiseCalibrator {
  public:
   LayerwiseCalibrator(const Model& m, std::vector<std::vector<int32_t>> windows);
@@ -65,7 +99,10 @@ class LayerwiseCalibrator {
   void run(int64_t layer, const LayerWeights& w, const LinearObserver* obs, bool advance);
   int64_t n_tokens() const { return int64_t(windows_.size()) * ctx_; }
   int64_t n_windows() const { return int64_t(windows_.size()); }
-  uint64_t activation_bytes() const { return hidden_.size() * sizeof(float); }
+  // The windows' hidden states, one window's copy and the block's buffers for one window.
+  uint64_t activation_bytes() const {
+    return (hidden_.size() + scratch_.size()) * sizeof(float) + state_.layer_buffer_bytes();
+  }
   // The hidden states [windows, ctx, dim] after the blocks run with advance.
   const std::vector<float>& hidden() const { return hidden_; }
 

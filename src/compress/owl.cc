@@ -37,6 +37,7 @@ std::vector<double> owl_outlier_ratios(const Model& m, const CalibrationOptions&
     const double threshold = o.m * sum / double(std::max<size_t>(1, scores.size()));
     const auto outliers = std::count_if(scores.begin(), scores.end(), [&](float s) { return s > threshold; });
     ratios.push_back(double(outliers) / double(std::max<size_t>(1, scores.size())));
+    release_block_pages(m, l);
     progress.update(uint64_t(l + 1));
   }
   progress.finish();

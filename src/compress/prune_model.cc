@@ -74,7 +74,8 @@ class Pruner {
   DType type_of(const std::string& name) const { return types_.at(name); }
   std::optional<uint32_t> file_type() const { return file_type_; }
 
-  void run_magnitude() {
+  // Each linear is written as soon as it is pruned, then put back to the input's.
+  void run_magnitude(ModelWriter& out) {
     std::vector<std::pair<int64_t, std::string>> linears;  // (block, weight name)
     for (int64_t l = 0; l < m_.cfg.n_layers; l++)
       for (LinearSite site : kLinearSites)
@@ -83,23 +84,35 @@ class Pruner {
     std::vector<int64_t> global_zeros;
     if (o_.global)
       global_zeros = global_magnitude_zeros(
-          int64_t(linears.size()), [&](int64_t i) { return to_f32(tensor_ref(m_, linears[size_t(i)].second)); },
+          int64_t(linears.size()),
+          [&](int64_t i) {
+            const Tensor& t = tensor_ref(m_, linears[size_t(i)].second);
+            auto v = to_f32(t);
+            release_mapped_pages(t);
+            return v;
+          },
           o_.pattern.sparsity);
     Progress progress("magnitude", uint64_t(m_.cfg.n_layers));
     for (size_t i = 0; i < linears.size(); i++) {
       const auto& [l, w] = linears[i];
       Tensor& t = tensor_ref(m_, w);
+      const Tensor original = t;
       auto W = to_f32(t);
+      release_mapped_pages(t);
       const SparsityPattern p =
           o_.global ? SparsityPattern::unstructured(double(global_zeros[i]) / double(W.size())) : pattern(l);
       magnitude_prune(W.data(), t.rows(), t.cols(), p);
       finish(t, std::move(W), nullptr, nullptr);
+      out.write(w);
+      tensor_ref(m_, w) = original;
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
   }
 
-  void run_calibrated() {
+  // Each block is written once the next block has its inputs, then put back
+  // to the input's: one block's pruned copies are held at a time.
+  void run_calibrated(ModelWriter& out) {
     LayerwiseCalibrator cal(m_, calibration_windows(m_, o_.calib));
     rep_.calib_tokens = cal.n_tokens();
     Progress progress(prune_method_name(o_.method), uint64_t(m_.cfg.n_layers));
@@ -111,22 +124,39 @@ class Pruner {
         cols[s] = c;
       };
       cal.run(l, m_.layers[size_t(l)], &obs, false);
-      for (auto& [s, h] : H) symmetrize_hessian(h, cols[s]);
-      for (LinearSite site : kLinearSites)
+      // Each linear is read again, alone, when it is compressed.
+      release_block_pages(m_, l);
+      uint64_t stat_bytes = 0, solver = 0;
+      for (auto& [s, h] : H) {
+        symmetrize_hessian(h, cols[s]);
+        stat_bytes += h.size() * sizeof(float);
+        if (o_.method == PruneMethod::SparseGPT) solver = std::max(solver, gptq_solver_bytes(cols[s]));
+      }
+      rep_.memory.statistics_bytes = std::max(rep_.memory.statistics_bytes, stat_bytes + solver);
+      const std::vector<Tensor> originals = block_tensors(m_, l);
+      for (LinearSite site : kLinearSites) {
         for (const auto& w : linear_names(l, site)) prune_linear(tensor_ref(m_, w), H.at(site), pattern(l));
+        std::vector<float>().swap(H.at(site));  // done with: the next sites' solvers have its memory
+      }
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);  // the next block sees this block pruned
+      out.write_block(l);
+      restore_block(m_, originals);
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
+    rep_.memory.activation_bytes = cal.activation_bytes();
   }
 
  private:
   void prune_linear(Tensor& t, const std::vector<float>& H, const SparsityPattern& pattern) {
     const int64_t rows = t.rows(), cols = t.cols();
     const auto W0 = to_f32(t);
-    auto W = W0;
+    // From here on only W0 is read: an f32 input's block is not held twice.
+    release_mapped_pages(t);
+    std::vector<float> W;  // made after SparseGPT's work space is given back
     if (o_.method == PruneMethod::Wanda) {
+      W = W0;
       std::vector<float> x_sq(static_cast<size_t>(cols));
       for (int64_t c = 0; c < cols; c++) x_sq[size_t(c)] = H[size_t(c * cols + c)];
       wanda_prune(W.data(), rows, cols, pattern, x_sq.data());
@@ -135,11 +165,12 @@ class Pruner {
       const uint64_t rb = row_bytes(q, uint64_t(cols));
       auto bytes = std::make_shared<std::vector<uint8_t>>(uint64_t(rows) * rb);
       gptq_quantize(W0.data(), rows, cols, H, q, nullptr, o_.gptq, bytes->data(), &pattern);
+      W.resize(size_t(rows * cols));
       for (int64_t r = 0; r < rows; r++) dequantize_row(q, bytes->data() + r * rb, cols, W.data() + r * cols);
       finish(t, std::move(W), &W0, &H, bytes);
       return;
     } else {
-      sparsegpt_prune(W.data(), rows, cols, H, pattern, o_.gptq);
+      W = sparsegpt_pruned(W0.data(), rows, cols, H, pattern, o_.gptq);
     }
     finish(t, std::move(W), &W0, &H);
   }
@@ -180,6 +211,7 @@ class Pruner {
 
 PruneReport prune_model(Model& m, const std::string& out_path, const PruneOptions& o) {
   const auto start = std::chrono::steady_clock::now();
+  map_large_buffers();
   PruneReport rep;
   rep.n_params = m.n_params();
   if (o.owl) {
@@ -190,25 +222,33 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   if (o.global && (o.method != PruneMethod::Magnitude || o.pattern.is_nm() || o.owl))
     fail("--global ranks raw |w| across layers: it applies to --method magnitude with --sparsity, without --owl");
   Pruner p(m, o, rep);
-  if (o.method == PruneMethod::Magnitude) p.run_magnitude();
-  else p.run_calibrated();
+  rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   ExportOptions eo;
   eo.name = o.name;
   eo.type_of = [&p](const Tensor& t) { return p.type_of(t.name); };
   eo.file_type = p.file_type();
-  write_gguf_model(m, out_path, eo);
+  const auto out = ModelWriter::gguf(m, out_path, eo);
+  if (o.method == PruneMethod::Magnitude)
+    p.run_magnitude(*out);
+  else
+    p.run_calibrated(*out);
+  out->commit();
   for (const auto& t : m.tensors) rep.bytes_out += uint64_t(t.rows()) * row_bytes(p.type_of(t.name), uint64_t(t.cols()));
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  rep.memory.peak_rss = peak_rss_bytes();
   return rep;
 }
 
 StructuredReport prune_model_structured(Model& m, const std::string& out_path, const StructuredOptions& so,
                                         const PruneOptions& o) {
+  map_large_buffers();
   std::map<std::string, DType> source;
   for (const auto& t : m.tensors) source[t.name] = t.dtype;
-  StructuredReport rep = structured_prune(m, so, o.calib);
+  PrunedViews views;
+  StructuredReport rep = structured_prune(m, so, o.calib, &views);
   ExportOptions eo;
   eo.name = o.name;
+  eo.values = [&views](const Tensor& t) { return views.values(t); };
   std::map<std::string, DType> types;
   if (o.quantize) {
     const auto preset = preset_for_base(*o.quantize);
@@ -223,6 +263,7 @@ StructuredReport prune_model_structured(Model& m, const std::string& out_path, c
   }
   eo.type_of = [&types](const Tensor& t) { return types.at(t.name); };
   write_gguf_model(m, out_path, eo);
+  rep.memory.peak_rss = peak_rss_bytes();
   return rep;
 }
 

@@ -42,9 +42,11 @@ struct PruneReport {
   int64_t calib_tokens = 0;
   double seconds = 0;
   std::vector<double> owl_ratios, layer_sparsity;  // with OWL: per block outlier ratio and target
+  MemoryReport memory;
 };
 
-// Prunes m in place and writes `out_path` (GGUF).
+// Prunes m's blocks one after another, writing each to `out_path` (GGUF) as
+// it is finished; m's tensors are the input's again when it returns.
 PruneReport prune_model(Model& m, const std::string& out_path, const PruneOptions& o);
 
 // Structured pruning (structured_prune.h) of m, written to `out_path` in the

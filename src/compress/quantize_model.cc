@@ -1,12 +1,11 @@
 #include "compress/quantize_model.h"
 
-#include <sys/resource.h>
-
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -22,12 +21,6 @@
 #include "quant/quantize.h"
 
 namespace lmpress {
-
-uint64_t peak_rss_bytes() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return uint64_t(ru.ru_maxrss) * 1024;
-}
 
 namespace {
 
@@ -86,6 +79,7 @@ struct SiteStats {
     for (size_t j = 0; j < m.size(); j++) m[j] = float(abs_sum[j] / double(std::max<int64_t>(1, n)));
     return m;
   }
+  uint64_t bytes() const { return H.size() * sizeof(float) + abs_sum.size() * sizeof(double); }
   std::vector<float> diag() const {
     std::vector<float> d(static_cast<size_t>(cols));
     for (int64_t j = 0; j < cols; j++) d[size_t(j)] = H[size_t(j * cols + j)];
@@ -125,16 +119,22 @@ class Quantizer {
   }
   const std::map<std::string, IntGroupTensor>& int_tensors() const { return int_tensors_; }
 
-  // RTN into the int-N format (the other tensors are converted by the writer).
-  void round_int_linears() {
+  bool is_int_linear(const std::string& name) const { return int_linears_.count(name) > 0; }
+
+  // RTN into the int-N format, each tensor written as soon as it is rounded
+  // (the other tensors are converted by the writer).
+  void round_int_linears(ModelWriter& out) {
     IntGroupRtnOptions ro;
     ro.clip_search = o_.clip_search;
     for (const auto& name : int_linears_) {
       const Tensor& t = tensor_ref(m_, name);
       const auto W = to_f32(t);
+      release_mapped_pages(t);
       const auto imp = importance(name, {});
       store_int(t, W, int_group_rtn(W.data(), t.rows(), t.cols(), *o_.int_group, imp.empty() ? nullptr : imp.data(), ro),
                 nullptr);
+      out.write(name);
+      int_tensors_.erase(name);
     }
   }
 
@@ -144,34 +144,43 @@ class Quantizer {
     return importance_or(o_.imatrix ? &*o_.imatrix : nullptr, name, std::move(fallback));
   }
 
-  // Calibrated quantization of every block, replacing its tensors in m.
-  void calibrate_layers() {
+  // Calibrated quantization of every block. Each block is written to `out`
+  // once the next block has its inputs, and its tensors in m are then put
+  // back to the input's, so that one block's quantized (or, for int-N, f32)
+  // tensors are held at a time.
+  void calibrate_layers(ModelWriter& out) {
     LayerwiseCalibrator cal(m_, calibration_windows(m_, o_.calib));
     rep_.calib_tokens = cal.n_tokens();
-    rep_.activation_bytes = cal.activation_bytes();
     Progress progress(o_.method == QuantMethod::GPTQ ? "gptq" : "awq", uint64_t(m_.cfg.n_layers));
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
       std::map<LinearSite, SiteStats> stats;
       const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) { stats[s].add(x, n, cols); };
       cal.run(l, m_.layers[size_t(l)], &obs, false);
-      for (auto& [site, st] : stats) symmetrize_hessian(st.H, st.cols);
-      // The int-N linears' own views (the input's mapping): put back once the
-      // block is done, so that only one block's f32 copies are ever held.
-      std::vector<Tensor> views;
-      for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(l, site))
-          if (int_linears_.count(w)) views.push_back(tensor_ref(m_, w));
+      // Each linear is read again, alone, when it is compressed.
+      release_block_pages(m_, l);
+      uint64_t stat_bytes = 0, solver = 0;
+      for (auto& [site, st] : stats) {
+        symmetrize_hessian(st.H, st.cols);
+        stat_bytes += st.bytes();
+        if (o_.method == QuantMethod::GPTQ) solver = std::max(solver, gptq_solver_bytes(st.cols));
+      }
+      rep_.memory.statistics_bytes = std::max(rep_.memory.statistics_bytes, stat_bytes + solver);
+      const std::vector<Tensor> originals = block_tensors(m_, l);
       if (o_.method == QuantMethod::AWQ) apply_awq_scales(l, stats);
-      for (LinearSite site : kLinearSites)
+      for (LinearSite site : kLinearSites) {
         for (const auto& w : linear_names(l, site)) quantize_linear(w, stats.at(site));
+        stats.at(site) = {};  // done with: the next sites' solvers have its memory
+      }
+      dequantize_int_linears(l);
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);
-      // The writer takes these from int_tensors_; the model's copies are not read again.
-      for (Tensor& v : views) tensor_ref(m_, v.name) = std::move(v);
-      if (!views.empty()) m_.bind();
+      out.write_block(l);
+      restore_block(m_, originals);
+      for (const Tensor& t : originals) int_tensors_.erase(t.name);
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
+    rep_.memory.activation_bytes = cal.activation_bytes();
   }
 
  private:
@@ -237,12 +246,15 @@ class Quantizer {
     Tensor& t = tensor_ref(m_, weight);
     const QuantFormat f = format_of(t.name);
     const auto W = to_f32(t);
+    // From here on only W is read: an f32 input's block is not held twice.
+    release_mapped_pages(t);
     const int64_t rows = t.rows(), cols = t.cols();
     if (f.group) {
       IntGroupTensor q = o_.method == QuantMethod::GPTQ ? gptq_quantize_int(W.data(), rows, cols, st.H, *f.group, o_.gptq)
                                                         : awq_clip_quantize_int(W.data(), rows, cols, st.H, *f.group, {});
-      // The next blocks see this block's quantized weights.
-      replace_f32(t, store_int(t, W, std::move(q), &st.H));
+      // Its f32 values, which the next block's inputs are computed with, are
+      // made once the whole block is quantized (dequantize_int_linears).
+      store_int(t, W, std::move(q), &st.H);
       return;
     }
     const DType type = f.block;
@@ -265,15 +277,26 @@ class Quantizer {
     t = owned_tensor(t, type, std::move(q));
   }
 
-  // Reports an int-N tensor and keeps it for the writer; returns its values.
-  std::vector<float> store_int(const Tensor& t, const std::vector<float>& W, IntGroupTensor q,
-                               const std::vector<float>* H) {
-    auto deq = q.dequantize();
+  // The next blocks see this block's quantized weights: its int-N linears
+  // as f32, made from the int-N values only now, so that the block's f32
+  // copies and the quantizer's work space are not held at once.
+  void dequantize_int_linears(int64_t l) {
+    for (LinearSite site : kLinearSites)
+      for (const auto& w : linear_names(l, site))
+        if (const auto it = int_tensors_.find(w); it != int_tensors_.end())
+          replace_f32(tensor_ref(m_, w), it->second.dequantize());
+  }
+
+  // Reports an int-N tensor and keeps it for the writer.
+  void store_int(const Tensor& t, const std::vector<float>& W, IntGroupTensor q, const std::vector<float>* H) {
+    const auto deq = q.dequantize();
     TensorReport r{t.name, t.shape_str(), q.spec.name(), relative_weight_error(W.data(), deq.data(), int64_t(W.size())), -1};
     if (H) r.output_error = relative_output_error(W.data(), deq.data(), q.rows, q.cols, *H);
     rep_.tensors.push_back(r);
+    // qweight + qzeros + f16 scales + g_idx
+    rep_.bytes_out += uint64_t(q.rows * q.cols * q.spec.bits / 8 + q.n_groups * q.rows * q.spec.bits / 8 +
+                               q.n_groups * q.rows * 2 + q.cols * 4);
     int_tensors_[t.name] = std::move(q);
-    return deq;
   }
 
   Model& m_;
@@ -284,26 +307,29 @@ class Quantizer {
   std::map<std::string, IntGroupTensor> int_tensors_;
 };
 
-// Writes the model as a Hugging Face directory whose block linears are GPTQ
-// tensors (qweight, qzeros, scales, g_idx) and records quantization_config.
-void write_gptq_model(const Model& m, const std::string& dir, const QuantizeOptions& o,
-                      const std::map<std::string, IntGroupTensor>& q) {
+// Options that write the model as a Hugging Face directory whose block
+// linears are GPTQ tensors (qweight, qzeros, scales, g_idx), packed from q's
+// int-N values when each is written, with quantization_config recorded.
+ExportOptions gptq_export_options(const Model& m, const QuantizeOptions& o, const Quantizer& q) {
   const IntGroupSpec& spec = *o.int_group;
   ExportOptions eo;
   eo.dtype = DType::F16;
   eo.name = o.name;
-  eo.hf_replace = [&](const Tensor& t, const std::string& hf_name) {
+  eo.hf_replace = [&m, &q, spec](const Tensor& t, const std::string& hf_name) {
     std::vector<TensorToWrite> out;
-    auto it = q.find(t.name);
-    if (it == q.end()) return out;
+    if (!q.is_int_linear(t.name)) return out;
     const std::string prefix = hf_name.substr(0, hf_name.size() - std::string(".weight").size());
-    const GptqPacked p = pack_gptq(it->second);
-    const int64_t rows = it->second.rows, cols = it->second.cols, n_groups = it->second.n_groups;
+    const int64_t rows = t.rows(), cols = t.cols(), n_groups = cols / spec.group_size(cols);
     // q and k rows (output features) in HF's RoPE pairing: permute qweight's
     // and scales' columns, and qzeros' packed columns, by unpacking rows.
     const int64_t heads = rope_heads_to_permute(m, t, RopeLayout::Halves);
-    GptqPacked hp = p;
-    if (heads) {
+    // Packed once, when the first of the four tensors is written.
+    auto packed = std::make_shared<std::optional<GptqPacked>>();
+    auto get = [&m, &q, name = t.name, heads, packed]() -> const GptqPacked& {
+      if (*packed) return **packed;
+      const auto it = q.int_tensors().find(name);
+      if (it == q.int_tensors().end()) fail("internal: {} has no int-N values to write", name);
+      if (!heads) return packed->emplace(pack_gptq(it->second));
       IntGroupTensor v = it->second;
       auto permute = [&](auto& vec, int64_t row_elems) {
         using E = typename std::decay_t<decltype(vec)>::value_type;
@@ -311,32 +337,33 @@ void write_gptq_model(const Model& m, const std::string& dir, const QuantizeOpti
                                        uint64_t(row_elems) * sizeof(E), m.cfg.rope_layout, RopeLayout::Halves);
         std::memcpy(vec.data(), bytes.data(), bytes.size());
       };
-      permute(v.q, cols);
-      permute(v.scale, n_groups);
-      permute(v.zero, n_groups);
-      hp = pack_gptq(v);
-    }
-    auto add = [&](const std::string& name, DType d, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
-      auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
-      TensorToWrite tw;
-      tw.meta.name = name;
-      tw.meta.dtype = d;
-      tw.meta.shape = std::move(shape);
-      tw.meta.data = buf->data();
-      tw.meta.nbytes = buf->size();
-      tw.meta.owner = buf;
-      out.push_back(std::move(tw));
+      permute(v.q, v.cols);
+      permute(v.scale, v.n_groups);
+      permute(v.zero, v.n_groups);
+      return packed->emplace(pack_gptq(v));
     };
     auto as_bytes = [](const auto& v) {
       const auto* b = reinterpret_cast<const uint8_t*>(v.data());
       return std::vector<uint8_t>(b, b + v.size() * sizeof(v[0]));
     };
-    std::vector<uint16_t> scales(hp.scales.size());
-    for (size_t i = 0; i < scales.size(); i++) scales[i] = f32_to_f16(hp.scales[i]);
-    add(prefix + ".qweight", DType::I32, {cols * spec.bits / 32, rows}, as_bytes(hp.qweight));
-    add(prefix + ".qzeros", DType::I32, {n_groups, rows * spec.bits / 32}, as_bytes(hp.qzeros));
-    add(prefix + ".scales", DType::F16, {n_groups, rows}, as_bytes(scales));
-    add(prefix + ".g_idx", DType::I32, {cols}, as_bytes(hp.g_idx));
+    auto add = [&](const std::string& name, DType d, std::vector<int64_t> shape, std::function<std::vector<uint8_t>()> produce) {
+      TensorToWrite tw;
+      tw.meta.name = name;
+      tw.meta.dtype = d;
+      tw.meta.shape = std::move(shape);
+      tw.meta.nbytes = uint64_t(tw.meta.numel()) * dtype_info(d).block_bytes;
+      tw.produce = std::move(produce);
+      out.push_back(std::move(tw));
+    };
+    add(prefix + ".qweight", DType::I32, {cols * spec.bits / 32, rows}, [=] { return as_bytes(get().qweight); });
+    add(prefix + ".qzeros", DType::I32, {n_groups, rows * spec.bits / 32}, [=] { return as_bytes(get().qzeros); });
+    add(prefix + ".scales", DType::F16, {n_groups, rows}, [=] {
+      const auto& sc = get().scales;
+      std::vector<uint16_t> h(sc.size());
+      for (size_t i = 0; i < h.size(); i++) h[i] = f32_to_f16(sc[i]);
+      return as_bytes(h);
+    });
+    add(prefix + ".g_idx", DType::I32, {cols}, [=] { return as_bytes(get().g_idx); });
     return out;
   };
   nlohmann::ordered_json qc{{"bits", spec.bits},
@@ -350,13 +377,14 @@ void write_gptq_model(const Model& m, const std::string& dir, const QuantizeOpti
                             {"checkpoint_format", "gptq"},
                             {"lmpress_method", o.method == QuantMethod::GPTQ ? "gptq" : o.method == QuantMethod::AWQ ? "awq" : "rtn"}};
   eo.hf_quantization_config = qc.dump();
-  write_hf_model(m, dir, eo);
+  return eo;
 }
 
 }  // namespace
 
 QuantizeReport quantize_model(Model& m, const std::string& out_path, const QuantizeOptions& o) {
   const auto start = std::chrono::steady_clock::now();
+  map_large_buffers();
   QuantizeReport rep;
   rep.n_params = m.n_params();
   rep.bytes_in = m.n_bytes();
@@ -366,23 +394,18 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
         fail("{}: {} is already quantized ({}); requantizing loses quality, pass --allow-requantize to do it anyway",
              m.path, t.name, dtype_name(t.dtype));
   Quantizer q(m, o, rep);
-  if (o.method != QuantMethod::RTN) q.calibrate_layers();
+  rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   if (o.int_group) {
-    if (o.method == QuantMethod::RTN) q.round_int_linears();
-    write_gptq_model(m, out_path, o, q.int_tensors());
-    for (const auto& t : m.tensors) {
-      auto it = q.int_tensors().find(t.name);
-      if (it == q.int_tensors().end()) {
-        rep.bytes_out += uint64_t(t.numel()) * (t.shape.size() == 2 ? 2 : 4);
-        continue;
-      }
-      const IntGroupTensor& g = it->second;
-      // qweight + qzeros + f16 scales + g_idx
-      rep.bytes_out += uint64_t(g.rows * g.cols * g.spec.bits / 8 + g.n_groups * g.rows * g.spec.bits / 8 +
-                                g.n_groups * g.rows * 2 + g.cols * 4);
-    }
+    const auto out = ModelWriter::hf(m, out_path, gptq_export_options(m, o, q));
+    if (o.method == QuantMethod::RTN)
+      q.round_int_linears(*out);
+    else
+      q.calibrate_layers(*out);
+    out->commit();
+    for (const auto& t : m.tensors)  // the int-N linears were counted as they were stored
+      if (!q.is_int_linear(t.name)) rep.bytes_out += uint64_t(t.numel()) * (t.shape.size() == 2 ? 2 : 4);
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    rep.peak_rss = peak_rss_bytes();
+    rep.memory.peak_rss = peak_rss_bytes();
     return rep;
   }
 
@@ -421,13 +444,15 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
     std::lock_guard<std::mutex> lock(mu);
     rep.tensors.push_back({src.name, src.shape_str(), dtype_name(dst), relative_weight_error(f, deq.data(), rows * cols), -1});
   };
-  write_gguf_model(m, out_path, eo);
+  const auto out = ModelWriter::gguf(m, out_path, eo);
+  if (o.method != QuantMethod::RTN) q.calibrate_layers(*out);
+  out->commit();
   for (const auto& t : m.tensors) {
     const DType d = q.type_of(t.name);
     rep.bytes_out += uint64_t(t.rows()) * row_bytes(d, uint64_t(t.cols()));
   }
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  rep.peak_rss = peak_rss_bytes();
+  rep.memory.peak_rss = peak_rss_bytes();
   return rep;
 }
 

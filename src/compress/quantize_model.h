@@ -48,13 +48,11 @@ struct QuantizeReport {
   uint64_t bytes_in = 0, bytes_out = 0;
   int64_t calib_tokens = 0;
   double seconds = 0;
-  uint64_t peak_rss = 0;          // bytes, whole process
-  uint64_t activation_bytes = 0;  // hidden states of the calibration windows
+  MemoryReport memory;
 };
 
 // Quantizes m (modified in place for the calibrated methods) and writes OUT.
 QuantizeReport quantize_model(Model& m, const std::string& out_path, const QuantizeOptions& o);
 
-uint64_t peak_rss_bytes();
 
 }  // namespace lmpress

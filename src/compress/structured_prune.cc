@@ -29,10 +29,64 @@ Tensor& need(Model& m, const std::string& name) {
 
 std::string blk(int64_t l, const std::string& suffix) { return "blk." + std::to_string(l) + "." + suffix; }
 
+}  // namespace
+
+struct PrunedViewsAccess {
+  // Replaces weight t by the cut keeping `rows` / `cols` (indices into t's; empty: all) of it.
+  static void cut(PrunedViews& views, Tensor& t, const std::vector<int64_t>& rows, const std::vector<int64_t>& cols) {
+    PrunedViews::Cut c;
+    if (const auto it = views.cuts_.find(t.owner.get()); t.owner && it != views.cuts_.end()) {
+      c = it->second;  // a cut of a cut: indices into the source's
+      views.cuts_.erase(it);
+    } else {
+      c.source = t;
+    }
+    auto compose = [](std::vector<int64_t>& kept, const std::vector<int64_t>& sel) {
+      if (sel.empty()) return;
+      std::vector<int64_t> out;
+      for (int64_t i : sel) out.push_back(kept.empty() ? i : kept[size_t(i)]);
+      kept = std::move(out);
+    };
+    compose(c.rows, rows);
+    compose(c.cols, cols);
+    std::vector<int64_t> shape = t.shape;
+    if (!rows.empty()) shape[0] = int64_t(rows.size());
+    if (!cols.empty()) shape.back() = int64_t(cols.size());
+    Tensor out;
+    out.name = t.name;
+    out.dtype = DType::F32;
+    out.shape = std::move(shape);
+    out.nbytes = uint64_t(out.numel()) * sizeof(float);
+    auto key = std::make_shared<char>();  // identifies the cut; the bytes are made when asked
+    out.owner = key;
+    views.cuts_[key.get()] = std::move(c);
+    t = std::move(out);
+  }
+};
+
+std::vector<float> PrunedViews::values(const Tensor& t) const {
+  const auto it = t.owner ? cuts_.find(t.owner.get()) : cuts_.end();
+  if (it == cuts_.end()) return to_f32(t);
+  const Cut& c = it->second;
+  const int64_t n = c.source.cols();
+  const int64_t rows = c.rows.empty() ? c.source.rows() : int64_t(c.rows.size());
+  const int64_t cols = c.cols.empty() ? n : int64_t(c.cols.size());
+  std::vector<float> out(size_t(rows * cols)), row(static_cast<size_t>(n));
+  for (int64_t i = 0; i < rows; i++) {
+    to_f32(c.source, (c.rows.empty() ? i : c.rows[size_t(i)]) * n, n, row.data());
+    for (int64_t j = 0; j < cols; j++) out[size_t(i * cols + j)] = row[size_t(c.cols.empty() ? j : c.cols[size_t(j)])];
+  }
+  release_mapped_pages(c.source);
+  return out;
+}
+
+namespace {
+
 // Keeps the given rows (dim 0) of a weight or bias.
-void keep_rows(Model& m, const std::string& name, const std::vector<int64_t>& rows) {
+void keep_rows(Model& m, const std::string& name, const std::vector<int64_t>& rows, PrunedViews* views) {
   Tensor* t = find_tensor(m, name);
   if (!t) return;
+  if (views && t->shape.size() == 2) return PrunedViewsAccess::cut(*views, *t, rows, {});
   const auto v = to_f32(*t);
   const int64_t cols = t->shape.size() < 2 ? 1 : t->cols();
   std::vector<float> out;
@@ -44,8 +98,9 @@ void keep_rows(Model& m, const std::string& name, const std::vector<int64_t>& ro
 }
 
 // Keeps the given columns (input features) of a weight.
-void keep_cols(Model& m, const std::string& name, const std::vector<int64_t>& cols) {
+void keep_cols(Model& m, const std::string& name, const std::vector<int64_t>& cols, PrunedViews* views) {
   Tensor& t = need(m, name);
+  if (views) return PrunedViewsAccess::cut(*views, t, {}, cols);
   const auto v = to_f32(t);
   const int64_t rows = t.rows(), n = t.cols();
   std::vector<float> out(static_cast<size_t>(rows) * cols.size());
@@ -204,10 +259,12 @@ void drop_blocks(Model& m, const std::vector<int64_t>& keep) {
 
 }  // namespace
 
-StructuredReport structured_prune(Model& m, const StructuredOptions& o, const CalibrationOptions& calib) {
+StructuredReport structured_prune(Model& m, const StructuredOptions& o, const CalibrationOptions& calib,
+                                  PrunedViews* views) {
   ModelConfig& c = m.cfg;
   if (!c.uniform()) fail("{}: its layers already differ in size; structured pruning needs a uniform model", m.path);
   StructuredReport rep;
+  rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   rep.params_before = m.n_params();
   rep.kv_heads_before = c.n_kv_heads, rep.heads_before = c.n_heads, rep.ffn_before = c.ffn_dim;
   rep.layers_before = c.n_layers;
@@ -249,9 +306,14 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     for (int64_t j = 0; j < c.q_dim(); j++) gs[size_t(j / (c.head_dim * group_q))] += e_o[size_t(j)] / attn_ref;
     ffn_score[size_t(l)] = output_energy(m, blk(l, "ffn_down.weight"), ffn_down, o.bias);
     for (double& e : ffn_score[size_t(l)]) e /= ffn_ref;
+    release_block_pages(m, l);
     progress.update(uint64_t(l + 1));
   }
   progress.finish();
+  // Besides the windows' hidden states, the pass holds one copy of them (`before`).
+  rep.memory.activation_bytes = cal.activation_bytes() + cal.hidden().size() * sizeof(float);
+  for (const auto& st : attn_stats) rep.memory.statistics_bytes += (st.sum.size() + st.sq.size()) * sizeof(double);
+  for (const auto& st : ffn_stats) rep.memory.statistics_bytes += (st.sum.size() + st.sq.size()) * sizeof(double);
 
   // Blocks: the o.layers least influential go (renumbered at the end).
   const auto keep_blocks = keep_best(rep.block_distance, o.layers);
@@ -284,20 +346,20 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
         for (int64_t r = g * c.head_dim; r < (g + 1) * c.head_dim; r++) kv_rows.push_back(r);
       }
       if (o.bias) compensate(m, blk(l, "attn_output.weight"), blk(l, "attn_output.bias"), attn_stats[size_t(l)], q_rows);
-      keep_rows(m, blk(l, "attn_q.weight"), q_rows);
-      keep_rows(m, blk(l, "attn_q.bias"), q_rows);
-      keep_rows(m, blk(l, "attn_k.weight"), kv_rows);
-      keep_rows(m, blk(l, "attn_k.bias"), kv_rows);
-      keep_rows(m, blk(l, "attn_v.weight"), kv_rows);
-      keep_rows(m, blk(l, "attn_v.bias"), kv_rows);
-      keep_cols(m, blk(l, "attn_output.weight"), q_rows);
+      keep_rows(m, blk(l, "attn_q.weight"), q_rows, views);
+      keep_rows(m, blk(l, "attn_q.bias"), q_rows, views);
+      keep_rows(m, blk(l, "attn_k.weight"), kv_rows, views);
+      keep_rows(m, blk(l, "attn_k.bias"), kv_rows, views);
+      keep_rows(m, blk(l, "attn_v.weight"), kv_rows, views);
+      keep_rows(m, blk(l, "attn_v.bias"), kv_rows, views);
+      keep_cols(m, blk(l, "attn_output.weight"), q_rows, views);
     }
     if (rm_f[size_t(l)] > 0) {
       const auto keep = keep_best(ffn_score[size_t(l)], rm_f[size_t(l)]);
       if (o.bias) compensate(m, blk(l, "ffn_down.weight"), blk(l, "ffn_down.bias"), ffn_stats[size_t(l)], keep);
-      keep_rows(m, blk(l, "ffn_gate.weight"), keep);
-      keep_rows(m, blk(l, "ffn_up.weight"), keep);
-      keep_cols(m, blk(l, "ffn_down.weight"), keep);
+      keep_rows(m, blk(l, "ffn_gate.weight"), keep, views);
+      keep_rows(m, blk(l, "ffn_up.weight"), keep, views);
+      keep_cols(m, blk(l, "ffn_down.weight"), keep, views);
     }
     kv_l.push_back(c.n_kv_heads - rm_g[size_t(l)]);
     heads_l.push_back(kv_l.back() * group_q);

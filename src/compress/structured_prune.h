@@ -20,6 +20,7 @@
 // sizes (GGUF arrays under llama.cpp's "deci" architecture).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -46,9 +47,29 @@ struct StructuredReport {
   std::vector<double> block_distance;   // angular distance per original block
   std::vector<int64_t> removed_blocks;  // original indices
   int64_t calib_tokens = 0;
+  MemoryReport memory;
 };
 
-// Prunes m in place (tensors replaced by smaller f32 tensors, config updated).
-StructuredReport structured_prune(Model& m, const StructuredOptions& o, const CalibrationOptions& calib);
+// What the pruned weights keep of the input's. Given to structured_prune, it
+// leaves each cut weight in m as an F32 tensor of the pruned shape without
+// bytes, whose values it cuts out of the input's when asked (the writer's
+// ExportOptions::values), so that the pruned model is never held in f32.
+class PrunedViews {
+ public:
+  std::vector<float> values(const Tensor& t) const;
+
+ private:
+  friend struct PrunedViewsAccess;
+  struct Cut {
+    Tensor source;
+    std::vector<int64_t> rows, cols;  // kept, of the source's; empty: all
+  };
+  std::map<const void*, Cut> cuts_;  // by the cut tensor's owner
+};
+
+// Prunes m in place (config updated; tensors replaced by smaller f32 tensors,
+// or, with views, by cuts of the input's).
+StructuredReport structured_prune(Model& m, const StructuredOptions& o, const CalibrationOptions& calib,
+                                  PrunedViews* views = nullptr);
 
 }  // namespace lmpress

@@ -123,6 +123,7 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
                                importance(name, diag_of(H.at(site), width.at(site)))));
       }
     }
+    release_block_pages(m, l);
     progress.update(uint64_t(l + 1));
   }
   // The output matrix reads the final normed hidden states.
@@ -158,6 +159,8 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
     te.options.push_back({t, uint64_t(V) * row_bytes(t, uint64_t(D)), err});
   }
   out.push_back(std::move(te));
+  release_mapped_pages(embd);
+  if (out_w) release_mapped_pages(*out_w);
   progress.update(uint64_t(m.cfg.n_layers + 1));
   progress.finish();
   return out;

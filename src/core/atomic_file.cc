@@ -43,6 +43,22 @@ void AtomicFile::write_zeros(size_t n) {
   }
 }
 
+void AtomicFile::resize(uint64_t size) {
+  if (std::fflush(f_) != 0 || ftruncate(fileno(f_), off_t(size)) != 0)
+    fail("{}: cannot set its size to {} bytes: {}", tmp_, size, std::strerror(errno));
+}
+
+void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
+  if (std::fflush(f_) != 0) fail("{}: write failed: {}", tmp_, std::strerror(errno));
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n) {
+    const ssize_t w = ::pwrite(fileno(f_), p, n, off_t(offset));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail("{}: write failed: {}", tmp_, w < 0 ? std::strerror(errno) : "nothing written");
+    p += w, offset += uint64_t(w), n -= size_t(w);
+  }
+}
+
 void AtomicFile::commit() {
   if (std::fflush(f_) != 0 || fsync(fileno(f_)) != 0)
     fail("{}: flush failed: {}", tmp_, std::strerror(errno));
@@ -95,15 +111,34 @@ void AtomicDir::commit() {
   committed_ = true;
 }
 
-void write_tensor_bytes(AtomicFile& f, const TensorToWrite& t) {
+TensorFileWriter::TensorFileWriter(const std::string& path, const std::string& header, std::vector<Tensor> metas,
+                                   std::vector<uint64_t> offsets, uint64_t size)
+    : f_(path), metas_(std::move(metas)), offsets_(std::move(offsets)), written_(metas_.size(), false) {
+  f_.write(header.data(), header.size());
+  f_.resize(size);
+}
+
+void TensorFileWriter::write(size_t i, const TensorToWrite& t) {
+  const Tensor& m = metas_[i];
+  if (written_[i]) fail("internal: tensor {} written twice", m.name);
+  if (t.meta.name != m.name || t.meta.dtype != m.dtype || t.meta.shape != m.shape || t.meta.nbytes != m.nbytes)
+    fail("internal: tensor {} is now {} {} ({} bytes), not the {} {} ({} bytes) its header gives", m.name,
+         dtype_name(t.meta.dtype), t.meta.shape_str(), t.meta.nbytes, dtype_name(m.dtype), m.shape_str(), m.nbytes);
   if (!t.produce) {
-    f.write(t.meta.data, t.meta.nbytes);
-    return;
+    f_.write_at(offsets_[i], t.meta.data, t.meta.nbytes);
+  } else {
+    const std::vector<uint8_t> bytes = t.produce();
+    if (bytes.size() != m.nbytes)
+      fail("internal: tensor {} produced {} bytes, expected {}", m.name, bytes.size(), m.nbytes);
+    f_.write_at(offsets_[i], bytes.data(), bytes.size());
   }
-  std::vector<uint8_t> bytes = t.produce();
-  if (bytes.size() != t.meta.nbytes)
-    fail("internal: tensor {} produced {} bytes, expected {}", t.meta.name, bytes.size(), t.meta.nbytes);
-  f.write(bytes.data(), bytes.size());
+  written_[i] = true;
+}
+
+void TensorFileWriter::commit() {
+  for (size_t i = 0; i < metas_.size(); i++)
+    if (!written_[i]) fail("internal: tensor {} was never written", metas_[i].name);
+  f_.commit();
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {

@@ -4,7 +4,9 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "core/tensor.h"
 #include "core/temp_files.h"
 
 namespace lmpress {
@@ -19,6 +21,11 @@ class AtomicFile {
   void write(const void* data, size_t n);
   void write_zeros(size_t n);
   uint64_t offset() const { return offset_; }
+  // Positional writes, for files whose parts are ready in another order than
+  // they are laid out: resize() sets the final size (what is never written
+  // reads as zeros), write_at() writes anywhere below it.
+  void resize(uint64_t size);
+  void write_at(uint64_t offset, const void* data, size_t n);
   void commit();  // flush, fsync, rename
 
  private:
@@ -49,8 +56,30 @@ class AtomicDir {
 };
 
 struct TensorToWrite;
-// Writes a tensor's bytes (its view, or what its producer returns).
-void write_tensor_bytes(AtomicFile& f, const TensorToWrite& t);
+
+// A file of tensors (GGUF, safetensors) written in any tensor order: the
+// header, which fixes every tensor's offset, is written when it is opened,
+// each tensor's bytes when the caller has them (so that a model compressed
+// block by block never has to be held whole), and commit() renames it into
+// place once every tensor has been written exactly once.
+class TensorFileWriter {
+ public:
+  // metas[i]: name, type, shape and size of the tensor at `offsets[i]`; the file is `size` bytes.
+  TensorFileWriter(const std::string& path, const std::string& header, std::vector<Tensor> metas,
+                   std::vector<uint64_t> offsets, uint64_t size);
+  size_t n_tensors() const { return metas_.size(); }
+  const Tensor& meta(size_t i) const { return metas_[i]; }
+  bool written(size_t i) const { return written_[i]; }
+  // Writes tensor i from its view or producer; its name, type, shape and size must be the header's.
+  void write(size_t i, const TensorToWrite& t);
+  void commit();
+
+ private:
+  AtomicFile f_;
+  std::vector<Tensor> metas_;
+  std::vector<uint64_t> offsets_;
+  std::vector<bool> written_;
+};
 
 // Writes a whole small file atomically.
 void write_file_atomic(const std::string& path, const std::string& content);

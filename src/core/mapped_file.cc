@@ -5,9 +5,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 
 #include "core/error.h"
 
@@ -27,7 +30,35 @@ int open_regular(const std::string& path, struct stat& st) {
   return fd;
 }
 
+// Live mappings by start address, so that release() only ever touches pages
+// of a read-only file mapping (MADV_DONTNEED on heap memory would zero it).
+std::mutex& mappings_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::map<uintptr_t, size_t>& mappings() {
+  static std::map<uintptr_t, size_t> m;
+  return m;
+}
+
 }  // namespace
+
+void MappedFile::release(const void* p, uint64_t n) {
+  if (!p || n == 0) return;
+  static const uintptr_t page = uintptr_t(sysconf(_SC_PAGESIZE));
+  uintptr_t lo = reinterpret_cast<uintptr_t>(p), hi = lo + n;
+  std::lock_guard<std::mutex> lock(mappings_mutex());
+  auto it = mappings().upper_bound(lo);
+  if (it == mappings().begin()) return;
+  --it;
+  const uintptr_t start = it->first, end = start + it->second;
+  if (lo >= end) return;
+  // Whole pages: the mapping starts on one, and a page shared with a
+  // neighbouring tensor is paged in again if that one is still read.
+  lo = std::max(start, lo / page * page);
+  hi = std::min(end, (hi + page - 1) / page * page);
+  if (hi > lo) madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   struct stat st {};
@@ -43,13 +74,20 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
       fail("{}: mmap failed: {}", path, std::strerror(e));
     }
     f->data_ = static_cast<const uint8_t*>(p);
+    std::lock_guard<std::mutex> lock(mappings_mutex());
+    mappings()[reinterpret_cast<uintptr_t>(p)] = f->size_;
   }
   ::close(fd);
   return f;
 }
 
 MappedFile::~MappedFile() {
-  if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+  if (!data_) return;
+  {
+    std::lock_guard<std::mutex> lock(mappings_mutex());
+    mappings().erase(reinterpret_cast<uintptr_t>(data_));
+  }
+  munmap(const_cast<uint8_t*>(data_), size_);
 }
 
 uint64_t max_text_bytes() {

@@ -19,6 +19,13 @@ class MappedFile {
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops this process's resident pages of [p, p + n), clipped to a live
+  // mapping (no-op for memory that is not one): pages of a mapping that were
+  // read count in the RSS until unmapped, so a compressor that has finished
+  // with a block's weights gives them back. The bytes stay the file's: a
+  // later read pages them in again from the page cache or the disk.
+  static void release(const void* p, uint64_t n);
+
  private:
   MappedFile() = default;
   const uint8_t* data_ = nullptr;

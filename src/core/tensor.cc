@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
 
 namespace lmpress {
 
@@ -31,5 +32,7 @@ RowAddress::RowAddress(const Tensor& t) : data_(t.data), indexed_(is_row_indexed
 }
 
 const uint8_t* row_data(const Tensor& t, int64_t r) { return RowAddress(t)(r); }
+
+void release_mapped_pages(const Tensor& t) { MappedFile::release(t.data, t.nbytes); }
 
 }  // namespace lmpress

@@ -60,5 +60,8 @@ class RowAddress {
   uint64_t stride_ = 0;
   bool indexed_;
 };
+// Gives back the resident pages of t's bytes when they are a view into a
+// memory-mapped file (MappedFile::release); owned tensors are left alone.
+void release_mapped_pages(const Tensor& t);
 
 }  // namespace lmpress

@@ -390,7 +390,7 @@ void GGUFWriter::add_tensor(TensorToWrite t) {
   tensors_.push_back(std::move(t));
 }
 
-void GGUFWriter::write(const std::string& path, uint64_t alignment) const {
+std::unique_ptr<TensorFileWriter> GGUFWriter::open(const std::string& path, uint64_t alignment) const {
   Buf b;
   b.put<uint32_t>(kMagic);
   b.put<uint32_t>(3);
@@ -408,6 +408,7 @@ void GGUFWriter::write(const std::string& path, uint64_t alignment) const {
   }
   uint64_t off = 0;
   std::vector<uint64_t> offsets;
+  std::vector<Tensor> metas;
   for (const auto& tw : tensors_) {
     const Tensor& t = tw.meta;
     b.put_string(t.name);
@@ -417,17 +418,22 @@ void GGUFWriter::write(const std::string& path, uint64_t alignment) const {
     b.put<uint64_t>(off);
     offsets.push_back(off);
     off = (off + t.nbytes + alignment - 1) / alignment * alignment;
+    Tensor m = t;
+    m.data = nullptr;
+    m.owner.reset();
+    metas.push_back(std::move(m));
   }
-  AtomicFile f(path);
-  f.write(b.s.data(), b.s.size());
-  f.write_zeros((alignment - f.offset() % alignment) % alignment);
-  const uint64_t data_start = f.offset();
-  for (size_t i = 0; i < tensors_.size(); i++) {
-    f.write_zeros(data_start + offsets[i] - f.offset());
-    write_tensor_bytes(f, tensors_[i]);
-  }
-  f.write_zeros((alignment - f.offset() % alignment) % alignment);
-  f.commit();
+  // The data section starts aligned, and the file ends aligned after the last tensor.
+  b.s.append((alignment - b.s.size() % alignment) % alignment, '\0');
+  const uint64_t data_start = b.s.size();
+  for (auto& o : offsets) o += data_start;
+  return std::make_unique<TensorFileWriter>(path, b.s, std::move(metas), std::move(offsets), data_start + off);
+}
+
+void GGUFWriter::write(const std::string& path, uint64_t alignment) const {
+  const auto f = open(path, alignment);
+  for (size_t i = 0; i < tensors_.size(); i++) f->write(i, tensors_[i]);
+  f->commit();
 }
 
 }  // namespace lmpress

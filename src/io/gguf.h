@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "core/mapped_file.h"
 #include "core/tensor.h"
 
@@ -95,6 +96,10 @@ class GGUFWriter {
   void add_tensor(const Tensor& t);
   void add_tensor(TensorToWrite t);
   void write(const std::string& path, uint64_t alignment = 32) const;
+  // The file with its header written; tensor i (in the order added) is then
+  // written by the caller, from the TensorToWrite it has by then.
+  std::unique_ptr<TensorFileWriter> open(const std::string& path, uint64_t alignment = 32) const;
+  const std::vector<TensorToWrite>& tensors() const { return tensors_; }
 
  private:
   std::vector<std::pair<std::string, GGUFValue>> kv_;

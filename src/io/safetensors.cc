@@ -144,24 +144,42 @@ std::vector<Tensor> load_safetensors_dir(const std::string& dir) {
   return all;
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+std::unique_ptr<TensorFileWriter> open_safetensors(const std::string& path, const std::vector<Tensor>& metas,
+                                                   const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json h;
   if (!metadata.empty()) h["__metadata__"] = metadata;
   uint64_t off = 0;
-  for (const auto& tw : tensors) {
-    const Tensor& t = tw.meta;
+  for (const Tensor& t : metas) {
     h[t.name] = {{"dtype", safetensors_dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {off, off + t.nbytes}}};
     off += t.nbytes;
   }
   std::string hs = h.dump();
   hs.append((8 - (hs.size() + 8) % 8) % 8, ' ');  // keep tensor data 8-byte aligned
-  AtomicFile f(path);
-  uint64_t n = hs.size();
-  f.write(&n, 8);
-  f.write(hs.data(), hs.size());
-  for (const auto& t : tensors) write_tensor_bytes(f, t);
-  f.commit();
+  std::string header(8, '\0');
+  const uint64_t n = hs.size();
+  std::memcpy(header.data(), &n, 8);
+  header += hs;
+  std::vector<Tensor> ms;
+  std::vector<uint64_t> offsets;
+  uint64_t at = header.size();
+  for (const Tensor& t : metas) {
+    Tensor m = t;
+    m.data = nullptr;
+    m.owner.reset();
+    ms.push_back(std::move(m));
+    offsets.push_back(at);
+    at += t.nbytes;
+  }
+  return std::make_unique<TensorFileWriter>(path, header, std::move(ms), std::move(offsets), at);
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+  std::vector<Tensor> metas;
+  for (const auto& t : tensors) metas.push_back(t.meta);
+  const auto f = open_safetensors(path, metas, metadata);
+  for (size_t i = 0; i < tensors.size(); i++) f->write(i, tensors[i]);
+  f->commit();
 }
 
 }  // namespace lmpress

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/atomic_file.h"
 #include "core/mapped_file.h"
 #include "core/tensor.h"
 
@@ -27,6 +28,10 @@ std::vector<Tensor> load_safetensors_dir(const std::string& dir);
 // Writes tensors (F32/F16/BF16/I32/...) to one safetensors file atomically.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+// The file with its header written for tensors of these names, types and
+// shapes; tensor i is then written by the caller.
+std::unique_ptr<TensorFileWriter> open_safetensors(const std::string& path, const std::vector<Tensor>& metas,
+                                                   const std::map<std::string, std::string>& metadata = {});
 
 const char* safetensors_dtype_name(DType t);
 

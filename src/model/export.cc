@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <map>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -75,7 +76,8 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   }
   dst = file_type(dst);  // in-memory repacks (sparse layouts) go to files as what they came from
   const int64_t heads = rope_heads_to_permute(m, t, target);
-  if (dst == t.dtype && heads == 0 && !opt.values) return out;
+  const bool generated = opt.values && !t.data;
+  if (dst == t.dtype && heads == 0 && !generated) return out;
   const bool plain = is_float_type(dst);
   if (dst != t.dtype && !plain && !has_quantizer(dst))
     fail("convert: cannot convert {} to {} (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)", t.name, dtype_name(dst));
@@ -86,7 +88,7 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   const Tensor src = t;
   const ModelConfig cfg = m.cfg;
   const auto quantize = opt.quantize;
-  const auto values = opt.values;
+  const auto values = generated ? opt.values : decltype(opt.values){};
   out.produce = [src, dst, heads, cfg, target, quantize, values]() {
     std::vector<uint8_t> bytes;
     if (dst == src.dtype && !values) {
@@ -129,18 +131,60 @@ void check_not_input(const Model& m, const std::string& out, OutputKind kind = O
 
 }  // namespace
 
-void write_gguf_model(const Model& m, const std::string& path, const ExportOptions& opt) {
+struct ModelWriter::Impl {
+  const Model& m;
+  ExportOptions opt;
+  RopeLayout target = RopeLayout::Interleaved;
+  bool hf = false;
+  std::unique_ptr<TensorFileWriter> file;
+  // Each model tensor's entries in the file: first index and count (0: the
+  // format leaves it out).
+  std::map<std::string, std::pair<size_t, size_t>> index;
+  std::vector<std::pair<size_t, TensorToWrite>> extra;  // not in the model (GGUF rope_freqs)
+  // Hugging Face: the directory being filled and the JSON files written at commit.
+  std::unique_ptr<AtomicDir> dir;
+  std::string config_json, quantize_config_json;
+
+  Impl(const Model& model, ExportOptions o) : m(model), opt(std::move(o)) {}
+
+  // What t is written as, from its state now.
+  std::vector<TensorToWrite> entries(const Tensor& t) const {
+    if (!hf) return {prepare(m, t, opt, target)};
+    if (opt.hf_replace) {
+      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name));
+      if (!replaced.empty()) return replaced;
+    }
+    TensorToWrite tw = prepare(m, t, opt, RopeLayout::Halves);
+    tw.meta.name = canonical_to_hf(t.name);
+    if (tw.meta.name.empty()) fail("{}: tensor {} has no Hugging Face name", m.path, t.name);
+    return {std::move(tw)};
+  }
+  // Plans t's entries at the end of the file's tensors.
+  void add(const Tensor& t, std::vector<Tensor>& metas) {
+    const auto es = entries(t);
+    index[t.name] = {metas.size(), es.size()};
+    for (const auto& e : es) metas.push_back(e.meta);
+  }
+  void skip(const Tensor& t) { index[t.name] = {0, 0}; }
+};
+
+ModelWriter::ModelWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+ModelWriter::~ModelWriter() = default;
+
+std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string& path, ExportOptions opt) {
   check_not_input(m, path);
+  auto impl = std::make_unique<Impl>(m, std::move(opt));
+  const ExportOptions& o = impl->opt;
   const auto& c = m.cfg;
   // Layers of different sizes are llama.cpp's "deci" architecture: Llama
   // with per-layer head counts and feed-forward sizes, RoPE on (2i, 2i+1) pairs.
   const std::string a = c.uniform() ? c.arch : "deci";
-  const RopeLayout target = a == "qwen2" ? RopeLayout::Halves : RopeLayout::Interleaved;
+  impl->target = a == "qwen2" ? RopeLayout::Halves : RopeLayout::Interleaved;
   GGUFWriter w;
   w.set("general.architecture", GGUFValue::str(a));
-  w.set("general.name", GGUFValue::str(opt.name.empty() ? std::filesystem::path(m.path).filename().string() : opt.name));
+  w.set("general.name", GGUFValue::str(o.name.empty() ? std::filesystem::path(m.path).filename().string() : o.name));
   // llama.cpp's llama_ftype (the caller maps a type or mix to it); 0 (all F32) when not given.
-  const uint32_t ftype = opt.file_type.value_or(0);
+  const uint32_t ftype = o.file_type.value_or(0);
   if (ftype != 0 && ftype != 1 && ftype != 32) w.set("general.quantization_version", GGUFValue::u32(2));
   w.set("general.file_type", GGUFValue::u32(ftype));
   w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
@@ -170,10 +214,13 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
   }
   if (m.tokenizer) vocab_to_gguf(m.tokenizer->vocab(), w);
   bool has_rope_freqs = false;
+  std::vector<Tensor> metas;
   for (const auto& t : m.tensors) {
     has_rope_freqs |= t.name == "rope_freqs.weight";
-    if (t.name == "output.weight" && c.tied_embeddings) continue;
-    w.add_tensor(prepare(m, t, opt, target));
+    if (t.name == "output.weight" && c.tied_embeddings)
+      impl->skip(t);
+    else
+      impl->add(t, metas);
   }
   if (c.rope_scaling == "llama3") {
     w.set("lmpress.rope_scaling.llama3.factor", GGUFValue::f32(c.rope_factor));
@@ -189,13 +236,25 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
     auto f1 = c.rope_inv_freqs();
     std::vector<float> factors(f0.size());
     for (size_t i = 0; i < f0.size(); i++) factors[i] = f0[i] / f1[i];
-    w.add_tensor(make_f32_tensor("rope_freqs.weight", {int64_t(factors.size())}, factors));
+    Tensor rope_freqs = make_f32_tensor("rope_freqs.weight", {int64_t(factors.size())}, factors);
+    impl->extra.emplace_back(metas.size(), TensorToWrite{rope_freqs, {}});
+    metas.push_back(rope_freqs);
   }
-  w.write(path);
+  for (const Tensor& t : metas) w.add_tensor(t);
+  impl->file = w.open(path);
+  return std::unique_ptr<ModelWriter>(new ModelWriter(std::move(impl)));
 }
 
-void write_hf_model(const Model& m, const std::string& dir, const ExportOptions& opt) {
+void write_gguf_model(const Model& m, const std::string& path, const ExportOptions& opt) {
+  ModelWriter::gguf(m, path, opt)->commit();
+}
+
+
+std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& dir, ExportOptions o) {
   namespace fs = std::filesystem;
+  auto impl = std::make_unique<Impl>(m, std::move(o));
+  impl->hf = true;
+  const ExportOptions& opt = impl->opt;
   if (opt.dtype && !is_float_type(*opt.dtype))
     fail("{}: Hugging Face output takes f32, f16 or bf16 weights, not {}", dir, dtype_name(*opt.dtype));
   if (fs::exists(dir) && !fs::is_directory(dir)) fail("{}: exists and is not a directory", dir);
@@ -208,8 +267,8 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   if (m.find("rope_freqs.weight") && c.rope_scaling != "llama3")
     fail("{}: its rope_freqs.weight cannot be expressed as Hugging Face rope_scaling; convert from the HF model instead",
          m.path);
-  AtomicDir out_dir(dir);
-  const std::string& tmp = out_dir.path();
+  impl->dir = std::make_unique<AtomicDir>(dir);
+  const std::string& tmp = impl->dir->path();
   nlohmann::ordered_json j;
   j["architectures"] = {c.arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
   j["model_type"] = c.arch == "qwen2" ? "qwen2" : "llama";
@@ -239,28 +298,60 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   j["torch_dtype"] = torch_dtype;
   if (!opt.hf_quantization_config.empty()) {
     j["quantization_config"] = nlohmann::ordered_json::parse(opt.hf_quantization_config);
-    write_file_atomic(tmp + "/quantize_config.json", j["quantization_config"].dump(2) + "\n");
+    impl->quantize_config_json = j["quantization_config"].dump(2) + "\n";
   }
+  impl->config_json = j.dump(2) + "\n";
 
-  std::vector<TensorToWrite> out;
+  std::vector<Tensor> metas;
   for (const auto& t : m.tensors) {
-    if (t.name == "rope_freqs.weight") continue;
-    if (t.name == "output.weight" && c.tied_embeddings) continue;
-    if (opt.hf_replace) {
-      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name));
-      if (!replaced.empty()) {
-        for (auto& r : replaced) out.push_back(std::move(r));
-        continue;
-      }
+    if (t.name == "rope_freqs.weight" || (t.name == "output.weight" && c.tied_embeddings)) {
+      impl->skip(t);
+      continue;
     }
-    TensorToWrite tw = prepare(m, t, opt, RopeLayout::Halves);
-    tw.meta.name = canonical_to_hf(t.name);
-    if (tw.meta.name.empty()) fail("{}: tensor {} has no Hugging Face name", m.path, t.name);
-    out.push_back(std::move(tw));
+    impl->add(t, metas);
   }
-  write_safetensors(tmp + "/model.safetensors", out, {{"format", "pt"}});
-  write_file_atomic(tmp + "/config.json", j.dump(2) + "\n");
-  if (m.tokenizer) {
+  impl->file = open_safetensors(tmp + "/model.safetensors", metas, {{"format", "pt"}});
+  return std::unique_ptr<ModelWriter>(new ModelWriter(std::move(impl)));
+}
+
+void ModelWriter::write(const std::string& name) {
+  Impl& w = *impl_;
+  const auto it = w.index.find(name);
+  const Tensor* t = w.m.find(name);
+  if (it == w.index.end() || !t) fail("internal: {} is not a tensor of the model whose file is being written", name);
+  const auto [first, count] = it->second;
+  if (count == 0) return;
+  const auto es = w.entries(*t);
+  if (es.size() != count) fail("internal: {} is now written as {} tensors, its header has {}", name, es.size(), count);
+  for (size_t k = 0; k < count; k++) w.file->write(first + k, es[k]);
+  release_mapped_pages(*t);
+}
+
+void ModelWriter::write_block(int64_t layer) {
+  Impl& w = *impl_;
+  for (const auto& t : w.m.tensors) {
+    if (layer_of(t.name) != layer) continue;
+    const auto it = w.index.find(t.name);
+    if (it != w.index.end() && it->second.second > 0 && w.file->written(it->second.first)) continue;
+    write(t.name);
+  }
+}
+
+void ModelWriter::commit() {
+  Impl& w = *impl_;
+  for (const auto& t : w.m.tensors) {
+    const auto it = w.index.find(t.name);
+    if (it == w.index.end()) fail("internal: tensor {} was added after the header of its file was written", t.name);
+    if (it->second.second > 0 && !w.file->written(it->second.first)) write(t.name);
+  }
+  for (const auto& [i, t] : w.extra) w.file->write(i, t);
+  w.file->commit();
+  if (!w.hf) return;
+  const ModelConfig& c = w.m.cfg;
+  const std::string& tmp = w.dir->path();
+  if (!w.quantize_config_json.empty()) write_file_atomic(tmp + "/quantize_config.json", w.quantize_config_json);
+  write_file_atomic(tmp + "/config.json", w.config_json);
+  if (const Model& m = w.m; m.tokenizer) {
     const Vocab& v = m.tokenizer->vocab();
     if (v.model == "llama")
       write_file_atomic(tmp + "/tokenizer.model", vocab_to_sentencepiece(v));
@@ -280,7 +371,11 @@ void write_hf_model(const Model& m, const std::string& dir, const ExportOptions&
   if (c.bos_id >= 0) gc["bos_token_id"] = c.bos_id;
   if (c.eos_id >= 0) gc["eos_token_id"] = c.eos_id;
   write_file_atomic(tmp + "/generation_config.json", gc.dump(2) + "\n");
-  out_dir.commit();
+  w.dir->commit();
+}
+
+void write_hf_model(const Model& m, const std::string& dir, const ExportOptions& opt) {
+  ModelWriter::hf(m, dir, opt)->commit();
 }
 
 }  // namespace lmpress

@@ -3,6 +3,7 @@
 // permuted when the target's RoPE pairing differs from the source's.
 #pragma once
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -23,12 +24,15 @@ struct ExportOptions {
   // tensor's f32 values; default: RTN (quantize_row without importance).
   std::function<void(const Tensor& src, DType dst, const float* f32, uint8_t* out)> quantize;
   std::optional<uint32_t> file_type;  // general.file_type (llama_ftype) to record
-  // Source values of a tensor, replacing its bytes (which may then be absent):
-  // models generated while they are written (make-model).
+  // Values of the tensors without bytes (data null), made when each is
+  // written: models generated while they are written (make-model), weights
+  // cut out of the input's as they are written (structured pruning).
   std::function<std::vector<float>(const Tensor&)> values;
   // Hugging Face output: the tensors to write in place of a weight (e.g. a
   // GPTQ linear's qweight/qzeros/scales/g_idx, rows already in HF order), or
-  // none to write it normally. hf_name: the weight's HF name.
+  // none to write it normally. hf_name: the weight's HF name. Asked when the
+  // file's header is made and again when the weight is written: the same
+  // names, types and shapes both times; the bytes are produced at the second.
   std::function<std::vector<TensorToWrite>(const Tensor& t, const std::string& hf_name)> hf_replace;
   // Hugging Face output: a JSON object recorded as config.json's
   // quantization_config and as quantize_config.json.
@@ -37,6 +41,30 @@ struct ExportOptions {
 
 void write_gguf_model(const Model& m, const std::string& path, const ExportOptions& opt);
 void write_hf_model(const Model& m, const std::string& dir, const ExportOptions& opt);
+
+// A model file written while the model is being compressed, so that finished
+// blocks need not be kept: opening it checks the output and writes the header
+// from the model's tensors and the options' planned types (which the
+// compressed tensors must then have); write() writes a tensor as the model
+// holds it at that moment, once it is final; commit() writes every tensor not
+// written yet, as write_gguf_model / write_hf_model would, and renames the file
+// (or directory) into place. Destroyed uncommitted, it leaves nothing behind.
+class ModelWriter {
+ public:
+  static std::unique_ptr<ModelWriter> gguf(const Model& m, const std::string& path, ExportOptions opt);
+  static std::unique_ptr<ModelWriter> hf(const Model& m, const std::string& dir, ExportOptions opt);
+  ~ModelWriter();
+  // Writes the model's tensor `name` (canonical) now; nothing for a tensor the format leaves out (a tied output).
+  void write(const std::string& name);
+  // Writes every tensor of block `layer`.
+  void write_block(int64_t layer);
+  void commit();
+
+ private:
+  struct Impl;
+  explicit ModelWriter(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
 
 // Heads whose rows must be re-paired for RoPE when t is written in `target`
 // pairing (q or k of a model stored in the other pairing), else 0.

@@ -15,11 +15,6 @@ InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, K
     : m_(m), n_ctx_(n_ctx), n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))), kv_(kv) {
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
   const auto& c = m.cfg;
-  for (int64_t l = 0; l < c.n_layers; l++) {
-    const size_t bytes = size_t(n_ctx * c.kv_dim(l) * kv_bytes(kv));
-    k_cache_.emplace_back(bytes);
-    v_cache_.emplace_back(bytes);
-  }
   const size_t B = size_t(n_batch_);
   x_.resize(B * c.dim);
   xn_.resize(B * c.dim);
@@ -45,7 +40,7 @@ void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool 
   }
 }
 
-void InferenceState::attention(int64_t l, int64_t n) {
+void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const uint8_t* vc) {
   const auto& c = m_.cfg;
   AttentionShape shape;
   shape.n_heads = c.heads(l);
@@ -53,7 +48,7 @@ void InferenceState::attention(int64_t l, int64_t n) {
   shape.head_dim = c.head_dim;
   shape.q_stride = shape.out_stride = c.q_dim(l);
   shape.kv_stride = c.kv_dim(l);
-  lmpress::attention(shape, kv_, q_.data(), n, n_past_, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data(),
+  lmpress::attention(shape, kv_, q_.data(), n, n_past_, kc, vc,
                 1.0f / std::sqrt(float(c.head_dim)), att_.data());
 }
 
@@ -67,10 +62,21 @@ void InferenceState::embed(const int32_t* tokens, int64_t n, float* x) const {
 
 void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs) {
   if (n > n_batch_) fail("eval_layer: {} tokens exceed the batch of {}", n, n_batch_);
+  if (layer_k_.empty()) {
+    int64_t kv_dim = 0;
+    for (int64_t l = 0; l < m_.cfg.n_layers; l++) kv_dim = std::max(kv_dim, m_.cfg.kv_dim(l));
+    layer_k_.resize(size_t(n_batch_ * kv_dim * kv_bytes(kv_)));
+    layer_v_.resize(layer_k_.size());
+  }
   const int64_t saved = n_past_;
   n_past_ = 0;
-  block(layer, w, x, n, obs);
+  block(layer, w, x, n, obs, layer_k_.data(), layer_v_.data());
   n_past_ = saved;
+}
+
+uint64_t InferenceState::layer_buffer_bytes() const {
+  const uint64_t floats = x_.size() + xn_.size() + q_.size() + k_.size() + v_.size() + att_.size() + gate_.size() + up_.size();
+  return floats * sizeof(float) + layer_k_.size() + layer_v_.size();
 }
 
 namespace {
@@ -94,7 +100,8 @@ void add_residual(float* x, const float* y, const std::vector<float>& bias, int6
 
 }  // namespace
 
-void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n, const LinearObserver* obs) {
+void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n, const LinearObserver* obs,
+                           uint8_t* kc, uint8_t* vc) {
   const auto& c = m_.cfg;
   const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
@@ -102,8 +109,6 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   matmul(*L.wq, xn_.data(), n, q_.data());
   matmul(*L.wk, xn_.data(), n, k_.data());
   matmul(*L.wv, xn_.data(), n, v_.data());
-  uint8_t* kc = k_cache_[size_t(l)].data();
-  uint8_t* vc = v_cache_[size_t(l)].data();
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
     float* q = q_.data() + t * qd;
@@ -120,7 +125,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     store_cache_row(kv_, k, kvd, kc, pos * kvd);
     store_cache_row(kv_, v, kvd, vc, pos * kvd);
   }
-  attention(l, n);
+  attention(l, n, kc, vc);
   if (obs) (*obs)(LinearSite::AttnOut, att_.data(), n, qd);
   matmul(*L.wo, att_.data(), n, xn_.data());
   add_residual(x, xn_.data(), L.bo, n, D);
@@ -140,7 +145,14 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
   const auto& c = m_.cfg;
   const int64_t D = c.dim;
   embed(tokens, n, x_.data());
-  for (int64_t l = 0; l < c.n_layers; l++) block(l, m_.layers[size_t(l)], x_.data(), n, nullptr);
+  if (k_cache_.empty())
+    for (int64_t l = 0; l < c.n_layers; l++) {
+      const size_t bytes = size_t(n_ctx_ * c.kv_dim(l) * kv_bytes(kv_));
+      k_cache_.emplace_back(bytes);
+      v_cache_.emplace_back(bytes);
+    }
+  for (int64_t l = 0; l < c.n_layers; l++)
+    block(l, m_.layers[size_t(l)], x_.data(), n, nullptr, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data());
   n_past_ += n;
   if (!logits) return;
   const int64_t first = all_logits ? 0 : n - 1;

@@ -32,7 +32,11 @@ class InferenceState {
   // Calibration: runs block `layer` alone with weights `w` on hidden states
   // x[n, dim] (updated in place) of a fresh sequence at positions 0..n-1,
   // reporting each linear layer's input to `obs` (may be null). n <= n_batch.
+  // Its K/V go to a cache of one block's size, so a calibration that runs
+  // block after block holds no cache per layer (and leaves eval's cache alone).
   void eval_layer(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs);
+  // What eval_layer holds: one batch's activation buffers and its one-block K/V cache.
+  uint64_t layer_buffer_bytes() const;
   // Hidden states after the embedding: x[n, dim].
   void embed(const int32_t* tokens, int64_t n, float* x) const;
 
@@ -46,13 +50,16 @@ class InferenceState {
 
  private:
   void eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
-  void attention(int64_t layer, int64_t n);
-  void block(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs);
+  void attention(int64_t layer, int64_t n, const uint8_t* kc, const uint8_t* vc);
+  // kc, vc: the K/V cache block `layer` reads and appends to.
+  void block(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs, uint8_t* kc,
+             uint8_t* vc);
 
   const Model& m_;
   int64_t n_ctx_, n_batch_, n_past_ = 0;
   KvType kv_;
-  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim] of kv_
+  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim] of kv_, made by the first eval
+  std::vector<uint8_t> layer_k_, layer_v_;               // eval_layer's [n_batch, kv_dim]
   std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_;
 };
 

@@ -193,6 +193,8 @@ void check_finite_weights(const Model& m) {
       const auto bad = std::find_if(v.begin(), v.end(), [](float x) { return !std::isfinite(x); });
       if (bad != v.end()) first = std::max(first, rows * cols - (r * cols + (bad - v.begin())));
     }
+    // Checked: the pages it read need not stay resident until the tensor is used.
+    release_mapped_pages(t);
     if (first < 0) continue;
     const int64_t i = rows * cols - first;
     std::vector<float> row(static_cast<size_t>(cols));

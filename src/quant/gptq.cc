@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 
 #include "core/error.h"
@@ -15,23 +16,29 @@ namespace lmpress {
 namespace {
 
 // Upper Cholesky factor U of (H + damp·mean(diag H)·I)⁻¹ = UᵀU. Retries with
-// more dampening if H is not positive definite.
-std::vector<float> inverse_hessian_cholesky(std::vector<double> H, int64_t n, double damp) {
+// more dampening if H is not positive definite. fill(A) writes H (n x n) into
+// A, once per attempt, so that only one double copy of H is ever held.
+std::vector<float> inverse_hessian_cholesky(const std::function<void(std::vector<double>&)>& fill, int64_t n,
+                                            double damp) {
+  std::vector<double> A(size_t(n * n));
+  fill(A);
   double mean_diag = 0;
-  for (int64_t i = 0; i < n; i++) mean_diag += H[size_t(i * n + i)];
+  for (int64_t i = 0; i < n; i++) mean_diag += A[size_t(i * n + i)];
   mean_diag = std::max(mean_diag / double(n), 1e-12);
-  std::vector<double> A;
   for (int attempt = 0; attempt < 6; attempt++, damp *= 10) {
-    A = H;
+    if (attempt > 0) fill(A);
     for (int64_t i = 0; i < n; i++) A[size_t(i * n + i)] += damp * mean_diag;
-    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'L', int(n), A.data(), int(n)) != 0) continue;
-    if (LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', int(n), A.data(), int(n)) != 0) continue;
+    // A is symmetric, so the column-major routines read it as it is and do
+    // exactly what the row-major ones would do on their transposed n x n
+    // copy, without that copy; each result is left in the mirrored triangle.
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', int(n), A.data(), int(n)) != 0) continue;
+    if (LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', int(n), A.data(), int(n)) != 0) continue;
     for (int64_t i = 0; i < n; i++)
-      for (int64_t j = i + 1; j < n; j++) A[size_t(i * n + j)] = A[size_t(j * n + i)];
-    if (LAPACKE_dpotrf(LAPACK_ROW_MAJOR, 'U', int(n), A.data(), int(n)) != 0) continue;
+      for (int64_t j = i + 1; j < n; j++) A[size_t(j * n + i)] = A[size_t(i * n + j)];
+    if (LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', int(n), A.data(), int(n)) != 0) continue;
     std::vector<float> U(size_t(n * n), 0.0f);
     for (int64_t i = 0; i < n; i++)
-      for (int64_t j = i; j < n; j++) U[size_t(i * n + j)] = float(A[size_t(i * n + j)]);
+      for (int64_t j = i; j < n; j++) U[size_t(i * n + j)] = float(A[size_t(j * n + i)]);
     return U;
   }
   fail("GPTQ: the Hessian is not positive definite even with dampening (degenerate calibration data?)");
@@ -85,32 +92,41 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
   if (prune && prune->is_nm() && (cols % prune->m != 0 || B % prune->m != 0))
     fail("SparseGPT: {} columns do not split into groups of {} ({} pattern)", cols, prune->m, prune->name());
 
-  // Column-major working copy (column i contiguous over rows) and the Hessian in double.
-  std::vector<float> Wc(size_t(rows * cols));
-  for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < cols; c++) Wc[size_t(c * rows + r)] = W[r * cols + c];
-  std::vector<double> Hd(H.begin(), H.end());
-  // Inputs that never fire: any value is exact, so quantize them as zero.
-  for (int64_t c = 0; c < cols; c++)
-    if (Hd[size_t(c * cols + c)] == 0) {
-      Hd[size_t(c * cols + c)] = 1;
-      std::fill(Wc.begin() + c * rows, Wc.begin() + (c + 1) * rows, 0.0f);
-    }
+  // The Hessian's diagonal in double; inputs that never fire (0) get 1: any
+  // value is exact for them, so they are quantized as zero.
+  std::vector<double> diag(static_cast<size_t>(cols));
+  for (int64_t c = 0; c < cols; c++) {
+    diag[size_t(c)] = H[size_t(c * cols + c)];
+    if (diag[size_t(c)] == 0) diag[size_t(c)] = 1;
+  }
   std::vector<int64_t> perm(static_cast<size_t>(cols));
   std::iota(perm.begin(), perm.end(), 0);
   if (o.act_order)
-    std::stable_sort(perm.begin(), perm.end(),
-                     [&](int64_t a, int64_t b) { return Hd[size_t(a * cols + a)] > Hd[size_t(b * cols + b)]; });
-  std::vector<double> Hp(size_t(cols * cols));
-  for (int64_t i = 0; i < cols; i++)
-    for (int64_t j = 0; j < cols; j++) Hp[size_t(i * cols + j)] = Hd[size_t(perm[size_t(i)] * cols + perm[size_t(j)])];
-  Hd.clear();
-  const std::vector<float> U = inverse_hessian_cholesky(std::move(Hp), cols, o.damp);
+    std::stable_sort(perm.begin(), perm.end(), [&](int64_t a, int64_t b) { return diag[size_t(a)] > diag[size_t(b)]; });
+  // The inverse of the Hessian in processing order, made from H directly: one
+  // n x n double buffer at a time, the largest memory GPTQ holds.
+  std::vector<float> U = inverse_hessian_cholesky(
+      [&](std::vector<double>& A) {
+        for (int64_t i = 0; i < cols; i++) {
+          const int64_t pi = perm[size_t(i)];
+          for (int64_t j = 0; j < cols; j++) A[size_t(i * cols + j)] = H[size_t(pi * cols + perm[size_t(j)])];
+          A[size_t(i * cols + i)] = diag[size_t(pi)];
+        }
+      },
+      cols, o.damp);
 
-  // Per weight (column-major, original column order): the grid scale/offset.
-  std::vector<float> S(size_t(rows * cols)), O(size_t(rows * cols));
+  // Column-major working copy (column i contiguous over rows).
+  std::vector<float> Wc(size_t(rows * cols));
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) Wc[size_t(c * rows + r)] = W[r * cols + c];
+  for (int64_t c = 0; c < cols; c++)
+    if (H[size_t(c * cols + c)] == 0) std::fill(Wc.begin() + c * rows, Wc.begin() + (c + 1) * rows, 0.0f);
+
+  // The grid scale/offset per weight (column-major, original column order),
+  // or per group and row with uniform groups.
+  const size_t grid_params = !grid ? 0 : f.uniform_groups ? size_t(cols / G * rows) : size_t(rows * cols);
+  std::vector<float> S(grid_params), O(grid_params);
   GptqResult res;
-  res.levels.assign(size_t(rows * cols), 0);
   res.g_idx.resize(size_t(cols));
   std::vector<float> gx(size_t(G * rows)), gs(size_t(G * rows)), go(size_t(G * rows));
   // Chooses group j's grids from the current values `src` (G columns of rows).
@@ -128,8 +144,13 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
     for (int64_t e = 0; e < G; e++) {
       const int64_t c = members[e];
       res.g_idx[size_t(c)] = int32_t(j);
+      if (f.uniform_groups) continue;
       std::copy_n(gs.begin() + e * rows, rows, S.begin() + c * rows);
       std::copy_n(go.begin() + e * rows, rows, O.begin() + c * rows);
+    }
+    if (f.uniform_groups) {
+      std::copy_n(gs.begin(), rows, S.begin() + j * rows);
+      std::copy_n(go.begin(), rows, O.begin() + j * rows);
     }
   };
   std::vector<int64_t> static_members(static_cast<size_t>(G));
@@ -142,12 +163,20 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
     for (int64_t j = 0; j < cols / G; j++) choose(j, static_group(j), Wc.data() + j * G * rows);
 
   // Wp: the working columns in processing order.
-  std::vector<float> Wp(size_t(rows * cols));
-  for (int64_t k = 0; k < cols; k++)
-    std::copy_n(Wc.begin() + perm[size_t(k)] * rows, rows, Wp.begin() + k * rows);
-  Wc.clear();
-  std::vector<uint8_t> L(size_t(rows * cols));  // levels, column-major, original order
-  std::vector<float> Q(grid ? 0 : size_t(rows * cols));  // values without a grid, column-major
+  std::vector<float> Wp;
+  if (o.act_order) {
+    Wp.resize(size_t(rows * cols));
+    for (int64_t k = 0; k < cols; k++)
+      std::copy_n(Wc.begin() + perm[size_t(k)] * rows, rows, Wp.begin() + k * rows);
+    std::vector<float>().swap(Wc);
+  } else {
+    Wp = std::move(Wc);  // processing order is column order
+  }
+  std::vector<uint8_t> L(grid ? size_t(rows * cols) : 0);  // levels, column-major, original order
+  // Values without a grid, column-major: in Wp itself when columns are
+  // processed in order (a column is not read again once it is processed).
+  const bool values_in_wp = !grid && !o.act_order;
+  std::vector<float> Q(!grid && !values_in_wp ? size_t(rows * cols) : 0);
   std::vector<float> Err(size_t(B * rows));
   // SparseGPT's saliency of weight (r, k) now: w² / [U]ₖₖ².
   auto saliency = [&](int64_t k, int64_t r) {
@@ -190,23 +219,26 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
       const float d = U[size_t(k * cols + k)];
       float* w = Wp.data() + k * rows;
       float* err = Err.data() + (k - b1) * rows;
-      const float* s = S.data() + c * rows;
-      const float* off = O.data() + c * rows;
-      uint8_t* lv = L.data() + c * rows;
+      const int64_t at = f.uniform_groups ? int64_t(res.g_idx[size_t(c)]) : c;
+      const float* s = grid ? S.data() + at * rows : nullptr;
+      const float* off = grid ? O.data() + at * rows : nullptr;
+      uint8_t* lv = grid ? L.data() + c * rows : nullptr;
       const uint8_t* mk = prune ? Mk.data() + k * rows : nullptr;
-      float* qv = grid ? nullptr : Q.data() + c * rows;
+      float* qv = grid ? nullptr : values_in_wp ? w : Q.data() + c * rows;
 #pragma omp parallel for schedule(static) if (rows >= 1024)
       for (int64_t r = 0; r < rows; r++) {
         const bool cut = mk && mk[r];
+        const float v = w[r];
         float q;
         if (grid) {
-          const int level = nearest_grid_level(s[r], off[r], f.n_levels, f.table, cut ? 0.0f : w[r]);
+          const int level = nearest_grid_level(s[r], off[r], f.n_levels, f.table, cut ? 0.0f : v);
           lv[r] = uint8_t(level);
           q = grid_value(s[r], off[r], f.table, level);
         } else {
-          q = qv[r] = cut ? 0.0f : w[r];
+          q = cut ? 0.0f : v;
         }
-        err[r] = (w[r] - q) / d;
+        err[r] = (v - q) / d;
+        if (qv) qv[r] = q;
       }
       // Spread the error over the rest of this lazy batch.
       for (int64_t j = k + 1; j < b2; j++) {
@@ -219,12 +251,21 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(cols - b2), int(rows), int(b2 - b1), -1.0f,
                   U.data() + b1 * cols + b2, int(cols), Err.data(), int(rows), 1.0f, Wp.data() + b2 * rows, int(rows));
   }
-  for (int64_t c = 0; c < cols; c++)
-    for (int64_t r = 0; r < rows; r++) res.levels[size_t(r * cols + c)] = L[size_t(c * rows + r)];
-  if (!grid) {
+  // The working copies are done with before the results are laid out.
+  std::vector<float>().swap(U);
+  std::vector<float>().swap(Err);
+  std::vector<float>().swap(S);
+  std::vector<float>().swap(O);
+  if (!values_in_wp) std::vector<float>().swap(Wp);
+  if (grid) {
+    res.levels.resize(size_t(rows * cols));
+    for (int64_t c = 0; c < cols; c++)
+      for (int64_t r = 0; r < rows; r++) res.levels[size_t(r * cols + c)] = L[size_t(c * rows + r)];
+  } else {
+    const std::vector<float>& Qc = values_in_wp ? Wp : Q;
     res.values.resize(size_t(rows * cols));
     for (int64_t c = 0; c < cols; c++)
-      for (int64_t r = 0; r < rows; r++) res.values[size_t(r * cols + c)] = Q[size_t(c * rows + r)];
+      for (int64_t r = 0; r < rows; r++) res.values[size_t(r * cols + c)] = Qc[size_t(c * rows + r)];
   }
   if (prune) {  // no act-order: processing order is column order
     res.pruned.resize(size_t(rows * cols));
@@ -294,6 +335,7 @@ IntGroupTensor gptq_quantize_int(const float* W, int64_t rows, int64_t cols, con
   f.group = G;
   f.n_levels = spec.max_level() + 1;
   f.ordered_groups = true;  // with act-order, g_idx follows the processing order (AutoGPTQ's desc_act)
+  f.uniform_groups = true;
   f.choose = [&](int64_t j, const int64_t* members, const float* x, float* scale, float* offset) {
     // Clipping weighted like the block formats' scale searches: by diag H.
     std::vector<float> imp(static_cast<size_t>(G));
@@ -311,6 +353,7 @@ IntGroupTensor gptq_quantize_int(const float* W, int64_t rows, int64_t cols, con
       }
     }
   };
+  std::vector<uint8_t>().swap(t.q);  // the levels come from gptq_core
   GptqResult res = gptq_core(W, rows, cols, H, f, o);
   t.q = std::move(res.levels);
   t.g_idx = std::move(res.g_idx);

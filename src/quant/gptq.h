@@ -51,13 +51,22 @@ struct GptqGridFormat {
   // false: group j is columns [j·group, (j+1)·group); true: with act-order,
   // group j is the j-th run of `group` columns in processing order.
   bool ordered_groups = false;
+  // choose gives every column of a group the same scale and offset per row
+  // (int-N groups; not the block types' sub-block scales): kept per group,
+  // not per weight.
+  bool uniform_groups = false;
   // Chooses group j's grid for every row from x (group columns of rows values,
   // column-major, the group's current values); members: their original column
   // indices. Writes each element's grid scale and offset in x's layout.
   std::function<void(int64_t j, const int64_t* members, const float* x, float* scale, float* offset)> choose;
 };
+// The Hessian-sized memory gptq_core holds besides the caller's H for a
+// matrix of `cols` inputs: the damped Hessian in double, then its inverse's
+// Cholesky factor in f32 (both at once while the factor is made).
+inline uint64_t gptq_solver_bytes(int64_t cols) { return uint64_t(cols * cols) * (sizeof(double) + sizeof(float)); }
+
 struct GptqResult {
-  std::vector<uint8_t> levels;  // rows x cols
+  std::vector<uint8_t> levels;  // rows x cols, when the format has a grid
   std::vector<int32_t> g_idx;   // group of each column
   std::vector<float> values;    // rows x cols, the final weights, when the format has no grid (n_levels == 0)
   std::vector<uint8_t> pruned;  // rows x cols, 1 where pruned (with a prune pattern)

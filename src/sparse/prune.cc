@@ -80,15 +80,20 @@ void wanda_prune(float* W, int64_t rows, int64_t cols, const SparsityPattern& p,
   prune_by_score(W, rows, cols, p, score, true);
 }
 
-void sparsegpt_prune(float* W, int64_t rows, int64_t cols, const std::vector<float>& H, const SparsityPattern& p,
-                     const GptqOptions& o) {
+std::vector<float> sparsegpt_pruned(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                                    const SparsityPattern& p, const GptqOptions& o) {
   check_nm(p, cols);
   GptqGridFormat f;
   f.group = 1;  // no grid: pruning alone
   GptqOptions go = o;
   go.act_order = false;
-  GptqResult res = gptq_core(W, rows, cols, H, f, go, &p);
-  std::copy(res.values.begin(), res.values.end(), W);
+  return std::move(gptq_core(W, rows, cols, H, f, go, &p).values);
+}
+
+void sparsegpt_prune(float* W, int64_t rows, int64_t cols, const std::vector<float>& H, const SparsityPattern& p,
+                     const GptqOptions& o) {
+  const auto v = sparsegpt_pruned(W, rows, cols, H, p, o);
+  std::copy(v.begin(), v.end(), W);
 }
 
 double zero_fraction(const float* W, int64_t n) {

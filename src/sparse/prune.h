@@ -25,6 +25,9 @@ void wanda_prune(float* W, int64_t rows, int64_t cols, const SparsityPattern& p,
 // SparseGPT on H = Σ x xᵀ: W is replaced by the pruned and updated weights.
 void sparsegpt_prune(float* W, int64_t rows, int64_t cols, const std::vector<float>& H, const SparsityPattern& p,
                      const GptqOptions& o);
+// The same, returning the pruned weights (W is left as it is).
+std::vector<float> sparsegpt_pruned(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                                    const SparsityPattern& p, const GptqOptions& o);
 
 // Fraction of exact zeros.
 double zero_fraction(const float* W, int64_t n);

@@ -40,6 +40,7 @@ void add_imatrix(CLI::App& app) {
         im.accumulate(linear_names(l, s), x, n, cols);
       };
       cal.run(l, m->layers[size_t(l)], &obs, true);
+      release_block_pages(*m, l);
       progress.update(uint64_t(l + 1));
     }
     progress.finish();

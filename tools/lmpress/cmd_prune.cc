@@ -32,6 +32,7 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
       j["owl_outlier_ratio"] = r.owl_ratios;
       j["layer_sparsity"] = r.layer_sparsity;
     }
+    add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
   }
@@ -50,7 +51,7 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
              r.n_params ? 100.0 * double(r.n_zero) / double(r.n_params) : 0.0, r.n_params);
   fmt::print("size {:.2f} MiB, {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / (1 << 20), bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
-  fmt::print("\n");
+  fmt::print("\n{}\n", r.memory.line());
 }
 
 void print_structured(const StructuredReport& r, bool json) {
@@ -66,6 +67,7 @@ void print_structured(const StructuredReport& r, bool json) {
                              {"block_distance", r.block_distance},
                              {"removed_blocks", r.removed_blocks},
                              {"calib_tokens", r.calib_tokens}};
+    add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
   }
@@ -87,6 +89,7 @@ void print_structured(const StructuredReport& r, bool json) {
   }
   fmt::print("parameters {} -> {} ({:.1f}% removed)\n", r.params_before, r.params_after,
              100.0 * double(r.params_before - r.params_after) / double(r.params_before));
+  fmt::print("{}\n", r.memory.line());
 }
 
 }  // namespace

@@ -31,8 +31,8 @@ void print_report(const QuantizeReport& r, bool json) {
     nlohmann::ordered_json j{{"tensors", tensors},         {"n_params", r.n_params},
                              {"bytes_in", r.bytes_in},     {"bytes_out", r.bytes_out},
                              {"bpw", bpw},                 {"calib_tokens", r.calib_tokens},
-                             {"seconds", r.seconds},       {"peak_rss_bytes", r.peak_rss},
-                             {"activation_bytes", r.activation_bytes}};
+                             {"seconds", r.seconds}};
+    add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
   }
@@ -44,9 +44,7 @@ void print_report(const QuantizeReport& r, bool json) {
   fmt::print("size {:.2f} MiB (from {:.2f} MiB), {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / mib,
              double(r.bytes_in) / mib, bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
-  fmt::print("\npeak memory {:.1f} MiB", double(r.peak_rss) / mib);
-  if (r.activation_bytes) fmt::print(" (calibration activations {:.1f} MiB)", double(r.activation_bytes) / mib);
-  fmt::print("\n");
+  fmt::print("\n{}\n", r.memory.line());
 }
 
 }  // namespace

@@ -47,6 +47,14 @@ template <class Json>
 std::string json_text(const Json& j) {
   return j.dump(2, ' ', false, Json::error_handler_t::replace);
 }
+// The peak memory fields of a compression report's JSON.
+template <class Json>
+void add_memory_fields(Json& j, const MemoryReport& m) {
+  j["peak_rss_bytes"] = m.peak_rss;
+  j["largest_block_f32_bytes"] = m.block_f32_bytes;
+  j["activation_bytes"] = m.activation_bytes;
+  j["statistics_bytes"] = m.statistics_bytes;
+}
 // Reads a whole text file (for -f), failing on an empty one.
 std::string read_input_text(const std::string& path);
 
