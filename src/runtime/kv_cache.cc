@@ -1,0 +1,199 @@
+#include "runtime/kv_cache.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace lmpress {
+namespace {
+
+// splitmix64's finalizer: every input bit reaches every output bit.
+uint64_t mix64(uint64_t x) {
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9ull;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+constexpr int64_t kMaxPositions = int64_t(1) << 24;
+
+std::vector<int64_t> layer_kv_dims(const ModelConfig& c) {
+  std::vector<int64_t> d;
+  for (int64_t l = 0; l < c.n_layers; l++) d.push_back(c.kv_dim(l));
+  return d;
+}
+
+}  // namespace
+
+uint64_t kv_block_hash(uint64_t parent, const int32_t* tokens, int64_t n) {
+  uint64_t h = mix64(parent ^ 0x9e3779b97f4a7c15ull);
+  for (int64_t i = 0; i < n; i++) h = mix64(h ^ uint64_t(uint32_t(tokens[i])) ^ (uint64_t(i) << 32));
+  return h;
+}
+
+PagedKvCache::PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size, KvType kv)
+    : PagedKvCache(layer_kv_dims(cfg), n_blocks, block_size, kv) {}
+
+PagedKvCache::PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size, KvType kv)
+    : kv_dims_(kv_dims), block_size_(block_size), kv_(kv) {
+  if (kv_dims.empty()) fail("KV cache: the model has no layers");
+  if (block_size < 1 || block_size > 4096) fail("KV cache: block size {} is out of range (1..4096)", block_size);
+  if (n_blocks < 1 || n_blocks > kMaxPositions / block_size)
+    fail("KV cache: {} blocks of {} positions is out of range (1..{} positions in all)", n_blocks, block_size,
+         kMaxPositions);
+  for (int64_t d : kv_dims) {
+    if (d < 1 || d > (1 << 20)) fail("KV cache: a layer's K/V width of {} is out of range", d);
+    const uint64_t bytes = checked_mul(checked_mul(uint64_t(n_blocks * block_size), uint64_t(d), "KV cache"),
+                                       uint64_t(kv_bytes(kv)), "KV cache");
+    k_.emplace_back(bytes);
+    v_.emplace_back(bytes);
+  }
+  blocks_.resize(size_t(n_blocks));
+  // Handed out from the back: block 0 first.
+  for (int64_t b = n_blocks - 1; b >= 0; b--) free_.push_back(int32_t(b));
+}
+
+const PagedKvCache::Seq& PagedKvCache::seq(SeqId id) const {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) fail("KV cache: no sequence {}", id);
+  return it->second;
+}
+
+PagedKvCache::Seq& PagedKvCache::seq(SeqId id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) fail("KV cache: no sequence {}", id);
+  return it->second;
+}
+
+int64_t PagedKvCache::n_computed(SeqId id) const { return int64_t(seq(id).tokens.size()); }
+const std::vector<int32_t>& PagedKvCache::block_table(SeqId id) const { return seq(id).table; }
+const std::vector<int32_t>& PagedKvCache::tokens(SeqId id) const { return seq(id).tokens; }
+
+int32_t PagedKvCache::lookup(uint64_t parent, uint64_t hash, const int32_t* tokens) const {
+  auto it = by_hash_.find(hash);
+  if (it == by_hash_.end()) return -1;
+  const Block& b = blocks_[size_t(it->second)];
+  if (b.parent != parent || !std::equal(b.tokens.begin(), b.tokens.end(), tokens)) return -1;
+  return it->second;
+}
+
+int64_t PagedKvCache::cached_prefix(const int32_t* prompt, int64_t n) const {
+  if (n < 0) fail("KV cache: negative prompt length {}", n);
+  uint64_t parent = 0;
+  int64_t b = 0;
+  for (; (b + 1) * block_size_ < n; b++) {  // < n: the last token is always computed
+    const int32_t* t = prompt + b * block_size_;
+    const uint64_t h = kv_block_hash(parent, t, block_size_);
+    if (lookup(parent, h, t) < 0) break;
+    parent = h;
+  }
+  return b * block_size_;
+}
+
+int64_t PagedKvCache::open(SeqId id, const int32_t* prompt, int64_t n) {
+  if (n < 0) fail("KV cache: negative prompt length {}", n);
+  if (seqs_.count(id)) fail("KV cache: sequence {} is already open", id);
+  Seq& s = seqs_[id];
+  uint64_t parent = 0;
+  for (int64_t b = 0; (b + 1) * block_size_ < n; b++) {
+    const int32_t* t = prompt + b * block_size_;
+    const uint64_t h = kv_block_hash(parent, t, block_size_);
+    const int32_t blk = lookup(parent, h, t);
+    if (blk < 0) break;
+    Block& B = blocks_[size_t(blk)];
+    if (B.in_lru) {
+      lru_.erase(B.lru);
+      B.in_lru = false;
+    }
+    B.ref++;
+    s.table.push_back(blk);
+    s.hashes.push_back(h);
+    s.tokens.insert(s.tokens.end(), t, t + block_size_);
+    parent = h;
+  }
+  query_tokens_ += n;
+  hit_tokens_ += int64_t(s.tokens.size());
+  return int64_t(s.tokens.size());
+}
+
+void PagedKvCache::unkey(int32_t blk) {
+  Block& B = blocks_[size_t(blk)];
+  if (!B.keyed) return;
+  by_hash_.erase(B.hash);
+  B.keyed = false;
+  B.tokens.clear();
+}
+
+int32_t PagedKvCache::take_free_block() {
+  int32_t blk;
+  if (!free_.empty()) {
+    blk = free_.back();
+    free_.pop_back();
+  } else {
+    blk = lru_.front();  // the least recently freed keyed block
+    lru_.pop_front();
+    blocks_[size_t(blk)].in_lru = false;
+    unkey(blk);
+  }
+  blocks_[size_t(blk)].ref = 1;
+  return blk;
+}
+
+int64_t PagedKvCache::blocks_needed(SeqId id, int64_t len) const {
+  if (len < 0 || len > kMaxPositions) fail("KV cache: sequence length {} is out of range", len);
+  const int64_t have = int64_t(seq(id).table.size());
+  return std::max<int64_t>(0, (len + block_size_ - 1) / block_size_ - have);
+}
+
+bool PagedKvCache::reserve(SeqId id, int64_t len) {
+  const int64_t need = blocks_needed(id, len);
+  if (need > free_blocks()) return false;
+  Seq& s = seq(id);
+  for (int64_t i = 0; i < need; i++) s.table.push_back(take_free_block());
+  return true;
+}
+
+void PagedKvCache::commit(SeqId id, const int32_t* tokens, int64_t n) {
+  Seq& s = seq(id);
+  const int64_t at = int64_t(s.tokens.size());
+  if (n < 0 || at + n > int64_t(s.table.size()) * block_size_)
+    fail("KV cache: sequence {} commits positions {}..{} past its reserved {}", id, at, at + n,
+         int64_t(s.table.size()) * block_size_);
+  s.tokens.insert(s.tokens.end(), tokens, tokens + n);
+  // Key every block these tokens filled; a block whose key another block
+  // already holds (the same prefix computed twice at once) stays unkeyed.
+  for (int64_t b = int64_t(s.hashes.size()); (b + 1) * block_size_ <= int64_t(s.tokens.size()); b++) {
+    const int32_t* t = s.tokens.data() + b * block_size_;
+    const uint64_t parent = b > 0 ? s.hashes[size_t(b - 1)] : 0;
+    const uint64_t h = kv_block_hash(parent, t, block_size_);
+    s.hashes.push_back(h);
+    if (by_hash_.count(h)) continue;
+    const int32_t blk = s.table[size_t(b)];
+    Block& B = blocks_[size_t(blk)];
+    B.keyed = true;
+    B.hash = h;
+    B.parent = parent;
+    B.tokens.assign(t, t + block_size_);
+    by_hash_[h] = blk;
+  }
+}
+
+void PagedKvCache::close(SeqId id) {
+  Seq& s = seq(id);
+  // Last block first: a prefix's tail is the least likely to be shared, so it
+  // goes to the LRU list first and is evicted first.
+  for (auto it = s.table.rbegin(); it != s.table.rend(); ++it) {
+    Block& B = blocks_[size_t(*it)];
+    if (--B.ref > 0) continue;
+    if (B.keyed) {
+      B.lru = lru_.insert(lru_.end(), *it);
+      B.in_lru = true;
+    } else {
+      free_.push_back(*it);
+    }
+  }
+  seqs_.erase(id);
+}
+
+}  // namespace lmpress

@@ -1,0 +1,129 @@
+// A paged KV cache for serving many sequences at once (vLLM's PagedAttention
+// layout): one pool of fixed-size blocks, each holding `block_size` positions
+// of K and V for every layer, and a block table per sequence. Blocks are taken
+// as a sequence grows and given back when it ends, so memory follows the
+// tokens actually held instead of a context-sized buffer per sequence.
+//
+// Automatic prefix caching: a full block is keyed by the hash of its tokens
+// and of the blocks before it. A new sequence whose prompt starts with cached
+// full blocks shares them (reference counts) instead of computing them again.
+// A block whose last user ends keeps its key and waits in an LRU list; a hit
+// takes it back, and when the pool has no never-keyed block left the least
+// recently freed keyed block is evicted. Only full blocks are ever keyed, and
+// a sequence only writes positions past the ones it shares, so no sequence
+// ever writes into a block another one reads.
+#pragma once
+#include <cstdint>
+#include <list>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/attention.h"
+#include "model/config.h"
+
+namespace lmpress {
+
+class PagedKvCache {
+ public:
+  using SeqId = int64_t;
+
+  // kv_dims: K (and V) row width per layer; n_blocks × block_size positions in
+  // all. Throws on sizes out of range.
+  PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size = 16,
+               KvType kv = KvType::F16);
+  PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size = 16, KvType kv = KvType::F16);
+
+  // Starts sequence `seq`, whose tokens will begin with prompt[0..n). Shares
+  // the cached full blocks the prompt starts with, and returns how many
+  // positions they hold: a multiple of block_size, always < n so that the
+  // prompt's last token is computed (its logits are needed).
+  int64_t open(SeqId seq, const int32_t* prompt, int64_t n);
+  // What open() would share, taking nothing.
+  int64_t cached_prefix(const int32_t* prompt, int64_t n) const;
+  // Gives back every block of `seq` (those still keyed go to the LRU list).
+  void close(SeqId seq);
+  bool has(SeqId seq) const { return seqs_.count(seq) != 0; }
+
+  // Blocks that growing `seq` to `len` positions would take from the pool.
+  int64_t blocks_needed(SeqId seq, int64_t len) const;
+  bool can_grow(SeqId seq, int64_t len) const { return blocks_needed(seq, len) <= free_blocks(); }
+  // Takes the blocks for positions up to `len`; false, taking nothing, when
+  // the pool cannot supply them (the caller preempts instead).
+  bool reserve(SeqId seq, int64_t len);
+  // Records that tokens[0..n) now have their K/V at positions n_computed(seq)..
+  // (written by the caller into reserved blocks); keys the blocks they fill.
+  void commit(SeqId seq, const int32_t* tokens, int64_t n);
+
+  int64_t n_computed(SeqId seq) const;  // positions of `seq` whose K/V are in the cache
+  const std::vector<int32_t>& block_table(SeqId seq) const;
+  // The tokens whose K/V `seq` holds (shared prefix included).
+  const std::vector<int32_t>& tokens(SeqId seq) const;
+  int32_t ref_count(int32_t block) const { return blocks_[size_t(block)].ref; }
+
+  int64_t n_blocks() const { return int64_t(blocks_.size()); }
+  int64_t block_size() const { return block_size_; }
+  int64_t n_layers() const { return int64_t(kv_dims_.size()); }
+  int64_t kv_dim(int64_t layer) const { return kv_dims_[size_t(layer)]; }
+  KvType type() const { return kv_; }
+  // Blocks a sequence could take now: never-keyed free ones plus keyed ones
+  // in the LRU list (evictable).
+  int64_t free_blocks() const { return int64_t(free_.size() + lru_.size()); }
+  int64_t used_blocks() const { return n_blocks() - free_blocks(); }
+  int64_t cached_free_blocks() const { return int64_t(lru_.size()); }
+  double usage() const { return double(used_blocks()) / double(n_blocks()); }
+  // Prompt tokens looked up by open() and the ones found cached, since construction.
+  int64_t prefix_query_tokens() const { return query_tokens_; }
+  int64_t prefix_hit_tokens() const { return hit_tokens_; }
+
+  // Block `block`'s K (V) rows for `layer`: block_size rows of kv_dim(layer)
+  // elements of type(), position p of the block at row p.
+  uint8_t* k_block(int64_t layer, int32_t block) { return k_[size_t(layer)].data() + block_offset(layer, block); }
+  uint8_t* v_block(int64_t layer, int32_t block) { return v_[size_t(layer)].data() + block_offset(layer, block); }
+  const uint8_t* k_block(int64_t layer, int32_t block) const {
+    return k_[size_t(layer)].data() + block_offset(layer, block);
+  }
+  const uint8_t* v_block(int64_t layer, int32_t block) const {
+    return v_[size_t(layer)].data() + block_offset(layer, block);
+  }
+
+ private:
+  struct Block {
+    int32_t ref = 0;
+    bool keyed = false;  // in by_hash_ under `hash`
+    uint64_t hash = 0, parent = 0;
+    std::vector<int32_t> tokens;  // a keyed block's tokens: a hit compares them, not only the hash
+    std::list<int32_t>::iterator lru;
+    bool in_lru = false;
+  };
+  struct Seq {
+    std::vector<int32_t> table, tokens;
+    std::vector<uint64_t> hashes;  // of each full block, chained
+  };
+
+  size_t block_offset(int64_t layer, int32_t block) const {
+    return size_t(block) * size_t(block_size_ * kv_dims_[size_t(layer)] * kv_bytes(kv_));
+  }
+  const Seq& seq(SeqId id) const;
+  Seq& seq(SeqId id);
+  // The keyed block holding `tokens` after the chain `parent`, or -1.
+  int32_t lookup(uint64_t parent, uint64_t hash, const int32_t* tokens) const;
+  int32_t take_free_block();
+  void unkey(int32_t block);
+
+  std::vector<int64_t> kv_dims_;
+  int64_t block_size_;
+  KvType kv_;
+  std::vector<std::vector<uint8_t>> k_, v_;  // per layer [n_blocks, block_size, kv_dim]
+  std::vector<Block> blocks_;
+  std::vector<int32_t> free_;  // ref 0, never keyed (or unkeyed)
+  std::list<int32_t> lru_;     // ref 0 and keyed; the front is evicted first
+  std::unordered_map<uint64_t, int32_t> by_hash_;
+  std::unordered_map<SeqId, Seq> seqs_;
+  int64_t query_tokens_ = 0, hit_tokens_ = 0;
+};
+
+// The key of a full block: its tokens chained to the key of the blocks before
+// it (0 for the first).
+uint64_t kv_block_hash(uint64_t parent, const int32_t* tokens, int64_t n);
+
+}  // namespace lmpress

@@ -1,0 +1,177 @@
+#include "runtime/kv_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <numeric>
+
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+std::vector<int32_t> iota_tokens(int64_t n, int32_t first) {
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  std::iota(t.begin(), t.end(), first);
+  return t;
+}
+
+// Opens `id` on `prompt`, then reserves and commits the whole prompt past the
+// shared prefix, as the engine does for a prefilled prompt; returns the shared count.
+int64_t run_prompt(PagedKvCache& c, int64_t id, const std::vector<int32_t>& prompt) {
+  const int64_t cached = c.open(id, prompt.data(), int64_t(prompt.size()));
+  EXPECT_TRUE(c.reserve(id, int64_t(prompt.size())));
+  c.commit(id, prompt.data() + cached, int64_t(prompt.size()) - cached);
+  return cached;
+}
+
+TEST(PagedKvCache, AllocationReturnsToEmpty) {
+  PagedKvCache c({8, 16}, 10, 4);
+  EXPECT_EQ(c.free_blocks(), 10);
+  const auto p = iota_tokens(10, 1);
+  EXPECT_EQ(c.open(1, p.data(), 10), 0);
+  EXPECT_EQ(c.blocks_needed(1, 10), 3);
+  ASSERT_TRUE(c.reserve(1, 10));
+  EXPECT_EQ(c.used_blocks(), 3);
+  c.commit(1, p.data(), 10);
+  EXPECT_EQ(c.n_computed(1), 10);
+  // Decoding: positions 10 and 11 fit the third block, 12 takes a fourth.
+  EXPECT_EQ(c.blocks_needed(1, 12), 0);
+  ASSERT_TRUE(c.reserve(1, 13));
+  EXPECT_EQ(c.used_blocks(), 4);
+  const int32_t more[3] = {50, 51, 52};
+  c.commit(1, more, 3);
+  EXPECT_EQ(c.tokens(1).size(), 13u);
+  ASSERT_TRUE(c.reserve(1, 13));  // already held: takes nothing
+  EXPECT_EQ(c.used_blocks(), 4);
+  c.close(1);
+  EXPECT_EQ(c.free_blocks(), 10);
+  EXPECT_EQ(c.used_blocks(), 0);
+  EXPECT_FALSE(c.has(1));
+  // The three full blocks stay keyed in the LRU list, the partial one does not.
+  EXPECT_EQ(c.cached_free_blocks(), 3);
+}
+
+TEST(PagedKvCache, SharesFullBlocksOfACommonPrefixOnly) {
+  PagedKvCache c({8}, 16, 4);
+  const auto a = iota_tokens(10, 1);  // blocks [1..4] [5..8] and a partial [9 10]
+  EXPECT_EQ(run_prompt(c, 1, a), 0);
+  EXPECT_EQ(c.used_blocks(), 3);
+  auto b = a;
+  b.push_back(99);
+  b.push_back(98);
+  EXPECT_EQ(c.cached_prefix(b.data(), int64_t(b.size())), 8);
+  EXPECT_EQ(c.open(2, b.data(), int64_t(b.size())), 8);
+  EXPECT_EQ(c.n_computed(2), 8);
+  EXPECT_EQ(c.block_table(2)[0], c.block_table(1)[0]);
+  EXPECT_EQ(c.block_table(2)[1], c.block_table(1)[1]);
+  EXPECT_EQ(c.ref_count(c.block_table(1)[0]), 2);
+  EXPECT_EQ(c.ref_count(c.block_table(1)[2]), 1);  // the partial block is A's alone
+  EXPECT_EQ(c.used_blocks(), 3);
+  ASSERT_TRUE(c.reserve(2, int64_t(b.size())));
+  EXPECT_EQ(c.used_blocks(), 4);
+  // Every block B writes into (positions 8..11) is its own.
+  EXPECT_NE(c.block_table(2)[2], c.block_table(1)[2]);
+  EXPECT_EQ(c.ref_count(c.block_table(2)[2]), 1);
+  c.commit(2, b.data() + 8, 4);
+  EXPECT_EQ(c.prefix_query_tokens(), 22);
+  EXPECT_EQ(c.prefix_hit_tokens(), 8);
+  c.close(1);
+  EXPECT_EQ(c.ref_count(c.block_table(2)[0]), 1);
+  c.close(2);
+  EXPECT_EQ(c.used_blocks(), 0);
+}
+
+TEST(PagedKvCache, AWholeCachedPromptStillComputesItsLastToken) {
+  PagedKvCache c({8}, 8, 4);
+  const auto a = iota_tokens(8, 1);
+  run_prompt(c, 1, a);
+  c.close(1);
+  // Both blocks are cached, but the last token's logits are needed: the second
+  // block is computed again.
+  EXPECT_EQ(c.open(2, a.data(), 8), 4);
+  const auto one = iota_tokens(5, 1);
+  EXPECT_EQ(c.cached_prefix(one.data(), 5), 4);
+  EXPECT_EQ(c.cached_prefix(one.data(), 4), 0);
+}
+
+TEST(PagedKvCache, EvictsTheLeastRecentlyFreedBlockFirst) {
+  PagedKvCache c({4}, 4, 2);
+  const std::vector<int32_t> a = {1, 2, 3, 4}, b = {5, 6, 7, 8};
+  run_prompt(c, 1, a);
+  run_prompt(c, 2, b);
+  c.close(1);  // LRU: a[3 4], a[1 2]
+  c.close(2);  //      b[7 8], b[5 6]
+  EXPECT_EQ(c.free_blocks(), 4);
+  EXPECT_EQ(c.cached_free_blocks(), 4);
+  auto with = [](std::vector<int32_t> p) {
+    p.push_back(0);
+    return p;
+  };
+  EXPECT_EQ(c.cached_prefix(with(a).data(), 5), 4);
+  // A hit takes b's blocks out of the LRU; freed again, they go to its back.
+  EXPECT_EQ(c.open(3, with(b).data(), 5), 4);
+  EXPECT_EQ(c.free_blocks(), 2);
+  c.close(3);  // LRU: a[3 4], a[1 2], b[7 8], b[5 6]
+  const std::vector<int32_t> d = {9, 10};
+  EXPECT_EQ(c.open(4, d.data(), 2), 0);
+  ASSERT_TRUE(c.reserve(4, 2));  // evicts a[3 4]
+  EXPECT_EQ(c.cached_prefix(with(a).data(), 5), 2);
+  ASSERT_TRUE(c.reserve(4, 4));  // evicts a[1 2]
+  EXPECT_EQ(c.cached_prefix(with(a).data(), 5), 0);
+  EXPECT_EQ(c.cached_prefix(with(b).data(), 5), 4);
+  ASSERT_TRUE(c.reserve(4, 6));  // evicts b[7 8]
+  EXPECT_EQ(c.cached_prefix(with(b).data(), 5), 2);
+  c.close(4);
+  EXPECT_EQ(c.used_blocks(), 0);
+}
+
+TEST(PagedKvCache, ExhaustionIsReportedNotFatal) {
+  PagedKvCache c({4}, 3, 4);
+  const auto p = iota_tokens(6, 1);
+  c.open(1, p.data(), 6);
+  ASSERT_TRUE(c.reserve(1, 6));
+  c.open(2, p.data(), 6);  // nothing cached yet: A has not committed
+  EXPECT_FALSE(c.can_grow(2, 6));
+  EXPECT_FALSE(c.reserve(2, 6));  // needs 2, 1 free: takes nothing
+  EXPECT_EQ(c.free_blocks(), 1);
+  EXPECT_TRUE(c.reserve(2, 4));
+  EXPECT_EQ(c.free_blocks(), 0);
+  EXPECT_FALSE(c.reserve(1, 9));
+  c.close(1);
+  c.close(2);
+  EXPECT_EQ(c.free_blocks(), 3);
+}
+
+TEST(PagedKvCache, APrefixComputedTwiceAtOnceIsKeyedOnce) {
+  PagedKvCache c({4}, 8, 2);
+  const auto p = iota_tokens(5, 1);
+  c.open(1, p.data(), 5);
+  c.open(2, p.data(), 5);
+  ASSERT_TRUE(c.reserve(1, 5));
+  ASSERT_TRUE(c.reserve(2, 5));
+  c.commit(1, p.data(), 5);
+  c.commit(2, p.data(), 5);
+  c.close(1);
+  c.close(2);
+  EXPECT_EQ(c.free_blocks(), 8);
+  EXPECT_EQ(c.cached_free_blocks(), 2);  // sequence 1's two full blocks
+  EXPECT_EQ(c.cached_prefix(p.data(), 5), 4);
+}
+
+TEST(PagedKvCache, BadInputIsAnError) {
+  test::expect_error([] { PagedKvCache({8}, 0, 16); }, "out of range");
+  test::expect_error([] { PagedKvCache({8}, 4, 0); }, "block size");
+  test::expect_error([] { PagedKvCache({8}, int64_t(1) << 40, 16); }, "out of range");
+  test::expect_error([] { PagedKvCache(std::vector<int64_t>{}, 4, 16); }, "no layers");
+  PagedKvCache c({8}, 4, 4);
+  const auto p = iota_tokens(4, 1);
+  c.open(1, p.data(), 4);
+  test::expect_error([&] { c.open(1, p.data(), 4); }, "already open");
+  test::expect_error([&] { c.commit(1, p.data(), 1); }, "past its reserved");
+  test::expect_error([&] { c.reserve(7, 4); }, "no sequence 7");
+  test::expect_error([&] { c.close(7); }, "no sequence 7");
+  test::expect_error([&] { c.blocks_needed(1, -1); }, "out of range");
+}
+
+}  // namespace
+}  // namespace lmpress
