@@ -20,9 +20,15 @@
 namespace lmpress {
 namespace {
 
-// Element i of a cache as float.
+// Element i of a cache row as float.
 float cache_at(KvType kv, const void* c, int64_t i) {
   return kv == KvType::F32 ? static_cast<const float*>(c)[i] : f16_to_f32(static_cast<const uint16_t*>(c)[i]);
+}
+
+// The address of position j's row in paged storage, from element `elem` of the row.
+const void* page_row(KvType kv, const void* const* pages, int64_t page_size, int64_t stride, int64_t j,
+                     int64_t elem) {
+  return static_cast<const uint8_t*>(pages[j / page_size]) + ((j % page_size) * stride + elem) * kv_bytes(kv);
 }
 
 // The tiled kernel is AVX2; elsewhere attention() runs attention_ref.
@@ -33,6 +39,8 @@ constexpr int64_t kTileRows = 64;  // query rows (heads × tokens) that share ea
 // Per-thread buffers, grown once and reused (no allocation per tile).
 struct Scratch {
   std::vector<float> kt, v, o, s, m, l;
+  const void* krow[kKeyBlock];
+  const void* vrow[kKeyBlock];
 };
 
 // 8 cached values from `at` as floats.
@@ -41,31 +49,26 @@ __attribute__((target("avx2,f16c"))) inline __m256 load8(KvType kv, const void* 
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(c) + at)));
 }
 
-// Values: cache rows 0..count-1 of one KV head (row stride `stride`) into f32
+// Values: one KV head's part of cache rows rows[0..count-1] into f32
 // [kKeyBlock][hd]; rows past count zero.
-__attribute__((target("avx2,f16c"))) void convert_values(KvType kv, const void* src, int64_t stride, int64_t count,
+__attribute__((target("avx2,f16c"))) void convert_values(KvType kv, const void* const* rows, int64_t count,
                                                           int64_t hd, float* dst) {
   for (int64_t j = 0; j < count; j++)
-    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(dst + j * hd + d, load8(kv, src, j * stride + d));
+    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(dst + j * hd + d, load8(kv, rows[j], d));
   std::fill(dst + count * hd, dst + kKeyBlock * hd, 0.0f);
 }
 
 // Keys, transposed: kt[d][j] = key j's dimension d, keys past count zero, so
 // that 8 keys' scores accumulate in one vector (no horizontal sums).
-__attribute__((target("avx2,f16c"))) void convert_keys(KvType kv, const void* src, int64_t stride, int64_t count,
-                                                        int64_t hd, float* kt) {
+__attribute__((target("avx2,f16c"))) void convert_keys(KvType kv, const void* const* rows, int64_t count, int64_t hd,
+                                                        float* kt) {
   for (int64_t j0 = 0; j0 < kKeyBlock; j0 += 8)
     for (int64_t d0 = 0; d0 < hd; d0 += 8) {
       __m256 r[8];
-      for (int i = 0; i < 8; i++) r[i] = j0 + i < count ? load8(kv, src, (j0 + i) * stride + d0) : _mm256_setzero_ps();
+      for (int i = 0; i < 8; i++) r[i] = j0 + i < count ? load8(kv, rows[j0 + i], d0) : _mm256_setzero_ps();
       simd_avx2::transpose8(r);
       for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d0 + i) * kKeyBlock + j0, r[i]);
     }
-}
-
-// The address of element `elem` of a cache.
-const void* cache_row(KvType kv, const void* c, int64_t elem) {
-  return static_cast<const uint8_t*>(c) + elem * kv_bytes(kv);
 }
 
 // s[r][j] = q[r] · key j for RB query rows and the first `keys` keys (a
@@ -157,10 +160,13 @@ __attribute__((target("avx2,fma"))) float softmax_step(float* s, int64_t count, 
   return corr;
 }
 
-// One tile: KV head kvh, tokens t0..t0+tokens-1, rows r = (token, head in group).
-__attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s, KvType kv, const float* q, int64_t pos0,
-                                                        const void* k, const void* v, float scale, float* out,
-                                                        int64_t kvh, int64_t t0, int64_t tokens, Scratch& w) {
+// One tile of one sequence: KV head kvh, tokens t0..t0+tokens-1, rows r = (token, head in group).
+__attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s, KvType kv, const PagedQuery& pq,
+                                                        float scale, int64_t kvh, int64_t t0, int64_t tokens,
+                                                        Scratch& w) {
+  const float* q = pq.q;
+  float* out = pq.out;
+  const int64_t pos0 = pq.pos0, ps = pq.cache.page_size;
   const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, R = tokens * group;
   w.kt.resize(size_t(kKeyBlock * hd));
   w.v.resize(size_t(kKeyBlock * hd));
@@ -171,8 +177,15 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
   const int64_t keys = pos0 + t0 + tokens;  // visible to the tile's last token
   for (int64_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const int64_t jn = std::min(kKeyBlock, keys - j0);
-    convert_keys(kv, cache_row(kv, k, j0 * s.kv_stride + kvh * hd), s.kv_stride, jn, hd, w.kt.data());
-    convert_values(kv, cache_row(kv, v, j0 * s.kv_stride + kvh * hd), s.kv_stride, jn, hd, w.v.data());
+    // Row addresses, walking pages without a division per row.
+    for (int64_t j = 0, page = j0 / ps, r = j0 % ps; j < jn; j++) {
+      const int64_t at = (r * s.kv_stride + kvh * hd) * kv_bytes(kv);
+      w.krow[j] = static_cast<const uint8_t*>(pq.cache.k[page]) + at;
+      w.vrow[j] = static_cast<const uint8_t*>(pq.cache.v[page]) + at;
+      if (++r == ps) r = 0, page++;
+    }
+    convert_keys(kv, w.krow, jn, hd, w.kt.data());
+    convert_values(kv, w.vrow, jn, hd, w.v.data());
     // Rows two at a time (one more on its own when R is odd); a row whose
     // token sees none of this block (count ≤ 0) is left as it is.
     for (int64_t r = 0; r < R; r += 2) {
@@ -228,60 +241,96 @@ __attribute__((target("avx2,fma"))) void exp_avx2(const float* x, int64_t n, flo
 
 }  // namespace
 
-void attention_ref(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
-                   const void* v, float scale, float* out) {
+void attention_paged_ref(const AttentionShape& s, KvType kv, const PagedQuery* seqs, int64_t n_seqs, float scale) {
   const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
+  for (int64_t si = 0; si < n_seqs; si++) {
+    const PagedQuery& pq = seqs[si];
+    const int64_t n = pq.n, pos0 = pq.pos0, ps = pq.cache.page_size;
 #pragma omp parallel
-  {
-    std::vector<float> sc(size_t(pos0 + n));
-    std::vector<double> o(static_cast<size_t>(hd));
+    {
+      std::vector<float> sc(size_t(pos0 + n));
+      std::vector<double> o(static_cast<size_t>(hd));
 #pragma omp for collapse(2) schedule(static)
-    for (int64_t t = 0; t < n; t++)
-      for (int64_t h = 0; h < s.n_heads; h++) {
-        const int64_t kvh = h / group, visible = pos0 + t + 1;
-        const float* qr = q + t * s.q_stride + h * hd;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t j = 0; j < visible; j++) {
-          const int64_t row = j * s.kv_stride + kvh * hd;
-          float d = 0;
-          for (int64_t i = 0; i < hd; i++) d += qr[i] * cache_at(kv, k, row + i);
-          sc[size_t(j)] = d * scale;
-          mx = std::max(mx, sc[size_t(j)]);
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t h = 0; h < s.n_heads; h++) {
+          const int64_t kvh = h / group, visible = pos0 + t + 1;
+          const float* qr = pq.q + t * s.q_stride + h * hd;
+          float mx = -std::numeric_limits<float>::infinity();
+          for (int64_t j = 0; j < visible; j++) {
+            const void* kr = page_row(kv, pq.cache.k, ps, s.kv_stride, j, kvh * hd);
+            float d = 0;
+            for (int64_t i = 0; i < hd; i++) d += qr[i] * cache_at(kv, kr, i);
+            sc[size_t(j)] = d * scale;
+            mx = std::max(mx, sc[size_t(j)]);
+          }
+          double sum = 0;
+          std::fill(o.begin(), o.end(), 0.0);
+          for (int64_t j = 0; j < visible; j++) {
+            const double p = std::exp(double(sc[size_t(j)] - mx));
+            sum += p;
+            const void* vr = page_row(kv, pq.cache.v, ps, s.kv_stride, j, kvh * hd);
+            for (int64_t i = 0; i < hd; i++) o[size_t(i)] += p * cache_at(kv, vr, i);
+          }
+          for (int64_t i = 0; i < hd; i++) pq.out[t * s.out_stride + h * hd + i] = float(o[size_t(i)] / sum);
         }
-        double sum = 0;
-        std::fill(o.begin(), o.end(), 0.0);
-        for (int64_t j = 0; j < visible; j++) {
-          const double p = std::exp(double(sc[size_t(j)] - mx));
-          sum += p;
-          const int64_t row = j * s.kv_stride + kvh * hd;
-          for (int64_t i = 0; i < hd; i++) o[size_t(i)] += p * cache_at(kv, v, row + i);
-        }
-        for (int64_t i = 0; i < hd; i++) out[t * s.out_stride + h * hd + i] = float(o[size_t(i)] / sum);
-      }
+    }
   }
 }
 
-void attention(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
-               const void* v, float scale, float* out) {
+void attention_paged(const AttentionShape& s, KvType kv, const PagedQuery* seqs, int64_t n_seqs, float scale) {
 #if !defined(__x86_64__)
-  return attention_ref(s, kv, q, n, pos0, k, v, scale, out);
+  return attention_paged_ref(s, kv, seqs, n_seqs, scale);
 #else
-  if (!qdot_simd_active() || s.head_dim % 8 != 0) return attention_ref(s, kv, q, n, pos0, k, v, scale, out);
+  if (!qdot_simd_active() || s.head_dim % 8 != 0) return attention_paged_ref(s, kv, seqs, n_seqs, scale);
   const int64_t group = s.n_heads / s.n_kv_heads;
   const int64_t tokens = std::max<int64_t>(1, kTileRows / group);  // per tile
-  const int64_t tiles = (n + tokens - 1) / tokens;
+  struct Item {
+    int64_t seq, kvh, t0;
+  };
+  std::vector<Item> items;
+  for (int64_t si = 0; si < n_seqs; si++)
+    for (int64_t kvh = 0; kvh < s.n_kv_heads; kvh++)
+      for (int64_t t0 = 0; t0 < seqs[si].n; t0 += tokens) items.push_back({si, kvh, t0});
   // Later tokens see more keys: dynamic scheduling evens out the causal triangle.
 #pragma omp parallel
   {
     static thread_local Scratch w;
-#pragma omp for collapse(2) schedule(dynamic)
-    for (int64_t kvh = 0; kvh < s.n_kv_heads; kvh++)
-      for (int64_t i = 0; i < tiles; i++) {
-        const int64_t t0 = i * tokens;
-        tile_avx2(s, kv, q, pos0, k, v, scale, out, kvh, t0, std::min(tokens, n - t0), w);
-      }
+#pragma omp for schedule(dynamic)
+    for (size_t i = 0; i < items.size(); i++) {
+      const Item& it = items[i];
+      const PagedQuery& pq = seqs[it.seq];
+      tile_avx2(s, kv, pq, scale, it.kvh, it.t0, std::min(tokens, pq.n - it.t0), w);
+    }
   }
 #endif
+}
+
+namespace {
+
+// A contiguous cache as one page.
+PagedQuery one_page(const float* q, int64_t n, int64_t pos0, const void* const* k, const void* const* v,
+                    float* out) {
+  PagedQuery pq;
+  pq.q = q;
+  pq.out = out;
+  pq.n = n;
+  pq.pos0 = pos0;
+  pq.cache = {k, v, std::max<int64_t>(1, pos0 + n)};
+  return pq;
+}
+
+}  // namespace
+
+void attention_ref(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
+                   const void* v, float scale, float* out) {
+  const PagedQuery pq = one_page(q, n, pos0, &k, &v, out);
+  attention_paged_ref(s, kv, &pq, 1, scale);
+}
+
+void attention(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
+               const void* v, float scale, float* out) {
+  const PagedQuery pq = one_page(q, n, pos0, &k, &v, out);
+  attention_paged(s, kv, &pq, 1, scale);
 }
 
 KvType parse_kv_type(const std::string& name) {

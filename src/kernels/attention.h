@@ -39,6 +39,31 @@ void attention(const AttentionShape& s, KvType kv, const float* q, int64_t n, in
 void attention_ref(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
                    const void* v, float scale, float* out);
 
+// A cache kept in pages of `page_size` positions (a paged KV cache's blocks):
+// position j's K row starts at k[j / page_size], row j % page_size of it
+// (rows kv_stride elements apart); V likewise.
+struct KvPages {
+  const void* const* k = nullptr;
+  const void* const* v = nullptr;
+  int64_t page_size = 0;
+};
+// One sequence's part of a paged attention call: queries q[n, q_stride] at
+// positions pos0..pos0+n-1 over `cache` (which holds positions 0..pos0+n-1),
+// output out[n, out_stride].
+struct PagedQuery {
+  const float* q = nullptr;
+  float* out = nullptr;
+  int64_t n = 0, pos0 = 0;
+  KvPages cache;
+};
+// attention() for several sequences, each over its own paged cache, in one
+// parallel region. Each query row's result is bit for bit what attention()
+// gives on the same values in a contiguous cache: keys are visited in the same
+// blocks of positions, whatever the pages.
+void attention_paged(const AttentionShape& s, KvType kv, const PagedQuery* seqs, int64_t n_seqs, float scale);
+// attention_ref for the same.
+void attention_paged_ref(const AttentionShape& s, KvType kv, const PagedQuery* seqs, int64_t n_seqs, float scale);
+
 // e^x for 8 floats at a time (AVX2), as used by the online softmax; exposed for
 // its test. Inputs below −87.3 give 0, above 88 e^88 (softmax only takes
 // x ≤ 0); in between the relative error is a few ulp.
