@@ -68,13 +68,16 @@ void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int6
   }
 }
 
-void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
+// decode: every row as one token alone would get it (the paths below taken
+// for n < 4, whose rows do not depend on n), whatever n.
+void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y, bool decode) {
   const int64_t out = w.shape[0], in = w.shape[1];
+  const bool rows = n < 4 || decode;
   // Interleaved layouts take prompt batches too where they have a 4-token kernel; the 2:4
   // layout has only a one-token kernel, level with f32 tiles + sgemm (README).
-  if (const InterleavedFormat* f = interleaved_format(w.dtype); f && (n < 4 || f->kernels().gemm4))
+  if (const InterleavedFormat* f = interleaved_format(w.dtype); f && (rows || f->kernels().gemm4))
     return matmul_x8(w, *f, x, n, y);
-  if (const QDotKernel k = qdot(w.dtype); n < 4 && k.fn) {
+  if (const QDotKernel k = qdot(w.dtype); rows && k.fn) {
     // Decode with an int8 kernel: activations quantized once (Q8_0 or Q8_K),
     // then one integer dot product per weight row (llama.cpp's vec_dot path).
     const size_t ab = activation_bytes(k.act, in);
@@ -89,7 +92,7 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
       for (int64_t t = 0; t < n; t++) y[t * out + r] = k.fn(in, row(r), a + t * ab);
     return;
   }
-  if (const FDotFn dot = fdot(w.dtype); n < 4 && dot) {
+  if (const FDotFn dot = fdot(w.dtype); rows && dot) {
     // Decode with f16/bf16 (or sparse f16) weights: converted in registers, f32 activations.
     const RowAddress row(w);
 #pragma omp parallel for schedule(static)
@@ -97,7 +100,7 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
       for (int64_t t = 0; t < n; t++) y[t * out + r] = dot(in, row(r), x + t * in);
     return;
   }
-  if (n < 4) {
+  if (rows) {
     // Decode: dot products straight from converted rows, rows split over threads.
 #pragma omp parallel
     {
@@ -132,12 +135,20 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y) {
 
 }  // namespace
 
-void matmul(const Tensor& w, const float* x, int64_t n, float* y) {
+namespace {
+
+void matmul_impl(const Tensor& w, const float* x, int64_t n, float* y, bool decode) {
   if (w.shape.size() != 2) fail("matmul: weight {} is not a matrix", w.name);
   const int64_t out = w.shape[0], in = w.shape[1];
   switch (w.dtype) {
     case DType::F32: {
       const float* W = reinterpret_cast<const float*>(w.data);
+      if (decode) {
+        for (int64_t t = 0; t < n; t++)
+          cblas_sgemv(CblasRowMajor, CblasNoTrans, int(out), int(in), 1.0f, W, int(in), x + t * in, 1, 0.0f,
+                      y + t * out, 1);
+        return;
+      }
       if (n >= 4 && gemm_packed_supports(w.dtype)) return gemm_packed(w, x, n, y);
       if (n == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, int(out), int(in), 1.0f, W, int(in), x, 1, 0.0f, y, 1);
@@ -151,9 +162,20 @@ void matmul(const Tensor& w, const float* x, int64_t n, float* y) {
       // interleaved kernels, the packed GEMM, or rows converted to f32.
       if (!dtype_info(w.dtype).supported)
         fail("matmul: weight {} has type {}, which has no kernel yet", w.name, dtype_name(w.dtype));
-      matmul_converted(w, x, n, y);
+      matmul_converted(w, x, n, y, decode);
       return;
   }
+}
+
+}  // namespace
+
+void matmul(const Tensor& w, const float* x, int64_t n, float* y) { matmul_impl(w, x, n, y, false); }
+
+void matmul_decode(const Tensor& w, const float* x, int64_t n, float* y) { matmul_impl(w, x, n, y, true); }
+
+bool matmul_rows_batch_invariant(const Tensor& w) {
+  const InterleavedFormat* f = interleaved_format(w.dtype);
+  return f && f->kernels().gemm4;
 }
 
 void set_num_threads(int n) {
