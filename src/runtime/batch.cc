@@ -1,0 +1,226 @@
+#include "runtime/batch.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "kernels/attention.h"
+#include "kernels/matmul.h"
+#include "kernels/ops.h"
+#include "kernels/to_f32.h"
+
+namespace lmpress {
+namespace {
+
+// x += y (+ bias), n rows of D.
+void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D) {
+  for (int64_t i = 0; i < n * D; i++) x[i] += y[i];
+  if (!bias.empty())
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t i = 0; i < D; i++) x[t * D + i] += bias[size_t(i)];
+}
+
+void store_row(KvType kv, const float* x, int64_t n, uint8_t* dst) {
+  if (kv == KvType::F32)
+    std::memcpy(dst, x, size_t(n) * sizeof(float));
+  else
+    to_f16(x, n, reinterpret_cast<uint16_t*>(dst));
+}
+
+}  // namespace
+
+BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens)
+    : m_(m), cache_(cache), max_tokens_(max_tokens) {
+  const auto& c = m.cfg;
+  if (max_tokens < 1 || max_tokens > 65536) fail("batch engine: {} tokens per batch is out of range (1..65536)", max_tokens);
+  if (cache.n_layers() != c.n_layers) fail("batch engine: the KV cache has {} layers, the model {}", cache.n_layers(), c.n_layers);
+  for (int64_t l = 0; l < c.n_layers; l++)
+    if (cache.kv_dim(l) != c.kv_dim(l))
+      fail("batch engine: the KV cache's layer {} holds rows of {}, the model's {}", l, cache.kv_dim(l), c.kv_dim(l));
+  const size_t B = size_t(max_tokens);
+  x_.resize(B * c.dim);
+  xn_.resize(B * c.dim);
+  q_.resize(B * c.q_dim());
+  k_.resize(B * c.kv_dim());
+  v_.resize(B * c.kv_dim());
+  att_.resize(B * c.q_dim());
+  gate_.resize(B * c.ffn_dim);
+  up_.resize(B * c.ffn_dim);
+}
+
+// Validates the batch and regroups it by sequence (in order of first
+// appearance, batch order within one), reserving each sequence's blocks.
+void BatchEngine::plan(const std::vector<BatchToken>& batch) {
+  const int64_t n = int64_t(batch.size());
+  if (n < 1) fail("batch engine: empty batch");
+  if (n > max_tokens_) fail("batch engine: {} tokens exceed the batch of {}", n, max_tokens_);
+  std::unordered_map<PagedKvCache::SeqId, size_t> index;
+  std::vector<std::vector<int64_t>> members;
+  groups_.clear();
+  for (int64_t i = 0; i < n; i++) {
+    const BatchToken& t = batch[size_t(i)];
+    if (t.token < 0 || t.token >= m_.cfg.n_vocab)
+      fail("batch engine: token id {} is outside the vocabulary of {}", t.token, m_.cfg.n_vocab);
+    auto it = index.find(t.seq);
+    if (it == index.end()) {
+      if (!cache_.has(t.seq)) fail("batch engine: sequence {} is not open in the KV cache", t.seq);
+      it = index.emplace(t.seq, groups_.size()).first;
+      groups_.push_back({t.seq, 0, 0, cache_.n_computed(t.seq), nullptr});
+      members.emplace_back();
+    }
+    Group& g = groups_[it->second];
+    if (t.pos != g.pos0 + g.count)
+      fail("batch engine: sequence {} expects position {} next, the batch gives {}", t.seq, g.pos0 + g.count, t.pos);
+    g.count++;
+    members[it->second].push_back(i);
+  }
+  int64_t need = 0;
+  for (const Group& g : groups_) need += cache_.blocks_needed(g.seq, g.pos0 + g.count);
+  if (need > cache_.free_blocks())
+    fail("batch engine: the batch needs {} more KV blocks, the pool has {} free", need, cache_.free_blocks());
+  order_.clear();
+  pos_.clear();
+  prompt_rows_.clear();
+  decode_rows_.clear();
+  slot_block_.clear();
+  slot_row_.clear();
+  const int64_t bs = cache_.block_size();
+  for (size_t gi = 0; gi < groups_.size(); gi++) {
+    Group& g = groups_[gi];
+    if (!cache_.reserve(g.seq, g.pos0 + g.count)) fail("batch engine: KV pool exhausted");  // counted above
+    g.table = &cache_.block_table(g.seq);
+    g.first = int64_t(order_.size());
+    for (int64_t i : members[gi]) {
+      const int64_t pos = batch[size_t(i)].pos;
+      const int32_t blk = (*g.table)[size_t(pos / bs)];
+      // The cache shares only full blocks, which a sequence never writes again.
+      if (cache_.ref_count(blk) != 1) fail("batch engine: sequence {} would write into shared block {}", g.seq, blk);
+      (batch[size_t(i)].prompt ? prompt_rows_ : decode_rows_).push_back(int64_t(order_.size()));
+      order_.push_back(i);
+      pos_.push_back(pos);
+      slot_block_.push_back(blk);
+      slot_row_.push_back(int32_t(pos % bs));
+    }
+  }
+}
+
+void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
+  plan(batch);
+  const auto& c = m_.cfg;
+  const int64_t n = int64_t(batch.size()), D = c.dim;
+  for (int64_t r = 0; r < n; r++)
+    to_f32(*m_.tok_embd, int64_t(batch[size_t(order_[size_t(r)])].token) * D, D, x_.data() + r * D);
+  for (int64_t l = 0; l < c.n_layers; l++) layer(l, n);
+
+  // Logits in batch order for the tokens that ask.
+  std::vector<int64_t> rows;  // sorted rows, by batch index
+  std::vector<int64_t> row_of(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; r++) row_of[size_t(order_[size_t(r)])] = r;
+  for (int64_t i = 0; i < n; i++)
+    if (batch[size_t(i)].logits) rows.push_back(row_of[size_t(i)]);
+  if (!rows.empty()) {
+    if (!logits) fail("batch engine: {} tokens ask for logits but no buffer was given", rows.size());
+    for (size_t k = 0; k < rows.size(); k++)
+      rmsnorm(x_.data() + rows[k] * D, m_.output_norm.data(), D, c.rms_eps, xn_.data() + int64_t(k) * D);
+    // InferenceState computes a sequence's logits one token at a time (the
+    // last prompt token's, then each step's): the one-token kernels.
+    if (matmul_rows_batch_invariant(*m_.output))
+      matmul(*m_.output, xn_.data(), int64_t(rows.size()), logits);
+    else
+      matmul_decode(*m_.output, xn_.data(), int64_t(rows.size()), logits);
+  }
+  for (const Group& g : groups_) {
+    std::vector<int32_t> toks;
+    for (int64_t r = g.first; r < g.first + g.count; r++) toks.push_back(batch[size_t(order_[size_t(r)])].token);
+    cache_.commit(g.seq, toks.data(), g.count);
+  }
+}
+
+void BatchEngine::linear(const Tensor& w, const float* x, int64_t n, float* y) {
+  if (matmul_rows_batch_invariant(w) || (decode_rows_.empty() && n >= 4)) return matmul(w, x, n, y);
+  if (prompt_rows_.empty()) return matmul_decode(w, x, n, y);
+  const int64_t in = w.shape[1], out = w.shape[0];
+  // Each kind gathered, run, and scattered back; prompt rows padded with zero
+  // rows to the 4 that select the batched kernels.
+  for (const bool prompt : {true, false}) {
+    const std::vector<int64_t>& rows = prompt ? prompt_rows_ : decode_rows_;
+    const int64_t k = int64_t(rows.size()), padded = prompt ? std::max<int64_t>(k, 4) : k;
+    if (k == 0) continue;
+    gx_.assign(size_t(padded * in), 0.0f);
+    gy_.resize(size_t(padded * out));
+    for (int64_t i = 0; i < k; i++) std::memcpy(&gx_[size_t(i * in)], x + rows[size_t(i)] * in, size_t(in) * sizeof(float));
+    if (prompt)
+      matmul(w, gx_.data(), padded, gy_.data());
+    else
+      matmul_decode(w, gx_.data(), k, gy_.data());
+    for (int64_t i = 0; i < k; i++) std::memcpy(y + rows[size_t(i)] * out, &gy_[size_t(i * out)], size_t(out) * sizeof(float));
+  }
+}
+
+void BatchEngine::layer(int64_t l, int64_t n) {
+  const auto& c = m_.cfg;
+  const LayerWeights& L = m_.layers[size_t(l)];
+  const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
+  const KvType kv = cache_.type();
+  float* x = x_.data();
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
+  linear(*L.wq, xn_.data(), n, q_.data());
+  linear(*L.wk, xn_.data(), n, k_.data());
+  linear(*L.wv, xn_.data(), n, v_.data());
+  const int64_t row_bytes = kvd * kv_bytes(kv);
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; t++) {
+    float* q = q_.data() + t * qd;
+    float* k = k_.data() + t * kvd;
+    float* v = v_.data() + t * kvd;
+    if (c.qkv_bias) {
+      for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
+      for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
+      for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
+    }
+    const int64_t pos = pos_[size_t(t)];
+    rope(q, c.heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+    rope(k, c.kv_heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+    store_row(kv, k, kvd, cache_.k_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes);
+    store_row(kv, v, kvd, cache_.v_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes);
+  }
+
+  k_pages_.resize(groups_.size());
+  v_pages_.resize(groups_.size());
+  std::vector<PagedQuery> pq(groups_.size());
+  for (size_t gi = 0; gi < groups_.size(); gi++) {
+    const Group& g = groups_[gi];
+    k_pages_[gi].clear();
+    v_pages_[gi].clear();
+    for (int32_t blk : *g.table) {
+      k_pages_[gi].push_back(cache_.k_block(l, blk));
+      v_pages_[gi].push_back(cache_.v_block(l, blk));
+    }
+    pq[gi].q = q_.data() + g.first * qd;
+    pq[gi].out = att_.data() + g.first * qd;
+    pq[gi].n = g.count;
+    pq[gi].pos0 = g.pos0;
+    pq[gi].cache = {k_pages_[gi].data(), v_pages_[gi].data(), cache_.block_size()};
+  }
+  AttentionShape shape;
+  shape.n_heads = c.heads(l);
+  shape.n_kv_heads = c.kv_heads(l);
+  shape.head_dim = c.head_dim;
+  shape.q_stride = shape.out_stride = qd;
+  shape.kv_stride = kvd;
+  attention_paged(shape, kv, pq.data(), int64_t(pq.size()), 1.0f / std::sqrt(float(c.head_dim)));
+  linear(*L.wo, att_.data(), n, xn_.data());
+  add_residual(x, xn_.data(), L.bo, n, D);
+
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
+  linear(*L.w_gate, xn_.data(), n, gate_.data());
+  linear(*L.w_up, xn_.data(), n, up_.data());
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; t++) silu_mul(gate_.data() + t * F, up_.data() + t * F, F);
+  linear(*L.w_down, gate_.data(), n, xn_.data());
+  add_residual(x, xn_.data(), L.b_down, n, D);
+}
+
+}  // namespace lmpress
