@@ -1,0 +1,143 @@
+#include "runtime/scheduler.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+
+namespace lmpress {
+
+Scheduler::Scheduler(BatchEngine& engine, SchedulerOptions opt)
+    : engine_(engine), cache_(engine.cache()), opt_(opt) {
+  if (opt.max_running < 1) fail("scheduler: at most {} running sequences; it must be at least 1", opt.max_running);
+  if (opt.token_budget < 1 || opt.token_budget > engine.max_tokens())
+    fail("scheduler: a token budget of {} is out of range (1..{}, the engine's batch)", opt.token_budget,
+         engine.max_tokens());
+}
+
+void Scheduler::submit(Request r) {
+  const int64_t capacity = cache_.n_blocks() * cache_.block_size();
+  if (r.prompt.empty()) fail("request {}: the prompt is empty", r.id);
+  if (r.max_tokens < 1) fail("request {}: max_tokens is {}; it must be at least 1", r.id, r.max_tokens);
+  const int64_t V = engine_.model().cfg.n_vocab;
+  for (int32_t t : r.prompt)
+    if (t < 0 || t >= V) fail("request {}: token id {} is outside the vocabulary of {}", r.id, t, V);
+  // The last generated token is never computed, so a request holds at most
+  // prompt + max_tokens - 1 positions.
+  if (int64_t(r.prompt.size()) + r.max_tokens - 1 > capacity)
+    fail("request {}: {} prompt tokens + {} to generate exceed the KV pool's {} positions", r.id, r.prompt.size(),
+         r.max_tokens, capacity);
+  auto same = [&](const std::unique_ptr<Seq>& s) { return s->req.id == r.id; };
+  if (std::any_of(waiting_.begin(), waiting_.end(), same) || std::any_of(running_.begin(), running_.end(), same))
+    fail("request {}: the id is already in use", r.id);
+  auto s = std::make_unique<Seq>();
+  s->tokens = r.prompt;
+  s->sampler = std::make_unique<Sampler>(r.sampling);
+  s->req = std::move(r);
+  waiting_.push_back(std::move(s));
+}
+
+bool Scheduler::cancel(int64_t id) {
+  for (auto it = waiting_.begin(); it != waiting_.end(); ++it)
+    if ((*it)->req.id == id) {
+      waiting_.erase(it);
+      return true;
+    }
+  for (auto it = running_.begin(); it != running_.end(); ++it)
+    if ((*it)->req.id == id) {
+      cache_.close(id);
+      running_.erase(it);
+      return true;
+    }
+  return false;
+}
+
+void Scheduler::preempt(size_t index) {
+  std::unique_ptr<Seq> s = std::move(running_[index]);
+  running_.erase(running_.begin() + int64_t(index));
+  cache_.close(s->req.id);
+  s->computed = 0;  // recomputed from its tokens (the sampler keeps its state)
+  waiting_.push_front(std::move(s));
+  preemptions_++;
+}
+
+std::vector<StepEvent> Scheduler::step() {
+  struct Planned {
+    Seq* s;
+    int64_t count;
+  };
+  std::vector<Planned> plan;
+  int64_t budget = opt_.token_budget;
+  bool preempted = false;
+  // Running sequences, oldest first; when the pool cannot hold one's next
+  // tokens, the youngest gives its blocks back (possibly that one itself).
+  for (size_t i = 0; i < running_.size() && budget > 0; i++) {
+    Seq* s = running_[i].get();
+    const int64_t c = std::min(int64_t(s->tokens.size()) - s->computed, budget);
+    while (!cache_.reserve(s->req.id, s->computed + c)) {
+      if (running_.size() == 1) fail("scheduler: request {} alone does not fit the KV pool", s->req.id);
+      const size_t youngest = running_.size() - 1;
+      preempt(youngest);
+      preempted = true;
+      if (youngest == i) break;
+    }
+    if (i >= running_.size()) break;  // it preempted itself
+    plan.push_back({s, c});
+    budget -= c;
+  }
+  // Admission, FCFS, while nothing had to give way this step.
+  while (!preempted && budget > 0 && int64_t(running_.size()) < opt_.max_running && !waiting_.empty()) {
+    Seq* s = waiting_.front().get();
+    const int64_t id = s->req.id, len = int64_t(s->tokens.size());
+    s->computed = cache_.open(id, s->tokens.data(), len);
+    const int64_t c = std::min(len - s->computed, budget);
+    if (!cache_.reserve(id, s->computed + c)) {
+      cache_.close(id);
+      s->computed = 0;
+      break;
+    }
+    running_.push_back(std::move(waiting_.front()));
+    waiting_.pop_front();
+    plan.push_back({s, c});
+    budget -= c;
+  }
+  std::vector<StepEvent> events;
+  if (plan.empty()) return events;
+
+  std::vector<BatchToken> batch;
+  std::vector<Seq*> sampled;
+  for (const Planned& p : plan) {
+    const int64_t end = p.s->computed + p.count;
+    const bool last = end == int64_t(p.s->tokens.size());
+    for (int64_t pos = p.s->computed; pos < end; pos++)
+      batch.push_back({p.s->tokens[size_t(pos)], p.s->req.id, pos, last && pos == end - 1});
+    if (last) sampled.push_back(p.s);
+  }
+  const Model& m = engine_.model();
+  const int64_t V = m.cfg.n_vocab;
+  logits_.resize(sampled.size() * size_t(V));
+  engine_.forward(batch, logits_.data());
+  for (const Planned& p : plan) p.s->computed += p.count;
+
+  const int32_t eos = m.tokenizer ? m.tokenizer->vocab().eos : -1;
+  const int64_t n_sample = m.tokenizer ? std::min<int64_t>(V, int64_t(m.tokenizer->vocab().size())) : V;
+  std::vector<int64_t> finished;
+  for (size_t k = 0; k < sampled.size(); k++) {
+    Seq* s = sampled[k];
+    const int32_t id = s->sampler->sample(logits_.data() + k * V, n_sample);
+    StepEvent e;
+    e.id = s->req.id;
+    if (id == eos && !s->req.ignore_eos) {
+      e.finished = FinishReason::Eos;
+    } else {
+      e.token = id;
+      s->tokens.push_back(id);
+      if (++s->generated == s->req.max_tokens) e.finished = FinishReason::Length;
+    }
+    if (e.finished != FinishReason::None) finished.push_back(e.id);
+    events.push_back(e);
+  }
+  for (int64_t id : finished) cancel(id);
+  return events;
+}
+
+}  // namespace lmpress

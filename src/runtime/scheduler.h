@@ -1,0 +1,80 @@
+// Continuous batching over a BatchEngine: requests wait in FCFS order, are
+// admitted while the running set and the KV pool allow, and every step runs
+// one batch of at most `token_budget` tokens (a decoding token for each
+// running sequence that has its prompt in the cache, then chunks of prompts).
+// When the pool cannot hold a step, the youngest running request is preempted:
+// its blocks are given back and it waits at the front of the queue to be
+// computed again (its prompt and the tokens it generated, with the prefix
+// cache's help), so no request fails for want of blocks that others hold.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/batch.h"
+#include "runtime/sampler.h"
+
+namespace lmpress {
+
+struct SchedulerOptions {
+  int64_t max_running = 8;    // sequences in the batch at once
+  int64_t token_budget = 64;  // tokens per step (at most the engine's max_tokens)
+};
+
+struct Request {
+  int64_t id = 0;
+  std::vector<int32_t> prompt;
+  int64_t max_tokens = 16;
+  SamplerOptions sampling;
+  bool ignore_eos = false;
+};
+
+enum class FinishReason { None, Eos, Length, Cancelled };
+
+// What one step did for one request.
+struct StepEvent {
+  int64_t id = 0;
+  int32_t token = -1;  // a generated token, or -1
+  FinishReason finished = FinishReason::None;
+};
+
+class Scheduler {
+ public:
+  Scheduler(BatchEngine& engine, SchedulerOptions opt);
+
+  // Queues a request; throws when it could never fit the KV pool alone or
+  // its id is in use.
+  void submit(Request r);
+  // Drops a queued or running request now, giving its blocks back; false when unknown.
+  bool cancel(int64_t id);
+  // Admits, runs one batch and samples; returns each generated token and each
+  // request that finished.
+  std::vector<StepEvent> step();
+
+  bool idle() const { return running_.empty() && waiting_.empty(); }
+  int64_t n_running() const { return int64_t(running_.size()); }
+  int64_t n_waiting() const { return int64_t(waiting_.size()); }
+  int64_t preemptions() const { return preemptions_; }
+
+ private:
+  struct Seq {
+    Request req;
+    std::vector<int32_t> tokens;  // the prompt, then the generated tokens
+    int64_t computed = 0;         // positions whose K/V are in the cache
+    int64_t generated = 0;
+    std::unique_ptr<Sampler> sampler;
+  };
+  void preempt(size_t index);
+
+  BatchEngine& engine_;
+  PagedKvCache& cache_;
+  SchedulerOptions opt_;
+  std::deque<std::unique_ptr<Seq>> waiting_;
+  std::vector<std::unique_ptr<Seq>> running_;  // in admission order: the last is the youngest
+  int64_t preemptions_ = 0;
+  std::vector<float> logits_;
+};
+
+}  // namespace lmpress

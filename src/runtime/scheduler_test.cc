@@ -1,0 +1,144 @@
+#include "runtime/scheduler.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "greedy_reference.h"
+#include "model/repack.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+// lmp-8m as Q8_0, repacked as at load: the kernels whose rows do not depend
+// on the batch, so greedy tokens must match the lone reference exactly.
+const Model& q8_model() {
+  static std::unique_ptr<Model> m = [] {
+    const std::string path = test::temp_dir() + "/q8_0.gguf";
+    if (test::run_cli("quantize " + test::shared_path("models/lmp-8m") + " " + path + " --type q8_0 --pure").status != 0)
+      throw std::runtime_error("quantize failed");
+    return load_for_inference(path);
+  }();
+  return *m;
+}
+
+std::vector<std::vector<int32_t>> prompts(const Model& m) {
+  const char* texts[] = {
+      "Once upon a time",
+      "The history of the city begins with a small port on the river",
+      "Tom had a ball",
+      "In the morning the little girl went to the garden and saw a big red flower. She wanted to pick it",
+      "One day a cat",
+      "Lily and Ben were friends. They liked to play in the park with their toys",
+      "The sun was hot",
+  };
+  std::vector<std::vector<int32_t>> out;
+  for (const char* t : texts) out.push_back(m.tokenizer->encode(t, true, false));
+  // Three that share the fourth's first 20 tokens.
+  for (const char* tail : {" and a dog", " but the wind", " so she ran home to tell her mother"}) {
+    auto p = std::vector<int32_t>(out[3].begin(), out[3].begin() + 20);
+    const auto t = m.tokenizer->encode(tail, false, false);
+    p.insert(p.end(), t.begin(), t.end());
+    out.push_back(p);
+  }
+  return out;
+}
+
+// Ten requests through a pool too small to hold them at once: admission waits,
+// the youngest are preempted and recomputed, and every request still gets the
+// lone reference's greedy tokens; the pool ends empty.
+TEST(Scheduler, ManyRequestsInATinyPoolMatchLoneGreedy) {
+  const Model& m = q8_model();
+  const auto ps = prompts(m);
+  std::vector<test::GreedyReference> refs;
+  std::vector<int64_t> n_gen;
+  for (size_t i = 0; i < ps.size(); i++) {
+    n_gen.push_back(6 + int64_t(i % 4) * 3);
+    refs.push_back(test::greedy_reference(m, ps[i], n_gen.back()));
+  }
+  PagedKvCache cache(m.cfg, 18, 4);  // 72 positions; the longest request needs about 40
+  BatchEngine engine(m, cache, 32);
+  Scheduler sched(engine, {4, 12});
+  for (size_t i = 0; i < ps.size(); i++) {
+    Request r;
+    r.id = int64_t(i) + 100;
+    r.prompt = ps[i];
+    r.max_tokens = n_gen[i];
+    r.ignore_eos = true;
+    sched.submit(r);
+  }
+  std::map<int64_t, std::vector<int32_t>> out;
+  std::map<int64_t, FinishReason> why;
+  int64_t steps = 0;
+  for (; !sched.idle() && steps < 2000; steps++)
+    for (const StepEvent& e : sched.step()) {
+      if (e.token >= 0) out[e.id].push_back(e.token);
+      if (e.finished != FinishReason::None) why[e.id] = e.finished;
+      EXPECT_LE(sched.n_running(), 4);
+    }
+  EXPECT_TRUE(sched.idle());
+  for (size_t i = 0; i < ps.size(); i++) {
+    EXPECT_EQ(out[int64_t(i) + 100], refs[i].greedy) << "request " << i;
+    EXPECT_EQ(why[int64_t(i) + 100], FinishReason::Length);
+  }
+  EXPECT_GT(sched.preemptions(), 0) << "the pool was meant to run out";
+  EXPECT_GT(cache.prefix_hit_tokens(), 0);
+  EXPECT_EQ(cache.used_blocks(), 0);
+  std::printf("%lld steps, %lld preemptions, %lld prefix tokens reused\n", (long long)steps,
+              (long long)sched.preemptions(), (long long)cache.prefix_hit_tokens());
+}
+
+TEST(Scheduler, CancelGivesBlocksBackAndOthersGoOn) {
+  const Model& m = q8_model();
+  const auto ps = prompts(m);
+  const auto ref = test::greedy_reference(m, ps[1], 8);
+  PagedKvCache cache(m.cfg, 32, 4);
+  BatchEngine engine(m, cache, 32);
+  Scheduler sched(engine, {4, 16});
+  Request a, b, c;
+  a.id = 1, a.prompt = ps[3], a.max_tokens = 50, a.ignore_eos = true;
+  b.id = 2, b.prompt = ps[1], b.max_tokens = 8, b.ignore_eos = true;
+  c.id = 3, c.prompt = ps[0], c.max_tokens = 4;
+  sched.submit(a);
+  sched.submit(b);
+  sched.submit(c);
+  std::vector<int32_t> got;
+  for (int i = 0; i < 3; i++)
+    for (const StepEvent& e : sched.step())
+      if (e.id == 2 && e.token >= 0) got.push_back(e.token);
+  EXPECT_TRUE(sched.cancel(1));
+  EXPECT_TRUE(sched.cancel(3));
+  EXPECT_FALSE(sched.cancel(1));
+  for (int i = 0; i < 100 && !sched.idle(); i++)
+    for (const StepEvent& e : sched.step())
+      if (e.id == 2 && e.token >= 0) got.push_back(e.token);
+  EXPECT_EQ(got, ref.greedy);
+  EXPECT_EQ(cache.used_blocks(), 0);
+}
+
+TEST(Scheduler, BadRequestsAreErrors) {
+  const Model& m = q8_model();
+  PagedKvCache cache(m.cfg, 4, 4);
+  BatchEngine engine(m, cache, 8);
+  test::expect_error([&] { Scheduler(engine, {0, 8}); }, "running");
+  test::expect_error([&] { Scheduler(engine, {2, 9}); }, "token budget");
+  Scheduler sched(engine, {2, 8});
+  Request r;
+  r.id = 1;
+  test::expect_error([&] { sched.submit(r); }, "prompt is empty");
+  r.prompt = {1, 2, 3};
+  r.max_tokens = 0;
+  test::expect_error([&] { sched.submit(r); }, "max_tokens");
+  r.max_tokens = 15;
+  test::expect_error([&] { sched.submit(r); }, "exceed the KV pool");
+  r.max_tokens = 4;
+  r.prompt = {1, -5};
+  test::expect_error([&] { sched.submit(r); }, "outside the vocabulary");
+  r.prompt = {1, 2};
+  sched.submit(r);
+  test::expect_error([&] { sched.submit(r); }, "already in use");
+}
+
+}  // namespace
+}  // namespace lmpress
