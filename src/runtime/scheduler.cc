@@ -106,10 +106,13 @@ std::vector<StepEvent> Scheduler::step() {
   std::vector<BatchToken> batch;
   std::vector<Seq*> sampled;
   for (const Planned& p : plan) {
-    const int64_t end = p.s->computed + p.count;
+    const int64_t end = p.s->computed + p.count, n_prompt = int64_t(p.s->req.prompt.size());
     const bool last = end == int64_t(p.s->tokens.size());
+    // Generated tokens, recomputed after a preemption too, are decoding steps
+    // (BatchEngine's batch invariance); a prompt under 4 tokens is one as well,
+    // as InferenceState runs it.
     for (int64_t pos = p.s->computed; pos < end; pos++)
-      batch.push_back({p.s->tokens[size_t(pos)], p.s->req.id, pos, last && pos == end - 1});
+      batch.push_back({p.s->tokens[size_t(pos)], p.s->req.id, pos, last && pos == end - 1, pos < n_prompt && n_prompt >= 4});
     if (last) sampled.push_back(p.s);
   }
   const Model& m = engine_.model();

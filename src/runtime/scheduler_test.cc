@@ -11,8 +11,14 @@
 namespace lmpress {
 namespace {
 
-// lmp-8m as Q8_0, repacked as at load: the kernels whose rows do not depend
-// on the batch, so greedy tokens must match the lone reference exactly.
+// lmp-8m in f32 (whose batched and one-token rows differ, so the engine
+// splits prompt and decoding tokens) and as Q8_0 repacked as at load (rows
+// that do not depend on the batch).
+const Model& f32_model() {
+  static std::unique_ptr<Model> m = load_for_inference(test::shared_path("models/lmp-8m"));
+  return *m;
+}
+
 const Model& q8_model() {
   static std::unique_ptr<Model> m = [] {
     const std::string path = test::temp_dir() + "/q8_0.gguf";
@@ -48,8 +54,7 @@ std::vector<std::vector<int32_t>> prompts(const Model& m) {
 // Ten requests through a pool too small to hold them at once: admission waits,
 // the youngest are preempted and recomputed, and every request still gets the
 // lone reference's greedy tokens; the pool ends empty.
-TEST(Scheduler, ManyRequestsInATinyPoolMatchLoneGreedy) {
-  const Model& m = q8_model();
+void many_requests_in_a_tiny_pool(const Model& m) {
   const auto ps = prompts(m);
   std::vector<test::GreedyReference> refs;
   std::vector<int64_t> n_gen;
@@ -87,6 +92,15 @@ TEST(Scheduler, ManyRequestsInATinyPoolMatchLoneGreedy) {
   EXPECT_EQ(cache.used_blocks(), 0);
   std::printf("%lld steps, %lld preemptions, %lld prefix tokens reused\n", (long long)steps,
               (long long)sched.preemptions(), (long long)cache.prefix_hit_tokens());
+}
+
+TEST(Scheduler, ManyRequestsInATinyPoolMatchLoneGreedy) {
+  {
+    SCOPED_TRACE("q8_0");
+    many_requests_in_a_tiny_pool(q8_model());
+  }
+  SCOPED_TRACE("f32");
+  many_requests_in_a_tiny_pool(f32_model());
 }
 
 TEST(Scheduler, CancelGivesBlocksBackAndOthersGoOn) {
