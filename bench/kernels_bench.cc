@@ -3,15 +3,20 @@
 // dispatch target and with the scalar reference. Reports weight bytes read per
 // second (bytes_per_second) and GFLOP/s (2·rows·cols per iteration).
 // gemm512/*: the prompt-batch GEMM for weights without an int8 kernel.
+// attention/*: 16 decoding sequences over 1024 cached positions each, one
+// attention() call per contiguous cache against one attention_paged() call
+// over blocks of 16 (64) positions scattered in a pool.
 // Run: build/lmpress_kernels_bench [--benchmark_filter=Q4_0]
 #include <benchmark/benchmark.h>
 #include <cblas.h>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
 #include "core/fp16.h"
 #include "core/tensor.h"
+#include "kernels/attention.h"
 #include "kernels/gemm_packed.h"
 #include "kernels/ops.h"
 #include "kernels/qdot.h"
@@ -148,7 +153,60 @@ void run_gemm(benchmark::State& state, bool packed) {
                                                  benchmark::Counter::kIsRate);
 }
 
+// Tinyllama's attention shape (32 query heads, 4 KV heads of 64), f16 cache.
+void run_attention(benchmark::State& state, bool paged) {
+  constexpr int64_t seqs = 16, ctx = 1024, heads = 32, kv_heads = 4, hd = 64;
+  const int64_t page = paged ? state.range(0) : ctx;
+  const AttentionShape s{heads, kv_heads, hd, heads * hd, kv_heads * hd, heads * hd};
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd;
+  std::vector<float> q(size_t(seqs * heads * hd)), out(q.size());
+  for (auto& v : q) v = nd(rng);
+  std::vector<uint16_t> k(size_t(seqs * ctx * kv_heads * hd)), v(k.size());
+  for (auto& x : k) x = f32_to_f16(nd(rng));
+  for (auto& x : v) x = f32_to_f16(nd(rng));
+  // The pool: the same rows, pages of each sequence in shuffled order.
+  const int64_t pages = seqs * ctx / page, page_elems = page * kv_heads * hd;
+  std::vector<int64_t> order(static_cast<size_t>(pages));
+  for (int64_t i = 0; i < pages; i++) order[size_t(i)] = i;
+  std::shuffle(order.begin(), order.end(), rng);
+  std::vector<uint16_t> kp(k.size()), vp(v.size());
+  std::vector<const void*> kptr(static_cast<size_t>(pages)), vptr(static_cast<size_t>(pages));
+  for (int64_t i = 0; i < pages; i++) {
+    const int64_t to = order[size_t(i)] * page_elems;
+    std::copy(k.begin() + i * page_elems, k.begin() + (i + 1) * page_elems, kp.begin() + to);
+    std::copy(v.begin() + i * page_elems, v.begin() + (i + 1) * page_elems, vp.begin() + to);
+    kptr[size_t(i)] = kp.data() + to;
+    vptr[size_t(i)] = vp.data() + to;
+  }
+  std::vector<PagedQuery> pq(static_cast<size_t>(seqs));
+  for (int64_t i = 0; i < seqs; i++) {
+    pq[size_t(i)].q = q.data() + i * heads * hd;
+    pq[size_t(i)].out = out.data() + i * heads * hd;
+    pq[size_t(i)].n = 1;
+    pq[size_t(i)].pos0 = ctx - 1;
+    pq[size_t(i)].cache = {kptr.data() + i * (ctx / page), vptr.data() + i * (ctx / page), page};
+  }
+  const float scale = 0.125f;
+  for (auto _ : state) {
+    if (paged) {
+      attention_paged(s, KvType::F16, pq.data(), seqs, scale);
+    } else {
+      for (int64_t i = 0; i < seqs; i++)
+        attention(s, KvType::F16, q.data() + i * heads * hd, 1, ctx - 1, k.data() + i * ctx * kv_heads * hd,
+                  v.data() + i * ctx * kv_heads * hd, scale, out.data() + i * heads * hd);
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["cache GB/s"] = benchmark::Counter(double(k.size() + v.size()) * 2.0 * double(state.iterations()) / 1e9,
+                                                    benchmark::Counter::kIsRate);
+}
+
 void register_all() {
+  benchmark::RegisterBenchmark("attention/decode16/contiguous", [](benchmark::State& s) { run_attention(s, false); })
+      ->Unit(benchmark::kMicrosecond)->UseRealTime();
+  benchmark::RegisterBenchmark("attention/decode16/paged", [](benchmark::State& s) { run_attention(s, true); })
+      ->Arg(16)->Arg(64)->Unit(benchmark::kMicrosecond)->UseRealTime();
   benchmark::RegisterBenchmark("gemm512/F16/packed", [](benchmark::State& s) { run_gemm(s, true); })
       ->Unit(benchmark::kMillisecond)->UseRealTime();
   benchmark::RegisterBenchmark("gemm512/F16/f32+openblas", [](benchmark::State& s) { run_gemm(s, false); })
