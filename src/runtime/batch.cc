@@ -52,10 +52,12 @@ BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens
 
 // Validates the batch and regroups it by sequence (in order of first
 // appearance, batch order within one), reserving each sequence's blocks.
-void BatchEngine::plan(const std::vector<BatchToken>& batch) {
+void BatchEngine::plan(const std::vector<BatchToken>& batch, bool have_logits) {
   const int64_t n = int64_t(batch.size());
   if (n < 1) fail("batch engine: empty batch");
   if (n > max_tokens_) fail("batch engine: {} tokens exceed the batch of {}", n, max_tokens_);
+  const auto asking = std::count_if(batch.begin(), batch.end(), [](const BatchToken& t) { return t.logits; });
+  if (asking > 0 && !have_logits) fail("batch engine: {} tokens ask for logits but no buffer was given", asking);
   std::unordered_map<PagedKvCache::SeqId, size_t> index;
   std::vector<std::vector<int64_t>> members;
   groups_.clear();
@@ -107,7 +109,7 @@ void BatchEngine::plan(const std::vector<BatchToken>& batch) {
 }
 
 void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
-  plan(batch);
+  plan(batch, logits != nullptr);
   const auto& c = m_.cfg;
   const int64_t n = int64_t(batch.size()), D = c.dim;
   for (int64_t r = 0; r < n; r++)
@@ -121,7 +123,6 @@ void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
   for (int64_t i = 0; i < n; i++)
     if (batch[size_t(i)].logits) rows.push_back(row_of[size_t(i)]);
   if (!rows.empty()) {
-    if (!logits) fail("batch engine: {} tokens ask for logits but no buffer was given", rows.size());
     for (size_t k = 0; k < rows.size(); k++)
       rmsnorm(x_.data() + rows[k] * D, m_.output_norm.data(), D, c.rms_eps, xn_.data() + int64_t(k) * D);
     // InferenceState computes a sequence's logits one token at a time (the

@@ -59,7 +59,7 @@ class BatchEngine {
     int64_t first, count, pos0;  // rows first..first+count-1 of the sorted batch
     const std::vector<int32_t>* table;
   };
-  void plan(const std::vector<BatchToken>& batch);
+  void plan(const std::vector<BatchToken>& batch, bool have_logits);
   void layer(int64_t l, int64_t n);
   // y[n, out] = x[n, in] · wᵀ with each row computed as InferenceState would.
   void linear(const Tensor& w, const float* x, int64_t n, float* y);

@@ -154,5 +154,40 @@ TEST(BatchEngine, MatchesLoneInferenceStatePerSequence) {
   }
 }
 
+TEST(BatchEngine, BadBatchesAreErrorsAndLeaveTheCacheAsItWas) {
+  auto m = load_for_inference(test::shared_path("models/lmp-8m"));
+  PagedKvCache cache(m->cfg, 2, 4);
+  BatchEngine engine(*m, cache, 8);
+  const int32_t prompt[6] = {1, 20, 30, 40, 50, 60};
+  cache.open(7, prompt, 6);
+  std::vector<float> logits(size_t(8 * m->cfg.n_vocab));
+  const auto expect_unchanged = [&] {
+    EXPECT_EQ(cache.n_computed(7), 0);
+    EXPECT_EQ(cache.used_blocks(), 0);
+  };
+  test::expect_error([&] { engine.forward({}, logits.data()); }, "empty batch");
+  test::expect_error([&] { engine.forward({{1, 8, 0, true}}, logits.data()); }, "sequence 8 is not open");
+  test::expect_error([&] { engine.forward({{1, 7, 1, true}}, logits.data()); }, "expects position 0 next");
+  test::expect_error([&] { engine.forward({{1, 7, 0}, {2, 7, 2}}, logits.data()); }, "expects position 1 next");
+  test::expect_error([&] { engine.forward({{int32_t(m->cfg.n_vocab), 7, 0}}, logits.data()); }, "outside the vocabulary");
+  test::expect_error([&] { engine.forward({{-1, 7, 0}}, logits.data()); }, "outside the vocabulary");
+  test::expect_error([&] { engine.forward({{1, 7, 0, true}}, nullptr); }, "no buffer");
+  std::vector<BatchToken> nine;
+  for (int64_t i = 0; i < 9; i++) nine.push_back({prompt[i % 6], 7, i});
+  test::expect_error([&] { engine.forward(nine, logits.data()); }, "exceed the batch of 8");
+  expect_unchanged();
+  // Two blocks of 4 positions: 8 tokens fit, a ninth position does not.
+  std::vector<BatchToken> eight(nine.begin(), nine.end() - 1);
+  engine.forward(eight, nullptr);
+  EXPECT_EQ(cache.n_computed(7), 8);
+  test::expect_error([&] { engine.forward({{1, 7, 8, true}}, logits.data()); }, "pool has 0 free");
+  EXPECT_EQ(cache.n_computed(7), 8);
+  test::expect_error([&] {
+    PagedKvCache one_layer(std::vector<int64_t>{96}, 4, 4);
+    BatchEngine e(*m, one_layer);
+  }, "1 layers, the model 6");
+  test::expect_error([&] { BatchEngine(*m, cache, 0); }, "out of range");
+}
+
 }  // namespace
 }  // namespace lmpress
