@@ -72,7 +72,7 @@ void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int6
 // for n < 4, whose rows do not depend on n), whatever n.
 void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y, bool decode) {
   const int64_t out = w.shape[0], in = w.shape[1];
-  const bool rows = n < 4 || decode;
+  const bool rows = n < kMatmulBatchMin || decode;
   // Interleaved layouts take prompt batches too where they have a 4-token kernel; the 2:4
   // layout has only a one-token kernel, level with f32 tiles + sgemm (README).
   if (const InterleavedFormat* f = interleaved_format(w.dtype); f && (rows || f->kernels().gemm4))
@@ -149,7 +149,7 @@ void matmul_impl(const Tensor& w, const float* x, int64_t n, float* y, bool deco
                       y + t * out, 1);
         return;
       }
-      if (n >= 4 && gemm_packed_supports(w.dtype)) return gemm_packed(w, x, n, y);
+      if (n >= kMatmulBatchMin && gemm_packed_supports(w.dtype)) return gemm_packed(w, x, n, y);
       if (n == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, int(out), int(in), 1.0f, W, int(in), x, 1, 0.0f, y, 1);
       else

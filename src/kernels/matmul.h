@@ -8,6 +8,9 @@
 namespace lmpress {
 
 void matmul(const Tensor& w, const float* x, int64_t n, float* y);
+// From this many tokens matmul takes its batched kernels (the packed GEMM, the
+// interleaved layouts' 4-token kernels); below, one-token kernels per row.
+constexpr int64_t kMatmulBatchMin = 4;
 // The same with every row of y bit for bit what matmul(w, x_t, 1) gives for
 // its token alone: the one-token kernels (int8 and f16 row dots, the
 // interleaved layouts' kernels), still one pass over the weight for all n

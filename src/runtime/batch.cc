@@ -39,6 +39,10 @@ BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens
   for (int64_t l = 0; l < c.n_layers; l++)
     if (cache.kv_dim(l) != c.kv_dim(l))
       fail("batch engine: the KV cache's layer {} holds rows of {}, the model's {}", l, cache.kv_dim(l), c.kv_dim(l));
+  for (const LayerWeights& L : m.layers)
+    for (const Tensor* w : {L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down})
+      invariant_ = invariant_ && matmul_rows_batch_invariant(*w);
+  invariant_ = invariant_ && matmul_rows_batch_invariant(*m.output);
   const size_t B = size_t(max_tokens);
   x_.resize(B * c.dim);
   xn_.resize(B * c.dim);
@@ -134,20 +138,25 @@ void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
   }
   for (const Group& g : groups_) {
     std::vector<int32_t> toks;
-    for (int64_t r = g.first; r < g.first + g.count; r++) toks.push_back(batch[size_t(order_[size_t(r)])].token);
-    cache_.commit(g.seq, toks.data(), g.count);
+    std::vector<uint8_t> kinds;
+    for (int64_t r = g.first; r < g.first + g.count; r++) {
+      const BatchToken& t = batch[size_t(order_[size_t(r)])];
+      toks.push_back(t.token);
+      kinds.push_back(token_kind(t.prompt));
+    }
+    cache_.commit(g.seq, toks.data(), g.count, kinds.data());
   }
 }
 
 void BatchEngine::linear(const Tensor& w, const float* x, int64_t n, float* y) {
-  if (matmul_rows_batch_invariant(w) || (decode_rows_.empty() && n >= 4)) return matmul(w, x, n, y);
+  if (matmul_rows_batch_invariant(w) || (decode_rows_.empty() && n >= kMatmulBatchMin)) return matmul(w, x, n, y);
   if (prompt_rows_.empty()) return matmul_decode(w, x, n, y);
   const int64_t in = w.shape[1], out = w.shape[0];
   // Each kind gathered, run, and scattered back; prompt rows padded with zero
-  // rows to the 4 that select the batched kernels.
+  // rows to the kMatmulBatchMin that select the batched kernels.
   for (const bool prompt : {true, false}) {
     const std::vector<int64_t>& rows = prompt ? prompt_rows_ : decode_rows_;
-    const int64_t k = int64_t(rows.size()), padded = prompt ? std::max<int64_t>(k, 4) : k;
+    const int64_t k = int64_t(rows.size()), padded = prompt ? std::max(k, kMatmulBatchMin) : k;
     if (k == 0) continue;
     gx_.assign(size_t(padded * in), 0.0f);
     gy_.resize(size_t(padded * out));

@@ -17,7 +17,10 @@
 // token is computed as InferenceState computes it: prompt tokens (`prompt`)
 // through the batched kernels (padded to 4 rows when fewer), whose rows do not
 // depend on the batch size, decoding tokens through the one-token kernels
-// (matmul_decode, still one pass over the weight for all of them).
+// (matmul_decode, still one pass over the weight for all of them). The prefix
+// cache keeps this: tokens computed by different kernels carry different
+// kinds in its keys (token_kind), so a decoding step's K/V never stand in for
+// a prompt token's.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -32,8 +35,9 @@ struct BatchToken {
   PagedKvCache::SeqId seq = 0;
   int64_t pos = 0;
   bool logits = false;  // whether forward() returns this token's logits
-  // Part of a prompt that InferenceState would run as one batch (4 tokens or
-  // more), rather than a decoding step; see batch invariance above.
+  // Part of a prompt that InferenceState would run in a batch of
+  // kMatmulBatchMin tokens or more, rather than a decoding step; see batch
+  // invariance above.
   bool prompt = false;
 };
 
@@ -49,6 +53,10 @@ class BatchEngine {
   // bad batch or when the pool cannot hold it (check can_grow first).
   void forward(const std::vector<BatchToken>& batch, float* logits);
 
+  // The prefix-cache kind of a token (PagedKvCache): 0 when every weight's
+  // rows are batch invariant, else 1 for prompt tokens and 2 for decoding
+  // steps, whose K/V come from different kernels and so are never shared.
+  uint8_t token_kind(bool prompt) const { return invariant_ ? 0 : prompt ? 1 : 2; }
   int64_t max_tokens() const { return max_tokens_; }
   const Model& model() const { return m_; }
   PagedKvCache& cache() { return cache_; }
@@ -67,6 +75,7 @@ class BatchEngine {
   const Model& m_;
   PagedKvCache& cache_;
   int64_t max_tokens_;
+  bool invariant_ = true;  // every linear weight's rows are batch invariant
   // The batch regrouped by sequence: row r of the buffers is batch token order_[r].
   std::vector<int64_t> order_, pos_;
   std::vector<int64_t> prompt_rows_, decode_rows_;  // rows by kind, when both are present

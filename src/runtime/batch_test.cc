@@ -45,7 +45,8 @@ Outcome run_interleaved(const Model& m, const std::vector<Reference>& refs, cons
       const auto& P = refs[s].prompt;
       if (L.done || step < start[s]) continue;
       if (!L.opened) {
-        L.fed = cache.open(int64_t(s), P.data(), int64_t(P.size()));
+        const std::vector<uint8_t> kinds(P.size(), engine.token_kind(P.size() >= 4));
+        L.fed = cache.open(int64_t(s), P.data(), int64_t(P.size()), kinds.data());
         run.cached += L.fed;
         L.opened = true;
       }

@@ -40,7 +40,7 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   if (toks.empty()) fail("the prompt is empty and the model adds no BOS token");
   if (int64_t(toks.size()) >= n_ctx)
     fail("the prompt has {} tokens, which does not fit the context of {} (use a shorter prompt or --ctx)", toks.size(), n_ctx);
-  InferenceState st(m, n_ctx, 512);
+  InferenceState st(m, n_ctx, kGenerateBatch);
   std::vector<float> logits(size_t(m.cfg.n_vocab));
   Sampler sampler(opt.sampling);
   GenerateStats s;

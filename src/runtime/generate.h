@@ -8,6 +8,9 @@
 
 namespace lmpress {
 
+// Tokens per InferenceState batch when generate() runs a prompt.
+constexpr int64_t kGenerateBatch = 512;
+
 struct GenerateOptions {
   int64_t n_predict = 64;
   int64_t n_ctx = 0;  // 0: the model's trained context

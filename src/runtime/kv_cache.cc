@@ -26,11 +26,22 @@ std::vector<int64_t> layer_kv_dims(const ModelConfig& c) {
 
 }  // namespace
 
-uint64_t kv_block_hash(uint64_t parent, const int32_t* tokens, int64_t n) {
+uint64_t kv_block_hash(uint64_t parent, const int32_t* tokens, const uint8_t* kinds, int64_t n) {
   uint64_t h = mix64(parent ^ 0x9e3779b97f4a7c15ull);
-  for (int64_t i = 0; i < n; i++) h = mix64(h ^ uint64_t(uint32_t(tokens[i])) ^ (uint64_t(i) << 32));
+  for (int64_t i = 0; i < n; i++)
+    h = mix64(h ^ uint64_t(uint32_t(tokens[i])) ^ (uint64_t(i) << 32) ^ (uint64_t(kinds ? kinds[i] : 0) << 48));
   return h;
 }
+
+namespace {
+
+bool same_kinds(const std::vector<uint8_t>& stored, const uint8_t* kinds) {
+  for (size_t i = 0; i < stored.size(); i++)
+    if (stored[i] != (kinds ? kinds[i] : 0)) return false;
+  return true;
+}
+
+}  // namespace
 
 PagedKvCache::PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size, KvType kv)
     : PagedKvCache(layer_kv_dims(cfg), n_blocks, block_size, kv) {}
@@ -70,37 +81,43 @@ int64_t PagedKvCache::n_computed(SeqId id) const { return int64_t(seq(id).tokens
 const std::vector<int32_t>& PagedKvCache::block_table(SeqId id) const { return seq(id).table; }
 const std::vector<int32_t>& PagedKvCache::tokens(SeqId id) const { return seq(id).tokens; }
 
-int32_t PagedKvCache::lookup(uint64_t parent, uint64_t hash, const int32_t* tokens) const {
+int32_t PagedKvCache::lookup(uint64_t parent, uint64_t hash, const int32_t* tokens, const uint8_t* kinds) const {
   auto it = by_hash_.find(hash);
   if (it == by_hash_.end()) return -1;
   const Block& b = blocks_[size_t(it->second)];
-  if (b.parent != parent || !std::equal(b.tokens.begin(), b.tokens.end(), tokens)) return -1;
+  if (b.parent != parent || !std::equal(b.tokens.begin(), b.tokens.end(), tokens) || !same_kinds(b.kinds, kinds))
+    return -1;
   return it->second;
 }
 
-int64_t PagedKvCache::cached_prefix(const int32_t* prompt, int64_t n) const {
+std::vector<std::pair<int32_t, uint64_t>> PagedKvCache::match(const int32_t* prompt, int64_t n,
+                                                              const uint8_t* kinds) const {
   if (n < 0) fail("KV cache: negative prompt length {}", n);
+  std::vector<std::pair<int32_t, uint64_t>> out;
   uint64_t parent = 0;
-  int64_t b = 0;
-  for (; (b + 1) * block_size_ < n; b++) {  // < n: the last token is always computed
+  for (int64_t b = 0; (b + 1) * block_size_ < n; b++) {  // < n: the last token is always computed
     const int32_t* t = prompt + b * block_size_;
-    const uint64_t h = kv_block_hash(parent, t, block_size_);
-    if (lookup(parent, h, t) < 0) break;
+    const uint8_t* k = kinds ? kinds + b * block_size_ : nullptr;
+    const uint64_t h = kv_block_hash(parent, t, k, block_size_);
+    const int32_t blk = lookup(parent, h, t, k);
+    if (blk < 0) break;
+    out.push_back({blk, h});
     parent = h;
   }
-  return b * block_size_;
+  return out;
 }
 
-int64_t PagedKvCache::open(SeqId id, const int32_t* prompt, int64_t n) {
-  if (n < 0) fail("KV cache: negative prompt length {}", n);
+int64_t PagedKvCache::cached_prefix(const int32_t* prompt, int64_t n, const uint8_t* kinds) const {
+  return int64_t(match(prompt, n, kinds).size()) * block_size_;
+}
+
+int64_t PagedKvCache::open(SeqId id, const int32_t* prompt, int64_t n, const uint8_t* kinds) {
   if (seqs_.count(id)) fail("KV cache: sequence {} is already open", id);
+  const auto hits = match(prompt, n, kinds);
   Seq& s = seqs_[id];
-  uint64_t parent = 0;
-  for (int64_t b = 0; (b + 1) * block_size_ < n; b++) {
-    const int32_t* t = prompt + b * block_size_;
-    const uint64_t h = kv_block_hash(parent, t, block_size_);
-    const int32_t blk = lookup(parent, h, t);
-    if (blk < 0) break;
+  for (size_t b = 0; b < hits.size(); b++) {
+    const int32_t blk = hits[b].first;
+    const int32_t* t = prompt + int64_t(b) * block_size_;
     Block& B = blocks_[size_t(blk)];
     if (B.in_lru) {
       lru_.erase(B.lru);
@@ -108,9 +125,9 @@ int64_t PagedKvCache::open(SeqId id, const int32_t* prompt, int64_t n) {
     }
     B.ref++;
     s.table.push_back(blk);
-    s.hashes.push_back(h);
+    s.hashes.push_back(hits[b].second);
     s.tokens.insert(s.tokens.end(), t, t + block_size_);
-    parent = h;
+    s.kinds.insert(s.kinds.end(), B.kinds.begin(), B.kinds.end());
   }
   query_tokens_ += n;
   hit_tokens_ += int64_t(s.tokens.size());
@@ -123,6 +140,7 @@ void PagedKvCache::unkey(int32_t blk) {
   by_hash_.erase(B.hash);
   B.keyed = false;
   B.tokens.clear();
+  B.kinds.clear();
 }
 
 int32_t PagedKvCache::take_free_block() {
@@ -154,19 +172,24 @@ bool PagedKvCache::reserve(SeqId id, int64_t len) {
   return true;
 }
 
-void PagedKvCache::commit(SeqId id, const int32_t* tokens, int64_t n) {
+void PagedKvCache::commit(SeqId id, const int32_t* tokens, int64_t n, const uint8_t* kinds) {
   Seq& s = seq(id);
   const int64_t at = int64_t(s.tokens.size());
   if (n < 0 || at + n > int64_t(s.table.size()) * block_size_)
     fail("KV cache: sequence {} commits positions {}..{} past its reserved {}", id, at, at + n,
          int64_t(s.table.size()) * block_size_);
   s.tokens.insert(s.tokens.end(), tokens, tokens + n);
+  if (kinds)
+    s.kinds.insert(s.kinds.end(), kinds, kinds + n);
+  else
+    s.kinds.resize(s.tokens.size(), 0);
   // Key every block these tokens filled; a block whose key another block
   // already holds (the same prefix computed twice at once) stays unkeyed.
   for (int64_t b = int64_t(s.hashes.size()); (b + 1) * block_size_ <= int64_t(s.tokens.size()); b++) {
     const int32_t* t = s.tokens.data() + b * block_size_;
+    const uint8_t* k = s.kinds.data() + b * block_size_;
     const uint64_t parent = b > 0 ? s.hashes[size_t(b - 1)] : 0;
-    const uint64_t h = kv_block_hash(parent, t, block_size_);
+    const uint64_t h = kv_block_hash(parent, t, k, block_size_);
     s.hashes.push_back(h);
     if (by_hash_.count(h)) continue;
     const int32_t blk = s.table[size_t(b)];
@@ -175,6 +198,7 @@ void PagedKvCache::commit(SeqId id, const int32_t* tokens, int64_t n) {
     B.hash = h;
     B.parent = parent;
     B.tokens.assign(t, t + block_size_);
+    B.kinds.assign(k, k + block_size_);
     by_hash_[h] = blk;
   }
 }

@@ -12,6 +12,10 @@
 // recently freed keyed block is evicted. Only full blocks are ever keyed, and
 // a sequence only writes positions past the ones it shares, so no sequence
 // ever writes into a block another one reads.
+//
+// Each token may carry a kind (a byte; null arrays mean all 0) that is part of
+// the key: positions computed by different kernels, whose K/V differ in the
+// last bits, are then never shared (see BatchEngine::token_kind).
 #pragma once
 #include <cstdint>
 #include <list>
@@ -37,9 +41,9 @@ class PagedKvCache {
   // the cached full blocks the prompt starts with, and returns how many
   // positions they hold: a multiple of block_size, always < n so that the
   // prompt's last token is computed (its logits are needed).
-  int64_t open(SeqId seq, const int32_t* prompt, int64_t n);
+  int64_t open(SeqId seq, const int32_t* prompt, int64_t n, const uint8_t* kinds = nullptr);
   // What open() would share, taking nothing.
-  int64_t cached_prefix(const int32_t* prompt, int64_t n) const;
+  int64_t cached_prefix(const int32_t* prompt, int64_t n, const uint8_t* kinds = nullptr) const;
   // Gives back every block of `seq` (those still keyed go to the LRU list).
   void close(SeqId seq);
   bool has(SeqId seq) const { return seqs_.count(seq) != 0; }
@@ -52,7 +56,7 @@ class PagedKvCache {
   bool reserve(SeqId seq, int64_t len);
   // Records that tokens[0..n) now have their K/V at positions n_computed(seq)..
   // (written by the caller into reserved blocks); keys the blocks they fill.
-  void commit(SeqId seq, const int32_t* tokens, int64_t n);
+  void commit(SeqId seq, const int32_t* tokens, int64_t n, const uint8_t* kinds = nullptr);
 
   int64_t n_computed(SeqId seq) const;  // positions of `seq` whose K/V are in the cache
   const std::vector<int32_t>& block_table(SeqId seq) const;
@@ -91,12 +95,14 @@ class PagedKvCache {
     int32_t ref = 0;
     bool keyed = false;  // in by_hash_ under `hash`
     uint64_t hash = 0, parent = 0;
-    std::vector<int32_t> tokens;  // a keyed block's tokens: a hit compares them, not only the hash
+    std::vector<int32_t> tokens;  // a keyed block's tokens and kinds: a hit compares them, not only the hash
+    std::vector<uint8_t> kinds;
     std::list<int32_t>::iterator lru;
     bool in_lru = false;
   };
   struct Seq {
     std::vector<int32_t> table, tokens;
+    std::vector<uint8_t> kinds;
     std::vector<uint64_t> hashes;  // of each full block, chained
   };
 
@@ -106,7 +112,9 @@ class PagedKvCache {
   const Seq& seq(SeqId id) const;
   Seq& seq(SeqId id);
   // The keyed block holding `tokens` after the chain `parent`, or -1.
-  int32_t lookup(uint64_t parent, uint64_t hash, const int32_t* tokens) const;
+  int32_t lookup(uint64_t parent, uint64_t hash, const int32_t* tokens, const uint8_t* kinds) const;
+  // The keyed blocks prompt[0..n) starts with (never its last token's block).
+  std::vector<std::pair<int32_t, uint64_t>> match(const int32_t* prompt, int64_t n, const uint8_t* kinds) const;
   int32_t take_free_block();
   void unkey(int32_t block);
 
@@ -122,8 +130,8 @@ class PagedKvCache {
   int64_t query_tokens_ = 0, hit_tokens_ = 0;
 };
 
-// The key of a full block: its tokens chained to the key of the blocks before
-// it (0 for the first).
-uint64_t kv_block_hash(uint64_t parent, const int32_t* tokens, int64_t n);
+// The key of a full block: its tokens (and their kinds; null: all 0) chained
+// to the key of the blocks before it (0 for the first).
+uint64_t kv_block_hash(uint64_t parent, const int32_t* tokens, const uint8_t* kinds, int64_t n);
 
 }  // namespace lmpress

@@ -158,6 +158,23 @@ TEST(PagedKvCache, APrefixComputedTwiceAtOnceIsKeyedOnce) {
   EXPECT_EQ(c.cached_prefix(p.data(), 5), 4);
 }
 
+// Positions computed by different kernels (their kinds) are never shared.
+TEST(PagedKvCache, KindsArePartOfTheKey) {
+  PagedKvCache c({4}, 8, 2);
+  const auto p = iota_tokens(5, 1);
+  const uint8_t kinds[5] = {1, 1, 1, 2, 2};
+  c.open(1, p.data(), 5, kinds);
+  ASSERT_TRUE(c.reserve(1, 5));
+  c.commit(1, p.data(), 5, kinds);
+  c.close(1);
+  const uint8_t all_prompt[5] = {1, 1, 1, 1, 1};
+  EXPECT_EQ(c.cached_prefix(p.data(), 5, kinds), 4);
+  EXPECT_EQ(c.cached_prefix(p.data(), 5, all_prompt), 2);
+  EXPECT_EQ(c.cached_prefix(p.data(), 5), 0);
+  EXPECT_EQ(c.open(2, p.data(), 5, kinds), 4);
+  EXPECT_EQ(c.tokens(2), std::vector<int32_t>(p.begin(), p.begin() + 4));
+}
+
 TEST(PagedKvCache, BadInputIsAnError) {
   test::expect_error([] { PagedKvCache({8}, 0, 16); }, "out of range");
   test::expect_error([] { PagedKvCache({8}, 4, 0); }, "block size");

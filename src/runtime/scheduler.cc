@@ -3,8 +3,22 @@
 #include <algorithm>
 
 #include "core/error.h"
+#include "kernels/matmul.h"
+#include "runtime/generate.h"
 
 namespace lmpress {
+namespace {
+
+// Whether a lone generate() computes position `pos` with the batched kernels:
+// a prompt position whose InferenceState batch (kGenerateBatch tokens) holds
+// kMatmulBatchMin tokens or more. Generated tokens are decoding steps.
+bool prompt_kind(int64_t pos, int64_t n_prompt) {
+  if (pos >= n_prompt) return false;
+  const int64_t start = pos / kGenerateBatch * kGenerateBatch;
+  return std::min(kGenerateBatch, n_prompt - start) >= kMatmulBatchMin;
+}
+
+}  // namespace
 
 Scheduler::Scheduler(BatchEngine& engine, SchedulerOptions opt)
     : engine_(engine), cache_(engine.cache()), opt_(opt) {
@@ -88,7 +102,9 @@ std::vector<StepEvent> Scheduler::step() {
   while (!preempted && budget > 0 && int64_t(running_.size()) < opt_.max_running && !waiting_.empty()) {
     Seq* s = waiting_.front().get();
     const int64_t id = s->req.id, len = int64_t(s->tokens.size());
-    s->computed = cache_.open(id, s->tokens.data(), len);
+    std::vector<uint8_t> kinds(static_cast<size_t>(len));
+    for (int64_t pos = 0; pos < len; pos++) kinds[size_t(pos)] = engine_.token_kind(prompt_kind(pos, int64_t(s->req.prompt.size())));
+    s->computed = cache_.open(id, s->tokens.data(), len, kinds.data());
     const int64_t c = std::min(len - s->computed, budget);
     if (!cache_.reserve(id, s->computed + c)) {
       cache_.close(id);
@@ -108,11 +124,10 @@ std::vector<StepEvent> Scheduler::step() {
   for (const Planned& p : plan) {
     const int64_t end = p.s->computed + p.count, n_prompt = int64_t(p.s->req.prompt.size());
     const bool last = end == int64_t(p.s->tokens.size());
-    // Generated tokens, recomputed after a preemption too, are decoding steps
-    // (BatchEngine's batch invariance); a prompt under 4 tokens is one as well,
-    // as InferenceState runs it.
+    // Generated tokens, recomputed after a preemption too, stay decoding steps
+    // (BatchEngine's batch invariance).
     for (int64_t pos = p.s->computed; pos < end; pos++)
-      batch.push_back({p.s->tokens[size_t(pos)], p.s->req.id, pos, last && pos == end - 1, pos < n_prompt && n_prompt >= 4});
+      batch.push_back({p.s->tokens[size_t(pos)], p.s->req.id, pos, last && pos == end - 1, prompt_kind(pos, n_prompt)});
     if (last) sampled.push_back(p.s);
   }
   const Model& m = engine_.model();
