@@ -12,7 +12,10 @@ namespace lmpress::test {
 
 struct GreedyReference {
   std::vector<int32_t> prompt, greedy;
-  std::vector<float> logits;  // [prompt + greedy - 1, vocab]: row p follows the token at position p
+  // [prompt + greedy - 1, vocab]: row p follows the token at position p. The
+  // last prompt row and the decoding rows are generate()'s (one-token logits
+  // kernels); the earlier prompt rows come from the batched logits kernels.
+  std::vector<float> logits;
 };
 
 inline int32_t argmax_of(const float* x, int64_t n) { return int32_t(std::max_element(x, x + n) - x); }
@@ -24,6 +27,8 @@ inline GreedyReference greedy_reference(const Model& m, const std::vector<int32_
   r.logits.resize(size_t((P + n_gen) * V));
   InferenceState st(m, P + n_gen + 1);
   st.eval(prompt.data(), P, r.logits.data(), true);
+  InferenceState last(m, P);
+  last.eval(prompt.data(), P, r.logits.data() + (P - 1) * V, false);
   for (int64_t i = 0; i < n_gen; i++) {
     const int32_t next = argmax_of(r.logits.data() + (P - 1 + i) * V, V);
     r.greedy.push_back(next);
