@@ -1,7 +1,8 @@
 // Continuous batching over a BatchEngine: requests wait in FCFS order, are
 // admitted while the running set and the KV pool allow, and every step runs
-// one batch of at most `token_budget` tokens (a decoding token for each
-// running sequence that has its prompt in the cache, then chunks of prompts).
+// one batch of at most `token_budget` tokens: running sequences, oldest first,
+// each take their next tokens (a decoding step, or the next chunk of a prompt
+// or of a recomputation), then newly admitted ones their first chunk.
 // When the pool cannot hold a step, the youngest running request is preempted:
 // its blocks are given back and it waits at the front of the queue to be
 // computed again (its prompt and the tokens it generated, with the prefix
