@@ -39,7 +39,7 @@ struct Measured {
 // Runs the CLI with `args` as a child process; its peak RSS from wait4.
 Measured run_measured(const std::vector<std::string>& args, const std::string& dir) {
   const std::string log = dir + "/child.log";
-  std::vector<std::string> argv_s = {LMPRESS_CLI_PATH};
+  std::vector<std::string> argv_s = test::cli_command();  // through $LMPRESS_CLI_EMULATOR when cross-built
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
@@ -53,7 +53,7 @@ Measured run_measured(const std::vector<std::string>& args, const std::string& d
     dup2(fd, 1);
     dup2(fd, 2);
     setenv("LMPRESS_NO_PROGRESS", "1", 1);
-    execv(argv[0], argv.data());
+    execvp(argv[0], argv.data());
     _exit(127);
   }
   int st = 0;

@@ -31,38 +31,35 @@ std::string blk(int64_t l, const std::string& suffix) { return "blk." + std::to_
 
 }  // namespace
 
-struct PrunedViewsAccess {
-  // Replaces weight t by the cut keeping `rows` / `cols` (indices into t's; empty: all) of it.
-  static void cut(PrunedViews& views, Tensor& t, const std::vector<int64_t>& rows, const std::vector<int64_t>& cols) {
-    PrunedViews::Cut c;
-    if (const auto it = views.cuts_.find(t.owner.get()); t.owner && it != views.cuts_.end()) {
-      c = it->second;  // a cut of a cut: indices into the source's
-      views.cuts_.erase(it);
-    } else {
-      c.source = t;
-    }
-    auto compose = [](std::vector<int64_t>& kept, const std::vector<int64_t>& sel) {
-      if (sel.empty()) return;
-      std::vector<int64_t> out;
-      for (int64_t i : sel) out.push_back(kept.empty() ? i : kept[size_t(i)]);
-      kept = std::move(out);
-    };
-    compose(c.rows, rows);
-    compose(c.cols, cols);
-    std::vector<int64_t> shape = t.shape;
-    if (!rows.empty()) shape[0] = int64_t(rows.size());
-    if (!cols.empty()) shape.back() = int64_t(cols.size());
-    Tensor out;
-    out.name = t.name;
-    out.dtype = DType::F32;
-    out.shape = std::move(shape);
-    out.nbytes = uint64_t(out.numel()) * sizeof(float);
-    auto key = std::make_shared<char>();  // identifies the cut; the bytes are made when asked
-    out.owner = key;
-    views.cuts_[key.get()] = std::move(c);
-    t = std::move(out);
+void PrunedViews::cut(Tensor& t, const std::vector<int64_t>& rows, const std::vector<int64_t>& cols) {
+  Cut c;
+  if (const auto it = cuts_.find(t.owner.get()); t.owner && it != cuts_.end()) {
+    c = it->second;  // a cut of a cut: indices into the source's
+    cuts_.erase(it);
+  } else {
+    c.source = t;
   }
-};
+  auto compose = [](std::vector<int64_t>& kept, const std::vector<int64_t>& sel) {
+    if (sel.empty()) return;
+    std::vector<int64_t> out;
+    for (int64_t i : sel) out.push_back(kept.empty() ? i : kept[size_t(i)]);
+    kept = std::move(out);
+  };
+  compose(c.rows, rows);
+  compose(c.cols, cols);
+  std::vector<int64_t> shape = t.shape;
+  if (!rows.empty()) shape[0] = int64_t(rows.size());
+  if (!cols.empty()) shape.back() = int64_t(cols.size());
+  Tensor out;
+  out.name = t.name;
+  out.dtype = DType::F32;
+  out.shape = std::move(shape);
+  out.nbytes = uint64_t(out.numel()) * sizeof(float);
+  auto key = std::make_shared<char>();  // identifies the cut; the bytes are made when asked
+  out.owner = key;
+  cuts_[key.get()] = std::move(c);
+  t = std::move(out);
+}
 
 std::vector<float> PrunedViews::values(const Tensor& t) const {
   const auto it = t.owner ? cuts_.find(t.owner.get()) : cuts_.end();
@@ -86,7 +83,7 @@ namespace {
 void keep_rows(Model& m, const std::string& name, const std::vector<int64_t>& rows, PrunedViews* views) {
   Tensor* t = find_tensor(m, name);
   if (!t) return;
-  if (views && t->shape.size() == 2) return PrunedViewsAccess::cut(*views, *t, rows, {});
+  if (views && t->shape.size() == 2) return views->cut(*t, rows, {});
   const auto v = to_f32(*t);
   const int64_t cols = t->shape.size() < 2 ? 1 : t->cols();
   std::vector<float> out;
@@ -100,7 +97,7 @@ void keep_rows(Model& m, const std::string& name, const std::vector<int64_t>& ro
 // Keeps the given columns (input features) of a weight.
 void keep_cols(Model& m, const std::string& name, const std::vector<int64_t>& cols, PrunedViews* views) {
   Tensor& t = need(m, name);
-  if (views) return PrunedViewsAccess::cut(*views, t, {}, cols);
+  if (views) return views->cut(t, {}, cols);
   const auto v = to_f32(t);
   const int64_t rows = t.rows(), n = t.cols();
   std::vector<float> out(static_cast<size_t>(rows) * cols.size());

@@ -56,10 +56,11 @@ struct StructuredReport {
 // ExportOptions::values), so that the pruned model is never held in f32.
 class PrunedViews {
  public:
+  // Replaces weight t by the cut keeping `rows` / `cols` (indices into t's; empty: all) of it.
+  void cut(Tensor& t, const std::vector<int64_t>& rows, const std::vector<int64_t>& cols);
   std::vector<float> values(const Tensor& t) const;
 
  private:
-  friend struct PrunedViewsAccess;
   struct Cut {
     Tensor source;
     std::vector<int64_t> rows, cols;  // kept, of the source's; empty: all

@@ -249,7 +249,6 @@ void write_gguf_model(const Model& m, const std::string& path, const ExportOptio
   ModelWriter::gguf(m, path, opt)->commit();
 }
 
-
 std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& dir, ExportOptions o) {
   namespace fs = std::filesystem;
   auto impl = std::make_unique<Impl>(m, std::move(o));
