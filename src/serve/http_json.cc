@@ -1,0 +1,1 @@
+#include "serve/http_json.h"
