@@ -57,12 +57,14 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
       s.stopped = StopReason::Context;
       break;
     }
+    apply_penalties(logits.data(), n_sample, toks.data(), int64_t(toks.size()), opt.sampling);
     int32_t id = sampler.sample(logits.data(), n_sample);
     if (opt.stop_at_eos && id == eos) {
       s.stopped = StopReason::Eos;
       break;
     }
     s.tokens.push_back(id);
+    toks.push_back(id);  // the history the penalties look at
     s.n_generated++;
     pending += m.tokenizer->decode_token(id);
     if (on_text) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
 
 namespace lmpress {
 
@@ -60,6 +61,37 @@ int32_t Sampler::sample(const float* logits, int64_t n) {
     if (r <= 0) return cand_[i].second;
   }
   return cand_.back().second;
+}
+
+void apply_penalties(float* logits, int64_t n_vocab, const int32_t* history, int64_t n, const SamplerOptions& o) {
+  if (!o.has_penalties()) return;
+  const int64_t first = o.penalty_last_n < 0 ? 0 : std::max<int64_t>(0, n - o.penalty_last_n);
+  std::unordered_map<int32_t, int> count;
+  for (int64_t i = first; i < n; i++) count[history[i]]++;
+  for (const auto& [id, c] : count) {
+    if (id < 0 || id >= n_vocab) continue;
+    float& l = logits[id];
+    l = l > 0 ? l / o.repeat_penalty : l * o.repeat_penalty;
+    l -= float(c) * o.frequency_penalty + o.presence_penalty;
+  }
+}
+
+TokenLogprobs token_logprobs(const float* logits, int64_t n_vocab, int32_t id, int top) {
+  const float mx = logits[argmax(logits, n_vocab)];
+  double sum = 0;
+  for (int64_t i = 0; i < n_vocab; i++) sum += std::exp(double(logits[i] - mx));
+  const double lse = double(mx) + std::log(sum);
+  TokenLogprobs r;
+  r.logprob = float(double(logits[id]) - lse);
+  if (top > 0) {
+    std::vector<std::pair<float, int32_t>> c(static_cast<size_t>(n_vocab));
+    for (int64_t i = 0; i < n_vocab; i++) c[size_t(i)] = {logits[i], int32_t(i)};
+    const size_t k = std::min<size_t>(size_t(top), c.size());
+    std::partial_sort(c.begin(), c.begin() + long(k), c.end(),
+                      [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    for (size_t i = 0; i < k; i++) r.top.emplace_back(c[i].second, float(double(c[i].first) - lse));
+  }
+  return r;
 }
 
 }  // namespace lmpress

@@ -13,6 +13,16 @@ struct SamplerOptions {
   float top_p = 0.95f;       // >= 1: off
   float min_p = 0.05f;       // <= 0: off
   uint64_t seed = 0;
+  // Penalties on the logits of tokens among the last `penalty_last_n` of the
+  // sequence (prompt and generated; llama.cpp's penalties sampler): repeat
+  // divides a positive logit (multiplies a negative one) by repeat_penalty;
+  // frequency subtracts count × frequency_penalty, presence subtracts
+  // presence_penalty once. 1 / 0 / 0: off.
+  float repeat_penalty = 1.0f;
+  float frequency_penalty = 0.0f;
+  float presence_penalty = 0.0f;
+  int penalty_last_n = 64;  // -1: the whole sequence
+  bool has_penalties() const { return repeat_penalty != 1.0f || frequency_penalty != 0.0f || presence_penalty != 0.0f; }
 };
 
 class Sampler {
@@ -31,5 +41,16 @@ class Sampler {
 };
 
 int32_t argmax(const float* x, int64_t n);
+
+// Applies o's penalties to logits[0..n_vocab) for the sequence history[0..n).
+void apply_penalties(float* logits, int64_t n_vocab, const int32_t* history, int64_t n, const SamplerOptions& o);
+
+// log softmax(logits)[id] for the ids asked, and the `top` most likely ids
+// with theirs (most likely first; ties: lower id first).
+struct TokenLogprobs {
+  float logprob = 0;
+  std::vector<std::pair<int32_t, float>> top;
+};
+TokenLogprobs token_logprobs(const float* logits, int64_t n_vocab, int32_t id, int top);
 
 }  // namespace lmpress

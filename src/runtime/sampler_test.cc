@@ -62,5 +62,41 @@ TEST(Generate, HoldsBackIncompleteUtf8) {
   EXPECT_EQ(take_complete_utf8(buf), "x");
 }
 
+TEST(Sampler, PenaltiesAsLlamaCpp) {
+  // History 1 1 3 (and 0 outside the last 3): token 1 twice, token 3 once.
+  const int32_t hist[] = {0, 1, 1, 3};
+  SamplerOptions o;
+  o.repeat_penalty = 2.0f;
+  o.frequency_penalty = 0.5f;
+  o.presence_penalty = 0.25f;
+  o.penalty_last_n = 3;
+  float l[] = {4.0f, 4.0f, 1.0f, -2.0f, 3.0f};
+  apply_penalties(l, 5, hist, 4, o);
+  EXPECT_FLOAT_EQ(l[0], 4.0f);                       // outside the window
+  EXPECT_FLOAT_EQ(l[1], 4.0f / 2 - 2 * 0.5f - 0.25f);  // 0.75
+  EXPECT_FLOAT_EQ(l[2], 1.0f);
+  EXPECT_FLOAT_EQ(l[3], -2.0f * 2 - 0.5f - 0.25f);    // -4.75
+  EXPECT_FLOAT_EQ(l[4], 3.0f);
+  // Off by default: nothing changes.
+  float m[] = {1.0f, 2.0f};
+  apply_penalties(m, 2, hist, 4, SamplerOptions{});
+  EXPECT_EQ(m[0], 1.0f);
+  EXPECT_EQ(m[1], 2.0f);
+}
+
+TEST(Sampler, LogprobsAreLogSoftmax) {
+  // logits ln 1, ln 2, ln 3, ln 2: probabilities 1/8, 2/8, 3/8, 2/8.
+  const float l[] = {0.0f, std::log(2.0f), std::log(3.0f), std::log(2.0f)};
+  TokenLogprobs r = token_logprobs(l, 4, 0, 3);
+  EXPECT_NEAR(r.logprob, std::log(1.0 / 8), 1e-6);
+  ASSERT_EQ(r.top.size(), 3u);
+  EXPECT_EQ(r.top[0].first, 2);
+  EXPECT_NEAR(r.top[0].second, std::log(3.0 / 8), 1e-6);
+  EXPECT_EQ(r.top[1].first, 1);  // tie with 3: the lower id first
+  EXPECT_EQ(r.top[2].first, 3);
+  EXPECT_NEAR(r.top[2].second, std::log(2.0 / 8), 1e-6);
+  EXPECT_TRUE(token_logprobs(l, 4, 1, 0).top.empty());
+}
+
 }  // namespace
 }  // namespace lmpress

@@ -105,6 +105,7 @@ std::vector<StepEvent> Scheduler::step() {
     std::vector<uint8_t> kinds(static_cast<size_t>(len));
     for (int64_t pos = 0; pos < len; pos++) kinds[size_t(pos)] = engine_.token_kind(prompt_kind(pos, int64_t(s->req.prompt.size())));
     s->computed = cache_.open(id, s->tokens.data(), len, kinds.data());
+    if (s->cached < 0) s->cached = s->computed;
     const int64_t c = std::min(len - s->computed, budget);
     if (!cache_.reserve(id, s->computed + c)) {
       cache_.close(id);
@@ -117,6 +118,7 @@ std::vector<StepEvent> Scheduler::step() {
     budget -= c;
   }
   std::vector<StepEvent> events;
+  last_ = StepStats{};
   if (plan.empty()) return events;
 
   std::vector<BatchToken> batch;
@@ -129,7 +131,12 @@ std::vector<StepEvent> Scheduler::step() {
     for (int64_t pos = p.s->computed; pos < end; pos++)
       batch.push_back({p.s->tokens[size_t(pos)], p.s->req.id, pos, last && pos == end - 1, prompt_kind(pos, n_prompt)});
     if (last) sampled.push_back(p.s);
+    // Positions before the last generated token are prompt work (a recomputation's too).
+    const int64_t decode = last && p.s->generated > 0 && p.count == 1 ? 1 : 0;
+    last_.decode_tokens += decode;
+    last_.prompt_tokens += p.count - decode;
   }
+  last_.sequences = int64_t(plan.size());
   const Model& m = engine_.model();
   const int64_t V = m.cfg.n_vocab;
   logits_.resize(sampled.size() * size_t(V));
@@ -141,9 +148,20 @@ std::vector<StepEvent> Scheduler::step() {
   std::vector<int64_t> finished;
   for (size_t k = 0; k < sampled.size(); k++) {
     Seq* s = sampled[k];
-    const int32_t id = s->sampler->sample(logits_.data() + k * V, n_sample);
+    float* logits = logits_.data() + k * V;
     StepEvent e;
     e.id = s->req.id;
+    e.cached_prompt_tokens = s->cached;
+    // Log probabilities are of the model's distribution: the logits before the penalties.
+    const bool want_logprobs = s->req.logprobs >= 0;
+    const float* model_logits = logits;
+    if (want_logprobs && s->req.sampling.has_penalties()) {
+      raw_logits_.assign(logits, logits + n_sample);
+      model_logits = raw_logits_.data();
+    }
+    apply_penalties(logits, n_sample, s->tokens.data(), int64_t(s->tokens.size()), s->req.sampling);
+    const int32_t id = s->sampler->sample(logits, n_sample);
+    if (want_logprobs) e.logprobs = token_logprobs(model_logits, n_sample, id, s->req.logprobs);
     if (id == eos && !s->req.ignore_eos) {
       e.finished = FinishReason::Eos;
     } else {

@@ -30,6 +30,10 @@ struct Request {
   int64_t max_tokens = 16;
   SamplerOptions sampling;
   bool ignore_eos = false;
+  // -1: no log probabilities; 0..: each generated token's, and this many of
+  // the most likely tokens' (of the model's distribution, before penalties
+  // and temperature).
+  int logprobs = -1;
 };
 
 enum class FinishReason { None, Eos, Length, Cancelled };
@@ -39,6 +43,15 @@ struct StepEvent {
   int64_t id = 0;
   int32_t token = -1;  // a generated token, or -1
   FinishReason finished = FinishReason::None;
+  TokenLogprobs logprobs;  // of `token`, when the request asks
+  int64_t cached_prompt_tokens = 0;  // prompt positions the prefix cache held when it was admitted
+};
+
+// What the last step computed.
+struct StepStats {
+  int64_t prompt_tokens = 0;  // prompt (and recomputed) positions
+  int64_t decode_tokens = 0;  // decoding steps
+  int64_t sequences = 0;
 };
 
 class Scheduler {
@@ -58,6 +71,7 @@ class Scheduler {
   int64_t n_running() const { return int64_t(running_.size()); }
   int64_t n_waiting() const { return int64_t(waiting_.size()); }
   int64_t preemptions() const { return preemptions_; }
+  const StepStats& last_step() const { return last_; }
 
  private:
   struct Seq {
@@ -65,6 +79,7 @@ class Scheduler {
     std::vector<int32_t> tokens;  // the prompt, then the generated tokens
     int64_t computed = 0;         // positions whose K/V are in the cache
     int64_t generated = 0;
+    int64_t cached = -1;  // positions shared from the prefix cache at first admission
     std::unique_ptr<Sampler> sampler;
   };
   void preempt(size_t index);
@@ -75,7 +90,8 @@ class Scheduler {
   std::deque<std::unique_ptr<Seq>> waiting_;
   std::vector<std::unique_ptr<Seq>> running_;  // in admission order: the last is the youngest
   int64_t preemptions_ = 0;
-  std::vector<float> logits_;
+  StepStats last_;
+  std::vector<float> logits_, raw_logits_;
 };
 
 }  // namespace lmpress

@@ -28,6 +28,10 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--top-k", o->g.sampling.top_k, "Top-k (0: off)")->capture_default_str()->check(CLI::Range(0, 1 << 24));
   cmd->add_option("--top-p", o->g.sampling.top_p, "Top-p (1: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--min-p", o->g.sampling.min_p, "Min-p (0: off)")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--repeat-penalty", o->g.sampling.repeat_penalty, "Repetition penalty over the last --repeat-last-n tokens (1: off)")->capture_default_str()->check(CLI::Range(0.01, 100.0));
+  cmd->add_option("--repeat-last-n", o->g.sampling.penalty_last_n, "Tokens the penalties look back over (-1: all)")->capture_default_str()->check(CLI::Range(-1, 1 << 20));
+  cmd->add_option("--presence-penalty", o->g.sampling.presence_penalty, "Presence penalty (0: off)")->capture_default_str()->check(CLI::Range(-2.0, 2.0));
+  cmd->add_option("--frequency-penalty", o->g.sampling.frequency_penalty, "Frequency penalty (0: off)")->capture_default_str()->check(CLI::Range(-2.0, 2.0));
   cmd->add_option("-s,--seed", o->g.sampling.seed, "Random seed")->capture_default_str();
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after end-of-sequence");

@@ -25,6 +25,7 @@ void add_kld(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_prune(CLI::App& app);
 void add_compare(CLI::App& app);
+void add_serve(CLI::App& app);
 
 // --calib, --calib-samples, --calib-ctx (quantize, prune); `who`: the methods that use them.
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who);

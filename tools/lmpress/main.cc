@@ -97,6 +97,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_eval(app);
   lmpress::cli::add_prune(app);
   lmpress::cli::add_compare(app);
+  lmpress::cli::add_serve(app);
   try {
     lmpress::cli::check_every_command_guarded(app);
     lmpress::apply_cpu_isa_env();

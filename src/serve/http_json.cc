@@ -1,1 +1,0 @@
-#include "serve/http_json.h"
