@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: the GoogleTest suite under ctest, then every file
-# reader under libFuzzer (tests/fuzz) for a bounded time, then the aarch64
+# Runs the whole test suite: the GoogleTest suite under ctest, real HTTP
+# clients against lmpress serve, then every file reader under libFuzzer (tests/fuzz) for a bounded time, then the aarch64
 # subset under qemu.
 # Usage: bash scripts/setup.sh && bash scripts/test.sh   (FUZZ_SECONDS=N to change the fuzz time)
 set -euo pipefail
@@ -9,6 +9,9 @@ cmake --build build -j"$(nproc)"
 # ctest runs tests side by side; idle OpenMP threads then sleep instead of
 # spinning, or each test's threads would burn the cores the other one needs.
 (cd build && OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure -j"$(nproc)")
+
+# Real HTTP clients (curl, Python, the OpenAI Node client) against lmpress serve.
+bash scripts/test-serve-clients.sh
 
 # FUZZ_SECONDS per weight-file parser, two thirds of it (rounded up: 0 would
 # mean no limit) per tokenizer, config and task reader; 2.3 minutes by default.
