@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config git
       libopenblas-openmp-dev liblapacke-dev libhwy-dev libcli11-dev nlohmann-json3-dev libfmt-dev
       libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev
-      libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3-jinja2)
+      libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3-jinja2
+      python3-requests curl)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
