@@ -309,6 +309,15 @@ Server::Server(Engine& engine, ServerOptions opt)
   const size_t n = size_t(opt_.http_threads);
   http_->new_task_queue = [n] { return new httplib::ThreadPool(n); };
   http_->set_payload_max_length(opt_.max_body_bytes);
+  // httplib listens with a backlog of 5: a burst of clients connecting at once
+  // would be dropped. The listening socket is kept to listen on it again with
+  // a longer one after bind. SO_REUSEADDR, not httplib's SO_REUSEPORT (which
+  // would let another process bind the same port).
+  http_->set_socket_options([this](socket_t sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    listen_fd_ = sock;
+  });
   // httplib waits out an idle keep-alive connection before stop() returns:
   // short, so that SIGTERM ends the server soon.
   http_->set_keep_alive_timeout(2);
@@ -323,6 +332,7 @@ int Server::bind() {
   if (opt_.port < 0 || opt_.port > 65535) fail("--port {}: it must be in [0, 65535]", opt_.port);
   const int port = opt_.port == 0 ? http_->bind_to_any_port(opt_.host) : (http_->bind_to_port(opt_.host, opt_.port) ? opt_.port : -1);
   if (port < 0) fail("cannot listen on {}:{} (address in use, or not an address of this machine)", opt_.host, opt_.port);
+  if (listen_fd_ >= 0) ::listen(listen_fd_, 1024);
   return port;
 }
 

@@ -40,6 +40,7 @@ class Server {
   Engine& engine_;
   ServerOptions opt_;
   std::unique_ptr<httplib::Server> http_;
+  int listen_fd_ = -1;
 };
 
 }  // namespace lmpress::serve
