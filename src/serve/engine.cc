@@ -38,17 +38,16 @@ Engine::Engine(const Model& m, EngineOptions opt)
   if (opt.max_waiting < 1) fail("--max-queue {}: it must be at least 1", opt.max_waiting);
   metrics_.kv_blocks = cache_.n_blocks();
   metrics_.block_size = cache_.block_size();
-  thread_ = std::thread([this] { loop(); });
 }
 
 Engine::~Engine() {
-  {
-    std::lock_guard lk(mu_);
-    stopping_ = true;
-  }
-  wake_.notify_all();
-  thread_.join();
   for (auto& [id, sink] : sinks_) sink(StepEvent{id, -1, FinishReason::Cancelled, {}});
+}
+
+void Engine::stop() {
+  std::lock_guard lk(mu_);
+  stopping_ = true;
+  wake_.notify_all();
 }
 
 int64_t Engine::submit(Request r, Sink sink) {
@@ -104,7 +103,7 @@ EngineMetrics Engine::metrics() const {
   return metrics_;
 }
 
-void Engine::loop() {
+void Engine::run() {
   std::unique_lock lk(mu_);
   bool busy = false;  // the scheduler holds requests (read only on this thread)
   for (;;) {

@@ -1,7 +1,10 @@
 // The serving engine: a Scheduler over a BatchEngine and a PagedKvCache,
-// stepped by one thread of its own. HTTP handlers (any thread) submit
-// requests with a sink and cancel them; the engine thread calls each sink
-// with the request's events as the steps produce them, and counts what
+// stepped by the thread that calls run() (the one that loaded the model:
+// OpenMP keeps one team of workers per thread that starts parallel regions,
+// and a second team on the same cores makes libgomp stop spinning between
+// regions, which cost a third of each step). HTTP handlers (any thread)
+// submit requests with a sink and cancel them; the engine thread calls each
+// sink with the request's events as the steps produce them, and counts what
 // /metrics reports.
 #pragma once
 #include <atomic>
@@ -10,7 +13,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -47,7 +49,11 @@ class Engine {
   using Sink = std::function<void(const StepEvent&)>;
 
   Engine(const Model& m, EngineOptions opt);
-  ~Engine();  // stops the thread; unfinished requests get a Cancelled event
+  ~Engine();  // unfinished requests get a Cancelled event
+
+  // Steps the scheduler until stop().
+  void run();
+  void stop();
 
   // Queues `r` (its id is assigned here and returned). Throws QueueFull when
   // max_waiting requests wait already or the engine is stopping, and
@@ -69,7 +75,6 @@ class Engine {
   const Model& model() const { return m_; }
 
  private:
-  void loop();
 
   const Model& m_;
   EngineOptions opt_;
@@ -86,7 +91,6 @@ class Engine {
   int64_t next_id_ = 1, queued_ = 0;
   bool stopping_ = false, accepting_ = true;
   EngineMetrics metrics_;
-  std::thread thread_;
 };
 
 }  // namespace lmpress::serve

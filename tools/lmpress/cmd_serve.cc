@@ -92,7 +92,13 @@ void add_serve(CLI::App& app) {
       engine.drain(o->shutdown_seconds);
       server.stop();
     });
-    const bool served = server.run();
+    bool served = true;
+    std::thread http([&] {
+      served = server.run();
+      engine.stop();
+    });
+    engine.run();  // on this thread, which loaded the model (see serve/engine.h)
+    http.join();
     if (!served) pthread_kill(waiter.native_handle(), SIGTERM);  // the listener failed: end the waiter
     waiter.join();
     if (!served) fail("serving on {}:{} failed", o->server.host, port);
