@@ -253,6 +253,8 @@ RequestResult send_one(httplib::Client& cli, const BenchOptions& o, const std::s
   r.latency_ms = t_end;
   if (timed_out) {
     r.error = fmt::format("timed out after {} s", o.timeout_s);
+  } else if (!res && t_end >= o.timeout_s * 1000.0) {
+    r.error = fmt::format("timed out after {} s ({})", o.timeout_s, httplib::to_string(res.error()));
   } else if (!res) {
     r.error = fmt::format("{} (http://{}:{}/v1/completions)", httplib::to_string(res.error()), o.host, o.port);
   } else if (res->status != 200) {
