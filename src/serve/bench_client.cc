@@ -256,7 +256,11 @@ RequestResult send_one(httplib::Client& cli, const BenchOptions& o, const std::s
   } else if (!res && t_end >= o.timeout_s * 1000.0) {
     r.error = fmt::format("timed out after {} s ({})", o.timeout_s, httplib::to_string(res.error()));
   } else if (!res) {
-    r.error = fmt::format("{} (http://{}:{}/v1/completions)", httplib::to_string(res.error()), o.host, o.port);
+    const bool connect = res.error() == httplib::Error::Connection;
+    r.error = fmt::format("{} http://{}:{}/v1/completions (httplib: {})",
+                          connect ? "could not connect to" : "connection error on",
+                          o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host, o.port,
+                          httplib::to_string(res.error()));
   } else if (res->status != 200) {
     r.error = fmt::format("HTTP {}: {}", res->status, error_message(error_body.empty() ? res->body : error_body));
   } else {
