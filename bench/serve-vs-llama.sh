@@ -32,7 +32,7 @@ if [ ${#MODELS[@]} -eq 0 ]; then
   done
 fi
 
-have_lmpress_serve() { "$LMP" serve --help > /dev/null 2>&1; }
+have_lmpress_serve() { "$LMP" --help 2> /dev/null | grep -qE '^ +serve +'; }
 have_llama_server() { [ -x "$BIN/llama-server" ]; }
 RUN=()
 for p in $SERVERS; do
