@@ -22,6 +22,7 @@ BIN=$(bash ../shared/tools/build-llama-cpp.sh | tail -1)
 OUT=${OUT:-$PWD/bench/results/serve-vs-llama.md}
 W=${WORK:-$(mktemp -d)}
 mkdir -p "$W"
+cut -d' ' -f1-3 /proc/loadavg > "$W/loadavg.start"
 
 MODELS=("$@")
 if [ ${#MODELS[@]} -eq 0 ]; then
@@ -100,6 +101,7 @@ for m in "${MODELS[@]}"; do
   done
 done
 
+cut -d' ' -f1-3 /proc/loadavg > "$W/loadavg.end"
 python3 - "$W" "$ROUNDS" "$THREADS" "$PARALLEL" "$CTX" "$REQUESTS" "$PROMPT" "$MAXTOK" "$CONCURRENCY" "${MODELS[@]}" \
   > "$OUT" <<'PY'
 import json, os, re, statistics, subprocess, sys
@@ -119,6 +121,8 @@ except Exception:
 simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni",
                     "avx512_bf16", "amx_tile", "asimd", "asimddp", "i8mm") if f in flags]
 print(f"CPU: {cpu}, {cores} CPUs; flags: {' '.join(simd) or '-'}\n")
+load = [open(f"{w}/loadavg.{k}").read().strip() for k in ("start", "end")]
+print(f"Load average (1, 5, 15 min) before: {load[0]}, after: {load[1]}.\n")
 print(f"Servers: {threads} threads, {parallel} slots, context {ctx}; each round {requests} requests of {prompt} "
       f"prompt ids and {maxtok} generated tokens (ignore_eos), mean of {rounds} rounds each, rounds alternating.\n")
 print("| model | concurrency | llama-server gen tok/s | lmpress gen tok/s | lmpress / llama | "
