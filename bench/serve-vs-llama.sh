@@ -23,6 +23,11 @@ OUT=${OUT:-$PWD/bench/results/serve-vs-llama.md}
 W=${WORK:-$(mktemp -d)}
 mkdir -p "$W"
 cut -d' ' -f1-3 /proc/loadavg > "$W/loadavg.start"
+# Servers whose threads take every core collapse when anything else runs: on the 2-core VM, llama-server -t 2 beside
+# one busy process generated 1-7 tokens/s where -t 1 gave 90 (ggml's threads wait for each other spinning).
+if awk -v t="$THREADS" -v n="$(nproc)" '{ exit !($1 >= 0.5 && t >= n) }' /proc/loadavg; then
+  echo "warning: load average $(cut -d' ' -f1 /proc/loadavg) with THREADS=$THREADS on $(nproc) CPUs: the numbers will be distorted" >&2
+fi
 
 MODELS=("$@")
 if [ ${#MODELS[@]} -eq 0 ]; then
