@@ -20,6 +20,7 @@ void add_pull(CLI::App& app);
 void add_quantize(CLI::App& app);
 void add_imatrix(CLI::App& app);
 void add_bench(CLI::App& app);
+void add_bench_serve(CLI::App& app);
 void add_make_model(CLI::App& app);
 void add_kld(CLI::App& app);
 void add_eval(CLI::App& app);

@@ -92,6 +92,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_quantize(app);
   lmpress::cli::add_imatrix(app);
   lmpress::cli::add_bench(app);
+  lmpress::cli::add_bench_serve(app);
   lmpress::cli::add_make_model(app);
   lmpress::cli::add_kld(app);
   lmpress::cli::add_eval(app);
