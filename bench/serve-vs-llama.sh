@@ -10,14 +10,14 @@
 # Env: THREADS (2), PARALLEL (4: server slots, llama-server -np and lmpress serve --parallel), CONCURRENCY ("4 16"),
 #   REQUESTS (32), PROMPT (128 ids), MAXTOK (32), ROUNDS (2: rounds of each program per concurrency),
 #   CTX (PARALLEL * (PROMPT + MAXTOK + 64), the whole server's context as llama-server counts it),
-#   SERVERS ("lmpress llama"; a program whose server is missing is skipped with a note), OUT, WORK
+#   SERVERS ("lmpress llama"; a program whose server is missing is skipped with a note), OUT, WORK, LMP (build/lmpress)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}; PARALLEL=${PARALLEL:-4}; CONCURRENCY=${CONCURRENCY:-"4 16"}
 REQUESTS=${REQUESTS:-32}; PROMPT=${PROMPT:-128}; MAXTOK=${MAXTOK:-32}; ROUNDS=${ROUNDS:-2}
 CTX=${CTX:-$((PARALLEL * (PROMPT + MAXTOK + 64)))}
 SERVERS=${SERVERS:-"lmpress llama"}
-LMP=$PWD/build/lmpress
+LMP=${LMP:-$PWD/build/lmpress}
 BIN=$(bash ../shared/tools/build-llama-cpp.sh | tail -1)
 OUT=${OUT:-$PWD/bench/results/serve-vs-llama.md}
 W=${WORK:-$(mktemp -d)}
