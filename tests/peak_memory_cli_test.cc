@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -94,6 +95,10 @@ Bound bound_for(const test::SyntheticSpec& s, int64_t windows, int64_t ctx, bool
 }
 
 TEST(PeakMemoryCli, QuantizeAndPruneHoldOneBlock) {
+  // Under an emulator the peak RSS is the emulator's (its translation cache
+  // on top of the program's), and GPTQ on these blocks runs past 20 minutes:
+  // the bound is a property of the algorithm, checked on native builds.
+  if (std::getenv("LMPRESS_CLI_EMULATOR")) GTEST_SKIP() << "peak RSS is measured natively, not under an emulator";
   const std::string d = test::temp_dir();
   // Blocks of 5.5 M weights (22 MiB as f32), several times the program's own
   // footprint, 8 of them: anything kept per block shows.
