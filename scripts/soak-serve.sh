@@ -5,21 +5,13 @@
 # empty, and SIGTERM must exit 0. scripts/test.sh runs it with 1000.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/serve-lib.sh
 BIN=${LMPRESS_BIN:-build/lmpress}
 LOG=$(mktemp)
 PID=
 cleanup() { [ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -f "$LOG"; }
 trap cleanup EXIT
-"$BIN" serve ../shared/models/lmp-8m --host 127.0.0.1 --port 0 -t 2 --parallel 2 --max-queue 24 \
-  --ctx-size 4096 --http-threads 64 2>"$LOG" &
-PID=$!
-PORT=
-for _ in $(seq 200); do
-  PORT=$(sed -n 's|.* on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$LOG")
-  [ -n "$PORT" ] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "serve did not start:"; cat "$LOG"; exit 1; }
+start_serve "$LOG" ../shared/models/lmp-8m -t 2 --parallel 2 --max-queue 24 --ctx-size 4096 --http-threads 64
 LMPRESS_PORT=$PORT LMPRESS_PID=$PID timeout 1800 python3 scripts/soak_serve.py
 kill -TERM "$PID"
 status=0

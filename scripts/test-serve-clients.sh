@@ -6,6 +6,7 @@
 # Usage: bash scripts/test-serve-clients.sh   (after scripts/setup.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/serve-lib.sh
 BIN=${LMPRESS_BIN:-build/lmpress}
 MODEL=../shared/models/lmp-8m
 KEY=test-key-$$
@@ -21,15 +22,7 @@ fi
 EXPECTED=$("$BIN" generate "$MODEL" -p "Once upon a time" -n 24 --ignore-eos --json -t 2 |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["text"], end="")')
 
-"$BIN" serve "$MODEL" --host 127.0.0.1 --port 0 -t 2 --api-key "$KEY" --chat-template chatml 2>"$LOG" &
-PID=$!
-PORT=
-for _ in $(seq 200); do
-  PORT=$(sed -n 's|.* on http://127\.0\.0\.1:\([0-9]*\) .*|\1|p' "$LOG")
-  [ -n "$PORT" ] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && break
-  sleep 0.1
-done
-[ -n "$PORT" ] || { echo "serve did not start:"; cat "$LOG"; exit 1; }
+start_serve "$LOG" "$MODEL" -t 2 --api-key "$KEY" --chat-template chatml
 echo "lmpress serve on port $PORT"
 
 fail() { echo "curl: FAILED: $1"; exit 1; }

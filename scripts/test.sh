@@ -12,6 +12,8 @@ cmake --build build -j"$(nproc)"
 
 # Real HTTP clients (curl, Python, the OpenAI Node client) against lmpress serve.
 bash scripts/test-serve-clients.sh
+# A bounded soak of the server (scripts/soak-serve.sh runs 10,000 by default).
+SOAK_REQUESTS=1000 bash scripts/soak-serve.sh
 
 # FUZZ_SECONDS per weight-file parser, two thirds of it (rounded up: 0 would
 # mean no limit) per tokenizer, config and task reader; 2.3 minutes by default.

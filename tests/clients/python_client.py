@@ -54,7 +54,7 @@ text = ""
 for line in r.iter_lines():
     if line.startswith(b"data: ") and line != b"data: [DONE]":
         text += json.loads(line[6:])["choices"][0]["text"]
-check(text == EXPECTED, "requests: the streamed text equals lmpress generate's")
+check(text == EXPECTED, f"requests: the streamed text equals lmpress generate's (got {text!r}, want {EXPECTED!r})")
 r = s.post(f"{BASE}/v1/completions", data="{oops", headers=AUTH)
 check(r.status_code == 400 and "JSON" in r.json()["error"]["message"], "requests: malformed JSON is 400")
 r = s.post(f"{BASE}/tokenize", json={"content": "Once upon a time"}, headers=AUTH)
