@@ -11,19 +11,38 @@
 
 namespace lmpress {
 
+void store_cache_row(KvType kv, const float* x, int64_t n, uint8_t* cache, int64_t at) {
+  if (kv == KvType::F32) {
+    std::memcpy(reinterpret_cast<float*>(cache) + at, x, size_t(n) * sizeof(float));
+    return;
+  }
+  to_f16(x, n, reinterpret_cast<uint16_t*>(cache) + at);
+}
+
+void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D) {
+  for (int64_t i = 0; i < n * D; i++) x[i] += y[i];
+  if (!bias.empty())
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t i = 0; i < D; i++) x[t * D + i] += bias[size_t(i)];
+}
+
+void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
+  x.resize(B * c.dim);
+  xn.resize(B * c.dim);
+  q.resize(B * c.q_dim());
+  k.resize(B * c.kv_dim());
+  v.resize(B * c.kv_dim());
+  att.resize(B * c.q_dim());
+  gate.resize(B * c.ffn_dim);
+  up.resize(B * c.ffn_dim);
+}
+
 InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, KvType kv)
     : m_(m), n_ctx_(n_ctx), n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))), kv_(kv) {
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
   const auto& c = m.cfg;
   const size_t B = size_t(n_batch_);
-  x_.resize(B * c.dim);
-  xn_.resize(B * c.dim);
-  q_.resize(B * c.q_dim());
-  k_.resize(B * c.kv_dim());
-  v_.resize(B * c.kv_dim());
-  att_.resize(B * c.q_dim());
-  gate_.resize(B * c.ffn_dim);
-  up_.resize(B * c.ffn_dim);
+  a_.resize(c, B);
 }
 
 void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
@@ -48,8 +67,8 @@ void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const ui
   shape.head_dim = c.head_dim;
   shape.q_stride = shape.out_stride = c.q_dim(l);
   shape.kv_stride = c.kv_dim(l);
-  lmpress::attention(shape, kv_, q_.data(), n, n_past_, kc, vc,
-                1.0f / std::sqrt(float(c.head_dim)), att_.data());
+  lmpress::attention(shape, kv_, a_.q.data(), n, n_past_, kc, vc,
+                1.0f / std::sqrt(float(c.head_dim)), a_.att.data());
 }
 
 void InferenceState::embed(const int32_t* tokens, int64_t n, float* x) const {
@@ -75,28 +94,12 @@ void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, 
 }
 
 uint64_t InferenceState::layer_buffer_bytes() const {
-  const uint64_t floats = x_.size() + xn_.size() + q_.size() + k_.size() + v_.size() + att_.size() + gate_.size() + up_.size();
-  return floats * sizeof(float) + layer_k_.size() + layer_v_.size();
+  return a_.floats() * sizeof(float) + layer_k_.size() + layer_v_.size();
 }
 
 namespace {
 
-// n floats into a cache at element `at`, converted to its type.
-void store_cache_row(KvType kv, const float* x, int64_t n, uint8_t* cache, int64_t at) {
-  if (kv == KvType::F32) {
-    std::memcpy(reinterpret_cast<float*>(cache) + at, x, size_t(n) * sizeof(float));
-    return;
-  }
-  to_f16(x, n, reinterpret_cast<uint16_t*>(cache) + at);
-}
 
-// x += y (+ bias, when the projection has one), n rows of D.
-void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D) {
-  for (int64_t i = 0; i < n * D; i++) x[i] += y[i];
-  if (!bias.empty())
-    for (int64_t t = 0; t < n; t++)
-      for (int64_t i = 0; i < D; i++) x[t * D + i] += bias[size_t(i)];
-}
 
 }  // namespace
 
@@ -104,16 +107,16 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
                            uint8_t* kc, uint8_t* vc) {
   const auto& c = m_.cfg;
   const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
-  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
-  if (obs) (*obs)(LinearSite::AttnIn, xn_.data(), n, D);
-  matmul(*L.wq, xn_.data(), n, q_.data());
-  matmul(*L.wk, xn_.data(), n, k_.data());
-  matmul(*L.wv, xn_.data(), n, v_.data());
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  if (obs) (*obs)(LinearSite::AttnIn, a_.xn.data(), n, D);
+  matmul(*L.wq, a_.xn.data(), n, a_.q.data());
+  matmul(*L.wk, a_.xn.data(), n, a_.k.data());
+  matmul(*L.wv, a_.xn.data(), n, a_.v.data());
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
-    float* q = q_.data() + t * qd;
-    float* k = k_.data() + t * kvd;
-    float* v = v_.data() + t * kvd;
+    float* q = a_.q.data() + t * qd;
+    float* k = a_.k.data() + t * kvd;
+    float* v = a_.v.data() + t * kvd;
     if (c.qkv_bias) {
       for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
       for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
@@ -126,25 +129,25 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     store_cache_row(kv_, v, kvd, vc, pos * kvd);
   }
   attention(l, n, kc, vc);
-  if (obs) (*obs)(LinearSite::AttnOut, att_.data(), n, qd);
-  matmul(*L.wo, att_.data(), n, xn_.data());
-  add_residual(x, xn_.data(), L.bo, n, D);
+  if (obs) (*obs)(LinearSite::AttnOut, a_.att.data(), n, qd);
+  matmul(*L.wo, a_.att.data(), n, a_.xn.data());
+  add_residual(x, a_.xn.data(), L.bo, n, D);
 
-  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
-  if (obs) (*obs)(LinearSite::FfnIn, xn_.data(), n, D);
-  matmul(*L.w_gate, xn_.data(), n, gate_.data());
-  matmul(*L.w_up, xn_.data(), n, up_.data());
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  if (obs) (*obs)(LinearSite::FfnIn, a_.xn.data(), n, D);
+  matmul(*L.w_gate, a_.xn.data(), n, a_.gate.data());
+  matmul(*L.w_up, a_.xn.data(), n, a_.up.data());
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; t++) silu_mul(gate_.data() + t * F, up_.data() + t * F, F);
-  if (obs) (*obs)(LinearSite::FfnDown, gate_.data(), n, F);
-  matmul(*L.w_down, gate_.data(), n, xn_.data());
-  add_residual(x, xn_.data(), L.b_down, n, D);
+  for (int64_t t = 0; t < n; t++) silu_mul(a_.gate.data() + t * F, a_.up.data() + t * F, F);
+  if (obs) (*obs)(LinearSite::FfnDown, a_.gate.data(), n, F);
+  matmul(*L.w_down, a_.gate.data(), n, a_.xn.data());
+  add_residual(x, a_.xn.data(), L.b_down, n, D);
 }
 
 void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
   const auto& c = m_.cfg;
   const int64_t D = c.dim;
-  embed(tokens, n, x_.data());
+  embed(tokens, n, a_.x.data());
   if (k_cache_.empty())
     for (int64_t l = 0; l < c.n_layers; l++) {
       const size_t bytes = size_t(n_ctx_ * c.kv_dim(l) * kv_bytes(kv_));
@@ -152,14 +155,14 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
       v_cache_.emplace_back(bytes);
     }
   for (int64_t l = 0; l < c.n_layers; l++)
-    block(l, m_.layers[size_t(l)], x_.data(), n, nullptr, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data());
+    block(l, m_.layers[size_t(l)], a_.x.data(), n, nullptr, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data());
   n_past_ += n;
   if (!logits) return;
   const int64_t first = all_logits ? 0 : n - 1;
   const int64_t rows = n - first;
   for (int64_t t = first; t < n; t++)
-    rmsnorm(x_.data() + t * D, m_.output_norm.data(), D, c.rms_eps, xn_.data() + (t - first) * D);
-  matmul(*m_.output, xn_.data(), rows, logits);
+    rmsnorm(a_.x.data() + t * D, m_.output_norm.data(), D, c.rms_eps, a_.xn.data() + (t - first) * D);
+  matmul(*m_.output, a_.xn.data(), rows, logits);
 }
 
 }  // namespace lmpress

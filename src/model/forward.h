@@ -19,6 +19,19 @@ enum class LinearSite { AttnIn, AttnOut, FfnIn, FfnDown };
 // Sees x[n, cols] just before the linear layers at `site` multiply it.
 using LinearObserver = std::function<void(LinearSite site, const float* x, int64_t n, int64_t cols)>;
 
+// n floats into a KV cache at element `at`, converted to its type.
+void store_cache_row(KvType kv, const float* x, int64_t n, uint8_t* cache, int64_t at);
+// x += y (+ bias, when the projection has one), n rows of D.
+void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D);
+
+// The activations of a forward pass over up to `tokens` tokens at once
+// (InferenceState's batch, BatchEngine's step).
+struct ForwardBuffers {
+  std::vector<float> x, xn, q, k, v, att, gate, up;
+  void resize(const ModelConfig& c, size_t tokens);
+  uint64_t floats() const { return x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size(); }
+};
+
 class InferenceState {
  public:
   // n_ctx: KV-cache capacity in tokens; n_batch: most tokens per GEMM batch;
@@ -60,7 +73,7 @@ class InferenceState {
   KvType kv_;
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim] of kv_, made by the first eval
   std::vector<uint8_t> layer_k_, layer_v_;               // eval_layer's [n_batch, kv_dim]
-  std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_;
+  ForwardBuffers a_;
 };
 
 }  // namespace lmpress

@@ -12,24 +12,6 @@
 #include "kernels/to_f32.h"
 
 namespace lmpress {
-namespace {
-
-// x += y (+ bias), n rows of D.
-void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D) {
-  for (int64_t i = 0; i < n * D; i++) x[i] += y[i];
-  if (!bias.empty())
-    for (int64_t t = 0; t < n; t++)
-      for (int64_t i = 0; i < D; i++) x[t * D + i] += bias[size_t(i)];
-}
-
-void store_row(KvType kv, const float* x, int64_t n, uint8_t* dst) {
-  if (kv == KvType::F32)
-    std::memcpy(dst, x, size_t(n) * sizeof(float));
-  else
-    to_f16(x, n, reinterpret_cast<uint16_t*>(dst));
-}
-
-}  // namespace
 
 BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens)
     : m_(m), cache_(cache), max_tokens_(max_tokens) {
@@ -44,14 +26,7 @@ BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens
       invariant_ = invariant_ && matmul_rows_batch_invariant(*w);
   invariant_ = invariant_ && matmul_rows_batch_invariant(*m.output);
   const size_t B = size_t(max_tokens);
-  x_.resize(B * c.dim);
-  xn_.resize(B * c.dim);
-  q_.resize(B * c.q_dim());
-  k_.resize(B * c.kv_dim());
-  v_.resize(B * c.kv_dim());
-  att_.resize(B * c.q_dim());
-  gate_.resize(B * c.ffn_dim);
-  up_.resize(B * c.ffn_dim);
+  a_.resize(c, B);
 }
 
 // Validates the batch and regroups it by sequence (in order of first
@@ -117,7 +92,7 @@ void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
   const auto& c = m_.cfg;
   const int64_t n = int64_t(batch.size()), D = c.dim;
   for (int64_t r = 0; r < n; r++)
-    to_f32(*m_.tok_embd, int64_t(batch[size_t(order_[size_t(r)])].token) * D, D, x_.data() + r * D);
+    to_f32(*m_.tok_embd, int64_t(batch[size_t(order_[size_t(r)])].token) * D, D, a_.x.data() + r * D);
   for (int64_t l = 0; l < c.n_layers; l++) layer(l, n);
 
   // Logits in batch order for the tokens that ask.
@@ -128,13 +103,13 @@ void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
     if (batch[size_t(i)].logits) rows.push_back(row_of[size_t(i)]);
   if (!rows.empty()) {
     for (size_t k = 0; k < rows.size(); k++)
-      rmsnorm(x_.data() + rows[k] * D, m_.output_norm.data(), D, c.rms_eps, xn_.data() + int64_t(k) * D);
+      rmsnorm(a_.x.data() + rows[k] * D, m_.output_norm.data(), D, c.rms_eps, a_.xn.data() + int64_t(k) * D);
     // InferenceState computes a sequence's logits one token at a time (the
     // last prompt token's, then each step's): the one-token kernels.
     if (matmul_rows_batch_invariant(*m_.output))
-      matmul(*m_.output, xn_.data(), int64_t(rows.size()), logits);
+      matmul(*m_.output, a_.xn.data(), int64_t(rows.size()), logits);
     else
-      matmul_decode(*m_.output, xn_.data(), int64_t(rows.size()), logits);
+      matmul_decode(*m_.output, a_.xn.data(), int64_t(rows.size()), logits);
   }
   for (const Group& g : groups_) {
     std::vector<int32_t> toks;
@@ -174,17 +149,17 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   const LayerWeights& L = m_.layers[size_t(l)];
   const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
   const KvType kv = cache_.type();
-  float* x = x_.data();
-  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
-  linear(*L.wq, xn_.data(), n, q_.data());
-  linear(*L.wk, xn_.data(), n, k_.data());
-  linear(*L.wv, xn_.data(), n, v_.data());
+  float* x = a_.x.data();
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  linear(*L.wq, a_.xn.data(), n, a_.q.data());
+  linear(*L.wk, a_.xn.data(), n, a_.k.data());
+  linear(*L.wv, a_.xn.data(), n, a_.v.data());
   const int64_t row_bytes = kvd * kv_bytes(kv);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
-    float* q = q_.data() + t * qd;
-    float* k = k_.data() + t * kvd;
-    float* v = v_.data() + t * kvd;
+    float* q = a_.q.data() + t * qd;
+    float* k = a_.k.data() + t * kvd;
+    float* v = a_.v.data() + t * kvd;
     if (c.qkv_bias) {
       for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
       for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
@@ -193,8 +168,8 @@ void BatchEngine::layer(int64_t l, int64_t n) {
     const int64_t pos = pos_[size_t(t)];
     rope(q, c.heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
     rope(k, c.kv_heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
-    store_row(kv, k, kvd, cache_.k_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes);
-    store_row(kv, v, kvd, cache_.v_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes);
+    store_cache_row(kv, k, kvd, cache_.k_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes, 0);
+    store_cache_row(kv, v, kvd, cache_.v_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes, 0);
   }
 
   k_pages_.resize(groups_.size());
@@ -208,8 +183,8 @@ void BatchEngine::layer(int64_t l, int64_t n) {
       k_pages_[gi].push_back(cache_.k_block(l, blk));
       v_pages_[gi].push_back(cache_.v_block(l, blk));
     }
-    pq[gi].q = q_.data() + g.first * qd;
-    pq[gi].out = att_.data() + g.first * qd;
+    pq[gi].q = a_.q.data() + g.first * qd;
+    pq[gi].out = a_.att.data() + g.first * qd;
     pq[gi].n = g.count;
     pq[gi].pos0 = g.pos0;
     pq[gi].cache = {k_pages_[gi].data(), v_pages_[gi].data(), cache_.block_size()};
@@ -221,16 +196,16 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   shape.q_stride = shape.out_stride = qd;
   shape.kv_stride = kvd;
   attention_paged(shape, kv, pq.data(), int64_t(pq.size()), 1.0f / std::sqrt(float(c.head_dim)));
-  linear(*L.wo, att_.data(), n, xn_.data());
-  add_residual(x, xn_.data(), L.bo, n, D);
+  linear(*L.wo, a_.att.data(), n, a_.xn.data());
+  add_residual(x, a_.xn.data(), L.bo, n, D);
 
-  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, xn_.data() + t * D);
-  linear(*L.w_gate, xn_.data(), n, gate_.data());
-  linear(*L.w_up, xn_.data(), n, up_.data());
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  linear(*L.w_gate, a_.xn.data(), n, a_.gate.data());
+  linear(*L.w_up, a_.xn.data(), n, a_.up.data());
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; t++) silu_mul(gate_.data() + t * F, up_.data() + t * F, F);
-  linear(*L.w_down, gate_.data(), n, xn_.data());
-  add_residual(x, xn_.data(), L.b_down, n, D);
+  for (int64_t t = 0; t < n; t++) silu_mul(a_.gate.data() + t * F, a_.up.data() + t * F, F);
+  linear(*L.w_down, a_.gate.data(), n, a_.xn.data());
+  add_residual(x, a_.xn.data(), L.b_down, n, D);
 }
 
 }  // namespace lmpress

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "model/forward.h"
 #include "model/model.h"
 #include "runtime/kv_cache.h"
 
@@ -83,7 +84,7 @@ class BatchEngine {
   std::vector<Group> groups_;
   std::vector<int32_t> slot_block_, slot_row_;  // where each row's K/V go
   std::vector<std::vector<const void*>> k_pages_, v_pages_;
-  std::vector<float> x_, xn_, q_, k_, v_, att_, gate_, up_;
+  ForwardBuffers a_;
 };
 
 }  // namespace lmpress
