@@ -26,6 +26,19 @@ void add_residual(float* x, const float* y, const std::vector<float>& bias, int6
       for (int64_t i = 0; i < D; i++) x[t * D + i] += bias[size_t(i)];
 }
 
+void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos) {
+  const ModelConfig& c = m.cfg;
+  const LayerWeights& L = m.layers[size_t(l)];
+  if (c.qkv_bias) {
+    const int64_t qd = c.q_dim(l), kvd = c.kv_dim(l);
+    for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
+    for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
+    for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
+  }
+  rope(q, c.heads(l), c.head_dim, pos, m.rope_inv_freqs, c.rope_layout);
+  rope(k, c.kv_heads(l), c.head_dim, pos, m.rope_inv_freqs, c.rope_layout);
+}
+
 void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
   x.resize(B * c.dim);
   xn.resize(B * c.dim);
@@ -117,14 +130,8 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     float* q = a_.q.data() + t * qd;
     float* k = a_.k.data() + t * kvd;
     float* v = a_.v.data() + t * kvd;
-    if (c.qkv_bias) {
-      for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
-      for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
-      for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
-    }
     const int64_t pos = n_past_ + t;
-    rope(q, c.heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
-    rope(k, c.kv_heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+    bias_and_rope(m_, l, q, k, v, pos);
     store_cache_row(kv_, k, kvd, kc, pos * kvd);
     store_cache_row(kv_, v, kvd, vc, pos * kvd);
   }

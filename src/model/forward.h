@@ -21,6 +21,9 @@ using LinearObserver = std::function<void(LinearSite site, const float* x, int64
 
 // n floats into a KV cache at element `at`, converted to its type.
 void store_cache_row(KvType kv, const float* x, int64_t n, uint8_t* cache, int64_t at);
+// One token's q, k, v of layer l after its projections: the biases (Qwen2)
+// added, q and k rotated for position `pos`.
+void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos);
 // x += y (+ bias, when the projection has one), n rows of D.
 void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D);
 

@@ -160,14 +160,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
     float* q = a_.q.data() + t * qd;
     float* k = a_.k.data() + t * kvd;
     float* v = a_.v.data() + t * kvd;
-    if (c.qkv_bias) {
-      for (int64_t i = 0; i < qd; i++) q[i] += L.bq[size_t(i)];
-      for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
-      for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
-    }
-    const int64_t pos = pos_[size_t(t)];
-    rope(q, c.heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
-    rope(k, c.kv_heads(l), c.head_dim, pos, m_.rope_inv_freqs, c.rope_layout);
+    bias_and_rope(m_, l, q, k, v, pos_[size_t(t)]);
     store_cache_row(kv, k, kvd, cache_.k_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes, 0);
     store_cache_row(kv, v, kvd, cache_.v_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes, 0);
   }
