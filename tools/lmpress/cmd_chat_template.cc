@@ -22,13 +22,7 @@ void add_chat_template(CLI::App& app) {
                   "optionally \"tools\" and further template variables",
                   PathRole::Input)
       ->required();
-  cmd->add_option("--template", o->tmpl,
-                  "A built-in template (chatml, llama2, llama3, mistral, phi3, gemma, zephyr) or a Jinja file; "
-                  "default: the model's own");
-  add_derived_paths(cmd, "--template", PathRole::Input, [o] {
-    if (o->tmpl.empty() || builtin_chat_template(o->tmpl)) return std::vector<std::string>{};
-    return std::vector<std::string>{o->tmpl};
-  });
+  add_chat_template_option(cmd, "--template", o->tmpl);
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--no-generation-prompt", o->no_generation_prompt,
                 "Do not end with the header of the assistant's reply (add_generation_prompt false)");

@@ -39,13 +39,7 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--max-queue", o->engine.max_waiting, "Requests that may wait; more are answered 503")
       ->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--api-key", o->server.api_key, "Require Authorization: Bearer KEY (all routes but /health)");
-  cmd->add_option("--chat-template", o->tmpl,
-                  "A built-in template (chatml, llama2, llama3, mistral, phi3, gemma, zephyr) or a Jinja file; "
-                  "default: the model's own");
-  add_derived_paths(cmd, "--chat-template", PathRole::Input, [o] {
-    if (o->tmpl.empty() || builtin_chat_template(o->tmpl)) return std::vector<std::string>{};
-    return std::vector<std::string>{o->tmpl};
-  });
+  add_chat_template_option(cmd, "--chat-template", o->tmpl);
   cmd->add_option("--alias", o->alias, "Model name in the API (default: the model's file or folder name)");
   cmd->add_option("--http-threads", o->server.http_threads, "Connections served at once")
       ->capture_default_str()->check(CLI::Range(1, 4096));

@@ -37,6 +37,9 @@ std::unique_ptr<Model> load_for_compression(const std::string& path, const std::
 void add_finite_check_flag(CLI::App* cmd, bool& skip);
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);
+// --template / --chat-template: a built-in chat template's name or a Jinja
+// file (declared to the path guard). `tmpl` must outlive the app.
+void add_chat_template_option(CLI::App* cmd, const std::string& name, std::string& tmpl);
 // --cache-type f16|f32 for the commands that run the model.
 void add_cache_type_option(CLI::App* cmd, std::string& kv);
 // --chunks: -1 (all) or N >= 1.

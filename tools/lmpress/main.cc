@@ -8,11 +8,23 @@
 #include "core/temp_files.h"
 #include "kernels/matmul.h"
 #include "model/repack.h"
+#include "runtime/chat_template.h"
 
 namespace lmpress::cli {
 
 void add_threads_option(CLI::App* cmd, int& threads) {
   cmd->add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
+}
+
+void add_chat_template_option(CLI::App* cmd, const std::string& name, std::string& tmpl) {
+  cmd->add_option(name, tmpl,
+                  "A built-in template (chatml, llama2, llama3, mistral, phi3, gemma, zephyr) or a Jinja file; "
+                  "default: the model's own");
+  // A file (not a built-in's name) is an input the path guard checks.
+  add_derived_paths(cmd, name, PathRole::Input, [&tmpl] {
+    if (tmpl.empty() || builtin_chat_template(tmpl)) return std::vector<std::string>{};
+    return std::vector<std::string>{tmpl};
+  });
 }
 
 void add_cache_type_option(CLI::App* cmd, std::string& kv) {
