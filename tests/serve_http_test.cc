@@ -315,6 +315,7 @@ TEST(ServeHttp, ApiKeyGuardsEverythingButHealth) {
   EXPECT_EQ(get(srv.port(), "/v1/models", "sesame").status, 200);
   EXPECT_EQ(post(srv.port(), "/v1/completions", completion("Once", 2).dump()).status, 401);
   EXPECT_EQ(post(srv.port(), "/v1/completions", completion("Once", 2).dump(), "sesame").status, 200);
+  EXPECT_EQ(get(srv.port(), "/metrics").status, 401);
 }
 
 TEST(ServeHttp, ClientsThatLeaveAreCancelledAndSigtermExitsZero) {

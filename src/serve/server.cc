@@ -345,14 +345,6 @@ void Server::routes() {
   const int64_t created = now_seconds();
   const Tokenizer& tok = *engine_.model().tokenizer;
 
-  s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (opt_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
-    if (req.get_header_value("Authorization") == "Bearer " + opt_.api_key)
-      return httplib::Server::HandlerResponse::Unhandled;
-    send_json(res, 401, error_body(401, "a valid API key is needed: Authorization: Bearer KEY"));
-    res.set_header("WWW-Authenticate", "Bearer");
-    return httplib::Server::HandlerResponse::Handled;
-  });
   // Errors httplib answers itself (no route, body too large) get a JSON body too.
   s.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
@@ -363,9 +355,17 @@ void Server::routes() {
   });
 
   // Runs a handler, answering its refusals as OpenAI-style JSON errors.
-  auto guarded = [](auto body) {
-    return [body](const httplib::Request& req, httplib::Response& res) {
+  // The key is checked here, after httplib has read the request body: a
+  // pre-routing refusal would leave the body unread on a keep-alive
+  // connection, to be parsed as the start of the client's next request.
+  auto guarded = [this](auto body) {
+    return [body, this](const httplib::Request& req, httplib::Response& res) {
       try {
+        if (!opt_.api_key.empty() && req.get_header_value("Authorization") != "Bearer " + opt_.api_key) {
+          send_json(res, 401, error_body(401, "a valid API key is needed: Authorization: Bearer KEY"));
+          res.set_header("WWW-Authenticate", "Bearer");
+          return;
+        }
         body(req, res);
       } catch (const HttpError& e) {
         send_json(res, e.status, error_body(e.status, e.what()));
@@ -543,14 +543,14 @@ void Server::routes() {
     respond(job, true, res);
   }));
 
-  s.Get("/v1/models", [this, created](const httplib::Request&, httplib::Response& res) {
+  s.Get("/v1/models", guarded([this, created](const httplib::Request&, httplib::Response& res) {
     const ModelConfig& c = engine_.model().cfg;
     send_json(res, 200,
               Json{{"object", "list"},
                    {"data", Json::array({Json{{"id", opt_.model_id}, {"object", "model"}, {"created", created},
                                               {"owned_by", "lmpress"},
                                               {"meta", {{"n_ctx", engine_.ctx_size()}, {"n_vocab", c.n_vocab}}}}})}});
-  });
+  }));
 
   s.Get("/health", [](const httplib::Request&, httplib::Response& res) { send_json(res, 200, Json{{"status", "ok"}}); });
 
@@ -587,7 +587,7 @@ void Server::routes() {
     send_json(res, 200, Json{{"content", text}});
   }));
 
-  s.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  s.Get("/metrics", guarded([this](const httplib::Request&, httplib::Response& res) {
     const EngineMetrics m = engine_.metrics();
     std::string out;
     auto metric = [&out](const char* name, const char* type, const char* help, double v) {
@@ -624,7 +624,7 @@ void Server::routes() {
            double(m.requests_cancelled));
     metric("lmpress:preemptions_total", "counter", "Requests preempted to be computed again.", double(m.preemptions));
     res.set_content(out, "text/plain; version=0.0.4");
-  });
+  }));
 }
 
 }  // namespace lmpress::serve
