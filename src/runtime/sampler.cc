@@ -15,34 +15,67 @@ int32_t argmax(const float* x, int64_t n) {
 
 Sampler::Sampler(SamplerOptions o) : o_(o), rng_(o.seed) {}
 
-std::vector<int32_t> Sampler::candidates(const float* logits, int64_t n) {
-  cand_.clear();
-  for (int64_t i = 0; i < n; i++) cand_.emplace_back(logits[i], int32_t(i));
+namespace {
+// Most likely first; ties: the lower id first.
+bool more_likely(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+}  // namespace
+
+// Leaves the candidates that pass the filters in cand_ and returns them,
+// sorted only as far as a filter needed: with no filter (OpenAI's default,
+// temperature only) nothing is sorted, so a token costs O(vocabulary), not a
+// sort of it. top-p and min-p sort a growing prefix, since the tokens they keep
+// are usually few.
+size_t Sampler::filter(const float* logits, int64_t n, bool sorted_out) {
+  cand_.resize(size_t(n));
+  for (int64_t i = 0; i < n; i++) cand_[size_t(i)] = {logits[i], int32_t(i)};
+  if (o_.top_k > 0 && o_.top_k < n) {
+    std::nth_element(cand_.begin(), cand_.begin() + o_.top_k, cand_.end(), more_likely);
+    cand_.resize(size_t(o_.top_k));
+  }
+  size_t sorted = 0;
+  auto sort_to = [&](size_t k) {
+    k = std::min(k, cand_.size());
+    if (k <= sorted) return;
+    k = std::max(k, std::min(cand_.size(), 2 * sorted + 64));  // doubling: O(n) partial sorts overall
+    std::partial_sort(cand_.begin() + long(sorted), cand_.begin() + long(k), cand_.end(), more_likely);
+    sorted = k;
+  };
   size_t keep = cand_.size();
-  if (o_.top_k > 0) keep = std::min(keep, size_t(o_.top_k));
-  std::partial_sort(cand_.begin(), cand_.begin() + long(keep), cand_.end(),
-                    [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
-  cand_.resize(keep);
-  // Probabilities of the untempered distribution over the kept candidates.
-  probs_.resize(keep);
-  double sum = 0;
-  for (size_t i = 0; i < keep; i++) sum += probs_[i] = std::exp(double(cand_[i].first - cand_[0].first));
-  for (auto& p : probs_) p /= sum;
-  if (o_.top_p < 1.0f) {
-    double cum = 0;
-    size_t k = 0;
-    while (k < keep) {
-      cum += probs_[k++];
-      if (cum >= o_.top_p) break;
+  if (o_.top_p < 1.0f || o_.min_p > 0.0f) {
+    // Probabilities of the untempered distribution over the top-k candidates.
+    sort_to(1);
+    const float mx = cand_[0].first;
+    double sum = 0;
+    for (const auto& c : cand_) sum += std::exp(double(c.first - mx));
+    if (o_.top_p < 1.0f) {
+      double cum = 0;
+      size_t k = 0;
+      while (k < keep) {
+        sort_to(k + 1);
+        cum += std::exp(double(cand_[k++].first - mx)) / sum;
+        if (cum >= o_.top_p) break;
+      }
+      keep = std::max<size_t>(k, 1);
     }
-    keep = std::max<size_t>(k, 1);
+    if (o_.min_p > 0.0f) {
+      const double p0 = 1.0 / sum;
+      size_t k = 1;
+      for (; k < keep; k++) {
+        sort_to(k + 1);
+        if (std::exp(double(cand_[k].first - mx)) / sum < o_.min_p * p0) break;
+      }
+      keep = k;
+    }
   }
-  if (o_.min_p > 0.0f) {
-    size_t k = 1;
-    while (k < keep && probs_[k] >= o_.min_p * probs_[0]) k++;
-    keep = k;
-  }
+  if (sorted_out) sort_to(keep);
   cand_.resize(keep);
+  return keep;
+}
+
+std::vector<int32_t> Sampler::candidates(const float* logits, int64_t n) {
+  filter(logits, n, true);
   std::vector<int32_t> ids;
   for (auto& c : cand_) ids.push_back(c.second);
   return ids;
@@ -50,11 +83,12 @@ std::vector<int32_t> Sampler::candidates(const float* logits, int64_t n) {
 
 int32_t Sampler::sample(const float* logits, int64_t n) {
   if (o_.temperature <= 0.0f) return argmax(logits, n);
-  candidates(logits, n);
+  filter(logits, n, false);
+  float mx = cand_[0].first;
+  for (const auto& c : cand_) mx = std::max(mx, c.first);
   probs_.resize(cand_.size());
   double sum = 0;
-  for (size_t i = 0; i < cand_.size(); i++)
-    sum += probs_[i] = std::exp(double(cand_[i].first - cand_[0].first) / o_.temperature);
+  for (size_t i = 0; i < cand_.size(); i++) sum += probs_[i] = std::exp(double(cand_[i].first - mx) / o_.temperature);
   double r = std::uniform_real_distribution<double>(0.0, sum)(rng_);
   for (size_t i = 0; i < cand_.size(); i++) {
     r -= probs_[i];
@@ -87,8 +121,7 @@ TokenLogprobs token_logprobs(const float* logits, int64_t n_vocab, int32_t id, i
     std::vector<std::pair<float, int32_t>> c(static_cast<size_t>(n_vocab));
     for (int64_t i = 0; i < n_vocab; i++) c[size_t(i)] = {logits[i], int32_t(i)};
     const size_t k = std::min<size_t>(size_t(top), c.size());
-    std::partial_sort(c.begin(), c.begin() + long(k), c.end(),
-                      [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    std::partial_sort(c.begin(), c.begin() + long(k), c.end(), more_likely);
     for (size_t i = 0; i < k; i++) r.top.emplace_back(c[i].second, float(double(c[i].first) - lse));
   }
   return r;

@@ -34,6 +34,8 @@ class Sampler {
   std::vector<int32_t> candidates(const float* logits, int64_t n_vocab);
 
  private:
+  size_t filter(const float* logits, int64_t n_vocab, bool sorted);
+
   SamplerOptions o_;
   std::mt19937_64 rng_;
   std::vector<std::pair<float, int32_t>> cand_;

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
 
 #include "runtime/generate.h"
 
@@ -27,6 +29,46 @@ TEST(Sampler, FiltersKeepHandComputedCandidates) {
   // min-p 0.3: p1/p0 = e^-1 = .37 stays, p2/p0 = e^-2 = .14 goes.
   o = {1.0f, 0, 1.0f, 0.3f, 0};
   EXPECT_EQ(Sampler(o).candidates(l.data(), 5), (std::vector<int32_t>{0, 1}));
+}
+
+// The filters on a vocabulary of 5000 against a reference that sorts all of it
+// first: top-p and min-p prefixes longer than one partial sort's first chunk.
+TEST(Sampler, FiltersOnALargeVocabularyEqualAFullSort) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 1.5f);
+  std::vector<float> l(5000);
+  for (auto& x : l) x = nd(rng);
+  l[17] = l[18];  // a tie: the lower id first
+  auto reference = [&](const SamplerOptions& o) {
+    std::vector<int32_t> ids(l.size());
+    for (size_t i = 0; i < ids.size(); i++) ids[i] = int32_t(i);
+    std::sort(ids.begin(), ids.end(), [&](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+    if (o.top_k > 0) ids.resize(std::min<size_t>(ids.size(), size_t(o.top_k)));
+    double sum = 0;
+    for (int32_t i : ids) sum += std::exp(double(l[i] - l[ids[0]]));
+    size_t keep = ids.size();
+    if (o.top_p < 1.0f) {
+      double cum = 0;
+      size_t k = 0;
+      while (k < keep && (cum += std::exp(double(l[ids[k]] - l[ids[0]])) / sum, ++k, cum < o.top_p)) {}
+      keep = std::max<size_t>(k, 1);
+    }
+    if (o.min_p > 0.0f) {
+      size_t k = 1;
+      while (k < keep && std::exp(double(l[ids[k]] - l[ids[0]])) >= o.min_p) k++;
+      keep = k;
+    }
+    ids.resize(keep);
+    return ids;
+  };
+  for (const SamplerOptions& o : {SamplerOptions{1.0f, 0, 0.95f, 0.0f, 0}, SamplerOptions{1.0f, 0, 0.5f, 0.0f, 0},
+                                  SamplerOptions{1.0f, 40, 0.9f, 0.0f, 0}, SamplerOptions{1.0f, 0, 1.0f, 0.01f, 0},
+                                  SamplerOptions{1.0f, 300, 0.99f, 0.001f, 0}, SamplerOptions{1.0f, 7, 1.0f, 0.0f, 0}}) {
+    const auto want = reference(o);
+    EXPECT_GT(want.size(), o.top_k == 7 ? 6u : 10u);
+    EXPECT_EQ(Sampler(o).candidates(l.data(), int64_t(l.size())), want)
+        << "top_k " << o.top_k << " top_p " << o.top_p << " min_p " << o.min_p;
+  }
 }
 
 TEST(Sampler, SamplesTheDistributionAndIsSeeded) {
