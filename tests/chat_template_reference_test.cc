@@ -26,22 +26,11 @@ namespace fs = std::filesystem;
 using jinja::Json;
 using jinja::TemplateError;
 
-// Runs a shell command, returning its exit status and stdout.
-std::pair<int, std::string> shell(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  const int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
 
 // Debian's interpreter (where python3-jinja2 installs), else the one on PATH.
 std::string python_with_jinja2() {
   for (const char* py : {"/usr/bin/python3", "python3"})
-    if (shell(std::string(py) + " -c 'import jinja2' 2>/dev/null").first == 0) return py;
+    if (test::shell(std::string(py) + " -c 'import jinja2' 2>/dev/null").status == 0) return py;
   return "";
 }
 
@@ -65,9 +54,9 @@ Comparison compare(const std::vector<std::string>& files, const std::string& cas
   const Json spec = Json::parse(cases_text);
   std::string cmd = py + " " + LMPRESS_SOURCE_DIR "/tests/jinja_reference.py " + cases_path;
   for (const auto& f : files) cmd += " '" + f + "'";
-  const auto [status, out] = shell(cmd);
-  EXPECT_EQ(status, 0) << cmd;
-  const Json ref = Json::parse(out);
+  const test::CliResult r = test::shell(cmd);
+  EXPECT_EQ(r.status, 0) << cmd;
+  const Json ref = Json::parse(r.out);
 
   jinja::RenderOptions opt;
   std::tm tm{};
@@ -145,9 +134,8 @@ const std::string kCases = LMPRESS_SOURCE_DIR "/tests/data/chat_template_cases.j
 TEST(ChatTemplateReference, LlamaCppTemplatesRenderAsJinja2OrAreRefused) {
   const std::string py = python_with_jinja2();
   ASSERT_FALSE(py.empty()) << "python3 with Jinja2 is needed: apt-get install python3-jinja2 (scripts/setup.sh)";
-  const auto [status, src] = shell("bash " LMPRESS_SOURCE_DIR "/scripts/llama-cpp-src.sh 2>/dev/null");
-  std::string checkout = src.substr(0, src.find('\n'));
-  if (status != 0 || checkout.empty() || !fs::is_directory(checkout + "/models/templates"))
+  const std::string checkout = test::llama_cpp_checkout();
+  if (checkout.empty() || !fs::is_directory(checkout + "/models/templates"))
     FAIL() << "the llama.cpp checkout could not be made by scripts/llama-cpp-src.sh "
                     "(it needs npm and the npm registry); its models/templates are the test's input";
   std::vector<std::string> files;

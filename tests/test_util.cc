@@ -63,7 +63,16 @@ std::vector<std::string> cli_command() {
 CliResult run_cli(const std::string& args, const std::string& env) {
   std::string cli;
   for (const auto& w : cli_command()) cli += w + " ";
-  std::string cmd = "LMPRESS_NO_PROGRESS=1 " + env + " " + cli + args + " 2>&1";
+  return shell("LMPRESS_NO_PROGRESS=1 " + env + " " + cli + args + " 2>&1");
+}
+
+std::string llama_cpp_checkout() {
+  const CliResult r = shell("bash " LMPRESS_SOURCE_DIR "/scripts/llama-cpp-src.sh 2>/dev/null");
+  const std::string dir = r.out.substr(0, r.out.find('\n'));
+  return r.status == 0 && !dir.empty() && std::filesystem::is_directory(dir + "/models") ? dir : "";
+}
+
+CliResult shell(const std::string& cmd) {
   FILE* p = popen(cmd.c_str(), "r");
   CliResult r{-1, ""};
   if (!p) return r;

@@ -24,6 +24,12 @@ CliResult run_cli(const std::string& args, const std::string& env = "");
 // under an emulator (CMAKE_CROSSCOMPILING_EMULATOR), and CMake sets the
 // variable to it for them so the CLI they start runs under it too.
 std::vector<std::string> cli_command();
+// Runs a shell command: its exit status and its stdout.
+CliResult shell(const std::string& cmd);
+// The llama.cpp peer's source checkout (scripts/llama-cpp-src.sh: models/
+// vocabularies with their tokenizer tests, models/templates), or "" when it
+// cannot be made (no npm, no registry).
+std::string llama_cpp_checkout();
 // Runs f expecting an lmpress::Error whose message contains msg.
 void expect_error(const std::function<void()>& f, const std::string& msg);
 // Runs the CLI expecting exit status 1 and `msg` in its output (no crash).

@@ -4,6 +4,7 @@
 #include <pcre2.h>
 
 #include <climits>
+#include <queue>
 
 #include "core/error.h"
 
@@ -172,6 +173,49 @@ std::vector<std::string_view> ByteBpeTokenizer::pretokenize(std::string_view tex
   return words;
 }
 
+// Merges the lowest-ranked adjacent pair (the leftmost of equal ranks) until
+// no pair is in the merge list; merged-away symbols are left empty. A heap of
+// candidate pairs makes a word of m symbols O(m log m): rescanning every pair
+// per merge is O(m^2), minutes for one long run of letters in a prompt.
+void ByteBpeTokenizer::merge(std::vector<std::string>& syms) const {
+  const int n = int(syms.size());
+  if (n < 2) return;
+  std::vector<int> prev(static_cast<size_t>(n)), next(static_cast<size_t>(n));
+  for (int i = 0; i < n; i++) {
+    prev[size_t(i)] = i - 1;
+    next[size_t(i)] = i + 1 < n ? i + 1 : -1;
+  }
+  struct Pair {
+    int32_t rank;
+    int left, right;
+    size_t left_size, right_size;  // symbols only grow: a size names their state
+    bool operator>(const Pair& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+  };
+  std::priority_queue<Pair, std::vector<Pair>, std::greater<Pair>> heap;
+  std::string key;
+  auto push = [&](int l, int r) {
+    if (l < 0 || r < 0) return;
+    key.assign(syms[size_t(l)]).append(" ").append(syms[size_t(r)]);
+    auto it = merge_rank_.find(key);
+    if (it != merge_rank_.end()) heap.push({it->second, l, r, syms[size_t(l)].size(), syms[size_t(r)].size()});
+  };
+  for (int i = 0; i + 1 < n; i++) push(i, i + 1);
+  while (!heap.empty()) {
+    const Pair p = heap.top();
+    heap.pop();
+    std::string& l = syms[size_t(p.left)];
+    std::string& r = syms[size_t(p.right)];
+    if (next[size_t(p.left)] != p.right || l.size() != p.left_size || r.size() != p.right_size || r.empty()) continue;
+    l += r;
+    r.clear();
+    const int after = next[size_t(p.right)];
+    next[size_t(p.left)] = after;
+    if (after >= 0) prev[size_t(after)] = p.left;
+    push(prev[size_t(p.left)], p.left);
+    push(p.left, after);
+  }
+}
+
 void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<int32_t>& out) const {
   const std::vector<std::string_view> words = pretokenize(text);
   std::vector<std::string> syms;
@@ -191,24 +235,9 @@ void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<
       syms.push_back(mapped.substr(i, n));
       i += n;
     }
-    // Merge the lowest-ranked adjacent pair until none is in the merge list.
-    std::string key;
-    while (syms.size() > 1) {
-      int32_t best = INT32_MAX;
-      size_t at = 0;
-      for (size_t i = 0; i + 1 < syms.size(); i++) {
-        key.assign(syms[i]).append(" ").append(syms[i + 1]);
-        auto it = merge_rank_.find(key);
-        if (it != merge_rank_.end() && it->second < best) {
-          best = it->second;
-          at = i;
-        }
-      }
-      if (best == INT32_MAX) break;
-      syms[at] += syms[at + 1];
-      syms.erase(syms.begin() + long(at) + 1);
-    }
+    merge(syms);
     for (const auto& s : syms) {
+      if (s.empty()) continue;  // merged into its left neighbour
       auto it = token_to_id_.find(s);
       if (it != token_to_id_.end()) {
         out.push_back(it->second);

@@ -27,6 +27,7 @@ class ByteBpeTokenizer : public Tokenizer {
   void encode_fragment(std::string_view text, bool first, std::vector<int32_t>& out) const override;
 
  private:
+  void merge(std::vector<std::string>& syms) const;
   struct Regexes;
   std::unique_ptr<Regexes> regexes_;
   std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -79,6 +81,27 @@ TEST(ByteBpe, MergesByRankFromTokenizerJson) {
   EXPECT_EQ(v2.tokens, v.tokens);
   EXPECT_EQ(v2.merges, v.merges);
   EXPECT_EQ(v2.pre, "gpt-2");
+}
+
+// Ranks first, the leftmost of equal ranks next, on one pre-token of 100001
+// letters: the rescan-every-pair merge loop took minutes on such a word.
+TEST(ByteBpe, LongWordMergesByRankLeftmostFirstInLinearishTime) {
+  Vocab v;
+  v.model = "gpt2";
+  v.pre = "gpt-2";
+  v.tokens = {"a", "b", "aa", "aaaa", "aaaaaaaa", "ab"};
+  v.types.assign(v.tokens.size(), TokenType::Normal);
+  v.merges = {"a a", "aa aa", "aaaa aaaa", "a b"};
+  auto tok = Tokenizer::create(v, "test");
+  const std::vector<int32_t> ids = tok->encode("b" + std::string(100001, 'a'), false, false);
+  // b, then 100000 a -> 50000 aa -> 25000 aaaa -> 12500 aaaaaaaa, and the odd a last.
+  ASSERT_EQ(ids.size(), 12502u);
+  EXPECT_EQ(ids.front(), 1);
+  EXPECT_EQ(std::count(ids.begin(), ids.end(), 4), 12500);
+  EXPECT_EQ(ids.back(), 0);
+  // "a b" (rank 3) loses to "a a" (rank 0) on its left: aab -> aa b.
+  EXPECT_EQ(tok->encode("aab", false, false), (std::vector<int32_t>{2, 1}));
+  EXPECT_EQ(tok->encode("ab", false, false), (std::vector<int32_t>{5}));
 }
 
 TEST(Spm, ByteFallbackSpecialTokensAndDecode) {
