@@ -269,6 +269,11 @@ TEST(ServeHttp, BadRequestsGetOpenAiErrorsAndTheServerStaysUp) {
       {R"({"prompt": "hi", "model": "gpt-4"})", 404},
       {R"([1, 2])", 400},
       {Json{{"prompt", long_prompt}}.dump(), 413},
+      // Past what the context could hold in any tokens: refused before tokenizing.
+      {Json{{"prompt", std::string(4 << 20, 'a')}}.dump(), 413},
+      {R"({"prompt": "hi", "x": )" + std::string(200000, '[') + std::string(200000, ']') + "}", 400},
+      {Json{{"prompt", "hi"}, {"stop", std::string(300, 'x')}}.dump(), 400},
+      {Json{{"prompt", Json::array({"a", "b", "c", "d", "e", "f", "g", "h", "i"})}, {"n", 16}}.dump(), 400},
   };
   for (const auto& [body, status] : cases) {
     Reply r = post(p, "/v1/completions", body);
@@ -282,6 +287,10 @@ TEST(ServeHttp, BadRequestsGetOpenAiErrorsAndTheServerStaysUp) {
       {R"({"messages": [{"role": "user", "content": 5}]})", 400},
       {R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})", 400},
       {R"({"messages": "hello"})", 400},
+      {R"({"messages": [{"role": "user", "content": [{"type": 5, "text": "hi"}]}]})", 400},
+      {R"({"messages": [{"role": "user", "content": "hi", "name": )" + std::string(100000, '[') +
+           std::string(100000, ']') + "}]}",
+       400},
   };
   for (const auto& [body, status] : chat_cases) {
     Reply r = post(p, "/v1/chat/completions", body);

@@ -65,6 +65,13 @@ bool Scheduler::cancel(int64_t id) {
   return false;
 }
 
+std::vector<int64_t> Scheduler::request_ids() const {
+  std::vector<int64_t> ids;
+  for (const auto& s : running_) ids.push_back(s->req.id);
+  for (const auto& s : waiting_) ids.push_back(s->req.id);
+  return ids;
+}
+
 void Scheduler::preempt(size_t index) {
   std::unique_ptr<Seq> s = std::move(running_[index]);
   running_.erase(running_.begin() + int64_t(index));

@@ -70,6 +70,8 @@ class Scheduler {
   bool idle() const { return running_.empty() && waiting_.empty(); }
   int64_t n_running() const { return int64_t(running_.size()); }
   int64_t n_waiting() const { return int64_t(waiting_.size()); }
+  // Ids of the running requests, then the waiting ones.
+  std::vector<int64_t> request_ids() const;
   int64_t preemptions() const { return preemptions_; }
   const StepStats& last_step() const { return last_; }
 

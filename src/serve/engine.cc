@@ -95,6 +95,7 @@ void Engine::drain(double seconds) {
     metrics_.requests_cancelled++;
   }
   sinks_.clear();
+  inbox_.clear();  // their sinks were told above; the scheduler never sees them
   wake_.notify_all();
 }
 
@@ -130,7 +131,19 @@ void Engine::run() {
     double seconds = 0;
     if (!sched_.idle()) {
       const auto t0 = std::chrono::steady_clock::now();
-      events = sched_.step();
+      try {
+        events = sched_.step();
+      } catch (const std::exception& e) {
+        // A step that throws (out of memory, a bug) ends the requests it held,
+        // not the server: their clients get an error and the next ones are served.
+        fmt::print(stderr, "lmpress serve: error: a step failed ({}); its {} requests are cancelled\n", e.what(),
+                   sched_.n_running() + sched_.n_waiting());
+        for (int64_t id : sched_.request_ids()) {
+          sched_.cancel(id);
+          refused.push_back(id);
+        }
+        events.clear();
+      }
       seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       st = sched_.last_step();
     }
@@ -146,7 +159,7 @@ void Engine::run() {
       it->second(e);
       if (e.finished != FinishReason::None) {
         sinks_.erase(it);
-        mt.requests_finished++;
+        (e.finished == FinishReason::Cancelled ? mt.requests_cancelled : mt.requests_finished)++;
       }
     }
     if (st.sequences > 0) {

@@ -31,14 +31,31 @@ void send_json(httplib::Response& res, int status, const Json& j) {
   res.set_content(dump(j), "application/json");
 }
 
+// Compares without returning early at the first differing byte, so the
+// time a wrong key takes does not tell how much of it was right.
+bool same_secret(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); i++) diff |= static_cast<unsigned char>(a[i] ^ b[i % std::max<size_t>(b.size(), 1)]);
+  return diff == 0 && !b.empty();
+}
+
 int64_t now_seconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// Nesting deeper than any request needs is refused while parsing: copying or
+// printing a JSON value recurses once per level, and a body of a million '['
+// would overflow the handler thread's stack.
+constexpr int kMaxJsonDepth = 64;
+
 Json parse_body(const httplib::Request& req) {
   Json body;
   try {
-    body = Json::parse(req.body);
+    body = Json::parse(req.body, [](int depth, Json::parse_event_t ev, Json&) {
+      if ((ev == Json::parse_event_t::object_start || ev == Json::parse_event_t::array_start) && depth >= kMaxJsonDepth)
+        throw HttpError(400, fmt::format("the request body nests JSON deeper than {} levels", kMaxJsonDepth));
+      return true;
+    });
   } catch (const Json::parse_error& e) {
     throw HttpError(400, fmt::format("the request body is not valid JSON: {}", e.what()));
   }
@@ -84,6 +101,10 @@ struct Params {
   int logprobs = -1;  // -1: none; else the number of top alternatives
 };
 
+constexpr size_t kMaxStopBytes = 256;
+// Prompts × n of one request: each is a sequence in the engine.
+constexpr size_t kMaxChoices = 128;
+
 void parse_params(const Json& b, bool chat, Params& p) {
   const int64_t mt = integer(b, chat && has(b, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens", 0,
                              1, int64_t(1) << 30);
@@ -126,6 +147,9 @@ void parse_params(const Json& b, bool chat, Params& p) {
     } else {
       throw HttpError(400, "'stop' must be a string or an array of at most 16 strings");
     }
+    for (const std::string& x : p.stop)
+      if (x.empty() || x.size() > kMaxStopBytes)
+        throw HttpError(400, fmt::format("each 'stop' string must have 1 to {} bytes", kMaxStopBytes));
   }
   if (chat) {
     if (boolean(b, "logprobs", false)) p.logprobs = int(integer(b, "top_logprobs", 0, 0, 20));
@@ -361,7 +385,7 @@ void Server::routes() {
   auto guarded = [this](auto body) {
     return [body, this](const httplib::Request& req, httplib::Response& res) {
       try {
-        if (!opt_.api_key.empty() && req.get_header_value("Authorization") != "Bearer " + opt_.api_key) {
+        if (!opt_.api_key.empty() && !same_secret(req.get_header_value("Authorization"), "Bearer " + opt_.api_key)) {
           send_json(res, 401, error_body(401, "a valid API key is needed: Authorization: Bearer KEY"));
           res.set_header("WWW-Authenticate", "Bearer");
           return;
@@ -385,9 +409,21 @@ void Server::routes() {
                                        opt_.model_id));
   };
 
-  auto prompt_tokens = [&tok, this](const Json& p) {
+  // A text longer than the context could hold even in the longest tokens is
+  // refused before it is tokenized.
+  size_t longest_token = 1;
+  for (const std::string& t : tok.vocab().tokens) longest_token = std::max(longest_token, t.size());
+  auto encode = [&tok, this, longest_token](const std::string& text, bool add_bos) {
+    const size_t bound = size_t(engine_.ctx_size()) * longest_token;
+    if (text.size() > bound)
+      throw HttpError(413, fmt::format("the prompt has {} bytes; the context of {} tokens (--ctx-size) holds at most {}",
+                                       text.size(), engine_.ctx_size(), bound));
+    return tok.encode(text, add_bos, true);
+  };
+
+  auto prompt_tokens = [encode, this](const Json& p) {
     std::vector<int32_t> ids;
-    if (p.is_string()) return tok.encode(p.get<std::string>(), true, true);
+    if (p.is_string()) return encode(p.get<std::string>(), true);
     if (!p.is_array() || p.empty()) throw HttpError(400, "'prompt' must be a string, an array of token ids, or an array of those");
     const int64_t V = engine_.model().cfg.n_vocab;
     for (const Json& t : p) {
@@ -400,12 +436,12 @@ void Server::routes() {
   };
 
   // Answers a started job: one JSON body, or server-sent events.
-  auto respond = [this, &tok, created](std::shared_ptr<Job> job, bool chat, httplib::Response& res) {
+  auto respond = [this, &tok](std::shared_ptr<Job> job, bool chat, httplib::Response& res) {
     static std::atomic<int64_t> counter{0};
     const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", ++counter);
     const std::string object = chat ? "chat.completion" : "text_completion";
     const std::string model = opt_.model_id;
-    (void)created;
+    const int64_t started_at = now_seconds();  // every chunk of a stream carries the same `created`
     if (!job->params().stream) {
       while (!job->done()) job->poll(std::chrono::milliseconds(1000));
       for (const auto& c : job->choices())
@@ -420,20 +456,20 @@ void Server::routes() {
         choices.push_back(ch);
       }
       send_json(res, 200,
-                Json{{"id", id}, {"object", object}, {"created", now_seconds()}, {"model", model},
+                Json{{"id", id}, {"object", object}, {"created", started_at}, {"model", model},
                      {"choices", choices}, {"usage", job->usage()}});
       return;
     }
     const std::string chunk_object = chat ? "chat.completion.chunk" : "text_completion";
-    auto chunk = [id, chunk_object, model](Json choices) {
-      return "data: " + dump(Json{{"id", id}, {"object", chunk_object}, {"created", now_seconds()}, {"model", model},
+    auto chunk = [id, chunk_object, model, started_at](Json choices) {
+      return "data: " + dump(Json{{"id", id}, {"object", chunk_object}, {"created", started_at}, {"model", model},
                                   {"choices", std::move(choices)}}) + "\n\n";
     };
     auto started = std::make_shared<bool>(false);
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [job, chat, chunk, started, &tok, id, chunk_object, model](size_t, httplib::DataSink& sink) {
+        [job, chat, chunk, started, &tok, id, chunk_object, model, started_at](size_t, httplib::DataSink& sink) {
           std::string out;
           if (!*started) {
             *started = true;
@@ -464,7 +500,7 @@ void Server::routes() {
           }
           if (job->done()) {
             if (job->params().include_usage)
-              out += "data: " + dump(Json{{"id", id}, {"object", chunk_object}, {"created", now_seconds()}, {"model", model},
+              out += "data: " + dump(Json{{"id", id}, {"object", chunk_object}, {"created", started_at}, {"model", model},
                                           {"choices", Json::array()}, {"usage", job->usage()}}) + "\n\n";
             out += "data: [DONE]\n\n";
           }
@@ -485,6 +521,8 @@ void Server::routes() {
     if (!b.contains("prompt")) throw HttpError(400, "'prompt' is required");
     const Json& pr = b["prompt"];
     if (pr.is_array() && !pr.empty() && !pr[0].is_number_integer()) {
+      if (pr.size() * size_t(p.n) > kMaxChoices)
+        throw HttpError(400, fmt::format("{} prompts × n = {} asks for more than {} sequences", pr.size(), p.n, kMaxChoices));
       for (const Json& x : pr) p.prompts.push_back(prompt_tokens(x));
     } else {
       p.prompts.push_back(prompt_tokens(pr));
@@ -518,9 +556,10 @@ void Server::routes() {
       if (content.is_array()) {
         std::string text;
         for (const Json& part : content) {
-          if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+          const bool typed = part.is_object() && part.contains("type") && part["type"].is_string();
+          if (!typed || part["type"] != "text" || !part.contains("text") || !part["text"].is_string())
             throw HttpError(400, fmt::format("content part of type '{}' is not supported (text only)",
-                                             part.is_object() ? part.value("type", "?") : "?"));
+                                             typed ? part["type"].get<std::string>() : "?"));
           text += part["text"].get<std::string>();
         }
         msg["content"] = text;
@@ -536,7 +575,7 @@ void Server::routes() {
     const std::string text = apply_chat_template(opt_.chat_template, chat);
     // Templates that write the BOS token themselves must not get a second one.
     const bool has_bos = chat.bos_token && !chat.bos_token->empty() && text.rfind(*chat.bos_token, 0) == 0;
-    p.prompts.push_back(tok.encode(text, !has_bos, true));
+    p.prompts.push_back(encode(text, !has_bos));
     if (p.prompts[0].empty()) throw HttpError(400, "the chat template rendered an empty prompt");
     auto job = std::make_shared<Job>(engine_, p);
     job->start();

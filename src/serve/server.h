@@ -20,7 +20,7 @@ struct ServerOptions {
   std::string api_key;        // non-empty: every route but /health needs "Authorization: Bearer KEY"
   std::string model_id;       // the name /v1/models lists and requests may give
   std::string chat_template;  // Jinja source; empty: chat completions are refused
-  int http_threads = 64;      // connections served at once
+  int http_threads = 64;      // connections served at once (each streaming request holds one)
   size_t max_body_bytes = size_t(16) << 20;
 };
 
