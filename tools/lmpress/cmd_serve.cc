@@ -2,7 +2,12 @@
 #include <csignal>
 #include <pthread.h>
 
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "commands.h"
@@ -41,8 +46,10 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--api-key", o->server.api_key, "Require Authorization: Bearer KEY (all routes but /health)");
   add_chat_template_option(cmd, "--chat-template", o->tmpl);
   cmd->add_option("--alias", o->alias, "Model name in the API (default: the model's file or folder name)");
-  cmd->add_option("--http-threads", o->server.http_threads, "Connections served at once")
-      ->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--http-threads", o->server.http_threads,
+                  "Connections served at once (0: --parallel + --max-queue + 8, so that a full queue answers 503 "
+                  "and /health answers while requests stream)")
+      ->capture_default_str()->check(CLI::Range(0, 4096));
   cmd->add_option("--shutdown-timeout", o->shutdown_seconds,
                   "Seconds SIGINT/SIGTERM waits for requests in flight before aborting them")
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
@@ -52,11 +59,53 @@ void add_serve(CLI::App& app) {
   on_run(cmd, [o] {
     // Signals go to one thread that waits for them: every thread started
     // from here on (engine, HTTP pool, OpenMP) inherits the blocked mask.
+    // It starts before the model loads, so that a signal during a long load
+    // ends the program at once (nothing is in flight yet).
     sigset_t stop_signals;
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGINT);
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+    struct Shutdown {
+      std::mutex mu;
+      serve::Engine* engine = nullptr;  // set once serving starts
+      serve::Server* server = nullptr;
+      std::atomic<bool> http_done{false};
+      bool quit = false;  // the command ends on its own: the waiter just returns
+    };
+    auto sd = std::make_shared<Shutdown>();
+    std::thread waiter([sd, stop_signals, seconds = o->shutdown_seconds] {
+      int sig = 0;
+      sigwait(&stop_signals, &sig);
+      std::lock_guard lk(sd->mu);
+      if (sd->quit) return;
+      const char* name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+      if (!sd->engine) {
+        fmt::print(stderr, "lmpress serve: {} while loading; exiting\n", name);
+        std::fflush(stderr);
+        std::_Exit(0);
+      }
+      fmt::print(stderr, "lmpress serve: {}, finishing requests in flight (at most {} s)\n", name, seconds);
+      sd->engine->drain(seconds);
+      // stop() before the listener has started is a no-op in httplib: repeat it until run() returns.
+      while (!sd->http_done) {
+        sd->server->stop();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    });
+    // Ends the waiter however the command ends (a load error throws).
+    struct EndWaiter {
+      std::thread& t;
+      std::shared_ptr<Shutdown> sd;
+      ~EndWaiter() {
+        {
+          std::lock_guard lk(sd->mu);
+          sd->quit = true;
+        }
+        pthread_kill(t.native_handle(), SIGTERM);
+        t.join();
+      }
+    } end_waiter{waiter, sd};
 
     set_num_threads(o->threads);
     auto m = load_for_inference(o->model, o->tokenizer);
@@ -71,6 +120,7 @@ void add_serve(CLI::App& app) {
     o->server.model_id = !o->alias.empty() ? o->alias
                                             : std::filesystem::path(o->model).lexically_normal().filename().string();
     if (o->server.model_id.empty()) o->server.model_id = std::filesystem::path(o->model).parent_path().filename().string();
+    if (o->server.http_threads == 0) o->server.http_threads = int(o->engine.max_running + o->engine.max_waiting + 8);
     serve::Engine engine(*m, o->engine);
     serve::Server server(engine, o->server);
     const int port = server.bind();
@@ -78,23 +128,26 @@ void add_serve(CLI::App& app) {
     fmt::print(stderr, "lmpress serve: {} on http://{}:{} (context {}, {} KV blocks of {}, {} in parallel, chat template: {})\n",
                o->server.model_id, o->server.host, port, engine.ctx_size(), mt.kv_blocks, mt.block_size,
                o->engine.max_running, tmpl_origin);
-    std::thread waiter([&] {
-      int sig = 0;
-      sigwait(&stop_signals, &sig);
-      fmt::print(stderr, "lmpress serve: {}, finishing requests in flight (at most {} s)\n",
-                 sig == SIGINT ? "SIGINT" : "SIGTERM", o->shutdown_seconds);
-      engine.drain(o->shutdown_seconds);
-      server.stop();
-    });
+    {
+      std::lock_guard lk(sd->mu);
+      sd->engine = &engine;
+      sd->server = &server;
+    }
     bool served = true;
     std::thread http([&] {
       served = server.run();
+      sd->http_done = true;
       engine.stop();
     });
     engine.run();  // on this thread, which loaded the model (see serve/engine.h)
     http.join();
-    if (!served) pthread_kill(waiter.native_handle(), SIGTERM);  // the listener failed: end the waiter
-    waiter.join();
+    {
+      // Waits for a waiter still in its stop loop before engine and server go.
+      std::lock_guard lk(sd->mu);
+      sd->engine = nullptr;
+      sd->server = nullptr;
+      sd->quit = true;
+    }
     if (!served) fail("serving on {}:{} failed", o->server.host, port);
   });
 }
