@@ -1,5 +1,6 @@
 #include "model/forward.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -151,18 +152,29 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   add_residual(x, a_.xn.data(), L.b_down, n, D);
 }
 
+void InferenceState::skip_layers(std::vector<bool> skip) {
+  if (!skip.empty() && int64_t(skip.size()) != m_.cfg.n_layers)
+    fail("skip_layers: {} flags for a model of {} blocks", skip.size(), m_.cfg.n_layers);
+  if (!k_cache_.empty()) fail("skip_layers: set before the first eval");
+  if (!skip.empty() && std::find(skip.begin(), skip.end(), false) == skip.end())
+    fail("skipping every block of the model leaves nothing to compute");
+  skip_ = std::move(skip);
+}
+
 void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
   const auto& c = m_.cfg;
   const int64_t D = c.dim;
   embed(tokens, n, a_.x.data());
+  auto skipped = [&](int64_t l) { return !skip_.empty() && skip_[size_t(l)]; };
   if (k_cache_.empty())
     for (int64_t l = 0; l < c.n_layers; l++) {
-      const size_t bytes = size_t(n_ctx_ * c.kv_dim(l) * kv_bytes(kv_));
+      const size_t bytes = skipped(l) ? 0 : size_t(n_ctx_ * c.kv_dim(l) * kv_bytes(kv_));
       k_cache_.emplace_back(bytes);
       v_cache_.emplace_back(bytes);
     }
   for (int64_t l = 0; l < c.n_layers; l++)
-    block(l, m_.layers[size_t(l)], a_.x.data(), n, nullptr, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data());
+    if (!skipped(l))
+      block(l, m_.layers[size_t(l)], a_.x.data(), n, nullptr, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data());
   n_past_ += n;
   if (!logits) return;
   const int64_t first = all_logits ? 0 : n - 1;

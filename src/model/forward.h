@@ -62,6 +62,10 @@ class InferenceState {
   // Forgets every token after the first n (a shared prefix is kept and its
   // continuations are evaluated one after another).
   void truncate(int64_t n) { n_past_ = std::min(n_past_, std::max<int64_t>(0, n)); }
+  // Layer skipping (a cheaper copy of the model as a speculative draft): the
+  // blocks marked true are bypassed, the residual stream passing through
+  // unchanged. Set before the first eval; empty: none skipped.
+  void skip_layers(std::vector<bool> skip);
   const Model& model() const { return m_; }
 
  private:
@@ -74,6 +78,7 @@ class InferenceState {
   const Model& m_;
   int64_t n_ctx_, n_batch_, n_past_ = 0;
   KvType kv_;
+  std::vector<bool> skip_;
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim] of kv_, made by the first eval
   std::vector<uint8_t> layer_k_, layer_v_;               // eval_layer's [n_batch, kv_dim]
   ForwardBuffers a_;

@@ -10,8 +10,15 @@
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/to_f32.h"
+#include "runtime/generate.h"
 
 namespace lmpress {
+
+bool prompt_kind(int64_t pos, int64_t n_prompt) {
+  if (pos >= n_prompt) return false;
+  const int64_t start = pos / kGenerateBatch * kGenerateBatch;
+  return std::min(kGenerateBatch, n_prompt - start) >= kMatmulBatchMin;
+}
 
 BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens)
     : m_(m), cache_(cache), max_tokens_(max_tokens) {

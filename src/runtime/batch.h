@@ -42,6 +42,12 @@ struct BatchToken {
   bool prompt = false;
 };
 
+// Whether a lone generate() computes position `pos` with the batched kernels:
+// a prompt position whose InferenceState batch (kGenerateBatch tokens) holds
+// kMatmulBatchMin tokens or more (BatchToken::prompt). Generated tokens are
+// decoding steps.
+bool prompt_kind(int64_t pos, int64_t n_prompt);
+
 class BatchEngine {
  public:
   // max_tokens: the most tokens one forward() takes (sizes the activation buffers).

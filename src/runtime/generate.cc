@@ -5,6 +5,8 @@
 
 #include "core/error.h"
 #include "model/forward.h"
+#include "runtime/batch.h"
+#include "runtime/kv_cache.h"
 
 namespace lmpress {
 
@@ -32,6 +34,155 @@ const char* stop_reason_name(StopReason r) {
   return "?";
 }
 
+namespace {
+
+// Hands generated tokens on as text and decides when generation ends.
+class Emitter {
+ public:
+  Emitter(const Model& m, const GenerateOptions& opt, const std::function<void(const std::string&)>& on_text,
+          GenerateStats& s, std::vector<int32_t>& toks)
+      : m_(m), opt_(opt), on_text_(on_text), s_(s), toks_(toks), eos_(m.tokenizer->vocab().eos) {}
+  // Takes `id`; false when generation ends here (end of sequence: `id` is
+  // not taken; or the n_predict-th token).
+  bool take(int32_t id) {
+    if (opt_.stop_at_eos && id == eos_) {
+      s_.stopped = StopReason::Eos;
+      return false;
+    }
+    s_.tokens.push_back(id);
+    toks_.push_back(id);  // the history the penalties look at
+    s_.n_generated++;
+    pending_ += m_.tokenizer->decode_token(id);
+    if (on_text_) {
+      std::string out = take_complete_utf8(pending_);
+      if (!out.empty()) on_text_(out);
+    }
+    return s_.n_generated < opt_.n_predict;
+  }
+  void finish() {
+    if (on_text_ && !pending_.empty()) on_text_(pending_);
+    pending_.clear();
+  }
+
+ private:
+  const Model& m_;
+  const GenerateOptions& opt_;
+  const std::function<void(const std::string&)>& on_text_;
+  GenerateStats& s_;
+  std::vector<int32_t>& toks_;
+  int32_t eos_;
+  std::string pending_;
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+// Speculative decoding (speculative.h). The target runs on a BatchEngine, so
+// a pass over [last token, drafts...] as decoding steps gives each the logits
+// plain decoding would, and rejected drafts are cut from its paged cache.
+GenerateStats generate_speculative(const Model& m, std::vector<int32_t> toks, int64_t n_ctx, const GenerateOptions& opt,
+                                   const std::function<void(const std::string&)>& on_text) {
+  GenerateStats s;
+  const int64_t n_prompt = int64_t(toks.size());
+  s.n_prompt = n_prompt;
+  const int64_t V = m.cfg.n_vocab;
+  const int64_t n_sample = std::min<int64_t>(V, int64_t(m.tokenizer->vocab().size()));
+  const int64_t block = 16;
+  PagedKvCache cache(m.cfg, (n_ctx + block - 1) / block, block);
+  BatchEngine engine(m, cache, std::max<int64_t>(kGenerateBatch, opt.draft_max + 1));
+  const PagedKvCache::SeqId seq = 0;
+  cache.open(seq, toks.data(), n_prompt);
+  std::vector<float> logits(size_t(V * (opt.draft_max + 1)));
+  std::vector<BatchToken> batch;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t start = 0; start < n_prompt; start += kGenerateBatch) {
+    batch.clear();
+    for (int64_t pos = start; pos < std::min(n_prompt, start + kGenerateBatch); pos++)
+      batch.push_back({toks[size_t(pos)], seq, pos, pos == n_prompt - 1, prompt_kind(pos, n_prompt)});
+    engine.forward(batch, logits.data());
+  }
+  s.prompt_seconds = seconds_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
+
+  Sampler sampler(opt.sampling);
+  Emitter emit(m, opt, on_text, s, toks);
+  SpecStats& sp = s.spec;
+  sp.drafted_at.assign(size_t(opt.draft_max), 0);
+  sp.accepted_at.assign(size_t(opt.draft_max), 0);
+  std::vector<int32_t> draft;
+  std::vector<Sampler::Dist> q;
+  Sampler::Dist p;
+  std::vector<double> dense(size_t(V), 0.0);
+  // toks ends with a token the cache does not hold yet: the next pass's first.
+  bool more = opt.n_predict > 0;
+  if (more) {
+    apply_penalties(logits.data(), n_sample, toks.data(), int64_t(toks.size()), opt.sampling);
+    more = emit.take(sampler.sample(logits.data(), n_sample));
+  }
+  while (more) {
+    const int64_t len = int64_t(toks.size());  // the cache holds len - 1 positions
+    if (len >= n_ctx) {
+      s.stopped = StopReason::Context;
+      break;
+    }
+    // The drafts and the token after them must fit the context and n_predict.
+    const int64_t room = std::min({opt.draft_max, n_ctx - len - 1, opt.n_predict - s.n_generated - 1});
+    draft.clear();
+    q.clear();
+    if (room >= std::max<int64_t>(1, opt.draft_min)) {
+      const auto td = std::chrono::steady_clock::now();
+      opt.drafter->propose(toks, room, draft, q);
+      sp.draft_seconds += seconds_since(td);
+      if (int64_t(draft.size()) < opt.draft_min) draft.clear();
+    }
+    const auto tv = std::chrono::steady_clock::now();
+    batch.clear();
+    batch.push_back({toks.back(), seq, len - 1, true, false});
+    for (size_t i = 0; i < draft.size(); i++) batch.push_back({draft[i], seq, len + int64_t(i), true, false});
+    engine.forward(batch, logits.data());
+    // Each drafted token against the target's choice at its position, with
+    // the penalties over the history up to it.
+    std::vector<int32_t> hist = toks;
+    size_t a = 0;
+    int32_t next = -1;
+    for (;; a++) {
+      float* L = logits.data() + a * size_t(V);
+      apply_penalties(L, n_sample, hist.data(), int64_t(hist.size()), opt.sampling);
+      if (a == draft.size()) {
+        next = sampler.sample(L, n_sample);
+        break;
+      }
+      bool ok;
+      if (sampler.greedy()) {
+        next = argmax(L, n_sample);
+        ok = next == draft[a];
+      } else {
+        sampler.distribution(L, n_sample, p);
+        ok = speculative_accept(sampler, p, q.empty() ? Sampler::Dist{} : q[a], draft[a], next, dense);
+      }
+      if (!ok) break;
+      hist.push_back(draft[a]);
+    }
+    cache.truncate(seq, len + int64_t(a));
+    sp.verify_seconds += seconds_since(tv);
+    sp.steps++;
+    sp.drafted += int64_t(draft.size());
+    sp.accepted += int64_t(a);
+    for (size_t i = 0; i < draft.size(); i++) {
+      sp.drafted_at[i]++;
+      if (i < a) sp.accepted_at[i]++;
+    }
+    for (size_t i = 0; i < a && more; i++) more = emit.take(draft[i]);
+    if (more) more = emit.take(next);
+  }
+  emit.finish();
+  s.gen_seconds = seconds_since(t1);
+  return s;
+}
+
+}  // namespace
+
 GenerateStats generate(const Model& m, const std::string& prompt, const GenerateOptions& opt,
                        const std::function<void(const std::string&)>& on_text) {
   if (!m.tokenizer) fail("{}: the model has no tokenizer", m.path);
@@ -40,41 +191,30 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   if (toks.empty()) fail("the prompt is empty and the model adds no BOS token");
   if (int64_t(toks.size()) >= n_ctx)
     fail("the prompt has {} tokens, which does not fit the context of {} (use a shorter prompt or --ctx)", toks.size(), n_ctx);
+  if (opt.drafter) return generate_speculative(m, std::move(toks), n_ctx, opt, on_text);
   InferenceState st(m, n_ctx, kGenerateBatch);
   std::vector<float> logits(size_t(m.cfg.n_vocab));
   Sampler sampler(opt.sampling);
   GenerateStats s;
   s.n_prompt = int64_t(toks.size());
-  auto t0 = std::chrono::steady_clock::now();
+  const auto t0 = std::chrono::steady_clock::now();
   st.eval(toks.data(), int64_t(toks.size()), logits.data(), false);
-  auto t1 = std::chrono::steady_clock::now();
-  s.prompt_seconds = std::chrono::duration<double>(t1 - t0).count();
-  std::string pending;
-  const int32_t eos = m.tokenizer->vocab().eos;
+  s.prompt_seconds = seconds_since(t0);
+  const auto t1 = std::chrono::steady_clock::now();
   const int64_t n_sample = std::min<int64_t>(m.cfg.n_vocab, int64_t(m.tokenizer->vocab().size()));
-  for (int64_t i = 0; i < opt.n_predict; i++) {
+  Emitter emit(m, opt, on_text, s, toks);
+  for (bool more = opt.n_predict > 0; more;) {
     if (st.n_past() >= n_ctx) {
       s.stopped = StopReason::Context;
       break;
     }
     apply_penalties(logits.data(), n_sample, toks.data(), int64_t(toks.size()), opt.sampling);
-    int32_t id = sampler.sample(logits.data(), n_sample);
-    if (opt.stop_at_eos && id == eos) {
-      s.stopped = StopReason::Eos;
-      break;
-    }
-    s.tokens.push_back(id);
-    toks.push_back(id);  // the history the penalties look at
-    s.n_generated++;
-    pending += m.tokenizer->decode_token(id);
-    if (on_text) {
-      std::string out = take_complete_utf8(pending);
-      if (!out.empty()) on_text(out);
-    }
-    if (i + 1 < opt.n_predict && st.n_past() < n_ctx) st.eval(&id, 1, logits.data(), false);
+    const int32_t id = sampler.sample(logits.data(), n_sample);
+    more = emit.take(id);
+    if (more) st.eval(&id, 1, logits.data(), false);
   }
-  if (on_text && !pending.empty()) on_text(pending);
-  s.gen_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t1).count();
+  emit.finish();
+  s.gen_seconds = seconds_since(t1);
   return s;
 }
 

@@ -5,6 +5,7 @@
 
 #include "model/model.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 
 namespace lmpress {
 
@@ -16,6 +17,10 @@ struct GenerateOptions {
   int64_t n_ctx = 0;  // 0: the model's trained context
   SamplerOptions sampling;
   bool stop_at_eos = true;
+  // Speculative decoding (speculative.h) when set: drafts of draft_min..
+  // draft_max tokens checked by the target in one pass each.
+  Drafter* drafter = nullptr;
+  int64_t draft_max = 16, draft_min = 0;
 };
 
 // Why generation ended.
@@ -27,6 +32,7 @@ struct GenerateStats {
   StopReason stopped = StopReason::Length;
   double prompt_seconds = 0, gen_seconds = 0;
   std::vector<int32_t> tokens;  // generated ids
+  SpecStats spec;               // with a drafter
   double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0; }
   double gen_tps() const { return gen_seconds > 0 ? n_generated / gen_seconds : 0; }
 };

@@ -1,6 +1,7 @@
 #include "runtime/kv_cache.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "core/error.h"
 
@@ -203,21 +204,55 @@ void PagedKvCache::commit(SeqId id, const int32_t* tokens, int64_t n, const uint
   }
 }
 
+void PagedKvCache::release(int32_t blk) {
+  Block& B = blocks_[size_t(blk)];
+  if (--B.ref > 0) return;
+  if (B.keyed) {
+    B.lru = lru_.insert(lru_.end(), blk);
+    B.in_lru = true;
+  } else {
+    free_.push_back(blk);
+  }
+}
+
 void PagedKvCache::close(SeqId id) {
   Seq& s = seq(id);
   // Last block first: a prefix's tail is the least likely to be shared, so it
   // goes to the LRU list first and is evicted first.
-  for (auto it = s.table.rbegin(); it != s.table.rend(); ++it) {
-    Block& B = blocks_[size_t(*it)];
-    if (--B.ref > 0) continue;
-    if (B.keyed) {
-      B.lru = lru_.insert(lru_.end(), *it);
-      B.in_lru = true;
+  for (auto it = s.table.rbegin(); it != s.table.rend(); ++it) release(*it);
+  seqs_.erase(id);
+}
+
+void PagedKvCache::truncate(SeqId id, int64_t n) {
+  Seq& s = seq(id);
+  if (n < 0 || n > int64_t(s.tokens.size()))
+    fail("KV cache: sequence {} cannot keep {} of its {} positions", id, n, s.tokens.size());
+  const int64_t keep_blocks = (n + block_size_ - 1) / block_size_;
+  while (int64_t(s.table.size()) > keep_blocks) {
+    release(s.table.back());
+    s.table.pop_back();
+  }
+  s.hashes.resize(std::min(s.hashes.size(), size_t(n / block_size_)));
+  if (n % block_size_ != 0) {
+    // The last kept block will be written past n: it must be this
+    // sequence's own and unkeyed (its key named the positions dropped).
+    int32_t& blk = s.table.back();
+    if (blocks_[size_t(blk)].ref > 1) {
+      if (free_blocks() == 0) fail("KV cache: no free block to copy sequence {}'s shared block into", id);
+      const int32_t copy = take_free_block();  // kept positions copied, then the shared block let go
+      for (int64_t l = 0; l < n_layers(); l++) {
+        const size_t bytes = size_t(block_size_ * kv_dims_[size_t(l)] * kv_bytes(kv_));
+        std::memcpy(k_block(l, copy), k_block(l, blk), bytes);
+        std::memcpy(v_block(l, copy), v_block(l, blk), bytes);
+      }
+      release(blk);
+      blk = copy;
     } else {
-      free_.push_back(*it);
+      unkey(blk);
     }
   }
-  seqs_.erase(id);
+  s.tokens.resize(size_t(n));
+  s.kinds.resize(size_t(n));
 }
 
 }  // namespace lmpress

@@ -46,6 +46,12 @@ class PagedKvCache {
   int64_t cached_prefix(const int32_t* prompt, int64_t n, const uint8_t* kinds = nullptr) const;
   // Gives back every block of `seq` (those still keyed go to the LRU list).
   void close(SeqId seq);
+  // Keeps the first n computed positions of `seq` and forgets the rest
+  // (speculative tokens the target rejected): blocks past them go back, and
+  // the block position n falls in becomes the sequence's own, unkeyed, copied
+  // first when another sequence shares it. Throws when the pool has no block
+  // for that copy.
+  void truncate(SeqId seq, int64_t n);
   bool has(SeqId seq) const { return seqs_.count(seq) != 0; }
 
   // Blocks that growing `seq` to `len` positions would take from the pool.
@@ -116,6 +122,7 @@ class PagedKvCache {
   // The keyed blocks prompt[0..n) starts with (never its last token's block).
   std::vector<std::pair<int32_t, uint64_t>> match(const int32_t* prompt, int64_t n, const uint8_t* kinds) const;
   int32_t take_free_block();
+  void release(int32_t block);  // one reference fewer; at none, to the free or LRU list
   void unkey(int32_t block);
 
   std::vector<int64_t> kv_dims_;

@@ -4,6 +4,7 @@
 
 #include <numeric>
 
+#include "core/error.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -77,6 +78,49 @@ TEST(PagedKvCache, SharesFullBlocksOfACommonPrefixOnly) {
   EXPECT_EQ(c.prefix_hit_tokens(), 8);
   c.close(1);
   EXPECT_EQ(c.ref_count(c.block_table(2)[0]), 1);
+  c.close(2);
+  EXPECT_EQ(c.used_blocks(), 0);
+}
+
+// Rolling back rejected speculative tokens: blocks past the kept positions go
+// back, the block the cut falls in loses its key (its content will change),
+// and one another sequence shares is copied first, its kept rows intact.
+TEST(PagedKvCache, TruncateGivesBackBlocksAndNeverWritesASharedOne) {
+  PagedKvCache c({2}, 16, 4);
+  const auto a = iota_tokens(10, 1);
+  run_prompt(c, 1, a);
+  ASSERT_TRUE(c.reserve(1, 15));
+  const auto more = iota_tokens(5, 50);  // positions 10..14: blocks 2 and 3
+  c.commit(1, more.data(), 5);
+  EXPECT_EQ(c.used_blocks(), 4);
+  c.truncate(1, 11);
+  EXPECT_EQ(c.n_computed(1), 11);
+  EXPECT_EQ(c.used_blocks(), 3);
+  EXPECT_EQ(c.tokens(1).back(), 50);
+  // Grows again from position 11 with other tokens, keyed by what it holds now.
+  ASSERT_TRUE(c.reserve(1, 12));
+  const int32_t other = 77;
+  c.commit(1, &other, 1);
+  auto b = a;
+  b.insert(b.end(), {50, 77, 5});
+  EXPECT_EQ(c.cached_prefix(b.data(), int64_t(b.size())), 12);
+  EXPECT_THROW(c.truncate(1, 13), Error);
+
+  // B shares A's first two blocks; cutting B inside the second copies it.
+  int16_t* k = reinterpret_cast<int16_t*>(c.k_block(0, c.block_table(1)[1]));
+  for (int i = 0; i < 8; i++) k[i] = int16_t(100 + i);
+  std::vector<int32_t> pb(a.begin(), a.begin() + 9);
+  EXPECT_EQ(c.open(2, pb.data(), 9), 8);
+  const int32_t shared = c.block_table(2)[1];
+  EXPECT_EQ(c.ref_count(shared), 2);
+  c.truncate(2, 6);
+  EXPECT_NE(c.block_table(2)[1], shared);
+  EXPECT_EQ(c.ref_count(shared), 1);
+  EXPECT_EQ(c.block_table(2)[0], c.block_table(1)[0]);  // wholly kept: still shared
+  const int16_t* copy = reinterpret_cast<const int16_t*>(c.k_block(0, c.block_table(2)[1]));
+  for (int i = 0; i < 8; i++) EXPECT_EQ(copy[i], 100 + i);
+  EXPECT_EQ(c.cached_prefix(a.data(), 10), 8);  // A's blocks keep their keys
+  c.close(1);
   c.close(2);
   EXPECT_EQ(c.used_blocks(), 0);
 }

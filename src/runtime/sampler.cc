@@ -97,6 +97,36 @@ int32_t Sampler::sample(const float* logits, int64_t n) {
   return cand_.back().second;
 }
 
+void Sampler::distribution(const float* logits, int64_t n, Dist& out) {
+  out.clear();
+  if (greedy()) {
+    out.emplace_back(argmax(logits, n), 1.0);
+    return;
+  }
+  filter(logits, n, false);
+  float mx = cand_[0].first;
+  for (const auto& c : cand_) mx = std::max(mx, c.first);
+  double sum = 0;
+  for (const auto& c : cand_) {
+    out.emplace_back(c.second, std::exp(double(c.first - mx) / o_.temperature));
+    sum += out.back().second;
+  }
+  for (auto& p : out) p.second /= sum;
+}
+
+int32_t Sampler::draw(const Dist& d) {
+  double sum = 0;
+  for (const auto& p : d) sum += p.second;
+  double r = std::uniform_real_distribution<double>(0.0, sum)(rng_);
+  for (const auto& p : d) {
+    r -= p.second;
+    if (r <= 0 && p.second > 0) return p.first;
+  }
+  for (auto it = d.rbegin(); it != d.rend(); ++it)
+    if (it->second > 0) return it->first;
+  return d.front().first;
+}
+
 void apply_penalties(float* logits, int64_t n_vocab, const int32_t* history, int64_t n, const SamplerOptions& o) {
   if (!o.has_penalties()) return;
   const int64_t first = o.penalty_last_n < 0 ? 0 : std::max<int64_t>(0, n - o.penalty_last_n);

@@ -33,6 +33,17 @@ class Sampler {
   // likely first; exposed for tests.
   std::vector<int32_t> candidates(const float* logits, int64_t n_vocab);
 
+  // The distribution sample() draws from: the ids that pass the filters with
+  // their tempered probabilities (summing to 1); greedy: the argmax alone.
+  // Speculative sampling compares the target's and the draft's.
+  using Dist = std::vector<std::pair<int32_t, double>>;
+  void distribution(const float* logits, int64_t n_vocab, Dist& out);
+  // Draws an id from `d` (weights need not sum to 1; at least one > 0).
+  int32_t draw(const Dist& d);
+  // Uniform in [0, 1) from this sampler's generator.
+  double uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+  bool greedy() const { return o_.temperature <= 0.0f; }
+
  private:
   size_t filter(const float* logits, int64_t n_vocab, bool sorted);
 

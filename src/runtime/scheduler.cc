@@ -7,18 +7,6 @@
 #include "runtime/generate.h"
 
 namespace lmpress {
-namespace {
-
-// Whether a lone generate() computes position `pos` with the batched kernels:
-// a prompt position whose InferenceState batch (kGenerateBatch tokens) holds
-// kMatmulBatchMin tokens or more. Generated tokens are decoding steps.
-bool prompt_kind(int64_t pos, int64_t n_prompt) {
-  if (pos >= n_prompt) return false;
-  const int64_t start = pos / kGenerateBatch * kGenerateBatch;
-  return std::min(kGenerateBatch, n_prompt - start) >= kMatmulBatchMin;
-}
-
-}  // namespace
 
 Scheduler::Scheduler(BatchEngine& engine, SchedulerOptions opt)
     : engine_(engine), cache_(engine.cache()), opt_(opt) {

@@ -7,6 +7,7 @@
 #include "model/model.h"
 #include "model/repack.h"
 #include "runtime/generate.h"
+#include "runtime/speculative.h"
 
 namespace lmpress::cli {
 
@@ -14,6 +15,7 @@ void add_generate(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, prompt, file;
     GenerateOptions g;
+    SpecOptions spec;
     int threads = 0;
     bool json = false, ignore_eos = false;
   };
@@ -34,6 +36,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--frequency-penalty", o->g.sampling.frequency_penalty, "Frequency penalty (0: off)")->capture_default_str()->check(CLI::Range(-2.0, 2.0));
   cmd->add_option("-s,--seed", o->g.sampling.seed, "Random seed")->capture_default_str();
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
+  add_spec_options(cmd, o->spec);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after end-of-sequence");
   cmd->add_flag("--json", o->json, "Print JSON instead of streaming");
   add_threads_option(cmd, o->threads);
@@ -42,6 +45,13 @@ void add_generate(CLI::App& app) {
     std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
     auto m = load_for_inference(o->model, o->tokenizer);
     o->g.stop_at_eos = !o->ignore_eos;
+    SpecDraft draft;
+    if (!o->spec.type.empty()) {
+      draft = make_spec_draft(o->spec, *m, o->g.n_ctx > 0 ? o->g.n_ctx : m->cfg.ctx_len, o->g.sampling);
+      o->g.drafter = draft.drafter.get();
+      o->g.draft_max = o->spec.draft_max;
+      o->g.draft_min = o->spec.draft_min;
+    }
     std::string text;
     if (!o->json) {
       fmt::print("{}", prompt);
@@ -59,6 +69,7 @@ void add_generate(CLI::App& app) {
                                {"n_prompt", s.n_prompt}, {"n_generated", s.n_generated},
                                {"stopped", stop_reason_name(s.stopped)},
                                {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()}};
+      if (o->g.drafter) j["spec"] = spec_json(o->spec, s.spec);
       // Sampled byte tokens can end the text inside a UTF-8 sequence (or make
       // an invalid one): such bytes are printed as U+FFFD.
       fmt::print("{}\n", json_text(j));
@@ -71,6 +82,7 @@ void add_generate(CLI::App& app) {
     }
     fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", s.n_prompt,
                s.prompt_tps(), s.n_generated, s.gen_tps());
+    if (o->g.drafter) fmt::print("{}\n", spec_summary(o->spec, s.spec));
   });
 }
 

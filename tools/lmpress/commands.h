@@ -4,9 +4,12 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <nlohmann/json.hpp>
+
 #include "compress/calibration.h"
 #include "guarded.h"
 #include "model/model.h"
+#include "runtime/speculative.h"
 
 namespace lmpress::cli {
 
@@ -42,6 +45,11 @@ void add_threads_option(CLI::App* cmd, int& threads);
 void add_chat_template_option(CLI::App* cmd, const std::string& name, std::string& tmpl);
 // --cache-type f16|f32 for the commands that run the model.
 void add_cache_type_option(CLI::App* cmd, std::string& kv);
+// --spec TYPE, --draft-max, --draft-min, --draft-p-min (generate, bench).
+void add_spec_options(CLI::App* cmd, SpecOptions& spec);
+// Speculative decoding's statistics: JSON (`spec` of --json) and one line.
+nlohmann::ordered_json spec_json(const SpecOptions& o, const SpecStats& s);
+std::string spec_summary(const SpecOptions& o, const SpecStats& s);
 // --chunks: -1 (all) or N >= 1.
 const CLI::Validator& chunk_count();
 // --damp: a fraction in (0, 1].

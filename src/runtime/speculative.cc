@@ -1,0 +1,206 @@
+#include "runtime/speculative.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "model/repack.h"
+
+namespace lmpress {
+
+NgramDrafter::NgramDrafter(int64_t ngram_min, int64_t ngram_max) : min_(ngram_min), max_(ngram_max) {
+  if (ngram_min < 1 || ngram_max < ngram_min) fail("ngram drafter: n-gram sizes {}..{} are out of range", ngram_min, ngram_max);
+}
+
+void NgramDrafter::propose(const std::vector<int32_t>& seq, int64_t max, std::vector<int32_t>& draft,
+                           std::vector<Sampler::Dist>& q) {
+  draft.clear();
+  q.clear();
+  const int64_t n = int64_t(seq.size());
+  for (int64_t k = std::min(max_, n - 1); k >= min_; k--) {
+    const int32_t* tail = seq.data() + n - k;
+    // The latest earlier occurrence: text being repeated or edited is most
+    // often continued as it went on there most recently.
+    for (int64_t j = n - k - 1; j >= 0; j--) {
+      if (!std::equal(tail, tail + k, seq.data() + j)) continue;
+      const int64_t from = j + k, to = std::min(n, from + max);
+      if (to > from) {
+        draft.assign(seq.begin() + from, seq.begin() + to);
+        return;
+      }
+    }
+  }
+}
+
+ModelDrafter::ModelDrafter(const Model& m, std::vector<bool> skip, int64_t n_ctx, const SamplerOptions& s, float p_min,
+                           int64_t n_vocab)
+    : st_(m, n_ctx), sampler_(s), p_min_(p_min), n_vocab_(std::min(n_vocab, m.cfg.n_vocab)) {
+  st_.skip_layers(std::move(skip));
+  logits_.resize(size_t(m.cfg.n_vocab));
+}
+
+void ModelDrafter::propose(const std::vector<int32_t>& seq, int64_t max, std::vector<int32_t>& draft,
+                           std::vector<Sampler::Dist>& q) {
+  draft.clear();
+  q.clear();
+  if (seq.empty() || max < 1) return;
+  // Keep what the cache shares with seq; the last token is evaluated again
+  // when nothing is new, for its logits.
+  size_t common = 0;
+  while (common < cached_.size() && common < seq.size() && cached_[common] == seq[common]) common++;
+  common = std::min(common, seq.size() - 1);
+  st_.truncate(int64_t(common));
+  cached_.resize(common);
+  const int64_t room = st_.n_ctx() - int64_t(seq.size());
+  if (room < 1) return;
+  max = std::min(max, room);
+  st_.eval(seq.data() + common, int64_t(seq.size() - common), logits_.data(), false);
+  cached_ = seq;
+  for (int64_t i = 0; i < max; i++) {
+    int32_t t;
+    if (sampler_.greedy()) {
+      t = argmax(logits_.data(), n_vocab_);
+      // Its probability: softmax at the argmax.
+      double sum = 0;
+      for (int64_t v = 0; v < n_vocab_; v++) sum += std::exp(double(logits_[size_t(v)] - logits_[size_t(t)]));
+      if (1.0 / sum < p_min_) break;
+    } else {
+      sampler_.distribution(logits_.data(), n_vocab_, dist_);
+      // Drafting stops with the probability of the tokens below p_min; a
+      // token drafted is drawn from the rest, and that is its q.
+      Sampler::Dist kept;
+      double z = 0;
+      for (const auto& [id, p] : dist_)
+        if (p >= p_min_) {
+          kept.emplace_back(id, p);
+          z += p;
+        }
+      if (kept.empty() || sampler_.uniform() >= z) break;
+      for (auto& e : kept) e.second /= z;
+      t = sampler_.draw(kept);
+      q.push_back(std::move(kept));
+    }
+    draft.push_back(t);
+    if (i + 1 < max) {
+      st_.eval(&t, 1, logits_.data(), false);
+      cached_.push_back(t);
+    }
+  }
+}
+
+std::vector<bool> parse_layer_set(const std::string& list, int64_t n_layers, const std::string& what) {
+  std::vector<bool> skip(size_t(n_layers), false);
+  size_t at = 0;
+  auto number = [&](const std::string& s) {
+    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 9)
+      fail("{} '{}': '{}' is not a block number", what, list, s);
+    const int64_t v = std::stoll(s);
+    if (v >= n_layers) fail("{} '{}': block {} is outside the model's {} blocks (0..{})", what, list, v, n_layers, n_layers - 1);
+    return v;
+  };
+  while (at <= list.size()) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    const std::string item = list.substr(at, comma - at);
+    const size_t dash = item.find('-');
+    const int64_t a = number(item.substr(0, dash));
+    const int64_t b = dash == std::string::npos ? a : number(item.substr(dash + 1));
+    if (b < a) fail("{} '{}': the range {} is backwards", what, list, item);
+    for (int64_t l = a; l <= b; l++) skip[size_t(l)] = true;
+    at = comma + 1;
+  }
+  if (std::find(skip.begin(), skip.end(), false) == skip.end())
+    fail("{} '{}' skips every block of the model: nothing would be left to draft with", what, list);
+  return skip;
+}
+
+void check_draft_vocab(const Model& target, const Model& draft, const std::string& path) {
+  if (!draft.tokenizer) fail("--spec: the draft {} has no tokenizer", path);
+  const Vocab& a = target.tokenizer->vocab();
+  const Vocab& b = draft.tokenizer->vocab();
+  if (a.model != b.model)
+    fail("--spec: the draft {} has a {} tokenizer, the target a {} one: a draft must share the target's vocabulary",
+         path, b.model, a.model);
+  if (a.bos != b.bos || a.eos != b.eos)
+    fail("--spec: the draft {}'s BOS/EOS ids ({}/{}) differ from the target's ({}/{})", path, b.bos, b.eos, a.bos, a.eos);
+  const size_t diff = a.size() > b.size() ? a.size() - b.size() : b.size() - a.size();
+  if (diff > 128)
+    fail("--spec: the draft {} has {} tokens, the target {}: more than 128 apart", path, b.size(), a.size());
+  for (size_t i = 0; i < std::min(a.size(), b.size()); i++)
+    if (a.tokens[i] != b.tokens[i])
+      fail("--spec: token {} is '{}' in the draft {} and '{}' in the target: the vocabularies differ", i, b.tokens[i],
+           path, a.tokens[i]);
+}
+
+SpecDraft make_spec_draft(const SpecOptions& o, const Model& target, int64_t n_ctx, const SamplerOptions& s) {
+  if (o.draft_max < 1 || o.draft_max >= n_ctx)
+    fail("--draft-max {}: it must be in [1, {}) (the context)", o.draft_max, n_ctx);
+  if (o.draft_min < 0 || o.draft_min > o.draft_max)
+    fail("--draft-min {}: it must be in [0, --draft-max {}]", o.draft_min, o.draft_max);
+  if (!(o.p_min >= 0.0f && o.p_min <= 1.0f)) fail("--draft-p-min {}: it must be in [0, 1]", o.p_min);
+  if (!target.tokenizer) fail("--spec: the target {} has no tokenizer", target.path);
+  SamplerOptions ds = s;
+  ds.seed = s.seed ^ 0x9e3779b97f4a7c15ull;  // the draft's own random stream
+  const int64_t V = std::min<int64_t>(target.cfg.n_vocab, int64_t(target.tokenizer->vocab().size()));
+  const std::string& t = o.type;
+  SpecDraft d;
+  auto model_draft = [&](const std::string& path) {
+    if (path.empty()) fail("--spec {}: the draft model's path is missing", t);
+    d.model = load_for_inference(path);
+    check_draft_vocab(target, *d.model, path);
+    d.drafter = std::make_unique<ModelDrafter>(*d.model, std::vector<bool>{}, n_ctx, ds, o.p_min, V);
+  };
+  if (t == "ngram") {
+    d.drafter = std::make_unique<NgramDrafter>();
+  } else if (t.rfind("draft:", 0) == 0) {
+    model_draft(t.substr(6));
+  } else if (t.rfind("self:file:", 0) == 0) {
+    model_draft(t.substr(10));
+  } else if (t.rfind("self:skip:", 0) == 0) {
+    d.drafter = std::make_unique<ModelDrafter>(target, parse_layer_set(t.substr(10), target.cfg.n_layers, "--spec self:skip"),
+                                               n_ctx, ds, o.p_min, V);
+  } else if (t.rfind("self:exit:", 0) == 0) {
+    const std::string k = t.substr(10);
+    const int64_t L = target.cfg.n_layers;
+    if (k.empty() || k.find_first_not_of("0123456789") != std::string::npos || k.size() > 9 || std::stoll(k) >= L - 1)
+      fail("--spec {}: the exit block must be in [0, {}] (after block {} the model is whole)", t, L - 2, L - 1);
+    std::vector<bool> skip(size_t(L), false);
+    for (int64_t l = std::stoll(k) + 1; l < L; l++) skip[size_t(l)] = true;
+    d.drafter = std::make_unique<ModelDrafter>(target, std::move(skip), n_ctx, ds, o.p_min, V);
+  } else {
+    fail("--spec '{}': unknown type (ngram, draft:MODEL, self:skip:LAYERS, self:exit:K, self:file:PATH)", t);
+  }
+  return d;
+}
+
+bool speculative_accept(Sampler& s, const Sampler::Dist& p, const Sampler::Dist& q, int32_t x, int32_t& replacement,
+                        std::vector<double>& dense) {
+  double px = 0;
+  for (const auto& [id, pr] : p)
+    if (id == x) px = pr;
+  if (q.empty()) {
+    dense[size_t(x)] = 1.0;
+  } else {
+    for (const auto& [id, pr] : q) dense[size_t(id)] = pr;
+  }
+  const double qx = dense[size_t(x)];
+  bool accepted = qx > 0 && s.uniform() < std::min(1.0, px / qx);
+  if (!accepted) {
+    Sampler::Dist r;
+    double sum = 0;
+    for (const auto& [id, pr] : p) {
+      const double w = std::max(0.0, pr - dense[size_t(id)]);
+      if (w > 0) r.emplace_back(id, w);
+      sum += w;
+    }
+    // p ≤ q everywhere means p = q: then x was accepted with probability 1.
+    replacement = sum > 0 ? s.draw(r) : s.draw(p);
+  }
+  if (q.empty()) {
+    dense[size_t(x)] = 0;
+  } else {
+    for (const auto& e : q) dense[size_t(e.first)] = 0;
+  }
+  return accepted;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,121 @@
+// Speculative decoding (Leviathan et al. 2023, Chen et al. 2023): a cheap
+// drafter proposes a few tokens, the target model checks them all in one
+// batched forward pass, and the longest prefix it accepts plus one token of
+// its own are kept; the target's KV cache forgets the rest. Decoding reads the
+// weights once per pass, so each accepted token is a weight pass saved.
+//
+// Exactness: greedy output equals plain decoding's token for token (the
+// verification pass runs the drafted tokens as decoding steps of BatchEngine,
+// whose logits equal a lone InferenceState's: batch.h). With sampling, a
+// drafted token x drawn from the draft's q is accepted with probability
+// min(1, p(x)/q(x)), else the token is drawn from max(0, p − q) normalized,
+// so every output token is distributed as the target's p (after its
+// penalties, temperature and filters).
+//
+// Drafters: prompt lookup (the tokens that followed the latest earlier
+// occurrence of the last n tokens; no second model), a second model with the
+// target's vocabulary (another file, a compressed copy of the target), or the
+// target itself with blocks skipped (layer skipping; early exit after block K
+// is skipping every block after K).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/forward.h"
+#include "model/model.h"
+#include "runtime/sampler.h"
+
+namespace lmpress {
+
+struct SpecStats {
+  int64_t steps = 0;                             // verification passes
+  int64_t drafted = 0, accepted = 0;             // tokens proposed, tokens the target kept
+  std::vector<int64_t> drafted_at, accepted_at;  // by draft position (0: the first proposed)
+  double draft_seconds = 0, verify_seconds = 0;
+  double acceptance_rate() const { return drafted > 0 ? double(accepted) / double(drafted) : 0.0; }
+  // Accepted tokens per verification pass (each pass also yields one of the target's own).
+  double mean_accepted() const { return steps > 0 ? double(accepted) / double(steps) : 0.0; }
+};
+
+class Drafter {
+ public:
+  virtual ~Drafter() = default;
+  // Proposes up to `max` tokens continuing `seq` (the prompt and the output so
+  // far). q[i] is the distribution draft[i] was drawn from, or empty when the
+  // proposal is not sampled (q is then 1 on the token).
+  virtual void propose(const std::vector<int32_t>& seq, int64_t max, std::vector<int32_t>& draft,
+                       std::vector<Sampler::Dist>& q) = 0;
+};
+
+// Prompt lookup decoding: for n from ngram_max down to ngram_min, the tokens
+// that followed the latest earlier occurrence of the sequence's last n tokens.
+class NgramDrafter : public Drafter {
+ public:
+  NgramDrafter(int64_t ngram_min = 1, int64_t ngram_max = 3);
+  void propose(const std::vector<int32_t>& seq, int64_t max, std::vector<int32_t>& draft,
+               std::vector<Sampler::Dist>& q) override;
+
+ private:
+  int64_t min_, max_;
+};
+
+// A model as the draft (its own KV cache, kept across calls and cut back to
+// what the sequence still shares). Greedy: it proposes its argmax while that
+// has probability p_min or more. Sampling: it draws from its distribution
+// restricted to the tokens of probability p_min or more (and stops drafting
+// with the probability outside them), so the q it reports is the one the
+// token was drawn from.
+class ModelDrafter : public Drafter {
+ public:
+  // skip: blocks of `m` bypassed (empty: none); n_vocab: the ids it may propose.
+  ModelDrafter(const Model& m, std::vector<bool> skip, int64_t n_ctx, const SamplerOptions& s, float p_min,
+               int64_t n_vocab);
+  void propose(const std::vector<int32_t>& seq, int64_t max, std::vector<int32_t>& draft,
+               std::vector<Sampler::Dist>& q) override;
+
+ private:
+  InferenceState st_;
+  std::vector<int32_t> cached_;  // the tokens whose K/V st_ holds
+  Sampler sampler_;
+  float p_min_;
+  int64_t n_vocab_;
+  std::vector<float> logits_;
+  Sampler::Dist dist_;
+};
+
+struct SpecOptions {
+  // "" (off), "ngram", "draft:MODEL", "self:skip:LAYERS" (e.g. 3,5-7),
+  // "self:exit:K" (blocks after K skipped), "self:file:PATH".
+  std::string type;
+  int64_t draft_max = 16;  // tokens proposed per pass
+  int64_t draft_min = 0;   // fewer proposed: the pass runs without them
+  float p_min = 0.75f;     // a model draft stops below this probability
+};
+
+// What --spec TYPE names, made for `target`: the drafter and the model it
+// owns (a draft file). Throws naming the option for a bad type, a draft whose
+// vocabulary differs, a skip set outside the model or removing every block.
+struct SpecDraft {
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Drafter> drafter;
+};
+SpecDraft make_spec_draft(const SpecOptions& o, const Model& target, int64_t n_ctx, const SamplerOptions& s);
+
+// Throws unless `draft` (read from `path`) tokenizes as `target` does: the
+// same tokenizer kind and special tokens, the same token at every id both
+// have, sizes within 128 (llama.cpp's rule).
+void check_draft_vocab(const Model& target, const Model& draft, const std::string& path);
+
+// Parses "3,5-7" into flags for n_layers blocks; throws naming `what`.
+std::vector<bool> parse_layer_set(const std::string& list, int64_t n_layers, const std::string& what);
+
+// Speculative sampling's test of one drafted token x against the target's p:
+// true when accepted; else `replacement` is drawn from max(0, p − q)
+// normalized. q empty: a proposal that was not sampled (q = 1 on x). `dense`
+// is scratch of at least the vocabulary's size, all zero (left so).
+bool speculative_accept(Sampler& s, const Sampler::Dist& p, const Sampler::Dist& q, int32_t x, int32_t& replacement,
+                        std::vector<double>& dense);
+
+}  // namespace lmpress

@@ -1,0 +1,167 @@
+#include "runtime/speculative.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+
+#include "core/error.h"
+#include "model/repack.h"
+#include "runtime/generate.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+TEST(NgramDrafter, ProposesWhatFollowedTheLatestEarlierOccurrence) {
+  NgramDrafter d(1, 3);
+  std::vector<int32_t> draft;
+  std::vector<Sampler::Dist> q;
+  // "1 2 3" occurs at 0 and at 5; the sequence ends in "1 2 3": the latest
+  // earlier one (at 5) is followed by 9 9.
+  d.propose({1, 2, 3, 4, 7, 1, 2, 3, 9, 9, 1, 2, 3}, 8, draft, q);
+  EXPECT_EQ(draft, (std::vector<int32_t>{9, 9, 1, 2, 3}));
+  EXPECT_TRUE(q.empty());
+  d.propose({1, 2, 3, 4, 7, 1, 2, 3, 9, 9, 1, 2, 3}, 2, draft, q);
+  EXPECT_EQ(draft, (std::vector<int32_t>{9, 9}));
+  // No 3-gram or 2-gram match: the last token alone (5) matches at 1.
+  d.propose({4, 5, 6, 8, 5}, 4, draft, q);
+  EXPECT_EQ(draft, (std::vector<int32_t>{6, 8, 5}));
+  d.propose({1, 2, 3}, 4, draft, q);
+  EXPECT_TRUE(draft.empty());
+}
+
+TEST(LayerSet, ParsesListsAndRangesAndRefusesTheRest) {
+  EXPECT_EQ(parse_layer_set("1,3-4", 6, "x"), (std::vector<bool>{false, true, false, true, true, false}));
+  test::expect_error([] { parse_layer_set("0-5", 6, "--spec self:skip"); }, "skips every block");
+  test::expect_error([] { parse_layer_set("6", 6, "--spec self:skip"); }, "outside the model's 6 blocks");
+  test::expect_error([] { parse_layer_set("2,x", 6, "--spec self:skip"); }, "'x' is not a block number");
+  test::expect_error([] { parse_layer_set("4-2", 6, "--spec self:skip"); }, "backwards");
+  test::expect_error([] { parse_layer_set("", 6, "--spec self:skip"); }, "is not a block number");
+}
+
+// Pearson's statistic of counts against probabilities.
+double chi_square(const std::map<int32_t, int64_t>& counts, const std::map<int32_t, double>& p, int64_t n) {
+  double x2 = 0;
+  for (const auto& [id, pr] : p) {
+    const double e = pr * double(n);
+    const auto it = counts.find(id);
+    const double o = it == counts.end() ? 0.0 : double(it->second);
+    x2 += (o - e) * (o - e) / e;
+  }
+  return x2;
+}
+
+// The acceptance rule's output is distributed as p whatever q proposed:
+// drafts drawn from q (sampled, and a fixed proposal), 60000 trials, Pearson's
+// chi-square against p with 5 degrees of freedom below 20.5 (p-value 0.001).
+TEST(SpeculativeAccept, OutputIsDistributedAsTheTarget) {
+  const Sampler::Dist p = {{0, 0.35}, {1, 0.25}, {2, 0.2}, {3, 0.1}, {4, 0.06}, {5, 0.04}};
+  const Sampler::Dist q = {{0, 0.1}, {1, 0.5}, {3, 0.3}, {5, 0.05}, {6, 0.05}};  // 6: a token p never gives
+  std::map<int32_t, double> pm(p.begin(), p.end());
+  SamplerOptions o;
+  o.temperature = 1.0f;
+  o.seed = 11;
+  Sampler s(o);
+  std::vector<double> dense(8, 0.0);
+  const int64_t n = 60000;
+  for (bool fixed : {false, true}) {
+    std::map<int32_t, int64_t> counts;
+    int64_t accepted = 0;
+    for (int64_t i = 0; i < n; i++) {
+      const int32_t x = fixed ? 1 : s.draw(q);
+      int32_t out = -1;
+      if (speculative_accept(s, p, fixed ? Sampler::Dist{} : q, x, out, dense)) {
+        out = x;
+        accepted++;
+      }
+      counts[out]++;
+    }
+    EXPECT_EQ(counts.count(6), 0u);
+    EXPECT_LT(chi_square(counts, pm, n), 20.5) << (fixed ? "fixed proposal" : "sampled proposal");
+    // Acceptance: sum min(p, q) for a sampled q; p(x) for a fixed x.
+    const double want = fixed ? 0.25 : 0.1 + 0.25 + 0.1 + 0.04;
+    EXPECT_NEAR(double(accepted) / double(n), want, 0.01);
+    for (double d : dense) EXPECT_EQ(d, 0.0);
+  }
+}
+
+std::string model_path(const char* name) {
+  return name[0] == 's' ? test::shared_path("models/stories260K/stories260K.gguf") : test::shared_path("models/lmp-8m");
+}
+
+// Whole generations, sampled through speculative decoding with a draft that
+// differs from the target (its first four blocks of five): the joint distribution
+// of the first three tokens equals the target's, computed exactly from its
+// logits (top-k 2 at temperature 1.5: 8 sequences), by chi-square over 2000
+// seeded runs (7 degrees of freedom, below 24.3: p-value 0.001).
+TEST(SpeculativeGenerate, SampledSequencesAreDistributedAsTheTargets) {
+  if (!test::have_shared("models/stories260K/stories260K.gguf")) GTEST_SKIP() << "no stories260K";
+  auto m = load_for_inference(model_path("stories"));
+  SamplerOptions so;
+  so.temperature = 1.5f;
+  so.top_k = 2;
+  so.top_p = 1.0f;
+  so.min_p = 0.0f;
+  const std::string prompt = "Once upon a time";
+  const std::vector<int32_t> ptoks = m->tokenizer->encode(prompt, true, true);
+  const int64_t V = m->cfg.n_vocab;
+  // The exact joint of three tokens: p(a) p(b|a) p(c|a,b).
+  std::map<std::vector<int32_t>, double> exact;
+  Sampler dist_of(so);
+  std::vector<float> logits(static_cast<size_t>(V));
+  auto dist_after = [&](const std::vector<int32_t>& seq) {
+    InferenceState st(*m, 64);
+    st.eval(seq.data(), int64_t(seq.size()), logits.data(), false);
+    Sampler::Dist d;
+    dist_of.distribution(logits.data(), V, d);
+    return d;
+  };
+  for (const auto& [a, pa] : dist_after(ptoks)) {
+    auto sa = ptoks;
+    sa.push_back(a);
+    for (const auto& [b, pb] : dist_after(sa)) {
+      auto sb = sa;
+      sb.push_back(b);
+      for (const auto& [c, pc] : dist_after(sb)) exact[{a, b, c}] = pa * pb * pc;
+    }
+  }
+  ASSERT_EQ(exact.size(), 8u);
+  const int64_t n = 2000;
+  std::map<std::vector<int32_t>, int64_t> counts;
+  int64_t drafted = 0, accepted = 0;
+  for (int64_t i = 0; i < n; i++) {
+    GenerateOptions g;
+    g.n_predict = 4;  // the first pass drafts two: tokens 2 and 3 both go through the rule
+    g.n_ctx = 64;
+    g.sampling = so;
+    g.sampling.seed = uint64_t(1000 + i);
+    g.stop_at_eos = false;
+    SpecOptions sp;
+    sp.type = "self:exit:3";
+    sp.draft_max = 3;
+    sp.p_min = 0.0f;
+    SpecDraft d = make_spec_draft(sp, *m, 64, g.sampling);
+    g.drafter = d.drafter.get();
+    g.draft_max = sp.draft_max;
+    const GenerateStats s = generate(*m, prompt, g, nullptr);
+    ASSERT_EQ(s.tokens.size(), 4u);
+    counts[{s.tokens[0], s.tokens[1], s.tokens[2]}]++;
+    drafted += s.spec.drafted;
+    accepted += s.spec.accepted;
+  }
+  double x2 = 0;
+  for (const auto& [seq, pr] : exact) {
+    const double e = pr * double(n), o = double(counts[seq]);
+    x2 += (o - e) * (o - e) / e;
+  }
+  EXPECT_EQ(counts.size(), exact.size());
+  EXPECT_LT(x2, 24.3);
+  // The draft is a real one: it proposes, and the target turns some down.
+  EXPECT_GT(drafted, n);
+  EXPECT_GT(accepted, 0);
+  EXPECT_LT(accepted, drafted);
+}
+
+}  // namespace
+}  // namespace lmpress

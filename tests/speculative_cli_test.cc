@@ -1,0 +1,72 @@
+// `lmpress generate --spec`: greedy output equals plain decoding's token for
+// token for every drafter, on lmp-8m and stories260K; bad options are errors.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+using Json = nlohmann::json;
+
+const char* kPrompt = "Once upon a time, there was a little girl named Lily. She loved to play outside. One day, Lily";
+
+Json generate(const std::string& model, const std::string& extra) {
+  const auto r = test::run_cli("generate " + model + " -p '" + std::string(kPrompt) + "' -n 48 --ignore-eos --json -t 2 " + extra);
+  EXPECT_EQ(r.status, 0) << extra << "\n" << r.out;
+  if (r.status != 0) return Json();
+  return Json::parse(r.out.substr(r.out.find('{')));
+}
+
+void expect_greedy_equal(const std::string& model, const std::vector<std::string>& specs) {
+  const Json plain = generate(model, "");
+  ASSERT_EQ(plain["tokens"].size(), 48u);
+  for (const std::string& spec : specs)
+    for (int dmax : {2, 5}) {
+      const std::string opts = "--spec " + spec + " --draft-max " + std::to_string(dmax) + " --draft-p-min 0.3";
+      const Json j = generate(model, opts);
+      ASSERT_TRUE(j.contains("spec")) << opts;
+      EXPECT_EQ(j["tokens"], plain["tokens"]) << model << " " << opts;
+      EXPECT_EQ(j["text"], plain["text"]) << opts;
+      const Json& s = j["spec"];
+      EXPECT_GT(s["steps"].get<int>(), 0) << opts;
+      EXPECT_LE(s["accepted"].get<int>(), s["drafted"].get<int>()) << opts;
+      // Each pass yields its accepted drafts and one token of the target's.
+      EXPECT_EQ(s["steps"].get<int>() + s["accepted"].get<int>(), 48 - 1) << opts;
+    }
+}
+
+TEST(SpeculativeCli, GreedyEqualsPlainDecodingForEveryDrafter) {
+  if (!test::have_shared("models/lmp-8m/config.json") || !test::have_shared("models/stories260K/stories260K.gguf"))
+    GTEST_SKIP() << "no lmp-8m / stories260K";
+  const std::string lmp = test::shared_path("models/lmp-8m"), w256 = test::shared_path("models/lmp-8m-w256");
+  const std::string stories = test::shared_path("models/stories260K/stories260K.gguf");
+  // A compressed copy of each target for self:file.
+  const std::string dir = test::temp_dir();
+  ASSERT_EQ(test::run_cli("convert " + lmp + " " + dir + "/lmp-q4.gguf --dtype q4_0").status, 0);
+  ASSERT_EQ(test::run_cli("convert " + stories + " " + dir + "/st-q8.gguf --dtype q8_0").status, 0);
+  expect_greedy_equal(lmp, {"ngram", "draft:" + w256, "self:skip:2,4", "self:exit:2", "self:file:" + dir + "/lmp-q4.gguf"});
+  expect_greedy_equal(stories, {"ngram", "self:skip:1", "self:exit:0", "self:file:" + dir + "/st-q8.gguf"});
+}
+
+TEST(SpeculativeCli, BadOptionsAreErrors) {
+  if (!test::have_shared("models/lmp-8m/config.json") || !test::have_shared("models/stories260K/stories260K.gguf"))
+    GTEST_SKIP() << "no lmp-8m / stories260K";
+  const std::string lmp = test::shared_path("models/lmp-8m");
+  const std::string stories = test::shared_path("models/stories260K/stories260K.gguf");
+  const std::string g = "generate " + lmp + " -p hi -n 4 ";
+  test::expect_cli_error(g + "--spec draft:" + stories, "has 512 tokens, the target 4096: more than 128 apart");
+  test::expect_cli_error(g + "--spec ngram --draft-max 0", "--draft-max");
+  test::expect_cli_error(g + "--spec ngram --draft-max 100000", "--draft-max 100000: it must be in [1, 256)");
+  test::expect_cli_error(g + "--spec ngram --draft-min 9 --draft-max 4", "--draft-min 9");
+  test::expect_cli_error(g + "--spec self:skip:0-5", "skips every block");
+  test::expect_cli_error(g + "--spec self:skip:9", "outside the model's 6 blocks");
+  test::expect_cli_error(g + "--spec self:exit:5", "the exit block must be in [0, 4]");
+  test::expect_cli_error(g + "--spec self:exit:x", "the exit block must be in");
+  test::expect_cli_error(g + "--spec beam", "--spec 'beam': unknown type");
+  test::expect_cli_error(g + "--spec draft:/nonexistent/model.gguf", "/nonexistent/model.gguf");
+}
+
+}  // namespace
+}  // namespace lmpress
