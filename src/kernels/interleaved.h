@@ -22,9 +22,14 @@ using X8Gemv = void (*)(int64_t cols, const void* group, const void* act, const 
 using X8Gemm4 = void (*)(int64_t cols, const void* group, const void* act, const int32_t* sums, int64_t stride,
                          float* out, int64_t out_stride);
 
+// n = 1..3 tokens in one pass over the group, each row as gemv gives it.
+using X8GemmN = void (*)(int64_t n, int64_t cols, const void* group, const void* act, const int32_t* sums,
+                         int64_t stride, float* out, int64_t out_stride);
+
 struct X8Kernels {
   X8Gemv gemv = nullptr;
   X8Gemm4 gemm4 = nullptr;  // null: no 4-token kernel (prompts take the f32 tiles)
+  X8GemmN gemmn = nullptr;  // null: n tokens take n gemv calls
 };
 
 struct InterleavedFormat {
@@ -65,6 +70,17 @@ void x8_gemm4(int64_t cols, const void* g, const void* a, const int32_t*, int64_
               int64_t out_stride) {
   F(cols, static_cast<const Group*>(g), static_cast<const Act*>(a), stride, out, out_stride);
 }
+template <class Group, class Act,
+          void (*F)(int64_t, int64_t, const Group*, const Act*, const int32_t*, int64_t, float*, int64_t)>
+void x8_gemmn(int64_t n, int64_t cols, const void* g, const void* a, const int32_t* sums, int64_t stride, float* out,
+              int64_t out_stride) {
+  F(n, cols, static_cast<const Group*>(g), static_cast<const Act*>(a), sums, stride, out, out_stride);
+}
+template <class Group, class Act, void (*F)(int64_t, int64_t, const Group*, const Act*, int64_t, float*, int64_t)>
+void x8_gemmn(int64_t n, int64_t cols, const void* g, const void* a, const int32_t*, int64_t stride, float* out,
+              int64_t out_stride) {
+  F(n, cols, static_cast<const Group*>(g), static_cast<const Act*>(a), stride, out, out_stride);
+}
 template <class Group, void (*F)(const Group*, int64_t, int, float*)>
 void x8_dequantize_row(const void* g, int64_t cols, int r, float* out) {
   F(static_cast<const Group*>(g), cols, r, out);
@@ -86,16 +102,17 @@ X8Kernels x8_reference_kernels() {
 
 // The chooser of a layout with scalar, AVX2 and VNNI kernels: the reference
 // gemv (4 of them for 4 tokens) without SIMD, else the AVX2 gemv with the
-// 4-token kernel of the vpdpbusd encoding qdot_vnni() picks, or AVX2's.
+// 4-token and 1..3-token kernels of the vpdpbusd encoding qdot_vnni() picks,
+// or AVX2's 4-token kernel (and gemv per token for fewer).
 template <class Group, class Act, auto Ref, auto Gemv, auto Gemm4, auto GemmAvxVnni, auto GemmAvx512Vnni,
-          auto GemmEmulated>
+          auto GemmEmulated, auto GemmNAvxVnni, auto GemmNAvx512Vnni, auto GemmNEmulated>
 X8Kernels x8_kernels_with_vnni() {
   if (!qdot_simd_active()) return x8_reference_kernels<Group, Act, Ref>();
   constexpr X8Gemv gemv = x8_gemv<Group, Act, Gemv>;
   switch (qdot_vnni()) {
-    case Vnni::avx: return {gemv, x8_gemm4<Group, Act, GemmAvxVnni>};
-    case Vnni::avx512: return {gemv, x8_gemm4<Group, Act, GemmAvx512Vnni>};
-    case Vnni::emulated: return {gemv, x8_gemm4<Group, Act, GemmEmulated>};
+    case Vnni::avx: return {gemv, x8_gemm4<Group, Act, GemmAvxVnni>, x8_gemmn<Group, Act, GemmNAvxVnni>};
+    case Vnni::avx512: return {gemv, x8_gemm4<Group, Act, GemmAvx512Vnni>, x8_gemmn<Group, Act, GemmNAvx512Vnni>};
+    case Vnni::emulated: return {gemv, x8_gemm4<Group, Act, GemmEmulated>, x8_gemmn<Group, Act, GemmNEmulated>};
     case Vnni::none: break;
   }
   return {gemv, x8_gemm4<Group, Act, Gemm4>};

@@ -23,7 +23,8 @@ constexpr int64_t kTileRows = 256;
 
 // Weights repacked as 8-row groups (kernels/interleaved.h): the activations
 // quantized once (Q8_0, or Q8_K for Q4_K), the kernels chosen once, then one
-// call per group and token, or per group and 4 tokens.
+// call per group and 4 tokens, and per group and the 1..3 tokens left (or
+// per token where the layout has no such kernel).
 void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int64_t n, float* y) {
   const X8Kernels k = f.kernels();
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / f.block_cols;
@@ -60,6 +61,10 @@ void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int6
         if (k.gemm4 && t + 4 <= t1) {  // 4 tokens share each weight load
           k.gemm4(in, wg, a, s, nb, yt, out);
           t += 3;
+        } else if (k.gemmn && t1 - t >= 2) {  // the 2 or 3 left, in one pass too (one token: gemv)
+          const int64_t m = std::min<int64_t>(3, t1 - t);
+          k.gemmn(m, in, wg, a, s, nb, yt, out);
+          t += m - 1;
         } else {
           k.gemv(in, wg, a, s, yt);
         }

@@ -190,7 +190,8 @@ X8Kernels q4_kx8_kernels() {
 #if defined(__x86_64__)
   return x8_kernels_with_vnni<BlockQ4_Kx8, BlockQ8_K, gemv_q4_kx8_ref, gemv_q4_kx8_avx2, gemm4_q4_kx8_avx2,
                               simd_avxvnni::gemm4_q4_kx8, simd_avx512vnni::gemm4_q4_kx8,
-                              simd_vnni_emulated::gemm4_q4_kx8>();
+                              simd_vnni_emulated::gemm4_q4_kx8, simd_avxvnni::gemmn_q4_kx8,
+                              simd_avx512vnni::gemmn_q4_kx8, simd_vnni_emulated::gemmn_q4_kx8>();
 #else
   return x8_reference_kernels<BlockQ4_Kx8, BlockQ8_K, gemv_q4_kx8_ref>();
 #endif

@@ -119,7 +119,8 @@ X8Kernels q8_0x8_kernels() {
 #if defined(__x86_64__)
   return x8_kernels_with_vnni<BlockQ8_0x8, BlockQ8_0, gemv_q8_0x8_ref, gemv_q8_0x8_avx2, gemm4_q8_0x8_avx2,
                               simd_avxvnni::gemm4_q8_0x8, simd_avx512vnni::gemm4_q8_0x8,
-                              simd_vnni_emulated::gemm4_q8_0x8>();
+                              simd_vnni_emulated::gemm4_q8_0x8, simd_avxvnni::gemmn_q8_0x8,
+                              simd_avx512vnni::gemmn_q8_0x8, simd_vnni_emulated::gemmn_q8_0x8>();
 #else
   return x8_reference_kernels<BlockQ8_0x8, BlockQ8_0, gemv_q8_0x8_ref>();
 #endif

@@ -5,7 +5,9 @@
 // (x8_vnni_kernels.inc): AVX-VNNI (VEX; Alder Lake, Sapphire Rapids, Zen 5) and
 // AVX512-VNNI with AVX512VL (EVEX; Cascade/Ice Lake, Zen 4). Same arguments and
 // results as gemm4_q4_0x8 / gemm4_q8_0x8 / gemm4_q4_kx8, which call these by
-// qdot_vnni().
+// qdot_vnni(); gemmn_* take 1..3 tokens in one pass over the weights, their
+// rows equal to the one-token kernels' (decoding steps of several sequences,
+// speculative verification).
 #pragma once
 #include <cstdint>
 
@@ -19,7 +21,13 @@
   void gemm4_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride, \
                     float* out, int64_t out_stride);                                                         \
   void gemm4_q4_kx8(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, int64_t stride, float* out,      \
-                    int64_t out_stride);
+                    int64_t out_stride);                                                                     \
+  void gemmn_q8_0x8(int64_t n, int64_t cols, const BlockQ8_0x8* g, const BlockQ8_0* a, int64_t stride,       \
+                    float* out, int64_t out_stride);                                                         \
+  void gemmn_q4_0x8(int64_t n, int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums,  \
+                    int64_t stride, float* out, int64_t out_stride);                                         \
+  void gemmn_q4_kx8(int64_t n, int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, int64_t stride,       \
+                    float* out, int64_t out_stride);
 
 namespace lmpress::simd_avxvnni {
 // The CPU has AVX-VNNI (CPUID.(7,1):EAX[4]) besides what simd_avx2 needs.
