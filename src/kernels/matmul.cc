@@ -92,6 +92,18 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y, bool
 #pragma omp parallel for schedule(static) if (n > 1)
     for (int64_t t = 0; t < n; t++) quantize_activations(k.act, x + t * in, in, a + t * ab);
     const RowAddress row(w);
+    if (k.multi && n > 1) {
+      // Up to 4 tokens per unpacking of a row (each row as k.fn gives it).
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < out; r++)
+        for (int64_t t = 0; t < n; t += 4) {
+          float o[4];
+          const int64_t m = std::min<int64_t>(4, n - t);
+          k.multi(in, row(r), a + t * ab, ab, m, o);
+          for (int64_t j = 0; j < m; j++) y[(t + j) * out + r] = o[j];
+        }
+      return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < out; r++)
       for (int64_t t = 0; t < n; t++) y[t * out + r] = k.fn(in, row(r), a + t * ab);

@@ -85,6 +85,7 @@ struct DotRow {
   DType type;
   ActFormat act;
   QDotFn ref, avx2, neon, neon_dotprod;
+  QDotMultiFn avx2_multi = nullptr;  // several tokens per row unpacking, with the AVX2 dot's arithmetic
 };
 const DotRow kQDots[] = {
     {DType::Q4_0, ActFormat::Q8_0, qdot_ref::q4_0, LMPRESS_AVX2(dot_q4_0_q8_0), LMPRESS_NEON(dot_q4_0_q8_0),
@@ -103,7 +104,7 @@ const DotRow kQDots[] = {
      LMPRESS_NEON_DOTPROD(dot_q4_K_q8_K)},
     {DType::Q5_K, ActFormat::Q8_K, qdot_ref::q5_K, LMPRESS_AVX2(dot_q5_K_q8_K), nullptr, nullptr},
     {DType::Q6_K, ActFormat::Q8_K, qdot_ref::q6_K, LMPRESS_AVX2(dot_q6_K_q8_K), LMPRESS_NEON(dot_q6_K_q8_K),
-     LMPRESS_NEON_DOTPROD(dot_q6_K_q8_K)},
+     LMPRESS_NEON_DOTPROD(dot_q6_K_q8_K), LMPRESS_AVX2(dot_q6_K_q8_K_multi)},
 };
 
 struct FDotRow {
@@ -156,7 +157,8 @@ QDotKernel qdot_reference(DType t) {
 QDotKernel qdot(DType t) {
   const DotRow* r = find_row(kQDots, t);
   if (!r) return {};
-  return {r->act, best_of(r->ref, r->avx2, r->neon, r->neon_dotprod)};
+  const QDotFn fn = best_of(r->ref, r->avx2, r->neon, r->neon_dotprod);
+  return {r->act, fn, fn == r->avx2 ? r->avx2_multi : nullptr};
 }
 
 bool qdot_simd_active() { return g_use_simd && (cpu_isa().avx2 || cpu_isa().neon); }

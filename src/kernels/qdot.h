@@ -31,9 +31,13 @@ void quantize_activations(ActFormat f, const float* x, int64_t n, void* out);
 
 // Σ over n elements of weight row w times the quantized activations a.
 using QDotFn = float (*)(int64_t n, const void* w, const void* a);
+// The same for 1..4 tokens at once (activations act_bytes apart), the row
+// unpacked once for all: out[t] equals fn(n, w, a + t·act_bytes) bit for bit.
+using QDotMultiFn = void (*)(int64_t n, const void* w, const void* a, size_t act_bytes, int64_t tokens, float* out);
 struct QDotKernel {
   ActFormat act = ActFormat::Q8_0;
-  QDotFn fn = nullptr;  // null: no int8 kernel for the type
+  QDotFn fn = nullptr;         // null: no int8 kernel for the type
+  QDotMultiFn multi = nullptr;  // null: one fn call per token
 };
 
 // The scalar reference for t (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K..Q6_K; null for other types).
@@ -83,6 +87,7 @@ float dot_q3_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q5_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
+void dot_q6_K_q8_K_multi(int64_t n, const void* w, const void* a, size_t act_bytes, int64_t tokens, float* out);
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y);
 }  // namespace simd_avx2
 

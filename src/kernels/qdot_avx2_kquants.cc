@@ -135,14 +135,21 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q45_K(int64_t n, const void* 
 float dot_q4_K_q8_K(int64_t n, const void* w, const void* a) { return dot_q45_K<BlockQ4_K>(n, w, a); }
 float dot_q5_K_q8_K(int64_t n, const void* w, const void* a) { return dot_q45_K<BlockQ5_K>(n, w, a); }
 
-__attribute__((target("avx2,fma,f16c"))) float dot_q6_K_q8_K(int64_t n, const void* w, const void* act) {
+namespace {
+
+// T tokens' dots with one Q6_K row, the 6-bit values unpacked once per block
+// for all of them; each token's arithmetic is the one-token kernel's.
+template <int T>
+__attribute__((target("avx2,fma,f16c"))) void dot_q6_K_q8_K_t(int64_t n, const void* w, const uint8_t* act,
+                                                             size_t act_bytes, float* out) {
   const auto* bw = static_cast<const BlockQ6_K*>(w);
-  const auto* a = static_cast<const BlockQ8_K*>(act);
   const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
   const __m256i off = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
+  __m256 acc[T];
+  for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi[T];
+    for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
     const uint8_t* ql = bw[b].ql;
     const uint8_t* qh = bw[b].qh;
     for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
@@ -161,22 +168,46 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q6_K_q8_K(int64_t n, const vo
       };
       for (int k = 0; k < 4; k++) {
         const int g = 8 * h + 2 * k;  // the run's two 16-element scale groups
-        const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * k));
-        // (v − 32)·y = v·y − 32·y: v is unsigned, so maddubs applies directly.
-        const __m256i vy = _mm256_maddubs_epi16(v[k], y);
-        const __m256i oy = _mm256_maddubs_epi16(off, y);
-        const __m256i p16 = _mm256_sub_epi16(vy, oy);
         const __m256i sc = _mm256_setr_epi16(bw[b].scales[g], bw[b].scales[g], bw[b].scales[g], bw[b].scales[g],
                                              bw[b].scales[g], bw[b].scales[g], bw[b].scales[g], bw[b].scales[g],
                                              bw[b].scales[g + 1], bw[b].scales[g + 1], bw[b].scales[g + 1],
                                              bw[b].scales[g + 1], bw[b].scales[g + 1], bw[b].scales[g + 1],
                                              bw[b].scales[g + 1], bw[b].scales[g + 1]);
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, sc));
+        for (int t = 0; t < T; t++) {
+          const auto* a = reinterpret_cast<const BlockQ8_K*>(act + size_t(t) * act_bytes);
+          const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * k));
+          // (v − 32)·y = v·y − 32·y: v is unsigned, so maddubs applies directly.
+          const __m256i vy = _mm256_maddubs_epi16(v[k], y);
+          const __m256i oy = _mm256_maddubs_epi16(off, y);
+          const __m256i p16 = _mm256_sub_epi16(vy, oy);
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, sc));
+        }
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+    for (int t = 0; t < T; t++) {
+      const auto* a = reinterpret_cast<const BlockQ8_K*>(act + size_t(t) * act_bytes);
+      acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
+    }
   }
-  return hsum(acc);
+  for (int t = 0; t < T; t++) out[t] = hsum(acc[t]);
+}
+
+}  // namespace
+
+__attribute__((target("avx2,fma,f16c"))) float dot_q6_K_q8_K(int64_t n, const void* w, const void* act) {
+  float out;
+  dot_q6_K_q8_K_t<1>(n, w, static_cast<const uint8_t*>(act), 0, &out);
+  return out;
+}
+
+void dot_q6_K_q8_K_multi(int64_t n, const void* w, const void* act, size_t act_bytes, int64_t tokens, float* out) {
+  const auto* a = static_cast<const uint8_t*>(act);
+  switch (tokens) {
+    case 1: return dot_q6_K_q8_K_t<1>(n, w, a, act_bytes, out);
+    case 2: return dot_q6_K_q8_K_t<2>(n, w, a, act_bytes, out);
+    case 3: return dot_q6_K_q8_K_t<3>(n, w, a, act_bytes, out);
+    default: return dot_q6_K_q8_K_t<4>(n, w, a, act_bytes, out);
+  }
 }
 
 }  // namespace lmpress::simd_avx2

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "quant/quantize.h"
 #include "test_util.h"
@@ -129,6 +130,31 @@ TEST(QDot, ReferenceAndSimdAgree) {
   const float ref = qdot_reference(DType::Q8_0).fn(32, &w, &a);
   test::for_kernel_targets({32}, [&](int64_t) { EXPECT_EQ(qdot(DType::Q8_0).fn(32, &w, &a), ref); });
   EXPECT_EQ(qdot_reference(DType::F16).fn, nullptr);
+}
+
+// A kernel taking several tokens per row unpacking gives each token what the
+// one-token kernel gives it, bit for bit (batch invariance rests on it).
+TEST(QDot, MultiTokenKernelsEqualOneTokenDots) {
+  for (DType t : {DType::Q6_K}) {
+    const int64_t n = 768;
+    const auto w = randn(n, 3, 0.05f);
+    std::vector<uint8_t> qw(row_bytes(t, uint64_t(n)));
+    quantize_row(t, w.data(), n, qw.data());
+    test::for_kernel_targets({n}, [&](int64_t) {
+      const QDotKernel k = qdot(t);
+      if (!k.multi) return;
+      const size_t ab = activation_bytes(k.act, n);
+      std::vector<uint8_t> qa(4 * ab);
+      for (int j = 0; j < 4; j++) quantize_activations(k.act, randn(n, unsigned(20 + j)).data(), n, qa.data() + j * ab);
+      for (int64_t tokens = 1; tokens <= 4; tokens++) {
+        float out[4] = {-1, -1, -1, -1};
+        k.multi(n, qw.data(), qa.data(), ab, tokens, out);
+        for (int64_t j = 0; j < tokens; j++) EXPECT_EQ(out[j], k.fn(n, qw.data(), qa.data() + j * ab)) << tokens;
+        for (int64_t j = tokens; j < 4; j++) EXPECT_EQ(out[j], -1.0f);
+      }
+    });
+  }
+  EXPECT_TRUE(!qdot_simd_active() || !cpu_isa().avx2 || qdot(DType::Q6_K).multi);
 }
 
 // F16 and BF16 rows against f32 activations, on lengths with and without a
