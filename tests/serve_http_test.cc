@@ -127,6 +127,40 @@ TEST(ServeHttp, GreedyEqualsGenerateAloneAndEightAtOnce) {
   EXPECT_EQ(srv.stop(), 0) << srv.log();
 }
 
+// With speculative decoding in the engine's steps (prompt lookup, and the
+// model with a block skipped): the same greedy text for 4 requests at once,
+// with drafts verified and counted in /metrics.
+TEST(ServeHttp, SpeculativeStepsGiveTheSameGreedyText) {
+  NEED_MODEL();
+  std::vector<std::string> want;
+  for (size_t i = 0; i < 4; i++) want.push_back(generate_text(kPrompts[i], 40));
+  for (const char* spec : {"ngram", "self:skip:3"}) {
+    SCOPED_TRACE(spec);
+    test::ServeProcess srv({model(), "--parallel", "4", "-t", "2", "--spec", spec, "--draft-max", "3", "--draft-p-min",
+                            "0.2"});
+    ASSERT_TRUE(srv.ok()) << srv.log();
+    std::vector<std::future<Reply>> futs;
+    for (size_t i = 0; i < 4; i++)
+      futs.push_back(std::async(std::launch::async, [&, i] {
+        return post(srv.port(), "/v1/completions", completion(kPrompts[i], 40).dump());
+      }));
+    for (size_t i = 0; i < futs.size(); i++) {
+      Reply x = futs[i].get();
+      ASSERT_EQ(x.status, 200) << x.body.dump();
+      EXPECT_EQ(x.body["choices"][0]["text"], want[i]) << "prompt " << i;
+      EXPECT_EQ(x.body["usage"]["completion_tokens"], 40);
+    }
+    EXPECT_TRUE(drained(srv.port()));
+    const double drafted = metric(srv.port(), "lmpress:spec_decode_num_draft_tokens_total");
+    const double accepted = metric(srv.port(), "lmpress:spec_decode_num_accepted_tokens_total");
+    EXPECT_GT(drafted, 0);
+    EXPECT_GT(accepted, 0);
+    EXPECT_LE(accepted, drafted);
+    EXPECT_EQ(metric(srv.port(), "llamacpp:tokens_predicted_total"), 4 * 40);
+    EXPECT_EQ(srv.stop(), 0) << srv.log();
+  }
+}
+
 // Server-sent events of one response: the JSON of each `data:` line, and whether [DONE] ended it.
 struct Sse {
   std::vector<Json> events;

@@ -112,8 +112,7 @@ GenerateStats generate_speculative(const Model& m, std::vector<int32_t> toks, in
   sp.accepted_at.assign(size_t(opt.draft_max), 0);
   std::vector<int32_t> draft;
   std::vector<Sampler::Dist> q;
-  Sampler::Dist p;
-  std::vector<double> dense(size_t(V), 0.0);
+  SpecScratch scratch;
   // toks ends with a token the cache does not hold yet: the next pass's first.
   bool more = opt.n_predict > 0;
   if (more) {
@@ -141,29 +140,8 @@ GenerateStats generate_speculative(const Model& m, std::vector<int32_t> toks, in
     batch.push_back({toks.back(), seq, len - 1, true, false});
     for (size_t i = 0; i < draft.size(); i++) batch.push_back({draft[i], seq, len + int64_t(i), true, false});
     engine.forward(batch, logits.data());
-    // Each drafted token against the target's choice at its position, with
-    // the penalties over the history up to it.
-    std::vector<int32_t> hist = toks;
-    size_t a = 0;
     int32_t next = -1;
-    for (;; a++) {
-      float* L = logits.data() + a * size_t(V);
-      apply_penalties(L, n_sample, hist.data(), int64_t(hist.size()), opt.sampling);
-      if (a == draft.size()) {
-        next = sampler.sample(L, n_sample);
-        break;
-      }
-      bool ok;
-      if (sampler.greedy()) {
-        next = argmax(L, n_sample);
-        ok = next == draft[a];
-      } else {
-        sampler.distribution(L, n_sample, p);
-        ok = speculative_accept(sampler, p, q.empty() ? Sampler::Dist{} : q[a], draft[a], next, dense);
-      }
-      if (!ok) break;
-      hist.push_back(draft[a]);
-    }
+    const size_t a = size_t(verify_draft(sampler, opt.sampling, logits.data(), V, n_sample, toks, draft, q, next, scratch));
     cache.truncate(seq, len + int64_t(a));
     sp.verify_seconds += seconds_since(tv);
     sp.steps++;

@@ -34,6 +34,7 @@ void Scheduler::submit(Request r) {
   auto s = std::make_unique<Seq>();
   s->tokens = r.prompt;
   s->sampler = std::make_unique<Sampler>(r.sampling);
+  if (opt_.spec) s->drafter = opt_.spec->make(r.sampling);
   s->req = std::move(r);
   waiting_.push_back(std::move(s));
 }
@@ -81,8 +82,26 @@ std::vector<StepEvent> Scheduler::step() {
   // tokens, the youngest gives its blocks back (possibly that one itself).
   for (size_t i = 0; i < running_.size() && budget > 0; i++) {
     Seq* s = running_[i].get();
-    const int64_t c = std::min(int64_t(s->tokens.size()) - s->computed, budget);
+    int64_t c = std::min(int64_t(s->tokens.size()) - s->computed, budget);
+    s->draft.clear();
+    s->q.clear();
+    if (opt_.spec && s->generated > 0 && c == 1 && int64_t(s->tokens.size()) - s->computed == 1) {
+      // A decoding step: drafts that fit the budget and the tokens left.
+      const SpecOptions& so = opt_.spec->options();
+      const int64_t room = std::min({so.draft_max, budget - 1, s->req.max_tokens - s->generated - 1});
+      if (room >= std::max<int64_t>(1, so.draft_min)) {
+        s->drafter->propose(s->tokens, room, s->draft, s->q);
+        if (int64_t(s->draft.size()) < so.draft_min) s->draft.clear();
+      }
+      c += int64_t(s->draft.size());
+    }
     while (!cache_.reserve(s->req.id, s->computed + c)) {
+      if (!s->draft.empty()) {  // speculation gives way before any request does
+        c -= int64_t(s->draft.size());
+        s->draft.clear();
+        s->q.clear();
+        continue;
+      }
       if (running_.size() == 1) fail("scheduler: request {} alone does not fit the KV pool", s->req.id);
       const size_t youngest = running_.size() - 1;
       preempt(youngest);
@@ -96,6 +115,8 @@ std::vector<StepEvent> Scheduler::step() {
   // Admission, FCFS, while nothing had to give way this step.
   while (!preempted && budget > 0 && int64_t(running_.size()) < opt_.max_running && !waiting_.empty()) {
     Seq* s = waiting_.front().get();
+    s->draft.clear();  // drafts made before a preemption are void: this step computes its tokens
+    s->q.clear();
     const int64_t id = s->req.id, len = int64_t(s->tokens.size());
     std::vector<uint8_t> kinds(static_cast<size_t>(len));
     for (int64_t pos = 0; pos < len; pos++) kinds[size_t(pos)] = engine_.token_kind(prompt_kind(pos, int64_t(s->req.prompt.size())));
@@ -119,56 +140,91 @@ std::vector<StepEvent> Scheduler::step() {
   std::vector<BatchToken> batch;
   std::vector<Seq*> sampled;
   for (const Planned& p : plan) {
-    const int64_t end = p.s->computed + p.count, n_prompt = int64_t(p.s->req.prompt.size());
+    const int64_t d = int64_t(p.s->draft.size());
+    const int64_t end = p.s->computed + p.count - d, n_prompt = int64_t(p.s->req.prompt.size());
     const bool last = end == int64_t(p.s->tokens.size());
     // Generated tokens, recomputed after a preemption too, stay decoding steps
-    // (BatchEngine's batch invariance).
+    // (BatchEngine's batch invariance); so do drafts, each with its logits.
     for (int64_t pos = p.s->computed; pos < end; pos++)
       batch.push_back({p.s->tokens[size_t(pos)], p.s->req.id, pos, last && pos == end - 1, prompt_kind(pos, n_prompt)});
+    for (int64_t i = 0; i < d; i++) batch.push_back({p.s->draft[size_t(i)], p.s->req.id, end + i, true, false});
     if (last) sampled.push_back(p.s);
     // Positions before the last generated token are prompt work (a recomputation's too).
-    const int64_t decode = last && p.s->generated > 0 && p.count == 1 ? 1 : 0;
+    const int64_t decode = last && p.s->generated > 0 && p.count - d == 1 ? 1 + d : 0;
     last_.decode_tokens += decode;
     last_.prompt_tokens += p.count - decode;
   }
   last_.sequences = int64_t(plan.size());
   const Model& m = engine_.model();
   const int64_t V = m.cfg.n_vocab;
-  logits_.resize(sampled.size() * size_t(V));
+  size_t rows = 0;
+  for (Seq* s : sampled) rows += 1 + s->draft.size();
+  logits_.resize(rows * size_t(V));
   engine_.forward(batch, logits_.data());
   for (const Planned& p : plan) p.s->computed += p.count;
 
-  const int32_t eos = m.tokenizer ? m.tokenizer->vocab().eos : -1;
   const int64_t n_sample = m.tokenizer ? std::min<int64_t>(V, int64_t(m.tokenizer->vocab().size())) : V;
   std::vector<int64_t> finished;
-  for (size_t k = 0; k < sampled.size(); k++) {
-    Seq* s = sampled[k];
-    float* logits = logits_.data() + k * V;
-    StepEvent e;
-    e.id = s->req.id;
-    e.cached_prompt_tokens = s->cached;
+  size_t row = 0;
+  for (Seq* s : sampled) {
+    float* logits = logits_.data() + row * size_t(V);
+    const size_t d = s->draft.size();
+    row += 1 + d;
     // Log probabilities are of the model's distribution: the logits before the penalties.
     const bool want_logprobs = s->req.logprobs >= 0;
     const float* model_logits = logits;
-    if (want_logprobs && s->req.sampling.has_penalties()) {
-      raw_logits_.assign(logits, logits + n_sample);
+    if (want_logprobs && (s->req.sampling.has_penalties() || d > 0)) {
+      raw_logits_.assign(logits, logits + (d + 1) * size_t(V));
       model_logits = raw_logits_.data();
     }
-    apply_penalties(logits, n_sample, s->tokens.data(), int64_t(s->tokens.size()), s->req.sampling);
-    const int32_t id = s->sampler->sample(logits, n_sample);
-    if (want_logprobs) e.logprobs = token_logprobs(model_logits, n_sample, id, s->req.logprobs);
-    if (id == eos && !s->req.ignore_eos) {
-      e.finished = FinishReason::Eos;
-    } else {
-      e.token = id;
-      s->tokens.push_back(id);
-      if (++s->generated == s->req.max_tokens) e.finished = FinishReason::Length;
+    auto event = [&](int32_t id, size_t at) {
+      StepEvent e;
+      e.id = s->req.id;
+      e.cached_prompt_tokens = s->cached;
+      if (want_logprobs) e.logprobs = token_logprobs(model_logits + at * size_t(V), n_sample, id, s->req.logprobs);
+      const bool more = take(*s, id, e);
+      events.push_back(e);
+      if (!more) finished.push_back(e.id);
+      return more;
+    };
+    if (!s->drafter) {
+      apply_penalties(logits, n_sample, s->tokens.data(), int64_t(s->tokens.size()), s->req.sampling);
+      event(s->sampler->sample(logits, n_sample), 0);
+      continue;
     }
-    if (e.finished != FinishReason::None) finished.push_back(e.id);
-    events.push_back(e);
+    int32_t next = -1;
+    const int64_t a =
+        verify_draft(*s->sampler, s->req.sampling, logits, V, n_sample, s->tokens, s->draft, s->q, next, scratch_);
+    if (d > 0) {
+      // The cache forgets the rejected drafts: it holds the last token and the accepted ones.
+      s->computed -= int64_t(d) - a;
+      cache_.truncate(s->req.id, s->computed);
+      spec_.steps++;
+      spec_.drafted += int64_t(d);
+      spec_.accepted += a;
+    }
+    bool more = true;
+    for (int64_t i = 0; i < a && more; i++) more = event(s->draft[size_t(i)], size_t(i));
+    if (more) event(next, size_t(a));
   }
   for (int64_t id : finished) cancel(id);
   return events;
+}
+
+bool Scheduler::take(Seq& s, int32_t id, StepEvent& e) {
+  const Model& m = engine_.model();
+  const int32_t eos = m.tokenizer ? m.tokenizer->vocab().eos : -1;
+  if (id == eos && !s.req.ignore_eos) {
+    e.finished = FinishReason::Eos;
+    return false;
+  }
+  e.token = id;
+  s.tokens.push_back(id);
+  if (++s.generated == s.req.max_tokens) {
+    e.finished = FinishReason::Length;
+    return false;
+  }
+  return true;
 }
 
 }  // namespace lmpress

@@ -16,12 +16,16 @@
 
 #include "runtime/batch.h"
 #include "runtime/sampler.h"
+#include "runtime/speculative.h"
 
 namespace lmpress {
 
 struct SchedulerOptions {
   int64_t max_running = 8;    // sequences in the batch at once
   int64_t token_budget = 64;  // tokens per step (at most the engine's max_tokens)
+  // Speculative decoding (speculative.h): each decoding sequence's step runs
+  // its last token and up to draft_max drafts, as generate --spec does.
+  const DraftSource* spec = nullptr;
 };
 
 struct Request {
@@ -74,6 +78,8 @@ class Scheduler {
   std::vector<int64_t> request_ids() const;
   int64_t preemptions() const { return preemptions_; }
   const StepStats& last_step() const { return last_; }
+  // Speculative decoding's counts since construction (passes, drafted, accepted).
+  const SpecStats& spec_stats() const { return spec_; }
 
  private:
   struct Seq {
@@ -83,7 +89,12 @@ class Scheduler {
     int64_t generated = 0;
     int64_t cached = -1;  // positions shared from the prefix cache at first admission
     std::unique_ptr<Sampler> sampler;
+    std::unique_ptr<Drafter> drafter;  // with SchedulerOptions::spec
+    std::vector<int32_t> draft;        // this step's
+    std::vector<Sampler::Dist> q;
   };
+  // One sampled token's event (end of sequence, max_tokens); false when the request ends with it.
+  bool take(Seq& s, int32_t id, StepEvent& e);
   void preempt(size_t index);
 
   BatchEngine& engine_;
@@ -93,6 +104,8 @@ class Scheduler {
   std::vector<std::unique_ptr<Seq>> running_;  // in admission order: the last is the youngest
   int64_t preemptions_ = 0;
   StepStats last_;
+  SpecStats spec_;
+  SpecScratch scratch_;
   std::vector<float> logits_, raw_logits_;
 };
 

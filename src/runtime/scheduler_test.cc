@@ -102,7 +102,7 @@ std::vector<std::vector<int32_t>> prompts(const Model& m) {
 // Ten requests through a pool too small to hold them at once: admission waits,
 // the youngest are preempted and recomputed, and every request still gets the
 // lone reference's greedy tokens; the pool ends empty.
-void many_requests_in_a_tiny_pool(const Model& m) {
+void many_requests_in_a_tiny_pool(const Model& m, const DraftSource* spec = nullptr) {
   const auto ps = prompts(m);
   std::vector<test::GreedyReference> refs;
   std::vector<int64_t> n_gen;
@@ -112,7 +112,7 @@ void many_requests_in_a_tiny_pool(const Model& m) {
   }
   PagedKvCache cache(m.cfg, 18, 4);  // 72 positions; the longest request needs about 40
   BatchEngine engine(m, cache, 32);
-  Scheduler sched(engine, {4, 12});
+  Scheduler sched(engine, {4, 12, spec});
   for (size_t i = 0; i < ps.size(); i++) {
     Request r;
     r.id = int64_t(i) + 100;
@@ -140,6 +140,33 @@ void many_requests_in_a_tiny_pool(const Model& m) {
   EXPECT_EQ(cache.used_blocks(), 0);
   std::printf("%lld steps, %lld preemptions, %lld prefix tokens reused\n", (long long)steps,
               (long long)sched.preemptions(), (long long)cache.prefix_hit_tokens());
+  if (spec) {
+    const SpecStats& st = sched.spec_stats();
+    std::printf("speculative: %lld passes, %lld drafted, %lld accepted\n", (long long)st.steps, (long long)st.drafted,
+                (long long)st.accepted);
+    EXPECT_GT(st.drafted, 0);
+    EXPECT_GT(st.accepted, 0);
+    EXPECT_LT(st.accepted, st.drafted);
+  }
+}
+
+// The same with speculative decoding in the steps: each decoding sequence's
+// drafts verified in the shared batch, rejected ones cut from its blocks.
+TEST(Scheduler, SpeculativeStepsMatchLoneGreedy) {
+  for (const char* type : {"ngram", "self:skip:3"}) {
+    SpecOptions o;
+    o.type = type;
+    o.draft_max = 3;
+    o.p_min = 0.2f;
+    {
+      SCOPED_TRACE(std::string("q8_0 ") + type);
+      const DraftSource src(o, q8_model(), 256);
+      many_requests_in_a_tiny_pool(q8_model(), &src);
+    }
+    SCOPED_TRACE(std::string("f32 ") + type);
+    const DraftSource src(o, f32_model(), 256);
+    many_requests_in_a_tiny_pool(f32_model(), &src);
+  }
 }
 
 TEST(Scheduler, ManyRequestsInATinyPoolMatchLoneGreedy) {

@@ -131,45 +131,74 @@ void check_draft_vocab(const Model& target, const Model& draft, const std::strin
            path, a.tokens[i]);
 }
 
-SpecDraft make_spec_draft(const SpecOptions& o, const Model& target, int64_t n_ctx, const SamplerOptions& s) {
+DraftSource::DraftSource(const SpecOptions& o, const Model& target, int64_t n_ctx) : o_(o), n_ctx_(n_ctx) {
   if (o.draft_max < 1 || o.draft_max >= n_ctx)
     fail("--draft-max {}: it must be in [1, {}) (the context)", o.draft_max, n_ctx);
   if (o.draft_min < 0 || o.draft_min > o.draft_max)
     fail("--draft-min {}: it must be in [0, --draft-max {}]", o.draft_min, o.draft_max);
   if (!(o.p_min >= 0.0f && o.p_min <= 1.0f)) fail("--draft-p-min {}: it must be in [0, 1]", o.p_min);
   if (!target.tokenizer) fail("--spec: the target {} has no tokenizer", target.path);
-  SamplerOptions ds = s;
-  ds.seed = s.seed ^ 0x9e3779b97f4a7c15ull;  // the draft's own random stream
-  const int64_t V = std::min<int64_t>(target.cfg.n_vocab, int64_t(target.tokenizer->vocab().size()));
+  n_vocab_ = std::min<int64_t>(target.cfg.n_vocab, int64_t(target.tokenizer->vocab().size()));
   const std::string& t = o.type;
-  SpecDraft d;
-  auto model_draft = [&](const std::string& path) {
+  auto draft_file = [&](const std::string& path) {
     if (path.empty()) fail("--spec {}: the draft model's path is missing", t);
-    d.model = load_for_inference(path);
-    check_draft_vocab(target, *d.model, path);
-    d.drafter = std::make_unique<ModelDrafter>(*d.model, std::vector<bool>{}, n_ctx, ds, o.p_min, V);
+    owned_ = load_for_inference(path);
+    check_draft_vocab(target, *owned_, path);
+    model_ = owned_.get();
   };
   if (t == "ngram") {
-    d.drafter = std::make_unique<NgramDrafter>();
+    return;
   } else if (t.rfind("draft:", 0) == 0) {
-    model_draft(t.substr(6));
+    draft_file(t.substr(6));
   } else if (t.rfind("self:file:", 0) == 0) {
-    model_draft(t.substr(10));
+    draft_file(t.substr(10));
   } else if (t.rfind("self:skip:", 0) == 0) {
-    d.drafter = std::make_unique<ModelDrafter>(target, parse_layer_set(t.substr(10), target.cfg.n_layers, "--spec self:skip"),
-                                               n_ctx, ds, o.p_min, V);
+    model_ = &target;
+    skip_ = parse_layer_set(t.substr(10), target.cfg.n_layers, "--spec self:skip");
   } else if (t.rfind("self:exit:", 0) == 0) {
     const std::string k = t.substr(10);
     const int64_t L = target.cfg.n_layers;
     if (k.empty() || k.find_first_not_of("0123456789") != std::string::npos || k.size() > 9 || std::stoll(k) >= L - 1)
       fail("--spec {}: the exit block must be in [0, {}] (after block {} the model is whole)", t, L - 2, L - 1);
-    std::vector<bool> skip(size_t(L), false);
-    for (int64_t l = std::stoll(k) + 1; l < L; l++) skip[size_t(l)] = true;
-    d.drafter = std::make_unique<ModelDrafter>(target, std::move(skip), n_ctx, ds, o.p_min, V);
+    model_ = &target;
+    skip_.assign(size_t(L), false);
+    for (int64_t l = std::stoll(k) + 1; l < L; l++) skip_[size_t(l)] = true;
   } else {
     fail("--spec '{}': unknown type (ngram, draft:MODEL, self:skip:LAYERS, self:exit:K, self:file:PATH)", t);
   }
-  return d;
+}
+
+std::unique_ptr<Drafter> DraftSource::make(const SamplerOptions& s) const {
+  if (!model_) return std::make_unique<NgramDrafter>();
+  SamplerOptions ds = s;
+  ds.seed = s.seed ^ 0x9e3779b97f4a7c15ull;  // the draft's own random stream
+  return std::make_unique<ModelDrafter>(*model_, skip_, n_ctx_, ds, o_.p_min, n_vocab_);
+}
+
+int64_t verify_draft(Sampler& s, const SamplerOptions& o, float* rows, int64_t row_stride, int64_t n_sample,
+                     const std::vector<int32_t>& seq, const std::vector<int32_t>& draft,
+                     const std::vector<Sampler::Dist>& q, int32_t& next, SpecScratch& scratch) {
+  std::vector<int32_t>& hist = scratch.history;
+  hist.assign(seq.begin(), seq.end());
+  if (scratch.dense.size() < size_t(n_sample)) scratch.dense.assign(size_t(n_sample), 0.0);
+  for (size_t a = 0;; a++) {
+    float* L = rows + int64_t(a) * row_stride;
+    apply_penalties(L, n_sample, hist.data(), int64_t(hist.size()), o);
+    if (a == draft.size()) {
+      next = s.sample(L, n_sample);
+      return int64_t(a);
+    }
+    bool ok;
+    if (s.greedy()) {
+      next = argmax(L, n_sample);
+      ok = next == draft[a];
+    } else {
+      s.distribution(L, n_sample, scratch.p);
+      ok = speculative_accept(s, scratch.p, q.empty() ? Sampler::Dist{} : q[a], draft[a], next, scratch.dense);
+    }
+    if (!ok) return int64_t(a);
+    hist.push_back(draft[a]);
+  }
 }
 
 bool speculative_accept(Sampler& s, const Sampler::Dist& p, const Sampler::Dist& q, int32_t x, int32_t& replacement,

@@ -94,14 +94,40 @@ struct SpecOptions {
   float p_min = 0.75f;     // a model draft stops below this probability
 };
 
-// What --spec TYPE names, made for `target`: the drafter and the model it
-// owns (a draft file). Throws naming the option for a bad type, a draft whose
-// vocabulary differs, a skip set outside the model or removing every block.
-struct SpecDraft {
-  std::unique_ptr<Model> model;
-  std::unique_ptr<Drafter> drafter;
+// What --spec TYPE names, for `target`: loads a draft file once and makes
+// a drafter per sequence. Throws naming the option for a bad type or draft
+// length, a draft whose vocabulary differs, a skip set outside the model or
+// removing every block.
+class DraftSource {
+ public:
+  DraftSource(const SpecOptions& o, const Model& target, int64_t n_ctx);
+  // A drafter for one sequence sampled with `s` (its own random stream).
+  std::unique_ptr<Drafter> make(const SamplerOptions& s) const;
+  const SpecOptions& options() const { return o_; }
+
+ private:
+  SpecOptions o_;
+  int64_t n_ctx_, n_vocab_;
+  std::unique_ptr<Model> owned_;  // a draft file
+  const Model* model_ = nullptr;  // null: prompt lookup
+  std::vector<bool> skip_;
 };
-SpecDraft make_spec_draft(const SpecOptions& o, const Model& target, int64_t n_ctx, const SamplerOptions& s);
+
+// Scratch for verify_draft, kept across calls.
+struct SpecScratch {
+  Sampler::Dist p;
+  std::vector<double> dense;
+  std::vector<int32_t> history;
+};
+
+// The target's verdict on `draft`: rows[i] (row_stride floats apart, i =
+// 0..draft.size()) are its logits after the sequence `seq` and draft[0..i).
+// Returns how many drafts it accepts, and in `next` the token it adds after
+// them (its own choice where it rejected one, else a sample of the last row).
+// The penalties are applied to the rows in place, each over its own history.
+int64_t verify_draft(Sampler& s, const SamplerOptions& o, float* rows, int64_t row_stride, int64_t n_sample,
+                     const std::vector<int32_t>& seq, const std::vector<int32_t>& draft,
+                     const std::vector<Sampler::Dist>& q, int32_t& next, SpecScratch& scratch);
 
 // Throws unless `draft` (read from `path`) tokenizes as `target` does: the
 // same tokenizer kind and special tokens, the same token at every id both

@@ -141,8 +141,9 @@ TEST(SpeculativeGenerate, SampledSequencesAreDistributedAsTheTargets) {
     sp.type = "self:exit:3";
     sp.draft_max = 3;
     sp.p_min = 0.0f;
-    SpecDraft d = make_spec_draft(sp, *m, 64, g.sampling);
-    g.drafter = d.drafter.get();
+    const DraftSource source(sp, *m, 64);
+    const std::unique_ptr<Drafter> d = source.make(g.sampling);
+    g.drafter = d.get();
     g.draft_max = sp.draft_max;
     const GenerateStats s = generate(*m, prompt, g, nullptr);
     ASSERT_EQ(s.tokens.size(), 4u);

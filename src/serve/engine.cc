@@ -8,12 +8,6 @@
 namespace lmpress::serve {
 namespace {
 
-int64_t context_of(const Model& m, const EngineOptions& o) {
-  if (o.ctx_size < 0) fail("--ctx-size {} is negative", o.ctx_size);
-  const int64_t model_ctx = m.cfg.ctx_len > 0 ? m.cfg.ctx_len : 4096;
-  return o.ctx_size > 0 ? o.ctx_size : std::min<int64_t>(model_ctx, 4096);
-}
-
 int64_t blocks_of(const EngineOptions& o, int64_t ctx) {
   if (o.max_running < 1) fail("--parallel {}: it must be at least 1", o.max_running);
   if (o.block_size < 1) fail("KV block size {}: it must be at least 1", o.block_size);
@@ -27,13 +21,19 @@ int64_t blocks_of(const EngineOptions& o, int64_t ctx) {
 
 }  // namespace
 
+int64_t context_of(const Model& m, const EngineOptions& o) {
+  if (o.ctx_size < 0) fail("--ctx-size {} is negative", o.ctx_size);
+  const int64_t model_ctx = m.cfg.ctx_len > 0 ? m.cfg.ctx_len : 4096;
+  return o.ctx_size > 0 ? o.ctx_size : std::min<int64_t>(model_ctx, 4096);
+}
+
 Engine::Engine(const Model& m, EngineOptions opt)
     : m_(m),
       opt_(opt),
       ctx_(context_of(m, opt)),
       cache_(m.cfg, blocks_of(opt, ctx_), opt.block_size, opt.kv),
       batch_(m, cache_, opt.batch_tokens),
-      sched_(batch_, SchedulerOptions{opt.max_running, opt.batch_tokens}) {
+      sched_(batch_, SchedulerOptions{opt.max_running, opt.batch_tokens, opt.spec}) {
   if (!m.tokenizer) fail("{}: the model has no tokenizer", m.path);
   if (opt.max_waiting < 1) fail("--max-queue {}: it must be at least 1", opt.max_waiting);
   metrics_.kv_blocks = cache_.n_blocks();
@@ -177,6 +177,9 @@ void Engine::run() {
     mt.kv_cached_blocks = cache_.cached_free_blocks();
     mt.prefix_query_tokens = cache_.prefix_query_tokens();
     mt.prefix_hit_tokens = cache_.prefix_hit_tokens();
+    mt.spec_passes = sched_.spec_stats().steps;
+    mt.spec_draft_tokens = sched_.spec_stats().drafted;
+    mt.spec_accepted_tokens = sched_.spec_stats().accepted;
     if (sinks_.empty()) idle_.notify_all();
   }
 }

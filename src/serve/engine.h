@@ -28,7 +28,11 @@ struct EngineOptions {
   int64_t batch_tokens = 512;  // tokens per step (chunked prefill)
   int64_t max_waiting = 256;   // queued requests beyond which submit refuses (503)
   KvType kv = KvType::F16;
+  const DraftSource* spec = nullptr;  // speculative decoding (--spec)
 };
+
+// The context of one request: --ctx-size, or the model's (at most 4096).
+int64_t context_of(const Model& m, const EngineOptions& o);
 
 // Counters since start, and the state now (llama-server's /metrics names them).
 struct EngineMetrics {
@@ -40,6 +44,7 @@ struct EngineMetrics {
   // Blocks held by requests; blocks kept only for the prefix cache (free to take).
   int64_t kv_blocks_used = 0, kv_cached_blocks = 0, kv_blocks = 0, block_size = 0;
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
+  int64_t spec_passes = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
 };
 
 class Engine {

@@ -662,6 +662,13 @@ void Server::routes() {
     metric("lmpress:requests_cancelled_total", "counter", "Requests cancelled (stop strings, clients gone, shutdown).",
            double(m.requests_cancelled));
     metric("lmpress:preemptions_total", "counter", "Requests preempted to be computed again.", double(m.preemptions));
+    // vLLM's names for speculative decoding's counters.
+    metric("lmpress:spec_decode_num_drafts_total", "counter", "Verification passes that checked drafts (--spec).",
+           double(m.spec_passes));
+    metric("lmpress:spec_decode_num_draft_tokens_total", "counter", "Tokens drafted (--spec).",
+           double(m.spec_draft_tokens));
+    metric("lmpress:spec_decode_num_accepted_tokens_total", "counter", "Drafted tokens the model accepted (--spec).",
+           double(m.spec_accepted_tokens));
     res.set_content(out, "text/plain; version=0.0.4");
   }));
 }

@@ -45,10 +45,12 @@ void add_generate(CLI::App& app) {
     std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
     auto m = load_for_inference(o->model, o->tokenizer);
     o->g.stop_at_eos = !o->ignore_eos;
-    SpecDraft draft;
+    std::unique_ptr<DraftSource> source;
+    std::unique_ptr<Drafter> drafter;
     if (!o->spec.type.empty()) {
-      draft = make_spec_draft(o->spec, *m, o->g.n_ctx > 0 ? o->g.n_ctx : m->cfg.ctx_len, o->g.sampling);
-      o->g.drafter = draft.drafter.get();
+      source = std::make_unique<DraftSource>(o->spec, *m, o->g.n_ctx > 0 ? o->g.n_ctx : m->cfg.ctx_len);
+      drafter = source->make(o->g.sampling);
+      o->g.drafter = drafter.get();
       o->g.draft_max = o->spec.draft_max;
       o->g.draft_min = o->spec.draft_min;
     }

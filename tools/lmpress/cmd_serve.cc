@@ -24,6 +24,7 @@ void add_serve(CLI::App& app) {
     std::string model, tokenizer, tmpl, kv = "f16", alias;
     serve::EngineOptions engine;
     serve::ServerOptions server;
+    SpecOptions spec;
     int threads = 0;
     double shutdown_seconds = 10;
   };
@@ -55,6 +56,7 @@ void add_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_cache_type_option(cmd, o->kv);
+  add_spec_options(cmd, o->spec);
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
     // Signals go to one thread that waits for them: every thread started
@@ -121,6 +123,11 @@ void add_serve(CLI::App& app) {
                                             : std::filesystem::path(o->model).lexically_normal().filename().string();
     if (o->server.model_id.empty()) o->server.model_id = std::filesystem::path(o->model).parent_path().filename().string();
     if (o->server.http_threads == 0) o->server.http_threads = int(o->engine.max_running + o->engine.max_waiting + 8);
+    std::unique_ptr<DraftSource> spec;
+    if (!o->spec.type.empty()) {
+      spec = std::make_unique<DraftSource>(o->spec, *m, serve::context_of(*m, o->engine));
+      o->engine.spec = spec.get();
+    }
     serve::Engine engine(*m, o->engine);
     serve::Server server(engine, o->server);
     const int port = server.bind();
