@@ -83,6 +83,10 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 // plain decoding would, and rejected drafts are cut from its paged cache.
 GenerateStats generate_speculative(const Model& m, std::vector<int32_t> toks, int64_t n_ctx, const GenerateOptions& opt,
                                    const std::function<void(const std::string&)>& on_text) {
+  if (opt.draft_max < 1 || opt.draft_max >= n_ctx)
+    fail("speculative decoding: draft_max {} must be in [1, {}) (the context)", opt.draft_max, n_ctx);
+  if (opt.draft_min < 0 || opt.draft_min > opt.draft_max)
+    fail("speculative decoding: draft_min {} must be in [0, draft_max {}]", opt.draft_min, opt.draft_max);
   GenerateStats s;
   const int64_t n_prompt = int64_t(toks.size());
   s.n_prompt = n_prompt;

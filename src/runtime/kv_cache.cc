@@ -228,15 +228,12 @@ void PagedKvCache::truncate(SeqId id, int64_t n) {
   if (n < 0 || n > int64_t(s.tokens.size()))
     fail("KV cache: sequence {} cannot keep {} of its {} positions", id, n, s.tokens.size());
   const int64_t keep_blocks = (n + block_size_ - 1) / block_size_;
-  while (int64_t(s.table.size()) > keep_blocks) {
-    release(s.table.back());
-    s.table.pop_back();
-  }
-  s.hashes.resize(std::min(s.hashes.size(), size_t(n / block_size_)));
   if (n % block_size_ != 0) {
     // The last kept block will be written past n: it must be this
     // sequence's own and unkeyed (its key named the positions dropped).
-    int32_t& blk = s.table.back();
+    // Done first, so that a pool with no block for the copy throws before
+    // anything changed.
+    int32_t& blk = s.table[size_t(keep_blocks - 1)];
     if (blocks_[size_t(blk)].ref > 1) {
       if (free_blocks() == 0) fail("KV cache: no free block to copy sequence {}'s shared block into", id);
       const int32_t copy = take_free_block();  // kept positions copied, then the shared block let go
@@ -251,6 +248,11 @@ void PagedKvCache::truncate(SeqId id, int64_t n) {
       unkey(blk);
     }
   }
+  while (int64_t(s.table.size()) > keep_blocks) {
+    release(s.table.back());
+    s.table.pop_back();
+  }
+  s.hashes.resize(std::min(s.hashes.size(), size_t(n / block_size_)));
   s.tokens.resize(size_t(n));
   s.kinds.resize(size_t(n));
 }

@@ -123,6 +123,21 @@ TEST(PagedKvCache, TruncateGivesBackBlocksAndNeverWritesASharedOne) {
   c.close(1);
   c.close(2);
   EXPECT_EQ(c.used_blocks(), 0);
+
+  // A cut into a shared block with no block left for its copy throws before anything changed.
+  PagedKvCache full({2}, 3, 4);
+  run_prompt(full, 1, iota_tokens(8, 1));
+  const auto p9 = iota_tokens(9, 1);
+  EXPECT_EQ(full.open(2, p9.data(), 9), 8);
+  ASSERT_TRUE(full.reserve(2, 9));
+  EXPECT_EQ(full.free_blocks(), 0);
+  EXPECT_THROW(full.truncate(2, 6), Error);
+  EXPECT_EQ(full.n_computed(2), 8);
+  EXPECT_EQ(full.block_table(2).size(), 3u);
+  EXPECT_EQ(full.used_blocks(), 3);
+  full.close(2);
+  full.close(1);
+  EXPECT_EQ(full.used_blocks(), 0);
 }
 
 TEST(PagedKvCache, AWholeCachedPromptStillComputesItsLastToken) {

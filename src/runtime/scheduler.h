@@ -40,7 +40,7 @@ struct Request {
   int logprobs = -1;
 };
 
-enum class FinishReason { None, Eos, Length, Cancelled };
+enum class FinishReason { None, Eos, Length, Cancelled, Error };  // Error: the step computing it failed (serve)
 
 // What one step did for one request.
 struct StepEvent {

@@ -150,7 +150,7 @@ void Engine::run() {
     busy = !sched_.idle();
 
     lk.lock();
-    for (int64_t id : refused) events.push_back(StepEvent{id, -1, FinishReason::Cancelled, {}});
+    for (int64_t id : refused) events.push_back(StepEvent{id, -1, FinishReason::Error, {}});
     EngineMetrics& mt = metrics_;
     for (const StepEvent& e : events) {
       if (e.token >= 0) mt.generated_tokens++;
@@ -159,7 +159,8 @@ void Engine::run() {
       it->second(e);
       if (e.finished != FinishReason::None) {
         sinks_.erase(it);
-        (e.finished == FinishReason::Cancelled ? mt.requests_cancelled : mt.requests_finished)++;
+        (e.finished == FinishReason::Cancelled || e.finished == FinishReason::Error ? mt.requests_cancelled
+                                                                                     : mt.requests_finished)++;
       }
     }
     if (st.sequences > 0) {

@@ -173,7 +173,7 @@ struct Choice {
   std::vector<int32_t> tokens;      // generated
   std::vector<TokenLogprobs> lps;   // for each token, when asked
   size_t lps_sent = 0;
-  std::string finish;  // "stop", "length"; "cancelled" when the server stopped it
+  std::string finish;  // "stop", "length"; "cancelled" when the server stopped it, "error" when a step failed
 };
 
 // A response in progress: its choices, and the events the engine thread hands over.
@@ -246,6 +246,7 @@ class Job {
         c.out += c.text.flush();
         c.finish = e.finished == FinishReason::Eos      ? "stop"
                    : e.finished == FinishReason::Length ? "length"
+                   : e.finished == FinishReason::Error  ? "error"
                                                         : "cancelled";
       }
       c.cached_tokens = std::max(c.cached_tokens, e.cached_prompt_tokens);
@@ -322,6 +323,8 @@ Json logprobs_json(const Tokenizer& tok, const Choice& c, size_t from, size_t to
   }
   return {{"tokens", tokens}, {"token_logprobs", lps}, {"top_logprobs", tops}, {"text_offset", offsets}};
 }
+
+const char* const kEngineFailed = "the engine failed while computing this request (the server's log says why)";
 
 std::string finish_json_value(const std::string& f) { return f == "cancelled" ? "abort" : f; }
 
@@ -444,8 +447,10 @@ void Server::routes() {
     const int64_t started_at = now_seconds();  // every chunk of a stream carries the same `created`
     if (!job->params().stream) {
       while (!job->done()) job->poll(std::chrono::milliseconds(1000));
-      for (const auto& c : job->choices())
+      for (const auto& c : job->choices()) {
         if (c->finish == "cancelled") throw HttpError(503, "the server stopped before the request finished");
+        if (c->finish == "error") throw HttpError(500, kEngineFailed);
+      }
       Json choices = Json::array();
       for (const auto& c : job->choices()) {
         Json ch{{"index", c->index}};
@@ -482,8 +487,11 @@ void Server::routes() {
             const std::string text = c->out.substr(c->sent);
             const bool finished = !c->finish.empty();
             if (text.empty() && !finished) continue;  // held back (a stop string's start, a partial character)
-            if (finished && c->finish == "cancelled") {
-              out += "data: " + dump(error_body(503, "the server stopped before the request finished")) + "\n\n";
+            if (finished && (c->finish == "cancelled" || c->finish == "error")) {
+              out += "data: " +
+                     dump(c->finish == "error" ? error_body(500, kEngineFailed)
+                                               : error_body(503, "the server stopped before the request finished")) +
+                     "\n\n";
               c->sent = c->out.size();
               continue;
             }

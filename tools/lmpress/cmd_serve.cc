@@ -122,7 +122,8 @@ void add_serve(CLI::App& app) {
     o->server.model_id = !o->alias.empty() ? o->alias
                                             : std::filesystem::path(o->model).lexically_normal().filename().string();
     if (o->server.model_id.empty()) o->server.model_id = std::filesystem::path(o->model).parent_path().filename().string();
-    if (o->server.http_threads == 0) o->server.http_threads = int(o->engine.max_running + o->engine.max_waiting + 8);
+    if (o->server.http_threads == 0)
+      o->server.http_threads = int(std::min<int64_t>(4096, o->engine.max_running + o->engine.max_waiting + 8));
     std::unique_ptr<DraftSource> spec;
     if (!o->spec.type.empty()) {
       spec = std::make_unique<DraftSource>(o->spec, *m, serve::context_of(*m, o->engine));
@@ -140,6 +141,17 @@ void add_serve(CLI::App& app) {
       sd->engine = &engine;
       sd->server = &server;
     }
+    // Before engine and server go, however this scope ends: waits for a waiter
+    // still in its stop loop, and leaves it nothing to reach.
+    struct Detach {
+      Shutdown& sd;
+      ~Detach() {
+        std::lock_guard lk(sd.mu);
+        sd.engine = nullptr;
+        sd.server = nullptr;
+        sd.quit = true;
+      }
+    } detach{*sd};
     bool served = true;
     std::thread http([&] {
       served = server.run();
@@ -148,13 +160,6 @@ void add_serve(CLI::App& app) {
     });
     engine.run();  // on this thread, which loaded the model (see serve/engine.h)
     http.join();
-    {
-      // Waits for a waiter still in its stop loop before engine and server go.
-      std::lock_guard lk(sd->mu);
-      sd->engine = nullptr;
-      sd->server = nullptr;
-      sd->quit = true;
-    }
     if (!served) fail("serving on {}:{} failed", o->server.host, port);
   });
 }
