@@ -56,16 +56,19 @@ TEST(SpeculativeCli, BadOptionsAreErrors) {
   const std::string lmp = test::shared_path("models/lmp-8m");
   const std::string stories = test::shared_path("models/stories260K/stories260K.gguf");
   const std::string g = "generate " + lmp + " -p hi -n 4 ";
-  test::expect_cli_error(g + "--spec draft:" + stories, "has 512 tokens, the target 4096: more than 128 apart");
-  test::expect_cli_error(g + "--spec ngram --draft-max 0", "--draft-max");
-  test::expect_cli_error(g + "--spec ngram --draft-max 100000", "--draft-max 100000: it must be in [1, 256)");
-  test::expect_cli_error(g + "--spec ngram --draft-min 9 --draft-max 4", "--draft-min 9");
-  test::expect_cli_error(g + "--spec self:skip:0-5", "skips every block");
-  test::expect_cli_error(g + "--spec self:skip:9", "outside the model's 6 blocks");
-  test::expect_cli_error(g + "--spec self:exit:5", "the exit block must be in [0, 4]");
-  test::expect_cli_error(g + "--spec self:exit:x", "the exit block must be in");
-  test::expect_cli_error(g + "--spec beam", "--spec 'beam': unknown type");
-  test::expect_cli_error(g + "--spec draft:/nonexistent/model.gguf", "/nonexistent/model.gguf");
+  const std::pair<std::string, std::string> cases[] = {
+      {"--spec draft:" + stories, "has 512 tokens, the target 4096: more than 128 apart"},
+      {"--spec ngram --draft-max 0", "--draft-max"},
+      {"--spec ngram --draft-max 100000", "--draft-max 100000: it must be in [1, 256)"},
+      {"--spec ngram --draft-min 9 --draft-max 4", "--draft-min 9"},
+      {"--spec self:skip:0-5", "skips every block"},
+      {"--spec self:skip:9", "outside the model's 6 blocks"},
+      {"--spec self:exit:5", "the exit block must be in [0, 4]"},
+      {"--spec self:exit:x", "the exit block must be in"},
+      {"--spec beam", "--spec 'beam': unknown type"},
+      {"--spec draft:/nonexistent/model.gguf", "/nonexistent/model.gguf"},
+  };
+  for (const auto& [args, msg] : cases) test::expect_cli_error(g + args, msg);
 }
 
 }  // namespace
