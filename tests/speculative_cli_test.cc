@@ -69,6 +69,8 @@ TEST(SpeculativeCli, BadOptionsAreErrors) {
       {"--spec draft:/nonexistent/model.gguf", "/nonexistent/model.gguf"},
   };
   for (const auto& [args, msg] : cases) test::expect_cli_error(g + args, msg);
+  // serve checks --spec before it listens.
+  test::expect_cli_error("serve " + lmp + " --port 0 --spec self:skip:0-5", "skips every block");
 }
 
 }  // namespace
