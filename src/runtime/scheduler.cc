@@ -34,7 +34,6 @@ void Scheduler::submit(Request r) {
   auto s = std::make_unique<Seq>();
   s->tokens = r.prompt;
   s->sampler = std::make_unique<Sampler>(r.sampling);
-  if (opt_.spec) s->drafter = opt_.spec->make(r.sampling);
   s->req = std::move(r);
   waiting_.push_back(std::move(s));
 }
@@ -66,6 +65,7 @@ void Scheduler::preempt(size_t index) {
   running_.erase(running_.begin() + int64_t(index));
   cache_.close(s->req.id);
   s->computed = 0;  // recomputed from its tokens (the sampler keeps its state)
+  s->drafter.reset();  // its memory goes back too; a new one is made when it drafts again
   waiting_.push_front(std::move(s));
   preemptions_++;
 }
@@ -90,6 +90,9 @@ std::vector<StepEvent> Scheduler::step() {
       const SpecOptions& so = opt_.spec->options();
       const int64_t room = std::min({so.draft_max, budget - 1, s->req.max_tokens - s->generated - 1});
       if (room >= std::max<int64_t>(1, so.draft_min)) {
+        // Made at a sequence's first draft, not at submit: a model draft holds
+        // activation buffers and a KV cache, which waiting requests must not.
+        if (!s->drafter) s->drafter = opt_.spec->make(s->req.sampling);
         s->drafter->propose(s->tokens, room, s->draft, s->q);
         if (int64_t(s->draft.size()) < so.draft_min) s->draft.clear();
       }
@@ -187,7 +190,7 @@ std::vector<StepEvent> Scheduler::step() {
       if (!more) finished.push_back(e.id);
       return more;
     };
-    if (!s->drafter) {
+    if (!opt_.spec) {
       apply_penalties(logits, n_sample, s->tokens.data(), int64_t(s->tokens.size()), s->req.sampling);
       event(s->sampler->sample(logits, n_sample), 0);
       continue;

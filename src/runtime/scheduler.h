@@ -89,7 +89,7 @@ class Scheduler {
     int64_t generated = 0;
     int64_t cached = -1;  // positions shared from the prefix cache at first admission
     std::unique_ptr<Sampler> sampler;
-    std::unique_ptr<Drafter> drafter;  // with SchedulerOptions::spec
+    std::unique_ptr<Drafter> drafter;  // with SchedulerOptions::spec, from its first draft until preempted
     std::vector<int32_t> draft;        // this step's
     std::vector<Sampler::Dist> q;
   };
