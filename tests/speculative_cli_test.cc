@@ -46,7 +46,9 @@ TEST(SpeculativeCli, GreedyEqualsPlainDecodingForEveryDrafter) {
   const std::string dir = test::temp_dir();
   ASSERT_EQ(test::run_cli("convert " + lmp + " " + dir + "/lmp-q4.gguf --dtype q4_0").status, 0);
   ASSERT_EQ(test::run_cli("convert " + stories + " " + dir + "/st-q8.gguf --dtype q8_0").status, 0);
-  expect_greedy_equal(lmp, {"ngram", "draft:" + w256, "self:skip:2,4", "self:exit:2", "self:file:" + dir + "/lmp-q4.gguf"});
+  const std::string calib = test::shared_path("data/calib/docs-calib.txt");
+  expect_greedy_equal(lmp, {"ngram", "draft:" + w256, "self:skip:2,4", "self:exit:2", "self:file:" + dir + "/lmp-q4.gguf",
+                            "self:skip:auto:2 --spec-calib " + calib});
   expect_greedy_equal(stories, {"ngram", "self:skip:1", "self:exit:0", "self:file:" + dir + "/st-q8.gguf"});
 }
 
@@ -67,6 +69,9 @@ TEST(SpeculativeCli, BadOptionsAreErrors) {
       {"--spec self:exit:x", "the exit block must be in"},
       {"--spec beam", "--spec 'beam': unknown type"},
       {"--spec draft:/nonexistent/model.gguf", "/nonexistent/model.gguf"},
+      {"--spec self:skip:auto:2", "needs --spec-calib TEXT"},
+      {"--spec self:skip:auto --spec-calib " + test::shared_path("data/calib/docs-calib.txt"), "write self:skip:auto:N"},
+      {"--spec self:skip:auto:6 --spec-calib " + test::shared_path("data/calib/docs-calib.txt"), "it must be in [1, 5]"},
   };
   for (const auto& [args, msg] : cases) test::expect_cli_error(g + args, msg);
   // serve checks --spec before it listens.

@@ -152,6 +152,8 @@ DraftSource::DraftSource(const SpecOptions& o, const Model& target, int64_t n_ct
     draft_file(t.substr(6));
   } else if (t.rfind("self:file:", 0) == 0) {
     draft_file(t.substr(10));
+  } else if (t.rfind("self:skip:auto", 0) == 0) {
+    fail("--spec {}: the blocks are chosen on --spec-calib text by the command, not here", t);
   } else if (t.rfind("self:skip:", 0) == 0) {
     model_ = &target;
     skip_ = parse_layer_set(t.substr(10), target.cfg.n_layers, "--spec self:skip");

@@ -86,12 +86,15 @@ class ModelDrafter : public Drafter {
 };
 
 struct SpecOptions {
-  // "" (off), "ngram", "draft:MODEL", "self:skip:LAYERS" (e.g. 3,5-7),
+  // "" (off), "ngram", "draft:MODEL", "self:skip:LAYERS" (e.g. 3,5-7, or auto:N),
   // "self:exit:K" (blocks after K skipped), "self:file:PATH".
   std::string type;
   int64_t draft_max = 16;  // tokens proposed per pass
   int64_t draft_min = 0;   // fewer proposed: the pass runs without them
   float p_min = 0.75f;     // a model draft stops below this probability
+  // Calibration text for "self:skip:auto:N" (the CLI turns it into a block
+  // list with eval/layer_skip.h before a DraftSource is made).
+  std::string calib;
 };
 
 // What --spec TYPE names, for `target`: loads a draft file once and makes

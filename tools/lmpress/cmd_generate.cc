@@ -48,7 +48,9 @@ void add_generate(CLI::App& app) {
     std::unique_ptr<DraftSource> source;
     std::unique_ptr<Drafter> drafter;
     if (!o->spec.type.empty()) {
-      source = std::make_unique<DraftSource>(o->spec, *m, o->g.n_ctx > 0 ? o->g.n_ctx : m->cfg.ctx_len);
+      const int64_t n_ctx = o->g.n_ctx > 0 ? o->g.n_ctx : m->cfg.ctx_len;
+      if (const std::string chose = resolve_spec(o->spec, *m, n_ctx); !chose.empty()) fmt::print(stderr, "{}\n", chose);
+      source = std::make_unique<DraftSource>(o->spec, *m, n_ctx);
       drafter = source->make(o->g.sampling);
       o->g.drafter = drafter.get();
       o->g.draft_max = o->spec.draft_max;

@@ -126,7 +126,10 @@ void add_serve(CLI::App& app) {
       o->server.http_threads = int(std::min<int64_t>(4096, o->engine.max_running + o->engine.max_waiting + 8));
     std::unique_ptr<DraftSource> spec;
     if (!o->spec.type.empty()) {
-      spec = std::make_unique<DraftSource>(o->spec, *m, serve::context_of(*m, o->engine));
+      const int64_t n_ctx = serve::context_of(*m, o->engine);
+      if (const std::string chose = resolve_spec(o->spec, *m, n_ctx); !chose.empty())
+        fmt::print(stderr, "lmpress serve: {}\n", chose);
+      spec = std::make_unique<DraftSource>(o->spec, *m, n_ctx);
       o->engine.spec = spec.get();
     }
     serve::Engine engine(*m, o->engine);

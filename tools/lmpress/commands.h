@@ -47,6 +47,11 @@ void add_chat_template_option(CLI::App* cmd, const std::string& name, std::strin
 void add_cache_type_option(CLI::App* cmd, std::string& kv);
 // --spec TYPE, --draft-max, --draft-min, --draft-p-min (generate, bench).
 void add_spec_options(CLI::App* cmd, SpecOptions& spec);
+// --spec self:skip:auto:N: the N blocks whose skipping alone loses least
+// (mean KLD on the first window of --spec-calib text, eval/layer_skip.h),
+// written into spec.type as a list; returns a line saying which (empty for
+// other types).
+std::string resolve_spec(SpecOptions& spec, const Model& m, int64_t n_ctx);
 // Speculative decoding's statistics: JSON (`spec` of --json) and one line.
 nlohmann::ordered_json spec_json(const SpecOptions& o, const SpecStats& s);
 std::string spec_summary(const SpecOptions& o, const SpecStats& s);

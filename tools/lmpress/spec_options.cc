@@ -1,6 +1,9 @@
 // The speculative-decoding options and statistics shared by the commands that decode.
 #include "commands.h"
 
+#include "core/error.h"
+#include "eval/layer_skip.h"
+
 namespace lmpress::cli {
 
 void add_spec_options(CLI::App* cmd, SpecOptions& spec) {
@@ -13,6 +16,36 @@ void add_spec_options(CLI::App* cmd, SpecOptions& spec) {
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20));
   cmd->add_option("--draft-p-min", spec.p_min, "A model draft stops at a token below this probability")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  add_path_option(cmd, "--spec-calib", spec.calib,
+                  "Text on which --spec self:skip:auto:N ranks the blocks (its first window of up to 256 tokens)",
+                  PathRole::Input);
+}
+
+std::string resolve_spec(SpecOptions& spec, const Model& m, int64_t n_ctx) {
+  const std::string prefix = "self:skip:auto";
+  if (spec.type.rfind(prefix, 0) != 0) return "";
+  const std::string n_text = spec.type.size() > prefix.size() + 1 && spec.type[prefix.size()] == ':'
+                                 ? spec.type.substr(prefix.size() + 1)
+                                 : "";
+  if (n_text.empty() || n_text.find_first_not_of("0123456789") != std::string::npos || n_text.size() > 9)
+    fail("--spec {}: write self:skip:auto:N, N the number of blocks to skip", spec.type);
+  if (spec.calib.empty()) fail("--spec {} needs --spec-calib TEXT to rank the blocks on", spec.type);
+  const int64_t n_skip = std::stoll(n_text), L = m.cfg.n_layers;
+  if (n_skip < 1 || n_skip >= L)
+    fail("--spec {}: {} blocks to skip: it must be in [1, {}] (the model has {} blocks)", spec.type, n_skip, L - 1, L);
+  if (!m.tokenizer) fail("--spec {}: the model has no tokenizer", spec.type);
+  std::vector<int32_t> window = m.tokenizer->encode(read_input_text(spec.calib), true, false);
+  window.resize(std::min<size_t>(window.size(), size_t(std::min<int64_t>(256, n_ctx))));
+  if (window.size() < 16) fail("--spec-calib {}: {} tokens; at least 16 are needed", spec.calib, window.size());
+  const std::vector<double> loss = block_skip_kld(m, window);
+  const std::vector<int64_t> blocks = least_loss_blocks(loss, n_skip);
+  std::string list, losses;
+  for (int64_t b : blocks) list += (list.empty() ? "" : ",") + std::to_string(b);
+  for (size_t l = 0; l < loss.size(); l++) losses += fmt::format("{}{}: {:.4f}", l ? ", " : "", l, loss[l]);
+  const std::string was = spec.type;
+  spec.type = "self:skip:" + list;
+  return fmt::format("{}: skipping blocks {} (mean KLD of each block skipped alone over {} tokens of {}: {})", was,
+                     list, window.size(), spec.calib, losses);
 }
 
 nlohmann::ordered_json spec_json(const SpecOptions& o, const SpecStats& s) {
