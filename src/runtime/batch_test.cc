@@ -7,6 +7,7 @@
 
 #include "model/repack.h"
 #include "greedy_reference.h"
+#include "kernels/gemm_packed.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -179,9 +180,19 @@ TEST(BatchEngine, MatchesLoneInferenceStatePerSequence) {
     // kernels here and the batched ones in the reference: equal for the
     // interleaved layouts, summation order for f32 (measured 1e-6), f32 against
     // quantized activations for Q6_K (up to 2%, as DecodeKernels measures).
-    EXPECT_EQ(run.max_diff_generate, 0.0);
+    // Without the packed GEMM (LMPRESS_ISA=scalar, x86 without AVX2) f32 and
+    // Q6_K prompt rows go through OpenBLAS's sgemm, whose sums depend on the
+    // number of rows: there the engine's rows match only to rounding.
+    if (type == "f32" || type == "q6_k") {
+      if (gemm_packed_supports(DType::F32))
+        EXPECT_EQ(run.max_diff_generate, 0.0);
+      else
+        EXPECT_LT(run.max_diff_generate, type == "f32" ? 1e-3 : 0.1);
+    } else {
+      EXPECT_EQ(run.max_diff_generate, 0.0);
+    }
     if (type == "f32")
-      EXPECT_LT(run.max_rel_prompt, 1e-5);
+      EXPECT_LT(run.max_rel_prompt, gemm_packed_supports(DType::F32) ? 1e-5 : 1e-4);
     else if (type == "q6_k")
       EXPECT_LT(run.max_rel_prompt, 0.02);
     else
