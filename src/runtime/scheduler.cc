@@ -176,7 +176,7 @@ std::vector<StepEvent> Scheduler::step() {
     // Log probabilities are of the model's distribution: the logits before the penalties.
     const bool want_logprobs = s->req.logprobs >= 0;
     const float* model_logits = logits;
-    if (want_logprobs && (s->req.sampling.has_penalties() || d > 0)) {
+    if (want_logprobs && s->req.sampling.has_penalties()) {  // verify_draft applies them to the rows in place
       raw_logits_.assign(logits, logits + (d + 1) * size_t(V));
       model_logits = raw_logits_.data();
     }
@@ -190,11 +190,6 @@ std::vector<StepEvent> Scheduler::step() {
       if (!more) finished.push_back(e.id);
       return more;
     };
-    if (!opt_.spec) {
-      apply_penalties(logits, n_sample, s->tokens.data(), int64_t(s->tokens.size()), s->req.sampling);
-      event(s->sampler->sample(logits, n_sample), 0);
-      continue;
-    }
     int32_t next = -1;
     const int64_t a =
         verify_draft(*s->sampler, s->req.sampling, logits, V, n_sample, s->tokens, s->draft, s->q, next, scratch_);

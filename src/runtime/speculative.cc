@@ -60,10 +60,7 @@ void ModelDrafter::propose(const std::vector<int32_t>& seq, int64_t max, std::ve
     int32_t t;
     if (sampler_.greedy()) {
       t = argmax(logits_.data(), n_vocab_);
-      // Its probability: softmax at the argmax.
-      double sum = 0;
-      for (int64_t v = 0; v < n_vocab_; v++) sum += std::exp(double(logits_[size_t(v)] - logits_[size_t(t)]));
-      if (1.0 / sum < p_min_) break;
+      if (std::exp(double(token_logprobs(logits_.data(), n_vocab_, t, 0).logprob)) < p_min_) break;
     } else {
       sampler_.distribution(logits_.data(), n_vocab_, dist_);
       // Drafting stops with the probability of the tokens below p_min; a
@@ -88,13 +85,17 @@ void ModelDrafter::propose(const std::vector<int32_t>& seq, int64_t max, std::ve
   }
 }
 
+int64_t parse_block_number(const std::string& s) {
+  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return -1;
+  return std::stoll(s);
+}
+
 std::vector<bool> parse_layer_set(const std::string& list, int64_t n_layers, const std::string& what) {
   std::vector<bool> skip(size_t(n_layers), false);
   size_t at = 0;
   auto number = [&](const std::string& s) {
-    if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || s.size() > 9)
-      fail("{} '{}': '{}' is not a block number", what, list, s);
-    const int64_t v = std::stoll(s);
+    const int64_t v = parse_block_number(s);
+    if (v < 0) fail("{} '{}': '{}' is not a block number", what, list, s);
     if (v >= n_layers) fail("{} '{}': block {} is outside the model's {} blocks (0..{})", what, list, v, n_layers, n_layers - 1);
     return v;
   };
@@ -158,13 +159,12 @@ DraftSource::DraftSource(const SpecOptions& o, const Model& target, int64_t n_ct
     model_ = &target;
     skip_ = parse_layer_set(t.substr(10), target.cfg.n_layers, "--spec self:skip");
   } else if (t.rfind("self:exit:", 0) == 0) {
-    const std::string k = t.substr(10);
-    const int64_t L = target.cfg.n_layers;
-    if (k.empty() || k.find_first_not_of("0123456789") != std::string::npos || k.size() > 9 || std::stoll(k) >= L - 1)
+    const int64_t k = parse_block_number(t.substr(10)), L = target.cfg.n_layers;
+    if (k < 0 || k >= L - 1)
       fail("--spec {}: the exit block must be in [0, {}] (after block {} the model is whole)", t, L - 2, L - 1);
     model_ = &target;
     skip_.assign(size_t(L), false);
-    for (int64_t l = std::stoll(k) + 1; l < L; l++) skip_[size_t(l)] = true;
+    for (int64_t l = k + 1; l < L; l++) skip_[size_t(l)] = true;
   } else {
     fail("--spec '{}': unknown type (ngram, draft:MODEL, self:skip:LAYERS, self:exit:K, self:file:PATH)", t);
   }
@@ -181,11 +181,18 @@ int64_t verify_draft(Sampler& s, const SamplerOptions& o, float* rows, int64_t r
                      const std::vector<int32_t>& seq, const std::vector<int32_t>& draft,
                      const std::vector<Sampler::Dist>& q, int32_t& next, SpecScratch& scratch) {
   std::vector<int32_t>& hist = scratch.history;
-  hist.assign(seq.begin(), seq.end());
-  if (scratch.dense.size() < size_t(n_sample)) scratch.dense.assign(size_t(n_sample), 0.0);
   for (size_t a = 0;; a++) {
     float* L = rows + int64_t(a) * row_stride;
-    apply_penalties(L, n_sample, hist.data(), int64_t(hist.size()), o);
+    // Row a's penalties look at seq and draft[0..a): seq itself for the first
+    // row (no copy on a plain decoding step), then a copy grown by one draft
+    // per accepted row.
+    const std::vector<int32_t>* h = &seq;
+    if (a > 0 && o.has_penalties()) {
+      if (a == 1) hist.assign(seq.begin(), seq.end());
+      hist.push_back(draft[a - 1]);
+      h = &hist;
+    }
+    apply_penalties(L, n_sample, h->data(), int64_t(h->size()), o);
     if (a == draft.size()) {
       next = s.sample(L, n_sample);
       return int64_t(a);
@@ -195,11 +202,11 @@ int64_t verify_draft(Sampler& s, const SamplerOptions& o, float* rows, int64_t r
       next = argmax(L, n_sample);
       ok = next == draft[a];
     } else {
+      if (scratch.dense.size() < size_t(n_sample)) scratch.dense.assign(size_t(n_sample), 0.0);
       s.distribution(L, n_sample, scratch.p);
       ok = speculative_accept(s, scratch.p, q.empty() ? Sampler::Dist{} : q[a], draft[a], next, scratch.dense);
     }
     if (!ok) return int64_t(a);
-    hist.push_back(draft[a]);
   }
 }
 

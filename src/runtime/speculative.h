@@ -137,6 +137,9 @@ int64_t verify_draft(Sampler& s, const SamplerOptions& o, float* rows, int64_t r
 // have, sizes within 128 (llama.cpp's rule).
 void check_draft_vocab(const Model& target, const Model& draft, const std::string& path);
 
+// A block number or count written as at most 9 decimal digits, or -1.
+int64_t parse_block_number(const std::string& s);
+
 // Parses "3,5-7" into flags for n_layers blocks; throws naming `what`.
 std::vector<bool> parse_layer_set(const std::string& list, int64_t n_layers, const std::string& what);
 

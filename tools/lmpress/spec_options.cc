@@ -24,13 +24,12 @@ void add_spec_options(CLI::App* cmd, SpecOptions& spec) {
 std::string resolve_spec(SpecOptions& spec, const Model& m, int64_t n_ctx) {
   const std::string prefix = "self:skip:auto";
   if (spec.type.rfind(prefix, 0) != 0) return "";
-  const std::string n_text = spec.type.size() > prefix.size() + 1 && spec.type[prefix.size()] == ':'
-                                 ? spec.type.substr(prefix.size() + 1)
-                                 : "";
-  if (n_text.empty() || n_text.find_first_not_of("0123456789") != std::string::npos || n_text.size() > 9)
-    fail("--spec {}: write self:skip:auto:N, N the number of blocks to skip", spec.type);
+  const int64_t n_skip = spec.type.size() > prefix.size() && spec.type[prefix.size()] == ':'
+                             ? parse_block_number(spec.type.substr(prefix.size() + 1))
+                             : -1;
+  if (n_skip < 0) fail("--spec {}: write self:skip:auto:N, N the number of blocks to skip", spec.type);
   if (spec.calib.empty()) fail("--spec {} needs --spec-calib TEXT to rank the blocks on", spec.type);
-  const int64_t n_skip = std::stoll(n_text), L = m.cfg.n_layers;
+  const int64_t L = m.cfg.n_layers;
   if (n_skip < 1 || n_skip >= L)
     fail("--spec {}: {} blocks to skip: it must be in [1, {}] (the model has {} blocks)", spec.type, n_skip, L - 1, L);
   if (!m.tokenizer) fail("--spec {}: the model has no tokenizer", spec.type);
