@@ -3,11 +3,13 @@
 #include "core/cpu_isa.h"
 #include "core/error.h"
 #include "kernels/qdot.h"
+#include "model/forward.h"
 
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <random>
 #include <fstream>
 #include <cstdio>
 #include <cstdlib>
@@ -156,6 +158,26 @@ void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function
   qdot_use_simd(false);
   run();
   qdot_use_simd(true);
+}
+
+std::vector<uint8_t> random_cache(KvType t, int64_t positions, int64_t stride, int64_t used, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  const int64_t row = kv_row_bytes(t, stride);
+  std::vector<uint8_t> c(size_t(positions * row), 0xff);
+  std::vector<float> x(static_cast<size_t>(used));
+  for (int64_t j = 0; j < positions; j++) {
+    for (auto& v : x) v = nd(rng);
+    store_cache_row(t, x.data(), used, c.data() + j * row);
+  }
+  return c;
+}
+
+std::vector<float> cache_values(KvType t, const std::vector<uint8_t>& cache, int64_t stride, int64_t j, int64_t from,
+                                int64_t n) {
+  std::vector<float> out(static_cast<size_t>(n));
+  kv_row_to_f32(t, cache.data() + j * kv_row_bytes(t, stride) + kv_row_bytes(t, from), n, out.data());
+  return out;
 }
 
 }  // namespace lmpress::test

@@ -7,6 +7,7 @@
 
 #include "compress/calibration.h"
 #include "core/tensor.h"
+#include "kernels/kv_types.h"
 
 namespace lmpress::test {
 
@@ -56,5 +57,14 @@ class GgmlBlocks {
  private:
   std::vector<Tensor> tensors_;
 };
+
+// A KV cache of `positions` rows in type t, `stride` values apart (a whole
+// number of t's blocks), each row's first `used` values drawn from N(0, 1)
+// and stored as the forward pass stores them; the padding after them is 0xff
+// bytes (NaN scales and values), so that a kernel reading it gives NaN.
+std::vector<uint8_t> random_cache(KvType t, int64_t positions, int64_t stride, int64_t used, unsigned seed);
+// Row j's values [from, from + n) of such a cache, dequantized.
+std::vector<float> cache_values(KvType t, const std::vector<uint8_t>& cache, int64_t stride, int64_t j, int64_t from,
+                                int64_t n);
 
 }  // namespace lmpress::test

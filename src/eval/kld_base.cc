@@ -51,7 +51,7 @@ void save_kld_base(const Model& base, const std::vector<int32_t>& tokens, const 
   f.write(&hash, 8);
   f.write(tokens.data(), size_t(w.n_chunks * w.n_ctx) * sizeof(int32_t));
 
-  InferenceState st(base, w.n_ctx, opt.n_batch);
+  InferenceState st(base, w.n_ctx, opt.n_batch, opt.base_kv);
   std::vector<float> logits(size_t(w.n_ctx * V));
   std::vector<int32_t> window, order(static_cast<size_t>(V)), ids(static_cast<size_t>(k));
   std::vector<float> vals(static_cast<size_t>(k));
@@ -82,7 +82,7 @@ void save_kld_base(const Model& base, const std::vector<int32_t>& tokens, const 
   f.commit();
 }
 
-KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_t n_batch) {
+KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_t n_batch, const KvCacheSpec& kv) {
   auto file = MappedFile::open(path);
   const uint8_t* d = file->data();
   const size_t size = file->size();
@@ -116,7 +116,7 @@ KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_
   w.add_bos = h.bos >= 0;
   w.bos = int32_t(h.bos);
   const int64_t V = h.n_vocab, k = h.top_k;
-  InferenceState sq(cand, w.n_ctx, n_batch);
+  InferenceState sq(cand, w.n_ctx, n_batch, kv);
   std::vector<float> lq(static_cast<size_t>(w.n_ctx * V)), vals(static_cast<size_t>(k));
   std::vector<int32_t> window, ids(static_cast<size_t>(k));
   KldSums sums;

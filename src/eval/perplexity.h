@@ -25,7 +25,8 @@ struct PerplexityOptions {
   int64_t n_chunks = -1;  // -1: all
   int64_t n_batch = 2048;
   PplProtocol protocol = PplProtocol::LlamaCpp;
-  KvType kv = KvType::F16;
+  KvCacheSpec kv = {};       // the model's cache (kld: the candidate's)
+  KvCacheSpec base_kv = {};  // kld: the base model's cache
 };
 
 struct PerplexityResult {

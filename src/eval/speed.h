@@ -34,7 +34,7 @@ struct SpeedOptions {
   std::vector<int64_t> n_gen{128};
   int reps = 5;
   int64_t n_batch = 512;
-  KvType kv = KvType::F16;
+  KvCacheSpec kv = {};
   uint32_t seed = 1;
 };
 

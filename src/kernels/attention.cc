@@ -20,15 +20,10 @@
 namespace lmpress {
 namespace {
 
-// Element i of a cache row as float.
-float cache_at(KvType kv, const void* c, int64_t i) {
-  return kv == KvType::F32 ? static_cast<const float*>(c)[i] : f16_to_f32(static_cast<const uint16_t*>(c)[i]);
-}
-
-// The address of position j's row in paged storage, from element `elem` of the row.
-const void* page_row(KvType kv, const void* const* pages, int64_t page_size, int64_t stride, int64_t j,
+// The address of position j's row in paged storage of type t, from value `elem` of the row.
+const void* page_row(KvType t, const void* const* pages, int64_t page_size, int64_t stride, int64_t j,
                      int64_t elem) {
-  return static_cast<const uint8_t*>(pages[j / page_size]) + ((j % page_size) * stride + elem) * kv_bytes(kv);
+  return static_cast<const uint8_t*>(pages[j / page_size]) + kv_row_bytes(t, (j % page_size) * stride + elem);
 }
 
 // The tiled kernel is AVX2; elsewhere attention() runs attention_ref.
@@ -38,12 +33,12 @@ constexpr int64_t kTileRows = 64;  // query rows (heads × tokens) that share ea
 
 // Per-thread buffers, grown once and reused (no allocation per tile).
 struct Scratch {
-  std::vector<float> kt, v, o, s, m, l;
+  std::vector<float> kt, v, o, s, m, l, rows;
   const void* krow[kKeyBlock];
   const void* vrow[kKeyBlock];
 };
 
-// 8 cached values from `at` as floats.
+// 8 cached values from `at` of an f32 or f16 row as floats.
 __attribute__((target("avx2,f16c"))) inline __m256 load8(KvType kv, const void* c, int64_t at) {
   if (kv == KvType::F32) return _mm256_loadu_ps(static_cast<const float*>(c) + at);
   return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(c) + at)));
@@ -53,15 +48,29 @@ __attribute__((target("avx2,f16c"))) inline __m256 load8(KvType kv, const void* 
 // [kKeyBlock][hd]; rows past count zero.
 __attribute__((target("avx2,f16c"))) void convert_values(KvType kv, const void* const* rows, int64_t count,
                                                           int64_t hd, float* dst) {
-  for (int64_t j = 0; j < count; j++)
-    for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(dst + j * hd + d, load8(kv, rows[j], d));
+  if (kv == KvType::F32 || kv == KvType::F16) {
+    for (int64_t j = 0; j < count; j++)
+      for (int64_t d = 0; d < hd; d += 8) _mm256_storeu_ps(dst + j * hd + d, load8(kv, rows[j], d));
+  } else {
+    for (int64_t j = 0; j < count; j++) kv_row_to_f32(kv, rows[j], hd, dst + j * hd);
+  }
   std::fill(dst + count * hd, dst + kKeyBlock * hd, 0.0f);
 }
 
 // Keys, transposed: kt[d][j] = key j's dimension d, keys past count zero, so
-// that 8 keys' scores accumulate in one vector (no horizontal sums).
+// that 8 keys' scores accumulate in one vector (no horizontal sums). Other
+// types than f32 and f16 are first converted into `tmp` ([kKeyBlock][hd]).
 __attribute__((target("avx2,f16c"))) void convert_keys(KvType kv, const void* const* rows, int64_t count, int64_t hd,
-                                                        float* kt) {
+                                                        float* kt, float* tmp) {
+  const void* converted[kKeyBlock];
+  if (kv != KvType::F32 && kv != KvType::F16) {
+    for (int64_t j = 0; j < count; j++) {
+      kv_row_to_f32(kv, rows[j], hd, tmp + j * hd);
+      converted[j] = tmp + j * hd;
+    }
+    rows = converted;
+    kv = KvType::F32;
+  }
   for (int64_t j0 = 0; j0 < kKeyBlock; j0 += 8)
     for (int64_t d0 = 0; d0 < hd; d0 += 8) {
       __m256 r[8];
@@ -161,7 +170,7 @@ __attribute__((target("avx2,fma"))) float softmax_step(float* s, int64_t count, 
 }
 
 // One tile of one sequence: KV head kvh, tokens t0..t0+tokens-1, rows r = (token, head in group).
-__attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s, KvType kv, const PagedQuery& pq,
+__attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s, const KvCacheSpec& kv, const PagedQuery& pq,
                                                         float scale, int64_t kvh, int64_t t0, int64_t tokens,
                                                         Scratch& w) {
   const float* q = pq.q;
@@ -170,22 +179,24 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
   const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, R = tokens * group;
   w.kt.resize(size_t(kKeyBlock * hd));
   w.v.resize(size_t(kKeyBlock * hd));
+  w.rows.resize(size_t(kKeyBlock * hd));
   w.o.assign(size_t(R * hd), 0.0f);
   w.s.resize(size_t(R * kKeyBlock));
   w.m.assign(size_t(R), -std::numeric_limits<float>::infinity());
   w.l.assign(size_t(R), 0.0f);
   const int64_t keys = pos0 + t0 + tokens;  // visible to the tile's last token
+  const int64_t krow_bytes = kv_row_bytes(kv.k, s.kv_stride), vrow_bytes = kv_row_bytes(kv.v, s.kv_stride);
+  const int64_t khead = kv_row_bytes(kv.k, kvh * hd), vhead = kv_row_bytes(kv.v, kvh * hd);
   for (int64_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const int64_t jn = std::min(kKeyBlock, keys - j0);
     // Row addresses, walking pages without a division per row.
     for (int64_t j = 0, page = j0 / ps, r = j0 % ps; j < jn; j++) {
-      const int64_t at = (r * s.kv_stride + kvh * hd) * kv_bytes(kv);
-      w.krow[j] = static_cast<const uint8_t*>(pq.cache.k[page]) + at;
-      w.vrow[j] = static_cast<const uint8_t*>(pq.cache.v[page]) + at;
+      w.krow[j] = static_cast<const uint8_t*>(pq.cache.k[page]) + r * krow_bytes + khead;
+      w.vrow[j] = static_cast<const uint8_t*>(pq.cache.v[page]) + r * vrow_bytes + vhead;
       if (++r == ps) r = 0, page++;
     }
-    convert_keys(kv, w.krow, jn, hd, w.kt.data());
-    convert_values(kv, w.vrow, jn, hd, w.v.data());
+    convert_keys(kv.k, w.krow, jn, hd, w.kt.data(), w.rows.data());
+    convert_values(kv.v, w.vrow, jn, hd, w.v.data());
     // Rows two at a time (one more on its own when R is odd); a row whose
     // token sees none of this block (count ≤ 0) is left as it is.
     for (int64_t r = 0; r < R; r += 2) {
@@ -241,7 +252,8 @@ __attribute__((target("avx2,fma"))) void exp_avx2(const float* x, int64_t n, flo
 
 }  // namespace
 
-void attention_paged_ref(const AttentionShape& s, KvType kv, const PagedQuery* seqs, int64_t n_seqs, float scale) {
+void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const PagedQuery* seqs, int64_t n_seqs,
+                         float scale) {
   const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
   for (int64_t si = 0; si < n_seqs; si++) {
     const PagedQuery& pq = seqs[si];
@@ -250,6 +262,7 @@ void attention_paged_ref(const AttentionShape& s, KvType kv, const PagedQuery* s
     {
       std::vector<float> sc(size_t(pos0 + n));
       std::vector<double> o(static_cast<size_t>(hd));
+      std::vector<float> row(static_cast<size_t>(hd));
 #pragma omp for collapse(2) schedule(static)
       for (int64_t t = 0; t < n; t++)
         for (int64_t h = 0; h < s.n_heads; h++) {
@@ -257,9 +270,9 @@ void attention_paged_ref(const AttentionShape& s, KvType kv, const PagedQuery* s
           const float* qr = pq.q + t * s.q_stride + h * hd;
           float mx = -std::numeric_limits<float>::infinity();
           for (int64_t j = 0; j < visible; j++) {
-            const void* kr = page_row(kv, pq.cache.k, ps, s.kv_stride, j, kvh * hd);
+            kv_row_to_f32(kv.k, page_row(kv.k, pq.cache.k, ps, s.kv_stride, j, kvh * hd), hd, row.data());
             float d = 0;
-            for (int64_t i = 0; i < hd; i++) d += qr[i] * cache_at(kv, kr, i);
+            for (int64_t i = 0; i < hd; i++) d += qr[i] * row[size_t(i)];
             sc[size_t(j)] = d * scale;
             mx = std::max(mx, sc[size_t(j)]);
           }
@@ -268,8 +281,8 @@ void attention_paged_ref(const AttentionShape& s, KvType kv, const PagedQuery* s
           for (int64_t j = 0; j < visible; j++) {
             const double p = std::exp(double(sc[size_t(j)] - mx));
             sum += p;
-            const void* vr = page_row(kv, pq.cache.v, ps, s.kv_stride, j, kvh * hd);
-            for (int64_t i = 0; i < hd; i++) o[size_t(i)] += p * cache_at(kv, vr, i);
+            kv_row_to_f32(kv.v, page_row(kv.v, pq.cache.v, ps, s.kv_stride, j, kvh * hd), hd, row.data());
+            for (int64_t i = 0; i < hd; i++) o[size_t(i)] += p * row[size_t(i)];
           }
           for (int64_t i = 0; i < hd; i++) pq.out[t * s.out_stride + h * hd + i] = float(o[size_t(i)] / sum);
         }
@@ -277,7 +290,8 @@ void attention_paged_ref(const AttentionShape& s, KvType kv, const PagedQuery* s
   }
 }
 
-void attention_paged(const AttentionShape& s, KvType kv, const PagedQuery* seqs, int64_t n_seqs, float scale) {
+void attention_paged(const AttentionShape& s, const KvCacheSpec& kv, const PagedQuery* seqs, int64_t n_seqs,
+                     float scale) {
 #if !defined(__x86_64__)
   return attention_paged_ref(s, kv, seqs, n_seqs, scale);
 #else
@@ -321,22 +335,16 @@ PagedQuery one_page(const float* q, int64_t n, int64_t pos0, const void* const* 
 
 }  // namespace
 
-void attention_ref(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
+void attention_ref(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0, const void* k,
                    const void* v, float scale, float* out) {
   const PagedQuery pq = one_page(q, n, pos0, &k, &v, out);
   attention_paged_ref(s, kv, &pq, 1, scale);
 }
 
-void attention(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
+void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0, const void* k,
                const void* v, float scale, float* out) {
   const PagedQuery pq = one_page(q, n, pos0, &k, &v, out);
   attention_paged(s, kv, &pq, 1, scale);
-}
-
-KvType parse_kv_type(const std::string& name) {
-  if (name == "f16") return KvType::F16;
-  if (name == "f32") return KvType::F32;
-  fail("unknown KV-cache type '{}' (f16 or f32)", name);
 }
 
 void exp_f32(const float* x, int64_t n, float* y) {

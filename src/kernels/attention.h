@@ -1,4 +1,5 @@
-// Causal multi-head attention over an f16 (or f32) KV cache, flash-attention style:
+// Causal multi-head attention over a KV cache of any KvType (f16, f32, bf16 or
+// a block type), flash-attention style:
 // keys and values are visited in blocks, each block converted to f32 once
 // for a tile of query rows, and the softmax is computed online (running
 // max and sum per row), so no [queries × keys] score matrix is ever formed
@@ -8,35 +9,28 @@
 // decoding (n = 1) and prompt batches.
 #pragma once
 #include <cstdint>
-#include <string>
+
+#include "kernels/kv_types.h"
 
 namespace lmpress {
-
-// Element type of the KV cache: f16 (llama.cpp's default, half the memory and
-// bandwidth) or f32 (exact, for comparisons against f32 references).
-enum class KvType { F16, F32 };
-
-// Bytes per cached value.
-inline int64_t kv_bytes(KvType kv) { return kv == KvType::F16 ? 2 : 4; }
-
-// "f16" or "f32"; throws on anything else.
-KvType parse_kv_type(const std::string& name);
 
 struct AttentionShape {
   int64_t n_heads = 0, n_kv_heads = 0, head_dim = 0;
   int64_t q_stride = 0;   // floats between tokens' query rows (≥ n_heads · head_dim)
-  int64_t kv_stride = 0;  // elements between positions in the caches (≥ n_kv_heads · head_dim)
+  int64_t kv_stride = 0;  // values between positions in the caches (≥ n_kv_heads · head_dim; a whole
+                          // number of blocks of the cache types, which must divide head_dim)
   int64_t out_stride = 0;
 };
 
 // out[t, h] = Σ_j softmax_j(scale · q[t, h] · k[j, h / group]) · v[j, h / group]
 // over the keys j ≤ pos0 + t, for queries t = 0..n-1 at positions pos0 + t.
-// k and v hold `kv` rows for positions 0..pos0 + n - 1. Multi-threaded (OpenMP).
-void attention(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
+// k and v hold rows of kv.k and kv.v for positions 0..pos0 + n - 1 (kv.rotate
+// is the caller's business). Multi-threaded (OpenMP).
+void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0, const void* k,
                const void* v, float scale, float* out);
 // The scalar reference: scores, a max-subtracted softmax summed in double, then
 // the weighted sum of values; one (token, head) at a time.
-void attention_ref(const AttentionShape& s, KvType kv, const float* q, int64_t n, int64_t pos0, const void* k,
+void attention_ref(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0, const void* k,
                    const void* v, float scale, float* out);
 
 // A cache kept in pages of `page_size` positions (a paged KV cache's blocks):
@@ -60,9 +54,9 @@ struct PagedQuery {
 // parallel region. Each query row's result is bit for bit what attention()
 // gives on the same values in a contiguous cache: keys are visited in the same
 // blocks of positions, whatever the pages.
-void attention_paged(const AttentionShape& s, KvType kv, const PagedQuery* seqs, int64_t n_seqs, float scale);
+void attention_paged(const AttentionShape& s, const KvCacheSpec& kv, const PagedQuery* seqs, int64_t n_seqs, float scale);
 // attention_ref for the same.
-void attention_paged_ref(const AttentionShape& s, KvType kv, const PagedQuery* seqs, int64_t n_seqs, float scale);
+void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const PagedQuery* seqs, int64_t n_seqs, float scale);
 
 // e^x for 8 floats at a time (AVX2), as used by the online softmax; exposed for
 // its test. Inputs below −87.3 give 0, above 88 e^88 (softmax only takes

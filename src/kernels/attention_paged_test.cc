@@ -13,30 +13,28 @@
 namespace lmpress {
 namespace {
 
-// One sequence: queries, its cache as one contiguous buffer (f16 and the same
-// values as f32), and the pages of a shared pool its positions were scattered to.
+// One sequence: queries, its cache as one contiguous buffer, and the pages
+// of a shared pool its positions were scattered to.
 struct Seq {
   int64_t n, pos0;
   std::vector<float> q;
-  std::vector<uint16_t> k, v;
-  std::vector<float> kf, vf;
+  std::vector<uint8_t> k, v;
   std::vector<int64_t> pages;  // pool page of each page_size positions
 };
 
-// Several sequences over one pool of pages given out in random order; the
-// strides carry padding so that reading past a row would be caught.
+// Several sequences over one pool of pages given out in random order, for
+// every cache type whose block divides the head; the strides carry padding so
+// that reading past a row would be caught.
 TEST(PagedAttention, MatchesContiguousAttentionOverRandomBlockTables) {
   struct Shape {
     int64_t heads, kv_heads, hd, page;
   };
-  const Shape shapes[] = {{6, 2, 48, 16}, {4, 4, 64, 5}, {8, 1, 8, 1}, {9, 3, 64, 32}};
+  const Shape shapes[] = {{6, 2, 48, 16}, {4, 4, 64, 5}, {8, 1, 8, 1}, {9, 3, 64, 32}, {4, 2, 128, 16}};
   const int64_t lens[][2] = {{1, 150}, {37, 0}, {21, 70}, {1, 0}};  // {n, pos0}
   test::for_kernel_targets({0}, [&](int64_t) {
     for (const Shape& sh : shapes) {
       SCOPED_TRACE(testing::Message() << "heads " << sh.heads << "/" << sh.kv_heads << " hd " << sh.hd << " page "
                                       << sh.page);
-      AttentionShape s{sh.heads, sh.kv_heads, sh.hd, sh.heads * sh.hd + 3, sh.kv_heads * sh.hd + 5,
-                       sh.heads * sh.hd + 7};
       std::mt19937 rng(unsigned(sh.heads * 31 + sh.page));
       std::normal_distribution<float> nd;
       std::vector<Seq> seqs;
@@ -45,16 +43,7 @@ TEST(PagedAttention, MatchesContiguousAttentionOverRandomBlockTables) {
         Seq q;
         q.n = l[0];
         q.pos0 = l[1];
-        q.q.resize(size_t(q.n * s.q_stride));
-        for (auto& x : q.q) x = nd(rng);
-        const int64_t P = q.pos0 + q.n;
-        for (int64_t i = 0; i < P * s.kv_stride; i++) {
-          q.k.push_back(f32_to_f16(nd(rng)));
-          q.v.push_back(f32_to_f16(nd(rng)));
-          q.kf.push_back(f16_to_f32(q.k.back()));
-          q.vf.push_back(f16_to_f32(q.v.back()));
-        }
-        n_pages += (P + sh.page - 1) / sh.page;
+        n_pages += (q.pos0 + q.n + sh.page - 1) / sh.page;
         seqs.push_back(std::move(q));
       }
       // A random block table per sequence: pool pages in shuffled order.
@@ -66,23 +55,32 @@ TEST(PagedAttention, MatchesContiguousAttentionOverRandomBlockTables) {
         for (int64_t p = 0; p < (q.pos0 + q.n + sh.page - 1) / sh.page; p++) q.pages.push_back(order[next++]);
 
       const float scale = 1.0f / std::sqrt(float(sh.hd));
-      for (KvType kv : {KvType::F16, KvType::F32}) {
-        SCOPED_TRACE(kv == KvType::F16 ? "f16 cache" : "f32 cache");
-        const int64_t eb = kv_bytes(kv), page_bytes = sh.page * s.kv_stride * eb;
+      for (const std::string& name : kv_type_name_list()) {
+        const KvType kv = parse_kv_type(name);
+        const int64_t block = kv_type_info(kv).block;
+        if (sh.hd % block != 0) continue;
+        SCOPED_TRACE(name + " cache");
+        AttentionShape s{sh.heads, sh.kv_heads, sh.hd, sh.heads * sh.hd + 3, sh.kv_heads * sh.hd + (block > 1 ? block : 5),
+                         sh.heads * sh.hd + 7};
+        const int64_t row = kv_row_bytes(kv, s.kv_stride), page_bytes = sh.page * row;
+        for (size_t i = 0; i < seqs.size(); i++) {
+          Seq& q = seqs[i];
+          q.q.resize(size_t(q.n * s.q_stride));
+          for (auto& x : q.q) x = nd(rng);
+          const int64_t P = q.pos0 + q.n;
+          q.k = test::random_cache(kv, P, s.kv_stride, sh.kv_heads * sh.hd, unsigned(rng()));
+          q.v = test::random_cache(kv, P, s.kv_stride, sh.kv_heads * sh.hd, unsigned(rng()));
+        }
         std::vector<uint8_t> kpool(size_t(n_pages * page_bytes), 0xff), vpool = kpool;  // 0xff: NaN where unwritten
         std::vector<std::vector<const void*>> kp(seqs.size()), vp(seqs.size());
         std::vector<PagedQuery> pq(seqs.size());
         std::vector<std::vector<float>> got(seqs.size()), got_ref(seqs.size());
         for (size_t i = 0; i < seqs.size(); i++) {
           const Seq& q = seqs[i];
-          const uint8_t* ks = kv == KvType::F16 ? reinterpret_cast<const uint8_t*>(q.k.data())
-                                                : reinterpret_cast<const uint8_t*>(q.kf.data());
-          const uint8_t* vs = kv == KvType::F16 ? reinterpret_cast<const uint8_t*>(q.v.data())
-                                                : reinterpret_cast<const uint8_t*>(q.vf.data());
           for (int64_t j = 0; j < q.pos0 + q.n; j++) {
-            const int64_t at = q.pages[size_t(j / sh.page)] * page_bytes + (j % sh.page) * s.kv_stride * eb;
-            std::memcpy(&kpool[size_t(at)], ks + j * s.kv_stride * eb, size_t(s.kv_stride * eb));
-            std::memcpy(&vpool[size_t(at)], vs + j * s.kv_stride * eb, size_t(s.kv_stride * eb));
+            const int64_t at = q.pages[size_t(j / sh.page)] * page_bytes + (j % sh.page) * row;
+            std::memcpy(&kpool[size_t(at)], q.k.data() + j * row, size_t(row));
+            std::memcpy(&vpool[size_t(at)], q.v.data() + j * row, size_t(row));
           }
           for (int64_t p : q.pages) {
             kp[i].push_back(&kpool[size_t(p * page_bytes)]);
@@ -102,8 +100,8 @@ TEST(PagedAttention, MatchesContiguousAttentionOverRandomBlockTables) {
 
         for (size_t i = 0; i < seqs.size(); i++) {
           const Seq& q = seqs[i];
-          const void* k = kv == KvType::F16 ? static_cast<const void*>(q.k.data()) : q.kf.data();
-          const void* v = kv == KvType::F16 ? static_cast<const void*>(q.v.data()) : q.vf.data();
+          const void* k = q.k.data();
+          const void* v = q.v.data();
           std::vector<float> want(got[i].size(), -7.0f), want_ref = want;
           attention(s, kv, q.q.data(), q.n, q.pos0, k, v, scale, want.data());
           attention_ref(s, kv, q.q.data(), q.n, q.pos0, k, v, scale, want_ref.data());

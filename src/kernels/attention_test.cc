@@ -15,84 +15,93 @@ namespace {
 
 struct Case {
   AttentionShape s;
+  KvCacheSpec spec;
   int64_t n, pos0;
   std::vector<float> q;
-  std::vector<uint16_t> k, v;  // f16
-  std::vector<float> kf, vf;   // the same values as f32
+  std::vector<uint8_t> k, v;  // rows of spec.k, spec.v
 };
 
-// Random queries and an f16 cache for positions 0..pos0+n-1; the strides
-// carry padding so that a kernel reading past a row would be caught.
-Case make_case(int64_t heads, int64_t kv_heads, int64_t hd, int64_t n, int64_t pos0, float qscale, unsigned seed) {
+// Random queries and a cache of the spec's types for positions 0..pos0+n-1;
+// the strides carry padding (a block of NaN bytes in the cache) so that a
+// kernel reading past a row would be caught.
+Case make_case(KvCacheSpec spec, int64_t heads, int64_t kv_heads, int64_t hd, int64_t n, int64_t pos0, float qscale,
+               unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd;
   Case c;
-  c.s = {heads, kv_heads, hd, heads * hd + 3, kv_heads * hd + 5, heads * hd + 7};
+  const int64_t block = std::max(kv_type_info(spec.k).block, kv_type_info(spec.v).block);
+  c.s = {heads, kv_heads, hd, heads * hd + 3, kv_heads * hd + (block > 1 ? block : 5), heads * hd + 7};
+  c.spec = spec;
   c.n = n;
   c.pos0 = pos0;
   c.q.resize(size_t(n * c.s.q_stride));
   for (auto& x : c.q) x = nd(rng) * qscale;
-  c.k.resize(size_t((pos0 + n) * c.s.kv_stride));
-  c.v.resize(c.k.size());
-  for (auto& x : c.k) x = f32_to_f16(nd(rng));
-  for (auto& x : c.v) x = f32_to_f16(nd(rng));
-  for (uint16_t h : c.k) c.kf.push_back(f16_to_f32(h));
-  for (uint16_t h : c.v) c.vf.push_back(f16_to_f32(h));
+  c.k = test::random_cache(spec.k, pos0 + n, c.s.kv_stride, kv_heads * hd, seed + 1);
+  c.v = test::random_cache(spec.v, pos0 + n, c.s.kv_stride, kv_heads * hd, seed + 2);
   return c;
 }
 
-// Independent of both kernels: one (token, head) by the textbook formula,
-// everything in double.
-double naive(const Case& c, int64_t t, int64_t h, int64_t i, float scale) {
+// Independent of both kernels: one (token, head) by the textbook formula on
+// the dequantized cache, everything in double; all hd outputs.
+std::vector<double> naive(const Case& c, int64_t t, int64_t h, float scale) {
   const int64_t hd = c.s.head_dim, kvh = h / (c.s.n_heads / c.s.n_kv_heads);
   std::vector<double> sc;
   double mx = -1e300;
   for (int64_t j = 0; j <= c.pos0 + t; j++) {
+    const auto k = test::cache_values(c.spec.k, c.k, c.s.kv_stride, j, kvh * hd, hd);
     double d = 0;
-    for (int64_t e = 0; e < hd; e++)
-      d += double(c.q[size_t(t * c.s.q_stride + h * hd + e)]) * f16_to_f32(c.k[size_t(j * c.s.kv_stride + kvh * hd + e)]);
+    for (int64_t e = 0; e < hd; e++) d += double(c.q[size_t(t * c.s.q_stride + h * hd + e)]) * k[size_t(e)];
     sc.push_back(d * scale);
     mx = std::max(mx, d * scale);
   }
-  double sum = 0, o = 0;
+  double sum = 0;
+  std::vector<double> o(static_cast<size_t>(hd));
   for (size_t j = 0; j < sc.size(); j++) {
     const double p = std::exp(sc[j] - mx);
     sum += p;
-    o += p * f16_to_f32(c.v[j * size_t(c.s.kv_stride) + size_t(kvh * hd + i)]);
+    const auto v = test::cache_values(c.spec.v, c.v, c.s.kv_stride, int64_t(j), kvh * hd, hd);
+    for (int64_t i = 0; i < hd; i++) o[size_t(i)] += p * v[size_t(i)];
   }
-  return o / sum;
+  for (auto& x : o) x /= sum;
+  return o;
 }
 
-// The reference and the dispatched kernel against the textbook formula, on
-// MHA and GQA (groups of 3 and 8), head sizes 8/64/72, one decode token after
-// a long cache (several key blocks, a partial last one), prompt batches with
-// and without earlier context, and sharp (large-logit) softmaxes.
+// The reference and the dispatched kernel against the textbook formula, for
+// every cache type (and K and V of different types), on MHA and GQA (groups of 3 and 8), head sizes 8/64/72/128
+// (those the type's block divides), one decode token after a long cache
+// (several key blocks, a partial last one), prompt batches with and without
+// earlier context, and sharp (large-logit) softmaxes.
 TEST(Attention, MatchesTextbookFormula) {
   struct Shape {
     int64_t heads, kv_heads, hd, n, pos0;
     float qscale;
   };
-  const Shape shapes[] = {{4, 4, 64, 1, 0, 1}, {9, 3, 64, 1, 150, 1}, {32, 4, 64, 37, 0, 1}, {6, 2, 72, 21, 70, 1},
-                          {2, 1, 8, 70, 5, 1}, {8, 8, 64, 19, 64, 8}};
+  const Shape shapes[] = {{4, 4, 64, 1, 0, 1},  {9, 3, 64, 1, 150, 1}, {32, 4, 64, 37, 0, 1}, {6, 2, 72, 21, 70, 1},
+                          {2, 1, 8, 70, 5, 1}, {8, 8, 64, 19, 64, 8}, {4, 2, 128, 5, 90, 2}};
   test::for_kernel_targets({0}, [&](int64_t) {
-    for (const Shape& sh : shapes) {
-      const Case c = make_case(sh.heads, sh.kv_heads, sh.hd, sh.n, sh.pos0, sh.qscale, unsigned(sh.heads * 100 + sh.n));
-      const float scale = 1.0f / std::sqrt(float(sh.hd));
-      for (KvType kv : {KvType::F16, KvType::F32}) {
-        SCOPED_TRACE(kv == KvType::F16 ? "f16 cache" : "f32 cache");
-        const void* k = kv == KvType::F16 ? static_cast<const void*>(c.k.data()) : c.kf.data();
-        const void* v = kv == KvType::F16 ? static_cast<const void*>(c.v.data()) : c.vf.data();
+    std::vector<KvCacheSpec> specs{KvCacheSpec(KvType::Q8_0, KvType::Q4_0), KvCacheSpec(KvType::F16, KvType::Q5_1)};
+    for (const std::string& name : kv_type_name_list()) specs.emplace_back(parse_kv_type(name));
+    for (const KvCacheSpec& spec : specs) {
+      SCOPED_TRACE(kv_spec_name(spec) + " cache");
+      for (const Shape& sh : shapes) {
+        if (sh.hd % kv_type_info(spec.k).block != 0 || sh.hd % kv_type_info(spec.v).block != 0) continue;
+        const Case c =
+            make_case(spec, sh.heads, sh.kv_heads, sh.hd, sh.n, sh.pos0, sh.qscale, unsigned(sh.heads * 100 + sh.n));
+        const float scale = 1.0f / std::sqrt(float(sh.hd));
+        // Sharp softmaxes turn the kernels' float scores' rounding into more.
+        const double tol = sh.qscale > 1 ? 5e-5 : 1e-5;
         std::vector<float> ref(size_t(sh.n * c.s.out_stride), -7.0f), got = ref;
-        attention_ref(c.s, kv, c.q.data(), c.n, c.pos0, k, v, scale, ref.data());
-        attention(c.s, kv, c.q.data(), c.n, c.pos0, k, v, scale, got.data());
+        attention_ref(c.s, spec, c.q.data(), c.n, c.pos0, c.k.data(), c.v.data(), scale, ref.data());
+        attention(c.s, spec, c.q.data(), c.n, c.pos0, c.k.data(), c.v.data(), scale, got.data());
         for (int64_t t = 0; t < sh.n; t++) {
-          for (int64_t h = 0; h < sh.heads; h++)
+          for (int64_t h = 0; h < sh.heads; h++) {
+            const auto want = naive(c, t, h, scale);
             for (int64_t i = 0; i < sh.hd; i++) {
               const size_t at = size_t(t * c.s.out_stride + h * sh.hd + i);
-              const double want = naive(c, t, h, i, scale);
-              EXPECT_NEAR(ref[at], want, 1e-5) << "ref t=" << t << " h=" << h << " i=" << i;
-              EXPECT_NEAR(got[at], want, 1e-5) << "t=" << t << " h=" << h << " i=" << i << " heads=" << sh.heads;
+              EXPECT_NEAR(ref[at], want[size_t(i)], tol) << "ref t=" << t << " h=" << h << " i=" << i;
+              EXPECT_NEAR(got[at], want[size_t(i)], tol) << "t=" << t << " h=" << h << " i=" << i << " heads=" << sh.heads;
             }
+          }
           for (int64_t pad = sh.heads * sh.hd; pad < c.s.out_stride; pad++)
             EXPECT_EQ(got[size_t(t * c.s.out_stride + pad)], -7.0f);  // padding untouched
         }
@@ -120,9 +129,37 @@ TEST(Attention, ExpMatchesStdExp) {
 }
 
 TEST(Attention, CacheTypeNames) {
-  EXPECT_EQ(parse_kv_type("f16"), KvType::F16);
-  EXPECT_EQ(parse_kv_type("f32"), KvType::F32);
-  EXPECT_THROW(parse_kv_type("q8_0"), Error);
+  for (const std::string& n : kv_type_name_list()) EXPECT_EQ(kv_type_name(parse_kv_type(n)), n);
+  EXPECT_EQ(parse_kv_type("q4_1"), KvType::Q4_1);
+  test::expect_error([] { parse_kv_type("q2_k"); }, "unknown KV-cache type 'q2_k' (one of f32, f16, bf16, q8_0");
+  // Bytes per row follow ggml's block sizes: 64 values of q8_0 = 2 × 34 bytes.
+  EXPECT_EQ(kv_row_bytes(KvType::Q8_0, 64), 68);
+  EXPECT_EQ(kv_row_bytes(KvType::Q4_0, 64), 36);
+  EXPECT_EQ(kv_row_bytes(KvType::Q5_1, 64), 48);
+  EXPECT_EQ(kv_row_bytes(KvType::BF16, 64), 128);
+  test::expect_error([] { check_kv_spec(KvCacheSpec(KvType::F16, KvType::Q4_0), 48); },
+                     "--cache-type-v q4_0: its blocks of 32 values do not divide the model's head size of 48");
+  EXPECT_NO_THROW(check_kv_spec(KvCacheSpec(KvType::Q8_0), 64));
+}
+
+// llama.cpp's rotation choice: quantized types with heads a multiple of 64;
+// keys by the largest power of two dividing the head, values by 64.
+TEST(Attention, RotationSizes) {
+  const KvCacheSpec q(KvType::Q4_0), f(KvType::F16), qf(KvType::Q8_0, KvType::F16);
+  EXPECT_EQ(kv_rotation_k(q, 128), 128);
+  EXPECT_EQ(kv_rotation_v(q, 128), 64);
+  EXPECT_EQ(kv_rotation_k(q, 192), 64);
+  EXPECT_EQ(kv_rotation_k(q, 96), 0);  // not a multiple of 64
+  EXPECT_EQ(kv_rotation_k(f, 128), 0);
+  EXPECT_EQ(kv_rotation_k(qf, 64), 64);
+  EXPECT_EQ(kv_rotation_v(qf, 64), 0);
+  KvCacheSpec on(KvType::F16);
+  on.rotate = KvRotate::On;
+  EXPECT_EQ(kv_rotation_k(on, 48), 16);
+  EXPECT_EQ(kv_rotation_v(on, 128), 64);
+  KvCacheSpec off(KvType::Q4_0);
+  off.rotate = KvRotate::Off;
+  EXPECT_EQ(kv_rotation_k(off, 128), 0);
 }
 
 }  // namespace

@@ -5,19 +5,47 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "kernels/attention.h"
+#include "kernels/hadamard.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
 #include "kernels/to_f32.h"
+#include "quant/quantize.h"
 
 namespace lmpress {
 
-void store_cache_row(KvType kv, const float* x, int64_t n, uint8_t* cache, int64_t at) {
-  if (kv == KvType::F32) {
-    std::memcpy(reinterpret_cast<float*>(cache) + at, x, size_t(n) * sizeof(float));
-    return;
+void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row) {
+  switch (t) {
+    case KvType::F32: std::memcpy(row, x, size_t(n) * sizeof(float)); return;
+    case KvType::F16: to_f16(x, n, reinterpret_cast<uint16_t*>(row)); return;
+    case KvType::BF16: {
+      auto* h = reinterpret_cast<uint16_t*>(row);
+      for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(x[i]);
+      return;
+    }
+    default: quantize_row(kv_type_info(t).dtype, x, n, row);
   }
-  to_f16(x, n, reinterpret_cast<uint16_t*>(cache) + at);
+}
+
+void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, float* k, float* v, int64_t pos,
+                   uint8_t* krow, uint8_t* vrow) {
+  const ModelConfig& c = m.cfg;
+  bias_and_rope(m, l, q, k, v, pos);
+  if (const int64_t rk = kv_rotation_k(kv, c.head_dim)) {
+    hadamard(q, c.q_dim(l), rk);
+    hadamard(k, c.kv_dim(l), rk);
+  }
+  if (const int64_t rv = kv_rotation_v(kv, c.head_dim)) hadamard(v, c.kv_dim(l), rv);
+  store_cache_row(kv.k, k, c.kv_dim(l), krow);
+  store_cache_row(kv.v, v, c.kv_dim(l), vrow);
+}
+
+void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n) {
+  const int64_t rv = kv_rotation_v(kv, m.cfg.head_dim), qd = m.cfg.q_dim(l);
+  if (rv == 0) return;
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; t++) hadamard(out + t * qd, qd, rv);
 }
 
 void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D) {
@@ -51,9 +79,10 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
   up.resize(B * c.ffn_dim);
 }
 
-InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, KvType kv)
+InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, KvCacheSpec kv)
     : m_(m), n_ctx_(n_ctx), n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))), kv_(kv) {
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
+  check_kv_spec(kv_, m.cfg.head_dim);
   const auto& c = m.cfg;
   const size_t B = size_t(n_batch_);
   a_.resize(c, B);
@@ -98,8 +127,8 @@ void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, 
   if (layer_k_.empty()) {
     int64_t kv_dim = 0;
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) kv_dim = std::max(kv_dim, m_.cfg.kv_dim(l));
-    layer_k_.resize(size_t(n_batch_ * kv_dim * kv_bytes(kv_)));
-    layer_v_.resize(layer_k_.size());
+    layer_k_.resize(size_t(n_batch_ * kv_row_bytes(kv_.k, kv_dim)));
+    layer_v_.resize(size_t(n_batch_ * kv_row_bytes(kv_.v, kv_dim)));
   }
   const int64_t saved = n_past_;
   n_past_ = 0;
@@ -111,11 +140,12 @@ uint64_t InferenceState::layer_buffer_bytes() const {
   return a_.floats() * sizeof(float) + layer_k_.size() + layer_v_.size();
 }
 
-namespace {
-
-
-
-}  // namespace
+uint64_t InferenceState::cache_bytes() const {
+  uint64_t b = 0;
+  for (int64_t l = 0; l < m_.cfg.n_layers; l++)
+    if (skip_.empty() || !skip_[size_t(l)]) b += uint64_t(n_ctx_ * kv_.bytes_per_position(m_.cfg.kv_dim(l)));
+  return b;
+}
 
 void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n, const LinearObserver* obs,
                            uint8_t* kc, uint8_t* vc) {
@@ -132,11 +162,10 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     float* k = a_.k.data() + t * kvd;
     float* v = a_.v.data() + t * kvd;
     const int64_t pos = n_past_ + t;
-    bias_and_rope(m_, l, q, k, v, pos);
-    store_cache_row(kv_, k, kvd, kc, pos * kvd);
-    store_cache_row(kv_, v, kvd, vc, pos * kvd);
+    prepare_token(m_, kv_, l, q, k, v, pos, kc + pos * kv_row_bytes(kv_.k, kvd), vc + pos * kv_row_bytes(kv_.v, kvd));
   }
   attention(l, n, kc, vc);
+  unrotate_attention(m_, kv_, l, a_.att.data(), n);
   if (obs) (*obs)(LinearSite::AttnOut, a_.att.data(), n, qd);
   matmul(*L.wo, a_.att.data(), n, a_.xn.data());
   add_residual(x, a_.xn.data(), L.bo, n, D);
@@ -168,9 +197,9 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
   auto skipped = [&](int64_t l) { return !skip_.empty() && skip_[size_t(l)]; };
   if (k_cache_.empty())
     for (int64_t l = 0; l < c.n_layers; l++) {
-      const size_t bytes = skipped(l) ? 0 : size_t(n_ctx_ * c.kv_dim(l) * kv_bytes(kv_));
-      k_cache_.emplace_back(bytes);
-      v_cache_.emplace_back(bytes);
+      const bool on = !skipped(l);
+      k_cache_.emplace_back(on ? size_t(n_ctx_ * kv_row_bytes(kv_.k, c.kv_dim(l))) : 0);
+      v_cache_.emplace_back(on ? size_t(n_ctx_ * kv_row_bytes(kv_.v, c.kv_dim(l))) : 0);
     }
   for (int64_t l = 0; l < c.n_layers; l++)
     if (!skipped(l))

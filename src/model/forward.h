@@ -1,4 +1,5 @@
-// The Llama-family forward pass with an f16 KV cache (as llama.cpp keeps it):
+// The Llama-family forward pass with a KV cache of any KvCacheSpec (f16 by
+// default, as llama.cpp keeps it):
 // prompt batches go through GEMMs and the tiled attention of
 // kernels/attention.h, decoding steps reuse the cache.
 #pragma once
@@ -19,11 +20,21 @@ enum class LinearSite { AttnIn, AttnOut, FfnIn, FfnDown };
 // Sees x[n, cols] just before the linear layers at `site` multiply it.
 using LinearObserver = std::function<void(LinearSite site, const float* x, int64_t n, int64_t cols)>;
 
-// n floats into a KV cache at element `at`, converted to its type.
-void store_cache_row(KvType kv, const float* x, int64_t n, uint8_t* cache, int64_t at);
+// n floats (whole blocks of t) into a cache row at `row`, converted to t
+// (block types quantized as ggml's reference quantizers do, as llama.cpp
+// stores its cache).
+void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row);
 // One token's q, k, v of layer l after its projections: the biases (Qwen2)
 // added, q and k rotated for position `pos`.
 void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos);
+// Everything between one token's projections and attention: bias_and_rope,
+// the cache's Hadamard rotations (queries and keys, values), then K and V
+// stored in the cache's types at krow and vrow.
+void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, float* k, float* v, int64_t pos,
+                   uint8_t* krow, uint8_t* vrow);
+// Undoes the values' rotation on attention outputs out[n, q_dim(l)] (nothing
+// when the cache rotates no values).
+void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n);
 // x += y (+ bias, when the projection has one), n rows of D.
 void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D);
 
@@ -38,8 +49,8 @@ struct ForwardBuffers {
 class InferenceState {
  public:
   // n_ctx: KV-cache capacity in tokens; n_batch: most tokens per GEMM batch;
-  // kv: the cache's element type.
-  InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch = 512, KvType kv = KvType::F16);
+  // kv: the cache's types and rotation (checked against the model's head size).
+  InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch = 512, KvCacheSpec kv = {});
 
   // Runs `n` tokens at positions n_past().., appending to the cache. Writes
   // logits[n, vocab] when all_logits, else logits[vocab] of the last token;
@@ -58,6 +69,9 @@ class InferenceState {
 
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
+  const KvCacheSpec& cache_spec() const { return kv_; }
+  // Bytes the cache holds once allocated: n_ctx positions of every computed layer.
+  uint64_t cache_bytes() const;
   void reset() { n_past_ = 0; }
   // Forgets every token after the first n (a shared prefix is kept and its
   // continuations are evaluated one after another).
@@ -77,9 +91,9 @@ class InferenceState {
 
   const Model& m_;
   int64_t n_ctx_, n_batch_, n_past_ = 0;
-  KvType kv_;
+  KvCacheSpec kv_;
   std::vector<bool> skip_;
-  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx, kv_dim] of kv_, made by the first eval
+  std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx] rows of kv_dim values, made by the first eval
   std::vector<uint8_t> layer_k_, layer_v_;               // eval_layer's [n_batch, kv_dim]
   ForwardBuffers a_;
 };

@@ -18,7 +18,7 @@ namespace {
 
 // The references are f32 computations: an f32 KV cache unless asked otherwise.
 std::vector<float> all_logits(const Model& m, const std::vector<int32_t>& toks, int64_t batch = 512,
-                              KvType kv = KvType::F32) {
+                              KvCacheSpec kv = KvType::F32) {
   InferenceState st(m, int64_t(toks.size()), batch, kv);
   std::vector<float> out(toks.size() * size_t(m.cfg.n_vocab));
   st.eval(toks.data(), int64_t(toks.size()), out.data(), true);
@@ -84,6 +84,84 @@ TEST(Forward, F16CacheTracksF32Cache) {
     }
     EXPECT_LT(worst, 0.05) << "batch " << batch;  // 0.013 here; logits are about 10
   }
+}
+
+// Mean KL divergence of the softmax of b from that of a, over positions.
+double mean_kld(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
+  double total = 0;
+  const size_t rows = a.size() / size_t(V);
+  for (size_t p = 0; p < rows; p++) {
+    const float* x = a.data() + p * size_t(V);
+    const float* y = b.data() + p * size_t(V);
+    const double mx = *std::max_element(x, x + V), my = *std::max_element(y, y + V);
+    double sx = 0, sy = 0;
+    for (int64_t i = 0; i < V; i++) sx += std::exp(x[i] - mx), sy += std::exp(y[i] - my);
+    double kl = 0;
+    for (int64_t i = 0; i < V; i++) {
+      const double lp = x[i] - mx - std::log(sx), lq = y[i] - my - std::log(sy);
+      kl += std::exp(lp) * (lp - lq);
+    }
+    total += kl;
+  }
+  return total / double(rows);
+}
+
+// Every cache type on lmp-8m-w256 (head size 64), in prompt batches and
+// decoding token by token: the KL divergence from the f32 cache's logits is
+// within the bounds of the type's precision (measured: f16/bf16 ~1e-6/1e-5,
+// q8_0 ~1e-4, 4-bit types ~1e-2), and it shrinks with the bits.
+TEST(Forward, QuantizedCachesStayCloseToF32) {
+  if (!test::have_shared("models/lmp-8m-w256/model.safetensors")) GTEST_SKIP();
+  auto m = load_model(test::shared_path("models/lmp-8m-w256"));
+  auto toks = m->tokenizer->encode(
+      "The history of the region begins with small farming villages along the river. Over the centuries, trade "
+      "routes brought merchants, and the villages grew into towns with markets, temples and walls.",
+      true, false);
+  const int64_t V = m->cfg.n_vocab;
+  const auto f32 = all_logits(*m, toks);
+  const std::pair<KvType, double> bounds[] = {
+      {KvType::F16, 1e-4},  {KvType::BF16, 1e-3}, {KvType::Q8_0, 3e-3}, {KvType::Q5_1, 0.02},
+      {KvType::Q5_0, 0.02}, {KvType::Q4_1, 0.06}, {KvType::Q4_0, 0.06}, {KvType::IQ4_NL, 0.06}};
+  double q8 = 0, q4 = 0;
+  for (auto [type, bound] : bounds)
+    for (int64_t batch : {int64_t(512), int64_t(1)}) {
+      const double kld = mean_kld(f32, all_logits(*m, toks, batch, type), V);
+      EXPECT_LT(kld, bound) << kv_type_name(type) << " batch " << batch;
+      EXPECT_GT(kld, 0.0) << kv_type_name(type);
+      if (type == KvType::Q8_0) q8 = kld;
+      if (type == KvType::Q4_0) q4 = kld;
+    }
+  EXPECT_LT(q8, q4 / 4);
+}
+
+// The rotation changes nothing but rounding: with an f32 cache the logits
+// with rotation on equal those without; with a quantized K the rotated cache
+// is a different (here closer) approximation, not a broken one.
+TEST(Forward, CacheRotationKeepsTheFunction) {
+  if (!test::have_shared("models/lmp-8m-w256/model.safetensors")) GTEST_SKIP();
+  auto m = load_model(test::shared_path("models/lmp-8m-w256"));
+  auto toks = m->tokenizer->encode("Once upon a time there was a river, and the river ran to the sea.", true, false);
+  const int64_t V = m->cfg.n_vocab;
+  const auto plain = all_logits(*m, toks);
+  const auto rotated = all_logits(*m, toks, 512, KvCacheSpec(KvType::F32, KvType::F32, KvRotate::On));
+  for (size_t i = 0; i < plain.size(); i++) ASSERT_NEAR(plain[i], rotated[i], 2e-4) << "logit " << i;
+  for (KvType t : {KvType::Q4_0, KvType::Q8_0}) {
+    const double on = mean_kld(plain, all_logits(*m, toks, 512, KvCacheSpec(t, t, KvRotate::On)), V);
+    const double off = mean_kld(plain, all_logits(*m, toks, 512, KvCacheSpec(t, t, KvRotate::Off)), V);
+    const double autom = mean_kld(plain, all_logits(*m, toks, 512, KvCacheSpec(t, t, KvRotate::Auto)), V);
+    EXPECT_EQ(autom, on) << kv_type_name(t);  // head size 64: auto rotates
+    EXPECT_NE(on, off) << kv_type_name(t);
+    EXPECT_LT(on, 0.06) << kv_type_name(t);
+  }
+}
+
+// A type whose block does not divide the head (lmp-8m: 48) is refused by name.
+TEST(Forward, CacheTypeMustFitTheHead) {
+  if (!test::have_shared("models/lmp-8m/model.safetensors")) GTEST_SKIP();
+  auto m = load_model(test::shared_path("models/lmp-8m"));
+  test::expect_error([&] { InferenceState st(*m, 16, 16, KvCacheSpec(KvType::Q8_0, KvType::F16)); },
+                     "--cache-type-k q8_0: its blocks of 32 values do not divide the model's head size of 48");
+  EXPECT_NO_THROW(InferenceState(*m, 16, 16, KvType::BF16));
 }
 
 struct Case {

@@ -155,21 +155,19 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   const auto& c = m_.cfg;
   const LayerWeights& L = m_.layers[size_t(l)];
   const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
-  const KvType kv = cache_.type();
+  const KvCacheSpec& kv = cache_.spec();
   float* x = a_.x.data();
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
   linear(*L.wq, a_.xn.data(), n, a_.q.data());
   linear(*L.wk, a_.xn.data(), n, a_.k.data());
   linear(*L.wv, a_.xn.data(), n, a_.v.data());
-  const int64_t row_bytes = kvd * kv_bytes(kv);
+  const int64_t krow_bytes = kv_row_bytes(kv.k, kvd), vrow_bytes = kv_row_bytes(kv.v, kvd);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
-    float* q = a_.q.data() + t * qd;
-    float* k = a_.k.data() + t * kvd;
-    float* v = a_.v.data() + t * kvd;
-    bias_and_rope(m_, l, q, k, v, pos_[size_t(t)]);
-    store_cache_row(kv, k, kvd, cache_.k_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes, 0);
-    store_cache_row(kv, v, kvd, cache_.v_block(l, slot_block_[size_t(t)]) + slot_row_[size_t(t)] * row_bytes, 0);
+    const int32_t blk = slot_block_[size_t(t)];
+    const int64_t row = slot_row_[size_t(t)];
+    prepare_token(m_, kv, l, a_.q.data() + t * qd, a_.k.data() + t * kvd, a_.v.data() + t * kvd, pos_[size_t(t)],
+                  cache_.k_block(l, blk) + row * krow_bytes, cache_.v_block(l, blk) + row * vrow_bytes);
   }
 
   k_pages_.resize(groups_.size());
@@ -196,6 +194,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   shape.q_stride = shape.out_stride = qd;
   shape.kv_stride = kvd;
   attention_paged(shape, kv, pq.data(), int64_t(pq.size()), 1.0f / std::sqrt(float(c.head_dim)));
+  unrotate_attention(m_, kv, l, a_.att.data(), n);
   linear(*L.wo, a_.att.data(), n, a_.xn.data());
   add_residual(x, a_.xn.data(), L.bo, n, D);
 

@@ -93,8 +93,10 @@ GenerateStats generate_speculative(const Model& m, std::vector<int32_t> toks, in
   const int64_t V = m.cfg.n_vocab;
   const int64_t n_sample = std::min<int64_t>(V, int64_t(m.tokenizer->vocab().size()));
   const int64_t block = 16;
-  PagedKvCache cache(m.cfg, (n_ctx + block - 1) / block, block);
+  PagedKvCache cache(m.cfg, (n_ctx + block - 1) / block, block, opt.kv);
   BatchEngine engine(m, cache, std::max<int64_t>(kGenerateBatch, opt.draft_max + 1));
+  s.cache_bytes_per_token = cache.bytes_per_position();
+  s.cache_bytes = cache.pool_bytes();
   const PagedKvCache::SeqId seq = 0;
   cache.open(seq, toks.data(), n_prompt);
   std::vector<float> logits(size_t(V * (opt.draft_max + 1)));
@@ -174,11 +176,13 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   if (int64_t(toks.size()) >= n_ctx)
     fail("the prompt has {} tokens, which does not fit the context of {} (use a shorter prompt or --ctx)", toks.size(), n_ctx);
   if (opt.drafter) return generate_speculative(m, std::move(toks), n_ctx, opt, on_text);
-  InferenceState st(m, n_ctx, kGenerateBatch);
+  InferenceState st(m, n_ctx, kGenerateBatch, opt.kv);
   std::vector<float> logits(size_t(m.cfg.n_vocab));
   Sampler sampler(opt.sampling);
   GenerateStats s;
   s.n_prompt = int64_t(toks.size());
+  s.cache_bytes = st.cache_bytes();
+  s.cache_bytes_per_token = int64_t(s.cache_bytes / uint64_t(n_ctx));
   const auto t0 = std::chrono::steady_clock::now();
   st.eval(toks.data(), int64_t(toks.size()), logits.data(), false);
   s.prompt_seconds = seconds_since(t0);

@@ -15,6 +15,7 @@ constexpr int64_t kGenerateBatch = 512;
 struct GenerateOptions {
   int64_t n_predict = 64;
   int64_t n_ctx = 0;  // 0: the model's trained context
+  KvCacheSpec kv;     // the target's cache
   SamplerOptions sampling;
   bool stop_at_eos = true;
   // Speculative decoding (speculative.h) when set: drafts of draft_min..
@@ -33,6 +34,8 @@ struct GenerateStats {
   double prompt_seconds = 0, gen_seconds = 0;
   std::vector<int32_t> tokens;  // generated ids
   SpecStats spec;               // with a drafter
+  int64_t cache_bytes_per_token = 0;  // the target's KV cache: per position (all layers, K + V)
+  uint64_t cache_bytes = 0;           // and in all
   double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0; }
   double gen_tps() const { return gen_seconds > 0 ? n_generated / gen_seconds : 0; }
 };

@@ -44,10 +44,12 @@ bool same_kinds(const std::vector<uint8_t>& stored, const uint8_t* kinds) {
 
 }  // namespace
 
-PagedKvCache::PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size, KvType kv)
-    : PagedKvCache(layer_kv_dims(cfg), n_blocks, block_size, kv) {}
+PagedKvCache::PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size, KvCacheSpec kv)
+    : PagedKvCache(layer_kv_dims(cfg), n_blocks, block_size, kv) {
+  check_kv_spec(kv, cfg.head_dim);
+}
 
-PagedKvCache::PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size, KvType kv)
+PagedKvCache::PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size, KvCacheSpec kv)
     : kv_dims_(kv_dims), block_size_(block_size), kv_(kv) {
   if (kv_dims.empty()) fail("KV cache: the model has no layers");
   if (block_size < 1 || block_size > 4096) fail("KV cache: block size {} is out of range (1..4096)", block_size);
@@ -56,14 +58,21 @@ PagedKvCache::PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks
          kMaxPositions);
   for (int64_t d : kv_dims) {
     if (d < 1 || d > (1 << 20)) fail("KV cache: a layer's K/V width of {} is out of range", d);
-    const uint64_t bytes = checked_mul(checked_mul(uint64_t(n_blocks * block_size), uint64_t(d), "KV cache"),
-                                       uint64_t(kv_bytes(kv)), "KV cache");
-    k_.emplace_back(bytes);
-    v_.emplace_back(bytes);
+    if (d % kv_type_info(kv.k).block != 0 || d % kv_type_info(kv.v).block != 0)
+      fail("KV cache: a layer's K/V width of {} is not a whole number of {} blocks", d, kv_spec_name(kv));
+    const uint64_t positions = uint64_t(n_blocks * block_size);
+    k_.emplace_back(checked_mul(positions, uint64_t(kv_row_bytes(kv.k, d)), "KV cache"));
+    v_.emplace_back(checked_mul(positions, uint64_t(kv_row_bytes(kv.v, d)), "KV cache"));
   }
   blocks_.resize(size_t(n_blocks));
   // Handed out from the back: block 0 first.
   for (int64_t b = n_blocks - 1; b >= 0; b--) free_.push_back(int32_t(b));
+}
+
+int64_t PagedKvCache::bytes_per_position() const {
+  int64_t b = 0;
+  for (int64_t d : kv_dims_) b += kv_.bytes_per_position(d);
+  return b;
 }
 
 const PagedKvCache::Seq& PagedKvCache::seq(SeqId id) const {
@@ -238,9 +247,8 @@ void PagedKvCache::truncate(SeqId id, int64_t n) {
       if (free_blocks() == 0) fail("KV cache: no free block to copy sequence {}'s shared block into", id);
       const int32_t copy = take_free_block();  // kept positions copied, then the shared block let go
       for (int64_t l = 0; l < n_layers(); l++) {
-        const size_t bytes = size_t(block_size_ * kv_dims_[size_t(l)] * kv_bytes(kv_));
-        std::memcpy(k_block(l, copy), k_block(l, blk), bytes);
-        std::memcpy(v_block(l, copy), v_block(l, blk), bytes);
+        std::memcpy(k_block(l, copy), k_block(l, blk), k_block_bytes(l));
+        std::memcpy(v_block(l, copy), v_block(l, blk), v_block_bytes(l));
       }
       release(blk);
       blk = copy;

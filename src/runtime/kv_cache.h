@@ -33,9 +33,9 @@ class PagedKvCache {
 
   // kv_dims: K (and V) row width per layer; n_blocks × block_size positions in
   // all. Throws on sizes out of range.
-  PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size = 16,
-               KvType kv = KvType::F16);
-  PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size = 16, KvType kv = KvType::F16);
+  PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size = 16, KvCacheSpec kv = {});
+  // Also checks the cache types against the model's head size.
+  PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size = 16, KvCacheSpec kv = {});
 
   // Starts sequence `seq`, whose tokens will begin with prompt[0..n). Shares
   // the cached full blocks the prompt starts with, and returns how many
@@ -74,7 +74,13 @@ class PagedKvCache {
   int64_t block_size() const { return block_size_; }
   int64_t n_layers() const { return int64_t(kv_dims_.size()); }
   int64_t kv_dim(int64_t layer) const { return kv_dims_[size_t(layer)]; }
-  KvType type() const { return kv_; }
+  const KvCacheSpec& spec() const { return kv_; }
+  // Bytes of one block's K (V) rows for `layer`.
+  size_t k_block_bytes(int64_t layer) const { return size_t(block_size_ * kv_row_bytes(kv_.k, kv_dim(layer))); }
+  size_t v_block_bytes(int64_t layer) const { return size_t(block_size_ * kv_row_bytes(kv_.v, kv_dim(layer))); }
+  // Bytes one position takes over all layers (K and V), and the whole pool.
+  int64_t bytes_per_position() const;
+  uint64_t pool_bytes() const { return uint64_t(n_blocks() * block_size_ * bytes_per_position()); }
   // Blocks a sequence could take now: never-keyed free ones plus keyed ones
   // in the LRU list (evictable).
   int64_t free_blocks() const { return int64_t(free_.size() + lru_.size()); }
@@ -86,14 +92,14 @@ class PagedKvCache {
   int64_t prefix_hit_tokens() const { return hit_tokens_; }
 
   // Block `block`'s K (V) rows for `layer`: block_size rows of kv_dim(layer)
-  // elements of type(), position p of the block at row p.
-  uint8_t* k_block(int64_t layer, int32_t block) { return k_[size_t(layer)].data() + block_offset(layer, block); }
-  uint8_t* v_block(int64_t layer, int32_t block) { return v_[size_t(layer)].data() + block_offset(layer, block); }
+  // values of spec().k (.v), position p of the block at row p.
+  uint8_t* k_block(int64_t layer, int32_t block) { return k_[size_t(layer)].data() + size_t(block) * k_block_bytes(layer); }
+  uint8_t* v_block(int64_t layer, int32_t block) { return v_[size_t(layer)].data() + size_t(block) * v_block_bytes(layer); }
   const uint8_t* k_block(int64_t layer, int32_t block) const {
-    return k_[size_t(layer)].data() + block_offset(layer, block);
+    return k_[size_t(layer)].data() + size_t(block) * k_block_bytes(layer);
   }
   const uint8_t* v_block(int64_t layer, int32_t block) const {
-    return v_[size_t(layer)].data() + block_offset(layer, block);
+    return v_[size_t(layer)].data() + size_t(block) * v_block_bytes(layer);
   }
 
  private:
@@ -112,9 +118,6 @@ class PagedKvCache {
     std::vector<uint64_t> hashes;  // of each full block, chained
   };
 
-  size_t block_offset(int64_t layer, int32_t block) const {
-    return size_t(block) * size_t(block_size_ * kv_dims_[size_t(layer)] * kv_bytes(kv_));
-  }
   const Seq& seq(SeqId id) const;
   Seq& seq(SeqId id);
   // The keyed block holding `tokens` after the chain `parent`, or -1.
@@ -127,7 +130,7 @@ class PagedKvCache {
 
   std::vector<int64_t> kv_dims_;
   int64_t block_size_;
-  KvType kv_;
+  KvCacheSpec kv_;
   std::vector<std::vector<uint8_t>> k_, v_;  // per layer [n_blocks, block_size, kv_dim]
   std::vector<Block> blocks_;
   std::vector<int32_t> free_;  // ref 0, never keyed (or unkeyed)

@@ -38,6 +38,8 @@ Engine::Engine(const Model& m, EngineOptions opt)
   if (opt.max_waiting < 1) fail("--max-queue {}: it must be at least 1", opt.max_waiting);
   metrics_.kv_blocks = cache_.n_blocks();
   metrics_.block_size = cache_.block_size();
+  metrics_.kv_bytes_per_token = cache_.bytes_per_position();
+  metrics_.kv_pool_bytes = cache_.pool_bytes();
 }
 
 Engine::~Engine() {

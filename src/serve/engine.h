@@ -27,7 +27,7 @@ struct EngineOptions {
   int64_t ctx_size = 0;        // 0: the model's, at most 4096
   int64_t batch_tokens = 512;  // tokens per step (chunked prefill)
   int64_t max_waiting = 256;   // queued requests beyond which submit refuses (503)
-  KvType kv = KvType::F16;
+  KvCacheSpec kv = {};
   const DraftSource* spec = nullptr;  // speculative decoding (--spec)
 };
 
@@ -43,6 +43,8 @@ struct EngineMetrics {
   int64_t running = 0, waiting = 0;
   // Blocks held by requests; blocks kept only for the prefix cache (free to take).
   int64_t kv_blocks_used = 0, kv_cached_blocks = 0, kv_blocks = 0, block_size = 0;
+  int64_t kv_bytes_per_token = 0;  // the cache's bytes per position (all layers, K + V), and the pool's
+  uint64_t kv_pool_bytes = 0;
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
   int64_t spec_passes = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
 };

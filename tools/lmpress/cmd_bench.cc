@@ -64,7 +64,7 @@ void add_bench(CLI::App& app) {
     SpeedOptions s;
     int threads = 0;
     bool json = false, no_bandwidth = false, dense = false;
-    std::string kv = "f16";
+    CacheOptions kv;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed, like llama-bench");
@@ -84,10 +84,10 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--dense", o->dense,
                 "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q5_0/Q8_0/Q4_K 8-row repacking at load)");
   add_threads_option(cmd, o->threads);
-  add_cache_type_option(cmd, o->kv);
+  add_cache_options(cmd, o->kv);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
-    o->s.kv = parse_kv_type(o->kv);
+    o->s.kv = o->kv.spec();
     auto m = load_model(o->model);
     const InferenceRepack repacked = o->dense ? InferenceRepack{} : repack_for_inference(*m);
     if (repacked.sparse.total() && !o->json)
@@ -109,7 +109,7 @@ void add_bench(CLI::App& app) {
                                  {"model_type", model_desc(*m)}, {"model_size", m->n_bytes()},
                                  {"model_n_params", m->n_params()}, {"n_batch", o->s.n_batch},
                                  {"n_ubatch", o->s.n_batch}, {"n_threads", threads}, {"cpu_mask", "0x0"},
-                                 {"cpu_strict", false}, {"poll", 50}, {"type_k", o->kv}, {"type_v", o->kv},
+                                 {"cpu_strict", false}, {"poll", 50}, {"type_k", kv_type_name(o->s.kv.k)}, {"type_v", kv_type_name(o->s.kv.v)},
                                  {"n_gpu_layers", 0}, {"split_mode", "layer"}, {"main_gpu", 0},
                                  {"no_kv_offload", false}, {"flash_attn", true}, {"tensor_split", "0.00"},
                                  {"use_mmap", true}, {"embeddings", false}, {"n_prompt", t.n_prompt},

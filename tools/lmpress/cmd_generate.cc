@@ -16,6 +16,7 @@ void add_generate(CLI::App& app) {
     std::string model, tokenizer, prompt, file;
     GenerateOptions g;
     SpecOptions spec;
+    CacheOptions kv;
     int threads = 0;
     bool json = false, ignore_eos = false;
   };
@@ -37,6 +38,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("-s,--seed", o->g.sampling.seed, "Random seed")->capture_default_str();
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_spec_options(cmd, o->spec);
+  add_cache_options(cmd, o->kv);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after end-of-sequence");
   cmd->add_flag("--json", o->json, "Print JSON instead of streaming");
   add_threads_option(cmd, o->threads);
@@ -45,6 +47,7 @@ void add_generate(CLI::App& app) {
     std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
     auto m = load_for_inference(o->model, o->tokenizer);
     o->g.stop_at_eos = !o->ignore_eos;
+    o->g.kv = o->kv.spec();
     std::unique_ptr<DraftSource> source;
     std::unique_ptr<Drafter> drafter;
     if (!o->spec.type.empty()) {
@@ -72,7 +75,10 @@ void add_generate(CLI::App& app) {
       nlohmann::ordered_json j{{"prompt", prompt}, {"text", text}, {"tokens", s.tokens},
                                {"n_prompt", s.n_prompt}, {"n_generated", s.n_generated},
                                {"stopped", stop_reason_name(s.stopped)},
-                               {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()}};
+                               {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()},
+                               {"kv_cache", {{"type_k", kv_type_name(o->g.kv.k)}, {"type_v", kv_type_name(o->g.kv.v)},
+                                             {"bytes_per_token", s.cache_bytes_per_token},
+                                             {"bytes", s.cache_bytes}}}};
       if (o->g.drafter) j["spec"] = spec_json(o->spec, s.spec);
       // Sampled byte tokens can end the text inside a UTF-8 sequence (or make
       // an invalid one): such bytes are printed as U+FFFD.
@@ -86,6 +92,8 @@ void add_generate(CLI::App& app) {
     }
     fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", s.n_prompt,
                s.prompt_tps(), s.n_generated, s.gen_tps());
+    fmt::print("KV cache: {}, {} bytes per token, {:.2f} MiB\n", kv_spec_name(o->g.kv), s.cache_bytes_per_token,
+               double(s.cache_bytes) / (1 << 20));
     if (o->g.drafter) fmt::print("{}\n", spec_summary(o->spec, s.spec));
   });
 }

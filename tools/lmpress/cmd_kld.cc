@@ -57,6 +57,7 @@ void add_kld(CLI::App& app) {
     int64_t ctx = 512, chunks = -1, batch = 2048, top_k = 256;
     int threads = 0;
     bool json = false;
+    CacheOptions kv, base_kv;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("kld", "KL divergence of a candidate model from its base (llama.cpp protocol)");
@@ -77,6 +78,8 @@ void add_kld(CLI::App& app) {
   cmd->add_option("--chunks", o->chunks, "Evaluate only the first K windows (-1: all)")->capture_default_str()->check(chunk_count());
   cmd->add_option("-b,--batch", o->batch, "Tokens per forward batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--json", o->json, "Print JSON");
+  add_cache_options(cmd, o->kv);
+  add_cache_options(cmd, o->base_kv, "base-");
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
@@ -89,13 +92,16 @@ void add_kld(CLI::App& app) {
     KldResult r;
     if (!o->base_logits.empty()) {
       if (!o->file.empty()) fail("kld: --base-logits takes the text from the saved file; drop -f");
-      r = kl_divergence_saved(o->base_logits, *load_for_inference(o->models[0]), o->batch);
+      r = kl_divergence_saved(o->base_logits, *load_for_inference(o->models[0]), o->batch, o->kv.spec());
     } else {
       if (o->file.empty()) fail("kld: -f TEXT is required");
       auto base = load_for_inference(o->models[0]);
       if (!base->tokenizer) fail("{}: the model has no tokenizer", base->path);
       const auto tokens = base->tokenizer->encode(read_input_text(o->file), true, false);
-      const PerplexityOptions po{o->ctx, o->chunks, o->batch};
+      PerplexityOptions po{o->ctx, o->chunks, o->batch};
+      po.kv = o->kv.spec();
+      po.base_kv = o->base_kv.spec();
+      po.base_kv.rotate = po.kv.rotate;
       if (!o->save_base.empty()) {
         save_kld_base(*base, tokens, po, o->top_k, o->save_base);
         fmt::print("saved the base's top-{} logits to {}\n", o->top_k, o->save_base);

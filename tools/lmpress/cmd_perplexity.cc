@@ -16,7 +16,7 @@ void add_perplexity(CLI::App& app) {
     int64_t ctx = 512, chunks = -1, batch = 2048;
     int threads = 0;
     bool json = false;
-    std::string kv = "f16";
+    CacheOptions kv;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp's or the GPTQ papers' protocol)");
@@ -32,7 +32,7 @@ void add_perplexity(CLI::App& app) {
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--json", o->json, "Print JSON");
   add_threads_option(cmd, o->threads);
-  add_cache_type_option(cmd, o->kv);
+  add_cache_options(cmd, o->kv);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
     auto m = load_for_inference(o->model, o->tokenizer);
@@ -43,7 +43,7 @@ void add_perplexity(CLI::App& app) {
     auto tokens = m->tokenizer->encode(text, true, false);
     if (o->ctx > m->cfg.ctx_len && !o->json)
       fmt::print(stderr, "warning: ctx {} exceeds the model's trained context {}\n", o->ctx, m->cfg.ctx_len);
-    PerplexityOptions po{o->ctx, o->chunks, o->batch, protocol, parse_kv_type(o->kv)};
+    PerplexityOptions po{o->ctx, o->chunks, o->batch, protocol, o->kv.spec()};
     if (!o->json) fmt::print("{} tokens; calculating perplexity over windows of {}\n", tokens.size(), o->ctx);
     auto r = perplexity(*m, tokens, po, [&](int64_t i, double ppl) {
       if (!o->json) {

@@ -21,7 +21,8 @@ namespace lmpress::cli {
 
 void add_serve(CLI::App& app) {
   struct Opts {
-    std::string model, tokenizer, tmpl, kv = "f16", alias;
+    std::string model, tokenizer, tmpl, alias;
+    CacheOptions kv;
     serve::EngineOptions engine;
     serve::ServerOptions server;
     SpecOptions spec;
@@ -55,7 +56,7 @@ void add_serve(CLI::App& app) {
                   "Seconds SIGINT/SIGTERM waits for requests in flight before aborting them")
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
-  add_cache_type_option(cmd, o->kv);
+  add_cache_options(cmd, o->kv);
   add_spec_options(cmd, o->spec);
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
@@ -112,7 +113,7 @@ void add_serve(CLI::App& app) {
     set_num_threads(o->threads);
     auto m = load_for_inference(o->model, o->tokenizer);
     if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
-    o->engine.kv = parse_kv_type(o->kv);
+    o->engine.kv = o->kv.spec();
     std::string tmpl_origin = "none";
     if (!o->tmpl.empty() || model_chat_template(o->model)) {
       const ModelChatTemplate t = select_chat_template(o->model, o->tmpl);
@@ -136,9 +137,11 @@ void add_serve(CLI::App& app) {
     serve::Server server(engine, o->server);
     const int port = server.bind();
     const serve::EngineMetrics mt = engine.metrics();
-    fmt::print(stderr, "lmpress serve: {} on http://{}:{} (context {}, {} KV blocks of {}, {} in parallel, chat template: {})\n",
+    fmt::print(stderr,
+               "lmpress serve: {} on http://{}:{} (context {}, {} KV blocks of {} ({} cache, {:.1f} MiB), {} in "
+               "parallel, chat template: {})\n",
                o->server.model_id, o->server.host, port, engine.ctx_size(), mt.kv_blocks, mt.block_size,
-               o->engine.max_running, tmpl_origin);
+               kv_spec_name(o->engine.kv), double(mt.kv_pool_bytes) / (1 << 20), o->engine.max_running, tmpl_origin);
     {
       std::lock_guard lk(sd->mu);
       sd->engine = &engine;

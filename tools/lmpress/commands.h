@@ -43,8 +43,14 @@ void add_threads_option(CLI::App* cmd, int& threads);
 // --template / --chat-template: a built-in chat template's name or a Jinja
 // file (declared to the path guard). `tmpl` must outlive the app.
 void add_chat_template_option(CLI::App* cmd, const std::string& name, std::string& tmpl);
-// --cache-type f16|f32 for the commands that run the model.
-void add_cache_type_option(CLI::App* cmd, std::string& kv);
+// The KV-cache options of the commands that run the model: --cache-type T
+// (K and V), --cache-type-k, --cache-type-v (override it) and --kv-rotate.
+// `prefix` names another model's cache (kld's "base-": --base-cache-type ...).
+struct CacheOptions {
+  std::string type = "f16", k, v, rotate = "auto";
+  KvCacheSpec spec() const;
+};
+void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix = "");
 // --spec TYPE, --draft-max, --draft-min, --draft-p-min (generate, bench).
 void add_spec_options(CLI::App* cmd, SpecOptions& spec);
 // --spec self:skip:auto:N: the N blocks whose skipping alone loses least

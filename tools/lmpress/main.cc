@@ -27,10 +27,28 @@ void add_chat_template_option(CLI::App* cmd, const std::string& name, std::strin
   });
 }
 
-void add_cache_type_option(CLI::App* cmd, std::string& kv) {
-  cmd->add_option("--cache-type", kv, "KV-cache element type: f16 (as llama.cpp) or f32")
-      ->check(CLI::IsMember({"f16", "f32"}))
+KvCacheSpec CacheOptions::spec() const {
+  const KvRotate r = rotate == "on" ? KvRotate::On : rotate == "off" ? KvRotate::Off : KvRotate::Auto;
+  return KvCacheSpec(parse_kv_type(k.empty() ? type : k), parse_kv_type(v.empty() ? type : v), r);
+}
+
+void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix) {
+  const std::vector<std::string> names = kv_type_name_list();
+  const std::string who = prefix.empty() ? "" : " of the base model";
+  cmd->add_option("--" + prefix + "cache-type", o.type,
+                  "KV-cache type" + who + " for K and V: " + kv_type_names() + " (llama.cpp's block layouts)")
+      ->check(CLI::IsMember(names))
       ->capture_default_str();
+  cmd->add_option("--" + prefix + "cache-type-k", o.k, "K-cache type" + who + " (default: --" + prefix + "cache-type)")
+      ->check(CLI::IsMember(names));
+  cmd->add_option("--" + prefix + "cache-type-v", o.v, "V-cache type" + who + " (default: --" + prefix + "cache-type)")
+      ->check(CLI::IsMember(names));
+  if (prefix.empty())
+    cmd->add_option("--kv-rotate", o.rotate,
+                    "Hadamard rotation of K (with Q) and V before they are cached: auto (as llama.cpp: quantized "
+                    "types, head size a multiple of 64), on, off")
+        ->check(CLI::IsMember({"auto", "on", "off"}))
+        ->capture_default_str();
 }
 
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who) {

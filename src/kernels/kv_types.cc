@@ -1,0 +1,93 @@
+#include "kernels/kv_types.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "core/fp16.h"
+#include "kernels/blocks.h"
+#include "kernels/ops.h"
+
+namespace lmpress {
+namespace {
+
+const KvTypeInfo kKvTypes[] = {
+    {KvType::F32, "f32", DType::F32, 1, 4},
+    {KvType::F16, "f16", DType::F16, 1, 2},
+    {KvType::BF16, "bf16", DType::BF16, 1, 2},
+    {KvType::Q8_0, "q8_0", DType::Q8_0, QK8_0, sizeof(BlockQ8_0)},
+    {KvType::Q4_0, "q4_0", DType::Q4_0, QK4_0, sizeof(BlockQ4_0)},
+    {KvType::Q4_1, "q4_1", DType::Q4_1, QK4_1, sizeof(BlockQ4_1)},
+    {KvType::Q5_0, "q5_0", DType::Q5_0, QK5_0, sizeof(BlockQ5_0)},
+    {KvType::Q5_1, "q5_1", DType::Q5_1, QK5_1, sizeof(BlockQ5_1)},
+    {KvType::IQ4_NL, "iq4_nl", DType::IQ4_NL, QK4_NL, sizeof(BlockIQ4_NL)},
+};
+
+// The largest power of two dividing n that is at most `cap`.
+int64_t pow2_divisor(int64_t n, int64_t cap) {
+  int64_t p = 1;
+  while (p * 2 <= cap && n % (p * 2) == 0) p *= 2;
+  return p;
+}
+
+int64_t rotation(KvType t, KvRotate r, int64_t head_dim, int64_t cap) {
+  if (r == KvRotate::Off) return 0;
+  if (r == KvRotate::Auto) return kv_is_quantized(t) && head_dim % 64 == 0 ? pow2_divisor(head_dim, cap) : 0;
+  const int64_t p = pow2_divisor(head_dim, cap);
+  return p > 1 ? p : 0;
+}
+
+}  // namespace
+
+const KvTypeInfo& kv_type_info(KvType t) {
+  for (const auto& i : kKvTypes)
+    if (i.type == t) return i;
+  fail("unknown KV-cache type {}", int(t));
+}
+
+std::vector<std::string> kv_type_name_list() {
+  std::vector<std::string> v;
+  for (const auto& i : kKvTypes) v.push_back(i.name);
+  return v;
+}
+
+std::string kv_type_names() {
+  std::string s;
+  for (const auto& n : kv_type_name_list()) s += (s.empty() ? "" : ", ") + n;
+  return s;
+}
+
+KvType parse_kv_type(const std::string& name) {
+  for (const auto& i : kKvTypes)
+    if (name == i.name) return i.type;
+  fail("unknown KV-cache type '{}' (one of {})", name, kv_type_names());
+}
+
+void kv_row_to_f32(KvType t, const void* row, int64_t n, float* out) {
+  switch (t) {
+    case KvType::F32: std::memcpy(out, row, size_t(n) * sizeof(float)); return;
+    case KvType::F16: from_f16(static_cast<const uint16_t*>(row), n, out); return;
+    case KvType::BF16: from_bf16(static_cast<const uint16_t*>(row), n, out); return;
+    default: dequantize_row(kv_type_info(t).dtype, static_cast<const uint8_t*>(row), n, out);
+  }
+}
+
+int64_t kv_rotation_k(const KvCacheSpec& s, int64_t head_dim) {
+  return rotation(s.k, s.rotate, head_dim, int64_t(1) << 30);
+}
+
+int64_t kv_rotation_v(const KvCacheSpec& s, int64_t head_dim) { return rotation(s.v, s.rotate, head_dim, 64); }
+
+void check_kv_spec(const KvCacheSpec& s, int64_t head_dim) {
+  for (auto [t, opt] : {std::pair{s.k, "--cache-type-k"}, std::pair{s.v, "--cache-type-v"}}) {
+    const KvTypeInfo& i = kv_type_info(t);
+    if (head_dim % i.block != 0)
+      fail("{} {}: its blocks of {} values do not divide the model's head size of {}", opt, i.name, i.block,
+           head_dim);
+  }
+}
+
+std::string kv_spec_name(const KvCacheSpec& s) {
+  return s.k == s.v ? kv_type_name(s.k) : std::string(kv_type_name(s.k)) + "/" + kv_type_name(s.v);
+}
+
+}  // namespace lmpress
