@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "kernels/kivi.h"
 #include "kernels/qdot.h"
 
 #if defined(__x86_64__)
@@ -20,10 +21,31 @@
 namespace lmpress {
 namespace {
 
-// The address of position j's row in paged storage of type t, from value `elem` of the row.
-const void* page_row(KvType t, const void* const* pages, int64_t page_size, int64_t stride, int64_t j,
-                     int64_t elem) {
-  return static_cast<const uint8_t*>(pages[j / page_size]) + kv_row_bytes(t, (j % page_size) * stride + elem);
+// Position j's values elem..elem+n-1 of K (`key`) or V as floats, wherever
+// the cache keeps them (kv_types.h, KvPages).
+void cached_values(const KvCacheSpec& kv, bool key, const KvPages& c, int64_t stride, int64_t j, int64_t elem,
+                   int64_t n, float* out) {
+  const KvType t = key ? kv.k : kv.v;
+  const int64_t ps = c.page_size;
+  const auto* page = static_cast<const uint8_t*>((key ? c.k : c.v)[j / ps]);
+  if (!kv.kivi()) {
+    kv_row_to_f32(t, page + kv_row_bytes(t, (j % ps) * stride + elem), n, out);
+    return;
+  }
+  if (j >= c.staged_from) {
+    const auto* row = static_cast<const uint16_t*>(key ? c.k_staged : c.v_staged) + (j - c.staged_from) * stride;
+    for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(row[elem + i]);
+    return;
+  }
+  const int bits = kv_type_info(t).bits;
+  const int64_t G = kv.group, chunk = kv.kivi_chunk_bytes(t);
+  if (key) {
+    const uint8_t* group = page + ((j % ps) / G) * kv.key_group_bytes(stride);
+    for (int64_t i = 0; i < n; i++) kivi_dequantize(bits, group + (elem + i) * chunk, G, j % G, 1, out + i);
+  } else {
+    const uint8_t* row = page + (j % ps) * kv.row_bytes(t, stride);
+    for (int64_t i = 0; i < n; i += G) kivi_dequantize(bits, row + (elem + i) / G * chunk, G, 0, G, out + i);
+  }
 }
 
 // The tiled kernel is AVX2; elsewhere attention() runs attention_ref.
@@ -78,6 +100,28 @@ __attribute__((target("avx2,f16c"))) void convert_keys(KvType kv, const void* co
       simd_avx2::transpose8(r);
       for (int i = 0; i < 8; i++) _mm256_storeu_ps(kt + (d0 + i) * kKeyBlock + j0, r[i]);
     }
+}
+
+// A KIVI cache's keys kvh·hd.. of positions j0..j0+jn-1, transposed into kt
+// as convert_keys does: key groups decoded channel by channel straight into
+// kt's rows, staged f16 rows transposed one by one.
+void convert_keys_kivi(const KvCacheSpec& kv, const KvPages& c, int64_t stride, int64_t kvh, int64_t hd, int64_t j0,
+                       int64_t jn, float* kt) {
+  const int bits = kv_type_info(kv.k).bits;
+  const int64_t G = kv.group, chunk = kv.kivi_chunk_bytes(kv.k), ps = c.page_size;
+  const int64_t qend = std::min(j0 + jn, c.staged_from);
+  for (int64_t j = j0; j < qend;) {
+    const int64_t end = std::min(qend, (j / G + 1) * G);
+    const uint8_t* group = static_cast<const uint8_t*>(c.k[j / ps]) + ((j % ps) / G) * kv.key_group_bytes(stride) +
+                           kvh * hd * chunk;
+    for (int64_t d = 0; d < hd; d++) kivi_dequantize(bits, group + d * chunk, G, j % G, end - j, kt + d * kKeyBlock + (j - j0));
+    j = end;
+  }
+  for (int64_t j = std::max(j0, c.staged_from); j < j0 + jn; j++) {
+    const auto* row = static_cast<const uint16_t*>(c.k_staged) + (j - c.staged_from) * stride + kvh * hd;
+    for (int64_t d = 0; d < hd; d++) kt[d * kKeyBlock + (j - j0)] = f16_to_f32(row[d]);
+  }
+  for (int64_t d = 0; d < hd; d++) std::fill(kt + d * kKeyBlock + jn, kt + (d + 1) * kKeyBlock, 0.0f);
 }
 
 // s[r][j] = q[r] · key j for RB query rows and the first `keys` keys (a
@@ -185,18 +229,25 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
   w.m.assign(size_t(R), -std::numeric_limits<float>::infinity());
   w.l.assign(size_t(R), 0.0f);
   const int64_t keys = pos0 + t0 + tokens;  // visible to the tile's last token
-  const int64_t krow_bytes = kv_row_bytes(kv.k, s.kv_stride), vrow_bytes = kv_row_bytes(kv.v, s.kv_stride);
-  const int64_t khead = kv_row_bytes(kv.k, kvh * hd), vhead = kv_row_bytes(kv.v, kvh * hd);
+  const int64_t krow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.k, s.kv_stride);
+  const int64_t vrow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.v, s.kv_stride);
+  const int64_t khead = kv.kivi() ? 0 : kv_row_bytes(kv.k, kvh * hd), vhead = kv.kivi() ? 0 : kv_row_bytes(kv.v, kvh * hd);
   for (int64_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const int64_t jn = std::min(kKeyBlock, keys - j0);
-    // Row addresses, walking pages without a division per row.
-    for (int64_t j = 0, page = j0 / ps, r = j0 % ps; j < jn; j++) {
-      w.krow[j] = static_cast<const uint8_t*>(pq.cache.k[page]) + r * krow_bytes + khead;
-      w.vrow[j] = static_cast<const uint8_t*>(pq.cache.v[page]) + r * vrow_bytes + vhead;
-      if (++r == ps) r = 0, page++;
+    if (kv.kivi()) {
+      convert_keys_kivi(kv, pq.cache, s.kv_stride, kvh, hd, j0, jn, w.kt.data());
+      for (int64_t j = 0; j < jn; j++) cached_values(kv, false, pq.cache, s.kv_stride, j0 + j, kvh * hd, hd, &w.v[size_t(j * hd)]);
+      std::fill(w.v.begin() + jn * hd, w.v.end(), 0.0f);
+    } else {
+      // Row addresses, walking pages without a division per row.
+      for (int64_t j = 0, page = j0 / ps, r = j0 % ps; j < jn; j++) {
+        w.krow[j] = static_cast<const uint8_t*>(pq.cache.k[page]) + r * krow_bytes + khead;
+        w.vrow[j] = static_cast<const uint8_t*>(pq.cache.v[page]) + r * vrow_bytes + vhead;
+        if (++r == ps) r = 0, page++;
+      }
+      convert_keys(kv.k, w.krow, jn, hd, w.kt.data(), w.rows.data());
+      convert_values(kv.v, w.vrow, jn, hd, w.v.data());
     }
-    convert_keys(kv.k, w.krow, jn, hd, w.kt.data(), w.rows.data());
-    convert_values(kv.v, w.vrow, jn, hd, w.v.data());
     // Rows two at a time (one more on its own when R is odd); a row whose
     // token sees none of this block (count ≤ 0) is left as it is.
     for (int64_t r = 0; r < R; r += 2) {
@@ -257,7 +308,7 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
   const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads;
   for (int64_t si = 0; si < n_seqs; si++) {
     const PagedQuery& pq = seqs[si];
-    const int64_t n = pq.n, pos0 = pq.pos0, ps = pq.cache.page_size;
+    const int64_t n = pq.n, pos0 = pq.pos0;
 #pragma omp parallel
     {
       std::vector<float> sc(size_t(pos0 + n));
@@ -270,7 +321,7 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
           const float* qr = pq.q + t * s.q_stride + h * hd;
           float mx = -std::numeric_limits<float>::infinity();
           for (int64_t j = 0; j < visible; j++) {
-            kv_row_to_f32(kv.k, page_row(kv.k, pq.cache.k, ps, s.kv_stride, j, kvh * hd), hd, row.data());
+            cached_values(kv, true, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data());
             float d = 0;
             for (int64_t i = 0; i < hd; i++) d += qr[i] * row[size_t(i)];
             sc[size_t(j)] = d * scale;
@@ -281,7 +332,7 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
           for (int64_t j = 0; j < visible; j++) {
             const double p = std::exp(double(sc[size_t(j)] - mx));
             sum += p;
-            kv_row_to_f32(kv.v, page_row(kv.v, pq.cache.v, ps, s.kv_stride, j, kvh * hd), hd, row.data());
+            cached_values(kv, false, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data());
             for (int64_t i = 0; i < hd; i++) o[size_t(i)] += p * row[size_t(i)];
           }
           for (int64_t i = 0; i < hd; i++) pq.out[t * s.out_stride + h * hd + i] = float(o[size_t(i)] / sum);

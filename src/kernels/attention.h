@@ -35,11 +35,18 @@ void attention_ref(const AttentionShape& s, const KvCacheSpec& kv, const float* 
 
 // A cache kept in pages of `page_size` positions (a paged KV cache's blocks):
 // position j's K row starts at k[j / page_size], row j % page_size of it
-// (rows kv_stride elements apart); V likewise.
+// (rows kv_stride elements apart); V likewise. A KIVI cache's K page holds
+// page_size / G key groups instead (each kv_stride channels of G positions),
+// and only positions before `staged_from` are in the pages: the rest are f16
+// rows, kv_stride values apart, at k_staged and v_staged (row i: position
+// staged_from + i).
 struct KvPages {
   const void* const* k = nullptr;
   const void* const* v = nullptr;
   int64_t page_size = 0;
+  const void* k_staged = nullptr;
+  const void* v_staged = nullptr;
+  int64_t staged_from = 0;
 };
 // One sequence's part of a paged attention call: queries q[n, q_stride] at
 // positions pos0..pos0+n-1 over `cache` (which holds positions 0..pos0+n-1),

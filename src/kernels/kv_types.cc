@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include <fmt/format.h>
+
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/blocks.h"
@@ -11,15 +13,17 @@ namespace lmpress {
 namespace {
 
 const KvTypeInfo kKvTypes[] = {
-    {KvType::F32, "f32", DType::F32, 1, 4},
-    {KvType::F16, "f16", DType::F16, 1, 2},
-    {KvType::BF16, "bf16", DType::BF16, 1, 2},
-    {KvType::Q8_0, "q8_0", DType::Q8_0, QK8_0, sizeof(BlockQ8_0)},
-    {KvType::Q4_0, "q4_0", DType::Q4_0, QK4_0, sizeof(BlockQ4_0)},
-    {KvType::Q4_1, "q4_1", DType::Q4_1, QK4_1, sizeof(BlockQ4_1)},
-    {KvType::Q5_0, "q5_0", DType::Q5_0, QK5_0, sizeof(BlockQ5_0)},
-    {KvType::Q5_1, "q5_1", DType::Q5_1, QK5_1, sizeof(BlockQ5_1)},
-    {KvType::IQ4_NL, "iq4_nl", DType::IQ4_NL, QK4_NL, sizeof(BlockIQ4_NL)},
+    {KvType::F32, "f32", DType::F32, 1, 4, 0},
+    {KvType::F16, "f16", DType::F16, 1, 2, 0},
+    {KvType::BF16, "bf16", DType::BF16, 1, 2, 0},
+    {KvType::Q8_0, "q8_0", DType::Q8_0, QK8_0, sizeof(BlockQ8_0), 0},
+    {KvType::Q4_0, "q4_0", DType::Q4_0, QK4_0, sizeof(BlockQ4_0), 0},
+    {KvType::Q4_1, "q4_1", DType::Q4_1, QK4_1, sizeof(BlockQ4_1), 0},
+    {KvType::Q5_0, "q5_0", DType::Q5_0, QK5_0, sizeof(BlockQ5_0), 0},
+    {KvType::Q5_1, "q5_1", DType::Q5_1, QK5_1, sizeof(BlockQ5_1), 0},
+    {KvType::IQ4_NL, "iq4_nl", DType::IQ4_NL, QK4_NL, sizeof(BlockIQ4_NL), 0},
+    {KvType::KIVI4, "kivi4", DType::F16, 0, 0, 4},
+    {KvType::KIVI2, "kivi2", DType::F16, 0, 0, 2},
 };
 
 // The largest power of two dividing n that is at most `cap`.
@@ -31,6 +35,9 @@ int64_t pow2_divisor(int64_t n, int64_t cap) {
 
 int64_t rotation(KvType t, KvRotate r, int64_t head_dim, int64_t cap) {
   if (r == KvRotate::Off) return 0;
+  // Auto follows llama.cpp's rule, KIVI included: its per-channel keys keep
+  // outlier channels apart, but measured on lmp-8m-w256 the rotation still
+  // lowers kivi4's KLD by a sixth (bench/results/kv-quality.md).
   if (r == KvRotate::Auto) return kv_is_quantized(t) && head_dim % 64 == 0 ? pow2_divisor(head_dim, cap) : 0;
   const int64_t p = pow2_divisor(head_dim, cap);
   return p > 1 ? p : 0;
@@ -42,6 +49,12 @@ const KvTypeInfo& kv_type_info(KvType t) {
   for (const auto& i : kKvTypes)
     if (i.type == t) return i;
   fail("unknown KV-cache type {}", int(t));
+}
+
+int64_t kv_row_bytes(KvType t, int64_t n) {
+  const KvTypeInfo& i = kv_type_info(t);
+  if (i.block == 0) fail("kv_row_bytes: {} rows depend on the KIVI group", i.name);
+  return n / i.block * i.bytes;
 }
 
 std::vector<std::string> kv_type_name_list() {
@@ -78,6 +91,16 @@ int64_t kv_rotation_k(const KvCacheSpec& s, int64_t head_dim) {
 int64_t kv_rotation_v(const KvCacheSpec& s, int64_t head_dim) { return rotation(s.v, s.rotate, head_dim, 64); }
 
 void check_kv_spec(const KvCacheSpec& s, int64_t head_dim) {
+  if (kv_is_kivi(s.k) != kv_is_kivi(s.v))
+    fail("--cache-type-k {} with --cache-type-v {}: a KIVI cache is KIVI for both K and V (kivi4 or kivi2 each)",
+         kv_type_name(s.k), kv_type_name(s.v));
+  if (s.kivi()) {
+    if (s.group < 2 || s.group > 256 || s.group % 4 != 0 || head_dim % s.group != 0)
+      fail("--kv-group {}: KIVI's group must be a multiple of 4 up to 256 that divides the model's head size of {}",
+           s.group, head_dim);
+    if (s.residual < 0 || s.residual > 4096) fail("--kv-residual {}: it must be in 0..4096", s.residual);
+    return;
+  }
   for (auto [t, opt] : {std::pair{s.k, "--cache-type-k"}, std::pair{s.v, "--cache-type-v"}}) {
     const KvTypeInfo& i = kv_type_info(t);
     if (head_dim % i.block != 0)
@@ -87,7 +110,9 @@ void check_kv_spec(const KvCacheSpec& s, int64_t head_dim) {
 }
 
 std::string kv_spec_name(const KvCacheSpec& s) {
-  return s.k == s.v ? kv_type_name(s.k) : std::string(kv_type_name(s.k)) + "/" + kv_type_name(s.v);
+  std::string n = s.k == s.v ? kv_type_name(s.k) : std::string(kv_type_name(s.k)) + "/" + kv_type_name(s.v);
+  if (s.kivi()) n += fmt::format(" (group {}, residual {})", s.group, s.residual);
+  return n;
 }
 
 }  // namespace lmpress

@@ -37,8 +37,8 @@ void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, f
     hadamard(k, c.kv_dim(l), rk);
   }
   if (const int64_t rv = kv_rotation_v(kv, c.head_dim)) hadamard(v, c.kv_dim(l), rv);
-  store_cache_row(kv.k, k, c.kv_dim(l), krow);
-  store_cache_row(kv.v, v, c.kv_dim(l), vrow);
+  if (krow) store_cache_row(kv.k, k, c.kv_dim(l), krow);
+  if (vrow) store_cache_row(kv.v, v, c.kv_dim(l), vrow);
 }
 
 void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n) {
@@ -110,8 +110,30 @@ void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const ui
   shape.head_dim = c.head_dim;
   shape.q_stride = shape.out_stride = c.q_dim(l);
   shape.kv_stride = c.kv_dim(l);
-  lmpress::attention(shape, kv_, a_.q.data(), n, n_past_, kc, vc,
-                1.0f / std::sqrt(float(c.head_dim)), a_.att.data());
+  const float scale = 1.0f / std::sqrt(float(c.head_dim));
+  if (!kv_.kivi()) return lmpress::attention(shape, kv_, a_.q.data(), n, n_past_, kc, vc, scale, a_.att.data());
+  const void* k = kc;
+  const void* v = vc;
+  const KiviStage& st = stages_[size_t(l)];
+  PagedQuery pq;
+  pq.q = a_.q.data();
+  pq.out = a_.att.data();
+  pq.n = n;
+  pq.pos0 = n_past_;
+  pq.cache = {&k, &v, kv_.round_positions(n_ctx_), st.k(), st.v(), st.quantized()};
+  attention_paged(shape, kv_, &pq, 1, scale);
+}
+
+void InferenceState::reset() {
+  n_past_ = 0;
+  for (auto& s : stages_) s.reset();
+}
+
+void InferenceState::truncate(int64_t n) {
+  n = std::max<int64_t>(0, n);
+  if (n >= n_past_) return;
+  for (auto& s : stages_) s.truncate(n);
+  n_past_ = n;
 }
 
 void InferenceState::embed(const int32_t* tokens, int64_t n, float* x) const {
@@ -124,11 +146,12 @@ void InferenceState::embed(const int32_t* tokens, int64_t n, float* x) const {
 
 void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs) {
   if (n > n_batch_) fail("eval_layer: {} tokens exceed the batch of {}", n, n_batch_);
+  if (kv_.kivi()) fail("eval_layer: calibration runs with a row-type cache, not {}", kv_spec_name(kv_));
   if (layer_k_.empty()) {
     int64_t kv_dim = 0;
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) kv_dim = std::max(kv_dim, m_.cfg.kv_dim(l));
-    layer_k_.resize(size_t(n_batch_ * kv_row_bytes(kv_.k, kv_dim)));
-    layer_v_.resize(size_t(n_batch_ * kv_row_bytes(kv_.v, kv_dim)));
+    layer_k_.resize(size_t(n_batch_ * kv_.row_bytes(kv_.k, kv_dim)));
+    layer_v_.resize(size_t(n_batch_ * kv_.row_bytes(kv_.v, kv_dim)));
   }
   const int64_t saved = n_past_;
   n_past_ = 0;
@@ -143,7 +166,11 @@ uint64_t InferenceState::layer_buffer_bytes() const {
 uint64_t InferenceState::cache_bytes() const {
   uint64_t b = 0;
   for (int64_t l = 0; l < m_.cfg.n_layers; l++)
-    if (skip_.empty() || !skip_[size_t(l)]) b += uint64_t(n_ctx_ * kv_.bytes_per_position(m_.cfg.kv_dim(l)));
+    if (skip_.empty() || !skip_[size_t(l)]) {
+      const int64_t positions = kv_.round_positions(n_ctx_), d = m_.cfg.kv_dim(l);
+      b += uint64_t(kv_.k_bytes(positions, d) + kv_.v_bytes(positions, d));
+    }
+  for (const auto& s : stages_) b += s.bytes();
   return b;
 }
 
@@ -162,7 +189,16 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     float* k = a_.k.data() + t * kvd;
     float* v = a_.v.data() + t * kvd;
     const int64_t pos = n_past_ + t;
-    prepare_token(m_, kv_, l, q, k, v, pos, kc + pos * kv_row_bytes(kv_.k, kvd), vc + pos * kv_row_bytes(kv_.v, kvd));
+    const bool rows = !kv_.kivi();
+    prepare_token(m_, kv_, l, q, k, v, pos, rows ? kc + pos * kv_.row_bytes(kv_.k, kvd) : nullptr,
+                  rows ? vc + pos * kv_.row_bytes(kv_.v, kvd) : nullptr);
+  }
+  if (kv_.kivi()) {
+    const int64_t G = kv_.group, kgroup = kv_.key_group_bytes(kvd), vrow = kv_.row_bytes(kv_.v, kvd);
+    const auto key_group = [&](int64_t pos) { return kc + pos / G * kgroup; };
+    const auto value_row = [&](int64_t pos) { return vc + pos * vrow; };
+    for (int64_t t = 0; t < n; t++)
+      stages_[size_t(l)].append(a_.k.data() + t * kvd, a_.v.data() + t * kvd, key_group, value_row);
   }
   attention(l, n, kc, vc);
   unrotate_attention(m_, kv_, l, a_.att.data(), n);
@@ -198,8 +234,10 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
   if (k_cache_.empty())
     for (int64_t l = 0; l < c.n_layers; l++) {
       const bool on = !skipped(l);
-      k_cache_.emplace_back(on ? size_t(n_ctx_ * kv_row_bytes(kv_.k, c.kv_dim(l))) : 0);
-      v_cache_.emplace_back(on ? size_t(n_ctx_ * kv_row_bytes(kv_.v, c.kv_dim(l))) : 0);
+      const int64_t positions = kv_.round_positions(n_ctx_);
+      k_cache_.emplace_back(on ? size_t(kv_.k_bytes(positions, c.kv_dim(l))) : 0);
+      v_cache_.emplace_back(on ? size_t(kv_.v_bytes(positions, c.kv_dim(l))) : 0);
+      if (kv_.kivi()) stages_.emplace_back(kv_, c.kv_dim(l));
     }
   for (int64_t l = 0; l < c.n_layers; l++)
     if (!skipped(l))

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "model/kivi_stage.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -29,7 +30,8 @@ void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row);
 void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos);
 // Everything between one token's projections and attention: bias_and_rope,
 // the cache's Hadamard rotations (queries and keys, values), then K and V
-// stored in the cache's types at krow and vrow.
+// stored in the cache's types at krow and vrow (null for a KIVI cache, whose
+// rows go through its KiviStage).
 void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, float* k, float* v, int64_t pos,
                    uint8_t* krow, uint8_t* vrow);
 // Undoes the values' rotation on attention outputs out[n, q_dim(l)] (nothing
@@ -72,10 +74,11 @@ class InferenceState {
   const KvCacheSpec& cache_spec() const { return kv_; }
   // Bytes the cache holds once allocated: n_ctx positions of every computed layer.
   uint64_t cache_bytes() const;
-  void reset() { n_past_ = 0; }
+  void reset();
   // Forgets every token after the first n (a shared prefix is kept and its
-  // continuations are evaluated one after another).
-  void truncate(int64_t n) { n_past_ = std::min(n_past_, std::max<int64_t>(0, n)); }
+  // continuations are evaluated one after another). A KIVI cache cannot take
+  // back quantized positions: it throws for those.
+  void truncate(int64_t n);
   // Layer skipping (a cheaper copy of the model as a speculative draft): the
   // blocks marked true are bypassed, the residual stream passing through
   // unchanged. Set before the first eval; empty: none skipped.
@@ -95,6 +98,7 @@ class InferenceState {
   std::vector<bool> skip_;
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx] rows of kv_dim values, made by the first eval
   std::vector<uint8_t> layer_k_, layer_v_;               // eval_layer's [n_batch, kv_dim]
+  std::vector<KiviStage> stages_;                        // a KIVI cache's f16 rows, per layer
   ForwardBuffers a_;
 };
 

@@ -182,7 +182,7 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   GenerateStats s;
   s.n_prompt = int64_t(toks.size());
   s.cache_bytes = st.cache_bytes();
-  s.cache_bytes_per_token = int64_t(s.cache_bytes / uint64_t(n_ctx));
+  s.cache_bytes_per_token = double(s.cache_bytes) / double(n_ctx);
   const auto t0 = std::chrono::steady_clock::now();
   st.eval(toks.data(), int64_t(toks.size()), logits.data(), false);
   s.prompt_seconds = seconds_since(t0);

@@ -34,7 +34,7 @@ struct GenerateStats {
   double prompt_seconds = 0, gen_seconds = 0;
   std::vector<int32_t> tokens;  // generated ids
   SpecStats spec;               // with a drafter
-  int64_t cache_bytes_per_token = 0;  // the target's KV cache: per position (all layers, K + V)
+  double cache_bytes_per_token = 0;  // the target's KV cache: per position (all layers, K + V)
   uint64_t cache_bytes = 0;           // and in all
   double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0; }
   double gen_tps() const { return gen_seconds > 0 ? n_generated / gen_seconds : 0; }

@@ -52,6 +52,7 @@ PagedKvCache::PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t blo
 PagedKvCache::PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size, KvCacheSpec kv)
     : kv_dims_(kv_dims), block_size_(block_size), kv_(kv) {
   if (kv_dims.empty()) fail("KV cache: the model has no layers");
+  if (kv.kivi()) fail("the paged KV cache (serve, generate --spec) does not hold KIVI caches yet");
   if (block_size < 1 || block_size > 4096) fail("KV cache: block size {} is out of range (1..4096)", block_size);
   if (n_blocks < 1 || n_blocks > kMaxPositions / block_size)
     fail("KV cache: {} blocks of {} positions is out of range (1..{} positions in all)", n_blocks, block_size,
@@ -69,9 +70,15 @@ PagedKvCache::PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks
   for (int64_t b = n_blocks - 1; b >= 0; b--) free_.push_back(int32_t(b));
 }
 
-int64_t PagedKvCache::bytes_per_position() const {
-  int64_t b = 0;
+double PagedKvCache::bytes_per_position() const {
+  double b = 0;
   for (int64_t d : kv_dims_) b += kv_.bytes_per_position(d);
+  return b;
+}
+
+uint64_t PagedKvCache::pool_bytes() const {
+  uint64_t b = 0;
+  for (size_t l = 0; l < k_.size(); l++) b += k_[l].size() + v_[l].size();
   return b;
 }
 

@@ -79,8 +79,8 @@ class PagedKvCache {
   size_t k_block_bytes(int64_t layer) const { return size_t(block_size_ * kv_row_bytes(kv_.k, kv_dim(layer))); }
   size_t v_block_bytes(int64_t layer) const { return size_t(block_size_ * kv_row_bytes(kv_.v, kv_dim(layer))); }
   // Bytes one position takes over all layers (K and V), and the whole pool.
-  int64_t bytes_per_position() const;
-  uint64_t pool_bytes() const { return uint64_t(n_blocks() * block_size_ * bytes_per_position()); }
+  double bytes_per_position() const;
+  uint64_t pool_bytes() const;
   // Blocks a sequence could take now: never-keyed free ones plus keyed ones
   // in the LRU list (evictable).
   int64_t free_blocks() const { return int64_t(free_.size() + lru_.size()); }

@@ -43,7 +43,7 @@ struct EngineMetrics {
   int64_t running = 0, waiting = 0;
   // Blocks held by requests; blocks kept only for the prefix cache (free to take).
   int64_t kv_blocks_used = 0, kv_cached_blocks = 0, kv_blocks = 0, block_size = 0;
-  int64_t kv_bytes_per_token = 0;  // the cache's bytes per position (all layers, K + V), and the pool's
+  double kv_bytes_per_token = 0;  // the cache's bytes per position (all layers, K + V), and the pool's
   uint64_t kv_pool_bytes = 0;
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
   int64_t spec_passes = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;

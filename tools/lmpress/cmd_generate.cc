@@ -92,7 +92,7 @@ void add_generate(CLI::App& app) {
     }
     fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", s.n_prompt,
                s.prompt_tps(), s.n_generated, s.gen_tps());
-    fmt::print("KV cache: {}, {} bytes per token, {:.2f} MiB\n", kv_spec_name(o->g.kv), s.cache_bytes_per_token,
+    fmt::print("KV cache: {}, {:.1f} bytes per token, {:.2f} MiB\n", kv_spec_name(o->g.kv), s.cache_bytes_per_token,
                double(s.cache_bytes) / (1 << 20));
     if (o->g.drafter) fmt::print("{}\n", spec_summary(o->spec, s.spec));
   });

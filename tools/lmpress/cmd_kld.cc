@@ -102,6 +102,8 @@ void add_kld(CLI::App& app) {
       po.kv = o->kv.spec();
       po.base_kv = o->base_kv.spec();
       po.base_kv.rotate = po.kv.rotate;
+      po.base_kv.group = po.kv.group;
+      po.base_kv.residual = po.kv.residual;
       if (!o->save_base.empty()) {
         save_kld_base(*base, tokens, po, o->top_k, o->save_base);
         fmt::print("saved the base's top-{} logits to {}\n", o->top_k, o->save_base);

@@ -48,6 +48,7 @@ void add_chat_template_option(CLI::App* cmd, const std::string& name, std::strin
 // `prefix` names another model's cache (kld's "base-": --base-cache-type ...).
 struct CacheOptions {
   std::string type = "f16", k, v, rotate = "auto";
+  int64_t group = 64, residual = 0;
   KvCacheSpec spec() const;
 };
 void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix = "");

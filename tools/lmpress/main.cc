@@ -29,7 +29,10 @@ void add_chat_template_option(CLI::App* cmd, const std::string& name, std::strin
 
 KvCacheSpec CacheOptions::spec() const {
   const KvRotate r = rotate == "on" ? KvRotate::On : rotate == "off" ? KvRotate::Off : KvRotate::Auto;
-  return KvCacheSpec(parse_kv_type(k.empty() ? type : k), parse_kv_type(v.empty() ? type : v), r);
+  KvCacheSpec s(parse_kv_type(k.empty() ? type : k), parse_kv_type(v.empty() ? type : v), r);
+  s.group = group;
+  s.residual = residual;
+  return s;
 }
 
 void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix) {
@@ -49,6 +52,14 @@ void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix
                     "types, head size a multiple of 64), on, off")
         ->check(CLI::IsMember({"auto", "on", "off"}))
         ->capture_default_str();
+  if (prefix.empty()) {
+    cmd->add_option("--kv-group", o.group,
+                    "KIVI caches: positions per key group and channels per value group (divides the head size)")
+        ->capture_default_str();
+    cmd->add_option("--kv-residual", o.residual,
+                    "KIVI caches: newest positions kept in f16 besides the incomplete key group")
+        ->capture_default_str();
+  }
 }
 
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who) {
