@@ -87,6 +87,8 @@ struct KvCacheSpec {
     const int64_t g = kivi() ? group : 1;
     return double(k_bytes(g, kv_dim) + v_bytes(g, kv_dim)) / double(g);
   }
+  // Bits per cached value (K and V together; KIVI's staged f16 rows not counted).
+  double bits_per_value(int64_t kv_dim) const { return bytes_per_position(kv_dim) * 8 / double(2 * kv_dim); }
 };
 
 // The size of the Hadamard blocks that rotate queries and keys (0: none) and

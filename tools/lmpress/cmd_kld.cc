@@ -90,9 +90,12 @@ void add_kld(CLI::App& app) {
                                                                      : "only CANDIDATE with --base-logits",
            o->models.size());
     KldResult r;
+    int64_t kv_dim = 0;  // the candidate's, for its cache's bits per value
     if (!o->base_logits.empty()) {
       if (!o->file.empty()) fail("kld: --base-logits takes the text from the saved file; drop -f");
-      r = kl_divergence_saved(o->base_logits, *load_for_inference(o->models[0]), o->batch, o->kv.spec());
+      auto cand = load_for_inference(o->models[0]);
+      kv_dim = cand->cfg.kv_dim();
+      r = kl_divergence_saved(o->base_logits, *cand, o->batch, o->kv.spec());
     } else {
       if (o->file.empty()) fail("kld: -f TEXT is required");
       auto base = load_for_inference(o->models[0]);
@@ -109,7 +112,9 @@ void add_kld(CLI::App& app) {
         fmt::print("saved the base's top-{} logits to {}\n", o->top_k, o->save_base);
         return;
       }
-      r = kl_divergence(*base, *load_for_inference(o->models[1]), tokens, po);
+      auto cand = load_for_inference(o->models[1]);
+      kv_dim = cand->cfg.kv_dim();
+      r = kl_divergence(*base, *cand, tokens, po);
     }
     if (!o->json) {
       fmt::print("{} chunks, {} tokens scored\n\n", r.n_chunks, r.n_tokens);
@@ -128,6 +133,8 @@ void add_kld(CLI::App& app) {
                              {"p_diff_quantiles", pq},        {"rms_p_diff", vu(r.rms_p_diff)},
                              {"same_top", vu(r.same_top)}};
     if (r.top_k_mass >= 0) j["top_k_mass"] = r.top_k_mass;
+    const KvCacheSpec kv = o->kv.spec();
+    j["kv_cache"] = {{"type_k", kv_type_name(kv.k)}, {"type_v", kv_type_name(kv.v)}, {"bits_per_value", kv.bits_per_value(kv_dim)}};
     fmt::print("{}\n", json_text(j));
   });
 }
