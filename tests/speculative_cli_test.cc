@@ -19,12 +19,15 @@ Json generate(const std::string& model, const std::string& extra) {
   return Json::parse(r.out.substr(r.out.find('{')));
 }
 
-void expect_greedy_equal(const std::string& model, const std::vector<std::string>& specs) {
-  const Json plain = generate(model, "");
+// cache: the target's KV-cache options, the same for both runs.
+void expect_greedy_equal(const std::string& model, const std::vector<std::string>& specs,
+                         const std::string& cache = "") {
+  const Json plain = generate(model, cache);
   ASSERT_EQ(plain["tokens"].size(), 48u);
   for (const std::string& spec : specs)
     for (int dmax : {2, 5}) {
-      const std::string opts = "--spec " + spec + " --draft-max " + std::to_string(dmax) + " --draft-p-min 0.3";
+      const std::string opts =
+          "--spec " + spec + " --draft-max " + std::to_string(dmax) + " --draft-p-min 0.3 " + cache;
       const Json j = generate(model, opts);
       ASSERT_TRUE(j.contains("spec")) << opts;
       EXPECT_EQ(j["tokens"], plain["tokens"]) << model << " " << opts;
@@ -50,6 +53,10 @@ TEST(SpeculativeCli, GreedyEqualsPlainDecodingForEveryDrafter) {
   expect_greedy_equal(lmp, {"ngram", "draft:" + w256, "self:skip:2,4", "self:exit:2", "self:file:" + dir + "/lmp-q4.gguf",
                             "self:skip:auto:2 --spec-calib " + calib});
   expect_greedy_equal(stories, {"ngram", "self:skip:1", "self:exit:0", "self:file:" + dir + "/st-q8.gguf"});
+  // Quantized caches: rejected drafts are cut from them too (KIVI keeps their
+  // f16 rows for that; its groups of 16 are quantized within each run).
+  expect_greedy_equal(w256, {"ngram", "draft:" + lmp}, "--cache-type q4_0");
+  expect_greedy_equal(w256, {"ngram", "draft:" + lmp}, "--cache-type kivi4 --kv-group 16 --kv-residual 4");
 }
 
 TEST(SpeculativeCli, BadOptionsAreErrors) {

@@ -22,9 +22,10 @@ namespace lmpress {
 namespace {
 
 // Position j's values elem..elem+n-1 of K (`key`) or V as floats, wherever
-// the cache keeps them (kv_types.h, KvPages).
+// the cache keeps them (kv_types.h, KvPages), for a KIVI query whose boundary
+// is `boundary`.
 void cached_values(const KvCacheSpec& kv, bool key, const KvPages& c, int64_t stride, int64_t j, int64_t elem,
-                   int64_t n, float* out) {
+                   int64_t n, float* out, int64_t boundary = 0) {
   const KvType t = key ? kv.k : kv.v;
   const int64_t ps = c.page_size;
   const auto* page = static_cast<const uint8_t*>((key ? c.k : c.v)[j / ps]);
@@ -32,8 +33,12 @@ void cached_values(const KvCacheSpec& kv, bool key, const KvPages& c, int64_t st
     kv_row_to_f32(t, page + kv_row_bytes(t, (j % ps) * stride + elem), n, out);
     return;
   }
-  if (j >= c.staged_from) {
-    const auto* row = static_cast<const uint16_t*>(key ? c.k_staged : c.v_staged) + (j - c.staged_from) * stride;
+  if (j >= boundary && j >= c.fresh_from) {
+    std::copy_n((key ? c.k_fresh : c.v_fresh) + (j - c.fresh_from) * stride + elem, n, out);
+    return;
+  }
+  if (j >= boundary) {
+    const uint16_t* row = (key ? c.k_staged : c.v_staged) + (j - c.staged_from) * stride;
     for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(row[elem + i]);
     return;
   }
@@ -102,14 +107,15 @@ __attribute__((target("avx2,f16c"))) void convert_keys(KvType kv, const void* co
     }
 }
 
-// A KIVI cache's keys kvh·hd.. of positions j0..j0+jn-1, transposed into kt
-// as convert_keys does: key groups decoded channel by channel straight into
-// kt's rows, staged f16 rows transposed one by one.
+// A KIVI cache's keys kvh·hd.. of positions j0..j0+jn-1 as read by queries
+// whose boundary is `boundary`, transposed into kt as convert_keys does: key
+// groups decoded channel by channel straight into kt's rows, f16 and f32 rows
+// transposed one by one.
 void convert_keys_kivi(const KvCacheSpec& kv, const KvPages& c, int64_t stride, int64_t kvh, int64_t hd, int64_t j0,
-                       int64_t jn, float* kt) {
+                       int64_t jn, int64_t boundary, float* kt) {
   const int bits = kv_type_info(kv.k).bits;
   const int64_t G = kv.group, chunk = kv.kivi_chunk_bytes(kv.k), ps = c.page_size;
-  const int64_t qend = std::min(j0 + jn, c.staged_from);
+  const int64_t qend = std::min(j0 + jn, boundary);
   for (int64_t j = j0; j < qend;) {
     const int64_t end = std::min(qend, (j / G + 1) * G);
     const uint8_t* group = static_cast<const uint8_t*>(c.k[j / ps]) + ((j % ps) / G) * kv.key_group_bytes(stride) +
@@ -117,9 +123,13 @@ void convert_keys_kivi(const KvCacheSpec& kv, const KvPages& c, int64_t stride, 
     for (int64_t d = 0; d < hd; d++) kivi_dequantize(bits, group + d * chunk, G, j % G, end - j, kt + d * kKeyBlock + (j - j0));
     j = end;
   }
-  for (int64_t j = std::max(j0, c.staged_from); j < j0 + jn; j++) {
-    const auto* row = static_cast<const uint16_t*>(c.k_staged) + (j - c.staged_from) * stride + kvh * hd;
+  for (int64_t j = std::max(j0, boundary); j < std::min(j0 + jn, c.fresh_from); j++) {
+    const uint16_t* row = c.k_staged + (j - c.staged_from) * stride + kvh * hd;
     for (int64_t d = 0; d < hd; d++) kt[d * kKeyBlock + (j - j0)] = f16_to_f32(row[d]);
+  }
+  for (int64_t j = std::max({j0, boundary, c.fresh_from}); j < j0 + jn; j++) {
+    const float* row = c.k_fresh + (j - c.fresh_from) * stride + kvh * hd;
+    for (int64_t d = 0; d < hd; d++) kt[d * kKeyBlock + (j - j0)] = row[d];
   }
   for (int64_t d = 0; d < hd; d++) std::fill(kt + d * kKeyBlock + jn, kt + (d + 1) * kKeyBlock, 0.0f);
 }
@@ -229,14 +239,16 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
   w.m.assign(size_t(R), -std::numeric_limits<float>::infinity());
   w.l.assign(size_t(R), 0.0f);
   const int64_t keys = pos0 + t0 + tokens;  // visible to the tile's last token
+  const int64_t boundary = kv.kivi() ? kv.kivi_boundary(pos0 + t0) : 0;  // the same for all (attention_paged)
   const int64_t krow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.k, s.kv_stride);
   const int64_t vrow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.v, s.kv_stride);
   const int64_t khead = kv.kivi() ? 0 : kv_row_bytes(kv.k, kvh * hd), vhead = kv.kivi() ? 0 : kv_row_bytes(kv.v, kvh * hd);
   for (int64_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
     const int64_t jn = std::min(kKeyBlock, keys - j0);
     if (kv.kivi()) {
-      convert_keys_kivi(kv, pq.cache, s.kv_stride, kvh, hd, j0, jn, w.kt.data());
-      for (int64_t j = 0; j < jn; j++) cached_values(kv, false, pq.cache, s.kv_stride, j0 + j, kvh * hd, hd, &w.v[size_t(j * hd)]);
+      convert_keys_kivi(kv, pq.cache, s.kv_stride, kvh, hd, j0, jn, boundary, w.kt.data());
+      for (int64_t j = 0; j < jn; j++)
+        cached_values(kv, false, pq.cache, s.kv_stride, j0 + j, kvh * hd, hd, &w.v[size_t(j * hd)], boundary);
       std::fill(w.v.begin() + jn * hd, w.v.end(), 0.0f);
     } else {
       // Row addresses, walking pages without a division per row.
@@ -318,10 +330,11 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
       for (int64_t t = 0; t < n; t++)
         for (int64_t h = 0; h < s.n_heads; h++) {
           const int64_t kvh = h / group, visible = pos0 + t + 1;
+          const int64_t boundary = kv.kivi() ? kv.kivi_boundary(pos0 + t) : 0;
           const float* qr = pq.q + t * s.q_stride + h * hd;
           float mx = -std::numeric_limits<float>::infinity();
           for (int64_t j = 0; j < visible; j++) {
-            cached_values(kv, true, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data());
+            cached_values(kv, true, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data(), boundary);
             float d = 0;
             for (int64_t i = 0; i < hd; i++) d += qr[i] * row[size_t(i)];
             sc[size_t(j)] = d * scale;
@@ -332,7 +345,7 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
           for (int64_t j = 0; j < visible; j++) {
             const double p = std::exp(double(sc[size_t(j)] - mx));
             sum += p;
-            cached_values(kv, false, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data());
+            cached_values(kv, false, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data(), boundary);
             for (int64_t i = 0; i < hd; i++) o[size_t(i)] += p * row[size_t(i)];
           }
           for (int64_t i = 0; i < hd; i++) pq.out[t * s.out_stride + h * hd + i] = float(o[size_t(i)] / sum);
@@ -350,12 +363,20 @@ void attention_paged(const AttentionShape& s, const KvCacheSpec& kv, const Paged
   const int64_t group = s.n_heads / s.n_kv_heads;
   const int64_t tokens = std::max<int64_t>(1, kTileRows / group);  // per tile
   struct Item {
-    int64_t seq, kvh, t0;
+    int64_t seq, kvh, t0, n;
   };
   std::vector<Item> items;
   for (int64_t si = 0; si < n_seqs; si++)
     for (int64_t kvh = 0; kvh < s.n_kv_heads; kvh++)
-      for (int64_t t0 = 0; t0 < seqs[si].n; t0 += tokens) items.push_back({si, kvh, t0});
+      for (int64_t t0 = 0; t0 < seqs[si].n;) {
+        int64_t end = std::min(seqs[si].n, t0 + tokens);
+        // A KIVI tile's tokens share one boundary: split where it moves.
+        if (kv.kivi())
+          for (int64_t t = t0 + 1; t < end; t++)
+            if (kv.kivi_boundary(seqs[si].pos0 + t) != kv.kivi_boundary(seqs[si].pos0 + t0)) end = t;
+        items.push_back({si, kvh, t0, end - t0});
+        t0 = end;
+      }
   // Later tokens see more keys: dynamic scheduling evens out the causal triangle.
 #pragma omp parallel
   {
@@ -364,7 +385,7 @@ void attention_paged(const AttentionShape& s, const KvCacheSpec& kv, const Paged
     for (size_t i = 0; i < items.size(); i++) {
       const Item& it = items[i];
       const PagedQuery& pq = seqs[it.seq];
-      tile_avx2(s, kv, pq, scale, it.kvh, it.t0, std::min(tokens, pq.n - it.t0), w);
+      tile_avx2(s, kv, pq, scale, it.kvh, it.t0, it.n, w);
     }
   }
 #endif

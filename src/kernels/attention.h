@@ -37,16 +37,21 @@ void attention_ref(const AttentionShape& s, const KvCacheSpec& kv, const float* 
 // position j's K row starts at k[j / page_size], row j % page_size of it
 // (rows kv_stride elements apart); V likewise. A KIVI cache's K page holds
 // page_size / G key groups instead (each kv_stride channels of G positions),
-// and only positions before `staged_from` are in the pages: the rest are f16
-// rows, kv_stride values apart, at k_staged and v_staged (row i: position
-// staged_from + i).
+// and the query at position p reads only the positions before
+// KvCacheSpec::kivi_boundary(p) from the pages: later ones are f16 rows at
+// k_staged / v_staged (row i: position staged_from + i) up to fresh_from, and
+// f32 rows at k_fresh / v_fresh from there (the batch's own), all kv_stride
+// values apart (model/kivi_stage.h).
 struct KvPages {
   const void* const* k = nullptr;
   const void* const* v = nullptr;
   int64_t page_size = 0;
-  const void* k_staged = nullptr;
-  const void* v_staged = nullptr;
+  const uint16_t* k_staged = nullptr;
+  const uint16_t* v_staged = nullptr;
   int64_t staged_from = 0;
+  const float* k_fresh = nullptr;
+  const float* v_fresh = nullptr;
+  int64_t fresh_from = 0;
 };
 // One sequence's part of a paged attention call: queries q[n, q_stride] at
 // positions pos0..pos0+n-1 over `cache` (which holds positions 0..pos0+n-1),

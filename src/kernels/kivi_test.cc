@@ -52,113 +52,136 @@ TEST(Kivi, GroupRoundTrip) {
     }
 }
 
-// The stage: the newest positions stay f16 (exactly the f16 rounding of what
-// was appended), the rest are quantized group by group in the pages,
-// residual ≤ staged < residual + G; truncation inside the stage works and
-// below it throws.
-TEST(Kivi, StageKeepsTheResidualWindowInF16) {
+// Rows as the forward pass hands them over: f16 values.
+std::vector<float> f16_rows(std::mt19937& rng, int64_t n, int64_t dim, float outlier) {
+  std::normal_distribution<float> nd;
+  std::vector<float> x(static_cast<size_t>(n * dim));
+  for (int64_t i = 0; i < n * dim; i++) x[size_t(i)] = f16_to_f32(f32_to_f16(nd(rng) + (i % 7 == 0 ? outlier : 0.0f)));
+  return x;
+}
+
+// A KIVI cache of one sequence in pages of `page` positions (given out in
+// reverse order), fed through a KiviStage.
+struct KiviCache {
+  KvCacheSpec kv;
+  int64_t dim, page;
+  std::vector<std::vector<uint8_t>> kp, vp;
+  KiviStage st;
+  KiviCache(const KvCacheSpec& spec, int64_t d, int64_t pg, int64_t positions, int64_t history = 0)
+      : kv(spec), dim(d), page(pg), st(spec, d, history) {
+    const int64_t pages = (positions + page - 1) / page;
+    for (int64_t i = 0; i < pages; i++) {
+      kp.emplace_back(size_t(kv.k_bytes(page, dim)), 0xff);
+      vp.emplace_back(size_t(kv.v_bytes(page, dim)), 0xff);
+    }
+  }
+  size_t page_of(int64_t p) const { return kp.size() - 1 - size_t(p / page); }
+  uint8_t* key_group(int64_t p) { return kp[page_of(p)].data() + (p % page) / kv.group * kv.key_group_bytes(dim); }
+  uint8_t* value_row(int64_t p) { return vp[page_of(p)].data() + (p % page) * kv.row_bytes(kv.v, dim); }
+  void quantize(const float* k, const float* v, int64_t n) {
+    st.quantize(k, v, n, [&](int64_t p) { return key_group(p); }, [&](int64_t p) { return value_row(p); });
+  }
+  void append(const float* k, const float* v, int64_t n) {
+    quantize(k, v, n);
+    st.commit(k, v, n);
+  }
+  // Position p's channel c as the page holds it.
+  float key_at(int64_t p, int64_t c) {
+    float y;
+    kivi_dequantize(kv_type_info(kv.k).bits, key_group(p) + c * kv.kivi_chunk_bytes(kv.k), kv.group, p % kv.group, 1, &y);
+    return y;
+  }
+  float value_at(int64_t p, int64_t c) {
+    float y;
+    kivi_dequantize(kv_type_info(kv.v).bits, value_row(p) + c / kv.group * kv.kivi_chunk_bytes(kv.v), kv.group,
+                    c % kv.group, 1, &y);
+    return y;
+  }
+};
+
+// The stage keeps f16 exactly the rows a later token reads in f16 (from the
+// last position's boundary on: the residual window and the incomplete
+// group), the pages hold every group before it, and how the positions were
+// batched changes no byte; truncation within `history` works, past it throws.
+TEST(Kivi, StageFollowsThePositionRule) {
   const int64_t dim = 64, G = 16, R = 24, N = 150;
   KvCacheSpec kv(KvType::KIVI4);
   kv.group = G;
   kv.residual = R;
-  KiviStage st(kv, dim);
-  std::vector<uint8_t> kpage(size_t(kv.k_bytes(kv.round_positions(N), dim)), 0xff);
-  std::vector<uint8_t> vpage(size_t(kv.v_bytes(kv.round_positions(N), dim)), 0xff);
   std::mt19937 rng(2);
-  std::normal_distribution<float> nd;
-  std::vector<std::vector<float>> ks, vs;
+  const auto K = f16_rows(rng, N, dim, 3), V = f16_rows(rng, N, dim, 0);
+  KiviCache one(kv, dim, 32, N), batched(kv, dim, 32, N);
   for (int64_t p = 0; p < N; p++) {
-    std::vector<float> k(dim), v(dim);
-    for (auto& x : k) x = nd(rng);
-    for (auto& x : v) x = nd(rng);
-    st.append(k.data(), v.data(), [&](int64_t pos) { return kpage.data() + pos / G * kv.key_group_bytes(dim); },
-              [&](int64_t pos) { return vpage.data() + pos * kv.row_bytes(kv.v, dim); });
-    ks.push_back(k);
-    vs.push_back(v);
-    const int64_t staged = st.size() - st.quantized();
-    ASSERT_EQ(st.size(), p + 1);
-    if (p + 1 >= R) {
-      EXPECT_GE(staged, R);
-      EXPECT_LT(staged, R + G);
-    }
-    EXPECT_EQ(st.quantized() % G, 0);
+    one.append(&K[size_t(p * dim)], &V[size_t(p * dim)], 1);
+    EXPECT_EQ(one.st.start(), kv.kivi_boundary(p));
+    const int64_t staged = p + 1 - one.st.start();
+    if (p + 1 >= R) EXPECT_GE(staged, R);
+    EXPECT_LT(staged, R + G);
   }
-  for (int64_t p = st.quantized(); p < N; p++)
+  std::uniform_int_distribution<int64_t> len(1, 40);
+  for (int64_t p = 0; p < N;) {
+    const int64_t n = std::min(len(rng), N - p);
+    batched.append(&K[size_t(p * dim)], &V[size_t(p * dim)], n);
+    p += n;
+  }
+  EXPECT_EQ(one.kp, batched.kp);
+  EXPECT_EQ(one.vp, batched.vp);
+  ASSERT_EQ(one.st.start(), batched.st.start());
+  for (int64_t p = one.st.start(); p < N; p++)
     for (int64_t c = 0; c < dim; c++) {
-      ASSERT_EQ(st.k()[(p - st.quantized()) * dim + c], f32_to_f16(ks[size_t(p)][size_t(c)]));
-      ASSERT_EQ(st.v()[(p - st.quantized()) * dim + c], f32_to_f16(vs[size_t(p)][size_t(c)]));
+      ASSERT_EQ(one.st.k()[(p - one.st.start()) * dim + c], f32_to_f16(K[size_t(p * dim + c)]));
+      ASSERT_EQ(one.st.v()[(p - one.st.start()) * dim + c], f32_to_f16(V[size_t(p * dim + c)]));
     }
-  // Quantized keys: channel c of group g holds G positions, each within a step.
-  for (int64_t p = 0; p < st.quantized(); p++)
+  for (int64_t p = 0; p < one.st.start(); p++)
     for (int64_t c = 0; c < dim; c++) {
-      float y;
-      kivi_dequantize(4, kpage.data() + p / G * kv.key_group_bytes(dim) + c * kv.kivi_chunk_bytes(kv.k), G, p % G, 1, &y);
-      ASSERT_NEAR(y, ks[size_t(p)][size_t(c)], 0.6) << "position " << p;
+      ASSERT_NEAR(one.key_at(p, c), K[size_t(p * dim + c)], 0.6) << "position " << p;
+      ASSERT_NEAR(one.value_at(p, c), V[size_t(p * dim + c)], 0.6) << "position " << p;
     }
-  const int64_t q = st.quantized();
-  st.truncate(q + 3);
-  EXPECT_EQ(st.size(), q + 3);
-  test::expect_error([&] { st.truncate(q - 1); }, "cannot be taken back");
+  test::expect_error([&] { one.st.truncate(N - 20); }, "only 0 positions can be taken back");
+  // With a history of 8 positions, a rollback of 8 then the same positions
+  // again leaves the cache as if nothing had happened.
+  KiviCache hist(kv, dim, 32, N, 8);
+  hist.append(K.data(), V.data(), N);
+  hist.st.truncate(N - 8);
+  EXPECT_EQ(hist.st.size(), N - 8);
+  hist.append(&K[size_t((N - 8) * dim)], &V[size_t((N - 8) * dim)], 8);
+  EXPECT_EQ(hist.kp, one.kp);
+  EXPECT_EQ(hist.vp, one.vp);
 }
 
-// Attention over a KIVI cache (quantized groups in pages, newest rows staged
-// in f16): the kernel and the reference against the textbook formula on the
-// values the cache holds, decoded here from the group layout directly.
+// Attention over a KIVI cache (quantized groups in pages, staged f16 rows,
+// the batch's own rows): the kernel and the reference against the textbook
+// formula, each query reading the positions before its own boundary from the
+// pages (decoded here from the group layout directly) and the rest as given.
 TEST(Kivi, AttentionMatchesTextbookFormula) {
   struct Shape {
     int64_t heads, kv_heads, hd, n, pos0, group, residual, page;
   };
   const Shape shapes[] = {{4, 2, 64, 1, 150, 32, 0, 64},  {8, 2, 64, 19, 70, 16, 8, 32}, {6, 3, 48, 5, 90, 48, 20, 96},
-                          {4, 4, 128, 1, 300, 64, 64, 128}, {2, 1, 64, 40, 0, 64, 0, 64}};
+                          {4, 4, 128, 1, 300, 64, 64, 128}, {2, 1, 64, 40, 0, 64, 0, 64}, {4, 1, 64, 70, 10, 16, 4, 16}};
   test::for_kernel_targets({0}, [&](int64_t) {
     for (KvType t : {KvType::KIVI4, KvType::KIVI2})
       for (const Shape& sh : shapes) {
         SCOPED_TRACE(testing::Message() << kv_type_name(t) << " hd " << sh.hd << " G " << sh.group << " R "
-                                        << sh.residual);
+                                        << sh.residual << " n " << sh.n);
         KvCacheSpec kv(t);
         kv.group = sh.group;
         kv.residual = sh.residual;
-        const int64_t D = sh.kv_heads * sh.hd, P = sh.pos0 + sh.n, G = sh.group;
-        const int64_t pages = (P + sh.page - 1) / sh.page;
-        std::vector<std::vector<uint8_t>> kp(static_cast<size_t>(pages)), vp(static_cast<size_t>(pages));
-        for (int64_t i = 0; i < pages; i++) {
-          kp[size_t(i)].assign(size_t(kv.k_bytes(sh.page, D)), 0xff);
-          vp[size_t(i)].assign(size_t(kv.v_bytes(sh.page, D)), 0xff);
-        }
-        // Pages in reverse order: position p's page is pages − 1 − p / page.
-        auto page_of = [&](int64_t p) { return size_t(pages - 1 - p / sh.page); };
-        KiviStage st(kv, D);
+        const int64_t D = sh.kv_heads * sh.hd, P = sh.pos0 + sh.n;
         std::mt19937 rng(unsigned(sh.hd + sh.n));
-        std::normal_distribution<float> nd;
-        std::vector<float> k(static_cast<size_t>(D)), v(static_cast<size_t>(D));
-        for (int64_t p = 0; p < P; p++) {
-          for (int64_t c = 0; c < D; c++) k[size_t(c)] = nd(rng) + (c % 7 == 0 ? 4.0f : 0.0f), v[size_t(c)] = nd(rng);
-          st.append(k.data(), v.data(),
-                    [&](int64_t pos) { return kp[page_of(pos)].data() + (pos % sh.page) / G * kv.key_group_bytes(D); },
-                    [&](int64_t pos) { return vp[page_of(pos)].data() + (pos % sh.page) * kv.row_bytes(kv.v, D); });
+        const auto K = f16_rows(rng, P, D, 4), V = f16_rows(rng, P, D, 0);
+        KiviCache c(kv, D, sh.page, P);
+        for (int64_t p = 0; p < sh.pos0; p += 7) c.append(&K[size_t(p * D)], &V[size_t(p * D)], std::min<int64_t>(7, sh.pos0 - p));
+        const float* kf = &K[size_t(sh.pos0 * D)];
+        const float* vf = &V[size_t(sh.pos0 * D)];
+        c.quantize(kf, vf, sh.n);
+        std::vector<const void*> kptr, vptr;
+        for (int64_t i = 0; i < int64_t(c.kp.size()); i++) {
+          kptr.push_back(c.kp[c.page_of(i * sh.page)].data());
+          vptr.push_back(c.vp[c.page_of(i * sh.page)].data());
         }
-        // What the cache holds, decoded here: keys [P][D], values [P][D].
-        const int bits = kv_type_info(t).bits;
-        const int64_t chunk = kv.kivi_chunk_bytes(t);
-        std::vector<float> K(size_t(P * D)), V(size_t(P * D));
-        for (int64_t p = 0; p < P; p++)
-          for (int64_t c = 0; c < D; c++) {
-            float kx, vx;
-            if (p >= st.quantized()) {
-              kx = f16_to_f32(st.k()[(p - st.quantized()) * D + c]);
-              vx = f16_to_f32(st.v()[(p - st.quantized()) * D + c]);
-            } else {
-              const uint8_t* kg = kp[page_of(p)].data() + (p % sh.page) / G * kv.key_group_bytes(D) + c * chunk;
-              kivi_dequantize(bits, kg, G, p % G, 1, &kx);
-              const uint8_t* vg = vp[page_of(p)].data() + (p % sh.page) * kv.row_bytes(kv.v, D) + c / G * chunk;
-              kivi_dequantize(bits, vg, G, c % G, 1, &vx);
-            }
-            K[size_t(p * D + c)] = kx;
-            V[size_t(p * D + c)] = vx;
-          }
-        std::vector<const void*> kptr(static_cast<size_t>(pages)), vptr(static_cast<size_t>(pages));
-        for (int64_t i = 0; i < pages; i++) kptr[size_t(i)] = kp[page_of(i * sh.page)].data(), vptr[size_t(i)] = vp[page_of(i * sh.page)].data();
         AttentionShape s{sh.heads, sh.kv_heads, sh.hd, sh.heads * sh.hd, D, sh.heads * sh.hd};
+        std::normal_distribution<float> nd;
         std::vector<float> q(size_t(sh.n * s.q_stride));
         for (auto& x : q) x = nd(rng);
         std::vector<float> got(q.size()), ref(q.size());
@@ -166,21 +189,24 @@ TEST(Kivi, AttentionMatchesTextbookFormula) {
         pq.q = q.data();
         pq.n = sh.n;
         pq.pos0 = sh.pos0;
-        pq.cache = {kptr.data(), vptr.data(), sh.page, st.k(), st.v(), st.quantized()};
+        pq.cache = {kptr.data(), vptr.data(), sh.page, c.st.k(), c.st.v(), c.st.start(), kf, vf, c.st.size()};
         pq.out = got.data();
         attention_paged(s, kv, &pq, 1, 0.125f);
         pq.out = ref.data();
         attention_paged_ref(s, kv, &pq, 1, 0.125f);
         const int64_t group = sh.heads / sh.kv_heads;
-        for (int64_t tk = 0; tk < sh.n; tk++)
+        for (int64_t tk = 0; tk < sh.n; tk++) {
+          const int64_t boundary = kv.kivi_boundary(sh.pos0 + tk);
           for (int64_t h = 0; h < sh.heads; h++) {
             const int64_t kvh = h / group;
             std::vector<double> sc;
             double mx = -1e300;
             for (int64_t j = 0; j <= sh.pos0 + tk; j++) {
               double d = 0;
-              for (int64_t e = 0; e < sh.hd; e++)
-                d += double(q[size_t(tk * s.q_stride + h * sh.hd + e)]) * K[size_t(j * D + kvh * sh.hd + e)];
+              for (int64_t e = 0; e < sh.hd; e++) {
+                const int64_t ch = kvh * sh.hd + e;
+                d += double(q[size_t(tk * s.q_stride + h * sh.hd + e)]) * (j < boundary ? c.key_at(j, ch) : K[size_t(j * D + ch)]);
+              }
               sc.push_back(d * 0.125);
               mx = std::max(mx, d * 0.125);
             }
@@ -189,7 +215,10 @@ TEST(Kivi, AttentionMatchesTextbookFormula) {
             for (size_t j = 0; j < sc.size(); j++) {
               const double p = std::exp(sc[j] - mx);
               sum += p;
-              for (int64_t e = 0; e < sh.hd; e++) o[size_t(e)] += p * V[j * size_t(D) + size_t(kvh * sh.hd + e)];
+              for (int64_t e = 0; e < sh.hd; e++) {
+                const int64_t ch = kvh * sh.hd + e;
+                o[size_t(e)] += p * (int64_t(j) < boundary ? c.value_at(int64_t(j), ch) : V[j * size_t(D) + size_t(ch)]);
+              }
             }
             for (int64_t e = 0; e < sh.hd; e++) {
               const size_t at = size_t(tk * s.out_stride + h * sh.hd + e);
@@ -197,6 +226,7 @@ TEST(Kivi, AttentionMatchesTextbookFormula) {
               ASSERT_NEAR(ref[at], o[size_t(e)] / sum, 2e-5) << "ref token " << tk << " head " << h << " dim " << e;
             }
           }
+        }
       }
   });
 }

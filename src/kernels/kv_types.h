@@ -80,6 +80,13 @@ struct KvCacheSpec {
     return kivi() ? positions / group * key_group_bytes(n) : positions * row_bytes(k, n);
   }
   int64_t v_bytes(int64_t positions, int64_t n) const { return positions * row_bytes(v, n); }
+  // KIVI: the token at position p reads the positions before this quantized,
+  // the rest in f16: whole groups, all but the newest `residual` positions
+  // and the group they start in (0 for p < 0).
+  int64_t kivi_boundary(int64_t p) const {
+    const int64_t n = p + 1 - residual;
+    return n <= 0 ? 0 : n / group * group;
+  }
   // Positions a cache of n positions is allocated for: a whole number of KIVI groups.
   int64_t round_positions(int64_t n) const { return kivi() ? (n + group - 1) / group * group : n; }
   // Bytes one position takes, on average, in a layer of kv_dim values per row (K + V).

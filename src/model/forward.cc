@@ -37,8 +37,12 @@ void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, f
     hadamard(k, c.kv_dim(l), rk);
   }
   if (const int64_t rv = kv_rotation_v(kv, c.head_dim)) hadamard(v, c.kv_dim(l), rv);
-  if (krow) store_cache_row(kv.k, k, c.kv_dim(l), krow);
-  if (vrow) store_cache_row(kv.v, v, c.kv_dim(l), vrow);
+  if (kv.kivi()) {  // staged and read as f16 (KiviStage): rounded once here
+    for (int64_t i = 0; i < c.kv_dim(l); i++) k[i] = f16_to_f32(f32_to_f16(k[i])), v[i] = f16_to_f32(f32_to_f16(v[i]));
+    return;
+  }
+  store_cache_row(kv.k, k, c.kv_dim(l), krow);
+  store_cache_row(kv.v, v, c.kv_dim(l), vrow);
 }
 
 void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n) {
@@ -120,7 +124,7 @@ void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const ui
   pq.out = a_.att.data();
   pq.n = n;
   pq.pos0 = n_past_;
-  pq.cache = {&k, &v, kv_.round_positions(n_ctx_), st.k(), st.v(), st.quantized()};
+  pq.cache = {&k, &v, kv_.round_positions(n_ctx_), st.k(), st.v(), st.start(), a_.k.data(), a_.v.data(), st.size()};
   attention_paged(shape, kv_, &pq, 1, scale);
 }
 
@@ -197,10 +201,10 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     const int64_t G = kv_.group, kgroup = kv_.key_group_bytes(kvd), vrow = kv_.row_bytes(kv_.v, kvd);
     const auto key_group = [&](int64_t pos) { return kc + pos / G * kgroup; };
     const auto value_row = [&](int64_t pos) { return vc + pos * vrow; };
-    for (int64_t t = 0; t < n; t++)
-      stages_[size_t(l)].append(a_.k.data() + t * kvd, a_.v.data() + t * kvd, key_group, value_row);
+    stages_[size_t(l)].quantize(a_.k.data(), a_.v.data(), n, key_group, value_row);
   }
   attention(l, n, kc, vc);
+  if (kv_.kivi()) stages_[size_t(l)].commit(a_.k.data(), a_.v.data(), n);
   unrotate_attention(m_, kv_, l, a_.att.data(), n);
   if (obs) (*obs)(LinearSite::AttnOut, a_.att.data(), n, qd);
   matmul(*L.wo, a_.att.data(), n, a_.xn.data());

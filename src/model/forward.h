@@ -30,8 +30,8 @@ void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row);
 void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos);
 // Everything between one token's projections and attention: bias_and_rope,
 // the cache's Hadamard rotations (queries and keys, values), then K and V
-// stored in the cache's types at krow and vrow (null for a KIVI cache, whose
-// rows go through its KiviStage).
+// stored in the cache's types at krow and vrow (for a KIVI cache, whose rows
+// go through its KiviStage, k and v rounded to f16 values instead).
 void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, float* k, float* v, int64_t pos,
                    uint8_t* krow, uint8_t* vrow);
 // Undoes the values' rotation on attention outputs out[n, q_dim(l)] (nothing

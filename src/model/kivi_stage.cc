@@ -1,49 +1,78 @@
 #include "model/kivi_stage.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
+#include "core/fp16.h"
 #include "kernels/kivi.h"
 #include "kernels/ops.h"
 
 namespace lmpress {
 
-KiviStage::KiviStage(const KvCacheSpec& kv, int64_t kv_dim) : kv_(kv), dim_(kv_dim) {
+KiviStage::KiviStage(const KvCacheSpec& kv, int64_t kv_dim, int64_t history)
+    : kv_(kv), dim_(kv_dim), history_(history) {
   if (!kv.kivi()) fail("KiviStage: {} is not a KIVI cache", kv_spec_name(kv));
-  const size_t rows = size_t(kv.residual + kv.group);
-  k_.resize(rows * size_t(dim_));
-  v_.resize(k_.size());
+  if (history < 0) fail("KiviStage: negative history {}", history);
+  k_.reserve(size_t((kv.residual + kv.group + history) * dim_));
+  v_.reserve(k_.capacity());
   tmp_.resize(size_t(kv.group * dim_));
 }
 
-void KiviStage::append(const float* k, const float* v, const Address& key_group, const Address& value_row) {
-  to_f16(k, dim_, &k_[size_t(staged_ * dim_)]);
-  to_f16(v, dim_, &v_[size_t(staged_ * dim_)]);
-  if (++staged_ < kv_.residual + kv_.group) return;
-  const int64_t G = kv_.group;
+void KiviStage::row(bool key, int64_t p, const float* fresh, float* out) const {
+  if (p >= size_) {
+    std::memcpy(out, fresh + (p - size_) * dim_, size_t(dim_) * sizeof(float));
+    return;
+  }
+  from_f16((key ? k_ : v_).data() + (p - start_) * dim_, dim_, out);
+}
+
+void KiviStage::quantize(const float* k, const float* v, int64_t n, const Address& key_group,
+                         const Address& value_row) {
+  if (n < 1) return;
+  const int64_t G = kv_.group, end = kv_.kivi_boundary(size_ + n - 1);
   const int kbits = kv_type_info(kv_.k).bits, vbits = kv_type_info(kv_.v).bits;
   const int64_t kchunk = kv_.kivi_chunk_bytes(kv_.k), vchunk = kv_.kivi_chunk_bytes(kv_.v);
-  from_f16(k_.data(), G * dim_, tmp_.data());
-  uint8_t* group = key_group(quantized_);
-  for (int64_t c = 0; c < dim_; c++) kivi_quantize(kbits, tmp_.data() + c, dim_, G, group + c * kchunk);
-  from_f16(v_.data(), G * dim_, tmp_.data());
-  for (int64_t j = 0; j < G; j++) {
-    uint8_t* row = value_row(quantized_ + j);
-    for (int64_t c = 0; c < dim_; c += G) kivi_quantize(vbits, tmp_.data() + j * dim_ + c, 1, G, row + c / G * vchunk);
+  for (; quantized_ < end; quantized_ += G) {
+    for (int64_t j = 0; j < G; j++) row(true, quantized_ + j, k, tmp_.data() + j * dim_);
+    uint8_t* group = key_group(quantized_);
+    for (int64_t c = 0; c < dim_; c++) kivi_quantize(kbits, tmp_.data() + c, dim_, G, group + c * kchunk);
+    for (int64_t j = 0; j < G; j++) {
+      row(false, quantized_ + j, v, tmp_.data());
+      uint8_t* r = value_row(quantized_ + j);
+      for (int64_t c = 0; c < dim_; c += G) kivi_quantize(vbits, tmp_.data() + c, 1, G, r + c / G * vchunk);
+    }
   }
-  staged_ -= G;
-  quantized_ += G;
-  std::memmove(k_.data(), k_.data() + G * dim_, size_t(staged_ * dim_) * sizeof(uint16_t));
-  std::memmove(v_.data(), v_.data() + G * dim_, size_t(staged_ * dim_) * sizeof(uint16_t));
+}
+
+void KiviStage::commit(const float* k, const float* v, int64_t n) {
+  if (n < 1) return;
+  const int64_t old = int64_t(k_.size()) / dim_;
+  k_.resize(size_t((old + n) * dim_));
+  v_.resize(k_.size());
+  to_f16(k, n * dim_, k_.data() + old * dim_);
+  to_f16(v, n * dim_, v_.data() + old * dim_);
+  size_ += n;
+  // Rows a later token may still read in f16, or a rollback of `history` need.
+  const int64_t keep = kv_.kivi_boundary(std::max<int64_t>(-1, size_ - 1 - history_));
+  if (keep > start_) {
+    const int64_t drop = keep - start_;
+    k_.erase(k_.begin(), k_.begin() + drop * dim_);
+    v_.erase(v_.begin(), v_.begin() + drop * dim_);
+    start_ = keep;
+  }
 }
 
 void KiviStage::truncate(int64_t n) {
-  if (n >= size()) return;
-  if (n < quantized_)
-    fail("KIVI cache: positions from {} on are quantized already and cannot be taken back (keep more in f16 with "
-         "--kv-residual)",
-         quantized_);
-  staged_ = n - quantized_;
+  if (n >= size_) return;
+  if (n < 0 || kv_.kivi_boundary(n - 1) < start_)
+    fail("KIVI cache: keeping {} positions needs f16 rows from {} on, and they were quantized and dropped (only {} "
+         "positions can be taken back)",
+         n, kv_.kivi_boundary(n - 1), history_);
+  k_.resize(size_t((n - start_) * dim_));
+  v_.resize(k_.size());
+  size_ = n;
+  quantized_ = std::min(quantized_, kv_.kivi_boundary(n - 1));  // groups past it held dropped positions
 }
 
 }  // namespace lmpress

@@ -161,13 +161,29 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   linear(*L.wq, a_.xn.data(), n, a_.q.data());
   linear(*L.wk, a_.xn.data(), n, a_.k.data());
   linear(*L.wv, a_.xn.data(), n, a_.v.data());
-  const int64_t krow_bytes = kv_row_bytes(kv.k, kvd), vrow_bytes = kv_row_bytes(kv.v, kvd);
+  const int64_t krow_bytes = kv.kivi() ? 0 : kv.row_bytes(kv.k, kvd), vrow_bytes = kv.row_bytes(kv.v, kvd);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
     const int32_t blk = slot_block_[size_t(t)];
     const int64_t row = slot_row_[size_t(t)];
     prepare_token(m_, kv, l, a_.q.data() + t * qd, a_.k.data() + t * kvd, a_.v.data() + t * kvd, pos_[size_t(t)],
-                  cache_.k_block(l, blk) + row * krow_bytes, cache_.v_block(l, blk) + row * vrow_bytes);
+                  kv.kivi() ? nullptr : cache_.k_block(l, blk) + row * krow_bytes,
+                  kv.kivi() ? nullptr : cache_.v_block(l, blk) + row * vrow_bytes);
+  }
+  if (kv.kivi()) {
+    // Rows in position order per sequence (groups_ are), through its stage.
+    const int64_t bs = cache_.block_size(), G = kv.group, kgroup = kv.key_group_bytes(kvd);
+    for (const Group& g : groups_) {
+      const std::vector<int32_t>& table = *g.table;
+      const auto key_group = [&](int64_t pos) {
+        return cache_.k_block(l, table[size_t(pos / bs)]) + (pos % bs) / G * kgroup;
+      };
+      const auto value_row = [&](int64_t pos) {
+        return cache_.v_block(l, table[size_t(pos / bs)]) + (pos % bs) * vrow_bytes;
+      };
+      cache_.stage(g.seq, l)->quantize(a_.k.data() + g.first * kvd, a_.v.data() + g.first * kvd, g.count, key_group,
+                                       value_row);
+    }
   }
 
   k_pages_.resize(groups_.size());
@@ -186,6 +202,14 @@ void BatchEngine::layer(int64_t l, int64_t n) {
     pq[gi].n = g.count;
     pq[gi].pos0 = g.pos0;
     pq[gi].cache = {k_pages_[gi].data(), v_pages_[gi].data(), cache_.block_size()};
+    if (const KiviStage* st = cache_.stage(g.seq, l)) {
+      pq[gi].cache.k_staged = st->k();
+      pq[gi].cache.v_staged = st->v();
+      pq[gi].cache.staged_from = st->start();
+      pq[gi].cache.k_fresh = a_.k.data() + g.first * kvd;
+      pq[gi].cache.v_fresh = a_.v.data() + g.first * kvd;
+      pq[gi].cache.fresh_from = st->size();
+    }
   }
   AttentionShape shape;
   shape.n_heads = c.heads(l);
@@ -194,6 +218,9 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   shape.q_stride = shape.out_stride = qd;
   shape.kv_stride = kvd;
   attention_paged(shape, kv, pq.data(), int64_t(pq.size()), 1.0f / std::sqrt(float(c.head_dim)));
+  if (kv.kivi())
+    for (const Group& g : groups_)
+      cache_.stage(g.seq, l)->commit(a_.k.data() + g.first * kvd, a_.v.data() + g.first * kvd, g.count);
   unrotate_attention(m_, kv, l, a_.att.data(), n);
   linear(*L.wo, a_.att.data(), n, a_.xn.data());
   add_residual(x, a_.xn.data(), L.bo, n, D);

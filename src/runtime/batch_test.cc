@@ -30,9 +30,9 @@ struct Outcome {
 };
 
 Outcome run_interleaved(const Model& m, const std::vector<Reference>& refs, const std::vector<int64_t>& start,
-                    int64_t n_gen, int64_t budget, int64_t block_size) {
+                        int64_t n_gen, int64_t budget, int64_t block_size, const KvCacheSpec& kv = {}) {
   const int64_t V = m.cfg.n_vocab;
-  PagedKvCache cache(m.cfg, 64, block_size);
+  PagedKvCache cache(m.cfg, 64, block_size, kv);
   BatchEngine engine(m, cache, budget);
   struct Live {
     bool opened = false, done = false;
@@ -111,7 +111,7 @@ Outcome run_interleaved(const Model& m, const std::vector<Reference>& refs, cons
   return run;
 }
 
-std::vector<Reference> references(const Model& m, int64_t n_gen) {
+std::vector<Reference> references(const Model& m, int64_t n_gen, const KvCacheSpec& kv = {}) {
   const char* texts[] = {
       "Once upon a time",
       "The history of the city begins with a small port on the river, where traders met",
@@ -126,13 +126,13 @@ std::vector<Reference> references(const Model& m, int64_t n_gen) {
   p.insert(p.end(), tail.begin(), tail.end());
   prompts.push_back(p);
   std::vector<Reference> refs;
-  for (const auto& pr : prompts) refs.push_back(test::greedy_reference(m, pr, n_gen));
+  for (const auto& pr : prompts) refs.push_back(test::greedy_reference(m, pr, n_gen, kv));
   // A fifth is the third's second turn: its prompt, its answer, a new line.
   p = refs[2].prompt;
   p.insert(p.end(), refs[2].greedy.begin(), refs[2].greedy.end());
   const auto next = m.tokenizer->encode(" The next day", false, false);
   p.insert(p.end(), next.begin(), next.end());
-  refs.push_back(test::greedy_reference(m, p, n_gen));
+  refs.push_back(test::greedy_reference(m, p, n_gen, kv));
   return refs;
 }
 
@@ -197,6 +197,31 @@ TEST(BatchEngine, MatchesLoneInferenceStatePerSequence) {
       EXPECT_LT(run.max_rel_prompt, 0.02);
     else
       EXPECT_EQ(run.max_rel_prompt, 0.0);
+  }
+}
+
+// A KIVI cache reads each position quantized or f16 by its position alone
+// (model/kivi_stage.h), so the engine's interleaved chunks compute what a lone
+// InferenceState computes; no prefix is shared.
+TEST(BatchEngine, KiviCacheMatchesLoneInferenceState) {
+  auto m = load_for_inference(test::shared_path("models/lmp-8m-w256"));
+  for (KvType t : {KvType::KIVI4, KvType::KIVI2}) {
+    SCOPED_TRACE(kv_type_name(t));
+    KvCacheSpec kv(t);
+    kv.group = 16;
+    kv.residual = 8;
+    const int64_t n_gen = 12;
+    const auto refs = references(*m, n_gen, kv);
+    const Outcome run = run_interleaved(*m, refs, {0, 1, 2, 12, 60}, n_gen, 16, 32, kv);
+    EXPECT_EQ(run.cached, 0);
+    EXPECT_GT(run.mixed_batches, 3);
+    if (gemm_packed_supports(DType::F32)) {
+      EXPECT_EQ(run.max_diff_generate, 0.0);
+      EXPECT_LT(run.max_rel_prompt, 1e-5);
+    } else {
+      EXPECT_LT(run.max_diff_generate, 1e-3);
+      EXPECT_LT(run.max_rel_prompt, 1e-4);
+    }
   }
 }
 

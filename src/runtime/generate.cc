@@ -92,12 +92,13 @@ GenerateStats generate_speculative(const Model& m, std::vector<int32_t> toks, in
   s.n_prompt = n_prompt;
   const int64_t V = m.cfg.n_vocab;
   const int64_t n_sample = std::min<int64_t>(V, int64_t(m.tokenizer->vocab().size()));
-  const int64_t block = 16;
+  const int64_t block = opt.kv.kivi() && opt.kv.group > 0 ? (16 + opt.kv.group - 1) / opt.kv.group * opt.kv.group : 16;
   PagedKvCache cache(m.cfg, (n_ctx + block - 1) / block, block, opt.kv);
   BatchEngine engine(m, cache, std::max<int64_t>(kGenerateBatch, opt.draft_max + 1));
   s.cache_bytes_per_token = cache.bytes_per_position();
   s.cache_bytes = cache.pool_bytes();
   const PagedKvCache::SeqId seq = 0;
+  cache.set_rollback(opt.draft_max + 1);  // rejected drafts are cut from the cache
   cache.open(seq, toks.data(), n_prompt);
   std::vector<float> logits(size_t(V * (opt.draft_max + 1)));
   std::vector<BatchToken> batch;

@@ -52,18 +52,20 @@ PagedKvCache::PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t blo
 PagedKvCache::PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size, KvCacheSpec kv)
     : kv_dims_(kv_dims), block_size_(block_size), kv_(kv) {
   if (kv_dims.empty()) fail("KV cache: the model has no layers");
-  if (kv.kivi()) fail("the paged KV cache (serve, generate --spec) does not hold KIVI caches yet");
+  if (kv.kivi() && block_size % kv.group != 0)
+    fail("KV cache: blocks of {} positions do not hold whole KIVI groups of {} (--kv-group)", block_size, kv.group);
   if (block_size < 1 || block_size > 4096) fail("KV cache: block size {} is out of range (1..4096)", block_size);
   if (n_blocks < 1 || n_blocks > kMaxPositions / block_size)
     fail("KV cache: {} blocks of {} positions is out of range (1..{} positions in all)", n_blocks, block_size,
          kMaxPositions);
   for (int64_t d : kv_dims) {
     if (d < 1 || d > (1 << 20)) fail("KV cache: a layer's K/V width of {} is out of range", d);
-    if (d % kv_type_info(kv.k).block != 0 || d % kv_type_info(kv.v).block != 0)
+    const int64_t kb = kv.kivi() ? kv.group : kv_type_info(kv.k).block;
+    const int64_t vb = kv.kivi() ? kv.group : kv_type_info(kv.v).block;
+    if (kb < 1 || vb < 1 || d % kb != 0 || d % vb != 0)
       fail("KV cache: a layer's K/V width of {} is not a whole number of {} blocks", d, kv_spec_name(kv));
-    const uint64_t positions = uint64_t(n_blocks * block_size);
-    k_.emplace_back(checked_mul(positions, uint64_t(kv_row_bytes(kv.k, d)), "KV cache"));
-    v_.emplace_back(checked_mul(positions, uint64_t(kv_row_bytes(kv.v, d)), "KV cache"));
+    k_.emplace_back(checked_mul(uint64_t(n_blocks), uint64_t(kv.k_bytes(block_size, d)), "KV cache"));
+    v_.emplace_back(checked_mul(uint64_t(n_blocks), uint64_t(kv.v_bytes(block_size, d)), "KV cache"));
   }
   blocks_.resize(size_t(n_blocks));
   // Handed out from the back: block 0 first.
@@ -79,6 +81,18 @@ double PagedKvCache::bytes_per_position() const {
 uint64_t PagedKvCache::pool_bytes() const {
   uint64_t b = 0;
   for (size_t l = 0; l < k_.size(); l++) b += k_[l].size() + v_[l].size();
+  return b;
+}
+
+KiviStage* PagedKvCache::stage(SeqId id, int64_t layer) {
+  Seq& s = seq(id);
+  return s.stages.empty() ? nullptr : &s.stages[size_t(layer)];
+}
+
+uint64_t PagedKvCache::staged_bytes() const {
+  uint64_t b = 0;
+  for (const auto& [id, s] : seqs_)
+    for (const auto& st : s.stages) b += st.bytes();
   return b;
 }
 
@@ -111,6 +125,7 @@ std::vector<std::pair<int32_t, uint64_t>> PagedKvCache::match(const int32_t* pro
                                                               const uint8_t* kinds) const {
   if (n < 0) fail("KV cache: negative prompt length {}", n);
   std::vector<std::pair<int32_t, uint64_t>> out;
+  if (kv_.kivi()) return out;
   uint64_t parent = 0;
   for (int64_t b = 0; (b + 1) * block_size_ < n; b++) {  // < n: the last token is always computed
     const int32_t* t = prompt + b * block_size_;
@@ -132,6 +147,8 @@ int64_t PagedKvCache::open(SeqId id, const int32_t* prompt, int64_t n, const uin
   if (seqs_.count(id)) fail("KV cache: sequence {} is already open", id);
   const auto hits = match(prompt, n, kinds);
   Seq& s = seqs_[id];
+  if (kv_.kivi())
+    for (int64_t d : kv_dims_) s.stages.emplace_back(kv_, d, rollback_);
   for (size_t b = 0; b < hits.size(); b++) {
     const int32_t blk = hits[b].first;
     const int32_t* t = prompt + int64_t(b) * block_size_;
@@ -202,6 +219,7 @@ void PagedKvCache::commit(SeqId id, const int32_t* tokens, int64_t n, const uint
     s.kinds.resize(s.tokens.size(), 0);
   // Key every block these tokens filled; a block whose key another block
   // already holds (the same prefix computed twice at once) stays unkeyed.
+  if (kv_.kivi()) return;
   for (int64_t b = int64_t(s.hashes.size()); (b + 1) * block_size_ <= int64_t(s.tokens.size()); b++) {
     const int32_t* t = s.tokens.data() + b * block_size_;
     const uint8_t* k = s.kinds.data() + b * block_size_;
@@ -243,6 +261,8 @@ void PagedKvCache::truncate(SeqId id, int64_t n) {
   Seq& s = seq(id);
   if (n < 0 || n > int64_t(s.tokens.size()))
     fail("KV cache: sequence {} cannot keep {} of its {} positions", id, n, s.tokens.size());
+  if (!s.stages.empty()) s.stages[0].truncate(n);  // throws first when it cannot: every layer's is as far
+  for (auto& st : s.stages) st.truncate(n);
   const int64_t keep_blocks = (n + block_size_ - 1) / block_size_;
   if (n % block_size_ != 0) {
     // The last kept block will be written past n: it must be this

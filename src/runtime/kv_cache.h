@@ -16,6 +16,11 @@
 // Each token may carry a kind (a byte; null arrays mean all 0) that is part of
 // the key: positions computed by different kernels, whose K/V differ in the
 // last bits, are then never shared (see BatchEngine::token_kind).
+//
+// A KIVI cache (kv_types.h) keeps each sequence's newest positions in a
+// KiviStage of f16 rows beside the pool, per layer; its blocks hold whole key
+// groups (block_size a multiple of the group). A block's content then depends
+// on when its group was quantized, so KIVI caches share no prefix blocks.
 #pragma once
 #include <cstdint>
 #include <list>
@@ -24,6 +29,7 @@
 
 #include "kernels/attention.h"
 #include "model/config.h"
+#include "model/kivi_stage.h"
 
 namespace lmpress {
 
@@ -75,12 +81,19 @@ class PagedKvCache {
   int64_t n_layers() const { return int64_t(kv_dims_.size()); }
   int64_t kv_dim(int64_t layer) const { return kv_dims_[size_t(layer)]; }
   const KvCacheSpec& spec() const { return kv_; }
-  // Bytes of one block's K (V) rows for `layer`.
-  size_t k_block_bytes(int64_t layer) const { return size_t(block_size_ * kv_row_bytes(kv_.k, kv_dim(layer))); }
-  size_t v_block_bytes(int64_t layer) const { return size_t(block_size_ * kv_row_bytes(kv_.v, kv_dim(layer))); }
+  // Bytes of one block's K (V) data for `layer`.
+  size_t k_block_bytes(int64_t layer) const { return size_t(kv_.k_bytes(block_size_, kv_dim(layer))); }
+  size_t v_block_bytes(int64_t layer) const { return size_t(kv_.v_bytes(block_size_, kv_dim(layer))); }
   // Bytes one position takes over all layers (K and V), and the whole pool.
   double bytes_per_position() const;
   uint64_t pool_bytes() const;
+  // A KIVI cache's staged f16 rows of `seq` for `layer` (null otherwise), and
+  // their bytes over all open sequences.
+  KiviStage* stage(SeqId seq, int64_t layer);
+  uint64_t staged_bytes() const;
+  // KIVI: positions truncate() must be able to take back (speculative
+  // decoding's drafts), for sequences opened from now on.
+  void set_rollback(int64_t n) { rollback_ = n; }
   // Blocks a sequence could take now: never-keyed free ones plus keyed ones
   // in the LRU list (evictable).
   int64_t free_blocks() const { return int64_t(free_.size() + lru_.size()); }
@@ -116,6 +129,7 @@ class PagedKvCache {
     std::vector<int32_t> table, tokens;
     std::vector<uint8_t> kinds;
     std::vector<uint64_t> hashes;  // of each full block, chained
+    std::vector<KiviStage> stages;  // KIVI: per layer
   };
 
   const Seq& seq(SeqId id) const;
@@ -138,6 +152,7 @@ class PagedKvCache {
   std::unordered_map<uint64_t, int32_t> by_hash_;
   std::unordered_map<SeqId, Seq> seqs_;
   int64_t query_tokens_ = 0, hit_tokens_ = 0;
+  int64_t rollback_ = 0;
 };
 
 // The key of a full block: its tokens (and their kinds; null: all 0) chained

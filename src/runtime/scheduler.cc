@@ -14,6 +14,8 @@ Scheduler::Scheduler(BatchEngine& engine, SchedulerOptions opt)
   if (opt.token_budget < 1 || opt.token_budget > engine.max_tokens())
     fail("scheduler: a token budget of {} is out of range (1..{}, the engine's batch)", opt.token_budget,
          engine.max_tokens());
+  // Rejected drafts are cut from the cache: a KIVI cache keeps their f16 rows.
+  if (opt.spec) cache_.set_rollback(opt.spec->options().draft_max + 1);
 }
 
 void Scheduler::submit(Request r) {

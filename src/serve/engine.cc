@@ -8,18 +8,41 @@
 namespace lmpress::serve {
 namespace {
 
-int64_t blocks_of(const EngineOptions& o, int64_t ctx) {
-  if (o.max_running < 1) fail("--parallel {}: it must be at least 1", o.max_running);
+}  // namespace
+
+int64_t block_size_of(const EngineOptions& o) {
   if (o.block_size < 1) fail("KV block size {}: it must be at least 1", o.block_size);
-  const int64_t per_seq = (ctx + o.block_size - 1) / o.block_size;
+  if (!o.kv.kivi() || o.kv.group < 1) return o.block_size;
+  return (o.block_size + o.kv.group - 1) / o.kv.group * o.kv.group;
+}
+
+int64_t blocks_of(const Model& m, const EngineOptions& o, int64_t ctx) {
+  if (o.max_running < 1) fail("--parallel {}: it must be at least 1", o.max_running);
+  check_kv_spec(o.kv, m.cfg.head_dim);
+  const int64_t bs = block_size_of(o);
+  const int64_t per_seq = (ctx + bs - 1) / bs;
+  if (o.kv_memory > 0) {
+    if (o.kv_blocks != 0) fail("--kv-memory and --kv-blocks: give one of them");
+    double block_bytes = 0, stage_bytes = 0;
+    for (int64_t l = 0; l < m.cfg.n_layers; l++) {
+      const int64_t d = m.cfg.kv_dim(l);
+      block_bytes += double(o.kv.k_bytes(bs, d) + o.kv.v_bytes(bs, d));
+      if (o.kv.kivi()) stage_bytes += double((o.kv.residual + o.kv.group) * d * 2 * 2);
+    }
+    const double pool = o.kv_memory - stage_bytes * double(o.max_running);
+    const int64_t blocks = pool > 0 ? int64_t(pool / block_bytes) : 0;
+    if (blocks < per_seq)
+      fail("--kv-memory {:.1f} MiB holds {} blocks of {} positions ({} cache, with {} sequences' staged rows), fewer "
+           "than one request's context of {} (--ctx-size)",
+           o.kv_memory / (1 << 20), blocks, bs, kv_spec_name(o.kv), o.max_running, ctx);
+    return blocks;
+  }
   if (o.kv_blocks == 0) return per_seq * o.max_running;
   if (o.kv_blocks < per_seq)
     fail("--kv-blocks {} holds {} positions, fewer than one request's context of {} (--ctx-size)", o.kv_blocks,
-         o.kv_blocks * o.block_size, ctx);
+         o.kv_blocks * bs, ctx);
   return o.kv_blocks;
 }
-
-}  // namespace
 
 int64_t context_of(const Model& m, const EngineOptions& o) {
   if (o.ctx_size < 0) fail("--ctx-size {} is negative", o.ctx_size);
@@ -31,7 +54,7 @@ Engine::Engine(const Model& m, EngineOptions opt)
     : m_(m),
       opt_(opt),
       ctx_(context_of(m, opt)),
-      cache_(m.cfg, blocks_of(opt, ctx_), opt.block_size, opt.kv),
+      cache_(m.cfg, blocks_of(m, opt, ctx_), block_size_of(opt), opt.kv),
       batch_(m, cache_, opt.batch_tokens),
       sched_(batch_, SchedulerOptions{opt.max_running, opt.batch_tokens, opt.spec}) {
   if (!m.tokenizer) fail("{}: the model has no tokenizer", m.path);
@@ -178,6 +201,7 @@ void Engine::run() {
     mt.waiting = sched_.n_waiting();
     mt.kv_blocks_used = cache_.used_blocks();
     mt.kv_cached_blocks = cache_.cached_free_blocks();
+    mt.kv_staged_bytes = cache_.staged_bytes();
     mt.prefix_query_tokens = cache_.prefix_query_tokens();
     mt.prefix_hit_tokens = cache_.prefix_hit_tokens();
     mt.spec_passes = sched_.spec_stats().steps;

@@ -23,7 +23,8 @@ namespace lmpress::serve {
 struct EngineOptions {
   int64_t max_running = 4;     // --parallel
   int64_t kv_blocks = 0;       // 0: enough for max_running sequences of ctx_size
-  int64_t block_size = 16;
+  double kv_memory = 0;        // bytes for the KV cache instead (pool + KIVI stages of max_running); 0: kv_blocks
+  int64_t block_size = 16;     // rounded up to whole KIVI groups
   int64_t ctx_size = 0;        // 0: the model's, at most 4096
   int64_t batch_tokens = 512;  // tokens per step (chunked prefill)
   int64_t max_waiting = 256;   // queued requests beyond which submit refuses (503)
@@ -33,6 +34,10 @@ struct EngineOptions {
 
 // The context of one request: --ctx-size, or the model's (at most 4096).
 int64_t context_of(const Model& m, const EngineOptions& o);
+// The pool's block size (o.block_size, rounded up to whole KIVI groups) and
+// block count (--kv-blocks, --kv-memory, or enough for --parallel requests).
+int64_t block_size_of(const EngineOptions& o);
+int64_t blocks_of(const Model& m, const EngineOptions& o, int64_t ctx);
 
 // Counters since start, and the state now (llama-server's /metrics names them).
 struct EngineMetrics {
@@ -44,7 +49,7 @@ struct EngineMetrics {
   // Blocks held by requests; blocks kept only for the prefix cache (free to take).
   int64_t kv_blocks_used = 0, kv_cached_blocks = 0, kv_blocks = 0, block_size = 0;
   double kv_bytes_per_token = 0;  // the cache's bytes per position (all layers, K + V), and the pool's
-  uint64_t kv_pool_bytes = 0;
+  uint64_t kv_pool_bytes = 0, kv_staged_bytes = 0;  // the pool; KIVI's f16 rows of open sequences
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
   int64_t spec_passes = 0, spec_draft_tokens = 0, spec_accepted_tokens = 0;
 };

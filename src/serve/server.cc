@@ -663,6 +663,8 @@ void Server::routes() {
     metric("lmpress:kv_cache_bytes_per_token", "gauge", "KV-cache bytes per position (all layers, K and V).",
            double(m.kv_bytes_per_token));
     metric("lmpress:kv_cache_bytes_total", "gauge", "Bytes of the paged KV pool.", double(m.kv_pool_bytes));
+    metric("lmpress:kv_cache_staged_bytes", "gauge", "Bytes of KIVI's f16 rows held for open sequences.",
+           double(m.kv_staged_bytes));
     metric("lmpress:kv_blocks_used", "gauge", "KV blocks held by requests.", double(m.kv_blocks_used));
     metric("lmpress:kv_blocks_cached", "gauge", "Free KV blocks kept for the prefix cache.", double(m.kv_cached_blocks));
     metric("lmpress:prefix_cache_queries_total", "counter", "Prompt tokens looked up in the prefix cache.",

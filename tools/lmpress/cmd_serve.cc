@@ -39,8 +39,14 @@ void add_serve(CLI::App& app) {
   cmd->add_option("-c,--ctx-size", o->engine.ctx_size, "Context of one request (0: the model's, at most 4096)")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
   cmd->add_option("--kv-blocks", o->engine.kv_blocks,
-                  "Blocks of 16 positions in the KV pool (0: enough for --parallel requests of --ctx-size)")
+                  "Blocks of 16 positions (KIVI: whole groups) in the KV pool (0: enough for --parallel requests of "
+                  "--ctx-size)")
       ->capture_default_str()->check(CLI::Range(0, 1 << 24));
+  cmd->add_option_function<double>(
+         "--kv-memory", [o](double mib) { o->engine.kv_memory = mib * (1 << 20); },
+         "MiB for the KV cache instead of --kv-blocks: as many blocks as fit besides --parallel sequences' KIVI "
+         "f16 rows")
+      ->check(CLI::Range(0.001, 1.0e7));
   cmd->add_option("-b,--batch-size", o->engine.batch_tokens, "Tokens per forward pass (prompt chunks and decoding)")
       ->capture_default_str()->check(CLI::Range(1, 8192));
   cmd->add_option("--max-queue", o->engine.max_waiting, "Requests that may wait; more are answered 503")
@@ -138,10 +144,12 @@ void add_serve(CLI::App& app) {
     const int port = server.bind();
     const serve::EngineMetrics mt = engine.metrics();
     fmt::print(stderr,
-               "lmpress serve: {} on http://{}:{} (context {}, {} KV blocks of {} ({} cache, {:.1f} MiB), {} in "
-               "parallel, chat template: {})\n",
+               "lmpress serve: {} on http://{}:{} (context {}, {} KV blocks of {} ({} cache, {:.1f} MiB, {} "
+               "full-context requests), {} in parallel, chat template: {})\n",
                o->server.model_id, o->server.host, port, engine.ctx_size(), mt.kv_blocks, mt.block_size,
-               kv_spec_name(o->engine.kv), double(mt.kv_pool_bytes) / (1 << 20), o->engine.max_running, tmpl_origin);
+               kv_spec_name(o->engine.kv), double(mt.kv_pool_bytes) / (1 << 20),
+               mt.kv_blocks / ((engine.ctx_size() + mt.block_size - 1) / mt.block_size), o->engine.max_running,
+               tmpl_origin);
     {
       std::lock_guard lk(sd->mu);
       sd->engine = &engine;
