@@ -74,8 +74,9 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
 }
 
 TEST(Bench, StatisticsByHand) {
-  SpeedTest t{0, 10, {1e9, 2e9}, {}};
+  SpeedTest t{0, 10, 0, {1e9, 2e9}, {}};
   EXPECT_EQ(t.name(), "tg10");
+  EXPECT_EQ((SpeedTest{512, 0, 4096, {}, {}}).name(), "pp512 @ d4096");  // llama-bench's name
   EXPECT_DOUBLE_EQ(t.avg_ns(), 1.5e9);
   EXPECT_DOUBLE_EQ(t.avg_ts(), 7.5);  // mean of 10 and 5 tokens/s, as llama-bench averages
   EXPECT_NEAR(t.stddev_ts(), std::sqrt(2 * 2.5 * 2.5), 1e-12);
@@ -126,7 +127,23 @@ TEST(Bench, LlamaBenchJson) {
   r = run_cli("bench " + m + " -p 0 -n 2 -r 1 -t 1 --json --no-bandwidth --cache-type f32");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(r.out)[0]["type_v"], "f32");
-  EXPECT_NE(run_cli("bench " + m + " -p 0 -n 2 --cache-type q8_0").status, 0);
+  expect_cli_error("bench " + m + " -p 0 -n 2 --cache-type q8_0",
+                   "--cache-type-k q8_0: its blocks of 32 values do not divide the model's head size of 8");
+  // -d: each test from a cache already holding that many positions, named as llama-bench names it.
+  for (const std::string cache : {"f16", "kivi4 --kv-group 4"}) {
+    r = run_cli("bench " + m + " -p 8 -n 2 -d 0,16 -r 2 -t 1 --json --no-bandwidth --cache-type " + cache);
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto d = nlohmann::json::parse(r.out);
+    ASSERT_EQ(d.size(), 4u);
+    EXPECT_EQ(d[0]["n_depth"], 0);
+    EXPECT_EQ(d[2]["n_depth"], 16);
+    EXPECT_EQ(d[3]["n_gen"], 2);
+    EXPECT_EQ(d[3]["samples_ns"].size(), 2u);
+  }
+  r = run_cli("bench " + m + " -p 8 -n 0 -d 100 -r 1 -t 1 --no-bandwidth --cache-type kivi4 --kv-group 8");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("pp8 @ d100"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("KV cache: kivi4 (group 8, residual 0)"), std::string::npos) << r.out;
   r = run_cli("bench " + m + " -p 0 -n 2 -r 1 -t 1");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("tg2"), std::string::npos);

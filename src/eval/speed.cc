@@ -43,40 +43,56 @@ double SpeedTest::avg_ts() const {
 double SpeedTest::stddev_ts() const { return stddev(samples_ts()); }
 
 std::string SpeedTest::name() const {
-  return n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+  const std::string base = n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);
+  return n_depth > 0 ? base + " @ d" + std::to_string(n_depth) : base;
 }
 
 std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o) {
   if (o.reps < 1) fail("bench: repetitions must be at least 1");
   std::vector<SpeedTest> tests;
-  for (int64_t p : o.n_prompt)
-    if (p > 0) tests.push_back({p, 0, {}, {}});
-  for (int64_t g : o.n_gen)
-    if (g > 0) tests.push_back({0, g, {}, {}});
+  for (int64_t d : o.n_depth) {
+    if (d < 0) fail("bench: depth {} is negative", d);
+    for (int64_t p : o.n_prompt)
+      if (p > 0) tests.push_back({p, 0, d, {}, {}});
+    for (int64_t g : o.n_gen)
+      if (g > 0) tests.push_back({0, g, d, {}, {}});
+  }
   if (tests.empty()) fail("bench: no test (give -p and/or -n greater than 0)");
   std::mt19937 rng(o.seed);
   const int32_t vocab = int32_t(m.cfg.n_vocab);
   for (auto& t : tests) {
-    const int64_t n = t.n_prompt + t.n_gen;
+    const int64_t n = t.n_depth + t.n_prompt + t.n_gen;
     if (n > m.cfg.ctx_len)
       fail("bench: {} needs {} tokens of context, the model has {}", t.name(), n, m.cfg.ctx_len);
-    InferenceState st(m, n, std::min<int64_t>(o.n_batch, std::max<int64_t>(1, t.n_prompt)), o.kv);
+    const int64_t batch = std::min<int64_t>(o.n_batch, std::max<int64_t>(1, t.n_depth + t.n_prompt));
+    InferenceState st(m, n, batch, o.kv);
     std::vector<int32_t> tokens(static_cast<size_t>(n));
     // The last token's logits of every eval, as llama-bench's decode computes
     // them (its batches ask for the last token's output): the output matrix is
     // part of what each generated token costs.
     std::vector<float>& logits = t.last_logits;
     logits.assign(static_cast<size_t>(vocab), 0.0f);
+    // The depth is filled once (untimed) and each repetition cut back to it,
+    // as llama-bench does; a KIVI cache cannot take quantized positions back
+    // and is filled again.
+    bool filled = false;
     auto run = [&] {
       for (auto& tok : tokens) tok = int32_t(rng() % uint32_t(vocab));
       if (m.cfg.bos_id >= 0) tokens[0] = m.cfg.bos_id;
-      st.reset();
+      if (!filled || o.kv.kivi()) {
+        st.reset();
+        for (int64_t i = 0; i < t.n_depth; i += batch)
+          st.eval(tokens.data() + i, std::min(batch, t.n_depth - i), nullptr, false);
+        filled = true;
+      }
+      st.truncate(t.n_depth);
+      const int32_t* timed = tokens.data() + t.n_depth;
       const auto start = std::chrono::steady_clock::now();
       if (t.n_prompt > 0) {
         for (int64_t i = 0; i < t.n_prompt; i += o.n_batch)
-          st.eval(tokens.data() + i, std::min(o.n_batch, t.n_prompt - i), logits.data(), false);
+          st.eval(timed + i, std::min(o.n_batch, t.n_prompt - i), logits.data(), false);
       } else {
-        for (int64_t i = 0; i < t.n_gen; i++) st.eval(tokens.data() + i, 1, logits.data(), false);
+        for (int64_t i = 0; i < t.n_gen; i++) st.eval(timed + i, 1, logits.data(), false);
       }
       return double(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count());
     };

@@ -1,8 +1,9 @@
 // Speed measurement as llama-bench does it: a prompt-processing test (n_prompt
 // random tokens through the model in batches) and a generation test (n_gen
-// tokens decoded one at a time from an empty cache), each repeated after a
-// warm-up run, reported as tokens/s mean ± standard deviation. Plus the
-// machine's memory bandwidth (STREAM triad), which bounds decoding speed.
+// tokens decoded one at a time), each from a cache holding n_depth positions
+// (llama-bench's -d; 0: empty), repeated after a warm-up run, reported as
+// tokens/s mean ± standard deviation. Plus the machine's memory bandwidth
+// (STREAM triad), which bounds decoding speed.
 #pragma once
 #include <cstdint>
 #include <string>
@@ -15,6 +16,7 @@ namespace lmpress {
 
 struct SpeedTest {
   int64_t n_prompt = 0, n_gen = 0;  // one of them is 0, as in llama-bench
+  int64_t n_depth = 0;              // positions in the cache before the timed tokens
   std::vector<double> samples_ns;   // one per repetition
   // The last token's logits of the last repetition: each eval computes them,
   // as llama-bench's decode does, so the output matrix is timed too.
@@ -26,12 +28,13 @@ struct SpeedTest {
   std::vector<double> samples_ts() const;  // tokens/s per repetition
   double avg_ts() const;
   double stddev_ts() const;
-  std::string name() const;  // "pp512", "tg128"
+  std::string name() const;  // "pp512", "tg128", "tg128 @ d4096" (llama-bench's names)
 };
 
 struct SpeedOptions {
   std::vector<int64_t> n_prompt{512};
   std::vector<int64_t> n_gen{128};
+  std::vector<int64_t> n_depth{0};
   int reps = 5;
   int64_t n_batch = 512;
   KvCacheSpec kv = {};

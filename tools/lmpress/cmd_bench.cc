@@ -77,6 +77,10 @@ void add_bench(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::Range(0, 1 << 20));
+  cmd->add_option("-d,--n-depth", o->s.n_depth, "Cache depths the tests start at (llama-bench's -d)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 20));
   cmd->add_option("-r,--repetitions", o->s.reps, "Repetitions of each test")->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("-b,--batch-size", o->s.n_batch, "Prompt tokens per batch")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory-bandwidth measurement");
@@ -113,7 +117,7 @@ void add_bench(CLI::App& app) {
                                  {"n_gpu_layers", 0}, {"split_mode", "layer"}, {"main_gpu", 0},
                                  {"no_kv_offload", false}, {"flash_attn", true}, {"tensor_split", "0.00"},
                                  {"use_mmap", true}, {"embeddings", false}, {"n_prompt", t.n_prompt},
-                                 {"n_gen", t.n_gen}, {"test_time", iso_time()}, {"avg_ns", int64_t(t.avg_ns())},
+                                 {"n_gen", t.n_gen}, {"n_depth", t.n_depth}, {"test_time", iso_time()}, {"avg_ns", int64_t(t.avg_ns())},
                                  {"stddev_ns", int64_t(t.stddev_ns())}, {"avg_ts", t.avg_ts()},
                                  {"stddev_ts", t.stddev_ts()}, {"samples_ns", t.samples_ns},
                                  {"samples_ts", t.samples_ts()}};
@@ -135,6 +139,12 @@ void add_bench(CLI::App& app) {
       fmt::print("| {:<24} | {:>10} | {:>8} | {:<7} | {:>7} | {:>8} | {:>20} |\n", model_desc(*m),
                  fmt::format("{:.2f} MiB", double(m->n_bytes()) / mib), params_label(m->n_params()), "CPU",
                  threads, t.name(), fmt::format("{:.2f} ± {:.2f}", t.avg_ts(), t.stddev_ts()));
+    double per_position = 0;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) per_position += o->s.kv.bytes_per_position(m->cfg.kv_dim(l));
+    int64_t most = 0;
+    for (const auto& t : tests) most = std::max(most, t.n_depth + t.n_prompt + t.n_gen);
+    fmt::print("\nKV cache: {}, {:.1f} bytes per position, {:.2f} MiB at {} positions\n", kv_spec_name(o->s.kv),
+               per_position, per_position * double(most) / mib, most);
     if (bound > 0) {
       fmt::print("\nmemory bandwidth (STREAM triad, {} threads): {:.1f} GB/s; a token reads {:.1f} MB of weights, "
                  "so generation is bounded by {:.1f} t/s\n",
