@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <optional>
 #include <random>
 
 #include "core/error.h"
@@ -62,8 +63,6 @@ std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o) {
   const int32_t vocab = int32_t(m.cfg.n_vocab);
   for (auto& t : tests) {
     const int64_t n = t.n_depth + t.n_prompt + t.n_gen;
-    if (n > m.cfg.ctx_len)
-      fail("bench: {} needs {} tokens of context, the model has {}", t.name(), n, m.cfg.ctx_len);
     const int64_t batch = std::min<int64_t>(o.n_batch, std::max<int64_t>(1, t.n_depth + t.n_prompt));
     InferenceState st(m, n, batch, o.kv);
     std::vector<int32_t> tokens(static_cast<size_t>(n));
@@ -72,20 +71,19 @@ std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o) {
     // part of what each generated token costs.
     std::vector<float>& logits = t.last_logits;
     logits.assign(static_cast<size_t>(vocab), 0.0f);
-    // The depth is filled once (untimed) and each repetition cut back to it,
-    // as llama-bench does; a KIVI cache cannot take quantized positions back
-    // and is filled again.
-    bool filled = false;
+    // The depth is filled once (untimed) and each repetition goes back to it,
+    // as llama-bench does.
+    std::optional<InferenceState::Mark> depth;
     auto run = [&] {
       for (auto& tok : tokens) tok = int32_t(rng() % uint32_t(vocab));
       if (m.cfg.bos_id >= 0) tokens[0] = m.cfg.bos_id;
-      if (!filled || o.kv.kivi()) {
+      if (!depth) {
         st.reset();
         for (int64_t i = 0; i < t.n_depth; i += batch)
           st.eval(tokens.data() + i, std::min(batch, t.n_depth - i), nullptr, false);
-        filled = true;
+        depth = st.mark();
       }
-      st.truncate(t.n_depth);
+      st.rewind(*depth);
       const int32_t* timed = tokens.data() + t.n_depth;
       const auto start = std::chrono::steady_clock::now();
       if (t.n_prompt > 0) {

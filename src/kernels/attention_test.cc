@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "kernels/blocks.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -141,6 +143,22 @@ TEST(Attention, CacheTypeNames) {
   test::expect_error([] { check_kv_spec(KvCacheSpec(KvType::F16, KvType::Q4_0), 48); },
                      "--cache-type-v q4_0: its blocks of 32 values do not divide the model's head size of 48");
   EXPECT_NO_THROW(check_kv_spec(KvCacheSpec(KvType::Q8_0), 64));
+}
+
+// kv_row_to_f32 (AVX2 for the hot types) gives blocks.cc's scalar
+// dequantizers' floats bit for bit, on every kernel target.
+TEST(Attention, CacheRowsDequantizeAsTheScalarReference) {
+  test::for_kernel_targets({0}, [](int64_t) {
+    for (const std::string& name : kv_type_name_list()) {
+      const KvType t = parse_kv_type(name);
+      if (!kv_is_quantized(t) || kv_is_kivi(t)) continue;
+      const auto row = test::random_cache(t, 1, 256, 256, 9);
+      std::vector<float> got(256), want(256);
+      kv_row_to_f32(t, row.data(), 256, got.data());
+      ASSERT_TRUE(dequantize_row(kv_type_info(t).dtype, row.data(), 256, want.data()));
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data(), sizeof(float) * 256)) << name;
+    }
+  });
 }
 
 // llama.cpp's rotation choice: quantized types with heads a multiple of 64;

@@ -8,9 +8,90 @@
 #include "core/fp16.h"
 #include "kernels/blocks.h"
 #include "kernels/ops.h"
+#include "kernels/qdot.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace lmpress {
 namespace {
+
+#if defined(__x86_64__)
+// AVX2 dequantizers of the cache's hot block types, for attention's block
+// conversion: the same operations as the scalar ones in blocks.cc (an exact
+// int-to-float conversion, one multiply, then for q4_1 one add), so the same
+// floats.
+__attribute__((target("avx2,f16c"))) void q8_0_avx2(const BlockQ8_0* x, int64_t nb, float* y) {
+  for (int64_t i = 0; i < nb; i++, y += 32) {
+    const __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d));
+    for (int k = 0; k < 4; k++) {
+      const __m256i w = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(x[i].qs + 8 * k)));
+      _mm256_storeu_ps(y + 8 * k, _mm256_mul_ps(_mm256_cvtepi32_ps(w), d));
+    }
+  }
+}
+
+// The 32 4-bit codes of a block's 16 bytes: low nibbles (values 0..15), high nibbles (16..31).
+__attribute__((target("avx2"))) inline void nibbles_avx2(const uint8_t* qs, __m128i& lo, __m128i& hi) {
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  const __m128i m = _mm_set1_epi8(0x0F);
+  lo = _mm_and_si128(b, m);
+  hi = _mm_and_si128(_mm_srli_epi16(b, 4), m);
+}
+
+// 16 signed bytes times d into y[0..16).
+__attribute__((target("avx2"))) inline void scale16_avx2(__m128i v, __m256 d, float* y) {
+  _mm256_storeu_ps(y, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), d));
+  _mm256_storeu_ps(y + 8, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8))), d));
+}
+
+__attribute__((target("avx2,f16c"))) void q4_0_avx2(const BlockQ4_0* x, int64_t nb, float* y) {
+  const __m128i eight = _mm_set1_epi8(8);
+  for (int64_t i = 0; i < nb; i++, y += 32) {
+    const __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d));
+    __m128i lo, hi;
+    nibbles_avx2(x[i].qs, lo, hi);
+    scale16_avx2(_mm_sub_epi8(lo, eight), d, y);
+    scale16_avx2(_mm_sub_epi8(hi, eight), d, y + 16);
+  }
+}
+
+__attribute__((target("avx2,f16c"))) void iq4_nl_avx2(const BlockIQ4_NL* x, int64_t nb, float* y) {
+  const __m128i table = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues));
+  for (int64_t i = 0; i < nb; i++, y += 32) {
+    const __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d));
+    __m128i lo, hi;
+    nibbles_avx2(x[i].qs, lo, hi);
+    scale16_avx2(_mm_shuffle_epi8(table, lo), d, y);  // d · value == value · d
+    scale16_avx2(_mm_shuffle_epi8(table, hi), d, y + 16);
+  }
+}
+
+__attribute__((target("avx2,f16c"))) void q4_1_avx2(const BlockQ4_1* x, int64_t nb, float* y) {
+  for (int64_t i = 0; i < nb; i++, y += 32) {
+    const __m256 d = _mm256_set1_ps(f16_to_f32(x[i].d)), m = _mm256_set1_ps(f16_to_f32(x[i].m));
+    __m128i q[2];
+    nibbles_avx2(x[i].qs, q[0], q[1]);
+    for (int h = 0; h < 2; h++)
+      for (int k = 0; k < 2; k++) {
+        const __m256 v = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(k ? _mm_srli_si128(q[h], 8) : q[h]));
+        _mm256_storeu_ps(y + 16 * h + 8 * k, _mm256_add_ps(_mm256_mul_ps(v, d), m));
+      }
+  }
+}
+
+// The AVX2 dequantizer of t, or false.
+bool row_to_f32_avx2(KvType t, const void* row, int64_t n, float* out) {
+  switch (t) {
+    case KvType::Q8_0: q8_0_avx2(static_cast<const BlockQ8_0*>(row), n / 32, out); return true;
+    case KvType::Q4_0: q4_0_avx2(static_cast<const BlockQ4_0*>(row), n / 32, out); return true;
+    case KvType::Q4_1: q4_1_avx2(static_cast<const BlockQ4_1*>(row), n / 32, out); return true;
+    case KvType::IQ4_NL: iq4_nl_avx2(static_cast<const BlockIQ4_NL*>(row), n / 32, out); return true;
+    default: return false;
+  }
+}
+#endif
 
 const KvTypeInfo kKvTypes[] = {
     {KvType::F32, "f32", DType::F32, 1, 4, 0},
@@ -80,7 +161,11 @@ void kv_row_to_f32(KvType t, const void* row, int64_t n, float* out) {
     case KvType::F32: std::memcpy(out, row, size_t(n) * sizeof(float)); return;
     case KvType::F16: from_f16(static_cast<const uint16_t*>(row), n, out); return;
     case KvType::BF16: from_bf16(static_cast<const uint16_t*>(row), n, out); return;
-    default: dequantize_row(kv_type_info(t).dtype, static_cast<const uint8_t*>(row), n, out);
+    default:
+#if defined(__x86_64__)
+      if (qdot_simd_active() && row_to_f32_avx2(t, row, n, out)) return;
+#endif
+      dequantize_row(kv_type_info(t).dtype, static_cast<const uint8_t*>(row), n, out);
   }
 }
 

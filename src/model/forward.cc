@@ -133,6 +133,14 @@ void InferenceState::reset() {
   for (auto& s : stages_) s.reset();
 }
 
+void InferenceState::rewind(const Mark& m) {
+  if (m.n_past == 0) return reset();  // a mark taken before the first eval has no stages yet
+  if (m.n_past > n_past_ || m.stages.size() != stages_.size())
+    fail("rewind: the mark at {} positions is not from this state's past ({} positions)", m.n_past, n_past_);
+  n_past_ = m.n_past;
+  stages_ = m.stages;
+}
+
 void InferenceState::truncate(int64_t n) {
   n = std::max<int64_t>(0, n);
   if (n >= n_past_) return;

@@ -79,6 +79,16 @@ class InferenceState {
   // continuations are evaluated one after another). A KIVI cache cannot take
   // back quantized positions: it throws for those.
   void truncate(int64_t n);
+  // The state after the positions evaluated so far, to come back to after
+  // evaluating more (llama-bench's depth, filled once): unlike truncate it
+  // works for KIVI caches too, whose pages before the mark later positions
+  // never rewrite (only the staged f16 rows are kept).
+  struct Mark {
+    int64_t n_past = 0;
+    std::vector<KiviStage> stages;
+  };
+  Mark mark() const { return {n_past_, stages_}; }
+  void rewind(const Mark& m);
   // Layer skipping (a cheaper copy of the model as a speculative draft): the
   // blocks marked true are bypassed, the residual stream passing through
   // unchanged. Set before the first eval; empty: none skipped.

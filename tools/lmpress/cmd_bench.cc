@@ -99,6 +99,15 @@ void add_bench(CLI::App& app) {
                  repacked.sparse.n_2of4, repacked.sparse.n_bitmap);
     if (repacked.interleaved && !o->json)
       fmt::print("Q4_0/Q5_0/Q8_0/Q4_K weight matrices repacked as 8-row groups (Q4_0_x8, Q5_0_x8, Q8_0_x8, Q4_K_x8): {}\n", repacked.interleaved);
+    int64_t reach = 0;
+    for (int64_t d : o->s.n_depth)
+      for (const auto* lens : {&o->s.n_prompt, &o->s.n_gen})
+        for (int64_t n : *lens) reach = std::max(reach, d + n);
+    if (m->cfg.ctx_len > 0 && reach > m->cfg.ctx_len)
+      fmt::print(stderr,
+                 "warning: tests reach {} positions, past the model's trained context of {} (timed all the same, as "
+                 "llama-bench does)\n",
+                 reach, m->cfg.ctx_len);
     const auto tests = run_speed_tests(*m, o->s);
     Bandwidth bw;
     if (!o->no_bandwidth) bw = measure_triad_bandwidth();
