@@ -148,9 +148,9 @@ TEST(Bench, LlamaBenchJson) {
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("tg2"), std::string::npos);
   EXPECT_NE(r.out.find("of the bandwidth bound"), std::string::npos);
-  r = run_cli("bench " + m + " -p 300 -n 0 -r 1 -t 1 --no-bandwidth");  // stories260K was trained on 256
+  r = run_cli("bench " + m + " -p 8 -n 0 -d 2044 -r 1 -t 1 --no-bandwidth");  // stories260K's context: 2048
   EXPECT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("warning: tests reach 300 positions, past the model's trained context of 256"),
+  EXPECT_NE(r.out.find("warning: tests reach 2052 positions, past the model's trained context of 2048"),
             std::string::npos) << r.out;
   expect_cli_error("bench " + m + " -p 0 -n 0", "no test");
 }
