@@ -5,8 +5,45 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "kernels/qdot.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace lmpress {
+namespace {
+
+#if defined(__x86_64__)
+// 8 codes from value `from` (a multiple of 8) as bytes in order.
+__attribute__((target("avx2"))) inline __m128i codes8(int bits, const uint8_t* q, int64_t from) {
+  if (bits == 4) {
+    int32_t w;
+    std::memcpy(&w, q + from / 2, 4);
+    const __m128i b = _mm_cvtsi32_si128(w), m = _mm_set1_epi8(0x0F);
+    return _mm_unpacklo_epi8(_mm_and_si128(b, m), _mm_and_si128(_mm_srli_epi16(b, 4), m));
+  }
+  int16_t w;
+  std::memcpy(&w, q + from / 4, 2);
+  const __m128i b = _mm_cvtsi32_si128(uint16_t(w)), m = _mm_set1_epi8(3);
+  const __m128i a0 = _mm_and_si128(b, m), a1 = _mm_and_si128(_mm_srli_epi16(b, 2), m);
+  const __m128i a2 = _mm_and_si128(_mm_srli_epi16(b, 4), m), a3 = _mm_and_si128(_mm_srli_epi16(b, 6), m);
+  return _mm_unpacklo_epi16(_mm_unpacklo_epi8(a0, a1), _mm_unpacklo_epi8(a2, a3));
+}
+
+// kivi_dequantize for from and n multiples of 8: the scalar loop's operations
+// (code · d, then + m), so the same floats.
+__attribute__((target("avx2"))) void dequantize_avx2(int bits, const uint8_t* q, float d, float m, int64_t from,
+                                                     int64_t n, float* out) {
+  const __m256 vd = _mm256_set1_ps(d), vm = _mm256_set1_ps(m);
+  for (int64_t i = 0; i < n; i += 8) {
+    const __m256 c = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(codes8(bits, q, from + i)));
+    _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_mul_ps(c, vd), vm));
+  }
+}
+#endif
+
+}  // namespace
 
 void kivi_quantize(int bits, const float* x, int64_t stride, int64_t g, uint8_t* out) {
   float lo = x[0], hi = x[0];
@@ -32,6 +69,9 @@ void kivi_dequantize(int bits, const uint8_t* group, int64_t, int64_t from, int6
   std::memcpy(&m_h, group + 2, 2);
   const float d = f16_to_f32(d_h), m = f16_to_f32(m_h);
   const uint8_t* q = group + 4;
+#if defined(__x86_64__)
+  if (from % 8 == 0 && n % 8 == 0 && qdot_simd_active()) return dequantize_avx2(bits, q, d, m, from, n, out);
+#endif
   const int per_byte = 8 / bits, mask = (1 << bits) - 1;
   for (int64_t i = 0; i < n; i++) {
     const int64_t j = from + i;
