@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <future>
 #include <string>
 #include <thread>
@@ -124,6 +125,54 @@ TEST(ServeHttp, GreedyEqualsGenerateAloneAndEightAtOnce) {
   }
   EXPECT_TRUE(drained(srv.port()));
   EXPECT_GE(metric(srv.port(), "llamacpp:tokens_predicted_total"), 8 + 40 + 8 * 5);
+  EXPECT_EQ(srv.stop(), 0) << srv.log();
+}
+
+// A compressed KV cache in the same memory: --kv-memory 64 MiB holds ≥ 3× as
+// many 4096-token requests with kivi4 as with f16 (its f16 rows for the
+// --parallel sequences counted), and the server's greedy text with kivi4 is
+// `generate --cache-type kivi4`'s, alone and four at once.
+TEST(ServeHttp, KiviHoldsThreeTimesTheRequestsInTheSameMemory) {
+  if (!test::have_shared("models/lmp-8m-w256/config.json")) GTEST_SKIP() << "no lmp-8m-w256";
+  const std::string w256 = test::shared_path("models/lmp-8m-w256");
+  auto full_requests = [&](const std::string& cache) {
+    test::ServeProcess srv({w256, "-c", "4096", "--parallel", "4", "--kv-memory", "64", "-t", "1", "--cache-type", cache});
+    EXPECT_TRUE(srv.ok()) << srv.log();
+    const double blocks = metric(srv.port(), "lmpress:kv_blocks_total");
+    const double bytes = metric(srv.port(), "lmpress:kv_cache_bytes_total");
+    EXPECT_LE(bytes, 64.0 * (1 << 20)) << cache;
+    EXPECT_EQ(srv.stop(), 0) << srv.log();
+    const double block = cache == "f16" ? 16 : 64;  // KIVI blocks hold whole groups of 64
+    return std::floor(blocks * block / 4096);
+  };
+  const double f16 = full_requests("f16"), kivi = full_requests("kivi4");
+  EXPECT_EQ(f16, 4);  // 8 layers × 128 values × 2 (K, V) × 2 bytes a position
+  EXPECT_GE(kivi, 3 * f16);
+  // Greedy text through the KIVI cache, as generate computes it.
+  test::ServeProcess srv({w256, "--parallel", "4", "-t", "2", "--cache-type", "kivi4", "--kv-group", "16"});
+  ASSERT_TRUE(srv.ok()) << srv.log();
+  std::vector<std::string> want;
+  for (int i = 0; i < 4; i++) {
+    auto r = test::run_cli("generate " + w256 + " -p '" + kPrompts[size_t(i)] + "' -n 40 --ignore-eos --json -t 1 " +
+                           "--cache-type kivi4 --kv-group 16");
+    ASSERT_EQ(r.status, 0) << r.out;
+    want.push_back(Json::parse(r.out.substr(r.out.find('{')))["text"].get<std::string>());
+  }
+  std::vector<std::future<Reply>> futs;
+  for (int i = 0; i < 4; i++)
+    futs.push_back(std::async(std::launch::async, [&, i] {
+      return post(srv.port(), "/v1/completions", completion(kPrompts[size_t(i)], 40 - 5 * i).dump());
+    }));
+  for (int i = 0; i < 4; i++) {
+    Reply x = futs[size_t(i)].get();
+    ASSERT_EQ(x.status, 200) << x.body.dump();
+    const std::string text = x.body["choices"][0]["text"];
+    EXPECT_EQ(text, want[size_t(i)].substr(0, text.size())) << "prompt " << i;  // a prefix of 40 tokens' text
+    EXPECT_EQ(x.body["usage"]["completion_tokens"], 40 - 5 * i);
+  }
+  EXPECT_GT(metric(srv.port(), "lmpress:kv_cache_bytes_per_token"), 0);
+  EXPECT_TRUE(drained(srv.port()));
+  EXPECT_EQ(metric(srv.port(), "lmpress:kv_cache_staged_bytes"), 0);  // every request closed
   EXPECT_EQ(srv.stop(), 0) << srv.log();
 }
 

@@ -170,6 +170,7 @@ KldResult kl_divergence(const Model& base, const Model& cand, const std::vector<
                         const PerplexityOptions& opt) {
   check_same_vocab(base, cand);
   const KldWindows w = plan_kld_windows(base, tokens, opt);
+  check_kv_context(opt.kv, w.n_ctx);
   const int64_t V = base.cfg.n_vocab;
   InferenceState sb(base, w.n_ctx, opt.n_batch, opt.base_kv), sq(cand, w.n_ctx, opt.n_batch, opt.kv);
   std::vector<float> lb(size_t(w.n_ctx * V)), lq(size_t(w.n_ctx * V));

@@ -73,6 +73,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
   const bool add_bos = !gptq && m.tokenizer && m.tokenizer->vocab().add_bos;
   const int32_t bos = m.tokenizer ? m.tokenizer->vocab().bos : -1;
 
+  check_kv_context(opt.kv, n_ctx);
   InferenceState st(m, n_ctx, opt.n_batch, opt.kv);
   std::vector<float> logits(static_cast<size_t>(n_ctx * V));
   std::vector<int32_t> window(static_cast<size_t>(n_ctx));

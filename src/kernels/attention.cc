@@ -415,6 +415,7 @@ void attention_ref(const AttentionShape& s, const KvCacheSpec& kv, const float* 
 
 void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0, const void* k,
                const void* v, float scale, float* out) {
+  if (kv.kivi()) fail("attention: a KIVI cache is read through attention_paged with its staged rows");
   const PagedQuery pq = one_page(q, n, pos0, &k, &v, out);
   attention_paged(s, kv, &pq, 1, scale);
 }

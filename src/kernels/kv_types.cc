@@ -162,6 +162,7 @@ void kv_row_to_f32(KvType t, const void* row, int64_t n, float* out) {
     case KvType::F16: from_f16(static_cast<const uint16_t*>(row), n, out); return;
     case KvType::BF16: from_bf16(static_cast<const uint16_t*>(row), n, out); return;
     default:
+      if (kv_is_kivi(t)) fail("kv_row_to_f32: {} has no rows of its own (kernels/kivi.h)", kv_type_name(t));
 #if defined(__x86_64__)
       if (qdot_simd_active() && row_to_f32_avx2(t, row, n, out)) return;
 #endif
@@ -192,6 +193,12 @@ void check_kv_spec(const KvCacheSpec& s, int64_t head_dim) {
       fail("{} {}: its blocks of {} values do not divide the model's head size of {}", opt, i.name, i.block,
            head_dim);
   }
+}
+
+void check_kv_context(const KvCacheSpec& s, int64_t n_ctx) {
+  if (!s.kivi()) return;
+  if (s.group > n_ctx) fail("--kv-group {} is larger than the context of {}", s.group, n_ctx);
+  if (s.residual > n_ctx) fail("--kv-residual {} is larger than the context of {}", s.residual, n_ctx);
 }
 
 std::string kv_spec_name(const KvCacheSpec& s) {

@@ -112,6 +112,10 @@ int64_t kv_rotation_v(const KvCacheSpec& s, int64_t head_dim);
 // head size of at most 256, or the residual window is negative or over 4096.
 void check_kv_spec(const KvCacheSpec& s, int64_t head_dim);
 
+// Throws, naming the option, when a KIVI group or residual window is larger
+// than a context of n_ctx positions.
+void check_kv_context(const KvCacheSpec& s, int64_t n_ctx);
+
 // "f16", or "q8_0/q4_0" when K and V differ.
 std::string kv_spec_name(const KvCacheSpec& s);
 

@@ -24,7 +24,9 @@ void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row) {
       for (int64_t i = 0; i < n; i++) h[i] = f32_to_bf16(x[i]);
       return;
     }
-    default: quantize_row(kv_type_info(t).dtype, x, n, row);
+    default:
+      if (kv_is_kivi(t)) fail("store_cache_row: {} rows go through a KiviStage", kv_type_name(t));
+      quantize_row(kv_type_info(t).dtype, x, n, row);
   }
 }
 
@@ -181,8 +183,8 @@ uint64_t InferenceState::cache_bytes() const {
     if (skip_.empty() || !skip_[size_t(l)]) {
       const int64_t positions = kv_.round_positions(n_ctx_), d = m_.cfg.kv_dim(l);
       b += uint64_t(kv_.k_bytes(positions, d) + kv_.v_bytes(positions, d));
+      if (kv_.kivi()) b += uint64_t((kv_.residual + kv_.group) * d * 2 * 2);  // the stage's f16 K and V rows
     }
-  for (const auto& s : stages_) b += s.bytes();
   return b;
 }
 

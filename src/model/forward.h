@@ -72,7 +72,8 @@ class InferenceState {
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
   const KvCacheSpec& cache_spec() const { return kv_; }
-  // Bytes the cache holds once allocated: n_ctx positions of every computed layer.
+  // Bytes the cache holds once allocated: n_ctx positions of every computed
+  // layer (and a KIVI cache's staged f16 rows).
   uint64_t cache_bytes() const;
   void reset();
   // Forgets every token after the first n (a shared prefix is kept and its

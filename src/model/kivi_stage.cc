@@ -47,20 +47,22 @@ void KiviStage::quantize(const float* k, const float* v, int64_t n, const Addres
 
 void KiviStage::commit(const float* k, const float* v, int64_t n) {
   if (n < 1) return;
-  const int64_t old = int64_t(k_.size()) / dim_;
-  k_.resize(size_t((old + n) * dim_));
+  const int64_t end = size_ + n;
+  // Rows a later token may still read in f16, or a rollback of `history`
+  // needs: fewer than residual + G + history, so the rows stay in what the
+  // constructor reserved.
+  const int64_t keep = std::max(start_, kv_.kivi_boundary(std::max<int64_t>(-1, end - 1 - history_)));
+  const int64_t drop = std::min(keep, size_) - start_;
+  k_.erase(k_.begin(), k_.begin() + drop * dim_);
+  v_.erase(v_.begin(), v_.begin() + drop * dim_);
+  const int64_t first = std::max(keep, size_);  // the first new position kept
+  const size_t old = k_.size();
+  k_.resize(old + size_t((end - first) * dim_));
   v_.resize(k_.size());
-  to_f16(k, n * dim_, k_.data() + old * dim_);
-  to_f16(v, n * dim_, v_.data() + old * dim_);
-  size_ += n;
-  // Rows a later token may still read in f16, or a rollback of `history` need.
-  const int64_t keep = kv_.kivi_boundary(std::max<int64_t>(-1, size_ - 1 - history_));
-  if (keep > start_) {
-    const int64_t drop = keep - start_;
-    k_.erase(k_.begin(), k_.begin() + drop * dim_);
-    v_.erase(v_.begin(), v_.begin() + drop * dim_);
-    start_ = keep;
-  }
+  to_f16(k + (first - size_) * dim_, (end - first) * dim_, k_.data() + old);
+  to_f16(v + (first - size_) * dim_, (end - first) * dim_, v_.data() + old);
+  start_ = keep;
+  size_ = end;
 }
 
 void KiviStage::truncate(int64_t n) {

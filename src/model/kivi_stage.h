@@ -44,7 +44,8 @@ class KiviStage {
   int64_t size() const { return size_; }    // positions appended
   const uint16_t* k() const { return k_.data(); }  // staged rows start().., kv_dim apart
   const uint16_t* v() const { return v_.data(); }
-  uint64_t bytes() const { return (k_.size() + v_.size()) * sizeof(uint16_t); }
+  // What the stage holds in memory: residual + G + history rows of K and V.
+  uint64_t bytes() const { return (k_.capacity() + v_.capacity()) * sizeof(uint16_t); }
 
  private:
   // Position p's K (V) row as floats: staged, or new row p − size_.

@@ -176,6 +176,7 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   if (toks.empty()) fail("the prompt is empty and the model adds no BOS token");
   if (int64_t(toks.size()) >= n_ctx)
     fail("the prompt has {} tokens, which does not fit the context of {} (use a shorter prompt or --ctx)", toks.size(), n_ctx);
+  check_kv_context(opt.kv, n_ctx);
   if (opt.drafter) return generate_speculative(m, std::move(toks), n_ctx, opt, on_text);
   InferenceState st(m, n_ctx, kGenerateBatch, opt.kv);
   std::vector<float> logits(size_t(m.cfg.n_vocab));

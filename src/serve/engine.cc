@@ -19,6 +19,7 @@ int64_t block_size_of(const EngineOptions& o) {
 int64_t blocks_of(const Model& m, const EngineOptions& o, int64_t ctx) {
   if (o.max_running < 1) fail("--parallel {}: it must be at least 1", o.max_running);
   check_kv_spec(o.kv, m.cfg.head_dim);
+  check_kv_context(o.kv, ctx);
   const int64_t bs = block_size_of(o);
   const int64_t per_seq = (ctx + bs - 1) / bs;
   if (o.kv_memory > 0) {
@@ -27,7 +28,8 @@ int64_t blocks_of(const Model& m, const EngineOptions& o, int64_t ctx) {
     for (int64_t l = 0; l < m.cfg.n_layers; l++) {
       const int64_t d = m.cfg.kv_dim(l);
       block_bytes += double(o.kv.k_bytes(bs, d) + o.kv.v_bytes(bs, d));
-      if (o.kv.kivi()) stage_bytes += double((o.kv.residual + o.kv.group) * d * 2 * 2);
+      const int64_t history = o.spec ? o.spec->options().draft_max + 1 : 0;  // PagedKvCache::set_rollback
+      if (o.kv.kivi()) stage_bytes += double((o.kv.residual + o.kv.group + history) * d * 2 * 2);
     }
     const double pool = o.kv_memory - stage_bytes * double(o.max_running);
     const int64_t blocks = pool > 0 ? int64_t(pool / block_bytes) : 0;
