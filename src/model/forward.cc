@@ -183,7 +183,7 @@ uint64_t InferenceState::cache_bytes() const {
     if (skip_.empty() || !skip_[size_t(l)]) {
       const int64_t positions = kv_.round_positions(n_ctx_), d = m_.cfg.kv_dim(l);
       b += uint64_t(kv_.k_bytes(positions, d) + kv_.v_bytes(positions, d));
-      if (kv_.kivi()) b += uint64_t((kv_.residual + kv_.group) * d * 2 * 2);  // the stage's f16 K and V rows
+      if (kv_.kivi()) b += KiviStage::reserved_bytes(kv_, d);
     }
   return b;
 }

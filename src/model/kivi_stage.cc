@@ -14,8 +14,9 @@ KiviStage::KiviStage(const KvCacheSpec& kv, int64_t kv_dim, int64_t history)
     : kv_(kv), dim_(kv_dim), history_(history) {
   if (!kv.kivi()) fail("KiviStage: {} is not a KIVI cache", kv_spec_name(kv));
   if (history < 0) fail("KiviStage: negative history {}", history);
-  k_.reserve(size_t((kv.residual + kv.group + history) * dim_));
-  v_.reserve(k_.capacity());
+  const size_t rows = reserved_bytes(kv, kv_dim, history) / (2 * sizeof(uint16_t));  // values of K (and of V)
+  k_.reserve(rows);
+  v_.reserve(rows);
   tmp_.resize(size_t(kv.group * dim_));
 }
 

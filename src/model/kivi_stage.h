@@ -46,6 +46,10 @@ class KiviStage {
   const uint16_t* v() const { return v_.data(); }
   // What the stage holds in memory: residual + G + history rows of K and V.
   uint64_t bytes() const { return (k_.capacity() + v_.capacity()) * sizeof(uint16_t); }
+  // What the constructor reserves for those rows (memory budgets count it before any stage exists).
+  static uint64_t reserved_bytes(const KvCacheSpec& kv, int64_t kv_dim, int64_t history = 0) {
+    return uint64_t(kv.residual + kv.group + history) * uint64_t(kv_dim) * 2 * sizeof(uint16_t);
+  }
 
  private:
   // Position p's K (V) row as floats: staged, or new row p − size_.

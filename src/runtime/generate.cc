@@ -92,7 +92,7 @@ GenerateStats generate_speculative(const Model& m, std::vector<int32_t> toks, in
   s.n_prompt = n_prompt;
   const int64_t V = m.cfg.n_vocab;
   const int64_t n_sample = std::min<int64_t>(V, int64_t(m.tokenizer->vocab().size()));
-  const int64_t block = opt.kv.kivi() && opt.kv.group > 0 ? (16 + opt.kv.group - 1) / opt.kv.group * opt.kv.group : 16;
+  const int64_t block = opt.kv.round_positions(16);  // whole KIVI groups (generate() checked the group)
   PagedKvCache cache(m.cfg, (n_ctx + block - 1) / block, block, opt.kv);
   BatchEngine engine(m, cache, std::max<int64_t>(kGenerateBatch, opt.draft_max + 1));
   s.cache_bytes_per_token = cache.bytes_per_position();
@@ -176,6 +176,7 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   if (toks.empty()) fail("the prompt is empty and the model adds no BOS token");
   if (int64_t(toks.size()) >= n_ctx)
     fail("the prompt has {} tokens, which does not fit the context of {} (use a shorter prompt or --ctx)", toks.size(), n_ctx);
+  check_kv_spec(opt.kv, m.cfg.head_dim);
   check_kv_context(opt.kv, n_ctx);
   if (opt.drafter) return generate_speculative(m, std::move(toks), n_ctx, opt, on_text);
   InferenceState st(m, n_ctx, kGenerateBatch, opt.kv);

@@ -6,14 +6,11 @@
 #include "core/error.h"
 
 namespace lmpress::serve {
-namespace {
-
-}  // namespace
 
 int64_t block_size_of(const EngineOptions& o) {
   if (o.block_size < 1) fail("KV block size {}: it must be at least 1", o.block_size);
-  if (!o.kv.kivi() || o.kv.group < 1) return o.block_size;
-  return (o.block_size + o.kv.group - 1) / o.kv.group * o.kv.group;
+  if (o.kv.kivi() && o.kv.group < 1) return o.block_size;  // blocks_of refuses the group, naming the option
+  return o.kv.round_positions(o.block_size);
 }
 
 int64_t blocks_of(const Model& m, const EngineOptions& o, int64_t ctx) {
@@ -29,7 +26,7 @@ int64_t blocks_of(const Model& m, const EngineOptions& o, int64_t ctx) {
       const int64_t d = m.cfg.kv_dim(l);
       block_bytes += double(o.kv.k_bytes(bs, d) + o.kv.v_bytes(bs, d));
       const int64_t history = o.spec ? o.spec->options().draft_max + 1 : 0;  // PagedKvCache::set_rollback
-      if (o.kv.kivi()) stage_bytes += double((o.kv.residual + o.kv.group + history) * d * 2 * 2);
+      if (o.kv.kivi()) stage_bytes += double(KiviStage::reserved_bytes(o.kv, d, history));
     }
     const double pool = o.kv_memory - stage_bytes * double(o.max_running);
     const int64_t blocks = pool > 0 ? int64_t(pool / block_bytes) : 0;
