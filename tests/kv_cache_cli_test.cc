@@ -66,5 +66,38 @@ TEST(KvCacheCli, BadOptionsAreErrors) {
   test::expect_cli_error("serve " + w256 + " --port 0 --kv-memory 64 --kv-blocks 100", "give one of them");
 }
 
+// Eviction: generation runs past the context in a bounded cache, and every
+// bad policy is an error naming --kv-policy.
+TEST(KvCacheCli, EvictionPolicies) {
+  if (!test::have_shared("models/lmp-8m/config.json")) GTEST_SKIP() << "no lmp-8m";
+  const std::string lmp = test::shared_path("models/lmp-8m"), wiki = test::shared_path("data/wikitext-2/wiki.test.raw");
+  auto r = test::run_cli("generate " + lmp + " -p 'Once upon a time' -n 100 --ignore-eos --json -c 64 "
+                         "--kv-policy sink-window:4,28");
+  ASSERT_EQ(r.status, 0) << r.out;
+  Json j = json_of(r);
+  EXPECT_EQ(j["n_generated"], 100);  // more than the context of 64
+  EXPECT_EQ(j["stopped"], "length");
+  EXPECT_EQ(j["kv_cache"]["policy"], "sink-window:4,28");
+  EXPECT_EQ(j["kv_cache"]["bytes"].get<double>(), 32 * 6 * 2 * 2 * 96);  // 32 positions, 6 layers, K+V, f16, 96 values
+  r = test::run_cli("generate " + lmp + " -p 'Once upon a time' -n 100 --ignore-eos --json -c 64");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(json_of(r)["stopped"], "context");
+  r = test::run_cli("perplexity " + lmp + " -f " + wiki + " -c 128 --chunks 2 --json --kv-policy h2o:64");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_GT(json_of(r)["ppl"].get<double>(), 1.0);
+
+  const std::pair<std::string, std::string> cases[] = {
+      {"generate " + lmp + " -p hi -n 2 --kv-policy h2o", "--kv-policy h2o: expected a count after the colon"},
+      {"generate " + lmp + " -p hi -n 2 -c 64 --kv-policy sink-window:4,64",
+       "--kv-policy sink-window:4,64: it keeps 68 positions, more than the context of 64"},
+      {"generate " + lmp + " -p hi -n 2 --kv-policy snapkv:60,16 --spec ngram",
+       "--kv-policy snapkv:60,16 with speculative decoding"},
+      {"perplexity " + lmp + " -f " + wiki + " -c 64 --cache-type kivi4 --kv-group 16 --kv-policy h2o:32",
+       "--kv-policy h2o:32,16 with --cache-type kivi4"},
+      {"kld " + lmp + " " + lmp + " -f " + wiki + " -c 64 --kv-policy window:3", "--kv-policy 'window:3': expected"},
+  };
+  for (const auto& [cmd, msg] : cases) test::expect_cli_error(cmd, msg);
+}
+
 }  // namespace
 }  // namespace lmpress

@@ -172,7 +172,7 @@ KldResult kl_divergence(const Model& base, const Model& cand, const std::vector<
   const KldWindows w = plan_kld_windows(base, tokens, opt);
   check_kv_context(opt.kv, w.n_ctx);
   const int64_t V = base.cfg.n_vocab;
-  InferenceState sb(base, w.n_ctx, opt.n_batch, opt.base_kv), sq(cand, w.n_ctx, opt.n_batch, opt.kv);
+  InferenceState sb(base, w.n_ctx, opt.n_batch, opt.base_kv), sq(cand, w.n_ctx, opt.n_batch, opt.kv, opt.policy);
   std::vector<float> lb(size_t(w.n_ctx * V)), lq(size_t(w.n_ctx * V));
   std::vector<int32_t> window;
   KldSums sums;
@@ -181,8 +181,7 @@ KldResult kl_divergence(const Model& base, const Model& cand, const std::vector<
     w.fill(tokens, c, window);
     sb.reset();
     sb.eval(window.data(), w.n_ctx, lb.data(), true);
-    sq.reset();
-    sq.eval(window.data(), w.n_ctx, lq.data(), true);
+    eval_window(sq, window.data(), w.n_ctx, w.first, lq.data());
     const int64_t scored = w.n_ctx - 1 - w.first;
     check_finite_logits(base, lb.data() + w.first * V, scored, V, c, w.first);
     check_finite_logits(cand, lq.data() + w.first * V, scored, V, c, w.first);

@@ -82,7 +82,8 @@ void save_kld_base(const Model& base, const std::vector<int32_t>& tokens, const 
   f.commit();
 }
 
-KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_t n_batch, const KvCacheSpec& kv) {
+KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_t n_batch, const KvCacheSpec& kv,
+                              const KvPolicy& policy) {
   auto file = MappedFile::open(path);
   const uint8_t* d = file->data();
   const size_t size = file->size();
@@ -116,15 +117,14 @@ KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_
   w.add_bos = h.bos >= 0;
   w.bos = int32_t(h.bos);
   const int64_t V = h.n_vocab, k = h.top_k;
-  InferenceState sq(cand, w.n_ctx, n_batch, kv);
+  InferenceState sq(cand, w.n_ctx, n_batch, kv, policy);
   std::vector<float> lq(static_cast<size_t>(w.n_ctx * V)), vals(static_cast<size_t>(k));
   std::vector<int32_t> window, ids(static_cast<size_t>(k));
   KldSums sums;
   Progress progress("kld", uint64_t(w.n_chunks));
   for (int64_t c = 0; c < w.n_chunks; c++) {
     w.fill(tokens, c, window);
-    sq.reset();
-    sq.eval(window.data(), w.n_ctx, lq.data(), true);
+    eval_window(sq, window.data(), w.n_ctx, w.first, lq.data());
     check_finite_logits(cand, lq.data() + w.first * V, w.n_ctx - 1 - w.first, V, c, w.first);
     for (int64_t j = w.first; j < w.n_ctx - 1; j++, rec += h.record_bytes()) {
       float lse_next[2];

@@ -25,7 +25,9 @@ void save_kld_base(const Model& base, const std::vector<int32_t>& tokens, const 
 
 // Scores `cand` on the windows stored in `path`. Fails on a malformed file or
 // a candidate with another vocabulary.
-KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_t n_batch, const KvCacheSpec& kv = {});
+// kv, policy: the candidate's cache.
+KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_t n_batch, const KvCacheSpec& kv = {},
+                              const KvPolicy& policy = {});
 
 // FNV-1a of the vocabulary's token strings (0 without a tokenizer).
 uint64_t vocab_hash(const Model& m);

@@ -55,6 +55,28 @@ PplProtocol parse_ppl_protocol(const std::string& s) {
   fail("unknown perplexity protocol '{}' (llama.cpp, gptq)", s);
 }
 
+void eval_window(InferenceState& st, const int32_t* tokens, int64_t n, int64_t first, float* logits) {
+  st.reset();
+  if (!st.policy().active()) return st.eval(tokens, n, logits, true);
+  const int64_t V = st.model().cfg.n_vocab;
+  if (first > 0) st.eval(tokens, first, nullptr, false);
+  for (int64_t j = first; j < n; j++) st.eval(tokens + j, 1, logits + j * V, true);
+}
+
+namespace {
+
+// Logits rows first..n-1, each from a fresh cache over the `window` tokens ending at its position.
+void eval_recomputed(InferenceState& st, const int32_t* tokens, int64_t n, int64_t first, int64_t window, float* logits) {
+  const int64_t V = st.model().cfg.n_vocab;
+  for (int64_t j = first; j < n; j++) {
+    const int64_t start = std::max<int64_t>(0, j + 1 - window);
+    st.reset();
+    st.eval(tokens + start, j + 1 - start, logits + j * V, false);
+  }
+}
+
+}  // namespace
+
 PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, const PerplexityOptions& opt,
                             const std::function<void(int64_t, double)>& on_chunk) {
   const int64_t n_ctx = opt.n_ctx;
@@ -74,7 +96,12 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
   const int32_t bos = m.tokenizer ? m.tokenizer->vocab().bos : -1;
 
   check_kv_context(opt.kv, n_ctx);
-  InferenceState st(m, n_ctx, opt.n_batch, opt.kv);
+  const int64_t recompute = opt.recompute_window;
+  if (recompute < 0 || recompute > n_ctx)
+    fail("--recompute-window {}: expected 1..{} (the context)", recompute, n_ctx);
+  if (recompute > 0 && opt.policy.active())
+    fail("--recompute-window with --kv-policy {}: the window is recomputed, no cache is kept", kv_policy_name(opt.policy));
+  InferenceState st(m, n_ctx, opt.n_batch, opt.kv, opt.policy);
   std::vector<float> logits(static_cast<size_t>(n_ctx * V));
   std::vector<int32_t> window(static_cast<size_t>(n_ctx));
   PerplexityResult r;
@@ -87,8 +114,10 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
     const int64_t start = c * n_ctx;
     std::copy(tokens.begin() + start, tokens.begin() + start + n_ctx, window.begin());
     if (add_bos) window[0] = bos;
-    st.reset();
-    st.eval(window.data(), n_ctx, logits.data(), true);
+    if (recompute > 0)
+      eval_recomputed(st, window.data(), n_ctx - 1, first, recompute, logits.data());
+    else
+      eval_window(st, window.data(), n_ctx, first, logits.data());
     check_finite_logits(m, logits.data() + first * V, n_ctx - 1 - first, V, c, first);
     // Logits at position j predict token j+1; positions first .. n_ctx-2.
     // The GPTQ code's exp(sum(loss * seqlen) / (nsamples * seqlen)) is this

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "model/forward.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -27,7 +28,19 @@ struct PerplexityOptions {
   PplProtocol protocol = PplProtocol::LlamaCpp;
   KvCacheSpec kv = {};       // the model's cache (kld: the candidate's)
   KvCacheSpec base_kv = {};  // kld: the base model's cache
+  KvPolicy policy = {};      // the model's (kld: the candidate's) eviction policy
+  // perplexity: > 0 scores each token from scratch after the recompute_window − 1
+  // tokens before it, no cache kept between tokens (StreamingLLM's "sliding
+  // window with re-computation", the baseline an eviction policy is held against).
+  int64_t recompute_window = 0;
 };
+
+// Logits rows first..n-1 of a window's tokens[n] on a fresh `st` (the rows
+// before may be written too). Without an eviction policy one pass over the
+// window; with one, the window is scored as a stream would be: tokens before
+// `first` are the prompt (one evaluation: snapkv compresses it), the rest are
+// decoded one at a time, evicting as they go.
+void eval_window(InferenceState& st, const int32_t* tokens, int64_t n, int64_t first, float* logits);
 
 struct PerplexityResult {
   double ppl = 0;

@@ -420,6 +420,42 @@ void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, i
   attention_paged(s, kv, &pq, 1, scale);
 }
 
+void attention_weights(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0,
+                       const void* k, float scale, float* acc, int64_t acc_stride) {
+  if (kv.kivi()) fail("attention_weights: a KIVI cache has no rows to rank");
+  const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, keys = pos0 + n;
+  const int64_t row_bytes = kv_row_bytes(kv.k, s.kv_stride);
+  const auto* rows = static_cast<const uint8_t*>(k);
+#pragma omp parallel
+  {
+    std::vector<float> key(static_cast<size_t>(hd));
+    std::vector<double> sc(size_t(group * n * keys));
+#pragma omp for schedule(static)
+    for (int64_t g = 0; g < s.n_kv_heads; g++) {
+      // Each key converted once for all the queries that share its head.
+      for (int64_t j = 0; j < keys; j++) {
+        kv_row_to_f32(kv.k, rows + j * row_bytes + kv_row_bytes(kv.k, g * hd), hd, key.data());
+        for (int64_t t = std::max<int64_t>(0, j - pos0); t < n; t++)
+          for (int64_t h = 0; h < group; h++) {
+            const float* qr = q + t * s.q_stride + (g * group + h) * hd;
+            double d = 0;
+            for (int64_t i = 0; i < hd; i++) d += double(qr[i]) * key[size_t(i)];
+            sc[size_t((t * group + h) * keys + j)] = d * scale;
+          }
+      }
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t h = 0; h < group; h++) {
+          double* r = sc.data() + (t * group + h) * keys;
+          const int64_t visible = pos0 + t + 1;
+          const double mx = *std::max_element(r, r + visible);
+          double sum = 0;
+          for (int64_t j = 0; j < visible; j++) sum += r[j] = std::exp(r[j] - mx);
+          for (int64_t j = 0; j < visible; j++) acc[g * acc_stride + j] += float(r[j] / sum);
+        }
+    }
+  }
+}
+
 void exp_f32(const float* x, int64_t n, float* y) {
 #if defined(__x86_64__)
   if (qdot_simd_active()) return exp_avx2(x, n, y);

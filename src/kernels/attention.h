@@ -33,6 +33,14 @@ void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, i
 void attention_ref(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0, const void* k,
                    const void* v, float scale, float* out);
 
+// The attention each cached key gets, as eviction policies (model/kv_policy.h)
+// rank keys: for every KV head g and key j ≤ pos0 + t,
+// acc[g · acc_stride + j] += Σ_t Σ_{h shares g} softmax_j(scale · q[t, h] · k[j, g])
+// over the queries t = 0..n-1 at positions pos0 + t, with the cache as
+// attention() reads it (row types only). Scores and sums in double.
+void attention_weights(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0,
+                       const void* k, float scale, float* acc, int64_t acc_stride);
+
 // A cache kept in pages of `page_size` positions (a paged KV cache's blocks):
 // position j's K row starts at k[j / page_size], row j % page_size of it
 // (rows kv_stride elements apart); V likewise. A KIVI cache's K page holds

@@ -85,22 +85,37 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
   up.resize(B * c.ffn_dim);
 }
 
-InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, KvCacheSpec kv)
-    : m_(m), n_ctx_(n_ctx), n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))), kv_(kv) {
+InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, KvCacheSpec kv, KvPolicy policy)
+    : m_(m),
+      n_ctx_(n_ctx),
+      n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))),
+      kv_(kv),
+      policy_(policy),
+      slots_(policy.bounded() ? policy.capacity() : n_ctx) {
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
   check_kv_spec(kv_, m.cfg.head_dim);
+  check_kv_policy(policy_, kv_, n_ctx_, n_batch_);
   const auto& c = m.cfg;
   const size_t B = size_t(n_batch_);
   a_.resize(c, B);
 }
 
 void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
-  if (n_past_ + n > n_ctx_)
-    fail("context overflow: {} tokens in the cache + {} new exceed the context of {}", n_past_, n, n_ctx_);
+  if (!policy_.bounded() && n_kept_ + n > slots_)
+    fail("context overflow: {} tokens in the cache + {} new exceed the context of {}", n_kept_, n, n_ctx_);
   const int64_t V = m_.cfg.n_vocab;
-  for (int64_t i = 0; i < n; i += n_batch_) {
-    const int64_t b = std::min(n_batch_, n - i);
+  // snapkv's prompt: batches split so that the last holds the observation window.
+  const bool snap = policy_.kind == KvPolicyKind::SnapKV && n_past_ == 0 && n > policy_.budget;
+  const int64_t before_last = n - std::min(n, n_batch_);
+  for (int64_t i = 0, b = 0; i < n; i += b) {
+    b = std::min(n_batch_, n - i);
+    if (snap && i < before_last) b = i == 0 && before_last % n_batch_ ? before_last % n_batch_ : n_batch_;
+    if (policy_.bounded()) {
+      b = std::min(b, std::max(policy_.step(), slots_ - n_kept_));
+      if (n_kept_ + b > slots_) evict_to(slots_ - b);
+    }
     const bool last = i + b == n;
+    snap_rows_ = snap && last ? policy_.window : 0;
     float* out = nullptr;
     if (logits && all_logits) out = logits + i * V;
     if (logits && !all_logits && last) out = logits;
@@ -108,7 +123,7 @@ void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool 
   }
 }
 
-void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const uint8_t* vc) {
+AttentionShape InferenceState::shape(int64_t l) const {
   const auto& c = m_.cfg;
   AttentionShape shape;
   shape.n_heads = c.heads(l);
@@ -116,8 +131,13 @@ void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const ui
   shape.head_dim = c.head_dim;
   shape.q_stride = shape.out_stride = c.q_dim(l);
   shape.kv_stride = c.kv_dim(l);
-  const float scale = 1.0f / std::sqrt(float(c.head_dim));
-  if (!kv_.kivi()) return lmpress::attention(shape, kv_, a_.q.data(), n, n_past_, kc, vc, scale, a_.att.data());
+  return shape;
+}
+
+void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const uint8_t* vc) {
+  const AttentionShape shape = this->shape(l);
+  const float scale = 1.0f / std::sqrt(float(m_.cfg.head_dim));
+  if (!kv_.kivi()) return lmpress::attention(shape, kv_, a_.q.data(), n, n_kept_, kc, vc, scale, a_.att.data());
   const void* k = kc;
   const void* v = vc;
   const KiviStage& st = stages_[size_t(l)];
@@ -131,23 +151,97 @@ void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const ui
 }
 
 void InferenceState::reset() {
-  n_past_ = 0;
+  n_past_ = n_kept_ = 0;
   for (auto& s : stages_) s.reset();
+  for (auto& s : score_) std::fill(s.begin(), s.end(), 0.0f);
+}
+
+void InferenceState::compact(int64_t l, int64_t g, const std::vector<int64_t>& keep, uint8_t* kc, uint8_t* vc) {
+  const int64_t kvd = m_.cfg.kv_dim(l), hd = m_.cfg.head_dim;
+  const int64_t krow = kv_.row_bytes(kv_.k, kvd), vrow = kv_.row_bytes(kv_.v, kvd);
+  // One head's part of a row, or the whole row.
+  const int64_t koff = g < 0 ? 0 : kv_row_bytes(kv_.k, g * hd), klen = g < 0 ? krow : kv_row_bytes(kv_.k, hd);
+  const int64_t voff = g < 0 ? 0 : kv_row_bytes(kv_.v, g * hd), vlen = g < 0 ? vrow : kv_row_bytes(kv_.v, hd);
+  float* score = score_.empty() || g < 0 ? nullptr : score_[size_t(l)].data() + g * slots_;
+  for (size_t i = 0; i < keep.size(); i++) {
+    const int64_t from = keep[i], to = int64_t(i);  // ascending: to ≤ from, so rows move down in place
+    if (from == to) continue;
+    std::memmove(kc + to * krow + koff, kc + from * krow + koff, size_t(klen));
+    std::memmove(vc + to * vrow + voff, vc + from * vrow + voff, size_t(vlen));
+    if (score) score[to] = score[from];
+  }
+  if (score) std::fill(score + keep.size(), score + slots_, 0.0f);
+}
+
+void InferenceState::evict_to(int64_t keep) {
+  if (keep >= n_kept_) return;
+  std::vector<int64_t> kept;
+  for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
+    if (k_cache_[size_t(l)].empty()) continue;  // a skipped layer
+    uint8_t* kc = k_cache_[size_t(l)].data();
+    uint8_t* vc = v_cache_[size_t(l)].data();
+    if (policy_.kind == KvPolicyKind::SinkWindow) {
+      keep_sink_window(n_kept_, policy_.sinks, keep, kept);
+      compact(l, -1, kept, kc, vc);
+      continue;
+    }
+    for (int64_t g = 0; g < m_.cfg.kv_heads(l); g++) {
+      keep_heavy(score_[size_t(l)].data() + g * slots_, n_kept_, policy_.window, keep, kept);
+      compact(l, g, kept, kc, vc);
+    }
+  }
+  n_kept_ = keep;
+  if (policy_.kind == KvPolicyKind::SinkWindow) place_sinks();
+}
+
+void InferenceState::place_sinks() {
+  const auto& c = m_.cfg;
+  const int64_t S = std::min(policy_.sinks, n_kept_);
+  // The window holds positions n_past_ − (n_kept_ − S) .. n_past_ − 1; sink i goes S − i before its oldest.
+  const int64_t shift = n_past_ - n_kept_;
+  const int64_t rk = kv_rotation_k(kv_, c.head_dim);
+  std::vector<float> k;
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    if (k_cache_[size_t(l)].empty()) continue;
+    const int64_t kvd = c.kv_dim(l), krow = kv_.row_bytes(kv_.k, kvd);
+    for (int64_t i = 0; i < S; i++) {
+      k.assign(sink_k_[size_t(l)].begin() + i * kvd, sink_k_[size_t(l)].begin() + (i + 1) * kvd);
+      rope(k.data(), c.kv_heads(l), c.head_dim, shift, m_.rope_inv_freqs, c.rope_layout);
+      if (rk) hadamard(k.data(), kvd, rk);
+      store_cache_row(kv_.k, k.data(), kvd, k_cache_[size_t(l)].data() + i * krow);
+    }
+  }
+}
+
+void InferenceState::snapkv_compress(int64_t l, int64_t n, uint8_t* kc, uint8_t* vc) {
+  const int64_t keys = n_kept_ + n, W = snap_rows_, G = m_.cfg.kv_heads(l);
+  std::vector<float> acc(size_t(G * keys), 0.0f);
+  const float scale = 1.0f / std::sqrt(float(m_.cfg.head_dim));
+  attention_weights(shape(l), kv_, a_.q.data() + (n - W) * m_.cfg.q_dim(l), W, keys - W, kc, scale, acc.data(), keys);
+  std::vector<int64_t> kept;
+  for (int64_t g = 0; g < G; g++) {
+    keep_snapkv(acc.data() + g * keys, keys, W, policy_.budget, kept);
+    compact(l, g, kept, kc, vc);
+  }
 }
 
 void InferenceState::rewind(const Mark& m) {
+  if (policy_.active()) fail("rewind: not with an eviction policy ({})", kv_policy_name(policy_));
   if (m.n_past == 0) return reset();  // a mark taken before the first eval has no stages yet
   if (m.n_past > n_past_ || m.stages.size() != stages_.size())
     fail("rewind: the mark at {} positions is not from this state's past ({} positions)", m.n_past, n_past_);
-  n_past_ = m.n_past;
+  n_past_ = n_kept_ = m.n_past;
   stages_ = m.stages;
 }
 
 void InferenceState::truncate(int64_t n) {
   n = std::max<int64_t>(0, n);
   if (n >= n_past_) return;
+  if (n_kept_ != n_past_)
+    fail("truncate: positions were evicted from the cache ({}), so position {} is no longer where it was",
+         kv_policy_name(policy_), n);
   for (auto& s : stages_) s.truncate(n);
-  n_past_ = n;
+  n_past_ = n_kept_ = n;
 }
 
 void InferenceState::embed(const int32_t* tokens, int64_t n, float* x) const {
@@ -167,10 +261,11 @@ void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, 
     layer_k_.resize(size_t(n_batch_ * kv_.row_bytes(kv_.k, kv_dim)));
     layer_v_.resize(size_t(n_batch_ * kv_.row_bytes(kv_.v, kv_dim)));
   }
+  if (policy_.active()) fail("eval_layer: calibration runs without an eviction policy");
   const int64_t saved = n_past_;
-  n_past_ = 0;
+  n_past_ = n_kept_ = 0;
   block(layer, w, x, n, obs, layer_k_.data(), layer_v_.data());
-  n_past_ = saved;
+  n_past_ = n_kept_ = saved;
 }
 
 uint64_t InferenceState::layer_buffer_bytes() const {
@@ -181,7 +276,7 @@ uint64_t InferenceState::cache_bytes() const {
   uint64_t b = 0;
   for (int64_t l = 0; l < m_.cfg.n_layers; l++)
     if (skip_.empty() || !skip_[size_t(l)]) {
-      const int64_t positions = kv_.round_positions(n_ctx_), d = m_.cfg.kv_dim(l);
+      const int64_t positions = kv_.round_positions(slots_), d = m_.cfg.kv_dim(l);
       b += uint64_t(kv_.k_bytes(positions, d) + kv_.v_bytes(positions, d));
       if (kv_.kivi()) b += KiviStage::reserved_bytes(kv_, d);
     }
@@ -197,15 +292,22 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   matmul(*L.wq, a_.xn.data(), n, a_.q.data());
   matmul(*L.wk, a_.xn.data(), n, a_.k.data());
   matmul(*L.wv, a_.xn.data(), n, a_.v.data());
+  const bool sinks = policy_.kind == KvPolicyKind::SinkWindow;
+  const int64_t rk = kv_rotation_k(kv_, c.head_dim);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
     float* q = a_.q.data() + t * qd;
     float* k = a_.k.data() + t * kvd;
     float* v = a_.v.data() + t * kvd;
-    const int64_t pos = n_past_ + t;
+    const int64_t pos = n_past_ + t, slot = n_kept_ + t;
     const bool rows = !kv_.kivi();
-    prepare_token(m_, kv_, l, q, k, v, pos, rows ? kc + pos * kv_.row_bytes(kv_.k, kvd) : nullptr,
-                  rows ? vc + pos * kv_.row_bytes(kv_.v, kvd) : nullptr);
+    prepare_token(m_, kv_, l, q, k, v, pos, rows ? kc + slot * kv_.row_bytes(kv_.k, kvd) : nullptr,
+                  rows ? vc + slot * kv_.row_bytes(kv_.v, kvd) : nullptr);
+    if (sinks && pos < policy_.sinks) {  // kept as rotated for pos, before the cache's Hadamard rotation
+      float* sink = sink_k_[size_t(l)].data() + pos * kvd;
+      std::copy_n(k, kvd, sink);
+      if (rk) hadamard(sink, kvd, rk);  // H is its own inverse
+    }
   }
   if (kv_.kivi()) {
     const int64_t G = kv_.group, kgroup = kv_.key_group_bytes(kvd), vrow = kv_.row_bytes(kv_.v, kvd);
@@ -215,6 +317,10 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   }
   attention(l, n, kc, vc);
   if (kv_.kivi()) stages_[size_t(l)].commit(a_.k.data(), a_.v.data(), n);
+  if (policy_.kind == KvPolicyKind::H2O)
+    attention_weights(shape(l), kv_, a_.q.data(), n, n_kept_, kc, 1.0f / std::sqrt(float(c.head_dim)),
+                      score_[size_t(l)].data(), slots_);
+  if (snap_rows_) snapkv_compress(l, n, kc, vc);
   unrotate_attention(m_, kv_, l, a_.att.data(), n);
   if (obs) (*obs)(LinearSite::AttnOut, a_.att.data(), n, qd);
   matmul(*L.wo, a_.att.data(), n, a_.xn.data());
@@ -248,15 +354,19 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
   if (k_cache_.empty())
     for (int64_t l = 0; l < c.n_layers; l++) {
       const bool on = !skipped(l);
-      const int64_t positions = kv_.round_positions(n_ctx_);
+      const int64_t positions = kv_.round_positions(slots_);
       k_cache_.emplace_back(on ? size_t(kv_.k_bytes(positions, c.kv_dim(l))) : 0);
       v_cache_.emplace_back(on ? size_t(kv_.v_bytes(positions, c.kv_dim(l))) : 0);
       if (kv_.kivi()) stages_.emplace_back(kv_, c.kv_dim(l));
+      if (policy_.kind == KvPolicyKind::H2O) score_.emplace_back(on ? size_t(c.kv_heads(l) * slots_) : 0, 0.0f);
+      if (policy_.kind == KvPolicyKind::SinkWindow) sink_k_.emplace_back(size_t(policy_.sinks * c.kv_dim(l)));
     }
   for (int64_t l = 0; l < c.n_layers; l++)
     if (!skipped(l))
       block(l, m_.layers[size_t(l)], a_.x.data(), n, nullptr, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data());
   n_past_ += n;
+  n_kept_ = snap_rows_ ? policy_.budget : n_kept_ + n;
+  snap_rows_ = 0;
   if (!logits) return;
   const int64_t first = all_logits ? 0 : n - 1;
   const int64_t rows = n - first;

@@ -10,6 +10,7 @@
 
 #include "kernels/attention.h"
 #include "model/kivi_stage.h"
+#include "model/kv_policy.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -51,12 +52,17 @@ struct ForwardBuffers {
 class InferenceState {
  public:
   // n_ctx: KV-cache capacity in tokens; n_batch: most tokens per GEMM batch;
-  // kv: the cache's types and rotation (checked against the model's head size).
-  InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch = 512, KvCacheSpec kv = {});
+  // kv: the cache's types and rotation (checked against the model's head size);
+  // policy: which positions the cache keeps (model/kv_policy.h; a bounded
+  // policy's cache holds policy.capacity() positions and takes any number).
+  InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch = 512, KvCacheSpec kv = {}, KvPolicy policy = {});
 
   // Runs `n` tokens at positions n_past().., appending to the cache. Writes
   // logits[n, vocab] when all_logits, else logits[vocab] of the last token;
-  // logits may be null. Throws if the cache would overflow.
+  // logits may be null. Throws if the cache would overflow. With a bounded
+  // policy the cache evicts before each step to make room (steps of at most
+  // policy.step() tokens once it is full); with snapkv the first eval after
+  // reset() is the prompt, compressed once its last batch has run.
   void eval(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
   // Calibration: runs block `layer` alone with weights `w` on hidden states
   // x[n, dim] (updated in place) of a fresh sequence at positions 0..n-1,
@@ -71,6 +77,11 @@ class InferenceState {
 
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return n_ctx_; }
+  // Positions the cache holds (n_past() less those evicted).
+  int64_t n_cached() const { return n_kept_; }
+  // No room for another token: the cache holds n_ctx positions (never with a bounded policy).
+  bool full() const { return !policy_.bounded() && n_kept_ >= slots_; }
+  const KvPolicy& policy() const { return policy_; }
   const KvCacheSpec& cache_spec() const { return kv_; }
   // Bytes the cache holds once allocated: n_ctx positions of every computed
   // layer (and a KIVI cache's staged f16 rows).
@@ -78,12 +89,13 @@ class InferenceState {
   void reset();
   // Forgets every token after the first n (a shared prefix is kept and its
   // continuations are evaluated one after another). A KIVI cache cannot take
-  // back quantized positions: it throws for those.
+  // back quantized positions, nor an evicting one positions after an
+  // eviction: it throws for those.
   void truncate(int64_t n);
   // The state after the positions evaluated so far, to come back to after
   // evaluating more (llama-bench's depth, filled once): unlike truncate it
   // works for KIVI caches too, whose pages before the mark later positions
-  // never rewrite (only the staged f16 rows are kept).
+  // never rewrite (only the staged f16 rows are kept). Not with an eviction policy.
   struct Mark {
     int64_t n_past = 0;
     std::vector<KiviStage> stages;
@@ -98,7 +110,17 @@ class InferenceState {
 
  private:
   void eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
+  AttentionShape shape(int64_t layer) const;
   void attention(int64_t layer, int64_t n, const uint8_t* kc, const uint8_t* vc);
+  // Eviction (policy_): every computed layer's cache down to `keep` positions
+  // before a step (sink-window, h2o); one layer's prompt down to the snapkv
+  // budget after the prompt's last batch of n tokens ran its attention.
+  void evict_to(int64_t keep);
+  void snapkv_compress(int64_t layer, int64_t n, uint8_t* kc, uint8_t* vc);
+  // Moves KV head g's slots `keep` (ascending) of layer l to slots 0.. (all heads when g < 0).
+  void compact(int64_t l, int64_t g, const std::vector<int64_t>& keep, uint8_t* kc, uint8_t* vc);
+  // sink-window: the sinks' keys rotated to sit just before the oldest window position.
+  void place_sinks();
   // kc, vc: the K/V cache block `layer` reads and appends to.
   void block(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs, uint8_t* kc,
              uint8_t* vc);
@@ -106,6 +128,12 @@ class InferenceState {
   const Model& m_;
   int64_t n_ctx_, n_batch_, n_past_ = 0;
   KvCacheSpec kv_;
+  KvPolicy policy_;
+  int64_t slots_;          // positions the cache is allocated for
+  int64_t n_kept_ = 0;     // positions it holds
+  int64_t snap_rows_ = 0;  // snapkv: the batch now running ends the prompt, its last snap_rows_ tokens the window
+  std::vector<std::vector<float>> score_;   // h2o: per layer [kv_heads][slots_] accumulated attention
+  std::vector<std::vector<float>> sink_k_;  // sink-window: per layer [sinks][kv_dim] keys as rotated for positions 0..S-1
   std::vector<bool> skip_;
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx] rows of kv_dim values, made by the first eval
   std::vector<uint8_t> layer_k_, layer_v_;               // eval_layer's [n_batch, kv_dim]

@@ -174,18 +174,22 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : m.cfg.ctx_len;
   std::vector<int32_t> toks = m.tokenizer->encode(prompt, true, true);
   if (toks.empty()) fail("the prompt is empty and the model adds no BOS token");
-  if (int64_t(toks.size()) >= n_ctx)
+  if (int64_t(toks.size()) >= n_ctx && !opt.policy.bounded())
     fail("the prompt has {} tokens, which does not fit the context of {} (use a shorter prompt or --ctx)", toks.size(), n_ctx);
   check_kv_spec(opt.kv, m.cfg.head_dim);
   check_kv_context(opt.kv, n_ctx);
+  if (opt.drafter && opt.policy.active())
+    fail("--kv-policy {} with speculative decoding: rejected drafts are taken back from the cache, which eviction "
+         "rearranges; drop one of them",
+         kv_policy_name(opt.policy));
   if (opt.drafter) return generate_speculative(m, std::move(toks), n_ctx, opt, on_text);
-  InferenceState st(m, n_ctx, kGenerateBatch, opt.kv);
+  InferenceState st(m, n_ctx, kGenerateBatch, opt.kv, opt.policy);
   std::vector<float> logits(size_t(m.cfg.n_vocab));
   Sampler sampler(opt.sampling);
   GenerateStats s;
   s.n_prompt = int64_t(toks.size());
   s.cache_bytes = st.cache_bytes();
-  s.cache_bytes_per_token = double(s.cache_bytes) / double(n_ctx);
+  s.cache_bytes_per_token = double(s.cache_bytes) / double(opt.policy.bounded() ? opt.policy.capacity() : n_ctx);
   const auto t0 = std::chrono::steady_clock::now();
   st.eval(toks.data(), int64_t(toks.size()), logits.data(), false);
   s.prompt_seconds = seconds_since(t0);
@@ -193,7 +197,7 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
   const int64_t n_sample = std::min<int64_t>(m.cfg.n_vocab, int64_t(m.tokenizer->vocab().size()));
   Emitter emit(m, opt, on_text, s, toks);
   for (bool more = opt.n_predict > 0; more;) {
-    if (st.n_past() >= n_ctx) {
+    if (st.full()) {
       s.stopped = StopReason::Context;
       break;
     }

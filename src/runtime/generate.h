@@ -3,6 +3,7 @@
 #include <functional>
 #include <string>
 
+#include "model/kv_policy.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
 #include "runtime/speculative.h"
@@ -16,6 +17,7 @@ struct GenerateOptions {
   int64_t n_predict = 64;
   int64_t n_ctx = 0;  // 0: the model's trained context
   KvCacheSpec kv;     // the target's cache
+  KvPolicy policy;    // and its eviction policy (not with a drafter); a bounded one generates past n_ctx
   SamplerOptions sampling;
   bool stop_at_eos = true;
   // Speculative decoding (speculative.h) when set: drafts of draft_min..

@@ -39,6 +39,7 @@ void add_generate(CLI::App& app) {
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_spec_options(cmd, o->spec);
   add_cache_options(cmd, o->kv);
+  add_kv_policy_option(cmd, o->kv);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after end-of-sequence");
   cmd->add_flag("--json", o->json, "Print JSON instead of streaming");
   add_threads_option(cmd, o->threads);
@@ -48,6 +49,7 @@ void add_generate(CLI::App& app) {
     auto m = load_for_inference(o->model, o->tokenizer);
     o->g.stop_at_eos = !o->ignore_eos;
     o->g.kv = o->kv.spec();
+    o->g.policy = o->kv.eviction();
     std::unique_ptr<DraftSource> source;
     std::unique_ptr<Drafter> drafter;
     if (!o->spec.type.empty()) {
@@ -78,7 +80,8 @@ void add_generate(CLI::App& app) {
                                {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()},
                                {"kv_cache", {{"type_k", kv_type_name(o->g.kv.k)}, {"type_v", kv_type_name(o->g.kv.v)},
                                              {"bytes_per_token", s.cache_bytes_per_token},
-                                             {"bytes", s.cache_bytes}}}};
+                                             {"bytes", s.cache_bytes},
+                                             {"policy", kv_policy_name(o->g.policy)}}}};
       if (o->g.drafter) j["spec"] = spec_json(o->spec, s.spec);
       // Sampled byte tokens can end the text inside a UTF-8 sequence (or make
       // an invalid one): such bytes are printed as U+FFFD.
@@ -92,8 +95,9 @@ void add_generate(CLI::App& app) {
     }
     fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", s.n_prompt,
                s.prompt_tps(), s.n_generated, s.gen_tps());
-    fmt::print("KV cache: {}, {:.1f} bytes per token, {:.2f} MiB\n", kv_spec_name(o->g.kv), s.cache_bytes_per_token,
-               double(s.cache_bytes) / (1 << 20));
+    fmt::print("KV cache: {}, {:.1f} bytes per token, {:.2f} MiB{}\n", kv_spec_name(o->g.kv), s.cache_bytes_per_token,
+               double(s.cache_bytes) / (1 << 20),
+               o->g.policy.active() ? ", eviction " + kv_policy_name(o->g.policy) : std::string());
     if (o->g.drafter) fmt::print("{}\n", spec_summary(o->spec, s.spec));
   });
 }

@@ -79,6 +79,7 @@ void add_kld(CLI::App& app) {
   cmd->add_option("-b,--batch", o->batch, "Tokens per forward batch")->capture_default_str()->check(CLI::Range(1, 1 << 20));
   cmd->add_flag("--json", o->json, "Print JSON");
   add_cache_options(cmd, o->kv);
+  add_kv_policy_option(cmd, o->kv);
   add_cache_options(cmd, o->base_kv, "base-");
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
@@ -95,7 +96,7 @@ void add_kld(CLI::App& app) {
       if (!o->file.empty()) fail("kld: --base-logits takes the text from the saved file; drop -f");
       auto cand = load_for_inference(o->models[0]);
       kv_dim = cand->cfg.kv_dim();
-      r = kl_divergence_saved(o->base_logits, *cand, o->batch, o->kv.spec());
+      r = kl_divergence_saved(o->base_logits, *cand, o->batch, o->kv.spec(), o->kv.eviction());
     } else {
       if (o->file.empty()) fail("kld: -f TEXT is required");
       auto base = load_for_inference(o->models[0]);
@@ -103,6 +104,7 @@ void add_kld(CLI::App& app) {
       const auto tokens = base->tokenizer->encode(read_input_text(o->file), true, false);
       PerplexityOptions po{o->ctx, o->chunks, o->batch};
       po.kv = o->kv.spec();
+      po.policy = o->kv.eviction();
       po.base_kv = o->base_kv.spec();
       po.base_kv.rotate = po.kv.rotate;
       po.base_kv.group = po.kv.group;

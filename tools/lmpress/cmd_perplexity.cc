@@ -13,7 +13,7 @@ namespace lmpress::cli {
 void add_perplexity(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer, file, protocol = "llama.cpp";
-    int64_t ctx = 512, chunks = -1, batch = 2048;
+    int64_t ctx = 512, chunks = -1, batch = 2048, recompute = 0;
     int threads = 0;
     bool json = false;
     CacheOptions kv;
@@ -33,6 +33,10 @@ void add_perplexity(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print JSON");
   add_threads_option(cmd, o->threads);
   add_cache_options(cmd, o->kv);
+  add_kv_policy_option(cmd, o->kv);
+  cmd->add_option("--recompute-window", o->recompute,
+                  "Score each token from scratch after the W-1 tokens before it (the sliding window with "
+                  "re-computation that eviction policies are compared with; slow)");
   on_run(cmd, [o] {
     set_num_threads(o->threads);
     auto m = load_for_inference(o->model, o->tokenizer);
@@ -44,6 +48,8 @@ void add_perplexity(CLI::App& app) {
     if (o->ctx > m->cfg.ctx_len && !o->json)
       fmt::print(stderr, "warning: ctx {} exceeds the model's trained context {}\n", o->ctx, m->cfg.ctx_len);
     PerplexityOptions po{o->ctx, o->chunks, o->batch, protocol, o->kv.spec()};
+    po.policy = o->kv.eviction();
+    po.recompute_window = o->recompute;
     if (!o->json) fmt::print("{} tokens; calculating perplexity over windows of {}\n", tokens.size(), o->ctx);
     auto r = perplexity(*m, tokens, po, [&](int64_t i, double ppl) {
       if (!o->json) {

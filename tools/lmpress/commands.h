@@ -8,6 +8,7 @@
 
 #include "compress/calibration.h"
 #include "guarded.h"
+#include "model/kv_policy.h"
 #include "model/model.h"
 #include "runtime/speculative.h"
 
@@ -47,11 +48,14 @@ void add_chat_template_option(CLI::App* cmd, const std::string& name, std::strin
 // (K and V), --cache-type-k, --cache-type-v (override it) and --kv-rotate.
 // `prefix` names another model's cache (kld's "base-": --base-cache-type ...).
 struct CacheOptions {
-  std::string type = "f16", k, v, rotate = "auto";
+  std::string type = "f16", k, v, rotate = "auto", policy = "none";
   int64_t group = 64, residual = 0;
   KvCacheSpec spec() const;
+  KvPolicy eviction() const { return parse_kv_policy(policy); }
 };
 void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix = "");
+// --kv-policy (the commands whose cache is an InferenceState's: generate, perplexity, kld).
+void add_kv_policy_option(CLI::App* cmd, CacheOptions& o);
 // --spec TYPE, --draft-max, --draft-min, --draft-p-min (generate, bench).
 void add_spec_options(CLI::App* cmd, SpecOptions& spec);
 // --spec self:skip:auto:N: the N blocks whose skipping alone loses least

@@ -62,6 +62,14 @@ void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix
   }
 }
 
+void add_kv_policy_option(CLI::App* cmd, CacheOptions& o) {
+  cmd->add_option("--kv-policy", o.policy,
+                  "Evict cached positions: none, sink-window:S,W (StreamingLLM: S sinks + the newest W), h2o:B[,W] "
+                  "(B per head: the newest W, default B/2, and the most attended), snapkv:B,W (the prompt "
+                  "compressed once to B, keeping its last W)")
+      ->capture_default_str();
+}
+
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who) {
   add_path_option(cmd, "--calib", calib.file, "Calibration text (" + who + ")", PathRole::Input);
   cmd->add_option("--calib-samples", calib.samples, "Calibration windows")->capture_default_str();
