@@ -21,12 +21,12 @@ struct GreedyReference {
 inline int32_t argmax_of(const float* x, int64_t n) { return int32_t(std::max_element(x, x + n) - x); }
 
 inline GreedyReference greedy_reference(const Model& m, const std::vector<int32_t>& prompt, int64_t n_gen,
-                                        const KvCacheSpec& kv = {}) {
+                                        const KvCacheSpec& kv = {}, const KvPolicy& policy = {}) {
   const int64_t V = m.cfg.n_vocab, P = int64_t(prompt.size());
   GreedyReference r;
   r.prompt = prompt;
   r.logits.resize(size_t((P + n_gen) * V));
-  InferenceState st(m, P + n_gen + 1, 512, kv);
+  InferenceState st(m, std::max(P + n_gen + 1, policy.capacity()), 512, kv, policy);
   st.eval(prompt.data(), P, r.logits.data(), true);
   InferenceState last(m, P, 512, kv);
   last.eval(prompt.data(), P, r.logits.data() + (P - 1) * V, false);

@@ -176,6 +176,38 @@ TEST(ServeHttp, KiviHoldsThreeTimesTheRequestsInTheSameMemory) {
   EXPECT_EQ(srv.stop(), 0) << srv.log();
 }
 
+// sink-window in the paged cache: requests run 150 tokens in a context of
+// 64, each in at most 4 blocks of 16, with `generate --kv-policy`'s greedy text.
+TEST(ServeHttp, SinkWindowRunsPastTheContext) {
+  NEED_MODEL();
+  const std::string policy = "sink-window:4,28";
+  test::ServeProcess srv({model(), "-c", "64", "--parallel", "2", "-t", "2", "--kv-policy", policy});
+  ASSERT_TRUE(srv.ok()) << srv.log();
+  EXPECT_EQ(metric(srv.port(), "lmpress:kv_blocks_total"), 8);  // 2 requests of 4 blocks
+  std::vector<std::string> want;
+  for (int i = 0; i < 2; i++) {
+    auto r = test::run_cli("generate " + model() + " -p '" + kPrompts[size_t(i)] + "' -n 150 -c 64 --ignore-eos --json -t 1 " +
+                           "--kv-policy " + policy);
+    ASSERT_EQ(r.status, 0) << r.out;
+    want.push_back(Json::parse(r.out.substr(r.out.find('{')))["text"].get<std::string>());
+  }
+  std::vector<std::future<Reply>> futs;
+  for (int i = 0; i < 2; i++)
+    futs.push_back(std::async(std::launch::async,
+                              [&, i] { return post(srv.port(), "/v1/completions", completion(kPrompts[size_t(i)], 150).dump()); }));
+  for (int i = 0; i < 2; i++) {
+    Reply x = futs[size_t(i)].get();
+    ASSERT_EQ(x.status, 200) << x.body.dump();
+    EXPECT_EQ(x.body["choices"][0]["text"], want[size_t(i)]) << "prompt " << i;
+    EXPECT_EQ(x.body["usage"]["completion_tokens"], 150);
+  }
+  EXPECT_EQ(metric(srv.port(), "lmpress:preemptions_total"), 0);
+  EXPECT_TRUE(drained(srv.port()));
+  EXPECT_EQ(srv.stop(), 0) << srv.log();
+  test::expect_cli_error("serve " + model() + " --port 0 --kv-policy h2o:64", "--kv-policy h2o:64,32: serve evicts with sink-window only");
+  test::expect_cli_error("serve " + model() + " --port 0 --kv-policy sink-window:4,28 --spec ngram", "with --spec");
+}
+
 // With speculative decoding in the engine's steps (prompt lookup, and the
 // model with a block skipped): the same greedy text for 4 requests at once,
 // with drafts verified and counted in /metrics.

@@ -243,7 +243,7 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
   const int64_t krow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.k, s.kv_stride);
   const int64_t vrow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.v, s.kv_stride);
   const int64_t khead = kv.kivi() ? 0 : kv_row_bytes(kv.k, kvh * hd), vhead = kv.kivi() ? 0 : kv_row_bytes(kv.v, kvh * hd);
-  for (int64_t j0 = 0; j0 < keys; j0 += kKeyBlock) {
+  for (int64_t j0 = pq.cache.first; j0 < keys; j0 += kKeyBlock) {
     const int64_t jn = std::min(kKeyBlock, keys - j0);
     if (kv.kivi()) {
       convert_keys_kivi(kv, pq.cache, s.kv_stride, kvh, hd, j0, jn, boundary, w.kt.data());
@@ -333,7 +333,7 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
           const int64_t boundary = kv.kivi() ? kv.kivi_boundary(pos0 + t) : 0;
           const float* qr = pq.q + t * s.q_stride + h * hd;
           float mx = -std::numeric_limits<float>::infinity();
-          for (int64_t j = 0; j < visible; j++) {
+          for (int64_t j = pq.cache.first; j < visible; j++) {
             cached_values(kv, true, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data(), boundary);
             float d = 0;
             for (int64_t i = 0; i < hd; i++) d += qr[i] * row[size_t(i)];
@@ -342,7 +342,7 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
           }
           double sum = 0;
           std::fill(o.begin(), o.end(), 0.0);
-          for (int64_t j = 0; j < visible; j++) {
+          for (int64_t j = pq.cache.first; j < visible; j++) {
             const double p = std::exp(double(sc[size_t(j)] - mx));
             sum += p;
             cached_values(kv, false, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data(), boundary);

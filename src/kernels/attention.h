@@ -50,6 +50,9 @@ void attention_weights(const AttentionShape& s, const KvCacheSpec& kv, const flo
 // k_staged / v_staged (row i: position staged_from + i) up to fresh_from, and
 // f32 rows at k_fresh / v_fresh from there (the batch's own), all kv_stride
 // values apart (model/kivi_stage.h).
+// Slots before `first` hold nothing the queries see (an evicting cache's
+// sinks sit at the end of their block): keys are visited from `first` on,
+// in the same blocks as a contiguous cache whose key 0 is slot `first`.
 struct KvPages {
   const void* const* k = nullptr;
   const void* const* v = nullptr;
@@ -60,6 +63,7 @@ struct KvPages {
   const float* k_fresh = nullptr;
   const float* v_fresh = nullptr;
   int64_t fresh_from = 0;
+  int64_t first = 0;
 };
 // One sequence's part of a paged attention call: queries q[n, q_stride] at
 // positions pos0..pos0+n-1 over `cache` (which holds positions 0..pos0+n-1),

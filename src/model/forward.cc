@@ -47,6 +47,22 @@ void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, f
   store_cache_row(kv.v, v, c.kv_dim(l), vrow);
 }
 
+void keep_unrotated_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k, float* out) {
+  const int64_t kvd = m.cfg.kv_dim(l);
+  std::copy_n(k, kvd, out);
+  if (const int64_t rk = kv_rotation_k(kv, m.cfg.head_dim)) hadamard(out, kvd, rk);  // H is its own inverse
+}
+
+void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k0, int64_t shift, uint8_t* krow) {
+  const ModelConfig& c = m.cfg;
+  const int64_t kvd = c.kv_dim(l);
+  thread_local std::vector<float> k;
+  k.assign(k0, k0 + kvd);
+  rope(k.data(), c.kv_heads(l), c.head_dim, shift, m.rope_inv_freqs, c.rope_layout);
+  if (const int64_t rk = kv_rotation_k(kv, c.head_dim)) hadamard(k.data(), kvd, rk);
+  store_cache_row(kv.k, k.data(), kvd, krow);
+}
+
 void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n) {
   const int64_t rv = kv_rotation_v(kv, m.cfg.head_dim), qd = m.cfg.q_dim(l);
   if (rv == 0) return;
@@ -110,9 +126,13 @@ void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool 
   for (int64_t i = 0, b = 0; i < n; i += b) {
     b = std::min(n_batch_, n - i);
     if (snap && i < before_last) b = i == 0 && before_last % n_batch_ ? before_last % n_batch_ : n_batch_;
-    if (policy_.bounded()) {
-      b = std::min(b, std::max(policy_.step(), slots_ - n_kept_));
-      if (n_kept_ + b > slots_) evict_to(slots_ - b);
+    if (policy_.bounded()) b = std::min(b, std::max(policy_.step(), slots_ - n_kept_));
+    if (policy_.kind == KvPolicyKind::SinkWindow) {
+      const int64_t from = n_past_ - n_kept_ + policy_.sinks;  // the window's first position
+      const int64_t to = sink_window_start(policy_, from, n_past_, b);
+      if (to != from) evict_to(policy_.sinks + n_past_ - to);
+    } else if (policy_.kind == KvPolicyKind::H2O && n_kept_ + b > slots_) {
+      evict_to(slots_ - b);
     }
     const bool last = i + b == n;
     snap_rows_ = snap && last ? policy_.window : 0;
@@ -199,17 +219,11 @@ void InferenceState::place_sinks() {
   const int64_t S = std::min(policy_.sinks, n_kept_);
   // The window holds positions n_past_ − (n_kept_ − S) .. n_past_ − 1; sink i goes S − i before its oldest.
   const int64_t shift = n_past_ - n_kept_;
-  const int64_t rk = kv_rotation_k(kv_, c.head_dim);
-  std::vector<float> k;
   for (int64_t l = 0; l < c.n_layers; l++) {
     if (k_cache_[size_t(l)].empty()) continue;
     const int64_t kvd = c.kv_dim(l), krow = kv_.row_bytes(kv_.k, kvd);
-    for (int64_t i = 0; i < S; i++) {
-      k.assign(sink_k_[size_t(l)].begin() + i * kvd, sink_k_[size_t(l)].begin() + (i + 1) * kvd);
-      rope(k.data(), c.kv_heads(l), c.head_dim, shift, m_.rope_inv_freqs, c.rope_layout);
-      if (rk) hadamard(k.data(), kvd, rk);
-      store_cache_row(kv_.k, k.data(), kvd, k_cache_[size_t(l)].data() + i * krow);
-    }
+    for (int64_t i = 0; i < S; i++)
+      store_moved_key(m_, kv_, l, sink_k_[size_t(l)].data() + i * kvd, shift, k_cache_[size_t(l)].data() + i * krow);
   }
 }
 
@@ -293,7 +307,6 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   matmul(*L.wk, a_.xn.data(), n, a_.k.data());
   matmul(*L.wv, a_.xn.data(), n, a_.v.data());
   const bool sinks = policy_.kind == KvPolicyKind::SinkWindow;
-  const int64_t rk = kv_rotation_k(kv_, c.head_dim);
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
     float* q = a_.q.data() + t * qd;
@@ -303,11 +316,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     const bool rows = !kv_.kivi();
     prepare_token(m_, kv_, l, q, k, v, pos, rows ? kc + slot * kv_.row_bytes(kv_.k, kvd) : nullptr,
                   rows ? vc + slot * kv_.row_bytes(kv_.v, kvd) : nullptr);
-    if (sinks && pos < policy_.sinks) {  // kept as rotated for pos, before the cache's Hadamard rotation
-      float* sink = sink_k_[size_t(l)].data() + pos * kvd;
-      std::copy_n(k, kvd, sink);
-      if (rk) hadamard(sink, kvd, rk);  // H is its own inverse
-    }
+    if (sinks && pos < policy_.sinks) keep_unrotated_key(m_, kv_, l, k, sink_k_[size_t(l)].data() + pos * kvd);
   }
   if (kv_.kivi()) {
     const int64_t G = kv_.group, kgroup = kv_.key_group_bytes(kvd), vrow = kv_.row_bytes(kv_.v, kvd);

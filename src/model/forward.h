@@ -35,6 +35,13 @@ void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int6
 // go through its KiviStage, k and v rounded to f16 values instead).
 void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, float* k, float* v, int64_t pos,
                    uint8_t* krow, uint8_t* vrow);
+// sink-window's sinks: a key k as prepare_token left it (RoPE'd for its
+// position, then the cache's Hadamard rotation) kept in `out` without the
+// Hadamard rotation; store_moved_key puts such a key k0 into a cache row
+// rotated for `shift` positions later (RoPE composes: rotations by p, then
+// by shift, are one by p + shift), Hadamard-rotated and in the cache's type.
+void keep_unrotated_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k, float* out);
+void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k0, int64_t shift, uint8_t* krow);
 // Undoes the values' rotation on attention outputs out[n, q_dim(l)] (nothing
 // when the cache rotates no values).
 void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n);

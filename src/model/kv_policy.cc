@@ -79,9 +79,15 @@ void check_kv_policy(const KvPolicy& p, const KvCacheSpec& kv, int64_t n_ctx, in
          "row type (f16, q8_0, q4_0, ...)",
          name, kv_type_name(kv.k), kv.group);
   if (p.capacity() > n_ctx)
-    fail("--kv-policy {}: it keeps {} positions, more than the context of {}", name, p.capacity(), n_ctx);
+    fail("--kv-policy {}: it keeps up to {} positions, more than the context of {}", name, p.capacity(), n_ctx);
   if (p.kind == KvPolicyKind::SnapKV && p.window > n_batch)
     fail("--kv-policy {}: the observation window of {} is larger than the batch of {} tokens", name, p.window, n_batch);
+}
+
+int64_t sink_window_start(const KvPolicy& p, int64_t a, int64_t n, int64_t b) {
+  if (n < p.sinks || p.sinks + (n - a) + b <= p.capacity()) return a;
+  for (int64_t next = (a / p.block + 1) * p.block; n + b - next >= p.window; next += p.block) a = next;
+  return a;
 }
 
 void keep_sink_window(int64_t n, int64_t sinks, int64_t keep, std::vector<int64_t>& out) {

@@ -2,7 +2,12 @@
 // cache stays bounded however long it runs.
 //
 //  sink-window:S,W  StreamingLLM (Xiao et al., 2023): the first S positions
-//                   (attention sinks) and the newest W. Window keys keep the
+//                   (attention sinks) and the newest W to W + E − 1: the
+//                   window is cut in whole runs of positions up to a multiple
+//                   of E = `block` (16; the paged cache's block size), so
+//                   that a paged cache frees whole blocks, the same positions
+//                   whichever cache holds them, and memory moves once per E
+//                   tokens instead of every token. Window keys keep the
 //                   positions they were rotated for (RoPE is relative: their
 //                   distances to the query are the true ones); the sinks'
 //                   keys are rotated again, from a copy kept in f32, to sit
@@ -38,11 +43,12 @@ struct KvPolicy {
   int64_t sinks = 0;   // sink-window: S
   int64_t window = 0;  // sink-window: W; h2o: newest positions kept; snapkv: the observation window
   int64_t budget = 0;  // h2o and snapkv: positions kept in all
+  int64_t block = 16;  // sink-window: E, the window is cut at multiples of it
 
   bool active() const { return kind != KvPolicyKind::None; }
   // The cache never holds more than capacity() positions (sink-window, h2o).
   bool bounded() const { return kind == KvPolicyKind::SinkWindow || kind == KvPolicyKind::H2O; }
-  int64_t capacity() const { return kind == KvPolicyKind::SinkWindow ? sinks + window : budget; }
+  int64_t capacity() const { return kind == KvPolicyKind::SinkWindow ? sinks + window + block - 1 : budget; }
   // A bounded cache evicts before each forward step so that the step's
   // tokens fit: at most step() tokens a step once it is full, so every token
   // of a long prompt still sees at least 3/4 of the positions a token decoded
@@ -59,6 +65,12 @@ std::string kv_policy_name(const KvPolicy& p);  // as parse_kv_policy reads it
 // that eviction would split), a snapkv window larger than the batch n_batch
 // (the window's queries must be in the prompt's last batch).
 void check_kv_policy(const KvPolicy& p, const KvCacheSpec& kv, int64_t n_ctx, int64_t n_batch);
+
+// sink-window's rule: the window holds positions a..n−1 (a = S before any
+// eviction); before a step of b more positions that would overflow
+// capacity(), runs up to the next multiple of `block` leave the window's
+// start while the step's last position still sees W. Returns the new start.
+int64_t sink_window_start(const KvPolicy& p, int64_t a, int64_t n, int64_t b);
 
 // Slots kept when a cache of n slots shrinks to `keep` (all ascending):
 // the first `sinks` and the newest keep − sinks.

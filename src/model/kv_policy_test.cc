@@ -19,7 +19,7 @@ TEST(KvPolicy, ParsesAndNames) {
   EXPECT_EQ(p.kind, KvPolicyKind::SinkWindow);
   EXPECT_EQ(p.sinks, 4);
   EXPECT_EQ(p.window, 192);
-  EXPECT_EQ(p.capacity(), 196);
+  EXPECT_EQ(p.capacity(), 211);  // the window is cut in runs up to multiples of 16
   EXPECT_EQ(p.step(), 48);
   EXPECT_TRUE(p.bounded());
   EXPECT_EQ(kv_policy_name(p), "sink-window:4,192");
@@ -49,9 +49,23 @@ TEST(KvPolicy, BadPoliciesNameTheOption) {
   test::expect_error([] { check_kv_policy(parse_kv_policy("h2o:64"), KvType::KIVI4, 256, 256); },
                      "--kv-policy h2o:64,32 with --cache-type kivi4: a KIVI key group spans 64 positions");
   test::expect_error([] { check_kv_policy(parse_kv_policy("sink-window:4,300"), KvType::F16, 256, 256); },
-                     "--kv-policy sink-window:4,300: it keeps 304 positions, more than the context of 256");
+                     "--kv-policy sink-window:4,300: it keeps up to 319 positions, more than the context of 256");
   test::expect_error([] { check_kv_policy(parse_kv_policy("snapkv:200,64"), KvType::F16, 256, 32); },
                      "--kv-policy snapkv:200,64: the observation window of 64 is larger than the batch of 32 tokens");
+}
+
+// sink-window's window start, by hand: S = 4, W = 10, E = 8 (capacity 21).
+TEST(KvPolicy, SinkWindowRule) {
+  KvPolicy p = parse_kv_policy("sink-window:4,10");
+  p.block = 8;
+  EXPECT_EQ(sink_window_start(p, 4, 17, 1), 4);  // 4 + 13 + 1 fit the 21
+  EXPECT_EQ(sink_window_start(p, 4, 20, 1), 4);  // 4 + 16 + 1 just fit
+  EXPECT_EQ(sink_window_start(p, 4, 21, 1), 8);  // 4 + 17 + 1 do not: [4, 8) goes, 14 newest remain
+  EXPECT_EQ(sink_window_start(p, 8, 24, 1), 8);  // 4 + 16 + 1 fit
+  EXPECT_EQ(sink_window_start(p, 8, 25, 1), 16);  // runs go while the step's last position keeps 10
+  EXPECT_EQ(sink_window_start(p, 8, 25, 3), 16);
+  EXPECT_EQ(sink_window_start(p, 4, 40, 2), 32);  // several runs at once: 40 + 2 − 32 = 10 newest
+  EXPECT_EQ(sink_window_start(p, 4, 3, 5), 4);    // the sinks are not complete yet
 }
 
 TEST(KvPolicy, KeepRules) {
@@ -119,11 +133,14 @@ class PolicyForward : public ::testing::Test {
     m_ = load_model(dir_);
     for (int i = 0; i < 100; i++) toks_.push_back((i * 53 + 7) % 262);
   }
-  std::vector<float> last_logits(const std::vector<int32_t>& toks, KvPolicy p = {}, bool one_by_one = false) {
+  // The last token's logits; `cached`: the positions the cache held then.
+  std::vector<float> last_logits(const std::vector<int32_t>& toks, KvPolicy p = {}, bool one_by_one = false,
+                                 int64_t* cached = nullptr) {
     InferenceState st(*m_, 128, 64, KvType::F32, p);
     std::vector<float> out(size_t(m_->cfg.n_vocab));
     if (!one_by_one) st.eval(toks.data(), int64_t(toks.size()), out.data(), false);
     for (size_t i = 0; one_by_one && i < toks.size(); i++) st.eval(&toks[i], 1, out.data(), false);
+    if (cached) *cached = st.n_cached();
     return out;
   }
   std::string dir_;
@@ -145,11 +162,17 @@ TEST_F(PolicyForward, SinkWindowEqualsAFreshSinksAndWindow) {
   for (const auto& [sinks, window] : {std::pair<int, int>{4, 16}, {0, 16}, {2, 37}}) {
     const KvPolicy p = parse_kv_policy("sink-window:" + std::to_string(sinks) + "," + std::to_string(window));
     for (int64_t len : {int64_t(sinks + window + 1), int64_t(70), int64_t(100)}) {
-      std::vector<int32_t> stream(toks_.begin(), toks_.begin() + len), fresh(toks_.begin(), toks_.begin() + sinks);
-      fresh.insert(fresh.end(), stream.end() - window, stream.end());
-      const auto want = last_logits(fresh);
+      const std::vector<int32_t> stream(toks_.begin(), toks_.begin() + len);
       for (bool one_by_one : {false, true}) {
-        const auto got = last_logits(stream, p, one_by_one);
+        int64_t cached = 0;
+        const auto got = last_logits(stream, p, one_by_one, &cached);
+        if (len >= 70) {  // past the cache: the window is W to W + 15 positions
+          EXPECT_GE(cached, sinks + window);
+          EXPECT_LE(cached, p.capacity());
+        }
+        std::vector<int32_t> fresh(toks_.begin(), toks_.begin() + sinks);
+        fresh.insert(fresh.end(), stream.end() - (cached - sinks), stream.end());
+        const auto want = last_logits(fresh);
         double worst = 0;
         for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, double(std::abs(got[i] - want[i])));
         EXPECT_LT(worst, 2e-4) << kv_policy_name(p) << " over " << len << (one_by_one ? " one by one" : " in steps");

@@ -55,7 +55,7 @@ void BatchEngine::plan(const std::vector<BatchToken>& batch, bool have_logits) {
     if (it == index.end()) {
       if (!cache_.has(t.seq)) fail("batch engine: sequence {} is not open in the KV cache", t.seq);
       it = index.emplace(t.seq, groups_.size()).first;
-      groups_.push_back({t.seq, 0, 0, cache_.n_computed(t.seq), nullptr});
+      groups_.push_back({t.seq, 0, 0, cache_.n_computed(t.seq), 0, nullptr});
       members.emplace_back();
     }
     Group& g = groups_[it->second];
@@ -70,6 +70,7 @@ void BatchEngine::plan(const std::vector<BatchToken>& batch, bool have_logits) {
     fail("batch engine: the batch needs {} more KV blocks, the pool has {} free", need, cache_.free_blocks());
   order_.clear();
   pos_.clear();
+  row_seq_.clear();
   prompt_rows_.clear();
   decode_rows_.clear();
   slot_block_.clear();
@@ -78,20 +79,38 @@ void BatchEngine::plan(const std::vector<BatchToken>& batch, bool have_logits) {
   for (size_t gi = 0; gi < groups_.size(); gi++) {
     Group& g = groups_[gi];
     if (!cache_.reserve(g.seq, g.pos0 + g.count)) fail("batch engine: KV pool exhausted");  // counted above
+    if (cache_.policy().sinks > 0 && !cache_.sinks_placed(g.seq)) place_sinks(g.seq);
     g.table = &cache_.block_table(g.seq);
     g.first = int64_t(order_.size());
+    g.slot0 = cache_.slot(g.seq, g.pos0);
     for (int64_t i : members[gi]) {
-      const int64_t pos = batch[size_t(i)].pos;
-      const int32_t blk = (*g.table)[size_t(pos / bs)];
+      const int64_t pos = batch[size_t(i)].pos, slot = g.slot0 + (pos - g.pos0);
+      const int32_t blk = (*g.table)[size_t(slot / bs)];
       // The cache shares only full blocks, which a sequence never writes again.
       if (cache_.ref_count(blk) != 1) fail("batch engine: sequence {} would write into shared block {}", g.seq, blk);
       (batch[size_t(i)].prompt ? prompt_rows_ : decode_rows_).push_back(int64_t(order_.size()));
       order_.push_back(i);
       pos_.push_back(pos);
+      row_seq_.push_back(g.seq);
       slot_block_.push_back(blk);
-      slot_row_.push_back(int32_t(pos % bs));
+      slot_row_.push_back(int32_t(slot % bs));
     }
   }
+}
+
+void BatchEngine::place_sinks(PagedKvCache::SeqId seq) {
+  const KvCacheSpec& kv = cache_.spec();
+  const std::vector<int32_t>& table = cache_.block_table(seq);
+  const int64_t bs = cache_.block_size(), first = cache_.first_slot(seq), shift = cache_.sink_shift(seq);
+  for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
+    const int64_t kvd = m_.cfg.kv_dim(l), krow = kv.row_bytes(kv.k, kvd);
+    for (int64_t i = 0; i < cache_.policy().sinks; i++) {
+      const int64_t slot = first + i;
+      store_moved_key(m_, kv, l, cache_.sink_keys(seq, l) + i * kvd, shift,
+                      cache_.k_block(l, table[size_t(slot / bs)]) + (slot % bs) * krow);
+    }
+  }
+  cache_.set_sinks_placed(seq);
 }
 
 void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
@@ -162,13 +181,16 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   linear(*L.wk, a_.xn.data(), n, a_.k.data());
   linear(*L.wv, a_.xn.data(), n, a_.v.data());
   const int64_t krow_bytes = kv.kivi() ? 0 : kv.row_bytes(kv.k, kvd), vrow_bytes = kv.row_bytes(kv.v, kvd);
+  const int64_t sinks = cache_.policy().sinks;
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
     const int32_t blk = slot_block_[size_t(t)];
-    const int64_t row = slot_row_[size_t(t)];
-    prepare_token(m_, kv, l, a_.q.data() + t * qd, a_.k.data() + t * kvd, a_.v.data() + t * kvd, pos_[size_t(t)],
+    const int64_t row = slot_row_[size_t(t)], pos = pos_[size_t(t)];
+    float* k = a_.k.data() + t * kvd;
+    prepare_token(m_, kv, l, a_.q.data() + t * qd, k, a_.v.data() + t * kvd, pos,
                   kv.kivi() ? nullptr : cache_.k_block(l, blk) + row * krow_bytes,
                   kv.kivi() ? nullptr : cache_.v_block(l, blk) + row * vrow_bytes);
+    if (pos < sinks) keep_unrotated_key(m_, kv, l, k, cache_.sink_keys(row_seq_[size_t(t)], l) + pos * kvd);
   }
   if (kv.kivi()) {
     // Rows in position order per sequence (groups_ are), through its stage.
@@ -200,8 +222,9 @@ void BatchEngine::layer(int64_t l, int64_t n) {
     pq[gi].q = a_.q.data() + g.first * qd;
     pq[gi].out = a_.att.data() + g.first * qd;
     pq[gi].n = g.count;
-    pq[gi].pos0 = g.pos0;
+    pq[gi].pos0 = g.slot0;
     pq[gi].cache = {k_pages_[gi].data(), v_pages_[gi].data(), cache_.block_size()};
+    pq[gi].cache.first = cache_.first_slot(g.seq);
     if (const KiviStage* st = cache_.stage(g.seq, l)) {
       pq[gi].cache.k_staged = st->k();
       pq[gi].cache.v_staged = st->v();

@@ -72,10 +72,13 @@ class BatchEngine {
   struct Group {
     PagedKvCache::SeqId seq;
     int64_t first, count, pos0;  // rows first..first+count-1 of the sorted batch
+    int64_t slot0;               // where pos0 is held (PagedKvCache::slot)
     const std::vector<int32_t>* table;
   };
   void plan(const std::vector<BatchToken>& batch, bool have_logits);
   void layer(int64_t l, int64_t n);
+  // sink-window: the sinks' keys of `seq` rotated for the window it holds now.
+  void place_sinks(PagedKvCache::SeqId seq);
   // y[n, out] = x[n, in] · wᵀ with each row computed as InferenceState would.
   void linear(const Tensor& w, const float* x, int64_t n, float* y);
 
@@ -85,6 +88,7 @@ class BatchEngine {
   bool invariant_ = true;  // every linear weight's rows are batch invariant
   // The batch regrouped by sequence: row r of the buffers is batch token order_[r].
   std::vector<int64_t> order_, pos_;
+  std::vector<PagedKvCache::SeqId> row_seq_;
   std::vector<int64_t> prompt_rows_, decode_rows_;  // rows by kind, when both are present
   std::vector<float> gx_, gy_;                      // their gathered activations and outputs
   std::vector<Group> groups_;

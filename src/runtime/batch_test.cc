@@ -30,9 +30,10 @@ struct Outcome {
 };
 
 Outcome run_interleaved(const Model& m, const std::vector<Reference>& refs, const std::vector<int64_t>& start,
-                        int64_t n_gen, int64_t budget, int64_t block_size, const KvCacheSpec& kv = {}) {
+                        int64_t n_gen, int64_t budget, int64_t block_size, const KvCacheSpec& kv = {},
+                        const KvPolicy& policy = {}) {
   const int64_t V = m.cfg.n_vocab;
-  PagedKvCache cache(m.cfg, 64, block_size, kv);
+  PagedKvCache cache(m.cfg, 64, block_size, kv, policy);
   BatchEngine engine(m, cache, budget);
   struct Live {
     bool opened = false, done = false;
@@ -111,7 +112,7 @@ Outcome run_interleaved(const Model& m, const std::vector<Reference>& refs, cons
   return run;
 }
 
-std::vector<Reference> references(const Model& m, int64_t n_gen, const KvCacheSpec& kv = {}) {
+std::vector<Reference> references(const Model& m, int64_t n_gen, const KvCacheSpec& kv = {}, const KvPolicy& policy = {}) {
   const char* texts[] = {
       "Once upon a time",
       "The history of the city begins with a small port on the river, where traders met",
@@ -126,13 +127,13 @@ std::vector<Reference> references(const Model& m, int64_t n_gen, const KvCacheSp
   p.insert(p.end(), tail.begin(), tail.end());
   prompts.push_back(p);
   std::vector<Reference> refs;
-  for (const auto& pr : prompts) refs.push_back(test::greedy_reference(m, pr, n_gen, kv));
+  for (const auto& pr : prompts) refs.push_back(test::greedy_reference(m, pr, n_gen, kv, policy));
   // A fifth is the third's second turn: its prompt, its answer, a new line.
   p = refs[2].prompt;
   p.insert(p.end(), refs[2].greedy.begin(), refs[2].greedy.end());
   const auto next = m.tokenizer->encode(" The next day", false, false);
   p.insert(p.end(), next.begin(), next.end());
-  refs.push_back(test::greedy_reference(m, p, n_gen, kv));
+  refs.push_back(test::greedy_reference(m, p, n_gen, kv, policy));
   return refs;
 }
 
@@ -215,6 +216,33 @@ TEST(BatchEngine, KiviCacheMatchesLoneInferenceState) {
     const Outcome run = run_interleaved(*m, refs, {0, 1, 2, 12, 60}, n_gen, 16, 32, kv);
     EXPECT_EQ(run.cached, 0);
     EXPECT_GT(run.mixed_batches, 3);
+    if (gemm_packed_supports(DType::F32)) {
+      EXPECT_EQ(run.max_diff_generate, 0.0);
+      EXPECT_LT(run.max_rel_prompt, 1e-5);
+    } else {
+      EXPECT_LT(run.max_diff_generate, 1e-3);
+      EXPECT_LT(run.max_rel_prompt, 1e-4);
+    }
+  }
+}
+
+// sink-window in the paged cache (whole blocks evicted, the sinks moved to
+// blocks of their own, the window read from first_slot()) computes what a lone
+// InferenceState with the same policy computes, while each sequence evicts as
+// it decodes between the others' prompt chunks. Prompts fit the cache (their
+// chunking would otherwise decide where they evict); 70 generated tokens take
+// every sequence past it.
+TEST(BatchEngine, SinkWindowMatchesLoneInferenceState) {
+  auto m = load_for_inference(test::shared_path("models/lmp-8m"));
+  for (const char* p : {"sink-window:4,80", "sink-window:0,80", "sink-window:20,80"}) {
+    SCOPED_TRACE(p);
+    const KvPolicy policy = parse_kv_policy(p);
+    const int64_t n_gen = 70;
+    auto refs = references(*m, n_gen, {}, policy);
+    refs.resize(4);  // the fifth's prompt is longer than the cache
+    for (const auto& r : refs) ASSERT_LT(int64_t(r.prompt.size()), policy.capacity());
+    const Outcome run = run_interleaved(*m, refs, {0, 1, 2, 12}, n_gen, 16, 16, {}, policy);
+    EXPECT_EQ(run.cached, 0);  // nothing shared under a policy
     if (gemm_packed_supports(DType::F32)) {
       EXPECT_EQ(run.max_diff_generate, 0.0);
       EXPECT_LT(run.max_rel_prompt, 1e-5);

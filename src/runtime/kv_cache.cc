@@ -44,9 +44,11 @@ bool same_kinds(const std::vector<uint8_t>& stored, const uint8_t* kinds) {
 
 }  // namespace
 
-PagedKvCache::PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size, KvCacheSpec kv)
+PagedKvCache::PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size, KvCacheSpec kv,
+                           KvPolicy policy)
     : PagedKvCache(layer_kv_dims(cfg), n_blocks, block_size, kv) {
   check_kv_spec(kv, cfg.head_dim);
+  set_policy(policy);
 }
 
 PagedKvCache::PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size, KvCacheSpec kv)
@@ -125,7 +127,7 @@ std::vector<std::pair<int32_t, uint64_t>> PagedKvCache::match(const int32_t* pro
                                                               const uint8_t* kinds) const {
   if (n < 0) fail("KV cache: negative prompt length {}", n);
   std::vector<std::pair<int32_t, uint64_t>> out;
-  if (kv_.kivi()) return out;
+  if (kv_.kivi() || policy_.active()) return out;
   uint64_t parent = 0;
   for (int64_t b = 0; (b + 1) * block_size_ < n; b++) {  // < n: the last token is always computed
     const int32_t* t = prompt + b * block_size_;
@@ -149,6 +151,8 @@ int64_t PagedKvCache::open(SeqId id, const int32_t* prompt, int64_t n, const uin
   Seq& s = seqs_[id];
   if (kv_.kivi())
     for (int64_t d : kv_dims_) s.stages.emplace_back(kv_, d, rollback_);
+  if (policy_.sinks > 0)
+    for (int64_t d : kv_dims_) s.sink_k.emplace_back(size_t(policy_.sinks * d));
   for (size_t b = 0; b < hits.size(); b++) {
     const int32_t blk = hits[b].first;
     const int32_t* t = prompt + int64_t(b) * block_size_;
@@ -192,9 +196,110 @@ int32_t PagedKvCache::take_free_block() {
   return blk;
 }
 
+void PagedKvCache::set_policy(KvPolicy p) {
+  if (p.active() && p.kind != KvPolicyKind::SinkWindow)
+    fail("--kv-policy {}: the paged cache (serve) evicts with sink-window only", kv_policy_name(p));
+  if (p.active() && kv_.kivi()) check_kv_policy(p, kv_, kMaxPositions, kMaxPositions);  // names the clash
+  if (!seqs_.empty()) fail("KV cache: the policy is set before the first sequence");
+  p.block = block_size_;
+  policy_ = p;
+}
+
+int64_t PagedKvCache::slot(SeqId id, int64_t pos) const {
+  const Seq& s = seq(id);
+  if (s.window_from == 0) return pos;
+  const int64_t rows = sink_blocks() * block_size_;
+  if (pos < policy_.sinks) return rows - policy_.sinks + pos;
+  if (pos < s.window_from) fail("KV cache: position {} of sequence {} was evicted", pos, id);
+  return pos - s.window_from + rows;
+}
+
+int64_t PagedKvCache::first_slot(SeqId id) const {
+  return seq(id).window_from == 0 ? 0 : sink_blocks() * block_size_ - policy_.sinks;
+}
+
+int64_t PagedKvCache::sink_shift(SeqId id) const {
+  const Seq& s = seq(id);
+  return s.window_from == 0 ? 0 : s.window_from - policy_.sinks;
+}
+
+bool PagedKvCache::sinks_placed(SeqId id) const { return seq(id).placed_shift == sink_shift(id); }
+void PagedKvCache::set_sinks_placed(SeqId id) { seq(id).placed_shift = sink_shift(id); }
+
+float* PagedKvCache::sink_keys(SeqId id, int64_t layer) {
+  Seq& s = seq(id);
+  return s.sink_k.empty() ? nullptr : s.sink_k[size_t(layer)].data();
+}
+
+int64_t blocks_for(const KvPolicy& p, int64_t block_size, int64_t len) {
+  const int64_t all = (len + block_size - 1) / block_size;
+  if (p.kind != KvPolicyKind::SinkWindow) return all;
+  // The sinks' blocks, and the window (under W + E positions) over one block more than it fills.
+  return std::min(all, (p.sinks + block_size - 1) / block_size + (p.window + block_size) / block_size + 2);
+}
+
+int64_t PagedKvCache::window_after(const Seq& s, int64_t len) const {
+  const int64_t n = int64_t(s.tokens.size());
+  const int64_t from = s.window_from == 0 ? policy_.sinks : s.window_from;
+  return sink_window_start(policy_, from, n, len - n);
+}
+
+int64_t PagedKvCache::table_after(const Seq& s, int64_t len, int64_t from) const {
+  const int64_t end = (len + block_size_ - 1) / block_size_;
+  if (s.window_from == 0 && from == policy_.sinks) return std::max(end, int64_t(s.table.size()));
+  return sink_blocks() + end - from / block_size_;
+}
+
+void PagedKvCache::evict(Seq& s, int64_t from) {
+  const int64_t S = policy_.sinks, rows = sink_blocks() * block_size_;
+  std::vector<std::vector<uint8_t>> sink_k, sink_v;  // the sinks' rows, before their blocks go back
+  std::vector<int32_t> window;
+  int64_t window_block0;  // the position block window[0] holds
+  if (s.window_from == 0) {
+    for (int64_t l = 0; l < n_layers(); l++) {
+      const size_t kr = size_t(kv_.row_bytes(kv_.k, kv_dim(l))), vr = size_t(kv_.row_bytes(kv_.v, kv_dim(l)));
+      sink_k.emplace_back(size_t(S) * kr);
+      sink_v.emplace_back(size_t(S) * vr);
+      for (int64_t p = 0; p < S; p++) {
+        const int32_t b = s.table[size_t(p / block_size_)];
+        std::memcpy(sink_k.back().data() + p * kr, k_block(l, b) + (p % block_size_) * kr, kr);
+        std::memcpy(sink_v.back().data() + p * vr, v_block(l, b) + (p % block_size_) * vr, vr);
+      }
+    }
+    window.assign(s.table.begin(), s.table.end());
+    window_block0 = 0;
+    s.table.clear();
+  } else {
+    window.assign(s.table.begin() + sink_blocks(), s.table.end());
+    window_block0 = s.window_from / block_size_;
+    s.table.resize(size_t(sink_blocks()));
+  }
+  const int64_t drop = from / block_size_ - window_block0;
+  for (int64_t i = 0; i < std::min<int64_t>(drop, int64_t(window.size())); i++) release(window[size_t(i)]);
+  if (s.window_from == 0 && S > 0) {
+    for (int64_t i = 0; i < sink_blocks(); i++) s.table.push_back(take_free_block());
+    for (int64_t l = 0; l < n_layers(); l++) {
+      const size_t kr = size_t(kv_.row_bytes(kv_.k, kv_dim(l))), vr = size_t(kv_.row_bytes(kv_.v, kv_dim(l)));
+      for (int64_t p = 0; p < S; p++) {
+        const int64_t at = rows - S + p;
+        const int32_t b = s.table[size_t(at / block_size_)];
+        std::memcpy(k_block(l, b) + (at % block_size_) * kr, sink_k[size_t(l)].data() + p * kr, kr);
+        std::memcpy(v_block(l, b) + (at % block_size_) * vr, sink_v[size_t(l)].data() + p * vr, vr);
+      }
+    }
+  }
+  for (size_t i = size_t(std::max<int64_t>(0, drop)); i < window.size(); i++) s.table.push_back(window[i]);
+  s.window_from = from;
+}
+
 int64_t PagedKvCache::blocks_needed(SeqId id, int64_t len) const {
   if (len < 0 || len > kMaxPositions) fail("KV cache: sequence length {} is out of range", len);
-  const int64_t have = int64_t(seq(id).table.size());
+  const Seq& s = seq(id);
+  const int64_t have = int64_t(s.table.size());
+  if (policy_.kind == KvPolicyKind::SinkWindow) {
+    if (len <= int64_t(s.tokens.size())) return 0;
+    return std::max<int64_t>(0, table_after(s, len, window_after(s, len)) - have);
+  }
   return std::max<int64_t>(0, (len + block_size_ - 1) / block_size_ - have);
 }
 
@@ -202,6 +307,12 @@ bool PagedKvCache::reserve(SeqId id, int64_t len) {
   const int64_t need = blocks_needed(id, len);
   if (need > free_blocks()) return false;
   Seq& s = seq(id);
+  if (policy_.kind == KvPolicyKind::SinkWindow && len > int64_t(s.tokens.size())) {
+    const int64_t from = window_after(s, len);
+    if (from != (s.window_from == 0 ? policy_.sinks : s.window_from)) evict(s, from);
+    while (int64_t(s.table.size()) < table_after(s, len, from)) s.table.push_back(take_free_block());
+    return true;
+  }
   for (int64_t i = 0; i < need; i++) s.table.push_back(take_free_block());
   return true;
 }
@@ -209,8 +320,8 @@ bool PagedKvCache::reserve(SeqId id, int64_t len) {
 void PagedKvCache::commit(SeqId id, const int32_t* tokens, int64_t n, const uint8_t* kinds) {
   Seq& s = seq(id);
   const int64_t at = int64_t(s.tokens.size());
-  if (n < 0 || at + n > int64_t(s.table.size()) * block_size_)
-    fail("KV cache: sequence {} commits positions {}..{} past its reserved {}", id, at, at + n,
+  if (n < 0 || (n > 0 && slot(id, at + n - 1) >= int64_t(s.table.size()) * block_size_))
+    fail("KV cache: sequence {} commits positions {}..{} past its reserved {} slots", id, at, at + n,
          int64_t(s.table.size()) * block_size_);
   s.tokens.insert(s.tokens.end(), tokens, tokens + n);
   if (kinds)
@@ -219,7 +330,7 @@ void PagedKvCache::commit(SeqId id, const int32_t* tokens, int64_t n, const uint
     s.kinds.resize(s.tokens.size(), 0);
   // Key every block these tokens filled; a block whose key another block
   // already holds (the same prefix computed twice at once) stays unkeyed.
-  if (kv_.kivi()) return;
+  if (kv_.kivi() || policy_.active()) return;
   for (int64_t b = int64_t(s.hashes.size()); (b + 1) * block_size_ <= int64_t(s.tokens.size()); b++) {
     const int32_t* t = s.tokens.data() + b * block_size_;
     const uint8_t* k = s.kinds.data() + b * block_size_;
@@ -261,6 +372,8 @@ void PagedKvCache::truncate(SeqId id, int64_t n) {
   Seq& s = seq(id);
   if (n < 0 || n > int64_t(s.tokens.size()))
     fail("KV cache: sequence {} cannot keep {} of its {} positions", id, n, s.tokens.size());
+  if (s.window_from != 0 && n < int64_t(s.tokens.size()))
+    fail("KV cache: sequence {} evicted positions, so it cannot take any back", id);
   if (!s.stages.empty()) s.stages[0].truncate(n);  // throws first when it cannot: every layer's is as far
   for (auto& st : s.stages) st.truncate(n);
   const int64_t keep_blocks = (n + block_size_ - 1) / block_size_;

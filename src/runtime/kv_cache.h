@@ -21,6 +21,14 @@
 // KiviStage of f16 rows beside the pool, per layer; its blocks hold whole key
 // groups (block_size a multiple of the group). A block's content then depends
 // on when its group was quantized, so KIVI caches share no prefix blocks.
+//
+// With a sink-window policy (model/kv_policy.h, whose runs are the blocks) a
+// sequence evicts whole blocks: its table becomes [sink blocks, the window's
+// blocks], the S sinks at the end of their own block(s) (copied there at the
+// first eviction, their keys rotated again for the window by the batch
+// engine), so attention reads them and the window as one run of slots from
+// first_slot(). Its blocks are never keyed: a window position's K/V depend on
+// what was evicted before it.
 #pragma once
 #include <cstdint>
 #include <list>
@@ -30,6 +38,7 @@
 #include "kernels/attention.h"
 #include "model/config.h"
 #include "model/kivi_stage.h"
+#include "model/kv_policy.h"
 
 namespace lmpress {
 
@@ -41,7 +50,8 @@ class PagedKvCache {
   // all. Throws on sizes out of range.
   PagedKvCache(const std::vector<int64_t>& kv_dims, int64_t n_blocks, int64_t block_size = 16, KvCacheSpec kv = {});
   // Also checks the cache types against the model's head size.
-  PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size = 16, KvCacheSpec kv = {});
+  PagedKvCache(const ModelConfig& cfg, int64_t n_blocks, int64_t block_size = 16, KvCacheSpec kv = {},
+               KvPolicy policy = {});
 
   // Starts sequence `seq`, whose tokens will begin with prompt[0..n). Shares
   // the cached full blocks the prompt starts with, and returns how many
@@ -60,7 +70,24 @@ class PagedKvCache {
   void truncate(SeqId seq, int64_t n);
   bool has(SeqId seq) const { return seqs_.count(seq) != 0; }
 
-  // Blocks that growing `seq` to `len` positions would take from the pool.
+  // Evicting (sink-window only; set before the first open), with the rule's
+  // runs the cache's blocks.
+  void set_policy(KvPolicy p);
+  const KvPolicy& policy() const { return policy_; }
+  // Where position `pos` of `seq` is held (its slot: block table[slot / block_size],
+  // row slot % block_size), and the first slot attention reads.
+  int64_t slot(SeqId seq, int64_t pos) const;
+  int64_t first_slot(SeqId seq) const;
+  // sink-window: positions the sinks' keys must be rotated forward by (the
+  // window's first position − S), and whether their rows hold that rotation;
+  // sink_keys(seq, layer): the sinks' keys as keep_unrotated_key keeps them.
+  int64_t sink_shift(SeqId seq) const;
+  bool sinks_placed(SeqId seq) const;
+  void set_sinks_placed(SeqId seq);
+  float* sink_keys(SeqId seq, int64_t layer);
+
+  // Blocks that growing `seq` to `len` positions would take from the pool (net
+  // of those an eviction gives back).
   int64_t blocks_needed(SeqId seq, int64_t len) const;
   bool can_grow(SeqId seq, int64_t len) const { return blocks_needed(seq, len) <= free_blocks(); }
   // Takes the blocks for positions up to `len`; false, taking nothing, when
@@ -130,7 +157,15 @@ class PagedKvCache {
     std::vector<uint8_t> kinds;
     std::vector<uint64_t> hashes;  // of each full block, chained
     std::vector<KiviStage> stages;  // KIVI: per layer
+    int64_t window_from = 0;        // sink-window: the window's first position (0: nothing evicted yet)
+    int64_t placed_shift = 0;       // the rotation the sink rows hold
+    std::vector<std::vector<float>> sink_k;  // per layer [S][kv_dim]
   };
+  int64_t sink_blocks() const { return (policy_.sinks + block_size_ - 1) / block_size_; }
+  // sink-window: the window's start after growing to len, and the table size then.
+  int64_t window_after(const Seq& s, int64_t len) const;
+  int64_t table_after(const Seq& s, int64_t len, int64_t from) const;
+  void evict(Seq& s, int64_t from);
 
   const Seq& seq(SeqId id) const;
   Seq& seq(SeqId id);
@@ -153,7 +188,11 @@ class PagedKvCache {
   std::unordered_map<SeqId, Seq> seqs_;
   int64_t query_tokens_ = 0, hit_tokens_ = 0;
   int64_t rollback_ = 0;
+  KvPolicy policy_;
 };
+
+// The most blocks of block_size a sequence of len positions holds at once under policy p.
+int64_t blocks_for(const KvPolicy& p, int64_t block_size, int64_t len);
 
 // The key of a full block: its tokens (and their kinds; null: all 0) chained
 // to the key of the blocks before it (0 for the first).

@@ -25,6 +25,50 @@ int64_t run_prompt(PagedKvCache& c, int64_t id, const std::vector<int32_t>& prom
   return cached;
 }
 
+// sink-window:4,10 over blocks of 8: the table becomes [sink block, window
+// blocks]; whole blocks go back as the window moves, and the sinks' rows (K and
+// V, written at positions 0..3) sit at the end of their own block.
+TEST(PagedKvCache, SinkWindowEvictsWholeBlocks) {
+  const KvPolicy policy = parse_kv_policy("sink-window:4,10");
+  PagedKvCache c({8}, 6, 8, KvType::F32);
+  c.set_policy(policy);
+  const auto toks = iota_tokens(60, 1);
+  ASSERT_EQ(c.open(1, toks.data(), 1), 0);
+  const auto write = [&](int64_t pos) {  // position p's K row holds p, its V row −p
+    const int64_t slot = c.slot(1, pos);
+    const int32_t b = c.block_table(1)[size_t(slot / 8)];
+    for (int i = 0; i < 8; i++) {
+      reinterpret_cast<float*>(c.k_block(0, b))[(slot % 8) * 8 + i] = float(pos);
+      reinterpret_cast<float*>(c.v_block(0, b))[(slot % 8) * 8 + i] = -float(pos);
+    }
+  };
+  for (int64_t n = 0; n < 60; n++) {
+    ASSERT_TRUE(c.reserve(1, n + 1)) << n;
+    write(n);
+    c.commit(1, &toks[size_t(n)], 1);
+    EXPECT_LE(c.used_blocks(), blocks_for(c.policy(), 8, n + 1)) << n;
+  }
+  // 60 positions: the window starts at 48 (48..59 keep at least 10), the sinks in slots 4..7.
+  EXPECT_EQ(c.first_slot(1), 4);
+  EXPECT_EQ(c.sink_shift(1), 44);
+  EXPECT_EQ(c.slot(1, 2), 6);
+  EXPECT_EQ(c.slot(1, 48), 8);
+  EXPECT_EQ(c.slot(1, 59), 19);
+  EXPECT_EQ(c.block_table(1).size(), 3u);  // the sink block and 2 of the window
+  EXPECT_EQ(c.used_blocks(), 3);
+  test::expect_error([&] { c.slot(1, 47); }, "position 47 of sequence 1 was evicted");
+  const int32_t sb = c.block_table(1)[0];
+  for (int p = 0; p < 4; p++) {
+    EXPECT_EQ(reinterpret_cast<const float*>(c.v_block(0, sb))[(4 + p) * 8], -float(p));
+    EXPECT_EQ(reinterpret_cast<const float*>(c.k_block(0, sb))[(4 + p) * 8], float(p));  // until the engine rotates them
+  }
+  EXPECT_EQ(c.cached_prefix(toks.data(), 60), 0);  // nothing keyed
+  test::expect_error([&] { c.truncate(1, 50); }, "evicted positions, so it cannot take any back");
+  c.close(1);
+  EXPECT_EQ(c.used_blocks(), 0);
+  test::expect_error([&] { c.set_policy(parse_kv_policy("h2o:32")); }, "evicts with sink-window only");
+}
+
 TEST(PagedKvCache, AllocationReturnsToEmpty) {
   PagedKvCache c({8, 16}, 10, 4);
   EXPECT_EQ(c.free_blocks(), 10);

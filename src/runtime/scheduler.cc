@@ -27,7 +27,8 @@ void Scheduler::submit(Request r) {
     if (t < 0 || t >= V) fail("request {}: token id {} is outside the vocabulary of {}", r.id, t, V);
   // The last generated token is never computed, so a request holds at most
   // prompt + max_tokens - 1 positions.
-  if (int64_t(r.prompt.size()) + r.max_tokens - 1 > capacity)
+  // (Under a sink-window policy, at most the blocks its window spans.)
+  if (blocks_for(cache_.policy(), cache_.block_size(), int64_t(r.prompt.size()) + r.max_tokens - 1) > cache_.n_blocks())
     fail("request {}: {} prompt tokens + {} to generate exceed the KV pool's {} positions", r.id, r.prompt.size(),
          r.max_tokens, capacity);
   auto same = [&](const std::unique_ptr<Seq>& s) { return s->req.id == r.id; };

@@ -18,7 +18,13 @@ int64_t blocks_of(const Model& m, const EngineOptions& o, int64_t ctx) {
   check_kv_spec(o.kv, m.cfg.head_dim);
   check_kv_context(o.kv, ctx);
   const int64_t bs = block_size_of(o);
-  const int64_t per_seq = (ctx + bs - 1) / bs;
+  if (o.policy.active() && o.spec)
+    fail("--kv-policy {} with --spec: rejected drafts are taken back from a cache that evicts", kv_policy_name(o.policy));
+  if (o.policy.active() && o.policy.kind != KvPolicyKind::SinkWindow)
+    fail("--kv-policy {}: serve evicts with sink-window only", kv_policy_name(o.policy));
+  check_kv_policy(o.policy, o.kv, ctx, o.batch_tokens);
+  // A request holds at most the blocks of its context, or of its sinks and window.
+  const int64_t per_seq = blocks_for(o.policy, bs, ctx);
   if (o.kv_memory > 0) {
     if (o.kv_blocks != 0) fail("--kv-memory and --kv-blocks: give one of them");
     double block_bytes = 0, stage_bytes = 0;
@@ -53,7 +59,7 @@ Engine::Engine(const Model& m, EngineOptions opt)
     : m_(m),
       opt_(opt),
       ctx_(context_of(m, opt)),
-      cache_(m.cfg, blocks_of(m, opt, ctx_), block_size_of(opt), opt.kv),
+      cache_(m.cfg, blocks_of(m, opt, ctx_), block_size_of(opt), opt.kv, opt.policy),
       batch_(m, cache_, opt.batch_tokens),
       sched_(batch_, SchedulerOptions{opt.max_running, opt.batch_tokens, opt.spec}) {
   if (!m.tokenizer) fail("{}: the model has no tokenizer", m.path);
@@ -82,7 +88,7 @@ int64_t Engine::submit(Request r, Sink sink) {
     if (t < 0 || t >= V) fail("token id {} is outside the vocabulary of {}", t, V);
   if (int64_t(r.prompt.size()) >= ctx_)
     fail("the prompt has {} tokens, which does not fit the context of {}", r.prompt.size(), ctx_);
-  r.max_tokens = std::min<int64_t>(r.max_tokens, ctx_ - int64_t(r.prompt.size()));
+  if (!opt_.policy.bounded()) r.max_tokens = std::min<int64_t>(r.max_tokens, ctx_ - int64_t(r.prompt.size()));
   std::lock_guard lk(mu_);
   if (!accepting_ || stopping_) throw QueueFull("the server is shutting down");
   if (int64_t(inbox_.size()) + metrics_.waiting >= opt_.max_waiting)

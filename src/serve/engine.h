@@ -29,6 +29,7 @@ struct EngineOptions {
   int64_t batch_tokens = 512;  // tokens per step (chunked prefill)
   int64_t max_waiting = 256;   // queued requests beyond which submit refuses (503)
   KvCacheSpec kv = {};
+  KvPolicy policy = {};               // --kv-policy: sink-window (a request may then run past ctx_size)
   const DraftSource* spec = nullptr;  // speculative decoding (--spec)
 };
 

@@ -63,6 +63,7 @@ void add_serve(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_cache_options(cmd, o->kv);
+  add_kv_policy_option(cmd, o->kv);
   add_spec_options(cmd, o->spec);
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
@@ -120,6 +121,7 @@ void add_serve(CLI::App& app) {
     auto m = load_for_inference(o->model, o->tokenizer);
     if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
     o->engine.kv = o->kv.spec();
+    o->engine.policy = o->kv.eviction();
     std::string tmpl_origin = "none";
     if (!o->tmpl.empty() || model_chat_template(o->model)) {
       const ModelChatTemplate t = select_chat_template(o->model, o->tmpl);
@@ -145,10 +147,12 @@ void add_serve(CLI::App& app) {
     const serve::EngineMetrics mt = engine.metrics();
     fmt::print(stderr,
                "lmpress serve: {} on http://{}:{} (context {}, {} KV blocks of {} ({} cache, {:.1f} MiB, {} "
-               "full-context requests), {} in parallel, chat template: {})\n",
+               "full-context requests{}), {} in parallel, chat template: {})\n",
                o->server.model_id, o->server.host, port, engine.ctx_size(), mt.kv_blocks, mt.block_size,
                kv_spec_name(o->engine.kv), double(mt.kv_pool_bytes) / (1 << 20),
-               mt.kv_blocks / ((engine.ctx_size() + mt.block_size - 1) / mt.block_size), o->engine.max_running,
+               mt.kv_blocks / blocks_for(o->engine.policy, mt.block_size, engine.ctx_size()),
+               o->engine.policy.active() ? ", evicting " + kv_policy_name(o->engine.policy) : std::string(),
+               o->engine.max_running,
                tmpl_origin);
     {
       std::lock_guard lk(sd->mu);

@@ -66,7 +66,7 @@ void add_kv_policy_option(CLI::App* cmd, CacheOptions& o) {
   cmd->add_option("--kv-policy", o.policy,
                   "Evict cached positions: none, sink-window:S,W (StreamingLLM: S sinks + the newest W), h2o:B[,W] "
                   "(B per head: the newest W, default B/2, and the most attended), snapkv:B,W (the prompt "
-                  "compressed once to B, keeping its last W)")
+                  "compressed once to B, keeping its last W); serve: sink-window only")
       ->capture_default_str();
 }
 
