@@ -87,8 +87,22 @@ TEST(KvCacheCli, EvictionPolicies) {
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_GT(json_of(r)["ppl"].get<double>(), 1.0);
 
+  // The recomputed window: as long as the context, every scored token sees what the one pass over the window
+  // shows it (the same perplexity); 8 tokens of context score worse (lmp-8m: 204 against 186).
+  const auto ppl = [&](const std::string& extra) {
+    auto p = test::run_cli("perplexity " + lmp + " -f " + wiki + " -c 64 --chunks 2 --json " + extra);
+    EXPECT_EQ(p.status, 0) << p.out;
+    return p.status == 0 ? json_of(p)["ppl"].get<double>() : 0.0;
+  };
+  const double plain = ppl("");
+  EXPECT_NEAR(ppl("--recompute-window 64"), plain, plain * 1e-5);
+  EXPECT_GT(ppl("--recompute-window 8"), plain * 1.05);
+
   const std::pair<std::string, std::string> cases[] = {
       {"generate " + lmp + " -p hi -n 2 --kv-policy h2o", "--kv-policy h2o: expected a count after the colon"},
+      {"perplexity " + lmp + " -f " + wiki + " -c 64 --recompute-window 65", "--recompute-window 65: expected 1..64"},
+      {"perplexity " + lmp + " -f " + wiki + " -c 64 --recompute-window 32 --kv-policy h2o:32",
+       "--recompute-window with --kv-policy h2o:32,16"},
       {"generate " + lmp + " -p hi -n 2 -c 64 --kv-policy sink-window:4,64",
        "--kv-policy sink-window:4,64: it keeps up to 83 positions, more than the context of 64"},
       {"generate " + lmp + " -p hi -n 2 --kv-policy snapkv:60,16 --spec ngram",
