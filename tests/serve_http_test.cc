@@ -184,9 +184,14 @@ TEST(ServeHttp, SinkWindowRunsPastTheContext) {
   test::ServeProcess srv({model(), "-c", "64", "--parallel", "2", "-t", "2", "--kv-policy", policy});
   ASSERT_TRUE(srv.ok()) << srv.log();
   EXPECT_EQ(metric(srv.port(), "lmpress:kv_blocks_total"), 8);  // 2 requests of 4 blocks
+  // The second prompt (58 tokens) is longer than the cache holds (4 + 28 + 15): it is computed in steps that evict.
+  std::string long_prompt;
+  for (int i = 0; i < 6; i++) long_prompt += std::string(i ? " " : "") + kPrompts[size_t(i)];
+  long_prompt += " Lily wanted to play with her friends";
+  const std::vector<std::string> prompts = {kPrompts[0], long_prompt};
   std::vector<std::string> want;
   for (int i = 0; i < 2; i++) {
-    auto r = test::run_cli("generate " + model() + " -p '" + kPrompts[size_t(i)] + "' -n 150 -c 64 --ignore-eos --json -t 1 " +
+    auto r = test::run_cli("generate " + model() + " -p '" + prompts[size_t(i)] + "' -n 150 -c 64 --ignore-eos --json -t 1 " +
                            "--kv-policy " + policy);
     ASSERT_EQ(r.status, 0) << r.out;
     want.push_back(Json::parse(r.out.substr(r.out.find('{')))["text"].get<std::string>());
@@ -194,7 +199,7 @@ TEST(ServeHttp, SinkWindowRunsPastTheContext) {
   std::vector<std::future<Reply>> futs;
   for (int i = 0; i < 2; i++)
     futs.push_back(std::async(std::launch::async,
-                              [&, i] { return post(srv.port(), "/v1/completions", completion(kPrompts[size_t(i)], 150).dump()); }));
+                              [&, i] { return post(srv.port(), "/v1/completions", completion(prompts[size_t(i)], 150).dump()); }));
   for (int i = 0; i < 2; i++) {
     Reply x = futs[size_t(i)].get();
     ASSERT_EQ(x.status, 200) << x.body.dump();

@@ -65,7 +65,12 @@ void BatchEngine::plan(const std::vector<BatchToken>& batch, bool have_logits) {
     members[it->second].push_back(i);
   }
   int64_t need = 0;
-  for (const Group& g : groups_) need += cache_.blocks_needed(g.seq, g.pos0 + g.count);
+  for (const Group& g : groups_) {
+    if (g.count > cache_.max_step(g.seq))
+      fail("batch engine: sequence {} has {} tokens in the batch; its sink window takes at most {} a step", g.seq,
+           g.count, cache_.max_step(g.seq));
+    need += cache_.blocks_needed(g.seq, g.pos0 + g.count);
+  }
   if (need > cache_.free_blocks())
     fail("batch engine: the batch needs {} more KV blocks, the pool has {} free", need, cache_.free_blocks());
   order_.clear();

@@ -231,6 +231,14 @@ float* PagedKvCache::sink_keys(SeqId id, int64_t layer) {
   return s.sink_k.empty() ? nullptr : s.sink_k[size_t(layer)].data();
 }
 
+int64_t PagedKvCache::max_step(SeqId id) const {
+  const Seq& s = seq(id);
+  if (policy_.kind != KvPolicyKind::SinkWindow) return kMaxPositions;
+  const int64_t n = int64_t(s.tokens.size());
+  const int64_t held = s.window_from == 0 ? n : policy_.sinks + n - s.window_from;
+  return std::max(policy_.step(), policy_.capacity() - held);
+}
+
 int64_t blocks_for(const KvPolicy& p, int64_t block_size, int64_t len) {
   const int64_t all = (len + block_size - 1) / block_size;
   if (p.kind != KvPolicyKind::SinkWindow) return all;
@@ -308,6 +316,9 @@ bool PagedKvCache::reserve(SeqId id, int64_t len) {
   if (need > free_blocks()) return false;
   Seq& s = seq(id);
   if (policy_.kind == KvPolicyKind::SinkWindow && len > int64_t(s.tokens.size())) {
+    if (len - int64_t(s.tokens.size()) > max_step(id))
+      fail("KV cache: sequence {} asks for {} positions in one step; its window takes at most {}", id,
+           len - int64_t(s.tokens.size()), max_step(id));
     const int64_t from = window_after(s, len);
     if (from != (s.window_from == 0 ? policy_.sinks : s.window_from)) evict(s, from);
     while (int64_t(s.table.size()) < table_after(s, len, from)) s.table.push_back(take_free_block());

@@ -85,6 +85,10 @@ class PagedKvCache {
   bool sinks_placed(SeqId seq) const;
   void set_sinks_placed(SeqId seq);
   float* sink_keys(SeqId seq, int64_t layer);
+  // The most positions `seq` may compute in one step: all that fit without
+  // evicting, or at least the policy's step() (InferenceState's rule), so that
+  // a step never evicts its own positions.
+  int64_t max_step(SeqId seq) const;
 
   // Blocks that growing `seq` to `len` positions would take from the pool (net
   // of those an eviction gives back).

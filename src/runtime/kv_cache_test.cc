@@ -57,6 +57,9 @@ TEST(PagedKvCache, SinkWindowEvictsWholeBlocks) {
   EXPECT_EQ(c.block_table(1).size(), 3u);  // the sink block and 2 of the window
   EXPECT_EQ(c.used_blocks(), 3);
   test::expect_error([&] { c.slot(1, 47); }, "position 47 of sequence 1 was evicted");
+  // 16 positions held of the 21: a step takes at most 5 (or the policy's step, 2).
+  EXPECT_EQ(c.max_step(1), 5);
+  test::expect_error([&] { c.reserve(1, 80); }, "asks for 20 positions in one step; its window takes at most 5");
   const int32_t sb = c.block_table(1)[0];
   for (int p = 0; p < 4; p++) {
     EXPECT_EQ(reinterpret_cast<const float*>(c.v_block(0, sb))[(4 + p) * 8], -float(p));

@@ -85,7 +85,7 @@ std::vector<StepEvent> Scheduler::step() {
   // tokens, the youngest gives its blocks back (possibly that one itself).
   for (size_t i = 0; i < running_.size() && budget > 0; i++) {
     Seq* s = running_[i].get();
-    int64_t c = std::min(int64_t(s->tokens.size()) - s->computed, budget);
+    int64_t c = std::min({int64_t(s->tokens.size()) - s->computed, budget, cache_.max_step(s->req.id)});
     s->draft.clear();
     s->q.clear();
     if (opt_.spec && s->generated > 0 && c == 1 && int64_t(s->tokens.size()) - s->computed == 1) {
@@ -128,7 +128,7 @@ std::vector<StepEvent> Scheduler::step() {
     for (int64_t pos = 0; pos < len; pos++) kinds[size_t(pos)] = engine_.token_kind(prompt_kind(pos, int64_t(s->req.prompt.size())));
     s->computed = cache_.open(id, s->tokens.data(), len, kinds.data());
     if (s->cached < 0) s->cached = s->computed;
-    const int64_t c = std::min(len - s->computed, budget);
+    const int64_t c = std::min({len - s->computed, budget, cache_.max_step(id)});
     if (!cache_.reserve(id, s->computed + c)) {
       cache_.close(id);
       s->computed = 0;

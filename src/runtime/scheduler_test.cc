@@ -231,3 +231,47 @@ TEST(Scheduler, BadRequestsAreErrors) {
 
 }  // namespace
 }  // namespace lmpress
+
+namespace lmpress {
+namespace {
+
+// Under sink-window a prompt longer than the cache is computed in steps the
+// window allows (all that fits, then the policy's step, as InferenceState
+// does), each evicting before it runs: never more positions than capacity(),
+// never the step's own; the greedy output is a lone InferenceState's.
+TEST(Scheduler, SinkWindowStepsALongPrompt) {
+  const Model& m = f32_model();
+  const KvPolicy policy = parse_kv_policy("sink-window:4,28");  // capacity 47, step 7
+  PagedKvCache cache(m.cfg, 8, 16, {}, policy);
+  BatchEngine engine(m, cache, 512);
+  Scheduler sched(engine, {2, 512});
+  Request r;
+  r.id = 1;
+  for (int i = 0; i < 58; i++) r.prompt.push_back(int32_t(100 + (i * 37) % 3000));
+  r.max_tokens = 40;
+  r.ignore_eos = true;
+  sched.submit(r);
+  std::vector<int64_t> steps;
+  std::vector<int32_t> out;
+  while (!sched.idle()) {
+    const int64_t before = cache.has(1) ? cache.n_computed(1) : 0;
+    for (const StepEvent& e : sched.step())
+      if (e.token >= 0) out.push_back(e.token);
+    if (cache.has(1)) steps.push_back(cache.n_computed(1) - before);
+  }
+  ASSERT_GE(steps.size(), 3u);
+  EXPECT_EQ(steps[0], 47);  // what fits
+  EXPECT_EQ(steps[1], 7);   // then the policy's step
+  InferenceState st(m, 64, 512, {}, policy);
+  std::vector<float> logits(size_t(m.cfg.n_vocab));
+  st.eval(r.prompt.data(), int64_t(r.prompt.size()), logits.data(), false);
+  std::vector<int32_t> want;
+  for (int i = 0; i < 40; i++) {
+    want.push_back(test::argmax_of(logits.data(), m.cfg.n_vocab));
+    if (i + 1 < 40) st.eval(&want.back(), 1, logits.data(), false);
+  }
+  EXPECT_EQ(out, want);
+}
+
+}  // namespace
+}  // namespace lmpress
