@@ -120,7 +120,7 @@ void convert_keys_kivi(const KvCacheSpec& kv, const KvPages& c, int64_t stride, 
     const int64_t end = std::min(qend, (j / G + 1) * G);
     const uint8_t* group = static_cast<const uint8_t*>(c.k[j / ps]) + ((j % ps) / G) * kv.key_group_bytes(stride) +
                            kvh * hd * chunk;
-    kivi_dequantize_groups(bits, group, chunk, hd, G, j % G, end - j, kt + (j - j0), kKeyBlock);
+    for (int64_t d = 0; d < hd; d++) kivi_dequantize(bits, group + d * chunk, G, j % G, end - j, kt + d * kKeyBlock + (j - j0));
     j = end;
   }
   for (int64_t j = std::max(j0, boundary); j < std::min(j0 + jn, c.fresh_from); j++) {
@@ -247,16 +247,8 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
     const int64_t jn = std::min(kKeyBlock, keys - j0);
     if (kv.kivi()) {
       convert_keys_kivi(kv, pq.cache, s.kv_stride, kvh, hd, j0, jn, boundary, w.kt.data());
-      const int64_t G = kv.group, vchunk = kv.kivi_chunk_bytes(kv.v), vrow = kv.row_bytes(kv.v, s.kv_stride);
-      for (int64_t j = 0; j < jn; j++) {
-        const int64_t p = j0 + j;
-        if (p < boundary)  // a quantized value row: this head's groups in one call
-          kivi_dequantize_groups(kv_type_info(kv.v).bits,
-                                 static_cast<const uint8_t*>(pq.cache.v[p / ps]) + (p % ps) * vrow + kvh * hd / G * vchunk,
-                                 vchunk, hd / G, G, 0, G, &w.v[size_t(j * hd)], G);
-        else
-          cached_values(kv, false, pq.cache, s.kv_stride, p, kvh * hd, hd, &w.v[size_t(j * hd)], boundary);
-      }
+      for (int64_t j = 0; j < jn; j++)
+        cached_values(kv, false, pq.cache, s.kv_stride, j0 + j, kvh * hd, hd, &w.v[size_t(j * hd)], boundary);
       std::fill(w.v.begin() + jn * hd, w.v.end(), 0.0f);
     } else {
       // Row addresses, walking pages without a division per row.

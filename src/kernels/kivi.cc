@@ -79,21 +79,4 @@ void kivi_dequantize(int bits, const uint8_t* group, int64_t, int64_t from, int6
   }
 }
 
-void kivi_dequantize_groups(int bits, const uint8_t* first, int64_t chunk, int64_t count, int64_t g, int64_t from,
-                            int64_t n, float* out, int64_t out_stride) {
-#if defined(__x86_64__)
-  if (from % 8 == 0 && n % 8 == 0 && qdot_simd_active()) {
-    for (int64_t i = 0; i < count; i++) {
-      const uint8_t* group = first + i * chunk;
-      uint16_t d_h, m_h;
-      std::memcpy(&d_h, group, 2);
-      std::memcpy(&m_h, group + 2, 2);
-      dequantize_avx2(bits, group + 4, f16_to_f32(d_h), f16_to_f32(m_h), from, n, out + i * out_stride);
-    }
-    return;
-  }
-#endif
-  for (int64_t i = 0; i < count; i++) kivi_dequantize(bits, first + i * chunk, g, from, n, out + i * out_stride);
-}
-
 }  // namespace lmpress

@@ -18,10 +18,5 @@ inline int64_t kivi_group_bytes(int bits, int64_t g) { return 4 + g * bits / 8; 
 void kivi_quantize(int bits, const float* x, int64_t stride, int64_t g, uint8_t* out);
 // Values from..from+n-1 of a group of g as floats.
 void kivi_dequantize(int bits, const uint8_t* group, int64_t g, int64_t from, int64_t n, float* out);
-// kivi_dequantize of `count` groups `chunk` bytes apart (a key group's
-// channels, a value row's groups), values from..from+n-1 of each into
-// out + i·out_stride: one call for a whole block (the ISA checked once).
-void kivi_dequantize_groups(int bits, const uint8_t* first, int64_t chunk, int64_t count, int64_t g, int64_t from,
-                            int64_t n, float* out, int64_t out_stride);
 
 }  // namespace lmpress

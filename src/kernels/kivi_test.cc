@@ -19,26 +19,6 @@ namespace {
 // Each value comes back within half a step of the group's range, the scale
 // and minimum are the f16 roundings of range/levels and the minimum, and a
 // constant group is exact; strided input reads a column.
-// Many groups in one call decode as one call per group does, bit for bit
-// (aligned runs on the AVX2 path, others scalar).
-TEST(Kivi, GroupsDecodeAsOneGroupAtATime) {
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd;
-  for (int bits : {4, 2}) {
-    const int64_t g = 64, chunk = kivi_group_bytes(bits, g), count = 5;
-    std::vector<float> x(size_t(g * count));
-    for (float& v : x) v = nd(rng);
-    std::vector<uint8_t> q(size_t(chunk * count));
-    for (int64_t i = 0; i < count; i++) kivi_quantize(bits, x.data() + i * g, 1, g, q.data() + i * chunk);
-    for (const auto& [from, n] : {std::pair<int64_t, int64_t>{0, 64}, {8, 24}, {3, 10}}) {
-      std::vector<float> got(size_t(count * 70), -1.0f), want(got);
-      kivi_dequantize_groups(bits, q.data(), chunk, count, g, from, n, got.data(), 70);
-      for (int64_t i = 0; i < count; i++) kivi_dequantize(bits, q.data() + i * chunk, g, from, n, want.data() + i * 70);
-      EXPECT_EQ(got, want) << bits << " bits, from " << from << ", " << n;
-    }
-  }
-}
-
 TEST(Kivi, GroupRoundTrip) {
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
