@@ -156,7 +156,7 @@ AttentionShape InferenceState::shape(int64_t l) const {
 
 void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const uint8_t* vc) {
   const AttentionShape shape = this->shape(l);
-  const float scale = 1.0f / std::sqrt(float(m_.cfg.head_dim));
+  const float scale = attention_scale();
   if (!kv_.kivi()) return lmpress::attention(shape, kv_, a_.q.data(), n, n_kept_, kc, vc, scale, a_.att.data());
   const void* k = kc;
   const void* v = vc;
@@ -196,12 +196,13 @@ void InferenceState::compact(int64_t l, int64_t g, const std::vector<int64_t>& k
 void InferenceState::evict_to(int64_t keep) {
   if (keep >= n_kept_) return;
   std::vector<int64_t> kept;
+  const bool sink_window = policy_.kind == KvPolicyKind::SinkWindow;
+  if (sink_window) keep_sink_window(n_kept_, policy_.sinks, keep, kept);  // the same rows in every layer
   for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
     if (k_cache_[size_t(l)].empty()) continue;  // a skipped layer
     uint8_t* kc = k_cache_[size_t(l)].data();
     uint8_t* vc = v_cache_[size_t(l)].data();
-    if (policy_.kind == KvPolicyKind::SinkWindow) {
-      keep_sink_window(n_kept_, policy_.sinks, keep, kept);
+    if (sink_window) {
       compact(l, -1, kept, kc, vc);
       continue;
     }
@@ -211,7 +212,7 @@ void InferenceState::evict_to(int64_t keep) {
     }
   }
   n_kept_ = keep;
-  if (policy_.kind == KvPolicyKind::SinkWindow) place_sinks();
+  if (sink_window) place_sinks();
 }
 
 void InferenceState::place_sinks() {
@@ -230,8 +231,8 @@ void InferenceState::place_sinks() {
 void InferenceState::snapkv_compress(int64_t l, int64_t n, uint8_t* kc, uint8_t* vc) {
   const int64_t keys = n_kept_ + n, W = snap_rows_, G = m_.cfg.kv_heads(l);
   std::vector<float> acc(size_t(G * keys), 0.0f);
-  const float scale = 1.0f / std::sqrt(float(m_.cfg.head_dim));
-  attention_weights(shape(l), kv_, a_.q.data() + (n - W) * m_.cfg.q_dim(l), W, keys - W, kc, scale, acc.data(), keys);
+  attention_weights(shape(l), kv_, a_.q.data() + (n - W) * m_.cfg.q_dim(l), W, keys - W, kc, attention_scale(),
+                    acc.data(), keys);
   std::vector<int64_t> kept;
   for (int64_t g = 0; g < G; g++) {
     keep_snapkv(acc.data() + g * keys, keys, W, policy_.budget, kept);
@@ -327,8 +328,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   attention(l, n, kc, vc);
   if (kv_.kivi()) stages_[size_t(l)].commit(a_.k.data(), a_.v.data(), n);
   if (policy_.kind == KvPolicyKind::H2O)
-    attention_weights(shape(l), kv_, a_.q.data(), n, n_kept_, kc, 1.0f / std::sqrt(float(c.head_dim)),
-                      score_[size_t(l)].data(), slots_);
+    attention_weights(shape(l), kv_, a_.q.data(), n, n_kept_, kc, attention_scale(), score_[size_t(l)].data(), slots_);
   if (snap_rows_) snapkv_compress(l, n, kc, vc);
   unrotate_attention(m_, kv_, l, a_.att.data(), n);
   if (obs) (*obs)(LinearSite::AttnOut, a_.att.data(), n, qd);

@@ -4,6 +4,7 @@
 // kernels/attention.h, decoding steps reuse the cache.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <vector>
@@ -118,6 +119,7 @@ class InferenceState {
  private:
   void eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
   AttentionShape shape(int64_t layer) const;
+  float attention_scale() const { return 1.0f / std::sqrt(float(m_.cfg.head_dim)); }
   void attention(int64_t layer, int64_t n, const uint8_t* kc, const uint8_t* vc);
   // Eviction (policy_): every computed layer's cache down to `keep` positions
   // before a step (sink-window, h2o); one layer's prompt down to the snapkv

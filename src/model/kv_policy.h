@@ -12,7 +12,8 @@
 //                   distances to the query are the true ones); the sinks'
 //                   keys are rotated again, from a copy kept in f32, to sit
 //                   just before the oldest window position, so every distance
-//                   the model sees is under S + W however far the stream runs.
+//                   the model sees is under S + W + E however far the stream
+//                   runs.
 //  h2o:B[,W]        Heavy-Hitter Oracle (Zhang et al., 2023): B positions per
 //                   layer and KV head, the newest W (default B/2) and the
 //                   B − W with the largest attention accumulated since they
@@ -60,10 +61,10 @@ struct KvPolicy {
 // anything else is an error naming --kv-policy.
 KvPolicy parse_kv_policy(const std::string& text);
 std::string kv_policy_name(const KvPolicy& p);  // as parse_kv_policy reads it
-// Errors naming --kv-policy: a budget larger than the context n_ctx or not
-// above the window or the sinks, a KIVI cache (its key groups span positions
-// that eviction would split), a snapkv window larger than the batch n_batch
-// (the window's queries must be in the prompt's last batch).
+// Errors naming --kv-policy (parse_kv_policy has checked the counts): a
+// capacity() larger than the context n_ctx, a KIVI cache (its key groups span
+// positions that eviction would split), a snapkv window larger than the batch
+// n_batch (the window's queries must be in the prompt's last batch).
 void check_kv_policy(const KvPolicy& p, const KvCacheSpec& kv, int64_t n_ctx, int64_t n_batch);
 
 // sink-window's rule: the window holds positions a..n−1 (a = S before any

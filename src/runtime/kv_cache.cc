@@ -198,7 +198,7 @@ int32_t PagedKvCache::take_free_block() {
 
 void PagedKvCache::set_policy(KvPolicy p) {
   if (p.active() && p.kind != KvPolicyKind::SinkWindow)
-    fail("--kv-policy {}: the paged cache (serve) evicts with sink-window only", kv_policy_name(p));
+    fail("--kv-policy {}: serve evicts with sink-window only (the paged cache compacts no heads)", kv_policy_name(p));
   if (p.active() && kv_.kivi()) check_kv_policy(p, kv_, kMaxPositions, kMaxPositions);  // names the clash
   if (!seqs_.empty()) fail("KV cache: the policy is set before the first sequence");
   p.block = block_size_;
@@ -319,9 +319,9 @@ bool PagedKvCache::reserve(SeqId id, int64_t len) {
     if (len - int64_t(s.tokens.size()) > max_step(id))
       fail("KV cache: sequence {} asks for {} positions in one step; its window takes at most {}", id,
            len - int64_t(s.tokens.size()), max_step(id));
-    const int64_t from = window_after(s, len);
+    const int64_t from = window_after(s, len), want = table_after(s, len, from);
     if (from != (s.window_from == 0 ? policy_.sinks : s.window_from)) evict(s, from);
-    while (int64_t(s.table.size()) < table_after(s, len, from)) s.table.push_back(take_free_block());
+    while (int64_t(s.table.size()) < want) s.table.push_back(take_free_block());
     return true;
   }
   for (int64_t i = 0; i < need; i++) s.table.push_back(take_free_block());

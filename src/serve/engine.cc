@@ -20,8 +20,6 @@ int64_t blocks_of(const Model& m, const EngineOptions& o, int64_t ctx) {
   const int64_t bs = block_size_of(o);
   if (o.policy.active() && o.spec)
     fail("--kv-policy {} with --spec: rejected drafts are taken back from a cache that evicts", kv_policy_name(o.policy));
-  if (o.policy.active() && o.policy.kind != KvPolicyKind::SinkWindow)
-    fail("--kv-policy {}: serve evicts with sink-window only", kv_policy_name(o.policy));
   check_kv_policy(o.policy, o.kv, ctx, o.batch_tokens);
   // A request holds at most the blocks of its context, or of its sinks and window.
   const int64_t per_seq = blocks_for(o.policy, bs, ctx);
