@@ -54,5 +54,22 @@ struct QuantizeReport {
 // Quantizes m (modified in place for the calibrated methods) and writes OUT.
 QuantizeReport quantize_model(Model& m, const std::string& out_path, const QuantizeOptions& o);
 
+// `lmpress quantize`'s options as words (the command line and the C API take
+// the same): quantize_options() checks them and makes QuantizeOptions, failing
+// naming the option before any work is done.
+struct QuantizeRequest {
+  std::string type;          // a preset (q4_k_m) or an int-N group format (int4-g128)
+  std::string method = "rtn";  // rtn, gptq, awq
+  std::string imatrix;       // llama.cpp imatrix GGUF
+  std::string output_type, embd_type, name;
+  std::vector<std::string> tensor_types;  // PATTERN=TYPE overrides
+  CalibrationOptions calib;
+  double damp = 0.01, target_bpw = 0;
+  bool act_order = false, clip_search = false, pure = false, keep_output = false, allow_requantize = false;
+};
+QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& out_path);
+// keep_output: output.weight (the tied embedding when there is none) stays in m's type.
+void keep_output_type(QuantizeOptions& q, const QuantizeRequest& r, const Model& m);
+
 
 }  // namespace lmpress

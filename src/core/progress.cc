@@ -5,7 +5,23 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "core/error.h"
+
 namespace lmpress {
+
+namespace {
+thread_local ProgressSink current_sink;
+}  // namespace
+
+ScopedProgressSink::ScopedProgressSink(ProgressSink s) : previous_(std::move(current_sink)) {
+  current_sink = std::move(s);
+}
+
+ScopedProgressSink::~ScopedProgressSink() { current_sink = std::move(previous_); }
+
+void Progress::report(uint64_t done) {
+  if (current_sink && !current_sink(label_, done, total_)) throw Cancelled(label_ + ": cancelled by the caller");
+}
 
 bool Progress::enabled() {
   static const bool on = isatty(STDERR_FILENO) && !std::getenv("LMPRESS_NO_PROGRESS");
@@ -15,11 +31,13 @@ bool Progress::enabled() {
 Progress::Progress(std::string label, uint64_t total)
     : label_(std::move(label)), total_(total), active_(enabled()) {
   start_ = last_ = std::chrono::steady_clock::now();
+  report(0);
 }
 
 Progress::~Progress() { finish(); }
 
 void Progress::update(uint64_t done) {
+  report(done);
   if (!active_) return;
   auto now = std::chrono::steady_clock::now();
   if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;

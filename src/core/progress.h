@@ -3,6 +3,7 @@
 #pragma once
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace lmpress {
@@ -16,10 +17,29 @@ class Progress {
   static bool enabled();
 
  private:
+  void report(uint64_t done);
+
   std::string label_;
   uint64_t total_;
   bool active_;
   std::chrono::steady_clock::time_point start_, last_;
+};
+
+// A caller's view of progress (the C API's callbacks): while a sink is
+// installed on a thread, every Progress made on that thread reports each
+// update to it (besides the TTY line), and a sink that returns false cancels
+// the work: the update throws Cancelled (core/error.h), so the work unwinds
+// as from any error and writes no output.
+using ProgressSink = std::function<bool(const std::string& stage, uint64_t done, uint64_t total)>;
+class ScopedProgressSink {
+ public:
+  explicit ScopedProgressSink(ProgressSink sink);
+  ~ScopedProgressSink();
+  ScopedProgressSink(const ScopedProgressSink&) = delete;
+  ScopedProgressSink& operator=(const ScopedProgressSink&) = delete;
+
+ private:
+  ProgressSink previous_;
 };
 
 }  // namespace lmpress

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "kernels/interleaved.h"
 #include "kernels/bitmap.h"
 #include "kernels/q8_0_2of4x8.h"
@@ -74,13 +75,17 @@ std::vector<uint8_t> unpack_interleaved(const Tensor& t) {
 
 int64_t repack_interleaved(Model& m) {
   int64_t n = 0;
-  for (auto& t : m.tensors) {
+  Progress progress("repack", m.tensors.size());
+  for (size_t i = 0; i < m.tensors.size(); i++) {
+    Tensor& t = m.tensors[i];
+    progress.update(i);
     const InterleavedFormat* f = interleaved_repack_for(t.dtype);
     if (!f || t.shape.size() != 2 || t.rows() % 8 || t.cols() % f->block_cols) continue;
     if (t.name == "token_embd.weight" && !m.cfg.tied_embeddings) continue;  // only rows looked up: no gain
     t = f->repack(t);
     n++;
   }
+  progress.update(m.tensors.size());
   if (n) m.bind();
   return n;
 }

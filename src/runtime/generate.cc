@@ -30,6 +30,7 @@ const char* stop_reason_name(StopReason r) {
     case StopReason::Eos: return "eos";
     case StopReason::Length: return "length";
     case StopReason::Context: return "context";
+    case StopReason::Caller: return "caller";
   }
   return "?";
 }
@@ -56,6 +57,10 @@ class Emitter {
     if (on_text_) {
       std::string out = take_complete_utf8(pending_);
       if (!out.empty()) on_text_(out);
+    }
+    if (opt_.on_token && !opt_.on_token(id)) {
+      s_.stopped = StopReason::Caller;
+      return false;
     }
     return s_.n_generated < opt_.n_predict;
   }

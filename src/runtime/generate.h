@@ -24,11 +24,14 @@ struct GenerateOptions {
   // draft_max tokens checked by the target in one pass each.
   Drafter* drafter = nullptr;
   int64_t draft_max = 16, draft_min = 0;
+  // Called after each generated token is taken (its text went to on_text
+  // first); returning false ends generation there (StopReason::Caller).
+  std::function<bool(int32_t)> on_token;
 };
 
 // Why generation ended.
-enum class StopReason { Eos, Length, Context };
-const char* stop_reason_name(StopReason r);  // "eos", "length", "context"
+enum class StopReason { Eos, Length, Context, Caller };
+const char* stop_reason_name(StopReason r);  // "eos", "length", "context", "caller"
 
 struct GenerateStats {
   int64_t n_prompt = 0, n_generated = 0;

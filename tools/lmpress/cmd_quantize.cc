@@ -1,8 +1,6 @@
 // lmpress quantize IN OUT.gguf --type q4_k_m [--method rtn|gptq|awq] [--imatrix F] [--calib F ...]
 #include <nlohmann/json.hpp>
 
-#include <filesystem>
-
 #include "commands.h"
 #include "compress/quantize_model.h"
 #include "core/error.h"
@@ -11,12 +9,6 @@
 namespace lmpress::cli {
 
 namespace {
-
-DType parse_type(const std::string& flag, const std::string& name) {
-  const auto t = dtype_from_name(name);
-  if (!t) fail("{}: unknown type '{}'", flag, name);
-  return *t;
-}
 
 void print_report(const QuantizeReport& r, bool json) {
   const double bpw = r.n_params ? double(r.bytes_out) * 8.0 / double(r.n_params) : 0.0;
@@ -50,12 +42,9 @@ void print_report(const QuantizeReport& r, bool json) {
 }  // namespace
 
 void add_quantize(CLI::App& app) {
-  struct Opts {
-    std::string in, out, type, method = "rtn", imatrix, output_type, embd_type, name;
-    std::vector<std::string> tensor_types;
-    CalibrationOptions calib;
-    double damp = 0.01, target_bpw = 0;
-    bool no_finite_check = false, act_order = false, clip_search = false, pure = false, keep_output = false, allow_requantize = false, json = false;
+  struct Opts : QuantizeRequest {
+    std::string in, out;
+    bool no_finite_check = false, json = false;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -92,55 +81,9 @@ void add_quantize(CLI::App& app) {
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
-    QuantizeOptions q;
-    if (o->type.empty() == (o->target_bpw == 0)) fail("give either --type or --target-bpw");
-    if (o->target_bpw != 0) {
-      if (o->calib.file.empty()) fail("--target-bpw measures sensitivity on calibration text: --calib FILE");
-      q.target_bpw = o->target_bpw;
-      o->type = "f16";  // base plan; every quantizable tensor is then chosen by size
-    }
-    q.int_group = parse_int_group_type(o->type);
-    const auto preset = q.int_group ? find_preset("f16") : find_preset(o->type);
-    if (!preset)
-      fail("--type '{}': unknown type (known: {}; or int-N group formats such as int4-g128, int3-g64-asym, int8-ch)",
-           o->type, preset_names());
-    q.mix.preset = *preset;
-    if (q.int_group) {
-      if (o->out.ends_with(".gguf"))
-        fail("{}: int-N group formats are written as a Hugging Face directory in GPTQ layout, not GGUF", o->out);
-      // Refused now rather than after the calibration.
-      if (std::filesystem::exists(o->out) && !std::filesystem::is_directory(o->out))
-        fail("{}: exists and is not a directory (int-N group formats are written as a directory)", o->out);
-      check_replaceable_dir("output", o->out);
-      if (!o->tensor_types.empty() || !o->output_type.empty() || !o->embd_type.empty() || o->pure || o->keep_output)
-        fail("--type {}: mix options (--tensor-type, --output-tensor-type, --token-embedding-type, --pure, "
-             "--keep-output) apply to GGUF file types only",
-             o->type);
-      q.int_group->act_order = o->act_order;
-    }
-    if (o->clip_search && o->method != "rtn") fail("--clip-search is for --method rtn (GPTQ and AWQ choose their own grids)");
-    q.clip_search = o->clip_search;
-    q.mix.pure = o->pure;
-    for (const auto& spec : o->tensor_types) q.mix.overrides.push_back(parse_tensor_type_override(spec));
-    if (!o->output_type.empty()) q.mix.output_type = parse_type("--output-tensor-type", o->output_type);
-    if (!o->embd_type.empty()) q.mix.token_embd_type = parse_type("--token-embedding-type", o->embd_type);
-    const std::string method = o->method;
-    q.method = method == "gptq" ? QuantMethod::GPTQ : method == "awq" ? QuantMethod::AWQ : QuantMethod::RTN;
-    if (q.method != QuantMethod::RTN && o->calib.file.empty()) fail("--method {} needs calibration text: --calib FILE", method);
-    q.calib = o->calib;
-    q.gptq.damp = o->damp;
-    q.gptq.act_order = o->act_order;
-    q.allow_requantize = o->allow_requantize;
-    q.name = o->name;
-    if (!o->imatrix.empty()) {
-      q.imatrix = read_imatrix(o->imatrix);
-      q.mix.has_imatrix = true;
-    }
+    QuantizeOptions q = quantize_options(*o, o->out);
     auto m = load_for_compression(o->in, "", o->no_finite_check);
-    if (o->keep_output) {
-      const Tensor* out = m->find("output.weight");
-      q.mix.output_type = out ? out->dtype : m->tok_embd->dtype;
-    }
+    keep_output_type(q, *o, *m);
     const auto report = quantize_model(*m, o->out, q);
     print_report(report, o->json);
   });

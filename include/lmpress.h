@@ -1,0 +1,308 @@
+/* lmpress: the C API of liblmpress.
+ *
+ * Conventions (as llama.h, with error codes instead of sentinels):
+ * - Handles are opaque; each *_create / *_load has a matching *_free, which
+ *   accepts NULL.
+ * - Every function that can fail returns an lmpress_status. On failure,
+ *   lmpress_last_error() gives the message (naming the file, tensor, field or
+ *   option at fault) for the calling thread, until its next failing call.
+ *   No C++ exception crosses this boundary.
+ * - Parameter structs come from *_default_params(); set the fields you need.
+ *   A NULL params pointer means the defaults.
+ * - Functions that fill a caller's buffer take its capacity and report the
+ *   size needed: LMPRESS_ERR_BUFFER_TOO_SMALL when it does not fit (call again
+ *   with a larger buffer).
+ * - A model handle may be shared by threads for reading (tokenize, contexts
+ *   of their own); a context, batch or sampler handle belongs to one thread at
+ *   a time.
+ * The header is C99 and C++. */
+#ifndef LMPRESS_H
+#define LMPRESS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LMPRESS_VERSION_MAJOR 0
+#define LMPRESS_VERSION_MINOR 1
+#define LMPRESS_VERSION_PATCH 0
+#define LMPRESS_VERSION "0.1.0"
+/* Grows with every change to a struct or signature below. */
+#define LMPRESS_API_VERSION 1
+
+#if defined(_WIN32)
+#define LMPRESS_API
+#else
+#define LMPRESS_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum lmpress_status {
+  LMPRESS_OK = 0,
+  LMPRESS_ERR_INVALID_ARGUMENT = 1, /* a NULL handle or pointer, an option out of range */
+  LMPRESS_ERR_FAILED = 2,           /* the operation failed: a bad file, model or option value */
+  LMPRESS_ERR_CANCELLED = 3,        /* a progress callback returned false */
+  LMPRESS_ERR_BUFFER_TOO_SMALL = 4, /* the size needed is reported; nothing else changed */
+  LMPRESS_ERR_OUT_OF_MEMORY = 5,
+  LMPRESS_ERR_INTERNAL = 6 /* a bug in lmpress: please report the message */
+} lmpress_status;
+
+/* "0.1.0" and LMPRESS_API_VERSION of the library actually loaded. */
+LMPRESS_API const char* lmpress_version(void);
+LMPRESS_API int lmpress_api_version(void);
+/* The message of this thread's last failure ("" before any). */
+LMPRESS_API const char* lmpress_last_error(void);
+/* A name for a status code ("ok", "invalid argument", ...). */
+LMPRESS_API const char* lmpress_status_name(lmpress_status s);
+/* Threads for compute (0: all cores, as the command line's -t 0). */
+LMPRESS_API lmpress_status lmpress_set_threads(int n_threads);
+
+/* Long work (loading, quantizing, perplexity) reports progress: `stage` names
+ * the step, done of total units are finished. Return false to cancel: the
+ * call then returns LMPRESS_ERR_CANCELLED and writes no output. */
+typedef bool (*lmpress_progress_callback)(const char* stage, uint64_t done, uint64_t total, void* user_data);
+
+/* ---------------------------------------------------------------- models */
+
+typedef struct lmpress_model lmpress_model;
+
+typedef struct lmpress_model_params {
+  const char* tokenizer_path; /* llama2.c checkpoints: the tokenizer (NULL: found beside) */
+  /* true: weights repacked for the fast kernels, as every command that runs a
+   * model loads it (more memory for repacked copies); false: as in the file. */
+  bool repack;
+  lmpress_progress_callback progress;
+  void* progress_user_data;
+} lmpress_model_params;
+
+LMPRESS_API lmpress_model_params lmpress_model_default_params(void);
+/* A GGUF file, a Hugging Face directory (or its config.json), a GPTQ
+ * directory or a llama2.c checkpoint. */
+LMPRESS_API lmpress_status lmpress_model_load(const char* path, const lmpress_model_params* params,
+                                              lmpress_model** out);
+LMPRESS_API void lmpress_model_free(lmpress_model* model);
+
+typedef struct lmpress_model_info {
+  const char* arch;   /* "llama", "qwen2"; valid while the model lives */
+  const char* format; /* "gguf", "hf", "llama2c" */
+  int64_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
+  int64_t n_params;
+  uint64_t n_bytes; /* weight bytes as loaded */
+  int32_t token_bos, token_eos; /* -1 when the vocabulary has none */
+  bool add_bos;                 /* whether tokenize adds BOS with add_special */
+} lmpress_model_info;
+
+LMPRESS_API lmpress_status lmpress_model_get_info(const lmpress_model* model, lmpress_model_info* out);
+
+/* ------------------------------------------------------------ tokenizer */
+
+/* Token ids of text[0..text_len) into tokens[0..capacity); *n_tokens gets the
+ * count (also when the buffer is too small). add_special: BOS/EOS as the
+ * model adds them; parse_special: "<|...|>" texts of special tokens become
+ * those tokens. */
+LMPRESS_API lmpress_status lmpress_tokenize(const lmpress_model* model, const char* text, size_t text_len,
+                                            bool add_special, bool parse_special, int32_t* tokens, size_t capacity,
+                                            size_t* n_tokens);
+/* The text of tokens[0..n) into buf[0..capacity), NUL-terminated; *n_bytes
+ * gets its length without the NUL (the buffer needs one more byte). special:
+ * render special tokens' texts. Ids outside the vocabulary are an error. */
+LMPRESS_API lmpress_status lmpress_detokenize(const lmpress_model* model, const int32_t* tokens, size_t n,
+                                              bool special, char* buf, size_t capacity, size_t* n_bytes);
+
+/* ------------------------------------------------------ one sequence */
+
+typedef struct lmpress_context lmpress_context;
+
+typedef struct lmpress_cache_params {
+  /* KV-cache types as --cache-type-k/-v take them: f32, f16, bf16, q8_0,
+   * q4_0, q4_1, q5_0, q5_1, iq4_nl, kivi4, kivi2 (NULL: f16). */
+  const char* type_k;
+  const char* type_v;
+  const char* rotate; /* "auto", "on", "off" (NULL: auto) */
+  int64_t kivi_group, kivi_residual; /* --kv-group, --kv-residual */
+  /* --kv-policy: "none", "sink-window:S,W", "h2o:B[,W]", "snapkv:B,W" (NULL: none) */
+  const char* policy;
+} lmpress_cache_params;
+
+typedef struct lmpress_context_params {
+  int64_t n_ctx;   /* positions the cache holds (0: the model's trained context) */
+  int64_t n_batch; /* most tokens per forward pass */
+  lmpress_cache_params cache;
+} lmpress_context_params;
+
+LMPRESS_API lmpress_context_params lmpress_context_default_params(void);
+/* The model must outlive the context. */
+LMPRESS_API lmpress_status lmpress_context_create(const lmpress_model* model, const lmpress_context_params* params,
+                                                  lmpress_context** out);
+LMPRESS_API void lmpress_context_free(lmpress_context* ctx);
+/* Runs tokens[0..n) at the next positions. Logits of every token (all_logits)
+ * or of the last one are then read with lmpress_context_logits. */
+LMPRESS_API lmpress_status lmpress_context_eval(lmpress_context* ctx, const int32_t* tokens, size_t n,
+                                                bool all_logits);
+/* The last eval's logits, rows × n_vocab floats (rows: 1, or n with
+ * all_logits); valid until the next eval. NULL before any eval. */
+LMPRESS_API const float* lmpress_context_logits(const lmpress_context* ctx, size_t* n_rows);
+/* Positions evaluated so far. */
+LMPRESS_API int64_t lmpress_context_n_past(const lmpress_context* ctx);
+/* Forgets every position after the first n (0: a fresh sequence). */
+LMPRESS_API lmpress_status lmpress_context_truncate(lmpress_context* ctx, int64_t n);
+
+/* ------------------------------------------- many sequences at once */
+
+/* The serving engine's forward pass: one call runs tokens of many sequences
+ * (each token with its own sequence id and position) over a paged KV cache.
+ * A token's logits equal those a lone context computes for it. */
+typedef struct lmpress_batch lmpress_batch;
+
+typedef struct lmpress_batch_params {
+  int64_t n_ctx;      /* positions the pool holds over all sequences (0: 4 × the model's context) */
+  int64_t block_size; /* positions per cache block */
+  int64_t max_tokens; /* most tokens one eval takes */
+  lmpress_cache_params cache; /* policy: "none" or "sink-window:S,W" */
+} lmpress_batch_params;
+
+LMPRESS_API lmpress_batch_params lmpress_batch_default_params(void);
+LMPRESS_API lmpress_status lmpress_batch_create(const lmpress_model* model, const lmpress_batch_params* params,
+                                                lmpress_batch** out);
+LMPRESS_API void lmpress_batch_free(lmpress_batch* batch);
+/* Runs token i of sequence seq_ids[i] at positions[i], for i < n. A sequence
+ * starts at position 0 (its first use opens it) and continues where it ended.
+ * want_logits may be NULL (the last token only); the logits of the tokens that
+ * want them are read with lmpress_batch_logits, in batch order. On failure
+ * (a position out of order, the pool full) nothing changed. */
+LMPRESS_API lmpress_status lmpress_batch_eval(lmpress_batch* batch, const int32_t* tokens, const int32_t* seq_ids,
+                                              const int64_t* positions, const bool* want_logits, size_t n);
+LMPRESS_API const float* lmpress_batch_logits(const lmpress_batch* batch, size_t* n_rows);
+/* Positions sequence `seq` holds (0 when it is not open). */
+LMPRESS_API int64_t lmpress_batch_seq_length(const lmpress_batch* batch, int32_t seq);
+/* Keeps the first n positions of `seq` (0 closes it, giving its blocks back). */
+LMPRESS_API lmpress_status lmpress_batch_seq_truncate(lmpress_batch* batch, int32_t seq, int64_t n);
+
+/* -------------------------------------------------------------- sampling */
+
+typedef struct lmpress_sampler_params {
+  float temperature; /* <= 0: greedy */
+  int32_t top_k;     /* <= 0: off */
+  float top_p;       /* >= 1: off */
+  float min_p;       /* <= 0: off */
+  uint64_t seed;
+  float repeat_penalty, frequency_penalty, presence_penalty; /* 1, 0, 0: off */
+  int32_t penalty_last_n;                                    /* -1: the whole history */
+} lmpress_sampler_params;
+
+typedef struct lmpress_sampler lmpress_sampler;
+
+/* The command line's defaults: greedy; top-k 40, top-p 0.95, min-p 0.05 when
+ * a temperature is set. */
+LMPRESS_API lmpress_sampler_params lmpress_sampler_default_params(void);
+LMPRESS_API lmpress_status lmpress_sampler_create(const lmpress_sampler_params* params, lmpress_sampler** out);
+LMPRESS_API void lmpress_sampler_free(lmpress_sampler* sampler);
+/* Draws a token from logits[0..n_vocab) after the penalties over the
+ * sequence so far, history[0..n_history) (may be NULL with 0). */
+LMPRESS_API lmpress_status lmpress_sampler_sample(lmpress_sampler* sampler, const float* logits, int64_t n_vocab,
+                                                  const int32_t* history, size_t n_history, int32_t* token);
+
+/* ------------------------------------------------------------ generation */
+
+/* Called for each generated token with the text it completes (UTF-8; may be
+ * empty while a character is incomplete). Return false to stop. */
+typedef bool (*lmpress_token_callback)(int32_t token, const char* text, size_t text_len, void* user_data);
+
+typedef struct lmpress_generate_params {
+  int64_t n_predict; /* most tokens to generate */
+  int64_t n_ctx;     /* 0: the model's trained context */
+  bool ignore_eos;
+  lmpress_sampler_params sampling;
+  lmpress_cache_params cache;
+  lmpress_token_callback on_token;
+  void* user_data;
+} lmpress_generate_params;
+
+typedef enum lmpress_stop_reason {
+  LMPRESS_STOP_EOS = 0,
+  LMPRESS_STOP_LENGTH = 1,  /* n_predict tokens */
+  LMPRESS_STOP_CONTEXT = 2, /* the context is full */
+  LMPRESS_STOP_CALLER = 3   /* on_token returned false */
+} lmpress_stop_reason;
+
+typedef struct lmpress_generate_result {
+  int64_t n_prompt, n_generated;
+  lmpress_stop_reason stop_reason;
+  double prompt_seconds, gen_seconds;
+} lmpress_generate_result;
+
+LMPRESS_API lmpress_generate_params lmpress_generate_default_params(void);
+/* Generates from `prompt` (tokenized with BOS as the model adds it), as
+ * `lmpress generate` does: the same options give the same tokens. */
+LMPRESS_API lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt,
+                                            const lmpress_generate_params* params, lmpress_generate_result* result);
+
+/* ------------------------------------------------------------ evaluation */
+
+typedef struct lmpress_perplexity_params {
+  int64_t n_ctx;       /* tokens per window */
+  int64_t n_chunks;    /* windows scored (-1: all) */
+  const char* protocol; /* "llama.cpp" (NULL) or "gptq" */
+  lmpress_cache_params cache;
+  lmpress_progress_callback progress;
+  void* progress_user_data;
+} lmpress_perplexity_params;
+
+typedef struct lmpress_perplexity_result {
+  double ppl, ppl_stderr, mean_nll;
+  int64_t n_tokens_scored, n_chunks;
+} lmpress_perplexity_result;
+
+LMPRESS_API lmpress_perplexity_params lmpress_perplexity_default_params(void);
+/* Perplexity of the model on text[0..text_len), as `lmpress perplexity`. */
+LMPRESS_API lmpress_status lmpress_perplexity(const lmpress_model* model, const char* text, size_t text_len,
+                                              const lmpress_perplexity_params* params,
+                                              lmpress_perplexity_result* result);
+
+/* ----------------------------------------------------------- compression */
+
+typedef struct lmpress_quantize_params {
+  /* A GGUF file type as `quantize --type` takes it (q4_k_m, q8_0, ...) or an
+   * int-N group format (int4-g128: OUT is then a GPTQ directory). */
+  const char* type;
+  const char* method;       /* "rtn" (NULL), "gptq", "awq" */
+  const char* calib_path;   /* calibration text (gptq, awq) */
+  int64_t calib_samples;    /* windows of calib_ctx tokens */
+  int64_t calib_ctx;
+  const char* imatrix_path; /* llama.cpp imatrix GGUF, or NULL */
+  double damp;              /* GPTQ dampening fraction */
+  bool act_order;
+  lmpress_progress_callback progress;
+  void* progress_user_data;
+} lmpress_quantize_params;
+
+LMPRESS_API lmpress_quantize_params lmpress_quantize_default_params(void);
+/* Reads the model at in_path, quantizes it and writes out_path (through a
+ * temporary name, renamed at the end; the input is never written). */
+LMPRESS_API lmpress_status lmpress_quantize(const char* in_path, const char* out_path,
+                                            const lmpress_quantize_params* params);
+
+/* ---------------------------------------------------------- chat templates */
+
+typedef struct lmpress_chat_message {
+  const char* role;
+  const char* content;
+} lmpress_chat_message;
+
+/* Renders messages with a chat template: `template_name` is a built-in name
+ * (chatml, llama2, llama3, mistral, phi3, gemma, zephyr), a template file, or
+ * NULL for the model's own (model may be NULL with a name). Output as
+ * lmpress_detokenize's. */
+LMPRESS_API lmpress_status lmpress_chat_apply_template(const lmpress_model* model, const char* template_name,
+                                                       const lmpress_chat_message* messages, size_t n_messages,
+                                                       bool add_generation_prompt, char* buf, size_t capacity,
+                                                       size_t* n_bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* LMPRESS_H */

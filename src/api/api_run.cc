@@ -1,0 +1,366 @@
+// The C API (include/lmpress.h): contexts, batches, generation, perplexity, quantization.
+#include <cstring>
+#include <map>
+
+#include "api/api_internal.h"
+#include "compress/quantize_model.h"
+#include "core/path_guard.h"
+#include "eval/perplexity.h"
+#include "kernels/matmul.h"
+#include "model/forward.h"
+#include "runtime/batch.h"
+#include "runtime/generate.h"
+#include "runtime/kv_cache.h"
+
+using namespace lmpress;
+using namespace lmpress::api;
+
+struct lmpress_context {
+  std::unique_ptr<InferenceState> st;
+  std::vector<float> logits;
+  size_t rows = 0;
+};
+
+struct lmpress_batch {
+  const Model* m = nullptr;
+  std::unique_ptr<PagedKvCache> cache;
+  std::unique_ptr<BatchEngine> engine;
+  std::vector<float> logits;
+  size_t rows = 0;
+};
+
+namespace {
+
+lmpress_cache_params default_cache() {
+  lmpress_cache_params c;
+  std::memset(&c, 0, sizeof c);
+  c.kivi_group = 64;
+  return c;
+}
+
+void check_tokens(const Model& m, const int32_t* tokens, size_t n, const char* fn) {
+  for (size_t i = 0; i < n; i++)
+    if (tokens[i] < 0 || tokens[i] >= m.cfg.n_vocab)
+      invalid("{}: token {} (at {}) is outside the model's {} embeddings", fn, tokens[i], i, m.cfg.n_vocab);
+}
+
+}  // namespace
+
+extern "C" {
+
+lmpress_context_params lmpress_context_default_params(void) {
+  lmpress_context_params p;
+  std::memset(&p, 0, sizeof p);
+  p.n_batch = 512;
+  p.cache = default_cache();
+  return p;
+}
+
+lmpress_status lmpress_context_create(const lmpress_model* model, const lmpress_context_params* params,
+                                      lmpress_context** out) {
+  return guarded([&] {
+    const char* fn = "lmpress_context_create";
+    need(out, fn, "out");
+    *out = nullptr;
+    need(model, fn, "model");
+    const lmpress_context_params p = params ? *params : lmpress_context_default_params();
+    const Model& m = *model->m;
+    const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : m.cfg.ctx_len;
+    if (p.n_ctx < 0 || n_ctx > (int64_t(1) << 24)) invalid("{}: n_ctx {} out of range (0 .. 2^24)", fn, p.n_ctx);
+    if (p.n_batch < 1 || p.n_batch > 65536) invalid("{}: n_batch {} out of range (1 .. 65536)", fn, p.n_batch);
+    const KvCacheSpec kv = cache_spec(p.cache, m.cfg);
+    check_kv_context(kv, n_ctx);
+    const KvPolicy policy = cache_policy(p.cache);
+    check_kv_policy(policy, kv, n_ctx, p.n_batch);
+    auto c = std::make_unique<lmpress_context>();
+    c->st = std::make_unique<InferenceState>(m, n_ctx, p.n_batch, kv, policy);
+    *out = c.release();
+  });
+}
+
+void lmpress_context_free(lmpress_context* ctx) { delete ctx; }
+
+lmpress_status lmpress_context_eval(lmpress_context* ctx, const int32_t* tokens, size_t n, bool all_logits) {
+  return guarded([&] {
+    const char* fn = "lmpress_context_eval";
+    need(ctx, fn, "ctx");
+    need(tokens, fn, "tokens");
+    if (n == 0) invalid("{}: no tokens", fn);
+    const Model& m = ctx->st->model();
+    check_tokens(m, tokens, n, fn);
+    if (!ctx->st->policy().bounded() && ctx->st->n_cached() + int64_t(n) > ctx->st->n_ctx())
+      fail("{}: {} more tokens do not fit the context: {} of {} positions are used", fn, n, ctx->st->n_cached(),
+           ctx->st->n_ctx());
+    const size_t rows = all_logits ? n : 1;
+    ctx->logits.resize(rows * size_t(m.cfg.n_vocab));
+    ctx->rows = 0;
+    ctx->st->eval(tokens, int64_t(n), ctx->logits.data(), all_logits);
+    ctx->rows = rows;
+  });
+}
+
+const float* lmpress_context_logits(const lmpress_context* ctx, size_t* n_rows) {
+  if (n_rows) *n_rows = ctx ? ctx->rows : 0;
+  return ctx && ctx->rows ? ctx->logits.data() : nullptr;
+}
+
+int64_t lmpress_context_n_past(const lmpress_context* ctx) { return ctx ? ctx->st->n_past() : 0; }
+
+lmpress_status lmpress_context_truncate(lmpress_context* ctx, int64_t n) {
+  return guarded([&] {
+    need(ctx, "lmpress_context_truncate", "ctx");
+    if (n < 0 || n > ctx->st->n_past())
+      invalid("lmpress_context_truncate: {} positions asked to keep, {} evaluated", n, ctx->st->n_past());
+    if (n == 0)
+      ctx->st->reset();
+    else
+      ctx->st->truncate(n);
+    ctx->rows = 0;
+  });
+}
+
+lmpress_batch_params lmpress_batch_default_params(void) {
+  lmpress_batch_params p;
+  std::memset(&p, 0, sizeof p);
+  p.block_size = 16;
+  p.max_tokens = 512;
+  p.cache = default_cache();
+  return p;
+}
+
+lmpress_status lmpress_batch_create(const lmpress_model* model, const lmpress_batch_params* params,
+                                    lmpress_batch** out) {
+  return guarded([&] {
+    const char* fn = "lmpress_batch_create";
+    need(out, fn, "out");
+    *out = nullptr;
+    need(model, fn, "model");
+    const lmpress_batch_params p = params ? *params : lmpress_batch_default_params();
+    const Model& m = *model->m;
+    if (p.block_size < 1 || p.block_size > 4096) invalid("{}: block_size {} out of range (1 .. 4096)", fn, p.block_size);
+    const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : 4 * m.cfg.ctx_len;
+    if (p.n_ctx < 0 || n_ctx > (int64_t(1) << 26)) invalid("{}: n_ctx {} out of range (0 .. 2^26)", fn, p.n_ctx);
+    if (p.max_tokens < 1 || p.max_tokens > 65536) invalid("{}: max_tokens {} out of range (1 .. 65536)", fn, p.max_tokens);
+    const KvCacheSpec kv = cache_spec(p.cache, m.cfg);
+    const int64_t block = kv.round_positions(p.block_size);
+    auto b = std::make_unique<lmpress_batch>();
+    b->m = &m;
+    b->cache = std::make_unique<PagedKvCache>(m.cfg, (n_ctx + block - 1) / block, block, kv);
+    const KvPolicy policy = cache_policy(p.cache);
+    if (policy.active()) {
+      check_kv_policy(policy, kv, m.cfg.ctx_len, p.max_tokens);
+      b->cache->set_policy(policy);
+    }
+    b->engine = std::make_unique<BatchEngine>(m, *b->cache, p.max_tokens);
+    *out = b.release();
+  });
+}
+
+void lmpress_batch_free(lmpress_batch* batch) { delete batch; }
+
+lmpress_status lmpress_batch_eval(lmpress_batch* batch, const int32_t* tokens, const int32_t* seq_ids,
+                                  const int64_t* positions, const bool* want_logits, size_t n) {
+  return guarded([&] {
+    const char* fn = "lmpress_batch_eval";
+    need(batch, fn, "batch");
+    need(tokens, fn, "tokens");
+    need(seq_ids, fn, "seq_ids");
+    need(positions, fn, "positions");
+    if (n == 0) invalid("{}: no tokens", fn);
+    if (int64_t(n) > batch->engine->max_tokens())
+      invalid("{}: {} tokens, the batch was made for at most {} (max_tokens)", fn, n, batch->engine->max_tokens());
+    check_tokens(*batch->m, tokens, n, fn);
+    PagedKvCache& cache = *batch->cache;
+    // A sequence's tokens in this batch; as many as InferenceState would run
+    // through the batched kernels make them prompt tokens (batch.h: the same
+    // logits as a lone context).
+    std::map<int32_t, int64_t> count;
+    for (size_t i = 0; i < n; i++) {
+      if (seq_ids[i] < 0) invalid("{}: seq_ids[{}] is {}: sequence ids are >= 0", fn, i, seq_ids[i]);
+      count[seq_ids[i]]++;
+    }
+    std::vector<int32_t> opened;
+    for (const auto& [seq, k] : count)
+      if (!cache.has(seq)) {
+        cache.open(seq, nullptr, 0);
+        opened.push_back(seq);
+      }
+    std::vector<BatchToken> b(n);
+    size_t rows = 0;
+    for (size_t i = 0; i < n; i++) {
+      const bool logits = want_logits ? want_logits[i] : i + 1 == n;
+      b[i] = {tokens[i], seq_ids[i], positions[i], logits, count[seq_ids[i]] >= kMatmulBatchMin};
+      rows += logits;
+    }
+    batch->logits.resize(rows * size_t(batch->m->cfg.n_vocab));
+    batch->rows = 0;
+    try {
+      batch->engine->forward(b, rows ? batch->logits.data() : nullptr);
+    } catch (...) {
+      for (int32_t seq : opened) cache.close(seq);  // as before the call
+      throw;
+    }
+    batch->rows = rows;
+  });
+}
+
+const float* lmpress_batch_logits(const lmpress_batch* batch, size_t* n_rows) {
+  if (n_rows) *n_rows = batch ? batch->rows : 0;
+  return batch && batch->rows ? batch->logits.data() : nullptr;
+}
+
+int64_t lmpress_batch_seq_length(const lmpress_batch* batch, int32_t seq) {
+  return batch && batch->cache->has(seq) ? batch->cache->n_computed(seq) : 0;
+}
+
+lmpress_status lmpress_batch_seq_truncate(lmpress_batch* batch, int32_t seq, int64_t n) {
+  return guarded([&] {
+    need(batch, "lmpress_batch_seq_truncate", "batch");
+    PagedKvCache& cache = *batch->cache;
+    const int64_t len = cache.has(seq) ? cache.n_computed(seq) : 0;
+    if (n < 0 || n > len) invalid("lmpress_batch_seq_truncate: sequence {} holds {} positions, {} asked to keep", seq, len, n);
+    if (n == 0) {
+      if (cache.has(seq)) cache.close(seq);
+    } else if (n < len) {
+      cache.truncate(seq, n);
+    }
+  });
+}
+
+lmpress_generate_params lmpress_generate_default_params(void) {
+  lmpress_generate_params p;
+  std::memset(&p, 0, sizeof p);
+  p.n_predict = GenerateOptions().n_predict;
+  p.sampling = lmpress_sampler_default_params();
+  p.cache = default_cache();
+  return p;
+}
+
+lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt, const lmpress_generate_params* params,
+                                lmpress_generate_result* result) {
+  return guarded([&] {
+    const char* fn = "lmpress_generate";
+    need(model, fn, "model");
+    need(prompt, fn, "prompt");
+    const lmpress_generate_params p = params ? *params : lmpress_generate_default_params();
+    if (p.n_predict < 0) invalid("{}: n_predict {} must be >= 0", fn, p.n_predict);
+    if (p.n_ctx < 0 || p.n_ctx > (int64_t(1) << 24)) invalid("{}: n_ctx {} out of range (0 .. 2^24)", fn, p.n_ctx);
+    const Model& m = *model->m;
+    GenerateOptions g;
+    g.n_predict = p.n_predict;
+    g.n_ctx = p.n_ctx;
+    g.stop_at_eos = !p.ignore_eos;
+    g.sampling = sampler_options(p.sampling);
+    g.kv = cache_spec(p.cache, m.cfg);
+    g.policy = cache_policy(p.cache);
+    std::string pending;
+    std::function<void(const std::string&)> on_text;
+    if (p.on_token) {
+      on_text = [&](const std::string& piece) { pending += piece; };
+      g.on_token = [&](int32_t id) {
+        const bool more = p.on_token(id, pending.data(), pending.size(), p.user_data);
+        pending.clear();
+        return more;
+      };
+    }
+    const GenerateStats s = generate(m, prompt, g, on_text);
+    if (result) {
+      std::memset(result, 0, sizeof *result);
+      result->n_prompt = s.n_prompt;
+      result->n_generated = s.n_generated;
+      result->stop_reason = s.stopped == StopReason::Eos       ? LMPRESS_STOP_EOS
+                            : s.stopped == StopReason::Context ? LMPRESS_STOP_CONTEXT
+                            : s.stopped == StopReason::Caller  ? LMPRESS_STOP_CALLER
+                                                               : LMPRESS_STOP_LENGTH;
+      result->prompt_seconds = s.prompt_seconds;
+      result->gen_seconds = s.gen_seconds;
+    }
+  });
+}
+
+lmpress_perplexity_params lmpress_perplexity_default_params(void) {
+  lmpress_perplexity_params p;
+  std::memset(&p, 0, sizeof p);
+  const PerplexityOptions o;
+  p.n_ctx = o.n_ctx;
+  p.n_chunks = o.n_chunks;
+  p.cache = default_cache();
+  return p;
+}
+
+lmpress_status lmpress_perplexity(const lmpress_model* model, const char* text, size_t text_len,
+                                  const lmpress_perplexity_params* params, lmpress_perplexity_result* result) {
+  return guarded([&] {
+    const char* fn = "lmpress_perplexity";
+    need(model, fn, "model");
+    need(text, fn, "text");
+    need(result, fn, "result");
+    const lmpress_perplexity_params p = params ? *params : lmpress_perplexity_default_params();
+    const Model& m = *model->m;
+    if (p.n_ctx < 8 || p.n_ctx > (int64_t(1) << 20)) invalid("{}: n_ctx {} out of range (8 .. 2^20)", fn, p.n_ctx);
+    check_chunks(p.n_chunks);
+    PerplexityOptions o;
+    o.n_ctx = p.n_ctx;
+    o.n_chunks = p.n_chunks;
+    o.protocol = parse_ppl_protocol(p.protocol ? p.protocol : "llama.cpp");
+    o.kv = cache_spec(p.cache, m.cfg);
+    o.policy = cache_policy(p.cache);
+    std::string t(text, text_len);
+    if (o.protocol == PplProtocol::Gptq) t = gptq_protocol_text(t);
+    const auto tokens = m.tokenizer->encode(t, true, false);
+    ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
+    const PerplexityResult r = perplexity(m, tokens, o);
+    std::memset(result, 0, sizeof *result);
+    result->ppl = r.ppl;
+    result->ppl_stderr = r.ppl_stderr;
+    result->mean_nll = r.mean_nll;
+    result->n_tokens_scored = r.n_tokens_scored;
+    result->n_chunks = r.n_chunks;
+  });
+}
+
+lmpress_quantize_params lmpress_quantize_default_params(void) {
+  lmpress_quantize_params p;
+  std::memset(&p, 0, sizeof p);
+  const QuantizeRequest r;
+  p.calib_samples = r.calib.samples;
+  p.calib_ctx = r.calib.ctx;
+  p.damp = r.damp;
+  return p;
+}
+
+lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const lmpress_quantize_params* params) {
+  return guarded([&] {
+    const char* fn = "lmpress_quantize";
+    need(in_path, fn, "in_path");
+    need(out_path, fn, "out_path");
+    need(params, fn, "params");
+    const lmpress_quantize_params& p = *params;
+    need(p.type, fn, "params->type");
+    QuantizeRequest r;
+    r.type = p.type;
+    if (p.method) r.method = p.method;
+    if (p.calib_path) r.calib.file = p.calib_path;
+    r.calib.samples = p.calib_samples;
+    r.calib.ctx = p.calib_ctx;
+    if (p.imatrix_path) r.imatrix = p.imatrix_path;
+    r.damp = p.damp;
+    r.act_order = p.act_order;
+    if (r.calib.samples == 0 || r.calib.samples < -1) invalid("{}: calib_samples {}: -1 (all) or >= 1", fn, r.calib.samples);
+    if (r.calib.ctx < 2) invalid("{}: calib_ctx {} must be >= 2", fn, r.calib.ctx);
+    // The command line's rule: no output is an input (by inode and path).
+    PathGuard guard;
+    for (const auto& path : model_input_paths(in_path)) guard.input("in_path", path);
+    if (!r.calib.file.empty()) guard.input("calib_path", r.calib.file);
+    if (!r.imatrix.empty()) guard.input("imatrix_path", r.imatrix);
+    guard.output("out_path", out_path, OutputKind::Either);
+    guard.check();
+    QuantizeOptions q = quantize_options(r, out_path);
+    ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
+    auto m = load_model(in_path);
+    check_finite_weights(*m);
+    quantize_model(*m, out_path, q);
+  });
+}
+
+}  // extern "C"

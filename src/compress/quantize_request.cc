@@ -1,0 +1,79 @@
+// quantize_options: `lmpress quantize`'s words checked and made into QuantizeOptions.
+#include <filesystem>
+
+#include "compress/quantize_model.h"
+#include "core/error.h"
+#include "core/path_guard.h"
+
+namespace lmpress {
+
+namespace {
+
+DType parse_type(const std::string& flag, const std::string& name) {
+  const auto t = dtype_from_name(name);
+  if (!t) fail("{}: unknown type '{}'", flag, name);
+  return *t;
+}
+
+}  // namespace
+
+QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& out_path) {
+  QuantizeOptions q;
+  if (r.type.empty() == (r.target_bpw == 0)) fail("give either --type or --target-bpw");
+  std::string type = r.type;
+  if (r.target_bpw != 0) {
+    if (r.calib.file.empty()) fail("--target-bpw measures sensitivity on calibration text: --calib FILE");
+    if (!(r.target_bpw > 0 && r.target_bpw <= 32)) fail("--target-bpw {}: bits per weight must be in (0, 32]", r.target_bpw);
+    q.target_bpw = r.target_bpw;
+    type = "f16";  // base plan; every quantizable tensor is then chosen by size
+  }
+  q.int_group = parse_int_group_type(type);
+  const auto preset = q.int_group ? find_preset("f16") : find_preset(type);
+  if (!preset)
+    fail("--type '{}': unknown type (known: {}; or int-N group formats such as int4-g128, int3-g64-asym, int8-ch)",
+         type, preset_names());
+  q.mix.preset = *preset;
+  if (q.int_group) {
+    if (out_path.ends_with(".gguf"))
+      fail("{}: int-N group formats are written as a Hugging Face directory in GPTQ layout, not GGUF", out_path);
+    // Refused now rather than after the calibration.
+    if (std::filesystem::exists(out_path) && !std::filesystem::is_directory(out_path))
+      fail("{}: exists and is not a directory (int-N group formats are written as a directory)", out_path);
+    check_replaceable_dir("output", out_path);
+    if (!r.tensor_types.empty() || !r.output_type.empty() || !r.embd_type.empty() || r.pure || r.keep_output)
+      fail("--type {}: mix options (--tensor-type, --output-tensor-type, --token-embedding-type, --pure, "
+           "--keep-output) apply to GGUF file types only",
+           type);
+    q.int_group->act_order = r.act_order;
+  }
+  if (r.method != "rtn" && r.method != "gptq" && r.method != "awq")
+    fail("--method '{}': unknown method (rtn, gptq, awq)", r.method);
+  if (r.clip_search && r.method != "rtn") fail("--clip-search is for --method rtn (GPTQ and AWQ choose their own grids)");
+  q.clip_search = r.clip_search;
+  q.mix.pure = r.pure;
+  for (const auto& spec : r.tensor_types) q.mix.overrides.push_back(parse_tensor_type_override(spec));
+  if (!r.output_type.empty()) q.mix.output_type = parse_type("--output-tensor-type", r.output_type);
+  if (!r.embd_type.empty()) q.mix.token_embd_type = parse_type("--token-embedding-type", r.embd_type);
+  q.method = r.method == "gptq" ? QuantMethod::GPTQ : r.method == "awq" ? QuantMethod::AWQ : QuantMethod::RTN;
+  if (q.method != QuantMethod::RTN && r.calib.file.empty())
+    fail("--method {} needs calibration text: --calib FILE", r.method);
+  if (!(r.damp > 0 && r.damp <= 1)) fail("--damp {}: a fraction in (0, 1]", r.damp);
+  q.calib = r.calib;
+  q.gptq.damp = r.damp;
+  q.gptq.act_order = r.act_order;
+  q.allow_requantize = r.allow_requantize;
+  q.name = r.name;
+  if (!r.imatrix.empty()) {
+    q.imatrix = read_imatrix(r.imatrix);
+    q.mix.has_imatrix = true;
+  }
+  return q;
+}
+
+void keep_output_type(QuantizeOptions& q, const QuantizeRequest& r, const Model& m) {
+  if (!r.keep_output) return;
+  const Tensor* out = m.find("output.weight");
+  q.mix.output_type = out ? out->dtype : m.tok_embd->dtype;
+}
+
+}  // namespace lmpress
