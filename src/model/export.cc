@@ -10,6 +10,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/progress.h"
 #include "core/finite.h"
 #include "core/fp16.h"
 #include "core/path_guard.h"
@@ -338,10 +339,13 @@ void ModelWriter::write_block(int64_t layer) {
 
 void ModelWriter::commit() {
   Impl& w = *impl_;
-  for (const auto& t : w.m.tensors) {
+  Progress progress("write", w.m.tensors.size());
+  for (size_t i = 0; i < w.m.tensors.size(); i++) {
+    const Tensor& t = w.m.tensors[i];
     const auto it = w.index.find(t.name);
     if (it == w.index.end()) fail("internal: tensor {} was added after the header of its file was written", t.name);
     if (it->second.second > 0 && !w.file->written(it->second.first)) write(t.name);
+    progress.update(i + 1);
   }
   for (const auto& [i, t] : w.extra) w.file->write(i, t);
   w.file->commit();

@@ -1,0 +1,416 @@
+// The C API (include/lmpress.h) as a program that embeds lmpress sees it:
+// results equal the command line's, every failure is a status and a message,
+// and liblmpress.so exports that API and nothing else.
+#include <gtest/gtest.h>
+#include <lmpress.h>  // compiled as C++ here; as C99 by examples/c/generate.c
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/mapped_file.h"
+#include "test_util.h"
+
+namespace {
+
+using lmpress::test::run_cli;
+using lmpress::test::shared_path;
+using lmpress::test::shell;
+
+std::string model_dir() { return shared_path("models/lmp-8m"); }
+std::string wiki() { return shared_path("data/wikitext-2/wiki.test.raw"); }
+
+struct ModelHandle {
+  lmpress_model* m = nullptr;
+  ModelHandle() {
+    const lmpress_status s = lmpress_model_load(model_dir().c_str(), nullptr, &m);
+    EXPECT_EQ(s, LMPRESS_OK) << lmpress_last_error();
+  }
+  ~ModelHandle() { lmpress_model_free(m); }
+};
+
+std::vector<int32_t> cli_tokens(const std::string& prompt, int n) {
+  auto r = run_cli("generate " + model_dir() + " -p '" + prompt + "' -n " + std::to_string(n) + " --json");
+  EXPECT_EQ(r.status, 0) << r.out;
+  return nlohmann::json::parse(r.out.substr(r.out.find('{')))["tokens"].get<std::vector<int32_t>>();
+}
+
+// The ids after "tokens:" in a run of examples/c/generate.c.
+std::vector<int32_t> example_tokens(const std::string& out) {
+  std::vector<int32_t> ids;
+  const size_t at = out.find("tokens:");
+  EXPECT_NE(at, std::string::npos) << out;
+  std::istringstream in(out.substr(at + 7, out.find('\n', at) - at - 7));
+  for (int32_t id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+std::vector<int32_t> tokenize(const lmpress_model* m, const std::string& text) {
+  size_t n = 0;
+  EXPECT_EQ(lmpress_tokenize(m, text.data(), text.size(), true, false, nullptr, 0, &n), LMPRESS_ERR_BUFFER_TOO_SMALL);
+  std::vector<int32_t> ids(n);
+  EXPECT_EQ(lmpress_tokenize(m, text.data(), text.size(), true, false, ids.data(), ids.size(), &n), LMPRESS_OK);
+  return ids;
+}
+
+TEST(CApi, GreedyGenerationEqualsTheCli) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::vector<int32_t> want = cli_tokens("Once upon a time", 24);
+  ASSERT_EQ(want.size(), 24u);
+  // generate with a token callback, and the step-by-step loop (tokenize,
+  // context eval, sampler), both from the C program linked to liblmpress.so.
+  for (const char* mode : {"", " --manual"}) {
+    auto r = shell(std::string(LMPRESS_EXAMPLE_C) + " " + model_dir() + " 'Once upon a time' 24" + mode + " 2>&1 >/dev/null");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(example_tokens(r.out), want) << mode;
+  }
+}
+
+TEST(CApi, BatchOfSequencesGivesEachTheLoneContextsLogits) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  ModelHandle h;
+  lmpress_model_info info;
+  ASSERT_EQ(lmpress_model_get_info(h.m, &info), LMPRESS_OK);
+  const int64_t V = info.n_vocab;
+  const std::vector<std::string> texts = {"The cat sat on the mat and looked out of the window.", "Hello",
+                                          "In 1887 the railway reached the town, and with it came"};
+  std::vector<std::vector<int32_t>> seqs;
+  std::vector<std::vector<float>> lone;  // every position's logits from a context of its own
+  for (const auto& t : texts) {
+    seqs.push_back(tokenize(h.m, t));
+    lmpress_context* ctx = nullptr;
+    ASSERT_EQ(lmpress_context_create(h.m, nullptr, &ctx), LMPRESS_OK) << lmpress_last_error();
+    // The prompt in one eval, then two more tokens one at a time.
+    std::vector<float> all;
+    const auto& s = seqs.back();
+    ASSERT_EQ(lmpress_context_eval(ctx, s.data(), s.size() - 2, true), LMPRESS_OK);
+    size_t rows = 0;
+    const float* l = lmpress_context_logits(ctx, &rows);
+    ASSERT_EQ(rows, s.size() - 2);
+    all.assign(l, l + rows * V);
+    for (size_t i = s.size() - 2; i < s.size(); i++) {
+      ASSERT_EQ(lmpress_context_eval(ctx, &s[i], 1, false), LMPRESS_OK);
+      l = lmpress_context_logits(ctx, &rows);
+      all.insert(all.end(), l, l + V);
+    }
+    EXPECT_EQ(lmpress_context_n_past(ctx), int64_t(s.size()));
+    lone.push_back(all);
+    lmpress_context_free(ctx);
+  }
+  lmpress_batch* b = nullptr;
+  ASSERT_EQ(lmpress_batch_create(h.m, nullptr, &b), LMPRESS_OK) << lmpress_last_error();
+  // Step 1: every sequence's prompt (all but its last two tokens) in one
+  // batch, interleaved; steps 2 and 3: one token of each.
+  std::vector<int32_t> tok, seq;
+  std::vector<int64_t> pos;
+  std::vector<uint8_t> want;
+  std::vector<std::pair<size_t, size_t>> who;  // (sequence, position) of each logits row
+  auto add = [&](size_t s, size_t p) {
+    tok.push_back(seqs[s][p]);
+    seq.push_back(int32_t(s) * 7 + 3);  // any ids >= 0
+    pos.push_back(int64_t(p));
+    want.push_back(1);
+    who.emplace_back(s, p);
+  };
+  auto run = [&] {
+    std::unique_ptr<bool[]> w(new bool[want.size()]);
+    for (size_t i = 0; i < want.size(); i++) w[i] = want[i];
+    ASSERT_EQ(lmpress_batch_eval(b, tok.data(), seq.data(), pos.data(), w.get(), tok.size()), LMPRESS_OK)
+        << lmpress_last_error();
+    size_t rows = 0;
+    const float* l = lmpress_batch_logits(b, &rows);
+    ASSERT_EQ(rows, who.size());
+    for (size_t r = 0; r < rows; r++) {
+      const auto [s, p] = who[r];
+      const float* ref = lone[s].data() + p * V;
+      // Bit for bit with AVX2/NEON's packed GEMM (runtime/batch.h).
+      for (int64_t j = 0; j < V; j++) ASSERT_NEAR(l[r * V + j], ref[j], 1e-3f) << "sequence " << s << " position " << p;
+    }
+    tok.clear(), seq.clear(), pos.clear(), want.clear(), who.clear();
+  };
+  const size_t longest = std::max({seqs[0].size(), seqs[1].size(), seqs[2].size()});
+  for (size_t p = 0; p < longest; p++)
+    for (size_t s = 0; s < seqs.size(); s++)
+      if (p + 2 < seqs[s].size()) add(s, p);
+  run();
+  for (int step = 2; step >= 1; step--) {
+    for (size_t s = 0; s < seqs.size(); s++) add(s, seqs[s].size() - size_t(step));
+    run();
+  }
+  EXPECT_EQ(lmpress_batch_seq_length(b, 3), int64_t(seqs[0].size()));
+  // A position out of order fails and changes nothing.
+  int32_t t = 5, s3 = 3;
+  int64_t p0 = 0;
+  EXPECT_EQ(lmpress_batch_eval(b, &t, &s3, &p0, nullptr, 1), LMPRESS_ERR_FAILED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("expects position"), std::string::npos) << lmpress_last_error();
+  EXPECT_EQ(lmpress_batch_seq_length(b, 3), int64_t(seqs[0].size()));
+  // Truncating a sequence lets it continue from there.
+  ASSERT_EQ(lmpress_batch_seq_truncate(b, 3, 2), LMPRESS_OK) << lmpress_last_error();
+  EXPECT_EQ(lmpress_batch_seq_length(b, 3), 2);
+  ASSERT_EQ(lmpress_batch_seq_truncate(b, 3, 0), LMPRESS_OK);
+  EXPECT_EQ(lmpress_batch_seq_length(b, 3), 0);
+  lmpress_batch_free(b);
+}
+
+TEST(CApi, PerplexityEqualsTheCli) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  auto r = run_cli("perplexity " + model_dir() + " -f " + wiki() + " --ctx 128 --chunks 3 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto cli = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  const double want = cli["ppl"].get<double>();
+  ModelHandle h;
+  const std::string text = lmpress::read_text_file(wiki());
+  lmpress_perplexity_params p = lmpress_perplexity_default_params();
+  p.n_ctx = 128;
+  p.n_chunks = 3;
+  int64_t calls = 0;
+  p.progress = [](const char*, uint64_t, uint64_t, void* u) {
+    ++*static_cast<int64_t*>(u);
+    return true;
+  };
+  p.progress_user_data = &calls;
+  lmpress_perplexity_result res;
+  ASSERT_EQ(lmpress_perplexity(h.m, text.data(), text.size(), &p, &res), LMPRESS_OK) << lmpress_last_error();
+  EXPECT_EQ(res.ppl, want);
+  EXPECT_EQ(res.n_chunks, 3);
+  EXPECT_EQ(res.n_tokens_scored, cli["tokens_scored"].get<int64_t>());
+  EXPECT_GT(res.n_tokens_scored, 3 * 60);
+  EXPECT_EQ(calls, 4);  // 0 of 3, then after each window
+}
+
+TEST(CApi, TokenCallbackStopsGeneration) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  ModelHandle h;
+  struct Seen {
+    std::vector<int32_t> ids;
+    std::string text;
+  } seen;
+  lmpress_generate_params g = lmpress_generate_default_params();
+  g.n_predict = 20;
+  g.on_token = [](int32_t id, const char* text, size_t len, void* u) {
+    auto* s = static_cast<Seen*>(u);
+    s->ids.push_back(id);
+    s->text.append(text, len);
+    return s->ids.size() < 5;
+  };
+  g.user_data = &seen;
+  lmpress_generate_result r;
+  ASSERT_EQ(lmpress_generate(h.m, "Once upon a time", &g, &r), LMPRESS_OK) << lmpress_last_error();
+  EXPECT_EQ(r.stop_reason, LMPRESS_STOP_CALLER);
+  EXPECT_EQ(r.n_generated, 5);
+  const std::vector<int32_t> want = cli_tokens("Once upon a time", 5);
+  EXPECT_EQ(seen.ids, want);
+  // The pieces are the tokens' text.
+  char buf[512];
+  size_t n = 0;
+  ASSERT_EQ(lmpress_detokenize(h.m, want.data(), want.size(), false, buf, sizeof buf, &n), LMPRESS_OK);
+  EXPECT_EQ(seen.text, std::string(buf, n));
+}
+
+TEST(CApi, QuantizeReportsProgressAndCancels) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string d = lmpress::test::temp_dir(), out = d + "/q.gguf";
+  lmpress_quantize_params q = lmpress_quantize_default_params();
+  q.type = "q8_0";
+  struct Log {
+    std::vector<std::string> stages;
+    int stop_after = -1;
+  } log;
+  q.progress = [](const char* stage, uint64_t done, uint64_t, void* u) {
+    auto* l = static_cast<Log*>(u);
+    l->stages.push_back(std::string(stage) + ":" + std::to_string(done));
+    return l->stop_after < 0 || int(l->stages.size()) < l->stop_after;
+  };
+  q.progress_user_data = &log;
+  log.stop_after = 3;
+  EXPECT_EQ(lmpress_quantize(model_dir().c_str(), out.c_str(), &q), LMPRESS_ERR_CANCELLED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("cancelled"), std::string::npos) << lmpress_last_error();
+  EXPECT_EQ(log.stages.size(), 3u);
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d), std::filesystem::directory_iterator()), 0)
+      << "a cancelled quantize leaves no temporary file";
+  log = {};
+  ASSERT_EQ(lmpress_quantize(model_dir().c_str(), out.c_str(), &q), LMPRESS_OK) << lmpress_last_error();
+  ASSERT_GE(log.stages.size(), 2u);
+  // The same bytes as the command line writes.
+  auto r = run_cli("quantize " + model_dir() + " " + d + "/cli.gguf --type q8_0");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(lmpress::read_text_file(out), lmpress::read_text_file(d + "/cli.gguf"));
+  // The result loads and runs through the API.
+  lmpress_model* m = nullptr;
+  ASSERT_EQ(lmpress_model_load(out.c_str(), nullptr, &m), LMPRESS_OK) << lmpress_last_error();
+  lmpress_generate_params g = lmpress_generate_default_params();
+  g.n_predict = 4;
+  lmpress_generate_result res;
+  EXPECT_EQ(lmpress_generate(m, "Once", &g, &res), LMPRESS_OK);
+  EXPECT_EQ(res.n_generated, 4);
+  lmpress_model_free(m);
+}
+
+TEST(CApi, EveryFailureIsAStatusAndAMessage) {
+  auto fails = [](lmpress_status got, lmpress_status want, const std::string& msg) {
+    EXPECT_EQ(got, want) << lmpress_status_name(got) << ": " << lmpress_last_error();
+    EXPECT_NE(std::string(lmpress_last_error()).find(msg), std::string::npos)
+        << "'" << lmpress_last_error() << "' lacks '" << msg << "'";
+  };
+  const auto I = LMPRESS_ERR_INVALID_ARGUMENT, F = LMPRESS_ERR_FAILED;
+  lmpress_model* m = reinterpret_cast<lmpress_model*>(1);
+  fails(lmpress_model_load(nullptr, nullptr, &m), I, "lmpress_model_load: path is NULL");
+  EXPECT_EQ(m, nullptr);
+  fails(lmpress_model_load("x", nullptr, nullptr), I, "out is NULL");
+  const std::string missing = lmpress::test::temp_dir() + "/no-such-model.gguf";
+  fails(lmpress_model_load(missing.c_str(), nullptr, &m), F, missing);
+  fails(lmpress_set_threads(-1), I, "lmpress_set_threads");
+  size_t n = 0;
+  int32_t tok = 0;
+  char buf[8];
+  fails(lmpress_tokenize(nullptr, "a", 1, true, false, &tok, 1, &n), I, "model is NULL");
+  fails(lmpress_detokenize(nullptr, &tok, 1, false, buf, sizeof buf, &n), I, "model is NULL");
+  fails(lmpress_model_get_info(nullptr, nullptr), I, "model is NULL");
+  lmpress_context* ctx = nullptr;
+  fails(lmpress_context_create(nullptr, nullptr, &ctx), I, "model is NULL");
+  fails(lmpress_context_eval(nullptr, &tok, 1, false), I, "ctx is NULL");
+  fails(lmpress_context_truncate(nullptr, 0), I, "ctx is NULL");
+  EXPECT_EQ(lmpress_context_logits(nullptr, &n), nullptr);
+  EXPECT_EQ(n, 0u);
+  lmpress_batch* b = nullptr;
+  fails(lmpress_batch_create(nullptr, nullptr, &b), I, "model is NULL");
+  fails(lmpress_batch_eval(nullptr, &tok, &tok, nullptr, nullptr, 1), I, "batch is NULL");
+  fails(lmpress_batch_seq_truncate(nullptr, 0, 0), I, "batch is NULL");
+  lmpress_sampler* smp = nullptr;
+  fails(lmpress_sampler_create(nullptr, nullptr), I, "out is NULL");
+  lmpress_sampler_params sp = lmpress_sampler_default_params();
+  sp.repeat_penalty = 0;
+  fails(lmpress_sampler_create(&sp, &smp), I, "repeat_penalty");
+  fails(lmpress_sampler_sample(nullptr, nullptr, 0, nullptr, 0, &tok), I, "sampler is NULL");
+  fails(lmpress_generate(nullptr, "a", nullptr, nullptr), I, "model is NULL");
+  fails(lmpress_perplexity(nullptr, "a", 1, nullptr, nullptr), I, "model is NULL");
+  fails(lmpress_quantize("a", "b", nullptr), I, "params is NULL");
+  fails(lmpress_chat_apply_template(nullptr, nullptr, nullptr, 0, true, buf, sizeof buf, &n), I,
+        "give a model or a template name");
+  EXPECT_STREQ(lmpress_status_name(LMPRESS_ERR_CANCELLED), "cancelled");
+  EXPECT_STREQ(lmpress_version(), LMPRESS_VERSION);
+  EXPECT_EQ(lmpress_api_version(), LMPRESS_API_VERSION);
+
+  if (!lmpress::test::have_shared("models/lmp-8m")) return;
+  ModelHandle h;
+  // Tokens outside the vocabulary, a buffer too small, bad options: each names what is wrong.
+  tok = 1 << 30;
+  fails(lmpress_detokenize(h.m, &tok, 1, false, buf, sizeof buf, &n), I, "outside the vocabulary");
+  tok = 1;
+  const std::string long_text = "a long text that takes more than eight bytes";
+  const auto ids = tokenize(h.m, long_text);
+  fails(lmpress_detokenize(h.m, ids.data(), ids.size(), false, buf, sizeof buf, &n), LMPRESS_ERR_BUFFER_TOO_SMALL,
+        "the buffer has 8");
+  std::vector<char> fits(n + 1);
+  ASSERT_EQ(lmpress_detokenize(h.m, ids.data(), ids.size(), false, fits.data(), fits.size(), &n), LMPRESS_OK);
+  EXPECT_NE(std::string(fits.data()).find(long_text), std::string::npos) << fits.data();
+  lmpress_context_params cp = lmpress_context_default_params();
+  cp.cache.type_k = "q5_9";
+  fails(lmpress_context_create(h.m, &cp, &ctx), F, "q5_9");
+  cp = lmpress_context_default_params();
+  cp.cache.type_k = "q4_0";  // blocks of 32 do not divide lmp-8m's head of 48
+  fails(lmpress_context_create(h.m, &cp, &ctx), F, "do not divide");
+  cp = lmpress_context_default_params();
+  cp.cache.policy = "sink-window:4";
+  fails(lmpress_context_create(h.m, &cp, &ctx), F, "sink-window");
+  cp = lmpress_context_default_params();
+  cp.n_ctx = 16;
+  ASSERT_EQ(lmpress_context_create(h.m, &cp, &ctx), LMPRESS_OK);
+  std::vector<int32_t> many(17, 1);
+  fails(lmpress_context_eval(ctx, many.data(), many.size(), false), F, "do not fit the context");
+  EXPECT_EQ(lmpress_context_n_past(ctx), 0);
+  tok = -4;
+  fails(lmpress_context_eval(ctx, &tok, 1, false), I, "token -4");
+  fails(lmpress_context_truncate(ctx, 3), I, "3 positions asked to keep, 0 evaluated");
+  lmpress_context_free(ctx);
+  lmpress_generate_params g = lmpress_generate_default_params();
+  g.sampling.penalty_last_n = -7;
+  fails(lmpress_generate(h.m, "a", &g, nullptr), I, "penalty_last_n");
+  lmpress_perplexity_params pp = lmpress_perplexity_default_params();
+  pp.protocol = "lambada";
+  fails(lmpress_perplexity(h.m, "a b c", 5, &pp, nullptr), I, "result is NULL");
+  lmpress_perplexity_result pr;
+  fails(lmpress_perplexity(h.m, "a b c", 5, &pp, &pr), F, "lambada");
+  lmpress_quantize_params q = lmpress_quantize_default_params();
+  q.type = "q4_k_x";
+  fails(lmpress_quantize(model_dir().c_str(), "/tmp/never.gguf", &q), F, "q4_k_x");
+  q.type = "q8_0";
+  q.method = "gptq";
+  fails(lmpress_quantize(model_dir().c_str(), "/tmp/never.gguf", &q), F, "needs calibration text");
+  q.method = nullptr;
+  const std::string inside = model_dir() + "/model.safetensors";
+  fails(lmpress_quantize(model_dir().c_str(), inside.c_str(), &q), F, "in_path");
+  EXPECT_FALSE(std::filesystem::exists("/tmp/never.gguf"));
+  lmpress_chat_message msg{"user", nullptr};
+  fails(lmpress_chat_apply_template(nullptr, "chatml", &msg, 1, true, buf, sizeof buf, &n), I,
+        "messages[0].content is NULL");
+  msg.content = "hi";
+  fails(lmpress_chat_apply_template(nullptr, "chatml", &msg, 1, true, buf, sizeof buf, &n),
+        LMPRESS_ERR_BUFFER_TOO_SMALL, "bytes with its NUL");
+  char big[256];
+  ASSERT_EQ(lmpress_chat_apply_template(nullptr, "chatml", &msg, 1, true, big, sizeof big, &n), LMPRESS_OK);
+  EXPECT_STREQ(big, "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+// The functions the header declares, from its text.
+std::set<std::string> declared_functions() {
+  const std::string h = lmpress::read_text_file(std::string(LMPRESS_SOURCE_DIR) + "/include/lmpress.h");
+  std::set<std::string> names;
+  const std::regex decl(R"(LMPRESS_API[^;(]*\b(lmpress_\w+)\s*\()");
+  for (auto it = std::sregex_iterator(h.begin(), h.end(), decl); it != std::sregex_iterator(); ++it)
+    names.insert((*it)[1]);
+  return names;
+}
+
+TEST(CApi, SharedLibraryExportsTheApiAndNothingElse) {
+  auto r = shell(std::string("nm -D --defined-only ") + LMPRESS_SHARED_LIB);
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::set<std::string> exported;
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);) {
+    std::string name = line.substr(line.rfind(' ') + 1);
+    name = name.substr(0, name.find('@'));  // lmpress_x@@LMPRESS_0: its version
+    if (name == "LMPRESS_0") continue;  // the symbol version node (src/api/lmpress.map)
+    EXPECT_EQ(name.rfind("lmpress_", 0), 0u) << "exported: " << name;
+    exported.insert(name);
+  }
+  const std::set<std::string> declared = declared_functions();
+  EXPECT_GE(declared.size(), 30u);
+  EXPECT_EQ(exported, declared);
+  auto so = shell(std::string("readelf -d ") + LMPRESS_SHARED_LIB + " | grep SONAME");
+  EXPECT_NE(so.out.find("liblmpress.so." + std::to_string(LMPRESS_VERSION_MAJOR)), std::string::npos) << so.out;
+}
+
+// `cmake --install`, then the example built against the installed files the
+// two ways users do: pkg-config, and find_package(lmpress) in a CMake project.
+TEST(CApi, InstalledLibraryBuildsWithPkgConfigAndFindPackage) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string d = lmpress::test::temp_dir(), prefix = d + "/prefix";
+  auto r = shell("cmake --install " + std::string(LMPRESS_BUILD_DIR) + " --prefix " + prefix + " 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::string src = std::string(LMPRESS_SOURCE_DIR) + "/examples/c";
+  r = shell("cd " + d + " && export PKG_CONFIG_PATH=$(dirname $(find " + prefix +
+            " -name lmpress.pc)) && cc -std=c99 -Wall -Wpedantic -Werror " + src +
+            "/generate.c $(pkg-config --cflags --libs lmpress) -Wl,-rpath,$(pkg-config --variable=libdir lmpress)"
+            " -o pc-generate 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = shell("cmake -S " + src + " -B " + d + "/cm -G Ninja -DCMAKE_PREFIX_PATH=" + prefix +
+            " > /dev/null 2>&1 && cmake --build " + d + "/cm 2>&1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::vector<int32_t> want = cli_tokens("It was", 8);
+  for (const std::string& exe : {d + "/pc-generate", d + "/cm/generate"}) {
+    r = shell(exe + " " + model_dir() + " 'It was' 8 2>&1 >/dev/null");
+    ASSERT_EQ(r.status, 0) << exe << ": " << r.out;
+    EXPECT_EQ(example_tokens(r.out), want) << exe;
+  }
+}
+
+}  // namespace
