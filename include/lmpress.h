@@ -28,7 +28,7 @@
 #define LMPRESS_VERSION_PATCH 0
 #define LMPRESS_VERSION "0.1.0"
 /* Grows with every change to a struct or signature below. */
-#define LMPRESS_API_VERSION 1
+#define LMPRESS_API_VERSION 2
 
 #if defined(_WIN32)
 #define LMPRESS_API
@@ -182,6 +182,7 @@ LMPRESS_API int64_t lmpress_batch_seq_length(const lmpress_batch* batch, int32_t
 LMPRESS_API lmpress_status lmpress_batch_seq_truncate(lmpress_batch* batch, int32_t seq, int64_t n);
 
 /* -------------------------------------------------------------- sampling */
+/* (The sampler parameters come first: the serving engine below takes them.) */
 
 typedef struct lmpress_sampler_params {
   float temperature; /* <= 0: greedy */
@@ -204,6 +205,62 @@ LMPRESS_API void lmpress_sampler_free(lmpress_sampler* sampler);
  * sequence so far, history[0..n_history) (may be NULL with 0). */
 LMPRESS_API lmpress_status lmpress_sampler_sample(lmpress_sampler* sampler, const float* logits, int64_t n_vocab,
                                                   const int32_t* history, size_t n_history, int32_t* token);
+
+/* ------------------------------------------------------- serving engine */
+
+/* Continuous batching, as `lmpress serve` runs it: requests queue in FCFS
+ * order and every step runs one batch (decoding steps of the running
+ * requests and chunks of new prompts, at most token_budget tokens), samples,
+ * and reports each generated token. When the pool cannot hold a step, the
+ * youngest request is preempted and recomputed later (the prefix cache helps),
+ * so no request fails for want of blocks. Greedy requests give the tokens
+ * lmpress_generate gives. */
+typedef struct lmpress_engine lmpress_engine;
+
+typedef struct lmpress_engine_params {
+  int64_t n_ctx;        /* positions the KV pool holds over all requests (0: 4 × the model's context) */
+  int64_t block_size;   /* positions per cache block */
+  int64_t max_running;  /* requests in a batch at once */
+  int64_t token_budget; /* tokens per step */
+  lmpress_cache_params cache; /* policy: "none" or "sink-window:S,W" */
+} lmpress_engine_params;
+
+typedef struct lmpress_request_params {
+  int64_t max_tokens; /* tokens to generate */
+  bool ignore_eos;
+  lmpress_sampler_params sampling;
+} lmpress_request_params;
+
+typedef enum lmpress_finish_reason {
+  LMPRESS_FINISH_NONE = 0, /* still running */
+  LMPRESS_FINISH_EOS = 1,
+  LMPRESS_FINISH_LENGTH = 2
+} lmpress_finish_reason;
+
+typedef struct lmpress_step_event {
+  int64_t request_id;
+  int32_t token; /* the token generated for the request, or -1 */
+  lmpress_finish_reason finished;
+} lmpress_step_event;
+
+LMPRESS_API lmpress_engine_params lmpress_engine_default_params(void);
+LMPRESS_API lmpress_request_params lmpress_request_default_params(void);
+/* The model must outlive the engine. */
+LMPRESS_API lmpress_status lmpress_engine_create(const lmpress_model* model, const lmpress_engine_params* params,
+                                                 lmpress_engine** out);
+LMPRESS_API void lmpress_engine_free(lmpress_engine* engine);
+/* Queues a request (id: any number not in use) for prompt[0..n). Fails when
+ * the prompt could never fit the pool alone. */
+LMPRESS_API lmpress_status lmpress_engine_submit(lmpress_engine* engine, int64_t request_id, const int32_t* prompt,
+                                                 size_t n, const lmpress_request_params* params);
+/* Drops a queued or running request, giving its blocks back. */
+LMPRESS_API lmpress_status lmpress_engine_cancel(lmpress_engine* engine, int64_t request_id);
+/* Runs one step; *events (valid until the next step) gets what it did for
+ * each request, *n_events their count. */
+LMPRESS_API lmpress_status lmpress_engine_step(lmpress_engine* engine, const lmpress_step_event** events,
+                                               size_t* n_events);
+/* Requests running and waiting. */
+LMPRESS_API size_t lmpress_engine_n_requests(const lmpress_engine* engine);
 
 /* ------------------------------------------------------------ generation */
 
@@ -261,6 +318,30 @@ LMPRESS_API lmpress_perplexity_params lmpress_perplexity_default_params(void);
 LMPRESS_API lmpress_status lmpress_perplexity(const lmpress_model* model, const char* text, size_t text_len,
                                               const lmpress_perplexity_params* params,
                                               lmpress_perplexity_result* result);
+
+/* Kullback-Leibler divergence of `cand` from `base` on text[0..text_len), as
+ * `lmpress kld BASE CAND` (llama.cpp's --kl-divergence protocol); base and
+ * cand may be one model with other cache types (params->cache for cand,
+ * base_cache for base). */
+typedef struct lmpress_kld_params {
+  int64_t n_ctx;
+  int64_t n_chunks;
+  lmpress_cache_params cache, base_cache;
+  lmpress_progress_callback progress;
+  void* progress_user_data;
+} lmpress_kld_params;
+
+typedef struct lmpress_kld_result {
+  double kld, kld_unc;             /* mean KL divergence and its uncertainty */
+  double ppl, ppl_base;            /* perplexities of cand and base */
+  double same_top;                 /* fraction of tokens where both rank the same token first */
+  double rms_p_diff;               /* RMS of the probability change of the right token */
+  int64_t n_tokens, n_chunks;
+} lmpress_kld_result;
+
+LMPRESS_API lmpress_kld_params lmpress_kld_default_params(void);
+LMPRESS_API lmpress_status lmpress_kld(const lmpress_model* base, const lmpress_model* cand, const char* text,
+                                       size_t text_len, const lmpress_kld_params* params, lmpress_kld_result* result);
 
 /* ----------------------------------------------------------- compression */
 

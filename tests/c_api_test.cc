@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -295,6 +296,14 @@ TEST(CApi, EveryFailureIsAStatusAndAMessage) {
   fails(lmpress_quantize("a", "b", nullptr), I, "params is NULL");
   fails(lmpress_chat_apply_template(nullptr, nullptr, nullptr, 0, true, buf, sizeof buf, &n), I,
         "give a model or a template name");
+  lmpress_engine* e = nullptr;
+  const lmpress_step_event* ev = nullptr;
+  fails(lmpress_engine_create(nullptr, nullptr, &e), I, "model is NULL");
+  fails(lmpress_engine_submit(nullptr, 0, &tok, 1, nullptr), I, "engine is NULL");
+  fails(lmpress_engine_step(nullptr, &ev, &n), I, "engine is NULL");
+  fails(lmpress_engine_cancel(nullptr, 0), I, "engine is NULL");
+  EXPECT_EQ(lmpress_engine_n_requests(nullptr), 0u);
+  fails(lmpress_kld(nullptr, nullptr, "a", 1, nullptr, nullptr), I, "base is NULL");
   EXPECT_STREQ(lmpress_status_name(LMPRESS_ERR_CANCELLED), "cancelled");
   EXPECT_STREQ(lmpress_version(), LMPRESS_VERSION);
   EXPECT_EQ(lmpress_api_version(), LMPRESS_API_VERSION);
@@ -349,6 +358,17 @@ TEST(CApi, EveryFailureIsAStatusAndAMessage) {
   const std::string inside = model_dir() + "/model.safetensors";
   fails(lmpress_quantize(model_dir().c_str(), inside.c_str(), &q), F, "in_path");
   EXPECT_FALSE(std::filesystem::exists("/tmp/never.gguf"));
+  lmpress_engine_params ep = lmpress_engine_default_params();
+  ep.token_budget = 0;
+  fails(lmpress_engine_create(h.m, &ep, &e), I, "token_budget 0");
+  ASSERT_EQ(lmpress_engine_create(h.m, nullptr, &e), LMPRESS_OK);
+  std::vector<int32_t> too_long(4096, 1);
+  fails(lmpress_engine_submit(e, 1, too_long.data(), too_long.size(), nullptr), F, "does not fit the model's context");
+  lmpress_request_params rp = lmpress_request_default_params();
+  rp.max_tokens = 0;
+  fails(lmpress_engine_submit(e, 1, &tok, 1, &rp), I, "max_tokens 0");
+  EXPECT_EQ(lmpress_engine_n_requests(e), 0u);
+  lmpress_engine_free(e);
   lmpress_chat_message msg{"user", nullptr};
   fails(lmpress_chat_apply_template(nullptr, "chatml", &msg, 1, true, buf, sizeof buf, &n), I,
         "messages[0].content is NULL");
@@ -411,6 +431,79 @@ TEST(CApi, InstalledLibraryBuildsWithPkgConfigAndFindPackage) {
     ASSERT_EQ(r.status, 0) << exe << ": " << r.out;
     EXPECT_EQ(example_tokens(r.out), want) << exe;
   }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(CApi, EngineServesRequestsAsGenerateDoes) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  ModelHandle h;
+  lmpress_engine_params ep = lmpress_engine_default_params();
+  ep.max_running = 2;  // four requests: two wait, then take the freed places
+  ep.token_budget = 16;  // prompts go in chunks beside decoding steps
+  lmpress_engine* e = nullptr;
+  ASSERT_EQ(lmpress_engine_create(h.m, &ep, &e), LMPRESS_OK) << lmpress_last_error();
+  const std::vector<std::string> prompts = {"Once upon a time", "The little dog", "She said that the weather was",
+                                            "It was"};
+  const std::vector<int64_t> lengths = {12, 5, 9, 7};
+  std::map<int64_t, std::vector<int32_t>> got;
+  std::map<int64_t, lmpress_finish_reason> finished;
+  for (size_t i = 0; i < prompts.size(); i++) {
+    const auto ids = tokenize(h.m, prompts[i]);
+    lmpress_request_params rp = lmpress_request_default_params();
+    rp.max_tokens = lengths[i];
+    rp.ignore_eos = true;
+    ASSERT_EQ(lmpress_engine_submit(e, int64_t(100 + i), ids.data(), ids.size(), &rp), LMPRESS_OK)
+        << lmpress_last_error();
+  }
+  EXPECT_EQ(lmpress_engine_n_requests(e), 4u);
+  const int32_t t = 1;
+  EXPECT_EQ(lmpress_engine_submit(e, 100, &t, 1, nullptr), LMPRESS_ERR_FAILED) << "an id in use";
+  EXPECT_EQ(lmpress_engine_cancel(e, 7), LMPRESS_ERR_FAILED);
+  int steps = 0;
+  while (lmpress_engine_n_requests(e) > 0 && steps++ < 1000) {
+    const lmpress_step_event* ev = nullptr;
+    size_t n = 0;
+    ASSERT_EQ(lmpress_engine_step(e, &ev, &n), LMPRESS_OK) << lmpress_last_error();
+    for (size_t k = 0; k < n; k++) {
+      if (ev[k].token >= 0) got[ev[k].request_id].push_back(ev[k].token);
+      if (ev[k].finished != LMPRESS_FINISH_NONE) finished[ev[k].request_id] = ev[k].finished;
+    }
+  }
+  for (size_t i = 0; i < prompts.size(); i++) {
+    auto r = run_cli("generate " + model_dir() + " -p '" + prompts[i] + "' -n " + std::to_string(lengths[i]) +
+                     " --ignore-eos --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto want = nlohmann::json::parse(r.out.substr(r.out.find('{')))["tokens"].get<std::vector<int32_t>>();
+    EXPECT_EQ(got[int64_t(100 + i)], want) << prompts[i];
+    EXPECT_EQ(finished[int64_t(100 + i)], LMPRESS_FINISH_LENGTH);
+  }
+  lmpress_engine_free(e);
+}
+
+TEST(CApi, KldOfACacheTypeEqualsTheCli) {
+  if (!lmpress::test::have_shared("models/lmp-8m-w256")) GTEST_SKIP();
+  const std::string m = shared_path("models/lmp-8m-w256");
+  auto r = run_cli("kld " + m + " " + m + " -f " + wiki() +
+                   " --ctx 128 --chunks 2 --base-cache-type f32 --cache-type q4_0 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto cli = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  lmpress_model* model = nullptr;
+  ASSERT_EQ(lmpress_model_load(m.c_str(), nullptr, &model), LMPRESS_OK) << lmpress_last_error();
+  const std::string text = lmpress::read_text_file(wiki());
+  lmpress_kld_params p = lmpress_kld_default_params();
+  p.n_ctx = 128;
+  p.n_chunks = 2;
+  p.base_cache.type_k = p.base_cache.type_v = "f32";
+  p.cache.type_k = p.cache.type_v = "q4_0";
+  lmpress_kld_result res;
+  ASSERT_EQ(lmpress_kld(model, model, text.data(), text.size(), &p, &res), LMPRESS_OK) << lmpress_last_error();
+  EXPECT_GT(res.kld, 0.0);
+  EXPECT_DOUBLE_EQ(res.kld, cli["kld"]["value"].get<double>()) << cli.dump();
+  EXPECT_EQ(res.n_chunks, 2);
+  lmpress_model_free(model);
 }
 
 }  // namespace
