@@ -40,6 +40,15 @@ std::vector<double> nice_ticks(double lo, double hi) {
   return t;
 }
 
+// The first file's size over this one's, and this one's generation speed over the first's.
+double compression(const std::vector<CompareRow>& rows, const CompareRow& r) {
+  return r.size_bytes ? double(rows[0].size_bytes) / double(r.size_bytes) : 0;
+}
+std::optional<double> speedup(const std::vector<CompareRow>& rows, const CompareRow& r) {
+  if (!r.tg_ts || !rows[0].tg_ts || *rows[0].tg_ts <= 0) return std::nullopt;
+  return *r.tg_ts / *rows[0].tg_ts;
+}
+
 std::string xml_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
@@ -82,22 +91,26 @@ std::vector<size_t> pareto_front(const std::vector<CompareRow>& rows) {
 std::string compare_markdown(const std::vector<CompareRow>& rows) {
   const auto tasks = task_names(rows);
   const bool bench = std::any_of(rows.begin(), rows.end(), [](const CompareRow& r) { return r.tg_ts.has_value(); });
-  std::string h = "| model | size (MiB) | bits/weight | PPL | ΔPPL | KLD | same top % |", sep = "|---|--:|--:|--:|--:|--:|--:|";
+  std::string h = "| model | size (MiB) | bits/weight | compression × | MMACs/token | weights MiB/token | KV B/position | PPL | ΔPPL | KLD | same top % |",
+              sep = "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
   for (const auto& t : tasks) h += " " + t + " acc % |", sep += "--:|";
-  if (bench) h += " pp t/s | tg t/s |", sep += "--:|--:|";
+  if (bench) h += " pp t/s | tg t/s | tg speedup × |", sep += "--:|--:|--:|";
   std::string out = h + "\n" + sep + "\n";
   for (const auto& r : rows) {
     std::optional<double> top, top_err;
     if (r.same_top) top = 100 * *r.same_top, top_err = 100 * *r.same_top_err;
-    out += fmt::format("| {} | {:.2f} | {:.2f} | {:.3f} ± {:.3f} | {} | {} | {} |", r.label,
-                       double(r.size_bytes) / (1 << 20), r.bits_per_weight(), r.ppl, r.ppl_err,
+    out += fmt::format("| {} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.0f} | {:.3f} ± {:.3f} | {} | {} | {} |",
+                       r.label, double(r.size_bytes) / (1 << 20), r.bits_per_weight(), compression(rows, r),
+                       r.macs / 1e6, r.weight_bytes / (1 << 20), r.kv_bytes_per_position, r.ppl, r.ppl_err,
                        opt_fmt(r.dppl, r.dppl_err, "{:+.3f}"), opt_fmt(r.kld, r.kld_err, "{:.5f}"),
                        opt_fmt(top, top_err, "{:.2f}"));
     for (const auto& t : tasks) {
       auto it = r.task_acc.find(t);
       out += it == r.task_acc.end() ? " — |" : fmt::format(" {:.2f} ± {:.2f} |", 100 * it->second, 100 * r.task_acc_err.at(t));
     }
-    if (bench) out += fmt::format(" {} | {} |", opt_fmt(r.pp_ts, {}, "{:.1f}"), opt_fmt(r.tg_ts, {}, "{:.1f}"));
+    if (bench)
+      out += fmt::format(" {} | {} | {} |", opt_fmt(r.pp_ts, {}, "{:.1f}"), opt_fmt(r.tg_ts, {}, "{:.1f}"),
+                         opt_fmt(speedup(rows, r), {}, "{:.2f}"));
     out += "\n";
   }
   return out;
@@ -111,6 +124,9 @@ nlohmann::ordered_json compare_json(const std::vector<CompareRow>& rows) {
   for (const auto& r : rows) {
     nlohmann::ordered_json j{{"label", r.label},     {"path", r.path},   {"size_bytes", r.size_bytes},
                              {"n_params", r.n_params}, {"bits_per_weight", r.bits_per_weight()},
+                             {"compression", compression(rows, r)},
+                             {"macs_per_token", r.macs}, {"weight_bytes_per_token", r.weight_bytes},
+                             {"kv_bytes_per_position", r.kv_bytes_per_position},
                              {"ppl", r.ppl},         {"ppl_stderr", r.ppl_err}};
     put(j, "ppl_diff", r.dppl);
     put(j, "ppl_diff_unc", r.dppl_err);
@@ -125,6 +141,7 @@ nlohmann::ordered_json compare_json(const std::vector<CompareRow>& rows) {
     }
     put(j, "pp_ts", r.pp_ts);
     put(j, "tg_ts", r.tg_ts);
+    put(j, "tg_speedup", speedup(rows, r));
     arr.push_back(j);
   }
   return arr;

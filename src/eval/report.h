@@ -23,6 +23,9 @@ struct CompareRow {
   std::optional<double> dppl, dppl_err, kld, kld_err, same_top, same_top_err;
   std::map<std::string, double> task_acc, task_acc_err;  // task name -> acc
   std::optional<double> pp_ts, tg_ts;                    // with --bench
+  // Per decoded token at the compare's context (model/cost.h): MACs, weight
+  // bytes read, KV-cache bytes per position (f16 cache). 0: not measured.
+  double macs = 0, weight_bytes = 0, kv_bytes_per_position = 0;
 
   double bits_per_weight() const { return n_params > 0 ? 8.0 * double(size_bytes) / double(n_params) : 0; }
 };

@@ -36,13 +36,21 @@ TEST(Report, MarkdownJsonAndSvg) {
   rows[1].dppl = 0.4, rows[1].dppl_err = 0.05, rows[1].kld = 0.0123, rows[1].kld_err = 0.0004;
   rows[1].same_top = 0.9, rows[1].same_top_err = 0.01;
   rows[0].task_acc["piqa"] = 0.6, rows[0].task_acc_err["piqa"] = 0.02;
+  rows[1].macs = 7.3728e6, rows[1].weight_bytes = 3 << 19, rows[1].kv_bytes_per_position = 2304;
+  rows[0].tg_ts = 50, rows[1].tg_ts = 125;
   const std::string md = compare_markdown(rows);
-  EXPECT_NE(md.find("| f32 | 8.00 | 32.00 | 10.000 ± 0.000 | — | — | — | 60.00 ± 2.00 |"), std::string::npos) << md;
+  EXPECT_NE(md.find("| f32 | 8.00 | 32.00 | 1.00 | 0.00 | 0.00 | 0 | 10.000 ± 0.000 | — | — | — | 60.00 ± 2.00 | — | 50.0 | 1.00 |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| q4 <x> | 2.00 | 32.00 | 4.00 | 7.37 | 1.50 | 2304 | 10.400"), std::string::npos) << md;
+  EXPECT_NE(md.find("| 125.0 | 2.50 |"), std::string::npos) << md;
   EXPECT_NE(md.find("| +0.400 ± 0.050 | 0.01230 ± 0.00040 | 90.00 ± 1.00 | — |"), std::string::npos) << md;
   EXPECT_EQ(count(md, "\n"), 4u);
   const auto j = compare_json(rows);
   EXPECT_EQ(j.size(), 2u);
   EXPECT_DOUBLE_EQ(j[1]["kld"].get<double>(), 0.0123);
+  EXPECT_DOUBLE_EQ(j[1]["compression"].get<double>(), 4.0);
+  EXPECT_DOUBLE_EQ(j[1]["tg_speedup"].get<double>(), 2.5);
+  EXPECT_DOUBLE_EQ(j[1]["macs_per_token"].get<double>(), 7.3728e6);
   EXPECT_FALSE(j[0].contains("kld"));
   EXPECT_DOUBLE_EQ(j[0]["tasks"]["piqa"]["acc"].get<double>(), 0.6);
   const std::string svg = compare_svg(rows, "t & t");

@@ -4,6 +4,7 @@
 #include <filesystem>
 
 #include "commands.h"
+#include "model/cost.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "eval/kld.h"
@@ -72,6 +73,10 @@ void add_compare(CLI::App& app) {
       row.label = o->labels.empty() ? std::filesystem::path(o->models[i]).filename().string() : o->labels[i];
       row.size_bytes = model_disk_bytes(o->models[i]);
       row.n_params = m.n_params();
+      const TokenCost cost = token_cost(m, o->ctx);
+      row.macs = cost.macs();
+      row.weight_bytes = cost.weight_bytes;
+      row.kv_bytes_per_position = cost.kv_bytes_per_position;
       if (i == 0) {
         const auto r = perplexity(m, tokens, po);
         row.ppl = r.ppl, row.ppl_err = r.ppl_stderr;

@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "model/cost.h"
 #include "model/model.h"
 
 namespace lmpress::cli {
@@ -9,6 +10,8 @@ namespace lmpress::cli {
 void add_info(CLI::App& app) {
   struct Opts {
     std::string model, tokenizer;
+    int64_t ctx = 0;
+    CacheOptions kv;
     bool json = false, no_tensors = false;
   };
   auto o = std::make_shared<Opts>();
@@ -17,11 +20,18 @@ void add_info(CLI::App& app) {
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--no-tensors", o->no_tensors, "Omit the tensor table");
+  cmd->add_option("-c,--ctx", o->ctx, "Context length the per-token cost is given at (0: the model's)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 1 << 24));
+  add_cache_options(cmd, o->kv);
   on_run(cmd, [o] {
     auto m = load_model(o->model, o->tokenizer);
     const auto& c = m->cfg;
     const double bpw = 8.0 * double(m->n_bytes()) / double(m->n_params());
     const Vocab* v = m->tokenizer ? &m->tokenizer->vocab() : nullptr;
+    const KvCacheSpec kv = o->kv.spec();
+    check_kv_spec(kv, c.head_dim);
+    const TokenCost cost = token_cost(*m, o->ctx > 0 ? o->ctx : c.ctx_len, kv);
     if (o->json) {
       nlohmann::ordered_json j;
       j["path"] = m->path;
@@ -41,6 +51,15 @@ void add_info(CLI::App& app) {
         j["config"]["layer_kv_heads"] = c.layer_kv_heads;
         j["config"]["layer_ffn"] = c.layer_ffn;
       }
+      j["per_token"] = {{"context", cost.ctx},
+                        {"macs", cost.macs()},
+                        {"linear_macs", cost.linear_macs},
+                        {"attention_macs", cost.attention_macs},
+                        {"flops", cost.flops()},
+                        {"weight_bytes", cost.weight_bytes},
+                        {"kv_cache", kv_spec_name(kv)},
+                        {"kv_bytes_per_position", cost.kv_bytes_per_position},
+                        {"kv_bytes_read", cost.kv_bytes_read()}};
       if (v)
         j["tokenizer"] = {{"model", v->model}, {"pre", v->pre}, {"n_tokens", v->size()}, {"n_merges", v->merges.size()},
                           {"bos", v->bos}, {"eos", v->eos}, {"add_bos", v->add_bos}};
@@ -70,6 +89,10 @@ void add_info(CLI::App& app) {
                c.rope_scaling.empty() ? "" : ", scaling " + c.rope_scaling, c.rms_eps);
     fmt::print("output head:   {}{}\n", c.tied_embeddings ? "tied to embeddings" : "separate",
                c.qkv_bias ? ", q/k/v bias" : "");
+    fmt::print("per token:     at context {}: {:.2f} M MACs ({:.2f} M in attention), {:.2f} MiB of weights read; "
+               "KV cache ({}) {:.0f} bytes per position, {:.2f} MiB read\n",
+               cost.ctx, cost.macs() / 1e6, cost.attention_macs / 1e6, cost.weight_bytes / (1 << 20), kv_spec_name(kv),
+               cost.kv_bytes_per_position, cost.kv_bytes_read() / (1 << 20));
     if (v)
       fmt::print("tokenizer:     {} ({}), {} tokens, {} merges, bos {} eos {}, add bos {}\n",
                  v->model == "llama" ? "SentencePiece BPE" : "byte-level BPE", v->model, v->size(), v->merges.size(),

@@ -1,0 +1,25 @@
+#include "model/cost.h"
+
+#include "core/error.h"
+
+namespace lmpress {
+
+TokenCost token_cost(const Model& m, int64_t ctx, const KvCacheSpec& kv) {
+  if (ctx < 1) fail("token cost: context {} must be at least 1", ctx);
+  const ModelConfig& c = m.cfg;
+  TokenCost t;
+  t.ctx = ctx;
+  for (const Tensor& w : m.tensors) {
+    const bool embd = &w == m.tok_embd;
+    const bool matrix = w.shape.size() == 2 && (layer_of(w.name) >= 0 || &w == m.output);
+    if (matrix) t.linear_macs += double(w.rows()) * double(w.cols());
+    t.weight_bytes += embd && m.output != m.tok_embd ? double(w.nbytes) / double(w.rows()) : double(w.nbytes);
+  }
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    t.attention_macs += 2.0 * double(c.heads(l)) * double(c.head_dim) * double(ctx);
+    t.kv_bytes_per_position += kv.bytes_per_position(c.kv_dim(l));
+  }
+  return t;
+}
+
+}  // namespace lmpress
