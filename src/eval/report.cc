@@ -8,6 +8,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "eval/plot.h"
 
 namespace lmpress {
 
@@ -28,16 +29,6 @@ std::set<std::string> task_names(const std::vector<CompareRow>& rows) {
   for (const auto& r : rows)
     for (const auto& [k, v] : r.task_acc) names.insert(k);
   return names;
-}
-
-// About five round tick values covering [lo, hi].
-std::vector<double> nice_ticks(double lo, double hi) {
-  const double span = hi > lo ? hi - lo : std::max(1.0, std::fabs(hi));
-  const double raw = span / 5, mag = std::pow(10.0, std::floor(std::log10(raw)));
-  const double step = raw / mag < 1.5 ? mag : raw / mag < 3.5 ? 2 * mag : raw / mag < 7.5 ? 5 * mag : 10 * mag;
-  std::vector<double> t;
-  for (double v = std::ceil(lo / step) * step; v <= hi + 1e-9 * span; v += step) t.push_back(v);
-  return t;
 }
 
 // The first file's size over this one's, and this one's generation speed over the first's.
@@ -88,30 +79,52 @@ std::vector<size_t> pareto_front(const std::vector<CompareRow>& rows) {
   return front;
 }
 
-std::string compare_markdown(const std::vector<CompareRow>& rows) {
+std::vector<std::vector<std::string>> compare_table(const std::vector<CompareRow>& rows) {
   const auto tasks = task_names(rows);
   const bool bench = std::any_of(rows.begin(), rows.end(), [](const CompareRow& r) { return r.tg_ts.has_value(); });
-  std::string h = "| model | size (MiB) | bits/weight | compression × | MMACs/token | weights MiB/token | KV B/position | PPL | ΔPPL | KLD | same top % |",
-              sep = "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|";
-  for (const auto& t : tasks) h += " " + t + " acc % |", sep += "--:|";
-  if (bench) h += " pp t/s | tg t/s | tg speedup × |", sep += "--:|--:|--:|";
-  std::string out = h + "\n" + sep + "\n";
+  std::vector<std::string> h = {"model", "size (MiB)", "bits/weight", "compression ×", "MMACs/token",
+                                "weights MiB/token", "KV B/position", "PPL", "ΔPPL", "KLD", "same top %"};
+  for (const auto& t : tasks) h.push_back(t + " acc %");
+  if (bench) h.insert(h.end(), {"pp t/s", "tg t/s", "tg speedup ×"});
+  std::vector<std::vector<std::string>> out{h};
   for (const auto& r : rows) {
     std::optional<double> top, top_err;
     if (r.same_top) top = 100 * *r.same_top, top_err = 100 * *r.same_top_err;
-    out += fmt::format("| {} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.2f} | {:.0f} | {:.3f} ± {:.3f} | {} | {} | {} |",
-                       r.label, double(r.size_bytes) / (1 << 20), r.bits_per_weight(), compression(rows, r),
-                       r.macs / 1e6, r.weight_bytes / (1 << 20), r.kv_bytes_per_position, r.ppl, r.ppl_err,
-                       opt_fmt(r.dppl, r.dppl_err, "{:+.3f}"), opt_fmt(r.kld, r.kld_err, "{:.5f}"),
-                       opt_fmt(top, top_err, "{:.2f}"));
+    std::vector<std::string> c = {r.label,
+                                  fmt::format("{:.2f}", double(r.size_bytes) / (1 << 20)),
+                                  fmt::format("{:.2f}", r.bits_per_weight()),
+                                  fmt::format("{:.2f}", compression(rows, r)),
+                                  fmt::format("{:.2f}", r.macs / 1e6),
+                                  fmt::format("{:.2f}", r.weight_bytes / (1 << 20)),
+                                  fmt::format("{:.0f}", r.kv_bytes_per_position),
+                                  fmt::format("{:.3f} ± {:.3f}", r.ppl, r.ppl_err),
+                                  opt_fmt(r.dppl, r.dppl_err, "{:+.3f}"),
+                                  opt_fmt(r.kld, r.kld_err, "{:.5f}"),
+                                  opt_fmt(top, top_err, "{:.2f}")};
     for (const auto& t : tasks) {
       auto it = r.task_acc.find(t);
-      out += it == r.task_acc.end() ? " — |" : fmt::format(" {:.2f} ± {:.2f} |", 100 * it->second, 100 * r.task_acc_err.at(t));
+      c.push_back(it == r.task_acc.end() ? "—"
+                                         : fmt::format("{:.2f} ± {:.2f}", 100 * it->second, 100 * r.task_acc_err.at(t)));
     }
     if (bench)
-      out += fmt::format(" {} | {} | {} |", opt_fmt(r.pp_ts, {}, "{:.1f}"), opt_fmt(r.tg_ts, {}, "{:.1f}"),
-                         opt_fmt(speedup(rows, r), {}, "{:.2f}"));
-    out += "\n";
+      c.insert(c.end(), {opt_fmt(r.pp_ts, {}, "{:.1f}"), opt_fmt(r.tg_ts, {}, "{:.1f}"),
+                         opt_fmt(speedup(rows, r), {}, "{:.2f}")});
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+std::string compare_markdown(const std::vector<CompareRow>& rows) {
+  const auto t = compare_table(rows);
+  std::string out;
+  for (size_t i = 0; i < t.size(); i++) {
+    for (const auto& c : t[i]) out += "| " + c + " ";
+    out += "|\n";
+    if (i == 0) {
+      out += "|---";
+      for (size_t k = 1; k < t[0].size(); k++) out += "|--:";
+      out += "|\n";
+    }
   }
   return out;
 }
@@ -147,60 +160,104 @@ nlohmann::ordered_json compare_json(const std::vector<CompareRow>& rows) {
   return arr;
 }
 
-std::string compare_svg(const std::vector<CompareRow>& rows, const std::string& title) {
+const std::vector<std::string>& compare_methods() {
+  static const std::vector<std::string> m = {"original", "float", "rtn", "gptq", "awq", "pruned"};
+  return m;
+}
+
+std::string guess_method(const std::string& path, double bits_per_weight, bool first) {
+  if (first) return "original";
+  std::string name = std::filesystem::path(path).filename().string();
+  if (name.empty()) name = std::filesystem::path(path).parent_path().filename().string();
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  for (const char* k : {"prune", "wanda", "sparsegpt", "magnitude", "2of4", "2-4"})
+    if (name.find(k) != std::string::npos) return "pruned";
+  if (name.find("gptq") != std::string::npos) return "gptq";
+  if (name.find("awq") != std::string::npos) return "awq";
+  return bits_per_weight >= 16 ? "float" : "rtn";
+}
+
+namespace {
+
+Plot method_plot() {
+  static const PlotSeries style[] = {{"original", "#000000", 's'}, {"float", "#7f7f7f", 's'}, {"RTN", "#1f77b4", 'o'},
+                                     {"GPTQ", "#ff7f0e", 'd'},     {"AWQ", "#2ca02c", 't'},   {"pruned", "#9467bd", 'o'}};
+  Plot p;
+  p.series.assign(std::begin(style), std::end(style));
+  return p;
+}
+
+size_t method_index(const CompareRow& r) {
+  const auto& m = compare_methods();
+  const auto it = std::find(m.begin(), m.end(), r.method);
+  if (it == m.end()) fail("compare: method '{}' of {} is not one of original, float, rtn, gptq, awq, pruned", r.method, r.label);
+  return size_t(it - m.begin());
+}
+
+double mib(uint64_t b) { return double(b) / (1 << 20); }
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> compare_plots(const std::vector<CompareRow>& rows,
+                                                               const std::string& title) {
   if (rows.empty()) fail("compare: nothing to plot");
-  const double W = 720, H = 440, L = 70, R = 30, T = 40, B = 55;
-  double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
-  for (const auto& r : rows) {
-    const double x = double(r.size_bytes) / (1 << 20);
-    x0 = std::min(x0, x), x1 = std::max(x1, x), y0 = std::min(y0, r.ppl), y1 = std::max(y1, r.ppl);
+  std::vector<std::pair<std::string, std::string>> out;
+  {
+    Plot p = method_plot();
+    p.title = title, p.x_label = "size (MiB)", p.y_label = "perplexity";
+    for (const auto& r : rows) p.points.push_back({mib(r.size_bytes), r.ppl, r.label, method_index(r)});
+    p.line = pareto_front(rows);
+    p.line_name = "Pareto front";
+    std::vector<double> ys;
+    for (const auto& q : p.points) ys.push_back(q.y);
+    p.log_y = wants_log_axis(ys);
+    out.emplace_back(p.title, plot_svg(p));
   }
-  const double px = std::max(0.05 * (x1 - x0), 0.05 * x1 + 1e-9), py = std::max(0.08 * (y1 - y0), 0.01 * y1 + 1e-9);
-  x0 = std::max(0.0, x0 - px), x1 += px, y0 -= py, y1 += py;
-  const auto X = [&](double v) { return L + (v - x0) / (x1 - x0) * (W - L - R); };
-  const auto Y = [&](double v) { return H - B - (v - y0) / (y1 - y0) * (H - T - B); };
-  std::string s = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
-      "font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{0}\" height=\"{1}\" fill=\"white\"/>\n"
-      "<text x=\"{2}\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">{3}</text>\n",
-      W, H, W / 2, xml_escape(title));
-  s += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n", L, T,
-                   W - L - R, H - T - B);
-  for (double t : nice_ticks(x0, x1))
-    s += fmt::format("<line x1=\"{0:.1f}\" y1=\"{1}\" x2=\"{0:.1f}\" y2=\"{2}\" stroke=\"#ddd\"/>"
-                     "<text x=\"{0:.1f}\" y=\"{3}\" text-anchor=\"middle\">{4:g}</text>\n",
-                     X(t), T, H - B, H - B + 16, t);
-  for (double t : nice_ticks(y0, y1))
-    s += fmt::format("<line x1=\"{0}\" y1=\"{1:.1f}\" x2=\"{2}\" y2=\"{1:.1f}\" stroke=\"#ddd\"/>"
-                     "<text x=\"{3}\" y=\"{4:.1f}\" text-anchor=\"end\">{5:g}</text>\n",
-                     L, Y(t), W - R, L - 6, Y(t) + 4, t);
-  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">size (MiB)</text>\n", (L + W - R) / 2, H - 15);
-  s += fmt::format("<text x=\"18\" y=\"{0}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {0})\">perplexity"
-                   "</text>\n",
-                   (T + H - B) / 2);
-  std::string pts;
-  for (size_t i : pareto_front(rows))
-    pts += fmt::format("{:.1f},{:.1f} ", X(double(rows[i].size_bytes) / (1 << 20)), Y(rows[i].ppl));
-  s += "<polyline points=\"" + pts + "\" fill=\"none\" stroke=\"#1f77b4\" stroke-dasharray=\"5,3\"/>\n";
-  std::vector<std::pair<double, double>> placed;  // label anchors so far
-  for (const auto& r : rows) {
-    const double x = X(double(r.size_bytes) / (1 << 20)), y = Y(r.ppl);
-    const bool right_half = x > (L + W - R) / 2;  // labels there extend to the left, inside the frame
-    // Files of one size sit on one vertical line: move a label up until it clears the ones placed near it.
-    double ly = y - 6;
-    for (bool moved = true; moved;) {
-      moved = false;
-      for (const auto& [px, py] : placed)
-        if (std::fabs(px - x) < 1 && std::fabs(py - ly) < 13) ly = py - 13, moved = true;
+  // ΔPPL and KLD against bits per weight, for the files compared with the first.
+  for (const bool kld : {false, true}) {
+    Plot p = method_plot();
+    p.title = kld ? "KL divergence against bits per weight" : "ΔPPL against bits per weight";
+    p.x_label = "bits per weight", p.y_label = kld ? "KLD" : "ΔPPL";
+    std::vector<double> ys;
+    for (const auto& r : rows) {
+      const auto& v = kld ? r.kld : r.dppl;
+      if (!v) continue;
+      p.points.push_back({r.bits_per_weight(), *v, r.label, method_index(r)});
+      ys.push_back(*v);
     }
-    placed.push_back({x, ly});
-    s += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"4\" fill=\"#d62728\"/>"
-                     "<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"{}\">{}</text>\n",
-                     x, y, right_half ? x - 6 : x + 6, ly, right_half ? "end" : "start", xml_escape(r.label));
+    if (p.points.empty()) continue;
+    p.log_y = wants_log_axis(ys);
+    out.emplace_back(p.title, plot_svg(p));
   }
-  s += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"end\" fill=\"#1f77b4\">dashed: Pareto front</text>\n",
-                   W - R - 6, T + 16);
-  return s + "</svg>\n";
+  {
+    Plot p = method_plot();
+    p.title = "generation speed against size", p.x_label = "size (MiB)", p.y_label = "generation (tokens/s)";
+    for (const auto& r : rows)
+      if (r.tg_ts) p.points.push_back({mib(r.size_bytes), *r.tg_ts, r.label, method_index(r)});
+    if (!p.points.empty()) out.emplace_back(p.title, plot_svg(p));
+  }
+  return out;
+}
+
+std::string compare_svg(const std::vector<CompareRow>& rows, const std::string& title) {
+  return compare_plots(rows, title).front().second;
+}
+
+std::string compare_html(const std::vector<CompareRow>& rows, const std::string& title) {
+  std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + xml_escape(title) +
+                  "</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+                  "td,th{border:1px solid #ccc;padding:3px 8px}td{text-align:right}td:first-child{text-align:left}"
+                  "th{background:#f3f3f3}svg{display:block;margin:1.5em 0}</style></head>\n<body>\n<h1>" +
+                  xml_escape(title) + "</h1>\n<table>\n";
+  const auto t = compare_table(rows);
+  for (size_t i = 0; i < t.size(); i++) {
+    h += "<tr>";
+    for (const auto& c : t[i]) h += (i == 0 ? "<th>" : "<td>") + xml_escape(c) + (i == 0 ? "</th>" : "</td>");
+    h += "</tr>\n";
+  }
+  h += "</table>\n";
+  for (const auto& [name, svg] : compare_plots(rows, title)) h += "<h2>" + xml_escape(name) + "</h2>\n" + svg;
+  return h + "</body></html>\n";
 }
 
 }  // namespace lmpress

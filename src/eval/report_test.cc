@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "core/error.h"
+
 namespace lmpress {
 namespace {
 
@@ -56,22 +58,38 @@ TEST(Report, MarkdownJsonAndSvg) {
   const std::string svg = compare_svg(rows, "t & t");
   EXPECT_EQ(svg.rfind("<svg", 0), 0u);
   EXPECT_NE(svg.find("</svg>"), std::string::npos);
-  EXPECT_EQ(count(svg, "<circle"), 2u);
+  EXPECT_EQ(count(svg, "<g class=\"label\">"), 2u);
   EXPECT_NE(svg.find("q4 &lt;x&gt;"), std::string::npos);  // labels escaped
   EXPECT_NE(svg.find("t &amp; t"), std::string::npos);
 }
 
-// Files of one size with nearly equal perplexity: their labels are stacked, not drawn over each other.
-TEST(Report, SvgLabelsOfOneSizeDoNotOverlap) {
-  const std::vector<CompareRow> rows{row("a", 8, 10.0), row("b", 2, 10.40), row("c", 2, 10.41), row("d", 2, 10.42)};
-  const std::string svg = compare_svg(rows, "t");
-  std::vector<double> ys;
-  for (const char* l : {">b<", ">c<", ">d<"}) {
-    const size_t end = svg.find(l), at = svg.rfind(" y=\"", end);
-    ys.push_back(std::stod(svg.substr(at + 4)));
-  }
-  for (size_t i = 0; i < ys.size(); i++)
-    for (size_t j = i + 1; j < ys.size(); j++) EXPECT_GE(std::fabs(ys[i] - ys[j]), 13.0 - 1e-9);
+TEST(Report, MethodsFromFileNames) {
+  EXPECT_EQ(guess_method("m/f32.gguf", 32, true), "original");
+  EXPECT_EQ(guess_method("m/f16.gguf", 16, false), "float");
+  EXPECT_EQ(guess_method("m/q4_k_m.gguf", 4.9, false), "rtn");
+  EXPECT_EQ(guess_method("m/Q4_K_M-GPTQ.gguf", 4.9, false), "gptq");
+  EXPECT_EQ(guess_method("m/int4-g32-gptq/", 5.1, false), "gptq");
+  EXPECT_EQ(guess_method("m/q4_0-awq.gguf", 4.5, false), "awq");
+  EXPECT_EQ(guess_method("m/wanda-0.5.gguf", 16, false), "pruned");
+  EXPECT_EQ(guess_method("m/sparsegpt-2of4.gguf", 8.5, false), "pruned");
+  CompareRow r = row("x", 1, 10);
+  r.method = "bogus";
+  EXPECT_THROW(compare_svg({r}, "t"), Error);
+}
+
+TEST(Report, HtmlHoldsTheTableAndEveryPlot) {
+  std::vector<CompareRow> rows{row("f32", 8, 10.0), row("q4 <x>", 2, 10.4)};
+  rows[1].method = "gptq";
+  rows[1].dppl = 0.4, rows[1].dppl_err = 0.05, rows[1].kld = 0.0123, rows[1].kld_err = 0.0004;
+  rows[0].tg_ts = 50, rows[1].tg_ts = 125;
+  const std::string html = compare_html(rows, "r & d");
+  EXPECT_EQ(html.rfind("<!DOCTYPE html>", 0), 0u);
+  EXPECT_EQ(count(html, "<svg"), 4u);  // PPL and speed against size, ΔPPL and KLD against bits per weight
+  EXPECT_EQ(count(html, "<tr>"), 3u);
+  EXPECT_NE(html.find("<td>q4 &lt;x&gt;</td>"), std::string::npos);
+  EXPECT_NE(html.find("<title>r &amp; d</title>"), std::string::npos);
+  EXPECT_EQ(count(html, "http"), count(html, "http://www.w3.org/2000/svg")) << "nothing fetched from the network";
+  EXPECT_EQ(count(html, "src="), 0u);
 }
 
 }  // namespace

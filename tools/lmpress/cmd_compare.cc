@@ -21,14 +21,14 @@ namespace {
 
 std::vector<std::string> compare_outputs(const std::string& prefix) {
   if (prefix.empty()) return {};
-  return {prefix + ".md", prefix + ".json", prefix + ".svg"};
+  return {prefix + ".md", prefix + ".json", prefix + ".svg", prefix + ".html"};
 }
 
 }  // namespace
 
 void add_compare(CLI::App& app) {
   struct Opts {
-    std::vector<std::string> models, labels;
+    std::vector<std::string> models, labels, methods;
     std::string file, tasks, task_dir = default_task_dir(), out, title = "perplexity against size";
     int64_t ctx = 512, chunks = -1, limit = -1, n_prompt = 512, n_gen = 128;
     int reps = 3, threads = 0;
@@ -48,7 +48,14 @@ void add_compare(CLI::App& app) {
   cmd->add_option("-n,--n-gen", o->n_gen, "Generated tokens for --bench")->capture_default_str()->check(CLI::Range(1, 1 << 16));
   cmd->add_option("-r,--repetitions", o->reps, "Repetitions for --bench")->capture_default_str()->check(CLI::Range(1, 100));
   cmd->add_option("--labels", o->labels, "Row labels (default: file names)")->delimiter(',');
-  cmd->add_option("--out", o->out, "Write PREFIX.md, PREFIX.json and PREFIX.svg");
+  cmd->add_option("--methods", o->methods,
+                  "How each file was made, for the plots' colours: original, float, rtn, gptq, awq, pruned "
+                  "(default: guessed from the file names)")
+      ->delimiter(',')
+      ->check(CLI::IsMember(compare_methods()));
+  cmd->add_option("--out", o->out,
+                  "Write PREFIX.md, PREFIX.json, PREFIX.svg (perplexity against size) and PREFIX.html (the table "
+                  "and every plot)");
   add_derived_paths(cmd, "--out", PathRole::Output, [o] { return compare_outputs(o->out); });
   add_derived_paths(cmd, "--tasks", PathRole::Input, [o] { return task_files(o->tasks, o->task_dir); });
   cmd->add_option("--title", o->title, "Plot title")->capture_default_str();
@@ -57,6 +64,8 @@ void add_compare(CLI::App& app) {
   on_run(cmd, [o] {
     if (!o->labels.empty() && o->labels.size() != o->models.size())
       fail("compare: {} labels for {} models", o->labels.size(), o->models.size());
+    if (!o->methods.empty() && o->methods.size() != o->models.size())
+      fail("compare: {} methods for {} models", o->methods.size(), o->models.size());
     set_num_threads(o->threads);
     std::vector<Task> tasks;
     if (!o->tasks.empty()) tasks = load_tasks(split_task_list(o->tasks), o->task_dir, o->limit);
@@ -73,6 +82,7 @@ void add_compare(CLI::App& app) {
       row.label = o->labels.empty() ? std::filesystem::path(o->models[i]).filename().string() : o->labels[i];
       row.size_bytes = model_disk_bytes(o->models[i]);
       row.n_params = m.n_params();
+      row.method = o->methods.empty() ? guess_method(o->models[i], row.bits_per_weight(), i == 0) : o->methods[i];
       const TokenCost cost = token_cost(m, o->ctx);
       row.macs = cost.macs();
       row.weight_bytes = cost.weight_bytes;
@@ -110,6 +120,7 @@ void add_compare(CLI::App& app) {
       write_file_atomic(paths[0], md);
       write_file_atomic(paths[1], json_text(j) + "\n");
       write_file_atomic(paths[2], compare_svg(rows, o->title));
+      write_file_atomic(paths[3], compare_html(rows, o->title));
     }
     fmt::print("{}", o->json ? json_text(j) + "\n" : md);
   });
