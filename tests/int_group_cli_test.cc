@@ -150,9 +150,13 @@ TEST(IntGroupCli, BadInputs) {
   namespace fs = std::filesystem;
   fs::copy(d + "/q", d + "/awq");
   auto cfg = nlohmann::json::parse(read_text_file(d + "/q/config.json"));
+  cfg["quantization_config"]["quant_method"] = "hqq";
+  std::ofstream(d + "/awq/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/awq", "quant_method 'hqq' is not supported");
+  // GPTQ tensors under an AWQ config: the shapes disagree, named.
   cfg["quantization_config"]["quant_method"] = "awq";
   std::ofstream(d + "/awq/config.json") << cfg.dump();
-  expect_cli_error("info " + d + "/awq", "quant_method 'awq' is not supported");
+  expect_cli_error("info " + d + "/awq", "down_proj: scales have 288 columns, qweight packs 2304");
   fs::copy(d + "/q", d + "/bits");
   cfg["quantization_config"]["quant_method"] = "gptq";
   cfg["quantization_config"]["bits"] = 8;  // the tensors hold 4-bit packing

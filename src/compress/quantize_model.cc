@@ -18,6 +18,7 @@
 #include "model/export.h"
 #include "quant/awq.h"
 #include "kernels/blocks.h"
+#include "quant/int_checkpoint.h"
 #include "quant/quantize.h"
 
 namespace lmpress {
@@ -308,28 +309,31 @@ class Quantizer {
 };
 
 // Options that write the model as a Hugging Face directory whose block
-// linears are GPTQ tensors (qweight, qzeros, scales, g_idx), packed from q's
-// int-N values when each is written, with quantization_config recorded.
-ExportOptions gptq_export_options(const Model& m, const QuantizeOptions& o, const Quantizer& q) {
+// linears are int-N tensors in the checkpoint layout o.checkpoint names
+// (GPTQ: qweight/qzeros/scales/g_idx; AWQ: qweight/qzeros/scales;
+// compressed-tensors: weight_packed/weight_scale/[weight_zero_point]/
+// weight_shape/[weight_g_idx]), packed from q's int-N values when each is
+// written, with the format's quantization_config recorded.
+ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOptions& o, const Quantizer& q) {
   const IntGroupSpec& spec = *o.int_group;
+  const IntCheckpoint format = o.checkpoint;
   ExportOptions eo;
   eo.dtype = DType::F16;
   eo.name = o.name;
-  eo.hf_replace = [&m, &q, spec](const Tensor& t, const std::string& hf_name) {
+  eo.hf_replace = [&m, &q, spec, format](const Tensor& t, const std::string& hf_name) {
     std::vector<TensorToWrite> out;
     if (!q.is_int_linear(t.name)) return out;
     const std::string prefix = hf_name.substr(0, hf_name.size() - std::string(".weight").size());
     const int64_t rows = t.rows(), cols = t.cols(), n_groups = cols / spec.group_size(cols);
-    // q and k rows (output features) in HF's RoPE pairing: permute qweight's
-    // and scales' columns, and qzeros' packed columns, by unpacking rows.
+    // q and k rows (output features) in HF's RoPE pairing: permute the
+    // levels', scales' and zeros' rows before packing.
     const int64_t heads = rope_heads_to_permute(m, t, RopeLayout::Halves);
-    // Packed once, when the first of the four tensors is written.
-    auto packed = std::make_shared<std::optional<GptqPacked>>();
-    auto get = [&m, &q, name = t.name, heads, packed]() -> const GptqPacked& {
-      if (*packed) return **packed;
+    // The values in HF row order, made once, when the first tensor is written.
+    auto values = std::make_shared<std::optional<IntGroupTensor>>();
+    auto get = [&m, &q, name = t.name, heads, values]() -> const IntGroupTensor& {
+      if (*values) return **values;
       const auto it = q.int_tensors().find(name);
       if (it == q.int_tensors().end()) fail("internal: {} has no int-N values to write", name);
-      if (!heads) return packed->emplace(pack_gptq(it->second));
       IntGroupTensor v = it->second;
       auto permute = [&](auto& vec, int64_t row_elems) {
         using E = typename std::decay_t<decltype(vec)>::value_type;
@@ -337,14 +341,21 @@ ExportOptions gptq_export_options(const Model& m, const QuantizeOptions& o, cons
                                        uint64_t(row_elems) * sizeof(E), m.cfg.rope_layout, RopeLayout::Halves);
         std::memcpy(vec.data(), bytes.data(), bytes.size());
       };
-      permute(v.q, v.cols);
-      permute(v.scale, v.n_groups);
-      permute(v.zero, v.n_groups);
-      return packed->emplace(pack_gptq(v));
+      if (heads) {
+        permute(v.q, v.cols);
+        permute(v.scale, v.n_groups);
+        permute(v.zero, v.n_groups);
+      }
+      return values->emplace(std::move(v));
     };
     auto as_bytes = [](const auto& v) {
       const auto* b = reinterpret_cast<const uint8_t*>(v.data());
       return std::vector<uint8_t>(b, b + v.size() * sizeof(v[0]));
+    };
+    auto as_f16 = [as_bytes](const std::vector<float>& sc) {
+      std::vector<uint16_t> h(sc.size());
+      for (size_t i = 0; i < h.size(); i++) h[i] = f32_to_f16(sc[i]);
+      return as_bytes(h);
     };
     auto add = [&](const std::string& name, DType d, std::vector<int64_t> shape, std::function<std::vector<uint8_t>()> produce) {
       TensorToWrite tw;
@@ -355,27 +366,73 @@ ExportOptions gptq_export_options(const Model& m, const QuantizeOptions& o, cons
       tw.produce = std::move(produce);
       out.push_back(std::move(tw));
     };
-    add(prefix + ".qweight", DType::I32, {cols * spec.bits / 32, rows}, [=] { return as_bytes(get().qweight); });
-    add(prefix + ".qzeros", DType::I32, {n_groups, rows * spec.bits / 32}, [=] { return as_bytes(get().qzeros); });
-    add(prefix + ".scales", DType::F16, {n_groups, rows}, [=] {
-      const auto& sc = get().scales;
-      std::vector<uint16_t> h(sc.size());
-      for (size_t i = 0; i < h.size(); i++) h[i] = f32_to_f16(sc[i]);
-      return as_bytes(h);
-    });
-    add(prefix + ".g_idx", DType::I32, {cols}, [=] { return as_bytes(get().g_idx); });
+    switch (format) {
+      case IntCheckpoint::Gptq:
+        add(prefix + ".qweight", DType::I32, {cols * spec.bits / 32, rows}, [=] { return as_bytes(pack_gptq(get()).qweight); });
+        add(prefix + ".qzeros", DType::I32, {n_groups, rows * spec.bits / 32}, [=] { return as_bytes(pack_gptq(get()).qzeros); });
+        add(prefix + ".scales", DType::F16, {n_groups, rows}, [=] { return as_f16(pack_gptq(get()).scales); });
+        add(prefix + ".g_idx", DType::I32, {cols}, [=] { return as_bytes(pack_gptq(get()).g_idx); });
+        break;
+      case IntCheckpoint::Awq:
+        add(prefix + ".qweight", DType::I32, {cols, rows / 8}, [=] { return as_bytes(pack_awq(get()).qweight); });
+        add(prefix + ".qzeros", DType::I32, {n_groups, rows / 8}, [=] { return as_bytes(pack_awq(get()).qzeros); });
+        add(prefix + ".scales", DType::F16, {n_groups, rows}, [=] { return as_f16(pack_awq(get()).scales); });
+        break;
+      case IntCheckpoint::CompressedTensors: {
+        const int64_t per = 32 / spec.bits;
+        add(prefix + ".weight_packed", DType::I32, {rows, (cols + per - 1) / per},
+            [=] { return as_bytes(pack_compressed_tensors(get()).weight_packed); });
+        add(prefix + ".weight_scale", DType::F16, {rows, n_groups}, [=] { return as_f16(get().scale); });
+        if (!spec.sym)
+          add(prefix + ".weight_zero_point", DType::I32, {(rows + per - 1) / per, n_groups},
+              [=] { return as_bytes(pack_compressed_tensors(get()).zero_point); });
+        add(prefix + ".weight_shape", DType::I64, {2}, [=] { return as_bytes(std::vector<int64_t>{rows, cols}); });
+        if (spec.act_order) add(prefix + ".weight_g_idx", DType::I32, {cols}, [=] { return as_bytes(get().g_idx); });
+        break;
+      }
+    }
     return out;
   };
-  nlohmann::ordered_json qc{{"bits", spec.bits},
-                            {"group_size", spec.group},
-                            {"desc_act", o.method == QuantMethod::GPTQ && o.gptq.act_order},
-                            {"sym", spec.sym},
-                            {"static_groups", false},
-                            {"true_sequential", false},
-                            {"damp_percent", o.gptq.damp},
-                            {"quant_method", "gptq"},
-                            {"checkpoint_format", "gptq"},
-                            {"lmpress_method", o.method == QuantMethod::GPTQ ? "gptq" : o.method == QuantMethod::AWQ ? "awq" : "rtn"}};
+  const char* method = o.method == QuantMethod::GPTQ ? "gptq" : o.method == QuantMethod::AWQ ? "awq" : "rtn";
+  nlohmann::ordered_json qc;
+  switch (format) {
+    case IntCheckpoint::Gptq:
+      qc = {{"bits", spec.bits},
+            {"group_size", spec.group},
+            {"desc_act", o.method == QuantMethod::GPTQ && o.gptq.act_order},
+            {"sym", spec.sym},
+            {"static_groups", false},
+            {"true_sequential", false},
+            {"damp_percent", o.gptq.damp},
+            {"quant_method", "gptq"},
+            {"checkpoint_format", "gptq"},
+            {"lmpress_method", method}};
+      break;
+    case IntCheckpoint::Awq:
+      qc = {{"quant_method", "awq"},       {"version", "gemm"},
+            {"bits", spec.bits},           {"group_size", spec.group},
+            {"zero_point", true},          {"modules_to_not_convert", nullptr},
+            {"lmpress_method", method}};
+      break;
+    case IntCheckpoint::CompressedTensors: {
+      nlohmann::ordered_json w{{"num_bits", spec.bits},
+                               {"type", "int"},
+                               {"symmetric", spec.sym},
+                               {"strategy", spec.group < 0 ? "channel" : "group"},
+                               {"group_size", spec.group < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(spec.group)},
+                               {"dynamic", false},
+                               {"actorder", spec.act_order ? nlohmann::ordered_json("group") : nlohmann::ordered_json()}};
+      qc = {{"quant_method", "compressed-tensors"},
+            {"format", "pack-quantized"},
+            {"quantization_status", "compressed"},
+            {"config_groups",
+             {{"group_0", {{"targets", {"Linear"}}, {"weights", w}, {"input_activations", nullptr}, {"output_activations", nullptr}}}}},
+            {"ignore", {"lm_head"}},
+            {"kv_cache_scheme", nullptr},
+            {"sparsity_config", nlohmann::ordered_json::object()}};
+      break;
+    }
+  }
   eo.hf_quantization_config = qc.dump();
   return eo;
 }
@@ -396,7 +453,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   Quantizer q(m, o, rep);
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   if (o.int_group) {
-    const auto out = ModelWriter::hf(m, out_path, gptq_export_options(m, o, q));
+    const auto out = ModelWriter::hf(m, out_path, int_checkpoint_export_options(m, o, q));
     if (o.method == QuantMethod::RTN)
       q.round_int_linears(*out);
     else

@@ -11,6 +11,7 @@
 #include "model/model.h"
 #include "quant/gptq.h"
 #include "quant/imatrix.h"
+#include "quant/int_checkpoint.h"
 #include "quant/int_group.h"
 #include "compress/mix.h"
 
@@ -27,6 +28,7 @@ struct QuantizeOptions {
   // int-N group format for the blocks' linear layers (embeddings and output
   // stay F16); the output is then a Hugging Face directory in GPTQ layout.
   std::optional<IntGroupSpec> int_group;
+  IntCheckpoint checkpoint = IntCheckpoint::Gptq;  // the directory's layout for int_group (quant/int_checkpoint.h)
   bool clip_search = false;
   // Choose per-tensor GGUF types by measured sensitivity so that the file has
   // at most this many bits per weight (needs calib).
@@ -60,6 +62,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
 struct QuantizeRequest {
   std::string type;          // a preset (q4_k_m) or an int-N group format (int4-g128)
   std::string method = "rtn";  // rtn, gptq, awq
+  std::string format = "gptq";  // int-N types: the checkpoint layout (gptq, awq, compressed-tensors)
   std::string imatrix;       // llama.cpp imatrix GGUF
   std::string output_type, embd_type, name;
   std::vector<std::string> tensor_types;  // PATTERN=TYPE overrides

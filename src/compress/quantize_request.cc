@@ -45,6 +45,11 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
            "--keep-output) apply to GGUF file types only",
            type);
     q.int_group->act_order = r.act_order;
+    q.checkpoint = parse_int_checkpoint(r.format, "--format");
+    check_int_checkpoint(q.checkpoint, *q.int_group);
+  } else if (r.format != "gptq") {
+    fail("--format {}: checkpoint formats are for int-N group types (--type int4-g128 ...); GGUF types are written as GGUF",
+         r.format);
   }
   if (r.method != "rtn" && r.method != "gptq" && r.method != "awq")
     fail("--method '{}': unknown method (rtn, gptq, awq)", r.method);

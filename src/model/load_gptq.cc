@@ -1,5 +1,7 @@
 #include "model/load_gptq.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -92,13 +94,82 @@ std::optional<Tensor> exact_blocks(const IntGroupTensor& q, const std::string& n
 
 }  // namespace
 
-std::vector<Tensor> dequantize_gptq_tensors(std::vector<Tensor> tensors, const IntGroupSpec& spec,
-                                            const std::string& path) {
+IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const std::string& path) {
+  if (!qc.is_object()) fail("{}: quantization_config must be an object", path);
+  const std::string qcn = "quantization_config";
+  const std::string method = json_string(qc, "quant_method", path, qcn, "");
+  IntCheckpointConfig c;
+  if (method == "gptq") {
+    c.spec = gptq_spec_from_config(qc, path);
+    return c;
+  }
+  if (method == "awq") {
+    c.format = IntCheckpoint::Awq;
+    std::string version = json_string(qc, "version", path, qcn, "gemm");
+    std::transform(version.begin(), version.end(), version.begin(), [](unsigned char x) { return char(std::tolower(x)); });
+    if (version != "gemm")
+      fail("{}: quantization_config.version '{}': only AWQ's gemm packing is read (gemv, marlin and exllama pack "
+           "otherwise)", path, version);
+    const int64_t bits = qc.contains("bits") ? json_int(qc, "bits", path, qcn) : json_int(qc, "w_bit", path, qcn);
+    if (bits != 4) fail("{}: quantization_config.bits {}: AWQ checkpoints are 4-bit", path, bits);
+    c.spec.bits = 4;
+    c.spec.group = qc.contains("group_size") ? json_int(qc, "group_size", path, qcn) : json_int(qc, "q_group_size", path, qcn);
+    if (c.spec.group == 0 || c.spec.group < -1) fail("{}: quantization_config.group_size {} is invalid", path, c.spec.group);
+    c.spec.sym = !json_bool(qc, "zero_point", path, qcn, true);
+    if (c.spec.sym) fail("{}: quantization_config.zero_point false: AWQ checkpoints without zero points are not read", path);
+    return c;
+  }
+  if (method == "compressed-tensors") {
+    c.format = IntCheckpoint::CompressedTensors;
+    const std::string format = json_string(qc, "format", path, qcn, "");
+    if (format != "pack-quantized")
+      fail("{}: quantization_config.format '{}': compressed-tensors checkpoints are read in pack-quantized format", path,
+           format);
+    if (!qc.contains("config_groups") || !qc["config_groups"].is_object() || qc["config_groups"].size() != 1)
+      fail("{}: quantization_config.config_groups: one group of int weights is read", path);
+    const nlohmann::json& g = qc["config_groups"].begin().value();
+    if (!g.is_object() || !g.contains("weights") || !g["weights"].is_object())
+      fail("{}: quantization_config.config_groups: the group has no weights object", path);
+    if (g.contains("input_activations") && !g["input_activations"].is_null())
+      fail("{}: quantization_config.config_groups: quantized input activations are not read (weight-only)", path);
+    const nlohmann::json& w = g["weights"];
+    const std::string wn = "quantization_config.config_groups.weights";
+    if (json_string(w, "type", path, wn, "int") != "int") fail("{}: {}.type: int weights only", path, wn);
+    const int64_t bits = json_int(w, "num_bits", path, wn);
+    if (bits != 4 && bits != 8) fail("{}: {}.num_bits {}: 4 or 8 are read", path, wn, bits);
+    c.spec.bits = int(bits);
+    c.spec.sym = json_bool(w, "symmetric", path, wn, true);
+    const std::string strategy = json_string(w, "strategy", path, wn, "");
+    if (strategy == "channel") {
+      c.spec.group = -1;
+    } else if (strategy == "group") {
+      c.spec.group = json_int(w, "group_size", path, wn);
+      if (c.spec.group < 1) fail("{}: {}.group_size {} is invalid", path, wn, c.spec.group);
+    } else {
+      fail("{}: {}.strategy '{}': group or channel", path, wn, strategy);
+    }
+    c.spec.act_order = w.contains("actorder") && !w["actorder"].is_null() && w["actorder"] != false;
+    return c;
+  }
+  fail("{}: quantization_config.quant_method '{}' is not supported (gptq, awq, compressed-tensors)", path, method);
+}
+
+std::vector<Tensor> dequantize_int_checkpoint_tensors(std::vector<Tensor> tensors, const IntCheckpointConfig& cfg,
+                                                      const std::string& path) {
+  const IntGroupSpec& spec = cfg.spec;
+  std::vector<const char*> suffixes;
+  switch (cfg.format) {
+    case IntCheckpoint::Gptq: suffixes = {".qweight", ".qzeros", ".scales", ".g_idx"}; break;
+    case IntCheckpoint::Awq: suffixes = {".qweight", ".qzeros", ".scales"}; break;
+    case IntCheckpoint::CompressedTensors:
+      suffixes = {".weight_packed", ".weight_scale", ".weight_zero_point", ".weight_shape", ".weight_g_idx"};
+      break;
+  }
   std::map<std::string, std::map<std::string, const Tensor*>> parts;  // prefix -> suffix -> tensor
   std::vector<Tensor> out;
   for (const auto& t : tensors) {
     bool part = false;
-    for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) {
+    for (const char* suffix : suffixes) {
       const size_t n = std::strlen(suffix);
       if (t.name.size() > n && t.name.compare(t.name.size() - n, n, suffix) == 0) {
         parts[t.name.substr(0, t.name.size() - n)][suffix] = &t;
@@ -107,37 +178,74 @@ std::vector<Tensor> dequantize_gptq_tensors(std::vector<Tensor> tensors, const I
     }
     if (!part) out.push_back(t);
   }
+  const char* fmt_name = int_checkpoint_name(cfg.format);
   for (const auto& [prefix, p] : parts) {
-    for (const char* need : {".qweight", ".qzeros", ".scales"})
-      if (!p.count(need)) fail("{}: GPTQ linear {} has no {}", path, prefix, need + 1);
-    const Tensor& qw = *p.at(".qweight");
-    const Tensor& sc = *p.at(".scales");
-    if (qw.shape.size() != 2 || sc.shape.size() != 2)
-      fail("{}: {}: qweight and scales must be 2-D", path, prefix);
-    const int64_t rows = qw.shape[1];
-    if (qw.shape[0] > (int64_t(1) << 40) / spec.bits) fail("{}: {}.qweight is too large", path, prefix);
-    const int64_t cols = qw.shape[0] * 32 / spec.bits;
-    if (rows < 1 || cols < 1) fail("{}: {}.qweight has shape {}", path, prefix, qw.shape_str());
-    if (sc.shape[1] != rows) fail("{}: {}: scales have {} columns, qweight {}", path, prefix, sc.shape[1], rows);
-    GptqPacked packed;
-    packed.qweight = copy_as<int32_t>(qw, DType::I32, path);
-    packed.qzeros = copy_as<int32_t>(*p.at(".qzeros"), DType::I32, path);
-    packed.scales = to_f32(sc);
-    if (p.count(".g_idx")) {
-      packed.g_idx = copy_as<int32_t>(*p.at(".g_idx"), DType::I32, path);
+    auto need = [&](const char* suffix) -> const Tensor& {
+      if (!p.count(suffix)) fail("{}: {} linear {} has no {}", path, fmt_name, prefix, suffix + 1);
+      return *p.at(suffix);
+    };
+    auto matrix = [&](const Tensor& t) {
+      if (t.shape.size() != 2 || t.shape[0] < 1 || t.shape[1] < 1 || t.shape[0] > (int64_t(1) << 32) ||
+          t.shape[1] > (int64_t(1) << 32))
+        fail("{}: {} has shape {}; a matrix was expected", path, t.name, t.shape_str());
+    };
+    IntGroupTensor q;
+    int64_t rows = 0, cols = 0;
+    if (cfg.format == IntCheckpoint::CompressedTensors) {
+      const Tensor& shape = need(".weight_shape");
+      const auto dims = copy_as<int64_t>(shape, DType::I64, path);
+      if (dims.size() != 2 || dims[0] < 1 || dims[1] < 1 || dims[0] > (int64_t(1) << 32) || dims[1] > (int64_t(1) << 32))
+        fail("{}: {}.weight_shape must hold two positive sizes", path, prefix);
+      rows = dims[0], cols = dims[1];
+      const Tensor& wp = need(".weight_packed");
+      const Tensor& sc = need(".weight_scale");
+      matrix(wp), matrix(sc);
+      CtPacked packed;
+      packed.weight_packed = copy_as<int32_t>(wp, DType::I32, path);
+      packed.scale = to_f32(sc);
+      if (p.count(".weight_zero_point")) packed.zero_point = copy_as<int32_t>(*p.at(".weight_zero_point"), DType::I32, path);
+      if (p.count(".weight_g_idx")) packed.g_idx = copy_as<int32_t>(*p.at(".weight_g_idx"), DType::I32, path);
+      if (spec.act_order && packed.g_idx.empty()) fail("{}: {}: actorder is set but weight_g_idx is missing", path, prefix);
+      q = unpack_compressed_tensors(packed, spec, rows, cols, path + ": " + prefix);
+    } else if (cfg.format == IntCheckpoint::Awq) {
+      const Tensor& qw = need(".qweight");
+      const Tensor& sc = need(".scales");
+      matrix(qw), matrix(sc);
+      cols = qw.shape[0], rows = qw.shape[1] * 8;
+      if (sc.shape[1] != rows) fail("{}: {}: scales have {} columns, qweight packs {}", path, prefix, sc.shape[1], rows);
+      AwqPacked packed;
+      packed.qweight = copy_as<int32_t>(qw, DType::I32, path);
+      packed.qzeros = copy_as<int32_t>(need(".qzeros"), DType::I32, path);
+      packed.scales = to_f32(sc);
+      q = unpack_awq(packed, spec, rows, cols, path + ": " + prefix);
     } else {
-      const int64_t g = spec.group_size(cols);
-      for (int64_t c = 0; c < cols; c++) packed.g_idx.push_back(int32_t(c / g));
+      const Tensor& qw = need(".qweight");
+      const Tensor& sc = need(".scales");
+      matrix(qw), matrix(sc);
+      rows = qw.shape[1];
+      if (qw.shape[0] > (int64_t(1) << 40) / spec.bits) fail("{}: {}.qweight is too large", path, prefix);
+      cols = qw.shape[0] * 32 / spec.bits;
+      if (sc.shape[1] != rows) fail("{}: {}: scales have {} columns, qweight {}", path, prefix, sc.shape[1], rows);
+      GptqPacked packed;
+      packed.qweight = copy_as<int32_t>(qw, DType::I32, path);
+      packed.qzeros = copy_as<int32_t>(need(".qzeros"), DType::I32, path);
+      packed.scales = to_f32(sc);
+      if (p.count(".g_idx")) {
+        packed.g_idx = copy_as<int32_t>(*p.at(".g_idx"), DType::I32, path);
+      } else {
+        const int64_t g = spec.group_size(cols);
+        for (int64_t c = 0; c < cols; c++) packed.g_idx.push_back(int32_t(c / g));
+      }
+      // AutoGPTQ stores ceil(cols / group_size) groups (one when group_size is -1), act-order or not.
+      // (A g_idx of the wrong length means bits disagree with the tensors: unpack_gptq says so.)
+      const int64_t groups = (cols + spec.group_size(cols) - 1) / spec.group_size(cols);
+      if (packed.g_idx.size() == size_t(cols) && sc.shape[0] != groups)
+        fail("{}: {}.scales has {} groups (rows), but quantization_config.group_size {} over {} input columns gives {}",
+             path, prefix, sc.shape[0], spec.group, cols, groups);
+      for (int32_t g : packed.g_idx)
+        if (g < 0 || g >= sc.shape[0]) fail("{}: {}.g_idx holds group {} of {}", path, prefix, g, sc.shape[0]);
+      q = unpack_gptq(packed, spec, rows, cols, path + ": " + prefix);
     }
-    // AutoGPTQ stores ceil(cols / group_size) groups (one when group_size is -1), act-order or not.
-    // (A g_idx of the wrong length means bits disagree with the tensors: unpack_gptq says so.)
-    const int64_t groups = (cols + spec.group_size(cols) - 1) / spec.group_size(cols);
-    if (packed.g_idx.size() == size_t(cols) && sc.shape[0] != groups)
-      fail("{}: {}.scales has {} groups (rows), but quantization_config.group_size {} over {} input columns gives {}",
-           path, prefix, sc.shape[0], spec.group, cols, groups);
-    for (int32_t g : packed.g_idx)
-      if (g < 0 || g >= sc.shape[0]) fail("{}: {}.g_idx holds group {} of {}", path, prefix, g, sc.shape[0]);
-    const IntGroupTensor q = unpack_gptq(packed, spec, rows, cols, path + ": " + prefix);
     if (auto blocks = exact_blocks(q, prefix + ".weight"))
       out.push_back(std::move(*blocks));
     else

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/tensor.h"
+#include "quant/int_checkpoint.h"
 #include "quant/int_group.h"
 
 namespace lmpress {
@@ -19,10 +20,21 @@ namespace lmpress {
 // fails with a clear message for other methods or unsupported settings.
 IntGroupSpec gptq_spec_from_config(const nlohmann::json& qc, const std::string& path);
 
-// Replaces every PREFIX.qweight/.qzeros/.scales/.g_idx set in `tensors` (HF
-// names) by a tensor PREFIX.weight (Q4_0 / Q8_0 when exact, else F32); other
-// tensors pass through.
-std::vector<Tensor> dequantize_gptq_tensors(std::vector<Tensor> tensors, const IntGroupSpec& spec,
-                                            const std::string& path);
+// The layout and int-N spec of any quantization_config lmpress reads: gptq,
+// awq (version gemm) or compressed-tensors (pack-quantized, one config group
+// of int weights); fails naming the field for anything else.
+struct IntCheckpointConfig {
+  IntCheckpoint format = IntCheckpoint::Gptq;
+  IntGroupSpec spec;
+};
+IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const std::string& path);
+
+// Replaces every linear's set of packed tensors in `tensors` (HF names; GPTQ:
+// PREFIX.qweight/.qzeros/.scales/.g_idx, AWQ: .qweight/.qzeros/.scales,
+// compressed-tensors: .weight_packed/.weight_scale/.weight_zero_point/
+// .weight_shape/.weight_g_idx) by a tensor PREFIX.weight (Q4_0 / Q8_0 when
+// exact, else F32); other tensors pass through.
+std::vector<Tensor> dequantize_int_checkpoint_tensors(std::vector<Tensor> tensors, const IntCheckpointConfig& c,
+                                                      const std::string& path);
 
 }  // namespace lmpress

@@ -49,7 +49,7 @@ Tensor load_linear(const std::string& type, bool shuffle, std::vector<float>* wa
       owned("l.scales", DType::F16, {t.n_groups, rows}, scales),
       owned("l.g_idx", DType::I32, {cols}, p.g_idx),
   };
-  auto out = dequantize_gptq_tensors(in, s, "test");
+  auto out = dequantize_int_checkpoint_tensors(in, {IntCheckpoint::Gptq, s}, "test");
   EXPECT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].name, "l.weight");
   return out[0];
@@ -90,10 +90,10 @@ TEST(LoadGptq, ScalesMustMatchGroupSize) {
       owned("l.scales", DType::F32, {t.n_groups, rows}, p.scales),
       owned("l.g_idx", DType::I32, {cols}, p.g_idx),
   };
-  EXPECT_EQ(dequantize_gptq_tensors(in, *parse_int_group_type("int4-g32"), "m").size(), 1u);
+  EXPECT_EQ(dequantize_int_checkpoint_tensors(in, {IntCheckpoint::Gptq, *parse_int_group_type("int4-g32")}, "m").size(), 1u);
   for (const char* type : {"int4-ch", "int4-g64"}) {
     try {
-      dequantize_gptq_tensors(in, *parse_int_group_type(type), "m");
+      dequantize_int_checkpoint_tensors(in, {IntCheckpoint::Gptq, *parse_int_group_type(type)}, "m");
       ADD_FAILURE() << type;
     } catch (const Error& e) {
       EXPECT_NE(std::string(e.what()).find("m: l.scales has 4 groups (rows), but quantization_config.group_size"),

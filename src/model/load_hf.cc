@@ -85,9 +85,9 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
   std::vector<Tensor> tensors = load_safetensors_dir(dir);
   const nlohmann::json cfg = parse_json(cfg_text, cfg_path);
   if (cfg.contains("quantization_config")) {
-    const IntGroupSpec spec = gptq_spec_from_config(cfg["quantization_config"], cfg_path);
-    tensors = dequantize_gptq_tensors(std::move(tensors), spec, dir);
-    m->format = "hf-gptq " + spec.name();
+    const IntCheckpointConfig q = int_checkpoint_from_config(cfg["quantization_config"], cfg_path);
+    tensors = dequantize_int_checkpoint_tensors(std::move(tensors), q, dir);
+    m->format = std::string("hf-") + int_checkpoint_name(q.format) + " " + q.spec.name();
   }
   for (auto& t : tensors) {
     std::string name = hf_to_canonical(t.name);

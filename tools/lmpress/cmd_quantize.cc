@@ -62,6 +62,11 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--method", o->method, "rtn (round to nearest), gptq or awq (need --calib)")
       ->capture_default_str()
       ->check(CLI::IsMember({"rtn", "gptq", "awq"}, CLI::ignore_case));
+  cmd->add_option("--format", o->format,
+                  "Layout of an int-N group checkpoint: gptq (AutoGPTQ), awq (AutoAWQ gemm, 4-bit) or "
+                  "compressed-tensors (pack-quantized, 4/8-bit), each with its quantization_config for vLLM")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"gptq", "awq", "compressed-tensors"}));
   add_path_option(cmd, "--imatrix", o->imatrix, "Importance matrix (llama.cpp imatrix GGUF) for the scale searches",
                   PathRole::Input);
   add_calibration_options(cmd, o->calib, "gptq, awq");

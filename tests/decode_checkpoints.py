@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Independent decoders of the int-N checkpoint layouts, written from the
+format notes (docs/int-group-format.md, docs/awq-format.md,
+docs/compressed-tensors-format.md) with numpy only, not from lmpress's code.
+
+usage: decode_checkpoints.py REFERENCE_DIR CHECKPOINT_DIR...
+REFERENCE_DIR: the same model as an f32 Hugging Face directory. Every
+quantized linear of every checkpoint, decoded here, must equal the reference's
+weight exactly (lmpress wrote the reference from the values it quantized to),
+and every other tensor too (in the checkpoint's dtype). Prints one line per checkpoint; exits 1
+on the first difference."""
+import json
+import struct
+import sys
+
+import numpy as np
+
+DT = {"F32": np.float32, "F16": np.float16, "I32": np.int32, "I64": np.int64, "U8": np.uint8, "I8": np.int8,
+      "BF16": None}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        a, b = t["data_offsets"]
+        out[name] = np.frombuffer(data[a:b], dtype=DT[t["dtype"]]).reshape(t["shape"])
+    return out
+
+
+def unpack_bits_stream(words, n, bits):
+    """GPTQ: value i in bits [bits*i, bits*(i+1)) of the little-endian stream of 32-bit words."""
+    u = np.ascontiguousarray(words).view(np.uint32).astype(np.uint64)
+    out = np.zeros(n, dtype=np.int64)
+    for i in range(n):
+        bit = bits * i
+        w, o = divmod(bit, 32)
+        v = int(u[w]) >> o
+        if o + bits > 32:
+            v |= int(u[w + 1]) << (32 - o)
+        out[i] = v & ((1 << bits) - 1)
+    return out
+
+
+def decode_gptq(t, qc):
+    bits, G = qc["bits"], qc["group_size"]
+    qweight, qzeros, scales = t["qweight"], t["qzeros"], t["scales"].astype(np.float32)
+    rows = qweight.shape[1]
+    cols = qweight.shape[0] * 32 // bits
+    q = np.stack([unpack_bits_stream(qweight[:, r], cols, bits) for r in range(rows)])  # [rows, cols]
+    z = np.stack([unpack_bits_stream(qzeros[g], rows, bits) for g in range(qzeros.shape[0])]) + 1  # v1: stored z - 1
+    g_idx = t["g_idx"] if "g_idx" in t else np.arange(cols) // (cols if G == -1 else G)
+    return (q - z.T[:, g_idx]) * scales.T[:, g_idx]
+
+
+AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
+
+
+def unpack_awq(p):
+    u = np.ascontiguousarray(p).view(np.uint32)
+    iw = np.zeros((u.shape[0], u.shape[1] * 8), dtype=np.uint8)
+    for k in range(8):
+        iw[:, k::8] = (u >> (4 * AWQ_REVERSE_ORDER[k])) & 0xF
+    return iw
+
+
+def decode_awq(t, qc):
+    G = qc["group_size"]
+    q = unpack_awq(t["qweight"]).astype(np.float32)  # [in, out]
+    G = q.shape[0] if G == -1 else G
+    z = np.repeat(unpack_awq(t["qzeros"]).astype(np.float32), G, 0)
+    s = np.repeat(t["scales"].astype(np.float32), G, 0)
+    return ((q - z) * s).T
+
+
+def unpack_from_int32(p, bits, shape, packed_dim=1):
+    u = np.ascontiguousarray(p).view(np.uint32)
+    if packed_dim == 0:
+        u = u.T
+    pf, mask = 32 // bits, (1 << bits) - 1
+    out = np.zeros((u.shape[0], u.shape[1] * pf), dtype=np.int32)
+    for i in range(pf):
+        out[:, i::pf] = (u >> (bits * i)) & mask
+    out = out[:, :shape[1] if packed_dim == 1 else shape[0]]
+    if packed_dim == 0:
+        out = out.T
+    return (out - (1 << (bits - 1))).astype(np.int32)
+
+
+def decode_ct(t, qc):
+    w = next(iter(qc["config_groups"].values()))["weights"]
+    bits = w["num_bits"]
+    out_f, in_f = (int(x) for x in t["weight_shape"])
+    q = unpack_from_int32(t["weight_packed"], bits, (out_f, in_f)).astype(np.float32)
+    s = t["weight_scale"].astype(np.float32)
+    zp = (unpack_from_int32(t["weight_zero_point"], bits, (out_f, s.shape[1]), 0).astype(np.float32)
+          if not w["symmetric"] else np.zeros_like(s))
+    G = in_f if w["strategy"] == "channel" else w["group_size"]
+    g = t["weight_g_idx"] if "weight_g_idx" in t else np.arange(in_f) // G
+    return (q - zp[:, g]) * s[:, g]
+
+
+SUFFIXES = {"gptq": ["qweight", "qzeros", "scales", "g_idx"], "awq": ["qweight", "qzeros", "scales"],
+            "compressed-tensors": ["weight_packed", "weight_scale", "weight_zero_point", "weight_shape",
+                                   "weight_g_idx"]}
+DECODE = {"gptq": decode_gptq, "awq": decode_awq, "compressed-tensors": decode_ct}
+
+
+def main():
+    ref = read_safetensors(sys.argv[1] + "/model.safetensors")
+    for d in sys.argv[2:]:
+        qc = json.load(open(d + "/config.json"))["quantization_config"]
+        method = qc["quant_method"]
+        tensors = read_safetensors(d + "/model.safetensors")
+        groups, plain = {}, {}
+        for name, a in tensors.items():
+            prefix, _, suffix = name.rpartition(".")
+            if suffix in SUFFIXES[method]:
+                groups.setdefault(prefix, {})[suffix] = a
+            else:
+                plain[name] = a
+        for prefix, t in groups.items():
+            w = DECODE[method](t, qc)
+            want = ref[prefix + ".weight"]
+            if w.shape != want.shape or not np.array_equal(w.astype(np.float32), want):
+                print(f"{d}: {prefix}: decoded weight differs from the reference "
+                      f"(max |diff| {np.abs(w - want).max() if w.shape == want.shape else 'shape'})")
+                sys.exit(1)
+        for name, a in plain.items():
+            if not np.array_equal(a, ref[name].astype(a.dtype)):
+                print(f"{d}: {name} differs from the reference")
+                sys.exit(1)
+        if not groups:
+            print(f"{d}: no quantized linear found")
+            sys.exit(1)
+        print(f"{d}: {method}: {len(groups)} linears decoded, equal to the reference")
+
+
+if __name__ == "__main__":
+    main()

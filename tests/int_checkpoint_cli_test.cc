@@ -1,0 +1,90 @@
+// `quantize --type intN-... --format gptq|awq|compressed-tensors`: each layout
+// decoded by numpy code written from the format notes (tests/decode_checkpoints.py,
+// not lmpress's code) equals the values lmpress quantized to, and lmpress
+// reads each back as the same model.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "core/mapped_file.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+using test::expect_cli_error;
+using test::run_cli;
+
+std::string python() {
+  for (const char* py : {"/usr/bin/python3", "python3"})
+    if (test::shell(std::string(py) + " -c 'import numpy' 2>/dev/null").status == 0) return py;
+  return "";
+}
+
+double ppl_of(const std::string& model) {
+  auto r = run_cli("perplexity " + model + " -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
+                   " --ctx 128 --chunks 3 --json");
+  EXPECT_EQ(r.status, 0) << r.out;
+  return nlohmann::json::parse(r.out.substr(r.out.find('{')))["ppl"].get<double>();
+}
+
+TEST(IntCheckpointCli, EveryLayoutDecodesIndependentlyToTheSameWeights) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string py = python();
+  ASSERT_FALSE(py.empty()) << "python3 with numpy is needed: apt-get install python3-numpy (scripts/setup.sh)";
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  for (const std::string type : {"int4-g32-asym", "int4-g96", "int8-ch"}) {
+    std::vector<std::string> formats = {"gptq", "compressed-tensors"};
+    if (type.rfind("int4", 0) == 0) formats.push_back("awq");
+    std::string dirs;
+    double first = 0;
+    for (const auto& f : formats) {
+      const std::string out = d + "/" + type + "-" + f;
+      auto r = run_cli("quantize " + m + " " + out + " --type " + type + " --format " + f);
+      ASSERT_EQ(r.status, 0) << r.out;
+      const auto cfg = nlohmann::json::parse(read_text_file(out + "/config.json"))["quantization_config"];
+      EXPECT_EQ(cfg["quant_method"], f) << cfg.dump();
+      dirs += " " + out;
+      // Read back by lmpress: the same values, so the same perplexity to the last digit.
+      const double p = ppl_of(out);
+      if (f == "gptq") first = p;
+      EXPECT_EQ(p, first) << type << " " << f;
+    }
+    // The reference: the values lmpress quantized to, as f32 (written from its GPTQ reading).
+    const std::string ref = d + "/" + type + "-ref";
+    ASSERT_EQ(run_cli("convert " + d + "/" + type + "-gptq " + ref + " --dtype f32").status, 0);
+    auto r = test::shell(py + " " + LMPRESS_SOURCE_DIR + "/tests/decode_checkpoints.py " + ref + dirs + " 2>&1");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), long(formats.size())) << r.out;
+  }
+}
+
+TEST(IntCheckpointCli, BadFormatsAreNamedErrors) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  expect_cli_error("quantize " + m + " " + d + "/x --type int8-ch --format awq", "AWQ checkpoints are 4-bit");
+  expect_cli_error("quantize " + m + " " + d + "/x --type int3-g32 --format compressed-tensors", "4 and 8 bits");
+  expect_cli_error("quantize " + m + " " + d + "/x.gguf --type q4_0 --format awq", "--format awq: checkpoint formats are for int-N");
+  expect_cli_error("quantize " + m + " " + d + "/x --type int4-g32 --format exl2", "--format");
+  // A checkpoint whose config names a packing lmpress does not read.
+  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/a --type int4-g32 --format awq").status, 0);
+  auto cfg = nlohmann::json::parse(read_text_file(d + "/a/config.json"));
+  cfg["quantization_config"]["version"] = "gemv";
+  std::ofstream(d + "/a/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/a", "version 'gemv': only AWQ's gemm packing is read");
+  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/c --type int4-g32 --format compressed-tensors").status, 0);
+  cfg = nlohmann::json::parse(read_text_file(d + "/c/config.json"));
+  cfg["quantization_config"]["format"] = "int-quantized";
+  std::ofstream(d + "/c/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/c", "format 'int-quantized'");
+  cfg["quantization_config"]["format"] = "pack-quantized";
+  cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "tensor";
+  std::ofstream(d + "/c/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/c", "strategy 'tensor'");
+}
+
+}  // namespace
+}  // namespace lmpress
