@@ -225,6 +225,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   ExportOptions eo;
   eo.name = o.name;
+  eo.recipe = o.recipe;
   eo.type_of = [&p](const Tensor& t) { return p.type_of(t.name); };
   eo.file_type = p.file_type();
   const auto out = ModelWriter::gguf(m, out_path, eo);
@@ -248,6 +249,7 @@ StructuredReport prune_model_structured(Model& m, const std::string& out_path, c
   StructuredReport rep = structured_prune(m, so, o.calib, &views);
   ExportOptions eo;
   eo.name = o.name;
+  eo.recipe = o.recipe;
   eo.values = [&views](const Tensor& t) { return views.values(t); };
   std::map<std::string, DType> types;
   if (o.quantize) {

@@ -27,6 +27,7 @@ struct PruneOptions {
   std::optional<OwlOptions> owl;  // per-block sparsities by outlier ratio (unstructured only)
   bool global = false;            // magnitude, unstructured: one |w| threshold across all blocks' linears
   std::string name;               // general.name
+  std::string recipe;             // recorded in the output (ExportOptions::recipe)
 };
 
 struct PrunedTensor {

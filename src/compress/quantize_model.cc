@@ -320,6 +320,7 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
   ExportOptions eo;
   eo.dtype = DType::F16;
   eo.name = o.name;
+  eo.recipe = o.recipe;
   eo.hf_replace = [&m, &q, spec, format](const Tensor& t, const std::string& hf_name) {
     std::vector<TensorToWrite> out;
     if (!q.is_int_linear(t.name)) return out;
@@ -468,6 +469,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
 
   ExportOptions eo;
   eo.name = o.name;
+  eo.recipe = o.recipe;
   eo.file_type = o.mix.preset.llama_ftype;
   if (o.target_bpw) {
     // Record the file type of the type holding the most weights.

@@ -35,6 +35,7 @@ struct QuantizeOptions {
   std::optional<double> target_bpw;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
   bool allow_requantize = false;
   std::string name;  // general.name
+  std::string recipe;  // recorded in the output (ExportOptions::recipe)
 };
 
 struct TensorReport {

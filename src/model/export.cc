@@ -188,6 +188,7 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   const uint32_t ftype = o.file_type.value_or(0);
   if (ftype != 0 && ftype != 1 && ftype != 32) w.set("general.quantization_version", GGUFValue::u32(2));
   w.set("general.file_type", GGUFValue::u32(ftype));
+  if (!o.recipe.empty()) w.set("lmpress.recipe", GGUFValue::str(o.recipe));
   w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
   w.set(a + ".context_length", GGUFValue::u32(uint32_t(c.ctx_len)));
   w.set(a + ".embedding_length", GGUFValue::u32(uint32_t(c.dim)));
@@ -354,6 +355,7 @@ void ModelWriter::commit() {
   const std::string& tmp = w.dir->path();
   if (!w.quantize_config_json.empty()) write_file_atomic(tmp + "/quantize_config.json", w.quantize_config_json);
   write_file_atomic(tmp + "/config.json", w.config_json);
+  if (!w.opt.recipe.empty()) write_file_atomic(tmp + "/recipe.yaml", w.opt.recipe);
   if (const Model& m = w.m; m.tokenizer) {
     const Vocab& v = m.tokenizer->vocab();
     if (v.model == "llama")

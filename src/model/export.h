@@ -18,6 +18,9 @@ struct ExportOptions {
   // matrix whose rows are not a multiple of the block size falls back to F16.
   std::optional<DType> dtype;
   std::string name;  // general.name
+  // The recipe that made the file (lmpress apply): GGUF metadata lmpress.recipe,
+  // or recipe.yaml in a Hugging Face directory. Empty: none recorded.
+  std::string recipe;
   // Per-tensor target type (overrides dtype when set), e.g. a quantization mix.
   std::function<DType(const Tensor&)> type_of;
   // Quantizer for block types: fills out (rows x row_bytes(dst, cols)) from the

@@ -1,0 +1,88 @@
+#include "compress/recipe.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+std::string doc(const std::string& name) { return std::string(LMPRESS_SOURCE_DIR) + "/docs/recipes/" + name; }
+
+TEST(Recipe, ReadsLlmCompressorsLayout) {
+  const Recipe a = parse_recipe(read_text_file(doc("sparsegpt-2of4-w4a16.yaml")), "a");
+  ASSERT_EQ(a.steps.size(), 2u);
+  EXPECT_EQ(a.steps[0].kind, RecipeStep::Kind::Prune);
+  EXPECT_EQ(a.steps[0].modifier, "SparseGPTModifier");
+  EXPECT_EQ(a.steps[0].prune.method, PruneMethod::SparseGPT);
+  EXPECT_EQ(a.steps[0].prune.pattern.name(), "2:4");
+  EXPECT_EQ(a.steps[1].kind, RecipeStep::Kind::Quantize);
+  EXPECT_EQ(a.steps[1].stage, "quantization_stage");
+  EXPECT_EQ(a.steps[1].quantize.type, "int4-g128");
+  EXPECT_EQ(a.steps[1].quantize.method, "gptq");
+  EXPECT_EQ(a.steps[1].quantize.format, "compressed-tensors");
+  const Recipe b = parse_recipe(read_text_file(doc("w4a16.yaml")), "b");
+  ASSERT_EQ(b.steps.size(), 1u);
+  EXPECT_EQ(b.steps[0].quantize.type, "int4-g128");
+  const Recipe c = parse_recipe(
+      "s:\n  quantization_modifiers:\n    QuantizationModifier:\n      config_groups:\n        g:\n          weights: "
+      "{num_bits: 8, type: int, symmetric: false, strategy: channel}\n          targets: [Linear]\n",
+      "c");
+  EXPECT_EQ(c.steps[0].quantize.type, "int8-ch-asym");
+  EXPECT_EQ(c.steps[0].quantize.method, "rtn");
+  const Recipe d = parse_recipe(
+      "s:\n  m_modifiers:\n    WandaModifier: {sparsity: 0.3}\n    GPTQModifier: {scheme: W8A16, dampening_frac: 0.05, "
+      "actorder: group}\n",
+      "d");
+  EXPECT_EQ(d.steps[0].prune.method, PruneMethod::Wanda);
+  EXPECT_DOUBLE_EQ(d.steps[0].prune.pattern.fraction(), 0.3);
+  EXPECT_DOUBLE_EQ(d.steps[1].quantize.damp, 0.05);
+  EXPECT_TRUE(d.steps[1].quantize.act_order);
+}
+
+TEST(Recipe, WhatItCannotDoIsANamedError) {
+  const auto bad = [](const std::string& text, const std::string& msg) {
+    test::expect_error([&] { parse_recipe(text, "r.yaml"); }, msg);
+  };
+  bad("[1, 2", "r.yaml: not YAML");
+  bad("- a\n- b\n", "a map of stages");
+  bad("s:\n  m_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 0.8}\n", "SmoothQuant is not built yet");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W8A8}\n", "activation quantization is not built yet");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, observer: mse}\n", "s.m_modifiers.GPTQModifier.observer");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:.*self_attn.*']}\n", "targets 're:.*self_attn.*'");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, ignore: ['re:.*mlp.*']}\n", "ignore 're:.*mlp.*'");
+  bad("s:\n  m_modifiers:\n    SparseGPTModifier: {sparsity: 0.6, mask_structure: '2:4'}\n", "disagrees with mask_structure");
+  bad("s:\n  m_modifiers:\n    SparseGPTModifier: {sparsity: 1.5}\n", "sparsity 1.5");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16}\n    WandaModifier: {sparsity: 0.5}\n", "it must come last");
+  bad("s:\n  run_type: train\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16}\n", "only oneshot");
+  bad("s:\n  m_modifiers:\n    FooModifier: {}\n", "unknown modifier");
+}
+
+// The recipe and the command-line steps it stands for write the same bytes.
+TEST(RecipeCli, SparseGptThenGptqEqualsTheCommandLineSteps) {
+  if (!test::have_shared("models/lmp-8m-w256")) GTEST_SKIP();
+  const std::string m = test::shared_path("models/lmp-8m-w256"), d = test::temp_dir();
+  const std::string calib = " --calib " + test::shared_path("data/calib/docs-calib.txt") + " --calib-samples 4 --calib-ctx 128";
+  auto r = test::run_cli("apply " + doc("sparsegpt-2of4-w4a16.yaml") + " " + m + " " + d + "/recipe" + calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_EQ(test::run_cli("prune " + m + " " + d + "/p.gguf --method sparsegpt --nm 2:4" + calib).status, 0);
+  r = test::run_cli("quantize " + d + "/p.gguf " + d + "/cli --type int4-g128 --method gptq --format compressed-tensors" + calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* f : {"model.safetensors", "config.json"})
+    EXPECT_EQ(read_text_file(d + "/recipe/" + f), read_text_file(d + "/cli/" + f)) << f;
+  EXPECT_EQ(read_text_file(d + "/recipe/recipe.yaml"), read_text_file(doc("sparsegpt-2of4-w4a16.yaml")));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d), std::filesystem::directory_iterator()), 3)
+      << "recipe, p.gguf and cli: the recipe's intermediate file is gone";
+  // A step that fails leaves no output and no intermediate file.
+  r = test::run_cli("apply " + doc("sparsegpt-2of4-w4a16.yaml") + " " + m + " " + d + "/none");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("SparseGPTModifier needs calibration text"), std::string::npos) << r.out;
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d), std::filesystem::directory_iterator()), 3);
+}
+
+}  // namespace
+}  // namespace lmpress
