@@ -28,7 +28,7 @@
 #define LMPRESS_VERSION_PATCH 0
 #define LMPRESS_VERSION "0.1.0"
 /* Grows with every change to a struct or signature below. */
-#define LMPRESS_API_VERSION 2
+#define LMPRESS_API_VERSION 3
 
 #if defined(_WIN32)
 #define LMPRESS_API
@@ -57,7 +57,10 @@ LMPRESS_API int lmpress_api_version(void);
 LMPRESS_API const char* lmpress_last_error(void);
 /* A name for a status code ("ok", "invalid argument", ...). */
 LMPRESS_API const char* lmpress_status_name(lmpress_status s);
-/* Threads for compute (0: all cores, as the command line's -t 0). */
+/* Threads for compute (0: all cores, as the command line's -t 0), for every
+ * later call from any thread. OpenMP keeps a pool of workers per calling
+ * thread: compute from one thread at a time (or give each fewer threads), or
+ * the pools together oversubscribe the cores. */
 LMPRESS_API lmpress_status lmpress_set_threads(int n_threads);
 
 /* Long work (loading, quantizing, perplexity) reports progress: `stage` names
@@ -365,6 +368,29 @@ LMPRESS_API lmpress_quantize_params lmpress_quantize_default_params(void);
  * temporary name, renamed at the end; the input is never written). */
 LMPRESS_API lmpress_status lmpress_quantize(const char* in_path, const char* out_path,
                                             const lmpress_quantize_params* params);
+
+typedef struct lmpress_prune_params {
+  const char* method;     /* "magnitude" (NULL), "wanda", "sparsegpt" (these two need calib_path) */
+  double sparsity;        /* unstructured: the fraction of each linear's weights zeroed, or */
+  const char* nm;         /* "2:4", "4:8", ...: N nonzero in every M of a row (then sparsity < 0) */
+  const char* quantize;   /* also quantize the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k), or NULL */
+  const char* calib_path;
+  int64_t calib_samples, calib_ctx;
+  double damp;            /* SparseGPT dampening fraction */
+  lmpress_progress_callback progress;
+  void* progress_user_data;
+} lmpress_prune_params;
+
+LMPRESS_API lmpress_prune_params lmpress_prune_default_params(void);
+/* Prunes the blocks' linear layers of in_path into the GGUF file out_path, as `lmpress prune`. */
+LMPRESS_API lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lmpress_prune_params* params);
+
+/* Writes the model at in_path as a GGUF file or a Hugging Face directory, as
+ * `lmpress convert`: dtype f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (NULL:
+ * keep each tensor's), format "gguf" or "hf" (NULL: gguf when out_path ends
+ * in .gguf). */
+LMPRESS_API lmpress_status lmpress_convert(const char* in_path, const char* out_path, const char* dtype,
+                                           const char* format);
 
 /* ---------------------------------------------------------- chat templates */
 

@@ -2,7 +2,8 @@
 // results equal the command line's, every failure is a status and a message,
 // and liblmpress.so exports that API and nothing else.
 #include <gtest/gtest.h>
-#include <lmpress.h>  // compiled as C++ here; as C99 by examples/c/generate.c
+#include <lmpress.h>
+#include <omp.h>  // compiled as C++ here; as C99 by examples/c/generate.c
 
 #include <algorithm>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/mapped_file.h"
@@ -504,6 +506,57 @@ TEST(CApi, KldOfACacheTypeEqualsTheCli) {
   EXPECT_DOUBLE_EQ(res.kld, cli["kld"]["value"].get<double>()) << cli.dump();
   EXPECT_EQ(res.n_chunks, 2);
   lmpress_model_free(model);
+}
+
+}  // namespace
+
+
+namespace {
+
+TEST(CApi, PruneAndConvertWriteTheCliBytes) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string d = lmpress::test::temp_dir(), calib = shared_path("data/calib/docs-calib.txt");
+  lmpress_prune_params p = lmpress_prune_default_params();
+  p.method = "sparsegpt";
+  p.nm = "2:4";
+  p.calib_path = calib.c_str();
+  p.calib_samples = 4;
+  p.calib_ctx = 64;
+  ASSERT_EQ(lmpress_prune(model_dir().c_str(), (d + "/api.gguf").c_str(), &p), LMPRESS_OK) << lmpress_last_error();
+  auto r = run_cli("prune " + model_dir() + " " + d + "/cli.gguf --method sparsegpt --nm 2:4 --calib " + calib +
+                   " --calib-samples 4 --calib-ctx 64");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(lmpress::read_text_file(d + "/api.gguf"), lmpress::read_text_file(d + "/cli.gguf"));
+  p.calib_path = nullptr;
+  EXPECT_EQ(lmpress_prune(model_dir().c_str(), (d + "/x.gguf").c_str(), &p), LMPRESS_ERR_FAILED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("needs calibration text"), std::string::npos) << lmpress_last_error();
+  ASSERT_EQ(lmpress_convert(model_dir().c_str(), (d + "/api-f16.gguf").c_str(), "f16", nullptr), LMPRESS_OK)
+      << lmpress_last_error();
+  ASSERT_EQ(run_cli("convert " + model_dir() + " " + d + "/cli-f16.gguf --dtype f16").status, 0);
+  EXPECT_EQ(lmpress::read_text_file(d + "/api-f16.gguf"), lmpress::read_text_file(d + "/cli-f16.gguf"));
+  EXPECT_EQ(lmpress_convert(model_dir().c_str(), (d + "/y.gguf").c_str(), "q7_0", nullptr), LMPRESS_ERR_FAILED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("--dtype 'q7_0'"), std::string::npos) << lmpress_last_error();
+  EXPECT_FALSE(std::filesystem::exists(d + "/y.gguf"));
+}
+
+// lmpress_set_threads on one thread reaches the calls another thread makes.
+TEST(CApi, ThreadCountReachesEveryCallingThread) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  if (omp_get_num_procs() < 2) GTEST_SKIP() << "one core";
+  ModelHandle h;
+  ASSERT_EQ(lmpress_set_threads(1), LMPRESS_OK);
+  int seen = 0;
+  std::thread t([&] {
+    lmpress_context* ctx = nullptr;
+    ASSERT_EQ(lmpress_context_create(h.m, nullptr, &ctx), LMPRESS_OK);
+    const int32_t tok = 1;
+    ASSERT_EQ(lmpress_context_eval(ctx, &tok, 1, false), LMPRESS_OK);
+    seen = omp_get_max_threads();
+    lmpress_context_free(ctx);
+  });
+  t.join();
+  EXPECT_EQ(seen, 1);
+  ASSERT_EQ(lmpress_set_threads(0), LMPRESS_OK);
 }
 
 }  // namespace

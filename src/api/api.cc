@@ -1,4 +1,5 @@
 // The C API (include/lmpress.h): errors, models, tokenizer, sampling, chat templates.
+#include <atomic>
 #include <cstring>
 
 #include "api/api_internal.h"
@@ -14,6 +15,14 @@ thread_local std::string last_error;
 }  // namespace
 
 void set_error(std::string msg) { last_error = std::move(msg); }
+
+namespace {
+std::atomic<int> requested_threads{-1};  // -1: never set, the library's default (all cores)
+}  // namespace
+
+void apply_threads() {
+  if (const int n = requested_threads.load(); n >= 0) set_num_threads(n);
+}
 
 lmpress_status copy_out(const std::string& s, char* buf, size_t capacity, size_t* n, const char* fn) {
   need(n, fn, "n_bytes");
@@ -92,6 +101,7 @@ const char* lmpress_status_name(lmpress_status s) {
 lmpress_status lmpress_set_threads(int n_threads) {
   return guarded([&] {
     if (n_threads < 0 || n_threads > 4096) invalid("lmpress_set_threads: {} threads (0: all cores, up to 4096)", n_threads);
+    requested_threads = n_threads;
     set_num_threads(n_threads);
   });
 }
@@ -109,6 +119,7 @@ lmpress_status lmpress_model_load(const char* path, const lmpress_model_params* 
     *out = nullptr;
     need(path, "lmpress_model_load", "path");
     const lmpress_model_params p = params ? *params : lmpress_model_default_params();
+    apply_threads();
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
     auto h = std::make_unique<lmpress_model>();
     {

@@ -40,6 +40,11 @@ inline void need(const void* p, const char* fn, const char* arg) {
 
 void set_error(std::string msg);
 
+// lmpress_set_threads' count, applied on the calling thread by every call that
+// computes: OpenMP keeps the count per thread, so a count set on one thread
+// would not reach calls made from another.
+void apply_threads();
+
 // Runs f, returning LMPRESS_OK or the status of what it threw (the message
 // kept for lmpress_last_error()). Nothing escapes.
 template <class F>

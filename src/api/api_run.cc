@@ -3,6 +3,8 @@
 #include <map>
 
 #include "api/api_internal.h"
+#include "compress/convert.h"
+#include "compress/prune_model.h"
 #include "compress/quantize_model.h"
 #include "core/path_guard.h"
 #include "eval/perplexity.h"
@@ -36,6 +38,17 @@ lmpress_cache_params default_cache() {
   std::memset(&c, 0, sizeof c);
   c.kivi_group = 64;
   return c;
+}
+
+// The command line's rule: no output is an input (by inode and path).
+void guard_paths(const char* in_path, const char* out_path, const std::vector<std::pair<const char*, std::string>>& inputs,
+                 OutputKind kind) {
+  PathGuard guard;
+  for (const auto& path : model_input_paths(in_path)) guard.input("in_path", path);
+  for (const auto& [what, path] : inputs)
+    if (!path.empty()) guard.input(what, path);
+  guard.output("out_path", out_path, kind);
+  guard.check();
 }
 
 void check_tokens(const Model& m, const int32_t* tokens, size_t n, const char* fn) {
@@ -83,6 +96,7 @@ void lmpress_context_free(lmpress_context* ctx) { delete ctx; }
 lmpress_status lmpress_context_eval(lmpress_context* ctx, const int32_t* tokens, size_t n, bool all_logits) {
   return guarded([&] {
     const char* fn = "lmpress_context_eval";
+    apply_threads();
     need(ctx, fn, "ctx");
     need(tokens, fn, "tokens");
     if (n == 0) invalid("{}: no tokens", fn);
@@ -162,6 +176,7 @@ lmpress_status lmpress_batch_eval(lmpress_batch* batch, const int32_t* tokens, c
                                   const int64_t* positions, const bool* want_logits, size_t n) {
   return guarded([&] {
     const char* fn = "lmpress_batch_eval";
+    apply_threads();
     need(batch, fn, "batch");
     need(tokens, fn, "tokens");
     need(seq_ids, fn, "seq_ids");
@@ -240,6 +255,7 @@ lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt, 
                                 lmpress_generate_result* result) {
   return guarded([&] {
     const char* fn = "lmpress_generate";
+    apply_threads();
     need(model, fn, "model");
     need(prompt, fn, "prompt");
     const lmpress_generate_params p = params ? *params : lmpress_generate_default_params();
@@ -292,6 +308,7 @@ lmpress_status lmpress_perplexity(const lmpress_model* model, const char* text, 
                                   const lmpress_perplexity_params* params, lmpress_perplexity_result* result) {
   return guarded([&] {
     const char* fn = "lmpress_perplexity";
+    apply_threads();
     need(model, fn, "model");
     need(text, fn, "text");
     need(result, fn, "result");
@@ -332,6 +349,7 @@ lmpress_quantize_params lmpress_quantize_default_params(void) {
 lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const lmpress_quantize_params* params) {
   return guarded([&] {
     const char* fn = "lmpress_quantize";
+    apply_threads();
     need(in_path, fn, "in_path");
     need(out_path, fn, "out_path");
     need(params, fn, "params");
@@ -348,18 +366,67 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     r.act_order = p.act_order;
     if (r.calib.samples == 0 || r.calib.samples < -1) invalid("{}: calib_samples {}: -1 (all) or >= 1", fn, r.calib.samples);
     if (r.calib.ctx < 2) invalid("{}: calib_ctx {} must be >= 2", fn, r.calib.ctx);
-    // The command line's rule: no output is an input (by inode and path).
-    PathGuard guard;
-    for (const auto& path : model_input_paths(in_path)) guard.input("in_path", path);
-    if (!r.calib.file.empty()) guard.input("calib_path", r.calib.file);
-    if (!r.imatrix.empty()) guard.input("imatrix_path", r.imatrix);
-    guard.output("out_path", out_path, OutputKind::Either);
-    guard.check();
+    guard_paths(in_path, out_path, {{"calib_path", r.calib.file}, {"imatrix_path", r.imatrix}}, OutputKind::Either);
     QuantizeOptions q = quantize_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
     auto m = load_model(in_path);
     check_finite_weights(*m);
     quantize_model(*m, out_path, q);
+  });
+}
+
+lmpress_prune_params lmpress_prune_default_params(void) {
+  lmpress_prune_params p;
+  std::memset(&p, 0, sizeof p);
+  const PruneRequest r;
+  p.sparsity = r.sparsity;
+  p.calib_samples = r.calib.samples;
+  p.calib_ctx = r.calib.ctx;
+  p.damp = r.damp;
+  return p;
+}
+
+lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lmpress_prune_params* params) {
+  return guarded([&] {
+    const char* fn = "lmpress_prune";
+    apply_threads();
+    need(in_path, fn, "in_path");
+    need(out_path, fn, "out_path");
+    need(params, fn, "params");
+    const lmpress_prune_params& p = *params;
+    PruneRequest r;
+    if (p.method) r.method = p.method;
+    r.sparsity = p.sparsity;
+    if (p.nm) r.nm = p.nm;
+    if (p.quantize) r.quantize = p.quantize;
+    if (p.calib_path) r.calib.file = p.calib_path;
+    r.calib.samples = p.calib_samples;
+    r.calib.ctx = p.calib_ctx;
+    r.damp = p.damp;
+    if (r.calib.samples == 0 || r.calib.samples < -1) invalid("{}: calib_samples {}: -1 (all) or >= 1", fn, r.calib.samples);
+    if (r.calib.ctx < 2) invalid("{}: calib_ctx {} must be >= 2", fn, r.calib.ctx);
+    guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
+    const PruneOptions o = prune_options(r);
+    ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
+    auto m = load_model(in_path);
+    check_finite_weights(*m);
+    prune_model(*m, out_path, o);
+  });
+}
+
+lmpress_status lmpress_convert(const char* in_path, const char* out_path, const char* dtype, const char* format) {
+  return guarded([&] {
+    const char* fn = "lmpress_convert";
+    apply_threads();
+    need(in_path, fn, "in_path");
+    need(out_path, fn, "out_path");
+    guard_paths(in_path, out_path, {}, OutputKind::Either);
+    ConvertRequest r;
+    if (dtype) r.dtype = dtype;
+    if (format) r.format = format;
+    auto m = load_model(in_path);
+    check_finite_weights(*m);
+    convert_model(*m, out_path, r);
   });
 }
 

@@ -109,6 +109,7 @@ lmpress_status lmpress_engine_cancel(lmpress_engine* engine, int64_t request_id)
 lmpress_status lmpress_engine_step(lmpress_engine* engine, const lmpress_step_event** events, size_t* n_events) {
   return guarded([&] {
     const char* fn = "lmpress_engine_step";
+    apply_threads();
     need(engine, fn, "engine");
     need(events, fn, "events");
     need(n_events, fn, "n_events");
@@ -148,6 +149,7 @@ lmpress_status lmpress_kld(const lmpress_model* base, const lmpress_model* cand,
                            const lmpress_kld_params* params, lmpress_kld_result* result) {
   return guarded([&] {
     const char* fn = "lmpress_kld";
+    apply_threads();
     need(base, fn, "base");
     need(cand, fn, "cand");
     need(text, fn, "text");

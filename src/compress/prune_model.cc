@@ -269,4 +269,33 @@ StructuredReport prune_model_structured(Model& m, const std::string& out_path, c
   return rep;
 }
 
+PruneOptions prune_output_options(const PruneRequest& r) {
+  PruneOptions po;
+  po.calib = r.calib;
+  po.name = r.name;
+  if (!r.quantize.empty()) {
+    po.quantize = dtype_from_name(r.quantize);
+    if (!po.quantize) fail("--quantize: unknown type '{}'", r.quantize);
+  }
+  return po;
+}
+
+PruneOptions prune_options(const PruneRequest& r) {
+  PruneOptions po = prune_output_options(r);
+  po.method = parse_prune_method(r.method);
+  if (r.nm.empty() && r.sparsity < 0) fail("prune: give --sparsity S or --nm N:M");
+  if (!r.nm.empty() && r.sparsity >= 0) fail("prune: give --sparsity S or --nm N:M, not both");
+  po.pattern = r.nm.empty() ? SparsityPattern::unstructured(r.sparsity) : SparsityPattern::parse_nm(r.nm);
+  if (po.method != PruneMethod::Magnitude && r.calib.file.empty())
+    fail("--method {} needs calibration text: --calib FILE", r.method);
+  if (r.owl) {
+    if (r.calib.file.empty()) fail("--owl measures outliers on calibration text: --calib FILE");
+    po.owl = r.owl_opts;
+  }
+  if (!(r.damp > 0 && r.damp <= 1)) fail("--damp {}: a fraction in (0, 1]", r.damp);
+  po.global = r.global;
+  po.gptq.damp = r.damp;
+  return po;
+}
+
 }  // namespace lmpress

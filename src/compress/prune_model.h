@@ -46,6 +46,23 @@ struct PruneReport {
   MemoryReport memory;
 };
 
+// `lmpress prune`'s options as words (the command line and the C API take the
+// same): prune_options() checks them, failing naming the option before any work.
+struct PruneRequest {
+  std::string method = "magnitude";  // magnitude, wanda, sparsegpt
+  double sparsity = -1;              // unstructured fraction, or
+  std::string nm;                    // N:M
+  std::string quantize;              // block type for the pruned linears, or empty
+  CalibrationOptions calib;
+  double damp = 0.01;
+  bool owl = false, global = false;
+  OwlOptions owl_opts;
+  std::string name;
+};
+PruneOptions prune_options(const PruneRequest& r);
+// Only what every pruning shares (calibration, name, --quantize): structured pruning's.
+PruneOptions prune_output_options(const PruneRequest& r);
+
 // Prunes m's blocks one after another, writing each to `out_path` (GGUF) as
 // it is finished; m's tensors are the input's again when it returns.
 PruneReport prune_model(Model& m, const std::string& out_path, const PruneOptions& o);

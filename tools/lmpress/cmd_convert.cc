@@ -1,14 +1,16 @@
 // lmpress convert IN OUT [--dtype f32|f16|bf16]: HF <-> GGUF, llama2.c -> both.
 #include "commands.h"
-#include "compress/mix.h"
+#include <algorithm>
+#include <cctype>
+
+#include "compress/convert.h"
 #include "core/error.h"
-#include "model/export.h"
 
 namespace lmpress::cli {
 
 void add_convert(CLI::App& app) {
-  struct Opts {
-    std::string in, out, dtype, tokenizer, format, name;
+  struct Opts : ConvertRequest {
+    std::string in, out, tokenizer;
     bool no_finite_check = false;
   };
   auto o = std::make_shared<Opts>();
@@ -27,18 +29,8 @@ void add_convert(CLI::App& app) {
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
     auto m = load_for_compression(o->in, o->tokenizer, o->no_finite_check);
-    ExportOptions eo;
-    if (!o->dtype.empty()) {
-      eo.dtype = dtype_from_name(o->dtype);
-      if (const auto preset = preset_for_base(*eo.dtype)) eo.file_type = preset->llama_ftype;
-    }
-    eo.name = o->name;
-    std::string fmt = o->format;
-    if (fmt.empty()) fmt = o->out.size() > 5 && o->out.compare(o->out.size() - 5, 5, ".gguf") == 0 ? "gguf" : "hf";
-    if (fmt == "gguf")
-      write_gguf_model(*m, o->out, eo);
-    else
-      write_hf_model(*m, o->out, eo);
+    std::transform(o->dtype.begin(), o->dtype.end(), o->dtype.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    const std::string fmt = convert_model(*m, o->out, *o);
     fmt::print("wrote {} ({} format, {} tensors)\n", o->out, fmt, m->tensors.size());
   });
 }

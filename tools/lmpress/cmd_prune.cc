@@ -95,12 +95,9 @@ void print_structured(const StructuredReport& r, bool json) {
 }  // namespace
 
 void add_prune(CLI::App& app) {
-  struct Opts {
-    std::string in, out, method = "magnitude", nm, quantize, name, structured;
-    double sparsity = -1, damp = 0.01;
-    CalibrationOptions calib;
-    bool json = false, owl = false, global = false, no_finite_check = false;
-    OwlOptions owl_opts;
+  struct Opts : PruneRequest {
+    std::string in, out, structured;
+    bool json = false, no_finite_check = false;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -144,14 +141,8 @@ void add_prune(CLI::App& app) {
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
-    PruneOptions po;
-    po.calib = o->calib;
-    po.name = o->name;
-    if (!o->quantize.empty()) {
-      po.quantize = dtype_from_name(o->quantize);
-      if (!po.quantize) fail("--quantize: unknown type '{}'", o->quantize);
-    }
     if (!o->structured.empty()) {
+      const PruneOptions po = prune_output_options(*o);
       const StructuredOptions so = parse_structured(o->structured);
       if (o->calib.file.empty()) fail("--structured scores heads, channels and blocks on calibration text: --calib FILE");
       auto m = load_for_compression(o->in, "", o->no_finite_check);
@@ -159,17 +150,7 @@ void add_prune(CLI::App& app) {
       print_structured(r, o->json);
       return;
     }
-    po.method = parse_prune_method(o->method);
-    if (o->nm.empty() && o->sparsity < 0) fail("prune: give --sparsity S or --nm N:M");
-    po.pattern = o->nm.empty() ? SparsityPattern::unstructured(o->sparsity) : SparsityPattern::parse_nm(o->nm);
-    if (po.method != PruneMethod::Magnitude && o->calib.file.empty())
-      fail("--method {} needs calibration text: --calib FILE", o->method);
-    if (o->owl) {
-      if (o->calib.file.empty()) fail("--owl measures outliers on calibration text: --calib FILE");
-      po.owl = o->owl_opts;
-    }
-    po.global = o->global;
-    po.gptq.damp = o->damp;
+    const PruneOptions po = prune_options(*o);
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     const auto r = prune_model(*m, o->out, po);
     print_report(r, po, o->json);
