@@ -28,7 +28,7 @@
 #define LMPRESS_VERSION_PATCH 0
 #define LMPRESS_VERSION "0.1.0"
 /* Grows with every change to a struct or signature below. */
-#define LMPRESS_API_VERSION 3
+#define LMPRESS_API_VERSION 4
 
 #if defined(_WIN32)
 #define LMPRESS_API
@@ -299,6 +299,21 @@ LMPRESS_API lmpress_generate_params lmpress_generate_default_params(void);
  * `lmpress generate` does: the same options give the same tokens. */
 LMPRESS_API lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt,
                                             const lmpress_generate_params* params, lmpress_generate_result* result);
+
+/* Generation stepped by the caller (no callback, no thread): start runs the
+ * prompt, each next gives one token; the same tokens as lmpress_generate with
+ * the same params (on_token and user_data are not used). Stop early by
+ * freeing it. */
+typedef struct lmpress_generation lmpress_generation;
+LMPRESS_API lmpress_status lmpress_generation_start(const lmpress_model* model, const char* prompt,
+                                                    const lmpress_generate_params* params, lmpress_generation** out);
+/* The next token and its text (*text valid until the next call); *done true
+ * (and no token) once generation has ended. */
+LMPRESS_API lmpress_status lmpress_generation_next(lmpress_generation* gen, int32_t* token, const char** text,
+                                                   size_t* text_len, bool* done);
+/* Counts and timings so far; stop_reason is LMPRESS_STOP_CALLER until it has ended. */
+LMPRESS_API lmpress_status lmpress_generation_result(const lmpress_generation* gen, lmpress_generate_result* result);
+LMPRESS_API void lmpress_generation_free(lmpress_generation* gen);
 
 /* ------------------------------------------------------------ evaluation */
 

@@ -560,3 +560,66 @@ TEST(CApi, ThreadCountReachesEveryCallingThread) {
 }
 
 }  // namespace
+
+namespace {
+
+// Stepped generation gives lmpress_generate's tokens and text, greedy and sampled with penalties.
+TEST(CApi, SteppedGenerationEqualsGenerate) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  ModelHandle h;
+  for (const bool sampled : {false, true}) {
+    lmpress_generate_params g = lmpress_generate_default_params();
+    g.n_predict = 40;
+    if (sampled) {
+      g.sampling.temperature = 0.9f;
+      g.sampling.seed = 1234;
+      g.sampling.repeat_penalty = 1.3f;
+      g.sampling.presence_penalty = 0.2f;
+    }
+    struct Seen {
+      std::vector<int32_t> ids;
+      std::string text;
+    } want;
+    g.on_token = [](int32_t id, const char* text, size_t len, void* u) {
+      static_cast<Seen*>(u)->ids.push_back(id);
+      static_cast<Seen*>(u)->text.append(text, len);
+      return true;
+    };
+    g.user_data = &want;
+    lmpress_generate_result wr;
+    ASSERT_EQ(lmpress_generate(h.m, "The old man", &g, &wr), LMPRESS_OK) << lmpress_last_error();
+    lmpress_generation* gen = nullptr;
+    ASSERT_EQ(lmpress_generation_start(h.m, "The old man", &g, &gen), LMPRESS_OK) << lmpress_last_error();
+    Seen got;
+    lmpress_generate_result r;
+    ASSERT_EQ(lmpress_generation_result(gen, &r), LMPRESS_OK);
+    EXPECT_EQ(r.stop_reason, LMPRESS_STOP_CALLER);
+    for (;;) {
+      int32_t id;
+      const char* text;
+      size_t len;
+      bool done;
+      ASSERT_EQ(lmpress_generation_next(gen, &id, &text, &len, &done), LMPRESS_OK) << lmpress_last_error();
+      if (done) break;
+      got.ids.push_back(id);
+      got.text.append(text, len);
+    }
+    EXPECT_EQ(got.ids, want.ids) << "sampled " << sampled;
+    EXPECT_EQ(got.text, want.text);
+    ASSERT_EQ(lmpress_generation_result(gen, &r), LMPRESS_OK);
+    EXPECT_EQ(r.stop_reason, wr.stop_reason);
+    EXPECT_EQ(r.n_generated, wr.n_generated);
+    lmpress_generation_free(gen);
+  }
+  // Freed halfway: nothing else to do.
+  lmpress_generation* gen = nullptr;
+  ASSERT_EQ(lmpress_generation_start(h.m, "The", nullptr, &gen), LMPRESS_OK);
+  int32_t id;
+  bool done;
+  ASSERT_EQ(lmpress_generation_next(gen, &id, nullptr, nullptr, &done), LMPRESS_OK);
+  EXPECT_FALSE(done);
+  lmpress_generation_free(gen);
+  EXPECT_EQ(lmpress_generation_next(nullptr, &id, nullptr, nullptr, &done), LMPRESS_ERR_INVALID_ARGUMENT);
+}
+
+}  // namespace

@@ -51,6 +51,35 @@ void guard_paths(const char* in_path, const char* out_path, const std::vector<st
   guard.check();
 }
 
+GenerateOptions generate_options(const Model& m, const lmpress_generate_params& p, const char* fn) {
+  if (p.n_predict < 0) invalid("{}: n_predict {} must be >= 0", fn, p.n_predict);
+  if (p.n_ctx < 0 || p.n_ctx > (int64_t(1) << 24)) invalid("{}: n_ctx {} out of range (0 .. 2^24)", fn, p.n_ctx);
+  GenerateOptions g;
+  g.n_predict = p.n_predict;
+  g.n_ctx = p.n_ctx;
+  g.stop_at_eos = !p.ignore_eos;
+  g.sampling = sampler_options(p.sampling);
+  g.kv = cache_spec(p.cache, m.cfg);
+  g.policy = cache_policy(p.cache);
+  return g;
+}
+
+// done: false while a stepped generation may go on (then "caller").
+lmpress_generate_result generate_result(const GenerateStats& s, bool done) {
+  lmpress_generate_result r;
+  std::memset(&r, 0, sizeof r);
+  r.n_prompt = s.n_prompt;
+  r.n_generated = s.n_generated;
+  r.stop_reason = !done                               ? LMPRESS_STOP_CALLER
+                  : s.stopped == StopReason::Eos      ? LMPRESS_STOP_EOS
+                  : s.stopped == StopReason::Context  ? LMPRESS_STOP_CONTEXT
+                  : s.stopped == StopReason::Caller   ? LMPRESS_STOP_CALLER
+                                                      : LMPRESS_STOP_LENGTH;
+  r.prompt_seconds = s.prompt_seconds;
+  r.gen_seconds = s.gen_seconds;
+  return r;
+}
+
 void check_tokens(const Model& m, const int32_t* tokens, size_t n, const char* fn) {
   for (size_t i = 0; i < n; i++)
     if (tokens[i] < 0 || tokens[i] >= m.cfg.n_vocab)
@@ -259,16 +288,7 @@ lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt, 
     need(model, fn, "model");
     need(prompt, fn, "prompt");
     const lmpress_generate_params p = params ? *params : lmpress_generate_default_params();
-    if (p.n_predict < 0) invalid("{}: n_predict {} must be >= 0", fn, p.n_predict);
-    if (p.n_ctx < 0 || p.n_ctx > (int64_t(1) << 24)) invalid("{}: n_ctx {} out of range (0 .. 2^24)", fn, p.n_ctx);
-    const Model& m = *model->m;
-    GenerateOptions g;
-    g.n_predict = p.n_predict;
-    g.n_ctx = p.n_ctx;
-    g.stop_at_eos = !p.ignore_eos;
-    g.sampling = sampler_options(p.sampling);
-    g.kv = cache_spec(p.cache, m.cfg);
-    g.policy = cache_policy(p.cache);
+    GenerateOptions g = generate_options(*model->m, p, fn);
     std::string pending;
     std::function<void(const std::string&)> on_text;
     if (p.on_token) {
@@ -279,20 +299,57 @@ lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt, 
         return more;
       };
     }
-    const GenerateStats s = generate(m, prompt, g, on_text);
-    if (result) {
-      std::memset(result, 0, sizeof *result);
-      result->n_prompt = s.n_prompt;
-      result->n_generated = s.n_generated;
-      result->stop_reason = s.stopped == StopReason::Eos       ? LMPRESS_STOP_EOS
-                            : s.stopped == StopReason::Context ? LMPRESS_STOP_CONTEXT
-                            : s.stopped == StopReason::Caller  ? LMPRESS_STOP_CALLER
-                                                               : LMPRESS_STOP_LENGTH;
-      result->prompt_seconds = s.prompt_seconds;
-      result->gen_seconds = s.gen_seconds;
-    }
+    const GenerateStats s = generate(*model->m, prompt, g, on_text);
+    if (result) *result = generate_result(s, true);
   });
 }
+
+struct lmpress_generation {
+  std::unique_ptr<Generation> g;
+  std::string text;
+};
+
+lmpress_status lmpress_generation_start(const lmpress_model* model, const char* prompt,
+                                        const lmpress_generate_params* params, lmpress_generation** out) {
+  return guarded([&] {
+    const char* fn = "lmpress_generation_start";
+    apply_threads();
+    need(out, fn, "out");
+    *out = nullptr;
+    need(model, fn, "model");
+    need(prompt, fn, "prompt");
+    const lmpress_generate_params p = params ? *params : lmpress_generate_default_params();
+    auto h = std::make_unique<lmpress_generation>();
+    h->g = std::make_unique<Generation>(*model->m, prompt, generate_options(*model->m, p, fn));
+    *out = h.release();
+  });
+}
+
+lmpress_status lmpress_generation_next(lmpress_generation* gen, int32_t* token, const char** text, size_t* text_len,
+                                       bool* done) {
+  return guarded([&] {
+    const char* fn = "lmpress_generation_next";
+    apply_threads();
+    need(gen, fn, "gen");
+    need(token, fn, "token");
+    need(done, fn, "done");
+    int32_t id = -1;
+    *done = !gen->g->next(id, gen->text);
+    *token = *done ? -1 : id;
+    if (text) *text = gen->text.c_str();
+    if (text_len) *text_len = gen->text.size();
+  });
+}
+
+lmpress_status lmpress_generation_result(const lmpress_generation* gen, lmpress_generate_result* result) {
+  return guarded([&] {
+    need(gen, "lmpress_generation_result", "gen");
+    need(result, "lmpress_generation_result", "result");
+    *result = generate_result(gen->g->stats(), gen->g->done());
+  });
+}
+
+void lmpress_generation_free(lmpress_generation* gen) { delete gen; }
 
 lmpress_perplexity_params lmpress_perplexity_default_params(void) {
   lmpress_perplexity_params p;

@@ -173,8 +173,8 @@ GenerateStats generate_speculative(const Model& m, std::vector<int32_t> toks, in
 
 }  // namespace
 
-GenerateStats generate(const Model& m, const std::string& prompt, const GenerateOptions& opt,
-                       const std::function<void(const std::string&)>& on_text) {
+// The prompt's tokens, checked against the context and the cache options.
+std::vector<int32_t> prompt_tokens(const Model& m, const std::string& prompt, const GenerateOptions& opt) {
   if (!m.tokenizer) fail("{}: the model has no tokenizer", m.path);
   const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : m.cfg.ctx_len;
   std::vector<int32_t> toks = m.tokenizer->encode(prompt, true, true);
@@ -183,37 +183,99 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
     fail("the prompt has {} tokens, which does not fit the context of {} (use a shorter prompt or --ctx)", toks.size(), n_ctx);
   check_kv_spec(opt.kv, m.cfg.head_dim);
   check_kv_context(opt.kv, n_ctx);
-  if (opt.drafter && opt.policy.active())
+  return toks;
+}
+
+GenerateStats generate(const Model& m, const std::string& prompt, const GenerateOptions& opt,
+                       const std::function<void(const std::string&)>& on_text) {
+  if (!opt.drafter) {
+    Generation g(m, prompt, opt);
+    int32_t id;
+    std::string text;
+    while (g.next(id, text)) {
+      if (on_text && !text.empty()) on_text(text);
+      if (opt.on_token && !opt.on_token(id)) g.stop();
+    }
+    return g.stats();
+  }
+  if (opt.policy.active())
     fail("--kv-policy {} with speculative decoding: rejected drafts are taken back from the cache, which eviction "
          "rearranges; drop one of them",
          kv_policy_name(opt.policy));
-  if (opt.drafter) return generate_speculative(m, std::move(toks), n_ctx, opt, on_text);
-  InferenceState st(m, n_ctx, kGenerateBatch, opt.kv, opt.policy);
-  std::vector<float> logits(size_t(m.cfg.n_vocab));
-  Sampler sampler(opt.sampling);
-  GenerateStats s;
-  s.n_prompt = int64_t(toks.size());
-  s.cache_bytes = st.cache_bytes();
-  s.cache_bytes_per_token = double(s.cache_bytes) / double(opt.policy.bounded() ? opt.policy.capacity() : n_ctx);
-  const auto t0 = std::chrono::steady_clock::now();
-  st.eval(toks.data(), int64_t(toks.size()), logits.data(), false);
-  s.prompt_seconds = seconds_since(t0);
-  const auto t1 = std::chrono::steady_clock::now();
-  const int64_t n_sample = std::min<int64_t>(m.cfg.n_vocab, int64_t(m.tokenizer->vocab().size()));
-  Emitter emit(m, opt, on_text, s, toks);
-  for (bool more = opt.n_predict > 0; more;) {
-    if (st.full()) {
-      s.stopped = StopReason::Context;
-      break;
-    }
-    apply_penalties(logits.data(), n_sample, toks.data(), int64_t(toks.size()), opt.sampling);
-    const int32_t id = sampler.sample(logits.data(), n_sample);
-    more = emit.take(id);
-    if (more) st.eval(&id, 1, logits.data(), false);
+  const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : m.cfg.ctx_len;
+  return generate_speculative(m, prompt_tokens(m, prompt, opt), n_ctx, opt, on_text);
+}
+
+struct Generation::Impl {
+  const Model& m;
+  GenerateOptions opt;
+  int64_t n_ctx;
+  std::vector<int32_t> toks;  // the prompt, then the generated tokens: the penalties' history
+  InferenceState st;
+  std::vector<float> logits;
+  Sampler sampler;
+  int64_t n_sample;
+  std::string text;  // what the Emitter hands out for the current token
+  std::function<void(const std::string&)> sink = [this](const std::string& t) { text += t; };
+  std::unique_ptr<Emitter> emit;
+  Impl(const Model& model, const GenerateOptions& o)
+      : m(model), opt(o), n_ctx(o.n_ctx > 0 ? o.n_ctx : model.cfg.ctx_len),
+        st(model, n_ctx, kGenerateBatch, o.kv, o.policy), logits(size_t(model.cfg.n_vocab)), sampler(o.sampling),
+        n_sample(std::min<int64_t>(model.cfg.n_vocab, int64_t(model.tokenizer->vocab().size()))) {
+    opt.on_token = nullptr;  // the caller's loop stops it
+    opt.drafter = nullptr;
   }
-  emit.finish();
-  s.gen_seconds = seconds_since(t1);
-  return s;
+};
+
+Generation::Generation(const Model& m, const std::string& prompt, const GenerateOptions& opt) {
+  std::vector<int32_t> toks = prompt_tokens(m, prompt, opt);
+  const int64_t n_ctx = opt.n_ctx > 0 ? opt.n_ctx : m.cfg.ctx_len;
+  impl_ = std::make_unique<Impl>(m, opt);
+  Impl& g = *impl_;
+  g.toks = std::move(toks);
+  s_.n_prompt = int64_t(g.toks.size());
+  s_.cache_bytes = g.st.cache_bytes();
+  s_.cache_bytes_per_token = double(s_.cache_bytes) / double(opt.policy.bounded() ? opt.policy.capacity() : n_ctx);
+  const auto t0 = std::chrono::steady_clock::now();
+  g.st.eval(g.toks.data(), int64_t(g.toks.size()), g.logits.data(), false);
+  s_.prompt_seconds = seconds_since(t0);
+  g.emit = std::make_unique<Emitter>(m, g.opt, g.sink, s_, g.toks);
+  more_ = opt.n_predict > 0;
+}
+
+Generation::~Generation() = default;
+
+bool Generation::next(int32_t& id, std::string& text) {
+  text.clear();
+  if (!more_) return false;
+  Impl& g = *impl_;
+  const auto t = std::chrono::steady_clock::now();
+  if (g.st.full()) {
+    s_.stopped = StopReason::Context;
+    more_ = false;
+  } else {
+    apply_penalties(g.logits.data(), g.n_sample, g.toks.data(), int64_t(g.toks.size()), g.opt.sampling);
+    id = g.sampler.sample(g.logits.data(), g.n_sample);
+    const int64_t before = s_.n_generated;
+    g.text.clear();
+    more_ = g.emit->take(id);
+    if (more_) g.st.eval(&id, 1, g.logits.data(), false);
+    if (s_.n_generated > before) {  // taken (not the end of sequence)
+      if (!more_) g.emit->finish();
+      text = std::move(g.text);
+      s_.gen_seconds += seconds_since(t);
+      return true;
+    }
+  }
+  s_.gen_seconds += seconds_since(t);
+  return false;
+}
+
+void Generation::stop() {
+  if (!more_) return;
+  more_ = false;
+  s_.stopped = StopReason::Caller;
+  impl_->emit->finish();
 }
 
 }  // namespace lmpress

@@ -1,6 +1,7 @@
 // Text generation: prompt prefill in batches, then one token at a time.
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "model/kv_policy.h"
@@ -50,6 +51,31 @@ struct GenerateStats {
 // llama.cpp allows) never yields a token that cannot be decoded.
 GenerateStats generate(const Model& m, const std::string& prompt, const GenerateOptions& opt,
                        const std::function<void(const std::string&)>& on_text);
+
+// Plain (not speculative) generation as an object the caller steps: the
+// prompt runs in the constructor, each next() samples a token, hands it out
+// with the text it completes, and evaluates it. generate() without a drafter
+// is a loop over next(), so both give the same tokens. (Options' drafter and
+// on_token are not used: the caller stops by not calling next() again.)
+class Generation {
+ public:
+  Generation(const Model& m, const std::string& prompt, const GenerateOptions& opt);
+  ~Generation();
+  // The next token and its text (UTF-8; empty while a character is
+  // incomplete; the last token's carries what remains); false when
+  // generation has ended (stats().stopped says why), then id and text unset.
+  bool next(int32_t& id, std::string& text);
+  // Ends it here as the caller's choice (StopReason::Caller), if it has not ended.
+  void stop();
+  bool done() const { return !more_; }
+  const GenerateStats& stats() const { return s_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  GenerateStats s_;
+  bool more_ = true;
+};
 
 // Holds back an incomplete UTF-8 sequence at the end of `buf`, returning the
 // complete prefix (tokens can end in the middle of a character).
