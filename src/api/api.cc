@@ -51,6 +51,27 @@ KvCacheSpec cache_spec(const lmpress_cache_params& p, const ModelConfig& cfg) {
 
 KvPolicy cache_policy(const lmpress_cache_params& p) { return parse_kv_policy(p.policy ? p.policy : "none"); }
 
+int64_t in_range(int64_t v, int64_t lo, int64_t hi, const char* fn, const char* what) {
+  if (v < lo || v > hi) invalid("{}: {} {} out of range ({} .. {})", fn, what, v, lo, hi);
+  return v;
+}
+
+std::unique_ptr<PagedKvCache> paged_cache(const Model& m, int64_t n_ctx, int64_t block_size,
+                                          const lmpress_cache_params& c, int64_t max_tokens, const char* fn) {
+  in_range(block_size, 1, 4096, fn, "block_size");
+  in_range(n_ctx, 0, int64_t(1) << 26, fn, "n_ctx");
+  const int64_t positions = n_ctx > 0 ? n_ctx : 4 * m.cfg.ctx_len;
+  const KvCacheSpec kv = cache_spec(c, m.cfg);
+  const int64_t block = kv.round_positions(block_size);
+  auto cache = std::make_unique<PagedKvCache>(m.cfg, (positions + block - 1) / block, block, kv);
+  const KvPolicy policy = cache_policy(c);
+  if (policy.active()) {
+    check_kv_policy(policy, kv, m.cfg.ctx_len, max_tokens);
+    cache->set_policy(policy);
+  }
+  return cache;
+}
+
 SamplerOptions sampler_options(const lmpress_sampler_params& p) {
   SamplerOptions o;
   o.temperature = p.temperature;

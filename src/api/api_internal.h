@@ -13,6 +13,7 @@
 #include "kernels/kv_types.h"
 #include "model/kv_policy.h"
 #include "model/model.h"
+#include "runtime/kv_cache.h"
 #include "runtime/sampler.h"
 
 struct lmpress_model {
@@ -80,6 +81,23 @@ lmpress_status copy_out(const std::string& s, char* buf, size_t capacity, size_t
 KvCacheSpec cache_spec(const lmpress_cache_params& p, const ModelConfig& cfg);
 KvPolicy cache_policy(const lmpress_cache_params& p);
 SamplerOptions sampler_options(const lmpress_sampler_params& p);
+
+// The first checks of every *_create: out cleared, then the model.
+template <class T>
+void begin_create(T** out, const lmpress_model* model, const char* fn) {
+  need(out, fn, "out");
+  *out = nullptr;
+  need(model, fn, "model");
+}
+
+// v, or an InvalidArgument naming the function and the parameter when outside [lo, hi].
+int64_t in_range(int64_t v, int64_t lo, int64_t hi, const char* fn, const char* what);
+
+// The paged KV cache of a batch or an engine: n_ctx positions in all (0: 4 × the
+// model's context) in blocks of block_size, the cache types and eviction policy
+// of `c` (a policy checked against steps of up to max_tokens).
+std::unique_ptr<PagedKvCache> paged_cache(const Model& m, int64_t n_ctx, int64_t block_size,
+                                          const lmpress_cache_params& c, int64_t max_tokens, const char* fn);
 
 // A progress callback as the library's sink (empty when cb is NULL).
 ProgressSink progress_sink(lmpress_progress_callback cb, void* user);

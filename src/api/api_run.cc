@@ -102,14 +102,11 @@ lmpress_status lmpress_context_create(const lmpress_model* model, const lmpress_
                                       lmpress_context** out) {
   return guarded([&] {
     const char* fn = "lmpress_context_create";
-    need(out, fn, "out");
-    *out = nullptr;
-    need(model, fn, "model");
+    begin_create(out, model, fn);
     const lmpress_context_params p = params ? *params : lmpress_context_default_params();
     const Model& m = *model->m;
-    const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : m.cfg.ctx_len;
-    if (p.n_ctx < 0 || n_ctx > (int64_t(1) << 24)) invalid("{}: n_ctx {} out of range (0 .. 2^24)", fn, p.n_ctx);
-    if (p.n_batch < 1 || p.n_batch > 65536) invalid("{}: n_batch {} out of range (1 .. 65536)", fn, p.n_batch);
+    const int64_t n_ctx = p.n_ctx > 0 ? in_range(p.n_ctx, 1, int64_t(1) << 24, fn, "n_ctx") : m.cfg.ctx_len;
+    in_range(p.n_batch, 1, 65536, fn, "n_batch");
     const KvCacheSpec kv = cache_spec(p.cache, m.cfg);
     check_kv_context(kv, n_ctx);
     const KvPolicy policy = cache_policy(p.cache);
@@ -175,25 +172,13 @@ lmpress_status lmpress_batch_create(const lmpress_model* model, const lmpress_ba
                                     lmpress_batch** out) {
   return guarded([&] {
     const char* fn = "lmpress_batch_create";
-    need(out, fn, "out");
-    *out = nullptr;
-    need(model, fn, "model");
+    begin_create(out, model, fn);
     const lmpress_batch_params p = params ? *params : lmpress_batch_default_params();
     const Model& m = *model->m;
-    if (p.block_size < 1 || p.block_size > 4096) invalid("{}: block_size {} out of range (1 .. 4096)", fn, p.block_size);
-    const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : 4 * m.cfg.ctx_len;
-    if (p.n_ctx < 0 || n_ctx > (int64_t(1) << 26)) invalid("{}: n_ctx {} out of range (0 .. 2^26)", fn, p.n_ctx);
-    if (p.max_tokens < 1 || p.max_tokens > 65536) invalid("{}: max_tokens {} out of range (1 .. 65536)", fn, p.max_tokens);
-    const KvCacheSpec kv = cache_spec(p.cache, m.cfg);
-    const int64_t block = kv.round_positions(p.block_size);
+    in_range(p.max_tokens, 1, 65536, fn, "max_tokens");
     auto b = std::make_unique<lmpress_batch>();
     b->m = &m;
-    b->cache = std::make_unique<PagedKvCache>(m.cfg, (n_ctx + block - 1) / block, block, kv);
-    const KvPolicy policy = cache_policy(p.cache);
-    if (policy.active()) {
-      check_kv_policy(policy, kv, m.cfg.ctx_len, p.max_tokens);
-      b->cache->set_policy(policy);
-    }
+    b->cache = paged_cache(m, p.n_ctx, p.block_size, p.cache, p.max_tokens, fn);
     b->engine = std::make_unique<BatchEngine>(m, *b->cache, p.max_tokens);
     *out = b.release();
   });

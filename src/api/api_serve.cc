@@ -42,26 +42,14 @@ lmpress_status lmpress_engine_create(const lmpress_model* model, const lmpress_e
                                      lmpress_engine** out) {
   return guarded([&] {
     const char* fn = "lmpress_engine_create";
-    need(out, fn, "out");
-    *out = nullptr;
-    need(model, fn, "model");
+    begin_create(out, model, fn);
     const lmpress_engine_params p = params ? *params : lmpress_engine_default_params();
     const Model& m = *model->m;
-    if (p.block_size < 1 || p.block_size > 4096) invalid("{}: block_size {} out of range (1 .. 4096)", fn, p.block_size);
-    const int64_t n_ctx = p.n_ctx > 0 ? p.n_ctx : 4 * m.cfg.ctx_len;
-    if (p.n_ctx < 0 || n_ctx > (int64_t(1) << 26)) invalid("{}: n_ctx {} out of range (0 .. 2^26)", fn, p.n_ctx);
-    if (p.max_running < 1 || p.max_running > 4096) invalid("{}: max_running {} out of range (1 .. 4096)", fn, p.max_running);
-    if (p.token_budget < 1 || p.token_budget > 65536)
-      invalid("{}: token_budget {} out of range (1 .. 65536)", fn, p.token_budget);
-    const KvCacheSpec kv = cache_spec(p.cache, m.cfg);
-    const int64_t block = kv.round_positions(p.block_size);
+    in_range(p.max_running, 1, 4096, fn, "max_running");
+    in_range(p.token_budget, 1, 65536, fn, "token_budget");
     auto e = std::make_unique<lmpress_engine>();
-    e->cache = std::make_unique<PagedKvCache>(m.cfg, (n_ctx + block - 1) / block, block, kv);
-    const KvPolicy policy = cache_policy(p.cache);
-    if (policy.active()) {
-      check_kv_policy(policy, kv, m.cfg.ctx_len, p.token_budget);
-      e->cache->set_policy(policy);
-    }
+    e->cache = paged_cache(m, p.n_ctx, p.block_size, p.cache, p.token_budget, fn);
+    const KvPolicy policy = e->cache->policy();
     e->batch = std::make_unique<BatchEngine>(m, *e->cache, p.token_budget);
     SchedulerOptions so;
     so.max_running = p.max_running;

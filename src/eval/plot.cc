@@ -18,18 +18,6 @@ struct Box {
   bool hits(const Box& o) const { return x0 < o.x1 && o.x0 < x1 && y0 < o.y1 && o.y0 < y1; }
 };
 
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '&') o += "&amp;";
-    else if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
-  }
-  return o;
-}
-
 // An axis over [lo, hi] of data values, mapped onto [a, b] pixels.
 struct Axis {
   double lo, hi, a, b;
@@ -85,6 +73,18 @@ std::string marker(const PlotSeries& s, double x, double y) {
 std::string tick_text(double v) { return fmt::format("{:g}", v); }
 
 }  // namespace
+
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '&') o += "&amp;";
+    else if (c == '<') o += "&lt;";
+    else if (c == '>') o += "&gt;";
+    else if (c == '"') o += "&quot;";
+    else o += c;
+  }
+  return o;
+}
 
 bool wants_log_axis(const std::vector<double>& v) {
   if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return !(x > 0); })) return false;

@@ -36,6 +36,9 @@ constexpr double kPlotFontSize = 11, kPlotCharWidth = 6.7;
 // Labels are each in a <g class="label">, the rest of the drawing outside them.
 std::string plot_svg(const Plot& p);
 
+// Text for XML (SVG, HTML): & < > " escaped.
+std::string xml_escape(const std::string& s);
+
 // Whether values call for a log axis: all positive and spanning a factor of 20 or more.
 bool wants_log_axis(const std::vector<double>& v);
 

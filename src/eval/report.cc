@@ -40,17 +40,6 @@ std::optional<double> speedup(const std::vector<CompareRow>& rows, const Compare
   return *r.tg_ts / *rows[0].tg_ts;
 }
 
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (char c : s) {
-    if (c == '&') o += "&amp;";
-    else if (c == '<') o += "&lt;";
-    else if (c == '>') o += "&gt;";
-    else if (c == '"') o += "&quot;";
-    else o += c;
-  }
-  return o;
-}
 
 }  // namespace
 
