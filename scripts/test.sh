@@ -10,6 +10,9 @@ cmake --build build -j"$(nproc)"
 # spinning, or each test's threads would burn the cores the other one needs.
 (cd build && OMP_WAIT_POLICY=PASSIVE ctest --output-on-failure -j"$(nproc)")
 
+# The Python package, installed from the checkout into a fresh venv, and its tests.
+bash scripts/test-python.sh
+
 # Real HTTP clients (curl, Python, the OpenAI Node client) against lmpress serve.
 bash scripts/test-serve-clients.sh
 # A bounded soak of the server (scripts/soak-serve.sh runs 10,000 by default).
