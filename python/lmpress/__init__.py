@@ -1,0 +1,621 @@
+"""lmpress: compress large language models and run them (Python bindings of liblmpress).
+
+    import lmpress
+    model = lmpress.Model.load("path/to/model")
+    for token_id, text in model.generate("Once upon a time", max_tokens=32):
+        print(text, end="", flush=True)
+
+Every call that computes releases the GIL. Failures raise lmpress.Error (a
+RuntimeError) with the library's message; InvalidArgument (also a ValueError),
+Cancelled, OutOfMemory (also a MemoryError) and InternalError map its status
+codes. A model may be shared by threads; a Context or Sampler is used by one
+thread at a time (calls from several threads wait for each other).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ._errors import Cancelled, Error, InternalError, InvalidArgument, OutOfMemory
+
+try:
+    from . import _lmpress
+except ImportError as e:  # pragma: no cover
+    if not any(n.startswith("_lmpress.") and n.endswith(".so") for n in os.listdir(os.path.dirname(__file__))):
+        raise ImportError(
+            f"lmpress: the extension lmpress._lmpress is not built in {os.path.dirname(__file__)} (a source "
+            "checkout on sys.path shadows the installed package?); install with "
+            "pip install --no-build-isolation --no-index ./python"
+        ) from e
+    raise
+
+__all__ = [
+    "__version__",
+    "API_VERSION",
+    "Error",
+    "InvalidArgument",
+    "Cancelled",
+    "OutOfMemory",
+    "InternalError",
+    "set_threads",
+    "get_threads",
+    "library_version",
+    "Model",
+    "ModelInfo",
+    "Context",
+    "Sampler",
+    "Token",
+    "Generation",
+    "GenerateResult",
+    "perplexity",
+    "quantize",
+    "chat_template",
+]
+
+#: The version of the liblmpress loaded ("0.1.0").
+__version__: str = _lmpress.version()
+#: LMPRESS_API_VERSION this package was built for (equal to the library's, checked at import).
+API_VERSION: int = _lmpress.API_VERSION
+
+PathLike = Union[str, "os.PathLike[str]"]
+TokensLike = Union[Sequence[int], "np.ndarray"]
+#: progress(stage, done, total): return False to cancel (lmpress.Cancelled); None or True go on.
+ProgressCallback = Callable[[str, int, int], Optional[bool]]
+
+_INT32 = np.iinfo(np.int32)
+
+
+def library_version() -> str:
+    """The version of the liblmpress loaded."""
+    return _lmpress.version()
+
+
+def set_threads(n: int) -> None:
+    """Threads for compute (0: all cores). Applies to every thread that calls lmpress from now on
+    (the library applies it on each)."""
+    _lmpress.set_threads(int(n))
+
+
+def get_threads() -> Optional[int]:
+    """The count set_threads() was given, or None when never called (all cores)."""
+    n = _lmpress.get_threads()
+    return None if n < 0 else n
+
+
+def _as_tokens(tokens: TokensLike) -> np.ndarray:
+    a = np.asarray(tokens)
+    if a.ndim != 1:
+        raise InvalidArgument(f"tokens: a 1-D sequence of token ids, got shape {a.shape}")
+    if a.size == 0:
+        return np.zeros(0, dtype=np.int32)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"tokens: token ids must be integers, got {a.dtype}")
+    if int(a.min()) < _INT32.min or int(a.max()) > _INT32.max:
+        raise InvalidArgument("tokens: a token id is out of the int32 range")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def _path(p: PathLike) -> str:
+    return os.fsdecode(os.fspath(p))
+
+
+def _opt_path(p: Optional[PathLike]) -> Optional[str]:
+    return None if p is None else _path(p)
+
+
+def _cache(
+    cache_type: Optional[str] = None,
+    cache_type_k: Optional[str] = None,
+    cache_type_v: Optional[str] = None,
+    kv_rotate: Optional[str] = None,
+    kv_group: Optional[int] = None,
+    kv_residual: Optional[int] = None,
+    kv_policy: Optional[str] = None,
+) -> dict:
+    """The KV-cache options as the command line's --cache-type[-k|-v], --kv-* (None: the default)."""
+    return {
+        "type_k": cache_type_k if cache_type_k is not None else cache_type,
+        "type_v": cache_type_v if cache_type_v is not None else cache_type,
+        "rotate": kv_rotate,
+        "kivi_group": kv_group,
+        "kivi_residual": kv_residual,
+        "policy": kv_policy,
+    }
+
+
+def _sampling(
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    min_p: float,
+    seed: int,
+    repeat_penalty: float,
+    frequency_penalty: float,
+    presence_penalty: float,
+    penalty_last_n: int,
+) -> dict:
+    return {
+        "temperature": float(temperature),
+        "top_k": int(top_k),
+        "top_p": float(top_p),
+        "min_p": float(min_p),
+        "seed": int(seed),
+        "repeat_penalty": float(repeat_penalty),
+        "frequency_penalty": float(frequency_penalty),
+        "presence_penalty": float(presence_penalty),
+        "penalty_last_n": int(penalty_last_n),
+    }
+
+
+# ------------------------------------------------------------------ results
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInfo:
+    """What lmpress_model_get_info reports. bos/eos are None when the vocabulary has none."""
+
+    arch: str
+    format: str
+    n_vocab: int
+    n_embd: int
+    n_layer: int
+    n_head: int
+    n_head_kv: int
+    head_dim: int
+    n_ff: int
+    n_ctx_train: int
+    n_params: int
+    n_bytes: int
+    bos: Optional[int]
+    eos: Optional[int]
+    add_bos: bool
+
+
+class Token(NamedTuple):
+    """One generated token: its id and the text it completes (may be "" mid-character)."""
+
+    id: int
+    text: str
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerateResult:
+    """A finished generation.
+
+    tokens/text: what was generated (for a Generation: what its iterator handed
+    out). n_generated: tokens the library generated (for a Generation, those
+    handed out: nothing is generated ahead of the iteration). stop_reason:
+    "eos", "length" (max_tokens), "context" (the context is full) or "caller"
+    (closed early).
+    """
+
+    text: str
+    tokens: Tuple[int, ...]
+    n_prompt: int
+    n_generated: int
+    stop_reason: str
+    prompt_seconds: float
+    gen_seconds: float
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generation speed as the library timed it (prompt excluded)."""
+        return self.n_generated / self.gen_seconds if self.gen_seconds > 0 else float("nan")
+
+
+class Generation(Iterator[Token]):
+    """A running generation: iterate for Token(id, text) pairs as they come.
+
+    Each step of the iteration computes one token on the calling thread, with
+    the GIL released (the first one runs the prompt too); nothing is generated
+    ahead of the loop. Leaving the loop early (``break``, then ``close()``,
+    ``with``, or dropping the last reference) frees the generation
+    (``result.stop_reason == "caller"``). ``tokens``/``text`` collect what the
+    iteration handed out; ``result`` is set once the generation ended.
+    """
+
+    def __init__(self, handle: Any) -> None:
+        self._g = handle
+        self._next = handle.next
+        self.tokens: list = []
+        self._pieces: list = []
+
+    def __iter__(self) -> "Generation":
+        return self
+
+    def __next__(self) -> Token:
+        tid, text = self._next()
+        self.tokens.append(tid)
+        self._pieces.append(text)
+        return Token(tid, text)
+
+    @property
+    def text(self) -> str:
+        """The text of the tokens handed out so far."""
+        return "".join(self._pieces)
+
+    @property
+    def done(self) -> bool:
+        """Whether the generation ended (or was closed)."""
+        return bool(self._g.done())
+
+    @property
+    def result(self) -> Optional[GenerateResult]:
+        """The finished generation (None while it runs)."""
+        r = self._g.result()
+        if r is None:
+            return None
+        return GenerateResult(text=self.text, tokens=tuple(self.tokens), **r)
+
+    def close(self) -> None:
+        """Stops the generation and frees it (a no-op once it ended)."""
+        g = getattr(self, "_g", None)
+        if g is not None:
+            g.close()
+
+    def __enter__(self) -> "Generation":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------ model
+
+
+class Model:
+    """A loaded model (GGUF file, Hugging Face directory, GPTQ directory or llama2.c checkpoint).
+
+    Load with Model.load(path). close() (or ``with``) frees it once the
+    contexts and generations made from it are gone too.
+    """
+
+    def __init__(self, handle: Any, path: str) -> None:
+        if not isinstance(handle, _lmpress.Model):
+            raise TypeError("use Model.load(path)")
+        self._m = handle
+        self.path = path
+        self._info: Optional[ModelInfo] = None
+
+    @classmethod
+    def load(
+        cls,
+        path: PathLike,
+        tokenizer_path: Optional[PathLike] = None,
+        repack: bool = True,
+        progress: Optional[ProgressCallback] = None,
+    ) -> "Model":
+        """Loads a model.
+
+        tokenizer_path: the tokenizer of a llama2.c checkpoint (None: found beside it).
+        repack: weights repacked for the fast kernels (as the command line runs models).
+        progress: called as progress(stage, done, total); returning False cancels
+        (lmpress.Cancelled); an exception it raises cancels and is raised here.
+        """
+        p = _path(path)
+        return cls(_lmpress.Model.load(p, _opt_path(tokenizer_path), bool(repack), progress), p)
+
+    # -- lifetime
+    def close(self) -> None:
+        self._m.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._m.closed)
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<lmpress.Model {self.path!r} (closed)>"
+        i = self.info
+        return f"<lmpress.Model {self.path!r} {i.arch} {i.format} {i.n_params} params>"
+
+    # -- facts
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            d = self._m.info()
+            d["bos"] = None if d["bos"] < 0 else d["bos"]
+            d["eos"] = None if d["eos"] < 0 else d["eos"]
+            self._info = ModelInfo(**d)
+        return self._info
+
+    @property
+    def n_vocab(self) -> int:
+        return int(self._m.n_vocab)
+
+    # -- tokenizer
+    def tokenize(self, text: str, add_special: bool = True, parse_special: bool = False) -> list:
+        """Token ids of text (list[int]). add_special: BOS/EOS as the model adds them;
+        parse_special: "<|...|>" texts of special tokens become those tokens."""
+        return self._m.tokenize(text, bool(add_special), bool(parse_special))
+
+    def detokenize_bytes(self, tokens: TokensLike, special: bool = False) -> bytes:
+        """The bytes of tokens' text (a token may hold part of a UTF-8 character)."""
+        return self._m.detokenize(_as_tokens(tokens), bool(special))
+
+    def detokenize(self, tokens: TokensLike, special: bool = False) -> str:
+        """The text of tokens; bytes that are not valid UTF-8 become U+FFFD.
+        special: render special tokens' texts (as "<s>")."""
+        return self.detokenize_bytes(tokens, special).decode("utf-8", errors="replace")
+
+    # -- evaluation
+    def context(
+        self,
+        n_ctx: int = 0,
+        n_batch: int = 512,
+        *,
+        cache_type: Optional[str] = None,
+        cache_type_k: Optional[str] = None,
+        cache_type_v: Optional[str] = None,
+        kv_rotate: Optional[str] = None,
+        kv_group: Optional[int] = None,
+        kv_residual: Optional[int] = None,
+        kv_policy: Optional[str] = None,
+    ) -> "Context":
+        """A fresh sequence: n_ctx positions (0: the model's trained context).
+
+        Cache options as the command line's: cache_type (both K and V) or
+        cache_type_k/cache_type_v (f32, f16, bf16, q8_0, q4_0, ..., kivi4, kivi2;
+        default f16), kv_rotate ("auto", "on", "off"), kv_group, kv_residual,
+        kv_policy ("none", "sink-window:S,W", "h2o:B[,W]", "snapkv:B,W").
+        """
+        cache = _cache(cache_type, cache_type_k, cache_type_v, kv_rotate, kv_group, kv_residual, kv_policy)
+        return Context(_lmpress.Context(self._m, int(n_ctx), int(n_batch), cache), self)
+
+    def logits(self, tokens: TokensLike, all_logits: bool = True, n_ctx: Optional[int] = None, **cache: Any) -> np.ndarray:
+        """Logits of tokens evaluated from position 0 on a fresh context:
+        float32 (len(tokens), n_vocab), or (1, n_vocab) for the last token only.
+        n_ctx: the context's size (None: len(tokens)); cache: as context()'s."""
+        t = _as_tokens(tokens)
+        with self.context(n_ctx=len(t) if n_ctx is None else n_ctx, **cache) as ctx:
+            return ctx.eval(t, all_logits=all_logits)
+
+    # -- generation
+    def generate(
+        self,
+        prompt: str,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        seed: int = 0,
+        ignore_eos: bool = False,
+        *,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        n_ctx: int = 0,
+        cache_type: Optional[str] = None,
+        cache_type_k: Optional[str] = None,
+        cache_type_v: Optional[str] = None,
+        kv_rotate: Optional[str] = None,
+        kv_group: Optional[int] = None,
+        kv_residual: Optional[int] = None,
+        kv_policy: Optional[str] = None,
+    ) -> Generation:
+        """Generates from prompt (BOS added as the model adds it), as `lmpress generate`:
+        the same options give the same tokens. Returns a Generation, an iterator of
+        Token(id, text) pairs; see its doc for stopping early.
+
+        temperature <= 0: greedy (the default); top_k <= 0, top_p >= 1, min_p <= 0: off.
+        Penalties (repeat 1, frequency 0, presence 0: off) look back penalty_last_n
+        tokens (-1: all). n_ctx: 0 for the model's trained context. Cache options as
+        context()'s.
+        """
+        sampling = _sampling(temperature, top_k, top_p, min_p, seed, repeat_penalty, frequency_penalty,
+                             presence_penalty, penalty_last_n)
+        cache = _cache(cache_type, cache_type_k, cache_type_v, kv_rotate, kv_group, kv_residual, kv_policy)
+        h = _lmpress.Generation(self._m, prompt, int(max_tokens), int(n_ctx), bool(ignore_eos), sampling, cache)
+        return Generation(h)
+
+    def complete(
+        self,
+        prompt: str,
+        max_tokens: int = 64,
+        temperature: float = 0.0,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        seed: int = 0,
+        ignore_eos: bool = False,
+        *,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+        n_ctx: int = 0,
+        cache_type: Optional[str] = None,
+        cache_type_k: Optional[str] = None,
+        cache_type_v: Optional[str] = None,
+        kv_rotate: Optional[str] = None,
+        kv_group: Optional[int] = None,
+        kv_residual: Optional[int] = None,
+        kv_policy: Optional[str] = None,
+    ) -> GenerateResult:
+        """A whole generation in one call (GIL released throughout; Ctrl-C stops it):
+        the generated token ids, their text and the library's counts and timings.
+        Options as generate()'s."""
+        sampling = _sampling(temperature, top_k, top_p, min_p, seed, repeat_penalty, frequency_penalty,
+                             presence_penalty, penalty_last_n)
+        cache = _cache(cache_type, cache_type_k, cache_type_v, kv_rotate, kv_group, kv_residual, kv_policy)
+        r = _lmpress.generate(self._m, prompt, int(max_tokens), int(n_ctx), bool(ignore_eos), sampling, cache, True)
+        r["tokens"] = tuple(r["tokens"])
+        return GenerateResult(**r)
+
+    def generate_text(self, prompt: str, max_tokens: int = 64, **kwargs: Any) -> str:
+        """The generated text (options as generate()'s)."""
+        return self.complete(prompt, max_tokens, **kwargs).text
+
+    def generate_tokens(self, prompt: str, max_tokens: int = 64, **kwargs: Any) -> list:
+        """The generated token ids (options as generate()'s)."""
+        return list(self.complete(prompt, max_tokens, **kwargs).tokens)
+
+
+# ---------------------------------------------------------------- context
+
+
+class Context:
+    """One sequence over a model (make with Model.context()): evaluate tokens at the
+    next positions, read their logits, truncate to go back."""
+
+    def __init__(self, handle: Any, model: Model) -> None:
+        self._c = handle
+        self.model = model
+
+    def eval(self, tokens: TokensLike, all_logits: bool = False) -> np.ndarray:
+        """Runs tokens at the next positions; returns their logits as float32
+        (len(tokens), n_vocab) with all_logits, else (1, n_vocab) for the last one."""
+        return self._c.eval(_as_tokens(tokens), bool(all_logits))
+
+    @property
+    def logits(self) -> Optional[np.ndarray]:
+        """A copy of the last eval's logits (None before any)."""
+        return self._c.logits()
+
+    @property
+    def n_past(self) -> int:
+        """Positions evaluated so far."""
+        return int(self._c.n_past())
+
+    def truncate(self, n: int) -> None:
+        """Forgets every position after the first n (0: a fresh sequence)."""
+        self._c.truncate(int(n))
+
+    def close(self) -> None:
+        self._c.close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._c.closed)
+
+    def __enter__(self) -> "Context":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# ---------------------------------------------------------------- sampler
+
+
+class Sampler:
+    """Draws tokens from logits as generation does (the command line's defaults:
+    greedy; top_k 40, top_p 0.95, min_p 0.05 once a temperature is set). Seeded:
+    the same seed and calls give the same tokens."""
+
+    def __init__(
+        self,
+        temperature: float = 0.0,
+        top_k: int = 40,
+        top_p: float = 0.95,
+        min_p: float = 0.05,
+        seed: int = 0,
+        repeat_penalty: float = 1.0,
+        frequency_penalty: float = 0.0,
+        presence_penalty: float = 0.0,
+        penalty_last_n: int = 64,
+    ) -> None:
+        self.params = _sampling(temperature, top_k, top_p, min_p, seed, repeat_penalty, frequency_penalty,
+                                presence_penalty, penalty_last_n)
+        self._s = _lmpress.Sampler(self.params)
+
+    def sample(self, logits: np.ndarray, history: Optional[TokensLike] = None) -> int:
+        """A token drawn from one row of logits (n_vocab,), or the last row of a 2-D
+        array, after the penalties over history (the sequence so far)."""
+        a = np.asarray(logits, dtype=np.float32)
+        if a.ndim == 2:
+            a = a[-1]
+        if a.ndim != 1:
+            raise InvalidArgument(f"logits: (n_vocab,) or (rows, n_vocab), got shape {np.shape(logits)}")
+        h = None if history is None else _as_tokens(history)
+        return int(self._s.sample(np.ascontiguousarray(a), h))
+
+    def __repr__(self) -> str:
+        return f"lmpress.Sampler({', '.join(f'{k}={v!r}' for k, v in self.params.items())})"
+
+
+# ---------------------------------------------------------- evaluation, tools
+
+
+def perplexity(
+    model: Model,
+    text: str,
+    n_ctx: int = 512,
+    n_chunks: int = -1,
+    protocol: str = "llama.cpp",
+    progress: Optional[ProgressCallback] = None,
+    **cache: Any,
+) -> dict:
+    """Perplexity of model on text, as `lmpress perplexity` (llama.cpp's protocol:
+    windows of n_ctx with BOS, second half scored; "gptq": lines joined with blank
+    lines, every token scored). n_chunks: windows scored (-1: all). cache: as
+    Model.context()'s. Returns {ppl, ppl_stderr, mean_nll, n_tokens_scored, n_chunks}."""
+    return _lmpress.perplexity(model._m, text, int(n_ctx), int(n_chunks), protocol, _cache(**cache), progress)
+
+
+def quantize(
+    model_path: PathLike,
+    out_path: PathLike,
+    type: str = "q4_k_m",
+    method: str = "rtn",
+    calib: Optional[PathLike] = None,
+    calib_samples: int = 128,
+    calib_ctx: int = 2048,
+    imatrix: Optional[PathLike] = None,
+    damp: float = 0.01,
+    act_order: bool = False,
+    progress: Optional[ProgressCallback] = None,
+) -> str:
+    """Quantizes the model at model_path into out_path, as `lmpress quantize`.
+
+    type: a GGUF file type (q4_k_m, q8_0, ...) or an int-N group format (int4-g128:
+    out_path is then a GPTQ directory). method: "rtn", "gptq" or "awq" (the last
+    two need calib, a calibration text, of calib_samples windows of calib_ctx
+    tokens). imatrix: a llama.cpp imatrix GGUF. The output is written under a
+    temporary name and renamed at the end. Returns out_path.
+    """
+    out = _path(out_path)
+    _lmpress.quantize(_path(model_path), out, type, method, _opt_path(calib), int(calib_samples), int(calib_ctx),
+                      _opt_path(imatrix), float(damp), bool(act_order), progress)
+    return out
+
+
+Message = Union[Mapping[str, str], Tuple[str, str]]
+
+
+def chat_template(
+    messages: Iterable[Message],
+    model: Optional[Model] = None,
+    template: Optional[str] = None,
+    add_generation_prompt: bool = True,
+) -> str:
+    """Renders messages ({"role": ..., "content": ...} or (role, content)) with a
+    chat template: template is a built-in name (chatml, llama2, llama3, mistral,
+    phi3, gemma, zephyr) or a template file; None for the model's own."""
+    pairs = []
+    for i, m in enumerate(messages):
+        if isinstance(m, Mapping):
+            try:
+                pairs.append((str(m["role"]), str(m["content"])))
+            except KeyError as e:
+                raise InvalidArgument(f"messages[{i}] has no {e.args[0]!r}") from None
+        else:
+            role, content = m
+            pairs.append((str(role), str(content)))
+    out = _lmpress.chat_template(pairs, None if model is None else model._m, template, bool(add_generation_prompt))
+    return out.decode("utf-8", errors="replace")
