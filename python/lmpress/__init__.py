@@ -52,7 +52,11 @@ __all__ = [
     "Generation",
     "GenerateResult",
     "perplexity",
+    "kld",
+    "compare",
     "quantize",
+    "prune",
+    "convert",
     "chat_template",
 ]
 
@@ -568,6 +572,136 @@ def perplexity(
     return _lmpress.perplexity(model._m, text, int(n_ctx), int(n_chunks), protocol, _cache(**cache), progress)
 
 
+def kld(
+    base: Model,
+    cand: Model,
+    text: str,
+    n_ctx: int = 512,
+    n_chunks: int = -1,
+    cache_type: Optional[str] = None,
+    base_cache_type: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    *,
+    cache_type_k: Optional[str] = None,
+    cache_type_v: Optional[str] = None,
+    base_cache_type_k: Optional[str] = None,
+    base_cache_type_v: Optional[str] = None,
+    kv_rotate: Optional[str] = None,
+    kv_group: Optional[int] = None,
+    kv_residual: Optional[int] = None,
+    kv_policy: Optional[str] = None,
+) -> dict:
+    """KL divergence of cand's next-token distributions from base's on text, as
+    `lmpress kld BASE CAND` (llama.cpp's --kl-divergence protocol: windows of n_ctx
+    with BOS, second half scored; text tokenized with base's tokenizer).
+
+    base and cand are loaded Models, and may be the same one with other caches:
+    cache_type[_k|_v] is cand's KV cache, base_cache_type[_k|_v] base's (default f16
+    both); kv_rotate, kv_group and kv_residual apply to both (as on the command
+    line), kv_policy to cand's. n_chunks: windows scored (-1: all). Returns
+    {kld, kld_unc, ppl, ppl_base, same_top, rms_p_diff, n_tokens, n_chunks}: mean
+    KLD and its uncertainty, cand's and base's perplexities, the fraction of tokens
+    both rank first the same, the RMS change of the right token's probability,
+    tokens scored and windows.
+    """
+    for name, m in (("base", base), ("cand", cand)):
+        if not isinstance(m, Model):
+            raise TypeError(f"kld: {name} must be an lmpress.Model (load it with Model.load), got {type(m).__name__}")
+    n_chunks = int(n_chunks)
+    if n_chunks == 0 or n_chunks < -1:
+        raise InvalidArgument(f"kld: n_chunks {n_chunks}: -1 (all) or >= 1")
+    cache = _cache(cache_type, cache_type_k, cache_type_v, kv_rotate, kv_group, kv_residual, kv_policy)
+    base_cache = _cache(base_cache_type, base_cache_type_k, base_cache_type_v, kv_rotate, kv_group, kv_residual)
+    return _lmpress.kld(base._m, cand._m, text, int(n_ctx), n_chunks, cache, base_cache, progress)
+
+
+def _disk_bytes(path: str) -> int:
+    """Bytes on disk as `lmpress compare` counts them: a file, or every regular file in a directory."""
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    total = 0
+    if os.path.isdir(path):
+        with os.scandir(path) as it:
+            for e in it:
+                if e.is_file():
+                    total += e.stat().st_size
+    if total == 0:
+        raise Error(f"{path}: no model file there")
+    return total
+
+
+def compare(
+    models: Sequence[Union[PathLike, Model]],
+    text: str,
+    n_ctx: int = 512,
+    n_chunks: int = -1,
+    labels: Optional[Sequence[str]] = None,
+) -> list:
+    """Compares files of one model, as `lmpress compare M1 M2 ... --json` (without its
+    tasks, speed and cost columns): one dict per model, the first being the base.
+
+    models: paths (loaded here, one candidate at a time, and closed) or loaded
+    Models (left open). Every row has label (labels[i], default the file name),
+    path, size_bytes (the file, or every file of a directory), n_params,
+    bits_per_weight (8 * size_bytes / n_params), compression (the first's size /
+    this size) and ppl; the base's row also ppl_stderr (lmpress.perplexity on
+    text), the others' (lmpress.kld against the base) ppl_diff (ppl - the base's),
+    kld, kld_unc and same_top.
+    """
+    models = list(models)
+    if not models:
+        raise InvalidArgument("compare: no models")
+    if labels is not None:
+        labels = [str(x) for x in labels]
+        if len(labels) != len(models):
+            raise InvalidArgument(f"compare: {len(labels)} labels for {len(models)} models")
+    n_ctx, n_chunks = int(n_ctx), int(n_chunks)
+    if n_chunks == 0 or n_chunks < -1:
+        raise InvalidArgument(f"compare: n_chunks {n_chunks}: -1 (all) or >= 1")
+
+    def open_model(m: Union[PathLike, Model]) -> Tuple[Model, bool]:
+        if isinstance(m, Model):
+            return m, False
+        return Model.load(m), True
+
+    rows: list = []
+    base, own_base = open_model(models[0])
+    try:
+        for i, spec in enumerate(models):
+            m, own = (base, False) if i == 0 else open_model(spec)
+            try:
+                path = m.path if isinstance(spec, Model) else _path(spec)
+                size = _disk_bytes(path)
+                n_params = int(m.info.n_params)
+                row = {
+                    "label": labels[i] if labels is not None else os.path.basename(path),
+                    "path": path,
+                    "size_bytes": size,
+                    "n_params": n_params,
+                    "bits_per_weight": 8.0 * size / n_params if n_params > 0 else 0.0,
+                    "compression": float(rows[0]["size_bytes"]) / size if rows else 1.0,
+                }
+                if i == 0:
+                    r = perplexity(m, text, n_ctx=n_ctx, n_chunks=n_chunks)
+                    row["ppl"] = r["ppl"]
+                    row["ppl_stderr"] = r["ppl_stderr"]
+                else:
+                    r = kld(base, m, text, n_ctx=n_ctx, n_chunks=n_chunks)
+                    row["ppl"] = r["ppl"]
+                    row["ppl_diff"] = r["ppl"] - r["ppl_base"]
+                    row["kld"] = r["kld"]
+                    row["kld_unc"] = r["kld_unc"]
+                    row["same_top"] = r["same_top"]
+                rows.append(row)
+            finally:
+                if own:
+                    m.close()
+    finally:
+        if own_base:
+            base.close()
+    return rows
+
+
 def quantize(
     model_path: PathLike,
     out_path: PathLike,
@@ -592,6 +726,79 @@ def quantize(
     out = _path(out_path)
     _lmpress.quantize(_path(model_path), out, type, method, _opt_path(calib), int(calib_samples), int(calib_ctx),
                       _opt_path(imatrix), float(damp), bool(act_order), progress)
+    return out
+
+
+PRUNE_METHODS = ("magnitude", "wanda", "sparsegpt")
+
+
+def _check_nm(nm: str) -> None:
+    n, sep, m = nm.partition(":")
+    ok = sep == ":" and n.isdigit() and m.isdigit() and n.isascii() and m.isascii()
+    if not ok or not (0 < int(n) < int(m) <= 64):
+        raise InvalidArgument(f"prune: nm {nm!r}: N:M with 0 < N < M <= 64 (2:4, 4:8, ...)")
+
+
+def prune(
+    model_path: PathLike,
+    out_path: PathLike,
+    method: str = "magnitude",
+    sparsity: Optional[float] = None,
+    nm: Optional[str] = None,
+    quantize: Optional[str] = None,
+    calib: Optional[PathLike] = None,
+    calib_samples: int = 128,
+    calib_ctx: int = 2048,
+    damp: float = 0.01,
+    progress: Optional[ProgressCallback] = None,
+) -> str:
+    """Prunes the blocks' linear layers of the (float) model at model_path into the
+    GGUF file out_path, as `lmpress prune`.
+
+    method: "magnitude", "wanda" or "sparsegpt" (the last two need calib, a
+    calibration text, of calib_samples windows of calib_ctx tokens). Exactly one
+    of sparsity (the fraction of each linear's weights zeroed, 0 <= s < 1) and nm
+    ("2:4", "4:8": N nonzero weights in every M of a row). quantize: also quantize
+    the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k; SparseGPT does both in one
+    pass). damp: SparseGPT's dampening fraction, in (0, 1]. Returns out_path.
+    """
+    if method not in PRUNE_METHODS:
+        raise InvalidArgument(f"prune: method {method!r}: magnitude, wanda or sparsegpt")
+    if (sparsity is None) == (nm is None):
+        raise InvalidArgument("prune: give sparsity or nm" + ("" if sparsity is None else ", not both"))
+    if sparsity is not None:
+        sparsity = float(sparsity)
+        if not 0.0 <= sparsity < 1.0:
+            raise InvalidArgument(f"prune: sparsity {sparsity}: a fraction, 0 <= sparsity < 1")
+    else:
+        if not isinstance(nm, str):
+            raise TypeError(f"prune: nm must be a str such as '2:4', got {type(nm).__name__}")
+        _check_nm(nm)
+    if method != "magnitude" and calib is None:
+        raise InvalidArgument(f"prune: method {method!r} needs calibration text: calib=PATH")
+    damp = float(damp)
+    if not 0.0 < damp <= 1.0:
+        raise InvalidArgument(f"prune: damp {damp}: a fraction in (0, 1]")
+    out = _path(out_path)
+    _lmpress.prune(_path(model_path), out, method, -1.0 if sparsity is None else sparsity, nm, quantize,
+                   _opt_path(calib), int(calib_samples), int(calib_ctx), damp, progress)
+    return out
+
+
+def convert(
+    model_path: PathLike,
+    out_path: PathLike,
+    dtype: Optional[str] = None,
+    format: Optional[str] = None,
+) -> str:
+    """Writes the model at model_path as a GGUF file or a Hugging Face directory, as
+    `lmpress convert`. dtype: the weight matrices' type, f32, f16, bf16 or (GGUF,
+    round-to-nearest) q8_0, q4_0, q4_1, q5_0, q5_1 (None: keep each tensor's).
+    format: "gguf" or "hf" (None: gguf when out_path ends in .gguf, else hf).
+    Returns out_path.
+    """
+    out = _path(out_path)
+    _lmpress.convert(_path(model_path), out, None if dtype is None else str(dtype).lower(), format)
     return out
 
 

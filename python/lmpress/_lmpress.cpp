@@ -296,6 +296,12 @@ py::dict defaults() {
   const lmpress_quantize_params qp = lmpress_quantize_default_params();
   d["quantize"] = py::dict(py::arg("calib_samples") = qp.calib_samples, py::arg("calib_ctx") = qp.calib_ctx,
                            py::arg("damp") = qp.damp, py::arg("act_order") = qp.act_order);
+  const lmpress_prune_params rp = lmpress_prune_default_params();
+  d["prune"] = py::dict(py::arg("sparsity") = rp.sparsity, py::arg("calib_samples") = rp.calib_samples,
+                        py::arg("calib_ctx") = rp.calib_ctx, py::arg("damp") = rp.damp);
+  const lmpress_kld_params kp = lmpress_kld_default_params();
+  d["kld"] = py::dict(py::arg("n_ctx") = kp.n_ctx, py::arg("n_chunks") = kp.n_chunks,
+                      py::arg("cache") = cache_dict(kp.cache), py::arg("base_cache") = cache_dict(kp.base_cache));
   return d;
 }
 
@@ -777,6 +783,8 @@ py::dict generate_blocking(const Model& model, const std::string& prompt, int64_
 }
 
 // ------------------------------------------------------ evaluation, tools
+// (perplexity, kld; quantize, prune, convert: each one C call on the calling
+// thread with the GIL released)
 
 py::dict perplexity(const Model& model, const std::string& text, int64_t n_ctx, int64_t n_chunks,
                     const std::optional<std::string>& protocol, const py::object& cache, const py::object& progress) {
@@ -829,6 +837,76 @@ void quantize(const std::string& in_path, const std::string& out_path, const std
   }
   st.intr.rethrow_if_any();
   out.check();
+}
+
+void prune(const std::string& in_path, const std::string& out_path, const std::optional<std::string>& method,
+           double sparsity, const std::optional<std::string>& nm, const std::optional<std::string>& quantize_type,
+           const std::optional<std::string>& calib, int64_t calib_samples, int64_t calib_ctx, double damp,
+           const py::object& progress) {
+  lmpress_prune_params p = lmpress_prune_default_params();
+  if (method) p.method = method->c_str();
+  p.sparsity = sparsity;  // < 0 with nm
+  if (nm) p.nm = nm->c_str();
+  if (quantize_type) p.quantize = quantize_type->c_str();
+  if (calib) p.calib_path = calib->c_str();
+  p.calib_samples = calib_samples;
+  p.calib_ctx = calib_ctx;
+  p.damp = damp;
+  ProgressState st;
+  set_progress(st, progress, &p.progress, &p.progress_user_data);
+  Outcome out;
+  {
+    py::gil_scoped_release nogil;
+    out.set(lmpress_prune(in_path.c_str(), out_path.c_str(), &p));
+  }
+  st.intr.rethrow_if_any();
+  out.check();
+}
+
+// No progress callback in the C API: Ctrl-C waits for the end (seconds for
+// small models).
+void convert(const std::string& in_path, const std::string& out_path, const std::optional<std::string>& dtype,
+             const std::optional<std::string>& format) {
+  Outcome out;
+  {
+    py::gil_scoped_release nogil;
+    out.set(lmpress_convert(in_path.c_str(), out_path.c_str(), dtype ? dtype->c_str() : nullptr,
+                            format ? format->c_str() : nullptr));
+  }
+  out.check();
+}
+
+// base and cand may be one model (other cache types).
+py::dict kld(const Model& base, const Model& cand, const std::string& text, int64_t n_ctx, int64_t n_chunks,
+             const py::object& cache, const py::object& base_cache, const py::object& progress) {
+  lmpress_kld_params p = lmpress_kld_default_params();
+  p.n_ctx = n_ctx;
+  p.n_chunks = n_chunks;
+  const CacheOptions c = CacheOptions::from(cache), bc = CacheOptions::from(base_cache);
+  c.apply(&p.cache);
+  bc.apply(&p.base_cache);
+  ProgressState st;
+  set_progress(st, progress, &p.progress, &p.progress_user_data);
+  lmpress_kld_result r;
+  std::memset(&r, 0, sizeof r);
+  const ModelPtr keep_base = base.ptr(), keep_cand = cand.ptr();
+  Outcome out;
+  {
+    py::gil_scoped_release nogil;
+    out.set(lmpress_kld(keep_base.get(), keep_cand.get(), text.data(), text.size(), &p, &r));
+  }
+  st.intr.rethrow_if_any();
+  out.check();
+  py::dict d;
+  d["kld"] = r.kld;
+  d["kld_unc"] = r.kld_unc;
+  d["ppl"] = r.ppl;
+  d["ppl_base"] = r.ppl_base;
+  d["same_top"] = r.same_top;
+  d["rms_p_diff"] = r.rms_p_diff;
+  d["n_tokens"] = r.n_tokens;
+  d["n_chunks"] = r.n_chunks;
+  return d;
 }
 
 py::bytes chat_template(const std::vector<std::pair<std::string, std::string>>& messages, const Model* model,
@@ -948,6 +1026,13 @@ PYBIND11_MODULE(_lmpress, m) {
   m.def("quantize", &quantize, py::arg("in_path"), py::arg("out_path"), py::arg("type"), py::arg("method"),
         py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"), py::arg("imatrix"), py::arg("damp"),
         py::arg("act_order"), py::arg("progress"));
+  m.def("prune", &prune, py::arg("in_path"), py::arg("out_path"), py::arg("method"), py::arg("sparsity"),
+        py::arg("nm"), py::arg("quantize"), py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"),
+        py::arg("damp"), py::arg("progress"));
+  m.def("convert", &convert, py::arg("in_path"), py::arg("out_path"), py::arg("dtype") = py::none(),
+        py::arg("format") = py::none());
+  m.def("kld", &kld, py::arg("base"), py::arg("cand"), py::arg("text"), py::arg("n_ctx"), py::arg("n_chunks"),
+        py::arg("cache") = py::none(), py::arg("base_cache") = py::none(), py::arg("progress") = py::none());
   m.def("chat_template", &chat_template, py::arg("messages"), py::arg("model") = nullptr,
         py::arg("template_name") = py::none(), py::arg("add_generation_prompt") = true);
 }

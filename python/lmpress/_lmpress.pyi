@@ -97,6 +97,32 @@ def quantize(
     act_order: bool,
     progress: _Progress,
 ) -> None: ...
+def prune(
+    in_path: str,
+    out_path: str,
+    method: Optional[str],
+    sparsity: float,  # < 0: none (nm given)
+    nm: Optional[str],
+    quantize: Optional[str],
+    calib: Optional[str],
+    calib_samples: int,
+    calib_ctx: int,
+    damp: float,
+    progress: _Progress,
+) -> None: ...
+def convert(in_path: str, out_path: str, dtype: Optional[str] = None, format: Optional[str] = None) -> None: ...
+
+# Keys: kld, kld_unc, ppl, ppl_base, same_top, rms_p_diff, n_tokens, n_chunks.
+def kld(
+    base: Model,
+    cand: Model,
+    text: str,
+    n_ctx: int,
+    n_chunks: int,
+    cache: _CacheDict = None,
+    base_cache: _CacheDict = None,
+    progress: _Progress = None,
+) -> Dict[str, Any]: ...
 def chat_template(
     messages: Sequence[Tuple[str, str]],
     model: Optional[Model] = None,

@@ -115,6 +115,15 @@ def test_python_defaults_are_the_c_apis():
     for name in ("calib_samples", "calib_ctx", "damp", "act_order"):
         assert q[name].default == d["quantize"][name], name
     assert inspect.signature(lmpress.Model.load).parameters["repack"].default == d["model"]["repack"]
+    pr = inspect.signature(lmpress.prune).parameters
+    for name in ("calib_samples", "calib_ctx", "damp"):
+        assert pr[name].default == d["prune"][name], name
+    assert pr["sparsity"].default is None and d["prune"]["sparsity"] < 0  # none: nm or sparsity must be given
+    kl = inspect.signature(lmpress.kld).parameters
+    assert kl["n_ctx"].default == d["kld"]["n_ctx"] and kl["n_chunks"].default == d["kld"]["n_chunks"]
+    assert d["kld"]["cache"] == d["kld"]["base_cache"] == d["cache"]
+    cmp = inspect.signature(lmpress.compare).parameters
+    assert cmp["n_ctx"].default == d["perplexity"]["n_ctx"] and cmp["n_chunks"].default == d["perplexity"]["n_chunks"]
 
 
 def test_set_threads():
@@ -540,6 +549,229 @@ def test_quantize_cancel_and_errors(tmp_path):
     with pytest.raises(lmpress.Error, match="q9_9"):
         lmpress.quantize(MODEL, out, type="q9_9")
     assert not out.exists()
+
+
+# ------------------------------------------------------- prune, convert
+
+
+CALIB = SHARED / "data" / "calib" / "docs-calib.txt"
+WIKI = SHARED / "data" / "wikitext-2" / "wiki.test.raw"
+W256 = SHARED / "models" / "lmp-8m-w256"
+
+
+def cli_run(*args: str) -> subprocess.CompletedProcess:
+    """The command line as given (no -t, no --json: convert takes neither)."""
+    if not CLI.exists():
+        pytest.skip(f"no lmpress command line at {CLI} (set LMPRESS_CLI)")
+    r = subprocess.run([str(CLI), *args], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, f"{CLI} {' '.join(args)} failed: {r.stderr}"
+    return r
+
+
+def read_text(path: Path) -> str:
+    """A file's text byte for byte (no newline translation), as the command line reads -f."""
+    return path.read_bytes().decode("utf-8")
+
+
+@pytest.mark.skipif(not CALIB.exists(), reason=f"no calibration text at {CALIB}")
+def test_prune_sparsegpt_2_4_matches_cli(tmp_path):
+    ref = tmp_path / "cli.gguf"
+    cli("prune", str(MODEL), str(ref), "--method", "sparsegpt", "--nm", "2:4", "--calib", str(CALIB),
+        "--calib-samples", "4", "--calib-ctx", "64")
+    out = tmp_path / "py.gguf"
+    stages = set()
+    got = lmpress.prune(MODEL, out, method="sparsegpt", nm="2:4", calib=CALIB, calib_samples=4, calib_ctx=64,
+                        progress=lambda s, d, t: stages.add(s))
+    assert got == str(out) and stages
+    assert out.read_bytes() == ref.read_bytes()
+    # 2:4: half of every block linear's weights are zero, at least two in every group of four.
+    m = lmpress.Model.load(out)
+    assert m.info.format == "gguf" and m.info.n_params == lmpress.Model.load(MODEL).info.n_params
+    assert len(m.generate_tokens(PROMPT, 4, ignore_eos=True)) == 4
+
+
+def test_prune_magnitude_quantized_matches_cli(tmp_path):
+    ref = tmp_path / "cli.gguf"
+    cli("prune", str(MODEL), str(ref), "--sparsity", "0.3", "--quantize", "q8_0")
+    out = tmp_path / "py.gguf"
+    assert lmpress.prune(str(MODEL), str(out), sparsity=0.3, quantize="q8_0") == str(out)
+    assert out.read_bytes() == ref.read_bytes()
+    assert out.stat().st_size < (MODEL / "model.safetensors").stat().st_size / 2
+
+
+def test_prune_errors(tmp_path):
+    out = tmp_path / "out.gguf"
+    bad = [
+        (dict(method="sparsegpt", nm="2:4"), "calib"),
+        (dict(method="wanda", sparsity=0.5), "calib"),
+        (dict(sparsity=0.5, nm="2:4"), "sparsity or nm"),
+        (dict(), "sparsity or nm"),
+        (dict(sparsity=1.0), "sparsity"),
+        (dict(sparsity=-0.1), "sparsity"),
+        (dict(nm="2-4"), "nm"),
+        (dict(nm="4:2"), "nm"),
+        (dict(method="bogus", sparsity=0.5), "method"),
+        (dict(method="sparsegpt", nm="2:4", calib=CALIB, damp=0.0), "damp"),
+        (dict(method="wanda", sparsity=0.5, calib=CALIB, calib_samples=0), "calib_samples"),
+        (dict(method="wanda", sparsity=0.5, calib=CALIB, calib_ctx=1), "calib_ctx"),
+    ]
+    for kwargs, word in bad:
+        with pytest.raises(lmpress.InvalidArgument, match=word):
+            lmpress.prune(MODEL, out, **kwargs)
+    with pytest.raises(lmpress.Error, match="q9_9"):
+        lmpress.prune(MODEL, out, sparsity=0.5, quantize="q9_9")
+    with pytest.raises(lmpress.Error, match="no-such"):
+        lmpress.prune(tmp_path / "no-such-model", out, sparsity=0.5)
+    with pytest.raises(lmpress.Cancelled):
+        lmpress.prune(MODEL, out, sparsity=0.5, progress=lambda *a: False)
+
+    class Boom(Exception):
+        pass
+
+    def boom(*a):
+        raise Boom()
+
+    with pytest.raises(Boom):
+        lmpress.prune(MODEL, out, sparsity=0.5, progress=boom)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_convert_matches_cli(tmp_path):
+    ref = tmp_path / "cli.gguf"
+    cli_run("convert", str(MODEL), str(ref), "--dtype", "f16")
+    out = tmp_path / "py.gguf"
+    assert lmpress.convert(MODEL, out, dtype="f16") == str(out)
+    assert out.read_bytes() == ref.read_bytes()
+    assert lmpress.convert(MODEL, tmp_path / "upper.gguf", dtype="F16")  # any case, as --dtype
+    assert (tmp_path / "upper.gguf").read_bytes() == ref.read_bytes()
+    # A Hugging Face directory (format chosen by the name: no .gguf), back from the GGUF file.
+    ref_dir, out_dir = tmp_path / "cli-hf", tmp_path / "py-hf"
+    cli_run("convert", str(ref), str(ref_dir))
+    assert lmpress.convert(out, out_dir) == str(out_dir)
+    files = sorted(p.name for p in ref_dir.iterdir())
+    assert files and sorted(p.name for p in out_dir.iterdir()) == files
+    for name in files:
+        assert (out_dir / name).read_bytes() == (ref_dir / name).read_bytes(), name
+    assert lmpress.Model.load(out_dir).info.format == "hf"
+    # format="gguf" whatever the name.
+    lmpress.convert(MODEL, tmp_path / "f16.bin", dtype="f16", format="gguf")
+    assert (tmp_path / "f16.bin").read_bytes() == ref.read_bytes()
+
+
+def test_convert_errors(tmp_path):
+    with pytest.raises(lmpress.Error, match="dtype"):
+        lmpress.convert(MODEL, tmp_path / "x.gguf", dtype="f12")
+    with pytest.raises(lmpress.Error, match="format"):
+        lmpress.convert(MODEL, tmp_path / "x.gguf", format="onnx")
+    with pytest.raises(lmpress.Error, match="no-such"):
+        lmpress.convert(tmp_path / "no-such-model", tmp_path / "x.gguf")
+    assert not (tmp_path / "x.gguf").exists()
+
+
+# -------------------------------------------------------- kld, compare
+
+
+@pytest.mark.skipif(not (W256.exists() and WIKI.exists()), reason=f"no {W256} or {WIKI}")
+def test_kld_cache_type_matches_cli():
+    ref = cli("kld", str(W256), str(W256), "-f", str(WIKI), "--ctx", "128", "--chunks", "2",
+              "--base-cache-type", "f32", "--cache-type", "q4_0")
+    m = lmpress.Model.load(W256)
+    text = read_text(WIKI)
+    calls = []
+    r = lmpress.kld(m, m, text, n_ctx=128, n_chunks=2, cache_type="q4_0", base_cache_type="f32",
+                    progress=lambda *a: calls.append(a))
+    assert set(r) == {"kld", "kld_unc", "ppl", "ppl_base", "same_top", "rms_p_diff", "n_tokens", "n_chunks"}
+    assert r["kld"] == pytest.approx(ref["kld"]["value"], rel=1e-9)
+    assert r["kld"] > 0  # the q4_0 cache changes the distributions
+    assert r["kld_unc"] == pytest.approx(ref["kld"]["unc"], rel=1e-9)
+    assert r["ppl"] == pytest.approx(ref["ppl"]["value"], rel=1e-9)
+    assert r["ppl_base"] == pytest.approx(ref["ppl_base"]["value"], rel=1e-9)
+    assert r["same_top"] == pytest.approx(ref["same_top"]["value"], rel=1e-9)
+    assert r["rms_p_diff"] == pytest.approx(ref["rms_p_diff"]["value"], rel=1e-9)
+    assert (r["n_tokens"], r["n_chunks"]) == (ref["n_tokens"], ref["n_chunks"]) and r["n_chunks"] == 2
+    assert calls and all(isinstance(s, str) and d <= t for s, d, t in calls)
+    # The base's perplexity is lmpress.perplexity's with its cache; one cache type for both: no divergence.
+    assert r["ppl_base"] == pytest.approx(
+        lmpress.perplexity(m, text, n_ctx=128, n_chunks=2, cache_type="f32")["ppl"], rel=1e-9)
+    same = lmpress.kld(m, m, text, n_ctx=128, n_chunks=1)
+    assert same["kld"] == pytest.approx(0.0, abs=1e-9) and same["same_top"] == 1.0
+    assert same["ppl"] == same["ppl_base"]
+
+
+def test_kld_errors(model, text_file):
+    text = read_text(text_file)
+    with pytest.raises(lmpress.InvalidArgument, match="n_ctx"):
+        lmpress.kld(model, model, text, n_ctx=4)
+    with pytest.raises(lmpress.InvalidArgument, match="n_chunks"):
+        lmpress.kld(model, model, text, n_ctx=64, n_chunks=0)
+    with pytest.raises(lmpress.Error, match="bogus"):
+        lmpress.kld(model, model, text, n_ctx=64, n_chunks=1, cache_type="bogus")
+    with pytest.raises(lmpress.Error, match="bogus"):
+        lmpress.kld(model, model, text, n_ctx=64, n_chunks=1, base_cache_type="bogus")
+    with pytest.raises(TypeError, match="cand"):
+        lmpress.kld(model, str(MODEL), text)
+    with pytest.raises(lmpress.Cancelled):
+        lmpress.kld(model, model, text, n_ctx=64, n_chunks=2, progress=lambda *a: False)
+    closed = lmpress.Model.load(MODEL)
+    closed.close()
+    with pytest.raises(lmpress.InvalidArgument, match="closed"):
+        lmpress.kld(model, closed, text, n_ctx=64, n_chunks=1)
+
+
+@pytest.fixture(scope="session")
+def q8_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("q8") / "lmp-8m-q8_0.gguf"
+    lmpress.quantize(MODEL, out, type="q8_0")
+    return out
+
+
+@pytest.mark.skipif(not WIKI.exists(), reason=f"no {WIKI}")
+def test_compare_matches_cli(model, q8_model):
+    ref = cli("compare", str(MODEL), str(q8_model), "-f", str(WIKI), "-c", "128", "--chunks", "2")
+    text = read_text(WIKI)
+    rows = lmpress.compare([MODEL, q8_model], text, n_ctx=128, n_chunks=2)
+    assert len(rows) == len(ref) == 2
+    base, cand = rows
+    assert set(base) == {"label", "path", "size_bytes", "n_params", "bits_per_weight", "compression", "ppl",
+                         "ppl_stderr"}
+    assert set(cand) == {"label", "path", "size_bytes", "n_params", "bits_per_weight", "compression", "ppl",
+                         "ppl_diff", "kld", "kld_unc", "same_top"}
+    for got, want in zip(rows, ref):
+        for k in ("label", "path", "size_bytes", "n_params"):
+            assert got[k] == want[k], k
+        for k in ("bits_per_weight", "compression", "ppl") + (("ppl_stderr",) if got is base else
+                                                              ("ppl_diff", "kld", "kld_unc", "same_top")):
+            assert got[k] == pytest.approx(want[k], rel=1e-9), k
+    assert base["compression"] == 1.0 and cand["compression"] > 3
+    assert cand["kld"] > 0 and cand["label"] == q8_model.name and base["label"] == MODEL.name
+    # Loaded models (left open) and labels give the same numbers; the base's ppl is lmpress.perplexity's.
+    q = lmpress.Model.load(q8_model)
+    again = lmpress.compare([model, q], text, n_ctx=128, n_chunks=2, labels=["f32", "q8_0"])
+    assert [r["label"] for r in again] == ["f32", "q8_0"]
+    assert not model.closed and not q.closed
+    for a, b in zip(again, rows):
+        assert {k: v for k, v in a.items() if k != "label"} == {k: v for k, v in b.items() if k != "label"}
+    assert base["ppl"] == lmpress.perplexity(model, text, n_ctx=128, n_chunks=2)["ppl"]
+    k = lmpress.kld(model, q, text, n_ctx=128, n_chunks=2)
+    assert cand["ppl_diff"] == pytest.approx(k["ppl"] - k["ppl_base"], rel=1e-12)
+    assert lmpress.compare([MODEL], text, n_ctx=128, n_chunks=1)[0]["ppl"] > 0  # the base alone
+
+
+def test_compare_errors(model, tmp_path, text_file):
+    text = read_text(text_file)
+    with pytest.raises(lmpress.InvalidArgument, match="labels"):
+        lmpress.compare([model, model], text, n_ctx=64, n_chunks=1, labels=["one"])
+    with pytest.raises(lmpress.InvalidArgument, match="no models"):
+        lmpress.compare([], text)
+    with pytest.raises(lmpress.InvalidArgument, match="n_chunks"):
+        lmpress.compare([model], text, n_chunks=0)
+    with pytest.raises(lmpress.Error, match="no-such"):
+        lmpress.compare([model, tmp_path / "no-such-model"], text, n_ctx=64, n_chunks=1)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(lmpress.Error):
+        lmpress.compare([MODEL, empty], text, n_ctx=64, n_chunks=1)
+    assert not model.closed
 
 
 # ---------------------------------------------------------- chat templates
