@@ -179,7 +179,10 @@ std::vector<Tensor> dequantize_int_checkpoint_tensors(std::vector<Tensor> tensor
     if (!part) out.push_back(t);
   }
   const char* fmt_name = int_checkpoint_name(cfg.format);
-  for (const auto& [prefix, p] : parts) {
+  for (const auto& part : parts) {
+    // Named, not structured bindings: lambdas below capture them (C++20 clang refuses bindings).
+    const std::string& prefix = part.first;
+    const std::map<std::string, const Tensor*>& p = part.second;
     auto need = [&](const char* suffix) -> const Tensor& {
       if (!p.count(suffix)) fail("{}: {} linear {} has no {}", path, fmt_name, prefix, suffix + 1);
       return *p.at(suffix);
