@@ -23,7 +23,7 @@ t_start=$(date +%s)
 # multiarch packages); the header-only ones and the tools are the host's.
 HOST_PKGS=(cmake ninja-build pkg-config g++-aarch64-linux-gnu qemu-user nlohmann-json3-dev libcli11-dev)
 ARM_PKGS=(libopenblas-openmp-dev liblapacke-dev libhwy-dev libfmt-dev libpcre2-dev libcurl4-openssl-dev libssl-dev
-          libgtest-dev libgmock-dev libcpp-httplib-dev)
+          libgtest-dev libgmock-dev libcpp-httplib-dev libyaml-cpp-dev zlib1g-dev)
 missing=()
 for p in "${HOST_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 for p in "${ARM_PKGS[@]}"; do dpkg -s "$p:arm64" >/dev/null 2>&1 || missing+=("$p:arm64"); done
