@@ -58,9 +58,9 @@ LMPRESS_API const char* lmpress_last_error(void);
 /* A name for a status code ("ok", "invalid argument", ...). */
 LMPRESS_API const char* lmpress_status_name(lmpress_status s);
 /* Threads for compute (0: all cores, as the command line's -t 0), for every
- * later call from any thread. OpenMP keeps a pool of workers per calling
- * thread: compute from one thread at a time (or give each fewer threads), or
- * the pools together oversubscribe the cores. */
+ * later call from any thread; not while another thread computes. OpenMP keeps
+ * a pool of workers per calling thread: compute from one thread at a time (or
+ * give each fewer threads), or the pools together oversubscribe the cores. */
 LMPRESS_API lmpress_status lmpress_set_threads(int n_threads);
 
 /* Long work (loading, quantizing, perplexity) reports progress: `stage` names
@@ -137,7 +137,7 @@ typedef struct lmpress_context_params {
 } lmpress_context_params;
 
 LMPRESS_API lmpress_context_params lmpress_context_default_params(void);
-/* The model must outlive the context. */
+/* The model must outlive the context (as every handle made from it: batch, engine, generation). */
 LMPRESS_API lmpress_status lmpress_context_create(const lmpress_model* model, const lmpress_context_params* params,
                                                   lmpress_context** out);
 LMPRESS_API void lmpress_context_free(lmpress_context* ctx);
@@ -168,6 +168,7 @@ typedef struct lmpress_batch_params {
 } lmpress_batch_params;
 
 LMPRESS_API lmpress_batch_params lmpress_batch_default_params(void);
+/* The model must outlive the batch. */
 LMPRESS_API lmpress_status lmpress_batch_create(const lmpress_model* model, const lmpress_batch_params* params,
                                                 lmpress_batch** out);
 LMPRESS_API void lmpress_batch_free(lmpress_batch* batch);
@@ -301,14 +302,16 @@ LMPRESS_API lmpress_status lmpress_generate(const lmpress_model* model, const ch
                                             const lmpress_generate_params* params, lmpress_generate_result* result);
 
 /* Generation stepped by the caller (no callback, no thread): start runs the
- * prompt, each next gives one token; the same tokens as lmpress_generate with
- * the same params (on_token and user_data are not used). Stop early by
- * freeing it. */
+ * prompt, each next gives one token; the same tokens and text as
+ * lmpress_generate with the same params (on_token and user_data are not used).
+ * Stop early by freeing it. The model must outlive it. */
 typedef struct lmpress_generation lmpress_generation;
 LMPRESS_API lmpress_status lmpress_generation_start(const lmpress_model* model, const char* prompt,
                                                     const lmpress_generate_params* params, lmpress_generation** out);
 /* The next token and its text (*text valid until the next call); *done true
- * (and no token) once generation has ended. */
+ * (token -1) once generation has ended, *text then holding any bytes held back
+ * from the last token (an incomplete character). text and text_len may be NULL.
+ * After a failure the generation has ended. */
 LMPRESS_API lmpress_status lmpress_generation_next(lmpress_generation* gen, int32_t* token, const char** text,
                                                    size_t* text_len, bool* done);
 /* Counts and timings so far; stop_reason is LMPRESS_STOP_CALLER until it has ended. */

@@ -11,7 +11,16 @@ PKGS=(build-essential cmake ninja-build pkg-config git
       python3-setuptools python3-numpy librsvg2-bin fonts-dejavu-core zlib1g-dev libyaml-cpp-dev)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 missing=()
-for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+# Installed for this machine's architecture (or as an architecture-independent
+# package): scripts/test-aarch64.sh installs arm64 -dev packages beside these, and
+# a -dev package that cannot be installed for two architectures at once
+# (libyaml-cpp-dev) is then the arm64 one, which a plain `dpkg -s` accepts.
+ARCH=$(dpkg --print-architecture)
+installed() {
+  dpkg-query -W -f='${db:Status-Abbrev}' "$1:$ARCH" 2>/dev/null | grep -q '^ii' ||
+    dpkg-query -W -f='${db:Status-Abbrev}' "$1:all" 2>/dev/null | grep -q '^ii'
+}
+for p in "${PKGS[@]}"; do installed "$p" || missing+=("$p:$ARCH"); done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   $SUDO apt-get update -qq

@@ -21,9 +21,11 @@ t_start=$(date +%s)
 
 # The arm64 libraries lmpress links (scripts/setup.sh's list, as arm64
 # multiarch packages); the header-only ones and the tools are the host's.
-HOST_PKGS=(cmake ninja-build pkg-config g++-aarch64-linux-gnu qemu-user nlohmann-json3-dev libcli11-dev)
+# libyaml-cpp-dev cannot be installed for two architectures at once: the host's
+# (headers, CMake files) stays, the build links arm64's libyaml-cpp0.7 (CMakeLists.txt).
+HOST_PKGS=(cmake ninja-build pkg-config g++-aarch64-linux-gnu qemu-user nlohmann-json3-dev libcli11-dev libyaml-cpp-dev)
 ARM_PKGS=(libopenblas-openmp-dev liblapacke-dev libhwy-dev libfmt-dev libpcre2-dev libcurl4-openssl-dev libssl-dev
-          libgtest-dev libgmock-dev libcpp-httplib-dev libyaml-cpp-dev zlib1g-dev)
+          libgtest-dev libgmock-dev libcpp-httplib-dev libyaml-cpp0.7 zlib1g-dev)
 missing=()
 for p in "${HOST_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 for p in "${ARM_PKGS[@]}"; do dpkg -s "$p:arm64" >/dev/null 2>&1 || missing+=("$p:arm64"); done

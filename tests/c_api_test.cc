@@ -151,7 +151,14 @@ TEST(CApi, BatchOfSequencesGivesEachTheLoneContextsLogits) {
   // A position out of order fails and changes nothing.
   int32_t t = 5, s3 = 3;
   int64_t p0 = 0;
+  size_t rows_before = 0;
+  const float* before = lmpress_batch_logits(b, &rows_before);
+  const float first = before[0];
   EXPECT_EQ(lmpress_batch_eval(b, &t, &s3, &p0, nullptr, 1), LMPRESS_ERR_FAILED);
+  size_t rows_after = 0;
+  EXPECT_EQ(lmpress_batch_logits(b, &rows_after), before) << "a failed eval keeps the last logits";
+  EXPECT_EQ(rows_after, rows_before);
+  EXPECT_EQ(before[0], first);
   EXPECT_NE(std::string(lmpress_last_error()).find("expects position"), std::string::npos) << lmpress_last_error();
   EXPECT_EQ(lmpress_batch_seq_length(b, 3), int64_t(seqs[0].size()));
   // Truncating a sequence lets it continue from there.
@@ -295,7 +302,7 @@ TEST(CApi, EveryFailureIsAStatusAndAMessage) {
   fails(lmpress_sampler_sample(nullptr, nullptr, 0, nullptr, 0, &tok), I, "sampler is NULL");
   fails(lmpress_generate(nullptr, "a", nullptr, nullptr), I, "model is NULL");
   fails(lmpress_perplexity(nullptr, "a", 1, nullptr, nullptr), I, "model is NULL");
-  fails(lmpress_quantize("a", "b", nullptr), I, "params is NULL");
+  fails(lmpress_quantize("a", "b", nullptr), I, "params->type is NULL");
   fails(lmpress_chat_apply_template(nullptr, nullptr, nullptr, 0, true, buf, sizeof buf, &n), I,
         "give a model or a template name");
   lmpress_engine* e = nullptr;

@@ -1,4 +1,7 @@
 // The C API (include/lmpress.h): errors, models, tokenizer, sampling, chat templates.
+#include <omp.h>
+
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -21,7 +24,14 @@ std::atomic<int> requested_threads{-1};  // -1: never set, the library's default
 }  // namespace
 
 void apply_threads() {
-  if (const int n = requested_threads.load(); n >= 0) set_num_threads(n);
+  // Only this thread's OpenMP count: set_num_threads (lmpress_set_threads) also
+  // sets OpenBLAS's process-wide count, which must not change under another
+  // thread's running call.
+  thread_local int applied = -1;
+  const int n = requested_threads.load();
+  if (n < 0 || n == applied) return;
+  omp_set_num_threads(n > 0 ? std::min(n, omp_get_num_procs()) : omp_get_num_procs());
+  applied = n;
 }
 
 lmpress_status copy_out(const std::string& s, char* buf, size_t capacity, size_t* n, const char* fn) {

@@ -208,12 +208,6 @@ lmpress_status lmpress_batch_eval(lmpress_batch* batch, const int32_t* tokens, c
       if (seq_ids[i] < 0) invalid("{}: seq_ids[{}] is {}: sequence ids are >= 0", fn, i, seq_ids[i]);
       count[seq_ids[i]]++;
     }
-    std::vector<int32_t> opened;
-    for (const auto& [seq, k] : count)
-      if (!cache.has(seq)) {
-        cache.open(seq, nullptr, 0);
-        opened.push_back(seq);
-      }
     std::vector<BatchToken> b(n);
     size_t rows = 0;
     for (size_t i = 0; i < n; i++) {
@@ -221,14 +215,22 @@ lmpress_status lmpress_batch_eval(lmpress_batch* batch, const int32_t* tokens, c
       b[i] = {tokens[i], seq_ids[i], positions[i], logits, count[seq_ids[i]] >= kMatmulBatchMin};
       rows += logits;
     }
-    batch->logits.resize(rows * size_t(batch->m->cfg.n_vocab));
-    batch->rows = 0;
+    // Into a scratch buffer, swapped in on success: a failed call leaves the
+    // last eval's logits (and pointers to them) as they were.
+    std::vector<float> logits(rows * size_t(batch->m->cfg.n_vocab));
+    std::vector<int32_t> opened;
     try {
-      batch->engine->forward(b, rows ? batch->logits.data() : nullptr);
+      for (const auto& kv : count)
+        if (!cache.has(kv.first)) {
+          cache.open(kv.first, nullptr, 0);
+          opened.push_back(kv.first);
+        }
+      batch->engine->forward(b, rows ? logits.data() : nullptr);
     } catch (...) {
       for (int32_t seq : opened) cache.close(seq);  // as before the call
       throw;
     }
+    batch->logits.swap(logits);
     batch->rows = rows;
   });
 }
@@ -315,9 +317,11 @@ lmpress_status lmpress_generation_next(lmpress_generation* gen, int32_t* token, 
   return guarded([&] {
     const char* fn = "lmpress_generation_next";
     apply_threads();
-    need(gen, fn, "gen");
     need(token, fn, "token");
     need(done, fn, "done");
+    *token = -1;
+    *done = true;
+    need(gen, fn, "gen");
     int32_t id = -1;
     *done = !gen->g->next(id, gen->text);
     *token = *done ? -1 : id;
@@ -394,9 +398,8 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     apply_threads();
     need(in_path, fn, "in_path");
     need(out_path, fn, "out_path");
-    need(params, fn, "params");
-    const lmpress_quantize_params& p = *params;
-    need(p.type, fn, "params->type");
+    const lmpress_quantize_params p = params ? *params : lmpress_quantize_default_params();
+    if (!p.type) invalid("{}: params->type is NULL (a file type such as q4_k_m, or int4-g128)", fn);
     QuantizeRequest r;
     r.type = p.type;
     if (p.method) r.method = p.method;
@@ -434,8 +437,7 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     apply_threads();
     need(in_path, fn, "in_path");
     need(out_path, fn, "out_path");
-    need(params, fn, "params");
-    const lmpress_prune_params& p = *params;
+    const lmpress_prune_params p = params ? *params : lmpress_prune_default_params();
     PruneRequest r;
     if (p.method) r.method = p.method;
     r.sparsity = p.sparsity;

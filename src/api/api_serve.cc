@@ -80,7 +80,9 @@ lmpress_status lmpress_engine_submit(lmpress_engine* engine, int64_t request_id,
     Request r;
     r.id = request_id;
     r.prompt.assign(prompt, prompt + n);
-    r.max_tokens = engine->bounded ? p.max_tokens : std::min<int64_t>(p.max_tokens, engine->ctx - int64_t(n));
+    // Unbounded by eviction, still far from overflowing the scheduler's position arithmetic.
+    r.max_tokens = engine->bounded ? std::min<int64_t>(p.max_tokens, int64_t(1) << 40)
+                                   : std::min<int64_t>(p.max_tokens, engine->ctx - int64_t(n));
     r.ignore_eos = p.ignore_eos;
     r.sampling = sampler_options(p.sampling);
     engine->scheduler->submit(std::move(r));

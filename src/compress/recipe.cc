@@ -25,6 +25,16 @@ std::string scalar(const YAML::Node& n, const Ctx& c, const std::string& key) {
   return n.Scalar();
 }
 
+double number(const YAML::Node& n, const Ctx& c, const std::string& key);
+
+// A whole number in [lo, hi].
+int64_t integer(const YAML::Node& n, const Ctx& c, const std::string& key, int64_t lo, int64_t hi) {
+  const double v = number(n, c, key);
+  if (v != std::floor(v) || v < double(lo) || v > double(hi))
+    fail("{}: {}.{} {} is not a whole number in [{}, {}]", c.source, c.where, key, v, lo, hi);
+  return int64_t(v);
+}
+
 double number(const YAML::Node& n, const Ctx& c, const std::string& key) {
   const std::string s = scalar(n, c, key);
   try {
@@ -49,10 +59,19 @@ void check_targets(const YAML::Node& n, const Ctx& c) {
   for (const auto& t : strings(n, c, "targets")) {
     if (t == "Linear") continue;
     if (t.rfind("re:", 0) == 0) {
-      // A pattern that selects the decoder layers (or their linears) as a whole, e.g. 're:model.layers.\d*$'.
+      // A pattern that selects every decoder layer (e.g. 're:model.layers.\d*$') or every linear of every
+      // layer: one that picks only some would be run wider than it reads.
       try {
         const std::regex re(t.substr(3));
-        if (std::regex_search("model.layers.0", re) || std::regex_search("model.layers.0.mlp.down_proj", re)) continue;
+        bool whole = true;
+        for (const char* layer : {"model.layers.0", "model.layers.1", "model.layers.17"}) {
+          int hits = 0;
+          for (const char* l : {".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.o_proj",
+                                ".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj"})
+            hits += std::regex_search(std::string(layer) + l, re);
+          whole = whole && (hits == 7 || (hits == 0 && std::regex_search(layer, re)));
+        }
+        if (whole) continue;
       } catch (const std::regex_error&) {
         fail("{}: {}.targets '{}' is not a valid regular expression", c.source, c.where, t);
       }
@@ -108,10 +127,10 @@ std::string quant_type(const YAML::Node& m, const Ctx& c) {
   int64_t group_size = 0;
   for (const auto& kv : w) {
     const std::string k = kv.first.Scalar();
-    if (k == "num_bits") bits = int(number(kv.second, wc, k));
+    if (k == "num_bits") bits = int(integer(kv.second, wc, k, 1, 64));
     else if (k == "symmetric") sym = kv.second.as<bool>();
     else if (k == "strategy") strategy = scalar(kv.second, wc, k);
-    else if (k == "group_size") group_size = int64_t(number(kv.second, wc, k));
+    else if (k == "group_size") group_size = integer(kv.second, wc, k, -1, int64_t(1) << 30);
     else if (k == "type") {
       if (scalar(kv.second, wc, k) != "int") fail("{}: {}.type: int weights only", c.source, wc.where);
     } else if (k == "dynamic") {
@@ -173,7 +192,7 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
       (quant ? st.quantize.damp : st.prune.gptq.damp) = d;
     } else if (k == "actorder") st.quantize.act_order = actorder(kv.second, c);
     else if (k == "block_size") {
-      const int64_t b = int64_t(number(kv.second, c, k));
+      const int64_t b = integer(kv.second, c, k, 1, int64_t(1) << 30);
       if (b != 128) fail("{}: {}.block_size {}: lmpress's lazy batch is 128 columns", c.source, c.where, b);
     } else if (k == "sparsity") sparsity = number(kv.second, c, k);
     else if (k == "mask_structure") mask = scalar(kv.second, c, k);
@@ -264,7 +283,9 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
     const RecipeStep& st = r.steps[i];
     if (on_step) on_step(i, st);
     const bool last = i + 1 == r.steps.size();
-    const std::string out = last ? out_path : out_path + ".step" + std::to_string(i) + ".tmp.gguf";
+    std::string base = out_path;
+    while (base.size() > 1 && base.back() == '/') base.pop_back();  // "out/" names the directory out
+    const std::string out = last ? out_path : base + ".step" + std::to_string(i) + ".tmp.gguf";
     if (!last) temps.push_back(std::make_unique<Temp>(out));
     auto m = load_model(input);
     check_finite_weights(*m);

@@ -42,6 +42,8 @@ TEST(Recipe, ReadsLlmCompressorsLayout) {
   EXPECT_DOUBLE_EQ(d.steps[0].prune.pattern.fraction(), 0.3);
   EXPECT_DOUBLE_EQ(d.steps[1].quantize.damp, 0.05);
   EXPECT_TRUE(d.steps[1].quantize.act_order);
+  EXPECT_NO_THROW(parse_recipe("s:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:.*']}\n", "e"));
+  EXPECT_NO_THROW(parse_recipe("s:\n  q_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:model.layers']}\n", "e"));
 }
 
 TEST(Recipe, WhatItCannotDoIsANamedError) {
@@ -55,6 +57,11 @@ TEST(Recipe, WhatItCannotDoIsANamedError) {
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, observer: mse}\n", "s.m_modifiers.GPTQModifier.observer");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:.*self_attn.*']}\n", "targets 're:.*self_attn.*'");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, ignore: ['re:.*mlp.*']}\n", "ignore 're:.*mlp.*'");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:.*mlp.*']}\n", "targets 're:.*mlp.*'");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:model.layers.0$']}\n", "targets 're:model.layers.0$'");
+  bad("s:\n  m_modifiers:\n    GPTQModifier:\n      config_groups:\n        g:\n          weights: {num_bits: 4, "
+      "strategy: group, group_size: 128.5}\n",
+      "group_size 128.5 is not a whole number");
   bad("s:\n  m_modifiers:\n    SparseGPTModifier: {sparsity: 0.6, mask_structure: '2:4'}\n", "disagrees with mask_structure");
   bad("s:\n  m_modifiers:\n    SparseGPTModifier: {sparsity: 1.5}\n", "sparsity 1.5");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16}\n    WandaModifier: {sparsity: 0.5}\n", "it must come last");

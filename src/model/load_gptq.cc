@@ -148,7 +148,8 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
     } else {
       fail("{}: {}.strategy '{}': group or channel", path, wn, strategy);
     }
-    c.spec.act_order = w.contains("actorder") && !w["actorder"].is_null() && w["actorder"] != false;
+    // Only group act-order stores weight_g_idx; "weight" (and "static") orders leave the groups in column order.
+    c.spec.act_order = w.contains("actorder") && (w["actorder"] == "group" || w["actorder"] == true);
     return c;
   }
   fail("{}: quantization_config.quant_method '{}' is not supported (gptq, awq, compressed-tensors)", path, method);

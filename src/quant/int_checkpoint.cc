@@ -140,14 +140,17 @@ CtPacked pack_compressed_tensors(const IntGroupTensor& t) {
 IntGroupTensor unpack_compressed_tensors(const CtPacked& p, const IntGroupSpec& s, int64_t rows, int64_t cols,
                                          const std::string& what) {
   check_int_checkpoint(IntCheckpoint::CompressedTensors, s);
+  if (rows < 1 || cols < 1) fail("{}: weight_shape {}x{} is empty", what, rows, cols);
   if (cols % s.group_size(cols)) fail("{}: {} input columns are not whole groups of {}", what, cols, s.group_size(cols));
-  IntGroupTensor t(s, rows, cols);
   const int bits = s.bits, per = 32 / bits;
-  const int64_t kw = (cols + per - 1) / per, zw = (rows + per - 1) / per;
-  if (int64_t(p.weight_packed.size()) != rows * kw)
-    fail("{}: weight_packed has {} words, expected {}", what, p.weight_packed.size(), rows * kw);
-  if (int64_t(p.scale.size()) != rows * t.n_groups)
-    fail("{}: weight_scale has {} values, expected {}", what, p.scale.size(), rows * t.n_groups);
+  const int64_t kw = (cols + per - 1) / per, zw = (rows + per - 1) / per, n_groups = cols / s.group_size(cols);
+  // The sizes weight_shape claims, against the data there is, before anything of that size is allocated.
+  if (p.weight_packed.size() != checked_mul(uint64_t(rows), uint64_t(kw), "weight_packed"))
+    fail("{}: weight_packed has {} words, weight_shape {}x{} needs {}", what, p.weight_packed.size(), rows, cols,
+         uint64_t(rows) * uint64_t(kw));
+  if (p.scale.size() != checked_mul(uint64_t(rows), uint64_t(n_groups), "weight_scale"))
+    fail("{}: weight_scale has {} values, expected {}", what, p.scale.size(), uint64_t(rows) * uint64_t(n_groups));
+  IntGroupTensor t(s, rows, cols);
   for (int64_t r = 0; r < rows; r++)
     for (int64_t c = 0; c < cols; c++) t.q[size_t(r * cols + c)] = uint8_t(run_value(p.weight_packed.data() + r * kw, c, bits));
   t.scale = p.scale;

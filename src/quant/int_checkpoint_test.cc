@@ -67,6 +67,13 @@ TEST(IntCheckpoint, CompressedTensorsPacksLittleEndianWithTheOffset) {
     expect_same(unpack_compressed_tensors(rp, rs, 13, 64, "t"), r);
   }
   EXPECT_THROW(pack_compressed_tensors(random_levels({3, 32, true, false}, 8, 32, 1)), Error);
+  // A weight_shape that claims far more than the data holds is refused before anything of its size is allocated.
+  CtPacked tiny;
+  tiny.weight_packed = {0};
+  tiny.scale = {1.0f};
+  const IntGroupSpec ch{4, -1, true, false};
+  EXPECT_THROW(unpack_compressed_tensors(tiny, ch, int64_t(1) << 32, int64_t(1) << 32, "t"), Error);
+  EXPECT_THROW(unpack_compressed_tensors(tiny, ch, 1 << 18, 1 << 18, "t"), Error);
   EXPECT_THROW(parse_int_checkpoint("exl2", "--format"), Error);
 }
 

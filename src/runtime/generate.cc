@@ -194,8 +194,13 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
     std::string text;
     while (g.next(id, text)) {
       if (on_text && !text.empty()) on_text(text);
-      if (opt.on_token && !opt.on_token(id)) g.stop();
+      if (opt.on_token && !opt.on_token(id)) {
+        text = g.stop();
+        break;
+      }
     }
+    // What the end released: the bytes the last token left incomplete.
+    if (on_text && !text.empty()) on_text(text);
     return g.stats();
   }
   if (opt.policy.active())
@@ -250,32 +255,38 @@ bool Generation::next(int32_t& id, std::string& text) {
   if (!more_) return false;
   Impl& g = *impl_;
   const auto t = std::chrono::steady_clock::now();
-  if (g.st.full()) {
-    s_.stopped = StopReason::Context;
-    more_ = false;
-  } else {
-    apply_penalties(g.logits.data(), g.n_sample, g.toks.data(), int64_t(g.toks.size()), g.opt.sampling);
-    id = g.sampler.sample(g.logits.data(), g.n_sample);
-    const int64_t before = s_.n_generated;
-    g.text.clear();
-    more_ = g.emit->take(id);
-    if (more_) g.st.eval(&id, 1, g.logits.data(), false);
-    if (s_.n_generated > before) {  // taken (not the end of sequence)
-      if (!more_) g.emit->finish();
-      text = std::move(g.text);
-      s_.gen_seconds += seconds_since(t);
-      return true;
+  g.text.clear();
+  bool taken = false;
+  try {
+    if (g.st.full()) {
+      s_.stopped = StopReason::Context;
+      more_ = false;
+    } else {
+      apply_penalties(g.logits.data(), g.n_sample, g.toks.data(), int64_t(g.toks.size()), g.opt.sampling);
+      id = g.sampler.sample(g.logits.data(), g.n_sample);
+      const int64_t before = s_.n_generated;
+      more_ = g.emit->take(id);
+      taken = s_.n_generated > before;  // not the end of sequence
+      if (more_) g.st.eval(&id, 1, g.logits.data(), false);
     }
+  } catch (...) {
+    more_ = false;  // the cache may lack the token taken: no way on
+    s_.gen_seconds += seconds_since(t);
+    throw;
   }
+  if (!more_) g.emit->finish();  // bytes held back: with the last token, or alone at the end
+  text = std::move(g.text);
   s_.gen_seconds += seconds_since(t);
-  return false;
+  return taken;
 }
 
-void Generation::stop() {
-  if (!more_) return;
+std::string Generation::stop() {
+  if (!more_) return {};
   more_ = false;
   s_.stopped = StopReason::Caller;
+  impl_->text.clear();
   impl_->emit->finish();
+  return std::move(impl_->text);
 }
 
 }  // namespace lmpress

@@ -63,10 +63,12 @@ class Generation {
   ~Generation();
   // The next token and its text (UTF-8; empty while a character is
   // incomplete; the last token's carries what remains); false when
-  // generation has ended (stats().stopped says why), then id and text unset.
+  // generation has ended (stats().stopped says why): then no id, and text
+  // holds any bytes the last token left incomplete. After a throw it has ended.
   bool next(int32_t& id, std::string& text);
-  // Ends it here as the caller's choice (StopReason::Caller), if it has not ended.
-  void stop();
+  // Ends it here as the caller's choice (StopReason::Caller), if it has not
+  // ended; returns the bytes held back.
+  std::string stop();
   bool done() const { return !more_; }
   const GenerateStats& stats() const { return s_; }
 
