@@ -8,7 +8,9 @@
 #include <regex>
 #include <set>
 
+#include "compress/smooth.h"
 #include "core/error.h"
+#include "model/export.h"
 #include "core/temp_files.h"
 
 namespace lmpress {
@@ -160,11 +162,28 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
   if (!args.IsMap() && !args.IsNull()) fail("{}: {} must be a map of arguments", c.source, c.where);
   const bool quant = name == "GPTQModifier" || name == "QuantizationModifier";
   const bool prune = name == "SparseGPTModifier" || name == "WandaModifier";
-  if (name == "SmoothQuantModifier")
-    fail("{}: {}: SmoothQuant is not built yet (it comes with W8A8 activation quantization)", c.source, c.where);
+  if (name == "SmoothQuantModifier") {
+    st.kind = RecipeStep::Kind::Smooth;
+    for (const auto& kv : args) {
+      const std::string k = kv.first.Scalar();
+      if (k == "smoothing_strength") {
+        st.smooth_alpha = number(kv.second, c, k);
+        if (!(st.smooth_alpha >= 0 && st.smooth_alpha <= 1))
+          fail("{}: {}.smoothing_strength {}: in [0, 1]", c.source, c.where, st.smooth_alpha);
+      } else if (k == "ignore") {
+        check_ignore(kv.second, c);
+      } else {
+        fail("{}: {}.{} is not an argument lmpress reads for SmoothQuantModifier (smoothing_strength; the mappings are "
+             "the Llama defaults: q/k/v after input_layernorm, gate/up after post_attention_layernorm)",
+             c.source, c.where, k);
+      }
+    }
+    return st;
+  }
   if (!quant && !prune)
-    fail("{}: {}: unknown modifier (SparseGPTModifier, WandaModifier, GPTQModifier, QuantizationModifier)", c.source,
-         c.where);
+    fail("{}: {}: unknown modifier (SmoothQuantModifier, SparseGPTModifier, WandaModifier, GPTQModifier, "
+         "QuantizationModifier)",
+         c.source, c.where);
   std::set<std::string> allowed = {"targets", "ignore"};
   if (quant) {
     st.kind = RecipeStep::Kind::Quantize;
@@ -275,7 +294,8 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
       q.calib = calib;
       qopts[i] = quantize_options(q, out_path);
       qopts[i].recipe = r.text;
-    } else if (st.prune.method != PruneMethod::Magnitude && calib.file.empty()) {
+    } else if ((st.kind == RecipeStep::Kind::Smooth || st.prune.method != PruneMethod::Magnitude) &&
+               calib.file.empty()) {
       fail("{}: {} needs calibration text: --calib FILE", st.stage, st.modifier);
     }
   }
@@ -291,6 +311,11 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
     check_finite_weights(*m);
     if (st.kind == RecipeStep::Kind::Quantize) {
       quantize_model(*m, out, qopts[i]);
+    } else if (st.kind == RecipeStep::Kind::Smooth) {
+      smooth_model(*m, calib, st.smooth_alpha);
+      ExportOptions eo;
+      if (last) eo.recipe = r.text;
+      write_gguf_model(*m, out, eo);
     } else {
       PruneOptions p = st.prune;
       p.calib = calib;

@@ -2,6 +2,7 @@
 // once and re-run, in llm-compressor's recipe layout where the concepts match:
 //   <name>_stage:                  (any number, in order; run_type: oneshot)
 //     <kind>_modifiers:
+//       SmoothQuantModifier: {smoothing_strength} (compress/smooth.h; its default mappings)
 //       SparseGPTModifier: {sparsity, mask_structure, dampening_frac, targets, ignore}
 //       WandaModifier:     {sparsity, mask_structure, targets, ignore}
 //       GPTQModifier:      {scheme | config_groups, dampening_frac, actorder, targets, ignore}
@@ -20,7 +21,8 @@
 namespace lmpress {
 
 struct RecipeStep {
-  enum class Kind { Prune, Quantize } kind = Kind::Prune;
+  enum class Kind { Smooth, Prune, Quantize } kind = Kind::Prune;
+  double smooth_alpha = 0.5;    // Kind::Smooth
   std::string stage, modifier;  // where it was written: "sparsity_stage", "SparseGPTModifier"
   PruneOptions prune;           // Kind::Prune (calibration left to the caller)
   QuantizeRequest quantize;     // Kind::Quantize (calibration left to the caller)

@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "kernels/to_f32.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -52,7 +54,8 @@ TEST(Recipe, WhatItCannotDoIsANamedError) {
   };
   bad("[1, 2", "r.yaml: not YAML");
   bad("- a\n- b\n", "a map of stages");
-  bad("s:\n  m_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 0.8}\n", "SmoothQuant is not built yet");
+  bad("s:\n  m_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 1.8}\n", "smoothing_strength 1.8");
+  bad("s:\n  m_modifiers:\n    SmoothQuantModifier: {mappings: []}\n", "SmoothQuantModifier.mappings");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W8A8}\n", "activation quantization is not built yet");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, observer: mse}\n", "s.m_modifiers.GPTQModifier.observer");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:.*self_attn.*']}\n", "targets 're:.*self_attn.*'");
@@ -70,25 +73,52 @@ TEST(Recipe, WhatItCannotDoIsANamedError) {
 }
 
 // The recipe and the command-line steps it stands for write the same bytes.
-TEST(RecipeCli, SparseGptThenGptqEqualsTheCommandLineSteps) {
+TEST(RecipeCli, SmoothQuantThenSparseGptThenGptqEqualsTheCommandLineSteps) {
   if (!test::have_shared("models/lmp-8m-w256")) GTEST_SKIP();
   const std::string m = test::shared_path("models/lmp-8m-w256"), d = test::temp_dir();
   const std::string calib = " --calib " + test::shared_path("data/calib/docs-calib.txt") + " --calib-samples 4 --calib-ctx 128";
-  auto r = test::run_cli("apply " + doc("sparsegpt-2of4-w4a16.yaml") + " " + m + " " + d + "/recipe" + calib);
+  auto r = test::run_cli("apply " + doc("smoothquant-2of4-w4a16.yaml") + " " + m + " " + d + "/recipe" + calib);
   ASSERT_EQ(r.status, 0) << r.out;
-  ASSERT_EQ(test::run_cli("prune " + m + " " + d + "/p.gguf --method sparsegpt --nm 2:4" + calib).status, 0);
+  ASSERT_EQ(test::run_cli("smooth " + m + " " + d + "/s.gguf --alpha 0.5" + calib).status, 0);
+  ASSERT_EQ(test::run_cli("prune " + d + "/s.gguf " + d + "/p.gguf --method sparsegpt --nm 2:4" + calib).status, 0);
   r = test::run_cli("quantize " + d + "/p.gguf " + d + "/cli --type int4-g128 --method gptq --format compressed-tensors" + calib);
   ASSERT_EQ(r.status, 0) << r.out;
   for (const char* f : {"model.safetensors", "config.json"})
     EXPECT_EQ(read_text_file(d + "/recipe/" + f), read_text_file(d + "/cli/" + f)) << f;
-  EXPECT_EQ(read_text_file(d + "/recipe/recipe.yaml"), read_text_file(doc("sparsegpt-2of4-w4a16.yaml")));
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d), std::filesystem::directory_iterator()), 3)
-      << "recipe, p.gguf and cli: the recipe's intermediate file is gone";
+  EXPECT_EQ(read_text_file(d + "/recipe/recipe.yaml"), read_text_file(doc("smoothquant-2of4-w4a16.yaml")));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d), std::filesystem::directory_iterator()), 4)
+      << "recipe, s.gguf, p.gguf and cli: the recipe's intermediate files are gone";
   // A step that fails leaves no output and no intermediate file.
-  r = test::run_cli("apply " + doc("sparsegpt-2of4-w4a16.yaml") + " " + m + " " + d + "/none");
+  r = test::run_cli("apply " + doc("smoothquant-2of4-w4a16.yaml") + " " + m + " " + d + "/none");
   EXPECT_EQ(r.status, 1);
-  EXPECT_NE(r.out.find("SparseGPTModifier needs calibration text"), std::string::npos) << r.out;
-  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d), std::filesystem::directory_iterator()), 3);
+  EXPECT_NE(r.out.find("SmoothQuantModifier needs calibration text"), std::string::npos) << r.out;
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d), std::filesystem::directory_iterator()), 4);
+}
+
+// SmoothQuant keeps the function: the smoothed model's perplexity is the original's (float error), its weights are not.
+TEST(SmoothCli, KeepsTheFunctionAndChangesTheWeights) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  auto r = test::run_cli("smooth " + m + " " + d + "/s.gguf --alpha 0.5 --calib " +
+                         test::shared_path("data/calib/docs-calib.txt") + " --calib-samples 4 --calib-ctx 128");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto ppl = [&](const std::string& model) {
+    auto p = test::run_cli("perplexity " + model + " -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
+                           " --ctx 128 --chunks 3 --json");
+    EXPECT_EQ(p.status, 0) << p.out;
+    const size_t at = p.out.find("\"ppl\": ");
+    return std::stod(p.out.substr(at + 7));
+  };
+  const double a = ppl(m), b = ppl(d + "/s.gguf");
+  EXPECT_NEAR(b / a, 1.0, 1e-4);
+  auto orig = load_model(m), sm = load_model(d + "/s.gguf");
+  const auto w0 = to_f32(*orig->find("blk.0.attn_q.weight")), w1 = to_f32(*sm->find("blk.0.attn_q.weight"));
+  double diff = 0;
+  for (size_t i = 0; i < w0.size(); i++) diff = std::max(diff, double(std::fabs(w0[i] - w1[i])));
+  EXPECT_GT(diff, 1e-3) << "the weights were rescaled";
+  test::expect_cli_error("smooth " + m + " " + d + "/x.gguf --alpha 2 --calib " + test::shared_path("data/calib/docs-calib.txt"),
+                         "--alpha 2");
+  test::expect_cli_error("smooth " + m + " " + d + "/x.gguf", "--calib FILE");
 }
 
 }  // namespace

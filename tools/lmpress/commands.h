@@ -30,6 +30,7 @@ void add_kld(CLI::App& app);
 void add_eval(CLI::App& app);
 void add_prune(CLI::App& app);
 void add_apply(CLI::App& app);
+void add_smooth(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_serve(CLI::App& app);
 

@@ -1,0 +1,85 @@
+#include "compress/smooth.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "kernels/to_f32.h"
+
+namespace lmpress {
+
+SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alpha) {
+  if (!(alpha >= 0 && alpha <= 1)) fail("--alpha {}: SmoothQuant's migration strength is in [0, 1]", alpha);
+  for (const Tensor& t : m.tensors)
+    if (layer_of(t.name) >= 0 && t.shape.size() == 2 && !is_float_type(t.dtype))
+      fail("{}: {} is {}: smoothing rescales float weights (smooth before quantizing)", m.path, t.name,
+           dtype_name(t.dtype));
+  const int64_t L = m.cfg.n_layers, D = m.cfg.dim;
+  // max|x| per channel at each block's two norm outputs, from one calibrated pass.
+  std::vector<std::vector<float>> amax(size_t(2 * L), std::vector<float>(size_t(D), 0.0f));
+  LayerwiseCalibrator cal(m, calibration_windows(m, calib));
+  SmoothReport rep;
+  rep.calib_tokens = cal.n_tokens();
+  {
+    Progress progress("smooth", uint64_t(L));
+    for (int64_t l = 0; l < L; l++) {
+      const LinearObserver obs = [&](LinearSite site, const float* x, int64_t n, int64_t cols) {
+        if (site != LinearSite::AttnIn && site != LinearSite::FfnIn) return;
+        auto& a = amax[size_t(2 * l + (site == LinearSite::FfnIn))];
+        for (int64_t t = 0; t < n; t++)
+          for (int64_t j = 0; j < cols; j++) a[size_t(j)] = std::max(a[size_t(j)], std::fabs(x[t * cols + j]));
+      };
+      cal.run(l, m.layers[size_t(l)], &obs, true);
+      progress.update(uint64_t(l + 1));
+    }
+  }
+  auto index = [&](const std::string& name) -> size_t {
+    for (size_t i = 0; i < m.tensors.size(); i++)
+      if (m.tensors[i].name == name) return i;
+    fail("{}: no tensor {}", m.path, name);
+  };
+  rep.min_scale = INFINITY;
+  for (int64_t l = 0; l < L; l++)
+    for (int site = 0; site < 2; site++) {
+      const std::string b = "blk." + std::to_string(l) + ".";
+      const std::string norm = b + (site == 0 ? "attn_norm.weight" : "ffn_norm.weight");
+      const std::vector<std::string> linears =
+          site == 0 ? std::vector<std::string>{b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"}
+                    : std::vector<std::string>{b + "ffn_gate.weight", b + "ffn_up.weight"};
+      std::vector<std::vector<float>> w;
+      std::vector<float> wmax(static_cast<size_t>(D), 0.0f);
+      for (const auto& name : linears) {
+        const Tensor& t = m.tensors[index(name)];
+        if (t.cols() != D) fail("{}: {} has {} columns, the model's width is {}", m.path, name, t.cols(), D);
+        w.push_back(to_f32(t));
+        for (int64_t r = 0; r < t.rows(); r++)
+          for (int64_t j = 0; j < D; j++) wmax[size_t(j)] = std::max(wmax[size_t(j)], std::fabs(w.back()[size_t(r * D + j)]));
+      }
+      const auto& a = amax[size_t(2 * l + site)];
+      std::vector<float> s(static_cast<size_t>(D));
+      for (int64_t j = 0; j < D; j++) {
+        // A channel with no activation or no weight keeps scale 1 (nothing to migrate).
+        const double x = a[size_t(j)], y = wmax[size_t(j)];
+        const double v = x > 0 && y > 0 ? std::pow(x, alpha) / std::pow(y, 1 - alpha) : 1.0;
+        s[size_t(j)] = float(std::clamp(v, 1e-5, 1e5));
+        rep.min_scale = std::min(rep.min_scale, double(s[size_t(j)]));
+        rep.max_scale = std::max(rep.max_scale, double(s[size_t(j)]));
+      }
+      const size_t ni = index(norm);
+      std::vector<float> g = to_f32(m.tensors[ni]);
+      for (int64_t j = 0; j < D; j++) g[size_t(j)] /= s[size_t(j)];
+      m.tensors[ni] = make_f32_tensor(norm, m.tensors[ni].shape, std::move(g));
+      for (size_t k = 0; k < linears.size(); k++) {
+        const size_t ti = index(linears[k]);
+        const int64_t rows = m.tensors[ti].rows();
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t j = 0; j < D; j++) w[k][size_t(r * D + j)] *= s[size_t(j)];
+        m.tensors[ti] = make_f32_tensor(linears[k], m.tensors[ti].shape, std::move(w[k]));
+      }
+    }
+  m.bind();
+  return rep;
+}
+
+}  // namespace lmpress
