@@ -239,8 +239,9 @@ class Generation(Iterator[Token]):
 
     @property
     def text(self) -> str:
-        """The text of the tokens handed out so far."""
-        return "".join(self._pieces)
+        """The text of the tokens handed out so far, and once it ended the bytes
+        the last token left incomplete (which no Token carries)."""
+        return "".join(self._pieces) + self._g.tail()
 
     @property
     def done(self) -> bool:

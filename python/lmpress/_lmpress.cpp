@@ -672,6 +672,7 @@ class Generation {
         if (out.status != LMPRESS_OK) {
           end_locked(false);
         } else if (done) {
+          if (len) tail_.assign(text, len);  // bytes the last token left incomplete
           end_locked(true);
         } else {
           got = true;
@@ -711,9 +712,20 @@ class Generation {
     std::lock_guard<std::mutex> lk(mu_);
     return state_ == State::Ended;
   }
+  // What the end released after the last token (an incomplete character's bytes), as text.
+  py::str tail() {
+    std::string t;
+    {
+      py::gil_scoped_release nogil;
+      std::lock_guard<std::mutex> lk(mu_);
+      t = tail_;
+    }
+    return decode_utf8(t.data(), t.size());
+  }
 
  private:
   enum class State { Fresh, Running, Ended };
+  std::string tail_;
 
   // Ends the generation (with mu_ held): keeps its result (with_result) and
   // frees it.
@@ -1016,7 +1028,8 @@ PYBIND11_MODULE(_lmpress, m) {
       .def("next", &Generation::next)
       .def("close", &Generation::close)
       .def("result", &Generation::result)
-      .def("done", &Generation::done);
+      .def("done", &Generation::done)
+      .def("tail", &Generation::tail);
 
   m.def("generate", &generate_blocking, py::arg("model"), py::arg("prompt"), py::arg("n_predict"),
         py::arg("n_ctx") = 0, py::arg("ignore_eos") = false, py::arg("sampling") = py::none(),
