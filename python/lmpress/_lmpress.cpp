@@ -178,6 +178,22 @@ void set_progress(ProgressState& st, const py::object& fn, lmpress_progress_call
   *user = &st;
 }
 
+// Runs call() (a C function given params p, whose progress / progress_user_data
+// it fills from `progress`) with the GIL released; raises what the callback
+// raised (or Ctrl-C), else the call's error.
+template <class Params, class Call>
+void call_with_progress(Params& p, const py::object& progress, Call&& call) {
+  ProgressState st;
+  set_progress(st, progress, &p.progress, &p.progress_user_data);
+  Outcome out;
+  {
+    py::gil_scoped_release nogil;
+    out.set(call());
+  }
+  st.intr.rethrow_if_any();  // first: a call the callback stopped failed because of it
+  out.check();
+}
+
 // ---------------------------------------------------------------- options
 
 std::optional<std::string> opt_str(const py::dict& d, const char* key) {
@@ -356,16 +372,8 @@ class Model {
     lmpress_model_params p = lmpress_model_default_params();
     if (tokenizer_path) p.tokenizer_path = tokenizer_path->c_str();
     p.repack = repack;
-    ProgressState st;
-    set_progress(st, progress, &p.progress, &p.progress_user_data);
     lmpress_model* raw = nullptr;
-    Outcome out;
-    {
-      py::gil_scoped_release nogil;
-      out.set(lmpress_model_load(path.c_str(), &p, &raw));
-    }
-    st.intr.rethrow_if_any();  // (a load stopped by it freed the model)
-    out.check();
+    call_with_progress(p, progress, [&] { return lmpress_model_load(path.c_str(), &p, &raw); });
     return Model(ModelPtr(raw, lmpress_model_free));
   }
 
@@ -806,18 +814,10 @@ py::dict perplexity(const Model& model, const std::string& text, int64_t n_ctx, 
   if (protocol) p.protocol = protocol->c_str();
   const CacheOptions c = CacheOptions::from(cache);
   c.apply(&p.cache);
-  ProgressState st;
-  set_progress(st, progress, &p.progress, &p.progress_user_data);
   lmpress_perplexity_result r;
   std::memset(&r, 0, sizeof r);
   ModelPtr keep = model.ptr();
-  Outcome out;
-  {
-    py::gil_scoped_release nogil;
-    out.set(lmpress_perplexity(keep.get(), text.data(), text.size(), &p, &r));
-  }
-  st.intr.rethrow_if_any();
-  out.check();
+  call_with_progress(p, progress, [&] { return lmpress_perplexity(keep.get(), text.data(), text.size(), &p, &r); });
   py::dict d;
   d["ppl"] = r.ppl;
   d["ppl_stderr"] = r.ppl_stderr;
@@ -840,15 +840,7 @@ void quantize(const std::string& in_path, const std::string& out_path, const std
   if (imatrix) p.imatrix_path = imatrix->c_str();
   p.damp = damp;
   p.act_order = act_order;
-  ProgressState st;
-  set_progress(st, progress, &p.progress, &p.progress_user_data);
-  Outcome out;
-  {
-    py::gil_scoped_release nogil;
-    out.set(lmpress_quantize(in_path.c_str(), out_path.c_str(), &p));
-  }
-  st.intr.rethrow_if_any();
-  out.check();
+  call_with_progress(p, progress, [&] { return lmpress_quantize(in_path.c_str(), out_path.c_str(), &p); });
 }
 
 void prune(const std::string& in_path, const std::string& out_path, const std::optional<std::string>& method,
@@ -864,15 +856,7 @@ void prune(const std::string& in_path, const std::string& out_path, const std::o
   p.calib_samples = calib_samples;
   p.calib_ctx = calib_ctx;
   p.damp = damp;
-  ProgressState st;
-  set_progress(st, progress, &p.progress, &p.progress_user_data);
-  Outcome out;
-  {
-    py::gil_scoped_release nogil;
-    out.set(lmpress_prune(in_path.c_str(), out_path.c_str(), &p));
-  }
-  st.intr.rethrow_if_any();
-  out.check();
+  call_with_progress(p, progress, [&] { return lmpress_prune(in_path.c_str(), out_path.c_str(), &p); });
 }
 
 // No progress callback in the C API: Ctrl-C waits for the end (seconds for
@@ -897,18 +881,10 @@ py::dict kld(const Model& base, const Model& cand, const std::string& text, int6
   const CacheOptions c = CacheOptions::from(cache), bc = CacheOptions::from(base_cache);
   c.apply(&p.cache);
   bc.apply(&p.base_cache);
-  ProgressState st;
-  set_progress(st, progress, &p.progress, &p.progress_user_data);
   lmpress_kld_result r;
   std::memset(&r, 0, sizeof r);
   const ModelPtr keep_base = base.ptr(), keep_cand = cand.ptr();
-  Outcome out;
-  {
-    py::gil_scoped_release nogil;
-    out.set(lmpress_kld(keep_base.get(), keep_cand.get(), text.data(), text.size(), &p, &r));
-  }
-  st.intr.rethrow_if_any();
-  out.check();
+  call_with_progress(p, progress, [&] { return lmpress_kld(keep_base.get(), keep_cand.get(), text.data(), text.size(), &p, &r); });
   py::dict d;
   d["kld"] = r.kld;
   d["kld_unc"] = r.kld_unc;

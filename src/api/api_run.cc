@@ -80,6 +80,17 @@ lmpress_generate_result generate_result(const GenerateStats& s, bool done) {
   return r;
 }
 
+// The calibration of a compression call, checked as the command line checks its options.
+CalibrationOptions calibration(const char* path, int64_t samples, int64_t ctx, const char* fn) {
+  CalibrationOptions c;
+  if (path) c.file = path;
+  c.samples = samples;
+  c.ctx = ctx;
+  if (c.samples == 0 || c.samples < -1) invalid("{}: calib_samples {}: -1 (all) or >= 1", fn, c.samples);
+  if (c.ctx < 2) invalid("{}: calib_ctx {} must be >= 2", fn, c.ctx);
+  return c;
+}
+
 void check_tokens(const Model& m, const int32_t* tokens, size_t n, const char* fn) {
   for (size_t i = 0; i < n; i++)
     if (tokens[i] < 0 || tokens[i] >= m.cfg.n_vocab)
@@ -403,14 +414,10 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     QuantizeRequest r;
     r.type = p.type;
     if (p.method) r.method = p.method;
-    if (p.calib_path) r.calib.file = p.calib_path;
-    r.calib.samples = p.calib_samples;
-    r.calib.ctx = p.calib_ctx;
+    r.calib = calibration(p.calib_path, p.calib_samples, p.calib_ctx, fn);
     if (p.imatrix_path) r.imatrix = p.imatrix_path;
     r.damp = p.damp;
     r.act_order = p.act_order;
-    if (r.calib.samples == 0 || r.calib.samples < -1) invalid("{}: calib_samples {}: -1 (all) or >= 1", fn, r.calib.samples);
-    if (r.calib.ctx < 2) invalid("{}: calib_ctx {} must be >= 2", fn, r.calib.ctx);
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}, {"imatrix_path", r.imatrix}}, OutputKind::Either);
     QuantizeOptions q = quantize_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
@@ -443,12 +450,8 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     r.sparsity = p.sparsity;
     if (p.nm) r.nm = p.nm;
     if (p.quantize) r.quantize = p.quantize;
-    if (p.calib_path) r.calib.file = p.calib_path;
-    r.calib.samples = p.calib_samples;
-    r.calib.ctx = p.calib_ctx;
+    r.calib = calibration(p.calib_path, p.calib_samples, p.calib_ctx, fn);
     r.damp = p.damp;
-    if (r.calib.samples == 0 || r.calib.samples < -1) invalid("{}: calib_samples {}: -1 (all) or >= 1", fn, r.calib.samples);
-    if (r.calib.ctx < 2) invalid("{}: calib_ctx {} must be >= 2", fn, r.calib.ctx);
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
     const PruneOptions o = prune_options(r);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));

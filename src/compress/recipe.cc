@@ -27,16 +27,6 @@ std::string scalar(const YAML::Node& n, const Ctx& c, const std::string& key) {
   return n.Scalar();
 }
 
-double number(const YAML::Node& n, const Ctx& c, const std::string& key);
-
-// A whole number in [lo, hi].
-int64_t integer(const YAML::Node& n, const Ctx& c, const std::string& key, int64_t lo, int64_t hi) {
-  const double v = number(n, c, key);
-  if (v != std::floor(v) || v < double(lo) || v > double(hi))
-    fail("{}: {}.{} {} is not a whole number in [{}, {}]", c.source, c.where, key, v, lo, hi);
-  return int64_t(v);
-}
-
 double number(const YAML::Node& n, const Ctx& c, const std::string& key) {
   const std::string s = scalar(n, c, key);
   try {
@@ -46,6 +36,14 @@ double number(const YAML::Node& n, const Ctx& c, const std::string& key) {
   } catch (const std::exception&) {
   }
   fail("{}: {}.{} '{}' is not a number", c.source, c.where, key, s);
+}
+
+// A whole number in [lo, hi].
+int64_t integer(const YAML::Node& n, const Ctx& c, const std::string& key, int64_t lo, int64_t hi) {
+  const double v = number(n, c, key);
+  if (v != std::floor(v) || v < double(lo) || v > double(hi))
+    fail("{}: {}.{} {} is not a whole number in [{}, {}]", c.source, c.where, key, v, lo, hi);
+  return int64_t(v);
 }
 
 std::vector<std::string> strings(const YAML::Node& n, const Ctx& c, const std::string& key) {

@@ -187,21 +187,22 @@ double mib(uint64_t b) { return double(b) / (1 << 20); }
 
 }  // namespace
 
+std::string compare_svg(const std::vector<CompareRow>& rows, const std::string& title) {
+  if (rows.empty()) fail("compare: nothing to plot");
+  Plot p = method_plot();
+  p.title = title, p.x_label = "size (MiB)", p.y_label = "perplexity";
+  for (const auto& r : rows) p.points.push_back({mib(r.size_bytes), r.ppl, r.label, method_index(r)});
+  p.line = pareto_front(rows);
+  p.line_name = "Pareto front";
+  std::vector<double> ys;
+  for (const auto& q : p.points) ys.push_back(q.y);
+  p.log_y = wants_log_axis(ys);
+  return plot_svg(p);
+}
+
 std::vector<std::pair<std::string, std::string>> compare_plots(const std::vector<CompareRow>& rows,
                                                                const std::string& title) {
-  if (rows.empty()) fail("compare: nothing to plot");
-  std::vector<std::pair<std::string, std::string>> out;
-  {
-    Plot p = method_plot();
-    p.title = title, p.x_label = "size (MiB)", p.y_label = "perplexity";
-    for (const auto& r : rows) p.points.push_back({mib(r.size_bytes), r.ppl, r.label, method_index(r)});
-    p.line = pareto_front(rows);
-    p.line_name = "Pareto front";
-    std::vector<double> ys;
-    for (const auto& q : p.points) ys.push_back(q.y);
-    p.log_y = wants_log_axis(ys);
-    out.emplace_back(p.title, plot_svg(p));
-  }
+  std::vector<std::pair<std::string, std::string>> out{{title, compare_svg(rows, title)}};
   // ΔPPL and KLD against bits per weight, for the files compared with the first.
   for (const bool kld : {false, true}) {
     Plot p = method_plot();
@@ -228,9 +229,6 @@ std::vector<std::pair<std::string, std::string>> compare_plots(const std::vector
   return out;
 }
 
-std::string compare_svg(const std::vector<CompareRow>& rows, const std::string& title) {
-  return compare_plots(rows, title).front().second;
-}
 
 std::string compare_html(const std::vector<CompareRow>& rows, const std::string& title) {
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>" + xml_escape(title) +
