@@ -27,6 +27,11 @@ if [ "$FUZZ_SECONDS" -gt 0 ]; then
   cmake --build build-fuzz -j"$(nproc)" --target $(for t in $targets; do echo fuzz_$t; done)
   for t in $targets; do
     case $t in gguf|safetensors) secs=$FUZZ_SECONDS ;; *) secs=$(( (FUZZ_SECONDS * 2 + 2) / 3 )) ;; esac
+    # Inputs that once crashed or leaked (tests/fuzz/crashes/<target>-*) replay first.
+    crashes=$(ls tests/fuzz/crashes/$t-* 2>/dev/null || true)
+    if [ -n "$crashes" ]; then
+      build-fuzz/fuzz_$t $crashes 2>build-fuzz/fuzz_$t.log || { tail -50 build-fuzz/fuzz_$t.log; echo "fuzz_$t: a saved crash is back"; exit 1; }
+    fi
     corpus="build-fuzz/corpus-$t"; mkdir -p "$corpus"
     cp tests/fuzz/seeds/$t/* "$corpus"/ 2>/dev/null || true
     echo "fuzz_$t: ${secs}s"

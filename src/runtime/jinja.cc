@@ -2156,8 +2156,45 @@ const std::initializer_list<const char*> kDictAttrs = {"clear", "copy",       "f
                                                        "values"};
 const std::initializer_list<const char*> kDictMutators = {"clear", "pop", "popitem", "setdefault", "update"};
 
+// Namespaces and loops are the only containers a template changes in place,
+// so every reference cycle passes through one (`{% set ns.me = ns %}`: legal
+// Jinja2, which Python's collector frees and shared ownership never would).
+// Rendering keeps a weak reference to each and, when it ends, empties those
+// still alive.
+class CycleBreaker {
+ public:
+  CycleBreaker() = default;
+  CycleBreaker(const CycleBreaker&) = delete;
+  CycleBreaker& operator=(const CycleBreaker&) = delete;
+  void add(const std::shared_ptr<Dict>& d) {
+    if (all_.size() >= compact_at_) {  // drop the freed ones: the list stays within twice the live count
+      std::erase_if(all_, [](const std::weak_ptr<Dict>& w) { return w.expired(); });
+      compact_at_ = std::max<size_t>(1024, 2 * all_.size());
+    }
+    all_.push_back(d);
+  }
+  ~CycleBreaker() {
+    std::vector<Value> held;
+    for (const auto& w : all_) {
+      if (auto d = w.lock()) {
+        for (auto& kv : d->items) held.push_back(std::move(kv.second));
+        d->items.clear();
+        d->index.clear();
+      }
+    }
+    Graveyard::bury([&held](std::vector<Value>& q) {
+      for (auto& v : held) q.push_back(std::move(v));
+    });
+  }
+
+ private:
+  std::vector<std::weak_ptr<Dict>> all_;
+  size_t compact_at_ = 1024;
+};
+
 struct Interp {
   const RenderOptions& opt;
+  CycleBreaker cycles;
   uint64_t steps = 0;
   uint64_t bytes = 0;
   int depth = 0;
@@ -2303,6 +2340,7 @@ struct Interp {
     Value loop;
     loop.k = K::Loop;
     loop.dict = std::make_shared<Dict>();
+    cycles.add(loop.dict);
     const int64_t n = int64_t(items.size());
     for (int64_t j = 0; j < n; j++) {
       step();
@@ -3913,9 +3951,10 @@ ScopeP make_globals(const RenderOptions& opt) {
     v.step = step;
     return v;
   });
-  g->vars["namespace"] = make_func("namespace", [](Interp&, Args& a) {
+  g->vars["namespace"] = make_func("namespace", [](Interp& in, Args& a) {
     Value v = py_dict_from_args("namespace", a);
     v.k = K::Ns;
+    in.cycles.add(v.dict);
     return v;
   });
   g->vars["dict"] = make_func("dict", [](Interp&, Args& a) { return py_dict_from_args("dict", a); });

@@ -436,6 +436,15 @@ TEST(Jinja, LimitsStopRunawayTemplates) {
   EXPECT_EQ(R(chain + "ok"), "ok");
   expect_error(chain + "{{ ns.cur }}", K::Limit, "values nest deeper than 512 levels");
   expect_error("{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", K::Limit, "values nest deeper than 512 levels");
+  // Values holding the namespace or loop they are stored in (reference cycles)
+  // render as in Jinja2; tests/fuzz/crashes/chat_template-namespace-cycle-leak
+  // runs them under LeakSanitizer.
+  EXPECT_EQ(R("{% set ns = namespace(t=[]) %}{% set ns.t = ns, ns.t + [1] %}{{ ns.t[1] }}"
+              "{% set a = namespace() %}{% set b = namespace(x=[{'k': (1, a)}]) %}{% set a.y = [b] %}"
+              "{{ a.y[0].x[0].k[1].y[0].x[0].k[0] }}"
+              "{% for x in [1, 1] %}{{ loop.changed(loop) }}{% set ns.l = loop %}{{ loop.changed([ns]) }}{% endfor %}|"
+              "{% for x in [1, 1] %}{{ loop.changed(loop) }}{% endfor %}"),
+            "[1]1TrueTrueTrueTrue|TrueFalse");  // python3-jinja2's output
   std::string deep_ifs;
   for (int i = 0; i < 300; i++) deep_ifs += "{% if true %}";
   expect_error(deep_ifs, K::Syntax, "nests deeper than 200 levels");
