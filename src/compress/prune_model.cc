@@ -214,6 +214,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   map_large_buffers();
   PruneReport rep;
   rep.n_params = m.n_params();
+  if (o.rotate) rotate_model(m, *o.rotate);
   if (o.owl) {
     if (o.pattern.is_nm()) fail("--owl sets a sparsity per block; it does not apply to N:M patterns");
     rep.owl_ratios = owl_outlier_ratios(m, o.calib, *o.owl);
@@ -243,6 +244,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
 StructuredReport prune_model_structured(Model& m, const std::string& out_path, const StructuredOptions& so,
                                         const PruneOptions& o) {
   map_large_buffers();
+  if (o.rotate) fail("--rotate applies to unstructured and N:M pruning (structured pruning keeps the source's types)");
   std::map<std::string, DType> source;
   for (const auto& t : m.tensors) source[t.name] = t.dtype;
   PrunedViews views;
@@ -273,6 +275,7 @@ PruneOptions prune_output_options(const PruneRequest& r) {
   PruneOptions po;
   po.calib = r.calib;
   po.name = r.name;
+  if (!r.rotate.empty()) po.rotate = parse_rotate_spec(r.rotate, "--rotate");
   if (!r.quantize.empty()) {
     po.quantize = dtype_from_name(r.quantize);
     if (!po.quantize) fail("--quantize: unknown type '{}'", r.quantize);

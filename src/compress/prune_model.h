@@ -10,6 +10,7 @@
 
 #include "compress/calibration.h"
 #include "compress/owl.h"
+#include "compress/rotate.h"
 #include "compress/structured_prune.h"
 #include "core/dtype.h"
 #include "model/model.h"
@@ -28,6 +29,7 @@ struct PruneOptions {
   bool global = false;            // magnitude, unstructured: one |w| threshold across all blocks' linears
   std::string name;               // general.name
   std::string recipe;             // recorded in the output (ExportOptions::recipe)
+  std::optional<RotateSpec> rotate;  // rotate the residual stream first (compress/rotate.h)
 };
 
 struct PrunedTensor {
@@ -58,6 +60,7 @@ struct PruneRequest {
   bool owl = false, global = false;
   OwlOptions owl_opts;
   std::string name;
+  std::string rotate;  // hadamard[:SEED], or empty
 };
 PruneOptions prune_options(const PruneRequest& r);
 // Only what every pruning shares (calibration, name, --quantize): structured pruning's.

@@ -451,6 +451,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
       if (is_quantizable(t) && !is_float_type(t.dtype))
         fail("{}: {} is already quantized ({}); requantizing loses quality, pass --allow-requantize to do it anyway",
              m.path, t.name, dtype_name(t.dtype));
+  if (o.rotate) rotate_model(m, *o.rotate);
   Quantizer q(m, o, rep);
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   if (o.int_group) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "compress/calibration.h"
+#include "compress/rotate.h"
 #include "model/model.h"
 #include "quant/gptq.h"
 #include "quant/imatrix.h"
@@ -30,6 +31,9 @@ struct QuantizeOptions {
   std::optional<IntGroupSpec> int_group;
   IntCheckpoint checkpoint = IntCheckpoint::Gptq;  // the directory's layout for int_group (quant/int_checkpoint.h)
   bool clip_search = false;
+  // Rotate the residual stream first (QuaRot, compress/rotate.h): the model is
+  // the same function with fewer outliers, quantized after.
+  std::optional<RotateSpec> rotate;
   // Choose per-tensor GGUF types by measured sensitivity so that the file has
   // at most this many bits per weight (needs calib).
   std::optional<double> target_bpw;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
@@ -65,6 +69,7 @@ struct QuantizeRequest {
   std::string method = "rtn";  // rtn, gptq, awq
   std::string format = "gptq";  // int-N types: the checkpoint layout (gptq, awq, compressed-tensors)
   std::string imatrix;       // llama.cpp imatrix GGUF
+  std::string rotate;        // hadamard[:SEED], or empty
   std::string output_type, embd_type, name;
   std::vector<std::string> tensor_types;  // PATTERN=TYPE overrides
   CalibrationOptions calib;

@@ -67,6 +67,12 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
   q.gptq.act_order = r.act_order;
   q.allow_requantize = r.allow_requantize;
   q.name = r.name;
+  if (!r.rotate.empty()) {
+    q.rotate = parse_rotate_spec(r.rotate, "--rotate");
+    if (!r.imatrix.empty())
+      fail("--imatrix with --rotate: the importance matrix was measured on the unrotated model (its channels are not the "
+           "rotated model's); calibrate GPTQ or AWQ with --calib instead");
+  }
   if (!r.imatrix.empty()) {
     q.imatrix = read_imatrix(r.imatrix);
     q.mix.has_imatrix = true;

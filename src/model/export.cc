@@ -189,6 +189,7 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   if (ftype != 0 && ftype != 1 && ftype != 32) w.set("general.quantization_version", GGUFValue::u32(2));
   w.set("general.file_type", GGUFValue::u32(ftype));
   if (!o.recipe.empty()) w.set("lmpress.recipe", GGUFValue::str(o.recipe));
+  if (!m.rotation.empty()) w.set("lmpress.rotation", GGUFValue::str(m.rotation));
   w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
   w.set(a + ".context_length", GGUFValue::u32(uint32_t(c.ctx_len)));
   w.set(a + ".embedding_length", GGUFValue::u32(uint32_t(c.dim)));

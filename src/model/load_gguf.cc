@@ -28,6 +28,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     fail("{}: unknown architecture '{}' (supported: llama, qwen2, deci)", path, arch);
   }
   c.gguf_arch = arch;
+  m->rotation = g.get_string("lmpress.rotation").value_or("");
   const std::string k = arch + ".";
   const auto get_float = [&](const std::string& key, double def) {
     return config_float(g.get_float(key).value_or(def), path, key);

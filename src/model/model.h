@@ -32,6 +32,10 @@ struct Model {
   std::unique_ptr<Tokenizer> tokenizer;
   std::string path;    // what the user named
   std::string format;  // "gguf", "hf", "llama2c"
+  // The residual rotation applied (compress/rotate.h), e.g. "hadamard:0";
+  // GGUF metadata lmpress.rotation. Nothing to apply at run time: recorded so
+  // that info shows it. Empty: none.
+  std::string rotation;
   // Pre-RoPE inverse frequencies (from config or a rope_freqs.weight tensor).
   std::vector<float> rope_inv_freqs;
 

@@ -135,6 +135,8 @@ void add_prune(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1.0, 1000.0));
   cmd->add_option("--damp", o->damp, "SparseGPT dampening (fraction of mean diag H)")->capture_default_str()->check(damp_fraction());
+  cmd->add_option("--rotate", o->rotate,
+                  "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED (unstructured and N:M)");
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);

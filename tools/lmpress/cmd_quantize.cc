@@ -80,6 +80,8 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--act-order", o->act_order, "GPTQ: columns by decreasing activation energy (desc_act)");
   cmd->add_flag("--clip-search", o->clip_search,
                 "RTN: choose each block's clipping ratio by least (importance-weighted) squared error");
+  cmd->add_option("--rotate", o->rotate,
+                  "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED; same function, fewer outliers");
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);

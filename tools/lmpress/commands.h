@@ -31,6 +31,7 @@ void add_eval(CLI::App& app);
 void add_prune(CLI::App& app);
 void add_apply(CLI::App& app);
 void add_smooth(CLI::App& app);
+void add_rotate(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_serve(CLI::App& app);
 

@@ -148,6 +148,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_prune(app);
   lmpress::cli::add_apply(app);
   lmpress::cli::add_smooth(app);
+  lmpress::cli::add_rotate(app);
   lmpress::cli::add_compare(app);
   lmpress::cli::add_serve(app);
   try {
