@@ -3,7 +3,7 @@
 # docs-calib.txt, held-out text the last quarter, wiki.test.raw for PPL/KLD,
 # and the dense F32 model they compare against. Expects to run from the repo root.
 SHARED=$(cd ../shared && pwd)
-MODEL=$SHARED/models/lmp-8m
+MODEL=${MODEL:-$SHARED/models/lmp-8m}
 WIKI=$SHARED/data/wikitext-2/wiki.test.raw
 LMP=$PWD/build/lmpress
 W=$(mktemp -d)

@@ -45,6 +45,7 @@ void add_info(CLI::App& app) {
                      {"intermediate_size", c.ffn_dim}, {"context_length", c.ctx_len}, {"rms_norm_eps", c.rms_eps},
                      {"rope_theta", c.rope_theta},    {"rope_scaling", c.rope_scaling},
                      {"tied_embeddings", c.tied_embeddings}, {"qkv_bias", c.qkv_bias}};
+      if (!m->rotation.empty()) j["rotation"] = m->rotation;
       if (!c.uniform()) {
         // Per-layer sizes (non-uniform structured pruning); the scalars above are the maxima.
         j["config"]["layer_heads"] = c.layer_heads;
@@ -89,6 +90,7 @@ void add_info(CLI::App& app) {
                c.rope_scaling.empty() ? "" : ", scaling " + c.rope_scaling, c.rms_eps);
     fmt::print("output head:   {}{}\n", c.tied_embeddings ? "tied to embeddings" : "separate",
                c.qkv_bias ? ", q/k/v bias" : "");
+    if (!m->rotation.empty()) fmt::print("rotation:      {} (residual stream, folded into the weights)\n", m->rotation);
     fmt::print("per token:     at context {}: {:.2f} M MACs ({:.2f} M in attention), {:.2f} MiB of weights read; "
                "KV cache ({}) {:.0f} bytes per position, {:.2f} MiB read\n",
                cost.ctx, cost.macs() / 1e6, cost.attention_macs / 1e6, cost.weight_bytes / (1 << 20), kv_spec_name(kv),

@@ -1,0 +1,135 @@
+#include "compress/rotate.h"
+
+#include <charconv>
+
+#include "core/error.h"
+#include "core/progress.h"
+#include "kernels/hadamard.h"
+#include "kernels/to_f32.h"
+
+namespace lmpress {
+
+RotateSpec parse_rotate_spec(const std::string& text, const std::string& option) {
+  RotateSpec spec;
+  const std::string kind = text.substr(0, text.find(':'));
+  if (kind != "hadamard")
+    fail("{} {}: the rotation is hadamard or hadamard:SEED (QuaRot's random Hadamard matrix)", option, text);
+  if (kind.size() < text.size()) {
+    const std::string seed = text.substr(kind.size() + 1);
+    const auto r = std::from_chars(seed.data(), seed.data() + seed.size(), spec.seed);
+    if (seed.empty() || r.ec != std::errc() || r.ptr != seed.data() + seed.size())
+      fail("{} {}: the seed '{}' is not a non-negative integer", option, text, seed);
+  }
+  return spec;
+}
+
+std::string rotate_spec_name(const RotateSpec& spec) { return "hadamard:" + std::to_string(spec.seed); }
+
+namespace {
+
+// w (rows × q.size(), row-major): every row r <- r·Q.
+void rotate_rows(std::vector<float>& w, int64_t rows, const HadamardRotation& q) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) q.apply(w.data() + r * q.size());
+}
+
+std::vector<float> transpose(const std::vector<float>& w, int64_t rows, int64_t cols) {
+  std::vector<float> t(w.size());
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) t[size_t(c * rows + r)] = w[size_t(r * cols + c)];
+  return t;
+}
+
+}  // namespace
+
+RotateReport rotate_model(Model& m, const RotateSpec& spec) {
+  for (const Tensor& t : m.tensors)
+    if (t.shape.size() == 2 && !is_float_type(t.dtype))
+      fail("{}: {} is {}: rotation changes float weights (rotate before quantizing)", m.path, t.name,
+           dtype_name(t.dtype));
+  const int64_t D = m.cfg.dim, L = m.cfg.n_layers;
+  if (!HadamardRotation::supported(D))
+    fail("{}: {} {}: no Hadamard matrix of this size (lmpress builds 2^k·m with m = 1, q + 1 for a prime q ≡ 3 "
+         "mod 4, or 2(q + 1) for a prime q ≡ 1 mod 4)",
+         m.path, m.cfg.field("hidden_size"), D);
+  const HadamardRotation q(D, spec.seed);
+  RotateReport rep;
+  rep.size = D;
+  rep.order = q.order();
+
+  auto index = [&](const std::string& name) -> size_t {
+    for (size_t i = 0; i < m.tensors.size(); i++)
+      if (m.tensors[i].name == name) return i;
+    fail("{}: no tensor {}", m.path, name);
+  };
+  auto store = [&](const std::string& name, std::vector<float> v) {
+    const size_t i = index(name);
+    m.tensors[i] = make_f32_tensor(name, m.tensors[i].shape, std::move(v));
+  };
+  // A linear reading the residual stream: columns scaled by the norm before it, rows rotated.
+  auto reader = [&](const std::string& name, const std::vector<float>& norm) {
+    const Tensor& t = m.tensors[index(name)];
+    if (t.cols() != D) fail("{}: {} has {} columns, the model's width is {}", m.path, name, t.cols(), D);
+    const int64_t rows = t.rows();
+    std::vector<float> w = to_f32(t);
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t j = 0; j < D; j++) w[size_t(r * D + j)] *= norm[size_t(j)];
+    rotate_rows(w, rows, q);
+    store(name, std::move(w));
+  };
+  // A linear writing the residual stream (D rows): W <- Qᵀ·W, its bias b <- Qᵀ·b.
+  auto writer = [&](const std::string& name, const std::string& bias) {
+    const Tensor& t = m.tensors[index(name)];
+    const int64_t cols = t.cols();
+    std::vector<float> w = transpose(to_f32(t), D, cols);
+    rotate_rows(w, cols, q);
+    store(name, transpose(w, cols, D));
+    if (m.find(bias)) {
+      std::vector<float> b = to_f32(m.tensors[index(bias)]);
+      q.apply(b.data());
+      store(bias, std::move(b));
+    }
+  };
+  auto fold_norm = [&](const std::string& name) {
+    std::vector<float> g = to_f32(m.tensors[index(name)]);
+    store(name, std::vector<float>(size_t(D), 1.0f));
+    return g;
+  };
+
+  // The head first: a tied one is the embedding before rotation, with the final norm folded in.
+  const std::vector<float> out_norm = fold_norm("output_norm.weight");
+  if (m.cfg.tied_embeddings || !m.find("output.weight")) {
+    const Tensor& e = m.tensors[index("token_embd.weight")];
+    Tensor head = make_f32_tensor("output.weight", e.shape, to_f32(e));
+    if (const Tensor* old = m.find("output.weight")) {
+      m.tensors[index(old->name)] = std::move(head);
+    } else {
+      m.tensors.push_back(std::move(head));
+    }
+    m.cfg.tied_embeddings = false;
+    rep.untied = true;
+  }
+  reader("output.weight", out_norm);
+  {
+    const Tensor& e = m.tensors[index("token_embd.weight")];
+    std::vector<float> w = to_f32(e);
+    rotate_rows(w, e.rows(), q);
+    store("token_embd.weight", std::move(w));
+  }
+  Progress progress("rotate", uint64_t(L));
+  for (int64_t l = 0; l < L; l++) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const std::vector<float> attn = fold_norm(b + "attn_norm.weight");
+    for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_v.weight"}) reader(b + n, attn);
+    writer(b + "attn_output.weight", b + "attn_output.bias");
+    const std::vector<float> ffn = fold_norm(b + "ffn_norm.weight");
+    for (const char* n : {"ffn_gate.weight", "ffn_up.weight"}) reader(b + n, ffn);
+    writer(b + "ffn_down.weight", b + "ffn_down.bias");
+    progress.update(uint64_t(l + 1));
+  }
+  m.rotation = m.rotation.empty() ? rotate_spec_name(spec) : m.rotation + "," + rotate_spec_name(spec);
+  m.bind();
+  return rep;
+}
+
+}  // namespace lmpress

@@ -1,0 +1,146 @@
+#include "compress/rotate.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "kernels/to_f32.h"
+#include "model/export.h"
+#include "model/forward.h"
+#include "synthetic_model.h"
+#include "test_util.h"
+
+namespace lmpress {
+namespace {
+
+std::vector<float> all_logits(const Model& m, const std::vector<int32_t>& toks) {
+  InferenceState st(m, int64_t(toks.size()), int64_t(toks.size()), KvType::F32);
+  std::vector<float> out(toks.size() * size_t(m.cfg.n_vocab));
+  st.eval(toks.data(), int64_t(toks.size()), out.data(), true);
+  return out;
+}
+
+double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); i++) worst = std::max(worst, double(std::fabs(a[i] - b[i])));
+  return worst;
+}
+
+// The rotated model computes the same function: logits equal the original's
+// within float error, on lmp-8m (width 288 = 36·8: a Paley factor), lmp-8m-w256
+// (a power of two), and synthetic Qwen2 (q/k/v biases, width 48 = 12·4) and
+// tied Llama 3 models; what is written reads back with its metadata.
+TEST(Rotate, KeepsTheFunction) {
+  std::vector<std::string> paths;
+  for (const char* name : {"models/lmp-8m", "models/lmp-8m-w256"})
+    if (test::have_shared(std::string(name) + "/model.safetensors")) paths.push_back(test::shared_path(name));
+  const std::string dir = test::temp_dir();
+  test::SyntheticSpec qwen;
+  qwen.arch = "Qwen2ForCausalLM";
+  qwen.dim = 48;
+  std::filesystem::create_directories(dir + "/qwen");
+  test::write_synthetic_hf(dir + "/qwen", qwen);
+  test::SyntheticSpec llama3;
+  llama3.llama3_rope = true;
+  llama3.tied = true;
+  std::filesystem::create_directories(dir + "/llama3");
+  test::write_synthetic_hf(dir + "/llama3", llama3);
+  paths.push_back(dir + "/qwen");
+  paths.push_back(dir + "/llama3");
+  for (const std::string& path : paths) {
+    SCOPED_TRACE(path);
+    auto m = load_model(path);
+    std::vector<int32_t> toks;
+    if (m->cfg.n_vocab > 1000) {
+      toks = m->tokenizer->encode("Once upon a time there was a river, and the river ran to the sea.", true, false);
+    } else {
+      for (int i = 0; i < 40; i++) toks.push_back((i * 37 + 11) % int(m->cfg.n_vocab));
+    }
+    const auto before = all_logits(*m, toks);
+    const std::vector<float> down_before = to_f32(*m->layers[0].w_down);
+    const bool tied = m->cfg.tied_embeddings;
+    const RotateReport r = rotate_model(*m, parse_rotate_spec("hadamard:7", "--rotate"));
+    EXPECT_EQ(r.size, m->cfg.dim);
+    EXPECT_EQ(r.untied, tied);
+    EXPECT_FALSE(m->cfg.tied_embeddings);
+    for (float g : m->layers[1].attn_norm) ASSERT_EQ(g, 1.0f);
+    for (float g : m->output_norm) ASSERT_EQ(g, 1.0f);
+    const auto after = all_logits(*m, toks);
+    EXPECT_LT(max_abs_diff(before, after), 2e-3);
+    EXPECT_GT(max_abs_diff(to_f32(*m->layers[0].w_down), down_before), 1e-3);  // the weights did change
+    write_gguf_model(*m, dir + "/r.gguf", {});
+    auto back = load_model(dir + "/r.gguf");
+    EXPECT_EQ(back->rotation, "hadamard:7");
+    EXPECT_LT(max_abs_diff(before, all_logits(*back, toks)), 2e-3);
+  }
+}
+
+TEST(Rotate, RefusesWhatItCannotRotate) {
+  test::expect_error([] { parse_rotate_spec("random", "--rotate"); }, "--rotate random: the rotation is hadamard or");
+  test::expect_error([] { parse_rotate_spec("hadamard:-1", "--rotate"); }, "the seed '-1' is not a non-negative integer");
+  test::expect_error([] { parse_rotate_spec("hadamard:", "--rotate"); }, "the seed '' is not");
+  EXPECT_EQ(parse_rotate_spec("hadamard", "--rotate").seed, 0u);
+  EXPECT_EQ(rotate_spec_name(parse_rotate_spec("hadamard:12", "--rotate")), "hadamard:12");
+  const std::string dir = test::temp_dir();
+  test::SyntheticSpec odd;
+  odd.dim = 40;  // 20·2: Paley's order 20 (q = 19)
+  std::filesystem::create_directories(dir + "/a");
+  test::write_synthetic_hf(dir + "/a", odd);
+  auto a = load_model(dir + "/a");
+  EXPECT_NO_THROW(rotate_model(*a, {}));
+  odd.dim = 46;  // 2·23: no Hadamard matrix of order 23 or 46
+  odd.n_heads = 1;
+  odd.n_kv_heads = 1;
+  std::filesystem::create_directories(dir + "/b");
+  test::write_synthetic_hf(dir + "/b", odd);
+  auto b = load_model(dir + "/b");
+  test::expect_error([&] { rotate_model(*b, {}); }, "hidden_size 46: no Hadamard matrix of this size");
+  std::filesystem::create_directories(dir + "/c");
+  test::write_synthetic_hf(dir + "/c", {});
+  auto c = load_model(dir + "/c");
+  ExportOptions q8;
+  q8.dtype = DType::Q8_0;
+  write_gguf_model(*c, dir + "/q.gguf", q8);
+  auto q = load_model(dir + "/q.gguf");
+  test::expect_error([&] { rotate_model(*q, {}); }, "token_embd.weight is Q8_0: rotation changes float weights");
+}
+
+// From the command line: `rotate` writes a file whose perplexity is the
+// original's (llama-perplexity -c 256 --chunks 40 gives 295.5153 on both the
+// original lmp-8m and this rotated file); quantize and prune rotate first and
+// record it; what cannot be combined is refused by name.
+TEST(Rotate, CommandLine) {
+  if (!test::have_shared("models/lmp-8m/model.safetensors")) GTEST_SKIP();
+  const std::string d = test::temp_dir(), m = test::shared_path("models/lmp-8m");
+  const std::string wiki = " -f " + test::shared_path("data/wikitext-2/wiki.test.raw") + " --ctx 256 --chunks 40 --json";
+  auto r = test::run_cli("rotate " + m + " " + d + "/r.gguf --rotate hadamard:0");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("width 288 = 36·8"), std::string::npos) << r.out;
+  r = test::run_cli("perplexity " + d + "/r.gguf" + wiki);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 295.515, 295.515 * 0.001);
+  r = test::run_cli("info " + d + "/r.gguf --json --no-tensors");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["rotation"], "hadamard:0");
+
+  ASSERT_EQ(test::run_cli("quantize " + m + " " + d + "/q.gguf --type q8_0 --rotate hadamard:4").status, 0);
+  ASSERT_EQ(test::run_cli("prune " + m + " " + d + "/p.gguf --nm 2:4 --rotate hadamard:4").status, 0);
+  for (const char* f : {"/q.gguf", "/p.gguf"}) {
+    r = test::run_cli(std::string("info ") + d + f + " --json --no-tensors");
+    EXPECT_EQ(nlohmann::json::parse(r.out)["rotation"], "hadamard:4") << f;
+  }
+  test::expect_cli_error("quantize " + m + " " + d + "/x.gguf --type q4_0 --rotate hadamard --imatrix " + d + "/q.gguf",
+                         "--imatrix with --rotate: the importance matrix was measured on the unrotated model");
+  test::expect_cli_error("quantize " + m + " " + d + "/x.gguf --type q4_0 --rotate spin", "--rotate spin: the rotation is");
+  test::expect_cli_error("prune " + m + " " + d + "/x.gguf --structured ffn=0.2 --rotate hadamard --calib " +
+                             test::shared_path("data/calib/docs-calib.txt"),
+                         "--rotate applies to unstructured and N:M pruning");
+  test::expect_cli_error("rotate " + d + "/q.gguf " + d + "/x.gguf", "rotation changes float weights");
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
+}
+
+}  // namespace
+}  // namespace lmpress
