@@ -53,9 +53,12 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
          "mod 4, or 2(q + 1) for a prime q ≡ 1 mod 4)",
          m.path, m.cfg.field("hidden_size"), D);
   const HadamardRotation q(D, spec.seed);
+  const int64_t hd = m.cfg.head_dim;
   RotateReport rep;
   rep.size = D;
   rep.order = q.order();
+  rep.heads = spec.heads && HadamardRotation::supported(hd);
+  const HadamardRotation q2(rep.heads ? hd : 1, spec.seed + 1);
 
   auto index = [&](const std::string& name) -> size_t {
     for (size_t i = 0; i < m.tensors.size(); i++)
@@ -122,12 +125,34 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
     const std::vector<float> attn = fold_norm(b + "attn_norm.weight");
     for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_v.weight"}) reader(b + n, attn);
     writer(b + "attn_output.weight", b + "attn_output.bias");
+    if (rep.heads) {
+      // R2: v_proj's rows per KV head <- R2ᵀ·rows (as columns of the transpose: segments times R2), its bias
+      // likewise; o_proj's columns per head <- columns·R2 (segments of every row).
+      const int64_t kvd = m.cfg.kv_dim(l);
+      auto per_head = [&](std::vector<float>& w, int64_t rows, int64_t cols) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+          for (int64_t h = 0; h < cols / hd; h++) q2.apply(w.data() + r * cols + h * hd);
+      };
+      std::vector<float> v = transpose(to_f32(m.tensors[index(b + "attn_v.weight")]), kvd, D);
+      per_head(v, D, kvd);
+      store(b + "attn_v.weight", transpose(v, D, kvd));
+      if (m.find(b + "attn_v.bias")) {
+        std::vector<float> bias = to_f32(m.tensors[index(b + "attn_v.bias")]);
+        per_head(bias, 1, kvd);
+        store(b + "attn_v.bias", std::move(bias));
+      }
+      std::vector<float> o = to_f32(m.tensors[index(b + "attn_output.weight")]);
+      per_head(o, D, m.cfg.q_dim(l));
+      store(b + "attn_output.weight", std::move(o));
+    }
     const std::vector<float> ffn = fold_norm(b + "ffn_norm.weight");
     for (const char* n : {"ffn_gate.weight", "ffn_up.weight"}) reader(b + n, ffn);
     writer(b + "ffn_down.weight", b + "ffn_down.bias");
     progress.update(uint64_t(l + 1));
   }
-  m.rotation = m.rotation.empty() ? rotate_spec_name(spec) : m.rotation + "," + rotate_spec_name(spec);
+  rep.recorded = rotate_spec_name(spec) + (rep.heads ? " R1 R2" : " R1");
+  m.rotation = m.rotation.empty() ? rep.recorded : m.rotation + ", " + rep.recorded;
   m.bind();
   return rep;
 }

@@ -5,9 +5,12 @@
 // reading linears' rows by Q, the writing linears' (attn_output, ffn_down)
 // columns by Qᵀ — so the model computes the same function while the weights
 // lose their outlier channels, which is what makes them quantize better.
-// Only the residual stream is rotated (no online rotation), so the result is
-// an ordinary Llama-family model: any engine runs it. A tied output head is
-// untied (the head has the final norm folded in, the embedding does not).
+// SpinQuant's R2 rotates each attention head's values the same way: v_proj's
+// rows per KV head by R2ᵀ and o_proj's columns per head by R2 (attention mixes
+// values linearly, so o_proj sees the same thing). Both rotations are folded
+// into the weights (no online rotation), so the result is an ordinary
+// Llama-family model: any engine runs it. A tied output head is untied (the
+// head has the final norm folded in, the embedding does not).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -17,18 +20,21 @@
 namespace lmpress {
 
 struct RotateSpec {
-  uint64_t seed = 0;  // the random signs
+  uint64_t seed = 0;   // the random signs (R2's: seed + 1)
+  bool heads = true;   // also R2, per attention head (when the head size has a Hadamard matrix)
 };
 
 // "hadamard" or "hadamard:SEED"; fails naming `option`.
 RotateSpec parse_rotate_spec(const std::string& text, const std::string& option);
-// The words recorded in a rotated GGUF (metadata lmpress.rotation).
+// "hadamard:SEED", as parse_rotate_spec reads it.
 std::string rotate_spec_name(const RotateSpec& spec);
 
 struct RotateReport {
   int64_t size = 0;   // the residual width rotated
   int64_t order = 1;  // the Paley factor of the Hadamard matrix (1: a power of two)
+  bool heads = false;  // R2 applied (head size head_dim)
   bool untied = false;
+  std::string recorded;  // what m.rotation got: "hadamard:SEED R1" or "hadamard:SEED R1 R2"
 };
 
 // Rotates m in place (its float weights become owned f32 tensors) and records

@@ -65,6 +65,7 @@ TEST(Rotate, KeepsTheFunction) {
     const RotateReport r = rotate_model(*m, parse_rotate_spec("hadamard:7", "--rotate"));
     EXPECT_EQ(r.size, m->cfg.dim);
     EXPECT_EQ(r.untied, tied);
+    EXPECT_TRUE(r.heads);  // head sizes 48, 64, 12, 8
     EXPECT_FALSE(m->cfg.tied_embeddings);
     for (float g : m->layers[1].attn_norm) ASSERT_EQ(g, 1.0f);
     for (float g : m->output_norm) ASSERT_EQ(g, 1.0f);
@@ -73,7 +74,7 @@ TEST(Rotate, KeepsTheFunction) {
     EXPECT_GT(max_abs_diff(to_f32(*m->layers[0].w_down), down_before), 1e-3);  // the weights did change
     write_gguf_model(*m, dir + "/r.gguf", {});
     auto back = load_model(dir + "/r.gguf");
-    EXPECT_EQ(back->rotation, "hadamard:7");
+    EXPECT_EQ(back->rotation, "hadamard:7 R1 R2");
     EXPECT_LT(max_abs_diff(before, all_logits(*back, toks)), 2e-3);
   }
 }
@@ -90,7 +91,9 @@ TEST(Rotate, RefusesWhatItCannotRotate) {
   std::filesystem::create_directories(dir + "/a");
   test::write_synthetic_hf(dir + "/a", odd);
   auto a = load_model(dir + "/a");
-  EXPECT_NO_THROW(rotate_model(*a, {}));
+  const RotateReport ra = rotate_model(*a, {});
+  EXPECT_FALSE(ra.heads);  // head size 10: R1 alone
+  EXPECT_EQ(a->rotation, "hadamard:0 R1");
   odd.dim = 46;  // 2·23: no Hadamard matrix of order 23 or 46
   odd.n_heads = 1;
   odd.n_kv_heads = 1;
@@ -124,13 +127,13 @@ TEST(Rotate, CommandLine) {
   EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 295.515, 295.515 * 0.001);
   r = test::run_cli("info " + d + "/r.gguf --json --no-tensors");
   ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_EQ(nlohmann::json::parse(r.out)["rotation"], "hadamard:0");
+  EXPECT_EQ(nlohmann::json::parse(r.out)["rotation"], "hadamard:0 R1 R2");
 
   ASSERT_EQ(test::run_cli("quantize " + m + " " + d + "/q.gguf --type q8_0 --rotate hadamard:4").status, 0);
   ASSERT_EQ(test::run_cli("prune " + m + " " + d + "/p.gguf --nm 2:4 --rotate hadamard:4").status, 0);
   for (const char* f : {"/q.gguf", "/p.gguf"}) {
     r = test::run_cli(std::string("info ") + d + f + " --json --no-tensors");
-    EXPECT_EQ(nlohmann::json::parse(r.out)["rotation"], "hadamard:4") << f;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["rotation"], "hadamard:4 R1 R2") << f;
   }
   test::expect_cli_error("quantize " + m + " " + d + "/x.gguf --type q4_0 --rotate hadamard --imatrix " + d + "/q.gguf",
                          "--imatrix with --rotate: the importance matrix was measured on the unrotated model");

@@ -27,8 +27,9 @@ void add_rotate(CLI::App& app) {
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     const RotateReport r = rotate_model(*m, spec);
     write_gguf_model(*m, o->out, {});
-    fmt::print("rotated the residual stream (width {} = {}·{}{}) with {}; wrote {}\n", r.size, r.order, r.size / r.order,
-               r.untied ? ", output head untied" : "", rotate_spec_name(spec), o->out);
+    fmt::print("rotated the residual stream (width {} = {}·{}){}{} with {}; wrote {}\n", r.size, r.order,
+               r.size / r.order, r.heads ? " and each head's values" : "", r.untied ? ", output head untied" : "",
+               r.recorded, o->out);
   });
 }
 
