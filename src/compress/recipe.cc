@@ -178,9 +178,45 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
     }
     return st;
   }
+  if (name == "SpinQuantModifier") {
+    // SpinQuant's offline rotations with fixed random Hadamard matrices (learnable
+    // rotations and the online R3/R4 are not built).
+    st.kind = RecipeStep::Kind::Rotate;
+    std::vector<std::string> rotations = {"R1", "R2"};
+    for (const auto& kv : args) {
+      const std::string k = kv.first.Scalar();
+      if (k == "rotations") {
+        rotations = strings(kv.second, c, k);
+      } else if (k == "transform_type") {
+        const std::string t = scalar(kv.second, c, k);
+        if (t != "hadamard" && t != "random-hadamard")
+          fail("{}: {}.transform_type '{}': lmpress builds hadamard (a random Hadamard matrix)", c.source, c.where, t);
+      } else if (k == "randomize" || k == "learnable") {
+        if (scalar(kv.second, c, k) != "false")
+          fail("{}: {}.{}: only fixed rotations are built ({}: false)", c.source, c.where, k, k);
+      } else {
+        fail("{}: {}.{} is not an argument lmpress reads for SpinQuantModifier (rotations, transform_type)", c.source,
+             c.where, k);
+      }
+    }
+    bool r1 = false;
+    st.rotate.heads = false;
+    for (std::string r : rotations) {
+      for (auto& ch : r) ch = char(std::toupper(static_cast<unsigned char>(ch)));
+      if (r == "R1") r1 = true;
+      else if (r == "R2") st.rotate.heads = true;
+      else if (r == "R3" || r == "R4")
+        fail("{}: {}.rotations {}: an online rotation (at run time) is not built; R1 and R2 are folded into the weights",
+             c.source, c.where, r);
+      else fail("{}: {}.rotations '{}' is unknown (R1, R2)", c.source, c.where, r);
+    }
+    if (!r1) fail("{}: {}.rotations: lmpress rotates the residual stream (R1) always; R2 alone is not built", c.source,
+                  c.where);
+    return st;
+  }
   if (!quant && !prune)
-    fail("{}: {}: unknown modifier (SmoothQuantModifier, SparseGPTModifier, WandaModifier, GPTQModifier, "
-         "QuantizationModifier)",
+    fail("{}: {}: unknown modifier (SmoothQuantModifier, SpinQuantModifier, SparseGPTModifier, WandaModifier, "
+         "GPTQModifier, QuantizationModifier)",
          c.source, c.where);
   std::set<std::string> allowed = {"targets", "ignore"};
   if (quant) {
@@ -292,7 +328,8 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
       q.calib = calib;
       qopts[i] = quantize_options(q, out_path);
       qopts[i].recipe = r.text;
-    } else if ((st.kind == RecipeStep::Kind::Smooth || st.prune.method != PruneMethod::Magnitude) &&
+    } else if ((st.kind == RecipeStep::Kind::Smooth ||
+                (st.kind == RecipeStep::Kind::Prune && st.prune.method != PruneMethod::Magnitude)) &&
                calib.file.empty()) {
       fail("{}: {} needs calibration text: --calib FILE", st.stage, st.modifier);
     }
@@ -309,8 +346,12 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
     check_finite_weights(*m);
     if (st.kind == RecipeStep::Kind::Quantize) {
       quantize_model(*m, out, qopts[i]);
-    } else if (st.kind == RecipeStep::Kind::Smooth) {
-      smooth_model(*m, calib, st.smooth_alpha);
+    } else if (st.kind == RecipeStep::Kind::Smooth || st.kind == RecipeStep::Kind::Rotate) {
+      if (st.kind == RecipeStep::Kind::Smooth) {
+        smooth_model(*m, calib, st.smooth_alpha);
+      } else {
+        rotate_model(*m, st.rotate);
+      }
       ExportOptions eo;
       if (last) eo.recipe = r.text;
       write_gguf_model(*m, out, eo);

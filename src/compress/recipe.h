@@ -3,6 +3,7 @@
 //   <name>_stage:                  (any number, in order; run_type: oneshot)
 //     <kind>_modifiers:
 //       SmoothQuantModifier: {smoothing_strength} (compress/smooth.h; its default mappings)
+//       SpinQuantModifier: {rotations: [R1, R2], transform_type} (compress/rotate.h; seed 0)
 //       SparseGPTModifier: {sparsity, mask_structure, dampening_frac, targets, ignore}
 //       WandaModifier:     {sparsity, mask_structure, targets, ignore}
 //       GPTQModifier:      {scheme | config_groups, dampening_frac, actorder, targets, ignore}
@@ -21,8 +22,9 @@
 namespace lmpress {
 
 struct RecipeStep {
-  enum class Kind { Smooth, Prune, Quantize } kind = Kind::Prune;
+  enum class Kind { Smooth, Rotate, Prune, Quantize } kind = Kind::Prune;
   double smooth_alpha = 0.5;    // Kind::Smooth
+  RotateSpec rotate;            // Kind::Rotate
   std::string stage, modifier;  // where it was written: "sparsity_stage", "SparseGPTModifier"
   PruneOptions prune;           // Kind::Prune (calibration left to the caller)
   QuantizeRequest quantize;     // Kind::Quantize (calibration left to the caller)

@@ -70,6 +70,14 @@ TEST(Recipe, WhatItCannotDoIsANamedError) {
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16}\n    WandaModifier: {sparsity: 0.5}\n", "it must come last");
   bad("s:\n  run_type: train\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16}\n", "only oneshot");
   bad("s:\n  m_modifiers:\n    FooModifier: {}\n", "unknown modifier");
+  bad("s:\n  m_modifiers:\n    SpinQuantModifier: {rotations: [R1, R2, R4]}\n", "rotations R4: an online rotation");
+  bad("s:\n  m_modifiers:\n    SpinQuantModifier: {rotations: [R2]}\n", "R2 alone is not built");
+  bad("s:\n  m_modifiers:\n    SpinQuantModifier: {transform_type: random-matrix}\n", "transform_type 'random-matrix'");
+  bad("s:\n  m_modifiers:\n    SpinQuantModifier: {learnable: true}\n", "learnable: only fixed rotations");
+  bad("s:\n  m_modifiers:\n    SpinQuantModifier: {transform_block_size: 128}\n", "SpinQuantModifier.transform_block_size");
+  const Recipe spin = parse_recipe("s:\n  m_modifiers:\n    SpinQuantModifier: {rotations: [r1]}\n", "r");
+  EXPECT_EQ(spin.steps[0].kind, RecipeStep::Kind::Rotate);
+  EXPECT_FALSE(spin.steps[0].rotate.heads);
 }
 
 // The recipe and the command-line steps it stands for write the same bytes.
@@ -93,6 +101,21 @@ TEST(RecipeCli, SmoothQuantThenSparseGptThenGptqEqualsTheCommandLineSteps) {
   EXPECT_EQ(r.status, 1);
   EXPECT_NE(r.out.find("SmoothQuantModifier needs calibration text"), std::string::npos) << r.out;
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(d), std::filesystem::directory_iterator()), 4);
+}
+
+// SpinQuant's R1 + R2 then GPTQ W4A16 is `rotate` then `quantize ... --format compressed-tensors`, byte for byte.
+TEST(RecipeCli, SpinQuantThenGptqEqualsRotateThenQuantize) {
+  if (!test::have_shared("models/lmp-8m-w256")) GTEST_SKIP();
+  const std::string m = test::shared_path("models/lmp-8m-w256"), d = test::temp_dir();
+  const std::string calib = " --calib " + test::shared_path("data/calib/docs-calib.txt") + " --calib-samples 4 --calib-ctx 128";
+  auto r = test::run_cli("apply " + doc("spinquant-w4a16.yaml") + " " + m + " " + d + "/recipe" + calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_EQ(test::run_cli("rotate " + m + " " + d + "/r.gguf --rotate hadamard:0").status, 0);
+  r = test::run_cli("quantize " + d + "/r.gguf " + d + "/cli --type int4-g128 --method gptq --format compressed-tensors" +
+                    calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* f : {"model.safetensors", "config.json"})
+    EXPECT_TRUE(read_text_file(d + "/recipe/" + f) == read_text_file(d + "/cli/" + f)) << f;
 }
 
 // SmoothQuant keeps the function: the smoothed model's perplexity is the original's (float error), its weights are not.
