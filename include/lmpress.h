@@ -28,7 +28,7 @@
 #define LMPRESS_VERSION_PATCH 0
 #define LMPRESS_VERSION "0.1.0"
 /* Grows with every change to a struct or signature below. */
-#define LMPRESS_API_VERSION 4
+#define LMPRESS_API_VERSION 5
 
 #if defined(_WIN32)
 #define LMPRESS_API
@@ -377,6 +377,9 @@ typedef struct lmpress_quantize_params {
   const char* imatrix_path; /* llama.cpp imatrix GGUF, or NULL */
   double damp;              /* GPTQ dampening fraction */
   bool act_order;
+  /* "hadamard" or "hadamard:SEED": rotate the residual stream (and each head's
+   * values) first, as `quantize --rotate`; NULL: no rotation. */
+  const char* rotate;
   lmpress_progress_callback progress;
   void* progress_user_data;
 } lmpress_quantize_params;
@@ -395,6 +398,7 @@ typedef struct lmpress_prune_params {
   const char* calib_path;
   int64_t calib_samples, calib_ctx;
   double damp;            /* SparseGPT dampening fraction */
+  const char* rotate;     /* "hadamard[:SEED]": rotate first, as `prune --rotate`; NULL: no rotation */
   lmpress_progress_callback progress;
   void* progress_user_data;
 } lmpress_prune_params;

@@ -253,6 +253,18 @@ TEST(CApi, QuantizeReportsProgressAndCancels) {
   auto r = run_cli("quantize " + model_dir() + " " + d + "/cli.gguf --type q8_0");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(lmpress::read_text_file(out), lmpress::read_text_file(d + "/cli.gguf"));
+  // Rotated first, as `quantize --rotate`.
+  q.rotate = "hadamard:2";
+  ASSERT_EQ(lmpress_quantize(model_dir().c_str(), (d + "/rot.gguf").c_str(), &q), LMPRESS_OK) << lmpress_last_error();
+  r = run_cli("quantize " + model_dir() + " " + d + "/cli-rot.gguf --type q8_0 --rotate hadamard:2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(lmpress::read_text_file(d + "/rot.gguf") == lmpress::read_text_file(d + "/cli-rot.gguf"));
+  EXPECT_FALSE(lmpress::read_text_file(d + "/rot.gguf") == lmpress::read_text_file(out));
+  q.rotate = "spin";
+  EXPECT_NE(lmpress_quantize(model_dir().c_str(), (d + "/x.gguf").c_str(), &q), LMPRESS_OK);
+  EXPECT_NE(std::string(lmpress_last_error()).find("--rotate spin"), std::string::npos) << lmpress_last_error();
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
+  q.rotate = nullptr;
   // The result loads and runs through the API.
   lmpress_model* m = nullptr;
   ASSERT_EQ(lmpress_model_load(out.c_str(), nullptr, &m), LMPRESS_OK) << lmpress_last_error();

@@ -714,6 +714,7 @@ def quantize(
     imatrix: Optional[PathLike] = None,
     damp: float = 0.01,
     act_order: bool = False,
+    rotate: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
 ) -> str:
     """Quantizes the model at model_path into out_path, as `lmpress quantize`.
@@ -721,12 +722,14 @@ def quantize(
     type: a GGUF file type (q4_k_m, q8_0, ...) or an int-N group format (int4-g128:
     out_path is then a GPTQ directory). method: "rtn", "gptq" or "awq" (the last
     two need calib, a calibration text, of calib_samples windows of calib_ctx
-    tokens). imatrix: a llama.cpp imatrix GGUF. The output is written under a
-    temporary name and renamed at the end. Returns out_path.
+    tokens). imatrix: a llama.cpp imatrix GGUF. rotate: "hadamard" or
+    "hadamard:SEED" rotates the residual stream (and each head's values) first
+    (QuaRot/SpinQuant R1+R2; the same function, fewer outliers). The output is
+    written under a temporary name and renamed at the end. Returns out_path.
     """
     out = _path(out_path)
     _lmpress.quantize(_path(model_path), out, type, method, _opt_path(calib), int(calib_samples), int(calib_ctx),
-                      _opt_path(imatrix), float(damp), bool(act_order), progress)
+                      _opt_path(imatrix), float(damp), bool(act_order), rotate, progress)
     return out
 
 
@@ -751,6 +754,7 @@ def prune(
     calib_samples: int = 128,
     calib_ctx: int = 2048,
     damp: float = 0.01,
+    rotate: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
 ) -> str:
     """Prunes the blocks' linear layers of the (float) model at model_path into the
@@ -761,7 +765,8 @@ def prune(
     of sparsity (the fraction of each linear's weights zeroed, 0 <= s < 1) and nm
     ("2:4", "4:8": N nonzero weights in every M of a row). quantize: also quantize
     the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k; SparseGPT does both in one
-    pass). damp: SparseGPT's dampening fraction, in (0, 1]. Returns out_path.
+    pass). damp: SparseGPT's dampening fraction, in (0, 1]. rotate: as quantize's.
+    Returns out_path.
     """
     if method not in PRUNE_METHODS:
         raise InvalidArgument(f"prune: method {method!r}: magnitude, wanda or sparsegpt")
@@ -782,7 +787,7 @@ def prune(
         raise InvalidArgument(f"prune: damp {damp}: a fraction in (0, 1]")
     out = _path(out_path)
     _lmpress.prune(_path(model_path), out, method, -1.0 if sparsity is None else sparsity, nm, quantize,
-                   _opt_path(calib), int(calib_samples), int(calib_ctx), damp, progress)
+                   _opt_path(calib), int(calib_samples), int(calib_ctx), damp, rotate, progress)
     return out
 
 

@@ -830,7 +830,7 @@ py::dict perplexity(const Model& model, const std::string& text, int64_t n_ctx, 
 void quantize(const std::string& in_path, const std::string& out_path, const std::string& type,
               const std::optional<std::string>& method, const std::optional<std::string>& calib,
               int64_t calib_samples, int64_t calib_ctx, const std::optional<std::string>& imatrix, double damp,
-              bool act_order, const py::object& progress) {
+              bool act_order, const std::optional<std::string>& rotate, const py::object& progress) {
   lmpress_quantize_params p = lmpress_quantize_default_params();
   p.type = type.c_str();
   if (method) p.method = method->c_str();
@@ -840,13 +840,14 @@ void quantize(const std::string& in_path, const std::string& out_path, const std
   if (imatrix) p.imatrix_path = imatrix->c_str();
   p.damp = damp;
   p.act_order = act_order;
+  if (rotate) p.rotate = rotate->c_str();
   call_with_progress(p, progress, [&] { return lmpress_quantize(in_path.c_str(), out_path.c_str(), &p); });
 }
 
 void prune(const std::string& in_path, const std::string& out_path, const std::optional<std::string>& method,
            double sparsity, const std::optional<std::string>& nm, const std::optional<std::string>& quantize_type,
            const std::optional<std::string>& calib, int64_t calib_samples, int64_t calib_ctx, double damp,
-           const py::object& progress) {
+           const std::optional<std::string>& rotate, const py::object& progress) {
   lmpress_prune_params p = lmpress_prune_default_params();
   if (method) p.method = method->c_str();
   p.sparsity = sparsity;  // < 0 with nm
@@ -856,6 +857,7 @@ void prune(const std::string& in_path, const std::string& out_path, const std::o
   p.calib_samples = calib_samples;
   p.calib_ctx = calib_ctx;
   p.damp = damp;
+  if (rotate) p.rotate = rotate->c_str();
   call_with_progress(p, progress, [&] { return lmpress_prune(in_path.c_str(), out_path.c_str(), &p); });
 }
 
@@ -1014,10 +1016,10 @@ PYBIND11_MODULE(_lmpress, m) {
         py::arg("protocol") = py::none(), py::arg("cache") = py::none(), py::arg("progress") = py::none());
   m.def("quantize", &quantize, py::arg("in_path"), py::arg("out_path"), py::arg("type"), py::arg("method"),
         py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"), py::arg("imatrix"), py::arg("damp"),
-        py::arg("act_order"), py::arg("progress"));
+        py::arg("act_order"), py::arg("rotate"), py::arg("progress"));
   m.def("prune", &prune, py::arg("in_path"), py::arg("out_path"), py::arg("method"), py::arg("sparsity"),
         py::arg("nm"), py::arg("quantize"), py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"),
-        py::arg("damp"), py::arg("progress"));
+        py::arg("damp"), py::arg("rotate"), py::arg("progress"));
   m.def("convert", &convert, py::arg("in_path"), py::arg("out_path"), py::arg("dtype") = py::none(),
         py::arg("format") = py::none());
   m.def("kld", &kld, py::arg("base"), py::arg("cand"), py::arg("text"), py::arg("n_ctx"), py::arg("n_chunks"),

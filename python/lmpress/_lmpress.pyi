@@ -96,6 +96,7 @@ def quantize(
     imatrix: Optional[str],
     damp: float,
     act_order: bool,
+    rotate: Optional[str],
     progress: _Progress,
 ) -> None: ...
 def prune(
@@ -109,6 +110,7 @@ def prune(
     calib_samples: int,
     calib_ctx: int,
     damp: float,
+    rotate: Optional[str],
     progress: _Progress,
 ) -> None: ...
 def convert(in_path: str, out_path: str, dtype: Optional[str] = None, format: Optional[str] = None) -> None: ...

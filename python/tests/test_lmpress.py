@@ -541,6 +541,16 @@ def test_quantize_q8_0_then_generate(tmp_path):
     assert len(list(q.generate(PROMPT, 16, ignore_eos=True))) == 16
 
 
+def test_quantize_rotate_matches_cli(tmp_path):
+    ref = tmp_path / "cli.gguf"
+    cli("quantize", str(MODEL), str(ref), "--type", "q8_0", "--rotate", "hadamard:3")
+    out = tmp_path / "py.gguf"
+    assert lmpress.quantize(MODEL, out, type="q8_0", rotate="hadamard:3") == str(out)
+    assert out.read_bytes() == ref.read_bytes()
+    with pytest.raises(lmpress.Error, match="--rotate spin"):
+        lmpress.quantize(MODEL, tmp_path / "x.gguf", type="q8_0", rotate="spin")
+
+
 def test_quantize_cancel_and_errors(tmp_path):
     out = tmp_path / "cancelled.gguf"
     with pytest.raises(lmpress.Cancelled):

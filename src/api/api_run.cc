@@ -418,6 +418,7 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     if (p.imatrix_path) r.imatrix = p.imatrix_path;
     r.damp = p.damp;
     r.act_order = p.act_order;
+    if (p.rotate) r.rotate = p.rotate;
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}, {"imatrix_path", r.imatrix}}, OutputKind::Either);
     QuantizeOptions q = quantize_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
@@ -452,6 +453,7 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     if (p.quantize) r.quantize = p.quantize;
     r.calib = calibration(p.calib_path, p.calib_samples, p.calib_ctx, fn);
     r.damp = p.damp;
+    if (p.rotate) r.rotate = p.rotate;
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
     const PruneOptions o = prune_options(r);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
