@@ -69,6 +69,15 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
   // Llama 3.2's RoPE scaling is written as llama.cpp's rope_freqs tensor.
   ASSERT_EQ(run_cli("make-model --shape llama-3.2-1b --layers 1 --vocab 512 --type q8_0 " + d + "/l.gguf").status, 0);
   EXPECT_NE(run_cli("info " + d + "/l.gguf").out.find("rope_freqs.weight"), std::string::npos);
+  // Qwen3 (q/k norms, heads of 128 over a width of 1024): llama.cpp reads it as its qwen3 architecture and
+  // computes the same perplexity (llama-perplexity -c 128 --chunks 10 on this file: 4604.8458).
+  ASSERT_EQ(run_cli("make-model --shape qwen3-0.6b --layers 1 --vocab 4096 --type f16 " + d + "/q3.gguf").status, 0);
+  const auto q3 = nlohmann::json::parse(run_cli("info " + d + "/q3.gguf --json --no-tensors").out);
+  EXPECT_EQ(q3["config"]["head_dim"], 128);
+  r = run_cli("perplexity " + d + "/q3.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
+              " -c 128 --chunks 10 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 4604.8458, 4604.8458 * 0.001);
   expect_cli_error("make-model --shape gpt-5 " + d + "/x.gguf", "unknown shape");
   expect_cli_error("make-model --shape smollm2-135m --type q9 " + d + "/x.gguf", "unknown type");
 }

@@ -39,9 +39,9 @@ std::string byte_char(int b) {
 }  // namespace
 
 void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
-  const int64_t hd = s.dim / s.n_heads, qd = s.n_heads * hd, kvd = s.n_kv_heads * hd;
+  const int64_t hd = s.head_dim ? s.head_dim : s.dim / s.n_heads, qd = s.n_heads * hd, kvd = s.n_kv_heads * hd;
   const int64_t vocab = 256 + 4 + 2;
-  const bool bias = s.arch == "Qwen2ForCausalLM";
+  const bool bias = s.arch == "Qwen2ForCausalLM", qk_norm = s.arch == "Qwen3ForCausalLM";
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> nd(0.0f, 0.3f);
   std::vector<TensorToWrite> ts;
@@ -64,6 +64,10 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
       add(p + "self_attn.k_proj.bias", {kvd});
       add(p + "self_attn.v_proj.bias", {kvd});
     }
+    if (qk_norm) {
+      add(p + "self_attn.q_norm.weight", {hd}, 1.0f);
+      add(p + "self_attn.k_norm.weight", {hd}, 1.0f);
+    }
     add(p + "self_attn.o_proj.weight", {s.dim, qd});
     add(p + "post_attention_layernorm.weight", {s.dim}, 1.0f);
     add(p + "mlp.gate_proj.weight", {s.ffn, s.dim});
@@ -79,6 +83,7 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
                       {"num_key_value_heads", s.n_kv_heads}, {"vocab_size", vocab},
                       {"max_position_embeddings", s.ctx}, {"rms_norm_eps", 1e-6}, {"rope_theta", 500.0},
                       {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
+  if (s.head_dim) c["head_dim"] = s.head_dim;
   if (s.llama3_rope)
     c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
                          {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
@@ -114,7 +119,7 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   }
   const int64_t D = c["hidden_size"], L = c["num_hidden_layers"], H = c["num_attention_heads"],
                 KVH = c["num_key_value_heads"], F = c["intermediate_size"], V = c["vocab_size"];
-  const int64_t hd = D / H;
+  const int64_t hd = c.contains("head_dim") ? int64_t(c["head_dim"]) : D / H;
   const double eps = c["rms_norm_eps"], theta = c["rope_theta"];
   // inv_freq with HF's llama3 rule (modeling_rope_utils._compute_llama3_parameters).
   std::vector<double> inv(static_cast<size_t>(hd / 2));
@@ -172,6 +177,16 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       auto q = linear(pre + "self_attn.q_proj.weight", h, H * hd);
       auto k = linear(pre + "self_attn.k_proj.weight", h, KVH * hd);
       auto v = linear(pre + "self_attn.v_proj.weight", h, KVH * hd);
+      if (W.count(pre + "self_attn.q_norm.weight")) {  // Qwen3: RMSNorm over each head, before RoPE
+        auto per_head = [&](std::vector<double>& t, int64_t heads, const std::string& w) {
+          for (int64_t hh = 0; hh < heads; hh++) {
+            const auto y = norm(std::vector<double>(t.begin() + hh * hd, t.begin() + (hh + 1) * hd), w);
+            std::copy(y.begin(), y.end(), t.begin() + hh * hd);
+          }
+        };
+        per_head(q, H, pre + "self_attn.q_norm.weight");
+        per_head(k, KVH, pre + "self_attn.k_norm.weight");
+      }
       rope(q, H, int64_t(p));
       rope(k, KVH, int64_t(p));
       Kc[size_t(l)].push_back(k);

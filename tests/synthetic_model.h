@@ -10,8 +10,9 @@
 namespace lmpress::test {
 
 struct SyntheticSpec {
-  std::string arch = "LlamaForCausalLM";  // or Qwen2ForCausalLM, MistralForCausalLM
+  std::string arch = "LlamaForCausalLM";  // or Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM
   int64_t dim = 32, n_layers = 2, n_heads = 4, n_kv_heads = 2, ffn = 48, ctx = 64;
+  int64_t head_dim = 0;  // 0: dim / n_heads; else written as config.json's head_dim
   bool tied = false;
   bool llama3_rope = false;
   uint32_t seed = 1;

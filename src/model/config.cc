@@ -13,7 +13,7 @@ void ModelConfig::validate(const std::string& src) const {
   auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
-  if (arch != "llama" && arch != "qwen2") fail("{}: unknown architecture '{}'", src, arch);
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3") fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
   range("hidden_size", dim, 1, 1 << 17);
   range("num_hidden_layers", n_layers, 1, 1024);

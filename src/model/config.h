@@ -9,7 +9,7 @@
 namespace lmpress {
 
 struct ModelConfig {
-  std::string arch = "llama";  // "llama" (also Mistral) or "qwen2"
+  std::string arch = "llama";  // "llama" (also Mistral), "qwen2" or "qwen3"
   int64_t n_vocab = 0;
   int64_t dim = 0;
   int64_t n_layers = 0;
@@ -30,6 +30,7 @@ struct ModelConfig {
   int64_t rope_orig_ctx = 8192;
   bool tied_embeddings = false;
   bool qkv_bias = false;
+  bool qk_norm = false;  // Qwen3: RMSNorm of each head of q and k (weights of head_dim) before RoPE
   int32_t bos_id = -1, eos_id = -1;
   // Per-layer head counts and feed-forward sizes, for models whose layers
   // differ (non-uniform structured pruning; GGUF stores them as arrays under

@@ -180,7 +180,11 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   // Layers of different sizes are llama.cpp's "deci" architecture: Llama
   // with per-layer head counts and feed-forward sizes, RoPE on (2i, 2i+1) pairs.
   const std::string a = c.uniform() ? c.arch : "deci";
-  impl->target = a == "qwen2" ? RopeLayout::Halves : RopeLayout::Interleaved;
+  if (!c.uniform() && c.qk_norm)
+    fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
+         "architecture, and deci has no q/k norms (Qwen3)",
+         m.path);
+  impl->target = a == "qwen2" || a == "qwen3" ? RopeLayout::Halves : RopeLayout::Interleaved;
   GGUFWriter w;
   w.set("general.architecture", GGUFValue::str(a));
   w.set("general.name", GGUFValue::str(o.name.empty() ? std::filesystem::path(m.path).filename().string() : o.name));
@@ -272,8 +276,8 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   impl->dir = std::make_unique<AtomicDir>(dir);
   const std::string& tmp = impl->dir->path();
   nlohmann::ordered_json j;
-  j["architectures"] = {c.arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
-  j["model_type"] = c.arch == "qwen2" ? "qwen2" : "llama";
+  j["architectures"] = {c.arch == "qwen2" ? "Qwen2ForCausalLM" : c.arch == "qwen3" ? "Qwen3ForCausalLM" : "LlamaForCausalLM"};
+  j["model_type"] = c.arch;
   j["hidden_size"] = c.dim;
   j["intermediate_size"] = c.ffn_dim;
   j["num_hidden_layers"] = c.n_layers;
@@ -286,7 +290,7 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   j["rope_theta"] = c.rope_theta;
   j["hidden_act"] = "silu";
   j["tie_word_embeddings"] = c.tied_embeddings;
-  if (c.arch == "llama") j["attention_bias"] = c.qkv_bias;
+  if (c.arch != "qwen2") j["attention_bias"] = c.qkv_bias;
   if (c.rope_scaling == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_factor}};
   if (c.rope_scaling == "llama3")
     j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},

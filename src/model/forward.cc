@@ -86,6 +86,10 @@ void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int6
     for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
     for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
   }
+  if (c.qk_norm) {
+    for (int64_t h = 0; h < c.heads(l); h++) rmsnorm(q + h * c.head_dim, L.q_norm.data(), c.head_dim, c.rms_eps, q + h * c.head_dim);
+    for (int64_t h = 0; h < c.kv_heads(l); h++) rmsnorm(k + h * c.head_dim, L.k_norm.data(), c.head_dim, c.rms_eps, k + h * c.head_dim);
+  }
   rope(q, c.heads(l), c.head_dim, pos, m.rope_inv_freqs, c.rope_layout);
   rope(k, c.kv_heads(l), c.head_dim, pos, m.rope_inv_freqs, c.rope_layout);
 }

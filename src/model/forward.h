@@ -28,7 +28,7 @@ using LinearObserver = std::function<void(LinearSite site, const float* x, int64
 // stores its cache).
 void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row);
 // One token's q, k, v of layer l after its projections: the biases (Qwen2)
-// added, q and k rotated for position `pos`.
+// added, each head of q and k normalised (Qwen3), q and k rotated for position `pos`.
 void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos);
 // Everything between one token's projections and attention: bias_and_rope,
 // the cache's Hadamard rotations (queries and keys, values), then K and V

@@ -185,7 +185,11 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   test::SyntheticSpec mistral;
   mistral.arch = "MistralForCausalLM";
   mistral.n_kv_heads = 4;
-  for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}}) {
+  test::SyntheticSpec qwen3;  // q/k norms, heads wider than hidden / heads (as Qwen3-0.6B), tied
+  qwen3.arch = "Qwen3ForCausalLM";
+  qwen3.head_dim = 16;
+  qwen3.tied = true;
+  for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3}}) {
     SCOPED_TRACE(c.name);
     std::string dir = test::temp_dir();
     test::write_synthetic_hf(dir, c.spec);
@@ -197,7 +201,10 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
     auto gg = load_model(dir + "/m.gguf");
     write_hf_model(*gg, dir + "/back", {});
     auto back = load_model(dir + "/back");
-    EXPECT_EQ(gg->cfg.rope_layout, c.spec.arch == "Qwen2ForCausalLM" ? RopeLayout::Halves : RopeLayout::Interleaved);
+    const bool qwen_family = c.spec.arch == "Qwen2ForCausalLM" || c.spec.arch == "Qwen3ForCausalLM";
+    EXPECT_EQ(gg->cfg.rope_layout, qwen_family ? RopeLayout::Halves : RopeLayout::Interleaved);
+    EXPECT_EQ(back->cfg.arch, hf->cfg.arch);
+    EXPECT_EQ(gg->cfg.qk_norm, c.spec.arch == "Qwen3ForCausalLM");
     for (const Model* m : {hf.get(), gg.get(), back.get()}) {
       auto got = all_logits(*m, toks, 16);
       const int64_t V = m->cfg.n_vocab;

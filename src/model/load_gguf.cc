@@ -19,13 +19,17 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   } else if (arch == "qwen2") {
     c.arch = "qwen2";
     c.rope_layout = RopeLayout::Halves;
+  } else if (arch == "qwen3") {
+    c.arch = "qwen3";
+    c.rope_layout = RopeLayout::Halves;
+    c.qk_norm = true;
   } else if (arch == "deci") {
     // llama.cpp's Llama with per-layer head counts and feed-forward sizes
     // (what non-uniform structured pruning writes).
     c.arch = "llama";
     c.rope_layout = RopeLayout::Interleaved;
   } else {
-    fail("{}: unknown architecture '{}' (supported: llama, qwen2, deci)", path, arch);
+    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, deci)", path, arch);
   }
   c.gguf_arch = arch;
   m->rotation = g.get_string("lmpress.rotation").value_or("");

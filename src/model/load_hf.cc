@@ -25,9 +25,13 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   } else if (arch_name == "Qwen2ForCausalLM") {
     c.arch = "qwen2";
     c.qkv_bias = true;
+  } else if (arch_name == "Qwen3ForCausalLM") {
+    c.arch = "qwen3";
+    c.qk_norm = true;
   } else {
-    fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)", path,
-         arch_name);
+    fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
+         "Qwen3ForCausalLM)",
+         path, arch_name);
   }
   auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
   c.dim = get_int("hidden_size", std::nullopt);
@@ -42,7 +46,7 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   c.rms_eps = config_float(json_number(j, "rms_norm_eps", path, "", 1e-6), path, "rms_norm_eps");
   c.rope_theta = config_float(json_number(j, "rope_theta", path, "", 10000.0), path, "rope_theta");
   c.tied_embeddings = json_bool(j, "tie_word_embeddings", path, "", false);
-  if (c.arch == "llama") c.qkv_bias = json_bool(j, "attention_bias", path, "", false);
+  if (c.arch != "qwen2") c.qkv_bias = json_bool(j, "attention_bias", path, "", false);
   if (const std::string act = json_string(j, "hidden_act", path, "", "silu"); act != "silu")
     fail("{}: hidden_act '{}' is not supported (silu)", path, act);
   c.rope_layout = RopeLayout::Halves;

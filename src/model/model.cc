@@ -86,6 +86,10 @@ void Model::bind() {
       L.bk = small_f32(*this, n("attn_k.bias"), kvd);
       L.bv = small_f32(*this, n("attn_v.bias"), kvd);
     }
+    if (c.qk_norm) {
+      L.q_norm = small_f32(*this, n("attn_q_norm.weight"), c.head_dim);
+      L.k_norm = small_f32(*this, n("attn_k_norm.weight"), c.head_dim);
+    }
     // Output biases: llama.cpp's optional attn_output.bias / ffn_down.bias,
     // written by structured pruning's bias compensation.
     if (find(n("attn_output.bias"))) L.bo = small_f32(*this, n("attn_output.bias"), c.dim);
@@ -130,6 +134,8 @@ std::string hf_to_canonical(const std::string& h) {
       {"self_attn.q_proj.bias", "attn_q.bias"},
       {"self_attn.k_proj.bias", "attn_k.bias"},
       {"self_attn.v_proj.bias", "attn_v.bias"},
+      {"self_attn.q_norm.weight", "attn_q_norm.weight"},
+      {"self_attn.k_norm.weight", "attn_k_norm.weight"},
       {"post_attention_layernorm.weight", "ffn_norm.weight"},
       {"mlp.gate_proj.weight", "ffn_gate.weight"},
       {"mlp.up_proj.weight", "ffn_up.weight"},
@@ -158,7 +164,8 @@ std::string canonical_to_hf(const std::string& c) {
   std::string probe = "model.layers." + num + ".";
   for (const char* hf : {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
                          "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
-                         "self_attn.k_proj.bias", "self_attn.v_proj.bias", "post_attention_layernorm.weight",
+                         "self_attn.k_proj.bias", "self_attn.v_proj.bias", "self_attn.q_norm.weight",
+                         "self_attn.k_norm.weight", "post_attention_layernorm.weight",
                          "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"})
     if (hf_to_canonical(probe + hf) == c) return probe + hf;
   return "";

@@ -17,6 +17,7 @@ struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;  // small: kept as f32
   std::vector<float> bq, bk, bv;           // empty unless qkv_bias
   std::vector<float> bo, b_down;           // attn_output / ffn_down biases, usually absent
+  std::vector<float> q_norm, k_norm;       // head_dim each; empty unless qk_norm (Qwen3)
   const Tensor* wq = nullptr;
   const Tensor* wk = nullptr;
   const Tensor* wv = nullptr;

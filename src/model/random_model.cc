@@ -85,6 +85,12 @@ const std::vector<ModelShape>& model_shapes() {
     qwen.qkv_bias = true;
     qwen.rope_layout = RopeLayout::Halves;
     s.push_back({"qwen2.5-0.5b", qwen});
+    ModelConfig qwen3 = llama_like(151936, 1024, 28, 16, 8, 3072, 40960, 1000000.0f, 1e-6f, true);
+    qwen3.arch = "qwen3";
+    qwen3.qk_norm = true;
+    qwen3.head_dim = qwen3.rope_dim = 128;  // wider than hidden / heads = 64
+    qwen3.rope_layout = RopeLayout::Halves;
+    s.push_back({"qwen3-0.6b", qwen3});
     s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
     ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
     l32.rope_scaling = "llama3";
@@ -138,6 +144,10 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
       add(p + "attn_q.bias", {cfg.q_dim()});
       add(p + "attn_k.bias", {cfg.kv_dim()});
       add(p + "attn_v.bias", {cfg.kv_dim()});
+    }
+    if (cfg.qk_norm) {
+      add(p + "attn_q_norm.weight", {cfg.head_dim});
+      add(p + "attn_k_norm.weight", {cfg.head_dim});
     }
     add(p + "attn_output.weight", {D, cfg.q_dim()});
     add(p + "ffn_norm.weight", {D});
