@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include "core/mapped_file.h"
@@ -59,8 +60,37 @@ TEST_P(LlamaVocabSuite, EveryTextGivesLlamaCppsIds) {
   RecordProperty("equal", std::to_string(equal) + "/" + std::to_string(checked));
 }
 
+// `lmpress tokenize` reads a vocabulary-only GGUF and gives llama.cpp's ids.
+TEST(LlamaVocabCli, TokenizeReadsAVocabularyOnlyGguf) {
+  const std::string checkout = test::llama_cpp_checkout();
+  if (checkout.empty()) FAIL() << "no llama.cpp checkout (scripts/llama-cpp-src.sh)";
+  const std::string base = checkout + "/models/ggml-vocab-deepseek-llm.gguf", d = test::temp_dir();
+  const std::string sep = "\n__ggml_vocab_test__\n", inp = read_text_file(base + ".inp");
+  std::istringstream out(read_text_file(base + ".out"));
+  std::string line;
+  size_t at = 0;
+  for (int i = 0; i < 40; i++) {
+    const size_t next = inp.find(sep, at);
+    ASSERT_NE(next, std::string::npos);
+    ASSERT_TRUE(std::getline(out, line));
+    if (i % 8 == 7) {  // five of the texts
+      std::ofstream(d + "/t.txt", std::ios::binary) << inp.substr(at, next - at);
+      const auto r = test::run_cli("tokenize " + base + " -f " + d + "/t.txt --no-bos --no-parse-special");
+      ASSERT_EQ(r.status, 0) << r.out;
+      std::string want = "[";
+      std::istringstream ids(line);
+      bool first = true;
+      for (int32_t id; ids >> id; first = false) want += (first ? "" : ", ") + std::to_string(id);
+      EXPECT_EQ(r.out, want + "]\n") << inp.substr(at, next - at);
+    }
+    at = next + sep.size();
+  }
+  test::expect_cli_error("tokenize " + checkout + "/models/ggml-vocab-aquila.gguf.inp -p x", "error:");
+}
+
 INSTANTIATE_TEST_SUITE_P(Vocabs, LlamaVocabSuite,
-                         testing::Values("llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2"),
+                         testing::Values("llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "qwen35", "deepseek-llm",
+                                         "deepseek-coder", "falcon", "mpt", "starcoder", "refact", "command-r"),
                          [](const testing::TestParamInfo<const char*>& p) {
                            std::string n = p.param;
                            for (char& c : n)

@@ -6,6 +6,17 @@
 
 namespace lmpress {
 
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& tokenizer_path) {
+  if (path.ends_with(".gguf") && tokenizer_path.empty()) {
+    const GGUFFile g = GGUFFile::open(path);
+    if (!g.find("tokenizer.ggml.model")) fail("{}: no tokenizer (metadata tokenizer.ggml.model)", path);
+    return Tokenizer::create(vocab_from_gguf(g), path);
+  }
+  auto m = load_model(path, tokenizer_path);
+  if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
+  return std::move(m->tokenizer);
+}
+
 std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   GGUFFile g = GGUFFile::open(path);
   auto m = std::make_unique<Model>();

@@ -67,6 +67,10 @@ std::vector<std::string> model_input_paths(const std::string& arg);
 void check_finite_weights(const Model& m);
 
 std::unique_ptr<Model> load_gguf_model(const std::string& path);
+// The tokenizer of the model at `path` (as load_model finds it); a GGUF file is
+// read for its vocabulary alone, so vocabulary-only GGUFs (llama.cpp's
+// models/ggml-vocab-*.gguf) work. Fails when the model has none.
+std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::string& tokenizer_path = "");
 std::unique_ptr<Model> load_hf_model(const std::string& dir);
 // The hyperparameters in the text of a Hugging Face config.json read from `source`.
 ModelConfig hf_config_from_text(const std::string& text, const std::string& source);

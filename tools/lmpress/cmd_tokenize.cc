@@ -27,13 +27,12 @@ void add_tokenize(CLI::App& app) {
   on_run(cmd, [o] {
     if (o->prompt.empty() && o->file.empty()) fail("tokenize: give -p TEXT or -f FILE");
     std::string text = o->file.empty() ? o->prompt : read_text_file(o->file);
-    auto m = load_model(o->model, o->tokenizer);
-    if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
-    auto ids = m->tokenizer->encode(text, !o->no_bos, !o->no_parse_special);
+    const auto tok = load_tokenizer(o->model, o->tokenizer);
+    auto ids = tok->encode(text, !o->no_bos, !o->no_parse_special);
     if (o->json) {
       fmt::print("{}\n", nlohmann::json(ids).dump());
     } else if (o->pieces) {
-      for (auto id : ids) fmt::print("{:6} -> '{}'\n", id, m->tokenizer->decode_token(id, true));
+      for (auto id : ids) fmt::print("{:6} -> '{}'\n", id, tok->decode_token(id, true));
     } else {
       std::string s = "[";
       for (size_t i = 0; i < ids.size(); i++) s += (i ? ", " : "") + std::to_string(ids[i]);
