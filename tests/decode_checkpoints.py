@@ -105,6 +105,11 @@ def decode_ct(t, qc):
     return (q - zp[:, g]) * s[:, g]
 
 
+def decode_ct_int(t, qc):
+    """int-quantized (W8A8): signed int8 weight times its per-channel scale."""
+    return t["weight"].astype(np.float32) * t["weight_scale"].astype(np.float32)
+
+
 SUFFIXES = {"gptq": ["qweight", "qzeros", "scales", "g_idx"], "awq": ["qweight", "qzeros", "scales"],
             "compressed-tensors": ["weight_packed", "weight_scale", "weight_zero_point", "weight_shape",
                                    "weight_g_idx"]}
@@ -118,14 +123,18 @@ def main():
         method = qc["quant_method"]
         tensors = read_safetensors(d + "/model.safetensors")
         groups, plain = {}, {}
+        int_quantized = qc.get("format") == "int-quantized"
+        scaled = {n.rpartition(".")[0] for n in tensors if n.endswith(".weight_scale")}
         for name, a in tensors.items():
             prefix, _, suffix = name.rpartition(".")
-            if suffix in SUFFIXES[method]:
+            if int_quantized and prefix in scaled and suffix in ("weight", "weight_scale"):
+                groups.setdefault(prefix, {})[suffix] = a
+            elif not int_quantized and suffix in SUFFIXES[method]:
                 groups.setdefault(prefix, {})[suffix] = a
             else:
                 plain[name] = a
         for prefix, t in groups.items():
-            w = DECODE[method](t, qc)
+            w = decode_ct_int(t, qc) if int_quantized else DECODE[method](t, qc)
             want = ref[prefix + ".weight"]
             if w.shape != want.shape or not np.array_equal(w.astype(np.float32), want):
                 print(f"{d}: {prefix}: decoded weight differs from the reference "

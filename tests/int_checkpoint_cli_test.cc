@@ -6,7 +6,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cmath>
 #include <filesystem>
+#include <map>
 #include <fstream>
 
 #include "core/mapped_file.h"
@@ -62,6 +64,47 @@ TEST(IntCheckpointCli, EveryLayoutDecodesIndependentlyToTheSameWeights) {
   }
 }
 
+// W8A8 (`--scheme w8a8`, with SmoothQuant): compressed-tensors int-quantized, int8 weights per channel decoded
+// independently to what lmpress reads; the activations are int8 per token when lmpress runs it, within 1% of f32.
+TEST(IntCheckpointCli, W8A8IsIntQuantizedWithTokenActivations) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string py = python();
+  ASSERT_FALSE(py.empty()) << "python3 with numpy is needed";
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  const std::string calib = " --calib " + test::shared_path("data/calib/docs-calib.txt") + " --calib-samples 8 --calib-ctx 128";
+  auto r = run_cli("quantize " + m + " " + d + "/w8a8 --scheme w8a8 --smooth 0.5" + calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto qc = nlohmann::json::parse(read_text_file(d + "/w8a8/config.json"))["quantization_config"];
+  EXPECT_EQ(qc["format"], "int-quantized");
+  const auto& g = qc["config_groups"]["group_0"];
+  EXPECT_EQ(g["weights"]["num_bits"], 8);
+  EXPECT_EQ(g["weights"]["strategy"], "channel");
+  EXPECT_EQ(g["input_activations"], nlohmann::json::parse(R"({"num_bits": 8, "type": "int", "symmetric": true,
+                                                              "strategy": "token", "dynamic": true})"));
+  const auto info = nlohmann::json::parse(run_cli("info " + d + "/w8a8 --json").out);
+  std::map<std::string, std::string> types;
+  for (const auto& t : info["tensors"]) types[t["name"]] = t["dtype"];
+  EXPECT_EQ(types["blk.0.attn_q.weight"], "F32");  // read as the exact int8 × scale values
+  EXPECT_NE(info["format"].get<std::string>().find("w8a8"), std::string::npos) << info["format"];
+  ASSERT_EQ(run_cli("convert " + d + "/w8a8 " + d + "/ref --dtype f32").status, 0);
+  r = test::shell(py + " " + LMPRESS_SOURCE_DIR + "/tests/decode_checkpoints.py " + d + "/ref " + d + "/w8a8 2>&1");
+  EXPECT_EQ(r.status, 0) << r.out;
+  // Activations int8 per token: the W8A8 model differs from its weights alone, both within 1% of f32.
+  const double f32 = ppl_of(m), w8a8 = ppl_of(d + "/w8a8"), w8 = ppl_of(d + "/ref");
+  EXPECT_NE(w8a8, w8);
+  EXPECT_LT(std::fabs(w8a8 / f32 - 1), 0.01) << w8a8 << " vs " << f32;
+  EXPECT_LT(std::fabs(w8 / f32 - 1), 0.01) << w8 << " vs " << f32;
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a8", "--scheme w4a8: w8a8");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --type int4-g128", "--type int4-g128 disagrees");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --smooth 1.5" + calib, "--smooth 1.5");
+  expect_cli_error("quantize " + m + " " + d + "/x --type int8-ch --smooth 0.5" + calib, "SmoothQuant before --scheme w8a8");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --smooth 0.5", "--calib FILE");
+  auto cfg = nlohmann::json::parse(read_text_file(d + "/w8a8/config.json"));
+  cfg["quantization_config"]["config_groups"]["group_0"]["input_activations"]["strategy"] = "tensor";
+  std::ofstream(d + "/w8a8/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/w8a8", "input_activations: lmpress computes int8 activations per token");
+}
+
 TEST(IntCheckpointCli, BadFormatsAreNamedErrors) {
   if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
   const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
@@ -79,7 +122,7 @@ TEST(IntCheckpointCli, BadFormatsAreNamedErrors) {
   cfg = nlohmann::json::parse(read_text_file(d + "/c/config.json"));
   cfg["quantization_config"]["format"] = "int-quantized";
   std::ofstream(d + "/c/config.json") << cfg.dump();
-  expect_cli_error("info " + d + "/c", "format 'int-quantized'");
+  expect_cli_error("info " + d + "/c", "int-quantized checkpoints are read with 8-bit symmetric per-channel weights");
   cfg["quantization_config"]["format"] = "pack-quantized";
   cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "tensor";
   std::ofstream(d + "/c/config.json") << cfg.dump();

@@ -1,4 +1,5 @@
 #include "compress/quantize_model.h"
+#include "compress/smooth.h"
 
 #include <chrono>
 #include <cmath>
@@ -321,7 +322,8 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
   eo.dtype = DType::F16;
   eo.name = o.name;
   eo.recipe = o.recipe;
-  eo.hf_replace = [&m, &q, spec, format](const Tensor& t, const std::string& hf_name) {
+  const bool w8a8 = o.act_int8;
+  eo.hf_replace = [&m, &q, spec, format, w8a8](const Tensor& t, const std::string& hf_name) {
     std::vector<TensorToWrite> out;
     if (!q.is_int_linear(t.name)) return out;
     const std::string prefix = hf_name.substr(0, hf_name.size() - std::string(".weight").size());
@@ -380,6 +382,18 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
         add(prefix + ".scales", DType::F16, {n_groups, rows}, [=] { return as_f16(pack_awq(get()).scales); });
         break;
       case IntCheckpoint::CompressedTensors: {
+        if (w8a8) {  // int-quantized: signed int8 weights and per-channel scales
+          add(prefix + ".weight", DType::I8, {rows, cols}, [=] {
+            const IntGroupTensor& v = get();
+            std::vector<int8_t> w(v.q.size());
+            for (int64_t r = 0; r < rows; r++)
+              for (int64_t c = 0; c < cols; c++)
+                w[size_t(r * cols + c)] = int8_t(int(v.q[size_t(r * cols + c)]) - int(v.zero[size_t(r)]));
+            return as_bytes(w);
+          });
+          add(prefix + ".weight_scale", DType::F16, {rows, 1}, [=] { return as_f16(get().scale); });
+          break;
+        }
         const int64_t per = 32 / spec.bits;
         add(prefix + ".weight_packed", DType::I32, {rows, (cols + per - 1) / per},
             [=] { return as_bytes(pack_compressed_tensors(get()).weight_packed); });
@@ -423,11 +437,16 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
                                {"group_size", spec.group < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(spec.group)},
                                {"dynamic", false},
                                {"actorder", spec.act_order ? nlohmann::ordered_json("group") : nlohmann::ordered_json()}};
+      // W8A8: the INT8_W8A8 preset's dynamic per-token activations (CT quantization/quant_scheme.py).
+      const nlohmann::ordered_json act =
+          o.act_int8 ? nlohmann::ordered_json{{"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "token"},
+                                              {"dynamic", true}}
+                     : nlohmann::ordered_json();
       qc = {{"quant_method", "compressed-tensors"},
-            {"format", "pack-quantized"},
+            {"format", o.act_int8 ? "int-quantized" : "pack-quantized"},
             {"quantization_status", "compressed"},
             {"config_groups",
-             {{"group_0", {{"targets", {"Linear"}}, {"weights", w}, {"input_activations", nullptr}, {"output_activations", nullptr}}}}},
+             {{"group_0", {{"targets", {"Linear"}}, {"weights", w}, {"input_activations", act}, {"output_activations", nullptr}}}}},
             {"ignore", {"lm_head"}},
             {"kv_cache_scheme", nullptr},
             {"sparsity_config", nlohmann::ordered_json::object()}};
@@ -451,6 +470,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
       if (is_quantizable(t) && !is_float_type(t.dtype))
         fail("{}: {} is already quantized ({}); requantizing loses quality, pass --allow-requantize to do it anyway",
              m.path, t.name, dtype_name(t.dtype));
+  if (o.smooth_alpha) smooth_model(m, o.calib, *o.smooth_alpha);
   if (o.rotate) rotate_model(m, *o.rotate);
   Quantizer q(m, o, rep);
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);

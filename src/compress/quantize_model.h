@@ -34,6 +34,10 @@ struct QuantizeOptions {
   // Rotate the residual stream first (QuaRot, compress/rotate.h): the model is
   // the same function with fewer outliers, quantized after.
   std::optional<RotateSpec> rotate;
+  // W8A8 (int_group int8-ch, compressed-tensors): written as int-quantized with
+  // int8 per-token dynamic input activations; smooth_alpha: SmoothQuant first.
+  bool act_int8 = false;
+  std::optional<double> smooth_alpha;
   // Choose per-tensor GGUF types by measured sensitivity so that the file has
   // at most this many bits per weight (needs calib).
   std::optional<double> target_bpw;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
@@ -70,6 +74,8 @@ struct QuantizeRequest {
   std::string format = "gptq";  // int-N types: the checkpoint layout (gptq, awq, compressed-tensors)
   std::string imatrix;       // llama.cpp imatrix GGUF
   std::string rotate;        // hadamard[:SEED], or empty
+  std::string scheme;        // "w8a8", or empty (weight-only)
+  double smooth = -1;        // SmoothQuant's α before a w8a8 scheme; < 0: none
   std::string output_type, embd_type, name;
   std::vector<std::string> tensor_types;  // PATTERN=TYPE overrides
   CalibrationOptions calib;

@@ -19,8 +19,26 @@ DType parse_type(const std::string& flag, const std::string& name) {
 
 QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& out_path) {
   QuantizeOptions q;
-  if (r.type.empty() == (r.target_bpw == 0)) fail("give either --type or --target-bpw");
-  std::string type = r.type;
+  std::string type = r.type, format = r.format;
+  if (!r.scheme.empty()) {
+    if (r.scheme != "w8a8")
+      fail("--scheme {}: w8a8 (int8 weights per channel, int8 activations per token) is built; W4A8 is not", r.scheme);
+    if (!type.empty() && type != "int8-ch")
+      fail("--scheme w8a8 quantizes the weights to int8-ch (per channel); --type {} disagrees", type);
+    if (format != "gptq" && format != "compressed-tensors")
+      fail("--scheme w8a8 is written as a compressed-tensors int-quantized checkpoint; --format {} cannot hold it", format);
+    if (r.target_bpw != 0) fail("--scheme w8a8 and --target-bpw: give one");
+    type = "int8-ch";
+    format = "compressed-tensors";
+    q.act_int8 = true;
+  }
+  if (r.smooth >= 0) {
+    if (r.scheme.empty()) fail("--smooth {}: SmoothQuant before --scheme w8a8 (for weight-only files: lmpress smooth)", r.smooth);
+    if (!(r.smooth <= 1)) fail("--smooth {}: SmoothQuant's migration strength is in [0, 1]", r.smooth);
+    if (r.calib.file.empty()) fail("--smooth measures activations on calibration text: --calib FILE");
+    q.smooth_alpha = r.smooth;
+  }
+  if (type.empty() == (r.target_bpw == 0)) fail("give either --type or --target-bpw");
   if (r.target_bpw != 0) {
     if (r.calib.file.empty()) fail("--target-bpw measures sensitivity on calibration text: --calib FILE");
     q.target_bpw = r.target_bpw;
@@ -44,9 +62,9 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
            "--keep-output) apply to GGUF file types only",
            type);
     q.int_group->act_order = r.act_order;
-    q.checkpoint = parse_int_checkpoint(r.format, "--format");
+    q.checkpoint = parse_int_checkpoint(format, "--format");
     check_int_checkpoint(q.checkpoint, *q.int_group);
-  } else if (r.format != "gptq") {
+  } else if (format != "gptq") {
     fail("--format {}: checkpoint formats are for int-N group types (--type int4-g128 ...); GGUF types are written as GGUF",
          r.format);
   }

@@ -1,5 +1,6 @@
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/fp16.h"
@@ -22,6 +23,18 @@ void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out) {
   for (int64_t i = 0; i < n; i++) ss += double(x[i]) * x[i];
   const float scale = float(1.0 / std::sqrt(ss / double(n) + eps));
   for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+void fake_quant_int8_rows(float* x, int64_t n, int64_t cols) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; t++) {
+    float* r = x + t * cols;
+    float amax = 0;
+    for (int64_t i = 0; i < cols; i++) amax = std::max(amax, std::fabs(r[i]));
+    if (amax == 0) continue;
+    const float s = amax / 127.0f;
+    for (int64_t i = 0; i < cols; i++) r[i] = s * std::nearbyint(r[i] / s);
+  }
 }
 
 void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::vector<float>& inv_freqs,

@@ -14,6 +14,10 @@ enum class RopeLayout { Interleaved, Halves };
 
 // out = x / sqrt(mean(x²) + eps) * w   (n elements)
 void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out);
+// Each of the n rows of x (cols values) replaced by its int8 quantization per
+// token: s = max|row| / 127, x <- s·round(x / s) (ties to even, as torch.round);
+// what a W8A8 int8 GEMM's dynamic per-token activation quantization computes.
+void fake_quant_int8_rows(float* x, int64_t n, int64_t cols);
 // Rotates `n_heads` heads of `head_dim` in place for position `pos`; only the
 // first inv_freqs.size()*2 dimensions of each head are rotated.
 void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::vector<float>& inv_freqs,

@@ -15,6 +15,16 @@ namespace {
 // silu(g)·u by its definition in double, for every length 1..40 (vector
 // bodies and scalar tails), gates from −100 (e^100 overflows a float: the
 // result must still be −0, not NaN) to 100.
+// Per-token int8 quantization by hand: max|x| = 31.75 gives the step 0.25;
+// 1.3 steps round to 1, 2.5 steps to 2 (ties to even); a zero row stays zero.
+TEST(Ops, FakeQuantInt8RowsByHand) {
+  std::vector<float> x = {12.5f, -31.75f, 0.325f, 0.625f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+  fake_quant_int8_rows(x.data(), 2, 5);
+  const float want[] = {12.5f, -31.75f, 0.25f, 0.5f, 0.0f};
+  for (int i = 0; i < 5; i++) EXPECT_EQ(x[size_t(i)], want[i]) << i;
+  for (int i = 5; i < 10; i++) EXPECT_EQ(x[size_t(i)], 0.0f);
+}
+
 TEST(Ops, SiluMulMatchesDefinition) {
   test::for_kernel_targets({0}, [](int64_t) {
     std::mt19937 rng(3);

@@ -31,6 +31,9 @@ struct ModelConfig {
   bool tied_embeddings = false;
   bool qkv_bias = false;
   bool qk_norm = false;  // Qwen3: RMSNorm of each head of q and k (weights of head_dim) before RoPE
+  // W8A8: the block linears' inputs are quantized to int8 per token (dynamic,
+  // symmetric) as the engine a W8A8 checkpoint is made for computes them.
+  bool act_int8 = false;
   int32_t bos_id = -1, eos_id = -1;
   // Per-layer head counts and feed-forward sizes, for models whose layers
   // differ (non-uniform structured pruning; GGUF stores them as arrays under

@@ -194,6 +194,7 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   w.set("general.file_type", GGUFValue::u32(ftype));
   if (!o.recipe.empty()) w.set("lmpress.recipe", GGUFValue::str(o.recipe));
   if (!m.rotation.empty()) w.set("lmpress.rotation", GGUFValue::str(m.rotation));
+  if (c.act_int8) w.set("lmpress.activations", GGUFValue::str("int8-token"));
   w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
   w.set(a + ".context_length", GGUFValue::u32(uint32_t(c.ctx_len)));
   w.set(a + ".embedding_length", GGUFValue::u32(uint32_t(c.dim)));

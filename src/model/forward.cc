@@ -308,6 +308,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
   if (obs) (*obs)(LinearSite::AttnIn, a_.xn.data(), n, D);
+  if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.wq, a_.xn.data(), n, a_.q.data());
   matmul(*L.wk, a_.xn.data(), n, a_.k.data());
   matmul(*L.wv, a_.xn.data(), n, a_.v.data());
@@ -336,16 +337,19 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   if (snap_rows_) snapkv_compress(l, n, kc, vc);
   unrotate_attention(m_, kv_, l, a_.att.data(), n);
   if (obs) (*obs)(LinearSite::AttnOut, a_.att.data(), n, qd);
+  if (c.act_int8) fake_quant_int8_rows(a_.att.data(), n, qd);
   matmul(*L.wo, a_.att.data(), n, a_.xn.data());
   add_residual(x, a_.xn.data(), L.bo, n, D);
 
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
   if (obs) (*obs)(LinearSite::FfnIn, a_.xn.data(), n, D);
+  if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   matmul(*L.w_up, a_.xn.data(), n, a_.up.data());
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) silu_mul(a_.gate.data() + t * F, a_.up.data() + t * F, F);
   if (obs) (*obs)(LinearSite::FfnDown, a_.gate.data(), n, F);
+  if (c.act_int8) fake_quant_int8_rows(a_.gate.data(), n, F);
   matmul(*L.w_down, a_.gate.data(), n, a_.xn.data());
   add_residual(x, a_.xn.data(), L.b_down, n, D);
 }

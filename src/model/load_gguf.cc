@@ -44,6 +44,10 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   }
   c.gguf_arch = arch;
   m->rotation = g.get_string("lmpress.rotation").value_or("");
+  if (auto a = g.get_string("lmpress.activations")) {
+    if (*a != "int8-token") fail("{}: lmpress.activations '{}' is unknown (int8-token)", path, *a);
+    c.act_int8 = true;
+  }
   const std::string k = arch + ".";
   const auto get_float = [&](const std::string& key, double def) {
     return config_float(g.get_float(key).value_or(def), path, key);

@@ -122,16 +122,29 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
   if (method == "compressed-tensors") {
     c.format = IntCheckpoint::CompressedTensors;
     const std::string format = json_string(qc, "format", path, qcn, "");
-    if (format != "pack-quantized")
-      fail("{}: quantization_config.format '{}': compressed-tensors checkpoints are read in pack-quantized format", path,
-           format);
+    if (format != "pack-quantized" && format != "int-quantized")
+      fail("{}: quantization_config.format '{}': compressed-tensors checkpoints are read in pack-quantized or "
+           "int-quantized format",
+           path, format);
+    c.int_quantized = format == "int-quantized";
     if (!qc.contains("config_groups") || !qc["config_groups"].is_object() || qc["config_groups"].size() != 1)
       fail("{}: quantization_config.config_groups: one group of int weights is read", path);
     const nlohmann::json& g = qc["config_groups"].begin().value();
     if (!g.is_object() || !g.contains("weights") || !g["weights"].is_object())
       fail("{}: quantization_config.config_groups: the group has no weights object", path);
-    if (g.contains("input_activations") && !g["input_activations"].is_null())
-      fail("{}: quantization_config.config_groups: quantized input activations are not read (weight-only)", path);
+    if (g.contains("input_activations") && !g["input_activations"].is_null()) {
+      // W8A8: int8 per token, dynamic, symmetric (the INT8_W8A8 preset); nothing else is computed.
+      const nlohmann::json& a = g["input_activations"];
+      const std::string an = "quantization_config.config_groups.input_activations";
+      if (!a.is_object()) fail("{}: {} must be an object or null", path, an);
+      if (!c.int_quantized || json_int(a, "num_bits", path, an) != 8 || json_string(a, "type", path, an, "int") != "int" ||
+          !json_bool(a, "symmetric", path, an, true) || json_string(a, "strategy", path, an, "") != "token" ||
+          !json_bool(a, "dynamic", path, an, false))
+        fail("{}: {}: lmpress computes int8 activations per token, dynamic and symmetric, with int-quantized int8 "
+             "weights (W8A8); other activation schemes are not built",
+             path, an);
+      c.act_int8 = true;
+    }
     const nlohmann::json& w = g["weights"];
     const std::string wn = "quantization_config.config_groups.weights";
     if (json_string(w, "type", path, wn, "int") != "int") fail("{}: {}.type: int weights only", path, wn);
@@ -150,13 +163,56 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
     }
     // Only group act-order stores weight_g_idx; "weight" (and "static") orders leave the groups in column order.
     c.spec.act_order = w.contains("actorder") && (w["actorder"] == "group" || w["actorder"] == true);
+    if (c.int_quantized && (bits != 8 || !c.spec.sym || c.spec.group != -1))
+      fail("{}: {}: int-quantized checkpoints are read with 8-bit symmetric per-channel weights", path, wn);
     return c;
   }
   fail("{}: quantization_config.quant_method '{}' is not supported (gptq, awq, compressed-tensors)", path, method);
 }
 
+namespace {
+
+// compressed-tensors int-quantized: PREFIX.weight (I8 [out, in]) times PREFIX.weight_scale ([out, 1]) as F32.
+std::vector<Tensor> dequantize_int_quantized(std::vector<Tensor> tensors, const std::string& path) {
+  const std::string ws = ".weight_scale";
+  std::map<std::string, const Tensor*> scales;  // PREFIX.weight -> its scale
+  for (const auto& t : tensors)
+    if (t.name.ends_with(ws)) scales[t.name.substr(0, t.name.size() - ws.size()) + ".weight"] = &t;
+  std::vector<Tensor> out;
+  size_t found = 0;
+  for (const auto& t : tensors) {
+    if (t.name.ends_with(ws)) continue;
+    if (t.name.ends_with(".weight_zero_point") || t.name.ends_with(".input_scale"))
+      fail("{}: {}: int-quantized checkpoints are read with symmetric weights and dynamic activations", path, t.name);
+    const auto it = scales.find(t.name);
+    if (it == scales.end()) {
+      out.push_back(t);
+      continue;
+    }
+    found++;
+    if (t.dtype != DType::I8 || t.shape.size() != 2)
+      fail("{}: {} is {} {}; an int-quantized weight is an I8 matrix", path, t.name, dtype_name(t.dtype), t.shape_str());
+    const int64_t rows = t.shape[0], cols = t.shape[1];
+    const Tensor& sc = *it->second;
+    if (sc.numel() != rows || !is_float_type(sc.dtype))
+      fail("{}: {} is {} {}; a per-channel scale of {} rows was expected", path, sc.name, dtype_name(sc.dtype),
+           sc.shape_str(), rows);
+    const std::vector<float> s = to_f32(sc);
+    const auto* q = reinterpret_cast<const int8_t*>(t.data);
+    std::vector<float> v(size_t(rows * cols));
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < cols; c++) v[size_t(r * cols + c)] = s[size_t(r)] * float(q[r * cols + c]);
+    out.push_back(make_f32_tensor(t.name, {rows, cols}, std::move(v)));
+  }
+  if (found != scales.size()) fail("{}: a weight_scale has no I8 weight beside it ({} of {})", path, found, scales.size());
+  return out;
+}
+
+}  // namespace
+
 std::vector<Tensor> dequantize_int_checkpoint_tensors(std::vector<Tensor> tensors, const IntCheckpointConfig& cfg,
                                                       const std::string& path) {
+  if (cfg.int_quantized) return dequantize_int_quantized(std::move(tensors), path);
   const IntGroupSpec& spec = cfg.spec;
   std::vector<const char*> suffixes;
   switch (cfg.format) {

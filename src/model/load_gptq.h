@@ -26,6 +26,10 @@ IntGroupSpec gptq_spec_from_config(const nlohmann::json& qc, const std::string& 
 struct IntCheckpointConfig {
   IntCheckpoint format = IntCheckpoint::Gptq;
   IntGroupSpec spec;
+  // compressed-tensors "int-quantized": each linear is PREFIX.weight (I8) and
+  // PREFIX.weight_scale (per channel); with act_int8 its inputs are int8 per
+  // token, dynamic (W8A8).
+  bool int_quantized = false, act_int8 = false;
 };
 IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const std::string& path);
 

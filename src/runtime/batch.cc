@@ -182,6 +182,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   const KvCacheSpec& kv = cache_.spec();
   float* x = a_.x.data();
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   linear(*L.wq, a_.xn.data(), n, a_.q.data());
   linear(*L.wk, a_.xn.data(), n, a_.k.data());
   linear(*L.wv, a_.xn.data(), n, a_.v.data());
@@ -250,14 +251,17 @@ void BatchEngine::layer(int64_t l, int64_t n) {
     for (const Group& g : groups_)
       cache_.stage(g.seq, l)->commit(a_.k.data() + g.first * kvd, a_.v.data() + g.first * kvd, g.count);
   unrotate_attention(m_, kv, l, a_.att.data(), n);
+  if (c.act_int8) fake_quant_int8_rows(a_.att.data(), n, qd);
   linear(*L.wo, a_.att.data(), n, a_.xn.data());
   add_residual(x, a_.xn.data(), L.bo, n, D);
 
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   linear(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   linear(*L.w_up, a_.xn.data(), n, a_.up.data());
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) silu_mul(a_.gate.data() + t * F, a_.up.data() + t * F, F);
+  if (c.act_int8) fake_quant_int8_rows(a_.gate.data(), n, F);
   linear(*L.w_down, a_.gate.data(), n, a_.xn.data());
   add_residual(x, a_.xn.data(), L.b_down, n, D);
 }

@@ -80,6 +80,10 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--act-order", o->act_order, "GPTQ: columns by decreasing activation energy (desc_act)");
   cmd->add_flag("--clip-search", o->clip_search,
                 "RTN: choose each block's clipping ratio by least (importance-weighted) squared error");
+  cmd->add_option("--scheme", o->scheme,
+                  "w8a8: int8 weights per channel and int8 activations per token (dynamic), written as a "
+                  "compressed-tensors int-quantized checkpoint (vLLM's W8A8 int8)");
+  cmd->add_option("--smooth", o->smooth, "SmoothQuant's α in [0, 1] before --scheme w8a8 (needs --calib)");
   cmd->add_option("--rotate", o->rotate,
                   "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED; same function, fewer outliers");
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
