@@ -100,11 +100,12 @@ std::string quant_type(const YAML::Node& m, const Ctx& c) {
     if (s == "W4A16") return "int4-g128";
     if (s == "W4A16_ASYM") return "int4-g128-asym";
     if (s == "W8A16") return "int8-ch";
-    if (s == "W8A8" || s == "W4A8" || s.rfind("FP8", 0) == 0)
-      fail("{}: {}.scheme {}: activation quantization is not built yet; weight-only schemes are W4A16, W4A16_ASYM, "
-           "W8A16",
+    if (s == "W8A8") return "w8a8";  // int8 per channel, int8 activations per token (quantize --scheme w8a8)
+    if (s == "W4A8" || s.rfind("FP8", 0) == 0)
+      fail("{}: {}.scheme {}: this activation quantization is not built; the schemes are W4A16, W4A16_ASYM, W8A16 "
+           "and W8A8",
            c.source, c.where, s);
-    fail("{}: {}.scheme '{}' is unknown (W4A16, W4A16_ASYM, W8A16)", c.source, c.where, s);
+    fail("{}: {}.scheme '{}' is unknown (W4A16, W4A16_ASYM, W8A16, W8A8)", c.source, c.where, s);
   }
   const YAML::Node g = m["config_groups"];
   if (!g || !g.IsMap() || g.size() != 1) fail("{}: {}: give scheme, or config_groups with one group", c.source, c.where);
@@ -115,7 +116,8 @@ std::string quant_type(const YAML::Node& m, const Ctx& c) {
     const std::string k = kv.first.Scalar();
     if (k == "targets") check_targets(kv.second, gc);
     else if (k == "input_activations" || k == "output_activations") {
-      if (!kv.second.IsNull()) fail("{}: {}.{}: activation quantization is not built yet", c.source, gc.where, k);
+      if (!kv.second.IsNull())
+        fail("{}: {}.{}: activation quantization in config_groups is not read (scheme: W8A8 is)", c.source, gc.where, k);
     } else if (k != "weights") fail("{}: {}.{} is not a config group field lmpress reads", c.source, gc.where, k);
   }
   const YAML::Node w = group["weights"];
@@ -221,7 +223,12 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
   std::set<std::string> allowed = {"targets", "ignore"};
   if (quant) {
     st.kind = RecipeStep::Kind::Quantize;
-    st.quantize.type = quant_type(args, c);
+    const std::string type = quant_type(args, c);
+    if (type == "w8a8") {
+      st.quantize.scheme = type;
+    } else {
+      st.quantize.type = type;
+    }
     st.quantize.method = name == "GPTQModifier" ? "gptq" : "rtn";
     st.quantize.format = "compressed-tensors";
     allowed.insert({"scheme", "config_groups"});

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <filesystem>
 
@@ -56,7 +58,8 @@ TEST(Recipe, WhatItCannotDoIsANamedError) {
   bad("- a\n- b\n", "a map of stages");
   bad("s:\n  m_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 1.8}\n", "smoothing_strength 1.8");
   bad("s:\n  m_modifiers:\n    SmoothQuantModifier: {mappings: []}\n", "SmoothQuantModifier.mappings");
-  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W8A8}\n", "activation quantization is not built yet");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A8}\n", "this activation quantization is not built");
+  EXPECT_EQ(parse_recipe("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W8A8}\n", "r").steps[0].quantize.scheme, "w8a8");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, observer: mse}\n", "s.m_modifiers.GPTQModifier.observer");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:.*self_attn.*']}\n", "targets 're:.*self_attn.*'");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, ignore: ['re:.*mlp.*']}\n", "ignore 're:.*mlp.*'");
@@ -116,6 +119,22 @@ TEST(RecipeCli, SpinQuantThenGptqEqualsRotateThenQuantize) {
   ASSERT_EQ(r.status, 0) << r.out;
   for (const char* f : {"model.safetensors", "config.json"})
     EXPECT_TRUE(read_text_file(d + "/recipe/" + f) == read_text_file(d + "/cli/" + f)) << f;
+}
+
+// llm-compressor's W8A8 example (SmoothQuant 0.8, then GPTQ W8A8) is `smooth` then `quantize --scheme w8a8`.
+TEST(RecipeCli, SmoothQuantW8A8EqualsTheCommandLineSteps) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  const std::string calib = " --calib " + test::shared_path("data/calib/docs-calib.txt") + " --calib-samples 4 --calib-ctx 128";
+  auto r = test::run_cli("apply " + doc("smoothquant-w8a8.yaml") + " " + m + " " + d + "/recipe" + calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  ASSERT_EQ(test::run_cli("smooth " + m + " " + d + "/s.gguf --alpha 0.8" + calib).status, 0);
+  r = test::run_cli("quantize " + d + "/s.gguf " + d + "/cli --scheme w8a8 --method gptq" + calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* f : {"model.safetensors", "config.json"})
+    EXPECT_TRUE(read_text_file(d + "/recipe/" + f) == read_text_file(d + "/cli/" + f)) << f;
+  EXPECT_EQ(nlohmann::json::parse(read_text_file(d + "/recipe/config.json"))["quantization_config"]["format"],
+            "int-quantized");
 }
 
 // SmoothQuant keeps the function: the smoothed model's perplexity is the original's (float error), its weights are not.
