@@ -380,6 +380,12 @@ typedef struct lmpress_quantize_params {
   /* "hadamard" or "hadamard:SEED": rotate the residual stream (and each head's
    * values) first, as `quantize --rotate`; NULL: no rotation. */
   const char* rotate;
+  /* "w8a8": int8 weights per channel and int8 activations per token, written
+   * as a compressed-tensors int-quantized directory (type NULL or "int8-ch");
+   * NULL: weight-only. smooth: SmoothQuant's alpha first (w8a8 only; needs
+   * calib_path), < 0 (the default): none. */
+  const char* scheme;
+  double smooth;
   lmpress_progress_callback progress;
   void* progress_user_data;
 } lmpress_quantize_params;

@@ -315,6 +315,13 @@ TEST(CApi, EveryFailureIsAStatusAndAMessage) {
   fails(lmpress_generate(nullptr, "a", nullptr, nullptr), I, "model is NULL");
   fails(lmpress_perplexity(nullptr, "a", 1, nullptr, nullptr), I, "model is NULL");
   fails(lmpress_quantize("a", "b", nullptr), I, "params->type is NULL");
+  {
+    lmpress_quantize_params qp = lmpress_quantize_default_params();
+    EXPECT_LT(qp.smooth, 0);
+    qp.scheme = "w4a8";
+    EXPECT_NE(lmpress_quantize(model_dir().c_str(), "/nonexistent-dir/x", &qp), LMPRESS_OK);
+    EXPECT_NE(std::string(lmpress_last_error()).find("--scheme w4a8"), std::string::npos) << lmpress_last_error();
+  }
   fails(lmpress_chat_apply_template(nullptr, nullptr, nullptr, 0, true, buf, sizeof buf, &n), I,
         "give a model or a template name");
   lmpress_engine* e = nullptr;

@@ -706,7 +706,7 @@ def compare(
 def quantize(
     model_path: PathLike,
     out_path: PathLike,
-    type: str = "q4_k_m",
+    type: Optional[str] = None,
     method: str = "rtn",
     calib: Optional[PathLike] = None,
     calib_samples: int = 128,
@@ -715,21 +715,29 @@ def quantize(
     damp: float = 0.01,
     act_order: bool = False,
     rotate: Optional[str] = None,
+    scheme: Optional[str] = None,
+    smooth: Optional[float] = None,
     progress: Optional[ProgressCallback] = None,
 ) -> str:
     """Quantizes the model at model_path into out_path, as `lmpress quantize`.
 
-    type: a GGUF file type (q4_k_m, q8_0, ...) or an int-N group format (int4-g128:
+    type: a GGUF file type (q4_k_m, the default, q8_0, ...) or an int-N group format (int4-g128:
     out_path is then a GPTQ directory). method: "rtn", "gptq" or "awq" (the last
     two need calib, a calibration text, of calib_samples windows of calib_ctx
     tokens). imatrix: a llama.cpp imatrix GGUF. rotate: "hadamard" or
     "hadamard:SEED" rotates the residual stream (and each head's values) first
-    (QuaRot/SpinQuant R1+R2; the same function, fewer outliers). The output is
-    written under a temporary name and renamed at the end. Returns out_path.
+    (QuaRot/SpinQuant R1+R2; the same function, fewer outliers). scheme="w8a8":
+    int8 weights per channel and int8 activations per token, a compressed-tensors
+    int-quantized directory (type is then int8-ch or None); smooth: SmoothQuant's
+    alpha first (w8a8, needs calib). The output is written under a temporary name
+    and renamed at the end. Returns out_path.
     """
     out = _path(out_path)
+    if type is None:
+        type = "" if scheme else "q4_k_m"
     _lmpress.quantize(_path(model_path), out, type, method, _opt_path(calib), int(calib_samples), int(calib_ctx),
-                      _opt_path(imatrix), float(damp), bool(act_order), rotate, progress)
+                      _opt_path(imatrix), float(damp), bool(act_order), rotate, scheme,
+                      -1.0 if smooth is None else float(smooth), progress)
     return out
 
 

@@ -97,6 +97,8 @@ def quantize(
     damp: float,
     act_order: bool,
     rotate: Optional[str],
+    scheme: Optional[str],
+    smooth: float,  # < 0: none
     progress: _Progress,
 ) -> None: ...
 def prune(

@@ -551,6 +551,18 @@ def test_quantize_rotate_matches_cli(tmp_path):
         lmpress.quantize(MODEL, tmp_path / "x.gguf", type="q8_0", rotate="spin")
 
 
+def test_quantize_w8a8_matches_cli(tmp_path):
+    ref = tmp_path / "cli"
+    cli("quantize", str(MODEL), str(ref), "--scheme", "w8a8", "--smooth", "0.5", "--calib", str(CALIB),
+        "--calib-samples", "4", "--calib-ctx", "64")
+    out = tmp_path / "py"
+    assert lmpress.quantize(MODEL, out, scheme="w8a8", smooth=0.5, calib=CALIB, calib_samples=4, calib_ctx=64) == str(out)
+    for f in ("model.safetensors", "config.json"):
+        assert (out / f).read_bytes() == (ref / f).read_bytes()
+    with pytest.raises(lmpress.Error, match="--smooth 0.5: SmoothQuant before --scheme w8a8"):
+        lmpress.quantize(MODEL, tmp_path / "x", type="int8-ch", smooth=0.5, calib=CALIB)
+
+
 def test_quantize_cancel_and_errors(tmp_path):
     out = tmp_path / "cancelled.gguf"
     with pytest.raises(lmpress.Cancelled):

@@ -400,6 +400,7 @@ lmpress_quantize_params lmpress_quantize_default_params(void) {
   p.calib_samples = r.calib.samples;
   p.calib_ctx = r.calib.ctx;
   p.damp = r.damp;
+  p.smooth = r.smooth;
   return p;
 }
 
@@ -410,9 +411,11 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     need(in_path, fn, "in_path");
     need(out_path, fn, "out_path");
     const lmpress_quantize_params p = params ? *params : lmpress_quantize_default_params();
-    if (!p.type) invalid("{}: params->type is NULL (a file type such as q4_k_m, or int4-g128)", fn);
+    if (!p.type && !p.scheme) invalid("{}: params->type is NULL (a file type such as q4_k_m, or int4-g128)", fn);
     QuantizeRequest r;
-    r.type = p.type;
+    if (p.type) r.type = p.type;
+    if (p.scheme) r.scheme = p.scheme;
+    r.smooth = p.smooth;
     if (p.method) r.method = p.method;
     r.calib = calibration(p.calib_path, p.calib_samples, p.calib_ctx, fn);
     if (p.imatrix_path) r.imatrix = p.imatrix_path;

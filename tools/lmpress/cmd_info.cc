@@ -46,6 +46,7 @@ void add_info(CLI::App& app) {
                      {"rope_theta", c.rope_theta},    {"rope_scaling", c.rope_scaling},
                      {"tied_embeddings", c.tied_embeddings}, {"qkv_bias", c.qkv_bias}};
       if (!m->rotation.empty()) j["rotation"] = m->rotation;
+      if (c.act_int8) j["activations"] = "int8-token";
       if (!c.uniform()) {
         // Per-layer sizes (non-uniform structured pruning); the scalars above are the maxima.
         j["config"]["layer_heads"] = c.layer_heads;
@@ -91,6 +92,7 @@ void add_info(CLI::App& app) {
     fmt::print("output head:   {}{}\n", c.tied_embeddings ? "tied to embeddings" : "separate",
                c.qkv_bias ? ", q/k/v bias" : "");
     if (!m->rotation.empty()) fmt::print("rotation:      {} (residual stream, folded into the weights)\n", m->rotation);
+    if (c.act_int8) fmt::print("activations:   int8 per token, dynamic (W8A8)\n");
     fmt::print("per token:     at context {}: {:.2f} M MACs ({:.2f} M in attention), {:.2f} MiB of weights read; "
                "KV cache ({}) {:.0f} bytes per position, {:.2f} MiB read\n",
                cost.ctx, cost.macs() / 1e6, cost.attention_macs / 1e6, cost.weight_bytes / (1 << 20), kv_spec_name(kv),
