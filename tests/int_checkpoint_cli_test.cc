@@ -12,6 +12,7 @@
 #include <fstream>
 
 #include "core/mapped_file.h"
+#include "io/safetensors.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -99,6 +100,26 @@ TEST(IntCheckpointCli, W8A8IsIntQuantizedWithTokenActivations) {
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --smooth 1.5" + calib, "--smooth 1.5");
   expect_cli_error("quantize " + m + " " + d + "/x --type int8-ch --smooth 0.5" + calib, "SmoothQuant before --scheme w8a8");
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --smooth 0.5", "--calib FILE");
+  // Tensors that disagree with int-quantized: a scale without its I8 weight, a scale of the wrong length.
+  for (const std::string bad : {"missing", "short"}) {
+    const std::string out = d + "/" + bad;
+    std::filesystem::copy(d + "/w8a8", out);
+    std::filesystem::remove(out + "/model.safetensors");
+    const std::vector<Tensor> ts = load_safetensors_dir(d + "/w8a8");
+    std::vector<TensorToWrite> keep;
+    std::vector<float> one(1, 1.0f);
+    for (const Tensor& t : ts) {
+      if (t.name == "model.layers.0.mlp.up_proj.weight" && bad == "missing") continue;
+      if (t.name == "model.layers.0.mlp.up_proj.weight_scale" && bad == "short") {
+        keep.push_back({make_f32_tensor(t.name, {1, 1}, one), {}});
+        continue;
+      }
+      keep.push_back({t, {}});
+    }
+    write_safetensors(out + "/model.safetensors", keep);
+    expect_cli_error("info " + out, bad == "missing" ? "a weight_scale has no I8 weight beside it"
+                                                     : "up_proj.weight_scale is F32 [1, 1]; a per-channel scale of");
+  }
   auto cfg = nlohmann::json::parse(read_text_file(d + "/w8a8/config.json"));
   cfg["quantization_config"]["config_groups"]["group_0"]["input_activations"]["strategy"] = "tensor";
   std::ofstream(d + "/w8a8/config.json") << cfg.dump();
