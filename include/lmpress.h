@@ -233,6 +233,10 @@ typedef struct lmpress_request_params {
   int64_t max_tokens; /* tokens to generate */
   bool ignore_eos;
   lmpress_sampler_params sampling;
+  /* -1 (the default): no log probabilities; 0..20: each generated token's log
+   * probability and those of this many most likely tokens (of the model's
+   * distribution, before penalties and temperature), as `serve`'s logprobs. */
+  int32_t logprobs;
 } lmpress_request_params;
 
 typedef enum lmpress_finish_reason {
@@ -245,6 +249,13 @@ typedef struct lmpress_step_event {
   int64_t request_id;
   int32_t token; /* the token generated for the request, or -1 */
   lmpress_finish_reason finished;
+  /* When the request asked for logprobs and token >= 0: its log probability,
+   * and the n_top most likely tokens with theirs (most likely first; ties:
+   * lower id first). The arrays are valid until the next step. */
+  float logprob;
+  size_t n_top;
+  const int32_t* top_ids;
+  const float* top_logprobs;
 } lmpress_step_event;
 
 LMPRESS_API lmpress_engine_params lmpress_engine_default_params(void);

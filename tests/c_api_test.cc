@@ -6,6 +6,8 @@
 #include <omp.h>  // compiled as C++ here; as C99 by examples/c/generate.c
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -483,6 +485,7 @@ TEST(CApi, EngineServesRequestsAsGenerateDoes) {
     lmpress_request_params rp = lmpress_request_default_params();
     rp.max_tokens = lengths[i];
     rp.ignore_eos = true;
+    if (i == 0) rp.logprobs = 3;
     ASSERT_EQ(lmpress_engine_submit(e, int64_t(100 + i), ids.data(), ids.size(), &rp), LMPRESS_OK)
         << lmpress_last_error();
   }
@@ -490,12 +493,29 @@ TEST(CApi, EngineServesRequestsAsGenerateDoes) {
   const int32_t t = 1;
   EXPECT_EQ(lmpress_engine_submit(e, 100, &t, 1, nullptr), LMPRESS_ERR_FAILED) << "an id in use";
   EXPECT_EQ(lmpress_engine_cancel(e, 7), LMPRESS_ERR_FAILED);
+  lmpress_request_params bad = lmpress_request_default_params();
+  EXPECT_EQ(bad.logprobs, -1);
+  bad.logprobs = 21;
+  EXPECT_EQ(lmpress_engine_submit(e, 200, &t, 1, &bad), LMPRESS_ERR_INVALID_ARGUMENT);
+  std::vector<float> first_logprobs;  // request 100's first token: its own, then its top 3
   int steps = 0;
   while (lmpress_engine_n_requests(e) > 0 && steps++ < 1000) {
     const lmpress_step_event* ev = nullptr;
     size_t n = 0;
     ASSERT_EQ(lmpress_engine_step(e, &ev, &n), LMPRESS_OK) << lmpress_last_error();
     for (size_t k = 0; k < n; k++) {
+      if (ev[k].token >= 0 && ev[k].request_id == 100) {
+        // Greedy: the token is the most likely one; the top 3 in decreasing order; none for other requests.
+        ASSERT_EQ(ev[k].n_top, 3u);
+        EXPECT_EQ(ev[k].top_ids[0], ev[k].token);
+        EXPECT_EQ(ev[k].top_logprobs[0], ev[k].logprob);
+        EXPECT_GE(ev[k].top_logprobs[0], ev[k].top_logprobs[1]);
+        EXPECT_GE(ev[k].top_logprobs[1], ev[k].top_logprobs[2]);
+        EXPECT_LE(ev[k].logprob, 0.0f);
+        if (first_logprobs.empty()) first_logprobs = {ev[k].logprob, ev[k].top_logprobs[1], ev[k].top_logprobs[2]};
+      } else if (ev[k].token >= 0) {
+        EXPECT_EQ(ev[k].n_top, 0u);
+      }
       if (ev[k].token >= 0) got[ev[k].request_id].push_back(ev[k].token);
       if (ev[k].finished != LMPRESS_FINISH_NONE) finished[ev[k].request_id] = ev[k].finished;
     }
@@ -509,6 +529,25 @@ TEST(CApi, EngineServesRequestsAsGenerateDoes) {
     EXPECT_EQ(finished[int64_t(100 + i)], LMPRESS_FINISH_LENGTH);
   }
   lmpress_engine_free(e);
+  // The first token's log probabilities, from the prompt's last logits by a log-softmax in double.
+  lmpress_context* ctx = nullptr;
+  ASSERT_EQ(lmpress_context_create(h.m, nullptr, &ctx), LMPRESS_OK) << lmpress_last_error();
+  const auto ids = tokenize(h.m, prompts[0]);
+  ASSERT_EQ(lmpress_context_eval(ctx, ids.data(), ids.size(), false), LMPRESS_OK) << lmpress_last_error();
+  size_t rows = 0;
+  const float* logits = lmpress_context_logits(ctx, &rows);
+  lmpress_model_info mi;
+  ASSERT_EQ(lmpress_model_get_info(h.m, &mi), LMPRESS_OK);
+  ASSERT_EQ(rows, 1u);
+  std::vector<double> lp(logits, logits + mi.n_vocab);
+  const double mx = *std::max_element(lp.begin(), lp.end());
+  double sum = 0;
+  for (double x : lp) sum += std::exp(x - mx);
+  for (double& x : lp) x = x - mx - std::log(sum);
+  std::sort(lp.begin(), lp.end(), std::greater<double>());
+  ASSERT_EQ(first_logprobs.size(), 3u);
+  for (int i = 0; i < 3; i++) EXPECT_NEAR(first_logprobs[size_t(i)], lp[size_t(i)], 2e-3) << i;
+  lmpress_context_free(ctx);
 }
 
 TEST(CApi, KldOfACacheTypeEqualsTheCli) {

@@ -13,6 +13,8 @@ struct lmpress_engine {
   std::unique_ptr<BatchEngine> batch;
   std::unique_ptr<Scheduler> scheduler;
   std::vector<lmpress_step_event> events;
+  std::vector<std::vector<int32_t>> top_ids;  // per event: what its pointers point at
+  std::vector<std::vector<float>> top_logprobs;
   int64_t ctx = 0;  // a request's context: the model's (serve's -c default)
   bool bounded = false;  // an eviction policy lets requests run past it
 };
@@ -35,6 +37,7 @@ lmpress_request_params lmpress_request_default_params(void) {
   std::memset(&p, 0, sizeof p);
   p.max_tokens = Request().max_tokens;
   p.sampling = lmpress_sampler_default_params();
+  p.logprobs = -1;
   return p;
 }
 
@@ -72,6 +75,7 @@ lmpress_status lmpress_engine_submit(lmpress_engine* engine, int64_t request_id,
     if (n == 0) invalid("{}: the prompt is empty", fn);
     const lmpress_request_params p = params ? *params : lmpress_request_default_params();
     if (p.max_tokens < 1) invalid("{}: max_tokens {} must be >= 1", fn, p.max_tokens);
+    if (p.logprobs < -1 || p.logprobs > 20) invalid("{}: logprobs {}: -1 (none) or 0..20", fn, p.logprobs);
     if (int64_t(n) >= engine->ctx)
       fail("{}: the prompt has {} tokens, which does not fit the model's context of {}", fn, n, engine->ctx);
     const int64_t V = engine->batch->model().cfg.n_vocab;
@@ -85,6 +89,7 @@ lmpress_status lmpress_engine_submit(lmpress_engine* engine, int64_t request_id,
                                    : std::min<int64_t>(p.max_tokens, engine->ctx - int64_t(n));
     r.ignore_eos = p.ignore_eos;
     r.sampling = sampler_options(p.sampling);
+    r.logprobs = p.logprobs;
     engine->scheduler->submit(std::move(r));
   });
 }
@@ -106,8 +111,23 @@ lmpress_status lmpress_engine_step(lmpress_engine* engine, const lmpress_step_ev
     *events = nullptr;
     *n_events = 0;
     engine->events.clear();
-    for (const StepEvent& e : engine->scheduler->step()) {
+    engine->top_ids.clear();
+    engine->top_logprobs.clear();
+    const std::vector<StepEvent> step = engine->scheduler->step();
+    engine->top_ids.resize(step.size());
+    engine->top_logprobs.resize(step.size());
+    for (const StepEvent& e : step) {
       lmpress_step_event c;
+      std::memset(&c, 0, sizeof c);
+      const size_t i = engine->events.size();
+      for (const auto& [id, lp] : e.logprobs.top) {
+        engine->top_ids[i].push_back(id);
+        engine->top_logprobs[i].push_back(lp);
+      }
+      c.logprob = e.logprobs.logprob;
+      c.n_top = engine->top_ids[i].size();
+      c.top_ids = engine->top_ids[i].data();
+      c.top_logprobs = engine->top_logprobs[i].data();
       c.request_id = e.id;
       c.token = e.token;
       c.finished = e.finished == FinishReason::Eos      ? LMPRESS_FINISH_EOS
