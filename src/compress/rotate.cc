@@ -60,64 +60,54 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
   rep.heads = spec.heads && HadamardRotation::supported(hd);
   const HadamardRotation q2(rep.heads ? hd : 1, spec.seed + 1);
 
-  auto index = [&](const std::string& name) -> size_t {
-    for (size_t i = 0; i < m.tensors.size(); i++)
-      if (m.tensors[i].name == name) return i;
-    fail("{}: no tensor {}", m.path, name);
-  };
-  auto store = [&](const std::string& name, std::vector<float> v) {
-    const size_t i = index(name);
-    m.tensors[i] = make_f32_tensor(name, m.tensors[i].shape, std::move(v));
-  };
   // A linear reading the residual stream: columns scaled by the norm before it, rows rotated.
   auto reader = [&](const std::string& name, const std::vector<float>& norm) {
-    const Tensor& t = m.tensors[index(name)];
+    const Tensor& t = m.tensor(name);
     if (t.cols() != D) fail("{}: {} has {} columns, the model's width is {}", m.path, name, t.cols(), D);
     const int64_t rows = t.rows();
     std::vector<float> w = to_f32(t);
     for (int64_t r = 0; r < rows; r++)
       for (int64_t j = 0; j < D; j++) w[size_t(r * D + j)] *= norm[size_t(j)];
     rotate_rows(w, rows, q);
-    store(name, std::move(w));
+    m.set_f32(name, std::move(w));
   };
   // A linear writing the residual stream (D rows): W <- Qᵀ·W, its bias b <- Qᵀ·b.
   auto writer = [&](const std::string& name, const std::string& bias) {
-    const Tensor& t = m.tensors[index(name)];
+    const Tensor& t = m.tensor(name);
     const int64_t cols = t.cols();
     std::vector<float> w = transpose(to_f32(t), D, cols);
     rotate_rows(w, cols, q);
-    store(name, transpose(w, cols, D));
+    m.set_f32(name, transpose(w, cols, D));
     if (m.find(bias)) {
-      std::vector<float> b = to_f32(m.tensors[index(bias)]);
+      std::vector<float> b = to_f32(m.tensor(bias));
       q.apply(b.data());
-      store(bias, std::move(b));
+      m.set_f32(bias, std::move(b));
     }
   };
   auto fold_norm = [&](const std::string& name) {
-    std::vector<float> g = to_f32(m.tensors[index(name)]);
-    store(name, std::vector<float>(size_t(D), 1.0f));
+    std::vector<float> g = to_f32(m.tensor(name));
+    m.set_f32(name, std::vector<float>(size_t(D), 1.0f));
     return g;
   };
 
   // The head first: a tied one is the embedding before rotation, with the final norm folded in.
   const std::vector<float> out_norm = fold_norm("output_norm.weight");
   if (m.cfg.tied_embeddings || !m.find("output.weight")) {
-    const Tensor& e = m.tensors[index("token_embd.weight")];
-    Tensor head = make_f32_tensor("output.weight", e.shape, to_f32(e));
-    if (const Tensor* old = m.find("output.weight")) {
-      m.tensors[index(old->name)] = std::move(head);
+    const Tensor& e = m.tensor("token_embd.weight");
+    if (m.find("output.weight")) {
+      m.set_f32("output.weight", to_f32(e));
     } else {
-      m.tensors.push_back(std::move(head));
+      m.tensors.push_back(make_f32_tensor("output.weight", e.shape, to_f32(e)));
     }
     m.cfg.tied_embeddings = false;
     rep.untied = true;
   }
   reader("output.weight", out_norm);
   {
-    const Tensor& e = m.tensors[index("token_embd.weight")];
+    const Tensor& e = m.tensor("token_embd.weight");
     std::vector<float> w = to_f32(e);
     rotate_rows(w, e.rows(), q);
-    store("token_embd.weight", std::move(w));
+    m.set_f32("token_embd.weight", std::move(w));
   }
   Progress progress("rotate", uint64_t(L));
   for (int64_t l = 0; l < L; l++) {
@@ -134,17 +124,17 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
         for (int64_t r = 0; r < rows; r++)
           for (int64_t h = 0; h < cols / hd; h++) q2.apply(w.data() + r * cols + h * hd);
       };
-      std::vector<float> v = transpose(to_f32(m.tensors[index(b + "attn_v.weight")]), kvd, D);
+      std::vector<float> v = transpose(to_f32(m.tensor(b + "attn_v.weight")), kvd, D);
       per_head(v, D, kvd);
-      store(b + "attn_v.weight", transpose(v, D, kvd));
+      m.set_f32(b + "attn_v.weight", transpose(v, D, kvd));
       if (m.find(b + "attn_v.bias")) {
-        std::vector<float> bias = to_f32(m.tensors[index(b + "attn_v.bias")]);
+        std::vector<float> bias = to_f32(m.tensor(b + "attn_v.bias"));
         per_head(bias, 1, kvd);
-        store(b + "attn_v.bias", std::move(bias));
+        m.set_f32(b + "attn_v.bias", std::move(bias));
       }
-      std::vector<float> o = to_f32(m.tensors[index(b + "attn_output.weight")]);
+      std::vector<float> o = to_f32(m.tensor(b + "attn_output.weight"));
       per_head(o, D, m.cfg.q_dim(l));
-      store(b + "attn_output.weight", std::move(o));
+      m.set_f32(b + "attn_output.weight", std::move(o));
     }
     const std::vector<float> ffn = fold_norm(b + "ffn_norm.weight");
     for (const char* n : {"ffn_gate.weight", "ffn_up.weight"}) reader(b + n, ffn);

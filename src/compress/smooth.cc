@@ -34,11 +34,6 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
       progress.update(uint64_t(l + 1));
     }
   }
-  auto index = [&](const std::string& name) -> size_t {
-    for (size_t i = 0; i < m.tensors.size(); i++)
-      if (m.tensors[i].name == name) return i;
-    fail("{}: no tensor {}", m.path, name);
-  };
   rep.min_scale = INFINITY;
   for (int64_t l = 0; l < L; l++)
     for (int site = 0; site < 2; site++) {
@@ -50,7 +45,7 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
       std::vector<std::vector<float>> w;
       std::vector<float> wmax(static_cast<size_t>(D), 0.0f);
       for (const auto& name : linears) {
-        const Tensor& t = m.tensors[index(name)];
+        const Tensor& t = m.tensor(name);
         if (t.cols() != D) fail("{}: {} has {} columns, the model's width is {}", m.path, name, t.cols(), D);
         w.push_back(to_f32(t));
         for (int64_t r = 0; r < t.rows(); r++)
@@ -66,16 +61,14 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
         rep.min_scale = std::min(rep.min_scale, double(s[size_t(j)]));
         rep.max_scale = std::max(rep.max_scale, double(s[size_t(j)]));
       }
-      const size_t ni = index(norm);
-      std::vector<float> g = to_f32(m.tensors[ni]);
+      std::vector<float> g = to_f32(m.tensor(norm));
       for (int64_t j = 0; j < D; j++) g[size_t(j)] /= s[size_t(j)];
-      m.tensors[ni] = make_f32_tensor(norm, m.tensors[ni].shape, std::move(g));
+      m.set_f32(norm, std::move(g));
       for (size_t k = 0; k < linears.size(); k++) {
-        const size_t ti = index(linears[k]);
-        const int64_t rows = m.tensors[ti].rows();
+        const int64_t rows = m.tensor(linears[k]).rows();
         for (int64_t r = 0; r < rows; r++)
           for (int64_t j = 0; j < D; j++) w[k][size_t(r * D + j)] *= s[size_t(j)];
-        m.tensors[ti] = make_f32_tensor(linears[k], m.tensors[ti].shape, std::move(w[k]));
+        m.set_f32(linears[k], std::move(w[k]));
       }
     }
   m.bind();

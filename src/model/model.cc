@@ -18,6 +18,20 @@ const Tensor* Model::find(const std::string& name) const {
   return nullptr;
 }
 
+const Tensor& Model::tensor(const std::string& name) const {
+  if (const Tensor* t = find(name)) return *t;
+  fail("{}: no tensor {}", path, name);
+}
+
+void Model::set_f32(const std::string& name, std::vector<float> values) {
+  for (Tensor& t : tensors)
+    if (t.name == name) {
+      t = make_f32_tensor(name, t.shape, std::move(values));
+      return;
+    }
+  fail("{}: no tensor {}", path, name);
+}
+
 int64_t Model::n_params() const {
   int64_t n = 0;
   for (const auto& t : tensors)

@@ -46,6 +46,11 @@ struct Model {
   std::vector<LayerWeights> layers;
 
   const Tensor* find(const std::string& name) const;
+  // The tensor `name`; fails naming the model and the tensor when it has none.
+  const Tensor& tensor(const std::string& name) const;
+  // Replaces tensor `name` by an owned F32 tensor of the same shape holding
+  // `values` (what smoothing and rotation write); bind() afterwards.
+  void set_f32(const std::string& name, std::vector<float> values);
   int64_t n_params() const;
   uint64_t n_bytes() const;
   // Validates tensor shapes against cfg and fills the pointers above.
