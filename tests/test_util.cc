@@ -118,6 +118,12 @@ const Tensor& GgmlBlocks::operator()(const std::string& name) const {
   throw std::runtime_error("ggml_blocks.gguf has no tensor " + name);
 }
 
+bool GgmlBlocks::has(const std::string& name) const {
+  for (const auto& t : tensors_)
+    if (t.name == name) return true;
+  return false;
+}
+
 CalibrationOptions tiny_calibration(const std::string& dir, const std::string& text) {
   std::ofstream(dir + "/calib.txt") << text;
   CalibrationOptions co;

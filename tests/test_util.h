@@ -53,6 +53,7 @@ class GgmlBlocks {
  public:
   GgmlBlocks();
   const Tensor& operator()(const std::string& name) const;
+  bool has(const std::string& name) const;
 
  private:
   std::vector<Tensor> tensors_;

@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 29> kTypes = {{
+constexpr std::array<DTypeInfo, 40> kTypes = {{
     {DType::F32, "F32", 1, 4, true, DType::F32, 1},
     {DType::F16, "F16", 1, 2, true, DType::F16, 1},
     {DType::Q4_0, "Q4_0", 32, 18, true, DType::Q4_0, 1},
@@ -25,13 +25,24 @@ constexpr std::array<DTypeInfo, 29> kTypes = {{
     {DType::Q5_K, "Q5_K", 256, 176, true, DType::Q5_K, 1},
     {DType::Q6_K, "Q6_K", 256, 210, true, DType::Q6_K, 1},
     {DType::Q8_K, "Q8_K", 256, 292, false, DType::Q8_K, 1},
+    {DType::IQ2_XXS, "IQ2_XXS", 256, 66, true, DType::IQ2_XXS, 1},
+    {DType::IQ2_XS, "IQ2_XS", 256, 74, true, DType::IQ2_XS, 1},
+    {DType::IQ3_XXS, "IQ3_XXS", 256, 98, true, DType::IQ3_XXS, 1},
+    {DType::IQ1_S, "IQ1_S", 256, 50, true, DType::IQ1_S, 1},
     {DType::IQ4_NL, "IQ4_NL", 32, 18, true, DType::IQ4_NL, 1},
+    {DType::IQ3_S, "IQ3_S", 256, 110, true, DType::IQ3_S, 1},
+    {DType::IQ2_S, "IQ2_S", 256, 82, true, DType::IQ2_S, 1},
+    {DType::IQ4_XS, "IQ4_XS", 256, 136, true, DType::IQ4_XS, 1},
     {DType::I8, "I8", 1, 1, false, DType::I8, 1},
     {DType::I16, "I16", 1, 2, false, DType::I16, 1},
     {DType::I32, "I32", 1, 4, false, DType::I32, 1},
     {DType::I64, "I64", 1, 8, false, DType::I64, 1},
     {DType::F64, "F64", 1, 8, false, DType::F64, 1},
+    {DType::IQ1_M, "IQ1_M", 256, 56, true, DType::IQ1_M, 1},
     {DType::BF16, "BF16", 1, 2, true, DType::BF16, 1},
+    {DType::TQ1_0, "TQ1_0", 256, 54, true, DType::TQ1_0, 1},
+    {DType::TQ2_0, "TQ2_0", 256, 66, true, DType::TQ2_0, 1},
+    {DType::MXFP4, "MXFP4", 32, 17, true, DType::MXFP4, 1},
     {DType::F16_2OF4, "F16_2of4", 32, 36, true, DType::F16, 1},
     {DType::F16_BITMAP, "F16_bitmap", 8, 0, true, DType::F16, 1},
     {DType::Q8_0_2OF4, "Q8_0_2of4", 32, 22, true, DType::Q8_0, 1},

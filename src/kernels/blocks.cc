@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/fp16.h"
+#include "kernels/int_blocks.h"
 #include "kernels/interleaved.h"
 #include "kernels/bitmap.h"
 #include "kernels/sparse24.h"
@@ -196,8 +197,8 @@ struct DequantizerRow {
   DType type;
   RowDequantizer to_f32;
 };
-// One row per block format (ggml's to_float); F16_BITMAP's row is one
-// row-indexed row.
+// One row per block format (ggml's to_float; the integer-unpacked types of
+// kernels/int_blocks.h after it); F16_BITMAP's row is one row-indexed row.
 const DequantizerRow kDequantizers[] = {
     {DType::Q4_0, per_block<BlockQ4_0, QK4_0, deq_q4_0>},
     {DType::Q4_1, per_block<BlockQ4_1, QK4_1, deq_q4_1>},
@@ -223,6 +224,10 @@ bool dequantize_row(DType t, const uint8_t* p, int64_t n, float* y) {
       r.to_f32(p, n, y);
       return true;
     }
+  if (const IntBlockFormat* f = int_block_format(t)) {
+    dequantize_int_blocks(*f, p, n, y);
+    return true;
+  }
   return false;
 }
 

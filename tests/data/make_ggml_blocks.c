@@ -6,10 +6,11 @@
 //   imatrix      512 positive importance weights (per input column)
 //   q.TYPE       ggml_quantize_chunk(TYPE, src) without an imatrix
 //   qw.TYPE      ggml_quantize_chunk(TYPE, src) with the imatrix
-//   ref.TYPE     ggml's to_float of q.TYPE
+//   ref.TYPE     ggml's to_float of q.TYPE (of qw.TYPE for the types ggml
+//                quantizes only with an imatrix: IQ2_XXS, IQ2_XS, IQ1_S)
 // Build and run (needs the llama.cpp peer, ../shared/tools/build-llama-cpp.sh):
 //   P=~/.cache/llama.cpp-peer/src
-//   gcc -O1 tests/data/make_ggml_blocks.c -I$P/ggml/include -L$P/build/bin -lggml-base -lggml -lm \
+//   gcc -O1 tests/data/make_ggml_blocks.c -I$P/ggml/include -L$P/build/bin -lggml-base -lggml -lggml-cpu -lm \
 //       -Wl,-rpath,$P/build/bin -o /tmp/make_ggml_blocks && /tmp/make_ggml_blocks tests/data/ggml_blocks.gguf
 #include <math.h>
 #include <stdint.h>
@@ -53,7 +54,10 @@ int main(int argc, char** argv) {
 
   const enum ggml_type types[] = {GGML_TYPE_Q4_0, GGML_TYPE_Q4_1, GGML_TYPE_Q5_0, GGML_TYPE_Q5_1,
                                   GGML_TYPE_Q8_0, GGML_TYPE_Q2_K, GGML_TYPE_Q3_K, GGML_TYPE_Q4_K,
-                                  GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL};
+                                  GGML_TYPE_Q5_K, GGML_TYPE_Q6_K, GGML_TYPE_IQ4_NL, GGML_TYPE_IQ4_XS,
+                                  GGML_TYPE_IQ3_XXS, GGML_TYPE_IQ3_S, GGML_TYPE_IQ2_XXS, GGML_TYPE_IQ2_XS,
+                                  GGML_TYPE_IQ2_S, GGML_TYPE_IQ1_S, GGML_TYPE_IQ1_M, GGML_TYPE_TQ1_0,
+                                  GGML_TYPE_TQ2_0, GGML_TYPE_MXFP4};
   const int n_types = sizeof(types) / sizeof(types[0]);
   struct ggml_init_params ip = {64 * 1024 * 1024, NULL, false};
   struct ggml_context* ctx = ggml_init(ip);
@@ -74,14 +78,15 @@ int main(int argc, char** argv) {
     snprintf(upper, sizeof upper, "%s", ggml_type_name(ty));
     for (char* p = upper; *p; p++)
       if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
-    for (int weighted = 0; weighted < 2; weighted++) {
+    const int needs_imatrix = ggml_quantize_requires_imatrix(ty);
+    for (int weighted = needs_imatrix; weighted < 2; weighted++) {
       const size_t n = ggml_quantize_chunk(ty, src, q, 0, kRows, kCols, weighted ? imatrix : NULL);
       t = ggml_new_tensor_2d(ctx, ty, kCols, kRows);
       snprintf(name, sizeof name, "%s.%s", weighted ? "qw" : "q", upper);
       ggml_set_name(t, name);
       memcpy(t->data, q, n);
       gguf_add_tensor(g, t);
-      if (weighted) continue;
+      if (weighted && !needs_imatrix) continue;
       ggml_get_type_traits(ty)->to_float(q, deq, kRows * kCols);
       t = ggml_new_tensor_2d(ctx, GGML_TYPE_F32, kCols, kRows);
       snprintf(name, sizeof name, "ref.%s", upper);

@@ -1,0 +1,40 @@
+// The ggml types whose blocks decode exactly to small integers under integer
+// group scales: the codebook types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S,
+// IQ3_XXS, IQ3_S, the non-linear IQ4_XS, the ternary TQ1_0 and TQ2_0, and
+// MXFP4. Element i of a block is d · ls[i / group] · q[i], every product exact
+// in float (so the dequantized values equal ggml's bit for bit whatever the
+// order), and the dot product with int8 activations is an exact integer sum
+// per block: one unpacker per type serves both (ggml writes one loop for each).
+#pragma once
+#include <cstdint>
+
+#include "core/dtype.h"
+#include "kernels/blocks.h"
+
+namespace lmpress {
+
+struct UnpackedBlock {
+  float d;          // block scale times the type's unit (a power of two)
+  int16_t ls[16];   // integer scale of each group
+  int8_t q[QK_K];   // the values (codebook entries with their signs)
+};
+
+struct IntBlockFormat {
+  DType type;
+  int elems;  // per block
+  int group;  // elements under one ls
+  void (*unpack)(const uint8_t* block, UnpackedBlock& out);
+};
+
+// The format of t, or null when t is not one of these types.
+const IntBlockFormat* int_block_format(DType t);
+// n elements (a multiple of f.elems) of f's blocks to floats.
+void dequantize_int_blocks(const IntBlockFormat& f, const uint8_t* blocks, int64_t n, float* y);
+
+// E8M0 exponent e as ggml's GGML_E8M0_TO_FP32_HALF: 2^(e-128) (MXFP4's values
+// are stored doubled).
+float e8m0_to_f32_half(uint8_t e);
+// MXFP4's E2M1 levels, doubled to integers.
+extern const int8_t kFp4Values[16];
+
+}  // namespace lmpress
