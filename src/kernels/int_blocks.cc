@@ -4,6 +4,7 @@
 
 #include "core/fp16.h"
 #include "kernels/iq_grids.h"
+#include "kernels/qdot.h"
 
 namespace lmpress {
 
@@ -225,6 +226,30 @@ void dequantize_int_blocks(const IntBlockFormat& f, const uint8_t* p, int64_t n,
     f.unpack(p, u);
     for (int i = 0; i < f.elems; i++) y[i] = u.d * float(u.ls[i / f.group]) * float(u.q[i]);
   }
+}
+
+float dot_int_blocks_ref(const IntBlockFormat& f, int64_t n, const void* w, const void* act) {
+  const uint32_t bytes = dtype_info(f.type).block_bytes;
+  const auto* p = static_cast<const uint8_t*>(w);
+  UnpackedBlock u;
+  float sum = 0;
+  for (int64_t b = 0; b < n / f.elems; b++, p += bytes) {
+    f.unpack(p, u);
+    int32_t total = 0;
+    for (int g = 0; g < f.elems / f.group; g++) {
+      int32_t s = 0;
+      for (int i = g * f.group; i < (g + 1) * f.group; i++) {
+        const int8_t a = f.elems == QK_K ? static_cast<const BlockQ8_K*>(act)[b].qs[i]
+                                         : static_cast<const BlockQ8_0*>(act)[b].qs[i];
+        s += int32_t(u.q[i]) * a;
+      }
+      total += u.ls[g] * s;
+    }
+    const float da = f.elems == QK_K ? static_cast<const BlockQ8_K*>(act)[b].d
+                                     : f16_to_f32(static_cast<const BlockQ8_0*>(act)[b].d);
+    sum += u.d * da * float(total);
+  }
+  return sum;
 }
 
 }  // namespace lmpress

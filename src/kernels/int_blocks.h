@@ -31,6 +31,17 @@ const IntBlockFormat* int_block_format(DType t);
 // n elements (a multiple of f.elems) of f's blocks to floats.
 void dequantize_int_blocks(const IntBlockFormat& f, const uint8_t* blocks, int64_t n, float* y);
 
+// Σ over n elements of f's blocks times int8 activations (kernels/qdot.h):
+// Q8_K blocks for the 256-element formats, Q8_0 for MXFP4. Exact integer sums
+// per block, scaled once per block: the scalar reference of the SIMD dots.
+float dot_int_blocks_ref(const IntBlockFormat& f, int64_t n, const void* w, const void* act);
+// As a QDotFn for the kernel tables.
+template <DType T>
+float int_blocks_dot_ref(int64_t n, const void* w, const void* act) {
+  static const IntBlockFormat* const f = int_block_format(T);
+  return dot_int_blocks_ref(*f, n, w, act);
+}
+
 // E8M0 exponent e as ggml's GGML_E8M0_TO_FP32_HALF: 2^(e-128) (MXFP4's values
 // are stored doubled).
 float e8m0_to_f32_half(uint8_t e);

@@ -7,6 +7,7 @@
 #include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "kernels/bitmap.h"
+#include "kernels/int_blocks.h"
 #include "kernels/qdot_ref.h"
 #include "kernels/sparse24.h"
 #include "kernels/x8_vnni.h"
@@ -105,6 +106,20 @@ const DotRow kQDots[] = {
     {DType::Q5_K, ActFormat::Q8_K, qdot_ref::q5_K, LMPRESS_AVX2(dot_q5_K_q8_K), nullptr, nullptr},
     {DType::Q6_K, ActFormat::Q8_K, qdot_ref::q6_K, LMPRESS_AVX2(dot_q6_K_q8_K), LMPRESS_NEON(dot_q6_K_q8_K),
      LMPRESS_NEON_DOTPROD(dot_q6_K_q8_K), LMPRESS_AVX2(dot_q6_K_q8_K_multi)},
+    // The integer-unpacked types (kernels/int_blocks.h).
+    {DType::IQ4_XS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ4_XS>, LMPRESS_AVX2(dot_iq4_xs_q8_K), nullptr, nullptr},
+    {DType::IQ3_XXS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ3_XXS>, LMPRESS_AVX2(dot_iq3_xxs_q8_K), nullptr,
+     nullptr},
+    {DType::IQ3_S, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ3_S>, LMPRESS_AVX2(dot_iq3_s_q8_K), nullptr, nullptr},
+    {DType::IQ2_XXS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_XXS>, LMPRESS_AVX2(dot_iq2_xxs_q8_K), nullptr,
+     nullptr},
+    {DType::IQ2_XS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_XS>, LMPRESS_AVX2(dot_iq2_xs_q8_K), nullptr, nullptr},
+    {DType::IQ2_S, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_S>, LMPRESS_AVX2(dot_iq2_s_q8_K), nullptr, nullptr},
+    {DType::IQ1_S, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ1_S>, LMPRESS_AVX2(dot_iq1_s_q8_K), nullptr, nullptr},
+    {DType::IQ1_M, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ1_M>, LMPRESS_AVX2(dot_iq1_m_q8_K), nullptr, nullptr},
+    {DType::TQ1_0, ActFormat::Q8_K, int_blocks_dot_ref<DType::TQ1_0>, LMPRESS_AVX2(dot_tq1_0_q8_K), nullptr, nullptr},
+    {DType::TQ2_0, ActFormat::Q8_K, int_blocks_dot_ref<DType::TQ2_0>, LMPRESS_AVX2(dot_tq2_0_q8_K), nullptr, nullptr},
+    {DType::MXFP4, ActFormat::Q8_0, int_blocks_dot_ref<DType::MXFP4>, LMPRESS_AVX2(dot_mxfp4_q8_0), nullptr, nullptr},
 };
 
 struct FDotRow {

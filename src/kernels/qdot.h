@@ -40,7 +40,8 @@ struct QDotKernel {
   QDotMultiFn multi = nullptr;  // null: one fn call per token
 };
 
-// The scalar reference for t (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K..Q6_K; null for other types).
+// The scalar reference for t (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL, Q2_K..Q6_K, the
+// kernels/int_blocks.h types; null for other types).
 QDotKernel qdot_reference(DType t);
 // The fastest implementation for this CPU.
 QDotKernel qdot(DType t);
@@ -88,6 +89,18 @@ float dot_q4_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q5_K_q8_K(int64_t n, const void* w, const void* a);
 float dot_q6_K_q8_K(int64_t n, const void* w, const void* a);
 void dot_q6_K_q8_K_multi(int64_t n, const void* w, const void* a, size_t act_bytes, int64_t tokens, float* out);
+// The integer-unpacked types (kernels/int_blocks.h; int_blocks_avx2.cc).
+float dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
+float dot_iq3_xxs_q8_K(int64_t n, const void* w, const void* a);
+float dot_iq3_s_q8_K(int64_t n, const void* w, const void* a);
+float dot_iq2_xxs_q8_K(int64_t n, const void* w, const void* a);
+float dot_iq2_xs_q8_K(int64_t n, const void* w, const void* a);
+float dot_iq2_s_q8_K(int64_t n, const void* w, const void* a);
+float dot_iq1_s_q8_K(int64_t n, const void* w, const void* a);
+float dot_iq1_m_q8_K(int64_t n, const void* w, const void* a);
+float dot_tq1_0_q8_K(int64_t n, const void* w, const void* a);
+float dot_tq2_0_q8_K(int64_t n, const void* w, const void* a);
+float dot_mxfp4_q8_0(int64_t n, const void* w, const void* a);
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y);
 }  // namespace simd_avx2
 
