@@ -1,4 +1,4 @@
-// Quantizers for ggml's super-block formats (Q2_K..Q6_K) and IQ4_NL, with and
+// Quantizers for ggml's super-block formats (Q2_K..Q6_K), IQ4_NL and IQ4_XS, with and
 // without importance weights, following ggml-quants.c step by step so that
 // the bytes match llama-quantize's.
 #include "quant/kquants.h"
@@ -226,58 +226,88 @@ void quantize_q6_k(const float* x, int64_t nb, BlockQ6_K* y, const float* qw) {
   }
 }
 
-// IQ4_NL as ggml_quantize_chunk runs it (quantize_row_iq4_nl_impl with one
-// 32-element block per super-block and 7 scale trials each way).
-void quantize_iq4_nl(const float* x, int64_t nb, BlockIQ4_NL* y, const float* qw) {
-  constexpr int ntry = 7;
+// IQ4_NL and IQ4_XS as ggml_quantize_chunk runs them (quantize_row_iq4_nl_impl
+// with 7 scale trials each way): per 32 values the best scale for the
+// non-linear levels; IQ4_XS (a 256-value super-block) then stores those scales
+// as 6-bit multiples of one f16 scale and requantizes each group under it.
+// L: the super-block's level indices; scales_h/scales_l only for IQ4_XS.
+void quantize_iq4(int super_block, const float* x, uint16_t* dh, uint8_t* q4, uint16_t* scales_h, uint8_t* scales_l,
+                  const float* qw) {
+  constexpr int ntry = 7, kBlock = 32;
   const int8_t* values = kIQ4NLValues;
-  uint8_t L[32];
-  float weight[32];
-  for (int64_t ib = 0; ib < nb; ib++, x += 32) {
-    float sigma2 = 0;
-    for (int j = 0; j < 32; ++j) sigma2 += x[j] * x[j];
-    sigma2 *= 2.f / 32;
-    std::memset(y[ib].qs, 0, 16);
-    const float* w = qw ? qw + 32 * ib : nullptr;
-    if (w) {
-      importance_weights(w, x, 32, sigma2, weight);
+  uint8_t L[QK_K];
+  float weight[kBlock], scales[QK_K / kBlock];
+  float sigma2 = 0;
+  for (int j = 0; j < super_block; ++j) sigma2 += x[j] * x[j];
+  sigma2 *= 2.f / float(super_block);
+  std::memset(q4, 0, size_t(super_block / 2));
+  *dh = f32_to_f16(0.f);
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < super_block / kBlock; ++ib) {
+    const float* xb = x + ib * kBlock;
+    uint8_t* Lb = L + ib * kBlock;
+    if (qw) {
+      importance_weights(qw + ib * kBlock, xb, kBlock, sigma2, weight);
     } else {
-      for (int j = 0; j < 32; ++j) weight[j] = x[j] * x[j];
+      for (int j = 0; j < kBlock; ++j) weight[j] = xb[j] * xb[j];
     }
-    const float max = signed_absmax(x, 32);
-    float scale = 0;
-    if (std::fabs(max) >= kGroupMaxEps) {
-      float d = -max / values[0];
-      float id = 1 / d;
-      float sumqx = 0, sumq2 = 0;
-      for (int j = 0; j < 32; ++j) {
-        const int l = best_index_int8(16, values, id * x[j]);
-        const float q = values[l];
-        sumqx += weight[j] * q * x[j];
+    float amax = 0, max = 0;
+    for (int j = 0; j < kBlock; ++j)
+      if (std::fabs(xb[j]) > amax) amax = std::fabs(xb[j]), max = xb[j];
+    if (amax < kGroupMaxEps) {
+      scales[ib] = 0;
+      continue;
+    }
+    float d = -max / values[0];
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < kBlock; ++j) {
+      const int l = best_index_int8(16, values, id * xb[j]);
+      Lb[j] = uint8_t(l);
+      const float q = values[l];
+      sumqx += weight[j] * q * xb[j];
+      sumq2 += weight[j] * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+      id = float(itry + values[0]) / max;
+      sumqx = sumq2 = 0;
+      for (int j = 0; j < kBlock; ++j) {
+        const float q = values[best_index_int8(16, values, id * xb[j])];
+        sumqx += weight[j] * q * xb[j];
         sumq2 += weight[j] * q * q;
       }
-      d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-      float best = d * sumqx;
-      for (int itry = -ntry; itry <= ntry; ++itry) {
-        id = (itry + values[0]) / max;
-        sumqx = sumq2 = 0;
-        for (int j = 0; j < 32; ++j) {
-          const float q = values[best_index_int8(16, values, id * x[j])];
-          sumqx += weight[j] * q * x[j];
-          sumq2 += weight[j] * q * q;
-        }
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-          d = sumqx / sumq2;
-          best = d * sumqx;
-        }
+      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+        d = sumqx / sumq2;
+        best = d * sumqx;
       }
-      scale = d;
     }
-    y[ib].d = f32_to_f16(scale);
-    const float id = scale ? 1 / scale : 0;
-    for (int j = 0; j < 32; ++j) L[j] = uint8_t(best_index_int8(16, values, id * x[j]));
-    pack_levels(DType::IQ4_NL, L, reinterpret_cast<uint8_t*>(&y[ib]));
+    scales[ib] = d;
+    if (std::fabs(d) > amax_scale) amax_scale = std::fabs(d), max_scale = d;
   }
+  if (super_block > kBlock) {
+    *scales_h = 0;
+    const float d = -max_scale / 32;
+    *dh = f32_to_f16(d);
+    const float id = d ? 1 / d : 0.f;
+    for (int ib = 0; ib < super_block / kBlock; ++ib) {
+      int l = std::max(-32, std::min(31, nearest_int(id * scales[ib])));
+      const float dl = d * float(l);
+      const float idl = dl ? 1 / dl : 0.f;
+      for (int j = 0; j < kBlock; ++j) L[ib * kBlock + j] = uint8_t(best_index_int8(16, values, idl * x[ib * kBlock + j]));
+      l += 32;
+      if (ib % 2 == 0) scales_l[ib / 2] = uint8_t(l & 0xf);
+      else scales_l[ib / 2] |= uint8_t((l & 0xf) << 4);
+      *scales_h |= uint16_t((l >> 4) << 2 * (ib % 8));
+    }
+  } else {
+    *dh = f32_to_f16(scales[0]);
+    const float id = scales[0] ? 1 / scales[0] : 0;
+    for (int j = 0; j < super_block; ++j) L[j] = uint8_t(best_index_int8(16, values, id * x[j]));
+  }
+  for (int i = 0; i < super_block / 32; ++i)
+    for (int j = 0; j < 16; ++j) q4[16 * i + j] = uint8_t(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
 }
 
 template <typename B>
@@ -303,7 +333,15 @@ void quantize_row_q6_k(const float* x, int64_t n, uint8_t* out, const float* imp
   quantize_q6_k(x, n / QK_K, blocks<BlockQ6_K>(out), importance);
 }
 void quantize_row_iq4_nl(const float* x, int64_t n, uint8_t* out, const float* importance) {
-  quantize_iq4_nl(x, n / QK4_NL, blocks<BlockIQ4_NL>(out), importance);
+  auto* y = blocks<BlockIQ4_NL>(out);
+  for (int64_t b = 0; b < n / QK4_NL; b++)
+    quantize_iq4(QK4_NL, x + b * QK4_NL, &y[b].d, y[b].qs, nullptr, nullptr, importance ? importance + b * QK4_NL : nullptr);
+}
+void quantize_row_iq4_xs(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  auto* y = blocks<BlockIQ4_XS>(out);
+  for (int64_t b = 0; b < n / QK_K; b++)
+    quantize_iq4(QK_K, x + b * QK_K, &y[b].d, y[b].qs, &y[b].scales_h, y[b].scales_l,
+                 importance ? importance + b * QK_K : nullptr);
 }
 
 }  // namespace lmpress

@@ -1,4 +1,4 @@
-// Super-block (Q2_K..Q6_K) and IQ4_NL quantizers, rows of quant/quantize.cc's
+// Super-block (Q2_K..Q6_K), IQ4_NL and IQ4_XS quantizers, rows of quant/quantize.cc's
 // table; use quantize_row() from quant/quantize.h.
 #pragma once
 #include <cstdint>
@@ -15,5 +15,6 @@ void quantize_row_q4_k(const float* x, int64_t n, uint8_t* out, const float* imp
 void quantize_row_q5_k(const float* x, int64_t n, uint8_t* out, const float* importance);
 void quantize_row_q6_k(const float* x, int64_t n, uint8_t* out, const float* importance);
 void quantize_row_iq4_nl(const float* x, int64_t n, uint8_t* out, const float* importance);
+void quantize_row_iq4_xs(const float* x, int64_t n, uint8_t* out, const float* importance);
 
 }  // namespace lmpress

@@ -8,6 +8,7 @@
 #include "kernels/blocks.h"
 #include "quant/block_grid.h"
 #include "quant/kquants.h"
+#include "quant/simple_quants.h"
 #include "quant/scale_search.h"
 
 namespace lmpress {
@@ -141,6 +142,10 @@ const QuantizerRow kQuantizers[] = {
     {DType::Q5_K, quantize_row_q5_k},
     {DType::Q6_K, quantize_row_q6_k},
     {DType::IQ4_NL, quantize_row_iq4_nl},
+    {DType::IQ4_XS, quantize_row_iq4_xs},
+    {DType::TQ1_0, quantize_row_tq1_0},
+    {DType::TQ2_0, quantize_row_tq2_0},
+    {DType::MXFP4, quantize_row_mxfp4},
 };
 
 const QuantizerRow* quantizer(DType t) {
