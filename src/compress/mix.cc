@@ -18,6 +18,8 @@ const PresetInfo kPresets[] = {
     {Preset::Q4_K_S, "q4_k_s", DType::Q4_K, 14},  {Preset::Q4_K_M, "q4_k_m", DType::Q4_K, 15},
     {Preset::Q5_K_S, "q5_k_s", DType::Q5_K, 16},  {Preset::Q5_K_M, "q5_k_m", DType::Q5_K, 17},
     {Preset::Q6_K, "q6_k", DType::Q6_K, 18},      {Preset::IQ4_NL, "iq4_nl", DType::IQ4_NL, 25},
+    {Preset::IQ4_XS, "iq4_xs", DType::IQ4_XS, 30}, {Preset::TQ1_0, "tq1_0", DType::TQ1_0, 36},
+    {Preset::TQ2_0, "tq2_0", DType::TQ2_0, 37},
     {Preset::F16, "f16", DType::F16, 1},          {Preset::BF16, "bf16", DType::BF16, 32},
     {Preset::F32, "f32", DType::F32, 0},
 };
@@ -58,14 +60,15 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
     if (t.cols() % dtype_info(base).block_elems != 0) return DType::Q8_0;
     return base == DType::Q8_0 ? DType::Q8_0 : DType::Q6_K;
   }
-  if (name == "token_embd.weight") return base;
+  if (name == "token_embd.weight") return p == Preset::TQ1_0 || p == Preset::TQ2_0 ? DType::Q4_K : base;
   if (contains(name, "attn_v.weight")) {
     switch (p) {
       case Preset::Q2_K: return gqa >= 4 ? DType::Q4_K : DType::Q3_K;
       case Preset::Q2_K_S: return gqa >= 4 ? DType::Q4_K : base;
       case Preset::Q3_K_M: return i < 2 ? DType::Q5_K : DType::Q4_K;
       case Preset::Q3_K_L: return DType::Q5_K;
-      case Preset::IQ4_NL: return gqa >= 4 ? DType::Q5_K : base;
+      case Preset::IQ4_NL:
+      case Preset::IQ4_XS: return gqa >= 4 ? DType::Q5_K : base;
       case Preset::Q4_K_M:
       case Preset::Q5_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
       case Preset::Q4_K_S: return i < 4 ? DType::Q5_K : base;
@@ -79,7 +82,8 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
       case Preset::Q3_K_M: return i < n / 16 ? DType::Q5_K : DType::Q4_K;
       case Preset::Q3_K_L: return DType::Q5_K;
       case Preset::Q4_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
-      case Preset::IQ4_NL: return i < n / 8 && !o.has_imatrix ? DType::Q5_K : base;
+      case Preset::IQ4_NL:
+      case Preset::IQ4_XS: return i < n / 8 && !o.has_imatrix ? DType::Q5_K : base;
       case Preset::Q5_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
       case Preset::Q4_K_S: return i < n / 8 ? DType::Q5_K : base;
       case Preset::Q4_0: return o.has_imatrix && i < n / 8 ? DType::Q4_1 : base;
@@ -103,8 +107,11 @@ DType fallback(DType want, int64_t cols) {
   if (cols % dtype_info(want).block_elems == 0) return want;
   DType f = want;
   switch (want) {
+    case DType::IQ4_XS: f = DType::IQ4_NL; break;
     case DType::Q2_K:
-    case DType::Q3_K: f = DType::Q4_0; break;
+    case DType::Q3_K:
+    case DType::TQ1_0:
+    case DType::TQ2_0: f = DType::Q4_0; break;
     case DType::Q4_K: f = DType::Q5_0; break;
     case DType::Q5_K: f = DType::Q5_1; break;
     case DType::Q6_K: f = DType::Q8_0; break;
