@@ -87,6 +87,34 @@ TEST(Mix, Q3KMAndQ2KAndFallbacks) {
   EXPECT_EQ(plan.at("output.weight"), DType::Q8_0);
 }
 
+// IQ4_XS as IQ4_NL (attn_v in Q5_K at GQA >= 4, the first eighth of ffn_down in Q5_K without an imatrix);
+// the ternary types keep token_embd in Q4_K and fall back to Q4_0, IQ4_XS to IQ4_NL.
+TEST(Mix, Iq4XsAndTernaryMatchLlamaCppRules) {
+  const Model m = skeleton(512, 1024, 8, 2, false);  // GQA 4
+  MixOptions o;
+  o.preset = *find_preset("IQ4_XS");
+  auto plan = plan_tensor_types(m, o);
+  EXPECT_EQ(plan.at(layer(3, "attn_v.weight")), DType::Q5_K);
+  EXPECT_EQ(plan.at(layer(0, "ffn_down.weight")), DType::Q5_K);
+  EXPECT_EQ(plan.at(layer(1, "ffn_down.weight")), DType::IQ4_XS);
+  EXPECT_EQ(plan.at(layer(1, "attn_q.weight")), DType::IQ4_XS);
+  EXPECT_EQ(plan.at("token_embd.weight"), DType::IQ4_XS);
+  EXPECT_EQ(plan.at("output.weight"), DType::Q6_K);
+  o.has_imatrix = true;
+  EXPECT_EQ(plan_tensor_types(m, o).at(layer(0, "ffn_down.weight")), DType::IQ4_XS);
+  const Model odd = skeleton(288, 768, 6, 6, false);
+  o.has_imatrix = false;
+  EXPECT_EQ(plan_tensor_types(odd, o).at(layer(1, "attn_q.weight")), DType::IQ4_NL);
+  for (const char* t : {"tq1_0", "TQ2_0"}) {
+    o.preset = *find_preset(t);
+    plan = plan_tensor_types(m, o);
+    EXPECT_EQ(plan.at(layer(1, "attn_v.weight")), o.preset.base);
+    EXPECT_EQ(plan.at("token_embd.weight"), DType::Q4_K);
+    EXPECT_EQ(plan.at("output.weight"), DType::Q6_K);
+    EXPECT_EQ(plan_tensor_types(odd, o).at(layer(1, "ffn_up.weight")), DType::Q4_0);
+  }
+}
+
 TEST(Mix, OverridesPureAndErrors) {
   const Model m = skeleton(512, 1024, 8, 8, false);
   MixOptions o;
