@@ -39,3 +39,17 @@ for t in q8_0 q6_k q5_k_m q5_1 q5_0 q4_k_m q4_1 q4_0 iq4_nl q3_k_m q2_k; do
   "$BIN/llama-quantize" ../shared/models/lmp-8m/lmp-8m-f32.gguf "$f" "$t" >/dev/null 2>&1
   row "$f" 256 40 "$(ppl_l "$f" 256 40)"
 done
+
+echo "== perplexity of llama-quantize files of lmp-8m-w256 in the codebook, ternary and MXFP4 types (256-wide rows)"
+$LMP convert ../shared/models/lmp-8m-w256 "$OUT/w256-f32.gguf" --dtype f32 >/dev/null
+"$BIN/llama-imatrix" -m "$OUT/w256-f32.gguf" -f ../shared/data/calib/docs-calib.txt -c 256 --chunks 40 -t 2 \
+  -o "$OUT/w256.imatrix.gguf" >/dev/null 2>&1
+row "$OUT/w256-f32.gguf" 256 40 "$(ppl_l "$OUT/w256-f32.gguf" 256 40)"
+for t in IQ4_XS IQ3_S IQ3_M IQ3_XXS IQ2_M IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S TQ2_0 TQ1_0; do
+  f="$OUT/w256-llama-$t.gguf"
+  "$BIN/llama-quantize" --imatrix "$OUT/w256.imatrix.gguf" "$OUT/w256-f32.gguf" "$f" "$t" >/dev/null 2>&1
+  row "$f" 256 40 "$(ppl_l "$f" 256 40)"
+done
+f="$OUT/w256-llama-MXFP4.gguf"  # no llama.cpp file type is MXFP4 outside MoE experts: by tensor pattern
+"$BIN/llama-quantize" --tensor-type attn=mxfp4 --tensor-type ffn=mxfp4 "$OUT/w256-f32.gguf" "$f" Q8_0 >/dev/null 2>&1
+row "$f" 256 40 "$(ppl_l "$f" 256 40)"

@@ -7,7 +7,9 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/blocks.h"
+#include "kernels/int_blocks.h"
 #include "quant/scale_search.h"
+#include "quant/simple_quants.h"
 
 namespace lmpress {
 
@@ -92,6 +94,28 @@ void block_grid(DType t, const uint8_t* p, BlockGrid& g) {
       fill(g, 0, 32, f16_to_f32(as<BlockIQ4_NL>(p).d), 0);
       return;
     }
+    case DType::IQ4_XS: {
+      const auto& b = as<BlockIQ4_XS>(p);
+      const float d = f16_to_f32(b.d);
+      g.n = QK_K, g.n_levels = 16, g.table = kIQ4NLValues;
+      for (int j = 0; j < 8; j++) {
+        const int ls = ((b.scales_l[j / 2] >> 4 * (j % 2)) & 0xf) | (((b.scales_h >> 2 * j) & 3) << 4);
+        fill(g, 32 * j, 32, d * float(ls - 32), 0);
+      }
+      return;
+    }
+    case DType::TQ1_0:
+    case DType::TQ2_0: {
+      const float d = f16_to_f32(t == DType::TQ1_0 ? as<BlockTQ1_0>(p).d : as<BlockTQ2_0>(p).d);
+      g.n = QK_K, g.n_levels = 3;
+      fill(g, 0, QK_K, d, -d);
+      return;
+    }
+    case DType::MXFP4: {
+      g.n = 32, g.n_levels = 15, g.table = kFp4Sorted;
+      fill(g, 0, 32, e8m0_to_f32_half(as<BlockMXFP4>(p).e), 0);
+      return;
+    }
     case DType::Q2_K: {
       const auto& b = as<BlockQ2_K>(p);
       const float d = f16_to_f32(b.d), dmin = f16_to_f32(b.dmin);
@@ -143,6 +167,17 @@ void pack_levels(DType t, const uint8_t* L, uint8_t* p) {
     case DType::Q4_0: pack_nibbles32(L, as<BlockQ4_0>(p).qs); return;
     case DType::Q4_1: pack_nibbles32(L, as<BlockQ4_1>(p).qs); return;
     case DType::IQ4_NL: pack_nibbles32(L, as<BlockIQ4_NL>(p).qs); return;
+    case DType::IQ4_XS:
+      for (int j = 0; j < 8; j++) pack_nibbles32(L + 32 * j, as<BlockIQ4_XS>(p).qs + 16 * j);
+      return;
+    case DType::TQ1_0: pack_tq1_0(L, as<BlockTQ1_0>(p)); return;
+    case DType::TQ2_0: pack_tq2_0(L, as<BlockTQ2_0>(p)); return;
+    case DType::MXFP4: {
+      uint8_t nib[32];
+      for (int j = 0; j < 32; j++) nib[j] = kFp4SortedNibble[L[j]];
+      pack_nibbles32(nib, as<BlockMXFP4>(p).qs);
+      return;
+    }
     case DType::Q5_0: pack_q5<BlockQ5_0>(L, p); return;
     case DType::Q5_1: pack_q5<BlockQ5_1>(L, p); return;
     case DType::Q8_0:

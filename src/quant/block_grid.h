@@ -17,7 +17,7 @@ inline float grid_value(float scale, float offset, const int8_t* table, int leve
 }
 
 // Element e of the block decodes to scale[e] * v + offset[e], where v is the
-// level (0 .. n_levels-1), or table[level] for non-linear formats (IQ4_NL).
+// level (0 .. n_levels-1), or table[level] (sorted) for non-linear formats (IQ4_NL, IQ4_XS, MXFP4).
 struct BlockGrid {
   int n = 0;  // elements in the block
   int n_levels = 0;

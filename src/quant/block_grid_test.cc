@@ -17,7 +17,8 @@ namespace {
 // and packing those levels rebuilds the original bytes.
 TEST(BlockGrid, DecodesAndRepacksGgmlBlocks) {
   const test::GgmlBlocks find;
-  for (const char* name : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL"}) {
+  for (const char* name : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL",
+                           "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4"}) {
     for (const char* prefix : {"q.", "qw."}) {
       SCOPED_TRACE(std::string(prefix) + name);
       const Tensor& q = find(std::string(prefix) + name);

@@ -33,7 +33,8 @@ TEST(Gptq, IdentityHessianIsNearestOnBlockGrid) {
   const Problem p = make_problem(rows, cols, 4, 1);
   std::vector<float> I(static_cast<size_t>(cols * cols), 0.0f), ones(static_cast<size_t>(cols), 1.0f);
   for (int64_t i = 0; i < cols; i++) I[size_t(i * cols + i)] = 1.0f;
-  for (DType t : {DType::Q4_0, DType::Q5_1, DType::Q8_0, DType::Q3_K, DType::Q4_K, DType::Q6_K, DType::IQ4_NL}) {
+  for (DType t : {DType::Q4_0, DType::Q5_1, DType::Q8_0, DType::Q3_K, DType::Q4_K, DType::Q6_K, DType::IQ4_NL,
+                  DType::IQ4_XS, DType::TQ2_0, DType::MXFP4}) {
     SCOPED_TRACE(dtype_name(t));
     const uint64_t rb = row_bytes(t, uint64_t(cols));
     const int64_t G = dtype_info(t).block_elems;
