@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
 #include <random>
 #include <fstream>
 #include <cstdio>
@@ -107,6 +108,20 @@ double cli_ppl(const std::string& model) {
                    " --ctx 128 --chunks 20 --json");
   EXPECT_EQ(r.status, 0) << r.out;
   return r.status == 0 ? nlohmann::json::parse(r.out)["ppl"].get<double>() : 0.0;
+}
+
+DotCheck dequantized_dot(DType t, const uint8_t* weights, ActFormat act, const uint8_t* activations, int64_t n) {
+  std::vector<float> dw(static_cast<size_t>(n)), dx(static_cast<size_t>(n));
+  dequantize_row(t, weights, n, dw.data());
+  if (act == ActFormat::Q8_0) {
+    dequantize_row(DType::Q8_0, activations, n, dx.data());
+  } else {
+    const auto* b = reinterpret_cast<const BlockQ8_K*>(activations);
+    for (int64_t i = 0; i < n; i++) dx[size_t(i)] = b[i / 256].d * float(b[i / 256].qs[i % 256]);
+  }
+  DotCheck c{0, 0};
+  for (size_t i = 0; i < dw.size(); i++) c.want += double(dw[i]) * dx[i], c.mag += std::fabs(double(dw[i]) * dx[i]);
+  return c;
 }
 
 GgmlBlocks::GgmlBlocks()

@@ -8,6 +8,7 @@
 #include "compress/calibration.h"
 #include "core/tensor.h"
 #include "kernels/kv_types.h"
+#include "kernels/qdot.h"
 
 namespace lmpress::test {
 
@@ -49,6 +50,13 @@ void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function
 
 // tests/data/ggml_blocks.gguf: 4x512 fixed values ("src"), ggml's quantization
 // of them ("q.<TYPE>", no imatrix) and ggml's dequantization ("ref.<TYPE>").
+// Σ dequantized weight row × dequantized int8 activations, in double, and
+// Σ of the products' magnitudes (the scale for a tolerance).
+struct DotCheck {
+  double want, mag;
+};
+DotCheck dequantized_dot(DType t, const uint8_t* weights, ActFormat act, const uint8_t* activations, int64_t n);
+
 class GgmlBlocks {
  public:
   GgmlBlocks();

@@ -38,19 +38,11 @@ TEST(IntBlocks, DotsMatchDequantizedValues) {
       const auto qw = ggml_row(t, n);
       std::mt19937 rng(static_cast<unsigned>(n));
       std::normal_distribution<float> nd;
-      std::vector<float> x(static_cast<size_t>(n)), dw(x.size()), dx(x.size());
+      std::vector<float> x(static_cast<size_t>(n));
       for (auto& v : x) v = nd(rng);
       std::vector<uint8_t> qa(activation_bytes(ref_k.act, n));
       quantize_activations(ref_k.act, x.data(), n, qa.data());
-      ASSERT_TRUE(dequantize_row(t, qw.data(), n, dw.data()));
-      if (ref_k.act == ActFormat::Q8_0) {
-        dequantize_row(DType::Q8_0, qa.data(), n, dx.data());
-      } else {
-        const auto* b = reinterpret_cast<const BlockQ8_K*>(qa.data());
-        for (int64_t i = 0; i < n; i++) dx[size_t(i)] = b[i / 256].d * float(b[i / 256].qs[i % 256]);
-      }
-      double want = 0, mag = 0;
-      for (size_t i = 0; i < size_t(n); i++) want += double(dw[i]) * dx[i], mag += std::fabs(double(dw[i]) * dx[i]);
+      const auto [want, mag] = test::dequantized_dot(t, qw.data(), ref_k.act, qa.data(), n);
       ASSERT_GT(mag, 0);
       const float ref = ref_k.fn(n, qw.data(), qa.data());
       EXPECT_NEAR(ref, want, 1e-5 * mag);

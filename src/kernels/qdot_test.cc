@@ -99,16 +99,7 @@ TEST(QDot, ReferenceAndSimdAgree) {
       ASSERT_NE(ref_k.fn, nullptr);
       std::vector<uint8_t> qa(activation_bytes(ref_k.act, n));
       quantize_activations(ref_k.act, x.data(), n, qa.data());
-      std::vector<float> dw(static_cast<size_t>(n)), dx(static_cast<size_t>(n));
-      dequantize_row(t, qw.data(), n, dw.data());
-      if (ref_k.act == ActFormat::Q8_0) {
-        dequantize_row(DType::Q8_0, qa.data(), n, dx.data());
-      } else {
-        const auto* b = reinterpret_cast<const BlockQ8_K*>(qa.data());
-        for (int64_t i = 0; i < n; i++) dx[size_t(i)] = b[i / 256].d * float(b[i / 256].qs[i % 256]);
-      }
-      double want = 0, mag = 0;
-      for (int64_t i = 0; i < n; i++) want += double(dw[size_t(i)]) * dx[size_t(i)], mag += std::fabs(dw[size_t(i)] * dx[size_t(i)]);
+      const auto [want, mag] = test::dequantized_dot(t, qw.data(), ref_k.act, qa.data(), n);
       const float ref = ref_k.fn(n, qw.data(), qa.data());
       EXPECT_NEAR(ref, want, 1e-5 * mag);
       // Every target's kernel (AVX2; NEON with and without SDOT) against the reference.

@@ -82,22 +82,23 @@ void pack_tq2_0(const uint8_t* L, BlockTQ2_0& y) {
     }
 }
 
-void quantize_row_tq1_0(const float* x, int64_t n, uint8_t* out, const float*) {
-  auto* y = reinterpret_cast<BlockTQ1_0*>(out);
+namespace {
+template <typename B, void (*Pack)(const uint8_t*, B&)>
+void quantize_ternary(const float* x, int64_t n, uint8_t* out) {
+  auto* y = reinterpret_cast<B*>(out);
   uint8_t L[QK_K];
   for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
     y[b].d = f32_to_f16(ternary_levels(x, L));
-    pack_tq1_0(L, y[b]);
+    Pack(L, y[b]);
   }
 }
+}  // namespace
 
+void quantize_row_tq1_0(const float* x, int64_t n, uint8_t* out, const float*) {
+  quantize_ternary<BlockTQ1_0, pack_tq1_0>(x, n, out);
+}
 void quantize_row_tq2_0(const float* x, int64_t n, uint8_t* out, const float*) {
-  auto* y = reinterpret_cast<BlockTQ2_0*>(out);
-  uint8_t L[QK_K];
-  for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
-    y[b].d = f32_to_f16(ternary_levels(x, L));
-    pack_tq2_0(L, y[b]);
-  }
+  quantize_ternary<BlockTQ2_0, pack_tq2_0>(x, n, out);
 }
 
 }  // namespace lmpress
