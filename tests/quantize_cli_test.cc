@@ -172,6 +172,43 @@ TEST(QuantizeCli, ImatrixMatchesLlamaImatrix) {
   }
 }
 
+// The codebook, non-linear and ternary file types on lmp-8m-w256 (rows of 256 and 768): llama.cpp's mixes
+// (the 2-bit types keep token_embd in Q2_K and the output in Q5_K), an imatrix required where llama-quantize
+// requires one, and perplexity ordered by bits: IQ4_XS near f32, IQ2_XXS above it, ternary weights far above.
+// (The bytes equal llama-quantize's: Quantize.BytesEqualGgmlQuantizeChunk, and scripts/gguf-diff.py on whole files.)
+TEST(QuantizeCli, CodebookAndTernaryTypes) {
+  const std::string d = test::temp_dir(), in = S("models/lmp-8m-w256");
+  auto r = run_cli("imatrix " + in + " -f " + S("data/calib/docs-calib.txt") + " -c 128 --chunks 8 -o " + d + "/im.gguf");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const double base = cli_ppl(in);
+  std::map<std::string, double> ppl;
+  for (const char* t : {"iq4_xs", "iq2_xs", "iq2_xxs", "tq2_0"}) {
+    SCOPED_TRACE(t);
+    const std::string out = d + "/" + t + ".gguf";
+    r = run_cli("quantize " + in + " " + out + " --type " + t + " --imatrix " + d + "/im.gguf --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    ppl[t] = cli_ppl(out);
+    EXPECT_TRUE(std::isfinite(ppl[t]));
+  }
+  EXPECT_LT(ppl["iq4_xs"], base * 1.02);
+  EXPECT_LT(ppl["iq4_xs"], ppl["iq2_xxs"]);
+  EXPECT_LT(ppl["iq2_xxs"], base * 1.15);
+  EXPECT_GT(ppl["tq2_0"], ppl["iq2_xxs"]);
+  std::map<std::string, std::string> types;
+  const auto info = nlohmann::json::parse(run_cli("info " + d + "/iq2_xxs.gguf --json").out);
+  for (const auto& t : info["tensors"]) types[t["name"]] = t["dtype"];
+  EXPECT_EQ(types["token_embd.weight"], "Q2_K");
+  EXPECT_EQ(types["output.weight"], "Q5_K");
+  EXPECT_EQ(types["blk.0.ffn_down.weight"], "Q2_K");  // the first eighth of the layers
+  EXPECT_EQ(types["blk.5.ffn_down.weight"], "IQ2_XXS");
+  EXPECT_EQ(types["blk.5.attn_q.weight"], "IQ2_XXS");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type iq2_xs", "IQ2_XS needs an importance matrix");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type iq2_xxs --method gptq --imatrix " + d +
+                       "/im.gguf --calib " + S("data/calib/docs-calib.txt"),
+                   "--method gptq cannot quantize to IQ2_XXS");
+  EXPECT_FALSE(fs::exists(d + "/x.gguf"));
+}
+
 TEST(QuantizeCli, BadInputs) {
   const std::string d = test::temp_dir();
   const std::string in = S(kStories);

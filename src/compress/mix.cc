@@ -19,7 +19,8 @@ const PresetInfo kPresets[] = {
     {Preset::Q5_K_S, "q5_k_s", DType::Q5_K, 16},  {Preset::Q5_K_M, "q5_k_m", DType::Q5_K, 17},
     {Preset::Q6_K, "q6_k", DType::Q6_K, 18},      {Preset::IQ4_NL, "iq4_nl", DType::IQ4_NL, 25},
     {Preset::IQ4_XS, "iq4_xs", DType::IQ4_XS, 30}, {Preset::TQ1_0, "tq1_0", DType::TQ1_0, 36},
-    {Preset::TQ2_0, "tq2_0", DType::TQ2_0, 37},
+    {Preset::TQ2_0, "tq2_0", DType::TQ2_0, 37},   {Preset::IQ2_XXS, "iq2_xxs", DType::IQ2_XXS, 19},
+    {Preset::IQ2_XS, "iq2_xs", DType::IQ2_XS, 20},
     {Preset::F16, "f16", DType::F16, 1},          {Preset::BF16, "bf16", DType::BF16, 32},
     {Preset::F32, "f32", DType::F32, 0},
 };
@@ -56,11 +57,17 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
   const int64_t i = layer_of(name);
   const int64_t n = m.cfg.n_layers;
   const int64_t gqa = i >= 0 && i < n ? m.cfg.heads(i) / m.cfg.kv_heads(i) : m.cfg.n_heads / m.cfg.n_kv_heads;
+  const bool two_bit = p == Preset::IQ2_XXS || p == Preset::IQ2_XS;
   if (is_output) {
     if (t.cols() % dtype_info(base).block_elems != 0) return DType::Q8_0;
-    return base == DType::Q8_0 ? DType::Q8_0 : DType::Q6_K;
+    return base == DType::Q8_0 ? DType::Q8_0 : two_bit ? DType::Q5_K : DType::Q6_K;
   }
-  if (name == "token_embd.weight") return p == Preset::TQ1_0 || p == Preset::TQ2_0 ? DType::Q4_K : base;
+  if (name == "token_embd.weight") return p == Preset::TQ1_0 || p == Preset::TQ2_0 ? DType::Q4_K : two_bit ? DType::Q2_K : base;
+  if (two_bit) {  // llama.cpp's branch for the 2-bit codebook types replaces the rules below
+    if (contains(name, "attn_v.weight")) return gqa >= 4 ? DType::Q4_K : DType::Q2_K;
+    if (contains(name, "ffn_down")) return i < n / 8 ? DType::Q2_K : base;
+    return base;
+  }
   if (contains(name, "attn_v.weight")) {
     switch (p) {
       case Preset::Q2_K: return gqa >= 4 ? DType::Q4_K : DType::Q3_K;
@@ -107,6 +114,13 @@ DType fallback(DType want, int64_t cols) {
   if (cols % dtype_info(want).block_elems == 0) return want;
   DType f = want;
   switch (want) {
+    case DType::IQ1_S:
+    case DType::IQ1_M:
+    case DType::IQ2_XXS:
+    case DType::IQ2_XS:
+    case DType::IQ2_S:
+    case DType::IQ3_XXS:
+    case DType::IQ3_S:
     case DType::IQ4_XS: f = DType::IQ4_NL; break;
     case DType::Q2_K:
     case DType::Q3_K:

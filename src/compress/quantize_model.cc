@@ -19,7 +19,9 @@
 #include "model/export.h"
 #include "quant/awq.h"
 #include "kernels/blocks.h"
+#include "quant/block_grid.h"
 #include "quant/int_checkpoint.h"
+#include "quant/iq_quants.h"
 #include "quant/quantize.h"
 
 namespace lmpress {
@@ -109,6 +111,28 @@ class Quantizer {
         const auto costs = measure_type_costs(m, o.calib, o.imatrix ? &*o.imatrix : nullptr, o.method != QuantMethod::RTN);
         plan_ = plan_for_target_bpw(m, *o.target_bpw, costs, plan_);
       }
+      check_plan();
+    }
+  }
+
+  // Refuses, before any work, what a type cannot be quantized with: the types
+  // llama-quantize writes only with an importance matrix, where the tensor has
+  // no imatrix entry (calibrated linears take their calibration statistics),
+  // and GPTQ/AWQ onto a type without a block grid.
+  void check_plan() const {
+    std::set<std::string> linears;
+    if (o_.method != QuantMethod::RTN)
+      for (int64_t l = 0; l < m_.cfg.n_layers; l++)
+        for (LinearSite site : kLinearSites)
+          for (const auto& w : linear_names(l, site)) linears.insert(w);
+    for (const auto& [name, t] : plan_) {
+      if (linears.count(name) && !has_block_grid(t) && !is_float_type(t))
+        fail("{}: --method {} cannot quantize to {} (no block grid for it yet); use --method rtn or another type",
+             name, o_.method == QuantMethod::GPTQ ? "gptq" : "awq", dtype_name(t));
+      if (quantizer_needs_importance(t) && !linears.count(name) && importance(name, {}).empty())
+        fail("{}: {} needs an importance matrix, as in llama-quantize: pass --imatrix FILE (from `lmpress imatrix` "
+             "or llama-imatrix) with an entry for this tensor",
+             name, dtype_name(t));
     }
   }
 

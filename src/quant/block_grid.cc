@@ -81,6 +81,17 @@ void pack_q5(const uint8_t* L, uint8_t* p) {
 
 }  // namespace
 
+bool has_block_grid(DType t) {
+  switch (t) {
+    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0:
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
+    case DType::IQ4_NL: case DType::IQ4_XS: case DType::TQ1_0: case DType::TQ2_0: case DType::MXFP4:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void block_grid(DType t, const uint8_t* p, BlockGrid& g) {
   g.table = nullptr;
   switch (t) {

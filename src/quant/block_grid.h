@@ -29,7 +29,9 @@ struct BlockGrid {
   float value(int e, int level) const { return grid_value(scale[e], offset[e], table, level); }
 };
 
-// Reads the grid of one block of type t (a block type with a quantizer).
+// Whether block_grid and pack_levels know t (the block types GPTQ and AWQ can target).
+bool has_block_grid(DType t);
+// Reads the grid of one block of type t (a type with has_block_grid).
 void block_grid(DType t, const uint8_t* block, BlockGrid& g);
 // Writes levels (one per element, block order) into a block, keeping its scales.
 void pack_levels(DType t, const uint8_t* levels, uint8_t* block);

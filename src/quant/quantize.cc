@@ -7,6 +7,7 @@
 #include "core/fp16.h"
 #include "kernels/blocks.h"
 #include "quant/block_grid.h"
+#include "quant/iq_quants.h"
 #include "quant/kquants.h"
 #include "quant/simple_quants.h"
 #include "quant/scale_search.h"
@@ -146,6 +147,9 @@ const QuantizerRow kQuantizers[] = {
     {DType::TQ1_0, quantize_row_tq1_0},
     {DType::TQ2_0, quantize_row_tq2_0},
     {DType::MXFP4, quantize_row_mxfp4},
+    {DType::IQ3_XXS, quantize_row_iq3_xxs},
+    {DType::IQ2_XXS, quantize_row_iq2_xxs},
+    {DType::IQ2_XS, quantize_row_iq2_xs},
 };
 
 const QuantizerRow* quantizer(DType t) {
