@@ -6,6 +6,7 @@
 #if defined(__x86_64__)  // x86 only: on other architectures this file is empty
 #include <immintrin.h>
 
+#include <array>
 #include <cstring>
 
 #include "core/fp16.h"
@@ -17,71 +18,76 @@
 namespace lmpress::simd_avx2 {
 namespace {
 
-#define LMP_AVX2 __attribute__((target("avx2"))) static inline
+#define LMP_AVX2 __attribute__((target("avx2,f16c"))) static inline
 
-// Byte j of 8-byte group l negated where bit j of sign byte l (of signs4) is set.
-LMP_AVX2 __m256i apply_signs(__m256i g, uint32_t signs4) {
-  const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
-  const __m256i bits = _mm256_set1_epi64x(int64_t(0x8040201008040201));
-  const __m256i s = _mm256_shuffle_epi8(_mm256_set1_epi32(int(signs4)), spread);
-  const __m256i m = _mm256_cmpeq_epi8(_mm256_and_si256(s, bits), bits);
-  return _mm256_sub_epi8(_mm256_xor_si256(g, m), m);
+// Sign byte s as 8 bytes of +1 / −1 (bit j set: byte j is −1), for _mm256_sign_epi8;
+// kEvenSignMask for a 7-bit index completed by parity (ggml's keven_signs_q2xs).
+constexpr std::array<uint64_t, 256> kSignMask = [] {
+  std::array<uint64_t, 256> t{};
+  for (int s = 0; s < 256; s++)
+    for (int j = 0; j < 8; j++) t[size_t(s)] |= uint64_t((s >> j & 1) ? 0xff : 0x01) << (8 * j);
+  return t;
+}();
+constexpr std::array<uint64_t, 128> kEvenSignMask = [] {
+  std::array<uint64_t, 128> t{};
+  for (int i = 0; i < 128; i++) t[size_t(i)] = kSignMask[kIqSigns[size_t(i)]];
+  return t;
+}();
+// Four 8-value grid entries (values 0-7, 8-15, ...) with their sign masks applied.
+LMP_AVX2 __m256i signed_grid(uint64_t e0, uint64_t e1, uint64_t e2, uint64_t e3, uint64_t s0, uint64_t s1, uint64_t s2,
+                             uint64_t s3) {
+  return _mm256_sign_epi8(_mm256_set_epi64x(int64_t(e3), int64_t(e2), int64_t(e1), int64_t(e0)),
+                          _mm256_set_epi64x(int64_t(s3), int64_t(s2), int64_t(s1), int64_t(s0)));
 }
 LMP_AVX2 __m256i grid4(uint64_t e0, uint64_t e1, uint64_t e2, uint64_t e3) {
   return _mm256_set_epi64x(int64_t(e3), int64_t(e2), int64_t(e1), int64_t(e0));
 }
-// One scale for the chunk's 32 values, or one per 16 (lanes 0-3 cover values 0-15).
-LMP_AVX2 __m256i scale32(int ls) { return _mm256_set1_epi32(ls); }
-LMP_AVX2 __m256i scale16(int lo, int hi) { return _mm256_setr_epi32(lo, lo, lo, lo, hi, hi, hi, hi); }
-inline uint32_t signs4(const uint8_t* s) {
-  uint32_t v;
-  std::memcpy(&v, s, 4);
-  return v;
-}
-inline uint32_t packed_signs(uint32_t aux) {  // four 7-bit groups completed with their parity bit
-  return uint32_t(kIqSigns[aux & 127]) | uint32_t(kIqSigns[(aux >> 7) & 127]) << 8 |
-         uint32_t(kIqSigns[(aux >> 14) & 127]) << 16 | uint32_t(kIqSigns[(aux >> 21) & 127]) << 24;
+// The group scales as 16-bit lanes, one per product pair: one scale for the chunk's 32 values, or one per 16
+// (lanes 0-7 cover values 0-15). madd with them sums the pairs and scales them in one instruction.
+LMP_AVX2 __m256i scale32(int ls) { return _mm256_set1_epi16(int16_t(ls)); }
+LMP_AVX2 __m256i scale16(int lo, int hi) {
+  return _mm256_set_m128i(_mm_set1_epi16(int16_t(hi)), _mm_set1_epi16(int16_t(lo)));
 }
 
 // Each type: its block, the block's float scale (times the unit), and chunk c's values and group scales.
 struct IQ2xxs {
   using B = BlockIQ2_XXS;
-  static float d(const B& b) { return f16_to_f32(b.d) * 0.125f; }
+  LMP_AVX2 float d(const B& b) { return h2f(b.d) * 0.125f; }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     uint32_t aux[2];
     std::memcpy(aux, b.qs + 4 * c, sizeof aux);
-    q = apply_signs(grid4(kIq2xxsGrid[aux[0] & 0xff], kIq2xxsGrid[(aux[0] >> 8) & 0xff],
-                          kIq2xxsGrid[(aux[0] >> 16) & 0xff], kIq2xxsGrid[aux[0] >> 24]),
-                    packed_signs(aux[1]));
+    q = signed_grid(kIq2xxsGrid[aux[0] & 0xff], kIq2xxsGrid[(aux[0] >> 8) & 0xff], kIq2xxsGrid[(aux[0] >> 16) & 0xff],
+                    kIq2xxsGrid[aux[0] >> 24], kEvenSignMask[aux[1] & 127], kEvenSignMask[(aux[1] >> 7) & 127],
+                    kEvenSignMask[(aux[1] >> 14) & 127], kEvenSignMask[(aux[1] >> 21) & 127]);
     ls = scale32(int(2 * (aux[1] >> 28) + 1));
   }
 };
 struct IQ2xs {
   using B = BlockIQ2_XS;
-  static float d(const B& b) { return f16_to_f32(b.d) * 0.125f; }
+  LMP_AVX2 float d(const B& b) { return h2f(b.d) * 0.125f; }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const uint16_t* e = b.qs + 4 * c;
-    q = apply_signs(grid4(kIq2xsGrid[e[0] & 511], kIq2xsGrid[e[1] & 511], kIq2xsGrid[e[2] & 511], kIq2xsGrid[e[3] & 511]),
-                    uint32_t(kIqSigns[e[0] >> 9]) | uint32_t(kIqSigns[e[1] >> 9]) << 8 |
-                        uint32_t(kIqSigns[e[2] >> 9]) << 16 | uint32_t(kIqSigns[e[3] >> 9]) << 24);
+    q = signed_grid(kIq2xsGrid[e[0] & 511], kIq2xsGrid[e[1] & 511], kIq2xsGrid[e[2] & 511], kIq2xsGrid[e[3] & 511],
+                    kEvenSignMask[e[0] >> 9], kEvenSignMask[e[1] >> 9], kEvenSignMask[e[2] >> 9], kEvenSignMask[e[3] >> 9]);
     ls = scale16(2 * (b.scales[c] & 0xf) + 1, 2 * (b.scales[c] >> 4) + 1);
   }
 };
 struct IQ2s {
   using B = BlockIQ2_S;
-  static float d(const B& b) { return f16_to_f32(b.d) * 0.125f; }
+  LMP_AVX2 float d(const B& b) { return h2f(b.d) * 0.125f; }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const uint8_t* qs = b.qs + 4 * c;
     const int h = b.qh[c];
-    q = apply_signs(grid4(kIq2sGrid[qs[0] | ((h << 8) & 0x300)], kIq2sGrid[qs[1] | ((h << 6) & 0x300)],
-                          kIq2sGrid[qs[2] | ((h << 4) & 0x300)], kIq2sGrid[qs[3] | ((h << 2) & 0x300)]),
-                    signs4(b.qs + QK_K / 8 + 4 * c));
+    const uint8_t* sg = b.qs + QK_K / 8 + 4 * c;
+    q = signed_grid(kIq2sGrid[qs[0] | ((h << 8) & 0x300)], kIq2sGrid[qs[1] | ((h << 6) & 0x300)],
+                    kIq2sGrid[qs[2] | ((h << 4) & 0x300)], kIq2sGrid[qs[3] | ((h << 2) & 0x300)], kSignMask[sg[0]],
+                    kSignMask[sg[1]], kSignMask[sg[2]], kSignMask[sg[3]]);
     ls = scale16(2 * (b.scales[c] & 0xf) + 1, 2 * (b.scales[c] >> 4) + 1);
   }
 };
 struct IQ3xxs {
   using B = BlockIQ3_XXS;
-  static float d(const B& b) { return f16_to_f32(b.d) * 0.25f; }
+  LMP_AVX2 float d(const B& b) { return h2f(b.d) * 0.25f; }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const uint8_t* qs = b.qs + 8 * c;
     uint32_t aux;
@@ -89,19 +95,25 @@ struct IQ3xxs {
     const __m256i g = _mm256_setr_epi32(int(kIq3xxsGrid[qs[0]]), int(kIq3xxsGrid[qs[1]]), int(kIq3xxsGrid[qs[2]]),
                                         int(kIq3xxsGrid[qs[3]]), int(kIq3xxsGrid[qs[4]]), int(kIq3xxsGrid[qs[5]]),
                                         int(kIq3xxsGrid[qs[6]]), int(kIq3xxsGrid[qs[7]]));
-    q = apply_signs(g, packed_signs(aux));
+    q = _mm256_sign_epi8(g, _mm256_set_epi64x(int64_t(kEvenSignMask[(aux >> 21) & 127]),
+                                              int64_t(kEvenSignMask[(aux >> 14) & 127]),
+                                              int64_t(kEvenSignMask[(aux >> 7) & 127]), int64_t(kEvenSignMask[aux & 127])));
     ls = scale32(int(2 * (aux >> 28) + 1));
   }
 };
 struct IQ3s {
   using B = BlockIQ3_S;
-  static float d(const B& b) { return f16_to_f32(b.d); }
+  LMP_AVX2 float d(const B& b) { return h2f(b.d); }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const uint8_t* qs = b.qs + 8 * c;
     const int h = b.qh[c];
-    int e[8];
-    for (int k = 0; k < 8; k++) e[k] = int(kIq3sGrid[qs[k] | ((h << (8 - k)) & 256)]);
-    q = apply_signs(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(e)), signs4(b.signs + 4 * c));
+    // (Not through a stack array: eight 4-byte stores read back as one 32-byte load stall store forwarding.)
+    const auto e = [&](int k) { return int(kIq3sGrid[qs[k] | ((h << (8 - k)) & 256)]); };
+    const __m256i g = _mm256_setr_epi32(e(0), e(1), e(2), e(3), e(4), e(5), e(6), e(7));
+    const uint8_t* sg = b.signs + 4 * c;
+    q = _mm256_sign_epi8(g,
+                         _mm256_set_epi64x(int64_t(kSignMask[sg[3]]), int64_t(kSignMask[sg[2]]),
+                                           int64_t(kSignMask[sg[1]]), int64_t(kSignMask[sg[0]])));
     ls = scale32(2 * ((b.scales[c / 2] >> 4 * (c % 2)) & 0xf) + 1);
   }
 };
@@ -112,7 +124,7 @@ LMP_AVX2 __m256i iq1_values(__m256i g, __m256i delta) {
 }
 struct IQ1s {
   using B = BlockIQ1_S;
-  static float d(const B& b) { return f16_to_f32(b.d) * 0.125f; }
+  LMP_AVX2 float d(const B& b) { return h2f(b.d) * 0.125f; }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const uint8_t* qs = b.qs + 4 * c;
     const int h = b.qh[c];
@@ -124,10 +136,10 @@ struct IQ1s {
 };
 struct IQ1m {
   using B = BlockIQ1_M;
-  static float d(const B& b) {
+  LMP_AVX2 float d(const B& b) {
     uint16_t sc[4];
     std::memcpy(sc, b.scales, sizeof sc);
-    return f16_to_f32(uint16_t((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000))) *
+    return h2f(uint16_t((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000))) *
            0.125f;
   }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
@@ -145,7 +157,7 @@ struct IQ1m {
 };
 struct IQ4xs {
   using B = BlockIQ4_XS;
-  static float d(const B& b) { return f16_to_f32(b.d); }
+  LMP_AVX2 float d(const B& b) { return h2f(b.d); }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const __m128i levels = _mm_loadu_si128(reinterpret_cast<const __m128i*>(kIQ4NLValues));
     const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b.qs + 16 * c));
@@ -157,7 +169,7 @@ struct IQ4xs {
 };
 struct TQ2 {
   using B = BlockTQ2_0;
-  static float d(const B& b) { return f16_to_f32(b.d); }
+  LMP_AVX2 float d(const B& b) { return h2f(b.d); }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * (c / 4)));
     const __m256i v = _mm256_and_si256(_mm256_srl_epi16(x, _mm_cvtsi32_si128(2 * (c % 4))), _mm256_set1_epi8(3));
@@ -168,7 +180,7 @@ struct TQ2 {
 
 // Σ over the blocks of d_w · d_a · Σ_chunks ls · (q · a).
 template <class T>
-__attribute__((target("avx2,fma"))) float dot_q8_K(int64_t n, const void* w, const void* act) {
+__attribute__((target("avx2,fma,f16c"))) float dot_q8_K(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const typename T::B*>(w);
   const auto* a = static_cast<const BlockQ8_K*>(act);
   __m256 acc = _mm256_setzero_ps();
@@ -178,7 +190,9 @@ __attribute__((target("avx2,fma"))) float dot_q8_K(int64_t n, const void* w, con
       __m256i q, ls;
       T::chunk(bw[b], c, q, ls);
       const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 32 * c));
-      sum = _mm256_add_epi32(sum, _mm256_mullo_epi32(dot_i8_lanes(q, y), ls));
+      // Pairs of |q|·(±y) (at most 2·127·127, within int16), then ls · pair sums into int32.
+      const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
+      sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p16, ls));
     }
     acc = _mm256_fmadd_ps(_mm256_set1_ps(T::d(bw[b]) * a[b].d), _mm256_cvtepi32_ps(sum), acc);
   }

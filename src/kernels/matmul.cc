@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "kernels/gemm_packed.h"
+#include "kernels/int_panels.h"
 #include "kernels/interleaved.h"
 #include "kernels/qdot.h"
 #include "kernels/to_f32.h"
@@ -135,6 +136,8 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y, bool
     }
     return;
   }
+  // Prompt batches of the IQ / ternary types: 8-row panels decoded to int8 once per call (kernels/int_panels.h).
+  if (matmul_int_panels(w, x, n, y)) return;
   // Prompt batches without an int8 kernel: packed f32 GEMM (kernels/gemm_packed.h);
   // f32 tiles and OpenBLAS where it cannot run (no AVX2, or rows that only convert whole).
   if (gemm_packed_supports(w.dtype)) return gemm_packed(w, x, n, y);
