@@ -51,6 +51,14 @@ bool decode_int_panel_rows(const Tensor& w, int64_t g, uint8_t* q8_0_rows) {
   const int64_t in = w.shape[1], nbw = in / f.elems;
   const uint64_t row_b = row_bytes(w.dtype, uint64_t(in));
   auto* out = reinterpret_cast<BlockQ8_0*>(q8_0_rows);
+#if defined(__x86_64__)
+  if (qdot_simd_active())
+    if (const simd_avx2::PanelDecodeFn fast = simd_avx2::panel_decoder(w.dtype)) {
+      bool ok = true;
+      for (int r = 0; r < 8; r++) ok &= fast(w.data + uint64_t(8 * g + r) * row_b, nbw, out + r * (in / 32));
+      return ok;
+    }
+#endif
   UnpackedBlock u;
   bool ok = true;
   for (int r = 0; r < 8; r++) {

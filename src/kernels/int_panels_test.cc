@@ -46,9 +46,13 @@ TEST(IntPanels, DecodedRowsHoldTheWeights) {
     SCOPED_TRACE(dtype_name(t));
     const Tensor w = ggml_weight(t);
     const bool halves = int_block_format(t)->group < 32;
-    std::vector<uint8_t> q8(8 * 512 / 32 * sizeof(BlockQ8_0));
+    std::vector<uint8_t> q8(8 * 512 / 32 * sizeof(BlockQ8_0)), scalar(q8.size());
     for (int64_t g = 0; g < 2; g++) {
+      qdot_use_simd(false);
+      ASSERT_TRUE(decode_int_panel_rows(w, g, scalar.data()));
+      qdot_use_simd(true);
       ASSERT_TRUE(decode_int_panel_rows(w, g, q8.data()));
+      EXPECT_EQ(q8, scalar);  // the AVX2 decoders make the scalar decoder's bytes
       std::vector<float> got(8 * 512), want(8 * 512);
       ASSERT_TRUE(dequantize_row(DType::Q8_0, q8.data(), 8 * 512, got.data()));
       to_f32(w, g * 8 * 512, 8 * 512, want.data());

@@ -101,6 +101,11 @@ float dot_iq1_m_q8_K(int64_t n, const void* w, const void* a);
 float dot_tq1_0_q8_K(int64_t n, const void* w, const void* a);
 float dot_tq2_0_q8_K(int64_t n, const void* w, const void* a);
 float dot_mxfp4_q8_0(int64_t n, const void* w, const void* a);
+// nblocks 256-value blocks of an integer-unpacked type into Q8_0 blocks as
+// kernels/int_panels.cc's scalar decoder makes them (false: a scale beyond f16);
+// null for types without one (TQ1_0, MXFP4).
+using PanelDecodeFn = bool (*)(const uint8_t* blocks, int64_t nblocks, BlockQ8_0* out);
+PanelDecodeFn panel_decoder(DType t);
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y);
 }  // namespace simd_avx2
 
