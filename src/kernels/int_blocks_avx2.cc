@@ -205,68 +205,60 @@ LMP_AVX2 __m256i scaled_round(__m128i h, __m256 id) {
   return _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(h)), id));
 }
 
-// One 32-value chunk as a Q8_0 block, as chunk_to_q8_0 (kernels/int_panels.cc)
-// makes it: the values under the scale d·ls, or, where the chunk's 16-value
-// halves have two scales, ls·q rounded to int8 under the larger magnitude.
-// False where the scale has no f16 (overflow, or 0 under nonzero values).
-__attribute__((target("avx2,fma,f16c"))) inline bool chunk_q8_0(float d, __m256i q, __m256i ls, BlockQ8_0& o) {
+// One 32-value chunk as chunk_to_q8 (kernels/int_panels.cc) makes it: the
+// values under the scale d·ls, or, where the chunk's 16-value halves have two
+// scales, ls·q rounded to int8 under the larger magnitude.
+__attribute__((target("avx2,fma,f16c"))) inline void chunk_q8(float d, __m256i q, __m256i ls, ChunkQ8& o) {
   const int lo = int16_t(_mm256_extract_epi16(ls, 0)), hi = int16_t(_mm256_extract_epi16(ls, 8));
-  float dc;
-  __m256i v8 = q;
   if (lo == hi) {
-    dc = d * float(lo);
-  } else {
-    const __m256i v0 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)), _mm256_set1_epi16(int16_t(lo)));
-    const __m256i v1 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)), _mm256_set1_epi16(int16_t(hi)));
-    __m256i m = _mm256_max_epi16(_mm256_abs_epi16(v0), _mm256_abs_epi16(v1));
-    __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-    m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 8));
-    m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 4));
-    m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 2));
-    const int amax = _mm_extract_epi16(m8, 0);
-    dc = d * float(amax) / 127.0f;
-    const __m256 id = _mm256_set1_ps(amax ? 127.0f / float(amax) : 0.0f);
-    const __m256i r0 = scaled_round(_mm256_castsi256_si128(v0), id), r1 = scaled_round(_mm256_extracti128_si256(v0, 1), id);
-    const __m256i r2 = scaled_round(_mm256_castsi256_si128(v1), id), r3 = scaled_round(_mm256_extracti128_si256(v1, 1), id);
-    const __m256i p01 = _mm256_packs_epi32(r0, r1), p23 = _mm256_packs_epi32(r2, r3);  // lanes interleaved by 128
-    const __m256i p = _mm256_packs_epi16(p01, p23);
-    v8 = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    o.d = d * float(lo);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.qs), q);
+    return;
   }
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.qs), v8);
-  o.d = _cvtss_sh(dc, _MM_FROUND_TO_NEAREST_INT);
-  const float back = _cvtsh_ss(o.d);
-  const bool any = !_mm256_testz_si256(v8, v8);
-  return std::isfinite(back) && !(any && back == 0.0f && dc != 0.0f);
+  const __m256i v0 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)), _mm256_set1_epi16(int16_t(lo)));
+  const __m256i v1 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)), _mm256_set1_epi16(int16_t(hi)));
+  const __m256i m = _mm256_max_epi16(_mm256_abs_epi16(v0), _mm256_abs_epi16(v1));
+  __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
+  m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 8));
+  m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 4));
+  m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 2));
+  const int amax = _mm_extract_epi16(m8, 0);
+  o.d = d * float(amax) / 127.0f;
+  const __m256 id = _mm256_set1_ps(amax ? 127.0f / float(amax) : 0.0f);
+  const __m256i r0 = scaled_round(_mm256_castsi256_si128(v0), id), r1 = scaled_round(_mm256_extracti128_si256(v0, 1), id);
+  const __m256i r2 = scaled_round(_mm256_castsi256_si128(v1), id), r3 = scaled_round(_mm256_extracti128_si256(v1, 1), id);
+  // packs work within 128-bit lanes: the permute puts the 8 groups of 4 back in order.
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.qs),
+                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
 }
 
 template <class T>
-__attribute__((target("avx2,fma,f16c"))) bool decode_q8_0(const uint8_t* p, int64_t nblocks, BlockQ8_0* out) {
+__attribute__((target("avx2,fma,f16c"))) void decode_q8(const uint8_t* p, int64_t nblocks, ChunkQ8* out) {
   const auto* bw = reinterpret_cast<const typename T::B*>(p);
-  bool ok = true;
   for (int64_t b = 0; b < nblocks; b++) {
     const float d = T::d(bw[b]);
     for (int c = 0; c < QK_K / 32; c++) {
       __m256i q, ls;
       T::chunk(bw[b], c, q, ls);
-      ok &= chunk_q8_0(d, q, ls, out[b * (QK_K / 32) + c]);
+      chunk_q8(d, q, ls, out[b * (QK_K / 32) + c]);
     }
   }
-  return ok;
 }
 
 }  // namespace
 
 PanelDecodeFn panel_decoder(DType t) {
   switch (t) {
-    case DType::IQ4_XS: return decode_q8_0<IQ4xs>;
-    case DType::IQ3_XXS: return decode_q8_0<IQ3xxs>;
-    case DType::IQ3_S: return decode_q8_0<IQ3s>;
-    case DType::IQ2_XXS: return decode_q8_0<IQ2xxs>;
-    case DType::IQ2_XS: return decode_q8_0<IQ2xs>;
-    case DType::IQ2_S: return decode_q8_0<IQ2s>;
-    case DType::IQ1_S: return decode_q8_0<IQ1s>;
-    case DType::IQ1_M: return decode_q8_0<IQ1m>;
-    case DType::TQ2_0: return decode_q8_0<TQ2>;
+    case DType::IQ4_XS: return decode_q8<IQ4xs>;
+    case DType::IQ3_XXS: return decode_q8<IQ3xxs>;
+    case DType::IQ3_S: return decode_q8<IQ3s>;
+    case DType::IQ2_XXS: return decode_q8<IQ2xxs>;
+    case DType::IQ2_XS: return decode_q8<IQ2xs>;
+    case DType::IQ2_S: return decode_q8<IQ2s>;
+    case DType::IQ1_S: return decode_q8<IQ1s>;
+    case DType::IQ1_M: return decode_q8<IQ1m>;
+    case DType::TQ2_0: return decode_q8<TQ2>;
     default: return nullptr;
   }
 }

@@ -8,107 +8,181 @@
 #include "kernels/int_blocks.h"
 #include "kernels/interleaved.h"
 #include "kernels/q8_0x8.h"
-#include "kernels/qdot.h"
 #include "kernels/to_f32.h"
+#if defined(__x86_64__)
+#include "kernels/x8_vnni.h"
+#endif
 
 namespace lmpress {
 namespace {
 
-// A 32-value chunk of an unpacked block as one Q8_0 block. One group scale over
-// the chunk: the values as they are, scale d·ls (exact up to the f16 rounding
-// of the scale). Two (16-value groups whose scales differ): ls·q rounded to
-// int8 under the larger magnitude, as Q8_0 rounds floats. False when the scale
-// overflows f16 (or underflows to 0 under nonzero values).
-bool chunk_to_q8_0(const UnpackedBlock& u, const IntBlockFormat& f, int c, BlockQ8_0& out) {
+// A 32-value chunk of an unpacked block (see int_panels.h).
+void chunk_to_q8(const UnpackedBlock& u, const IntBlockFormat& f, int c, ChunkQ8& out) {
   const int16_t* ls = u.ls + (32 * c) / f.group;
-  const bool uniform = f.group >= 32 || ls[0] == ls[1];
-  float d;
-  if (uniform) {
-    d = u.d * float(ls[0]);
+  if (f.group >= 32 || ls[0] == ls[1]) {
+    out.d = u.d * float(ls[0]);
     for (int i = 0; i < 32; i++) out.qs[i] = u.q[32 * c + i];
-  } else {
-    int amax = 0;
-    int v[32];
-    for (int i = 0; i < 32; i++) {
-      v[i] = ls[i / 16] * u.q[32 * c + i];
-      amax = std::max(amax, std::abs(v[i]));
-    }
-    d = u.d * float(amax) / 127.0f;
-    const float id = amax ? 127.0f / float(amax) : 0.0f;
-    for (int i = 0; i < 32; i++) out.qs[i] = int8_t(std::nearbyint(float(v[i]) * id));
+    return;
   }
-  out.d = f32_to_f16(d);
-  const float back = f16_to_f32(out.d);
-  bool any = false;
-  for (int i = 0; i < 32; i++) any |= out.qs[i] != 0;
-  return std::isfinite(back) && !(any && back == 0.0f && d != 0.0f);
+  int amax = 0, v[32];
+  for (int i = 0; i < 32; i++) {
+    v[i] = ls[i / 16] * u.q[32 * c + i];
+    amax = std::max(amax, std::abs(v[i]));
+  }
+  out.d = u.d * float(amax) / 127.0f;
+  const float id = amax ? 127.0f / float(amax) : 0.0f;
+  for (int i = 0; i < 32; i++) out.qs[i] = int8_t(std::nearbyint(float(v[i]) * id));
 }
 
-}  // namespace
-
-bool decode_int_panel_rows(const Tensor& w, int64_t g, uint8_t* q8_0_rows) {
-  const IntBlockFormat& f = *int_block_format(w.dtype);
-  const int64_t in = w.shape[1], nbw = in / f.elems;
-  const uint64_t row_b = row_bytes(w.dtype, uint64_t(in));
-  auto* out = reinterpret_cast<BlockQ8_0*>(q8_0_rows);
-#if defined(__x86_64__)
-  if (qdot_simd_active())
-    if (const simd_avx2::PanelDecodeFn fast = simd_avx2::panel_decoder(w.dtype)) {
-      bool ok = true;
-      for (int r = 0; r < 8; r++) ok &= fast(w.data + uint64_t(8 * g + r) * row_b, nbw, out + r * (in / 32));
-      return ok;
-    }
-#endif
-  UnpackedBlock u;
+// Decoded chunks as Q8_0 blocks (f16 scales); false where a scale has no f16
+// (overflow, or 0 under nonzero values).
+bool to_q8_0(const ChunkQ8* c, int64_t n, BlockQ8_0* out) {
   bool ok = true;
-  for (int r = 0; r < 8; r++) {
-    const uint8_t* row = w.data + uint64_t(8 * g + r) * row_b;
-    for (int64_t b = 0; b < nbw; b++) {
-      f.unpack(row + uint64_t(b) * dtype_info(w.dtype).block_bytes, u);
-      for (int c = 0; c < f.elems / 32; c++) ok &= chunk_to_q8_0(u, f, c, out[r * (in / 32) + b * (f.elems / 32) + c]);
-    }
+  for (int64_t i = 0; i < n; i++) {
+    out[i].d = f32_to_f16(c[i].d);
+    std::copy(c[i].qs, c[i].qs + 32, out[i].qs);
+    const float back = f16_to_f32(out[i].d);
+    bool any = false;
+    for (int8_t q : c[i].qs) any |= q != 0;
+    ok &= std::isfinite(back) && !(any && back == 0.0f && c[i].d != 0.0f);
   }
   return ok;
 }
 
+// The kernels of the VNNI panel path for the encoding qdot_vnni() chose.
+struct PanelKernels {
+  X8Gemm4 gemm4 = nullptr;
+  X8GemmN gemmn = nullptr;
+};
+PanelKernels panel_kernels() {
+#if defined(__x86_64__)
+  using P = BlockPanelx8;
+  using A = BlockQ8_0;
+  switch (qdot_vnni()) {
+    case Vnni::avx:
+      return {x8_gemm4<P, A, simd_avxvnni::gemm4_panel_x8>, x8_gemmn<P, A, simd_avxvnni::gemmn_panel_x8>};
+    case Vnni::avx512:
+      return {x8_gemm4<P, A, simd_avx512vnni::gemm4_panel_x8>, x8_gemmn<P, A, simd_avx512vnni::gemmn_panel_x8>};
+    case Vnni::emulated:
+      return {x8_gemm4<P, A, simd_vnni_emulated::gemm4_panel_x8>, x8_gemmn<P, A, simd_vnni_emulated::gemmn_panel_x8>};
+    case Vnni::none: break;
+  }
+#endif
+  return {};
+}
+
+// Tokens [0, n) of one group: 4 at a time, then the 1..3 left in one pass.
+template <class Gemm4, class GemmN>
+void all_tokens(int64_t n, int64_t in, int64_t out, const void* panel, const uint8_t* a, size_t ab, float* y,
+                Gemm4 gemm4, GemmN gemmn) {
+  const int64_t nb = in / 32;
+  int64_t t = 0;
+  for (; t + 4 <= n; t += 4) gemm4(in, panel, a + t * ab, nullptr, nb, y + t * out, out);
+  if (t < n) gemmn(n - t, in, panel, a + t * ab, nullptr, nb, y + t * out, out);
+}
+
+}  // namespace
+
+void pack_panel_x8(const ChunkQ8* rows, int64_t cols, BlockPanelx8* out) {
+  const int64_t nb = cols / 32;
+  for (int64_t b = 0; b < nb; b++)
+    for (int r = 0; r < 8; r++) {
+      const ChunkQ8& s = rows[r * nb + b];
+      out[b].d[r] = s.d;
+      int32_t sum = 0;
+      for (int8_t q : s.qs) sum += q;
+      out[b].bias[r] = 128 * sum;
+      for (int v = 0; v < 8; v++)
+        for (int i = 0; i < 4; i++) out[b].qs[v][4 * r + i] = s.qs[4 * v + i];
+    }
+}
+
+void gemv_panel_x8_ref(int64_t cols, const BlockPanelx8* panel, const BlockQ8_0* a, float* out) {
+  for (int r = 0; r < 8; r++) {
+    float acc = 0;
+    for (int64_t b = 0; b < cols / 32; b++) {
+      int32_t s = 0;
+      for (int v = 0; v < 8; v++)
+        for (int i = 0; i < 4; i++) s += int32_t(uint8_t(a[b].qs[4 * v + i])) * panel[b].qs[v][4 * r + i];
+      acc += panel[b].d[r] * f16_to_f32(a[b].d) * float(s - panel[b].bias[r]);
+    }
+    out[r] = acc;
+  }
+}
+
+void decode_int_panel_rows(const Tensor& w, int64_t g, ChunkQ8* out) {
+  const IntBlockFormat& f = *int_block_format(w.dtype);
+  const int64_t in = w.shape[1], nbw = in / f.elems;
+  const uint64_t row_b = row_bytes(w.dtype, uint64_t(in));
+#if defined(__x86_64__)
+  if (qdot_simd_active())
+    if (const simd_avx2::PanelDecodeFn fast = simd_avx2::panel_decoder(w.dtype)) {
+      for (int r = 0; r < 8; r++) fast(w.data + uint64_t(8 * g + r) * row_b, nbw, out + r * (in / 32));
+      return;
+    }
+#endif
+  UnpackedBlock u;
+  for (int r = 0; r < 8; r++) {
+    const uint8_t* row = w.data + uint64_t(8 * g + r) * row_b;
+    for (int64_t b = 0; b < nbw; b++) {
+      f.unpack(row + uint64_t(b) * dtype_info(w.dtype).block_bytes, u);
+      for (int c = 0; c < f.elems / 32; c++) chunk_to_q8(u, f, c, out[r * (in / 32) + b * (f.elems / 32) + c]);
+    }
+  }
+}
+
 bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y) {
   const IntBlockFormat* f = int_block_format(w.dtype);
-  // MXFP4's scales span E8M0's range, beyond f16's: it keeps the general path.
+  // MXFP4 keeps the general path (its E8M0 scales span more than f16's range).
   if (!f || w.dtype == DType::MXFP4 || w.shape.size() != 2 || w.shape[0] % 8 != 0) return false;
-  const X8Kernels k = q8_0x8_kernels();
-  if (!k.gemm4 || !qdot_simd_active()) return false;
+  const X8Kernels q8k = q8_0x8_kernels();
+  const PanelKernels pk = panel_kernels();
+  if (!pk.gemm4 && (!q8k.gemm4 || !qdot_simd_active())) return false;
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
   const size_t ab = activation_bytes(ActFormat::Q8_0, in);
   thread_local std::vector<uint8_t> qa;
   qa.resize(size_t(n) * ab);
   uint8_t* a = qa.data();
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; t++) quantize_activations(ActFormat::Q8_0, x + t * in, in, a + t * ab);
+  for (int64_t t = 0; t < n; t++) {
+    quantize_activations(ActFormat::Q8_0, x + t * in, in, a + t * ab);
+    if (pk.gemm4) {  // vpdpbusd's unsigned operand: value + 128
+      auto* blk = reinterpret_cast<BlockQ8_0*>(a + t * ab);
+      for (int64_t b = 0; b < nb; b++)
+        for (int8_t& q : blk[b].qs) q = int8_t(uint8_t(q) ^ 0x80);
+    }
+  }
 #pragma omp parallel
   {
-    std::vector<BlockQ8_0> rows(static_cast<size_t>(8 * nb));
-    std::vector<BlockQ8_0x8> panel(static_cast<size_t>(nb));
+    std::vector<ChunkQ8> rows(static_cast<size_t>(8 * nb));
+    std::vector<BlockPanelx8> panel(pk.gemm4 ? size_t(nb) : 0);
+    std::vector<BlockQ8_0> q8(pk.gemm4 ? 0 : size_t(8 * nb));
+    std::vector<BlockQ8_0x8> q8x8(pk.gemm4 ? 0 : size_t(nb));
     std::vector<float> wf;
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < out / 8; g++) {
-      if (decode_int_panel_rows(w, g, reinterpret_cast<uint8_t*>(rows.data()))) {
-        pack_q8_0x8(rows.data(), in, panel.data());
-        int64_t t = 0;
-        for (; t + 4 <= n; t += 4) k.gemm4(in, panel.data(), a + t * ab, nullptr, nb, y + t * out + 8 * g, out);
-        if (k.gemmn && n - t >= 2) {
-          k.gemmn(n - t, in, panel.data(), a + t * ab, nullptr, nb, y + t * out + 8 * g, out);
-          t = n;
-        }
-        for (; t < n; t++) k.gemv(in, panel.data(), a + t * ab, nullptr, y + t * out + 8 * g);
+      decode_int_panel_rows(w, g, rows.data());
+      float* yg = y + 8 * g;
+      if (pk.gemm4) {
+        pack_panel_x8(rows.data(), in, panel.data());
+        all_tokens(n, in, out, panel.data(), a, ab, yg, pk.gemm4, pk.gemmn);
+      } else if (to_q8_0(rows.data(), 8 * nb, q8.data())) {
+        pack_q8_0x8(q8.data(), in, q8x8.data());
+        all_tokens(n, in, out, q8x8.data(), a, ab, yg, q8k.gemm4,
+                   [&](int64_t m, int64_t c, const void* p, const uint8_t* at, const int32_t* s, int64_t st, float* o,
+                       int64_t os) {
+                     if (q8k.gemmn) return q8k.gemmn(m, c, p, at, s, st, o, os);
+                     for (int64_t t = 0; t < m; t++) q8k.gemv(c, p, at + t * ab, s, o + t * os);
+                   });
       } else {
-        // A scale beyond f16: these 8 rows in f32.
+        // A chunk scale beyond f16: these 8 rows in f32.
         wf.resize(size_t(in));
         for (int r = 0; r < 8; r++) {
           to_f32(w, (8 * g + r) * in, in, wf.data());
           for (int64_t t = 0; t < n; t++) {
             double s = 0;
             for (int64_t i = 0; i < in; i++) s += double(wf[size_t(i)]) * x[t * in + i];
-            y[t * out + 8 * g + r] = float(s);
+            yg[t * out + r] = float(s);
           }
         }
       }

@@ -2,27 +2,44 @@
 // IQ codebook types, IQ4_XS, TQ1_0, TQ2_0): their blocks have no int8 GEMM
 // kernel of their own, and decoding a block per token (the one-token dots)
 // costs more than the dot. Each group of 8 weight rows is decoded once per
-// call into the Q8_0_X8 layout (kernels/q8_0x8.h) and the 4-token VNNI/AVX2
-// kernels of that layout take every token of the batch, as llama.cpp's IQ
-// panel GEMM does with its own layout. The panel's values are the weights'
-// where a 32-value chunk has one group scale (the chunk scale d·ls rounded to
-// f16, subnormal below 6e-5), rounded to int8 where its 16-value halves have
-// two (IQ2_XS, IQ2_S, IQ1_M); the activations are Q8_0 blocks.
+// call into 32-value chunks of int8 values under one scale, interleaved as a
+// panel, and 4-token kernels take every token of the batch (as llama.cpp's
+// IQ panel GEMM does with its own layout). A chunk holds the weights' values
+// exactly where it has one group scale (d·ls); where its 16-value halves have
+// two (IQ2_XS, IQ2_S, IQ1_M), ls·q rounded to int8 under the larger. The
+// activations are Q8_0 blocks.
+//
+// With VNNI (AVX-VNNI or AVX512-VNNI) the panel is BlockPanelx8 (f32 scales,
+// activations fed unsigned to vpdpbusd, the +128 taken off through the rows'
+// sums); with AVX2 alone, the Q8_0_X8 layout and its kernels (kernels/q8_0x8.h;
+// chunk scales rounded to f16, a group whose scale has no f16 computed in f32).
 #pragma once
 #include <cstdint>
 
 #include "core/tensor.h"
+#include "kernels/qdot.h"
 
 namespace lmpress {
 
+// A 32-column block of an 8-row panel.
+struct BlockPanelx8 {
+  float d[8];         // each row's chunk scale
+  int32_t bias[8];    // 128 · Σ of each row's 32 values
+  int8_t qs[8][32];   // qs[v][4·row + i] = value 4v + i of `row` (as BlockQ8_0x8)
+};
+
+// Rows [0, 8) of decoded chunks (cols / 32 per row) as a panel.
+void pack_panel_x8(const ChunkQ8* rows, int64_t cols, BlockPanelx8* out);
+// out[0..8) = the panel's 8 rows · activations stored unsigned (Q8_0 blocks whose
+// values are value + 128, as bytes): the scalar reference of the VNNI kernels.
+void gemv_panel_x8_ref(int64_t cols, const BlockPanelx8* panel, const BlockQ8_0* act_u8, float* out);
+
 // y[n, out] = x[n, in] · Wᵀ through decoded panels; false (y untouched) where
-// this path does not apply (another type, rows not a multiple of 8, no
-// 4-token kernel on this CPU): the caller then takes its general path.
+// this path does not apply (another type, rows not a multiple of 8, no AVX2):
+// the caller then takes its general path.
 bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y);
 
-// Tests: one 8-row group of w (rows 8g..8g+7) decoded as matmul_int_panels
-// decodes it, as Q8_0 blocks row by row (8 · in / 32 blocks). Returns false
-// where a chunk's scale has no f16 (the panel path then computes that group in f32).
-bool decode_int_panel_rows(const Tensor& w, int64_t g, uint8_t* q8_0_rows);
+// Rows 8g..8g+7 of w decoded as matmul_int_panels decodes them (8 · in / 32 chunks).
+void decode_int_panel_rows(const Tensor& w, int64_t g, ChunkQ8* out);
 
 }  // namespace lmpress

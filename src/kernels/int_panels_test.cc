@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <vector>
@@ -13,6 +14,9 @@
 #include "kernels/matmul.h"
 #include "kernels/qdot.h"
 #include "kernels/to_f32.h"
+#if defined(__x86_64__)
+#include "kernels/x8_vnni.h"
+#endif
 #include "test_util.h"
 
 namespace lmpress {
@@ -35,38 +39,92 @@ Tensor ggml_weight(DType t) {
   return w;
 }
 
-// The decoded panels hold the weights' values: exactly up to the f16 rounding of
-// the chunk scales where a chunk has one group scale (2^-11 relative, half a
-// subnormal step 2^-25 times the value below f16's normal range: row 3 of the
-// fixture has values near 1e-4), within Q8_0's rounding where its two 16-value
-// halves differ (IQ2_XS, IQ2_S, IQ1_M).
+// The decoded chunks hold the weights' values: exactly where a chunk has one
+// group scale, within Q8_0's rounding where its two 16-value halves differ
+// (IQ2_XS, IQ2_S, IQ1_M); the AVX2 decoders give the scalar decoder's bytes.
 TEST(IntPanels, DecodedRowsHoldTheWeights) {
   for (DType t : {DType::IQ4_XS, DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ1_S,
                   DType::IQ1_M, DType::TQ1_0, DType::TQ2_0}) {
     SCOPED_TRACE(dtype_name(t));
     const Tensor w = ggml_weight(t);
     const bool halves = int_block_format(t)->group < 32;
-    std::vector<uint8_t> q8(8 * 512 / 32 * sizeof(BlockQ8_0)), scalar(q8.size());
+    std::vector<ChunkQ8> got(8 * 512 / 32), scalar(got.size());
     for (int64_t g = 0; g < 2; g++) {
       qdot_use_simd(false);
-      ASSERT_TRUE(decode_int_panel_rows(w, g, scalar.data()));
+      decode_int_panel_rows(w, g, scalar.data());
       qdot_use_simd(true);
-      ASSERT_TRUE(decode_int_panel_rows(w, g, q8.data()));
-      EXPECT_EQ(q8, scalar);  // the AVX2 decoders make the scalar decoder's bytes
-      std::vector<float> got(8 * 512), want(8 * 512);
-      ASSERT_TRUE(dequantize_row(DType::Q8_0, q8.data(), 8 * 512, got.data()));
+      decode_int_panel_rows(w, g, got.data());
+      EXPECT_EQ(0, std::memcmp(got.data(), scalar.data(), got.size() * sizeof(ChunkQ8)));
+      std::vector<float> want(8 * 512);
       to_f32(w, g * 8 * 512, 8 * 512, want.data());
-      for (size_t b = 0; b < got.size() / 32; b++) {
+      for (size_t b = 0; b < got.size(); b++) {
         float amax = 0;
         for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(want[32 * b + i]));
         for (int i = 0; i < 32; i++) {
-          const float wv = want[32 * b + i], gv = got[32 * b + i];
-          const float f16_step = std::fabs(wv) / 2048 + std::ldexp(1.0f, -25) * 127;
-          EXPECT_NEAR(gv, wv, (halves ? amax / 127 * 0.51f : 0.0f) + f16_step) << b << " " << i;
+          const float wv = want[32 * b + i], gv = got[b].d * float(got[b].qs[i]);
+          if (halves) EXPECT_NEAR(gv, wv, amax / 127 * 0.51f) << b << " " << i;
+          else EXPECT_EQ(gv, wv) << b << " " << i;
         }
       }
     }
   }
+}
+
+// The VNNI panel kernels (each encoding this CPU has, and the emulated one)
+// against the scalar reference, 1 to 4 tokens; the reference against the
+// chunks' values times the activations.
+TEST(IntPanels, PanelKernelsMatchReference) {
+  const Tensor w = ggml_weight(DType::IQ2_XS);
+  std::vector<ChunkQ8> rows(8 * 512 / 32);
+  decode_int_panel_rows(w, 0, rows.data());
+  std::vector<BlockPanelx8> panel(512 / 32);
+  pack_panel_x8(rows.data(), 512, panel.data());
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  std::vector<float> x(4 * 512);
+  for (auto& v : x) v = nd(rng);
+  const size_t ab = activation_bytes(ActFormat::Q8_0, 512);
+  std::vector<uint8_t> a(4 * ab), au(4 * ab);
+  for (int t = 0; t < 4; t++) quantize_activations(ActFormat::Q8_0, x.data() + t * 512, 512, a.data() + t * ab);
+  au = a;
+  for (size_t i = 0; i < au.size(); i += sizeof(BlockQ8_0))
+    for (int j = 0; j < 32; j++) au[i + 2 + size_t(j)] ^= 0x80;
+  float ref[4][8];
+  for (int t = 0; t < 4; t++) {
+    gemv_panel_x8_ref(512, panel.data(), reinterpret_cast<const BlockQ8_0*>(au.data() + t * ab), ref[t]);
+    const auto* q = reinterpret_cast<const BlockQ8_0*>(a.data() + t * ab);
+    for (int r = 0; r < 8; r++) {
+      double want = 0;
+      for (int b = 0; b < 16; b++)
+        for (int i = 0; i < 32; i++)
+          want += double(rows[size_t(r * 16 + b)].d) * rows[size_t(r * 16 + b)].qs[i] * f16_to_f32(q[b].d) * q[b].qs[i];
+      EXPECT_NEAR(ref[t][r], want, 1e-5 * std::fabs(want) + 1e-6);
+    }
+  }
+#if defined(__x86_64__)
+  struct Encoding {
+    Vnni v;
+    decltype(&simd_avxvnni::gemm4_panel_x8) gemm4;
+    decltype(&simd_avxvnni::gemmn_panel_x8) gemmn;
+  };
+  const Encoding encodings[] = {{Vnni::avx, &simd_avxvnni::gemm4_panel_x8, &simd_avxvnni::gemmn_panel_x8},
+                                {Vnni::avx512, &simd_avx512vnni::gemm4_panel_x8, &simd_avx512vnni::gemmn_panel_x8},
+                                {Vnni::emulated, &simd_vnni_emulated::gemm4_panel_x8, &simd_vnni_emulated::gemmn_panel_x8}};
+  for (const auto& [v, gemm4, gemmn] : encodings) {
+    if (!qdot_vnni_available(v)) continue;
+    SCOPED_TRACE(int(v));
+    const auto* act = reinterpret_cast<const BlockQ8_0*>(au.data());
+    float out[4][8];
+    gemm4(512, panel.data(), act, 16, out[0], 8);
+    for (int t = 0; t < 4; t++)
+      for (int r = 0; r < 8; r++) EXPECT_NEAR(out[t][r], ref[t][r], 1e-5 * std::fabs(ref[t][r]) + 1e-6);
+    for (int n = 1; n <= 3; n++) {
+      gemmn(n, 512, panel.data(), act, 16, out[0], 8);
+      for (int t = 0; t < n; t++)
+        for (int r = 0; r < 8; r++) EXPECT_NEAR(out[t][r], ref[t][r], 1e-5 * std::fabs(ref[t][r]) + 1e-6);
+    }
+  }
+#endif
 }
 
 // Prompt batches through the panels agree with the dequantized weights times the
@@ -90,9 +148,11 @@ TEST(IntPanels, PromptBatchesMatchFloatProducts) {
         quantize_activations(ActFormat::Q8_0, x.data() + tk * 512, 512, q8.data());
         dequantize_row(DType::Q8_0, q8.data(), 512, xq.data() + tk * 512);
       }
+      test::for_kernel_targets({512}, [&](int64_t) {
+      std::fill(y.begin(), y.end(), -1.0f);
       if (!matmul_int_panels(w, x.data(), n, y.data())) {
         EXPECT_FALSE(qdot_simd_active() && cpu_isa().avx2);  // the path exists wherever AVX2 does
-        continue;
+        return;
       }
       for (int64_t tk = 0; tk < n; tk++)
         for (int64_t r = 0; r < 16; r++) {
@@ -110,6 +170,7 @@ TEST(IntPanels, PromptBatchesMatchFloatProducts) {
       std::vector<float> y2(y.size());
       matmul(w, x.data(), n, y2.data());
       EXPECT_EQ(y, y2);
+      });
     }
   }
 }

@@ -15,6 +15,12 @@
 
 namespace lmpress {
 
+// 32 int8 values under one f32 scale: a decoded chunk of weights (kernels/int_panels.h).
+struct ChunkQ8 {
+  float d;
+  int8_t qs[32];
+};
+
 // ggml's block_q8_K: activations for the k-quant dots.
 struct BlockQ8_K {
   float d;
@@ -101,10 +107,10 @@ float dot_iq1_m_q8_K(int64_t n, const void* w, const void* a);
 float dot_tq1_0_q8_K(int64_t n, const void* w, const void* a);
 float dot_tq2_0_q8_K(int64_t n, const void* w, const void* a);
 float dot_mxfp4_q8_0(int64_t n, const void* w, const void* a);
-// nblocks 256-value blocks of an integer-unpacked type into Q8_0 blocks as
-// kernels/int_panels.cc's scalar decoder makes them (false: a scale beyond f16);
-// null for types without one (TQ1_0, MXFP4).
-using PanelDecodeFn = bool (*)(const uint8_t* blocks, int64_t nblocks, BlockQ8_0* out);
+// nblocks 256-value blocks of an integer-unpacked type as 32-value chunks of
+// int8 values under an f32 scale, exactly as kernels/int_panels.cc's scalar
+// decoder makes them; null for types without one (TQ1_0, MXFP4).
+using PanelDecodeFn = void (*)(const uint8_t* blocks, int64_t nblocks, ChunkQ8* out);
 PanelDecodeFn panel_decoder(DType t);
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y);
 }  // namespace simd_avx2

@@ -7,10 +7,12 @@
 // results as gemm4_q4_0x8 / gemm4_q8_0x8 / gemm4_q4_kx8, which call these by
 // qdot_vnni(); gemmn_* take 1..3 tokens in one pass over the weights, their
 // rows equal to the one-token kernels' (decoding steps of several sequences,
-// speculative verification).
+// speculative verification). gemm4/gemmn_panel_x8: the decoded IQ panels of
+// kernels/int_panels.h against unsigned (value + 128) Q8_0 activations.
 #pragma once
 #include <cstdint>
 
+#include "kernels/int_panels.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/q4_kx8.h"
 #include "kernels/q8_0x8.h"
@@ -27,7 +29,11 @@
   void gemmn_q4_0x8(int64_t n, int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums,  \
                     int64_t stride, float* out, int64_t out_stride);                                         \
   void gemmn_q4_kx8(int64_t n, int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, int64_t stride,       \
-                    float* out, int64_t out_stride);
+                    float* out, int64_t out_stride);                                                         \
+  void gemm4_panel_x8(int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_u8, int64_t stride, float* out, \
+                      int64_t out_stride);                                                                   \
+  void gemmn_panel_x8(int64_t n, int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_u8, int64_t stride,  \
+                      float* out, int64_t out_stride);
 
 namespace lmpress::simd_avxvnni {
 // The CPU has AVX-VNNI (CPUID.(7,1):EAX[4]) besides what simd_avx2 needs.
