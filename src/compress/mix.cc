@@ -20,7 +20,10 @@ const PresetInfo kPresets[] = {
     {Preset::Q6_K, "q6_k", DType::Q6_K, 18},      {Preset::IQ4_NL, "iq4_nl", DType::IQ4_NL, 25},
     {Preset::IQ4_XS, "iq4_xs", DType::IQ4_XS, 30}, {Preset::TQ1_0, "tq1_0", DType::TQ1_0, 36},
     {Preset::TQ2_0, "tq2_0", DType::TQ2_0, 37},   {Preset::IQ2_XXS, "iq2_xxs", DType::IQ2_XXS, 19},
-    {Preset::IQ2_XS, "iq2_xs", DType::IQ2_XS, 20},
+    {Preset::IQ2_XS, "iq2_xs", DType::IQ2_XS, 20},   {Preset::IQ2_S, "iq2_s", DType::IQ2_XS, 28},
+    {Preset::IQ2_M, "iq2_m", DType::IQ2_S, 29},     {Preset::IQ3_XXS, "iq3_xxs", DType::IQ3_XXS, 23},
+    {Preset::IQ3_XS, "iq3_xs", DType::IQ3_S, 22},   {Preset::IQ3_S, "iq3_s", DType::IQ3_S, 26},
+    {Preset::IQ3_M, "iq3_m", DType::IQ3_S, 27},
     {Preset::F16, "f16", DType::F16, 1},          {Preset::BF16, "bf16", DType::BF16, 32},
     {Preset::F32, "f32", DType::F32, 0},
 };
@@ -57,17 +60,31 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
   const int64_t i = layer_of(name);
   const int64_t n = m.cfg.n_layers;
   const int64_t gqa = i >= 0 && i < n ? m.cfg.heads(i) / m.cfg.kv_heads(i) : m.cfg.n_heads / m.cfg.n_kv_heads;
-  const bool two_bit = p == Preset::IQ2_XXS || p == Preset::IQ2_XS;
+  // llama.cpp's branch for the 2-bit codebook file types (IQ2_S and IQ2_M with IQ3_S where the others take Q2_K).
+  const bool two_bit = p == Preset::IQ2_XXS || p == Preset::IQ2_XS || p == Preset::IQ2_S || p == Preset::IQ2_M;
+  const bool iq2_sm = p == Preset::IQ2_S || p == Preset::IQ2_M;
   if (is_output) {
     if (t.cols() % dtype_info(base).block_elems != 0) return DType::Q8_0;
-    return base == DType::Q8_0 ? DType::Q8_0 : two_bit ? DType::Q5_K : DType::Q6_K;
+    return base == DType::Q8_0 ? DType::Q8_0 : two_bit || p == Preset::IQ3_XXS ? DType::Q5_K : DType::Q6_K;
   }
-  if (name == "token_embd.weight") return p == Preset::TQ1_0 || p == Preset::TQ2_0 ? DType::Q4_K : two_bit ? DType::Q2_K : base;
-  if (two_bit) {  // llama.cpp's branch for the 2-bit codebook types replaces the rules below
-    if (contains(name, "attn_v.weight")) return gqa >= 4 ? DType::Q4_K : DType::Q2_K;
-    if (contains(name, "ffn_down")) return i < n / 8 ? DType::Q2_K : base;
+  if (name == "token_embd.weight") {
+    if (p == Preset::TQ1_0 || p == Preset::TQ2_0) return DType::Q4_K;
+    if (iq2_sm || p == Preset::IQ3_XXS) return DType::IQ3_S;
+    return two_bit ? DType::Q2_K : base;
+  }
+  if (two_bit) {  // replaces the rules below
+    if (contains(name, "attn_v.weight")) return gqa >= 4 ? DType::Q4_K : iq2_sm ? DType::IQ3_S : DType::Q2_K;
+    if (contains(name, "ffn_down")) return i < n / 8 ? (iq2_sm ? DType::IQ3_S : DType::Q2_K) : base;
+    if (contains(name, "attn_output.weight")) return iq2_sm ? DType::IQ3_S : base;
     return base;
   }
+  if (contains(name, "attn_k.weight") || contains(name, "attn_q.weight")) {
+    if (p == Preset::IQ3_XS) return DType::IQ3_XXS;
+    if (p == Preset::IQ3_XXS) return DType::IQ2_S;
+    return base;
+  }
+  if ((contains(name, "ffn_gate") || contains(name, "ffn_up")) && p == Preset::IQ3_XS)
+    return i >= n / 8 && i < 7 * n / 8 ? DType::IQ3_XXS : base;
   if (contains(name, "attn_v.weight")) {
     switch (p) {
       case Preset::Q2_K: return gqa >= 4 ? DType::Q4_K : DType::Q3_K;
@@ -76,6 +93,10 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
       case Preset::Q3_K_L: return DType::Q5_K;
       case Preset::IQ4_NL:
       case Preset::IQ4_XS: return gqa >= 4 ? DType::Q5_K : base;
+      case Preset::IQ3_XXS: return gqa >= 4 ? DType::Q4_K : !o.has_imatrix ? DType::IQ3_S : DType::IQ3_XXS;
+      case Preset::IQ3_XS:
+      case Preset::IQ3_S: return gqa >= 4 ? DType::Q4_K : base;
+      case Preset::IQ3_M: return DType::Q4_K;
       case Preset::Q4_K_M:
       case Preset::Q5_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
       case Preset::Q4_K_S: return i < 4 ? DType::Q5_K : base;
@@ -93,6 +114,8 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
       case Preset::IQ4_XS: return i < n / 8 && !o.has_imatrix ? DType::Q5_K : base;
       case Preset::Q5_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
       case Preset::Q4_K_S: return i < n / 8 ? DType::Q5_K : base;
+      case Preset::IQ3_XXS: return o.has_imatrix ? base : i < n / 8 ? DType::Q4_K : DType::Q3_K;
+      case Preset::IQ3_M: return i < n / 8 ? DType::Q4_K : base;
       case Preset::Q4_0: return o.has_imatrix && i < n / 8 ? DType::Q4_1 : base;
       case Preset::Q5_0: return o.has_imatrix && i < n / 8 ? DType::Q5_1 : base;
       default: return base;
@@ -103,6 +126,8 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
       case Preset::Q2_K: return DType::Q3_K;
       case Preset::Q3_K_M: return DType::Q4_K;
       case Preset::Q3_K_L: return DType::Q5_K;
+      case Preset::IQ3_XXS: return DType::IQ3_S;
+      case Preset::IQ3_M: return DType::Q4_K;
       default: return base;
     }
   }
@@ -135,6 +160,17 @@ DType fallback(DType want, int64_t cols) {
 }
 
 }  // namespace
+
+bool requires_imatrix(const std::string& name, DType t, const MixOptions& o) {
+  if (name == "token_embd.weight" || name == "output.weight") return false;
+  switch (t) {
+    case DType::IQ3_XXS: case DType::IQ2_XXS: case DType::IQ2_XS: case DType::IQ2_S: case DType::IQ1_M:
+    case DType::IQ1_S:
+      return true;
+    case DType::Q2_K: return o.preset.preset == Preset::Q2_K_S;
+    default: return false;
+  }
+}
 
 std::optional<PresetInfo> find_preset(const std::string& name) {
   const std::string n = lower(name);

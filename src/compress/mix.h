@@ -16,7 +16,7 @@ namespace lmpress {
 
 enum class Preset {
   Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q2_K_S, Q3_K_S, Q3_K_M, Q3_K_L, Q4_K_S, Q4_K_M, Q5_K_S, Q5_K_M, Q6_K, IQ4_NL,
-  IQ4_XS, TQ1_0, TQ2_0, IQ2_XXS, IQ2_XS, F16, BF16, F32
+  IQ4_XS, TQ1_0, TQ2_0, IQ2_XXS, IQ2_XS, IQ2_S, IQ2_M, IQ3_XXS, IQ3_XS, IQ3_S, IQ3_M, F16, BF16, F32
 };
 
 struct PresetInfo {
@@ -47,6 +47,11 @@ struct MixOptions {
   std::vector<TensorTypeOverride> overrides;  // first match wins (--tensor-type)
   std::optional<DType> output_type, token_embd_type;
 };
+
+// Whether llama-quantize refuses to write tensor `name` as type t without an
+// imatrix (tensor_requires_imatrix): the IQ1/IQ2 types and IQ3_XXS (except for
+// the token embedding and the output matrix), and Q2_K in a Q2_K_S file.
+bool requires_imatrix(const std::string& name, DType t, const MixOptions& o);
 
 // Parses "PATTERN=TYPE" (a regex searched in the tensor name; TYPE like q6_k).
 TensorTypeOverride parse_tensor_type_override(const std::string& spec);

@@ -115,6 +115,58 @@ TEST(Mix, Iq4XsAndTernaryMatchLlamaCppRules) {
   }
 }
 
+// The IQ2/IQ3 codebook file types, worked out by hand from llama_tensor_get_type (8 layers: n/8 = 1).
+TEST(Mix, CodebookFileTypesMatchLlamaCppRules) {
+  const Model gqa1 = skeleton(512, 1024, 8, 8, false), gqa4 = skeleton(512, 1024, 8, 2, false);
+  MixOptions o;
+  o.has_imatrix = true;
+  o.preset = *find_preset("iq2_xxs");
+  auto plan = plan_tensor_types(gqa1, o);
+  EXPECT_EQ(plan.at(layer(2, "attn_v.weight")), DType::Q2_K);
+  EXPECT_EQ(plan.at(layer(2, "attn_output.weight")), DType::IQ2_XXS);
+  EXPECT_EQ(plan_tensor_types(gqa4, o).at(layer(2, "attn_v.weight")), DType::Q4_K);
+  o.preset = *find_preset("IQ2_M");
+  plan = plan_tensor_types(gqa1, o);
+  EXPECT_EQ(plan.at(layer(3, "attn_q.weight")), DType::IQ2_S);
+  EXPECT_EQ(plan.at(layer(3, "attn_v.weight")), DType::IQ3_S);
+  EXPECT_EQ(plan.at(layer(0, "ffn_down.weight")), DType::IQ3_S);
+  EXPECT_EQ(plan.at(layer(3, "ffn_down.weight")), DType::IQ2_S);
+  EXPECT_EQ(plan.at(layer(3, "attn_output.weight")), DType::IQ3_S);
+  EXPECT_EQ(plan.at("token_embd.weight"), DType::IQ3_S);
+  EXPECT_EQ(plan.at("output.weight"), DType::Q5_K);
+  o.preset = *find_preset("iq2_s");  // llama.cpp's IQ2_S file type is mostly IQ2_XS
+  EXPECT_EQ(plan_tensor_types(gqa1, o).at(layer(3, "ffn_up.weight")), DType::IQ2_XS);
+  o.preset = *find_preset("iq3_xxs");
+  plan = plan_tensor_types(gqa1, o);
+  EXPECT_EQ(plan.at(layer(3, "attn_q.weight")), DType::IQ2_S);
+  EXPECT_EQ(plan.at(layer(3, "attn_k.weight")), DType::IQ2_S);
+  EXPECT_EQ(plan.at(layer(3, "attn_v.weight")), DType::IQ3_XXS);
+  EXPECT_EQ(plan.at(layer(3, "attn_output.weight")), DType::IQ3_S);
+  EXPECT_EQ(plan.at(layer(0, "ffn_down.weight")), DType::IQ3_XXS);
+  EXPECT_EQ(plan.at("token_embd.weight"), DType::IQ3_S);
+  EXPECT_EQ(plan.at("output.weight"), DType::Q5_K);
+  o.has_imatrix = false;
+  plan = plan_tensor_types(gqa1, o);
+  EXPECT_EQ(plan.at(layer(3, "attn_v.weight")), DType::IQ3_S);
+  EXPECT_EQ(plan.at(layer(0, "ffn_down.weight")), DType::Q4_K);
+  EXPECT_EQ(plan.at(layer(3, "ffn_down.weight")), DType::Q3_K);
+  o.preset = *find_preset("iq3_xs");
+  plan = plan_tensor_types(gqa4, o);
+  EXPECT_EQ(plan.at(layer(3, "attn_q.weight")), DType::IQ3_XXS);
+  EXPECT_EQ(plan.at(layer(3, "attn_v.weight")), DType::Q4_K);
+  EXPECT_EQ(plan.at(layer(0, "ffn_up.weight")), DType::IQ3_S);
+  EXPECT_EQ(plan.at(layer(3, "ffn_gate.weight")), DType::IQ3_XXS);
+  EXPECT_EQ(plan.at(layer(7, "ffn_up.weight")), DType::IQ3_S);
+  EXPECT_EQ(plan.at("output.weight"), DType::Q6_K);
+  o.preset = *find_preset("iq3_m");
+  plan = plan_tensor_types(gqa1, o);
+  EXPECT_EQ(plan.at(layer(3, "attn_v.weight")), DType::Q4_K);
+  EXPECT_EQ(plan.at(layer(0, "ffn_down.weight")), DType::Q4_K);
+  EXPECT_EQ(plan.at(layer(3, "ffn_down.weight")), DType::IQ3_S);
+  EXPECT_EQ(plan.at(layer(3, "attn_output.weight")), DType::Q4_K);
+  EXPECT_EQ(plan.at(layer(3, "attn_q.weight")), DType::IQ3_S);
+}
+
 TEST(Mix, OverridesPureAndErrors) {
   const Model m = skeleton(512, 1024, 8, 8, false);
   MixOptions o;

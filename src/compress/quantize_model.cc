@@ -116,8 +116,9 @@ class Quantizer {
   }
 
   // Refuses, before any work, what a type cannot be quantized with: the types
-  // llama-quantize writes only with an importance matrix, where the tensor has
-  // no imatrix entry (calibrated linears take their calibration statistics),
+  // ggml quantizes only with importance weights, and those llama-quantize
+  // writes only with an imatrix (requires_imatrix), where the tensor has no
+  // imatrix entry (calibrated linears take their calibration statistics),
   // and GPTQ/AWQ onto a type without a block grid.
   void check_plan() const {
     std::set<std::string> linears;
@@ -129,7 +130,8 @@ class Quantizer {
       if (linears.count(name) && !has_block_grid(t) && !is_float_type(t))
         fail("{}: --method {} cannot quantize to {} (no block grid for it yet); use --method rtn or another type",
              name, o_.method == QuantMethod::GPTQ ? "gptq" : "awq", dtype_name(t));
-      if (quantizer_needs_importance(t) && !linears.count(name) && importance(name, {}).empty())
+      if ((quantizer_needs_importance(t) || requires_imatrix(name, t, o_.mix)) && !linears.count(name) &&
+          importance(name, {}).empty())
         fail("{}: {} needs an importance matrix, as in llama-quantize: pass --imatrix FILE (from `lmpress imatrix` "
              "or llama-imatrix) with an entry for this tensor",
              name, dtype_name(t));

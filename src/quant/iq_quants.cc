@@ -102,8 +102,16 @@ const Lattice& lattice(DType t) {
       static const Lattice l = build_lattice(512, 8, 2, 2, [](int k, int j) { return grid_byte(kIq2xsGrid[k], j); });
       return l;
     }
+    case DType::IQ2_S: {
+      static const Lattice l = build_lattice(1024, 8, 2, 1, [](int k, int j) { return grid_byte(kIq2sGrid[k], j); });
+      return l;
+    }
     case DType::IQ3_XXS: {
       static const Lattice l = build_lattice(256, 4, 3, 2, [](int k, int j) { return grid_byte(kIq3xxsGrid[k], j); });
+      return l;
+    }
+    case DType::IQ3_S: {
+      static const Lattice l = build_lattice(512, 4, 3, 3, [](int k, int j) { return grid_byte(kIq3sGrid[k], j); });
       return l;
     }
     default: fail("internal: {} has no lattice", dtype_name(t));
@@ -269,11 +277,57 @@ void iq2_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
   std::memcpy(y.qs, q2, QK_K / 4);
 }
 
-void iq2_xs_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ2_XS& y) {
+// IQ2_XS and IQ2_S: the scale of 16 sign-free values (two grid points) and
+// their levels L, ggml's search (the same in both).
+float search16(const Lattice& lat, const float* xval, const float* weight, const float* waux, int8_t* L) {
   constexpr int kMaxQ = 3;
+  int8_t Laux[16];
+  bool on_grid[2] = {true, true}, on_grid_aux[2];
+  float max = xval[0];
+  for (int i = 1; i < 16; i++) max = std::max(max, xval[i]);
+  float best = 0, sumqx, sumq2;
+  float scale = max / (2 * kMaxQ - 1);
+  for (int is = -9; is <= 9; is++) {
+    const float id = (2 * kMaxQ - 1 + float(is) * 0.1f) / max;
+    const float this_scale = 1 / id;
+    for (int k = 0; k < 2; k++) {
+      odd_levels(xval + 8 * k, 8, id, kMaxQ, Laux + 8 * k);
+      snap(lat, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k, &on_grid_aux[k]);
+    }
+    odd_fit(xval, weight, Laux, 16, sumqx, sumq2);
+    if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+      scale = sumqx / sumq2;
+      best = scale * sumqx;
+      std::memcpy(L, Laux, 16);
+      on_grid[0] = on_grid_aux[0], on_grid[1] = on_grid_aux[1];
+    }
+  }
+  if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
+    const float id = 1 / scale;
+    for (int k = 0; k < 2; k++) {
+      if (on_grid[k]) continue;
+      odd_levels(xval + 8 * k, 8, id, kMaxQ, L + 8 * k);
+      snap(lat, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
+    }
+    odd_fit(xval, weight, L, 16, sumqx, sumq2);
+    if (sumq2 > 0) scale = sumqx / sumq2;
+  }
+  return scale;
+}
+
+// The 4-bit codes of 16 group scales under d = max/31, two per byte.
+void pack_scales16(const float* scales, float d, uint8_t* out) {
+  const float id = 1 / d;
+  for (int ib = 0; ib < QK_K / 16; ib++) {
+    const int l = scale_code(id, scales[ib]);
+    if (ib % 2 == 0) out[ib / 2] = uint8_t(l);
+    else out[ib / 2] |= uint8_t(l << 4);
+  }
+}
+
+void iq2_xs_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ2_XS& y) {
   float scales[QK_K / 16], weight[16], xval[16], waux[16];
-  int8_t L[16], Laux[16];
-  bool on_grid[2], on_grid_aux[2];
+  int8_t L[16];
   uint8_t block_signs[2];
   uint16_t q2[2 * (QK_K / 16)] = {};
   y.d = f32_to_f16(0.f);
@@ -286,41 +340,12 @@ void iq2_xs_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ
     for (int i = 0; i < 16; i++) weight[i] = qw[16 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
     for (int i = 0; i < 16; i++) waux[i] = std::sqrt(weight[i]);
     for (int k = 0; k < 2; k++) block_signs[k] = fold_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
-    float max = xval[0];
-    for (int i = 1; i < 16; i++) max = std::max(max, xval[i]);
     std::memset(L, 0, 16);
-    if (max < kGroupMaxEps) {
+    if (*std::max_element(xval, xval + 16) < kGroupMaxEps) {
       scales[ib] = 0;
       continue;
     }
-    float best = 0, sumqx, sumq2;
-    float scale = max / (2 * kMaxQ - 1);
-    on_grid[0] = on_grid[1] = true;
-    for (int is = -9; is <= 9; is++) {
-      const float id = (2 * kMaxQ - 1 + float(is) * 0.1f) / max;
-      const float this_scale = 1 / id;
-      for (int k = 0; k < 2; k++) {
-        odd_levels(xval + 8 * k, 8, id, kMaxQ, Laux + 8 * k);
-        snap(lat, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k, &on_grid_aux[k]);
-      }
-      odd_fit(xval, weight, Laux, 16, sumqx, sumq2);
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        scale = sumqx / sumq2;
-        best = scale * sumqx;
-        std::memcpy(L, Laux, 16);
-        on_grid[0] = on_grid_aux[0], on_grid[1] = on_grid_aux[1];
-      }
-    }
-    if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
-      const float id = 1 / scale;
-      for (int k = 0; k < 2; k++) {
-        if (on_grid[k]) continue;
-        odd_levels(xval + 8 * k, 8, id, kMaxQ, L + 8 * k);
-        snap(lat, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
-      }
-      odd_fit(xval, weight, L, 16, sumqx, sumq2);
-      if (sumq2 > 0) scale = sumqx / sumq2;
-    }
+    float scale = search16(lat, xval, weight, waux, L);
     if (scale < 0) {
       scale = -scale;
       for (int k = 0; k < 2; k++) block_signs[k] = uint8_t(~block_signs[k] & 127);
@@ -335,13 +360,60 @@ void iq2_xs_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ
   }
   const float d = max_scale / 31;
   y.d = f32_to_f16(d);
-  const float id = 1 / d;
-  for (int ib = 0; ib < QK_K / 16; ib++) {
-    const int l = scale_code(id, scales[ib]);
-    if (ib % 2 == 0) y.scales[ib / 2] = uint8_t(l);
-    else y.scales[ib / 2] |= uint8_t(l << 4);
-  }
+  pack_scales16(scales, d, y.scales);
   std::memcpy(y.qs, q2, QK_K / 4);
+}
+
+// IQ2_S: 1024 grid points (two index bits in qh), 8 explicit sign bits per 8 values.
+void iq2_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ2_S& y) {
+  constexpr float kEps = 1e-8f;  // ggml's GROUP_MAX_EPS_IQ2_S
+  float scales[QK_K / 16], weight[16], xval[16], waux[16];
+  int8_t L[16];
+  uint8_t block_signs[2];
+  std::memset(&y, 0, sizeof y);
+  float max_scale = 0, sumx2 = 0;
+  for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
+  const float sigma2 = 2 * sumx2 / QK_K;
+  for (int ib = 0; ib < QK_K / 16; ib++) {
+    const float* xb = xbl + 16 * ib;
+    if (qw) {
+      for (int i = 0; i < 16; i++) weight[i] = qw[16 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+    } else {
+      for (int i = 0; i < 16; i++) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
+    }
+    for (int i = 0; i < 16; i++) waux[i] = std::sqrt(weight[i]);
+    for (int k = 0; k < 2; k++) {
+      uint8_t sg = 0;
+      for (int i = 0; i < 8; i++) {
+        const float v = xb[8 * k + i];
+        xval[8 * k + i] = v >= 0 ? v : -v;
+        if (v < 0) sg |= uint8_t(1 << i);
+      }
+      block_signs[k] = sg;
+    }
+    std::memset(L, 0, 16);
+    if (*std::max_element(xval, xval + 16) < kEps) {
+      scales[ib] = 0;
+      continue;
+    }
+    float scale = search16(lat, xval, weight, waux, L);
+    if (scale < 0) {
+      scale = -scale;
+      for (int k = 0; k < 2; k++) block_signs[k] = uint8_t(~block_signs[k]);
+    }
+    for (int k = 0; k < 2; k++) {
+      const int g = grid_index(lat, L + 8 * k), i8 = 2 * ib + k;
+      y.qs[i8] = uint8_t(g & 255);
+      y.qh[i8 / 4] |= uint8_t((g >> 8) << 2 * (i8 % 4));
+      y.qs[QK_K / 8 + i8] = block_signs[k];
+    }
+    scales[ib] = scale;
+    max_scale = std::max(max_scale, scale);
+  }
+  if (!max_scale) return;
+  const float d = max_scale / 31;
+  y.d = f32_to_f16(d * 0.9875f);  // ggml's fudge factor
+  pack_scales16(scales, d, y.scales);
 }
 
 void iq3_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ3_XXS& y) {
@@ -426,6 +498,98 @@ void iq3_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
   std::memcpy(y.qs + QK_K / 4, scales_and_signs, sizeof scales_and_signs);
 }
 
+// IQ3_S: 512 grid points (a ninth index bit in qh), 8 explicit sign bits per
+// 8 values (no parity folding), a 4-bit scale per 32.
+void iq3_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ3_S& y) {
+  constexpr int kMaxQ = 8, kBlock = 32;
+  float scales[QK_K / kBlock], weight[kBlock], xval[kBlock], waux[kBlock];
+  int8_t L[kBlock], Laux[kBlock];
+  bool on_grid[kBlock / 4], on_grid_aux[kBlock / 4];
+  uint8_t block_signs[kBlock / 8];
+  std::memset(&y, 0, sizeof y);
+  // ggml advances its qs and signs cursors only past groups that are not all zero, so the groups after
+  // such a group are stored one group early (qh is indexed by group and stays in place); kept for equal bytes.
+  int qs_at = 0, signs_at = 0;
+  float max_scale = 0, sumx2 = 0;
+  for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
+  const float sigma2 = 2 * sumx2 / QK_K;
+  for (int ib = 0; ib < QK_K / kBlock; ib++) {
+    const float* xb = xbl + kBlock * ib;
+    if (qw) {
+      for (int i = 0; i < kBlock; i++) weight[i] = qw[kBlock * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+    } else {
+      for (int i = 0; i < kBlock; i++) weight[i] = xb[i] * xb[i];
+    }
+    for (int i = 0; i < kBlock; i++) waux[i] = std::sqrt(weight[i]);
+    for (int k = 0; k < kBlock / 8; k++) {
+      uint8_t sg = 0;
+      for (int i = 0; i < 8; i++) {
+        const float v = xb[8 * k + i];
+        xval[8 * k + i] = v >= 0 ? v : -v;
+        if (v < 0) sg |= uint8_t(1 << i);
+      }
+      block_signs[k] = sg;
+    }
+    float max = xval[0];
+    for (int i = 1; i < kBlock; i++) max = std::max(max, xval[i]);
+    std::memset(L, 0, kBlock);
+    if (!max) {
+      scales[ib] = 0;
+      continue;
+    }
+    float best = 0, sumqx, sumq2;
+    float scale = max / (2 * kMaxQ - 1);
+    for (bool& g : on_grid) g = false;
+    for (int is = -9; is <= 9; is++) {
+      const float id = (2 * kMaxQ - 1 + float(is) * 0.2f) / max;
+      const float this_scale = 1 / id;
+      for (int k = 0; k < kBlock / 4; k++) {
+        odd_levels(xval + 4 * k, 4, id, kMaxQ, Laux + 4 * k);
+        snap(lat, xval + 4 * k, waux + 4 * k, this_scale, Laux + 4 * k, &on_grid_aux[k]);
+      }
+      odd_fit(xval, weight, Laux, kBlock, sumqx, sumq2);
+      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+        scale = sumqx / sumq2;
+        best = scale * sumqx;
+        std::memcpy(L, Laux, kBlock);
+        std::memcpy(on_grid, on_grid_aux, sizeof on_grid);
+      }
+    }
+    const bool any_off = std::find(on_grid, on_grid + kBlock / 4, false) != on_grid + kBlock / 4;
+    if (any_off && scale > 0) {  // every group re-snapped to the final scale, as ggml does here
+      const float id = 1 / scale;
+      for (int k = 0; k < kBlock / 4; k++) {
+        int8_t Lk[4];
+        odd_levels(xval + 4 * k, 4, id, kMaxQ, Lk);
+        const int g = snap(lat, xval + 4 * k, waux + 4 * k, scale, Lk);
+        for (int i = 0; i < 4; i++) L[4 * k + i] = int8_t((lat.point(g)[i] - 1) / 2);
+      }
+      odd_fit(xval, weight, L, kBlock, sumqx, sumq2);
+      if (sumq2 > 0) scale = sumqx / sumq2;
+    }
+    if (scale < 0) {
+      scale = -scale;
+      for (int k = 0; k < kBlock / 8; k++) block_signs[k] = uint8_t(~block_signs[k]);
+    }
+    for (int k = 0; k < kBlock / 4; k++) {
+      const int g = grid_index(lat, L + 4 * k);
+      y.qs[qs_at + k] = uint8_t(g & 255);
+      y.qh[(ib * kBlock / 4 + k) / 8] |= uint8_t((g >> 8) << ((ib * kBlock / 4 + k) % 8));
+    }
+    qs_at += kBlock / 4;
+    for (int k = 0; k < kBlock / 8; k++) y.signs[signs_at + k] = block_signs[k];
+    signs_at += kBlock / 8;
+    scales[ib] = scale;
+    max_scale = std::max(max_scale, scale);
+  }
+  if (!max_scale) return;
+  const float d = max_scale / 31;
+  y.d = f32_to_f16(d * 1.033f);  // ggml's fudge factor
+  const float id = 1 / d;
+  for (int ib = 0; ib < QK_K / kBlock; ib += 2)
+    y.scales[ib / 2] = uint8_t(scale_code(id, scales[ib]) | (scale_code(id, scales[ib + 1]) << 4));
+}
+
 template <typename B, void (*Block)(const Lattice&, const float*, const float*, B&)>
 void quantize_rows(DType t, const float* x, int64_t n, uint8_t* out, const float* importance) {
   if (!importance && quantizer_needs_importance(t)) fail("internal: {} needs importance weights", dtype_name(t));
@@ -442,8 +606,14 @@ void quantize_row_iq2_xxs(const float* x, int64_t n, uint8_t* out, const float* 
 void quantize_row_iq2_xs(const float* x, int64_t n, uint8_t* out, const float* importance) {
   quantize_rows<BlockIQ2_XS, iq2_xs_block>(DType::IQ2_XS, x, n, out, importance);
 }
+void quantize_row_iq2_s(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_rows<BlockIQ2_S, iq2_s_block>(DType::IQ2_S, x, n, out, importance);
+}
 void quantize_row_iq3_xxs(const float* x, int64_t n, uint8_t* out, const float* importance) {
   quantize_rows<BlockIQ3_XXS, iq3_xxs_block>(DType::IQ3_XXS, x, n, out, importance);
+}
+void quantize_row_iq3_s(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_rows<BlockIQ3_S, iq3_s_block>(DType::IQ3_S, x, n, out, importance);
 }
 
 }  // namespace lmpress

@@ -1,5 +1,5 @@
-// Quantizers of ggml's codebook types IQ2_XXS, IQ2_XS (8 values per grid
-// point, magnitudes 1, 3, 5 on a 256/512-point subset of the E8 lattice) and
+// Quantizers of ggml's codebook types IQ2_XXS, IQ2_XS, IQ2_S (8 values per
+// grid point, magnitudes 1, 3, 5 on 256/512/1024 points of the E8 lattice) and
 // IQ3_XXS (4 values per point, magnitudes 1..15 on 256 points of the D4
 // lattice): signs folded with even parity, a scale search that snaps each group
 // of values to its nearest grid point (or the best of its precomputed
@@ -13,10 +13,12 @@
 namespace lmpress {
 
 // importance: required for IQ2_XXS and IQ2_XS (as in ggml, which refuses them
-// without an imatrix), optional for IQ3_XXS.
+// without an imatrix), optional for the others.
 void quantize_row_iq2_xxs(const float* x, int64_t n, uint8_t* out, const float* importance);
 void quantize_row_iq2_xs(const float* x, int64_t n, uint8_t* out, const float* importance);
+void quantize_row_iq2_s(const float* x, int64_t n, uint8_t* out, const float* importance);
 void quantize_row_iq3_xxs(const float* x, int64_t n, uint8_t* out, const float* importance);
+void quantize_row_iq3_s(const float* x, int64_t n, uint8_t* out, const float* importance);
 
 // The types whose quantizer needs importance weights (llama.cpp's
 // ggml_quantize_requires_imatrix): IQ2_XXS, IQ2_XS, IQ1_S.

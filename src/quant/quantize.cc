@@ -148,8 +148,10 @@ const QuantizerRow kQuantizers[] = {
     {DType::TQ2_0, quantize_row_tq2_0},
     {DType::MXFP4, quantize_row_mxfp4},
     {DType::IQ3_XXS, quantize_row_iq3_xxs},
+    {DType::IQ3_S, quantize_row_iq3_s},
     {DType::IQ2_XXS, quantize_row_iq2_xxs},
     {DType::IQ2_XS, quantize_row_iq2_xs},
+    {DType::IQ2_S, quantize_row_iq2_s},
 };
 
 const QuantizerRow* quantizer(DType t) {
