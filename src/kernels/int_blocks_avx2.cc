@@ -40,6 +40,16 @@ LMP_AVX2 __m256i signed_grid(uint64_t e0, uint64_t e1, uint64_t e2, uint64_t e3,
   return _mm256_sign_epi8(_mm256_set_epi64x(int64_t(e3), int64_t(e2), int64_t(e1), int64_t(e0)),
                           _mm256_set_epi64x(int64_t(s3), int64_t(s2), int64_t(s1), int64_t(s0)));
 }
+// Four explicit sign bytes (IQ2_S, IQ3_S store them contiguously) as +1 / −1 bytes for _mm256_sign_epi8,
+// made in registers: byte j of group l tests bit j of sign byte l.
+LMP_AVX2 __m256i sign_bytes(const uint8_t* s4) {
+  uint32_t v;
+  std::memcpy(&v, s4, 4);
+  const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+  const __m256i bits = _mm256_set1_epi64x(int64_t(0x8040201008040201));
+  const __m256i m = _mm256_cmpeq_epi8(_mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(int(v)), spread), bits), bits);
+  return _mm256_or_si256(m, _mm256_set1_epi8(1));
+}
 LMP_AVX2 __m256i grid4(uint64_t e0, uint64_t e1, uint64_t e2, uint64_t e3) {
   return _mm256_set_epi64x(int64_t(e3), int64_t(e2), int64_t(e1), int64_t(e0));
 }
@@ -79,10 +89,9 @@ struct IQ2s {
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const uint8_t* qs = b.qs + 4 * c;
     const int h = b.qh[c];
-    const uint8_t* sg = b.qs + QK_K / 8 + 4 * c;
-    q = signed_grid(kIq2sGrid[qs[0] | ((h << 8) & 0x300)], kIq2sGrid[qs[1] | ((h << 6) & 0x300)],
-                    kIq2sGrid[qs[2] | ((h << 4) & 0x300)], kIq2sGrid[qs[3] | ((h << 2) & 0x300)], kSignMask[sg[0]],
-                    kSignMask[sg[1]], kSignMask[sg[2]], kSignMask[sg[3]]);
+    q = _mm256_sign_epi8(grid4(kIq2sGrid[qs[0] | ((h << 8) & 0x300)], kIq2sGrid[qs[1] | ((h << 6) & 0x300)],
+                               kIq2sGrid[qs[2] | ((h << 4) & 0x300)], kIq2sGrid[qs[3] | ((h << 2) & 0x300)]),
+                         sign_bytes(b.qs + QK_K / 8 + 4 * c));
     ls = scale16(2 * (b.scales[c] & 0xf) + 1, 2 * (b.scales[c] >> 4) + 1);
   }
 };
@@ -108,13 +117,12 @@ struct IQ3s {
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     const uint8_t* qs = b.qs + 8 * c;
     const int h = b.qh[c];
-    // (Not through a stack array: eight 4-byte stores read back as one 32-byte load stall store forwarding.)
-    const auto e = [&](int k) { return int(kIq3sGrid[qs[k] | ((h << (8 - k)) & 256)]); };
-    const __m256i g = _mm256_setr_epi32(e(0), e(1), e(2), e(3), e(4), e(5), e(6), e(7));
-    const uint8_t* sg = b.signs + 4 * c;
-    q = _mm256_sign_epi8(g,
-                         _mm256_set_epi64x(int64_t(kSignMask[sg[3]]), int64_t(kSignMask[sg[2]]),
-                                           int64_t(kSignMask[sg[1]]), int64_t(kSignMask[sg[0]])));
+    // The 9-bit indices in one register (the ninth bit of entry k is bit k of qh), then one gather.
+    const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs)));
+    const __m256i hi = _mm256_and_si256(_mm256_sllv_epi32(_mm256_set1_epi32(h), _mm256_setr_epi32(8, 7, 6, 5, 4, 3, 2, 1)),
+                                        _mm256_set1_epi32(256));
+    const __m256i g = _mm256_i32gather_epi32(reinterpret_cast<const int*>(kIq3sGrid), _mm256_or_si256(lo, hi), 4);
+    q = _mm256_sign_epi8(g, sign_bytes(b.signs + 4 * c));
     ls = scale32(2 * ((b.scales[c / 2] >> 4 * (c % 2)) & 0xf) + 1);
   }
 };
@@ -186,16 +194,19 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q8_K(int64_t n, const void* w
   const auto* a = static_cast<const BlockQ8_K*>(act);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    __m256i sum = _mm256_setzero_si256();
+    // Two chunks per step into two sums: the chunks' decodes are independent, and unrolled they overlap.
+    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 8
     for (int c = 0; c < QK_K / 32; c++) {
       __m256i q, ls;
       T::chunk(bw[b], c, q, ls);
       const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 32 * c));
       // Pairs of |q|·(±y) (at most 2·127·127, within int16), then ls · pair sums into int32.
       const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
-      sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p16, ls));
+      sum[c % 2] = _mm256_add_epi32(sum[c % 2], _mm256_madd_epi16(p16, ls));
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(T::d(bw[b]) * a[b].d), _mm256_cvtepi32_ps(sum), acc);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(T::d(bw[b]) * a[b].d), _mm256_cvtepi32_ps(_mm256_add_epi32(sum[0], sum[1])),
+                          acc);
   }
   return hsum(acc);
 }
