@@ -211,37 +211,12 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q8_K(int64_t n, const void* w
   return hsum(acc);
 }
 
-// 8 int16 values times id, to the nearest int32 (even on ties, as nearbyint).
-LMP_AVX2 __m256i scaled_round(__m128i h, __m256 id) {
-  return _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(h)), id));
-}
-
-// One 32-value chunk as chunk_to_q8 (kernels/int_panels.cc) makes it: the
-// values under the scale d·ls, or, where the chunk's 16-value halves have two
-// scales, ls·q rounded to int8 under the larger magnitude.
+// One 32-value chunk as chunk_to_q8 (kernels/int_panels.cc) makes it: the values, and the scale d·ls of each
+// 16-value half.
 __attribute__((target("avx2,fma,f16c"))) inline void chunk_q8(float d, __m256i q, __m256i ls, ChunkQ8& o) {
-  const int lo = int16_t(_mm256_extract_epi16(ls, 0)), hi = int16_t(_mm256_extract_epi16(ls, 8));
-  if (lo == hi) {
-    o.d = d * float(lo);
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.qs), q);
-    return;
-  }
-  const __m256i v0 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_castsi256_si128(q)), _mm256_set1_epi16(int16_t(lo)));
-  const __m256i v1 = _mm256_mullo_epi16(_mm256_cvtepi8_epi16(_mm256_extracti128_si256(q, 1)), _mm256_set1_epi16(int16_t(hi)));
-  const __m256i m = _mm256_max_epi16(_mm256_abs_epi16(v0), _mm256_abs_epi16(v1));
-  __m128i m8 = _mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256(m, 1));
-  m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 8));
-  m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 4));
-  m8 = _mm_max_epi16(m8, _mm_srli_si128(m8, 2));
-  const int amax = _mm_extract_epi16(m8, 0);
-  o.d = d * float(amax) / 127.0f;
-  const __m256 id = _mm256_set1_ps(amax ? 127.0f / float(amax) : 0.0f);
-  const __m256i r0 = scaled_round(_mm256_castsi256_si128(v0), id), r1 = scaled_round(_mm256_extracti128_si256(v0, 1), id);
-  const __m256i r2 = scaled_round(_mm256_castsi256_si128(v1), id), r3 = scaled_round(_mm256_extracti128_si256(v1, 1), id);
-  // packs work within 128-bit lanes: the permute puts the 8 groups of 4 back in order.
-  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r0, r1), _mm256_packs_epi32(r2, r3));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.qs),
-                      _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  o.d[0] = d * float(int16_t(_mm256_extract_epi16(ls, 0)));
+  o.d[1] = d * float(int16_t(_mm256_extract_epi16(ls, 8)));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.qs), q);
 }
 
 template <class T>

@@ -16,35 +16,36 @@
 namespace lmpress {
 namespace {
 
-// A 32-value chunk of an unpacked block (see int_panels.h).
+// A 32-value chunk of an unpacked block: its values and the scale of each 16-value half.
 void chunk_to_q8(const UnpackedBlock& u, const IntBlockFormat& f, int c, ChunkQ8& out) {
-  const int16_t* ls = u.ls + (32 * c) / f.group;
-  if (f.group >= 32 || ls[0] == ls[1]) {
-    out.d = u.d * float(ls[0]);
-    for (int i = 0; i < 32; i++) out.qs[i] = u.q[32 * c + i];
-    return;
-  }
-  int amax = 0, v[32];
-  for (int i = 0; i < 32; i++) {
-    v[i] = ls[i / 16] * u.q[32 * c + i];
-    amax = std::max(amax, std::abs(v[i]));
-  }
-  out.d = u.d * float(amax) / 127.0f;
-  const float id = amax ? 127.0f / float(amax) : 0.0f;
-  for (int i = 0; i < 32; i++) out.qs[i] = int8_t(std::nearbyint(float(v[i]) * id));
+  for (int h = 0; h < 2; h++) out.d[h] = u.d * float(u.ls[(32 * c + 16 * h) / f.group]);
+  for (int i = 0; i < 32; i++) out.qs[i] = u.q[32 * c + i];
 }
 
-// Decoded chunks as Q8_0 blocks (f16 scales); false where a scale has no f16
-// (overflow, or 0 under nonzero values).
+// Decoded chunks as Q8_0 blocks (one f16 scale per 32: where the halves' scales
+// differ, the values rounded to int8 under the larger magnitude, as Q8_0
+// rounds floats); false where a scale has no f16 (overflow, or 0 under nonzero values).
 bool to_q8_0(const ChunkQ8* c, int64_t n, BlockQ8_0* out) {
   bool ok = true;
   for (int64_t i = 0; i < n; i++) {
-    out[i].d = f32_to_f16(c[i].d);
-    std::copy(c[i].qs, c[i].qs + 32, out[i].qs);
+    float d = c[i].d[0];
+    if (c[i].d[0] == c[i].d[1]) {
+      std::copy(c[i].qs, c[i].qs + 32, out[i].qs);
+    } else {
+      float v[32], amax = 0;
+      for (int j = 0; j < 32; j++) {
+        v[j] = c[i].d[j / 16] * float(c[i].qs[j]);
+        amax = std::max(amax, std::fabs(v[j]));
+      }
+      d = amax / 127.0f;
+      const float id = d != 0 ? 1.0f / d : 0.0f;
+      for (int j = 0; j < 32; j++) out[i].qs[j] = int8_t(std::nearbyint(v[j] * id));
+    }
+    out[i].d = f32_to_f16(d);
     const float back = f16_to_f32(out[i].d);
     bool any = false;
-    for (int8_t q : c[i].qs) any |= q != 0;
-    ok &= std::isfinite(back) && !(any && back == 0.0f && c[i].d != 0.0f);
+    for (int8_t q : out[i].qs) any |= q != 0;
+    ok &= std::isfinite(back) && !(any && back == 0.0f && d != 0.0f);
   }
   return ok;
 }
@@ -54,20 +55,23 @@ struct PanelKernels {
   X8Gemm4 gemm4 = nullptr;
   X8GemmN gemmn = nullptr;
 };
-PanelKernels panel_kernels() {
+// halves: the format has a scale per 16 values (the kernels keep two sums per block).
+PanelKernels panel_kernels(bool halves) {
 #if defined(__x86_64__)
   using P = BlockPanelx8;
   using A = BlockQ8_0;
+#define LMPRESS_PANEL_KERNELS(ns)                                                                      \
+  halves ? PanelKernels{x8_gemm4<P, A, ns::gemm4_panel16_x8>, x8_gemmn<P, A, ns::gemmn_panel16_x8>} \
+         : PanelKernels{x8_gemm4<P, A, ns::gemm4_panel_x8>, x8_gemmn<P, A, ns::gemmn_panel_x8>}
   switch (qdot_vnni()) {
-    case Vnni::avx:
-      return {x8_gemm4<P, A, simd_avxvnni::gemm4_panel_x8>, x8_gemmn<P, A, simd_avxvnni::gemmn_panel_x8>};
-    case Vnni::avx512:
-      return {x8_gemm4<P, A, simd_avx512vnni::gemm4_panel_x8>, x8_gemmn<P, A, simd_avx512vnni::gemmn_panel_x8>};
-    case Vnni::emulated:
-      return {x8_gemm4<P, A, simd_vnni_emulated::gemm4_panel_x8>, x8_gemmn<P, A, simd_vnni_emulated::gemmn_panel_x8>};
+    case Vnni::avx: return LMPRESS_PANEL_KERNELS(simd_avxvnni);
+    case Vnni::avx512: return LMPRESS_PANEL_KERNELS(simd_avx512vnni);
+    case Vnni::emulated: return LMPRESS_PANEL_KERNELS(simd_vnni_emulated);
     case Vnni::none: break;
   }
+#undef LMPRESS_PANEL_KERNELS
 #endif
+  (void)halves;
   return {};
 }
 
@@ -88,10 +92,12 @@ void pack_panel_x8(const ChunkQ8* rows, int64_t cols, BlockPanelx8* out) {
   for (int64_t b = 0; b < nb; b++)
     for (int r = 0; r < 8; r++) {
       const ChunkQ8& s = rows[r * nb + b];
-      out[b].d[r] = s.d;
-      int32_t sum = 0;
-      for (int8_t q : s.qs) sum += q;
-      out[b].bias[r] = 128 * sum;
+      for (int h = 0; h < 2; h++) {
+        out[b].d[h][r] = s.d[h];
+        int32_t sum = 0;
+        for (int i = 0; i < 16; i++) sum += s.qs[16 * h + i];
+        out[b].bias[h][r] = 128 * sum;
+      }
       for (int v = 0; v < 8; v++)
         for (int i = 0; i < 4; i++) out[b].qs[v][4 * r + i] = s.qs[4 * v + i];
     }
@@ -100,12 +106,13 @@ void pack_panel_x8(const ChunkQ8* rows, int64_t cols, BlockPanelx8* out) {
 void gemv_panel_x8_ref(int64_t cols, const BlockPanelx8* panel, const BlockQ8_0* a, float* out) {
   for (int r = 0; r < 8; r++) {
     float acc = 0;
-    for (int64_t b = 0; b < cols / 32; b++) {
-      int32_t s = 0;
-      for (int v = 0; v < 8; v++)
-        for (int i = 0; i < 4; i++) s += int32_t(uint8_t(a[b].qs[4 * v + i])) * panel[b].qs[v][4 * r + i];
-      acc += panel[b].d[r] * f16_to_f32(a[b].d) * float(s - panel[b].bias[r]);
-    }
+    for (int64_t b = 0; b < cols / 32; b++)
+      for (int h = 0; h < 2; h++) {
+        int32_t s = 0;
+        for (int v = 4 * h; v < 4 * h + 4; v++)
+          for (int i = 0; i < 4; i++) s += int32_t(uint8_t(a[b].qs[4 * v + i])) * panel[b].qs[v][4 * r + i];
+        acc += panel[b].d[h][r] * f16_to_f32(a[b].d) * float(s - panel[b].bias[h][r]);
+      }
     out[r] = acc;
   }
 }
@@ -136,7 +143,7 @@ bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y) {
   // MXFP4 keeps the general path (its E8M0 scales span more than f16's range).
   if (!f || w.dtype == DType::MXFP4 || w.shape.size() != 2 || w.shape[0] % 8 != 0) return false;
   const X8Kernels q8k = q8_0x8_kernels();
-  const PanelKernels pk = panel_kernels();
+  const PanelKernels pk = panel_kernels(f->group < 32);
   if (!pk.gemm4 && (!q8k.gemm4 || !qdot_simd_active())) return false;
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
   const size_t ab = activation_bytes(ActFormat::Q8_0, in);

@@ -2,17 +2,18 @@
 // IQ codebook types, IQ4_XS, TQ1_0, TQ2_0): their blocks have no int8 GEMM
 // kernel of their own, and decoding a block per token (the one-token dots)
 // costs more than the dot. Each group of 8 weight rows is decoded once per
-// call into 32-value chunks of int8 values under one scale, interleaved as a
-// panel, and 4-token kernels take every token of the batch (as llama.cpp's
-// IQ panel GEMM does with its own layout). A chunk holds the weights' values
-// exactly where it has one group scale (d·ls); where its 16-value halves have
-// two (IQ2_XS, IQ2_S, IQ1_M), ls·q rounded to int8 under the larger. The
-// activations are Q8_0 blocks.
+// call into 32-value chunks of int8 values (the weights' own integers) under
+// the f32 scale of each 16-value half, interleaved as a panel, and 4-token
+// kernels take every token of the batch (as llama.cpp's IQ panel GEMM does
+// with its own layout). The activations are Q8_0 blocks.
 //
-// With VNNI (AVX-VNNI or AVX512-VNNI) the panel is BlockPanelx8 (f32 scales,
-// activations fed unsigned to vpdpbusd, the +128 taken off through the rows'
-// sums); with AVX2 alone, the Q8_0_X8 layout and its kernels (kernels/q8_0x8.h;
-// chunk scales rounded to f16, a group whose scale has no f16 computed in f32).
+// With VNNI (AVX-VNNI or AVX512-VNNI) the panel is BlockPanelx8: the weights
+// exact, the activations fed unsigned to vpdpbusd (value + 128, taken off
+// through the panel's row sums), one sum per block, or per half-block for
+// the formats with a scale per 16 values (IQ2_XS, IQ2_S, IQ1_M). With AVX2
+// alone, the Q8_0_X8 layout and its kernels (kernels/q8_0x8.h): chunk scales
+// rounded to f16, the two-scale chunks' values rounded to int8 under one, a
+// group whose scale has no f16 computed in f32.
 #pragma once
 #include <cstdint>
 
@@ -23,15 +24,16 @@ namespace lmpress {
 
 // A 32-column block of an 8-row panel.
 struct BlockPanelx8 {
-  float d[8];         // each row's chunk scale
-  int32_t bias[8];    // 128 · Σ of each row's 32 values
-  int8_t qs[8][32];   // qs[v][4·row + i] = value 4v + i of `row` (as BlockQ8_0x8)
+  float d[2][8];        // d[h][row]: the scale of values 16h..16h+15 of each row
+  int32_t bias[2][8];   // 128 · Σ of those 16 values
+  int8_t qs[8][32];     // qs[v][4·row + i] = value 4v + i of `row` (as BlockQ8_0x8)
 };
 
 // Rows [0, 8) of decoded chunks (cols / 32 per row) as a panel.
 void pack_panel_x8(const ChunkQ8* rows, int64_t cols, BlockPanelx8* out);
 // out[0..8) = the panel's 8 rows · activations stored unsigned (Q8_0 blocks whose
-// values are value + 128, as bytes): the scalar reference of the VNNI kernels.
+// values are value + 128, as bytes): the scalar reference of the VNNI kernels
+// (both halves' scales applied; the one-sum kernels need them equal).
 void gemv_panel_x8_ref(int64_t cols, const BlockPanelx8* panel, const BlockQ8_0* act_u8, float* out);
 
 // y[n, out] = x[n, in] · Wᵀ through decoded panels; false (y untouched) where

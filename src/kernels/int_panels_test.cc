@@ -39,15 +39,14 @@ Tensor ggml_weight(DType t) {
   return w;
 }
 
-// The decoded chunks hold the weights' values: exactly where a chunk has one
-// group scale, within Q8_0's rounding where its two 16-value halves differ
-// (IQ2_XS, IQ2_S, IQ1_M); the AVX2 decoders give the scalar decoder's bytes.
+// The decoded chunks hold the weights' values exactly (the weights' integers
+// under the scale of each 16-value half); the AVX2 decoders give the scalar
+// decoder's bytes.
 TEST(IntPanels, DecodedRowsHoldTheWeights) {
   for (DType t : {DType::IQ4_XS, DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ1_S,
                   DType::IQ1_M, DType::TQ1_0, DType::TQ2_0}) {
     SCOPED_TRACE(dtype_name(t));
     const Tensor w = ggml_weight(t);
-    const bool halves = int_block_format(t)->group < 32;
     std::vector<ChunkQ8> got(8 * 512 / 32), scalar(got.size());
     for (int64_t g = 0; g < 2; g++) {
       qdot_use_simd(false);
@@ -57,74 +56,79 @@ TEST(IntPanels, DecodedRowsHoldTheWeights) {
       EXPECT_EQ(0, std::memcmp(got.data(), scalar.data(), got.size() * sizeof(ChunkQ8)));
       std::vector<float> want(8 * 512);
       to_f32(w, g * 8 * 512, 8 * 512, want.data());
-      for (size_t b = 0; b < got.size(); b++) {
-        float amax = 0;
-        for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(want[32 * b + i]));
-        for (int i = 0; i < 32; i++) {
-          const float wv = want[32 * b + i], gv = got[b].d * float(got[b].qs[i]);
-          if (halves) EXPECT_NEAR(gv, wv, amax / 127 * 0.51f) << b << " " << i;
-          else EXPECT_EQ(gv, wv) << b << " " << i;
-        }
-      }
+      for (size_t b = 0; b < got.size(); b++)
+        for (int i = 0; i < 32; i++) ASSERT_EQ(got[b].d[i / 16] * float(got[b].qs[i]), want[32 * b + i]) << b << " " << i;
     }
   }
 }
 
-// The VNNI panel kernels (each encoding this CPU has, and the emulated one)
-// against the scalar reference, 1 to 4 tokens; the reference against the
-// chunks' values times the activations.
+// The VNNI panel kernels (each encoding this CPU has, and the emulated one;
+// one sum per block for a format with a scale per 32 values, one per half for
+// one with a scale per 16) against the scalar reference, 1 to 4 tokens; the
+// reference against the chunks' values times the activations.
 TEST(IntPanels, PanelKernelsMatchReference) {
-  const Tensor w = ggml_weight(DType::IQ2_XS);
-  std::vector<ChunkQ8> rows(8 * 512 / 32);
-  decode_int_panel_rows(w, 0, rows.data());
-  std::vector<BlockPanelx8> panel(512 / 32);
-  pack_panel_x8(rows.data(), 512, panel.data());
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd;
-  std::vector<float> x(4 * 512);
-  for (auto& v : x) v = nd(rng);
-  const size_t ab = activation_bytes(ActFormat::Q8_0, 512);
-  std::vector<uint8_t> a(4 * ab), au(4 * ab);
-  for (int t = 0; t < 4; t++) quantize_activations(ActFormat::Q8_0, x.data() + t * 512, 512, a.data() + t * ab);
-  au = a;
-  for (size_t i = 0; i < au.size(); i += sizeof(BlockQ8_0))
-    for (int j = 0; j < 32; j++) au[i + 2 + size_t(j)] ^= 0x80;
-  float ref[4][8];
-  for (int t = 0; t < 4; t++) {
-    gemv_panel_x8_ref(512, panel.data(), reinterpret_cast<const BlockQ8_0*>(au.data() + t * ab), ref[t]);
-    const auto* q = reinterpret_cast<const BlockQ8_0*>(a.data() + t * ab);
-    for (int r = 0; r < 8; r++) {
-      double want = 0;
-      for (int b = 0; b < 16; b++)
-        for (int i = 0; i < 32; i++)
-          want += double(rows[size_t(r * 16 + b)].d) * rows[size_t(r * 16 + b)].qs[i] * f16_to_f32(q[b].d) * q[b].qs[i];
-      EXPECT_NEAR(ref[t][r], want, 1e-5 * std::fabs(want) + 1e-6);
+  for (DType type : {DType::IQ4_XS, DType::IQ2_XS}) {
+    SCOPED_TRACE(dtype_name(type));
+    const bool halves = int_block_format(type)->group < 32;
+    const Tensor w = ggml_weight(type);
+    std::vector<ChunkQ8> rows(8 * 512 / 32);
+    decode_int_panel_rows(w, 0, rows.data());
+    std::vector<BlockPanelx8> panel(512 / 32);
+    pack_panel_x8(rows.data(), 512, panel.data());
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd;
+    std::vector<float> x(4 * 512);
+    for (auto& v : x) v = nd(rng);
+    const size_t ab = activation_bytes(ActFormat::Q8_0, 512);
+    std::vector<uint8_t> a(4 * ab), au(4 * ab);
+    for (int t = 0; t < 4; t++) quantize_activations(ActFormat::Q8_0, x.data() + t * 512, 512, a.data() + t * ab);
+    au = a;
+    for (size_t i = 0; i < au.size(); i += sizeof(BlockQ8_0))
+      for (int j = 0; j < 32; j++) au[i + 2 + size_t(j)] ^= 0x80;
+    float ref[4][8];
+    for (int t = 0; t < 4; t++) {
+      gemv_panel_x8_ref(512, panel.data(), reinterpret_cast<const BlockQ8_0*>(au.data() + t * ab), ref[t]);
+      const auto* q = reinterpret_cast<const BlockQ8_0*>(a.data() + t * ab);
+      for (int r = 0; r < 8; r++) {
+        double want = 0;
+        for (int b = 0; b < 16; b++)
+          for (int i = 0; i < 32; i++)
+            want += double(rows[size_t(r * 16 + b)].d[i / 16]) * rows[size_t(r * 16 + b)].qs[i] * f16_to_f32(q[b].d) *
+                    q[b].qs[i];
+        EXPECT_NEAR(ref[t][r], want, 1e-5 * std::fabs(want) + 1e-6);
+      }
     }
-  }
 #if defined(__x86_64__)
-  struct Encoding {
-    Vnni v;
-    decltype(&simd_avxvnni::gemm4_panel_x8) gemm4;
-    decltype(&simd_avxvnni::gemmn_panel_x8) gemmn;
-  };
-  const Encoding encodings[] = {{Vnni::avx, &simd_avxvnni::gemm4_panel_x8, &simd_avxvnni::gemmn_panel_x8},
-                                {Vnni::avx512, &simd_avx512vnni::gemm4_panel_x8, &simd_avx512vnni::gemmn_panel_x8},
-                                {Vnni::emulated, &simd_vnni_emulated::gemm4_panel_x8, &simd_vnni_emulated::gemmn_panel_x8}};
-  for (const auto& [v, gemm4, gemmn] : encodings) {
-    if (!qdot_vnni_available(v)) continue;
-    SCOPED_TRACE(int(v));
-    const auto* act = reinterpret_cast<const BlockQ8_0*>(au.data());
-    float out[4][8];
-    gemm4(512, panel.data(), act, 16, out[0], 8);
-    for (int t = 0; t < 4; t++)
-      for (int r = 0; r < 8; r++) EXPECT_NEAR(out[t][r], ref[t][r], 1e-5 * std::fabs(ref[t][r]) + 1e-6);
-    for (int n = 1; n <= 3; n++) {
-      gemmn(n, 512, panel.data(), act, 16, out[0], 8);
-      for (int t = 0; t < n; t++)
+    using Gemm4 = decltype(&simd_avxvnni::gemm4_panel_x8);
+    using GemmN = decltype(&simd_avxvnni::gemmn_panel_x8);
+    struct Encoding {
+      Vnni v;
+      Gemm4 gemm4, gemm4_16;
+      GemmN gemmn, gemmn_16;
+    };
+    const Encoding encodings[] = {
+        {Vnni::avx, &simd_avxvnni::gemm4_panel_x8, &simd_avxvnni::gemm4_panel16_x8, &simd_avxvnni::gemmn_panel_x8,
+         &simd_avxvnni::gemmn_panel16_x8},
+        {Vnni::avx512, &simd_avx512vnni::gemm4_panel_x8, &simd_avx512vnni::gemm4_panel16_x8,
+         &simd_avx512vnni::gemmn_panel_x8, &simd_avx512vnni::gemmn_panel16_x8},
+        {Vnni::emulated, &simd_vnni_emulated::gemm4_panel_x8, &simd_vnni_emulated::gemm4_panel16_x8,
+         &simd_vnni_emulated::gemmn_panel_x8, &simd_vnni_emulated::gemmn_panel16_x8}};
+    for (const auto& e : encodings) {
+      if (!qdot_vnni_available(e.v)) continue;
+      SCOPED_TRACE(int(e.v));
+      const auto* act = reinterpret_cast<const BlockQ8_0*>(au.data());
+      float out[4][8];
+      (halves ? e.gemm4_16 : e.gemm4)(512, panel.data(), act, 16, out[0], 8);
+      for (int t = 0; t < 4; t++)
         for (int r = 0; r < 8; r++) EXPECT_NEAR(out[t][r], ref[t][r], 1e-5 * std::fabs(ref[t][r]) + 1e-6);
+      for (int n = 1; n <= 3; n++) {
+        (halves ? e.gemmn_16 : e.gemmn)(n, 512, panel.data(), act, 16, out[0], 8);
+        for (int t = 0; t < n; t++)
+          for (int r = 0; r < 8; r++) EXPECT_NEAR(out[t][r], ref[t][r], 1e-5 * std::fabs(ref[t][r]) + 1e-6);
+      }
     }
-  }
 #endif
+  }
 }
 
 // Prompt batches through the panels agree with the dequantized weights times the

@@ -15,9 +15,10 @@
 
 namespace lmpress {
 
-// 32 int8 values under one f32 scale: a decoded chunk of weights (kernels/int_panels.h).
+// 32 int8 values, the first 16 under scale d[0], the last 16 under d[1] (equal
+// where the format has one scale per 32): a decoded chunk of weights (kernels/int_panels.h).
 struct ChunkQ8 {
-  float d;
+  float d[2];
   int8_t qs[32];
 };
 
@@ -108,7 +109,7 @@ float dot_tq1_0_q8_K(int64_t n, const void* w, const void* a);
 float dot_tq2_0_q8_K(int64_t n, const void* w, const void* a);
 float dot_mxfp4_q8_0(int64_t n, const void* w, const void* a);
 // nblocks 256-value blocks of an integer-unpacked type as 32-value chunks of
-// int8 values under an f32 scale, exactly as kernels/int_panels.cc's scalar
+// int8 values under f32 scales, exactly as kernels/int_panels.cc's scalar
 // decoder makes them; null for types without one (TQ1_0, MXFP4).
 using PanelDecodeFn = void (*)(const uint8_t* blocks, int64_t nblocks, ChunkQ8* out);
 PanelDecodeFn panel_decoder(DType t);

@@ -7,8 +7,9 @@
 // results as gemm4_q4_0x8 / gemm4_q8_0x8 / gemm4_q4_kx8, which call these by
 // qdot_vnni(); gemmn_* take 1..3 tokens in one pass over the weights, their
 // rows equal to the one-token kernels' (decoding steps of several sequences,
-// speculative verification). gemm4/gemmn_panel_x8: the decoded IQ panels of
-// kernels/int_panels.h against unsigned (value + 128) Q8_0 activations.
+// speculative verification). gemm4/gemmn_panel_x8 (one scale per 32 values)
+// and _panel16_x8 (one per 16): the decoded IQ panels of kernels/int_panels.h
+// against unsigned (value + 128) Q8_0 activations.
 #pragma once
 #include <cstdint>
 
@@ -33,7 +34,11 @@
   void gemm4_panel_x8(int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_u8, int64_t stride, float* out, \
                       int64_t out_stride);                                                                   \
   void gemmn_panel_x8(int64_t n, int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_u8, int64_t stride,  \
-                      float* out, int64_t out_stride);
+                      float* out, int64_t out_stride);                                                       \
+  void gemm4_panel16_x8(int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_u8, int64_t stride, float* out, \
+                        int64_t out_stride);                                                                 \
+  void gemmn_panel16_x8(int64_t n, int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_u8, int64_t stride, \
+                        float* out, int64_t out_stride);
 
 namespace lmpress::simd_avxvnni {
 // The CPU has AVX-VNNI (CPUID.(7,1):EAX[4]) besides what simd_avx2 needs.
