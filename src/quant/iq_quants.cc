@@ -200,10 +200,59 @@ int grid_index(const Lattice& lat, const int8_t* L) {
 // The 4-bit scale codes l of a block's group scales under d = max/31: scale ≈ d·(2l + 1).
 int scale_code(float id, float scale) { return std::max(0, std::min(15, nearest_int(0.5f * (id * scale - 1)))); }
 
+// ggml's scale search over n sign-free values (n / lat.dim grid points):
+// trial scales range / (2·kmax − 1 + is·step) for is in [−steps, steps], each
+// point's levels snapped to the grid (or its best neighbour), the best
+// weighted least-squares fit kept; then points snapped again under the final
+// scale and the scale refit, as each type's quantizer does it (refit). `scale`
+// is what stays if no trial fits.
+enum class Refit { always_all, if_off_all, if_off_only_off };
+struct SearchSpec {
+  int n, kmax, steps;
+  float step, range, scale;
+  bool start_on_grid;
+  Refit refit;
+};
+float lattice_search(const Lattice& lat, const SearchSpec& sp, const float* xval, const float* weight,
+                     const float* waux, int8_t* L) {
+  const int dim = lat.dim, points = sp.n / dim;
+  int8_t Laux[32];
+  bool on_grid[8], on_grid_aux[8];
+  std::fill(on_grid, on_grid + points, sp.start_on_grid);
+  float best = 0, sumqx, sumq2, scale = sp.scale;
+  for (int is = -sp.steps; is <= sp.steps; is++) {
+    const float id = (2 * sp.kmax - 1 + float(is) * sp.step) / sp.range;
+    const float this_scale = 1 / id;
+    for (int k = 0; k < points; k++) {
+      odd_levels(xval + dim * k, dim, id, sp.kmax, Laux + dim * k);
+      snap(lat, xval + dim * k, waux + dim * k, this_scale, Laux + dim * k, &on_grid_aux[k]);
+    }
+    odd_fit(xval, weight, Laux, sp.n, sumqx, sumq2);
+    if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+      scale = sumqx / sumq2;
+      best = scale * sumqx;
+      std::memcpy(L, Laux, size_t(sp.n));
+      std::copy(on_grid_aux, on_grid_aux + points, on_grid);
+    }
+  }
+  const bool any_off = std::find(on_grid, on_grid + points, false) != on_grid + points;
+  if ((sp.refit == Refit::always_all || any_off) && scale > 0) {
+    const float id = 1 / scale;
+    for (int k = 0; k < points; k++) {
+      if (sp.refit == Refit::if_off_only_off && on_grid[k]) continue;
+      odd_levels(xval + dim * k, dim, id, sp.kmax, L + dim * k);
+      snap(lat, xval + dim * k, waux + dim * k, scale, L + dim * k);
+    }
+    odd_fit(xval, weight, L, sp.n, sumqx, sumq2);
+    if (sumq2 > 0) scale = sumqx / sumq2;
+  }
+  return scale;
+}
+
 void iq2_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ2_XXS& y) {
   constexpr int kMaxQ = 3;
   float scales[QK_K / 32], weight[32], xval[32], waux[32];
-  int8_t L[32], Laux[32];
+  int8_t L[32];
   uint8_t block_signs[4];
   uint32_t q2[2 * (QK_K / 32)] = {};
   y.d = f32_to_f16(0.f);
@@ -229,32 +278,7 @@ void iq2_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
       std::memset(L, 0, 32);
       continue;
     }
-    float best = 0, sumqx, sumq2;
-    for (int is = -6; is <= 6; is++) {
-      const float id = (2 * kMaxQ - 1 + float(is) * 0.1f) / eff_max;
-      const float this_scale = 1 / id;
-      for (int k = 0; k < 4; k++) {
-        odd_levels(xval + 8 * k, 8, id, kMaxQ, Laux + 8 * k);
-        snap(lat, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k);
-      }
-      odd_fit(xval, weight, Laux, 32, sumqx, sumq2);
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        scale = sumqx / sumq2;
-        best = scale * sumqx;
-        std::memcpy(L, Laux, 32);
-      }
-    }
-    if (scale > 0) {
-      const float id = 1 / scale;
-      for (int k = 0; k < 4; k++) {
-        int8_t Lk[8];
-        odd_levels(xval + 8 * k, 8, id, kMaxQ, Lk);
-        const int g = snap(lat, xval + 8 * k, waux + 8 * k, scale, Lk);
-        for (int i = 0; i < 8; i++) L[8 * k + i] = int8_t((lat.point(g)[i] - 1) / 2);
-      }
-      odd_fit(xval, weight, L, 32, sumqx, sumq2);
-      if (sumq2 > 0) scale = sumqx / sumq2;
-    }
+    scale = lattice_search(lat, {32, kMaxQ, 6, 0.1f, eff_max, scale, true, Refit::always_all}, xval, weight, waux, L);
     if (scale < 0) {  // never expected; the stored scale is unsigned
       scale = -scale;
       for (int k = 0; k < 4; k++) block_signs[k] = uint8_t(~block_signs[k] & 127);
@@ -277,42 +301,10 @@ void iq2_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
   std::memcpy(y.qs, q2, QK_K / 4);
 }
 
-// IQ2_XS and IQ2_S: the scale of 16 sign-free values (two grid points) and
-// their levels L, ggml's search (the same in both).
+// IQ2_XS and IQ2_S: the search over 16 values (two grid points), the same in both.
 float search16(const Lattice& lat, const float* xval, const float* weight, const float* waux, int8_t* L) {
-  constexpr int kMaxQ = 3;
-  int8_t Laux[16];
-  bool on_grid[2] = {true, true}, on_grid_aux[2];
-  float max = xval[0];
-  for (int i = 1; i < 16; i++) max = std::max(max, xval[i]);
-  float best = 0, sumqx, sumq2;
-  float scale = max / (2 * kMaxQ - 1);
-  for (int is = -9; is <= 9; is++) {
-    const float id = (2 * kMaxQ - 1 + float(is) * 0.1f) / max;
-    const float this_scale = 1 / id;
-    for (int k = 0; k < 2; k++) {
-      odd_levels(xval + 8 * k, 8, id, kMaxQ, Laux + 8 * k);
-      snap(lat, xval + 8 * k, waux + 8 * k, this_scale, Laux + 8 * k, &on_grid_aux[k]);
-    }
-    odd_fit(xval, weight, Laux, 16, sumqx, sumq2);
-    if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-      scale = sumqx / sumq2;
-      best = scale * sumqx;
-      std::memcpy(L, Laux, 16);
-      on_grid[0] = on_grid_aux[0], on_grid[1] = on_grid_aux[1];
-    }
-  }
-  if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
-    const float id = 1 / scale;
-    for (int k = 0; k < 2; k++) {
-      if (on_grid[k]) continue;
-      odd_levels(xval + 8 * k, 8, id, kMaxQ, L + 8 * k);
-      snap(lat, xval + 8 * k, waux + 8 * k, scale, L + 8 * k);
-    }
-    odd_fit(xval, weight, L, 16, sumqx, sumq2);
-    if (sumq2 > 0) scale = sumqx / sumq2;
-  }
-  return scale;
+  const float max = *std::max_element(xval, xval + 16);
+  return lattice_search(lat, {16, 3, 9, 0.1f, max, max / 5, true, Refit::if_off_only_off}, xval, weight, waux, L);
 }
 
 // The 4-bit codes of 16 group scales under d = max/31, two per byte.
@@ -420,8 +412,7 @@ void iq3_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
   constexpr int kMaxQ = 8;
   constexpr float kEps = 1e-8f;  // ggml's GROUP_MAX_EPS_IQ3_XXS
   float scales[QK_K / 32], weight[32], xval[32], waux[32];
-  int8_t L[32], Laux[32];
-  bool on_grid[8], on_grid_aux[8];
+  int8_t L[32];
   uint8_t block_signs[8];
   uint8_t q3[3 * (QK_K / 8)] = {};
   uint32_t scales_and_signs[QK_K / 32] = {};
@@ -445,37 +436,8 @@ void iq3_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
       scales[ib] = 0;
       continue;
     }
-    float best = 0, sumqx, sumq2;
-    float scale = max / (2 * kMaxQ - 1);
-    for (bool& g : on_grid) g = true;
-    for (int is = -15; is <= 15; is++) {
-      const float id = (2 * kMaxQ - 1 + float(is) * 0.2f) / max;
-      const float this_scale = 1 / id;
-      for (int k = 0; k < 8; k++) {
-        odd_levels(xval + 4 * k, 4, id, kMaxQ, Laux + 4 * k);
-        snap(lat, xval + 4 * k, waux + 4 * k, this_scale, Laux + 4 * k, &on_grid_aux[k]);
-      }
-      odd_fit(xval, weight, Laux, 32, sumqx, sumq2);
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        scale = sumqx / sumq2;
-        best = scale * sumqx;
-        std::memcpy(L, Laux, 32);
-        std::memcpy(on_grid, on_grid_aux, sizeof on_grid);
-      }
-    }
-    const bool any_off = std::find(on_grid, on_grid + 8, false) != on_grid + 8;
-    if (any_off && scale > 0) {
-      const float id = 1 / scale;
-      for (int k = 0; k < 8; k++) {
-        if (on_grid[k]) continue;
-        int8_t Lk[4];
-        odd_levels(xval + 4 * k, 4, id, kMaxQ, Lk);
-        const int g = snap(lat, xval + 4 * k, waux + 4 * k, scale, Lk);
-        for (int i = 0; i < 4; i++) L[4 * k + i] = int8_t((lat.point(g)[i] - 1) / 2);
-      }
-      odd_fit(xval, weight, L, 32, sumqx, sumq2);
-      if (sumq2 > 0) scale = sumqx / sumq2;
-    }
+    float scale = lattice_search(lat, {32, kMaxQ, 15, 0.2f, max, max / (2 * kMaxQ - 1), true, Refit::if_off_only_off},
+                                 xval, weight, waux, L);
     if (scale < 0) {
       scale = -scale;
       for (int k = 0; k < 4; k++) block_signs[k] = uint8_t(~block_signs[k] & 127);
@@ -503,8 +465,7 @@ void iq3_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
 void iq3_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ3_S& y) {
   constexpr int kMaxQ = 8, kBlock = 32;
   float scales[QK_K / kBlock], weight[kBlock], xval[kBlock], waux[kBlock];
-  int8_t L[kBlock], Laux[kBlock];
-  bool on_grid[kBlock / 4], on_grid_aux[kBlock / 4];
+  int8_t L[kBlock];
   uint8_t block_signs[kBlock / 8];
   std::memset(&y, 0, sizeof y);
   // ggml advances its qs and signs cursors only past groups that are not all zero, so the groups after
@@ -537,36 +498,9 @@ void iq3_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ3
       scales[ib] = 0;
       continue;
     }
-    float best = 0, sumqx, sumq2;
-    float scale = max / (2 * kMaxQ - 1);
-    for (bool& g : on_grid) g = false;
-    for (int is = -9; is <= 9; is++) {
-      const float id = (2 * kMaxQ - 1 + float(is) * 0.2f) / max;
-      const float this_scale = 1 / id;
-      for (int k = 0; k < kBlock / 4; k++) {
-        odd_levels(xval + 4 * k, 4, id, kMaxQ, Laux + 4 * k);
-        snap(lat, xval + 4 * k, waux + 4 * k, this_scale, Laux + 4 * k, &on_grid_aux[k]);
-      }
-      odd_fit(xval, weight, Laux, kBlock, sumqx, sumq2);
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        scale = sumqx / sumq2;
-        best = scale * sumqx;
-        std::memcpy(L, Laux, kBlock);
-        std::memcpy(on_grid, on_grid_aux, sizeof on_grid);
-      }
-    }
-    const bool any_off = std::find(on_grid, on_grid + kBlock / 4, false) != on_grid + kBlock / 4;
-    if (any_off && scale > 0) {  // every group re-snapped to the final scale, as ggml does here
-      const float id = 1 / scale;
-      for (int k = 0; k < kBlock / 4; k++) {
-        int8_t Lk[4];
-        odd_levels(xval + 4 * k, 4, id, kMaxQ, Lk);
-        const int g = snap(lat, xval + 4 * k, waux + 4 * k, scale, Lk);
-        for (int i = 0; i < 4; i++) L[4 * k + i] = int8_t((lat.point(g)[i] - 1) / 2);
-      }
-      odd_fit(xval, weight, L, kBlock, sumqx, sumq2);
-      if (sumq2 > 0) scale = sumqx / sumq2;
-    }
+    // Every point snapped again when any was off the grid (ggml: the skip of on-grid points is commented out).
+    float scale = lattice_search(lat, {kBlock, kMaxQ, 9, 0.2f, max, max / (2 * kMaxQ - 1), false, Refit::if_off_all},
+                                 xval, weight, waux, L);
     if (scale < 0) {
       scale = -scale;
       for (int k = 0; k < kBlock / 8; k++) block_signs[k] = uint8_t(~block_signs[k]);
