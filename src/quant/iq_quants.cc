@@ -4,6 +4,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 #include <vector>
 
 #include "core/error.h"
@@ -91,29 +92,21 @@ Lattice build_lattice(int grid_size, int dim, int bits, int nwant, Grid grid) {
   return lat;
 }
 
-// Built on first use (a second or two for IQ2_XS's neighbour lists).
+// Built on first use (a second or two for the IQ2 neighbour lists).
+template <const auto& kGrid, int kDim, int kBits, int kNWant>
+const Lattice& lattice_of() {
+  static const Lattice l =
+      build_lattice(int(std::size(kGrid)), kDim, kBits, kNWant, [](int k, int j) { return grid_byte(kGrid[k], j); });
+  return l;
+}
+
 const Lattice& lattice(DType t) {
   switch (t) {
-    case DType::IQ2_XXS: {
-      static const Lattice l = build_lattice(256, 8, 2, 2, [](int k, int j) { return grid_byte(kIq2xxsGrid[k], j); });
-      return l;
-    }
-    case DType::IQ2_XS: {
-      static const Lattice l = build_lattice(512, 8, 2, 2, [](int k, int j) { return grid_byte(kIq2xsGrid[k], j); });
-      return l;
-    }
-    case DType::IQ2_S: {
-      static const Lattice l = build_lattice(1024, 8, 2, 1, [](int k, int j) { return grid_byte(kIq2sGrid[k], j); });
-      return l;
-    }
-    case DType::IQ3_XXS: {
-      static const Lattice l = build_lattice(256, 4, 3, 2, [](int k, int j) { return grid_byte(kIq3xxsGrid[k], j); });
-      return l;
-    }
-    case DType::IQ3_S: {
-      static const Lattice l = build_lattice(512, 4, 3, 3, [](int k, int j) { return grid_byte(kIq3sGrid[k], j); });
-      return l;
-    }
+    case DType::IQ2_XXS: return lattice_of<kIq2xxsGrid, 8, 2, 2>();
+    case DType::IQ2_XS: return lattice_of<kIq2xsGrid, 8, 2, 2>();
+    case DType::IQ2_S: return lattice_of<kIq2sGrid, 8, 2, 1>();
+    case DType::IQ3_XXS: return lattice_of<kIq3xxsGrid, 4, 3, 2>();
+    case DType::IQ3_S: return lattice_of<kIq3sGrid, 4, 3, 3>();
     default: fail("internal: {} has no lattice", dtype_name(t));
   }
 }
