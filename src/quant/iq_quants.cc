@@ -461,9 +461,10 @@ void iq3_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ3
   int8_t L[kBlock];
   uint8_t block_signs[kBlock / 8];
   std::memset(&y, 0, sizeof y);
-  // ggml advances its qs and signs cursors only past groups that are not all zero, so the groups after
-  // such a group are stored one group early (qh is indexed by group and stays in place); kept for equal bytes.
-  int qs_at = 0, signs_at = 0;
+  // Each group's indices and signs at its own place. (ggml advances its qs and signs cursors only past
+  // groups that are not all zero, so after such a group the next ones are stored one group early while
+  // qh stays in place, and every decoder then reads them wrong; lmpress's bytes differ from ggml's only
+  // in such blocks, which ggml cannot decode.)
   float max_scale = 0, sumx2 = 0;
   for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
   const float sigma2 = 2 * sumx2 / QK_K;
@@ -500,12 +501,10 @@ void iq3_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ3
     }
     for (int k = 0; k < kBlock / 4; k++) {
       const int g = grid_index(lat, L + 4 * k);
-      y.qs[qs_at + k] = uint8_t(g & 255);
+      y.qs[ib * kBlock / 4 + k] = uint8_t(g & 255);
       y.qh[(ib * kBlock / 4 + k) / 8] |= uint8_t((g >> 8) << ((ib * kBlock / 4 + k) % 8));
     }
-    qs_at += kBlock / 4;
-    for (int k = 0; k < kBlock / 8; k++) y.signs[signs_at + k] = block_signs[k];
-    signs_at += kBlock / 8;
+    for (int k = 0; k < kBlock / 8; k++) y.signs[ib * kBlock / 8 + k] = block_signs[k];
     scales[ib] = scale;
     max_scale = std::max(max_scale, scale);
   }

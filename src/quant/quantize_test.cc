@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "core/fp16.h"
@@ -44,6 +45,23 @@ TEST(Quantize, BytesEqualGgmlQuantizeChunk) {
   std::vector<uint8_t> out(64);
   EXPECT_FALSE(quantize_row(DType::F16, src.data(), 32, out.data()));
   EXPECT_FALSE(has_quantizer(DType::BF16));
+}
+
+// A super-block with one all-zero group of 32 in the middle (pruned weights): IQ3_S stores every group's
+// indices and signs at its own place, so the groups after it decode as well as those before (ggml's
+// quantizer shifts them by one group there, which its own decoder then misreads).
+TEST(Quantize, Iq3sBlockWithAZeroGroup) {
+  std::vector<float> x(256), y(256);
+  for (int i = 0; i < 256; i++) x[size_t(i)] = i / 32 == 2 ? 0.0f : std::sin(0.37f * float(i)) * (1 + float(i % 7));
+  std::vector<uint8_t> q(row_bytes(DType::IQ3_S, 256));
+  ASSERT_TRUE(quantize_row(DType::IQ3_S, x.data(), 256, q.data()));
+  ASSERT_TRUE(dequantize_row(DType::IQ3_S, q.data(), 256, y.data()));
+  for (int g = 0; g < 8; g++) {
+    if (g == 2) continue;
+    double err = 0, norm = 0;
+    for (int i = 32 * g; i < 32 * g + 32; i++) err += (y[size_t(i)] - x[size_t(i)]) * (y[size_t(i)] - x[size_t(i)]), norm += x[size_t(i)] * x[size_t(i)];
+    EXPECT_LT(std::sqrt(err / norm), 0.3) << "group " << g;
+  }
 }
 
 TEST(Quantize, ZerosAndRoundTripError) {
