@@ -242,6 +242,28 @@ float lattice_search(const Lattice& lat, const SearchSpec& sp, const float* xval
   return scale;
 }
 
+// Σx² of a super-block over its size, times `factor` (ggml's sigma2: 1 for IQ2_XXS/XS, 2 for the others).
+float block_sigma2(const float* xbl, float factor) {
+  float sumx2 = 0;
+  for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
+  return factor * sumx2 / QK_K;
+}
+
+// The importance of each of n values: qw·sqrt(sigma2 + x²) with importance weights, else the type's
+// fallback (x², or 0.25·sigma2 + x² for IQ2_S); and their square roots for the neighbour search.
+enum class NoImportance { x2, quarter_sigma2_plus_x2 };
+void group_weights(const float* xb, const float* qw, float sigma2, int n, NoImportance fallback, float* weight,
+                   float* waux) {
+  if (qw) {
+    for (int i = 0; i < n; i++) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+  } else if (fallback == NoImportance::x2) {
+    for (int i = 0; i < n; i++) weight[i] = xb[i] * xb[i];
+  } else {
+    for (int i = 0; i < n; i++) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
+  }
+  for (int i = 0; i < n; i++) waux[i] = std::sqrt(weight[i]);
+}
+
 void iq2_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ2_XXS& y) {
   constexpr int kMaxQ = 3;
   float scales[QK_K / 32], weight[32], xval[32], waux[32];
@@ -249,13 +271,11 @@ void iq2_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
   uint8_t block_signs[4];
   uint32_t q2[2 * (QK_K / 32)] = {};
   y.d = f32_to_f16(0.f);
-  float max_scale = 0, sumx2 = 0;
-  for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
-  const float sigma2 = sumx2 / QK_K;
+  float max_scale = 0;
+  const float sigma2 = block_sigma2(xbl, 1);
   for (int ib = 0; ib < QK_K / 32; ib++) {
     const float* xb = xbl + 32 * ib;
-    for (int i = 0; i < 32; i++) weight[i] = qw[32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-    for (int i = 0; i < 32; i++) waux[i] = std::sqrt(weight[i]);
+    group_weights(xb, qw + 32 * ib, sigma2, 32, NoImportance::x2, weight, waux);
     for (int k = 0; k < 4; k++) block_signs[k] = fold_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
     float max = xval[0];
     for (int i = 1; i < 32; i++) max = std::max(max, xval[i]);
@@ -317,13 +337,11 @@ void iq2_xs_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ
   uint16_t q2[2 * (QK_K / 16)] = {};
   y.d = f32_to_f16(0.f);
   std::memset(y.scales, 0, QK_K / 32);
-  float max_scale = 0, sumx2 = 0;
-  for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
-  const float sigma2 = sumx2 / QK_K;
+  float max_scale = 0;
+  const float sigma2 = block_sigma2(xbl, 1);
   for (int ib = 0; ib < QK_K / 16; ib++) {
     const float* xb = xbl + 16 * ib;
-    for (int i = 0; i < 16; i++) weight[i] = qw[16 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-    for (int i = 0; i < 16; i++) waux[i] = std::sqrt(weight[i]);
+    group_weights(xb, qw + 16 * ib, sigma2, 16, NoImportance::x2, weight, waux);
     for (int k = 0; k < 2; k++) block_signs[k] = fold_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
     std::memset(L, 0, 16);
     if (*std::max_element(xval, xval + 16) < kGroupMaxEps) {
@@ -356,17 +374,11 @@ void iq2_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ2
   int8_t L[16];
   uint8_t block_signs[2];
   std::memset(&y, 0, sizeof y);
-  float max_scale = 0, sumx2 = 0;
-  for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
-  const float sigma2 = 2 * sumx2 / QK_K;
+  float max_scale = 0;
+  const float sigma2 = block_sigma2(xbl, 2);
   for (int ib = 0; ib < QK_K / 16; ib++) {
     const float* xb = xbl + 16 * ib;
-    if (qw) {
-      for (int i = 0; i < 16; i++) weight[i] = qw[16 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-    } else {
-      for (int i = 0; i < 16; i++) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
-    }
-    for (int i = 0; i < 16; i++) waux[i] = std::sqrt(weight[i]);
+    group_weights(xb, qw ? qw + 16 * ib : nullptr, sigma2, 16, NoImportance::quarter_sigma2_plus_x2, weight, waux);
     for (int k = 0; k < 2; k++) {
       uint8_t sg = 0;
       for (int i = 0; i < 8; i++) {
@@ -410,17 +422,11 @@ void iq3_xxs_block(const Lattice& lat, const float* xbl, const float* qw, BlockI
   uint8_t q3[3 * (QK_K / 8)] = {};
   uint32_t scales_and_signs[QK_K / 32] = {};
   y.d = f32_to_f16(0.f);
-  float max_scale = 0, sumx2 = 0;
-  for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
-  const float sigma2 = 2 * sumx2 / QK_K;
+  float max_scale = 0;
+  const float sigma2 = block_sigma2(xbl, 2);
   for (int ib = 0; ib < QK_K / 32; ib++) {
     const float* xb = xbl + 32 * ib;
-    if (qw) {
-      for (int i = 0; i < 32; i++) weight[i] = qw[32 * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-    } else {
-      for (int i = 0; i < 32; i++) weight[i] = xb[i] * xb[i];
-    }
-    for (int i = 0; i < 32; i++) waux[i] = std::sqrt(weight[i]);
+    group_weights(xb, qw ? qw + 32 * ib : nullptr, sigma2, 32, NoImportance::x2, weight, waux);
     for (int k = 0; k < 4; k++) block_signs[k] = fold_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k);
     float max = xval[0];
     for (int i = 1; i < 32; i++) max = std::max(max, xval[i]);
@@ -465,17 +471,11 @@ void iq3_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ3
   // groups that are not all zero, so after such a group the next ones are stored one group early while
   // qh stays in place, and every decoder then reads them wrong; lmpress's bytes differ from ggml's only
   // in such blocks, which ggml cannot decode.)
-  float max_scale = 0, sumx2 = 0;
-  for (int i = 0; i < QK_K; i++) sumx2 += xbl[i] * xbl[i];
-  const float sigma2 = 2 * sumx2 / QK_K;
+  float max_scale = 0;
+  const float sigma2 = block_sigma2(xbl, 2);
   for (int ib = 0; ib < QK_K / kBlock; ib++) {
     const float* xb = xbl + kBlock * ib;
-    if (qw) {
-      for (int i = 0; i < kBlock; i++) weight[i] = qw[kBlock * ib + i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-    } else {
-      for (int i = 0; i < kBlock; i++) weight[i] = xb[i] * xb[i];
-    }
-    for (int i = 0; i < kBlock; i++) waux[i] = std::sqrt(weight[i]);
+    group_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, kBlock, NoImportance::x2, weight, waux);
     for (int k = 0; k < kBlock / 8; k++) {
       uint8_t sg = 0;
       for (int i = 0; i < 8; i++) {
