@@ -196,17 +196,26 @@ __attribute__((target("avx2,fma"))) void block_values(float* const* o, const flo
     }
 }
 
-// One row's online-softmax step over its `count` visible scores of a block
-// (the rest of the 64 set to 0): scores scaled, running max m and sum l
-// updated, the scores replaced by their probabilities; returns the factor
-// that rescales the row's earlier output.
-__attribute__((target("avx2,fma"))) float softmax_step(float* s, int64_t count, float scale, float& m, float& l) {
+// One row's online-softmax step over its visible scores s[begin..count) of a
+// block (the rest of the 64 set to 0): scores scaled (and soft-capped),
+// running max m and sum l updated, the scores replaced by their
+// probabilities (0 outside the visible range); returns the factor that
+// rescales the row's earlier output.
+__attribute__((target("avx2,fma"))) float softmax_step(float* s, int64_t begin, int64_t count, float scale,
+                                                      float softcap, float& m, float& l) {
+  if (softcap > 0) {
+    for (int64_t j = begin; j < count; j++) s[j] = softcap * std::tanh(s[j] * scale / softcap);
+    scale = 1.0f;
+  }
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   const __m256 ninf = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   __m256 bmax = ninf;
   for (int64_t j = 0; j < count; j += 8) {
-    const __m256 valid = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(count - j)), lane));
-    const __m256 sv = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(scale)), valid);
+    const __m256i at = _mm256_add_epi32(_mm256_set1_epi32(int(j)), lane);
+    const __m256i valid = _mm256_andnot_si256(_mm256_cmpgt_epi32(_mm256_set1_epi32(int(begin)), at),
+                                              _mm256_cmpgt_epi32(_mm256_set1_epi32(int(count)), at));
+    const __m256 sv = _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_loadu_ps(s + j), _mm256_set1_ps(scale)),
+                                       _mm256_castsi256_ps(valid));
     _mm256_storeu_ps(s + j, sv);
     bmax = _mm256_max_ps(bmax, sv);
   }
@@ -243,7 +252,10 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
   const int64_t krow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.k, s.kv_stride);
   const int64_t vrow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.v, s.kv_stride);
   const int64_t khead = kv.kivi() ? 0 : kv_row_bytes(kv.k, kvh * hd), vhead = kv.kivi() ? 0 : kv_row_bytes(kv.v, kvh * hd);
-  for (int64_t j0 = pq.cache.first; j0 < keys; j0 += kKeyBlock) {
+  // Blocks before the one holding the first token's first key are seen by no
+  // row of the tile (sliding window); blocks stay on the grid from `first`.
+  const int64_t lo = std::max(pq.cache.first, s.first_key(pos0 + t0));
+  for (int64_t j0 = pq.cache.first + (lo - pq.cache.first) / kKeyBlock * kKeyBlock; j0 < keys; j0 += kKeyBlock) {
     const int64_t jn = std::min(kKeyBlock, keys - j0);
     if (kv.kivi()) {
       convert_keys_kivi(kv, pq.cache, s.kv_stride, kvh, hd, j0, jn, boundary, w.kt.data());
@@ -261,21 +273,24 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
       convert_values(kv.v, w.vrow, jn, hd, w.v.data());
     }
     // Rows two at a time (one more on its own when R is odd); a row whose
-    // token sees none of this block (count ≤ 0) is left as it is.
+    // token sees none of this block (count ≤ begin) is left as it is.
     for (int64_t r = 0; r < R; r += 2) {
       const int rb = int(std::min<int64_t>(2, R - r));
       const float* qr[2];
       float* o[2];
       float corr[2];
-      int64_t count[2], most = 0;
+      int64_t begin[2], count[2], most = 0;
+      bool any = false;
       for (int i = 0; i < rb; i++) {
         const int64_t t = t0 + (r + i) / group, h = kvh * group + (r + i) % group;
         qr[i] = q + t * s.q_stride + h * hd;
         o[i] = w.o.data() + (r + i) * hd;
-        count[i] = std::min(jn, pos0 + t + 1 - j0);  // causal: keys ≤ pos0 + t
+        begin[i] = std::max<int64_t>(0, s.first_key(pos0 + t) - j0);  // the window's start
+        count[i] = std::min(jn, pos0 + t + 1 - j0);                    // causal: keys ≤ pos0 + t
         most = std::max(most, count[i]);
+        any = any || count[i] > begin[i];
       }
-      if (most <= 0) continue;
+      if (!any) continue;
       float* sc = w.s.data() + r * kKeyBlock;
       const int64_t keys32 = (most + 31) / 32 * 32;
       if (rb == 2)
@@ -284,8 +299,13 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
         block_scores<1>(qr, w.kt.data(), hd, keys32, sc);
       for (int i = 0; i < rb; i++) {
         float* si = sc + i * kKeyBlock;
-        corr[i] = count[i] > 0 ? softmax_step(si, count[i], scale, w.m[size_t(r + i)], w.l[size_t(r + i)]) : 1.0f;
-        std::fill(si + std::max<int64_t>(count[i], 0), si + most, 0.0f);  // keys this row may not see
+        if (count[i] > begin[i]) {
+          corr[i] = softmax_step(si, begin[i], count[i], scale, s.softcap, w.m[size_t(r + i)], w.l[size_t(r + i)]);
+          std::fill(si + count[i], si + most, 0.0f);  // keys this row may not see
+        } else {
+          corr[i] = 1.0f;
+          std::fill(si, si + most, 0.0f);
+        }
       }
       if (rb == 2)
         block_values<2>(o, corr, sc, w.v.data(), hd, most);
@@ -330,19 +350,21 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
       for (int64_t t = 0; t < n; t++)
         for (int64_t h = 0; h < s.n_heads; h++) {
           const int64_t kvh = h / group, visible = pos0 + t + 1;
+          const int64_t from = std::max(pq.cache.first, s.first_key(pos0 + t));
           const int64_t boundary = kv.kivi() ? kv.kivi_boundary(pos0 + t) : 0;
           const float* qr = pq.q + t * s.q_stride + h * hd;
           float mx = -std::numeric_limits<float>::infinity();
-          for (int64_t j = pq.cache.first; j < visible; j++) {
+          for (int64_t j = from; j < visible; j++) {
             cached_values(kv, true, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data(), boundary);
             float d = 0;
             for (int64_t i = 0; i < hd; i++) d += qr[i] * row[size_t(i)];
             sc[size_t(j)] = d * scale;
+            if (s.softcap > 0) sc[size_t(j)] = s.softcap * std::tanh(sc[size_t(j)] / s.softcap);
             mx = std::max(mx, sc[size_t(j)]);
           }
           double sum = 0;
           std::fill(o.begin(), o.end(), 0.0);
-          for (int64_t j = pq.cache.first; j < visible; j++) {
+          for (int64_t j = from; j < visible; j++) {
             const double p = std::exp(double(sc[size_t(j)] - mx));
             sum += p;
             cached_values(kv, false, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data(), boundary);
@@ -423,6 +445,7 @@ void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, i
 void attention_weights(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0,
                        const void* k, float scale, float* acc, int64_t acc_stride) {
   if (kv.kivi()) fail("attention_weights: a KIVI cache has no rows to rank");
+  if (s.window > 0 || s.softcap > 0) fail("attention_weights: eviction policies rank full, uncapped attention only");
   const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, keys = pos0 + n;
   const int64_t row_bytes = kv_row_bytes(kv.k, s.kv_stride);
   const auto* rows = static_cast<const uint8_t*>(k);

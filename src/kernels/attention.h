@@ -8,6 +8,7 @@
 // each cached key and value is read once per tile. One function serves
 // decoding (n = 1) and prompt batches.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/kv_types.h"
@@ -20,10 +21,20 @@ struct AttentionShape {
   int64_t kv_stride = 0;  // values between positions in the caches (≥ n_kv_heads · head_dim; a whole
                           // number of blocks of the cache types, which must divide head_dim)
   int64_t out_stride = 0;
+  // Sliding-window attention (Mistral, Gemma's local layers, Phi-3): the
+  // query at position p sees the keys j with p − window < j ≤ p, as
+  // Hugging Face's and llama.cpp's masks do. 0: every earlier key.
+  int64_t window = 0;
+  // Gemma 2's attention logit soft-capping: a scaled score s becomes
+  // softcap · tanh(s / softcap) before the softmax. 0: none.
+  float softcap = 0;
+  // The first key position the query at `pos` sees.
+  int64_t first_key(int64_t pos) const { return window > 0 ? std::max<int64_t>(0, pos + 1 - window) : 0; }
 };
 
 // out[t, h] = Σ_j softmax_j(scale · q[t, h] · k[j, h / group]) · v[j, h / group]
-// over the keys j ≤ pos0 + t, for queries t = 0..n-1 at positions pos0 + t.
+// over the keys s.first_key(pos0 + t) ≤ j ≤ pos0 + t, for queries t = 0..n-1
+// at positions pos0 + t (scores soft-capped when s.softcap is set).
 // k and v hold rows of kv.k and kv.v for positions 0..pos0 + n - 1 (kv.rotate
 // is the caller's business). Multi-threaded (OpenMP).
 void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0, const void* k,

@@ -55,13 +55,15 @@ TEST(PagedAttention, MatchesContiguousAttentionOverRandomBlockTables) {
         for (int64_t p = 0; p < (q.pos0 + q.n + sh.page - 1) / sh.page; p++) q.pages.push_back(order[next++]);
 
       const float scale = 1.0f / std::sqrt(float(sh.hd));
+      for (const int64_t window : {int64_t(0), int64_t(37)})
       for (const std::string& name : kv_type_name_list()) {
         const KvType kv = parse_kv_type(name);
         const int64_t block = kv_type_info(kv).block;
         if (kv_is_kivi(kv) || sh.hd % block != 0) continue;  // KIVI: kivi_test.cc
-        SCOPED_TRACE(name + " cache");
+        SCOPED_TRACE(name + " cache, window " + std::to_string(window));
         AttentionShape s{sh.heads, sh.kv_heads, sh.hd, sh.heads * sh.hd + 3, sh.kv_heads * sh.hd + (block > 1 ? block : 5),
                          sh.heads * sh.hd + 7};
+        s.window = window;
         const int64_t row = kv_row_bytes(kv, s.kv_stride), page_bytes = sh.page * row;
         for (size_t i = 0; i < seqs.size(); i++) {
           Seq& q = seqs[i];

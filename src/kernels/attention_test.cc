@@ -49,19 +49,22 @@ std::vector<double> naive(const Case& c, int64_t t, int64_t h, float scale) {
   const int64_t hd = c.s.head_dim, kvh = h / (c.s.n_heads / c.s.n_kv_heads);
   std::vector<double> sc;
   double mx = -1e300;
-  for (int64_t j = 0; j <= c.pos0 + t; j++) {
+  const int64_t from = c.s.window > 0 ? std::max<int64_t>(0, c.pos0 + t - c.s.window + 1) : 0;
+  for (int64_t j = from; j <= c.pos0 + t; j++) {
     const auto k = test::cache_values(c.spec.k, c.k, c.s.kv_stride, j, kvh * hd, hd);
     double d = 0;
     for (int64_t e = 0; e < hd; e++) d += double(c.q[size_t(t * c.s.q_stride + h * hd + e)]) * k[size_t(e)];
-    sc.push_back(d * scale);
-    mx = std::max(mx, d * scale);
+    d *= scale;
+    if (c.s.softcap > 0) d = c.s.softcap * std::tanh(d / c.s.softcap);
+    sc.push_back(d);
+    mx = std::max(mx, d);
   }
   double sum = 0;
   std::vector<double> o(static_cast<size_t>(hd));
   for (size_t j = 0; j < sc.size(); j++) {
     const double p = std::exp(sc[j] - mx);
     sum += p;
-    const auto v = test::cache_values(c.spec.v, c.v, c.s.kv_stride, int64_t(j), kvh * hd, hd);
+    const auto v = test::cache_values(c.spec.v, c.v, c.s.kv_stride, from + int64_t(j), kvh * hd, hd);
     for (int64_t i = 0; i < hd; i++) o[size_t(i)] += p * v[size_t(i)];
   }
   for (auto& x : o) x /= sum;
@@ -110,6 +113,44 @@ TEST(Attention, MatchesTextbookFormula) {
         }
       }
     }
+  });
+}
+
+// Sliding windows (Mistral, Gemma's local layers) and Gemma 2's soft-capped
+// scores: windows of one key, shorter than a key block, across blocks, and
+// wider than the context, on decode steps and prompt batches that start
+// before and after the window fills.
+TEST(Attention, SlidingWindowAndSoftcapMatchTextbookFormula) {
+  struct Shape {
+    int64_t heads, kv_heads, hd, n, pos0;
+  };
+  const Shape shapes[] = {{4, 2, 64, 1, 150}, {8, 2, 64, 90, 0}, {6, 3, 72, 40, 100}, {4, 4, 128, 3, 70}};
+  test::for_kernel_targets({0}, [&](int64_t) {
+    for (const KvCacheSpec spec : {KvCacheSpec(KvType::F16), KvCacheSpec(KvType::F32), KvCacheSpec(KvType::Q8_0)})
+      for (const Shape& sh : shapes)
+        for (const int64_t window : {0, 1, 5, 64, 70, 1000})
+          for (const float softcap : {0.0f, 3.0f}) {
+            if (window == 0 && softcap == 0) continue;  // MatchesTextbookFormula
+            if (sh.hd % kv_type_info(spec.k).block != 0) continue;
+            SCOPED_TRACE(testing::Message() << kv_spec_name(spec) << " heads " << sh.heads << " n " << sh.n << " pos0 "
+                                            << sh.pos0 << " window " << window << " softcap " << softcap);
+            Case c = make_case(spec, sh.heads, sh.kv_heads, sh.hd, sh.n, sh.pos0, 2.0f, unsigned(sh.n + window));
+            c.s.window = window;
+            c.s.softcap = softcap;
+            const float scale = 1.0f / std::sqrt(float(sh.hd));
+            std::vector<float> ref(size_t(sh.n * c.s.out_stride), -7.0f), got = ref;
+            attention_ref(c.s, spec, c.q.data(), c.n, c.pos0, c.k.data(), c.v.data(), scale, ref.data());
+            attention(c.s, spec, c.q.data(), c.n, c.pos0, c.k.data(), c.v.data(), scale, got.data());
+            for (int64_t t = 0; t < sh.n; t++)
+              for (int64_t h = 0; h < sh.heads; h++) {
+                const auto want = naive(c, t, h, scale);
+                for (int64_t i = 0; i < sh.hd; i++) {
+                  const size_t at = size_t(t * c.s.out_stride + h * sh.hd + i);
+                  ASSERT_NEAR(ref[at], want[size_t(i)], 5e-5) << "ref t=" << t << " h=" << h << " i=" << i;
+                  ASSERT_NEAR(got[at], want[size_t(i)], 5e-5) << "t=" << t << " h=" << h << " i=" << i;
+                }
+              }
+          }
   });
 }
 
