@@ -43,6 +43,10 @@ std::vector<float> transpose(const std::vector<float>& w, int64_t rows, int64_t 
 }  // namespace
 
 RotateReport rotate_model(Model& m, const RotateSpec& spec) {
+  if (m.cfg.post_norms)
+    fail("{}: {} normalizes each block's outputs before they join the residual stream (post-norms), so a residual "
+         "rotation does not leave it computing the same function",
+         m.path, m.cfg.arch);
   for (const Tensor& t : m.tensors)
     if (t.shape.size() == 2 && !is_float_type(t.dtype))
       fail("{}: {} is {}: rotation changes float weights (rotate before quantizing)", m.path, t.name,

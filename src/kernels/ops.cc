@@ -62,8 +62,34 @@ void silu_mul_ref(float* gate, const float* up, int64_t n) {
   }
 }
 
+constexpr float kGeluC = 0.7978845608028654f;  // √(2/π)
+
+void gelu_tanh_mul_ref(float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float g = gate[i];
+    gate[i] = 0.5f * g * (1.0f + std::tanh(kGeluC * (g + 0.044715f * g * g * g))) * up[i];
+  }
+}
+
+void softcap(float* x, int64_t n, float cap) {
+  for (int64_t i = 0; i < n; i++) x[i] = cap * std::tanh(x[i] / cap);
+}
+
 #if defined(__x86_64__)
 namespace {
+
+__attribute__((target("avx2,fma"))) void gelu_tanh_mul_avx2(float* gate, const float* up, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 g3 = _mm256_mul_ps(_mm256_mul_ps(g, g), g);
+    const __m256 z = _mm256_mul_ps(_mm256_set1_ps(kGeluC), _mm256_fmadd_ps(_mm256_set1_ps(0.044715f), g3, g));
+    const __m256 e = simd_avx2::exp8(_mm256_mul_ps(_mm256_set1_ps(-2.0f), z));
+    _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)),
+                                             _mm256_loadu_ps(up + i)));
+  }
+  gelu_tanh_mul_ref(gate + i, up + i, n - i);
+}
 
 __attribute__((target("avx2,fma"))) void silu_mul_avx2(float* gate, const float* up, int64_t n) {
   int64_t i = 0;
@@ -106,6 +132,11 @@ __attribute__((target("avx2"))) void from_bf16_avx2(const uint16_t* h, int64_t n
 void silu_mul(float* gate, const float* up, int64_t n) {
   LMPRESS_AVX2_DISPATCH(silu_mul_avx2(gate, up, n));
   silu_mul_ref(gate, up, n);
+}
+
+void gelu_tanh_mul(float* gate, const float* up, int64_t n) {
+  LMPRESS_AVX2_DISPATCH(gelu_tanh_mul_avx2(gate, up, n));
+  gelu_tanh_mul_ref(gate, up, n);
 }
 
 void from_f16(const uint16_t* h, int64_t n, float* out) {

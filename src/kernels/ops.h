@@ -25,6 +25,13 @@ void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::v
 // gate[i] = silu(gate[i]) * up[i] (AVX2 when available: e^x to a few ulp).
 void silu_mul(float* gate, const float* up, int64_t n);
 void silu_mul_ref(float* gate, const float* up, int64_t n);
+// gate[i] = gelu(gate[i]) * up[i] with GELU's tanh approximation (PyTorch's
+// gelu(approximate="tanh"), Gemma's GeGLU): 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))),
+// computed as g / (1 + e^(−2z)) with z the tanh's argument.
+void gelu_tanh_mul(float* gate, const float* up, int64_t n);
+void gelu_tanh_mul_ref(float* gate, const float* up, int64_t n);
+// Each of n values x replaced by cap · tanh(x / cap) (Gemma 2's logit soft-capping).
+void softcap(float* x, int64_t n, float cap);
 // n floats to IEEE halves and back (F16C when available; bit-exact either way).
 void to_f16(const float* x, int64_t n, uint16_t* out);
 void from_f16(const uint16_t* h, int64_t n, float* out);

@@ -48,6 +48,30 @@ TEST(Ops, SiluMulMatchesDefinition) {
   });
 }
 
+// PyTorch's tanh-approximated GELU by its definition in double, times u, for
+// lengths 1..40 and gates out to ±100 (g³ overflows nothing, e^(−2z) may).
+TEST(Ops, GeluTanhMulMatchesDefinition) {
+  test::for_kernel_targets({0}, [](int64_t) {
+    std::mt19937 rng(4);
+    std::normal_distribution<float> nd;
+    for (int64_t n = 1; n <= 40; n++) {
+      std::vector<float> g(static_cast<size_t>(n)), u(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; i++) {
+        g[size_t(i)] = nd(rng) * 3;
+        u[size_t(i)] = nd(rng);
+      }
+      if (n >= 3) g[0] = -100.0f, g[1] = 100.0f, g[2] = 0.0f;
+      std::vector<float> got = g;
+      gelu_tanh_mul(got.data(), u.data(), n);
+      for (int64_t i = 0; i < n; i++) {
+        const double x = g[size_t(i)];
+        const double want = 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))) * u[size_t(i)];
+        EXPECT_NEAR(got[size_t(i)], want, 2e-6 * (std::fabs(want) + 1e-3)) << "n=" << n << " i=" << i << " g=" << x;
+      }
+    }
+  });
+}
+
 // The F16C (and bf16) conversions are bit-exact with the scalar ones, including ties,
 // overflow to inf, subnormals and NaN.
 TEST(Ops, F16ConversionsMatchScalarOnes) {

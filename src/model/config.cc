@@ -13,7 +13,8 @@ void ModelConfig::validate(const std::string& src) const {
   auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3") fail("{}: unknown architecture '{}'", src, arch);
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && !gemma())
+    fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
   range("hidden_size", dim, 1, 1 << 17);
   range("num_hidden_layers", n_layers, 1, 1024);
@@ -57,7 +58,21 @@ void ModelConfig::validate(const std::string& src) const {
            field("rope_scaling.low_freq_factor"), rope_low_freq_factor);
     range("rope_scaling.original_max_position_embeddings", rope_orig_ctx, 1, 1 << 24);
   }
+  range("sliding_window", sliding_window, 0, 1 << 24);
+  if (!layer_swa.empty() && layer_swa.size() != size_t(n_layers))
+    fail("{}: {} names {} layers, the model has {}", src, field("layer_types"), layer_swa.size(), n_layers);
+  if (rope_theta_swa != 0 && !(std::isfinite(rope_theta_swa) && rope_theta_swa > 1))
+    fail("{}: {} {} must be a finite number > 1", src, field("rope_local_base_freq"), rope_theta_swa);
+  const auto non_negative = [&](const char* name, float v) {
+    if (!(std::isfinite(v) && v >= 0)) fail("{}: {} {} must be a finite number ≥ 0", src, field(name), v);
+  };
+  non_negative("attn_logit_softcapping", attn_softcap);
+  non_negative("final_logit_softcapping", final_softcap);
+  non_negative("query_pre_attn_scalar", attn_scale);
+  if (!(std::isfinite(embed_scale) && embed_scale > 0)) fail("{}: embedding scale {} must be > 0", src, embed_scale);
 }
+
+float ModelConfig::attention_scale() const { return attn_scale > 0 ? attn_scale : 1.0f / std::sqrt(float(head_dim)); }
 
 std::string ModelConfig::field(const std::string& hf_name) const {
   if (gguf_arch.empty()) return hf_name;
@@ -74,6 +89,11 @@ std::string ModelConfig::field(const std::string& hf_name) const {
       {"rope dimension count", ".rope.dimension_count"},
       {"rms_norm_eps", ".attention.layer_norm_rms_epsilon"},
       {"rope_theta", ".rope.freq_base"},
+      {"sliding_window", ".attention.sliding_window"},
+      {"layer_types", ".attention.sliding_window_pattern"},
+      {"rope_local_base_freq", ".rope.freq_base_swa"},
+      {"attn_logit_softcapping", ".attn_logit_softcapping"},
+      {"final_logit_softcapping", ".final_logit_softcapping"},
       {"rope_scaling.low_freq_factor", "lmpress.rope_scaling.llama3.low_freq_factor"},
       {"rope_scaling.high_freq_factor", "lmpress.rope_scaling.llama3.high_freq_factor"},
       {"rope_scaling.original_max_position_embeddings", "lmpress.rope_scaling.llama3.original_context_length"},
@@ -109,6 +129,13 @@ void ModelConfig::set_layer_dims(std::vector<int64_t> heads, std::vector<int64_t
   layer_heads.clear(), layer_kv_heads.clear(), layer_ffn.clear();
   if (all_equal(heads) && all_equal(kv_heads) && all_equal(ffn)) return;
   layer_heads = std::move(heads), layer_kv_heads = std::move(kv_heads), layer_ffn = std::move(ffn);
+}
+
+std::vector<float> ModelConfig::rope_inv_freqs_swa() const {
+  ModelConfig local = *this;
+  local.rope_theta = rope_theta_swa;
+  local.rope_scaling.clear();
+  return local.rope_inv_freqs();
 }
 
 std::vector<float> ModelConfig::rope_inv_freqs() const {

@@ -8,8 +8,12 @@
 
 namespace lmpress {
 
+// The feed-forward gate's activation: SwiGLU (Llama, Qwen) or GeGLU with
+// GELU's tanh approximation (Gemma).
+enum class FfnAct { SiLU, GeluTanh };
+
 struct ModelConfig {
-  std::string arch = "llama";  // "llama" (also Mistral), "qwen2" or "qwen3"
+  std::string arch = "llama";  // "llama" (also Mistral), "qwen2", "qwen3", "gemma2" or "gemma3"
   int64_t n_vocab = 0;
   int64_t dim = 0;
   int64_t n_layers = 0;
@@ -30,7 +34,26 @@ struct ModelConfig {
   int64_t rope_orig_ctx = 8192;
   bool tied_embeddings = false;
   bool qkv_bias = false;
-  bool qk_norm = false;  // Qwen3: RMSNorm of each head of q and k (weights of head_dim) before RoPE
+  bool qk_norm = false;  // Qwen3, Gemma 3: RMSNorm of each head of q and k (weights of head_dim) before RoPE
+  // Sliding-window attention: a layer l with swa(l) lets the query at p see
+  // the keys p − sliding_window < j ≤ p (Mistral, Gemma's local layers). 0: none.
+  int64_t sliding_window = 0;
+  // Which layers slide (1) and which see everything (0); empty: all of them
+  // when sliding_window is set.
+  std::vector<uint8_t> layer_swa;
+  // RoPE base of the sliding layers when it differs (Gemma 3's local layers,
+  // which also take no rope_scaling); 0: rope_theta, scaled as the rest.
+  float rope_theta_swa = 0;
+  // Gemma: the embeddings are multiplied by embed_scale (√hidden_size);
+  // post-attention and post-feed-forward RMSNorms on each block's two outputs
+  // before they join the residual (blk.N.post_attention_norm / post_ffw_norm);
+  // the queries scaled by attn_scale instead of 1/√head_dim (0: 1/√head_dim);
+  // scores soft-capped (attn_softcap) and logits (final_softcap), 0: not.
+  float embed_scale = 1.0f;
+  bool post_norms = false;
+  float attn_scale = 0;
+  float attn_softcap = 0, final_softcap = 0;
+  FfnAct ffn_act = FfnAct::SiLU;
   // W8A8: the block linears' inputs are quantized to int8 per token (dynamic,
   // symmetric) as the engine a W8A8 checkpoint is made for computes them.
   bool act_int8 = false;
@@ -54,6 +77,16 @@ struct ModelConfig {
   std::string field(const std::string& hf_name) const;
   // Per rotated pair i: the angle per position (theta^(-2i/d), with scaling).
   std::vector<float> rope_inv_freqs() const;
+  // The sliding layers' frequencies when rope_theta_swa is set (no scaling).
+  std::vector<float> rope_inv_freqs_swa() const;
+  // Layer l's attention window (0: none) and scale.
+  int64_t window(int64_t l) const {
+    return sliding_window > 0 && (layer_swa.empty() || layer_swa[size_t(l)]) ? sliding_window : 0;
+  }
+  float attention_scale() const;
+  // Whether the architecture is Gemma's (norm weights stored as w with the
+  // model computing x·(1 + w) in Hugging Face checkpoints; GGUF stores 1 + w).
+  bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
   bool uniform() const { return layer_heads.empty(); }

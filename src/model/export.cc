@@ -123,6 +123,38 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
   return out;
 }
 
+// Sliding windows and Gemma's settings under llama.cpp's keys. A Mistral
+// window goes to llama.attention.sliding_window, which lmpress reads back and
+// llama.cpp's llama architecture ignores (it attends to everything).
+void write_attention_variants(const Model& m, const std::string& a, GGUFWriter& w) {
+  const ModelConfig& c = m.cfg;
+  if (c.sliding_window > 0) w.set(a + ".attention.sliding_window", GGUFValue::u32(uint32_t(c.sliding_window)));
+  if (!c.gemma()) return;
+  if (c.arch == "gemma2") w.set(a + ".attn_logit_softcapping", GGUFValue::f32(c.attn_softcap));
+  if (c.arch == "gemma2" || c.final_softcap > 0) w.set(a + ".final_logit_softcapping", GGUFValue::f32(c.final_softcap));
+  if (c.sliding_window > 0) {
+    std::vector<GGUFValue> flags;
+    for (int64_t l = 0; l < c.n_layers; l++) flags.push_back(GGUFValue::boolean(c.window(l) > 0));
+    w.set(a + ".attention.sliding_window_pattern", GGUFValue::array(GGUFType::BOOL, std::move(flags)));
+  }
+  if (c.rope_theta_swa > 0) w.set(a + ".rope.freq_base_swa", GGUFValue::f32(c.rope_theta_swa));
+  // llama.cpp derives the query scale from the model size; another one is recorded for lmpress.
+  const bool is_27b = c.n_layers == (c.arch == "gemma2" ? 46 : 62);
+  const float rule = 1.0f / std::sqrt(float(is_27b ? c.dim / c.heads(0) : c.head_dim));
+  if (std::fabs(c.attention_scale() - rule) > 1e-6f * rule) {
+    w.set("lmpress.attention.scale", GGUFValue::f32(c.attention_scale()));
+    fmt::print(stderr, "warning: {}: queries are scaled by {} (query_pre_attn_scalar); llama.cpp scales them by {} "
+               "for this size\n", m.path, c.attention_scale(), rule);
+  }
+}
+
+// A Gemma norm as Hugging Face stores it: w for the x·(1 + w) lmpress holds as 1 + w.
+Tensor gemma_hf_norm(const Tensor& t) {
+  std::vector<float> v = to_f32(t);
+  for (float& x : v) x -= 1.0f;
+  return make_f32_tensor(t.name, t.shape, std::move(v));
+}
+
 void check_not_input(const Model& m, const std::string& out, OutputKind kind = OutputKind::File) {
   PathGuard guard;
   guard.input("model", m.path);
@@ -152,11 +184,12 @@ struct ModelWriter::Impl {
   std::vector<TensorToWrite> entries(const Tensor& t) const {
     if (!hf) return {prepare(m, t, opt, target)};
     if (opt.hf_replace) {
-      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name));
+      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name, m.cfg.gemma()));
       if (!replaced.empty()) return replaced;
     }
-    TensorToWrite tw = prepare(m, t, opt, RopeLayout::Halves);
-    tw.meta.name = canonical_to_hf(t.name);
+    const bool gemma = m.cfg.gemma();
+    TensorToWrite tw = prepare(m, gemma && t.name.ends_with("norm.weight") ? gemma_hf_norm(t) : t, opt, RopeLayout::Halves);
+    tw.meta.name = canonical_to_hf(t.name, gemma);
     if (tw.meta.name.empty()) fail("{}: tensor {} has no Hugging Face name", m.path, t.name);
     return {std::move(tw)};
   }
@@ -184,7 +217,11 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
          "architecture, and deci has no q/k norms (Qwen3)",
          m.path);
-  impl->target = a == "qwen2" || a == "qwen3" ? RopeLayout::Halves : RopeLayout::Interleaved;
+  if (!c.uniform() && c.post_norms)
+    fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
+         "architecture, and deci has no post-norms ({})",
+         m.path, c.arch);
+  impl->target = a == "llama" || a == "deci" ? RopeLayout::Interleaved : RopeLayout::Halves;
   GGUFWriter w;
   w.set("general.architecture", GGUFValue::str(a));
   w.set("general.name", GGUFValue::str(o.name.empty() ? std::filesystem::path(m.path).filename().string() : o.name));
@@ -220,6 +257,7 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     w.set(a + ".rope.scaling.type", GGUFValue::str("linear"));
     w.set(a + ".rope.scaling.factor", GGUFValue::f32(c.rope_factor));
   }
+  write_attention_variants(m, a, w);
   if (m.tokenizer) vocab_to_gguf(m.tokenizer->vocab(), w);
   bool has_rope_freqs = false;
   std::vector<Tensor> metas;
@@ -277,8 +315,12 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   impl->dir = std::make_unique<AtomicDir>(dir);
   const std::string& tmp = impl->dir->path();
   nlohmann::ordered_json j;
-  j["architectures"] = {c.arch == "qwen2" ? "Qwen2ForCausalLM" : c.arch == "qwen3" ? "Qwen3ForCausalLM" : "LlamaForCausalLM"};
-  j["model_type"] = c.arch;
+  const std::map<std::string, std::pair<const char*, const char*>> kClass = {
+      {"qwen2", {"Qwen2ForCausalLM", "qwen2"}},   {"qwen3", {"Qwen3ForCausalLM", "qwen3"}},
+      {"gemma2", {"Gemma2ForCausalLM", "gemma2"}}, {"gemma3", {"Gemma3ForCausalLM", "gemma3_text"}},
+      {"llama", c.sliding_window > 0 ? std::pair{"MistralForCausalLM", "mistral"} : std::pair{"LlamaForCausalLM", "llama"}}};
+  j["architectures"] = {kClass.at(c.arch).first};
+  j["model_type"] = kClass.at(c.arch).second;
   j["hidden_size"] = c.dim;
   j["intermediate_size"] = c.ffn_dim;
   j["num_hidden_layers"] = c.n_layers;
@@ -289,8 +331,19 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   j["max_position_embeddings"] = c.ctx_len;
   j["rms_norm_eps"] = c.rms_eps;
   j["rope_theta"] = c.rope_theta;
-  j["hidden_act"] = "silu";
+  j[c.gemma() ? "hidden_activation" : "hidden_act"] = c.ffn_act == FfnAct::GeluTanh ? "gelu_pytorch_tanh" : "silu";
   j["tie_word_embeddings"] = c.tied_embeddings;
+  if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+  if (c.gemma()) {
+    const float s = c.attention_scale();
+    j["query_pre_attn_scalar"] = std::round(1.0 / (double(s) * s) * 1e4) / 1e4;
+    j["attn_logit_softcapping"] = c.attn_softcap > 0 ? nlohmann::ordered_json(c.attn_softcap) : nlohmann::ordered_json();
+    j["final_logit_softcapping"] = c.final_softcap > 0 ? nlohmann::ordered_json(c.final_softcap) : nlohmann::ordered_json();
+    if (c.rope_theta_swa > 0) j["rope_local_base_freq"] = c.rope_theta_swa;
+    nlohmann::ordered_json types = nlohmann::ordered_json::array();
+    for (int64_t l = 0; l < c.n_layers; l++) types.push_back(c.window(l) > 0 ? "sliding_attention" : "full_attention");
+    j["layer_types"] = types;
+  }
   if (c.arch != "qwen2") j["attention_bias"] = c.qkv_bias;
   if (c.rope_scaling == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_factor}};
   if (c.rope_scaling == "llama3")

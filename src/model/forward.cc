@@ -58,7 +58,7 @@ void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const flo
   const int64_t kvd = c.kv_dim(l);
   thread_local std::vector<float> k;
   k.assign(k0, k0 + kvd);
-  rope(k.data(), c.kv_heads(l), c.head_dim, shift, m.rope_inv_freqs, c.rope_layout);
+  rope(k.data(), c.kv_heads(l), c.head_dim, shift, m.rope_freqs(l), c.rope_layout);
   if (const int64_t rk = kv_rotation_k(kv, c.head_dim)) hadamard(k.data(), kvd, rk);
   store_cache_row(kv.k, k.data(), kvd, krow);
 }
@@ -90,8 +90,55 @@ void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int6
     for (int64_t h = 0; h < c.heads(l); h++) rmsnorm(q + h * c.head_dim, L.q_norm.data(), c.head_dim, c.rms_eps, q + h * c.head_dim);
     for (int64_t h = 0; h < c.kv_heads(l); h++) rmsnorm(k + h * c.head_dim, L.k_norm.data(), c.head_dim, c.rms_eps, k + h * c.head_dim);
   }
-  rope(q, c.heads(l), c.head_dim, pos, m.rope_inv_freqs, c.rope_layout);
-  rope(k, c.kv_heads(l), c.head_dim, pos, m.rope_inv_freqs, c.rope_layout);
+  rope(q, c.heads(l), c.head_dim, pos, m.rope_freqs(l), c.rope_layout);
+  rope(k, c.kv_heads(l), c.head_dim, pos, m.rope_freqs(l), c.rope_layout);
+}
+
+void join_residual(const ModelConfig& c, float* x, float* y, const std::vector<float>& bias,
+                   const std::vector<float>& post_norm, int64_t n) {
+  const int64_t D = c.dim;
+  if (post_norm.empty()) return add_residual(x, y, bias, n, D);
+  for (int64_t t = 0; t < n; t++) {
+    float* row = y + t * D;
+    if (!bias.empty())
+      for (int64_t i = 0; i < D; i++) row[i] += bias[size_t(i)];
+    rmsnorm(row, post_norm.data(), D, c.rms_eps, row);
+  }
+  add_residual(x, y, {}, n, D);
+}
+
+void embed_token(const Model& m, int32_t token, float* x) {
+  const ModelConfig& c = m.cfg;
+  if (token < 0 || token >= c.n_vocab) fail("token id {} is outside the vocabulary of {}", token, c.n_vocab);
+  to_f32(*m.tok_embd, int64_t(token) * c.dim, c.dim, x);
+  if (c.embed_scale != 1.0f)
+    for (int64_t i = 0; i < c.dim; i++) x[i] *= c.embed_scale;
+}
+
+void ffn_activation(const ModelConfig& c, float* gate, const float* up, int64_t n, int64_t F) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < n; t++) {
+    if (c.ffn_act == FfnAct::GeluTanh)
+      gelu_tanh_mul(gate + t * F, up + t * F, F);
+    else
+      silu_mul(gate + t * F, up + t * F, F);
+  }
+}
+
+void cap_logits(const ModelConfig& c, float* logits, int64_t n) {
+  if (c.final_softcap > 0) softcap(logits, n * c.n_vocab, c.final_softcap);
+}
+
+AttentionShape attention_shape(const ModelConfig& c, int64_t l) {
+  AttentionShape shape;
+  shape.n_heads = c.heads(l);
+  shape.n_kv_heads = c.kv_heads(l);
+  shape.head_dim = c.head_dim;
+  shape.q_stride = shape.out_stride = c.q_dim(l);
+  shape.kv_stride = c.kv_dim(l);
+  shape.window = c.window(l);
+  shape.softcap = c.attn_softcap;
+  return shape;
 }
 
 void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
@@ -115,6 +162,7 @@ InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, K
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
   check_kv_spec(kv_, m.cfg.head_dim);
   check_kv_policy(policy_, kv_, n_ctx_, n_batch_);
+  check_policy_fits_model(policy_, m.cfg);
   const auto& c = m.cfg;
   const size_t B = size_t(n_batch_);
   a_.resize(c, B);
@@ -147,16 +195,7 @@ void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool 
   }
 }
 
-AttentionShape InferenceState::shape(int64_t l) const {
-  const auto& c = m_.cfg;
-  AttentionShape shape;
-  shape.n_heads = c.heads(l);
-  shape.n_kv_heads = c.kv_heads(l);
-  shape.head_dim = c.head_dim;
-  shape.q_stride = shape.out_stride = c.q_dim(l);
-  shape.kv_stride = c.kv_dim(l);
-  return shape;
-}
+AttentionShape InferenceState::shape(int64_t l) const { return attention_shape(m_.cfg, l); }
 
 void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const uint8_t* vc) {
   const AttentionShape shape = this->shape(l);
@@ -264,11 +303,7 @@ void InferenceState::truncate(int64_t n) {
 }
 
 void InferenceState::embed(const int32_t* tokens, int64_t n, float* x) const {
-  const auto& c = m_.cfg;
-  for (int64_t t = 0; t < n; t++) {
-    if (tokens[t] < 0 || tokens[t] >= c.n_vocab) fail("token id {} is outside the vocabulary of {}", tokens[t], c.n_vocab);
-    to_f32(*m_.tok_embd, int64_t(tokens[t]) * c.dim, c.dim, x + t * c.dim);
-  }
+  for (int64_t t = 0; t < n; t++) embed_token(m_, tokens[t], x + t * m_.cfg.dim);
 }
 
 void InferenceState::eval_layer(int64_t layer, const LayerWeights& w, float* x, int64_t n, const LinearObserver* obs) {
@@ -339,19 +374,18 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   if (obs) (*obs)(LinearSite::AttnOut, a_.att.data(), n, qd);
   if (c.act_int8) fake_quant_int8_rows(a_.att.data(), n, qd);
   matmul(*L.wo, a_.att.data(), n, a_.xn.data());
-  add_residual(x, a_.xn.data(), L.bo, n, D);
+  join_residual(c, x, a_.xn.data(), L.bo, L.attn_post_norm, n);
 
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
   if (obs) (*obs)(LinearSite::FfnIn, a_.xn.data(), n, D);
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   matmul(*L.w_up, a_.xn.data(), n, a_.up.data());
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; t++) silu_mul(a_.gate.data() + t * F, a_.up.data() + t * F, F);
+  ffn_activation(c, a_.gate.data(), a_.up.data(), n, F);
   if (obs) (*obs)(LinearSite::FfnDown, a_.gate.data(), n, F);
   if (c.act_int8) fake_quant_int8_rows(a_.gate.data(), n, F);
   matmul(*L.w_down, a_.gate.data(), n, a_.xn.data());
-  add_residual(x, a_.xn.data(), L.b_down, n, D);
+  join_residual(c, x, a_.xn.data(), L.b_down, L.ffn_post_norm, n);
 }
 
 void InferenceState::skip_layers(std::vector<bool> skip) {
@@ -390,6 +424,7 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
   for (int64_t t = first; t < n; t++)
     rmsnorm(a_.x.data() + t * D, m_.output_norm.data(), D, c.rms_eps, a_.xn.data() + (t - first) * D);
   matmul(*m_.output, a_.xn.data(), rows, logits);
+  cap_logits(c, logits, rows);
 }
 
 }  // namespace lmpress

@@ -48,6 +48,21 @@ void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const flo
 void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n);
 // x += y (+ bias, when the projection has one), n rows of D.
 void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D);
+// A block's attention or feed-forward output y[n, dim] joins the residual x:
+// its bias added, then (Gemma) RMS-normalized by post_norm when that is
+// non-empty (y is overwritten), then added to x.
+void join_residual(const ModelConfig& c, float* x, float* y, const std::vector<float>& bias,
+                   const std::vector<float>& post_norm, int64_t n);
+// Token `token`'s embedding row into x[dim], times cfg.embed_scale; fails on
+// an id outside the vocabulary.
+void embed_token(const Model& m, int32_t token, float* x);
+// gate[t] = act(gate[t]) · up[t] for n rows of F (SwiGLU or GeGLU).
+void ffn_activation(const ModelConfig& c, float* gate, const float* up, int64_t n, int64_t F);
+// Final logit soft-capping (Gemma 2) on logits[n, vocab]; nothing when off.
+void cap_logits(const ModelConfig& c, float* logits, int64_t n);
+// Layer l's attention: head counts, strides of packed rows, sliding window,
+// soft-capping.
+AttentionShape attention_shape(const ModelConfig& c, int64_t l);
 
 // The activations of a forward pass over up to `tokens` tokens at once
 // (InferenceState's batch, BatchEngine's step).
@@ -119,7 +134,7 @@ class InferenceState {
  private:
   void eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits);
   AttentionShape shape(int64_t layer) const;
-  float attention_scale() const { return 1.0f / std::sqrt(float(m_.cfg.head_dim)); }
+  float attention_scale() const { return m_.cfg.attention_scale(); }
   void attention(int64_t layer, int64_t n, const uint8_t* kc, const uint8_t* vc);
   // Eviction (policy_): every computed layer's cache down to `keep` positions
   // before a step (sink-window, h2o); one layer's prompt down to the snapkv

@@ -71,6 +71,17 @@ std::string kv_policy_name(const KvPolicy& p) {
   return "?";
 }
 
+void check_policy_fits_model(const KvPolicy& p, const ModelConfig& c) {
+  if (!p.active()) return;
+  if (c.sliding_window > 0)
+    fail("--kv-policy {}: the model attends through a sliding window of {} positions already ({}), which eviction "
+         "would misplace; run it without a policy",
+         kv_policy_name(p), c.sliding_window, c.field("sliding_window"));
+  if (c.attn_softcap > 0)
+    fail("--kv-policy {}: the model soft-caps its attention scores ({}), which the policies do not rank",
+         kv_policy_name(p), c.field("attn_logit_softcapping"));
+}
+
 void check_kv_policy(const KvPolicy& p, const KvCacheSpec& kv, int64_t n_ctx, int64_t n_batch) {
   if (!p.active()) return;
   const std::string name = kv_policy_name(p);

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "kernels/kv_types.h"
+#include "model/config.h"
 
 namespace lmpress {
 
@@ -66,6 +67,10 @@ std::string kv_policy_name(const KvPolicy& p);  // as parse_kv_policy reads it
 // positions that eviction would split), a snapkv window larger than the batch
 // n_batch (the window's queries must be in the prompt's last batch).
 void check_kv_policy(const KvPolicy& p, const KvCacheSpec& kv, int64_t n_ctx, int64_t n_batch);
+// An error naming --kv-policy when the model's attention has a sliding window
+// or soft-capped scores (Mistral, Gemma): eviction moves keys away from their
+// positions and ranks them by uncapped attention.
+void check_policy_fits_model(const KvPolicy& p, const ModelConfig& c);
 
 // sink-window's rule: the window holds positions a..n−1 (a = S before any
 // eviction); before a step of b more positions that would overflow

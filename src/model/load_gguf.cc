@@ -1,4 +1,6 @@
 // GGUF model loading: llama.cpp's metadata keys ({arch}.embedding_length, ...).
+#include <cmath>
+
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/tokenizer_files.h"
@@ -17,6 +19,52 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
   return std::move(m->tokenizer);
 }
 
+namespace {
+
+// Sliding windows and Gemma's scalings and soft-caps, with llama.cpp's
+// defaults for keys its converter leaves out.
+void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, ModelConfig& c, int64_t heads0) {
+  const std::string k = c.gguf_arch + ".";
+  const auto get_float = [&](const std::string& key, double def) {
+    return config_float(g.get_float(key).value_or(def), path, key);
+  };
+  const bool gemma2 = c.arch == "gemma2";
+  c.sliding_window = g.get_int(k + "attention.sliding_window").value_or(gemma2 ? 4096 : 0);
+  if (!c.gemma()) return;
+  c.embed_scale = std::sqrt(float(c.dim));
+  // llama.cpp's rule (after gemma_pytorch): queries scaled by 1/√(width / heads) on the 27B models, else 1/√head_dim.
+  const bool is_27b = c.n_layers == (gemma2 ? 46 : 62);
+  c.attn_scale = 1.0f / std::sqrt(float(is_27b ? c.dim / heads0 : c.head_dim));
+  if (g.find("lmpress.attention.scale")) c.attn_scale = get_float("lmpress.attention.scale", 0.0);
+  c.attn_softcap = gemma2 ? get_float(k + "attn_logit_softcapping", 50.0) : 0.0f;
+  c.final_softcap = get_float(k + "final_logit_softcapping", gemma2 ? 30.0 : 0.0);
+  if (c.sliding_window <= 0) return;
+  if (c.arch == "gemma3") c.rope_theta_swa = get_float(k + "rope.freq_base_swa", 10000.0);
+  else if (g.find(k + "rope.freq_base_swa")) c.rope_theta_swa = get_float(k + "rope.freq_base_swa", 10000.0);
+  // An array of flags per layer, or llama.cpp's pattern n: layer l slides when l % n < n − 1.
+  const std::string key = k + "attention.sliding_window_pattern";
+  c.layer_swa.assign(size_t(c.n_layers), 0);
+  const GGUFValue* v = g.find(key);
+  if (v && v->type == GGUFType::ARRAY) {
+    const auto& a = v->as_array();
+    if (a.size() != size_t(c.n_layers)) fail("{}: {} has {} values for {} layers", path, key, a.size(), c.n_layers);
+    for (size_t l = 0; l < a.size(); l++) {
+      if (!a[l].is_int() && a[l].type != GGUFType::BOOL) fail("{}: {} holds a value that is not a flag", path, key);
+      c.layer_swa[l] = a[l].as_int() != 0;
+    }
+    return;
+  }
+  int64_t n = gemma2 ? 2 : 6;
+  if (v) {
+    if (!v->is_int()) fail("{}: {} should be an integer or an array of flags", path, key);
+    n = v->as_int();
+  }
+  if (n < 0 || n > 1024) fail("{}: {} = {} is out of range [0, 1024]", path, key, n);
+  for (int64_t l = 0; l < c.n_layers; l++) c.layer_swa[size_t(l)] = n == 0 || l % n < n - 1;
+}
+
+}  // namespace
+
 std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   GGUFFile g = GGUFFile::open(path);
   auto m = std::make_unique<Model>();
@@ -34,13 +82,19 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.arch = "qwen3";
     c.rope_layout = RopeLayout::Halves;
     c.qk_norm = true;
+  } else if (arch == "gemma2" || arch == "gemma3") {
+    c.arch = arch;
+    c.rope_layout = RopeLayout::Halves;
+    c.qk_norm = arch == "gemma3";
+    c.post_norms = true;
+    c.ffn_act = FfnAct::GeluTanh;
   } else if (arch == "deci") {
     // llama.cpp's Llama with per-layer head counts and feed-forward sizes
     // (what non-uniform structured pruning writes).
     c.arch = "llama";
     c.rope_layout = RopeLayout::Interleaved;
   } else {
-    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, deci)", path, arch);
+    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, deci)", path, arch);
   }
   c.gguf_arch = arch;
   m->rotation = g.get_string("lmpress.rotation").value_or("");
@@ -97,6 +151,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.rope_high_freq_factor = get_float("lmpress.rope_scaling.llama3.high_freq_factor", 4.0);
     c.rope_orig_ctx = g.get_int("lmpress.rope_scaling.llama3.original_context_length").value_or(8192);
   }
+  read_gguf_attention_variants(g, path, c, heads[0]);
   m->tensors = g.tensors();
   const Tensor* emb = m->find("token_embd.weight");
   if (!emb) fail("{}: missing tensor token_embd.weight", path);

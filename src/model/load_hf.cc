@@ -2,6 +2,8 @@
 // Weights keep HF's q/k row order; RoPE uses the "halves" pairing for them.
 #include <nlohmann/json.hpp>
 
+#include <cmath>
+
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/json_file.h"
@@ -11,6 +13,47 @@
 #include "model/model.h"
 
 namespace lmpress {
+
+namespace {
+
+// Sliding windows, Gemma's scalings and soft-caps, and which layers slide.
+void read_attention_variants(const nlohmann::json& j, const std::string& path, ModelConfig& c) {
+  const auto get_int = [&](const char* key, int64_t def) { return json_int(j, key, path, "", def); };
+  const auto number = [&](const char* key, double def) {
+    return config_float(json_number(j, key, path, "", def), path, key);
+  };
+  if (j.contains("use_sliding_window") && json_bool(j, "use_sliding_window", path) && c.arch == "qwen2")
+    fail("{}: use_sliding_window: Qwen2's sliding window over its upper layers (max_window_layers) is not supported",
+         path);
+  if (c.arch == "llama") c.sliding_window = get_int("sliding_window", 0);  // Mistral's; null: none
+  if (!c.gemma()) return;
+  c.sliding_window = get_int("sliding_window", 4096);
+  c.embed_scale = std::sqrt(float(c.dim));
+  c.attn_scale = 1.0f / std::sqrt(number("query_pre_attn_scalar", double(c.head_dim)));
+  c.attn_softcap = number("attn_logit_softcapping", 0.0);
+  c.final_softcap = number("final_logit_softcapping", 0.0);
+  c.layer_swa.assign(size_t(std::max<int64_t>(0, c.n_layers)), 0);
+  if (j.contains("layer_types") && !j["layer_types"].is_null()) {
+    const auto& lt = j["layer_types"];
+    if (!lt.is_array() || lt.size() != size_t(c.n_layers))
+      fail("{}: layer_types must list one of sliding_attention / full_attention per layer ({} layers)", path, c.n_layers);
+    for (size_t l = 0; l < lt.size(); l++) {
+      const std::string t = lt[l].is_string() ? lt[l].get<std::string>() : "";
+      if (t != "sliding_attention" && t != "full_attention")
+        fail("{}: layer_types[{}] '{}' is neither sliding_attention nor full_attention", path, l, lt[l].dump());
+      c.layer_swa[l] = t == "sliding_attention";
+    }
+  } else {
+    // Gemma 2 slides on even layers; Gemma 3 on all but every pattern-th.
+    const int64_t pattern = c.arch == "gemma2" ? 2 : get_int("sliding_window_pattern", 6);
+    if (pattern < 1 || pattern > 1024) fail("{}: sliding_window_pattern {} is out of range [1, 1024]", path, pattern);
+    for (int64_t l = 0; l < c.n_layers; l++)
+      c.layer_swa[size_t(l)] = c.arch == "gemma2" ? l % 2 == 0 : (l + 1) % pattern != 0;
+  }
+  if (c.arch == "gemma3") c.rope_theta_swa = number("rope_local_base_freq", 10000.0);
+}
+
+}  // namespace
 
 ModelConfig hf_config_from_text(const std::string& text, const std::string& path) {
   const nlohmann::json j = parse_json(text, path);
@@ -28,9 +71,18 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   } else if (arch_name == "Qwen3ForCausalLM") {
     c.arch = "qwen3";
     c.qk_norm = true;
+  } else if (arch_name == "Gemma2ForCausalLM" || arch_name == "Gemma3ForCausalLM") {
+    c.arch = arch_name == "Gemma2ForCausalLM" ? "gemma2" : "gemma3";
+    c.qk_norm = c.arch == "gemma3";
+    c.post_norms = true;
+    c.ffn_act = FfnAct::GeluTanh;
+  } else if (arch_name == "Gemma3ForConditionalGeneration") {
+    fail("{}: Gemma3ForConditionalGeneration is Gemma 3 with a vision tower; lmpress runs the text-only "
+         "Gemma3ForCausalLM checkpoints (gemma-3-1b, or a text model extracted from the multimodal one)",
+         path);
   } else {
     fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-         "Qwen3ForCausalLM)",
+         "Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM)",
          path, arch_name);
   }
   auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
@@ -45,10 +97,17 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   c.rope_dim = c.head_dim;
   c.rms_eps = config_float(json_number(j, "rms_norm_eps", path, "", 1e-6), path, "rms_norm_eps");
   c.rope_theta = config_float(json_number(j, "rope_theta", path, "", 10000.0), path, "rope_theta");
-  c.tied_embeddings = json_bool(j, "tie_word_embeddings", path, "", false);
+  c.tied_embeddings = json_bool(j, "tie_word_embeddings", path, "", c.gemma());
   if (c.arch != "qwen2") c.qkv_bias = json_bool(j, "attention_bias", path, "", false);
-  if (const std::string act = json_string(j, "hidden_act", path, "", "silu"); act != "silu")
+  if (c.gemma()) {
+    // Gemma configs name the activation hidden_activation (hidden_act is legacy).
+    const std::string act = json_string(j, "hidden_activation", path, "", json_string(j, "hidden_act", path, "", "gelu_pytorch_tanh"));
+    if (act != "gelu_pytorch_tanh" && act != "gelu_tanh")
+      fail("{}: hidden_activation '{}' is not supported (gelu_pytorch_tanh)", path, act);
+  } else if (const std::string act = json_string(j, "hidden_act", path, "", "silu"); act != "silu") {
     fail("{}: hidden_act '{}' is not supported (silu)", path, act);
+  }
+  read_attention_variants(j, path, c);
   c.rope_layout = RopeLayout::Halves;
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const auto& rs = j["rope_scaling"];
@@ -95,11 +154,12 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
     m->cfg.act_int8 = q.act_int8;
   }
   for (auto& t : tensors) {
-    std::string name = hf_to_canonical(t.name);
+    std::string name = hf_to_canonical(t.name, m->cfg.gemma());
     if (name.empty()) continue;  // e.g. rotary_emb.inv_freq buffers
     t.name = name;
     m->tensors.push_back(std::move(t));
   }
+  if (m->cfg.gemma()) shift_gemma_norms(*m, +1.0f);
   Vocab v;
   if (file_exists(dir + "/tokenizer.model")) {
     v = vocab_from_sentencepiece(dir + "/tokenizer.model");

@@ -104,6 +104,10 @@ void Model::bind() {
       L.q_norm = small_f32(*this, n("attn_q_norm.weight"), c.head_dim);
       L.k_norm = small_f32(*this, n("attn_k_norm.weight"), c.head_dim);
     }
+    if (c.post_norms) {
+      L.attn_post_norm = small_f32(*this, n("post_attention_norm.weight"), c.dim);
+      L.ffn_post_norm = small_f32(*this, n("post_ffw_norm.weight"), c.dim);
+    }
     // Output biases: llama.cpp's optional attn_output.bias / ffn_down.bias,
     // written by structured pruning's bias compensation.
     if (find(n("attn_output.bias"))) L.bo = small_f32(*this, n("attn_output.bias"), c.dim);
@@ -122,8 +126,19 @@ void Model::bind() {
       rope_inv_freqs[i] /= f[i];
     }
   }
+  rope_inv_freqs_swa.clear();
+  if (c.rope_theta_swa > 0) rope_inv_freqs_swa = c.rope_inv_freqs_swa();
   if (tokenizer && int64_t(tokenizer->vocab().size()) > c.n_vocab)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", path, tokenizer->vocab().size(), c.n_vocab);
+}
+
+void shift_gemma_norms(Model& m, float delta) {
+  for (const Tensor& t : std::vector<Tensor>(m.tensors))
+    if (t.name.ends_with("norm.weight")) {
+      std::vector<float> v = to_f32(t);
+      for (float& x : v) x += delta;
+      m.set_f32(t.name, std::move(v));
+    }
 }
 
 int64_t layer_of(const std::string& name) {
@@ -135,7 +150,7 @@ int64_t layer_of(const std::string& name) {
   return std::stoll(num);
 }
 
-std::string hf_to_canonical(const std::string& h) {
+std::string hf_to_canonical(const std::string& h, bool gemma) {
   if (h == "model.embed_tokens.weight") return "token_embd.weight";
   if (h == "model.norm.weight") return "output_norm.weight";
   if (h == "lm_head.weight") return "output.weight";
@@ -151,6 +166,8 @@ std::string hf_to_canonical(const std::string& h) {
       {"self_attn.q_norm.weight", "attn_q_norm.weight"},
       {"self_attn.k_norm.weight", "attn_k_norm.weight"},
       {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},  // Gemma 2/3
+      {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
       {"mlp.gate_proj.weight", "ffn_gate.weight"},
       {"mlp.up_proj.weight", "ffn_up.weight"},
       {"mlp.down_proj.weight", "ffn_down.weight"},
@@ -162,12 +179,16 @@ std::string hf_to_canonical(const std::string& h) {
   std::string num = h.substr(prefix.size(), dot - prefix.size());
   if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 5) return "";
   std::string rest = h.substr(dot + 1);
+  // Gemma's post_attention_layernorm normalizes the attention's output; its
+  // pre_feedforward_layernorm is the feed-forward input's norm.
+  if (gemma && rest == "post_attention_layernorm.weight") return "blk." + num + ".post_attention_norm.weight";
+  if (!gemma && (rest == "pre_feedforward_layernorm.weight" || rest == "post_feedforward_layernorm.weight")) return "";
   for (auto& [hf, c] : kLayer)
     if (rest == hf) return "blk." + num + "." + c;
   return "";
 }
 
-std::string canonical_to_hf(const std::string& c) {
+std::string canonical_to_hf(const std::string& c, bool gemma) {
   if (c == "token_embd.weight") return "model.embed_tokens.weight";
   if (c == "output_norm.weight") return "model.norm.weight";
   if (c == "output.weight") return "lm_head.weight";
@@ -180,8 +201,9 @@ std::string canonical_to_hf(const std::string& c) {
                          "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
                          "self_attn.k_proj.bias", "self_attn.v_proj.bias", "self_attn.q_norm.weight",
                          "self_attn.k_norm.weight", "post_attention_layernorm.weight",
+                         "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
                          "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"})
-    if (hf_to_canonical(probe + hf) == c) return probe + hf;
+    if (hf_to_canonical(probe + hf, gemma) == c) return probe + hf;
   return "";
 }
 

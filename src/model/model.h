@@ -17,7 +17,8 @@ struct LayerWeights {
   std::vector<float> attn_norm, ffn_norm;  // small: kept as f32
   std::vector<float> bq, bk, bv;           // empty unless qkv_bias
   std::vector<float> bo, b_down;           // attn_output / ffn_down biases, usually absent
-  std::vector<float> q_norm, k_norm;       // head_dim each; empty unless qk_norm (Qwen3)
+  std::vector<float> q_norm, k_norm;       // head_dim each; empty unless qk_norm (Qwen3, Gemma 3)
+  std::vector<float> attn_post_norm, ffn_post_norm;  // empty unless post_norms (Gemma)
   const Tensor* wq = nullptr;
   const Tensor* wk = nullptr;
   const Tensor* wv = nullptr;
@@ -39,6 +40,12 @@ struct Model {
   std::string rotation;
   // Pre-RoPE inverse frequencies (from config or a rope_freqs.weight tensor).
   std::vector<float> rope_inv_freqs;
+  // The sliding layers' when cfg.rope_theta_swa is set (Gemma 3), else empty.
+  std::vector<float> rope_inv_freqs_swa;
+  // Layer l's RoPE frequencies.
+  const std::vector<float>& rope_freqs(int64_t l) const {
+    return !rope_inv_freqs_swa.empty() && cfg.window(l) > 0 ? rope_inv_freqs_swa : rope_inv_freqs;
+  }
 
   const Tensor* tok_embd = nullptr;
   const Tensor* output = nullptr;  // == tok_embd when tied
@@ -81,12 +88,17 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir);
 ModelConfig hf_config_from_text(const std::string& text, const std::string& source);
 std::unique_ptr<Model> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
 
+// Adds `delta` to every RMSNorm weight (*norm.weight) of a Gemma model:
+// Hugging Face checkpoints store w for x·(1 + w), lmpress (as GGUF) holds 1 + w.
+void shift_gemma_norms(Model& m, float delta);
+
 // The layer index N of a "blk.N.*" tensor name, or -1 for any other name.
 int64_t layer_of(const std::string& name);
 
-// Canonical (GGUF) name <-> Hugging Face name for a Llama-family tensor;
-// empty when the name is not a model weight lmpress knows.
-std::string hf_to_canonical(const std::string& hf_name);
-std::string canonical_to_hf(const std::string& name);
+// Canonical (GGUF) name <-> Hugging Face name for a Llama-family tensor
+// (`gemma`: Gemma 2/3's names for its four norms per block); empty when the
+// name is not a model weight lmpress knows.
+std::string hf_to_canonical(const std::string& hf_name, bool gemma = false);
+std::string canonical_to_hf(const std::string& name, bool gemma = false);
 
 }  // namespace lmpress

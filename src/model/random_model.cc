@@ -30,6 +30,27 @@ ModelConfig llama_like(int64_t vocab, int64_t dim, int64_t layers, int64_t heads
   return c;
 }
 
+// Gemma 2 / 3 with heads of 256 (query_pre_attn_scalar 256), as the 2B / 1B models.
+ModelConfig gemma_like(const std::string& arch, int64_t vocab, int64_t dim, int64_t layers, int64_t heads,
+                       int64_t kv_heads, int64_t ffn, int64_t ctx, int64_t window) {
+  const bool g3 = arch == "gemma3";
+  ModelConfig c = llama_like(vocab, dim, layers, heads, kv_heads, ffn, ctx, g3 ? 1000000.0f : 10000.0f, 1e-6f, true);
+  c.arch = arch;
+  c.head_dim = c.rope_dim = 256;
+  c.rope_layout = RopeLayout::Halves;
+  c.qk_norm = g3;
+  c.post_norms = true;
+  c.ffn_act = FfnAct::GeluTanh;
+  c.embed_scale = std::sqrt(float(dim));
+  c.attn_scale = 1.0f / 16.0f;
+  c.attn_softcap = g3 ? 0.0f : 50.0f;
+  c.final_softcap = g3 ? 0.0f : 30.0f;
+  c.sliding_window = window;
+  c.rope_theta_swa = g3 ? 10000.0f : 0.0f;
+  for (int64_t l = 0; l < layers; l++) c.layer_swa.push_back(g3 ? (l + 1) % 6 != 0 : l % 2 == 0);
+  return c;
+}
+
 // splitmix64: a seeded stream per (tensor, row).
 uint64_t splitmix(uint64_t& s) {
   uint64_t z = (s += 0x9e3779b97f4a7c15ull);
@@ -91,6 +112,8 @@ const std::vector<ModelShape>& model_shapes() {
     qwen3.head_dim = qwen3.rope_dim = 128;  // wider than hidden / heads = 64
     qwen3.rope_layout = RopeLayout::Halves;
     s.push_back({"qwen3-0.6b", qwen3});
+    s.push_back({"gemma2-2b", gemma_like("gemma2", 256000, 2304, 26, 8, 4, 9216, 8192, 4096)});
+    s.push_back({"gemma3-1b", gemma_like("gemma3", 262144, 1152, 26, 4, 1, 6912, 32768, 512)});
     s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
     ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
     l32.rope_scaling = "llama3";
@@ -150,7 +173,9 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
       add(p + "attn_k_norm.weight", {cfg.head_dim});
     }
     add(p + "attn_output.weight", {D, cfg.q_dim()});
+    if (cfg.post_norms) add(p + "post_attention_norm.weight", {D});
     add(p + "ffn_norm.weight", {D});
+    if (cfg.post_norms) add(p + "post_ffw_norm.weight", {D});
     add(p + "ffn_gate.weight", {cfg.ffn_dim, D});
     add(p + "ffn_up.weight", {cfg.ffn_dim, D});
     add(p + "ffn_down.weight", {D, cfg.ffn_dim});

@@ -28,6 +28,7 @@ BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens
   for (int64_t l = 0; l < c.n_layers; l++)
     if (cache.kv_dim(l) != c.kv_dim(l))
       fail("batch engine: the KV cache's layer {} holds rows of {}, the model's {}", l, cache.kv_dim(l), c.kv_dim(l));
+  check_policy_fits_model(cache.policy(), c);
   for (const LayerWeights& L : m.layers)
     for (const Tensor* w : {L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down})
       invariant_ = invariant_ && matmul_rows_batch_invariant(*w);
@@ -122,8 +123,7 @@ void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
   plan(batch, logits != nullptr);
   const auto& c = m_.cfg;
   const int64_t n = int64_t(batch.size()), D = c.dim;
-  for (int64_t r = 0; r < n; r++)
-    to_f32(*m_.tok_embd, int64_t(batch[size_t(order_[size_t(r)])].token) * D, D, a_.x.data() + r * D);
+  for (int64_t r = 0; r < n; r++) embed_token(m_, batch[size_t(order_[size_t(r)])].token, a_.x.data() + r * D);
   for (int64_t l = 0; l < c.n_layers; l++) layer(l, n);
 
   // Logits in batch order for the tokens that ask.
@@ -141,6 +141,7 @@ void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
       matmul(*m_.output, a_.xn.data(), int64_t(rows.size()), logits);
     else
       matmul_decode(*m_.output, a_.xn.data(), int64_t(rows.size()), logits);
+    cap_logits(c, logits, int64_t(rows.size()));
   }
   for (const Group& g : groups_) {
     std::vector<int32_t> toks;
@@ -240,30 +241,23 @@ void BatchEngine::layer(int64_t l, int64_t n) {
       pq[gi].cache.fresh_from = st->size();
     }
   }
-  AttentionShape shape;
-  shape.n_heads = c.heads(l);
-  shape.n_kv_heads = c.kv_heads(l);
-  shape.head_dim = c.head_dim;
-  shape.q_stride = shape.out_stride = qd;
-  shape.kv_stride = kvd;
-  attention_paged(shape, kv, pq.data(), int64_t(pq.size()), 1.0f / std::sqrt(float(c.head_dim)));
+  attention_paged(attention_shape(c, l), kv, pq.data(), int64_t(pq.size()), c.attention_scale());
   if (kv.kivi())
     for (const Group& g : groups_)
       cache_.stage(g.seq, l)->commit(a_.k.data() + g.first * kvd, a_.v.data() + g.first * kvd, g.count);
   unrotate_attention(m_, kv, l, a_.att.data(), n);
   if (c.act_int8) fake_quant_int8_rows(a_.att.data(), n, qd);
   linear(*L.wo, a_.att.data(), n, a_.xn.data());
-  add_residual(x, a_.xn.data(), L.bo, n, D);
+  join_residual(c, x, a_.xn.data(), L.bo, L.attn_post_norm, n);
 
   for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   linear(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   linear(*L.w_up, a_.xn.data(), n, a_.up.data());
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; t++) silu_mul(a_.gate.data() + t * F, a_.up.data() + t * F, F);
+  ffn_activation(c, a_.gate.data(), a_.up.data(), n, F);
   if (c.act_int8) fake_quant_int8_rows(a_.gate.data(), n, F);
   linear(*L.w_down, a_.gate.data(), n, a_.xn.data());
-  add_residual(x, a_.xn.data(), L.b_down, n, D);
+  join_residual(c, x, a_.xn.data(), L.b_down, L.ffn_post_norm, n);
 }
 
 }  // namespace lmpress

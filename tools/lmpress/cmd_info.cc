@@ -45,6 +45,15 @@ void add_info(CLI::App& app) {
                      {"intermediate_size", c.ffn_dim}, {"context_length", c.ctx_len}, {"rms_norm_eps", c.rms_eps},
                      {"rope_theta", c.rope_theta},    {"rope_scaling", c.rope_scaling},
                      {"tied_embeddings", c.tied_embeddings}, {"qkv_bias", c.qkv_bias}};
+      if (c.sliding_window > 0) {
+        j["config"]["sliding_window"] = c.sliding_window;
+        std::vector<int64_t> sliding;
+        for (int64_t l = 0; l < c.n_layers; l++)
+          if (c.window(l) > 0) sliding.push_back(l);
+        j["config"]["sliding_layers"] = sliding;
+      }
+      if (c.attn_softcap > 0) j["config"]["attn_logit_softcapping"] = c.attn_softcap;
+      if (c.final_softcap > 0) j["config"]["final_logit_softcapping"] = c.final_softcap;
       if (!m->rotation.empty()) j["rotation"] = m->rotation;
       if (c.act_int8) j["activations"] = "int8-token";
       if (!c.uniform()) {
@@ -91,6 +100,14 @@ void add_info(CLI::App& app) {
                c.rope_scaling.empty() ? "" : ", scaling " + c.rope_scaling, c.rms_eps);
     fmt::print("output head:   {}{}\n", c.tied_embeddings ? "tied to embeddings" : "separate",
                c.qkv_bias ? ", q/k/v bias" : "");
+    if (c.sliding_window > 0) {
+      int64_t sliding = 0;
+      for (int64_t l = 0; l < c.n_layers; l++) sliding += c.window(l) > 0;
+      fmt::print("attention:     sliding window of {} on {} of {} layers{}\n", c.sliding_window, sliding, c.n_layers,
+                 c.rope_theta_swa > 0 ? fmt::format(" (rope theta {})", c.rope_theta_swa) : "");
+    }
+    if (c.attn_softcap > 0 || c.final_softcap > 0)
+      fmt::print("soft-capping:  attention {}, logits {}\n", c.attn_softcap, c.final_softcap);
     if (!m->rotation.empty()) fmt::print("rotation:      {} (residual stream, folded into the weights)\n", m->rotation);
     if (c.act_int8) fmt::print("activations:   int8 per token, dynamic (W8A8)\n");
     fmt::print("per token:     at context {}: {:.2f} M MACs ({:.2f} M in attention), {:.2f} MiB of weights read; "

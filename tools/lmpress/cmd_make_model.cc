@@ -13,7 +13,7 @@ void add_make_model(CLI::App& app) {
   struct Opts {
     std::string shape, type = "f16", out;
     uint64_t seed = 1;
-    int64_t layers = 0, vocab = 0;
+    int64_t layers = 0, vocab = 0, window = -1;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -29,11 +29,17 @@ void add_make_model(CLI::App& app) {
   cmd->add_option("--vocab", o->vocab, "Use a vocabulary of N tokens instead of the shape's (0: the shape's), for quick tests")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(0), int64_t(1) << 20));
+  cmd->add_option("--sliding-window", o->window,
+                  "Sliding window of the shape's sliding layers (Gemma's local layers); -1: the shape's, 0: none")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(-1), int64_t(1) << 24));
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
     ModelConfig cfg = find_model_shape(o->shape);
     if (o->layers > 0) cfg.n_layers = std::min(cfg.n_layers, o->layers);
+    if (!cfg.layer_swa.empty()) cfg.layer_swa.resize(size_t(cfg.n_layers));
+    if (o->window >= 0) cfg.sliding_window = o->window;
     if (o->vocab > 0) cfg.n_vocab = o->vocab;
     const auto preset = find_preset(o->type);
     if (!preset) fail("--type '{}': unknown type (known: {})", o->type, preset_names());
