@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <map>
+#include <tuple>
+
+#include <fmt/format.h>
 
 #include "core/mapped_file.h"
 #include "eval/speed.h"
@@ -78,6 +81,24 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
               " -c 128 --chunks 10 --json");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 4604.8458, 4604.8458 * 0.001);
+  // Gemma 3 (q/k norms, post-norms, GeGLU, five sliding layers with a local RoPE base, then a global one) and
+  // Gemma 2 (soft-capped scores and logits), windows of 32 in contexts of 128: llama.cpp reads them as its
+  // gemma3 / gemma2 architectures (llama-perplexity -c 128 --chunks 4 on these files: 4948.8587 and
+  // 28998337.0448; without the windows lmpress gives 5207.87 and 27304341.5, so each window counts).
+  for (const auto& [shape, layers, want] : {std::tuple{"gemma3-1b", 6, 4948.8587}, std::tuple{"gemma2-2b", 2, 28998337.0448}}) {
+    SCOPED_TRACE(shape);
+    ASSERT_EQ(run_cli(fmt::format("make-model --shape {} --layers {} --vocab 4096 --sliding-window 32 --type f16 {}/g.gguf",
+                                  shape, layers, d))
+                  .status,
+              0);
+    r = run_cli("perplexity " + d + "/g.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
+                " -c 128 --chunks 4 --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), want, want * 0.001);
+  }
+  expect_cli_error("generate " + d + "/g.gguf -p hello -n 2 --kv-policy h2o:32",
+                   "the model attends through a sliding window of 32 positions already");
+  expect_cli_error("rotate " + d + "/g.gguf " + d + "/r.gguf", "post-norms");
   expect_cli_error("make-model --shape gpt-5 " + d + "/x.gguf", "unknown shape");
   expect_cli_error("make-model --shape smollm2-135m --type q9 " + d + "/x.gguf", "unknown type");
 }

@@ -41,7 +41,9 @@ std::string byte_char(int b) {
 void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   const int64_t hd = s.head_dim ? s.head_dim : s.dim / s.n_heads, qd = s.n_heads * hd, kvd = s.n_kv_heads * hd;
   const int64_t vocab = 256 + 4 + 2;
-  const bool bias = s.arch == "Qwen2ForCausalLM", qk_norm = s.arch == "Qwen3ForCausalLM";
+  const bool gemma = s.arch == "Gemma2ForCausalLM" || s.arch == "Gemma3ForCausalLM";
+  const bool bias = s.arch == "Qwen2ForCausalLM", qk_norm = s.arch == "Qwen3ForCausalLM" || s.arch == "Gemma3ForCausalLM";
+  const float norm_base = gemma ? 0.0f : 1.0f;  // Gemma computes x·(1 + w)
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> nd(0.0f, 0.3f);
   std::vector<TensorToWrite> ts;
@@ -55,7 +57,7 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   add("model.embed_tokens.weight", {vocab, s.dim});
   for (int64_t l = 0; l < s.n_layers; l++) {
     std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {s.dim}, 1.0f);
+    add(p + "input_layernorm.weight", {s.dim}, norm_base);
     add(p + "self_attn.q_proj.weight", {qd, s.dim});
     add(p + "self_attn.k_proj.weight", {kvd, s.dim});
     add(p + "self_attn.v_proj.weight", {kvd, s.dim});
@@ -65,16 +67,20 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
       add(p + "self_attn.v_proj.bias", {kvd});
     }
     if (qk_norm) {
-      add(p + "self_attn.q_norm.weight", {hd}, 1.0f);
-      add(p + "self_attn.k_norm.weight", {hd}, 1.0f);
+      add(p + "self_attn.q_norm.weight", {hd}, norm_base);
+      add(p + "self_attn.k_norm.weight", {hd}, norm_base);
     }
     add(p + "self_attn.o_proj.weight", {s.dim, qd});
-    add(p + "post_attention_layernorm.weight", {s.dim}, 1.0f);
+    add(p + "post_attention_layernorm.weight", {s.dim}, norm_base);
+    if (gemma) {
+      add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_base);
+      add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_base);
+    }
     add(p + "mlp.gate_proj.weight", {s.ffn, s.dim});
     add(p + "mlp.up_proj.weight", {s.ffn, s.dim});
     add(p + "mlp.down_proj.weight", {s.dim, s.ffn});
   }
-  add("model.norm.weight", {s.dim}, 1.0f);
+  add("model.norm.weight", {s.dim}, norm_base);
   if (!s.tied) add("lm_head.weight", {vocab, s.dim});
   write_safetensors(dir + "/model.safetensors", ts);
 
@@ -84,6 +90,16 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
                       {"max_position_embeddings", s.ctx}, {"rms_norm_eps", 1e-6}, {"rope_theta", 500.0},
                       {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
   if (s.head_dim) c["head_dim"] = s.head_dim;
+  if (s.sliding_window) c["sliding_window"] = s.sliding_window;
+  if (gemma) {
+    c.erase("hidden_act");
+    c["hidden_activation"] = "gelu_pytorch_tanh";
+    c["query_pre_attn_scalar"] = 24;
+    const bool g2 = s.arch == "Gemma2ForCausalLM";
+    c["attn_logit_softcapping"] = g2 ? nlohmann::json(2.0) : nlohmann::json();
+    c["final_logit_softcapping"] = g2 ? nlohmann::json(3.0) : nlohmann::json();
+    if (!g2) c["rope_local_base_freq"] = 50.0, c["sliding_window_pattern"] = 2;
+  }
   if (s.llama3_rope)
     c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
                          {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
@@ -121,9 +137,22 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
                 KVH = c["num_key_value_heads"], F = c["intermediate_size"], V = c["vocab_size"];
   const int64_t hd = c.contains("head_dim") ? int64_t(c["head_dim"]) : D / H;
   const double eps = c["rms_norm_eps"], theta = c["rope_theta"];
+  const std::string arch = c["architectures"][0];
+  const bool gemma = arch == "Gemma2ForCausalLM" || arch == "Gemma3ForCausalLM";
+  const auto opt = [&](const char* key) { return c.contains(key) && !c[key].is_null() ? double(c[key]) : 0.0; };
+  const int64_t window = int64_t(opt("sliding_window"));
+  const double attn_cap = opt("attn_logit_softcapping"), final_cap = opt("final_logit_softcapping");
+  const double scaling = gemma ? 1.0 / std::sqrt(opt("query_pre_attn_scalar")) : 1.0 / std::sqrt(double(hd));
+  // Gemma 2: even layers slide; Gemma 3: all but every sliding_window_pattern-th (local RoPE base there).
+  const auto sliding = [&](int64_t l) {
+    if (arch == "Gemma2ForCausalLM") return l % 2 == 0;
+    if (arch == "Gemma3ForCausalLM") return (l + 1) % int64_t(opt("sliding_window_pattern")) != 0;
+    return window > 0;
+  };
   // inv_freq with HF's llama3 rule (modeling_rope_utils._compute_llama3_parameters).
-  std::vector<double> inv(static_cast<size_t>(hd / 2));
+  std::vector<double> inv(static_cast<size_t>(hd / 2)), inv_local(inv.size());
   for (int64_t i = 0; i < hd / 2; i++) {
+    if (c.contains("rope_local_base_freq")) inv_local[size_t(i)] = 1.0 / std::pow(double(c["rope_local_base_freq"]), double(2 * i) / double(hd));
     double f = 1.0 / std::pow(theta, double(2 * i) / double(hd));
     if (c.contains("rope_scaling")) {
       auto rs = c["rope_scaling"];
@@ -153,10 +182,10 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
     for (double v : x) ss += v * v;
     double r = 1.0 / std::sqrt(ss / double(x.size()) + eps);
     std::vector<double> y(x.size());
-    for (size_t i = 0; i < x.size(); i++) y[i] = x[i] * r * W.at(w)[i];
+    for (size_t i = 0; i < x.size(); i++) y[i] = x[i] * r * (gemma ? 1.0 + W.at(w)[i] : W.at(w)[i]);
     return y;
   };
-  auto rope = [&](std::vector<double>& v, int64_t heads, int64_t pos) {  // rotate_half
+  auto rope = [&](std::vector<double>& v, int64_t heads, int64_t pos, const std::vector<double>& inv) {  // rotate_half
     for (int64_t h = 0; h < heads; h++)
       for (int64_t i = 0; i < hd / 2; i++) {
         double a = v[size_t(h * hd + i)], b = v[size_t(h * hd + i + hd / 2)];
@@ -171,13 +200,15 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   for (size_t p = 0; p < tokens.size(); p++) {
     std::vector<double> x(W["model.embed_tokens.weight"].begin() + tokens[p] * D,
                           W["model.embed_tokens.weight"].begin() + (tokens[p] + 1) * D);
+    if (gemma)
+      for (double& e : x) e *= std::sqrt(double(D));
     for (int64_t l = 0; l < L; l++) {
       std::string pre = "model.layers." + std::to_string(l) + ".";
       auto h = norm(x, pre + "input_layernorm.weight");
       auto q = linear(pre + "self_attn.q_proj.weight", h, H * hd);
       auto k = linear(pre + "self_attn.k_proj.weight", h, KVH * hd);
       auto v = linear(pre + "self_attn.v_proj.weight", h, KVH * hd);
-      if (W.count(pre + "self_attn.q_norm.weight")) {  // Qwen3: RMSNorm over each head, before RoPE
+      if (W.count(pre + "self_attn.q_norm.weight")) {  // Qwen3, Gemma 3: RMSNorm over each head, before RoPE
         auto per_head = [&](std::vector<double>& t, int64_t heads, const std::string& w) {
           for (int64_t hh = 0; hh < heads; hh++) {
             const auto y = norm(std::vector<double>(t.begin() + hh * hd, t.begin() + (hh + 1) * hd), w);
@@ -187,8 +218,11 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
         per_head(q, H, pre + "self_attn.q_norm.weight");
         per_head(k, KVH, pre + "self_attn.k_norm.weight");
       }
-      rope(q, H, int64_t(p));
-      rope(k, KVH, int64_t(p));
+      const bool local = sliding(l) && window > 0;
+      const auto& freqs = local && arch == "Gemma3ForCausalLM" ? inv_local : inv;
+      rope(q, H, int64_t(p), freqs);
+      rope(k, KVH, int64_t(p), freqs);
+      const size_t first = local && int64_t(p) >= window ? p - size_t(window) + 1 : 0;
       Kc[size_t(l)].push_back(k);
       Vc[size_t(l)].push_back(v);
       std::vector<double> att(static_cast<size_t>(H * hd));
@@ -196,27 +230,38 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
         int64_t g = hh / (H / KVH);
         std::vector<double> s(p + 1);
         double mx = -1e300;
-        for (size_t j = 0; j <= p; j++) {
+        for (size_t j = first; j <= p; j++) {
           double d = 0;
           for (int64_t i = 0; i < hd; i++) d += q[size_t(hh * hd + i)] * Kc[size_t(l)][j][size_t(g * hd + i)];
-          s[j] = d / std::sqrt(double(hd));
+          s[j] = d * scaling;
+          if (attn_cap > 0) s[j] = attn_cap * std::tanh(s[j] / attn_cap);
           mx = std::max(mx, s[j]);
         }
         double sum = 0;
-        for (auto& e : s) sum += e = std::exp(e - mx);
-        for (size_t j = 0; j <= p; j++)
+        for (size_t j = first; j <= p; j++) sum += s[j] = std::exp(s[j] - mx);
+        for (size_t j = first; j <= p; j++)
           for (int64_t i = 0; i < hd; i++) att[size_t(hh * hd + i)] += s[j] / sum * Vc[size_t(l)][j][size_t(g * hd + i)];
       }
       auto o = linear(pre + "self_attn.o_proj.weight", att, D);
+      if (gemma) o = norm(o, pre + "post_attention_layernorm.weight");
       for (int64_t i = 0; i < D; i++) x[size_t(i)] += o[size_t(i)];
-      h = norm(x, pre + "post_attention_layernorm.weight");
+      h = norm(x, pre + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
       auto gt = linear(pre + "mlp.gate_proj.weight", h, F);
       auto up = linear(pre + "mlp.up_proj.weight", h, F);
-      for (int64_t i = 0; i < F; i++) gt[size_t(i)] = gt[size_t(i)] / (1 + std::exp(-gt[size_t(i)])) * up[size_t(i)];
+      for (int64_t i = 0; i < F; i++) {
+        const double a = gt[size_t(i)];
+        // PyTorch's gelu(approximate="tanh") for Gemma, SiLU otherwise.
+        gt[size_t(i)] = (gemma ? 0.5 * a * (1 + std::tanh(std::sqrt(2 / M_PI) * (a + 0.044715 * a * a * a)))
+                               : a / (1 + std::exp(-a))) * up[size_t(i)];
+      }
       auto dn = linear(pre + "mlp.down_proj.weight", gt, D);
+      if (gemma) dn = norm(dn, pre + "post_feedforward_layernorm.weight");
       for (int64_t i = 0; i < D; i++) x[size_t(i)] += dn[size_t(i)];
     }
-    out.push_back(linear(head, norm(x, "model.norm.weight"), V));
+    auto logits = linear(head, norm(x, "model.norm.weight"), V);
+    if (final_cap > 0)
+      for (double& z : logits) z = final_cap * std::tanh(z / final_cap);
+    out.push_back(logits);
   }
   return out;
 }

@@ -10,11 +10,16 @@
 namespace lmpress::test {
 
 struct SyntheticSpec {
-  std::string arch = "LlamaForCausalLM";  // or Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM
+  // or Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM
+  std::string arch = "LlamaForCausalLM";
   int64_t dim = 32, n_layers = 2, n_heads = 4, n_kv_heads = 2, ffn = 48, ctx = 64;
   int64_t head_dim = 0;  // 0: dim / n_heads; else written as config.json's head_dim
   bool tied = false;
   bool llama3_rope = false;
+  // Mistral's and Gemma's sliding window (Gemma: layer 0 slides, layer 1 sees
+  // everything, and so on; soft-caps and query_pre_attn_scalar set so that
+  // each changes the logits).
+  int64_t sliding_window = 0;
   uint32_t seed = 1;
 };
 

@@ -67,7 +67,8 @@ constexpr float kGeluC = 0.7978845608028654f;  // √(2/π)
 void gelu_tanh_mul_ref(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float g = gate[i];
-    gate[i] = 0.5f * g * (1.0f + std::tanh(kGeluC * (g + 0.044715f * g * g * g))) * up[i];
+    // 0.5·(1 + tanh z) = 1 / (1 + e^(−2z)): no cancellation for negative g.
+    gate[i] = g / (1.0f + std::exp(-2.0f * kGeluC * (g + 0.044715f * g * g * g))) * up[i];
   }
 }
 

@@ -189,7 +189,18 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   qwen3.arch = "Qwen3ForCausalLM";
   qwen3.head_dim = 16;
   qwen3.tied = true;
-  for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3}}) {
+  test::SyntheticSpec mistral_window = mistral;  // windows of 5 over 40 tokens run in batches of 16
+  mistral_window.sliding_window = 5;
+  test::SyntheticSpec gemma2;  // soft-capped scores and logits, GeGLU, post-norms, (1 + w) norms, tied
+  gemma2.arch = "Gemma2ForCausalLM";
+  gemma2.sliding_window = 7;
+  gemma2.tied = true;
+  test::SyntheticSpec gemma3 = gemma2;  // q/k norms, a local RoPE base on the sliding layers
+  gemma3.arch = "Gemma3ForCausalLM";
+  gemma3.head_dim = 16;
+  gemma3.n_layers = 3;
+  for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
+                        Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3}}) {
     SCOPED_TRACE(c.name);
     std::string dir = test::temp_dir();
     test::write_synthetic_hf(dir, c.spec);
@@ -201,10 +212,12 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
     auto gg = load_model(dir + "/m.gguf");
     write_hf_model(*gg, dir + "/back", {});
     auto back = load_model(dir + "/back");
-    const bool qwen_family = c.spec.arch == "Qwen2ForCausalLM" || c.spec.arch == "Qwen3ForCausalLM";
-    EXPECT_EQ(gg->cfg.rope_layout, qwen_family ? RopeLayout::Halves : RopeLayout::Interleaved);
+    const bool llama_family = c.spec.arch == "LlamaForCausalLM" || c.spec.arch == "MistralForCausalLM";
+    EXPECT_EQ(gg->cfg.rope_layout, llama_family ? RopeLayout::Interleaved : RopeLayout::Halves);
     EXPECT_EQ(back->cfg.arch, hf->cfg.arch);
-    EXPECT_EQ(gg->cfg.qk_norm, c.spec.arch == "Qwen3ForCausalLM");
+    EXPECT_EQ(gg->cfg.qk_norm, c.spec.arch == "Qwen3ForCausalLM" || c.spec.arch == "Gemma3ForCausalLM");
+    EXPECT_EQ(gg->cfg.sliding_window, c.spec.sliding_window);
+    EXPECT_EQ(back->cfg.layer_swa, hf->cfg.layer_swa);
     for (const Model* m : {hf.get(), gg.get(), back.get()}) {
       auto got = all_logits(*m, toks, 16);
       const int64_t V = m->cfg.n_vocab;

@@ -2,6 +2,7 @@
 // naming the file and the field.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -57,6 +58,69 @@ TEST(HfConfig, BadFieldsNameTheField) {
                "bos_token_id = 4294967296 is out of range");
   expect_error([] { config([](auto& j) { j["tie_word_embeddings"] = "no"; }); },
                "field tie_word_embeddings must be true or false");
+}
+
+// Gemma's layer pattern, scalings and caps; Mistral's window.
+TEST(HfConfig, ReadsSlidingWindowsAndGemmaSettings) {
+  const auto gemma = [](const char* arch) {
+    return [arch](nlohmann::json& j) {
+      j["architectures"] = {arch};
+      j.erase("hidden_act");
+      j["hidden_activation"] = "gelu_pytorch_tanh";
+      j["head_dim"] = 64;
+      j["query_pre_attn_scalar"] = 144;
+      j["sliding_window"] = 128;
+      j["attn_logit_softcapping"] = 50.0;
+      j["final_logit_softcapping"] = 30.0;
+    };
+  };
+  ModelConfig c = config(gemma("Gemma2ForCausalLM"));
+  EXPECT_EQ(c.arch, "gemma2");
+  EXPECT_EQ(c.layer_swa, (std::vector<uint8_t>{1, 0, 1, 0, 1, 0}));
+  EXPECT_EQ(c.window(0), 128);
+  EXPECT_EQ(c.window(1), 0);
+  EXPECT_FLOAT_EQ(c.attention_scale(), 1.0f / 12.0f);
+  EXPECT_FLOAT_EQ(c.embed_scale, std::sqrt(288.0f));
+  EXPECT_FLOAT_EQ(c.attn_softcap, 50.0f);
+  EXPECT_TRUE(c.tied_embeddings);  // Gemma's default
+  EXPECT_EQ(c.ffn_act, FfnAct::GeluTanh);
+  c = config([&](nlohmann::json& j) {
+    gemma("Gemma3ForCausalLM")(j);
+    j["attn_logit_softcapping"] = nullptr;
+    j["sliding_window_pattern"] = 3;
+  });
+  EXPECT_EQ(c.layer_swa, (std::vector<uint8_t>{1, 1, 0, 1, 1, 0}));
+  EXPECT_EQ(c.attn_softcap, 0.0f);
+  EXPECT_EQ(c.rope_theta_swa, 10000.0f);  // rope_local_base_freq's default
+  EXPECT_TRUE(c.qk_norm);
+  c = config([&](nlohmann::json& j) {
+    gemma("Gemma3ForCausalLM")(j);
+    j["layer_types"] = {"full_attention", "sliding_attention", "full_attention", "full_attention",
+                        "sliding_attention", "full_attention"};
+  });
+  EXPECT_EQ(c.layer_swa, (std::vector<uint8_t>{0, 1, 0, 0, 1, 0}));
+  c = config([](nlohmann::json& j) { j["architectures"] = {"MistralForCausalLM"}, j["sliding_window"] = 4096; });
+  EXPECT_EQ(c.window(5), 4096);
+  EXPECT_EQ(config([](nlohmann::json& j) { j["sliding_window"] = nullptr; }).sliding_window, 0);
+
+  expect_error([&] { config([&](nlohmann::json& j) { gemma("Gemma3ForCausalLM")(j), j["layer_types"] = {"full_attention"}; }); },
+               "m/config.json: layer_types must list one of sliding_attention / full_attention per layer (6 layers)");
+  expect_error([&] {
+    config([&](nlohmann::json& j) {
+      gemma("Gemma2ForCausalLM")(j);
+      j["layer_types"] = {"full_attention", "local", "full_attention", "full_attention", "full_attention", "full_attention"};
+    });
+  }, "layer_types[1] '\"local\"' is neither sliding_attention nor full_attention");
+  expect_error([&] { config([&](nlohmann::json& j) { gemma("Gemma2ForCausalLM")(j), j["sliding_window"] = -3; }); },
+               "sliding_window = -3 is out of range");
+  expect_error([&] { config([&](nlohmann::json& j) { gemma("Gemma2ForCausalLM")(j), j["attn_logit_softcapping"] = -1; }); },
+               "attn_logit_softcapping -1 must be a finite number ≥ 0");
+  expect_error([&] { config([&](nlohmann::json& j) { gemma("Gemma2ForCausalLM")(j), j["hidden_activation"] = "relu"; }); },
+               "hidden_activation 'relu' is not supported");
+  expect_error([] { config([](nlohmann::json& j) { j["architectures"] = {"Gemma3ForConditionalGeneration"}; }); },
+               "Gemma3ForConditionalGeneration is Gemma 3 with a vision tower");
+  expect_error([] { config([](nlohmann::json& j) { j["architectures"] = {"Qwen2ForCausalLM"}, j["use_sliding_window"] = true; }); },
+               "use_sliding_window: Qwen2's sliding window");
 }
 
 TEST(HfConfig, GptqQuantizationConfigFieldsAreChecked) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "model/export.h"
+#include "model/random_model.h"
 #include "model/repack.h"
 #include "greedy_reference.h"
 #include "kernels/gemm_packed.h"
@@ -249,6 +251,34 @@ TEST(BatchEngine, SinkWindowMatchesLoneInferenceState) {
     for (const auto& r : refs) ASSERT_LT(int64_t(r.prompt.size()), policy.capacity());
     const Outcome run = run_interleaved(*m, refs, {0, 1, 2, 12}, n_gen, 16, 16, {}, policy);
     EXPECT_EQ(run.cached, 0);  // nothing shared under a policy
+    expect_lone_results(run);
+  }
+}
+
+// Gemma's sliding-window layers (a window of 12, shorter than every prompt),
+// soft-capping (Gemma 2), post-norms and GeGLU in the engine: random small
+// Gemma 2 / 3 models, sequences interleaved and prefixes shared as above.
+TEST(BatchEngine, GemmaSlidingWindowsMatchLoneInferenceState) {
+  const std::string d = test::temp_dir();
+  for (const char* shape : {"gemma2-2b", "gemma3-1b"}) {
+    SCOPED_TRACE(shape);
+    ModelConfig c = find_model_shape(shape);
+    c.n_vocab = 512, c.dim = 128, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 32, c.ffn_dim = 256;
+    c.n_layers = 3, c.sliding_window = 12, c.embed_scale = std::sqrt(128.0f);
+    c.layer_swa = {1, 0, 1};
+    auto random = make_random_model(c, shape);
+    ExportOptions eo;
+    eo.values = [](const Tensor& t) { return random_tensor_values(t, 7); };
+    const std::string path = d + "/" + shape + ".gguf";
+    write_gguf_model(*random, path, eo);
+    auto m = load_for_inference(path);
+    ASSERT_EQ(m->cfg.window(0), 12);
+    ASSERT_EQ(m->cfg.window(1), 0);
+    const int64_t n_gen = 12;
+    const auto refs = references(*m, n_gen);
+    const Outcome run = run_interleaved(*m, refs, {0, 1, 2, 12, 60}, n_gen, 16, 16);
+    EXPECT_GT(run.cached, 0);
+    EXPECT_GT(run.mixed_batches, 3);
     expect_lone_results(run);
   }
 }
