@@ -91,6 +91,14 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
                       {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
   if (s.head_dim) c["head_dim"] = s.head_dim;
   if (s.sliding_window) c["sliding_window"] = s.sliding_window;
+  if (s.arch == "GraniteForCausalLM")
+    c["embedding_multiplier"] = 3.0, c["residual_multiplier"] = 0.5, c["attention_multiplier"] = 0.25,
+    c["logits_scaling"] = 2.5;
+  if (s.arch == "SmolLM3ForCausalLM") {  // every other layer without RoPE
+    std::vector<int> nr;
+    for (int64_t l = 0; l < s.n_layers; l++) nr.push_back(l % 2 == 0);
+    c["no_rope_layers"] = nr;
+  }
   if (gemma) {
     c.erase("hidden_act");
     c["hidden_activation"] = "gelu_pytorch_tanh";
@@ -142,7 +150,11 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   const auto opt = [&](const char* key) { return c.contains(key) && !c[key].is_null() ? double(c[key]) : 0.0; };
   const int64_t window = int64_t(opt("sliding_window"));
   const double attn_cap = opt("attn_logit_softcapping"), final_cap = opt("final_logit_softcapping");
-  const double scaling = gemma ? 1.0 / std::sqrt(opt("query_pre_attn_scalar")) : 1.0 / std::sqrt(double(hd));
+  const bool granite = arch == "GraniteForCausalLM";
+  const double scaling = gemma     ? 1.0 / std::sqrt(opt("query_pre_attn_scalar"))
+                         : granite ? opt("attention_multiplier")
+                                   : 1.0 / std::sqrt(double(hd));
+  const double residual = granite ? opt("residual_multiplier") : 1.0;
   // Gemma 2: even layers slide; Gemma 3: all but every sliding_window_pattern-th (local RoPE base there).
   const auto sliding = [&](int64_t l) {
     if (arch == "Gemma2ForCausalLM") return l % 2 == 0;
@@ -200,8 +212,8 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   for (size_t p = 0; p < tokens.size(); p++) {
     std::vector<double> x(W["model.embed_tokens.weight"].begin() + tokens[p] * D,
                           W["model.embed_tokens.weight"].begin() + (tokens[p] + 1) * D);
-    if (gemma)
-      for (double& e : x) e *= std::sqrt(double(D));
+    if (gemma || granite)
+      for (double& e : x) e *= gemma ? std::sqrt(double(D)) : opt("embedding_multiplier");
     for (int64_t l = 0; l < L; l++) {
       std::string pre = "model.layers." + std::to_string(l) + ".";
       auto h = norm(x, pre + "input_layernorm.weight");
@@ -220,8 +232,10 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       }
       const bool local = sliding(l) && window > 0;
       const auto& freqs = local && arch == "Gemma3ForCausalLM" ? inv_local : inv;
-      rope(q, H, int64_t(p), freqs);
-      rope(k, KVH, int64_t(p), freqs);
+      if (!c.contains("no_rope_layers") || c["no_rope_layers"][size_t(l)] == 1) {  // SmolLM3's use_rope
+        rope(q, H, int64_t(p), freqs);
+        rope(k, KVH, int64_t(p), freqs);
+      }
       const size_t first = local && int64_t(p) >= window ? p - size_t(window) + 1 : 0;
       Kc[size_t(l)].push_back(k);
       Vc[size_t(l)].push_back(v);
@@ -244,7 +258,7 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       }
       auto o = linear(pre + "self_attn.o_proj.weight", att, D);
       if (gemma) o = norm(o, pre + "post_attention_layernorm.weight");
-      for (int64_t i = 0; i < D; i++) x[size_t(i)] += o[size_t(i)];
+      for (int64_t i = 0; i < D; i++) x[size_t(i)] += residual * o[size_t(i)];
       h = norm(x, pre + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
       auto gt = linear(pre + "mlp.gate_proj.weight", h, F);
       auto up = linear(pre + "mlp.up_proj.weight", h, F);
@@ -256,9 +270,11 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       }
       auto dn = linear(pre + "mlp.down_proj.weight", gt, D);
       if (gemma) dn = norm(dn, pre + "post_feedforward_layernorm.weight");
-      for (int64_t i = 0; i < D; i++) x[size_t(i)] += dn[size_t(i)];
+      for (int64_t i = 0; i < D; i++) x[size_t(i)] += residual * dn[size_t(i)];
     }
     auto logits = linear(head, norm(x, "model.norm.weight"), V);
+    if (granite)
+      for (double& z : logits) z /= opt("logits_scaling");
     if (final_cap > 0)
       for (double& z : logits) z = final_cap * std::tanh(z / final_cap);
     out.push_back(logits);

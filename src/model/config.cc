@@ -13,7 +13,7 @@ void ModelConfig::validate(const std::string& src) const {
   auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && !gemma())
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "granite" && arch != "smollm3" && !gemma())
     fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
   range("hidden_size", dim, 1, 1 << 17);
@@ -69,7 +69,12 @@ void ModelConfig::validate(const std::string& src) const {
   non_negative("attn_logit_softcapping", attn_softcap);
   non_negative("final_logit_softcapping", final_softcap);
   non_negative("query_pre_attn_scalar", attn_scale);
-  if (!(std::isfinite(embed_scale) && embed_scale > 0)) fail("{}: embedding scale {} must be > 0", src, embed_scale);
+  if (!(std::isfinite(embed_scale) && embed_scale > 0)) fail("{}: {} {} must be > 0", src, field("embedding_multiplier"), embed_scale);
+  if (!(std::isfinite(residual_scale) && residual_scale > 0))
+    fail("{}: {} {} must be > 0", src, field("residual_multiplier"), residual_scale);
+  if (!(std::isfinite(logit_scale) && logit_scale > 0)) fail("{}: {} {} must be > 0", src, field("logits_scaling"), logit_scale);
+  if (!layer_rope.empty() && layer_rope.size() != size_t(n_layers))
+    fail("{}: {} names {} layers, the model has {}", src, field("no_rope_layers"), layer_rope.size(), n_layers);
 }
 
 float ModelConfig::attention_scale() const { return attn_scale > 0 ? attn_scale : 1.0f / std::sqrt(float(head_dim)); }
@@ -94,6 +99,9 @@ std::string ModelConfig::field(const std::string& hf_name) const {
       {"rope_local_base_freq", ".rope.freq_base_swa"},
       {"attn_logit_softcapping", ".attn_logit_softcapping"},
       {"final_logit_softcapping", ".final_logit_softcapping"},
+      {"embedding_multiplier", ".embedding_scale"},
+      {"residual_multiplier", ".residual_scale"},
+      {"logits_scaling", ".logit_scale"},
       {"rope_scaling.low_freq_factor", "lmpress.rope_scaling.llama3.low_freq_factor"},
       {"rope_scaling.high_freq_factor", "lmpress.rope_scaling.llama3.high_freq_factor"},
       {"rope_scaling.original_max_position_embeddings", "lmpress.rope_scaling.llama3.original_context_length"},

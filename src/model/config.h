@@ -13,7 +13,8 @@ namespace lmpress {
 enum class FfnAct { SiLU, GeluTanh };
 
 struct ModelConfig {
-  std::string arch = "llama";  // "llama" (also Mistral), "qwen2", "qwen3", "gemma2" or "gemma3"
+  // "llama" (also Mistral), "qwen2", "qwen3", "gemma2", "gemma3", "granite" or "smollm3"
+  std::string arch = "llama";
   int64_t n_vocab = 0;
   int64_t dim = 0;
   int64_t n_layers = 0;
@@ -54,6 +55,12 @@ struct ModelConfig {
   float attn_scale = 0;
   float attn_softcap = 0, final_softcap = 0;
   FfnAct ffn_act = FfnAct::SiLU;
+  // Granite: each block output joins the residual times residual_scale, and
+  // the logits are divided by logit_scale (its embedding and attention
+  // multipliers are embed_scale and attn_scale above).
+  float residual_scale = 1.0f, logit_scale = 1.0f;
+  // SmolLM3: per layer, whether q and k are rotated (0: no RoPE); empty: all.
+  std::vector<uint8_t> layer_rope;
   // W8A8: the block linears' inputs are quantized to int8 per token (dynamic,
   // symmetric) as the engine a W8A8 checkpoint is made for computes them.
   bool act_int8 = false;
@@ -84,6 +91,7 @@ struct ModelConfig {
     return sliding_window > 0 && (layer_swa.empty() || layer_swa[size_t(l)]) ? sliding_window : 0;
   }
   float attention_scale() const;
+  bool uses_rope(int64_t l) const { return layer_rope.empty() || layer_rope[size_t(l)]; }
   // Whether the architecture is Gemma's (norm weights stored as w with the
   // model computing x·(1 + w) in Hugging Face checkpoints; GGUF stores 1 + w).
   bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }

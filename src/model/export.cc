@@ -129,6 +129,24 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
 void write_attention_variants(const Model& m, const std::string& a, GGUFWriter& w) {
   const ModelConfig& c = m.cfg;
   if (c.sliding_window > 0) w.set(a + ".attention.sliding_window", GGUFValue::u32(uint32_t(c.sliding_window)));
+  if (c.arch == "granite") {
+    w.set(a + ".embedding_scale", GGUFValue::f32(c.embed_scale));
+    w.set(a + ".residual_scale", GGUFValue::f32(c.residual_scale));
+    w.set(a + ".attention.scale", GGUFValue::f32(c.attention_scale()));
+    w.set(a + ".logit_scale", GGUFValue::f32(c.logit_scale));
+  }
+  if (c.arch == "smollm3") {
+    bool rule = true;
+    std::vector<GGUFValue> flags;
+    for (int64_t l = 0; l < c.n_layers; l++) {
+      rule = rule && c.uses_rope(l) == ((l + 1) % 4 != 0);
+      flags.push_back(GGUFValue::boolean(c.uses_rope(l)));
+    }
+    if (!rule) {
+      w.set("lmpress.rope_layers", GGUFValue::array(GGUFType::BOOL, std::move(flags)));
+      fmt::print(stderr, "warning: {}: its layers without RoPE are not every 4th, which llama.cpp assumes\n", m.path);
+    }
+  }
   if (!c.gemma()) return;
   if (c.arch == "gemma2") w.set(a + ".attn_logit_softcapping", GGUFValue::f32(c.attn_softcap));
   if (c.arch == "gemma2" || c.final_softcap > 0) w.set(a + ".final_logit_softcapping", GGUFValue::f32(c.final_softcap));
@@ -221,7 +239,8 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
          "architecture, and deci has no post-norms ({})",
          m.path, c.arch);
-  impl->target = a == "llama" || a == "deci" ? RopeLayout::Interleaved : RopeLayout::Halves;
+  impl->target = a == "llama" || a == "deci" || a == "granite" || a == "smollm3" ? RopeLayout::Interleaved
+                                                                                : RopeLayout::Halves;
   GGUFWriter w;
   w.set("general.architecture", GGUFValue::str(a));
   w.set("general.name", GGUFValue::str(o.name.empty() ? std::filesystem::path(m.path).filename().string() : o.name));
@@ -318,6 +337,7 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   const std::map<std::string, std::pair<const char*, const char*>> kClass = {
       {"qwen2", {"Qwen2ForCausalLM", "qwen2"}},   {"qwen3", {"Qwen3ForCausalLM", "qwen3"}},
       {"gemma2", {"Gemma2ForCausalLM", "gemma2"}}, {"gemma3", {"Gemma3ForCausalLM", "gemma3_text"}},
+      {"granite", {"GraniteForCausalLM", "granite"}}, {"smollm3", {"SmolLM3ForCausalLM", "smollm3"}},
       {"llama", c.sliding_window > 0 ? std::pair{"MistralForCausalLM", "mistral"} : std::pair{"LlamaForCausalLM", "llama"}}};
   j["architectures"] = {kClass.at(c.arch).first};
   j["model_type"] = kClass.at(c.arch).second;
@@ -334,6 +354,17 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   j[c.gemma() ? "hidden_activation" : "hidden_act"] = c.ffn_act == FfnAct::GeluTanh ? "gelu_pytorch_tanh" : "silu";
   j["tie_word_embeddings"] = c.tied_embeddings;
   if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+  if (c.arch == "granite") {
+    j["embedding_multiplier"] = c.embed_scale;
+    j["residual_multiplier"] = c.residual_scale;
+    j["attention_multiplier"] = c.attention_scale();
+    j["logits_scaling"] = c.logit_scale;
+  }
+  if (c.arch == "smollm3") {
+    nlohmann::ordered_json nr = nlohmann::ordered_json::array();
+    for (int64_t l = 0; l < c.n_layers; l++) nr.push_back(c.uses_rope(l) ? 1 : 0);
+    j["no_rope_layers"] = nr;
+  }
   if (c.gemma()) {
     const float s = c.attention_scale();
     j["query_pre_attn_scalar"] = std::round(1.0 / (double(s) * s) * 1e4) / 1e4;

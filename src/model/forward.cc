@@ -58,7 +58,7 @@ void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const flo
   const int64_t kvd = c.kv_dim(l);
   thread_local std::vector<float> k;
   k.assign(k0, k0 + kvd);
-  rope(k.data(), c.kv_heads(l), c.head_dim, shift, m.rope_freqs(l), c.rope_layout);
+  if (c.uses_rope(l)) rope(k.data(), c.kv_heads(l), c.head_dim, shift, m.rope_freqs(l), c.rope_layout);
   if (const int64_t rk = kv_rotation_k(kv, c.head_dim)) hadamard(k.data(), kvd, rk);
   store_cache_row(kv.k, k.data(), kvd, krow);
 }
@@ -90,6 +90,7 @@ void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int6
     for (int64_t h = 0; h < c.heads(l); h++) rmsnorm(q + h * c.head_dim, L.q_norm.data(), c.head_dim, c.rms_eps, q + h * c.head_dim);
     for (int64_t h = 0; h < c.kv_heads(l); h++) rmsnorm(k + h * c.head_dim, L.k_norm.data(), c.head_dim, c.rms_eps, k + h * c.head_dim);
   }
+  if (!c.uses_rope(l)) return;
   rope(q, c.heads(l), c.head_dim, pos, m.rope_freqs(l), c.rope_layout);
   rope(k, c.kv_heads(l), c.head_dim, pos, m.rope_freqs(l), c.rope_layout);
 }
@@ -97,12 +98,14 @@ void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int6
 void join_residual(const ModelConfig& c, float* x, float* y, const std::vector<float>& bias,
                    const std::vector<float>& post_norm, int64_t n) {
   const int64_t D = c.dim;
-  if (post_norm.empty()) return add_residual(x, y, bias, n, D);
+  if (post_norm.empty() && c.residual_scale == 1.0f) return add_residual(x, y, bias, n, D);
   for (int64_t t = 0; t < n; t++) {
     float* row = y + t * D;
     if (!bias.empty())
       for (int64_t i = 0; i < D; i++) row[i] += bias[size_t(i)];
-    rmsnorm(row, post_norm.data(), D, c.rms_eps, row);
+    if (!post_norm.empty()) rmsnorm(row, post_norm.data(), D, c.rms_eps, row);
+    if (c.residual_scale != 1.0f)
+      for (int64_t i = 0; i < D; i++) row[i] *= c.residual_scale;
   }
   add_residual(x, y, {}, n, D);
 }
@@ -125,7 +128,9 @@ void ffn_activation(const ModelConfig& c, float* gate, const float* up, int64_t 
   }
 }
 
-void cap_logits(const ModelConfig& c, float* logits, int64_t n) {
+void finish_logits(const ModelConfig& c, float* logits, int64_t n) {
+  if (c.logit_scale != 1.0f)
+    for (int64_t i = 0; i < n * c.n_vocab; i++) logits[i] /= c.logit_scale;
   if (c.final_softcap > 0) softcap(logits, n * c.n_vocab, c.final_softcap);
 }
 
@@ -424,7 +429,7 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
   for (int64_t t = first; t < n; t++)
     rmsnorm(a_.x.data() + t * D, m_.output_norm.data(), D, c.rms_eps, a_.xn.data() + (t - first) * D);
   matmul(*m_.output, a_.xn.data(), rows, logits);
-  cap_logits(c, logits, rows);
+  finish_logits(c, logits, rows);
 }
 
 }  // namespace lmpress

@@ -50,7 +50,8 @@ void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float*
 void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D);
 // A block's attention or feed-forward output y[n, dim] joins the residual x:
 // its bias added, then (Gemma) RMS-normalized by post_norm when that is
-// non-empty (y is overwritten), then added to x.
+// non-empty, (Granite) times cfg.residual_scale (y is overwritten), then
+// added to x.
 void join_residual(const ModelConfig& c, float* x, float* y, const std::vector<float>& bias,
                    const std::vector<float>& post_norm, int64_t n);
 // Token `token`'s embedding row into x[dim], times cfg.embed_scale; fails on
@@ -58,8 +59,9 @@ void join_residual(const ModelConfig& c, float* x, float* y, const std::vector<f
 void embed_token(const Model& m, int32_t token, float* x);
 // gate[t] = act(gate[t]) · up[t] for n rows of F (SwiGLU or GeGLU).
 void ffn_activation(const ModelConfig& c, float* gate, const float* up, int64_t n, int64_t F);
-// Final logit soft-capping (Gemma 2) on logits[n, vocab]; nothing when off.
-void cap_logits(const ModelConfig& c, float* logits, int64_t n);
+// logits[n, vocab] divided by cfg.logit_scale (Granite), then soft-capped
+// (Gemma 2); nothing for the others.
+void finish_logits(const ModelConfig& c, float* logits, int64_t n);
 // Layer l's attention: head counts, strides of packed rows, sliding window,
 // soft-capping.
 AttentionShape attention_shape(const ModelConfig& c, int64_t l);

@@ -199,8 +199,14 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   gemma3.arch = "Gemma3ForCausalLM";
   gemma3.head_dim = 16;
   gemma3.n_layers = 3;
+  test::SyntheticSpec granite;  // embedding, residual, attention and logit multipliers
+  granite.arch = "GraniteForCausalLM";
+  test::SyntheticSpec smollm3;  // layers without RoPE
+  smollm3.arch = "SmolLM3ForCausalLM";
+  smollm3.n_layers = 3;
   for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
-                        Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3}}) {
+                        Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3},
+                        Case{"granite", granite}, Case{"smollm3", smollm3}}) {
     SCOPED_TRACE(c.name);
     std::string dir = test::temp_dir();
     test::write_synthetic_hf(dir, c.spec);
@@ -212,12 +218,14 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
     auto gg = load_model(dir + "/m.gguf");
     write_hf_model(*gg, dir + "/back", {});
     auto back = load_model(dir + "/back");
-    const bool llama_family = c.spec.arch == "LlamaForCausalLM" || c.spec.arch == "MistralForCausalLM";
+    const bool llama_family = c.spec.arch == "LlamaForCausalLM" || c.spec.arch == "MistralForCausalLM" ||
+                              c.spec.arch == "GraniteForCausalLM" || c.spec.arch == "SmolLM3ForCausalLM";
     EXPECT_EQ(gg->cfg.rope_layout, llama_family ? RopeLayout::Interleaved : RopeLayout::Halves);
     EXPECT_EQ(back->cfg.arch, hf->cfg.arch);
     EXPECT_EQ(gg->cfg.qk_norm, c.spec.arch == "Qwen3ForCausalLM" || c.spec.arch == "Gemma3ForCausalLM");
     EXPECT_EQ(gg->cfg.sliding_window, c.spec.sliding_window);
     EXPECT_EQ(back->cfg.layer_swa, hf->cfg.layer_swa);
+    EXPECT_EQ(gg->cfg.layer_rope, hf->cfg.layer_rope);
     for (const Model* m : {hf.get(), gg.get(), back.get()}) {
       auto got = all_logits(*m, toks, 16);
       const int64_t V = m->cfg.n_vocab;

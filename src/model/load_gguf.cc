@@ -30,6 +30,22 @@ void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, Mo
   };
   const bool gemma2 = c.arch == "gemma2";
   c.sliding_window = g.get_int(k + "attention.sliding_window").value_or(gemma2 ? 4096 : 0);
+  if (c.arch == "granite") {
+    c.embed_scale = get_float(k + "embedding_scale", 1.0);
+    c.residual_scale = get_float(k + "residual_scale", 1.0);
+    c.attn_scale = get_float(k + "attention.scale", 0.0);
+    if (!g.find(k + "logit_scale")) fail("{}: missing metadata {}logit_scale", path, k);
+    c.logit_scale = get_float(k + "logit_scale", 1.0);
+  }
+  if (c.arch == "smollm3") {
+    // llama.cpp's rule: every 4th layer has no RoPE; lmpress records another pattern.
+    c.layer_rope.assign(size_t(c.n_layers), 1);
+    const GGUFValue* v = g.find("lmpress.rope_layers");
+    if (v && (v->type != GGUFType::ARRAY || v->as_array().size() != size_t(c.n_layers)))
+      fail("{}: lmpress.rope_layers should hold a flag per layer ({})", path, c.n_layers);
+    for (int64_t l = 0; l < c.n_layers; l++)
+      c.layer_rope[size_t(l)] = v ? v->as_array()[size_t(l)].as_int() != 0 : (l + 1) % 4 != 0;
+  }
   if (!c.gemma()) return;
   c.embed_scale = std::sqrt(float(c.dim));
   // llama.cpp's rule (after gemma_pytorch): queries scaled by 1/√(width / heads) on the 27B models, else 1/√head_dim.
@@ -82,6 +98,9 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.arch = "qwen3";
     c.rope_layout = RopeLayout::Halves;
     c.qk_norm = true;
+  } else if (arch == "granite" || arch == "smollm3") {
+    c.arch = arch;
+    c.rope_layout = RopeLayout::Interleaved;
   } else if (arch == "gemma2" || arch == "gemma3") {
     c.arch = arch;
     c.rope_layout = RopeLayout::Halves;
@@ -94,7 +113,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.arch = "llama";
     c.rope_layout = RopeLayout::Interleaved;
   } else {
-    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, deci)", path, arch);
+    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, deci)", path, arch);
   }
   c.gguf_arch = arch;
   m->rotation = g.get_string("lmpress.rotation").value_or("");

@@ -26,6 +26,30 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, M
     fail("{}: use_sliding_window: Qwen2's sliding window over its upper layers (max_window_layers) is not supported",
          path);
   if (c.arch == "llama") c.sliding_window = get_int("sliding_window", 0);  // Mistral's; null: none
+  if (c.arch == "granite") {
+    c.embed_scale = number("embedding_multiplier", 1.0);
+    c.residual_scale = number("residual_multiplier", 1.0);
+    c.attn_scale = number("attention_multiplier", 0.0);
+    c.logit_scale = number("logits_scaling", 1.0);
+  }
+  if (c.arch == "smollm3") {
+    // no_rope_layers[l] = 1: layer l uses RoPE; else every no_rope_layer_interval-th layer has none.
+    c.layer_rope.assign(size_t(std::max<int64_t>(0, c.n_layers)), 1);
+    if (j.contains("no_rope_layers") && !j["no_rope_layers"].is_null()) {
+      const auto& nr = j["no_rope_layers"];
+      if (!nr.is_array() || nr.size() != size_t(c.n_layers))
+        fail("{}: no_rope_layers must hold a 0 or 1 per layer ({} layers)", path, c.n_layers);
+      for (size_t l = 0; l < nr.size(); l++) {
+        if (!nr[l].is_number_integer() || (nr[l] != 0 && nr[l] != 1))
+          fail("{}: no_rope_layers[{}] = {} is neither 0 nor 1", path, l, nr[l].dump());
+        c.layer_rope[l] = nr[l] == 1;
+      }
+    } else {
+      const int64_t every = get_int("no_rope_layer_interval", 4);
+      if (every < 1 || every > 1024) fail("{}: no_rope_layer_interval {} is out of range [1, 1024]", path, every);
+      for (int64_t l = 0; l < c.n_layers; l++) c.layer_rope[size_t(l)] = (l + 1) % every != 0;
+    }
+  }
   if (!c.gemma()) return;
   c.sliding_window = get_int("sliding_window", 4096);
   c.embed_scale = std::sqrt(float(c.dim));
@@ -76,13 +100,17 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
     c.qk_norm = c.arch == "gemma3";
     c.post_norms = true;
     c.ffn_act = FfnAct::GeluTanh;
+  } else if (arch_name == "GraniteForCausalLM") {
+    c.arch = "granite";
+  } else if (arch_name == "SmolLM3ForCausalLM") {
+    c.arch = "smollm3";
   } else if (arch_name == "Gemma3ForConditionalGeneration") {
     fail("{}: Gemma3ForConditionalGeneration is Gemma 3 with a vision tower; lmpress runs the text-only "
          "Gemma3ForCausalLM checkpoints (gemma-3-1b, or a text model extracted from the multimodal one)",
          path);
   } else {
     fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-         "Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM)",
+         "Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, SmolLM3ForCausalLM)",
          path, arch_name);
   }
   auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };

@@ -114,6 +114,15 @@ const std::vector<ModelShape>& model_shapes() {
     s.push_back({"qwen3-0.6b", qwen3});
     s.push_back({"gemma2-2b", gemma_like("gemma2", 256000, 2304, 26, 8, 4, 9216, 8192, 4096)});
     s.push_back({"gemma3-1b", gemma_like("gemma3", 262144, 1152, 26, 4, 1, 6912, 32768, 512)});
+    ModelConfig granite = llama_like(49155, 2048, 40, 32, 8, 8192, 131072, 10000000.0f, 1e-5f, true);
+    granite.arch = "granite";
+    granite.embed_scale = 12.0f, granite.residual_scale = 0.22f, granite.attn_scale = 0.015625f;
+    granite.logit_scale = 8.0f;
+    s.push_back({"granite-3.3-2b", granite});
+    ModelConfig smollm3 = llama_like(128256, 2048, 36, 16, 4, 11008, 65536, 5000000.0f, 1e-6f, true);
+    smollm3.arch = "smollm3";
+    for (int64_t l = 0; l < smollm3.n_layers; l++) smollm3.layer_rope.push_back((l + 1) % 4 != 0);
+    s.push_back({"smollm3-3b", smollm3});
     s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
     ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
     l32.rope_scaling = "llama3";

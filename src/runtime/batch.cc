@@ -141,7 +141,7 @@ void BatchEngine::forward(const std::vector<BatchToken>& batch, float* logits) {
       matmul(*m_.output, a_.xn.data(), int64_t(rows.size()), logits);
     else
       matmul_decode(*m_.output, a_.xn.data(), int64_t(rows.size()), logits);
-    cap_logits(c, logits, int64_t(rows.size()));
+    finish_logits(c, logits, int64_t(rows.size()));
   }
   for (const Group& g : groups_) {
     std::vector<int32_t> toks;
