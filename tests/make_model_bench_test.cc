@@ -86,9 +86,11 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
   // gemma3 / gemma2 architectures (llama-perplexity -c 128 --chunks 4 on these files: 4948.8587 and
   // 28998337.0448; without the windows lmpress gives 5207.87 and 27304341.5, so each window counts).
   // Granite (embedding, residual, attention and logit multipliers) and SmolLM3 (every 4th layer without RoPE),
-  // 4 layers each: llama-perplexity gives 3783.4084 and 5926.9349.
+  // 4 layers each, and OLMo 2 (post-norms only, q/k norms over all heads), 2 layers: llama-perplexity gives
+  // 3783.4084, 5926.9349 and 4985.1855.
   for (const auto& [shape, layers, want] :
-       {std::tuple{"granite-3.3-2b", 4, 3783.4084}, std::tuple{"smollm3-3b", 4, 5926.9349}, std::tuple{"gemma3-1b", 6, 4948.8587},
+       {std::tuple{"granite-3.3-2b", 4, 3783.4084}, std::tuple{"smollm3-3b", 4, 5926.9349},
+        std::tuple{"olmo2-1b", 2, 4985.1855}, std::tuple{"gemma3-1b", 6, 4948.8587},
         std::tuple{"gemma2-2b", 2, 28998337.0448}}) {
     SCOPED_TRACE(shape);
     const bool gemma = std::string(shape).starts_with("gemma");

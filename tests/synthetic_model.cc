@@ -42,7 +42,9 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   const int64_t hd = s.head_dim ? s.head_dim : s.dim / s.n_heads, qd = s.n_heads * hd, kvd = s.n_kv_heads * hd;
   const int64_t vocab = 256 + 4 + 2;
   const bool gemma = s.arch == "Gemma2ForCausalLM" || s.arch == "Gemma3ForCausalLM";
-  const bool bias = s.arch == "Qwen2ForCausalLM", qk_norm = s.arch == "Qwen3ForCausalLM" || s.arch == "Gemma3ForCausalLM";
+  const bool olmo2 = s.arch == "Olmo2ForCausalLM";
+  const bool bias = s.arch == "Qwen2ForCausalLM",
+             qk_norm = s.arch == "Qwen3ForCausalLM" || s.arch == "Gemma3ForCausalLM" || olmo2;
   const float norm_base = gemma ? 0.0f : 1.0f;  // Gemma computes x·(1 + w)
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> nd(0.0f, 0.3f);
@@ -57,7 +59,7 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   add("model.embed_tokens.weight", {vocab, s.dim});
   for (int64_t l = 0; l < s.n_layers; l++) {
     std::string p = "model.layers." + std::to_string(l) + ".";
-    add(p + "input_layernorm.weight", {s.dim}, norm_base);
+    if (!olmo2) add(p + "input_layernorm.weight", {s.dim}, norm_base);
     add(p + "self_attn.q_proj.weight", {qd, s.dim});
     add(p + "self_attn.k_proj.weight", {kvd, s.dim});
     add(p + "self_attn.v_proj.weight", {kvd, s.dim});
@@ -67,15 +69,13 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
       add(p + "self_attn.v_proj.bias", {kvd});
     }
     if (qk_norm) {
-      add(p + "self_attn.q_norm.weight", {hd}, norm_base);
-      add(p + "self_attn.k_norm.weight", {hd}, norm_base);
+      add(p + "self_attn.q_norm.weight", {olmo2 ? qd : hd}, norm_base);  // OLMo 2: over all of q and k
+      add(p + "self_attn.k_norm.weight", {olmo2 ? kvd : hd}, norm_base);
     }
     add(p + "self_attn.o_proj.weight", {s.dim, qd});
     add(p + "post_attention_layernorm.weight", {s.dim}, norm_base);
-    if (gemma) {
-      add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_base);
-      add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_base);
-    }
+    if (gemma) add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_base);
+    if (gemma || olmo2) add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_base);
     add(p + "mlp.gate_proj.weight", {s.ffn, s.dim});
     add(p + "mlp.up_proj.weight", {s.ffn, s.dim});
     add(p + "mlp.down_proj.weight", {s.dim, s.ffn});
@@ -150,7 +150,7 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   const auto opt = [&](const char* key) { return c.contains(key) && !c[key].is_null() ? double(c[key]) : 0.0; };
   const int64_t window = int64_t(opt("sliding_window"));
   const double attn_cap = opt("attn_logit_softcapping"), final_cap = opt("final_logit_softcapping");
-  const bool granite = arch == "GraniteForCausalLM";
+  const bool granite = arch == "GraniteForCausalLM", olmo2 = arch == "Olmo2ForCausalLM";
   const double scaling = gemma     ? 1.0 / std::sqrt(opt("query_pre_attn_scalar"))
                          : granite ? opt("attention_multiplier")
                                    : 1.0 / std::sqrt(double(hd));
@@ -216,11 +216,14 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       for (double& e : x) e *= gemma ? std::sqrt(double(D)) : opt("embedding_multiplier");
     for (int64_t l = 0; l < L; l++) {
       std::string pre = "model.layers." + std::to_string(l) + ".";
-      auto h = norm(x, pre + "input_layernorm.weight");
+      auto h = olmo2 ? x : norm(x, pre + "input_layernorm.weight");  // OLMo 2 normalizes outputs only
       auto q = linear(pre + "self_attn.q_proj.weight", h, H * hd);
       auto k = linear(pre + "self_attn.k_proj.weight", h, KVH * hd);
       auto v = linear(pre + "self_attn.v_proj.weight", h, KVH * hd);
-      if (W.count(pre + "self_attn.q_norm.weight")) {  // Qwen3, Gemma 3: RMSNorm over each head, before RoPE
+      if (olmo2) {  // RMSNorm over all of q and of k
+        q = norm(q, pre + "self_attn.q_norm.weight");
+        k = norm(k, pre + "self_attn.k_norm.weight");
+      } else if (W.count(pre + "self_attn.q_norm.weight")) {  // Qwen3, Gemma 3: RMSNorm over each head, before RoPE
         auto per_head = [&](std::vector<double>& t, int64_t heads, const std::string& w) {
           for (int64_t hh = 0; hh < heads; hh++) {
             const auto y = norm(std::vector<double>(t.begin() + hh * hd, t.begin() + (hh + 1) * hd), w);
@@ -257,9 +260,9 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
           for (int64_t i = 0; i < hd; i++) att[size_t(hh * hd + i)] += s[j] / sum * Vc[size_t(l)][j][size_t(g * hd + i)];
       }
       auto o = linear(pre + "self_attn.o_proj.weight", att, D);
-      if (gemma) o = norm(o, pre + "post_attention_layernorm.weight");
+      if (gemma || olmo2) o = norm(o, pre + "post_attention_layernorm.weight");
       for (int64_t i = 0; i < D; i++) x[size_t(i)] += residual * o[size_t(i)];
-      h = norm(x, pre + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
+      h = olmo2 ? x : norm(x, pre + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
       auto gt = linear(pre + "mlp.gate_proj.weight", h, F);
       auto up = linear(pre + "mlp.up_proj.weight", h, F);
       for (int64_t i = 0; i < F; i++) {
@@ -269,7 +272,7 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
                                : a / (1 + std::exp(-a))) * up[size_t(i)];
       }
       auto dn = linear(pre + "mlp.down_proj.weight", gt, D);
-      if (gemma) dn = norm(dn, pre + "post_feedforward_layernorm.weight");
+      if (gemma || olmo2) dn = norm(dn, pre + "post_feedforward_layernorm.weight");
       for (int64_t i = 0; i < D; i++) x[size_t(i)] += residual * dn[size_t(i)];
     }
     auto logits = linear(head, norm(x, "model.norm.weight"), V);

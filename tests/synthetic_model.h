@@ -11,7 +11,8 @@ namespace lmpress::test {
 
 struct SyntheticSpec {
   // or Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
-  // GraniteForCausalLM (its four multipliers set), SmolLM3ForCausalLM (odd layers without RoPE)
+  // GraniteForCausalLM (its four multipliers set), SmolLM3ForCausalLM (odd layers without RoPE),
+  // Olmo2ForCausalLM
   std::string arch = "LlamaForCausalLM";
   int64_t dim = 32, n_layers = 2, n_heads = 4, n_kv_heads = 2, ffn = 48, ctx = 64;
   int64_t head_dim = 0;  // 0: dim / n_heads; else written as config.json's head_dim

@@ -177,6 +177,9 @@ class Quantizer {
   // back to the input's, so that one block's quantized (or, for int-N, f32)
   // tensors are held at a time.
   void calibrate_layers(ModelWriter& out) {
+    if (o_.method == QuantMethod::AWQ && !m_.cfg.pre_norms)
+      fail("{}: AWQ folds its scales into the norms before attention and feed-forward, which {} has not", m_.path,
+           m_.cfg.arch);
     LayerwiseCalibrator cal(m_, calibration_windows(m_, o_.calib));
     rep_.calib_tokens = cal.n_tokens();
     Progress progress(o_.method == QuantMethod::GPTQ ? "gptq" : "awq", uint64_t(m_.cfg.n_layers));

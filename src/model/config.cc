@@ -13,7 +13,8 @@ void ModelConfig::validate(const std::string& src) const {
   auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "granite" && arch != "smollm3" && !gemma())
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "granite" && arch != "smollm3" && arch != "olmo2" &&
+      !gemma())
     fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
   range("hidden_size", dim, 1, 1 << 17);

@@ -13,7 +13,7 @@ namespace lmpress {
 enum class FfnAct { SiLU, GeluTanh };
 
 struct ModelConfig {
-  // "llama" (also Mistral), "qwen2", "qwen3", "gemma2", "gemma3", "granite" or "smollm3"
+  // "llama" (also Mistral), "qwen2", "qwen3", "gemma2", "gemma3", "granite", "smollm3" or "olmo2"
   std::string arch = "llama";
   int64_t n_vocab = 0;
   int64_t dim = 0;
@@ -52,6 +52,11 @@ struct ModelConfig {
   // scores soft-capped (attn_softcap) and logits (final_softcap), 0: not.
   float embed_scale = 1.0f;
   bool post_norms = false;
+  // OLMo 2: no norms before attention and feed-forward (post_norms only), and
+  // q_norm / k_norm over all of q and k (weights of q_dim / kv_dim) instead
+  // of per head.
+  bool pre_norms = true;
+  bool qk_norm_full = false;
   float attn_scale = 0;
   float attn_softcap = 0, final_softcap = 0;
   FfnAct ffn_act = FfnAct::SiLU;

@@ -202,12 +202,12 @@ struct ModelWriter::Impl {
   std::vector<TensorToWrite> entries(const Tensor& t) const {
     if (!hf) return {prepare(m, t, opt, target)};
     if (opt.hf_replace) {
-      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name, m.cfg.gemma()));
+      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name, m.cfg.post_norms));
       if (!replaced.empty()) return replaced;
     }
     const bool gemma = m.cfg.gemma();
     TensorToWrite tw = prepare(m, gemma && t.name.ends_with("norm.weight") ? gemma_hf_norm(t) : t, opt, RopeLayout::Halves);
-    tw.meta.name = canonical_to_hf(t.name, gemma);
+    tw.meta.name = canonical_to_hf(t.name, m.cfg.post_norms);
     if (tw.meta.name.empty()) fail("{}: tensor {} has no Hugging Face name", m.path, t.name);
     return {std::move(tw)};
   }
@@ -231,13 +231,9 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   // Layers of different sizes are llama.cpp's "deci" architecture: Llama
   // with per-layer head counts and feed-forward sizes, RoPE on (2i, 2i+1) pairs.
   const std::string a = c.uniform() ? c.arch : "deci";
-  if (!c.uniform() && c.qk_norm)
+  if (!c.uniform() && (c.qk_norm || c.post_norms))
     fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
-         "architecture, and deci has no q/k norms (Qwen3)",
-         m.path);
-  if (!c.uniform() && c.post_norms)
-    fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
-         "architecture, and deci has no post-norms ({})",
+         "architecture, and deci has no q/k norms or post-norms ({})",
          m.path, c.arch);
   impl->target = a == "llama" || a == "deci" || a == "granite" || a == "smollm3" ? RopeLayout::Interleaved
                                                                                 : RopeLayout::Halves;
@@ -338,6 +334,7 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
       {"qwen2", {"Qwen2ForCausalLM", "qwen2"}},   {"qwen3", {"Qwen3ForCausalLM", "qwen3"}},
       {"gemma2", {"Gemma2ForCausalLM", "gemma2"}}, {"gemma3", {"Gemma3ForCausalLM", "gemma3_text"}},
       {"granite", {"GraniteForCausalLM", "granite"}}, {"smollm3", {"SmolLM3ForCausalLM", "smollm3"}},
+      {"olmo2", {"Olmo2ForCausalLM", "olmo2"}},
       {"llama", c.sliding_window > 0 ? std::pair{"MistralForCausalLM", "mistral"} : std::pair{"LlamaForCausalLM", "llama"}}};
   j["architectures"] = {kClass.at(c.arch).first};
   j["model_type"] = kClass.at(c.arch).second;

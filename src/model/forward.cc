@@ -86,13 +86,21 @@ void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int6
     for (int64_t i = 0; i < kvd; i++) k[i] += L.bk[size_t(i)];
     for (int64_t i = 0; i < kvd; i++) v[i] += L.bv[size_t(i)];
   }
-  if (c.qk_norm) {
+  if (c.qk_norm_full) {
+    rmsnorm(q, L.q_norm.data(), c.q_dim(l), c.rms_eps, q);
+    rmsnorm(k, L.k_norm.data(), c.kv_dim(l), c.rms_eps, k);
+  } else if (c.qk_norm) {
     for (int64_t h = 0; h < c.heads(l); h++) rmsnorm(q + h * c.head_dim, L.q_norm.data(), c.head_dim, c.rms_eps, q + h * c.head_dim);
     for (int64_t h = 0; h < c.kv_heads(l); h++) rmsnorm(k + h * c.head_dim, L.k_norm.data(), c.head_dim, c.rms_eps, k + h * c.head_dim);
   }
   if (!c.uses_rope(l)) return;
   rope(q, c.heads(l), c.head_dim, pos, m.rope_freqs(l), c.rope_layout);
   rope(k, c.kv_heads(l), c.head_dim, pos, m.rope_freqs(l), c.rope_layout);
+}
+
+void pre_norm(const ModelConfig& c, const std::vector<float>& w, const float* x, int64_t n, float* out) {
+  if (w.empty()) return std::copy_n(x, n * c.dim, out), void();
+  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * c.dim, w.data(), c.dim, c.rms_eps, out + t * c.dim);
 }
 
 void join_residual(const ModelConfig& c, float* x, float* y, const std::vector<float>& bias,
@@ -346,7 +354,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
                            uint8_t* kc, uint8_t* vc) {
   const auto& c = m_.cfg;
   const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
-  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  pre_norm(c, L.attn_norm, x, n, a_.xn.data());
   if (obs) (*obs)(LinearSite::AttnIn, a_.xn.data(), n, D);
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.wq, a_.xn.data(), n, a_.q.data());
@@ -381,7 +389,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   matmul(*L.wo, a_.att.data(), n, a_.xn.data());
   join_residual(c, x, a_.xn.data(), L.bo, L.attn_post_norm, n);
 
-  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  pre_norm(c, L.ffn_norm, x, n, a_.xn.data());
   if (obs) (*obs)(LinearSite::FfnIn, a_.xn.data(), n, D);
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.w_gate, a_.xn.data(), n, a_.gate.data());

@@ -28,7 +28,8 @@ using LinearObserver = std::function<void(LinearSite site, const float* x, int64
 // stores its cache).
 void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row);
 // One token's q, k, v of layer l after its projections: the biases (Qwen2)
-// added, each head of q and k normalised (Qwen3), q and k rotated for position `pos`.
+// added, each head of q and k normalised (Qwen3; all of q and k for OLMo 2),
+// q and k rotated for position `pos` (unless the layer has no RoPE).
 void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos);
 // Everything between one token's projections and attention: bias_and_rope,
 // the cache's Hadamard rotations (queries and keys, values), then K and V
@@ -48,6 +49,9 @@ void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const flo
 void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n);
 // x += y (+ bias, when the projection has one), n rows of D.
 void add_residual(float* x, const float* y, const std::vector<float>& bias, int64_t n, int64_t D);
+// The input of a block's attention or feed-forward: x[n, dim] RMS-normalized
+// by w, or copied when the model has no such norm (OLMo 2).
+void pre_norm(const ModelConfig& c, const std::vector<float>& w, const float* x, int64_t n, float* out);
 // A block's attention or feed-forward output y[n, dim] joins the residual x:
 // its bias added, then (Gemma) RMS-normalized by post_norm when that is
 // non-empty, (Granite) times cfg.residual_scale (y is overwritten), then

@@ -204,9 +204,11 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   test::SyntheticSpec smollm3;  // layers without RoPE
   smollm3.arch = "SmolLM3ForCausalLM";
   smollm3.n_layers = 3;
+  test::SyntheticSpec olmo2;  // norms after attention and feed-forward only, q/k norms over all heads
+  olmo2.arch = "Olmo2ForCausalLM";
   for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
                         Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3},
-                        Case{"granite", granite}, Case{"smollm3", smollm3}}) {
+                        Case{"granite", granite}, Case{"smollm3", smollm3}, Case{"olmo2", olmo2}}) {
     SCOPED_TRACE(c.name);
     std::string dir = test::temp_dir();
     test::write_synthetic_hf(dir, c.spec);
@@ -222,7 +224,8 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
                               c.spec.arch == "GraniteForCausalLM" || c.spec.arch == "SmolLM3ForCausalLM";
     EXPECT_EQ(gg->cfg.rope_layout, llama_family ? RopeLayout::Interleaved : RopeLayout::Halves);
     EXPECT_EQ(back->cfg.arch, hf->cfg.arch);
-    EXPECT_EQ(gg->cfg.qk_norm, c.spec.arch == "Qwen3ForCausalLM" || c.spec.arch == "Gemma3ForCausalLM");
+    EXPECT_EQ(gg->cfg.qk_norm, c.spec.arch == "Qwen3ForCausalLM" || c.spec.arch == "Gemma3ForCausalLM" ||
+                                   c.spec.arch == "Olmo2ForCausalLM");
     EXPECT_EQ(gg->cfg.sliding_window, c.spec.sliding_window);
     EXPECT_EQ(back->cfg.layer_swa, hf->cfg.layer_swa);
     EXPECT_EQ(gg->cfg.layer_rope, hf->cfg.layer_rope);

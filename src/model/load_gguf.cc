@@ -98,6 +98,11 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.arch = "qwen3";
     c.rope_layout = RopeLayout::Halves;
     c.qk_norm = true;
+  } else if (arch == "olmo2") {
+    c.arch = arch;
+    c.rope_layout = RopeLayout::Halves;
+    c.qk_norm = c.qk_norm_full = c.post_norms = true;
+    c.pre_norms = false;
   } else if (arch == "granite" || arch == "smollm3") {
     c.arch = arch;
     c.rope_layout = RopeLayout::Interleaved;
@@ -113,7 +118,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.arch = "llama";
     c.rope_layout = RopeLayout::Interleaved;
   } else {
-    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, deci)", path, arch);
+    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, olmo2, deci)", path, arch);
   }
   c.gguf_arch = arch;
   m->rotation = g.get_string("lmpress.rotation").value_or("");

@@ -100,6 +100,10 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
     c.qk_norm = c.arch == "gemma3";
     c.post_norms = true;
     c.ffn_act = FfnAct::GeluTanh;
+  } else if (arch_name == "Olmo2ForCausalLM") {
+    c.arch = "olmo2";
+    c.qk_norm = c.qk_norm_full = c.post_norms = true;
+    c.pre_norms = false;
   } else if (arch_name == "GraniteForCausalLM") {
     c.arch = "granite";
   } else if (arch_name == "SmolLM3ForCausalLM") {
@@ -110,7 +114,7 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
          path);
   } else {
     fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-         "Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, SmolLM3ForCausalLM)",
+         "Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, SmolLM3ForCausalLM, Olmo2ForCausalLM)",
          path, arch_name);
   }
   auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
@@ -182,7 +186,7 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
     m->cfg.act_int8 = q.act_int8;
   }
   for (auto& t : tensors) {
-    std::string name = hf_to_canonical(t.name, m->cfg.gemma());
+    std::string name = hf_to_canonical(t.name, m->cfg.post_norms);
     if (name.empty()) continue;  // e.g. rotary_emb.inv_freq buffers
     t.name = name;
     m->tensors.push_back(std::move(t));

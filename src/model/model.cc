@@ -85,8 +85,10 @@ void Model::bind() {
   for (int64_t l = 0; l < c.n_layers; l++) {
     auto n = [&](const char* what) { return fmt::format("blk.{}.{}", l, what); };
     auto& L = layers[size_t(l)];
-    L.attn_norm = small_f32(*this, n("attn_norm.weight"), c.dim);
-    L.ffn_norm = small_f32(*this, n("ffn_norm.weight"), c.dim);
+    if (c.pre_norms) {
+      L.attn_norm = small_f32(*this, n("attn_norm.weight"), c.dim);
+      L.ffn_norm = small_f32(*this, n("ffn_norm.weight"), c.dim);
+    }
     const int64_t qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
     L.wq = &require(*this, n("attn_q.weight"), {qd, c.dim});
     L.wk = &require(*this, n("attn_k.weight"), {kvd, c.dim});
@@ -101,8 +103,8 @@ void Model::bind() {
       L.bv = small_f32(*this, n("attn_v.bias"), kvd);
     }
     if (c.qk_norm) {
-      L.q_norm = small_f32(*this, n("attn_q_norm.weight"), c.head_dim);
-      L.k_norm = small_f32(*this, n("attn_k_norm.weight"), c.head_dim);
+      L.q_norm = small_f32(*this, n("attn_q_norm.weight"), c.qk_norm_full ? qd : c.head_dim);
+      L.k_norm = small_f32(*this, n("attn_k_norm.weight"), c.qk_norm_full ? kvd : c.head_dim);
     }
     if (c.post_norms) {
       L.attn_post_norm = small_f32(*this, n("post_attention_norm.weight"), c.dim);
@@ -150,7 +152,7 @@ int64_t layer_of(const std::string& name) {
   return std::stoll(num);
 }
 
-std::string hf_to_canonical(const std::string& h, bool gemma) {
+std::string hf_to_canonical(const std::string& h, bool post_norms) {
   if (h == "model.embed_tokens.weight") return "token_embd.weight";
   if (h == "model.norm.weight") return "output_norm.weight";
   if (h == "lm_head.weight") return "output.weight";
@@ -181,14 +183,14 @@ std::string hf_to_canonical(const std::string& h, bool gemma) {
   std::string rest = h.substr(dot + 1);
   // Gemma's post_attention_layernorm normalizes the attention's output; its
   // pre_feedforward_layernorm is the feed-forward input's norm.
-  if (gemma && rest == "post_attention_layernorm.weight") return "blk." + num + ".post_attention_norm.weight";
-  if (!gemma && (rest == "pre_feedforward_layernorm.weight" || rest == "post_feedforward_layernorm.weight")) return "";
+  if (post_norms && rest == "post_attention_layernorm.weight") return "blk." + num + ".post_attention_norm.weight";
+  if (!post_norms && (rest == "pre_feedforward_layernorm.weight" || rest == "post_feedforward_layernorm.weight")) return "";
   for (auto& [hf, c] : kLayer)
     if (rest == hf) return "blk." + num + "." + c;
   return "";
 }
 
-std::string canonical_to_hf(const std::string& c, bool gemma) {
+std::string canonical_to_hf(const std::string& c, bool post_norms) {
   if (c == "token_embd.weight") return "model.embed_tokens.weight";
   if (c == "output_norm.weight") return "model.norm.weight";
   if (c == "output.weight") return "lm_head.weight";
@@ -203,7 +205,7 @@ std::string canonical_to_hf(const std::string& c, bool gemma) {
                          "self_attn.k_norm.weight", "post_attention_layernorm.weight",
                          "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
                          "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"})
-    if (hf_to_canonical(probe + hf, gemma) == c) return probe + hf;
+    if (hf_to_canonical(probe + hf, post_norms) == c) return probe + hf;
   return "";
 }
 

@@ -96,9 +96,10 @@ void shift_gemma_norms(Model& m, float delta);
 int64_t layer_of(const std::string& name);
 
 // Canonical (GGUF) name <-> Hugging Face name for a Llama-family tensor
-// (`gemma`: Gemma 2/3's names for its four norms per block); empty when the
-// name is not a model weight lmpress knows.
-std::string hf_to_canonical(const std::string& hf_name, bool gemma = false);
-std::string canonical_to_hf(const std::string& name, bool gemma = false);
+// (`post_norms`: Gemma 2/3's and OLMo 2's, whose post_attention_layernorm
+// normalizes the attention's output); empty when the name is not a model
+// weight lmpress knows.
+std::string hf_to_canonical(const std::string& hf_name, bool post_norms = false);
+std::string canonical_to_hf(const std::string& name, bool post_norms = false);
 
 }  // namespace lmpress

@@ -123,6 +123,12 @@ const std::vector<ModelShape>& model_shapes() {
     smollm3.arch = "smollm3";
     for (int64_t l = 0; l < smollm3.n_layers; l++) smollm3.layer_rope.push_back((l + 1) % 4 != 0);
     s.push_back({"smollm3-3b", smollm3});
+    ModelConfig olmo2 = llama_like(100352, 2048, 16, 16, 16, 8192, 4096, 500000.0f, 1e-6f, false);
+    olmo2.arch = "olmo2";
+    olmo2.rope_layout = RopeLayout::Halves;
+    olmo2.qk_norm = olmo2.qk_norm_full = olmo2.post_norms = true;
+    olmo2.pre_norms = false;
+    s.push_back({"olmo2-1b", olmo2});
     s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
     ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
     l32.rope_scaling = "llama3";
@@ -168,7 +174,7 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
   if (!cfg.tied_embeddings) add("output.weight", {cfg.n_vocab, D});
   for (int64_t l = 0; l < cfg.n_layers; l++) {
     const std::string p = "blk." + std::to_string(l) + ".";
-    add(p + "attn_norm.weight", {D});
+    if (cfg.pre_norms) add(p + "attn_norm.weight", {D});
     add(p + "attn_q.weight", {cfg.q_dim(), D});
     add(p + "attn_k.weight", {cfg.kv_dim(), D});
     add(p + "attn_v.weight", {cfg.kv_dim(), D});
@@ -178,12 +184,12 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
       add(p + "attn_v.bias", {cfg.kv_dim()});
     }
     if (cfg.qk_norm) {
-      add(p + "attn_q_norm.weight", {cfg.head_dim});
-      add(p + "attn_k_norm.weight", {cfg.head_dim});
+      add(p + "attn_q_norm.weight", {cfg.qk_norm_full ? cfg.q_dim() : cfg.head_dim});
+      add(p + "attn_k_norm.weight", {cfg.qk_norm_full ? cfg.kv_dim() : cfg.head_dim});
     }
     add(p + "attn_output.weight", {D, cfg.q_dim()});
     if (cfg.post_norms) add(p + "post_attention_norm.weight", {D});
-    add(p + "ffn_norm.weight", {D});
+    if (cfg.pre_norms) add(p + "ffn_norm.weight", {D});
     if (cfg.post_norms) add(p + "post_ffw_norm.weight", {D});
     add(p + "ffn_gate.weight", {cfg.ffn_dim, D});
     add(p + "ffn_up.weight", {cfg.ffn_dim, D});

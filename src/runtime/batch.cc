@@ -182,7 +182,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
   const KvCacheSpec& kv = cache_.spec();
   float* x = a_.x.data();
-  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.attn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  pre_norm(c, L.attn_norm, x, n, a_.xn.data());
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   linear(*L.wq, a_.xn.data(), n, a_.q.data());
   linear(*L.wk, a_.xn.data(), n, a_.k.data());
@@ -250,7 +250,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   linear(*L.wo, a_.att.data(), n, a_.xn.data());
   join_residual(c, x, a_.xn.data(), L.bo, L.attn_post_norm, n);
 
-  for (int64_t t = 0; t < n; t++) rmsnorm(x + t * D, L.ffn_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
+  pre_norm(c, L.ffn_norm, x, n, a_.xn.data());
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   linear(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   linear(*L.w_up, a_.xn.data(), n, a_.up.data());
