@@ -12,9 +12,6 @@
 namespace lmpress {
 namespace {
 
-// silu(g)·u by its definition in double, for every length 1..40 (vector
-// bodies and scalar tails), gates from −100 (e^100 overflows a float: the
-// result must still be −0, not NaN) to 100.
 // Per-token int8 quantization by hand: max|x| = 31.75 gives the step 0.25;
 // 1.3 steps round to 1, 2.5 steps to 2 (ties to even); a zero row stays zero.
 TEST(Ops, FakeQuantInt8RowsByHand) {
@@ -25,8 +22,11 @@ TEST(Ops, FakeQuantInt8RowsByHand) {
   for (int i = 5; i < 10; i++) EXPECT_EQ(x[size_t(i)], 0.0f);
 }
 
-TEST(Ops, SiluMulMatchesDefinition) {
-  test::for_kernel_targets({0}, [](int64_t) {
+// A gated activation act(g)·u against its definition in double, for every
+// length 1..40 (vector bodies and scalar tails), gates from −100 (e^100
+// overflows a float: the result must still be −0, not NaN) to 100.
+void expect_gated_matches(void (*kernel)(float*, const float*, int64_t), double (*act)(double), double tol) {
+  test::for_kernel_targets({0}, [&](int64_t) {
     std::mt19937 rng(3);
     std::normal_distribution<float> nd;
     for (int64_t n = 1; n <= 40; n++) {
@@ -37,39 +37,25 @@ TEST(Ops, SiluMulMatchesDefinition) {
       }
       if (n >= 3) g[0] = -100.0f, g[1] = 100.0f, g[2] = 0.0f;
       std::vector<float> got = g;
-      silu_mul(got.data(), u.data(), n);
+      kernel(got.data(), u.data(), n);
       for (int64_t i = 0; i < n; i++) {
-        const double x = g[size_t(i)];
-        const double want = x / (1.0 + std::exp(-x)) * u[size_t(i)];
-        EXPECT_NEAR(got[size_t(i)], want, 1e-6 * (std::fabs(want) + 1e-3)) << "n=" << n << " i=" << i << " g=" << x;
+        const double x = g[size_t(i)], want = act(x) * u[size_t(i)];
+        EXPECT_NEAR(got[size_t(i)], want, tol * (std::fabs(want) + 1e-3)) << "n=" << n << " i=" << i << " g=" << x;
         EXPECT_FALSE(std::isnan(got[size_t(i)]));
       }
     }
   });
 }
 
-// PyTorch's tanh-approximated GELU by its definition in double, times u, for
-// lengths 1..40 and gates out to ±100 (g³ overflows nothing, e^(−2z) may).
+TEST(Ops, SiluMulMatchesDefinition) {
+  expect_gated_matches(silu_mul, [](double x) { return x / (1.0 + std::exp(-x)); }, 1e-6);
+}
+
+// PyTorch's gelu(approximate="tanh") (Gemma's GeGLU).
 TEST(Ops, GeluTanhMulMatchesDefinition) {
-  test::for_kernel_targets({0}, [](int64_t) {
-    std::mt19937 rng(4);
-    std::normal_distribution<float> nd;
-    for (int64_t n = 1; n <= 40; n++) {
-      std::vector<float> g(static_cast<size_t>(n)), u(static_cast<size_t>(n));
-      for (int64_t i = 0; i < n; i++) {
-        g[size_t(i)] = nd(rng) * 3;
-        u[size_t(i)] = nd(rng);
-      }
-      if (n >= 3) g[0] = -100.0f, g[1] = 100.0f, g[2] = 0.0f;
-      std::vector<float> got = g;
-      gelu_tanh_mul(got.data(), u.data(), n);
-      for (int64_t i = 0; i < n; i++) {
-        const double x = g[size_t(i)];
-        const double want = 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))) * u[size_t(i)];
-        EXPECT_NEAR(got[size_t(i)], want, 2e-6 * (std::fabs(want) + 1e-3)) << "n=" << n << " i=" << i << " g=" << x;
-      }
-    }
-  });
+  expect_gated_matches(
+      gelu_tanh_mul, [](double x) { return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x))); },
+      2e-6);
 }
 
 // The F16C (and bf16) conversions are bit-exact with the scalar ones, including ties,

@@ -3,6 +3,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <functional>
+#include <optional>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -16,8 +18,27 @@ namespace lmpress {
 
 namespace {
 
+// j[key], a list of one flag per layer whose elements `flag` reads (nullopt:
+// not a `what`); nullopt when absent or null.
+std::optional<std::vector<uint8_t>> layer_flags(const nlohmann::json& j, const char* key, const std::string& path,
+                                                int64_t n_layers, const char* what,
+                                                const std::function<std::optional<bool>(const nlohmann::json&)>& flag) {
+  if (!j.contains(key) || j[key].is_null()) return std::nullopt;
+  const auto& list = j[key];
+  if (!list.is_array() || list.size() != size_t(n_layers))
+    fail("{}: {} must hold one {} per layer ({} layers)", path, key, what, n_layers);
+  std::vector<uint8_t> out;
+  for (size_t l = 0; l < list.size(); l++) {
+    const auto f = flag(list[l]);
+    if (!f) fail("{}: {}[{}] = {} is not {}", path, key, l, list[l].dump(), what);
+    out.push_back(*f);
+  }
+  return out;
+}
+
 // Sliding windows, Gemma's scalings and soft-caps, and which layers slide.
 void read_attention_variants(const nlohmann::json& j, const std::string& path, ModelConfig& c) {
+  if (c.n_layers < 1 || c.n_layers > 1024) return;  // validate() names the field; no per-layer list that long
   const auto get_int = [&](const char* key, int64_t def) { return json_int(j, key, path, "", def); };
   const auto number = [&](const char* key, double def) {
     return config_float(json_number(j, key, path, "", def), path, key);
@@ -34,20 +55,15 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, M
   }
   if (c.arch == "smollm3") {
     // no_rope_layers[l] = 1: layer l uses RoPE; else every no_rope_layer_interval-th layer has none.
-    c.layer_rope.assign(size_t(std::max<int64_t>(0, c.n_layers)), 1);
-    if (j.contains("no_rope_layers") && !j["no_rope_layers"].is_null()) {
-      const auto& nr = j["no_rope_layers"];
-      if (!nr.is_array() || nr.size() != size_t(c.n_layers))
-        fail("{}: no_rope_layers must hold a 0 or 1 per layer ({} layers)", path, c.n_layers);
-      for (size_t l = 0; l < nr.size(); l++) {
-        if (!nr[l].is_number_integer() || (nr[l] != 0 && nr[l] != 1))
-          fail("{}: no_rope_layers[{}] = {} is neither 0 nor 1", path, l, nr[l].dump());
-        c.layer_rope[l] = nr[l] == 1;
-      }
+    const auto listed = layer_flags(j, "no_rope_layers", path, c.n_layers, "0 or 1", [](const nlohmann::json& e) {
+      return e.is_number_integer() && (e == 0 || e == 1) ? std::optional<bool>(e == 1) : std::nullopt;
+    });
+    if (listed) {
+      c.layer_rope = *listed;
     } else {
       const int64_t every = get_int("no_rope_layer_interval", 4);
       if (every < 1 || every > 1024) fail("{}: no_rope_layer_interval {} is out of range [1, 1024]", path, every);
-      for (int64_t l = 0; l < c.n_layers; l++) c.layer_rope[size_t(l)] = (l + 1) % every != 0;
+      for (int64_t l = 0; l < c.n_layers; l++) c.layer_rope.push_back((l + 1) % every != 0);
     }
   }
   if (!c.gemma()) return;
@@ -56,19 +72,17 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, M
   c.attn_scale = 1.0f / std::sqrt(number("query_pre_attn_scalar", double(c.head_dim)));
   c.attn_softcap = number("attn_logit_softcapping", 0.0);
   c.final_softcap = number("final_logit_softcapping", 0.0);
-  c.layer_swa.assign(size_t(std::max<int64_t>(0, c.n_layers)), 0);
-  if (j.contains("layer_types") && !j["layer_types"].is_null()) {
-    const auto& lt = j["layer_types"];
-    if (!lt.is_array() || lt.size() != size_t(c.n_layers))
-      fail("{}: layer_types must list one of sliding_attention / full_attention per layer ({} layers)", path, c.n_layers);
-    for (size_t l = 0; l < lt.size(); l++) {
-      const std::string t = lt[l].is_string() ? lt[l].get<std::string>() : "";
-      if (t != "sliding_attention" && t != "full_attention")
-        fail("{}: layer_types[{}] '{}' is neither sliding_attention nor full_attention", path, l, lt[l].dump());
-      c.layer_swa[l] = t == "sliding_attention";
-    }
+  const auto listed =
+      layer_flags(j, "layer_types", path, c.n_layers, "sliding_attention or full_attention", [](const nlohmann::json& e) {
+        const std::string t = e.is_string() ? e.get<std::string>() : "";
+        return t == "sliding_attention" || t == "full_attention" ? std::optional<bool>(t == "sliding_attention")
+                                                                 : std::nullopt;
+      });
+  if (listed) {
+    c.layer_swa = *listed;
   } else {
     // Gemma 2 slides on even layers; Gemma 3 on all but every pattern-th.
+    c.layer_swa.assign(size_t(c.n_layers), 0);
     const int64_t pattern = c.arch == "gemma2" ? 2 : get_int("sliding_window_pattern", 6);
     if (pattern < 1 || pattern > 1024) fail("{}: sliding_window_pattern {} is out of range [1, 1024]", path, pattern);
     for (int64_t l = 0; l < c.n_layers; l++)

@@ -104,13 +104,13 @@ TEST(HfConfig, ReadsSlidingWindowsAndGemmaSettings) {
   EXPECT_EQ(config([](nlohmann::json& j) { j["sliding_window"] = nullptr; }).sliding_window, 0);
 
   expect_error([&] { config([&](nlohmann::json& j) { gemma("Gemma3ForCausalLM")(j), j["layer_types"] = {"full_attention"}; }); },
-               "m/config.json: layer_types must list one of sliding_attention / full_attention per layer (6 layers)");
+               "m/config.json: layer_types must hold one sliding_attention or full_attention per layer (6 layers)");
   expect_error([&] {
     config([&](nlohmann::json& j) {
       gemma("Gemma2ForCausalLM")(j);
       j["layer_types"] = {"full_attention", "local", "full_attention", "full_attention", "full_attention", "full_attention"};
     });
-  }, "layer_types[1] '\"local\"' is neither sliding_attention nor full_attention");
+  }, "layer_types[1] = \"local\" is not sliding_attention or full_attention");
   expect_error([&] { config([&](nlohmann::json& j) { gemma("Gemma2ForCausalLM")(j), j["sliding_window"] = -3; }); },
                "sliding_window = -3 is out of range");
   expect_error([&] { config([&](nlohmann::json& j) { gemma("Gemma2ForCausalLM")(j), j["attn_logit_softcapping"] = -1; }); },
