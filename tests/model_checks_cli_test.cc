@@ -159,6 +159,36 @@ TEST(ModelChecks, RopeFieldsOutOfRange) {
                    "lmpress.rope_scaling.llama3.original_context_length = 1099511627776 is out of range [1, 16777216]");
 }
 
+// Gemma's and the window's GGUF fields: a zero head count (the 27B scale rule
+// divides by it), a pattern of the wrong length or type, an OLMo 3 window.
+TEST(ModelChecks, WindowAndGemmaFieldsOutOfRange) {
+  const auto as = [](const std::string& arch, const std::function<void(KV&)>& edit) {
+    return gguf_variant(S(kStories), [&](KV& kv) {
+      for (auto& [k, v] : kv)
+        if (k.starts_with("llama.")) k = arch + k.substr(5);
+      set(kv, "general.architecture", GGUFValue::str(arch));
+      edit(kv);
+    });
+  };
+  expect_cli_error("info " + as("gemma2", [](KV& kv) {
+                     set(kv, "gemma2.block_count", GGUFValue::u32(46));
+                     set(kv, "gemma2.attention.head_count", GGUFValue::u32(0));
+                   }),
+                   "must be positive");
+  expect_cli_error("info " + as("gemma3", [](KV& kv) {
+                     set(kv, "gemma3.attention.sliding_window", GGUFValue::u32(64));
+                     set(kv, "gemma3.attention.sliding_window_pattern",
+                         GGUFValue::array(GGUFType::BOOL, {GGUFValue::boolean(true)}));
+                   }),
+                   "gemma3.attention.sliding_window_pattern has 1 values for 5 layers");
+  expect_cli_error("info " + as("gemma2", [](KV& kv) {
+                     set(kv, "gemma2.attention.sliding_window_pattern", GGUFValue::str("even"));
+                   }),
+                   "gemma2.attention.sliding_window_pattern should be an integer or an array of flags");
+  expect_cli_error("info " + as("olmo2", [](KV& kv) { set(kv, "olmo2.attention.sliding_window", GGUFValue::u32(64)); }),
+                   "OLMo 3");
+}
+
 // An embedding padded past the tokenizer (as llama.cpp allows) never yields a
 // token the tokenizer cannot decode: here the padding rows' logits beat every
 // real token's, and greedy generation still emits real tokens only. A

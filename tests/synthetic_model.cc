@@ -42,7 +42,7 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   const int64_t hd = s.head_dim ? s.head_dim : s.dim / s.n_heads, qd = s.n_heads * hd, kvd = s.n_kv_heads * hd;
   const int64_t vocab = 256 + 4 + 2;
   const bool gemma = s.arch == "Gemma2ForCausalLM" || s.arch == "Gemma3ForCausalLM";
-  const bool olmo2 = s.arch == "Olmo2ForCausalLM";
+  const bool olmo2 = s.arch == "Olmo2ForCausalLM", phi3 = s.arch == "Phi3ForCausalLM";
   const bool bias = s.arch == "Qwen2ForCausalLM",
              qk_norm = s.arch == "Qwen3ForCausalLM" || s.arch == "Gemma3ForCausalLM" || olmo2;
   const float norm_base = gemma ? 0.0f : 1.0f;  // Gemma computes x·(1 + w)
@@ -60,9 +60,13 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   for (int64_t l = 0; l < s.n_layers; l++) {
     std::string p = "model.layers." + std::to_string(l) + ".";
     if (!olmo2) add(p + "input_layernorm.weight", {s.dim}, norm_base);
-    add(p + "self_attn.q_proj.weight", {qd, s.dim});
-    add(p + "self_attn.k_proj.weight", {kvd, s.dim});
-    add(p + "self_attn.v_proj.weight", {kvd, s.dim});
+    if (phi3) {
+      add(p + "self_attn.qkv_proj.weight", {qd + 2 * kvd, s.dim});
+    } else {
+      add(p + "self_attn.q_proj.weight", {qd, s.dim});
+      add(p + "self_attn.k_proj.weight", {kvd, s.dim});
+      add(p + "self_attn.v_proj.weight", {kvd, s.dim});
+    }
     if (bias) {
       add(p + "self_attn.q_proj.bias", {qd});
       add(p + "self_attn.k_proj.bias", {kvd});
@@ -76,8 +80,12 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
     add(p + "post_attention_layernorm.weight", {s.dim}, norm_base);
     if (gemma) add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_base);
     if (gemma || olmo2) add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_base);
-    add(p + "mlp.gate_proj.weight", {s.ffn, s.dim});
-    add(p + "mlp.up_proj.weight", {s.ffn, s.dim});
+    if (phi3) {
+      add(p + "mlp.gate_up_proj.weight", {2 * s.ffn, s.dim});
+    } else {
+      add(p + "mlp.gate_proj.weight", {s.ffn, s.dim});
+      add(p + "mlp.up_proj.weight", {s.ffn, s.dim});
+    }
     add(p + "mlp.down_proj.weight", {s.dim, s.ffn});
   }
   add("model.norm.weight", {s.dim}, norm_base);
@@ -89,8 +97,16 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
                       {"num_key_value_heads", s.n_kv_heads}, {"vocab_size", vocab},
                       {"max_position_embeddings", s.ctx}, {"rms_norm_eps", 1e-6}, {"rope_theta", 500.0},
                       {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
-  if (s.head_dim) c["head_dim"] = s.head_dim;
+  if (s.head_dim || gemma) c["head_dim"] = hd;  // Gemma's default is 256
   if (s.sliding_window) c["sliding_window"] = s.sliding_window;
+  if (phi3) {  // LongRoPE: 40-token tests run past the original context, so on the long factors
+    const int64_t pairs = int64_t(double(hd) * s.partial_rotary) / 2;
+    std::vector<double> shortf, longf;
+    for (int64_t i = 0; i < pairs; i++) shortf.push_back(1.0 + 0.1 * double(i)), longf.push_back(1.5 + 0.7 * double(i));
+    c["original_max_position_embeddings"] = 16;
+    c["rope_scaling"] = {{"type", "longrope"}, {"short_factor", shortf}, {"long_factor", longf}};
+    if (s.partial_rotary != 1.0) c["partial_rotary_factor"] = s.partial_rotary;
+  }
   if (s.arch == "GraniteForCausalLM")
     c["embedding_multiplier"] = 3.0, c["residual_multiplier"] = 0.5, c["attention_multiplier"] = 0.25,
     c["logits_scaling"] = 2.5;
@@ -161,12 +177,24 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
     if (arch == "Gemma3ForCausalLM") return (l + 1) % int64_t(opt("sliding_window_pattern")) != 0;
     return window > 0;
   };
+  // Phi-3: RoPE on the first rot dimensions (partial_rotary_factor), LongRoPE's
+  // factors (long beyond the original context) and attention factor.
+  const int64_t rot = int64_t(double(hd) * (c.contains("partial_rotary_factor") ? double(c["partial_rotary_factor"]) : 1.0));
+  const bool longrope = c.contains("rope_scaling") && c["rope_scaling"].contains("long_factor");
+  double mscale = 1.0;
+  if (longrope) {
+    const double orig = c["original_max_position_embeddings"], scale = double(c["max_position_embeddings"]) / orig;
+    mscale = scale <= 1 ? 1.0 : std::sqrt(1 + std::log(scale) / std::log(orig));
+  }
   // inv_freq with HF's llama3 rule (modeling_rope_utils._compute_llama3_parameters).
-  std::vector<double> inv(static_cast<size_t>(hd / 2)), inv_local(inv.size());
-  for (int64_t i = 0; i < hd / 2; i++) {
+  std::vector<double> inv(static_cast<size_t>(rot / 2)), inv_local(inv.size());
+  for (int64_t i = 0; i < rot / 2; i++) {
     if (c.contains("rope_local_base_freq")) inv_local[size_t(i)] = 1.0 / std::pow(double(c["rope_local_base_freq"]), double(2 * i) / double(hd));
-    double f = 1.0 / std::pow(theta, double(2 * i) / double(hd));
-    if (c.contains("rope_scaling")) {
+    double f = 1.0 / std::pow(theta, double(2 * i) / double(rot));
+    if (longrope) {
+      const bool is_long = int64_t(tokens.size()) > int64_t(c["original_max_position_embeddings"]);
+      f /= double(c["rope_scaling"][is_long ? "long_factor" : "short_factor"][size_t(i)]);
+    } else if (c.contains("rope_scaling")) {
       auto rs = c["rope_scaling"];
       double factor = rs["factor"], lo = rs["low_freq_factor"], hi = rs["high_freq_factor"];
       double old = rs["original_max_position_embeddings"];
@@ -199,11 +227,11 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   };
   auto rope = [&](std::vector<double>& v, int64_t heads, int64_t pos, const std::vector<double>& inv) {  // rotate_half
     for (int64_t h = 0; h < heads; h++)
-      for (int64_t i = 0; i < hd / 2; i++) {
-        double a = v[size_t(h * hd + i)], b = v[size_t(h * hd + i + hd / 2)];
-        double cs = std::cos(pos * inv[size_t(i)]), sn = std::sin(pos * inv[size_t(i)]);
+      for (int64_t i = 0; i < rot / 2; i++) {
+        double a = v[size_t(h * hd + i)], b = v[size_t(h * hd + i + rot / 2)];
+        double cs = std::cos(pos * inv[size_t(i)]) * mscale, sn = std::sin(pos * inv[size_t(i)]) * mscale;
         v[size_t(h * hd + i)] = a * cs - b * sn;
-        v[size_t(h * hd + i + hd / 2)] = b * cs + a * sn;
+        v[size_t(h * hd + i + rot / 2)] = b * cs + a * sn;
       }
   };
   std::vector<std::vector<std::vector<double>>> Kc(static_cast<size_t>(L)), Vc(static_cast<size_t>(L));
@@ -217,9 +245,17 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
     for (int64_t l = 0; l < L; l++) {
       std::string pre = "model.layers." + std::to_string(l) + ".";
       auto h = olmo2 ? x : norm(x, pre + "input_layernorm.weight");  // OLMo 2 normalizes outputs only
-      auto q = linear(pre + "self_attn.q_proj.weight", h, H * hd);
-      auto k = linear(pre + "self_attn.k_proj.weight", h, KVH * hd);
-      auto v = linear(pre + "self_attn.v_proj.weight", h, KVH * hd);
+      std::vector<double> q, k, v;
+      if (W.count(pre + "self_attn.qkv_proj.weight")) {  // Phi-3: q, k, v rows of one projection
+        const auto qkv = linear(pre + "self_attn.qkv_proj.weight", h, (H + 2 * KVH) * hd);
+        q.assign(qkv.begin(), qkv.begin() + H * hd);
+        k.assign(qkv.begin() + H * hd, qkv.begin() + (H + KVH) * hd);
+        v.assign(qkv.begin() + (H + KVH) * hd, qkv.end());
+      } else {
+        q = linear(pre + "self_attn.q_proj.weight", h, H * hd);
+        k = linear(pre + "self_attn.k_proj.weight", h, KVH * hd);
+        v = linear(pre + "self_attn.v_proj.weight", h, KVH * hd);
+      }
       if (olmo2) {  // RMSNorm over all of q and of k
         q = norm(q, pre + "self_attn.q_norm.weight");
         k = norm(k, pre + "self_attn.k_norm.weight");
@@ -263,8 +299,15 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       if (gemma || olmo2) o = norm(o, pre + "post_attention_layernorm.weight");
       for (int64_t i = 0; i < D; i++) x[size_t(i)] += residual * o[size_t(i)];
       h = olmo2 ? x : norm(x, pre + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
-      auto gt = linear(pre + "mlp.gate_proj.weight", h, F);
-      auto up = linear(pre + "mlp.up_proj.weight", h, F);
+      std::vector<double> gt, up;
+      if (W.count(pre + "mlp.gate_up_proj.weight")) {  // Phi-3: gate rows, then up rows
+        const auto gu = linear(pre + "mlp.gate_up_proj.weight", h, 2 * F);
+        gt.assign(gu.begin(), gu.begin() + F);
+        up.assign(gu.begin() + F, gu.end());
+      } else {
+        gt = linear(pre + "mlp.gate_proj.weight", h, F);
+        up = linear(pre + "mlp.up_proj.weight", h, F);
+      }
       for (int64_t i = 0; i < F; i++) {
         const double a = gt[size_t(i)];
         // PyTorch's gelu(approximate="tanh") for Gemma, SiLU otherwise.

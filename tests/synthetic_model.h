@@ -12,7 +12,7 @@ namespace lmpress::test {
 struct SyntheticSpec {
   // or Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
   // GraniteForCausalLM (its four multipliers set), SmolLM3ForCausalLM (odd layers without RoPE),
-  // Olmo2ForCausalLM
+  // Olmo2ForCausalLM, Phi3ForCausalLM (fused projections, LongRoPE with an original context of 16)
   std::string arch = "LlamaForCausalLM";
   int64_t dim = 32, n_layers = 2, n_heads = 4, n_kv_heads = 2, ffn = 48, ctx = 64;
   int64_t head_dim = 0;  // 0: dim / n_heads; else written as config.json's head_dim
@@ -22,6 +22,7 @@ struct SyntheticSpec {
   // everything, and so on; soft-caps and query_pre_attn_scalar set so that
   // each changes the logits).
   int64_t sliding_window = 0;
+  double partial_rotary = 1.0;  // Phi-3 / Phi-4-mini's partial_rotary_factor
   uint32_t seed = 1;
 };
 

@@ -859,6 +859,9 @@ def test_ctrl_c_interrupts_a_long_call(text_file):
     script = f"""
 import os, signal, sys, threading, time
 import lmpress
+# A process started in the background of a non-interactive shell inherits
+# SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 lmpress.set_threads({THREADS})
 m = lmpress.Model.load({str(MODEL)!r})
 text = open({str(text_file)!r}, encoding="utf-8").read() * 40

@@ -235,8 +235,15 @@ double angular_distance(const std::vector<float>& a, const std::vector<float>& b
   return dist / double(std::max<int64_t>(1, n_tok));
 }
 
-// Renumbers the blocks, dropping those not in `keep` (ascending).
+// Renumbers the blocks, dropping those not in `keep` (ascending), with the
+// per-layer flags (sliding windows, layers without RoPE).
 void drop_blocks(Model& m, const std::vector<int64_t>& keep) {
+  for (auto* flags : {&m.cfg.layer_swa, &m.cfg.layer_rope}) {
+    if (flags->empty()) continue;
+    std::vector<uint8_t> kept;
+    for (int64_t l : keep) kept.push_back((*flags)[size_t(l)]);
+    *flags = std::move(kept);
+  }
   std::map<int64_t, int64_t> new_index;
   for (size_t i = 0; i < keep.size(); i++) new_index[keep[i]] = int64_t(i);
   std::vector<Tensor> kept;
@@ -260,6 +267,10 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
                                   PrunedViews* views) {
   ModelConfig& c = m.cfg;
   if (!c.uniform()) fail("{}: its layers already differ in size; structured pruning needs a uniform model", m.path);
+  if (c.qk_norm_full && o.heads > 0)
+    fail("--structured heads={}: {}'s q/k norms span all heads (their RMS would change); prune layers or the "
+         "feed-forward only",
+         o.heads, c.arch);
   StructuredReport rep;
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   rep.params_before = m.n_params();

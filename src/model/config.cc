@@ -13,7 +13,7 @@ void ModelConfig::validate(const std::string& src) const {
   auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "granite" && arch != "smollm3" && arch != "olmo2" &&
+  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "granite" && arch != "smollm3" && arch != "olmo2" && arch != "phi3" &&
       !gemma())
     fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
@@ -45,12 +45,27 @@ void ModelConfig::validate(const std::string& src) const {
   if (!(rms_eps > 0 && rms_eps < 1)) fail("{}: {} {} is out of range (0, 1)", src, field("rms_norm_eps"), rms_eps);
   if (!(std::isfinite(rope_theta) && rope_theta > 1))
     fail("{}: {} {} must be a finite number > 1", src, field("rope_theta"), rope_theta);
-  if (!rope_scaling.empty() && rope_scaling != "linear" && rope_scaling != "llama3")
-    fail("{}: rope_scaling type '{}' is not supported (linear, llama3)", src, rope_scaling);
+  if (!rope_scaling.empty() && rope_scaling != "linear" && rope_scaling != "llama3" && rope_scaling != "longrope")
+    fail("{}: rope_scaling type '{}' is not supported (linear, llama3, longrope)", src, rope_scaling);
+  if (!rope_long_factors.empty() && rope_long_factors.size() != size_t(rope_dim / 2))
+    fail("{}: {} has {} values, the {} rotated pairs need one each", src, field("rope_scaling.long_factor"),
+         rope_long_factors.size(), rope_dim / 2);
+  if (rope_scaling == "longrope") {
+    for (const auto* f : {&rope_short_factors, &rope_long_factors}) {
+      const char* name = f == &rope_short_factors ? "rope_scaling.short_factor" : "rope_scaling.long_factor";
+      if (f->size() != size_t(rope_dim / 2))
+        fail("{}: {} has {} values, the {} rotated pairs need one each", src, field(name), f->size(), rope_dim / 2);
+      for (float x : *f)
+        if (!(std::isfinite(x) && x > 0)) fail("{}: {} holds {}, which is not a finite number > 0", src, field(name), x);
+    }
+    range("rope_scaling.original_max_position_embeddings", rope_orig_ctx, 1, 1 << 24);
+  }
+  if (!(std::isfinite(rope_mscale) && rope_mscale > 0))
+    fail("{}: {} {} must be a finite number > 0", src, field("rope_scaling.attention_factor"), rope_mscale);
   const auto positive = [&](const char* name, float v) {
     if (!(std::isfinite(v) && v > 0)) fail("{}: {} {} must be a finite number > 0", src, field(name), v);
   };
-  if (!rope_scaling.empty()) positive("rope_scaling.factor", rope_factor);
+  if (rope_scaling == "linear" || rope_scaling == "llama3") positive("rope_scaling.factor", rope_factor);
   if (rope_scaling == "llama3") {
     positive("rope_scaling.low_freq_factor", rope_low_freq_factor);
     positive("rope_scaling.high_freq_factor", rope_high_freq_factor);
@@ -103,10 +118,15 @@ std::string ModelConfig::field(const std::string& hf_name) const {
       {"embedding_multiplier", ".embedding_scale"},
       {"residual_multiplier", ".residual_scale"},
       {"logits_scaling", ".logit_scale"},
+      {"rope_scaling.attention_factor", ".rope.scaling.attn_factor"},
+      {"rope_scaling.short_factor", "rope_factors_short.weight"},
+      {"rope_scaling.long_factor", "rope_factors_long.weight"},
       {"rope_scaling.low_freq_factor", "lmpress.rope_scaling.llama3.low_freq_factor"},
       {"rope_scaling.high_freq_factor", "lmpress.rope_scaling.llama3.high_freq_factor"},
       {"rope_scaling.original_max_position_embeddings", "lmpress.rope_scaling.llama3.original_context_length"},
   };
+  if (hf_name == "rope_scaling.original_max_position_embeddings" && rope_scaling == "longrope")
+    return gguf_arch + ".rope.scaling.original_context_length";
   if (hf_name == "rope_scaling.factor")
     return rope_scaling == "llama3" ? "lmpress.rope_scaling.llama3.factor" : gguf_arch + ".rope.scaling.factor";
   const auto it = kGguf.find(hf_name);
@@ -153,6 +173,8 @@ std::vector<float> ModelConfig::rope_inv_freqs() const {
     double freq = std::pow(double(rope_theta), -2.0 * double(i) / double(rope_dim));
     if (rope_scaling == "linear") {
       freq /= rope_factor;
+    } else if (rope_scaling == "longrope") {
+      freq /= rope_short_factors[i];
     } else if (rope_scaling == "llama3") {
       // Hugging Face's _compute_llama3_parameters.
       const double low_wavelen = double(rope_orig_ctx) / rope_low_freq_factor;

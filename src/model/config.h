@@ -13,7 +13,7 @@ namespace lmpress {
 enum class FfnAct { SiLU, GeluTanh };
 
 struct ModelConfig {
-  // "llama" (also Mistral), "qwen2", "qwen3", "gemma2", "gemma3", "granite", "smollm3" or "olmo2"
+  // "llama" (also Mistral), "qwen2", "qwen3", "gemma2", "gemma3", "granite", "smollm3", "olmo2" or "phi3"
   std::string arch = "llama";
   int64_t n_vocab = 0;
   int64_t dim = 0;
@@ -27,8 +27,14 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   int64_t rope_dim = 0;  // rotated dimensions per head (normally head_dim)
   RopeLayout rope_layout = RopeLayout::Interleaved;
-  // rope_scaling: "" (none), "linear" or "llama3".
+  // rope_scaling: "" (none), "linear", "llama3" or "longrope" (Phi-3).
   std::string rope_scaling;
+  // LongRoPE: per rotated pair, the divisor of its frequency in contexts up
+  // to rope_orig_ctx (short) and beyond (long); rope_mscale multiplies the
+  // rotated dimensions of q and k (HF's attention_factor, llama.cpp's
+  // rope.scaling.attn_factor), 1 for the other scalings.
+  std::vector<float> rope_short_factors, rope_long_factors;
+  float rope_mscale = 1.0f;
   float rope_factor = 1.0f;
   float rope_low_freq_factor = 1.0f;
   float rope_high_freq_factor = 4.0f;

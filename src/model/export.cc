@@ -128,7 +128,8 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
 // llama.cpp's llama architecture ignores (it attends to everything).
 void write_attention_variants(const Model& m, const std::string& a, GGUFWriter& w) {
   const ModelConfig& c = m.cfg;
-  if (c.sliding_window > 0) w.set(a + ".attention.sliding_window", GGUFValue::u32(uint32_t(c.sliding_window)));
+  if (c.sliding_window > 0 || c.gemma())
+    w.set(a + ".attention.sliding_window", GGUFValue::u32(uint32_t(c.sliding_window)));
   if (c.arch == "granite") {
     w.set(a + ".embedding_scale", GGUFValue::f32(c.embed_scale));
     w.set(a + ".residual_scale", GGUFValue::f32(c.residual_scale));
@@ -230,10 +231,17 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   const auto& c = m.cfg;
   // Layers of different sizes are llama.cpp's "deci" architecture: Llama
   // with per-layer head counts and feed-forward sizes, RoPE on (2i, 2i+1) pairs.
-  const std::string a = c.uniform() ? c.arch : "deci";
-  if (!c.uniform() && (c.qk_norm || c.post_norms))
+  // Phi-3 is written as llama (separate projections, RoPE pairs permuted),
+  // its LongRoPE short factors as rope_freqs: llama.cpp's phi3 wants fused
+  // projections, which the writer does not make.
+  const std::string a = !c.uniform() ? "deci" : c.arch == "phi3" ? "llama" : c.arch;
+  if (c.arch == "phi3" && c.rope_dim != c.head_dim)
+    fail("{}: RoPE on {} of {} dimensions per head (partial_rotary_factor) cannot be written as GGUF yet (lmpress "
+         "writes Phi-3 as llama, whose RoPE pairs would need a partial permutation)",
+         m.path, c.rope_dim, c.head_dim);
+  if (!c.uniform() && (c.qk_norm || c.post_norms || c.arch == "granite" || c.arch == "smollm3"))
     fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
-         "architecture, and deci has no q/k norms or post-norms ({})",
+         "architecture, and deci has no q/k norms, post-norms, multipliers or layers without RoPE ({})",
          m.path, c.arch);
   impl->target = a == "llama" || a == "deci" || a == "granite" || a == "smollm3" ? RopeLayout::Interleaved
                                                                                 : RopeLayout::Halves;
@@ -289,6 +297,16 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     w.set("lmpress.rope_scaling.llama3.high_freq_factor", GGUFValue::f32(c.rope_high_freq_factor));
     w.set("lmpress.rope_scaling.llama3.original_context_length", GGUFValue::u32(uint32_t(c.rope_orig_ctx)));
   }
+  if (c.rope_mscale != 1.0f) w.set(a + ".rope.scaling.attn_factor", GGUFValue::f32(c.rope_mscale));
+  if (!c.rope_long_factors.empty()) {
+    w.set(a + ".rope.scaling.original_context_length", GGUFValue::u32(uint32_t(c.rope_orig_ctx)));
+    w.set("lmpress.rope_scaling.long_factors", GGUFValue::f32_array(c.rope_long_factors));
+  }
+  if (c.rope_scaling == "longrope") {
+    Tensor rope_freqs = make_f32_tensor("rope_freqs.weight", {int64_t(c.rope_short_factors.size())}, c.rope_short_factors);
+    impl->extra.emplace_back(metas.size(), TensorToWrite{rope_freqs, {}});
+    metas.push_back(rope_freqs);
+  }
   if (c.rope_scaling == "llama3" && !has_rope_freqs) {
     // llama.cpp reads Llama 3 scaling as divisors of the base frequencies.
     ModelConfig base = c;
@@ -323,6 +341,9 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   if (!c.uniform())
     fail("{}: its layers differ in head count or feed-forward size, which a Hugging Face Llama/Qwen2 config cannot "
          "express; write GGUF (llama.cpp's deci layout) instead",
+         m.path);
+  if (c.arch == "phi3")
+    fail("{}: writing Phi-3 in Hugging Face layout (fused qkv_proj / gate_up_proj) is not supported yet; write GGUF",
          m.path);
   if (m.find("rope_freqs.weight") && c.rope_scaling != "llama3")
     fail("{}: its rope_freqs.weight cannot be expressed as Hugging Face rope_scaling; convert from the HF model instead",

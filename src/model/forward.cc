@@ -31,9 +31,9 @@ void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row) {
 }
 
 void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, float* k, float* v, int64_t pos,
-                   uint8_t* krow, uint8_t* vrow) {
+                   bool long_rope, uint8_t* krow, uint8_t* vrow) {
   const ModelConfig& c = m.cfg;
-  bias_and_rope(m, l, q, k, v, pos);
+  bias_and_rope(m, l, q, k, v, pos, long_rope);
   if (const int64_t rk = kv_rotation_k(kv, c.head_dim)) {
     hadamard(q, c.q_dim(l), rk);
     hadamard(k, c.kv_dim(l), rk);
@@ -53,12 +53,13 @@ void keep_unrotated_key(const Model& m, const KvCacheSpec& kv, int64_t l, const 
   if (const int64_t rk = kv_rotation_k(kv, m.cfg.head_dim)) hadamard(out, kvd, rk);  // H is its own inverse
 }
 
-void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k0, int64_t shift, uint8_t* krow) {
+void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k0, int64_t shift, bool long_rope,
+                     uint8_t* krow) {
   const ModelConfig& c = m.cfg;
   const int64_t kvd = c.kv_dim(l);
   thread_local std::vector<float> k;
   k.assign(k0, k0 + kvd);
-  if (c.uses_rope(l)) rope(k.data(), c.kv_heads(l), c.head_dim, shift, m.rope_freqs(l), c.rope_layout);
+  if (c.uses_rope(l)) rope(k.data(), c.kv_heads(l), c.head_dim, shift, m.rope_freqs(l, long_rope), c.rope_layout);
   if (const int64_t rk = kv_rotation_k(kv, c.head_dim)) hadamard(k.data(), kvd, rk);
   store_cache_row(kv.k, k.data(), kvd, krow);
 }
@@ -77,7 +78,7 @@ void add_residual(float* x, const float* y, const std::vector<float>& bias, int6
       for (int64_t i = 0; i < D; i++) x[t * D + i] += bias[size_t(i)];
 }
 
-void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos) {
+void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos, bool long_rope) {
   const ModelConfig& c = m.cfg;
   const LayerWeights& L = m.layers[size_t(l)];
   if (c.qkv_bias) {
@@ -94,8 +95,15 @@ void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int6
     for (int64_t h = 0; h < c.kv_heads(l); h++) rmsnorm(k + h * c.head_dim, L.k_norm.data(), c.head_dim, c.rms_eps, k + h * c.head_dim);
   }
   if (!c.uses_rope(l)) return;
-  rope(q, c.heads(l), c.head_dim, pos, m.rope_freqs(l), c.rope_layout);
-  rope(k, c.kv_heads(l), c.head_dim, pos, m.rope_freqs(l), c.rope_layout);
+  const std::vector<float>& freqs = m.rope_freqs(l, long_rope);
+  rope(q, c.heads(l), c.head_dim, pos, freqs, c.rope_layout);
+  rope(k, c.kv_heads(l), c.head_dim, pos, freqs, c.rope_layout);
+  if (c.rope_mscale != 1.0f) {  // LongRoPE's attention factor: cos and sin scaled, so the rotated dimensions
+    for (int64_t h = 0; h < c.heads(l); h++)
+      for (int64_t i = 0; i < c.rope_dim; i++) q[h * c.head_dim + i] *= c.rope_mscale;
+    for (int64_t h = 0; h < c.kv_heads(l); h++)
+      for (int64_t i = 0; i < c.rope_dim; i++) k[h * c.head_dim + i] *= c.rope_mscale;
+  }
 }
 
 void pre_norm(const ModelConfig& c, const std::vector<float>& w, const float* x, int64_t n, float* out) {
@@ -171,7 +179,8 @@ InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, K
       n_batch_(std::max<int64_t>(1, std::min(n_batch, n_ctx))),
       kv_(kv),
       policy_(policy),
-      slots_(policy.bounded() ? policy.capacity() : n_ctx) {
+      slots_(policy.bounded() ? policy.capacity() : n_ctx),
+      long_rope_(m.long_rope(n_ctx)) {
   if (n_ctx < 1 || n_ctx > (1 << 20)) fail("context size {} is out of range", n_ctx);
   check_kv_spec(kv_, m.cfg.head_dim);
   check_kv_policy(policy_, kv_, n_ctx_, n_batch_);
@@ -280,7 +289,8 @@ void InferenceState::place_sinks() {
     if (k_cache_[size_t(l)].empty()) continue;
     const int64_t kvd = c.kv_dim(l), krow = kv_.row_bytes(kv_.k, kvd);
     for (int64_t i = 0; i < S; i++)
-      store_moved_key(m_, kv_, l, sink_k_[size_t(l)].data() + i * kvd, shift, k_cache_[size_t(l)].data() + i * krow);
+      store_moved_key(m_, kv_, l, sink_k_[size_t(l)].data() + i * kvd, shift, long_rope_,
+                      k_cache_[size_t(l)].data() + i * krow);
   }
 }
 
@@ -368,7 +378,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     float* v = a_.v.data() + t * kvd;
     const int64_t pos = n_past_ + t, slot = n_kept_ + t;
     const bool rows = !kv_.kivi();
-    prepare_token(m_, kv_, l, q, k, v, pos, rows ? kc + slot * kv_.row_bytes(kv_.k, kvd) : nullptr,
+    prepare_token(m_, kv_, l, q, k, v, pos, long_rope_, rows ? kc + slot * kv_.row_bytes(kv_.k, kvd) : nullptr,
                   rows ? vc + slot * kv_.row_bytes(kv_.v, kvd) : nullptr);
     if (sinks && pos < policy_.sinks) keep_unrotated_key(m_, kv_, l, k, sink_k_[size_t(l)].data() + pos * kvd);
   }

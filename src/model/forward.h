@@ -30,20 +30,22 @@ void store_cache_row(KvType t, const float* x, int64_t n, uint8_t* row);
 // One token's q, k, v of layer l after its projections: the biases (Qwen2)
 // added, each head of q and k normalised (Qwen3; all of q and k for OLMo 2),
 // q and k rotated for position `pos` (unless the layer has no RoPE).
-void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos);
+// long_rope: LongRoPE's long factors (Model::long_rope of the context).
+void bias_and_rope(const Model& m, int64_t l, float* q, float* k, float* v, int64_t pos, bool long_rope);
 // Everything between one token's projections and attention: bias_and_rope,
 // the cache's Hadamard rotations (queries and keys, values), then K and V
 // stored in the cache's types at krow and vrow (for a KIVI cache, whose rows
 // go through its KiviStage, k and v rounded to f16 values instead).
 void prepare_token(const Model& m, const KvCacheSpec& kv, int64_t l, float* q, float* k, float* v, int64_t pos,
-                   uint8_t* krow, uint8_t* vrow);
+                   bool long_rope, uint8_t* krow, uint8_t* vrow);
 // sink-window's sinks: a key k as prepare_token left it (RoPE'd for its
 // position, then the cache's Hadamard rotation) kept in `out` without the
 // Hadamard rotation; store_moved_key puts such a key k0 into a cache row
 // rotated for `shift` positions later (RoPE composes: rotations by p, then
 // by shift, are one by p + shift), Hadamard-rotated and in the cache's type.
 void keep_unrotated_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k, float* out);
-void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k0, int64_t shift, uint8_t* krow);
+void store_moved_key(const Model& m, const KvCacheSpec& kv, int64_t l, const float* k0, int64_t shift, bool long_rope,
+                     uint8_t* krow);
 // Undoes the values' rotation on attention outputs out[n, q_dim(l)] (nothing
 // when the cache rotates no values).
 void unrotate_attention(const Model& m, const KvCacheSpec& kv, int64_t l, float* out, int64_t n);
@@ -160,6 +162,7 @@ class InferenceState {
   KvCacheSpec kv_;
   KvPolicy policy_;
   int64_t slots_;          // positions the cache is allocated for
+  bool long_rope_;         // LongRoPE's long factors (Model::long_rope(n_ctx))
   int64_t n_kept_ = 0;     // positions it holds
   int64_t snap_rows_ = 0;  // snapkv: the batch now running ends the prompt, its last snap_rows_ tokens the window
   std::vector<std::vector<float>> score_;   // h2o: per layer [kv_heads][slots_] accumulated attention

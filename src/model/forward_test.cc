@@ -9,6 +9,8 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "eval/perplexity.h"
+#include "io/gguf.h"
+#include "kernels/to_f32.h"
 #include "model/export.h"
 #include "synthetic_model.h"
 #include "test_util.h"
@@ -206,9 +208,16 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   smollm3.n_layers = 3;
   test::SyntheticSpec olmo2;  // norms after attention and feed-forward only, q/k norms over all heads
   olmo2.arch = "Olmo2ForCausalLM";
+  test::SyntheticSpec phi3;  // fused projections, LongRoPE (long factors, attention factor), a window of 9
+  phi3.arch = "Phi3ForCausalLM";
+  phi3.sliding_window = 9;
+  test::SyntheticSpec phi3_partial = phi3;  // Phi-4-mini's RoPE on part of each head
+  phi3_partial.partial_rotary = 0.5;
+  phi3_partial.head_dim = 16;
   for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
                         Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3},
-                        Case{"granite", granite}, Case{"smollm3", smollm3}, Case{"olmo2", olmo2}}) {
+                        Case{"granite", granite}, Case{"smollm3", smollm3}, Case{"olmo2", olmo2}, Case{"phi3", phi3},
+                        Case{"phi3-partial-rotary", phi3_partial}}) {
     SCOPED_TRACE(c.name);
     std::string dir = test::temp_dir();
     test::write_synthetic_hf(dir, c.spec);
@@ -216,14 +225,28 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
     std::vector<int32_t> toks;
     for (int i = 0; i < 40; i++) toks.push_back((i * 37 + 11) % 262);
     auto ref = test::reference_logits(dir, toks);
+    // Phi-3 is written as GGUF llama (not with partial RoPE), and not back to HF (fused projections).
+    const bool phi3_family = c.spec.arch == "Phi3ForCausalLM";
+    if (phi3_family && c.spec.partial_rotary != 1.0) {
+      test::expect_error([&] { write_gguf_model(*hf, dir + "/m.gguf", {}); }, "partial_rotary_factor");
+      test::expect_error([&] { write_hf_model(*hf, dir + "/back", {}); }, "fused qkv_proj");
+      const auto got = all_logits(*hf, toks, 16);
+      double worst = 0;
+      for (size_t p = 0; p < toks.size(); p++)
+        for (int64_t i = 0; i < hf->cfg.n_vocab; i++)
+          worst = std::max(worst, std::abs(got[p * hf->cfg.n_vocab + i] - ref[p][size_t(i)]));
+      EXPECT_LT(worst, 2e-4);
+      continue;
+    }
     write_gguf_model(*hf, dir + "/m.gguf", {});
     auto gg = load_model(dir + "/m.gguf");
-    write_hf_model(*gg, dir + "/back", {});
-    auto back = load_model(dir + "/back");
+    if (!phi3_family) write_hf_model(*gg, dir + "/back", {});
+    auto back = load_model(phi3_family ? dir + "/m.gguf" : dir + "/back");
     const bool llama_family = c.spec.arch == "LlamaForCausalLM" || c.spec.arch == "MistralForCausalLM" ||
-                              c.spec.arch == "GraniteForCausalLM" || c.spec.arch == "SmolLM3ForCausalLM";
+                              c.spec.arch == "GraniteForCausalLM" || c.spec.arch == "SmolLM3ForCausalLM" ||
+                              phi3_family;
     EXPECT_EQ(gg->cfg.rope_layout, llama_family ? RopeLayout::Interleaved : RopeLayout::Halves);
-    EXPECT_EQ(back->cfg.arch, hf->cfg.arch);
+    if (!phi3_family) EXPECT_EQ(back->cfg.arch, hf->cfg.arch);
     EXPECT_EQ(gg->cfg.qk_norm, c.spec.arch == "Qwen3ForCausalLM" || c.spec.arch == "Gemma3ForCausalLM" ||
                                    c.spec.arch == "Olmo2ForCausalLM");
     EXPECT_EQ(gg->cfg.sliding_window, c.spec.sliding_window);
@@ -238,6 +261,73 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
       EXPECT_LT(worst, 2e-4) << m->path;
     }
   }
+}
+
+// A GGUF laid out as llama.cpp's convert_hf_to_gguf.py writes Phi-3: fused
+// attn_qkv and ffn_up (gate rows, then up rows), RoPE pairs unpermuted, the
+// LongRoPE factors as rope_factors_short / rope_factors_long tensors, the
+// attention factor and original context as metadata. lmpress splits the
+// fused rows and computes the reference's logits (long factors: 40 tokens
+// past an original context of 16).
+TEST(Forward, Phi3GgufAsLlamaCppWritesIt) {
+  const std::string dir = test::temp_dir();
+  test::SyntheticSpec spec;
+  spec.arch = "Phi3ForCausalLM";
+  spec.sliding_window = 9;
+  test::write_synthetic_hf(dir, spec);
+  auto hf = load_model(dir);
+  const ModelConfig& c = hf->cfg;
+  GGUFWriter w;
+  w.set("general.architecture", GGUFValue::str("phi3"));
+  const auto u32 = [](int64_t x) { return GGUFValue::u32(uint32_t(x)); };
+  w.set("phi3.vocab_size", u32(c.n_vocab));
+  w.set("phi3.context_length", u32(c.ctx_len));
+  w.set("phi3.embedding_length", u32(c.dim));
+  w.set("phi3.block_count", u32(c.n_layers));
+  w.set("phi3.feed_forward_length", u32(c.ffn_dim));
+  w.set("phi3.attention.head_count", u32(c.n_heads));
+  w.set("phi3.attention.head_count_kv", u32(c.n_kv_heads));
+  w.set("phi3.attention.layer_norm_rms_epsilon", GGUFValue::f32(c.rms_eps));
+  w.set("phi3.rope.freq_base", GGUFValue::f32(c.rope_theta));
+  w.set("phi3.rope.dimension_count", u32(c.rope_dim));
+  w.set("phi3.rope.scaling.original_context_length", u32(c.rope_orig_ctx));
+  w.set("phi3.rope.scaling.attn_factor", GGUFValue::f32(c.rope_mscale));
+  w.set("phi3.attention.sliding_window", u32(c.sliding_window));
+  const auto fused = [&](const std::string& name, std::vector<std::string> parts) {
+    std::vector<float> v;
+    int64_t rows = 0;
+    for (const auto& p : parts) {
+      const auto f = to_f32(hf->tensor(p));
+      v.insert(v.end(), f.begin(), f.end());
+      rows += hf->tensor(p).rows();
+    }
+    w.add_tensor(make_f32_tensor(name, {rows, c.dim}, v));
+  };
+  for (const Tensor& t : hf->tensors) {
+    const int64_t l = layer_of(t.name);
+    const std::string b = "blk." + std::to_string(l) + ".";
+    if (t.name == b + "attn_q.weight") fused(b + "attn_qkv.weight", {b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"});
+    else if (t.name == b + "ffn_gate.weight") fused(b + "ffn_up.weight", {b + "ffn_gate.weight", b + "ffn_up.weight"});
+    else if (t.name != b + "attn_k.weight" && t.name != b + "attn_v.weight" && t.name != b + "ffn_up.weight") w.add_tensor(t);
+  }
+  const int64_t pairs = int64_t(c.rope_short_factors.size());
+  w.add_tensor(make_f32_tensor("rope_factors_short.weight", {pairs}, c.rope_short_factors));
+  w.add_tensor(make_f32_tensor("rope_factors_long.weight", {pairs}, c.rope_long_factors));
+  w.write(dir + "/phi3.gguf");
+
+  auto gg = load_model(dir + "/phi3.gguf");
+  EXPECT_EQ(gg->cfg.rope_scaling, "longrope");
+  EXPECT_TRUE(gg->long_rope(40));
+  EXPECT_FALSE(gg->long_rope(16));
+  EXPECT_EQ(gg->find("rope_factors_long.weight"), nullptr);  // config, not a weight
+  std::vector<int32_t> toks;
+  for (int i = 0; i < 40; i++) toks.push_back((i * 37 + 11) % 262);
+  const auto ref = test::reference_logits(dir, toks);
+  const auto got = all_logits(*gg, toks, 16);
+  double worst = 0;
+  for (size_t p = 0; p < toks.size(); p++)
+    for (int64_t i = 0; i < c.n_vocab; i++) worst = std::max(worst, std::abs(got[p * c.n_vocab + i] - ref[p][size_t(i)]));
+  EXPECT_LT(worst, 2e-4);
 }
 
 TEST(Forward, RopePermutationRoundTrips) {

@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "io/gguf.h"
 #include "io/tokenizer_files.h"
+#include "kernels/to_f32.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -21,6 +22,29 @@ std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path, const std::st
 
 namespace {
 
+// Which layers slide: an array of flags per layer, or llama.cpp's pattern n
+// (layer l slides when l % n < n − 1; 0: all), `n` when the key is absent.
+void read_swa_pattern(const GGUFFile& g, const std::string& path, ModelConfig& c, int64_t n) {
+  const std::string key = c.gguf_arch + ".attention.sliding_window_pattern";
+  c.layer_swa.assign(size_t(c.n_layers), 0);
+  const GGUFValue* v = g.find(key);
+  if (v && v->type == GGUFType::ARRAY) {
+    const auto& a = v->as_array();
+    if (a.size() != size_t(c.n_layers)) fail("{}: {} has {} values for {} layers", path, key, a.size(), c.n_layers);
+    for (size_t l = 0; l < a.size(); l++) {
+      if (!a[l].is_int() && a[l].type != GGUFType::BOOL) fail("{}: {} holds a value that is not a flag", path, key);
+      c.layer_swa[l] = a[l].as_int() != 0;
+    }
+    return;
+  }
+  if (v) {
+    if (!v->is_int()) fail("{}: {} should be an integer or an array of flags", path, key);
+    n = v->as_int();
+  }
+  if (n < 0 || n > 1024) fail("{}: {} = {} is out of range [0, 1024]", path, key, n);
+  for (int64_t l = 0; l < c.n_layers; l++) c.layer_swa[size_t(l)] = n == 0 || l % n < n - 1;
+}
+
 // Sliding windows and Gemma's scalings and soft-caps, with llama.cpp's
 // defaults for keys its converter leaves out.
 void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, ModelConfig& c, int64_t heads0) {
@@ -30,6 +54,10 @@ void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, Mo
   };
   const bool gemma2 = c.arch == "gemma2";
   c.sliding_window = g.get_int(k + "attention.sliding_window").value_or(gemma2 ? 4096 : 0);
+  if (c.arch == "olmo2" && c.sliding_window > 0)
+    fail("{}: {}attention.sliding_window: OLMo 3 (windows with YaRN on the global layers) is not supported", path, k);
+  if (!c.gemma() && c.sliding_window > 0 && g.find(k + "attention.sliding_window_pattern"))
+    read_swa_pattern(g, path, c, 0);
   if (c.arch == "granite") {
     c.embed_scale = get_float(k + "embedding_scale", 1.0);
     c.residual_scale = get_float(k + "residual_scale", 1.0);
@@ -50,6 +78,9 @@ void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, Mo
   c.embed_scale = std::sqrt(float(c.dim));
   // llama.cpp's rule (after gemma_pytorch): queries scaled by 1/√(width / heads) on the 27B models, else 1/√head_dim.
   const bool is_27b = c.n_layers == (gemma2 ? 46 : 62);
+  if (heads0 < 1 || c.dim < 1 || c.head_dim < 1)
+    fail("{}: {}attention.head_count {} / embedding_length {} / key_length {} must be positive", path, k, heads0, c.dim,
+         c.head_dim);
   c.attn_scale = 1.0f / std::sqrt(float(is_27b ? c.dim / heads0 : c.head_dim));
   if (g.find("lmpress.attention.scale")) c.attn_scale = get_float("lmpress.attention.scale", 0.0);
   c.attn_softcap = gemma2 ? get_float(k + "attn_logit_softcapping", 50.0) : 0.0f;
@@ -57,26 +88,38 @@ void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, Mo
   if (c.sliding_window <= 0) return;
   if (c.arch == "gemma3") c.rope_theta_swa = get_float(k + "rope.freq_base_swa", 10000.0);
   else if (g.find(k + "rope.freq_base_swa")) c.rope_theta_swa = get_float(k + "rope.freq_base_swa", 10000.0);
-  // An array of flags per layer, or llama.cpp's pattern n: layer l slides when l % n < n − 1.
-  const std::string key = k + "attention.sliding_window_pattern";
-  c.layer_swa.assign(size_t(c.n_layers), 0);
-  const GGUFValue* v = g.find(key);
-  if (v && v->type == GGUFType::ARRAY) {
-    const auto& a = v->as_array();
-    if (a.size() != size_t(c.n_layers)) fail("{}: {} has {} values for {} layers", path, key, a.size(), c.n_layers);
-    for (size_t l = 0; l < a.size(); l++) {
-      if (!a[l].is_int() && a[l].type != GGUFType::BOOL) fail("{}: {} holds a value that is not a flag", path, key);
-      c.layer_swa[l] = a[l].as_int() != 0;
+  read_swa_pattern(g, path, c, gemma2 ? 2 : 6);
+}
+
+// LongRoPE: llama.cpp's phi3 tensors rope_factors_short / rope_factors_long
+// (taken out of the model's tensors into its config), or, in a llama file
+// lmpress wrote, the long factors beside the rope_freqs tensor.
+void read_longrope_factors(const GGUFFile& g, const std::string& path, Model& m) {
+  ModelConfig& c = m.cfg;
+  const std::string k = c.gguf_arch + ".";
+  const auto ctx = [&] {
+    c.rope_orig_ctx = g.get_int(k + "rope.scaling.original_context_length").value_or(c.ctx_len);
+    if (c.rope_orig_ctx < 1 || c.rope_orig_ctx > (1 << 24))
+      fail("{}: {}rope.scaling.original_context_length = {} is out of range", path, k, c.rope_orig_ctx);
+  };
+  if (const GGUFValue* v = g.find("lmpress.rope_scaling.long_factors")) {
+    if (v->type != GGUFType::ARRAY) fail("{}: lmpress.rope_scaling.long_factors should be an array", path);
+    for (const auto& x : v->as_array()) {
+      if (!x.is_number()) fail("{}: lmpress.rope_scaling.long_factors holds a non-number", path);
+      c.rope_long_factors.push_back(config_float(x.as_double(), path, "lmpress.rope_scaling.long_factors"));
     }
+    ctx();
     return;
   }
-  int64_t n = gemma2 ? 2 : 6;
-  if (v) {
-    if (!v->is_int()) fail("{}: {} should be an integer or an array of flags", path, key);
-    n = v->as_int();
-  }
-  if (n < 0 || n > 1024) fail("{}: {} = {} is out of range [0, 1024]", path, key, n);
-  for (int64_t l = 0; l < c.n_layers; l++) c.layer_swa[size_t(l)] = n == 0 || l % n < n - 1;
+  const Tensor* s = m.find("rope_factors_short.weight");
+  const Tensor* l = m.find("rope_factors_long.weight");
+  if (!s && !l) return;
+  if (!s || !l) fail("{}: rope_factors_short.weight and rope_factors_long.weight come together", path);
+  c.rope_scaling = "longrope";
+  c.rope_short_factors = to_f32(*s);
+  c.rope_long_factors = to_f32(*l);
+  ctx();
+  std::erase_if(m.tensors, [](const Tensor& t) { return t.name.starts_with("rope_factors_"); });
 }
 
 }  // namespace
@@ -98,6 +141,9 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.arch = "qwen3";
     c.rope_layout = RopeLayout::Halves;
     c.qk_norm = true;
+  } else if (arch == "phi3") {
+    c.arch = arch;
+    c.rope_layout = RopeLayout::Halves;
   } else if (arch == "olmo2") {
     c.arch = arch;
     c.rope_layout = RopeLayout::Halves;
@@ -118,7 +164,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.arch = "llama";
     c.rope_layout = RopeLayout::Interleaved;
   } else {
-    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, olmo2, deci)", path, arch);
+    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, olmo2, phi3, deci)", path, arch);
   }
   c.gguf_arch = arch;
   m->rotation = g.get_string("lmpress.rotation").value_or("");
@@ -176,7 +222,9 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.rope_orig_ctx = g.get_int("lmpress.rope_scaling.llama3.original_context_length").value_or(8192);
   }
   read_gguf_attention_variants(g, path, c, heads[0]);
+  c.rope_mscale = get_float(k + "rope.scaling.attn_factor", 1.0);
   m->tensors = g.tensors();
+  read_longrope_factors(g, path, *m);
   const Tensor* emb = m->find("token_embd.weight");
   if (!emb) fail("{}: missing tensor token_embd.weight", path);
   c.n_vocab = g.get_int(k + "vocab_size").value_or(emb->shape[0]);
@@ -187,6 +235,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.bos_id = m->tokenizer->vocab().bos;
     c.eos_id = m->tokenizer->vocab().eos;
   }
+  split_fused_projections(*m);
   m->bind();
   return m;
 }

@@ -36,21 +36,59 @@ std::optional<std::vector<uint8_t>> layer_flags(const nlohmann::json& j, const c
   return out;
 }
 
+// Phi-3's LongRoPE (HF's _compute_longrope_parameters): the short and long
+// factors; the original context from the config's top level (Phi-3, where
+// the attention factor's scale is max_position_embeddings over it) or from
+// rope_scaling (scale: its factor); attention_factor, else
+// √(1 + ln scale / ln original) for a scale above 1.
+void read_longrope(const nlohmann::json& j, const nlohmann::json& rs, const std::string& path, ModelConfig& c) {
+  c.rope_scaling = "longrope";
+  const auto factors = [&](const char* key) {
+    const std::string field = std::string("rope_scaling.") + key;
+    if (!rs.contains(key) || !rs[key].is_array()) fail("{}: {} must be a list of numbers", path, field);
+    std::vector<float> f;
+    for (const auto& x : rs[key]) {
+      if (!x.is_number()) fail("{}: {} must be a list of numbers", path, field);
+      f.push_back(config_float(x.get<double>(), path, field));
+    }
+    return f;
+  };
+  c.rope_short_factors = factors("short_factor");
+  c.rope_long_factors = factors("long_factor");
+  double scale = 1.0;
+  if (j.contains("original_max_position_embeddings") && !j["original_max_position_embeddings"].is_null()) {
+    c.rope_orig_ctx = json_int(j, "original_max_position_embeddings", path);
+    if (c.rope_orig_ctx < 1 || c.rope_orig_ctx > (1 << 24))
+      fail("{}: original_max_position_embeddings {} is out of range [1, 16777216]", path, c.rope_orig_ctx);
+    scale = double(c.ctx_len) / double(c.rope_orig_ctx);
+  } else {
+    c.rope_orig_ctx = json_int(rs, "original_max_position_embeddings", path, "rope_scaling", c.ctx_len);
+    scale = json_number(rs, "factor", path, "rope_scaling", 1.0);
+  }
+  const double att = json_number(rs, "attention_factor", path, "rope_scaling", 0.0);
+  c.rope_mscale = config_float(
+      att > 0 ? att : scale <= 1 ? 1.0 : std::sqrt(1 + std::log(scale) / std::log(double(c.rope_orig_ctx))), path,
+      "rope_scaling.attention_factor");
+}
+
 // Sliding windows, Gemma's scalings and soft-caps, and which layers slide.
-void read_attention_variants(const nlohmann::json& j, const std::string& path, ModelConfig& c) {
+void read_attention_variants(const nlohmann::json& j, const std::string& path, const std::string& arch_name,
+                             ModelConfig& c) {
   if (c.n_layers < 1 || c.n_layers > 1024) return;  // validate() names the field; no per-layer list that long
   const auto get_int = [&](const char* key, int64_t def) { return json_int(j, key, path, "", def); };
   const auto number = [&](const char* key, double def) {
     return config_float(json_number(j, key, path, "", def), path, key);
   };
-  if (j.contains("use_sliding_window") && json_bool(j, "use_sliding_window", path) && c.arch == "qwen2")
-    fail("{}: use_sliding_window: Qwen2's sliding window over its upper layers (max_window_layers) is not supported",
+  if (j.contains("use_sliding_window") && json_bool(j, "use_sliding_window", path) &&
+      (c.arch == "qwen2" || c.arch == "qwen3"))
+    fail("{}: use_sliding_window: Qwen's sliding window over its upper layers (max_window_layers) is not supported",
          path);
-  if (c.arch == "llama") c.sliding_window = get_int("sliding_window", 0);  // Mistral's; null: none
+  // Mistral's and Phi-3's window (null: none); Hugging Face's Llama has none.
+  if (arch_name == "MistralForCausalLM" || c.arch == "phi3") c.sliding_window = get_int("sliding_window", 0);
   if (c.arch == "granite") {
     c.embed_scale = number("embedding_multiplier", 1.0);
     c.residual_scale = number("residual_multiplier", 1.0);
-    c.attn_scale = number("attention_multiplier", 0.0);
+    c.attn_scale = number("attention_multiplier", 1.0);  // GraniteConfig's default
     c.logit_scale = number("logits_scaling", 1.0);
   }
   if (c.arch == "smollm3") {
@@ -70,8 +108,12 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, M
   c.sliding_window = get_int("sliding_window", 4096);
   c.embed_scale = std::sqrt(float(c.dim));
   c.attn_scale = 1.0f / std::sqrt(number("query_pre_attn_scalar", double(c.head_dim)));
-  c.attn_softcap = number("attn_logit_softcapping", 0.0);
-  c.final_softcap = number("final_logit_softcapping", 0.0);
+  // Gemma2Config's defaults (Gemma 3 has neither cap).
+  const auto cap = [&](const char* key, double gemma2_default) {  // null: no capping; absent: the default
+    return j.contains(key) && j[key].is_null() ? 0.0f : number(key, c.arch == "gemma2" ? gemma2_default : 0.0);
+  };
+  c.attn_softcap = cap("attn_logit_softcapping", 50.0);
+  c.final_softcap = cap("final_logit_softcapping", 30.0);
   const auto listed =
       layer_flags(j, "layer_types", path, c.n_layers, "sliding_attention or full_attention", [](const nlohmann::json& e) {
         const std::string t = e.is_string() ? e.get<std::string>() : "";
@@ -114,6 +156,8 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
     c.qk_norm = c.arch == "gemma3";
     c.post_norms = true;
     c.ffn_act = FfnAct::GeluTanh;
+  } else if (arch_name == "Phi3ForCausalLM") {
+    c.arch = "phi3";
   } else if (arch_name == "Olmo2ForCausalLM") {
     c.arch = "olmo2";
     c.qk_norm = c.qk_norm_full = c.post_norms = true;
@@ -128,7 +172,7 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
          path);
   } else {
     fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-         "Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, SmolLM3ForCausalLM, Olmo2ForCausalLM)",
+         "Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, SmolLM3ForCausalLM, Olmo2ForCausalLM, Phi3ForCausalLM)",
          path, arch_name);
   }
   auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
@@ -139,8 +183,17 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   c.ffn_dim = get_int("intermediate_size", std::nullopt);
   c.n_vocab = get_int("vocab_size", std::nullopt);
   c.ctx_len = get_int("max_position_embeddings", 2048);
-  c.head_dim = get_int("head_dim", c.n_heads > 0 ? c.dim / c.n_heads : 0);
+  c.head_dim = get_int("head_dim", c.gemma() ? 256 : c.n_heads > 0 ? c.dim / c.n_heads : 0);  // Gemma's default: 256
+  if (j.contains("rope_parameters"))
+    fail("{}: rope_parameters (transformers' per-layer-type RoPE layout) is not supported yet; use a config with "
+         "rope_theta / rope_scaling",
+         path);
   c.rope_dim = c.head_dim;
+  if (j.contains("partial_rotary_factor") && !j["partial_rotary_factor"].is_null()) {  // Phi-4-mini: 0.75
+    const double f = json_number(j, "partial_rotary_factor", path);
+    if (!(f > 0 && f <= 1)) fail("{}: partial_rotary_factor {} is out of range (0, 1]", path, f);
+    c.rope_dim = int64_t(double(c.head_dim) * f);
+  }
   c.rms_eps = config_float(json_number(j, "rms_norm_eps", path, "", 1e-6), path, "rms_norm_eps");
   c.rope_theta = config_float(json_number(j, "rope_theta", path, "", 10000.0), path, "rope_theta");
   c.tied_embeddings = json_bool(j, "tie_word_embeddings", path, "", c.gemma());
@@ -153,15 +206,17 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   } else if (const std::string act = json_string(j, "hidden_act", path, "", "silu"); act != "silu") {
     fail("{}: hidden_act '{}' is not supported (silu)", path, act);
   }
-  read_attention_variants(j, path, c);
+  read_attention_variants(j, path, arch_name, c);
   c.rope_layout = RopeLayout::Halves;
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const auto& rs = j["rope_scaling"];
     if (!rs.is_object()) fail("{}: rope_scaling must be an object", path);
     const std::string type = json_string(rs, "rope_type", path, "rope_scaling", json_string(rs, "type", path, "rope_scaling", ""));
-    if (type != "linear" && type != "llama3" && type != "default")
-      fail("{}: rope_scaling type '{}' is not supported (linear, llama3)", path, type);
-    if (type != "default") {
+    if (type != "linear" && type != "llama3" && type != "default" && type != "longrope" && type != "su")
+      fail("{}: rope_scaling type '{}' is not supported (linear, llama3, longrope)", path, type);
+    if (type == "longrope" || type == "su") {
+      read_longrope(j, rs, path, c);
+    } else if (type != "default") {
       c.rope_scaling = type;
       auto num = [&](const char* k, double def) { return json_number(rs, k, path, "rope_scaling", def); };
       c.rope_factor = config_float(num("factor", 1.0), path, "rope_scaling.factor");
@@ -206,6 +261,7 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
     m->tensors.push_back(std::move(t));
   }
   if (m->cfg.gemma()) shift_gemma_norms(*m, +1.0f);
+  split_fused_projections(*m);
   Vocab v;
   if (file_exists(dir + "/tokenizer.model")) {
     v = vocab_from_sentencepiece(dir + "/tokenizer.model");

@@ -99,6 +99,14 @@ TEST(HfConfig, ReadsSlidingWindowsAndGemmaSettings) {
                         "sliding_attention", "full_attention"};
   });
   EXPECT_EQ(c.layer_swa, (std::vector<uint8_t>{0, 1, 0, 0, 1, 0}));
+  c = config([&](nlohmann::json& j) {  // Gemma2Config's defaults; null turns a cap off
+    gemma("Gemma2ForCausalLM")(j);
+    j.erase("head_dim"), j.erase("attn_logit_softcapping"), j["final_logit_softcapping"] = nullptr;
+  });
+  EXPECT_EQ(c.head_dim, 256);
+  EXPECT_EQ(c.attn_softcap, 50.0f);
+  EXPECT_EQ(c.final_softcap, 0.0f);
+  EXPECT_EQ(config([](nlohmann::json& j) { j["sliding_window"] = 64; }).sliding_window, 0);  // HF's Llama has none
   c = config([](nlohmann::json& j) { j["architectures"] = {"MistralForCausalLM"}, j["sliding_window"] = 4096; });
   EXPECT_EQ(c.window(5), 4096);
   EXPECT_EQ(config([](nlohmann::json& j) { j["sliding_window"] = nullptr; }).sliding_window, 0);
@@ -119,8 +127,10 @@ TEST(HfConfig, ReadsSlidingWindowsAndGemmaSettings) {
                "hidden_activation 'relu' is not supported");
   expect_error([] { config([](nlohmann::json& j) { j["architectures"] = {"Gemma3ForConditionalGeneration"}; }); },
                "Gemma3ForConditionalGeneration is Gemma 3 with a vision tower");
-  expect_error([] { config([](nlohmann::json& j) { j["architectures"] = {"Qwen2ForCausalLM"}, j["use_sliding_window"] = true; }); },
-               "use_sliding_window: Qwen2's sliding window");
+  expect_error([] { config([](nlohmann::json& j) { j["architectures"] = {"Qwen3ForCausalLM"}, j["use_sliding_window"] = true; }); },
+               "use_sliding_window: Qwen's sliding window");
+  expect_error([] { config([](nlohmann::json& j) { j["rope_parameters"] = {{"rope_theta", 10000.0}}; }); },
+               "rope_parameters (transformers' per-layer-type RoPE layout) is not supported yet");
 }
 
 TEST(HfConfig, GptqQuantizationConfigFieldsAreChecked) {

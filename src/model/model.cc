@@ -128,10 +128,63 @@ void Model::bind() {
       rope_inv_freqs[i] /= f[i];
     }
   }
+  rope_inv_freqs_long.clear();
+  if (!c.rope_long_factors.empty() && c.rope_long_factors != c.rope_short_factors) {
+    ModelConfig base = cfg;  // also for a llama file's rope_freqs (short) + lmpress's long factors
+    base.rope_scaling.clear();
+    rope_inv_freqs_long = base.rope_inv_freqs();
+    for (size_t i = 0; i < rope_inv_freqs_long.size(); i++) rope_inv_freqs_long[i] /= c.rope_long_factors[i];
+  }
   rope_inv_freqs_swa.clear();
   if (c.rope_theta_swa > 0) rope_inv_freqs_swa = c.rope_inv_freqs_swa();
   if (tokenizer && int64_t(tokenizer->vocab().size()) > c.n_vocab)
     fail("{}: tokenizer has {} tokens but the model's vocabulary is {}", path, tokenizer->vocab().size(), c.n_vocab);
+}
+
+namespace {
+
+// Rows row0..row0+rows-1 of t, sharing its bytes.
+Tensor row_view(const Model& m, const Tensor& t, std::string name, int64_t row0, int64_t rows) {
+  if (is_row_indexed(t.dtype))
+    fail("{}: {} is {}, whose rows cannot be split", m.path, t.name, dtype_name(t.dtype));
+  Tensor v = t;
+  v.name = std::move(name);
+  v.shape = {rows, t.cols()};
+  const uint64_t rb = row_bytes(t.dtype, uint64_t(t.cols()));
+  v.data = t.data ? t.data + uint64_t(row0) * rb : nullptr;
+  v.nbytes = uint64_t(rows) * rb;
+  return v;
+}
+
+}  // namespace
+
+void split_fused_projections(Model& m) {
+  const ModelConfig& c = m.cfg;
+  std::vector<Tensor> out;
+  for (const Tensor& t : m.tensors) {
+    const int64_t l = layer_of(t.name);
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const bool qkv = t.name == b + "attn_qkv.weight";
+    const bool gate_up = t.name == b + "ffn_gate_up.weight" || (c.arch == "phi3" && t.name == b + "ffn_up.weight");
+    if (!qkv && !gate_up) {
+      out.push_back(t);
+      continue;
+    }
+    if (l < 0 || l >= c.n_layers) fail("{}: {} is past the model's {} layers", m.path, t.name, c.n_layers);
+    const int64_t q = c.q_dim(l), kv = c.kv_dim(l), F = c.ffn(l);
+    const int64_t want = qkv ? q + 2 * kv : 2 * F;
+    if (t.shape.size() != 2 || t.shape[0] != want || t.shape[1] != c.dim)
+      fail("{}: fused tensor {} has shape {}, the config needs [{}, {}]", m.path, t.name, t.shape_str(), want, c.dim);
+    if (qkv) {
+      out.push_back(row_view(m, t, b + "attn_q.weight", 0, q));
+      out.push_back(row_view(m, t, b + "attn_k.weight", q, kv));
+      out.push_back(row_view(m, t, b + "attn_v.weight", q + kv, kv));
+    } else {
+      out.push_back(row_view(m, t, b + "ffn_gate.weight", 0, F));
+      out.push_back(row_view(m, t, b + "ffn_up.weight", F, F));
+    }
+  }
+  m.tensors = std::move(out);
 }
 
 void shift_gemma_norms(Model& m, float delta) {
@@ -168,6 +221,8 @@ std::string hf_to_canonical(const std::string& h, bool post_norms) {
       {"self_attn.q_norm.weight", "attn_q_norm.weight"},
       {"self_attn.k_norm.weight", "attn_k_norm.weight"},
       {"post_attention_layernorm.weight", "ffn_norm.weight"},
+      {"self_attn.qkv_proj.weight", "attn_qkv.weight"},  // Phi-3's fused projections (split_fused_projections)
+      {"mlp.gate_up_proj.weight", "ffn_gate_up.weight"},
       {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},  // Gemma 2/3
       {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"},
       {"mlp.gate_proj.weight", "ffn_gate.weight"},

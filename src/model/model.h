@@ -42,10 +42,16 @@ struct Model {
   std::vector<float> rope_inv_freqs;
   // The sliding layers' when cfg.rope_theta_swa is set (Gemma 3), else empty.
   std::vector<float> rope_inv_freqs_swa;
-  // Layer l's RoPE frequencies.
-  const std::vector<float>& rope_freqs(int64_t l) const {
-    return !rope_inv_freqs_swa.empty() && cfg.window(l) > 0 ? rope_inv_freqs_swa : rope_inv_freqs;
+  // LongRoPE's frequencies beyond cfg.rope_orig_ctx (Phi-3), else empty.
+  std::vector<float> rope_inv_freqs_long;
+  // Layer l's RoPE frequencies in a context of long_rope(n_ctx).
+  const std::vector<float>& rope_freqs(int64_t l, bool long_ctx) const {
+    if (!rope_inv_freqs_swa.empty() && cfg.window(l) > 0) return rope_inv_freqs_swa;
+    return long_ctx && !rope_inv_freqs_long.empty() ? rope_inv_freqs_long : rope_inv_freqs;
   }
+  // Whether a context of n_ctx positions takes LongRoPE's long factors (as
+  // llama.cpp decides, by the context size; Hugging Face by the sequence's).
+  bool long_rope(int64_t n_ctx) const { return !rope_inv_freqs_long.empty() && n_ctx > cfg.rope_orig_ctx; }
 
   const Tensor* tok_embd = nullptr;
   const Tensor* output = nullptr;  // == tok_embd when tied
@@ -87,6 +93,11 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir);
 // The hyperparameters in the text of a Hugging Face config.json read from `source`.
 ModelConfig hf_config_from_text(const std::string& text, const std::string& source);
 std::unique_ptr<Model> load_llama2c_model(const std::string& path, const std::string& tokenizer_path);
+
+// Phi-3's fused projections (blk.N.attn_qkv: q, k, v rows; blk.N.ffn_gate_up,
+// or a phi3 GGUF's ffn_up of 2·ffn rows: gate, then up) replaced by views of
+// their rows under the separate names lmpress runs.
+void split_fused_projections(Model& m);
 
 // Adds `delta` to every RMSNorm weight (*norm.weight) of a Gemma model:
 // Hugging Face checkpoints store w for x·(1 + w), lmpress (as GGUF) holds 1 + w.

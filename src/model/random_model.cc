@@ -129,6 +129,19 @@ const std::vector<ModelShape>& model_shapes() {
     olmo2.qk_norm = olmo2.qk_norm_full = olmo2.post_norms = true;
     olmo2.pre_norms = false;
     s.push_back({"olmo2-1b", olmo2});
+    // Phi-3-mini-128k: LongRoPE (factors made up here: the real ones are data of the checkpoint), a window.
+    ModelConfig phi3 = llama_like(32064, 3072, 32, 32, 32, 8192, 131072, 10000.0f, 1e-5f, false);
+    phi3.arch = "phi3";
+    phi3.rope_layout = RopeLayout::Halves;
+    phi3.rope_scaling = "longrope";
+    phi3.rope_orig_ctx = 4096;
+    for (int64_t i = 0; i < phi3.rope_dim / 2; i++) {
+      phi3.rope_short_factors.push_back(1.0f + 0.02f * float(i));
+      phi3.rope_long_factors.push_back(1.0f + 0.5f * float(i));
+    }
+    phi3.rope_mscale = std::sqrt(1.0f + std::log(32.0f) / std::log(4096.0f));
+    phi3.sliding_window = 262144;
+    s.push_back({"phi3-mini-128k", phi3});
     s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
     ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
     l32.rope_scaling = "llama3";

@@ -21,7 +21,7 @@ bool prompt_kind(int64_t pos, int64_t n_prompt) {
 }
 
 BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens)
-    : m_(m), cache_(cache), max_tokens_(max_tokens) {
+    : m_(m), cache_(cache), max_tokens_(max_tokens), long_rope_(m.long_rope(cache.n_blocks() * cache.block_size())) {
   const auto& c = m.cfg;
   if (max_tokens < 1 || max_tokens > 65536) fail("batch engine: {} tokens per batch is out of range (1..65536)", max_tokens);
   if (cache.n_layers() != c.n_layers) fail("batch engine: the KV cache has {} layers, the model {}", cache.n_layers(), c.n_layers);
@@ -112,7 +112,7 @@ void BatchEngine::place_sinks(PagedKvCache::SeqId seq) {
     const int64_t kvd = m_.cfg.kv_dim(l), krow = kv.row_bytes(kv.k, kvd);
     for (int64_t i = 0; i < cache_.policy().sinks; i++) {
       const int64_t slot = first + i;
-      store_moved_key(m_, kv, l, cache_.sink_keys(seq, l) + i * kvd, shift,
+      store_moved_key(m_, kv, l, cache_.sink_keys(seq, l) + i * kvd, shift, long_rope_,
                       cache_.k_block(l, table[size_t(slot / bs)]) + (slot % bs) * krow);
     }
   }
@@ -194,7 +194,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
     const int32_t blk = slot_block_[size_t(t)];
     const int64_t row = slot_row_[size_t(t)], pos = pos_[size_t(t)];
     float* k = a_.k.data() + t * kvd;
-    prepare_token(m_, kv, l, a_.q.data() + t * qd, k, a_.v.data() + t * kvd, pos,
+    prepare_token(m_, kv, l, a_.q.data() + t * qd, k, a_.v.data() + t * kvd, pos, long_rope_,
                   kv.kivi() ? nullptr : cache_.k_block(l, blk) + row * krow_bytes,
                   kv.kivi() ? nullptr : cache_.v_block(l, blk) + row * vrow_bytes);
     if (pos < sinks) keep_unrotated_key(m_, kv, l, k, cache_.sink_keys(row_seq_[size_t(t)], l) + pos * kvd);
