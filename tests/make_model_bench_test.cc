@@ -103,15 +103,16 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
     ASSERT_EQ(r.status, 0) << r.out;
     EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), want, want * 0.001);
   }
-  // Phi-3-mini-128k's shape with made-up LongRoPE factors, written as llama (short factors as rope_freqs, the
-  // attention factor as rope.scaling.attn_factor): llama-perplexity gives 7453.8718. (Renamed: llama.cpp gives a
-  // model named phi3 Phi-3's special tokens, which the random vocabulary lacks.)
+  // Phi-3-mini-128k's shape with made-up LongRoPE factors, written as llama.cpp's phi3 (fused attn_qkv and
+  // ffn_up, rope_factors_short/long, rope.scaling.attn_factor): llama-perplexity gives 7453.9937. (Renamed:
+  // llama.cpp gives a model named phi3 Phi-3's special tokens, which the random vocabulary lacks.)
   ASSERT_EQ(run_cli("make-model --shape phi3-mini-128k --layers 1 --vocab 4096 --type f16 " + d + "/p.gguf").status, 0);
   ASSERT_EQ(run_cli("convert " + d + "/p.gguf " + d + "/p2.gguf --name random").status, 0);
   r = run_cli("perplexity " + d + "/p2.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
               " -c 128 --chunks 4 --json");
   ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 7453.8718, 7453.8718 * 0.001);
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 7453.9937, 7453.9937 * 0.001);
+  EXPECT_EQ(nlohmann::json::parse(run_cli("info " + d + "/p2.gguf --json --no-tensors").out)["architecture"], "phi3");
   expect_cli_error("generate " + d + "/g.gguf -p hello -n 2 --kv-policy h2o:32",
                    "the model attends through a sliding window of 32 positions already");
   expect_cli_error("rotate " + d + "/g.gguf " + d + "/r.gguf", "post-norms");

@@ -15,6 +15,7 @@
 #include "kernels/to_f32.h"
 #include "model/model.h"
 #include "quant/imatrix.h"
+#include "synthetic_model.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -33,6 +34,35 @@ nlohmann::json quantize(const std::string& out, const std::string& args) {
   auto r = run_cli("quantize " + S(kStories) + " " + out + " " + args + " --json");
   EXPECT_EQ(r.status, 0) << r.out;
   return r.status == 0 ? nlohmann::json::parse(r.out) : nlohmann::json{};
+}
+
+// Phi-3 (fused attn_qkv / ffn_up in llama.cpp's phi3 files): a block's fused
+// tensors are written once all their members are, also when GPTQ puts each
+// calibrated block back to its input right after writing it; members planned
+// to different types (attn_v raised to Q8_0) share the largest.
+TEST(QuantizeCli, Phi3FusedTensors) {
+  const std::string d = test::temp_dir();
+  test::SyntheticSpec spec;
+  spec.arch = "Phi3ForCausalLM";
+  fs::create_directories(d + "/hf");
+  test::write_synthetic_hf(d + "/hf", spec);
+  const std::string calib = " --calib " + S("data/calib/docs-calib.txt") + " --calib-samples 8 --calib-ctx 32";
+  for (const std::string& args : {std::string("--type q4_0 --tensor-type attn_v=q8_0"), "--type q8_0 --method gptq" + calib}) {
+    SCOPED_TRACE(args);
+    auto r = run_cli("quantize " + d + "/hf " + d + "/q.gguf " + args);
+    ASSERT_EQ(r.status, 0) << r.out;
+    const GGUFFile g = GGUFFile::open(d + "/q.gguf");
+    std::map<std::string, DType> types;
+    for (const Tensor& t : g.tensors()) types[t.name] = t.dtype;
+    EXPECT_EQ(types.at("blk.0.attn_qkv.weight"), DType::Q8_0);
+    EXPECT_EQ(types.count("blk.0.attn_v.weight"), 0u);
+    EXPECT_EQ(types.at("blk.1.ffn_up.weight"), args.starts_with("--type q4_0") ? DType::Q4_0 : DType::Q8_0);
+    auto q = load_model(d + "/q.gguf");
+    EXPECT_EQ(q->cfg.arch, "phi3");
+    EXPECT_EQ(q->tensor("blk.1.ffn_gate.weight").shape, (std::vector<int64_t>{spec.ffn, spec.dim}));
+    r = run_cli("generate " + d + "/q.gguf -p hello -n 4");
+    EXPECT_EQ(r.status, 0) << r.out;
+  }
 }
 
 // On stories260K (calibrated on documentation prose, evaluated on WikiText-2):

@@ -206,6 +206,27 @@ bool is_quantizable(const Tensor& t) {
          !contains(n, "_norm.weight") && n != "rope_freqs.weight";
 }
 
+namespace {
+
+// llama.cpp's phi3 holds q, k, v in one tensor and gate, up in another, so
+// each group takes one type: its members' largest (per row).
+void unify_fused_types(const Model& m, std::map<std::string, DType>& plan) {
+  for (int64_t l = 0; l < m.cfg.n_layers; l++) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    for (const auto& group : {std::vector<std::string>{b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"},
+                              std::vector<std::string>{b + "ffn_gate.weight", b + "ffn_up.weight"}}) {
+      if (!plan.count(group[0])) continue;
+      const uint64_t cols = uint64_t(m.tensor(group[0]).cols());
+      DType best = plan.at(group[0]);
+      for (const auto& name : group)
+        if (row_bytes(plan.at(name), cols) > row_bytes(best, cols)) best = plan.at(name);
+      for (const auto& name : group) plan[name] = best;
+    }
+  }
+}
+
+}  // namespace
+
 std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions& o) {
   std::map<std::string, DType> plan;
   const bool tied = m.find("output.weight") == nullptr;
@@ -238,6 +259,7 @@ std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions&
     }
     plan[t.name] = d;
   }
+  if (m.cfg.arch == "phi3") unify_fused_types(m, plan);
   for (size_t k = 0; k < o.overrides.size(); k++)
     if (!matched[k])
       fail("--tensor-type '{}': the pattern matches no quantizable tensor of {} (names look like "

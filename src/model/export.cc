@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -219,7 +220,86 @@ struct ModelWriter::Impl {
     for (const auto& e : es) metas.push_back(e.meta);
   }
   void skip(const Tensor& t) { index[t.name] = {0, 0}; }
+
+  // GGUF phi3: a fused tensor (blk.N.attn_qkv from attn_q, attn_k, attn_v;
+  // blk.N.ffn_up from ffn_gate, ffn_up) is written once all its members have
+  // been: each member's bytes are kept as the member is written (a calibrated
+  // block is put back to its input's right after), then concatenated.
+  struct Fused {
+    size_t index = 0;
+    std::vector<std::string> members;
+    Tensor meta;
+    std::vector<std::vector<uint8_t>> bytes;
+    size_t got = 0;
+    bool done = false;
+  };
+  std::map<std::string, Fused> fused;
+  std::map<std::string, std::string> fused_of;  // member -> fused tensor
+  // Plans the fused tensor of member t at the end of the file's tensors (once per group).
+  void add_fused(const Tensor& t, const std::string& name, const std::vector<std::string>& members,
+                 std::vector<Tensor>& metas) {
+    fused_of[t.name] = name;
+    index[t.name] = {0, 0};
+    if (fused.count(name)) return;
+    Fused f;
+    f.index = metas.size();
+    f.members = members;
+    f.bytes.resize(members.size());
+    int64_t rows = 0;
+    for (const auto& member : members) {
+      const Tensor meta = entries(m.tensor(member))[0].meta;
+      if (member != members[0] && (meta.dtype != f.meta.dtype || meta.shape[1] != f.meta.shape[1]))
+        fail("{}: {} is {} and {} is {}, but llama.cpp's phi3 holds them in one tensor {}: give them one type "
+             "(e.g. --pure)",
+             m.path, members[0], dtype_name(f.meta.dtype), member, dtype_name(meta.dtype), name);
+      if (member == members[0]) f.meta = meta;
+      rows += meta.shape[0];
+    }
+    f.meta.name = name;
+    f.meta.shape = {rows, f.meta.shape[1]};
+    f.meta.nbytes = uint64_t(rows) * row_bytes(f.meta.dtype, uint64_t(f.meta.shape[1]));
+    f.meta.data = nullptr;
+    f.meta.owner.reset();
+    metas.push_back(f.meta);
+    fused[name] = std::move(f);
+  }
+  // Keeps member t's bytes; writes the fused tensor when it has them all.
+  void write_member(const Tensor& t) {
+    Fused& f = fused.at(fused_of.at(t.name));
+    if (f.done) return;
+    const size_t k = size_t(std::find(f.members.begin(), f.members.end(), t.name) - f.members.begin());
+    if (f.bytes[k].empty()) {
+      TensorToWrite e = entries(t)[0];
+      f.bytes[k] = e.produce ? e.produce() : std::vector<uint8_t>(e.meta.data, e.meta.data + e.meta.nbytes);
+      f.got++;
+    }
+    if (f.got < f.members.size()) return;
+    auto parts = std::make_shared<std::vector<std::vector<uint8_t>>>(std::move(f.bytes));
+    file->write(f.index, TensorToWrite{f.meta, [parts] {
+                                         std::vector<uint8_t> all;
+                                         for (const auto& p : *parts) all.insert(all.end(), p.begin(), p.end());
+                                         return all;
+                                       }});
+    f.bytes.clear();
+    f.done = true;
+  }
 };
+
+namespace {
+
+// llama.cpp's phi3 tensors that fuse lmpress's separate projections.
+std::optional<std::pair<std::string, std::vector<std::string>>> phi3_fused(const std::string& name) {
+  const int64_t l = layer_of(name);
+  if (l < 0) return std::nullopt;
+  const std::string b = "blk." + std::to_string(l) + ".";
+  if (name == b + "attn_q.weight" || name == b + "attn_k.weight" || name == b + "attn_v.weight")
+    return std::pair{b + "attn_qkv.weight", std::vector<std::string>{b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"}};
+  if (name == b + "ffn_gate.weight" || name == b + "ffn_up.weight")
+    return std::pair{b + "ffn_up.weight", std::vector<std::string>{b + "ffn_gate.weight", b + "ffn_up.weight"}};
+  return std::nullopt;
+}
+
+}  // namespace
 
 ModelWriter::ModelWriter(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 ModelWriter::~ModelWriter() = default;
@@ -231,13 +311,13 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   const auto& c = m.cfg;
   // Layers of different sizes are llama.cpp's "deci" architecture: Llama
   // with per-layer head counts and feed-forward sizes, RoPE on (2i, 2i+1) pairs.
-  // Phi-3 is written as llama (separate projections, RoPE pairs permuted),
-  // its LongRoPE short factors as rope_freqs: llama.cpp's phi3 wants fused
-  // projections, which the writer does not make.
-  const std::string a = !c.uniform() ? "deci" : c.arch == "phi3" ? "llama" : c.arch;
-  if (c.arch == "phi3" && c.rope_dim != c.head_dim)
-    fail("{}: RoPE on {} of {} dimensions per head (partial_rotary_factor) cannot be written as GGUF yet (lmpress "
-         "writes Phi-3 as llama, whose RoPE pairs would need a partial permutation)",
+  // Phi-3 as llama.cpp's phi3 (fused projections, LongRoPE factor tensors);
+  // with layers of different sizes as deci (llama: separate projections, RoPE
+  // pairs permuted, the short factors as rope_freqs), not with partial RoPE.
+  const std::string a = c.uniform() ? c.arch : "deci";
+  if (c.arch == "phi3" && a == "deci" && c.rope_dim != c.head_dim)
+    fail("{}: RoPE on {} of {} dimensions per head (partial_rotary_factor) with layers of different sizes cannot be "
+         "written as GGUF yet (deci's RoPE pairs would need a partial permutation)",
          m.path, c.rope_dim, c.head_dim);
   if (!c.uniform() && (c.qk_norm || c.post_norms || c.arch == "granite" || c.arch == "smollm3"))
     fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
@@ -245,6 +325,7 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
          m.path, c.arch);
   impl->target = a == "llama" || a == "deci" || a == "granite" || a == "smollm3" ? RopeLayout::Interleaved
                                                                                 : RopeLayout::Halves;
+  const bool fuse = a == "phi3";
   GGUFWriter w;
   w.set("general.architecture", GGUFValue::str(a));
   w.set("general.name", GGUFValue::str(o.name.empty() ? std::filesystem::path(m.path).filename().string() : o.name));
@@ -288,6 +369,8 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     has_rope_freqs |= t.name == "rope_freqs.weight";
     if (t.name == "output.weight" && c.tied_embeddings)
       impl->skip(t);
+    else if (const auto group = fuse ? phi3_fused(t.name) : std::nullopt)
+      impl->add_fused(t, group->first, group->second, metas);
     else
       impl->add(t, metas);
   }
@@ -300,12 +383,19 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   if (c.rope_mscale != 1.0f) w.set(a + ".rope.scaling.attn_factor", GGUFValue::f32(c.rope_mscale));
   if (!c.rope_long_factors.empty()) {
     w.set(a + ".rope.scaling.original_context_length", GGUFValue::u32(uint32_t(c.rope_orig_ctx)));
-    w.set("lmpress.rope_scaling.long_factors", GGUFValue::f32_array(c.rope_long_factors));
+    if (!fuse) w.set("lmpress.rope_scaling.long_factors", GGUFValue::f32_array(c.rope_long_factors));
   }
   if (c.rope_scaling == "longrope") {
-    Tensor rope_freqs = make_f32_tensor("rope_freqs.weight", {int64_t(c.rope_short_factors.size())}, c.rope_short_factors);
-    impl->extra.emplace_back(metas.size(), TensorToWrite{rope_freqs, {}});
-    metas.push_back(rope_freqs);
+    const int64_t pairs = int64_t(c.rope_short_factors.size());
+    // phi3: llama.cpp's factor tensors; deci: the short ones as llama's rope_freqs.
+    for (const auto& [name, f] :
+         fuse ? std::vector<std::pair<std::string, std::vector<float>>>{{"rope_factors_long.weight", c.rope_long_factors},
+                                                                       {"rope_factors_short.weight", c.rope_short_factors}}
+              : std::vector<std::pair<std::string, std::vector<float>>>{{"rope_freqs.weight", c.rope_short_factors}}) {
+      Tensor t = make_f32_tensor(name, {pairs}, f);
+      impl->extra.emplace_back(metas.size(), TensorToWrite{t, {}});
+      metas.push_back(t);
+    }
   }
   if (c.rope_scaling == "llama3" && !has_rope_freqs) {
     // llama.cpp reads Llama 3 scaling as divisors of the base frequencies.
@@ -428,6 +518,11 @@ void ModelWriter::write(const std::string& name) {
   const auto it = w.index.find(name);
   const Tensor* t = w.m.find(name);
   if (it == w.index.end() || !t) fail("internal: {} is not a tensor of the model whose file is being written", name);
+  if (w.fused_of.count(name)) {
+    w.write_member(*t);
+    release_mapped_pages(*t);
+    return;
+  }
   const auto [first, count] = it->second;
   if (count == 0) return;
   const auto es = w.entries(*t);
@@ -453,7 +548,7 @@ void ModelWriter::commit() {
     const Tensor& t = w.m.tensors[i];
     const auto it = w.index.find(t.name);
     if (it == w.index.end()) fail("internal: tensor {} was added after the header of its file was written", t.name);
-    if (it->second.second > 0 && !w.file->written(it->second.first)) write(t.name);
+    if ((it->second.second > 0 && !w.file->written(it->second.first)) || w.fused_of.count(t.name)) write(t.name);
     progress.update(i + 1);
   }
   for (const auto& [i, t] : w.extra) w.file->write(i, t);
