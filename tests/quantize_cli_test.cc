@@ -63,6 +63,18 @@ TEST(QuantizeCli, Phi3FusedTensors) {
     r = run_cli("generate " + d + "/q.gguf -p hello -n 4");
     EXPECT_EQ(r.status, 0) << r.out;
   }
+  // The imatrix holds llama.cpp's attn_qkv beside lmpress's members, and a member reads the fused entry.
+  auto r = run_cli("imatrix " + d + "/hf -f " + S("data/calib/docs-calib.txt") + " -c 32 --chunks 4 -o " + d + "/im.gguf");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const Imatrix im = read_imatrix(d + "/im.gguf");
+  ASSERT_TRUE(im.entries.count("blk.0.attn_qkv.weight"));
+  EXPECT_EQ(im.importance("blk.0.attn_qkv.weight"), im.importance("blk.0.attn_k.weight"));
+  Imatrix only_fused = im;
+  only_fused.entries.erase("blk.1.attn_v.weight");
+  only_fused.entries.erase("blk.1.ffn_gate.weight");
+  EXPECT_EQ(only_fused.importance("blk.1.attn_v.weight"), im.importance("blk.1.attn_qkv.weight"));
+  EXPECT_EQ(only_fused.importance("blk.1.ffn_gate.weight"), im.importance("blk.1.ffn_up.weight"));
+  expect_cli_error("quantize " + d + "/hf " + d + "/t.gguf --target-bpw 6" + calib, "one type per group");
 }
 
 // On stories260K (calibrated on documentation prose, evaluated on WikiText-2):

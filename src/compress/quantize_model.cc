@@ -107,6 +107,9 @@ class Quantizer {
     } else {
       plan_ = plan_tensor_types(m, o.mix);
       if (o.target_bpw) {
+        if (m.cfg.arch == "phi3")
+          fail("--target-bpw: the type search picks each tensor's type alone, and Phi-3's fused attn_qkv / ffn_up "
+               "need one type per group; use a file type (--type)");
         check_target_bpw(m, *o.target_bpw, plan_);
         const auto costs = measure_type_costs(m, o.calib, o.imatrix ? &*o.imatrix : nullptr, o.method != QuantMethod::RTN);
         plan_ = plan_for_target_bpw(m, *o.target_bpw, costs, plan_);

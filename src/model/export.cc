@@ -270,6 +270,9 @@ struct ModelWriter::Impl {
     const size_t k = size_t(std::find(f.members.begin(), f.members.end(), t.name) - f.members.begin());
     if (f.bytes[k].empty()) {
       TensorToWrite e = entries(t)[0];
+      if (e.meta.dtype != f.meta.dtype || e.meta.shape[1] != f.meta.shape[1])
+        fail("internal: {} is now {}, its fused tensor {} was planned as {}", t.name, dtype_name(e.meta.dtype),
+             f.meta.name, dtype_name(f.meta.dtype));
       f.bytes[k] = e.produce ? e.produce() : std::vector<uint8_t>(e.meta.data, e.meta.data + e.meta.nbytes);
       f.got++;
     }

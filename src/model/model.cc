@@ -171,6 +171,9 @@ void split_fused_projections(Model& m) {
       continue;
     }
     if (l < 0 || l >= c.n_layers) fail("{}: {} is past the model's {} layers", m.path, t.name, c.n_layers);
+    for (const char* part : {"attn_q.weight", "attn_k.weight", "attn_v.weight", "ffn_gate.weight"})
+      if (m.find(b + part) && (qkv || std::string(part) == "ffn_gate.weight"))
+        fail("{}: {} and the separate {} are both present", m.path, t.name, b + part);
     const int64_t q = c.q_dim(l), kv = c.kv_dim(l), F = c.ffn(l);
     const int64_t want = qkv ? q + 2 * kv : 2 * F;
     if (t.shape.size() != 2 || t.shape[0] != want || t.shape[1] != c.dim)

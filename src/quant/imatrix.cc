@@ -9,8 +9,17 @@
 
 namespace lmpress {
 
+std::string fused_input_alias(const std::string& name) {
+  for (const char* member : {".attn_q.weight", ".attn_k.weight", ".attn_v.weight", ".ffn_gate.weight"})
+    if (name.ends_with(member) && name.starts_with("blk."))
+      return name.substr(0, name.size() - std::string(member).size()) +
+             (std::string(member) == ".ffn_gate.weight" ? ".ffn_up.weight" : ".attn_qkv.weight");
+  return "";
+}
+
 std::vector<float> Imatrix::importance(const std::string& name) const {
   auto it = entries.find(name);
+  if (it == entries.end()) it = entries.find(fused_input_alias(name));
   if (it == entries.end() || it->second.count <= 0) return {};
   std::vector<float> out(it->second.sum2.size());
   for (size_t j = 0; j < out.size(); j++) out[j] = float(it->second.sum2[j] / double(it->second.count));

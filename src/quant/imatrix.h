@@ -10,6 +10,13 @@
 
 namespace lmpress {
 
+// The tensor of llama.cpp's fused layouts (phi3) that reads the same inputs as
+// `name`: blk.N.attn_qkv for attn_q/k/v, blk.N.ffn_up for ffn_gate; "" for
+// others. Members of one fused tensor share their input columns, so one
+// importance vector serves them all (both directions: imatrix files of
+// either program).
+std::string fused_input_alias(const std::string& name);
+
 struct ImatrixEntry {
   std::vector<double> sum2;  // per input column
   int64_t count = 0;         // tokens seen

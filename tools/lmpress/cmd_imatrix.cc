@@ -37,7 +37,10 @@ void add_imatrix(CLI::App& app) {
     Progress progress("imatrix", uint64_t(m->cfg.n_layers));
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
       const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) {
-        im.accumulate(linear_names(l, s), x, n, cols);
+        auto names = linear_names(l, s);
+        // llama.cpp's phi3 reads q/k/v as one attn_qkv (its fused ffn_up is already named).
+        if (m->cfg.arch == "phi3" && s == LinearSite::AttnIn) names.push_back(fused_input_alias(names[0]));
+        im.accumulate(names, x, n, cols);
       };
       cal.run(l, m->layers[size_t(l)], &obs, true);
       release_block_pages(*m, l);
