@@ -93,6 +93,21 @@ void ModelConfig::validate(const std::string& src) const {
     fail("{}: {} names {} layers, the model has {}", src, field("no_rope_layers"), layer_rope.size(), n_layers);
 }
 
+void ModelConfig::set_arch(const std::string& a) {
+  arch = a;
+  const bool gemma_arch = gemma(), olmo2 = a == "olmo2";
+  qkv_bias = a == "qwen2";
+  qk_norm = a == "qwen3" || a == "gemma3" || olmo2;
+  qk_norm_full = olmo2;
+  post_norms = gemma_arch || olmo2;
+  pre_norms = !olmo2;
+  ffn_act = gemma_arch ? FfnAct::GeluTanh : FfnAct::SiLU;
+}
+
+RopeLayout gguf_rope_layout(const std::string& a) {
+  return a == "llama" || a == "deci" || a == "granite" || a == "smollm3" ? RopeLayout::Interleaved : RopeLayout::Halves;
+}
+
 float ModelConfig::attention_scale() const { return attn_scale > 0 ? attn_scale : 1.0f / std::sqrt(float(head_dim)); }
 
 std::string ModelConfig::field(const std::string& hf_name) const {
@@ -167,6 +182,14 @@ std::vector<float> ModelConfig::rope_inv_freqs_swa() const {
   return local.rope_inv_freqs();
 }
 
+std::vector<float> ModelConfig::rope_inv_freqs_divided(const std::vector<float>& factors) const {
+  ModelConfig base = *this;
+  base.rope_scaling.clear();
+  std::vector<float> f = base.rope_inv_freqs();
+  for (size_t i = 0; i < f.size(); i++) f[i] /= factors[i];
+  return f;
+}
+
 std::vector<float> ModelConfig::rope_inv_freqs() const {
   std::vector<float> f(size_t(rope_dim / 2));
   for (size_t i = 0; i < f.size(); i++) {
@@ -174,7 +197,7 @@ std::vector<float> ModelConfig::rope_inv_freqs() const {
     if (rope_scaling == "linear") {
       freq /= rope_factor;
     } else if (rope_scaling == "longrope") {
-      freq /= rope_short_factors[i];
+      freq /= rope_short_factors[i];  // as rope_inv_freqs_divided(rope_short_factors)
     } else if (rope_scaling == "llama3") {
       // Hugging Face's _compute_llama3_parameters.
       const double low_wavelen = double(rope_orig_ctx) / rope_low_freq_factor;

@@ -86,6 +86,12 @@ struct ModelConfig {
   // that errors name the file's own metadata keys; empty otherwise.
   std::string gguf_arch;
 
+  // Sets arch and the structural flags that follow from it alone (q/k/v bias,
+  // q/k norms, pre/post-norms, the feed-forward activation), one place for
+  // every loader; the flags a file states (sizes, scales, windows) are read
+  // after.
+  void set_arch(const std::string& a);
+
   // Range checks against absurd values; throws naming `source` and the field.
   // A context of at least 2 positions: with 1, nothing can be predicted from
   // anything (calibration windows would hold BOS alone, task scoring nothing).
@@ -95,6 +101,9 @@ struct ModelConfig {
   std::string field(const std::string& hf_name) const;
   // Per rotated pair i: the angle per position (theta^(-2i/d), with scaling).
   std::vector<float> rope_inv_freqs() const;
+  // The unscaled frequencies, each divided by its pair's factor (llama.cpp's
+  // rope_freqs, LongRoPE's factors).
+  std::vector<float> rope_inv_freqs_divided(const std::vector<float>& factors) const;
   // The sliding layers' frequencies when rope_theta_swa is set (no scaling).
   std::vector<float> rope_inv_freqs_swa() const;
   // Layer l's attention window (0: none) and scale.
@@ -118,6 +127,11 @@ struct ModelConfig {
   // the scalars when all layers agree, else sets the scalars to the maxima.
   void set_layer_dims(std::vector<int64_t> heads, std::vector<int64_t> kv_heads, std::vector<int64_t> ffn);
 };
+
+// How a GGUF architecture pairs RoPE dimensions: llama.cpp's converter
+// permutes q/k rows to (2i, 2i+1) pairs for llama, deci, granite and smollm3;
+// the others keep Hugging Face's (i, i + d/2).
+RopeLayout gguf_rope_layout(const std::string& gguf_arch);
 
 // A number read from a config file as float, or as an integer in [lo, hi];
 // fails naming `field` when it is NaN, infinite or out of range, so that the

@@ -326,8 +326,7 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     fail("{}: its layers differ in head count or feed-forward size, which GGUF writes as llama.cpp's deci "
          "architecture, and deci has no q/k norms, post-norms, multipliers or layers without RoPE ({})",
          m.path, c.arch);
-  impl->target = a == "llama" || a == "deci" || a == "granite" || a == "smollm3" ? RopeLayout::Interleaved
-                                                                                : RopeLayout::Halves;
+  impl->target = gguf_rope_layout(a);
   const bool fuse = a == "phi3";
   GGUFWriter w;
   w.set("general.architecture", GGUFValue::str(a));

@@ -1,5 +1,6 @@
 // GGUF model loading: llama.cpp's metadata keys ({arch}.embedding_length, ...).
 #include <cmath>
+#include <set>
 
 #include "core/error.h"
 #include "io/gguf.h"
@@ -131,41 +132,16 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   m->format = "gguf";
   std::string arch = g.req_string("general.architecture");
   auto& c = m->cfg;
-  if (arch == "llama") {
-    c.arch = "llama";
-    c.rope_layout = RopeLayout::Interleaved;
-  } else if (arch == "qwen2") {
-    c.arch = "qwen2";
-    c.rope_layout = RopeLayout::Halves;
-  } else if (arch == "qwen3") {
-    c.arch = "qwen3";
-    c.rope_layout = RopeLayout::Halves;
-    c.qk_norm = true;
-  } else if (arch == "phi3") {
-    c.arch = arch;
-    c.rope_layout = RopeLayout::Halves;
-  } else if (arch == "olmo2") {
-    c.arch = arch;
-    c.rope_layout = RopeLayout::Halves;
-    c.qk_norm = c.qk_norm_full = c.post_norms = true;
-    c.pre_norms = false;
-  } else if (arch == "granite" || arch == "smollm3") {
-    c.arch = arch;
-    c.rope_layout = RopeLayout::Interleaved;
-  } else if (arch == "gemma2" || arch == "gemma3") {
-    c.arch = arch;
-    c.rope_layout = RopeLayout::Halves;
-    c.qk_norm = arch == "gemma3";
-    c.post_norms = true;
-    c.ffn_act = FfnAct::GeluTanh;
-  } else if (arch == "deci") {
-    // llama.cpp's Llama with per-layer head counts and feed-forward sizes
-    // (what non-uniform structured pruning writes).
-    c.arch = "llama";
-    c.rope_layout = RopeLayout::Interleaved;
-  } else {
-    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, olmo2, phi3, deci)", path, arch);
-  }
+  static const std::set<std::string> kArchs = {"llama", "qwen2",   "qwen3", "gemma2", "gemma3",
+                                               "granite", "smollm3", "olmo2", "phi3",   "deci"};
+  if (!kArchs.count(arch))
+    fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, olmo2, phi3, "
+         "deci)",
+         path, arch);
+  // deci: llama.cpp's Llama with per-layer head counts and feed-forward sizes
+  // (what non-uniform structured pruning writes).
+  c.set_arch(arch == "deci" ? "llama" : arch);
+  c.rope_layout = gguf_rope_layout(arch);
   c.gguf_arch = arch;
   m->rotation = g.get_string("lmpress.rotation").value_or("");
   if (auto a = g.get_string("lmpress.activations")) {

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <functional>
+#include <map>
 #include <optional>
 
 #include "core/error.h"
@@ -143,29 +144,13 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
       j["architectures"][0].is_string())
     arch_name = j["architectures"][0].get<std::string>();
-  if (arch_name == "LlamaForCausalLM" || arch_name == "MistralForCausalLM") {
-    c.arch = "llama";
-  } else if (arch_name == "Qwen2ForCausalLM") {
-    c.arch = "qwen2";
-    c.qkv_bias = true;
-  } else if (arch_name == "Qwen3ForCausalLM") {
-    c.arch = "qwen3";
-    c.qk_norm = true;
-  } else if (arch_name == "Gemma2ForCausalLM" || arch_name == "Gemma3ForCausalLM") {
-    c.arch = arch_name == "Gemma2ForCausalLM" ? "gemma2" : "gemma3";
-    c.qk_norm = c.arch == "gemma3";
-    c.post_norms = true;
-    c.ffn_act = FfnAct::GeluTanh;
-  } else if (arch_name == "Phi3ForCausalLM") {
-    c.arch = "phi3";
-  } else if (arch_name == "Olmo2ForCausalLM") {
-    c.arch = "olmo2";
-    c.qk_norm = c.qk_norm_full = c.post_norms = true;
-    c.pre_norms = false;
-  } else if (arch_name == "GraniteForCausalLM") {
-    c.arch = "granite";
-  } else if (arch_name == "SmolLM3ForCausalLM") {
-    c.arch = "smollm3";
+  static const std::map<std::string, std::string> kArch = {
+      {"LlamaForCausalLM", "llama"},   {"MistralForCausalLM", "llama"},  {"Qwen2ForCausalLM", "qwen2"},
+      {"Qwen3ForCausalLM", "qwen3"},   {"Gemma2ForCausalLM", "gemma2"},  {"Gemma3ForCausalLM", "gemma3"},
+      {"Phi3ForCausalLM", "phi3"},     {"Olmo2ForCausalLM", "olmo2"},    {"GraniteForCausalLM", "granite"},
+      {"SmolLM3ForCausalLM", "smollm3"}};
+  if (const auto it = kArch.find(arch_name); it != kArch.end()) {
+    c.set_arch(it->second);
   } else if (arch_name == "Gemma3ForConditionalGeneration") {
     fail("{}: Gemma3ForConditionalGeneration is Gemma 3 with a vision tower; lmpress runs the text-only "
          "Gemma3ForCausalLM checkpoints (gemma-3-1b, or a text model extracted from the multimodal one)",

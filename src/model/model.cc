@@ -120,21 +120,14 @@ void Model::bind() {
     // llama.cpp stores Llama 3 scaling as per-pair divisors of the base frequencies.
     if (ff->numel() != c.rope_dim / 2) fail("{}: rope_freqs.weight has {} values, needs {}", path, ff->numel(), c.rope_dim / 2);
     auto f = to_f32(*ff);
-    ModelConfig base = cfg;
-    base.rope_scaling.clear();
-    rope_inv_freqs = base.rope_inv_freqs();
-    for (size_t i = 0; i < f.size(); i++) {
+    for (size_t i = 0; i < f.size(); i++)
       if (!(f[i] > 0)) fail("{}: rope_freqs.weight[{}] = {} is not positive", path, i, f[i]);
-      rope_inv_freqs[i] /= f[i];
-    }
+    rope_inv_freqs = c.rope_inv_freqs_divided(f);
   }
   rope_inv_freqs_long.clear();
-  if (!c.rope_long_factors.empty() && c.rope_long_factors != c.rope_short_factors) {
-    ModelConfig base = cfg;  // also for a llama file's rope_freqs (short) + lmpress's long factors
-    base.rope_scaling.clear();
-    rope_inv_freqs_long = base.rope_inv_freqs();
-    for (size_t i = 0; i < rope_inv_freqs_long.size(); i++) rope_inv_freqs_long[i] /= c.rope_long_factors[i];
-  }
+  // Also for a llama file's rope_freqs (the short factors) + lmpress's long factors.
+  if (!c.rope_long_factors.empty() && c.rope_long_factors != c.rope_short_factors)
+    rope_inv_freqs_long = c.rope_inv_freqs_divided(c.rope_long_factors);
   rope_inv_freqs_swa.clear();
   if (c.rope_theta_swa > 0) rope_inv_freqs_swa = c.rope_inv_freqs_swa();
   if (tokenizer && int64_t(tokenizer->vocab().size()) > c.n_vocab)

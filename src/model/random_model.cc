@@ -35,12 +35,9 @@ ModelConfig gemma_like(const std::string& arch, int64_t vocab, int64_t dim, int6
                        int64_t kv_heads, int64_t ffn, int64_t ctx, int64_t window) {
   const bool g3 = arch == "gemma3";
   ModelConfig c = llama_like(vocab, dim, layers, heads, kv_heads, ffn, ctx, g3 ? 1000000.0f : 10000.0f, 1e-6f, true);
-  c.arch = arch;
+  c.set_arch(arch);
   c.head_dim = c.rope_dim = 256;
-  c.rope_layout = RopeLayout::Halves;
-  c.qk_norm = g3;
-  c.post_norms = true;
-  c.ffn_act = FfnAct::GeluTanh;
+  c.rope_layout = gguf_rope_layout(arch);
   c.embed_scale = std::sqrt(float(dim));
   c.attn_scale = 1.0f / 16.0f;
   c.attn_softcap = g3 ? 0.0f : 50.0f;
@@ -124,15 +121,13 @@ const std::vector<ModelShape>& model_shapes() {
     for (int64_t l = 0; l < smollm3.n_layers; l++) smollm3.layer_rope.push_back((l + 1) % 4 != 0);
     s.push_back({"smollm3-3b", smollm3});
     ModelConfig olmo2 = llama_like(100352, 2048, 16, 16, 16, 8192, 4096, 500000.0f, 1e-6f, false);
-    olmo2.arch = "olmo2";
-    olmo2.rope_layout = RopeLayout::Halves;
-    olmo2.qk_norm = olmo2.qk_norm_full = olmo2.post_norms = true;
-    olmo2.pre_norms = false;
+    olmo2.set_arch("olmo2");
+    olmo2.rope_layout = gguf_rope_layout("olmo2");
     s.push_back({"olmo2-1b", olmo2});
     // Phi-3-mini-128k: LongRoPE (factors made up here: the real ones are data of the checkpoint), a window.
     ModelConfig phi3 = llama_like(32064, 3072, 32, 32, 32, 8192, 131072, 10000.0f, 1e-5f, false);
-    phi3.arch = "phi3";
-    phi3.rope_layout = RopeLayout::Halves;
+    phi3.set_arch("phi3");
+    phi3.rope_layout = gguf_rope_layout("phi3");
     phi3.rope_scaling = "longrope";
     phi3.rope_orig_ctx = 4096;
     for (int64_t i = 0; i < phi3.rope_dim / 2; i++) {
