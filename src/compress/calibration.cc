@@ -123,6 +123,10 @@ LayerwiseCalibrator::LayerwiseCalibrator(const Model& m, std::vector<std::vector
       ctx_(windows_.empty() ? 1 : int64_t(windows_[0].size())),
       state_(m, ctx_, ctx_) {
   if (windows_.empty()) fail("calibration: no windows");
+  if (m.cfg.moe())
+    fail("{}: calibration (GPTQ, AWQ, SmoothQuant, SparseGPT, Wanda, OWL, imatrix-driven search, structured pruning) "
+         "does not reach the experts of a mixture of experts yet; quantize it without calibration data",
+         m.path);
   const int64_t D = m.cfg.dim;
   hidden_.resize(size_t(n_windows() * ctx_ * D));
   for (int64_t s = 0; s < n_windows(); s++) {

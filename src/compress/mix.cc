@@ -203,7 +203,7 @@ TensorTypeOverride parse_tensor_type_override(const std::string& spec) {
 bool is_quantizable(const Tensor& t) {
   const std::string& n = t.name;
   return t.shape.size() == 2 && n.size() > 6 && n.compare(n.size() - 6, 6, "weight") == 0 &&
-         !contains(n, "_norm.weight") && n != "rope_freqs.weight";
+         !contains(n, "_norm.weight") && n != "rope_freqs.weight" && !contains(n, "ffn_gate_inp.weight");
 }
 
 namespace {
@@ -223,6 +223,21 @@ void unify_fused_types(const Model& m, std::map<std::string, DType>& plan) {
       for (const auto& name : group) plan[name] = best;
     }
   }
+}
+
+// llama.cpp stacks a layer's experts of one projection in one tensor, so they
+// take one type: the largest any of them was given (a --tensor-type pattern
+// may name one expert).
+void unify_expert_types(const Model& m, std::map<std::string, DType>& plan) {
+  std::map<std::string, DType> best;
+  for (const Tensor& t : m.tensors)
+    if (const auto s = stacked_expert_name(t.name); s && plan.count(t.name)) {
+      const DType d = plan.at(t.name);
+      auto [it, fresh] = best.emplace(s->first, d);
+      if (!fresh && row_bytes(d, uint64_t(t.cols())) > row_bytes(it->second, uint64_t(t.cols()))) it->second = d;
+    }
+  for (auto& [name, d] : plan)
+    if (const auto s = stacked_expert_name(name)) d = best.at(s->first);
 }
 
 }  // namespace
@@ -260,6 +275,7 @@ std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions&
     plan[t.name] = d;
   }
   if (m.cfg.arch == "phi3") unify_fused_types(m, plan);
+  if (m.cfg.moe()) unify_expert_types(m, plan);
   for (size_t k = 0; k < o.overrides.size(); k++)
     if (!matched[k])
       fail("--tensor-type '{}': the pattern matches no quantizable tensor of {} (names look like "

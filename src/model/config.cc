@@ -13,8 +13,9 @@ void ModelConfig::validate(const std::string& src) const {
   auto range = [&](const char* name, int64_t v, int64_t lo, int64_t hi) {
     if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
-  if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "granite" && arch != "smollm3" && arch != "olmo2" && arch != "phi3" &&
-      !gemma())
+  static const char* const kArchs[] = {"llama",  "qwen2", "qwen3",    "gemma2",   "gemma3", "granite",
+                                       "smollm3", "olmo2", "phi3", "qwen2moe", "qwen3moe", "olmoe"};
+  if (std::find(std::begin(kArchs), std::end(kArchs), arch) == std::end(kArchs))
     fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
   range("hidden_size", dim, 1, 1 << 17);
@@ -89,6 +90,19 @@ void ModelConfig::validate(const std::string& src) const {
   if (!(std::isfinite(residual_scale) && residual_scale > 0))
     fail("{}: {} {} must be > 0", src, field("residual_multiplier"), residual_scale);
   if (!(std::isfinite(logit_scale) && logit_scale > 0)) fail("{}: {} {} must be > 0", src, field("logits_scaling"), logit_scale);
+  if (moe_arch(arch) && !moe()) fail("{}: {} is a mixture of experts, but {} is 0", src, arch, field("num_experts"));
+  if (moe()) {
+    range("num_experts", n_experts, 1, 1024);
+    range("num_experts_per_tok", n_experts_used, 1, n_experts);
+    range("moe_intermediate_size", expert_ffn, 1, 1 << 20);
+    range("shared_expert_intermediate_size", shared_ffn, 0, 1 << 20);
+    if (!uniform()) fail("{}: a mixture of experts with layers of different sizes is not supported", src);
+    if (!(std::isfinite(expert_scale) && expert_scale > 0))
+      fail("{}: {} {} must be a finite number > 0", src, field("routed_scaling_factor"), expert_scale);
+  } else if (n_experts_used || shared_ffn) {
+    fail("{}: {} / {} are set on a model without experts", src, field("num_experts_per_tok"),
+         field("shared_expert_intermediate_size"));
+  }
   if (!layer_rope.empty() && layer_rope.size() != size_t(n_layers))
     fail("{}: {} names {} layers, the model has {}", src, field("no_rope_layers"), layer_rope.size(), n_layers);
 }
@@ -96,13 +110,17 @@ void ModelConfig::validate(const std::string& src) const {
 void ModelConfig::set_arch(const std::string& a) {
   arch = a;
   const bool gemma_arch = gemma(), olmo2 = a == "olmo2";
-  qkv_bias = a == "qwen2";
-  qk_norm = a == "qwen3" || a == "gemma3" || olmo2;
-  qk_norm_full = olmo2;
+  qkv_bias = a == "qwen2" || a == "qwen2moe";
+  qk_norm = a == "qwen3" || a == "qwen3moe" || a == "gemma3" || olmo2 || a == "olmoe";
+  qk_norm_full = olmo2 || a == "olmoe";
+  // llama.cpp's rule per architecture (Mixtral is llama with experts).
+  expert_norm = a == "llama" || a == "qwen3moe";
   post_norms = gemma_arch || olmo2;
   pre_norms = !olmo2;
   ffn_act = gemma_arch ? FfnAct::GeluTanh : FfnAct::SiLU;
 }
+
+bool moe_arch(const std::string& a) { return a == "qwen2moe" || a == "qwen3moe" || a == "olmoe"; }
 
 RopeLayout gguf_rope_layout(const std::string& a) {
   return a == "llama" || a == "deci" || a == "granite" || a == "smollm3" ? RopeLayout::Interleaved : RopeLayout::Halves;
@@ -134,6 +152,13 @@ std::string ModelConfig::field(const std::string& hf_name) const {
       {"residual_multiplier", ".residual_scale"},
       {"logits_scaling", ".logit_scale"},
       {"rope_scaling.attention_factor", ".rope.scaling.attn_factor"},
+      {"num_experts", ".expert_count"},
+      {"num_local_experts", ".expert_count"},
+      {"num_experts_per_tok", ".expert_used_count"},
+      {"moe_intermediate_size", ".expert_feed_forward_length"},
+      {"shared_expert_intermediate_size", ".expert_shared_feed_forward_length"},
+      {"norm_topk_prob", ".expert_weights_norm"},
+      {"routed_scaling_factor", ".expert_weights_scale"},
       {"rope_scaling.short_factor", "rope_factors_short.weight"},
       {"rope_scaling.long_factor", "rope_factors_long.weight"},
       {"rope_scaling.low_freq_factor", "lmpress.rope_scaling.llama3.low_freq_factor"},

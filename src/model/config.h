@@ -13,7 +13,8 @@ namespace lmpress {
 enum class FfnAct { SiLU, GeluTanh };
 
 struct ModelConfig {
-  // "llama" (also Mistral), "qwen2", "qwen3", "gemma2", "gemma3", "granite", "smollm3", "olmo2" or "phi3"
+  // "llama" (also Mistral, Mixtral), "qwen2", "qwen3", "gemma2", "gemma3", "granite", "smollm3", "olmo2", "phi3",
+  // or the mixtures of experts "qwen2moe", "qwen3moe", "olmoe"
   std::string arch = "llama";
   int64_t n_vocab = 0;
   int64_t dim = 0;
@@ -72,6 +73,17 @@ struct ModelConfig {
   float residual_scale = 1.0f, logit_scale = 1.0f;
   // SmolLM3: per layer, whether q and k are rotated (0: no RoPE); empty: all.
   std::vector<uint8_t> layer_rope;
+  // Mixture of experts (every block's feed-forward): a router (blk.N.ffn_gate_inp,
+  // [n_experts, dim]) scores the experts, softmax; the n_experts_used best run
+  // (SwiGLU of expert_ffn each: blk.N.ffn_{gate,up,down}.E) and their outputs
+  // are summed weighted by their probabilities, renormalized to sum 1 when
+  // expert_norm (Mixtral, Qwen3-MoE; not Qwen2-MoE, OLMoE), times
+  // expert_scale. shared_ffn > 0: a shared expert of that size every token
+  // takes (blk.N.ffn_{gate,up,down}_shexp), gated by sigmoid(x · ffn_gate_inp_shexp)
+  // (Qwen2-MoE). 0 experts: a dense feed-forward of ffn(l).
+  int64_t n_experts = 0, n_experts_used = 0, expert_ffn = 0, shared_ffn = 0;
+  bool expert_norm = false;
+  float expert_scale = 1.0f;
   // W8A8: the block linears' inputs are quantized to int8 per token (dynamic,
   // symmetric) as the engine a W8A8 checkpoint is made for computes them.
   bool act_int8 = false;
@@ -115,6 +127,7 @@ struct ModelConfig {
   // Whether the architecture is Gemma's (norm weights stored as w with the
   // model computing x·(1 + w) in Hugging Face checkpoints; GGUF stores 1 + w).
   bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
+  bool moe() const { return n_experts > 0; }
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
   bool uniform() const { return layer_heads.empty(); }
@@ -132,6 +145,9 @@ struct ModelConfig {
 // permutes q/k rows to (2i, 2i+1) pairs for llama, deci, granite and smollm3;
 // the others keep Hugging Face's (i, i + d/2).
 RopeLayout gguf_rope_layout(const std::string& gguf_arch);
+// Whether an architecture is a mixture of experts whatever its config says
+// (Mixtral is "llama" with num_local_experts).
+bool moe_arch(const std::string& arch);
 
 // A number read from a config file as float, or as an integer in [lo, hi];
 // fails naming `field` when it is NaN, infinite or out of range, so that the

@@ -149,6 +149,23 @@ void write_attention_variants(const Model& m, const std::string& a, GGUFWriter& 
       fmt::print(stderr, "warning: {}: its layers without RoPE are not every 4th, which llama.cpp assumes\n", m.path);
     }
   }
+  if (c.moe()) {
+    w.set(a + ".expert_count", GGUFValue::u32(uint32_t(c.n_experts)));
+    w.set(a + ".expert_used_count", GGUFValue::u32(uint32_t(c.n_experts_used)));
+    // llama and olmoe take an expert's size from feed_forward_length.
+    if (a == "llama" || a == "olmoe")
+      w.set(a + ".feed_forward_length", GGUFValue::u32(uint32_t(c.expert_ffn)));
+    else
+      w.set(a + ".expert_feed_forward_length", GGUFValue::u32(uint32_t(c.expert_ffn)));
+    if (c.shared_ffn > 0) w.set(a + ".expert_shared_feed_forward_length", GGUFValue::u32(uint32_t(c.shared_ffn)));
+    ModelConfig rule;
+    rule.set_arch(c.arch);
+    if (rule.expert_norm != c.expert_norm) {
+      w.set(a + ".expert_weights_norm", GGUFValue::boolean(c.expert_norm));
+      fmt::print(stderr, "warning: {}: its expert weights are {}renormalized, which llama.cpp's {} does not do\n",
+                 m.path, c.expert_norm ? "" : "not ", a);
+    }
+  }
   if (!c.gemma()) return;
   if (c.arch == "gemma2") w.set(a + ".attn_logit_softcapping", GGUFValue::f32(c.attn_softcap));
   if (c.arch == "gemma2" || c.final_softcap > 0) w.set(a + ".final_logit_softcapping", GGUFValue::f32(c.final_softcap));
@@ -221,10 +238,13 @@ struct ModelWriter::Impl {
   }
   void skip(const Tensor& t) { index[t.name] = {0, 0}; }
 
-  // GGUF phi3: a fused tensor (blk.N.attn_qkv from attn_q, attn_k, attn_v;
-  // blk.N.ffn_up from ffn_gate, ffn_up) is written once all its members have
-  // been: each member's bytes are kept as the member is written (a calibrated
-  // block is put back to its input's right after), then concatenated.
+  // A tensor llama.cpp holds whole and lmpress as separate members, written
+  // once all its members have been: each member's bytes are kept as the
+  // member is written (a calibrated block is put back to its input's right
+  // after), then concatenated. GGUF phi3: blk.N.attn_qkv from attn_q, attn_k,
+  // attn_v; blk.N.ffn_up from ffn_gate, ffn_up (rows concatenated). A mixture
+  // of experts: blk.N.ffn_gate_exps from ffn_gate.0, ffn_gate.1, ... (stacked,
+  // [experts, rows, columns]).
   struct Fused {
     size_t index = 0;
     std::vector<std::string> members;
@@ -236,7 +256,7 @@ struct ModelWriter::Impl {
   std::map<std::string, Fused> fused;
   std::map<std::string, std::string> fused_of;  // member -> fused tensor
   // Plans the fused tensor of member t at the end of the file's tensors (once per group).
-  void add_fused(const Tensor& t, const std::string& name, const std::vector<std::string>& members,
+  void add_fused(const Tensor& t, const std::string& name, const std::vector<std::string>& members, bool stack,
                  std::vector<Tensor>& metas) {
     fused_of[t.name] = name;
     index[t.name] = {0, 0};
@@ -249,15 +269,18 @@ struct ModelWriter::Impl {
     for (const auto& member : members) {
       const Tensor meta = entries(m.tensor(member))[0].meta;
       if (member != members[0] && (meta.dtype != f.meta.dtype || meta.shape[1] != f.meta.shape[1]))
-        fail("{}: {} is {} and {} is {}, but llama.cpp's phi3 holds them in one tensor {}: give them one type "
-             "(e.g. --pure)",
+        fail("{}: {} is {} and {} is {}, but llama.cpp holds them in one tensor {}: give them one type (e.g. --pure)",
              m.path, members[0], dtype_name(f.meta.dtype), member, dtype_name(meta.dtype), name);
+      if (member != members[0] && stack && meta.shape[0] != f.meta.shape[0])
+        fail("{}: {} has {} rows and {} has {}, but llama.cpp stacks them in one tensor {}", m.path, members[0],
+             f.meta.shape[0], member, meta.shape[0], name);
       if (member == members[0]) f.meta = meta;
       rows += meta.shape[0];
     }
     f.meta.name = name;
-    f.meta.shape = {rows, f.meta.shape[1]};
-    f.meta.nbytes = uint64_t(rows) * row_bytes(f.meta.dtype, uint64_t(f.meta.shape[1]));
+    f.meta.shape = stack ? std::vector<int64_t>{int64_t(members.size()), rows / int64_t(members.size()), f.meta.shape[1]}
+                         : std::vector<int64_t>{rows, f.meta.shape[1]};
+    f.meta.nbytes = uint64_t(rows) * row_bytes(f.meta.dtype, uint64_t(f.meta.shape.back()));
     f.meta.data = nullptr;
     f.meta.owner.reset();
     metas.push_back(f.meta);
@@ -270,7 +293,7 @@ struct ModelWriter::Impl {
     const size_t k = size_t(std::find(f.members.begin(), f.members.end(), t.name) - f.members.begin());
     if (f.bytes[k].empty()) {
       TensorToWrite e = entries(t)[0];
-      if (e.meta.dtype != f.meta.dtype || e.meta.shape[1] != f.meta.shape[1])
+      if (e.meta.dtype != f.meta.dtype || e.meta.shape[1] != f.meta.shape.back())
         fail("internal: {} is now {}, its fused tensor {} was planned as {}", t.name, dtype_name(e.meta.dtype),
              f.meta.name, dtype_name(f.meta.dtype));
       f.bytes[k] = e.produce ? e.produce() : std::vector<uint8_t>(e.meta.data, e.meta.data + e.meta.nbytes);
@@ -300,6 +323,13 @@ std::optional<std::pair<std::string, std::vector<std::string>>> phi3_fused(const
   if (name == b + "ffn_gate.weight" || name == b + "ffn_up.weight")
     return std::pair{b + "ffn_up.weight", std::vector<std::string>{b + "ffn_gate.weight", b + "ffn_up.weight"}};
   return std::nullopt;
+}
+
+// The per-expert tensors llama.cpp stacks into `stacked`.
+std::vector<std::string> expert_members(const std::string& stacked, int64_t experts) {
+  std::vector<std::string> v;
+  for (int64_t e = 0; e < experts; e++) v.push_back(expert_tensor_name(stacked, e));
+  return v;
 }
 
 }  // namespace
@@ -372,7 +402,9 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     if (t.name == "output.weight" && c.tied_embeddings)
       impl->skip(t);
     else if (const auto group = fuse ? phi3_fused(t.name) : std::nullopt)
-      impl->add_fused(t, group->first, group->second, metas);
+      impl->add_fused(t, group->first, group->second, false, metas);
+    else if (const auto stacked = c.moe() ? stacked_expert_name(t.name) : std::nullopt)
+      impl->add_fused(t, stacked->first, expert_members(stacked->first, c.n_experts), true, metas);
     else
       impl->add(t, metas);
   }

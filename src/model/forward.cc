@@ -169,8 +169,119 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
   k.resize(B * c.kv_dim());
   v.resize(B * c.kv_dim());
   att.resize(B * c.q_dim());
-  gate.resize(B * c.ffn_dim);
-  up.resize(B * c.ffn_dim);
+  // A mixture of experts: an expert's rows padded to kMatmulBatchMin, or the shared expert's.
+  const size_t F = c.moe() ? size_t(std::max(c.expert_ffn, c.shared_ffn)) : size_t(c.ffn_dim);
+  const size_t rows = c.moe() ? std::max<size_t>(B, size_t(kMatmulBatchMin)) : B;
+  gate.resize(rows * F);
+  up.resize(rows * F);
+  if (!c.moe()) return;
+  const size_t K = size_t(c.n_experts_used);
+  probs.resize(B * size_t(c.n_experts));
+  weights.resize(B * K);
+  chosen.resize(B * K);
+  gx.resize(rows * size_t(c.dim));
+  gy.resize(rows * size_t(c.dim));
+  slots.resize(B * K * size_t(c.dim));
+  moe_y.resize(B * size_t(c.dim));
+}
+
+void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights) {
+  const int64_t E = c.n_experts, K = c.n_experts_used;
+  for (int64_t t = 0; t < n; t++) {
+    const float* z = logits + t * E;
+    float* p = probs + t * E;
+    const float mx = *std::max_element(z, z + E);
+    float sum = 0;
+    for (int64_t e = 0; e < E; e++) sum += p[e] = std::exp(z[e] - mx);
+    for (int64_t e = 0; e < E; e++) p[e] /= sum;
+    int32_t* ch = chosen + t * K;
+    float* w = weights + t * K;
+    // The K most probable, best first; a tie goes to the lower expert (a stable partial sort).
+    std::vector<int32_t> order(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; e++) order[size_t(e)] = int32_t(e);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    float total = 0;
+    for (int64_t k = 0; k < K; k++) ch[k] = order[size_t(k)], total += w[k] = p[ch[k]];
+    // llama.cpp clamps the sum to the smallest normal f16 before dividing.
+    if (c.expert_norm)
+      for (int64_t k = 0; k < K; k++) w[k] /= std::max(total, 6.103515625e-5f);
+    if (c.expert_scale != 1.0f)
+      for (int64_t k = 0; k < K; k++) w[k] *= c.expert_scale;
+  }
+}
+
+namespace {
+
+// y[k, out] = x[k, in] · wᵀ for rows of one kind: batched (padded with zero
+// rows to kMatmulBatchMin, matmul's batched kernels) or one-token kernels.
+void expert_matmul(const Tensor& w, const float* x, int64_t k, bool batched, float* y, std::vector<float>& pad_x,
+                   std::vector<float>& pad_y) {
+  if (!batched) return matmul_decode(w, x, k, y);
+  if (k >= kMatmulBatchMin) return matmul(w, x, k, y);
+  const int64_t in = w.shape[1], out = w.shape[0];
+  pad_x.assign(size_t(kMatmulBatchMin * in), 0.0f);
+  std::copy_n(x, k * in, pad_x.data());
+  pad_y.resize(size_t(kMatmulBatchMin * out));
+  matmul(w, pad_x.data(), kMatmulBatchMin, pad_y.data());
+  std::copy_n(pad_y.data(), k * out, y);
+}
+
+}  // namespace
+
+void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, const uint8_t* batched,
+                      const LinearFn& linear, ForwardBuffers& a, float* y) {
+  const ModelConfig& c = m.cfg;
+  const LayerWeights& L = m.layers[size_t(l)];
+  const int64_t D = c.dim, F = c.expert_ffn, E = c.n_experts, K = c.n_experts_used;
+  // The router row by row (one-token kernels): a token's choice never depends on its batch.
+  matmul_decode(*L.router, xn, n, a.probs.data());
+  route_experts(c, a.probs.data(), n, a.probs.data(), a.chosen.data(), a.weights.data());
+  // Rows per expert and kind, in token order: (token, slot k).
+  std::vector<std::vector<std::pair<int64_t, int64_t>>> rows(size_t(2 * E));
+  for (int64_t t = 0; t < n; t++)
+    for (int64_t k = 0; k < K; k++) rows[size_t(2 * a.chosen[size_t(t * K + k)] + (batched && batched[t]))].push_back({t, k});
+  thread_local std::vector<float> pad_x, pad_y;
+  for (int64_t e = 0; e < E; e++)
+    for (const bool kind : {false, true}) {
+      const auto& r = rows[size_t(2 * e + kind)];
+      const int64_t k = int64_t(r.size());
+      if (k == 0) continue;
+      for (int64_t i = 0; i < k; i++) std::copy_n(xn + r[size_t(i)].first * D, D, a.gx.data() + i * D);
+      const LayerWeights::Expert& x = L.experts[size_t(e)];
+      expert_matmul(*x.gate, a.gx.data(), k, kind, a.gate.data(), pad_x, pad_y);
+      expert_matmul(*x.up, a.gx.data(), k, kind, a.up.data(), pad_x, pad_y);
+      ffn_activation(c, a.gate.data(), a.up.data(), k, F);
+      if (c.act_int8) fake_quant_int8_rows(a.gate.data(), k, F);
+      expert_matmul(*x.down, a.gate.data(), k, kind, a.gy.data(), pad_x, pad_y);
+      for (int64_t i = 0; i < k; i++) {
+        const auto [t, slot] = r[size_t(i)];
+        std::copy_n(a.gy.data() + i * D, D, a.slots.data() + (t * K + slot) * D);
+      }
+    }
+  // Each token's experts summed best first, whatever order they ran in.
+  for (int64_t t = 0; t < n; t++) {
+    float* out = y + t * D;
+    std::fill(out, out + D, 0.0f);
+    for (int64_t k = 0; k < K; k++) {
+      const float w = a.weights[size_t(t * K + k)];
+      const float* s = a.slots.data() + (t * K + k) * D;
+      for (int64_t i = 0; i < D; i++) out[i] += w * s[i];
+    }
+  }
+  if (c.shared_ffn == 0) return;
+  const int64_t S = c.shared_ffn;
+  linear(*L.shared.gate, xn, n, a.gate.data());
+  linear(*L.shared.up, xn, n, a.up.data());
+  ffn_activation(c, a.gate.data(), a.up.data(), n, S);
+  if (c.act_int8) fake_quant_int8_rows(a.gate.data(), n, S);
+  linear(*L.shared.down, a.gate.data(), n, a.gx.data());
+  for (int64_t t = 0; t < n; t++) {
+    double z = 0;
+    for (int64_t i = 0; i < D; i++) z += double(xn[t * D + i]) * L.shexp_gate[size_t(i)];
+    const float g = float(1.0 / (1.0 + std::exp(-z)));
+    for (int64_t i = 0; i < D; i++) y[t * D + i] += g * a.gx[size_t(t * D + i)];
+  }
 }
 
 InferenceState::InferenceState(const Model& m, int64_t n_ctx, int64_t n_batch, KvCacheSpec kv, KvPolicy policy)
@@ -400,6 +511,13 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   join_residual(c, x, a_.xn.data(), L.bo, L.attn_post_norm, n);
 
   pre_norm(c, L.ffn_norm, x, n, a_.xn.data());
+  if (c.moe()) {
+    if (obs) fail("calibration does not reach the experts of a mixture of experts yet");
+    if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
+    const std::vector<uint8_t> batched(size_t(n), n >= kMatmulBatchMin);
+    moe_feed_forward(m_, l, a_.xn.data(), n, batched.data(), matmul, a_, a_.moe_y.data());
+    return join_residual(c, x, a_.moe_y.data(), L.b_down, L.ffn_post_norm, n);
+  }
   if (obs) (*obs)(LinearSite::FfnIn, a_.xn.data(), n, D);
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.w_gate, a_.xn.data(), n, a_.gate.data());

@@ -73,12 +73,32 @@ void finish_logits(const ModelConfig& c, float* logits, int64_t n);
 AttentionShape attention_shape(const ModelConfig& c, int64_t l);
 
 // The activations of a forward pass over up to `tokens` tokens at once
-// (InferenceState's batch, BatchEngine's step).
+// (InferenceState's batch, BatchEngine's step); a mixture of experts' grow
+// with the tokens an expert takes.
 struct ForwardBuffers {
   std::vector<float> x, xn, q, k, v, att, gate, up;
+  std::vector<float> probs, weights, gx, gy, slots, moe_y;  // mixture of experts
+  std::vector<int32_t> chosen;
   void resize(const ModelConfig& c, size_t tokens);
   uint64_t floats() const { return x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size(); }
 };
+
+// Runs a linear layer on rows of activations (InferenceState: matmul;
+// BatchEngine: per kind of row).
+using LinearFn = std::function<void(const Tensor& w, const float* x, int64_t n, float* y)>;
+// The router of a mixture of experts for n tokens: probs[n, experts] (the
+// router's logits, softmaxed), the chosen experts chosen[n, used] in order of
+// probability (ties: the lower expert) and their weights[n, used] (llama.cpp's
+// build_moe_ffn: renormalized when cfg.expert_norm, times cfg.expert_scale).
+void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights);
+// Layer l's mixture of experts on xn[n, dim] into y[n, dim]. Each expert
+// runs once on the rows routed to it; row t takes matmul's batched kernels
+// when batched[t] (padded to kMatmulBatchMin rows) and the one-token kernels
+// otherwise, so that its output does not depend on which other rows share
+// its experts (a batch engine's step equals a lone sequence's). The shared
+// expert (Qwen2-MoE) runs on every row through `linear`.
+void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, const uint8_t* batched,
+                      const LinearFn& linear, ForwardBuffers& a, float* y);
 
 class InferenceState {
  public:

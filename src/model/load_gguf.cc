@@ -92,6 +92,34 @@ void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, Mo
   read_swa_pattern(g, path, c, gemma2 ? 2 : 6);
 }
 
+// A mixture of experts' sizes, with llama.cpp's defaults per architecture:
+// an expert's feed-forward is feed_forward_length (llama, olmoe) or
+// expert_feed_forward_length, else feed_forward_length / experts used
+// (qwen2moe, qwen3moe); qwen2moe's shared expert has
+// expert_shared_feed_forward_length, else feed_forward_length.
+void read_gguf_experts(const GGUFFile& g, const std::string& path, ModelConfig& c) {
+  const std::string k = c.gguf_arch + ".";
+  const auto count = [&](const std::string& key, int64_t lo, int64_t hi, std::optional<int64_t> def) {
+    const auto v = g.get_int(k + key);
+    if (!v && !def) fail("{}: missing metadata {}{}", path, k, key);
+    const int64_t x = v.value_or(def.value_or(0));
+    if (x < lo || x > hi) fail("{}: {}{} = {} is out of range [{}, {}]", path, k, key, x, lo, hi);
+    return x;
+  };
+  const bool by_arch = moe_arch(c.arch);
+  c.n_experts = count("expert_count", by_arch ? 1 : 0, 1024, by_arch ? std::nullopt : std::optional<int64_t>(0));
+  if (c.n_experts == 0) return;
+  if (c.gguf_arch == "deci") fail("{}: deci with experts is not a llama.cpp architecture", path);
+  c.n_experts_used = count("expert_used_count", 1, c.n_experts, std::nullopt);
+  const bool qwen = c.arch == "qwen2moe" || c.arch == "qwen3moe";
+  c.expert_ffn = count("expert_feed_forward_length", 1, 1 << 20, qwen ? c.ffn_dim / c.n_experts_used : c.ffn_dim);
+  c.shared_ffn = c.arch == "qwen2moe" ? count("expert_shared_feed_forward_length", 1, 1 << 20, c.ffn_dim) : 0;
+  if (const GGUFValue* v = g.find(k + "expert_weights_norm")) {
+    if (v->type != GGUFType::BOOL) fail("{}: {}expert_weights_norm should be a bool", path, k);
+    c.expert_norm = v->as_int() != 0;
+  }
+}
+
 // LongRoPE: llama.cpp's phi3 tensors rope_factors_short / rope_factors_long
 // (taken out of the model's tensors into its config), or, in a llama file
 // lmpress wrote, the long factors beside the rope_freqs tensor.
@@ -132,11 +160,11 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   m->format = "gguf";
   std::string arch = g.req_string("general.architecture");
   auto& c = m->cfg;
-  static const std::set<std::string> kArchs = {"llama", "qwen2",   "qwen3", "gemma2", "gemma3",
-                                               "granite", "smollm3", "olmo2", "phi3",   "deci"};
+  static const std::set<std::string> kArchs = {"llama", "qwen2", "qwen3",    "gemma2",   "gemma3", "granite", "smollm3",
+                                               "olmo2", "phi3",  "qwen2moe", "qwen3moe", "olmoe",  "deci"};
   if (!kArchs.count(arch))
     fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, olmo2, phi3, "
-         "deci)",
+         "qwen2moe, qwen3moe, olmoe, deci)",
          path, arch);
   // deci: llama.cpp's Llama with per-layer head counts and feed-forward sizes
   // (what non-uniform structured pruning writes).
@@ -198,6 +226,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.rope_orig_ctx = g.get_int("lmpress.rope_scaling.llama3.original_context_length").value_or(8192);
   }
   read_gguf_attention_variants(g, path, c, heads[0]);
+  read_gguf_experts(g, path, c);
   c.rope_mscale = get_float(k + "rope.scaling.attn_factor", 1.0);
   m->tensors = g.tensors();
   read_longrope_factors(g, path, *m);
@@ -212,6 +241,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     c.eos_id = m->tokenizer->vocab().eos;
   }
   split_fused_projections(*m);
+  if (c.moe()) split_expert_tensors(*m);
   m->bind();
   return m;
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -64,6 +65,35 @@ std::vector<float> small_f32(const Model& m, const std::string& name, int64_t n)
 
 }  // namespace
 
+void Model::bind_experts(int64_t l, LayerWeights& L, const std::unordered_map<std::string, const Tensor*>& by_name) const {
+  const auto& c = cfg;
+  const std::string b = fmt::format("blk.{}.", l);
+  const auto get = [&](const std::string& name, std::vector<int64_t> shape) -> const Tensor* {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) fail("{}: missing tensor {} ({} {}, {} {})", path, name, c.field("num_experts"),
+                                  c.n_experts, c.field("moe_intermediate_size"), c.expert_ffn);
+    return &require(*this, name, std::move(shape));
+  };
+  L.router = get(b + "ffn_gate_inp.weight", {c.n_experts, c.dim});
+  L.experts.resize(size_t(c.n_experts));
+  for (int64_t e = 0; e < c.n_experts; e++) {
+    auto& x = L.experts[size_t(e)];
+    x.gate = get(expert_tensor_name(b + "ffn_gate_exps.weight", e), {c.expert_ffn, c.dim});
+    x.up = get(expert_tensor_name(b + "ffn_up_exps.weight", e), {c.expert_ffn, c.dim});
+    x.down = get(expert_tensor_name(b + "ffn_down_exps.weight", e), {c.dim, c.expert_ffn});
+  }
+  // More experts in the file than the config names would be silently unused.
+  const std::string past = expert_tensor_name(b + "ffn_gate_exps.weight", c.n_experts);
+  if (by_name.count(past))
+    fail("{}: tensor {} is past the {} experts of {}", path, past, c.n_experts, c.field("num_experts"));
+  if (c.shared_ffn > 0) {
+    L.shared.gate = get(b + "ffn_gate_shexp.weight", {c.shared_ffn, c.dim});
+    L.shared.up = get(b + "ffn_up_shexp.weight", {c.shared_ffn, c.dim});
+    L.shared.down = get(b + "ffn_down_shexp.weight", {c.dim, c.shared_ffn});
+    L.shexp_gate = small_f32(*this, b + "ffn_gate_inp_shexp.weight", c.dim);
+  }
+}
+
 void Model::bind() {
   cfg.validate(path);
   const auto& c = cfg;
@@ -82,6 +112,9 @@ void Model::bind() {
   }
   output_norm = small_f32(*this, "output_norm.weight", c.dim);
   layers.assign(size_t(c.n_layers), {});
+  std::unordered_map<std::string, const Tensor*> by_name;  // a mixture of experts has thousands of tensors
+  if (c.moe())
+    for (const Tensor& t : tensors) by_name[t.name] = &t;
   for (int64_t l = 0; l < c.n_layers; l++) {
     auto n = [&](const char* what) { return fmt::format("blk.{}.{}", l, what); };
     auto& L = layers[size_t(l)];
@@ -94,9 +127,13 @@ void Model::bind() {
     L.wk = &require(*this, n("attn_k.weight"), {kvd, c.dim});
     L.wv = &require(*this, n("attn_v.weight"), {kvd, c.dim});
     L.wo = &require(*this, n("attn_output.weight"), {c.dim, qd});
-    L.w_gate = &require(*this, n("ffn_gate.weight"), {F, c.dim});
-    L.w_up = &require(*this, n("ffn_up.weight"), {F, c.dim});
-    L.w_down = &require(*this, n("ffn_down.weight"), {c.dim, F});
+    if (c.moe()) {
+      bind_experts(l, L, by_name);
+    } else {
+      L.w_gate = &require(*this, n("ffn_gate.weight"), {F, c.dim});
+      L.w_up = &require(*this, n("ffn_up.weight"), {F, c.dim});
+      L.w_down = &require(*this, n("ffn_down.weight"), {c.dim, F});
+    }
     if (c.qkv_bias) {
       L.bq = small_f32(*this, n("attn_q.bias"), qd);
       L.bk = small_f32(*this, n("attn_k.bias"), kvd);
@@ -179,6 +216,48 @@ void split_fused_projections(Model& m) {
       out.push_back(row_view(m, t, b + "ffn_gate.weight", 0, F));
       out.push_back(row_view(m, t, b + "ffn_up.weight", F, F));
     }
+  }
+  m.tensors = std::move(out);
+}
+
+std::string expert_tensor_name(const std::string& stacked, int64_t e) {
+  const size_t at = stacked.rfind("_exps.weight");
+  return stacked.substr(0, at) + "." + std::to_string(e) + ".weight";
+}
+
+std::optional<std::pair<std::string, int64_t>> stacked_expert_name(const std::string& name) {
+  const int64_t l = layer_of(name);
+  if (l < 0 || !name.ends_with(".weight")) return std::nullopt;
+  const std::string b = "blk." + std::to_string(l) + ".";
+  for (const char* proj : {"ffn_gate.", "ffn_up.", "ffn_down."}) {
+    const std::string p = b + proj;
+    if (!name.starts_with(p)) continue;
+    const std::string num = name.substr(p.size(), name.size() - p.size() - 7);
+    if (num.empty() || num.size() > 5 || num.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+    return std::pair{p.substr(0, p.size() - 1) + "_exps.weight", std::stoll(num)};
+  }
+  return std::nullopt;
+}
+
+void split_expert_tensors(Model& m) {
+  std::vector<Tensor> out;
+  for (const Tensor& t : m.tensors) {
+    const int64_t l = layer_of(t.name);
+    const std::string b = "blk." + std::to_string(l) + ".";
+    if (l < 0 || (t.name != b + "ffn_gate_exps.weight" && t.name != b + "ffn_up_exps.weight" &&
+                  t.name != b + "ffn_down_exps.weight")) {
+      out.push_back(t);
+      continue;
+    }
+    if (t.shape.size() != 3 || t.shape[0] < 1)
+      fail("{}: {} has shape {}, a stack of experts needs [experts, rows, columns]", m.path, t.name, t.shape_str());
+    if (t.shape[0] != m.cfg.n_experts)
+      fail("{}: {} holds {} experts, {} says {}", m.path, t.name, t.shape[0], m.cfg.field("num_experts"),
+           m.cfg.n_experts);
+    const int64_t rows = t.shape[1];
+    Tensor flat = t;
+    flat.shape = {t.shape[0] * rows, t.shape[2]};
+    for (int64_t e = 0; e < t.shape[0]; e++) out.push_back(row_view(m, flat, expert_tensor_name(t.name, e), e * rows, rows));
   }
   m.tensors = std::move(out);
 }

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/tensor.h"
@@ -26,6 +27,18 @@ struct LayerWeights {
   const Tensor* w_gate = nullptr;
   const Tensor* w_up = nullptr;
   const Tensor* w_down = nullptr;
+  // A mixture of experts (cfg.moe(); w_gate, w_up, w_down null): the router
+  // [n_experts, dim], each expert's projections, and the shared expert
+  // (null unless cfg.shared_ffn) with its gate row shexp_gate [dim].
+  struct Expert {
+    const Tensor* gate = nullptr;
+    const Tensor* up = nullptr;
+    const Tensor* down = nullptr;
+  };
+  const Tensor* router = nullptr;
+  std::vector<Expert> experts;
+  Expert shared;
+  std::vector<float> shexp_gate;
 };
 
 struct Model {
@@ -68,6 +81,9 @@ struct Model {
   uint64_t n_bytes() const;
   // Validates tensor shapes against cfg and fills the pointers above.
   void bind();
+
+ private:
+  void bind_experts(int64_t l, LayerWeights& L, const std::unordered_map<std::string, const Tensor*>& by_name) const;
 };
 
 // Loads a model from a GGUF file, a Hugging Face directory (or its
@@ -98,6 +114,17 @@ std::unique_ptr<Model> load_llama2c_model(const std::string& path, const std::st
 // or a phi3 GGUF's ffn_up of 2·ffn rows: gate, then up) replaced by views of
 // their rows under the separate names lmpress runs.
 void split_fused_projections(Model& m);
+
+// A mixture of experts' 3-D tensors (blk.N.ffn_{gate,up,down}_exps, [experts,
+// rows, cols], as llama.cpp stores them) replaced by views of each expert's
+// rows under the per-expert names lmpress runs and compresses
+// (blk.N.ffn_gate.E.weight, ...: llama.cpp's older split layout).
+void split_expert_tensors(Model& m);
+// The per-expert name of expert e of `stacked` (blk.N.ffn_up_exps.weight ->
+// blk.N.ffn_up.E.weight), and back: the stacked tensor's name and the expert
+// of a per-expert name, nullopt for any other name.
+std::string expert_tensor_name(const std::string& stacked, int64_t e);
+std::optional<std::pair<std::string, int64_t>> stacked_expert_name(const std::string& name);
 
 // Adds `delta` to every RMSNorm weight (*norm.weight) of a Gemma model:
 // Hugging Face checkpoints store w for x·(1 + w), lmpress (as GGUF) holds 1 + w.

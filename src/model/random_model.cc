@@ -48,6 +48,18 @@ ModelConfig gemma_like(const std::string& arch, int64_t vocab, int64_t dim, int6
   return c;
 }
 
+// A mixture of experts: `experts` of `expert_ffn`, `used` per token.
+ModelConfig with_experts(ModelConfig c, const std::string& arch, int64_t experts, int64_t used, int64_t expert_ffn,
+                         int64_t shared_ffn = 0) {
+  c.set_arch(arch);
+  c.rope_layout = gguf_rope_layout(arch);
+  c.n_experts = experts;
+  c.n_experts_used = used;
+  c.expert_ffn = expert_ffn;
+  c.shared_ffn = shared_ffn;
+  return c;
+}
+
 // splitmix64: a seeded stream per (tensor, row).
 uint64_t splitmix(uint64_t& s) {
   uint64_t z = (s += 0x9e3779b97f4a7c15ull);
@@ -137,6 +149,16 @@ const std::vector<ModelShape>& model_shapes() {
     phi3.rope_mscale = std::sqrt(1.0f + std::log(32.0f) / std::log(4096.0f));
     phi3.sliding_window = 262144;
     s.push_back({"phi3-mini-128k", phi3});
+    s.push_back({"mixtral-8x7b", with_experts(llama_like(32000, 4096, 32, 32, 8, 14336, 32768, 1000000.0f, 1e-5f, false),
+                                              "llama", 8, 2, 14336)});
+    ModelConfig q3moe = llama_like(151936, 2048, 48, 32, 4, 6144, 40960, 1000000.0f, 1e-6f, false);
+    q3moe.head_dim = q3moe.rope_dim = 128;
+    s.push_back({"qwen3-30b-a3b", with_experts(q3moe, "qwen3moe", 128, 8, 768)});
+    s.push_back({"olmoe-1b-7b", with_experts(llama_like(50304, 2048, 16, 16, 16, 1024, 4096, 10000.0f, 1e-5f, false),
+                                             "olmoe", 64, 8, 1024)});
+    s.push_back({"qwen1.5-moe-a2.7b", with_experts(llama_like(151936, 2048, 24, 16, 16, 5632, 8192, 1000000.0f, 1e-6f,
+                                                              false),
+                                                   "qwen2moe", 60, 4, 1408, 5632)});
     s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
     ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
     l32.rope_scaling = "llama3";
@@ -199,9 +221,23 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
     if (cfg.post_norms) add(p + "post_attention_norm.weight", {D});
     if (cfg.pre_norms) add(p + "ffn_norm.weight", {D});
     if (cfg.post_norms) add(p + "post_ffw_norm.weight", {D});
-    add(p + "ffn_gate.weight", {cfg.ffn_dim, D});
-    add(p + "ffn_up.weight", {cfg.ffn_dim, D});
-    add(p + "ffn_down.weight", {D, cfg.ffn_dim});
+    if (!cfg.moe()) {
+      add(p + "ffn_gate.weight", {cfg.ffn_dim, D});
+      add(p + "ffn_up.weight", {cfg.ffn_dim, D});
+      add(p + "ffn_down.weight", {D, cfg.ffn_dim});
+      continue;
+    }
+    add(p + "ffn_gate_inp.weight", {cfg.n_experts, D});
+    for (const char* proj : {"ffn_gate", "ffn_up", "ffn_down"})
+      for (int64_t e = 0; e < cfg.n_experts; e++)
+        add(expert_tensor_name(p + proj + "_exps.weight", e),
+            proj == std::string("ffn_down") ? std::vector<int64_t>{D, cfg.expert_ffn} : std::vector<int64_t>{cfg.expert_ffn, D});
+    if (cfg.shared_ffn > 0) {
+      add(p + "ffn_gate_inp_shexp.weight", {D});
+      add(p + "ffn_gate_shexp.weight", {cfg.shared_ffn, D});
+      add(p + "ffn_up_shexp.weight", {cfg.shared_ffn, D});
+      add(p + "ffn_down_shexp.weight", {D, cfg.shared_ffn});
+    }
   }
   m->tokenizer = Tokenizer::create(synthetic_vocab(cfg.n_vocab), name);
   return m;

@@ -30,8 +30,11 @@ BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens
       fail("batch engine: the KV cache's layer {} holds rows of {}, the model's {}", l, cache.kv_dim(l), c.kv_dim(l));
   check_policy_fits_model(cache.policy(), c);
   for (const LayerWeights& L : m.layers)
-    for (const Tensor* w : {L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down})
-      invariant_ = invariant_ && matmul_rows_batch_invariant(*w);
+    for (const Tensor* w : {L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down, L.shared.gate, L.shared.up, L.shared.down})
+      invariant_ = invariant_ && (!w || matmul_rows_batch_invariant(*w));
+  for (const LayerWeights& L : m.layers)
+    for (const auto& e : L.experts)
+      for (const Tensor* w : {e.gate, e.up, e.down}) invariant_ = invariant_ && matmul_rows_batch_invariant(*w);
   invariant_ = invariant_ && matmul_rows_batch_invariant(*m.output);
   const size_t B = size_t(max_tokens);
   a_.resize(c, B);
@@ -252,6 +255,13 @@ void BatchEngine::layer(int64_t l, int64_t n) {
 
   pre_norm(c, L.ffn_norm, x, n, a_.xn.data());
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
+  if (c.moe()) {
+    batched_.assign(size_t(n), 0);
+    for (int64_t r : prompt_rows_) batched_[size_t(r)] = 1;
+    const LinearFn lin = [this](const Tensor& w, const float* in, int64_t rows, float* out) { linear(w, in, rows, out); };
+    moe_feed_forward(m_, l, a_.xn.data(), n, batched_.data(), lin, a_, a_.moe_y.data());
+    return join_residual(c, x, a_.moe_y.data(), L.b_down, L.ffn_post_norm, n);
+  }
   linear(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   linear(*L.w_up, a_.xn.data(), n, a_.up.data());
   ffn_activation(c, a_.gate.data(), a_.up.data(), n, F);

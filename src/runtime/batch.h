@@ -86,6 +86,7 @@ class BatchEngine {
   PagedKvCache& cache_;
   int64_t max_tokens_;
   bool long_rope_;         // LongRoPE's long factors: the pool holds more than the original context
+  std::vector<uint8_t> batched_;  // per row of the step: a prompt row (the experts' batched kernels)
   bool invariant_ = true;  // every linear weight's rows are batch invariant
   // The batch regrouped by sequence: row r of the buffers is batch token order_[r].
   std::vector<int64_t> order_, pos_;

@@ -13,7 +13,7 @@ void add_make_model(CLI::App& app) {
   struct Opts {
     std::string shape, type = "f16", out;
     uint64_t seed = 1;
-    int64_t layers = 0, vocab = 0, window = -1;
+    int64_t layers = 0, vocab = 0, window = -1, experts = 0;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -33,6 +33,11 @@ void add_make_model(CLI::App& app) {
                   "Sliding window of the shape's sliding layers (Gemma's local layers); -1: the shape's, 0: none")
       ->capture_default_str()
       ->check(CLI::Range(int64_t(-1), int64_t(1) << 24));
+  cmd->add_option("--experts", o->experts,
+                  "Keep only the first N experts of a mixture of experts (0: all; experts used per token at most N), "
+                  "for quick tests")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t(0), int64_t(1024)));
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
@@ -42,6 +47,11 @@ void add_make_model(CLI::App& app) {
     if (!cfg.layer_rope.empty()) cfg.layer_rope.resize(size_t(cfg.n_layers));
     if (o->window >= 0) cfg.sliding_window = o->window;
     if (o->vocab > 0) cfg.n_vocab = o->vocab;
+    if (o->experts > 0) {
+      if (!cfg.moe()) fail("--experts {}: shape {} has no experts", o->experts, o->shape);
+      cfg.n_experts = std::min(cfg.n_experts, o->experts);
+      cfg.n_experts_used = std::min(cfg.n_experts_used, cfg.n_experts);
+    }
     const auto preset = find_preset(o->type);
     if (!preset) fail("--type '{}': unknown type (known: {})", o->type, preset_names());
     auto m = make_random_model(cfg, o->shape);
