@@ -113,6 +113,23 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 7453.9937, 7453.9937 * 0.001);
   EXPECT_EQ(nlohmann::json::parse(run_cli("info " + d + "/p2.gguf --json --no-tensors").out)["architecture"], "phi3");
+  // Mixtures of experts, a few experts each: OLMoE (q/k norms over all heads, weights not renormalized),
+  // Qwen3-MoE (8 of 16 experts, renormalized), Qwen1.5-MoE (a shared expert with its sigmoid gate), read by
+  // llama.cpp as its olmoe, qwen3moe and qwen2moe: llama-perplexity gives 5130.1106, 7476.5541 and 3817.4384.
+  for (const auto& [shape, layers, experts, want] :
+       {std::tuple{"olmoe-1b-7b", 2, 8, 5130.1106}, std::tuple{"qwen3-30b-a3b", 2, 16, 7476.5541},
+        std::tuple{"qwen1.5-moe-a2.7b", 1, 8, 3817.4384}}) {
+    SCOPED_TRACE(shape);
+    ASSERT_EQ(run_cli(fmt::format("make-model --shape {} --layers {} --experts {} --vocab 4096 --type f16 {}/e.gguf",
+                                  shape, layers, experts, d))
+                  .status,
+              0);
+    r = run_cli("perplexity " + d + "/e.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
+                " -c 128 --chunks 4 --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), want, want * 0.001);
+  }
+  expect_cli_error("make-model --shape smollm2-135m --experts 2 " + d + "/x.gguf", "has no experts");
   expect_cli_error("generate " + d + "/g.gguf -p hello -n 2 --kv-policy h2o:32",
                    "the model attends through a sliding window of 32 positions already");
   expect_cli_error("rotate " + d + "/g.gguf " + d + "/r.gguf", "post-norms");

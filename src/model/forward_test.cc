@@ -328,6 +328,32 @@ TEST(Forward, Phi3GgufAsLlamaCppWritesIt) {
   EXPECT_LT(worst, 2e-4);
 }
 
+// The router's choice and weights, computed by hand: softmax over the
+// experts, the best K (a tie to the lower expert), renormalized or not.
+TEST(Forward, RouteExpertsByHand) {
+  ModelConfig c;
+  c.n_experts = 4, c.n_experts_used = 2;
+  const float logits[8] = {1, 3, 2, 0, /* ties: */ 2, 2, 1, 2};
+  float probs[8], weights[4];
+  int32_t chosen[4];
+  const double z = std::exp(0.0) + std::exp(1.0) + std::exp(2.0) + std::exp(3.0);
+  c.expert_norm = false;
+  route_experts(c, logits, 2, probs, chosen, weights);
+  EXPECT_EQ(chosen[0], 1);
+  EXPECT_EQ(chosen[1], 2);
+  EXPECT_NEAR(probs[3], 1 / z, 1e-7);
+  EXPECT_NEAR(weights[0], std::exp(3.0) / z, 1e-6);
+  EXPECT_NEAR(weights[1], std::exp(2.0) / z, 1e-6);
+  EXPECT_EQ(chosen[2], 0);  // experts 0, 1 and 3 tie
+  EXPECT_EQ(chosen[3], 1);
+  c.expert_norm = true;
+  c.expert_scale = 2.5f;
+  route_experts(c, logits, 2, probs, chosen, weights);
+  EXPECT_NEAR(weights[0], 2.5 / (1 + std::exp(-1.0)), 1e-6);
+  EXPECT_NEAR(weights[1], 2.5 / (1 + std::exp(1.0)), 1e-6);
+  EXPECT_NEAR(weights[2], 1.25, 1e-6);
+}
+
 TEST(Forward, RopePermutationRoundTrips) {
   std::vector<uint8_t> rows(2 * 8);
   for (size_t i = 0; i < rows.size(); i++) rows[i] = uint8_t(i);

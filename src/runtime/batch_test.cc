@@ -283,6 +283,42 @@ TEST(BatchEngine, GemmaSlidingWindowsMatchLoneInferenceState) {
   }
 }
 
+// Mixtures of experts: each token's experts run on the rows routed to them
+// (padded to the batched kernels for prompt rows, one-token kernels for
+// decoding rows), so a token's logits do not depend on which other
+// sequences' tokens shared its experts in a step. Random small Qwen3-MoE (8
+// experts, 3 per token, renormalized) and Qwen2-MoE (shared expert, weights
+// not renormalized) models, f32 and Q8_0.
+TEST(BatchEngine, MixtureOfExpertsMatchesLoneInferenceState) {
+  const std::string d = test::temp_dir();
+  for (const char* shape : {"qwen3-30b-a3b", "qwen1.5-moe-a2.7b"})
+    for (const DType type : {DType::F32, DType::Q8_0}) {
+      SCOPED_TRACE(std::string(shape) + " " + dtype_name(type));
+      ModelConfig c = find_model_shape(shape);
+      c.n_vocab = 512, c.dim = 128, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 32, c.ffn_dim = 256;
+      c.n_layers = 2, c.n_experts = 8, c.n_experts_used = 3, c.expert_ffn = 64;
+      if (c.shared_ffn) c.shared_ffn = 96;
+      auto random = make_random_model(c, shape);
+      ExportOptions eo;
+      eo.values = [](const Tensor& t) { return random_tensor_values(t, 11); };
+      eo.type_of = [type](const Tensor& t) {
+        return t.shape.size() == 2 && !t.name.ends_with("norm.weight") && t.name.find("gate_inp") == std::string::npos
+                   ? type
+                   : DType::F32;
+      };
+      const std::string path = d + "/" + shape + ".gguf";
+      write_gguf_model(*random, path, eo);
+      auto m = load_for_inference(path);
+      ASSERT_EQ(m->cfg.n_experts, 8);
+      ASSERT_EQ(m->layers[1].experts.size(), 8u);
+      const int64_t n_gen = 10;
+      const auto refs = references(*m, n_gen);
+      const Outcome run = run_interleaved(*m, refs, {0, 1, 2, 12, 60}, n_gen, 16, 16);
+      EXPECT_GT(run.mixed_batches, 3);
+      expect_lone_results(run);
+    }
+}
+
 TEST(BatchEngine, BadBatchesAreErrorsAndLeaveTheCacheAsItWas) {
   auto m = load_for_inference(test::shared_path("models/lmp-8m"));
   PagedKvCache cache(m->cfg, 2, 4);
