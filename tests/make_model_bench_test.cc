@@ -13,7 +13,9 @@
 #include "core/mapped_file.h"
 #include "eval/speed.h"
 #include "io/gguf.h"
+#include "model/export.h"
 #include "model/model.h"
+#include "model/random_model.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -135,6 +137,32 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
   expect_cli_error("rotate " + d + "/g.gguf " + d + "/r.gguf", "post-norms");
   expect_cli_error("make-model --shape gpt-5 " + d + "/x.gguf", "unknown shape");
   expect_cli_error("make-model --shape smollm2-135m --type q9 " + d + "/x.gguf", "unknown type");
+}
+
+// Mixtral (llama with experts, RoPE pairs permuted as llama.cpp's converter
+// writes them) in a shape small enough for a test: 8 experts of 512, 2 per
+// token, renormalized. llama-perplexity -c 128 --chunks 4 on this file
+// gives 1.0.
+TEST(MakeModel, SmallMixtralAsLlamaCpp) {
+  const std::string d = test::temp_dir();
+  ModelConfig c = find_model_shape("mixtral-8x7b");
+  c.n_vocab = 4096, c.dim = 256, c.n_heads = 8, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 32, c.n_layers = 2;
+  c.ffn_dim = c.expert_ffn = 512;
+  auto m = make_random_model(c, "mixtral-small");
+  ExportOptions eo;
+  eo.values = [](const Tensor& t) { return random_tensor_values(t, 3); };
+  write_gguf_model(*m, d + "/mixtral.gguf", eo);
+  const GGUFFile g = GGUFFile::open(d + "/mixtral.gguf");
+  EXPECT_EQ(g.req_string("general.architecture"), "llama");
+  EXPECT_EQ(g.req_int("llama.expert_count"), 8);
+  bool stacked = false;
+  for (const Tensor& t : g.tensors())
+    if (t.name == "blk.1.ffn_down_exps.weight") stacked = t.shape == std::vector<int64_t>{8, 256, 512};
+  EXPECT_TRUE(stacked);
+  const auto r = run_cli("perplexity " + d + "/mixtral.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
+                         " -c 128 --chunks 4 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 4412.3131, 4412.3131 * 0.001);
 }
 
 TEST(Bench, StatisticsByHand) {

@@ -189,6 +189,47 @@ TEST(ModelChecks, WindowAndGemmaFieldsOutOfRange) {
                    "OLMo 3");
 }
 
+// A mixture of experts whose counts disagree with its tensors or with
+// themselves: each an error naming the field (HF and GGUF).
+TEST(ModelChecks, MixtureOfExpertsFieldsMustMatchTheTensors) {
+  test::SyntheticSpec spec;
+  spec.arch = "Qwen3MoeForCausalLM";  // 4 experts of 24, 2 per token
+  const std::string hf = test::temp_dir();
+  test::write_synthetic_hf(hf, spec);
+  const auto edited = [&](const std::function<void(nlohmann::json&)>& edit) {
+    const std::string d = test::temp_dir();
+    for (auto& f : fs::directory_iterator(hf)) fs::copy_file(f.path(), d + "/" + f.path().filename().string());
+    auto j = nlohmann::json::parse(read_text_file(d + "/config.json"));
+    edit(j);
+    write(d + "/config.json", j.dump());
+    return d;
+  };
+  expect_cli_error("info " + edited([](auto& j) { j["num_experts"] = 5; }),
+                   "tensor blk.0.ffn_gate_inp.weight has shape [4, 32], the config needs [5, 32]");
+  expect_cli_error("info " + edited([](auto& j) { j["num_experts_per_tok"] = 5; }),
+                   "num_experts_per_tok = 5 is out of range [1, 4]");
+  expect_cli_error("info " + edited([](auto& j) { j["moe_intermediate_size"] = 30; }),
+                   "tensor blk.0.ffn_gate.0.weight has shape [24, 32], the config needs [30, 32]");
+  expect_cli_error("info " + edited([](auto& j) { j.erase("num_experts"); }), "num_experts");
+  expect_cli_error("info " + edited([](auto& j) { j["mlp_only_layers"] = {0}; }), "mlp_only_layers");
+  expect_cli_error("info " + edited([](auto& j) { j["decoder_sparse_step"] = 2; }), "decoder_sparse_step 2");
+  const std::string gguf = test::temp_dir() + "/moe.gguf";
+  ASSERT_EQ(run_cli("convert " + hf + " " + gguf).status, 0);
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) { set(kv, "qwen3moe.expert_count", GGUFValue::u32(5)); }),
+                   "blk.0.ffn_gate_exps.weight holds 4 experts, qwen3moe.expert_count says 5");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) { set(kv, "qwen3moe.expert_used_count", GGUFValue::u32(9)); }),
+                   "qwen3moe.expert_used_count = 9 is out of range [1, 4]");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) {
+                     std::erase_if(kv, [](const auto& e) { return e.first == "qwen3moe.expert_count"; });
+                   }),
+                   "missing metadata qwen3moe.expert_count");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) {
+                     set(kv, "qwen3moe.expert_feed_forward_length", GGUFValue::u32(16));
+                   }),
+                   "blk.0.ffn_gate_exps.weight has shape [4, 24, 32], the config (qwen3moe.embedding_length 32, "
+                   "qwen3moe.expert_feed_forward_length 16) needs [4, 16, 32]");
+}
+
 // An embedding padded past the tokenizer (as llama.cpp allows) never yields a
 // token the tokenizer cannot decode: here the padding rows' logits beat every
 // real token's, and greedy generation still emits real tokens only. A

@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <map>
@@ -43,9 +44,13 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   const int64_t vocab = 256 + 4 + 2;
   const bool gemma = s.arch == "Gemma2ForCausalLM" || s.arch == "Gemma3ForCausalLM";
   const bool olmo2 = s.arch == "Olmo2ForCausalLM", phi3 = s.arch == "Phi3ForCausalLM";
-  const bool bias = s.arch == "Qwen2ForCausalLM",
-             qk_norm = s.arch == "Qwen3ForCausalLM" || s.arch == "Gemma3ForCausalLM" || olmo2;
+  const bool bias = s.arch == "Qwen2ForCausalLM" || s.arch == "Qwen2MoeForCausalLM",
+             qk_norm = s.arch == "Qwen3ForCausalLM" || s.arch == "Gemma3ForCausalLM" || olmo2 ||
+                       s.arch == "Qwen3MoeForCausalLM" || s.arch == "OlmoeForCausalLM";
   const float norm_base = gemma ? 0.0f : 1.0f;  // Gemma computes x·(1 + w)
+  const bool mixtral = s.arch == "MixtralForCausalLM", olmoe = s.arch == "OlmoeForCausalLM";
+  const bool qwen_moe = s.arch == "Qwen2MoeForCausalLM" || s.arch == "Qwen3MoeForCausalLM";
+  const bool moe = mixtral || olmoe || qwen_moe, shared = s.arch == "Qwen2MoeForCausalLM";
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> nd(0.0f, 0.3f);
   std::vector<TensorToWrite> ts;
@@ -73,13 +78,31 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
       add(p + "self_attn.v_proj.bias", {kvd});
     }
     if (qk_norm) {
-      add(p + "self_attn.q_norm.weight", {olmo2 ? qd : hd}, norm_base);  // OLMo 2: over all of q and k
-      add(p + "self_attn.k_norm.weight", {olmo2 ? kvd : hd}, norm_base);
+      add(p + "self_attn.q_norm.weight", {olmo2 || olmoe ? qd : hd}, norm_base);  // OLMo 2, OLMoE: over all of q and k
+      add(p + "self_attn.k_norm.weight", {olmo2 || olmoe ? kvd : hd}, norm_base);
     }
     add(p + "self_attn.o_proj.weight", {s.dim, qd});
     add(p + "post_attention_layernorm.weight", {s.dim}, norm_base);
     if (gemma) add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_base);
     if (gemma || olmo2) add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_base);
+    if (moe) {
+      const std::string r = mixtral ? p + "block_sparse_moe." : p + "mlp.";
+      add(r + "gate.weight", {s.experts, s.dim});
+      const int64_t F = mixtral || olmoe ? s.ffn : s.expert_ffn;
+      for (int64_t e = 0; e < s.experts; e++) {
+        const std::string x = r + "experts." + std::to_string(e) + ".";
+        add(x + (mixtral ? "w1.weight" : "gate_proj.weight"), {F, s.dim});
+        add(x + (mixtral ? "w3.weight" : "up_proj.weight"), {F, s.dim});
+        add(x + (mixtral ? "w2.weight" : "down_proj.weight"), {s.dim, F});
+      }
+      if (shared) {
+        add(p + "mlp.shared_expert.gate_proj.weight", {s.shared_ffn, s.dim});
+        add(p + "mlp.shared_expert.up_proj.weight", {s.shared_ffn, s.dim});
+        add(p + "mlp.shared_expert.down_proj.weight", {s.dim, s.shared_ffn});
+        add(p + "mlp.shared_expert_gate.weight", {1, s.dim});
+      }
+      continue;
+    }
     if (phi3) {
       add(p + "mlp.gate_up_proj.weight", {2 * s.ffn, s.dim});
     } else {
@@ -98,6 +121,13 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
                       {"max_position_embeddings", s.ctx}, {"rms_norm_eps", 1e-6}, {"rope_theta", 500.0},
                       {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
   if (s.head_dim || gemma) c["head_dim"] = hd;  // Gemma's default is 256
+  if (moe) {
+    c[mixtral ? "num_local_experts" : "num_experts"] = s.experts;
+    c["num_experts_per_tok"] = s.experts_used;
+    if (!mixtral) c["norm_topk_prob"] = s.norm_topk;
+    if (qwen_moe) c["moe_intermediate_size"] = s.expert_ffn, c["decoder_sparse_step"] = 1;
+    if (shared) c["shared_expert_intermediate_size"] = s.shared_ffn;
+  }
   if (s.sliding_window) c["sliding_window"] = s.sliding_window;
   if (phi3) {  // LongRoPE: 40-token tests run past the original context, so on the long factors
     const int64_t pairs = int64_t(double(hd) * s.partial_rotary) / 2;
@@ -167,6 +197,10 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   const int64_t window = int64_t(opt("sliding_window"));
   const double attn_cap = opt("attn_logit_softcapping"), final_cap = opt("final_logit_softcapping");
   const bool granite = arch == "GraniteForCausalLM", olmo2 = arch == "Olmo2ForCausalLM";
+  const bool olmoe = arch == "OlmoeForCausalLM", mixtral = arch == "MixtralForCausalLM";
+  const int64_t experts = c.contains("num_local_experts") ? int64_t(c["num_local_experts"])
+                          : c.contains("num_experts")     ? int64_t(c["num_experts"])
+                                                          : 0;
   const double scaling = gemma     ? 1.0 / std::sqrt(opt("query_pre_attn_scalar"))
                          : granite ? opt("attention_multiplier")
                                    : 1.0 / std::sqrt(double(hd));
@@ -256,7 +290,7 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
         k = linear(pre + "self_attn.k_proj.weight", h, KVH * hd);
         v = linear(pre + "self_attn.v_proj.weight", h, KVH * hd);
       }
-      if (olmo2) {  // RMSNorm over all of q and of k
+      if (olmo2 || olmoe) {  // RMSNorm over all of q and of k
         q = norm(q, pre + "self_attn.q_norm.weight");
         k = norm(k, pre + "self_attn.k_norm.weight");
       } else if (W.count(pre + "self_attn.q_norm.weight")) {  // Qwen3, Gemma 3: RMSNorm over each head, before RoPE
@@ -299,6 +333,46 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       if (gemma || olmo2) o = norm(o, pre + "post_attention_layernorm.weight");
       for (int64_t i = 0; i < D; i++) x[size_t(i)] += residual * o[size_t(i)];
       h = olmo2 ? x : norm(x, pre + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
+      if (experts > 0) {  // modeling_{mixtral,qwen2_moe,qwen3_moe,olmoe}: softmax, top-k, (renormalized,) weighted sum
+        const std::string r = pre + (mixtral ? "block_sparse_moe." : "mlp.");
+        auto z = linear(r + "gate.weight", h, experts);
+        const double mx = *std::max_element(z.begin(), z.end());
+        double sum = 0;
+        for (double& e : z) sum += e = std::exp(e - mx);
+        for (double& e : z) e /= sum;
+        std::vector<int64_t> order(static_cast<size_t>(experts));
+        for (int64_t e = 0; e < experts; e++) order[size_t(e)] = e;
+        std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return z[size_t(a)] > z[size_t(b)]; });
+        const int64_t K = c["num_experts_per_tok"];
+        double top = 0;
+        for (int64_t k = 0; k < K; k++) top += z[size_t(order[size_t(k)])];
+        const bool renorm = mixtral || (c.contains("norm_topk_prob") && c["norm_topk_prob"] == true);
+        const auto swiglu = [&](const std::string& g, const std::string& u, const std::string& d, int64_t FF) {
+          auto a = linear(g, h, FF);
+          const auto b = linear(u, h, FF);
+          for (int64_t i = 0; i < FF; i++) a[size_t(i)] = a[size_t(i)] / (1 + std::exp(-a[size_t(i)])) * b[size_t(i)];
+          return linear(d, a, D);
+        };
+        const int64_t FE = c.contains("moe_intermediate_size") ? int64_t(c["moe_intermediate_size"]) : F;
+        std::vector<double> y(static_cast<size_t>(D));
+        for (int64_t k = 0; k < K; k++) {
+          const int64_t e = order[size_t(k)];
+          const double w = z[size_t(e)] / (renorm ? top : 1.0);
+          const std::string x = r + "experts." + std::to_string(e) + ".";
+          const auto o = mixtral ? swiglu(x + "w1.weight", x + "w3.weight", x + "w2.weight", FE)
+                                 : swiglu(x + "gate_proj.weight", x + "up_proj.weight", x + "down_proj.weight", FE);
+          for (int64_t i = 0; i < D; i++) y[size_t(i)] += w * o[size_t(i)];
+        }
+        if (W.count(pre + "mlp.shared_expert_gate.weight")) {  // Qwen2-MoE: sigmoid-gated shared expert
+          const std::string sx = pre + "mlp.shared_expert.";
+          const auto o = swiglu(sx + "gate_proj.weight", sx + "up_proj.weight", sx + "down_proj.weight",
+                                c["shared_expert_intermediate_size"]);
+          const double g = 1 / (1 + std::exp(-linear(pre + "mlp.shared_expert_gate.weight", h, 1)[0]));
+          for (int64_t i = 0; i < D; i++) y[size_t(i)] += g * o[size_t(i)];
+        }
+        for (int64_t i = 0; i < D; i++) x[size_t(i)] += y[size_t(i)];
+        continue;
+      }
       std::vector<double> gt, up;
       if (W.count(pre + "mlp.gate_up_proj.weight")) {  // Phi-3: gate rows, then up rows
         const auto gu = linear(pre + "mlp.gate_up_proj.weight", h, 2 * F);

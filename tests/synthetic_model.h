@@ -12,7 +12,9 @@ namespace lmpress::test {
 struct SyntheticSpec {
   // or Qwen2ForCausalLM, Qwen3ForCausalLM, MistralForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM,
   // GraniteForCausalLM (its four multipliers set), SmolLM3ForCausalLM (odd layers without RoPE),
-  // Olmo2ForCausalLM, Phi3ForCausalLM (fused projections, LongRoPE with an original context of 16)
+  // Olmo2ForCausalLM, Phi3ForCausalLM (fused projections, LongRoPE with an original context of 16),
+  // or the mixtures of experts MixtralForCausalLM, Qwen2MoeForCausalLM (with a shared expert),
+  // Qwen3MoeForCausalLM, OlmoeForCausalLM
   std::string arch = "LlamaForCausalLM";
   int64_t dim = 32, n_layers = 2, n_heads = 4, n_kv_heads = 2, ffn = 48, ctx = 64;
   int64_t head_dim = 0;  // 0: dim / n_heads; else written as config.json's head_dim
@@ -23,6 +25,11 @@ struct SyntheticSpec {
   // each changes the logits).
   int64_t sliding_window = 0;
   double partial_rotary = 1.0;  // Phi-3 / Phi-4-mini's partial_rotary_factor
+  // Mixtures of experts: experts, used per token, each one's size, the
+  // shared expert's (Qwen2-MoE), norm_topk_prob (not Mixtral's: it always
+  // renormalizes).
+  int64_t experts = 4, experts_used = 2, expert_ffn = 24, shared_ffn = 40;
+  bool norm_topk = true;
   uint32_t seed = 1;
 };
 

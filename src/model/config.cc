@@ -92,9 +92,10 @@ void ModelConfig::validate(const std::string& src) const {
   if (!(std::isfinite(logit_scale) && logit_scale > 0)) fail("{}: {} {} must be > 0", src, field("logits_scaling"), logit_scale);
   if (moe_arch(arch) && !moe()) fail("{}: {} is a mixture of experts, but {} is 0", src, arch, field("num_experts"));
   if (moe()) {
-    range("num_experts", n_experts, 1, 1024);
+    const bool mixtral = arch == "llama";  // its config names these num_local_experts and intermediate_size
+    range(mixtral ? "num_local_experts" : "num_experts", n_experts, 1, 1024);
     range("num_experts_per_tok", n_experts_used, 1, n_experts);
-    range("moe_intermediate_size", expert_ffn, 1, 1 << 20);
+    range(mixtral || arch == "olmoe" ? "intermediate_size" : "moe_intermediate_size", expert_ffn, 1, 1 << 20);
     range("shared_expert_intermediate_size", shared_ffn, 0, 1 << 20);
     if (!uniform()) fail("{}: a mixture of experts with layers of different sizes is not supported", src);
     if (!(std::isfinite(expert_scale) && expert_scale > 0))
@@ -118,6 +119,32 @@ void ModelConfig::set_arch(const std::string& a) {
   post_norms = gemma_arch || olmo2;
   pre_norms = !olmo2;
   ffn_act = gemma_arch ? FfnAct::GeluTanh : FfnAct::SiLU;
+}
+
+const std::vector<HfArch>& hf_archs() {
+  static const std::vector<HfArch> rows = {
+      {"LlamaForCausalLM", "llama", "llama"},         {"MistralForCausalLM", "mistral", "llama"},
+      {"MixtralForCausalLM", "mixtral", "llama"},     {"Qwen2ForCausalLM", "qwen2", "qwen2"},
+      {"Qwen3ForCausalLM", "qwen3", "qwen3"},         {"Gemma2ForCausalLM", "gemma2", "gemma2"},
+      {"Gemma3ForCausalLM", "gemma3_text", "gemma3"}, {"Phi3ForCausalLM", "phi3", "phi3"},
+      {"Olmo2ForCausalLM", "olmo2", "olmo2"},         {"GraniteForCausalLM", "granite", "granite"},
+      {"SmolLM3ForCausalLM", "smollm3", "smollm3"},   {"Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe"},
+      {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe"}, {"OlmoeForCausalLM", "olmoe", "olmoe"}};
+  return rows;
+}
+
+const HfArch* find_hf_arch(const std::string& hf_class) {
+  for (const HfArch& a : hf_archs())
+    if (hf_class == a.hf_class) return &a;
+  return nullptr;
+}
+
+const HfArch* hf_arch_of(const ModelConfig& c) {
+  if (c.arch == "llama")
+    return find_hf_arch(c.moe() ? "MixtralForCausalLM" : c.sliding_window > 0 ? "MistralForCausalLM" : "LlamaForCausalLM");
+  for (const HfArch& a : hf_archs())
+    if (c.arch == a.arch) return &a;
+  return nullptr;
 }
 
 bool moe_arch(const std::string& a) { return a == "qwen2moe" || a == "qwen3moe" || a == "olmoe"; }

@@ -145,6 +145,20 @@ struct ModelConfig {
 // permutes q/k rows to (2i, 2i+1) pairs for llama, deci, granite and smollm3;
 // the others keep Hugging Face's (i, i + d/2).
 RopeLayout gguf_rope_layout(const std::string& gguf_arch);
+// A Hugging Face architecture lmpress reads and writes: its class
+// (config.json's architectures[0]), model_type, and lmpress's arch.
+struct HfArch {
+  const char* hf_class;
+  const char* model_type;
+  const char* arch;
+};
+const std::vector<HfArch>& hf_archs();
+// The row config.json's class names, null when lmpress does not read it.
+const HfArch* find_hf_arch(const std::string& hf_class);
+// The class a config is written as (llama: Mixtral with experts, Mistral with
+// a sliding window, else Llama); null when none expresses it.
+const HfArch* hf_arch_of(const ModelConfig& c);
+
 // Whether an architecture is a mixture of experts whatever its config says
 // (Mixtral is "llama" with num_local_experts).
 bool moe_arch(const std::string& arch);

@@ -221,13 +221,14 @@ struct ModelWriter::Impl {
   std::vector<TensorToWrite> entries(const Tensor& t) const {
     if (!hf) return {prepare(m, t, opt, target)};
     if (opt.hf_replace) {
-      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name, m.cfg.post_norms));
+      auto replaced = opt.hf_replace(t, canonical_to_hf(t.name, m.cfg));
       if (!replaced.empty()) return replaced;
     }
     const bool gemma = m.cfg.gemma();
     TensorToWrite tw = prepare(m, gemma && t.name.ends_with("norm.weight") ? gemma_hf_norm(t) : t, opt, RopeLayout::Halves);
-    tw.meta.name = canonical_to_hf(t.name, m.cfg.post_norms);
+    tw.meta.name = canonical_to_hf(t.name, m.cfg);
     if (tw.meta.name.empty()) fail("{}: tensor {} has no Hugging Face name", m.path, t.name);
+    if (t.name.ends_with(".ffn_gate_inp_shexp.weight")) tw.meta.shape = {1, m.cfg.dim};  // a Linear of one output
     return {std::move(tw)};
   }
   // Plans t's entries at the end of the file's tensors.
@@ -475,14 +476,10 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   impl->dir = std::make_unique<AtomicDir>(dir);
   const std::string& tmp = impl->dir->path();
   nlohmann::ordered_json j;
-  const std::map<std::string, std::pair<const char*, const char*>> kClass = {
-      {"qwen2", {"Qwen2ForCausalLM", "qwen2"}},   {"qwen3", {"Qwen3ForCausalLM", "qwen3"}},
-      {"gemma2", {"Gemma2ForCausalLM", "gemma2"}}, {"gemma3", {"Gemma3ForCausalLM", "gemma3_text"}},
-      {"granite", {"GraniteForCausalLM", "granite"}}, {"smollm3", {"SmolLM3ForCausalLM", "smollm3"}},
-      {"olmo2", {"Olmo2ForCausalLM", "olmo2"}},
-      {"llama", c.sliding_window > 0 ? std::pair{"MistralForCausalLM", "mistral"} : std::pair{"LlamaForCausalLM", "llama"}}};
-  j["architectures"] = {kClass.at(c.arch).first};
-  j["model_type"] = kClass.at(c.arch).second;
+  const HfArch* cls = hf_arch_of(c);
+  if (!cls) fail("{}: architecture {} has no Hugging Face class lmpress writes", m.path, c.arch);
+  j["architectures"] = {cls->hf_class};
+  j["model_type"] = cls->model_type;
   j["hidden_size"] = c.dim;
   j["intermediate_size"] = c.ffn_dim;
   j["num_hidden_layers"] = c.n_layers;
@@ -496,6 +493,17 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   j[c.gemma() ? "hidden_activation" : "hidden_act"] = c.ffn_act == FfnAct::GeluTanh ? "gelu_pytorch_tanh" : "silu";
   j["tie_word_embeddings"] = c.tied_embeddings;
   if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
+  if (c.moe()) {
+    const bool mixtral = c.arch == "llama", qwen = c.arch == "qwen2moe" || c.arch == "qwen3moe";
+    j[mixtral ? "num_local_experts" : "num_experts"] = c.n_experts;
+    j["num_experts_per_tok"] = c.n_experts_used;
+    if (qwen) j["moe_intermediate_size"] = c.expert_ffn, j["decoder_sparse_step"] = 1;
+    else j["intermediate_size"] = c.expert_ffn;
+    if (c.shared_ffn > 0) j["shared_expert_intermediate_size"] = c.shared_ffn;
+    if (mixtral && !c.expert_norm)
+      fail("{}: Mixtral always renormalizes its chosen experts' weights; this model does not", m.path);
+    if (!mixtral) j["norm_topk_prob"] = c.expert_norm;
+  }
   if (c.arch == "granite") {
     j["embedding_multiplier"] = c.embed_scale;
     j["residual_multiplier"] = c.residual_scale;
@@ -517,7 +525,7 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
     for (int64_t l = 0; l < c.n_layers; l++) types.push_back(c.window(l) > 0 ? "sliding_attention" : "full_attention");
     j["layer_types"] = types;
   }
-  if (c.arch != "qwen2") j["attention_bias"] = c.qkv_bias;
+  if (c.arch != "qwen2" && c.arch != "qwen2moe") j["attention_bias"] = c.qkv_bias;
   if (c.rope_scaling == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_factor}};
   if (c.rope_scaling == "llama3")
     j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},

@@ -215,10 +215,24 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   test::SyntheticSpec phi3_partial = phi3;  // Phi-4-mini's RoPE on part of each head
   phi3_partial.partial_rotary = 0.5;
   phi3_partial.head_dim = 16;
+  // Mixtures of experts: Mixtral (2 of 4, renormalized), Qwen2-MoE (3 of 5, not renormalized, a shared expert),
+  // Qwen3-MoE (q/k norms, renormalized), OLMoE (q/k norms over all heads, not renormalized).
+  test::SyntheticSpec mixtral;
+  mixtral.arch = "MixtralForCausalLM";
+  test::SyntheticSpec qwen2moe;
+  qwen2moe.arch = "Qwen2MoeForCausalLM";
+  qwen2moe.experts = 5, qwen2moe.experts_used = 3, qwen2moe.norm_topk = false;
+  test::SyntheticSpec qwen3moe;
+  qwen3moe.arch = "Qwen3MoeForCausalLM";
+  qwen3moe.head_dim = 16;
+  test::SyntheticSpec olmoe;
+  olmoe.arch = "OlmoeForCausalLM";
+  olmoe.norm_topk = false;
   for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
                         Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3},
                         Case{"granite", granite}, Case{"smollm3", smollm3}, Case{"olmo2", olmo2}, Case{"phi3", phi3},
-                        Case{"phi3-partial-rotary", phi3_partial}}) {
+                        Case{"phi3-partial-rotary", phi3_partial}, Case{"mixtral", mixtral}, Case{"qwen2moe", qwen2moe},
+                        Case{"qwen3moe", qwen3moe}, Case{"olmoe", olmoe}}) {
     SCOPED_TRACE(c.name);
     std::string dir = test::temp_dir();
     test::write_synthetic_hf(dir, c.spec);
@@ -234,7 +248,8 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
     if (!phi3_family) write_hf_model(*gg, dir + "/back", {});
     auto back = load_model(phi3_family ? dir + "/m.gguf" : dir + "/back");
     const bool llama_family = c.spec.arch == "LlamaForCausalLM" || c.spec.arch == "MistralForCausalLM" ||
-                              c.spec.arch == "GraniteForCausalLM" || c.spec.arch == "SmolLM3ForCausalLM";
+                              c.spec.arch == "GraniteForCausalLM" || c.spec.arch == "SmolLM3ForCausalLM" ||
+                              c.spec.arch == "MixtralForCausalLM";
     EXPECT_EQ(gg->cfg.rope_layout, llama_family ? RopeLayout::Interleaved : RopeLayout::Halves);
     EXPECT_EQ(back->cfg.arch, hf->cfg.arch);
     if (phi3_family) {  // fused in the file, as llama.cpp's converter writes them
@@ -246,7 +261,11 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
       EXPECT_FALSE(names.count("blk.0.attn_q.weight"));
     }
     EXPECT_EQ(gg->cfg.qk_norm, c.spec.arch == "Qwen3ForCausalLM" || c.spec.arch == "Gemma3ForCausalLM" ||
-                                   c.spec.arch == "Olmo2ForCausalLM");
+                                   c.spec.arch == "Olmo2ForCausalLM" || c.spec.arch == "Qwen3MoeForCausalLM" ||
+                                   c.spec.arch == "OlmoeForCausalLM");
+    EXPECT_EQ(back->cfg.n_experts, hf->cfg.n_experts);
+    EXPECT_EQ(back->cfg.expert_norm, hf->cfg.expert_norm);
+    EXPECT_EQ(back->cfg.shared_ffn, hf->cfg.shared_ffn);
     EXPECT_EQ(gg->cfg.sliding_window, c.spec.sliding_window);
     EXPECT_EQ(back->cfg.layer_swa, hf->cfg.layer_swa);
     EXPECT_EQ(gg->cfg.layer_rope, hf->cfg.layer_rope);

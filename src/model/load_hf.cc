@@ -85,7 +85,8 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, c
     fail("{}: use_sliding_window: Qwen's sliding window over its upper layers (max_window_layers) is not supported",
          path);
   // Mistral's and Phi-3's window (null: none); Hugging Face's Llama has none.
-  if (arch_name == "MistralForCausalLM" || c.arch == "phi3") c.sliding_window = get_int("sliding_window", 0);
+  if (arch_name == "MistralForCausalLM" || arch_name == "MixtralForCausalLM" || c.arch == "phi3")
+    c.sliding_window = get_int("sliding_window", 0);
   if (c.arch == "granite") {
     c.embed_scale = number("embedding_multiplier", 1.0);
     c.residual_scale = number("residual_multiplier", 1.0);
@@ -134,6 +135,30 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, c
   if (c.arch == "gemma3") c.rope_theta_swa = number("rope_local_base_freq", 10000.0);
 }
 
+// A mixture of experts' sizes and routing (modeling_mixtral, _qwen2_moe,
+// _qwen3_moe, _olmoe): Mixtral's experts have intermediate_size and always
+// renormalize the chosen experts' weights; the others follow norm_topk_prob.
+void read_experts(const nlohmann::json& j, const std::string& path, const std::string& arch_name, ModelConfig& c) {
+  const bool mixtral = arch_name == "MixtralForCausalLM";
+  if (!mixtral && !moe_arch(c.arch)) return;
+  const auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
+  c.n_experts = get_int(mixtral ? "num_local_experts" : "num_experts", std::nullopt);
+  c.n_experts_used = get_int("num_experts_per_tok", std::nullopt);
+  const bool qwen = c.arch == "qwen2moe" || c.arch == "qwen3moe";
+  c.expert_ffn = qwen ? get_int("moe_intermediate_size", std::nullopt) : c.ffn_dim;
+  if (c.arch == "qwen2moe") c.shared_ffn = get_int("shared_expert_intermediate_size", std::nullopt);
+  c.expert_norm = mixtral || json_bool(j, "norm_topk_prob", path, "", false);
+  // Dense blocks among the sparse ones (Qwen's decoder_sparse_step / mlp_only_layers).
+  if (qwen && get_int("decoder_sparse_step", 1) != 1)
+    fail("{}: decoder_sparse_step {}: dense blocks between the mixtures of experts are not supported", path,
+         get_int("decoder_sparse_step", 1));
+  if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null() &&
+      !(j["mlp_only_layers"].is_array() && j["mlp_only_layers"].empty()))
+    fail("{}: mlp_only_layers: dense blocks between the mixtures of experts are not supported", path);
+  if (j.contains("clip_qkv") && !j["clip_qkv"].is_null())
+    fail("{}: clip_qkv: clipping q, k and v (OLMoE's option) is not supported", path);
+}
+
 }  // namespace
 
 ModelConfig hf_config_from_text(const std::string& text, const std::string& path) {
@@ -144,21 +169,16 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
       j["architectures"][0].is_string())
     arch_name = j["architectures"][0].get<std::string>();
-  static const std::map<std::string, std::string> kArch = {
-      {"LlamaForCausalLM", "llama"},   {"MistralForCausalLM", "llama"},  {"Qwen2ForCausalLM", "qwen2"},
-      {"Qwen3ForCausalLM", "qwen3"},   {"Gemma2ForCausalLM", "gemma2"},  {"Gemma3ForCausalLM", "gemma3"},
-      {"Phi3ForCausalLM", "phi3"},     {"Olmo2ForCausalLM", "olmo2"},    {"GraniteForCausalLM", "granite"},
-      {"SmolLM3ForCausalLM", "smollm3"}};
-  if (const auto it = kArch.find(arch_name); it != kArch.end()) {
-    c.set_arch(it->second);
+  if (const HfArch* a = find_hf_arch(arch_name)) {
+    c.set_arch(a->arch);
   } else if (arch_name == "Gemma3ForConditionalGeneration") {
     fail("{}: Gemma3ForConditionalGeneration is Gemma 3 with a vision tower; lmpress runs the text-only "
          "Gemma3ForCausalLM checkpoints (gemma-3-1b, or a text model extracted from the multimodal one)",
          path);
   } else {
-    fail("{}: unknown architecture '{}' (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, "
-         "Qwen3ForCausalLM, Gemma2ForCausalLM, Gemma3ForCausalLM, GraniteForCausalLM, SmolLM3ForCausalLM, Olmo2ForCausalLM, Phi3ForCausalLM)",
-         path, arch_name);
+    std::string known;
+    for (const HfArch& a : hf_archs()) known += (known.empty() ? "" : ", ") + std::string(a.hf_class);
+    fail("{}: unknown architecture '{}' (supported: {})", path, arch_name, known);
   }
   auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
   c.dim = get_int("hidden_size", std::nullopt);
@@ -182,7 +202,7 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   c.rms_eps = config_float(json_number(j, "rms_norm_eps", path, "", 1e-6), path, "rms_norm_eps");
   c.rope_theta = config_float(json_number(j, "rope_theta", path, "", 10000.0), path, "rope_theta");
   c.tied_embeddings = json_bool(j, "tie_word_embeddings", path, "", c.gemma());
-  if (c.arch != "qwen2") c.qkv_bias = json_bool(j, "attention_bias", path, "", false);
+  if (c.arch != "qwen2" && c.arch != "qwen2moe") c.qkv_bias = json_bool(j, "attention_bias", path, "", false);
   if (c.gemma()) {
     // Gemma configs name the activation hidden_activation (hidden_act is legacy).
     const std::string act = json_string(j, "hidden_activation", path, "", json_string(j, "hidden_act", path, "", "gelu_pytorch_tanh"));
@@ -192,6 +212,7 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
     fail("{}: hidden_act '{}' is not supported (silu)", path, act);
   }
   read_attention_variants(j, path, arch_name, c);
+  read_experts(j, path, arch_name, c);
   c.rope_layout = RopeLayout::Halves;
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const auto& rs = j["rope_scaling"];
@@ -240,12 +261,14 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
     m->cfg.act_int8 = q.act_int8;
   }
   for (auto& t : tensors) {
-    std::string name = hf_to_canonical(t.name, m->cfg.post_norms);
+    std::string name = hf_to_canonical(t.name, m->cfg);
     if (name.empty()) continue;  // e.g. rotary_emb.inv_freq buffers
     t.name = name;
     m->tensors.push_back(std::move(t));
   }
   if (m->cfg.gemma()) shift_gemma_norms(*m, +1.0f);
+  for (Tensor& t : m->tensors)  // Qwen2-MoE's shared expert gate: a linear of one output, llama.cpp's a vector
+    if (t.name.ends_with(".ffn_gate_inp_shexp.weight") && t.shape.size() == 2 && t.shape[0] == 1) t.shape = {t.shape[1]};
   split_fused_projections(*m);
   Vocab v;
   if (file_exists(dir + "/tokenizer.model")) {

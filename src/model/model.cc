@@ -254,6 +254,13 @@ void split_expert_tensors(Model& m) {
     if (t.shape[0] != m.cfg.n_experts)
       fail("{}: {} holds {} experts, {} says {}", m.path, t.name, t.shape[0], m.cfg.field("num_experts"),
            m.cfg.n_experts);
+    const ModelConfig& c = m.cfg;
+    const bool down = t.name == b + "ffn_down_exps.weight";
+    const int64_t want_rows = down ? c.dim : c.expert_ffn, want_cols = down ? c.expert_ffn : c.dim;
+    if (t.shape[1] != want_rows || t.shape[2] != want_cols)
+      fail("{}: {} has shape {}, the config ({} {}, {} {}) needs [{}, {}, {}]", m.path, t.name, t.shape_str(),
+           c.field("hidden_size"), c.dim, c.field(c.arch == "llama" || c.arch == "olmoe" ? "intermediate_size" : "moe_intermediate_size"),
+           c.expert_ffn, c.n_experts, want_rows, want_cols);
     const int64_t rows = t.shape[1];
     Tensor flat = t;
     flat.shape = {t.shape[0] * rows, t.shape[2]};
@@ -280,7 +287,43 @@ int64_t layer_of(const std::string& name) {
   return std::stoll(num);
 }
 
-std::string hf_to_canonical(const std::string& h, bool post_norms) {
+namespace {
+
+// A mixture of experts' tensors after "model.layers.N." (`b`: "blk.N.").
+std::string expert_to_canonical(const std::string& rest, const std::string& b, bool mixtral) {
+  const std::string moe = mixtral ? "block_sparse_moe." : "mlp.";
+  if (rest == moe + "gate.weight") return b + "ffn_gate_inp.weight";
+  if (mixtral) {
+    if (!rest.starts_with("block_sparse_moe.experts.")) return "";
+  } else {
+    static const std::pair<const char*, const char*> kShared[] = {
+        {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
+        {"mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
+        {"mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
+        {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"}};
+    for (auto& [hf, c] : kShared)
+      if (rest == hf) return b + c;
+    if (!rest.starts_with("mlp.experts.")) return "";
+  }
+  const std::string tail = rest.substr(moe.size() + 8);  // "E.w1.weight" / "E.gate_proj.weight"
+  const size_t dot = tail.find('.');
+  const std::string num = tail.substr(0, dot);
+  if (dot == std::string::npos || num.empty() || num.size() > 5 || num.find_first_not_of("0123456789") != std::string::npos)
+    return "";
+  const std::string proj = tail.substr(dot + 1);
+  static const std::pair<const char*, const char*> kMixtral[] = {
+      {"w1.weight", "ffn_gate"}, {"w3.weight", "ffn_up"}, {"w2.weight", "ffn_down"}};
+  static const std::pair<const char*, const char*> kOthers[] = {
+      {"gate_proj.weight", "ffn_gate"}, {"up_proj.weight", "ffn_up"}, {"down_proj.weight", "ffn_down"}};
+  for (auto& [hf, c] : mixtral ? kMixtral : kOthers)
+    if (proj == hf) return b + c + "." + num + ".weight";
+  return "";
+}
+
+}  // namespace
+
+std::string hf_to_canonical(const std::string& h, const ModelConfig& cfg) {
+  const bool post_norms = cfg.post_norms;
   if (h == "model.embed_tokens.weight") return "token_embd.weight";
   if (h == "model.norm.weight") return "output_norm.weight";
   if (h == "lm_head.weight") return "output.weight";
@@ -311,6 +354,8 @@ std::string hf_to_canonical(const std::string& h, bool post_norms) {
   std::string num = h.substr(prefix.size(), dot - prefix.size());
   if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos || num.size() > 5) return "";
   std::string rest = h.substr(dot + 1);
+  if (cfg.moe())
+    if (std::string e = expert_to_canonical(rest, "blk." + num + ".", cfg.arch == "llama"); !e.empty()) return e;
   // Gemma's post_attention_layernorm normalizes the attention's output; its
   // pre_feedforward_layernorm is the feed-forward input's norm.
   if (post_norms && rest == "post_attention_layernorm.weight") return "blk." + num + ".post_attention_norm.weight";
@@ -320,7 +365,7 @@ std::string hf_to_canonical(const std::string& h, bool post_norms) {
   return "";
 }
 
-std::string canonical_to_hf(const std::string& c, bool post_norms) {
+std::string canonical_to_hf(const std::string& c, const ModelConfig& cfg) {
   if (c == "token_embd.weight") return "model.embed_tokens.weight";
   if (c == "output_norm.weight") return "model.norm.weight";
   if (c == "output.weight") return "lm_head.weight";
@@ -329,13 +374,27 @@ std::string canonical_to_hf(const std::string& c, bool post_norms) {
   if (dot == std::string::npos) return "";
   std::string num = c.substr(4, dot - 4);
   std::string probe = "model.layers." + num + ".";
-  for (const char* hf : {"input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight",
-                         "self_attn.v_proj.weight", "self_attn.o_proj.weight", "self_attn.q_proj.bias",
-                         "self_attn.k_proj.bias", "self_attn.v_proj.bias", "self_attn.q_norm.weight",
-                         "self_attn.k_norm.weight", "post_attention_layernorm.weight",
-                         "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight",
-                         "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"})
-    if (hf_to_canonical(probe + hf, post_norms) == c) return probe + hf;
+  std::vector<std::string> names = {
+      "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+      "self_attn.o_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias",
+      "self_attn.q_norm.weight", "self_attn.k_norm.weight", "post_attention_layernorm.weight",
+      "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight", "mlp.gate_proj.weight",
+      "mlp.up_proj.weight", "mlp.down_proj.weight"};
+  if (cfg.moe()) {
+    const bool mixtral = cfg.arch == "llama";
+    names.push_back(mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
+    for (const char* s : {"mlp.shared_expert.gate_proj.weight", "mlp.shared_expert.up_proj.weight",
+                          "mlp.shared_expert.down_proj.weight", "mlp.shared_expert_gate.weight"})
+      names.push_back(s);
+    if (const auto e = stacked_expert_name(c)) {
+      const std::string x = (mixtral ? "block_sparse_moe.experts." : "mlp.experts.") + std::to_string(e->second) + ".";
+      for (const char* p : mixtral ? std::vector<const char*>{"w1.weight", "w3.weight", "w2.weight"}
+                                   : std::vector<const char*>{"gate_proj.weight", "up_proj.weight", "down_proj.weight"})
+        names.push_back(x + p);
+    }
+  }
+  for (const std::string& hf : names)
+    if (hf_to_canonical(probe + hf, cfg) == c) return probe + hf;
   return "";
 }
 

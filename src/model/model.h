@@ -133,11 +133,12 @@ void shift_gemma_norms(Model& m, float delta);
 // The layer index N of a "blk.N.*" tensor name, or -1 for any other name.
 int64_t layer_of(const std::string& name);
 
-// Canonical (GGUF) name <-> Hugging Face name for a Llama-family tensor
-// (`post_norms`: Gemma 2/3's and OLMo 2's, whose post_attention_layernorm
-// normalizes the attention's output); empty when the name is not a model
-// weight lmpress knows.
-std::string hf_to_canonical(const std::string& hf_name, bool post_norms = false);
-std::string canonical_to_hf(const std::string& name, bool post_norms = false);
+// Canonical (GGUF) name <-> Hugging Face name of a tensor of a model of
+// config c (Gemma 2/3's and OLMo 2's post_attention_layernorm normalizes the
+// attention's output; Mixtral's experts are block_sparse_moe.experts.E.w1..3,
+// the other mixtures' mlp.experts.E.*_proj); empty when the name is not a
+// model weight lmpress knows.
+std::string hf_to_canonical(const std::string& hf_name, const ModelConfig& c);
+std::string canonical_to_hf(const std::string& name, const ModelConfig& c);
 
 }  // namespace lmpress
