@@ -163,6 +163,24 @@ TEST(MakeModel, SmallMixtralAsLlamaCpp) {
                          " -c 128 --chunks 4 --json");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 4412.3131, 4412.3131 * 0.001);
+  // Q4_K_M with llama.cpp's rules for 8 experts: attn_k / attn_v in Q8_0, attn_output in Q5_K (the file is
+  // byte-identical to llama-quantize's; llama-perplexity 4381.1258 on it, lmpress 4385.93).
+  ASSERT_EQ(run_cli("quantize " + d + "/mixtral.gguf " + d + "/q.gguf --type q4_k_m").status, 0);
+  const auto info = nlohmann::json::parse(run_cli("info " + d + "/q.gguf --json").out);
+  EXPECT_EQ(info["config"]["num_experts"], 8);
+  EXPECT_EQ(info["config"]["num_experts_per_tok"], 2);
+  std::map<std::string, std::string> types;
+  for (const auto& t : info["tensors"]) types[t["name"]] = t["dtype"];
+  EXPECT_EQ(types["blk.1.attn_k.weight"], "Q8_0");
+  EXPECT_EQ(types["blk.1.attn_v.weight"], "Q8_0");
+  EXPECT_EQ(types["blk.1.attn_output.weight"], "Q5_K");
+  EXPECT_EQ(types["blk.1.ffn_gate_inp.weight"], "F32");  // the router is never quantized
+  EXPECT_EQ(types["blk.1.ffn_gate.7.weight"], "Q4_K");
+  EXPECT_EQ(types["blk.0.ffn_down.3.weight"], "Q4_K");
+  EXPECT_EQ(types["blk.1.ffn_down.3.weight"], "Q6_K");  // use_more_bits: the last eighth of the layers
+  const auto r4 = run_cli("perplexity " + d + "/q.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
+                          " -c 128 --chunks 4 --json");
+  EXPECT_NEAR(nlohmann::json::parse(r4.out)["ppl"].get<double>(), 4381.1258, 4381.1258 * 0.002);
 }
 
 TEST(Bench, StatisticsByHand) {

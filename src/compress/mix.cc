@@ -72,11 +72,32 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
     if (iq2_sm || p == Preset::IQ3_XXS) return DType::IQ3_S;
     return two_bit ? DType::Q2_K : base;
   }
+  // llama.cpp's rules for 8 experts (Mixtral) and for mixtures in general.
+  const int64_t experts = m.cfg.n_experts;
   if (two_bit) {  // replaces the rules below
-    if (contains(name, "attn_v.weight")) return gqa >= 4 ? DType::Q4_K : iq2_sm ? DType::IQ3_S : DType::Q2_K;
+    if (contains(name, "attn_v.weight"))
+      return gqa >= 4 || experts >= 4 ? DType::Q4_K : iq2_sm ? DType::IQ3_S : DType::Q2_K;
+    if (experts == 8 && contains(name, "attn_k.weight")) return DType::Q4_K;
     if (contains(name, "ffn_down")) return i < n / 8 ? (iq2_sm ? DType::IQ3_S : DType::Q2_K) : base;
-    if (contains(name, "attn_output.weight")) return iq2_sm ? DType::IQ3_S : base;
+    if (contains(name, "attn_output.weight")) return experts == 8 ? DType::Q5_K : iq2_sm ? DType::IQ3_S : base;
     return base;
+  }
+  if (experts == 8 && (contains(name, "attn_k.weight") || contains(name, "attn_v.weight"))) return DType::Q8_0;
+  if (experts == 8 && contains(name, "attn_output.weight")) {
+    switch (p) {
+      case Preset::Q2_K:
+      case Preset::IQ3_XS:
+      case Preset::IQ3_XXS:
+      case Preset::Q3_K_S:
+      case Preset::Q3_K_M:
+      case Preset::IQ4_NL:
+      case Preset::Q4_K_S:
+      case Preset::Q4_K_M:
+      case Preset::IQ3_S:
+      case Preset::IQ3_M:
+      case Preset::IQ4_XS: return DType::Q5_K;
+      default: return base;
+    }
   }
   if (contains(name, "attn_k.weight") || contains(name, "attn_q.weight")) {
     if (p == Preset::IQ3_XS) return DType::IQ3_XXS;
@@ -115,7 +136,7 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
       case Preset::Q5_K_M: return use_more_bits(i, n) ? DType::Q6_K : base;
       case Preset::Q4_K_S: return i < n / 8 ? DType::Q5_K : base;
       case Preset::IQ3_XXS: return o.has_imatrix ? base : i < n / 8 ? DType::Q4_K : DType::Q3_K;
-      case Preset::IQ3_M: return i < n / 8 ? DType::Q4_K : base;
+      case Preset::IQ3_M: return i < n / 8 || (experts == 8 && use_more_bits(i, n)) ? DType::Q4_K : base;
       case Preset::Q4_0: return o.has_imatrix && i < n / 8 ? DType::Q4_1 : base;
       case Preset::Q5_0: return o.has_imatrix && i < n / 8 ? DType::Q5_1 : base;
       default: return base;

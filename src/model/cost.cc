@@ -9,11 +9,14 @@ TokenCost token_cost(const Model& m, int64_t ctx, const KvCacheSpec& kv) {
   const ModelConfig& c = m.cfg;
   TokenCost t;
   t.ctx = ctx;
+  // A token of a mixture of experts runs n_experts_used of each layer's experts.
+  const double used = c.moe() ? double(c.n_experts_used) / double(c.n_experts) : 1.0;
   for (const Tensor& w : m.tensors) {
     const bool embd = &w == m.tok_embd;
     const bool matrix = w.shape.size() == 2 && (layer_of(w.name) >= 0 || &w == m.output);
-    if (matrix) t.linear_macs += double(w.rows()) * double(w.cols());
-    t.weight_bytes += embd && m.output != m.tok_embd ? double(w.nbytes) / double(w.rows()) : double(w.nbytes);
+    const double share = c.moe() && stacked_expert_name(w.name) ? used : 1.0;
+    if (matrix) t.linear_macs += share * double(w.rows()) * double(w.cols());
+    t.weight_bytes += embd && m.output != m.tok_embd ? double(w.nbytes) / double(w.rows()) : share * double(w.nbytes);
   }
   for (int64_t l = 0; l < c.n_layers; l++) {
     t.attention_macs += 2.0 * double(c.heads(l)) * double(c.head_dim) * double(ctx);

@@ -52,6 +52,13 @@ void add_info(CLI::App& app) {
           if (c.window(l) > 0) sliding.push_back(l);
         j["config"]["sliding_layers"] = sliding;
       }
+      if (c.moe()) {
+        j["config"]["num_experts"] = c.n_experts;
+        j["config"]["num_experts_per_tok"] = c.n_experts_used;
+        j["config"]["expert_intermediate_size"] = c.expert_ffn;
+        j["config"]["norm_topk_prob"] = c.expert_norm;
+        if (c.shared_ffn > 0) j["config"]["shared_expert_intermediate_size"] = c.shared_ffn;
+      }
       if (c.attn_softcap > 0) j["config"]["attn_logit_softcapping"] = c.attn_softcap;
       if (c.final_softcap > 0) j["config"]["final_logit_softcapping"] = c.final_softcap;
       if (!m->rotation.empty()) j["rotation"] = m->rotation;
@@ -106,6 +113,10 @@ void add_info(CLI::App& app) {
       fmt::print("attention:     sliding window of {} on {} of {} layers{}\n", c.sliding_window, sliding, c.n_layers,
                  c.rope_theta_swa > 0 ? fmt::format(" (rope theta {})", c.rope_theta_swa) : "");
     }
+    if (c.moe())
+      fmt::print("experts:       {} of {} per token, each ffn {}, weights {}renormalized{}\n", c.n_experts_used,
+                 c.n_experts, c.expert_ffn, c.expert_norm ? "" : "not ",
+                 c.shared_ffn > 0 ? fmt::format(", a shared expert of ffn {}", c.shared_ffn) : "");
     if (c.attn_softcap > 0 || c.final_softcap > 0)
       fmt::print("soft-capping:  attention {}, logits {}\n", c.attn_softcap, c.final_softcap);
     if (!m->rotation.empty()) fmt::print("rotation:      {} (residual stream, folded into the weights)\n", m->rotation);
