@@ -10,6 +10,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "model/cost.h"
 #include "model/forward.h"
 
 namespace lmpress {
@@ -124,11 +125,6 @@ Bandwidth measure_triad_bandwidth(uint64_t array_bytes, int reps) {
   return {3.0 * double(n * sizeof(float)) / best, uint64_t(n * sizeof(float))};
 }
 
-uint64_t bytes_per_token(const Model& m) {
-  uint64_t b = 0;
-  for (const auto& t : m.tensors)
-    if (t.name != "token_embd.weight" || m.cfg.tied_embeddings) b += t.nbytes;
-  return b;
-}
+uint64_t bytes_per_token(const Model& m) { return uint64_t(token_cost(m, 1, {}).weight_bytes); }
 
 }  // namespace lmpress

@@ -53,7 +53,8 @@ struct Bandwidth {
 // (STREAM's convention: two reads and a write).
 Bandwidth measure_triad_bandwidth(uint64_t array_bytes = 64ull << 20, int reps = 8);
 
-// Bytes a decoding step reads: every weight except the embedding table (one row).
+// Bytes a decoding step reads: every weight except the embedding table (one
+// row), of a mixture of experts' experts the share a token uses (model/cost.h).
 uint64_t bytes_per_token(const Model& m);
 
 }  // namespace lmpress

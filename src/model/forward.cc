@@ -169,20 +169,18 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
   k.resize(B * c.kv_dim());
   v.resize(B * c.kv_dim());
   att.resize(B * c.q_dim());
-  // A mixture of experts: an expert's rows padded to kMatmulBatchMin, or the shared expert's.
-  const size_t F = c.moe() ? size_t(std::max(c.expert_ffn, c.shared_ffn)) : size_t(c.ffn_dim);
-  const size_t rows = c.moe() ? std::max<size_t>(B, size_t(kMatmulBatchMin)) : B;
-  gate.resize(rows * F);
-  up.resize(rows * F);
+  // A mixture of experts: the shared expert's (the routed experts' are the threads' own).
+  const size_t F = c.moe() ? size_t(c.shared_ffn) : size_t(c.ffn_dim);
+  gate.resize(B * F);
+  up.resize(B * F);
   if (!c.moe()) return;
   const size_t K = size_t(c.n_experts_used);
   probs.resize(B * size_t(c.n_experts));
   weights.resize(B * K);
   chosen.resize(B * K);
-  gx.resize(rows * size_t(c.dim));
-  gy.resize(rows * size_t(c.dim));
   slots.resize(B * K * size_t(c.dim));
   moe_y.resize(B * size_t(c.dim));
+  if (c.shared_ffn > 0) shared_y.resize(B * size_t(c.dim));
 }
 
 void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights) {
@@ -213,18 +211,45 @@ void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* 
 
 namespace {
 
-// y[k, out] = x[k, in] · wᵀ for rows of one kind: batched (padded with zero
-// rows to kMatmulBatchMin, matmul's batched kernels) or one-token kernels.
-void expert_matmul(const Tensor& w, const float* x, int64_t k, bool batched, float* y, std::vector<float>& pad_x,
-                   std::vector<float>& pad_y) {
-  if (!batched) return matmul_decode(w, x, k, y);
+// y[k, out] = x[k, in] · wᵀ for k rows of one expert, each row what it would
+// be in any other batch: weights whose batched rows equal their one-token
+// rows (the interleaved layouts) take matmul for all; other quantized types
+// the one-token kernels for all (an expert's share of a prompt is a few rows,
+// too few to repay converting its weights for the GEMM); f32/f16/bf16
+// weights the GEMM for prompt rows (padded to kMatmulBatchMin) and one-token
+// kernels for decoding rows.
+void expert_matmul(const Tensor& w, const float* x, int64_t k, bool batched, float* y) {
+  if (matmul_rows_batch_invariant(w)) return matmul(w, x, k, y);
+  if (!batched || !is_float_type(w.dtype)) return matmul_decode(w, x, k, y);
   if (k >= kMatmulBatchMin) return matmul(w, x, k, y);
   const int64_t in = w.shape[1], out = w.shape[0];
+  thread_local std::vector<float> pad_x, pad_y;
   pad_x.assign(size_t(kMatmulBatchMin * in), 0.0f);
   std::copy_n(x, k * in, pad_x.data());
   pad_y.resize(size_t(kMatmulBatchMin * out));
   matmul(w, pad_x.data(), kMatmulBatchMin, pad_y.data());
   std::copy_n(pad_y.data(), k * out, y);
+}
+
+// One expert on the rows `rows` (token, slot) of xn, its outputs into slots.
+void run_expert(const ModelConfig& c, const LayerWeights::Expert& x, const float* xn,
+                const std::vector<std::pair<int64_t, int64_t>>& rows, bool batched, float* slots) {
+  const int64_t D = c.dim, F = c.expert_ffn, K = c.n_experts_used, k = int64_t(rows.size());
+  thread_local std::vector<float> gx, gate, up, gy;
+  gx.resize(size_t(k * D));
+  gate.resize(size_t(k * F));
+  up.resize(size_t(k * F));
+  gy.resize(size_t(k * D));
+  for (int64_t i = 0; i < k; i++) std::copy_n(xn + rows[size_t(i)].first * D, D, gx.data() + i * D);
+  expert_matmul(*x.gate, gx.data(), k, batched, gate.data());
+  expert_matmul(*x.up, gx.data(), k, batched, up.data());
+  ffn_activation(c, gate.data(), up.data(), k, F);
+  if (c.act_int8) fake_quant_int8_rows(gate.data(), k, F);
+  expert_matmul(*x.down, gate.data(), k, batched, gy.data());
+  for (int64_t i = 0; i < k; i++) {
+    const auto [t, slot] = rows[size_t(i)];
+    std::copy_n(gy.data() + i * D, D, slots + (t * K + slot) * D);
+  }
 }
 
 }  // namespace
@@ -233,7 +258,7 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
                       const LinearFn& linear, ForwardBuffers& a, float* y) {
   const ModelConfig& c = m.cfg;
   const LayerWeights& L = m.layers[size_t(l)];
-  const int64_t D = c.dim, F = c.expert_ffn, E = c.n_experts, K = c.n_experts_used;
+  const int64_t D = c.dim, E = c.n_experts, K = c.n_experts_used;
   // The router row by row (one-token kernels): a token's choice never depends on its batch.
   matmul_decode(*L.router, xn, n, a.probs.data());
   route_experts(c, a.probs.data(), n, a.probs.data(), a.chosen.data(), a.weights.data());
@@ -241,24 +266,24 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
   std::vector<std::vector<std::pair<int64_t, int64_t>>> rows(size_t(2 * E));
   for (int64_t t = 0; t < n; t++)
     for (int64_t k = 0; k < K; k++) rows[size_t(2 * a.chosen[size_t(t * K + k)] + (batched && batched[t]))].push_back({t, k});
-  thread_local std::vector<float> pad_x, pad_y;
-  for (int64_t e = 0; e < E; e++)
-    for (const bool kind : {false, true}) {
-      const auto& r = rows[size_t(2 * e + kind)];
-      const int64_t k = int64_t(r.size());
-      if (k == 0) continue;
-      for (int64_t i = 0; i < k; i++) std::copy_n(xn + r[size_t(i)].first * D, D, a.gx.data() + i * D);
-      const LayerWeights::Expert& x = L.experts[size_t(e)];
-      expert_matmul(*x.gate, a.gx.data(), k, kind, a.gate.data(), pad_x, pad_y);
-      expert_matmul(*x.up, a.gx.data(), k, kind, a.up.data(), pad_x, pad_y);
-      ffn_activation(c, a.gate.data(), a.up.data(), k, F);
-      if (c.act_int8) fake_quant_int8_rows(a.gate.data(), k, F);
-      expert_matmul(*x.down, a.gate.data(), k, kind, a.gy.data(), pad_x, pad_y);
-      for (int64_t i = 0; i < k; i++) {
-        const auto [t, slot] = r[size_t(i)];
-        std::copy_n(a.gy.data() + i * D, D, a.slots.data() + (t * K + slot) * D);
-      }
-    }
+  std::vector<int64_t> work;  // 2·expert + kind, those with rows
+  for (int64_t i = 0; i < 2 * E; i++)
+    if (!rows[size_t(i)].empty()) work.push_back(i);
+  // Experts side by side, one thread each (a token's few experts, or a
+  // prompt's many with a few rows each), rather than every thread on each
+  // small matmul in turn; a lone expert takes all threads itself. Each row
+  // is computed whole by one thread either way, so the output is the same.
+  const int64_t items = int64_t(work.size());
+  const auto run = [&](int64_t i) {
+    const int64_t w = work[size_t(i)];
+    run_expert(c, L.experts[size_t(w / 2)], xn, rows[size_t(w)], w % 2 == 1, a.slots.data());
+  };
+  if (items >= 2 && num_threads() > 1) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < items; i++) run(i);
+  } else {
+    for (int64_t i = 0; i < items; i++) run(i);
+  }
   // Each token's experts summed best first, whatever order they ran in.
   for (int64_t t = 0; t < n; t++) {
     float* out = y + t * D;
@@ -275,12 +300,12 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
   linear(*L.shared.up, xn, n, a.up.data());
   ffn_activation(c, a.gate.data(), a.up.data(), n, S);
   if (c.act_int8) fake_quant_int8_rows(a.gate.data(), n, S);
-  linear(*L.shared.down, a.gate.data(), n, a.gx.data());
+  linear(*L.shared.down, a.gate.data(), n, a.shared_y.data());
   for (int64_t t = 0; t < n; t++) {
     double z = 0;
     for (int64_t i = 0; i < D; i++) z += double(xn[t * D + i]) * L.shexp_gate[size_t(i)];
     const float g = float(1.0 / (1.0 + std::exp(-z)));
-    for (int64_t i = 0; i < D; i++) y[t * D + i] += g * a.gx[size_t(t * D + i)];
+    for (int64_t i = 0; i < D; i++) y[t * D + i] += g * a.shared_y[size_t(t * D + i)];
   }
 }
 

@@ -77,7 +77,7 @@ AttentionShape attention_shape(const ModelConfig& c, int64_t l);
 // with the tokens an expert takes.
 struct ForwardBuffers {
   std::vector<float> x, xn, q, k, v, att, gate, up;
-  std::vector<float> probs, weights, gx, gy, slots, moe_y;  // mixture of experts
+  std::vector<float> probs, weights, slots, moe_y, shared_y;  // mixture of experts
   std::vector<int32_t> chosen;
   void resize(const ModelConfig& c, size_t tokens);
   uint64_t floats() const { return x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size(); }
@@ -92,11 +92,11 @@ using LinearFn = std::function<void(const Tensor& w, const float* x, int64_t n, 
 // build_moe_ffn: renormalized when cfg.expert_norm, times cfg.expert_scale).
 void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights);
 // Layer l's mixture of experts on xn[n, dim] into y[n, dim]. Each expert
-// runs once on the rows routed to it; row t takes matmul's batched kernels
-// when batched[t] (padded to kMatmulBatchMin rows) and the one-token kernels
-// otherwise, so that its output does not depend on which other rows share
-// its experts (a batch engine's step equals a lone sequence's). The shared
-// expert (Qwen2-MoE) runs on every row through `linear`.
+// runs once on the rows routed to it (experts side by side on the threads);
+// a row's kernels depend on its kind (batched[t]: a prompt row) and the
+// weight's type only, never on which other rows share its experts, so a
+// batch engine's step equals a lone sequence's. The shared expert
+// (Qwen2-MoE) runs on every row through `linear`.
 void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, const uint8_t* batched,
                       const LinearFn& linear, ForwardBuffers& a, float* y);
 
