@@ -7,12 +7,13 @@
 #   defaults: "smollm2-135m tinyllama-1.1b" "q4_0 q4_k_m q8_0 f16"; REPS (3), THREADS (2), P (512), N (128),
 #   ROUNDS (2): per file, the two programs run back to back ROUNDS times, who goes first alternating, and each
 #   column is the mean ± stddev of all their repetitions: a shared VM's speed drifts by tens of percent within
-#   minutes, and a single back-to-back pair can land on either side of a drift.
+#   minutes, and a single back-to-back pair can land on either side of a drift. LAYERS: keep the first N blocks
+#   of each shape (make-model --layers; the mixtures of experts' shapes are larger than this machine's memory).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHAPES=${1:-"smollm2-135m tinyllama-1.1b"}
 TYPES=${2:-"q4_0 q4_k_m q8_0 f16"}
-REPS=${REPS:-3}; THREADS=${THREADS:-2}; P=${P:-512}; N=${N:-128}; ROUNDS=${ROUNDS:-2}
+REPS=${REPS:-3}; THREADS=${THREADS:-2}; P=${P:-512}; N=${N:-128}; ROUNDS=${ROUNDS:-2}; LAYERS=${LAYERS:-0}
 SHARED=$(cd ../shared && pwd)
 LMP=$PWD/build/lmpress
 BIN=$(bash "$SHARED/tools/build-llama-cpp.sh" | tail -1)
@@ -29,8 +30,8 @@ mkdir -p "$W"
 } > "$OUT"
 for s in $SHAPES; do
   for t in $TYPES; do
-    f="$W/$s-$t.gguf"
-    [ -f "$f" ] || "$LMP" make-model --shape "$s" --type "$t" "$f" > /dev/null
+    f="$W/$s-$t-l$LAYERS.gguf"
+    [ -f "$f" ] || "$LMP" make-model --shape "$s" --layers "$LAYERS" --type "$t" "$f" > /dev/null
     for r in $(seq 1 "$ROUNDS"); do
       run_llama() { "$BIN/llama-bench" -m "$f" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" -o json 2> /dev/null > "$W/llama.$r.json"; }
       run_lmp() { "$LMP" bench "$f" -p "$P" -n "$N" -t "$THREADS" -r "$REPS" --json > "$W/lmp.$r.json"; }
@@ -56,7 +57,9 @@ for k, (ts, rec) in lmp.items():
     share = "-"
     if "bandwidth_bound_share" in rec:  # the share for the mean over all rounds, against the last run's triad
         share = f"{100 * rec['bandwidth_bound_share'] * statistics.mean(ts) / rec['avg_ts']:.1f}%"
-    print(f"| {shape} | {typ} | {os.path.getsize(f) / 2**20:.1f} | {test} | {fmt(lts)} | {fmt(ts)} | "
+    layers = os.environ.get("LAYERS", "0")
+    label = shape if layers == "0" else f"{shape} ({layers} layers)"
+    print(f"| {label} | {typ} | {os.path.getsize(f) / 2**20:.1f} | {test} | {fmt(lts)} | {fmt(ts)} | "
           f"{statistics.mean(ts) / statistics.mean(lts):.2f} | {share} |")
 PY
   done
