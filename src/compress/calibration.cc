@@ -53,8 +53,21 @@ std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const Cali
   return windows;
 }
 
-std::vector<std::string> linear_names(int64_t layer, LinearSite site) {
+std::vector<std::string> linear_names(const ModelConfig& c, int64_t layer, LinearSite site, int64_t expert) {
   const std::string p = "blk." + std::to_string(layer) + ".";
+  if (c.moe() && (site == LinearSite::FfnIn || site == LinearSite::FfnDown)) {
+    const bool in = site == LinearSite::FfnIn;
+    if (expert >= 0) {
+      if (in) return {expert_tensor_name(p + "ffn_gate_exps.weight", expert), expert_tensor_name(p + "ffn_up_exps.weight", expert)};
+      return {expert_tensor_name(p + "ffn_down_exps.weight", expert)};
+    }
+    std::vector<std::string> v;
+    if (in) v.push_back(p + "ffn_gate_inp.weight");
+    if (c.shared_ffn > 0 && in) v.insert(v.end(), {p + "ffn_gate_shexp.weight", p + "ffn_up_shexp.weight"});
+    if (c.shared_ffn > 0 && !in) v.push_back(p + "ffn_down_shexp.weight");
+    return v;
+  }
+  if (expert >= 0) return {};
   switch (site) {
     case LinearSite::AttnIn: return {p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"};
     case LinearSite::AttnOut: return {p + "attn_output.weight"};
@@ -62,6 +75,17 @@ std::vector<std::string> linear_names(int64_t layer, LinearSite site) {
     case LinearSite::FfnDown: return {p + "ffn_down.weight"};
   }
   return {};
+}
+
+std::vector<int64_t> site_experts(const ModelConfig& c) {
+  std::vector<int64_t> v = {-1};
+  for (int64_t e = 0; e < c.n_experts; e++) v.push_back(e);
+  return v;
+}
+
+void refuse_experts(const Model& m, const char* what) {
+  if (m.cfg.moe())
+    fail("{}: {} does not reach the experts of a mixture of experts yet (GPTQ, RTN and imatrix do)", m.path, what);
 }
 
 uint64_t largest_block_f32_bytes(const Model& m) {
@@ -123,10 +147,6 @@ LayerwiseCalibrator::LayerwiseCalibrator(const Model& m, std::vector<std::vector
       ctx_(windows_.empty() ? 1 : int64_t(windows_[0].size())),
       state_(m, ctx_, ctx_) {
   if (windows_.empty()) fail("calibration: no windows");
-  if (m.cfg.moe())
-    fail("{}: calibration (GPTQ, AWQ, SmoothQuant, SparseGPT, Wanda, OWL, imatrix-driven search, structured pruning) "
-         "does not reach the experts of a mixture of experts yet; quantize it without calibration data",
-         m.path);
   const int64_t D = m.cfg.dim;
   hidden_.resize(size_t(n_windows() * ctx_ * D));
   for (int64_t s = 0; s < n_windows(); s++) {

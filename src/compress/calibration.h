@@ -32,7 +32,15 @@ std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const Cali
 // The sites of a block in execution order, and the weights (canonical names)
 // of block `layer` that read each site's input.
 constexpr LinearSite kLinearSites[] = {LinearSite::AttnIn, LinearSite::AttnOut, LinearSite::FfnIn, LinearSite::FfnDown};
-std::vector<std::string> linear_names(int64_t layer, LinearSite site);
+// The linears of block `layer` that read the inputs at `site` (expert: see
+// LinearObserver; a mixture of experts' -1 at FfnIn includes its router).
+std::vector<std::string> linear_names(const ModelConfig& c, int64_t layer, LinearSite site, int64_t expert = -1);
+// The experts an observer reports per site: -1 alone for a dense model, then
+// each routed expert for a mixture.
+std::vector<int64_t> site_experts(const ModelConfig& c);
+// Fails naming `what` for a mixture of experts (the methods whose statistics
+// or edits do not reach experts yet).
+void refuse_experts(const Model& m, const char* what);
 
 // Per input channel: Σx_j and Σx_j² over the calibration tokens.
 struct ChannelStats {

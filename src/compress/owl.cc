@@ -10,12 +10,13 @@
 namespace lmpress {
 
 std::vector<double> owl_outlier_ratios(const Model& m, const CalibrationOptions& calib, const OwlOptions& o) {
+  refuse_experts(m, "OWL");
   LayerwiseCalibrator cal(m, calibration_windows(m, calib));
   std::vector<double> ratios;
   Progress progress("owl", uint64_t(m.cfg.n_layers));
   for (int64_t l = 0; l < m.cfg.n_layers; l++) {
     std::map<LinearSite, ChannelStats> stats;  // Σ_tokens x_j² per input channel of each site
-    const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) { stats[s].add(x, n, cols); };
+    const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t cols) { stats[s].add(x, n, cols); };
     cal.run(l, m.layers[size_t(l)], &obs, true);  // dense: the next block sees this one unpruned
     std::vector<float> scores;
     double sum = 0;
@@ -23,7 +24,7 @@ std::vector<double> owl_outlier_ratios(const Model& m, const CalibrationOptions&
       const std::vector<double>& sq = stats.at(site).sq;
       std::vector<double> norm(sq.size());
       for (size_t j = 0; j < norm.size(); j++) norm[j] = std::sqrt(sq[j]);
-      for (const auto& name : linear_names(l, site)) {
+      for (const auto& name : linear_names(m.cfg, l, site)) {
         const Tensor* t = m.find(name);
         const auto W = to_f32(*t);
         const int64_t cols = t->cols();

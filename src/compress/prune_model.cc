@@ -51,7 +51,7 @@ class Pruner {
     }
     for (int64_t l = 0; l < m.cfg.n_layers; l++)
       for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(l, site)) {
+        for (const auto& w : linear_names(m_.cfg, l, site)) {
           const Tensor& t = tensor_ref(m_, w);
           if (o.pattern.is_nm() && t.cols() % o.pattern.m != 0)
             fail("{}: {} input columns do not split into groups of {} ({} pattern)", w, t.cols(), o.pattern.m,
@@ -79,7 +79,7 @@ class Pruner {
     std::vector<std::pair<int64_t, std::string>> linears;  // (block, weight name)
     for (int64_t l = 0; l < m_.cfg.n_layers; l++)
       for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(l, site)) linears.emplace_back(l, w);
+        for (const auto& w : linear_names(m_.cfg, l, site)) linears.emplace_back(l, w);
     // Global: each matrix's share of one threshold across all of them.
     std::vector<int64_t> global_zeros;
     if (o_.global)
@@ -119,7 +119,7 @@ class Pruner {
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
       std::map<LinearSite, std::vector<float>> H;
       std::map<LinearSite, int64_t> cols;
-      const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t c) {
+      const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t c) {
         accumulate_hessian(H[s], x, n, c);
         cols[s] = c;
       };
@@ -135,7 +135,7 @@ class Pruner {
       rep_.memory.statistics_bytes = std::max(rep_.memory.statistics_bytes, stat_bytes + solver);
       const std::vector<Tensor> originals = block_tensors(m_, l);
       for (LinearSite site : kLinearSites) {
-        for (const auto& w : linear_names(l, site)) prune_linear(tensor_ref(m_, w), H.at(site), pattern(l));
+        for (const auto& w : linear_names(m_.cfg, l, site)) prune_linear(tensor_ref(m_, w), H.at(site), pattern(l));
         std::vector<float>().swap(H.at(site));  // done with: the next sites' solvers have its memory
       }
       m_.bind();
@@ -214,6 +214,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   map_large_buffers();
   PruneReport rep;
   rep.n_params = m.n_params();
+  refuse_experts(m, "weight pruning (magnitude, Wanda, SparseGPT)");
   if (o.rotate) rotate_model(m, *o.rotate);
   if (o.owl) {
     if (o.pattern.is_nm()) fail("--owl sets a sparsity per block; it does not apply to N:M patterns");

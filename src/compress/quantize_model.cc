@@ -95,10 +95,14 @@ class Quantizer {
  public:
   Quantizer(Model& m, const QuantizeOptions& o, QuantizeReport& rep) : m_(m), o_(o), rep_(rep) {
     if (o.int_group) {
+      if (m.cfg.moe())
+        fail("{}: int-N checkpoint formats (GPTQ, AWQ, compressed-tensors layouts) of a mixture of experts are not "
+             "written yet; quantize it to a GGUF file type",
+             m.path);
       // The blocks' linears take the int-N format; everything else is written as F16.
       for (int64_t l = 0; l < m.cfg.n_layers; l++)
         for (LinearSite site : kLinearSites)
-          for (const auto& w : linear_names(l, site)) {
+          for (const auto& w : linear_names(m.cfg, l, site)) {
             const Tensor& t = tensor_ref(m_, w);
             o.int_group->check_shape(w, t.rows(), t.cols());
             int_linears_.insert(w);
@@ -128,7 +132,8 @@ class Quantizer {
     if (o_.method != QuantMethod::RTN)
       for (int64_t l = 0; l < m_.cfg.n_layers; l++)
         for (LinearSite site : kLinearSites)
-          for (const auto& w : linear_names(l, site)) linears.insert(w);
+          for (int64_t e : site_experts(m_.cfg))
+            for (const auto& w : linear_names(m_.cfg, l, site, e)) linears.insert(w);
     for (const auto& [name, t] : plan_) {
       if (linears.count(name) && !has_block_grid(t) && !is_float_type(t))
         fail("{}: --method {} cannot quantize to {} (no block grid for it yet); use --method rtn or another type",
@@ -180,6 +185,7 @@ class Quantizer {
   // back to the input's, so that one block's quantized (or, for int-N, f32)
   // tensors are held at a time.
   void calibrate_layers(ModelWriter& out) {
+    if (o_.method == QuantMethod::AWQ) refuse_experts(m_, "AWQ");
     if (o_.method == QuantMethod::AWQ && !m_.cfg.pre_norms)
       fail("{}: AWQ folds its scales into the norms before attention and feed-forward, which {} has not", m_.path,
            m_.cfg.arch);
@@ -187,8 +193,10 @@ class Quantizer {
     rep_.calib_tokens = cal.n_tokens();
     Progress progress(o_.method == QuantMethod::GPTQ ? "gptq" : "awq", uint64_t(m_.cfg.n_layers));
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
-      std::map<LinearSite, SiteStats> stats;
-      const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) { stats[s].add(x, n, cols); };
+      std::map<std::pair<LinearSite, int64_t>, SiteStats> stats;  // by (site, expert)
+      const LinearObserver obs = [&](LinearSite s, int64_t e, const float* x, int64_t n, int64_t cols) {
+        stats[{s, e}].add(x, n, cols);
+      };
       cal.run(l, m_.layers[size_t(l)], &obs, false);
       // Each linear is read again, alone, when it is compressed.
       release_block_pages(m_, l);
@@ -201,10 +209,20 @@ class Quantizer {
       rep_.memory.statistics_bytes = std::max(rep_.memory.statistics_bytes, stat_bytes + solver);
       const std::vector<Tensor> originals = block_tensors(m_, l);
       if (o_.method == QuantMethod::AWQ) apply_awq_scales(l, stats);
-      for (LinearSite site : kLinearSites) {
-        for (const auto& w : linear_names(l, site)) quantize_linear(w, stats.at(site));
-        stats.at(site) = {};  // done with: the next sites' solvers have its memory
-      }
+      for (LinearSite site : kLinearSites)
+        for (int64_t e : site_experts(m_.cfg)) {
+          const auto it = stats.find({site, e});
+          for (const auto& w : linear_names(m_.cfg, l, site, e)) {
+            // An expert no calibration token was routed to: written by RTN (with the imatrix's importance if
+            // given), counted in the report.
+            if (it == stats.end()) {
+              rep_.uncalibrated.push_back(w);
+              continue;
+            }
+            quantize_linear(w, it->second);
+          }
+          if (it != stats.end()) it->second = {};  // done with: the next sites' solvers have its memory
+        }
       dequantize_int_linears(l);
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);
@@ -221,7 +239,7 @@ class Quantizer {
   std::string name(int64_t l, const char* suffix) const { return "blk." + std::to_string(l) + "." + suffix; }
 
   // AWQ: search and fold the channel scales of the groups sharing an input.
-  void apply_awq_scales(int64_t l, std::map<LinearSite, SiteStats>& stats) {
+  void apply_awq_scales(int64_t l, std::map<std::pair<LinearSite, int64_t>, SiteStats>& stats) {
     AwqOptions ao;
     auto f32 = [&](const char* suffix) { return to_f32(tensor_ref(m_, name(l, suffix))); };
     auto scale_input = [&](SiteStats& st, const std::vector<const char*>& suffixes, auto fold_into_producer) {
@@ -256,11 +274,11 @@ class Quantizer {
         replace_f32(tensor_ref(m_, name(l, norm)), std::move(w));
       };
     };
-    scale_input(stats.at(LinearSite::AttnIn), {"attn_q.weight", "attn_k.weight", "attn_v.weight"},
+    scale_input(stats.at({LinearSite::AttnIn, -1}), {"attn_q.weight", "attn_k.weight", "attn_v.weight"},
                 fold_norm("attn_norm.weight"));
-    scale_input(stats.at(LinearSite::FfnIn), {"ffn_gate.weight", "ffn_up.weight"}, fold_norm("ffn_norm.weight"));
+    scale_input(stats.at({LinearSite::FfnIn, -1}), {"ffn_gate.weight", "ffn_up.weight"}, fold_norm("ffn_norm.weight"));
     // down's input is SiLU(gate)·up: scaling up's rows by 1/s scales it by 1/s.
-    scale_input(stats.at(LinearSite::FfnDown), {"ffn_down.weight"}, [&](const std::vector<float>& s) {
+    scale_input(stats.at({LinearSite::FfnDown, -1}), {"ffn_down.weight"}, [&](const std::vector<float>& s) {
       const Tensor& up = tensor_ref(m_, name(l, "ffn_up.weight"));
       auto w = to_f32(up);
       const int64_t cols = up.cols();
@@ -316,7 +334,7 @@ class Quantizer {
   // copies and the quantizer's work space are not held at once.
   void dequantize_int_linears(int64_t l) {
     for (LinearSite site : kLinearSites)
-      for (const auto& w : linear_names(l, site))
+      for (const auto& w : linear_names(m_.cfg, l, site))
         if (const auto it = int_tensors_.find(w); it != int_tensors_.end())
           replace_f32(tensor_ref(m_, w), it->second.dequantize());
   }

@@ -58,6 +58,9 @@ struct QuantizeReport {
   int64_t n_params = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
   int64_t calib_tokens = 0;
+  // Calibrated methods on a mixture of experts: the experts' linears no
+  // calibration token was routed to (quantized by RTN instead).
+  std::vector<std::string> uncalibrated;
   double seconds = 0;
   MemoryReport memory;
 };

@@ -43,6 +43,7 @@ std::vector<float> transpose(const std::vector<float>& w, int64_t rows, int64_t 
 }  // namespace
 
 RotateReport rotate_model(Model& m, const RotateSpec& spec) {
+  if (m.cfg.moe()) fail("{}: rotating a mixture of experts (router and experts) is not supported yet", m.path);
   if (m.cfg.post_norms)
     fail("{}: {} normalizes each block's outputs before they join the residual stream (post-norms), so a residual "
          "rotation does not leave it computing the same function",

@@ -21,13 +21,14 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
   const int64_t L = m.cfg.n_layers, D = m.cfg.dim;
   // max|x| per channel at each block's two norm outputs, from one calibrated pass.
   std::vector<std::vector<float>> amax(size_t(2 * L), std::vector<float>(size_t(D), 0.0f));
+  refuse_experts(m, "SmoothQuant");
   LayerwiseCalibrator cal(m, calibration_windows(m, calib));
   SmoothReport rep;
   rep.calib_tokens = cal.n_tokens();
   {
     Progress progress("smooth", uint64_t(L));
     for (int64_t l = 0; l < L; l++) {
-      const LinearObserver obs = [&](LinearSite site, const float* x, int64_t n, int64_t cols) {
+      const LinearObserver obs = [&](LinearSite site, int64_t, const float* x, int64_t n, int64_t cols) {
         if (site != LinearSite::AttnIn && site != LinearSite::FfnIn) return;
         auto& a = amax[size_t(2 * l + (site == LinearSite::FfnIn))];
         for (int64_t t = 0; t < n; t++)

@@ -288,6 +288,7 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
       fail("{}: {} is quantized ({}); prune the float model", m.path, t.name, dtype_name(t.dtype));
 
   // One pass over the dense model: channel statistics and block distances.
+  refuse_experts(m, "structured pruning");
   LayerwiseCalibrator cal(m, calibration_windows(m, calib));
   rep.calib_tokens = cal.n_tokens();
   std::vector<std::vector<double>> group_score(static_cast<size_t>(L)), ffn_score(static_cast<size_t>(L));
@@ -296,7 +297,7 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
   for (int64_t l = 0; l < L; l++) {
     ChannelStats& attn_out = attn_stats[size_t(l)];
     ChannelStats& ffn_down = ffn_stats[size_t(l)];
-    const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) {
+    const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t cols) {
       if (s == LinearSite::AttnOut) attn_out.add(x, n, cols);
       if (s == LinearSite::FfnDown) ffn_down.add(x, n, cols);
     };

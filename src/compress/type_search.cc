@@ -100,6 +100,7 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
   std::vector<float> token_count(static_cast<size_t>(m.cfg.n_vocab), 0.0f);
   for (const auto& w : windows)
     for (int32_t t : w) token_count[size_t(t)] += 1;
+  refuse_experts(m, "--target-bpw's type search");
   LayerwiseCalibrator cal(m, std::move(windows));
   auto importance = [&](const std::string& name, std::vector<float> fallback) {
     return importance_or(imatrix, name, activation_importance ? std::move(fallback) : std::vector<float>{});
@@ -109,14 +110,14 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
   for (int64_t l = 0; l < m.cfg.n_layers; l++) {
     std::map<LinearSite, std::vector<float>> H;
     std::map<LinearSite, int64_t> width;
-    const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) {
+    const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t cols) {
       accumulate_hessian(H[s], x, n, cols);
       width[s] = cols;
     };
     cal.run(l, m.layers[size_t(l)], &obs, true);
     for (LinearSite site : kLinearSites) {
       symmetrize_hessian(H.at(site), width.at(site));
-      for (const auto& name : linear_names(l, site)) {
+      for (const auto& name : linear_names(m.cfg, l, site)) {
         const Tensor* t = m.find(name);
         if (!t) fail("{}: model has no tensor {}", m.path, name);
         out.push_back(costs_of(name, to_f32(*t), t->rows(), t->cols(), H.at(site),

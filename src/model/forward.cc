@@ -231,9 +231,10 @@ void expert_matmul(const Tensor& w, const float* x, int64_t k, bool batched, flo
   std::copy_n(pad_y.data(), k * out, y);
 }
 
-// One expert on the rows `rows` (token, slot) of xn, its outputs into slots.
-void run_expert(const ModelConfig& c, const LayerWeights::Expert& x, const float* xn,
-                const std::vector<std::pair<int64_t, int64_t>>& rows, bool batched, float* slots) {
+// Expert e on the rows `rows` (token, slot) of xn, its outputs into slots.
+void run_expert(const ModelConfig& c, int64_t e, const LayerWeights::Expert& x, const float* xn,
+                const std::vector<std::pair<int64_t, int64_t>>& rows, bool batched, float* slots,
+                const LinearObserver* obs) {
   const int64_t D = c.dim, F = c.expert_ffn, K = c.n_experts_used, k = int64_t(rows.size());
   thread_local std::vector<float> gx, gate, up, gy;
   gx.resize(size_t(k * D));
@@ -241,9 +242,11 @@ void run_expert(const ModelConfig& c, const LayerWeights::Expert& x, const float
   up.resize(size_t(k * F));
   gy.resize(size_t(k * D));
   for (int64_t i = 0; i < k; i++) std::copy_n(xn + rows[size_t(i)].first * D, D, gx.data() + i * D);
+  if (obs) (*obs)(LinearSite::FfnIn, e, gx.data(), k, D);
   expert_matmul(*x.gate, gx.data(), k, batched, gate.data());
   expert_matmul(*x.up, gx.data(), k, batched, up.data());
   ffn_activation(c, gate.data(), up.data(), k, F);
+  if (obs) (*obs)(LinearSite::FfnDown, e, gate.data(), k, F);
   if (c.act_int8) fake_quant_int8_rows(gate.data(), k, F);
   expert_matmul(*x.down, gate.data(), k, batched, gy.data());
   for (int64_t i = 0; i < k; i++) {
@@ -255,7 +258,7 @@ void run_expert(const ModelConfig& c, const LayerWeights::Expert& x, const float
 }  // namespace
 
 void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, const uint8_t* batched,
-                      const LinearFn& linear, ForwardBuffers& a, float* y) {
+                      const LinearFn& linear, ForwardBuffers& a, float* y, const LinearObserver* obs) {
   const ModelConfig& c = m.cfg;
   const LayerWeights& L = m.layers[size_t(l)];
   const int64_t D = c.dim, E = c.n_experts, K = c.n_experts_used;
@@ -276,9 +279,9 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
   const int64_t items = int64_t(work.size());
   const auto run = [&](int64_t i) {
     const int64_t w = work[size_t(i)];
-    run_expert(c, L.experts[size_t(w / 2)], xn, rows[size_t(w)], w % 2 == 1, a.slots.data());
+    run_expert(c, w / 2, L.experts[size_t(w / 2)], xn, rows[size_t(w)], w % 2 == 1, a.slots.data(), obs);
   };
-  if (items >= 2 && num_threads() > 1) {
+  if (items >= 2 && num_threads() > 1 && !obs) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int64_t i = 0; i < items; i++) run(i);
   } else {
@@ -299,6 +302,7 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
   linear(*L.shared.gate, xn, n, a.gate.data());
   linear(*L.shared.up, xn, n, a.up.data());
   ffn_activation(c, a.gate.data(), a.up.data(), n, S);
+  if (obs) (*obs)(LinearSite::FfnDown, -1, a.gate.data(), n, S);
   if (c.act_int8) fake_quant_int8_rows(a.gate.data(), n, S);
   linear(*L.shared.down, a.gate.data(), n, a.shared_y.data());
   for (int64_t t = 0; t < n; t++) {
@@ -501,7 +505,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   const auto& c = m_.cfg;
   const int64_t D = c.dim, qd = c.q_dim(l), kvd = c.kv_dim(l), F = c.ffn(l);
   pre_norm(c, L.attn_norm, x, n, a_.xn.data());
-  if (obs) (*obs)(LinearSite::AttnIn, a_.xn.data(), n, D);
+  if (obs) (*obs)(LinearSite::AttnIn, -1, a_.xn.data(), n, D);
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.wq, a_.xn.data(), n, a_.q.data());
   matmul(*L.wk, a_.xn.data(), n, a_.k.data());
@@ -530,25 +534,25 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
     attention_weights(shape(l), kv_, a_.q.data(), n, n_kept_, kc, attention_scale(), score_[size_t(l)].data(), slots_);
   if (snap_rows_) snapkv_compress(l, n, kc, vc);
   unrotate_attention(m_, kv_, l, a_.att.data(), n);
-  if (obs) (*obs)(LinearSite::AttnOut, a_.att.data(), n, qd);
+  if (obs) (*obs)(LinearSite::AttnOut, -1, a_.att.data(), n, qd);
   if (c.act_int8) fake_quant_int8_rows(a_.att.data(), n, qd);
   matmul(*L.wo, a_.att.data(), n, a_.xn.data());
   join_residual(c, x, a_.xn.data(), L.bo, L.attn_post_norm, n);
 
   pre_norm(c, L.ffn_norm, x, n, a_.xn.data());
   if (c.moe()) {
-    if (obs) fail("calibration does not reach the experts of a mixture of experts yet");
+    if (obs) (*obs)(LinearSite::FfnIn, -1, a_.xn.data(), n, D);
     if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
     const std::vector<uint8_t> batched(size_t(n), n >= kMatmulBatchMin);
-    moe_feed_forward(m_, l, a_.xn.data(), n, batched.data(), matmul, a_, a_.moe_y.data());
+    moe_feed_forward(m_, l, a_.xn.data(), n, batched.data(), matmul, a_, a_.moe_y.data(), obs);
     return join_residual(c, x, a_.moe_y.data(), L.b_down, L.ffn_post_norm, n);
   }
-  if (obs) (*obs)(LinearSite::FfnIn, a_.xn.data(), n, D);
+  if (obs) (*obs)(LinearSite::FfnIn, -1, a_.xn.data(), n, D);
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   matmul(*L.w_up, a_.xn.data(), n, a_.up.data());
   ffn_activation(c, a_.gate.data(), a_.up.data(), n, F);
-  if (obs) (*obs)(LinearSite::FfnDown, a_.gate.data(), n, F);
+  if (obs) (*obs)(LinearSite::FfnDown, -1, a_.gate.data(), n, F);
   if (c.act_int8) fake_quant_int8_rows(a_.gate.data(), n, F);
   matmul(*L.w_down, a_.gate.data(), n, a_.xn.data());
   join_residual(c, x, a_.xn.data(), L.b_down, L.ffn_post_norm, n);

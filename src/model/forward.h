@@ -20,8 +20,13 @@ namespace lmpress {
 // q/k/v read the normed input (AttnIn), wo the attention output (AttnOut),
 // gate/up the normed residual (FfnIn), down the SiLU(gate)·up product (FfnDown).
 enum class LinearSite { AttnIn, AttnOut, FfnIn, FfnDown };
-// Sees x[n, cols] just before the linear layers at `site` multiply it.
-using LinearObserver = std::function<void(LinearSite site, const float* x, int64_t n, int64_t cols)>;
+// Sees x[n, cols] just before the linear layers at `site` multiply it. In a
+// mixture of experts, expert e >= 0 at FfnIn / FfnDown: the rows routed to
+// it (its gate/up input, its down input); expert -1: the layer's other
+// linears there (the router and the shared expert's gate/up at FfnIn, the
+// shared expert's down at FfnDown). A dense layer's linears are all -1.
+using LinearObserver =
+    std::function<void(LinearSite site, int64_t expert, const float* x, int64_t n, int64_t cols)>;
 
 // n floats (whole blocks of t) into a cache row at `row`, converted to t
 // (block types quantized as ggml's reference quantizers do, as llama.cpp
@@ -97,8 +102,10 @@ void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* 
 // weight's type only, never on which other rows share its experts, so a
 // batch engine's step equals a lone sequence's. The shared expert
 // (Qwen2-MoE) runs on every row through `linear`.
+// obs (may be null; calibration) sees each expert's inputs, the experts
+// then running one after another.
 void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, const uint8_t* batched,
-                      const LinearFn& linear, ForwardBuffers& a, float* y);
+                      const LinearFn& linear, ForwardBuffers& a, float* y, const LinearObserver* obs = nullptr);
 
 class InferenceState {
  public:

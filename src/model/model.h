@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "core/tensor_names.h"
 #include "model/config.h"
 #include "tokenizer/tokenizer.h"
 
@@ -120,18 +121,11 @@ void split_fused_projections(Model& m);
 // rows under the per-expert names lmpress runs and compresses
 // (blk.N.ffn_gate.E.weight, ...: llama.cpp's older split layout).
 void split_expert_tensors(Model& m);
-// The per-expert name of expert e of `stacked` (blk.N.ffn_up_exps.weight ->
-// blk.N.ffn_up.E.weight), and back: the stacked tensor's name and the expert
-// of a per-expert name, nullopt for any other name.
-std::string expert_tensor_name(const std::string& stacked, int64_t e);
-std::optional<std::pair<std::string, int64_t>> stacked_expert_name(const std::string& name);
 
 // Adds `delta` to every RMSNorm weight (*norm.weight) of a Gemma model:
 // Hugging Face checkpoints store w for x·(1 + w), lmpress (as GGUF) holds 1 + w.
 void shift_gemma_norms(Model& m, float delta);
 
-// The layer index N of a "blk.N.*" tensor name, or -1 for any other name.
-int64_t layer_of(const std::string& name);
 
 // Canonical (GGUF) name <-> Hugging Face name of a tensor of a model of
 // config c (Gemma 2/3's and OLMo 2's post_attention_layernorm normalizes the

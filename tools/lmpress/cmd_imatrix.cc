@@ -36,8 +36,8 @@ void add_imatrix(CLI::App& app) {
     im.chunk_size = uint32_t(cal.n_tokens() / cal.n_windows());
     Progress progress("imatrix", uint64_t(m->cfg.n_layers));
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
-      const LinearObserver obs = [&](LinearSite s, const float* x, int64_t n, int64_t cols) {
-        auto names = linear_names(l, s);
+      const LinearObserver obs = [&](LinearSite s, int64_t e, const float* x, int64_t n, int64_t cols) {
+        auto names = linear_names(m->cfg, l, s, e);
         // llama.cpp's phi3 reads q/k/v as one attn_qkv (its fused ffn_up is already named).
         if (m->cfg.arch == "phi3" && s == LinearSite::AttnIn) names.push_back(fused_input_alias(names[0]));
         im.accumulate(names, x, n, cols);
@@ -47,8 +47,25 @@ void add_imatrix(CLI::App& app) {
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
+    // Every expert has its entry, those no token was routed to with a count of 0 (llama-quantize then gives
+    // them importance 1, as lmpress does), and the coverage is reported.
+    int64_t experts = 0, reached = 0;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++)
+      for (int64_t e = 0; e < m->cfg.n_experts; e++) {
+        experts++;
+        for (LinearSite s : {LinearSite::FfnIn, LinearSite::FfnDown})
+          for (const auto& name : linear_names(m->cfg, l, s, e)) {
+            auto& entry = im.entries[name];
+            if (entry.sum2.empty()) entry.sum2.assign(size_t(m->tensor(name).cols()), 0.0);
+          }
+        reached += im.entries.at(linear_names(m->cfg, l, LinearSite::FfnDown, e)[0]).count > 0;
+      }
     write_imatrix(im, o->out);
     fmt::print("wrote {}: {} tensors, {} chunks of {} tokens\n", o->out, im.entries.size(), im.chunk_count, im.chunk_size);
+    if (experts > 0)
+      fmt::print("experts reached by calibration tokens: {} of {} ({:.1f}%){}\n", reached, experts,
+                 100.0 * double(reached) / double(experts),
+                 reached < experts ? "; the others have count 0 (importance 1, as llama-quantize gives them)" : "");
   });
 }
 

@@ -24,6 +24,7 @@ void print_report(const QuantizeReport& r, bool json) {
                              {"bytes_in", r.bytes_in},     {"bytes_out", r.bytes_out},
                              {"bpw", bpw},                 {"calib_tokens", r.calib_tokens},
                              {"seconds", r.seconds}};
+    if (!r.uncalibrated.empty()) j["uncalibrated"] = r.uncalibrated;
     add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
@@ -37,6 +38,9 @@ void print_report(const QuantizeReport& r, bool json) {
              double(r.bytes_in) / mib, bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
   fmt::print("\n{}\n", r.memory.line());
+  if (!r.uncalibrated.empty())
+    fmt::print("{} expert linears saw no calibration token and were quantized by RTN (first: {})\n",
+               r.uncalibrated.size(), r.uncalibrated.front());
 }
 
 }  // namespace
