@@ -218,7 +218,20 @@ TEST(QuantizeCli, ImatrixMatchesLlamaImatrix) {
   }
 }
 
-// A small Qwen3-MoE (16 experts of 128, 4 per token, 2 layers, f32): the imatrix reaches every expert with
+// A small Qwen3-MoE, random f32 weights: 16 experts of 128, 4 per token, 2 layers of 256.
+std::string small_moe(const std::string& dir) {
+  ModelConfig c = find_model_shape("qwen3-30b-a3b");
+  c.n_vocab = 512, c.dim = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 64, c.n_layers = 2;
+  c.n_experts = 16, c.n_experts_used = 4, c.expert_ffn = 128;
+  auto random = make_random_model(c, "qwen3moe-small");
+  ExportOptions eo;
+  eo.values = [](const Tensor& t) { return random_tensor_values(t, 5); };
+  const std::string model = dir + "/moe.gguf";
+  write_gguf_model(*random, model, eo);
+  return model;
+}
+
+// small_moe(): the imatrix reaches every expert with
 // the rows routed to it, stored as llama.cpp stores experts (one *_exps entry, a row of sums and a count per
 // expert). tests/data/moe.imatrix.gguf was written by llama-imatrix on the same file (-f imatrix_text.txt -c 64):
 // the same routing but for a few near-ties that f32 rounding sends the other way (counts within 0.35%, so an
@@ -226,15 +239,7 @@ TEST(QuantizeCli, ImatrixMatchesLlamaImatrix) {
 TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
   const std::string d = test::temp_dir();
   const std::string data = std::string(LMPRESS_SOURCE_DIR) + "/tests/data/";
-  ModelConfig c = find_model_shape("qwen3-30b-a3b");
-  c.n_vocab = 512, c.dim = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 64, c.n_layers = 2;
-  c.n_experts = 16, c.n_experts_used = 4, c.expert_ffn = 128;
-  auto random = make_random_model(c, "qwen3moe-small");
-  ExportOptions eo;
-  eo.values = [](const Tensor& t) { return random_tensor_values(t, 5); };
-  const std::string model = d + "/moe.gguf";
-  write_gguf_model(*random, model, eo);
-  if (getenv("KEEP_MOE")) fs::copy_file(model, getenv("KEEP_MOE"));
+  const std::string model = small_moe(d);
   auto r = run_cli("imatrix " + model + " -f " + data + "imatrix_text.txt -c 64 -o " + d + "/im.gguf");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NE(r.out.find("experts reached by calibration tokens: 32 of 32"), std::string::npos) << r.out;
@@ -281,6 +286,65 @@ TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
   expect_cli_error("quantize " + model + " " + d + "/a.gguf --type q4_0 --method awq --calib " + data + "imatrix_text.txt",
                    "AWQ does not reach the experts");
   expect_cli_error("prune " + model + " " + d + "/p.gguf --sparsity 0.5", "does not reach the experts");
+}
+
+// Expert pruning: each layer keeps its best experts by REAP's router-weighted output norm or by the tokens
+// routed to them, the router's rows cut to match; the smaller file is a qwen3moe llama.cpp loads
+// (llama-perplexity -c 128 --chunks 20 on the REAP file: 485.6869).
+TEST(PruneCli, ExpertsKeepTheBestByReapOrFrequency) {
+  const std::string d = test::temp_dir();
+  const std::string model = small_moe(d);
+  const std::string calib = std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt";
+  for (const char* method : {"reap", "frequency"}) {
+    SCOPED_TRACE(method);
+    const std::string out = d + "/" + method + ".gguf";
+    auto r = run_cli(fmt::format("prune {} {} --experts {} --method {} --calib {} --calib-ctx 64 --calib-samples 8 --json",
+                                 model, out, method == std::string("reap") ? "0.5" : "8", method, calib));
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["experts_before"], 16);
+    EXPECT_EQ(j["experts_after"], 8);
+    EXPECT_EQ(j["used_after"], 4);
+    EXPECT_LT(j["bytes_after"].get<double>(), 0.6 * j["bytes_before"].get<double>());
+    auto pruned = load_model(out);
+    auto full = load_model(model);
+    EXPECT_EQ(pruned->cfg.n_experts, 8);
+    for (int64_t l = 0; l < 2; l++) {
+      const auto& layer = j["layers"][size_t(l)];
+      const auto kept = layer["kept"].get<std::vector<int64_t>>();
+      const auto scores = layer["scores"].get<std::vector<double>>();
+      const auto tokens = layer["tokens"].get<std::vector<int64_t>>();
+      ASSERT_EQ(kept.size(), 8u);
+      EXPECT_TRUE(std::is_sorted(kept.begin(), kept.end()));
+      int64_t routed = 0;
+      for (int64_t t : tokens) routed += t;
+      EXPECT_EQ(routed, 4 * 8 * 64);  // 8 windows of 64 tokens, 4 experts each
+      // Every kept expert scores at least as high as every removed one.
+      double worst_kept = 1e300, best_removed = -1;
+      for (int64_t e = 0; e < 16; e++) {
+        const bool k = std::find(kept.begin(), kept.end(), e) != kept.end();
+        if (k) worst_kept = std::min(worst_kept, scores[size_t(e)]);
+        else best_removed = std::max(best_removed, scores[size_t(e)]);
+        if (method == std::string("frequency")) EXPECT_EQ(scores[size_t(e)], double(tokens[size_t(e)]));
+      }
+      EXPECT_GE(worst_kept, best_removed);
+      // The kept experts, renumbered, with their router rows.
+      const auto r0 = to_f32(*full->layers[size_t(l)].router), r1 = to_f32(*pruned->layers[size_t(l)].router);
+      for (size_t i = 0; i < kept.size(); i++) {
+        EXPECT_TRUE(std::equal(r1.begin() + long(i * 256), r1.begin() + long((i + 1) * 256),
+                               r0.begin() + long(kept[i] * 256)));
+        EXPECT_EQ(to_f32(*pruned->layers[size_t(l)].experts[i].down), to_f32(*full->layers[size_t(l)].experts[size_t(kept[i])].down));
+      }
+    }
+    if (method == std::string("reap"))
+      EXPECT_NEAR(cli_ppl(out), 485.6869, 485.6869 * 0.001);
+  }
+  expect_cli_error("prune " + model + " " + d + "/x.gguf --experts 17 --calib " + calib, "the model has 16 experts");
+  expect_cli_error("prune " + model + " " + d + "/x.gguf --experts abc --calib " + calib, "--experts 'abc'");
+  expect_cli_error("prune " + model + " " + d + "/x.gguf --experts 0.5", "--calib FILE");
+  expect_cli_error("prune " + model + " " + d + "/x.gguf --experts 0.5 --method wanda --calib " + calib,
+                   "with --experts, reap or frequency");
+  expect_cli_error("prune " + S(kStories) + " " + d + "/x.gguf --experts 2 --calib " + calib, "has none");
 }
 
 // The codebook, non-linear and ternary file types on lmp-8m-w256 (rows of 256 and 768): llama.cpp's mixes

@@ -3,9 +3,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 
 #include "commands.h"
+#include "compress/expert_prune.h"
 #include "compress/prune_model.h"
+#include "model/export.h"
 #include "core/error.h"
 #include "kernels/matmul.h"
 
@@ -94,9 +97,47 @@ void print_structured(const StructuredReport& r, bool json) {
 
 }  // namespace
 
+double parse_number(const std::string& text, const char* option) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || !std::isfinite(v) || v <= 0)
+    fail("{} '{}': expected a count of experts to keep or a fraction in (0, 1) to remove", option, text);
+  return v;
+}
+
+void print_experts(const ExpertPruneReport& r, bool json) {
+  if (json) {
+    nlohmann::ordered_json layers = nlohmann::json::array();
+    for (size_t l = 0; l < r.kept.size(); l++)
+      layers.push_back({{"kept", r.kept[l]}, {"scores", r.scores[l]}, {"tokens", r.counts[l]}});
+    nlohmann::ordered_json j{{"experts_before", r.experts_before}, {"experts_after", r.experts_after},
+                             {"used_before", r.used_before},       {"used_after", r.used_after},
+                             {"params_before", r.params_before},   {"params_after", r.params_after},
+                             {"bytes_before", r.bytes_before},     {"bytes_after", r.bytes_after},
+                             {"calib_tokens", r.calib_tokens},     {"layers", layers}};
+    fmt::print("{}\n", json_text(j));
+    return;
+  }
+  for (size_t l = 0; l < r.kept.size(); l++) {
+    fmt::print("blk.{:<3} kept", l);
+    for (int64_t e : r.kept[l]) fmt::print(" {}", e);
+    fmt::print("\n");
+  }
+  const double mib = 1024.0 * 1024.0;
+  fmt::print("experts {} -> {} per layer ({} -> {} per token), parameters {} -> {}, {:.2f} -> {:.2f} MiB, {} "
+             "calibration tokens\n",
+             r.experts_before, r.experts_after, r.used_before, r.used_after, r.params_before, r.params_after,
+             double(r.bytes_before) / mib, double(r.bytes_after) / mib, r.calib_tokens);
+}
+
 void add_prune(CLI::App& app) {
   struct Opts : PruneRequest {
-    std::string in, out, structured;
+    std::string in, out, structured, experts;
     bool json = false, no_finite_check = false;
     int threads = 0;
   };
@@ -104,16 +145,21 @@ void add_prune(CLI::App& app) {
   auto* cmd = app.add_subcommand("prune", "Prune the linear layers (magnitude, Wanda, SparseGPT; unstructured or N:M)");
   add_path_option(cmd, "input", o->in, "Input model (float: GGUF, Hugging Face directory, llama2.c)", PathRole::Model)->required();
   add_path_option(cmd, "output", o->out, "Output .gguf file", PathRole::Output)->required();
-  cmd->add_option("--method", o->method, "magnitude, wanda or sparsegpt (the last two need --calib)")
+  cmd->add_option("--method", o->method,
+                  "magnitude, wanda or sparsegpt (the last two need --calib); with --experts: reap or frequency")
       ->capture_default_str();
   auto* sp = cmd->add_option("--sparsity", o->sparsity, "Fraction of each linear layer's weights to zero (0..1)");
   auto* nm = cmd->add_option("--nm", o->nm, "Semi-structured N:M: N nonzero weights in every M of a row (2:4, 4:8)");
   auto* st = cmd->add_option("--structured", o->structured,
                              "Remove KV-head groups, MLP channels and whole blocks: heads=F,ffn=F,layers=N; "
                              "add 'global' to rank across layers (per-layer sizes), 'bias' for FLAP bias compensation");
+  auto* ex = cmd->add_option("--experts", o->experts,
+                             "Mixtures of experts: keep N experts per layer (an integer), or remove this fraction of "
+                             "them (in (0, 1)), scored on --calib text by --method reap (default) or frequency");
   sp->excludes(nm);
   st->excludes(sp);
   st->excludes(nm);
+  for (auto* other : {sp, nm, st}) ex->excludes(other);
   add_calibration_options(cmd, o->calib, "wanda, sparsegpt");
   cmd->add_option("--quantize", o->quantize, "Also quantize the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k; "
                                              "SparseGPT does both in one pass)");
@@ -143,6 +189,26 @@ void add_prune(CLI::App& app) {
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
+    if (!o->experts.empty()) {
+      ExpertPruneOptions eo;
+      eo.calib = o->calib;
+      const auto n = parse_number(o->experts, "--experts");
+      if (n >= 1 && n == std::floor(n)) eo.keep = int64_t(n);
+      else eo.ratio = n;
+      if (o->method == "reap" || o->method == "magnitude") eo.score = ExpertScore::Reap;
+      else if (o->method == "frequency") eo.score = ExpertScore::Frequency;
+      else fail("--method {}: with --experts, reap or frequency", o->method);
+      if (o->calib.file.empty()) fail("--experts scores the experts on calibration text: --calib FILE");
+      if (!o->quantize.empty() || o->owl || o->global || !o->rotate.empty())
+        fail("--experts removes whole experts; --quantize, --owl, --global and --rotate do not apply");
+      auto m = load_for_compression(o->in, "", o->no_finite_check);
+      const auto r = prune_experts(*m, eo);
+      ExportOptions out;
+      out.name = o->name;
+      write_gguf_model(*m, o->out, out);
+      print_experts(r, o->json);
+      return;
+    }
     if (!o->structured.empty()) {
       const PruneOptions po = prune_output_options(*o);
       const StructuredOptions so = parse_structured(o->structured);
