@@ -347,6 +347,32 @@ TEST(PruneCli, ExpertsKeepTheBestByReapOrFrequency) {
   expect_cli_error("prune " + S(kStories) + " " + d + "/x.gguf --experts 2 --calib " + calib, "has none");
 }
 
+// lmp-8m written as a mixture of 4 experts (its feed-forward neurons in 4 slices, all used) computes the same
+// perplexity; REAP then removes half of each layer's experts and scores far better than keeping the first two
+// (frequency: every expert takes every token, so the tie keeps experts 0 and 1). llama-perplexity on the REAP
+// file (-c 128 --chunks 20): 296.6456.
+TEST(PruneCli, Lmp8mAsFourExpertsThenHalved) {
+  const std::string d = test::temp_dir();
+  const std::string calib = S("data/calib/docs-calib.txt");
+  ASSERT_EQ(run_cli("convert " + S("models/lmp-8m") + " " + d + "/moe.gguf --split-experts 4").status, 0);
+  const auto info = nlohmann::json::parse(run_cli("info " + d + "/moe.gguf --json --no-tensors").out);
+  EXPECT_EQ(info["config"]["num_experts"], 4);
+  const double dense = cli_ppl(S("models/lmp-8m")), moe = cli_ppl(d + "/moe.gguf");
+  EXPECT_NEAR(moe, dense, dense * 1e-5);
+  double ppl[2];
+  for (int i = 0; i < 2; i++) {
+    const std::string out = d + (i ? "/freq.gguf" : "/reap.gguf");
+    auto r = run_cli("prune " + d + "/moe.gguf " + out + " --experts 2 --method " + (i ? "frequency" : "reap") +
+                     " --calib " + calib + " --calib-ctx 128 --calib-samples 8 --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    ppl[i] = cli_ppl(out);
+  }
+  EXPECT_NEAR(ppl[0], 296.6456, 296.6456 * 0.001);
+  EXPECT_GT(ppl[1], ppl[0] * 1.1);
+  expect_cli_error("convert " + d + "/moe.gguf " + d + "/x.gguf --split-experts 2", "a mixture of experts already");
+  expect_cli_error("convert " + S("models/lmp-8m") + " " + d + "/x.gguf --split-experts 5", "dividing the feed-forward size 768");
+}
+
 // The codebook, non-linear and ternary file types on lmp-8m-w256 (rows of 256 and 768): llama.cpp's mixes
 // (the 2-bit types keep token_embd in Q2_K and the output in Q5_K), an imatrix required where llama-quantize
 // requires one, and perplexity ordered by bits: IQ4_XS near f32, IQ2_XXS above it, ternary weights far above.

@@ -10,7 +10,16 @@ struct ConvertRequest {
   std::string dtype;   // f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1; empty: keep
   std::string format;  // gguf, hf; empty: gguf when the output ends in .gguf, else hf
   std::string name;    // general.name
+  int64_t split_experts = 0;  // > 0: split_into_experts(m, split_experts) first
 };
+
+// Re-expresses a dense Llama-family model as a mixture of `experts` experts
+// that computes the same function: each block's feed-forward neurons cut into
+// `experts` equal slices (expert e: gate/up rows and down columns of slice e,
+// down times `experts`), a zero router, every expert used per token (each
+// weight then 1 / experts). A trained model in MoE form, for the MoE code
+// paths (loading, kernels, calibration, expert pruning), not a sparse model.
+void split_into_experts(Model& m, int64_t experts);
 
 // Writes m to out_path; returns the format written ("gguf" or "hf").
 std::string convert_model(const Model& m, const std::string& out_path, const ConvertRequest& r);

@@ -25,11 +25,16 @@ void add_convert(CLI::App& app) {
   cmd->add_option("--format", o->format, "Output format (default: gguf if OUT ends in .gguf, else hf)")
       ->check(CLI::IsMember({"gguf", "hf"}));
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
+  cmd->add_option("--split-experts", o->split_experts,
+                  "Write a dense llama / qwen3 model as an equivalent mixture of N experts (its feed-forward "
+                  "neurons in N slices, all used per token): a trained model in MoE form, for testing MoE paths")
+      ->check(CLI::Range(int64_t(2), int64_t(64)));
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
     auto m = load_for_compression(o->in, o->tokenizer, o->no_finite_check);
     std::transform(o->dtype.begin(), o->dtype.end(), o->dtype.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (o->split_experts > 0) split_into_experts(*m, o->split_experts);
     const std::string fmt = convert_model(*m, o->out, *o);
     fmt::print("wrote {} ({} format, {} tensors)\n", o->out, fmt, m->tensors.size());
   });
