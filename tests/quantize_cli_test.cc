@@ -265,6 +265,10 @@ TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
     for (int64_t e = 0; e < 16; e++) routed += got.entries.at(fmt::format("blk.{}.ffn_gate.{}.weight", l, e)).count;
     EXPECT_EQ(routed, 4 * got.entries.at(fmt::format("blk.{}.ffn_gate_inp.weight", l)).count);
   }
+  r = run_cli("quantize " + model + " " + d + "/i.gguf --type q4_k_m --imatrix " + d + "/im.gguf --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["imatrix_expert_coverage"],
+            nlohmann::json({{"tensors", 96}, {"with_data", 96}}));
   // GPTQ solves each expert on the rows routed to it; AWQ (scales folded into the shared norm) is refused.
   r = run_cli("quantize " + model + " " + d + "/g.gguf --type q4_0 --method gptq --calib " + data +
               "imatrix_text.txt --calib-ctx 64 --calib-samples 4 --json");

@@ -522,6 +522,14 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
              m.path, t.name, dtype_name(t.dtype));
   if (o.smooth_alpha) smooth_model(m, o.calib, *o.smooth_alpha);
   if (o.rotate) rotate_model(m, *o.rotate);
+  // An imatrix's coverage of the experts: those its calibration tokens reached.
+  if (o.imatrix && m.cfg.moe())
+    for (const auto& t : m.tensors)
+      if (stacked_expert_name(t.name)) {
+        rep.expert_tensors++;
+        const auto it = o.imatrix->entries.find(t.name);
+        rep.expert_tensors_with_data += it != o.imatrix->entries.end() && it->second.count > 0;
+      }
   Quantizer q(m, o, rep);
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   if (o.int_group) {

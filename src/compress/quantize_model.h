@@ -61,6 +61,9 @@ struct QuantizeReport {
   // Calibrated methods on a mixture of experts: the experts' linears no
   // calibration token was routed to (quantized by RTN instead).
   std::vector<std::string> uncalibrated;
+  // With an imatrix, a mixture's expert tensors and those its tokens reached
+  // (the others take importance 1, as in llama-quantize).
+  int64_t expert_tensors = 0, expert_tensors_with_data = 0;
   double seconds = 0;
   MemoryReport memory;
 };

@@ -467,9 +467,6 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
     fail("{}: its layers differ in head count or feed-forward size, which a Hugging Face Llama/Qwen2 config cannot "
          "express; write GGUF (llama.cpp's deci layout) instead",
          m.path);
-  if (c.arch == "phi3")
-    fail("{}: writing Phi-3 in Hugging Face layout (fused qkv_proj / gate_up_proj) is not supported yet; write GGUF",
-         m.path);
   if (m.find("rope_freqs.weight") && c.rope_scaling != "llama3")
     fail("{}: its rope_freqs.weight cannot be expressed as Hugging Face rope_scaling; convert from the HF model instead",
          m.path);
@@ -526,6 +523,16 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
     j["layer_types"] = types;
   }
   if (c.arch != "qwen2" && c.arch != "qwen2moe") j["attention_bias"] = c.qkv_bias;
+  if (c.arch == "phi3") {  // Phi3Config: LongRoPE's factors and original context, partial rotary heads
+    if (c.rope_dim != c.head_dim) j["partial_rotary_factor"] = double(c.rope_dim) / double(c.head_dim);
+    if (c.rope_scaling == "longrope") {
+      j["original_max_position_embeddings"] = c.rope_orig_ctx;
+      j["rope_scaling"] = {{"type", "longrope"},
+                           {"short_factor", c.rope_short_factors},
+                           {"long_factor", c.rope_long_factors},
+                           {"attention_factor", c.rope_mscale}};
+    }
+  }
   if (c.rope_scaling == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_factor}};
   if (c.rope_scaling == "llama3")
     j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},
@@ -547,6 +554,13 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   for (const auto& t : m.tensors) {
     if (t.name == "rope_freqs.weight" || (t.name == "output.weight" && c.tied_embeddings)) {
       impl->skip(t);
+      continue;
+    }
+    // Phi-3's checkpoints fuse q/k/v rows into qkv_proj and gate/up rows into gate_up_proj.
+    if (const auto group = c.arch == "phi3" ? phi3_fused(t.name) : std::nullopt) {
+      const std::string b = "model.layers." + std::to_string(layer_of(t.name)) + ".";
+      const bool qkv = group->second.size() == 3;
+      impl->add_fused(t, b + (qkv ? "self_attn.qkv_proj.weight" : "mlp.gate_up_proj.weight"), group->second, false, metas);
       continue;
     }
     impl->add(t, metas);

@@ -25,6 +25,8 @@ void print_report(const QuantizeReport& r, bool json) {
                              {"bpw", bpw},                 {"calib_tokens", r.calib_tokens},
                              {"seconds", r.seconds}};
     if (!r.uncalibrated.empty()) j["uncalibrated"] = r.uncalibrated;
+    if (r.expert_tensors > 0)
+      j["imatrix_expert_coverage"] = {{"tensors", r.expert_tensors}, {"with_data", r.expert_tensors_with_data}};
     add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
@@ -38,6 +40,10 @@ void print_report(const QuantizeReport& r, bool json) {
              double(r.bytes_in) / mib, bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
   fmt::print("\n{}\n", r.memory.line());
+  if (r.expert_tensors > 0)
+    fmt::print("imatrix data for {} of {} expert tensors ({:.1f}%){}\n", r.expert_tensors_with_data, r.expert_tensors,
+               100.0 * double(r.expert_tensors_with_data) / double(r.expert_tensors),
+               r.expert_tensors_with_data < r.expert_tensors ? "; the others take importance 1, as in llama-quantize" : "");
   if (!r.uncalibrated.empty())
     fmt::print("{} expert linears saw no calibration token and were quantized by RTN (first: {})\n",
                r.uncalibrated.size(), r.uncalibrated.front());
