@@ -118,9 +118,10 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
   // Mixtures of experts, a few experts each: OLMoE (q/k norms over all heads, weights not renormalized),
   // Qwen3-MoE (8 of 16 experts, renormalized), Qwen1.5-MoE (a shared expert with its sigmoid gate), read by
   // llama.cpp as its olmoe, qwen3moe and qwen2moe: llama-perplexity gives 5130.1106, 7476.5541 and 3817.4384.
+  // DeepSeekMoE (a dense first block, then 4 routed experts all used and 2 ungated shared ones): 6000.4656.
   for (const auto& [shape, layers, experts, want] :
        {std::tuple{"olmoe-1b-7b", 2, 8, 5130.1106}, std::tuple{"qwen3-30b-a3b", 2, 16, 7476.5541},
-        std::tuple{"qwen1.5-moe-a2.7b", 1, 8, 3817.4384}}) {
+        std::tuple{"qwen1.5-moe-a2.7b", 1, 8, 3817.4384}, std::tuple{"deepseek-moe-16b", 2, 4, 6000.4656}}) {
     SCOPED_TRACE(shape);
     ASSERT_EQ(run_cli(fmt::format("make-model --shape {} --layers {} --experts {} --vocab 4096 --type f16 {}/e.gguf",
                                   shape, layers, experts, d))
@@ -178,6 +179,17 @@ TEST(MakeModel, SmallMixtralAsLlamaCpp) {
   EXPECT_EQ(types["blk.1.ffn_gate.7.weight"], "Q4_K");
   EXPECT_EQ(types["blk.0.ffn_down.3.weight"], "Q4_K");
   EXPECT_EQ(types["blk.1.ffn_down.3.weight"], "Q6_K");  // use_more_bits: the last eighth of the layers
+  // llama-quantize's patterns name the stacks; convert --dtype keeps the router f32, as llama.cpp's converter.
+  ASSERT_EQ(run_cli("quantize " + d + "/mixtral.gguf " + d + "/o.gguf --type q4_0 --tensor-type ffn_down_exps=q8_0").status, 0);
+  ASSERT_EQ(run_cli("convert " + d + "/mixtral.gguf " + d + "/c.gguf --dtype q8_0").status, 0);
+  for (const auto& [file, name, want] : {std::tuple{"o", "blk.1.ffn_down.5.weight", "Q8_0"},
+                                          std::tuple{"o", "blk.1.ffn_up.5.weight", "Q4_0"},
+                                          std::tuple{"c", "blk.1.ffn_gate_inp.weight", "F32"},
+                                          std::tuple{"c", "blk.1.ffn_up.5.weight", "Q8_0"}}) {
+    const auto j = nlohmann::json::parse(run_cli(fmt::format("info {}/{}.gguf --json", d, file)).out);
+    for (const auto& t : j["tensors"])
+      if (t["name"] == name) EXPECT_EQ(t["dtype"], want) << file << " " << name;
+  }
   const auto r4 = run_cli("perplexity " + d + "/q.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
                           " -c 128 --chunks 4 --json");
   EXPECT_NEAR(nlohmann::json::parse(r4.out)["ppl"].get<double>(), 4381.1258, 4381.1258 * 0.002);

@@ -50,7 +50,8 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   const float norm_base = gemma ? 0.0f : 1.0f;  // Gemma computes x·(1 + w)
   const bool mixtral = s.arch == "MixtralForCausalLM", olmoe = s.arch == "OlmoeForCausalLM";
   const bool qwen_moe = s.arch == "Qwen2MoeForCausalLM" || s.arch == "Qwen3MoeForCausalLM";
-  const bool moe = mixtral || olmoe || qwen_moe, shared = s.arch == "Qwen2MoeForCausalLM";
+  const bool deepseek = s.arch == "DeepseekForCausalLM";
+  const bool moe = mixtral || olmoe || qwen_moe || deepseek, shared = s.arch == "Qwen2MoeForCausalLM";
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> nd(0.0f, 0.3f);
   std::vector<TensorToWrite> ts;
@@ -85,7 +86,7 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
     add(p + "post_attention_layernorm.weight", {s.dim}, norm_base);
     if (gemma) add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_base);
     if (gemma || olmo2) add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_base);
-    if (moe) {
+    if (moe && !(deepseek && l == 0)) {
       const std::string r = mixtral ? p + "block_sparse_moe." : p + "mlp.";
       add(r + "gate.weight", {s.experts, s.dim});
       const int64_t F = mixtral || olmoe ? s.ffn : s.expert_ffn;
@@ -100,6 +101,11 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
         add(p + "mlp.shared_expert.up_proj.weight", {s.shared_ffn, s.dim});
         add(p + "mlp.shared_expert.down_proj.weight", {s.dim, s.shared_ffn});
         add(p + "mlp.shared_expert_gate.weight", {1, s.dim});
+      }
+      if (deepseek) {
+        add(p + "mlp.shared_experts.gate_proj.weight", {2 * s.expert_ffn, s.dim});
+        add(p + "mlp.shared_experts.up_proj.weight", {2 * s.expert_ffn, s.dim});
+        add(p + "mlp.shared_experts.down_proj.weight", {s.dim, 2 * s.expert_ffn});
       }
       continue;
     }
@@ -121,7 +127,11 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
                       {"max_position_embeddings", s.ctx}, {"rms_norm_eps", 1e-6}, {"rope_theta", 500.0},
                       {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
   if (s.head_dim || gemma) c["head_dim"] = hd;  // Gemma's default is 256
-  if (moe) {
+  if (deepseek) {
+    c["n_routed_experts"] = s.experts, c["num_experts_per_tok"] = s.experts_used, c["norm_topk_prob"] = s.norm_topk;
+    c["moe_intermediate_size"] = s.expert_ffn, c["n_shared_experts"] = 2, c["first_k_dense_replace"] = 1;
+    c["moe_layer_freq"] = 1, c["scoring_func"] = "softmax";
+  } else if (moe) {
     c[mixtral ? "num_local_experts" : "num_experts"] = s.experts;
     c["num_experts_per_tok"] = s.experts_used;
     if (!mixtral) c["norm_topk_prob"] = s.norm_topk;
@@ -200,7 +210,9 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   const bool olmoe = arch == "OlmoeForCausalLM", mixtral = arch == "MixtralForCausalLM";
   const int64_t experts = c.contains("num_local_experts") ? int64_t(c["num_local_experts"])
                           : c.contains("num_experts")     ? int64_t(c["num_experts"])
+                          : c.contains("n_routed_experts") ? int64_t(c["n_routed_experts"])
                                                           : 0;
+  const int64_t dense_lead = c.contains("first_k_dense_replace") ? int64_t(c["first_k_dense_replace"]) : 0;
   const double scaling = gemma     ? 1.0 / std::sqrt(opt("query_pre_attn_scalar"))
                          : granite ? opt("attention_multiplier")
                                    : 1.0 / std::sqrt(double(hd));
@@ -333,7 +345,7 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       if (gemma || olmo2) o = norm(o, pre + "post_attention_layernorm.weight");
       for (int64_t i = 0; i < D; i++) x[size_t(i)] += residual * o[size_t(i)];
       h = olmo2 ? x : norm(x, pre + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
-      if (experts > 0) {  // modeling_{mixtral,qwen2_moe,qwen3_moe,olmoe}: softmax, top-k, (renormalized,) weighted sum
+      if (experts > 0 && l >= dense_lead) {  // modeling_{mixtral,qwen2_moe,qwen3_moe,olmoe,deepseek}: softmax, top-k, (renormalized,) weighted sum
         const std::string r = pre + (mixtral ? "block_sparse_moe." : "mlp.");
         auto z = linear(r + "gate.weight", h, experts);
         const double mx = *std::max_element(z.begin(), z.end());
@@ -362,6 +374,12 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
           const auto o = mixtral ? swiglu(x + "w1.weight", x + "w3.weight", x + "w2.weight", FE)
                                  : swiglu(x + "gate_proj.weight", x + "up_proj.weight", x + "down_proj.weight", FE);
           for (int64_t i = 0; i < D; i++) y[size_t(i)] += w * o[size_t(i)];
+        }
+        if (W.count(pre + "mlp.shared_experts.gate_proj.weight")) {  // DeepSeek: shared experts, ungated
+          const std::string sx = pre + "mlp.shared_experts.";
+          const auto o = swiglu(sx + "gate_proj.weight", sx + "up_proj.weight", sx + "down_proj.weight",
+                                int64_t(c["n_shared_experts"]) * FE);
+          for (int64_t i = 0; i < D; i++) y[size_t(i)] += o[size_t(i)];
         }
         if (W.count(pre + "mlp.shared_expert_gate.weight")) {  // Qwen2-MoE: sigmoid-gated shared expert
           const std::string sx = pre + "mlp.shared_expert.";

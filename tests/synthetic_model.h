@@ -14,7 +14,7 @@ struct SyntheticSpec {
   // GraniteForCausalLM (its four multipliers set), SmolLM3ForCausalLM (odd layers without RoPE),
   // Olmo2ForCausalLM, Phi3ForCausalLM (fused projections, LongRoPE with an original context of 16),
   // or the mixtures of experts MixtralForCausalLM, Qwen2MoeForCausalLM (with a shared expert),
-  // Qwen3MoeForCausalLM, OlmoeForCausalLM
+  // Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekForCausalLM (block 0 dense, 2 ungated shared experts)
   std::string arch = "LlamaForCausalLM";
   int64_t dim = 32, n_layers = 2, n_heads = 4, n_kv_heads = 2, ffn = 48, ctx = 64;
   int64_t head_dim = 0;  // 0: dim / n_heads; else written as config.json's head_dim

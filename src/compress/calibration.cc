@@ -55,7 +55,7 @@ std::vector<std::vector<int32_t>> calibration_windows(const Model& m, const Cali
 
 std::vector<std::string> linear_names(const ModelConfig& c, int64_t layer, LinearSite site, int64_t expert) {
   const std::string p = "blk." + std::to_string(layer) + ".";
-  if (c.moe() && (site == LinearSite::FfnIn || site == LinearSite::FfnDown)) {
+  if (c.layer_moe(layer) && (site == LinearSite::FfnIn || site == LinearSite::FfnDown)) {
     const bool in = site == LinearSite::FfnIn;
     if (expert >= 0) {
       if (in) return {expert_tensor_name(p + "ffn_gate_exps.weight", expert), expert_tensor_name(p + "ffn_up_exps.weight", expert)};

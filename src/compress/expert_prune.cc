@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/matmul.h"
+#include "kernels/ops.h"
 #include "kernels/to_f32.h"
 #include "model/forward.h"
 
@@ -41,6 +42,12 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
   Progress progress("experts", uint64_t(L));
   for (int64_t l = 0; l < L; l++) {
     const LayerWeights& W = m.layers[size_t(l)];
+    if (!c.layer_moe(l)) {  // a dense block (DeepSeek's first): nothing to score
+      cal.run(l, W, nullptr, true);
+      rep.kept.emplace_back();
+      progress.update(uint64_t(l + 1));
+      continue;
+    }
     // The routing of the window now running (the observer sees the router's
     // input first, then each expert's rows in token order).
     std::vector<float> probs, weights, y;
@@ -54,7 +61,10 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
         probs.resize(size_t(n * E));
         chosen.resize(size_t(n * K));
         weights.resize(size_t(n * K));
-        matmul_decode(*W.router, x, n, probs.data());
+        // Routed as the forward pass routes: on the int8-rounded rows of a W8A8 model.
+        std::vector<float> xq(x, x + n * cols);
+        if (c.act_int8) fake_quant_int8_rows(xq.data(), n, cols);
+        matmul_decode(*W.router, xq.data(), n, probs.data());
         route_experts(c, probs.data(), n, probs.data(), chosen.data(), weights.data());
         return;
       }
@@ -74,7 +84,6 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
             r++;
           }
       if (r != rows) fail("internal: expert {} of layer {} saw {} rows, the routing gives {}", e, l, rows, r);
-      (void)cols;
     };
     cal.run(l, W, &obs, true);
     for (int64_t e = 0; e < E; e++)

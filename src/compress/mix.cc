@@ -246,6 +246,15 @@ void unify_fused_types(const Model& m, std::map<std::string, DType>& plan) {
   }
 }
 
+// A --tensor-type pattern matches a tensor by its name, and an expert also by
+// the name of the stack llama.cpp holds it in (ffn_down_exps=q8_0 works as in
+// llama-quantize).
+bool override_matches(const std::string& name, const std::regex& pattern) {
+  if (std::regex_search(name, pattern)) return true;
+  const auto stacked = stacked_expert_name(name);
+  return stacked && std::regex_search(stacked->first, pattern);
+}
+
 // llama.cpp stacks a layer's experts of one projection in one tensor, so they
 // take one type: the largest any of them was given (a --tensor-type pattern
 // may name one expert).
@@ -271,7 +280,7 @@ std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions&
     DType d = t.dtype;
     if (is_quantizable(t)) {
       for (size_t k = 0; k < o.overrides.size(); k++)
-        matched[k] = matched[k] || std::regex_search(t.name, o.overrides[k].pattern);
+        matched[k] = matched[k] || override_matches(t.name, o.overrides[k].pattern);
       const bool is_output = t.name == "output.weight" || (tied && t.name == "token_embd.weight");
       const bool is_embd = t.name == "token_embd.weight";
       if (is_output && o.output_type) {
@@ -282,7 +291,7 @@ std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions&
         d = o.preset.base;
         bool manual = false;
         for (const auto& ov : o.overrides)
-          if (std::regex_search(t.name, ov.pattern)) {
+          if (override_matches(t.name, ov.pattern)) {
             d = ov.type;
             manual = true;
             break;

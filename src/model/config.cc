@@ -14,7 +14,7 @@ void ModelConfig::validate(const std::string& src) const {
     if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
   static const char* const kArchs[] = {"llama",  "qwen2", "qwen3",    "gemma2",   "gemma3", "granite",
-                                       "smollm3", "olmo2", "phi3", "qwen2moe", "qwen3moe", "olmoe"};
+                                       "smollm3", "olmo2", "phi3", "qwen2moe", "qwen3moe", "olmoe", "deepseek"};
   if (std::find(std::begin(kArchs), std::end(kArchs), arch) == std::end(kArchs))
     fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
@@ -90,19 +90,22 @@ void ModelConfig::validate(const std::string& src) const {
   if (!(std::isfinite(residual_scale) && residual_scale > 0))
     fail("{}: {} {} must be > 0", src, field("residual_multiplier"), residual_scale);
   if (!(std::isfinite(logit_scale) && logit_scale > 0)) fail("{}: {} {} must be > 0", src, field("logits_scaling"), logit_scale);
-  if (moe_arch(arch) && !moe()) fail("{}: {} is a mixture of experts, but {} is 0", src, arch, field("num_experts"));
+  if (moe_arch(arch) && !moe()) fail("{}: {} is a mixture of experts, but {} is 0", src, arch, field(expert_field("count")));
   if (moe()) {
-    const bool mixtral = arch == "llama";  // its config names these num_local_experts and intermediate_size
-    range(mixtral ? "num_local_experts" : "num_experts", n_experts, 1, 1024);
+    const std::string count = expert_field("count"), size = expert_field("size");
+    range(count.c_str(), n_experts, 1, 1024);
     range("num_experts_per_tok", n_experts_used, 1, n_experts);
-    range(mixtral || arch == "olmoe" ? "intermediate_size" : "moe_intermediate_size", expert_ffn, 1, 1 << 20);
-    range("shared_expert_intermediate_size", shared_ffn, 0, 1 << 20);
+    range(size.c_str(), expert_ffn, 1, 1 << 20);
+    if (arch != "deepseek") range(expert_field("shared").c_str(), shared_ffn, 0, 1 << 20);
+    range("first_k_dense_replace", n_dense_lead, 0, n_layers - 1);
+    if (arch == "deepseek" && shared_ffn % expert_ffn)
+      fail("{}: DeepSeek's shared experts ({}) are whole experts of {}", src, shared_ffn, expert_ffn);
     if (!uniform()) fail("{}: a mixture of experts with layers of different sizes is not supported", src);
     if (!(std::isfinite(expert_scale) && expert_scale > 0))
       fail("{}: {} {} must be a finite number > 0", src, field("routed_scaling_factor"), expert_scale);
-  } else if (n_experts_used || shared_ffn) {
-    fail("{}: {} / {} are set on a model without experts", src, field("num_experts_per_tok"),
-         field("shared_expert_intermediate_size"));
+  } else if (n_experts_used || shared_ffn || n_dense_lead) {
+    fail("{}: {} / {} / {} are set on a model without experts", src, field("num_experts_per_tok"),
+         field(expert_field("shared")), field("first_k_dense_replace"));
   }
   if (!layer_rope.empty() && layer_rope.size() != size_t(n_layers))
     fail("{}: {} names {} layers, the model has {}", src, field("no_rope_layers"), layer_rope.size(), n_layers);
@@ -129,7 +132,8 @@ const std::vector<HfArch>& hf_archs() {
       {"Gemma3ForCausalLM", "gemma3_text", "gemma3"}, {"Phi3ForCausalLM", "phi3", "phi3"},
       {"Olmo2ForCausalLM", "olmo2", "olmo2"},         {"GraniteForCausalLM", "granite", "granite"},
       {"SmolLM3ForCausalLM", "smollm3", "smollm3"},   {"Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe"},
-      {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe"}, {"OlmoeForCausalLM", "olmoe", "olmoe"}};
+      {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe"}, {"OlmoeForCausalLM", "olmoe", "olmoe"},
+      {"DeepseekForCausalLM", "deepseek", "deepseek"}};
   return rows;
 }
 
@@ -147,10 +151,17 @@ const HfArch* hf_arch_of(const ModelConfig& c) {
   return nullptr;
 }
 
-bool moe_arch(const std::string& a) { return a == "qwen2moe" || a == "qwen3moe" || a == "olmoe"; }
+std::string ModelConfig::expert_field(const std::string& what) const {
+  if (what == "count") return arch == "llama" ? "num_local_experts" : arch == "deepseek" ? "n_routed_experts" : "num_experts";
+  if (what == "size") return arch == "llama" || arch == "olmoe" ? "intermediate_size" : "moe_intermediate_size";
+  return arch == "deepseek" ? "n_shared_experts" : "shared_expert_intermediate_size";
+}
+
+bool moe_arch(const std::string& a) { return a == "qwen2moe" || a == "qwen3moe" || a == "olmoe" || a == "deepseek"; }
 
 RopeLayout gguf_rope_layout(const std::string& a) {
-  return a == "llama" || a == "deci" || a == "granite" || a == "smollm3" ? RopeLayout::Interleaved : RopeLayout::Halves;
+  return a == "llama" || a == "deci" || a == "granite" || a == "smollm3" || a == "deepseek" ? RopeLayout::Interleaved
+                                                                                           : RopeLayout::Halves;
 }
 
 float ModelConfig::attention_scale() const { return attn_scale > 0 ? attn_scale : 1.0f / std::sqrt(float(head_dim)); }
@@ -185,6 +196,9 @@ std::string ModelConfig::field(const std::string& hf_name) const {
       {"moe_intermediate_size", ".expert_feed_forward_length"},
       {"shared_expert_intermediate_size", ".expert_shared_feed_forward_length"},
       {"norm_topk_prob", ".expert_weights_norm"},
+      {"n_routed_experts", ".expert_count"},
+      {"n_shared_experts", ".expert_shared_count"},
+      {"first_k_dense_replace", ".leading_dense_block_count"},
       {"routed_scaling_factor", ".expert_weights_scale"},
       {"rope_scaling.short_factor", "rope_factors_short.weight"},
       {"rope_scaling.long_factor", "rope_factors_long.weight"},

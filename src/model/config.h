@@ -14,7 +14,7 @@ enum class FfnAct { SiLU, GeluTanh };
 
 struct ModelConfig {
   // "llama" (also Mistral, Mixtral), "qwen2", "qwen3", "gemma2", "gemma3", "granite", "smollm3", "olmo2", "phi3",
-  // or the mixtures of experts "qwen2moe", "qwen3moe", "olmoe"
+  // or the mixtures of experts "qwen2moe", "qwen3moe", "olmoe", "deepseek" (DeepSeekMoE, v1)
   std::string arch = "llama";
   int64_t n_vocab = 0;
   int64_t dim = 0;
@@ -80,8 +80,10 @@ struct ModelConfig {
   // expert_norm (Mixtral, Qwen3-MoE; not Qwen2-MoE, OLMoE), times
   // expert_scale. shared_ffn > 0: a shared expert of that size every token
   // takes (blk.N.ffn_{gate,up,down}_shexp), gated by sigmoid(x · ffn_gate_inp_shexp)
-  // (Qwen2-MoE). 0 experts: a dense feed-forward of ffn(l).
-  int64_t n_experts = 0, n_experts_used = 0, expert_ffn = 0, shared_ffn = 0;
+  // for Qwen2-MoE, ungated for DeepSeek (its shared experts as one). The first
+  // n_dense_lead blocks have a dense feed-forward of ffn(l) (DeepSeek's
+  // first_k_dense_replace), as every block of a model without experts.
+  int64_t n_experts = 0, n_experts_used = 0, expert_ffn = 0, shared_ffn = 0, n_dense_lead = 0;
   bool expert_norm = false;
   float expert_scale = 1.0f;
   // W8A8: the block linears' inputs are quantized to int8 per token (dynamic,
@@ -128,6 +130,12 @@ struct ModelConfig {
   // model computing x·(1 + w) in Hugging Face checkpoints; GGUF stores 1 + w).
   bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
   bool moe() const { return n_experts > 0; }
+  bool layer_moe(int64_t l) const { return moe() && l >= n_dense_lead; }
+  bool shared_gate() const { return arch == "qwen2moe"; }
+  // The config field that holds the expert count ("count"), an expert's size
+  // ("size") or the shared expert ("shared") in this architecture's files
+  // (num_local_experts for Mixtral, n_routed_experts for DeepSeek, ...).
+  std::string expert_field(const std::string& what) const;
   int64_t q_dim() const { return n_heads * head_dim; }
   int64_t kv_dim() const { return n_kv_heads * head_dim; }
   bool uniform() const { return layer_heads.empty(); }

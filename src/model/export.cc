@@ -63,7 +63,10 @@ void check_finite_values(const std::string& name, const float* f, int64_t n, int
   fail("{}: non-finite value {} at row {}, column {}", name, f[i], i / cols, i % cols);
 }
 
-bool is_matrix_weight(const Tensor& t) { return t.shape.size() == 2 && t.name != "rope_freqs.weight"; }
+// A matrix --dtype converts: not a mixture's router, which stays f32 as llama.cpp's converter keeps it.
+bool is_matrix_weight(const Tensor& t) {
+  return t.shape.size() == 2 && t.name != "rope_freqs.weight" && !t.name.ends_with("ffn_gate_inp.weight");
+}
 
 // The tensor as it should be written: target dtype, target RoPE pairing.
 TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt, RopeLayout target) {
@@ -157,7 +160,15 @@ void write_attention_variants(const Model& m, const std::string& a, GGUFWriter& 
       w.set(a + ".feed_forward_length", GGUFValue::u32(uint32_t(c.expert_ffn)));
     else
       w.set(a + ".expert_feed_forward_length", GGUFValue::u32(uint32_t(c.expert_ffn)));
-    if (c.shared_ffn > 0) w.set(a + ".expert_shared_feed_forward_length", GGUFValue::u32(uint32_t(c.shared_ffn)));
+    if (a == "deepseek") {
+      w.set(a + ".expert_shared_count", GGUFValue::u32(uint32_t(c.shared_ffn / c.expert_ffn)));
+      w.set(a + ".leading_dense_block_count", GGUFValue::u32(uint32_t(c.n_dense_lead)));
+      w.set(a + ".expert_weights_scale", GGUFValue::f32(c.expert_scale));
+    } else if (c.shared_ffn > 0) {
+      w.set(a + ".expert_shared_feed_forward_length", GGUFValue::u32(uint32_t(c.shared_ffn)));
+    }
+    if (c.expert_scale != 1.0f && a != "deepseek")
+      fail("{}: routed expert weights scaled by {}: llama.cpp's {} has no such scale", m.path, c.expert_scale, a);
     ModelConfig rule;
     rule.set_arch(c.arch);
     if (rule.expert_norm != c.expert_norm) {
@@ -490,13 +501,24 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   j[c.gemma() ? "hidden_activation" : "hidden_act"] = c.ffn_act == FfnAct::GeluTanh ? "gelu_pytorch_tanh" : "silu";
   j["tie_word_embeddings"] = c.tied_embeddings;
   if (c.sliding_window > 0) j["sliding_window"] = c.sliding_window;
-  if (c.moe()) {
+  if (c.arch == "deepseek") {  // DeepseekConfig (remote code of deepseek-moe-16b)
+    j["n_routed_experts"] = c.n_experts;
+    j["num_experts_per_tok"] = c.n_experts_used;
+    j["moe_intermediate_size"] = c.expert_ffn;
+    j["n_shared_experts"] = c.shared_ffn / c.expert_ffn;
+    j["first_k_dense_replace"] = c.n_dense_lead;
+    j["moe_layer_freq"] = 1;
+    j["scoring_func"] = "softmax";
+    j["norm_topk_prob"] = c.expert_norm;
+    if (c.expert_scale != 1.0f) j["routed_scaling_factor"] = c.expert_scale;
+  } else if (c.moe()) {
     const bool mixtral = c.arch == "llama", qwen = c.arch == "qwen2moe" || c.arch == "qwen3moe";
     j[mixtral ? "num_local_experts" : "num_experts"] = c.n_experts;
     j["num_experts_per_tok"] = c.n_experts_used;
     if (qwen) j["moe_intermediate_size"] = c.expert_ffn, j["decoder_sparse_step"] = 1;
     else j["intermediate_size"] = c.expert_ffn;
     if (c.shared_ffn > 0) j["shared_expert_intermediate_size"] = c.shared_ffn;
+    if (c.expert_scale != 1.0f) fail("{}: routed expert weights scaled by {}: {} has no such scale", m.path, c.expert_scale, cls->hf_class);
     if (mixtral && !c.expert_norm)
       fail("{}: Mixtral always renormalizes its chosen experts' weights; this model does not", m.path);
     if (!mixtral) j["norm_topk_prob"] = c.expert_norm;

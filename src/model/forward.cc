@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 
 #include "core/error.h"
 #include "core/fp16.h"
@@ -169,8 +170,8 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
   k.resize(B * c.kv_dim());
   v.resize(B * c.kv_dim());
   att.resize(B * c.q_dim());
-  // A mixture of experts: the shared expert's (the routed experts' are the threads' own).
-  const size_t F = c.moe() ? size_t(c.shared_ffn) : size_t(c.ffn_dim);
+  // A mixture of experts: the dense blocks' or the shared expert's (the routed experts' are the threads' own).
+  const size_t F = c.moe() ? size_t(std::max(c.shared_ffn, c.n_dense_lead > 0 ? c.ffn_dim : 0)) : size_t(c.ffn_dim);
   gate.resize(B * F);
   up.resize(B * F);
   if (!c.moe()) return;
@@ -282,8 +283,18 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
     run_expert(c, w / 2, L.experts[size_t(w / 2)], xn, rows[size_t(w)], w % 2 == 1, a.slots.data(), obs);
   };
   if (items >= 2 && num_threads() > 1 && !obs) {
+    // An error inside the loop is rethrown after it (an exception may not leave an OpenMP region).
+    std::exception_ptr error;
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int64_t i = 0; i < items; i++) run(i);
+    for (int64_t i = 0; i < items; i++) {
+      try {
+        run(i);
+      } catch (...) {
+#pragma omp critical(moe_error)
+        if (!error) error = std::current_exception();
+      }
+    }
+    if (error) std::rethrow_exception(error);
   } else {
     for (int64_t i = 0; i < items; i++) run(i);
   }
@@ -306,9 +317,12 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
   if (c.act_int8) fake_quant_int8_rows(a.gate.data(), n, S);
   linear(*L.shared.down, a.gate.data(), n, a.shared_y.data());
   for (int64_t t = 0; t < n; t++) {
-    double z = 0;
-    for (int64_t i = 0; i < D; i++) z += double(xn[t * D + i]) * L.shexp_gate[size_t(i)];
-    const float g = float(1.0 / (1.0 + std::exp(-z)));
+    float g = 1.0f;  // DeepSeek's shared experts: ungated
+    if (c.shared_gate()) {
+      double z = 0;
+      for (int64_t i = 0; i < D; i++) z += double(xn[t * D + i]) * L.shexp_gate[size_t(i)];
+      g = float(1.0 / (1.0 + std::exp(-z)));
+    }
     for (int64_t i = 0; i < D; i++) y[t * D + i] += g * a.shared_y[size_t(t * D + i)];
   }
 }
@@ -540,7 +554,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   join_residual(c, x, a_.xn.data(), L.bo, L.attn_post_norm, n);
 
   pre_norm(c, L.ffn_norm, x, n, a_.xn.data());
-  if (c.moe()) {
+  if (c.layer_moe(l)) {
     if (obs) (*obs)(LinearSite::FfnIn, -1, a_.xn.data(), n, D);
     if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
     const std::vector<uint8_t> batched(size_t(n), n >= kMatmulBatchMin);

@@ -85,7 +85,10 @@ struct ForwardBuffers {
   std::vector<float> probs, weights, slots, moe_y, shared_y;  // mixture of experts
   std::vector<int32_t> chosen;
   void resize(const ModelConfig& c, size_t tokens);
-  uint64_t floats() const { return x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size(); }
+  uint64_t floats() const {
+    return x.size() + xn.size() + q.size() + k.size() + v.size() + att.size() + gate.size() + up.size() + probs.size() +
+           weights.size() + slots.size() + moe_y.size() + shared_y.size() + chosen.size();
+  }
 };
 
 // Runs a linear layer on rows of activations (InferenceState: matmul;

@@ -229,11 +229,14 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   test::SyntheticSpec olmoe;
   olmoe.arch = "OlmoeForCausalLM";
   olmoe.norm_topk = false;
+  test::SyntheticSpec deepseek;  // DeepSeekMoE: block 0 dense, then 5 routed experts (3 used) and 2 shared ones
+  deepseek.arch = "DeepseekForCausalLM";
+  deepseek.experts = 5, deepseek.experts_used = 3, deepseek.norm_topk = false;
   for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
                         Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3},
                         Case{"granite", granite}, Case{"smollm3", smollm3}, Case{"olmo2", olmo2}, Case{"phi3", phi3},
                         Case{"phi3-partial-rotary", phi3_partial}, Case{"mixtral", mixtral}, Case{"qwen2moe", qwen2moe},
-                        Case{"qwen3moe", qwen3moe}, Case{"olmoe", olmoe}}) {
+                        Case{"qwen3moe", qwen3moe}, Case{"olmoe", olmoe}, Case{"deepseek", deepseek}}) {
     SCOPED_TRACE(c.name);
     std::string dir = test::temp_dir();
     test::write_synthetic_hf(dir, c.spec);
@@ -257,7 +260,7 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
     }
     const bool llama_family = c.spec.arch == "LlamaForCausalLM" || c.spec.arch == "MistralForCausalLM" ||
                               c.spec.arch == "GraniteForCausalLM" || c.spec.arch == "SmolLM3ForCausalLM" ||
-                              c.spec.arch == "MixtralForCausalLM";
+                              c.spec.arch == "MixtralForCausalLM" || c.spec.arch == "DeepseekForCausalLM";
     EXPECT_EQ(gg->cfg.rope_layout, llama_family ? RopeLayout::Interleaved : RopeLayout::Halves);
     EXPECT_EQ(back->cfg.arch, hf->cfg.arch);
     if (phi3_family) {  // fused in the file, as llama.cpp's converter writes them

@@ -111,9 +111,16 @@ void read_gguf_experts(const GGUFFile& g, const std::string& path, ModelConfig& 
   if (c.n_experts == 0) return;
   if (c.gguf_arch == "deci") fail("{}: deci with experts is not a llama.cpp architecture", path);
   c.n_experts_used = count("expert_used_count", 1, c.n_experts, std::nullopt);
-  const bool qwen = c.arch == "qwen2moe" || c.arch == "qwen3moe";
-  c.expert_ffn = count("expert_feed_forward_length", 1, 1 << 20, qwen ? c.ffn_dim / c.n_experts_used : c.ffn_dim);
+  const bool qwen = c.arch == "qwen2moe" || c.arch == "qwen3moe", deepseek = c.arch == "deepseek";
+  c.expert_ffn = count("expert_feed_forward_length", 1, 1 << 20,
+                       deepseek ? std::nullopt : std::optional<int64_t>(qwen ? c.ffn_dim / c.n_experts_used : c.ffn_dim));
   c.shared_ffn = c.arch == "qwen2moe" ? count("expert_shared_feed_forward_length", 1, 1 << 20, c.ffn_dim) : 0;
+  if (deepseek) {  // its shared experts counted in experts of expert_ffn; routed weights scaled unless 0 or 1
+    c.shared_ffn = count("expert_shared_count", 0, 64, std::nullopt) * c.expert_ffn;
+    c.n_dense_lead = count("leading_dense_block_count", 0, c.n_layers - 1, 0);
+    const double scale = g.get_float(k + "expert_weights_scale").value_or(0.0);
+    if (scale != 0) c.expert_scale = config_float(scale, path, k + "expert_weights_scale");
+  }
   if (const GGUFValue* v = g.find(k + "expert_weights_norm")) {
     if (v->type != GGUFType::BOOL) fail("{}: {}expert_weights_norm should be a bool", path, k);
     c.expert_norm = v->as_int() != 0;
@@ -161,10 +168,10 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   std::string arch = g.req_string("general.architecture");
   auto& c = m->cfg;
   static const std::set<std::string> kArchs = {"llama", "qwen2", "qwen3",    "gemma2",   "gemma3", "granite", "smollm3",
-                                               "olmo2", "phi3",  "qwen2moe", "qwen3moe", "olmoe",  "deci"};
+                                               "olmo2", "phi3",  "qwen2moe", "qwen3moe", "olmoe",  "deepseek", "deci"};
   if (!kArchs.count(arch))
     fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, olmo2, phi3, "
-         "qwen2moe, qwen3moe, olmoe, deci)",
+         "qwen2moe, qwen3moe, olmoe, deepseek, deci)",
          path, arch);
   // deci: llama.cpp's Llama with per-layer head counts and feed-forward sizes
   // (what non-uniform structured pruning writes).

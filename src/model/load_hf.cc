@@ -141,6 +141,22 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, c
 void read_experts(const nlohmann::json& j, const std::string& path, const std::string& arch_name, ModelConfig& c) {
   const bool mixtral = arch_name == "MixtralForCausalLM";
   if (!mixtral && !moe_arch(c.arch)) return;
+  const auto get = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
+  if (c.arch == "deepseek") {  // DeepseekConfig: routed and shared experts of moe_intermediate_size, dense first blocks
+    c.n_experts = get("n_routed_experts", std::nullopt);
+    c.n_experts_used = get("num_experts_per_tok", std::nullopt);
+    c.expert_ffn = get("moe_intermediate_size", std::nullopt);
+    const int64_t shared = get("n_shared_experts", 0);
+    if (shared < 0 || shared > 64) fail("{}: n_shared_experts {} is out of range [0, 64]", path, shared);
+    c.shared_ffn = shared * c.expert_ffn;
+    c.n_dense_lead = get("first_k_dense_replace", 0);
+    if (get("moe_layer_freq", 1) != 1) fail("{}: moe_layer_freq {}: dense blocks between the mixtures are not supported", path, get("moe_layer_freq", 1));
+    if (const std::string f = json_string(j, "scoring_func", path, "", "softmax"); f != "softmax")
+      fail("{}: scoring_func '{}' is not supported (softmax)", path, f);
+    c.expert_norm = json_bool(j, "norm_topk_prob", path, "", false);
+    c.expert_scale = config_float(json_number(j, "routed_scaling_factor", path, "", 1.0), path, "routed_scaling_factor");
+    return;
+  }
   const auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
   c.n_experts = get_int(mixtral ? "num_local_experts" : "num_experts", std::nullopt);
   c.n_experts_used = get_int("num_experts_per_tok", std::nullopt);

@@ -70,8 +70,9 @@ void Model::bind_experts(int64_t l, LayerWeights& L, const std::unordered_map<st
   const std::string b = fmt::format("blk.{}.", l);
   const auto get = [&](const std::string& name, std::vector<int64_t> shape) -> const Tensor* {
     const auto it = by_name.find(name);
-    if (it == by_name.end()) fail("{}: missing tensor {} ({} {}, {} {})", path, name, c.field("num_experts"),
-                                  c.n_experts, c.field("moe_intermediate_size"), c.expert_ffn);
+    if (it == by_name.end())
+      fail("{}: missing tensor {} ({} {}, {} {})", path, name, c.field(c.expert_field("count")), c.n_experts,
+           c.field(c.expert_field("size")), c.expert_ffn);
     return &require(*this, name, std::move(shape));
   };
   L.router = get(b + "ffn_gate_inp.weight", {c.n_experts, c.dim});
@@ -85,12 +86,12 @@ void Model::bind_experts(int64_t l, LayerWeights& L, const std::unordered_map<st
   // More experts in the file than the config names would be silently unused.
   const std::string past = expert_tensor_name(b + "ffn_gate_exps.weight", c.n_experts);
   if (by_name.count(past))
-    fail("{}: tensor {} is past the {} experts of {}", path, past, c.n_experts, c.field("num_experts"));
+    fail("{}: tensor {} is past the {} experts of {}", path, past, c.n_experts, c.field(c.expert_field("count")));
   if (c.shared_ffn > 0) {
     L.shared.gate = get(b + "ffn_gate_shexp.weight", {c.shared_ffn, c.dim});
     L.shared.up = get(b + "ffn_up_shexp.weight", {c.shared_ffn, c.dim});
     L.shared.down = get(b + "ffn_down_shexp.weight", {c.dim, c.shared_ffn});
-    L.shexp_gate = small_f32(*this, b + "ffn_gate_inp_shexp.weight", c.dim);
+    if (c.shared_gate()) L.shexp_gate = small_f32(*this, b + "ffn_gate_inp_shexp.weight", c.dim);
   }
 }
 
@@ -127,7 +128,7 @@ void Model::bind() {
     L.wk = &require(*this, n("attn_k.weight"), {kvd, c.dim});
     L.wv = &require(*this, n("attn_v.weight"), {kvd, c.dim});
     L.wo = &require(*this, n("attn_output.weight"), {c.dim, qd});
-    if (c.moe()) {
+    if (c.layer_moe(l)) {
       bind_experts(l, L, by_name);
     } else {
       L.w_gate = &require(*this, n("ffn_gate.weight"), {F, c.dim});
@@ -235,15 +236,15 @@ void split_expert_tensors(Model& m) {
     if (t.shape.size() != 3 || t.shape[0] < 1)
       fail("{}: {} has shape {}, a stack of experts needs [experts, rows, columns]", m.path, t.name, t.shape_str());
     if (t.shape[0] != m.cfg.n_experts)
-      fail("{}: {} holds {} experts, {} says {}", m.path, t.name, t.shape[0], m.cfg.field("num_experts"),
+      fail("{}: {} holds {} experts, {} says {}", m.path, t.name, t.shape[0], m.cfg.field(m.cfg.expert_field("count")),
            m.cfg.n_experts);
     const ModelConfig& c = m.cfg;
     const bool down = t.name == b + "ffn_down_exps.weight";
     const int64_t want_rows = down ? c.dim : c.expert_ffn, want_cols = down ? c.expert_ffn : c.dim;
     if (t.shape[1] != want_rows || t.shape[2] != want_cols)
       fail("{}: {} has shape {}, the config ({} {}, {} {}) needs [{}, {}, {}]", m.path, t.name, t.shape_str(),
-           c.field("hidden_size"), c.dim, c.field(c.arch == "llama" || c.arch == "olmoe" ? "intermediate_size" : "moe_intermediate_size"),
-           c.expert_ffn, c.n_experts, want_rows, want_cols);
+           c.field("hidden_size"), c.dim, c.field(c.expert_field("size")), c.expert_ffn, c.n_experts, want_rows,
+           want_cols);
     const int64_t rows = t.shape[1];
     Tensor flat = t;
     flat.shape = {t.shape[0] * rows, t.shape[2]};
@@ -272,10 +273,13 @@ std::string expert_to_canonical(const std::string& rest, const std::string& b, b
     if (!rest.starts_with("block_sparse_moe.experts.")) return "";
   } else {
     static const std::pair<const char*, const char*> kShared[] = {
-        {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},
+        {"mlp.shared_expert.gate_proj.weight", "ffn_gate_shexp.weight"},  // Qwen2-MoE
         {"mlp.shared_expert.up_proj.weight", "ffn_up_shexp.weight"},
         {"mlp.shared_expert.down_proj.weight", "ffn_down_shexp.weight"},
-        {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"}};
+        {"mlp.shared_expert_gate.weight", "ffn_gate_inp_shexp.weight"},
+        {"mlp.shared_experts.gate_proj.weight", "ffn_gate_shexp.weight"},  // DeepSeek
+        {"mlp.shared_experts.up_proj.weight", "ffn_up_shexp.weight"},
+        {"mlp.shared_experts.down_proj.weight", "ffn_down_shexp.weight"}};
     for (auto& [hf, c] : kShared)
       if (rest == hf) return b + c;
     if (!rest.starts_with("mlp.experts.")) return "";
@@ -358,9 +362,9 @@ std::string canonical_to_hf(const std::string& c, const ModelConfig& cfg) {
   if (cfg.moe()) {
     const bool mixtral = cfg.arch == "llama";
     names.push_back(mixtral ? "block_sparse_moe.gate.weight" : "mlp.gate.weight");
-    for (const char* s : {"mlp.shared_expert.gate_proj.weight", "mlp.shared_expert.up_proj.weight",
-                          "mlp.shared_expert.down_proj.weight", "mlp.shared_expert_gate.weight"})
-      names.push_back(s);
+    const std::string sx = cfg.arch == "deepseek" ? "mlp.shared_experts." : "mlp.shared_expert.";
+    for (const char* p : {"gate_proj.weight", "up_proj.weight", "down_proj.weight"}) names.push_back(sx + p);
+    names.push_back("mlp.shared_expert_gate.weight");
     if (const auto e = stacked_expert_name(c)) {
       const std::string x = (mixtral ? "block_sparse_moe.experts." : "mlp.experts.") + std::to_string(e->second) + ".";
       for (const char* p : mixtral ? std::vector<const char*>{"w1.weight", "w3.weight", "w2.weight"}

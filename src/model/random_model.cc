@@ -159,6 +159,11 @@ const std::vector<ModelShape>& model_shapes() {
     s.push_back({"qwen1.5-moe-a2.7b", with_experts(llama_like(151936, 2048, 24, 16, 16, 5632, 8192, 1000000.0f, 1e-6f,
                                                               false),
                                                    "qwen2moe", 60, 4, 1408, 5632)});
+    // DeepSeekMoE 16B: a dense first block, 64 routed experts (6 per token) and 2 shared ones of 1408.
+    ModelConfig ds = with_experts(llama_like(102400, 2048, 28, 16, 16, 10944, 4096, 10000.0f, 1e-6f, false), "deepseek",
+                                  64, 6, 1408, 2 * 1408);
+    ds.n_dense_lead = 1;
+    s.push_back({"deepseek-moe-16b", ds});
     s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
     ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
     l32.rope_scaling = "llama3";
@@ -221,7 +226,7 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
     if (cfg.post_norms) add(p + "post_attention_norm.weight", {D});
     if (cfg.pre_norms) add(p + "ffn_norm.weight", {D});
     if (cfg.post_norms) add(p + "post_ffw_norm.weight", {D});
-    if (!cfg.moe()) {
+    if (!cfg.layer_moe(l)) {
       add(p + "ffn_gate.weight", {cfg.ffn_dim, D});
       add(p + "ffn_up.weight", {cfg.ffn_dim, D});
       add(p + "ffn_down.weight", {D, cfg.ffn_dim});
@@ -233,7 +238,7 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
         add(expert_tensor_name(p + proj + "_exps.weight", e),
             proj == std::string("ffn_down") ? std::vector<int64_t>{D, cfg.expert_ffn} : std::vector<int64_t>{cfg.expert_ffn, D});
     if (cfg.shared_ffn > 0) {
-      add(p + "ffn_gate_inp_shexp.weight", {D});
+      if (cfg.shared_gate()) add(p + "ffn_gate_inp_shexp.weight", {D});
       add(p + "ffn_gate_shexp.weight", {cfg.shared_ffn, D});
       add(p + "ffn_up_shexp.weight", {cfg.shared_ffn, D});
       add(p + "ffn_down_shexp.weight", {D, cfg.shared_ffn});

@@ -255,7 +255,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
 
   pre_norm(c, L.ffn_norm, x, n, a_.xn.data());
   if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
-  if (c.moe()) {
+  if (c.layer_moe(l)) {
     batched_.assign(size_t(n), 0);
     for (int64_t r : prompt_rows_) batched_[size_t(r)] = 1;
     const LinearFn lin = [this](const Tensor& w, const float* in, int64_t rows, float* out) { linear(w, in, rows, out); };

@@ -51,7 +51,7 @@ void add_imatrix(CLI::App& app) {
     // them importance 1, as lmpress does), and the coverage is reported.
     int64_t experts = 0, reached = 0;
     for (int64_t l = 0; l < m->cfg.n_layers; l++)
-      for (int64_t e = 0; e < m->cfg.n_experts; e++) {
+      for (int64_t e = 0; e < (m->cfg.layer_moe(l) ? m->cfg.n_experts : 0); e++) {
         experts++;
         for (LinearSite s : {LinearSite::FfnIn, LinearSite::FfnDown})
           for (const auto& name : linear_names(m->cfg, l, s, e)) {

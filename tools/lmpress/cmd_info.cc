@@ -58,6 +58,7 @@ void add_info(CLI::App& app) {
         j["config"]["expert_intermediate_size"] = c.expert_ffn;
         j["config"]["norm_topk_prob"] = c.expert_norm;
         if (c.shared_ffn > 0) j["config"]["shared_expert_intermediate_size"] = c.shared_ffn;
+        if (c.n_dense_lead > 0) j["config"]["first_k_dense_replace"] = c.n_dense_lead;
       }
       if (c.attn_softcap > 0) j["config"]["attn_logit_softcapping"] = c.attn_softcap;
       if (c.final_softcap > 0) j["config"]["final_logit_softcapping"] = c.final_softcap;
@@ -116,7 +117,8 @@ void add_info(CLI::App& app) {
     if (c.moe())
       fmt::print("experts:       {} of {} per token, each ffn {}, weights {}renormalized{}\n", c.n_experts_used,
                  c.n_experts, c.expert_ffn, c.expert_norm ? "" : "not ",
-                 c.shared_ffn > 0 ? fmt::format(", a shared expert of ffn {}", c.shared_ffn) : "");
+                 (c.shared_ffn > 0 ? fmt::format(", a shared expert of ffn {}", c.shared_ffn) : "") +
+                     (c.n_dense_lead > 0 ? fmt::format("; the first {} blocks dense", c.n_dense_lead) : ""));
     if (c.attn_softcap > 0 || c.final_softcap > 0)
       fmt::print("soft-capping:  attention {}, logits {}\n", c.attn_softcap, c.final_softcap);
     if (!m->rotation.empty()) fmt::print("rotation:      {} (residual stream, folded into the weights)\n", m->rotation);

@@ -43,6 +43,7 @@ void add_make_model(CLI::App& app) {
     set_num_threads(o->threads);
     ModelConfig cfg = find_model_shape(o->shape);
     if (o->layers > 0) cfg.n_layers = std::min(cfg.n_layers, o->layers);
+    if (cfg.n_dense_lead >= cfg.n_layers) cfg.n_dense_lead = cfg.n_layers - 1;  // keep a mixture among the layers
     if (!cfg.layer_swa.empty()) cfg.layer_swa.resize(size_t(cfg.n_layers));
     if (!cfg.layer_rope.empty()) cfg.layer_rope.resize(size_t(cfg.n_layers));
     if (o->window >= 0) cfg.sliding_window = o->window;

@@ -124,6 +124,7 @@ void print_experts(const ExpertPruneReport& r, bool json) {
     return;
   }
   for (size_t l = 0; l < r.kept.size(); l++) {
+    if (r.kept[l].empty()) continue;  // a dense block
     fmt::print("blk.{:<3} kept", l);
     for (int64_t e : r.kept[l]) fmt::print(" {}", e);
     fmt::print("\n");
@@ -145,8 +146,9 @@ void add_prune(CLI::App& app) {
   auto* cmd = app.add_subcommand("prune", "Prune the linear layers (magnitude, Wanda, SparseGPT; unstructured or N:M)");
   add_path_option(cmd, "input", o->in, "Input model (float: GGUF, Hugging Face directory, llama2.c)", PathRole::Model)->required();
   add_path_option(cmd, "output", o->out, "Output .gguf file", PathRole::Output)->required();
-  cmd->add_option("--method", o->method,
-                  "magnitude, wanda or sparsegpt (the last two need --calib); with --experts: reap or frequency")
+  auto* method = cmd->add_option("--method", o->method,
+                                 "magnitude, wanda or sparsegpt (the last two need --calib); with --experts: reap or "
+                                 "frequency (default reap)")
       ->capture_default_str();
   auto* sp = cmd->add_option("--sparsity", o->sparsity, "Fraction of each linear layer's weights to zero (0..1)");
   auto* nm = cmd->add_option("--nm", o->nm, "Semi-structured N:M: N nonzero weights in every M of a row (2:4, 4:8)");
@@ -187,7 +189,7 @@ void add_prune(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
   add_finite_check_flag(cmd, o->no_finite_check);
-  on_run(cmd, [o] {
+  on_run(cmd, [o, method] {
     set_num_threads(o->threads);
     if (!o->experts.empty()) {
       ExpertPruneOptions eo;
@@ -195,7 +197,7 @@ void add_prune(CLI::App& app) {
       const auto n = parse_number(o->experts, "--experts");
       if (n >= 1 && n == std::floor(n)) eo.keep = int64_t(n);
       else eo.ratio = n;
-      if (o->method == "reap" || o->method == "magnitude") eo.score = ExpertScore::Reap;
+      if (o->method == "reap" || method->count() == 0) eo.score = ExpertScore::Reap;
       else if (o->method == "frequency") eo.score = ExpertScore::Frequency;
       else fail("--method {}: with --experts, reap or frequency", o->method);
       if (o->calib.file.empty()) fail("--experts scores the experts on calibration text: --calib FILE");
