@@ -289,7 +289,19 @@ TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
   EXPECT_LT(skipped.size(), 96u);
   expect_cli_error("quantize " + model + " " + d + "/a.gguf --type q4_0 --method awq --calib " + data + "imatrix_text.txt",
                    "AWQ does not reach the experts");
-  expect_cli_error("prune " + model + " " + d + "/p.gguf --sparsity 0.5", "does not reach the experts");
+  // Wanda prunes each expert on its routed rows (the router is left whole).
+  r = run_cli("prune " + model + " " + d + "/p.gguf --sparsity 0.5 --method wanda --calib " + data +
+              "imatrix_text.txt --calib-ctx 64 --calib-samples 4 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  std::set<std::string> pruned;
+  const auto pj = nlohmann::json::parse(r.out);
+  for (const auto& t : pj["tensors"]) {
+    pruned.insert(t["name"].get<std::string>());
+    EXPECT_NEAR(t["sparsity"].get<double>(), 0.5, 1e-6) << t["name"];
+  }
+  EXPECT_TRUE(pruned.count("blk.1.ffn_down.15.weight") && pruned.count("blk.0.attn_q.weight"));
+  EXPECT_FALSE(pruned.count("blk.0.ffn_gate_inp.weight"));
+  EXPECT_EQ(load_model(d + "/p.gguf")->cfg.n_experts, 16);
 }
 
 // Expert pruning: each layer keeps its best experts by REAP's router-weighted output norm or by the tokens

@@ -50,8 +50,7 @@ class Pruner {
       types_ = plan_tensor_types(m, mix);
     }
     for (int64_t l = 0; l < m.cfg.n_layers; l++)
-      for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(m_.cfg, l, site)) {
+      for (const auto& w : prunable(l)) {
           const Tensor& t = tensor_ref(m_, w);
           if (o.pattern.is_nm() && t.cols() % o.pattern.m != 0)
             fail("{}: {} input columns do not split into groups of {} ({} pattern)", w, t.cols(), o.pattern.m,
@@ -62,7 +61,17 @@ class Pruner {
               fail("{}: {} columns are not a multiple of the {} block of {}", w, t.cols(), blk, dtype_name(*o.quantize));
             types_[w] = *o.quantize;
           }
-        }
+      }
+  }
+
+  // Block l's linears to prune: a mixture's experts too, never its router.
+  std::vector<std::string> prunable(int64_t l) const {
+    std::vector<std::string> v;
+    for (LinearSite site : kLinearSites)
+      for (int64_t e : site_experts(m_.cfg))
+        for (const auto& w : linear_names(m_.cfg, l, site, e))
+          if (!is_router(w)) v.push_back(w);
+    return v;
   }
 
   // The pattern for block l: the requested one, or its OWL sparsity.
@@ -78,8 +87,7 @@ class Pruner {
   void run_magnitude(ModelWriter& out) {
     std::vector<std::pair<int64_t, std::string>> linears;  // (block, weight name)
     for (int64_t l = 0; l < m_.cfg.n_layers; l++)
-      for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(m_.cfg, l, site)) linears.emplace_back(l, w);
+      for (const auto& w : prunable(l)) linears.emplace_back(l, w);
     // Global: each matrix's share of one threshold across all of them.
     std::vector<int64_t> global_zeros;
     if (o_.global)
@@ -117,11 +125,11 @@ class Pruner {
     rep_.calib_tokens = cal.n_tokens();
     Progress progress(prune_method_name(o_.method), uint64_t(m_.cfg.n_layers));
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
-      std::map<LinearSite, std::vector<float>> H;
-      std::map<LinearSite, int64_t> cols;
-      const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t c) {
-        accumulate_hessian(H[s], x, n, c);
-        cols[s] = c;
+      std::map<std::pair<LinearSite, int64_t>, std::vector<float>> H;  // by (site, expert)
+      std::map<std::pair<LinearSite, int64_t>, int64_t> cols;
+      const LinearObserver obs = [&](LinearSite s, int64_t e, const float* x, int64_t n, int64_t c) {
+        accumulate_hessian(H[{s, e}], x, n, c);
+        cols[{s, e}] = c;
       };
       cal.run(l, m_.layers[size_t(l)], &obs, false);
       // Each linear is read again, alone, when it is compressed.
@@ -134,10 +142,23 @@ class Pruner {
       }
       rep_.memory.statistics_bytes = std::max(rep_.memory.statistics_bytes, stat_bytes + solver);
       const std::vector<Tensor> originals = block_tensors(m_, l);
-      for (LinearSite site : kLinearSites) {
-        for (const auto& w : linear_names(m_.cfg, l, site)) prune_linear(tensor_ref(m_, w), H.at(site), pattern(l));
-        std::vector<float>().swap(H.at(site));  // done with: the next sites' solvers have its memory
-      }
+      for (LinearSite site : kLinearSites)
+        for (int64_t e : site_experts(m_.cfg)) {
+          const auto it = H.find({site, e});
+          for (const auto& w : linear_names(m_.cfg, l, site, e)) {
+            if (is_router(w)) continue;
+            if (it == H.end()) {  // an expert no calibration token reached: by magnitude, listed
+              Tensor& t = tensor_ref(m_, w);
+              auto W = to_f32(t);
+              magnitude_prune(W.data(), t.rows(), t.cols(), pattern(l));
+              finish(t, std::move(W), nullptr, nullptr);
+              rep_.uncalibrated.push_back(w);
+              continue;
+            }
+            prune_linear(tensor_ref(m_, w), it->second, pattern(l));
+          }
+          if (it != H.end()) std::vector<float>().swap(it->second);  // done with: the next solvers have its memory
+        }
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);  // the next block sees this block pruned
       out.write_block(l);
@@ -214,7 +235,6 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   map_large_buffers();
   PruneReport rep;
   rep.n_params = m.n_params();
-  refuse_experts(m, "weight pruning (magnitude, Wanda, SparseGPT)");
   if (o.rotate) rotate_model(m, *o.rotate);
   if (o.owl) {
     if (o.pattern.is_nm()) fail("--owl sets a sparsity per block; it does not apply to N:M patterns");

@@ -43,6 +43,8 @@ struct PruneReport {
   int64_t n_params = 0, n_linear = 0, n_zero = 0;  // n_zero: zeros in the pruned linears
   uint64_t bytes_out = 0;
   int64_t calib_tokens = 0;
+  // A mixture's expert linears no calibration token was routed to (pruned by magnitude instead).
+  std::vector<std::string> uncalibrated;
   double seconds = 0;
   std::vector<double> owl_ratios, layer_sparsity;  // with OWL: per block outlier ratio and target
   MemoryReport memory;

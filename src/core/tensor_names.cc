@@ -30,4 +30,6 @@ std::optional<std::pair<std::string, int64_t>> stacked_expert_name(const std::st
   return std::nullopt;
 }
 
+bool is_router(const std::string& name) { return layer_of(name) >= 0 && name.ends_with(".ffn_gate_inp.weight"); }
+
 }  // namespace lmpress

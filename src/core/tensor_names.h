@@ -16,5 +16,7 @@ int64_t layer_of(const std::string& name);
 // of a per-expert name, nullopt for any other name.
 std::string expert_tensor_name(const std::string& stacked, int64_t e);
 std::optional<std::pair<std::string, int64_t>> stacked_expert_name(const std::string& name);
+// A mixture of experts' router (blk.N.ffn_gate_inp.weight): kept f32, never pruned.
+bool is_router(const std::string& name);
 
 }  // namespace lmpress

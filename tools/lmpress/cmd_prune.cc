@@ -31,6 +31,7 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
                              {"sparsity_model", r.n_params ? double(r.n_zero) / double(r.n_params) : 0.0},
                              {"n_params", r.n_params}, {"bytes_out", r.bytes_out}, {"bpw", bpw},
                              {"calib_tokens", r.calib_tokens}, {"seconds", r.seconds}};
+    if (!r.uncalibrated.empty()) j["uncalibrated"] = r.uncalibrated;
     if (!r.layer_sparsity.empty()) {
       j["owl_outlier_ratio"] = r.owl_ratios;
       j["layer_sparsity"] = r.layer_sparsity;
@@ -55,6 +56,9 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
   fmt::print("size {:.2f} MiB, {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / (1 << 20), bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
   fmt::print("\n{}\n", r.memory.line());
+  if (!r.uncalibrated.empty())
+    fmt::print("{} expert linears saw no calibration token and were pruned by magnitude (first: {})\n",
+               r.uncalibrated.size(), r.uncalibrated.front());
 }
 
 void print_structured(const StructuredReport& r, bool json) {
