@@ -304,6 +304,21 @@ TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
   EXPECT_EQ(load_model(d + "/p.gguf")->cfg.n_experts, 16);
 }
 
+// SmoothQuant on a mixture: each block's ffn_norm scales fold into every linear reading its output (the router,
+// each expert's gate/up), so the routing and the function stay the same.
+TEST(SmoothCli, MixtureKeepsItsFunction) {
+  const std::string d = test::temp_dir();
+  const std::string model = small_moe(d);
+  auto r = run_cli("smooth " + model + " " + d + "/s.gguf --alpha 0.5 --calib " +
+                   std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt --calib-samples 4 --calib-ctx 64");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NEAR(cli_ppl(d + "/s.gguf") / cli_ppl(model), 1.0, 1e-4);
+  auto a = load_model(model), b = load_model(d + "/s.gguf");
+  for (const char* name : {"blk.1.ffn_gate_inp.weight", "blk.1.ffn_up.9.weight", "blk.1.attn_q.weight"})
+    EXPECT_NE(to_f32(a->tensor(name)), to_f32(b->tensor(name))) << name << " was rescaled";
+  EXPECT_EQ(to_f32(a->tensor("blk.1.ffn_down.9.weight")), to_f32(b->tensor("blk.1.ffn_down.9.weight")));
+}
+
 // Expert pruning: each layer keeps its best experts by REAP's router-weighted output norm or by the tokens
 // routed to them, the router's rows cut to match; the smaller file is a qwen3moe llama.cpp loads
 // (llama-perplexity -c 128 --chunks 20 on the REAP file: 485.6869).

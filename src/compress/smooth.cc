@@ -21,7 +21,6 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
   const int64_t L = m.cfg.n_layers, D = m.cfg.dim;
   // max|x| per channel at each block's two norm outputs, from one calibrated pass.
   std::vector<std::vector<float>> amax(size_t(2 * L), std::vector<float>(size_t(D), 0.0f));
-  refuse_experts(m, "SmoothQuant");
   LayerwiseCalibrator cal(m, calibration_windows(m, calib));
   SmoothReport rep;
   rep.calib_tokens = cal.n_tokens();
@@ -43,17 +42,20 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
     for (int site = 0; site < 2; site++) {
       const std::string b = "blk." + std::to_string(l) + ".";
       const std::string norm = b + (site == 0 ? "attn_norm.weight" : "ffn_norm.weight");
-      const std::vector<std::string> linears =
-          site == 0 ? std::vector<std::string>{b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"}
-                    : std::vector<std::string>{b + "ffn_gate.weight", b + "ffn_up.weight"};
-      std::vector<std::vector<float>> w;
+      // Every linear reading the norm's output: q/k/v, or gate/up (a mixture: the router, the shared
+      // expert's and every expert's gate/up, whose inputs are rows of the same output).
+      std::vector<std::string> linears;
+      for (int64_t e : site_experts(m.cfg))
+        for (const auto& name : linear_names(m.cfg, l, site == 0 ? LinearSite::AttnIn : LinearSite::FfnIn, e))
+          linears.push_back(name);
+      // Max |w| per input channel, a matrix at a time (a mixture's experts are not held at once).
       std::vector<float> wmax(static_cast<size_t>(D), 0.0f);
       for (const auto& name : linears) {
         const Tensor& t = m.tensor(name);
         if (t.cols() != D) fail("{}: {} has {} columns, the model's width is {}", m.path, name, t.cols(), D);
-        w.push_back(to_f32(t));
+        const std::vector<float> w = to_f32(t);
         for (int64_t r = 0; r < t.rows(); r++)
-          for (int64_t j = 0; j < D; j++) wmax[size_t(j)] = std::max(wmax[size_t(j)], std::fabs(w.back()[size_t(r * D + j)]));
+          for (int64_t j = 0; j < D; j++) wmax[size_t(j)] = std::max(wmax[size_t(j)], std::fabs(w[size_t(r * D + j)]));
       }
       const auto& a = amax[size_t(2 * l + site)];
       std::vector<float> s(static_cast<size_t>(D));
@@ -68,11 +70,12 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
       std::vector<float> g = to_f32(m.tensor(norm));
       for (int64_t j = 0; j < D; j++) g[size_t(j)] /= s[size_t(j)];
       m.set_f32(norm, std::move(g));
-      for (size_t k = 0; k < linears.size(); k++) {
-        const int64_t rows = m.tensor(linears[k]).rows();
-        for (int64_t r = 0; r < rows; r++)
-          for (int64_t j = 0; j < D; j++) w[k][size_t(r * D + j)] *= s[size_t(j)];
-        m.set_f32(linears[k], std::move(w[k]));
+      for (const auto& name : linears) {
+        const Tensor& t = m.tensor(name);
+        std::vector<float> w = to_f32(t);
+        for (int64_t r = 0; r < t.rows(); r++)
+          for (int64_t j = 0; j < D; j++) w[size_t(r * D + j)] *= s[size_t(j)];
+        m.set_f32(name, std::move(w));
       }
     }
   m.bind();
