@@ -224,7 +224,7 @@ TensorTypeOverride parse_tensor_type_override(const std::string& spec) {
 bool is_quantizable(const Tensor& t) {
   const std::string& n = t.name;
   return t.shape.size() == 2 && n.size() > 6 && n.compare(n.size() - 6, 6, "weight") == 0 &&
-         !contains(n, "_norm.weight") && n != "rope_freqs.weight" && !contains(n, "ffn_gate_inp.weight");
+         !contains(n, "_norm.weight") && n != "rope_freqs.weight" && !is_router(n);
 }
 
 namespace {

@@ -65,7 +65,7 @@ void check_finite_values(const std::string& name, const float* f, int64_t n, int
 
 // A matrix --dtype converts: not a mixture's router, which stays f32 as llama.cpp's converter keeps it.
 bool is_matrix_weight(const Tensor& t) {
-  return t.shape.size() == 2 && t.name != "rope_freqs.weight" && !t.name.ends_with("ffn_gate_inp.weight");
+  return t.shape.size() == 2 && t.name != "rope_freqs.weight" && !is_router(t.name);
 }
 
 // The tensor as it should be written: target dtype, target RoPE pairing.

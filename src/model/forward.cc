@@ -186,6 +186,7 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
 
 void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights) {
   const int64_t E = c.n_experts, K = c.n_experts_used;
+  std::vector<int32_t> order(static_cast<size_t>(E));
   for (int64_t t = 0; t < n; t++) {
     const float* z = logits + t * E;
     float* p = probs + t * E;
@@ -196,7 +197,6 @@ void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* 
     int32_t* ch = chosen + t * K;
     float* w = weights + t * K;
     // The K most probable, best first; a tie goes to the lower expert (a stable partial sort).
-    std::vector<int32_t> order(static_cast<size_t>(E));
     for (int64_t e = 0; e < E; e++) order[size_t(e)] = int32_t(e);
     std::partial_sort(order.begin(), order.begin() + K, order.end(),
                       [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
@@ -554,15 +554,13 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   join_residual(c, x, a_.xn.data(), L.bo, L.attn_post_norm, n);
 
   pre_norm(c, L.ffn_norm, x, n, a_.xn.data());
+  if (obs) (*obs)(LinearSite::FfnIn, -1, a_.xn.data(), n, D);
+  if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   if (c.layer_moe(l)) {
-    if (obs) (*obs)(LinearSite::FfnIn, -1, a_.xn.data(), n, D);
-    if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
     const std::vector<uint8_t> batched(size_t(n), n >= kMatmulBatchMin);
     moe_feed_forward(m_, l, a_.xn.data(), n, batched.data(), matmul, a_, a_.moe_y.data(), obs);
     return join_residual(c, x, a_.moe_y.data(), L.b_down, L.ffn_post_norm, n);
   }
-  if (obs) (*obs)(LinearSite::FfnIn, -1, a_.xn.data(), n, D);
-  if (c.act_int8) fake_quant_int8_rows(a_.xn.data(), n, D);
   matmul(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   matmul(*L.w_up, a_.xn.data(), n, a_.up.data());
   ffn_activation(c, a_.gate.data(), a_.up.data(), n, F);

@@ -29,12 +29,12 @@ BatchEngine::BatchEngine(const Model& m, PagedKvCache& cache, int64_t max_tokens
     if (cache.kv_dim(l) != c.kv_dim(l))
       fail("batch engine: the KV cache's layer {} holds rows of {}, the model's {}", l, cache.kv_dim(l), c.kv_dim(l));
   check_policy_fits_model(cache.policy(), c);
-  for (const LayerWeights& L : m.layers)
+  for (const LayerWeights& L : m.layers) {
     for (const Tensor* w : {L.wq, L.wk, L.wv, L.wo, L.w_gate, L.w_up, L.w_down, L.shared.gate, L.shared.up, L.shared.down})
       invariant_ = invariant_ && (!w || matmul_rows_batch_invariant(*w));
-  for (const LayerWeights& L : m.layers)
     for (const auto& e : L.experts)
       for (const Tensor* w : {e.gate, e.up, e.down}) invariant_ = invariant_ && matmul_rows_batch_invariant(*w);
+  }
   invariant_ = invariant_ && matmul_rows_batch_invariant(*m.output);
   const size_t B = size_t(max_tokens);
   a_.resize(c, B);
