@@ -34,6 +34,7 @@ void add_smooth(CLI::App& app);
 void add_rotate(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_serve(CLI::App& app);
+void add_finetune(CLI::App& app);
 
 // --calib, --calib-samples, --calib-ctx (quantize, prune); `who`: the methods that use them.
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who);

@@ -151,6 +151,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_rotate(app);
   lmpress::cli::add_compare(app);
   lmpress::cli::add_serve(app);
+  lmpress::cli::add_finetune(app);
   try {
     lmpress::cli::check_every_command_guarded(app);
     lmpress::apply_cpu_isa_env();

@@ -1,0 +1,208 @@
+#include "train/finetune.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "core/error.h"
+#include "core/mapped_file.h"
+#include "model/forward.h"
+#include "train/train_model.h"
+
+namespace lmpress::train {
+
+Loss parse_loss(const std::string& s) {
+  Loss l;
+  if (s == "ce") return l;
+  if (s == "kl") return l.kind = Loss::KL, l;
+  if (s == "rkl") return l.kind = Loss::RKL, l;
+  if (s.rfind("mix:", 0) == 0) {
+    l.kind = Loss::Mix;
+    size_t used = 0;
+    try {
+      l.ce_weight = std::stod(s.substr(4), &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != s.size() - 4 || !(l.ce_weight >= 0 && l.ce_weight <= 1))
+      fail("--loss {}: mix:A takes A in [0, 1] (the cross-entropy's weight)", s);
+    return l;
+  }
+  fail("--loss {}: expected ce, kl, rkl or mix:A", s);
+}
+
+namespace {
+
+// Windows of ctx tokens from a text file: BOS (when the model uses one) and
+// ctx − 1 (or ctx) tokens, back to back; at most `limit` (−1: all).
+std::vector<std::vector<int32_t>> text_windows(const Model& m, const std::string& file, int64_t ctx, int64_t limit,
+                                               const char* what) {
+  const std::string text = read_text_file(file);
+  const auto tokens = m.tokenizer->encode(text, false, false);
+  const int32_t bos = m.tokenizer->vocab().bos;
+  const bool add_bos = bos >= 0 && m.tokenizer->vocab().add_bos;
+  const int64_t body = add_bos ? ctx - 1 : ctx;
+  std::vector<std::vector<int32_t>> out;
+  for (size_t s = 0; s + size_t(body) <= tokens.size() && (limit < 0 || int64_t(out.size()) < limit); s += size_t(body)) {
+    std::vector<int32_t> w;
+    if (add_bos) w.push_back(bos);
+    w.insert(w.end(), tokens.begin() + std::ptrdiff_t(s), tokens.begin() + std::ptrdiff_t(s) + body);
+    out.push_back(std::move(w));
+  }
+  if (out.empty())
+    fail("{}: the {} text is too short: {} tokens, one window of --ctx {} needs {}", file, what, tokens.size(), ctx,
+         body);
+  return out;
+}
+
+// Zeros of block linears that hold at least 1% zeros: a pruned model's mask.
+std::vector<uint8_t> sparsity_mask(const TrainModel<float>& tm, int64_t& frozen) {
+  std::vector<uint8_t> mask(tm.w.size(), 0);
+  frozen = 0;
+  for (const auto& p : tm.params()) {
+    if (p.rows == 1 || p.name.rfind("blk.", 0) != 0) continue;
+    const auto* w = tm.w.data() + p.offset;
+    const int64_t zeros = std::count(w, w + p.size(), 0.0f);
+    if (zeros * 100 < p.size()) continue;
+    for (int64_t i = 0; i < p.size(); i++)
+      if (w[i] == 0.0f) mask[p.offset + size_t(i)] = 1, frozen++;
+  }
+  return mask;
+}
+
+// Weight decay for matrices, not for norms, biases or the embedding table.
+std::vector<uint8_t> decay_mask(const TrainModel<float>& tm) {
+  std::vector<uint8_t> d(tm.w.size(), 0);
+  for (const auto& p : tm.params())
+    if (p.rows > 1 && p.name != "token_embd.weight")
+      std::fill(d.begin() + std::ptrdiff_t(p.offset), d.begin() + std::ptrdiff_t(p.offset) + p.size(), 1);
+  return d;
+}
+
+// Splits windows into inputs (all but the last token) and targets (all but the first).
+void inputs_and_targets(const std::vector<const std::vector<int32_t>*>& ws, std::vector<int32_t>& in,
+                        std::vector<int32_t>& tg) {
+  in.clear(), tg.clear();
+  for (const auto* w : ws) {
+    in.insert(in.end(), w->begin(), w->end() - 1);
+    tg.insert(tg.end(), w->begin() + 1, w->end());
+  }
+}
+
+double eval_ppl(TrainModel<float>& tm, const std::vector<std::vector<int32_t>>& windows, int64_t batch) {
+  if (windows.empty()) return 0;
+  std::vector<int32_t> in, tg;
+  double ce = 0;
+  int64_t count = 0;
+  for (size_t i = 0; i < windows.size(); i += size_t(batch)) {
+    std::vector<const std::vector<int32_t>*> ws;
+    for (size_t j = i; j < std::min(windows.size(), i + size_t(batch)); j++) ws.push_back(&windows[j]);
+    inputs_and_targets(ws, in, tg);
+    const int64_t n = int64_t(windows[0].size()) - 1;
+    ce += tm.eval_ce(in.data(), tg.data(), int64_t(ws.size()), n);
+    count += int64_t(ws.size()) * n;
+  }
+  return std::exp(ce / double(count));
+}
+
+void check_teacher(const Model& student, const Model& teacher) {
+  const auto& a = student.tokenizer->vocab();
+  const auto& b = teacher.tokenizer->vocab();
+  if (student.cfg.n_vocab != teacher.cfg.n_vocab || a.tokens != b.tokens)
+    fail("--teacher {}: its vocabulary ({} tokens) differs from the student's {} ({} tokens); distillation compares "
+         "the two distributions token by token",
+         teacher.path, teacher.cfg.n_vocab, student.path, student.cfg.n_vocab);
+}
+
+}  // namespace
+
+FinetuneReport finetune(Model& student, const Model* teacher, const FinetuneOptions& o,
+                        const std::function<void(const FinetunePoint&)>& on_step) {
+  if (o.steps < 1) fail("--steps must be at least 1 (got {})", o.steps);
+  if (o.batch < 1) fail("--batch must be at least 1 (got {})", o.batch);
+  if (o.accum < 1) fail("--accum must be at least 1 (got {})", o.accum);
+  if (o.ctx < 2) fail("--ctx must be at least 2 (got {})", o.ctx);
+  if (o.ctx > student.cfg.ctx_len)
+    fail("--ctx {} exceeds {}'s context of {} positions", o.ctx, student.path, student.cfg.ctx_len);
+  if (!(o.adam.lr > 0) || !std::isfinite(o.adam.lr)) fail("--lr must be a positive number (got {})", o.adam.lr);
+  if (o.loss.needs_teacher() && !teacher) fail("--loss kl, rkl and mix need --teacher MODEL");
+  check_trainable(student.cfg, student.path);
+  if (teacher) {
+    check_teacher(student, *teacher);
+    if (o.ctx > teacher->cfg.ctx_len)
+      fail("--ctx {} exceeds the teacher {}'s context of {} positions", o.ctx, teacher->path, teacher->cfg.ctx_len);
+  }
+  const auto windows = text_windows(student, o.data, o.ctx, -1, "training");
+  if (int64_t(windows.size()) < o.batch)
+    fail("{}: the training text holds {} windows of --ctx {}, fewer than one batch of {}", o.data, windows.size(),
+         o.ctx, o.batch);
+  const auto eval_windows = o.eval.empty() ? std::vector<std::vector<int32_t>>{}
+                                           : text_windows(student, o.eval, o.ctx, o.eval_windows, "evaluation");
+
+  TrainModel<float> tm(student);
+  FinetuneReport rep;
+  rep.windows = int64_t(windows.size());
+  rep.params = int64_t(tm.w.size());
+  std::vector<uint8_t> frozen;
+  if (o.keep_sparsity) frozen = sparsity_mask(tm, rep.frozen);
+  AdamWOptions adam = o.adam;
+  adam.steps = o.steps;
+  AdamW<float> opt(adam, decay_mask(tm));
+  std::unique_ptr<InferenceState> ts;
+  if (o.loss.needs_teacher()) ts = std::make_unique<InferenceState>(*teacher, o.ctx, o.ctx, KvType::F32);
+
+  rep.eval_ppl_before = eval_ppl(tm, eval_windows, o.batch);
+  std::vector<size_t> order(windows.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::mt19937_64 rng(o.seed);
+  std::shuffle(order.begin(), order.end(), rng);
+  size_t next = 0;
+  const int64_t n = o.ctx - 1;
+  std::vector<int32_t> in, tg;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t s = 0; s < o.steps; s++) {
+    const auto t0 = std::chrono::steady_clock::now();
+    std::fill(tm.grad.begin(), tm.grad.end(), 0.0f);
+    double loss = 0, ce = 0;
+    const double scale = 1.0 / double(o.batch * o.accum * n);
+    for (int64_t a = 0; a < o.accum; a++) {
+      std::vector<const std::vector<int32_t>*> ws;
+      for (int64_t b = 0; b < o.batch; b++) {
+        if (next == order.size()) std::shuffle(order.begin(), order.end(), rng), next = 0;
+        ws.push_back(&windows[order[next++]]);
+      }
+      inputs_and_targets(ws, in, tg);
+      TrainModel<float>::TeacherFn teach;
+      if (ts)
+        teach = [&](int64_t b, float* out) {
+          ts->reset();
+          ts->eval(in.data() + b * n, n, out, true);
+        };
+      loss += tm.step(in.data(), tg.data(), o.batch, n, o.loss, teach, scale, &ce);
+    }
+    const double tokens = double(o.batch * o.accum * n);
+    if (!std::isfinite(loss))
+      fail("finetune: the loss is not finite at step {} (lower --lr); nothing was written", s + 1);
+    FinetunePoint p;
+    p.step = s + 1;
+    p.train_loss = loss / tokens, p.train_ce = ce / tokens;
+    p.lr = learning_rate(adam, s);
+    p.grad_norm = opt.update(tm.w, tm.grad, o.keep_sparsity ? &frozen : nullptr);
+    const auto t1 = std::chrono::steady_clock::now();
+    p.seconds = std::chrono::duration<double>(t1 - start).count();
+    p.tokens_per_s = tokens / std::chrono::duration<double>(t1 - t0).count();
+    rep.tokens += int64_t(tokens);
+    if (o.eval_every > 0 && p.step % o.eval_every == 0 && p.step < o.steps) p.eval_ppl = eval_ppl(tm, eval_windows, o.batch);
+    rep.points.push_back(p);
+    if (on_step) on_step(p);
+  }
+  rep.steps = o.steps;
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  rep.eval_ppl_after = eval_ppl(tm, eval_windows, o.batch);
+  tm.store(student);
+  return rep;
+}
+
+}  // namespace lmpress::train

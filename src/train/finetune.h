@@ -1,0 +1,55 @@
+// `lmpress finetune`: full fine-tuning of a model's weights (f32 master
+// copies of whatever it stores) on text, by cross-entropy or by distillation
+// from a teacher model of the same vocabulary (forward KL, reverse KL, or a
+// mix with cross-entropy), with AdamW, warmup + cosine, clipping and gradient
+// accumulation. A pruned student keeps its zeros.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/model.h"
+#include "train/grad_ops.h"
+#include "train/optimizer.h"
+
+namespace lmpress::train {
+
+struct FinetuneOptions {
+  std::string data;  // training text
+  std::string eval;  // held-out text for perplexity (empty: none)
+  Loss loss;
+  int64_t steps = 100, batch = 8, ctx = 256, accum = 1;
+  int64_t eval_every = 0;     // steps between evaluations (0: only before and after)
+  int64_t eval_windows = 16;  // windows of ctx tokens from the start of the eval text
+  AdamWOptions adam;
+  uint32_t seed = 0;
+  // Weights that are exactly zero in a block linear with at least 1% zeros
+  // (a pruned model's) stay zero.
+  bool keep_sparsity = true;
+};
+
+// Parses --loss: "ce", "kl", "rkl" or "mix:A" (A·CE + (1 − A)·KL, A in [0, 1]).
+Loss parse_loss(const std::string& s);
+
+struct FinetunePoint {
+  int64_t step = 0;  // steps done
+  double train_loss = 0, train_ce = 0;  // mean per token over the step's batch
+  double lr = 0, grad_norm = 0;
+  double tokens_per_s = 0, seconds = 0;
+  double eval_ppl = 0;  // when evaluated at this step (0 otherwise)
+};
+
+struct FinetuneReport {
+  int64_t steps = 0, tokens = 0, windows = 0, frozen = 0, params = 0;
+  double seconds = 0, eval_ppl_before = 0, eval_ppl_after = 0;
+  std::vector<FinetunePoint> points;  // one per step
+};
+
+// Trains `student` in place (its tensors replaced by F32 ones holding the
+// trained weights). teacher: the distillation losses' teacher (null for CE).
+// on_step: called after each step (progress); may be empty.
+FinetuneReport finetune(Model& student, const Model* teacher, const FinetuneOptions& o,
+                        const std::function<void(const FinetunePoint&)>& on_step);
+
+}  // namespace lmpress::train

@@ -1,0 +1,262 @@
+#include "train/grad_ops.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace lmpress::train {
+
+namespace {
+
+CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
+
+}  // namespace
+
+template <>
+void gemm<float>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                 const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C,
+              int(ldc));
+}
+
+template <>
+void gemm<double>(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t lda,
+                  const double* B, int64_t ldb, double beta, double* C, int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), int(M), int(N), int(K), alpha, A, int(lda), B, int(ldb), beta, C,
+              int(ldc));
+}
+
+template <class T>
+void linear_forward(const T* W, const T* bias, const T* x, int64_t n, int64_t in, int64_t out, T* y) {
+  gemm<T>(false, true, n, out, in, T(1), x, in, W, in, T(0), y, out);
+  if (bias)
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t o = 0; o < out; o++) y[t * out + o] += bias[o];
+}
+
+template <class T>
+void linear_backward(const T* W, const T* x, const T* dy, int64_t n, int64_t in, int64_t out, T* dW, T* dbias, T* dx,
+                     bool accumulate_dx) {
+  gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dW, in);
+  if (dbias)
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t o = 0; o < out; o++) dbias[o] += dy[t * out + o];
+  if (dx) gemm<T>(false, false, n, in, out, T(1), dy, out, W, in, accumulate_dx ? T(1) : T(0), dx, in);
+}
+
+template <class T>
+void rmsnorm_forward(const T* x, const T* w, int64_t n, int64_t D, double eps, T* y, T* rstd) {
+#pragma omp parallel for if (n > 64)
+  for (int64_t t = 0; t < n; t++) {
+    const T* xr = x + t * D;
+    double ss = 0;
+    for (int64_t j = 0; j < D; j++) ss += double(xr[j]) * double(xr[j]);
+    const T r = T(1.0 / std::sqrt(ss / double(D) + eps));
+    rstd[t] = r;
+    for (int64_t j = 0; j < D; j++) y[t * D + j] = xr[j] * r * w[j];
+  }
+}
+
+template <class T>
+void rmsnorm_backward(const T* x, const T* w, const T* rstd, const T* dy, int64_t n, int64_t D, T* dx, T* dw) {
+  // y_j = x_j·r·w_j with r = (mean(x²) + eps)^(-1/2), ∂r/∂x_k = −r³·x_k / D:
+  // dx_k = r·w_k·dy_k − x_k·r³/D · Σ_j dy_j·w_j·x_j.
+#pragma omp parallel for if (n > 64)
+  for (int64_t t = 0; t < n; t++) {
+    const T* xr = x + t * D;
+    const T* g = dy + t * D;
+    const double r = double(rstd[t]);
+    double dot = 0;
+    for (int64_t j = 0; j < D; j++) dot += double(g[j]) * double(w[j]) * double(xr[j]);
+    const double c = r * r * r * dot / double(D);
+    for (int64_t j = 0; j < D; j++) dx[t * D + j] += T(r * double(w[j]) * double(g[j]) - double(xr[j]) * c);
+  }
+  // Each thread sums a slice of the columns over the rows (no shared writes).
+#pragma omp parallel for if (n * D > 65536)
+  for (int64_t j = 0; j < D; j++) {
+    double s = 0;
+    for (int64_t t = 0; t < n; t++) s += double(dy[t * D + j]) * double(x[t * D + j]) * double(rstd[t]);
+    dw[j] += T(s);
+  }
+}
+
+template <class T>
+void rope_rotate(T* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::vector<float>& inv_freqs,
+                 RopeLayout layout, bool inverse) {
+  const int64_t pairs = int64_t(inv_freqs.size());
+  for (int64_t i = 0; i < pairs; i++) {
+    // θ as the inference kernel computes it (float), so that training and
+    // inference rotate by the same angles.
+    const float theta = float(pos) * inv_freqs[size_t(i)];
+    const T c = T(std::cos(theta)), s = inverse ? -T(std::sin(theta)) : T(std::sin(theta));
+    const int64_t a = layout == RopeLayout::Interleaved ? 2 * i : i;
+    const int64_t b = layout == RopeLayout::Interleaved ? 2 * i + 1 : i + pairs;
+    for (int64_t h = 0; h < n_heads; h++) {
+      T* p = v + h * head_dim;
+      const T x0 = p[a], x1 = p[b];
+      p[a] = x0 * c - x1 * s;
+      p[b] = x0 * s + x1 * c;
+    }
+  }
+}
+
+template <class T>
+void attention_forward(const T* q, const T* k, const T* v, int64_t n, int64_t H, int64_t KV, int64_t hd, int64_t g,
+                       double scale, T* P, T* out) {
+  const int64_t rep = H / KV;
+  for (int64_t h = g * rep; h < (g + 1) * rep; h++) {
+    T* S = P + h * n * n;
+    gemm<T>(false, true, n, n, hd, T(scale), q + h * hd, H * hd, k + g * hd, KV * hd, T(0), S, n);
+    for (int64_t i = 0; i < n; i++) {
+      T* row = S + i * n;
+      T mx = row[0];
+      for (int64_t j = 1; j <= i; j++) mx = std::max(mx, row[j]);
+      double sum = 0;
+      for (int64_t j = 0; j <= i; j++) {
+        row[j] = T(std::exp(double(row[j] - mx)));
+        sum += double(row[j]);
+      }
+      const T inv = T(1.0 / sum);
+      for (int64_t j = 0; j <= i; j++) row[j] *= inv;
+      std::fill(row + i + 1, row + n, T(0));
+    }
+    gemm<T>(false, false, n, hd, n, T(1), S, n, v + g * hd, KV * hd, T(0), out + h * hd, H * hd);
+  }
+}
+
+template <class T>
+void attention_backward(const T* q, const T* k, const T* v, const T* P, const T* dout, int64_t n, int64_t H,
+                        int64_t KV, int64_t hd, int64_t g, double scale, T* dq, T* dk, T* dv) {
+  const int64_t rep = H / KV;
+  for (int64_t t = 0; t < n; t++)
+    for (int64_t j = 0; j < hd; j++) dk[t * KV * hd + g * hd + j] = 0, dv[t * KV * hd + g * hd + j] = 0;
+  std::vector<T> dS(size_t(n * n));
+  for (int64_t h = g * rep; h < (g + 1) * rep; h++) {
+    const T* Ph = P + h * n * n;
+    // dV_g += Pᵀ·dO_h; dP = dO_h·V_gᵀ; dS = P ⊙ (dP − rowsum(P ⊙ dP)).
+    gemm<T>(true, false, n, hd, n, T(1), Ph, n, dout + h * hd, H * hd, T(1), dv + g * hd, KV * hd);
+    gemm<T>(false, true, n, n, hd, T(1), dout + h * hd, H * hd, v + g * hd, KV * hd, T(0), dS.data(), n);
+    for (int64_t i = 0; i < n; i++) {
+      T* row = dS.data() + i * n;
+      const T* p = Ph + i * n;
+      double dot = 0;
+      for (int64_t j = 0; j <= i; j++) dot += double(p[j]) * double(row[j]);
+      for (int64_t j = 0; j <= i; j++) row[j] = T(double(p[j]) * (double(row[j]) - dot) * scale);
+      std::fill(row + i + 1, row + n, T(0));
+    }
+    gemm<T>(false, false, n, hd, n, T(1), dS.data(), n, k + g * hd, KV * hd, T(0), dq + h * hd, H * hd);
+    gemm<T>(true, false, n, hd, n, T(1), dS.data(), n, q + h * hd, H * hd, T(1), dk + g * hd, KV * hd);
+  }
+}
+
+template <class T>
+void swiglu_forward(const T* g, const T* u, int64_t n, T* a) {
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    const double x = double(g[i]);
+    a[i] = T(x / (1.0 + std::exp(-x)) * double(u[i]));
+  }
+}
+
+template <class T>
+void swiglu_backward(const T* g, const T* u, const T* da, int64_t n, T* dg, T* du) {
+  // silu(x) = x·σ(x), silu'(x) = σ(x)·(1 + x·(1 − σ(x))).
+#pragma omp parallel for if (n > 65536)
+  for (int64_t i = 0; i < n; i++) {
+    const double x = double(g[i]), s = 1.0 / (1.0 + std::exp(-x));
+    du[i] = T(double(da[i]) * x * s);
+    dg[i] = T(double(da[i]) * double(u[i]) * s * (1.0 + x * (1.0 - s)));
+  }
+}
+
+namespace {
+
+// log Σ exp(z) of a row, in double.
+template <class T>
+double log_sum_exp(const T* z, int64_t V) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < V; j++) mx = std::max(mx, double(z[j]));
+  double s = 0;
+  for (int64_t j = 0; j < V; j++) s += std::exp(double(z[j]) - mx);
+  return mx + std::log(s);
+}
+
+}  // namespace
+
+template <class T>
+double loss_backward(const Loss& loss, T* z, const int32_t* targets, const float* teacher, int64_t rows, int64_t V,
+                     double scale, double* ce_sum) {
+  const bool ce = loss.kind == Loss::CE || loss.kind == Loss::Mix;
+  if (ce && !targets) fail("loss_backward: cross-entropy without targets");
+  if (loss.needs_teacher() && !teacher) fail("loss_backward: a distillation loss without the teacher's logits");
+  const double a = loss.kind == Loss::Mix ? loss.ce_weight : loss.kind == Loss::CE ? 1.0 : 0.0;
+  double total = 0, ce_total = 0;
+#pragma omp parallel for reduction(+ : total, ce_total) if (rows > 1)
+  for (int64_t r = 0; r < rows; r++) {
+    T* zr = z + r * V;
+    const double lse = log_sum_exp(zr, V);
+    double row_ce = 0;
+    if (targets) {
+      const int32_t y = targets[r];
+      row_ce = lse - double(zr[y]);
+      ce_total += row_ce;
+    }
+    if (loss.kind == Loss::CE) {
+      for (int64_t j = 0; j < V; j++) zr[j] = T(std::exp(double(zr[j]) - lse) * scale);
+      zr[targets[r]] -= T(scale);
+      total += row_ce;
+      continue;
+    }
+    const float* tr = teacher + r * V;
+    const double tlse = log_sum_exp(tr, V);
+    if (loss.kind == Loss::RKL) {
+      // KL(q ‖ p) = Σ q (log q − log p); ∂/∂z_j = q_j (log q_j − log p_j − KL).
+      double kl = 0;
+      for (int64_t j = 0; j < V; j++) {
+        const double lq = double(zr[j]) - lse, lp = double(tr[j]) - tlse;
+        kl += std::exp(lq) * (lq - lp);
+      }
+      for (int64_t j = 0; j < V; j++) {
+        const double lq = double(zr[j]) - lse, lp = double(tr[j]) - tlse;
+        zr[j] = T(std::exp(lq) * (lq - lp - kl) * scale);
+      }
+      total += kl;
+      continue;
+    }
+    // KL(p ‖ q) = Σ p (log p − log q); ∂/∂z_j = q_j − p_j. Mix adds a·CE.
+    double kl = 0;
+    for (int64_t j = 0; j < V; j++) {
+      const double lq = double(zr[j]) - lse, lp = double(tr[j]) - tlse, p = std::exp(lp);
+      kl += p * (lp - lq);
+      zr[j] = T((std::exp(lq) - (1.0 - a) * p) * scale);
+    }
+    if (a > 0) zr[targets[r]] -= T(a * scale);
+    total += a * row_ce + (1.0 - a) * kl;
+  }
+  if (ce_sum) *ce_sum += ce_total;
+  return total;
+}
+
+#define LMPRESS_TRAIN_OPS(T)                                                                                         \
+  template void linear_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, T*);                      \
+  template void linear_backward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, T*, T*, T*, bool);       \
+  template void rmsnorm_forward<T>(const T*, const T*, int64_t, int64_t, double, T*, T*);                            \
+  template void rmsnorm_backward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*);               \
+  template void rope_rotate<T>(T*, int64_t, int64_t, int64_t, const std::vector<float>&, RopeLayout, bool);          \
+  template void attention_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t,      \
+                                     double, T*, T*);                                                                \
+  template void attention_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,   \
+                                      int64_t, int64_t, double, T*, T*, T*);                                         \
+  template void swiglu_forward<T>(const T*, const T*, int64_t, T*);                                                  \
+  template void swiglu_backward<T>(const T*, const T*, const T*, int64_t, T*, T*);                                   \
+  template double loss_backward<T>(const Loss&, T*, const int32_t*, const float*, int64_t, int64_t, double, double*);
+LMPRESS_TRAIN_OPS(float)
+LMPRESS_TRAIN_OPS(double)
+
+}  // namespace lmpress::train

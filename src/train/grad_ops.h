@@ -1,0 +1,83 @@
+// The training engine's operations, each a forward and its backward, written
+// once for T = float (training) and T = double (the gradient checks, which
+// compare each backward with finite differences of its own forward).
+// Backward functions accumulate (+=) into weight gradients and, where a
+// gradient meets another at a residual, into the input gradient as named.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "kernels/ops.h"
+
+namespace lmpress::train {
+
+// C[M, N] = alpha · op(A) · op(B) + beta · C, row-major with leading
+// dimensions lda, ldb, ldc; op(A) is M×K (A stored K×M when ta), op(B) K×N
+// (stored N×K when tb). OpenBLAS (threads of its own outside a parallel
+// region, one thread inside one).
+template <class T>
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda, const T* B, int64_t ldb,
+          T beta, T* C, int64_t ldc);
+
+// A linear layer on n rows: y[n, out] = x[n, in] · Wᵀ (W [out, in], as lmpress
+// stores it) (+ bias when not null).
+template <class T>
+void linear_forward(const T* W, const T* bias, const T* x, int64_t n, int64_t in, int64_t out, T* y);
+// Its backward: dW += dyᵀ·x, dbias += Σ dy (when not null), dx = dy·W (dx
+// overwritten when !accumulate_dx, else added to; null: not wanted).
+template <class T>
+void linear_backward(const T* W, const T* x, const T* dy, int64_t n, int64_t in, int64_t out, T* dW, T* dbias, T* dx,
+                     bool accumulate_dx);
+
+// y = x / sqrt(mean(x²) + eps) · w per row of D; rstd[n] keeps 1 / sqrt(...).
+template <class T>
+void rmsnorm_forward(const T* x, const T* w, int64_t n, int64_t D, double eps, T* y, T* rstd);
+// dx += ∂/∂x, dw += ∂/∂w of Σ dy·y.
+template <class T>
+void rmsnorm_backward(const T* x, const T* w, const T* rstd, const T* dy, int64_t n, int64_t D, T* dx, T* dw);
+
+// RoPE on n_heads heads of head_dim at position pos (the first 2·inv_freqs
+// pairs of each head), as kernels/ops.h's rope; inverse: the rotation by −θ,
+// which is also its backward (a rotation's transpose is its inverse).
+template <class T>
+void rope_rotate(T* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::vector<float>& inv_freqs,
+                 RopeLayout layout, bool inverse);
+
+// Causal grouped-query attention over one sequence of n tokens, the query
+// heads of KV head g (so that callers run the groups side by side): q [n, H·hd],
+// k and v [n, KV·hd] (rows packed), out [n, H·hd]; P [H, n, n] keeps the
+// probabilities (zero above the diagonal) for the backward.
+template <class T>
+void attention_forward(const T* q, const T* k, const T* v, int64_t n, int64_t H, int64_t KV, int64_t hd, int64_t g,
+                       double scale, T* P, T* out);
+// Group g's dq rows and dk, dv columns (overwritten) from dout; the KV
+// head's gradients gather its query heads'.
+template <class T>
+void attention_backward(const T* q, const T* k, const T* v, const T* P, const T* dout, int64_t n, int64_t H,
+                        int64_t KV, int64_t hd, int64_t g, double scale, T* dq, T* dk, T* dv);
+
+// SwiGLU: a = silu(g) · u, n values.
+template <class T>
+void swiglu_forward(const T* g, const T* u, int64_t n, T* a);
+// dg, du (overwritten) from da.
+template <class T>
+void swiglu_backward(const T* g, const T* u, const T* da, int64_t n, T* dg, T* du);
+
+// The training losses on logits z[rows, V]: cross-entropy against the next
+// tokens, forward KL(teacher ‖ student) (distillation), reverse KL(student ‖
+// teacher) (MiniLLM), or a·CE + (1 − a)·KL.
+struct Loss {
+  enum Kind { CE, KL, RKL, Mix } kind = CE;
+  double ce_weight = 1.0;  // Mix: a
+  bool needs_teacher() const { return kind != CE; }
+};
+// Per row: the loss of its logits, summed over the rows and returned; z is
+// overwritten by scale · ∂loss/∂z. targets[rows] (CE, Mix); teacher[rows, V]
+// the teacher's logits (KL, RKL, Mix; may be null otherwise). ce_sum (may be
+// null) gets the rows' summed cross-entropy whatever the loss, for reporting
+// perplexity.
+template <class T>
+double loss_backward(const Loss& loss, T* z, const int32_t* targets, const float* teacher, int64_t rows, int64_t V,
+                     double scale, double* ce_sum);
+
+}  // namespace lmpress::train

@@ -1,0 +1,153 @@
+// The trainer's forward against the inference forward, its whole-model
+// gradients against finite differences (double precision), and training a
+// tiny model to a task's known optimum.
+#include "train/train_model.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "model/forward.h"
+#include "synthetic_model.h"
+#include "test_util.h"
+#include "train/optimizer.h"
+
+namespace lmpress::train {
+namespace {
+
+std::unique_ptr<Model> synthetic(const std::string& arch, bool tied, unsigned seed) {
+  const std::string dir = test::temp_dir();
+  test::SyntheticSpec spec;
+  spec.arch = arch;
+  spec.tied = tied;
+  spec.seed = seed;
+  test::write_synthetic_hf(dir, spec);
+  return load_model(dir);
+}
+
+std::vector<int32_t> random_tokens(int64_t n, int64_t vocab, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(static_cast<size_t>(n));
+  for (auto& x : t) x = int32_t(rng() % uint32_t(vocab));
+  return t;
+}
+
+// The trainer's logits equal InferenceState's for each sequence of a batch.
+void expect_inference_logits(const Model& m, int64_t B, int64_t n, double tol) {
+  TrainModel<float> tm(m);
+  const auto tokens = random_tokens(B * n, m.cfg.n_vocab, 3);
+  const int64_t V = m.cfg.n_vocab;
+  std::vector<float> got(size_t(B * n * V)), want(size_t(n * V));
+  tm.logits(tokens.data(), B, n, got.data());
+  InferenceState st(m, n, n, KvType::F32);
+  double worst = 0;
+  for (int64_t b = 0; b < B; b++) {
+    st.reset();
+    st.eval(tokens.data() + b * n, n, want.data(), true);
+    for (int64_t i = 0; i < n * V; i++) worst = std::max(worst, double(std::abs(want[size_t(i)] - got[size_t(b * n * V + i)])));
+  }
+  EXPECT_LT(worst, tol) << m.path;
+}
+
+TEST(TrainModel, ForwardEqualsInference) {
+  expect_inference_logits(*synthetic("LlamaForCausalLM", false, 1), 2, 9, 1e-4);
+  expect_inference_logits(*synthetic("LlamaForCausalLM", true, 2), 2, 9, 1e-4);
+  expect_inference_logits(*synthetic("Qwen2ForCausalLM", false, 3), 3, 7, 1e-4);
+  // A GGUF file pairs RoPE dimensions the other way.
+  if (test::have_shared("models/lmp-8m/lmp-8m-f32.gguf"))
+    expect_inference_logits(*load_model(test::shared_path("models/lmp-8m/lmp-8m-f32.gguf")), 2, 40, 2e-3);
+}
+
+// Every gradient of the summed loss of a 2-layer model against central
+// differences, a few elements of each parameter.
+void check_model_gradients(const Model& m, const Loss& loss) {
+  TrainModel<double> tm(m);
+  const int64_t B = 2, n = 6, V = m.cfg.n_vocab;
+  const auto tokens = random_tokens(B * n, V, 5), targets = random_tokens(B * n, V, 6);
+  std::vector<float> teacher(size_t(B * n * V));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  for (auto& x : teacher) x = nd(rng);
+  TrainModel<double>::TeacherFn teach = [&](int64_t b, float* out) {
+    std::copy(teacher.begin() + b * n * V, teacher.begin() + (b + 1) * n * V, out);
+  };
+  std::fill(tm.grad.begin(), tm.grad.end(), 0.0);
+  tm.step(tokens.data(), targets.data(), B, n, loss, teach, 1.0, nullptr);
+  const std::vector<double> grad = tm.grad;
+  auto f = [&] {
+    std::vector<double> scratch = tm.grad;
+    const double l = tm.step(tokens.data(), targets.data(), B, n, loss, teach, 0.0, nullptr);
+    tm.grad = scratch;
+    return l;
+  };
+  std::mt19937 pick(11);
+  for (const auto& p : tm.params()) {
+    for (int k = 0; k < 6; k++) {
+      size_t i = p.offset + size_t(pick() % uint32_t(p.size()));
+      if (p.name == "token_embd.weight") i = p.offset + size_t(tokens[size_t(k)]) * size_t(p.cols) + size_t(k);
+      const double keep = tm.w[i], h = 1e-5;
+      tm.w[i] = keep + h;
+      const double up = f();
+      tm.w[i] = keep - h;
+      const double down = f();
+      tm.w[i] = keep;
+      const double fd = (up - down) / (2 * h);
+      ASSERT_NEAR(grad[i], fd, 1e-6 * std::max(1.0, std::abs(fd))) << p.name << " element " << i - p.offset;
+    }
+  }
+}
+
+TEST(TrainModel, GradientsMatchFiniteDifferences) {
+  Loss kl, mix;
+  kl.kind = Loss::KL;
+  mix.kind = Loss::Mix, mix.ce_weight = 0.25;
+  check_model_gradients(*synthetic("LlamaForCausalLM", false, 4), Loss{});
+  check_model_gradients(*synthetic("LlamaForCausalLM", true, 5), kl);
+  check_model_gradients(*synthetic("Qwen2ForCausalLM", false, 6), mix);
+}
+
+TEST(TrainModel, RefusesWhatItCannotTrain) {
+  test::expect_error([] { TrainModel<float> tm(*synthetic("Gemma2ForCausalLM", false, 7)); }, "post-norms");
+  test::expect_error([] { TrainModel<float> tm(*synthetic("MixtralForCausalLM", false, 8)); }, "mixtures of experts");
+}
+
+// A copy task: K symbols drawn at random, then the same again. The first
+// half's next tokens are unpredictable (ln K each), the second half's
+// determined, so the optimum mean loss over the 2m − 1 predictions is
+// (m − 1)·ln K / (2m − 1).
+TEST(TrainModel, LearnsACopyTaskToItsOptimum) {
+  auto m = synthetic("LlamaForCausalLM", false, 9);
+  TrainModel<float> tm(*m);
+  const int64_t K = 8, half = 8, len = 2 * half, B = 16;
+  std::mt19937 rng(12);
+  auto batch = [&](std::vector<int32_t>& in, std::vector<int32_t>& tg) {
+    in.clear(), tg.clear();
+    for (int64_t b = 0; b < B; b++) {
+      std::vector<int32_t> s(static_cast<size_t>(half));
+      for (auto& x : s) x = int32_t(3 + rng() % K);
+      s.insert(s.end(), s.begin(), s.end());
+      in.insert(in.end(), s.begin(), s.end() - 1);
+      tg.insert(tg.end(), s.begin() + 1, s.end());
+    }
+  };
+  AdamWOptions o;
+  o.lr = 1e-2, o.warmup = 20, o.steps = 400, o.clip = 1.0;
+  AdamW<float> opt(o, std::vector<uint8_t>(tm.w.size(), 0));
+  std::vector<int32_t> in, tg;
+  const int64_t n = len - 1;
+  for (int64_t s = 0; s < o.steps; s++) {
+    batch(in, tg);
+    std::fill(tm.grad.begin(), tm.grad.end(), 0.0f);
+    tm.step(in.data(), tg.data(), B, n, Loss{}, nullptr, 1.0 / double(B * n), nullptr);
+    opt.update(tm.w, tm.grad, nullptr);
+  }
+  batch(in, tg);
+  const double loss = tm.eval_ce(in.data(), tg.data(), B, n) / double(B * n);
+  const double optimum = double(half - 1) * std::log(double(K)) / double(n);
+  EXPECT_GT(loss, optimum - 0.05);  // no model does better than the optimum (on fresh data)
+  EXPECT_LT(loss, optimum + 0.08) << "optimum " << optimum;
+}
+
+}  // namespace
+}  // namespace lmpress::train

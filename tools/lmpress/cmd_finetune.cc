@@ -1,0 +1,121 @@
+// lmpress finetune STUDENT OUT --data TEXT [--teacher MODEL --loss kl|rkl|mix:A]: training (train/finetune.h).
+#include <cstdio>
+
+#include "commands.h"
+#include "compress/convert.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "kernels/matmul.h"
+#include "train/finetune.h"
+#include "train/train_model.h"
+
+namespace lmpress::cli {
+
+void add_finetune(CLI::App& app) {
+  struct Opts {
+    std::string in, out, teacher, loss = "ce", dtype, format;
+    train::FinetuneOptions ft;
+    bool dense = false, json = false, no_finite_check = false;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* cmd = app.add_subcommand(
+      "finetune", "Train a model's weights on text: cross-entropy, or distillation from a teacher (recovery after "
+                  "pruning or quantization)");
+  add_path_option(cmd, "student", o->in, "Model to train (any format lmpress loads; its weights become f32)",
+                  PathRole::Model)->required();
+  add_path_option(cmd, "output", o->out, "Output: a .gguf file, or a directory for Hugging Face layout",
+                  PathRole::Output, OutputKind::Either)->required();
+  add_path_option(cmd, "--data", o->ft.data, "Training text", PathRole::Input)->required();
+  add_path_option(cmd, "--eval", o->ft.eval, "Held-out text: perplexity before, after and every --eval-every steps",
+                  PathRole::Input);
+  add_path_option(cmd, "--teacher", o->teacher, "Teacher model for distillation (same vocabulary)", PathRole::Model);
+  cmd->add_option("--loss", o->loss,
+                  "ce (next token), kl (forward KL to the teacher), rkl (reverse KL, MiniLLM), mix:A (A·CE + (1−A)·KL)")
+      ->capture_default_str();
+  cmd->add_option("--steps", o->ft.steps, "Optimizer steps")->capture_default_str();
+  cmd->add_option("--batch", o->ft.batch, "Windows per micro-batch")->capture_default_str();
+  cmd->add_option("--accum", o->ft.accum, "Micro-batches per step (gradient accumulation)")->capture_default_str();
+  cmd->add_option("--ctx", o->ft.ctx, "Tokens per window")->capture_default_str();
+  cmd->add_option("--lr", o->ft.adam.lr, "Peak learning rate (AdamW)")->capture_default_str();
+  cmd->add_option("--warmup", o->ft.adam.warmup, "Steps of linear warmup; cosine decay after")->capture_default_str();
+  cmd->add_option("--min-lr", o->ft.adam.min_lr_ratio, "Final learning rate as a fraction of --lr")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--weight-decay", o->ft.adam.weight_decay, "AdamW's decoupled weight decay (matrices only)")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--clip", o->ft.adam.clip, "Clip the gradient's global norm to this (0: no clipping)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--eval-every", o->ft.eval_every, "Steps between evaluations (0: before and after only)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--eval-windows", o->ft.eval_windows, "Windows of --eval text to score")
+      ->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--seed", o->ft.seed, "Seed of the data order")->capture_default_str();
+  cmd->add_flag("--dense", o->dense, "Let a pruned model's zeros train too (default: they stay zero)");
+  cmd->add_option("--dtype", o->dtype, "Type of the written weight matrices (default: f32, the trained values)")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"}));
+  cmd->add_option("--format", o->format, "Output format (default: gguf if OUT ends in .gguf, else hf)")
+      ->check(CLI::IsMember({"gguf", "hf"}));
+  cmd->add_flag("--json", o->json, "Print the report as JSON");
+  add_threads_option(cmd, o->threads);
+  add_finite_check_flag(cmd, o->no_finite_check);
+  on_run(cmd, [o] {
+    set_num_threads(o->threads);
+    o->ft.loss = train::parse_loss(o->loss);
+    o->ft.keep_sparsity = !o->dense;
+    if (o->ft.loss.needs_teacher() && o->teacher.empty()) fail("--loss {} needs --teacher MODEL", o->loss);
+    if (!o->ft.loss.needs_teacher() && !o->teacher.empty())
+      fail("--teacher is used by --loss kl, rkl or mix:A (got --loss {})", o->loss);
+    auto m = load_for_compression(o->in, "", o->no_finite_check);
+    train::check_trainable(m->cfg, o->in);
+    std::unique_ptr<Model> teacher;
+    if (!o->teacher.empty()) teacher = load_model(o->teacher);
+    Progress progress("finetune", uint64_t(o->ft.steps));
+    const train::FinetuneReport r = train::finetune(*m, teacher.get(), o->ft, [&](const train::FinetunePoint& p) {
+      progress.update(uint64_t(p.step));
+      if (p.eval_ppl > 0 && !o->json)
+        fmt::print("step {}: train loss {:.4f}, eval PPL {:.4f}\n", p.step, p.train_loss, p.eval_ppl), std::fflush(stdout);
+    });
+    progress.finish();
+    ConvertRequest req;
+    req.dtype = o->dtype.empty() ? "f32" : o->dtype;
+    req.format = o->format;
+    const std::string fmt_written = convert_model(*m, o->out, req);
+    const double tok_s = double(r.tokens) / std::max(1e-9, r.seconds);
+    if (o->json) {
+      nlohmann::ordered_json j;
+      j["student"] = o->in;
+      j["teacher"] = o->teacher;
+      j["loss"] = o->loss;
+      j["output"] = o->out;
+      j["format"] = fmt_written;
+      j["steps"] = r.steps;
+      j["tokens"] = r.tokens;
+      j["windows"] = r.windows;
+      j["params"] = r.params;
+      j["frozen_zeros"] = r.frozen;
+      j["seconds"] = r.seconds;
+      j["tokens_per_s"] = tok_s;
+      if (!o->ft.eval.empty()) j["eval_ppl_before"] = r.eval_ppl_before, j["eval_ppl_after"] = r.eval_ppl_after;
+      auto& pts = j["points"] = nlohmann::ordered_json::array();
+      for (const auto& p : r.points) {
+        nlohmann::ordered_json q{{"step", p.step}, {"loss", p.train_loss}, {"ce", p.train_ce}, {"lr", p.lr},
+                                 {"grad_norm", p.grad_norm}, {"tokens_per_s", p.tokens_per_s}};
+        if (p.eval_ppl > 0) q["eval_ppl"] = p.eval_ppl;
+        pts.push_back(q);
+      }
+      fmt::print("{}\n", json_text(j));
+      return;
+    }
+    const auto& first = r.points.front();
+    const auto& last = r.points.back();
+    fmt::print("| steps | tokens | tokens/s | seconds | train loss first → last | eval PPL before → after | frozen zeros |\n");
+    fmt::print("|---:|---:|---:|---:|---|---|---:|\n");
+    fmt::print("| {} | {} | {:.0f} | {:.1f} | {:.4f} → {:.4f} | {} | {} |\n", r.steps, r.tokens, tok_s, r.seconds,
+               first.train_loss, last.train_loss,
+               o->ft.eval.empty() ? std::string("-") : fmt::format("{:.4f} → {:.4f}", r.eval_ppl_before, r.eval_ppl_after),
+               r.frozen);
+    fmt::print("wrote {} ({} format)\n", o->out, fmt_written);
+  });
+}
+
+}  // namespace lmpress::cli
