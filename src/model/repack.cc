@@ -8,6 +8,7 @@
 #include "core/progress.h"
 #include "kernels/interleaved.h"
 #include "kernels/bitmap.h"
+#include "model/lora.h"
 #include "kernels/q8_0_2of4x8.h"
 #include "kernels/sparse24.h"
 
@@ -97,8 +98,10 @@ InferenceRepack repack_for_inference(Model& m) {
   return r;
 }
 
-std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path) {
+std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path,
+                                          const std::vector<std::string>& loras) {
   auto m = load_model(path, tokenizer_path);
+  for (const auto& l : loras) apply_lora(*m, l);
   repack_for_inference(*m);
   return m;
 }

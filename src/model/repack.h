@@ -45,7 +45,9 @@ struct InferenceRepack {
 };
 InferenceRepack repack_for_inference(Model& m);
 
-// load_model, then repack_for_inference: how every command that runs a model loads it.
-std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path = "");
+// load_model, LoRA adapters merged (--lora FILE[:SCALE], model/lora.h), then
+// repack_for_inference: how every command that runs a model loads it.
+std::unique_ptr<Model> load_for_inference(const std::string& path, const std::string& tokenizer_path = "",
+                                          const std::vector<std::string>& loras = {});
 
 }  // namespace lmpress

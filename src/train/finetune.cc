@@ -9,7 +9,6 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "model/forward.h"
-#include "train/train_model.h"
 
 namespace lmpress::train {
 
@@ -118,8 +117,9 @@ void check_teacher(const Model& student, const Model& teacher) {
 
 }  // namespace
 
-FinetuneReport finetune(Model& student, const Model* teacher, const FinetuneOptions& o,
-                        const std::function<void(const FinetunePoint&)>& on_step) {
+FinetuneReport finetune(const Model& student, const Model* teacher, const FinetuneOptions& o,
+                        const std::function<void(const FinetunePoint&)>& on_step,
+                        const std::function<void(const TrainModel<float>&)>& done) {
   if (o.steps < 1) fail("--steps must be at least 1 (got {})", o.steps);
   if (o.batch < 1) fail("--batch must be at least 1 (got {})", o.batch);
   if (o.accum < 1) fail("--accum must be at least 1 (got {})", o.accum);
@@ -141,12 +141,12 @@ FinetuneReport finetune(Model& student, const Model* teacher, const FinetuneOpti
   const auto eval_windows = o.eval.empty() ? std::vector<std::vector<int32_t>>{}
                                            : text_windows(student, o.eval, o.ctx, o.eval_windows, "evaluation");
 
-  TrainModel<float> tm(student);
+  TrainModel<float> tm(student, o.lora);
   FinetuneReport rep;
   rep.windows = int64_t(windows.size());
-  rep.params = int64_t(tm.w.size());
-  std::vector<uint8_t> frozen;
-  if (o.keep_sparsity) frozen = sparsity_mask(tm, rep.frozen);
+  std::vector<uint8_t> frozen = tm.frozen_mask();
+  rep.params = std::count(frozen.begin(), frozen.end(), uint8_t(0));
+  if (o.keep_sparsity && o.lora.rank == 0) frozen = sparsity_mask(tm, rep.frozen);
   AdamWOptions adam = o.adam;
   adam.steps = o.steps;
   AdamW<float> opt(adam, decay_mask(tm));
@@ -189,7 +189,7 @@ FinetuneReport finetune(Model& student, const Model* teacher, const FinetuneOpti
     p.step = s + 1;
     p.train_loss = loss / tokens, p.train_ce = ce / tokens;
     p.lr = learning_rate(adam, s);
-    p.grad_norm = opt.update(tm.w, tm.grad, o.keep_sparsity ? &frozen : nullptr);
+    p.grad_norm = opt.update(tm.w, tm.grad, &frozen);
     const auto t1 = std::chrono::steady_clock::now();
     p.seconds = std::chrono::duration<double>(t1 - start).count();
     p.tokens_per_s = tokens / std::chrono::duration<double>(t1 - t0).count();
@@ -201,7 +201,7 @@ FinetuneReport finetune(Model& student, const Model* teacher, const FinetuneOpti
   rep.steps = o.steps;
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   rep.eval_ppl_after = eval_ppl(tm, eval_windows, o.batch);
-  tm.store(student);
+  if (done) done(tm);
   return rep;
 }
 

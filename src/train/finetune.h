@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "train/grad_ops.h"
 #include "train/optimizer.h"
+#include "train/train_model.h"
 
 namespace lmpress::train {
 
@@ -27,6 +28,8 @@ struct FinetuneOptions {
   // Weights that are exactly zero in a block linear with at least 1% zeros
   // (a pruned model's) stay zero.
   bool keep_sparsity = true;
+  // rank > 0: train LoRA adapters on the frozen model instead of its weights.
+  LoraSpec lora;
 };
 
 // Parses --loss: "ce", "kl", "rkl" or "mix:A" (A·CE + (1 − A)·KL, A in [0, 1]).
@@ -46,10 +49,12 @@ struct FinetuneReport {
   std::vector<FinetunePoint> points;  // one per step
 };
 
-// Trains `student` in place (its tensors replaced by F32 ones holding the
-// trained weights). teacher: the distillation losses' teacher (null for CE).
-// on_step: called after each step (progress); may be empty.
-FinetuneReport finetune(Model& student, const Model* teacher, const FinetuneOptions& o,
-                        const std::function<void(const FinetunePoint&)>& on_step);
+// Trains a copy of `student`'s weights (or adapters on it) and hands the
+// trained model to `done` (which writes it: TrainModel::store into the
+// student, or its adapter()). teacher: the distillation losses' teacher (null
+// for CE). on_step: called after each step (progress); may be empty.
+FinetuneReport finetune(const Model& student, const Model* teacher, const FinetuneOptions& o,
+                        const std::function<void(const FinetunePoint&)>& on_step,
+                        const std::function<void(const TrainModel<float>&)>& done);
 
 }  // namespace lmpress::train

@@ -43,7 +43,7 @@ void linear_forward(const T* W, const T* bias, const T* x, int64_t n, int64_t in
 template <class T>
 void linear_backward(const T* W, const T* x, const T* dy, int64_t n, int64_t in, int64_t out, T* dW, T* dbias, T* dx,
                      bool accumulate_dx) {
-  gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dW, in);
+  if (dW) gemm<T>(true, false, out, in, n, T(1), dy, out, x, in, T(1), dW, in);
   if (dbias)
     for (int64_t t = 0; t < n; t++)
       for (int64_t o = 0; o < out; o++) dbias[o] += dy[t * out + o];
@@ -77,6 +77,7 @@ void rmsnorm_backward(const T* x, const T* w, const T* rstd, const T* dy, int64_
     const double c = r * r * r * dot / double(D);
     for (int64_t j = 0; j < D; j++) dx[t * D + j] += T(r * double(w[j]) * double(g[j]) - double(xr[j]) * c);
   }
+  if (!dw) return;
   // Each thread sums a slice of the columns over the rows (no shared writes).
 #pragma omp parallel for if (n * D > 65536)
   for (int64_t j = 0; j < D; j++) {

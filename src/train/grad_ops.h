@@ -23,7 +23,7 @@ void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, T alpha, const T* A
 // stores it) (+ bias when not null).
 template <class T>
 void linear_forward(const T* W, const T* bias, const T* x, int64_t n, int64_t in, int64_t out, T* y);
-// Its backward: dW += dyᵀ·x, dbias += Σ dy (when not null), dx = dy·W (dx
+// Its backward: dW += dyᵀ·x, dbias += Σ dy (each when not null), dx = dy·W (dx
 // overwritten when !accumulate_dx, else added to; null: not wanted).
 template <class T>
 void linear_backward(const T* W, const T* x, const T* dy, int64_t n, int64_t in, int64_t out, T* dW, T* dbias, T* dx,
@@ -32,7 +32,7 @@ void linear_backward(const T* W, const T* x, const T* dy, int64_t n, int64_t in,
 // y = x / sqrt(mean(x²) + eps) · w per row of D; rstd[n] keeps 1 / sqrt(...).
 template <class T>
 void rmsnorm_forward(const T* x, const T* w, int64_t n, int64_t D, double eps, T* y, T* rstd);
-// dx += ∂/∂x, dw += ∂/∂w of Σ dy·y.
+// dx += ∂/∂x, dw += ∂/∂w of Σ dy·y (dw null: not wanted).
 template <class T>
 void rmsnorm_backward(const T* x, const T* w, const T* rstd, const T* dy, int64_t n, int64_t D, T* dx, T* dw);
 

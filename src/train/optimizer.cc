@@ -26,7 +26,8 @@ double AdamW<T>::update(std::vector<T>& w, std::vector<T>& grad, const std::vect
   const int64_t n = int64_t(w.size());
   double sq = 0;
 #pragma omp parallel for reduction(+ : sq)
-  for (int64_t i = 0; i < n; i++) sq += double(grad[size_t(i)]) * double(grad[size_t(i)]);
+  for (int64_t i = 0; i < n; i++)
+    if (!frozen || !(*frozen)[size_t(i)]) sq += double(grad[size_t(i)]) * double(grad[size_t(i)]);
   const double norm = std::sqrt(sq);
   if (!std::isfinite(norm)) fail("the gradient is not finite (norm {})", norm);
   const double clip = o_.clip > 0 && norm > o_.clip ? o_.clip / norm : 1.0;

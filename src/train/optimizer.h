@@ -25,7 +25,7 @@ class AdamW {
   AdamW(const AdamWOptions& o, std::vector<uint8_t> decay);
   // One update of w by grad (grad is clipped in place, not zeroed); frozen
   // (may be null): elements that stay as they are (a pruned weight's zeros).
-  // Returns the gradient's norm before clipping.
+  // Returns the norm of the trained elements' gradient before clipping.
   double update(std::vector<T>& w, std::vector<T>& grad, const std::vector<uint8_t>* frozen);
   int64_t step() const { return t_; }
   // Resuming: the moments and the step count.

@@ -3,10 +3,84 @@
 #include <algorithm>
 #include <cstring>
 
+#include <random>
+#include <type_traits>
+#include <map>
+#include <set>
+
 #include "core/error.h"
+#include "kernels/matmul.h"
 #include "kernels/to_f32.h"
 
 namespace lmpress::train {
+
+namespace {
+
+const char* const kLoraRoles[] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+}  // namespace
+
+std::string lora_weight_name(int64_t l, const std::string& target) {
+  static const std::map<std::string, std::string> kNames = {{"q", "attn_q"},       {"k", "attn_k"},   {"v", "attn_v"},
+                                                            {"o", "attn_output"}, {"gate", "ffn_gate"}, {"up", "ffn_up"},
+                                                            {"down", "ffn_down"}};
+  return "blk." + std::to_string(l) + "." + kNames.at(target) + ".weight";
+}
+
+LoraSpec parse_lora(const std::string& s) {
+  LoraSpec o;
+  bool in_targets = false, alpha_set = false;
+  std::set<std::string> targets;
+  auto add_target = [&](const std::string& t) {
+    if (t == "qkvo") return void(targets.insert({"q", "k", "v", "o"}));
+    if (t == "mlp") return void(targets.insert({"gate", "up", "down"}));
+    if (t == "all") return void(targets.insert(std::begin(kLoraRoles), std::end(kLoraRoles)));
+    if (std::find(std::begin(kLoraRoles), std::end(kLoraRoles), t) == std::end(kLoraRoles))
+      fail("--lora {}: target '{}' is none of q, k, v, o, gate, up, down, qkvo, mlp, all", s, t);
+    targets.insert(t);
+  };
+  size_t start = 0;
+  while (start <= s.size()) {
+    const size_t end = std::min(s.find(',', start), s.size());
+    const std::string item = s.substr(start, end - start);
+    start = end + 1;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos) {
+      if (!in_targets) fail("--lora {}: expected r=N[,alpha=A][,targets=...], got '{}'", s, item);
+      add_target(item);
+      continue;
+    }
+    const std::string key = item.substr(0, eq), val = item.substr(eq + 1);
+    in_targets = key == "targets";
+    if (in_targets) {
+      add_target(val);
+      continue;
+    }
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(val, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != val.size()) fail("--lora {}: {} is not a number ('{}')", s, key, val);
+    if (key == "r") {
+      if (x < 1 || x != std::floor(x) || x > 65536) fail("--lora {}: r must be a whole number of at least 1", s);
+      o.rank = int64_t(x);
+    } else if (key == "alpha") {
+      if (!(x > 0) || !std::isfinite(x)) fail("--lora {}: alpha must be positive", s);
+      o.alpha = x, alpha_set = true;
+    } else {
+      fail("--lora {}: unknown key '{}' (r, alpha, targets)", s, key);
+    }
+  }
+  if (o.rank == 0) fail("--lora {}: r=N (the adapters' rank) is required", s);
+  if (!alpha_set) o.alpha = 2.0 * double(o.rank);
+  if (targets.empty()) targets.insert(std::begin(kLoraRoles), std::end(kLoraRoles));
+  for (const char* r : kLoraRoles)
+    if (targets.count(r)) o.targets.push_back(r);
+  return o;
+}
 
 void check_trainable(const ModelConfig& c, const std::string& who) {
   auto refuse = [&](const char* what) {
@@ -28,8 +102,8 @@ void check_trainable(const ModelConfig& c, const std::string& who) {
 }
 
 template <class T>
-size_t TrainModel<T>::add(const std::string& name, int64_t rows, int64_t cols) {
-  Param p{name, rows, cols, params_.empty() ? 0 : params_.back().offset + size_t(params_.back().size())};
+size_t TrainModel<T>::add(const std::string& name, int64_t rows, int64_t cols, bool trainable) {
+  Param p{name, rows, cols, params_.empty() ? 0 : params_.back().offset + size_t(params_.back().size()), trainable};
   params_.push_back(p);
   return params_.size() - 1;
 }
@@ -42,54 +116,201 @@ const Param* TrainModel<T>::find(const std::string& name) const {
 }
 
 template <class T>
-TrainModel<T>::TrainModel(const Model& m) : c_(m.cfg) {
+typename TrainModel<T>::Lin TrainModel<T>::linear(const Model& m, const std::string& name, int64_t in, int64_t out,
+                                                  int64_t layer, const std::string& role) {
+  Lin L;
+  L.in = in, L.out = out;
+  if (lora_.rank == 0) {
+    L.param = add(name, out, in);
+    return L;
+  }
+  L.frozen = &m.tensor(name);
+  if (L.frozen->rows() != out || L.frozen->cols() != in)
+    fail("{}: tensor {} has shape {}, training expects {}x{}", m.path, name, L.frozen->shape_str(), out, in);
+  if (layer >= 0 && std::find(lora_.targets.begin(), lora_.targets.end(), role) != lora_.targets.end()) {
+    if (lora_.rank > std::min(in, out))
+      fail("--lora r={}: larger than {} ({}x{}); the rank is at most the smaller side", lora_.rank, name, out, in);
+    L.a = add(name + ".lora_a", lora_.rank, in);
+    L.b = add(name + ".lora_b", out, lora_.rank);
+  }
+  return L;
+}
+
+template <class T>
+TrainModel<T>::TrainModel(const Model& m, const LoraSpec& lora) : c_(m.cfg), lora_(lora) {
   check_trainable(c_, m.path);
+  const bool full = lora_.rank == 0;
   const int64_t D = c_.dim, F = c_.ffn_dim, qd = c_.q_dim(), kvd = c_.kv_dim();
-  embd_ = add("token_embd.weight", c_.n_vocab, D);
+  if (full)
+    embd_ = add("token_embd.weight", c_.n_vocab, D);
+  else
+    embd_frozen_ = &m.tensor("token_embd.weight");
   for (int64_t l = 0; l < c_.n_layers; l++) {
     const std::string p = "blk." + std::to_string(l) + ".";
     LayerIdx L{};
-    L.attn_norm = add(p + "attn_norm.weight", 1, D);
-    L.wq = add(p + "attn_q.weight", qd, D);
-    L.wk = add(p + "attn_k.weight", kvd, D);
-    L.wv = add(p + "attn_v.weight", kvd, D);
+    L.attn_norm = add(p + "attn_norm.weight", 1, D, full);
+    L.q = linear(m, p + "attn_q.weight", D, qd, l, "q");
+    L.k = linear(m, p + "attn_k.weight", D, kvd, l, "k");
+    L.v = linear(m, p + "attn_v.weight", D, kvd, l, "v");
     L.bq = L.bk = L.bv = kNone;
     if (m.layers[size_t(l)].bo.size() || m.layers[size_t(l)].b_down.size())
       fail("{}: training does not support output-projection biases yet", m.path);
     if (c_.qkv_bias) {
-      L.bq = add(p + "attn_q.bias", 1, qd);
-      L.bk = add(p + "attn_k.bias", 1, kvd);
-      L.bv = add(p + "attn_v.bias", 1, kvd);
+      L.bq = add(p + "attn_q.bias", 1, qd, full);
+      L.bk = add(p + "attn_k.bias", 1, kvd, full);
+      L.bv = add(p + "attn_v.bias", 1, kvd, full);
     }
-    L.wo = add(p + "attn_output.weight", D, qd);
-    L.ffn_norm = add(p + "ffn_norm.weight", 1, D);
-    L.gate = add(p + "ffn_gate.weight", F, D);
-    L.up = add(p + "ffn_up.weight", F, D);
-    L.down = add(p + "ffn_down.weight", D, F);
+    L.o = linear(m, p + "attn_output.weight", qd, D, l, "o");
+    L.ffn_norm = add(p + "ffn_norm.weight", 1, D, full);
+    L.gate = linear(m, p + "ffn_gate.weight", D, F, l, "gate");
+    L.up = linear(m, p + "ffn_up.weight", D, F, l, "up");
+    L.down = linear(m, p + "ffn_down.weight", F, D, l, "down");
     layers_.push_back(L);
     rope_.push_back(c_.uses_rope(l) ? m.rope_freqs(l, false) : std::vector<float>{});
   }
-  out_norm_ = add("output_norm.weight", 1, D);
-  out_ = c_.tied_embeddings ? embd_ : add("output.weight", c_.n_vocab, D);
+  out_norm_ = add("output_norm.weight", 1, D, full);
+  if (full && c_.tied_embeddings)
+    head_.param = embd_, head_.in = D, head_.out = c_.n_vocab;
+  else
+    head_ = linear(m, c_.tied_embeddings ? "token_embd.weight" : "output.weight", D, c_.n_vocab, -1, "");
   w.resize(params_.back().offset + size_t(params_.back().size()));
   grad.assign(w.size(), T(0));
+  std::mt19937_64 rng(lora_.seed);
   for (const auto& p : params_) {
+    T* dst = w.data() + p.offset;
+    if (p.name.size() > 7 && p.name.compare(p.name.size() - 7, 7, ".lora_a") == 0) {
+      std::uniform_real_distribution<double> u(-1.0 / std::sqrt(double(p.cols)), 1.0 / std::sqrt(double(p.cols)));
+      for (int64_t i = 0; i < p.size(); i++) dst[i] = T(u(rng));
+      continue;
+    }
+    if (p.name.size() > 7 && p.name.compare(p.name.size() - 7, 7, ".lora_b") == 0) continue;  // zero
     const Tensor& t = m.tensor(p.name);
-    if (t.numel() != p.size()) fail("{}: tensor {} has shape {}, training expects {}x{}", m.path, p.name, t.shape_str(), p.rows, p.cols);
+    if (t.numel() != p.size())
+      fail("{}: tensor {} has shape {}, training expects {}x{}", m.path, p.name, t.shape_str(), p.rows, p.cols);
     const std::vector<float> f = to_f32(t);
-    std::copy(f.begin(), f.end(), w.begin() + std::ptrdiff_t(p.offset));
+    std::copy(f.begin(), f.end(), dst);
   }
 }
 
 template <class T>
+std::vector<uint8_t> TrainModel<T>::frozen_mask() const {
+  std::vector<uint8_t> f(w.size(), 0);
+  for (const auto& p : params_)
+    if (!p.trainable) std::fill(f.begin() + std::ptrdiff_t(p.offset), f.begin() + std::ptrdiff_t(p.offset) + p.size(), 1);
+  return f;
+}
+
+template <class T>
+LoraAdapter TrainModel<T>::adapter() const {
+  LoraAdapter a;
+  a.rank = lora_.rank, a.alpha = lora_.alpha;
+  for (int64_t l = 0; l < c_.n_layers; l++) {
+    const LayerIdx& L = layers_[size_t(l)];
+    const std::pair<const Lin*, const char*> lins[] = {{&L.q, "q"},       {&L.k, "k"},   {&L.v, "v"},      {&L.o, "o"},
+                                                       {&L.gate, "gate"}, {&L.up, "up"}, {&L.down, "down"}};
+    for (const auto& [lin, role] : lins) {
+      if (lin->a == kNone) continue;
+      LoraAdapter::Pair p;
+      p.weight = lora_weight_name(l, role), p.in = lin->in, p.out = lin->out;
+      p.a.assign(W(lin->a), W(lin->a) + params_[lin->a].size());
+      p.b.assign(W(lin->b), W(lin->b) + params_[lin->b].size());
+      a.pairs.push_back(std::move(p));
+    }
+  }
+  return a;
+}
+
+template <class T>
 void TrainModel<T>::store(Model& m) const {
+  if (lora_.rank > 0) return merge_lora(m, adapter(), 1.0);
   for (const auto& p : params_) {
-    if (p.name == "output.weight" && c_.tied_embeddings) continue;
     std::vector<float> f(size_t(p.size()));
     for (size_t i = 0; i < f.size(); i++) f[i] = float(w[p.offset + i]);
     m.set_f32(p.name, std::move(f));
   }
   m.bind();
+}
+
+namespace {
+
+// The frozen weight times x: the inference kernels for float (the quantized
+// types' int8 activations included, as inference computes them), the
+// dequantized weight for the double-precision checks.
+void frozen_matmul(const Tensor& t, const float* x, int64_t n, float* y) { matmul(t, x, n, y); }
+template <class T>
+void dequantize_rows(const Tensor& t, std::vector<T>& out);
+void frozen_matmul(const Tensor& t, const double* x, int64_t n, double* y) {
+  std::vector<double> W;
+  dequantize_rows(t, W);
+  gemm<double>(false, true, n, t.rows(), t.cols(), 1.0, x, t.cols(), W.data(), t.cols(), 0.0, y, t.rows());
+}
+
+// A frozen weight's values as T, its rows dequantized side by side.
+template <class T>
+void dequantize_rows(const Tensor& t, std::vector<T>& out) {
+  const int64_t rows = t.rows(), cols = t.cols();
+  out.resize(size_t(rows * cols));
+#pragma omp parallel
+  {
+    std::vector<float> row(static_cast<size_t>(cols));
+#pragma omp for
+    for (int64_t r = 0; r < rows; r++) {
+      if constexpr (std::is_same_v<T, float>) {
+        to_f32(t, r * cols, cols, out.data() + r * cols);
+      } else {
+        to_f32(t, r * cols, cols, row.data());
+        std::copy(row.begin(), row.end(), out.begin() + r * cols);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void TrainModel<T>::lin_forward(const Lin& L, size_t bias, const T* x, int64_t n, T* y) {
+  if (L.frozen) {
+    frozen_matmul(*L.frozen, x, n, y);
+    if (bias != kNone)
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t o = 0; o < L.out; o++) y[t * L.out + o] += W(bias)[o];
+  } else {
+    linear_forward(W(L.param), bias == kNone ? static_cast<const T*>(nullptr) : W(bias), x, n, L.in, L.out, y);
+  }
+  if (L.a == kNone) return;
+  const int64_t r = lora_.rank;
+  lora_t_.resize(size_t(n * r));
+  gemm<T>(false, true, n, r, L.in, T(1), x, L.in, W(L.a), L.in, T(0), lora_t_.data(), r);
+  gemm<T>(false, true, n, L.out, r, T(lora_.scale()), lora_t_.data(), r, W(L.b), r, T(1), y, L.out);
+}
+
+template <class T>
+void TrainModel<T>::lin_backward(const Lin& L, size_t bias, const T* x, const T* dy, int64_t n, T* dx,
+                                 bool accumulate_dx) {
+  if (!L.frozen) {
+    linear_backward(W(L.param), x, dy, n, L.in, L.out, params_[L.param].trainable ? G(L.param) : nullptr, Gopt(bias), dx,
+                    accumulate_dx);
+  } else {
+    if (T* db = Gopt(bias))
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t o = 0; o < L.out; o++) db[o] += dy[t * L.out + o];
+    if (dx) {
+      // dx = dy·W on the weight dequantized one matrix at a time.
+      dequantize_rows(*L.frozen, deq_);
+      gemm<T>(false, false, n, L.in, L.out, T(1), dy, L.out, deq_.data(), L.in, accumulate_dx ? T(1) : T(0), dx, L.in);
+    }
+  }
+  if (L.a == kNone) return;
+  // y += s·(x·Aᵀ)·Bᵀ: dB += s·dyᵀ·t, dt = s·dy·B, dA += dtᵀ·x, dx += dt·A.
+  const int64_t r = lora_.rank;
+  const T s = T(lora_.scale());
+  lora_t_.resize(size_t(n * r));
+  lora_dt_.resize(size_t(n * r));
+  gemm<T>(false, true, n, r, L.in, T(1), x, L.in, W(L.a), L.in, T(0), lora_t_.data(), r);
+  gemm<T>(true, false, L.out, r, n, s, dy, L.out, lora_t_.data(), r, T(1), G(L.b), r);
+  gemm<T>(false, false, n, r, L.out, s, dy, L.out, W(L.b), r, T(0), lora_dt_.data(), r);
+  gemm<T>(true, false, r, L.in, n, T(1), lora_dt_.data(), r, x, L.in, T(1), G(L.a), L.in);
+  if (dx) gemm<T>(false, false, n, L.in, r, T(1), lora_dt_.data(), r, W(L.a), L.in, T(1), dx, L.in);
 }
 
 template <class T>
@@ -112,7 +333,13 @@ void TrainModel<T>::embed(const int32_t* tokens, T* x) {
   const int64_t N = B_ * n_, D = c_.dim;
   for (int64_t r = 0; r < N; r++) {
     if (tokens[r] < 0 || tokens[r] >= c_.n_vocab) fail("token id {} is outside the vocabulary of {}", tokens[r], c_.n_vocab);
-    std::memcpy(x + r * D, W(embd_) + int64_t(tokens[r]) * D, sizeof(T) * size_t(D));
+    if (embd_ != kNone) {
+      std::memcpy(x + r * D, W(embd_) + int64_t(tokens[r]) * D, sizeof(T) * size_t(D));
+    } else {
+      std::vector<float> row(static_cast<size_t>(D));
+      to_f32(*embd_frozen_, int64_t(tokens[r]) * D, D, row.data());
+      std::copy(row.begin(), row.end(), x + r * D);
+    }
   }
 }
 
@@ -122,9 +349,9 @@ void TrainModel<T>::block_forward(int64_t l, const T* x_in, T* x_out) {
   const int64_t N = B_ * n_, D = c_.dim, F = c_.ffn_dim, H = c_.n_heads, KV = c_.n_kv_heads, hd = c_.head_dim;
   const int64_t qd = H * hd, kvd = KV * hd;
   rmsnorm_forward(x_in, W(L.attn_norm), N, D, c_.rms_eps, xn1_.data(), rstd1_.data());
-  linear_forward(W(L.wq), Wopt(L.bq), xn1_.data(), N, D, qd, q_.data());
-  linear_forward(W(L.wk), Wopt(L.bk), xn1_.data(), N, D, kvd, k_.data());
-  linear_forward(W(L.wv), Wopt(L.bv), xn1_.data(), N, D, kvd, v_.data());
+  lin_forward(L.q, L.bq, xn1_.data(), N, q_.data());
+  lin_forward(L.k, L.bk, xn1_.data(), N, k_.data());
+  lin_forward(L.v, L.bv, xn1_.data(), N, v_.data());
   const auto& freqs = rope_[size_t(l)];
   if (!freqs.empty()) {
 #pragma omp parallel for
@@ -140,13 +367,13 @@ void TrainModel<T>::block_forward(int64_t l, const T* x_in, T* x_out) {
     attention_forward(q_.data() + o * qd, k_.data() + o * kvd, v_.data() + o * kvd, n_, H, KV, hd, g, scale,
                       P_.data() + b * H * n_ * n_, att_.data() + o * qd);
   }
-  linear_forward(W(L.wo), static_cast<const T*>(nullptr), att_.data(), N, qd, D, x1_.data());
+  lin_forward(L.o, kNone, att_.data(), N, x1_.data());
   for (int64_t i = 0; i < N * D; i++) x1_[size_t(i)] += x_in[i];
   rmsnorm_forward(x1_.data(), W(L.ffn_norm), N, D, c_.rms_eps, xn2_.data(), rstd2_.data());
-  linear_forward(W(L.gate), static_cast<const T*>(nullptr), xn2_.data(), N, D, F, g_.data());
-  linear_forward(W(L.up), static_cast<const T*>(nullptr), xn2_.data(), N, D, F, u_.data());
+  lin_forward(L.gate, kNone, xn2_.data(), N, g_.data());
+  lin_forward(L.up, kNone, xn2_.data(), N, u_.data());
   swiglu_forward(g_.data(), u_.data(), N * F, a_.data());
-  linear_forward(W(L.down), static_cast<const T*>(nullptr), a_.data(), N, F, D, x_out);
+  lin_forward(L.down, kNone, a_.data(), N, x_out);
   for (int64_t i = 0; i < N * D; i++) x_out[i] += x1_[size_t(i)];
 }
 
@@ -156,14 +383,14 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
   const int64_t N = B_ * n_, D = c_.dim, F = c_.ffn_dim, H = c_.n_heads, KV = c_.n_kv_heads, hd = c_.head_dim;
   const int64_t qd = H * hd, kvd = KV * hd;
   // Feed-forward: x_out = x1 + down(swiglu(gate(xn2), up(xn2))).
-  linear_backward(W(L.down), a_.data(), dx, N, F, D, G(L.down), static_cast<T*>(nullptr), da_.data(), false);
+  lin_backward(L.down, kNone, a_.data(), dx, N, da_.data(), false);
   swiglu_backward(g_.data(), u_.data(), da_.data(), N * F, dg_.data(), du_.data());
-  linear_backward(W(L.gate), xn2_.data(), dg_.data(), N, D, F, G(L.gate), static_cast<T*>(nullptr), dxn_.data(), false);
-  linear_backward(W(L.up), xn2_.data(), du_.data(), N, D, F, G(L.up), static_cast<T*>(nullptr), dxn_.data(), true);
+  lin_backward(L.gate, kNone, xn2_.data(), dg_.data(), N, dxn_.data(), false);
+  lin_backward(L.up, kNone, xn2_.data(), du_.data(), N, dxn_.data(), true);
   std::copy(dx, dx + N * D, dx1_.begin());
-  rmsnorm_backward(x1_.data(), W(L.ffn_norm), rstd2_.data(), dxn_.data(), N, D, dx1_.data(), G(L.ffn_norm));
+  rmsnorm_backward(x1_.data(), W(L.ffn_norm), rstd2_.data(), dxn_.data(), N, D, dx1_.data(), Gopt(L.ffn_norm));
   // Attention: x1 = x_in + wo(attention(rope(q), rope(k), v)).
-  linear_backward(W(L.wo), att_.data(), dx1_.data(), N, qd, D, G(L.wo), static_cast<T*>(nullptr), datt_.data(), false);
+  lin_backward(L.o, kNone, att_.data(), dx1_.data(), N, datt_.data(), false);
   const double scale = c_.attention_scale();
 #pragma omp parallel for schedule(dynamic)
   for (int64_t bg = 0; bg < B_ * KV; bg++) {
@@ -180,11 +407,11 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
       rope_rotate(dk_.data() + r * kvd, KV, hd, r % n_, freqs, c_.rope_layout, true);
     }
   }
-  linear_backward(W(L.wq), xn1_.data(), dq_.data(), N, D, qd, G(L.wq), Gopt(L.bq), dxn_.data(), false);
-  linear_backward(W(L.wk), xn1_.data(), dk_.data(), N, D, kvd, G(L.wk), Gopt(L.bk), dxn_.data(), true);
-  linear_backward(W(L.wv), xn1_.data(), dv_.data(), N, D, kvd, G(L.wv), Gopt(L.bv), dxn_.data(), true);
+  lin_backward(L.q, L.bq, xn1_.data(), dq_.data(), N, dxn_.data(), false);
+  lin_backward(L.k, L.bk, xn1_.data(), dk_.data(), N, dxn_.data(), true);
+  lin_backward(L.v, L.bv, xn1_.data(), dv_.data(), N, dxn_.data(), true);
   std::copy(dx1_.begin(), dx1_.begin() + N * D, dx);
-  rmsnorm_backward(x_in, W(L.attn_norm), rstd1_.data(), dxn_.data(), N, D, dx, G(L.attn_norm));
+  rmsnorm_backward(x_in, W(L.attn_norm), rstd1_.data(), dxn_.data(), N, D, dx, Gopt(L.attn_norm));
 }
 
 template <class T>
@@ -217,23 +444,24 @@ double TrainModel<T>::step(const int32_t* tokens, const int32_t* targets, int64_
     for (int64_t r0 = 0; r0 < n; r0 += C) {
       const int64_t rows = std::min(C, n - r0), r = b * n + r0;
       const T* h = hn_.data() + r * D;
-      linear_forward(W(out_), static_cast<const T*>(nullptr), h, rows, D, V, chunk_.data());
+      lin_forward(head_, kNone, h, rows, chunk_.data());
       total += loss_backward(loss, chunk_.data(), targets + r, loss.needs_teacher() ? teacher_.data() + r0 * V : nullptr,
                              rows, V, scale, ce);
-      linear_backward(W(out_), h, chunk_.data(), rows, D, V, G(out_), static_cast<T*>(nullptr), dh.data() + r * D, false);
+      lin_backward(head_, kNone, h, chunk_.data(), rows, dh.data() + r * D, false);
     }
   }
   // dx of the last block's output: the final norm's backward.
   std::vector<T>& dx = xs_.back();  // its forward values are no longer needed once hn's gradient is through
   std::vector<T> x_last(dx);
   std::fill(dx.begin(), dx.end(), T(0));
-  rmsnorm_backward(x_last.data(), W(out_norm_), rstdf_.data(), dh.data(), B * n, D, dx.data(), G(out_norm_));
+  rmsnorm_backward(x_last.data(), W(out_norm_), rstdf_.data(), dh.data(), B * n, D, dx.data(), Gopt(out_norm_));
   for (int64_t l = c_.n_layers - 1; l >= 0; l--) {
     T* x_out = l + 1 < c_.n_layers ? xs_[size_t(l + 1)].data() : x_last.data();
     block_forward(l, xs_[size_t(l)].data(), x_out);  // recompute (x_out is a scratch copy here)
     block_backward(l, xs_[size_t(l)].data(), dx.data());
   }
   // The embedding rows the tokens read.
+  if (embd_ == kNone || !params_[embd_].trainable) return total;
   T* dE = G(embd_);
   for (int64_t r = 0; r < B * n; r++) {
     const T* g = dx.data() + r * D;
@@ -252,7 +480,7 @@ double TrainModel<T>::eval_ce(const int32_t* tokens, const int32_t* targets, int
   double ce = 0;
   for (int64_t r = 0; r < B * n; r += C) {
     const int64_t rows = std::min(C, B * n - r);
-    linear_forward(W(out_), static_cast<const T*>(nullptr), hn_.data() + r * D, rows, D, V, chunk_.data());
+    lin_forward(head_, kNone, hn_.data() + r * D, rows, chunk_.data());
     loss_backward(Loss{}, chunk_.data(), targets + r, nullptr, rows, V, 0.0, &ce);
   }
   return ce;
@@ -262,7 +490,7 @@ template <class T>
 void TrainModel<T>::logits(const int32_t* tokens, int64_t B, int64_t n, T* out) {
   resize(B, n);
   forward_blocks(tokens);
-  linear_forward(W(out_), static_cast<const T*>(nullptr), hn_.data(), B * n, c_.dim, c_.n_vocab, out);
+  lin_forward(head_, kNone, hn_.data(), B * n, out);
 }
 
 template class TrainModel<float>;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/lora.h"
 #include "model/model.h"
 #include "train/grad_ops.h"
 
@@ -21,19 +22,42 @@ namespace lmpress::train {
 // frequencies.
 void check_trainable(const ModelConfig& c, const std::string& who);
 
+// LoRA (Hu et al.): each targeted linear W gains B·A (A [rank, in], B [out,
+// rank]; y = W·x + alpha/rank · B·(A·x)), A drawn as PEFT draws it (uniform in
+// ±1/√in), B zero, so training starts from the model itself; the base
+// weights stay frozen in the type they are stored in (QLoRA on a Q4_0 file).
+struct LoraSpec {
+  int64_t rank = 0;  // 0: no adapters (full fine-tuning)
+  double alpha = 0;  // the adapters' scale is alpha / rank
+  // Linears by their role in a block: q, k, v, o, gate, up, down.
+  std::vector<std::string> targets;
+  uint32_t seed = 0;
+  double scale() const { return alpha / double(rank); }
+};
+// Parses --lora: r=N[,alpha=A][,targets=T[,T...]] with T one of q, k, v, o,
+// gate, up, down, or qkvo (the attention's four), mlp (the feed-forward's
+// three), all. Defaults: alpha = 2·r, targets all.
+LoraSpec parse_lora(const std::string& s);
+// The canonical weight name of role `target` in block l (attn_q, ..., ffn_down).
+std::string lora_weight_name(int64_t l, const std::string& target);
+
 // One weight of the model inside the flat parameter vector.
 struct Param {
-  std::string name;  // canonical (blk.0.attn_q.weight, ...)
+  std::string name;  // canonical (blk.0.attn_q.weight, ...); adapters: <weight>.lora_a / .lora_b
   int64_t rows = 0, cols = 0;
   size_t offset = 0;
+  bool trainable = true;  // frozen: no gradient is computed for it
   int64_t size() const { return rows * cols; }
 };
 
 template <class T>
 class TrainModel {
  public:
-  // The model's weights (any stored type, dequantized) as T.
-  explicit TrainModel(const Model& m);
+  // Full fine-tuning: the model's weights (any stored type, dequantized) as T.
+  // With lora.rank > 0: the adapters are the parameters to train; the
+  // model's weights stay where they are (m must outlive this), frozen, its
+  // norms and biases copied as frozen parameters.
+  explicit TrainModel(const Model& m, const LoraSpec& lora = {});
 
   // The teacher's logits for sequence b of the batch, out[n, vocab].
   using TeacherFn = std::function<void(int64_t b, float* out)>;
@@ -48,8 +72,14 @@ class TrainModel {
   // Every position's logits, out[B·n, vocab].
   void logits(const int32_t* tokens, int64_t B, int64_t n, T* out);
 
-  // The model's weights written back into m as F32 tensors (m.bind() after).
+  // The model's weights written back into m as F32 tensors (m.bind() after);
+  // with adapters, each targeted weight merged: W + alpha/rank · B·A.
   void store(Model& m) const;
+  const LoraSpec& lora() const { return lora_; }
+  // The trained adapters (lora().rank > 0).
+  LoraAdapter adapter() const;
+  // Whether element i of w is trained (the optimizer leaves the others).
+  std::vector<uint8_t> frozen_mask() const;
 
   const ModelConfig& cfg() const { return c_; }
   const std::vector<Param>& params() const { return params_; }
@@ -58,16 +88,30 @@ class TrainModel {
   std::vector<T> w, grad;  // every parameter, flat in params() order
 
  private:
-  struct LayerIdx {
-    size_t attn_norm, wq, wk, wv, bq, bk, bv, wo, ffn_norm, gate, up, down;
-  };
   static constexpr size_t kNone = ~size_t(0);
-  size_t add(const std::string& name, int64_t rows, int64_t cols);
+  // A linear layer: a trained matrix (param) or a frozen model tensor, with
+  // or without an adapter (a, b).
+  struct Lin {
+    size_t param = kNone, a = kNone, b = kNone;
+    const Tensor* frozen = nullptr;
+    int64_t in = 0, out = 0;
+  };
+  struct LayerIdx {
+    size_t attn_norm, ffn_norm, bq, bk, bv;
+    Lin q, k, v, o, gate, up, down;
+  };
+  size_t add(const std::string& name, int64_t rows, int64_t cols, bool trainable = true);
+  Lin linear(const Model& m, const std::string& name, int64_t in, int64_t out, int64_t layer, const std::string& role);
+  // y[n, out] = x·Wᵀ (+ bias) (+ the adapter's term).
+  void lin_forward(const Lin& L, size_t bias, const T* x, int64_t n, T* y);
+  // Gradients of what lin_forward computed: the weight's (when trained),
+  // the bias's, the adapter's; dx (null: not wanted) overwritten or added to.
+  void lin_backward(const Lin& L, size_t bias, const T* x, const T* dy, int64_t n, T* dx, bool accumulate_dx);
   T* W(size_t i) { return w.data() + params_[i].offset; }
   const T* W(size_t i) const { return w.data() + params_[i].offset; }
   T* G(size_t i) { return grad.data() + params_[i].offset; }
   T* Wopt(size_t i) { return i == kNone ? nullptr : W(i); }
-  T* Gopt(size_t i) { return i == kNone ? nullptr : G(i); }
+  T* Gopt(size_t i) { return i == kNone || !params_[i].trainable ? nullptr : G(i); }
 
   void resize(int64_t B, int64_t n);
   void embed(const int32_t* tokens, T* x);
@@ -80,14 +124,17 @@ class TrainModel {
 
   ModelConfig c_;
   std::vector<Param> params_;
-  size_t embd_ = 0, out_norm_ = 0, out_ = 0;
+  LoraSpec lora_;
+  size_t embd_ = kNone, out_norm_ = 0;
+  const Tensor* embd_frozen_ = nullptr;
+  Lin head_;
   std::vector<LayerIdx> layers_;
   std::vector<std::vector<float>> rope_;  // per layer; empty: no RoPE
   int64_t B_ = 0, n_ = 0;
   // Activations of B_·n_ rows.
   std::vector<std::vector<T>> xs_;
   std::vector<T> xn1_, rstd1_, q_, k_, v_, P_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
-  std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_;
+  std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_, lora_t_, lora_dt_, deq_;
   std::vector<float> teacher_;
 };
 

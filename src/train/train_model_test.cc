@@ -151,3 +151,89 @@ TEST(TrainModel, LearnsACopyTaskToItsOptimum) {
 
 }  // namespace
 }  // namespace lmpress::train
+
+namespace lmpress::train {
+namespace {
+
+// Random values into every lora_b (they start at zero, which would leave A's gradients zero).
+template <class T>
+void randomize_b(TrainModel<T>& tm, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> nd(0.0, 0.3);
+  for (const auto& p : tm.params())
+    if (p.name.find(".lora_b") != std::string::npos)
+      for (int64_t i = 0; i < p.size(); i++) tm.w[p.offset + size_t(i)] = T(nd(rng));
+}
+
+TEST(TrainLora, AdapterGradientsMatchFiniteDifferences) {
+  auto m = synthetic("Qwen2ForCausalLM", false, 21);
+  LoraSpec lora = parse_lora("r=2,alpha=3,targets=q,v,o,down");
+  TrainModel<double> tm(*m, lora);
+  randomize_b(tm, 3);
+  const int64_t B = 2, n = 5, V = m->cfg.n_vocab;
+  const auto tokens = random_tokens(B * n, V, 8), targets = random_tokens(B * n, V, 9);
+  tm.step(tokens.data(), targets.data(), B, n, Loss{}, nullptr, 1.0, nullptr);
+  const auto grad = tm.grad;
+  auto f = [&] {
+    auto keep = tm.grad;
+    const double l = tm.eval_ce(tokens.data(), targets.data(), B, n);
+    tm.grad = keep;
+    return l;
+  };
+  int adapters = 0;
+  std::mt19937 pick(4);
+  for (const auto& p : tm.params()) {
+    if (!p.trainable) {
+      for (int64_t i = 0; i < p.size(); i++) ASSERT_EQ(grad[p.offset + size_t(i)], 0.0) << p.name;
+      continue;
+    }
+    adapters++;
+    for (int k = 0; k < 4; k++) {
+      const size_t i = p.offset + size_t(pick() % uint32_t(p.size()));
+      const double keep = tm.w[i], h = 1e-5;
+      tm.w[i] = keep + h;
+      const double up = f();
+      tm.w[i] = keep - h;
+      const double down = f();
+      tm.w[i] = keep;
+      ASSERT_NEAR(grad[i], (up - down) / (2 * h), 1e-6 * std::max(1.0, std::abs(grad[i]))) << p.name;
+    }
+  }
+  EXPECT_EQ(adapters, 2 * 4 * 2);  // a and b of 4 targets in 2 layers
+}
+
+TEST(TrainLora, ForwardEqualsTheMergedModel) {
+  for (const char* arch : {"LlamaForCausalLM", "Qwen2ForCausalLM"}) {
+    auto m = synthetic(arch, true, 22);
+    TrainModel<float> tm(*m, parse_lora("r=3,targets=all"));
+    randomize_b(tm, 5);
+    const int64_t B = 2, n = 7, V = m->cfg.n_vocab;
+    const auto tokens = random_tokens(B * n, V, 10);
+    std::vector<float> with_adapters(size_t(B * n * V)), merged(size_t(B * n * V));
+    tm.logits(tokens.data(), B, n, with_adapters.data());
+    tm.store(*m);  // merged: W + alpha/r · B·A
+    TrainModel<float> full(*m);
+    full.logits(tokens.data(), B, n, merged.data());
+    for (size_t i = 0; i < merged.size(); i++) ASSERT_NEAR(with_adapters[i], merged[i], 2e-4) << arch << " " << i;
+  }
+}
+
+TEST(TrainLora, ParsesAndRefusesSpecs) {
+  const LoraSpec a = parse_lora("r=16,alpha=32,targets=qkvo,mlp");
+  EXPECT_EQ(a.rank, 16);
+  EXPECT_DOUBLE_EQ(a.scale(), 2.0);
+  EXPECT_EQ(a.targets, (std::vector<std::string>{"q", "k", "v", "o", "gate", "up", "down"}));
+  const LoraSpec b = parse_lora("r=4,targets=v,q");
+  EXPECT_DOUBLE_EQ(b.alpha, 8.0);
+  EXPECT_EQ(b.targets, (std::vector<std::string>{"q", "v"}));
+  test::expect_error([] { parse_lora("r=0"); }, "r must be a whole number");
+  test::expect_error([] { parse_lora("alpha=3"); }, "r=N");
+  test::expect_error([] { parse_lora("r=4,targets=lm_head"); }, "target 'lm_head'");
+  test::expect_error([] { parse_lora("r=4,dropout=0.1"); }, "unknown key 'dropout'");
+  test::expect_error([] { parse_lora("r=x"); }, "not a number");
+  auto m = synthetic("LlamaForCausalLM", false, 23);
+  test::expect_error([&] { TrainModel<float> tm(*m, parse_lora("r=64,targets=k")); }, "larger than blk.0.attn_k.weight");
+}
+
+}  // namespace
+}  // namespace lmpress::train

@@ -6,6 +6,8 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/matmul.h"
+#include "model/lora.h"
+#include "model/repack.h"
 #include "train/finetune.h"
 #include "train/train_model.h"
 
@@ -13,9 +15,9 @@ namespace lmpress::cli {
 
 void add_finetune(CLI::App& app) {
   struct Opts {
-    std::string in, out, teacher, loss = "ce", dtype, format;
+    std::string in, out, teacher, loss = "ce", dtype, format, lora;
     train::FinetuneOptions ft;
-    bool dense = false, json = false, no_finite_check = false;
+    bool dense = false, merge = false, json = false, no_finite_check = false;
     int threads = 0;
   };
   auto o = std::make_shared<Opts>();
@@ -24,7 +26,9 @@ void add_finetune(CLI::App& app) {
                   "pruning or quantization)");
   add_path_option(cmd, "student", o->in, "Model to train (any format lmpress loads; its weights become f32)",
                   PathRole::Model)->required();
-  add_path_option(cmd, "output", o->out, "Output: a .gguf file, or a directory for Hugging Face layout",
+  add_path_option(cmd, "output", o->out,
+                  "Output: a .gguf file, or a directory (Hugging Face layout; PEFT for --lora); with --lora, the "
+                  "adapter (llama.cpp's GGUF LoRA file or a PEFT directory) unless --merge",
                   PathRole::Output, OutputKind::Either)->required();
   add_path_option(cmd, "--data", o->ft.data, "Training text", PathRole::Input)->required();
   add_path_option(cmd, "--eval", o->ft.eval, "Held-out text: perplexity before, after and every --eval-every steps",
@@ -50,11 +54,18 @@ void add_finetune(CLI::App& app) {
   cmd->add_option("--eval-windows", o->ft.eval_windows, "Windows of --eval text to score")
       ->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--seed", o->ft.seed, "Seed of the data order")->capture_default_str();
+  cmd->add_option("--lora", o->lora,
+                  "Train LoRA adapters instead of the weights, which stay frozen in their stored type (QLoRA on a "
+                  "quantized file): r=N[,alpha=A][,targets=q,k,v,o,gate,up,down|qkvo|mlp|all] (alpha 2·r, all "
+                  "linears by default)");
+  cmd->add_flag("--merge", o->merge, "With --lora: write the model with the adapters merged into its weights");
   cmd->add_flag("--dense", o->dense, "Let a pruned model's zeros train too (default: they stay zero)");
   cmd->add_option("--dtype", o->dtype, "Type of the written weight matrices (default: f32, the trained values)")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1"}));
-  cmd->add_option("--format", o->format, "Output format (default: gguf if OUT ends in .gguf, else hf)")
-      ->check(CLI::IsMember({"gguf", "hf"}));
+  cmd->add_option("--format", o->format,
+                  "Output format: gguf, hf, or peft (an adapter; default: gguf if OUT ends in .gguf, else hf, or "
+                  "peft for an adapter)")
+      ->check(CLI::IsMember({"gguf", "hf", "peft"}));
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
   add_finite_check_flag(cmd, o->no_finite_check);
@@ -62,24 +73,46 @@ void add_finetune(CLI::App& app) {
     set_num_threads(o->threads);
     o->ft.loss = train::parse_loss(o->loss);
     o->ft.keep_sparsity = !o->dense;
+    if (!o->lora.empty()) o->ft.lora = train::parse_lora(o->lora);
+    const bool adapter_out = !o->lora.empty() && !o->merge;
+    if (o->merge && o->lora.empty()) fail("--merge merges LoRA adapters: it needs --lora");
+    const bool out_gguf = o->out.size() >= 5 && o->out.compare(o->out.size() - 5, 5, ".gguf") == 0;
+    const std::string format = !o->format.empty() ? o->format : out_gguf ? "gguf" : adapter_out ? "peft" : "hf";
+    if (format == "peft" && !adapter_out) fail("--format peft writes LoRA adapters: it needs --lora (without --merge)");
+    if (format == "hf" && adapter_out) fail("an adapter is written as gguf or peft (--format), not hf");
+    if (adapter_out && !o->dtype.empty()) fail("--dtype sets the type of a model's weights; adapters are written in f32");
     if (o->ft.loss.needs_teacher() && o->teacher.empty()) fail("--loss {} needs --teacher MODEL", o->loss);
     if (!o->ft.loss.needs_teacher() && !o->teacher.empty())
       fail("--teacher is used by --loss kl, rkl or mix:A (got --loss {})", o->loss);
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     train::check_trainable(m->cfg, o->in);
+    // Adapters train on the frozen weights through the inference kernels' layouts.
+    if (o->ft.lora.rank > 0) repack_for_inference(*m);
     std::unique_ptr<Model> teacher;
     if (!o->teacher.empty()) teacher = load_model(o->teacher);
     Progress progress("finetune", uint64_t(o->ft.steps));
-    const train::FinetuneReport r = train::finetune(*m, teacher.get(), o->ft, [&](const train::FinetunePoint& p) {
+    std::string fmt_written = format;
+    auto on_step = [&](const train::FinetunePoint& p) {
       progress.update(uint64_t(p.step));
       if (p.eval_ppl > 0 && !o->json)
         fmt::print("step {}: train loss {:.4f}, eval PPL {:.4f}\n", p.step, p.train_loss, p.eval_ppl), std::fflush(stdout);
-    });
+    };
+    auto write = [&](const train::TrainModel<float>& tm) {
+      if (adapter_out) {
+        if (format == "peft")
+          write_lora_peft(*m, tm.adapter(), o->out);
+        else
+          write_lora_gguf(*m, tm.adapter(), o->out);
+        return;
+      }
+      tm.store(*m);
+      ConvertRequest req;
+      req.dtype = o->dtype.empty() ? "f32" : o->dtype;
+      req.format = format;
+      fmt_written = convert_model(*m, o->out, req);
+    };
+    const train::FinetuneReport r = train::finetune(*m, teacher.get(), o->ft, on_step, write);
     progress.finish();
-    ConvertRequest req;
-    req.dtype = o->dtype.empty() ? "f32" : o->dtype;
-    req.format = o->format;
-    const std::string fmt_written = convert_model(*m, o->out, req);
     const double tok_s = double(r.tokens) / std::max(1e-9, r.seconds);
     if (o->json) {
       nlohmann::ordered_json j;
@@ -91,7 +124,8 @@ void add_finetune(CLI::App& app) {
       j["steps"] = r.steps;
       j["tokens"] = r.tokens;
       j["windows"] = r.windows;
-      j["params"] = r.params;
+      j["trained_params"] = r.params;
+      if (!o->lora.empty()) j["lora"] = {{"rank", o->ft.lora.rank}, {"alpha", o->ft.lora.alpha}, {"targets", o->ft.lora.targets}};
       j["frozen_zeros"] = r.frozen;
       j["seconds"] = r.seconds;
       j["tokens_per_s"] = tok_s;
@@ -108,13 +142,14 @@ void add_finetune(CLI::App& app) {
     }
     const auto& first = r.points.front();
     const auto& last = r.points.back();
-    fmt::print("| steps | tokens | tokens/s | seconds | train loss first → last | eval PPL before → after | frozen zeros |\n");
-    fmt::print("|---:|---:|---:|---:|---|---|---:|\n");
-    fmt::print("| {} | {} | {:.0f} | {:.1f} | {:.4f} → {:.4f} | {} | {} |\n", r.steps, r.tokens, tok_s, r.seconds,
-               first.train_loss, last.train_loss,
+    fmt::print("| steps | tokens | tokens/s | seconds | trained parameters | train loss first → last | eval PPL before → "
+               "after | frozen zeros |\n");
+    fmt::print("|---:|---:|---:|---:|---:|---|---|---:|\n");
+    fmt::print("| {} | {} | {:.0f} | {:.1f} | {} | {:.4f} → {:.4f} | {} | {} |\n", r.steps, r.tokens, tok_s, r.seconds,
+               r.params, first.train_loss, last.train_loss,
                o->ft.eval.empty() ? std::string("-") : fmt::format("{:.4f} → {:.4f}", r.eval_ppl_before, r.eval_ppl_after),
                r.frozen);
-    fmt::print("wrote {} ({} format)\n", o->out, fmt_written);
+    fmt::print("wrote {} ({}{})\n", o->out, adapter_out ? "LoRA adapter, " : "", fmt_written);
   });
 }
 

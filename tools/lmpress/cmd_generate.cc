@@ -13,6 +13,7 @@ namespace lmpress::cli {
 
 void add_generate(CLI::App& app) {
   struct Opts {
+    std::vector<std::string> lora;
     std::string model, tokenizer, prompt, file;
     GenerateOptions g;
     SpecOptions spec;
@@ -36,6 +37,7 @@ void add_generate(CLI::App& app) {
   cmd->add_option("--presence-penalty", o->g.sampling.presence_penalty, "Presence penalty (0: off)")->capture_default_str()->check(CLI::Range(-2.0, 2.0));
   cmd->add_option("--frequency-penalty", o->g.sampling.frequency_penalty, "Frequency penalty (0: off)")->capture_default_str()->check(CLI::Range(-2.0, 2.0));
   cmd->add_option("-s,--seed", o->g.sampling.seed, "Random seed")->capture_default_str();
+  add_lora_option(cmd, o->lora);
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_spec_options(cmd, o->spec);
   add_cache_options(cmd, o->kv);
@@ -46,7 +48,7 @@ void add_generate(CLI::App& app) {
   on_run(cmd, [o] {
     set_num_threads(o->threads);
     std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
-    auto m = load_for_inference(o->model, o->tokenizer);
+    auto m = load_for_inference(o->model, o->tokenizer, o->lora);
     o->g.stop_at_eos = !o->ignore_eos;
     o->g.kv = o->kv.spec();
     o->g.policy = o->kv.eviction();

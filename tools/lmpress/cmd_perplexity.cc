@@ -12,6 +12,7 @@ namespace lmpress::cli {
 
 void add_perplexity(CLI::App& app) {
   struct Opts {
+    std::vector<std::string> lora;
     std::string model, tokenizer, file, protocol = "llama.cpp";
     int64_t ctx = 512, chunks = -1, batch = 2048, recompute = 0;
     int threads = 0;
@@ -29,6 +30,7 @@ void add_perplexity(CLI::App& app) {
                   "llama.cpp: second half of each window scored, BOS per window; gptq: lines joined with \"\\n\\n\", "
                   "every token of each window scored")
       ->capture_default_str();
+  add_lora_option(cmd, o->lora);
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   cmd->add_flag("--json", o->json, "Print JSON");
   add_threads_option(cmd, o->threads);
@@ -39,7 +41,7 @@ void add_perplexity(CLI::App& app) {
                   "re-computation that eviction policies are compared with; slow)");
   on_run(cmd, [o] {
     set_num_threads(o->threads);
-    auto m = load_for_inference(o->model, o->tokenizer);
+    auto m = load_for_inference(o->model, o->tokenizer, o->lora);
     if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
     const PplProtocol protocol = parse_ppl_protocol(o->protocol);
     std::string text = read_input_text(o->file);

@@ -21,6 +21,7 @@ namespace lmpress::cli {
 
 void add_serve(CLI::App& app) {
   struct Opts {
+    std::vector<std::string> lora;
     std::string model, tokenizer, tmpl, alias;
     CacheOptions kv;
     serve::EngineOptions engine;
@@ -61,6 +62,7 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--shutdown-timeout", o->shutdown_seconds,
                   "Seconds SIGINT/SIGTERM waits for requests in flight before aborting them")
       ->capture_default_str()->check(CLI::Range(0.0, 3600.0));
+  add_lora_option(cmd, o->lora);
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_cache_options(cmd, o->kv);
   add_kv_policy_option(cmd, o->kv);
@@ -118,7 +120,7 @@ void add_serve(CLI::App& app) {
     } end_waiter{waiter, sd};
 
     set_num_threads(o->threads);
-    auto m = load_for_inference(o->model, o->tokenizer);
+    auto m = load_for_inference(o->model, o->tokenizer, o->lora);
     if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
     o->engine.kv = o->kv.spec();
     o->engine.policy = o->kv.eviction();

@@ -43,6 +43,8 @@ void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std
 std::unique_ptr<Model> load_for_compression(const std::string& path, const std::string& tokenizer_path,
                                             bool skip_finite_check);
 void add_finite_check_flag(CLI::App* cmd, bool& skip);
+// --lora FILE[:SCALE] (repeatable): LoRA adapters merged into the model at load (perplexity, generate, serve).
+void add_lora_option(CLI::App* cmd, std::vector<std::string>& loras);
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);
 // --template / --chat-template: a built-in chat template's name or a Jinja

@@ -12,6 +12,12 @@
 
 namespace lmpress::cli {
 
+void add_lora_option(CLI::App* cmd, std::vector<std::string>& loras) {
+  cmd->add_option("--lora", loras,
+                  "LoRA adapter to merge into the model's weights (llama.cpp's GGUF adapter or a PEFT directory), "
+                  "FILE[:SCALE]; repeatable");
+}
+
 void add_threads_option(CLI::App* cmd, int& threads) {
   cmd->add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
 }

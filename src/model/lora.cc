@@ -1,0 +1,221 @@
+#include "model/lora.h"
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "core/finite.h"
+#include "core/mapped_file.h"
+#include "io/gguf.h"
+#include "io/safetensors.h"
+#include "kernels/to_f32.h"
+#include "model/export.h"
+
+namespace lmpress {
+
+namespace {
+
+uint64_t f32_bytes(const std::vector<float>& v) { return uint64_t(v.size()) * sizeof(float); }
+
+Tensor f32_view(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v) {
+  Tensor t;
+  t.name = name;
+  t.dtype = DType::F32;
+  t.shape = std::move(shape);
+  t.data = reinterpret_cast<const uint8_t*>(v.data());
+  t.nbytes = f32_bytes(v);
+  return t;
+}
+
+// B's rows re-paired for RoPE when the adapted weight is q or k and the
+// target pairing differs from the model's.
+std::vector<float> b_rows_for(const Model& m, const LoraAdapter::Pair& p, int64_t rank, RopeLayout from, RopeLayout to) {
+  const bool is_q = p.weight.find(".attn_q.") != std::string::npos;
+  const bool is_k = p.weight.find(".attn_k.") != std::string::npos;
+  if (from == to || !(is_q || is_k)) return p.b;
+  const int64_t l = layer_of(p.weight);
+  const int64_t heads = is_q ? m.cfg.heads(l) : m.cfg.kv_heads(l);
+  const auto bytes = permute_rope_rows(reinterpret_cast<const uint8_t*>(p.b.data()), heads, m.cfg.head_dim,
+                                       uint64_t(rank) * sizeof(float), from, to);
+  std::vector<float> out(p.b.size());
+  std::memcpy(out.data(), bytes.data(), bytes.size());
+  return out;
+}
+
+const char* gguf_arch(const Model& m) { return m.cfg.arch.c_str(); }
+
+std::string peft_name(const Model& m, const std::string& weight, const char* ab) {
+  std::string hf = canonical_to_hf(weight, m.cfg);
+  if (hf.empty() || hf.size() < 7) fail("{}: no Hugging Face name for {}", m.path, weight);
+  return "base_model.model." + hf.substr(0, hf.size() - 7) + ".lora_" + ab + ".weight";
+}
+
+// The module name PEFT's target_modules lists (q_proj, gate_proj, ...).
+std::string peft_module(const Model& m, const std::string& weight) {
+  const std::string hf = canonical_to_hf(weight, m.cfg);
+  const std::string stem = hf.substr(0, hf.size() - 7);
+  return stem.substr(stem.rfind('.') + 1);
+}
+
+void check_pair(const Model& m, const std::string& path, const LoraAdapter::Pair& p, int64_t rank) {
+  const Tensor* w = m.find(p.weight);
+  if (!w) fail("{}: the adapter adapts {}, which {} does not have", path, p.weight, m.path);
+  if (w->shape.size() != 2 || w->cols() != p.in || w->rows() != p.out)
+    fail("{}: the adapter for {} is {}x{} (out x in), the model's weight is {}", path, p.weight, p.out, p.in,
+         w->shape_str());
+  if (int64_t(p.a.size()) != rank * p.in || int64_t(p.b.size()) != p.out * rank)
+    fail("{}: {}'s lora_a / lora_b sizes do not match rank {}", path, p.weight, rank);
+  const int64_t bad_a = first_out_of_range(p.a.data(), int64_t(p.a.size()), std::numeric_limits<float>::max());
+  const int64_t bad_b = first_out_of_range(p.b.data(), int64_t(p.b.size()), std::numeric_limits<float>::max());
+  if (bad_a >= 0 || bad_b >= 0) fail("{}: {}'s adapter holds a value that is not finite", path, p.weight);
+}
+
+}  // namespace
+
+void write_lora_gguf(const Model& m, const LoraAdapter& a, const std::string& path) {
+  GGUFWriter w;
+  w.set("general.architecture", GGUFValue::str(gguf_arch(m)));
+  w.set("general.type", GGUFValue::str("adapter"));
+  w.set("general.name", GGUFValue::str(std::filesystem::path(path).stem().string()));
+  w.set("adapter.type", GGUFValue::str("lora"));
+  w.set("adapter.lora.alpha", GGUFValue::f32(float(a.alpha)));
+  std::vector<std::vector<float>> keep;  // the permuted B's, alive until written
+  keep.reserve(a.pairs.size());
+  const RopeLayout target = gguf_rope_layout(gguf_arch(m));
+  for (const auto& p : a.pairs) {
+    keep.push_back(b_rows_for(m, p, a.rank, m.cfg.rope_layout, target));
+    w.add_tensor(f32_view(p.weight + ".lora_a", {a.rank, p.in}, p.a));
+    w.add_tensor(f32_view(p.weight + ".lora_b", {p.out, a.rank}, keep.back()));
+  }
+  w.write(path);
+}
+
+void write_lora_peft(const Model& m, const LoraAdapter& a, const std::string& dir) {
+  AtomicDir out(dir);
+  std::vector<std::vector<float>> keep;
+  keep.reserve(a.pairs.size());
+  std::vector<TensorToWrite> tensors;
+  std::vector<std::string> modules;
+  for (const auto& p : a.pairs) {
+    keep.push_back(b_rows_for(m, p, a.rank, m.cfg.rope_layout, RopeLayout::Halves));
+    tensors.push_back({f32_view(peft_name(m, p.weight, "A"), {a.rank, p.in}, p.a), nullptr});
+    tensors.push_back({f32_view(peft_name(m, p.weight, "B"), {p.out, a.rank}, keep.back()), nullptr});
+    const std::string mod = peft_module(m, p.weight);
+    if (std::find(modules.begin(), modules.end(), mod) == modules.end()) modules.push_back(mod);
+  }
+  write_safetensors(out.path() + "/adapter_model.safetensors", tensors, {{"format", "pt"}});
+  nlohmann::ordered_json c;
+  c["peft_type"] = "LORA";
+  c["task_type"] = "CAUSAL_LM";
+  c["r"] = a.rank;
+  c["lora_alpha"] = a.alpha;
+  c["lora_dropout"] = 0.0;
+  c["bias"] = "none";
+  c["fan_in_fan_out"] = false;
+  c["target_modules"] = modules;
+  c["base_model_name_or_path"] = m.path;
+  write_file_atomic(out.path() + "/adapter_config.json", c.dump(2) + "\n");
+  out.commit();
+}
+
+LoraAdapter read_lora(const Model& m, const std::string& path) {
+  LoraAdapter a;
+  std::map<std::string, LoraAdapter::Pair> pairs;
+  RopeLayout from = m.cfg.rope_layout;
+  // name -> (weight, is_b) for both formats
+  auto take = [&](const std::string& weight, bool is_b, const Tensor& t) {
+    if (t.shape.size() != 2) fail("{}: {} is not a matrix", path, t.name);
+    auto& p = pairs[weight];
+    p.weight = weight;
+    const int64_t rank = is_b ? t.cols() : t.rows();
+    if (a.rank == 0) a.rank = rank;
+    if (rank != a.rank) fail("{}: {} has rank {}, other tensors {}", path, t.name, rank, a.rank);
+    (is_b ? p.out : p.in) = is_b ? t.rows() : t.cols();
+    (is_b ? p.b : p.a) = to_f32(t);
+  };
+  if (std::filesystem::is_directory(path)) {
+    const auto cfg = nlohmann::json::parse(read_text_file(path + "/adapter_config.json"), nullptr, false);
+    if (cfg.is_discarded() || !cfg.is_object()) fail("{}/adapter_config.json: not a JSON object", path);
+    if (cfg.value("peft_type", "") != "LORA") fail("{}/adapter_config.json: peft_type is not LORA", path);
+    if (!cfg.contains("lora_alpha") || !cfg["lora_alpha"].is_number())
+      fail("{}/adapter_config.json: lora_alpha is missing", path);
+    if (cfg.value("fan_in_fan_out", false)) fail("{}/adapter_config.json: fan_in_fan_out adapters are not supported", path);
+    a.alpha = cfg["lora_alpha"].get<double>();
+    from = RopeLayout::Halves;
+    const auto st = SafetensorsFile::open(path + "/adapter_model.safetensors");
+    const std::string prefix = "base_model.model.";
+    for (const auto& t : st.tensors) {
+      const size_t at = t.name.find(".lora_");
+      if (t.name.rfind(prefix, 0) != 0 || at == std::string::npos)
+        fail("{}: tensor {} is not a LoRA matrix (base_model.model.<module>.lora_A/B.weight)", path, t.name);
+      const std::string ab = t.name.substr(at + 6);
+      if (ab != "A.weight" && ab != "B.weight") fail("{}: tensor {} is not a LoRA matrix", path, t.name);
+      const std::string weight = hf_to_canonical(t.name.substr(prefix.size(), at - prefix.size()) + ".weight", m.cfg);
+      if (weight.empty()) fail("{}: tensor {} adapts no weight lmpress knows", path, t.name);
+      take(weight, ab[0] == 'B', t);
+    }
+  } else {
+    const GGUFFile f = GGUFFile::open(path);
+    if (f.get_string("general.type").value_or("") != "adapter" || f.get_string("adapter.type").value_or("") != "lora")
+      fail("{}: not a LoRA adapter (general.type \"adapter\", adapter.type \"lora\")", path);
+    const std::string arch = f.get_string("general.architecture").value_or("");
+    if (arch != m.cfg.arch && arch != m.cfg.gguf_arch)
+      fail("{}: an adapter for architecture {}, the model {} is {}", path, arch, m.path, m.cfg.arch);
+    a.alpha = f.get_float("adapter.lora.alpha").value_or(0.0);
+    from = gguf_rope_layout(arch);
+    for (const auto& t : f.tensors()) {
+      const bool is_a = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_a") == 0;
+      const bool is_b = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_b") == 0;
+      if (!is_a && !is_b) fail("{}: tensor {} is neither a .lora_a nor a .lora_b", path, t.name);
+      take(t.name.substr(0, t.name.size() - 7), is_b, t);
+    }
+  }
+  if (pairs.empty()) fail("{}: the adapter holds no tensors", path);
+  if (a.alpha == 0) a.alpha = double(a.rank);  // llama.cpp: no alpha, scale 1
+  for (auto& [name, p] : pairs) {
+    if (p.a.empty() || p.b.empty()) fail("{}: {} has only one of lora_a / lora_b", path, name);
+    check_pair(m, path, p, a.rank);
+    p.b = b_rows_for(m, p, a.rank, from, m.cfg.rope_layout);
+    a.pairs.push_back(std::move(p));
+  }
+  return a;
+}
+
+void merge_lora(Model& m, const LoraAdapter& a, double scale) {
+  const double s = scale * a.alpha / double(a.rank);
+  for (const auto& p : a.pairs) {
+    std::vector<float> w = to_f32(m.tensor(p.weight));
+#pragma omp parallel for
+    for (int64_t o = 0; o < p.out; o++)
+      for (int64_t k = 0; k < a.rank; k++) {
+        const double bk = s * double(p.b[size_t(o * a.rank + k)]);
+        float* row = w.data() + o * p.in;
+        const float* ar = p.a.data() + k * p.in;
+        for (int64_t i = 0; i < p.in; i++) row[i] += float(bk * double(ar[i]));
+      }
+    m.set_f32(p.weight, std::move(w));
+  }
+  m.bind();
+}
+
+void apply_lora(Model& m, const std::string& spec) {
+  std::string path = spec;
+  double scale = 1.0;
+  const size_t colon = spec.rfind(':');
+  if (colon != std::string::npos && !std::filesystem::exists(spec)) {
+    path = spec.substr(0, colon);
+    size_t used = 0;
+    try {
+      scale = std::stod(spec.substr(colon + 1), &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != spec.size() - colon - 1 || !std::isfinite(scale))
+      fail("--lora {}: expected FILE[:SCALE] with SCALE a number", spec);
+  }
+  merge_lora(m, read_lora(m, path), scale);
+}
+
+}  // namespace lmpress
