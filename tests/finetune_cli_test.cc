@@ -89,3 +89,65 @@ TEST(FinetuneCli, BadInputIsAClearErrorAndWritesNothing) {
 
 }  // namespace
 }  // namespace lmpress
+
+namespace lmpress {
+namespace {
+
+// tests/data/lmp-8m-q4_0-lora-r4.gguf: `lmpress finetune` (QLoRA r=4, alpha 8, q/k/v/o, 150 steps on docs-calib's
+// first 90%) on `lmpress quantize lmp-8m --type q4_0`. llama.cpp loads it:
+//   llama-perplexity -m q4_0.gguf --lora lmp-8m-q4_0-lora-r4.gguf -f wiki.test.raw -c 256 --chunks 20  -> 255.0647
+//   (without --lora: 250.0871)
+TEST(FinetuneCli, QloraAdapterGivesLlamaCppsPerplexity) {
+  const std::string d = test::temp_dir();
+  ASSERT_EQ(run_cli("quantize " + S("models/lmp-8m") + " " + d + "/q4.gguf --type q4_0").status, 0);
+  const std::string adapter = std::string(LMPRESS_SOURCE_DIR) + "/tests/data/lmp-8m-q4_0-lora-r4.gguf";
+  const std::string ppl_args = " -f " + S("data/wikitext-2/wiki.test.raw") + " -c 256 --chunks 20 --json";
+  auto ppl = [&](const std::string& extra) {
+    auto r = run_cli("perplexity " + d + "/q4.gguf" + ppl_args + extra);
+    EXPECT_EQ(r.status, 0) << r.out;
+    return nlohmann::json::parse(r.out)["ppl"].get<double>();
+  };
+  EXPECT_NEAR(ppl(""), 250.0871, 250.0871 * 0.005);
+  EXPECT_NEAR(ppl(" --lora " + adapter), 255.0647, 255.0647 * 0.005);
+  // Half the adapter's scale lands between the two.
+  const double half = ppl(" --lora " + adapter + ":0.5");
+  EXPECT_GT(half, 250.2);
+  EXPECT_LT(half, 254.9);
+}
+
+TEST(FinetuneCli, LoraTrainsAdaptersAndWritesEveryForm) {
+  const std::string d = test::temp_dir();
+  const std::string text = S("data/calib/docs-calib.txt");
+  ASSERT_EQ(run_cli("quantize " + S("models/lmp-8m") + " " + d + "/q4.gguf --type q4_0").status, 0);
+  const std::string base = "finetune " + d + "/q4.gguf ";
+  const std::string train = " --data " + text + " --steps 3 --batch 2 --ctx 64 --lr 1e-3 --lora r=2,targets=v,down --json";
+  auto r = run_cli(base + d + "/a.gguf" + train);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["trained_params"].get<int64_t>(), 6 * (2 * 288 + 96 * 2 + 2 * 768 + 288 * 2));
+  ASSERT_EQ(run_cli(base + d + "/peft" + train).status, 0);
+  EXPECT_TRUE(std::filesystem::exists(d + "/peft/adapter_config.json"));
+  EXPECT_TRUE(std::filesystem::exists(d + "/peft/adapter_model.safetensors"));
+  ASSERT_EQ(run_cli(base + d + "/merged.gguf" + train + " --merge").status, 0);
+  // The same seed and data: the adapter file, the PEFT directory and the merged model compute the same.
+  const std::string ppl = " -f " + text + " -c 64 --chunks 4 --json";
+  auto p = [&](const std::string& args) {
+    auto q = run_cli("perplexity " + args + ppl);
+    EXPECT_EQ(q.status, 0) << q.out;
+    return nlohmann::json::parse(q.out)["ppl"].get<double>();
+  };
+  const double merged = p(d + "/merged.gguf");
+  EXPECT_NEAR(p(d + "/q4.gguf --lora " + d + "/a.gguf"), merged, merged * 2e-3);
+  EXPECT_NEAR(p(d + "/q4.gguf --lora " + d + "/peft"), merged, merged * 2e-3);
+  EXPECT_EQ(run_cli("generate " + d + "/q4.gguf --lora " + d + "/a.gguf -p Hello -n 4").status, 0);
+  // Bad input.
+  expect_cli_error(base + d + "/x.gguf --data " + text + " --merge", "--merge merges LoRA adapters");
+  expect_cli_error(base + d + "/x.gguf --data " + text + " --lora r=200,targets=k", "larger than blk.0.attn_k.weight");
+  expect_cli_error(base + d + "/x --data " + text + " --format peft", "--format peft writes LoRA adapters");
+  expect_cli_error(base + d + "/x.gguf --data " + text + " --lora r=2 --dtype f16", "adapters are written in f32");
+  expect_cli_error("perplexity " + d + "/q4.gguf --lora " + d + "/q4.gguf" + ppl, "not a LoRA adapter");
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
+}
+
+}  // namespace
+}  // namespace lmpress
