@@ -89,7 +89,7 @@ void add_finetune(CLI::App& app) {
     // Adapters train on the frozen weights through the inference kernels' layouts.
     if (o->ft.lora.rank > 0) repack_for_inference(*m);
     std::unique_ptr<Model> teacher;
-    if (!o->teacher.empty()) teacher = load_model(o->teacher);
+    if (!o->teacher.empty()) teacher = load_for_inference(o->teacher);
     Progress progress("finetune", uint64_t(o->ft.steps));
     std::string fmt_written = format;
     auto on_step = [&](const train::FinetunePoint& p) {
