@@ -344,6 +344,18 @@ void TrainModel<T>::embed(const int32_t* tokens, T* x) {
 }
 
 template <class T>
+void TrainModel<T>::rope_rows(int64_t l, T* q, T* k, bool inverse) {
+  const auto& freqs = rope_[size_t(l)];
+  if (freqs.empty()) return;
+  const int64_t N = B_ * n_, H = c_.n_heads, KV = c_.n_kv_heads, hd = c_.head_dim;
+#pragma omp parallel for
+  for (int64_t r = 0; r < N; r++) {
+    rope_rotate(q + r * H * hd, H, hd, r % n_, freqs, c_.rope_layout, inverse);
+    rope_rotate(k + r * KV * hd, KV, hd, r % n_, freqs, c_.rope_layout, inverse);
+  }
+}
+
+template <class T>
 void TrainModel<T>::block_forward(int64_t l, const T* x_in, T* x_out) {
   const LayerIdx& L = layers_[size_t(l)];
   const int64_t N = B_ * n_, D = c_.dim, F = c_.ffn_dim, H = c_.n_heads, KV = c_.n_kv_heads, hd = c_.head_dim;
@@ -352,14 +364,7 @@ void TrainModel<T>::block_forward(int64_t l, const T* x_in, T* x_out) {
   lin_forward(L.q, L.bq, xn1_.data(), N, q_.data());
   lin_forward(L.k, L.bk, xn1_.data(), N, k_.data());
   lin_forward(L.v, L.bv, xn1_.data(), N, v_.data());
-  const auto& freqs = rope_[size_t(l)];
-  if (!freqs.empty()) {
-#pragma omp parallel for
-    for (int64_t r = 0; r < N; r++) {
-      rope_rotate(q_.data() + r * qd, H, hd, r % n_, freqs, c_.rope_layout, false);
-      rope_rotate(k_.data() + r * kvd, KV, hd, r % n_, freqs, c_.rope_layout, false);
-    }
-  }
+  rope_rows(l, q_.data(), k_.data(), false);
   const double scale = c_.attention_scale();
 #pragma omp parallel for schedule(dynamic)
   for (int64_t bg = 0; bg < B_ * KV; bg++) {
@@ -399,14 +404,7 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
                        datt_.data() + o * qd, n_, H, KV, hd, g, scale, dq_.data() + o * qd, dk_.data() + o * kvd,
                        dv_.data() + o * kvd);
   }
-  const auto& freqs = rope_[size_t(l)];
-  if (!freqs.empty()) {
-#pragma omp parallel for
-    for (int64_t r = 0; r < N; r++) {
-      rope_rotate(dq_.data() + r * qd, H, hd, r % n_, freqs, c_.rope_layout, true);
-      rope_rotate(dk_.data() + r * kvd, KV, hd, r % n_, freqs, c_.rope_layout, true);
-    }
-  }
+  rope_rows(l, dq_.data(), dk_.data(), true);
   lin_backward(L.q, L.bq, xn1_.data(), dq_.data(), N, dxn_.data(), false);
   lin_backward(L.k, L.bk, xn1_.data(), dk_.data(), N, dxn_.data(), true);
   lin_backward(L.v, L.bv, xn1_.data(), dv_.data(), N, dxn_.data(), true);

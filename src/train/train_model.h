@@ -115,6 +115,9 @@ class TrainModel {
 
   void resize(int64_t B, int64_t n);
   void embed(const int32_t* tokens, T* x);
+  // RoPE on every row's q and k (each row at its position in its sequence);
+  // inverse: the backward's rotation of their gradients.
+  void rope_rows(int64_t l, T* q, T* k, bool inverse);
   // Block l on x_in (B·n rows) into x_out, keeping its activations in the buffers below.
   void block_forward(int64_t l, const T* x_in, T* x_out);
   // Backward of block l (its activations just recomputed): dx holds ∂/∂x_out and becomes ∂/∂x_in.

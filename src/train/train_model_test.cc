@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
 #include "model/forward.h"
@@ -59,6 +60,17 @@ TEST(TrainModel, ForwardEqualsInference) {
     expect_inference_logits(*load_model(test::shared_path("models/lmp-8m/lmp-8m-f32.gguf")), 2, 40, 2e-3);
 }
 
+// (f(w + h·e_i) − f(w − h·e_i)) / 2h for parameter element i.
+double central_difference(TrainModel<double>& tm, size_t i, const std::function<double()>& f) {
+  const double keep = tm.w[i], h = 1e-5;
+  tm.w[i] = keep + h;
+  const double up = f();
+  tm.w[i] = keep - h;
+  const double down = f();
+  tm.w[i] = keep;
+  return (up - down) / (2 * h);
+}
+
 // Every gradient of the summed loss of a 2-layer model against central
 // differences, a few elements of each parameter.
 void check_model_gradients(const Model& m, const Loss& loss) {
@@ -86,13 +98,7 @@ void check_model_gradients(const Model& m, const Loss& loss) {
     for (int k = 0; k < 6; k++) {
       size_t i = p.offset + size_t(pick() % uint32_t(p.size()));
       if (p.name == "token_embd.weight") i = p.offset + size_t(tokens[size_t(k)]) * size_t(p.cols) + size_t(k);
-      const double keep = tm.w[i], h = 1e-5;
-      tm.w[i] = keep + h;
-      const double up = f();
-      tm.w[i] = keep - h;
-      const double down = f();
-      tm.w[i] = keep;
-      const double fd = (up - down) / (2 * h);
+      const double fd = central_difference(tm, i, f);
       ASSERT_NEAR(grad[i], fd, 1e-6 * std::max(1.0, std::abs(fd))) << p.name << " element " << i - p.offset;
     }
   }
@@ -190,13 +196,7 @@ TEST(TrainLora, AdapterGradientsMatchFiniteDifferences) {
     adapters++;
     for (int k = 0; k < 4; k++) {
       const size_t i = p.offset + size_t(pick() % uint32_t(p.size()));
-      const double keep = tm.w[i], h = 1e-5;
-      tm.w[i] = keep + h;
-      const double up = f();
-      tm.w[i] = keep - h;
-      const double down = f();
-      tm.w[i] = keep;
-      ASSERT_NEAR(grad[i], (up - down) / (2 * h), 1e-6 * std::max(1.0, std::abs(grad[i]))) << p.name;
+      ASSERT_NEAR(grad[i], central_difference(tm, i, f), 1e-6 * std::max(1.0, std::abs(grad[i]))) << p.name;
     }
   }
   EXPECT_EQ(adapters, 2 * 4 * 2);  // a and b of 4 targets in 2 layers
