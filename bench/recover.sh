@@ -2,11 +2,14 @@
 # Recovery by distillation (issue 24): compress lmp-8m, then train the compressed model towards the original
 # (forward KL on the original's logits) on docs-calib.txt with its last 10% held out, and report the held-out
 # perplexity (llama.cpp protocol, -c 256) and KLD to the original before and after, with the time taken.
-# Students: 2:4 SparseGPT (zeros kept while training) and structured 25% of the MLP channels (Wanda-style ranking).
-# Usage: bench/recover.sh   Env: STEPS (500), BATCH (8), CTX (256), LR (3e-4), OUT, LMP (build/lmpress), WORK
+# Students: 2:4 SparseGPT (zeros kept while training) and structured 25% of the MLP channels (Wanda-style ranking)
+# (PARTS prune); Q2_K by quantization-aware training against RTN and GPTQ Q2_K (PARTS quant).
+# Usage: bench/recover.sh   Env: PARTS ("prune quant"), STEPS (500), BATCH (8), CTX (256), LR (3e-4),
+#   QAT_LR (1e-4), OUT, LMP (build/lmpress), WORK
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${STEPS:-500}; BATCH=${BATCH:-8}; CTX=${CTX:-256}; LR=${LR:-3e-4}
+STEPS=${STEPS:-500}; BATCH=${BATCH:-8}; CTX=${CTX:-256}; LR=${LR:-3e-4}; QAT_LR=${QAT_LR:-1e-4}
+PARTS=${PARTS:-"prune quant"}
 LMP=${LMP:-$PWD/build/lmpress}
 MODEL=${MODEL:-$PWD/../shared/models/lmp-8m}
 TEXT=$PWD/../shared/data/calib/docs-calib.txt
@@ -18,8 +21,6 @@ lines=$(wc -l < "$TEXT"); keep=$((lines * 9 / 10))
 head -n "$keep" "$TEXT" > "$W/train.txt"; tail -n +"$((keep + 1))" "$TEXT" > "$W/heldout.txt"
 ppl() { "$LMP" perplexity "$1" -f "$W/heldout.txt" -c "$CTX" --json | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])'; }
 kld() { "$LMP" kld "$MODEL" "$1" -f "$W/heldout.txt" -c "$CTX" --json | python3 -c 'import json,sys; print("%.5f" % json.load(sys.stdin)["kld"]["value"])'; }
-"$LMP" prune "$MODEL" "$W/sp24.gguf" --method sparsegpt --nm 2:4 --calib "$W/train.txt" --calib-samples 128 --calib-ctx "$CTX" > /dev/null
-"$LMP" prune "$MODEL" "$W/ffn25.gguf" --structured ffn=0.25 --calib "$W/train.txt" --calib-samples 128 --calib-ctx "$CTX" > /dev/null
 dense=$(ppl "$MODEL")
 tokens=$((STEPS * BATCH * (CTX - 1)))
 {
@@ -33,9 +34,14 @@ tokens=$((STEPS * BATCH * (CTX - 1)))
   echo "($tokens tokens; the 2:4 student's zeros stay zero). PPL: \`lmpress perplexity -c $CTX\` on the held-out text (llama.cpp protocol);"
   echo "KLD: \`lmpress kld lmp-8m STUDENT\`, mean over the held-out text. Gap closed: (PPL before − after) / (PPL before − dense)."
   echo
+} > "$W/table.md"
+if [[ " $PARTS " == *" prune "* ]]; then
+"$LMP" prune "$MODEL" "$W/sp24.gguf" --method sparsegpt --nm 2:4 --calib "$W/train.txt" --calib-samples 128 --calib-ctx "$CTX" > /dev/null
+"$LMP" prune "$MODEL" "$W/ffn25.gguf" --structured ffn=0.25 --calib "$W/train.txt" --calib-samples 128 --calib-ctx "$CTX" > /dev/null
+{
   echo "| student | PPL dense | PPL before | PPL after | gap closed | KLD before | KLD after | training s | tokens/s |"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-} > "$W/table.md"
+} >> "$W/table.md"
 for s in sp24 ffn25; do
   before=$(ppl "$W/$s.gguf"); kb=$(kld "$W/$s.gguf")
   "$LMP" finetune "$W/$s.gguf" "$W/$s-kd.gguf" --teacher "$MODEL" --loss kl --data "$W/train.txt" --steps "$STEPS" \
@@ -46,5 +52,27 @@ for s in sp24 ffn25; do
   name=$([ $s = sp24 ] && echo "2:4 SparseGPT" || echo "structured, 25% of MLP channels")
   echo "| $name | $dense | $before | $after | $gap | $kb | $ka | $secs | $tps |" >> "$W/table.md"
 done
+fi
+if [[ " $PARTS " == *" quant "* ]]; then
+  # Q2_K three ways: RTN, GPTQ (calibrated on the training part), and QAT: the original's weights trained
+  # fake-quantized to Q2_K's mix by distillation from the original, then written as Q2_K.
+  "$LMP" quantize "$MODEL" "$W/q2k-rtn.gguf" --type q2_k > /dev/null
+  "$LMP" quantize "$MODEL" "$W/q2k-gptq.gguf" --type q2_k --method gptq --calib "$W/train.txt" --calib-samples 128 --calib-ctx "$CTX" > /dev/null
+  "$LMP" finetune "$MODEL" "$W/q2k-qat.gguf" --qat q2_k --teacher "$MODEL" --loss kl --data "$W/train.txt" --steps "$STEPS" \
+    --batch "$BATCH" --ctx "$CTX" --lr "$QAT_LR" --warmup 20 --json > "$W/q2k-qat.json"
+  read -r secs tps < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.0f %.0f" % (d["seconds"], d["tokens_per_s"]))' "$W/q2k-qat.json")
+  {
+    echo
+    echo "Q2_K (llama.cpp's mix; lmp-8m's 288-wide rows take its fallback types): QAT is \`lmpress finetune lmp-8m OUT --qat q2_k"
+    echo "--teacher lmp-8m --loss kl --steps $STEPS --batch $BATCH --ctx $CTX --lr $QAT_LR --warmup 20\` ($secs s, $tps tokens/s); GPTQ calibrated"
+    echo "on 128 windows of the training part."
+    echo
+    echo "| Q2_K by | PPL (dense $dense) | KLD |"
+    echo "|---|---:|---:|"
+    for q in rtn gptq qat; do
+      echo "| $(case $q in rtn) echo RTN;; gptq) echo GPTQ;; qat) echo "QAT (distillation)";; esac) | $(ppl "$W/q2k-$q.gguf") | $(kld "$W/q2k-$q.gguf") |"
+    done
+  } >> "$W/table.md"
+fi
 cp "$W/table.md" "$OUT"
 cat "$OUT"

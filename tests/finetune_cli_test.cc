@@ -46,7 +46,9 @@ TEST(FinetuneCli, DistillsAPrunedModelKeepingItsZeros) {
     if (t.name.rfind("blk.", 0) != 0 || t.shape.size() != 2) continue;
     const auto a = to_f32(t), b = to_f32(after->tensor(t.name));
     for (size_t i = 0; i < a.size(); i++) {
-      if (a[i] == 0.0f) ASSERT_EQ(b[i], 0.0f) << t.name << " element " << i;
+      if (a[i] == 0.0f) {
+        ASSERT_EQ(b[i], 0.0f) << t.name << " element " << i;
+      }
       moved += a[i] != b[i];
     }
   }
@@ -146,6 +148,31 @@ TEST(FinetuneCli, LoraTrainsAdaptersAndWritesEveryForm) {
   expect_cli_error(base + d + "/x --data " + text + " --format peft", "--format peft writes LoRA adapters");
   expect_cli_error(base + d + "/x.gguf --data " + text + " --lora r=2 --dtype f16", "adapters are written in f32");
   expect_cli_error("perplexity " + d + "/q4.gguf --lora " + d + "/q4.gguf" + ppl, "not a LoRA adapter");
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
+}
+
+}  // namespace
+}  // namespace lmpress
+
+namespace lmpress {
+namespace {
+
+TEST(FinetuneCli, QatWritesTheFileTypeItTrainedFor) {
+  const std::string d = test::temp_dir();
+  const std::string text = S("data/calib/docs-calib.txt"), model = S("models/lmp-8m");
+  auto r = run_cli("finetune " + model + " " + d + "/q.gguf --qat q4_0 --teacher " + model +
+                   " --loss kl --data " + text + " --steps 2 --batch 2 --ctx 64 --lr 1e-4 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  // Every block linear and the output matrix (Q6_K's fallback for 288-wide rows is Q8_0 in llama.cpp's mix).
+  EXPECT_GE(j["qat"]["weights"].get<int64_t>(), 6 * (2 * 288 * 288 + 2 * 96 * 288 + 3 * 288 * 768));
+  auto m = load_model(d + "/q.gguf");
+  EXPECT_EQ(m->tensor("blk.0.attn_q.weight").dtype, DType::Q4_0);
+  EXPECT_EQ(m->tensor("blk.5.ffn_down.weight").dtype, DType::Q4_0);
+  expect_cli_error("finetune " + model + " " + d + "/x.gguf --qat q4_0 --lora r=2 --data " + text, "not with --lora");
+  expect_cli_error("finetune " + model + " " + d + "/x --qat q4_0 --data " + text, "writes OUT as a GGUF file");
+  expect_cli_error("finetune " + model + " " + d + "/x.gguf --qat q9_9 --data " + text, "not a llama.cpp file type");
+  expect_cli_error("finetune " + model + " " + d + "/x.gguf --qat iq2_xs --data " + text, "needs an importance matrix");
   EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
 }
 

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "compress/mix.h"
 #include "core/mapped_file.h"
 #include "model/forward.h"
 
@@ -144,6 +145,19 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
   TrainModel<float> tm(student, o.lora);
   FinetuneReport rep;
   rep.windows = int64_t(windows.size());
+  if (!o.qat.empty()) {
+    const auto preset = find_preset(o.qat);
+    if (!preset) fail("--qat {}: not a llama.cpp file type ({})", o.qat, preset_names());
+    MixOptions mix;
+    mix.preset = *preset;
+    const auto plan = plan_tensor_types(student, mix);
+    for (const auto& [name, t] : plan)
+      if (requires_imatrix(name, t, mix))
+        fail("--qat {}: {} as {} needs an importance matrix (as in llama-quantize); QAT rounds to nearest", o.qat,
+             name, dtype_name(t));
+    rep.qat_weights = tm.set_fake_quant(plan);
+    if (rep.qat_weights == 0) fail("--qat {}: the type quantizes none of {}'s weights", o.qat, student.path);
+  }
   std::vector<uint8_t> frozen = tm.frozen_mask();
   rep.params = std::count(frozen.begin(), frozen.end(), uint8_t(0));
   if (o.keep_sparsity && o.lora.rank == 0) frozen = sparsity_mask(tm, rep.frozen);

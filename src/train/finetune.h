@@ -30,6 +30,10 @@ struct FinetuneOptions {
   bool keep_sparsity = true;
   // rank > 0: train LoRA adapters on the frozen model instead of its weights.
   LoraSpec lora;
+  // Quantization-aware training for a llama.cpp file type (q2_k, q4_0, ...):
+  // every weight that type's mix quantizes is used fake-quantized (RTN, as
+  // `lmpress quantize --type` stores it). Empty: none.
+  std::string qat;
 };
 
 // Parses --loss: "ce", "kl", "rkl" or "mix:A" (A·CE + (1 − A)·KL, A in [0, 1]).
@@ -45,6 +49,7 @@ struct FinetunePoint {
 
 struct FinetuneReport {
   int64_t steps = 0, tokens = 0, windows = 0, frozen = 0, params = 0;
+  int64_t qat_weights = 0;  // weights trained fake-quantized
   double seconds = 0, eval_ppl_before = 0, eval_ppl_after = 0;
   std::vector<FinetunePoint> points;  // one per step
 };

@@ -10,7 +10,9 @@
 
 #include "core/error.h"
 #include "kernels/matmul.h"
+#include "kernels/blocks.h"
 #include "kernels/to_f32.h"
+#include "quant/quantize.h"
 
 namespace lmpress::train {
 
@@ -275,7 +277,7 @@ void TrainModel<T>::lin_forward(const Lin& L, size_t bias, const T* x, int64_t n
       for (int64_t t = 0; t < n; t++)
         for (int64_t o = 0; o < L.out; o++) y[t * L.out + o] += W(bias)[o];
   } else {
-    linear_forward(W(L.param), bias == kNone ? static_cast<const T*>(nullptr) : W(bias), x, n, L.in, L.out, y);
+    linear_forward(Wf(L.param), bias == kNone ? static_cast<const T*>(nullptr) : W(bias), x, n, L.in, L.out, y);
   }
   if (L.a == kNone) return;
   const int64_t r = lora_.rank;
@@ -288,7 +290,7 @@ template <class T>
 void TrainModel<T>::lin_backward(const Lin& L, size_t bias, const T* x, const T* dy, int64_t n, T* dx,
                                  bool accumulate_dx) {
   if (!L.frozen) {
-    linear_backward(W(L.param), x, dy, n, L.in, L.out, params_[L.param].trainable ? G(L.param) : nullptr, Gopt(bias), dx,
+    linear_backward(Wf(L.param), x, dy, n, L.in, L.out, params_[L.param].trainable ? G(L.param) : nullptr, Gopt(bias), dx,
                     accumulate_dx);
   } else {
     if (T* db = Gopt(bias))
@@ -314,6 +316,49 @@ void TrainModel<T>::lin_backward(const Lin& L, size_t bias, const T* x, const T*
 }
 
 template <class T>
+int64_t TrainModel<T>::set_fake_quant(const std::map<std::string, DType>& types) {
+  if (lora_.rank > 0) fail("quantization-aware training trains the weights themselves: not with LoRA adapters");
+  fq_type_.assign(params_.size(), DType::F32);
+  fq_.assign(params_.size(), {});
+  int64_t covered = 0;
+  for (size_t i = 0; i < params_.size(); i++) {
+    const auto it = types.find(params_[i].name);
+    if (it == types.end() || is_float_type(it->second)) continue;
+    if (!has_quantizer(it->second)) fail("--qat: lmpress has no quantizer for {} ({})", dtype_name(it->second), params_[i].name);
+    if (params_[i].cols % dtype_info(it->second).block_elems)
+      fail("--qat: {} rows of {} values do not fill whole {} blocks of {}", params_[i].name, params_[i].cols,
+           dtype_name(it->second), dtype_info(it->second).block_elems);
+    fq_type_[i] = it->second;
+    fq_[i].resize(size_t(params_[i].size()));
+    covered += params_[i].size();
+  }
+  return covered;
+}
+
+template <class T>
+void TrainModel<T>::refresh_fake_quant() {
+  for (size_t i = 0; i < params_.size(); i++) {
+    if (fq_[i].empty()) continue;
+    const DType t = fq_type_[i];
+    const int64_t rows = params_[i].rows, cols = params_[i].cols;
+    const uint64_t rb = row_bytes(t, uint64_t(cols));
+#pragma omp parallel
+    {
+      std::vector<float> row(static_cast<size_t>(cols)), back(static_cast<size_t>(cols));
+      std::vector<uint8_t> q(static_cast<size_t>(rb));
+#pragma omp for
+      for (int64_t r = 0; r < rows; r++) {
+        const T* src = W(i) + r * cols;
+        std::copy(src, src + cols, row.begin());
+        quantize_row(t, row.data(), cols, q.data());
+        dequantize_row(t, q.data(), cols, back.data());
+        std::copy(back.begin(), back.end(), fq_[i].begin() + r * cols);
+      }
+    }
+  }
+}
+
+template <class T>
 void TrainModel<T>::resize(int64_t B, int64_t n) {
   if (B == B_ && n == n_) return;
   B_ = B, n_ = n;
@@ -334,7 +379,7 @@ void TrainModel<T>::embed(const int32_t* tokens, T* x) {
   for (int64_t r = 0; r < N; r++) {
     if (tokens[r] < 0 || tokens[r] >= c_.n_vocab) fail("token id {} is outside the vocabulary of {}", tokens[r], c_.n_vocab);
     if (embd_ != kNone) {
-      std::memcpy(x + r * D, W(embd_) + int64_t(tokens[r]) * D, sizeof(T) * size_t(D));
+      std::memcpy(x + r * D, Wf(embd_) + int64_t(tokens[r]) * D, sizeof(T) * size_t(D));
     } else {
       std::vector<float> row(static_cast<size_t>(D));
       to_f32(*embd_frozen_, int64_t(tokens[r]) * D, D, row.data());
@@ -414,6 +459,7 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
 
 template <class T>
 void TrainModel<T>::forward_blocks(const int32_t* tokens) {
+  if (!fq_.empty()) refresh_fake_quant();
   embed(tokens, xs_[0].data());
   for (int64_t l = 0; l < c_.n_layers; l++) block_forward(l, xs_[size_t(l)].data(), xs_[size_t(l + 1)].data());
   rmsnorm_forward(xs_.back().data(), W(out_norm_), B_ * n_, c_.dim, c_.rms_eps, hn_.data(), rstdf_.data());

@@ -7,6 +7,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,12 @@ class TrainModel {
   // with adapters, each targeted weight merged: W + alpha/rank · B·A.
   void store(Model& m) const;
   const LoraSpec& lora() const { return lora_; }
+  // Quantization-aware training: the weights named in `types` (block types)
+  // take part in the forward and in the input gradients rounded to their type
+  // and back, as a file of those types will hold them; their gradients pass
+  // to the f32 master weights straight through (STE). Full fine-tuning only.
+  // Returns how many weights it covers.
+  int64_t set_fake_quant(const std::map<std::string, DType>& types);
   // The trained adapters (lora().rank > 0).
   LoraAdapter adapter() const;
   // Whether element i of w is trained (the optimizer leaves the others).
@@ -111,6 +118,9 @@ class TrainModel {
   const T* W(size_t i) const { return w.data() + params_[i].offset; }
   T* G(size_t i) { return grad.data() + params_[i].offset; }
   T* Wopt(size_t i) { return i == kNone ? nullptr : W(i); }
+  // The values a weight computes with: its fake-quantized copy under QAT.
+  const T* Wf(size_t i) const { return fq_.empty() || fq_[i].empty() ? W(i) : fq_[i].data(); }
+  void refresh_fake_quant();
   T* Gopt(size_t i) { return i == kNone || !params_[i].trainable ? nullptr : G(i); }
 
   void resize(int64_t B, int64_t n);
@@ -139,6 +149,8 @@ class TrainModel {
   std::vector<T> xn1_, rstd1_, q_, k_, v_, P_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
   std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_, lora_t_, lora_dt_, deq_;
   std::vector<float> teacher_;
+  std::vector<DType> fq_type_;      // per parameter: its QAT type (F32: none)
+  std::vector<std::vector<T>> fq_;  // per parameter: its fake-quantized values (empty: none)
 };
 
 extern template class TrainModel<float>;

@@ -9,7 +9,10 @@
 #include <functional>
 #include <random>
 
+#include "kernels/blocks.h"
+#include "kernels/to_f32.h"
 #include "model/forward.h"
+#include "quant/quantize.h"
 #include "synthetic_model.h"
 #include "test_util.h"
 #include "train/optimizer.h"
@@ -233,6 +236,54 @@ TEST(TrainLora, ParsesAndRefusesSpecs) {
   test::expect_error([] { parse_lora("r=x"); }, "not a number");
   auto m = synthetic("LlamaForCausalLM", false, 23);
   test::expect_error([&] { TrainModel<float> tm(*m, parse_lora("r=64,targets=k")); }, "larger than blk.0.attn_k.weight");
+}
+
+}  // namespace
+}  // namespace lmpress::train
+
+namespace lmpress::train {
+namespace {
+
+// QAT's straight-through estimator: the loss and every gradient of a model
+// trained fake-quantized equal those of the model whose weights are the
+// rounded values (the gradient reaching each rounded weight goes to its master).
+TEST(TrainQat, StraightThroughEqualsTheRoundedModel) {
+  const std::string dir = test::temp_dir();
+  test::SyntheticSpec spec;
+  spec.ffn = 64;  // whole Q4_0 blocks of 32 in every row
+  test::write_synthetic_hf(dir, spec);
+  auto m = load_model(dir), rounded = load_model(dir);
+  std::map<std::string, DType> types;
+  for (const auto& t : m->tensors)
+    if (t.name.rfind("blk.", 0) == 0 && t.shape.size() == 2) types[t.name] = DType::Q4_0;
+  types["output.weight"] = DType::Q8_0;
+  for (const auto& [name, type] : types) {
+    const auto f = to_f32(m->tensor(name));
+    const int64_t cols = m->tensor(name).cols(), rows = int64_t(f.size()) / cols;
+    std::vector<uint8_t> q(size_t(rows * int64_t(row_bytes(type, uint64_t(cols)))));
+    std::vector<float> back(f.size());
+    for (int64_t r = 0; r < rows; r++) {
+      uint8_t* qr = q.data() + r * int64_t(row_bytes(type, uint64_t(cols)));
+      quantize_row(type, f.data() + r * cols, cols, qr);
+      dequantize_row(type, qr, cols, back.data() + r * cols);
+    }
+    rounded->set_f32(name, back);
+  }
+  rounded->bind();
+  TrainModel<double> qat(*m), ref(*rounded);
+  int64_t covered = qat.set_fake_quant(types);
+  int64_t expect = 0;
+  for (const auto& [name, type] : types) expect += m->tensor(name).numel();
+  EXPECT_EQ(covered, expect);
+  const int64_t B = 2, n = 6, V = m->cfg.n_vocab;
+  const auto tokens = random_tokens(B * n, V, 30), targets = random_tokens(B * n, V, 31);
+  const double a = qat.step(tokens.data(), targets.data(), B, n, Loss{}, nullptr, 1.0, nullptr);
+  const double b = ref.step(tokens.data(), targets.data(), B, n, Loss{}, nullptr, 1.0, nullptr);
+  EXPECT_NEAR(a, b, 1e-9 * std::abs(b));
+  for (size_t i = 0; i < qat.grad.size(); i++) ASSERT_NEAR(qat.grad[i], ref.grad[i], 1e-9 * std::max(1.0, std::abs(ref.grad[i]))) << i;
+  // The masters themselves are not rounded.
+  EXPECT_NE(qat.w, ref.w);
+  test::expect_error([&] { TrainModel<float> l(*m, parse_lora("r=2")); l.set_fake_quant(types); }, "not with LoRA");
 }
 
 }  // namespace

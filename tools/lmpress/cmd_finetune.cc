@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "compress/convert.h"
+#include "compress/quantize_model.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/matmul.h"
@@ -58,6 +59,9 @@ void add_finetune(CLI::App& app) {
                   "Train LoRA adapters instead of the weights, which stay frozen in their stored type (QLoRA on a "
                   "quantized file): r=N[,alpha=A][,targets=q,k,v,o,gate,up,down|qkvo|mlp|all] (alpha 2·r, all "
                   "linears by default)");
+  cmd->add_option("--qat", o->ft.qat,
+                  "Quantization-aware training for a llama.cpp file type (q2_k, q3_k_m, q4_0, ...): the weights it "
+                  "quantizes train fake-quantized (straight-through), and OUT.gguf is written in that type");
   cmd->add_flag("--merge", o->merge, "With --lora: write the model with the adapters merged into its weights");
   cmd->add_flag("--dense", o->dense, "Let a pruned model's zeros train too (default: they stay zero)");
   cmd->add_option("--dtype", o->dtype, "Type of the written weight matrices (default: f32, the trained values)")
@@ -81,6 +85,9 @@ void add_finetune(CLI::App& app) {
     if (format == "peft" && !adapter_out) fail("--format peft writes LoRA adapters: it needs --lora (without --merge)");
     if (format == "hf" && adapter_out) fail("an adapter is written as gguf or peft (--format), not hf");
     if (adapter_out && !o->dtype.empty()) fail("--dtype sets the type of a model's weights; adapters are written in f32");
+    if (!o->ft.qat.empty() && !o->lora.empty()) fail("--qat trains the weights themselves: not with --lora");
+    if (!o->ft.qat.empty() && (format != "gguf" || !o->dtype.empty()))
+      fail("--qat {} writes OUT as a GGUF file of that type (OUT ends in .gguf; no --dtype or --format hf)", o->ft.qat);
     if (o->ft.loss.needs_teacher() && o->teacher.empty()) fail("--loss {} needs --teacher MODEL", o->loss);
     if (!o->ft.loss.needs_teacher() && !o->teacher.empty())
       fail("--teacher is used by --loss kl, rkl or mix:A (got --loss {})", o->loss);
@@ -106,6 +113,13 @@ void add_finetune(CLI::App& app) {
         return;
       }
       tm.store(*m);
+      if (!o->ft.qat.empty()) {
+        // The same rounding as the fake quantization: RTN into the file type's mix.
+        QuantizeOptions q;
+        q.mix.preset = *find_preset(o->ft.qat);
+        quantize_model(*m, o->out, q);
+        return;
+      }
       ConvertRequest req;
       req.dtype = o->dtype.empty() ? "f32" : o->dtype;
       req.format = format;
@@ -125,6 +139,7 @@ void add_finetune(CLI::App& app) {
       j["tokens"] = r.tokens;
       j["windows"] = r.windows;
       j["trained_params"] = r.params;
+      if (!o->ft.qat.empty()) j["qat"] = {{"type", o->ft.qat}, {"weights", r.qat_weights}};
       if (!o->lora.empty()) j["lora"] = {{"rank", o->ft.lora.rank}, {"alpha", o->ft.lora.alpha}, {"targets", o->ft.lora.targets}};
       j["frozen_zeros"] = r.frozen;
       j["seconds"] = r.seconds;
