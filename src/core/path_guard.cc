@@ -95,12 +95,14 @@ void check_replaceable_dir(const std::string& what, const std::string& dir) {
       fail("{} {}: exists and has a subdirectory ({}); lmpress replaces only model directories: remove it or choose "
            "another path",
            what, dir, it->path().filename().string());
-    has_config |= it->path().filename() == "config.json";
+    // What lmpress writes as directories: models, PEFT adapters, training checkpoints.
+    const auto name = it->path().filename();
+    has_config |= name == "config.json" || name == "adapter_config.json" || name == "state.json";
   }
   if (ec) fail("{} {}: cannot list: {}", what, dir, ec.message());
   if (!empty && !has_config)
-    fail("{} {}: exists, is not empty and is not a model directory (no config.json); refusing to replace it: remove "
-         "it or choose another path",
+    fail("{} {}: exists, is not empty and is not a model directory (no config.json, adapter_config.json or "
+         "state.json); refusing to replace it: remove it or choose another path",
          what, dir);
 }
 

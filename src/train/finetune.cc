@@ -4,12 +4,15 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <atomic>
+#include <csignal>
 #include <random>
 
 #include "core/error.h"
 #include "compress/mix.h"
 #include "core/mapped_file.h"
 #include "model/forward.h"
+#include "train/checkpoint.h"
 
 namespace lmpress::train {
 
@@ -116,6 +119,51 @@ void check_teacher(const Model& student, const Model& teacher) {
          teacher.path, teacher.cfg.n_vocab, student.path, student.cfg.n_vocab);
 }
 
+// What a checkpoint must share with the run resuming it.
+nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptions& o, size_t windows) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a over the parameters' names and shapes
+  for (const auto& p : tm.params())
+    for (char c : p.name + ":" + std::to_string(p.rows) + "x" + std::to_string(p.cols) + ";")
+      h = (h ^ uint8_t(c)) * 1099511628211ull;
+  const char* kinds[] = {"ce", "kl", "rkl", "mix"};
+  return {{"parameter_layout", fmt::format("{:016x}", h)},
+          {"lora", {o.lora.rank, o.lora.alpha, o.lora.targets}},
+          {"qat", o.qat},
+          {"loss", {kinds[o.loss.kind], o.loss.ce_weight}},
+          {"data_windows", windows},
+          {"ctx", o.ctx},
+          {"batch", o.batch},
+          {"accum", o.accum},
+          {"seed", o.seed},
+          {"steps", o.steps},
+          {"lr", o.adam.lr}};
+}
+
+// SIGINT / SIGTERM while training: the run stops after its current step
+// (saving a checkpoint when it has a directory for one); the previous
+// handlers come back when training ends.
+std::atomic<bool> g_stop{false};
+extern "C" void request_stop(int) { g_stop = true; }
+class StopOnSignal {
+ public:
+  StopOnSignal() {
+    g_stop = false;
+    for (int i = 0; i < 2; i++) {
+      struct sigaction sa {};
+      sa.sa_handler = request_stop;
+      sigemptyset(&sa.sa_mask);
+      ::sigaction(kSignals[i], &sa, &old_[i]);
+    }
+  }
+  ~StopOnSignal() {
+    for (int i = 0; i < 2; i++) ::sigaction(kSignals[i], &old_[i], nullptr);
+  }
+
+ private:
+  static constexpr int kSignals[2] = {SIGINT, SIGTERM};
+  struct sigaction old_[2] {};
+};
+
 }  // namespace
 
 FinetuneReport finetune(const Model& student, const Model* teacher, const FinetuneOptions& o,
@@ -167,26 +215,42 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
   std::unique_ptr<InferenceState> ts;
   if (o.loss.needs_teacher()) ts = std::make_unique<InferenceState>(*teacher, o.ctx, o.ctx, KvType::F32);
 
-  rep.eval_ppl_before = eval_ppl(tm, eval_windows, o.batch);
   std::vector<size_t> order(windows.size());
   std::iota(order.begin(), order.end(), size_t(0));
   std::mt19937_64 rng(o.seed);
   std::shuffle(order.begin(), order.end(), rng);
   size_t next = 0;
+  auto next_window = [&]() -> const std::vector<int32_t>& {
+    if (next == order.size()) std::shuffle(order.begin(), order.end(), rng), next = 0;
+    return windows[order[next++]];
+  };
+  const nlohmann::json setup = checkpoint_setup(tm, o, windows.size());
+  int64_t first = 0;
+  if (!o.resume.empty()) {
+    Checkpoint c = load_checkpoint(o.resume, setup);
+    if (c.w.size() != tm.w.size()) fail("--resume {}: {} parameters, this model has {}", o.resume, c.w.size(), tm.w.size());
+    if (c.step > o.steps) fail("--resume {}: the checkpoint is at step {}, past --steps {}", o.resume, c.step, o.steps);
+    tm.w = std::move(c.w), opt.m = std::move(c.m), opt.v = std::move(c.v), opt.t_ = c.step;
+    // The data order continues where the checkpoint's run was.
+    for (int64_t i = 0; i < c.step * o.batch * o.accum; i++) next_window();
+    first = rep.resumed_from = c.step;
+  }
+  auto save = [&](int64_t step) {
+    if (!o.checkpoint.empty()) save_checkpoint(o.checkpoint, setup, {step, tm.w, opt.m, opt.v});
+  };
+  rep.eval_ppl_before = eval_ppl(tm, eval_windows, o.batch);
   const int64_t n = o.ctx - 1;
   std::vector<int32_t> in, tg;
   const auto start = std::chrono::steady_clock::now();
-  for (int64_t s = 0; s < o.steps; s++) {
+  StopOnSignal stop_on_signal;
+  for (int64_t s = first; s < o.steps; s++) {
     const auto t0 = std::chrono::steady_clock::now();
     std::fill(tm.grad.begin(), tm.grad.end(), 0.0f);
     double loss = 0, ce = 0;
     const double scale = 1.0 / double(o.batch * o.accum * n);
     for (int64_t a = 0; a < o.accum; a++) {
       std::vector<const std::vector<int32_t>*> ws;
-      for (int64_t b = 0; b < o.batch; b++) {
-        if (next == order.size()) std::shuffle(order.begin(), order.end(), rng), next = 0;
-        ws.push_back(&windows[order[next++]]);
-      }
+      for (int64_t b = 0; b < o.batch; b++) ws.push_back(&next_window());
       inputs_and_targets(ws, in, tg);
       TrainModel<float>::TeacherFn teach;
       if (ts)
@@ -211,7 +275,15 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
     if (o.eval_every > 0 && p.step % o.eval_every == 0 && p.step < o.steps) p.eval_ppl = eval_ppl(tm, eval_windows, o.batch);
     rep.points.push_back(p);
     if (on_step) on_step(p);
+    if (g_stop) {
+      save(p.step);
+      fail("finetune stopped by a signal after step {}{}", p.step,
+           o.checkpoint.empty() ? "; nothing was written (--checkpoint DIR keeps the progress)"
+                                : "; checkpoint saved to " + o.checkpoint + " (--resume " + o.checkpoint + " continues)");
+    }
+    if (o.save_every > 0 && p.step % o.save_every == 0 && p.step < o.steps) save(p.step);
   }
+  save(o.steps);
   rep.steps = o.steps;
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   rep.eval_ppl_after = eval_ppl(tm, eval_windows, o.batch);

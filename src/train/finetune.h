@@ -34,6 +34,11 @@ struct FinetuneOptions {
   // every weight that type's mix quantizes is used fake-quantized (RTN, as
   // `lmpress quantize --type` stores it). Empty: none.
   std::string qat;
+  // Resumable training (train/checkpoint.h): written to `checkpoint` every
+  // save_every steps (0: at the end only) and when SIGINT/SIGTERM stops the
+  // run after its current step; `resume` continues from one (the same setup).
+  std::string checkpoint, resume;
+  int64_t save_every = 0;
 };
 
 // Parses --loss: "ce", "kl", "rkl" or "mix:A" (A·CE + (1 − A)·KL, A in [0, 1]).
@@ -50,6 +55,7 @@ struct FinetunePoint {
 struct FinetuneReport {
   int64_t steps = 0, tokens = 0, windows = 0, frozen = 0, params = 0;
   int64_t qat_weights = 0;  // weights trained fake-quantized
+  int64_t resumed_from = 0;  // the step a --resume checkpoint had reached
   double seconds = 0, eval_ppl_before = 0, eval_ppl_after = 0;
   std::vector<FinetunePoint> points;  // one per step
 };

@@ -62,6 +62,13 @@ void add_finetune(CLI::App& app) {
   cmd->add_option("--qat", o->ft.qat,
                   "Quantization-aware training for a llama.cpp file type (q2_k, q3_k_m, q4_0, ...): the weights it "
                   "quantizes train fake-quantized (straight-through), and OUT.gguf is written in that type");
+  add_path_option(cmd, "--checkpoint", o->ft.checkpoint,
+                  "Directory for a resumable checkpoint (weights, AdamW state, step), written every --save-every "
+                  "steps, at the end, and when Ctrl-C / SIGTERM stops the run",
+                  PathRole::Output, OutputKind::Directory);
+  cmd->add_option("--save-every", o->ft.save_every, "Steps between checkpoints (0: at the end and on a signal only)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--resume", o->ft.resume, "Continue from a --checkpoint directory written by the same setup");
   cmd->add_flag("--merge", o->merge, "With --lora: write the model with the adapters merged into its weights");
   cmd->add_flag("--dense", o->dense, "Let a pruned model's zeros train too (default: they stay zero)");
   cmd->add_option("--dtype", o->dtype, "Type of the written weight matrices (default: f32, the trained values)")
@@ -85,6 +92,7 @@ void add_finetune(CLI::App& app) {
     if (format == "peft" && !adapter_out) fail("--format peft writes LoRA adapters: it needs --lora (without --merge)");
     if (format == "hf" && adapter_out) fail("an adapter is written as gguf or peft (--format), not hf");
     if (adapter_out && !o->dtype.empty()) fail("--dtype sets the type of a model's weights; adapters are written in f32");
+    if (o->ft.save_every > 0 && o->ft.checkpoint.empty()) fail("--save-every needs --checkpoint DIR");
     if (!o->ft.qat.empty() && !o->lora.empty()) fail("--qat trains the weights themselves: not with --lora");
     if (!o->ft.qat.empty() && (format != "gguf" || !o->dtype.empty()))
       fail("--qat {} writes OUT as a GGUF file of that type (OUT ends in .gguf; no --dtype or --format hf)", o->ft.qat);
@@ -136,6 +144,7 @@ void add_finetune(CLI::App& app) {
       j["output"] = o->out;
       j["format"] = fmt_written;
       j["steps"] = r.steps;
+      if (!o->ft.resume.empty()) j["resumed_from"] = r.resumed_from;
       j["tokens"] = r.tokens;
       j["windows"] = r.windows;
       j["trained_params"] = r.params;
@@ -155,8 +164,9 @@ void add_finetune(CLI::App& app) {
       fmt::print("{}\n", json_text(j));
       return;
     }
-    const auto& first = r.points.front();
-    const auto& last = r.points.back();
+    const train::FinetunePoint none;
+    const auto& first = r.points.empty() ? none : r.points.front();
+    const auto& last = r.points.empty() ? none : r.points.back();
     fmt::print("| steps | tokens | tokens/s | seconds | trained parameters | train loss first → last | eval PPL before → "
                "after | frozen zeros |\n");
     fmt::print("|---:|---:|---:|---:|---:|---|---|---:|\n");
