@@ -178,3 +178,31 @@ TEST(FinetuneCli, QatWritesTheFileTypeItTrainedFor) {
 
 }  // namespace
 }  // namespace lmpress
+
+namespace lmpress {
+namespace {
+
+// GQA uptraining: lmp-8m's 2 key/value heads pooled into 1 (MQA), then distilled back towards the original.
+TEST(FinetuneCli, PooledKeyValueHeadsUptrainByDistillation) {
+  const std::string d = test::temp_dir();
+  const std::string text = S("data/calib/docs-calib.txt"), model = S("models/lmp-8m");
+  ASSERT_EQ(run_cli("convert " + model + " " + d + "/mqa.gguf --kv-heads 1").status, 0);
+  auto orig = load_model(model), mqa = load_model(d + "/mqa.gguf");
+  EXPECT_EQ(mqa->cfg.n_kv_heads, 1);
+  for (const char* name : {"blk.0.attn_k.weight", "blk.5.attn_v.weight"}) {
+    const auto a = to_f32(orig->tensor(name)), b = to_f32(mqa->tensor(name));
+    ASSERT_EQ(b.size() * 2, a.size()) << name;
+    // Row r of the pooled head: the mean of row r of the two heads (in the same RoPE pairing: v's rows are
+    // not permuted; k's are the same permutation in both heads).
+    if (std::string(name).find("attn_v") != std::string::npos)
+      for (size_t i = 0; i < b.size(); i++) ASSERT_NEAR(b[i], 0.5f * (a[i] + a[i + b.size()]), 1e-6f) << name << " " << i;
+  }
+  auto r = run_cli("finetune " + d + "/mqa.gguf " + d + "/up.gguf --teacher " + model + " --loss kl --data " + text +
+                   " --steps 10 --batch 4 --ctx 64 --lr 1e-3 --warmup 2");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_LT(kld(model, d + "/up.gguf", text), kld(model, d + "/mqa.gguf", text));
+  expect_cli_error("convert " + model + " " + d + "/x.gguf --kv-heads 3", "divides the model's 2 key/value heads");
+}
+
+}  // namespace
+}  // namespace lmpress

@@ -9,6 +9,33 @@
 
 namespace lmpress {
 
+void pool_kv_heads(Model& m, int64_t kv_heads) {
+  ModelConfig& c = m.cfg;
+  if (!c.uniform()) fail("{}: --kv-heads: its layers differ in head counts", m.path);
+  if (kv_heads < 1 || kv_heads > c.n_kv_heads || c.n_kv_heads % kv_heads)
+    fail("--kv-heads {}: a count that divides the model's {} key/value heads (it pools them; 1 = MQA)", kv_heads,
+         c.n_kv_heads);
+  if (c.qk_norm_full) fail("{}: --kv-heads: its k norm spans all key heads (OLMo 2)", m.path);
+  const int64_t group = c.n_kv_heads / kv_heads, hd = c.head_dim;
+  for (Tensor& t : m.tensors) {
+    const int64_t l = layer_of(t.name);
+    const std::string b = "blk." + std::to_string(l) + ".";
+    const bool weight = t.name == b + "attn_k.weight" || t.name == b + "attn_v.weight";
+    const bool bias = t.name == b + "attn_k.bias" || t.name == b + "attn_v.bias";
+    if (l < 0 || !(weight || bias)) continue;
+    const std::vector<float> w = to_f32(t);
+    const int64_t cols = weight ? t.cols() : 1;
+    std::vector<float> pooled(size_t(kv_heads * hd * cols), 0.0f);
+    for (int64_t g = 0; g < kv_heads; g++)
+      for (int64_t h = g * group; h < (g + 1) * group; h++)
+        for (int64_t i = 0; i < hd * cols; i++) pooled[size_t(g * hd * cols + i)] += w[size_t(h * hd * cols + i)] / float(group);
+    t = make_f32_tensor(t.name, weight ? std::vector<int64_t>{kv_heads * hd, cols} : std::vector<int64_t>{kv_heads * hd},
+                        std::move(pooled));
+  }
+  c.n_kv_heads = kv_heads;
+  m.bind();
+}
+
 void split_into_experts(Model& m, int64_t experts) {
   ModelConfig& c = m.cfg;
   if (c.moe()) fail("{}: --split-experts: the model is a mixture of experts already", m.path);

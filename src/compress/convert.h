@@ -11,7 +11,15 @@ struct ConvertRequest {
   std::string format;  // gguf, hf; empty: gguf when the output ends in .gguf, else hf
   std::string name;    // general.name
   int64_t split_experts = 0;  // > 0: split_into_experts(m, split_experts) first
+  int64_t kv_heads = 0;       // > 0: pool_kv_heads(m, kv_heads) first
 };
+
+// Grouped-query attention from a model with more key/value heads (Ainslie et
+// al.'s GQA uptraining, step one): the K and V projections' heads (rows and
+// biases) averaged in `kv_heads` groups of consecutive heads, each query head
+// then reading its group's pooled head. The model changes function (distil it
+// back: `finetune --teacher`); its KV cache shrinks by the factor.
+void pool_kv_heads(Model& m, int64_t kv_heads);
 
 // Re-expresses a dense Llama-family model as a mixture of `experts` experts
 // that computes the same function: each block's feed-forward neurons cut into

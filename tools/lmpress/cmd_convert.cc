@@ -29,11 +29,16 @@ void add_convert(CLI::App& app) {
                   "Write a dense llama / qwen3 model as an equivalent mixture of N experts (its feed-forward "
                   "neurons in N slices, all used per token): a trained model in MoE form, for testing MoE paths")
       ->check(CLI::Range(int64_t(2), int64_t(64)));
+  cmd->add_option("--kv-heads", o->kv_heads,
+                  "Pool the key/value heads into N groups (GQA / MQA from MHA, Ainslie et al.); then distil it from "
+                  "the original with finetune --teacher")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
     auto m = load_for_compression(o->in, o->tokenizer, o->no_finite_check);
     std::transform(o->dtype.begin(), o->dtype.end(), o->dtype.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (o->kv_heads > 0) pool_kv_heads(*m, o->kv_heads);
     if (o->split_experts > 0) split_into_experts(*m, o->split_experts);
     const std::string fmt = convert_model(*m, o->out, *o);
     fmt::print("wrote {} ({} format, {} tensors)\n", o->out, fmt, m->tensors.size());
