@@ -206,3 +206,31 @@ TEST(FinetuneCli, PooledKeyValueHeadsUptrainByDistillation) {
 
 }  // namespace
 }  // namespace lmpress
+
+namespace lmpress {
+namespace {
+
+// Data-free distillation: the teacher writes the training text; a quantized student's rounding zeros train.
+TEST(FinetuneCli, TeacherWrittenTextTrainsAQuantizedStudent) {
+  const std::string d = test::temp_dir();
+  const std::string model = S("models/lmp-8m");
+  ASSERT_EQ(run_cli("quantize " + model + " " + d + "/q4.gguf --type q4_0").status, 0);
+  auto r = run_cli("finetune " + d + "/q4.gguf " + d + "/s.gguf --teacher " + model +
+                   " --loss kl --data generate:3,temp=0.9 --steps 2 --batch 2 --ctx 48 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j["frozen_zeros"].get<int64_t>(), 0);  // Q4_0's zeros are rounding, not pruning
+  std::ifstream f(d + "/s.gguf.generated.txt");
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_GT(text.size(), 100u);
+  // Reused as a file.
+  EXPECT_EQ(run_cli("finetune " + d + "/q4.gguf " + d + "/t.gguf --data " + d + "/s.gguf.generated.txt --steps 1 --batch 2 --ctx 48").status, 0);
+  expect_cli_error("finetune " + d + "/q4.gguf " + d + "/x.gguf --data generate:3", "the teacher writes the text");
+  expect_cli_error("finetune " + d + "/q4.gguf " + d + "/x.gguf --teacher " + model + " --loss kl --data generate:x",
+                   "N is not a number");
+  expect_cli_error("finetune " + d + "/q4.gguf " + d + "/x.gguf --teacher " + model + " --loss kl --data generate:2,temp=0",
+                   "temp must be in (0, 10]");
+}
+
+}  // namespace
+}  // namespace lmpress

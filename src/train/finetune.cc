@@ -12,9 +12,56 @@
 #include "compress/mix.h"
 #include "core/mapped_file.h"
 #include "model/forward.h"
+#include "runtime/generate.h"
 #include "train/checkpoint.h"
 
 namespace lmpress::train {
+
+std::optional<GeneratedData> parse_generated_data(const std::string& data) {
+  if (data.rfind("generate:", 0) != 0) return std::nullopt;
+  GeneratedData g;
+  const std::string spec = data.substr(9);
+  auto number = [&](const std::string& v, const char* what) {
+    size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != v.size() || !std::isfinite(x)) fail("--data {}: {} is not a number ('{}')", data, what, v);
+    return x;
+  };
+  const size_t comma = spec.find(',');
+  const double n = number(spec.substr(0, comma), "N");
+  if (n < 1 || n != std::floor(n) || n > 1e7) fail("--data {}: N must be a whole number of sequences of at least 1", data);
+  g.sequences = int64_t(n);
+  if (comma != std::string::npos) {
+    const std::string opt = spec.substr(comma + 1);
+    if (opt.rfind("temp=", 0) != 0) fail("--data {}: expected generate:N[,temp=T]", data);
+    g.temperature = number(opt.substr(5), "temp");
+    if (!(g.temperature > 0) || g.temperature > 10) fail("--data {}: temp must be in (0, 10]", data);
+  }
+  return g;
+}
+
+std::string teacher_text(const Model& teacher, const GeneratedData& g, int64_t ctx, uint64_t seed) {
+  std::string text;
+  for (int64_t i = 0; i < g.sequences; i++) {
+    GenerateOptions opt;
+    opt.n_predict = ctx;
+    opt.n_ctx = ctx + 1;
+    opt.stop_at_eos = true;
+    opt.sampling.temperature = float(g.temperature);
+    opt.sampling.top_k = 0, opt.sampling.top_p = 1.0f, opt.sampling.min_p = 0.0f;  // the teacher's own distribution
+    opt.sampling.seed = seed + uint64_t(i);
+    std::string seq;
+    generate(teacher, "", opt, [&](const std::string& piece) { seq += piece; });
+    if (!text.empty()) text += "\n\n";
+    text += seq;
+  }
+  return text;
+}
 
 Loss parse_loss(const std::string& s) {
   Loss l;
@@ -60,12 +107,13 @@ std::vector<std::vector<int32_t>> text_windows(const Model& m, const std::string
   return out;
 }
 
-// Zeros of block linears that hold at least 1% zeros: a pruned model's mask.
-std::vector<uint8_t> sparsity_mask(const TrainModel<float>& tm, int64_t& frozen) {
+// Zeros of block linears stored as floats that hold at least 1% zeros: a
+// pruned model's mask (a quantized type's zeros are rounding's, not pruning's).
+std::vector<uint8_t> sparsity_mask(const Model& m, const TrainModel<float>& tm, int64_t& frozen) {
   std::vector<uint8_t> mask(tm.w.size(), 0);
   frozen = 0;
   for (const auto& p : tm.params()) {
-    if (p.rows == 1 || p.name.rfind("blk.", 0) != 0) continue;
+    if (p.rows == 1 || p.name.rfind("blk.", 0) != 0 || !is_float_type(m.tensor(p.name).dtype)) continue;
     const auto* w = tm.w.data() + p.offset;
     const int64_t zeros = std::count(w, w + p.size(), 0.0f);
     if (zeros * 100 < p.size()) continue;
@@ -208,7 +256,7 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
   }
   std::vector<uint8_t> frozen = tm.frozen_mask();
   rep.params = std::count(frozen.begin(), frozen.end(), uint8_t(0));
-  if (o.keep_sparsity && o.lora.rank == 0) frozen = sparsity_mask(tm, rep.frozen);
+  if (o.keep_sparsity && o.lora.rank == 0) frozen = sparsity_mask(student, tm, rep.frozen);
   AdamWOptions adam = o.adam;
   adam.steps = o.steps;
   AdamW<float> opt(adam, decay_mask(tm));

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,8 +26,8 @@ struct FinetuneOptions {
   int64_t eval_windows = 16;  // windows of ctx tokens from the start of the eval text
   AdamWOptions adam;
   uint32_t seed = 0;
-  // Weights that are exactly zero in a block linear with at least 1% zeros
-  // (a pruned model's) stay zero.
+  // Weights that are exactly zero in a block linear stored as floats with at
+  // least 1% zeros (a pruned model's) stay zero.
   bool keep_sparsity = true;
   // rank > 0: train LoRA adapters on the frozen model instead of its weights.
   LoraSpec lora;
@@ -40,6 +41,17 @@ struct FinetuneOptions {
   std::string checkpoint, resume;
   int64_t save_every = 0;
 };
+
+// Data-free distillation (LLM-QAT): --data generate:N[,temp=T] has the
+// teacher write N sequences of ctx tokens from BOS, sampled at temperature T
+// (default 1), to train on. nullopt: `data` names a file.
+struct GeneratedData {
+  int64_t sequences = 0;
+  double temperature = 1.0;
+};
+std::optional<GeneratedData> parse_generated_data(const std::string& data);
+// The teacher's N sequences (seeds seed, seed + 1, ...), joined by blank lines.
+std::string teacher_text(const Model& teacher, const GeneratedData& g, int64_t ctx, uint64_t seed);
 
 // Parses --loss: "ce", "kl", "rkl" or "mix:A" (A·CE + (1 − A)·KL, A in [0, 1]).
 Loss parse_loss(const std::string& s);

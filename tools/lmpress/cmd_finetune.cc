@@ -4,6 +4,7 @@
 #include "commands.h"
 #include "compress/convert.h"
 #include "compress/quantize_model.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/matmul.h"
@@ -31,7 +32,18 @@ void add_finetune(CLI::App& app) {
                   "Output: a .gguf file, or a directory (Hugging Face layout; PEFT for --lora); with --lora, the "
                   "adapter (llama.cpp's GGUF LoRA file or a PEFT directory) unless --merge",
                   PathRole::Output, OutputKind::Either)->required();
-  add_path_option(cmd, "--data", o->ft.data, "Training text", PathRole::Input)->required();
+  cmd->add_option("--data", o->ft.data,
+                  "Training text, or generate:N[,temp=T]: N sequences of --ctx tokens the teacher writes (data-free "
+                  "distillation; saved as OUT.generated.txt for reuse)")
+      ->required();
+  // A file named by --data is an input; generated text an output beside OUT.
+  add_derived_paths(cmd, "--data", PathRole::Input, [o] {
+    return train::parse_generated_data(o->ft.data) ? std::vector<std::string>{} : std::vector<std::string>{o->ft.data};
+  });
+  add_derived_paths(cmd, "--data", PathRole::Output, [o] {
+    return train::parse_generated_data(o->ft.data) ? std::vector<std::string>{o->out + ".generated.txt"}
+                                                   : std::vector<std::string>{};
+  });
   add_path_option(cmd, "--eval", o->ft.eval, "Held-out text: perplexity before, after and every --eval-every steps",
                   PathRole::Input);
   add_path_option(cmd, "--teacher", o->teacher, "Teacher model for distillation (same vocabulary)", PathRole::Model);
@@ -105,6 +117,13 @@ void add_finetune(CLI::App& app) {
     if (o->ft.lora.rank > 0) repack_for_inference(*m);
     std::unique_ptr<Model> teacher;
     if (!o->teacher.empty()) teacher = load_for_inference(o->teacher);
+    if (const auto g = train::parse_generated_data(o->ft.data)) {
+      if (!teacher) fail("--data {}: the teacher writes the text: --teacher MODEL", o->ft.data);
+      const std::string path = o->out + ".generated.txt";
+      write_file_atomic(path, train::teacher_text(*teacher, *g, o->ft.ctx, o->ft.seed));
+      if (!o->json) fmt::print("wrote {} ({} sequences by the teacher)\n", path, g->sequences), std::fflush(stdout);
+      o->ft.data = path;
+    }
     Progress progress("finetune", uint64_t(o->ft.steps));
     std::string fmt_written = format;
     auto on_step = [&](const train::FinetunePoint& p) {
