@@ -24,15 +24,15 @@ kld() { "$LMP" kld "$MODEL" "$1" -f "$W/heldout.txt" -c "$CTX" --json | python3 
 dense=$(ppl "$MODEL")
 tokens=$((STEPS * BATCH * (CTX - 1)))
 {
-  echo "# Recovery of compressed lmp-8m by distillation"
+  echo "# Recovery of compressed $(basename "$MODEL") by distillation"
   echo
   echo "\`bench/recover.sh\` (STEPS=$STEPS BATCH=$BATCH CTX=$CTX LR=$LR), $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)."
   echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs; flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o -w -E 'avx2|fma|f16c|avx512f|avx512bw|avx512_vnni|avx_vnni|amx_tile' | tr '\n' ' ')"
   echo
   echo "Text: docs-calib.txt, first 90% of its lines to calibrate and train on, last 10% held out. Training:"
-  echo "\`lmpress finetune STUDENT OUT --teacher lmp-8m --loss kl --steps $STEPS --batch $BATCH --ctx $CTX --lr $LR --warmup 20\`"
+  echo "\`lmpress finetune STUDENT OUT --teacher $(basename "$MODEL") --loss kl --steps $STEPS --batch $BATCH --ctx $CTX --lr $LR --warmup 20\`"
   echo "($tokens tokens; the 2:4 student's zeros stay zero). PPL: \`lmpress perplexity -c $CTX\` on the held-out text (llama.cpp protocol);"
-  echo "KLD: \`lmpress kld lmp-8m STUDENT\`, mean over the held-out text. Gap closed: (PPL before − after) / (PPL before − dense)."
+  echo "KLD: \`lmpress kld $(basename "$MODEL") STUDENT\`, mean over the held-out text. Gap closed: (PPL before − after) / (PPL before − dense)."
   echo
 } > "$W/table.md"
 if [[ " $PARTS " == *" prune "* ]]; then
@@ -63,8 +63,8 @@ if [[ " $PARTS " == *" quant "* ]]; then
   read -r secs tps < <(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.0f %.0f" % (d["seconds"], d["tokens_per_s"]))' "$W/q2k-qat.json")
   {
     echo
-    echo "Q2_K (llama.cpp's mix; lmp-8m's 288-wide rows take its fallback types): QAT is \`lmpress finetune lmp-8m OUT --qat q2_k"
-    echo "--teacher lmp-8m --loss kl --steps $STEPS --batch $BATCH --ctx $CTX --lr $QAT_LR --warmup 20\` ($secs s, $tps tokens/s); GPTQ calibrated"
+    echo "Q2_K (llama.cpp's mix): QAT is \`lmpress finetune $(basename "$MODEL") OUT --qat q2_k"
+    echo "--teacher $(basename "$MODEL") --loss kl --steps $STEPS --batch $BATCH --ctx $CTX --lr $QAT_LR --warmup 20\` ($secs s, $tps tokens/s); GPTQ calibrated"
     echo "on 128 windows of the training part."
     echo
     echo "| Q2_K by | PPL (dense $dense) | KLD |"

@@ -81,6 +81,11 @@ TEST(FinetuneCli, BadInputIsAClearErrorAndWritesNothing) {
   expect_cli_error(base + "--data " + text + " --loss kl --teacher " + S("models/stories260K/stories260K.gguf"),
                    "vocabulary");
   expect_cli_error("finetune " + model + " " + model + "/model.safetensors --data " + text, "error:");
+  expect_cli_error(base + "--data " + text + " --eval-every 5", "--eval-every sets how --eval TEXT is scored");
+  expect_cli_error(base + "--data " + text + " --lora r=2 --dense", "--dense trains a pruned model's zeros");
+  expect_cli_error(base + "--data " + text + " --checkpoint " + out, "is the output too");
+  expect_cli_error(base + "--data " + text + " --batch 1000000 --ctx 256", "one step's activations take");
+  expect_cli_error(base + "--data " + text + " --warmup -1", "--warmup must be at least 0");
   EXPECT_FALSE(std::filesystem::exists(out));
   // An architecture the trainer does not run yet.
   const std::string g = d + "/gemma";

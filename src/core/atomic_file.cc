@@ -69,9 +69,9 @@ void AtomicFile::commit() {
   committed_ = true;
 }
 
-AtomicDir::AtomicDir(std::string dir) : dir_(std::move(dir)) {
+AtomicDir::AtomicDir(std::string dir, std::string marker) : dir_(std::move(dir)), marker_(std::move(marker)) {
   while (dir_.size() > 1 && dir_.back() == '/') dir_.pop_back();
-  check_replaceable_dir("output", dir_);
+  check_replaceable_dir("output", dir_, marker_);
   tmp_ = dir_ + ".tmp." + std::to_string(getpid());
   std::error_code ec;
   fs::remove_all(tmp_, ec);
@@ -91,7 +91,7 @@ void AtomicDir::commit() {
     if (std::rename(tmp_.c_str(), dir_.c_str()) != 0)
       fail("{}: cannot rename to {}: {}", tmp_, dir_, std::strerror(errno));
   } else {
-    check_replaceable_dir("output", dir_);
+    check_replaceable_dir("output", dir_, marker_);
     // One atomic swap where the file system has it; else two renames, with
     // the old directory kept aside until the new one is in place.
     if (::renameat2(AT_FDCWD, tmp_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_EXCHANGE) != 0) {

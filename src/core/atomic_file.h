@@ -41,7 +41,8 @@ class AtomicFile {
 // existing directory is replaced only when check_replaceable_dir allows it.
 class AtomicDir {
  public:
-  explicit AtomicDir(std::string dir);
+  // marker: what makes an existing `dir` replaceable (check_replaceable_dir).
+  explicit AtomicDir(std::string dir, std::string marker = "config.json");
   ~AtomicDir();  // removes the temp directory unless commit() succeeded
   AtomicDir(const AtomicDir&) = delete;
   AtomicDir& operator=(const AtomicDir&) = delete;
@@ -50,7 +51,7 @@ class AtomicDir {
   void commit();
 
  private:
-  std::string dir_, tmp_;
+  std::string dir_, tmp_, marker_;
   std::unique_ptr<TempPath> cleanup_;
   bool committed_ = false;
 };

@@ -53,8 +53,8 @@ void PathGuard::input(const std::string& what, const std::string& path) {
   if (!path.empty()) inputs_.push_back({what, path});
 }
 
-void PathGuard::output(const std::string& what, const std::string& path, OutputKind kind) {
-  if (!path.empty()) outputs_.push_back({what, path, kind});
+void PathGuard::output(const std::string& what, const std::string& path, OutputKind kind, const std::string& marker) {
+  if (!path.empty()) outputs_.push_back({what, path, kind, marker});
 }
 
 void PathGuard::check() const {
@@ -81,11 +81,11 @@ void PathGuard::check() const {
         fail("{} {}: this directory would be replaced, but it holds the input {} ({})", out.what, out.path, in->what,
              named);
     }
-    if (as_dir) check_replaceable_dir(out.what, out.path);
+    if (as_dir) check_replaceable_dir(out.what, out.path, out.marker);
   }
 }
 
-void check_replaceable_dir(const std::string& what, const std::string& dir) {
+void check_replaceable_dir(const std::string& what, const std::string& dir, const std::string& marker) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return;
   bool empty = true, has_config = false;
@@ -95,15 +95,14 @@ void check_replaceable_dir(const std::string& what, const std::string& dir) {
       fail("{} {}: exists and has a subdirectory ({}); lmpress replaces only model directories: remove it or choose "
            "another path",
            what, dir, it->path().filename().string());
-    // What lmpress writes as directories: models, PEFT adapters, training checkpoints.
-    const auto name = it->path().filename();
-    has_config |= name == "config.json" || name == "adapter_config.json" || name == "state.json";
+    has_config |= it->path().filename() == marker;
   }
   if (ec) fail("{} {}: cannot list: {}", what, dir, ec.message());
   if (!empty && !has_config)
-    fail("{} {}: exists, is not empty and is not a model directory (no config.json, adapter_config.json or "
-         "state.json); refusing to replace it: remove it or choose another path",
-         what, dir);
+    fail("{} {}: exists, is not empty and is not a {} (no {}); refusing to replace it: remove it or choose another path",
+         what, dir,
+         marker == kModelDirMarker ? "model directory" : marker == "state.json" ? "training checkpoint" : "PEFT adapter",
+         marker);
 }
 
 }  // namespace lmpress

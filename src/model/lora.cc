@@ -93,7 +93,7 @@ void write_lora_gguf(const Model& m, const LoraAdapter& a, const std::string& pa
 }
 
 void write_lora_peft(const Model& m, const LoraAdapter& a, const std::string& dir) {
-  AtomicDir out(dir);
+  AtomicDir out(dir, "adapter_config.json");
   std::vector<std::vector<float>> keep;
   keep.reserve(a.pairs.size());
   std::vector<TensorToWrite> tensors;
@@ -142,6 +142,12 @@ LoraAdapter read_lora(const Model& m, const std::string& path) {
     if (!cfg.contains("lora_alpha") || !cfg["lora_alpha"].is_number())
       fail("{}/adapter_config.json: lora_alpha is missing", path);
     if (cfg.value("fan_in_fan_out", false)) fail("{}/adapter_config.json: fan_in_fan_out adapters are not supported", path);
+    for (const char* flag : {"use_rslora", "use_dora"})
+      if (cfg.contains(flag) && cfg[flag].is_boolean() && cfg[flag].get<bool>())
+        fail("{}/adapter_config.json: {} adapters are not supported (their scale or form differs)", path, flag);
+    for (const char* pattern : {"alpha_pattern", "rank_pattern"})
+      if (cfg.contains(pattern) && !cfg[pattern].is_null() && !cfg[pattern].empty())
+        fail("{}/adapter_config.json: per-module {} is not supported", path, pattern);
     a.alpha = cfg["lora_alpha"].get<double>();
     from = RopeLayout::Halves;
     const auto st = SafetensorsFile::open(path + "/adapter_model.safetensors");
@@ -173,6 +179,7 @@ LoraAdapter read_lora(const Model& m, const std::string& path) {
     }
   }
   if (pairs.empty()) fail("{}: the adapter holds no tensors", path);
+  if (!std::isfinite(a.alpha) || a.alpha < 0) fail("{}: the adapter's alpha ({}) is not a finite positive number", path, a.alpha);
   if (a.alpha == 0) a.alpha = double(a.rank);  // llama.cpp: no alpha, scale 1
   for (auto& [name, p] : pairs) {
     if (p.a.empty() || p.b.empty()) fail("{}: {} has only one of lora_a / lora_b", path, name);
@@ -195,6 +202,8 @@ void merge_lora(Model& m, const LoraAdapter& a, double scale) {
         const float* ar = p.a.data() + k * p.in;
         for (int64_t i = 0; i < p.in; i++) row[i] += float(bk * double(ar[i]));
       }
+    const int64_t bad = first_out_of_range(w.data(), int64_t(w.size()));
+    if (bad >= 0) fail("{}: merging the adapter (scale {}) makes element {} not finite", p.weight, scale, bad);
     m.set_f32(p.weight, std::move(w));
   }
   m.bind();

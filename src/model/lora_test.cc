@@ -10,6 +10,8 @@
 #include <fstream>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "io/gguf.h"
 #include "kernels/to_f32.h"
 #include "model/export.h"
@@ -120,6 +122,16 @@ TEST(Lora, BadAdaptersAreClearErrors) {
   write_lora_gguf(*w, random_adapter(*w, 2, 3), d + "/wide.gguf");
   test::expect_error([&] { read_lora(*m, d + "/wide.gguf"); }, "the model's weight is");
   test::expect_error([&] { apply_lora(*m, d + "/wide.gguf:abc"); }, "FILE[:SCALE]");
+  // PEFT variants whose scale or form differ are refused, not merged wrongly.
+  write_lora_peft(*m, random_adapter(*m, 2, 4), d + "/peft");
+  const std::string cfg = d + "/peft/adapter_config.json";
+  auto j = nlohmann::json::parse(std::ifstream(cfg));
+  j["use_rslora"] = true;
+  std::ofstream(cfg) << j.dump();
+  test::expect_error([&] { read_lora(*m, d + "/peft"); }, "use_rslora adapters are not supported");
+  j["use_rslora"] = false, j["lora_alpha"] = -1.0;
+  std::ofstream(cfg) << j.dump();
+  test::expect_error([&] { read_lora(*m, d + "/peft"); }, "not a finite positive number");
 }
 
 }  // namespace

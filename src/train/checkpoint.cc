@@ -28,7 +28,7 @@ std::vector<float> read_floats(const std::string& path, size_t n) {
 }  // namespace
 
 void save_checkpoint(const std::string& dir, const nlohmann::json& setup, const Checkpoint& c) {
-  AtomicDir out(dir);
+  AtomicDir out(dir, "state.json");
   write_floats(out.path() + "/weights.bin", c.w);
   write_floats(out.path() + "/adam_m.bin", c.m);
   write_floats(out.path() + "/adam_v.bin", c.v);
@@ -38,21 +38,27 @@ void save_checkpoint(const std::string& dir, const nlohmann::json& setup, const 
   out.commit();
 }
 
-Checkpoint load_checkpoint(const std::string& dir, const nlohmann::json& setup) {
+Checkpoint load_checkpoint(const std::string& dir, const nlohmann::json& setup, size_t parameters) {
   const auto state = nlohmann::json::parse(read_text_file(dir + "/state.json"), nullptr, false);
-  if (state.is_discarded() || !state.is_object() || state.value("format", "") != "lmpress finetune checkpoint")
+  if (state.is_discarded() || !state.is_object() || !state.contains("format") ||
+      state["format"] != "lmpress finetune checkpoint")
     fail("--resume {}: not a finetune checkpoint (state.json)", dir);
-  if (!state["setup"].is_object() || !state["step"].is_number_integer() || !state["parameters"].is_number_integer())
-    fail("--resume {}: state.json lacks setup, step or parameters", dir);
+  for (const char* key : {"setup", "step", "parameters"})
+    if (!state.contains(key)) fail("--resume {}: state.json lacks {}", dir, key);
+  if (!state["setup"].is_object() || !state["step"].is_number_integer() || !state["parameters"].is_number_unsigned())
+    fail("--resume {}: state.json's setup, step or parameters has the wrong type", dir);
   const auto& saved = state["setup"];
   for (const auto& [key, value] : setup.items()) {
     if (!saved.contains(key) || saved[key] != value)
       fail("--resume {}: the checkpoint was written with {} = {}, this run has {} (another model or setup)", dir, key,
            saved.contains(key) ? saved[key].dump() : "nothing", value.dump());
   }
+  if (state["parameters"].get<uint64_t>() != parameters)
+    fail("--resume {}: the checkpoint holds {} parameters, this run trains {}", dir, state["parameters"].get<uint64_t>(),
+         parameters);
   Checkpoint c;
   c.step = state["step"].get<int64_t>();
-  const size_t n = state["parameters"].get<size_t>();
+  const size_t n = parameters;
   if (c.step < 0) fail("--resume {}: step {} is negative", dir, c.step);
   c.w = read_floats(dir + "/weights.bin", n);
   c.m = read_floats(dir + "/adam_m.bin", n);

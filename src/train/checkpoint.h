@@ -18,8 +18,8 @@ struct Checkpoint {
 
 // `setup`: what must match on resume (each field compared by name).
 void save_checkpoint(const std::string& dir, const nlohmann::json& setup, const Checkpoint& c);
-// Fails naming dir and the first field of `setup` that differs, or a file
-// whose size is not the parameter count's.
-Checkpoint load_checkpoint(const std::string& dir, const nlohmann::json& setup);
+// Fails naming dir and the first field of `setup` that differs, a parameter
+// count other than `parameters`, or a file whose size is not that count's.
+Checkpoint load_checkpoint(const std::string& dir, const nlohmann::json& setup, size_t parameters);
 
 }  // namespace lmpress::train

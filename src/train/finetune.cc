@@ -5,7 +5,10 @@
 #include <cmath>
 #include <numeric>
 #include <atomic>
+#include <unistd.h>
+
 #include <csignal>
+#include <filesystem>
 #include <random>
 
 #include "core/error.h"
@@ -168,17 +171,36 @@ void check_teacher(const Model& student, const Model& teacher) {
 }
 
 // What a checkpoint must share with the run resuming it.
-nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptions& o, size_t windows) {
-  uint64_t h = 1469598103934665603ull;  // FNV-1a over the parameters' names and shapes
-  for (const auto& p : tm.params())
-    for (char c : p.name + ":" + std::to_string(p.rows) + "x" + std::to_string(p.cols) + ";")
-      h = (h ^ uint8_t(c)) * 1099511628211ull;
+// FNV-1a over bytes.
+uint64_t fnv(uint64_t h, const void* data, size_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptions& o,
+                                const std::vector<std::vector<int32_t>>& windows, const Model* teacher) {
+  const uint64_t seed = 1469598103934665603ull;
+  uint64_t layout = seed, data = seed;
+  for (const auto& p : tm.params()) {
+    const std::string s = p.name + ":" + std::to_string(p.rows) + "x" + std::to_string(p.cols) + ";";
+    layout = fnv(layout, s.data(), s.size());
+  }
+  for (const auto& w : windows) data = fnv(data, w.data(), w.size() * sizeof(int32_t));
+  // The starting weights (the student's, adapters as initialized).
+  const uint64_t weights = fnv(seed, tm.w.data(), tm.w.size() * sizeof(float));
   const char* kinds[] = {"ce", "kl", "rkl", "mix"};
-  return {{"parameter_layout", fmt::format("{:016x}", h)},
+  return {{"parameter_layout", fmt::format("{:016x}", layout)},
+          {"student_weights", fmt::format("{:016x}", weights)},
+          {"training_tokens", fmt::format("{:016x}", data)},
+          {"teacher", teacher ? std::filesystem::path(teacher->path).filename().string() : ""},
+          {"dense", !o.keep_sparsity},
+          {"adamw", {o.adam.beta1, o.adam.beta2, o.adam.eps, o.adam.weight_decay, o.adam.clip, o.adam.warmup,
+                     o.adam.min_lr_ratio}},
           {"lora", {o.lora.rank, o.lora.alpha, o.lora.targets}},
           {"qat", o.qat},
           {"loss", {kinds[o.loss.kind], o.loss.ce_weight}},
-          {"data_windows", windows},
+          {"data_windows", windows.size()},
           {"ctx", o.ctx},
           {"batch", o.batch},
           {"accum", o.accum},
@@ -191,7 +213,13 @@ nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptio
 // (saving a checkpoint when it has a directory for one); the previous
 // handlers come back when training ends.
 std::atomic<bool> g_stop{false};
-extern "C" void request_stop(int) { g_stop = true; }
+// A second signal while the step runs ends the process as the signal would.
+extern "C" void request_stop(int sig) {
+  if (g_stop.exchange(true)) {
+    ::signal(sig, SIG_DFL);
+    ::raise(sig);
+  }
+}
 class StopOnSignal {
  public:
   StopOnSignal() {
@@ -214,9 +242,7 @@ class StopOnSignal {
 
 }  // namespace
 
-FinetuneReport finetune(const Model& student, const Model* teacher, const FinetuneOptions& o,
-                        const std::function<void(const FinetunePoint&)>& on_step,
-                        const std::function<void(const TrainModel<float>&)>& done) {
+void check_finetune_options(const FinetuneOptions& o, const Model& student, const Model* teacher) {
   if (o.steps < 1) fail("--steps must be at least 1 (got {})", o.steps);
   if (o.batch < 1) fail("--batch must be at least 1 (got {})", o.batch);
   if (o.accum < 1) fail("--accum must be at least 1 (got {})", o.accum);
@@ -224,13 +250,40 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
   if (o.ctx > student.cfg.ctx_len)
     fail("--ctx {} exceeds {}'s context of {} positions", o.ctx, student.path, student.cfg.ctx_len);
   if (!(o.adam.lr > 0) || !std::isfinite(o.adam.lr)) fail("--lr must be a positive number (got {})", o.adam.lr);
+  if (o.adam.warmup < 0) fail("--warmup must be at least 0 (got {})", o.adam.warmup);
+  if (o.save_every < 0) fail("--save-every must be at least 0 (got {})", o.save_every);
   if (o.loss.needs_teacher() && !teacher) fail("--loss kl, rkl and mix need --teacher MODEL");
+  if (!student.tokenizer) fail("{}: the model has no tokenizer (training text cannot be read)", student.path);
   check_trainable(student.cfg, student.path);
   if (teacher) {
+    if (!teacher->tokenizer) fail("--teacher {}: the model has no tokenizer", teacher->path);
     check_teacher(student, *teacher);
     if (o.ctx > teacher->cfg.ctx_len)
       fail("--ctx {} exceeds the teacher {}'s context of {} positions", o.ctx, teacher->path, teacher->cfg.ctx_len);
   }
+  if (parse_generated_data(o.data)) {
+    if (!teacher) fail("--data {}: the teacher writes the text: --teacher MODEL", o.data);
+    if (teacher->tokenizer->vocab().bos < 0)
+      fail("--data {}: the teacher {} has no BOS token to start its sequences from", o.data, teacher->path);
+  }
+  // One step's activations: each block's attention probabilities (B·heads·n²)
+  // and its other buffers, the residual streams kept per block, a chunk of logits.
+  const ModelConfig& c = student.cfg;
+  const double B = double(o.batch), n = double(o.ctx - 1);
+  const double floats = B * double(c.n_heads) * n * n + double(c.n_layers + 1) * B * n * double(c.dim) +
+                        B * n * (8.0 * double(c.dim) + 4.0 * double(c.q_dim()) + 4.0 * double(c.kv_dim()) + 6.0 * double(c.ffn_dim)) +
+                        double(1 << 22);
+  const double phys = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));
+  if (phys > 0 && floats * 4.0 > 0.8 * phys)
+    fail("--batch {} --ctx {}: one step's activations take {:.1f} GiB, more than this machine's {:.1f} GiB allow "
+         "(lower --batch or --ctx; --accum keeps the tokens per step)",
+         o.batch, o.ctx, floats * 4.0 / double(1 << 30), phys / double(1 << 30));
+}
+
+FinetuneReport finetune(const Model& student, const Model* teacher, const FinetuneOptions& o,
+                        const std::function<void(const FinetunePoint&)>& on_step,
+                        const std::function<void(const TrainModel<float>&)>& done) {
+  check_finetune_options(o, student, teacher);
   const auto windows = text_windows(student, o.data, o.ctx, -1, "training");
   if (int64_t(windows.size()) < o.batch)
     fail("{}: the training text holds {} windows of --ctx {}, fewer than one batch of {}", o.data, windows.size(),
@@ -272,11 +325,10 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
     if (next == order.size()) std::shuffle(order.begin(), order.end(), rng), next = 0;
     return windows[order[next++]];
   };
-  const nlohmann::json setup = checkpoint_setup(tm, o, windows.size());
+  const nlohmann::json setup = checkpoint_setup(tm, o, windows, teacher);
   int64_t first = 0;
   if (!o.resume.empty()) {
-    Checkpoint c = load_checkpoint(o.resume, setup);
-    if (c.w.size() != tm.w.size()) fail("--resume {}: {} parameters, this model has {}", o.resume, c.w.size(), tm.w.size());
+    Checkpoint c = load_checkpoint(o.resume, setup, tm.w.size());
     if (c.step > o.steps) fail("--resume {}: the checkpoint is at step {}, past --steps {}", o.resume, c.step, o.steps);
     tm.w = std::move(c.w), opt.m = std::move(c.m), opt.v = std::move(c.v), opt.t_ = c.step;
     // The data order continues where the checkpoint's run was.
@@ -290,6 +342,8 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
   const int64_t n = o.ctx - 1;
   std::vector<int32_t> in, tg;
   const auto start = std::chrono::steady_clock::now();
+  {
+  // Signals stop the run after a step only inside the loop; after it, they end the process as usual.
   StopOnSignal stop_on_signal;
   for (int64_t s = first; s < o.steps; s++) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -330,6 +384,7 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
                                 : "; checkpoint saved to " + o.checkpoint + " (--resume " + o.checkpoint + " continues)");
     }
     if (o.save_every > 0 && p.step % o.save_every == 0 && p.step < o.steps) save(p.step);
+  }
   }
   save(o.steps);
   rep.steps = o.steps;

@@ -72,6 +72,11 @@ struct FinetuneReport {
   std::vector<FinetunePoint> points;  // one per step
 };
 
+// Fails naming the option when FinetuneOptions cannot run on these models
+// (ranges, context, tokenizers, the teacher's vocabulary, memory for one
+// step); finetune() calls it first, the CLI before it generates any text.
+void check_finetune_options(const FinetuneOptions& o, const Model& student, const Model* teacher);
+
 // Trains a copy of `student`'s weights (or adapters on it) and hands the
 // trained model to `done` (which writes it: TrainModel::store into the
 // student, or its adapter()). teacher: the distillation losses' teacher (null

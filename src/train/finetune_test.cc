@@ -6,6 +6,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 
 #include "test_util.h"
 
@@ -48,6 +49,14 @@ TEST(Finetune, ResumingAfterCtrlCEndsWhereAnUninterruptedRunEnds) {
   test::expect_error([&] { finetune(*m, nullptr, o, {}, {}); }, "another model or setup");
   o.lora = {}, o.resume = d + "/nothing";
   test::expect_error([&] { finetune(*m, nullptr, o, {}, {}); }, "nothing/state.json");
+  // A damaged state.json: an error, not a crash.
+  std::filesystem::create_directories(d + "/bad");
+  for (const char* text : {R"({"format": "lmpress finetune checkpoint"})",
+                           R"({"format": "lmpress finetune checkpoint", "setup": {}, "step": 1, "parameters": -5})", "[1, 2]"}) {
+    std::ofstream(d + "/bad/state.json") << text;
+    o.resume = d + "/bad";
+    test::expect_error([&] { finetune(*m, nullptr, o, {}, {}); }, "--resume " + d + "/bad");
+  }
 }
 
 }  // namespace

@@ -297,9 +297,14 @@ void TrainModel<T>::lin_backward(const Lin& L, size_t bias, const T* x, const T*
       for (int64_t t = 0; t < n; t++)
         for (int64_t o = 0; o < L.out; o++) db[o] += dy[t * L.out + o];
     if (dx) {
-      // dx = dy·W on the weight dequantized one matrix at a time.
-      dequantize_rows(*L.frozen, deq_);
-      gemm<T>(false, false, n, L.in, L.out, T(1), dy, L.out, deq_.data(), L.in, accumulate_dx ? T(1) : T(0), dx, L.in);
+      // dx = dy·W on the weight dequantized one matrix at a time (the head's
+      // once per step: step() runs it on many chunks of rows).
+      const std::vector<T>* deq = &deq_;
+      if (&L == &head_ && !head_deq_.empty())
+        deq = &head_deq_;
+      else
+        dequantize_rows(*L.frozen, deq_);
+      gemm<T>(false, false, n, L.in, L.out, T(1), dy, L.out, deq->data(), L.in, accumulate_dx ? T(1) : T(0), dx, L.in);
     }
   }
   if (L.a == kNone) return;
@@ -482,6 +487,7 @@ double TrainModel<T>::step(const int32_t* tokens, const int32_t* targets, int64_
   chunk_.resize(size_t(C * V));
   if (loss.needs_teacher()) teacher_.resize(size_t(n * V));
   std::vector<T>& dh = dxn_;  // ∂/∂hn
+  if (head_.frozen) dequantize_rows(*head_.frozen, head_deq_);
   double total = 0;
   for (int64_t b = 0; b < B; b++) {
     if (loss.needs_teacher()) teacher(b, teacher_.data());
@@ -494,6 +500,8 @@ double TrainModel<T>::step(const int32_t* tokens, const int32_t* targets, int64_
       lin_backward(head_, kNone, h, chunk_.data(), rows, dh.data() + r * D, false);
     }
   }
+  head_deq_.clear();
+  head_deq_.shrink_to_fit();
   // dx of the last block's output: the final norm's backward.
   std::vector<T>& dx = xs_.back();  // its forward values are no longer needed once hn's gradient is through
   std::vector<T> x_last(dx);

@@ -1,5 +1,6 @@
 // lmpress finetune STUDENT OUT --data TEXT [--teacher MODEL --loss kl|rkl|mix:A]: training (train/finetune.h).
 #include <cstdio>
+#include <filesystem>
 
 #include "commands.h"
 #include "compress/convert.h"
@@ -74,13 +75,16 @@ void add_finetune(CLI::App& app) {
   cmd->add_option("--qat", o->ft.qat,
                   "Quantization-aware training for a llama.cpp file type (q2_k, q3_k_m, q4_0, ...): the weights it "
                   "quantizes train fake-quantized (straight-through), and OUT.gguf is written in that type");
-  add_path_option(cmd, "--checkpoint", o->ft.checkpoint,
-                  "Directory for a resumable checkpoint (weights, AdamW state, step), written every --save-every "
-                  "steps, at the end, and when Ctrl-C / SIGTERM stops the run",
-                  PathRole::Output, OutputKind::Directory);
+  add_directory_output(cmd, "--checkpoint", o->ft.checkpoint,
+                       "Directory for a resumable checkpoint (weights, AdamW state, step), written every --save-every "
+                       "steps, at the end, and when Ctrl-C / SIGTERM stops the run",
+                       "state.json");
   cmd->add_option("--save-every", o->ft.save_every, "Steps between checkpoints (0: at the end and on a signal only)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--resume", o->ft.resume, "Continue from a --checkpoint directory written by the same setup");
+  add_path_option(cmd, "--resume", o->ft.resume,
+                  "Continue from a --checkpoint directory written by the same setup (save the continuation to "
+                  "another --checkpoint)",
+                  PathRole::Input);
   cmd->add_flag("--merge", o->merge, "With --lora: write the model with the adapters merged into its weights");
   cmd->add_flag("--dense", o->dense, "Let a pruned model's zeros train too (default: they stay zero)");
   cmd->add_option("--dtype", o->dtype, "Type of the written weight matrices (default: f32, the trained values)")
@@ -92,7 +96,7 @@ void add_finetune(CLI::App& app) {
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
   add_finite_check_flag(cmd, o->no_finite_check);
-  on_run(cmd, [o] {
+  on_run(cmd, [o, cmd] {
     set_num_threads(o->threads);
     o->ft.loss = train::parse_loss(o->loss);
     o->ft.keep_sparsity = !o->dense;
@@ -105,6 +109,13 @@ void add_finetune(CLI::App& app) {
     if (format == "hf" && adapter_out) fail("an adapter is written as gguf or peft (--format), not hf");
     if (adapter_out && !o->dtype.empty()) fail("--dtype sets the type of a model's weights; adapters are written in f32");
     if (o->ft.save_every > 0 && o->ft.checkpoint.empty()) fail("--save-every needs --checkpoint DIR");
+    if (o->ft.eval.empty())
+      for (const char* opt : {"--eval-every", "--eval-windows"})
+        if (cmd->count(opt) > 0) fail("{} sets how --eval TEXT is scored: it needs --eval", opt);
+    if (o->dense && !o->lora.empty()) fail("--dense trains a pruned model's zeros; with --lora the weights are frozen");
+    if (!o->ft.checkpoint.empty() && std::filesystem::path(o->ft.checkpoint).lexically_normal() ==
+                                         std::filesystem::path(o->out).lexically_normal())
+      fail("--checkpoint {} is the output too: give them different paths", o->ft.checkpoint);
     if (!o->ft.qat.empty() && !o->lora.empty()) fail("--qat trains the weights themselves: not with --lora");
     if (!o->ft.qat.empty() && (format != "gguf" || !o->dtype.empty()))
       fail("--qat {} writes OUT as a GGUF file of that type (OUT ends in .gguf; no --dtype or --format hf)", o->ft.qat);
@@ -117,8 +128,8 @@ void add_finetune(CLI::App& app) {
     if (o->ft.lora.rank > 0) repack_for_inference(*m);
     std::unique_ptr<Model> teacher;
     if (!o->teacher.empty()) teacher = load_for_inference(o->teacher);
+    train::check_finetune_options(o->ft, *m, teacher.get());
     if (const auto g = train::parse_generated_data(o->ft.data)) {
-      if (!teacher) fail("--data {}: the teacher writes the text: --teacher MODEL", o->ft.data);
       const std::string path = o->out + ".generated.txt";
       write_file_atomic(path, train::teacher_text(*teacher, *g, o->ft.ctx, o->ft.seed));
       if (!o->json) fmt::print("wrote {} ({} sequences by the teacher)\n", path, g->sequences), std::fflush(stdout);

@@ -15,6 +15,7 @@ struct Decl {
   PathRole role;
   OutputKind kind;
   std::function<std::vector<std::string>()> paths;
+  std::string marker = kModelDirMarker;
 };
 
 struct CommandPaths {
@@ -47,6 +48,15 @@ CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::strin
   return cmd->add_option(flags, var, desc);
 }
 
+CLI::Option* add_directory_output(CLI::App* cmd, const std::string& flags, std::string& var, const std::string& desc,
+                                  const std::string& marker) {
+  std::string* p = &var;
+  registry()[cmd].decls.push_back({option_label(flags), PathRole::Output, OutputKind::Directory, [p] {
+                                     return p->empty() ? std::vector<std::string>{} : std::vector<std::string>{*p};
+                                   }, marker});
+  return cmd->add_option(flags, var, desc);
+}
+
 CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::vector<std::string>& var,
                              const std::string& desc, PathRole role) {
   std::vector<std::string>* p = &var;
@@ -66,7 +76,7 @@ PathGuard command_guard(const CLI::App* cmd) {
   for (const Decl& d : it->second.decls)
     for (const std::string& p : d.paths()) {
       if (d.role == PathRole::Output)
-        g.output(d.what, p, d.kind);
+        g.output(d.what, p, d.kind, d.marker);
       else if (d.role == PathRole::Input)
         g.input(d.what, p);
       else

@@ -22,6 +22,10 @@ CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::strin
                              PathRole role, OutputKind kind = OutputKind::File);
 CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::vector<std::string>& var,
                              const std::string& desc, PathRole role);
+// A directory output of a kind other than a model's: an existing directory
+// is replaced only when it holds `marker` (core/path_guard.h).
+CLI::Option* add_directory_output(CLI::App* cmd, const std::string& flags, std::string& var, const std::string& desc,
+                                  const std::string& marker);
 // Paths computed from options when the command runs (task names looked up in
 // a directory, an output prefix's files).
 void add_derived_paths(CLI::App* cmd, const std::string& what, PathRole role,
