@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/finite.h"
 #include "core/mapped_file.h"
+#include "core/parse.h"
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "kernels/to_f32.h"
@@ -215,14 +216,9 @@ void apply_lora(Model& m, const std::string& spec) {
   const size_t colon = spec.rfind(':');
   if (colon != std::string::npos && !std::filesystem::exists(spec)) {
     path = spec.substr(0, colon);
-    size_t used = 0;
-    try {
-      scale = std::stod(spec.substr(colon + 1), &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != spec.size() - colon - 1 || !std::isfinite(scale))
-      fail("--lora {}: expected FILE[:SCALE] with SCALE a number", spec);
+    const auto s = parse_double(spec.substr(colon + 1));
+    if (!s) fail("--lora {}: expected FILE[:SCALE] with SCALE a number", spec);
+    scale = *s;
   }
   merge_lora(m, read_lora(m, path), scale);
 }

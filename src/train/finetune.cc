@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "compress/mix.h"
 #include "core/mapped_file.h"
+#include "core/parse.h"
 #include "model/forward.h"
 #include "runtime/generate.h"
 #include "train/checkpoint.h"
@@ -25,15 +26,9 @@ std::optional<GeneratedData> parse_generated_data(const std::string& data) {
   GeneratedData g;
   const std::string spec = data.substr(9);
   auto number = [&](const std::string& v, const char* what) {
-    size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != v.size() || !std::isfinite(x)) fail("--data {}: {} is not a number ('{}')", data, what, v);
-    return x;
+    const auto x = parse_double(v);
+    if (!x) fail("--data {}: {} is not a number ('{}')", data, what, v);
+    return *x;
   };
   const size_t comma = spec.find(',');
   const double n = number(spec.substr(0, comma), "N");
@@ -73,13 +68,9 @@ Loss parse_loss(const std::string& s) {
   if (s == "rkl") return l.kind = Loss::RKL, l;
   if (s.rfind("mix:", 0) == 0) {
     l.kind = Loss::Mix;
-    size_t used = 0;
-    try {
-      l.ce_weight = std::stod(s.substr(4), &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != s.size() - 4 || !(l.ce_weight >= 0 && l.ce_weight <= 1))
+    const auto a = parse_double(s.substr(4));
+    l.ce_weight = a.value_or(-1.0);
+    if (!a || !(l.ce_weight >= 0 && l.ce_weight <= 1))
       fail("--loss {}: mix:A takes A in [0, 1] (the cross-entropy's weight)", s);
     return l;
   }

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/parse.h"
 #include "kernels/matmul.h"
 #include "kernels/blocks.h"
 #include "kernels/to_f32.h"
@@ -58,14 +59,9 @@ LoraSpec parse_lora(const std::string& s) {
       add_target(val);
       continue;
     }
-    size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(val, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != val.size()) fail("--lora {}: {} is not a number ('{}')", s, key, val);
+    const auto parsed = parse_double(val);
+    if (!parsed) fail("--lora {}: {} is not a number ('{}')", s, key, val);
+    const double x = *parsed;
     if (key == "r") {
       if (x < 1 || x != std::floor(x) || x > 65536) fail("--lora {}: r must be a whole number of at least 1", s);
       o.rank = int64_t(x);
