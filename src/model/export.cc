@@ -40,13 +40,17 @@ std::vector<uint8_t> permute_rope_rows(const uint8_t* src, int64_t n_heads, int6
   return out;
 }
 
-int64_t rope_heads_to_permute(const Model& m, const Tensor& t, RopeLayout target) {
-  const bool is_q = t.name.find(".attn_q.") != std::string::npos;
-  const bool is_k = t.name.find(".attn_k.") != std::string::npos;
-  if (m.cfg.rope_layout == target || !(is_q || is_k)) return 0;
-  const int64_t l = layer_of(t.name);
-  if (l < 0 || l >= m.cfg.n_layers) fail("{}: {} is not a layer tensor", m.path, t.name);
+int64_t rope_heads(const Model& m, const std::string& name) {
+  const bool is_q = name.find(".attn_q.") != std::string::npos;
+  const bool is_k = name.find(".attn_k.") != std::string::npos;
+  if (!(is_q || is_k)) return 0;
+  const int64_t l = layer_of(name);
+  if (l < 0 || l >= m.cfg.n_layers) fail("{}: {} is not a layer tensor", m.path, name);
   return is_q ? m.cfg.heads(l) : m.cfg.kv_heads(l);
+}
+
+int64_t rope_heads_to_permute(const Model& m, const Tensor& t, RopeLayout target) {
+  return m.cfg.rope_layout == target ? 0 : rope_heads(m, t.name);
 }
 
 namespace {

@@ -69,6 +69,9 @@ class ModelWriter {
   std::unique_ptr<Impl> impl_;
 };
 
+// The heads whose rows RoPE pairs in tensor `name` of m (a q or k
+// projection, or anything laid out by their rows), else 0.
+int64_t rope_heads(const Model& m, const std::string& name);
 // Heads whose rows must be re-paired for RoPE when t is written in `target`
 // pairing (q or k of a model stored in the other pairing), else 0.
 int64_t rope_heads_to_permute(const Model& m, const Tensor& t, RopeLayout target);

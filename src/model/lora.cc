@@ -18,26 +18,21 @@ namespace lmpress {
 
 namespace {
 
-uint64_t f32_bytes(const std::vector<float>& v) { return uint64_t(v.size()) * sizeof(float); }
-
 Tensor f32_view(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v) {
   Tensor t;
   t.name = name;
   t.dtype = DType::F32;
   t.shape = std::move(shape);
   t.data = reinterpret_cast<const uint8_t*>(v.data());
-  t.nbytes = f32_bytes(v);
+  t.nbytes = uint64_t(v.size()) * sizeof(float);
   return t;
 }
 
 // B's rows re-paired for RoPE when the adapted weight is q or k and the
 // target pairing differs from the model's.
 std::vector<float> b_rows_for(const Model& m, const LoraAdapter::Pair& p, int64_t rank, RopeLayout from, RopeLayout to) {
-  const bool is_q = p.weight.find(".attn_q.") != std::string::npos;
-  const bool is_k = p.weight.find(".attn_k.") != std::string::npos;
-  if (from == to || !(is_q || is_k)) return p.b;
-  const int64_t l = layer_of(p.weight);
-  const int64_t heads = is_q ? m.cfg.heads(l) : m.cfg.kv_heads(l);
+  const int64_t heads = from == to ? 0 : rope_heads(m, p.weight);
+  if (heads == 0) return p.b;
   const auto bytes = permute_rope_rows(reinterpret_cast<const uint8_t*>(p.b.data()), heads, m.cfg.head_dim,
                                        uint64_t(rank) * sizeof(float), from, to);
   std::vector<float> out(p.b.size());
@@ -47,17 +42,15 @@ std::vector<float> b_rows_for(const Model& m, const LoraAdapter::Pair& p, int64_
 
 const char* gguf_arch(const Model& m) { return m.cfg.arch.c_str(); }
 
-std::string peft_name(const Model& m, const std::string& weight, const char* ab) {
-  std::string hf = canonical_to_hf(weight, m.cfg);
-  if (hf.empty() || hf.size() < 7) fail("{}: no Hugging Face name for {}", m.path, weight);
-  return "base_model.model." + hf.substr(0, hf.size() - 7) + ".lora_" + ab + ".weight";
+// The Hugging Face module that holds `weight` (model.layers.0.self_attn.q_proj).
+std::string hf_module(const Model& m, const std::string& weight) {
+  const std::string hf = canonical_to_hf(weight, m.cfg);
+  if (!hf.ends_with(".weight")) fail("{}: no Hugging Face name for {}", m.path, weight);
+  return hf.substr(0, hf.size() - 7);
 }
 
-// The module name PEFT's target_modules lists (q_proj, gate_proj, ...).
-std::string peft_module(const Model& m, const std::string& weight) {
-  const std::string hf = canonical_to_hf(weight, m.cfg);
-  const std::string stem = hf.substr(0, hf.size() - 7);
-  return stem.substr(stem.rfind('.') + 1);
+std::string peft_name(const std::string& module, const char* ab) {
+  return "base_model.model." + module + ".lora_" + ab + ".weight";
 }
 
 void check_pair(const Model& m, const std::string& path, const LoraAdapter::Pair& p, int64_t rank) {
@@ -101,9 +94,10 @@ void write_lora_peft(const Model& m, const LoraAdapter& a, const std::string& di
   std::vector<std::string> modules;
   for (const auto& p : a.pairs) {
     keep.push_back(b_rows_for(m, p, a.rank, m.cfg.rope_layout, RopeLayout::Halves));
-    tensors.push_back({f32_view(peft_name(m, p.weight, "A"), {a.rank, p.in}, p.a), nullptr});
-    tensors.push_back({f32_view(peft_name(m, p.weight, "B"), {p.out, a.rank}, keep.back()), nullptr});
-    const std::string mod = peft_module(m, p.weight);
+    const std::string module = hf_module(m, p.weight);
+    tensors.push_back({f32_view(peft_name(module, "A"), {a.rank, p.in}, p.a), nullptr});
+    tensors.push_back({f32_view(peft_name(module, "B"), {p.out, a.rank}, keep.back()), nullptr});
+    const std::string mod = module.substr(module.rfind('.') + 1);  // target_modules: q_proj, gate_proj, ...
     if (std::find(modules.begin(), modules.end(), mod) == modules.end()) modules.push_back(mod);
   }
   write_safetensors(out.path() + "/adapter_model.safetensors", tensors, {{"format", "pt"}});
@@ -173,8 +167,7 @@ LoraAdapter read_lora(const Model& m, const std::string& path) {
     a.alpha = f.get_float("adapter.lora.alpha").value_or(0.0);
     from = gguf_rope_layout(arch);
     for (const auto& t : f.tensors()) {
-      const bool is_a = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_a") == 0;
-      const bool is_b = t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".lora_b") == 0;
+      const bool is_a = t.name.ends_with(".lora_a"), is_b = t.name.ends_with(".lora_b");
       if (!is_a && !is_b) fail("{}: tensor {} is neither a .lora_a nor a .lora_b", path, t.name);
       take(t.name.substr(0, t.name.size() - 7), is_b, t);
     }

@@ -161,7 +161,6 @@ void check_teacher(const Model& student, const Model& teacher) {
          teacher.path, teacher.cfg.n_vocab, student.path, student.cfg.n_vocab);
 }
 
-// What a checkpoint must share with the run resuming it.
 // FNV-1a over bytes.
 uint64_t fnv(uint64_t h, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
@@ -169,6 +168,7 @@ uint64_t fnv(uint64_t h, const void* data, size_t n) {
   return h;
 }
 
+// What a checkpoint must share with the run resuming it.
 nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptions& o,
                                 const std::vector<std::vector<int32_t>>& windows, const Model* teacher) {
   const uint64_t seed = 1469598103934665603ull;

@@ -2,16 +2,14 @@
 
 #include <algorithm>
 #include <cstring>
-
 #include <random>
-#include <type_traits>
-#include <map>
 #include <set>
+#include <type_traits>
 
 #include "core/error.h"
 #include "core/parse.h"
-#include "kernels/matmul.h"
 #include "kernels/blocks.h"
+#include "kernels/matmul.h"
 #include "kernels/to_f32.h"
 #include "quant/quantize.h"
 
@@ -22,13 +20,6 @@ namespace {
 const char* const kLoraRoles[] = {"q", "k", "v", "o", "gate", "up", "down"};
 
 }  // namespace
-
-std::string lora_weight_name(int64_t l, const std::string& target) {
-  static const std::map<std::string, std::string> kNames = {{"q", "attn_q"},       {"k", "attn_k"},   {"v", "attn_v"},
-                                                            {"o", "attn_output"}, {"gate", "ffn_gate"}, {"up", "ffn_up"},
-                                                            {"down", "ffn_down"}};
-  return "blk." + std::to_string(l) + "." + kNames.at(target) + ".weight";
-}
 
 LoraSpec parse_lora(const std::string& s) {
   LoraSpec o;
@@ -107,17 +98,10 @@ size_t TrainModel<T>::add(const std::string& name, int64_t rows, int64_t cols, b
 }
 
 template <class T>
-const Param* TrainModel<T>::find(const std::string& name) const {
-  for (const auto& p : params_)
-    if (p.name == name) return &p;
-  return nullptr;
-}
-
-template <class T>
 typename TrainModel<T>::Lin TrainModel<T>::linear(const Model& m, const std::string& name, int64_t in, int64_t out,
                                                   int64_t layer, const std::string& role) {
   Lin L;
-  L.in = in, L.out = out;
+  L.in = in, L.out = out, L.name = name;
   if (lora_.rank == 0) {
     L.param = add(name, out, in);
     return L;
@@ -176,12 +160,12 @@ TrainModel<T>::TrainModel(const Model& m, const LoraSpec& lora) : c_(m.cfg), lor
   std::mt19937_64 rng(lora_.seed);
   for (const auto& p : params_) {
     T* dst = w.data() + p.offset;
-    if (p.name.size() > 7 && p.name.compare(p.name.size() - 7, 7, ".lora_a") == 0) {
+    if (p.name.ends_with(".lora_a")) {
       std::uniform_real_distribution<double> u(-1.0 / std::sqrt(double(p.cols)), 1.0 / std::sqrt(double(p.cols)));
       for (int64_t i = 0; i < p.size(); i++) dst[i] = T(u(rng));
       continue;
     }
-    if (p.name.size() > 7 && p.name.compare(p.name.size() - 7, 7, ".lora_b") == 0) continue;  // zero
+    if (p.name.ends_with(".lora_b")) continue;  // zero
     const Tensor& t = m.tensor(p.name);
     if (t.numel() != p.size())
       fail("{}: tensor {} has shape {}, training expects {}x{}", m.path, p.name, t.shape_str(), p.rows, p.cols);
@@ -202,14 +186,11 @@ template <class T>
 LoraAdapter TrainModel<T>::adapter() const {
   LoraAdapter a;
   a.rank = lora_.rank, a.alpha = lora_.alpha;
-  for (int64_t l = 0; l < c_.n_layers; l++) {
-    const LayerIdx& L = layers_[size_t(l)];
-    const std::pair<const Lin*, const char*> lins[] = {{&L.q, "q"},       {&L.k, "k"},   {&L.v, "v"},      {&L.o, "o"},
-                                                       {&L.gate, "gate"}, {&L.up, "up"}, {&L.down, "down"}};
-    for (const auto& [lin, role] : lins) {
+  for (const LayerIdx& L : layers_) {
+    for (const Lin* lin : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
       if (lin->a == kNone) continue;
       LoraAdapter::Pair p;
-      p.weight = lora_weight_name(l, role), p.in = lin->in, p.out = lin->out;
+      p.weight = lin->name, p.in = lin->in, p.out = lin->out;
       p.a.assign(W(lin->a), W(lin->a) + params_[lin->a].size());
       p.b.assign(W(lin->b), W(lin->b) + params_[lin->b].size());
       a.pairs.push_back(std::move(p));
@@ -231,18 +212,6 @@ void TrainModel<T>::store(Model& m) const {
 
 namespace {
 
-// The frozen weight times x: the inference kernels for float (the quantized
-// types' int8 activations included, as inference computes them), the
-// dequantized weight for the double-precision checks.
-void frozen_matmul(const Tensor& t, const float* x, int64_t n, float* y) { matmul(t, x, n, y); }
-template <class T>
-void dequantize_rows(const Tensor& t, std::vector<T>& out);
-void frozen_matmul(const Tensor& t, const double* x, int64_t n, double* y) {
-  std::vector<double> W;
-  dequantize_rows(t, W);
-  gemm<double>(false, true, n, t.rows(), t.cols(), 1.0, x, t.cols(), W.data(), t.cols(), 0.0, y, t.rows());
-}
-
 // A frozen weight's values as T, its rows dequantized side by side.
 template <class T>
 void dequantize_rows(const Tensor& t, std::vector<T>& out) {
@@ -261,6 +230,16 @@ void dequantize_rows(const Tensor& t, std::vector<T>& out) {
       }
     }
   }
+}
+
+// The frozen weight times x: the inference kernels for float (the quantized
+// types' int8 activations included, as inference computes them), the
+// dequantized weight for the double-precision checks.
+void frozen_matmul(const Tensor& t, const float* x, int64_t n, float* y) { matmul(t, x, n, y); }
+void frozen_matmul(const Tensor& t, const double* x, int64_t n, double* y) {
+  std::vector<double> W;
+  dequantize_rows(t, W);
+  gemm<double>(false, true, n, t.rows(), t.cols(), 1.0, x, t.cols(), W.data(), t.cols(), 0.0, y, t.rows());
 }
 
 }  // namespace
@@ -286,8 +265,7 @@ template <class T>
 void TrainModel<T>::lin_backward(const Lin& L, size_t bias, const T* x, const T* dy, int64_t n, T* dx,
                                  bool accumulate_dx) {
   if (!L.frozen) {
-    linear_backward(Wf(L.param), x, dy, n, L.in, L.out, params_[L.param].trainable ? G(L.param) : nullptr, Gopt(bias), dx,
-                    accumulate_dx);
+    linear_backward(Wf(L.param), x, dy, n, L.in, L.out, Gopt(L.param), Gopt(bias), dx, accumulate_dx);
   } else {
     if (T* db = Gopt(bias))
       for (int64_t t = 0; t < n; t++)
@@ -377,12 +355,12 @@ void TrainModel<T>::resize(int64_t B, int64_t n) {
 template <class T>
 void TrainModel<T>::embed(const int32_t* tokens, T* x) {
   const int64_t N = B_ * n_, D = c_.dim;
+  std::vector<float> row(embd_ == kNone ? static_cast<size_t>(D) : 0);
   for (int64_t r = 0; r < N; r++) {
     if (tokens[r] < 0 || tokens[r] >= c_.n_vocab) fail("token id {} is outside the vocabulary of {}", tokens[r], c_.n_vocab);
     if (embd_ != kNone) {
       std::memcpy(x + r * D, Wf(embd_) + int64_t(tokens[r]) * D, sizeof(T) * size_t(D));
     } else {
-      std::vector<float> row(static_cast<size_t>(D));
       to_f32(*embd_frozen_, int64_t(tokens[r]) * D, D, row.data());
       std::copy(row.begin(), row.end(), x + r * D);
     }

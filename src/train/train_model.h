@@ -39,8 +39,6 @@ struct LoraSpec {
 // gate, up, down, or qkvo (the attention's four), mlp (the feed-forward's
 // three), all. Defaults: alpha = 2·r, targets all.
 LoraSpec parse_lora(const std::string& s);
-// The canonical weight name of role `target` in block l (attn_q, ..., ffn_down).
-std::string lora_weight_name(int64_t l, const std::string& target);
 
 // One weight of the model inside the flat parameter vector.
 struct Param {
@@ -76,7 +74,6 @@ class TrainModel {
   // The model's weights written back into m as F32 tensors (m.bind() after);
   // with adapters, each targeted weight merged: W + alpha/rank · B·A.
   void store(Model& m) const;
-  const LoraSpec& lora() const { return lora_; }
   // Quantization-aware training: the weights named in `types` (block types)
   // take part in the forward and in the input gradients rounded to their type
   // and back, as a file of those types will hold them; their gradients pass
@@ -88,10 +85,7 @@ class TrainModel {
   // Whether element i of w is trained (the optimizer leaves the others).
   std::vector<uint8_t> frozen_mask() const;
 
-  const ModelConfig& cfg() const { return c_; }
   const std::vector<Param>& params() const { return params_; }
-  // The parameter `name`, or null.
-  const Param* find(const std::string& name) const;
   std::vector<T> w, grad;  // every parameter, flat in params() order
 
  private:
@@ -102,6 +96,7 @@ class TrainModel {
     size_t param = kNone, a = kNone, b = kNone;
     const Tensor* frozen = nullptr;
     int64_t in = 0, out = 0;
+    std::string name;  // the model's weight (blk.0.attn_q.weight, ...)
   };
   struct LayerIdx {
     size_t attn_norm, ffn_norm, bq, bk, bv;

@@ -75,10 +75,10 @@ void add_finetune(CLI::App& app) {
   cmd->add_option("--qat", o->ft.qat,
                   "Quantization-aware training for a llama.cpp file type (q2_k, q3_k_m, q4_0, ...): the weights it "
                   "quantizes train fake-quantized (straight-through), and OUT.gguf is written in that type");
-  add_directory_output(cmd, "--checkpoint", o->ft.checkpoint,
-                       "Directory for a resumable checkpoint (weights, AdamW state, step), written every --save-every "
-                       "steps, at the end, and when Ctrl-C / SIGTERM stops the run",
-                       "state.json");
+  add_path_option(cmd, "--checkpoint", o->ft.checkpoint,
+                  "Directory for a resumable checkpoint (weights, AdamW state, step), written every --save-every "
+                  "steps, at the end, and when Ctrl-C / SIGTERM stops the run",
+                  PathRole::Output, OutputKind::Directory, "state.json");
   cmd->add_option("--save-every", o->ft.save_every, "Steps between checkpoints (0: at the end and on a signal only)")
       ->check(CLI::NonNegativeNumber);
   add_path_option(cmd, "--resume", o->ft.resume,
@@ -103,8 +103,10 @@ void add_finetune(CLI::App& app) {
     if (!o->lora.empty()) o->ft.lora = train::parse_lora(o->lora);
     const bool adapter_out = !o->lora.empty() && !o->merge;
     if (o->merge && o->lora.empty()) fail("--merge merges LoRA adapters: it needs --lora");
-    const bool out_gguf = o->out.size() >= 5 && o->out.compare(o->out.size() - 5, 5, ".gguf") == 0;
-    const std::string format = !o->format.empty() ? o->format : out_gguf ? "gguf" : adapter_out ? "peft" : "hf";
+    const std::string format = !o->format.empty()      ? o->format
+                               : o->out.ends_with(".gguf") ? "gguf"
+                               : adapter_out               ? "peft"
+                                                           : "hf";
     if (format == "peft" && !adapter_out) fail("--format peft writes LoRA adapters: it needs --lora (without --merge)");
     if (format == "hf" && adapter_out) fail("an adapter is written as gguf or peft (--format), not hf");
     if (adapter_out && !o->dtype.empty()) fail("--dtype sets the type of a model's weights; adapters are written in f32");
@@ -119,11 +121,9 @@ void add_finetune(CLI::App& app) {
     if (!o->ft.qat.empty() && !o->lora.empty()) fail("--qat trains the weights themselves: not with --lora");
     if (!o->ft.qat.empty() && (format != "gguf" || !o->dtype.empty()))
       fail("--qat {} writes OUT as a GGUF file of that type (OUT ends in .gguf; no --dtype or --format hf)", o->ft.qat);
-    if (o->ft.loss.needs_teacher() && o->teacher.empty()) fail("--loss {} needs --teacher MODEL", o->loss);
     if (!o->ft.loss.needs_teacher() && !o->teacher.empty())
       fail("--teacher is used by --loss kl, rkl or mix:A (got --loss {})", o->loss);
     auto m = load_for_compression(o->in, "", o->no_finite_check);
-    train::check_trainable(m->cfg, o->in);
     // Adapters train on the frozen weights through the inference kernels' layouts.
     if (o->ft.lora.rank > 0) repack_for_inference(*m);
     std::unique_ptr<Model> teacher;

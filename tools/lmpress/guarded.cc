@@ -40,18 +40,9 @@ std::string option_label(const std::string& flags) {
 }  // namespace
 
 CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::string& var, const std::string& desc,
-                             PathRole role, OutputKind kind) {
+                             PathRole role, OutputKind kind, const std::string& marker) {
   std::string* p = &var;
   registry()[cmd].decls.push_back({option_label(flags), role, kind, [p] {
-                                     return p->empty() ? std::vector<std::string>{} : std::vector<std::string>{*p};
-                                   }});
-  return cmd->add_option(flags, var, desc);
-}
-
-CLI::Option* add_directory_output(CLI::App* cmd, const std::string& flags, std::string& var, const std::string& desc,
-                                  const std::string& marker) {
-  std::string* p = &var;
-  registry()[cmd].decls.push_back({option_label(flags), PathRole::Output, OutputKind::Directory, [p] {
                                      return p->empty() ? std::vector<std::string>{} : std::vector<std::string>{*p};
                                    }, marker});
   return cmd->add_option(flags, var, desc);

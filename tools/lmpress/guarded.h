@@ -18,14 +18,13 @@ enum class PathRole {
   Output,  // a file or directory the command writes
 };
 
+// marker: for a directory output, the file that makes an existing directory
+// replaceable (core/path_guard.h: a model's config.json by default).
 CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::string& var, const std::string& desc,
-                             PathRole role, OutputKind kind = OutputKind::File);
+                             PathRole role, OutputKind kind = OutputKind::File,
+                             const std::string& marker = kModelDirMarker);
 CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::vector<std::string>& var,
                              const std::string& desc, PathRole role);
-// A directory output of a kind other than a model's: an existing directory
-// is replaced only when it holds `marker` (core/path_guard.h).
-CLI::Option* add_directory_output(CLI::App* cmd, const std::string& flags, std::string& var, const std::string& desc,
-                                  const std::string& marker);
 // Paths computed from options when the command runs (task names looked up in
 // a directory, an output prefix's files).
 void add_derived_paths(CLI::App* cmd, const std::string& what, PathRole role,
