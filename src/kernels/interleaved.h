@@ -30,6 +30,10 @@ struct X8Kernels {
   X8Gemv gemv = nullptr;
   X8Gemm4 gemm4 = nullptr;  // null: no 4-token kernel (prompts take the f32 tiles)
   X8GemmN gemmn = nullptr;  // null: n tokens take n gemv calls
+  // gemm4 on two consecutive groups (16 rows, the second group right after the
+  // first in memory, outputs 16 floats per token), each row as gemm4 gives it.
+  // null: gemm4 per group.
+  X8Gemm4 gemm4x2 = nullptr;
 };
 
 struct InterleavedFormat {

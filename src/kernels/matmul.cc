@@ -22,6 +22,28 @@ int g_threads = 0;
 // read once and never copied whole.
 constexpr int64_t kTileRows = 256;
 
+// Tokens [t, t1) of one group: 4 at a time, then the 1..3 left in one pass
+// (or one at a time where the layout has no such kernel).
+void x8_group_tokens(const X8Kernels& k, int64_t in, const uint8_t* wg, const uint8_t* qa, size_t ab,
+                     const int32_t* sums, int64_t nb, int64_t t, int64_t t1, float* y, int64_t out) {
+  while (t < t1) {
+    const uint8_t* a = qa + t * ab;
+    const int32_t* s = sums ? sums + t * nb : nullptr;
+    float* yt = y + t * out;
+    if (k.gemm4 && t + 4 <= t1) {  // 4 tokens share each weight load
+      k.gemm4(in, wg, a, s, nb, yt, out);
+      t += 4;
+    } else if (k.gemmn && t1 - t >= 2) {  // the 2 or 3 left, in one pass too (one token: gemv)
+      const int64_t m = std::min<int64_t>(3, t1 - t);
+      k.gemmn(m, in, wg, a, s, nb, yt, out);
+      t += m;
+    } else {
+      k.gemv(in, wg, a, s, yt);
+      t++;
+    }
+  }
+}
+
 // Weights repacked as 8-row groups (kernels/interleaved.h): the activations
 // quantized once (Q8_0, or Q8_K for Q4_K), the kernels chosen once, then one
 // call per group and 4 tokens, and per group and the 1..3 tokens left (or
@@ -50,26 +72,20 @@ void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int6
   // while every group of weights passes over them.
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (256 << 10) / int64_t(ab)));
   const uint64_t group_bytes = uint64_t(nb) * f.group_block_bytes;
+  // With a two-group kernel, work items are pairs of groups (an odd last group alone).
+  const int64_t groups = out / 8, per_item = k.gemm4x2 ? 2 : 1, items = (groups + per_item - 1) / per_item;
   for (int64_t t0 = 0; t0 < n; t0 += chunk) {
     const int64_t t1 = std::min(n, t0 + chunk);
 #pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < out / 8; g++) {
-      const uint8_t* wg = w.data + uint64_t(g) * group_bytes;
-      for (int64_t t = t0; t < t1; t++) {
-        const uint8_t* a = qa_data + t * ab;
-        const int32_t* s = sums_data ? sums_data + t * nb : nullptr;
-        float* yt = y + t * out + 8 * g;
-        if (k.gemm4 && t + 4 <= t1) {  // 4 tokens share each weight load
-          k.gemm4(in, wg, a, s, nb, yt, out);
-          t += 3;
-        } else if (k.gemmn && t1 - t >= 2) {  // the 2 or 3 left, in one pass too (one token: gemv)
-          const int64_t m = std::min<int64_t>(3, t1 - t);
-          k.gemmn(m, in, wg, a, s, nb, yt, out);
-          t += m - 1;
-        } else {
-          k.gemv(in, wg, a, s, yt);
-        }
-      }
+    for (int64_t item = 0; item < items; item++) {
+      const int64_t g0 = item * per_item, g1 = std::min(groups, g0 + per_item);
+      int64_t t = t0;
+      if (g1 - g0 == 2)  // the 4-token steps over both groups at once; the 1..3 tokens left below per group
+        for (; t + 4 <= t1; t += 4)
+          k.gemm4x2(in, w.data + uint64_t(g0) * group_bytes, qa_data + t * ab, sums_data ? sums_data + t * nb : nullptr,
+                    nb, y + t * out + 8 * g0, out);
+      for (int64_t g = g0; g < g1; g++)
+        x8_group_tokens(k, in, w.data + uint64_t(g) * group_bytes, qa_data, ab, sums_data, nb, t, t1, y + 8 * g, out);
     }
   }
 }

@@ -23,9 +23,10 @@ namespace {
 // summation orders, f32 rather than quantized activations.)
 TEST(MatmulRows, RowsDoNotDependOnTheBatch) {
   // On every kernel target: the AVX2 gemv's rows against the VNNI kernels'
-  // (emulated where the CPU lacks vpdpbusd) for 1..3 and 4 tokens.
+  // (emulated where the CPU lacks vpdpbusd) for 1..3 and 4 tokens, and the
+  // 512-bit two-group kernel's (9 groups: 4 pairs and one alone).
   test::for_kernel_targets({512}, [](int64_t cols) {
-  const int64_t rows = 64, N = 13;
+  const int64_t rows = 72, N = 13;
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
   std::vector<float> wf(size_t(rows * cols)), x(size_t(N * cols));
@@ -63,8 +64,8 @@ TEST(MatmulRows, RowsDoNotDependOnTheBatch) {
       // Where the batch falls to OpenBLAS's sgemm (no packed GEMM on this target), rows may depend on n: its
       // Haswell kernels give other sums for 8..12 rows than for 13.
       const bool sgemm = !t.repack && !gemm_packed_supports(t.type);
-      if (n >= 4 && !sgemm) EXPECT_EQ(y, std::vector<float>(all.begin(), all.begin() + n * rows));
-      if (matmul_rows_batch_invariant(w)) EXPECT_EQ(y, std::vector<float>(one.begin(), one.begin() + n * rows));
+      if (n >= 4 && !sgemm) { EXPECT_EQ(y, std::vector<float>(all.begin(), all.begin() + n * rows)); }
+      if (matmul_rows_batch_invariant(w)) { EXPECT_EQ(y, std::vector<float>(one.begin(), one.begin() + n * rows)); }
     }
   }
   });

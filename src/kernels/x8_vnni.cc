@@ -34,6 +34,83 @@ bool available() { return cpu_isa().avx512_vnni; }
 #undef LMPRESS_VNNI_TARGET
 #undef LMPRESS_DPBUSD
 
+// GCC 12's 512-bit intrinsics pass an uninitialized "undefined" operand to
+// their masked builtins, which -Wmaybe-uninitialized reports in every caller.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace {
+
+#define LMPRESS_AVX512_TARGET "avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni"
+
+// Two groups' 8-byte row vectors (8 rows each) widened to 16 int32 lanes.
+__attribute__((target(LMPRESS_AVX512_TARGET))) inline __m512i rows_u8x2(const uint8_t* p0, const uint8_t* p1) {
+  return _mm512_cvtepu8_epi32(_mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p0)),
+                                                 _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p1))));
+}
+
+// Two groups' 8 f16 values as 16 floats.
+__attribute__((target(LMPRESS_AVX512_TARGET))) inline __m512 halves_x2(const uint16_t* p0, const uint16_t* p1) {
+  return _mm512_cvtph_ps(_mm256_inserti128_si256(
+      _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p0))),
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(p1)), 1));
+}
+
+}  // namespace
+
+// gemmt_q4_kx8<4> on two groups at once in 512-bit registers: each activation
+// broadcast and each vpdpbusd serve 16 rows instead of 8. Per lane the same
+// integer dots and the same float operations (mul, fmadd, fnmadd) as the
+// 8-row kernels and gemv, so each row is theirs bit for bit.
+__attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_kx8(int64_t cols, const BlockQ4_Kx8* g,
+                                                                  const BlockQ8_K* a, int64_t stride, float* out,
+                                                                  int64_t out_stride) {
+  constexpr int T = 4;
+  const int64_t nb = cols / QK_K;
+  const BlockQ4_Kx8* g1 = g + nb;  // the next group
+  const __m512i low = _mm512_set1_epi8(0x0F);
+  __m512 acc[T];
+  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const BlockQ4_Kx8 &w0 = g[b], &w1 = g1[b];
+    __m512i dot[T];
+    for (int t = 0; t < T; t++) dot[t] = _mm512_setzero_si512();
+    for (int c = 0; c < 4; c++) {
+      __m512i s0[T], s1[T];
+      for (int t = 0; t < T; t++) s0[t] = s1[t] = _mm512_setzero_si512();
+      for (int v = 0; v < 8; v++) {
+        const __m512i q = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0.qs[c][v]))),
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1.qs[c][v])), 1);
+        const __m512i lo = _mm512_and_si512(q, low), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
+        for (int t = 0; t < T; t++) {
+          const int8_t* y = a[t * stride + b].qs + 64 * c + 4 * v;
+          s0[t] = _mm512_dpbusd_epi32(s0[t], lo, _mm512_set1_epi32(bytes4(y)));
+          s1[t] = _mm512_dpbusd_epi32(s1[t], hi, _mm512_set1_epi32(bytes4(y + 32)));
+        }
+      }
+      const __m512i sc0 = rows_u8x2(w0.sc[2 * c], w1.sc[2 * c]), sc1 = rows_u8x2(w0.sc[2 * c + 1], w1.sc[2 * c + 1]);
+      for (int t = 0; t < T; t++)
+        dot[t] = _mm512_add_epi32(dot[t], _mm512_add_epi32(_mm512_mullo_epi32(s0[t], sc0), _mm512_mullo_epi32(s1[t], sc1)));
+    }
+    const __m512 d = halves_x2(w0.d, w1.d), dmin = halves_x2(w0.dmin, w1.dmin);
+    for (int t = 0; t < T; t++) {
+      const BlockQ8_K& x = a[t * stride + b];
+      __m512i mins = _mm512_setzero_si512();
+      for (int j = 0; j < 8; j++)
+        mins = _mm512_add_epi32(mins, _mm512_mullo_epi32(rows_u8x2(w0.m[j], w1.m[j]),
+                                                         _mm512_set1_epi32(q4_kx8_avx2::sub_sum(x, j))));
+      const __m512 ad = _mm512_set1_ps(x.d);
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(d, ad), _mm512_cvtepi32_ps(dot[t]), acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_mul_ps(dmin, ad), _mm512_cvtepi32_ps(mins), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+#undef LMPRESS_AVX512_TARGET
+#pragma GCC diagnostic pop
+
 }  // namespace simd_avx512vnni
 
 namespace simd_vnni_emulated {
