@@ -191,6 +191,24 @@ void unpack_tq2_0(const uint8_t* p, UnpackedBlock& o) {
       for (int m = 0; m < 32; m++) o.q[4 * j + 32 * l + m] = int8_t(((b.qs[j + m] >> 2 * l) & 3) - 1);
 }
 
+// Q6_K: 16 groups of 16 under int8 scales; 6-bit values (4 low bits in ql, 2
+// high in qh) − 32. d · scale · value has at most 11 + 7 + 5 significant bits:
+// exact in float, as the file's dequantization.
+void unpack_q6_k(const uint8_t* p, UnpackedBlock& o) {
+  const auto& b = as<BlockQ6_K>(p);
+  o.d = f16_to_f32(b.d);
+  for (int j = 0; j < 16; j++) o.ls[j] = b.scales[j];
+  for (int h = 0; h < 2; h++)
+    for (int l = 0; l < 32; l++) {
+      const uint8_t *ql = b.ql + 64 * h, qh = b.qh[32 * h + l];
+      int8_t* q = o.q + 128 * h;
+      q[l] = int8_t(((ql[l] & 0xF) | ((qh & 3) << 4)) - 32);
+      q[l + 32] = int8_t(((ql[l + 32] & 0xF) | (((qh >> 2) & 3) << 4)) - 32);
+      q[l + 64] = int8_t(((ql[l] >> 4) | (((qh >> 4) & 3) << 4)) - 32);
+      q[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh >> 6) & 3) << 4)) - 32);
+    }
+}
+
 // MXFP4: 32 E2M1 values (doubled to integers) under a shared power of two.
 void unpack_mxfp4(const uint8_t* p, UnpackedBlock& o) {
   const auto& b = as<BlockMXFP4>(p);
@@ -208,7 +226,7 @@ const IntBlockFormat kFormats[] = {
     {DType::IQ3_S, QK_K, 32, unpack_iq3_s},     {DType::IQ1_S, QK_K, 32, unpack_iq1_s},
     {DType::IQ1_M, QK_K, 16, unpack_iq1_m},     {DType::IQ4_XS, QK_K, 32, unpack_iq4_xs},
     {DType::TQ1_0, QK_K, QK_K, unpack_tq1_0},   {DType::TQ2_0, QK_K, QK_K, unpack_tq2_0},
-    {DType::MXFP4, 32, 32, unpack_mxfp4},
+    {DType::MXFP4, 32, 32, unpack_mxfp4},       {DType::Q6_K, QK_K, 16, unpack_q6_k},
 };
 
 }  // namespace
