@@ -72,8 +72,8 @@ void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int6
   // while every group of weights passes over them.
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (256 << 10) / int64_t(ab)));
   const uint64_t group_bytes = uint64_t(nb) * f.group_block_bytes;
-  // With a two-group kernel, work items are pairs of groups (an odd last group alone).
-  const int64_t groups = out / 8, per_item = k.gemm4x2 ? 2 : 1, items = (groups + per_item - 1) / per_item;
+  // With a two-group kernel and 4 tokens or more, work items are pairs of groups (an odd last group alone).
+  const int64_t groups = out / 8, per_item = k.gemm4x2 && n >= 4 ? 2 : 1, items = (groups + per_item - 1) / per_item;
   for (int64_t t0 = 0; t0 < n; t0 += chunk) {
     const int64_t t1 = std::min(n, t0 + chunk);
 #pragma omp parallel for schedule(static)
