@@ -209,6 +209,21 @@ void unpack_q6_k(const uint8_t* p, UnpackedBlock& o) {
     }
 }
 
+// Q3_K: 16 groups of 16 under 6-bit signed scales; 2 low bits per value as
+// Q2_K stores them (per 128 values, bit pairs 0..3 of 32 bytes), the third in
+// hmask (bit chunk·4 + run of byte i % 32), cleared meaning −4. At most 11 + 5
+// + 2 significant bits: exact in float.
+void unpack_q3_k(const uint8_t* p, UnpackedBlock& o) {
+  const auto& b = as<BlockQ3_K>(p);
+  o.d = f16_to_f32(b.d);
+  for (int j = 0; j < 16; j++) o.ls[j] = int16_t(q3_k_scale(j, b.scales));
+  for (int i = 0; i < QK_K; i++) {
+    const int chunk = i / 128, run = (i % 128) / 32, l = i % 32;
+    const int low = (b.qs[32 * chunk + l] >> (2 * run)) & 3;
+    o.q[i] = int8_t(low - ((b.hmask[l] >> (4 * chunk + run)) & 1 ? 0 : 4));
+  }
+}
+
 // MXFP4: 32 E2M1 values (doubled to integers) under a shared power of two.
 void unpack_mxfp4(const uint8_t* p, UnpackedBlock& o) {
   const auto& b = as<BlockMXFP4>(p);
@@ -227,6 +242,7 @@ const IntBlockFormat kFormats[] = {
     {DType::IQ1_M, QK_K, 16, unpack_iq1_m},     {DType::IQ4_XS, QK_K, 32, unpack_iq4_xs},
     {DType::TQ1_0, QK_K, QK_K, unpack_tq1_0},   {DType::TQ2_0, QK_K, QK_K, unpack_tq2_0},
     {DType::MXFP4, 32, 32, unpack_mxfp4},       {DType::Q6_K, QK_K, 16, unpack_q6_k},
+    {DType::Q3_K, QK_K, 16, unpack_q3_k},
 };
 
 }  // namespace

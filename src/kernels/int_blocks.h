@@ -1,8 +1,8 @@
 // The ggml types whose blocks decode exactly to small integers under integer
 // group scales: the codebook types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S,
 // IQ3_XXS, IQ3_S, the non-linear IQ4_XS, the ternary TQ1_0 and TQ2_0,
-// MXFP4, and Q6_K (for the prompt panels of kernels/int_panels.h; its
-// dequantization and dots keep their own kernels). Element i of a block is d · ls[i / group] · q[i], every product exact
+// MXFP4, and Q6_K and Q3_K (for the prompt panels of kernels/int_panels.h;
+// their dequantization and dots keep their own kernels). Element i of a block is d · ls[i / group] · q[i], every product exact
 // in float (so the dequantized values equal ggml's bit for bit whatever the
 // order), and the dot product with int8 activations is an exact integer sum
 // per block: one unpacker per type serves both (ggml writes one loop for each).

@@ -1,6 +1,6 @@
 // Prompt batches of the integer-unpacked types (kernels/int_blocks.h: the
-// IQ codebook types, IQ4_XS, TQ1_0, TQ2_0, and Q6_K where VNNI keeps its two
-// scales per 32 values exact): their blocks have no int8 GEMM
+// IQ codebook types, IQ4_XS, TQ1_0, TQ2_0, and Q6_K and Q3_K where VNNI keeps
+// their two scales per 32 values exact): their blocks have no int8 GEMM
 // kernel of their own, and decoding a block per token (the one-token dots)
 // costs more than the dot. Each group of 8 weight rows is decoded once per
 // call into 32-value chunks of int8 values (the weights' own integers) under

@@ -44,7 +44,7 @@ Tensor ggml_weight(DType t) {
 // decoder's bytes.
 TEST(IntPanels, DecodedRowsHoldTheWeights) {
   for (DType t : {DType::IQ4_XS, DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ1_S,
-                  DType::IQ1_M, DType::TQ1_0, DType::TQ2_0, DType::Q6_K}) {
+                  DType::IQ1_M, DType::TQ1_0, DType::TQ2_0, DType::Q6_K, DType::Q3_K}) {
     SCOPED_TRACE(dtype_name(t));
     const Tensor w = ggml_weight(t);
     std::vector<ChunkQ8> got(8 * 512 / 32), scalar(got.size());
@@ -137,7 +137,7 @@ TEST(IntPanels, PanelKernelsMatchReference) {
 TEST(IntPanels, PromptBatchesMatchFloatProducts) {
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;
-  for (DType t : {DType::IQ4_XS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ1_M, DType::TQ2_0, DType::Q6_K}) {
+  for (DType t : {DType::IQ4_XS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ1_M, DType::TQ2_0, DType::Q6_K, DType::Q3_K}) {
     SCOPED_TRACE(dtype_name(t));
     const Tensor w = ggml_weight(t);
     const bool halves = int_block_format(t)->group < 32;
@@ -155,8 +155,9 @@ TEST(IntPanels, PromptBatchesMatchFloatProducts) {
       test::for_kernel_targets({512}, [&](int64_t) {
       std::fill(y.begin(), y.end(), -1.0f);
       if (!matmul_int_panels(w, x.data(), n, y.data())) {
-        // The path exists wherever AVX2 does; for Q6_K only with (emulated) VNNI.
-        EXPECT_FALSE(qdot_simd_active() && cpu_isa().avx2 && (t != DType::Q6_K || qdot_vnni() != Vnni::none));
+        // The path exists wherever AVX2 does; for Q6_K and Q3_K only with (emulated) VNNI.
+        const bool vnni_only = t == DType::Q6_K || t == DType::Q3_K;
+        EXPECT_FALSE(qdot_simd_active() && cpu_isa().avx2 && (!vnni_only || qdot_vnni() != Vnni::none));
         return;
       }
       for (int64_t tk = 0; tk < n; tk++)
