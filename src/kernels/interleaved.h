@@ -122,4 +122,12 @@ X8Kernels x8_kernels_with_vnni() {
   return {gemv, x8_gemm4<Group, Act, Gemm4>};
 }
 
+// k with `pair` as its two-group kernel where the CPU has AVX512-VNNI (also
+// beside AVX-VNNI, which the 8-row kernels prefer) and SIMD is on.
+inline X8Kernels with_gemm4x2(X8Kernels k, X8Gemm4 pair) {
+  const Vnni v = qdot_vnni();
+  if ((v == Vnni::avx512 || v == Vnni::avx) && qdot_vnni_available(Vnni::avx512)) k.gemm4x2 = pair;
+  return k;
+}
+
 }  // namespace lmpress

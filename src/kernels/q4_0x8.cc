@@ -155,10 +155,12 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q4_0x8_avx2(int64_t cols, co
 
 X8Kernels q4_0x8_kernels() {
 #if defined(__x86_64__)
-  return x8_kernels_with_vnni<BlockQ4_0x8, BlockQ8_0, gemv_q4_0x8_ref, gemv_q4_0x8_avx2, gemm4_q4_0x8_avx2,
-                              simd_avxvnni::gemm4_q4_0x8, simd_avx512vnni::gemm4_q4_0x8,
-                              simd_vnni_emulated::gemm4_q4_0x8, simd_avxvnni::gemmn_q4_0x8,
-                              simd_avx512vnni::gemmn_q4_0x8, simd_vnni_emulated::gemmn_q4_0x8>();
+  return with_gemm4x2(
+      x8_kernels_with_vnni<BlockQ4_0x8, BlockQ8_0, gemv_q4_0x8_ref, gemv_q4_0x8_avx2, gemm4_q4_0x8_avx2,
+                           simd_avxvnni::gemm4_q4_0x8, simd_avx512vnni::gemm4_q4_0x8, simd_vnni_emulated::gemm4_q4_0x8,
+                           simd_avxvnni::gemmn_q4_0x8, simd_avx512vnni::gemmn_q4_0x8,
+                           simd_vnni_emulated::gemmn_q4_0x8>(),
+      x8_gemm4<BlockQ4_0x8, BlockQ8_0, simd_avx512vnni::gemm4x2_q4_0x8>);
 #else
   return x8_reference_kernels<BlockQ4_0x8, BlockQ8_0, gemv_q4_0x8_ref>();
 #endif

@@ -188,16 +188,12 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q4_kx8_avx2(int64_t cols, co
 
 X8Kernels q4_kx8_kernels() {
 #if defined(__x86_64__)
-  X8Kernels k = x8_kernels_with_vnni<BlockQ4_Kx8, BlockQ8_K, gemv_q4_kx8_ref, gemv_q4_kx8_avx2, gemm4_q4_kx8_avx2,
-                                     simd_avxvnni::gemm4_q4_kx8, simd_avx512vnni::gemm4_q4_kx8,
-                                     simd_vnni_emulated::gemm4_q4_kx8, simd_avxvnni::gemmn_q4_kx8,
-                                     simd_avx512vnni::gemmn_q4_kx8, simd_vnni_emulated::gemmn_q4_kx8>();
-  // 16 rows per vpdpbusd where the CPU has the 512-bit form (also beside
-  // AVX-VNNI, which the 256-bit kernels prefer).
-  const Vnni v = qdot_vnni();
-  if ((v == Vnni::avx512 || v == Vnni::avx) && qdot_vnni_available(Vnni::avx512))
-    k.gemm4x2 = x8_gemm4<BlockQ4_Kx8, BlockQ8_K, simd_avx512vnni::gemm4x2_q4_kx8>;
-  return k;
+  return with_gemm4x2(
+      x8_kernels_with_vnni<BlockQ4_Kx8, BlockQ8_K, gemv_q4_kx8_ref, gemv_q4_kx8_avx2, gemm4_q4_kx8_avx2,
+                           simd_avxvnni::gemm4_q4_kx8, simd_avx512vnni::gemm4_q4_kx8, simd_vnni_emulated::gemm4_q4_kx8,
+                           simd_avxvnni::gemmn_q4_kx8, simd_avx512vnni::gemmn_q4_kx8,
+                           simd_vnni_emulated::gemmn_q4_kx8>(),
+      x8_gemm4<BlockQ4_Kx8, BlockQ8_K, simd_avx512vnni::gemm4x2_q4_kx8>);
 #else
   return x8_reference_kernels<BlockQ4_Kx8, BlockQ8_K, gemv_q4_kx8_ref>();
 #endif

@@ -108,6 +108,41 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_kx8(int64_t cols,
   for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
 }
 
+// gemmt_q4_0x8<4> on two groups at once, as gemm4x2_q4_kx8 is for Q4_K: the
+// same integer dots and float epilogue per lane as the 8-row kernels and gemv.
+__attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_0x8(int64_t cols, const BlockQ4_0x8* g,
+                                                                  const BlockQ8_0* a, const int32_t* sums,
+                                                                  int64_t stride, float* out, int64_t out_stride) {
+  constexpr int T = 4;
+  const int64_t nb = cols / 32;
+  const BlockQ4_0x8* g1 = g + nb;  // the next group
+  const __m512i low = _mm512_set1_epi8(0x0F);
+  __m512 acc[T];
+  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    __m512i d[T];
+    for (int t = 0; t < T; t++) d[t] = _mm512_setzero_si512();
+    for (int v = 0; v < 4; v++) {
+      const __m512i q = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qs + 32 * v))),
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1[b].qs + 32 * v)), 1);
+      const __m512i lo = _mm512_and_si512(q, low), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
+      for (int t = 0; t < T; t++) {
+        const int8_t* y = a[t * stride + b].qs;
+        d[t] = _mm512_dpbusd_epi32(d[t], lo, _mm512_set1_epi32(bytes4(y + 4 * v)));
+        d[t] = _mm512_dpbusd_epi32(d[t], hi, _mm512_set1_epi32(bytes4(y + 4 * (v + 4))));
+      }
+    }
+    const __m512 dw = halves_x2(g[b].d, g1[b].d);
+    for (int t = 0; t < T; t++) {
+      const __m512i dot = _mm512_sub_epi32(d[t], _mm512_set1_epi32(8 * sums[t * stride + b]));
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
+                               _mm512_cvtepi32_ps(dot), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+}
+
 #undef LMPRESS_AVX512_TARGET
 #pragma GCC diagnostic pop
 

@@ -51,9 +51,12 @@ namespace lmpress::simd_avx512vnni {
 // state, besides what simd_avx2 needs.
 bool available();
 LMPRESS_X8_VNNI_KERNELS
-// gemm4_q4_kx8 on two consecutive groups (16 rows: g, then g + cols / 256 blocks) in 512-bit registers.
+// gemm4_q4_kx8 and gemm4_q4_0x8 on two consecutive groups (16 rows: g, then
+// the group cols / block-width blocks later) in 512-bit registers.
 void gemm4x2_q4_kx8(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, int64_t stride, float* out,
                     int64_t out_stride);
+void gemm4x2_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                    float* out, int64_t out_stride);
 }  // namespace lmpress::simd_avx512vnni
 
 // The same source with vpdpbusd's result computed by AVX2 instructions: for
