@@ -8,6 +8,7 @@
 #include "kernels/matmul.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/q4_kx8.h"
+#include "kernels/q5_0x8.h"
 #include "kernels/q8_0x8.h"
 #include "quant/quantize.h"
 #include "test_util.h"
@@ -40,7 +41,8 @@ TEST(MatmulRows, RowsDoNotDependOnTheBatch) {
   const T types[] = {{"f32", DType::F32, nullptr},       {"f16", DType::F16, nullptr},
                      {"q8_0", DType::Q8_0, nullptr},     {"q6_k", DType::Q6_K, nullptr},
                      {"q4_k", DType::Q4_K, nullptr},     {"q8_0x8", DType::Q8_0, repack_q8_0x8},
-                     {"q4_0x8", DType::Q4_0, repack_q4_0x8}, {"q4_kx8", DType::Q4_K, repack_q4_kx8}};
+                     {"q4_0x8", DType::Q4_0, repack_q4_0x8}, {"q4_kx8", DType::Q4_K, repack_q4_kx8},
+                     {"q5_0x8", DType::Q5_0, repack_q5_0x8}};
   for (const T& t : types) {
     SCOPED_TRACE(t.name);
     std::vector<uint8_t> bytes(size_t(rows) * row_bytes(t.type, uint64_t(cols)));

@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include "kernels/avx2_helpers.h"
+#include "kernels/x8_vnni.h"
 #endif
 
 namespace lmpress {
@@ -182,7 +183,9 @@ X8Kernels q5_0x8_kernels() {
   using G = BlockQ5_0x8;
   using A = BlockQ8_0;
 #if defined(__x86_64__)
-  if (qdot_simd_active()) return {x8_gemv<G, A, gemv_q5_0x8_avx2>, x8_gemm4<G, A, gemm4_q5_0x8_avx2>};
+  if (qdot_simd_active())
+    return with_gemm4x2({x8_gemv<G, A, gemv_q5_0x8_avx2>, x8_gemm4<G, A, gemm4_q5_0x8_avx2>},
+                        x8_gemm4<G, A, simd_avx512vnni::gemm4x2_q5_0x8>);
 #endif
   return x8_reference_kernels<G, A, gemv_q5_0x8_ref>();
 }

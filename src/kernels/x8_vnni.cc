@@ -49,6 +49,12 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) inline __m512i rows_u8x2(const ui
                                                  _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p1))));
 }
 
+// 32 bytes of each of two groups, the first group's in the low half.
+__attribute__((target(LMPRESS_AVX512_TARGET))) inline __m512i bytes_x2(const void* p0, const void* p1) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256(static_cast<const __m256i*>(p0))),
+                            _mm256_loadu_si256(static_cast<const __m256i*>(p1)), 1);
+}
+
 // Two groups' 8 f16 values as 16 floats.
 __attribute__((target(LMPRESS_AVX512_TARGET))) inline __m512 halves_x2(const uint16_t* p0, const uint16_t* p1) {
   return _mm512_cvtph_ps(_mm256_inserti128_si256(
@@ -79,9 +85,7 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_kx8(int64_t cols,
       __m512i s0[T], s1[T];
       for (int t = 0; t < T; t++) s0[t] = s1[t] = _mm512_setzero_si512();
       for (int v = 0; v < 8; v++) {
-        const __m512i q = _mm512_inserti64x4(
-            _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w0.qs[c][v]))),
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w1.qs[c][v])), 1);
+        const __m512i q = bytes_x2(w0.qs[c][v], w1.qs[c][v]);
         const __m512i lo = _mm512_and_si512(q, low), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
         for (int t = 0; t < T; t++) {
           const int8_t* y = a[t * stride + b].qs + 64 * c + 4 * v;
@@ -123,9 +127,7 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_0x8(int64_t cols,
     __m512i d[T];
     for (int t = 0; t < T; t++) d[t] = _mm512_setzero_si512();
     for (int v = 0; v < 4; v++) {
-      const __m512i q = _mm512_inserti64x4(
-          _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qs + 32 * v))),
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g1[b].qs + 32 * v)), 1);
+      const __m512i q = bytes_x2(g[b].qs + 32 * v, g1[b].qs + 32 * v);
       const __m512i lo = _mm512_and_si512(q, low), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
       for (int t = 0; t < T; t++) {
         const int8_t* y = a[t * stride + b].qs;
@@ -136,6 +138,44 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_0x8(int64_t cols,
     const __m512 dw = halves_x2(g[b].d, g1[b].d);
     for (int t = 0; t < T; t++) {
       const __m512i dot = _mm512_sub_epi32(d[t], _mm512_set1_epi32(8 * sums[t * stride + b]));
+      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
+                               _mm512_cvtepi32_ps(dot), acc[t]);
+    }
+  }
+  for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+}
+
+// The 8-row Q5_0 kernel (q5_0x8.cc: values + 16 unsigned, the fifth bits
+// from qh shifted into place) on two groups at once in 512-bit registers, one
+// vpdpbusd per token and vector where AVX2 needs maddubs + madd.
+__attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q5_0x8(int64_t cols, const BlockQ5_0x8* g,
+                                                                  const BlockQ8_0* a, const int32_t* sums,
+                                                                  int64_t stride, float* out, int64_t out_stride) {
+  constexpr int T = 4;
+  const int64_t nb = cols / 32;
+  const BlockQ5_0x8* g1 = g + nb;  // the next group
+  const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+  __m512 acc[T];
+  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; b++) {
+    const __m512i qh = bytes_x2(g[b].qh, g1[b].qh);
+    __m512i d[T];
+    for (int t = 0; t < T; t++) d[t] = _mm512_setzero_si512();
+    for (int v = 0; v < 4; v++) {
+      const __m512i q = bytes_x2(g[b].qs + 32 * v, g1[b].qs + 32 * v);
+      const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, low),
+                                         _mm512_and_si512(_mm512_sll_epi16(qh, _mm_cvtsi32_si128(4 - v)), bit4));
+      const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), low),
+                                         _mm512_and_si512(_mm512_srl_epi16(qh, _mm_cvtsi32_si128(v)), bit4));
+      for (int t = 0; t < T; t++) {
+        const int8_t* y = a[t * stride + b].qs;
+        d[t] = _mm512_dpbusd_epi32(d[t], lo, _mm512_set1_epi32(bytes4(y + 4 * v)));
+        d[t] = _mm512_dpbusd_epi32(d[t], hi, _mm512_set1_epi32(bytes4(y + 4 * (v + 4))));
+      }
+    }
+    const __m512 dw = halves_x2(g[b].d, g1[b].d);
+    for (int t = 0; t < T; t++) {
+      const __m512i dot = _mm512_sub_epi32(d[t], _mm512_set1_epi32(16 * sums[t * stride + b]));
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
                                _mm512_cvtepi32_ps(dot), acc[t]);
     }
