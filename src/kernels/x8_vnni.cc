@@ -112,23 +112,54 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_kx8(int64_t cols,
   for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
 }
 
-// gemmt_q4_0x8<4> on two groups at once, as gemm4x2_q4_kx8 is for Q4_K: the
-// same integer dots and float epilogue per lane as the 8-row kernels and gemv.
-__attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_0x8(int64_t cols, const BlockQ4_0x8* g,
-                                                                  const BlockQ8_0* a, const int32_t* sums,
-                                                                  int64_t stride, float* out, int64_t out_stride) {
+namespace {
+
+// Vector v (0..3) of a 32-value block of two groups as unsigned values: the
+// low nibbles (values 4v + i) and the high ones (values 4(v + 4) + i).
+// Q4_0: value + 8.
+struct Q4_0Values {
+  static constexpr int kOffset = 8;
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const BlockQ4_0x8& g0, const BlockQ4_0x8& g1, int v,
+                                                                __m512i& lo, __m512i& hi) {
+    const __m512i low = _mm512_set1_epi8(0x0F), q = bytes_x2(g0.qs + 32 * v, g1.qs + 32 * v);
+    lo = _mm512_and_si512(q, low);
+    hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
+  }
+};
+
+// Q5_0: value + 16, the fifth bits from qh shifted into place as q5_0x8.cc does.
+struct Q5_0Values {
+  static constexpr int kOffset = 16;
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const BlockQ5_0x8& g0, const BlockQ5_0x8& g1, int v,
+                                                                __m512i& lo, __m512i& hi) {
+    const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
+    const __m512i q = bytes_x2(g0.qs + 32 * v, g1.qs + 32 * v), qh = bytes_x2(g0.qh, g1.qh);
+    lo = _mm512_or_si512(_mm512_and_si512(q, low), _mm512_and_si512(_mm512_sll_epi16(qh, _mm_cvtsi32_si128(4 - v)), bit4));
+    hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), low),
+                         _mm512_and_si512(_mm512_srl_epi16(qh, _mm_cvtsi32_si128(v)), bit4));
+  }
+};
+
+// The 8-row 4-token kernels of the 32-value layouts whose values are stored
+// unsigned (value + V::kOffset, taken off through kOffset · Σ activations) on
+// two groups at once in 512-bit registers: one vpdpbusd per token and vector
+// (AVX2 needs maddubs + madd), the same integer dots and float epilogue per
+// lane as the 8-row kernels and gemv.
+template <class Group, class V>
+__attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_blocks32(int64_t cols, const Group* g, const BlockQ8_0* a,
+                                                                    const int32_t* sums, int64_t stride, float* out,
+                                                                    int64_t out_stride) {
   constexpr int T = 4;
   const int64_t nb = cols / 32;
-  const BlockQ4_0x8* g1 = g + nb;  // the next group
-  const __m512i low = _mm512_set1_epi8(0x0F);
+  const Group* g1 = g + nb;  // the next group
   __m512 acc[T];
   for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; b++) {
     __m512i d[T];
     for (int t = 0; t < T; t++) d[t] = _mm512_setzero_si512();
     for (int v = 0; v < 4; v++) {
-      const __m512i q = bytes_x2(g[b].qs + 32 * v, g1[b].qs + 32 * v);
-      const __m512i lo = _mm512_and_si512(q, low), hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
+      __m512i lo, hi;
+      V::get(g[b], g1[b], v, lo, hi);
       for (int t = 0; t < T; t++) {
         const int8_t* y = a[t * stride + b].qs;
         d[t] = _mm512_dpbusd_epi32(d[t], lo, _mm512_set1_epi32(bytes4(y + 4 * v)));
@@ -137,7 +168,7 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_0x8(int64_t cols,
     }
     const __m512 dw = halves_x2(g[b].d, g1[b].d);
     for (int t = 0; t < T; t++) {
-      const __m512i dot = _mm512_sub_epi32(d[t], _mm512_set1_epi32(8 * sums[t * stride + b]));
+      const __m512i dot = _mm512_sub_epi32(d[t], _mm512_set1_epi32(V::kOffset * sums[t * stride + b]));
       acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
                                _mm512_cvtepi32_ps(dot), acc[t]);
     }
@@ -145,42 +176,16 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_0x8(int64_t cols,
   for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
 }
 
-// The 8-row Q5_0 kernel (q5_0x8.cc: values + 16 unsigned, the fifth bits
-// from qh shifted into place) on two groups at once in 512-bit registers, one
-// vpdpbusd per token and vector where AVX2 needs maddubs + madd.
-__attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q5_0x8(int64_t cols, const BlockQ5_0x8* g,
-                                                                  const BlockQ8_0* a, const int32_t* sums,
-                                                                  int64_t stride, float* out, int64_t out_stride) {
-  constexpr int T = 4;
-  const int64_t nb = cols / 32;
-  const BlockQ5_0x8* g1 = g + nb;  // the next group
-  const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
-  __m512 acc[T];
-  for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; b++) {
-    const __m512i qh = bytes_x2(g[b].qh, g1[b].qh);
-    __m512i d[T];
-    for (int t = 0; t < T; t++) d[t] = _mm512_setzero_si512();
-    for (int v = 0; v < 4; v++) {
-      const __m512i q = bytes_x2(g[b].qs + 32 * v, g1[b].qs + 32 * v);
-      const __m512i lo = _mm512_or_si512(_mm512_and_si512(q, low),
-                                         _mm512_and_si512(_mm512_sll_epi16(qh, _mm_cvtsi32_si128(4 - v)), bit4));
-      const __m512i hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), low),
-                                         _mm512_and_si512(_mm512_srl_epi16(qh, _mm_cvtsi32_si128(v)), bit4));
-      for (int t = 0; t < T; t++) {
-        const int8_t* y = a[t * stride + b].qs;
-        d[t] = _mm512_dpbusd_epi32(d[t], lo, _mm512_set1_epi32(bytes4(y + 4 * v)));
-        d[t] = _mm512_dpbusd_epi32(d[t], hi, _mm512_set1_epi32(bytes4(y + 4 * (v + 4))));
-      }
-    }
-    const __m512 dw = halves_x2(g[b].d, g1[b].d);
-    for (int t = 0; t < T; t++) {
-      const __m512i dot = _mm512_sub_epi32(d[t], _mm512_set1_epi32(16 * sums[t * stride + b]));
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
-                               _mm512_cvtepi32_ps(dot), acc[t]);
-    }
-  }
-  for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
+}  // namespace
+
+void gemm4x2_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                    float* out, int64_t out_stride) {
+  gemm4x2_blocks32<BlockQ4_0x8, Q4_0Values>(cols, g, a, sums, stride, out, out_stride);
+}
+
+void gemm4x2_q5_0x8(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                    float* out, int64_t out_stride) {
+  gemm4x2_blocks32<BlockQ5_0x8, Q5_0Values>(cols, g, a, sums, stride, out, out_stride);
 }
 
 #undef LMPRESS_AVX512_TARGET
