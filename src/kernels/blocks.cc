@@ -84,34 +84,13 @@ void deq_q2_k(const BlockQ2_K* x, int64_t nb, float* y) {
 }
 
 void deq_q3_k(const BlockQ3_K* x, int64_t nb, float* y) {
-  const uint32_t kmask1 = 0x03030303, kmask2 = 0x0f0f0f0f;
-  for (int64_t i = 0; i < nb; i++) {
+  int8_t q[QK_K];
+  for (int64_t i = 0; i < nb; i++, y += QK_K) {
     const float d_all = f16_to_f32(x[i].d);
-    // 16 6-bit scales: low 4 bits in bytes 0..7, high 2 bits in bytes 8..11.
-    uint32_t aux[4];
-    std::memcpy(aux, x[i].scales, 12);
-    const uint32_t tmp = aux[2];
-    aux[2] = ((aux[0] >> 4) & kmask2) | (((tmp >> 4) & kmask1) << 4);
-    aux[3] = ((aux[1] >> 4) & kmask2) | (((tmp >> 6) & kmask1) << 4);
-    aux[0] = (aux[0] & kmask2) | (((tmp >> 0) & kmask1) << 4);
-    aux[1] = (aux[1] & kmask2) | (((tmp >> 2) & kmask1) << 4);
-    int8_t scales[16];
-    std::memcpy(scales, aux, 16);
-    const uint8_t* q = x[i].qs;
-    const uint8_t* hm = x[i].hmask;
-    uint8_t m = 1;
-    int is = 0;
-    for (int n = 0; n < QK_K; n += 128) {
-      for (int shift = 0; shift < 8; shift += 2, m <<= 1) {
-        for (int half = 0; half < 2; half++) {
-          const float dl = d_all * float(scales[is++] - 32);
-          for (int l = 0; l < 16; l++) {
-            const int k = l + 16 * half;
-            *y++ = dl * float(((q[k] >> shift) & 3) - ((hm[k] & m) ? 0 : 4));
-          }
-        }
-      }
-      q += 32;
+    q3_k_values(x[i], q);
+    for (int g = 0; g < 16; g++) {
+      const float dl = d_all * float(q3_k_scale(g, x[i].scales));
+      for (int l = 0; l < 16; l++) y[16 * g + l] = dl * float(q[16 * g + l]);
     }
   }
 }
@@ -151,24 +130,11 @@ void deq_q5_k(const BlockQ5_K* x, int64_t nb, float* y) {
 }
 
 void deq_q6_k(const BlockQ6_K* x, int64_t nb, float* y) {
-  for (int64_t i = 0; i < nb; i++) {
+  int8_t q[QK_K];
+  for (int64_t i = 0; i < nb; i++, y += QK_K) {
     const float d = f16_to_f32(x[i].d);
-    const uint8_t* ql = x[i].ql;
-    const uint8_t* qh = x[i].qh;
-    const int8_t* sc = x[i].scales;
-    for (int n = 0; n < QK_K; n += 128, y += 128, ql += 64, qh += 32, sc += 8) {
-      for (int l = 0; l < 32; l++) {
-        const int is = l / 16;
-        const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-        const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-        const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-        const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-        y[l] = d * float(sc[is]) * float(q1);
-        y[l + 32] = d * float(sc[is + 2]) * float(q2);
-        y[l + 64] = d * float(sc[is + 4]) * float(q3);
-        y[l + 96] = d * float(sc[is + 6]) * float(q4);
-      }
-    }
+    q6_k_values(x[i], q);
+    for (int l = 0; l < QK_K; l++) y[l] = d * float(x[i].scales[l / 16]) * float(q[l]);
   }
 }
 
@@ -237,6 +203,25 @@ bool dequantize_interleaved_row(DType t, const uint8_t* data, int64_t cols, int6
   f->dequantize_row(data + uint64_t(r / 8) * uint64_t(cols / f->block_cols) * f->group_block_bytes, cols, int(r % 8),
                     out);
   return true;
+}
+
+void q6_k_values(const BlockQ6_K& b, int8_t* q) {
+  for (int h = 0; h < 2; h++, q += 128)
+    for (int l = 0; l < 32; l++) {
+      const uint8_t *ql = b.ql + 64 * h, qh = b.qh[32 * h + l];
+      q[l] = int8_t(((ql[l] & 0xF) | ((qh & 3) << 4)) - 32);
+      q[l + 32] = int8_t(((ql[l + 32] & 0xF) | (((qh >> 2) & 3) << 4)) - 32);
+      q[l + 64] = int8_t(((ql[l] >> 4) | (((qh >> 4) & 3) << 4)) - 32);
+      q[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh >> 6) & 3) << 4)) - 32);
+    }
+}
+
+void q3_k_values(const BlockQ3_K& b, int8_t* q) {
+  for (int i = 0; i < QK_K; i++) {
+    const int chunk = i / 128, run = (i % 128) / 32, l = i % 32;
+    const int low = (b.qs[32 * chunk + l] >> (2 * run)) & 3;
+    q[i] = int8_t(low - ((b.hmask[l] >> (4 * chunk + run)) & 1 ? 0 : 4));
+  }
 }
 
 }  // namespace lmpress

@@ -75,6 +75,12 @@ inline int q3_k_scale(int j, const uint8_t* s) {
   return (lo | (((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
 }
 
+// The 256 signed values of a Q6_K block (4 low bits in ql, 2 high in qh, − 32)
+// and of a Q3_K block (2 low bits per 128 values in bit pairs of 32 bytes, the
+// third in hmask, cleared meaning −4), before their group scales.
+void q6_k_values(const BlockQ6_K& b, int8_t* q);
+void q3_k_values(const BlockQ3_K& b, int8_t* q);
+
 // Dequantizes n elements (a multiple of the block size) of a block type.
 // Returns false for a type that has no dequantizer.
 bool dequantize_row(DType t, const uint8_t* blocks, int64_t n, float* out);

@@ -191,37 +191,23 @@ void unpack_tq2_0(const uint8_t* p, UnpackedBlock& o) {
       for (int m = 0; m < 32; m++) o.q[4 * j + 32 * l + m] = int8_t(((b.qs[j + m] >> 2 * l) & 3) - 1);
 }
 
-// Q6_K: 16 groups of 16 under int8 scales; 6-bit values (4 low bits in ql, 2
-// high in qh) − 32. d · scale · value has at most 11 + 7 + 5 significant bits:
-// exact in float, as the file's dequantization.
+// Q6_K: 16 groups of 16 under int8 scales, values −32..31 (blocks.h). d ·
+// scale · value has at most 11 + 7 + 5 significant bits: exact in float, as
+// the file's dequantization.
 void unpack_q6_k(const uint8_t* p, UnpackedBlock& o) {
   const auto& b = as<BlockQ6_K>(p);
   o.d = f16_to_f32(b.d);
   for (int j = 0; j < 16; j++) o.ls[j] = b.scales[j];
-  for (int h = 0; h < 2; h++)
-    for (int l = 0; l < 32; l++) {
-      const uint8_t *ql = b.ql + 64 * h, qh = b.qh[32 * h + l];
-      int8_t* q = o.q + 128 * h;
-      q[l] = int8_t(((ql[l] & 0xF) | ((qh & 3) << 4)) - 32);
-      q[l + 32] = int8_t(((ql[l + 32] & 0xF) | (((qh >> 2) & 3) << 4)) - 32);
-      q[l + 64] = int8_t(((ql[l] >> 4) | (((qh >> 4) & 3) << 4)) - 32);
-      q[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh >> 6) & 3) << 4)) - 32);
-    }
+  q6_k_values(b, o.q);
 }
 
-// Q3_K: 16 groups of 16 under 6-bit signed scales; 2 low bits per value as
-// Q2_K stores them (per 128 values, bit pairs 0..3 of 32 bytes), the third in
-// hmask (bit chunk·4 + run of byte i % 32), cleared meaning −4. At most 11 + 5
-// + 2 significant bits: exact in float.
+// Q3_K: 16 groups of 16 under 6-bit signed scales, values −4..3 (blocks.h). At
+// most 11 + 5 + 2 significant bits: exact in float.
 void unpack_q3_k(const uint8_t* p, UnpackedBlock& o) {
   const auto& b = as<BlockQ3_K>(p);
   o.d = f16_to_f32(b.d);
   for (int j = 0; j < 16; j++) o.ls[j] = int16_t(q3_k_scale(j, b.scales));
-  for (int i = 0; i < QK_K; i++) {
-    const int chunk = i / 128, run = (i % 128) / 32, l = i % 32;
-    const int low = (b.qs[32 * chunk + l] >> (2 * run)) & 3;
-    o.q[i] = int8_t(low - ((b.hmask[l] >> (4 * chunk + run)) & 1 ? 0 : 4));
-  }
+  q3_k_values(b, o.q);
 }
 
 // MXFP4: 32 E2M1 values (doubled to integers) under a shared power of two.
@@ -241,8 +227,8 @@ const IntBlockFormat kFormats[] = {
     {DType::IQ3_S, QK_K, 32, unpack_iq3_s},     {DType::IQ1_S, QK_K, 32, unpack_iq1_s},
     {DType::IQ1_M, QK_K, 16, unpack_iq1_m},     {DType::IQ4_XS, QK_K, 32, unpack_iq4_xs},
     {DType::TQ1_0, QK_K, QK_K, unpack_tq1_0},   {DType::TQ2_0, QK_K, QK_K, unpack_tq2_0},
-    {DType::MXFP4, 32, 32, unpack_mxfp4},       {DType::Q6_K, QK_K, 16, unpack_q6_k},
-    {DType::Q3_K, QK_K, 16, unpack_q3_k},
+    {DType::MXFP4, 32, 32, unpack_mxfp4},       {DType::Q6_K, QK_K, 16, unpack_q6_k, true},
+    {DType::Q3_K, QK_K, 16, unpack_q3_k, true},
 };
 
 }  // namespace

@@ -2,7 +2,8 @@
 // group scales: the codebook types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S,
 // IQ3_XXS, IQ3_S, the non-linear IQ4_XS, the ternary TQ1_0 and TQ2_0,
 // MXFP4, and Q6_K and Q3_K (for the prompt panels of kernels/int_panels.h;
-// their dequantization and dots keep their own kernels). Element i of a block is d · ls[i / group] · q[i], every product exact
+// their dequantization and dots keep their own kernels). Element i of a
+// block is d · ls[i / group] · q[i], every product exact
 // in float (so the dequantized values equal ggml's bit for bit whatever the
 // order), and the dot product with int8 activations is an exact integer sum
 // per block: one unpacker per type serves both (ggml writes one loop for each).
@@ -25,6 +26,10 @@ struct IntBlockFormat {
   int elems;  // per block
   int group;  // elements under one ls
   void (*unpack)(const uint8_t* block, UnpackedBlock& out);
+  // Prompt panels only where they are exact (VNNI): the type's own prompt
+  // path (f32 tiles of the exact values) loses nothing, where the AVX2 panels
+  // round a 32-value chunk's two group scales to one.
+  bool exact_panels_only = false;
 };
 
 // The format of t, or null when t is not one of these types.

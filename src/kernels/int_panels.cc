@@ -145,10 +145,7 @@ bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y) {
   const X8Kernels q8k = q8_0x8_kernels();
   const PanelKernels pk = panel_kernels(f->group < 32);
   if (!pk.gemm4 && (!q8k.gemm4 || !qdot_simd_active())) return false;
-  // Q6_K and Q3_K only on the exact VNNI panels: without them the Q8_0_X8
-  // fallback rounds each 32-value chunk's two halves to one scale, a loss their
-  // own prompt path (f32 tiles of the exact values) does not have.
-  if ((w.dtype == DType::Q6_K || w.dtype == DType::Q3_K) && !pk.gemm4) return false;
+  if (f->exact_panels_only && !pk.gemm4) return false;
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;
   const size_t ab = activation_bytes(ActFormat::Q8_0, in);
   thread_local std::vector<uint8_t> qa;

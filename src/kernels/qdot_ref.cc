@@ -120,16 +120,7 @@ float q6_K(int64_t n, const void* w, const void* act) {
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; b++) {
     int8_t v[QK_K];
-    const uint8_t* ql = bw[b].ql;
-    const uint8_t* qh = bw[b].qh;
-    for (int h = 0; h < 2; h++, ql += 64, qh += 32)
-      for (int l = 0; l < 32; l++) {
-        int8_t* o = v + 128 * h;
-        o[l] = int8_t(((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32);
-        o[l + 32] = int8_t(((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32);
-        o[l + 64] = int8_t(((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32);
-        o[l + 96] = int8_t(((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32);
-      }
+    q6_k_values(bw[b], v);
     int32_t dot = 0;
     for (int g = 0; g < 16; g++) {
       int32_t s = 0;
@@ -222,14 +213,12 @@ float q3_K(int64_t n, const void* w, const void* act) {
   const auto* a = static_cast<const BlockQ8_K*>(act);
   float sum = 0;
   for (int64_t b = 0; b < n / QK_K; b++) {
+    int8_t v[QK_K];
+    q3_k_values(bw[b], v);
     int32_t dot = 0;
     for (int g = 0; g < 16; g++) {
       int32_t s = 0;
-      for (int l = 0; l < 16; l++) {
-        const int i = 16 * g + l, bit = (i / 128) * 4 + (i % 128) / 32;
-        const int32_t v = two_bits(bw[b].qs, i) - ((bw[b].hmask[i % 32] >> bit) & 1 ? 0 : 4);
-        s += v * a[b].qs[i];
-      }
+      for (int l = 0; l < 16; l++) s += int32_t(v[16 * g + l]) * a[b].qs[16 * g + l];
       dot += q3_k_scale(g, bw[b].scales) * s;
     }
     sum += a[b].d * f16_to_f32(bw[b].d) * float(dot);
