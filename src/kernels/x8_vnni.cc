@@ -115,25 +115,31 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_q4_kx8(int64_t cols,
 namespace {
 
 // Vector v (0..3) of a 32-value block of two groups as unsigned values: the
-// low nibbles (values 4v + i) and the high ones (values 4(v + 4) + i).
-// Q4_0: value + 8.
+// low nibbles (values 4v + i) and the high ones (values 4(v + 4) + i); `extra`
+// is what prepare() read once per block. Q4_0: value + 8.
 struct Q4_0Values {
   static constexpr int kOffset = 8;
-  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const BlockQ4_0x8& g0, const BlockQ4_0x8& g1, int v,
-                                                                __m512i& lo, __m512i& hi) {
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static __m512i prepare(const BlockQ4_0x8&, const BlockQ4_0x8&) {
+    return _mm512_setzero_si512();
+  }
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const BlockQ4_0x8& g0, const BlockQ4_0x8& g1, __m512i,
+                                                                int v, __m512i& lo, __m512i& hi) {
     const __m512i low = _mm512_set1_epi8(0x0F), q = bytes_x2(g0.qs + 32 * v, g1.qs + 32 * v);
     lo = _mm512_and_si512(q, low);
     hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
   }
 };
 
-// Q5_0: value + 16, the fifth bits from qh shifted into place as q5_0x8.cc does.
+// Q5_0: value + 16, the fifth bits from qh (prepare) shifted into place as q5_0x8.cc does.
 struct Q5_0Values {
   static constexpr int kOffset = 16;
-  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const BlockQ5_0x8& g0, const BlockQ5_0x8& g1, int v,
-                                                                __m512i& lo, __m512i& hi) {
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static __m512i prepare(const BlockQ5_0x8& g0, const BlockQ5_0x8& g1) {
+    return bytes_x2(g0.qh, g1.qh);
+  }
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const BlockQ5_0x8& g0, const BlockQ5_0x8& g1,
+                                                                __m512i qh, int v, __m512i& lo, __m512i& hi) {
     const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
-    const __m512i q = bytes_x2(g0.qs + 32 * v, g1.qs + 32 * v), qh = bytes_x2(g0.qh, g1.qh);
+    const __m512i q = bytes_x2(g0.qs + 32 * v, g1.qs + 32 * v);
     lo = _mm512_or_si512(_mm512_and_si512(q, low), _mm512_and_si512(_mm512_sll_epi16(qh, _mm_cvtsi32_si128(4 - v)), bit4));
     hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(q, 4), low),
                          _mm512_and_si512(_mm512_srl_epi16(qh, _mm_cvtsi32_si128(v)), bit4));
@@ -157,9 +163,10 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_blocks32(int64_t col
   for (int64_t b = 0; b < nb; b++) {
     __m512i d[T];
     for (int t = 0; t < T; t++) d[t] = _mm512_setzero_si512();
+    const __m512i extra = V::prepare(g[b], g1[b]);
     for (int v = 0; v < 4; v++) {
       __m512i lo, hi;
-      V::get(g[b], g1[b], v, lo, hi);
+      V::get(g[b], g1[b], extra, v, lo, hi);
       for (int t = 0; t < T; t++) {
         const int8_t* y = a[t * stride + b].qs;
         d[t] = _mm512_dpbusd_epi32(d[t], lo, _mm512_set1_epi32(bytes4(y + 4 * v)));
