@@ -459,6 +459,18 @@ TEST(ServeHttp, ClientsThatLeaveAreCancelledAndSigtermExitsZero) {
   EXPECT_FALSE(s.done);
   EXPECT_TRUE(drained(srv.port()));
   EXPECT_GE(metric(srv.port(), "lmpress:requests_cancelled_total"), 1);
+  // A client that sends a request for one body and leaves before it comes: cancelled too, long before
+  // its 4000 tokens (the predicted-token counter shows how far it got).
+  const double predicted = metric(srv.port(), "llamacpp:tokens_predicted_total");
+  const double cancelled = metric(srv.port(), "lmpress:requests_cancelled_total");
+  {
+    httplib::Client c("127.0.0.1", srv.port());
+    c.set_read_timeout(0, 300000);  // gives up after 0.3 s and closes its socket
+    EXPECT_FALSE(c.Post("/v1/completions", completion(kPrompts[1], 4000).dump(), "application/json"));
+  }
+  EXPECT_TRUE(drained(srv.port()));
+  EXPECT_EQ(metric(srv.port(), "lmpress:requests_cancelled_total"), cancelled + 1);
+  EXPECT_LT(metric(srv.port(), "llamacpp:tokens_predicted_total") - predicted, 2000);
   // SIGTERM with a long request in flight: aborted within the bound, exit 0.
   auto inflight = std::async(std::launch::async, [&] { return stream(srv.port(), "/v1/completions", b); });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "runtime/chat_template.h"
+#include "serve/connection.h"
 #include "serve/http_json.h"
 #include "serve/text_stream.h"
 
@@ -439,14 +440,23 @@ void Server::routes() {
   };
 
   // Answers a started job: one JSON body, or server-sent events.
-  auto respond = [this, &tok](std::shared_ptr<Job> job, bool chat, httplib::Response& res) {
+  auto respond = [this, &tok](std::shared_ptr<Job> job, bool chat, const httplib::Request& req, httplib::Response& res) {
     static std::atomic<int64_t> counter{0};
     const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", ++counter);
     const std::string object = chat ? "chat.completion" : "text_completion";
     const std::string model = opt_.model_id;
     const int64_t started_at = now_seconds();  // every chunk of a stream carries the same `created`
     if (!job->params().stream) {
-      while (!job->done()) job->poll(std::chrono::milliseconds(1000));
+      // The answer is written after the handler returns, so a client that
+      // leaves is seen here, on its socket, or its sequences would run on.
+      const int fd = connection_socket(req.remote_addr, req.remote_port, req.local_port);
+      while (!job->done()) {
+        job->poll(std::chrono::milliseconds(100));
+        if (fd >= 0 && peer_closed(fd)) {
+          job->cancel_unfinished();
+          return;
+        }
+      }
       for (const auto& c : job->choices()) {
         if (c->finish == "cancelled") throw HttpError(503, "the server stopped before the request finished");
         if (c->finish == "error") throw HttpError(500, kEngineFailed);
@@ -539,7 +549,7 @@ void Server::routes() {
       if (x.empty()) throw HttpError(400, "'prompt' is empty and the model adds no BOS token");
     auto job = std::make_shared<Job>(engine_, p);
     job->start();
-    respond(job, false, res);
+    respond(job, false, req, res);
   }));
 
   s.Post("/v1/chat/completions", guarded([=, this, &tok](const httplib::Request& req, httplib::Response& res) {
@@ -587,7 +597,7 @@ void Server::routes() {
     if (p.prompts[0].empty()) throw HttpError(400, "the chat template rendered an empty prompt");
     auto job = std::make_shared<Job>(engine_, p);
     job->start();
-    respond(job, true, res);
+    respond(job, true, req, res);
   }));
 
   s.Get("/v1/models", guarded([this, created](const httplib::Request&, httplib::Response& res) {
