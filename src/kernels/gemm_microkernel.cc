@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "core/cpu_isa.h"
+#include "kernels/qdot.h"
 
 // SSSE3 adds nothing over SSE4 here: one 128-bit target is enough to test the
 // width-generic code at 4 lanes. (The baseline target, 1-lane SCALAR, cannot
@@ -114,6 +115,38 @@ HWY_EXPORT(Microkernels);
 
 namespace {
 std::atomic<uint64_t> g_cap_applied{~uint64_t(0)};
+
+// Plain C++ tiles of T tokens x 8 rows, for CPUs without AVX2 or NEON and the
+// scalar cap (Highway's 1-lane target would make 2-row tiles; the packing's
+// unit is 8). Each c[i][j] is summed over k in order, as Highway's kernels
+// do, so its value does not depend on T or on the tile it falls in.
+constexpr int kPortableNR = 8;
+
+template <int P, int T>
+void PortableMicrokernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  float acc[T][kPortableNR] = {};
+  for (int64_t k = 0; k < kc; k++, a += P, b += kPortableNR)
+    for (int i = 0; i < T; i++)
+      for (int j = 0; j < kPortableNR; j++) acc[i][j] += a[i] * b[j];
+  for (int i = 0; i < T; i++)
+    for (int j = 0; j < kPortableNR; j++) c[i * ldc + j] = accumulate ? acc[i][j] + c[i * ldc + j] : acc[i][j];
+}
+
+template <int P, int... T>
+void fill_portable(GemmMicrokernel* table, std::integer_sequence<int, T...>) {
+  ((table[T + 1] = &PortableMicrokernel<P, T + 1>), ...);
+}
+
+GemmMicrokernels portable_microkernels() {
+  GemmMicrokernels m;
+  m.nr = kPortableNR;
+  m.panel = kPanelSmall;
+  m.target = "portable";
+  fill_portable<kPanelSmall>(m.small, std::make_integer_sequence<int, kPanelSmall>());
+  fill_portable<kPanelLarge>(m.large, std::make_integer_sequence<int, kPanelLarge>());
+  return m;
+}
+
 }  // namespace
 
 GemmMicrokernels gemm_microkernels() {
@@ -122,7 +155,7 @@ GemmMicrokernels gemm_microkernels() {
   const uint64_t gen = cpu_isa_generation();
   if (g_cap_applied.exchange(gen) != gen) {
     // On aarch64 nothing to cap: NEON, the one target, is in every aarch64
-    // CPU (a scalar cap turns gemm_packed off, here as on x86).
+    // CPU (a scalar cap takes the portable kernels, here as on x86).
     int64_t mask = 0;  // 0: no restriction
 #if HWY_ARCH_X86
     if (!cpu_isa().avx512) {
@@ -133,6 +166,7 @@ GemmMicrokernels gemm_microkernels() {
 #endif
     hwy::SetSupportedTargetsForTest(mask);
   }
+  if (!qdot_simd_active()) return portable_microkernels();
   return HWY_DYNAMIC_DISPATCH(Microkernels)();
 }
 

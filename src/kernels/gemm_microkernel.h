@@ -1,7 +1,8 @@
 // The register-tile microkernels of gemm_packed (kernels/gemm_packed.h),
 // written once with Highway and compiled for every x86 target it knows
 // (AVX-512, AVX2, SSE4 and its 128-bit emulation), or for NEON on aarch64; the
-// widest one the CPU and OS support runs. A tile is `tokens` activations x two
+// widest one the CPU and OS support runs. Without AVX2 or NEON (or under the
+// scalar cap) plain C++ tiles of 8 rows run instead. A tile is `tokens` activations x two
 // vectors of weight rows (16 with AVX2, 32 with AVX-512, 8 with NEON),
 // accumulated over kc columns:
 //   c[i][j] (+)= Σ_k a[k·panel + i] · b[k·nr + j]

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "kernels/gemm_microkernel.h"
 #include "kernels/qdot.h"
@@ -74,7 +75,7 @@ __attribute__((target("avx2"))) inline void pack_columns(const float* src, int64
 // x[n, in] as panels of P tokens: ap[p][k][i] = x[p·P + i][k], tokens past n
 // zero (their results are never computed).
 template <int P>
-__attribute__((target("avx2"))) void pack_panel(const float* x, int64_t n, int64_t in, int64_t p, float* ap) {
+__attribute__((target("avx2"))) void pack_panel_avx2(const float* x, int64_t n, int64_t in, int64_t p, float* ap) {
   float* dst = ap + p * in * P;
   const int tokens = int(std::min<int64_t>(P, n - p * P));
   const float* src = x + p * P * in;
@@ -83,24 +84,43 @@ __attribute__((target("avx2"))) void pack_panel(const float* x, int64_t n, int64
   for (; k < in; k++)
     for (int i = 0; i < P; i++) dst[k * P + i] = i < tokens ? src[i * in + k] : 0.0f;
 }
-#else
+#endif
+
 template <int P>
-void pack_panel(const float* x, int64_t n, int64_t in, int64_t p, float* ap) {
+void pack_panel_plain(const float* x, int64_t n, int64_t in, int64_t p, float* ap) {
   float* dst = ap + p * in * P;
   const int tokens = int(std::min<int64_t>(P, n - p * P));
   const float* src = x + p * P * in;
   for (int64_t k = 0; k < in; k++)
     for (int i = 0; i < P; i++) dst[k * P + i] = i < tokens ? src[i * in + k] : 0.0f;
 }
+
+// The AVX2 transposes where the CPU (and the ISA cap) allows them; the same
+// floats either way.
+bool avx2_packing() {
+#if defined(__x86_64__)
+  return qdot_simd_active() && cpu_isa().avx2;
+#else
+  return false;
 #endif
+}
 
 // (The parallel loop stays outside the target("avx2") function: clang's
 // outlined OpenMP region would not inherit the attribute.)
 template <int P>
 void pack_activations(const float* x, int64_t n, int64_t in, float* ap) {
   const int64_t panels = (n + P - 1) / P;
+  const bool avx2 = avx2_packing();
 #pragma omp parallel for schedule(static)
-  for (int64_t p = 0; p < panels; p++) pack_panel<P>(x, n, in, p, ap);
+  for (int64_t p = 0; p < panels; p++) {
+#if defined(__x86_64__)
+    if (avx2) {
+      pack_panel_avx2<P>(x, n, in, p, ap);
+      continue;
+    }
+#endif
+    pack_panel_plain<P>(x, n, in, p, ap);
+  }
 }
 
 // One and 8 consecutive weights as floats, for the element types stored
@@ -125,7 +145,7 @@ __attribute__((target("avx2,f16c"))) inline __m256 load8(const void* p) {
 // elements of type T), kc columns and nr (a multiple of 8) rows per k; rows
 // past `rows` zero.
 template <DType T>
-__attribute__((target("avx2,f16c"))) void pack_weight_panel(const void* src, int64_t stride, int rows, int64_t kc,
+__attribute__((target("avx2,f16c"))) void pack_weight_panel_avx2(const void* src, int64_t stride, int rows, int64_t kc,
                                                              int nr, float* bp) {
   constexpr size_t size = T == DType::F32 ? 4 : 2;
   const auto* base = static_cast<const uint8_t*>(src);
@@ -144,9 +164,10 @@ __attribute__((target("avx2,f16c"))) void pack_weight_panel(const void* src, int
   for (; k < kc; k++)
     for (int j = 0; j < nr; j++) bp[k * nr + j] = j < rows ? load1<T>(base + (j * stride + k) * size) : 0.0f;
 }
-#else
+#endif
+
 template <DType T>
-void pack_weight_panel(const void* src, int64_t stride, int rows, int64_t kc, int nr, float* bp) {
+void pack_weight_panel_plain(const void* src, int64_t stride, int rows, int64_t kc, int nr, float* bp) {
   constexpr size_t size = T == DType::F32 ? 4 : 2;
   const auto* base = static_cast<const uint8_t*>(src);
   for (int j = 0; j < nr; j++) {  // row by row: each weight row is read in order
@@ -154,7 +175,15 @@ void pack_weight_panel(const void* src, int64_t stride, int rows, int64_t kc, in
     for (int64_t k = 0; k < kc; k++) bp[k * nr + j] = j < rows ? load1<T>(row + k * int64_t(size)) : 0.0f;
   }
 }
+
+template <DType T>
+void pack_weight_panel(bool avx2, const void* src, int64_t stride, int rows, int64_t kc, int nr, float* bp) {
+#if defined(__x86_64__)
+  if (avx2) return pack_weight_panel_avx2<T>(src, stride, rows, kc, nr, bp);
 #endif
+  (void)avx2;
+  pack_weight_panel_plain<T>(src, stride, rows, kc, nr, bp);
+}
 
 // A tile of `tokens` rows whose nr columns run past the end of y's rows:
 // computed in a scratch tile, only its valid part copied.
@@ -169,16 +198,19 @@ void edge_tile(GemmMicrokernel kernel, int nr, int64_t kc, const float* a, const
 }  // namespace
 
 bool gemm_packed_supports(DType t) {
-  if (!qdot_simd_active()) return false;
   if (is_row_indexed(t) || is_row_interleaved(t)) return false;  // rows only convert whole
   return dtype_info(t).supported;
 }
 
 const char* gemm_packed_target() { return gemm_microkernels().target; }
 
-void gemm_packed(const Tensor& w, const float* x, int64_t n, float* y) { gemm_packed_with_panel(w, x, n, y, 0); }
+void gemm_packed(const Tensor& w, const float* x, int64_t n, float* y) { gemm_packed_to(w, x, n, y, w.shape[0], 0); }
 
 void gemm_packed_with_panel(const Tensor& w, const float* x, int64_t n, float* y, int panel) {
+  gemm_packed_to(w, x, n, y, w.shape[0], panel);
+}
+
+void gemm_packed_to(const Tensor& w, const float* x, int64_t n, float* y, int64_t ldy, int panel) {
   const GemmMicrokernels mk = gemm_microkernels();
   if (panel == 0) panel = mk.panel;
   if (panel != kPanelSmall && panel != kPanelLarge) throw std::invalid_argument("gemm_packed: no such token panel");
@@ -191,6 +223,7 @@ void gemm_packed_with_panel(const Tensor& w, const float* x, int64_t n, float* y
   thread_local std::vector<float> packed;
   packed.resize(size_t(panels * in * panel));
   float* ap = packed.data();  // the caller's buffer (inside the parallel regions the name is each thread's own)
+  const bool avx2 = avx2_packing();
   if (panel == kPanelLarge)
     pack_activations<kPanelLarge>(x, n, in, ap);
   else
@@ -214,14 +247,14 @@ void gemm_packed_with_panel(const Tensor& w, const float* x, int64_t n, float* y
           const int64_t at = g * nr * in + k0;  // element index of the panel's first weight
           float* b = bp + gi * kPanelFloats;
           if (w.dtype == DType::F16)
-            pack_weight_panel<DType::F16>(w.data + at * 2, in, rows, kc, nr, b);
+            pack_weight_panel<DType::F16>(avx2, w.data + at * 2, in, rows, kc, nr, b);
           else if (w.dtype == DType::BF16)
-            pack_weight_panel<DType::BF16>(w.data + at * 2, in, rows, kc, nr, b);
+            pack_weight_panel<DType::BF16>(avx2, w.data + at * 2, in, rows, kc, nr, b);
           else if (w.dtype == DType::F32)
-            pack_weight_panel<DType::F32>(w.data + at * 4, in, rows, kc, nr, b);
+            pack_weight_panel<DType::F32>(avx2, w.data + at * 4, in, rows, kc, nr, b);
           else {
             convert_rows(w, g * nr, rows, k0, kc, rows_f32);
-            pack_weight_panel<DType::F32>(rows_f32, kc, rows, kc, nr, b);
+            pack_weight_panel<DType::F32>(avx2, rows_f32, kc, rows, kc, nr, b);
           }
         }
         for (int64_t p = 0; p < panels; p++) {
@@ -230,12 +263,12 @@ void gemm_packed_with_panel(const Tensor& w, const float* x, int64_t n, float* y
           for (int gi = 0; gi < ng; gi++) {
             const int64_t g = g0 + gi;
             const int rows = int(std::min<int64_t>(nr, out - g * nr));
-            float* c = y + p * panel * out + g * nr;
+            float* c = y + p * panel * ldy + g * nr;
             const float* b = bp + gi * kPanelFloats;
             if (rows == nr)
-              kernels[tokens](kc, a, b, c, out, k0 > 0);
+              kernels[tokens](kc, a, b, c, ldy, k0 > 0);
             else
-              edge_tile(kernels[tokens], nr, kc, a, b, c, out, k0 > 0, tokens, rows);
+              edge_tile(kernels[tokens], nr, kc, a, b, c, ldy, k0 > 0, tokens, rows);
           }
         }
       }

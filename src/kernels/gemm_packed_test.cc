@@ -67,8 +67,9 @@ void expect_matches_reference(DType t, int64_t n, int64_t out, int64_t in, int p
 }
 
 // fn once per Highway target this machine runs (AVX-512, AVX2, SSE4: the same
-// source at 16, 8 and 4 lanes) and per token
-// panel (6 and 12), dispatch pinned to that target meanwhile.
+// source at 16, 8 and 4 lanes), then with the SIMD kernels off (the portable
+// tiles and packing), and per token panel (6 and 12), dispatch pinned
+// meanwhile.
 template <class Fn>
 void for_each_target_and_panel(Fn fn) {
   for (int64_t target : gemm_microkernel_targets()) {
@@ -77,13 +78,18 @@ void for_each_target_and_panel(Fn fn) {
     for (int panel : {kPanelSmall, kPanelLarge}) fn(panel);
   }
   gemm_microkernel_pin_target(0);
+  qdot_use_simd(false);
+  {
+    SCOPED_TRACE(gemm_packed_target());
+    for (int panel : {kPanelSmall, kPanelLarge}) fn(panel);
+  }
+  qdot_use_simd(true);
 }
 
 TEST(GemmPacked, EveryTargetCompiledForRunsHere) {
-  // At least AVX2 and SSE4 on any x86 machine the tests run on (gemm_packed
-  // needs AVX2), so the width-generic code is tested at 8 and 4 lanes even
+  // At least AVX2 and SSE4 on any x86 machine the tests run on (they need
+  // AVX2), so the width-generic code is tested at 8 and 4 lanes even
   // where no AVX-512 CPU is at hand; NEON alone on aarch64 (SVE left out).
-  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no SIMD here";
   std::vector<std::string> names;
   for (int64_t target : gemm_microkernel_targets()) {
     gemm_microkernel_pin_target(target);
@@ -101,7 +107,6 @@ TEST(GemmPacked, EveryTargetCompiledForRunsHere) {
 }
 
 TEST(GemmPacked, PlainFloatTypesOnOddShapes) {
-  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no SIMD here";
   // in: under one vector, not a multiple of 8, and past two 512-column slices
   // with a ragged tail; n and out: partial token panels and row tiles, one row.
   for_each_target_and_panel([](int panel) {
@@ -113,7 +118,6 @@ TEST(GemmPacked, PlainFloatTypesOnOddShapes) {
 }
 
 TEST(GemmPacked, AllTokenCountsOfBothPanels) {
-  if (!gemm_packed_supports(DType::F16)) GTEST_SKIP() << "no SIMD here";
   // n = 1..25: every partial last panel of 6 and of 12 tokens; 70 rows: full
   // tiles of 8, 16 and 32 rows and a ragged one.
   for_each_target_and_panel([](int panel) {
@@ -122,7 +126,6 @@ TEST(GemmPacked, AllTokenCountsOfBothPanels) {
 }
 
 TEST(GemmPacked, BlockTypesConvertWholeBlocks) {
-  if (!gemm_packed_supports(DType::Q4_1)) GTEST_SKIP() << "no SIMD here";
   // 768 columns: one 512-column slice and a 256-column one with AVX2's 16
   // rows, three 256-column slices with AVX-512's 32.
   for_each_target_and_panel([](int panel) {
@@ -132,12 +135,14 @@ TEST(GemmPacked, BlockTypesConvertWholeBlocks) {
   });
 }
 
-TEST(GemmPacked, NotOfferedWithoutSimdOrForWholeRowLayouts) {
+TEST(GemmPacked, OfferedWithoutSimdButNotForWholeRowLayouts) {
   EXPECT_FALSE(gemm_packed_supports(DType::F16_BITMAP));  // rows of varying size
   EXPECT_FALSE(gemm_packed_supports(DType::Q4_0_X8));     // rows interleaved
   qdot_use_simd(false);
-  EXPECT_FALSE(gemm_packed_supports(DType::F16));
+  EXPECT_TRUE(gemm_packed_supports(DType::F16));
+  EXPECT_STREQ(gemm_packed_target(), "portable");
   qdot_use_simd(true);
+  EXPECT_STRNE(gemm_packed_target(), "portable");
 }
 
 }  // namespace

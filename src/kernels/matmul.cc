@@ -96,7 +96,7 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y, bool
   const int64_t out = w.shape[0], in = w.shape[1];
   const bool rows = n < kMatmulBatchMin || decode;
   // Interleaved layouts take prompt batches too where they have a 4-token kernel; the 2:4
-  // layout has only a one-token kernel, level with f32 tiles + sgemm (README).
+  // layout has only a one-token kernel, level with f32 tiles + the packed GEMM (README).
   if (const InterleavedFormat* f = interleaved_format(w.dtype); f && (rows || f->kernels().gemm4))
     return matmul_x8(w, *f, x, n, y);
   if (const QDotKernel k = qdot(w.dtype); rows && k.fn) {
@@ -154,18 +154,23 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y, bool
   }
   // Prompt batches of the IQ / ternary types: 8-row panels decoded to int8 once per call (kernels/int_panels.h).
   if (matmul_int_panels(w, x, n, y)) return;
-  // Prompt batches without an int8 kernel: packed f32 GEMM (kernels/gemm_packed.h);
-  // f32 tiles and OpenBLAS where it cannot run (no AVX2, or rows that only convert whole).
+  // Prompt batches without an int8 kernel: packed f32 GEMM (kernels/gemm_packed.h),
+  // on f32 tiles for the types whose rows only convert whole.
   if (gemm_packed_supports(w.dtype)) return gemm_packed(w, x, n, y);
   thread_local std::vector<float> tile_buf;  // reused: a fresh multi-MB buffer per call costs page faults
   tile_buf.resize(size_t(kTileRows * in));
-  float* tile = tile_buf.data();  // the caller's buffer (inside the parallel region the name would be each thread's own)
+  Tensor tile;
+  tile.name = w.name;
+  tile.dtype = DType::F32;
+  tile.data = reinterpret_cast<const uint8_t*>(tile_buf.data());
+  float* dst = tile_buf.data();  // the caller's buffer (inside the parallel region the name would be each thread's own)
   for (int64_t r0 = 0; r0 < out; r0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, out - r0);
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) to_f32(w, (r0 + r) * in, in, tile + r * in);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(n), int(rows), int(in), 1.0f, x, int(in), tile,
-                int(in), 0.0f, y + r0, int(out));
+    for (int64_t r = 0; r < rows; r++) to_f32(w, (r0 + r) * in, in, dst + r * in);
+    tile.shape = {rows, in};
+    tile.nbytes = uint64_t(rows * in) * sizeof(float);
+    gemm_packed_to(tile, x, n, y + r0, out);
   }
 }
 

@@ -9,7 +9,6 @@
 #include "model/random_model.h"
 #include "model/repack.h"
 #include "greedy_reference.h"
-#include "kernels/gemm_packed.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -183,19 +182,10 @@ TEST(BatchEngine, MatchesLoneInferenceStatePerSequence) {
     // kernels here and the batched ones in the reference: equal for the
     // interleaved layouts, summation order for f32 (measured 1e-6), f32 against
     // quantized activations for Q6_K (up to 2%, as DecodeKernels measures).
-    // Without the packed GEMM (LMPRESS_ISA=scalar, x86 without AVX2) f32 and
-    // Q6_K prompt rows go through OpenBLAS's sgemm, whose sums depend on the
-    // number of rows: there the engine's rows match only to rounding.
-    if (type == "f32" || type == "q6_k") {
-      if (gemm_packed_supports(DType::F32))
-        EXPECT_EQ(run.max_diff_generate, 0.0);
-      else
-        EXPECT_LT(run.max_diff_generate, type == "f32" ? 1e-3 : 0.1);
-    } else {
-      EXPECT_EQ(run.max_diff_generate, 0.0);
-    }
+    // On every target: without SIMD the packed GEMM's plain tiles sum as the SIMD ones do, whatever the batch.
+    EXPECT_EQ(run.max_diff_generate, 0.0);
     if (type == "f32")
-      EXPECT_LT(run.max_rel_prompt, gemm_packed_supports(DType::F32) ? 1e-5 : 1e-4);
+      EXPECT_LT(run.max_rel_prompt, 1e-5);
     else if (type == "q6_k")
       EXPECT_LT(run.max_rel_prompt, 0.02);
     else
@@ -203,16 +193,10 @@ TEST(BatchEngine, MatchesLoneInferenceStatePerSequence) {
   }
 }
 
-// generate()'s rows bit for bit where the packed f32 GEMM runs (it sums as
-// InferenceState's batches do), close elsewhere.
+// generate()'s rows bit for bit (the packed f32 GEMM sums as InferenceState's batches do).
 void expect_lone_results(const Outcome& run) {
-  if (gemm_packed_supports(DType::F32)) {
-    EXPECT_EQ(run.max_diff_generate, 0.0);
-    EXPECT_LT(run.max_rel_prompt, 1e-5);
-  } else {
-    EXPECT_LT(run.max_diff_generate, 1e-3);
-    EXPECT_LT(run.max_rel_prompt, 1e-4);
-  }
+  EXPECT_EQ(run.max_diff_generate, 0.0);
+  EXPECT_LT(run.max_rel_prompt, 1e-5);
 }
 
 // A KIVI cache reads each position quantized or f16 by its position alone
