@@ -10,7 +10,9 @@
 # Env: THREADS (2), PARALLEL (4: server slots, llama-server -np and lmpress serve --parallel), CONCURRENCY ("4 16"),
 #   REQUESTS (32), PROMPT (128 ids), MAXTOK (32), ROUNDS (2: rounds of each program per concurrency),
 #   CTX (PARALLEL * (PROMPT + MAXTOK + 64), the whole server's context as llama-server counts it),
-#   SERVERS ("lmpress llama"; a program whose server is missing is skipped with a note), OUT, WORK, LMP (build/lmpress)
+#   SERVERS ("lmpress llama"; a program whose server is missing is skipped with a note), OUT, WORK, LMP (build/lmpress),
+#   LLAMA_BIN (llama-server's directory; default: the peer build). To stand in for an AVX2-only host on a wider
+#   CPU: LMPRESS_ISA=avx2 and LLAMA_BIN pointing at a llama.cpp built with GGML_AVX512=OFF; the table names both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 THREADS=${THREADS:-2}; PARALLEL=${PARALLEL:-4}; CONCURRENCY=${CONCURRENCY:-"4 16"}
@@ -18,7 +20,7 @@ REQUESTS=${REQUESTS:-32}; PROMPT=${PROMPT:-128}; MAXTOK=${MAXTOK:-32}; ROUNDS=${
 CTX=${CTX:-$((PARALLEL * (PROMPT + MAXTOK + 64)))}
 SERVERS=${SERVERS:-"lmpress llama"}
 LMP=${LMP:-$PWD/build/lmpress}
-BIN=$(bash ../shared/tools/build-llama-cpp.sh | tail -1)
+BIN=${LLAMA_BIN:-$(bash ../shared/tools/build-llama-cpp.sh | tail -1)}
 OUT=${OUT:-$PWD/bench/results/serve-vs-llama.md}
 W=${WORK:-$(mktemp -d)}
 mkdir -p "$W"
@@ -107,6 +109,10 @@ for m in "${MODELS[@]}"; do
 done
 
 cut -d' ' -f1-3 /proc/loadavg > "$W/loadavg.end"
+# What each program ran on: lmpress's kernel target, llama.cpp's CPU features as its server logged them.
+{ grep -ho 'kernels: [a-z0-9-]*' "$W"/lmpress.*.log 2> /dev/null | head -1 | cut -d' ' -f2; echo; } > "$W/isa.lmpress"
+{ grep -ho 'system_info: .*' "$W"/llama.*.log 2> /dev/null | head -1 | grep -oE '(AVX[A-Z0-9_]*|F16C|FMA|BMI2) = 1' \
+    | cut -d' ' -f1 | tr '\n' ' '; echo; } > "$W/isa.llama"
 python3 - "$W" "$ROUNDS" "$THREADS" "$PARALLEL" "$CTX" "$REQUESTS" "$PROMPT" "$MAXTOK" "$CONCURRENCY" "${MODELS[@]}" \
   > "$OUT" <<'PY'
 import json, os, re, statistics, subprocess, sys
@@ -128,6 +134,9 @@ simd = [f for f in ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f
 print(f"CPU: {cpu}, {cores} CPUs; flags: {' '.join(simd) or '-'}\n")
 load = [open(f"{w}/loadavg.{k}").read().strip() for k in ("start", "end")]
 print(f"Load average (1, 5, 15 min) before: {load[0]}, after: {load[1]}.\n")
+isa = {k: open(f"{w}/isa.{k}").read().strip() or "-" for k in ("lmpress", "llama")}
+print(f"Kernels: lmpress target {isa['lmpress']}" + (f" (LMPRESS_ISA={os.environ['LMPRESS_ISA']})" if os.environ.get("LMPRESS_ISA") else "")
+      + f"; llama.cpp built with {isa['llama']}.\n")
 print(f"Servers: {threads} threads, {parallel} slots, context {ctx}; each round {requests} requests of {prompt} "
       f"prompt ids and {maxtok} generated tokens (ignore_eos), mean of {rounds} rounds each, rounds alternating.\n")
 print("| model | concurrency | llama-server gen tok/s | lmpress gen tok/s | lmpress / llama | "

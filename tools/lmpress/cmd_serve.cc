@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "commands.h"
+#include "core/cpu_isa.h"
 #include "core/error.h"
 #include "kernels/matmul.h"
 #include "model/repack.h"
@@ -149,13 +150,13 @@ void add_serve(CLI::App& app) {
     const serve::EngineMetrics mt = engine.metrics();
     fmt::print(stderr,
                "lmpress serve: {} on http://{}:{} (context {}, {} KV blocks of {} ({} cache, {:.1f} MiB, {} "
-               "full-context requests{}), {} in parallel, chat template: {})\n",
+               "full-context requests{}), {} in parallel, chat template: {}, kernels: {})\n",
                o->server.model_id, o->server.host, port, engine.ctx_size(), mt.kv_blocks, mt.block_size,
                kv_spec_name(o->engine.kv), double(mt.kv_pool_bytes) / (1 << 20),
                mt.kv_blocks / blocks_for(o->engine.policy, mt.block_size, engine.ctx_size()),
                o->engine.policy.active() ? ", evicting " + kv_policy_name(o->engine.policy) : std::string(),
                o->engine.max_running,
-               tmpl_origin);
+               tmpl_origin, cpu_isa_name());
     {
       std::lock_guard lk(sd->mu);
       sd->engine = &engine;
