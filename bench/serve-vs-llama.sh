@@ -109,10 +109,11 @@ for m in "${MODELS[@]}"; do
 done
 
 cut -d' ' -f1-3 /proc/loadavg > "$W/loadavg.end"
-# What each program ran on: lmpress's kernel target, llama.cpp's CPU features as its server logged them.
-{ grep -ho 'kernels: [a-z0-9-]*' "$W"/lmpress.*.log 2> /dev/null | head -1 | cut -d' ' -f2; echo; } > "$W/isa.lmpress"
-{ grep -ho 'system_info: .*' "$W"/llama.*.log 2> /dev/null | head -1 | grep -oE '(AVX[A-Z0-9_]*|F16C|FMA|BMI2) = 1' \
-    | cut -d' ' -f1 | tr '\n' ' '; echo; } > "$W/isa.llama"
+# What each program ran on: lmpress's kernel target as its server logged it, the x86 features llama.cpp was built
+# with (its build directory's CMake cache).
+{ grep -ho 'kernels: [a-z0-9-]*' "$W"/lmpress.*.log 2> /dev/null | head -1 | cut -d' ' -f2 || true; } > "$W/isa.lmpress"
+{ grep -oE '^GGML_(AVX[A-Z0-9_]*|FMA|F16C|BMI2):BOOL=ON' "$BIN/../CMakeCache.txt" 2> /dev/null \
+    | sed 's/^GGML_//; s/:BOOL=ON//' | tr '\n' ' ' || true; } > "$W/isa.llama"
 python3 - "$W" "$ROUNDS" "$THREADS" "$PARALLEL" "$CTX" "$REQUESTS" "$PROMPT" "$MAXTOK" "$CONCURRENCY" "${MODELS[@]}" \
   > "$OUT" <<'PY'
 import json, os, re, statistics, subprocess, sys

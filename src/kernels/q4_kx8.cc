@@ -150,37 +150,43 @@ __attribute__((target("avx2,fma,f16c"))) void gemv_q4_kx8_avx2(int64_t cols, con
 }
 
 // As gemv, 4 tokens per pass: each nibble vector is loaded and masked once
-// for the 4 tokens' activations.
+// for the 4 tokens' activations. The float sums live in `out` between blocks
+// (rounded as gemv's registers round them): with them in registers too, GCC
+// spilled the int16 and int32 accumulators of the inner loops to the stack.
 __attribute__((target("avx2,fma,f16c"))) void gemm4_q4_kx8_avx2(int64_t cols, const BlockQ4_Kx8* g,
                                                                const BlockQ8_K* a, int64_t stride, float* out,
                                                                int64_t out_stride) {
-  const __m256i low = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
-  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  for (int t = 0; t < 4; t++) _mm256_storeu_ps(out + t * out_stride, _mm256_setzero_ps());
   for (int64_t b = 0; b < cols / QK_K; b++) {
     __m256i dot[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int c = 0; c < 4; c++)
       for (int half = 0; half < 2; half++) {  // the chunk's two sub-blocks: low, then high nibbles
         __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                           _mm256_setzero_si256()};
+        const int8_t* x0 = a[b].qs + 64 * c + 32 * half;
+#pragma GCC unroll 2
         for (int v = 0; v < 8; v++) {
           const __m256i q = _mm256_and_si256(
               _mm256_srli_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qs[c][v])), 4 * half), low);
           for (int t = 0; t < 4; t++) {
             int32_t y;
-            std::memcpy(&y, a[t * stride + b].qs + 64 * c + 32 * half + 4 * v, 4);
+            std::memcpy(&y, x0 + t * stride * int64_t(sizeof(BlockQ8_K)) + 4 * v, 4);
             s16[t] = _mm256_add_epi16(s16[t], _mm256_maddubs_epi16(q, _mm256_set1_epi32(y)));
           }
         }
-        const __m256i sc = rows_u8(g[b].sc[2 * c + half]);
-        for (int t = 0; t < 4; t++)
-          dot[t] = _mm256_add_epi32(dot[t], _mm256_mullo_epi32(_mm256_madd_epi16(s16[t], ones), sc));
+        // The sub-block scale (≤ 63) in both 16-bit halves of its row's lane: one vpmaddwd scales and adds
+        // the pair of int16 sums (each ≤ 8·2·15·127), exact in int32.
+        const __m256i sc = rows_u8(g[b].sc[2 * c + half]), sc2 = _mm256_or_si256(sc, _mm256_slli_epi32(sc, 16));
+        for (int t = 0; t < 4; t++) dot[t] = _mm256_add_epi32(dot[t], _mm256_madd_epi16(s16[t], sc2));
       }
+    const q4_kx8_avx2::MinPairs mp = q4_kx8_avx2::min_pairs(g[b]);
     for (int t = 0; t < 4; t++) {
       const BlockQ8_K& x = a[t * stride + b];
-      acc[t] = block_epilogue(g[b], x.d, dot[t], block_mins(g[b], x), acc[t]);
+      float* o = out + t * out_stride;
+      _mm256_storeu_ps(o, block_epilogue(g[b], x.d, dot[t], block_mins(mp, x), _mm256_loadu_ps(o)));
     }
   }
-  for (int t = 0; t < 4; t++) _mm256_storeu_ps(out + t * out_stride, acc[t]);
 }
 
 }  // namespace
