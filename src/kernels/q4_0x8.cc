@@ -128,6 +128,8 @@ __attribute__((target("avx2,fma,f16c"))) void gemm4_q4_0x8_avx2(int64_t cols, co
   __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t b = 0; b < cols / 32; b++) {
     __m256i s16[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    // Unrolled by 2, not fully: the full unroll schedules every product first and spills the accumulators.
+#pragma GCC unroll 2
     for (int v = 0; v < 4; v++) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(g[b].qs + 32 * v));
       const __m256i lo = _mm256_and_si256(q, low), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
