@@ -126,6 +126,31 @@ TEST(IntCheckpointCli, W8A8IsIntQuantizedWithTokenActivations) {
   expect_cli_error("info " + d + "/w8a8", "input_activations: lmpress computes int8 activations per token");
 }
 
+// A 2:4-pruned model's weight-only compressed-tensors checkpoint carries a `dense` sparsity_config with the share of
+// zeros; a model that is not 2:4, and W8A8 (vLLM's 2:4 int8 path is gone), carry none; lmpress reads it back.
+TEST(IntCheckpointCli, TwoOfFourModelsRecordTheirSparsity) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  ASSERT_EQ(run_cli("prune " + m + " " + d + "/sp.gguf --method magnitude --nm 2:4").status, 0);
+  auto sparsity = [&](const std::string& args, const std::string& out) {
+    auto r = run_cli("quantize " + args + " " + d + "/" + out);
+    EXPECT_EQ(r.status, 0) << r.out;
+    return nlohmann::json::parse(read_text_file(d + "/" + out + "/config.json"))["quantization_config"]["sparsity_config"];
+  };
+  const auto sc = sparsity(d + "/sp.gguf --type int4-g32 --format compressed-tensors", "ct");
+  EXPECT_EQ(sc["format"], "dense");
+  EXPECT_EQ(sc["sparsity_structure"], "2:4");
+  EXPECT_EQ(sc["targets"], nlohmann::json::array({"Linear"}));
+  EXPECT_EQ(sc["ignore"], nlohmann::json::array({"lm_head"}));
+  // Half of every linear, and the few weights RTN rounds to zero besides.
+  EXPECT_GE(sc["global_sparsity"].get<double>(), 0.5);
+  EXPECT_LT(sc["global_sparsity"].get<double>(), 0.6);
+  EXPECT_EQ(nlohmann::json::parse(read_text_file(d + "/ct/quantize_config.json"))["sparsity_config"], sc);
+  EXPECT_EQ(run_cli("info " + d + "/ct").status, 0);
+  EXPECT_EQ(sparsity(m + " --type int4-g32 --format compressed-tensors", "dense"), nlohmann::json::object());
+  EXPECT_EQ(sparsity(d + "/sp.gguf --scheme w8a8", "w8a8"), nlohmann::json::object());
+}
+
 TEST(IntCheckpointCli, BadFormatsAreNamedErrors) {
   if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
   const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
@@ -148,6 +173,10 @@ TEST(IntCheckpointCli, BadFormatsAreNamedErrors) {
   cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "tensor";
   std::ofstream(d + "/c/config.json") << cfg.dump();
   expect_cli_error("info " + d + "/c", "strategy 'tensor'");
+  cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "group";
+  cfg["quantization_config"]["sparsity_config"] = {{"format", "sparse-24-bitmask"}, {"sparsity_structure", "2:4"}};
+  std::ofstream(d + "/c/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/c", "sparsity_config.format 'sparse-24-bitmask': only `dense` is read");
 }
 
 }  // namespace

@@ -154,6 +154,11 @@ class Quantizer {
     return f;
   }
   const std::map<std::string, IntGroupTensor>& int_tensors() const { return int_tensors_; }
+  // The share of zeros in the int-N linears stored so far when every one is 2:4 sparse, else nothing.
+  std::optional<double> two_of_four_share() const {
+    if (!all_two_of_four_ || two_of_four_total_ == 0) return std::nullopt;
+    return double(two_of_four_zeros_) / double(two_of_four_total_);
+  }
 
   bool is_int_linear(const std::string& name) const { return int_linears_.count(name) > 0; }
 
@@ -348,6 +353,12 @@ class Quantizer {
     // qweight + qzeros + f16 scales + g_idx
     rep_.bytes_out += uint64_t(q.rows * q.cols * q.spec.bits / 8 + q.n_groups * q.rows * q.spec.bits / 8 +
                                q.n_groups * q.rows * 2 + q.cols * 4);
+    if (const auto zeros = two_of_four_zeros(q)) {
+      two_of_four_zeros_ += *zeros;
+      two_of_four_total_ += q.rows * q.cols;
+    } else {
+      all_two_of_four_ = false;
+    }
     int_tensors_[t.name] = std::move(q);
   }
 
@@ -357,6 +368,8 @@ class Quantizer {
   std::map<std::string, DType> plan_;
   std::set<std::string> int_linears_;
   std::map<std::string, IntGroupTensor> int_tensors_;
+  bool all_two_of_four_ = true;
+  int64_t two_of_four_zeros_ = 0, two_of_four_total_ = 0;
 };
 
 // Options that write the model as a Hugging Face directory whose block
@@ -538,6 +551,18 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
       q.round_int_linears(*out);
     else
       q.calibrate_layers(*out);
+    // Weight-only compressed-tensors of a 2:4 model say so (a `dense` sparsity_config: the tensors as they are).
+    // Not with W8A8: vLLM sends 2:4 int8 layers with a sparsity_config to its removed Sparse24 kernels
+    // (docs/compressed-tensors-format.md), so those load as plain int-quantized.
+    if (o.checkpoint == IntCheckpoint::CompressedTensors && !o.act_int8)
+      if (const auto share = q.two_of_four_share())
+        out->set_quantization_config_member(
+            "sparsity_config", nlohmann::ordered_json{{"format", "dense"},
+                                                      {"sparsity_structure", "2:4"},
+                                                      {"targets", {"Linear"}},
+                                                      {"ignore", {"lm_head"}},
+                                                      {"global_sparsity", *share}}
+                                   .dump());
     out->commit();
     for (const auto& t : m.tensors)  // the int-N linears were counted as they were stored
       if (!q.is_int_linear(t.name)) rep.bytes_out += uint64_t(t.numel()) * (t.shape.size() == 2 ? 2 : 4);

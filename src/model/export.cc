@@ -623,6 +623,16 @@ void ModelWriter::write_block(int64_t layer) {
   }
 }
 
+void ModelWriter::set_quantization_config_member(const std::string& key, const std::string& value) {
+  Impl& w = *impl_;
+  if (w.config_json.empty() || w.quantize_config_json.empty())
+    fail("internal: the output has no quantization_config to set '{}' in", key);
+  auto j = nlohmann::ordered_json::parse(w.config_json);
+  j["quantization_config"][key] = nlohmann::ordered_json::parse(value);
+  w.quantize_config_json = j["quantization_config"].dump(2) + "\n";
+  w.config_json = j.dump(2) + "\n";
+}
+
 void ModelWriter::commit() {
   Impl& w = *impl_;
   Progress progress("write", w.m.tensors.size());

@@ -61,6 +61,10 @@ class ModelWriter {
   void write(const std::string& name);
   // Writes every tensor of block `layer`.
   void write_block(int64_t layer);
+  // Hugging Face directories with a quantization_config: sets its member `key`
+  // to the JSON `value`, for what is known only once the tensors are computed
+  // (config.json and quantize_config.json are written by commit).
+  void set_quantization_config_member(const std::string& key, const std::string& value);
   void commit();
 
  private:

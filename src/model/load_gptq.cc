@@ -127,6 +127,16 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
            "int-quantized format",
            path, format);
     c.int_quantized = format == "int-quantized";
+    // A 2:4 model's sparsity_config: `dense` leaves the tensors as they are; the bitmask layout replaces them.
+    if (qc.contains("sparsity_config") && !qc["sparsity_config"].is_null()) {
+      const nlohmann::json& sc = qc["sparsity_config"];
+      const std::string scn = "quantization_config.sparsity_config";
+      if (!sc.is_object()) fail("{}: {} must be an object or null", path, scn);
+      if (!sc.empty() && json_string(sc, "format", path, scn, "dense") != "dense")
+        fail("{}: {}.format '{}': only `dense` is read (the tensors stored whole); sparse-24-bitmask's compressed "
+             "values and bitmasks are not",
+             path, scn, json_string(sc, "format", path, scn, "dense"));
+    }
     if (!qc.contains("config_groups") || !qc["config_groups"].is_object() || qc["config_groups"].size() != 1)
       fail("{}: quantization_config.config_groups: one group of int weights is read", path);
     const nlohmann::json& g = qc["config_groups"].begin().value();

@@ -61,6 +61,20 @@ std::vector<float> IntGroupTensor::dequantize() const {
   return w;
 }
 
+std::optional<int64_t> two_of_four_zeros(const IntGroupTensor& t) {
+  if (t.cols % 4 != 0) return std::nullopt;
+  int64_t zeros = 0;
+  for (int64_t r = 0; r < t.rows; r++)
+    for (int64_t c0 = 0; c0 < t.cols; c0 += 4) {
+      int nonzero = 0;
+      for (int64_t c = c0; c < c0 + 4; c++)
+        nonzero += t.q[size_t(r * t.cols + c)] != t.zero[size_t(r * t.n_groups + t.g_idx[size_t(c)])];
+      if (nonzero > 2) return std::nullopt;
+      zeros += 4 - nonzero;
+    }
+  return zeros;
+}
+
 int GroupGrid::level(float x, int max_level) const {
   if (scale == 0) return zero;
   return std::clamp(int(std::nearbyint(x / scale)) + zero, 0, max_level);

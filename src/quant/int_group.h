@@ -49,6 +49,11 @@ struct IntGroupTensor {
   std::vector<float> dequantize() const;
 };
 
+// The count of zero values (levels at their group's zero point) when every row
+// has at most 2 non-zero values in every 4 consecutive columns (the 2:4
+// pattern), else nothing.
+std::optional<int64_t> two_of_four_zeros(const IntGroupTensor& t);
+
 // A group's scale and zero point from its values (AutoGPTQ's min-max
 // find_params, the range widened to include 0), with the range shrunk by
 // `clip` (1 = none). The scale is rounded to f16, as it is stored.

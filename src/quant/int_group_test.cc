@@ -173,5 +173,23 @@ TEST(IntGroup, RoundToNearestAndClipSearch) {
   }
 }
 
+// Zeros are levels at their own group's zero point (through g_idx, as act-order files store it).
+TEST(IntGroup, TwoOfFourZerosByHand) {
+  IntGroupSpec s;
+  s.group = 4;
+  IntGroupTensor t(s, 2, 8);
+  t.zero = {8, 3, 8, 3};  // rows x groups
+  t.g_idx = {1, 1, 1, 1, 0, 0, 0, 0};
+  // Row 0: columns 0-3 in group 1 (zero 3), 4-7 in group 0 (zero 8).
+  t.q = {3, 5, 3, 9, 1, 8, 8, 8,
+         // Row 1: 2 non-zeros in the first four, 1 in the last four.
+         3, 3, 0, 15, 8, 8, 2, 8};
+  EXPECT_EQ(two_of_four_zeros(t), std::optional<int64_t>(2 + 3 + 2 + 3));
+  t.q[2] = 4;  // row 0's first four now has 3 non-zeros
+  EXPECT_EQ(two_of_four_zeros(t), std::nullopt);
+  // Rows that do not split into fours.
+  EXPECT_EQ(two_of_four_zeros(IntGroupTensor(IntGroupSpec{4, -1, true, false}, 1, 6)), std::nullopt);
+}
+
 }  // namespace
 }  // namespace lmpress
