@@ -199,8 +199,9 @@ TEST(FinetuneCli, PooledKeyValueHeadsUptrainByDistillation) {
     ASSERT_EQ(b.size() * 2, a.size()) << name;
     // Row r of the pooled head: the mean of row r of the two heads (in the same RoPE pairing: v's rows are
     // not permuted; k's are the same permutation in both heads).
-    if (std::string(name).find("attn_v") != std::string::npos)
+    if (std::string(name).find("attn_v") != std::string::npos) {
       for (size_t i = 0; i < b.size(); i++) ASSERT_NEAR(b[i], 0.5f * (a[i] + a[i + b.size()]), 1e-6f) << name << " " << i;
+    }
   }
   auto r = run_cli("finetune " + d + "/mqa.gguf " + d + "/up.gguf --teacher " + model + " --loss kl --data " + text +
                    " --steps 10 --batch 4 --ctx 64 --lr 1e-3 --warmup 2");

@@ -188,7 +188,7 @@ TEST(MakeModel, SmallMixtralAsLlamaCpp) {
                                           std::tuple{"c", "blk.1.ffn_up.5.weight", "Q8_0"}}) {
     const auto j = nlohmann::json::parse(run_cli(fmt::format("info {}/{}.gguf --json", d, file)).out);
     for (const auto& t : j["tensors"])
-      if (t["name"] == name) EXPECT_EQ(t["dtype"], want) << file << " " << name;
+      if (t["name"] == name) { EXPECT_EQ(t["dtype"], want) << file << " " << name; }
   }
   const auto r4 = run_cli("perplexity " + d + "/q.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
                           " -c 128 --chunks 4 --json");

@@ -204,7 +204,7 @@ TEST(NothingSilent, NonFiniteWeightsAreErrorsNotResults) {
   expect_cli_error("kld --base-logits " + w.base + " " + nan, "not finite");
   expect_cli_error("compare " + w.model + " " + nan + text, "not finite");
   expect_cli_error("eval " + nan + " --tasks " + w.task + " --limit 2", "not finite");
-  for (const std::string c : {"quantize " + nan + " " + w.d + "/q.gguf --type q8_0",
+  for (const std::string& c : {"quantize " + nan + " " + w.d + "/q.gguf --type q8_0",
                               "convert " + nan + " " + w.d + "/q.gguf --dtype f16",
                               "prune " + nan + " " + w.d + "/q.gguf --method magnitude --sparsity 0.5",
                               "imatrix " + nan + " -f " + w.text + " -c 64 --chunks 1 -o " + w.d + "/q.gguf"}) {
@@ -301,13 +301,13 @@ TEST(NothingSilent, JsonOutputSurvivesPathsThatAreNotUtf8) {
   fs::copy_file(test::shared_path("models/stories260K/stories260K.gguf"), model);
   const std::string text = d + "/t\xfe.txt";
   write(text, read_text_file(test::shared_path("data/wikitext-2/wiki.test.raw")).substr(0, 20000));
-  for (const std::string args : {"info '" + model + "' --json --no-tensors",
+  for (const std::string& args : {"info '" + model + "' --json --no-tensors",
                                  "perplexity '" + model + "' -f '" + text + "' -c 64 --chunks 1 --json"}) {
     const auto r = run_cli(args);
     ASSERT_EQ(r.status, 0) << args << "\n" << r.out;
     const auto start = r.out.find('{');
     ASSERT_NE(start, std::string::npos) << r.out;
-    EXPECT_NO_THROW((void)nlohmann::json::parse(r.out.substr(start))) << r.out;
+    EXPECT_TRUE(nlohmann::json::accept(r.out.substr(start))) << r.out;
     EXPECT_NE(r.out.find("\xef\xbf\xbd"), std::string::npos) << "U+FFFD for the byte that is not UTF-8";
   }
 }

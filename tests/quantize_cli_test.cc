@@ -105,7 +105,7 @@ TEST(QuantizeCli, CalibratedMethodsBeatRoundToNearest) {
   // The file holds the reported types.
   const auto info = nlohmann::json::parse(run_cli("info " + d + "/gptq.gguf --json").out);
   for (const auto& t : info["tensors"])
-    if (by_name.count(t["name"])) EXPECT_EQ(t["dtype"], by_name[t["name"]]["type"]) << t["name"];
+    if (by_name.count(t["name"])) { EXPECT_EQ(t["dtype"], by_name[t["name"]]["type"]) << t["name"]; }
 }
 
 // --clip-search tries the unclipped block among its candidates, so with no
@@ -356,7 +356,7 @@ TEST(PruneCli, ExpertsKeepTheBestByReapOrFrequency) {
         const bool k = std::find(kept.begin(), kept.end(), e) != kept.end();
         if (k) worst_kept = std::min(worst_kept, scores[size_t(e)]);
         else best_removed = std::max(best_removed, scores[size_t(e)]);
-        if (method == std::string("frequency")) EXPECT_EQ(scores[size_t(e)], double(tokens[size_t(e)]));
+        if (method == std::string("frequency")) { EXPECT_EQ(scores[size_t(e)], double(tokens[size_t(e)])); }
       }
       EXPECT_GE(worst_kept, best_removed);
       // The kept experts, renumbered, with their router rows.
@@ -367,8 +367,9 @@ TEST(PruneCli, ExpertsKeepTheBestByReapOrFrequency) {
         EXPECT_EQ(to_f32(*pruned->layers[size_t(l)].experts[i].down), to_f32(*full->layers[size_t(l)].experts[size_t(kept[i])].down));
       }
     }
-    if (method == std::string("reap"))
+    if (method == std::string("reap")) {
       EXPECT_NEAR(cli_ppl(out), 485.6869, 485.6869 * 0.001);
+    }
   }
   expect_cli_error("prune " + model + " " + d + "/x.gguf --experts 17 --calib " + calib, "the model has 16 experts");
   expect_cli_error("prune " + model + " " + d + "/x.gguf --experts abc --calib " + calib, "--experts 'abc'");

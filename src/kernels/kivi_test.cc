@@ -115,7 +115,7 @@ TEST(Kivi, StageFollowsThePositionRule) {
     one.append(&K[size_t(p * dim)], &V[size_t(p * dim)], 1);
     EXPECT_EQ(one.st.start(), kv.kivi_boundary(p));
     const int64_t staged = p + 1 - one.st.start();
-    if (p + 1 >= R) EXPECT_GE(staged, R);
+    if (p + 1 >= R) { EXPECT_GE(staged, R); }
     EXPECT_LT(staged, R + G);
   }
   std::uniform_int_distribution<int64_t> len(1, 40);

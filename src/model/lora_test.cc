@@ -66,7 +66,7 @@ TEST(Lora, GgufAndPeftRoundTrip) {
   EXPECT_EQ(f.get_string("adapter.type").value_or(""), "lora");
   EXPECT_FLOAT_EQ(float(f.get_float("adapter.lora.alpha").value_or(0)), 3.0f);
   for (const auto& t : f.tensors())
-    if (t.name == "blk.0.attn_q.weight.lora_b") EXPECT_NE(to_f32(t), a.pairs[0].b);
+    if (t.name == "blk.0.attn_q.weight.lora_b") { EXPECT_NE(to_f32(t), a.pairs[0].b); }
   // The same adapter read for the model converted to GGUF (pairs interleaved) merges to the same function.
   ASSERT_EQ(test::run_cli("convert " + d + "/hf " + d + "/m.gguf").status, 0);
   auto gg = load_model(d + "/m.gguf");

@@ -169,7 +169,7 @@ TEST(IntGroup, RoundToNearestAndClipSearch) {
       ec += double(yc[i] - W[i]) * (yc[i] - W[i]);
     }
     EXPECT_LE(ec, e);
-    if (s.bits <= 4) EXPECT_LT(ec, 0.9 * e);
+    if (s.bits <= 4) { EXPECT_LT(ec, 0.9 * e); }
   }
 }
 

@@ -190,7 +190,7 @@ TEST(Prune, OutputErrorOrdering) {
       wanda_prune(w.data(), 32, 128, pat, x_sq.data());
       sparsegpt_prune(g.data(), 32, 128, p->H, pat, GptqOptions{});
       const double em = test::output_error(*p, m), ew = test::output_error(*p, w), eg = test::output_error(*p, g);
-      if (p == &out) EXPECT_LT(ew, 0.5 * em);
+      if (p == &out) { EXPECT_LT(ew, 0.5 * em); }
       EXPECT_LT(eg, ew);
       EXPECT_LT(eg, em);
     }
