@@ -108,9 +108,8 @@ bool avx2_packing() {
 // (The parallel loop stays outside the target("avx2") function: clang's
 // outlined OpenMP region would not inherit the attribute.)
 template <int P>
-void pack_activations(const float* x, int64_t n, int64_t in, float* ap) {
+void pack_activations(bool avx2, const float* x, int64_t n, int64_t in, float* ap) {
   const int64_t panels = (n + P - 1) / P;
-  const bool avx2 = avx2_packing();
 #pragma omp parallel for schedule(static)
   for (int64_t p = 0; p < panels; p++) {
 #if defined(__x86_64__)
@@ -225,9 +224,9 @@ void gemm_packed_to(const Tensor& w, const float* x, int64_t n, float* y, int64_
   float* ap = packed.data();  // the caller's buffer (inside the parallel regions the name is each thread's own)
   const bool avx2 = avx2_packing();
   if (panel == kPanelLarge)
-    pack_activations<kPanelLarge>(x, n, in, ap);
+    pack_activations<kPanelLarge>(avx2, x, n, in, ap);
   else
-    pack_activations<kPanelSmall>(x, n, in, ap);
+    pack_activations<kPanelSmall>(avx2, x, n, in, ap);
 #pragma omp parallel
   {
     alignas(64) float rows_f32[kPanelFloats];

@@ -132,10 +132,11 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
       const nlohmann::json& sc = qc["sparsity_config"];
       const std::string scn = "quantization_config.sparsity_config";
       if (!sc.is_object()) fail("{}: {} must be an object or null", path, scn);
-      if (!sc.empty() && json_string(sc, "format", path, scn, "dense") != "dense")
+      const std::string sformat = sc.empty() ? "dense" : json_string(sc, "format", path, scn, "dense");
+      if (sformat != "dense")
         fail("{}: {}.format '{}': only `dense` is read (the tensors stored whole); sparse-24-bitmask's compressed "
              "values and bitmasks are not",
-             path, scn, json_string(sc, "format", path, scn, "dense"));
+             path, scn, sformat);
     }
     if (!qc.contains("config_groups") || !qc["config_groups"].is_object() || qc["config_groups"].size() != 1)
       fail("{}: quantization_config.config_groups: one group of int weights is read", path);
