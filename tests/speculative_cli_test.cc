@@ -1,5 +1,6 @@
 // `lmpress generate --spec`: greedy output equals plain decoding's token for
 // token for every drafter, on lmp-8m and stories260K; bad options are errors.
+// And dynamic depth for plain decoding (--early-exit) through generate and kld.
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -83,6 +84,63 @@ TEST(SpeculativeCli, BadOptionsAreErrors) {
   for (const auto& [args, msg] : cases) test::expect_cli_error(g + args, msg);
   // serve checks --spec before it listens.
   test::expect_cli_error("serve " + lmp + " --port 0 --spec self:skip:0-5", "skips every block");
+}
+
+// kld of a model against itself with an early exit: a threshold never reached
+// costs nothing (the decoded tokens' logits equal the batch's but for
+// rounding), one often reached exits some tokens and costs KL divergence, the
+// more the lower the threshold; generate reports the exits and, never
+// exiting, decodes plain decoding's tokens.
+TEST(EarlyExitCli, KldAgainstFullDepthAndGenerate) {
+  if (!test::have_shared("models/lmp-8m/config.json")) GTEST_SKIP() << "no lmp-8m";
+  const std::string lmp = test::shared_path("models/lmp-8m");
+  const std::string kld = "kld " + lmp + " " + lmp + " -f " + test::shared_path("data/calib/docs-calib.txt") +
+                          " -c 128 --chunks 2 --json -t 2 --exit-layer 3 --early-exit ";
+  const auto run = [&](const std::string& t) {
+    const auto r = test::run_cli(kld + t);
+    EXPECT_EQ(r.status, 0) << r.out;
+    return r.status ? Json() : Json::parse(r.out.substr(r.out.find('{')));
+  };
+  const Json never = run("1"), some = run("0.5"), more = run("0.2");
+  ASSERT_TRUE(never.contains("early_exit") && some.contains("early_exit") && more.contains("early_exit"));
+  EXPECT_EQ(never["early_exit"]["steps"], 2 * 64);
+  EXPECT_EQ(never["early_exit"]["exited"], 0);
+  EXPECT_LT(never["kld"]["value"].get<double>(), 1e-6);
+  const int64_t s = some["early_exit"]["exited"], m = more["early_exit"]["exited"];
+  EXPECT_GT(s, 0);
+  EXPECT_GT(m, s);
+  EXPECT_LT(m, 128);
+  EXPECT_GT(some["kld"]["value"].get<double>(), 1e-3);
+  EXPECT_GT(more["kld"]["value"].get<double>(), some["kld"]["value"].get<double>());
+
+  const Json plain = generate(lmp, ""), full = generate(lmp, "--early-exit 1 --exit-measure state");
+  EXPECT_EQ(full["tokens"], plain["tokens"]);
+  EXPECT_EQ(full["early_exit"]["exited"], 0);
+  EXPECT_EQ(full["early_exit"]["steps"], 47);
+  EXPECT_EQ(full["early_exit"]["layer"], 2);  // the default: n_layers / 2 - 1
+  const Json ee = generate(lmp, "--early-exit 0.2 --exit-layer 4");
+  EXPECT_GT(ee["early_exit"]["exited"].get<int>(), 0);
+  EXPECT_EQ(ee["tokens"].size(), 48u);
+}
+
+TEST(EarlyExitCli, BadOptionsAreErrors) {
+  if (!test::have_shared("models/lmp-8m/config.json")) GTEST_SKIP() << "no lmp-8m";
+  const std::string lmp = test::shared_path("models/lmp-8m");
+  const std::string g = "generate " + lmp + " -p hi -n 4 ";
+  const std::pair<std::string, std::string> cases[] = {
+      {"--early-exit 0.5 --exit-layer 5", "--exit-layer 5: the exit block must be in [0, 4]"},
+      {"--exit-layer 2", "--exit-layer 2 needs --early-exit THRESHOLD"},
+      {"--early-exit 0", "--early-exit 0: the confidence threshold must be in (0, 1]"},
+      {"--early-exit 1.5", "must be in (0, 1]"},
+      {"--early-exit 0.5 --exit-measure entropy", "--exit-measure 'entropy'"},
+      {"--early-exit 0.5 --spec ngram", "--early-exit with --spec"},
+      {"--early-exit 0.5 --cache-type kivi4 --kv-group 16", "--early-exit with a KIVI cache"},
+      {"--early-exit 0.5 --kv-policy sink-window:4,64", "--early-exit with --kv-policy sink-window"},
+  };
+  for (const auto& [args, msg] : cases) test::expect_cli_error(g + args, msg);
+  test::expect_cli_error("perplexity " + lmp + " -f " + test::shared_path("data/calib/docs-calib.txt") +
+                             " --early-exit 0.5 --recompute-window 16",
+                         "--recompute-window with --early-exit");
 }
 
 }  // namespace

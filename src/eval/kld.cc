@@ -173,6 +173,7 @@ KldResult kl_divergence(const Model& base, const Model& cand, const std::vector<
   check_kv_context(opt.kv, w.n_ctx);
   const int64_t V = base.cfg.n_vocab;
   InferenceState sb(base, w.n_ctx, opt.n_batch, opt.base_kv), sq(cand, w.n_ctx, opt.n_batch, opt.kv, opt.policy);
+  sq.set_early_exit(opt.early_exit);
   std::vector<float> lb(size_t(w.n_ctx * V)), lq(size_t(w.n_ctx * V));
   std::vector<int32_t> window;
   KldSums sums;
@@ -192,6 +193,7 @@ KldResult kl_divergence(const Model& base, const Model& cand, const std::vector<
   progress.finish();
   KldResult r = summarize_kld(std::move(sums));
   r.n_chunks = w.n_chunks;
+  r.early_exit = sq.early_exit_stats();
   return r;
 }
 

@@ -50,6 +50,7 @@ struct KldResult {
   // Quantiles of the per-token KLD and Δp: fractions 0, .001, .01, .05, .1, .5, .9, .95, .99, .999, 1
   // (Δp also .25 and .75), as llama.cpp prints them.
   std::vector<std::pair<double, double>> kld_quantiles, p_diff_quantiles;
+  EarlyExitStats early_exit;  // the candidate's, with an early exit
 };
 
 KldResult summarize_kld(KldSums s);

@@ -83,7 +83,7 @@ void save_kld_base(const Model& base, const std::vector<int32_t>& tokens, const 
 }
 
 KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_t n_batch, const KvCacheSpec& kv,
-                              const KvPolicy& policy) {
+                              const KvPolicy& policy, const EarlyExit& early_exit) {
   auto file = MappedFile::open(path);
   const uint8_t* d = file->data();
   const size_t size = file->size();
@@ -118,6 +118,7 @@ KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_
   w.bos = int32_t(h.bos);
   const int64_t V = h.n_vocab, k = h.top_k;
   InferenceState sq(cand, w.n_ctx, n_batch, kv, policy);
+  sq.set_early_exit(early_exit);
   std::vector<float> lq(static_cast<size_t>(w.n_ctx * V)), vals(static_cast<size_t>(k));
   std::vector<int32_t> window, ids(static_cast<size_t>(k));
   KldSums sums;
@@ -141,6 +142,7 @@ KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_
   progress.finish();
   KldResult r = summarize_kld(std::move(sums));
   r.n_chunks = w.n_chunks;
+  r.early_exit = sq.early_exit_stats();
   return r;
 }
 

@@ -25,9 +25,9 @@ void save_kld_base(const Model& base, const std::vector<int32_t>& tokens, const 
 
 // Scores `cand` on the windows stored in `path`. Fails on a malformed file or
 // a candidate with another vocabulary.
-// kv, policy: the candidate's cache.
+// kv, policy, early_exit: the candidate's cache and early exit.
 KldResult kl_divergence_saved(const std::string& path, const Model& cand, int64_t n_batch, const KvCacheSpec& kv = {},
-                              const KvPolicy& policy = {});
+                              const KvPolicy& policy = {}, const EarlyExit& early_exit = {});
 
 // FNV-1a of the vocabulary's token strings (0 without a tokenizer).
 uint64_t vocab_hash(const Model& m);

@@ -57,7 +57,7 @@ PplProtocol parse_ppl_protocol(const std::string& s) {
 
 void eval_window(InferenceState& st, const int32_t* tokens, int64_t n, int64_t first, float* logits) {
   st.reset();
-  if (!st.policy().active()) return st.eval(tokens, n, logits, true);
+  if (!st.policy().active() && !st.early_exit().active()) return st.eval(tokens, n, logits, true);
   const int64_t V = st.model().cfg.n_vocab;
   if (first > 0) st.eval(tokens, first, nullptr, false);
   for (int64_t j = first; j < n; j++) st.eval(tokens + j, 1, logits + j * V, true);
@@ -101,7 +101,10 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
     fail("--recompute-window {}: expected 1..{} (the context)", recompute, n_ctx);
   if (recompute > 0 && opt.policy.active())
     fail("--recompute-window with --kv-policy {}: the window is recomputed, no cache is kept", kv_policy_name(opt.policy));
+  if (recompute > 0 && opt.early_exit.active())
+    fail("--recompute-window with --early-exit: each recomputed window is a prompt, which never exits");
   InferenceState st(m, n_ctx, opt.n_batch, opt.kv, opt.policy);
+  st.set_early_exit(opt.early_exit);
   std::vector<float> logits(static_cast<size_t>(n_ctx * V));
   std::vector<int32_t> window(static_cast<size_t>(n_ctx));
   PerplexityResult r;
@@ -135,6 +138,7 @@ PerplexityResult perplexity(const Model& m, const std::vector<int32_t>& tokens, 
   progress.finish();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   r.n_chunks = n_chunks;
+  r.early_exit = st.early_exit_stats();
   r.n_tokens_scored = count;
   r.mean_nll = nll / double(count);
   r.ppl = std::exp(r.mean_nll);

@@ -33,13 +33,17 @@ struct PerplexityOptions {
   // tokens before it, no cache kept between tokens (StreamingLLM's "sliding
   // window with re-computation", the baseline an eviction policy is held against).
   int64_t recompute_window = 0;
+  // The model's (kld: the candidate's) early exit: the windows' tokens after
+  // `first` are then decoded one at a time, each step free to exit.
+  EarlyExit early_exit = {};
 };
 
 // Logits rows first..n-1 of a window's tokens[n] on a fresh `st` (the rows
 // before may be written too). Without an eviction policy one pass over the
 // window; with one, the window is scored as a stream would be: tokens before
 // `first` are the prompt (one evaluation: snapkv compresses it), the rest are
-// decoded one at a time, evicting as they go.
+// decoded one at a time, evicting as they go; so with an early exit, each
+// decoded token free to exit.
 void eval_window(InferenceState& st, const int32_t* tokens, int64_t n, int64_t first, float* logits);
 
 struct PerplexityResult {
@@ -51,6 +55,7 @@ struct PerplexityResult {
   int64_t n_tokens_total = 0;  // tokens in the tokenized text
   std::vector<double> running_ppl;  // after each chunk
   double seconds = 0;
+  EarlyExitStats early_exit;  // with opt.early_exit
 };
 
 // `on_chunk(i, running_ppl)` is called after each chunk (for streaming output).

@@ -351,6 +351,7 @@ void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool 
   // snapkv's prompt: batches split so that the last holds the observation window.
   const bool snap = policy_.kind == KvPolicyKind::SnapKV && n_past_ == 0 && n > policy_.budget;
   const int64_t before_last = n - std::min(n, n_batch_);
+  exit_step_ = exit_.active() && n == 1 && n_past_ > 0;
   for (int64_t i = 0, b = 0; i < n; i += b) {
     b = std::min(n_batch_, n - i);
     if (snap && i < before_last) b = i == 0 && before_last % n_batch_ ? before_last % n_batch_ : n_batch_;
@@ -579,6 +580,58 @@ void InferenceState::skip_layers(std::vector<bool> skip) {
   skip_ = std::move(skip);
 }
 
+void InferenceState::set_early_exit(const EarlyExit& e) {
+  if (e.active()) {
+    check_early_exit(e, m_.cfg);
+    if (kv_.kivi()) fail("--early-exit with a KIVI cache ({}): use another --cache-type", kv_spec_name(kv_));
+    if (policy_.active())
+      fail("--early-exit with --kv-policy {}: an evicting cache is not supported with early exit",
+           kv_policy_name(policy_));
+    if (e.measure == ExitMeasure::Softmax) exit_logits_.resize(size_t(m_.cfg.n_vocab));
+  }
+  exit_ = e;
+}
+
+bool InferenceState::try_exit(float* logits, const float* before) {
+  const auto& c = m_.cfg;
+  const int64_t D = c.dim;
+  float* x = a_.x.data();
+  float* xn = a_.xn.data();
+  float* out = logits ? logits : exit_logits_.data();
+  const auto head = [&] {
+    rmsnorm(x, m_.output_norm.data(), D, c.rms_eps, xn);
+    matmul(*m_.output, xn, 1, out);
+    finish_logits(c, out, 1);
+  };
+  exit_stats_.steps++;
+  bool exit;
+  if (exit_.measure == ExitMeasure::Softmax) {
+    head();
+    exit = softmax_margin(out, c.n_vocab) >= exit_.threshold;
+  } else {
+    exit = cosine_similarity(x, before, D) >= exit_.threshold;
+    if (exit && logits) head();
+  }
+  if (!exit) return false;
+  exit_stats_.exited++;
+  // The blocks after the exit keep a K/V row for this position: their
+  // projections of the exited state, normed by each block's attention norm.
+  for (int64_t l = exit_.layer + 1; l < c.n_layers; l++) {
+    if (!skip_.empty() && skip_[size_t(l)]) continue;
+    const LayerWeights& L = m_.layers[size_t(l)];
+    const int64_t kvd = c.kv_dim(l);
+    pre_norm(c, L.attn_norm, x, 1, xn);
+    if (c.act_int8) fake_quant_int8_rows(xn, 1, D);
+    matmul(*L.wk, xn, 1, a_.k.data());
+    matmul(*L.wv, xn, 1, a_.v.data());
+    // prepare_token rotates a query too: q holds this step's last one, unused.
+    prepare_token(m_, kv_, l, a_.q.data(), a_.k.data(), a_.v.data(), n_past_, long_rope_,
+                  k_cache_[size_t(l)].data() + n_kept_ * kv_.row_bytes(kv_.k, kvd),
+                  v_cache_[size_t(l)].data() + n_kept_ * kv_.row_bytes(kv_.v, kvd));
+  }
+  return true;
+}
+
 void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits, bool all_logits) {
   const auto& c = m_.cfg;
   const int64_t D = c.dim;
@@ -594,13 +647,18 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
       if (policy_.kind == KvPolicyKind::H2O) score_.emplace_back(on ? size_t(c.kv_heads(l) * slots_) : 0, 0.0f);
       if (policy_.kind == KvPolicyKind::SinkWindow) sink_k_.emplace_back(size_t(policy_.sinks * c.kv_dim(l)));
     }
-  for (int64_t l = 0; l < c.n_layers; l++)
+  bool exited = false;
+  for (int64_t l = 0; l < c.n_layers && !exited; l++) {
+    const bool exit_here = exit_step_ && l == exit_.layer;
+    if (exit_here) exit_before_.assign(a_.x.begin(), a_.x.begin() + D);
     if (!skipped(l))
       block(l, m_.layers[size_t(l)], a_.x.data(), n, nullptr, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data());
+    if (exit_here) exited = try_exit(logits, exit_before_.data());
+  }
   n_past_ += n;
   n_kept_ = snap_rows_ ? policy_.budget : n_kept_ + n;
   snap_rows_ = 0;
-  if (!logits) return;
+  if (!logits || exited) return;
   const int64_t first = all_logits ? 0 : n - 1;
   const int64_t rows = n - first;
   for (int64_t t = first; t < n; t++)

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "model/early_exit.h"
 #include "model/kivi_stage.h"
 #include "model/kv_policy.h"
 #include "model/model.h"
@@ -167,6 +168,13 @@ class InferenceState {
   // blocks marked true are bypassed, the residual stream passing through
   // unchanged. Set before the first eval; empty: none skipped.
   void skip_layers(std::vector<bool> skip);
+  // Early exit (model/early_exit.h) for decoding steps: every eval() of one
+  // token after the first eval of a sequence (the prompt's) may stop after
+  // block e.layer. Can be changed between evals; inactive e turns it off.
+  // Not with a KIVI cache or an eviction policy.
+  void set_early_exit(const EarlyExit& e);
+  const EarlyExit& early_exit() const { return exit_; }
+  const EarlyExitStats& early_exit_stats() const { return exit_stats_; }
   const Model& model() const { return m_; }
 
  private:
@@ -198,6 +206,14 @@ class InferenceState {
   std::vector<std::vector<float>> score_;   // h2o: per layer [kv_heads][slots_] accumulated attention
   std::vector<std::vector<float>> sink_k_;  // sink-window: per layer [sinks][kv_dim] keys as rotated for positions 0..S-1
   std::vector<bool> skip_;
+  // A decoding step's token after block exit_.layer: true when it exits
+  // (logits written when asked for, the later blocks' K/V rows filled from
+  // its hidden state). before: its hidden state before that block.
+  bool try_exit(float* logits, const float* before);
+  EarlyExit exit_;
+  EarlyExitStats exit_stats_;
+  bool exit_step_ = false;                   // the eval running may exit
+  std::vector<float> exit_before_, exit_logits_;  // the state measure's input; the softmax measure's logits
   std::vector<std::vector<uint8_t>> k_cache_, v_cache_;  // per layer [n_ctx] rows of kv_dim values, made by the first eval
   std::vector<uint8_t> layer_k_, layer_v_;               // eval_layer's [n_batch, kv_dim]
   std::vector<KiviStage> stages_;                        // a KIVI cache's f16 rows, per layer

@@ -203,6 +203,8 @@ GenerateStats generate(const Model& m, const std::string& prompt, const Generate
     if (on_text && !text.empty()) on_text(text);
     return g.stats();
   }
+  if (opt.early_exit.active())
+    fail("--early-exit with --spec: early exit is for plain decoding (for an early-exit draft use --spec self:exit:K)");
   if (opt.policy.active())
     fail("--kv-policy {} with speculative decoding: rejected drafts are taken back from the cache, which eviction "
          "rearranges; drop one of them",
@@ -229,6 +231,7 @@ struct Generation::Impl {
         n_sample(std::min<int64_t>(model.cfg.n_vocab, int64_t(model.tokenizer->vocab().size()))) {
     opt.on_token = nullptr;  // the caller's loop stops it
     opt.drafter = nullptr;
+    st.set_early_exit(o.early_exit);  // the prompt, the first eval, runs whole
   }
 };
 
@@ -268,6 +271,7 @@ bool Generation::next(int32_t& id, std::string& text) {
       more_ = g.emit->take(id);
       taken = s_.n_generated > before;  // not the end of sequence
       if (more_) g.st.eval(&id, 1, g.logits.data(), false);
+      s_.early_exit = g.st.early_exit_stats();
     }
   } catch (...) {
     more_ = false;  // the cache may lack the token taken: no way on

@@ -19,6 +19,7 @@ struct GenerateOptions {
   int64_t n_ctx = 0;  // 0: the model's trained context
   KvCacheSpec kv;     // the target's cache
   KvPolicy policy;    // and its eviction policy (not with a drafter); a bounded one generates past n_ctx
+  EarlyExit early_exit;  // dynamic depth for the decoding steps (model/early_exit.h; not with a drafter)
   SamplerOptions sampling;
   bool stop_at_eos = true;
   // Speculative decoding (speculative.h) when set: drafts of draft_min..
@@ -40,6 +41,7 @@ struct GenerateStats {
   double prompt_seconds = 0, gen_seconds = 0;
   std::vector<int32_t> tokens;  // generated ids
   SpecStats spec;               // with a drafter
+  EarlyExitStats early_exit;    // with opt.early_exit
   double cache_bytes_per_token = 0;  // the target's KV cache: per position (all layers, K + V)
   uint64_t cache_bytes = 0;           // and in all
   double prompt_tps() const { return prompt_seconds > 0 ? n_prompt / prompt_seconds : 0; }

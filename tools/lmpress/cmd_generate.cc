@@ -17,6 +17,7 @@ void add_generate(CLI::App& app) {
     std::string model, tokenizer, prompt, file;
     GenerateOptions g;
     SpecOptions spec;
+    EarlyExitOptions early_exit;
     CacheOptions kv;
     int threads = 0;
     bool json = false, ignore_eos = false;
@@ -40,6 +41,7 @@ void add_generate(CLI::App& app) {
   add_lora_option(cmd, o->lora);
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_spec_options(cmd, o->spec);
+  add_early_exit_options(cmd, o->early_exit);
   add_cache_options(cmd, o->kv);
   add_kv_policy_option(cmd, o->kv);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after end-of-sequence");
@@ -52,6 +54,7 @@ void add_generate(CLI::App& app) {
     o->g.stop_at_eos = !o->ignore_eos;
     o->g.kv = o->kv.spec();
     o->g.policy = o->kv.eviction();
+    o->g.early_exit = o->early_exit.resolve(m->cfg);
     std::unique_ptr<DraftSource> source;
     std::unique_ptr<Drafter> drafter;
     if (!o->spec.type.empty()) {
@@ -85,6 +88,7 @@ void add_generate(CLI::App& app) {
                                              {"bytes", s.cache_bytes},
                                              {"policy", kv_policy_name(o->g.policy)}}}};
       if (o->g.drafter) j["spec"] = spec_json(o->spec, s.spec);
+      if (o->g.early_exit.active()) j["early_exit"] = early_exit_json(o->g.early_exit, s.early_exit);
       // Sampled byte tokens can end the text inside a UTF-8 sequence (or make
       // an invalid one): such bytes are printed as U+FFFD.
       fmt::print("{}\n", json_text(j));
@@ -101,6 +105,7 @@ void add_generate(CLI::App& app) {
                double(s.cache_bytes) / (1 << 20),
                o->g.policy.active() ? ", eviction " + kv_policy_name(o->g.policy) : std::string());
     if (o->g.drafter) fmt::print("{}\n", spec_summary(o->spec, s.spec));
+    if (o->g.early_exit.active()) fmt::print("{}\n", early_exit_summary(o->g.early_exit, s.early_exit));
   });
 }
 

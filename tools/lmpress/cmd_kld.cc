@@ -58,6 +58,7 @@ void add_kld(CLI::App& app) {
     int threads = 0;
     bool json = false;
     CacheOptions kv, base_kv;
+    EarlyExitOptions early_exit;  // the candidate's
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("kld", "KL divergence of a candidate model from its base (llama.cpp protocol)");
@@ -81,6 +82,7 @@ void add_kld(CLI::App& app) {
   add_cache_options(cmd, o->kv);
   add_kv_policy_option(cmd, o->kv);
   add_cache_options(cmd, o->base_kv, "base-");
+  add_early_exit_options(cmd, o->early_exit);
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
@@ -92,11 +94,13 @@ void add_kld(CLI::App& app) {
            o->models.size());
     KldResult r;
     int64_t kv_dim = 0;  // the candidate's, for its cache's bits per value
+    EarlyExit early_exit;
     if (!o->base_logits.empty()) {
       if (!o->file.empty()) fail("kld: --base-logits takes the text from the saved file; drop -f");
       auto cand = load_for_inference(o->models[0]);
       kv_dim = cand->cfg.kv_dim();
-      r = kl_divergence_saved(o->base_logits, *cand, o->batch, o->kv.spec(), o->kv.eviction());
+      early_exit = o->early_exit.resolve(cand->cfg);
+      r = kl_divergence_saved(o->base_logits, *cand, o->batch, o->kv.spec(), o->kv.eviction(), early_exit);
     } else {
       if (o->file.empty()) fail("kld: -f TEXT is required");
       auto base = load_for_inference(o->models[0]);
@@ -116,11 +120,13 @@ void add_kld(CLI::App& app) {
       }
       auto cand = load_for_inference(o->models[1]);
       kv_dim = cand->cfg.kv_dim();
+      early_exit = po.early_exit = o->early_exit.resolve(cand->cfg);
       r = kl_divergence(*base, *cand, tokens, po);
     }
     if (!o->json) {
       fmt::print("{} chunks, {} tokens scored\n\n", r.n_chunks, r.n_tokens);
       print_text(r);
+      if (early_exit.active()) fmt::print("\n{}\n", early_exit_summary(early_exit, r.early_exit));
       return;
     }
     nlohmann::ordered_json kq = nlohmann::json::object(), pq = nlohmann::json::object();
@@ -135,6 +141,7 @@ void add_kld(CLI::App& app) {
                              {"p_diff_quantiles", pq},        {"rms_p_diff", vu(r.rms_p_diff)},
                              {"same_top", vu(r.same_top)}};
     if (r.top_k_mass >= 0) j["top_k_mass"] = r.top_k_mass;
+    if (early_exit.active()) j["early_exit"] = early_exit_json(early_exit, r.early_exit);
     const KvCacheSpec kv = o->kv.spec();
     j["kv_cache"] = {{"type_k", kv_type_name(kv.k)}, {"type_v", kv_type_name(kv.v)}, {"bits_per_value", kv.bits_per_value(kv_dim)}};
     fmt::print("{}\n", json_text(j));

@@ -18,6 +18,7 @@ void add_perplexity(CLI::App& app) {
     int threads = 0;
     bool json = false;
     CacheOptions kv;
+    EarlyExitOptions early_exit;
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("perplexity", "Perplexity of a text file (llama.cpp's or the GPTQ papers' protocol)");
@@ -36,6 +37,7 @@ void add_perplexity(CLI::App& app) {
   add_threads_option(cmd, o->threads);
   add_cache_options(cmd, o->kv);
   add_kv_policy_option(cmd, o->kv);
+  add_early_exit_options(cmd, o->early_exit);
   cmd->add_option("--recompute-window", o->recompute,
                   "Score each token from scratch after the W-1 tokens before it (the sliding window with "
                   "re-computation that eviction policies are compared with; slow)");
@@ -52,6 +54,7 @@ void add_perplexity(CLI::App& app) {
     PerplexityOptions po{o->ctx, o->chunks, o->batch, protocol, o->kv.spec()};
     po.policy = o->kv.eviction();
     po.recompute_window = o->recompute;
+    po.early_exit = o->early_exit.resolve(m->cfg);
     if (!o->json) fmt::print("{} tokens; calculating perplexity over windows of {}\n", tokens.size(), o->ctx);
     auto r = perplexity(*m, tokens, po, [&](int64_t i, double ppl) {
       if (!o->json) {
@@ -64,11 +67,13 @@ void add_perplexity(CLI::App& app) {
                                {"tokens", r.n_tokens_total}, {"tokens_scored", r.n_tokens_scored},
                                {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"mean_nll", r.mean_nll},
                                {"seconds", r.seconds}, {"running_ppl", r.running_ppl}};
+      if (po.early_exit.active()) j["early_exit"] = early_exit_json(po.early_exit, r.early_exit);
       fmt::print("{}\n", json_text(j));
     } else {
       fmt::print("\nFinal estimate: PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
       fmt::print("{} chunks, {} tokens scored, {:.2f} s ({:.1f} tokens/s)\n", r.n_chunks, r.n_tokens_scored, r.seconds,
                  double(r.n_chunks * o->ctx) / r.seconds);
+      if (po.early_exit.active()) fmt::print("{}\n", early_exit_summary(po.early_exit, r.early_exit));
     }
   });
 }

@@ -72,6 +72,17 @@ std::string resolve_spec(SpecOptions& spec, const Model& m, int64_t n_ctx);
 // Speculative decoding's statistics: JSON (`spec` of --json) and one line.
 nlohmann::ordered_json spec_json(const SpecOptions& o, const SpecStats& s);
 std::string spec_summary(const SpecOptions& o, const SpecStats& s);
+// --early-exit THRESHOLD, --exit-layer K, --exit-measure M (generate,
+// perplexity; kld: the candidate's): model/early_exit.h.
+struct EarlyExitOptions {
+  double threshold = -1;  // < 0: off
+  int64_t layer = -1;     // -1: block n_layers / 2 - 1
+  std::string measure = "softmax";
+  EarlyExit resolve(const ModelConfig& c) const;  // checked against the model
+};
+void add_early_exit_options(CLI::App* cmd, EarlyExitOptions& o);
+nlohmann::ordered_json early_exit_json(const EarlyExit& e, const EarlyExitStats& s);
+std::string early_exit_summary(const EarlyExit& e, const EarlyExitStats& s);
 // --chunks: -1 (all) or N >= 1.
 const CLI::Validator& chunk_count();
 // --damp: a fraction in (0, 1].

@@ -73,4 +73,38 @@ std::string spec_summary(const SpecOptions& o, const SpecStats& s) {
       s.verify_seconds);
 }
 
+void add_early_exit_options(CLI::App* cmd, EarlyExitOptions& o) {
+  cmd->add_option("--early-exit", o.threshold,
+                  "Dynamic depth (CALM): a decoded token leaves after block --exit-layer when its confidence there is "
+                  "at least this, in (0, 1]");
+  cmd->add_option("--exit-layer", o.layer, "The early exit's block (default: n_layers / 2 - 1)");
+  cmd->add_option("--exit-measure", o.measure,
+                  "Early-exit confidence: softmax (top-1 minus top-2 probability) or state (cosine of the hidden "
+                  "state before and after the exit block)")
+      ->capture_default_str();
+}
+
+EarlyExit EarlyExitOptions::resolve(const ModelConfig& c) const {
+  EarlyExit e;
+  if (threshold < 0) {
+    if (layer >= 0) fail("--exit-layer {} needs --early-exit THRESHOLD", layer);
+    return e;
+  }
+  e.layer = layer >= 0 ? layer : std::max<int64_t>(0, c.n_layers / 2 - 1);
+  e.threshold = threshold;
+  e.measure = parse_exit_measure(measure);
+  check_early_exit(e, c);
+  return e;
+}
+
+nlohmann::ordered_json early_exit_json(const EarlyExit& e, const EarlyExitStats& s) {
+  return {{"layer", e.layer},       {"threshold", e.threshold}, {"measure", exit_measure_name(e.measure)},
+          {"steps", s.steps},       {"exited", s.exited},       {"exit_rate", s.rate()}};
+}
+
+std::string early_exit_summary(const EarlyExit& e, const EarlyExitStats& s) {
+  return fmt::format("early exit after block {} ({} >= {}): {} of {} decoded tokens exited ({:.1f}%)", e.layer,
+                     exit_measure_name(e.measure), e.threshold, s.exited, s.steps, 100.0 * s.rate());
+}
+
 }  // namespace lmpress::cli
