@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
+
 #include "test_util.h"
 
 namespace lmpress {
@@ -84,6 +86,38 @@ TEST(SpeculativeCli, BadOptionsAreErrors) {
   for (const auto& [args, msg] : cases) test::expect_cli_error(g + args, msg);
   // serve checks --spec before it listens.
   test::expect_cli_error("serve " + lmp + " --port 0 --spec self:skip:0-5", "skips every block");
+}
+
+// bench --spec: plain and speculative runs of the same prompt (bench checks
+// their tokens are equal), the drafts' statistics summed over the timed runs.
+TEST(SpeculativeCli, BenchTimesSpeculativeAgainstPlainDecoding) {
+  if (!test::have_shared("models/lmp-8m-w256/config.json")) GTEST_SKIP() << "no lmp-8m-w256";
+  const std::string w256 = test::shared_path("models/lmp-8m-w256");
+  const std::string dir = test::temp_dir();
+  {
+    std::ofstream f(dir + "/prompt.txt");
+    f << kPrompt << " " << kPrompt;
+  }
+  const auto r = test::run_cli("bench " + w256 + " --spec ngram --draft-max 3 -f " + dir +
+                               "/prompt.txt -n 16,24 -r 2 -t 2 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const Json j = Json::parse(r.out.substr(r.out.find('[')));
+  ASSERT_EQ(j.size(), 2u);
+  for (size_t i = 0; i < 2; i++) {
+    EXPECT_EQ(j[i]["n_gen"], i ? 24 : 16);
+    EXPECT_EQ(j[i]["samples_ts"].size(), 2u);
+    EXPECT_EQ(j[i]["plain_samples_ts"].size(), 2u);
+    EXPECT_GT(j[i]["avg_ts"].get<double>(), 0);
+    const Json& s = j[i]["spec"];
+    // Two timed runs, each of n tokens: every pass yields its accepted drafts and one token.
+    EXPECT_EQ(s["steps"].get<int>() + s["accepted"].get<int>(), 2 * (j[i]["n_gen"].get<int>() - 1));
+    EXPECT_GT(s["drafted"].get<int>(), 0);
+  }
+  const std::string b = "bench " + w256 + " -n 8 -r 1 ";
+  test::expect_cli_error(b + "--spec ngram", "bench --spec needs -f PROMPT");
+  test::expect_cli_error(b + "--spec ngram -f " + dir + "/prompt.txt -p 64", "drop -p and -d");
+  test::expect_cli_error(b + "-f " + dir + "/prompt.txt", "the prompt is for --spec only");
+  test::expect_cli_error(b + "--spec self:exit:9 -f " + dir + "/prompt.txt", "the exit block must be in [0, 6]");
 }
 
 // kld of a model against itself with an early exit: a threshold never reached

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <map>
 
+#include <unistd.h>
+
 #include "commands.h"
 #include "core/error.h"
 #include "eval/speed.h"
@@ -15,6 +17,7 @@
 #include "kernels/matmul.h"
 #include "model/model.h"
 #include "compress/mix.h"
+#include "runtime/generate.h"
 
 namespace lmpress::cli {
 
@@ -56,6 +59,112 @@ std::string iso_time() {
   return buf;
 }
 
+// bench --spec: greedy generation of n tokens from a real prompt (drafts are
+// only accepted on text), plain and speculative runs alternating.
+struct SpecBench {
+  int64_t n_gen = 0;
+  std::vector<double> plain_ts, spec_ts;
+  SpecStats stats;  // summed over the timed speculative runs
+};
+
+std::vector<SpecBench> run_spec_bench(const Model& m, const std::string& prompt, const DraftSource& source,
+                                      const SpeedOptions& so, bool progress) {
+  std::vector<SpecBench> out;
+  for (int64_t n : so.n_gen) {
+    if (n <= 0) continue;
+    SpecBench b;
+    b.n_gen = n;
+    GenerateOptions g;
+    g.n_predict = n;
+    g.stop_at_eos = false;
+    g.kv = so.kv;
+    g.draft_max = source.options().draft_max;
+    g.draft_min = source.options().draft_min;
+    for (int r = 0; r <= so.reps; r++) {  // round 0 warms up
+      g.drafter = nullptr;
+      const GenerateStats plain = generate(m, prompt, g, nullptr);
+      std::unique_ptr<Drafter> drafter = source.make(g.sampling);
+      g.drafter = drafter.get();
+      const GenerateStats spec = generate(m, prompt, g, nullptr);
+      if (plain.tokens != spec.tokens)
+        fail("bench --spec: speculative decoding gave other tokens than plain decoding (a bug: please report it)");
+      if (r == 0) continue;
+      b.plain_ts.push_back(plain.gen_tps());
+      b.spec_ts.push_back(spec.gen_tps());
+      SpecStats& t = b.stats;
+      t.steps += spec.spec.steps;
+      t.drafted += spec.spec.drafted;
+      t.accepted += spec.spec.accepted;
+      t.draft_seconds += spec.spec.draft_seconds;
+      t.verify_seconds += spec.spec.verify_seconds;
+      t.drafted_at.resize(spec.spec.drafted_at.size());
+      t.accepted_at.resize(spec.spec.accepted_at.size());
+      for (size_t i = 0; i < spec.spec.drafted_at.size(); i++) {
+        t.drafted_at[i] += spec.spec.drafted_at[i];
+        t.accepted_at[i] += spec.spec.accepted_at[i];
+      }
+      if (progress) fmt::print(stderr, "\rtg{}: round {}/{}", n, r, so.reps);
+    }
+    if (progress) fmt::print(stderr, "\n");
+    out.push_back(std::move(b));
+  }
+  return out;
+}
+
+double mean(const std::vector<double>& v) {
+  double s = 0;
+  for (double x : v) s += x;
+  return v.empty() ? 0 : s / double(v.size());
+}
+
+double stddev(const std::vector<double>& v) {
+  if (v.size() < 2) return 0;
+  const double m = mean(v);
+  double s = 0;
+  for (double x : v) s += (x - m) * (x - m);
+  return std::sqrt(s / double(v.size() - 1));
+}
+
+void print_spec_bench(const Model& m, const std::string& path, SpecOptions spec, const std::string& prompt,
+                      const SpeedOptions& so, bool json) {
+  if (!m.tokenizer) fail("{}: the model has no tokenizer", path);
+  const int64_t n_ctx = m.cfg.ctx_len;
+  if (const std::string chose = resolve_spec(spec, m, n_ctx); !chose.empty() && !json) fmt::print(stderr, "{}\n", chose);
+  const DraftSource source(spec, m, n_ctx);
+  const auto runs = run_spec_bench(m, prompt, source, so, !json && isatty(2));
+  const int threads = num_threads();
+  if (json) {
+    nlohmann::ordered_json arr = nlohmann::json::array();
+    for (const auto& b : runs) {
+      nlohmann::ordered_json j{{"cpu_info", cpu_name()},           {"model_filename", path},
+                               {"model_type", model_desc(m)},      {"n_threads", threads},
+                               {"type_k", kv_type_name(so.kv.k)},  {"type_v", kv_type_name(so.kv.v)},
+                               {"n_gen", b.n_gen},                 {"test_time", iso_time()},
+                               {"avg_ts", mean(b.spec_ts)},        {"stddev_ts", stddev(b.spec_ts)},
+                               {"samples_ts", b.spec_ts},          {"plain_avg_ts", mean(b.plain_ts)},
+                               {"plain_stddev_ts", stddev(b.plain_ts)}, {"plain_samples_ts", b.plain_ts},
+                               {"ratio", mean(b.spec_ts) / mean(b.plain_ts)}};
+      j["spec"] = spec_json(spec, b.stats);
+      arr.push_back(j);
+    }
+    fmt::print("{}\n", json_text(arr));
+    return;
+  }
+  fmt::print("| {:<24} | {:>7} | {:>6} | {:>18} | {:>18} | {:>6} | {:>10} | {:>9} |\n", "model", "threads", "test",
+             "plain t/s", "spec t/s", "ratio", "acceptance", "per pass");
+  fmt::print("| {:-<24} | {:->7} | {:->6} | {:->18} | {:->18} | {:->6} | {:->10} | {:->9} |\n", "", "", "", "", "", "",
+             "", "");
+  for (const auto& b : runs)
+    fmt::print("| {:<24} | {:>7} | {:>6} | {:>18} | {:>18} | {:>5.2f}x | {:>9.1f}% | {:>9.2f} |\n", model_desc(m),
+               threads, fmt::format("tg{}", b.n_gen), fmt::format("{:.2f} ± {:.2f}", mean(b.plain_ts), stddev(b.plain_ts)),
+               fmt::format("{:.2f} ± {:.2f}", mean(b.spec_ts), stddev(b.spec_ts)), mean(b.spec_ts) / mean(b.plain_ts),
+               100.0 * b.stats.acceptance_rate(), b.stats.mean_accepted());
+  fmt::print("\n--spec {}, draft {}..{}, greedy, EOS ignored; plain and speculative runs alternate ({} each after a "
+             "warm-up pair)\n",
+             spec.type, spec.draft_min, spec.draft_max, so.reps);
+  if (!runs.empty()) fmt::print("{}\n", spec_summary(spec, runs.back().stats));
+}
+
 }  // namespace
 
 void add_bench(CLI::App& app) {
@@ -65,6 +174,8 @@ void add_bench(CLI::App& app) {
     int threads = 0;
     bool json = false, no_bandwidth = false, dense = false;
     CacheOptions kv;
+    SpecOptions spec;
+    std::string file;  // --spec's prompt
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("bench", "Prompt-processing and generation speed, like llama-bench");
@@ -89,9 +200,19 @@ void add_bench(CLI::App& app) {
                 "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q5_0/Q8_0/Q4_K 8-row repacking at load)");
   add_threads_option(cmd, o->threads);
   add_cache_options(cmd, o->kv);
-  on_run(cmd, [o] {
+  add_spec_options(cmd, o->spec);
+  add_path_option(cmd, "-f,--file", o->file, "--spec: the prompt, a real text (drafts are accepted only on text)",
+                  PathRole::Input);
+  on_run(cmd, [o, cmd] {
     set_num_threads(o->threads);
     o->s.kv = o->kv.spec();
+    if (!o->spec.type.empty()) {
+      if (o->file.empty()) fail("bench --spec needs -f PROMPT: random tokens, as the plain tests use, accept no drafts");
+      if (cmd->count("-p") || cmd->count("-d"))
+        fail("bench --spec times generation only (-n) from the prompt of -f: drop -p and -d");
+    } else if (!o->file.empty()) {
+      fail("bench -f: the prompt is for --spec only (the plain tests run random tokens, as llama-bench's)");
+    }
     auto m = load_model(o->model);
     const InferenceRepack repacked = o->dense ? InferenceRepack{} : repack_for_inference(*m);
     if (repacked.sparse.total() && !o->json)
@@ -99,6 +220,7 @@ void add_bench(CLI::App& app) {
                  repacked.sparse.n_2of4, repacked.sparse.n_bitmap);
     if (repacked.interleaved && !o->json)
       fmt::print("Q4_0/Q5_0/Q8_0/Q4_K weight matrices repacked as 8-row groups (Q4_0_x8, Q5_0_x8, Q8_0_x8, Q4_K_x8): {}\n", repacked.interleaved);
+    if (!o->spec.type.empty()) return print_spec_bench(*m, o->model, o->spec, read_input_text(o->file), o->s, o->json);
     int64_t reach = 0;
     for (int64_t d : o->s.n_depth)
       for (const auto* lens : {&o->s.n_prompt, &o->s.n_gen})
