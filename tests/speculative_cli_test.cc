@@ -53,7 +53,7 @@ TEST(SpeculativeCli, GreedyEqualsPlainDecodingForEveryDrafter) {
   ASSERT_EQ(test::run_cli("convert " + lmp + " " + dir + "/lmp-q4.gguf --dtype q4_0").status, 0);
   ASSERT_EQ(test::run_cli("convert " + stories + " " + dir + "/st-q8.gguf --dtype q8_0").status, 0);
   const std::string calib = test::shared_path("data/calib/docs-calib.txt");
-  expect_greedy_equal(lmp, {"ngram", "draft:" + w256, "self:skip:2,4", "self:exit:2", "self:file:" + dir + "/lmp-q4.gguf",
+  expect_greedy_equal(lmp, {"ngram", "ngram:2-4", "draft:" + w256, "self:skip:2,4", "self:exit:2", "self:file:" + dir + "/lmp-q4.gguf",
                             "self:skip:auto:2 --spec-calib " + calib});
   expect_greedy_equal(stories, {"ngram", "self:skip:1", "self:exit:0", "self:file:" + dir + "/st-q8.gguf"});
   // Quantized caches: rejected drafts are cut from them too (KIVI keeps their
@@ -78,6 +78,9 @@ TEST(SpeculativeCli, BadOptionsAreErrors) {
       {"--spec self:exit:5", "the exit block must be in [0, 4]"},
       {"--spec self:exit:x", "the exit block must be in"},
       {"--spec beam", "--spec 'beam': unknown type"},
+      {"--spec ngram:3-2", "write ngram:MIN-MAX"},
+      {"--spec ngram:0", "write ngram:MIN-MAX"},
+      {"--spec ngram:x-4", "write ngram:MIN-MAX"},
       {"--spec draft:/nonexistent/model.gguf", "/nonexistent/model.gguf"},
       {"--spec self:skip:auto:2", "needs --spec-calib TEXT"},
       {"--spec self:skip:auto --spec-calib " + test::shared_path("data/calib/docs-calib.txt"), "write self:skip:auto:N"},

@@ -149,6 +149,13 @@ DraftSource::DraftSource(const SpecOptions& o, const Model& target, int64_t n_ct
   };
   if (t == "ngram") {
     return;
+  } else if (t.rfind("ngram:", 0) == 0) {
+    const std::string r = t.substr(6);
+    const size_t dash = r.find('-');
+    ngram_min_ = parse_block_number(r.substr(0, dash));
+    ngram_max_ = dash == std::string::npos ? ngram_min_ : parse_block_number(r.substr(dash + 1));
+    if (ngram_min_ < 1 || ngram_max_ < ngram_min_ || ngram_max_ > 64)
+      fail("--spec {}: write ngram:MIN-MAX, the n-gram lengths matched, 1 <= MIN <= MAX <= 64", t);
   } else if (t.rfind("draft:", 0) == 0) {
     draft_file(t.substr(6));
   } else if (t.rfind("self:file:", 0) == 0) {
@@ -166,12 +173,12 @@ DraftSource::DraftSource(const SpecOptions& o, const Model& target, int64_t n_ct
     skip_.assign(size_t(L), false);
     for (int64_t l = k + 1; l < L; l++) skip_[size_t(l)] = true;
   } else {
-    fail("--spec '{}': unknown type (ngram, draft:MODEL, self:skip:LAYERS, self:exit:K, self:file:PATH)", t);
+    fail("--spec '{}': unknown type (ngram, ngram:MIN-MAX, draft:MODEL, self:skip:LAYERS, self:exit:K, self:file:PATH)", t);
   }
 }
 
 std::unique_ptr<Drafter> DraftSource::make(const SamplerOptions& s) const {
-  if (!model_) return std::make_unique<NgramDrafter>();
+  if (!model_) return std::make_unique<NgramDrafter>(ngram_min_, ngram_max_);
   SamplerOptions ds = s;
   ds.seed = s.seed ^ 0x9e3779b97f4a7c15ull;  // the draft's own random stream
   return std::make_unique<ModelDrafter>(*model_, skip_, n_ctx_, ds, o_.p_min, n_vocab_);

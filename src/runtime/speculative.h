@@ -86,7 +86,7 @@ class ModelDrafter : public Drafter {
 };
 
 struct SpecOptions {
-  // "" (off), "ngram", "draft:MODEL", "self:skip:LAYERS" (e.g. 3,5-7, or auto:N),
+  // "" (off), "ngram" (n-grams of 3, 2, 1 tokens), "ngram:MIN-MAX", "draft:MODEL", "self:skip:LAYERS" (e.g. 3,5-7, or auto:N),
   // "self:exit:K" (blocks after K skipped), "self:file:PATH".
   std::string type;
   int64_t draft_max = 16;  // tokens proposed per pass
@@ -111,6 +111,7 @@ class DraftSource {
  private:
   SpecOptions o_;
   int64_t n_ctx_, n_vocab_;
+  int64_t ngram_min_ = 1, ngram_max_ = 3;  // prompt lookup's n-gram lengths
   std::unique_ptr<Model> owned_;  // a draft file
   const Model* model_ = nullptr;  // null: prompt lookup
   std::vector<bool> skip_;

@@ -8,7 +8,7 @@ namespace lmpress::cli {
 
 void add_spec_options(CLI::App* cmd, SpecOptions& spec) {
   cmd->add_option("--spec", spec.type,
-                  "Speculative decoding: ngram (prompt lookup), draft:MODEL, self:skip:LAYERS (e.g. 4,6-9), "
+                  "Speculative decoding: ngram or ngram:MIN-MAX (prompt lookup), draft:MODEL, self:skip:LAYERS (e.g. 4,6-9), "
                   "self:exit:K, self:file:PATH");
   cmd->add_option("--draft-max", spec.draft_max, "Tokens drafted per verification pass")
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 20));
