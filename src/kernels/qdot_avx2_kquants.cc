@@ -14,75 +14,96 @@
 namespace lmpress::simd_avx2 {
 namespace {
 
-// 16 int16 lanes: the low 8 times scale s0, the high 8 times s1 (a 32-value
-// run covering two 16-value scale groups).
-__attribute__((target("avx2"))) inline __m256i two_scales(int s0, int s1) {
-  return _mm256_set_m128i(_mm_set1_epi16(int16_t(s1)), _mm_set1_epi16(int16_t(s0)));
+// The int16 scales of a Q2_K/Q3_K run: run j (0..3) of a 128-value chunk
+// covers groups 2j (its first 16 values) and 2j + 1. `half` holds the
+// chunk's 8 group scales as int16 in both 128-bit lanes; the shuffle
+// broadcasts word 2j over the low lane and word 2j + 1 over the high one.
+__attribute__((target("avx2"))) inline __m256i run_scales(__m256i half, int j) {
+  const int8_t lo = int8_t(4 * j), hi = int8_t(4 * j + 2);
+  const __m256i pick = _mm256_setr_epi8(lo, int8_t(lo + 1), lo, int8_t(lo + 1), lo, int8_t(lo + 1), lo, int8_t(lo + 1),
+                                        lo, int8_t(lo + 1), lo, int8_t(lo + 1), lo, int8_t(lo + 1), lo, int8_t(lo + 1),
+                                        hi, int8_t(hi + 1), hi, int8_t(hi + 1), hi, int8_t(hi + 1), hi, int8_t(hi + 1),
+                                        hi, int8_t(hi + 1), hi, int8_t(hi + 1), hi, int8_t(hi + 1), hi, int8_t(hi + 1));
+  return _mm256_shuffle_epi8(half, pick);
 }
 
-// Σ_g m[g]·bsums[g] over the 16 groups, for 16 unsigned 8-bit mins m.
-__attribute__((target("avx2"))) inline int32_t mins_dot(__m128i m, const int16_t* bsums) {
-  const __m256i p = _mm256_madd_epi16(_mm256_cvtepu8_epi16(m), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums)));
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
+// 16 int16 group scales → the two chunks' `half` vectors of run_scales.
+struct ChunkScales {
+  __m256i half[2];
+};
+__attribute__((target("avx2"))) inline ChunkScales chunk_scales(__m256i s16) {
+  const __m128i lo = _mm256_castsi256_si128(s16), hi = _mm256_extracti128_si256(s16, 1);
+  return {{_mm256_set_m128i(lo, lo), _mm256_set_m128i(hi, hi)}};
 }
 
 }  // namespace
 
 // Q2_K: per 128 values 32 bytes whose bit pairs hold 4 runs of 32; each run
 // covers two 16-value groups with 4-bit scales (low nibble) and mins (high).
+// Σ = d·Σ_g scale_g·(q·y)_g − dmin·Σ_g min_g·bsum_g; both sums stay in
+// vectors across blocks.
 __attribute__((target("avx2,fma,f16c"))) float dot_q2_K_q8_K(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ2_K*>(w);
   const auto* a = static_cast<const BlockQ8_K*>(act);
   const __m256i three = _mm256_set1_epi8(3);
   const __m128i low = _mm_set1_epi8(0x0F);
-  __m256 acc = _mm256_setzero_ps();
-  float mins_total = 0;
+  __m256 acc = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    const uint8_t* sc = bw[b].scales;
-    __m256i sumi = _mm256_setzero_si256();
+    const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bw[b].scales));
+    const ChunkScales cs = chunk_scales(_mm256_cvtepu8_epi16(_mm_and_si128(sc, low)));
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), low));
+    const __m256i mprod = _mm256_madd_epi16(mins, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums)));
+    __m256i sumi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int c = 0; c < 2; c++) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qs + 32 * c));
       for (int j = 0; j < 4; j++) {
-        const int g = 8 * c + 2 * j;
         const __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three);
         const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * c + 32 * j));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), two_scales(sc[g] & 0xF, sc[g + 1] & 0xF)));
+        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(u, y), run_scales(cs.half[c], j)));
       }
     }
-    const __m128i m = _mm_and_si128(_mm_srli_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(sc)), 4), low);
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
-    mins_total += a[b].d * h2f(bw[b].dmin) * float(mins_dot(m, a[b].bsums));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(_mm256_add_epi32(sumi[0], sumi[1])), acc);
+    acc_m = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].dmin)), _mm256_cvtepi32_ps(mprod), acc_m);
   }
-  return hsum(acc) - mins_total;
+  return hsum(acc) - hsum(acc_m);
 }
 
 // Q3_K: Q2_K's bit pairs plus a third bit from hmask (bit 4c + j of byte l for
-// run j of chunk c); values (pair | bit·4) − 4, so (v − 4)·y = v·y − 4·y.
+// run j of chunk c): unsigned values v = pair | bit·4 in 0..7 stand for v − 4,
+// so Σ_g scale_g·(v − 4)·y = Σ_g scale_g·(v·y)_g − 4·Σ_g scale_g·bsum_g. The
+// 16 signed 6-bit scales come out of their 12 bytes as ggml unpacks them.
 __attribute__((target("avx2,fma,f16c"))) float dot_q3_K_q8_K(int64_t n, const void* w, const void* act) {
   const auto* bw = static_cast<const BlockQ3_K*>(w);
   const auto* a = static_cast<const BlockQ8_K*>(act);
-  const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+  const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+  const uint32_t k4 = 0x0f0f0f0f, k2 = 0x03030303;
   __m256 acc = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
-    int scales[16];
-    for (int g = 0; g < 16; g++) scales[g] = q3_k_scale(g, bw[b].scales);
+    uint32_t s[3];
+    std::memcpy(s, bw[b].scales, 12);
+    const __m128i sc8 = _mm_sub_epi8(_mm_set_epi32(int32_t(((s[1] >> 4) & k4) | (((s[2] >> 6) & k2) << 4)),
+                                                   int32_t(((s[0] >> 4) & k4) | (((s[2] >> 4) & k2) << 4)),
+                                                   int32_t((s[1] & k4) | (((s[2] >> 2) & k2) << 4)),
+                                                   int32_t((s[0] & k4) | ((s[2] & k2) << 4))),
+                                     _mm_set1_epi8(32));
+    const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+    const ChunkScales cs = chunk_scales(sc16);
+    const __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums)));
     const __m256i hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].hmask));
-    __m256i sumi = _mm256_setzero_si256();
+    __m256i sumi[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (int c = 0; c < 2; c++) {
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bw[b].qs + 32 * c));
       for (int j = 0; j < 4; j++) {
-        const int g = 8 * c + 2 * j;
-        const __m256i h = _mm256_and_si256(_mm256_srli_epi16(hm, 4 * c + j), one);
-        const __m256i v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three), _mm256_slli_epi16(h, 2));
+        // hmask bit p = 4c + j moved to bit 2 of its byte (a shift of at most 5 keeps it in the byte).
+        const int p = 4 * c + j;
+        const __m256i h = _mm256_and_si256(p >= 2 ? _mm256_srli_epi16(hm, p - 2) : _mm256_slli_epi16(hm, 2 - p), four);
+        const __m256i v = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three), h);
         const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * c + 32 * j));
-        const __m256i p16 = _mm256_sub_epi16(_mm256_maddubs_epi16(v, y), _mm256_maddubs_epi16(four, y));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p16, two_scales(scales[g], scales[g + 1])));
+        sumi[c] = _mm256_add_epi32(sumi[c], _mm256_madd_epi16(_mm256_maddubs_epi16(v, y), run_scales(cs.half[c], j)));
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(sumi), acc);
+    const __m256i total = _mm256_sub_epi32(_mm256_add_epi32(sumi[0], sumi[1]), _mm256_slli_epi32(offset, 2));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(a[b].d * h2f(bw[b].d)), _mm256_cvtepi32_ps(total), acc);
   }
   return hsum(acc);
 }
