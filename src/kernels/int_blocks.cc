@@ -221,6 +221,18 @@ void unpack_mxfp4(const uint8_t* p, UnpackedBlock& o) {
   }
 }
 
+// IQ4_NL: 32 indices into the 16 non-linear levels under one f16 scale (its
+// prompt batches take the int8 panels; decoding has its own Q8_0 dot).
+void unpack_iq4_nl(const uint8_t* p, UnpackedBlock& o) {
+  const auto& b = as<BlockIQ4_NL>(p);
+  o.d = f16_to_f32(b.d);
+  o.ls[0] = 1;
+  for (int j = 0; j < 16; j++) {
+    o.q[j] = kIQ4NLValues[b.qs[j] & 0xf];
+    o.q[j + 16] = kIQ4NLValues[b.qs[j] >> 4];
+  }
+}
+
 const IntBlockFormat kFormats[] = {
     {DType::IQ2_XXS, QK_K, 32, unpack_iq2_xxs}, {DType::IQ2_XS, QK_K, 16, unpack_iq2_xs},
     {DType::IQ2_S, QK_K, 16, unpack_iq2_s},     {DType::IQ3_XXS, QK_K, 32, unpack_iq3_xxs},
@@ -228,7 +240,7 @@ const IntBlockFormat kFormats[] = {
     {DType::IQ1_M, QK_K, 16, unpack_iq1_m},     {DType::IQ4_XS, QK_K, 32, unpack_iq4_xs},
     {DType::TQ1_0, QK_K, QK_K, unpack_tq1_0},   {DType::TQ2_0, QK_K, QK_K, unpack_tq2_0},
     {DType::MXFP4, 32, 32, unpack_mxfp4},       {DType::Q6_K, QK_K, 16, unpack_q6_k, true},
-    {DType::Q3_K, QK_K, 16, unpack_q3_k, true},
+    {DType::Q3_K, QK_K, 16, unpack_q3_k, true},  {DType::IQ4_NL, 32, 32, unpack_iq4_nl},
 };
 
 }  // namespace

@@ -15,7 +15,7 @@ namespace lmpress {
 namespace {
 
 const DType kTypes[] = {DType::IQ4_XS, DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S,
-                        DType::IQ1_S,  DType::IQ1_M,   DType::TQ1_0, DType::TQ2_0,   DType::MXFP4};
+                        DType::IQ1_S,  DType::IQ1_M,   DType::TQ1_0, DType::TQ2_0,   DType::MXFP4, DType::IQ4_NL};
 
 // n values of ggml's blocks of t (tests/data/ggml_blocks.gguf: 4 rows of 512 quantized by ggml), repeated.
 std::vector<uint8_t> ggml_row(DType t, int64_t n) {

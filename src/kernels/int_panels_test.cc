@@ -44,7 +44,7 @@ Tensor ggml_weight(DType t) {
 // decoder's bytes.
 TEST(IntPanels, DecodedRowsHoldTheWeights) {
   for (DType t : {DType::IQ4_XS, DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ1_S,
-                  DType::IQ1_M, DType::TQ1_0, DType::TQ2_0, DType::Q6_K, DType::Q3_K}) {
+                  DType::IQ1_M, DType::TQ1_0, DType::TQ2_0, DType::Q6_K, DType::Q3_K, DType::IQ4_NL}) {
     SCOPED_TRACE(dtype_name(t));
     const Tensor w = ggml_weight(t);
     std::vector<ChunkQ8> got(8 * 512 / 32), scalar(got.size());
@@ -137,7 +137,8 @@ TEST(IntPanels, PanelKernelsMatchReference) {
 TEST(IntPanels, PromptBatchesMatchFloatProducts) {
   std::mt19937 rng(7);
   std::normal_distribution<float> nd;
-  for (DType t : {DType::IQ4_XS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ1_M, DType::TQ2_0, DType::Q6_K, DType::Q3_K}) {
+  for (DType t : {DType::IQ4_XS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ1_M, DType::TQ2_0, DType::Q6_K, DType::Q3_K,
+                  DType::IQ4_NL}) {
     SCOPED_TRACE(dtype_name(t));
     const Tensor w = ggml_weight(t);
     const bool halves = int_block_format(t)->group < 32;
