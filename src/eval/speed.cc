@@ -15,21 +15,21 @@
 
 namespace lmpress {
 
-double SpeedTest::avg_ns() const {
-  return samples_ns.empty() ? 0.0 : std::accumulate(samples_ns.begin(), samples_ns.end(), 0.0) / double(samples_ns.size());
+double mean_of(const std::vector<double>& v) {
+  return v.empty() ? 0.0 : std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
 }
 
-namespace {
-double stddev(const std::vector<double>& v) {
+double stddev_of(const std::vector<double>& v) {
   if (v.size() < 2) return 0.0;
-  const double mean = std::accumulate(v.begin(), v.end(), 0.0) / double(v.size());
+  const double mean = mean_of(v);
   double s = 0;
   for (double x : v) s += (x - mean) * (x - mean);
   return std::sqrt(s / double(v.size() - 1));
 }
-}  // namespace
 
-double SpeedTest::stddev_ns() const { return stddev(samples_ns); }
+double SpeedTest::avg_ns() const { return mean_of(samples_ns); }
+
+double SpeedTest::stddev_ns() const { return stddev_of(samples_ns); }
 
 std::vector<double> SpeedTest::samples_ts() const {
   std::vector<double> ts;
@@ -37,12 +37,9 @@ std::vector<double> SpeedTest::samples_ts() const {
   return ts;
 }
 
-double SpeedTest::avg_ts() const {
-  const auto ts = samples_ts();
-  return ts.empty() ? 0.0 : std::accumulate(ts.begin(), ts.end(), 0.0) / double(ts.size());
-}
+double SpeedTest::avg_ts() const { return mean_of(samples_ts()); }
 
-double SpeedTest::stddev_ts() const { return stddev(samples_ts()); }
+double SpeedTest::stddev_ts() const { return stddev_of(samples_ts()); }
 
 std::string SpeedTest::name() const {
   const std::string base = n_prompt > 0 ? "pp" + std::to_string(n_prompt) : "tg" + std::to_string(n_gen);

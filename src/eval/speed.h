@@ -41,6 +41,10 @@ struct SpeedOptions {
   uint32_t seed = 1;
 };
 
+// Mean and sample standard deviation (0 for fewer than 2 values).
+double mean_of(const std::vector<double>& v);
+double stddev_of(const std::vector<double>& v);
+
 // Runs every pp and tg test on m (each with its own fresh cache).
 std::vector<SpeedTest> run_speed_tests(const Model& m, const SpeedOptions& o);
 

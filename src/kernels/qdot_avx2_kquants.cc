@@ -165,12 +165,13 @@ __attribute__((target("avx2,fma,f16c"))) void dot_q6_K_q8_K_t(int64_t n, const v
                                                              size_t act_bytes, float* out) {
   const auto* bw = static_cast<const BlockQ6_K*>(w);
   const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
-  const __m256i off = _mm256_set1_epi8(32);
   __m256 acc[T];
   for (int t = 0; t < T; t++) acc[t] = _mm256_setzero_ps();
   for (int64_t b = 0; b < n / QK_K; b++) {
     __m256i sumi[T];
     for (int t = 0; t < T; t++) sumi[t] = _mm256_setzero_si256();
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(bw[b].scales)));
+    const ChunkScales cs = chunk_scales(sc16);
     const uint8_t* ql = bw[b].ql;
     const uint8_t* qh = bw[b].qh;
     for (int h = 0; h < 2; h++, ql += 64, qh += 32) {
@@ -188,22 +189,19 @@ __attribute__((target("avx2,fma,f16c"))) void dot_q6_K_q8_K_t(int64_t n, const v
                           _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hb, 6), two), 4)),
       };
       for (int k = 0; k < 4; k++) {
-        const int g = 8 * h + 2 * k;  // the run's two 16-element scale groups
-        const __m256i sc = _mm256_setr_epi16(bw[b].scales[g], bw[b].scales[g], bw[b].scales[g], bw[b].scales[g],
-                                             bw[b].scales[g], bw[b].scales[g], bw[b].scales[g], bw[b].scales[g],
-                                             bw[b].scales[g + 1], bw[b].scales[g + 1], bw[b].scales[g + 1],
-                                             bw[b].scales[g + 1], bw[b].scales[g + 1], bw[b].scales[g + 1],
-                                             bw[b].scales[g + 1], bw[b].scales[g + 1]);
+        const __m256i sc = run_scales(cs.half[h], k);  // the run's two 16-element scale groups
         for (int t = 0; t < T; t++) {
           const auto* a = reinterpret_cast<const BlockQ8_K*>(act + size_t(t) * act_bytes);
           const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 128 * h + 32 * k));
-          // (v − 32)·y = v·y − 32·y: v is unsigned, so maddubs applies directly.
-          const __m256i vy = _mm256_maddubs_epi16(v[k], y);
-          const __m256i oy = _mm256_maddubs_epi16(off, y);
-          const __m256i p16 = _mm256_sub_epi16(vy, oy);
-          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(p16, sc));
+          sumi[t] = _mm256_add_epi32(sumi[t], _mm256_madd_epi16(_mm256_maddubs_epi16(v[k], y), sc));
         }
       }
+    }
+    // (v − 32)·y = v·y − 32·y: the 32s come off once per block through the bsums.
+    for (int t = 0; t < T; t++) {
+      const auto* a = reinterpret_cast<const BlockQ8_K*>(act + size_t(t) * act_bytes);
+      const __m256i offset = _mm256_madd_epi16(sc16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].bsums)));
+      sumi[t] = _mm256_sub_epi32(sumi[t], _mm256_slli_epi32(offset, 5));
     }
     for (int t = 0; t < T; t++) {
       const auto* a = reinterpret_cast<const BlockQ8_K*>(act + size_t(t) * act_bytes);

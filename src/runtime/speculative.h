@@ -18,6 +18,7 @@
 // target itself with blocks skipped (layer skipping; early exit after block K
 // is skipping every block after K).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,6 +38,16 @@ struct SpecStats {
   double acceptance_rate() const { return drafted > 0 ? double(accepted) / double(drafted) : 0.0; }
   // Accepted tokens per verification pass (each pass also yields one of the target's own).
   double mean_accepted() const { return steps > 0 ? double(accepted) / double(steps) : 0.0; }
+  // Sums another run's statistics into these (by position too).
+  SpecStats& operator+=(const SpecStats& o) {
+    steps += o.steps, drafted += o.drafted, accepted += o.accepted;
+    draft_seconds += o.draft_seconds, verify_seconds += o.verify_seconds;
+    drafted_at.resize(std::max(drafted_at.size(), o.drafted_at.size()));
+    accepted_at.resize(std::max(accepted_at.size(), o.accepted_at.size()));
+    for (size_t i = 0; i < o.drafted_at.size(); i++) drafted_at[i] += o.drafted_at[i];
+    for (size_t i = 0; i < o.accepted_at.size(); i++) accepted_at[i] += o.accepted_at[i];
+    return *this;
+  }
 };
 
 class Drafter {

@@ -91,38 +91,13 @@ std::vector<SpecBench> run_spec_bench(const Model& m, const std::string& prompt,
       if (r == 0) continue;
       b.plain_ts.push_back(plain.gen_tps());
       b.spec_ts.push_back(spec.gen_tps());
-      SpecStats& t = b.stats;
-      t.steps += spec.spec.steps;
-      t.drafted += spec.spec.drafted;
-      t.accepted += spec.spec.accepted;
-      t.draft_seconds += spec.spec.draft_seconds;
-      t.verify_seconds += spec.spec.verify_seconds;
-      t.drafted_at.resize(spec.spec.drafted_at.size());
-      t.accepted_at.resize(spec.spec.accepted_at.size());
-      for (size_t i = 0; i < spec.spec.drafted_at.size(); i++) {
-        t.drafted_at[i] += spec.spec.drafted_at[i];
-        t.accepted_at[i] += spec.spec.accepted_at[i];
-      }
+      b.stats += spec.spec;
       if (progress) fmt::print(stderr, "\rtg{}: round {}/{}", n, r, so.reps);
     }
     if (progress) fmt::print(stderr, "\n");
     out.push_back(std::move(b));
   }
   return out;
-}
-
-double mean(const std::vector<double>& v) {
-  double s = 0;
-  for (double x : v) s += x;
-  return v.empty() ? 0 : s / double(v.size());
-}
-
-double stddev(const std::vector<double>& v) {
-  if (v.size() < 2) return 0;
-  const double m = mean(v);
-  double s = 0;
-  for (double x : v) s += (x - m) * (x - m);
-  return std::sqrt(s / double(v.size() - 1));
 }
 
 void print_spec_bench(const Model& m, const std::string& path, SpecOptions spec, const std::string& prompt,
@@ -140,10 +115,10 @@ void print_spec_bench(const Model& m, const std::string& path, SpecOptions spec,
                                {"model_type", model_desc(m)},      {"n_threads", threads},
                                {"type_k", kv_type_name(so.kv.k)},  {"type_v", kv_type_name(so.kv.v)},
                                {"n_gen", b.n_gen},                 {"test_time", iso_time()},
-                               {"avg_ts", mean(b.spec_ts)},        {"stddev_ts", stddev(b.spec_ts)},
-                               {"samples_ts", b.spec_ts},          {"plain_avg_ts", mean(b.plain_ts)},
-                               {"plain_stddev_ts", stddev(b.plain_ts)}, {"plain_samples_ts", b.plain_ts},
-                               {"ratio", mean(b.spec_ts) / mean(b.plain_ts)}};
+                               {"avg_ts", mean_of(b.spec_ts)},        {"stddev_ts", stddev_of(b.spec_ts)},
+                               {"samples_ts", b.spec_ts},          {"plain_avg_ts", mean_of(b.plain_ts)},
+                               {"plain_stddev_ts", stddev_of(b.plain_ts)}, {"plain_samples_ts", b.plain_ts},
+                               {"ratio", mean_of(b.spec_ts) / mean_of(b.plain_ts)}};
       j["spec"] = spec_json(spec, b.stats);
       arr.push_back(j);
     }
@@ -156,8 +131,8 @@ void print_spec_bench(const Model& m, const std::string& path, SpecOptions spec,
              "", "");
   for (const auto& b : runs)
     fmt::print("| {:<24} | {:>7} | {:>6} | {:>18} | {:>18} | {:>5.2f}x | {:>9.1f}% | {:>9.2f} |\n", model_desc(m),
-               threads, fmt::format("tg{}", b.n_gen), fmt::format("{:.2f} ± {:.2f}", mean(b.plain_ts), stddev(b.plain_ts)),
-               fmt::format("{:.2f} ± {:.2f}", mean(b.spec_ts), stddev(b.spec_ts)), mean(b.spec_ts) / mean(b.plain_ts),
+               threads, fmt::format("tg{}", b.n_gen), fmt::format("{:.2f} ± {:.2f}", mean_of(b.plain_ts), stddev_of(b.plain_ts)),
+               fmt::format("{:.2f} ± {:.2f}", mean_of(b.spec_ts), stddev_of(b.spec_ts)), mean_of(b.spec_ts) / mean_of(b.plain_ts),
                100.0 * b.stats.acceptance_rate(), b.stats.mean_accepted());
   fmt::print("\n--spec {}, draft {}..{}, greedy, EOS ignored; plain and speculative runs alternate ({} each after a "
              "warm-up pair)\n",
