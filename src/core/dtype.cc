@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 40> kTypes = {{
+constexpr std::array<DTypeInfo, 41> kTypes = {{
     {DType::F32, "F32", 1, 4, true, DType::F32, 1},
     {DType::F16, "F16", 1, 2, true, DType::F16, 1},
     {DType::Q4_0, "Q4_0", 32, 18, true, DType::Q4_0, 1},
@@ -51,6 +51,7 @@ constexpr std::array<DTypeInfo, 40> kTypes = {{
     {DType::Q8_0_X8, "Q8_0_x8", 32, 34, true, DType::Q8_0, 8},
     {DType::Q4_K_X8, "Q4_K_x8", 256, 148, true, DType::Q4_K, 8},
     {DType::Q5_0_X8, "Q5_0_x8", 32, 22, true, DType::Q5_0, 8},
+    {DType::IQ4_NL_X8, "IQ4_NL_x8", 32, 18, true, DType::IQ4_NL, 8},
 }};
 
 }  // namespace

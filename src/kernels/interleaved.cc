@@ -1,5 +1,6 @@
 #include "kernels/interleaved.h"
 
+#include "kernels/iq4_nlx8.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/q4_kx8.h"
 #include "kernels/q5_0x8.h"
@@ -17,6 +18,8 @@ const InterleavedFormat kFormats[] = {
      x8_dequantize_row<BlockQ4_0x8, dequantize_q4_0x8_row>},
     {DType::Q5_0_X8, 32, sizeof(BlockQ5_0x8), ActFormat::Q8_0, true, q5_0x8_kernels, repack_q5_0x8, unpack_q5_0x8,
      x8_dequantize_row<BlockQ5_0x8, dequantize_q5_0x8_row>},
+    {DType::IQ4_NL_X8, 32, sizeof(BlockQ4_0x8), ActFormat::Q8_0, false, iq4_nlx8_kernels, repack_iq4_nlx8,
+     unpack_iq4_nlx8, x8_dequantize_row<BlockQ4_0x8, dequantize_iq4_nlx8_row>, true},
     {DType::Q8_0_X8, 32, sizeof(BlockQ8_0x8), ActFormat::Q8_0, false, q8_0x8_kernels, repack_q8_0x8, unpack_q8_0x8,
      x8_dequantize_row<BlockQ8_0x8, dequantize_q8_0x8_row>},
     {DType::Q4_K_X8, QK_K, sizeof(BlockQ4_Kx8), ActFormat::Q8_K, false, q4_kx8_kernels, repack_q4_kx8, unpack_q4_kx8,

@@ -1,4 +1,4 @@
-// The 8-row interleaved weight layouts (Q4_0_X8, Q5_0_X8, Q8_0_X8, Q4_K_X8,
+// The 8-row interleaved weight layouts (Q4_0_X8, Q5_0_X8, Q8_0_X8, Q4_K_X8, IQ4_NL_X8,
 // Q8_0_2OF4_X8) as one table: a row per layout with what matmul, the
 // load-time repack and the exporter need, and one kernel signature for all
 // (as ggml-cpu/repack.h). A new layout is its own file (block struct, pack,
@@ -46,6 +46,9 @@ struct InterleavedFormat {
   Tensor (*repack)(const Tensor&);                 // from the file type (dtype_info(type).file_type)
   std::vector<uint8_t> (*unpack)(const Tensor&);  // back to the file type's bytes, bit for bit
   void (*dequantize_row)(const void* group, int64_t cols, int r, float* out);  // row r (0..7) of a group
+  // Prompt batches take the int8 panels (kernels/int_panels.h) where those
+  // apply, the layout's own kernels then serving decoding only.
+  bool prompt_panels = false;
 };
 
 // The row of an interleaved layout, or null for any other type.

@@ -97,8 +97,10 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y, bool
   const bool rows = n < kMatmulBatchMin || decode;
   // Interleaved layouts take prompt batches too where they have a 4-token kernel; the 2:4
   // layout has only a one-token kernel, level with f32 tiles + the packed GEMM (README).
-  if (const InterleavedFormat* f = interleaved_format(w.dtype); f && (rows || f->kernels().gemm4))
+  if (const InterleavedFormat* f = interleaved_format(w.dtype); f && (rows || f->kernels().gemm4)) {
+    if (!rows && f->prompt_panels && matmul_int_panels(w, x, n, y)) return;
     return matmul_x8(w, *f, x, n, y);
+  }
   if (const QDotKernel k = qdot(w.dtype); rows && k.fn) {
     // Decode with an int8 kernel: activations quantized once (Q8_0 or Q8_K),
     // then one integer dot product per weight row (llama.cpp's vec_dot path).

@@ -172,7 +172,7 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory-bandwidth measurement");
   cmd->add_flag("--json", o->json, "Print llama-bench's JSON (-o json) instead of the table");
   cmd->add_flag("--dense", o->dense,
-                "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q5_0/Q8_0/Q4_K 8-row repacking at load)");
+                "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q5_0/Q8_0/Q4_K/IQ4_NL 8-row repacking at load)");
   add_threads_option(cmd, o->threads);
   add_cache_options(cmd, o->kv);
   add_spec_options(cmd, o->spec);
@@ -194,7 +194,7 @@ void add_bench(CLI::App& app) {
       fmt::print("sparse weight matrices repacked: {} as 2:4 (F16_2of4 / Q8_0_2of4), {} as F16_bitmap\n",
                  repacked.sparse.n_2of4, repacked.sparse.n_bitmap);
     if (repacked.interleaved && !o->json)
-      fmt::print("Q4_0/Q5_0/Q8_0/Q4_K weight matrices repacked as 8-row groups (Q4_0_x8, Q5_0_x8, Q8_0_x8, Q4_K_x8): {}\n", repacked.interleaved);
+      fmt::print("Q4_0/Q5_0/Q8_0/Q4_K/IQ4_NL weight matrices repacked as 8-row groups (Q4_0_x8, Q5_0_x8, Q8_0_x8, Q4_K_x8, IQ4_NL_x8): {}\n", repacked.interleaved);
     if (!o->spec.type.empty()) return print_spec_bench(*m, o->model, o->spec, read_input_text(o->file), o->s, o->json);
     int64_t reach = 0;
     for (int64_t d : o->s.n_depth)
