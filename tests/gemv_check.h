@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
+#include <random>
 #include <vector>
 
 #include "core/tensor.h"
@@ -12,6 +14,7 @@
 #include "kernels/qdot.h"
 #include "kernels/blocks.h"
 #include "kernels/to_f32.h"
+#include "quant/quantize.h"
 
 namespace lmpress::test {
 
@@ -24,6 +27,41 @@ inline Tensor borrowed_matrix(DType t, int64_t rows, int64_t cols, const std::ve
   m.data = const_cast<uint8_t*>(bytes.data());
   m.nbytes = bytes.size();
   return m;
+}
+
+// Random rows of a plain type t (32-value blocks) and Q8_0 activations with
+// one block reaching ±127: the interleaved layouts' test matrices. `extremes`
+// may then set weight blocks to the type's limits (it gets the first row's bytes).
+struct X8Case {
+  int64_t rows, cols;
+  std::vector<uint8_t> w, a;  // plain rows; one token's activations
+};
+inline X8Case random_x8_case(DType t, int64_t rows, int64_t cols, unsigned seed,
+                             const std::function<void(uint8_t*)>& extremes) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd;
+  const uint64_t rb = row_bytes(t, uint64_t(cols));
+  X8Case c{rows, cols, std::vector<uint8_t>(size_t(rows) * rb), std::vector<uint8_t>(row_bytes(DType::Q8_0, uint64_t(cols)))};
+  std::vector<float> v(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; r++) {
+    for (auto& x : v) x = nd(rng);
+    quantize_row(t, v.data(), cols, c.w.data() + size_t(r) * rb);
+  }
+  extremes(c.w.data());
+  for (auto& x : v) x = nd(rng) * 3;
+  v[0] = 40;  // one activation block saturates at ±127
+  quantize_row(DType::Q8_0, v.data(), cols, c.a.data());
+  return c;
+}
+// The activations of 4 tokens, cols / 32 blocks each, from cases seeded seed + t.
+inline std::vector<BlockQ8_0> four_token_acts(DType t, int64_t cols, unsigned seed) {
+  std::vector<BlockQ8_0> acts;
+  for (unsigned k = 0; k < 4; k++) {
+    const X8Case c = random_x8_case(t, 8, cols, seed + k, [](uint8_t*) {});
+    const auto* a = reinterpret_cast<const BlockQ8_0*>(c.a.data());
+    acts.insert(acts.end(), a, a + cols / 32);
+  }
+  return acts;
 }
 
 // x8, repacked from plain, unpacks to plain's bytes, and to_f32 reads the same

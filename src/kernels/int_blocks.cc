@@ -210,27 +210,27 @@ void unpack_q3_k(const uint8_t* p, UnpackedBlock& o) {
   q3_k_values(b, o.q);
 }
 
+// 32 values from 16 bytes of nibbles (low ones first) indexing `levels`, under one scale.
+void unpack_nibble_levels(const uint8_t* qs, const int8_t* levels, float d, UnpackedBlock& o) {
+  o.d = d;
+  o.ls[0] = 1;
+  for (int j = 0; j < 16; j++) {
+    o.q[j] = levels[qs[j] & 0xf];
+    o.q[j + 16] = levels[qs[j] >> 4];
+  }
+}
+
 // MXFP4: 32 E2M1 values (doubled to integers) under a shared power of two.
 void unpack_mxfp4(const uint8_t* p, UnpackedBlock& o) {
   const auto& b = as<BlockMXFP4>(p);
-  o.d = e8m0_to_f32_half(b.e);
-  o.ls[0] = 1;
-  for (int j = 0; j < 16; j++) {
-    o.q[j] = kFp4Values[b.qs[j] & 0xf];
-    o.q[j + 16] = kFp4Values[b.qs[j] >> 4];
-  }
+  unpack_nibble_levels(b.qs, kFp4Values, e8m0_to_f32_half(b.e), o);
 }
 
 // IQ4_NL: 32 indices into the 16 non-linear levels under one f16 scale (its
 // prompt batches take the int8 panels; decoding has its own Q8_0 dot).
 void unpack_iq4_nl(const uint8_t* p, UnpackedBlock& o) {
   const auto& b = as<BlockIQ4_NL>(p);
-  o.d = f16_to_f32(b.d);
-  o.ls[0] = 1;
-  for (int j = 0; j < 16; j++) {
-    o.q[j] = kIQ4NLValues[b.qs[j] & 0xf];
-    o.q[j + 16] = kIQ4NLValues[b.qs[j] >> 4];
-  }
+  unpack_nibble_levels(b.qs, kIQ4NLValues, f16_to_f32(b.d), o);
 }
 
 const IntBlockFormat kFormats[] = {

@@ -29,16 +29,7 @@ Tensor repack_iq4_nlx8(const Tensor& t) {
 std::vector<uint8_t> unpack_iq4_nlx8(const Tensor& t) { return unpack_q4_0x8(t); }
 
 void dequantize_iq4_nlx8_row(const BlockQ4_0x8* group, int64_t cols, int r, float* out) {
-  for (int64_t b = 0; b < cols / 32; b++, out += 32) {
-    const BlockQ4_0x8& g = group[b];
-    const float d = f16_to_f32(g.d[r]);
-    for (int v = 0; v < 4; v++)
-      for (int i = 0; i < 4; i++) {
-        const uint8_t q = g.qs[32 * v + 4 * r + i];
-        out[4 * v + i] = float(kIQ4NLValues[q & 0x0F]) * d;
-        out[4 * (v + 4) + i] = float(kIQ4NLValues[q >> 4]) * d;
-      }
-  }
+  dequantize_nibble_x8_row(group, cols, r, out, [](int q) { return kIQ4NLValues[q]; });
 }
 
 void decode_iq4_nlx8_chunks(const BlockQ4_0x8* group, int64_t cols, ChunkQ8* out) {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
+#include <functional>
 #include <random>
 
 #include "core/cpu_isa.h"
@@ -16,37 +18,21 @@ namespace lmpress {
 namespace {
 
 // Random IQ4_NL rows (one block of the lowest level, one of the highest) and Q8_0 activations.
-struct Case {
-  int64_t rows, cols;
-  std::vector<uint8_t> w, a;
-};
-
-Case make_case(int64_t rows, int64_t cols, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  Case c{rows, cols, std::vector<uint8_t>(size_t(rows) * row_bytes(DType::IQ4_NL, uint64_t(cols))),
-         std::vector<uint8_t>(row_bytes(DType::Q8_0, uint64_t(cols)))};
-  std::vector<float> v(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; r++) {
-    for (auto& x : v) x = nd(rng);
-    quantize_row(DType::IQ4_NL, v.data(), cols, c.w.data() + size_t(r) * row_bytes(DType::IQ4_NL, uint64_t(cols)));
-  }
-  auto* b = reinterpret_cast<BlockIQ4_NL*>(c.w.data());
-  std::memset(b[0].qs, 0x00, 16);  // all −127
-  std::memset(b[1].qs, 0xFF, 16);  // all 113
-  for (auto& x : v) x = nd(rng) * 3;
-  v[0] = 40;  // one activation block reaches ±127
-  quantize_row(DType::Q8_0, v.data(), cols, c.a.data());
-  return c;
+test::X8Case make_case(int64_t rows, int64_t cols, unsigned seed) {
+  return test::random_x8_case(DType::IQ4_NL, rows, cols, seed, [](uint8_t* w) {
+    auto* b = reinterpret_cast<BlockIQ4_NL*>(w);
+    std::memset(b[0].qs, 0x00, 16);  // all −127
+    std::memset(b[1].qs, 0xFF, 16);  // all 113
+  });
 }
 
-Tensor iq4_nl_tensor(const Case& c) { return test::borrowed_matrix(DType::IQ4_NL, c.rows, c.cols, c.w); }
+Tensor iq4_nl_tensor(const test::X8Case& c) { return test::borrowed_matrix(DType::IQ4_NL, c.rows, c.cols, c.w); }
 
 // The repack is Q4_0_x8's permutation of bytes: unpacking restores the file
 // exactly, and to_f32 reads the same values from either layout.
 TEST(IQ4_NLx8, RepackRoundTripsExactly) {
   for (int64_t cols : {32, 96, 2080}) {
-    const Case c = make_case(24, cols, unsigned(cols));
+    const test::X8Case c = make_case(24, cols, unsigned(cols));
     const Tensor plain = iq4_nl_tensor(c);
     const Tensor x8 = repack_iq4_nlx8(plain);
     EXPECT_EQ(x8.dtype, DType::IQ4_NL_X8);
@@ -60,22 +46,15 @@ TEST(IQ4_NLx8, RepackRoundTripsExactly) {
 // kernel), for the reference and for the kernels of every target this CPU has.
 TEST(IQ4_NLx8, GemvMatchesRowDots) {
   test::for_kernel_targets({32, 288, 2080}, [](int64_t cols) {
-    const Case c = make_case(16, cols, unsigned(cols) + 5);
+    const test::X8Case c = make_case(16, cols, unsigned(cols) + 5);
     const Tensor x8 = repack_iq4_nlx8(iq4_nl_tensor(c));
-    const auto* a = reinterpret_cast<const BlockQ8_0*>(c.a.data());
-    const auto* groups = reinterpret_cast<const BlockQ4_0x8*>(x8.data);
-    const uint64_t rb = row_bytes(DType::IQ4_NL, uint64_t(cols));
     const X8Kernels k = iq4_nlx8_kernels();
-    for (int64_t g = 0; g < 2; g++) {
-      float ref[8], best[8];
-      gemv_iq4_nlx8_ref(cols, groups + g * (cols / 32), a, ref);
-      k.gemv(cols, groups + g * (cols / 32), a, nullptr, best);
-      for (int r = 0; r < 8; r++) {
-        const float want = qdot_reference(DType::IQ4_NL).fn(cols, c.w.data() + size_t(8 * g + r) * rb, a);
-        EXPECT_NEAR(ref[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
-        EXPECT_NEAR(best[r], want, 1e-4f * (std::fabs(want) + 1)) << "row " << 8 * g + r;
-      }
-    }
+    using Gemv = std::function<void(int64_t, const BlockQ4_0x8*, const BlockQ8_0*, float*)>;
+    test::expect_group_dots(DType::IQ4_NL, cols, c.w.data(), reinterpret_cast<const BlockQ4_0x8*>(x8.data), 2,
+                            reinterpret_cast<const BlockQ8_0*>(c.a.data()), Gemv(gemv_iq4_nlx8_ref),
+                            Gemv([&](int64_t n, const BlockQ4_0x8* g, const BlockQ8_0* a, float* out) {
+                              k.gemv(n, g, a, nullptr, out);
+                            }));
   });
 }
 
@@ -83,15 +62,10 @@ TEST(IQ4_NLx8, GemvMatchesRowDots) {
 // kernel gives it (a prompt row and a decoded row of the same token agree).
 TEST(IQ4_NLx8, MultiTokenKernelsMatchGemvPerToken) {
   test::for_kernel_targets({32, 288, 2080}, [](int64_t cols) {
-    const Case c = make_case(8, cols, unsigned(cols) + 9);
+    const test::X8Case c = make_case(8, cols, unsigned(cols) + 9);
     const Tensor x8 = repack_iq4_nlx8(iq4_nl_tensor(c));
     const int64_t nb = cols / 32;
-    std::vector<BlockQ8_0> acts;
-    for (unsigned t = 0; t < 4; t++) {
-      const Case ct = make_case(8, cols, unsigned(cols) * 7 + t);
-      const auto* a = reinterpret_cast<const BlockQ8_0*>(ct.a.data());
-      acts.insert(acts.end(), a, a + nb);
-    }
+    const std::vector<BlockQ8_0> acts = test::four_token_acts(DType::IQ4_NL, cols, unsigned(cols) * 7);
     const auto* group = reinterpret_cast<const BlockQ4_0x8*>(x8.data);
     const X8Kernels k = iq4_nlx8_kernels();
     test::expect_gemm4_matches_gemv([&](float* out, int64_t stride) { k.gemm4(cols, group, acts.data(), nullptr, nb, out, stride); },
@@ -119,7 +93,7 @@ TEST(IQ4_NLx8, MultiTokenKernelsMatchGemvPerToken) {
 // decoded token's rows are the row dots' within rounding.
 TEST(IQ4_NLx8, MatmulPromptsOnThePanelsAndDecodedRows) {
   test::for_kernel_targets({2080}, [](int64_t cols) {
-    const Case c = make_case(16, cols, 3);
+    const test::X8Case c = make_case(16, cols, 3);
     const Tensor plain = iq4_nl_tensor(c), x8 = repack_iq4_nlx8(plain);
     std::mt19937 rng(11);
     std::normal_distribution<float> nd;

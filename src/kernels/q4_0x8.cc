@@ -55,16 +55,7 @@ void pack_q4_0x8(const BlockQ4_0* rows, int64_t cols, BlockQ4_0x8* out) {
 }
 
 void dequantize_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, float* out) {
-  for (int64_t b = 0; b < cols / 32; b++, out += 32) {
-    const BlockQ4_0x8& g = group[b];
-    const float d = f16_to_f32(g.d[r]);
-    for (int v = 0; v < 4; v++)
-      for (int i = 0; i < 4; i++) {
-        const uint8_t q = g.qs[32 * v + 4 * r + i];
-        out[4 * v + i] = float(int(q & 0x0F) - 8) * d;
-        out[4 * (v + 4) + i] = float(int(q >> 4) - 8) * d;
-      }
-  }
+  dequantize_nibble_x8_row(group, cols, r, out, [](int q) { return q - 8; });
 }
 
 Tensor repack_q4_0x8(const Tensor& t) {

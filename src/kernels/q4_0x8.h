@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/fp16.h"
 #include "core/tensor.h"
 #include "kernels/interleaved.h"
 #include "kernels/blocks.h"
@@ -28,6 +29,20 @@ static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0));
 void pack_q4_0x8(const BlockQ4_0* rows, int64_t cols, BlockQ4_0x8* out);
 // Row r (0..7) of a group as floats (what dequantizing its Q4_0 blocks gives).
 void dequantize_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, float* out);
+// Row r of a group with each stored nibble read as level(nibble), times its block's scale.
+template <class Level>
+void dequantize_nibble_x8_row(const BlockQ4_0x8* group, int64_t cols, int r, float* out, Level level) {
+  for (int64_t b = 0; b < cols / 32; b++, out += 32) {
+    const BlockQ4_0x8& g = group[b];
+    const float d = f16_to_f32(g.d[r]);
+    for (int v = 0; v < 4; v++)
+      for (int i = 0; i < 4; i++) {
+        const uint8_t q = g.qs[32 * v + 4 * r + i];
+        out[4 * v + i] = float(level(q & 0x0F)) * d;
+        out[4 * (v + 4) + i] = float(level(q >> 4)) * d;
+      }
+  }
+}
 
 // A Q4_0 matrix as Q4_0_X8 (rows must be a multiple of 8), and back.
 Tensor repack_q4_0x8(const Tensor& q4_0);

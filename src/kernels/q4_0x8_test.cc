@@ -15,29 +15,13 @@ namespace lmpress {
 namespace {
 
 // Random Q4_0 rows (some blocks all −8 … +7 extremes) and Q8_0 activations.
-struct Case {
-  int64_t rows, cols;
-  std::vector<uint8_t> w;  // plain Q4_0 rows
-  std::vector<uint8_t> a;  // Q8_0 activations
-};
-
+using Case = test::X8Case;
 Case make_case(int64_t rows, int64_t cols, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  Case c{rows, cols, std::vector<uint8_t>(size_t(rows) * row_bytes(DType::Q4_0, uint64_t(cols))),
-         std::vector<uint8_t>(row_bytes(DType::Q8_0, uint64_t(cols)))};
-  std::vector<float> v(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; r++) {
-    for (auto& x : v) x = nd(rng);
-    quantize_row(DType::Q4_0, v.data(), cols, c.w.data() + size_t(r) * row_bytes(DType::Q4_0, uint64_t(cols)));
-  }
-  auto* b = reinterpret_cast<BlockQ4_0*>(c.w.data());
-  std::memset(b[0].qs, 0x00, 16);  // all −8
-  std::memset(b[1].qs, 0xFF, 16);  // all +7
-  for (auto& x : v) x = nd(rng) * 3;
-  v[0] = 40;  // one activation block saturates at ±127
-  quantize_row(DType::Q8_0, v.data(), cols, c.a.data());
-  return c;
+  return test::random_x8_case(DType::Q4_0, rows, cols, seed, [](uint8_t* w) {
+    auto* b = reinterpret_cast<BlockQ4_0*>(w);
+    std::memset(b[0].qs, 0x00, 16);  // all −8
+    std::memset(b[1].qs, 0xFF, 16);  // all +7
+  });
 }
 
 std::vector<int32_t> block_sums(const Case& c) {

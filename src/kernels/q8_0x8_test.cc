@@ -15,27 +15,12 @@ namespace lmpress {
 namespace {
 
 // Random Q8_0 rows (one block at the extremes −128 / 127) and Q8_0 activations.
-struct Case {
-  int64_t rows, cols;
-  std::vector<uint8_t> w, a;
-};
-
+using Case = test::X8Case;
 Case make_case(int64_t rows, int64_t cols, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd;
-  const uint64_t rb = row_bytes(DType::Q8_0, uint64_t(cols));
-  Case c{rows, cols, std::vector<uint8_t>(size_t(rows) * rb), std::vector<uint8_t>(rb)};
-  std::vector<float> v(static_cast<size_t>(cols));
-  for (int64_t r = 0; r < rows; r++) {
-    for (auto& x : v) x = nd(rng);
-    quantize_row(DType::Q8_0, v.data(), cols, c.w.data() + size_t(r) * rb);
-  }
-  auto* b = reinterpret_cast<BlockQ8_0*>(c.w.data());
-  for (int i = 0; i < 32; i++) b[1].qs[i] = int8_t(i % 2 ? 127 : -128);
-  for (auto& x : v) x = nd(rng) * 3;
-  v[0] = 40;
-  quantize_row(DType::Q8_0, v.data(), cols, c.a.data());
-  return c;
+  return test::random_x8_case(DType::Q8_0, rows, cols, seed, [](uint8_t* w) {
+    auto* b = reinterpret_cast<BlockQ8_0*>(w);
+    for (int i = 0; i < 32; i++) b[1].qs[i] = int8_t(i % 2 ? 127 : -128);
+  });
 }
 
 Tensor q8_0_tensor(const Case& c) { return test::borrowed_matrix(DType::Q8_0, c.rows, c.cols, c.w); }
