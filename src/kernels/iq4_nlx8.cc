@@ -50,14 +50,8 @@ void decode_iq4_nlx8_chunks(const BlockQ4_0x8* group, int64_t cols, ChunkQ8* out
 void gemv_iq4_nlx8_ref(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, float* out) {
   float acc[8] = {};
   for (int64_t b = 0; b < cols / 32; b++) {
-    int32_t dot[8] = {};
-    for (int v = 0; v < 4; v++)
-      for (int r = 0; r < 8; r++)
-        for (int i = 0; i < 4; i++) {
-          const uint8_t q = g[b].qs[32 * v + 4 * r + i];
-          dot[r] += int32_t(kIQ4NLValues[q & 0x0F]) * a[b].qs[4 * v + i] +
-                    int32_t(kIQ4NLValues[q >> 4]) * a[b].qs[4 * (v + 4) + i];
-        }
+    int32_t dot[8];
+    nibble_x8_dots(g[b], a[b], [](int q) { return kIQ4NLValues[q]; }, dot);
     for (int r = 0; r < 8; r++) acc[r] += f16_to_f32(g[b].d[r]) * f16_to_f32(a[b].d) * float(dot[r]);
   }
   std::memcpy(out, acc, sizeof(acc));
