@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
 #include <map>
 #include <tuple>
 
@@ -144,6 +145,32 @@ TEST(MakeModel, WritesRealShapesReproducibly) {
 // writes them) in a shape small enough for a test: 8 experts of 512, 2 per
 // token, renormalized. llama-perplexity -c 128 --chunks 4 on this file
 // gives 1.0.
+// The types ggml quantizes only with an importance matrix: make-model gives
+// random weights a uniform one (before, the quantizer's error escaped a
+// parallel loop and aborted the process); without one, writing such a type is
+// an error, not a crash.
+TEST(MakeModel, ImatrixTypesGetUniformImportance) {
+  const std::string d = test::temp_dir();
+  for (const char* t : {"iq2_xxs", "iq2_xs"}) {
+    const auto r = run_cli(fmt::format("make-model --shape smollm2-135m --layers 1 --vocab 2048 --type {} {}/{}.gguf", t, d, t));
+    ASSERT_EQ(r.status, 0) << r.out;
+    const GGUFFile f = GGUFFile::open(d + "/" + t + ".gguf");
+    int64_t of_type = 0;
+    for (const auto& x : f.tensors()) of_type += dtype_name(x.dtype) == fmt::format("{}", t == std::string("iq2_xs") ? "IQ2_XS" : "IQ2_XXS");
+    EXPECT_GT(of_type, 0) << t;
+    EXPECT_EQ(run_cli(fmt::format("generate {}/{}.gguf -p hi -n 2 --ignore-eos", d, t)).status, 0) << t;
+  }
+  ModelConfig cfg = find_model_shape("smollm2-135m");
+  cfg.n_layers = 1;
+  cfg.n_vocab = 512;
+  auto m = make_random_model(cfg, "smollm2-135m");
+  ExportOptions eo;
+  eo.type_of = [](const Tensor& t) { return t.name.find("ffn_down") != std::string::npos ? DType::IQ2_XS : DType::F16; };
+  eo.values = [](const Tensor& t) { return random_tensor_values(t, 1); };
+  test::expect_error([&] { write_gguf_model(*m, d + "/bad.gguf", eo); }, "importance");
+  EXPECT_FALSE(std::filesystem::exists(d + "/bad.gguf"));
+}
+
 TEST(MakeModel, SmallMixtralAsLlamaCpp) {
   const std::string d = test::temp_dir();
   ModelConfig c = find_model_shape("mixtral-8x7b");

@@ -6,6 +6,8 @@
 #include "model/export.h"
 #include "model/random_model.h"
 #include "compress/mix.h"
+#include "quant/iq_quants.h"
+#include "quant/quantize.h"
 
 namespace lmpress::cli {
 
@@ -65,6 +67,17 @@ void add_make_model(CLI::App& app) {
     eo.type_of = [&plan](const Tensor& t) { return plan.at(t.name); };
     const uint64_t seed = o->seed;
     eo.values = [seed](const Tensor& t) { return random_tensor_values(t, seed); };
+    // The types ggml quantizes only with an importance matrix (IQ2_XXS, IQ2_XS,
+    // IQ1_S) get a uniform one: random weights have no activations to weigh them by.
+    eo.quantize = [](const Tensor& t, DType dst, const float* f, uint8_t* out) {
+      if (!has_quantizer(dst)) fail("make-model: no quantizer for {} ({})", dtype_name(dst), t.name);
+      const int64_t rows = t.rows(), cols = t.cols();
+      const uint64_t rb = row_bytes(dst, uint64_t(cols));
+      const std::vector<float> uniform(quantizer_needs_importance(dst) ? size_t(cols) : 0, 1.0f);
+      const float* importance = uniform.empty() ? nullptr : uniform.data();
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; r++) quantize_row(dst, f + r * cols, cols, out + uint64_t(r) * rb, importance);
+    };
     write_gguf_model(*m, o->out, eo);
     uint64_t bytes = 0;
     for (const auto& t : m->tensors) bytes += uint64_t(t.rows()) * row_bytes(plan.at(t.name), uint64_t(t.cols()));
