@@ -591,7 +591,6 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   std::mutex mu;
   eo.quantize = [&](const Tensor& src, DType dst, const float* f, uint8_t* out) {
     const int64_t rows = src.rows(), cols = src.cols();
-    const uint64_t rb = row_bytes(dst, uint64_t(cols));
     const auto imp = q.importance(src.name, {});
     if (o.clip_search) {
       // Weight-space error, weighted by the importance: H = diag(importance or 1).
@@ -599,9 +598,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
       for (int64_t c = 0; c < cols; c++) H[size_t(c * cols + c)] = imp.empty() ? 1.0f : imp[size_t(c)];
       awq_clip_quantize(f, rows, cols, H, dst, imp.empty() ? nullptr : imp.data(), AwqOptions{}, out);
     } else {
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; r++)
-        quantize_row(dst, f + r * cols, cols, out + r * rb, imp.empty() ? nullptr : imp.data());
+      quantize_rows(dst, f, rows, cols, out, imp.empty() ? nullptr : imp.data());
     }
     const auto deq = dequantize_all(dst, out, rows, cols);
     std::lock_guard<std::mutex> lock(mu);

@@ -7,7 +7,6 @@
 #include "core/fp16.h"
 #include "kernels/int_blocks.h"
 #include "kernels/interleaved.h"
-#include "kernels/iq4_nlx8.h"
 #include "kernels/q8_0x8.h"
 #include "kernels/to_f32.h"
 #if defined(__x86_64__)
@@ -119,8 +118,9 @@ void gemv_panel_x8_ref(int64_t cols, const BlockPanelx8* panel, const BlockQ8_0*
 }
 
 void decode_int_panel_rows(const Tensor& w, int64_t g, ChunkQ8* out) {
-  if (w.dtype == DType::IQ4_NL_X8)  // repacked at load: its 8 rows are one group
-    return decode_iq4_nlx8_chunks(reinterpret_cast<const BlockQ4_0x8*>(w.data) + g * (w.shape[1] / 32), w.shape[1], out);
+  if (const InterleavedFormat* x = interleaved_format(w.dtype))  // repacked at load: its 8 rows are one group
+    return x->panel_chunks(w.data + uint64_t(g) * uint64_t(w.shape[1] / x->block_cols) * x->group_block_bytes,
+                           w.shape[1], out);
   const IntBlockFormat& f = *int_block_format(w.dtype);
   const int64_t in = w.shape[1], nbw = in / f.elems;
   const uint64_t row_b = row_bytes(w.dtype, uint64_t(in));
@@ -141,8 +141,20 @@ void decode_int_panel_rows(const Tensor& w, int64_t g, ChunkQ8* out) {
   }
 }
 
+namespace {
+
+// The panels' format for w: its blocks', or for a layout repacked at load
+// whose prompts take the panels, its file type's (null: no panels).
+const IntBlockFormat* panel_format(const Tensor& w) {
+  if (const InterleavedFormat* x = interleaved_format(w.dtype))
+    return x->panel_chunks ? int_block_format(file_type(w.dtype)) : nullptr;
+  return int_block_format(w.dtype);
+}
+
+}  // namespace
+
 bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y) {
-  const IntBlockFormat* f = int_block_format(w.dtype == DType::IQ4_NL_X8 ? DType::IQ4_NL : w.dtype);
+  const IntBlockFormat* f = panel_format(w);
   // MXFP4 keeps the general path (its E8M0 scales span more than f16's range).
   if (!f || w.dtype == DType::MXFP4 || w.shape.size() != 2 || w.shape[0] % 8 != 0) return false;
   const X8Kernels q8k = q8_0x8_kernels();

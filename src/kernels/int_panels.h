@@ -42,7 +42,8 @@ void gemv_panel_x8_ref(int64_t cols, const BlockPanelx8* panel, const BlockQ8_0*
 // the caller then takes its general path.
 bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y);
 
-// Rows 8g..8g+7 of w decoded as matmul_int_panels decodes them (8 · in / 32 chunks).
+// Rows 8g..8g+7 of w decoded as matmul_int_panels decodes them (8 · in / 32
+// chunks); w of a panel type, or of a layout with panel_chunks (kernels/interleaved.h).
 void decode_int_panel_rows(const Tensor& w, int64_t g, ChunkQ8* out);
 
 }  // namespace lmpress

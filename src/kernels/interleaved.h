@@ -46,9 +46,11 @@ struct InterleavedFormat {
   Tensor (*repack)(const Tensor&);                 // from the file type (dtype_info(type).file_type)
   std::vector<uint8_t> (*unpack)(const Tensor&);  // back to the file type's bytes, bit for bit
   void (*dequantize_row)(const void* group, int64_t cols, int r, float* out);  // row r (0..7) of a group
-  // Prompt batches take the int8 panels (kernels/int_panels.h) where those
-  // apply, the layout's own kernels then serving decoding only.
-  bool prompt_panels = false;
+  // Non-null: prompt batches take the int8 panels (kernels/int_panels.h) of
+  // the file type where those apply, the layout's own kernels then serving
+  // decoding only; this decodes one group's 8 rows into chunks (row r's
+  // cols / 32 chunks from out + r · cols / 32).
+  void (*panel_chunks)(const void* group, int64_t cols, ChunkQ8* out) = nullptr;
 };
 
 // The row of an interleaved layout, or null for any other type.
@@ -91,6 +93,10 @@ void x8_gemmn(int64_t n, int64_t cols, const void* g, const void* a, const int32
 template <class Group, void (*F)(const Group*, int64_t, int, float*)>
 void x8_dequantize_row(const void* g, int64_t cols, int r, float* out) {
   F(static_cast<const Group*>(g), cols, r, out);
+}
+template <class Group, void (*F)(const Group*, int64_t, ChunkQ8*)>
+void x8_panel_chunks(const void* g, int64_t cols, ChunkQ8* out) {
+  F(static_cast<const Group*>(g), cols, out);
 }
 // Four one-token calls: the scalar path's 4-token kernel.
 template <class Act, X8Gemv Gemv>

@@ -98,7 +98,7 @@ void matmul_converted(const Tensor& w, const float* x, int64_t n, float* y, bool
   // Interleaved layouts take prompt batches too where they have a 4-token kernel; the 2:4
   // layout has only a one-token kernel, level with f32 tiles + the packed GEMM (README).
   if (const InterleavedFormat* f = interleaved_format(w.dtype); f && (rows || f->kernels().gemm4)) {
-    if (!rows && f->prompt_panels && matmul_int_panels(w, x, n, y)) return;
+    if (!rows && f->panel_chunks && matmul_int_panels(w, x, n, y)) return;
     return matmul_x8(w, *f, x, n, y);
   }
   if (const QDotKernel k = qdot(w.dtype); rows && k.fn) {

@@ -4,7 +4,6 @@
 
 #include <cmath>
 #include <cstring>
-#include <exception>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -114,19 +113,7 @@ TensorToWrite prepare(const Model& m, const Tensor& t, const ExportOptions& opt,
       if (quantize && !is_float_type(dst)) {
         quantize(src, dst, f.data(), bytes.data());
       } else if (has_quantizer(dst)) {
-        // An error inside the loop (a type that needs an importance matrix) is
-        // rethrown after it: an exception may not leave an OpenMP region.
-        std::exception_ptr error;
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; r++) {
-          try {
-            quantize_row(dst, f.data() + r * cols, cols, bytes.data() + r * rb);
-          } catch (...) {
-#pragma omp critical(export_quantize_error)
-            if (!error) error = std::current_exception();
-          }
-        }
-        if (error) std::rethrow_exception(error);
+        quantize_rows(dst, f.data(), rows, cols, bytes.data());
       } else if (dst == DType::F32) {
         std::memcpy(bytes.data(), f.data(), bytes.size());
       } else {

@@ -597,20 +597,15 @@ bool InferenceState::try_exit(float* logits, const float* before) {
   const int64_t D = c.dim;
   float* x = a_.x.data();
   float* xn = a_.xn.data();
-  float* out = logits ? logits : exit_logits_.data();
-  const auto head = [&] {
-    rmsnorm(x, m_.output_norm.data(), D, c.rms_eps, xn);
-    matmul(*m_.output, xn, 1, out);
-    finish_logits(c, out, 1);
-  };
   exit_stats_.steps++;
   bool exit;
   if (exit_.measure == ExitMeasure::Softmax) {
-    head();
+    float* out = logits ? logits : exit_logits_.data();
+    head(0, 1, out);
     exit = softmax_margin(out, c.n_vocab) >= exit_.threshold;
   } else {
     exit = cosine_similarity(x, before, D) >= exit_.threshold;
-    if (exit && logits) head();
+    if (exit && logits) head(0, 1, logits);
   }
   if (!exit) return false;
   exit_stats_.exited++;
@@ -650,7 +645,7 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
   bool exited = false;
   for (int64_t l = 0; l < c.n_layers && !exited; l++) {
     const bool exit_here = exit_step_ && l == exit_.layer;
-    if (exit_here) exit_before_.assign(a_.x.begin(), a_.x.begin() + D);
+    if (exit_here && exit_.measure == ExitMeasure::State) exit_before_.assign(a_.x.begin(), a_.x.begin() + D);
     if (!skipped(l))
       block(l, m_.layers[size_t(l)], a_.x.data(), n, nullptr, k_cache_[size_t(l)].data(), v_cache_[size_t(l)].data());
     if (exit_here) exited = try_exit(logits, exit_before_.data());
@@ -660,9 +655,14 @@ void InferenceState::eval_batch(const int32_t* tokens, int64_t n, float* logits,
   snap_rows_ = 0;
   if (!logits || exited) return;
   const int64_t first = all_logits ? 0 : n - 1;
-  const int64_t rows = n - first;
-  for (int64_t t = first; t < n; t++)
-    rmsnorm(a_.x.data() + t * D, m_.output_norm.data(), D, c.rms_eps, a_.xn.data() + (t - first) * D);
+  head(first, n - first, logits);
+}
+
+void InferenceState::head(int64_t first, int64_t rows, float* logits) {
+  const auto& c = m_.cfg;
+  const int64_t D = c.dim;
+  for (int64_t t = 0; t < rows; t++)
+    rmsnorm(a_.x.data() + (first + t) * D, m_.output_norm.data(), D, c.rms_eps, a_.xn.data() + t * D);
   matmul(*m_.output, a_.xn.data(), rows, logits);
   finish_logits(c, logits, rows);
 }

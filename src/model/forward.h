@@ -206,9 +206,12 @@ class InferenceState {
   std::vector<std::vector<float>> score_;   // h2o: per layer [kv_heads][slots_] accumulated attention
   std::vector<std::vector<float>> sink_k_;  // sink-window: per layer [sinks][kv_dim] keys as rotated for positions 0..S-1
   std::vector<bool> skip_;
+  // logits[rows, vocab] of the hidden states a_.x rows first.. (final norm, output matrix, finish_logits).
+  void head(int64_t first, int64_t rows, float* logits);
   // A decoding step's token after block exit_.layer: true when it exits
   // (logits written when asked for, the later blocks' K/V rows filled from
-  // its hidden state). before: its hidden state before that block.
+  // its hidden state). before: its hidden state before that block (read by
+  // the state measure only).
   bool try_exit(float* logits, const float* before);
   EarlyExit exit_;
   EarlyExitStats exit_stats_;

@@ -3,7 +3,9 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <exception>
 
+#include "core/error.h"
 #include "core/fp16.h"
 #include "kernels/blocks.h"
 #include "quant/block_grid.h"
@@ -169,6 +171,23 @@ bool quantize_row(DType t, const float* x, int64_t n, uint8_t* out, const float*
   if (!r) return false;
   r->quantize(x, n, out, importance);
   return true;
+}
+
+void quantize_rows(DType t, const float* x, int64_t rows, int64_t cols, uint8_t* out, const float* importance) {
+  const QuantizerRow* q = quantizer(t);
+  if (!q) fail("no quantizer for {}", dtype_name(t));
+  const uint64_t rb = row_bytes(t, uint64_t(cols));
+  std::exception_ptr error;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) {
+    try {
+      q->quantize(x + r * cols, cols, out + uint64_t(r) * rb, importance);
+    } catch (...) {
+#pragma omp critical(quantize_rows_error)
+      if (!error) error = std::current_exception();
+    }
+  }
+  if (error) std::rethrow_exception(error);
 }
 
 }  // namespace lmpress

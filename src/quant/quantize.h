@@ -13,5 +13,12 @@ namespace lmpress {
 // importance: n weights or null. False for a type lmpress cannot write.
 bool quantize_row(DType t, const float* x, int64_t n, uint8_t* out, const float* importance = nullptr);
 bool has_quantizer(DType t);
+// `rows` rows of `cols` values x[rows, cols] into out (row_bytes(t, cols)
+// apart), rows side by side on the threads, each with the same importance
+// (cols weights or null). Fails for a type without a quantizer; an error
+// inside the loop (a type that needs an importance, given none) is rethrown
+// after it, as an exception may not leave an OpenMP region.
+void quantize_rows(DType t, const float* x, int64_t rows, int64_t cols, uint8_t* out,
+                   const float* importance = nullptr);
 
 }  // namespace lmpress

@@ -70,13 +70,8 @@ void add_make_model(CLI::App& app) {
     // The types ggml quantizes only with an importance matrix (IQ2_XXS, IQ2_XS,
     // IQ1_S) get a uniform one: random weights have no activations to weigh them by.
     eo.quantize = [](const Tensor& t, DType dst, const float* f, uint8_t* out) {
-      if (!has_quantizer(dst)) fail("make-model: no quantizer for {} ({})", dtype_name(dst), t.name);
-      const int64_t rows = t.rows(), cols = t.cols();
-      const uint64_t rb = row_bytes(dst, uint64_t(cols));
-      const std::vector<float> uniform(quantizer_needs_importance(dst) ? size_t(cols) : 0, 1.0f);
-      const float* importance = uniform.empty() ? nullptr : uniform.data();
-#pragma omp parallel for schedule(static)
-      for (int64_t r = 0; r < rows; r++) quantize_row(dst, f + r * cols, cols, out + uint64_t(r) * rb, importance);
+      const std::vector<float> uniform(quantizer_needs_importance(dst) ? size_t(t.cols()) : 0, 1.0f);
+      quantize_rows(dst, f, t.rows(), t.cols(), out, uniform.empty() ? nullptr : uniform.data());
     };
     write_gguf_model(*m, o->out, eo);
     uint64_t bytes = 0;
