@@ -442,6 +442,87 @@ TEST(QuantizeCli, CodebookAndTernaryTypes) {
   EXPECT_FALSE(fs::exists(d + "/x.gguf"));
 }
 
+// --compensate: the model file is plain quantize's byte for byte, the adapter
+// holds F16 A [r, in] / B [out, r] for each quantized block linear, and what it
+// adds, read back here and applied to the dequantized weights, lowers the
+// weight error for the plain SVD (which minimizes it) and the perplexity
+// through `perplexity --lora`; EoRA's output error on block 0 (same inputs for
+// both) is at most the plain SVD's.
+TEST(QuantizeCli, CompensationAdapter) {
+  const std::string d = test::temp_dir();
+  const std::string calib = " --calib " + S("data/calib/docs-calib.txt") + " --calib-samples 16 --calib-ctx 128";
+  const auto plain = quantize(d + "/plain.gguf", "--type q4_0");
+  const auto eora = quantize(d + "/e.gguf", "--type q4_0 --compensate rank=8" + calib);
+  const auto svd = quantize(d + "/s.gguf", "--type q4_0 --compensate rank=8,method=svd --compensate-out " + d +
+                                               "/svd-adapter.gguf" + calib);
+  ASSERT_TRUE(fs::exists(d + "/e.eora.gguf"));
+  ASSERT_TRUE(fs::exists(d + "/svd-adapter.gguf"));
+  EXPECT_EQ(eora["adapter"]["rank"], 8);
+  EXPECT_EQ(eora["adapter"]["bytes"].get<uint64_t>(), fs::file_size(d + "/e.eora.gguf"));
+  auto bytes = [](const std::string& f) {
+    std::ifstream in(f, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+  EXPECT_EQ(bytes(d + "/plain.gguf"), bytes(d + "/e.gguf"));
+  EXPECT_EQ(bytes(d + "/plain.gguf"), bytes(d + "/s.gguf"));
+
+  std::map<std::string, nlohmann::json> e_by, s_by;
+  for (const auto& t : eora["tensors"]) e_by[t["name"]] = t;
+  for (const auto& t : svd["tensors"]) s_by[t["name"]] = t;
+  int compensated = 0;
+  for (const auto& [name, t] : e_by) {
+    if (!t.contains("compensated_error")) continue;
+    compensated++;
+    EXPECT_LT(t["compensated_error"].get<double>(), t["output_error"].get<double>()) << name;
+    if (name.starts_with("blk.0."))
+      EXPECT_LE(t["compensated_error"].get<double>(), s_by[name]["compensated_error"].get<double>() * (1 + 1e-6)) << name;
+  }
+  EXPECT_FALSE(e_by["blk.0.ffn_down.weight"].contains("compensated_error"));  // F16: rows of 172 fit no 32-block
+  EXPECT_EQ(compensated, 6 * load_model(S(kStories))->cfg.n_layers);  // q, k, v, o, gate, up
+
+  // As stored (q and k rows in the GGUF's RoPE pairing, as the adapter's B).
+  const GGUFFile q = GGUFFile::open(d + "/s.gguf"), a = GGUFFile::open(d + "/svd-adapter.gguf"),
+                 f32 = GGUFFile::open(S(kStories));
+  EXPECT_EQ(a.get_string("general.type").value_or(""), "adapter");
+  auto by_name = [](const GGUFFile& g) {
+    std::map<std::string, Tensor> m;
+    for (const Tensor& t : g.tensors()) m[t.name] = t;
+    return m;
+  };
+  const auto qt = by_name(q), at = by_name(a), ot = by_name(f32);
+  int pairs = 0;
+  for (const auto& [an, ta] : at) {
+    if (!ta.name.ends_with(".lora_a")) continue;
+    pairs++;
+    const std::string w = ta.name.substr(0, ta.name.size() - 7);
+    ASSERT_TRUE(at.count(w + ".lora_b")) << w;
+    const Tensor* tb = &at.at(w + ".lora_b");
+    EXPECT_EQ(ta.dtype, DType::F16);
+    EXPECT_EQ(tb->dtype, DType::F16);
+    ASSERT_TRUE(qt.count(w) && ot.count(w)) << w;
+    const Tensor* tq = &qt.at(w);
+    const Tensor* to = &ot.at(w);
+    const int64_t rows = tq->rows(), cols = tq->cols();
+    ASSERT_EQ(ta.rows(), 8);
+    ASSERT_EQ(ta.cols(), cols);
+    ASSERT_EQ(tb->rows(), rows);
+    const auto A = to_f32(ta), B = to_f32(*tb), Q = to_f32(*tq), W = to_f32(*to);
+    double before = 0, after = 0;
+    for (int64_t r = 0; r < rows; r++)
+      for (int64_t c = 0; c < cols; c++) {
+        double ba = 0;
+        for (int64_t k = 0; k < 8; k++) ba += double(B[size_t(r * 8 + k)]) * A[size_t(k * cols + c)];
+        const double e = W[size_t(r * cols + c)] - Q[size_t(r * cols + c)];
+        before += e * e;
+        after += (e - ba) * (e - ba);
+      }
+    EXPECT_LT(after, 0.9 * before) << w;
+  }
+  EXPECT_EQ(pairs, compensated);
+  const double p_plain = cli_ppl(d + "/plain.gguf"), p_eora = cli_ppl(d + "/e.gguf --lora " + d + "/e.eora.gguf");
+  EXPECT_LT(p_eora, p_plain);
+}
+
 TEST(QuantizeCli, BadInputs) {
   const std::string d = test::temp_dir();
   const std::string in = S(kStories);
@@ -463,6 +544,23 @@ TEST(QuantizeCli, BadInputs) {
   expect_cli_error("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0", "already quantized");
   EXPECT_EQ(run_cli("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0 --allow-requantize").status, 0);
   expect_cli_error("quantize " + d + "/q.gguf " + d + "/q.gguf --type q4_0 --allow-requantize", "refusing to overwrite");
+  // --compensate
+  const std::string x = "quantize " + in + " " + d + "/x.gguf --type q4_0 ";
+  const std::string cal = " --calib " + S("data/calib/docs-calib.txt") + " --calib-samples 2 --calib-ctx 32";
+  expect_cli_error(x + "--compensate rank=4", "--compensate measures each linear's inputs on calibration text");
+  expect_cli_error(x + "--compensate rank=0" + cal, "rank must be a whole number of at least 1");
+  expect_cli_error(x + "--compensate rank=2.5" + cal, "rank must be a whole number");
+  expect_cli_error(x + "--compensate 4" + cal, "expected rank=R[,method=eora|svd]");
+  expect_cli_error(x + "--compensate rank=4,method=pca" + cal, "expected rank=R[,method=eora|svd], got 'method=pca'");
+  expect_cli_error(x + "--compensate method=svd" + cal, "rank=R is required");
+  expect_cli_error(x + "--compensate rank=64" + cal, "--compensate rank=64: blk.0.attn_q.weight is 64x64 (out x in); the rank must be below min(out, in) = 64");
+  expect_cli_error(x + "--compensate-out " + d + "/a.gguf" + cal, "--compensate-out without --compensate");
+  expect_cli_error(x + "--compensate rank=4 --compensate-out " + d + "/a.bin" + cal, "name it .gguf");
+  expect_cli_error(x + "--compensate rank=4 --compensate-out " + d + "/x.gguf" + cal, "cannot be the same file");
+  expect_cli_error(x + "--compensate rank=4 --compensate-out " + in + cal, "refusing to overwrite");
+  expect_cli_error("quantize " + in + " " + d + "/int4 --type int4-g32 --compensate rank=4" + cal, "int-N checkpoints");
+  EXPECT_FALSE(fs::exists(d + "/x.gguf"));
+  EXPECT_FALSE(fs::exists(d + "/x.eora.gguf"));
 }
 
 }  // namespace

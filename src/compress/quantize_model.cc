@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include <filesystem>
 #include "core/progress.h"
 #include "compress/type_search.h"
 #include "kernels/to_f32.h"
@@ -22,6 +23,8 @@
 #include "quant/block_grid.h"
 #include "quant/int_checkpoint.h"
 #include "quant/iq_quants.h"
+#include "quant/low_rank.h"
+#include "model/lora.h"
 #include "quant/quantize.h"
 
 namespace lmpress {
@@ -185,6 +188,25 @@ class Quantizer {
     return importance_or(o_.imatrix ? &*o_.imatrix : nullptr, name, std::move(fallback));
   }
 
+  // Round to nearest (RTN) into a block type: the imatrix's importance when
+  // it has the tensor, and with --clip-search each block's clipping ratio by
+  // least importance-weighted squared error.
+  void round_to_nearest(const std::string& name, DType dst, const float* f, int64_t rows, int64_t cols,
+                        uint8_t* out) const {
+    const auto imp = importance(name, {});
+    if (o_.clip_search) {
+      // Weight-space error, weighted by the importance: H = diag(importance or 1).
+      std::vector<float> H(size_t(cols * cols), 0.0f);
+      for (int64_t c = 0; c < cols; c++) H[size_t(c * cols + c)] = imp.empty() ? 1.0f : imp[size_t(c)];
+      awq_clip_quantize(f, rows, cols, H, dst, imp.empty() ? nullptr : imp.data(), AwqOptions{}, out);
+    } else {
+      quantize_rows(dst, f, rows, cols, out, imp.empty() ? nullptr : imp.data());
+    }
+  }
+
+  // --compensate: the adapter of the linears quantized so far.
+  LoraAdapter take_adapter() { return std::move(adapter_); }
+
   // Calibrated quantization of every block. Each block is written to `out`
   // once the next block has its inputs, and its tensors in m are then put
   // back to the input's, so that one block's quantized (or, for int-N, f32)
@@ -196,7 +218,8 @@ class Quantizer {
            m_.cfg.arch);
     LayerwiseCalibrator cal(m_, calibration_windows(m_, o_.calib));
     rep_.calib_tokens = cal.n_tokens();
-    Progress progress(o_.method == QuantMethod::GPTQ ? "gptq" : "awq", uint64_t(m_.cfg.n_layers));
+    Progress progress(o_.method == QuantMethod::GPTQ ? "gptq" : o_.method == QuantMethod::AWQ ? "awq" : "compensate",
+                      uint64_t(m_.cfg.n_layers));
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
       std::map<std::pair<LinearSite, int64_t>, SiteStats> stats;  // by (site, expert)
       const LinearObserver obs = [&](LinearSite s, int64_t e, const float* x, int64_t n, int64_t cols) {
@@ -229,8 +252,19 @@ class Quantizer {
           if (it != stats.end()) it->second = {};  // done with: the next sites' solvers have its memory
         }
       dequantize_int_linears(l);
+      // The next blocks see the compensated weights (as llama.cpp runs them with the adapter), the writer the
+      // quantized ones.
+      std::vector<Tensor> quantized;
+      for (auto& [w, values] : compensated_) {
+        Tensor& t = tensor_ref(m_, w);
+        quantized.push_back(t);
+        t = make_f32_tensor(w, t.shape, std::move(values));
+      }
+      compensated_.clear();
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);
+      for (Tensor& t : quantized) tensor_ref(m_, t.name) = std::move(t);
+      m_.bind();
       out.write_block(l);
       restore_block(m_, originals);
       for (const Tensor& t : originals) int_tensors_.erase(t.name);
@@ -324,14 +358,33 @@ class Quantizer {
     const auto imp = importance(t.name, st.diag());
     if (o_.method == QuantMethod::GPTQ) {
       gptq_quantize(W.data(), rows, cols, st.H, type, imp.data(), o_.gptq, q.data());
-    } else {
+    } else if (o_.method == QuantMethod::AWQ) {
       awq_clip_quantize(W.data(), rows, cols, st.H, type, imp.data(), AwqOptions{}, q.data());
+    } else {
+      round_to_nearest(t.name, type, W.data(), rows, cols, q.data());
     }
-    const auto deq = dequantize_all(type, q.data(), rows, cols);
+    auto deq = dequantize_all(type, q.data(), rows, cols);
     r.weight_error = relative_weight_error(W.data(), deq.data(), rows * cols);
     r.output_error = relative_output_error(W.data(), deq.data(), rows, cols, st.H);
+    if (o_.compensate) compensate(t.name, W, std::move(deq), rows, cols, st.H, r);
     rep_.tensors.push_back(r);
     t = owned_tensor(t, type, std::move(q));
+  }
+
+  // The rank-R correction of W − deq, with A and B rounded to F16 as the
+  // adapter stores them; deq + B·A is kept for the next blocks' calibration.
+  void compensate(const std::string& name, const std::vector<float>& W, std::vector<float> deq, int64_t rows,
+                  int64_t cols, const std::vector<float>& H, TensorReport& r) {
+    std::vector<float> D(W.size());
+    for (size_t i = 0; i < D.size(); i++) D[i] = W[i] - deq[i];
+    LowRankFactors f = weighted_low_rank(D.data(), rows, cols, o_.compensate->weighted ? &H : nullptr, o_.compensate->rank);
+    for (float& v : f.a) v = f16_to_f32(f32_to_f16(v));
+    for (float& v : f.b) v = f16_to_f32(f32_to_f16(v));
+    const auto correction = f.product();
+    for (size_t i = 0; i < deq.size(); i++) deq[i] += correction[i];
+    r.compensated_error = relative_output_error(W.data(), deq.data(), rows, cols, H);
+    adapter_.pairs.push_back({name, cols, rows, std::move(f.a), std::move(f.b)});
+    compensated_[name] = std::move(deq);
   }
 
   // The next blocks see this block's quantized weights: its int-N linears
@@ -368,6 +421,8 @@ class Quantizer {
   std::map<std::string, DType> plan_;
   std::set<std::string> int_linears_;
   std::map<std::string, IntGroupTensor> int_tensors_;
+  LoraAdapter adapter_;
+  std::map<std::string, std::vector<float>> compensated_;  // this block's deq + B·A, by weight name
   bool all_two_of_four_ = true;
   int64_t two_of_four_zeros_ = 0, two_of_four_total_ = 0;
 };
@@ -520,6 +575,20 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
   return eo;
 }
 
+// Refuses, before any work, a model or rank --compensate cannot serve.
+void check_compensation(const Model& m, const CompensateSpec& c) {
+  if (m.cfg.moe())
+    fail("{}: --compensate on a mixture of experts is not built (llama.cpp's adapters for stacked experts)", m.path);
+  for (int64_t l = 0; l < m.cfg.n_layers; l++)
+    for (LinearSite site : kLinearSites)
+      for (const auto& w : linear_names(m.cfg, l, site)) {
+        const Tensor& t = *m.find(w);
+        if (c.rank >= std::min(t.rows(), t.cols()))
+          fail("--compensate rank={}: {} is {}x{} (out x in); the rank must be below min(out, in) = {}", c.rank, w,
+               t.rows(), t.cols(), std::min(t.rows(), t.cols()));
+      }
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(Model& m, const std::string& out_path, const QuantizeOptions& o) {
@@ -543,6 +612,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
         const auto it = o.imatrix->entries.find(t.name);
         rep.expert_tensors_with_data += it != o.imatrix->entries.end() && it->second.count > 0;
       }
+  if (o.compensate) check_compensation(m, *o.compensate);
   Quantizer q(m, o, rep);
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   if (o.int_group) {
@@ -591,22 +661,24 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   std::mutex mu;
   eo.quantize = [&](const Tensor& src, DType dst, const float* f, uint8_t* out) {
     const int64_t rows = src.rows(), cols = src.cols();
-    const auto imp = q.importance(src.name, {});
-    if (o.clip_search) {
-      // Weight-space error, weighted by the importance: H = diag(importance or 1).
-      std::vector<float> H(size_t(cols * cols), 0.0f);
-      for (int64_t c = 0; c < cols; c++) H[size_t(c * cols + c)] = imp.empty() ? 1.0f : imp[size_t(c)];
-      awq_clip_quantize(f, rows, cols, H, dst, imp.empty() ? nullptr : imp.data(), AwqOptions{}, out);
-    } else {
-      quantize_rows(dst, f, rows, cols, out, imp.empty() ? nullptr : imp.data());
-    }
+    q.round_to_nearest(src.name, dst, f, rows, cols, out);
     const auto deq = dequantize_all(dst, out, rows, cols);
     std::lock_guard<std::mutex> lock(mu);
     rep.tensors.push_back({src.name, src.shape_str(), dtype_name(dst), relative_weight_error(f, deq.data(), rows * cols), -1});
   };
   const auto out = ModelWriter::gguf(m, out_path, eo);
-  if (o.method != QuantMethod::RTN) q.calibrate_layers(*out);
+  if (o.method != QuantMethod::RTN || o.compensate) q.calibrate_layers(*out);
   out->commit();
+  if (o.compensate) {
+    LoraAdapter a = q.take_adapter();
+    a.rank = o.compensate->rank;
+    a.alpha = double(a.rank);  // scale 1
+    a.dtype = DType::F16;
+    write_lora_gguf(m, a, o.compensate->adapter_path);
+    rep.adapter_path = o.compensate->adapter_path;
+    rep.adapter_rank = a.rank;
+    rep.adapter_bytes = std::filesystem::file_size(o.compensate->adapter_path);
+  }
   for (const auto& t : m.tensors) {
     const DType d = q.type_of(t.name);
     rep.bytes_out += uint64_t(t.rows()) * row_bytes(d, uint64_t(t.cols()));

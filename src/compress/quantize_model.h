@@ -20,6 +20,21 @@ namespace lmpress {
 
 enum class QuantMethod { RTN, GPTQ, AWQ };
 
+// Low-rank error compensation (`--compensate rank=R`): after a block linear W
+// is quantized to Q(W), the rank-R B·A closest to W − Q(W) in the output
+// norm of its calibration inputs (EoRA; `svd`: the plain truncated SVD, LoRC)
+// is written as a llama.cpp GGUF LoRA adapter (F16, alpha = R), so that
+// `-m OUT --lora ADAPTER` runs Q(W) + B·A. The next blocks are calibrated on
+// the compensated block's outputs.
+struct CompensateSpec {
+  int64_t rank = 0;
+  bool weighted = true;  // EoRA (calibration-weighted); false: plain SVD
+  std::string adapter_path;
+};
+// "rank=R[,method=eora|svd]"; the adapter goes to adapter_out, or beside
+// out_path (OUT.gguf -> OUT.eora.gguf) when that is empty.
+CompensateSpec parse_compensate_spec(const std::string& spec, const std::string& out_path, const std::string& adapter_out);
+
 struct QuantizeOptions {
   QuantMethod method = QuantMethod::RTN;
   MixOptions mix;
@@ -38,6 +53,7 @@ struct QuantizeOptions {
   // int8 per-token dynamic input activations; smooth_alpha: SmoothQuant first.
   bool act_int8 = false;
   std::optional<double> smooth_alpha;
+  std::optional<CompensateSpec> compensate;
   // Choose per-tensor GGUF types by measured sensitivity so that the file has
   // at most this many bits per weight (needs calib).
   std::optional<double> target_bpw;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
@@ -51,6 +67,7 @@ struct TensorReport {
   std::string type;  // dtype name or int-N spec name
   double weight_error = 0;  // ‖Wq − W‖ / ‖W‖
   double output_error = -1;  // tr(ΔW H ΔWᵀ) / tr(W H Wᵀ) on calibration inputs; −1 if not measured
+  double compensated_error = -1;  // the same with the low-rank compensation added; −1 without one
 };
 
 struct QuantizeReport {
@@ -66,6 +83,10 @@ struct QuantizeReport {
   int64_t expert_tensors = 0, expert_tensors_with_data = 0;
   double seconds = 0;
   MemoryReport memory;
+  // --compensate: the adapter written and its size in bytes.
+  std::string adapter_path;
+  int64_t adapter_rank = 0;
+  uint64_t adapter_bytes = 0;
 };
 
 // Quantizes m (modified in place for the calibrated methods) and writes OUT.
@@ -81,6 +102,8 @@ struct QuantizeRequest {
   std::string imatrix;       // llama.cpp imatrix GGUF
   std::string rotate;        // hadamard[:SEED], or empty
   std::string scheme;        // "w8a8", or empty (weight-only)
+  std::string compensate;    // rank=R[,method=eora|svd], or empty
+  std::string compensate_out;  // the adapter's path (default: beside the output)
   double smooth = -1;        // SmoothQuant's α before a w8a8 scheme; < 0: none
   std::string output_type, embd_type, name;
   std::vector<std::string> tensor_types;  // PATTERN=TYPE overrides

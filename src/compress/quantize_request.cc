@@ -1,8 +1,11 @@
 // quantize_options: `lmpress quantize`'s words checked and made into QuantizeOptions.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
 #include "compress/quantize_model.h"
 #include "core/error.h"
+#include "core/parse.h"
 #include "core/path_guard.h"
 
 namespace lmpress {
@@ -16,6 +19,40 @@ DType parse_type(const std::string& flag, const std::string& name) {
 }
 
 }  // namespace
+
+CompensateSpec parse_compensate_spec(const std::string& spec, const std::string& out_path, const std::string& adapter_out) {
+  CompensateSpec c;
+  size_t at = 0;
+  while (at <= spec.size()) {
+    const size_t comma = std::min(spec.find(',', at), spec.size());
+    const std::string item = spec.substr(at, comma - at);
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (key == "rank") {
+      const auto r = parse_double(value);
+      if (!r || *r < 1 || *r != std::floor(*r) || *r > 1e6)
+        fail("--compensate {}: rank must be a whole number of at least 1, got '{}'", spec, value);
+      c.rank = int64_t(*r);
+    } else if (key == "method" && (value == "eora" || value == "svd")) {
+      c.weighted = value == "eora";
+    } else {
+      fail("--compensate {}: expected rank=R[,method=eora|svd], got '{}'", spec, item);
+    }
+    at = comma + 1;
+  }
+  if (c.rank == 0) fail("--compensate {}: rank=R is required", spec);
+  if (!adapter_out.empty()) {
+    c.adapter_path = adapter_out;
+  } else {
+    const std::string stem = out_path.ends_with(".gguf") ? out_path.substr(0, out_path.size() - 5) : out_path;
+    c.adapter_path = stem + ".eora.gguf";
+  }
+  if (!c.adapter_path.ends_with(".gguf"))
+    fail("--compensate-out {}: the adapter is written as llama.cpp's GGUF LoRA file (name it .gguf)", c.adapter_path);
+  if (std::filesystem::absolute(c.adapter_path).lexically_normal() == std::filesystem::absolute(out_path).lexically_normal())
+    fail("--compensate-out {}: the adapter and the quantized model cannot be the same file", c.adapter_path);
+  return c;
+}
 
 QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& out_path) {
   QuantizeOptions q;
@@ -90,6 +127,15 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
     if (!r.imatrix.empty())
       fail("--imatrix with --rotate: the importance matrix was measured on the unrotated model (its channels are not the "
            "rotated model's); calibrate GPTQ or AWQ with --calib instead");
+  }
+  if (!r.compensate_out.empty() && r.compensate.empty()) fail("--compensate-out without --compensate rank=R");
+  if (!r.compensate.empty()) {
+    if (q.int_group)
+      fail("--compensate writes a GGUF LoRA adapter for a GGUF file type; int-N checkpoints (--type {}) are not "
+           "compensated yet",
+           type);
+    if (r.calib.file.empty()) fail("--compensate measures each linear's inputs on calibration text: --calib FILE");
+    q.compensate = parse_compensate_spec(r.compensate, out_path, r.compensate_out);
   }
   if (!r.imatrix.empty()) {
     q.imatrix = read_imatrix(r.imatrix);

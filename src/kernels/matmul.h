@@ -29,4 +29,19 @@ bool matmul_rows_batch_invariant(const Tensor& w);
 void set_num_threads(int n);
 int num_threads();
 
+// One thread for OpenMP and OpenBLAS while it lives, the count before after:
+// for LAPACK's eigen and SVD solvers, whose many small parallel BLAS calls
+// spend more time in OpenMP barriers than in arithmetic at the sizes of a
+// linear layer (and far more on a busy machine).
+class SingleThreadScope {
+ public:
+  SingleThreadScope() : saved_(num_threads()) { set_num_threads(1); }
+  ~SingleThreadScope() { set_num_threads(saved_); }
+  SingleThreadScope(const SingleThreadScope&) = delete;
+  SingleThreadScope& operator=(const SingleThreadScope&) = delete;
+
+ private:
+  int saved_;
+};
+
 }  // namespace lmpress

@@ -7,6 +7,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/finite.h"
+#include "core/fp16.h"
 #include "core/mapped_file.h"
 #include "core/parse.h"
 #include "io/gguf.h"
@@ -25,6 +26,28 @@ Tensor f32_view(const std::string& name, std::vector<int64_t> shape, const std::
   t.shape = std::move(shape);
   t.data = reinterpret_cast<const uint8_t*>(v.data());
   t.nbytes = uint64_t(v.size()) * sizeof(float);
+  return t;
+}
+
+// v as an owned tensor of type d (F32 or F16).
+Tensor stored_tensor(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v, DType d) {
+  if (d == DType::F32) {
+    Tensor t = f32_view(name, std::move(shape), v);
+    auto copy = std::make_shared<std::vector<float>>(v);
+    t.data = reinterpret_cast<const uint8_t*>(copy->data());
+    t.owner = copy;
+    return t;
+  }
+  if (d != DType::F16) fail("internal: LoRA tensors are written as F32 or F16, not {}", dtype_name(d));
+  auto h = std::make_shared<std::vector<uint16_t>>(v.size());
+  for (size_t i = 0; i < v.size(); i++) (*h)[i] = f32_to_f16(v[i]);
+  Tensor t;
+  t.name = name;
+  t.dtype = DType::F16;
+  t.shape = std::move(shape);
+  t.data = reinterpret_cast<const uint8_t*>(h->data());
+  t.nbytes = uint64_t(h->size()) * sizeof(uint16_t);
+  t.owner = h;
   return t;
 }
 
@@ -75,13 +98,15 @@ void write_lora_gguf(const Model& m, const LoraAdapter& a, const std::string& pa
   w.set("general.name", GGUFValue::str(std::filesystem::path(path).stem().string()));
   w.set("adapter.type", GGUFValue::str("lora"));
   w.set("adapter.lora.alpha", GGUFValue::f32(float(a.alpha)));
-  std::vector<std::vector<float>> keep;  // the permuted B's, alive until written
-  keep.reserve(a.pairs.size());
+  std::vector<Tensor> keep;  // alive until written
+  keep.reserve(2 * a.pairs.size());
   const RopeLayout target = gguf_rope_layout(gguf_arch(m));
   for (const auto& p : a.pairs) {
-    keep.push_back(b_rows_for(m, p, a.rank, m.cfg.rope_layout, target));
-    w.add_tensor(f32_view(p.weight + ".lora_a", {a.rank, p.in}, p.a));
-    w.add_tensor(f32_view(p.weight + ".lora_b", {p.out, a.rank}, keep.back()));
+    keep.push_back(stored_tensor(p.weight + ".lora_a", {a.rank, p.in}, p.a, a.dtype));
+    keep.push_back(
+        stored_tensor(p.weight + ".lora_b", {p.out, a.rank}, b_rows_for(m, p, a.rank, m.cfg.rope_layout, target), a.dtype));
+    w.add_tensor(keep[keep.size() - 2]);
+    w.add_tensor(keep.back());
   }
   w.write(path);
 }

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/model.h"
 
 namespace lmpress {
@@ -21,6 +22,7 @@ struct LoraAdapter {
     std::vector<float> a, b;  // a [rank, in], b [out, rank]; b's rows in the model's RoPE pairing
   };
   std::vector<Pair> pairs;
+  DType dtype = DType::F32;  // how write_lora_gguf stores A and B: F32 or F16
 };
 
 // Writes the adapter of base model m as llama.cpp's GGUF LoRA file (q/k rows

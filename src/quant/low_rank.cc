@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "kernels/matmul.h"
 
 namespace lmpress {
 
@@ -21,6 +22,7 @@ LowRankFactors weighted_low_rank(const float* D, int64_t rows, int64_t cols, con
   const int64_t k = std::min(rows, cols);
   if (rank < 1 || rank > k) fail("internal: low-rank approximation of rank {} for a {}x{} matrix", rank, rows, cols);
   if (H && int64_t(H->size()) != cols * cols) fail("internal: H is not {}x{}", cols, cols);
+  const SingleThreadScope one_thread;
   // Dw = D·S with S = QΛ^½ (the whitening), and T = Λ^-½Qᵀ maps back: D·S·T = D on H's range.
   std::vector<double> Dw(static_cast<size_t>(rows * cols));
   for (size_t i = 0; i < Dw.size(); i++) Dw[i] = D[i];

@@ -59,6 +59,7 @@ void add_kld(CLI::App& app) {
     bool json = false;
     CacheOptions kv, base_kv;
     EarlyExitOptions early_exit;  // the candidate's
+    std::vector<std::string> lora;  // the candidate's
   };
   auto o = std::make_shared<Opts>();
   auto* cmd = app.add_subcommand("kld", "KL divergence of a candidate model from its base (llama.cpp protocol)");
@@ -83,10 +84,12 @@ void add_kld(CLI::App& app) {
   add_kv_policy_option(cmd, o->kv);
   add_cache_options(cmd, o->base_kv, "base-");
   add_early_exit_options(cmd, o->early_exit);
+  add_lora_option(cmd, o->lora);
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
     const size_t want = o->save_base.empty() && o->base_logits.empty() ? 2 : 1;
+    if (!o->lora.empty() && !o->save_base.empty()) fail("kld: --lora adapts the candidate; --save-base evaluates only BASE");
     if (o->models.size() != want)
       fail("kld: expected {} ({} given)",
            want == 2 ? "BASE and CANDIDATE" : !o->save_base.empty() ? "only BASE with --save-base"
@@ -97,7 +100,7 @@ void add_kld(CLI::App& app) {
     EarlyExit early_exit;
     if (!o->base_logits.empty()) {
       if (!o->file.empty()) fail("kld: --base-logits takes the text from the saved file; drop -f");
-      auto cand = load_for_inference(o->models[0]);
+      auto cand = load_for_inference(o->models[0], "", o->lora);
       kv_dim = cand->cfg.kv_dim();
       early_exit = o->early_exit.resolve(cand->cfg);
       r = kl_divergence_saved(o->base_logits, *cand, o->batch, o->kv.spec(), o->kv.eviction(), early_exit);
@@ -118,7 +121,7 @@ void add_kld(CLI::App& app) {
         fmt::print("saved the base's top-{} logits to {}\n", o->top_k, o->save_base);
         return;
       }
-      auto cand = load_for_inference(o->models[1]);
+      auto cand = load_for_inference(o->models[1], "", o->lora);
       kv_dim = cand->cfg.kv_dim();
       early_exit = po.early_exit = o->early_exit.resolve(cand->cfg);
       r = kl_divergence(*base, *cand, tokens, po);
