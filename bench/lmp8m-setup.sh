@@ -5,7 +5,7 @@
 SHARED=$(cd ../shared && pwd)
 MODEL=${MODEL:-$SHARED/models/lmp-8m}
 WIKI=$SHARED/data/wikitext-2/wiki.test.raw
-LMP=$PWD/build/lmpress
+LMP=${LMP:-$PWD/build/lmpress}
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 DOCS=$SHARED/data/calib/docs-calib.txt

@@ -168,15 +168,11 @@ class Quantizer {
   // RTN into the int-N format, each tensor written as soon as it is rounded
   // (the other tensors are converted by the writer).
   void round_int_linears(ModelWriter& out) {
-    IntGroupRtnOptions ro;
-    ro.clip_search = o_.clip_search;
     for (const auto& name : int_linears_) {
       const Tensor& t = tensor_ref(m_, name);
       const auto W = to_f32(t);
       release_mapped_pages(t);
-      const auto imp = importance(name, {});
-      store_int(t, W, int_group_rtn(W.data(), t.rows(), t.cols(), *o_.int_group, imp.empty() ? nullptr : imp.data(), ro),
-                nullptr);
+      store_int(t, W, round_int(name, W, t.rows(), t.cols()), nullptr);
       out.write(name);
       int_tensors_.erase(name);
     }
@@ -202,6 +198,14 @@ class Quantizer {
     } else {
       quantize_rows(dst, f, rows, cols, out, imp.empty() ? nullptr : imp.data());
     }
+  }
+
+  // RTN into the int-N format (the imatrix's importance when it has the tensor).
+  IntGroupTensor round_int(const std::string& name, const std::vector<float>& W, int64_t rows, int64_t cols) const {
+    IntGroupRtnOptions ro;
+    ro.clip_search = o_.clip_search;
+    const auto imp = importance(name, {});
+    return int_group_rtn(W.data(), rows, cols, *o_.int_group, imp.empty() ? nullptr : imp.data(), ro);
   }
 
   // --compensate: the adapter of the linears quantized so far.
@@ -341,11 +345,15 @@ class Quantizer {
     release_mapped_pages(t);
     const int64_t rows = t.rows(), cols = t.cols();
     if (f.group) {
-      IntGroupTensor q = o_.method == QuantMethod::GPTQ ? gptq_quantize_int(W.data(), rows, cols, st.H, *f.group, o_.gptq)
-                                                        : awq_clip_quantize_int(W.data(), rows, cols, st.H, *f.group, {});
+      IntGroupTensor q = o_.method == QuantMethod::GPTQ  ? gptq_quantize_int(W.data(), rows, cols, st.H, *f.group, o_.gptq)
+                         : o_.method == QuantMethod::AWQ ? awq_clip_quantize_int(W.data(), rows, cols, st.H, *f.group, {})
+                                                         : round_int(t.name, W, rows, cols);
       // Its f32 values, which the next block's inputs are computed with, are
       // made once the whole block is quantized (dequantize_int_linears).
+      auto deq = o_.compensate ? q.dequantize() : std::vector<float>{};
+      const std::string name = t.name;
       store_int(t, W, std::move(q), &st.H);
+      if (o_.compensate) compensate(name, W, std::move(deq), rows, cols, st.H, rep_.tensors.back());
       return;
     }
     const DType type = f.block;
@@ -589,6 +597,27 @@ void check_compensation(const Model& m, const CompensateSpec& c) {
       }
 }
 
+// --compensate's adapter: a GGUF LoRA file (F16) beside a GGUF model, a PEFT
+// directory (F32) beside an int-N checkpoint.
+void write_adapter(const Model& m, const QuantizeOptions& o, Quantizer& q, QuantizeReport& rep) {
+  if (!o.compensate) return;
+  LoraAdapter a = q.take_adapter();
+  a.rank = o.compensate->rank;
+  a.alpha = double(a.rank);  // scale 1
+  const std::string& path = o.compensate->adapter_path;
+  if (o.int_group) {
+    write_lora_peft(m, a, path);
+    for (const auto& e : std::filesystem::directory_iterator(path))
+      if (e.is_regular_file()) rep.adapter_bytes += e.file_size();
+  } else {
+    a.dtype = DType::F16;
+    write_lora_gguf(m, a, path);
+    rep.adapter_bytes = std::filesystem::file_size(path);
+  }
+  rep.adapter_path = path;
+  rep.adapter_rank = a.rank;
+}
+
 }  // namespace
 
 QuantizeReport quantize_model(Model& m, const std::string& out_path, const QuantizeOptions& o) {
@@ -617,7 +646,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   if (o.int_group) {
     const auto out = ModelWriter::hf(m, out_path, int_checkpoint_export_options(m, o, q));
-    if (o.method == QuantMethod::RTN)
+    if (o.method == QuantMethod::RTN && !o.compensate)
       q.round_int_linears(*out);
     else
       q.calibrate_layers(*out);
@@ -634,6 +663,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
                                                       {"global_sparsity", *share}}
                                    .dump());
     out->commit();
+    write_adapter(m, o, q, rep);
     for (const auto& t : m.tensors)  // the int-N linears were counted as they were stored
       if (!q.is_int_linear(t.name)) rep.bytes_out += uint64_t(t.numel()) * (t.shape.size() == 2 ? 2 : 4);
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -669,16 +699,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   const auto out = ModelWriter::gguf(m, out_path, eo);
   if (o.method != QuantMethod::RTN || o.compensate) q.calibrate_layers(*out);
   out->commit();
-  if (o.compensate) {
-    LoraAdapter a = q.take_adapter();
-    a.rank = o.compensate->rank;
-    a.alpha = double(a.rank);  // scale 1
-    a.dtype = DType::F16;
-    write_lora_gguf(m, a, o.compensate->adapter_path);
-    rep.adapter_path = o.compensate->adapter_path;
-    rep.adapter_rank = a.rank;
-    rep.adapter_bytes = std::filesystem::file_size(o.compensate->adapter_path);
-  }
+  write_adapter(m, o, q, rep);
   for (const auto& t : m.tensors) {
     const DType d = q.type_of(t.name);
     rep.bytes_out += uint64_t(t.rows()) * row_bytes(d, uint64_t(t.cols()));

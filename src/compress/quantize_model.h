@@ -23,17 +23,20 @@ enum class QuantMethod { RTN, GPTQ, AWQ };
 // Low-rank error compensation (`--compensate rank=R`): after a block linear W
 // is quantized to Q(W), the rank-R B·A closest to W − Q(W) in the output
 // norm of its calibration inputs (EoRA; `svd`: the plain truncated SVD, LoRC)
-// is written as a llama.cpp GGUF LoRA adapter (F16, alpha = R), so that
-// `-m OUT --lora ADAPTER` runs Q(W) + B·A. The next blocks are calibrated on
-// the compensated block's outputs.
+// is written as a LoRA adapter (alpha = R): for a GGUF file type llama.cpp's
+// GGUF adapter (F16), so that `-m OUT --lora ADAPTER` runs Q(W) + B·A; for an
+// int-N checkpoint a PEFT directory. The next blocks are calibrated on the
+// compensated block's outputs.
 struct CompensateSpec {
   int64_t rank = 0;
   bool weighted = true;  // EoRA (calibration-weighted); false: plain SVD
   std::string adapter_path;
 };
 // "rank=R[,method=eora|svd]"; the adapter goes to adapter_out, or beside
-// out_path (OUT.gguf -> OUT.eora.gguf) when that is empty.
-CompensateSpec parse_compensate_spec(const std::string& spec, const std::string& out_path, const std::string& adapter_out);
+// out_path when that is empty: OUT.gguf -> OUT.eora.gguf, a checkpoint
+// directory OUT -> OUT-eora (PEFT, when peft).
+CompensateSpec parse_compensate_spec(const std::string& spec, const std::string& out_path, const std::string& adapter_out,
+                                     bool peft);
 
 struct QuantizeOptions {
   QuantMethod method = QuantMethod::RTN;

@@ -20,7 +20,8 @@ DType parse_type(const std::string& flag, const std::string& name) {
 
 }  // namespace
 
-CompensateSpec parse_compensate_spec(const std::string& spec, const std::string& out_path, const std::string& adapter_out) {
+CompensateSpec parse_compensate_spec(const std::string& spec, const std::string& out_path, const std::string& adapter_out,
+                                     bool peft) {
   CompensateSpec c;
   size_t at = 0;
   while (at <= spec.size()) {
@@ -43,12 +44,18 @@ CompensateSpec parse_compensate_spec(const std::string& spec, const std::string&
   if (c.rank == 0) fail("--compensate {}: rank=R is required", spec);
   if (!adapter_out.empty()) {
     c.adapter_path = adapter_out;
+  } else if (peft) {
+    std::string dir = out_path;
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    c.adapter_path = dir + "-eora";
   } else {
     const std::string stem = out_path.ends_with(".gguf") ? out_path.substr(0, out_path.size() - 5) : out_path;
     c.adapter_path = stem + ".eora.gguf";
   }
-  if (!c.adapter_path.ends_with(".gguf"))
+  if (!peft && !c.adapter_path.ends_with(".gguf"))
     fail("--compensate-out {}: the adapter is written as llama.cpp's GGUF LoRA file (name it .gguf)", c.adapter_path);
+  if (peft && c.adapter_path.ends_with(".gguf"))
+    fail("--compensate-out {}: an int-N checkpoint's adapter is a PEFT directory, not GGUF", c.adapter_path);
   if (std::filesystem::absolute(c.adapter_path).lexically_normal() == std::filesystem::absolute(out_path).lexically_normal())
     fail("--compensate-out {}: the adapter and the quantized model cannot be the same file", c.adapter_path);
   return c;
@@ -130,12 +137,10 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
   }
   if (!r.compensate_out.empty() && r.compensate.empty()) fail("--compensate-out without --compensate rank=R");
   if (!r.compensate.empty()) {
-    if (q.int_group)
-      fail("--compensate writes a GGUF LoRA adapter for a GGUF file type; int-N checkpoints (--type {}) are not "
-           "compensated yet",
-           type);
+    if (q.act_int8) fail("--compensate with --scheme w8a8: a LoRA adapter would run on unquantized activations");
     if (r.calib.file.empty()) fail("--compensate measures each linear's inputs on calibration text: --calib FILE");
-    q.compensate = parse_compensate_spec(r.compensate, out_path, r.compensate_out);
+    q.compensate = parse_compensate_spec(r.compensate, out_path, r.compensate_out, q.int_group.has_value());
+    if (q.int_group) check_replaceable_dir("--compensate-out", q.compensate->adapter_path, "adapter_config.json");
   }
   if (!r.imatrix.empty()) {
     q.imatrix = read_imatrix(r.imatrix);

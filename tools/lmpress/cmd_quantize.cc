@@ -114,12 +114,18 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--compensate", o->compensate,
                   "rank=R[,method=eora|svd]: low-rank error compensation of the block linears (EoRA: fitted in "
                   "the calibration inputs' eigenspace; svd: plain SVD of the error), written as a GGUF LoRA adapter "
-                  "that llama.cpp runs with --lora (needs --calib)");
-  cmd->add_option("--compensate-out", o->compensate_out, "The adapter's file (default: OUT.eora.gguf beside OUT)");
-  add_derived_paths(cmd, "--compensate-out", PathRole::Output, [o] {
-    return o->compensate.empty() ? std::vector<std::string>{}
-                                 : std::vector<std::string>{parse_compensate_spec(o->compensate, o->out, o->compensate_out).adapter_path};
-  });
+                  "that llama.cpp runs with --lora, or a PEFT adapter beside an int-N checkpoint (needs --calib)");
+  cmd->add_option("--compensate-out", o->compensate_out,
+                  "The adapter (default: OUT.eora.gguf beside OUT.gguf; for an int-N checkpoint directory OUT, the "
+                  "PEFT directory OUT-eora)");
+  add_derived_paths(
+      cmd, "--compensate-out", PathRole::Output,
+      [o] {
+        if (o->compensate.empty()) return std::vector<std::string>{};
+        const bool peft = parse_int_group_type(o->type).has_value() || !o->scheme.empty();
+        return std::vector<std::string>{parse_compensate_spec(o->compensate, o->out, o->compensate_out, peft).adapter_path};
+      },
+      OutputKind::Either, "adapter_config.json");
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);

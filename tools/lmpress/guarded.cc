@@ -56,8 +56,8 @@ CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::vecto
 }
 
 void add_derived_paths(CLI::App* cmd, const std::string& what, PathRole role,
-                       std::function<std::vector<std::string>()> paths, OutputKind kind) {
-  registry()[cmd].decls.push_back({what, role, kind, std::move(paths)});
+                       std::function<std::vector<std::string>()> paths, OutputKind kind, const std::string& marker) {
+  registry()[cmd].decls.push_back({what, role, kind, std::move(paths), marker});
 }
 
 PathGuard command_guard(const CLI::App* cmd) {

@@ -28,7 +28,8 @@ CLI::Option* add_path_option(CLI::App* cmd, const std::string& flags, std::vecto
 // Paths computed from options when the command runs (task names looked up in
 // a directory, an output prefix's files).
 void add_derived_paths(CLI::App* cmd, const std::string& what, PathRole role,
-                       std::function<std::vector<std::string>()> paths, OutputKind kind = OutputKind::File);
+                       std::function<std::vector<std::string>()> paths, OutputKind kind = OutputKind::File,
+                       const std::string& marker = kModelDirMarker);
 
 // The command's body: runs after the path check. The only way a command is
 // given a body; main() refuses to start if a subcommand has none.
