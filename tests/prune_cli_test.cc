@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/tensor.h"
+#include "io/gguf.h"
 #include "kernels/to_f32.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -152,6 +153,30 @@ TEST(PruneCli, GlobalMagnitudeOneThreshold) {
   EXPECT_DOUBLE_EQ(nlohmann::json::parse(r.out)["sparsity_linear"].get<double>(), double(zeros) / double(n));
 }
 
+// --compensate on a pruned model: an F16 GGUF adapter of the requested rank
+// beside it, each linear's output error lower with the correction, and the
+// model with the adapter (perplexity --lora) closer to the dense one.
+TEST(PruneCli, CompensationAdapterForTwoOfFour) {
+  const std::string d = test::temp_dir(), m = S("models/stories260K/stories260K.gguf");
+  const std::string cal = " --calib " + S("data/calib/docs-calib.txt") + " --calib-samples 16 --calib-ctx 128";
+  auto r = run_cli("prune " + m + " " + d + "/p.gguf --method wanda --nm 2:4 --compensate rank=8 --json" + cal);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["adapter"]["rank"], 8);
+  EXPECT_EQ(j["adapter"]["path"], d + "/p.eora.gguf");
+  int compensated = 0;
+  for (const auto& t : j["tensors"]) {
+    ASSERT_TRUE(t.contains("compensated_error")) << t["name"];
+    EXPECT_LT(t["compensated_error"].get<double>(), t["output_error"].get<double>()) << t["name"];
+    compensated++;
+  }
+  EXPECT_EQ(compensated, 7 * 5);
+  const GGUFFile a = GGUFFile::open(d + "/p.eora.gguf");
+  EXPECT_EQ(a.tensors().size(), size_t(2 * compensated));
+  const double plain = test::cli_ppl(d + "/p.gguf"), with = test::cli_ppl(d + "/p.gguf --lora " + d + "/p.eora.gguf");
+  EXPECT_LT(with, plain);
+}
+
 TEST(PruneCli, BadInputs) {
   const std::string d = test::temp_dir(), m = S("models/lmp-8m"), o = " " + d + "/o.gguf";
   expect_cli_error("prune " + m + o + " --sparsity 1.5", "out of range");
@@ -169,6 +194,12 @@ TEST(PruneCli, BadInputs) {
   expect_cli_error("prune " + m + o + " --structured ffn=0.2", "--calib FILE");
   expect_cli_error("prune " + m + o + " --sparsity 0.5 --owl", "--owl measures outliers");
   expect_cli_error("prune " + m + o + " --method wanda --sparsity 0.5 --global" + kCalib, "--global ranks raw |w|");
+  expect_cli_error("prune " + m + o + " --sparsity 0.5 --compensate rank=4" + kCalib, "--method wanda or sparsegpt");
+  expect_cli_error("prune " + m + o + " --method wanda --sparsity 0.5 --compensate-out " + d + "/a.gguf" + kCalib,
+                   "--compensate-out without --compensate");
+  expect_cli_error("prune " + m + o + " --method wanda --sparsity 0.5 --compensate rank=288" + kCalib,
+                   "the rank must be below min(out, in)");
+  EXPECT_FALSE(std::filesystem::exists(d + "/o.gguf"));
   // Usage errors: CLI11's exit codes (non-zero, not 1).
   for (const auto& [args, msg] : {std::pair<std::string, std::string>{" --nm 2:4 --owl", "--nm excludes --owl"},
                                   {" --sparsity 0.5 --owl --owl-lambda 0.9", "--owl-lambda: Value 0.9 not in range"},

@@ -534,7 +534,7 @@ TEST(QuantizeCli, CompensationAdapter) {
   const std::string lmp = "quantize " + S("models/lmp-8m") + " ";
   ASSERT_EQ(run_cli(lmp + d + "/i2 --type int2-g32").status, 0);
   const auto r = run_cli(lmp + d + "/i2c --type int2-g32 --compensate rank=4 --json --calib " + d +
-                         "/wiki-second-half.txt --calib-samples 16 --calib-ctx 128");
+                         "/wiki-second-half.txt --calib-samples 8 --calib-ctx 128");
   ASSERT_EQ(r.status, 0) << r.out;
   const auto i_eora = nlohmann::json::parse(r.out);
   ASSERT_TRUE(fs::exists(d + "/i2c-eora/adapter_config.json"));

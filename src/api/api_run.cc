@@ -458,7 +458,7 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     r.damp = p.damp;
     if (p.rotate) r.rotate = p.rotate;
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
-    const PruneOptions o = prune_options(r);
+    const PruneOptions o = prune_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
     auto m = load_model(in_path);
     check_finite_weights(*m);

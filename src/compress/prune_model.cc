@@ -29,6 +29,7 @@ int64_t count_zeros(const std::vector<float>& v) { return int64_t(std::count(v.b
 class Pruner {
  public:
   Pruner(Model& m, const PruneOptions& o, PruneReport& rep) : m_(m), o_(o), rep_(rep) {
+    if (o.compensate) compensator_ = std::make_unique<Compensator>(*o.compensate);
     for (const auto& t : m.tensors) {
       types_[t.name] = t.dtype;
       if (is_quantizable(t) && !is_float_type(t.dtype))
@@ -84,6 +85,8 @@ class Pruner {
   std::optional<uint32_t> file_type() const { return file_type_; }
 
   // Each linear is written as soon as it is pruned, then put back to the input's.
+  Compensator& compensator() { return *compensator_; }
+
   void run_magnitude(ModelWriter& out) {
     std::vector<std::pair<int64_t, std::string>> linears;  // (block, weight name)
     for (int64_t l = 0; l < m_.cfg.n_layers; l++)
@@ -159,8 +162,11 @@ class Pruner {
           }
           if (it != H.end()) std::vector<float>().swap(it->second);  // done with: the next solvers have its memory
         }
+      // The next block sees this block pruned (and compensated, as it runs with the adapter).
+      std::vector<Tensor> written = compensator_ ? compensator_->swap_in(m_) : std::vector<Tensor>{};
       m_.bind();
-      cal.run(l, m_.layers[size_t(l)], nullptr, true);  // the next block sees this block pruned
+      cal.run(l, m_.layers[size_t(l)], nullptr, true);
+      Compensator::restore(m_, written);
       out.write_block(l);
       restore_block(m_, originals);
       progress.update(uint64_t(l + 1));
@@ -204,6 +210,7 @@ class Pruner {
     const int64_t zeros = count_zeros(W);
     r.sparsity = double(zeros) / double(W.size());
     if (W0 && H) r.output_error = relative_output_error(W0->data(), W.data(), t.rows(), t.cols(), *H);
+    if (W0 && H && compensator_) r.compensated_error = compensator_->add(t.name, *W0, W, t.rows(), t.cols(), *H);
     rep_.n_linear += int64_t(W.size());
     rep_.n_zero += zeros;
     rep_.tensors.push_back(r);
@@ -226,6 +233,7 @@ class Pruner {
   PruneReport& rep_;
   std::map<std::string, DType> types_;
   std::optional<uint32_t> file_type_;
+  std::unique_ptr<Compensator> compensator_;  // --compensate
 };
 
 }  // namespace
@@ -243,6 +251,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   }
   if (o.global && (o.method != PruneMethod::Magnitude || o.pattern.is_nm() || o.owl))
     fail("--global ranks raw |w| across layers: it applies to --method magnitude with --sparsity, without --owl");
+  if (o.compensate) check_compensation(m, *o.compensate);
   Pruner p(m, o, rep);
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   ExportOptions eo;
@@ -256,6 +265,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   else
     p.run_calibrated(*out);
   out->commit();
+  if (o.compensate) rep.adapter = p.compensator().write(m);
   for (const auto& t : m.tensors) rep.bytes_out += uint64_t(t.rows()) * row_bytes(p.type_of(t.name), uint64_t(t.cols()));
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   rep.memory.peak_rss = peak_rss_bytes();
@@ -304,8 +314,14 @@ PruneOptions prune_output_options(const PruneRequest& r) {
   return po;
 }
 
-PruneOptions prune_options(const PruneRequest& r) {
+PruneOptions prune_options(const PruneRequest& r, const std::string& out_path) {
   PruneOptions po = prune_output_options(r);
+  if (!r.compensate_out.empty() && r.compensate.empty()) fail("--compensate-out without --compensate rank=R");
+  if (!r.compensate.empty()) {
+    if (r.method != "wanda" && r.method != "sparsegpt")
+      fail("--compensate fits each linear's correction to its calibration inputs: --method wanda or sparsegpt");
+    po.compensate = parse_compensate_spec(r.compensate, out_path, r.compensate_out, false);
+  }
   po.method = parse_prune_method(r.method);
   if (r.nm.empty() && r.sparsity < 0) fail("prune: give --sparsity S or --nm N:M");
   if (!r.nm.empty() && r.sparsity >= 0) fail("prune: give --sparsity S or --nm N:M, not both");

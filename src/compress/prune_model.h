@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "compress/calibration.h"
+#include "compress/compensate.h"
 #include "compress/owl.h"
 #include "compress/rotate.h"
 #include "compress/structured_prune.h"
@@ -30,12 +31,14 @@ struct PruneOptions {
   std::string name;               // general.name
   std::string recipe;             // recorded in the output (ExportOptions::recipe)
   std::optional<RotateSpec> rotate;  // rotate the residual stream first (compress/rotate.h)
+  std::optional<CompensateSpec> compensate;  // low-rank compensation of the pruning (and rounding) error
 };
 
 struct PrunedTensor {
   std::string name, shape;
   double sparsity = 0;       // exact zeros / elements, after quantization when quantized
   double output_error = -1;  // tr(ΔW H ΔWᵀ) / tr(W H Wᵀ) on calibration inputs; −1 if not measured
+  double compensated_error = -1;  // the same with the low-rank compensation added; −1 without one
 };
 
 struct PruneReport {
@@ -48,6 +51,7 @@ struct PruneReport {
   double seconds = 0;
   std::vector<double> owl_ratios, layer_sparsity;  // with OWL: per block outlier ratio and target
   MemoryReport memory;
+  AdapterReport adapter;  // --compensate's
 };
 
 // `lmpress prune`'s options as words (the command line and the C API take the
@@ -63,8 +67,10 @@ struct PruneRequest {
   OwlOptions owl_opts;
   std::string name;
   std::string rotate;  // hadamard[:SEED], or empty
+  std::string compensate, compensate_out;  // rank=R[,method=eora|svd] and the adapter's path
 };
-PruneOptions prune_options(const PruneRequest& r);
+// out_path: the output, beside which the adapter goes by default.
+PruneOptions prune_options(const PruneRequest& r, const std::string& out_path);
 // Only what every pruning shares (calibration, name, --quantize): structured pruning's.
 PruneOptions prune_output_options(const PruneRequest& r);
 

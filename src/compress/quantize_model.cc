@@ -13,7 +13,6 @@
 
 #include "core/error.h"
 #include "core/fp16.h"
-#include <filesystem>
 #include "core/progress.h"
 #include "compress/type_search.h"
 #include "kernels/to_f32.h"
@@ -23,8 +22,6 @@
 #include "quant/block_grid.h"
 #include "quant/int_checkpoint.h"
 #include "quant/iq_quants.h"
-#include "quant/low_rank.h"
-#include "model/lora.h"
 #include "quant/quantize.h"
 
 namespace lmpress {
@@ -97,6 +94,7 @@ struct SiteStats {
 class Quantizer {
  public:
   Quantizer(Model& m, const QuantizeOptions& o, QuantizeReport& rep) : m_(m), o_(o), rep_(rep) {
+    if (o.compensate) compensator_ = std::make_unique<Compensator>(*o.compensate);
     if (o.int_group) {
       if (m.cfg.moe())
         fail("{}: int-N checkpoint formats (GPTQ, AWQ, compressed-tensors layouts) of a mixture of experts are not "
@@ -208,8 +206,7 @@ class Quantizer {
     return int_group_rtn(W.data(), rows, cols, *o_.int_group, imp.empty() ? nullptr : imp.data(), ro);
   }
 
-  // --compensate: the adapter of the linears quantized so far.
-  LoraAdapter take_adapter() { return std::move(adapter_); }
+  Compensator& compensator() { return *compensator_; }
 
   // Calibrated quantization of every block. Each block is written to `out`
   // once the next block has its inputs, and its tensors in m are then put
@@ -258,17 +255,10 @@ class Quantizer {
       dequantize_int_linears(l);
       // The next blocks see the compensated weights (as llama.cpp runs them with the adapter), the writer the
       // quantized ones.
-      std::vector<Tensor> quantized;
-      for (auto& [w, values] : compensated_) {
-        Tensor& t = tensor_ref(m_, w);
-        quantized.push_back(t);
-        t = make_f32_tensor(w, t.shape, std::move(values));
-      }
-      compensated_.clear();
+      std::vector<Tensor> quantized = compensator_ ? compensator_->swap_in(m_) : std::vector<Tensor>{};
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);
-      for (Tensor& t : quantized) tensor_ref(m_, t.name) = std::move(t);
-      m_.bind();
+      Compensator::restore(m_, quantized);
       out.write_block(l);
       restore_block(m_, originals);
       for (const Tensor& t : originals) int_tensors_.erase(t.name);
@@ -350,10 +340,10 @@ class Quantizer {
                                                          : round_int(t.name, W, rows, cols);
       // Its f32 values, which the next block's inputs are computed with, are
       // made once the whole block is quantized (dequantize_int_linears).
-      auto deq = o_.compensate ? q.dequantize() : std::vector<float>{};
+      auto deq = compensator_ ? q.dequantize() : std::vector<float>{};
       const std::string name = t.name;
       store_int(t, W, std::move(q), &st.H);
-      if (o_.compensate) compensate(name, W, std::move(deq), rows, cols, st.H, rep_.tensors.back());
+      if (compensator_) rep_.tensors.back().compensated_error = compensator_->add(name, W, std::move(deq), rows, cols, st.H);
       return;
     }
     const DType type = f.block;
@@ -374,25 +364,9 @@ class Quantizer {
     auto deq = dequantize_all(type, q.data(), rows, cols);
     r.weight_error = relative_weight_error(W.data(), deq.data(), rows * cols);
     r.output_error = relative_output_error(W.data(), deq.data(), rows, cols, st.H);
-    if (o_.compensate) compensate(t.name, W, std::move(deq), rows, cols, st.H, r);
+    if (compensator_) r.compensated_error = compensator_->add(t.name, W, std::move(deq), rows, cols, st.H);
     rep_.tensors.push_back(r);
     t = owned_tensor(t, type, std::move(q));
-  }
-
-  // The rank-R correction of W − deq, with A and B rounded to F16 as the
-  // adapter stores them; deq + B·A is kept for the next blocks' calibration.
-  void compensate(const std::string& name, const std::vector<float>& W, std::vector<float> deq, int64_t rows,
-                  int64_t cols, const std::vector<float>& H, TensorReport& r) {
-    std::vector<float> D(W.size());
-    for (size_t i = 0; i < D.size(); i++) D[i] = W[i] - deq[i];
-    LowRankFactors f = weighted_low_rank(D.data(), rows, cols, o_.compensate->weighted ? &H : nullptr, o_.compensate->rank);
-    for (float& v : f.a) v = f16_to_f32(f32_to_f16(v));
-    for (float& v : f.b) v = f16_to_f32(f32_to_f16(v));
-    const auto correction = f.product();
-    for (size_t i = 0; i < deq.size(); i++) deq[i] += correction[i];
-    r.compensated_error = relative_output_error(W.data(), deq.data(), rows, cols, H);
-    adapter_.pairs.push_back({name, cols, rows, std::move(f.a), std::move(f.b)});
-    compensated_[name] = std::move(deq);
   }
 
   // The next blocks see this block's quantized weights: its int-N linears
@@ -429,8 +403,7 @@ class Quantizer {
   std::map<std::string, DType> plan_;
   std::set<std::string> int_linears_;
   std::map<std::string, IntGroupTensor> int_tensors_;
-  LoraAdapter adapter_;
-  std::map<std::string, std::vector<float>> compensated_;  // this block's deq + B·A, by weight name
+  std::unique_ptr<Compensator> compensator_;  // --compensate
   bool all_two_of_four_ = true;
   int64_t two_of_four_zeros_ = 0, two_of_four_total_ = 0;
 };
@@ -583,39 +556,10 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
   return eo;
 }
 
-// Refuses, before any work, a model or rank --compensate cannot serve.
-void check_compensation(const Model& m, const CompensateSpec& c) {
-  if (m.cfg.moe())
-    fail("{}: --compensate on a mixture of experts is not built (llama.cpp's adapters for stacked experts)", m.path);
-  for (int64_t l = 0; l < m.cfg.n_layers; l++)
-    for (LinearSite site : kLinearSites)
-      for (const auto& w : linear_names(m.cfg, l, site)) {
-        const Tensor& t = *m.find(w);
-        if (c.rank >= std::min(t.rows(), t.cols()))
-          fail("--compensate rank={}: {} is {}x{} (out x in); the rank must be below min(out, in) = {}", c.rank, w,
-               t.rows(), t.cols(), std::min(t.rows(), t.cols()));
-      }
-}
-
-// --compensate's adapter: a GGUF LoRA file (F16) beside a GGUF model, a PEFT
-// directory (F32) beside an int-N checkpoint.
+// --compensate's adapter, beside the output.
 void write_adapter(const Model& m, const QuantizeOptions& o, Quantizer& q, QuantizeReport& rep) {
   if (!o.compensate) return;
-  LoraAdapter a = q.take_adapter();
-  a.rank = o.compensate->rank;
-  a.alpha = double(a.rank);  // scale 1
-  const std::string& path = o.compensate->adapter_path;
-  if (o.int_group) {
-    write_lora_peft(m, a, path);
-    for (const auto& e : std::filesystem::directory_iterator(path))
-      if (e.is_regular_file()) rep.adapter_bytes += e.file_size();
-  } else {
-    a.dtype = DType::F16;
-    write_lora_gguf(m, a, path);
-    rep.adapter_bytes = std::filesystem::file_size(path);
-  }
-  rep.adapter_path = path;
-  rep.adapter_rank = a.rank;
+  rep.adapter = q.compensator().write(m);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "compress/calibration.h"
+#include "compress/compensate.h"
 #include "compress/rotate.h"
 #include "model/model.h"
 #include "quant/gptq.h"
@@ -20,23 +21,6 @@ namespace lmpress {
 
 enum class QuantMethod { RTN, GPTQ, AWQ };
 
-// Low-rank error compensation (`--compensate rank=R`): after a block linear W
-// is quantized to Q(W), the rank-R B·A closest to W − Q(W) in the output
-// norm of its calibration inputs (EoRA; `svd`: the plain truncated SVD, LoRC)
-// is written as a LoRA adapter (alpha = R): for a GGUF file type llama.cpp's
-// GGUF adapter (F16), so that `-m OUT --lora ADAPTER` runs Q(W) + B·A; for an
-// int-N checkpoint a PEFT directory. The next blocks are calibrated on the
-// compensated block's outputs.
-struct CompensateSpec {
-  int64_t rank = 0;
-  bool weighted = true;  // EoRA (calibration-weighted); false: plain SVD
-  std::string adapter_path;
-};
-// "rank=R[,method=eora|svd]"; the adapter goes to adapter_out, or beside
-// out_path when that is empty: OUT.gguf -> OUT.eora.gguf, a checkpoint
-// directory OUT -> OUT-eora (PEFT, when peft).
-CompensateSpec parse_compensate_spec(const std::string& spec, const std::string& out_path, const std::string& adapter_out,
-                                     bool peft);
 
 struct QuantizeOptions {
   QuantMethod method = QuantMethod::RTN;
@@ -56,7 +40,7 @@ struct QuantizeOptions {
   // int8 per-token dynamic input activations; smooth_alpha: SmoothQuant first.
   bool act_int8 = false;
   std::optional<double> smooth_alpha;
-  std::optional<CompensateSpec> compensate;
+  std::optional<CompensateSpec> compensate;  // low-rank error compensation (compress/compensate.h)
   // Choose per-tensor GGUF types by measured sensitivity so that the file has
   // at most this many bits per weight (needs calib).
   std::optional<double> target_bpw;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
@@ -86,10 +70,7 @@ struct QuantizeReport {
   int64_t expert_tensors = 0, expert_tensors_with_data = 0;
   double seconds = 0;
   MemoryReport memory;
-  // --compensate: the adapter written and its size in bytes.
-  std::string adapter_path;
-  int64_t adapter_rank = 0;
-  uint64_t adapter_bytes = 0;
+  AdapterReport adapter;  // --compensate's
 };
 
 // Quantizes m (modified in place for the calibrated methods) and writes OUT.

@@ -1,11 +1,8 @@
 // quantize_options: `lmpress quantize`'s words checked and made into QuantizeOptions.
-#include <algorithm>
-#include <cmath>
 #include <filesystem>
 
 #include "compress/quantize_model.h"
 #include "core/error.h"
-#include "core/parse.h"
 #include "core/path_guard.h"
 
 namespace lmpress {
@@ -19,47 +16,6 @@ DType parse_type(const std::string& flag, const std::string& name) {
 }
 
 }  // namespace
-
-CompensateSpec parse_compensate_spec(const std::string& spec, const std::string& out_path, const std::string& adapter_out,
-                                     bool peft) {
-  CompensateSpec c;
-  size_t at = 0;
-  while (at <= spec.size()) {
-    const size_t comma = std::min(spec.find(',', at), spec.size());
-    const std::string item = spec.substr(at, comma - at);
-    const size_t eq = item.find('=');
-    const std::string key = item.substr(0, eq), value = eq == std::string::npos ? "" : item.substr(eq + 1);
-    if (key == "rank") {
-      const auto r = parse_double(value);
-      if (!r || *r < 1 || *r != std::floor(*r) || *r > 1e6)
-        fail("--compensate {}: rank must be a whole number of at least 1, got '{}'", spec, value);
-      c.rank = int64_t(*r);
-    } else if (key == "method" && (value == "eora" || value == "svd")) {
-      c.weighted = value == "eora";
-    } else {
-      fail("--compensate {}: expected rank=R[,method=eora|svd], got '{}'", spec, item);
-    }
-    at = comma + 1;
-  }
-  if (c.rank == 0) fail("--compensate {}: rank=R is required", spec);
-  if (!adapter_out.empty()) {
-    c.adapter_path = adapter_out;
-  } else if (peft) {
-    std::string dir = out_path;
-    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
-    c.adapter_path = dir + "-eora";
-  } else {
-    const std::string stem = out_path.ends_with(".gguf") ? out_path.substr(0, out_path.size() - 5) : out_path;
-    c.adapter_path = stem + ".eora.gguf";
-  }
-  if (!peft && !c.adapter_path.ends_with(".gguf"))
-    fail("--compensate-out {}: the adapter is written as llama.cpp's GGUF LoRA file (name it .gguf)", c.adapter_path);
-  if (peft && c.adapter_path.ends_with(".gguf"))
-    fail("--compensate-out {}: an int-N checkpoint's adapter is a PEFT directory, not GGUF", c.adapter_path);
-  if (std::filesystem::absolute(c.adapter_path).lexically_normal() == std::filesystem::absolute(out_path).lexically_normal())
-    fail("--compensate-out {}: the adapter and the quantized model cannot be the same file", c.adapter_path);
-  return c;
-}
 
 QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& out_path) {
   QuantizeOptions q;

@@ -24,6 +24,7 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
     for (const auto& t : r.tensors) {
       nlohmann::ordered_json j{{"name", t.name}, {"shape", t.shape}, {"sparsity", t.sparsity}};
       if (t.output_error >= 0) j["output_error"] = t.output_error;
+      if (t.compensated_error >= 0) j["compensated_error"] = t.compensated_error;
       tensors.push_back(j);
     }
     nlohmann::ordered_json j{{"method", prune_method_name(o.method)}, {"pattern", o.pattern.name()},
@@ -36,6 +37,7 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
       j["owl_outlier_ratio"] = r.owl_ratios;
       j["layer_sparsity"] = r.layer_sparsity;
     }
+    if (r.adapter.rank) j["adapter"] = adapter_json(r.adapter, r.bytes_out, r.n_params);
     add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
@@ -46,16 +48,20 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
       fmt::print(" {}:{:.3f} ({:.4f})", l, r.layer_sparsity[l], r.owl_ratios[l]);
     fmt::print("\n");
   }
-  fmt::print("{:<28} {:<12} {:>9} {:>10}\n", "tensor", "shape", "sparsity", "out_err");
+  fmt::print("{:<28} {:<12} {:>9} {:>10}{}\n", "tensor", "shape", "sparsity", "out_err",
+             compensated_cell(r.adapter, -2));
   for (const auto& t : r.tensors)
-    fmt::print("{:<28} {:<12} {:>8.3f}% {:>10}\n", t.name, t.shape, 100 * t.sparsity,
-               t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-");
+    fmt::print("{:<28} {:<12} {:>8.3f}% {:>10}{}\n", t.name, t.shape, 100 * t.sparsity,
+               t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-",
+               compensated_cell(r.adapter, t.compensated_error));
   fmt::print("{} {}: {:.3f}% of the blocks' linear weights are zero ({:.3f}% of all {} parameters)\n",
              prune_method_name(o.method), o.pattern.name(), 100 * overall,
              r.n_params ? 100.0 * double(r.n_zero) / double(r.n_params) : 0.0, r.n_params);
   fmt::print("size {:.2f} MiB, {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / (1 << 20), bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
-  fmt::print("\n{}\n", r.memory.line());
+  fmt::print("\n");
+  if (r.adapter.rank) fmt::print("{}\n", adapter_line(r.adapter, r.bytes_out, r.n_params));
+  fmt::print("{}\n", r.memory.line());
   if (!r.uncalibrated.empty())
     fmt::print("{} expert linears saw no calibration token and were pruned by magnitude (first: {})\n",
                r.uncalibrated.size(), r.uncalibrated.front());
@@ -189,6 +195,7 @@ void add_prune(CLI::App& app) {
   cmd->add_option("--damp", o->damp, "SparseGPT dampening (fraction of mean diag H)")->capture_default_str()->check(damp_fraction());
   cmd->add_option("--rotate", o->rotate,
                   "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED (unstructured and N:M)");
+  add_compensate_options(cmd, o->compensate, o->compensate_out, o->out, [] { return false; });
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
@@ -224,7 +231,7 @@ void add_prune(CLI::App& app) {
       print_structured(r, o->json);
       return;
     }
-    const PruneOptions po = prune_options(*o);
+    const PruneOptions po = prune_options(*o, o->out);
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     const auto r = prune_model(*m, o->out, po);
     print_report(r, po, o->json);

@@ -12,8 +12,6 @@ namespace {
 
 void print_report(const QuantizeReport& r, bool json) {
   const double bpw = r.n_params ? double(r.bytes_out) * 8.0 / double(r.n_params) : 0.0;
-  const double with_adapter_bpw =
-      r.n_params ? double(r.bytes_out + r.adapter_bytes) * 8.0 / double(r.n_params) : 0.0;
   if (json) {
     nlohmann::ordered_json tensors = nlohmann::json::array();
     for (const auto& t : r.tensors) {
@@ -30,30 +28,24 @@ void print_report(const QuantizeReport& r, bool json) {
     if (!r.uncalibrated.empty()) j["uncalibrated"] = r.uncalibrated;
     if (r.expert_tensors > 0)
       j["imatrix_expert_coverage"] = {{"tensors", r.expert_tensors}, {"with_data", r.expert_tensors_with_data}};
-    if (r.adapter_rank)
-      j["adapter"] = {{"path", r.adapter_path},
-                      {"rank", r.adapter_rank},
-                      {"bytes", r.adapter_bytes},
-                      {"bpw_with_model", with_adapter_bpw}};
+    if (r.adapter.rank) j["adapter"] = adapter_json(r.adapter, r.bytes_out, r.n_params);
     add_memory_fields(j, r.memory);
     fmt::print("{}\n", json_text(j));
     return;
   }
-  const bool comp = r.adapter_rank > 0;
   fmt::print("{:<28} {:<12} {:<13} {:>10} {:>10}{}\n", "tensor", "shape", "type", "w_err", "out_err",
-             comp ? fmt::format(" {:>10}", "comp_err") : "");
+             compensated_cell(r.adapter, -2));
   for (const auto& t : r.tensors)
     fmt::print("{:<28} {:<12} {:<13} {:>10.5f} {:>10}{}\n", t.name, t.shape, t.type, t.weight_error,
                t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-",
-               !comp ? "" : t.compensated_error >= 0 ? fmt::format(" {:>10.6f}", t.compensated_error) : fmt::format(" {:>10}", "-"));
+               compensated_cell(r.adapter, t.compensated_error));
   const double mib = 1024.0 * 1024.0;
   fmt::print("size {:.2f} MiB (from {:.2f} MiB), {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / mib,
              double(r.bytes_in) / mib, bpw, r.seconds);
   if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
   fmt::print("\n");
-  if (comp)
-    fmt::print("adapter {} (rank {}): {:.2f} MiB; model + adapter {:.3f} bits per weight\n", r.adapter_path,
-               r.adapter_rank, double(r.adapter_bytes) / mib, with_adapter_bpw);
+  if (r.adapter.rank)
+    fmt::print("{}\n", adapter_line(r.adapter, r.bytes_out, r.n_params));
   fmt::print("{}\n", r.memory.line());
   if (r.expert_tensors > 0)
     fmt::print("imatrix data for {} of {} expert tensors ({:.1f}%){}\n", r.expert_tensors_with_data, r.expert_tensors,
@@ -111,21 +103,8 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--smooth", o->smooth, "SmoothQuant's α in [0, 1] before --scheme w8a8 (needs --calib)");
   cmd->add_option("--rotate", o->rotate,
                   "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED; same function, fewer outliers");
-  cmd->add_option("--compensate", o->compensate,
-                  "rank=R[,method=eora|svd]: low-rank error compensation of the block linears (EoRA: fitted in "
-                  "the calibration inputs' eigenspace; svd: plain SVD of the error), written as a GGUF LoRA adapter "
-                  "that llama.cpp runs with --lora, or a PEFT adapter beside an int-N checkpoint (needs --calib)");
-  cmd->add_option("--compensate-out", o->compensate_out,
-                  "The adapter (default: OUT.eora.gguf beside OUT.gguf; for an int-N checkpoint directory OUT, the "
-                  "PEFT directory OUT-eora)");
-  add_derived_paths(
-      cmd, "--compensate-out", PathRole::Output,
-      [o] {
-        if (o->compensate.empty()) return std::vector<std::string>{};
-        const bool peft = parse_int_group_type(o->type).has_value() || !o->scheme.empty();
-        return std::vector<std::string>{parse_compensate_spec(o->compensate, o->out, o->compensate_out, peft).adapter_path};
-      },
-      OutputKind::Either, "adapter_config.json");
+  add_compensate_options(cmd, o->compensate, o->compensate_out, o->out,
+                         [o] { return parse_int_group_type(o->type).has_value() || !o->scheme.empty(); });
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);

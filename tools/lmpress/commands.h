@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "compress/calibration.h"
+#include "compress/compensate.h"
 #include "guarded.h"
 #include "model/kv_policy.h"
 #include "model/model.h"
@@ -45,6 +46,18 @@ std::unique_ptr<Model> load_for_compression(const std::string& path, const std::
 void add_finite_check_flag(CLI::App* cmd, bool& skip);
 // --lora FILE[:SCALE] (repeatable): LoRA adapters merged into the model at load (perplexity, generate, serve).
 void add_lora_option(CLI::App* cmd, std::vector<std::string>& loras);
+// --compensate rank=R[,method=eora|svd] and --compensate-out FILE (quantize,
+// prune; compress/compensate.h); the adapter's path is declared to the path
+// guard. out: the command's output path; peft: whether the output is an int-N
+// checkpoint (read when the command runs).
+void add_compensate_options(CLI::App* cmd, std::string& spec, std::string& adapter_out, const std::string& out,
+                            std::function<bool()> peft);
+// The adapter's JSON object and its line in a text report (bytes_out: the model's).
+nlohmann::ordered_json adapter_json(const AdapterReport& a, uint64_t bytes_out, int64_t n_params);
+std::string adapter_line(const AdapterReport& a, uint64_t bytes_out, int64_t n_params);
+// A text report's comp_err column: its header for err = -2, "-" for a tensor
+// without compensation (err < 0), nothing when no adapter was written.
+std::string compensated_cell(const AdapterReport& a, double err);
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);
 // --template / --chat-template: a built-in chat template's name or a Jinja

@@ -18,6 +18,43 @@ void add_lora_option(CLI::App* cmd, std::vector<std::string>& loras) {
                   "FILE[:SCALE]; repeatable");
 }
 
+void add_compensate_options(CLI::App* cmd, std::string& spec, std::string& adapter_out, const std::string& out,
+                            std::function<bool()> peft) {
+  cmd->add_option("--compensate", spec,
+                  "rank=R[,method=eora|svd]: low-rank error compensation of the block linears (EoRA: fitted in "
+                  "the calibration inputs' eigenspace; svd: plain SVD of the error), written as a GGUF LoRA adapter "
+                  "that llama.cpp runs with --lora, or a PEFT adapter beside an int-N checkpoint (needs --calib)");
+  cmd->add_option("--compensate-out", adapter_out,
+                  "The adapter (default: OUT.eora.gguf beside OUT.gguf; for an int-N checkpoint directory OUT, the "
+                  "PEFT directory OUT-eora)");
+  add_derived_paths(
+      cmd, "--compensate-out", PathRole::Output,
+      [&spec, &adapter_out, &out, peft] {
+        if (spec.empty()) return std::vector<std::string>{};
+        return std::vector<std::string>{parse_compensate_spec(spec, out, adapter_out, peft()).adapter_path};
+      },
+      OutputKind::Either, "adapter_config.json");
+}
+
+nlohmann::ordered_json adapter_json(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
+  return {{"path", a.path},
+          {"rank", a.rank},
+          {"bytes", a.bytes},
+          {"bpw_with_model", n_params ? double(bytes_out + a.bytes) * 8.0 / double(n_params) : 0.0}};
+}
+
+std::string compensated_cell(const AdapterReport& a, double err) {
+  if (a.rank == 0) return "";
+  if (err == -2) return fmt::format(" {:>10}", "comp_err");
+  return err >= 0 ? fmt::format(" {:>10.6f}", err) : fmt::format(" {:>10}", "-");
+}
+
+std::string adapter_line(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
+  return fmt::format("adapter {} (rank {}): {:.2f} MiB; model + adapter {:.3f} bits per weight", a.path, a.rank,
+                     double(a.bytes) / (1024.0 * 1024.0),
+                     n_params ? double(bytes_out + a.bytes) * 8.0 / double(n_params) : 0.0);
+}
+
 void add_threads_option(CLI::App* cmd, int& threads) {
   cmd->add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
 }
