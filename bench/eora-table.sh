@@ -27,8 +27,12 @@ row() {  # label model-file adapter-file-or-empty
     python3 -c 'import json,sys; j=json.load(sys.stdin); print("%.3f | %.5f ± %.5f" % (j["ppl"]["value"], j["kld"]["value"], j["kld"]["unc"]))')
   held=$("$LMP" perplexity "$f" $lora -f "$W/heldout.txt" -c 256 --chunks "$HELD_CHUNKS" --json |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print("%.3f ± %.3f" % (j["ppl"], j["ppl_stderr"]))')
-  llama=$("$LLAMA_BIN/llama-perplexity" -m "$f" $lora -f "$WIKI" -c 256 --chunks "$CHUNKS" -t "$(nproc)" 2>&1 |
-    sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p')
+  for try in 1 2 3; do  # a run on this shared VM now and then ends without its last line: tried again
+    "$LLAMA_BIN/llama-perplexity" -m "$f" $lora -f "$WIKI" -c 256 --chunks "$CHUNKS" -t "$(nproc)" > "$W/llama.log" 2>&1 || true
+    llama=$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$W/llama.log")
+    [ -n "$llama" ] && break
+    tail -3 "$W/llama.log" >&2
+  done
   mbytes=$(stat -c %s "$f")
   abytes=0; [ -n "$a" ] && abytes=$(stat -c %s "$a")
   bpw=$(python3 -c "print('%.3f' % (($mbytes + $abytes) * 8 / $NPARAMS))")
