@@ -28,7 +28,7 @@
 #define LMPRESS_VERSION_PATCH 0
 #define LMPRESS_VERSION "0.1.0"
 /* Grows with every change to a struct or signature below. */
-#define LMPRESS_API_VERSION 5
+#define LMPRESS_API_VERSION 6
 
 #if defined(_WIN32)
 #define LMPRESS_API
@@ -399,6 +399,12 @@ typedef struct lmpress_quantize_params {
   double smooth;
   lmpress_progress_callback progress;
   void* progress_user_data;
+  /* "rank=R[,method=eora|svd]": low-rank compensation of each block linear's
+   * quantization error, written as a LoRA adapter (needs calib_path), as
+   * `quantize --compensate`; compensate_out: its path (NULL: OUT.eora.gguf
+   * beside a GGUF out_path, OUT-eora, a PEFT directory, beside a checkpoint). */
+  const char* compensate;
+  const char* compensate_out;
 } lmpress_quantize_params;
 
 LMPRESS_API lmpress_quantize_params lmpress_quantize_default_params(void);
@@ -418,6 +424,9 @@ typedef struct lmpress_prune_params {
   const char* rotate;     /* "hadamard[:SEED]": rotate first, as `prune --rotate`; NULL: no rotation */
   lmpress_progress_callback progress;
   void* progress_user_data;
+  /* As lmpress_quantize_params' (wanda and sparsegpt only): the pruning error's adapter. */
+  const char* compensate;
+  const char* compensate_out;
 } lmpress_prune_params;
 
 LMPRESS_API lmpress_prune_params lmpress_prune_default_params(void);

@@ -10,4 +10,4 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 "$PY" -m venv --system-site-packages "$tmp/venv"
 "$tmp/venv/bin/pip" install -q --no-build-isolation --no-index ./python
-"$tmp/venv/bin/python" -m pytest -q python/tests
+"$tmp/venv/bin/python" -m pytest -q python/tests "$@"

@@ -387,6 +387,17 @@ TEST(CApi, EveryFailureIsAStatusAndAMessage) {
   q.method = nullptr;
   const std::string inside = model_dir() + "/model.safetensors";
   fails(lmpress_quantize(model_dir().c_str(), inside.c_str(), &q), F, "in_path");
+  q.compensate = "rank=0";
+  fails(lmpress_quantize(model_dir().c_str(), "/tmp/never.gguf", &q), F, "rank must be a whole number");
+  q.compensate = "rank=4";
+  const std::string gguf_inside = model_dir() + "/lmp-8m-f32.gguf";
+  q.compensate_out = gguf_inside.c_str();  // the adapter path is guarded like the output
+  fails(lmpress_quantize(model_dir().c_str(), "/tmp/never.gguf", &q), F, "compensate_out");
+  q.compensate = q.compensate_out = nullptr;
+  lmpress_prune_params pq = lmpress_prune_default_params();
+  pq.nm = "2:4";
+  pq.compensate = "rank=4";
+  fails(lmpress_prune(model_dir().c_str(), "/tmp/never.gguf", &pq), F, "--method wanda or sparsegpt");
   EXPECT_FALSE(std::filesystem::exists("/tmp/never.gguf"));
   lmpress_engine_params ep = lmpress_engine_default_params();
   ep.token_budget = 0;

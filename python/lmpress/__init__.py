@@ -717,6 +717,8 @@ def quantize(
     rotate: Optional[str] = None,
     scheme: Optional[str] = None,
     smooth: Optional[float] = None,
+    compensate: Optional[str] = None,
+    compensate_out: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
 ) -> str:
     """Quantizes the model at model_path into out_path, as `lmpress quantize`.
@@ -729,7 +731,10 @@ def quantize(
     (QuaRot/SpinQuant R1+R2; the same function, fewer outliers). scheme="w8a8":
     int8 weights per channel and int8 activations per token, a compressed-tensors
     int-quantized directory (type is then int8-ch or None); smooth: SmoothQuant's
-    alpha first (w8a8, needs calib). The output is written under a temporary name
+    alpha first (w8a8, needs calib). compensate="rank=R[,method=eora|svd]": EoRA's
+    low-rank compensation of the rounding error as a LoRA adapter (needs calib),
+    written to compensate_out (None: OUT.eora.gguf, or OUT-eora beside a
+    checkpoint directory). The output is written under a temporary name
     and renamed at the end. Returns out_path.
     """
     out = _path(out_path)
@@ -737,7 +742,7 @@ def quantize(
         type = "" if scheme else "q4_k_m"
     _lmpress.quantize(_path(model_path), out, type, method, _opt_path(calib), int(calib_samples), int(calib_ctx),
                       _opt_path(imatrix), float(damp), bool(act_order), rotate, scheme,
-                      -1.0 if smooth is None else float(smooth), progress)
+                      -1.0 if smooth is None else float(smooth), compensate, _opt_path(compensate_out), progress)
     return out
 
 

@@ -831,8 +831,11 @@ void quantize(const std::string& in_path, const std::string& out_path, const std
               const std::optional<std::string>& method, const std::optional<std::string>& calib,
               int64_t calib_samples, int64_t calib_ctx, const std::optional<std::string>& imatrix, double damp,
               bool act_order, const std::optional<std::string>& rotate, const std::optional<std::string>& scheme,
-              double smooth, const py::object& progress) {
+              double smooth, const std::optional<std::string>& compensate,
+              const std::optional<std::string>& compensate_out, const py::object& progress) {
   lmpress_quantize_params p = lmpress_quantize_default_params();
+  if (compensate) p.compensate = compensate->c_str();
+  if (compensate_out) p.compensate_out = compensate_out->c_str();
   if (!type.empty()) p.type = type.c_str();
   if (scheme) p.scheme = scheme->c_str();
   p.smooth = smooth;
@@ -1019,7 +1022,8 @@ PYBIND11_MODULE(_lmpress, m) {
         py::arg("protocol") = py::none(), py::arg("cache") = py::none(), py::arg("progress") = py::none());
   m.def("quantize", &quantize, py::arg("in_path"), py::arg("out_path"), py::arg("type"), py::arg("method"),
         py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"), py::arg("imatrix"), py::arg("damp"),
-        py::arg("act_order"), py::arg("rotate"), py::arg("scheme"), py::arg("smooth"), py::arg("progress"));
+        py::arg("act_order"), py::arg("rotate"), py::arg("scheme"), py::arg("smooth"), py::arg("compensate"),
+        py::arg("compensate_out"), py::arg("progress"));
   m.def("prune", &prune, py::arg("in_path"), py::arg("out_path"), py::arg("method"), py::arg("sparsity"),
         py::arg("nm"), py::arg("quantize"), py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"),
         py::arg("damp"), py::arg("rotate"), py::arg("progress"));

@@ -99,6 +99,8 @@ def quantize(
     rotate: Optional[str],
     scheme: Optional[str],
     smooth: float,  # < 0: none
+    compensate: Optional[str],
+    compensate_out: Optional[str],
     progress: _Progress,
 ) -> None: ...
 def prune(

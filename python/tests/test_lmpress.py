@@ -563,6 +563,21 @@ def test_quantize_w8a8_matches_cli(tmp_path):
         lmpress.quantize(MODEL, tmp_path / "x", type="int8-ch", smooth=0.5, calib=CALIB)
 
 
+def test_quantize_compensate_matches_cli(tmp_path):
+    ref = tmp_path / "cli.gguf"
+    args = ["--calib", str(CALIB), "--calib-samples", "4", "--calib-ctx", "64"]
+    cli("quantize", str(MODEL), str(ref), "--type", "q4_0", "--compensate", "rank=4", *args)
+    out = tmp_path / "py.gguf"
+    (tmp_path / "py").mkdir()
+    adapter = tmp_path / "py" / "cli.eora.gguf"  # the same name: the adapter records its file's stem
+    assert lmpress.quantize(MODEL, out, type="q4_0", compensate="rank=4", compensate_out=adapter,
+                            calib=CALIB, calib_samples=4, calib_ctx=64) == str(out)
+    assert out.read_bytes() == ref.read_bytes()
+    assert adapter.read_bytes() == (tmp_path / "cli.eora.gguf").read_bytes()
+    with pytest.raises(lmpress.Error, match="rank must be a whole number"):
+        lmpress.quantize(MODEL, tmp_path / "x.gguf", type="q4_0", compensate="rank=0", calib=CALIB)
+
+
 def test_quantize_cancel_and_errors(tmp_path):
     out = tmp_path / "cancelled.gguf"
     with pytest.raises(lmpress.Cancelled):

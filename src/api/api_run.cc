@@ -42,12 +42,13 @@ lmpress_cache_params default_cache() {
 
 // The command line's rule: no output is an input (by inode and path).
 void guard_paths(const char* in_path, const char* out_path, const std::vector<std::pair<const char*, std::string>>& inputs,
-                 OutputKind kind) {
+                 OutputKind kind, const std::string& adapter_out = "") {
   PathGuard guard;
   for (const auto& path : model_input_paths(in_path)) guard.input("in_path", path);
   for (const auto& [what, path] : inputs)
     if (!path.empty()) guard.input(what, path);
   guard.output("out_path", out_path, kind);
+  if (!adapter_out.empty()) guard.output("compensate_out", adapter_out, OutputKind::Either, "adapter_config.json");
   guard.check();
 }
 
@@ -422,7 +423,12 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     r.damp = p.damp;
     r.act_order = p.act_order;
     if (p.rotate) r.rotate = p.rotate;
-    guard_paths(in_path, out_path, {{"calib_path", r.calib.file}, {"imatrix_path", r.imatrix}}, OutputKind::Either);
+    if (p.compensate) r.compensate = p.compensate;
+    if (p.compensate_out) r.compensate_out = p.compensate_out;
+    guard_paths(in_path, out_path, {{"calib_path", r.calib.file}, {"imatrix_path", r.imatrix}}, OutputKind::Either,
+                r.compensate.empty()
+                    ? ""
+                    : parse_compensate_spec(r.compensate, out_path, r.compensate_out, writes_checkpoint_dir(r)).adapter_path);
     QuantizeOptions q = quantize_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
     auto m = load_model(in_path);
@@ -457,7 +463,10 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     r.calib = calibration(p.calib_path, p.calib_samples, p.calib_ctx, fn);
     r.damp = p.damp;
     if (p.rotate) r.rotate = p.rotate;
-    guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
+    if (p.compensate) r.compensate = p.compensate;
+    if (p.compensate_out) r.compensate_out = p.compensate_out;
+    guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File,
+                r.compensate.empty() ? "" : parse_compensate_spec(r.compensate, out_path, r.compensate_out, false).adapter_path);
     const PruneOptions o = prune_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
     auto m = load_model(in_path);

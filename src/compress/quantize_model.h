@@ -96,6 +96,8 @@ struct QuantizeRequest {
   bool act_order = false, clip_search = false, pure = false, keep_output = false, allow_requantize = false;
 };
 QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& out_path);
+// Whether r writes a Hugging Face checkpoint directory (an int-N type or a scheme) rather than GGUF.
+bool writes_checkpoint_dir(const QuantizeRequest& r);
 // keep_output: output.weight (the tied embedding when there is none) stays in m's type.
 void keep_output_type(QuantizeOptions& q, const QuantizeRequest& r, const Model& m);
 

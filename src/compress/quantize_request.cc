@@ -105,6 +105,10 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
   return q;
 }
 
+bool writes_checkpoint_dir(const QuantizeRequest& r) {
+  return parse_int_group_type(r.type).has_value() || !r.scheme.empty();
+}
+
 void keep_output_type(QuantizeOptions& q, const QuantizeRequest& r, const Model& m) {
   if (!r.keep_output) return;
   const Tensor* out = m.find("output.weight");

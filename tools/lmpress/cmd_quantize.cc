@@ -104,7 +104,7 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--rotate", o->rotate,
                   "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED; same function, fewer outliers");
   add_compensate_options(cmd, o->compensate, o->compensate_out, o->out,
-                         [o] { return parse_int_group_type(o->type).has_value() || !o->scheme.empty(); });
+                         [o] { return writes_checkpoint_dir(*o); });
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
