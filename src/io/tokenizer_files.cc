@@ -3,7 +3,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <algorithm>
+#include <cctype>
 #include <functional>
+#include <optional>
+#include <unordered_map>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
@@ -278,6 +282,117 @@ std::string vocab_to_sentencepiece(const Vocab& v) {
 
 // ---------------- tokenizer.json ----------------
 
+namespace {
+
+// How a SentencePiece-style tokenizer.json (what Hugging Face's LlamaConverter
+// writes for Llama 2, Mistral, TinyLlama) marks spaces: "▁" for " " by a
+// normalizer (Replace " " -> "▁", Prepend "▁") or a Metaspace pre-tokenizer.
+struct SpmStyle {
+  bool prefix = false;  // a "▁" before the text
+};
+
+const char* const kMetaspace = "\xE2\x96\x81";  // U+2581
+
+// The file's normalizer and pre-tokenizer: SentencePiece-style (returned),
+// byte-level (nothing returned; the normalizer must be null or NFC, which
+// llama.cpp does not apply either), or an error naming what is not supported.
+std::optional<SpmStyle> sentencepiece_style(const nlohmann::json& j, const std::string& path) {
+  SpmStyle st;
+  bool spaces = false;  // " " becomes "▁"
+  std::vector<std::pair<nlohmann::json, std::string>> norms;
+  const nlohmann::json none;
+  const nlohmann::json& n = j.contains("normalizer") ? j["normalizer"] : none;
+  if (!n.is_null()) {
+    const std::string type = json_string(n, "type", path, "normalizer", "");
+    if (type == "Sequence") {
+      if (!n.contains("normalizers") || !n["normalizers"].is_array())
+        fail("{}: field normalizer.normalizers must be an array", path);
+      for (size_t i = 0; i < n["normalizers"].size() && i < 64; i++)
+        norms.push_back({n["normalizers"][i], fmt::format("normalizer.normalizers[{}]", i)});
+    } else {
+      norms.push_back({n, "normalizer"});
+    }
+  }
+  bool nfc = false;
+  for (const auto& [x, at] : norms) {
+    const std::string type = json_string(x, "type", path, at, "");
+    if (type == "Prepend" && json_string(x, "prepend", path, at, "") == kMetaspace) {
+      st.prefix = true;
+    } else if (type == "Replace" && x.contains("pattern") && x["pattern"].is_object() &&
+               x["pattern"].contains("String") && x["pattern"]["String"] == " " &&
+               json_string(x, "content", path, at, "") == kMetaspace) {
+      spaces = true;
+    } else if (type == "NFC") {
+      nfc = true;
+    } else {
+      fail("{}: {}: normalizer '{}' is not supported (lmpress applies Prepend \"\u2581\", Replace \" \" -> "
+           "\"\u2581\" and, as llama.cpp, leaves NFC text as it is)",
+           path, at, type.empty() ? x.dump() : type);
+    }
+  }
+  const nlohmann::json& p = j.contains("pre_tokenizer") ? j["pre_tokenizer"] : none;
+  if (!p.is_null() && json_string(p, "type", path, "pre_tokenizer", "") == "Metaspace") {
+    if (json_string(p, "replacement", path, "pre_tokenizer", kMetaspace) != kMetaspace)
+      fail("{}: pre_tokenizer: a Metaspace replacement other than \"\u2581\" is not supported", path);
+    const std::string scheme = json_string(p, "prepend_scheme", path, "pre_tokenizer",
+                                           json_bool(p, "add_prefix_space", path, "pre_tokenizer", true) ? "always" : "never");
+    if (scheme != "always" && scheme != "first" && scheme != "never")
+      fail("{}: pre_tokenizer.prepend_scheme '{}' is not always, first or never", path, scheme);
+    // lmpress's SentencePiece tokenizer puts the prefix before the text's first piece, as `first` does; `always`
+    // differs only after special tokens.
+    st.prefix = st.prefix || scheme != "never";
+    spaces = true;
+  }
+  if (!spaces) {
+    if (st.prefix) fail("{}: normalizer: Prepend \"\u2581\" without spaces replaced by \"\u2581\" is not supported", path);
+    return std::nullopt;
+  }
+  if (nfc) fail("{}: normalizer: NFC with SentencePiece-style spaces is not supported", path);
+  return st;
+}
+
+// A SentencePiece BPE vocabulary from the merges: lmpress's SentencePiece
+// tokenizer merges the best-scored pair first, so a token made by merge i
+// scores -i (the earliest merge wins, as Hugging Face's BPE takes the lowest
+// rank); tokens no merge makes keep a score below every merge's.
+Vocab spm_vocab_from_merges(Vocab v, const SpmStyle& st, const nlohmann::json& m, const std::string& path) {
+  std::unordered_map<std::string, int32_t> id;
+  for (size_t i = 0; i < v.tokens.size(); i++)
+    if (v.types[i] != TokenType::Unused) id.emplace(v.tokens[i], int32_t(i));
+  v.scores.assign(v.tokens.size(), -float(v.merges.size()) - 1.0f);
+  for (size_t i = 0; i < v.merges.size(); i++) {
+    const std::string& mg = v.merges[i];
+    const size_t sp = mg.find(' ');
+    const std::string made = sp == std::string::npos ? mg : mg.substr(0, sp) + mg.substr(sp + 1);
+    const auto it = id.find(made);
+    if (sp == std::string::npos || it == id.end())
+      fail("{}: model.merges[{}] ('{}') does not make a token of the vocabulary", path, i, mg);
+    v.scores[size_t(it->second)] = std::max(v.scores[size_t(it->second)], -float(i));
+  }
+  for (size_t i = 0; i < v.tokens.size(); i++) {
+    const std::string& t = v.tokens[i];
+    if (v.types[i] == TokenType::Normal && t.size() == 6 && t.rfind("<0x", 0) == 0 && t[5] == '>' &&
+        std::isxdigit(static_cast<unsigned char>(t[3])) && std::isxdigit(static_cast<unsigned char>(t[4])))
+      v.types[i] = TokenType::Byte;
+  }
+  const std::string unk = m.contains("unk_token") && m["unk_token"].is_string() ? m["unk_token"].get<std::string>() : "";
+  if (!unk.empty()) {
+    const auto it = id.find(unk);
+    if (it == id.end()) fail("{}: model.unk_token '{}' is not in the vocabulary", path, unk);
+    v.unk = it->second;
+    v.types[size_t(it->second)] = TokenType::Unknown;
+  }
+  v.model = "llama";
+  v.merges.clear();
+  v.pre.clear();
+  v.pre_regexes.clear();
+  v.ignore_merges = false;
+  v.add_space_prefix = st.prefix;
+  return v;
+}
+
+}  // namespace
+
 Vocab vocab_from_tokenizer_json(const std::string& path) {
   return vocab_from_tokenizer_json_text(read_text_file(path), path);
 }
@@ -346,6 +461,7 @@ Vocab vocab_from_tokenizer_json_text(const std::string& text, const std::string&
       bad(fmt::format("model.merges[{}]", i), "a string or a pair of strings");
   }
   if (v.merges.empty()) fail("{}: BPE tokenizer without merges (model.merges is empty)", path);
+  if (const auto spm = sentencepiece_style(j, path)) return spm_vocab_from_merges(std::move(v), *spm, m, path);
   // Pre-tokenizer: Split regexes, Digits and ByteLevel(use_regex) in order.
   std::function<void(const nlohmann::json&, const std::string&, int)> walk = [&](const nlohmann::json& p,
                                                                                 const std::string& at, int depth) {
