@@ -54,6 +54,51 @@ TEST(TokenizerJson, BadFieldsNameTheField) {
                "field model.merges must be an array");
 }
 
+// SentencePiece-style files: which normalizers are read, and what is refused by name.
+TEST(TokenizerJson, SentencePieceStyleNormalizers) {
+  const std::string ms = "\xE2\x96\x81";
+  auto spm = [&](const std::function<void(nlohmann::json&)>& edit) {
+    return tokenizer_json([&](nlohmann::json& j) {
+      j["pre_tokenizer"] = nullptr;
+      j["model"]["vocab"] = {{"<unk>", 0}, {ms, 1}, {"a", 2}, {ms + "a", 3}, {"<0x41>", 4}};
+      j["model"]["merges"] = {ms + " a"};
+      j["model"]["unk_token"] = "<unk>";
+      j["added_tokens"] = nlohmann::json::array();
+      j["normalizer"] = {{"type", "Sequence"},
+                         {"normalizers",
+                          {{{"type", "Prepend"}, {"prepend", ms}},
+                           {{"type", "Replace"}, {"pattern", {{"String", " "}}}, {"content", ms}}}}};
+      if (edit) edit(j);
+    });
+  };
+  const Vocab v = read(spm({}));
+  EXPECT_EQ(v.model, "llama");
+  EXPECT_TRUE(v.add_space_prefix);
+  EXPECT_EQ(v.unk, 0);
+  EXPECT_EQ(v.types[4], TokenType::Byte);
+  EXPECT_EQ(v.scores[3], 0.0f);  // made by merge 0
+  EXPECT_LT(v.scores[2], v.scores[3]);
+  EXPECT_TRUE(v.merges.empty());
+  // Without Prepend: no dummy prefix.
+  EXPECT_FALSE(read(spm([](auto& j) { j["normalizer"]["normalizers"].erase(0); })).add_space_prefix);
+  expect_error([&] { read(spm([](auto& j) { j["normalizer"]["normalizers"][0] = {{"type", "Lowercase"}}; })); },
+               "t/tokenizer.json: normalizer.normalizers[0]: normalizer 'Lowercase' is not supported");
+  expect_error([&] { read(spm([&](auto& j) { j["model"]["merges"] = {"a a"}; })); },
+               "model.merges[0] ('a a') does not make a token of the vocabulary");
+  expect_error([&] { read(spm([&](auto& j) { j["model"]["unk_token"] = "<missing>"; })); },
+               "model.unk_token '<missing>' is not in the vocabulary");
+  expect_error([&] {
+    read(spm([&](auto& j) {
+      j["normalizer"] = nullptr;
+      j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", ms}, {"prepend_scheme", "sometimes"}};
+    }));
+  }, "pre_tokenizer.prepend_scheme 'sometimes' is not always, first or never");
+  // A byte-level file with a normalizer lmpress does not apply is refused, not tokenized without it.
+  expect_error([] { read(tokenizer_json([](auto& j) { j["normalizer"] = {{"type", "NFKC"}}; })); },
+               "normalizer: normalizer 'NFKC' is not supported");
+  EXPECT_EQ(read(tokenizer_json([](auto& j) { j["normalizer"] = {{"type", "NFC"}}; })).model, "gpt2");
+}
+
 // A few bytes must not make a vocabulary of millions of placeholder tokens,
 // nor nest pre-tokenizers deep enough to exhaust the stack.
 TEST(TokenizerJson, RefusesHugeIdsAndDeepNesting) {
