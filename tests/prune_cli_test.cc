@@ -199,6 +199,10 @@ TEST(PruneCli, BadInputs) {
                    "--compensate-out without --compensate");
   expect_cli_error("prune " + m + o + " --method wanda --sparsity 0.5 --compensate rank=288" + kCalib,
                    "the rank must be below min(out, in)");
+  expect_cli_error("prune " + m + o + " --method wanda --nm 2:4 --quantize q4_0 --compensate rank=4" + kCalib,
+                   "--compensate with --method wanda --quantize");
+  expect_cli_error("prune " + m + o + " --structured ffn=0.25 --compensate rank=4" + kCalib,
+                   "--compensate applies to --sparsity and --nm pruning");
   EXPECT_FALSE(std::filesystem::exists(d + "/o.gguf"));
   // Usage errors: CLI11's exit codes (non-zero, not 1).
   for (const auto& [args, msg] : {std::pair<std::string, std::string>{" --nm 2:4 --owl", "--nm excludes --owl"},

@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "core/finite.h"
 #include "core/fp16.h"
 #include "core/parse.h"
 #include "compress/calibration.h"
@@ -61,7 +62,9 @@ void check_compensation(const Model& m, const CompensateSpec& c) {
   for (int64_t l = 0; l < m.cfg.n_layers; l++)
     for (LinearSite site : kLinearSites)
       for (const auto& w : linear_names(m.cfg, l, site)) {
-        const Tensor& t = *m.find(w);
+        const Tensor* tp = m.find(w);
+        if (!tp) fail("{}: the model has no tensor {}", m.path, w);
+        const Tensor& t = *tp;
         if (c.rank >= std::min(t.rows(), t.cols()))
           fail("--compensate rank={}: {} is {}x{} (out x in); the rank must be below min(out, in) = {}", c.rank, w,
                t.rows(), t.cols(), std::min(t.rows(), t.cols()));
@@ -72,9 +75,13 @@ double Compensator::add(const std::string& name, const std::vector<float>& W, st
                         int64_t cols, const std::vector<float>& H) {
   std::vector<float> D(W.size());
   for (size_t i = 0; i < D.size(); i++) D[i] = W[i] - approx[i];
+  if (first_out_of_range(D.data(), int64_t(D.size())) >= 0 || first_out_of_range(H.data(), int64_t(H.size())) >= 0)
+    fail("{}: --compensate: the weights' error or the calibration inputs hold a value that is not finite", name);
   LowRankFactors f = weighted_low_rank(D.data(), rows, cols, spec_.weighted ? &H : nullptr, spec_.rank);
   for (float& v : f.a) v = f16_to_f32(f32_to_f16(v));
   for (float& v : f.b) v = f16_to_f32(f32_to_f16(v));
+  if (first_out_of_range(f.a.data(), int64_t(f.a.size())) >= 0 || first_out_of_range(f.b.data(), int64_t(f.b.size())) >= 0)
+    fail("{}: --compensate: the correction does not fit F16 (a factor beyond ±65504)", name);
   const auto correction = f.product();
   for (size_t i = 0; i < approx.size(); i++) approx[i] += correction[i];
   const double err = relative_output_error(W.data(), approx.data(), rows, cols, H);

@@ -243,6 +243,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   map_large_buffers();
   PruneReport rep;
   rep.n_params = m.n_params();
+  if (o.compensate) check_compensation(m, *o.compensate);
   if (o.rotate) rotate_model(m, *o.rotate);
   if (o.owl) {
     if (o.pattern.is_nm()) fail("--owl sets a sparsity per block; it does not apply to N:M patterns");
@@ -251,7 +252,6 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   }
   if (o.global && (o.method != PruneMethod::Magnitude || o.pattern.is_nm() || o.owl))
     fail("--global ranks raw |w| across layers: it applies to --method magnitude with --sparsity, without --owl");
-  if (o.compensate) check_compensation(m, *o.compensate);
   Pruner p(m, o, rep);
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   ExportOptions eo;
@@ -320,6 +320,9 @@ PruneOptions prune_options(const PruneRequest& r, const std::string& out_path) {
   if (!r.compensate.empty()) {
     if (r.method != "wanda" && r.method != "sparsegpt")
       fail("--compensate fits each linear's correction to its calibration inputs: --method wanda or sparsegpt");
+    if (r.method == "wanda" && !r.quantize.empty())
+      fail("--compensate with --method wanda --quantize: the rounding happens in the writer, after the fit; use "
+           "--method sparsegpt (it prunes and quantizes in one pass) or quantize the pruned model with --compensate");
     po.compensate = parse_compensate_spec(r.compensate, out_path, r.compensate_out, false);
   }
   po.method = parse_prune_method(r.method);

@@ -307,7 +307,8 @@ std::optional<SpmStyle> sentencepiece_style(const nlohmann::json& j, const std::
     if (type == "Sequence") {
       if (!n.contains("normalizers") || !n["normalizers"].is_array())
         fail("{}: field normalizer.normalizers must be an array", path);
-      for (size_t i = 0; i < n["normalizers"].size() && i < 64; i++)
+      if (n["normalizers"].size() > 64) fail("{}: normalizer.normalizers holds more than 64 normalizers", path);
+      for (size_t i = 0; i < n["normalizers"].size(); i++)
         norms.push_back({n["normalizers"][i], fmt::format("normalizer.normalizers[{}]", i)});
     } else {
       norms.push_back({n, "normalizer"});
@@ -327,11 +328,14 @@ std::optional<SpmStyle> sentencepiece_style(const nlohmann::json& j, const std::
     } else {
       fail("{}: {}: normalizer '{}' is not supported (lmpress applies Prepend \"\u2581\", Replace \" \" -> "
            "\"\u2581\" and, as llama.cpp, leaves NFC text as it is)",
-           path, at, type.empty() ? x.dump() : type);
+           path, at, type.empty() ? x.dump().substr(0, 80) : type.substr(0, 80));
     }
   }
   const nlohmann::json& p = j.contains("pre_tokenizer") ? j["pre_tokenizer"] : none;
-  if (!p.is_null() && json_string(p, "type", path, "pre_tokenizer", "") == "Metaspace") {
+  const bool metaspace = !p.is_null() && json_string(p, "type", path, "pre_tokenizer", "") == "Metaspace";
+  if (metaspace && json_bool(p, "split", path, "pre_tokenizer", false))
+    fail("{}: pre_tokenizer: a Metaspace that splits the text at spaces (split: true) is not supported", path);
+  if (metaspace) {
     if (json_string(p, "replacement", path, "pre_tokenizer", kMetaspace) != kMetaspace)
       fail("{}: pre_tokenizer: a Metaspace replacement other than \"\u2581\" is not supported", path);
     const std::string scheme = json_string(p, "prepend_scheme", path, "pre_tokenizer",
@@ -348,6 +352,9 @@ std::optional<SpmStyle> sentencepiece_style(const nlohmann::json& j, const std::
     return std::nullopt;
   }
   if (nfc) fail("{}: normalizer: NFC with SentencePiece-style spaces is not supported", path);
+  if (!p.is_null() && !metaspace)
+    fail("{}: pre_tokenizer '{}' with SentencePiece-style spaces is not supported", path,
+         json_string(p, "type", path, "pre_tokenizer", "").substr(0, 80));
   return st;
 }
 
@@ -359,14 +366,19 @@ Vocab spm_vocab_from_merges(Vocab v, const SpmStyle& st, const nlohmann::json& m
   std::unordered_map<std::string, int32_t> id;
   for (size_t i = 0; i < v.tokens.size(); i++)
     if (v.types[i] != TokenType::Unused) id.emplace(v.tokens[i], int32_t(i));
+  // Ranks as scores stay distinct in a float up to 2^24.
+  if (v.merges.size() >= (size_t(1) << 24)) fail("{}: model.merges holds {} merges (at most 2^24)", path, v.merges.size());
   v.scores.assign(v.tokens.size(), -float(v.merges.size()) - 1.0f);
   for (size_t i = 0; i < v.merges.size(); i++) {
+    // "left right": the separating space is the one whose removal makes a token (a token may hold spaces;
+    // the first 16 are tried).
     const std::string& mg = v.merges[i];
-    const size_t sp = mg.find(' ');
-    const std::string made = sp == std::string::npos ? mg : mg.substr(0, sp) + mg.substr(sp + 1);
-    const auto it = id.find(made);
-    if (sp == std::string::npos || it == id.end())
-      fail("{}: model.merges[{}] ('{}') does not make a token of the vocabulary", path, i, mg);
+    auto it = id.end();
+    size_t sp = mg.find(' ');
+    for (int tries = 0; sp != std::string::npos && it == id.end() && tries < 16; tries++, sp = mg.find(' ', sp + 1))
+      it = id.find(mg.substr(0, sp) + mg.substr(sp + 1));
+    if (it == id.end())
+      fail("{}: model.merges[{}] ('{}') does not make a token of the vocabulary", path, i, mg.substr(0, 80));
     v.scores[size_t(it->second)] = std::max(v.scores[size_t(it->second)], -float(i));
   }
   for (size_t i = 0; i < v.tokens.size(); i++) {

@@ -93,6 +93,19 @@ TEST(TokenizerJson, SentencePieceStyleNormalizers) {
       j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", ms}, {"prepend_scheme", "sometimes"}};
     }));
   }, "pre_tokenizer.prepend_scheme 'sometimes' is not always, first or never");
+  expect_error([&] {
+    read(spm([&](auto& j) { j["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", ms}, {"split", true}}; }));
+  }, "a Metaspace that splits the text at spaces (split: true) is not supported");
+  expect_error([&] { read(spm([&](auto& j) { j["pre_tokenizer"] = {{"type", "Digits"}}; })); },
+               "pre_tokenizer 'Digits' with SentencePiece-style spaces is not supported");
+  // A merge whose left token holds a space.
+  EXPECT_EQ(read(spm([&](auto& j) {
+              j["model"]["vocab"]["x y"] = 5;
+              j["model"]["vocab"]["x yz"] = 6;
+              j["model"]["vocab"]["z"] = 7;
+              j["model"]["merges"] = {ms + " a", "x y z"};
+            })).scores[6],
+            -1.0f);
   // A byte-level file with a normalizer lmpress does not apply is refused, not tokenized without it.
   expect_error([] { read(tokenizer_json([](auto& j) { j["normalizer"] = {{"type", "NFKC"}}; })); },
                "normalizer: normalizer 'NFKC' is not supported");

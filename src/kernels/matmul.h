@@ -31,8 +31,8 @@ int num_threads();
 
 // One thread for OpenMP and OpenBLAS while it lives, the count before after:
 // for LAPACK's eigen and SVD solvers, whose many small parallel BLAS calls
-// spend more time in OpenMP barriers than in arithmetic at the sizes of a
-// linear layer (and far more on a busy machine).
+// spend more time in OpenMP barriers than in arithmetic on small matrices
+// (and far more on a busy machine).
 class SingleThreadScope {
  public:
   SingleThreadScope() : saved_(num_threads()) { set_num_threads(1); }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "core/error.h"
 #include "kernels/matmul.h"
@@ -22,7 +23,9 @@ LowRankFactors weighted_low_rank(const float* D, int64_t rows, int64_t cols, con
   const int64_t k = std::min(rows, cols);
   if (rank < 1 || rank > k) fail("internal: low-rank approximation of rank {} for a {}x{} matrix", rank, rows, cols);
   if (H && int64_t(H->size()) != cols * cols) fail("internal: H is not {}x{}", cols, cols);
-  const SingleThreadScope one_thread;
+  // Small solves on one thread; a wide layer's (a 4096-wide model's and up) keep the threads.
+  std::optional<SingleThreadScope> one_thread;
+  if (cols <= 2048) one_thread.emplace();
   // Dw = D·S with S = QΛ^½ (the whitening), and T = Λ^-½Qᵀ maps back: D·S·T = D on H's range.
   std::vector<double> Dw(static_cast<size_t>(rows * cols));
   for (size_t i = 0; i < Dw.size(); i++) Dw[i] = D[i];

@@ -202,6 +202,8 @@ void add_prune(CLI::App& app) {
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o, method] {
     set_num_threads(o->threads);
+    if (!o->compensate.empty() && (!o->structured.empty() || !o->experts.empty()))
+      fail("--compensate applies to --sparsity and --nm pruning (with --method wanda or sparsegpt)");
     if (!o->experts.empty()) {
       ExpertPruneOptions eo;
       eo.calib = o->calib;
