@@ -768,6 +768,8 @@ def prune(
     calib_ctx: int = 2048,
     damp: float = 0.01,
     rotate: Optional[str] = None,
+    compensate: Optional[str] = None,
+    compensate_out: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
 ) -> str:
     """Prunes the blocks' linear layers of the (float) model at model_path into the
@@ -778,8 +780,9 @@ def prune(
     of sparsity (the fraction of each linear's weights zeroed, 0 <= s < 1) and nm
     ("2:4", "4:8": N nonzero weights in every M of a row). quantize: also quantize
     the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k; SparseGPT does both in one
-    pass). damp: SparseGPT's dampening fraction, in (0, 1]. rotate: as quantize's.
-    Returns out_path.
+    pass). damp: SparseGPT's dampening fraction, in (0, 1]. rotate, compensate,
+    compensate_out: as quantize's (compensate: wanda or sparsegpt, the pruning
+    error's adapter). Returns out_path.
     """
     if method not in PRUNE_METHODS:
         raise InvalidArgument(f"prune: method {method!r}: magnitude, wanda or sparsegpt")
@@ -800,7 +803,8 @@ def prune(
         raise InvalidArgument(f"prune: damp {damp}: a fraction in (0, 1]")
     out = _path(out_path)
     _lmpress.prune(_path(model_path), out, method, -1.0 if sparsity is None else sparsity, nm, quantize,
-                   _opt_path(calib), int(calib_samples), int(calib_ctx), damp, rotate, progress)
+                   _opt_path(calib), int(calib_samples), int(calib_ctx), damp, rotate, compensate,
+                   _opt_path(compensate_out), progress)
     return out
 
 

@@ -853,8 +853,11 @@ void quantize(const std::string& in_path, const std::string& out_path, const std
 void prune(const std::string& in_path, const std::string& out_path, const std::optional<std::string>& method,
            double sparsity, const std::optional<std::string>& nm, const std::optional<std::string>& quantize_type,
            const std::optional<std::string>& calib, int64_t calib_samples, int64_t calib_ctx, double damp,
-           const std::optional<std::string>& rotate, const py::object& progress) {
+           const std::optional<std::string>& rotate, const std::optional<std::string>& compensate,
+           const std::optional<std::string>& compensate_out, const py::object& progress) {
   lmpress_prune_params p = lmpress_prune_default_params();
+  if (compensate) p.compensate = compensate->c_str();
+  if (compensate_out) p.compensate_out = compensate_out->c_str();
   if (method) p.method = method->c_str();
   p.sparsity = sparsity;  // < 0 with nm
   if (nm) p.nm = nm->c_str();
@@ -1026,7 +1029,7 @@ PYBIND11_MODULE(_lmpress, m) {
         py::arg("compensate_out"), py::arg("progress"));
   m.def("prune", &prune, py::arg("in_path"), py::arg("out_path"), py::arg("method"), py::arg("sparsity"),
         py::arg("nm"), py::arg("quantize"), py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"),
-        py::arg("damp"), py::arg("rotate"), py::arg("progress"));
+        py::arg("damp"), py::arg("rotate"), py::arg("compensate"), py::arg("compensate_out"), py::arg("progress"));
   m.def("convert", &convert, py::arg("in_path"), py::arg("out_path"), py::arg("dtype") = py::none(),
         py::arg("format") = py::none());
   m.def("kld", &kld, py::arg("base"), py::arg("cand"), py::arg("text"), py::arg("n_ctx"), py::arg("n_chunks"),

@@ -115,6 +115,8 @@ def prune(
     calib_ctx: int,
     damp: float,
     rotate: Optional[str],
+    compensate: Optional[str],
+    compensate_out: Optional[str],
     progress: _Progress,
 ) -> None: ...
 def convert(in_path: str, out_path: str, dtype: Optional[str] = None, format: Optional[str] = None) -> None: ...

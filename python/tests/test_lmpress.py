@@ -578,6 +578,18 @@ def test_quantize_compensate_matches_cli(tmp_path):
         lmpress.quantize(MODEL, tmp_path / "x.gguf", type="q4_0", compensate="rank=0", calib=CALIB)
 
 
+def test_prune_compensate_matches_cli(tmp_path):
+    args = ["--calib", str(CALIB), "--calib-samples", "4", "--calib-ctx", "64"]
+    cli("prune", str(MODEL), str(tmp_path / "cli.gguf"), "--method", "wanda", "--nm", "2:4", "--compensate", "rank=4",
+        *args)
+    (tmp_path / "py").mkdir()
+    out = tmp_path / "py" / "cli.gguf"
+    assert lmpress.prune(MODEL, out, method="wanda", nm="2:4", compensate="rank=4", calib=CALIB, calib_samples=4,
+                         calib_ctx=64) == str(out)
+    assert out.read_bytes() == (tmp_path / "cli.gguf").read_bytes()
+    assert (tmp_path / "py" / "cli.eora.gguf").read_bytes() == (tmp_path / "cli.eora.gguf").read_bytes()
+
+
 def test_quantize_cancel_and_errors(tmp_path):
     out = tmp_path / "cancelled.gguf"
     with pytest.raises(lmpress.Cancelled):
