@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "core/mapped_file.h"
 #include "core/tensor.h"
 #include "io/gguf.h"
 #include "kernels/ops.h"
@@ -459,10 +460,7 @@ TEST(QuantizeCli, CompensationAdapter) {
   ASSERT_TRUE(fs::exists(d + "/svd-adapter.gguf"));
   EXPECT_EQ(eora["adapter"]["rank"], 8);
   EXPECT_EQ(eora["adapter"]["bytes"].get<uint64_t>(), fs::file_size(d + "/e.eora.gguf"));
-  auto bytes = [](const std::string& f) {
-    std::ifstream in(f, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  };
+  const auto bytes = read_text_file;
   EXPECT_EQ(bytes(d + "/plain.gguf"), bytes(d + "/e.gguf"));
   EXPECT_EQ(bytes(d + "/plain.gguf"), bytes(d + "/s.gguf"));
 
@@ -527,8 +525,7 @@ TEST(QuantizeCli, CompensationAdapter) {
   // is calibrated on WikiText-2's second half and scored on its first windows (cli_ppl), another domain than
   // docs-calib.txt (where it can lose).
   {
-    std::ifstream in(S("data/wikitext-2/wiki.test.raw"), std::ios::binary);
-    const std::string text(std::istreambuf_iterator<char>(in), {});
+    const std::string text = read_text_file(S("data/wikitext-2/wiki.test.raw"));
     std::ofstream(d + "/wiki-second-half.txt", std::ios::binary) << text.substr(text.size() / 2);
   }
   const std::string lmp = "quantize " + S("models/lmp-8m") + " ";

@@ -93,24 +93,11 @@ double Compensator::add(const std::string& name, const std::vector<float>& W, st
 std::vector<Tensor> Compensator::swap_in(Model& m) {
   std::vector<Tensor> saved;
   for (auto& [name, values] : pending_) {
-    Tensor* t = nullptr;
-    for (auto& x : m.tensors)
-      if (x.name == name) t = &x;
-    if (!t) fail("internal: {} has no tensor {}", m.path, name);
-    saved.push_back(*t);
-    *t = make_f32_tensor(name, t->shape, std::move(values));
+    saved.push_back(m.tensor(name));
+    m.set_f32(name, std::move(values));
   }
   pending_.clear();
-  m.bind();
   return saved;
-}
-
-void Compensator::restore(Model& m, std::vector<Tensor>& saved) {
-  for (Tensor& s : saved)
-    for (auto& x : m.tensors)
-      if (x.name == s.name) x = std::move(s);
-  saved.clear();
-  m.bind();
 }
 
 AdapterReport Compensator::write(const Model& m) {

@@ -48,9 +48,9 @@ class Compensator {
   double add(const std::string& name, const std::vector<float>& W, std::vector<float> approx, int64_t rows,
              int64_t cols, const std::vector<float>& H);
   // Puts the compensated values of the linears added since the last call in
-  // m (as F32) and returns the tensors they replace, for restore().
+  // m (as F32; m.bind() is the caller's) and returns the tensors they replace,
+  // for restore_block (compress/calibration.h).
   std::vector<Tensor> swap_in(Model& m);
-  static void restore(Model& m, std::vector<Tensor>& saved);
   // Writes the adapter for base model m.
   AdapterReport write(const Model& m);
 

@@ -166,7 +166,7 @@ class Pruner {
       std::vector<Tensor> written = compensator_ ? compensator_->swap_in(m_) : std::vector<Tensor>{};
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);
-      Compensator::restore(m_, written);
+      restore_block(m_, written);
       out.write_block(l);
       restore_block(m_, originals);
       progress.update(uint64_t(l + 1));

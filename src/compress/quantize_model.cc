@@ -258,7 +258,7 @@ class Quantizer {
       std::vector<Tensor> quantized = compensator_ ? compensator_->swap_in(m_) : std::vector<Tensor>{};
       m_.bind();
       cal.run(l, m_.layers[size_t(l)], nullptr, true);
-      Compensator::restore(m_, quantized);
+      restore_block(m_, quantized);
       out.write_block(l);
       restore_block(m_, originals);
       for (const Tensor& t : originals) int_tensors_.erase(t.name);

@@ -21,7 +21,6 @@ namespace lmpress {
 
 enum class QuantMethod { RTN, GPTQ, AWQ };
 
-
 struct QuantizeOptions {
   QuantMethod method = QuantMethod::RTN;
   MixOptions mix;

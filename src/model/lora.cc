@@ -30,14 +30,8 @@ Tensor f32_view(const std::string& name, std::vector<int64_t> shape, const std::
 }
 
 // v as an owned tensor of type d (F32 or F16).
-Tensor stored_tensor(const std::string& name, std::vector<int64_t> shape, const std::vector<float>& v, DType d) {
-  if (d == DType::F32) {
-    Tensor t = f32_view(name, std::move(shape), v);
-    auto copy = std::make_shared<std::vector<float>>(v);
-    t.data = reinterpret_cast<const uint8_t*>(copy->data());
-    t.owner = copy;
-    return t;
-  }
+Tensor stored_tensor(const std::string& name, std::vector<int64_t> shape, std::vector<float> v, DType d) {
+  if (d == DType::F32) return make_f32_tensor(name, std::move(shape), std::move(v));
   if (d != DType::F16) fail("internal: LoRA tensors are written as F32 or F16, not {}", dtype_name(d));
   auto h = std::make_shared<std::vector<uint16_t>>(v.size());
   for (size_t i = 0; i < v.size(); i++) (*h)[i] = f32_to_f16(v[i]);

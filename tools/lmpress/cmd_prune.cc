@@ -49,7 +49,7 @@ void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
     fmt::print("\n");
   }
   fmt::print("{:<28} {:<12} {:>9} {:>10}{}\n", "tensor", "shape", "sparsity", "out_err",
-             compensated_cell(r.adapter, -2));
+             compensated_header(r.adapter));
   for (const auto& t : r.tensors)
     fmt::print("{:<28} {:<12} {:>8.3f}% {:>10}{}\n", t.name, t.shape, 100 * t.sparsity,
                t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-",

@@ -34,7 +34,7 @@ void print_report(const QuantizeReport& r, bool json) {
     return;
   }
   fmt::print("{:<28} {:<12} {:<13} {:>10} {:>10}{}\n", "tensor", "shape", "type", "w_err", "out_err",
-             compensated_cell(r.adapter, -2));
+             compensated_header(r.adapter));
   for (const auto& t : r.tensors)
     fmt::print("{:<28} {:<12} {:<13} {:>10.5f} {:>10}{}\n", t.name, t.shape, t.type, t.weight_error,
                t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-",

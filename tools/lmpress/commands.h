@@ -55,8 +55,9 @@ void add_compensate_options(CLI::App* cmd, std::string& spec, std::string& adapt
 // The adapter's JSON object and its line in a text report (bytes_out: the model's).
 nlohmann::ordered_json adapter_json(const AdapterReport& a, uint64_t bytes_out, int64_t n_params);
 std::string adapter_line(const AdapterReport& a, uint64_t bytes_out, int64_t n_params);
-// A text report's comp_err column: its header for err = -2, "-" for a tensor
-// without compensation (err < 0), nothing when no adapter was written.
+// A text report's comp_err column (header and cells): "-" for a tensor without
+// compensation (err < 0), nothing at all when no adapter was written.
+std::string compensated_header(const AdapterReport& a);
 std::string compensated_cell(const AdapterReport& a, double err);
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);

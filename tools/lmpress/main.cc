@@ -36,23 +36,26 @@ void add_compensate_options(CLI::App* cmd, std::string& spec, std::string& adapt
       OutputKind::Either, "adapter_config.json");
 }
 
-nlohmann::ordered_json adapter_json(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
-  return {{"path", a.path},
-          {"rank", a.rank},
-          {"bytes", a.bytes},
-          {"bpw_with_model", n_params ? double(bytes_out + a.bytes) * 8.0 / double(n_params) : 0.0}};
+namespace {
+double bpw_with_adapter(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
+  return n_params ? double(bytes_out + a.bytes) * 8.0 / double(n_params) : 0.0;
 }
+}  // namespace
+
+nlohmann::ordered_json adapter_json(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
+  return {{"path", a.path}, {"rank", a.rank}, {"bytes", a.bytes}, {"bpw_with_model", bpw_with_adapter(a, bytes_out, n_params)}};
+}
+
+std::string compensated_header(const AdapterReport& a) { return a.rank ? fmt::format(" {:>10}", "comp_err") : ""; }
 
 std::string compensated_cell(const AdapterReport& a, double err) {
   if (a.rank == 0) return "";
-  if (err == -2) return fmt::format(" {:>10}", "comp_err");
   return err >= 0 ? fmt::format(" {:>10.6f}", err) : fmt::format(" {:>10}", "-");
 }
 
 std::string adapter_line(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
   return fmt::format("adapter {} (rank {}): {:.2f} MiB; model + adapter {:.3f} bits per weight", a.path, a.rank,
-                     double(a.bytes) / (1024.0 * 1024.0),
-                     n_params ? double(bytes_out + a.bytes) * 8.0 / double(n_params) : 0.0);
+                     double(a.bytes) / (1024.0 * 1024.0), bpw_with_adapter(a, bytes_out, n_params));
 }
 
 void add_threads_option(CLI::App* cmd, int& threads) {
