@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 41> kTypes = {{
+constexpr std::array<DTypeInfo, 42> kTypes = {{
     {DType::F32, "F32", 1, 4, true, DType::F32, 1},
     {DType::F16, "F16", 1, 2, true, DType::F16, 1},
     {DType::Q4_0, "Q4_0", 32, 18, true, DType::Q4_0, 1},
@@ -52,6 +52,8 @@ constexpr std::array<DTypeInfo, 41> kTypes = {{
     {DType::Q4_K_X8, "Q4_K_x8", 256, 148, true, DType::Q4_K, 8},
     {DType::Q5_0_X8, "Q5_0_x8", 32, 22, true, DType::Q5_0, 8},
     {DType::IQ4_NL_X8, "IQ4_NL_x8", 32, 18, true, DType::IQ4_NL, 8},
+    // Repacked from F32 matrices of int8 values times row scales; each group of 8 rows also has a 64-byte header.
+    {DType::I8_X8, "I8_x8", 32, 32, true, DType::F32, 8},
 }};
 
 }  // namespace

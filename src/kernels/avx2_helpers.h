@@ -21,6 +21,17 @@ __attribute__((target("avx2,fma"))) inline __m256 dot_i8(__m256i x, __m256i y) {
   return _mm256_cvtepi32_ps(dot_i8_lanes(x, y));
 }
 
+// vpdpbusd's exact result from AVX2 instructions: acc + Σ of each lane's 4
+// unsigned-by-signed byte products. Even and odd bytes widened to 16 bits,
+// then madd: every product (≤ 255·128) and pair sum fits, nothing saturates
+// (maddubs would).
+__attribute__((target("avx2"))) inline __m256i dpbusd_emulated(__m256i acc, __m256i u, __m256i s) {
+  const __m256i mask = _mm256_set1_epi16(0x00FF);
+  const __m256i u_even = _mm256_and_si256(u, mask), u_odd = _mm256_srli_epi16(u, 8);
+  const __m256i s_even = _mm256_srai_epi16(_mm256_slli_epi16(s, 8), 8), s_odd = _mm256_srai_epi16(s, 8);
+  return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(u_even, s_even), _mm256_madd_epi16(u_odd, s_odd)));
+}
+
 // Block scales: the F16C instruction instead of the scalar bit conversion.
 __attribute__((target("f16c"))) inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 

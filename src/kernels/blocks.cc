@@ -200,7 +200,7 @@ bool dequantize_row(DType t, const uint8_t* p, int64_t n, float* y) {
 bool dequantize_interleaved_row(DType t, const uint8_t* data, int64_t cols, int64_t r, float* out) {
   const InterleavedFormat* f = interleaved_format(t);
   if (!f) return false;
-  f->dequantize_row(data + uint64_t(r / 8) * uint64_t(cols / f->block_cols) * f->group_block_bytes, cols, int(r % 8),
+  f->dequantize_row(data + uint64_t(r / 8) * f->group_bytes(cols), cols, int(r % 8),
                     out);
   return true;
 }

@@ -119,7 +119,7 @@ void gemv_panel_x8_ref(int64_t cols, const BlockPanelx8* panel, const BlockQ8_0*
 
 void decode_int_panel_rows(const Tensor& w, int64_t g, ChunkQ8* out) {
   if (const InterleavedFormat* x = interleaved_format(w.dtype))  // repacked at load: its 8 rows are one group
-    return x->panel_chunks(w.data + uint64_t(g) * uint64_t(w.shape[1] / x->block_cols) * x->group_block_bytes,
+    return x->panel_chunks(w.data + uint64_t(g) * x->group_bytes(w.shape[1]),
                            w.shape[1], out);
   const IntBlockFormat& f = *int_block_format(w.dtype);
   const int64_t in = w.shape[1], nbw = in / f.elems;

@@ -1,5 +1,6 @@
 #include "kernels/interleaved.h"
 
+#include "kernels/i8x8.h"
 #include "kernels/iq4_nlx8.h"
 #include "kernels/q4_0x8.h"
 #include "kernels/q4_kx8.h"
@@ -12,7 +13,8 @@ namespace lmpress {
 namespace {
 
 // One row per layout. Q8_0_2OF4_X8 is repacked only when the matrix is 2:4
-// sparse (sparse/repack.cc decides), so no file type maps to it here.
+// sparse (sparse/repack.cc decides), I8_X8 only when an F32 matrix of a W8A8
+// model holds int8 rows (model/repack.cc), so no file type maps to them here.
 const InterleavedFormat kFormats[] = {
     {DType::Q4_0_X8, 32, sizeof(BlockQ4_0x8), ActFormat::Q8_0, true, q4_0x8_kernels, repack_q4_0x8, unpack_q4_0x8,
      x8_dequantize_row<BlockQ4_0x8, dequantize_q4_0x8_row>},
@@ -27,6 +29,8 @@ const InterleavedFormat kFormats[] = {
      x8_dequantize_row<BlockQ4_Kx8, dequantize_q4_kx8_row>},
     {DType::Q8_0_2OF4_X8, 32, sizeof(BlockQ8_0_2of4x8), ActFormat::Q8_0, false, q8_0_2of4x8_kernels,
      repack_q8_0_2of4x8, unpack_q8_0_2of4x8, x8_dequantize_row<BlockQ8_0_2of4x8, dequantize_q8_0_2of4x8_row>},
+    {DType::I8_X8, 32, 8 * 32, ActFormat::I8_TOKEN, false, i8x8_kernels, repack_i8x8, unpack_i8x8,
+     x8_dequantize_row<uint8_t, dequantize_i8x8_row>, nullptr, sizeof(I8x8Header)},
 };
 
 }  // namespace
@@ -45,7 +49,7 @@ const InterleavedFormat* interleaved_repack_for(DType from) {
   return nullptr;
 #endif
   for (const auto& f : kFormats)
-    if (f.type != DType::Q8_0_2OF4_X8 && file_type(f.type) == from) return &f;
+    if (f.type != DType::Q8_0_2OF4_X8 && f.type != DType::I8_X8 && file_type(f.type) == from) return &f;
   return nullptr;
 }
 

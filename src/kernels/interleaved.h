@@ -15,7 +15,7 @@
 namespace lmpress {
 
 // 8 outputs of one row group for one token: activations `act` (the format's
-// ActFormat blocks), `sums` the Σ of each Q8_0 activation block's int8 values
+// ActFormat blocks, or I8_TOKEN bytes), `sums` the Σ of each Q8_0 activation block's int8 values
 // (read only by the formats that store offset values, Q4_0 and Q5_0).
 using X8Gemv = void (*)(int64_t cols, const void* group, const void* act, const int32_t* sums, float* out);
 // The same for 4 tokens: activations and sums `stride` blocks apart, outputs `out_stride` floats apart.
@@ -51,6 +51,12 @@ struct InterleavedFormat {
   // decoding only; this decodes one group's 8 rows into chunks (row r's
   // cols / 32 chunks from out + r · cols / 32).
   void (*panel_chunks)(const void* group, int64_t cols, ChunkQ8* out) = nullptr;
+  size_t group_header_bytes = 0;  // bytes before a group's blocks (I8_X8's row scales)
+
+  // Bytes of one group of 8 rows of `cols` columns.
+  uint64_t group_bytes(int64_t cols) const {
+    return group_header_bytes + uint64_t(cols / block_cols) * group_block_bytes;
+  }
 };
 
 // The row of an interleaved layout, or null for any other type.

@@ -24,18 +24,20 @@ constexpr int64_t kTileRows = 256;
 
 // Tokens [t, t1) of one group: 4 at a time, then the 1..3 left in one pass
 // (or one at a time where the layout has no such kernel).
+// astride: tokens apart in the activation format's units (blocks, or bytes),
+// which is also the sums' stride where the format has sums (one per block).
 void x8_group_tokens(const X8Kernels& k, int64_t in, const uint8_t* wg, const uint8_t* qa, size_t ab,
-                     const int32_t* sums, int64_t nb, int64_t t, int64_t t1, float* y, int64_t out) {
+                     const int32_t* sums, int64_t astride, int64_t t, int64_t t1, float* y, int64_t out) {
   while (t < t1) {
     const uint8_t* a = qa + t * ab;
-    const int32_t* s = sums ? sums + t * nb : nullptr;
+    const int32_t* s = sums ? sums + t * astride : nullptr;
     float* yt = y + t * out;
     if (k.gemm4 && t + 4 <= t1) {  // 4 tokens share each weight load
-      k.gemm4(in, wg, a, s, nb, yt, out);
+      k.gemm4(in, wg, a, s, astride, yt, out);
       t += 4;
     } else if (k.gemmn && t1 - t >= 2) {  // the 2 or 3 left, in one pass too (one token: gemv)
       const int64_t m = std::min<int64_t>(3, t1 - t);
-      k.gemmn(m, in, wg, a, s, nb, yt, out);
+      k.gemmn(m, in, wg, a, s, astride, yt, out);
       t += m;
     } else {
       k.gemv(in, wg, a, s, yt);
@@ -52,6 +54,7 @@ void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int6
   const X8Kernels k = f.kernels();
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / f.block_cols;
   const size_t ab = activation_bytes(f.act, in);
+  const int64_t astride = int64_t(ab / activation_unit_bytes(f.act));  // tokens apart in the kernels' units
   thread_local std::vector<uint8_t> qa;
   thread_local std::vector<int32_t> sums;  // Q4_0 / Q5_0 store value + 8 / + 16: their dots subtract that·Σ activations
   qa.resize(size_t(n) * ab);
@@ -70,8 +73,10 @@ void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int6
   }
   // Prompt batches: tokens in chunks whose quantized activations stay in L2
   // while every group of weights passes over them.
-  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (256 << 10) / int64_t(ab)));
-  const uint64_t group_bytes = uint64_t(nb) * f.group_block_bytes;
+  // A multiple of 4 tokens where it splits the batch: the 4-token kernels take every token but the batch's last 1..3.
+  int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(n, (256 << 10) / int64_t(ab)));
+  if (chunk < n && chunk >= 8) chunk -= chunk % 4;
+  const uint64_t group_bytes = f.group_bytes(in);
   // With a two-group kernel and 4 tokens or more, work items are pairs of groups (an odd last group alone).
   const int64_t groups = out / 8, per_item = k.gemm4x2 && n >= 4 ? 2 : 1, items = (groups + per_item - 1) / per_item;
   for (int64_t t0 = 0; t0 < n; t0 += chunk) {
@@ -83,9 +88,10 @@ void matmul_x8(const Tensor& w, const InterleavedFormat& f, const float* x, int6
       if (g1 - g0 == 2)  // the 4-token steps over both groups at once; the 1..3 tokens left below per group
         for (; t + 4 <= t1; t += 4)
           k.gemm4x2(in, w.data + uint64_t(g0) * group_bytes, qa_data + t * ab, sums_data ? sums_data + t * nb : nullptr,
-                    nb, y + t * out + 8 * g0, out);
+                    astride, y + t * out + 8 * g0, out);
       for (int64_t g = g0; g < g1; g++)
-        x8_group_tokens(k, in, w.data + uint64_t(g) * group_bytes, qa_data, ab, sums_data, nb, t, t1, y + 8 * g, out);
+        x8_group_tokens(k, in, w.data + uint64_t(g) * group_bytes, qa_data, ab, sums_data, astride, t, t1, y + 8 * g,
+                        out);
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/fp16.h"
+#include "kernels/i8x8.h"
 #include "kernels/qdot.h"
 
 #if defined(__x86_64__)
@@ -26,15 +27,8 @@ void rmsnorm(const float* x, const float* w, int64_t n, float eps, float* out) {
 }
 
 void fake_quant_int8_rows(float* x, int64_t n, int64_t cols) {
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < n; t++) {
-    float* r = x + t * cols;
-    float amax = 0;
-    for (int64_t i = 0; i < cols; i++) amax = std::max(amax, std::fabs(r[i]));
-    if (amax == 0) continue;
-    const float s = amax / 127.0f;
-    for (int64_t i = 0; i < cols; i++) r[i] = s * std::nearbyint(r[i] / s);
-  }
+#pragma omp parallel for schedule(static) if (n > 1)
+  for (int64_t t = 0; t < n; t++) fake_quant_i8_token(x + t * cols, cols);
 }
 
 void rope(float* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std::vector<float>& inv_freqs,

@@ -7,6 +7,7 @@
 #include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "kernels/bitmap.h"
+#include "kernels/i8x8.h"
 #include "kernels/int_blocks.h"
 #include "kernels/qdot_ref.h"
 #include "kernels/sparse24.h"
@@ -30,10 +31,16 @@
 namespace lmpress {
 
 size_t activation_bytes(ActFormat f, int64_t n) {
+  if (f == ActFormat::I8_TOKEN) return sizeof(float) + size_t(n);
   return f == ActFormat::Q8_0 ? size_t(n / 32) * sizeof(BlockQ8_0) : size_t(n / QK_K) * sizeof(BlockQ8_K);
 }
 
+size_t activation_unit_bytes(ActFormat f) {
+  return f == ActFormat::I8_TOKEN ? 1 : f == ActFormat::Q8_0 ? sizeof(BlockQ8_0) : sizeof(BlockQ8_K);
+}
+
 void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
+  if (f == ActFormat::I8_TOKEN) return quantize_i8_token(x, n, static_cast<uint8_t*>(out));
   if (f == ActFormat::Q8_0) {
     auto* y = static_cast<BlockQ8_0*>(out);
 #if defined(__x86_64__)

@@ -29,11 +29,15 @@ struct BlockQ8_K {
   int16_t bsums[QK_K / 16];  // sums of each 16 qs
 };
 
-enum class ActFormat { Q8_0, Q8_K };
+// I8_TOKEN: one f32 scale for the row, then its values as unsigned bytes
+// (kernels/i8x8.h, quantize_i8_token).
+enum class ActFormat { Q8_0, Q8_K, I8_TOKEN };
 // Bytes of the quantized activations of an n-element row.
 size_t activation_bytes(ActFormat f, int64_t n);
+// The unit kernels step activations in: a Q8_0 or Q8_K block, or a byte.
+size_t activation_unit_bytes(ActFormat f);
 // x[n] (n a multiple of the block) into ggml's Q8_0 (quantize_row_q8_0) or
-// Q8_K (quantize_row_q8_K_ref) blocks.
+// Q8_K (quantize_row_q8_K_ref) blocks, or I8_TOKEN.
 void quantize_activations(ActFormat f, const float* x, int64_t n, void* out);
 
 // Σ over n elements of weight row w times the quantized activations a.

@@ -202,19 +202,8 @@ void gemm4x2_q5_0x8(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, cons
 
 namespace simd_vnni_emulated {
 
-// vpdpbusd's exact result from AVX2 instructions: acc + Σ of each lane's 4
-// unsigned-by-signed byte products. Even and odd bytes widened to 16 bits,
-// then madd: every product (≤ 255·128) and pair sum fits, nothing saturates
-// (maddubs would).
-__attribute__((target("avx2"))) inline __m256i dpbusd(__m256i acc, __m256i u, __m256i s) {
-  const __m256i mask = _mm256_set1_epi16(0x00FF);
-  const __m256i u_even = _mm256_and_si256(u, mask), u_odd = _mm256_srli_epi16(u, 8);
-  const __m256i s_even = _mm256_srai_epi16(_mm256_slli_epi16(s, 8), 8), s_odd = _mm256_srai_epi16(s, 8);
-  return _mm256_add_epi32(acc, _mm256_add_epi32(_mm256_madd_epi16(u_even, s_even), _mm256_madd_epi16(u_odd, s_odd)));
-}
-
 #define LMPRESS_VNNI_TARGET "avx2,fma,f16c"
-#define LMPRESS_DPBUSD dpbusd
+#define LMPRESS_DPBUSD simd_avx2::dpbusd_emulated
 #include "kernels/x8_vnni_kernels.inc"
 #undef LMPRESS_VNNI_TARGET
 #undef LMPRESS_DPBUSD

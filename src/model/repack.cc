@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "kernels/i8x8.h"
 #include "kernels/interleaved.h"
 #include "kernels/bitmap.h"
 #include "model/lora.h"
@@ -91,10 +92,29 @@ int64_t repack_interleaved(Model& m) {
   return n;
 }
 
+int64_t repack_int8_rows(Model& m) {
+#if !defined(__x86_64__)
+  return 0;  // the layout's kernels are SIMD on x86-64 only (as interleaved_repack_for)
+#endif
+  if (!m.cfg.act_int8) return 0;
+  int64_t n = 0;
+  for (Tensor& t : m.tensors) {
+    if (t.dtype != DType::F32 || t.shape.size() != 2 || t.name.rfind("blk.", 0) != 0) continue;
+    if (t.rows() % 8 || t.cols() % 32) continue;
+    if (const auto scales = int8_row_scales(t)) {
+      t = repack_i8x8(t, *scales);
+      n++;
+    }
+  }
+  if (n) m.bind();
+  return n;
+}
+
 InferenceRepack repack_for_inference(Model& m) {
   InferenceRepack r;
   r.sparse = repack_sparse(m);
   r.interleaved = repack_interleaved(m);
+  r.int8_rows = repack_int8_rows(m);
   return r;
 }
 

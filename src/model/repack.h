@@ -34,6 +34,13 @@ SparseRepack repack_sparse(Model& m);
 // how many: none off x86-64 (kernels/interleaved.h, interleaved_repack_for).
 int64_t repack_interleaved(Model& m);
 
+// W8A8 models (cfg.act_int8): repacks the blocks' F32 matrices that hold int8
+// rows times a scale each (kernels/i8x8.h, int8_row_scales), rows a multiple
+// of 8 and columns of 32, into I8_X8, whose prompt kernels are int8 × int8
+// with int32 sums over whole rows. Others (a LoRA merged into a matrix, say)
+// stay F32. Returns how many: none off x86-64 or without act_int8.
+int64_t repack_int8_rows(Model& m);
+
 // A row-interleaved matrix (is_row_interleaved) back in its file type's blocks
 // (file_type), bit for bit: the load-time repack undone, for export.
 std::vector<uint8_t> unpack_interleaved(const Tensor& t);
@@ -42,6 +49,7 @@ std::vector<uint8_t> unpack_interleaved(const Tensor& t);
 struct InferenceRepack {
   SparseRepack sparse;
   int64_t interleaved = 0;
+  int64_t int8_rows = 0;
 };
 InferenceRepack repack_for_inference(Model& m);
 

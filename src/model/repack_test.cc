@@ -154,5 +154,47 @@ TEST(Repack, InterleavedComputesTheSameLogits) {
   }
 }
 
+// A W8A8 checkpoint of lmp-8m: its F32 block matrices (int8 × a row scale)
+// become I8_X8 at load, and its logits match those of the F32 weights on the
+// same int8-rounded activations; a matrix that is not int8 rows stays F32.
+TEST(Repack, W8A8MatricesBecomeInt8Rows) {
+  const std::string d = test::temp_dir();
+  ASSERT_EQ(test::run_cli("quantize " + test::shared_path("models/lmp-8m") + " " + d + "/w8a8 --scheme w8a8").status, 0);
+  auto plain = load_model(d + "/w8a8"), i8 = load_model(d + "/w8a8");
+  ASSERT_TRUE(plain->cfg.act_int8);
+  // One matrix moved off the int8 grid (as a merged LoRA would): it stays F32.
+  {
+    std::vector<float> v = to_f32(i8->tensor("blk.1.attn_q.weight"));
+    v[5] += 1e-3f;
+    i8->set_f32("blk.1.attn_q.weight", v);
+    plain->set_f32("blk.1.attn_q.weight", v);
+  }
+  int64_t want = 0;
+  for (const Tensor& t : plain->tensors) want += t.dtype == DType::F32 && t.shape.size() == 2 && t.name.starts_with("blk.");
+#if defined(__x86_64__)
+  EXPECT_EQ(repack_int8_rows(*i8), want - 1);
+  EXPECT_EQ(i8->find("blk.0.ffn_down.weight")->dtype, DType::I8_X8);
+  EXPECT_EQ(i8->find("blk.1.attn_q.weight")->dtype, DType::F32);
+  EXPECT_FALSE(is_internal_type(i8->find("output.weight")->dtype));  // W8A8 leaves lm_head unquantized
+  EXPECT_EQ(repack_int8_rows(*load_model(test::shared_path("models/lmp-8m"))), 0);  // not a W8A8 model
+#else
+  EXPECT_EQ(repack_int8_rows(*i8), 0);
+#endif
+  // The int8 kernels and the f32 ones on fake-quantized activations sum in different orders: a few ulps of a hidden
+  // value, now and then carried across an int8 rounding step of a later layer's activations, each such step 1/127
+  // of the token's largest activation (logits about 10; 0.07 apart here).
+  expect_same_logits(*plain, *i8, 0.15);
+  // Written, the I8_X8 matrices are F32 again with the same values up to the scale's last bits.
+  write_gguf_model(*i8, d + "/back.gguf", ExportOptions{});
+  write_gguf_model(*plain, d + "/plain.gguf", ExportOptions{});
+  auto back = load_model(d + "/back.gguf"), plain_back = load_model(d + "/plain.gguf");
+  for (const Tensor& b : plain_back->tensors) {
+    const Tensor& a = *back->find(b.name);
+    ASSERT_EQ(a.dtype, b.dtype) << b.name;
+    const std::vector<float> va = to_f32(a), vb = to_f32(b);
+    for (size_t i = 0; i < va.size(); i++) ASSERT_NEAR(va[i], vb[i], 1e-6f * std::fabs(vb[i])) << b.name << " " << i;
+  }
+}
+
 }  // namespace
 }  // namespace lmpress

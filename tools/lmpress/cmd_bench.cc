@@ -195,6 +195,8 @@ void add_bench(CLI::App& app) {
                  repacked.sparse.n_2of4, repacked.sparse.n_bitmap);
     if (repacked.interleaved && !o->json)
       fmt::print("Q4_0/Q5_0/Q8_0/Q4_K/IQ4_NL weight matrices repacked as 8-row groups (Q4_0_x8, Q5_0_x8, Q8_0_x8, Q4_K_x8, IQ4_NL_x8): {}\n", repacked.interleaved);
+    if (repacked.int8_rows && !o->json)
+      fmt::print("W8A8 int8 weight matrices repacked as 8-row groups (I8_x8): {}\n", repacked.int8_rows);
     if (!o->spec.type.empty()) return print_spec_bench(*m, o->model, o->spec, read_input_text(o->file), o->s, o->json);
     int64_t reach = 0;
     for (int64_t d : o->s.n_depth)
