@@ -88,6 +88,14 @@ void refuse_experts(const Model& m, const char* what) {
     fail("{}: {} does not reach the experts of a mixture of experts yet (GPTQ, RTN and imatrix do)", m.path, what);
 }
 
+void refuse_factorized(const Model& m, const char* what) {
+  for (const Tensor& t : m.tensors)
+    if (t.dtype == DType::LOW_RANK)
+      fail("{}: {} is factorized (lmpress lowrank) and {} would multiply its factors back; give the factors a type "
+           "with lowrank --factor-type or convert --dtype",
+           m.path, t.name, what);
+}
+
 uint64_t largest_block_f32_bytes(const Model& m) {
   std::vector<uint64_t> bytes(size_t(m.cfg.n_layers), 0);
   for (const Tensor& t : m.tensors) {

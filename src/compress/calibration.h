@@ -41,6 +41,9 @@ std::vector<int64_t> site_experts(const ModelConfig& c);
 // Fails naming `what` for a mixture of experts (the methods whose statistics
 // or edits do not reach experts yet).
 void refuse_experts(const Model& m, const char* what);
+// Fails naming the first factorized linear (lmpress lowrank) for the methods
+// that would multiply its factors back into one matrix.
+void refuse_factorized(const Model& m, const char* what);
 
 // Per input channel: Σx_j and Σx_j² over the calibration tokens.
 struct ChannelStats {

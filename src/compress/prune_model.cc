@@ -242,6 +242,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
   const auto start = std::chrono::steady_clock::now();
   map_large_buffers();
   PruneReport rep;
+  refuse_factorized(m, "prune");
   rep.n_params = m.n_params();
   if (o.compensate) check_compensation(m, *o.compensate);
   if (o.rotate) rotate_model(m, *o.rotate);

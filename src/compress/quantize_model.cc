@@ -570,6 +570,7 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   QuantizeReport rep;
   rep.n_params = m.n_params();
   rep.bytes_in = m.n_bytes();
+  refuse_factorized(m, "quantize");
   if (!o.allow_requantize)
     for (const auto& t : m.tensors)
       if (is_quantizable(t) && !is_float_type(t.dtype))

@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 42> kTypes = {{
+constexpr std::array<DTypeInfo, 43> kTypes = {{
     {DType::F32, "F32", 1, 4, true, DType::F32, 1},
     {DType::F16, "F16", 1, 2, true, DType::F16, 1},
     {DType::Q4_0, "Q4_0", 32, 18, true, DType::Q4_0, 1},
@@ -54,6 +54,8 @@ constexpr std::array<DTypeInfo, 42> kTypes = {{
     {DType::IQ4_NL_X8, "IQ4_NL_x8", 32, 18, true, DType::IQ4_NL, 8},
     // Repacked from F32 matrices of int8 values times row scales; each group of 8 rows also has a 64-byte header.
     {DType::I8_X8, "I8_x8", 32, 32, true, DType::F32, 8},
+    // No bytes of its own: two factor tensors, each written as what it is.
+    {DType::LOW_RANK, "low_rank", 1, 0, true, DType::LOW_RANK, 1},
 }};
 
 }  // namespace
@@ -98,6 +100,7 @@ std::optional<DType> dtype_from_name(std::string_view name) {
 uint64_t row_bytes(DType t, uint64_t n) {
   const auto& info = dtype_info(t);
   if (is_row_indexed(t)) fail("internal: rows of {} vary in size", info.name);
+  if (t == DType::LOW_RANK) fail("internal: a {} tensor stores no rows (its factors do)", info.name);
   if (n % info.block_elems != 0)
     fail("row of {} elements is not a multiple of the {} block size {}", n, info.name, info.block_elems);
   return checked_mul(n / info.block_elems, info.block_bytes, "row size");

@@ -54,6 +54,7 @@ enum class DType : uint32_t {
   Q5_0_X8 = 1007,       // Q5_0 with groups of 8 rows interleaved per block (src/kernels/q5_0x8.h)
   IQ4_NL_X8 = 1008,     // IQ4_NL with groups of 8 rows interleaved per block (src/kernels/iq4_nlx8.h)
   I8_X8 = 1009,         // W8A8: int8 rows with a scale each, groups of 8 interleaved (src/kernels/i8x8.h)
+  LOW_RANK = 1010,      // a factorized linear B·A: data is the pair of factor tensors (src/core/low_rank_tensor.h)
 };
 constexpr uint32_t kInternalTypeBase = 1000;
 inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase; }

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/low_rank_tensor.h"
 #include "kernels/gemm_packed.h"
 #include "kernels/int_panels.h"
 #include "kernels/interleaved.h"
@@ -190,6 +191,12 @@ void matmul_impl(const Tensor& w, const float* x, int64_t n, float* y, bool deco
   if (w.shape.size() != 2) fail("matmul: weight {} is not a matrix", w.name);
   const int64_t out = w.shape[0], in = w.shape[1];
   switch (w.dtype) {
+    case DType::LOW_RANK: {  // x·Aᵀ, then ·Bᵀ: each factor on its own type's kernels
+      const LowRankPair& p = low_rank_parts(w);
+      std::vector<float> h(static_cast<size_t>(n * p.a.shape[0]));  // per call: matmul's thread_local buffers are in use below
+      matmul_impl(p.a, x, n, h.data(), decode);
+      return matmul_impl(p.b, h.data(), n, y, decode);
+    }
     case DType::F32: {
       const float* W = reinterpret_cast<const float*>(w.data);
       if (decode) {
@@ -223,6 +230,8 @@ void matmul(const Tensor& w, const float* x, int64_t n, float* y) { matmul_impl(
 void matmul_decode(const Tensor& w, const float* x, int64_t n, float* y) { matmul_impl(w, x, n, y, true); }
 
 bool matmul_rows_batch_invariant(const Tensor& w) {
+  if (w.dtype == DType::LOW_RANK)
+    return matmul_rows_batch_invariant(low_rank_parts(w).a) && matmul_rows_batch_invariant(low_rank_parts(w).b);
   const InterleavedFormat* f = interleaved_format(w.dtype);
   return f && f->kernels().gemm4;
 }

@@ -1,9 +1,11 @@
 #include "kernels/to_f32.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/fp16.h"
+#include "core/low_rank_tensor.h"
 #include "kernels/blocks.h"
 
 namespace lmpress {
@@ -23,6 +25,21 @@ void widen(const uint8_t* p, int64_t n, float* dst) {
 }  // namespace
 
 void to_f32(const Tensor& t, int64_t offset, int64_t n, float* dst) {
+  if (t.dtype == DType::LOW_RANK) {
+    // Rows of B·A: A converted once, each row a combination of A's rows.
+    const LowRankPair& p = low_rank_parts(t);
+    const int64_t cols = t.cols(), r = p.a.shape[0];
+    if (offset % cols || n % cols) fail("tensor {}: range [{}, +{}) does not fall on row boundaries", t.name, offset, n);
+    const std::vector<float> a = to_f32(p.a);
+    std::vector<float> b(static_cast<size_t>(r));
+    for (int64_t row = offset / cols; row < (offset + n) / cols; row++, dst += cols) {
+      to_f32(p.b, row * r, r, b.data());
+      std::fill(dst, dst + cols, 0.0f);
+      for (int64_t k = 0; k < r; k++)
+        for (int64_t c = 0; c < cols; c++) dst[c] += b[size_t(k)] * a[size_t(k * cols + c)];
+    }
+    return;
+  }
   if (is_row_indexed(t.dtype) || is_row_interleaved(t.dtype)) {
     // Rows of varying size, or rows spread over an interleaved group: whole rows only.
     const int64_t cols = t.cols();

@@ -11,6 +11,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/low_rank_tensor.h"
 #include "core/progress.h"
 #include "core/finite.h"
 #include "core/fp16.h"
@@ -41,6 +42,7 @@ std::vector<uint8_t> permute_rope_rows(const uint8_t* src, int64_t n_heads, int6
 }
 
 int64_t rope_heads(const Model& m, const std::string& name) {
+  if (name.ends_with(".lr_a")) return 0;  // a factorized projection's A: its rows are rank components, not heads
   const bool is_q = name.find(".attn_q.") != std::string::npos;
   const bool is_k = name.find(".attn_k.") != std::string::npos;
   if (!(is_q || is_k)) return 0;
@@ -233,6 +235,18 @@ struct ModelWriter::Impl {
 
   // What t is written as, from its state now.
   std::vector<TensorToWrite> entries(const Tensor& t) const {
+    if (t.dtype == DType::LOW_RANK) {
+      if (hf) fail("{}: {} is factorized (lmpress lowrank): a factorized model is written as GGUF", m.path, t.name);
+      // B's rows are W's rows, so B takes a q or k projection's RoPE re-pairing (prepared under W's name).
+      const LowRankPair& p = low_rank_parts(t);
+      const auto [a_name, b_name] = low_rank_part_names(t.name);
+      Tensor a = p.a, b = p.b;
+      a.name = a_name;
+      b.name = t.name;
+      TensorToWrite ea = prepare(m, a, opt, target), eb = prepare(m, b, opt, target);
+      eb.meta.name = b_name;
+      return {std::move(ea), std::move(eb)};
+    }
     if (!hf) return {prepare(m, t, opt, target)};
     if (opt.hf_replace) {
       auto replaced = opt.hf_replace(t, canonical_to_hf(t.name, m.cfg));

@@ -3,6 +3,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/low_rank_tensor.h"
 #include "io/gguf.h"
 #include "io/tokenizer_files.h"
 #include "kernels/to_f32.h"
@@ -236,6 +237,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   read_gguf_experts(g, path, c);
   c.rope_mscale = get_float(k + "rope.scaling.attn_factor", 1.0);
   m->tensors = g.tensors();
+  join_low_rank_parts(m->tensors, path);  // lmpress lowrank's factors
   read_longrope_factors(g, path, *m);
   const Tensor* emb = m->find("token_embd.weight");
   if (!emb) fail("{}: missing tensor token_embd.weight", path);

@@ -33,6 +33,7 @@ void add_prune(CLI::App& app);
 void add_apply(CLI::App& app);
 void add_smooth(CLI::App& app);
 void add_rotate(CLI::App& app);
+void add_lowrank(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_serve(CLI::App& app);
 void add_finetune(CLI::App& app);

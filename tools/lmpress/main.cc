@@ -195,6 +195,7 @@ int main(int argc, char** argv) {
   lmpress::cli::add_apply(app);
   lmpress::cli::add_smooth(app);
   lmpress::cli::add_rotate(app);
+  lmpress::cli::add_lowrank(app);
   lmpress::cli::add_compare(app);
   lmpress::cli::add_serve(app);
   lmpress::cli::add_finetune(app);
