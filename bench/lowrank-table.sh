@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Low-rank compression (`lmpress lowrank`) on lmp-8m: plain SVD, ASVD and
-# SVD-LLM at 20% and 40% fewer parameters in every block linear (F32 factors,
-# so the table shows the factorization alone), against magnitude pruning of
+# SVD-LLM at 20% and 40% fewer parameters in every block linear, and ASVD and
+# SVD-LLM with --global (the linears lose that share together, ranks by their
+# spectra) (F32 factors, so the table shows the factorization alone), against magnitude pruning of
 # the same share of the linears' weights (the same parameter count; a pruned
 # file stored dense keeps its bytes). The protocol of bench/lmp8m-setup.sh:
 # calibration on the first three quarters of docs-calib.txt, KL divergence
@@ -37,6 +38,11 @@ for R in $RATIOS; do
     p=$("$LMP" lowrank "$W/dense.gguf" "$W/$m-$R.gguf" --method $m --ratio "$R" --factor-type f32 $cal --json |
       python3 -c 'import json,sys; print(json.load(sys.stdin)["params_after"])')
     row "$m, linears −$R" "$W/$m-$R.gguf" "$p"
+  done
+  for m in asvd svd-llm; do  # one budget for all linears, ranks by their spectra
+    p=$("$LMP" lowrank "$W/dense.gguf" "$W/$m-g$R.gguf" --method $m --ratio "$R" --global --factor-type f32 $CAL --json |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["params_after"])')
+    row "$m --global, linears −$R together" "$W/$m-g$R.gguf" "$p"
   done
   p=$("$LMP" prune "$W/dense.gguf" "$W/mag-$R.gguf" --method magnitude --sparsity "$R" --json |
     python3 -c "import json,sys; j=json.load(sys.stdin); print(round($NPARAMS * (1 - j['sparsity_model'])))")

@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <set>
 
+#include "compress/low_rank_model.h"
 #include "core/low_rank_tensor.h"
 #include "kernels/to_f32.h"
 #include "model/forward.h"
@@ -85,6 +87,34 @@ TEST(LowRankCli, SvdLlmHasTheSmallestOutputError) {
     EXPECT_GT(e, 0) << name;
   }
   EXPECT_EQ(err["svd-llm"].size(), 42u);
+}
+
+// Ranks under one budget, by hand: linear 0's error is nearly all in its first value, linear 1's spread evenly, so
+// linear 1 takes the ranks until it reaches its largest useful one (4: 5·20 would not be smaller than 10·10).
+TEST(LowRankCli, GlobalRanksFollowTheSpectra) {
+  const std::vector<std::vector<double>> sigma{{10, 1, 1, 1, 1, 1, 1, 1, 1, 1}, {3, 3, 3, 3, 3, 3, 3, 3, 3, 3}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes{{10, 10}, {10, 10}};
+  EXPECT_EQ(allocate_ranks(sigma, shapes, 100), (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(allocate_ranks(sigma, shapes, 140), (std::vector<int64_t>{3, 4}));
+  EXPECT_EQ(allocate_ranks(sigma, shapes, 10), (std::vector<int64_t>{1, 1}));  // at least 1 each
+  // On lmp-8m: the linears together lose 30% (within one rank step), their ranks differ.
+  const std::string d = test::temp_dir();
+  auto r = run_cli("lowrank " + S("models/lmp-8m") + " " + d + "/g.gguf --method svd-llm --ratio 0.3 --global --json" +
+                   kCalib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  int64_t before = 0, after = 0;
+  std::set<int64_t> ranks;
+  for (const auto& t : j["tensors"]) {
+    before += t["params_before"].get<int64_t>();
+    after += t["params_after"].get<int64_t>();
+    ranks.insert(t["rank"].get<int64_t>());
+  }
+  EXPECT_LE(after, int64_t(0.7 * double(before)));
+  EXPECT_GT(after, int64_t(0.7 * double(before)) - 288 - 768);
+  EXPECT_GT(ranks.size(), 5u);
+  expect_cli_error("lowrank " + S("models/lmp-8m") + " " + d + "/x.gguf --method svd --rank 8 --global",
+                   "--global shares one parameter budget by --ratio");
 }
 
 TEST(LowRankCli, BadInputs) {

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <queue>
 #include <set>
 
 #include "core/error.h"
@@ -45,6 +46,38 @@ int64_t low_rank_for(const LowRankOptions& o, const std::string& name, int64_t o
   return std::max<int64_t>(1, int64_t(std::floor(keep / double(out + in))));
 }
 
+std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigma,
+                                    const std::vector<std::pair<int64_t, int64_t>>& shapes, int64_t budget) {
+  const size_t n = sigma.size();
+  std::vector<int64_t> rank(n, 1);
+  std::vector<double> total(n, 0.0);
+  int64_t used = 0;
+  for (size_t i = 0; i < n; i++) {
+    for (double s : sigma[i]) total[i] += s * s;
+    used += shapes[i].first + shapes[i].second;
+  }
+  // (gain per parameter, linear): the next rank's share of its linear's error.
+  std::priority_queue<std::pair<double, size_t>> next;
+  const auto push = [&](size_t i) {
+    const auto [out, in] = shapes[i];
+    const int64_t r = rank[i];
+    if (r >= int64_t(sigma[i].size()) || r >= std::min(out, in) - 1 || (r + 1) * (out + in) >= out * in) return;
+    const double s = sigma[i][size_t(r)];
+    next.push({total[i] > 0 ? s * s / total[i] / double(out + in) : 0.0, i});
+  };
+  for (size_t i = 0; i < n; i++) push(i);
+  while (!next.empty()) {
+    const size_t i = next.top().second;
+    next.pop();
+    const int64_t cost = shapes[i].first + shapes[i].second;
+    if (used + cost > budget) continue;  // a cheaper linear's rank may still fit
+    rank[i]++;
+    used += cost;
+    push(i);
+  }
+  return rank;
+}
+
 namespace {
 
 Tensor& tensor_ref(Model& m, const std::string& name) {
@@ -77,6 +110,43 @@ Tensor planned(const std::string& name, int64_t out, int64_t in, int64_t rank) {
   return make_low_rank_tensor(name, a, b);
 }
 
+// One block's calibration statistics per site: H = XᵀX and Σ|x_j| (ASVD), over `rows` inputs.
+struct BlockStats {
+  std::map<LinearSite, std::vector<float>> H;
+  std::map<LinearSite, std::vector<double>> abs_sum;
+  std::map<LinearSite, int64_t> rows;
+  LinearObserver observer() {
+    return [this](LinearSite s, int64_t, const float* x, int64_t n, int64_t c) {
+      accumulate_hessian(H[s], x, n, c);
+      auto& a = abs_sum[s];
+      a.resize(size_t(c), 0.0);
+      for (int64_t t = 0; t < n; t++)
+        for (int64_t j = 0; j < c; j++) a[size_t(j)] += std::fabs(x[t * c + j]);
+      rows[s] += n;
+    };
+  }
+  void finish() {
+    for (auto& [s, h] : H) symmetrize_hessian(h, int64_t(abs_sum[s].size()));
+  }
+  // ASVD's S = diag(mean|x_j|^α), floored at 1e-6 of its largest so unused channels divide safely.
+  std::vector<float> asvd_scales(LinearSite s, double alpha) const {
+    const auto& a = abs_sum.at(s);
+    const double n = double(std::max<int64_t>(1, rows.at(s)));
+    std::vector<float> v(a.size());
+    float vmax = 0;
+    for (size_t j = 0; j < a.size(); j++) vmax = std::max(vmax, v[j] = float(std::pow(a[j] / n, alpha)));
+    for (float& x : v) x = std::max(x, vmax > 0 ? 1e-6f * vmax : 1.0f);
+    return v;
+  }
+};
+
+// W·diag(s), W [out, in].
+std::vector<float> scale_columns(std::vector<float> W, int64_t out, int64_t in, const std::vector<float>& s) {
+  for (int64_t i = 0; i < out; i++)
+    for (int64_t j = 0; j < in; j++) W[size_t(i * in + j)] *= s[size_t(j)];
+  return W;
+}
+
 class Factorizer {
  public:
   Factorizer(Model& m, const LowRankOptions& o, LowRankReport& rep) : m_(m), o_(o), rep_(rep) {}
@@ -105,6 +175,41 @@ class Factorizer {
                dtype_name(t.dtype));
         ranks_[w] = low_rank_for(o_, w, t.rows(), t.cols());
       }
+  }
+
+  // --global: the ranks from every linear's spectrum on the dense model's
+  // calibration inputs (one pass over the blocks before the factorizing one).
+  void allocate_global() {
+    if (!o_.global) return;
+    if (o_.rank > 0) fail("--global shares one parameter budget by --ratio; it does not take --rank");
+    const bool calibrated = o_.method != LowRankMethod::Svd;
+    std::unique_ptr<LayerwiseCalibrator> cal;
+    if (calibrated) cal = std::make_unique<LayerwiseCalibrator>(m_, calibration_windows(m_, o_.calib));
+    std::vector<std::string> names;
+    std::vector<std::vector<double>> sigma;
+    std::vector<std::pair<int64_t, int64_t>> shapes;
+    double dense = 0;
+    Progress progress("spectra", uint64_t(m_.cfg.n_layers));
+    for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
+      BlockStats st;
+      if (calibrated) {
+        const LinearObserver obs = st.observer();
+        cal->run(l, m_.layers[size_t(l)], &obs, true);
+        st.finish();
+      }
+      for (LinearSite site : kLinearSites)
+        for (const auto& w : linear_names(m_.cfg, l, site)) {
+          const Tensor& t = m_.tensor(w);
+          names.push_back(w);
+          shapes.push_back({t.rows(), t.cols()});
+          sigma.push_back(spectrum(t, calibrated ? &st : nullptr, site));
+          dense += double(t.rows() * t.cols());
+        }
+      progress.update(uint64_t(l + 1));
+    }
+    progress.finish();
+    const std::vector<int64_t> r = allocate_ranks(sigma, shapes, int64_t((1.0 - o_.ratio) * dense));
+    for (size_t i = 0; i < names.size(); i++) ranks_[names[i]] = r[i];
   }
 
   // The writer's plan: each linear as its factors' shapes, written as factor_type.
@@ -136,27 +241,15 @@ class Factorizer {
     }
     Progress progress(low_rank_method_name(o_.method), uint64_t(m_.cfg.n_layers));
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
-      std::map<LinearSite, std::vector<float>> H;
-      std::map<LinearSite, std::vector<double>> abs_sum;  // ASVD: Σ|x_j|
-      std::map<LinearSite, int64_t> rows;
+      BlockStats st;
       if (calibrated) {
-        const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t c) {
-          accumulate_hessian(H[s], x, n, c);
-          auto& a = abs_sum[s];
-          a.resize(size_t(c), 0.0);
-          for (int64_t t = 0; t < n; t++)
-            for (int64_t j = 0; j < c; j++) a[size_t(j)] += std::fabs(x[t * c + j]);
-          rows[s] += n;
-        };
+        const LinearObserver obs = st.observer();
         cal->run(l, m_.layers[size_t(l)], &obs, false);
-        for (auto& [s, h] : H) symmetrize_hessian(h, int64_t(abs_sum[s].size()));
+        st.finish();
       }
       const std::vector<Tensor> originals = block_tensors(m_, l);
       for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(m_.cfg, l, site)) {
-          const std::vector<float>* h = calibrated ? &H.at(site) : nullptr;
-          factorize(tensor_ref(m_, w), h, calibrated ? &abs_sum.at(site) : nullptr, calibrated ? rows.at(site) : 0);
-        }
+        for (const auto& w : linear_names(m_.cfg, l, site)) factorize(tensor_ref(m_, w), calibrated ? &st : nullptr, site);
       m_.bind();
       if (calibrated) cal->run(l, m_.layers[size_t(l)], nullptr, true);  // the next block sees this one factorized
       out.write_block(l);
@@ -167,23 +260,24 @@ class Factorizer {
   }
 
  private:
-  void factorize(Tensor& t, const std::vector<float>* H, const std::vector<double>* abs_sum, int64_t n) {
+  // The singular values the method truncates for linear t (block stats st, or null for svd).
+  std::vector<double> spectrum(const Tensor& t, const BlockStats* st, LinearSite site) const {
+    const std::vector<float> W = to_f32(t);
+    if (o_.method == LowRankMethod::Asvd)
+      return weighted_singular_values(scale_columns(W, t.rows(), t.cols(), st->asvd_scales(site, o_.alpha)).data(),
+                                      t.rows(), t.cols(), nullptr);
+    return weighted_singular_values(W.data(), t.rows(), t.cols(),
+                                    o_.method == LowRankMethod::SvdLlm ? &st->H.at(site) : nullptr);
+  }
+
+  void factorize(Tensor& t, const BlockStats* st, LinearSite site) {
     const int64_t out = t.rows(), in = t.cols(), r = ranks_.at(t.name);
+    const std::vector<float>* H = st ? &st->H.at(site) : nullptr;
     const std::vector<float> W = to_f32(t);
     LowRankFactors f;
     if (o_.method == LowRankMethod::Asvd) {
-      // S = diag(mean|x_j|^α), floored at 1e-6 of its largest so unused channels divide safely.
-      std::vector<float> s(static_cast<size_t>(in));
-      float smax = 0;
-      for (int64_t j = 0; j < in; j++) {
-        s[size_t(j)] = float(std::pow((*abs_sum)[size_t(j)] / double(std::max<int64_t>(1, n)), o_.alpha));
-        smax = std::max(smax, s[size_t(j)]);
-      }
-      for (float& v : s) v = std::max(v, smax > 0 ? 1e-6f * smax : 1.0f);
-      std::vector<float> ws = W;
-      for (int64_t i = 0; i < out; i++)
-        for (int64_t j = 0; j < in; j++) ws[size_t(i * in + j)] *= s[size_t(j)];
-      f = weighted_low_rank(ws.data(), out, in, nullptr, r);
+      const std::vector<float> s = st->asvd_scales(site, o_.alpha);
+      f = weighted_low_rank(scale_columns(W, out, in, s).data(), out, in, nullptr, r);
       for (int64_t k = 0; k < r; k++)
         for (int64_t j = 0; j < in; j++) f.a[size_t(k * in + j)] /= s[size_t(j)];
     } else {
@@ -217,6 +311,7 @@ LowRankReport low_rank_model(Model& m, const std::string& out_path, const LowRan
   f.check();
   if (o.method != LowRankMethod::Svd && o.calib.file.empty())
     fail("--method {} measures the linears' inputs on calibration text: --calib FILE", low_rank_method_name(o.method));
+  f.allocate_global();
   rep.params_total_before = m.n_params();
   const auto out = f.writer(out_path);
   f.run(*out);

@@ -27,6 +27,9 @@ struct LowRankOptions {
   double ratio = 0;   // parameter reduction of each linear in (0, 1), or
   int64_t rank = 0;   // one rank for every linear
   double alpha = 0.5;  // ASVD's exponent
+  // With ratio: the linears' parameters together lose `ratio`, each linear's
+  // rank chosen by its spectrum (allocate_ranks) instead of each losing `ratio`.
+  bool global = false;
   DType factor_type = DType::F16;
   CalibrationOptions calib;
   std::string name;
@@ -38,6 +41,15 @@ const char* low_rank_method_name(LowRankMethod m);
 // The rank each linear gets: rank, or the largest r with r·(out + in) ≤ (1 − ratio)·out·in
 // (at least 1). Fails naming the linear when a rank does not make it smaller.
 int64_t low_rank_for(const LowRankOptions& o, const std::string& name, int64_t out, int64_t in);
+
+// Ranks for linears with the given singular values (each its method's
+// problem's, largest first) and shapes under a budget of factor parameters:
+// greedily, one rank at a time, where it removes the largest share of its
+// linear's error Σσ² per parameter (out + in) — optimal for the sum of
+// relative errors, as each linear's gains only fall. Every linear gets at
+// least 1 and stays below min(out, in) and smaller than dense.
+std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigma,
+                                    const std::vector<std::pair<int64_t, int64_t>>& shapes, int64_t budget);
 
 struct LowRankTensor {
   std::string name, shape;

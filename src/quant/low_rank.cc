@@ -19,17 +19,16 @@ std::vector<float> LowRankFactors::product() const {
   return p;
 }
 
-LowRankFactors weighted_low_rank(const float* D, int64_t rows, int64_t cols, const std::vector<float>* H, int64_t rank) {
-  const int64_t k = std::min(rows, cols);
-  if (rank < 1 || rank > k) fail("internal: low-rank approximation of rank {} for a {}x{} matrix", rank, rows, cols);
+namespace {
+
+// Dw = D·S with S = QΛ^½ (the whitening) for H = QΛQᵀ, and T = Λ^-½Qᵀ, which maps back: D·S·T = D on H's
+// range. Without H: Dw = D, T empty (the identity).
+std::vector<double> whiten(const float* D, int64_t rows, int64_t cols, const std::vector<float>* H,
+                           std::vector<double>& T) {
   if (H && int64_t(H->size()) != cols * cols) fail("internal: H is not {}x{}", cols, cols);
-  // Small solves on one thread; a wide layer's (a 4096-wide model's and up) keep the threads.
-  std::optional<SingleThreadScope> one_thread;
-  if (cols <= 2048) one_thread.emplace();
-  // Dw = D·S with S = QΛ^½ (the whitening), and T = Λ^-½Qᵀ maps back: D·S·T = D on H's range.
   std::vector<double> Dw(static_cast<size_t>(rows * cols));
   for (size_t i = 0; i < Dw.size(); i++) Dw[i] = D[i];
-  std::vector<double> T;  // cols x cols, row-major; empty: identity
+  T.clear();
   if (H) {
     std::vector<double> Q(static_cast<size_t>(cols * cols)), lambda(static_cast<size_t>(cols));
     for (int64_t i = 0; i < cols; i++)
@@ -54,6 +53,31 @@ LowRankFactors weighted_low_rank(const float* D, int64_t rows, int64_t cols, con
                 S.data(), int(cols), 0.0, tmp.data(), int(cols));
     Dw.swap(tmp);
   }
+  return Dw;
+}
+
+}  // namespace
+
+std::vector<double> weighted_singular_values(const float* D, int64_t rows, int64_t cols, const std::vector<float>* H) {
+  std::optional<SingleThreadScope> one_thread;
+  if (cols <= 2048) one_thread.emplace();
+  std::vector<double> T;
+  std::vector<double> Dw = whiten(D, rows, cols, H, T);
+  std::vector<double> s(static_cast<size_t>(std::min(rows, cols)));
+  if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'N', int(rows), int(cols), Dw.data(), int(cols), s.data(), nullptr, 1, nullptr,
+                     int(cols)) != 0)  // LAPACKE checks ldvt >= cols even when it writes no vectors
+    fail("internal: SVD of a {}x{} matrix failed", rows, cols);
+  return s;
+}
+
+LowRankFactors weighted_low_rank(const float* D, int64_t rows, int64_t cols, const std::vector<float>* H, int64_t rank) {
+  const int64_t k = std::min(rows, cols);
+  if (rank < 1 || rank > k) fail("internal: low-rank approximation of rank {} for a {}x{} matrix", rank, rows, cols);
+  // Small solves on one thread; a wide layer's (a 4096-wide model's and up) keep the threads.
+  std::optional<SingleThreadScope> one_thread;
+  if (cols <= 2048) one_thread.emplace();
+  std::vector<double> T;  // cols x cols, row-major; empty: identity
+  std::vector<double> Dw = whiten(D, rows, cols, H, T);
   std::vector<double> s(static_cast<size_t>(k)), U(static_cast<size_t>(rows * k)), Vt(static_cast<size_t>(k * cols));
   if (LAPACKE_dgesdd(LAPACK_ROW_MAJOR, 'S', int(rows), int(cols), Dw.data(), int(cols), s.data(), U.data(), int(k),
                      Vt.data(), int(cols)) != 0)

@@ -25,6 +25,11 @@ struct LowRankFactors {
 // rank must be in [1, min(rows, cols)].
 LowRankFactors weighted_low_rank(const float* D, int64_t rows, int64_t cols, const std::vector<float>* H, int64_t rank);
 
+// The singular values of the problem weighted_low_rank truncates (those of
+// D·QΛ^½, or of D without H), largest first: the rank-r solution's error
+// tr(E H Eᵀ) is the sum of the squares of those past r.
+std::vector<double> weighted_singular_values(const float* D, int64_t rows, int64_t cols, const std::vector<float>* H);
+
 // tr(E H Eᵀ) for E = D − approx (H null: ‖E‖²_F).
 double weighted_sq_error(const float* D, const float* approx, int64_t rows, int64_t cols, const std::vector<float>* H);
 

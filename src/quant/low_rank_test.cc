@@ -58,6 +58,10 @@ TEST(LowRank, ReachesTheOptimumOfTheWeightedNorm) {
   std::vector<double> ev(static_cast<size_t>(R));
   ASSERT_EQ(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', int(R), M.data(), int(R), ev.data()), 0);
   std::sort(ev.rbegin(), ev.rend());
+  // The spectrum the solver truncates: its squares are D·H·Dᵀ's eigenvalues.
+  const std::vector<double> sv = weighted_singular_values(p.W.data(), R, C, &p.H);
+  ASSERT_EQ(int64_t(sv.size()), R);
+  for (int64_t i = 0; i < R; i++) EXPECT_NEAR(sv[size_t(i)] * sv[size_t(i)], ev[size_t(i)], 1e-6 * ev[0]) << i;
   for (int64_t r : {1, 4, 9}) {
     double want = 0;
     for (int64_t i = r; i < R; i++) want += ev[size_t(i)];

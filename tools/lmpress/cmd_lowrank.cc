@@ -23,6 +23,8 @@ void add_lowrank(CLI::App& app) {
   cmd->add_option("--method", o->method, "svd, asvd or svd-llm")->capture_default_str();
   cmd->add_option("--ratio", o->lr.ratio, "Parameter reduction of each linear, in (0, 1)");
   cmd->add_option("--rank", o->lr.rank, "One rank for every linear (instead of --ratio)");
+  cmd->add_flag("--global", o->lr.global,
+                "With --ratio: the linears together lose that share, each linear's rank by its spectrum");
   cmd->add_option("--alpha", o->lr.alpha, "ASVD's exponent of the activations' mean magnitude")->capture_default_str();
   cmd->add_option("--factor-type", o->factor_type, "Type of both factors (f32, f16, bf16, q8_0, ...)")
       ->capture_default_str();
