@@ -191,12 +191,7 @@ class Factorizer {
     double dense = 0;
     Progress progress("spectra", uint64_t(m_.cfg.n_layers));
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
-      BlockStats st;
-      if (calibrated) {
-        const LinearObserver obs = st.observer();
-        cal->run(l, m_.layers[size_t(l)], &obs, true);
-        st.finish();
-      }
+      const BlockStats st = block_stats(cal.get(), l, true);  // the dense model's inputs
       for (LinearSite site : kLinearSites)
         for (const auto& w : linear_names(m_.cfg, l, site)) {
           const Tensor& t = m_.tensor(w);
@@ -241,12 +236,7 @@ class Factorizer {
     }
     Progress progress(low_rank_method_name(o_.method), uint64_t(m_.cfg.n_layers));
     for (int64_t l = 0; l < m_.cfg.n_layers; l++) {
-      BlockStats st;
-      if (calibrated) {
-        const LinearObserver obs = st.observer();
-        cal->run(l, m_.layers[size_t(l)], &obs, false);
-        st.finish();
-      }
+      const BlockStats st = block_stats(cal.get(), l, false);
       const std::vector<Tensor> originals = block_tensors(m_, l);
       for (LinearSite site : kLinearSites)
         for (const auto& w : linear_names(m_.cfg, l, site)) factorize(tensor_ref(m_, w), calibrated ? &st : nullptr, site);
@@ -260,6 +250,16 @@ class Factorizer {
   }
 
  private:
+  // Block l's statistics on the calibrator's inputs (none without one); advance: the block's outputs feed the next.
+  BlockStats block_stats(LayerwiseCalibrator* cal, int64_t l, bool advance) {
+    BlockStats st;
+    if (!cal) return st;
+    const LinearObserver obs = st.observer();
+    cal->run(l, m_.layers[size_t(l)], &obs, advance);
+    st.finish();
+    return st;
+  }
+
   // The singular values the method truncates for linear t (block stats st, or null for svd).
   std::vector<double> spectrum(const Tensor& t, const BlockStats* st, LinearSite site) const {
     const std::vector<float> W = to_f32(t);
