@@ -54,6 +54,9 @@ TEST(LowRankCli, FactorsRunAsTheirProduct) {
   EXPECT_EQ(n, 6 * 7);
   EXPECT_EQ(int64_t(j["tensors"].size()), n);
   EXPECT_LT(j["params_after"].get<int64_t>(), j["params_before"].get<int64_t>());
+  // info counts what the file stores: r·(out + in) per factorized linear.
+  const auto info = nlohmann::json::parse(run_cli("info " + d + "/lr.gguf --json").out);
+  EXPECT_EQ(info["n_params"].get<int64_t>(), j["params_after"].get<int64_t>());
   dense->bind();
   const auto a = logits(*m), b = logits(*dense);
   double worst = 0;
@@ -139,6 +142,7 @@ TEST(LowRankCli, BadInputs) {
   expect_cli_error("lowrank " + d + "/lr.gguf " + d + "/x.gguf --method svd --ratio 0.2", "is already factorized");
   expect_cli_error("quantize " + d + "/lr.gguf " + d + "/x.gguf --type q4_0", "is factorized (lmpress lowrank)");
   expect_cli_error("convert " + d + "/lr.gguf " + d + "/hf", "a factorized model is written as GGUF");
+  expect_cli_error("rotate " + d + "/lr.gguf " + d + "/x.gguf", "is factorized (lmpress lowrank) and rotation would");
   EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
 }
 

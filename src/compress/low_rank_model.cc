@@ -160,6 +160,10 @@ class Factorizer {
 
   void check() {
     refuse_experts(m_, "low-rank compression");
+    if (m_.cfg.arch == "phi3")
+      fail("{}: phi3 files hold q/k/v and gate/up as fused tensors, which have no factorized form; lowrank writes "
+           "separate projections only",
+           m_.path);
     if (!(o_.ratio > 0 && o_.ratio < 1) && o_.rank <= 0) fail("lowrank: give --ratio R in (0, 1) or --rank r");
     if (o_.method == LowRankMethod::Asvd && !(o_.alpha > 0 && o_.alpha <= 1))
       fail("--alpha {}: ASVD's exponent is in (0, 1]", o_.alpha);

@@ -2,6 +2,7 @@
 
 #include <charconv>
 
+#include "compress/calibration.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "kernels/hadamard.h"
@@ -48,6 +49,7 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
     fail("{}: {} normalizes each block's outputs before they join the residual stream (post-norms), so a residual "
          "rotation does not leave it computing the same function",
          m.path, m.cfg.arch);
+  refuse_factorized(m, "rotation");
   for (const Tensor& t : m.tensors)
     if (t.shape.size() == 2 && !is_float_type(t.dtype))
       fail("{}: {} is {}: rotation changes float weights (rotate before quantizing)", m.path, t.name,

@@ -14,6 +14,7 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
     fail("{}: {} has no norms before its attention and feed-forward, into which smoothing folds its scales", m.path,
          m.cfg.arch);
   if (!(alpha >= 0 && alpha <= 1)) fail("--alpha {}: SmoothQuant's migration strength is in [0, 1]", alpha);
+  refuse_factorized(m, "smoothing");
   for (const Tensor& t : m.tensors)
     if (layer_of(t.name) >= 0 && t.shape.size() == 2 && !is_float_type(t.dtype))
       fail("{}: {} is {}: smoothing rescales float weights (smooth before quantizing)", m.path, t.name,

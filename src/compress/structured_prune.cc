@@ -283,6 +283,7 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
   const int64_t rm_groups = std::llround(o.heads * double(c.n_kv_heads * (o.global ? kept_layers : 1)));
   const int64_t rm_ffn = std::llround(o.ffn * double(c.ffn_dim * (o.global ? kept_layers : 1)));
   if (!o.global && rm_groups >= c.n_kv_heads) fail("--structured heads={}: would remove every KV group", o.heads);
+  refuse_factorized(m, "structured pruning");
   for (const auto& t : m.tensors)
     if (t.shape.size() == 2 && t.name.rfind("blk.", 0) == 0 && !is_float_type(t.dtype))
       fail("{}: {} is quantized ({}); prune the float model", m.path, t.name, dtype_name(t.dtype));

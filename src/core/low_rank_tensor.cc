@@ -27,6 +27,12 @@ const LowRankPair& low_rank_parts(const Tensor& t) {
   return *reinterpret_cast<const LowRankPair*>(t.data);
 }
 
+int64_t stored_params(const Tensor& t) {
+  if (t.dtype != DType::LOW_RANK) return t.numel();
+  const LowRankPair& p = low_rank_parts(t);
+  return p.a.numel() + p.b.numel();
+}
+
 std::pair<std::string, std::string> low_rank_part_names(const std::string& weight_name) {
   const std::string suffix = ".weight";
   const std::string base =

@@ -27,6 +27,9 @@ Tensor make_low_rank_tensor(const std::string& name, Tensor a, Tensor b);
 // The factors of a LOW_RANK tensor.
 const LowRankPair& low_rank_parts(const Tensor& t);
 inline int64_t low_rank_rank(const Tensor& t) { return low_rank_parts(t).a.shape[0]; }
+// The values a tensor stores: its elements, or a factorized one's r·(out + in);
+// also the multiply-adds per token of a linear.
+int64_t stored_params(const Tensor& t);
 // The file names of a weight's factors: "blk.0.attn_q.weight" -> {"blk.0.attn_q.lr_a", "blk.0.attn_q.lr_b"}.
 std::pair<std::string, std::string> low_rank_part_names(const std::string& weight_name);
 // Replaces each pair of factor tensors in a file's tensors by their

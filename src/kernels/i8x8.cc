@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "core/error.h"
 #include "kernels/qdot.h"
@@ -18,11 +19,15 @@ namespace lmpress {
 
 void quantize_i8_token_ref(const float* x, int64_t n, uint8_t* out) {
   float amax = 0;
-  for (int64_t i = 0; i < n; i++) amax = std::max(amax, std::fabs(x[i]));
-  const float s = amax / 127.0f;
+  for (int64_t i = 0; i < n; i++) amax = std::isnan(x[i]) ? x[i] : std::isnan(amax) ? amax : std::max(amax, std::fabs(x[i]));
+  // A non-finite row keeps its NaN (the scale) for the outputs to show; a
+  // subnormal scale can round past ±127, hence the clamp.
+  const float s = std::isfinite(amax) ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
   std::memcpy(out, &s, sizeof s);
   uint8_t* q = out + sizeof s;
-  for (int64_t i = 0; i < n; i++) q[i] = uint8_t(128 + (s != 0 ? int(std::nearbyint(x[i] / s)) : 0));
+  const bool zero = s == 0 || !std::isfinite(s);
+  for (int64_t i = 0; i < n; i++)
+    q[i] = uint8_t(128 + (zero ? 0 : std::clamp(int(std::nearbyint(x[i] / s)), -127, 127)));
 }
 
 #if defined(__x86_64__)
@@ -30,17 +35,26 @@ namespace {
 
 // The reference's operations 8 at a time: the same max, the same IEEE
 // division and round-to-nearest-even, so the same bytes.
+// max|x|, NaN when x holds one (maxps and std::max both drop NaNs).
 __attribute__((target("avx2"))) float absmax_avx2(const float* x, int64_t n) {
   const __m256 sign = _mm256_set1_ps(-0.0f);
-  __m256 m = _mm256_setzero_ps();
+  __m256 m = _mm256_setzero_ps(), nan = _mm256_setzero_ps();
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    m = _mm256_max_ps(m, _mm256_andnot_ps(sign, v));
+    nan = _mm256_or_ps(nan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
   float lanes[8];
   _mm256_storeu_ps(lanes, m);
   float amax = 0;
+  bool any_nan = _mm256_movemask_ps(nan) != 0;
   for (float v : lanes) amax = std::max(amax, v);
-  for (; i < n; i++) amax = std::max(amax, std::fabs(x[i]));
-  return amax;
+  for (; i < n; i++) {
+    amax = std::max(amax, std::fabs(x[i]));
+    any_nan = any_nan || std::isnan(x[i]);
+  }
+  return any_nan ? std::numeric_limits<float>::quiet_NaN() : amax;
 }
 
 __attribute__((target("avx2"))) inline __m256 round_div(__m256 x, __m256 s) {
@@ -49,7 +63,7 @@ __attribute__((target("avx2"))) inline __m256 round_div(__m256 x, __m256 s) {
 
 __attribute__((target("avx2"))) void fake_quant_i8_avx2(float* x, int64_t n) {
   const float s = absmax_avx2(x, n) / 127.0f;
-  if (s == 0) return;
+  if (s == 0 || !std::isfinite(s)) return;  // zeros, a row too small for a scale, or a non-finite row: left as is
   const __m256 vs = _mm256_set1_ps(s);
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(vs, round_div(_mm256_loadu_ps(x + i), vs)));
@@ -58,25 +72,26 @@ __attribute__((target("avx2"))) void fake_quant_i8_avx2(float* x, int64_t n) {
 
 __attribute__((target("avx2"))) void quantize_i8_token_avx2(const float* x, int64_t n, uint8_t* out) {
   int64_t i = 0;
-  const float s = absmax_avx2(x, n) / 127.0f;
+  const float amax = absmax_avx2(x, n);
+  const float s = std::isfinite(amax) ? amax / 127.0f : std::numeric_limits<float>::quiet_NaN();
   std::memcpy(out, &s, sizeof s);
   uint8_t* q = out + sizeof s;
-  if (s == 0) {
+  if (s == 0 || !std::isfinite(s)) {
     std::memset(q, 128, size_t(n));
     return;
   }
   const __m256 vs = _mm256_set1_ps(s);
-  const __m256i off = _mm256_set1_epi32(128);
+  const __m256i off = _mm256_set1_epi32(128), lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
   for (i = 0; i + 8 <= n; i += 8) {
     const __m256 r = round_div(_mm256_loadu_ps(x + i), vs);
-    const __m256i v = _mm256_add_epi32(_mm256_cvtps_epi32(r), off);  // 1..255
+    const __m256i v = _mm256_add_epi32(_mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(r), lo), hi), off);  // 1..255
     const __m256i p16 = _mm256_packus_epi32(v, v);                   // per 128-bit lane: 4 values twice
     const __m256i p8 = _mm256_packus_epi16(p16, p16);
     const uint32_t lo = uint32_t(_mm256_cvtsi256_si32(p8)), hi = uint32_t(_mm256_extract_epi32(p8, 4));
     std::memcpy(q + i, &lo, 4);
     std::memcpy(q + i + 4, &hi, 4);
   }
-  for (; i < n; i++) q[i] = uint8_t(128 + int(std::nearbyint(x[i] / s)));
+  for (; i < n; i++) q[i] = uint8_t(128 + std::clamp(int(std::nearbyint(x[i] / s)), -127, 127));
 }
 
 }  // namespace
@@ -95,8 +110,8 @@ void fake_quant_i8_token(float* x, int64_t n) {
 #endif
   float amax = 0;
   for (int64_t i = 0; i < n; i++) amax = std::max(amax, std::fabs(x[i]));
-  if (amax == 0) return;
   const float s = amax / 127.0f;
+  if (s == 0 || !std::isfinite(s)) return;  // as the AVX2 version
   for (int64_t i = 0; i < n; i++) x[i] = s * std::nearbyint(x[i] / s);
 }
 

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "kernels/matmul.h"
@@ -108,6 +109,14 @@ TEST(I8x8, TokenQuantizationMatchesFakeQuant) {
       ASSERT_EQ(s * float(int(got[size_t(4 + i)]) - 128), fq[size_t(i)]) << i;
       ASSERT_EQ(fq[size_t(i)], s * std::nearbyint(x[size_t(i)] / s)) << i;  // the formula, written out
     }
+    // A NaN keeps the row's scale NaN (so the outputs show it), values at the middle byte, on every target.
+    std::vector<float> bad = x;
+    bad[1] = std::numeric_limits<float>::quiet_NaN();
+    quantize_activations(ActFormat::I8_TOKEN, bad.data(), n, got.data());
+    quantize_i8_token_ref(bad.data(), n, want.data());
+    EXPECT_EQ(got, want);
+    std::memcpy(&s, got.data(), sizeof s);
+    EXPECT_TRUE(std::isnan(s));
     const std::vector<float> zeros(size_t(n), 0.0f);
     quantize_activations(ActFormat::I8_TOKEN, zeros.data(), n, got.data());
     for (int64_t i = 0; i < n; i++) ASSERT_EQ(got[size_t(4 + i)], 128);

@@ -1,6 +1,7 @@
 #include "model/cost.h"
 
 #include "core/error.h"
+#include "core/low_rank_tensor.h"
 
 namespace lmpress {
 
@@ -15,7 +16,7 @@ TokenCost token_cost(const Model& m, int64_t ctx, const KvCacheSpec& kv) {
     const bool embd = &w == m.tok_embd;
     const bool matrix = w.shape.size() == 2 && (layer_of(w.name) >= 0 || &w == m.output);
     const double share = c.moe() && stacked_expert_name(w.name) ? used : 1.0;
-    if (matrix) t.linear_macs += share * double(w.rows()) * double(w.cols());
+    if (matrix) t.linear_macs += share * double(stored_params(w));
     t.weight_bytes += embd && m.output != m.tok_embd ? double(w.nbytes) / double(w.rows()) : share * double(w.nbytes);
   }
   for (int64_t l = 0; l < c.n_layers; l++) {

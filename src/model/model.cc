@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/low_rank_tensor.h"
 #include "core/mapped_file.h"
 #include "io/hub.h"
 #include "kernels/to_f32.h"
@@ -36,7 +37,7 @@ void Model::set_f32(const std::string& name, std::vector<float> values) {
 int64_t Model::n_params() const {
   int64_t n = 0;
   for (const auto& t : tensors)
-    if (t.name != "rope_freqs.weight") n += t.numel();
+    if (t.name != "rope_freqs.weight") n += stored_params(t);
   return n;
 }
 
@@ -394,7 +395,12 @@ std::vector<std::string> model_input_paths(const std::string& arg) {
 }
 
 void check_finite_weights(const Model& m) {
-  for (const Tensor& t : m.tensors) {
+  for (const Tensor& whole : m.tensors) {
+    if (!whole.data) continue;
+    // A factorized linear: its two factors (each far smaller than their product).
+    std::vector<Tensor> parts{whole};
+    if (whole.dtype == DType::LOW_RANK) parts = {low_rank_parts(whole).a, low_rank_parts(whole).b};
+    for (const Tensor& t : parts) {
     if (!t.data) continue;
     const int64_t rows = t.rows(), cols = t.cols();
     int64_t first = -1;
@@ -415,6 +421,7 @@ void check_finite_weights(const Model& m) {
     fail("{}: tensor {} has a non-finite value ({}) at row {}, column {}; lmpress refuses to compress or convert it "
          "(--no-finite-check skips this check)",
          m.path, t.name, row[size_t(i % cols)], i / cols, i % cols);
+    }
   }
 }
 

@@ -100,7 +100,8 @@ int64_t repack_int8_rows(Model& m) {
   int64_t n = 0;
   for (Tensor& t : m.tensors) {
     if (t.dtype != DType::F32 || t.shape.size() != 2 || t.name.rfind("blk.", 0) != 0) continue;
-    if (t.rows() % 8 || t.cols() % 32) continue;
+    // Past 65536 columns a row's int32 sums could overflow (|Σ (a + 128)·q| < 255·128·cols).
+    if (t.rows() % 8 || t.cols() % 32 || t.cols() > 65536) continue;
     if (const auto scales = int8_row_scales(t)) {
       t = repack_i8x8(t, *scales);
       n++;
