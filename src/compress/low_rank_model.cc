@@ -80,12 +80,6 @@ std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigm
 
 namespace {
 
-Tensor& tensor_ref(Model& m, const std::string& name) {
-  for (auto& t : m.tensors)
-    if (t.name == name) return t;
-  fail("{}: model has no tensor {}", m.path, name);
-}
-
 // The values a factor of `rows` × `cols` holds once written as t (the writer
 // stores a block type's rows that do not fill its blocks as F16).
 std::vector<float> as_stored(DType t, std::vector<float> v, int64_t rows, int64_t cols) {
@@ -215,7 +209,7 @@ class Factorizer {
   std::unique_ptr<ModelWriter> writer(const std::string& out_path) {
     std::vector<Tensor> originals;
     for (const auto& [w, r] : ranks_) {
-      Tensor& t = tensor_ref(m_, w);
+      Tensor& t = m_.tensor_slot(w);
       originals.push_back(t);
       t = planned(w, t.rows(), t.cols(), r);
     }
@@ -227,7 +221,7 @@ class Factorizer {
       return file_type(t.dtype);
     };
     auto out = ModelWriter::gguf(m_, out_path, eo);
-    for (auto& t : originals) tensor_ref(m_, t.name) = t;
+    for (auto& t : originals) m_.tensor_slot(t.name) = t;
     return out;
   }
 
@@ -243,7 +237,7 @@ class Factorizer {
       const BlockStats st = block_stats(cal.get(), l, false);
       const std::vector<Tensor> originals = block_tensors(m_, l);
       for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(m_.cfg, l, site)) factorize(tensor_ref(m_, w), calibrated ? &st : nullptr, site);
+        for (const auto& w : linear_names(m_.cfg, l, site)) factorize(m_.tensor_slot(w), calibrated ? &st : nullptr, site);
       m_.bind();
       if (calibrated) cal->run(l, m_.layers[size_t(l)], nullptr, true);  // the next block sees this one factorized
       out.write_block(l);

@@ -18,12 +18,6 @@ namespace lmpress {
 
 namespace {
 
-Tensor& tensor_ref(Model& m, const std::string& name) {
-  for (auto& t : m.tensors)
-    if (t.name == name) return t;
-  fail("{}: model has no tensor {}", m.path, name);
-}
-
 int64_t count_zeros(const std::vector<float>& v) { return int64_t(std::count(v.begin(), v.end(), 0.0f)); }
 
 class Pruner {
@@ -52,7 +46,7 @@ class Pruner {
     }
     for (int64_t l = 0; l < m.cfg.n_layers; l++)
       for (const auto& w : prunable(l)) {
-          const Tensor& t = tensor_ref(m_, w);
+          const Tensor& t = m_.tensor(w);
           if (o.pattern.is_nm() && t.cols() % o.pattern.m != 0)
             fail("{}: {} input columns do not split into groups of {} ({} pattern)", w, t.cols(), o.pattern.m,
                  o.pattern.name());
@@ -97,7 +91,7 @@ class Pruner {
       global_zeros = global_magnitude_zeros(
           int64_t(linears.size()),
           [&](int64_t i) {
-            const Tensor& t = tensor_ref(m_, linears[size_t(i)].second);
+            const Tensor& t = m_.tensor(linears[size_t(i)].second);
             auto v = to_f32(t);
             release_mapped_pages(t);
             return v;
@@ -106,7 +100,7 @@ class Pruner {
     Progress progress("magnitude", uint64_t(m_.cfg.n_layers));
     for (size_t i = 0; i < linears.size(); i++) {
       const auto& [l, w] = linears[i];
-      Tensor& t = tensor_ref(m_, w);
+      Tensor& t = m_.tensor_slot(w);
       const Tensor original = t;
       auto W = to_f32(t);
       release_mapped_pages(t);
@@ -115,7 +109,7 @@ class Pruner {
       magnitude_prune(W.data(), t.rows(), t.cols(), p);
       finish(t, std::move(W), nullptr, nullptr);
       out.write(w);
-      tensor_ref(m_, w) = original;
+      m_.tensor_slot(w) = original;
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
@@ -151,14 +145,14 @@ class Pruner {
           for (const auto& w : linear_names(m_.cfg, l, site, e)) {
             if (is_router(w)) continue;
             if (it == H.end()) {  // an expert no calibration token reached: by magnitude, listed
-              Tensor& t = tensor_ref(m_, w);
+              Tensor& t = m_.tensor_slot(w);
               auto W = to_f32(t);
               magnitude_prune(W.data(), t.rows(), t.cols(), pattern(l));
               finish(t, std::move(W), nullptr, nullptr);
               rep_.uncalibrated.push_back(w);
               continue;
             }
-            prune_linear(tensor_ref(m_, w), it->second, pattern(l));
+            prune_linear(m_.tensor_slot(w), it->second, pattern(l));
           }
           if (it != H.end()) std::vector<float>().swap(it->second);  // done with: the next solvers have its memory
         }

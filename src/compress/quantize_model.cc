@@ -57,12 +57,6 @@ Tensor owned_tensor(const Tensor& like, DType t, std::vector<uint8_t> bytes) {
   return out;
 }
 
-Tensor& tensor_ref(Model& m, const std::string& name) {
-  for (auto& t : m.tensors)
-    if (t.name == name) return t;
-  fail("{}: model has no tensor {}", m.path, name);
-}
-
 // Calibration statistics of one input site of a block.
 struct SiteStats {
   std::vector<float> H;        // sum x xᵀ
@@ -104,7 +98,7 @@ class Quantizer {
       for (int64_t l = 0; l < m.cfg.n_layers; l++)
         for (LinearSite site : kLinearSites)
           for (const auto& w : linear_names(m.cfg, l, site)) {
-            const Tensor& t = tensor_ref(m_, w);
+            const Tensor& t = m_.tensor(w);
             o.int_group->check_shape(w, t.rows(), t.cols());
             int_linears_.insert(w);
           }
@@ -167,7 +161,7 @@ class Quantizer {
   // (the other tensors are converted by the writer).
   void round_int_linears(ModelWriter& out) {
     for (const auto& name : int_linears_) {
-      const Tensor& t = tensor_ref(m_, name);
+      const Tensor& t = m_.tensor(name);
       const auto W = to_f32(t);
       release_mapped_pages(t);
       store_int(t, W, round_int(name, W, t.rows(), t.cols()), nullptr);
@@ -274,13 +268,13 @@ class Quantizer {
   // AWQ: search and fold the channel scales of the groups sharing an input.
   void apply_awq_scales(int64_t l, std::map<std::pair<LinearSite, int64_t>, SiteStats>& stats) {
     AwqOptions ao;
-    auto f32 = [&](const char* suffix) { return to_f32(tensor_ref(m_, name(l, suffix))); };
+    auto f32 = [&](const char* suffix) { return to_f32(m_.tensor(name(l, suffix))); };
     auto scale_input = [&](SiteStats& st, const std::vector<const char*>& suffixes, auto fold_into_producer) {
       std::vector<std::vector<float>> Ws;
       std::vector<AwqLinear> group;
       for (const char* s : suffixes) Ws.push_back(f32(s));
       for (size_t i = 0; i < Ws.size(); i++) {
-        const Tensor& t = tensor_ref(m_, name(l, suffixes[i]));
+        const Tensor& t = m_.tensor(name(l, suffixes[i]));
         group.push_back({Ws[i].data(), t.rows(), format_of(t.name)});
       }
       const auto s = awq_search_scales(group, st.cols, st.abs_mean(), st.H, ao);
@@ -288,7 +282,7 @@ class Quantizer {
       for (float v : s) identity &= v == 1.0f;
       if (identity) return;
       for (size_t i = 0; i < Ws.size(); i++) {
-        const Tensor& t = tensor_ref(m_, name(l, suffixes[i]));
+        const Tensor& t = m_.tensor(name(l, suffixes[i]));
         for (int64_t r = 0; r < t.rows(); r++)
           for (int64_t c = 0; c < st.cols; c++) Ws[i][size_t(r * st.cols + c)] *= s[size_t(c)];
         replace_f32(t, std::move(Ws[i]));
@@ -302,9 +296,9 @@ class Quantizer {
     };
     auto fold_norm = [&](const char* norm) {
       return [this, l, norm](const std::vector<float>& s) {
-        auto w = to_f32(tensor_ref(m_, name(l, norm)));
+        auto w = to_f32(m_.tensor(name(l, norm)));
         for (size_t c = 0; c < w.size(); c++) w[c] /= s[c];
-        replace_f32(tensor_ref(m_, name(l, norm)), std::move(w));
+        replace_f32(m_.tensor_slot(name(l, norm)), std::move(w));
       };
     };
     scale_input(stats.at({LinearSite::AttnIn, -1}), {"attn_q.weight", "attn_k.weight", "attn_v.weight"},
@@ -312,7 +306,7 @@ class Quantizer {
     scale_input(stats.at({LinearSite::FfnIn, -1}), {"ffn_gate.weight", "ffn_up.weight"}, fold_norm("ffn_norm.weight"));
     // down's input is SiLU(gate)·up: scaling up's rows by 1/s scales it by 1/s.
     scale_input(stats.at({LinearSite::FfnDown, -1}), {"ffn_down.weight"}, [&](const std::vector<float>& s) {
-      const Tensor& up = tensor_ref(m_, name(l, "ffn_up.weight"));
+      const Tensor& up = m_.tensor(name(l, "ffn_up.weight"));
       auto w = to_f32(up);
       const int64_t cols = up.cols();
       for (int64_t r = 0; r < up.rows(); r++)
@@ -324,11 +318,11 @@ class Quantizer {
 
   void replace_f32(const Tensor& like, std::vector<float> values) {
     Tensor t = make_f32_tensor(like.name, like.shape, std::move(values));
-    tensor_ref(m_, like.name) = std::move(t);
+    m_.tensor_slot(like.name) = std::move(t);
   }
 
   void quantize_linear(const std::string& weight, const SiteStats& st) {
-    Tensor& t = tensor_ref(m_, weight);
+    Tensor& t = m_.tensor_slot(weight);
     const QuantFormat f = format_of(t.name);
     const auto W = to_f32(t);
     // From here on only W is read: an f32 input's block is not held twice.
@@ -376,7 +370,7 @@ class Quantizer {
     for (LinearSite site : kLinearSites)
       for (const auto& w : linear_names(m_.cfg, l, site))
         if (const auto it = int_tensors_.find(w); it != int_tensors_.end())
-          replace_f32(tensor_ref(m_, w), it->second.dequantize());
+          replace_f32(m_.tensor_slot(w), it->second.dequantize());
   }
 
   // Reports an int-N tensor and keeps it for the writer.

@@ -25,6 +25,8 @@ const Tensor& Model::tensor(const std::string& name) const {
   fail("{}: no tensor {}", path, name);
 }
 
+Tensor& Model::tensor_slot(const std::string& name) { return const_cast<Tensor&>(tensor(name)); }
+
 void Model::set_f32(const std::string& name, std::vector<float> values) {
   for (Tensor& t : tensors)
     if (t.name == name) {

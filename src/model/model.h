@@ -75,6 +75,8 @@ struct Model {
   const Tensor* find(const std::string& name) const;
   // The tensor `name`; fails naming the model and the tensor when it has none.
   const Tensor& tensor(const std::string& name) const;
+  // The same, to replace it in place (the compressors swap a block's linears); bind() afterwards.
+  Tensor& tensor_slot(const std::string& name);
   // Replaces tensor `name` by an owned F32 tensor of the same shape holding
   // `values` (what smoothing and rotation write); bind() afterwards.
   void set_f32(const std::string& name, std::vector<float> values);
