@@ -10,6 +10,7 @@ weight exactly (lmpress wrote the reference from the values it quantized to),
 and every other tensor too (in the checkpoint's dtype). Prints one line per checkpoint; exits 1
 on the first difference."""
 import json
+import re
 import struct
 import sys
 
@@ -48,7 +49,7 @@ def unpack_bits_stream(words, n, bits):
 
 
 def decode_gptq(t, qc):
-    bits, G = qc["bits"], qc["group_size"]
+    bits, G = qc["bits"], qc["group_size"]  # qc: the module's, with its dynamic override applied
     qweight, qzeros, scales = t["qweight"], t["qzeros"], t["scales"].astype(np.float32)
     rows = qweight.shape[1]
     cols = qweight.shape[0] * 32 // bits
@@ -92,8 +93,8 @@ def unpack_from_int32(p, bits, shape, packed_dim=1):
     return (out - (1 << (bits - 1))).astype(np.int32)
 
 
-def decode_ct(t, qc):
-    w = next(iter(qc["config_groups"].values()))["weights"]
+def decode_ct(t, w):
+    """w: the weights args of the module's config group."""
     bits = w["num_bits"]
     out_f, in_f = (int(x) for x in t["weight_shape"])
     q = unpack_from_int32(t["weight_packed"], bits, (out_f, in_f)).astype(np.float32)
@@ -116,6 +117,37 @@ SUFFIXES = {"gptq": ["qweight", "qzeros", "scales", "g_idx"], "awq": ["qweight",
 DECODE = {"gptq": decode_gptq, "awq": decode_awq, "compressed-tensors": decode_ct}
 
 
+def ct_match(name, target):
+    """compressed-tensors / vLLM: an exact name, or re: with Python's re.match."""
+    return re.match(target[3:], name) is not None if target.startswith("re:") else name == target
+
+
+def module_format(qc, module):
+    """What the config says of a linear (its HF module name), as each engine reads it:
+    None (stored unquantized) or the argument its decoder takes."""
+    method = qc["quant_method"]
+    if method == "gptq":  # vLLM's get_dynamic_override: first match, "-:" skips, "+:" overrides
+        for pattern, over in (qc.get("dynamic") or {}).items():
+            if pattern.startswith("-:"):
+                if re.match(pattern[2:], module):
+                    return None
+            elif re.match(pattern[2:] if pattern.startswith("+:") else pattern, module):
+                return {**qc, **over}
+        return qc
+    if method == "awq":  # is_layer_skipped_awq: a substring of the name
+        return None if any(s in module for s in qc.get("modules_to_not_convert") or []) else qc
+    if any(ct_match(module, t) for t in qc.get("ignore") or []):
+        return None
+    groups = list(qc["config_groups"].values())
+    for g in groups:  # names and patterns before the class
+        if any(t != "Linear" and ct_match(module, t) for t in g["targets"]):
+            return g["weights"]
+    for g in groups:
+        if "Linear" in g["targets"]:
+            return g["weights"]
+    return None
+
+
 def main():
     ref = read_safetensors(sys.argv[1] + "/model.safetensors")
     for d in sys.argv[2:]:
@@ -134,20 +166,29 @@ def main():
             else:
                 plain[name] = a
         for prefix, t in groups.items():
-            w = decode_ct_int(t, qc) if int_quantized else DECODE[method](t, qc)
+            fmt = qc if int_quantized else module_format(qc, prefix)
+            if fmt is None:
+                print(f"{d}: {prefix} is packed but the config leaves it unquantized")
+                sys.exit(1)
+            w = decode_ct_int(t, qc) if int_quantized else DECODE[method](t, fmt)
             want = ref[prefix + ".weight"]
             if w.shape != want.shape or not np.array_equal(w.astype(np.float32), want):
                 print(f"{d}: {prefix}: decoded weight differs from the reference "
                       f"(max |diff| {np.abs(w - want).max() if w.shape == want.shape else 'shape'})")
                 sys.exit(1)
         for name, a in plain.items():
+            prefix, _, suffix = name.rpartition(".")
+            if (suffix == "weight" and ".layers." in prefix and name in ref and a.ndim == 2 and not int_quantized and
+                    module_format(qc, prefix) is not None):
+                print(f"{d}: {prefix} is stored unquantized but the config quantizes it")
+                sys.exit(1)
             if not np.array_equal(a, ref[name].astype(a.dtype)):
                 print(f"{d}: {name} differs from the reference")
                 sys.exit(1)
         if not groups:
             print(f"{d}: no quantized linear found")
             sys.exit(1)
-        print(f"{d}: {method}: {len(groups)} linears decoded, equal to the reference")
+        print(f"{d}: {method}: {len(groups)} linears decoded, {len(plain)} tensors plain, equal to the reference")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <fstream>
@@ -149,6 +150,98 @@ TEST(IntCheckpointCli, TwoOfFourModelsRecordTheirSparsity) {
   EXPECT_EQ(run_cli("info " + d + "/ct").status, 0);
   EXPECT_EQ(sparsity(m + " --type int4-g32 --format compressed-tensors", "dense"), nlohmann::json::object());
   EXPECT_EQ(sparsity(d + "/sp.gguf --scheme w8a8", "w8a8"), nlohmann::json::object());
+}
+
+// Per-module formats (--tensor-type PATTERN=TYPE, --targets, --ignore): each layout's own spelling (GPTQ's
+// dynamic rules, compressed-tensors' config groups and ignore list, AWQ's modules_to_not_convert) is resolved by
+// the independent decoder as the engines resolve it, and lmpress reads every layout back as the same model.
+TEST(IntCheckpointCli, PerModuleFormatsAreSpelledAsEachEngineReadsThem) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string py = python();
+  ASSERT_FALSE(py.empty()) << "python3 with numpy is needed";
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  const std::string mixed = " --type int4-g32-asym --tensor-type ffn_down=int8-ch --ignore model.layers.0.self_attn";
+  double first = 0;
+  for (const std::string f : {"gptq", "compressed-tensors", "awq"}) {
+    const std::string out = d + "/" + f;
+    // AWQ holds one format: leaving modules out is all it can say.
+    const std::string args = f == "awq" ? " --type int4-g32-asym --ignore model.layers.0.self_attn" : mixed;
+    auto r = run_cli("quantize " + m + " " + out + args + " --format " + f + " --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    std::map<std::string, std::string> types;
+    const auto rep = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+    for (const auto& t : rep["tensors"]) types[t["name"]] = t["type"];
+    EXPECT_EQ(types.count("blk.0.attn_q.weight"), 0u);  // left out: not quantized
+    EXPECT_EQ(types["blk.1.attn_q.weight"], "int4-g32-asym");
+    EXPECT_EQ(types["blk.3.ffn_down.weight"], f == "awq" ? "int4-g32-asym" : "int8-ch");
+    const auto info = nlohmann::json::parse(run_cli("info " + out + " --json").out);
+    EXPECT_NE(info["format"].get<std::string>().find("per-module formats"), std::string::npos) << info["format"];
+    ASSERT_EQ(run_cli("convert " + out + " " + out + "-ref --dtype f32").status, 0);
+    r = test::shell(py + " " + LMPRESS_SOURCE_DIR + "/tests/decode_checkpoints.py " + out + "-ref " + out + " 2>&1");
+    EXPECT_EQ(r.status, 0) << r.out;
+    // 6 blocks of 7 linears, 4 left out.
+    EXPECT_NE(r.out.find("38 linears decoded"), std::string::npos) << r.out;
+    const double p = ppl_of(out);
+    if (f == "gptq") first = p;
+    if (f != "awq") EXPECT_EQ(p, first) << f;
+  }
+  // The left-out linears are the source's weights (f16), so leaving out more moves the model toward the source.
+  const auto src = nlohmann::json::parse(run_cli("info " + m + " --json").out);
+  ASSERT_EQ(run_cli("convert " + m + " " + d + "/f16 --dtype f16").status, 0);
+  const std::vector<Tensor> a = load_safetensors_dir(d + "/gptq"), b = load_safetensors_dir(d + "/f16");
+  auto find = [](const std::vector<Tensor>& v, const std::string& n) -> const Tensor* {
+    for (const auto& t : v)
+      if (t.name == n) return &t;
+    return nullptr;
+  };
+  for (const char* n : {"model.layers.0.self_attn.q_proj.weight", "model.layers.0.self_attn.o_proj.weight"}) {
+    const Tensor *x = find(a, n), *y = find(b, n);
+    ASSERT_TRUE(x && y) << n;
+    ASSERT_EQ(x->nbytes, y->nbytes) << n;
+    EXPECT_EQ(std::memcmp(x->data, y->data, x->nbytes), 0) << n;
+  }
+  // --targets: only the MLPs of blocks 1 and 2 quantized (a Python regex matched at the start).
+  auto r = run_cli("quantize " + m + " " + d + "/t --type int4-g32 --format compressed-tensors --targets "
+                   "'re:model\.layers\.[12]\.mlp' --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find('{')))["tensors"].size(), 6u);
+  const auto qc = nlohmann::json::parse(read_text_file(d + "/t/config.json"))["quantization_config"];
+  EXPECT_EQ(qc["ignore"].size(), 1u + 42u - 6u) << qc["ignore"].dump();
+}
+
+TEST(IntCheckpointCli, BadPerModuleFormatsAreNamedErrors) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  const std::string q = "quantize " + m + " " + d + "/x --type int4-g32 ";
+  expect_cli_error(q + "--format awq --tensor-type ffn_down=int8-ch", "AWQ checkpoints hold one format");
+  expect_cli_error(q + "--tensor-type attn_q=int8-ch", "vLLM fuses a block's q/k/v");
+  expect_cli_error(q + "--ignore model.layers.0.mlp.up_proj", "gate/up");
+  expect_cli_error(q + "--tensor-type ffn_down=q4_0", "TYPE is an int-N type");
+  expect_cli_error(q + "--tensor-type nothing_here=int8-ch", "--tensor-type nothing_here=int8-ch matches none");
+  expect_cli_error(q + "--tensor-type '(=int8-ch'", "bad regular expression");
+  expect_cli_error(q + "--targets model.layers.9", "'model.layers.9' selects none of the model's linear layers");
+  expect_cli_error(q + "--ignore model.layer.0", "quantize --ignore: 'model.layer.0' names no module");
+  expect_cli_error(q + "--targets 're:model.(layers'", "quantize --targets: 'model.(layers' is not a regular expression");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --ignore model.layers.0.mlp", "per-module formats");
+  expect_cli_error("quantize " + m + " " + d + "/x.gguf --type q4_0 --ignore model.layers.0.mlp", "--tensor-type PATTERN=f16");
+  // A config that leaves a packed linear unquantized, and a dynamic rule lmpress cannot read.
+  ASSERT_EQ(run_cli(q + "--format compressed-tensors").status, 0);
+  auto cfg = nlohmann::json::parse(read_text_file(d + "/x/config.json"));
+  cfg["quantization_config"]["ignore"].push_back("re:.*down_proj$");
+  std::ofstream(d + "/x/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/x", "model.layers.0.mlp.down_proj is stored packed, but quantization_config leaves it");
+  cfg["quantization_config"]["ignore"] = {"lm_head"};
+  cfg["quantization_config"]["config_groups"]["group_0"]["targets"] = {"LlamaDecoderLayer"};
+  std::ofstream(d + "/x/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/x", "a class other than Linear is not read");
+  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/xg --type int4-g32 --format gptq").status, 0);
+  cfg = nlohmann::json::parse(read_text_file(d + "/xg/config.json"));
+  cfg["quantization_config"]["dynamic"] = {{"+:.*down_proj", {{"bits", 5}}}};
+  std::ofstream(d + "/xg/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/xg", "dynamic.+:.*down_proj.bits 5");
+  cfg["quantization_config"]["dynamic"] = {{"+:(?P<x", nlohmann::json::object()}};
+  std::ofstream(d + "/xg/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/xg", "is not a regular expression");
 }
 
 TEST(IntCheckpointCli, BadFormatsAreNamedErrors) {

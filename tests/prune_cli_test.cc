@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/tensor.h"
+#include "core/tensor_names.h"
 #include "io/gguf.h"
 #include "kernels/to_f32.h"
 #include "model/model.h"
@@ -44,6 +45,32 @@ TEST(PruneCli, UnstructuredExactAndLoads) {
   }
   EXPECT_EQ(2 * zeros, n);
   EXPECT_EQ(run_cli("perplexity " + d + "/m.gguf -f " + S("data/wikitext-2/wiki.test.raw") + " -c 128 --chunks 2").status, 0);
+}
+
+// --targets / --ignore: only the selected linears are pruned (SparseGPT, calibrated); the others are the source's
+// weights bit for bit.
+TEST(PruneCli, TargetsAndIgnoreChooseTheLinears) {
+  // The GGUF source: its q/k rows are in the order the output has (HF's are permuted for RoPE).
+  const std::string d = test::temp_dir(), src = S("models/lmp-8m/lmp-8m-f32.gguf");
+  auto r = run_cli("prune " + src + " " + d + "/m.gguf --method sparsegpt --nm 2:4" + kCalib +
+                   " --targets 're:model\\.layers\\.[0-2]\\.' --ignore model.layers.1.mlp --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["tensors"].size(), 3u * 7u - 3u);
+  auto pruned = load_model(d + "/m.gguf");
+  auto orig = load_model(src);
+  for (const auto& t : pruned->tensors) {
+    if (!is_block_linear(t.name)) continue;
+    const int64_t l = layer_of(t.name);
+    const bool selected = l <= 2 && !(l == 1 && t.name.find("ffn_") != std::string::npos);
+    const auto v = to_f32(t), w = to_f32(*orig->find(t.name));
+    if (selected) {
+      EXPECT_EQ(std::count(v.begin(), v.end(), 0.0f), int64_t(v.size()) / 2) << t.name;
+    } else {
+      EXPECT_EQ(v, w) << t.name;
+    }
+  }
+  expect_cli_error("prune " + src + " " + d + "/x.gguf --sparsity 0.5 --targets model.layers.6", "prune --targets: 'model.layers.6' selects none");
+  expect_cli_error("prune " + src + " " + d + "/x.gguf --sparsity 0.5 --ignore mlp", "prune --ignore: 'mlp' names no module");
 }
 
 TEST(PruneCli, NmPatternPerRowAndJointQuantization) {

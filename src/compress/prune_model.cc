@@ -11,6 +11,7 @@
 #include "model/export.h"
 #include "kernels/blocks.h"
 #include "compress/mix.h"
+#include "compress/module_select.h"
 #include "quant/quantize.h"
 #include "sparse/global_magnitude.h"
 
@@ -24,6 +25,7 @@ class Pruner {
  public:
   Pruner(Model& m, const PruneOptions& o, PruneReport& rep) : m_(m), o_(o), rep_(rep) {
     if (o.compensate) compensator_ = std::make_unique<Compensator>(*o.compensate);
+    if (!o.select.everything()) selected_ = selected_linears(m, o.select);
     for (const auto& t : m.tensors) {
       types_[t.name] = t.dtype;
       if (is_quantizable(t) && !is_float_type(t.dtype))
@@ -59,15 +61,17 @@ class Pruner {
       }
   }
 
-  // Block l's linears to prune: a mixture's experts too, never its router.
+  // Block l's linears to prune: a mixture's experts too, never its router;
+  // only those the options' targets select.
   std::vector<std::string> prunable(int64_t l) const {
     std::vector<std::string> v;
     for (LinearSite site : kLinearSites)
       for (int64_t e : site_experts(m_.cfg))
         for (const auto& w : linear_names(m_.cfg, l, site, e))
-          if (!is_router(w)) v.push_back(w);
+          if (selected(w)) v.push_back(w);
     return v;
   }
+  bool selected(const std::string& w) const { return !is_router(w) && (!selected_ || selected_->count(w)); }
 
   // The pattern for block l: the requested one, or its OWL sparsity.
   SparsityPattern pattern(int64_t l) const {
@@ -143,7 +147,7 @@ class Pruner {
         for (int64_t e : site_experts(m_.cfg)) {
           const auto it = H.find({site, e});
           for (const auto& w : linear_names(m_.cfg, l, site, e)) {
-            if (is_router(w)) continue;
+            if (!selected(w)) continue;
             if (it == H.end()) {  // an expert no calibration token reached: by magnitude, listed
               Tensor& t = m_.tensor_slot(w);
               auto W = to_f32(t);
@@ -226,6 +230,7 @@ class Pruner {
   const PruneOptions& o_;
   PruneReport& rep_;
   std::map<std::string, DType> types_;
+  std::optional<std::set<std::string>> selected_;  // nullopt: every linear
   std::optional<uint32_t> file_type_;
   std::unique_ptr<Compensator> compensator_;  // --compensate
 };
@@ -270,6 +275,7 @@ PruneReport prune_model(Model& m, const std::string& out_path, const PruneOption
 StructuredReport prune_model_structured(Model& m, const std::string& out_path, const StructuredOptions& so,
                                         const PruneOptions& o) {
   map_large_buffers();
+  if (!o.select.everything()) fail("--targets/--ignore: structured pruning removes whole heads, channels or blocks; it takes no targets");
   if (o.rotate) fail("--rotate applies to unstructured and N:M pruning (structured pruning keeps the source's types)");
   std::map<std::string, DType> source;
   for (const auto& t : m.tensors) source[t.name] = t.dtype;
@@ -333,6 +339,7 @@ PruneOptions prune_options(const PruneRequest& r, const std::string& out_path) {
   if (!(r.damp > 0 && r.damp <= 1)) fail("--damp {}: a fraction in (0, 1]", r.damp);
   po.global = r.global;
   po.gptq.damp = r.damp;
+  po.select = module_selector(r.targets, r.ignore, "prune --targets", "prune --ignore");
   return po;
 }
 

@@ -10,6 +10,7 @@
 
 #include "compress/calibration.h"
 #include "compress/compensate.h"
+#include "compress/module_select.h"
 #include "compress/owl.h"
 #include "compress/rotate.h"
 #include "compress/structured_prune.h"
@@ -32,6 +33,8 @@ struct PruneOptions {
   std::string recipe;             // recorded in the output (ExportOptions::recipe)
   std::optional<RotateSpec> rotate;  // rotate the residual stream first (compress/rotate.h)
   std::optional<CompensateSpec> compensate;  // low-rank compensation of the pruning (and rounding) error
+  // The linears pruned (default: all); the others are written as they are.
+  ModuleSelector select;
 };
 
 struct PrunedTensor {
@@ -68,6 +71,7 @@ struct PruneRequest {
   std::string name;
   std::string rotate;  // hadamard[:SEED], or empty
   std::string compensate, compensate_out;  // rank=R[,method=eora|svd] and the adapter's path
+  std::vector<std::string> targets, ignore;  // module names (core/module_match.h); empty targets: every linear
 };
 // out_path: the output, beside which the adapter goes by default.
 PruneOptions prune_options(const PruneRequest& r, const std::string& out_path);

@@ -1,6 +1,7 @@
 #include "compress/quantize_model.h"
 #include "compress/smooth.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include "core/error.h"
 #include "core/fp16.h"
 #include "core/progress.h"
+#include "compress/module_select.h"
 #include "compress/type_search.h"
 #include "kernels/to_f32.h"
 #include "model/export.h"
@@ -94,14 +96,30 @@ class Quantizer {
         fail("{}: int-N checkpoint formats (GPTQ, AWQ, compressed-tensors layouts) of a mixture of experts are not "
              "written yet; quantize it to a GGUF file type",
              m.path);
-      // The blocks' linears take the int-N format; everything else is written as F16.
+      // The blocks' linears take their int-N format (int_rules, else int_group), or stay F16 as everything else.
+      std::vector<bool> used(o.int_rules.size(), false);
+      const auto selected = o.select.everything() ? std::optional<std::set<std::string>>()
+                                                  : selected_linears(m, o.select);
       for (int64_t l = 0; l < m.cfg.n_layers; l++)
         for (LinearSite site : kLinearSites)
           for (const auto& w : linear_names(m.cfg, l, site)) {
+            if (selected && !selected->count(w)) continue;
+            std::optional<IntGroupSpec> spec = o.int_group;
+            const std::string module = linear_module(w, m.cfg);
+            for (size_t i = 0; i < o.int_rules.size(); i++)
+              if (o.int_rules[i].matches(w, module)) {
+                used[i] = true;
+                spec = o.int_rules[i].spec;
+                break;
+              }
+            if (!spec) continue;
             const Tensor& t = m_.tensor(w);
-            o.int_group->check_shape(w, t.rows(), t.cols());
-            int_linears_.insert(w);
+            spec->check_shape(w, t.rows(), t.cols());
+            int_linears_[w] = *spec;
           }
+      for (size_t i = 0; i < used.size(); i++)
+        if (!used[i]) fail("{} matches none of the blocks' linear layers", o.int_rules[i].what);
+      check_fused_groups();
       for (const auto& t : m.tensors) plan_[t.name] = t.shape.size() == 2 ? DType::F16 : DType::F32;
     } else {
       plan_ = plan_tensor_types(m, o.mix);
@@ -115,6 +133,25 @@ class Quantizer {
       }
       check_plan();
     }
+  }
+
+  // vLLM runs q/k/v as one fused layer (qkv_proj) and gate/up as one
+  // (gate_up_proj), each with one format: their members must agree.
+  void check_fused_groups() const {
+    for (int64_t l = 0; l < m_.cfg.n_layers; l++)
+      for (const auto& group : {std::vector<const char*>{"attn_q", "attn_k", "attn_v"}, std::vector<const char*>{"ffn_gate", "ffn_up"}}) {
+        std::vector<std::string> names;
+        for (const char* g : group)
+          if (m_.find(name(l, g) + std::string(".weight"))) names.push_back(name(l, g) + std::string(".weight"));
+        for (const auto& n : names) {
+          const auto a = int_spec(names.front()), b = int_spec(n);
+          if (a.has_value() != b.has_value() || (a && a->name() != b->name()))
+            fail("{} is {} but {} is {}: vLLM fuses a block's q/k/v (and gate/up) projections into one layer with one "
+                 "format; give them the same",
+                 linear_module(names.front(), m_.cfg), a ? a->name() : "unquantized", linear_module(n, m_.cfg),
+                 b ? b->name() : "unquantized");
+        }
+      }
   }
 
   // Refuses, before any work, what a type cannot be quantized with: the types
@@ -145,7 +182,7 @@ class Quantizer {
   QuantFormat format_of(const std::string& name) const {
     QuantFormat f;
     f.block = type_of(name);
-    if (int_linears_.count(name)) f.group = o_.int_group;
+    if (const auto it = int_linears_.find(name); it != int_linears_.end()) f.group = it->second;
     return f;
   }
   const std::map<std::string, IntGroupTensor>& int_tensors() const { return int_tensors_; }
@@ -156,11 +193,16 @@ class Quantizer {
   }
 
   bool is_int_linear(const std::string& name) const { return int_linears_.count(name) > 0; }
+  // The int-N format of a linear, nullopt when it stays F16.
+  std::optional<IntGroupSpec> int_spec(const std::string& name) const {
+    const auto it = int_linears_.find(name);
+    return it == int_linears_.end() ? std::nullopt : std::optional<IntGroupSpec>(it->second);
+  }
 
   // RTN into the int-N format, each tensor written as soon as it is rounded
   // (the other tensors are converted by the writer).
   void round_int_linears(ModelWriter& out) {
-    for (const auto& name : int_linears_) {
+    for (const auto& [name, spec] : int_linears_) {
       const Tensor& t = m_.tensor(name);
       const auto W = to_f32(t);
       release_mapped_pages(t);
@@ -197,7 +239,7 @@ class Quantizer {
     IntGroupRtnOptions ro;
     ro.clip_search = o_.clip_search;
     const auto imp = importance(name, {});
-    return int_group_rtn(W.data(), rows, cols, *o_.int_group, imp.empty() ? nullptr : imp.data(), ro);
+    return int_group_rtn(W.data(), rows, cols, int_linears_.at(name), imp.empty() ? nullptr : imp.data(), ro);
   }
 
   Compensator& compensator() { return *compensator_; }
@@ -395,12 +437,125 @@ class Quantizer {
   const QuantizeOptions& o_;
   QuantizeReport& rep_;
   std::map<std::string, DType> plan_;
-  std::set<std::string> int_linears_;
+  std::map<std::string, IntGroupSpec> int_linears_;  // the int-N linears' formats
   std::map<std::string, IntGroupTensor> int_tensors_;
   std::unique_ptr<Compensator> compensator_;  // --compensate
   bool all_two_of_four_ = true;
   int64_t two_of_four_zeros_ = 0, two_of_four_total_ = 0;
 };
+
+// A module name as a Python regex for GPTQ's `dynamic` rules, matched (re.match)
+// against the unfused HF names and vLLM's fused ones (qkv_proj, gate_up_proj).
+std::string dynamic_pattern(const std::string& module) {
+  std::string leaf = module.substr(module.rfind('.') + 1), parent = module.substr(0, module.rfind('.') + 1), out = "";
+  for (char c : parent) out += c == '.' ? std::string("\\.") : std::string(1, c);
+  if (leaf == "q_proj" || leaf == "k_proj" || leaf == "v_proj") leaf = "(?:" + leaf + "|qkv_proj)";
+  if (leaf == "gate_proj" || leaf == "up_proj") leaf = "(?:" + leaf + "|gate_up_proj)";
+  return out + leaf + "$";
+}
+
+nlohmann::ordered_json ct_weights(const IntGroupSpec& spec) {
+  return {{"num_bits", spec.bits},
+          {"type", "int"},
+          {"symmetric", spec.sym},
+          {"strategy", spec.group < 0 ? "channel" : "group"},
+          {"group_size", spec.group < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(spec.group)},
+          {"dynamic", false},
+          {"actorder", spec.act_order ? nlohmann::ordered_json("group") : nlohmann::ordered_json()}};
+}
+
+// The checkpoint's quantization_config: o.int_group for the linears, and the
+// per-module formats (o.int_rules, o.select) as each format spells them:
+// GPTQ's `dynamic` rules (GPTQModel; vLLM's gptq_utils), AWQ's
+// modules_to_not_convert, compressed-tensors' config_groups and ignore.
+nlohmann::ordered_json int_checkpoint_config(const Model& m, const QuantizeOptions& o, const Quantizer& q) {
+  const IntGroupSpec& spec = *o.int_group;
+  std::vector<std::string> unquantized;  // modules left F16
+  std::vector<std::pair<std::string, IntGroupSpec>> overridden;  // (module, its format) where not int_group's
+  for (int64_t l = 0; l < m.cfg.n_layers; l++)
+    for (LinearSite site : kLinearSites)
+      for (const auto& w : linear_names(m.cfg, l, site)) {
+        const auto s = q.int_spec(w);
+        if (!s) unquantized.push_back(linear_module(w, m.cfg));
+        else if (s->name() != spec.name() || s->act_order != spec.act_order) overridden.emplace_back(linear_module(w, m.cfg), *s);
+      }
+  const char* method = o.method == QuantMethod::GPTQ ? "gptq" : o.method == QuantMethod::AWQ ? "awq" : "rtn";
+  nlohmann::ordered_json qc;
+  switch (o.checkpoint) {
+    case IntCheckpoint::Gptq: {
+      qc = {{"bits", spec.bits},
+            {"group_size", spec.group},
+            {"desc_act", o.method == QuantMethod::GPTQ && o.gptq.act_order},
+            {"sym", spec.sym},
+            {"static_groups", false},
+            {"true_sequential", false},
+            {"damp_percent", o.gptq.damp},
+            {"quant_method", "gptq"},
+            {"checkpoint_format", "gptq"},
+            {"lmpress_method", method}};
+      nlohmann::ordered_json dynamic = nlohmann::ordered_json::object();
+      for (const auto& mod : unquantized) dynamic["-:" + dynamic_pattern(mod)] = nlohmann::ordered_json::object();
+      for (const auto& [mod, s] : overridden)
+        dynamic["+:" + dynamic_pattern(mod)] = {{"bits", s.bits}, {"group_size", s.group}, {"sym", s.sym}, {"desc_act", s.act_order}};
+      if (!dynamic.empty()) qc["dynamic"] = dynamic;
+      break;
+    }
+    case IntCheckpoint::Awq: {
+      if (!overridden.empty())
+        fail("{}: AWQ checkpoints hold one format for every linear; per-module formats are written in GPTQ or "
+             "compressed-tensors layout (modules may be left unquantized)",
+             overridden.front().first);
+      // Substrings of the module names (AutoAWQ and vLLM's is_layer_skipped_awq), vLLM's fused names too.
+      nlohmann::ordered_json skip = unquantized.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json::array();
+      for (const auto& mod : unquantized) {
+        skip.push_back(mod);
+        const std::string leaf = mod.substr(mod.rfind('.') + 1), parent = mod.substr(0, mod.rfind('.') + 1);
+        if (leaf == "q_proj") skip.push_back(parent + "qkv_proj");
+        if (leaf == "gate_proj") skip.push_back(parent + "gate_up_proj");
+      }
+      qc = {{"quant_method", "awq"},       {"version", "gemm"},
+            {"bits", spec.bits},           {"group_size", spec.group},
+            {"zero_point", true},          {"modules_to_not_convert", skip},
+            {"lmpress_method", method}};
+      break;
+    }
+    case IntCheckpoint::CompressedTensors: {
+      // W8A8: the INT8_W8A8 preset's dynamic per-token activations (CT quantization/quant_scheme.py).
+      const nlohmann::ordered_json act =
+          o.act_int8 ? nlohmann::ordered_json{{"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "token"},
+                                              {"dynamic", true}}
+                     : nlohmann::ordered_json();
+      nlohmann::ordered_json groups = {
+          {"group_0", {{"targets", {"Linear"}}, {"weights", ct_weights(spec)}, {"input_activations", act}, {"output_activations", nullptr}}}};
+      // Module names are matched before the class target (vLLM's find_matched_target): one group per other format.
+      std::vector<std::pair<std::string, nlohmann::ordered_json>> by_format;  // (spec name, group)
+      for (const auto& [mod, s] : overridden) {
+        const std::string key = s.name() + (s.act_order ? "-actorder" : "");
+        auto it = std::find_if(by_format.begin(), by_format.end(), [&](const auto& g) { return g.first == key; });
+        if (it == by_format.end()) {
+          by_format.emplace_back(key, nlohmann::ordered_json{{"targets", nlohmann::ordered_json::array()},
+                                                             {"weights", ct_weights(s)},
+                                                             {"input_activations", nullptr},
+                                                             {"output_activations", nullptr}});
+          it = by_format.end() - 1;
+        }
+        it->second["targets"].push_back(mod);
+      }
+      for (size_t i = 0; i < by_format.size(); i++) groups["group_" + std::to_string(i + 1)] = by_format[i].second;
+      nlohmann::ordered_json ignore = {"lm_head"};
+      for (const auto& mod : unquantized) ignore.push_back(mod);
+      qc = {{"quant_method", "compressed-tensors"},
+            {"format", o.act_int8 ? "int-quantized" : "pack-quantized"},
+            {"quantization_status", "compressed"},
+            {"config_groups", groups},
+            {"ignore", ignore},
+            {"kv_cache_scheme", nullptr},
+            {"sparsity_config", nlohmann::ordered_json::object()}};
+      break;
+    }
+  }
+  return qc;
+}
 
 // Options that write the model as a Hugging Face directory whose block
 // linears are int-N tensors in the checkpoint layout o.checkpoint names
@@ -409,16 +564,17 @@ class Quantizer {
 // weight_shape/[weight_g_idx]), packed from q's int-N values when each is
 // written, with the format's quantization_config recorded.
 ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOptions& o, const Quantizer& q) {
-  const IntGroupSpec& spec = *o.int_group;
   const IntCheckpoint format = o.checkpoint;
   ExportOptions eo;
   eo.dtype = DType::F16;
   eo.name = o.name;
   eo.recipe = o.recipe;
   const bool w8a8 = o.act_int8;
-  eo.hf_replace = [&m, &q, spec, format, w8a8](const Tensor& t, const std::string& hf_name) {
+  eo.hf_replace = [&m, &q, format, w8a8](const Tensor& t, const std::string& hf_name) {
     std::vector<TensorToWrite> out;
-    if (!q.is_int_linear(t.name)) return out;
+    const auto int_spec = q.int_spec(t.name);
+    if (!int_spec) return out;
+    const IntGroupSpec spec = *int_spec;
     const std::string prefix = hf_name.substr(0, hf_name.size() - std::string(".weight").size());
     const int64_t rows = t.rows(), cols = t.cols(), n_groups = cols / spec.group_size(cols);
     // q and k rows (output features) in HF's RoPE pairing: permute the
@@ -501,52 +657,7 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
     }
     return out;
   };
-  const char* method = o.method == QuantMethod::GPTQ ? "gptq" : o.method == QuantMethod::AWQ ? "awq" : "rtn";
-  nlohmann::ordered_json qc;
-  switch (format) {
-    case IntCheckpoint::Gptq:
-      qc = {{"bits", spec.bits},
-            {"group_size", spec.group},
-            {"desc_act", o.method == QuantMethod::GPTQ && o.gptq.act_order},
-            {"sym", spec.sym},
-            {"static_groups", false},
-            {"true_sequential", false},
-            {"damp_percent", o.gptq.damp},
-            {"quant_method", "gptq"},
-            {"checkpoint_format", "gptq"},
-            {"lmpress_method", method}};
-      break;
-    case IntCheckpoint::Awq:
-      qc = {{"quant_method", "awq"},       {"version", "gemm"},
-            {"bits", spec.bits},           {"group_size", spec.group},
-            {"zero_point", true},          {"modules_to_not_convert", nullptr},
-            {"lmpress_method", method}};
-      break;
-    case IntCheckpoint::CompressedTensors: {
-      nlohmann::ordered_json w{{"num_bits", spec.bits},
-                               {"type", "int"},
-                               {"symmetric", spec.sym},
-                               {"strategy", spec.group < 0 ? "channel" : "group"},
-                               {"group_size", spec.group < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(spec.group)},
-                               {"dynamic", false},
-                               {"actorder", spec.act_order ? nlohmann::ordered_json("group") : nlohmann::ordered_json()}};
-      // W8A8: the INT8_W8A8 preset's dynamic per-token activations (CT quantization/quant_scheme.py).
-      const nlohmann::ordered_json act =
-          o.act_int8 ? nlohmann::ordered_json{{"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "token"},
-                                              {"dynamic", true}}
-                     : nlohmann::ordered_json();
-      qc = {{"quant_method", "compressed-tensors"},
-            {"format", o.act_int8 ? "int-quantized" : "pack-quantized"},
-            {"quantization_status", "compressed"},
-            {"config_groups",
-             {{"group_0", {{"targets", {"Linear"}}, {"weights", w}, {"input_activations", act}, {"output_activations", nullptr}}}}},
-            {"ignore", {"lm_head"}},
-            {"kv_cache_scheme", nullptr},
-            {"sparsity_config", nlohmann::ordered_json::object()}};
-      break;
-    }
-  }
-  eo.hf_quantization_config = qc.dump();
+  eo.hf_quantization_config = int_checkpoint_config(m, o, q).dump();
   return eo;
 }
 

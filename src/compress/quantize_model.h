@@ -3,6 +3,7 @@
 // format, a GPTQ-layout safetensors directory that GPU engines load.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,10 +17,20 @@
 #include "quant/int_checkpoint.h"
 #include "quant/int_group.h"
 #include "compress/mix.h"
+#include "core/module_match.h"
 
 namespace lmpress {
 
 enum class QuantMethod { RTN, GPTQ, AWQ };
+
+// A per-module format of an int-N checkpoint: a block linear the rule
+// matches (canonical weight name, Hugging Face module name) takes `spec`, or
+// stays unquantized (F16, in the checkpoint's ignore list) when it has none.
+struct IntRule {
+  std::string what;  // names the rule in errors: "--tensor-type ffn_down=int8-ch"
+  std::function<bool(const std::string& weight, const std::string& module)> matches;
+  std::optional<IntGroupSpec> spec;
+};
 
 struct QuantizeOptions {
   QuantMethod method = QuantMethod::RTN;
@@ -31,6 +42,11 @@ struct QuantizeOptions {
   // stay F16); the output is then a Hugging Face directory in GPTQ layout.
   std::optional<IntGroupSpec> int_group;
   IntCheckpoint checkpoint = IntCheckpoint::Gptq;  // the directory's layout for int_group (quant/int_checkpoint.h)
+  // Per-module formats: the first rule matching a linear decides; int_group
+  // is the rest's. Every rule must match some linear.
+  std::vector<IntRule> int_rules;
+  // int-N types: the linears quantized (default: all); the others stay F16.
+  ModuleSelector select;
   bool clip_search = false;
   // Rotate the residual stream first (QuaRot, compress/rotate.h): the model is
   // the same function with fewer outliers, quantized after.
@@ -89,7 +105,8 @@ struct QuantizeRequest {
   std::string compensate_out;  // the adapter's path (default: beside the output)
   double smooth = -1;        // SmoothQuant's α before a w8a8 scheme; < 0: none
   std::string output_type, embd_type, name;
-  std::vector<std::string> tensor_types;  // PATTERN=TYPE overrides
+  std::vector<std::string> tensor_types;  // PATTERN=TYPE overrides (int-N types: an int-N type or f16 per linear)
+  std::vector<std::string> targets, ignore;  // int-N types: the linears quantized (module names, core/module_match.h)
   CalibrationOptions calib;
   double damp = 0.01, target_bpw = 0;
   bool act_order = false, clip_search = false, pure = false, keep_output = false, allow_requantize = false;

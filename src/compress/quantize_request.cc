@@ -1,5 +1,6 @@
 // quantize_options: `lmpress quantize`'s words checked and made into QuantizeOptions.
 #include <filesystem>
+#include <regex>
 
 #include "compress/quantize_model.h"
 #include "core/error.h"
@@ -13,6 +14,38 @@ DType parse_type(const std::string& flag, const std::string& name) {
   const auto t = dtype_from_name(name);
   if (!t) fail("{}: unknown type '{}'", flag, name);
   return *t;
+}
+
+// --tensor-type PATTERN=TYPE for an int-N checkpoint: the linears whose
+// canonical name the regex is found in take an int-N type, or stay f16.
+IntRule int_tensor_rule(const std::string& spec, bool act_order, IntCheckpoint format) {
+  const size_t eq = spec.rfind('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    fail("--tensor-type '{}': expected PATTERN=TYPE (e.g. ffn_down=int8-ch, attn_v=f16)", spec);
+  IntRule rule;
+  rule.what = "--tensor-type " + spec;
+  const std::string type = spec.substr(eq + 1);
+  if (type != "f16") {
+    rule.spec = parse_int_group_type(type);
+    if (!rule.spec)
+      fail("--tensor-type '{}': with an int-N --type, TYPE is an int-N type (int8-ch, int4-g64-asym, ...) or f16 "
+           "(left unquantized)",
+           spec);
+    rule.spec->act_order = act_order;
+    if (format == IntCheckpoint::Awq)
+      fail("--tensor-type '{}': AWQ checkpoints hold one format for every linear; per-module formats are written in "
+           "GPTQ or compressed-tensors layout (with AWQ, TYPE f16 leaves linears unquantized)",
+           spec);
+    check_int_checkpoint(format, *rule.spec);
+  }
+  std::regex re;
+  try {
+    re = std::regex(spec.substr(0, eq));
+  } catch (const std::regex_error& e) {
+    fail("--tensor-type '{}': bad regular expression: {}", spec, e.what());
+  }
+  rule.matches = [re](const std::string& weight, const std::string&) { return std::regex_search(weight, re); };
+  return rule;
 }
 
 }  // namespace
@@ -57,23 +90,32 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
     if (std::filesystem::exists(out_path) && !std::filesystem::is_directory(out_path))
       fail("{}: exists and is not a directory (int-N group formats are written as a directory)", out_path);
     check_replaceable_dir("output", out_path);
-    if (!r.tensor_types.empty() || !r.output_type.empty() || !r.embd_type.empty() || r.pure || r.keep_output)
-      fail("--type {}: mix options (--tensor-type, --output-tensor-type, --token-embedding-type, --pure, "
-           "--keep-output) apply to GGUF file types only",
+    if (!r.output_type.empty() || !r.embd_type.empty() || r.pure || r.keep_output)
+      fail("--type {}: mix options (--output-tensor-type, --token-embedding-type, --pure, --keep-output) apply to GGUF "
+           "file types only",
            type);
     q.int_group->act_order = r.act_order;
     q.checkpoint = parse_int_checkpoint(format, "--format");
     check_int_checkpoint(q.checkpoint, *q.int_group);
+    q.select = module_selector(r.targets, r.ignore, "quantize --targets", "quantize --ignore");
+    for (const auto& spec : r.tensor_types) q.int_rules.push_back(int_tensor_rule(spec, r.act_order, q.checkpoint));
+    if (q.act_int8 && (!q.int_rules.empty() || !q.select.everything()))
+      fail("--scheme w8a8 quantizes every linear's activations; per-module formats (--tensor-type, --targets, --ignore) "
+           "are for weight-only types");
   } else if (format != "gptq") {
     fail("--format {}: checkpoint formats are for int-N group types (--type int4-g128 ...); GGUF types are written as GGUF",
          r.format);
   }
   if (r.method != "rtn" && r.method != "gptq" && r.method != "awq")
     fail("--method '{}': unknown method (rtn, gptq, awq)", r.method);
+  if (!q.int_group && (!r.targets.empty() || !r.ignore.empty()))
+    fail("--targets/--ignore choose the linears of an int-N checkpoint; GGUF file types keep a tensor unquantized with "
+         "--tensor-type PATTERN=f16");
   if (r.clip_search && r.method != "rtn") fail("--clip-search is for --method rtn (GPTQ and AWQ choose their own grids)");
   q.clip_search = r.clip_search;
   q.mix.pure = r.pure;
-  for (const auto& spec : r.tensor_types) q.mix.overrides.push_back(parse_tensor_type_override(spec));
+  if (!q.int_group)
+    for (const auto& spec : r.tensor_types) q.mix.overrides.push_back(parse_tensor_type_override(spec));
   if (!r.output_type.empty()) q.mix.output_type = parse_type("--output-tensor-type", r.output_type);
   if (!r.embd_type.empty()) q.mix.token_embd_type = parse_type("--token-embedding-type", r.embd_type);
   q.method = r.method == "gptq" ? QuantMethod::GPTQ : r.method == "awq" ? QuantMethod::AWQ : QuantMethod::RTN;

@@ -92,7 +92,84 @@ std::optional<Tensor> exact_blocks(const IntGroupTensor& q, const std::string& n
   return t;
 }
 
+// compressed-tensors: the int-N spec of one config group's weights; W8A8's
+// input activations set c.act_int8.
+IntGroupSpec ct_group_spec(const nlohmann::json& g, IntCheckpointConfig& c, const std::string& path, const std::string& gn) {
+  if (!g.is_object() || !g.contains("weights") || !g["weights"].is_object())
+    fail("{}: {}: the group has no weights object", path, gn);
+  if (g.contains("input_activations") && !g["input_activations"].is_null()) {
+    // W8A8: int8 per token, dynamic, symmetric (the INT8_W8A8 preset); nothing else is computed.
+    const nlohmann::json& a = g["input_activations"];
+    const std::string an = gn + ".input_activations";
+    if (!a.is_object()) fail("{}: {} must be an object or null", path, an);
+    if (!c.int_quantized || json_int(a, "num_bits", path, an) != 8 || json_string(a, "type", path, an, "int") != "int" ||
+        !json_bool(a, "symmetric", path, an, true) || json_string(a, "strategy", path, an, "") != "token" ||
+        !json_bool(a, "dynamic", path, an, false))
+      fail("{}: {}: lmpress computes int8 activations per token, dynamic and symmetric, with int-quantized int8 "
+           "weights (W8A8); other activation schemes are not built",
+           path, an);
+    c.act_int8 = true;
+  }
+  const nlohmann::json& w = g["weights"];
+  const std::string wn = gn + ".weights";
+  if (json_string(w, "type", path, wn, "int") != "int") fail("{}: {}.type: int weights only", path, wn);
+  const int64_t bits = json_int(w, "num_bits", path, wn);
+  if (bits != 4 && bits != 8) fail("{}: {}.num_bits {}: 4 or 8 are read", path, wn, bits);
+  IntGroupSpec s;
+  s.bits = int(bits);
+  s.sym = json_bool(w, "symmetric", path, wn, true);
+  const std::string strategy = json_string(w, "strategy", path, wn, "");
+  if (strategy == "channel") {
+    s.group = -1;
+  } else if (strategy == "group") {
+    s.group = json_int(w, "group_size", path, wn);
+    if (s.group < 1) fail("{}: {}.group_size {} is invalid", path, wn, s.group);
+  } else {
+    fail("{}: {}.strategy '{}': group or channel", path, wn, strategy);
+  }
+  // Only group act-order stores weight_g_idx; "weight" (and "static") orders leave the groups in column order.
+  s.act_order = w.contains("actorder") && (w["actorder"] == "group" || w["actorder"] == true);
+  if (c.int_quantized && (bits != 8 || !s.sym || s.group != -1))
+    fail("{}: {}: int-quantized checkpoints are read with 8-bit symmetric per-channel weights", path, wn);
+  return s;
+}
+
+// A compressed-tensors target or ignore entry: a module name or "re:REGEX".
+IntCheckpointConfig::Rule ct_rule(const std::string& name, std::optional<IntGroupSpec> spec, const std::string& what) {
+  IntCheckpointConfig::Rule r;
+  r.spec = spec;
+  if (name.rfind("re:", 0) == 0) {
+    r.kind = IntCheckpointConfig::Rule::Kind::Regex;
+    r.text = name.substr(3);
+    r.regex = std::make_shared<PyRegex>(r.text, what);
+  } else {
+    r.text = name;
+  }
+  return r;
+}
+
 }  // namespace
+
+bool IntCheckpointConfig::Rule::matches(const std::string& module) const {
+  switch (kind) {
+    case Kind::Exact: return module == text;
+    case Kind::Regex: return regex->match(module);
+    case Kind::Substring: return module.find(text) != std::string::npos;
+  }
+  return false;
+}
+
+std::optional<IntGroupSpec> IntCheckpointConfig::spec_for(const std::string& module) const {
+  for (const auto& r : rules)
+    if (r.matches(module)) return r.spec;
+  return default_quantized ? std::optional<IntGroupSpec>(spec) : std::nullopt;
+}
+
+bool IntCheckpointConfig::per_module() const {
+  for (const auto& r : rules)
+    if (r.text.find("lm_head") == std::string::npos) return true;
+  return !default_quantized;
+}
 
 IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const std::string& path) {
   if (!qc.is_object()) fail("{}: quantization_config must be an object", path);
@@ -101,6 +178,39 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
   IntCheckpointConfig c;
   if (method == "gptq") {
     c.spec = gptq_spec_from_config(qc, path);
+    // GPTQModel's dynamic rules, as vLLM reads them (get_dynamic_override): in order, "-:REGEX" leaves the
+    // modules it matches unquantized, "+:REGEX" (or a bare REGEX) overrides bits / group_size / sym / desc_act.
+    if (qc.contains("dynamic") && !qc["dynamic"].is_null()) {
+      const nlohmann::json& d = qc["dynamic"];
+      if (!d.is_object()) fail("{}: quantization_config.dynamic must be an object of pattern: overrides", path);
+      for (auto it = d.begin(); it != d.end(); ++it) {
+        const std::string key = it.key(), dn = "quantization_config.dynamic." + key;
+        IntCheckpointConfig::Rule r;
+        r.kind = IntCheckpointConfig::Rule::Kind::Regex;
+        const bool skip = key.rfind("-:", 0) == 0;
+        r.text = key.rfind("-:", 0) == 0 || key.rfind("+:", 0) == 0 ? key.substr(2) : key;
+        r.regex = std::make_shared<PyRegex>(r.text, path + ": " + dn);
+        if (!it.value().is_object()) fail("{}: {} must be an object", path, dn);
+        if (!skip) {
+          IntGroupSpec s = c.spec;
+          const nlohmann::json& o = it.value();
+          for (auto f = o.begin(); f != o.end(); ++f)
+            if (f.key() != "bits" && f.key() != "group_size" && f.key() != "sym" && f.key() != "desc_act")
+              fail("{}: {}.{} is not an override lmpress reads (bits, group_size, sym, desc_act)", path, dn, f.key());
+          if (o.contains("bits")) {
+            const int64_t bits = json_int(o, "bits", path, dn);
+            if (bits != 2 && bits != 3 && bits != 4 && bits != 8) fail("{}: {}.bits {}: 2, 3, 4 or 8", path, dn, bits);
+            s.bits = int(bits);
+          }
+          if (o.contains("group_size")) s.group = json_int(o, "group_size", path, dn);
+          if (s.group == 0 || s.group < -1) fail("{}: {}.group_size {} is invalid", path, dn, s.group);
+          s.sym = json_bool(o, "sym", path, dn, s.sym);
+          s.act_order = json_bool(o, "desc_act", path, dn, s.act_order);
+          r.spec = s;
+        }
+        c.rules.push_back(std::move(r));
+      }
+    }
     return c;
   }
   if (method == "awq") {
@@ -117,6 +227,16 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
     if (c.spec.group == 0 || c.spec.group < -1) fail("{}: quantization_config.group_size {} is invalid", path, c.spec.group);
     c.spec.sym = !json_bool(qc, "zero_point", path, qcn, true);
     if (c.spec.sym) fail("{}: quantization_config.zero_point false: AWQ checkpoints without zero points are not read", path);
+    // Modules whose names contain one of these are stored unquantized (AutoAWQ; vLLM's is_layer_skipped_awq).
+    if (qc.contains("modules_to_not_convert") && !qc["modules_to_not_convert"].is_null()) {
+      const nlohmann::json& skip = qc["modules_to_not_convert"];
+      if (!skip.is_array()) fail("{}: quantization_config.modules_to_not_convert must be a list of names", path);
+      for (const auto& e : skip) {
+        if (!e.is_string() || e.get<std::string>().empty())
+          fail("{}: quantization_config.modules_to_not_convert holds a non-name", path);
+        c.rules.push_back({IntCheckpointConfig::Rule::Kind::Substring, e.get<std::string>(), nullptr, std::nullopt});
+      }
+    }
     return c;
   }
   if (method == "compressed-tensors") {
@@ -138,44 +258,45 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
              "values and bitmasks are not",
              path, scn, sformat);
     }
-    if (!qc.contains("config_groups") || !qc["config_groups"].is_object() || qc["config_groups"].size() != 1)
-      fail("{}: quantization_config.config_groups: one group of int weights is read", path);
-    const nlohmann::json& g = qc["config_groups"].begin().value();
-    if (!g.is_object() || !g.contains("weights") || !g["weights"].is_object())
-      fail("{}: quantization_config.config_groups: the group has no weights object", path);
-    if (g.contains("input_activations") && !g["input_activations"].is_null()) {
-      // W8A8: int8 per token, dynamic, symmetric (the INT8_W8A8 preset); nothing else is computed.
-      const nlohmann::json& a = g["input_activations"];
-      const std::string an = "quantization_config.config_groups.input_activations";
-      if (!a.is_object()) fail("{}: {} must be an object or null", path, an);
-      if (!c.int_quantized || json_int(a, "num_bits", path, an) != 8 || json_string(a, "type", path, an, "int") != "int" ||
-          !json_bool(a, "symmetric", path, an, true) || json_string(a, "strategy", path, an, "") != "token" ||
-          !json_bool(a, "dynamic", path, an, false))
-        fail("{}: {}: lmpress computes int8 activations per token, dynamic and symmetric, with int-quantized int8 "
-             "weights (W8A8); other activation schemes are not built",
-             path, an);
-      c.act_int8 = true;
+    if (!qc.contains("config_groups") || !qc["config_groups"].is_object() || qc["config_groups"].empty())
+      fail("{}: quantization_config.config_groups: no group of int weights", path);
+    const nlohmann::json& groups = qc["config_groups"];
+    if (c.int_quantized && groups.size() != 1)
+      fail("{}: quantization_config.config_groups: int-quantized (W8A8) checkpoints are read with one group", path);
+    // Which group a linear takes (vLLM's find_matched_target): ignore first, then the groups' module names and
+    // patterns in order, then the group that targets the class Linear.
+    if (qc.contains("ignore") && !qc["ignore"].is_null()) {
+      if (!qc["ignore"].is_array()) fail("{}: quantization_config.ignore must be a list of module names", path);
+      for (const auto& e : qc["ignore"]) {
+        if (!e.is_string()) fail("{}: quantization_config.ignore holds a non-name", path);
+        const ModuleTarget t(e.get<std::string>(), path + ": quantization_config.ignore");
+        if (t.is_class()) fail("{}: quantization_config.ignore: Linear would leave every linear unquantized", path);
+        c.rules.push_back(ct_rule(e.get<std::string>(), std::nullopt, path));
+      }
     }
-    const nlohmann::json& w = g["weights"];
-    const std::string wn = "quantization_config.config_groups.weights";
-    if (json_string(w, "type", path, wn, "int") != "int") fail("{}: {}.type: int weights only", path, wn);
-    const int64_t bits = json_int(w, "num_bits", path, wn);
-    if (bits != 4 && bits != 8) fail("{}: {}.num_bits {}: 4 or 8 are read", path, wn, bits);
-    c.spec.bits = int(bits);
-    c.spec.sym = json_bool(w, "symmetric", path, wn, true);
-    const std::string strategy = json_string(w, "strategy", path, wn, "");
-    if (strategy == "channel") {
-      c.spec.group = -1;
-    } else if (strategy == "group") {
-      c.spec.group = json_int(w, "group_size", path, wn);
-      if (c.spec.group < 1) fail("{}: {}.group_size {} is invalid", path, wn, c.spec.group);
-    } else {
-      fail("{}: {}.strategy '{}': group or channel", path, wn, strategy);
+    std::optional<IntGroupSpec> class_spec;
+    for (auto it = groups.begin(); it != groups.end(); ++it) {
+      const std::string gn = "quantization_config.config_groups." + it.key();
+      const IntGroupSpec s = ct_group_spec(it.value(), c, path, gn);
+      const nlohmann::json& g = it.value();
+      if (!g.contains("targets") || !g["targets"].is_array() || g["targets"].empty())
+        fail("{}: {}.targets must be a list of module names, patterns or Linear", path, gn);
+      for (const auto& t : g["targets"]) {
+        if (!t.is_string()) fail("{}: {}.targets holds a non-name", path, gn);
+        const std::string name = t.get<std::string>();
+        if (name == "Linear") {
+          if (class_spec) fail("{}: {}.targets: two groups target Linear", path, gn);
+          class_spec = s;
+        } else if (!name.empty() && std::isupper(static_cast<unsigned char>(name[0])) && name.find('.') == std::string::npos) {
+          fail("{}: {}.targets '{}': a class other than Linear is not read", path, gn, name);
+        } else {
+          c.rules.push_back(ct_rule(name, s, path + ": " + gn + ".targets"));
+        }
+      }
     }
-    // Only group act-order stores weight_g_idx; "weight" (and "static") orders leave the groups in column order.
-    c.spec.act_order = w.contains("actorder") && (w["actorder"] == "group" || w["actorder"] == true);
-    if (c.int_quantized && (bits != 8 || !c.spec.sym || c.spec.group != -1))
-      fail("{}: {}: int-quantized checkpoints are read with 8-bit symmetric per-channel weights", path, wn);
+    if (class_spec) c.spec = *class_spec;
+    else c.spec = *std::find_if(c.rules.begin(), c.rules.end(), [](const auto& r) { return r.spec.has_value(); })->spec;
+    c.default_quantized = class_spec.has_value();
     return c;
   }
   fail("{}: quantization_config.quant_method '{}' is not supported (gptq, awq, compressed-tensors)", path, method);
@@ -224,7 +345,6 @@ std::vector<Tensor> dequantize_int_quantized(std::vector<Tensor> tensors, const 
 std::vector<Tensor> dequantize_int_checkpoint_tensors(std::vector<Tensor> tensors, const IntCheckpointConfig& cfg,
                                                       const std::string& path) {
   if (cfg.int_quantized) return dequantize_int_quantized(std::move(tensors), path);
-  const IntGroupSpec& spec = cfg.spec;
   std::vector<const char*> suffixes;
   switch (cfg.format) {
     case IntCheckpoint::Gptq: suffixes = {".qweight", ".qzeros", ".scales", ".g_idx"}; break;
@@ -251,6 +371,12 @@ std::vector<Tensor> dequantize_int_checkpoint_tensors(std::vector<Tensor> tensor
     // Named, not structured bindings: lambdas below capture them (C++20 clang refuses bindings).
     const std::string& prefix = part.first;
     const std::map<std::string, const Tensor*>& p = part.second;
+    const std::optional<IntGroupSpec> module_spec = cfg.spec_for(prefix);
+    if (!module_spec)
+      fail("{}: {} is stored packed, but quantization_config leaves it unquantized (ignore, dynamic or "
+           "modules_to_not_convert)",
+           path, prefix);
+    const IntGroupSpec& spec = *module_spec;
     auto need = [&](const char* suffix) -> const Tensor& {
       if (!p.count(suffix)) fail("{}: {} linear {} has no {}", path, fmt_name, prefix, suffix + 1);
       return *p.at(suffix);

@@ -5,11 +5,14 @@
 // values where the groups allow (then it runs on the int8 kernels), else
 // dequantized to an F32 weight at load.
 #pragma once
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "core/module_match.h"
 #include "core/tensor.h"
 #include "quant/int_checkpoint.h"
 #include "quant/int_group.h"
@@ -23,13 +26,27 @@ IntGroupSpec gptq_spec_from_config(const nlohmann::json& qc, const std::string& 
 // The layout and int-N spec of any quantization_config lmpress reads: gptq,
 // awq (version gemm) or compressed-tensors (pack-quantized, one config group
 // of int weights); fails naming the field for anything else.
+// Per-module formats: GPTQ's `dynamic` rules, AWQ's modules_to_not_convert,
+// compressed-tensors' ignore list and several config_groups.
 struct IntCheckpointConfig {
   IntCheckpoint format = IntCheckpoint::Gptq;
-  IntGroupSpec spec;
+  IntGroupSpec spec;  // the format of the linears no rule names
   // compressed-tensors "int-quantized": each linear is PREFIX.weight (I8) and
   // PREFIX.weight_scale (per channel); with act_int8 its inputs are int8 per
   // token, dynamic (W8A8).
   bool int_quantized = false, act_int8 = false;
+  struct Rule {
+    enum class Kind { Exact, Regex, Substring } kind = Kind::Exact;
+    std::string text;
+    std::shared_ptr<PyRegex> regex;
+    std::optional<IntGroupSpec> spec;  // nullopt: the module is stored unquantized
+    bool matches(const std::string& module) const;
+  };
+  std::vector<Rule> rules;  // the first that matches a module decides
+  bool default_quantized = true;  // false: a compressed-tensors config without a Linear target
+  // The format of the linear PREFIX (its HF module name), nullopt when it is stored unquantized.
+  std::optional<IntGroupSpec> spec_for(const std::string& module) const;
+  bool per_module() const;  // a rule other than leaving lm_head out
 };
 IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const std::string& path);
 

@@ -195,6 +195,12 @@ void add_prune(CLI::App& app) {
   cmd->add_option("--damp", o->damp, "SparseGPT dampening (fraction of mean diag H)")->capture_default_str()->check(damp_fraction());
   cmd->add_option("--rotate", o->rotate,
                   "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED (unstructured and N:M)");
+  auto* tg = cmd->add_option("--targets", o->targets,
+                             "Prune only these modules' linears (Hugging Face names: model.layers.3.mlp, or "
+                             "re:REGEX matched at the start; repeat for more)");
+  auto* ig = cmd->add_option("--ignore", o->ignore, "Leave these modules' linears dense (names as --targets; repeat for more)");
+  tg->excludes(st);
+  ig->excludes(st);
   add_compensate_options(cmd, o->compensate, o->compensate_out, o->out, [] { return false; });
   cmd->add_option("--name", o->name, "Model name to record (general.name)");
   cmd->add_flag("--json", o->json, "Print the report as JSON");

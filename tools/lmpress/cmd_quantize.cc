@@ -87,7 +87,13 @@ void add_quantize(CLI::App& app) {
   add_path_option(cmd, "--imatrix", o->imatrix, "Importance matrix (llama.cpp imatrix GGUF) for the scale searches",
                   PathRole::Input);
   add_calibration_options(cmd, o->calib, "gptq, awq");
-  cmd->add_option("--tensor-type", o->tensor_types, "Override: PATTERN=TYPE (regex on the tensor name), repeatable");
+  cmd->add_option("--tensor-type", o->tensor_types,
+                  "Override: PATTERN=TYPE (regex on the tensor name), repeatable; with an int-N --type, TYPE is an "
+                  "int-N type or f16 (left unquantized)");
+  cmd->add_option("--targets", o->targets,
+                  "int-N types: quantize only these modules' linears (Hugging Face names: model.layers.3.mlp, or "
+                  "re:REGEX matched at the start; repeat for more)");
+  cmd->add_option("--ignore", o->ignore, "int-N types: leave these modules' linears unquantized (names as --targets)");
   cmd->add_option("--output-tensor-type", o->output_type, "Type of output.weight");
   cmd->add_option("--token-embedding-type", o->embd_type, "Type of token_embd.weight");
   cmd->add_flag("--keep-output", o->keep_output, "Leave output.weight in its current type");

@@ -1,0 +1,51 @@
+#include "compress/module_select.h"
+
+#include "compress/calibration.h"
+#include "core/error.h"
+#include "core/tensor_names.h"
+
+namespace lmpress {
+
+std::string linear_module(const std::string& weight, const ModelConfig& c) {
+  const std::string hf = canonical_to_hf(weight, c);
+  const std::string suffix = ".weight";
+  if (hf.size() <= suffix.size() || hf.compare(hf.size() - suffix.size(), suffix.size(), suffix) != 0) return "";
+  return hf.substr(0, hf.size() - suffix.size());
+}
+
+std::set<std::string> selected_linears(const Model& m, const ModuleSelector& s) {
+  std::vector<std::pair<std::string, std::string>> linears;  // (weight, module)
+  for (int64_t l = 0; l < m.cfg.n_layers; l++)
+    for (LinearSite site : kLinearSites)
+      for (int64_t e : site_experts(m.cfg))
+        for (const auto& w : linear_names(m.cfg, l, site, e))
+          if (!is_router(w)) {
+            const std::string mod = linear_module(w, m.cfg);
+            if (mod.empty()) fail("{} has no Hugging Face module name to match targets against", w);
+            linears.emplace_back(w, mod);
+          }
+  for (const auto& t : s.targets) {
+    bool any = false;
+    for (const auto& [w, mod] : linears) any = any || t.selects_linear(mod);
+    if (!any) fail("{}: '{}' selects none of the model's linear layers (e.g. {})", t.what(), t.spelled(),
+                   linears.empty() ? std::string("none") : linears.front().second);
+  }
+  for (const auto& t : s.ignore) {
+    if (t.matches_name("lm_head")) continue;
+    bool any = false;
+    for (const auto& tensor : m.tensors) {
+      std::string mod = canonical_to_hf(tensor.name, m.cfg);
+      const size_t dot = mod.rfind('.');
+      if (dot == std::string::npos) continue;
+      mod.resize(dot);  // without .weight / .bias
+      any = any || t.selects_linear(mod);
+    }
+    if (!any) fail("{}: '{}' names no module of the model", t.what(), t.spelled());
+  }
+  std::set<std::string> out;
+  for (const auto& [w, mod] : linears)
+    if (s.selects(mod)) out.insert(w);
+  return out;
+}
+
+}  // namespace lmpress
