@@ -222,7 +222,9 @@ TEST(IntCheckpointCli, BadPerModuleFormatsAreNamedErrors) {
   expect_cli_error(q + "--targets model.layers.9", "'model.layers.9' selects none of the model's linear layers");
   expect_cli_error(q + "--ignore model.layer.0", "quantize --ignore: 'model.layer.0' names no module");
   expect_cli_error(q + "--targets 're:model.(layers'", "quantize --targets: 'model.(layers' is not a regular expression");
-  expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --ignore model.layers.0.mlp", "per-module formats");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --ignore model.layers.0.mlp",
+                   "model.layers.0.mlp.gate_proj is left out: W8A8 quantizes every linear's activations");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --tensor-type ffn_down=f16", "per-module formats");
   expect_cli_error("quantize " + m + " " + d + "/x.gguf --type q4_0 --ignore model.layers.0.mlp", "--tensor-type PATTERN=f16");
   // A config that leaves a packed linear unquantized, and a dynamic rule lmpress cannot read.
   ASSERT_EQ(run_cli(q + "--format compressed-tensors").status, 0);

@@ -92,6 +92,7 @@ std::string convert_model(const Model& m, const std::string& out_path, const Con
     if (const auto preset = preset_for_base(*eo.dtype)) eo.file_type = preset->llama_ftype;
   }
   eo.name = r.name;
+  eo.recipe = r.recipe;
   std::string fmt = r.format;
   if (fmt.empty()) fmt = out_path.size() > 5 && out_path.compare(out_path.size() - 5, 5, ".gguf") == 0 ? "gguf" : "hf";
   if (fmt == "gguf")

@@ -10,6 +10,7 @@ struct ConvertRequest {
   std::string dtype;   // f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1; empty: keep
   std::string format;  // gguf, hf; empty: gguf when the output ends in .gguf, else hf
   std::string name;    // general.name
+  std::string recipe;  // recorded in the output (ExportOptions::recipe)
   int64_t split_experts = 0;  // > 0: split_into_experts(m, split_experts) first
   int64_t kv_heads = 0;       // > 0: pool_kv_heads(m, kv_heads) first
 };

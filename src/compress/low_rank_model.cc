@@ -1,5 +1,7 @@
 #include "compress/low_rank_model.h"
 
+#include "compress/module_select.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -145,10 +147,12 @@ class Factorizer {
  public:
   Factorizer(Model& m, const LowRankOptions& o, LowRankReport& rep) : m_(m), o_(o), rep_(rep) {}
 
+  // Block l's linears to factorize: those the options' targets select.
   std::vector<std::string> linears(int64_t l) const {
     std::vector<std::string> v;
     for (LinearSite site : kLinearSites)
-      for (const auto& w : linear_names(m_.cfg, l, site)) v.push_back(w);
+      for (const auto& w : linear_names(m_.cfg, l, site))
+        if (!selected_ || selected_->count(w)) v.push_back(w);
     return v;
   }
 
@@ -164,6 +168,7 @@ class Factorizer {
     if (!is_float_type(o_.factor_type) && !has_quantizer(o_.factor_type))
       fail("--factor-type {}: lmpress cannot write it (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, the k-quants)",
            dtype_name(o_.factor_type));
+    if (!o_.select.everything()) selected_ = selected_linears(m_, o_.select);
     for (int64_t l = 0; l < m_.cfg.n_layers; l++)
       for (const auto& w : linears(l)) {
         const Tensor& t = m_.tensor(w);
@@ -192,6 +197,7 @@ class Factorizer {
       const BlockStats st = block_stats(cal.get(), l, true);  // the dense model's inputs
       for (LinearSite site : kLinearSites)
         for (const auto& w : linear_names(m_.cfg, l, site)) {
+          if (!ranks_.count(w)) continue;
           const Tensor& t = m_.tensor(w);
           names.push_back(w);
           shapes.push_back({t.rows(), t.cols()});
@@ -215,6 +221,7 @@ class Factorizer {
     }
     ExportOptions eo;
     eo.name = o_.name;
+    eo.recipe = o_.recipe;
     eo.type_of = [this](const Tensor& t) {
       // A factor (B comes under its weight's name) takes factor_type; the rest keep their types.
       if (t.name.ends_with(".lr_a") || ranks_.count(t.name)) return o_.factor_type;
@@ -237,7 +244,8 @@ class Factorizer {
       const BlockStats st = block_stats(cal.get(), l, false);
       const std::vector<Tensor> originals = block_tensors(m_, l);
       for (LinearSite site : kLinearSites)
-        for (const auto& w : linear_names(m_.cfg, l, site)) factorize(m_.tensor_slot(w), calibrated ? &st : nullptr, site);
+        for (const auto& w : linear_names(m_.cfg, l, site))
+          if (ranks_.count(w)) factorize(m_.tensor_slot(w), calibrated ? &st : nullptr, site);
       m_.bind();
       if (calibrated) cal->run(l, m_.layers[size_t(l)], nullptr, true);  // the next block sees this one factorized
       out.write_block(l);
@@ -296,7 +304,8 @@ class Factorizer {
   Model& m_;
   const LowRankOptions& o_;
   LowRankReport& rep_;
-  std::map<std::string, int64_t> ranks_;
+  std::map<std::string, int64_t> ranks_;  // the linears factorized
+  std::optional<std::set<std::string>> selected_;  // nullopt: every linear
 };
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "compress/calibration.h"
+#include "core/module_match.h"
 #include "core/dtype.h"
 #include "model/model.h"
 
@@ -33,6 +34,8 @@ struct LowRankOptions {
   DType factor_type = DType::F16;
   CalibrationOptions calib;
   std::string name;
+  std::string recipe;  // recorded in the output (ExportOptions::recipe)
+  ModuleSelector select;  // the linears factorized (default: all); the others are written as they are
 };
 
 // "svd", "asvd", "svd-llm".

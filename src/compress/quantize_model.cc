@@ -103,7 +103,13 @@ class Quantizer {
       for (int64_t l = 0; l < m.cfg.n_layers; l++)
         for (LinearSite site : kLinearSites)
           for (const auto& w : linear_names(m.cfg, l, site)) {
-            if (selected && !selected->count(w)) continue;
+            if (selected && !selected->count(w)) {
+              if (o.act_int8)
+                fail("{} is left out: W8A8 quantizes every linear's activations, so it takes no targets or ignore "
+                     "list (lm_head aside)",
+                     linear_module(w, m.cfg));
+              continue;
+            }
             std::optional<IntGroupSpec> spec = o.int_group;
             const std::string module = linear_module(w, m.cfg);
             for (size_t i = 0; i < o.int_rules.size(); i++)
@@ -119,6 +125,7 @@ class Quantizer {
           }
       for (size_t i = 0; i < used.size(); i++)
         if (!used[i]) fail("{} matches none of the blocks' linear layers", o.int_rules[i].what);
+      if (o.act_int8 && !o.int_rules.empty()) fail("{}: W8A8 has one format (int8-ch) for every linear", o.int_rules[0].what);
       check_fused_groups();
       for (const auto& t : m.tensors) plan_[t.name] = t.shape.size() == 2 ? DType::F16 : DType::F32;
     } else {

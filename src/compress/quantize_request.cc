@@ -99,9 +99,9 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
     check_int_checkpoint(q.checkpoint, *q.int_group);
     q.select = module_selector(r.targets, r.ignore, "quantize --targets", "quantize --ignore");
     for (const auto& spec : r.tensor_types) q.int_rules.push_back(int_tensor_rule(spec, r.act_order, q.checkpoint));
-    if (q.act_int8 && (!q.int_rules.empty() || !q.select.everything()))
-      fail("--scheme w8a8 quantizes every linear's activations; per-module formats (--tensor-type, --targets, --ignore) "
-           "are for weight-only types");
+    if (q.act_int8 && !q.int_rules.empty())
+      fail("--scheme w8a8 quantizes every linear's activations; per-module formats (--tensor-type) are for weight-only "
+           "types");
   } else if (format != "gptq") {
     fail("--format {}: checkpoint formats are for int-N group types (--type int4-g128 ...); GGUF types are written as GGUF",
          r.format);

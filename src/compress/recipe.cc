@@ -54,75 +54,26 @@ std::vector<std::string> strings(const YAML::Node& n, const Ctx& c, const std::s
   return v;
 }
 
-// targets: every linear layer of the blocks, as llm-compressor spells it.
-void check_targets(const YAML::Node& n, const Ctx& c) {
-  for (const auto& t : strings(n, c, "targets")) {
-    if (t == "Linear") continue;
-    if (t.rfind("re:", 0) == 0) {
-      // A pattern that selects every decoder layer (e.g. 're:model.layers.\d*$') or every linear of every
-      // layer: one that picks only some would be run wider than it reads.
-      try {
-        const std::regex re(t.substr(3));
-        bool whole = true;
-        for (const char* layer : {"model.layers.0", "model.layers.1", "model.layers.17"}) {
-          int hits = 0;
-          for (const char* l : {".self_attn.q_proj", ".self_attn.k_proj", ".self_attn.v_proj", ".self_attn.o_proj",
-                                ".mlp.gate_proj", ".mlp.up_proj", ".mlp.down_proj"})
-            hits += std::regex_search(std::string(layer) + l, re);
-          whole = whole && (hits == 7 || (hits == 0 && std::regex_search(layer, re)));
-        }
-        if (whole) continue;
-      } catch (const std::regex_error&) {
-        fail("{}: {}.targets '{}' is not a valid regular expression", c.source, c.where, t);
-      }
-    }
-    fail("{}: {}.targets '{}': lmpress compresses every linear layer of the blocks (targets: Linear, or a pattern "
-         "selecting model.layers); other targets are not supported",
-         c.source, c.where, t);
-  }
-}
-
-// ignore: lm_head is never compressed by these steps; nothing else can be left out.
-void check_ignore(const YAML::Node& n, const Ctx& c) {
+// ignore for the steps that act on every linear (SmoothQuant): lm_head only.
+void check_ignore_lm_head(const YAML::Node& n, const Ctx& c) {
   for (const auto& t : strings(n, c, "ignore")) {
     if (t == "lm_head" || t == "re:.*lm_head" || t == "re:.*lm_head$") continue;
-    fail("{}: {}.ignore '{}': lmpress leaves lm_head (and the embeddings) uncompressed and cannot leave out other "
-         "modules",
+    fail("{}: {}.ignore '{}': SmoothQuant smooths every block's q/k/v and gate/up; lm_head is the only module it can "
+         "leave out",
          c.source, c.where, t);
   }
 }
 
-// The int-N spec of llm-compressor's preset schemes, or of one config group.
-std::string quant_type(const YAML::Node& m, const Ctx& c) {
-  if (m["scheme"] && m["config_groups"]) fail("{}: {}: give scheme or config_groups, not both", c.source, c.where);
-  if (m["scheme"]) {
-    const std::string s = scalar(m["scheme"], c, "scheme");
-    if (s == "W4A16") return "int4-g128";
-    if (s == "W4A16_ASYM") return "int4-g128-asym";
-    if (s == "W8A16") return "int8-ch";
-    if (s == "W8A8") return "w8a8";  // int8 per channel, int8 activations per token (quantize --scheme w8a8)
-    if (s == "W4A8" || s.rfind("FP8", 0) == 0)
-      fail("{}: {}.scheme {}: this activation quantization is not built; the schemes are W4A16, W4A16_ASYM, W8A16 "
-           "and W8A8",
-           c.source, c.where, s);
-    fail("{}: {}.scheme '{}' is unknown (W4A16, W4A16_ASYM, W8A16, W8A8)", c.source, c.where, s);
-  }
-  const YAML::Node g = m["config_groups"];
-  if (!g || !g.IsMap() || g.size() != 1) fail("{}: {}: give scheme, or config_groups with one group", c.source, c.where);
-  const YAML::Node group = g.begin()->second;
-  const Ctx gc{c.source, c.where + ".config_groups." + g.begin()->first.Scalar()};
-  if (!group.IsMap()) fail("{}: {} must be a map", c.source, gc.where);
-  for (const auto& kv : group) {
-    const std::string k = kv.first.Scalar();
-    if (k == "targets") check_targets(kv.second, gc);
-    else if (k == "input_activations" || k == "output_activations") {
-      if (!kv.second.IsNull())
-        fail("{}: {}.{}: activation quantization in config_groups is not read (scheme: W8A8 is)", c.source, gc.where, k);
-    } else if (k != "weights") fail("{}: {}.{} is not a config group field lmpress reads", c.source, gc.where, k);
-  }
-  const YAML::Node w = group["weights"];
-  if (!w || !w.IsMap()) fail("{}: {}.weights must be a map", c.source, gc.where);
-  const Ctx wc{c.source, gc.where + ".weights"};
+// A targets or ignore list: names as llm-compressor matches them (core/module_match.h).
+std::vector<std::string> module_list(const YAML::Node& n, const Ctx& c, const std::string& key) {
+  std::vector<std::string> v = strings(n, c, key);
+  for (const auto& t : v) ModuleTarget(t, c.source + ": " + c.where + "." + key);  // fails on a bad pattern now
+  return v;
+}
+
+// One config group's weights as an int-N spec.
+IntGroupSpec group_weights(const YAML::Node& w, const Ctx& wc) {
+  if (!w || !w.IsMap()) fail("{}: {} must be a map", wc.source, wc.where);
   int bits = 0;
   bool sym = true;
   std::string strategy;
@@ -134,17 +85,74 @@ std::string quant_type(const YAML::Node& m, const Ctx& c) {
     else if (k == "strategy") strategy = scalar(kv.second, wc, k);
     else if (k == "group_size") group_size = integer(kv.second, wc, k, -1, int64_t(1) << 30);
     else if (k == "type") {
-      if (scalar(kv.second, wc, k) != "int") fail("{}: {}.type: int weights only", c.source, wc.where);
+      if (scalar(kv.second, wc, k) != "int") fail("{}: {}.type: int weights only", wc.source, wc.where);
     } else if (k == "dynamic") {
-      if (kv.second.as<bool>()) fail("{}: {}.dynamic: weights are quantized statically", c.source, wc.where);
-    } else if (k != "actorder") fail("{}: {}.{} is not a weights field lmpress reads", c.source, wc.where, k);
+      if (kv.second.as<bool>()) fail("{}: {}.dynamic: weights are quantized statically", wc.source, wc.where);
+    } else if (k != "actorder") fail("{}: {}.{} is not a weights field lmpress reads", wc.source, wc.where, k);
   }
-  if (bits != 4 && bits != 8) fail("{}: {}.num_bits {}: 4 or 8", c.source, wc.where, bits);
-  std::string type = "int" + std::to_string(bits);
-  if (strategy == "channel") type += "-ch";
-  else if (strategy == "group" && group_size > 0) type += "-g" + std::to_string(group_size);
-  else fail("{}: {}.strategy '{}' (group_size {}): group with a group_size, or channel", c.source, wc.where, strategy, group_size);
-  return sym ? type : type + "-asym";
+  if (bits != 4 && bits != 8) fail("{}: {}.num_bits {}: 4 or 8", wc.source, wc.where, bits);
+  IntGroupSpec s;
+  s.bits = bits;
+  s.sym = sym;
+  if (strategy == "channel") s.group = -1;
+  else if (strategy == "group" && group_size > 0) s.group = group_size;
+  else fail("{}: {}.strategy '{}' (group_size {}): group with a group_size, or channel", wc.source, wc.where, strategy, group_size);
+  return s;
+}
+
+// The quantization of a GPTQ/Quantization modifier: llm-compressor's preset
+// schemes, or config groups. st.quantize.type (or .scheme) gets the format of
+// the group targeting Linear (else the first group's); the others go to st.groups.
+void quant_formats(const YAML::Node& m, const Ctx& c, RecipeStep& st) {
+  if (m["scheme"] && m["config_groups"]) fail("{}: {}: give scheme or config_groups, not both", c.source, c.where);
+  if (m["scheme"]) {
+    const std::string s = scalar(m["scheme"], c, "scheme");
+    if (s == "W4A16") st.quantize.type = "int4-g128";
+    else if (s == "W4A16_ASYM") st.quantize.type = "int4-g128-asym";
+    else if (s == "W8A16") st.quantize.type = "int8-ch";
+    else if (s == "W8A8") st.quantize.scheme = "w8a8";  // int8 per channel, int8 activations per token (quantize --scheme w8a8)
+    else if (s == "W4A8" || s.rfind("FP8", 0) == 0)
+      fail("{}: {}.scheme {}: this activation quantization is not built; the schemes are W4A16, W4A16_ASYM, W8A16 "
+           "and W8A8",
+           c.source, c.where, s);
+    else fail("{}: {}.scheme '{}' is unknown (W4A16, W4A16_ASYM, W8A16, W8A8)", c.source, c.where, s);
+    return;
+  }
+  const YAML::Node g = m["config_groups"];
+  if (!g || !g.IsMap() || g.size() == 0) fail("{}: {}: give scheme, or config_groups", c.source, c.where);
+  std::optional<IntGroupSpec> linear;
+  std::vector<std::string> union_targets;
+  for (const auto& entry : g) {
+    const YAML::Node group = entry.second;
+    const Ctx gc{c.source, c.where + ".config_groups." + entry.first.Scalar()};
+    if (!group.IsMap()) fail("{}: {} must be a map", c.source, gc.where);
+    std::vector<std::string> targets;
+    for (const auto& kv : group) {
+      const std::string k = kv.first.Scalar();
+      if (k == "targets") targets = module_list(kv.second, gc, k);
+      else if (k == "input_activations" || k == "output_activations") {
+        if (!kv.second.IsNull())
+          fail("{}: {}.{}: activation quantization in config_groups is not read (scheme: W8A8 is)", c.source, gc.where, k);
+      } else if (k != "weights") fail("{}: {}.{} is not a config group field lmpress reads", c.source, gc.where, k);
+    }
+    if (targets.empty()) fail("{}: {}.targets: name the modules the group quantizes (Linear for every one)", c.source, gc.where);
+    const IntGroupSpec spec = group_weights(group["weights"], {c.source, gc.where + ".weights"});
+    if (std::find(targets.begin(), targets.end(), "Linear") != targets.end()) {
+      if (targets.size() > 1) fail("{}: {}.targets: Linear already names every linear", c.source, gc.where);
+      if (linear) fail("{}: {}.targets: two groups target Linear", c.source, gc.where);
+      linear = spec;
+      continue;
+    }
+    union_targets.insert(union_targets.end(), targets.begin(), targets.end());
+    st.groups.emplace_back(module_selector(targets, {}, c.source + ": " + gc.where + ".targets", ""), spec);
+  }
+  if (linear) {
+    st.quantize.type = linear->name();
+  } else {
+    // No group targets Linear: the linears no group names stay unquantized.
+    st.quantize.type = st.groups.front().second.name();
+    for (const auto& t : union_targets) st.select.targets.emplace_back(t, c.source + ": " + c.where + ".config_groups");
+  }
 }
 
 bool actorder(const YAML::Node& n, const Ctx& c) {
@@ -154,6 +162,63 @@ bool actorder(const YAML::Node& n, const Ctx& c) {
   if (s == "static" || s == "false") return false;
   if (s == "weight") fail("{}: {}.actorder weight: only group act-order (GPTQ's desc_act) is built", c.source, c.where);
   fail("{}: {}.actorder '{}' is unknown (group, static)", c.source, c.where, s);
+}
+
+// lmpress's LowRankModifier: `lmpress lowrank` (compress/low_rank_model.h).
+RecipeStep low_rank_modifier(const YAML::Node& args, const Ctx& c, RecipeStep& st) {
+  st.kind = RecipeStep::Kind::LowRank;
+  LowRankOptions& o = st.lowrank;
+  std::vector<std::string> targets, ignore;
+  bool ratio = false, rank = false;
+  for (const auto& kv : args) {
+    const std::string k = kv.first.Scalar();
+    if (k == "method") o.method = parse_low_rank_method(scalar(kv.second, c, k));
+    else if (k == "ratio") {
+      o.ratio = number(kv.second, c, k), ratio = true;
+      if (!(o.ratio > 0 && o.ratio < 1)) fail("{}: {}.ratio {}: a fraction in (0, 1)", c.source, c.where, o.ratio);
+    } else if (k == "rank") o.rank = integer(kv.second, c, k, 1, int64_t(1) << 30), rank = true;
+    else if (k == "global") o.global = kv.second.as<bool>();
+    else if (k == "alpha") o.alpha = number(kv.second, c, k);
+    else if (k == "factor_type") {
+      const std::string t = scalar(kv.second, c, k);
+      const auto d = dtype_from_name(t);
+      if (!d) fail("{}: {}.factor_type: unknown type '{}'", c.source, c.where, t);
+      o.factor_type = *d;
+    } else if (k == "targets") targets = module_list(kv.second, c, k);
+    else if (k == "ignore") ignore = module_list(kv.second, c, k);
+    else
+      fail("{}: {}.{} is not an argument lmpress reads for LowRankModifier (method, ratio, rank, global, alpha, "
+           "factor_type, targets, ignore)",
+           c.source, c.where, k);
+  }
+  if (ratio == rank) fail("{}: {}: give ratio or rank", c.source, c.where);
+  o.select = module_selector(targets, ignore, c.source + ": " + c.where + ".targets", c.source + ": " + c.where + ".ignore");
+  return st;
+}
+
+// lmpress's DistillationModifier: full fine-tuning against a teacher (`lmpress finetune --teacher`).
+RecipeStep distillation_modifier(const YAML::Node& args, const Ctx& c, RecipeStep& st) {
+  st.kind = RecipeStep::Kind::Distill;
+  DistillStep& d = st.distill;
+  for (const auto& kv : args) {
+    const std::string k = kv.first.Scalar();
+    if (k == "teacher") d.teacher = scalar(kv.second, c, k);
+    else if (k == "loss") d.loss = scalar(kv.second, c, k);
+    else if (k == "steps") d.steps = integer(kv.second, c, k, 1, 1000000);
+    else if (k == "batch") d.batch = integer(kv.second, c, k, 1, 65536);
+    else if (k == "ctx") d.ctx = integer(kv.second, c, k, 2, 1 << 20);
+    else if (k == "lr") {
+      d.lr = number(kv.second, c, k);
+      if (!(d.lr > 0 && d.lr < 1)) fail("{}: {}.lr {}: in (0, 1)", c.source, c.where, d.lr);
+    } else if (k == "seed") d.seed = uint32_t(integer(kv.second, c, k, 0, 0xffffffffLL));
+    else
+      fail("{}: {}.{} is not an argument lmpress reads for DistillationModifier (teacher, loss, steps, batch, ctx, lr, "
+           "seed)",
+           c.source, c.where, k);
+  }
+  if (d.loss != "kl" && d.loss != "rkl" && d.loss.rfind("mix:", 0) != 0)
+    fail("{}: {}.loss '{}': a distillation loss (kl, rkl, mix:A)", c.source, c.where, d.loss);
+  return st;
 }
 
 RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& c) {
@@ -171,7 +236,7 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
         if (!(st.smooth_alpha >= 0 && st.smooth_alpha <= 1))
           fail("{}: {}.smoothing_strength {}: in [0, 1]", c.source, c.where, st.smooth_alpha);
       } else if (k == "ignore") {
-        check_ignore(kv.second, c);
+        check_ignore_lm_head(kv.second, c);
       } else {
         fail("{}: {}.{} is not an argument lmpress reads for SmoothQuantModifier (smoothing_strength; the mappings are "
              "the Llama defaults: q/k/v after input_layernorm, gate/up after post_attention_layernorm)",
@@ -216,19 +281,18 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
                   c.where);
     return st;
   }
+  if (name == "LowRankModifier") return low_rank_modifier(args, c, st);
+  if (name == "DistillationModifier") return distillation_modifier(args, c, st);
   if (!quant && !prune)
     fail("{}: {}: unknown modifier (SmoothQuantModifier, SpinQuantModifier, SparseGPTModifier, WandaModifier, "
-         "GPTQModifier, QuantizationModifier)",
+         "GPTQModifier, QuantizationModifier; lmpress's LowRankModifier and DistillationModifier)",
          c.source, c.where);
   std::set<std::string> allowed = {"targets", "ignore"};
   if (quant) {
     st.kind = RecipeStep::Kind::Quantize;
-    const std::string type = quant_type(args, c);
-    if (type == "w8a8") {
-      st.quantize.scheme = type;
-    } else {
-      st.quantize.type = type;
-    }
+    quant_formats(args, c, st);
+    if (args["config_groups"] && args["targets"])
+      fail("{}: {}.targets: with config_groups, each group names its targets", c.source, c.where);
     st.quantize.method = name == "GPTQModifier" ? "gptq" : "rtn";
     st.quantize.format = "compressed-tensors";
     allowed.insert({"scheme", "config_groups"});
@@ -241,11 +305,12 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
   }
   double sparsity = -1;
   std::string mask = "0:0";
+  std::vector<std::string> targets, ignore;
   for (const auto& kv : args) {
     const std::string k = kv.first.Scalar();
     if (!allowed.count(k)) fail("{}: {}.{} is not an argument lmpress reads for {}", c.source, c.where, k, name);
-    if (k == "targets") check_targets(kv.second, c);
-    else if (k == "ignore") check_ignore(kv.second, c);
+    if (k == "targets") targets = module_list(kv.second, c, k);
+    else if (k == "ignore") ignore = module_list(kv.second, c, k);
     else if (k == "dampening_frac") {
       const double d = number(kv.second, c, k);
       if (!(d > 0 && d <= 1)) fail("{}: {}.dampening_frac {}: a fraction in (0, 1]", c.source, c.where, d);
@@ -257,6 +322,11 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
     } else if (k == "sparsity") sparsity = number(kv.second, c, k);
     else if (k == "mask_structure") mask = scalar(kv.second, c, k);
   }
+  ModuleSelector& sel = quant ? st.select : st.prune.select;
+  const ModuleSelector given = module_selector(targets, ignore, c.source + ": " + c.where + ".targets",
+                                               c.source + ": " + c.where + ".ignore");
+  sel.targets.insert(sel.targets.end(), given.targets.begin(), given.targets.end());
+  sel.ignore = given.ignore;
   if (prune) {
     if (mask == "0:0") {
       if (!(sparsity > 0 && sparsity < 1)) fail("{}: {}.sparsity {}: a fraction in (0, 1)", c.source, c.where, sparsity);
@@ -272,7 +342,31 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
   return st;
 }
 
+// A stage's `calibration:` map (lmpress's own key).
+StageCalibration stage_calibration(const YAML::Node& n, const Ctx& c) {
+  if (!n.IsMap()) fail("{}: {} must be a map (file, samples, ctx, consecutive)", c.source, c.where);
+  StageCalibration s;
+  for (const auto& kv : n) {
+    const std::string k = kv.first.Scalar();
+    if (k == "file") s.file = scalar(kv.second, c, k);
+    else if (k == "samples") s.samples = integer(kv.second, c, k, -1, 1 << 20);
+    else if (k == "ctx") s.ctx = integer(kv.second, c, k, 2, 1 << 20);
+    else if (k == "consecutive") s.consecutive = kv.second.as<bool>();
+    else fail("{}: {}.{} is not a calibration field (file, samples, ctx, consecutive)", c.source, c.where, k);
+  }
+  if (s.samples && *s.samples == 0) fail("{}: {}.samples 0: at least 1 (or -1: as many as the text holds)", c.source, c.where);
+  return s;
+}
+
 }  // namespace
+
+CalibrationOptions StageCalibration::over(CalibrationOptions base) const {
+  if (file) base.file = *file;
+  if (samples) base.samples = *samples;
+  if (ctx) base.ctx = *ctx;
+  if (consecutive) base.consecutive = *consecutive;
+  return base;
+}
 
 Recipe parse_recipe(const std::string& text, const std::string& source) {
   YAML::Node root;
@@ -287,15 +381,24 @@ Recipe parse_recipe(const std::string& text, const std::string& source) {
   for (const auto& stage : root) {
     const std::string sname = stage.first.Scalar();
     if (!stage.second.IsMap()) fail("{}: stage {} must be a map", source, sname);
+    std::string run_type = "oneshot";
+    StageCalibration calib;
+    const size_t first = r.steps.size();
     for (const auto& part : stage.second) {
       const std::string key = part.first.Scalar();
       const Ctx c{source, sname + "." + key};
       if (key == "run_type") {
-        if (scalar(part.second, c, key) != "oneshot") fail("{}: {}: only oneshot stages run here (no training)", source, c.where);
+        run_type = scalar(part.second, c, key);
+        if (run_type != "oneshot" && run_type != "train")
+          fail("{}: {} '{}': oneshot, or train (for DistillationModifier)", source, c.where, run_type);
+        continue;
+      }
+      if (key == "calibration") {
+        calib = stage_calibration(part.second, c);
         continue;
       }
       if (key.size() < 10 || key.compare(key.size() - 10, 10, "_modifiers") != 0)
-        fail("{}: {} is neither run_type nor a *_modifiers map", source, c.where);
+        fail("{}: {} is neither run_type, calibration nor a *_modifiers map", source, c.where);
       if (!part.second.IsMap()) fail("{}: {} must be a map of modifiers", source, c.where);
       for (const auto& mod : part.second) {
         RecipeStep st = modifier(mod.first.Scalar(), mod.second, {source, c.where + "." + mod.first.Scalar()});
@@ -303,17 +406,30 @@ Recipe parse_recipe(const std::string& text, const std::string& source) {
         r.steps.push_back(std::move(st));
       }
     }
+    for (size_t i = first; i < r.steps.size(); i++) {
+      RecipeStep& st = r.steps[i];
+      st.calib = calib;
+      if ((st.kind == RecipeStep::Kind::Distill) != (run_type == "train"))
+        fail("{}: {}.{}: {}", source, sname, st.modifier,
+             run_type == "train" ? "a train stage holds DistillationModifier only"
+                                 : "DistillationModifier trains: its stage needs run_type: train");
+    }
   }
   if (r.steps.empty()) fail("{}: the recipe has no modifiers", source);
-  for (size_t i = 0; i + 1 < r.steps.size(); i++)
+  for (size_t i = 0; i + 1 < r.steps.size(); i++) {
     if (r.steps[i].kind == RecipeStep::Kind::Quantize)
       fail("{}: {}.{}: quantization writes a checkpoint no later step can read; it must come last", source,
            r.steps[i].stage, r.steps[i].modifier);
+    if (r.steps[i].kind == RecipeStep::Kind::LowRank)
+      fail("{}: {}.{}: the steps after it would multiply factorized linears back; low-rank compression must come last",
+           source, r.steps[i].stage, r.steps[i].modifier);
+  }
   return r;
 }
 
 void run_recipe(const Recipe& r, const std::string& in_path, const std::string& out_path,
-                const CalibrationOptions& calib, const std::function<void(size_t, const RecipeStep&)>& on_step) {
+                const CalibrationOptions& calib, const std::function<void(size_t, const RecipeStep&)>& on_step,
+                const DistillRunner& distill) {
   std::string input = in_path;
   // The intermediate files: removed when the recipe ends, also by an error or a signal.
   struct Temp {
@@ -330,41 +446,68 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
   std::vector<QuantizeOptions> qopts(r.steps.size());
   for (size_t i = 0; i < r.steps.size(); i++) {
     const RecipeStep& st = r.steps[i];
+    const CalibrationOptions cal = st.calib.over(calib);
     if (st.kind == RecipeStep::Kind::Quantize) {
       QuantizeRequest q = st.quantize;
-      q.calib = calib;
+      q.calib = cal;
       qopts[i] = quantize_options(q, out_path);
       qopts[i].recipe = r.text;
-    } else if ((st.kind == RecipeStep::Kind::Smooth ||
-                (st.kind == RecipeStep::Kind::Prune && st.prune.method != PruneMethod::Magnitude)) &&
-               calib.file.empty()) {
-      fail("{}: {} needs calibration text: --calib FILE", st.stage, st.modifier);
+      qopts[i].select = st.select;
+      for (const auto& [sel, spec] : st.groups) {
+        IntRule rule;
+        rule.what = st.stage + "." + st.modifier + " config group targeting " + sel.targets.front().spelled();
+        rule.matches = [sel](const std::string&, const std::string& module) { return sel.selects(module); };
+        rule.spec = spec;
+        rule.spec->act_order = q.act_order;
+        check_int_checkpoint(qopts[i].checkpoint, *rule.spec);
+        qopts[i].int_rules.push_back(std::move(rule));
+      }
+    } else if (cal.file.empty() &&
+               (st.kind == RecipeStep::Kind::Smooth || st.kind == RecipeStep::Kind::Distill ||
+                (st.kind == RecipeStep::Kind::Prune && st.prune.method != PruneMethod::Magnitude) ||
+                (st.kind == RecipeStep::Kind::LowRank && st.lowrank.method != LowRankMethod::Svd))) {
+      fail("{}: {} needs {} text: --calib FILE, or the stage's calibration.file", st.stage, st.modifier,
+           st.kind == RecipeStep::Kind::Distill ? "training" : "calibration");
     }
+    if (st.kind == RecipeStep::Kind::Distill && !distill)
+      fail("{}: {}: this build of the recipe runner cannot train", st.stage, st.modifier);
   }
   for (size_t i = 0; i < r.steps.size(); i++) {
     const RecipeStep& st = r.steps[i];
+    const CalibrationOptions cal = st.calib.over(calib);
     if (on_step) on_step(i, st);
     const bool last = i + 1 == r.steps.size();
     std::string base = out_path;
     while (base.size() > 1 && base.back() == '/') base.pop_back();  // "out/" names the directory out
     const std::string out = last ? out_path : base + ".step" + std::to_string(i) + ".tmp.gguf";
     if (!last) temps.push_back(std::make_unique<Temp>(out));
+    if (st.kind == RecipeStep::Kind::Distill) {
+      distill(st.distill, st.distill.teacher.empty() ? in_path : st.distill.teacher, input, out, cal,
+              last ? r.text : std::string());
+      input = out;
+      continue;
+    }
     auto m = load_model(input);
     check_finite_weights(*m);
     if (st.kind == RecipeStep::Kind::Quantize) {
       quantize_model(*m, out, qopts[i]);
     } else if (st.kind == RecipeStep::Kind::Smooth || st.kind == RecipeStep::Kind::Rotate) {
       if (st.kind == RecipeStep::Kind::Smooth) {
-        smooth_model(*m, calib, st.smooth_alpha);
+        smooth_model(*m, cal, st.smooth_alpha);
       } else {
         rotate_model(*m, st.rotate);
       }
       ExportOptions eo;
       if (last) eo.recipe = r.text;
       write_gguf_model(*m, out, eo);
+    } else if (st.kind == RecipeStep::Kind::LowRank) {
+      LowRankOptions o = st.lowrank;
+      if (o.method != LowRankMethod::Svd) o.calib = cal;
+      if (last) o.recipe = r.text;
+      low_rank_model(*m, out, o);
     } else {
       PruneOptions p = st.prune;
-      p.calib = calib;
+      p.calib = cal;
       if (last) p.recipe = r.text;
       prune_model(*m, out, p);
     }

@@ -1,9 +1,11 @@
-// lmpress apply RECIPE.yaml MODEL OUT [--calib TEXT]: the steps of a recipe, in order.
+// lmpress apply RECIPE.yaml MODEL OUT [--calib TEXT]: the steps of a recipe, in order (distillation steps by the
+// train layer).
 #include "commands.h"
 #include "compress/recipe.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "kernels/matmul.h"
+#include "train/recipe_distill.h"
 
 namespace lmpress::cli {
 
@@ -18,7 +20,8 @@ void add_apply(CLI::App& app) {
   add_path_option(cmd, "recipe", o->recipe, "Recipe (YAML)", PathRole::Input)->required();
   add_path_option(cmd, "input", o->in, "Input model", PathRole::Model)->required();
   add_path_option(cmd, "output", o->out,
-                  "Output: a directory when the recipe quantizes (compressed-tensors), else a .gguf file",
+                  "Output: a directory when the recipe quantizes (compressed-tensors), else a .gguf file (the recipe's "
+                  "stages may name their own calibration files and a distillation teacher)",
                   PathRole::Output, OutputKind::Either)
       ->required();
   add_calibration_options(cmd, o->calib, "every calibrated step");
@@ -26,10 +29,13 @@ void add_apply(CLI::App& app) {
   on_run(cmd, [o] {
     set_num_threads(o->threads);
     const Recipe r = parse_recipe(read_text_file(o->recipe), o->recipe);
-    run_recipe(r, o->in, o->out, o->calib, [&](size_t i, const RecipeStep& st) {
-      fmt::print("step {}/{}: {}.{}\n", i + 1, r.steps.size(), st.stage, st.modifier);
-      std::fflush(stdout);
-    });
+    run_recipe(
+        r, o->in, o->out, o->calib,
+        [&](size_t i, const RecipeStep& st) {
+          fmt::print("step {}/{}: {}.{}\n", i + 1, r.steps.size(), st.stage, st.modifier);
+          std::fflush(stdout);
+        },
+        train::run_distill_step);
     fmt::print("wrote {}\n", o->out);
   });
 }

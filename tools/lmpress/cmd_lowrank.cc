@@ -9,6 +9,7 @@ namespace lmpress::cli {
 void add_lowrank(CLI::App& app) {
   struct Opts {
     std::string in, out, method = "svd-llm", factor_type = "f16";
+    std::vector<std::string> targets, ignore;
     LowRankOptions lr;
     bool no_finite_check = false, json = false;
     int threads = 0;
@@ -29,6 +30,10 @@ void add_lowrank(CLI::App& app) {
   cmd->add_option("--factor-type", o->factor_type, "Type of both factors (f32, f16, bf16, q8_0, ...)")
       ->capture_default_str();
   cmd->add_option("--name", o->lr.name, "general.name of the output");
+  cmd->add_option("--targets", o->targets,
+                  "Factorize only these modules' linears (Hugging Face names: model.layers.3.mlp, or re:REGEX matched "
+                  "at the start; repeat for more)");
+  cmd->add_option("--ignore", o->ignore, "Leave these modules' linears dense (names as --targets)");
   add_calibration_options(cmd, o->lr.calib, "asvd and svd-llm");
   add_threads_option(cmd, o->threads);
   add_finite_check_flag(cmd, o->no_finite_check);
@@ -46,6 +51,7 @@ void add_lowrank(CLI::App& app) {
     const auto t = dtype_from_name(o->factor_type);
     if (!t) fail("--factor-type: unknown type '{}'", o->factor_type);
     lr.factor_type = *t;
+    lr.select = module_selector(o->targets, o->ignore, "lowrank --targets", "lowrank --ignore");
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     const LowRankReport r = low_rank_model(*m, o->out, lr);
     const double kept = double(r.params_total_after) / double(r.params_total_before);
