@@ -19,7 +19,8 @@ const PresetInfo kPresets[] = {
     {Preset::Q5_K_S, "q5_k_s", DType::Q5_K, 16},  {Preset::Q5_K_M, "q5_k_m", DType::Q5_K, 17},
     {Preset::Q6_K, "q6_k", DType::Q6_K, 18},      {Preset::IQ4_NL, "iq4_nl", DType::IQ4_NL, 25},
     {Preset::IQ4_XS, "iq4_xs", DType::IQ4_XS, 30}, {Preset::TQ1_0, "tq1_0", DType::TQ1_0, 36},
-    {Preset::TQ2_0, "tq2_0", DType::TQ2_0, 37},   {Preset::IQ2_XXS, "iq2_xxs", DType::IQ2_XXS, 19},
+    {Preset::TQ2_0, "tq2_0", DType::TQ2_0, 37},   {Preset::IQ1_S, "iq1_s", DType::IQ1_S, 24},
+    {Preset::IQ1_M, "iq1_m", DType::IQ1_M, 31},   {Preset::IQ2_XXS, "iq2_xxs", DType::IQ2_XXS, 19},
     {Preset::IQ2_XS, "iq2_xs", DType::IQ2_XS, 20},   {Preset::IQ2_S, "iq2_s", DType::IQ2_XS, 28},
     {Preset::IQ2_M, "iq2_m", DType::IQ2_S, 29},     {Preset::IQ3_XXS, "iq3_xxs", DType::IQ3_XXS, 23},
     {Preset::IQ3_XS, "iq3_xs", DType::IQ3_S, 22},   {Preset::IQ3_S, "iq3_s", DType::IQ3_S, 26},
@@ -60,8 +61,10 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
   const int64_t i = layer_of(name);
   const int64_t n = m.cfg.n_layers;
   const int64_t gqa = i >= 0 && i < n ? m.cfg.heads(i) / m.cfg.kv_heads(i) : m.cfg.n_heads / m.cfg.n_kv_heads;
-  // llama.cpp's branch for the 2-bit codebook file types (IQ2_S and IQ2_M with IQ3_S where the others take Q2_K).
-  const bool two_bit = p == Preset::IQ2_XXS || p == Preset::IQ2_XS || p == Preset::IQ2_S || p == Preset::IQ2_M;
+  // llama.cpp's branch for the 1- and 2-bit codebook file types (IQ2_S and IQ2_M with IQ3_S where the others
+  // take Q2_K; IQ1_S and IQ1_M with IQ2_XXS attention outputs).
+  const bool one_bit = p == Preset::IQ1_S || p == Preset::IQ1_M;
+  const bool two_bit = one_bit || p == Preset::IQ2_XXS || p == Preset::IQ2_XS || p == Preset::IQ2_S || p == Preset::IQ2_M;
   const bool iq2_sm = p == Preset::IQ2_S || p == Preset::IQ2_M;
   if (is_output) {
     if (t.cols() % dtype_info(base).block_elems != 0) return DType::Q8_0;
@@ -79,7 +82,8 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
       return gqa >= 4 || experts >= 4 ? DType::Q4_K : iq2_sm ? DType::IQ3_S : DType::Q2_K;
     if (experts == 8 && contains(name, "attn_k.weight")) return DType::Q4_K;
     if (contains(name, "ffn_down")) return i < n / 8 ? (iq2_sm ? DType::IQ3_S : DType::Q2_K) : base;
-    if (contains(name, "attn_output.weight")) return experts == 8 ? DType::Q5_K : iq2_sm ? DType::IQ3_S : base;
+    if (contains(name, "attn_output.weight"))
+      return experts == 8 ? DType::Q5_K : iq2_sm ? DType::IQ3_S : one_bit ? DType::IQ2_XXS : base;
     return base;
   }
   if (experts == 8 && (contains(name, "attn_k.weight") || contains(name, "attn_v.weight"))) return DType::Q8_0;

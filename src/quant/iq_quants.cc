@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <vector>
@@ -61,33 +62,37 @@ Lattice build_lattice(int grid_size, int dim, int bits, int nwant, Grid grid) {
     }
     lat.map[size_t(u)] = k;
   }
-  std::vector<std::pair<int, int>> dist(static_cast<size_t>(grid_size));  // (squared distance, grid index)
+  std::vector<int> d2(static_cast<size_t>(grid_size));
+  std::vector<std::pair<int, int>> near;  // (squared distance, grid index)
   for (int u = 0; u < map_size; u++) {
     if (lat.map[size_t(u)] >= 0) continue;
+    // The nwant smallest distinct distances in one pass (ggml sorts all points by (distance, index) and
+    // keeps those up to the nwant-th distinct distance: the same points in the same order).
+    int smallest[8];
+    int have = 0;
     for (int k = 0; k < grid_size; k++) {
-      int d2 = 0;
+      int d = 0;
       for (int j = 0; j < dim; j++) {
         const int pos = 2 * ((u >> (bits * j)) & ((1 << bits) - 1)) + 1;
         const int diff = lat.points[size_t(k * dim + j)] - pos;
-        d2 += diff * diff;
+        d += diff * diff;
       }
-      dist[size_t(k)] = {d2, k};
+      d2[size_t(k)] = d;
+      int at = 0;
+      while (at < have && smallest[at] < d) ++at;
+      if (at < have && smallest[at] == d) continue;
+      if (at >= nwant) continue;
+      for (int m = std::min(have, nwant - 1); m > at; m--) smallest[m] = smallest[m - 1];
+      smallest[at] = d;
+      have = std::min(have + 1, nwant);
     }
-    std::sort(dist.begin(), dist.end());
+    near.clear();
+    for (int k = 0; k < grid_size; k++)
+      if (d2[size_t(k)] <= smallest[have - 1]) near.emplace_back(d2[size_t(k)], k);
+    std::sort(near.begin(), near.end());
     lat.map[size_t(u)] = -int(lat.neighbours.size() + 1);
-    const size_t start = lat.neighbours.size();
-    lat.neighbours.push_back(0);
-    int d2 = dist[0].first, nhave = 1, n = 0;
-    for (const auto& [d, k] : dist) {
-      if (d > d2) {
-        if (nhave == nwant) break;
-        d2 = d;
-        ++nhave;
-      }
-      lat.neighbours.push_back(uint16_t(k));
-      ++n;
-    }
-    lat.neighbours[start] = uint16_t(n);
+    lat.neighbours.push_back(uint16_t(near.size()));
+    for (const auto& [d, k] : near) lat.neighbours.push_back(uint16_t(k));
   }
   return lat;
 }
@@ -100,8 +105,17 @@ const Lattice& lattice_of() {
   return l;
 }
 
+// IQ1_S/IQ1_M's 2048 points hold signed bytes −1, 0, 1 (levels 0, 1, 2).
+const Lattice& iq1_lattice() {
+  static const Lattice l = build_lattice(int(std::size(kIq1sGrid)), 8, 2, 3,
+                                         [](int k, int j) { return int(int8_t(grid_byte(kIq1sGrid[k], j))); });
+  return l;
+}
+
 const Lattice& lattice(DType t) {
   switch (t) {
+    case DType::IQ1_S:
+    case DType::IQ1_M: return iq1_lattice();
     case DType::IQ2_XXS: return lattice_of<kIq2xxsGrid, 8, 2, 2>();
     case DType::IQ2_XS: return lattice_of<kIq2xsGrid, 8, 2, 2>();
     case DType::IQ2_S: return lattice_of<kIq2sGrid, 8, 2, 1>();
@@ -516,6 +530,287 @@ void iq3_s_block(const Lattice& lat, const float* xbl, const float* qw, BlockIQ3
     y.scales[ib / 2] = uint8_t(scale_code(id, scales[ib]) | (scale_code(id, scales[ib + 1]) << 4));
 }
 
+// ---- IQ1_S / IQ1_M (ggml-quants.c quantize_row_iq1_s_impl / quantize_row_iq1_m_impl, step for step).
+// Three levels −1, 0, 1 shifted by ±1/8 per group; each group's two split points are found exhaustively
+// over its values sorted with the C library's qsort (as ggml does, so ties fall the same way).
+
+constexpr float kIq1Delta = 0.125f;
+
+// A value and its index, the layout ggml sorts (two 4-byte fields, compared by the value).
+struct Iq1Pair {
+  float x;
+  int32_t i;
+};
+int iq1_compare(const void* a, const void* b) {
+  const float l = static_cast<const Iq1Pair*>(a)->x, r = static_cast<const Iq1Pair*>(b)->x;
+  return l < r ? -1 : l > r ? 1 : 0;
+}
+
+// Values xb[0..n) sorted ascending (ties as qsort leaves them).
+void iq1_sort(const float* xb, int n, Iq1Pair* pairs) {
+  for (int j = 0; j < n; j++) pairs[j] = {xb[j], j};
+  std::qsort(pairs, size_t(n), sizeof(Iq1Pair), iq1_compare);
+}
+
+// ggml's iq1_find_best_neighbour2: the neighbour of an off-grid vector with the least weighted
+// error under `scale` on the shifted values xx; its levels written to L.
+int iq1_neighbour(const Lattice& lat, const float* xval, const float* w, float scale, const float* xx, int8_t* L) {
+  int u = 0;
+  for (int i = 0; i < 8; i++) u |= L[i] << (2 * i);
+  const int g = lat.map[size_t(u)];
+  if (g >= 0) return g;
+  const uint16_t* nb = lat.neighbours.data() + (-g - 1);
+  float best_d2 = FLT_MAX;
+  int best = -1;
+  for (int j = 1; j <= nb[0]; j++) {
+    const int8_t* pg = lat.point(nb[j]);
+    float d2 = 0;
+    for (int i = 0; i < 8; i++) {
+      const float diff = scale * xx[(pg[i] - 1) / 2] - xval[i];
+      d2 += w[i] * diff * diff;
+    }
+    if (d2 < best_d2) best_d2 = d2, best = nb[j];
+  }
+  if (best < 0) fail("internal: IQ1 quantizer found no grid point (non-finite weights?)");
+  const int8_t* pg = lat.point(best);
+  for (int i = 0; i < 8; i++) L[i] = int8_t((pg[i] - 1) / 2);
+  return best;
+}
+
+// The weighted least-squares scale of xb on the grid points `index` (values xx[level], xx per point).
+template <class Shifted>
+float iq1_refit(const Lattice& lat, const float* xb, const float* weight, const uint16_t* index, int points,
+                Shifted xx_of, float scale) {
+  float sumqx = 0, sumq2 = 0;
+  for (int k = 0; k < points; k++) {
+    const float* xx = xx_of(k);
+    const int8_t* pg = lat.point(index[k]);
+    for (int j = 0; j < 8; j++) {
+      const float w = weight[8 * k + j];
+      const float q = xx[(pg[j] - 1) / 2];
+      sumqx += w * q * xb[8 * k + j];
+      sumq2 += w * q * q;
+    }
+  }
+  return sumqx > 0 && sumq2 > 0 ? sumqx / sumq2 : scale;
+}
+
+void iq1_s_block(const Lattice& lat, const float* xbl, const float* qwbl, BlockIQ1_S& y) {
+  constexpr int kBlock = 32;
+  const float x_p[3] = {-1 + kIq1Delta, kIq1Delta, 1 + kIq1Delta};
+  const float x_m[3] = {-1 - kIq1Delta, -kIq1Delta, 1 - kIq1Delta};
+  y.d = f32_to_f16(0.f);
+  std::memset(y.qs, 0, sizeof y.qs);
+  std::memset(y.qh, 0, sizeof y.qh);
+  float scales[QK_K / kBlock], weight[kBlock], sumx[kBlock + 1], sumw[kBlock + 1];
+  int8_t L[kBlock], shifts[QK_K / kBlock];
+  Iq1Pair pairs[kBlock];
+  uint16_t index[kBlock / 8];
+  float max_scale = 0;
+  const float sigma2 = block_sigma2(xbl, 2);
+  for (int ib = 0; ib < QK_K / kBlock; ib++) {
+    const float* xb = xbl + kBlock * ib;
+    const float* qw = qwbl + kBlock * ib;
+    for (int i = 0; i < kBlock; i++) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+    float max = std::fabs(xb[0]);
+    for (int i = 1; i < kBlock; i++) max = std::max(max, std::fabs(xb[i]));
+    if (max < 1e-12f) {  // GROUP_MAX_EPS_IQ1_S
+      scales[ib] = 0, shifts[ib] = 1;
+      continue;
+    }
+    iq1_sort(xb, kBlock, pairs);
+    sumx[0] = sumw[0] = 0;
+    for (int j = 0; j < kBlock; j++) {
+      const int i = pairs[j].i;
+      sumx[j + 1] = sumx[j] + weight[i] * xb[i];
+      sumw[j + 1] = sumw[j] + weight[i];
+    }
+    float best_score = -FLT_MAX, scale = max;
+    int besti1 = -1, besti2 = -1, best_shift = 0;
+    for (int i1 = 0; i1 <= kBlock; i1++)
+      for (int i2 = i1; i2 <= kBlock; i2++) {
+        for (const float* xs : {x_p, x_m}) {
+          const float sumqx = (sumx[i1] - sumx[0]) * xs[0] + (sumx[i2] - sumx[i1]) * xs[1] + (sumx[kBlock] - sumx[i2]) * xs[2];
+          const float sumq2 = (sumw[i1] - sumw[0]) * xs[0] * xs[0] + (sumw[i2] - sumw[i1]) * xs[1] * xs[1] +
+                              (sumw[kBlock] - sumw[i2]) * xs[2] * xs[2];
+          if (sumq2 > 0 && sumqx * sumqx > best_score * sumq2) {
+            scale = sumqx / sumq2, best_score = scale * sumqx;
+            besti1 = i1, besti2 = i2, best_shift = xs == x_p ? 1 : -1;
+          }
+        }
+      }
+    if (besti1 < 0 || besti2 < 0 || best_shift == 0) {
+      scales[ib] = 0, shifts[ib] = 1;
+      continue;
+    }
+    for (int j = 0; j < besti1; j++) L[pairs[j].i] = 0;
+    for (int j = besti1; j < besti2; j++) L[pairs[j].i] = 1;
+    for (int j = besti2; j < kBlock; j++) L[pairs[j].i] = 2;
+    if (scale < 0) {
+      for (int j = 0; j < kBlock; j++) L[j] = int8_t(2 - L[j]);
+      scale = -scale, best_shift = -best_shift;
+    }
+    bool all_on_grid = true;
+    const float* xx = best_shift == 1 ? x_p : x_m;
+    for (int k = 0; k < kBlock / 8; k++) {
+      bool on = true;
+      int u = 0;
+      for (int j = 0; j < 8; j++) u |= L[8 * k + j] << (2 * j);
+      on = lat.map[size_t(u)] >= 0;
+      all_on_grid = all_on_grid && on;
+      index[k] = uint16_t(iq1_neighbour(lat, xb + 8 * k, weight + 8 * k, scale, xx, L + 8 * k));
+    }
+    if (!all_on_grid) scale = iq1_refit(lat, xb, weight, index, kBlock / 8, [&](int) { return xx; }, scale);
+    uint16_t h = 0;
+    for (int k = 0; k < kBlock / 8; k++) {
+      y.qs[(kBlock / 8) * ib + k] = uint8_t(index[k] & 255);
+      h = uint16_t(h | ((index[k] >> 8) << (3 * k)));
+    }
+    y.qh[ib] = h;
+    scales[ib] = scale, shifts[ib] = int8_t(best_shift);
+    max_scale = std::max(max_scale, scale);
+  }
+  if (!max_scale) return;
+  const float d = max_scale / 15;
+  y.d = f32_to_f16(d * 1.125f);  // ggml's fudge factor
+  const float id = 1 / d;
+  for (int ib = 0; ib < QK_K / kBlock; ib++) {
+    int l = std::max(0, std::min(7, nearest_int(0.5f * (id * scales[ib] - 1))));
+    if (shifts[ib] == -1) l |= 8;
+    y.qh[ib] = uint16_t(y.qh[ib] | (l << 12));
+  }
+}
+
+void iq1_m_block(const Lattice& lat, const float* xbl, const float* qwbl, BlockIQ1_M& y) {
+  constexpr int kBlock = 16;
+  const float x_p[3] = {-1 + kIq1Delta, kIq1Delta, 1 + kIq1Delta};
+  const float x_m[3] = {-1 - kIq1Delta, -kIq1Delta, 1 - kIq1Delta};
+  const uint8_t masks[4] = {0x00, 0x80, 0x08, 0x88};
+  std::memset(y.qs, 0, sizeof y.qs);
+  std::memset(y.qh, 0, sizeof y.qh);
+  std::memset(y.scales, 0, sizeof y.scales);
+  float scales[QK_K / kBlock], weight[kBlock];
+  int8_t L[kBlock], shifts[QK_K / kBlock];
+  Iq1Pair pairs[kBlock];
+  uint16_t index[kBlock / 8];
+  float max_scale = 0;
+  const float sigma2 = block_sigma2(xbl, 2);
+  auto weights_of = [&](const float* xb, int ib) {
+    if (qwbl) {
+      const float* qw = qwbl + kBlock * ib;
+      for (int i = 0; i < kBlock; i++) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+    } else {
+      for (int i = 0; i < kBlock; i++) weight[i] = xb[i] * xb[i];
+    }
+  };
+  // Shift of point k of a group with shift code c: 0 (+, +), 1 (+, −), 2 (−, +), 3 (−, −).
+  auto xx_of = [&](int c, int k) { return k == 0 ? (c < 2 ? x_p : x_m) : (c % 2 == 0 ? x_p : x_m); };
+  for (int ib = 0; ib < QK_K / kBlock; ib++) {
+    const float* xb = xbl + kBlock * ib;
+    weights_of(xb, ib);
+    float max = std::fabs(xb[0]);
+    for (int i = 1; i < kBlock; i++) max = std::max(max, std::fabs(xb[i]));
+    if (max < 1e-7f) {  // GROUP_MAX_EPS_IQ1_M
+      scales[ib] = 0, shifts[ib] = 0;
+      continue;
+    }
+    iq1_sort(xb, kBlock, pairs);
+    float best_score = -FLT_MAX, scale = max;
+    int besti1 = -1, besti2 = -1, best_k = -1;
+    // Prefix sums per half of the group (each half has its own shift); with v0 − v1 = v1 − v2 = −1 the
+    // three-level sums of a split collapse to T·v2 − px[i1] − px[i2].
+    float px[2][kBlock + 1], pw[2][kBlock + 1];
+    px[0][0] = px[1][0] = 0;
+    pw[0][0] = pw[1][0] = 0;
+    for (int j = 0; j < kBlock; j++) {
+      const int i = pairs[j].i;
+      const int h = i < kBlock / 2 ? 0 : 1;
+      px[h][j + 1] = px[h][j] + weight[i] * xb[i];
+      px[1 - h][j + 1] = px[1 - h][j];
+      pw[h][j + 1] = pw[h][j] + weight[i];
+      pw[1 - h][j + 1] = pw[1 - h][j];
+    }
+    const float txs[2] = {px[0][kBlock], px[1][kBlock]}, tws[2] = {pw[0][kBlock], pw[1][kBlock]};
+    const float p2 = x_p[2], m2 = x_m[2];
+    const float cp1 = x_p[0] * x_p[0] - x_p[1] * x_p[1], cp2 = x_p[1] * x_p[1] - x_p[2] * x_p[2];
+    const float cm1 = x_m[0] * x_m[0] - x_m[1] * x_m[1], cm2 = x_m[1] * x_m[1] - x_m[2] * x_m[2];
+    for (int i1 = 0; i1 <= kBlock; i1++)
+      for (int i2 = i1; i2 <= kBlock; i2++) {
+        float qx_p[2], qx_m[2], q2_p[2], q2_m[2];
+        for (int h = 0; h < 2; h++) {
+          const float sx = px[h][i1] + px[h][i2];
+          qx_p[h] = txs[h] * p2 - sx;
+          qx_m[h] = txs[h] * m2 - sx;
+          q2_p[h] = tws[h] * p2 * p2 + pw[h][i1] * cp1 + pw[h][i2] * cp2;
+          q2_m[h] = tws[h] * m2 * m2 + pw[h][i1] * cm1 + pw[h][i2] * cm2;
+        }
+        const float sumqx[4] = {qx_p[0] + qx_p[1], qx_p[0] + qx_m[1], qx_m[0] + qx_p[1], qx_m[0] + qx_m[1]};
+        const float sumq2[4] = {q2_p[0] + q2_p[1], q2_p[0] + q2_m[1], q2_m[0] + q2_p[1], q2_m[0] + q2_m[1]};
+        for (int k = 0; k < 4; k++)
+          if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best_score * sumq2[k]) {
+            scale = sumqx[k] / sumq2[k], best_score = scale * sumqx[k];
+            besti1 = i1, besti2 = i2, best_k = k;
+          }
+      }
+    if (besti1 < 0 || besti2 < 0 || best_k < 0) {
+      scales[ib] = 0, shifts[ib] = 0;
+      continue;
+    }
+    for (int j = 0; j < besti1; j++) L[pairs[j].i] = 0;
+    for (int j = besti1; j < besti2; j++) L[pairs[j].i] = 1;
+    for (int j = besti2; j < kBlock; j++) L[pairs[j].i] = 2;
+    if (scale < 0) {
+      for (int j = 0; j < kBlock; j++) L[j] = int8_t(2 - L[j]);
+      scale = -scale;
+      best_k = 3 - best_k;
+    }
+    bool all_on_grid = true;
+    for (int k = 0; k < kBlock / 8; k++) {
+      int u = 0;
+      for (int j = 0; j < 8; j++) u |= L[8 * k + j] << (2 * j);
+      all_on_grid = all_on_grid && lat.map[size_t(u)] >= 0;
+      index[k] = uint16_t(iq1_neighbour(lat, xb + 8 * k, weight + 8 * k, scale, xx_of(best_k, k), L + 8 * k));
+    }
+    if (!all_on_grid)
+      scale = iq1_refit(lat, xb, weight, index, kBlock / 8, [&](int k) { return xx_of(best_k, k); }, scale);
+    y.qs[2 * ib + 0] = uint8_t(index[0] & 255);
+    y.qs[2 * ib + 1] = uint8_t(index[1] & 255);
+    y.qh[ib] = uint8_t((index[0] >> 8) | ((index[1] >> 8) << 4));
+    scales[ib] = scale, shifts[ib] = int8_t(best_k);
+    max_scale = std::max(max_scale, scale);
+  }
+  if (!max_scale) return;
+  uint16_t sc[4] = {0, 0, 0, 0};
+  float d = max_scale / 15;
+  const float id = 1 / d;
+  float sumqx = 0, sumq2 = 0;
+  for (int ib = 0; ib < QK_K / kBlock; ib++) {
+    const int l = std::max(0, std::min(7, nearest_int(0.5f * (id * scales[ib] - 1))));
+    sc[ib / 4] = uint16_t(sc[ib / 4] | (l << (3 * (ib % 4))));
+    y.qh[ib] = uint8_t(y.qh[ib] | masks[shifts[ib]]);
+    const float* xb = xbl + kBlock * ib;
+    weights_of(xb, ib);
+    for (int k = 0; k < kBlock / 8; k++) {
+      const float* xx = xx_of(shifts[ib], k);
+      const int g = y.qs[2 * ib + k] + ((y.qh[ib] << (8 - 4 * k)) & 0x700);
+      const int8_t* pg = lat.point(g);
+      for (int j = 0; j < 8; j++) {
+        const float w = weight[8 * k + j];
+        const float q = xx[(pg[j] - 1) / 2] * float(2 * l + 1);
+        sumqx += w * q * xb[8 * k + j];
+        sumq2 += w * q * q;
+      }
+    }
+  }
+  if (sumq2 > 0) d = sumqx / sumq2;
+  const uint16_t u = f32_to_f16(d * 1.1125f);  // ggml's fudge factor
+  sc[0] = uint16_t(sc[0] | ((u & 0x000f) << 12));
+  sc[1] = uint16_t(sc[1] | ((u & 0x00f0) << 8));
+  sc[2] = uint16_t(sc[2] | ((u & 0x0f00) << 4));
+  sc[3] = uint16_t(sc[3] | ((u & 0xf000) << 0));
+  std::memcpy(y.scales, sc, sizeof sc);
+}
+
 template <typename B, void (*Block)(const Lattice&, const float*, const float*, B&)>
 void quantize_rows(DType t, const float* x, int64_t n, uint8_t* out, const float* importance) {
   if (!importance && quantizer_needs_importance(t)) fail("internal: {} needs importance weights", dtype_name(t));
@@ -540,6 +835,12 @@ void quantize_row_iq3_xxs(const float* x, int64_t n, uint8_t* out, const float* 
 }
 void quantize_row_iq3_s(const float* x, int64_t n, uint8_t* out, const float* importance) {
   quantize_rows<BlockIQ3_S, iq3_s_block>(DType::IQ3_S, x, n, out, importance);
+}
+void quantize_row_iq1_s(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_rows<BlockIQ1_S, iq1_s_block>(DType::IQ1_S, x, n, out, importance);
+}
+void quantize_row_iq1_m(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  quantize_rows<BlockIQ1_M, iq1_m_block>(DType::IQ1_M, x, n, out, importance);
 }
 
 }  // namespace lmpress

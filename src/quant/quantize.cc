@@ -154,6 +154,8 @@ const QuantizerRow kQuantizers[] = {
     {DType::IQ2_XXS, quantize_row_iq2_xxs},
     {DType::IQ2_XS, quantize_row_iq2_xs},
     {DType::IQ2_S, quantize_row_iq2_s},
+    {DType::IQ1_S, quantize_row_iq1_s},
+    {DType::IQ1_M, quantize_row_iq1_m},
 };
 
 const QuantizerRow* quantizer(DType t) {

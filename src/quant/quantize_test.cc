@@ -24,7 +24,8 @@ TEST(Quantize, BytesEqualGgmlQuantizeChunk) {
   const int64_t cols = src_t.shape.back(), rows = int64_t(src.size()) / cols;
   int checked = 0;
   for (const char* name : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL",
-                           "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "IQ3_XXS", "IQ3_S", "IQ2_XXS", "IQ2_XS", "IQ2_S"}) {
+                           "IQ4_XS", "TQ1_0", "TQ2_0", "MXFP4", "IQ3_XXS", "IQ3_S", "IQ2_XXS", "IQ2_XS", "IQ2_S",
+                           "IQ1_S", "IQ1_M"}) {
     for (const bool weighted : {false, true}) {
       if (!weighted && !find.has(std::string("q.") + name)) continue;  // ggml quantizes it only with an imatrix
       SCOPED_TRACE(std::string(name) + (weighted ? " with imatrix" : ""));
@@ -41,7 +42,7 @@ TEST(Quantize, BytesEqualGgmlQuantizeChunk) {
       checked++;
     }
   }
-  EXPECT_EQ(checked, 38);
+  EXPECT_EQ(checked, 41);
   std::vector<uint8_t> out(64);
   EXPECT_FALSE(quantize_row(DType::F16, src.data(), 32, out.data()));
   EXPECT_FALSE(has_quantizer(DType::BF16));
