@@ -122,6 +122,38 @@ def ct_match(name, target):
     return re.match(target[3:], name) is not None if target.startswith("re:") else name == target
 
 
+FUSED = {"q_proj": "qkv_proj", "k_proj": "qkv_proj", "v_proj": "qkv_proj", "gate_proj": "gate_up_proj",
+         "up_proj": "gate_up_proj"}
+SHARDS = {"qkv_proj": ["q_proj", "k_proj", "v_proj"], "gate_up_proj": ["gate_proj", "up_proj"]}
+
+
+def vllm_format(qc, module):
+    """What vLLM makes of the layer holding `module`: its layers fuse q/k/v (qkv_proj) and gate/up
+    (gate_up_proj). GPTQ's dynamic rules and AWQ's list are matched against the fused name; compressed-tensors
+    resolves ignore over the shards, then the fused name against name/regex targets, then the class
+    (Linear), then the shards (find_matched_target)."""
+    parent, _, leaf = module.rpartition(".")
+    name = parent + "." + FUSED.get(leaf, leaf)
+    if qc["quant_method"] != "compressed-tensors":
+        return module_format(qc, name)
+    shards = [parent + "." + s for s in SHARDS.get(FUSED.get(leaf, ""), [leaf])]
+    ignored = [any(ct_match(s, t) for t in qc.get("ignore") or []) for s in shards]
+    if any(ignored) != all(ignored):
+        return "shards ignored differently"
+    if all(ignored):
+        return None
+    targets = {}
+    for g in qc["config_groups"].values():
+        for t in g["targets"]:
+            targets[t] = g["weights"]
+    for t, w in targets.items():
+        if t != "Linear" and ct_match(name, t):
+            return w
+    if "Linear" in targets:
+        return targets["Linear"]
+    return None
+
+
 def module_format(qc, module):
     """What the config says of a linear (its HF module name), as each engine reads it:
     None (stored unquantized) or the argument its decoder takes."""
@@ -167,6 +199,9 @@ def main():
                 plain[name] = a
         for prefix, t in groups.items():
             fmt = qc if int_quantized else module_format(qc, prefix)
+            if not int_quantized and vllm_format(qc, prefix) != fmt:
+                print(f"{d}: {prefix}: vLLM's fused layer would take {vllm_format(qc, prefix)}, not {fmt}")
+                sys.exit(1)
             if fmt is None:
                 print(f"{d}: {prefix} is packed but the config leaves it unquantized")
                 sys.exit(1)
@@ -179,7 +214,7 @@ def main():
         for name, a in plain.items():
             prefix, _, suffix = name.rpartition(".")
             if (suffix == "weight" and ".layers." in prefix and name in ref and a.ndim == 2 and not int_quantized and
-                    module_format(qc, prefix) is not None):
+                    (module_format(qc, prefix) is not None or vllm_format(qc, prefix) is not None)):
                 print(f"{d}: {prefix} is stored unquantized but the config quantizes it")
                 sys.exit(1)
             if not np.array_equal(a, ref[name].astype(a.dtype)):

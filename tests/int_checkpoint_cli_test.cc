@@ -160,7 +160,9 @@ TEST(IntCheckpointCli, PerModuleFormatsAreSpelledAsEachEngineReadsThem) {
   const std::string py = python();
   ASSERT_FALSE(py.empty()) << "python3 with numpy is needed";
   const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
-  const std::string mixed = " --type int4-g32-asym --tensor-type ffn_down=int8-ch --ignore model.layers.0.self_attn";
+  // Block 2's q/k/v (one fused layer in vLLM) int8 too: their names must reach vLLM's qkv_proj.
+  const std::string mixed = R"( --type int4-g32-asym --tensor-type ffn_down=int8-ch --tensor-type 'blk\.2\.attn_[qkv]=int8-ch')"
+                            " --ignore model.layers.0.self_attn";
   double first = 0;
   for (const std::string f : {"gptq", "compressed-tensors", "awq"}) {
     const std::string out = d + "/" + f;
@@ -174,6 +176,7 @@ TEST(IntCheckpointCli, PerModuleFormatsAreSpelledAsEachEngineReadsThem) {
     EXPECT_EQ(types.count("blk.0.attn_q.weight"), 0u);  // left out: not quantized
     EXPECT_EQ(types["blk.1.attn_q.weight"], "int4-g32-asym");
     EXPECT_EQ(types["blk.3.ffn_down.weight"], f == "awq" ? "int4-g32-asym" : "int8-ch");
+    EXPECT_EQ(types["blk.2.attn_k.weight"], f == "awq" ? "int4-g32-asym" : "int8-ch");
     const auto info = nlohmann::json::parse(run_cli("info " + out + " --json").out);
     EXPECT_NE(info["format"].get<std::string>().find("per-module formats"), std::string::npos) << info["format"];
     ASSERT_EQ(run_cli("convert " + out + " " + out + "-ref --dtype f32").status, 0);
@@ -202,11 +205,26 @@ TEST(IntCheckpointCli, PerModuleFormatsAreSpelledAsEachEngineReadsThem) {
   }
   // --targets: only the MLPs of blocks 1 and 2 quantized (a Python regex matched at the start).
   auto r = run_cli("quantize " + m + " " + d + "/t --type int4-g32 --format compressed-tensors --targets "
-                   "'re:model\.layers\.[12]\.mlp' --json");
+                   R"('re:model\.layers\.[12]\.mlp' --json)");
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find('{')))["tensors"].size(), 6u);
   const auto qc = nlohmann::json::parse(read_text_file(d + "/t/config.json"))["quantization_config"];
   EXPECT_EQ(qc["ignore"].size(), 1u + 42u - 6u) << qc["ignore"].dump();
+  // GPTQ's dynamic rules apply in file order, the first match deciding: here block 0's down_proj takes the
+  // int8 rule before the rule leaving block 0 out (read in sorted order, "-:" would come first and refuse its
+  // packed tensors).
+  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/ord --type int4-g32 --format gptq --tensor-type ffn_down=int8-ch " +
+                    R"(--tensor-type 'blk\.0\.(attn|ffn_gate|ffn_up)=f16')")
+                .status,
+            0);
+  const double before = ppl_of(d + "/ord");
+  auto cfg = nlohmann::ordered_json::parse(read_text_file(d + "/ord/config.json"));
+  auto& dyn = cfg["quantization_config"]["dynamic"];
+  dyn = nlohmann::ordered_json::object();
+  dyn[".*down_proj$"] = {{"bits", 8}, {"group_size", -1}, {"sym", true}};
+  dyn[R"(-:model\.layers\.0\.)"] = nlohmann::ordered_json::object();
+  std::ofstream(d + "/ord/config.json") << cfg.dump();
+  EXPECT_EQ(ppl_of(d + "/ord"), before);
 }
 
 TEST(IntCheckpointCli, BadPerModuleFormatsAreNamedErrors) {

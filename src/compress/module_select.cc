@@ -26,12 +26,21 @@ std::set<std::string> selected_linears(const Model& m, const ModuleSelector& s) 
           }
   for (const auto& t : s.targets) {
     bool any = false;
-    for (const auto& [w, mod] : linears) any = any || t.selects_linear(mod);
+    for (const auto& [w, mod] : linears) any = any || s.entry_selects(t, mod);
     if (!any) fail("{}: '{}' selects none of the model's linear layers (e.g. {})", t.what(), t.spelled(),
                    linears.empty() ? std::string("none") : linears.front().second);
   }
   for (const auto& t : s.ignore) {
     if (t.matches_name("lm_head")) continue;
+    if (!s.containing) {  // entries must name linears themselves
+      bool any = false;
+      for (const auto& [w, mod] : linears) any = any || s.entry_selects(t, mod);
+      if (!any)
+        fail("{}: '{}' names no linear layer (quantization matches each linear's own name, as compressed-tensors "
+             "does: re:{}\\. leaves out the linears inside a module)",
+             t.what(), t.spelled(), t.spelled());
+      continue;
+    }
     bool any = false;
     for (const auto& tensor : m.tensors) {
       std::string mod = canonical_to_hf(tensor.name, m.cfg);

@@ -422,15 +422,30 @@ class Quantizer {
           replace_f32(m_.tensor_slot(w), it->second.dequantize());
   }
 
+  // The bytes the checkpoint layout stores for q: levels and f16 scales, plus
+  // zero points (GPTQ and AWQ always, compressed-tensors when asymmetric),
+  // g_idx (GPTQ always, compressed-tensors with act-order) and
+  // compressed-tensors' weight_shape; W8A8 stores int8 weights and scales.
+  uint64_t int_tensor_bytes(const IntGroupTensor& q) const {
+    const uint64_t levels = uint64_t(q.rows * q.cols * q.spec.bits / 8), scales = uint64_t(q.n_groups * q.rows * 2);
+    const uint64_t zeros = uint64_t(q.n_groups * q.rows * q.spec.bits / 8), g_idx = uint64_t(q.cols * 4);
+    switch (o_.checkpoint) {
+      case IntCheckpoint::Gptq: return levels + zeros + scales + g_idx;
+      case IntCheckpoint::Awq: return levels + zeros + scales;
+      case IntCheckpoint::CompressedTensors:
+        if (o_.act_int8) return levels + scales;
+        return levels + scales + (q.spec.sym ? 0 : zeros) + (q.spec.act_order ? g_idx : 0) + 16;
+    }
+    return 0;
+  }
+
   // Reports an int-N tensor and keeps it for the writer.
   void store_int(const Tensor& t, const std::vector<float>& W, IntGroupTensor q, const std::vector<float>* H) {
     const auto deq = q.dequantize();
     TensorReport r{t.name, t.shape_str(), q.spec.name(), relative_weight_error(W.data(), deq.data(), int64_t(W.size())), -1};
     if (H) r.output_error = relative_output_error(W.data(), deq.data(), q.rows, q.cols, *H);
     rep_.tensors.push_back(r);
-    // qweight + qzeros + f16 scales + g_idx
-    rep_.bytes_out += uint64_t(q.rows * q.cols * q.spec.bits / 8 + q.n_groups * q.rows * q.spec.bits / 8 +
-                               q.n_groups * q.rows * 2 + q.cols * 4);
+    rep_.bytes_out += int_tensor_bytes(q);
     if (const auto zeros = two_of_four_zeros(q)) {
       two_of_four_zeros_ += *zeros;
       two_of_four_total_ += q.rows * q.cols;
@@ -451,8 +466,9 @@ class Quantizer {
   int64_t two_of_four_zeros_ = 0, two_of_four_total_ = 0;
 };
 
-// A module name as a Python regex for GPTQ's `dynamic` rules, matched (re.match)
-// against the unfused HF names and vLLM's fused ones (qkv_proj, gate_up_proj).
+// A module name as a Python regex (GPTQ's `dynamic` rules, compressed-tensors'
+// re: targets), matched (re.match) against the unfused HF names and vLLM's
+// fused ones (qkv_proj, gate_up_proj).
 std::string dynamic_pattern(const std::string& module) {
   std::string leaf = module.substr(module.rfind('.') + 1), parent = module.substr(0, module.rfind('.') + 1), out = "";
   for (char c : parent) out += c == '.' ? std::string("\\.") : std::string(1, c);
@@ -503,7 +519,8 @@ nlohmann::ordered_json int_checkpoint_config(const Model& m, const QuantizeOptio
       nlohmann::ordered_json dynamic = nlohmann::ordered_json::object();
       for (const auto& mod : unquantized) dynamic["-:" + dynamic_pattern(mod)] = nlohmann::ordered_json::object();
       for (const auto& [mod, s] : overridden)
-        dynamic["+:" + dynamic_pattern(mod)] = {{"bits", s.bits}, {"group_size", s.group}, {"sym", s.sym}, {"desc_act", s.act_order}};
+        dynamic["+:" + dynamic_pattern(mod)] = {
+            {"bits", s.bits}, {"group_size", s.group}, {"sym", s.sym}, {"desc_act", o.method == QuantMethod::GPTQ && s.act_order}};
       if (!dynamic.empty()) qc["dynamic"] = dynamic;
       break;
     }
@@ -546,7 +563,9 @@ nlohmann::ordered_json int_checkpoint_config(const Model& m, const QuantizeOptio
                                                              {"output_activations", nullptr}});
           it = by_format.end() - 1;
         }
-        it->second["targets"].push_back(mod);
+        // A regex that also matches vLLM's fused qkv_proj / gate_up_proj: vLLM matches a fused layer's own
+        // name before the class target Linear, and only then its shards.
+        it->second["targets"].push_back("re:" + dynamic_pattern(mod));
       }
       for (size_t i = 0; i < by_format.size(); i++) groups["group_" + std::to_string(i + 1)] = by_format[i].second;
       nlohmann::ordered_json ignore = {"lm_head"};

@@ -31,7 +31,7 @@ IntRule int_tensor_rule(const std::string& spec, bool act_order, IntCheckpoint f
       fail("--tensor-type '{}': with an int-N --type, TYPE is an int-N type (int8-ch, int4-g64-asym, ...) or f16 "
            "(left unquantized)",
            spec);
-    rule.spec->act_order = act_order;
+    rule.spec->act_order = act_order && rule.spec->group > 0;  // act-order orders groups; a channel has one
     if (format == IntCheckpoint::Awq)
       fail("--tensor-type '{}': AWQ checkpoints hold one format for every linear; per-module formats are written in "
            "GPTQ or compressed-tensors layout (with AWQ, TYPE f16 leaves linears unquantized)",

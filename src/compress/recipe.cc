@@ -3,8 +3,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <set>
 
@@ -71,6 +73,15 @@ std::vector<std::string> module_list(const YAML::Node& n, const Ctx& c, const st
   return v;
 }
 
+bool actorder(const YAML::Node& n, const Ctx& c) {
+  if (n.IsNull()) return false;
+  const std::string s = scalar(n, c, "actorder");
+  if (s == "group" || s == "true") return true;
+  if (s == "static" || s == "false") return false;
+  if (s == "weight") fail("{}: {}.actorder weight: only group act-order (GPTQ's desc_act) is built", c.source, c.where);
+  fail("{}: {}.actorder '{}' is unknown (group, static)", c.source, c.where, s);
+}
+
 // One config group's weights as an int-N spec.
 IntGroupSpec group_weights(const YAML::Node& w, const Ctx& wc) {
   if (!w || !w.IsMap()) fail("{}: {} must be a map", wc.source, wc.where);
@@ -78,6 +89,7 @@ IntGroupSpec group_weights(const YAML::Node& w, const Ctx& wc) {
   bool sym = true;
   std::string strategy;
   int64_t group_size = 0;
+  bool act_order = false;
   for (const auto& kv : w) {
     const std::string k = kv.first.Scalar();
     if (k == "num_bits") bits = int(integer(kv.second, wc, k, 1, 64));
@@ -88,7 +100,9 @@ IntGroupSpec group_weights(const YAML::Node& w, const Ctx& wc) {
       if (scalar(kv.second, wc, k) != "int") fail("{}: {}.type: int weights only", wc.source, wc.where);
     } else if (k == "dynamic") {
       if (kv.second.as<bool>()) fail("{}: {}.dynamic: weights are quantized statically", wc.source, wc.where);
-    } else if (k != "actorder") fail("{}: {}.{} is not a weights field lmpress reads", wc.source, wc.where, k);
+    } else if (k == "actorder") {
+      act_order = actorder(kv.second, wc);
+    } else fail("{}: {}.{} is not a weights field lmpress reads", wc.source, wc.where, k);
   }
   if (bits != 4 && bits != 8) fail("{}: {}.num_bits {}: 4 or 8", wc.source, wc.where, bits);
   IntGroupSpec s;
@@ -97,6 +111,8 @@ IntGroupSpec group_weights(const YAML::Node& w, const Ctx& wc) {
   if (strategy == "channel") s.group = -1;
   else if (strategy == "group" && group_size > 0) s.group = group_size;
   else fail("{}: {}.strategy '{}' (group_size {}): group with a group_size, or channel", wc.source, wc.where, strategy, group_size);
+  if (act_order && s.group < 0) fail("{}: {}.actorder: act-order orders groups; a channel strategy has one", wc.source, wc.where);
+  s.act_order = act_order;
   return s;
 }
 
@@ -122,6 +138,7 @@ void quant_formats(const YAML::Node& m, const Ctx& c, RecipeStep& st) {
   if (!g || !g.IsMap() || g.size() == 0) fail("{}: {}: give scheme, or config_groups", c.source, c.where);
   std::optional<IntGroupSpec> linear;
   std::vector<std::string> union_targets;
+  std::optional<bool> group_act_order;  // lmpress's GPTQ orders every group-strategy linear or none
   for (const auto& entry : g) {
     const YAML::Node group = entry.second;
     const Ctx gc{c.source, c.where + ".config_groups." + entry.first.Scalar()};
@@ -137,6 +154,11 @@ void quant_formats(const YAML::Node& m, const Ctx& c, RecipeStep& st) {
     }
     if (targets.empty()) fail("{}: {}.targets: name the modules the group quantizes (Linear for every one)", c.source, gc.where);
     const IntGroupSpec spec = group_weights(group["weights"], {c.source, gc.where + ".weights"});
+    if (spec.group > 0) {
+      if (group_act_order && *group_act_order != spec.act_order)
+        fail("{}: {}.weights.actorder: lmpress applies act-order to every group or to none", c.source, gc.where);
+      group_act_order = spec.act_order;
+    }
     if (std::find(targets.begin(), targets.end(), "Linear") != targets.end()) {
       if (targets.size() > 1) fail("{}: {}.targets: Linear already names every linear", c.source, gc.where);
       if (linear) fail("{}: {}.targets: two groups target Linear", c.source, gc.where);
@@ -145,7 +167,9 @@ void quant_formats(const YAML::Node& m, const Ctx& c, RecipeStep& st) {
     }
     union_targets.insert(union_targets.end(), targets.begin(), targets.end());
     st.groups.emplace_back(module_selector(targets, {}, c.source + ": " + gc.where + ".targets", ""), spec);
+    st.groups.back().first.containing = false;
   }
+  st.quantize.act_order = group_act_order.value_or(false);
   if (linear) {
     st.quantize.type = linear->name();
   } else {
@@ -155,14 +179,6 @@ void quant_formats(const YAML::Node& m, const Ctx& c, RecipeStep& st) {
   }
 }
 
-bool actorder(const YAML::Node& n, const Ctx& c) {
-  if (n.IsNull()) return false;
-  const std::string s = scalar(n, c, "actorder");
-  if (s == "group" || s == "true") return true;
-  if (s == "static" || s == "false") return false;
-  if (s == "weight") fail("{}: {}.actorder weight: only group act-order (GPTQ's desc_act) is built", c.source, c.where);
-  fail("{}: {}.actorder '{}' is unknown (group, static)", c.source, c.where, s);
-}
 
 // lmpress's LowRankModifier: `lmpress lowrank` (compress/low_rank_model.h).
 RecipeStep low_rank_modifier(const YAML::Node& args, const Ctx& c, RecipeStep& st) {
@@ -216,8 +232,13 @@ RecipeStep distillation_modifier(const YAML::Node& args, const Ctx& c, RecipeSte
            "seed)",
            c.source, c.where, k);
   }
-  if (d.loss != "kl" && d.loss != "rkl" && d.loss.rfind("mix:", 0) != 0)
-    fail("{}: {}.loss '{}': a distillation loss (kl, rkl, mix:A)", c.source, c.where, d.loss);
+  bool ok = d.loss == "kl" || d.loss == "rkl";
+  if (d.loss.rfind("mix:", 0) == 0) {
+    char* end = nullptr;
+    const double a = std::strtod(d.loss.c_str() + 4, &end);
+    ok = end != d.loss.c_str() + 4 && *end == 0 && a >= 0 && a <= 1;
+  }
+  if (!ok) fail("{}: {}.loss '{}': a distillation loss (kl, rkl, mix:A with A in [0, 1])", c.source, c.where, d.loss);
   return st;
 }
 
@@ -315,7 +336,12 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
       const double d = number(kv.second, c, k);
       if (!(d > 0 && d <= 1)) fail("{}: {}.dampening_frac {}: a fraction in (0, 1]", c.source, c.where, d);
       (quant ? st.quantize.damp : st.prune.gptq.damp) = d;
-    } else if (k == "actorder") st.quantize.act_order = actorder(kv.second, c);
+    } else if (k == "actorder") {
+      const bool a = actorder(kv.second, c);
+      if (args["config_groups"] && a != st.quantize.act_order)
+        fail("{}: {}.actorder disagrees with the config groups' weights.actorder", c.source, c.where);
+      st.quantize.act_order = a;
+    }
     else if (k == "block_size") {
       const int64_t b = integer(kv.second, c, k, 1, int64_t(1) << 30);
       if (b != 128) fail("{}: {}.block_size {}: lmpress's lazy batch is 128 columns", c.source, c.where, b);
@@ -323,6 +349,7 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
     else if (k == "mask_structure") mask = scalar(kv.second, c, k);
   }
   ModuleSelector& sel = quant ? st.select : st.prune.select;
+  sel.containing = !quant;  // quantization matches linears by their own names (compressed-tensors)
   const ModuleSelector given = module_selector(targets, ignore, c.source + ": " + c.where + ".targets",
                                                c.source + ": " + c.where + ".ignore");
   sel.targets.insert(sel.targets.end(), given.targets.begin(), given.targets.end());
@@ -409,6 +436,10 @@ Recipe parse_recipe(const std::string& text, const std::string& source) {
     for (size_t i = first; i < r.steps.size(); i++) {
       RecipeStep& st = r.steps[i];
       st.calib = calib;
+      if (st.kind == RecipeStep::Kind::Distill && (calib.samples || calib.ctx || calib.consecutive))
+        fail("{}: {}.calibration: a train stage reads only its file (the text trained on; DistillationModifier sets "
+             "ctx and batch)",
+             source, sname);
       if ((st.kind == RecipeStep::Kind::Distill) != (run_type == "train"))
         fail("{}: {}.{}: {}", source, sname, st.modifier,
              run_type == "train" ? "a train stage holds DistillationModifier only"
@@ -458,7 +489,7 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
         rule.what = st.stage + "." + st.modifier + " config group targeting " + sel.targets.front().spelled();
         rule.matches = [sel](const std::string&, const std::string& module) { return sel.selects(module); };
         rule.spec = spec;
-        rule.spec->act_order = q.act_order;
+        rule.spec->act_order = q.act_order && rule.spec->group > 0;
         check_int_checkpoint(qopts[i].checkpoint, *rule.spec);
         qopts[i].int_rules.push_back(std::move(rule));
       }
@@ -471,6 +502,8 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
     }
     if (st.kind == RecipeStep::Kind::Distill && !distill)
       fail("{}: {}: this build of the recipe runner cannot train", st.stage, st.modifier);
+    if (st.kind == RecipeStep::Kind::Distill && !st.distill.teacher.empty() && !std::filesystem::exists(st.distill.teacher))
+      fail("{}: {}.teacher: {} does not exist", st.stage, st.modifier, st.distill.teacher);
   }
   for (size_t i = 0; i < r.steps.size(); i++) {
     const RecipeStep& st = r.steps[i];

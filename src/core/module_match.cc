@@ -28,16 +28,23 @@ PyRegex::PyRegex(PyRegex&&) noexcept = default;
 PyRegex& PyRegex::operator=(PyRegex&&) noexcept = default;
 
 namespace {
-bool run(const pcre2_code* code, const std::string& s, uint32_t options) {
+// A failed match other than "no match" (a subject that is not UTF-8, a match limit) is an error, not a miss:
+// an ignore list must not silently skip.
+bool run(const pcre2_code* code, const std::string& pattern, const std::string& s, uint32_t options) {
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(code, nullptr);
   const int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, options, md, nullptr);
   pcre2_match_data_free(md);
+  if (rc < 0 && rc != PCRE2_ERROR_NOMATCH) {
+    PCRE2_UCHAR msg[256];
+    pcre2_get_error_message(rc, msg, sizeof msg);
+    fail("regular expression '{}' on '{}': {}", pattern, s, reinterpret_cast<char*>(msg));
+  }
   return rc >= 0;
 }
 }  // namespace
 
-bool PyRegex::match(const std::string& s) const { return run(code_->code, s, PCRE2_ANCHORED); }
-bool PyRegex::search(const std::string& s) const { return run(code_->code, s, 0); }
+bool PyRegex::match(const std::string& s) const { return run(code_->code, pattern_, s, PCRE2_ANCHORED); }
+bool PyRegex::search(const std::string& s) const { return run(code_->code, pattern_, s, 0); }
 
 ModuleTarget::ModuleTarget(const std::string& spelled, const std::string& what) : spelled_(spelled), what_(what) {
   if (spelled.empty()) fail("{}: an empty module name", what);
@@ -65,10 +72,10 @@ bool ModuleTarget::selects_linear(const std::string& module) const {
 
 bool ModuleSelector::selects(const std::string& linear_module) const {
   bool in = targets.empty();
-  for (const auto& t : targets) in = in || t.selects_linear(linear_module);
+  for (const auto& t : targets) in = in || entry_selects(t, linear_module);
   if (!in) return false;
   for (const auto& t : ignore)
-    if (t.selects_linear(linear_module)) return false;
+    if (entry_selects(t, linear_module)) return false;
   return true;
 }
 

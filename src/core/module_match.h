@@ -55,7 +55,14 @@ class ModuleTarget {
 struct ModuleSelector {
   std::vector<ModuleTarget> targets;  // empty: every linear
   std::vector<ModuleTarget> ignore;
+  // Whether an entry naming a module also selects the linears inside it (lmpress's command line, and pruning
+  // recipes' layer targets); false: only a linear's own name or its class, as compressed-tensors matches a
+  // quantization recipe's targets and ignore list.
+  bool containing = true;
   bool selects(const std::string& linear_module) const;
+  bool entry_selects(const ModuleTarget& t, const std::string& linear_module) const {
+    return containing ? t.selects_linear(linear_module) : t.is_class() || t.matches_name(linear_module);
+  }
   bool everything() const;  // no target narrower than Linear and nothing ignored
 };
 

@@ -171,8 +171,17 @@ bool IntCheckpointConfig::per_module() const {
   return !default_quantized;
 }
 
-IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const std::string& path) {
-  if (!qc.is_object()) fail("{}: quantization_config must be an object", path);
+// The keys of `obj` in file order.
+std::vector<std::string> keys_in_order(const nlohmann::ordered_json& obj) {
+  std::vector<std::string> v;
+  if (obj.is_object())
+    for (auto it = obj.begin(); it != obj.end(); ++it) v.push_back(it.key());
+  return v;
+}
+
+IntCheckpointConfig int_checkpoint_from_config(const nlohmann::ordered_json& order, const std::string& path) {
+  if (!order.is_object()) fail("{}: quantization_config must be an object", path);
+  const nlohmann::json qc = nlohmann::json::parse(order.dump());
   const std::string qcn = "quantization_config";
   const std::string method = json_string(qc, "quant_method", path, qcn, "");
   IntCheckpointConfig c;
@@ -183,8 +192,9 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
     if (qc.contains("dynamic") && !qc["dynamic"].is_null()) {
       const nlohmann::json& d = qc["dynamic"];
       if (!d.is_object()) fail("{}: quantization_config.dynamic must be an object of pattern: overrides", path);
-      for (auto it = d.begin(); it != d.end(); ++it) {
-        const std::string key = it.key(), dn = "quantization_config.dynamic." + key;
+      for (const std::string& key : keys_in_order(order.at("dynamic"))) {
+        const auto it = d.find(key);
+        const std::string dn = "quantization_config.dynamic." + key;
         IntCheckpointConfig::Rule r;
         r.kind = IntCheckpointConfig::Rule::Kind::Regex;
         const bool skip = key.rfind("-:", 0) == 0;
@@ -275,8 +285,9 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const s
       }
     }
     std::optional<IntGroupSpec> class_spec;
-    for (auto it = groups.begin(); it != groups.end(); ++it) {
-      const std::string gn = "quantization_config.config_groups." + it.key();
+    for (const std::string& key : keys_in_order(order.at("config_groups"))) {
+      const auto it = groups.find(key);
+      const std::string gn = "quantization_config.config_groups." + key;
       const IntGroupSpec s = ct_group_spec(it.value(), c, path, gn);
       const nlohmann::json& g = it.value();
       if (!g.contains("targets") || !g["targets"].is_array() || g["targets"].empty())

@@ -48,7 +48,9 @@ struct IntCheckpointConfig {
   std::optional<IntGroupSpec> spec_for(const std::string& module) const;
   bool per_module() const;  // a rule other than leaving lm_head out
 };
-IntCheckpointConfig int_checkpoint_from_config(const nlohmann::json& qc, const std::string& path);
+// order: quantization_config as written (nlohmann::json sorts keys; the rules of `dynamic` and the
+// config groups apply in file order).
+IntCheckpointConfig int_checkpoint_from_config(const nlohmann::ordered_json& order, const std::string& path);
 
 // Replaces every linear's set of packed tensors in `tensors` (HF names; GPTQ:
 // PREFIX.qweight/.qzeros/.scales/.g_idx, AWQ: .qweight/.qzeros/.scales,

@@ -271,7 +271,8 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
   std::vector<Tensor> tensors = load_safetensors_dir(dir);
   const nlohmann::json cfg = parse_json(cfg_text, cfg_path);
   if (cfg.contains("quantization_config")) {
-    const IntCheckpointConfig q = int_checkpoint_from_config(cfg["quantization_config"], cfg_path);
+    const IntCheckpointConfig q =
+        int_checkpoint_from_config(nlohmann::ordered_json::parse(cfg_text)["quantization_config"], cfg_path);
     tensors = dequantize_int_checkpoint_tensors(std::move(tensors), q, dir);
     m->format = std::string("hf-") + int_checkpoint_name(q.format) + " " + (q.act_int8 ? "w8a8" : q.spec.name()) +
                 (q.per_module() ? " + per-module formats" : "");
