@@ -55,7 +55,7 @@ f="$OUT/w256-llama-MXFP4.gguf"  # no llama.cpp file type is MXFP4 outside MoE ex
 row "$f" 256 40 "$(ppl_l "$f" 256 40)"
 
 echo "== lmpress quantize vs llama-quantize on lmp-8m-w256 with the same imatrix (byte-identical files)"
-for t in iq4_xs iq3_s iq3_m iq3_xs iq3_xxs iq2_m iq2_s iq2_xs iq2_xxs tq1_0 tq2_0; do
+for t in iq4_xs iq3_s iq3_m iq3_xs iq3_xxs iq2_m iq2_s iq2_xs iq2_xxs iq1_m iq1_s tq1_0 tq2_0; do
   "$BIN/llama-quantize" --imatrix "$OUT/w256.imatrix.gguf" "$OUT/w256-f32.gguf" "$OUT/w256-ll-$t.gguf" "$t" >/dev/null 2>&1
   $LMP quantize "$OUT/w256-f32.gguf" "$OUT/w256-lm-$t.gguf" --type "$t" --imatrix "$OUT/w256.imatrix.gguf" >/dev/null
   printf '%-8s %s\n' "$t" "$(python3 scripts/gguf-diff.py "$OUT/w256-ll-$t.gguf" "$OUT/w256-lm-$t.gguf" | tail -1)"
