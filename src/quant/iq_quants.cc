@@ -552,6 +552,17 @@ void iq1_sort(const float* xb, int n, Iq1Pair* pairs) {
   std::qsort(pairs, size_t(n), sizeof(Iq1Pair), iq1_compare);
 }
 
+// Levels 0, 1, 2 of the sorted values split at i1 <= i2; a negative scale
+// flips them (the caller flips its shift). Returns |scale|.
+float iq1_split(const Iq1Pair* pairs, int n, int i1, int i2, float scale, int8_t* L) {
+  for (int j = 0; j < i1; j++) L[pairs[j].i] = 0;
+  for (int j = i1; j < i2; j++) L[pairs[j].i] = 1;
+  for (int j = i2; j < n; j++) L[pairs[j].i] = 2;
+  if (scale >= 0) return scale;
+  for (int j = 0; j < n; j++) L[j] = int8_t(2 - L[j]);
+  return -scale;
+}
+
 // ggml's iq1_find_best_neighbour2: the neighbour of an off-grid vector with the least weighted
 // error under `scale` on the shifted values xx; its levels written to L.
 int iq1_neighbour(const Lattice& lat, const float* xval, const float* w, float scale, const float* xx, int8_t* L) {
@@ -643,21 +654,14 @@ void iq1_s_block(const Lattice& lat, const float* xbl, const float* qwbl, BlockI
       scales[ib] = 0, shifts[ib] = 1;
       continue;
     }
-    for (int j = 0; j < besti1; j++) L[pairs[j].i] = 0;
-    for (int j = besti1; j < besti2; j++) L[pairs[j].i] = 1;
-    for (int j = besti2; j < kBlock; j++) L[pairs[j].i] = 2;
-    if (scale < 0) {
-      for (int j = 0; j < kBlock; j++) L[j] = int8_t(2 - L[j]);
-      scale = -scale, best_shift = -best_shift;
-    }
+    if (scale < 0) best_shift = -best_shift;
+    scale = iq1_split(pairs, kBlock, besti1, besti2, scale, L);
     bool all_on_grid = true;
     const float* xx = best_shift == 1 ? x_p : x_m;
     for (int k = 0; k < kBlock / 8; k++) {
-      bool on = true;
       int u = 0;
       for (int j = 0; j < 8; j++) u |= L[8 * k + j] << (2 * j);
-      on = lat.map[size_t(u)] >= 0;
-      all_on_grid = all_on_grid && on;
+      all_on_grid = all_on_grid && lat.map[size_t(u)] >= 0;
       index[k] = uint16_t(iq1_neighbour(lat, xb + 8 * k, weight + 8 * k, scale, xx, L + 8 * k));
     }
     if (!all_on_grid) scale = iq1_refit(lat, xb, weight, index, kBlock / 8, [&](int) { return xx; }, scale);
@@ -756,14 +760,8 @@ void iq1_m_block(const Lattice& lat, const float* xbl, const float* qwbl, BlockI
       scales[ib] = 0, shifts[ib] = 0;
       continue;
     }
-    for (int j = 0; j < besti1; j++) L[pairs[j].i] = 0;
-    for (int j = besti1; j < besti2; j++) L[pairs[j].i] = 1;
-    for (int j = besti2; j < kBlock; j++) L[pairs[j].i] = 2;
-    if (scale < 0) {
-      for (int j = 0; j < kBlock; j++) L[j] = int8_t(2 - L[j]);
-      scale = -scale;
-      best_k = 3 - best_k;
-    }
+    if (scale < 0) best_k = 3 - best_k;
+    scale = iq1_split(pairs, kBlock, besti1, besti2, scale, L);
     bool all_on_grid = true;
     for (int k = 0; k < kBlock / 8; k++) {
       int u = 0;
