@@ -28,7 +28,7 @@
 #define LMPRESS_VERSION_PATCH 0
 #define LMPRESS_VERSION "0.1.0"
 /* Grows with every change to a struct or signature below. */
-#define LMPRESS_API_VERSION 6
+#define LMPRESS_API_VERSION 7
 
 #if defined(_WIN32)
 #define LMPRESS_API
@@ -283,6 +283,17 @@ LMPRESS_API size_t lmpress_engine_n_requests(const lmpress_engine* engine);
  * empty while a character is incomplete). Return false to stop. */
 typedef bool (*lmpress_token_callback)(int32_t token, const char* text, size_t text_len, void* user_data);
 
+/* Speculative decoding, as `generate --spec TYPE --draft-max N --draft-min N
+ * --draft-p-min P`: type "ngram" or "ngram:MIN-MAX" (prompt lookup),
+ * "draft:MODEL", "self:skip:LAYERS" (e.g. "4,6-9"), "self:exit:K",
+ * "self:file:PATH"; NULL: none. The tokens are those of plain decoding with
+ * the same sampling (greedy: equal; sampled: the same distribution). */
+typedef struct lmpress_spec_params {
+  const char* type;
+  int64_t draft_max, draft_min;
+  float p_min;
+} lmpress_spec_params;
+
 typedef struct lmpress_generate_params {
   int64_t n_predict; /* most tokens to generate */
   int64_t n_ctx;     /* 0: the model's trained context */
@@ -291,6 +302,7 @@ typedef struct lmpress_generate_params {
   lmpress_cache_params cache;
   lmpress_token_callback on_token;
   void* user_data;
+  lmpress_spec_params spec; /* lmpress_generate only (not the stepped lmpress_generation_*) */
 } lmpress_generate_params;
 
 typedef enum lmpress_stop_reason {
@@ -304,6 +316,7 @@ typedef struct lmpress_generate_result {
   int64_t n_prompt, n_generated;
   lmpress_stop_reason stop_reason;
   double prompt_seconds, gen_seconds;
+  int64_t n_drafted, n_accepted; /* speculative decoding: tokens proposed, tokens the model kept */
 } lmpress_generate_result;
 
 LMPRESS_API lmpress_generate_params lmpress_generate_default_params(void);
@@ -405,6 +418,17 @@ typedef struct lmpress_quantize_params {
    * beside a GGUF out_path, OUT-eora, a PEFT directory, beside a checkpoint). */
   const char* compensate;
   const char* compensate_out;
+  /* Per-tensor and per-module choices, as `quantize --tensor-type`, `--targets`
+   * and `--ignore` (arrays of n strings; NULL / 0: none): PATTERN=TYPE (a regex
+   * searched in lmpress's tensor names; with an int-N type, TYPE is an int-N
+   * type or f16), and for int-N types the modules quantized / left out
+   * (Hugging Face names, or "re:REGEX" matched at the start). */
+  const char* const* tensor_types;
+  size_t n_tensor_types;
+  const char* const* targets;
+  size_t n_targets;
+  const char* const* ignore;
+  size_t n_ignore;
 } lmpress_quantize_params;
 
 LMPRESS_API lmpress_quantize_params lmpress_quantize_default_params(void);
@@ -427,6 +451,16 @@ typedef struct lmpress_prune_params {
   /* As lmpress_quantize_params' (wanda and sparsegpt only): the pruning error's adapter. */
   const char* compensate;
   const char* compensate_out;
+  /* "heads=F,ffn=F,layers=N[,global][,bias]": structured pruning as `prune
+   * --structured` (whole KV-head groups, MLP channels, blocks; needs
+   * calib_path; method, sparsity, nm and rotate then unset); NULL: none. */
+  const char* structured;
+  /* The modules whose linears are pruned / left dense, as `prune --targets`,
+   * `--ignore` (arrays of n names; NULL / 0: every linear). */
+  const char* const* targets;
+  size_t n_targets;
+  const char* const* ignore;
+  size_t n_ignore;
 } lmpress_prune_params;
 
 LMPRESS_API lmpress_prune_params lmpress_prune_default_params(void);

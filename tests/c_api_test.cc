@@ -615,6 +615,115 @@ TEST(CApi, PruneAndConvertWriteTheCliBytes) {
   EXPECT_FALSE(std::filesystem::exists(d + "/y.gguf"));
 }
 
+// API version 7: structured pruning, module targets, per-tensor types and speculative decoding, each the
+// command line's result.
+TEST(CApi, StructuredPruningTargetsAndTensorTypesAsTheCli) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string d = lmpress::test::temp_dir(), calib = shared_path("data/calib/docs-calib.txt");
+  lmpress_prune_params p = lmpress_prune_default_params();
+  p.structured = "heads=0.25,ffn=0.3";
+  p.calib_path = calib.c_str();
+  p.calib_samples = 4;
+  p.calib_ctx = 64;
+  ASSERT_EQ(lmpress_prune(model_dir().c_str(), (d + "/s-api.gguf").c_str(), &p), LMPRESS_OK) << lmpress_last_error();
+  auto r = run_cli("prune " + model_dir() + " " + d + "/s-cli.gguf --structured heads=0.25,ffn=0.3 --calib " + calib +
+                   " --calib-samples 4 --calib-ctx 64");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(lmpress::read_text_file(d + "/s-api.gguf"), lmpress::read_text_file(d + "/s-cli.gguf"));
+  p.nm = "2:4";
+  EXPECT_EQ(lmpress_prune(model_dir().c_str(), (d + "/x.gguf").c_str(), &p), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmpress_last_error()).find("structured removes whole heads"), std::string::npos);
+  // Targets and ignore lists.
+  lmpress_prune_params t = lmpress_prune_default_params();
+  t.sparsity = 0.5;
+  const char* targets[] = {"re:model\\.layers\\.[0-2]\\."};
+  const char* ignore[] = {"model.layers.1.mlp"};
+  t.targets = targets, t.n_targets = 1, t.ignore = ignore, t.n_ignore = 1;
+  ASSERT_EQ(lmpress_prune(model_dir().c_str(), (d + "/t-api.gguf").c_str(), &t), LMPRESS_OK) << lmpress_last_error();
+  r = run_cli("prune " + model_dir() + " " + d + "/t-cli.gguf --sparsity 0.5 --targets 're:model\\.layers\\.[0-2]\\.' "
+              "--ignore model.layers.1.mlp");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(lmpress::read_text_file(d + "/t-api.gguf"), lmpress::read_text_file(d + "/t-cli.gguf"));
+  t.n_targets = 2;
+  t.targets = nullptr;
+  EXPECT_EQ(lmpress_prune(model_dir().c_str(), (d + "/x.gguf").c_str(), &t), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmpress_last_error()).find("targets is NULL but n_targets is 2"), std::string::npos);
+  // Per-tensor types of an int-N checkpoint.
+  lmpress_quantize_params q = lmpress_quantize_default_params();
+  q.type = "int4-g32";
+  const char* types[] = {"ffn_down=int8-ch"};
+  const char* skip[] = {"model.layers.0.self_attn"};
+  q.tensor_types = types, q.n_tensor_types = 1, q.ignore = skip, q.n_ignore = 1;
+  ASSERT_EQ(lmpress_quantize(model_dir().c_str(), (d + "/q-api").c_str(), &q), LMPRESS_OK) << lmpress_last_error();
+  r = run_cli("quantize " + model_dir() + " " + d + "/q-cli --type int4-g32 --tensor-type ffn_down=int8-ch --ignore "
+              "model.layers.0.self_attn");
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* f : {"model.safetensors", "config.json"})
+    EXPECT_TRUE(lmpress::read_text_file(d + "/q-api/" + f) == lmpress::read_text_file(d + "/q-cli/" + f)) << f;
+  const char* bad[] = {nullptr};
+  q.tensor_types = bad;
+  EXPECT_EQ(lmpress_quantize(model_dir().c_str(), (d + "/q-x").c_str(), &q), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmpress_last_error()).find("tensor_types[0] is NULL"), std::string::npos);
+}
+
+TEST(CApi, SpeculativeGenerationEqualsPlainGreedy) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  ModelHandle h;
+  // A prompt that repeats itself, so that prompt lookup has drafts to offer.
+  const std::string prompt = "The cat sat on the mat. The dog sat on the log. The cat sat on the mat. The dog";
+  auto run = [&](const char* spec, lmpress_generate_result* res) {
+    std::vector<int32_t> ids;
+    lmpress_generate_params g = lmpress_generate_default_params();
+    g.n_predict = 40;
+    g.ignore_eos = true;
+    g.spec.type = spec;
+    g.spec.draft_max = 4;
+    g.spec.p_min = 0;  // lmp-8m is rarely sure of a token: let the self-draft propose anyway
+    g.on_token = [](int32_t id, const char*, size_t, void* u) {
+      static_cast<std::vector<int32_t>*>(u)->push_back(id);
+      return true;
+    };
+    g.user_data = &ids;
+    EXPECT_EQ(lmpress_generate(h.m, prompt.c_str(), &g, res), LMPRESS_OK) << lmpress_last_error();
+    return ids;
+  };
+  lmpress_generate_result plain{}, ngram{}, self{};
+  const auto want = run(nullptr, &plain);
+  ASSERT_EQ(want.size(), 40u);
+  EXPECT_EQ(plain.n_drafted, 0);
+  EXPECT_EQ(run("ngram", &ngram), want);
+  EXPECT_GT(ngram.n_drafted, 0);
+  EXPECT_GT(ngram.n_accepted, 0);
+  EXPECT_LE(ngram.n_accepted, ngram.n_drafted);
+  EXPECT_EQ(run("self:skip:2-3", &self), want);
+  EXPECT_GT(self.n_drafted, 0);
+  // The command line's counts for the same run.
+  auto r = run_cli("generate " + model_dir() + " -p '" + prompt +
+                   "' -n 40 --ignore-eos --spec ngram --draft-max 4 --draft-p-min 0 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+  EXPECT_EQ(j["tokens"].get<std::vector<int32_t>>(), want);
+  EXPECT_EQ(j["spec"]["drafted"].get<int64_t>(), ngram.n_drafted) << j["spec"].dump();
+  EXPECT_EQ(j["spec"]["accepted"].get<int64_t>(), ngram.n_accepted);
+  // What it refuses.
+  lmpress_generate_params g = lmpress_generate_default_params();
+  g.spec.type = "self:skip:auto:2";
+  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmpress_last_error()).find("--spec-calib"), std::string::npos);
+  g.spec.type = "ngram";
+  g.spec.draft_max = 0;
+  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmpress_last_error()).find("spec.draft_max 0"), std::string::npos);
+  g.spec.draft_max = 4;
+  g.spec.type = "draft:/no/such/model.gguf";
+  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_FAILED);
+  lmpress_generation* gen = nullptr;
+  g.spec.type = "ngram";
+  EXPECT_EQ(lmpress_generation_start(h.m, "x", &g, &gen), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmpress_last_error()).find("runs in lmpress_generate"), std::string::npos);
+  EXPECT_EQ(gen, nullptr);
+}
+
 // lmpress_set_threads on one thread reaches the calls another thread makes.
 TEST(CApi, ThreadCountReachesEveryCallingThread) {
   if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();

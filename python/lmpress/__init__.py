@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Iterable, Iterator, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -720,6 +720,10 @@ def quantize(
     compensate: Optional[str] = None,
     compensate_out: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
+    *,
+    tensor_types: Optional[Sequence[str]] = None,
+    targets: Optional[Sequence[str]] = None,
+    ignore: Optional[Sequence[str]] = None,
 ) -> str:
     """Quantizes the model at model_path into out_path, as `lmpress quantize`.
 
@@ -734,15 +738,33 @@ def quantize(
     alpha first (w8a8, needs calib). compensate="rank=R[,method=eora|svd]": EoRA's
     low-rank compensation of the rounding error as a LoRA adapter (needs calib),
     written to compensate_out (None: OUT.eora.gguf, or OUT-eora beside a
-    checkpoint directory). The output is written under a temporary name
-    and renamed at the end. Returns out_path.
+    checkpoint directory). tensor_types: ["PATTERN=TYPE", ...] as --tensor-type (with an
+    int-N type: an int-N type or f16 per linear); targets / ignore: for int-N types, the
+    modules quantized / left out (Hugging Face names, or "re:REGEX"), as --targets /
+    --ignore. The output is written under a temporary name and renamed at the end.
+    Returns out_path.
     """
     out = _path(out_path)
     if type is None:
         type = "" if scheme else "q4_k_m"
     _lmpress.quantize(_path(model_path), out, type, method, _opt_path(calib), int(calib_samples), int(calib_ctx),
                       _opt_path(imatrix), float(damp), bool(act_order), rotate, scheme,
-                      -1.0 if smooth is None else float(smooth), compensate, _opt_path(compensate_out), progress)
+                      -1.0 if smooth is None else float(smooth), compensate, _opt_path(compensate_out), progress,
+                      _str_list(tensor_types, "tensor_types"), _str_list(targets, "targets"),
+                      _str_list(ignore, "ignore"))
+    return out
+
+
+def _str_list(v: Optional[Sequence[str]], what: str) -> List[str]:
+    """A list of str from None, one str, or a sequence of str."""
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return [v]
+    out = list(v)
+    for s in out:
+        if not isinstance(s, str):
+            raise TypeError(f"{what} must hold str, got {type(s).__name__}")
     return out
 
 
@@ -771,6 +793,10 @@ def prune(
     compensate: Optional[str] = None,
     compensate_out: Optional[PathLike] = None,
     progress: Optional[ProgressCallback] = None,
+    *,
+    structured: Optional[str] = None,
+    targets: Optional[Sequence[str]] = None,
+    ignore: Optional[Sequence[str]] = None,
 ) -> str:
     """Prunes the blocks' linear layers of the (float) model at model_path into the
     GGUF file out_path, as `lmpress prune`.
@@ -782,10 +808,21 @@ def prune(
     the pruned linears (q4_0, q5_0, q8_0, q3_k, q6_k; SparseGPT does both in one
     pass). damp: SparseGPT's dampening fraction, in (0, 1]. rotate, compensate,
     compensate_out: as quantize's (compensate: wanda or sparsegpt, the pruning
-    error's adapter). Returns out_path.
+    error's adapter). structured: "heads=F,ffn=F,layers=N[,global][,bias]" removes whole
+    KV-head groups, MLP channels and blocks instead (as --structured; needs calib; no
+    sparsity or nm). targets / ignore: the modules whose linears are pruned / left dense
+    (Hugging Face names, or "re:REGEX"), as --targets / --ignore. Returns out_path.
     """
     if method not in PRUNE_METHODS:
         raise InvalidArgument(f"prune: method {method!r}: magnitude, wanda or sparsegpt")
+    if structured is not None:
+        if sparsity is not None or nm is not None:
+            raise InvalidArgument("prune: structured removes whole heads, channels and blocks: no sparsity or nm")
+        out = _path(out_path)
+        _lmpress.prune(_path(model_path), out, None, -1.0, None, quantize, _opt_path(calib), int(calib_samples),
+                       int(calib_ctx), float(damp), rotate, compensate, _opt_path(compensate_out), progress,
+                       structured, _str_list(targets, "targets"), _str_list(ignore, "ignore"))
+        return out
     if (sparsity is None) == (nm is None):
         raise InvalidArgument("prune: give sparsity or nm" + ("" if sparsity is None else ", not both"))
     if sparsity is not None:
@@ -804,7 +841,8 @@ def prune(
     out = _path(out_path)
     _lmpress.prune(_path(model_path), out, method, -1.0 if sparsity is None else sparsity, nm, quantize,
                    _opt_path(calib), int(calib_samples), int(calib_ctx), damp, rotate, compensate,
-                   _opt_path(compensate_out), progress)
+                   _opt_path(compensate_out), progress, None, _str_list(targets, "targets"),
+                   _str_list(ignore, "ignore"))
     return out
 
 

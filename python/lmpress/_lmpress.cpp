@@ -827,13 +827,26 @@ py::dict perplexity(const Model& model, const std::string& text, int64_t n_ctx, 
   return d;
 }
 
+// C string views of a list of str, alive as long as `v`.
+std::vector<const char*> c_strings(const std::vector<std::string>& v) {
+  std::vector<const char*> out;
+  for (const auto& s : v) out.push_back(s.c_str());
+  return out;
+}
+
 void quantize(const std::string& in_path, const std::string& out_path, const std::string& type,
               const std::optional<std::string>& method, const std::optional<std::string>& calib,
               int64_t calib_samples, int64_t calib_ctx, const std::optional<std::string>& imatrix, double damp,
               bool act_order, const std::optional<std::string>& rotate, const std::optional<std::string>& scheme,
               double smooth, const std::optional<std::string>& compensate,
-              const std::optional<std::string>& compensate_out, const py::object& progress) {
+              const std::optional<std::string>& compensate_out, const py::object& progress,
+              const std::vector<std::string>& tensor_types, const std::vector<std::string>& targets,
+              const std::vector<std::string>& ignore) {
   lmpress_quantize_params p = lmpress_quantize_default_params();
+  const auto tt = c_strings(tensor_types), tg = c_strings(targets), ig = c_strings(ignore);
+  p.tensor_types = tt.data(), p.n_tensor_types = tt.size();
+  p.targets = tg.data(), p.n_targets = tg.size();
+  p.ignore = ig.data(), p.n_ignore = ig.size();
   if (compensate) p.compensate = compensate->c_str();
   if (compensate_out) p.compensate_out = compensate_out->c_str();
   if (!type.empty()) p.type = type.c_str();
@@ -854,8 +867,14 @@ void prune(const std::string& in_path, const std::string& out_path, const std::o
            double sparsity, const std::optional<std::string>& nm, const std::optional<std::string>& quantize_type,
            const std::optional<std::string>& calib, int64_t calib_samples, int64_t calib_ctx, double damp,
            const std::optional<std::string>& rotate, const std::optional<std::string>& compensate,
-           const std::optional<std::string>& compensate_out, const py::object& progress) {
+           const std::optional<std::string>& compensate_out, const py::object& progress,
+           const std::optional<std::string>& structured, const std::vector<std::string>& targets,
+           const std::vector<std::string>& ignore) {
   lmpress_prune_params p = lmpress_prune_default_params();
+  if (structured) p.structured = structured->c_str();
+  const auto tg = c_strings(targets), ig = c_strings(ignore);
+  p.targets = tg.data(), p.n_targets = tg.size();
+  p.ignore = ig.data(), p.n_ignore = ig.size();
   if (compensate) p.compensate = compensate->c_str();
   if (compensate_out) p.compensate_out = compensate_out->c_str();
   if (method) p.method = method->c_str();
@@ -1026,10 +1045,13 @@ PYBIND11_MODULE(_lmpress, m) {
   m.def("quantize", &quantize, py::arg("in_path"), py::arg("out_path"), py::arg("type"), py::arg("method"),
         py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"), py::arg("imatrix"), py::arg("damp"),
         py::arg("act_order"), py::arg("rotate"), py::arg("scheme"), py::arg("smooth"), py::arg("compensate"),
-        py::arg("compensate_out"), py::arg("progress"));
+        py::arg("compensate_out"), py::arg("progress"), py::arg("tensor_types") = std::vector<std::string>(),
+        py::arg("targets") = std::vector<std::string>(), py::arg("ignore") = std::vector<std::string>());
   m.def("prune", &prune, py::arg("in_path"), py::arg("out_path"), py::arg("method"), py::arg("sparsity"),
         py::arg("nm"), py::arg("quantize"), py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"),
-        py::arg("damp"), py::arg("rotate"), py::arg("compensate"), py::arg("compensate_out"), py::arg("progress"));
+        py::arg("damp"), py::arg("rotate"), py::arg("compensate"), py::arg("compensate_out"), py::arg("progress"),
+        py::arg("structured") = py::none(), py::arg("targets") = std::vector<std::string>(),
+        py::arg("ignore") = std::vector<std::string>());
   m.def("convert", &convert, py::arg("in_path"), py::arg("out_path"), py::arg("dtype") = py::none(),
         py::arg("format") = py::none());
   m.def("kld", &kld, py::arg("base"), py::arg("cand"), py::arg("text"), py::arg("n_ctx"), py::arg("n_chunks"),

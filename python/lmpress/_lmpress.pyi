@@ -102,6 +102,9 @@ def quantize(
     compensate: Optional[str],
     compensate_out: Optional[str],
     progress: _Progress,
+    tensor_types: List[str] = ...,
+    targets: List[str] = ...,
+    ignore: List[str] = ...,
 ) -> None: ...
 def prune(
     in_path: str,
@@ -118,6 +121,9 @@ def prune(
     compensate: Optional[str],
     compensate_out: Optional[str],
     progress: _Progress,
+    structured: Optional[str] = None,
+    targets: List[str] = ...,
+    ignore: List[str] = ...,
 ) -> None: ...
 def convert(in_path: str, out_path: str, dtype: Optional[str] = None, format: Optional[str] = None) -> None: ...
 

@@ -639,6 +639,37 @@ def test_prune_sparsegpt_2_4_matches_cli(tmp_path):
     assert len(m.generate_tokens(PROMPT, 4, ignore_eos=True)) == 4
 
 
+def test_prune_structured_and_targets_match_cli(tmp_path):
+    ref = tmp_path / "cli.gguf"
+    cli("prune", str(MODEL), str(ref), "--structured", "heads=0.25,ffn=0.3", "--calib", str(CALIB),
+        "--calib-samples", "4", "--calib-ctx", "64")
+    out = tmp_path / "py.gguf"
+    lmpress.prune(MODEL, out, structured="heads=0.25,ffn=0.3", calib=CALIB, calib_samples=4, calib_ctx=64)
+    assert out.read_bytes() == ref.read_bytes()
+    ref = tmp_path / "cli-t.gguf"
+    cli("prune", str(MODEL), str(ref), "--sparsity", "0.5", "--targets", r"re:model\.layers\.[0-2]\.",
+        "--ignore", "model.layers.1.mlp")
+    out = tmp_path / "py-t.gguf"
+    lmpress.prune(MODEL, out, sparsity=0.5, targets=[r"re:model\.layers\.[0-2]\."], ignore="model.layers.1.mlp")
+    assert out.read_bytes() == ref.read_bytes()
+    with pytest.raises(lmpress.Error, match="'model.layers.9' selects none"):
+        lmpress.prune(MODEL, tmp_path / "x.gguf", sparsity=0.5, targets=["model.layers.9"])
+    with pytest.raises(lmpress.InvalidArgument, match="no sparsity or nm"):
+        lmpress.prune(MODEL, tmp_path / "x.gguf", sparsity=0.5, structured="ffn=0.3", calib=CALIB)
+
+
+def test_quantize_per_module_formats_match_cli(tmp_path):
+    ref = tmp_path / "cli"
+    cli("quantize", str(MODEL), str(ref), "--type", "int4-g32", "--tensor-type", "ffn_down=int8-ch", "--ignore",
+        "model.layers.0.self_attn")
+    out = tmp_path / "py"
+    lmpress.quantize(MODEL, out, type="int4-g32", tensor_types=["ffn_down=int8-ch"], ignore=["model.layers.0.self_attn"])
+    for f in ("model.safetensors", "config.json"):
+        assert (out / f).read_bytes() == (ref / f).read_bytes()
+    with pytest.raises(TypeError, match="tensor_types must hold str"):
+        lmpress.quantize(MODEL, tmp_path / "x", type="int4-g32", tensor_types=[3])
+
+
 def test_prune_magnitude_quantized_matches_cli(tmp_path):
     ref = tmp_path / "cli.gguf"
     cli("prune", str(MODEL), str(ref), "--sparsity", "0.3", "--quantize", "q8_0")

@@ -13,6 +13,7 @@
 #include "runtime/batch.h"
 #include "runtime/generate.h"
 #include "runtime/kv_cache.h"
+#include "runtime/speculative.h"
 
 using namespace lmpress;
 using namespace lmpress::api;
@@ -78,7 +79,21 @@ lmpress_generate_result generate_result(const GenerateStats& s, bool done) {
                                                       : LMPRESS_STOP_LENGTH;
   r.prompt_seconds = s.prompt_seconds;
   r.gen_seconds = s.gen_seconds;
+  r.n_drafted = s.spec.drafted;
+  r.n_accepted = s.spec.accepted;
   return r;
+}
+
+// An array of n C strings (NULL with n 0: none); `what` names it in errors.
+std::vector<std::string> strings(const char* const* v, size_t n, const char* fn, const char* what) {
+  if (n > 0 && !v) invalid("{}: {} is NULL but n_{} is {}", fn, what, what, n);
+  if (n > 4096) invalid("{}: n_{} {} is too many", fn, what, n);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; i++) {
+    if (!v[i]) invalid("{}: {}[{}] is NULL", fn, what, i);
+    out.emplace_back(v[i]);
+  }
+  return out;
 }
 
 // The calibration of a compression call, checked as the command line checks its options.
@@ -276,6 +291,10 @@ lmpress_generate_params lmpress_generate_default_params(void) {
   p.n_predict = GenerateOptions().n_predict;
   p.sampling = lmpress_sampler_default_params();
   p.cache = default_cache();
+  const SpecOptions spec;
+  p.spec.draft_max = spec.draft_max;
+  p.spec.draft_min = spec.draft_min;
+  p.spec.p_min = spec.p_min;
   return p;
 }
 
@@ -298,6 +317,30 @@ lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt, 
         return more;
       };
     }
+    // Speculative decoding: the drafter and its draft model live for this call.
+    std::unique_ptr<DraftSource> source;
+    std::unique_ptr<Drafter> drafter;
+    if (p.spec.type && *p.spec.type) {
+      SpecOptions so;
+      so.type = p.spec.type;
+      if (so.type.rfind("self:skip:auto", 0) == 0)
+        invalid("{}: spec.type {}: the block ranking on calibration text is the command line's (--spec-calib); give "
+                "the blocks (self:skip:LAYERS)",
+                fn, so.type);
+      if (p.spec.draft_max < 1 || p.spec.draft_max > (int64_t(1) << 20))
+        invalid("{}: spec.draft_max {} out of range (1 .. 2^20)", fn, p.spec.draft_max);
+      if (p.spec.draft_min < 0 || p.spec.draft_min > (int64_t(1) << 20))
+        invalid("{}: spec.draft_min {} out of range (0 .. 2^20)", fn, p.spec.draft_min);
+      if (!(p.spec.p_min >= 0 && p.spec.p_min <= 1)) invalid("{}: spec.p_min {} out of [0, 1]", fn, p.spec.p_min);
+      so.draft_max = p.spec.draft_max;
+      so.draft_min = p.spec.draft_min;
+      so.p_min = p.spec.p_min;
+      source = std::make_unique<DraftSource>(so, *model->m, g.n_ctx > 0 ? g.n_ctx : model->m->cfg.ctx_len);
+      drafter = source->make(g.sampling);
+      g.drafter = drafter.get();
+      g.draft_max = so.draft_max;
+      g.draft_min = so.draft_min;
+    }
     const GenerateStats s = generate(*model->m, prompt, g, on_text);
     if (result) *result = generate_result(s, true);
   });
@@ -318,6 +361,8 @@ lmpress_status lmpress_generation_start(const lmpress_model* model, const char* 
     need(model, fn, "model");
     need(prompt, fn, "prompt");
     const lmpress_generate_params p = params ? *params : lmpress_generate_default_params();
+    if (p.spec.type && *p.spec.type)
+      invalid("{}: spec.type {}: speculative decoding runs in lmpress_generate, not stepped generation", fn, p.spec.type);
     auto h = std::make_unique<lmpress_generation>();
     h->g = std::make_unique<Generation>(*model->m, prompt, generate_options(*model->m, p, fn));
     *out = h.release();
@@ -425,6 +470,9 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     if (p.rotate) r.rotate = p.rotate;
     if (p.compensate) r.compensate = p.compensate;
     if (p.compensate_out) r.compensate_out = p.compensate_out;
+    r.tensor_types = strings(p.tensor_types, p.n_tensor_types, fn, "tensor_types");
+    r.targets = strings(p.targets, p.n_targets, fn, "targets");
+    r.ignore = strings(p.ignore, p.n_ignore, fn, "ignore");
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}, {"imatrix_path", r.imatrix}}, OutputKind::Either,
                 r.compensate.empty()
                     ? ""
@@ -465,8 +513,25 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     if (p.rotate) r.rotate = p.rotate;
     if (p.compensate) r.compensate = p.compensate;
     if (p.compensate_out) r.compensate_out = p.compensate_out;
+    r.targets = strings(p.targets, p.n_targets, fn, "targets");
+    r.ignore = strings(p.ignore, p.n_ignore, fn, "ignore");
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File,
                 r.compensate.empty() ? "" : parse_compensate_spec(r.compensate, out_path, r.compensate_out, false).adapter_path);
+    if (p.structured) {
+      // As `prune --structured`: the unstructured choices do not apply.
+      if (p.nm || p.sparsity >= 0 || p.rotate || p.compensate || !r.targets.empty() || !r.ignore.empty())
+        invalid("{}: structured removes whole heads, channels and blocks: leave nm, sparsity (< 0), rotate, "
+                "compensate, targets and ignore unset",
+                fn);
+      if (r.calib.file.empty()) invalid("{}: structured scores heads, channels and blocks on calibration text: calib_path", fn);
+      const PruneOptions po = prune_output_options(r);
+      const StructuredOptions so = parse_structured(p.structured);
+      ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
+      auto m = load_model(in_path);
+      check_finite_weights(*m);
+      prune_model_structured(*m, out_path, so, po);
+      return;
+    }
     const PruneOptions o = prune_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
     auto m = load_model(in_path);
