@@ -453,7 +453,8 @@ typedef struct lmpress_prune_params {
   const char* compensate_out;
   /* "heads=F,ffn=F,layers=N[,global][,bias]": structured pruning as `prune
    * --structured` (whole KV-head groups, MLP channels, blocks; needs
-   * calib_path; method, sparsity, nm and rotate then unset); NULL: none. */
+   * calib_path; method, sparsity, nm, rotate, compensate, targets and ignore
+   * then unset); NULL or "": none. */
   const char* structured;
   /* The modules whose linears are pruned / left dense, as `prune --targets`,
    * `--ignore` (arrays of n names; NULL / 0: every linear). */

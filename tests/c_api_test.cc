@@ -633,6 +633,10 @@ TEST(CApi, StructuredPruningTargetsAndTensorTypesAsTheCli) {
   p.nm = "2:4";
   EXPECT_EQ(lmpress_prune(model_dir().c_str(), (d + "/x.gguf").c_str(), &p), LMPRESS_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(lmpress_last_error()).find("structured removes whole heads"), std::string::npos);
+  p.nm = nullptr;
+  p.method = "wanda";
+  EXPECT_EQ(lmpress_prune(model_dir().c_str(), (d + "/x.gguf").c_str(), &p), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
   // Targets and ignore lists.
   lmpress_prune_params t = lmpress_prune_default_params();
   t.sparsity = 0.5;
@@ -688,6 +692,7 @@ TEST(CApi, SpeculativeGenerationEqualsPlainGreedy) {
     return ids;
   };
   lmpress_generate_result plain{}, ngram{}, self{};
+  plain.n_drafted = plain.n_accepted = -1;  // written by the call
   const auto want = run(nullptr, &plain);
   ASSERT_EQ(want.size(), 40u);
   EXPECT_EQ(plain.n_drafted, 0);
@@ -715,6 +720,10 @@ TEST(CApi, SpeculativeGenerationEqualsPlainGreedy) {
   EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(lmpress_last_error()).find("spec.draft_max 0"), std::string::npos);
   g.spec.draft_max = 4;
+  g.spec.draft_min = 5;
+  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmpress_last_error()).find("spec.draft_min 5 is above"), std::string::npos);
+  g.spec.draft_min = 0;
   g.spec.type = "draft:/no/such/model.gguf";
   EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_FAILED);
   lmpress_generation* gen = nullptr;

@@ -816,8 +816,8 @@ def prune(
     if method not in PRUNE_METHODS:
         raise InvalidArgument(f"prune: method {method!r}: magnitude, wanda or sparsegpt")
     if structured is not None:
-        if sparsity is not None or nm is not None:
-            raise InvalidArgument("prune: structured removes whole heads, channels and blocks: no sparsity or nm")
+        if sparsity is not None or nm is not None or method != "magnitude":
+            raise InvalidArgument("prune: structured removes whole heads, channels and blocks: no method, sparsity or nm")
         out = _path(out_path)
         _lmpress.prune(_path(model_path), out, None, -1.0, None, quantize, _opt_path(calib), int(calib_samples),
                        int(calib_ctx), float(damp), rotate, compensate, _opt_path(compensate_out), progress,

@@ -87,7 +87,6 @@ lmpress_generate_result generate_result(const GenerateStats& s, bool done) {
 // An array of n C strings (NULL with n 0: none); `what` names it in errors.
 std::vector<std::string> strings(const char* const* v, size_t n, const char* fn, const char* what) {
   if (n > 0 && !v) invalid("{}: {} is NULL but n_{} is {}", fn, what, what, n);
-  if (n > 4096) invalid("{}: n_{} {} is too many", fn, what, n);
   std::vector<std::string> out;
   for (size_t i = 0; i < n; i++) {
     if (!v[i]) invalid("{}: {}[{}] is NULL", fn, what, i);
@@ -332,6 +331,10 @@ lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt, 
       if (p.spec.draft_min < 0 || p.spec.draft_min > (int64_t(1) << 20))
         invalid("{}: spec.draft_min {} out of range (0 .. 2^20)", fn, p.spec.draft_min);
       if (!(p.spec.p_min >= 0 && p.spec.p_min <= 1)) invalid("{}: spec.p_min {} out of [0, 1]", fn, p.spec.p_min);
+      const int64_t n_ctx = g.n_ctx > 0 ? g.n_ctx : model->m->cfg.ctx_len;
+      if (p.spec.draft_max >= n_ctx) invalid("{}: spec.draft_max {} must be below the context ({})", fn, p.spec.draft_max, n_ctx);
+      if (p.spec.draft_min > p.spec.draft_max)
+        invalid("{}: spec.draft_min {} is above spec.draft_max {}", fn, p.spec.draft_min, p.spec.draft_max);
       so.draft_max = p.spec.draft_max;
       so.draft_min = p.spec.draft_min;
       so.p_min = p.spec.p_min;
@@ -515,14 +518,16 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     if (p.compensate_out) r.compensate_out = p.compensate_out;
     r.targets = strings(p.targets, p.n_targets, fn, "targets");
     r.ignore = strings(p.ignore, p.n_ignore, fn, "ignore");
+    const bool structured = p.structured && *p.structured;
+    // As `prune --structured`: the unstructured choices do not apply.
+    if (structured && (p.method || p.nm || p.sparsity >= 0 || p.rotate || p.compensate || !r.targets.empty() ||
+                       !r.ignore.empty()))
+      invalid("{}: structured removes whole heads, channels and blocks: leave method, nm, sparsity (< 0), rotate, "
+              "compensate, targets and ignore unset",
+              fn);
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File,
                 r.compensate.empty() ? "" : parse_compensate_spec(r.compensate, out_path, r.compensate_out, false).adapter_path);
-    if (p.structured) {
-      // As `prune --structured`: the unstructured choices do not apply.
-      if (p.nm || p.sparsity >= 0 || p.rotate || p.compensate || !r.targets.empty() || !r.ignore.empty())
-        invalid("{}: structured removes whole heads, channels and blocks: leave nm, sparsity (< 0), rotate, "
-                "compensate, targets and ignore unset",
-                fn);
+    if (structured) {
       if (r.calib.file.empty()) invalid("{}: structured scores heads, channels and blocks on calibration text: calib_path", fn);
       const PruneOptions po = prune_output_options(r);
       const StructuredOptions so = parse_structured(p.structured);
