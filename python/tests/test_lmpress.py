@@ -654,7 +654,7 @@ def test_prune_structured_and_targets_match_cli(tmp_path):
     assert out.read_bytes() == ref.read_bytes()
     with pytest.raises(lmpress.Error, match="'model.layers.9' selects none"):
         lmpress.prune(MODEL, tmp_path / "x.gguf", sparsity=0.5, targets=["model.layers.9"])
-    with pytest.raises(lmpress.InvalidArgument, match="no sparsity or nm"):
+    with pytest.raises(lmpress.InvalidArgument, match="no method, sparsity or nm"):
         lmpress.prune(MODEL, tmp_path / "x.gguf", sparsity=0.5, structured="ffn=0.3", calib=CALIB)
 
 
