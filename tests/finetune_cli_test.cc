@@ -87,6 +87,11 @@ TEST(FinetuneCli, BadInputIsAClearErrorAndWritesNothing) {
   expect_cli_error(base + "--data " + text + " --batch 1000000 --ctx 256", "one step's activations take");
   expect_cli_error(base + "--data " + text + " --warmup -1", "--warmup must be at least 0");
   EXPECT_FALSE(std::filesystem::exists(out));
+  // A factorized model (lowrank): its weights are not trained (that would write the dense products); adapters are.
+  ASSERT_EQ(run_cli("lowrank " + model + " " + d + "/lr.gguf --method svd --ratio 0.3").status, 0);
+  expect_cli_error("finetune " + d + "/lr.gguf " + out + " --data " + text, "would multiply its factors back");
+  auto lora = run_cli("finetune " + d + "/lr.gguf " + d + "/ad.gguf --lora r=2,alpha=4 --steps 1 --batch 1 --ctx 32 --data " + text);
+  EXPECT_EQ(lora.status, 0) << lora.out;
   // An architecture the trainer does not run yet.
   const std::string g = d + "/gemma";
   ASSERT_EQ(run_cli("make-model " + g + ".gguf --shape gemma3-1b --layers 1 --vocab 512").status, 0);

@@ -12,6 +12,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "compress/calibration.h"
 #include "compress/mix.h"
 #include "core/mapped_file.h"
 #include "core/parse.h"
@@ -246,6 +247,9 @@ void check_finetune_options(const FinetuneOptions& o, const Model& student, cons
   if (o.loss.needs_teacher() && !teacher) fail("--loss kl, rkl and mix need --teacher MODEL");
   if (!student.tokenizer) fail("{}: the model has no tokenizer (training text cannot be read)", student.path);
   check_trainable(student.cfg, student.path);
+  // Adapters train on a factorized model as it runs (two matmuls); training its weights would train, and
+  // write, the dense products.
+  if (o.lora.rank <= 0) refuse_factorized(student, "full fine-tuning (LoRA adapters train on it: --lora)");
   if (teacher) {
     if (!teacher->tokenizer) fail("--teacher {}: the model has no tokenizer", teacher->path);
     check_teacher(student, *teacher);
