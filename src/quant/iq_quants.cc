@@ -68,7 +68,7 @@ Lattice build_lattice(int grid_size, int dim, int bits, int nwant, Grid grid) {
     if (lat.map[size_t(u)] >= 0) continue;
     // The nwant smallest distinct distances in one pass (ggml sorts all points by (distance, index) and
     // keeps those up to the nwant-th distinct distance: the same points in the same order).
-    int smallest[8];
+    int smallest[8] = {};  // nwant <= 8
     int have = 0;
     for (int k = 0; k < grid_size; k++) {
       int d = 0;
