@@ -484,7 +484,10 @@ void run_recipe(const Recipe& r, const std::string& in_path, const std::string& 
       qopts[i] = quantize_options(q, out_path);
       qopts[i].recipe = r.text;
       qopts[i].select = st.select;
-      for (const auto& [sel, spec] : st.groups) {
+      for (const auto& group : st.groups) {
+        // Named, not a structured binding: the lambda copies it (clang before 16 cannot capture bindings).
+        const ModuleSelector& sel = group.first;
+        const IntGroupSpec& spec = group.second;
         IntRule rule;
         rule.what = st.stage + "." + st.modifier + " config group targeting " + sel.targets.front().spelled();
         rule.matches = [sel](const std::string&, const std::string& module) { return sel.selects(module); };
