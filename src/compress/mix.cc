@@ -210,19 +210,23 @@ std::string preset_names() {
   return s;
 }
 
-TensorTypeOverride parse_tensor_type_override(const std::string& spec) {
+PatternAndType parse_pattern_and_type(const std::string& spec) {
   const auto eq = spec.rfind('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
     fail("--tensor-type '{}': expected PATTERN=TYPE, e.g. 'ffn_down=q6_k'", spec);
-  const std::string type_name = spec.substr(eq + 1);
-  const auto t = dtype_from_name(type_name);
-  if (!t || !(has_quantizer(*t) || *t == DType::F16 || *t == DType::BF16 || *t == DType::F32))
-    fail("--tensor-type '{}': unknown or unsupported type '{}'", spec, type_name);
   try {
-    return {spec, std::regex(spec.substr(0, eq)), *t};
+    return {std::regex(spec.substr(0, eq)), spec.substr(eq + 1)};
   } catch (const std::regex_error& e) {
     fail("--tensor-type '{}': bad regular expression: {}", spec, e.what());
   }
+}
+
+TensorTypeOverride parse_tensor_type_override(const std::string& spec) {
+  PatternAndType pt = parse_pattern_and_type(spec);
+  const auto t = dtype_from_name(pt.type);
+  if (!t || !(has_quantizer(*t) || *t == DType::F16 || *t == DType::BF16 || *t == DType::F32))
+    fail("--tensor-type '{}': unknown or unsupported type '{}'", spec, pt.type);
+  return {spec, std::move(pt.pattern), *t};
 }
 
 bool is_quantizable(const Tensor& t) {

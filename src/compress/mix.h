@@ -53,6 +53,14 @@ struct MixOptions {
 // the token embedding and the output matrix), and Q2_K in a Q2_K_S file.
 bool requires_imatrix(const std::string& name, DType t, const MixOptions& o);
 
+// --tensor-type's "PATTERN=TYPE" split at the last '=': the pattern compiled (a
+// regex searched in the tensor name) and TYPE as written; fails naming spec.
+struct PatternAndType {
+  std::regex pattern;
+  std::string type;
+};
+PatternAndType parse_pattern_and_type(const std::string& spec);
+
 // Parses "PATTERN=TYPE" (a regex searched in the tensor name; TYPE like q6_k).
 TensorTypeOverride parse_tensor_type_override(const std::string& spec);
 

@@ -1,5 +1,7 @@
 #include "compress/module_select.h"
 
+#include <algorithm>
+
 #include "compress/calibration.h"
 #include "core/error.h"
 #include "core/tensor_names.h"
@@ -24,32 +26,34 @@ std::set<std::string> selected_linears(const Model& m, const ModuleSelector& s) 
             if (mod.empty()) fail("{} has no Hugging Face module name to match targets against", w);
             linears.emplace_back(w, mod);
           }
-  for (const auto& t : s.targets) {
-    bool any = false;
-    for (const auto& [w, mod] : linears) any = any || s.entry_selects(t, mod);
-    if (!any) fail("{}: '{}' selects none of the model's linear layers (e.g. {})", t.what(), t.spelled(),
-                   linears.empty() ? std::string("none") : linears.front().second);
-  }
+  auto selects_a_linear = [&](const ModuleTarget& t) {
+    for (const auto& [w, mod] : linears)
+      if (s.entry_selects(t, mod)) return true;
+    return false;
+  };
+  for (const auto& t : s.targets)
+    if (!selects_a_linear(t))
+      fail("{}: '{}' selects none of the model's linear layers (e.g. {})", t.what(), t.spelled(),
+           linears.empty() ? std::string("none") : linears.front().second);
+  // Every module of the model (its tensors' HF names without .weight / .bias), made once for the ignore entries.
+  std::vector<std::string> modules;
+  if (s.containing && !s.ignore.empty())
+    for (const auto& tensor : m.tensors) {
+      std::string mod = canonical_to_hf(tensor.name, m.cfg);
+      const size_t dot = mod.rfind('.');
+      if (dot != std::string::npos) modules.push_back(mod.substr(0, dot));
+    }
   for (const auto& t : s.ignore) {
     if (t.matches_name("lm_head")) continue;
     if (!s.containing) {  // entries must name linears themselves
-      bool any = false;
-      for (const auto& [w, mod] : linears) any = any || s.entry_selects(t, mod);
-      if (!any)
+      if (!selects_a_linear(t))
         fail("{}: '{}' names no linear layer (quantization matches each linear's own name, as compressed-tensors "
              "does: re:{}\\. leaves out the linears inside a module)",
              t.what(), t.spelled(), t.spelled());
       continue;
     }
-    bool any = false;
-    for (const auto& tensor : m.tensors) {
-      std::string mod = canonical_to_hf(tensor.name, m.cfg);
-      const size_t dot = mod.rfind('.');
-      if (dot == std::string::npos) continue;
-      mod.resize(dot);  // without .weight / .bias
-      any = any || t.selects_linear(mod);
-    }
-    if (!any) fail("{}: '{}' names no module of the model", t.what(), t.spelled());
+    if (std::none_of(modules.begin(), modules.end(), [&](const std::string& mod) { return t.selects_linear(mod); }))
+      fail("{}: '{}' names no module of the model", t.what(), t.spelled());
   }
   std::set<std::string> out;
   for (const auto& [w, mod] : linears)

@@ -1,6 +1,5 @@
 // quantize_options: `lmpress quantize`'s words checked and made into QuantizeOptions.
 #include <filesystem>
-#include <regex>
 
 #include "compress/quantize_model.h"
 #include "core/error.h"
@@ -19,14 +18,11 @@ DType parse_type(const std::string& flag, const std::string& name) {
 // --tensor-type PATTERN=TYPE for an int-N checkpoint: the linears whose
 // canonical name the regex is found in take an int-N type, or stay f16.
 IntRule int_tensor_rule(const std::string& spec, bool act_order, IntCheckpoint format) {
-  const size_t eq = spec.rfind('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
-    fail("--tensor-type '{}': expected PATTERN=TYPE (e.g. ffn_down=int8-ch, attn_v=f16)", spec);
+  const PatternAndType pt = parse_pattern_and_type(spec);
   IntRule rule;
   rule.what = "--tensor-type " + spec;
-  const std::string type = spec.substr(eq + 1);
-  if (type != "f16") {
-    rule.spec = parse_int_group_type(type);
+  if (pt.type != "f16") {
+    rule.spec = parse_int_group_type(pt.type);
     if (!rule.spec)
       fail("--tensor-type '{}': with an int-N --type, TYPE is an int-N type (int8-ch, int4-g64-asym, ...) or f16 "
            "(left unquantized)",
@@ -38,13 +34,7 @@ IntRule int_tensor_rule(const std::string& spec, bool act_order, IntCheckpoint f
            spec);
     check_int_checkpoint(format, *rule.spec);
   }
-  std::regex re;
-  try {
-    re = std::regex(spec.substr(0, eq));
-  } catch (const std::regex_error& e) {
-    fail("--tensor-type '{}': bad regular expression: {}", spec, e.what());
-  }
-  rule.matches = [re](const std::string& weight, const std::string&) { return std::regex_search(weight, re); };
+  rule.matches = [re = pt.pattern](const std::string& weight, const std::string&) { return std::regex_search(weight, re); };
   return rule;
 }
 

@@ -127,8 +127,10 @@ const Lattice& lattice(DType t) {
 
 // The grid index of the levels L[0..dim), or the neighbour of the off-grid
 // vector that best fits xval under `scale` (weights w), its levels written to L.
-// on_grid (optional): whether L was on the grid.
-int snap(const Lattice& lat, const float* xval, const float* w, float scale, int8_t* L, bool* on_grid = nullptr) {
+// on_grid (optional): whether L was on the grid. value(q): the value a stored
+// odd level q = 2l + 1 stands for (q itself; IQ1's shifted three levels).
+template <class Value>
+int snap_as(const Lattice& lat, const float* xval, const float* w, float scale, int8_t* L, bool* on_grid, Value value) {
   int u = 0;
   for (int i = 0; i < lat.dim; i++) u |= L[i] << (lat.bits * i);
   const int g = lat.map[size_t(u)];
@@ -141,14 +143,19 @@ int snap(const Lattice& lat, const float* xval, const float* w, float scale, int
     const int8_t* pg = lat.point(nb[j]);
     float d2 = 0;
     for (int i = 0; i < lat.dim; i++) {
-      const float diff = scale * float(pg[i]) - xval[i];
+      const float diff = scale * value(pg[i]) - xval[i];
       d2 += w[i] * diff * diff;
     }
     if (d2 < best_d2) best_d2 = d2, best = nb[j];
   }
+  if (best < 0) fail("internal: codebook quantizer found no grid point (non-finite weights?)");
   const int8_t* pg = lat.point(best);
   for (int i = 0; i < lat.dim; i++) L[i] = int8_t((pg[i] - 1) / 2);
   return best;
+}
+
+int snap(const Lattice& lat, const float* xval, const float* w, float scale, int8_t* L, bool* on_grid = nullptr) {
+  return snap_as(lat, xval, w, scale, L, on_grid, [](int8_t q) { return float(q); });
 }
 
 // The levels l (0 .. kmax−1) of xval[0..n) under 1/id: nearest odd multiple (2l + 1) / id.
@@ -563,29 +570,10 @@ float iq1_split(const Iq1Pair* pairs, int n, int i1, int i2, float scale, int8_t
   return -scale;
 }
 
-// ggml's iq1_find_best_neighbour2: the neighbour of an off-grid vector with the least weighted
-// error under `scale` on the shifted values xx; its levels written to L.
-int iq1_neighbour(const Lattice& lat, const float* xval, const float* w, float scale, const float* xx, int8_t* L) {
-  int u = 0;
-  for (int i = 0; i < 8; i++) u |= L[i] << (2 * i);
-  const int g = lat.map[size_t(u)];
-  if (g >= 0) return g;
-  const uint16_t* nb = lat.neighbours.data() + (-g - 1);
-  float best_d2 = FLT_MAX;
-  int best = -1;
-  for (int j = 1; j <= nb[0]; j++) {
-    const int8_t* pg = lat.point(nb[j]);
-    float d2 = 0;
-    for (int i = 0; i < 8; i++) {
-      const float diff = scale * xx[(pg[i] - 1) / 2] - xval[i];
-      d2 += w[i] * diff * diff;
-    }
-    if (d2 < best_d2) best_d2 = d2, best = nb[j];
-  }
-  if (best < 0) fail("internal: IQ1 quantizer found no grid point (non-finite weights?)");
-  const int8_t* pg = lat.point(best);
-  for (int i = 0; i < 8; i++) L[i] = int8_t((pg[i] - 1) / 2);
-  return best;
+// ggml's iq1_find_best_neighbour2: snap with the stored levels standing for the shifted values xx.
+int iq1_snap(const Lattice& lat, const float* xval, const float* w, float scale, const float* xx, int8_t* L,
+             bool* on_grid) {
+  return snap_as(lat, xval, w, scale, L, on_grid, [xx](int8_t q) { return xx[(q - 1) / 2]; });
 }
 
 // The weighted least-squares scale of xb on the grid points `index` (values xx[level], xx per point).
@@ -659,10 +647,9 @@ void iq1_s_block(const Lattice& lat, const float* xbl, const float* qwbl, BlockI
     bool all_on_grid = true;
     const float* xx = best_shift == 1 ? x_p : x_m;
     for (int k = 0; k < kBlock / 8; k++) {
-      int u = 0;
-      for (int j = 0; j < 8; j++) u |= L[8 * k + j] << (2 * j);
-      all_on_grid = all_on_grid && lat.map[size_t(u)] >= 0;
-      index[k] = uint16_t(iq1_neighbour(lat, xb + 8 * k, weight + 8 * k, scale, xx, L + 8 * k));
+      bool on = true;
+      index[k] = uint16_t(iq1_snap(lat, xb + 8 * k, weight + 8 * k, scale, xx, L + 8 * k, &on));
+      all_on_grid = all_on_grid && on;
     }
     if (!all_on_grid) scale = iq1_refit(lat, xb, weight, index, kBlock / 8, [&](int) { return xx; }, scale);
     uint16_t h = 0;
@@ -764,10 +751,9 @@ void iq1_m_block(const Lattice& lat, const float* xbl, const float* qwbl, BlockI
     scale = iq1_split(pairs, kBlock, besti1, besti2, scale, L);
     bool all_on_grid = true;
     for (int k = 0; k < kBlock / 8; k++) {
-      int u = 0;
-      for (int j = 0; j < 8; j++) u |= L[8 * k + j] << (2 * j);
-      all_on_grid = all_on_grid && lat.map[size_t(u)] >= 0;
-      index[k] = uint16_t(iq1_neighbour(lat, xb + 8 * k, weight + 8 * k, scale, xx_of(best_k, k), L + 8 * k));
+      bool on = true;
+      index[k] = uint16_t(iq1_snap(lat, xb + 8 * k, weight + 8 * k, scale, xx_of(best_k, k), L + 8 * k, &on));
+      all_on_grid = all_on_grid && on;
     }
     if (!all_on_grid)
       scale = iq1_refit(lat, xb, weight, index, kBlock / 8, [&](int k) { return xx_of(best_k, k); }, scale);
