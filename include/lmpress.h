@@ -28,7 +28,7 @@
 #define LMPRESS_VERSION_PATCH 0
 #define LMPRESS_VERSION "0.1.0"
 /* Grows with every change to a struct or signature below. */
-#define LMPRESS_API_VERSION 7
+#define LMPRESS_API_VERSION 8
 
 #if defined(_WIN32)
 #define LMPRESS_API
@@ -57,6 +57,12 @@ LMPRESS_API int lmpress_api_version(void);
 LMPRESS_API const char* lmpress_last_error(void);
 /* A name for a status code ("ok", "invalid argument", ...). */
 LMPRESS_API const char* lmpress_status_name(lmpress_status s);
+/* The report of this thread's last successful lmpress_quantize, lmpress_prune,
+ * lmpress_convert(_model), lmpress_perplexity or lmpress_generate call as JSON
+ * text: the object the command line prints with --json (per-tensor errors,
+ * sizes, bits per weight, peak memory, timings, cache and speculative
+ * statistics). "" before any; valid until this thread's next such call. */
+LMPRESS_API const char* lmpress_last_report(void);
 /* Threads for compute (0: all cores, as the command line's -t 0), for every
  * later call from any thread; not while another thread computes. OpenMP keeps
  * a pool of workers per calling thread: compute from one thread at a time (or
@@ -79,6 +85,10 @@ typedef struct lmpress_model_params {
   bool repack;
   lmpress_progress_callback progress;
   void* progress_user_data;
+  /* LoRA adapters merged into the weights at load, as `--lora FILE[:SCALE]`
+   * (GGUF LoRA or a PEFT directory; an array of n; NULL / 0: none). */
+  const char* const* lora;
+  size_t n_lora;
 } lmpress_model_params;
 
 LMPRESS_API lmpress_model_params lmpress_model_default_params(void);
@@ -279,19 +289,33 @@ LMPRESS_API size_t lmpress_engine_n_requests(const lmpress_engine* engine);
 
 /* ------------------------------------------------------------ generation */
 
+/* Confidence-based early exit after one block (CALM), as `--early-exit
+ * THRESHOLD --exit-layer K --exit-measure M`: threshold < 0 is off; layer -1
+ * is block n_layer / 2 - 1; measure "softmax" (NULL) or "state". */
+typedef struct lmpress_early_exit_params {
+  double threshold;
+  int64_t layer;
+  const char* measure;
+} lmpress_early_exit_params;
+
 /* Called for each generated token with the text it completes (UTF-8; may be
- * empty while a character is incomplete). Return false to stop. */
+ * empty while a character is incomplete). Return false to stop. When
+ * generation ends by itself with bytes held back (an incomplete character at
+ * the end), they come in one more call with token -1. */
 typedef bool (*lmpress_token_callback)(int32_t token, const char* text, size_t text_len, void* user_data);
 
 /* Speculative decoding, as `generate --spec TYPE --draft-max N --draft-min N
- * --draft-p-min P`: type "ngram" or "ngram:MIN-MAX" (prompt lookup),
- * "draft:MODEL", "self:skip:LAYERS" (e.g. "4,6-9"), "self:exit:K",
- * "self:file:PATH"; NULL: none. The tokens are those of plain decoding with
- * the same sampling (greedy: equal; sampled: the same distribution). */
+ * --draft-p-min P --spec-calib FILE`: type "ngram" or "ngram:MIN-MAX" (prompt
+ * lookup), "draft:MODEL", "self:skip:LAYERS" (e.g. "4,6-9"), "self:skip:auto:N"
+ * (the N blocks whose skipping loses least on calib_path's first window),
+ * "self:exit:K", "self:file:PATH"; NULL: none. The tokens are those of plain
+ * decoding with the same sampling (greedy: equal; sampled: the same
+ * distribution). */
 typedef struct lmpress_spec_params {
   const char* type;
   int64_t draft_max, draft_min;
   float p_min;
+  const char* calib_path;
 } lmpress_spec_params;
 
 typedef struct lmpress_generate_params {
@@ -303,6 +327,7 @@ typedef struct lmpress_generate_params {
   lmpress_token_callback on_token;
   void* user_data;
   lmpress_spec_params spec; /* lmpress_generate only (not the stepped lmpress_generation_*) */
+  lmpress_early_exit_params early_exit; /* lmpress_generate only */
 } lmpress_generate_params;
 
 typedef enum lmpress_stop_reason {
@@ -344,6 +369,10 @@ LMPRESS_API void lmpress_generation_free(lmpress_generation* gen);
 
 /* ------------------------------------------------------------ evaluation */
 
+/* Called after each window with the perplexity so far. Return false to cancel
+ * (LMPRESS_ERR_CANCELLED). */
+typedef bool (*lmpress_chunk_callback)(int64_t chunk, double running_ppl, void* user_data);
+
 typedef struct lmpress_perplexity_params {
   int64_t n_ctx;       /* tokens per window */
   int64_t n_chunks;    /* windows scored (-1: all) */
@@ -351,6 +380,13 @@ typedef struct lmpress_perplexity_params {
   lmpress_cache_params cache;
   lmpress_progress_callback progress;
   void* progress_user_data;
+  int64_t n_batch;          /* tokens per forward batch */
+  /* > 0: each token scored from scratch after the window - 1 tokens before it
+   * (`perplexity --recompute-window`; slow); 0: off. */
+  int64_t recompute_window;
+  lmpress_early_exit_params early_exit;
+  lmpress_chunk_callback on_chunk;
+  void* chunk_user_data;
 } lmpress_perplexity_params;
 
 typedef struct lmpress_perplexity_result {
@@ -429,6 +465,19 @@ typedef struct lmpress_quantize_params {
   size_t n_targets;
   const char* const* ignore;
   size_t n_ignore;
+  /* As `quantize --target-bpw`: each tensor's GGUF type chosen by its measured
+   * sensitivity on calib_path text so that the file has at most this many bits
+   * per weight (type then NULL); 0: off. */
+  double target_bpw;
+  const char* format; /* int-N types: "gptq" (NULL), "awq" or "compressed-tensors" */
+  const char* output_tensor_type;   /* output.weight's GGUF type (NULL: the mix's) */
+  const char* token_embedding_type; /* token_embd.weight's */
+  bool keep_output;      /* output.weight keeps its current type */
+  bool pure;             /* every quantizable tensor gets the base type (no mix) */
+  bool allow_requantize; /* quantize already-quantized tensors */
+  bool clip_search;      /* RTN: each block's clipping ratio by least (weighted) squared error */
+  const char* name;      /* general.name to record (NULL: the input's) */
+  bool skip_finite_check; /* skip the check that every input weight is finite */
 } lmpress_quantize_params;
 
 LMPRESS_API lmpress_quantize_params lmpress_quantize_default_params(void);
@@ -462,16 +511,43 @@ typedef struct lmpress_prune_params {
   size_t n_targets;
   const char* const* ignore;
   size_t n_ignore;
+  /* OWL (needs calib_path): per-block sparsities around `sparsity` within
+   * +-owl_lambda, lower where Wanda scores have more outliers (those above
+   * owl_m times the block's mean). */
+  bool owl;
+  double owl_lambda, owl_m;
+  bool global; /* magnitude: one |w| threshold across all blocks' linears */
+  /* Mixtures of experts, as `prune --experts`: "N" experts kept per layer, or
+   * "F" in (0, 1) of them removed, scored on calib_path text by method "reap"
+   * (NULL) or "frequency"; the unstructured fields then unset. NULL: none. */
+  const char* experts;
+  const char* name; /* general.name to record */
+  bool skip_finite_check;
 } lmpress_prune_params;
 
 LMPRESS_API lmpress_prune_params lmpress_prune_default_params(void);
 /* Prunes the blocks' linear layers of in_path into the GGUF file out_path, as `lmpress prune`. */
 LMPRESS_API lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lmpress_prune_params* params);
 
+typedef struct lmpress_convert_params {
+  /* f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (NULL: keep each tensor's) */
+  const char* dtype;
+  const char* format;         /* "gguf" or "hf" (NULL: gguf when out_path ends in .gguf) */
+  const char* name;           /* general.name to record */
+  const char* tokenizer_path; /* llama2.c checkpoints: the tokenizer (NULL: found beside) */
+  /* > 0: a dense llama / qwen3 model written as the equivalent mixture of N
+   * experts (`convert --split-experts`); > 0: key/value heads pooled into N
+   * groups (`--kv-heads`); 0: neither. */
+  int64_t split_experts, kv_heads;
+  bool skip_finite_check;
+} lmpress_convert_params;
+
+LMPRESS_API lmpress_convert_params lmpress_convert_default_params(void);
 /* Writes the model at in_path as a GGUF file or a Hugging Face directory, as
- * `lmpress convert`: dtype f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (NULL:
- * keep each tensor's), format "gguf" or "hf" (NULL: gguf when out_path ends
- * in .gguf). */
+ * `lmpress convert`. */
+LMPRESS_API lmpress_status lmpress_convert_model(const char* in_path, const char* out_path,
+                                                 const lmpress_convert_params* params);
+/* lmpress_convert_model with only dtype and format set. */
 LMPRESS_API lmpress_status lmpress_convert(const char* in_path, const char* out_path, const char* dtype,
                                            const char* format);
 

@@ -197,6 +197,91 @@ TEST(CApi, PerplexityEqualsTheCli) {
   EXPECT_EQ(calls, 4);  // 0 of 3, then after each window
 }
 
+TEST(CApi, PerplexityChunksEarlyExitAndItsReport) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  ModelHandle h;
+  const std::string text = lmpress::read_text_file(wiki());
+  lmpress_perplexity_params p = lmpress_perplexity_default_params();
+  p.n_ctx = 128;
+  p.n_chunks = 3;
+  std::vector<double> running;
+  p.on_chunk = [](int64_t i, double ppl, void* u) {
+    auto* v = static_cast<std::vector<double>*>(u);
+    EXPECT_EQ(i, int64_t(v->size()));
+    v->push_back(ppl);
+    return true;
+  };
+  p.chunk_user_data = &running;
+  lmpress_perplexity_result res;
+  ASSERT_EQ(lmpress_perplexity(h.m, text.data(), text.size(), &p, &res), LMPRESS_OK) << lmpress_last_error();
+  ASSERT_EQ(running.size(), 3u);
+  EXPECT_EQ(running.back(), res.ppl);
+  const auto report = nlohmann::json::parse(lmpress_last_report());
+  EXPECT_EQ(report["running_ppl"].get<std::vector<double>>(), running);
+  EXPECT_EQ(report["ppl"].get<double>(), res.ppl);
+  EXPECT_EQ(report["tokens_scored"].get<int64_t>(), res.n_tokens_scored);
+  EXPECT_EQ(report["protocol"], "llama.cpp");
+  EXPECT_FALSE(report.contains("early_exit"));
+  // A callback that says no cancels; the last report stays the last success's.
+  p.on_chunk = [](int64_t, double, void*) { return false; };
+  EXPECT_EQ(lmpress_perplexity(h.m, text.data(), text.size(), &p, &res), LMPRESS_ERR_CANCELLED);
+  EXPECT_EQ(nlohmann::json::parse(lmpress_last_report()), report);
+  // Early exit: tokens after the first of each window decoded one by one, some leaving after block 2.
+  p.on_chunk = nullptr;
+  p.n_chunks = 1;
+  p.early_exit.threshold = 0.3;
+  p.early_exit.layer = 2;
+  ASSERT_EQ(lmpress_perplexity(h.m, text.data(), text.size(), &p, &res), LMPRESS_OK) << lmpress_last_error();
+  const auto ee = nlohmann::json::parse(lmpress_last_report())["early_exit"];
+  EXPECT_EQ(ee["layer"], 2);
+  EXPECT_GT(ee["steps"].get<int64_t>(), 0);
+  p.early_exit.layer = 99;
+  EXPECT_EQ(lmpress_perplexity(h.m, text.data(), text.size(), &p, &res), LMPRESS_ERR_FAILED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("--exit-layer 99"), std::string::npos);
+  // Stepped generation has no early exit.
+  lmpress_generate_params g = lmpress_generate_default_params();
+  g.early_exit.threshold = 0.5;
+  lmpress_generation* gen = nullptr;
+  EXPECT_EQ(lmpress_generation_start(h.m, "x", &g, &gen), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(gen, nullptr);
+}
+
+TEST(CApi, CompressionReportsAndConvertParams) {
+  if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string d = lmpress::test::temp_dir();
+  lmpress_quantize_params q = lmpress_quantize_default_params();
+  q.type = "q4_0";  // its mix alone would give output.weight Q8_0 here
+  q.pure = true;
+  q.name = "pure-q4";
+  ASSERT_EQ(lmpress_quantize(model_dir().c_str(), (d + "/q.gguf").c_str(), &q), LMPRESS_OK) << lmpress_last_error();
+  const auto r = nlohmann::json::parse(lmpress_last_report());
+  ASSERT_FALSE(r["tensors"].empty());
+  for (const auto& t : r["tensors"]) EXPECT_EQ(t["type"], "Q4_0") << t;  // --pure: no mix
+  const uint64_t file_bytes = std::filesystem::file_size(d + "/q.gguf");
+  EXPECT_LE(r["bytes_out"].get<uint64_t>(), file_bytes);
+  EXPECT_GT(r["bytes_out"].get<uint64_t>(), file_bytes * 9 / 10);  // the tensors are nearly all of it
+  EXPECT_NEAR(r["bpw"].get<double>(), double(r["bytes_out"].get<uint64_t>()) * 8 / r["n_params"].get<double>(), 1e-9);
+  EXPECT_NE(lmpress::read_text_file(d + "/q.gguf").find("pure-q4"), std::string::npos);
+  // Convert with its own params: pooled KV heads and a name.
+  lmpress_convert_params c = lmpress_convert_default_params();
+  c.dtype = "F16";  // as --dtype: any case
+  c.name = "converted";
+  c.kv_heads = 1;
+  ASSERT_EQ(lmpress_convert_model(model_dir().c_str(), (d + "/c.gguf").c_str(), &c), LMPRESS_OK) << lmpress_last_error();
+  const auto cr = nlohmann::json::parse(lmpress_last_report());
+  EXPECT_EQ(cr["format"], "gguf");
+  lmpress_model* m = nullptr;
+  ASSERT_EQ(lmpress_model_load((d + "/c.gguf").c_str(), nullptr, &m), LMPRESS_OK) << lmpress_last_error();
+  lmpress_model_info info;
+  ASSERT_EQ(lmpress_model_get_info(m, &info), LMPRESS_OK);
+  EXPECT_EQ(info.n_head_kv, 1);
+  lmpress_model_free(m);
+  c.split_experts = 1;
+  EXPECT_EQ(lmpress_convert_model(model_dir().c_str(), (d + "/x.gguf").c_str(), &c), LMPRESS_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(lmpress_last_error()).find("split_experts 1"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
+}
+
 TEST(CApi, TokenCallbackStopsGeneration) {
   if (!lmpress::test::have_shared("models/lmp-8m")) GTEST_SKIP();
   ModelHandle h;
@@ -398,6 +483,25 @@ TEST(CApi, EveryFailureIsAStatusAndAMessage) {
   pq.nm = "2:4";
   pq.compensate = "rank=4";
   fails(lmpress_prune(model_dir().c_str(), "/tmp/never.gguf", &pq), F, "--method wanda or sparsegpt");
+  pq = lmpress_prune_default_params();
+  pq.experts = "2";
+  pq.nm = "2:4";
+  fails(lmpress_prune(model_dir().c_str(), "/tmp/never.gguf", &pq), I, "experts removes whole experts");
+  pq.nm = nullptr;
+  pq.owl_m = 0;
+  fails(lmpress_prune(model_dir().c_str(), "/tmp/never.gguf", &pq), I, "owl_m 0");
+  fails(lmpress_convert_model(nullptr, "/tmp/never.gguf", nullptr), I, "lmpress_convert_model: in_path is NULL");
+  fails(lmpress_convert_model(model_dir().c_str(), nullptr, nullptr), I, "out_path is NULL");
+  lmpress_convert_params cvp = lmpress_convert_default_params();
+  cvp.kv_heads = -1;
+  fails(lmpress_convert_model(model_dir().c_str(), "/tmp/never.gguf", &cvp), I, "kv_heads -1");
+  const char* no_lora[] = {nullptr};
+  lmpress_model_params mp = lmpress_model_default_params();
+  mp.lora = no_lora;
+  mp.n_lora = 1;
+  fails(lmpress_model_load(model_dir().c_str(), &mp, &m), I, "lora[0] is NULL");
+  mp.lora = nullptr;
+  fails(lmpress_model_load(model_dir().c_str(), &mp, &m), I, "lora is NULL but n_lora is 1");
   EXPECT_FALSE(std::filesystem::exists("/tmp/never.gguf"));
   lmpress_engine_params ep = lmpress_engine_default_params();
   ep.token_budget = 0;
@@ -684,7 +788,7 @@ TEST(CApi, SpeculativeGenerationEqualsPlainGreedy) {
     g.spec.draft_max = 4;
     g.spec.p_min = 0;  // lmp-8m is rarely sure of a token: let the self-draft propose anyway
     g.on_token = [](int32_t id, const char*, size_t, void* u) {
-      static_cast<std::vector<int32_t>*>(u)->push_back(id);
+      if (id >= 0) static_cast<std::vector<int32_t>*>(u)->push_back(id);  // -1: held-back bytes at the end
       return true;
     };
     g.user_data = &ids;
@@ -710,19 +814,44 @@ TEST(CApi, SpeculativeGenerationEqualsPlainGreedy) {
   EXPECT_EQ(j["tokens"].get<std::vector<int32_t>>(), want);
   EXPECT_EQ(j["spec"]["drafted"].get<int64_t>(), ngram.n_drafted) << j["spec"].dump();
   EXPECT_EQ(j["spec"]["accepted"].get<int64_t>(), ngram.n_accepted);
-  // What it refuses.
+  // The report is the command line's --json without the prompt and text.
+  const auto report = nlohmann::json::parse(lmpress_last_report());
+  EXPECT_EQ(report["spec"]["type"], "self:skip:2-3");
+  EXPECT_EQ(report["tokens"].get<std::vector<int32_t>>(), want);
+  EXPECT_EQ(report["spec"]["drafted"].get<int64_t>(), self.n_drafted);
+  // Blocks to skip ranked on calibration text, as --spec self:skip:auto:N --spec-calib.
   lmpress_generate_params g = lmpress_generate_default_params();
+  const std::string calib = shared_path("data/calib/docs-calib.txt");
+  g.n_predict = 40;
+  g.ignore_eos = true;
   g.spec.type = "self:skip:auto:2";
-  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_INVALID_ARGUMENT);
+  g.spec.calib_path = calib.c_str();
+  g.spec.draft_max = 4;
+  g.spec.p_min = 0;
+  std::vector<int32_t> ids;
+  g.on_token = [](int32_t id, const char*, size_t, void* u) {
+    if (id >= 0) static_cast<std::vector<int32_t>*>(u)->push_back(id);
+    return true;
+  };
+  g.user_data = &ids;
+  ASSERT_EQ(lmpress_generate(h.m, prompt.c_str(), &g, nullptr), LMPRESS_OK) << lmpress_last_error();
+  EXPECT_EQ(ids, want);
+  const auto ranked = nlohmann::json::parse(lmpress_last_report());
+  EXPECT_EQ(ranked["spec"]["type"].get<std::string>().rfind("self:skip:", 0), 0u) << ranked["spec"];
+  EXPECT_NE(ranked["spec"]["skip_ranking"].get<std::string>().find("skipping blocks"), std::string::npos);
+  // What it refuses.
+  g = lmpress_generate_default_params();
+  g.spec.type = "self:skip:auto:2";
+  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_FAILED);
   EXPECT_NE(std::string(lmpress_last_error()).find("--spec-calib"), std::string::npos);
   g.spec.type = "ngram";
   g.spec.draft_max = 0;
-  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(std::string(lmpress_last_error()).find("spec.draft_max 0"), std::string::npos);
+  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_FAILED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("--draft-max 0"), std::string::npos);
   g.spec.draft_max = 4;
   g.spec.draft_min = 5;
-  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_INVALID_ARGUMENT);
-  EXPECT_NE(std::string(lmpress_last_error()).find("spec.draft_min 5 is above"), std::string::npos);
+  EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_FAILED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("--draft-min 5"), std::string::npos);
   g.spec.draft_min = 0;
   g.spec.type = "draft:/no/such/model.gguf";
   EXPECT_EQ(lmpress_generate(h.m, "x", &g, nullptr), LMPRESS_ERR_FAILED);
@@ -775,7 +904,7 @@ TEST(CApi, SteppedGenerationEqualsGenerate) {
       std::string text;
     } want;
     g.on_token = [](int32_t id, const char* text, size_t len, void* u) {
-      static_cast<Seen*>(u)->ids.push_back(id);
+      if (id >= 0) static_cast<Seen*>(u)->ids.push_back(id);
       static_cast<Seen*>(u)->text.append(text, len);
       return true;
     };
@@ -794,9 +923,9 @@ TEST(CApi, SteppedGenerationEqualsGenerate) {
       size_t len;
       bool done;
       ASSERT_EQ(lmpress_generation_next(gen, &id, &text, &len, &done), LMPRESS_OK) << lmpress_last_error();
+      got.text.append(text, len);  // when done: the bytes held back
       if (done) break;
       got.ids.push_back(id);
-      got.text.append(text, len);
     }
     EXPECT_EQ(got.ids, want.ids) << "sampled " << sampled;
     EXPECT_EQ(got.text, want.text);

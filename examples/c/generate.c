@@ -17,7 +17,7 @@ static bool on_token(int32_t token, const char* text, size_t len, void* user) {
   (void)user;
   fwrite(text, 1, len, stdout);
   fflush(stdout);
-  fprintf(stderr, " %d", (int)token);
+  if (token >= 0) fprintf(stderr, " %d", (int)token); /* -1: held-back bytes at the end */
   return true;
 }
 

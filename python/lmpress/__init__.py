@@ -15,6 +15,7 @@ thread at a time (calls from several threads wait for each other).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, Callable, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -58,6 +59,7 @@ __all__ = [
     "prune",
     "convert",
     "chat_template",
+    "last_report",
 ]
 
 #: The version of the liblmpress loaded ("0.1.0").
@@ -82,6 +84,14 @@ def set_threads(n: int) -> None:
     """Threads for compute (0: all cores). Applies to every thread that calls lmpress from now on
     (the library applies it on each)."""
     _lmpress.set_threads(int(n))
+
+
+def last_report() -> dict:
+    """The report of this thread's last quantize, prune, convert or perplexity call, as the
+    command line's --json prints it (per-tensor errors, sizes, bits per weight, peak memory,
+    timings); {} before any."""
+    text = _lmpress.last_report()
+    return json.loads(text) if text else {}
 
 
 def get_threads() -> Optional[int]:
@@ -724,6 +734,11 @@ def quantize(
     tensor_types: Optional[Sequence[str]] = None,
     targets: Optional[Sequence[str]] = None,
     ignore: Optional[Sequence[str]] = None,
+    format: Optional[str] = None,
+    pure: bool = False,
+    keep_output: bool = False,
+    target_bpw: Optional[float] = None,
+    name: Optional[str] = None,
 ) -> str:
     """Quantizes the model at model_path into out_path, as `lmpress quantize`.
 
@@ -741,17 +756,22 @@ def quantize(
     checkpoint directory). tensor_types: ["PATTERN=TYPE", ...] as --tensor-type (with an
     int-N type: an int-N type or f16 per linear); targets / ignore: for int-N types, the
     modules quantized / left out (Hugging Face names, or "re:REGEX"), as --targets /
-    --ignore. The output is written under a temporary name and renamed at the end.
-    Returns out_path.
+    --ignore. format: an int-N checkpoint's layout, "gptq" (None), "awq" or
+    "compressed-tensors"; pure: every quantizable tensor gets type (no mix); keep_output:
+    output.weight keeps its type; target_bpw: each tensor's GGUF type chosen by measured
+    sensitivity on calib so that the file has at most this many bits per weight (type None);
+    name: general.name to record. The output is written under a temporary name and renamed at
+    the end; lmpress.last_report() then gives the report. Returns out_path.
     """
     out = _path(out_path)
     if type is None:
-        type = "" if scheme else "q4_k_m"
+        type = "" if scheme or target_bpw is not None else "q4_k_m"
     _lmpress.quantize(_path(model_path), out, type, method, _opt_path(calib), int(calib_samples), int(calib_ctx),
                       _opt_path(imatrix), float(damp), bool(act_order), rotate, scheme,
                       -1.0 if smooth is None else float(smooth), compensate, _opt_path(compensate_out), progress,
                       _str_list(tensor_types, "tensor_types"), _str_list(targets, "targets"),
-                      _str_list(ignore, "ignore"))
+                      _str_list(ignore, "ignore"), format, bool(pure), bool(keep_output),
+                      0.0 if target_bpw is None else float(target_bpw), name)
     return out
 
 

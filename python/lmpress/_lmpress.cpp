@@ -841,8 +841,14 @@ void quantize(const std::string& in_path, const std::string& out_path, const std
               double smooth, const std::optional<std::string>& compensate,
               const std::optional<std::string>& compensate_out, const py::object& progress,
               const std::vector<std::string>& tensor_types, const std::vector<std::string>& targets,
-              const std::vector<std::string>& ignore) {
+              const std::vector<std::string>& ignore, const std::optional<std::string>& format, bool pure,
+              bool keep_output, double target_bpw, const std::optional<std::string>& name) {
   lmpress_quantize_params p = lmpress_quantize_default_params();
+  if (format) p.format = format->c_str();
+  p.pure = pure;
+  p.keep_output = keep_output;
+  p.target_bpw = target_bpw;
+  if (name) p.name = name->c_str();
   const auto tt = c_strings(tensor_types), tg = c_strings(targets), ig = c_strings(ignore);
   p.tensor_types = tt.data(), p.n_tensor_types = tt.size();
   p.targets = tg.data(), p.n_targets = tg.size();
@@ -996,6 +1002,8 @@ PYBIND11_MODULE(_lmpress, m) {
   m.def("api_version", &lmpress_api_version, "LMPRESS_API_VERSION of the liblmpress loaded");
   m.def("set_threads", &set_threads, py::arg("n"));
   m.def("get_threads", [] { return g_threads.load(); });
+  m.def("last_report", [] { return std::string(lmpress_last_report()); },
+        "This thread's last compression or evaluation report, JSON text");
   m.def("defaults", &defaults);
 
   py::class_<Model>(m, "Model")
@@ -1046,7 +1054,9 @@ PYBIND11_MODULE(_lmpress, m) {
         py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"), py::arg("imatrix"), py::arg("damp"),
         py::arg("act_order"), py::arg("rotate"), py::arg("scheme"), py::arg("smooth"), py::arg("compensate"),
         py::arg("compensate_out"), py::arg("progress"), py::arg("tensor_types") = std::vector<std::string>(),
-        py::arg("targets") = std::vector<std::string>(), py::arg("ignore") = std::vector<std::string>());
+        py::arg("targets") = std::vector<std::string>(), py::arg("ignore") = std::vector<std::string>(),
+        py::arg("format") = py::none(), py::arg("pure") = false, py::arg("keep_output") = false,
+        py::arg("target_bpw") = 0.0, py::arg("name") = py::none());
   m.def("prune", &prune, py::arg("in_path"), py::arg("out_path"), py::arg("method"), py::arg("sparsity"),
         py::arg("nm"), py::arg("quantize"), py::arg("calib"), py::arg("calib_samples"), py::arg("calib_ctx"),
         py::arg("damp"), py::arg("rotate"), py::arg("compensate"), py::arg("compensate_out"), py::arg("progress"),

@@ -541,6 +541,20 @@ def test_quantize_q8_0_then_generate(tmp_path):
     assert len(list(q.generate(PROMPT, 16, ignore_eos=True))) == 16
 
 
+def test_quantize_report_is_the_clis_json(tmp_path):
+    ref = cli("quantize", str(MODEL), str(tmp_path / "cli.gguf"), "--type", "q4_0", "--pure")
+    lmpress.quantize(MODEL, tmp_path / "py.gguf", type="q4_0", pure=True)
+    got = lmpress.last_report()
+    assert [(t["name"], t["type"], t["weight_error"]) for t in got["tensors"]] == \
+        [(t["name"], t["type"], t["weight_error"]) for t in ref["tensors"]]
+    assert got["bytes_out"] == ref["bytes_out"] and got["bpw"] == ref["bpw"]
+    assert {t["type"] for t in got["tensors"]} == {"Q4_0"}  # --pure: no mix (q4_0's own gives Q8_0 output)
+    # A failed call leaves the last report as it was.
+    with pytest.raises(lmpress.Error):
+        lmpress.quantize(MODEL, tmp_path / "x.gguf", type="q9_9")
+    assert lmpress.last_report() == got
+
+
 def test_quantize_rotate_matches_cli(tmp_path):
     ref = tmp_path / "cli.gguf"
     cli("quantize", str(MODEL), str(ref), "--type", "q8_0", "--rotate", "hadamard:3")

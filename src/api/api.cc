@@ -8,6 +8,7 @@
 #include "api/api_internal.h"
 #include "core/mapped_file.h"
 #include "kernels/matmul.h"
+#include "model/lora.h"
 #include "model/repack.h"
 #include "runtime/chat_template.h"
 
@@ -15,9 +16,15 @@ namespace lmpress::api {
 
 namespace {
 thread_local std::string last_error;
+thread_local std::string last_report;
 }  // namespace
 
 void set_error(std::string msg) { last_error = std::move(msg); }
+
+void set_report(const nlohmann::ordered_json& report) {
+  // Invalid UTF-8 in a path or tensor name becomes U+FFFD rather than an exception that loses the result.
+  last_report = report.dump(2, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
+}
 
 namespace {
 std::atomic<int> requested_threads{-1};  // -1: never set, the library's default (all cores)
@@ -32,6 +39,17 @@ void apply_threads() {
   if (n < 0 || n == applied) return;
   omp_set_num_threads(n > 0 ? std::min(n, omp_get_num_procs()) : omp_get_num_procs());
   applied = n;
+}
+
+// An array of n C strings (NULL with n 0: none); `what` names it in errors.
+std::vector<std::string> strings(const char* const* v, size_t n, const char* fn, const char* what) {
+  if (n > 0 && !v) invalid("{}: {} is NULL but n_{} is {}", fn, what, what, n);
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; i++) {
+    if (!v[i]) invalid("{}: {}[{}] is NULL", fn, what, i);
+    out.emplace_back(v[i]);
+  }
+  return out;
 }
 
 lmpress_status copy_out(const std::string& s, char* buf, size_t capacity, size_t* n, const char* fn) {
@@ -113,6 +131,7 @@ using namespace lmpress::api;
 extern "C" {
 
 const char* lmpress_version(void) { return LMPRESS_VERSION; }
+const char* lmpress_last_report(void) { return last_report.c_str(); }
 int lmpress_api_version(void) { return LMPRESS_API_VERSION; }
 const char* lmpress_last_error(void) { return last_error.c_str(); }
 
@@ -152,6 +171,7 @@ lmpress_status lmpress_model_load(const char* path, const lmpress_model_params* 
     const lmpress_model_params p = params ? *params : lmpress_model_default_params();
     apply_threads();
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
+    const std::vector<std::string> loras = strings(p.lora, p.n_lora, "lmpress_model_load", "lora");
     auto h = std::make_unique<lmpress_model>();
     {
       Progress progress("load", 1);
@@ -159,6 +179,7 @@ lmpress_status lmpress_model_load(const char* path, const lmpress_model_params* 
       progress.update(1);
     }
     if (!h->m->tokenizer) fail("{}: the model has no tokenizer (give tokenizer_path)", path);
+    for (const auto& l : loras) apply_lora(*h->m, l);
     if (p.repack) repack_for_inference(*h->m);
     *out = h.release();
   });

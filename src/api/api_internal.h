@@ -3,6 +3,8 @@
 #pragma once
 #include <lmpress.h>
 
+#include <nlohmann/json.hpp>
+
 #include <memory>
 #include <new>
 #include <string>
@@ -40,6 +42,11 @@ inline void need(const void* p, const char* fn, const char* arg) {
 }
 
 void set_error(std::string msg);
+// What lmpress_last_report() returns until the thread's next report.
+void set_report(const nlohmann::ordered_json& report);
+
+// An array of n C strings (NULL with n 0: none); `what` names it in errors.
+std::vector<std::string> strings(const char* const* v, size_t n, const char* fn, const char* what);
 
 // lmpress_set_threads' count, applied on the calling thread by every call that
 // computes: OpenMP keeps the count per thread, so a count set on one thread

@@ -1,9 +1,15 @@
 // The C API (include/lmpress.h): contexts, batches, generation, perplexity, quantization.
+#include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <cstring>
 #include <map>
 
 #include "api/api_internal.h"
 #include "compress/convert.h"
+#include "compress/expert_prune.h"
+#include "compress/report_json.h"
+#include "model/export.h"
 #include "compress/prune_model.h"
 #include "compress/quantize_model.h"
 #include "core/path_guard.h"
@@ -11,7 +17,9 @@
 #include "kernels/matmul.h"
 #include "model/forward.h"
 #include "runtime/batch.h"
+#include "eval/layer_skip.h"
 #include "runtime/generate.h"
+#include "runtime/generate_report.h"
 #include "runtime/kv_cache.h"
 #include "runtime/speculative.h"
 
@@ -53,6 +61,18 @@ void guard_paths(const char* in_path, const char* out_path, const std::vector<st
   guard.check();
 }
 
+lmpress_early_exit_params default_early_exit() {
+  lmpress_early_exit_params e;
+  std::memset(&e, 0, sizeof e);
+  e.threshold = -1;
+  e.layer = -1;
+  return e;
+}
+
+EarlyExit early_exit(const lmpress_early_exit_params& e, const ModelConfig& c) {
+  return make_early_exit(e.threshold, e.layer, e.measure ? e.measure : "softmax", c);
+}
+
 GenerateOptions generate_options(const Model& m, const lmpress_generate_params& p, const char* fn) {
   if (p.n_predict < 0) invalid("{}: n_predict {} must be >= 0", fn, p.n_predict);
   if (p.n_ctx < 0 || p.n_ctx > (int64_t(1) << 24)) invalid("{}: n_ctx {} out of range (0 .. 2^24)", fn, p.n_ctx);
@@ -63,6 +83,7 @@ GenerateOptions generate_options(const Model& m, const lmpress_generate_params& 
   g.sampling = sampler_options(p.sampling);
   g.kv = cache_spec(p.cache, m.cfg);
   g.policy = cache_policy(p.cache);
+  g.early_exit = early_exit(p.early_exit, m.cfg);
   return g;
 }
 
@@ -82,17 +103,6 @@ lmpress_generate_result generate_result(const GenerateStats& s, bool done) {
   r.n_drafted = s.spec.drafted;
   r.n_accepted = s.spec.accepted;
   return r;
-}
-
-// An array of n C strings (NULL with n 0: none); `what` names it in errors.
-std::vector<std::string> strings(const char* const* v, size_t n, const char* fn, const char* what) {
-  if (n > 0 && !v) invalid("{}: {} is NULL but n_{} is {}", fn, what, what, n);
-  std::vector<std::string> out;
-  for (size_t i = 0; i < n; i++) {
-    if (!v[i]) invalid("{}: {}[{}] is NULL", fn, what, i);
-    out.emplace_back(v[i]);
-  }
-  return out;
 }
 
 // The calibration of a compression call, checked as the command line checks its options.
@@ -294,6 +304,7 @@ lmpress_generate_params lmpress_generate_default_params(void) {
   p.spec.draft_max = spec.draft_max;
   p.spec.draft_min = spec.draft_min;
   p.spec.p_min = spec.p_min;
+  p.early_exit = default_early_exit();
   return p;
 }
 
@@ -319,33 +330,32 @@ lmpress_status lmpress_generate(const lmpress_model* model, const char* prompt, 
     // Speculative decoding: the drafter and its draft model live for this call.
     std::unique_ptr<DraftSource> source;
     std::unique_ptr<Drafter> drafter;
+    SpecOptions so;
+    std::string skip_ranking;
     if (p.spec.type && *p.spec.type) {
-      SpecOptions so;
-      so.type = p.spec.type;
-      if (so.type.rfind("self:skip:auto", 0) == 0)
-        invalid("{}: spec.type {}: the block ranking on calibration text is the command line's (--spec-calib); give "
-                "the blocks (self:skip:LAYERS)",
-                fn, so.type);
-      if (p.spec.draft_max < 1 || p.spec.draft_max > (int64_t(1) << 20))
-        invalid("{}: spec.draft_max {} out of range (1 .. 2^20)", fn, p.spec.draft_max);
-      if (p.spec.draft_min < 0 || p.spec.draft_min > (int64_t(1) << 20))
-        invalid("{}: spec.draft_min {} out of range (0 .. 2^20)", fn, p.spec.draft_min);
-      if (!(p.spec.p_min >= 0 && p.spec.p_min <= 1)) invalid("{}: spec.p_min {} out of [0, 1]", fn, p.spec.p_min);
+      // The draft lengths are checked (naming --draft-max, --draft-min, --draft-p-min) before the blocks are ranked.
       const int64_t n_ctx = g.n_ctx > 0 ? g.n_ctx : model->m->cfg.ctx_len;
-      if (p.spec.draft_max >= n_ctx) invalid("{}: spec.draft_max {} must be below the context ({})", fn, p.spec.draft_max, n_ctx);
-      if (p.spec.draft_min > p.spec.draft_max)
-        invalid("{}: spec.draft_min {} is above spec.draft_max {}", fn, p.spec.draft_min, p.spec.draft_max);
       so.draft_max = p.spec.draft_max;
       so.draft_min = p.spec.draft_min;
       so.p_min = p.spec.p_min;
-      source = std::make_unique<DraftSource>(so, *model->m, g.n_ctx > 0 ? g.n_ctx : model->m->cfg.ctx_len);
+      if (p.spec.calib_path) so.calib = p.spec.calib_path;
+      check_draft_lengths(so, n_ctx);
+      so.type = resolve_skip_auto(p.spec.type, so.calib, *model->m, n_ctx, &skip_ranking);
+      source = std::make_unique<DraftSource>(so, *model->m, n_ctx);
       drafter = source->make(g.sampling);
       g.drafter = drafter.get();
       g.draft_max = so.draft_max;
       g.draft_min = so.draft_min;
     }
     const GenerateStats s = generate(*model->m, prompt, g, on_text);
+    // Bytes held back at the end (an incomplete character): once more, token -1,
+    // unless the callback itself stopped generation.
+    if (p.on_token && !pending.empty() && s.stopped != StopReason::Caller)
+      p.on_token(-1, pending.data(), pending.size(), p.user_data);
     if (result) *result = generate_result(s, true);
+    nlohmann::ordered_json report = generate_report_json(s, g, &so);
+    if (!skip_ranking.empty()) report["spec"]["skip_ranking"] = skip_ranking;
+    set_report(report);
   });
 }
 
@@ -366,6 +376,8 @@ lmpress_status lmpress_generation_start(const lmpress_model* model, const char* 
     const lmpress_generate_params p = params ? *params : lmpress_generate_default_params();
     if (p.spec.type && *p.spec.type)
       invalid("{}: spec.type {}: speculative decoding runs in lmpress_generate, not stepped generation", fn, p.spec.type);
+    if (p.early_exit.threshold >= 0)
+      invalid("{}: early_exit runs in lmpress_generate, not stepped generation", fn);
     auto h = std::make_unique<lmpress_generation>();
     h->g = std::make_unique<Generation>(*model->m, prompt, generate_options(*model->m, p, fn));
     *out = h.release();
@@ -407,6 +419,8 @@ lmpress_perplexity_params lmpress_perplexity_default_params(void) {
   p.n_ctx = o.n_ctx;
   p.n_chunks = o.n_chunks;
   p.cache = default_cache();
+  p.n_batch = o.n_batch;
+  p.early_exit = default_early_exit();
   return p;
 }
 
@@ -426,13 +440,19 @@ lmpress_status lmpress_perplexity(const lmpress_model* model, const char* text, 
     o.n_ctx = p.n_ctx;
     o.n_chunks = p.n_chunks;
     o.protocol = parse_ppl_protocol(p.protocol ? p.protocol : "llama.cpp");
+    o.n_batch = in_range(p.n_batch, 1, int64_t(1) << 20, fn, "n_batch");
+    o.recompute_window = in_range(p.recompute_window, 0, int64_t(1) << 20, fn, "recompute_window");
     o.kv = cache_spec(p.cache, m.cfg);
     o.policy = cache_policy(p.cache);
+    o.early_exit = early_exit(p.early_exit, m.cfg);
     std::string t(text, text_len);
     if (o.protocol == PplProtocol::Gptq) t = gptq_protocol_text(t);
     const auto tokens = m.tokenizer->encode(t, true, false);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-    const PerplexityResult r = perplexity(m, tokens, o);
+    const PerplexityResult r = perplexity(m, tokens, o, [&](int64_t i, double ppl) {
+      if (p.on_chunk && !p.on_chunk(i, ppl, p.chunk_user_data)) throw Cancelled("perplexity: cancelled by the caller");
+    });
+    set_report(perplexity_report_json(r, o));
     std::memset(result, 0, sizeof *result);
     result->ppl = r.ppl;
     result->ppl_stderr = r.ppl_stderr;
@@ -453,6 +473,16 @@ lmpress_quantize_params lmpress_quantize_default_params(void) {
   return p;
 }
 
+namespace {
+
+std::unique_ptr<Model> load_input(const char* path, bool skip_finite_check, const std::string& tokenizer = "") {
+  auto m = load_model(path, tokenizer);
+  if (!skip_finite_check) check_finite_weights(*m);
+  return m;
+}
+
+}  // namespace
+
 lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const lmpress_quantize_params* params) {
   return guarded([&] {
     const char* fn = "lmpress_quantize";
@@ -460,7 +490,8 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     need(in_path, fn, "in_path");
     need(out_path, fn, "out_path");
     const lmpress_quantize_params p = params ? *params : lmpress_quantize_default_params();
-    if (!p.type && !p.scheme) invalid("{}: params->type is NULL (a file type such as q4_k_m, or int4-g128)", fn);
+    if (!p.type && !p.scheme && p.target_bpw == 0)
+      invalid("{}: params->type is NULL (a file type such as q4_k_m, or int4-g128)", fn);
     QuantizeRequest r;
     if (p.type) r.type = p.type;
     if (p.scheme) r.scheme = p.scheme;
@@ -476,15 +507,24 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     r.tensor_types = strings(p.tensor_types, p.n_tensor_types, fn, "tensor_types");
     r.targets = strings(p.targets, p.n_targets, fn, "targets");
     r.ignore = strings(p.ignore, p.n_ignore, fn, "ignore");
+    r.target_bpw = p.target_bpw;
+    if (p.format) r.format = p.format;
+    if (p.output_tensor_type) r.output_type = p.output_tensor_type;
+    if (p.token_embedding_type) r.embd_type = p.token_embedding_type;
+    r.keep_output = p.keep_output;
+    r.pure = p.pure;
+    r.allow_requantize = p.allow_requantize;
+    r.clip_search = p.clip_search;
+    if (p.name) r.name = p.name;
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}, {"imatrix_path", r.imatrix}}, OutputKind::Either,
                 r.compensate.empty()
                     ? ""
                     : parse_compensate_spec(r.compensate, out_path, r.compensate_out, writes_checkpoint_dir(r)).adapter_path);
     QuantizeOptions q = quantize_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-    auto m = load_model(in_path);
-    check_finite_weights(*m);
-    quantize_model(*m, out_path, q);
+    auto m = load_input(in_path, p.skip_finite_check);
+    keep_output_type(q, r, *m);
+    set_report(quantize_report_json(quantize_model(*m, out_path, q)));
   });
 }
 
@@ -496,6 +536,8 @@ lmpress_prune_params lmpress_prune_default_params(void) {
   p.calib_samples = r.calib.samples;
   p.calib_ctx = r.calib.ctx;
   p.damp = r.damp;
+  p.owl_lambda = r.owl_opts.lambda;
+  p.owl_m = r.owl_opts.m;
   return p;
 }
 
@@ -518,12 +560,44 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     if (p.compensate_out) r.compensate_out = p.compensate_out;
     r.targets = strings(p.targets, p.n_targets, fn, "targets");
     r.ignore = strings(p.ignore, p.n_ignore, fn, "ignore");
+    r.owl = p.owl;
+    r.global = p.global;
+    r.owl_opts.lambda = p.owl_lambda;
+    r.owl_opts.m = p.owl_m;
+    if (!(r.owl_opts.lambda >= 0 && r.owl_opts.lambda <= 0.5)) invalid("{}: owl_lambda {} not in [0, 0.5]", fn, p.owl_lambda);
+    if (!(r.owl_opts.m >= 1 && r.owl_opts.m <= 1000)) invalid("{}: owl_m {} not in [1, 1000]", fn, p.owl_m);
+    if (p.name) r.name = p.name;
+    if (p.experts && *p.experts) {
+      if (p.sparsity >= 0 || p.nm || p.structured || p.quantize || p.owl || p.global || p.rotate || p.compensate ||
+          !r.targets.empty() || !r.ignore.empty())
+        invalid("{}: experts removes whole experts: leave sparsity (< 0), nm, structured, quantize, owl, global, "
+                "rotate, compensate, targets and ignore unset",
+                fn);
+      const std::string score = p.method ? p.method : "reap";
+      if (score != "reap" && score != "frequency") fail("--method {}: with --experts, reap or frequency", score);
+      if (r.calib.file.empty()) fail("--experts scores the experts on calibration text: --calib FILE");
+      ExpertPruneOptions eo;
+      eo.calib = r.calib;
+      const double n = parse_expert_count(p.experts);
+      if (n >= 1 && n == std::floor(n)) eo.keep = int64_t(n);
+      else eo.ratio = n;
+      eo.score = score == "frequency" ? ExpertScore::Frequency : ExpertScore::Reap;
+      guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
+      ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
+      auto m = load_input(in_path, p.skip_finite_check);
+      const auto report = prune_experts(*m, eo);
+      ExportOptions out;
+      out.name = r.name;
+      write_gguf_model(*m, out_path, out);
+      set_report(expert_prune_report_json(report));
+      return;
+    }
     const bool structured = p.structured && *p.structured;
     // As `prune --structured`: the unstructured choices do not apply.
-    if (structured && (p.method || p.nm || p.sparsity >= 0 || p.rotate || p.compensate || !r.targets.empty() ||
-                       !r.ignore.empty()))
+    if (structured && (p.method || p.nm || p.sparsity >= 0 || p.rotate || p.compensate || p.owl || p.global ||
+                       !r.targets.empty() || !r.ignore.empty()))
       invalid("{}: structured removes whole heads, channels and blocks: leave method, nm, sparsity (< 0), rotate, "
-              "compensate, targets and ignore unset",
+              "compensate, owl, global, targets and ignore unset",
               fn);
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File,
                 r.compensate.empty() ? "" : parse_compensate_spec(r.compensate, out_path, r.compensate_out, false).adapter_path);
@@ -532,33 +606,53 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
       const PruneOptions po = prune_output_options(r);
       const StructuredOptions so = parse_structured(p.structured);
       ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-      auto m = load_model(in_path);
-      check_finite_weights(*m);
-      prune_model_structured(*m, out_path, so, po);
+      auto m = load_input(in_path, p.skip_finite_check);
+      set_report(structured_report_json(prune_model_structured(*m, out_path, so, po)));
       return;
     }
     const PruneOptions o = prune_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-    auto m = load_model(in_path);
-    check_finite_weights(*m);
-    prune_model(*m, out_path, o);
+    auto m = load_input(in_path, p.skip_finite_check);
+    set_report(prune_report_json(prune_model(*m, out_path, o), o));
+  });
+}
+
+lmpress_convert_params lmpress_convert_default_params(void) {
+  lmpress_convert_params p;
+  std::memset(&p, 0, sizeof p);
+  return p;
+}
+
+lmpress_status lmpress_convert_model(const char* in_path, const char* out_path, const lmpress_convert_params* params) {
+  return guarded([&] {
+    const char* fn = "lmpress_convert_model";
+    apply_threads();
+    need(in_path, fn, "in_path");
+    need(out_path, fn, "out_path");
+    const lmpress_convert_params p = params ? *params : lmpress_convert_default_params();
+    ConvertRequest r;
+    if (p.dtype) r.dtype = p.dtype;
+    std::transform(r.dtype.begin(), r.dtype.end(), r.dtype.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    if (p.format) r.format = p.format;
+    if (p.name) r.name = p.name;
+    r.split_experts = in_range(p.split_experts, 0, 64, fn, "split_experts");
+    if (r.split_experts == 1) invalid("{}: split_experts 1: 0 (off) or 2 .. 64", fn);
+    r.kv_heads = in_range(p.kv_heads, 0, int64_t(1) << 20, fn, "kv_heads");
+    const std::string tokenizer = p.tokenizer_path ? p.tokenizer_path : "";
+    guard_paths(in_path, out_path, {{"tokenizer_path", tokenizer}}, OutputKind::Either);
+    auto m = load_input(in_path, p.skip_finite_check, tokenizer);
+    if (r.kv_heads > 0) pool_kv_heads(*m, r.kv_heads);
+    if (r.split_experts > 0) split_into_experts(*m, r.split_experts);
+    const std::string format = convert_model(*m, out_path, r);
+    set_report(nlohmann::ordered_json{{"path", out_path}, {"format", format}, {"tensors", m->tensors.size()}});
   });
 }
 
 lmpress_status lmpress_convert(const char* in_path, const char* out_path, const char* dtype, const char* format) {
-  return guarded([&] {
-    const char* fn = "lmpress_convert";
-    apply_threads();
-    need(in_path, fn, "in_path");
-    need(out_path, fn, "out_path");
-    guard_paths(in_path, out_path, {}, OutputKind::Either);
-    ConvertRequest r;
-    if (dtype) r.dtype = dtype;
-    if (format) r.format = format;
-    auto m = load_model(in_path);
-    check_finite_weights(*m);
-    convert_model(*m, out_path, r);
-  });
+  lmpress_convert_params p = lmpress_convert_default_params();
+  p.dtype = dtype;
+  p.format = format;
+  return lmpress_convert_model(in_path, out_path, &p);
 }
 
 }  // extern "C"

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/parse.h"
 #include "core/progress.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"
@@ -130,6 +131,12 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
   rep.experts_after = keep, rep.used_after = m.cfg.n_experts_used;
   rep.params_after = m.n_params(), rep.bytes_after = m.n_bytes();
   return rep;
+}
+
+double parse_expert_count(const std::string& text) {
+  const auto v = parse_double(text);
+  if (!v || *v <= 0) fail("--experts '{}': expected a count of experts to keep or a fraction in (0, 1) to remove", text);
+  return *v;
 }
 
 }  // namespace lmpress

@@ -40,5 +40,8 @@ struct ExpertPruneReport {
 // Scores every expert on the calibration text, then keeps each layer's best
 // in m (tensors renumbered, router rows cut, config updated and bound).
 ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o);
+// `--experts N|F`: a count of experts to keep (an integer >= 1) or a fraction
+// in (0, 1) to remove; fails on anything else.
+double parse_expert_count(const std::string& text);
 
 }  // namespace lmpress

@@ -4,6 +4,8 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "core/mapped_file.h"
+#include "core/parse.h"
 #include "eval/kld.h"
 #include "model/forward.h"
 
@@ -40,6 +42,37 @@ std::vector<int64_t> least_loss_blocks(const std::vector<double>& loss, int64_t 
   order.resize(size_t(n));
   std::sort(order.begin(), order.end());
   return order;
+}
+
+std::string resolve_skip_auto(const std::string& type, const std::string& calib, const Model& m, int64_t n_ctx,
+                              std::string* note) {
+  const std::string prefix = "self:skip:auto";
+  if (type.rfind(prefix, 0) != 0) return type;
+  const int64_t n_skip =
+      type.size() > prefix.size() && type[prefix.size()] == ':' ? parse_block_number(type.substr(prefix.size() + 1)) : -1;
+  if (n_skip < 0) fail("--spec {}: write self:skip:auto:N, N the number of blocks to skip", type);
+  if (calib.empty()) fail("--spec {} needs --spec-calib TEXT to rank the blocks on", type);
+  const int64_t L = m.cfg.n_layers;
+  if (n_skip < 1 || n_skip >= L)
+    fail("--spec {}: {} blocks to skip: it must be in [1, {}] (the model has {} blocks)", type, n_skip, L - 1, L);
+  if (!m.tokenizer) fail("--spec {}: the model has no tokenizer", type);
+  const std::string text = read_text_file(calib);
+  if (text.empty()) fail("{}: the text file is empty", calib);
+  std::vector<int32_t> window = m.tokenizer->encode(text, true, false);
+  window.resize(std::min<size_t>(window.size(), size_t(std::min<int64_t>(256, n_ctx))));
+  if (window.size() < 16) fail("--spec-calib {}: {} tokens; at least 16 are needed", calib, window.size());
+  const std::vector<double> loss = block_skip_kld(m, window);
+  const std::vector<int64_t> blocks = least_loss_blocks(loss, n_skip);
+  std::string list, losses;
+  for (int64_t b : blocks) {
+    if (!list.empty()) list += ',';
+    list += std::to_string(b);
+  }
+  for (size_t l = 0; l < loss.size(); l++) losses += fmt::format("{}{}: {:.4f}", l ? ", " : "", l, loss[l]);
+  if (note)
+    *note = fmt::format("{}: skipping blocks {} (mean KLD of each block skipped alone over {} tokens of {}: {})", type,
+                        list, window.size(), calib, losses);
+  return "self:skip:" + list;
 }
 
 }  // namespace lmpress

@@ -6,6 +6,7 @@
 // layer-skip papers' first pass).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "model/model.h"
@@ -19,5 +20,12 @@ std::vector<double> block_skip_kld(const Model& m, const std::vector<int32_t>& t
 
 // The n blocks of least loss, ascending block order; ties: the lower block.
 std::vector<int64_t> least_loss_blocks(const std::vector<double>& loss, int64_t n);
+
+// `--spec self:skip:auto:N` with `--spec-calib calib`: "self:skip:LIST", the N
+// blocks whose skipping loses least on the first window (up to 256 tokens,
+// at most n_ctx) of the calibration text; *note gets a line saying which and
+// why. Any other type comes back as it is (note untouched).
+std::string resolve_skip_auto(const std::string& type, const std::string& calib, const Model& m, int64_t n_ctx,
+                              std::string* note);
 
 }  // namespace lmpress

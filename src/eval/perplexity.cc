@@ -55,6 +55,23 @@ PplProtocol parse_ppl_protocol(const std::string& s) {
   fail("unknown perplexity protocol '{}' (llama.cpp, gptq)", s);
 }
 
+const char* ppl_protocol_name(PplProtocol p) { return p == PplProtocol::Gptq ? "gptq" : "llama.cpp"; }
+
+nlohmann::ordered_json perplexity_report_json(const PerplexityResult& r, const PerplexityOptions& o) {
+  nlohmann::ordered_json j{{"protocol", ppl_protocol_name(o.protocol)},
+                           {"ctx", o.n_ctx},
+                           {"chunks", r.n_chunks},
+                           {"tokens", r.n_tokens_total},
+                           {"tokens_scored", r.n_tokens_scored},
+                           {"ppl", r.ppl},
+                           {"ppl_stderr", r.ppl_stderr},
+                           {"mean_nll", r.mean_nll},
+                           {"seconds", r.seconds},
+                           {"running_ppl", r.running_ppl}};
+  if (o.early_exit.active()) j["early_exit"] = early_exit_json(o.early_exit, r.early_exit);
+  return j;
+}
+
 void eval_window(InferenceState& st, const int32_t* tokens, int64_t n, int64_t first, float* logits) {
   st.reset();
   if (!st.policy().active() && !st.early_exit().active()) return st.eval(tokens, n, logits, true);

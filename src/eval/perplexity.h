@@ -8,6 +8,7 @@
 // into windows of n_ctx tokens with no BOS inserted, every prediction in the
 // window scored (n_ctx - 1 per window); PPL = exp(mean NLL).
 #pragma once
+#include <nlohmann/json.hpp>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -69,6 +70,9 @@ std::string gptq_protocol_text(const std::string& raw);
 
 // Parses "llama.cpp" or "gptq".
 PplProtocol parse_ppl_protocol(const std::string& s);
+const char* ppl_protocol_name(PplProtocol p);
+// The result as `perplexity --json` prints it (without the model and file).
+nlohmann::ordered_json perplexity_report_json(const PerplexityResult& r, const PerplexityOptions& o);
 
 // Fails when a row of logits holds a NaN or Inf: a result computed from it
 // would be printed as a number (PPL = nan, KLD = 0). Names the model, the

@@ -1,5 +1,6 @@
 #include "model/early_exit.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -21,6 +22,30 @@ void check_early_exit(const EarlyExit& e, const ModelConfig& c) {
          e.layer, c.n_layers - 2, c.n_layers, c.n_layers - 1);
   if (!(e.threshold > 0 && e.threshold <= 1))
     fail("--early-exit {}: the confidence threshold must be in (0, 1]", e.threshold);
+}
+
+EarlyExit make_early_exit(double threshold, int64_t layer, const std::string& measure, const ModelConfig& c) {
+  EarlyExit e;
+  if (threshold < 0) {
+    if (layer >= 0) fail("--exit-layer {} needs --early-exit THRESHOLD", layer);
+    return e;
+  }
+  e.layer = layer >= 0 ? layer : std::max<int64_t>(0, c.n_layers / 2 - 1);
+  e.threshold = threshold;
+  e.measure = parse_exit_measure(measure.empty() ? "softmax" : measure);
+  check_early_exit(e, c);
+  return e;
+}
+
+nlohmann::ordered_json early_exit_json(const EarlyExit& e, const EarlyExitStats& s) {
+  return {{"layer", e.layer},       {"threshold", e.threshold}, {"measure", exit_measure_name(e.measure)},
+          {"steps", s.steps},       {"exited", s.exited},       {"exit_rate", s.rate()}};
+}
+
+std::string early_exit_summary(const nlohmann::ordered_json& j) {
+  return fmt::format("early exit after block {} ({} >= {}): {} of {} decoded tokens exited ({:.1f}%)",
+                     j.at("layer").get<int64_t>(), j.at("measure").get<std::string>(), j.at("threshold").get<double>(),
+                     j.at("exited").get<int64_t>(), j.at("steps").get<int64_t>(), 100.0 * j.at("exit_rate").get<double>());
 }
 
 double softmax_margin(const float* logits, int64_t n) {

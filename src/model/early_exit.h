@@ -19,6 +19,8 @@
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "model/config.h"
 
 namespace lmpress {
@@ -44,6 +46,12 @@ const char* exit_measure_name(ExitMeasure m);
 // Fails unless the exit point is a block with blocks after it and the
 // threshold is in (0, 1].
 void check_early_exit(const EarlyExit& e, const ModelConfig& c);
+// `--early-exit THRESHOLD --exit-layer LAYER --exit-measure MEASURE` for a
+// model of config c: off when threshold < 0; layer -1 is block n_layers/2 - 1.
+EarlyExit make_early_exit(double threshold, int64_t layer, const std::string& measure, const ModelConfig& c);
+// Its statistics: a report's "early_exit" object, and that object as one line of text.
+nlohmann::ordered_json early_exit_json(const EarlyExit& e, const EarlyExitStats& s);
+std::string early_exit_summary(const nlohmann::ordered_json& j);
 
 // The top-1 minus the top-2 probability of softmax(logits[n]), n >= 2.
 double softmax_margin(const float* logits, int64_t n);

@@ -85,11 +85,6 @@ void ModelDrafter::propose(const std::vector<int32_t>& seq, int64_t max, std::ve
   }
 }
 
-int64_t parse_block_number(const std::string& s) {
-  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return -1;
-  return std::stoll(s);
-}
-
 std::vector<bool> parse_layer_set(const std::string& list, int64_t n_layers, const std::string& what) {
   std::vector<bool> skip(size_t(n_layers), false);
   size_t at = 0;
@@ -132,12 +127,16 @@ void check_draft_vocab(const Model& target, const Model& draft, const std::strin
            path, a.tokens[i]);
 }
 
-DraftSource::DraftSource(const SpecOptions& o, const Model& target, int64_t n_ctx) : o_(o), n_ctx_(n_ctx) {
+void check_draft_lengths(const SpecOptions& o, int64_t n_ctx) {
   if (o.draft_max < 1 || o.draft_max >= n_ctx)
     fail("--draft-max {}: it must be in [1, {}) (the context)", o.draft_max, n_ctx);
   if (o.draft_min < 0 || o.draft_min > o.draft_max)
     fail("--draft-min {}: it must be in [0, --draft-max {}]", o.draft_min, o.draft_max);
   if (!(o.p_min >= 0.0f && o.p_min <= 1.0f)) fail("--draft-p-min {}: it must be in [0, 1]", o.p_min);
+}
+
+DraftSource::DraftSource(const SpecOptions& o, const Model& target, int64_t n_ctx) : o_(o), n_ctx_(n_ctx) {
+  check_draft_lengths(o, n_ctx);
   if (!target.tokenizer) fail("--spec: the target {} has no tokenizer", target.path);
   n_vocab_ = std::min<int64_t>(target.cfg.n_vocab, int64_t(target.tokenizer->vocab().size()));
   const std::string& t = o.type;
@@ -246,6 +245,33 @@ bool speculative_accept(Sampler& s, const Sampler::Dist& p, const Sampler::Dist&
     for (const auto& e : q) dense[size_t(e.first)] = 0;
   }
   return accepted;
+}
+
+nlohmann::ordered_json spec_json(const SpecOptions& o, const SpecStats& s) {
+  std::vector<double> by_position;
+  for (size_t i = 0; i < s.drafted_at.size() && s.drafted_at[i] > 0; i++)
+    by_position.push_back(double(s.accepted_at[i]) / double(s.drafted_at[i]));
+  return {{"type", o.type},
+          {"draft_max", o.draft_max},
+          {"draft_min", o.draft_min},
+          {"p_min", o.p_min},
+          {"steps", s.steps},
+          {"drafted", s.drafted},
+          {"accepted", s.accepted},
+          {"acceptance_rate", s.acceptance_rate()},
+          {"acceptance_by_position", by_position},
+          {"mean_accepted", s.mean_accepted()},
+          {"draft_seconds", s.draft_seconds},
+          {"verify_seconds", s.verify_seconds}};
+}
+
+std::string spec_summary(const nlohmann::ordered_json& j) {
+  return fmt::format(
+      "speculative ({}): {} passes, {} drafted, {} accepted ({:.1f}%), {:.2f} accepted per pass; draft {:.2f} s, "
+      "verify {:.2f} s",
+      j.at("type").get<std::string>(), j.at("steps").get<int64_t>(), j.at("drafted").get<int64_t>(),
+      j.at("accepted").get<int64_t>(), 100.0 * j.at("acceptance_rate").get<double>(),
+      j.at("mean_accepted").get<double>(), j.at("draft_seconds").get<double>(), j.at("verify_seconds").get<double>());
 }
 
 }  // namespace lmpress

@@ -18,6 +18,8 @@
 // target itself with blocks skipped (layer skipping; early exit after block K
 // is skipping every block after K).
 #pragma once
+#include <nlohmann/json.hpp>
+#include "core/parse.h"
 #include <algorithm>
 #include <cstdint>
 #include <memory>
@@ -108,6 +110,10 @@ struct SpecOptions {
   std::string calib;
 };
 
+// Fails naming --draft-max, --draft-min or --draft-p-min when o's lengths do
+// not fit a context of n_ctx tokens (DraftSource checks them first too).
+void check_draft_lengths(const SpecOptions& o, int64_t n_ctx);
+
 // What --spec TYPE names, for `target`: loads a draft file once and makes
 // a drafter per sequence. Throws naming the option for a bad type or draft
 // length, a draft whose vocabulary differs, a skip set outside the model or
@@ -149,9 +155,6 @@ int64_t verify_draft(Sampler& s, const SamplerOptions& o, float* rows, int64_t r
 // have, sizes within 128 (llama.cpp's rule).
 void check_draft_vocab(const Model& target, const Model& draft, const std::string& path);
 
-// A block number or count written as at most 9 decimal digits, or -1.
-int64_t parse_block_number(const std::string& s);
-
 // Parses "3,5-7" into flags for n_layers blocks; throws naming `what`.
 std::vector<bool> parse_layer_set(const std::string& list, int64_t n_layers, const std::string& what);
 
@@ -161,5 +164,9 @@ std::vector<bool> parse_layer_set(const std::string& list, int64_t n_layers, con
 // is scratch of at least the vocabulary's size, all zero (left so).
 bool speculative_accept(Sampler& s, const Sampler::Dist& p, const Sampler::Dist& q, int32_t x, int32_t& replacement,
                         std::vector<double>& dense);
+
+// Speculative decoding's statistics: a report's "spec" object, and that object as one line of text.
+nlohmann::ordered_json spec_json(const SpecOptions& o, const SpecStats& s);
+std::string spec_summary(const nlohmann::ordered_json& j);
 
 }  // namespace lmpress

@@ -137,7 +137,7 @@ void print_spec_bench(const Model& m, const std::string& path, SpecOptions spec,
   fmt::print("\n--spec {}, draft {}..{}, greedy, EOS ignored; plain and speculative runs alternate ({} each after a "
              "warm-up pair)\n",
              spec.type, spec.draft_min, spec.draft_max, so.reps);
-  if (!runs.empty()) fmt::print("{}\n", spec_summary(spec, runs.back().stats));
+  if (!runs.empty()) fmt::print("{}\n", spec_summary(spec_json(spec, runs.back().stats)));
 }
 
 }  // namespace

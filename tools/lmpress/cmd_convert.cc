@@ -1,7 +1,5 @@
 // lmpress convert IN OUT [--dtype f32|f16|bf16]: HF <-> GGUF, llama2.c -> both.
 #include "commands.h"
-#include <algorithm>
-#include <cctype>
 
 #include "compress/convert.h"
 #include "core/error.h"
@@ -36,12 +34,17 @@ void add_convert(CLI::App& app) {
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
-    auto m = load_for_compression(o->in, o->tokenizer, o->no_finite_check);
-    std::transform(o->dtype.begin(), o->dtype.end(), o->dtype.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-    if (o->kv_heads > 0) pool_kv_heads(*m, o->kv_heads);
-    if (o->split_experts > 0) split_into_experts(*m, o->split_experts);
-    const std::string fmt = convert_model(*m, o->out, *o);
-    fmt::print("wrote {} ({} format, {} tensors)\n", o->out, fmt, m->tensors.size());
+    lmpress_convert_params p = lmpress_convert_default_params();
+    p.dtype = c_str_or_null(o->dtype);
+    p.format = c_str_or_null(o->format);
+    p.name = c_str_or_null(o->name);
+    p.tokenizer_path = c_str_or_null(o->tokenizer);
+    p.split_experts = o->split_experts;
+    p.kv_heads = o->kv_heads;
+    p.skip_finite_check = o->no_finite_check;
+    api_check(lmpress_convert_model(o->in.c_str(), o->out.c_str(), &p));
+    const auto r = api_report();
+    fmt::print("wrote {} ({} format, {} tensors)\n", o->out, r["format"].get<std::string>(), r["tensors"].get<size_t>());
   });
 }
 

@@ -49,63 +49,83 @@ void add_generate(CLI::App& app) {
   add_threads_option(cmd, o->threads);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
-    std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
-    auto m = load_for_inference(o->model, o->tokenizer, o->lora);
-    o->g.stop_at_eos = !o->ignore_eos;
-    o->g.kv = o->kv.spec();
-    o->g.policy = o->kv.eviction();
-    o->g.early_exit = o->early_exit.resolve(m->cfg);
-    std::unique_ptr<DraftSource> source;
-    std::unique_ptr<Drafter> drafter;
-    if (!o->spec.type.empty()) {
-      const int64_t n_ctx = o->g.n_ctx > 0 ? o->g.n_ctx : m->cfg.ctx_len;
-      if (const std::string chose = resolve_spec(o->spec, *m, n_ctx); !chose.empty()) fmt::print(stderr, "{}\n", chose);
-      source = std::make_unique<DraftSource>(o->spec, *m, n_ctx);
-      drafter = source->make(o->g.sampling);
-      o->g.drafter = drafter.get();
-      o->g.draft_max = o->spec.draft_max;
-      o->g.draft_min = o->spec.draft_min;
-    }
-    std::string text;
-    if (!o->json) {
-      fmt::print("{}", prompt);
-      std::fflush(stdout);
-    }
-    auto s = generate(*m, prompt, o->g, [&](const std::string& piece) {
-      text += piece;
-      if (!o->json) {
-        fmt::print("{}", piece);
+    const std::string prompt = o->file.empty() ? o->prompt : read_input_text(o->file);
+    const ApiModel m = api_load_model(o->model, o->tokenizer, o->lora);
+    lmpress_generate_params p = lmpress_generate_default_params();
+    p.n_predict = o->g.n_predict;
+    p.n_ctx = o->g.n_ctx;
+    p.ignore_eos = o->ignore_eos;
+    const SamplerOptions& so = o->g.sampling;
+    p.sampling.temperature = so.temperature;
+    p.sampling.top_k = so.top_k;
+    p.sampling.top_p = so.top_p;
+    p.sampling.min_p = so.min_p;
+    p.sampling.seed = so.seed;
+    p.sampling.repeat_penalty = so.repeat_penalty;
+    p.sampling.frequency_penalty = so.frequency_penalty;
+    p.sampling.presence_penalty = so.presence_penalty;
+    p.sampling.penalty_last_n = so.penalty_last_n;
+    p.cache = o->kv.c_params();
+    p.spec.type = c_str_or_null(o->spec.type);
+    p.spec.draft_max = o->spec.draft_max;
+    p.spec.draft_min = o->spec.draft_min;
+    p.spec.p_min = o->spec.p_min;
+    p.spec.calib_path = c_str_or_null(o->spec.calib);
+    p.early_exit.threshold = o->early_exit.threshold;
+    p.early_exit.layer = o->early_exit.layer;
+    p.early_exit.measure = o->early_exit.measure.c_str();
+    // The prompt is echoed with the first token (once the options have passed
+    // the library's checks), or at the end when none came.
+    struct Stream {
+      const std::string& prompt;
+      bool print;
+      bool prompt_shown = false;
+      std::string text;
+      void echo(const char* piece, size_t n) {
+        if (!print) return;
+        if (!prompt_shown) fmt::print("{}", prompt);
+        prompt_shown = true;
+        std::fwrite(piece, 1, n, stdout);
         std::fflush(stdout);
       }
-    });
+    } stream{prompt, !o->json};
+    p.user_data = &stream;
+    p.on_token = [](int32_t, const char* piece, size_t n, void* user) {
+      auto& st = *static_cast<Stream*>(user);
+      st.text.append(piece, n);
+      st.echo(piece, n);
+      return true;
+    };
+    lmpress_generate_result r;
+    api_check(lmpress_generate(m.get(), prompt.c_str(), &p, &r));
+    if (!stream.prompt_shown) stream.echo("", 0);
+    const nlohmann::ordered_json report = api_report();
+    if (report.contains("spec") && report["spec"].contains("skip_ranking"))
+      fmt::print(stderr, "{}{}\n", o->json ? "" : "\n", report["spec"]["skip_ranking"].get<std::string>());
     if (o->json) {
-      nlohmann::ordered_json j{{"prompt", prompt}, {"text", text}, {"tokens", s.tokens},
-                               {"n_prompt", s.n_prompt}, {"n_generated", s.n_generated},
-                               {"stopped", stop_reason_name(s.stopped)},
-                               {"prompt_tokens_per_s", s.prompt_tps()}, {"gen_tokens_per_s", s.gen_tps()},
-                               {"kv_cache", {{"type_k", kv_type_name(o->g.kv.k)}, {"type_v", kv_type_name(o->g.kv.v)},
-                                             {"bytes_per_token", s.cache_bytes_per_token},
-                                             {"bytes", s.cache_bytes},
-                                             {"policy", kv_policy_name(o->g.policy)}}}};
-      if (o->g.drafter) j["spec"] = spec_json(o->spec, s.spec);
-      if (o->g.early_exit.active()) j["early_exit"] = early_exit_json(o->g.early_exit, s.early_exit);
+      nlohmann::ordered_json j{{"prompt", prompt}, {"text", stream.text}};
+      j.update(report);
       // Sampled byte tokens can end the text inside a UTF-8 sequence (or make
       // an invalid one): such bytes are printed as U+FFFD.
       fmt::print("{}\n", json_text(j));
       return;
     }
-    if (s.stopped == StopReason::Context) {
+    if (r.stop_reason == LMPRESS_STOP_CONTEXT) {
+      lmpress_model_info info;
+      api_check(lmpress_model_get_info(m.get(), &info));
       std::fflush(stdout);
       fmt::print(stderr, "\nnote: generation stopped after {} tokens: the context of {} tokens is full (--ctx)\n",
-                 s.n_generated, o->g.n_ctx > 0 ? o->g.n_ctx : m->cfg.ctx_len);
+                 r.n_generated, o->g.n_ctx > 0 ? o->g.n_ctx : info.n_ctx_train);
     }
-    fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", s.n_prompt,
-               s.prompt_tps(), s.n_generated, s.gen_tps());
-    fmt::print("KV cache: {}, {:.1f} bytes per token, {:.2f} MiB{}\n", kv_spec_name(o->g.kv), s.cache_bytes_per_token,
-               double(s.cache_bytes) / (1 << 20),
-               o->g.policy.active() ? ", eviction " + kv_policy_name(o->g.policy) : std::string());
-    if (o->g.drafter) fmt::print("{}\n", spec_summary(o->spec, s.spec));
-    if (o->g.early_exit.active()) fmt::print("{}\n", early_exit_summary(o->g.early_exit, s.early_exit));
+    const auto& kv = report["kv_cache"];
+    const std::string policy = kv["policy"].get<std::string>();
+    fmt::print("\n\nprompt: {} tokens, {:.1f} tokens/s; generation: {} tokens, {:.1f} tokens/s\n", r.n_prompt,
+               report["prompt_tokens_per_s"].get<double>(), r.n_generated, report["gen_tokens_per_s"].get<double>());
+    fmt::print("KV cache: {}, {:.1f} bytes per token, {:.2f} MiB{}\n", kv["name"].get<std::string>(),
+               kv["bytes_per_token"].get<double>(), double(kv["bytes"].get<uint64_t>()) / (1 << 20),
+               policy != "none" ? ", eviction " + policy : std::string());
+    if (report.contains("spec")) fmt::print("{}\n", spec_summary(report["spec"]));
+    if (report.contains("early_exit")) fmt::print("{}\n", early_exit_summary(report["early_exit"]));
   });
 }
 

@@ -129,7 +129,7 @@ void add_kld(CLI::App& app) {
     if (!o->json) {
       fmt::print("{} chunks, {} tokens scored\n\n", r.n_chunks, r.n_tokens);
       print_text(r);
-      if (early_exit.active()) fmt::print("\n{}\n", early_exit_summary(early_exit, r.early_exit));
+      if (early_exit.active()) fmt::print("\n{}\n", early_exit_summary(early_exit_json(early_exit, r.early_exit)));
       return;
     }
     nlohmann::ordered_json kq = nlohmann::json::object(), pq = nlohmann::json::object();

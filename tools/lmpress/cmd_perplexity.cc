@@ -43,38 +43,44 @@ void add_perplexity(CLI::App& app) {
                   "re-computation that eviction policies are compared with; slow)");
   on_run(cmd, [o] {
     set_num_threads(o->threads);
-    auto m = load_for_inference(o->model, o->tokenizer, o->lora);
-    if (!m->tokenizer) fail("{}: the model has no tokenizer", m->path);
-    const PplProtocol protocol = parse_ppl_protocol(o->protocol);
-    std::string text = read_input_text(o->file);
-    if (protocol == PplProtocol::Gptq) text = gptq_protocol_text(text);
-    auto tokens = m->tokenizer->encode(text, true, false);
-    if (o->ctx > m->cfg.ctx_len && !o->json)
-      fmt::print(stderr, "warning: ctx {} exceeds the model's trained context {}\n", o->ctx, m->cfg.ctx_len);
-    PerplexityOptions po{o->ctx, o->chunks, o->batch, protocol, o->kv.spec()};
-    po.policy = o->kv.eviction();
-    po.recompute_window = o->recompute;
-    po.early_exit = o->early_exit.resolve(m->cfg);
-    if (!o->json) fmt::print("{} tokens; calculating perplexity over windows of {}\n", tokens.size(), o->ctx);
-    auto r = perplexity(*m, tokens, po, [&](int64_t i, double ppl) {
-      if (!o->json) {
+    const std::string text = read_input_text(o->file);
+    const ApiModel m = api_load_model(o->model, o->tokenizer, o->lora);
+    lmpress_model_info info;
+    api_check(lmpress_model_get_info(m.get(), &info));
+    if (o->ctx > info.n_ctx_train && !o->json)
+      fmt::print(stderr, "warning: ctx {} exceeds the model's trained context {}\n", o->ctx, info.n_ctx_train);
+    lmpress_perplexity_params p = lmpress_perplexity_default_params();
+    p.n_ctx = o->ctx;
+    p.n_chunks = o->chunks;
+    p.n_batch = o->batch;
+    p.protocol = o->protocol.c_str();
+    p.cache = o->kv.c_params();
+    p.recompute_window = o->recompute;
+    p.early_exit.threshold = o->early_exit.threshold;
+    p.early_exit.layer = o->early_exit.layer;
+    p.early_exit.measure = o->early_exit.measure.c_str();
+    if (!o->json) {
+      fmt::print("calculating perplexity over windows of {}\n", o->ctx);
+      p.on_chunk = [](int64_t i, double ppl, void*) {
         fmt::print("[{}]{:.4f},", i + 1, ppl);
         std::fflush(stdout);
-      }
-    });
-    if (o->json) {
-      nlohmann::ordered_json j{{"model", m->path}, {"file", o->file}, {"protocol", o->protocol}, {"ctx", o->ctx}, {"chunks", r.n_chunks},
-                               {"tokens", r.n_tokens_total}, {"tokens_scored", r.n_tokens_scored},
-                               {"ppl", r.ppl}, {"ppl_stderr", r.ppl_stderr}, {"mean_nll", r.mean_nll},
-                               {"seconds", r.seconds}, {"running_ppl", r.running_ppl}};
-      if (po.early_exit.active()) j["early_exit"] = early_exit_json(po.early_exit, r.early_exit);
-      fmt::print("{}\n", json_text(j));
-    } else {
-      fmt::print("\nFinal estimate: PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
-      fmt::print("{} chunks, {} tokens scored, {:.2f} s ({:.1f} tokens/s)\n", r.n_chunks, r.n_tokens_scored, r.seconds,
-                 double(r.n_chunks * o->ctx) / r.seconds);
-      if (po.early_exit.active()) fmt::print("{}\n", early_exit_summary(po.early_exit, r.early_exit));
+        return true;
+      };
     }
+    lmpress_perplexity_result r;
+    api_check(lmpress_perplexity(m.get(), text.data(), text.size(), &p, &r));
+    nlohmann::ordered_json report = api_report();
+    if (o->json) {
+      nlohmann::ordered_json j{{"model", o->model}, {"file", o->file}};
+      j.update(report);
+      fmt::print("{}\n", json_text(j));
+      return;
+    }
+    fmt::print("\nFinal estimate: PPL = {:.4f} +/- {:.5f}\n", r.ppl, r.ppl_stderr);
+    const double seconds = report["seconds"].get<double>();
+    fmt::print("{} chunks, {} tokens scored (of {}), {:.2f} s ({:.1f} tokens/s)\n", r.n_chunks, r.n_tokens_scored,
+               report["tokens"].get<int64_t>(), seconds, double(r.n_chunks * o->ctx) / seconds);
+    if (report.contains("early_exit")) fmt::print("{}\n", early_exit_summary(report["early_exit"]));
   });
 }
 

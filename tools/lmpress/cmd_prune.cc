@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "compress/expert_prune.h"
 #include "compress/prune_model.h"
+#include "compress/report_json.h"
 #include "model/export.h"
 #include "core/error.h"
 #include "kernels/matmul.h"
@@ -16,135 +17,81 @@ namespace lmpress::cli {
 
 namespace {
 
-void print_report(const PruneReport& r, const PruneOptions& o, bool json) {
-  const double overall = r.n_linear ? double(r.n_zero) / double(r.n_linear) : 0.0;
-  const double bpw = r.n_params ? double(r.bytes_out) * 8.0 / double(r.n_params) : 0.0;
-  if (json) {
-    nlohmann::ordered_json tensors = nlohmann::json::array();
-    for (const auto& t : r.tensors) {
-      nlohmann::ordered_json j{{"name", t.name}, {"shape", t.shape}, {"sparsity", t.sparsity}};
-      if (t.output_error >= 0) j["output_error"] = t.output_error;
-      if (t.compensated_error >= 0) j["compensated_error"] = t.compensated_error;
-      tensors.push_back(j);
-    }
-    nlohmann::ordered_json j{{"method", prune_method_name(o.method)}, {"pattern", o.pattern.name()},
-                             {"tensors", tensors},     {"sparsity_linear", overall},
-                             {"sparsity_model", r.n_params ? double(r.n_zero) / double(r.n_params) : 0.0},
-                             {"n_params", r.n_params}, {"bytes_out", r.bytes_out}, {"bpw", bpw},
-                             {"calib_tokens", r.calib_tokens}, {"seconds", r.seconds}};
-    if (!r.uncalibrated.empty()) j["uncalibrated"] = r.uncalibrated;
-    if (!r.layer_sparsity.empty()) {
-      j["owl_outlier_ratio"] = r.owl_ratios;
-      j["layer_sparsity"] = r.layer_sparsity;
-    }
-    if (r.adapter.rank) j["adapter"] = adapter_json(r.adapter, r.bytes_out, r.n_params);
-    add_memory_fields(j, r.memory);
-    fmt::print("{}\n", json_text(j));
-    return;
-  }
-  if (!r.layer_sparsity.empty()) {
+using Json = nlohmann::ordered_json;
+
+void print_report(const Json& r) {
+  const std::string method = r["method"].get<std::string>(), pattern = r["pattern"].get<std::string>();
+  if (r.contains("layer_sparsity")) {
     fmt::print("OWL block sparsities (outlier ratio):");
-    for (size_t l = 0; l < r.layer_sparsity.size(); l++)
-      fmt::print(" {}:{:.3f} ({:.4f})", l, r.layer_sparsity[l], r.owl_ratios[l]);
+    for (size_t l = 0; l < r["layer_sparsity"].size(); l++)
+      fmt::print(" {}:{:.3f} ({:.4f})", l, r["layer_sparsity"][l].get<double>(), r["owl_outlier_ratio"][l].get<double>());
     fmt::print("\n");
   }
-  fmt::print("{:<28} {:<12} {:>9} {:>10}{}\n", "tensor", "shape", "sparsity", "out_err",
-             compensated_header(r.adapter));
-  for (const auto& t : r.tensors)
-    fmt::print("{:<28} {:<12} {:>8.3f}% {:>10}{}\n", t.name, t.shape, 100 * t.sparsity,
-               t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-",
-               compensated_cell(r.adapter, t.compensated_error));
-  fmt::print("{} {}: {:.3f}% of the blocks' linear weights are zero ({:.3f}% of all {} parameters)\n",
-             prune_method_name(o.method), o.pattern.name(), 100 * overall,
-             r.n_params ? 100.0 * double(r.n_zero) / double(r.n_params) : 0.0, r.n_params);
-  fmt::print("size {:.2f} MiB, {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / (1 << 20), bpw, r.seconds);
-  if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
+  fmt::print("{:<28} {:<12} {:>9} {:>10}{}\n", "tensor", "shape", "sparsity", "out_err", compensated_header(r));
+  for (const auto& t : r["tensors"])
+    fmt::print("{:<28} {:<12} {:>8.3f}% {:>10}{}\n", t["name"].get<std::string>(), t["shape"].get<std::string>(),
+               100 * t["sparsity"].get<double>(),
+               t.contains("output_error") ? fmt::format("{:.6f}", t["output_error"].get<double>()) : "-",
+               compensated_cell(r, t));
+  fmt::print("{} {}: {:.3f}% of the blocks' linear weights are zero ({:.3f}% of all {} parameters)\n", method,
+             pattern, 100 * r["sparsity_linear"].get<double>(), 100 * r["sparsity_model"].get<double>(),
+             r["n_params"].get<int64_t>());
+  fmt::print("size {:.2f} MiB, {:.3f} bits per weight, {:.1f} s", double(r["bytes_out"].get<uint64_t>()) / (1 << 20),
+             r["bpw"].get<double>(), r["seconds"].get<double>());
+  if (const auto calib = r["calib_tokens"].get<int64_t>()) fmt::print(", {} calibration tokens", calib);
   fmt::print("\n");
-  if (r.adapter.rank) fmt::print("{}\n", adapter_line(r.adapter, r.bytes_out, r.n_params));
-  fmt::print("{}\n", r.memory.line());
-  if (!r.uncalibrated.empty())
+  if (r.contains("adapter")) fmt::print("{}\n", adapter_line(r));
+  fmt::print("{}\n", memory_from_json(r).line());
+  if (r.contains("uncalibrated"))
     fmt::print("{} expert linears saw no calibration token and were pruned by magnitude (first: {})\n",
-               r.uncalibrated.size(), r.uncalibrated.front());
+               r["uncalibrated"].size(), r["uncalibrated"][0].get<std::string>());
 }
 
-void print_structured(const StructuredReport& r, bool json) {
-  if (json) {
-    nlohmann::ordered_json j{{"params_before", r.params_before}, {"params_after", r.params_after},
-                             {"heads", {r.heads_before, r.heads_after}},
-                             {"kv_heads", {r.kv_heads_before, r.kv_heads_after}},
-                             {"ffn", {r.ffn_before, r.ffn_after}},
-                             {"layers", {r.layers_before, r.layers_after}},
-                             {"layer_heads", r.layer_heads},
-                             {"layer_kv_heads", r.layer_kv_heads},
-                             {"layer_ffn", r.layer_ffn},
-                             {"block_distance", r.block_distance},
-                             {"removed_blocks", r.removed_blocks},
-                             {"calib_tokens", r.calib_tokens}};
-    add_memory_fields(j, r.memory);
-    fmt::print("{}\n", json_text(j));
-    return;
-  }
+void print_structured(const Json& r) {
+  const auto ints = [&](const char* key) { return r[key].get<std::vector<int64_t>>(); };
+  const auto pair = [&](const char* key, size_t i) { return r[key][i].get<int64_t>(); };
   fmt::print("block angular distance (input vs output):");
-  for (size_t i = 0; i < r.block_distance.size(); i++) fmt::print(" {}:{:.4f}", i, r.block_distance[i]);
-  fmt::print("\nremoved blocks: {}\n", r.removed_blocks);
+  const auto distance = r["block_distance"].get<std::vector<double>>();
+  for (size_t i = 0; i < distance.size(); i++) fmt::print(" {}:{:.4f}", i, distance[i]);
+  fmt::print("\nremoved blocks: {}\n", ints("removed_blocks"));
   const auto uniform = [](const std::vector<int64_t>& v) {
     return std::all_of(v.begin(), v.end(), [&](int64_t x) { return x == v.front(); });
   };
-  if (uniform(r.layer_heads) && uniform(r.layer_ffn)) {
-    fmt::print("heads {} -> {} (KV {} -> {}), feed-forward {} -> {}, blocks {} -> {}\n", r.heads_before, r.heads_after,
-               r.kv_heads_before, r.kv_heads_after, r.ffn_before, r.ffn_after, r.layers_before, r.layers_after);
+  const auto heads = ints("layer_heads"), kv_heads = ints("layer_kv_heads"), ffn = ints("layer_ffn");
+  if (uniform(heads) && uniform(ffn)) {
+    fmt::print("heads {} -> {} (KV {} -> {}), feed-forward {} -> {}, blocks {} -> {}\n", pair("heads", 0),
+               pair("heads", 1), pair("kv_heads", 0), pair("kv_heads", 1), pair("ffn", 0), pair("ffn", 1),
+               pair("layers", 0), pair("layers", 1));
   } else {
-    fmt::print("per layer (was {} heads, KV {}, feed-forward {}):\n", r.heads_before, r.kv_heads_before, r.ffn_before);
-    for (size_t l = 0; l < r.layer_heads.size(); l++)
-      fmt::print("  blk.{:<3} heads {:>4} (KV {:>3}), feed-forward {:>6}\n", l, r.layer_heads[l], r.layer_kv_heads[l],
-                 r.layer_ffn[l]);
-    fmt::print("blocks {} -> {}\n", r.layers_before, r.layers_after);
+    fmt::print("per layer (was {} heads, KV {}, feed-forward {}):\n", pair("heads", 0), pair("kv_heads", 0),
+               pair("ffn", 0));
+    for (size_t l = 0; l < heads.size(); l++)
+      fmt::print("  blk.{:<3} heads {:>4} (KV {:>3}), feed-forward {:>6}\n", l, heads[l], kv_heads[l], ffn[l]);
+    fmt::print("blocks {} -> {}\n", pair("layers", 0), pair("layers", 1));
   }
-  fmt::print("parameters {} -> {} ({:.1f}% removed)\n", r.params_before, r.params_after,
-             100.0 * double(r.params_before - r.params_after) / double(r.params_before));
-  fmt::print("{}\n", r.memory.line());
+  const auto before = r["params_before"].get<int64_t>(), after = r["params_after"].get<int64_t>();
+  fmt::print("parameters {} -> {} ({:.1f}% removed)\n", before, after, 100.0 * double(before - after) / double(before));
+  fmt::print("{}\n", memory_from_json(r).line());
 }
 
-}  // namespace
-
-double parse_number(const std::string& text, const char* option) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || !std::isfinite(v) || v <= 0)
-    fail("{} '{}': expected a count of experts to keep or a fraction in (0, 1) to remove", option, text);
-  return v;
-}
-
-void print_experts(const ExpertPruneReport& r, bool json) {
-  if (json) {
-    nlohmann::ordered_json layers = nlohmann::json::array();
-    for (size_t l = 0; l < r.kept.size(); l++)
-      layers.push_back({{"kept", r.kept[l]}, {"scores", r.scores[l]}, {"tokens", r.counts[l]}});
-    nlohmann::ordered_json j{{"experts_before", r.experts_before}, {"experts_after", r.experts_after},
-                             {"used_before", r.used_before},       {"used_after", r.used_after},
-                             {"params_before", r.params_before},   {"params_after", r.params_after},
-                             {"bytes_before", r.bytes_before},     {"bytes_after", r.bytes_after},
-                             {"calib_tokens", r.calib_tokens},     {"layers", layers}};
-    fmt::print("{}\n", json_text(j));
-    return;
-  }
-  for (size_t l = 0; l < r.kept.size(); l++) {
-    if (r.kept[l].empty()) continue;  // a dense block
+void print_experts(const Json& r) {
+  const auto& layers = r["layers"];
+  for (size_t l = 0; l < layers.size(); l++) {
+    if (layers[l]["kept"].empty()) continue;  // a dense block
     fmt::print("blk.{:<3} kept", l);
-    for (int64_t e : r.kept[l]) fmt::print(" {}", e);
+    for (const auto& e : layers[l]["kept"]) fmt::print(" {}", e.get<int64_t>());
     fmt::print("\n");
   }
   const double mib = 1024.0 * 1024.0;
   fmt::print("experts {} -> {} per layer ({} -> {} per token), parameters {} -> {}, {:.2f} -> {:.2f} MiB, {} "
              "calibration tokens\n",
-             r.experts_before, r.experts_after, r.used_before, r.used_after, r.params_before, r.params_after,
-             double(r.bytes_before) / mib, double(r.bytes_after) / mib, r.calib_tokens);
+             r["experts_before"].get<int64_t>(), r["experts_after"].get<int64_t>(), r["used_before"].get<int64_t>(),
+             r["used_after"].get<int64_t>(), r["params_before"].get<int64_t>(), r["params_after"].get<int64_t>(),
+             double(r["bytes_before"].get<uint64_t>()) / mib, double(r["bytes_after"].get<uint64_t>()) / mib,
+             r["calib_tokens"].get<int64_t>());
 }
+
+}  // namespace
 
 void add_prune(CLI::App& app) {
   struct Opts : PruneRequest {
@@ -210,39 +157,42 @@ void add_prune(CLI::App& app) {
     set_num_threads(o->threads);
     if (!o->compensate.empty() && (!o->structured.empty() || !o->experts.empty()))
       fail("--compensate applies to --sparsity and --nm pruning (with --method wanda or sparsegpt)");
-    if (!o->experts.empty()) {
-      ExpertPruneOptions eo;
-      eo.calib = o->calib;
-      const auto n = parse_number(o->experts, "--experts");
-      if (n >= 1 && n == std::floor(n)) eo.keep = int64_t(n);
-      else eo.ratio = n;
-      if (o->method == "reap" || method->count() == 0) eo.score = ExpertScore::Reap;
-      else if (o->method == "frequency") eo.score = ExpertScore::Frequency;
-      else fail("--method {}: with --experts, reap or frequency", o->method);
-      if (o->calib.file.empty()) fail("--experts scores the experts on calibration text: --calib FILE");
-      if (!o->quantize.empty() || o->owl || o->global || !o->rotate.empty())
-        fail("--experts removes whole experts; --quantize, --owl, --global and --rotate do not apply");
-      auto m = load_for_compression(o->in, "", o->no_finite_check);
-      const auto r = prune_experts(*m, eo);
-      ExportOptions out;
-      out.name = o->name;
-      write_gguf_model(*m, o->out, out);
-      print_experts(r, o->json);
-      return;
-    }
-    if (!o->structured.empty()) {
-      const PruneOptions po = prune_output_options(*o);
-      const StructuredOptions so = parse_structured(o->structured);
-      if (o->calib.file.empty()) fail("--structured scores heads, channels and blocks on calibration text: --calib FILE");
-      auto m = load_for_compression(o->in, "", o->no_finite_check);
-      const auto r = prune_model_structured(*m, o->out, so, po);
-      print_structured(r, o->json);
-      return;
-    }
-    const PruneOptions po = prune_options(*o, o->out);
-    auto m = load_for_compression(o->in, "", o->no_finite_check);
-    const auto r = prune_model(*m, o->out, po);
-    print_report(r, po, o->json);
+    if (!o->experts.empty() && (!o->quantize.empty() || o->owl || o->global || !o->rotate.empty()))
+      fail("--experts removes whole experts; --quantize, --owl, --global and --rotate do not apply");
+    if (!o->structured.empty() && o->calib.file.empty())
+      fail("--structured scores heads, channels and blocks on calibration text: --calib FILE");
+    lmpress_prune_params p = lmpress_prune_default_params();
+    // Structured pruning takes no method; expert pruning's score is --method when given.
+    if (o->structured.empty() && (o->experts.empty() || method->count() > 0)) p.method = o->method.c_str();
+    p.sparsity = o->sparsity;
+    p.nm = c_str_or_null(o->nm);
+    p.quantize = c_str_or_null(o->quantize);
+    p.calib_path = c_str_or_null(o->calib.file);
+    p.calib_samples = o->calib.samples;
+    p.calib_ctx = o->calib.ctx;
+    p.damp = o->damp;
+    p.rotate = c_str_or_null(o->rotate);
+    p.compensate = c_str_or_null(o->compensate);
+    p.compensate_out = c_str_or_null(o->compensate_out);
+    p.structured = c_str_or_null(o->structured);
+    const auto targets = c_strings(o->targets), ignore = c_strings(o->ignore);
+    p.targets = targets.data();
+    p.n_targets = targets.size();
+    p.ignore = ignore.data();
+    p.n_ignore = ignore.size();
+    p.owl = o->owl;
+    p.owl_lambda = o->owl_opts.lambda;
+    p.owl_m = o->owl_opts.m;
+    p.global = o->global;
+    p.experts = c_str_or_null(o->experts);
+    p.name = c_str_or_null(o->name);
+    p.skip_finite_check = o->no_finite_check;
+    api_check(lmpress_prune(o->in.c_str(), o->out.c_str(), &p));
+    const auto report = api_report();
+    if (o->json) fmt::print("{}\n", json_text(report));
+    else if (!o->experts.empty()) print_experts(report);
+    else if (!o->structured.empty()) print_structured(report);
+    else print_report(report);
   });
 }
 

@@ -3,6 +3,7 @@
 
 #include "commands.h"
 #include "compress/quantize_model.h"
+#include "compress/report_json.h"
 #include "core/error.h"
 #include "kernels/matmul.h"
 
@@ -10,50 +11,31 @@ namespace lmpress::cli {
 
 namespace {
 
-void print_report(const QuantizeReport& r, bool json) {
-  const double bpw = r.n_params ? double(r.bytes_out) * 8.0 / double(r.n_params) : 0.0;
-  if (json) {
-    nlohmann::ordered_json tensors = nlohmann::json::array();
-    for (const auto& t : r.tensors) {
-      nlohmann::ordered_json j{{"name", t.name}, {"shape", t.shape}, {"type", t.type},
-                               {"weight_error", t.weight_error}};
-      if (t.output_error >= 0) j["output_error"] = t.output_error;
-      if (t.compensated_error >= 0) j["compensated_error"] = t.compensated_error;
-      tensors.push_back(j);
-    }
-    nlohmann::ordered_json j{{"tensors", tensors},         {"n_params", r.n_params},
-                             {"bytes_in", r.bytes_in},     {"bytes_out", r.bytes_out},
-                             {"bpw", bpw},                 {"calib_tokens", r.calib_tokens},
-                             {"seconds", r.seconds}};
-    if (!r.uncalibrated.empty()) j["uncalibrated"] = r.uncalibrated;
-    if (r.expert_tensors > 0)
-      j["imatrix_expert_coverage"] = {{"tensors", r.expert_tensors}, {"with_data", r.expert_tensors_with_data}};
-    if (r.adapter.rank) j["adapter"] = adapter_json(r.adapter, r.bytes_out, r.n_params);
-    add_memory_fields(j, r.memory);
-    fmt::print("{}\n", json_text(j));
-    return;
-  }
+void print_report(const nlohmann::ordered_json& r) {
   fmt::print("{:<28} {:<12} {:<13} {:>10} {:>10}{}\n", "tensor", "shape", "type", "w_err", "out_err",
-             compensated_header(r.adapter));
-  for (const auto& t : r.tensors)
-    fmt::print("{:<28} {:<12} {:<13} {:>10.5f} {:>10}{}\n", t.name, t.shape, t.type, t.weight_error,
-               t.output_error >= 0 ? fmt::format("{:.6f}", t.output_error) : "-",
-               compensated_cell(r.adapter, t.compensated_error));
+             compensated_header(r));
+  for (const auto& t : r["tensors"])
+    fmt::print("{:<28} {:<12} {:<13} {:>10.5f} {:>10}{}\n", t["name"].get<std::string>(),
+               t["shape"].get<std::string>(), t["type"].get<std::string>(), t["weight_error"].get<double>(),
+               t.contains("output_error") ? fmt::format("{:.6f}", t["output_error"].get<double>()) : "-",
+               compensated_cell(r, t));
   const double mib = 1024.0 * 1024.0;
-  fmt::print("size {:.2f} MiB (from {:.2f} MiB), {:.3f} bits per weight, {:.1f} s", double(r.bytes_out) / mib,
-             double(r.bytes_in) / mib, bpw, r.seconds);
-  if (r.calib_tokens) fmt::print(", {} calibration tokens", r.calib_tokens);
+  fmt::print("size {:.2f} MiB (from {:.2f} MiB), {:.3f} bits per weight, {:.1f} s",
+             double(r["bytes_out"].get<uint64_t>()) / mib, double(r["bytes_in"].get<uint64_t>()) / mib,
+             r["bpw"].get<double>(), r["seconds"].get<double>());
+  if (const auto calib = r["calib_tokens"].get<int64_t>()) fmt::print(", {} calibration tokens", calib);
   fmt::print("\n");
-  if (r.adapter.rank)
-    fmt::print("{}\n", adapter_line(r.adapter, r.bytes_out, r.n_params));
-  fmt::print("{}\n", r.memory.line());
-  if (r.expert_tensors > 0)
-    fmt::print("imatrix data for {} of {} expert tensors ({:.1f}%){}\n", r.expert_tensors_with_data, r.expert_tensors,
-               100.0 * double(r.expert_tensors_with_data) / double(r.expert_tensors),
-               r.expert_tensors_with_data < r.expert_tensors ? "; the others take importance 1, as in llama-quantize" : "");
-  if (!r.uncalibrated.empty())
+  if (r.contains("adapter")) fmt::print("{}\n", adapter_line(r));
+  fmt::print("{}\n", memory_from_json(r).line());
+  if (r.contains("imatrix_expert_coverage")) {
+    const auto n = r["imatrix_expert_coverage"]["tensors"].get<int64_t>();
+    const auto with = r["imatrix_expert_coverage"]["with_data"].get<int64_t>();
+    fmt::print("imatrix data for {} of {} expert tensors ({:.1f}%){}\n", with, n, 100.0 * double(with) / double(n),
+               with < n ? "; the others take importance 1, as in llama-quantize" : "");
+  }
+  if (r.contains("uncalibrated"))
     fmt::print("{} expert linears saw no calibration token and were quantized by RTN (first: {})\n",
-               r.uncalibrated.size(), r.uncalibrated.front());
+               r["uncalibrated"].size(), r["uncalibrated"][0].get<std::string>());
 }
 
 }  // namespace
@@ -117,11 +99,42 @@ void add_quantize(CLI::App& app) {
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
     set_num_threads(o->threads);
-    QuantizeOptions q = quantize_options(*o, o->out);
-    auto m = load_for_compression(o->in, "", o->no_finite_check);
-    keep_output_type(q, *o, *m);
-    const auto report = quantize_model(*m, o->out, q);
-    print_report(report, o->json);
+    lmpress_quantize_params p = lmpress_quantize_default_params();
+    p.type = o->type.c_str();  // "" (not NULL): the library names --type and --target-bpw when neither is given
+    p.method = o->method.c_str();
+    p.format = o->format.c_str();
+    p.calib_path = c_str_or_null(o->calib.file);
+    p.calib_samples = o->calib.samples;
+    p.calib_ctx = o->calib.ctx;
+    p.imatrix_path = c_str_or_null(o->imatrix);
+    p.damp = o->damp;
+    p.act_order = o->act_order;
+    p.rotate = c_str_or_null(o->rotate);
+    p.scheme = c_str_or_null(o->scheme);
+    p.smooth = o->smooth;
+    p.compensate = c_str_or_null(o->compensate);
+    p.compensate_out = c_str_or_null(o->compensate_out);
+    const auto tensor_types = c_strings(o->tensor_types), targets = c_strings(o->targets),
+               ignore = c_strings(o->ignore);
+    p.tensor_types = tensor_types.data();
+    p.n_tensor_types = tensor_types.size();
+    p.targets = targets.data();
+    p.n_targets = targets.size();
+    p.ignore = ignore.data();
+    p.n_ignore = ignore.size();
+    p.target_bpw = o->target_bpw;
+    p.output_tensor_type = c_str_or_null(o->output_type);
+    p.token_embedding_type = c_str_or_null(o->embd_type);
+    p.keep_output = o->keep_output;
+    p.pure = o->pure;
+    p.allow_requantize = o->allow_requantize;
+    p.clip_search = o->clip_search;
+    p.name = c_str_or_null(o->name);
+    p.skip_finite_check = o->no_finite_check;
+    api_check(lmpress_quantize(o->in.c_str(), o->out.c_str(), &p));
+    const auto report = api_report();
+    if (o->json) fmt::print("{}\n", json_text(report));
+    else print_report(report);
   });
 }
 

@@ -8,6 +8,7 @@
 
 #include "compress/calibration.h"
 #include "compress/compensate.h"
+#include "api_use.h"
 #include "guarded.h"
 #include "model/kv_policy.h"
 #include "model/model.h"
@@ -53,13 +54,6 @@ void add_lora_option(CLI::App* cmd, std::vector<std::string>& loras);
 // checkpoint (read when the command runs).
 void add_compensate_options(CLI::App* cmd, std::string& spec, std::string& adapter_out, const std::string& out,
                             std::function<bool()> peft);
-// The adapter's JSON object and its line in a text report (bytes_out: the model's).
-nlohmann::ordered_json adapter_json(const AdapterReport& a, uint64_t bytes_out, int64_t n_params);
-std::string adapter_line(const AdapterReport& a, uint64_t bytes_out, int64_t n_params);
-// A text report's comp_err column (header and cells): "-" for a tensor without
-// compensation (err < 0), nothing at all when no adapter was written.
-std::string compensated_header(const AdapterReport& a);
-std::string compensated_cell(const AdapterReport& a, double err);
 // --threads, shared by the compute commands.
 void add_threads_option(CLI::App* cmd, int& threads);
 // --template / --chat-template: a built-in chat template's name or a Jinja
@@ -72,6 +66,8 @@ struct CacheOptions {
   std::string type = "f16", k, v, rotate = "auto", policy = "none";
   int64_t group = 64, residual = 0;
   KvCacheSpec spec() const;
+  // The C API's form (its strings point into this object).
+  lmpress_cache_params c_params() const;
   KvPolicy eviction() const { return parse_kv_policy(policy); }
 };
 void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix = "");
@@ -84,9 +80,6 @@ void add_spec_options(CLI::App* cmd, SpecOptions& spec);
 // written into spec.type as a list; returns a line saying which (empty for
 // other types).
 std::string resolve_spec(SpecOptions& spec, const Model& m, int64_t n_ctx);
-// Speculative decoding's statistics: JSON (`spec` of --json) and one line.
-nlohmann::ordered_json spec_json(const SpecOptions& o, const SpecStats& s);
-std::string spec_summary(const SpecOptions& o, const SpecStats& s);
 // --early-exit THRESHOLD, --exit-layer K, --exit-measure M (generate,
 // perplexity; kld: the candidate's): model/early_exit.h.
 struct EarlyExitOptions {
@@ -96,8 +89,6 @@ struct EarlyExitOptions {
   EarlyExit resolve(const ModelConfig& c) const;  // checked against the model
 };
 void add_early_exit_options(CLI::App* cmd, EarlyExitOptions& o);
-nlohmann::ordered_json early_exit_json(const EarlyExit& e, const EarlyExitStats& s);
-std::string early_exit_summary(const EarlyExit& e, const EarlyExitStats& s);
 // --chunks: -1 (all) or N >= 1.
 const CLI::Validator& chunk_count();
 // --damp: a fraction in (0, 1].
@@ -107,14 +98,6 @@ const CLI::Validator& damp_fraction();
 template <class Json>
 std::string json_text(const Json& j) {
   return j.dump(2, ' ', false, Json::error_handler_t::replace);
-}
-// The peak memory fields of a compression report's JSON.
-template <class Json>
-void add_memory_fields(Json& j, const MemoryReport& m) {
-  j["peak_rss_bytes"] = m.peak_rss;
-  j["largest_block_f32_bytes"] = m.block_f32_bytes;
-  j["activation_bytes"] = m.activation_bytes;
-  j["statistics_bytes"] = m.statistics_bytes;
 }
 // Reads a whole text file (for -f), failing on an empty one.
 std::string read_input_text(const std::string& path);

@@ -36,28 +36,6 @@ void add_compensate_options(CLI::App* cmd, std::string& spec, std::string& adapt
       OutputKind::Either, "adapter_config.json");
 }
 
-namespace {
-double bpw_with_adapter(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
-  return n_params ? double(bytes_out + a.bytes) * 8.0 / double(n_params) : 0.0;
-}
-}  // namespace
-
-nlohmann::ordered_json adapter_json(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
-  return {{"path", a.path}, {"rank", a.rank}, {"bytes", a.bytes}, {"bpw_with_model", bpw_with_adapter(a, bytes_out, n_params)}};
-}
-
-std::string compensated_header(const AdapterReport& a) { return a.rank ? fmt::format(" {:>10}", "comp_err") : ""; }
-
-std::string compensated_cell(const AdapterReport& a, double err) {
-  if (a.rank == 0) return "";
-  return err >= 0 ? fmt::format(" {:>10.6f}", err) : fmt::format(" {:>10}", "-");
-}
-
-std::string adapter_line(const AdapterReport& a, uint64_t bytes_out, int64_t n_params) {
-  return fmt::format("adapter {} (rank {}): {:.2f} MiB; model + adapter {:.3f} bits per weight", a.path, a.rank,
-                     double(a.bytes) / (1024.0 * 1024.0), bpw_with_adapter(a, bytes_out, n_params));
-}
-
 void add_threads_option(CLI::App* cmd, int& threads) {
   cmd->add_option("-t,--threads", threads, "Threads (default: all cores)")->check(CLI::Range(0, 1024));
 }
@@ -79,6 +57,17 @@ KvCacheSpec CacheOptions::spec() const {
   s.group = group;
   s.residual = residual;
   return s;
+}
+
+lmpress_cache_params CacheOptions::c_params() const {
+  lmpress_cache_params c{};
+  c.type_k = k.empty() ? type.c_str() : k.c_str();
+  c.type_v = v.empty() ? type.c_str() : v.c_str();
+  c.rotate = rotate.c_str();
+  c.kivi_group = group;
+  c.kivi_residual = residual;
+  c.policy = policy.c_str();
+  return c;
 }
 
 void add_cache_options(CLI::App* cmd, CacheOptions& o, const std::string& prefix) {
