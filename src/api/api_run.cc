@@ -594,9 +594,10 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     }
     const bool structured = p.structured && *p.structured;
     // As `prune --structured`: the unstructured choices do not apply.
-    if (structured && (p.method || p.nm || p.sparsity >= 0 || p.rotate || p.compensate || p.owl || p.global ||
+    // (rotate is refused by the structured pruner itself, naming --rotate.)
+    if (structured && (p.method || p.nm || p.sparsity >= 0 || p.compensate || p.owl || p.global ||
                        !r.targets.empty() || !r.ignore.empty()))
-      invalid("{}: structured removes whole heads, channels and blocks: leave method, nm, sparsity (< 0), rotate, "
+      invalid("{}: structured removes whole heads, channels and blocks: leave method, nm, sparsity (< 0), "
               "compensate, owl, global, targets and ignore unset",
               fn);
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File,
