@@ -116,6 +116,12 @@ CalibrationOptions calibration(const char* path, int64_t samples, int64_t ctx, c
   return c;
 }
 
+std::unique_ptr<Model> load_input(const char* path, bool skip_finite_check, const std::string& tokenizer = "") {
+  auto m = load_model(path, tokenizer);
+  if (!skip_finite_check) check_finite_weights(*m);
+  return m;
+}
+
 void check_tokens(const Model& m, const int32_t* tokens, size_t n, const char* fn) {
   for (size_t i = 0; i < n; i++)
     if (tokens[i] < 0 || tokens[i] >= m.cfg.n_vocab)
@@ -473,15 +479,6 @@ lmpress_quantize_params lmpress_quantize_default_params(void) {
   return p;
 }
 
-namespace {
-
-std::unique_ptr<Model> load_input(const char* path, bool skip_finite_check, const std::string& tokenizer = "") {
-  auto m = load_model(path, tokenizer);
-  if (!skip_finite_check) check_finite_weights(*m);
-  return m;
-}
-
-}  // namespace
 
 lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const lmpress_quantize_params* params) {
   return guarded([&] {
