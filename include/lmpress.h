@@ -58,10 +58,11 @@ LMPRESS_API const char* lmpress_last_error(void);
 /* A name for a status code ("ok", "invalid argument", ...). */
 LMPRESS_API const char* lmpress_status_name(lmpress_status s);
 /* The report of this thread's last successful lmpress_quantize, lmpress_prune,
- * lmpress_convert(_model), lmpress_perplexity or lmpress_generate call as JSON
- * text: the object the command line prints with --json (per-tensor errors,
- * sizes, bits per weight, peak memory, timings, cache and speculative
- * statistics). "" before any; valid until this thread's next such call. */
+ * lmpress_lowrank, lmpress_convert(_model), lmpress_perplexity or
+ * lmpress_generate call as JSON text: the object the command line prints with
+ * --json (per-tensor errors, sizes, bits per weight, peak memory, timings,
+ * cache and speculative statistics). "" before any; valid until this
+ * thread's next such call. */
 LMPRESS_API const char* lmpress_last_report(void);
 /* Threads for compute (0: all cores, as the command line's -t 0), for every
  * later call from any thread; not while another thread computes. OpenMP keeps
@@ -528,6 +529,37 @@ typedef struct lmpress_prune_params {
 LMPRESS_API lmpress_prune_params lmpress_prune_default_params(void);
 /* Prunes the blocks' linear layers of in_path into the GGUF file out_path, as `lmpress prune`. */
 LMPRESS_API lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lmpress_prune_params* params);
+
+typedef struct lmpress_lowrank_params {
+  const char* method;      /* "svd", "asvd", "svd-llm" (NULL; these two need calib_path) */
+  /* Exactly one of: ratio, each linear's parameter reduction in (0, 1) (or
+   * the linears' together with global), and rank, one rank for every linear;
+   * < 0 (the defaults): not given. */
+  double ratio;
+  int64_t rank;
+  bool global;
+  double alpha;            /* ASVD's exponent of the activations' mean magnitude */
+  const char* factor_type; /* both factors' type: f32, f16 (NULL), bf16, q8_0, ... */
+  const char* calib_path;
+  int64_t calib_samples, calib_ctx;
+  /* The modules whose linears are factorized / left dense, as `lowrank
+   * --targets`, `--ignore` (arrays of n names; NULL / 0: every linear). */
+  const char* const* targets;
+  size_t n_targets;
+  const char* const* ignore;
+  size_t n_ignore;
+  const char* name; /* general.name to record */
+  bool skip_finite_check;
+  lmpress_progress_callback progress;
+  void* progress_user_data;
+} lmpress_lowrank_params;
+
+LMPRESS_API lmpress_lowrank_params lmpress_lowrank_default_params(void);
+/* Factorizes each block linear of in_path (float weights) as two low-rank
+ * factors into the GGUF file out_path, as `lmpress lowrank` (an lmpress file:
+ * llama.cpp has no factorized linears). */
+LMPRESS_API lmpress_status lmpress_lowrank(const char* in_path, const char* out_path,
+                                           const lmpress_lowrank_params* params);
 
 typedef struct lmpress_convert_params {
   /* f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1 (NULL: keep each tensor's) */

@@ -280,6 +280,36 @@ TEST(CApi, CompressionReportsAndConvertParams) {
   EXPECT_EQ(lmpress_convert_model(model_dir().c_str(), (d + "/x.gguf").c_str(), &c), LMPRESS_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(lmpress_last_error()).find("split_experts 1"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
+  // Low-rank factors: rank 16 in every linear of blocks 1.., whose parameters the report counts.
+  lmpress_lowrank_params lr = lmpress_lowrank_default_params();
+  lr.method = "svd";
+  lr.rank = 16;
+  const char* skip[] = {"model.layers.0"};
+  lr.ignore = skip;
+  lr.n_ignore = 1;
+  ASSERT_EQ(lmpress_lowrank(model_dir().c_str(), (d + "/lr.gguf").c_str(), &lr), LMPRESS_OK) << lmpress_last_error();
+  const auto lrr = nlohmann::json::parse(lmpress_last_report());
+  EXPECT_EQ(lrr["method"], "svd");
+  int64_t removed = 0;
+  ASSERT_FALSE(lrr["tensors"].empty());
+  for (const auto& t : lrr["tensors"]) {
+    EXPECT_EQ(t["rank"], 16) << t;
+    EXPECT_NE(t["name"].get<std::string>().rfind("blk.0.", 0), 0u) << t;
+    removed += t["params_before"].get<int64_t>() - t["params_after"].get<int64_t>();
+  }
+  EXPECT_EQ(lrr["params_before"].get<int64_t>() - lrr["params_after"].get<int64_t>(), removed);
+  ASSERT_EQ(lmpress_model_load((d + "/lr.gguf").c_str(), nullptr, &m), LMPRESS_OK) << lmpress_last_error();
+  ASSERT_EQ(lmpress_model_get_info(m, &info), LMPRESS_OK);
+  EXPECT_EQ(info.n_params, lrr["params_after"].get<int64_t>());
+  lmpress_model_free(m);
+  lr.ratio = 0.3;
+  EXPECT_EQ(lmpress_lowrank(model_dir().c_str(), (d + "/x.gguf").c_str(), &lr), LMPRESS_ERR_FAILED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("not both"), std::string::npos);
+  lr.ratio = -1;
+  lr.method = "svd-llm";
+  EXPECT_EQ(lmpress_lowrank(model_dir().c_str(), (d + "/x.gguf").c_str(), &lr), LMPRESS_ERR_FAILED);
+  EXPECT_NE(std::string(lmpress_last_error()).find("--calib FILE"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
 }
 
 TEST(CApi, TokenCallbackStopsGeneration) {
@@ -491,6 +521,7 @@ TEST(CApi, EveryFailureIsAStatusAndAMessage) {
   pq.owl_m = 0;
   fails(lmpress_prune(model_dir().c_str(), "/tmp/never.gguf", &pq), I, "owl_m 0");
   fails(lmpress_convert_model(nullptr, "/tmp/never.gguf", nullptr), I, "lmpress_convert_model: in_path is NULL");
+  fails(lmpress_lowrank(model_dir().c_str(), nullptr, nullptr), I, "lmpress_lowrank: out_path is NULL");
   fails(lmpress_convert_model(model_dir().c_str(), nullptr, nullptr), I, "out_path is NULL");
   lmpress_convert_params cvp = lmpress_convert_default_params();
   cvp.kv_heads = -1;

@@ -58,6 +58,7 @@ __all__ = [
     "quantize",
     "prune",
     "convert",
+    "lowrank",
     "chat_template",
     "last_report",
 ]
@@ -863,6 +864,42 @@ def prune(
                    _opt_path(calib), int(calib_samples), int(calib_ctx), damp, rotate, compensate,
                    _opt_path(compensate_out), progress, None, _str_list(targets, "targets"),
                    _str_list(ignore, "ignore"))
+    return out
+
+
+def lowrank(
+    model_path: PathLike,
+    out_path: PathLike,
+    method: str = "svd-llm",
+    ratio: Optional[float] = None,
+    rank: Optional[int] = None,
+    global_budget: bool = False,
+    alpha: float = 0.5,
+    factor_type: str = "f16",
+    calib: Optional[PathLike] = None,
+    calib_samples: int = 128,
+    calib_ctx: int = 2048,
+    targets: Optional[Sequence[str]] = None,
+    ignore: Optional[Sequence[str]] = None,
+    name: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+) -> str:
+    """Factorizes each block linear of the (float) model at model_path as two low-rank factors
+    into the GGUF file out_path, as `lmpress lowrank` (an lmpress file: llama.cpp has no
+    factorized linears).
+
+    method: "svd", "asvd" or "svd-llm" (the last two need calib, a calibration text). Exactly
+    one of ratio (each linear's parameter reduction in (0, 1); with global_budget the linears'
+    together, each rank by its spectrum) and rank (one rank for every linear). alpha: ASVD's
+    exponent. factor_type: both factors' type (f32, f16, bf16, q8_0, ...). targets / ignore:
+    the modules factorized / left dense, as --targets / --ignore. lmpress.last_report() then
+    gives each linear's rank and error. Returns out_path.
+    """
+    out = _path(out_path)
+    _lmpress.lowrank(_path(model_path), out, method, -1.0 if ratio is None else float(ratio),
+                     -1 if rank is None else int(rank), bool(global_budget), float(alpha), factor_type,
+                     _opt_path(calib), int(calib_samples), int(calib_ctx), _str_list(targets, "targets"),
+                     _str_list(ignore, "ignore"), name, progress)
     return out
 
 

@@ -895,6 +895,28 @@ void prune(const std::string& in_path, const std::string& out_path, const std::o
   call_with_progress(p, progress, [&] { return lmpress_prune(in_path.c_str(), out_path.c_str(), &p); });
 }
 
+void lowrank(const std::string& in_path, const std::string& out_path, const std::string& method, double ratio,
+             int64_t rank, bool global, double alpha, const std::string& factor_type,
+             const std::optional<std::string>& calib, int64_t calib_samples, int64_t calib_ctx,
+             const std::vector<std::string>& targets, const std::vector<std::string>& ignore,
+             const std::optional<std::string>& name, const py::object& progress) {
+  lmpress_lowrank_params p = lmpress_lowrank_default_params();
+  p.method = method.c_str();
+  p.ratio = ratio;
+  p.rank = rank;
+  p.global = global;
+  p.alpha = alpha;
+  p.factor_type = factor_type.c_str();
+  if (calib) p.calib_path = calib->c_str();
+  p.calib_samples = calib_samples;
+  p.calib_ctx = calib_ctx;
+  const auto tg = c_strings(targets), ig = c_strings(ignore);
+  p.targets = tg.data(), p.n_targets = tg.size();
+  p.ignore = ig.data(), p.n_ignore = ig.size();
+  if (name) p.name = name->c_str();
+  call_with_progress(p, progress, [&] { return lmpress_lowrank(in_path.c_str(), out_path.c_str(), &p); });
+}
+
 // No progress callback in the C API: Ctrl-C waits for the end (seconds for
 // small models).
 void convert(const std::string& in_path, const std::string& out_path, const std::optional<std::string>& dtype,
@@ -1062,6 +1084,10 @@ PYBIND11_MODULE(_lmpress, m) {
         py::arg("damp"), py::arg("rotate"), py::arg("compensate"), py::arg("compensate_out"), py::arg("progress"),
         py::arg("structured") = py::none(), py::arg("targets") = std::vector<std::string>(),
         py::arg("ignore") = std::vector<std::string>());
+  m.def("lowrank", &lowrank, py::arg("in_path"), py::arg("out_path"), py::arg("method"), py::arg("ratio"),
+        py::arg("rank"), py::arg("global_budget"), py::arg("alpha"), py::arg("factor_type"), py::arg("calib"),
+        py::arg("calib_samples"), py::arg("calib_ctx"), py::arg("targets"), py::arg("ignore"), py::arg("name"),
+        py::arg("progress"));
   m.def("convert", &convert, py::arg("in_path"), py::arg("out_path"), py::arg("dtype") = py::none(),
         py::arg("format") = py::none());
   m.def("kld", &kld, py::arg("base"), py::arg("cand"), py::arg("text"), py::arg("n_ctx"), py::arg("n_chunks"),

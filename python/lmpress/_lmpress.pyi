@@ -112,6 +112,23 @@ def quantize(
     target_bpw: float = ...,
     name: Optional[str] = ...,
 ) -> None: ...
+def lowrank(
+    in_path: str,
+    out_path: str,
+    method: str,
+    ratio: float,  # < 0: not given
+    rank: int,  # < 0: not given
+    global_budget: bool,
+    alpha: float,
+    factor_type: str,
+    calib: Optional[str],
+    calib_samples: int,
+    calib_ctx: int,
+    targets: List[str],
+    ignore: List[str],
+    name: Optional[str],
+    progress: _Progress,
+) -> None: ...
 def prune(
     in_path: str,
     out_path: str,

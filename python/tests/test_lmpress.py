@@ -672,6 +672,33 @@ def test_prune_structured_and_targets_match_cli(tmp_path):
         lmpress.prune(MODEL, tmp_path / "x.gguf", sparsity=0.5, structured="ffn=0.3", calib=CALIB)
 
 
+def test_lowrank_matches_cli_and_keeps_the_ratio(tmp_path):
+    ref = tmp_path / "cli.gguf"
+    want = cli("lowrank", str(MODEL), str(ref), "--method", "svd-llm", "--ratio", "0.4", "--calib", str(CALIB),
+               "--calib-samples", "4", "--calib-ctx", "64", "--ignore", "model.layers.0")
+    out = tmp_path / "py.gguf"
+    assert lmpress.lowrank(MODEL, out, ratio=0.4, calib=CALIB, calib_samples=4, calib_ctx=64,
+                           ignore="model.layers.0") == str(out)
+    assert out.read_bytes() == ref.read_bytes()
+    got = lmpress.last_report()
+    assert got["tensors"] == want["tensors"]
+    assert not any(t["name"].startswith("blk.0.") for t in got["tensors"])
+    for t in got["tensors"]:  # the largest rank r with r * (out + in) <= 0.6 * out * in
+        rows, cols = (int(x) for x in t["shape"].strip("[]").split(","))
+        r = t["rank"]
+        assert r * (rows + cols) <= 0.6 * rows * cols < (r + 1) * (rows + cols), t
+        assert t["params_after"] == r * (rows + cols)
+    m = lmpress.Model.load(out)
+    assert m.info.n_params == got["params_after"]
+    assert len(m.generate_tokens("Once upon a time", 4)) == 4
+    m.close()
+    with pytest.raises(lmpress.Error, match="not both"):
+        lmpress.lowrank(MODEL, tmp_path / "x.gguf", method="svd", ratio=0.2, rank=8)
+    with pytest.raises(lmpress.Error, match="--ratio 1: a fraction"):
+        lmpress.lowrank(MODEL, tmp_path / "x.gguf", method="svd", ratio=1)
+    assert not (tmp_path / "x.gguf").exists()
+
+
 def test_quantize_per_module_formats_match_cli(tmp_path):
     ref = tmp_path / "cli"
     cli("quantize", str(MODEL), str(ref), "--type", "int4-g32", "--tensor-type", "ffn_down=int8-ch", "--ignore",

@@ -8,6 +8,7 @@
 #include "api/api_internal.h"
 #include "compress/convert.h"
 #include "compress/expert_prune.h"
+#include "compress/low_rank_model.h"
 #include "compress/report_json.h"
 #include "model/export.h"
 #include "compress/prune_model.h"
@@ -612,6 +613,44 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
     auto m = load_input(in_path, p.skip_finite_check);
     set_report(prune_report_json(prune_model(*m, out_path, o), o));
+  });
+}
+
+lmpress_lowrank_params lmpress_lowrank_default_params(void) {
+  lmpress_lowrank_params p;
+  std::memset(&p, 0, sizeof p);
+  const LowRankRequest r;
+  p.ratio = r.ratio;
+  p.rank = r.rank;
+  p.alpha = r.alpha;
+  p.calib_samples = r.calib.samples;
+  p.calib_ctx = r.calib.ctx;
+  return p;
+}
+
+lmpress_status lmpress_lowrank(const char* in_path, const char* out_path, const lmpress_lowrank_params* params) {
+  return guarded([&] {
+    const char* fn = "lmpress_lowrank";
+    apply_threads();
+    need(in_path, fn, "in_path");
+    need(out_path, fn, "out_path");
+    const lmpress_lowrank_params p = params ? *params : lmpress_lowrank_default_params();
+    LowRankRequest r;
+    if (p.method) r.method = p.method;
+    if (p.factor_type) r.factor_type = p.factor_type;
+    r.ratio = p.ratio;
+    r.rank = p.rank;
+    r.global = p.global;
+    r.alpha = p.alpha;
+    r.calib = calibration(p.calib_path, p.calib_samples, p.calib_ctx, fn);
+    if (p.name) r.name = p.name;
+    r.targets = strings(p.targets, p.n_targets, fn, "targets");
+    r.ignore = strings(p.ignore, p.n_ignore, fn, "ignore");
+    const LowRankOptions o = low_rank_options(r);
+    guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
+    ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
+    auto m = load_input(in_path, p.skip_finite_check);
+    set_report(low_rank_report_json(low_rank_model(*m, out_path, o), o));
   });
 }
 

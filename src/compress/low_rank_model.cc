@@ -331,4 +331,47 @@ LowRankReport low_rank_model(Model& m, const std::string& out_path, const LowRan
   return rep;
 }
 
+LowRankOptions low_rank_options(const LowRankRequest& r) {
+  LowRankOptions lr;
+  lr.method = parse_low_rank_method(r.method);
+  const bool has_ratio = r.ratio >= 0, has_rank = r.rank >= 0;
+  if (has_ratio && has_rank) fail("lowrank: give --ratio R or --rank r, not both");
+  if (has_ratio && !(r.ratio > 0 && r.ratio < 1)) fail("--ratio {}: a fraction in (0, 1)", r.ratio);
+  if (has_rank && r.rank < 1) fail("--rank {}: at least 1", r.rank);
+  if (!has_ratio && !has_rank) fail("lowrank: give --ratio R in (0, 1) or --rank r");
+  if (lr.method == LowRankMethod::Svd && !r.calib.file.empty())
+    fail("--method svd uses no calibration text: drop --calib, or use asvd or svd-llm");
+  const auto t = dtype_from_name(r.factor_type);
+  if (!t) fail("--factor-type: unknown type '{}'", r.factor_type);
+  lr.factor_type = *t;
+  lr.ratio = has_ratio ? r.ratio : 0;
+  lr.rank = has_rank ? r.rank : 0;
+  lr.global = r.global;
+  lr.alpha = r.alpha;
+  lr.calib = r.calib;
+  lr.name = r.name;
+  lr.select = module_selector(r.targets, r.ignore, "lowrank --targets", "lowrank --ignore");
+  return lr;
+}
+
+nlohmann::ordered_json low_rank_report_json(const LowRankReport& r, const LowRankOptions& o) {
+  nlohmann::ordered_json j;
+  j["method"] = low_rank_method_name(o.method);
+  j["factor_type"] = dtype_name(o.factor_type);
+  j["params_before"] = r.params_total_before;
+  j["params_after"] = r.params_total_after;
+  j["bytes_out"] = r.bytes_out;
+  j["calib_tokens"] = r.calib_tokens;
+  j["seconds"] = r.seconds;
+  j["tensors"] = nlohmann::ordered_json::array();
+  for (const auto& x : r.tensors)
+    j["tensors"].push_back({{"name", x.name},
+                            {"shape", x.shape},
+                            {"rank", x.rank},
+                            {"params_before", x.params_before},
+                            {"params_after", x.params_after},
+                            {"error", x.error}});
+  return j;
+}
+
 }  // namespace lmpress

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "compress/calibration.h"
 #include "core/module_match.h"
 #include "core/dtype.h"
@@ -74,5 +76,22 @@ struct LowRankReport {
 // held factorized at a time). Refuses mixtures of experts, quantized inputs
 // and factorized ones.
 LowRankReport low_rank_model(Model& m, const std::string& out_path, const LowRankOptions& o);
+
+// `lmpress lowrank`'s options as words (the command line and the C API take
+// the same): low_rank_options() checks them, failing naming the option before
+// any work.
+struct LowRankRequest {
+  std::string method = "svd-llm", factor_type = "f16";
+  double ratio = -1;  // < 0: not given
+  int64_t rank = -1;  // < 0: not given
+  bool global = false;
+  double alpha = 0.5;
+  CalibrationOptions calib;
+  std::string name;
+  std::vector<std::string> targets, ignore;
+};
+LowRankOptions low_rank_options(const LowRankRequest& r);
+// The report as `lowrank --json` prints it.
+nlohmann::ordered_json low_rank_report_json(const LowRankReport& r, const LowRankOptions& o);
 
 }  // namespace lmpress

@@ -88,7 +88,7 @@ void add_generate(CLI::App& app) {
         std::fwrite(piece, 1, n, stdout);
         std::fflush(stdout);
       }
-    } stream{prompt, !o->json};
+    } stream{prompt, !o->json, false, {}};
     p.user_data = &stream;
     p.on_token = [](int32_t, const char* piece, size_t n, void* user) {
       auto& st = *static_cast<Stream*>(user);

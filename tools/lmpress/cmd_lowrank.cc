@@ -7,10 +7,8 @@
 namespace lmpress::cli {
 
 void add_lowrank(CLI::App& app) {
-  struct Opts {
-    std::string in, out, method = "svd-llm", factor_type = "f16";
-    std::vector<std::string> targets, ignore;
-    LowRankOptions lr;
+  struct Opts : LowRankRequest {
+    std::string in, out;
     bool no_finite_check = false, json = false;
     int threads = 0;
   };
@@ -22,64 +20,60 @@ void add_lowrank(CLI::App& app) {
                   PathRole::Output)
       ->required();
   cmd->add_option("--method", o->method, "svd, asvd or svd-llm")->capture_default_str();
-  cmd->add_option("--ratio", o->lr.ratio, "Parameter reduction of each linear, in (0, 1)");
-  cmd->add_option("--rank", o->lr.rank, "One rank for every linear (instead of --ratio)");
-  cmd->add_flag("--global", o->lr.global,
+  cmd->add_option("--ratio", o->ratio, "Parameter reduction of each linear, in (0, 1)");
+  cmd->add_option("--rank", o->rank, "One rank for every linear (instead of --ratio)");
+  cmd->add_flag("--global", o->global,
                 "With --ratio: the linears together lose that share, each linear's rank by its spectrum");
-  cmd->add_option("--alpha", o->lr.alpha, "ASVD's exponent of the activations' mean magnitude")->capture_default_str();
+  cmd->add_option("--alpha", o->alpha, "ASVD's exponent of the activations' mean magnitude")->capture_default_str();
   cmd->add_option("--factor-type", o->factor_type, "Type of both factors (f32, f16, bf16, q8_0, ...)")
       ->capture_default_str();
-  cmd->add_option("--name", o->lr.name, "general.name of the output");
+  cmd->add_option("--name", o->name, "general.name of the output");
   cmd->add_option("--targets", o->targets,
                   "Factorize only these modules' linears (Hugging Face names: model.layers.3.mlp, or re:REGEX matched "
                   "at the start; repeat for more)");
   cmd->add_option("--ignore", o->ignore, "Leave these modules' linears dense (names as --targets)");
-  add_calibration_options(cmd, o->lr.calib, "asvd and svd-llm");
+  add_calibration_options(cmd, o->calib, "asvd and svd-llm");
   add_threads_option(cmd, o->threads);
   add_finite_check_flag(cmd, o->no_finite_check);
   cmd->add_flag("--json", o->json, "Print the report as JSON");
-  on_run(cmd, [o, cmd] {
+  on_run(cmd, [o] {
     set_num_threads(o->threads);
-    LowRankOptions lr = o->lr;
-    lr.method = parse_low_rank_method(o->method);
-    if (cmd->count("--ratio") && cmd->count("--rank")) fail("lowrank: give --ratio R or --rank r, not both");
-    if (cmd->count("--ratio") && !(lr.ratio > 0 && lr.ratio < 1)) fail("--ratio {}: a fraction in (0, 1)", lr.ratio);
-    if (cmd->count("--rank") && lr.rank < 1) fail("--rank {}: at least 1", lr.rank);
-    if (!cmd->count("--ratio") && !cmd->count("--rank")) fail("lowrank: give --ratio R in (0, 1) or --rank r");
-    if (lr.method == LowRankMethod::Svd && !lr.calib.file.empty())
-      fail("--method svd uses no calibration text: drop --calib, or use asvd or svd-llm");
-    const auto t = dtype_from_name(o->factor_type);
-    if (!t) fail("--factor-type: unknown type '{}'", o->factor_type);
-    lr.factor_type = *t;
-    lr.select = module_selector(o->targets, o->ignore, "lowrank --targets", "lowrank --ignore");
-    auto m = load_for_compression(o->in, "", o->no_finite_check);
-    const LowRankReport r = low_rank_model(*m, o->out, lr);
-    const double kept = double(r.params_total_after) / double(r.params_total_before);
+    lmpress_lowrank_params p = lmpress_lowrank_default_params();
+    p.method = o->method.c_str();
+    p.ratio = o->ratio;
+    p.rank = o->rank;
+    p.global = o->global;
+    p.alpha = o->alpha;
+    p.factor_type = o->factor_type.c_str();
+    p.calib_path = c_str_or_null(o->calib.file);
+    p.calib_samples = o->calib.samples;
+    p.calib_ctx = o->calib.ctx;
+    const auto targets = c_strings(o->targets), ignore = c_strings(o->ignore);
+    p.targets = targets.data();
+    p.n_targets = targets.size();
+    p.ignore = ignore.data();
+    p.n_ignore = ignore.size();
+    p.name = c_str_or_null(o->name);
+    p.skip_finite_check = o->no_finite_check;
+    api_check(lmpress_lowrank(o->in.c_str(), o->out.c_str(), &p));
+    const auto r = api_report();
     if (o->json) {
-      nlohmann::ordered_json j;
-      j["method"] = low_rank_method_name(lr.method);
-      j["factor_type"] = dtype_name(lr.factor_type);
-      j["params_before"] = r.params_total_before;
-      j["params_after"] = r.params_total_after;
-      j["bytes_out"] = r.bytes_out;
-      j["calib_tokens"] = r.calib_tokens;
-      j["seconds"] = r.seconds;
-      for (const auto& x : r.tensors)
-        j["tensors"].push_back({{"name", x.name}, {"shape", x.shape}, {"rank", x.rank},
-                                {"params_before", x.params_before}, {"params_after", x.params_after},
-                                {"error", x.error}});
-      fmt::print("{}\n", j.dump(2));
+      fmt::print("{}\n", json_text(r));
       return;
     }
+    const std::string method = r["method"];
     fmt::print("{:<28} {:<14} {:>6} {:>10} {:>10} {:>10}\n", "tensor", "shape", "rank", "params", "factors",
-               lr.method == LowRankMethod::Svd ? "rel_err" : "out_err");
-    for (const auto& x : r.tensors)
-      fmt::print("{:<28} {:<14} {:>6} {:>10} {:>10} {:>10.5f}\n", x.name, x.shape, x.rank, x.params_before,
-                 x.params_after, x.error);
-    fmt::print("{} ({}), factors {}: {} of {} parameters ({:.1f}%), {:.2f} MiB, {:.1f} s{}\n", o->out,
-               low_rank_method_name(lr.method), dtype_name(lr.factor_type), r.params_total_after,
-               r.params_total_before, 100 * kept, double(r.bytes_out) / (1 << 20), r.seconds,
-               r.calib_tokens ? fmt::format(", {} calibration tokens", r.calib_tokens) : "");
+               method == "svd" ? "rel_err" : "out_err");
+    for (const auto& x : r["tensors"])
+      fmt::print("{:<28} {:<14} {:>6} {:>10} {:>10} {:>10.5f}\n", x["name"].get<std::string>(),
+                 x["shape"].get<std::string>(), x["rank"].get<int64_t>(), x["params_before"].get<int64_t>(),
+                 x["params_after"].get<int64_t>(), x["error"].get<double>());
+    const auto before = r["params_before"].get<int64_t>(), after = r["params_after"].get<int64_t>();
+    const auto calib = r["calib_tokens"].get<int64_t>();
+    fmt::print("{} ({}), factors {}: {} of {} parameters ({:.1f}%), {:.2f} MiB, {:.1f} s{}\n", o->out, method,
+               r["factor_type"].get<std::string>(), after, before, 100.0 * double(after) / double(before),
+               double(r["bytes_out"].get<uint64_t>()) / (1 << 20), r["seconds"].get<double>(),
+               calib ? fmt::format(", {} calibration tokens", calib) : "");
   });
 }
 
