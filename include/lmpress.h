@@ -42,8 +42,11 @@ extern "C" {
 
 typedef enum lmpress_status {
   LMPRESS_OK = 0,
-  LMPRESS_ERR_INVALID_ARGUMENT = 1, /* a NULL handle or pointer, an option out of range */
-  LMPRESS_ERR_FAILED = 2,           /* the operation failed: a bad file, model or option value */
+  LMPRESS_ERR_INVALID_ARGUMENT = 1, /* a NULL handle or pointer, a count or size out of range */
+  /* the operation failed: a bad file or model, or an option value the
+   * library checks as the command line does (the message names the command
+   * line's option, e.g. --draft-max, --ratio) */
+  LMPRESS_ERR_FAILED = 2,
   LMPRESS_ERR_CANCELLED = 3,        /* a progress callback returned false */
   LMPRESS_ERR_BUFFER_TOO_SMALL = 4, /* the size needed is reported; nothing else changed */
   LMPRESS_ERR_OUT_OF_MEMORY = 5,
@@ -503,8 +506,8 @@ typedef struct lmpress_prune_params {
   const char* compensate_out;
   /* "heads=F,ffn=F,layers=N[,global][,bias]": structured pruning as `prune
    * --structured` (whole KV-head groups, MLP channels, blocks; needs
-   * calib_path; method, sparsity, nm, rotate, compensate, targets and ignore
-   * then unset); NULL or "": none. */
+   * calib_path; method, sparsity, nm, rotate, compensate, owl, global, targets
+   * and ignore then unset); NULL or "": none. */
   const char* structured;
   /* The modules whose linears are pruned / left dense, as `prune --targets`,
    * `--ignore` (arrays of n names; NULL / 0: every linear). */
@@ -567,9 +570,9 @@ typedef struct lmpress_convert_params {
   const char* format;         /* "gguf" or "hf" (NULL: gguf when out_path ends in .gguf) */
   const char* name;           /* general.name to record */
   const char* tokenizer_path; /* llama2.c checkpoints: the tokenizer (NULL: found beside) */
-  /* > 0: a dense llama / qwen3 model written as the equivalent mixture of N
-   * experts (`convert --split-experts`); > 0: key/value heads pooled into N
-   * groups (`--kv-heads`); 0: neither. */
+  /* split_experts 2 .. 64: a dense llama / qwen3 model written as the
+   * equivalent mixture of N experts (`convert --split-experts`); kv_heads >= 1:
+   * key/value heads pooled into N groups (`--kv-heads`); 0: neither. */
   int64_t split_experts, kv_heads;
   bool skip_finite_check;
 } lmpress_convert_params;

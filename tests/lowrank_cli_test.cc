@@ -6,11 +6,13 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "compress/low_rank_model.h"
 #include "core/low_rank_tensor.h"
 #include "kernels/to_f32.h"
+#include "quant/quantize.h"
 #include "model/forward.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -118,6 +120,43 @@ TEST(LowRankCli, GlobalRanksFollowTheSpectra) {
   EXPECT_GT(ranks.size(), 5u);
   expect_cli_error("lowrank " + S("models/lmp-8m") + " " + d + "/x.gguf --method svd --rank 8 --global",
                    "--global shares one parameter budget by --ratio");
+}
+
+// K-quant factors (lmp-8m-w256: 256/768-wide rows fill the blocks) are written as the fit measured them:
+// the file's B·A has the report's error exactly. Quantizing their values again, as a writer given only the
+// dequantized values would, changes some of them (k-quants are not idempotent), so this can fail.
+TEST(LowRankCli, KQuantFactorsAreWrittenAsMeasured) {
+  if (!test::have_shared("models/lmp-8m-w256")) GTEST_SKIP() << "no lmp-8m-w256";
+  const std::string d = test::temp_dir();
+  // A GGUF source, so that W and the factors share the file's RoPE pairing of q and k.
+  ASSERT_EQ(run_cli("convert " + S("models/lmp-8m-w256") + " " + d + "/src.gguf --dtype f32").status, 0);
+  // Q3_K: re-quantizing its dequantized rows changes them here (Q4_K's happen to come back the same).
+  auto r = run_cli("lowrank " + d + "/src.gguf " + d + "/lr.gguf --method svd --rank 32 --factor-type q3_k "
+                   "--targets model.layers.0 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  auto src = load_model(d + "/src.gguf"), m = load_model(d + "/lr.gguf");
+  int n = 0, changed_by_requantizing = 0;
+  for (const auto& t : j["tensors"]) {
+    const Tensor& lr = m->tensor(t["name"].get<std::string>());
+    ASSERT_EQ(lr.dtype, DType::LOW_RANK);
+    const Tensor& A = low_rank_parts(lr).a;
+    ASSERT_EQ(A.dtype, DType::Q3_K) << lr.name;
+    const std::vector<float> W = to_f32(src->tensor(lr.name)), BA = to_f32(lr);
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < W.size(); i++) {
+      err += (double(W[i]) - BA[i]) * (double(W[i]) - BA[i]);
+      norm += double(W[i]) * W[i];
+    }
+    EXPECT_NEAR(err / norm, t["error"].get<double>(), 1e-6 * t["error"].get<double>()) << lr.name;
+    const std::vector<float> a = to_f32(A);
+    std::vector<uint8_t> again(A.nbytes);
+    quantize_rows(A.dtype, a.data(), A.rows(), A.cols(), again.data());
+    changed_by_requantizing += std::memcmp(again.data(), A.data, A.nbytes) != 0;
+    n++;
+  }
+  EXPECT_EQ(n, 7);
+  EXPECT_GT(changed_by_requantizing, 0);
 }
 
 TEST(LowRankCli, BadInputs) {

@@ -88,8 +88,8 @@ def set_threads(n: int) -> None:
 
 
 def last_report() -> dict:
-    """The report of this thread's last quantize, prune, convert or perplexity call, as the
-    command line's --json prints it (per-tensor errors, sizes, bits per weight, peak memory,
+    """The report of this thread's last quantize, prune, lowrank, convert, perplexity,
+    generate_text or complete call, as the command line's --json prints it (per-tensor errors, sizes, bits per weight, peak memory,
     timings); {} before any."""
     text = _lmpress.last_report()
     return json.loads(text) if text else {}

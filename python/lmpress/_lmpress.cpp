@@ -771,7 +771,7 @@ struct BlockingRun {
   static bool on_token(int32_t token, const char* text, size_t len, void* user) {
     auto* r = static_cast<BlockingRun*>(user);
     if (r->collect) {
-      r->tokens.push_back(token);
+      if (token >= 0) r->tokens.push_back(token);  // -1: the bytes held back at the end
       r->text.append(text, len);
     }
     return !r->intr.poll();

@@ -178,7 +178,7 @@ lmpress_status lmpress_model_load(const char* path, const lmpress_model_params* 
       h->m = load_model(path, p.tokenizer_path ? p.tokenizer_path : "");
       progress.update(1);
     }
-    if (!h->m->tokenizer) fail("{}: the model has no tokenizer (give tokenizer_path)", path);
+    if (!h->m->tokenizer) fail("{}: the model has no tokenizer (give tokenizer_path, --tokenizer)", path);
     for (const auto& l : loras) apply_lora(*h->m, l);
     if (p.repack) repack_for_inference(*h->m);
     *out = h.release();

@@ -441,7 +441,7 @@ lmpress_status lmpress_perplexity(const lmpress_model* model, const char* text, 
     need(result, fn, "result");
     const lmpress_perplexity_params p = params ? *params : lmpress_perplexity_default_params();
     const Model& m = *model->m;
-    if (p.n_ctx < 8 || p.n_ctx > (int64_t(1) << 20)) invalid("{}: n_ctx {} out of range (8 .. 2^20)", fn, p.n_ctx);
+    if (p.n_ctx < 4 || p.n_ctx > (int64_t(1) << 20)) invalid("{}: n_ctx {} out of range (4 .. 2^20)", fn, p.n_ctx);
     check_chunks(p.n_chunks);
     PerplexityOptions o;
     o.n_ctx = p.n_ctx;

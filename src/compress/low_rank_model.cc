@@ -84,17 +84,25 @@ namespace {
 
 // The values a factor of `rows` × `cols` holds once written as t (the writer
 // stores a block type's rows that do not fill its blocks as F16).
-std::vector<float> as_stored(DType t, std::vector<float> v, int64_t rows, int64_t cols) {
-  if (t == DType::F32) return v;
-  if (is_float_type(t) || cols % dtype_info(t).block_elems != 0) {
-    for (float& x : v) x = t == DType::BF16 ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x));
-    return v;
+// A factor as the file stores it, and (in *values) what it computes. Block
+// types keep their quantized bytes, so the writer copies them instead of
+// quantizing the dequantized values again (not idempotent for the k-quants);
+// float types, and rows the type's blocks do not divide (the writer's F16
+// fallback), are f32 holding the values rounded as stored.
+Tensor stored_factor(const std::string& name, DType t, std::vector<float> v, int64_t rows, int64_t cols,
+                     std::vector<float>* values) {
+  if (t != DType::F32 && !is_float_type(t) && cols % dtype_info(t).block_elems == 0) {
+    const uint64_t rb = row_bytes(t, uint64_t(cols));
+    std::vector<uint8_t> q(uint64_t(rows) * rb);
+    quantize_rows(t, v.data(), rows, cols, q.data());
+    for (int64_t r = 0; r < rows; r++) dequantize_row(t, q.data() + r * rb, cols, v.data() + r * cols);
+    *values = v;
+    return make_owned_tensor(name, t, {rows, cols}, std::move(q));
   }
-  const uint64_t rb = row_bytes(t, uint64_t(cols));
-  std::vector<uint8_t> q(uint64_t(rows) * rb);
-  quantize_rows(t, v.data(), rows, cols, q.data());
-  for (int64_t r = 0; r < rows; r++) dequantize_row(t, q.data() + r * rb, cols, v.data() + r * cols);
-  return v;
+  if (t != DType::F32)
+    for (float& x : v) x = t == DType::BF16 ? bf16_to_f32(f32_to_bf16(x)) : f16_to_f32(f32_to_f16(x));
+  *values = v;
+  return make_f32_tensor(name, {rows, cols}, std::move(v));
 }
 
 // A composite of data-less factors: what the file's header plans before the values exist.
@@ -289,16 +297,15 @@ class Factorizer {
     } else {
       f = weighted_low_rank(W.data(), out, in, o_.method == LowRankMethod::SvdLlm ? H : nullptr, r);
     }
-    f.a = as_stored(o_.factor_type, std::move(f.a), r, in);
-    f.b = as_stored(o_.factor_type, std::move(f.b), out, r);
+    const auto [an, bn] = low_rank_part_names(t.name);
+    Tensor a = stored_factor(an, o_.factor_type, std::move(f.a), r, in, &f.a);
+    Tensor b = stored_factor(bn, o_.factor_type, std::move(f.b), out, r, &f.b);
     const std::vector<float> BA = f.product();
     LowRankTensor rt{t.name, t.shape_str(), r, out * in, r * (out + in), 0};
     rt.error = weighted_sq_error(W.data(), BA.data(), out, in, H) /
                std::max(1e-300, weighted_sq_error(W.data(), std::vector<float>(W.size(), 0.0f).data(), out, in, H));
     rep_.tensors.push_back(rt);
-    const auto [an, bn] = low_rank_part_names(t.name);
-    t = make_low_rank_tensor(t.name, make_f32_tensor(an, {r, in}, std::move(f.a)),
-                             make_f32_tensor(bn, {out, r}, std::move(f.b)));
+    t = make_low_rank_tensor(t.name, std::move(a), std::move(b));
   }
 
   Model& m_;

@@ -31,6 +31,20 @@ RowAddress::RowAddress(const Tensor& t) : data_(t.data), indexed_(is_row_indexed
   if (!indexed_) stride_ = row_bytes(t.dtype, uint64_t(t.cols()));
 }
 
+Tensor make_owned_tensor(std::string name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes) {
+  auto buf = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  Tensor t;
+  t.name = std::move(name);
+  t.dtype = dtype;
+  t.shape = std::move(shape);
+  t.data = buf->data();
+  t.nbytes = buf->size();
+  t.owner = buf;
+  if (t.nbytes != uint64_t(t.rows()) * row_bytes(dtype, uint64_t(t.cols())))
+    fail("internal: tensor {} holds {} bytes, not its shape's", t.name, t.nbytes);
+  return t;
+}
+
 const uint8_t* row_data(const Tensor& t, int64_t r) { return RowAddress(t)(r); }
 
 void release_mapped_pages(const Tensor& t) { MappedFile::release(t.data, t.nbytes); }

@@ -40,6 +40,8 @@ struct TensorToWrite {
 
 // Makes an owned f32 tensor.
 Tensor make_f32_tensor(std::string name, std::vector<int64_t> shape, std::vector<float> values);
+// Makes an owned tensor of rows stored as `dtype` (bytes: rows × row_bytes).
+Tensor make_owned_tensor(std::string name, DType dtype, std::vector<int64_t> shape, std::vector<uint8_t> bytes);
 // Start of row r (of the last dimension). Row-indexed types (F16_BITMAP) keep
 // rows of varying size behind an index of uint64 offsets at the start of the
 // tensor; the others have a fixed row stride.

@@ -35,7 +35,7 @@ std::string compensated_header(const nlohmann::ordered_json& report) {
 
 std::string compensated_cell(const nlohmann::ordered_json& report, const nlohmann::ordered_json& tensor) {
   if (!report.contains("adapter")) return "";
-  return tensor.contains("compensated_error") ? fmt::format(" {:>10.6f}", tensor["compensated_error"].get<double>())
+  return tensor.contains("compensated_error") ? fmt::format(" {:>10.6f}", number(tensor["compensated_error"]))
                                               : fmt::format(" {:>10}", "-");
 }
 

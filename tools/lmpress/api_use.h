@@ -1,9 +1,10 @@
-// The commands the C API covers (quantize, prune, convert, perplexity,
-// generate) call it as any program embedding liblmpress would: their options
+// The commands the C API covers (quantize, prune, lowrank, convert,
+// perplexity, generate) call it as any program embedding liblmpress would: their options
 // fill its params, its report (lmpress_last_report) is what they print.
 #pragma once
 #include <lmpress.h>
 
+#include <cmath>
 #include <memory>
 #include <string>
 #include <vector>
@@ -16,6 +17,8 @@ namespace lmpress::cli {
 void api_check(lmpress_status s);
 // The report of this thread's last compression or evaluation call.
 nlohmann::ordered_json api_report();
+// A report's number: JSON writes NaN and Inf as null, read back as NaN.
+inline double number(const nlohmann::ordered_json& j) { return j.is_number() ? j.get<double>() : std::nan(""); }
 // NULL for an empty option, so the API takes its default.
 inline const char* c_str_or_null(const std::string& s) { return s.empty() ? nullptr : s.c_str(); }
 // A string list as the C array the params take (valid while `v` lives).

@@ -20,8 +20,9 @@ void add_lowrank(CLI::App& app) {
                   PathRole::Output)
       ->required();
   cmd->add_option("--method", o->method, "svd, asvd or svd-llm")->capture_default_str();
-  cmd->add_option("--ratio", o->ratio, "Parameter reduction of each linear, in (0, 1)");
-  cmd->add_option("--rank", o->rank, "One rank for every linear (instead of --ratio)");
+  // Negative values are the library's "not given": refused here.
+  cmd->add_option("--ratio", o->ratio, "Parameter reduction of each linear, in (0, 1)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--rank", o->rank, "One rank for every linear (instead of --ratio)")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--global", o->global,
                 "With --ratio: the linears together lose that share, each linear's rank by its spectrum");
   cmd->add_option("--alpha", o->alpha, "ASVD's exponent of the activations' mean magnitude")->capture_default_str();
@@ -67,7 +68,7 @@ void add_lowrank(CLI::App& app) {
     for (const auto& x : r["tensors"])
       fmt::print("{:<28} {:<14} {:>6} {:>10} {:>10} {:>10.5f}\n", x["name"].get<std::string>(),
                  x["shape"].get<std::string>(), x["rank"].get<int64_t>(), x["params_before"].get<int64_t>(),
-                 x["params_after"].get<int64_t>(), x["error"].get<double>());
+                 x["params_after"].get<int64_t>(), number(x["error"]));
     const auto before = r["params_before"].get<int64_t>(), after = r["params_after"].get<int64_t>();
     const auto calib = r["calib_tokens"].get<int64_t>();
     fmt::print("{} ({}), factors {}: {} of {} parameters ({:.1f}%), {:.2f} MiB, {:.1f} s{}\n", o->out, method,

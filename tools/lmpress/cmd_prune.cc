@@ -24,14 +24,14 @@ void print_report(const Json& r) {
   if (r.contains("layer_sparsity")) {
     fmt::print("OWL block sparsities (outlier ratio):");
     for (size_t l = 0; l < r["layer_sparsity"].size(); l++)
-      fmt::print(" {}:{:.3f} ({:.4f})", l, r["layer_sparsity"][l].get<double>(), r["owl_outlier_ratio"][l].get<double>());
+      fmt::print(" {}:{:.3f} ({:.4f})", l, number(r["layer_sparsity"][l]), number(r["owl_outlier_ratio"][l]));
     fmt::print("\n");
   }
   fmt::print("{:<28} {:<12} {:>9} {:>10}{}\n", "tensor", "shape", "sparsity", "out_err", compensated_header(r));
   for (const auto& t : r["tensors"])
     fmt::print("{:<28} {:<12} {:>8.3f}% {:>10}{}\n", t["name"].get<std::string>(), t["shape"].get<std::string>(),
-               100 * t["sparsity"].get<double>(),
-               t.contains("output_error") ? fmt::format("{:.6f}", t["output_error"].get<double>()) : "-",
+               100 * number(t["sparsity"]),
+               t.contains("output_error") ? fmt::format("{:.6f}", number(t["output_error"])) : "-",
                compensated_cell(r, t));
   fmt::print("{} {}: {:.3f}% of the blocks' linear weights are zero ({:.3f}% of all {} parameters)\n", method,
              pattern, 100 * r["sparsity_linear"].get<double>(), 100 * r["sparsity_model"].get<double>(),
@@ -51,8 +51,8 @@ void print_structured(const Json& r) {
   const auto ints = [&](const char* key) { return r[key].get<std::vector<int64_t>>(); };
   const auto pair = [&](const char* key, size_t i) { return r[key][i].get<int64_t>(); };
   fmt::print("block angular distance (input vs output):");
-  const auto distance = r["block_distance"].get<std::vector<double>>();
-  for (size_t i = 0; i < distance.size(); i++) fmt::print(" {}:{:.4f}", i, distance[i]);
+  const auto& distance = r["block_distance"];
+  for (size_t i = 0; i < distance.size(); i++) fmt::print(" {}:{:.4f}", i, number(distance[i]));
   fmt::print("\nremoved blocks: {}\n", ints("removed_blocks"));
   const auto uniform = [](const std::vector<int64_t>& v) {
     return std::all_of(v.begin(), v.end(), [&](int64_t x) { return x == v.front(); });

@@ -16,8 +16,8 @@ void print_report(const nlohmann::ordered_json& r) {
              compensated_header(r));
   for (const auto& t : r["tensors"])
     fmt::print("{:<28} {:<12} {:<13} {:>10.5f} {:>10}{}\n", t["name"].get<std::string>(),
-               t["shape"].get<std::string>(), t["type"].get<std::string>(), t["weight_error"].get<double>(),
-               t.contains("output_error") ? fmt::format("{:.6f}", t["output_error"].get<double>()) : "-",
+               t["shape"].get<std::string>(), t["type"].get<std::string>(), number(t["weight_error"]),
+               t.contains("output_error") ? fmt::format("{:.6f}", number(t["output_error"])) : "-",
                compensated_cell(r, t));
   const double mib = 1024.0 * 1024.0;
   fmt::print("size {:.2f} MiB (from {:.2f} MiB), {:.3f} bits per weight, {:.1f} s",
