@@ -465,7 +465,7 @@ def test_perplexity_matches_cli(model, text_file):
     assert r2["ppl"] == r["ppl"]
     assert calls and all(isinstance(s, str) and d <= t for s, d, t in calls)
     with pytest.raises(lmpress.InvalidArgument, match="n_ctx"):
-        lmpress.perplexity(model, "some text", n_ctx=4)
+        lmpress.perplexity(model, "some text", n_ctx=3)
 
 
 # ------------------------------------------------------------------ errors
