@@ -117,12 +117,6 @@ CalibrationOptions calibration(const char* path, int64_t samples, int64_t ctx, c
   return c;
 }
 
-std::unique_ptr<Model> load_input(const char* path, bool skip_finite_check, const std::string& tokenizer = "") {
-  auto m = load_model(path, tokenizer);
-  if (!skip_finite_check) check_finite_weights(*m);
-  return m;
-}
-
 void check_tokens(const Model& m, const int32_t* tokens, size_t n, const char* fn) {
   for (size_t i = 0; i < n; i++)
     if (tokens[i] < 0 || tokens[i] >= m.cfg.n_vocab)
@@ -480,7 +474,6 @@ lmpress_quantize_params lmpress_quantize_default_params(void) {
   return p;
 }
 
-
 lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const lmpress_quantize_params* params) {
   return guarded([&] {
     const char* fn = "lmpress_quantize";
@@ -520,7 +513,7 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
                     : parse_compensate_spec(r.compensate, out_path, r.compensate_out, writes_checkpoint_dir(r)).adapter_path);
     QuantizeOptions q = quantize_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-    auto m = load_input(in_path, p.skip_finite_check);
+    auto m = load_for_compression(in_path, "", p.skip_finite_check);
     keep_output_type(q, r, *m);
     set_report(quantize_report_json(quantize_model(*m, out_path, q)));
   });
@@ -582,7 +575,7 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
       eo.score = score == "frequency" ? ExpertScore::Frequency : ExpertScore::Reap;
       guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
       ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-      auto m = load_input(in_path, p.skip_finite_check);
+      auto m = load_for_compression(in_path, "", p.skip_finite_check);
       const auto report = prune_experts(*m, eo);
       ExportOptions out;
       out.name = r.name;
@@ -605,13 +598,13 @@ lmpress_status lmpress_prune(const char* in_path, const char* out_path, const lm
       const PruneOptions po = prune_output_options(r);
       const StructuredOptions so = parse_structured(p.structured);
       ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-      auto m = load_input(in_path, p.skip_finite_check);
+      auto m = load_for_compression(in_path, "", p.skip_finite_check);
       set_report(structured_report_json(prune_model_structured(*m, out_path, so, po)));
       return;
     }
     const PruneOptions o = prune_options(r, out_path);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-    auto m = load_input(in_path, p.skip_finite_check);
+    auto m = load_for_compression(in_path, "", p.skip_finite_check);
     set_report(prune_report_json(prune_model(*m, out_path, o), o));
   });
 }
@@ -649,7 +642,7 @@ lmpress_status lmpress_lowrank(const char* in_path, const char* out_path, const 
     const LowRankOptions o = low_rank_options(r);
     guard_paths(in_path, out_path, {{"calib_path", r.calib.file}}, OutputKind::File);
     ScopedProgressSink sink(progress_sink(p.progress, p.progress_user_data));
-    auto m = load_input(in_path, p.skip_finite_check);
+    auto m = load_for_compression(in_path, "", p.skip_finite_check);
     set_report(low_rank_report_json(low_rank_model(*m, out_path, o), o));
   });
 }
@@ -677,7 +670,7 @@ lmpress_status lmpress_convert_model(const char* in_path, const char* out_path, 
     r.kv_heads = in_range(p.kv_heads, 0, int64_t(1) << 20, fn, "kv_heads");
     const std::string tokenizer = p.tokenizer_path ? p.tokenizer_path : "";
     guard_paths(in_path, out_path, {{"tokenizer_path", tokenizer}}, OutputKind::Either);
-    auto m = load_input(in_path, p.skip_finite_check, tokenizer);
+    auto m = load_for_compression(in_path, tokenizer, p.skip_finite_check);
     if (r.kv_heads > 0) pool_kv_heads(*m, r.kv_heads);
     if (r.split_experts > 0) split_into_experts(*m, r.split_experts);
     const std::string format = convert_model(*m, out_path, r);

@@ -125,6 +125,12 @@ std::string read_text_file(const std::string& path) {
   return out;
 }
 
+std::string read_input_text(const std::string& path) {
+  std::string text = read_text_file(path);
+  if (text.empty()) fail("{}: the text file is empty", path);
+  return text;
+}
+
 bool file_exists(const std::string& path) {
   struct stat st {};
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);

@@ -36,6 +36,8 @@ class MappedFile {
 // Reads a whole regular file into a string; throws naming the file for a
 // device, FIFO or directory, and for a file over max_text_bytes().
 std::string read_text_file(const std::string& path);
+// The same, failing on an empty file (a text to tokenize: -f, calibration).
+std::string read_input_text(const std::string& path);
 // 1 GiB, or $LMPRESS_MAX_TEXT_MB.
 uint64_t max_text_bytes();
 bool file_exists(const std::string& path);

@@ -56,9 +56,7 @@ std::string resolve_skip_auto(const std::string& type, const std::string& calib,
   if (n_skip < 1 || n_skip >= L)
     fail("--spec {}: {} blocks to skip: it must be in [1, {}] (the model has {} blocks)", type, n_skip, L - 1, L);
   if (!m.tokenizer) fail("--spec {}: the model has no tokenizer", type);
-  const std::string text = read_text_file(calib);
-  if (text.empty()) fail("{}: the text file is empty", calib);
-  std::vector<int32_t> window = m.tokenizer->encode(text, true, false);
+  std::vector<int32_t> window = m.tokenizer->encode(read_input_text(calib), true, false);
   window.resize(std::min<size_t>(window.size(), size_t(std::min<int64_t>(256, n_ctx))));
   if (window.size() < 16) fail("--spec-calib {}: {} tokens; at least 16 are needed", calib, window.size());
   const std::vector<double> loss = block_skip_kld(m, window);

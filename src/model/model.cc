@@ -427,6 +427,13 @@ void check_finite_weights(const Model& m) {
   }
 }
 
+std::unique_ptr<Model> load_for_compression(const std::string& path, const std::string& tokenizer_path,
+                                            bool skip_finite_check) {
+  auto m = load_model(path, tokenizer_path);
+  if (!skip_finite_check) check_finite_weights(*m);
+  return m;
+}
+
 std::unique_ptr<Model> load_model(const std::string& arg, const std::string& tokenizer_path) {
   std::string path = resolve_model_path(arg);
   if (is_directory(path)) return load_hf_model(path);

@@ -102,6 +102,10 @@ std::vector<std::string> model_input_paths(const std::string& arg);
 // checked before it is compressed or converted, so that no result is computed
 // from (or written with) a non-finite weight.
 void check_finite_weights(const Model& m);
+// load_model, then every weight checked to be finite (unless skipped, as
+// --no-finite-check does): for the commands and API calls that compress or convert a model.
+std::unique_ptr<Model> load_for_compression(const std::string& path, const std::string& tokenizer_path = "",
+                                            bool skip_finite_check = false);
 
 std::unique_ptr<Model> load_gguf_model(const std::string& path);
 // The tokenizer of the model at `path` (as load_model finds it); a GGUF file is

@@ -71,9 +71,7 @@ void add_generate(CLI::App& app) {
     p.spec.draft_min = o->spec.draft_min;
     p.spec.p_min = o->spec.p_min;
     p.spec.calib_path = c_str_or_null(o->spec.calib);
-    p.early_exit.threshold = o->early_exit.threshold;
-    p.early_exit.layer = o->early_exit.layer;
-    p.early_exit.measure = o->early_exit.measure.c_str();
+    p.early_exit = o->early_exit.c_params();
     // The prompt is echoed with the first token (once the options have passed
     // the library's checks), or at the end when none came.
     struct Stream {

@@ -56,9 +56,7 @@ void add_perplexity(CLI::App& app) {
     p.protocol = o->protocol.c_str();
     p.cache = o->kv.c_params();
     p.recompute_window = o->recompute;
-    p.early_exit.threshold = o->early_exit.threshold;
-    p.early_exit.layer = o->early_exit.layer;
-    p.early_exit.measure = o->early_exit.measure.c_str();
+    p.early_exit = o->early_exit.c_params();
     if (!o->json) {
       fmt::print("calculating perplexity over windows of {}\n", o->ctx);
       p.on_chunk = [](int64_t i, double ppl, void*) {

@@ -9,6 +9,7 @@
 #include "compress/calibration.h"
 #include "compress/compensate.h"
 #include "api_use.h"
+#include "core/mapped_file.h"
 #include "guarded.h"
 #include "model/kv_policy.h"
 #include "model/model.h"
@@ -41,10 +42,6 @@ void add_finetune(CLI::App& app);
 
 // --calib, --calib-samples, --calib-ctx (quantize, prune); `who`: the methods that use them.
 void add_calibration_options(CLI::App* cmd, CalibrationOptions& calib, const std::string& who);
-// load_model, then every weight checked to be finite (unless skipped with
-// --no-finite-check): for the commands that compress or convert a model.
-std::unique_ptr<Model> load_for_compression(const std::string& path, const std::string& tokenizer_path,
-                                            bool skip_finite_check);
 void add_finite_check_flag(CLI::App* cmd, bool& skip);
 // --lora FILE[:SCALE] (repeatable): LoRA adapters merged into the model at load (perplexity, generate, serve).
 void add_lora_option(CLI::App* cmd, std::vector<std::string>& loras);
@@ -87,6 +84,8 @@ struct EarlyExitOptions {
   int64_t layer = -1;     // -1: block n_layers / 2 - 1
   std::string measure = "softmax";
   EarlyExit resolve(const ModelConfig& c) const;  // checked against the model
+  // The C API's form (measure points into this object).
+  lmpress_early_exit_params c_params() const { return {threshold, layer, measure.c_str()}; }
 };
 void add_early_exit_options(CLI::App* cmd, EarlyExitOptions& o);
 // --chunks: -1 (all) or N >= 1.
@@ -99,7 +98,5 @@ template <class Json>
 std::string json_text(const Json& j) {
   return j.dump(2, ' ', false, Json::error_handler_t::replace);
 }
-// Reads a whole text file (for -f), failing on an empty one.
-std::string read_input_text(const std::string& path);
 
 }  // namespace lmpress::cli

@@ -147,19 +147,6 @@ void add_finite_check_flag(CLI::App* cmd, bool& skip) {
                 "goes into the output)");
 }
 
-std::unique_ptr<Model> load_for_compression(const std::string& path, const std::string& tokenizer_path,
-                                            bool skip_finite_check) {
-  auto m = load_model(path, tokenizer_path);
-  if (!skip_finite_check) check_finite_weights(*m);
-  return m;
-}
-
-std::string read_input_text(const std::string& path) {
-  std::string text = read_text_file(path);
-  if (text.empty()) fail("{}: the text file is empty", path);
-  return text;
-}
-
 }  // namespace lmpress::cli
 
 int main(int argc, char** argv) {
