@@ -7,14 +7,16 @@
 # the first three quarters of docs-calib.txt, KL divergence from the dense F32
 # model and PPL on wiki.test.raw (ctx 256), PPL on the held-out last quarter of
 # docs-calib.txt. Rotated rows are given for two seeds (the random signs):
-# their spread is the noise a difference must exceed.
+# their spread is the noise a difference must exceed; ",r4" rows add QuaRot's
+# online rotation before ffn_down (GGUF types only: the int-N checkpoints are
+# for engines that do not apply it).
 # Usage: bench/rotate-table.sh [CHUNKS] [HELDOUT_CHUNKS]   (writes bench/results/rotate-lmp-8m.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHUNKS=${1:-150}
 HELD_CHUNKS=${2:-100}
 OUT=${OUT:-$PWD/bench/results/rotate-lmp-8m.md}
-SEEDS=${SEEDS:-"0 1"}
+SEEDS=${SEEDS:-"0 1 0,r4 1,r4"}
 source bench/lmp8m-setup.sh
 
 row() {  # model dense file label type method rotation seconds
@@ -39,6 +41,7 @@ for model in lmp-8m-w256 lmp-8m; do
     for method in rtn gptq; do
       extra=""; [ $method = gptq ] && extra="$CAL"
       for rot in none $SEEDS; do
+        case $type,$rot in int*,*r4) continue ;; esac
         flag=""; label=-; [ "$rot" != none ] && { flag="--rotate hadamard:$rot"; label="hadamard:$rot"; }
         rm -rf "$out"
         t0=$(date +%s.%N)

@@ -442,7 +442,8 @@ typedef struct lmpress_quantize_params {
   double damp;              /* GPTQ dampening fraction */
   bool act_order;
   /* "hadamard" or "hadamard:SEED": rotate the residual stream (and each head's
-   * values) first, as `quantize --rotate`; NULL: no rotation. */
+   * values) first, as `quantize --rotate`; either with ",r4": also ffn_down's
+   * input at run time (GGUF output only); NULL: no rotation. */
   const char* rotate;
   /* "w8a8": int8 weights per channel and int8 activations per token, written
    * as a compressed-tensors int-quantized directory (type NULL or "int8-ch");
@@ -498,7 +499,7 @@ typedef struct lmpress_prune_params {
   const char* calib_path;
   int64_t calib_samples, calib_ctx;
   double damp;            /* SparseGPT dampening fraction */
-  const char* rotate;     /* "hadamard[:SEED]": rotate first, as `prune --rotate`; NULL: no rotation */
+  const char* rotate;     /* "hadamard[:SEED][,r4]": rotate first, as `prune --rotate`; NULL: no rotation */
   lmpress_progress_callback progress;
   void* progress_user_data;
   /* As lmpress_quantize_params' (wanda and sparsegpt only): the pruning error's adapter. */

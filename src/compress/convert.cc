@@ -43,6 +43,8 @@ void split_into_experts(Model& m, int64_t experts) {
     fail("{}: --split-experts makes Mixtral-style (llama) or Qwen3-MoE models, from llama or qwen3; not {}", m.path,
          c.arch);
   if (!c.uniform()) fail("{}: --split-experts: its layers differ in feed-forward size", m.path);
+  if (c.down_rotation)
+    fail("{}: --split-experts: ffn_down's input is rotated online (R4), which mixes every expert's channels", m.path);
   if (experts < 2 || experts > 64 || c.ffn_dim % experts)
     fail("--split-experts {}: a count in [2, 64] dividing the feed-forward size {}", experts, c.ffn_dim);
   const int64_t D = c.dim, F = c.ffn_dim, S = F / experts;

@@ -353,15 +353,18 @@ class Quantizer {
     scale_input(stats.at({LinearSite::AttnIn, -1}), {"attn_q.weight", "attn_k.weight", "attn_v.weight"},
                 fold_norm("attn_norm.weight"));
     scale_input(stats.at({LinearSite::FfnIn, -1}), {"ffn_gate.weight", "ffn_up.weight"}, fold_norm("ffn_norm.weight"));
-    // down's input is SiLU(gate)·up: scaling up's rows by 1/s scales it by 1/s.
-    scale_input(stats.at({LinearSite::FfnDown, -1}), {"ffn_down.weight"}, [&](const std::vector<float>& s) {
-      const Tensor& up = m_.tensor(name(l, "ffn_up.weight"));
-      auto w = to_f32(up);
-      const int64_t cols = up.cols();
-      for (int64_t r = 0; r < up.rows(); r++)
-        for (int64_t c = 0; c < cols; c++) w[size_t(r * cols + c)] /= s[size_t(r)];
-      replace_f32(up, std::move(w));
-    });
+    // down's input is SiLU(gate)·up: scaling up's rows by 1/s scales it by 1/s (not
+    // with R4, whose rotation between them mixes the channels: down keeps scale 1).
+    if (!m_.cfg.down_rotation) {
+      scale_input(stats.at({LinearSite::FfnDown, -1}), {"ffn_down.weight"}, [&](const std::vector<float>& s) {
+        const Tensor& up = m_.tensor(name(l, "ffn_up.weight"));
+        auto w = to_f32(up);
+        const int64_t cols = up.cols();
+        for (int64_t r = 0; r < up.rows(); r++)
+          for (int64_t c = 0; c < cols; c++) w[size_t(r * cols + c)] /= s[size_t(r)];
+        replace_f32(up, std::move(w));
+      });
+    }
     m_.bind();
   }
 

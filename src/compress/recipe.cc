@@ -267,8 +267,8 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
     return st;
   }
   if (name == "SpinQuantModifier") {
-    // SpinQuant's offline rotations with fixed random Hadamard matrices (learnable
-    // rotations and the online R3/R4 are not built).
+    // SpinQuant's rotations with fixed random Hadamard matrices: R1 and R2 folded
+    // into the weights, R4 also applied at run time (learnable rotations are not built).
     st.kind = RecipeStep::Kind::Rotate;
     std::vector<std::string> rotations = {"R1", "R2"};
     for (const auto& kv : args) {
@@ -293,10 +293,12 @@ RecipeStep modifier(const std::string& name, const YAML::Node& args, const Ctx& 
       for (auto& ch : r) ch = char(std::toupper(static_cast<unsigned char>(ch)));
       if (r == "R1") r1 = true;
       else if (r == "R2") st.rotate.heads = true;
-      else if (r == "R3" || r == "R4")
-        fail("{}: {}.rotations {}: an online rotation (at run time) is not built; R1 and R2 are folded into the weights",
-             c.source, c.where, r);
-      else fail("{}: {}.rotations '{}' is unknown (R1, R2)", c.source, c.where, r);
+      else if (r == "R4") st.rotate.down = true;
+      else if (r == "R3")
+        fail("{}: {}.rotations R3: nothing of it is written into the model; lmpress rotates queries and keys when it "
+             "caches them (--kv-rotate on; auto: for quantized caches), so leave R3 out",
+             c.source, c.where);
+      else fail("{}: {}.rotations '{}' is unknown (R1, R2, R4)", c.source, c.where, r);
     }
     if (!r1) fail("{}: {}.rotations: lmpress rotates the residual stream (R1) always; R2 alone is not built", c.source,
                   c.where);

@@ -129,7 +129,7 @@ TEST(Recipe, WhatItCannotDoIsANamedError) {
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16}\n    WandaModifier: {sparsity: 0.5}\n", "it must come last");
   bad("s:\n  run_type: train\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16}\n", "a train stage holds DistillationModifier only");
   bad("s:\n  m_modifiers:\n    FooModifier: {}\n", "unknown modifier");
-  bad("s:\n  m_modifiers:\n    SpinQuantModifier: {rotations: [R1, R2, R4]}\n", "rotations R4: an online rotation");
+  bad("s:\n  m_modifiers:\n    SpinQuantModifier: {rotations: [R1, R2, R3]}\n", "rotations R3: nothing of it");
   bad("s:\n  m_modifiers:\n    SpinQuantModifier: {rotations: [R2]}\n", "R2 alone is not built");
   bad("s:\n  m_modifiers:\n    SpinQuantModifier: {transform_type: random-matrix}\n", "transform_type 'random-matrix'");
   bad("s:\n  m_modifiers:\n    SpinQuantModifier: {learnable: true}\n", "learnable: only fixed rotations");
@@ -137,6 +137,10 @@ TEST(Recipe, WhatItCannotDoIsANamedError) {
   const Recipe spin = parse_recipe("s:\n  m_modifiers:\n    SpinQuantModifier: {rotations: [r1]}\n", "r");
   EXPECT_EQ(spin.steps[0].kind, RecipeStep::Kind::Rotate);
   EXPECT_FALSE(spin.steps[0].rotate.heads);
+  EXPECT_FALSE(spin.steps[0].rotate.down);
+  const Recipe r4 = parse_recipe("s:\n  m_modifiers:\n    SpinQuantModifier: {rotations: [R1, R2, R4]}\n", "r");
+  EXPECT_TRUE(r4.steps[0].rotate.heads);
+  EXPECT_TRUE(r4.steps[0].rotate.down);
 }
 
 // The recipe and the command-line steps it stands for write the same bytes.

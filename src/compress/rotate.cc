@@ -12,19 +12,30 @@ namespace lmpress {
 
 RotateSpec parse_rotate_spec(const std::string& text, const std::string& option) {
   RotateSpec spec;
-  const std::string kind = text.substr(0, text.find(':'));
+  const size_t comma = text.find(',');
+  const std::string head = text.substr(0, comma);
+  const std::string kind = head.substr(0, head.find(':'));
   if (kind != "hadamard")
-    fail("{} {}: the rotation is hadamard or hadamard:SEED (QuaRot's random Hadamard matrix)", option, text);
-  if (kind.size() < text.size()) {
-    const std::string seed = text.substr(kind.size() + 1);
+    fail("{} {}: the rotation is hadamard, hadamard:SEED, or either with ,r4 (QuaRot's random Hadamard matrix)",
+         option, text);
+  if (kind.size() < head.size()) {
+    const std::string seed = head.substr(kind.size() + 1);
     const auto r = std::from_chars(seed.data(), seed.data() + seed.size(), spec.seed);
     if (seed.empty() || r.ec != std::errc() || r.ptr != seed.data() + seed.size())
       fail("{} {}: the seed '{}' is not a non-negative integer", option, text, seed);
   }
+  if (comma != std::string::npos) {
+    const std::string extra = text.substr(comma + 1);
+    if (extra != "r4")
+      fail("{} {}: '{}' is not a rotation lmpress adds (r4: online before ffn_down)", option, text, extra);
+    spec.down = true;
+  }
   return spec;
 }
 
-std::string rotate_spec_name(const RotateSpec& spec) { return "hadamard:" + std::to_string(spec.seed); }
+std::string rotate_spec_name(const RotateSpec& spec) {
+  return "hadamard:" + std::to_string(spec.seed) + (spec.down ? ",r4" : "");
+}
 
 namespace {
 
@@ -66,6 +77,20 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
   rep.order = q.order();
   rep.heads = spec.heads && HadamardRotation::supported(hd);
   const HadamardRotation q2(rep.heads ? hd : 1, spec.seed + 1);
+  std::shared_ptr<const HadamardRotation> q4;
+  if (spec.down) {
+    if (m.cfg.down_rotation) fail("{}: ffn_down's input is rotated online (R4) already", m.path);
+    if (!m.cfg.uniform())
+      fail("{}: its layers differ in feed-forward size; R4 (online before ffn_down) needs one size", m.path);
+    const int64_t F = m.cfg.ffn_dim;
+    if (!HadamardRotation::supported(F))
+      fail("{}: {} {}: no Hadamard matrix of this size for R4 (lmpress builds 2^k·m with m = 1, q + 1 for a prime "
+           "q ≡ 3 mod 4, or 2(q + 1) for a prime q ≡ 1 mod 4)",
+           m.path, m.cfg.field("intermediate_size"), F);
+    q4 = std::make_shared<const HadamardRotation>(F, spec.seed + 2);
+    rep.down_size = F;
+    rep.down_order = q4->order();
+  }
 
   // A linear reading the residual stream: columns scaled by the norm before it, rows rotated.
   auto reader = [&](const std::string& name, const std::vector<float>& norm) {
@@ -146,9 +171,16 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
     const std::vector<float> ffn = fold_norm(b + "ffn_norm.weight");
     for (const char* n : {"ffn_gate.weight", "ffn_up.weight"}) reader(b + n, ffn);
     writer(b + "ffn_down.weight", b + "ffn_down.bias");
+    if (q4) {
+      // R4: W_down <- W_down·Q4 (its rows times Q4); the forward pass gives it x·Q4.
+      std::vector<float> w = to_f32(m.tensor(b + "ffn_down.weight"));
+      rotate_rows(w, D, *q4);
+      m.set_f32(b + "ffn_down.weight", std::move(w));
+    }
     progress.update(uint64_t(l + 1));
   }
-  rep.recorded = rotate_spec_name(spec) + (rep.heads ? " R1 R2" : " R1");
+  rep.recorded = "hadamard:" + std::to_string(spec.seed) + (rep.heads ? " R1 R2" : " R1") + (q4 ? " R4" : "");
+  if (q4) m.cfg.down_rotation = q4;
   m.rotation = m.rotation.empty() ? rep.recorded : m.rotation + ", " + rep.recorded;
   m.bind();
   return rep;

@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <filesystem>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
+#include "io/gguf.h"
 #include "kernels/to_f32.h"
 #include "model/export.h"
 #include "model/forward.h"
@@ -50,37 +52,47 @@ TEST(Rotate, KeepsTheFunction) {
   test::write_synthetic_hf(dir + "/llama3", llama3);
   paths.push_back(dir + "/qwen");
   paths.push_back(dir + "/llama3");
-  for (const std::string& path : paths) {
-    SCOPED_TRACE(path);
-    auto m = load_model(path);
-    std::vector<int32_t> toks;
-    if (m->cfg.n_vocab > 1000) {
-      toks = m->tokenizer->encode("Once upon a time there was a river, and the river ran to the sea.", true, false);
-    } else {
-      for (int i = 0; i < 40; i++) toks.push_back((i * 37 + 11) % int(m->cfg.n_vocab));
+  for (const std::string& path : paths)
+    for (const bool r4 : {false, true}) {
+      SCOPED_TRACE(path + (r4 ? " R4" : ""));
+      auto m = load_model(path);
+      std::vector<int32_t> toks;
+      if (m->cfg.n_vocab > 1000) {
+        toks = m->tokenizer->encode("Once upon a time there was a river, and the river ran to the sea.", true, false);
+      } else {
+        for (int i = 0; i < 40; i++) toks.push_back((i * 37 + 11) % int(m->cfg.n_vocab));
+      }
+      const auto before = all_logits(*m, toks);
+      const std::vector<float> down_before = to_f32(*m->layers[0].w_down);
+      const bool tied = m->cfg.tied_embeddings;
+      const RotateReport r = rotate_model(*m, parse_rotate_spec(r4 ? "hadamard:7,r4" : "hadamard:7", "--rotate"));
+      EXPECT_EQ(r.size, m->cfg.dim);
+      EXPECT_EQ(r.down_size, r4 ? m->cfg.ffn_dim : 0);
+      EXPECT_EQ(bool(m->cfg.down_rotation), r4);
+      EXPECT_EQ(r.untied, tied);
+      EXPECT_TRUE(r.heads);  // head sizes 48, 64, 12, 8
+      EXPECT_FALSE(m->cfg.tied_embeddings);
+      for (float g : m->layers[1].attn_norm) ASSERT_EQ(g, 1.0f);
+      for (float g : m->output_norm) ASSERT_EQ(g, 1.0f);
+      const auto after = all_logits(*m, toks);
+      EXPECT_LT(max_abs_diff(before, after), 2e-3);
+      EXPECT_GT(max_abs_diff(to_f32(*m->layers[0].w_down), down_before), 1e-3);  // the weights did change
+      write_gguf_model(*m, dir + "/r.gguf", {});
+      auto back = load_model(dir + "/r.gguf");
+      EXPECT_EQ(back->rotation, r4 ? "hadamard:7 R1 R2 R4" : "hadamard:7 R1 R2");
+      EXPECT_LT(max_abs_diff(before, all_logits(*back, toks)), 2e-3);
+      if (r4) {
+        ASSERT_TRUE(back->cfg.down_rotation);
+        EXPECT_EQ(back->cfg.down_rotation->seed(), 9u);  // R4's signs: seed + 2
+        // Without the online rotation the weights compute another function.
+        back->cfg.down_rotation.reset();
+        EXPECT_GT(max_abs_diff(before, all_logits(*back, toks)), 1e-2);
+      }
     }
-    const auto before = all_logits(*m, toks);
-    const std::vector<float> down_before = to_f32(*m->layers[0].w_down);
-    const bool tied = m->cfg.tied_embeddings;
-    const RotateReport r = rotate_model(*m, parse_rotate_spec("hadamard:7", "--rotate"));
-    EXPECT_EQ(r.size, m->cfg.dim);
-    EXPECT_EQ(r.untied, tied);
-    EXPECT_TRUE(r.heads);  // head sizes 48, 64, 12, 8
-    EXPECT_FALSE(m->cfg.tied_embeddings);
-    for (float g : m->layers[1].attn_norm) ASSERT_EQ(g, 1.0f);
-    for (float g : m->output_norm) ASSERT_EQ(g, 1.0f);
-    const auto after = all_logits(*m, toks);
-    EXPECT_LT(max_abs_diff(before, after), 2e-3);
-    EXPECT_GT(max_abs_diff(to_f32(*m->layers[0].w_down), down_before), 1e-3);  // the weights did change
-    write_gguf_model(*m, dir + "/r.gguf", {});
-    auto back = load_model(dir + "/r.gguf");
-    EXPECT_EQ(back->rotation, "hadamard:7 R1 R2");
-    EXPECT_LT(max_abs_diff(before, all_logits(*back, toks)), 2e-3);
-  }
 }
 
 TEST(Rotate, RefusesWhatItCannotRotate) {
-  test::expect_error([] { parse_rotate_spec("random", "--rotate"); }, "--rotate random: the rotation is hadamard or");
+  test::expect_error([] { parse_rotate_spec("random", "--rotate"); }, "--rotate random: the rotation is hadamard, hadamard:SEED");
   test::expect_error([] { parse_rotate_spec("hadamard:-1", "--rotate"); }, "the seed '-1' is not a non-negative integer");
   test::expect_error([] { parse_rotate_spec("hadamard:", "--rotate"); }, "the seed '' is not");
   EXPECT_EQ(parse_rotate_spec("hadamard", "--rotate").seed, 0u);
@@ -109,6 +121,36 @@ TEST(Rotate, RefusesWhatItCannotRotate) {
   write_gguf_model(*c, dir + "/q.gguf", q8);
   auto q = load_model(dir + "/q.gguf");
   test::expect_error([&] { rotate_model(*q, {}); }, "token_embd.weight is Q8_0: rotation changes float weights");
+
+  // R4: its spelling, a feed-forward size with no Hadamard matrix, twice, Hugging Face output, bad metadata.
+  test::expect_error([] { parse_rotate_spec("hadamard:3,r5", "--rotate"); }, "'r5' is not a rotation lmpress adds");
+  const RotateSpec r4 = parse_rotate_spec("hadamard:12,r4", "--rotate");
+  EXPECT_TRUE(r4.down);
+  EXPECT_EQ(rotate_spec_name(r4), "hadamard:12,r4");
+  test::SyntheticSpec ffn46;
+  ffn46.ffn = 46;
+  std::filesystem::create_directories(dir + "/d");
+  test::write_synthetic_hf(dir + "/d", ffn46);
+  auto d = load_model(dir + "/d");
+  test::expect_error([&] { rotate_model(*d, r4); }, "intermediate_size 46: no Hadamard matrix of this size for R4");
+  auto e = load_model(dir + "/c");
+  rotate_model(*e, r4);
+  test::expect_error([&] { rotate_model(*e, r4); }, "ffn_down's input is rotated online (R4) already");
+  test::expect_error([&] { write_hf_model(*e, dir + "/hf", {}); }, "which Hugging Face engines do not do");
+  EXPECT_FALSE(std::filesystem::exists(dir + "/hf"));
+  write_gguf_model(*e, dir + "/r4.gguf", {});
+  const GGUFFile g = GGUFFile::open(dir + "/r4.gguf");
+  const std::vector<std::tuple<std::string, GGUFValue, std::string>> bad{
+      {"lmpress.rotation.ffn_down_seed", GGUFValue::str("14"), "lmpress.rotation.ffn_down_seed should be uint64"},
+      {"llama.feed_forward_length", GGUFValue::u32(46), "llama.feed_forward_length 46 has no Hadamard matrix"},
+  };
+  for (const auto& [key, value, msg] : bad) {
+    GGUFWriter w;
+    for (const auto& [k, v] : g.kv) w.set(k, k == key ? value : v);
+    for (const auto& t : g.tensors()) w.add_tensor(t);
+    w.write(dir + "/bad.gguf");
+    test::expect_error([&] { load_model(dir + "/bad.gguf"); }, msg);
+  }
 }
 
 // From the command line: `rotate` writes a file whose perplexity is the
@@ -142,6 +184,33 @@ TEST(Rotate, CommandLine) {
                              test::shared_path("data/calib/docs-calib.txt"),
                          "--rotate applies to unstructured and N:M pruning");
   test::expect_cli_error("rotate " + d + "/q.gguf " + d + "/x.gguf", "rotation changes float weights");
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
+
+  // R4 from the command line: the same perplexity, recorded and shown; what cannot follow it is refused.
+  r = test::run_cli("rotate " + m + " " + d + "/r4.gguf --rotate hadamard:0,r4");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("ffn_down's input (768 = 12·64) online"), std::string::npos) << r.out;
+  r = test::run_cli("perplexity " + d + "/r4.gguf" + wiki);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 295.515, 295.515 * 0.001);
+  ASSERT_EQ(test::run_cli("quantize " + m + " " + d + "/q4.gguf --type q8_0 --rotate hadamard:4,r4").status, 0);
+  r = test::run_cli("info " + d + "/q4.gguf --json --no-tensors");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto info = nlohmann::json::parse(r.out);
+  EXPECT_EQ(info["rotation"], "hadamard:4 R1 R2 R4");
+  EXPECT_EQ(info["online_rotation"]["size"], 768);
+  EXPECT_EQ(info["online_rotation"]["seed"], 6);
+  test::expect_cli_error("convert " + d + "/r4.gguf " + d + "/hf", "which Hugging Face engines do not do");
+  test::expect_cli_error("quantize " + d + "/r4.gguf " + d + "/int4 --type int4-g32", "which Hugging Face engines do not do");
+  test::expect_cli_error("prune " + d + "/r4.gguf " + d + "/x.gguf --structured ffn=0.2 --calib " +
+                             test::shared_path("data/calib/docs-calib.txt"),
+                         "--structured ffn=0.2: ffn_down's input is rotated online (R4)");
+  test::expect_cli_error("finetune " + d + "/r4.gguf " + d + "/x.gguf --steps 1 --data " +
+                             test::shared_path("data/calib/docs-calib.txt"),
+                         "an online rotation before ffn_down (R4)");
+  test::expect_cli_error("convert " + d + "/r4.gguf " + d + "/x.gguf --split-experts 2", "rotated online (R4)");
+  EXPECT_FALSE(std::filesystem::exists(d + "/hf"));
+  EXPECT_FALSE(std::filesystem::exists(d + "/int4"));
   EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
 }
 

@@ -271,6 +271,10 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     fail("--structured heads={}: {}'s q/k norms span all heads (their RMS would change); prune layers or the "
          "feed-forward only",
          o.heads, c.arch);
+  if (c.down_rotation && o.ffn > 0)
+    fail("--structured ffn={}: ffn_down's input is rotated online (R4), which mixes every feed-forward channel; "
+         "prune heads or layers only",
+         o.ffn);
   StructuredReport rep;
   rep.memory.block_f32_bytes = largest_block_f32_bytes(m);
   rep.params_before = m.n_params();

@@ -56,7 +56,8 @@ int64_t paley_order(int64_t n) {
 }  // namespace
 
 std::vector<int8_t> paley_hadamard(int64_t m) {
-  if (m < 4 || m % 4 != 0 || m > 65536) return {};
+  // Orders above 4096 (none a model needs) are not built: the construction holds m² values.
+  if (m < 4 || m % 4 != 0 || m > 4096) return {};
   int64_t q = m - 1;
   const bool first = is_prime(q) && q % 4 == 3;
   if (!first) {
@@ -95,7 +96,7 @@ std::vector<int8_t> paley_hadamard(int64_t m) {
 
 bool HadamardRotation::supported(int64_t n) { return paley_order(n) > 0; }
 
-HadamardRotation::HadamardRotation(int64_t n, uint64_t seed) : n_(n), m_(paley_order(n)) {
+HadamardRotation::HadamardRotation(int64_t n, uint64_t seed) : n_(n), m_(paley_order(n)), seed_(seed) {
   if (m_ == 0)
     fail("a Hadamard rotation of size {}: no construction (sizes 2^k·m with m = 1, q + 1 for a prime q ≡ 3 mod 4, "
          "or 2(q + 1) for a prime q ≡ 1 mod 4)", n);
@@ -110,19 +111,28 @@ void HadamardRotation::apply(float* x) const {
   const int64_t p = n_ / m_;
   for (int64_t i = 0; i < m_; i++) hadamard(x + i * p, p, p);
   if (m_ == 1) return;
-  // x viewed as m × p: each column z <- H_mᵀ·z / √m.
-  const float norm = 1.0f / std::sqrt(float(m_));
-  std::vector<float> z(static_cast<size_t>(m_)), y(static_cast<size_t>(m_));
-  for (int64_t col = 0; col < p; col++) {
-    for (int64_t i = 0; i < m_; i++) z[size_t(i)] = x[i * p + col];
-    std::fill(y.begin(), y.end(), 0.0f);
-    for (int64_t i = 0; i < m_; i++) {
-      const int8_t* row = h_.data() + i * m_;
-      const float zi = z[size_t(i)];
-      for (int64_t k = 0; k < m_; k++) y[size_t(k)] += float(row[k]) * zi;
+  // x viewed as m × p: each column z <- H_mᵀ·z / √m, computed a row of H_m at a
+  // time over whole rows of x (p contiguous values: the loops vectorize).
+  thread_local std::vector<float> y;
+  y.assign(size_t(n_), 0.0f);
+  for (int64_t i = 0; i < m_; i++) {
+    const int8_t* row = h_.data() + i * m_;
+    const float* xi = x + i * p;
+    for (int64_t k = 0; k < m_; k++) {
+      float* yk = y.data() + k * p;
+      if (row[k] > 0)
+        for (int64_t c = 0; c < p; c++) yk[c] += xi[c];
+      else
+        for (int64_t c = 0; c < p; c++) yk[c] -= xi[c];
     }
-    for (int64_t k = 0; k < m_; k++) x[k * p + col] = y[size_t(k)] * norm;
   }
+  const float norm = 1.0f / std::sqrt(float(m_));
+  for (int64_t j = 0; j < n_; j++) x[j] = y[size_t(j)] * norm;
+}
+
+void HadamardRotation::apply_rows(float* x, int64_t rows) const {
+#pragma omp parallel for schedule(static) if (rows > 1)
+  for (int64_t r = 0; r < rows; r++) apply(x + r * n_);
 }
 
 }  // namespace lmpress

@@ -28,11 +28,15 @@ class HadamardRotation {
   static bool supported(int64_t n);
   int64_t size() const { return n_; }
   int64_t order() const { return m_; }  // m: the Paley factor's order (1: none)
+  uint64_t seed() const { return seed_; }
   // x (n values, a row vector) <- x·Q.
   void apply(float* x) const;
+  // Each of `rows` consecutive rows of n values (threads share the rows).
+  void apply_rows(float* x, int64_t rows) const;
 
  private:
   int64_t n_, m_;
+  uint64_t seed_;
   std::vector<int8_t> h_;     // H_m
   std::vector<float> signs_;  // s
 };

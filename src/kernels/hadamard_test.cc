@@ -73,7 +73,7 @@ TEST(Hadamard, PaleyMatricesAreHadamard) {
 
 // The rotation equals the dense product x·diag(s)·(H_m ⊗ H_2^k)/√n and is orthogonal.
 TEST(Hadamard, RotationIsTheDenseKroneckerProduct) {
-  for (int64_t n : {1, 64, 12, 288, 896, 960, 3072 / 8}) {
+  for (int64_t n : {1, 64, 12, 288, 768, 896, 960, 3072 / 8}) {
     ASSERT_TRUE(HadamardRotation::supported(n)) << n;
     const HadamardRotation rot(n, 42);
     const int64_t m = rot.order(), p = n / m;
@@ -102,6 +102,19 @@ TEST(Hadamard, RotationIsTheDenseKroneckerProduct) {
         for (int64_t k = 0; k < n; k++) dot += double(q[size_t(i)][size_t(k)]) * q[size_t(j)][size_t(k)];
         ASSERT_NEAR(dot, i == j ? 1.0 : 0.0, 1e-5) << "n " << n << " rows " << i << ", " << j;
       }
+  }
+  // apply_rows is apply on each row.
+  {
+    const HadamardRotation rot(768, 3);
+    std::vector<float> rows(3 * 768), one(768);
+    for (size_t i = 0; i < rows.size(); i++) rows[i] = std::sin(float(i) * 0.37f);
+    const std::vector<float> before = rows;
+    rot.apply_rows(rows.data(), 3);
+    for (int64_t r = 0; r < 3; r++) {
+      std::copy(before.begin() + r * 768, before.begin() + (r + 1) * 768, one.begin());
+      rot.apply(one.data());
+      for (int64_t j = 0; j < 768; j++) ASSERT_EQ(rows[size_t(r * 768 + j)], one[size_t(j)]) << r << " " << j;
+    }
   }
   // Signs differ by seed; sizes without a construction are refused by name.
   std::vector<float> a(64, 1.0f), b(64, 1.0f);

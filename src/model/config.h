@@ -1,9 +1,11 @@
 // Hyperparameters of a Llama-family model, whatever file they came from.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "kernels/hadamard.h"
 #include "kernels/ops.h"
 
 namespace lmpress {
@@ -89,6 +91,10 @@ struct ModelConfig {
   // W8A8: the block linears' inputs are quantized to int8 per token (dynamic,
   // symmetric) as the engine a W8A8 checkpoint is made for computes them.
   bool act_int8 = false;
+  // QuaRot's R4 (compress/rotate.h): ffn_down's columns hold W·Q for a random
+  // Hadamard Q of size ffn_dim, so its input (the SwiGLU product) is rotated by
+  // Q at run time (GGUF lmpress.rotation.ffn_down_seed). Null: none.
+  std::shared_ptr<const HadamardRotation> down_rotation;
   int32_t bos_id = -1, eos_id = -1;
   // Per-layer head counts and feed-forward sizes, for models whose layers
   // differ (non-uniform structured pruning; GGUF stores them as arrays under

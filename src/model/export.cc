@@ -396,6 +396,7 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   w.set("general.file_type", GGUFValue::u32(ftype));
   if (!o.recipe.empty()) w.set("lmpress.recipe", GGUFValue::str(o.recipe));
   if (!m.rotation.empty()) w.set("lmpress.rotation", GGUFValue::str(m.rotation));
+  if (c.down_rotation) w.set("lmpress.rotation.ffn_down_seed", GGUFValue::u64(c.down_rotation->seed()));
   if (c.act_int8) w.set("lmpress.activations", GGUFValue::str("int8-token"));
   w.set(a + ".vocab_size", GGUFValue::u32(uint32_t(c.n_vocab)));
   w.set(a + ".context_length", GGUFValue::u32(uint32_t(c.ctx_len)));
@@ -489,6 +490,10 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
   if (opt.dtype && !is_float_type(*opt.dtype))
     fail("{}: Hugging Face output takes f32, f16 or bf16 weights, not {}", dir, dtype_name(*opt.dtype));
   if (fs::exists(dir) && !fs::is_directory(dir)) fail("{}: exists and is not a directory", dir);
+  if (m.cfg.down_rotation)
+    fail("{}: {} rotates ffn_down's input at run time (R4, {}), which Hugging Face engines do not do; write GGUF "
+         "for lmpress instead",
+         dir, m.path, m.rotation);
   check_not_input(m, dir, OutputKind::Directory);
   const auto& c = m.cfg;
   if (!c.uniform())

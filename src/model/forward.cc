@@ -565,6 +565,7 @@ void InferenceState::block(int64_t l, const LayerWeights& L, float* x, int64_t n
   matmul(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   matmul(*L.w_up, a_.xn.data(), n, a_.up.data());
   ffn_activation(c, a_.gate.data(), a_.up.data(), n, F);
+  if (c.down_rotation) c.down_rotation->apply_rows(a_.gate.data(), n);
   if (obs) (*obs)(LinearSite::FfnDown, -1, a_.gate.data(), n, F);
   if (c.act_int8) fake_quant_int8_rows(a_.gate.data(), n, F);
   matmul(*L.w_down, a_.gate.data(), n, a_.xn.data());

@@ -265,6 +265,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
   linear(*L.w_gate, a_.xn.data(), n, a_.gate.data());
   linear(*L.w_up, a_.xn.data(), n, a_.up.data());
   ffn_activation(c, a_.gate.data(), a_.up.data(), n, F);
+  if (c.down_rotation) c.down_rotation->apply_rows(a_.gate.data(), n);
   if (c.act_int8) fake_quant_int8_rows(a_.gate.data(), n, F);
   linear(*L.w_down, a_.gate.data(), n, a_.xn.data());
   join_residual(c, x, a_.xn.data(), L.b_down, L.ffn_post_norm, n);

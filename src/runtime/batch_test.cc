@@ -267,6 +267,29 @@ TEST(BatchEngine, GemmaSlidingWindowsMatchLoneInferenceState) {
   }
 }
 
+// QuaRot's R4 (an online Hadamard rotation of ffn_down's input, `rotate
+// --rotate hadamard:SEED,r4`) runs in the engine's steps as in a lone
+// InferenceState: lmp-8m rotated (f32) and then quantized to Q8_0.
+TEST(BatchEngine, OnlineRotationMatchesLoneInferenceState) {
+  if (!test::have_shared("models/lmp-8m/model.safetensors")) GTEST_SKIP();
+  const std::string d = test::temp_dir();
+  auto r = test::run_cli("rotate " + test::shared_path("models/lmp-8m") + " " + d + "/r.gguf --rotate hadamard:3,r4");
+  ASSERT_EQ(r.status, 0) << r.out;
+  r = test::run_cli("quantize " + d + "/r.gguf " + d + "/q.gguf --type q8_0 --pure");
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const char* f : {"/r.gguf", "/q.gguf"}) {
+    SCOPED_TRACE(f);
+    auto m = load_for_inference(d + f);
+    ASSERT_TRUE(m->cfg.down_rotation);
+    EXPECT_EQ(m->cfg.down_rotation->seed(), 5u);
+    const int64_t n_gen = 12;
+    const auto refs = references(*m, n_gen);
+    const Outcome run = run_interleaved(*m, refs, {0, 1, 2, 12, 60}, n_gen, 16, 16);
+    EXPECT_GT(run.mixed_batches, 3);
+    expect_lone_results(run);
+  }
+}
+
 // Mixtures of experts: each token's experts run on the rows routed to them
 // (padded to the batched kernels for prompt rows, one-token kernels for
 // decoding rows), so a token's logits do not depend on which other

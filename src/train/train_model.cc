@@ -87,6 +87,7 @@ void check_trainable(const ModelConfig& c, const std::string& who) {
   if (!c.layer_heads.empty() || !c.layer_kv_heads.empty() || !c.layer_ffn.empty()) refuse("layers of different sizes");
   if (c.rope_mscale != 1.0f) refuse("LongRoPE's attention factor");
   if (c.act_int8) refuse("int8 activations (W8A8)");
+  if (c.down_rotation) refuse("an online rotation before ffn_down (R4)");
   if (c.n_heads % c.n_kv_heads != 0) refuse("query heads that are not a multiple of the key/value heads");
 }
 

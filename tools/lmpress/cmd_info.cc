@@ -63,6 +63,8 @@ void add_info(CLI::App& app) {
       if (c.attn_softcap > 0) j["config"]["attn_logit_softcapping"] = c.attn_softcap;
       if (c.final_softcap > 0) j["config"]["final_logit_softcapping"] = c.final_softcap;
       if (!m->rotation.empty()) j["rotation"] = m->rotation;
+      if (c.down_rotation) j["online_rotation"] = {{"site", "ffn_down"}, {"size", c.down_rotation->size()},
+                                                   {"seed", c.down_rotation->seed()}};
       if (c.act_int8) j["activations"] = "int8-token";
       if (!c.uniform()) {
         // Per-layer sizes (non-uniform structured pruning); the scalars above are the maxima.
@@ -121,7 +123,12 @@ void add_info(CLI::App& app) {
                      (c.n_dense_lead > 0 ? fmt::format("; the first {} blocks dense", c.n_dense_lead) : ""));
     if (c.attn_softcap > 0 || c.final_softcap > 0)
       fmt::print("soft-capping:  attention {}, logits {}\n", c.attn_softcap, c.final_softcap);
-    if (!m->rotation.empty()) fmt::print("rotation:      {} (residual stream, folded into the weights)\n", m->rotation);
+    if (!m->rotation.empty())
+      fmt::print("rotation:      {} (R1/R2 folded into the weights{})\n", m->rotation,
+                 c.down_rotation ? fmt::format("; R4: ffn_down's input rotated at run time, size {}, seed {} — an lmpress "
+                                               "file, other engines compute another function",
+                                               c.down_rotation->size(), c.down_rotation->seed())
+                                 : "");
     if (c.act_int8) fmt::print("activations:   int8 per token, dynamic (W8A8)\n");
     fmt::print("per token:     at context {}: {:.2f} M MACs ({:.2f} M in attention), {:.2f} MiB of weights read; "
                "KV cache ({}) {:.0f} bytes per position, {:.2f} MiB read\n",

@@ -141,7 +141,7 @@ void add_prune(CLI::App& app) {
       ->check(CLI::Range(1.0, 1000.0));
   cmd->add_option("--damp", o->damp, "SparseGPT dampening (fraction of mean diag H)")->capture_default_str()->check(damp_fraction());
   cmd->add_option("--rotate", o->rotate,
-                  "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED (unstructured and N:M)");
+                  "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED[,r4] (unstructured and N:M)");
   auto* tg = cmd->add_option("--targets", o->targets,
                              "Prune only these modules' linears (Hugging Face names: model.layers.3.mlp, or "
                              "re:REGEX matched at the start; repeat for more)");

@@ -90,7 +90,8 @@ void add_quantize(CLI::App& app) {
                   "compressed-tensors int-quantized checkpoint (vLLM's W8A8 int8)");
   cmd->add_option("--smooth", o->smooth, "SmoothQuant's α in [0, 1] before --scheme w8a8 (needs --calib)");
   cmd->add_option("--rotate", o->rotate,
-                  "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED; same function, fewer outliers");
+                  "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED; same function, fewer outliers; "
+                  "with ,r4 also ffn_down's input online (an lmpress file)");
   add_compensate_options(cmd, o->compensate, o->compensate_out, o->out,
                          [o] { return writes_checkpoint_dir(*o); });
   cmd->add_option("--name", o->name, "Model name to record (general.name)");

@@ -18,7 +18,10 @@ void add_rotate(CLI::App& app) {
       "rotate", "QuaRot: fold the norms and rotate the residual stream by a random Hadamard matrix (same function)");
   add_path_option(cmd, "input", o->in, "Input model (float weights)", PathRole::Model)->required();
   add_path_option(cmd, "output", o->out, "Output .gguf file", PathRole::Output)->required();
-  cmd->add_option("--rotate", o->rotate, "hadamard or hadamard:SEED (the seed of the random signs)")->capture_default_str();
+  cmd->add_option("--rotate", o->rotate,
+                  "hadamard or hadamard:SEED (the seed of the random signs); with ,r4 also ffn_down's input online "
+                  "(an lmpress file)")
+      ->capture_default_str();
   add_threads_option(cmd, o->threads);
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
@@ -27,9 +30,13 @@ void add_rotate(CLI::App& app) {
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     const RotateReport r = rotate_model(*m, spec);
     write_gguf_model(*m, o->out, {});
-    fmt::print("rotated the residual stream (width {} = {}·{}){}{} with {}; wrote {}\n", r.size, r.order,
-               r.size / r.order, r.heads ? " and each head's values" : "", r.untied ? ", output head untied" : "",
-               r.recorded, o->out);
+    const std::string down =
+        r.down_size ? fmt::format(", ffn_down's input ({} = {}·{}) online", r.down_size, r.down_order,
+                                  r.down_size / r.down_order)
+                    : "";
+    fmt::print("rotated the residual stream (width {} = {}·{}){}{}{} with {}; wrote {}\n", r.size, r.order,
+               r.size / r.order, r.heads ? " and each head's values" : "", down,
+               r.untied ? ", output head untied" : "", r.recorded, o->out);
   });
 }
 
