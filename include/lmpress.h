@@ -447,8 +447,9 @@ typedef struct lmpress_quantize_params {
   const char* rotate;
   /* "w8a8": int8 weights per channel and int8 activations per token, written
    * as a compressed-tensors int-quantized directory (type NULL or "int8-ch");
-   * NULL: weight-only. smooth: SmoothQuant's alpha first (w8a8 only; needs
-   * calib_path), < 0 (the default): none. */
+   * "w4a8": the same with symmetric int4 weights (type NULL: "int4-ch", or
+   * "int4-gN"); NULL: weight-only. smooth: SmoothQuant's alpha first (w8a8 or
+   * w4a8 only; needs calib_path), < 0 (the default): none. */
   const char* scheme;
   double smooth;
   lmpress_progress_callback progress;

@@ -435,9 +435,9 @@ TEST(CApi, EveryFailureIsAStatusAndAMessage) {
   {
     lmpress_quantize_params qp = lmpress_quantize_default_params();
     EXPECT_LT(qp.smooth, 0);
-    qp.scheme = "w4a8";
+    qp.scheme = "w4a4";
     EXPECT_NE(lmpress_quantize(model_dir().c_str(), "/nonexistent-dir/x", &qp), LMPRESS_OK);
-    EXPECT_NE(std::string(lmpress_last_error()).find("--scheme w4a8"), std::string::npos) << lmpress_last_error();
+    EXPECT_NE(std::string(lmpress_last_error()).find("--scheme w4a4"), std::string::npos) << lmpress_last_error();
   }
   fails(lmpress_chat_apply_template(nullptr, nullptr, nullptr, 0, true, buf, sizeof buf, &n), I,
         "give a model or a template name");

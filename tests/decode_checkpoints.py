@@ -107,8 +107,10 @@ def decode_ct(t, w):
 
 
 def decode_ct_int(t, qc):
-    """int-quantized (W8A8): signed int8 weight times its per-channel scale."""
-    return t["weight"].astype(np.float32) * t["weight_scale"].astype(np.float32)
+    """int-quantized (W8A8, W4A8): signed weight values (a byte each) times their scale, [out, 1] per channel or
+    [out, G] per channel and group of in / G consecutive columns."""
+    w, s = t["weight"].astype(np.float32), t["weight_scale"].astype(np.float32)
+    return w * np.repeat(s, w.shape[1] // s.shape[1], axis=1)
 
 
 SUFFIXES = {"gptq": ["qweight", "qzeros", "scales", "g_idx"], "awq": ["qweight", "qzeros", "scales"],

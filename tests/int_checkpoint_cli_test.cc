@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -14,6 +15,7 @@
 
 #include "core/mapped_file.h"
 #include "io/safetensors.h"
+#include "model/repack.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -96,7 +98,7 @@ TEST(IntCheckpointCli, W8A8IsIntQuantizedWithTokenActivations) {
   EXPECT_NE(w8a8, w8);
   EXPECT_LT(std::fabs(w8a8 / f32 - 1), 0.01) << w8a8 << " vs " << f32;
   EXPECT_LT(std::fabs(w8 / f32 - 1), 0.01) << w8 << " vs " << f32;
-  expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a8", "--scheme w4a8: w8a8");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a4", "--scheme w4a4: w8a8 (int8 weights per channel) or w4a8");
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --type int4-g128", "--type int4-g128 disagrees");
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --smooth 1.5" + calib, "--smooth 1.5");
   expect_cli_error("quantize " + m + " " + d + "/x --type int8-ch --smooth 0.5" + calib, "SmoothQuant before --scheme w8a8");
@@ -119,12 +121,70 @@ TEST(IntCheckpointCli, W8A8IsIntQuantizedWithTokenActivations) {
     }
     write_safetensors(out + "/model.safetensors", keep);
     expect_cli_error("info " + out, bad == "missing" ? "a weight_scale has no I8 weight beside it"
-                                                     : "up_proj.weight_scale is F32 [1, 1]; a per-channel scale of");
+                                                     : "up_proj.weight_scale is F32 [1, 1]; a scale per channel");
   }
   auto cfg = nlohmann::json::parse(read_text_file(d + "/w8a8/config.json"));
   cfg["quantization_config"]["config_groups"]["group_0"]["input_activations"]["strategy"] = "tensor";
   std::ofstream(d + "/w8a8/config.json") << cfg.dump();
   expect_cli_error("info " + d + "/w8a8", "input_activations: lmpress computes int8 activations per token");
+}
+
+// W4A8 (`--scheme w4a8`): int-quantized as llm-compressor writes its W4A8 preset and vLLM's
+// CompressedTensorsW4A8Int reads it — int4 values in [-8, 7] a byte each, scales per channel or per channel and
+// group, int8 activations per token — decoded independently to what lmpress reads; per channel the rows are int8
+// rows, so they run on the int8 × int8 kernels as W8A8's do.
+TEST(IntCheckpointCli, W4A8IsIntQuantizedWithInt4Values) {
+  if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
+  const std::string py = python();
+  ASSERT_FALSE(py.empty()) << "python3 with numpy is needed";
+  const std::string m = test::shared_path("models/lmp-8m"), d = test::temp_dir();
+  const std::string calib = " --calib " + test::shared_path("data/calib/docs-calib.txt") + " --calib-samples 8 --calib-ctx 128";
+  const double f32 = ppl_of(m);
+  for (const std::string type : {"int4-ch", "int4-g32"}) {
+    SCOPED_TRACE(type);
+    const std::string out = d + "/" + type;
+    auto r = run_cli("quantize " + m + " " + out + " --scheme w4a8 --method gptq" +
+                     (type == "int4-ch" ? std::string() : " --type " + type) + calib);
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto qc = nlohmann::json::parse(read_text_file(out + "/config.json"))["quantization_config"];
+    EXPECT_EQ(qc["format"], "int-quantized");
+    const auto& g = qc["config_groups"]["group_0"];
+    EXPECT_EQ(g["weights"]["num_bits"], 4);
+    EXPECT_EQ(g["weights"]["symmetric"], true);
+    EXPECT_EQ(g["weights"]["strategy"], type == "int4-ch" ? "channel" : "group");
+    EXPECT_EQ(g["input_activations"], nlohmann::json::parse(R"({"num_bits": 8, "type": "int", "symmetric": true,
+                                                                "strategy": "token", "dynamic": true})"));
+    for (const Tensor& t : load_safetensors_dir(out)) {
+      if (t.name == "model.layers.0.mlp.down_proj.weight") {  // [288, 768]
+        ASSERT_EQ(t.dtype, DType::I8);
+        const auto* v = reinterpret_cast<const int8_t*>(t.data);
+        const auto [lo, hi] = std::minmax_element(v, v + t.numel());
+        EXPECT_EQ(*lo, -8);
+        EXPECT_EQ(*hi, 7);
+      }
+      if (t.name == "model.layers.0.mlp.down_proj.weight_scale")
+        EXPECT_EQ(t.shape, (std::vector<int64_t>{288, type == "int4-ch" ? 1 : 768 / 32}));
+    }
+    const auto info = nlohmann::json::parse(run_cli("info " + out + " --json").out);
+    EXPECT_NE(info["format"].get<std::string>().find("w4a8 " + type), std::string::npos) << info["format"];
+    ASSERT_EQ(run_cli("convert " + out + " " + out + "-ref --dtype f32").status, 0);
+    r = test::shell(py + " " + LMPRESS_SOURCE_DIR + "/tests/decode_checkpoints.py " + out + "-ref " + out + " 2>&1");
+    EXPECT_EQ(r.status, 0) << r.out;
+    // Activations int8 per token: the model differs from its weights alone; 4-bit weights on this 8M model cost
+    // a few percent.
+    const double w4a8 = ppl_of(out), w4 = ppl_of(out + "-ref");
+    EXPECT_NE(w4a8, w4);
+    EXPECT_LT(std::fabs(w4a8 / f32 - 1), 0.1) << w4a8 << " vs " << f32;
+    if (type == "int4-ch") {
+      auto run = load_for_inference(out);
+      EXPECT_EQ(run->find("blk.0.ffn_down.weight")->dtype, DType::I8_X8);
+    }
+  }
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a8 --type int4-g32-asym", "--type int4-g32-asym disagrees");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a8 --type int8-ch", "--type int8-ch disagrees");
+  expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a8 --type int4-g32 --act-order --method gptq" + calib,
+                   "no weight_g_idx");
+  EXPECT_FALSE(std::filesystem::exists(d + "/x"));
 }
 
 // A 2:4-pruned model's weight-only compressed-tensors checkpoint carries a `dense` sparsity_config with the share of
@@ -241,7 +301,7 @@ TEST(IntCheckpointCli, BadPerModuleFormatsAreNamedErrors) {
   expect_cli_error(q + "--ignore model.layer.0", "quantize --ignore: 'model.layer.0' names no module");
   expect_cli_error(q + "--targets 're:model.(layers'", "quantize --targets: 'model.(layers' is not a regular expression");
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --ignore model.layers.0.mlp",
-                   "model.layers.0.mlp.gate_proj is left out: W8A8 quantizes every linear's activations");
+                   "model.layers.0.mlp.gate_proj is left out: W8A8 and W4A8 quantize every linear's activations");
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w8a8 --tensor-type ffn_down=f16", "per-module formats");
   expect_cli_error("quantize " + m + " " + d + "/x.gguf --type q4_0 --ignore model.layers.0.mlp", "--tensor-type PATTERN=f16");
   // A config that leaves a packed linear unquantized, and a dynamic rule lmpress cannot read.
@@ -277,11 +337,17 @@ TEST(IntCheckpointCli, BadFormatsAreNamedErrors) {
   cfg["quantization_config"]["version"] = "gemv";
   std::ofstream(d + "/a/config.json") << cfg.dump();
   expect_cli_error("info " + d + "/a", "version 'gemv': only AWQ's gemm packing is read");
-  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/c --type int4-g32 --format compressed-tensors").status, 0);
+  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/c --type int4-g32-asym --format compressed-tensors").status, 0);
   cfg = nlohmann::json::parse(read_text_file(d + "/c/config.json"));
   cfg["quantization_config"]["format"] = "int-quantized";
   std::ofstream(d + "/c/config.json") << cfg.dump();
-  expect_cli_error("info " + d + "/c", "int-quantized checkpoints are read with 8-bit symmetric per-channel weights");
+  expect_cli_error("info " + d + "/c", "int-quantized checkpoints are read with symmetric weights in column order");
+  // Symmetric int4 declared int-quantized (W4A8's layout) but stored packed: its tensors say what is missing.
+  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/e --type int4-g32 --format compressed-tensors").status, 0);
+  cfg = nlohmann::json::parse(read_text_file(d + "/e/config.json"));
+  cfg["quantization_config"]["format"] = "int-quantized";
+  std::ofstream(d + "/e/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/e", "a weight_scale has no I8 weight beside it");
   cfg["quantization_config"]["format"] = "pack-quantized";
   cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["strategy"] = "tensor";
   std::ofstream(d + "/c/config.json") << cfg.dump();

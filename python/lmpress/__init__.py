@@ -750,8 +750,9 @@ def quantize(
     "hadamard:SEED" rotates the residual stream (and each head's values) first
     (QuaRot/SpinQuant R1+R2; the same function, fewer outliers). scheme="w8a8":
     int8 weights per channel and int8 activations per token, a compressed-tensors
-    int-quantized directory (type is then int8-ch or None); smooth: SmoothQuant's
-    alpha first (w8a8, needs calib). compensate="rank=R[,method=eora|svd]": EoRA's
+    int-quantized directory (type is then int8-ch or None); scheme="w4a8": the same
+    with symmetric int4 weights (type None: int4-ch, or int4-gN); smooth:
+    SmoothQuant's alpha first (w8a8/w4a8, needs calib). compensate="rank=R[,method=eora|svd]": EoRA's
     low-rank compensation of the rounding error as a LoRA adapter (needs calib),
     written to compensate_out (None: OUT.eora.gguf, or OUT-eora beside a
     checkpoint directory). tensor_types: ["PATTERN=TYPE", ...] as --tensor-type (with an

@@ -105,8 +105,8 @@ class Quantizer {
           for (const auto& w : linear_names(m.cfg, l, site)) {
             if (selected && !selected->count(w)) {
               if (o.act_int8)
-                fail("{} is left out: W8A8 quantizes every linear's activations, so it takes no targets or ignore "
-                     "list (lm_head aside)",
+                fail("{} is left out: W8A8 and W4A8 quantize every linear's activations, so they take no targets or "
+                     "ignore list (lm_head aside)",
                      linear_module(w, m.cfg));
               continue;
             }
@@ -125,7 +125,8 @@ class Quantizer {
           }
       for (size_t i = 0; i < used.size(); i++)
         if (!used[i]) fail("{} matches none of the blocks' linear layers", o.int_rules[i].what);
-      if (o.act_int8 && !o.int_rules.empty()) fail("{}: W8A8 has one format (int8-ch) for every linear", o.int_rules[0].what);
+      if (o.act_int8 && !o.int_rules.empty())
+        fail("{}: W8A8 and W4A8 have one weight format for every linear", o.int_rules[0].what);
       check_fused_groups();
       for (const auto& t : m.tensors) plan_[t.name] = t.shape.size() == 2 ? DType::F16 : DType::F32;
     } else {
@@ -428,7 +429,8 @@ class Quantizer {
   // The bytes the checkpoint layout stores for q: levels and f16 scales, plus
   // zero points (GPTQ and AWQ always, compressed-tensors when asymmetric),
   // g_idx (GPTQ always, compressed-tensors with act-order) and
-  // compressed-tensors' weight_shape; W8A8 stores int8 weights and scales.
+  // compressed-tensors' weight_shape; W8A8 and W4A8 (int-quantized) store a
+  // byte per weight and the scales.
   uint64_t int_tensor_bytes(const IntGroupTensor& q) const {
     const uint64_t levels = uint64_t(q.rows * q.cols * q.spec.bits / 8), scales = uint64_t(q.n_groups * q.rows * 2);
     const uint64_t zeros = uint64_t(q.n_groups * q.rows * q.spec.bits / 8), g_idx = uint64_t(q.cols * 4);
@@ -436,7 +438,7 @@ class Quantizer {
       case IntCheckpoint::Gptq: return levels + zeros + scales + g_idx;
       case IntCheckpoint::Awq: return levels + zeros + scales;
       case IntCheckpoint::CompressedTensors:
-        if (o_.act_int8) return levels + scales;
+        if (o_.act_int8) return uint64_t(q.rows * q.cols) + scales;
         return levels + scales + (q.spec.sym ? 0 : zeros) + (q.spec.act_order ? g_idx : 0) + 16;
     }
     return 0;
@@ -547,7 +549,8 @@ nlohmann::ordered_json int_checkpoint_config(const Model& m, const QuantizeOptio
       break;
     }
     case IntCheckpoint::CompressedTensors: {
-      // W8A8: the INT8_W8A8 preset's dynamic per-token activations (CT quantization/quant_scheme.py).
+      // W8A8 / W4A8: the INT8_W8A8 and INT8_W4A8 presets' dynamic per-token activations
+      // (compressed-tensors quantization/quant_scheme.py), stored int-quantized as llm-compressor does.
       const nlohmann::ordered_json act =
           o.act_int8 ? nlohmann::ordered_json{{"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "token"},
                                               {"dynamic", true}}
@@ -598,8 +601,8 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
   eo.dtype = DType::F16;
   eo.name = o.name;
   eo.recipe = o.recipe;
-  const bool w8a8 = o.act_int8;
-  eo.hf_replace = [&m, &q, format, w8a8](const Tensor& t, const std::string& hf_name) {
+  const bool act_int8 = o.act_int8;
+  eo.hf_replace = [&m, &q, format, act_int8](const Tensor& t, const std::string& hf_name) {
     std::vector<TensorToWrite> out;
     const auto int_spec = q.int_spec(t.name);
     if (!int_spec) return out;
@@ -660,16 +663,17 @@ ExportOptions int_checkpoint_export_options(const Model& m, const QuantizeOption
         add(prefix + ".scales", DType::F16, {n_groups, rows}, [=] { return as_f16(pack_awq(get()).scales); });
         break;
       case IntCheckpoint::CompressedTensors: {
-        if (w8a8) {  // int-quantized: signed int8 weights and per-channel scales
+        if (act_int8) {  // int-quantized: signed values (int8, or int4 in [-8, 7]) a byte each, scales [out, groups]
           add(prefix + ".weight", DType::I8, {rows, cols}, [=] {
             const IntGroupTensor& v = get();
             std::vector<int8_t> w(v.q.size());
             for (int64_t r = 0; r < rows; r++)
               for (int64_t c = 0; c < cols; c++)
-                w[size_t(r * cols + c)] = int8_t(int(v.q[size_t(r * cols + c)]) - int(v.zero[size_t(r)]));
+                w[size_t(r * cols + c)] =
+                    int8_t(int(v.q[size_t(r * cols + c)]) - int(v.zero[size_t(r * v.n_groups + v.g_idx[size_t(c)])]));
             return as_bytes(w);
           });
-          add(prefix + ".weight_scale", DType::F16, {rows, 1}, [=] { return as_f16(get().scale); });
+          add(prefix + ".weight_scale", DType::F16, {rows, n_groups}, [=] { return as_f16(get().scale); });
           break;
         }
         const int64_t per = 32 / spec.bits;

@@ -44,19 +44,34 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
   QuantizeOptions q;
   std::string type = r.type, format = r.format;
   if (!r.scheme.empty()) {
-    if (r.scheme != "w8a8")
-      fail("--scheme {}: w8a8 (int8 weights per channel, int8 activations per token) is built; W4A8 is not", r.scheme);
-    if (!type.empty() && type != "int8-ch")
+    // int8 activations per token with int8 per-channel weights (W8A8) or symmetric int4 weights per channel or
+    // group (W4A8: vLLM's CompressedTensorsW4A8Int reads both strategies).
+    const std::string& sch = r.scheme;
+    if (sch != "w8a8" && sch != "w4a8")
+      fail("--scheme {}: w8a8 (int8 weights per channel) or w4a8 (int4 weights per channel or group), both with int8 "
+           "activations per token",
+           sch);
+    if (sch == "w8a8" && !type.empty() && type != "int8-ch")
       fail("--scheme w8a8 quantizes the weights to int8-ch (per channel); --type {} disagrees", type);
+    if (sch == "w4a8" && !type.empty()) {
+      const auto t = parse_int_group_type(type);
+      if (!t || t->bits != 4 || !t->sym)
+        fail("--scheme w4a8 quantizes the weights to symmetric int4, int4-ch (the default) or int4-gN; --type {} "
+             "disagrees",
+             type);
+    }
     if (format != "gptq" && format != "compressed-tensors")
-      fail("--scheme w8a8 is written as a compressed-tensors int-quantized checkpoint; --format {} cannot hold it", format);
-    if (r.target_bpw != 0) fail("--scheme w8a8 and --target-bpw: give one");
-    type = "int8-ch";
+      fail("--scheme {} is written as a compressed-tensors int-quantized checkpoint; --format {} cannot hold it", sch,
+           format);
+    if (r.target_bpw != 0) fail("--scheme {} and --target-bpw: give one", sch);
+    if (r.act_order) fail("--scheme {} with --act-order: int-quantized checkpoints have no weight_g_idx", sch);
+    if (type.empty()) type = sch == "w8a8" ? "int8-ch" : "int4-ch";
     format = "compressed-tensors";
     q.act_int8 = true;
   }
   if (r.smooth >= 0) {
-    if (r.scheme.empty()) fail("--smooth {}: SmoothQuant before --scheme w8a8 (for weight-only files: lmpress smooth)", r.smooth);
+    if (r.scheme.empty())
+      fail("--smooth {}: SmoothQuant before --scheme w8a8 or w4a8 (for weight-only files: lmpress smooth)", r.smooth);
     if (!(r.smooth <= 1)) fail("--smooth {}: SmoothQuant's migration strength is in [0, 1]", r.smooth);
     if (r.calib.file.empty()) fail("--smooth measures activations on calibration text: --calib FILE");
     q.smooth_alpha = r.smooth;
@@ -90,8 +105,9 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
     q.select = module_selector(r.targets, r.ignore, "quantize --targets", "quantize --ignore");
     for (const auto& spec : r.tensor_types) q.int_rules.push_back(int_tensor_rule(spec, r.act_order, q.checkpoint));
     if (q.act_int8 && !q.int_rules.empty())
-      fail("--scheme w8a8 quantizes every linear's activations; per-module formats (--tensor-type) are for weight-only "
-           "types");
+      fail("--scheme {} quantizes every linear's activations; per-module formats (--tensor-type) are for weight-only "
+           "types",
+           r.scheme);
   } else if (format != "gptq") {
     fail("--format {}: checkpoint formats are for int-N group types (--type int4-g128 ...); GGUF types are written as GGUF",
          r.format);
@@ -125,7 +141,8 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
   }
   if (!r.compensate_out.empty() && r.compensate.empty()) fail("--compensate-out without --compensate rank=R");
   if (!r.compensate.empty()) {
-    if (q.act_int8) fail("--compensate with --scheme w8a8: a LoRA adapter would run on unquantized activations");
+    if (q.act_int8)
+      fail("--compensate with --scheme {}: a LoRA adapter would run on unquantized activations", r.scheme);
     if (r.calib.file.empty()) fail("--compensate measures each linear's inputs on calibration text: --calib FILE");
     q.compensate = parse_compensate_spec(r.compensate, out_path, r.compensate_out, q.int_group.has_value());
     if (q.int_group) check_replaceable_dir("--compensate-out", q.compensate->adapter_path, "adapter_config.json");

@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/qdot.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -115,6 +116,18 @@ TEST(Hadamard, RotationIsTheDenseKroneckerProduct) {
       rot.apply(one.data());
       for (int64_t j = 0; j < 768; j++) ASSERT_EQ(rows[size_t(r * 768 + j)], one[size_t(j)]) << r << " " << j;
     }
+  }
+  // The AVX2 transform (where it runs) gives the scalar one's bits: the same butterflies and sums in the same order.
+  for (int64_t n : {768, 5632, 8192, 96, 48}) {
+    const HadamardRotation rot(n, 5);
+    std::vector<float> a(static_cast<size_t>(n)), b;
+    for (int64_t j = 0; j < n; j++) a[size_t(j)] = std::cos(float(j) * 0.11f) * float(1 + j % 7);
+    b = a;
+    rot.apply(a.data());
+    qdot_use_simd(false);
+    rot.apply(b.data());
+    qdot_use_simd(true);
+    EXPECT_EQ(a, b) << n;
   }
   // Signs differ by seed; sizes without a construction are refused by name.
   std::vector<float> a(64, 1.0f), b(64, 1.0f);

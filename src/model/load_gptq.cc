@@ -92,21 +92,21 @@ std::optional<Tensor> exact_blocks(const IntGroupTensor& q, const std::string& n
   return t;
 }
 
-// compressed-tensors: the int-N spec of one config group's weights; W8A8's
-// input activations set c.act_int8.
+// compressed-tensors: the int-N spec of one config group's weights; W8A8's and
+// W4A8's input activations set c.act_int8.
 IntGroupSpec ct_group_spec(const nlohmann::json& g, IntCheckpointConfig& c, const std::string& path, const std::string& gn) {
   if (!g.is_object() || !g.contains("weights") || !g["weights"].is_object())
     fail("{}: {}: the group has no weights object", path, gn);
   if (g.contains("input_activations") && !g["input_activations"].is_null()) {
-    // W8A8: int8 per token, dynamic, symmetric (the INT8_W8A8 preset); nothing else is computed.
+    // W8A8 / W4A8: int8 per token, dynamic, symmetric (the INT8_W8A8 / INT8_W4A8 presets); nothing else is computed.
     const nlohmann::json& a = g["input_activations"];
     const std::string an = gn + ".input_activations";
     if (!a.is_object()) fail("{}: {} must be an object or null", path, an);
     if (!c.int_quantized || json_int(a, "num_bits", path, an) != 8 || json_string(a, "type", path, an, "int") != "int" ||
         !json_bool(a, "symmetric", path, an, true) || json_string(a, "strategy", path, an, "") != "token" ||
         !json_bool(a, "dynamic", path, an, false))
-      fail("{}: {}: lmpress computes int8 activations per token, dynamic and symmetric, with int-quantized int8 "
-           "weights (W8A8); other activation schemes are not built",
+      fail("{}: {}: lmpress computes int8 activations per token, dynamic and symmetric, with int-quantized int8 or "
+           "int4 weights (W8A8, W4A8); other activation schemes are not built",
            path, an);
     c.act_int8 = true;
   }
@@ -129,8 +129,10 @@ IntGroupSpec ct_group_spec(const nlohmann::json& g, IntCheckpointConfig& c, cons
   }
   // Only group act-order stores weight_g_idx; "weight" (and "static") orders leave the groups in column order.
   s.act_order = w.contains("actorder") && (w["actorder"] == "group" || w["actorder"] == true);
-  if (c.int_quantized && (bits != 8 || !s.sym || s.group != -1))
-    fail("{}: {}: int-quantized checkpoints are read with 8-bit symmetric per-channel weights", path, wn);
+  if (c.int_quantized && (!s.sym || s.act_order || (bits == 8 && s.group != -1)))
+    fail("{}: {}: int-quantized checkpoints are read with symmetric weights in column order, 8-bit per channel or "
+         "4-bit per channel or group",
+         path, wn);
   return s;
 }
 
@@ -315,7 +317,8 @@ IntCheckpointConfig int_checkpoint_from_config(const nlohmann::ordered_json& ord
 
 namespace {
 
-// compressed-tensors int-quantized: PREFIX.weight (I8 [out, in]) times PREFIX.weight_scale ([out, 1]) as F32.
+// compressed-tensors int-quantized: PREFIX.weight (I8 [out, in]) times PREFIX.weight_scale ([out, groups]: one
+// per row, or one per row and group of in / groups consecutive columns) as F32.
 std::vector<Tensor> dequantize_int_quantized(std::vector<Tensor> tensors, const std::string& path) {
   const std::string ws = ".weight_scale";
   std::map<std::string, const Tensor*> scales;  // PREFIX.weight -> its scale
@@ -337,14 +340,17 @@ std::vector<Tensor> dequantize_int_quantized(std::vector<Tensor> tensors, const 
       fail("{}: {} is {} {}; an int-quantized weight is an I8 matrix", path, t.name, dtype_name(t.dtype), t.shape_str());
     const int64_t rows = t.shape[0], cols = t.shape[1];
     const Tensor& sc = *it->second;
-    if (sc.numel() != rows || !is_float_type(sc.dtype))
-      fail("{}: {} is {} {}; a per-channel scale of {} rows was expected", path, sc.name, dtype_name(sc.dtype),
-           sc.shape_str(), rows);
+    const int64_t groups = sc.shape.size() == 2 && sc.shape[0] == rows ? sc.shape[1] : sc.numel() == rows ? 1 : 0;
+    if (groups < 1 || cols % groups || !is_float_type(sc.dtype))
+      fail("{}: {} is {} {}; a scale per channel ([{}, 1]) or per channel and group ([{}, G], G dividing {}) was "
+           "expected",
+           path, sc.name, dtype_name(sc.dtype), sc.shape_str(), rows, rows, cols);
     const std::vector<float> s = to_f32(sc);
     const auto* q = reinterpret_cast<const int8_t*>(t.data);
+    const int64_t gs = cols / groups;
     std::vector<float> v(size_t(rows * cols));
     for (int64_t r = 0; r < rows; r++)
-      for (int64_t c = 0; c < cols; c++) v[size_t(r * cols + c)] = s[size_t(r)] * float(q[r * cols + c]);
+      for (int64_t c = 0; c < cols; c++) v[size_t(r * cols + c)] = s[size_t(r * groups + c / gs)] * float(q[r * cols + c]);
     out.push_back(make_f32_tensor(t.name, {rows, cols}, std::move(v)));
   }
   if (found != scales.size()) fail("{}: a weight_scale has no I8 weight beside it ({} of {})", path, found, scales.size());

@@ -86,9 +86,10 @@ void add_quantize(CLI::App& app) {
   cmd->add_flag("--clip-search", o->clip_search,
                 "RTN: choose each block's clipping ratio by least (importance-weighted) squared error");
   cmd->add_option("--scheme", o->scheme,
-                  "w8a8: int8 weights per channel and int8 activations per token (dynamic), written as a "
-                  "compressed-tensors int-quantized checkpoint (vLLM's W8A8 int8)");
-  cmd->add_option("--smooth", o->smooth, "SmoothQuant's α in [0, 1] before --scheme w8a8 (needs --calib)");
+                  "w8a8: int8 weights per channel, w4a8: symmetric int4 weights (int4-ch, or --type int4-gN), both "
+                  "with int8 activations per token (dynamic), written as a compressed-tensors int-quantized "
+                  "checkpoint (vLLM's W8A8 int8 / W4A8 int)");
+  cmd->add_option("--smooth", o->smooth, "SmoothQuant's α in [0, 1] before --scheme w8a8 or w4a8 (needs --calib)");
   cmd->add_option("--rotate", o->rotate,
                   "Rotate the residual stream first (QuaRot): hadamard or hadamard:SEED; same function, fewer outliers; "
                   "with ,r4 also ffn_down's input online (an lmpress file)");
