@@ -102,6 +102,23 @@ TEST(LowRankCli, GlobalRanksFollowTheSpectra) {
   EXPECT_EQ(allocate_ranks(sigma, shapes, 100), (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(allocate_ranks(sigma, shapes, 140), (std::vector<int64_t>{3, 4}));
   EXPECT_EQ(allocate_ranks(sigma, shapes, 10), (std::vector<int64_t>{1, 1}));  // at least 1 each
+  // A block factor type's unit (4 here): ranks go 1 → 4 → 8, each step priced whole. 20 × 20 linears (40 per
+  // rank, rank 8 the largest below dense): linear 1's first step (3 ranks of its even spectrum) is worth most, then
+  // its second, then linear 0's first.
+  const std::vector<std::vector<double>> s12{std::vector<double>{10, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+                                             std::vector<double>(12, 3.0)};
+  const std::vector<std::pair<int64_t, int64_t>> sq{{20, 20}, {20, 20}};
+  EXPECT_EQ(allocate_ranks(s12, sq, 200, 4), (std::vector<int64_t>{1, 4}));
+  EXPECT_EQ(allocate_ranks(s12, sq, 360, 4), (std::vector<int64_t>{1, 8}));
+  EXPECT_EQ(allocate_ranks(s12, sq, 480, 4), (std::vector<int64_t>{4, 8}));
+  // --ratio with a block type: the largest rank below the budget that is a multiple of the block (F16: any).
+  LowRankOptions lo;
+  lo.ratio = 0.4;
+  EXPECT_EQ(low_rank_for(lo, "w", 2560, 960), 418);
+  lo.factor_type = DType::Q8_0;
+  EXPECT_EQ(low_rank_for(lo, "w", 2560, 960), 416);
+  EXPECT_EQ(low_rank_for(lo, "w", 960, 960), 288);
+  EXPECT_EQ(low_rank_for(lo, "w", 40, 40), 12);  // below one block: as computed
   // On lmp-8m: the linears together lose 30% (within one rank step), their ranks differ.
   const std::string d = test::temp_dir();
   auto r = run_cli("lowrank " + S("models/lmp-8m") + " " + d + "/g.gguf --method svd-llm --ratio 0.3 --global --json" +

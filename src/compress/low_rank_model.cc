@@ -45,11 +45,18 @@ int64_t low_rank_for(const LowRankOptions& o, const std::string& name, int64_t o
     return o.rank;
   }
   const double keep = (1.0 - o.ratio) * double(out) * double(in);
-  return std::max<int64_t>(1, int64_t(std::floor(keep / double(out + in))));
+  const int64_t r = std::max<int64_t>(1, int64_t(std::floor(keep / double(out + in))));
+  const int64_t unit = low_rank_unit(o.factor_type);
+  return r >= unit ? r - r % unit : r;
+}
+
+int64_t low_rank_unit(DType factor_type) {
+  return is_float_type(factor_type) ? 1 : int64_t(dtype_info(factor_type).block_elems);
 }
 
 std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigma,
-                                    const std::vector<std::pair<int64_t, int64_t>>& shapes, int64_t budget) {
+                                    const std::vector<std::pair<int64_t, int64_t>>& shapes, int64_t budget,
+                                    int64_t unit) {
   const size_t n = sigma.size();
   std::vector<int64_t> rank(n, 1);
   std::vector<double> total(n, 0.0);
@@ -58,22 +65,25 @@ std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigm
     for (double s : sigma[i]) total[i] += s * s;
     used += shapes[i].first + shapes[i].second;
   }
-  // (gain per parameter, linear): the next rank's share of its linear's error.
+  // A rank's next step: to `unit`, then by `unit` (so that ranks above 1 fill the factor type's blocks).
+  const auto step_to = [unit](int64_t r) { return r < unit ? unit : r + unit; };
+  // (gain per parameter, linear): the next step's share of its linear's error.
   std::priority_queue<std::pair<double, size_t>> next;
   const auto push = [&](size_t i) {
     const auto [out, in] = shapes[i];
-    const int64_t r = rank[i];
-    if (r >= int64_t(sigma[i].size()) || r >= std::min(out, in) - 1 || (r + 1) * (out + in) >= out * in) return;
-    const double s = sigma[i][size_t(r)];
-    next.push({total[i] > 0 ? s * s / total[i] / double(out + in) : 0.0, i});
+    const int64_t r = rank[i], to = step_to(r);
+    if (to > int64_t(sigma[i].size()) || to >= std::min(out, in) || to * (out + in) >= out * in) return;
+    double gain = 0;
+    for (int64_t k = r; k < to; k++) gain += sigma[i][size_t(k)] * sigma[i][size_t(k)];
+    next.push({total[i] > 0 ? gain / total[i] / double((to - r) * (out + in)) : 0.0, i});
   };
   for (size_t i = 0; i < n; i++) push(i);
   while (!next.empty()) {
     const size_t i = next.top().second;
     next.pop();
-    const int64_t cost = shapes[i].first + shapes[i].second;
-    if (used + cost > budget) continue;  // a cheaper linear's rank may still fit
-    rank[i]++;
+    const int64_t to = step_to(rank[i]), cost = (to - rank[i]) * (shapes[i].first + shapes[i].second);
+    if (used + cost > budget) continue;  // a cheaper step may still fit
+    rank[i] = to;
     used += cost;
     push(i);
   }
@@ -215,7 +225,8 @@ class Factorizer {
       progress.update(uint64_t(l + 1));
     }
     progress.finish();
-    const std::vector<int64_t> r = allocate_ranks(sigma, shapes, int64_t((1.0 - o_.ratio) * dense));
+    const std::vector<int64_t> r =
+        allocate_ranks(sigma, shapes, int64_t((1.0 - o_.ratio) * dense), low_rank_unit(o_.factor_type));
     for (size_t i = 0; i < names.size(); i++) ranks_[names[i]] = r[i];
   }
 

@@ -44,17 +44,24 @@ struct LowRankOptions {
 LowRankMethod parse_low_rank_method(const std::string& s);
 const char* low_rank_method_name(LowRankMethod m);
 // The rank each linear gets: rank, or the largest r with r·(out + in) ≤ (1 − ratio)·out·in
-// (at least 1). Fails naming the linear when a rank does not make it smaller.
+// (at least 1), rounded down to a multiple of low_rank_unit(factor_type) when
+// it is at least one. Fails naming the linear when a rank does not make it smaller.
 int64_t low_rank_for(const LowRankOptions& o, const std::string& name, int64_t out, int64_t in);
+// The block of a quantized factor type (32 for Q8_0, 256 for the k-quants), 1
+// for float types: B [out, r]'s rows fill whole blocks when r is a multiple of
+// it (else the writer stores B as F16).
+int64_t low_rank_unit(DType factor_type);
 
 // Ranks for linears with the given singular values (each its method's
 // problem's, largest first) and shapes under a budget of factor parameters:
 // greedily, one rank at a time, where it removes the largest share of its
 // linear's error Σσ² per parameter (out + in) — optimal for the sum of
 // relative errors, as each linear's gains only fall. Every linear gets at
-// least 1 and stays below min(out, in) and smaller than dense.
+// least 1 and stays below min(out, in) and smaller than dense. With unit > 1
+// the ranks grow from 1 to unit, then unit at a time (each step priced whole).
 std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigma,
-                                    const std::vector<std::pair<int64_t, int64_t>>& shapes, int64_t budget);
+                                    const std::vector<std::pair<int64_t, int64_t>>& shapes, int64_t budget,
+                                    int64_t unit = 1);
 
 struct LowRankTensor {
   std::string name, shape;

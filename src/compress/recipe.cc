@@ -127,11 +127,14 @@ void quant_formats(const YAML::Node& m, const Ctx& c, RecipeStep& st) {
     else if (s == "W4A16_ASYM") st.quantize.type = "int4-g128-asym";
     else if (s == "W8A16") st.quantize.type = "int8-ch";
     else if (s == "W8A8") st.quantize.scheme = "w8a8";  // int8 per channel, int8 activations per token (quantize --scheme w8a8)
-    else if (s == "W4A8" || s.rfind("FP8", 0) == 0)
-      fail("{}: {}.scheme {}: this activation quantization is not built; the schemes are W4A16, W4A16_ASYM, W8A16 "
-           "and W8A8",
+    else if (s == "W4A8") {  // the INT8_W4A8 preset: int4 in groups of 128, int8 activations per token
+      st.quantize.scheme = "w4a8";
+      st.quantize.type = "int4-g128";
+    } else if (s.rfind("FP8", 0) == 0)
+      fail("{}: {}.scheme {}: this activation quantization is not built; the schemes are W4A16, W4A16_ASYM, W8A16, "
+           "W8A8 and W4A8",
            c.source, c.where, s);
-    else fail("{}: {}.scheme '{}' is unknown (W4A16, W4A16_ASYM, W8A16, W8A8)", c.source, c.where, s);
+    else fail("{}: {}.scheme '{}' is unknown (W4A16, W4A16_ASYM, W8A16, W8A8, W4A8)", c.source, c.where, s);
     return;
   }
   const YAML::Node g = m["config_groups"];

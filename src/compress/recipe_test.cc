@@ -61,7 +61,10 @@ TEST(Recipe, WhatItCannotDoIsANamedError) {
   bad("- a\n- b\n", "a map of stages");
   bad("s:\n  m_modifiers:\n    SmoothQuantModifier: {smoothing_strength: 1.8}\n", "smoothing_strength 1.8");
   bad("s:\n  m_modifiers:\n    SmoothQuantModifier: {mappings: []}\n", "SmoothQuantModifier.mappings");
-  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A8}\n", "this activation quantization is not built");
+  bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: FP8_DYNAMIC}\n", "this activation quantization is not built");
+  const Recipe w4a8 = parse_recipe("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A8}\n", "r");
+  EXPECT_EQ(w4a8.steps[0].quantize.scheme, "w4a8");
+  EXPECT_EQ(w4a8.steps[0].quantize.type, "int4-g128");
   EXPECT_EQ(parse_recipe("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W8A8}\n", "r").steps[0].quantize.scheme, "w8a8");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, observer: mse}\n", "s.m_modifiers.GPTQModifier.observer");
   bad("s:\n  m_modifiers:\n    GPTQModifier: {scheme: W4A16, targets: ['re:.*(self_attn']}\n", "is not a regular expression");
