@@ -121,7 +121,7 @@ TEST(IntCheckpointCli, W8A8IsIntQuantizedWithTokenActivations) {
     }
     write_safetensors(out + "/model.safetensors", keep);
     expect_cli_error("info " + out, bad == "missing" ? "a weight_scale has no I8 weight beside it"
-                                                     : "up_proj.weight_scale is F32 [1, 1]; a scale per channel");
+                                                     : "up_proj.weight_scale is F32 [1, 1]; the config's per-channel weights take a scale of [768, 1]");
   }
   auto cfg = nlohmann::json::parse(read_text_file(d + "/w8a8/config.json"));
   cfg["quantization_config"]["config_groups"]["group_0"]["input_activations"]["strategy"] = "tensor";
@@ -180,6 +180,11 @@ TEST(IntCheckpointCli, W4A8IsIntQuantizedWithInt4Values) {
       EXPECT_EQ(run->find("blk.0.ffn_down.weight")->dtype, DType::I8_X8);
     }
   }
+  // A config whose group size disagrees with the stored scales.
+  auto cfg = nlohmann::json::parse(read_text_file(d + "/int4-g32/config.json"));
+  cfg["quantization_config"]["config_groups"]["group_0"]["weights"]["group_size"] = 16;
+  std::ofstream(d + "/int4-g32/config.json") << cfg.dump();
+  expect_cli_error("info " + d + "/int4-g32", "the config's group-16 weights take a scale of");
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a8 --type int4-g32-asym", "--type int4-g32-asym disagrees");
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a8 --type int8-ch", "--type int8-ch disagrees");
   expect_cli_error("quantize " + m + " " + d + "/x --scheme w4a8 --type int4-g32 --act-order --method gptq" + calib,

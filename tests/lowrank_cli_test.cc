@@ -111,6 +111,8 @@ TEST(LowRankCli, GlobalRanksFollowTheSpectra) {
   EXPECT_EQ(allocate_ranks(s12, sq, 200, 4), (std::vector<int64_t>{1, 4}));
   EXPECT_EQ(allocate_ranks(s12, sq, 360, 4), (std::vector<int64_t>{1, 8}));
   EXPECT_EQ(allocate_ranks(s12, sq, 480, 4), (std::vector<int64_t>{4, 8}));
+  // A unit no rank fits (16: 16·40 is not below 20·20) leaves the steps at 1, as unit 1 gives them.
+  EXPECT_EQ(allocate_ranks(s12, sq, 480, 16), allocate_ranks(s12, sq, 480, 1));
   // --ratio with a block type: the largest rank below the budget that is a multiple of the block (F16: any).
   LowRankOptions lo;
   lo.ratio = 0.4;

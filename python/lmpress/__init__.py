@@ -748,7 +748,8 @@ def quantize(
     two need calib, a calibration text, of calib_samples windows of calib_ctx
     tokens). imatrix: a llama.cpp imatrix GGUF. rotate: "hadamard" or
     "hadamard:SEED" rotates the residual stream (and each head's values) first
-    (QuaRot/SpinQuant R1+R2; the same function, fewer outliers). scheme="w8a8":
+    (QuaRot/SpinQuant R1+R2; the same function, fewer outliers); with ",r4" also
+    down_proj's input at run time (a GGUF only lmpress runs). scheme="w8a8":
     int8 weights per channel and int8 activations per token, a compressed-tensors
     int-quantized directory (type is then int8-ch or None); scheme="w4a8": the same
     with symmetric int4 weights (type None: int4-ch, or int4-gN); smooth:

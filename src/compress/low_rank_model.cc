@@ -65,13 +65,19 @@ std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigm
     for (double s : sigma[i]) total[i] += s * s;
     used += shapes[i].first + shapes[i].second;
   }
-  // A rank's next step: to `unit`, then by `unit` (so that ranks above 1 fill the factor type's blocks).
-  const auto step_to = [unit](int64_t r) { return r < unit ? unit : r + unit; };
+  // A rank's next step: to `unit`, then by `unit` (so that ranks above 1 fill the factor type's blocks); a linear
+  // too small for one block of rank steps by 1, as low_rank_for keeps such ranks as computed.
+  std::vector<int64_t> units(n, 1);
+  for (size_t i = 0; i < n; i++) {
+    const auto [out, in] = shapes[i];
+    if (unit < std::min(out, in) && unit * (out + in) < out * in) units[i] = unit;
+  }
+  const auto step_to = [&units](size_t i, int64_t r) { return r < units[i] ? units[i] : r + units[i]; };
   // (gain per parameter, linear): the next step's share of its linear's error.
   std::priority_queue<std::pair<double, size_t>> next;
   const auto push = [&](size_t i) {
     const auto [out, in] = shapes[i];
-    const int64_t r = rank[i], to = step_to(r);
+    const int64_t r = rank[i], to = step_to(i, r);
     if (to > int64_t(sigma[i].size()) || to >= std::min(out, in) || to * (out + in) >= out * in) return;
     double gain = 0;
     for (int64_t k = r; k < to; k++) gain += sigma[i][size_t(k)] * sigma[i][size_t(k)];
@@ -81,7 +87,7 @@ std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigm
   while (!next.empty()) {
     const size_t i = next.top().second;
     next.pop();
-    const int64_t to = step_to(rank[i]), cost = (to - rank[i]) * (shapes[i].first + shapes[i].second);
+    const int64_t to = step_to(i, rank[i]), cost = (to - rank[i]) * (shapes[i].first + shapes[i].second);
     if (used + cost > budget) continue;  // a cheaper step may still fit
     rank[i] = to;
     used += cost;

@@ -58,7 +58,8 @@ int64_t low_rank_unit(DType factor_type);
 // linear's error Σσ² per parameter (out + in) — optimal for the sum of
 // relative errors, as each linear's gains only fall. Every linear gets at
 // least 1 and stays below min(out, in) and smaller than dense. With unit > 1
-// the ranks grow from 1 to unit, then unit at a time (each step priced whole).
+// the ranks grow from 1 to unit, then unit at a time (each step priced whole);
+// a linear with no room for a rank of unit steps by 1.
 std::vector<int64_t> allocate_ranks(const std::vector<std::vector<double>>& sigma,
                                     const std::vector<std::pair<int64_t, int64_t>>& shapes, int64_t budget,
                                     int64_t unit = 1);

@@ -135,6 +135,10 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
   q.name = r.name;
   if (!r.rotate.empty()) {
     q.rotate = parse_rotate_spec(r.rotate, "--rotate");
+    if (q.rotate->down && q.int_group)
+      fail("--rotate {}: R4 is applied at run time, which the engines reading {} checkpoints do not do; write a GGUF "
+           "type",
+           r.rotate, type);
     if (!r.imatrix.empty())
       fail("--imatrix with --rotate: the importance matrix was measured on the unrotated model (its channels are not the "
            "rotated model's); calibrate GPTQ or AWQ with --calib instead");

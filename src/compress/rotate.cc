@@ -80,7 +80,7 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
   std::shared_ptr<const HadamardRotation> q4;
   if (spec.down) {
     if (m.cfg.down_rotation) fail("{}: ffn_down's input is rotated online (R4) already", m.path);
-    if (!m.cfg.uniform())
+    if (!m.cfg.uniform_ffn())
       fail("{}: its layers differ in feed-forward size; R4 (online before ffn_down) needs one size", m.path);
     const int64_t F = m.cfg.ffn_dim;
     if (!HadamardRotation::supported(F))

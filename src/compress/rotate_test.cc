@@ -202,6 +202,8 @@ TEST(Rotate, CommandLine) {
   EXPECT_EQ(info["online_rotation"]["seed"], 6);
   test::expect_cli_error("convert " + d + "/r4.gguf " + d + "/hf", "which Hugging Face engines do not do");
   test::expect_cli_error("quantize " + d + "/r4.gguf " + d + "/int4 --type int4-g32", "which Hugging Face engines do not do");
+  test::expect_cli_error("quantize " + m + " " + d + "/int4 --type int4-g32 --rotate hadamard,r4",
+                         "--rotate hadamard,r4: R4 is applied at run time");
   test::expect_cli_error("prune " + d + "/r4.gguf " + d + "/x.gguf --structured ffn=0.2 --calib " +
                              test::shared_path("data/calib/docs-calib.txt"),
                          "--structured ffn=0.2: ffn_down's input is rotated online (R4)");

@@ -13,20 +13,28 @@
 
 namespace lmpress {
 
+namespace {
+
+// The unnormalized transform of p floats (p a power of two): H_p·y without the 1/√p.
+void fwht_ref(float* y, int64_t p) {
+  for (int64_t h = 1; h < p; h *= 2)
+    for (int64_t i = 0; i < p; i += 2 * h)
+      for (int64_t j = i; j < i + h; j++) {
+        const float a = y[j], c = y[j + h];
+        y[j] = a + c;
+        y[j + h] = a - c;
+      }
+}
+
+}  // namespace
+
 void hadamard(float* x, int64_t n, int64_t block) {
   if (block < 1 || (block & (block - 1)) != 0 || n % block != 0)
     fail("hadamard: block {} is not a power of two dividing {}", block, n);
   const float norm = 1.0f / std::sqrt(float(block));
   for (int64_t b = 0; b < n; b += block) {
-    float* y = x + b;
-    for (int64_t h = 1; h < block; h *= 2)
-      for (int64_t i = 0; i < block; i += 2 * h)
-        for (int64_t j = i; j < i + h; j++) {
-          const float a = y[j], c = y[j + h];
-          y[j] = a + c;
-          y[j + h] = a - c;
-        }
-    for (int64_t j = 0; j < block; j++) y[j] *= norm;
+    fwht_ref(x + b, block);
+    for (int64_t j = 0; j < block; j++) x[b + j] *= norm;
   }
 }
 
@@ -61,7 +69,8 @@ int64_t paley_order(int64_t n) {
 }  // namespace
 
 std::vector<int8_t> paley_hadamard(int64_t m) {
-  // Orders above 4096 (none a model needs) are not built: the construction holds m² values.
+  // Orders above 4096 are not built: the construction holds m² values and a rotation's mix costs m·n additions per
+  // row (Llama 2's 11008 = 2·5504 has only order 5504).
   if (m < 4 || m % 4 != 0 || m > 4096) return {};
   int64_t q = m - 1;
   const bool first = is_prime(q) && q % 4 == 3;
@@ -116,17 +125,6 @@ HadamardRotation::HadamardRotation(int64_t n, uint64_t seed) : n_(n), m_(paley_o
 }
 
 namespace {
-
-// The unnormalized transform of p floats (p a power of two): H_p·y without the 1/√p.
-void fwht_ref(float* y, int64_t p) {
-  for (int64_t h = 1; h < p; h *= 2)
-    for (int64_t i = 0; i < p; i += 2 * h)
-      for (int64_t j = i; j < i + h; j++) {
-        const float a = y[j], c = y[j + h];
-        y[j] = a + c;
-        y[j + h] = a - c;
-      }
-}
 
 // y (m × p) <- scale·H_mᵀ·x (x viewed as m × p): row k of y is scale · Σ_i H(i, k)·(row i of x), summed in
 // order of i, as the AVX2 kernel sums each lane.

@@ -14,7 +14,7 @@ void hadamard(float* x, int64_t n, int64_t block);
 
 // A ±1 Hadamard matrix of order m (H·Hᵀ = m·I), row-major, by Paley's
 // constructions: m = q + 1 for a prime q ≡ 3 (mod 4), m = 2(q + 1) for a prime
-// q ≡ 1 (mod 4). Empty when neither applies.
+// q ≡ 1 (mod 4). Empty when neither applies, and for orders above 4096.
 std::vector<int8_t> paley_hadamard(int64_t m);
 
 // QuaRot's random Hadamard rotation of size n = 2^k·m: the orthogonal

@@ -27,7 +27,7 @@ void ModelConfig::validate(const std::string& src) const {
   range("max_position_embeddings", ctx_len, 2, 1 << 24);
   range("rope dimension count", rope_dim, 2, head_dim);
   if (head_dim % 2 || rope_dim % 2) fail("{}: head_dim {} / rope dim {} must be even", src, head_dim, rope_dim);
-  if (down_rotation && (moe() || !uniform() || down_rotation->size() != ffn_dim))
+  if (down_rotation && (moe() || !uniform_ffn() || down_rotation->size() != ffn_dim))
     fail("{}: ffn_down's input is rotated online (R4, size {}), which needs every layer's {} to be that size and no "
          "experts",
          src, down_rotation->size(), field("intermediate_size"));

@@ -148,6 +148,12 @@ struct ModelConfig {
   int64_t heads(int64_t l) const { return uniform() ? n_heads : layer_heads[size_t(l)]; }
   int64_t kv_heads(int64_t l) const { return uniform() ? n_kv_heads : layer_kv_heads[size_t(l)]; }
   int64_t ffn(int64_t l) const { return uniform() ? ffn_dim : layer_ffn[size_t(l)]; }
+  // Every layer's feed-forward is ffn_dim (the heads may still differ).
+  bool uniform_ffn() const {
+    for (int64_t f : layer_ffn)
+      if (f != ffn_dim) return false;
+    return true;
+  }
   int64_t q_dim(int64_t l) const { return heads(l) * head_dim; }
   int64_t kv_dim(int64_t l) const { return kv_heads(l) * head_dim; }
   // Sets the per-layer dimensions (one value per layer each); collapses to

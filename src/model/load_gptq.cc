@@ -319,7 +319,8 @@ namespace {
 
 // compressed-tensors int-quantized: PREFIX.weight (I8 [out, in]) times PREFIX.weight_scale ([out, groups]: one
 // per row, or one per row and group of in / groups consecutive columns) as F32.
-std::vector<Tensor> dequantize_int_quantized(std::vector<Tensor> tensors, const std::string& path) {
+std::vector<Tensor> dequantize_int_quantized(std::vector<Tensor> tensors, const IntGroupSpec& spec,
+                                             const std::string& path) {
   const std::string ws = ".weight_scale";
   std::map<std::string, const Tensor*> scales;  // PREFIX.weight -> its scale
   for (const auto& t : tensors)
@@ -340,11 +341,13 @@ std::vector<Tensor> dequantize_int_quantized(std::vector<Tensor> tensors, const 
       fail("{}: {} is {} {}; an int-quantized weight is an I8 matrix", path, t.name, dtype_name(t.dtype), t.shape_str());
     const int64_t rows = t.shape[0], cols = t.shape[1];
     const Tensor& sc = *it->second;
-    const int64_t groups = sc.shape.size() == 2 && sc.shape[0] == rows ? sc.shape[1] : sc.numel() == rows ? 1 : 0;
-    if (groups < 1 || cols % groups || !is_float_type(sc.dtype))
-      fail("{}: {} is {} {}; a scale per channel ([{}, 1]) or per channel and group ([{}, G], G dividing {}) was "
-           "expected",
-           path, sc.name, dtype_name(sc.dtype), sc.shape_str(), rows, rows, cols);
+    // The config's strategy fixes the scales' count: one per row, or one per row and group of group_size columns.
+    const int64_t groups = spec.group > 0 && cols % spec.group == 0 ? cols / spec.group : spec.group > 0 ? 0 : 1;
+    const bool shaped = sc.shape.size() == 2 ? sc.shape[0] == rows && sc.shape[1] == groups : groups == 1 && sc.numel() == rows;
+    if (groups < 1 || !shaped || !is_float_type(sc.dtype))
+      fail("{}: {} is {} {}; the config's {} weights take a scale of [{}, {}]", path, sc.name, dtype_name(sc.dtype),
+           sc.shape_str(), spec.group > 0 ? "group-" + std::to_string(spec.group) : std::string("per-channel"), rows,
+           groups > 0 ? std::to_string(groups) : "in / group_size (which does not divide " + std::to_string(cols) + ")");
     const std::vector<float> s = to_f32(sc);
     const auto* q = reinterpret_cast<const int8_t*>(t.data);
     const int64_t gs = cols / groups;
@@ -361,7 +364,7 @@ std::vector<Tensor> dequantize_int_quantized(std::vector<Tensor> tensors, const 
 
 std::vector<Tensor> dequantize_int_checkpoint_tensors(std::vector<Tensor> tensors, const IntCheckpointConfig& cfg,
                                                       const std::string& path) {
-  if (cfg.int_quantized) return dequantize_int_quantized(std::move(tensors), path);
+  if (cfg.int_quantized) return dequantize_int_quantized(std::move(tensors), cfg.spec, path);
   std::vector<const char*> suffixes;
   switch (cfg.format) {
     case IntCheckpoint::Gptq: suffixes = {".qweight", ".qzeros", ".scales", ".g_idx"}; break;
