@@ -11,6 +11,7 @@
 # online rotation before ffn_down (GGUF types only: the int-N checkpoints are
 # for engines that do not apply it).
 # Usage: bench/rotate-table.sh [CHUNKS] [HELDOUT_CHUNKS]   (writes bench/results/rotate-lmp-8m.md)
+# TYPES_W256 / TYPES_8M choose the types (e.g. TYPES_W256=int2-g128 TYPES_8M=int2-g32 OUT=...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHUNKS=${1:-150}
@@ -35,7 +36,7 @@ row() {  # model dense file label type method rotation seconds
 for model in lmp-8m-w256 lmp-8m; do
   dense=$W/$model.gguf
   "$LMP" convert "$SHARED/models/$model" "$dense" --dtype f32 > /dev/null
-  read -r -a types <<< "$([ $model = lmp-8m ] && echo int3-g32 || echo q2_k q3_k_s int3-g128)"
+  read -r -a types <<< "$([ $model = lmp-8m ] && echo "${TYPES_8M:-int3-g32}" || echo "${TYPES_W256:-q2_k q3_k_s int3-g128}")"
   for type in "${types[@]}"; do
     case $type in int*) out=$W/q ;; *) out=$W/q.gguf ;; esac
     for method in rtn gptq; do
@@ -55,7 +56,7 @@ done
 {
   echo "# QuaRot rotation before quantizing: lmp-8m-w256 and lmp-8m"
   echo
-  echo "\`bench/rotate-table.sh $CHUNKS $HELD_CHUNKS\`, $(date -u +%Y-%m-%d). CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"
+  echo "\`${TYPES_W256:+TYPES_W256=\"$TYPES_W256\" }${TYPES_8M:+TYPES_8M=\"$TYPES_8M\" }bench/rotate-table.sh $CHUNKS $HELD_CHUNKS\`, $(date -u +%Y-%m-%d). CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'),"
   echo "$(nproc) threads; flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx_vnni|fma|f16c)$' | tr '\n' ' ')."
   echo
   cat "$OUT.tmp"
