@@ -162,8 +162,9 @@ TEST(IntCheckpointCli, W4A8IsIntQuantizedWithInt4Values) {
         EXPECT_EQ(*lo, -8);
         EXPECT_EQ(*hi, 7);
       }
-      if (t.name == "model.layers.0.mlp.down_proj.weight_scale")
+      if (t.name == "model.layers.0.mlp.down_proj.weight_scale") {
         EXPECT_EQ(t.shape, (std::vector<int64_t>{288, type == "int4-ch" ? 1 : 768 / 32}));
+      }
     }
     const auto info = nlohmann::json::parse(run_cli("info " + out + " --json").out);
     EXPECT_NE(info["format"].get<std::string>().find("w4a8 " + type), std::string::npos) << info["format"];

@@ -103,13 +103,16 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
     rotate_rows(w, rows, q);
     m.set_f32(name, std::move(w));
   };
-  // A linear writing the residual stream (D rows): W <- Qᵀ·W, its bias b <- Qᵀ·b.
-  auto writer = [&](const std::string& name, const std::string& bias) {
+  // A linear writing the residual stream (D rows): W <- Qᵀ·W (then, for ffn_down under R4, W <- W·Q4: its rows
+  // times Q4), its bias b <- Qᵀ·b.
+  auto writer = [&](const std::string& name, const std::string& bias, const HadamardRotation* cols_rotation) {
     const Tensor& t = m.tensor(name);
     const int64_t cols = t.cols();
     std::vector<float> w = transpose(to_f32(t), D, cols);
     rotate_rows(w, cols, q);
-    m.set_f32(name, transpose(w, cols, D));
+    w = transpose(w, cols, D);
+    if (cols_rotation) rotate_rows(w, D, *cols_rotation);
+    m.set_f32(name, std::move(w));
     if (m.find(bias)) {
       std::vector<float> b = to_f32(m.tensor(bias));
       q.apply(b.data());
@@ -146,7 +149,7 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
     const std::string b = "blk." + std::to_string(l) + ".";
     const std::vector<float> attn = fold_norm(b + "attn_norm.weight");
     for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_v.weight"}) reader(b + n, attn);
-    writer(b + "attn_output.weight", b + "attn_output.bias");
+    writer(b + "attn_output.weight", b + "attn_output.bias", nullptr);
     if (rep.heads) {
       // R2: v_proj's rows per KV head <- R2ᵀ·rows (as columns of the transpose: segments times R2), its bias
       // likewise; o_proj's columns per head <- columns·R2 (segments of every row).
@@ -170,13 +173,7 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
     }
     const std::vector<float> ffn = fold_norm(b + "ffn_norm.weight");
     for (const char* n : {"ffn_gate.weight", "ffn_up.weight"}) reader(b + n, ffn);
-    writer(b + "ffn_down.weight", b + "ffn_down.bias");
-    if (q4) {
-      // R4: W_down <- W_down·Q4 (its rows times Q4); the forward pass gives it x·Q4.
-      std::vector<float> w = to_f32(m.tensor(b + "ffn_down.weight"));
-      rotate_rows(w, D, *q4);
-      m.set_f32(b + "ffn_down.weight", std::move(w));
-    }
+    writer(b + "ffn_down.weight", b + "ffn_down.bias", q4.get());  // R4: the forward pass gives it x·Q4
     progress.update(uint64_t(l + 1));
   }
   rep.recorded = "hadamard:" + std::to_string(spec.seed) + (rep.heads ? " R1 R2" : " R1") + (q4 ? " R4" : "");

@@ -38,7 +38,6 @@ class HadamardRotation {
   int64_t n_, m_;
   uint64_t seed_;
   std::vector<int8_t> h_;     // H_m
-  std::vector<uint32_t> sign_bits_;  // H_m's entries as float sign bits (0: +1), for the AVX2 kernel
   std::vector<float> signs_;  // s
 };
 

@@ -129,6 +129,14 @@ TEST(Hadamard, RotationIsTheDenseKroneckerProduct) {
     rot.apply(b.data());
     qdot_use_simd(true);
     EXPECT_EQ(a, b) << n;
+    // hadamard() (the KV cache's rotation) takes the same paths.
+    if (n % 64 == 0) {
+      hadamard(a.data(), n, 64);
+      qdot_use_simd(false);
+      hadamard(b.data(), n, 64);
+      qdot_use_simd(true);
+      EXPECT_EQ(a, b) << n;
+    }
   }
   // Signs differ by seed; sizes without a construction are refused by name.
   std::vector<float> a(64, 1.0f), b(64, 1.0f);

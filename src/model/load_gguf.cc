@@ -238,8 +238,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   if (const GGUFValue* v = g.find("lmpress.rotation.ffn_down_seed")) {
     const char* key = "lmpress.rotation.ffn_down_seed";
     if (v->type != GGUFType::UINT64) fail("{}: metadata {} should be uint64, is {}", path, key, gguf_type_name(v->type));
-    if (c.moe() || !c.uniform_ffn())
-      fail("{}: metadata {}: an online rotation before ffn_down needs one feed-forward size and no experts", path, key);
+    // One feed-forward size and no experts: ModelConfig::validate, at bind().
     if (c.ffn_dim < 1 || c.ffn_dim > (1 << 20) || !HadamardRotation::supported(c.ffn_dim))
       fail("{}: metadata {}: {}.feed_forward_length {} has no Hadamard matrix", path, key, arch, c.ffn_dim);
     c.down_rotation = std::make_shared<const HadamardRotation>(c.ffn_dim, std::get<uint64_t>(v->v));

@@ -274,7 +274,8 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
     const IntCheckpointConfig q =
         int_checkpoint_from_config(nlohmann::ordered_json::parse(cfg_text)["quantization_config"], cfg_path);
     tensors = dequantize_int_checkpoint_tensors(std::move(tensors), q, dir);
-    m->format = std::string("hf-") + int_checkpoint_name(q.format) + " " + (q.act_int8 ? (q.spec.bits == 4 ? "w4a8 " : "w8a8 ") + q.spec.name() : q.spec.name()) +
+    const std::string scheme = !q.act_int8 ? "" : q.spec.bits == 4 ? "w4a8 " : "w8a8 ";
+    m->format = std::string("hf-") + int_checkpoint_name(q.format) + " " + scheme + q.spec.name() +
                 (q.per_module() ? " + per-module formats" : "");
     m->cfg.act_int8 = q.act_int8;
   }
