@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -241,6 +242,87 @@ TEST(FinetuneCli, TeacherWrittenTextTrainsAQuantizedStudent) {
                    "N is not a number");
   expect_cli_error("finetune " + d + "/q4.gguf " + d + "/x.gguf --teacher " + model + " --loss kl --data generate:2,temp=0",
                    "temp must be in (0, 10]");
+}
+
+}  // namespace
+}  // namespace lmpress
+
+namespace lmpress {
+namespace {
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+// Saved teacher logits: a run that saves them and a run that reads them
+// (no teacher model loaded) write the same bytes; with k covering the whole
+// vocabulary they train as the live teacher does.
+TEST(FinetuneCli, SavedTeacherLogitsTrainAsTheTeacherDoes) {
+  const std::string d = test::temp_dir();
+  const std::string model = S("models/lmp-8m"), text = d + "/text.txt";
+  {
+    const std::string all = file_bytes(S("data/calib/docs-calib.txt"));
+    std::ofstream(text) << all.substr(0, 40000);
+  }
+  const std::string common = " --loss kl --data " + text + " --steps 3 --batch 2 --ctx 48 --lr 1e-4 --json";
+  auto a = run_cli("finetune " + model + " " + d + "/a.gguf --teacher " + model + " --save-teacher-logits " + d +
+                   "/t.kld --teacher-top-k 16" + common);
+  ASSERT_EQ(a.status, 0) << a.out;
+  auto b = run_cli("finetune " + model + " " + d + "/b.gguf --teacher-logits " + d + "/t.kld" + common);
+  ASSERT_EQ(b.status, 0) << b.out;
+  EXPECT_EQ(file_bytes(d + "/a.gguf"), file_bytes(d + "/b.gguf"));
+  // `kld` reads the file too: lmp-8m against its own saved logits.
+  auto k = run_cli("kld " + model + " --base-logits " + d + "/t.kld --json");
+  ASSERT_EQ(k.status, 0) << k.out;
+  EXPECT_LT(nlohmann::json::parse(k.out)["kld"]["value"].get<double>(), 1e-4);
+
+  // stories260K (512 tokens): k = 512 keeps every logit, so the losses are the live teacher's.
+  const std::string small = S("models/stories260K/stories260K.gguf");
+  const std::string tiny = " --loss rkl --data " + text + " --steps 3 --batch 2 --ctx 32 --lr 1e-3 --json";
+  auto live = run_cli("finetune " + small + " " + d + "/l.gguf --teacher " + small + tiny);
+  auto saved = run_cli("finetune " + small + " " + d + "/s.gguf --teacher " + small + " --save-teacher-logits " + d +
+                       "/s.kld --teacher-top-k 512" + tiny);
+  ASSERT_EQ(live.status, 0) << live.out;
+  ASSERT_EQ(saved.status, 0) << saved.out;
+  const auto jl = nlohmann::json::parse(live.out), js = nlohmann::json::parse(saved.out);
+  for (size_t i = 1; i < 3; i++) {  // step 1's loss is KL(p ‖ p) = 0
+    const double x = jl["points"][i]["loss"].get<double>(), y = js["points"][i]["loss"].get<double>();
+    EXPECT_GT(x, 1e-6);
+    EXPECT_NEAR(y, x, 1e-3 * x) << "step " << i + 1;
+  }
+
+  // Bad input: nothing written.
+  const std::string out = d + "/x.gguf", base = "finetune " + model + " " + out + " --loss kl --data " + text;
+  expect_cli_error(base + " --teacher-logits " + d + "/t.kld --ctx 64", "saved for");
+  {
+    std::ofstream(d + "/other.txt") << file_bytes(text).substr(100);
+  }
+  expect_cli_error("finetune " + model + " " + out + " --loss kl --data " + d + "/other.txt --ctx 48 --teacher-logits " +
+                       d + "/t.kld",
+                   "holds other tokens");
+  expect_cli_error(base + " --ctx 48 --teacher " + model + " --teacher-logits " + d + "/t.kld", "give one of them");
+  expect_cli_error(base + " --save-teacher-logits " + d + "/y.kld", "needs --teacher MODEL");
+  expect_cli_error(base + " --teacher " + model + " --teacher-top-k 8", "needs --save-teacher-logits");
+  expect_cli_error("finetune " + model + " " + out + " --data " + text + " --teacher-logits " + d + "/t.kld",
+                   "are for --loss kl, rkl or mix:A");
+  expect_cli_error("finetune " + small + " " + out + " --loss kl --ctx 48 --data " + text + " --teacher-logits " + d +
+                       "/t.kld",
+                   "vocabularies differ");
+  const std::string t = file_bytes(d + "/t.kld");
+  {
+    std::ofstream(d + "/cut.kld", std::ios::binary) << t.substr(0, t.size() - 4);
+  }
+  expect_cli_error(base + " --ctx 48 --teacher-logits " + d + "/cut.kld", "truncated or corrupt");
+  {
+    std::string bad = t;
+    const size_t rec = t.size() - 8 * 16 - 8;  // the last record: lse, next, ids[16], logits[16]
+    std::memcpy(&bad[rec + 8 + 4], &bad[rec + 8], 4);  // a repeated id
+    std::ofstream(d + "/dup.kld", std::ios::binary) << bad;
+  }
+  expect_cli_error(base + " --ctx 48 --teacher-logits " + d + "/dup.kld", "corrupt kld base");
+  EXPECT_FALSE(std::filesystem::exists(out));
+  EXPECT_FALSE(std::filesystem::exists(d + "/y.kld"));
 }
 
 }  // namespace

@@ -16,6 +16,8 @@
 #include "compress/mix.h"
 #include "core/mapped_file.h"
 #include "core/parse.h"
+#include "core/progress.h"
+#include "eval/kld_base.h"
 #include "model/forward.h"
 #include "runtime/generate.h"
 #include "train/checkpoint.h"
@@ -162,6 +164,50 @@ void check_teacher(const Model& student, const Model& teacher) {
          teacher.path, teacher.cfg.n_vocab, student.path, student.cfg.n_vocab);
 }
 
+// The teacher's top k logits at every position of every training window,
+// written as a saved-logits file (the windows' tokens as they are: no BOS
+// put in front; position j predicts token j + 1).
+void save_teacher_logits(const Model& teacher, const std::vector<std::vector<int32_t>>& windows, int64_t top_k,
+                         const std::string& path) {
+  SavedLogitsHeader h;
+  h.n_vocab = teacher.cfg.n_vocab, h.n_ctx = int64_t(windows[0].size()), h.n_chunks = int64_t(windows.size());
+  h.top_k = std::min(top_k, h.n_vocab), h.first = 0, h.bos = -1, h.vocab_hash = vocab_hash(teacher);
+  std::vector<int32_t> tokens;
+  for (const auto& w : windows) tokens.insert(tokens.end(), w.begin(), w.end());
+  SavedLogitsWriter out(path, h, tokens.data());
+  const int64_t n = h.n_ctx - 1, V = h.n_vocab;
+  InferenceState st(teacher, h.n_ctx, h.n_ctx, KvType::F32);
+  std::vector<float> logits(size_t(n * V));
+  Progress progress("teacher logits", uint64_t(windows.size()));
+  for (size_t c = 0; c < windows.size(); c++) {
+    st.reset();
+    st.eval(windows[c].data(), n, logits.data(), true);  // the inputs of the training step: all but the last
+    check_finite_logits(teacher, logits.data(), n, V, int64_t(c), 0);
+    out.add_window(logits.data(), windows[c].data());
+    progress.update(uint64_t(c + 1));
+  }
+  progress.finish();
+  out.commit();
+}
+
+// Fails unless the saved file holds the teacher's logits for exactly these windows.
+void check_saved_windows(const SavedLogits& s, const std::vector<std::vector<int32_t>>& windows, const Model& student) {
+  const SavedLogitsHeader& h = s.header();
+  s.check_vocab(student, "--teacher-logits");
+  if (h.first != 0 || h.bos != -1 || h.n_ctx != int64_t(windows[0].size()) || h.n_chunks != int64_t(windows.size()))
+    fail("--teacher-logits {}: saved for {} windows of {} tokens (scored from position {}), this run trains on {} of {} "
+         "(the file must come from finetune --save-teacher-logits with the same --data and --ctx)",
+         s.path(), h.n_chunks, h.n_ctx, h.first, windows.size(), windows[0].size());
+  std::vector<int32_t> w;
+  for (size_t c = 0; c < windows.size(); c++) {
+    s.window(int64_t(c), w);
+    if (w != windows[c])
+      fail("--teacher-logits {}: window {} holds other tokens than this run's training text (the file must come "
+           "from finetune --save-teacher-logits with the same --data and --ctx)",
+           s.path(), c);
+  }
+}
+
 // FNV-1a over bytes.
 uint64_t fnv(uint64_t h, const void* data, size_t n) {
   const auto* p = static_cast<const uint8_t*>(data);
@@ -170,8 +216,10 @@ uint64_t fnv(uint64_t h, const void* data, size_t n) {
 }
 
 // What a checkpoint must share with the run resuming it.
+// saved_k: the top k of saved teacher logits (0: a teacher model, or none).
 nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptions& o,
-                                const std::vector<std::vector<int32_t>>& windows, const Model* teacher) {
+                                const std::vector<std::vector<int32_t>>& windows, const Model* teacher,
+                                int64_t saved_k) {
   const uint64_t seed = 1469598103934665603ull;
   uint64_t layout = seed, data = seed;
   for (const auto& p : tm.params()) {
@@ -185,7 +233,8 @@ nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptio
   return {{"parameter_layout", fmt::format("{:016x}", layout)},
           {"student_weights", fmt::format("{:016x}", weights)},
           {"training_tokens", fmt::format("{:016x}", data)},
-          {"teacher", teacher ? std::filesystem::path(teacher->path).filename().string() : ""},
+          {"teacher", teacher && saved_k == 0 ? std::filesystem::path(teacher->path).filename().string() : ""},
+          {"teacher_top_k", saved_k},
           {"dense", !o.keep_sparsity},
           {"adamw", {o.adam.beta1, o.adam.beta2, o.adam.eps, o.adam.weight_decay, o.adam.clip, o.adam.warmup,
                      o.adam.min_lr_ratio}},
@@ -244,7 +293,15 @@ void check_finetune_options(const FinetuneOptions& o, const Model& student, cons
   if (!(o.adam.lr > 0) || !std::isfinite(o.adam.lr)) fail("--lr must be a positive number (got {})", o.adam.lr);
   if (o.adam.warmup < 0) fail("--warmup must be at least 0 (got {})", o.adam.warmup);
   if (o.save_every < 0) fail("--save-every must be at least 0 (got {})", o.save_every);
-  if (o.loss.needs_teacher() && !teacher) fail("--loss kl, rkl and mix need --teacher MODEL");
+  const bool saved = !o.teacher_logits.empty();
+  if (saved && teacher) fail("--teacher-logits {} replaces --teacher: give one of them", o.teacher_logits);
+  if (saved && !o.save_teacher_logits.empty()) fail("--teacher-logits reads saved logits; --save-teacher-logits writes them");
+  if (!o.save_teacher_logits.empty() && !teacher) fail("--save-teacher-logits saves a teacher's logits: it needs --teacher MODEL");
+  if (o.teacher_top_k < 1) fail("--teacher-top-k must be at least 1 (got {})", o.teacher_top_k);
+  if ((saved || !o.save_teacher_logits.empty()) && !o.loss.needs_teacher())
+    fail("--teacher-logits and --save-teacher-logits are for --loss kl, rkl or mix:A");
+  if (o.loss.needs_teacher() && !teacher && !saved)
+    fail("--loss kl, rkl and mix need --teacher MODEL (or --teacher-logits FILE)");
   if (!student.tokenizer) fail("{}: the model has no tokenizer (training text cannot be read)", student.path);
   check_trainable(student.cfg, student.path);
   // Adapters train on a factorized model as it runs (two matmuls); training its weights would train, and
@@ -308,19 +365,29 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
   AdamWOptions adam = o.adam;
   adam.steps = o.steps;
   AdamW<float> opt(adam, decay_mask(tm));
+  // The teacher: saved top-k logits (written first with --save-teacher-logits), or the model run on each batch.
+  std::unique_ptr<SavedLogits> saved;
+  if (!o.save_teacher_logits.empty()) save_teacher_logits(*teacher, windows, o.teacher_top_k, o.save_teacher_logits);
+  if (const std::string& path = o.save_teacher_logits.empty() ? o.teacher_logits : o.save_teacher_logits;
+      !path.empty()) {
+    saved = std::make_unique<SavedLogits>(path);
+    check_saved_windows(*saved, windows, student);
+  }
   std::unique_ptr<InferenceState> ts;
-  if (o.loss.needs_teacher()) ts = std::make_unique<InferenceState>(*teacher, o.ctx, o.ctx, KvType::F32);
+  if (o.loss.needs_teacher() && !saved) ts = std::make_unique<InferenceState>(*teacher, o.ctx, o.ctx, KvType::F32);
+  std::vector<float> teacher_buf, top_buf;
+  std::vector<int32_t> ids_buf;
 
   std::vector<size_t> order(windows.size());
   std::iota(order.begin(), order.end(), size_t(0));
   std::mt19937_64 rng(o.seed);
   std::shuffle(order.begin(), order.end(), rng);
   size_t next = 0;
-  auto next_window = [&]() -> const std::vector<int32_t>& {
+  auto next_window = [&]() -> size_t {
     if (next == order.size()) std::shuffle(order.begin(), order.end(), rng), next = 0;
-    return windows[order[next++]];
+    return order[next++];
   };
-  const nlohmann::json setup = checkpoint_setup(tm, o, windows, teacher);
+  const nlohmann::json setup = checkpoint_setup(tm, o, windows, teacher, saved ? saved->header().top_k : 0);
   int64_t first = 0;
   if (!o.resume.empty()) {
     Checkpoint c = load_checkpoint(o.resume, setup, tm.w.size());
@@ -347,13 +414,28 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
     const double scale = 1.0 / double(o.batch * o.accum * n);
     for (int64_t a = 0; a < o.accum; a++) {
       std::vector<const std::vector<int32_t>*> ws;
-      for (int64_t b = 0; b < o.batch; b++) ws.push_back(&next_window());
+      std::vector<size_t> idx;
+      for (int64_t b = 0; b < o.batch; b++) idx.push_back(next_window()), ws.push_back(&windows[idx.back()]);
       inputs_and_targets(ws, in, tg);
       TrainModel<float>::TeacherFn teach;
       if (ts)
-        teach = [&](int64_t b, float* out) {
+        teach = [&](int64_t b) {
+          teacher_buf.resize(size_t(n * student.cfg.n_vocab));
           ts->reset();
-          ts->eval(in.data() + b * n, n, out, true);
+          ts->eval(in.data() + b * n, n, teacher_buf.data(), true);
+          return TeacherLogits(teacher_buf.data());
+        };
+      if (saved)
+        teach = [&](int64_t b) {
+          const int64_t k = saved->header().top_k;
+          ids_buf.resize(size_t(n * k)), top_buf.resize(size_t(n * k)), teacher_buf.resize(size_t(n));
+          for (int64_t j = 0; j < n; j++) {
+            const SavedLogits::Row r = saved->row(int64_t(idx[size_t(b)]), j);
+            std::copy(r.ids, r.ids + k, ids_buf.begin() + j * k);
+            std::copy(r.logits, r.logits + k, top_buf.begin() + j * k);
+            teacher_buf[size_t(j)] = r.lse;
+          }
+          return TeacherLogits(ids_buf.data(), top_buf.data(), teacher_buf.data(), k);
         };
       loss += tm.step(in.data(), tg.data(), o.batch, n, o.loss, teach, scale, &ce);
     }

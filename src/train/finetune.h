@@ -21,6 +21,14 @@ struct FinetuneOptions {
   std::string data;  // training text
   std::string eval;  // held-out text for perplexity (empty: none)
   Loss loss;
+  // Distillation from saved teacher logits: save_teacher_logits has the
+  // teacher write its top teacher_top_k logits at every training position
+  // (eval/kld_base.h's file) before training; teacher_logits reads such a
+  // file instead of running a teacher. Either way the losses are those of
+  // the distributions coarsened to {top k, rest} (grad_ops.h), so a run that
+  // saves and a run that reads train alike.
+  std::string teacher_logits, save_teacher_logits;
+  int64_t teacher_top_k = 64;
   int64_t steps = 100, batch = 8, ctx = 256, accum = 1;
   int64_t eval_every = 0;     // steps between evaluations (0: only before and after)
   int64_t eval_windows = 16;  // windows of ctx tokens from the start of the eval text
@@ -75,6 +83,7 @@ struct FinetuneReport {
 // Fails naming the option when FinetuneOptions cannot run on these models
 // (ranges, context, tokenizers, the teacher's vocabulary, memory for one
 // step); finetune() calls it first, the CLI before it generates any text.
+// teacher: the model (null with teacher_logits or a CE loss).
 void check_finetune_options(const FinetuneOptions& o, const Model& student, const Model* teacher);
 
 // Trains a copy of `student`'s weights (or adapters on it) and hands the

@@ -190,12 +190,91 @@ double log_sum_exp(const T* z, int64_t V) {
 
 }  // namespace
 
+namespace {
+
+// Row r's teacher log-probabilities lp[V] (full logits), or with top k: the
+// top tokens' (lp[i] for ids[i]), the rest's log-mass, and `in_top` marking
+// the top tokens (cleared by the caller).
+struct TeacherRow {
+  const float* full = nullptr;
+  double tlse = 0;
+  // top k
+  const int32_t* ids = nullptr;
+  const float* top = nullptr;
+  int64_t k = 0;
+  double p_rest = 0;
+};
+
+TeacherRow teacher_row(const TeacherLogits& t, int64_t r, int64_t V) {
+  TeacherRow row;
+  if (t.full) {
+    row.full = t.full + r * V;
+    row.tlse = log_sum_exp(row.full, V);
+    return row;
+  }
+  row.ids = t.ids + r * t.k, row.top = t.top + r * t.k, row.k = t.k, row.tlse = double(t.lse[r]);
+  double p_top = 0;
+  for (int64_t i = 0; i < t.k; i++) p_top += std::exp(double(row.top[i]) - row.tlse);
+  row.p_rest = std::max(0.0, 1.0 - p_top);
+  return row;
+}
+
+// The coarsened losses of a top-k teacher row (see TeacherLogits): zr
+// overwritten by scale · ∂/∂z of w_kl · KL (KL or RKL), the loss returned.
 template <class T>
-double loss_backward(const Loss& loss, T* z, const int32_t* targets, const float* teacher, int64_t rows, int64_t V,
-                     double scale, double* ce_sum) {
+double topk_kl_backward(const TeacherRow& t, T* zr, int64_t V, double lse, bool reverse, double w_kl, double scale,
+                        std::vector<uint8_t>& in_top) {
+  in_top.assign(size_t(V), 0);
+  for (int64_t i = 0; i < t.k; i++) in_top[size_t(t.ids[i])] = 1;
+  double q_rest = 0;
+  for (int64_t j = 0; j < V; j++)
+    if (!in_top[size_t(j)]) q_rest += std::exp(double(zr[j]) - lse);
+  double kl = 0;
+  if (!reverse) {
+    // KL(p ‖ q); ∂/∂z_j = q_j − p_j, with p_j = p_rest · q_j / q_rest for the rest.
+    for (int64_t i = 0; i < t.k; i++) {
+      const double lp = double(t.top[i]) - t.tlse;
+      kl += std::exp(lp) * (lp - (double(zr[t.ids[i]]) - lse));
+    }
+    if (t.p_rest > 0 && q_rest > 0) kl += t.p_rest * std::log(t.p_rest / q_rest);
+    const double rest_ratio = q_rest > 0 ? t.p_rest / q_rest : 0.0;
+    for (int64_t j = 0; j < V; j++)
+      if (!in_top[size_t(j)]) {
+        const double q = std::exp(double(zr[j]) - lse);
+        zr[j] = T((q - w_kl * q * rest_ratio) * scale);
+      }
+    for (int64_t i = 0; i < t.k; i++) {
+      T& z = zr[t.ids[i]];
+      z = T((std::exp(double(z) - lse) - w_kl * std::exp(double(t.top[i]) - t.tlse)) * scale);
+    }
+    return kl;
+  }
+  // KL(q ‖ p); ∂/∂z_j = q_j (g_j − KL) with g_j = log q_j − log p_j (top), log q_rest − log p_rest (rest).
+  const double lp_rest = std::log(std::max(t.p_rest, 1e-10));
+  const double g_rest = q_rest > 0 ? std::log(q_rest) - lp_rest : 0.0;
+  for (int64_t i = 0; i < t.k; i++) {
+    const double lq = double(zr[t.ids[i]]) - lse;
+    kl += std::exp(lq) * (lq - (double(t.top[i]) - t.tlse));
+  }
+  kl += q_rest * g_rest;
+  for (int64_t j = 0; j < V; j++)
+    if (!in_top[size_t(j)]) zr[j] = T(std::exp(double(zr[j]) - lse) * (g_rest - kl) * scale);
+  for (int64_t i = 0; i < t.k; i++) {
+    T& z = zr[t.ids[i]];
+    const double lq = double(z) - lse;
+    z = T(std::exp(lq) * (lq - (double(t.top[i]) - t.tlse) - kl) * scale);
+  }
+  return kl;
+}
+
+}  // namespace
+
+template <class T>
+double loss_backward(const Loss& loss, T* z, const int32_t* targets, const TeacherLogits& teacher, int64_t rows,
+                     int64_t V, double scale, double* ce_sum) {
   const bool ce = loss.kind == Loss::CE || loss.kind == Loss::Mix;
   if (ce && !targets) fail("loss_backward: cross-entropy without targets");
-  if (loss.needs_teacher() && !teacher) fail("loss_backward: a distillation loss without the teacher's logits");
+  if (loss.needs_teacher() && teacher.empty()) fail("loss_backward: a distillation loss without the teacher's logits");
   const double a = loss.kind == Loss::Mix ? loss.ce_weight : loss.kind == Loss::CE ? 1.0 : 0.0;
   double total = 0, ce_total = 0;
 #pragma omp parallel for reduction(+ : total, ce_total) if (rows > 1)
@@ -214,8 +293,16 @@ double loss_backward(const Loss& loss, T* z, const int32_t* targets, const float
       total += row_ce;
       continue;
     }
-    const float* tr = teacher + r * V;
-    const double tlse = log_sum_exp(tr, V);
+    const TeacherRow t = teacher_row(teacher, r, V);
+    if (!t.full) {
+      thread_local std::vector<uint8_t> in_top;
+      const double kl = topk_kl_backward(t, zr, V, lse, loss.kind == Loss::RKL, 1.0 - a, scale, in_top);
+      if (a > 0) zr[targets[r]] -= T(a * scale);
+      total += a * row_ce + (1.0 - a) * kl;
+      continue;
+    }
+    const float* tr = t.full;
+    const double tlse = t.tlse;
     if (loss.kind == Loss::RKL) {
       // KL(q ‖ p) = Σ q (log q − log p); ∂/∂z_j = q_j (log q_j − log p_j − KL).
       double kl = 0;
@@ -256,7 +343,8 @@ double loss_backward(const Loss& loss, T* z, const int32_t* targets, const float
                                       int64_t, int64_t, double, T*, T*, T*);                                         \
   template void swiglu_forward<T>(const T*, const T*, int64_t, T*);                                                  \
   template void swiglu_backward<T>(const T*, const T*, const T*, int64_t, T*, T*);                                   \
-  template double loss_backward<T>(const Loss&, T*, const int32_t*, const float*, int64_t, int64_t, double, double*);
+  template double loss_backward<T>(const Loss&, T*, const int32_t*, const TeacherLogits&, int64_t, int64_t, double, \
+                                   double*);
 LMPRESS_TRAIN_OPS(float)
 LMPRESS_TRAIN_OPS(double)
 

@@ -71,13 +71,39 @@ struct Loss {
   double ce_weight = 1.0;  // Mix: a
   bool needs_teacher() const { return kind != CE; }
 };
+// The teacher's distribution for rows of logits: its full logits [rows, V],
+// or the top k of them per row with the log-sum-exp of all (a saved file:
+// eval/kld_base.h). With top k, the other tokens form one bin, "the rest"
+// (its mass 1 − Σ top k), and the KL losses are those of the two
+// distributions coarsened to {top k, rest} — the KL divergence `kld` reports
+// against a saved base, and the full loss when k covers the vocabulary. (For
+// the reverse KL the rest's teacher mass is floored at 1e-10.)
+struct TeacherLogits {
+  TeacherLogits(const float* full_logits = nullptr) : full(full_logits) {}
+  TeacherLogits(const int32_t* top_ids, const float* top_logits, const float* lse_rows, int64_t top_k)
+      : k(top_k), ids(top_ids), top(top_logits), lse(lse_rows) {}
+  const float* full = nullptr;
+  int64_t k = 0;
+  const int32_t* ids = nullptr;  // [rows, k]
+  const float* top = nullptr;    // [rows, k]
+  const float* lse = nullptr;    // [rows]
+  bool empty() const { return !full && !ids; }
+  // The same rows from row r on.
+  TeacherLogits from_row(int64_t r, int64_t V) const {
+    TeacherLogits t = *this;
+    if (full) t.full += r * V;
+    if (ids) t.ids += r * k, t.top += r * k, t.lse += r;
+    return t;
+  }
+};
+
 // Per row: the loss of its logits, summed over the rows and returned; z is
-// overwritten by scale · ∂loss/∂z. targets[rows] (CE, Mix); teacher[rows, V]
-// the teacher's logits (KL, RKL, Mix; may be null otherwise). ce_sum (may be
-// null) gets the rows' summed cross-entropy whatever the loss, for reporting
-// perplexity.
+// overwritten by scale · ∂loss/∂z. targets[rows] (CE, Mix); teacher: the
+// teacher's distribution (KL, RKL, Mix; may be empty otherwise). ce_sum (may
+// be null) gets the rows' summed cross-entropy whatever the loss, for
+// reporting perplexity.
 template <class T>
-double loss_backward(const Loss& loss, T* z, const int32_t* targets, const float* teacher, int64_t rows, int64_t V,
-                     double scale, double* ce_sum);
+double loss_backward(const Loss& loss, T* z, const int32_t* targets, const TeacherLogits& teacher, int64_t rows,
+                     int64_t V, double scale, double* ce_sum);
 
 }  // namespace lmpress::train

@@ -3,10 +3,14 @@
 // f(x) = Σ r ⊙ forward(x) with respect to every input.
 #include "train/grad_ops.h"
 
+#include "eval/kld.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <functional>
+#include <numeric>
 #include <random>
 
 namespace lmpress::train {
@@ -179,6 +183,64 @@ TEST(GradOps, LossesMatchFiniteDifferencesAndHandValues) {
   std::vector<float> same_f = {0.5f, -1.0f, 2.0f};
   EXPECT_NEAR(loss_backward(kl, same.data(), nullptr, same_f.data(), 1, 3, 1.0, nullptr), 0.0, 1e-12);
   for (double g : same) EXPECT_NEAR(g, 0.0, 1e-12);
+}
+
+// A saved teacher's top k logits (finetune --teacher-logits): with k = V the
+// losses and gradients are the full ones; with k < V the gradients are those
+// of the coarsened losses (finite differences), and the forward KL is the
+// KLD `kld` computes against a saved base (eval/kld.cc, its own code).
+TEST(GradOps, TopKTeacherLossesAreTheCoarsenedOnes) {
+  const int64_t rows = 3, V = 7;
+  const std::vector<int32_t> targets = {2, 0, 5};
+  auto teacher_d = randn(size_t(rows * V), 21, 2.0);
+  std::vector<float> teacher(teacher_d.begin(), teacher_d.end());
+  // Rows' top k (descending) and log-sum-exp, as SavedLogitsWriter keeps them.
+  auto top_k = [&](int64_t k, std::vector<int32_t>& ids, std::vector<float>& top, std::vector<float>& lse) {
+    ids.clear(), top.clear(), lse.clear();
+    for (int64_t r = 0; r < rows; r++) {
+      const float* l = teacher.data() + r * V;
+      std::vector<int32_t> order(static_cast<size_t>(V));
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(), [l](int32_t a, int32_t b) { return l[a] > l[b]; });
+      double s = 0;
+      for (int64_t j = 0; j < V; j++) s += std::exp(double(l[j]));
+      lse.push_back(float(std::log(s)));
+      for (int64_t i = 0; i < k; i++) ids.push_back(order[size_t(i)]), top.push_back(l[order[size_t(i)]]);
+    }
+  };
+  Loss mix, kl, rkl;
+  mix.kind = Loss::Mix, mix.ce_weight = 0.3;
+  kl.kind = Loss::KL, rkl.kind = Loss::RKL;
+  std::vector<int32_t> ids;
+  std::vector<float> top, lse;
+  for (const Loss& loss : {kl, rkl, mix}) {
+    const auto z = randn(size_t(rows * V), 22, 2.0);
+    top_k(V, ids, top, lse);
+    auto full = z, all = z;
+    const double lf = loss_backward(loss, full.data(), targets.data(), teacher.data(), rows, V, 1.0, nullptr);
+    const double la = loss_backward(loss, all.data(), targets.data(), TeacherLogits(ids.data(), top.data(), lse.data(), V),
+                                    rows, V, 1.0, nullptr);
+    EXPECT_NEAR(la, lf, 1e-5 * std::abs(lf));  // the saved log-sum-exp is a float
+    for (size_t i = 0; i < full.size(); i++) EXPECT_NEAR(all[i], full[i], 1e-5) << i;
+    top_k(3, ids, top, lse);
+    const TeacherLogits t3(ids.data(), top.data(), lse.data(), 3);
+    auto x = z;
+    auto f = [&] {
+      auto zz = x;
+      return loss_backward(loss, zz.data(), targets.data(), t3, rows, V, 1.0, nullptr);
+    };
+    auto g = x;
+    loss_backward(loss, g.data(), targets.data(), t3, rows, V, 1.0, nullptr);
+    check_gradient("top-3 loss", x, g, f);
+    if (loss.kind != Loss::KL) continue;
+    KldSums sums;
+    for (int64_t r = 0; r < rows; r++) {
+      const std::vector<float> zf(z.begin() + r * V, z.begin() + (r + 1) * V);
+      sums.add_topk(ids.data() + r * 3, top.data() + r * 3, 3, lse[size_t(r)], 0.0, zf.data(), V, 0);
+    }
+    EXPECT_NEAR(f(), sums.sum_kld, 1e-5 * sums.sum_kld);
+    EXPECT_GT(std::abs(f() - lf), 1e-3);  // coarsening changes the loss here
+  }
 }
 
 }  // namespace

@@ -460,17 +460,16 @@ double TrainModel<T>::step(const int32_t* tokens, const int32_t* targets, int64_
   forward_blocks(tokens);
   const int64_t D = c_.dim, V = c_.n_vocab, C = chunk_rows(V, n);
   chunk_.resize(size_t(C * V));
-  if (loss.needs_teacher()) teacher_.resize(size_t(n * V));
   std::vector<T>& dh = dxn_;  // ∂/∂hn
   if (head_.frozen) dequantize_rows(*head_.frozen, head_deq_);
   double total = 0;
   for (int64_t b = 0; b < B; b++) {
-    if (loss.needs_teacher()) teacher(b, teacher_.data());
+    const TeacherLogits tb = loss.needs_teacher() ? teacher(b) : TeacherLogits{};
     for (int64_t r0 = 0; r0 < n; r0 += C) {
       const int64_t rows = std::min(C, n - r0), r = b * n + r0;
       const T* h = hn_.data() + r * D;
       lin_forward(head_, kNone, h, rows, chunk_.data());
-      total += loss_backward(loss, chunk_.data(), targets + r, loss.needs_teacher() ? teacher_.data() + r0 * V : nullptr,
+      total += loss_backward(loss, chunk_.data(), targets + r, tb.from_row(r0, V),
                              rows, V, scale, ce);
       lin_backward(head_, kNone, h, chunk_.data(), rows, dh.data() + r * D, false);
     }

@@ -58,8 +58,9 @@ class TrainModel {
   // norms and biases copied as frozen parameters.
   explicit TrainModel(const Model& m, const LoraSpec& lora = {});
 
-  // The teacher's logits for sequence b of the batch, out[n, vocab].
-  using TeacherFn = std::function<void(int64_t b, float* out)>;
+  // The teacher's distribution at the n positions of sequence b of the
+  // batch (the pointers valid until the next call).
+  using TeacherFn = std::function<TeacherLogits(int64_t b)>;
   // Forward and backward over B sequences of n tokens (tokens[B·n], each
   // position predicting targets[B·n]): grad += scale · ∂(Σ loss)/∂w. Returns
   // the loss summed over the B·n positions; ce (may be null) += their summed
@@ -143,7 +144,6 @@ class TrainModel {
   std::vector<std::vector<T>> xs_;
   std::vector<T> xn1_, rstd1_, q_, k_, v_, P_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
   std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_, lora_t_, lora_dt_, deq_, head_deq_;
-  std::vector<float> teacher_;
   std::vector<DType> fq_type_;      // per parameter: its QAT type (F32: none)
   std::vector<std::vector<T>> fq_;  // per parameter: its fake-quantized values (empty: none)
 };

@@ -48,6 +48,16 @@ void add_finetune(CLI::App& app) {
   add_path_option(cmd, "--eval", o->ft.eval, "Held-out text: perplexity before, after and every --eval-every steps",
                   PathRole::Input);
   add_path_option(cmd, "--teacher", o->teacher, "Teacher model for distillation (same vocabulary)", PathRole::Model);
+  add_path_option(cmd, "--save-teacher-logits", o->ft.save_teacher_logits,
+                  "Run the teacher once over the training windows and save its top --teacher-top-k logits at every "
+                  "position here (kld --save-base's format), then distill from them",
+                  PathRole::Output);
+  add_path_option(cmd, "--teacher-logits", o->ft.teacher_logits,
+                  "Distill from a --save-teacher-logits file instead of a teacher model (the same --data and --ctx)",
+                  PathRole::Input);
+  cmd->add_option("--teacher-top-k", o->ft.teacher_top_k,
+                  "Logits per position --save-teacher-logits keeps (the rest of the vocabulary is one bin)")
+      ->capture_default_str();
   cmd->add_option("--loss", o->loss,
                   "ce (next token), kl (forward KL to the teacher), rkl (reverse KL, MiniLLM), mix:A (A·CE + (1−A)·KL)")
       ->capture_default_str();
@@ -123,6 +133,8 @@ void add_finetune(CLI::App& app) {
       fail("--qat {} writes OUT as a GGUF file of that type (OUT ends in .gguf; no --dtype or --format hf)", o->ft.qat);
     if (!o->ft.loss.needs_teacher() && !o->teacher.empty())
       fail("--teacher is used by --loss kl, rkl or mix:A (got --loss {})", o->loss);
+    if (cmd->count("--teacher-top-k") > 0 && o->ft.save_teacher_logits.empty())
+      fail("--teacher-top-k sets what --save-teacher-logits keeps: it needs --save-teacher-logits");
     auto m = load_for_compression(o->in, "", o->no_finite_check);
     // Adapters train on the frozen weights through the inference kernels' layouts.
     if (o->ft.lora.rank > 0) repack_for_inference(*m);
