@@ -187,6 +187,39 @@ TEST(FinetuneCli, QatWritesTheFileTypeItTrainedFor) {
   EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
 }
 
+// Learned scales (LSQ) and int-N formats: the checkpoint directory a GPU engine loads, trained on its own grid.
+TEST(FinetuneCli, QatLearnsScalesAndWritesIntNCheckpoints) {
+  const std::string d = test::temp_dir();
+  const std::string text = S("data/calib/docs-calib.txt"), model = S("models/lmp-8m");
+  const std::string train = " --teacher " + model + " --loss kl --data " + text + " --steps 2 --batch 2 --ctx 64 --lr 1e-4 --json";
+  auto r = run_cli("finetune " + model + " " + d + "/ct --qat int4-g32 --qat-learn-scales --format compressed-tensors" + train);
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["qat"]["weights"].get<int64_t>(), 6 * (2 * 288 * 288 + 2 * 96 * 288 + 3 * 288 * 768));
+  EXPECT_EQ(j["qat"]["learned_scale_weights"], j["qat"]["weights"]);
+  EXPECT_EQ(j["format"], "compressed-tensors");
+  std::ifstream cfg(d + "/ct/config.json");
+  EXPECT_EQ(nlohmann::json::parse(cfg)["quantization_config"]["quant_method"], "compressed-tensors");
+  auto p = run_cli("perplexity " + d + "/ct -f " + text + " -c 64 --chunks 4 --json");
+  ASSERT_EQ(p.status, 0) << p.out;
+  EXPECT_LT(nlohmann::json::parse(p.out)["ppl"].get<double>(), 100.0);
+  // Q4_0's blocks (and the head's Q8_0 fallback) have one f16 scale each: all learned.
+  r = run_cli("finetune " + model + " " + d + "/q.gguf --qat q4_0 --qat-learn-scales" + train);
+  ASSERT_EQ(r.status, 0) << r.out;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["qat"]["learned_scale_weights"], j["qat"]["weights"]);
+  EXPECT_EQ(load_model(d + "/q.gguf")->tensor("blk.0.attn_q.weight").dtype, DType::Q4_0);
+  const std::string base = "finetune " + model + " " + d + "/x";
+  expect_cli_error(base + ".gguf --qat-learn-scales --data " + text, "it needs --qat TYPE");
+  expect_cli_error("finetune " + S("models/lmp-8m-w256") + " " + d + "/x.gguf --qat q2_k --qat-learn-scales --data " + text,
+                   "has scales to learn");
+  expect_cli_error(base + " --qat q4_0 --format gptq --data " + text, "int-N checkpoint layout");
+  expect_cli_error(base + ".gguf --qat int4-g128 --data " + text, "int-N checkpoint directory");
+  expect_cli_error(base + " --qat int4-g100 --data " + text, "groups of 100");
+  EXPECT_FALSE(std::filesystem::exists(d + "/x.gguf"));
+  EXPECT_FALSE(std::filesystem::exists(d + "/x"));
+}
+
 }  // namespace
 }  // namespace lmpress
 

@@ -214,7 +214,11 @@ class Quantizer {
       const Tensor& t = m_.tensor(name);
       const auto W = to_f32(t);
       release_mapped_pages(t);
-      store_int(t, W, round_int(name, W, t.rows(), t.cols()), nullptr);
+      const auto given = o_.encoded_int.find(name);
+      if (given != o_.encoded_int.end() && (given->second.spec.name() != spec.name() || given->second.rows != t.rows() ||
+                                            given->second.cols != t.cols()))
+        fail("{}: the encoded {} tensor does not fit its planned {}", name, given->second.spec.name(), spec.name());
+      store_int(t, W, given != o_.encoded_int.end() ? given->second : round_int(name, W, t.rows(), t.cols()), nullptr);
       out.write(name);
       int_tensors_.erase(name);
     }
@@ -774,7 +778,14 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   std::mutex mu;
   eo.quantize = [&](const Tensor& src, DType dst, const float* f, uint8_t* out) {
     const int64_t rows = src.rows(), cols = src.cols();
-    q.round_to_nearest(src.name, dst, f, rows, cols, out);
+    const auto given = o.encoded.find(src.name);
+    if (given == o.encoded.end()) {
+      q.round_to_nearest(src.name, dst, f, rows, cols, out);
+    } else {
+      if (given->second.size() != size_t(rows) * row_bytes(dst, uint64_t(cols)))
+        fail("{}: the encoded tensor is not {} rows of {}", src.name, rows, dtype_name(dst));
+      std::memcpy(out, given->second.data(), given->second.size());
+    }
     const auto deq = dequantize_all(dst, out, rows, cols);
     std::lock_guard<std::mutex> lock(mu);
     rep.tensors.push_back({src.name, src.shape_str(), dtype_name(dst), relative_weight_error(f, deq.data(), rows * cols), -1});

@@ -60,6 +60,12 @@ struct QuantizeOptions {
   // at most this many bits per weight (needs calib).
   std::optional<double> target_bpw;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
   bool allow_requantize = false;
+  // Tensors already encoded (quantization-aware training's learned scales,
+  // train/qat.h): block bytes in the type the plan gives the tensor, or int-N
+  // tensors of its int-N format; written as they are instead of rounded
+  // (RTN only).
+  std::map<std::string, std::vector<uint8_t>> encoded;
+  std::map<std::string, IntGroupTensor> encoded_int;
   std::string name;  // general.name
   std::string recipe;  // recorded in the output (ExportOptions::recipe)
 };

@@ -64,6 +64,31 @@ std::string teacher_text(const Model& teacher, const GeneratedData& g, int64_t c
   return text;
 }
 
+std::map<std::string, QatFormat> qat_formats(const Model& m, const std::string& spec) {
+  std::map<std::string, QatFormat> formats;
+  if (const auto ig = parse_int_group_type(spec)) {
+    for (int64_t l = 0; l < m.cfg.n_layers; l++)
+      for (LinearSite site : kLinearSites)
+        for (const auto& w : linear_names(m.cfg, l, site)) {
+          const Tensor& t = m.tensor(w);
+          ig->check_shape(w, t.rows(), t.cols());
+          formats[w].int_group = *ig;
+        }
+    return formats;
+  }
+  const auto preset = find_preset(spec);
+  if (!preset) fail("--qat {}: not a llama.cpp file type ({}) or an int-N group format (int4-g128)", spec, preset_names());
+  MixOptions mix;
+  mix.preset = *preset;
+  for (const auto& [name, t] : plan_tensor_types(m, mix)) {
+    if (requires_imatrix(name, t, mix))
+      fail("--qat {}: {} as {} needs an importance matrix (as in llama-quantize); QAT rounds to nearest", spec, name,
+           dtype_name(t));
+    formats[name].type = t;
+  }
+  return formats;
+}
+
 Loss parse_loss(const std::string& s) {
   Loss l;
   if (s == "ce") return l;
@@ -110,7 +135,8 @@ std::vector<uint8_t> sparsity_mask(const Model& m, const TrainModel<float>& tm, 
   std::vector<uint8_t> mask(tm.w.size(), 0);
   frozen = 0;
   for (const auto& p : tm.params()) {
-    if (p.rows == 1 || p.name.rfind("blk.", 0) != 0 || !is_float_type(m.tensor(p.name).dtype)) continue;
+    if (p.rows == 1 || !p.model_weight || p.name.rfind("blk.", 0) != 0 || !is_float_type(m.tensor(p.name).dtype))
+      continue;
     const auto* w = tm.w.data() + p.offset;
     const int64_t zeros = std::count(w, w + p.size(), 0.0f);
     if (zeros * 100 < p.size()) continue;
@@ -120,11 +146,11 @@ std::vector<uint8_t> sparsity_mask(const Model& m, const TrainModel<float>& tm, 
   return mask;
 }
 
-// Weight decay for matrices, not for norms, biases or the embedding table.
+// Weight decay for matrices, not for norms, biases, QAT scales or the embedding table.
 std::vector<uint8_t> decay_mask(const TrainModel<float>& tm) {
   std::vector<uint8_t> d(tm.w.size(), 0);
   for (const auto& p : tm.params())
-    if (p.rows > 1 && p.name != "token_embd.weight")
+    if (p.rows > 1 && p.model_weight && p.name != "token_embd.weight")
       std::fill(d.begin() + std::ptrdiff_t(p.offset), d.begin() + std::ptrdiff_t(p.offset) + p.size(), 1);
   return d;
 }
@@ -240,6 +266,7 @@ nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptio
                      o.adam.min_lr_ratio}},
           {"lora", {o.lora.rank, o.lora.alpha, o.lora.targets}},
           {"qat", o.qat},
+          {"qat_learn_scales", o.qat_learn_scales},
           {"loss", {kinds[o.loss.kind], o.loss.ce_weight}},
           {"data_windows", windows.size()},
           {"ctx", o.ctx},
@@ -347,17 +374,15 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
   FinetuneReport rep;
   rep.windows = int64_t(windows.size());
   if (!o.qat.empty()) {
-    const auto preset = find_preset(o.qat);
-    if (!preset) fail("--qat {}: not a llama.cpp file type ({})", o.qat, preset_names());
-    MixOptions mix;
-    mix.preset = *preset;
-    const auto plan = plan_tensor_types(student, mix);
-    for (const auto& [name, t] : plan)
-      if (requires_imatrix(name, t, mix))
-        fail("--qat {}: {} as {} needs an importance matrix (as in llama-quantize); QAT rounds to nearest", o.qat,
-             name, dtype_name(t));
-    rep.qat_weights = tm.set_fake_quant(plan);
+    rep.qat_weights = tm.set_fake_quant(qat_formats(student, o.qat), o.qat_learn_scales);
+    rep.qat_learned = tm.learned_scale_weights();
     if (rep.qat_weights == 0) fail("--qat {}: the type quantizes none of {}'s weights", o.qat, student.path);
+    if (o.qat_learn_scales && rep.qat_learned == 0)
+      fail("--qat-learn-scales: none of --qat {}'s types has scales to learn (one f16 scale per block: q4_0, q5_0, "
+           "q8_0, q4_1, q5_1; or an int-N group format)",
+           o.qat);
+  } else if (o.qat_learn_scales) {
+    fail("--qat-learn-scales learns the scales of quantization-aware training: it needs --qat TYPE");
   }
   std::vector<uint8_t> frozen = tm.frozen_mask();
   rep.params = std::count(frozen.begin(), frozen.end(), uint8_t(0));
@@ -446,6 +471,7 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
     p.step = s + 1;
     p.train_loss = loss / tokens, p.train_ce = ce / tokens;
     p.lr = learning_rate(adam, s);
+    if (rep.qat_learned > 0) tm.fake_quant_backward();
     p.grad_norm = opt.update(tm.w, tm.grad, &frozen);
     const auto t1 = std::chrono::steady_clock::now();
     p.seconds = std::chrono::duration<double>(t1 - start).count();

@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -39,10 +40,13 @@ struct FinetuneOptions {
   bool keep_sparsity = true;
   // rank > 0: train LoRA adapters on the frozen model instead of its weights.
   LoraSpec lora;
-  // Quantization-aware training for a llama.cpp file type (q2_k, q4_0, ...):
-  // every weight that type's mix quantizes is used fake-quantized (RTN, as
-  // `lmpress quantize --type` stores it). Empty: none.
+  // Quantization-aware training for a llama.cpp file type (q2_k, q4_0, ...)
+  // or an int-N group format (int4-g128: the blocks' linears): every weight
+  // it quantizes is used fake-quantized (RTN, as `lmpress quantize --type`
+  // stores it). Empty: none.
   std::string qat;
+  // QAT learns the scales of the weights whose type has them (train/qat.h).
+  bool qat_learn_scales = false;
   // Resumable training (train/checkpoint.h): written to `checkpoint` every
   // save_every steps (0: at the end only) and when SIGINT/SIGTERM stops the
   // run after its current step; `resume` continues from one (the same setup).
@@ -61,6 +65,11 @@ std::optional<GeneratedData> parse_generated_data(const std::string& data);
 // The teacher's N sequences (seeds seed, seed + 1, ...), joined by blank lines.
 std::string teacher_text(const Model& teacher, const GeneratedData& g, int64_t ctx, uint64_t seed);
 
+// The formats --qat SPEC gives m's weights: a llama.cpp file type's mix (its
+// types that need an importance matrix refused), or an int-N group format
+// for every block linear (as `lmpress quantize --type int4-g128` writes).
+std::map<std::string, QatFormat> qat_formats(const Model& m, const std::string& spec);
+
 // Parses --loss: "ce", "kl", "rkl" or "mix:A" (A·CE + (1 − A)·KL, A in [0, 1]).
 Loss parse_loss(const std::string& s);
 
@@ -75,6 +84,7 @@ struct FinetunePoint {
 struct FinetuneReport {
   int64_t steps = 0, tokens = 0, windows = 0, frozen = 0, params = 0;
   int64_t qat_weights = 0;  // weights trained fake-quantized
+  int64_t qat_learned = 0;  // of them, those with learned scales
   int64_t resumed_from = 0;  // the step a --resume checkpoint had reached
   double seconds = 0, eval_ppl_before = 0, eval_ppl_after = 0;
   std::vector<FinetunePoint> points;  // one per step

@@ -204,6 +204,7 @@ template <class T>
 void TrainModel<T>::store(Model& m) const {
   if (lora_.rank > 0) return merge_lora(m, adapter(), 1.0);
   for (const auto& p : params_) {
+    if (!p.model_weight) continue;
     std::vector<float> f(size_t(p.size()));
     for (size_t i = 0; i < f.size(); i++) f[i] = float(w[p.offset + i]);
     m.set_f32(p.name, std::move(f));
@@ -296,46 +297,138 @@ void TrainModel<T>::lin_backward(const Lin& L, size_t bias, const T* x, const T*
 }
 
 template <class T>
-int64_t TrainModel<T>::set_fake_quant(const std::map<std::string, DType>& types) {
+int64_t TrainModel<T>::set_fake_quant(const std::map<std::string, QatFormat>& formats, bool learn_scales) {
   if (lora_.rank > 0) fail("quantization-aware training trains the weights themselves: not with LoRA adapters");
-  fq_type_.assign(params_.size(), DType::F32);
-  fq_.assign(params_.size(), {});
+  const size_t n_model = params_.size();
+  fq_.assign(n_model, {});
   int64_t covered = 0;
-  for (size_t i = 0; i < params_.size(); i++) {
-    const auto it = types.find(params_[i].name);
-    if (it == types.end() || is_float_type(it->second)) continue;
-    if (!has_quantizer(it->second)) fail("--qat: lmpress has no quantizer for {} ({})", dtype_name(it->second), params_[i].name);
-    if (params_[i].cols % dtype_info(it->second).block_elems)
-      fail("--qat: {} rows of {} values do not fill whole {} blocks of {}", params_[i].name, params_[i].cols,
-           dtype_name(it->second), dtype_info(it->second).block_elems);
-    fq_type_[i] = it->second;
-    fq_[i].resize(size_t(params_[i].size()));
+  for (size_t i = 0; i < n_model; i++) {
+    const auto it = formats.find(params_[i].name);
+    if (it == formats.end()) continue;
+    const QatFormat& f = it->second;
+    if (!f.int_group && is_float_type(f.type)) continue;
+    if (!f.int_group && !has_quantizer(f.type))
+      fail("--qat: lmpress has no quantizer for {} ({})", dtype_name(f.type), params_[i].name);
+    const int64_t cols = params_[i].cols, G = f.group(cols);
+    if (cols % G) fail("--qat: {} rows of {} values do not fill whole {} groups of {}", params_[i].name, cols, f.name(), G);
+    FakeQuant q;
+    q.format = f;
+    q.values.resize(size_t(params_[i].size()));
+    if (learn_scales && learnable_scales(f)) {
+      const int64_t rows = params_[i].rows, groups = cols / G;
+      q.scale = add(params_[i].name + ".qat_scale", rows, groups);
+      params_[q.scale].model_weight = false;
+      if (learns_offsets(f)) q.offset = add(params_[i].name + ".qat_offset", rows, groups), params_[q.offset].model_weight = false;
+      if (f.int_group) q.zero.resize(size_t(rows * groups));
+    }
+    fq_[i] = std::move(q);
     covered += params_[i].size();
+  }
+  // The scales start where round to nearest puts them.
+  const size_t total = params_.back().offset + size_t(params_.back().size());
+  w.resize(total), grad.resize(total);
+  for (size_t i = 0; i < n_model; i++) {
+    FakeQuant& q = fq_[i];
+    if (q.scale == kNone) continue;
+    const int64_t rows = params_[i].rows, cols = params_[i].cols, groups = params_[q.scale].cols;
+    std::vector<float> row(static_cast<size_t>(cols)), sc(static_cast<size_t>(groups)), off(static_cast<size_t>(groups));
+    for (int64_t r = 0; r < rows; r++) {
+      std::copy(W(i) + r * cols, W(i) + (r + 1) * cols, row.begin());
+      init_scales(q.format, row.data(), cols, {sc.data(), off.data(), q.zero.empty() ? nullptr : q.zero.data() + r * groups});
+      std::copy(sc.begin(), sc.end(), W(q.scale) + r * groups);
+      if (q.offset != kNone) std::copy(off.begin(), off.end(), W(q.offset) + r * groups);
+    }
   }
   return covered;
 }
 
 template <class T>
-void TrainModel<T>::refresh_fake_quant() {
-  for (size_t i = 0; i < params_.size(); i++) {
-    if (fq_[i].empty()) continue;
-    const DType t = fq_type_[i];
+template <class F>
+void TrainModel<T>::for_each_fake_quant_row(F&& f) {
+  for (size_t i = 0; i < fq_.size(); i++) {
+    FakeQuant& q = fq_[i];
+    if (q.values.empty()) continue;
     const int64_t rows = params_[i].rows, cols = params_[i].cols;
-    const uint64_t rb = row_bytes(t, uint64_t(cols));
+    const int64_t groups = q.scale == kNone ? 0 : params_[q.scale].cols;
 #pragma omp parallel
     {
-      std::vector<float> row(static_cast<size_t>(cols)), back(static_cast<size_t>(cols));
-      std::vector<uint8_t> q(static_cast<size_t>(rb));
+      std::vector<float> row(static_cast<size_t>(cols)), sc(static_cast<size_t>(groups)), off(static_cast<size_t>(groups));
 #pragma omp for
       for (int64_t r = 0; r < rows; r++) {
-        const T* src = W(i) + r * cols;
-        std::copy(src, src + cols, row.begin());
-        quantize_row(t, row.data(), cols, q.data());
-        dequantize_row(t, q.data(), cols, back.data());
-        std::copy(back.begin(), back.end(), fq_[i].begin() + r * cols);
+        std::copy(W(i) + r * cols, W(i) + (r + 1) * cols, row.begin());
+        RowScales rs{nullptr, nullptr, nullptr};
+        if (q.scale != kNone) {
+          std::copy(W(q.scale) + r * groups, W(q.scale) + (r + 1) * groups, sc.begin());
+          if (q.offset != kNone) std::copy(W(q.offset) + r * groups, W(q.offset) + (r + 1) * groups, off.begin());
+          rs = {sc.data(), off.data(), q.zero.empty() ? nullptr : q.zero.data() + r * groups};
+        }
+        f(i, q, r, row.data(), q.scale == kNone ? nullptr : &rs);
       }
     }
   }
+}
+
+template <class T>
+void TrainModel<T>::refresh_fake_quant() {
+  for_each_fake_quant_row([&](size_t i, FakeQuant& q, int64_t r, const float* row, const RowScales* rs) {
+    const int64_t cols = params_[i].cols;
+    thread_local std::vector<float> out;
+    out.resize(size_t(cols));
+    if (rs)
+      fake_quant_row(q.format, row, cols, *rs, out.data());
+    else
+      fake_quant_row(q.format, row, cols, out.data());
+    std::copy(out.begin(), out.end(), q.values.begin() + r * cols);
+  });
+}
+
+template <class T>
+void TrainModel<T>::fake_quant_backward() {
+  for_each_fake_quant_row([&](size_t i, FakeQuant& q, int64_t r, const float* row, const RowScales* rs) {
+    if (!rs) return;  // plain straight-through: the gradient is the master's as it is
+    const int64_t cols = params_[i].cols, groups = params_[q.scale].cols;
+    thread_local std::vector<float> g, ds, dm;
+    g.assign(G(i) + r * cols, G(i) + (r + 1) * cols);
+    ds.assign(size_t(groups), 0.0f), dm.assign(size_t(groups), 0.0f);
+    fake_quant_row_backward(q.format, row, cols, *rs, g.data(), ds.data(), q.offset == kNone ? nullptr : dm.data());
+    std::copy(g.begin(), g.end(), G(i) + r * cols);
+    for (int64_t k = 0; k < groups; k++) {
+      G(q.scale)[r * groups + k] += T(ds[size_t(k)]);
+      if (q.offset != kNone) G(q.offset)[r * groups + k] += T(dm[size_t(k)]);
+    }
+  });
+}
+
+template <class T>
+int64_t TrainModel<T>::learned_scale_weights() const {
+  int64_t n = 0;
+  for (size_t i = 0; i < fq_.size(); i++)
+    if (fq_[i].scale != kNone) n += params_[i].size();
+  return n;
+}
+
+template <class T>
+QatEncoded TrainModel<T>::encode_fake_quant() const {
+  QatEncoded e;
+  for (size_t i = 0; i < fq_.size(); i++) {
+    const FakeQuant& q = fq_[i];
+    if (q.scale == kNone) continue;
+    const int64_t rows = params_[i].rows, cols = params_[i].cols, groups = params_[q.scale].cols;
+    std::vector<float> wf(W(i), W(i) + rows * cols), sc(W(q.scale), W(q.scale) + rows * groups);
+    if (q.format.int_group) {
+      e.ints.emplace(params_[i].name, encode_int(*q.format.int_group, wf.data(), rows, cols, sc.data(), q.zero.data()));
+      continue;
+    }
+    std::vector<float> off = q.offset == kNone ? std::vector<float>(size_t(rows * groups))
+                                               : std::vector<float>(W(q.offset), W(q.offset) + rows * groups);
+    const uint64_t rb = row_bytes(q.format.type, uint64_t(cols));
+    std::vector<uint8_t> bytes(size_t(rows) * rb);
+    for (int64_t r = 0; r < rows; r++)
+      encode_row(q.format, wf.data() + r * cols, cols, {sc.data() + r * groups, off.data() + r * groups, nullptr},
+                 bytes.data() + uint64_t(r) * rb);
+    e.blocks.emplace(params_[i].name, std::move(bytes));
+  }
+  return e;
 }
 
 template <class T>

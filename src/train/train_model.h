@@ -14,6 +14,7 @@
 #include "model/lora.h"
 #include "model/model.h"
 #include "train/grad_ops.h"
+#include "train/qat.h"
 
 namespace lmpress::train {
 
@@ -46,6 +47,7 @@ struct Param {
   int64_t rows = 0, cols = 0;
   size_t offset = 0;
   bool trainable = true;  // frozen: no gradient is computed for it
+  bool model_weight = true;  // false: a QAT scale or offset (<weight>.qat_scale, .qat_offset)
   int64_t size() const { return rows * cols; }
 };
 
@@ -75,12 +77,25 @@ class TrainModel {
   // The model's weights written back into m as F32 tensors (m.bind() after);
   // with adapters, each targeted weight merged: W + alpha/rank · B·A.
   void store(Model& m) const;
-  // Quantization-aware training: the weights named in `types` (block types)
-  // take part in the forward and in the input gradients rounded to their type
-  // and back, as a file of those types will hold them; their gradients pass
-  // to the f32 master weights straight through (STE). Full fine-tuning only.
+  // Quantization-aware training: the weights named in `formats` take part
+  // in the forward and in the input gradients rounded to their format and
+  // back, as a file of those formats will hold them (train/qat.h); their
+  // gradients pass to the f32 master weights straight through (STE). With
+  // learn_scales, each weight's scales (and Q4_1/Q5_1 offsets) become
+  // parameters (<weight>.qat_scale [rows, groups], .qat_offset), starting at
+  // round to nearest's, for the weights whose format has them (qat.h's
+  // learnable_scales; the others round to nearest). Full fine-tuning only;
+  // call before reading w's size.
   // Returns how many weights it covers.
-  int64_t set_fake_quant(const std::map<std::string, DType>& types);
+  int64_t set_fake_quant(const std::map<std::string, QatFormat>& formats, bool learn_scales = false);
+  // With learned scales, once per optimizer step after its micro-batches'
+  // step() calls (the rounding is the same for all of them): turns the
+  // gradients reaching the rounded weights into the masters' and the scales'.
+  void fake_quant_backward();
+  // How many weights have learned scales.
+  int64_t learned_scale_weights() const;
+  // The weights with learned scales, encoded on them for the file.
+  QatEncoded encode_fake_quant() const;
   // The trained adapters (lora().rank > 0).
   LoraAdapter adapter() const;
   // Whether element i of w is trained (the optimizer leaves the others).
@@ -114,9 +129,20 @@ class TrainModel {
   const T* W(size_t i) const { return w.data() + params_[i].offset; }
   T* G(size_t i) { return grad.data() + params_[i].offset; }
   T* Wopt(size_t i) { return i == kNone ? nullptr : W(i); }
+  // A weight's QAT rounding: its format, the values it computes with, and
+  // with learned scales their parameters (and int-N zero points, fixed).
+  struct FakeQuant {
+    QatFormat format;
+    std::vector<T> values;  // empty: not quantized
+    size_t scale = kNone, offset = kNone;
+    std::vector<uint16_t> zero;
+  };
   // The values a weight computes with: its fake-quantized copy under QAT.
-  const T* Wf(size_t i) const { return fq_.empty() || fq_[i].empty() ? W(i) : fq_[i].data(); }
+  const T* Wf(size_t i) const { return i >= fq_.size() || fq_[i].values.empty() ? W(i) : fq_[i].values.data(); }
   void refresh_fake_quant();
+  // f(param, fake quant, row, the row's master values as floats, its scales or null) on the threads.
+  template <class F>
+  void for_each_fake_quant_row(F&& f);
   T* Gopt(size_t i) { return i == kNone || !params_[i].trainable ? nullptr : G(i); }
 
   void resize(int64_t B, int64_t n);
@@ -144,8 +170,7 @@ class TrainModel {
   std::vector<std::vector<T>> xs_;
   std::vector<T> xn1_, rstd1_, q_, k_, v_, P_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
   std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_, lora_t_, lora_dt_, deq_, head_deq_;
-  std::vector<DType> fq_type_;      // per parameter: its QAT type (F32: none)
-  std::vector<std::vector<T>> fq_;  // per parameter: its fake-quantized values (empty: none)
+  std::vector<FakeQuant> fq_;  // per model weight (empty: no QAT)
 };
 
 extern template class TrainModel<float>;

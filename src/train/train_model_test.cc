@@ -9,13 +9,16 @@
 #include <functional>
 #include <random>
 
+#include "core/fp16.h"
 #include "kernels/blocks.h"
 #include "kernels/to_f32.h"
 #include "model/forward.h"
 #include "quant/quantize.h"
 #include "synthetic_model.h"
 #include "test_util.h"
+#include "train/finetune.h"
 #include "train/optimizer.h"
+#include "compress/quantize_model.h"
 
 namespace lmpress::train {
 namespace {
@@ -269,7 +272,9 @@ TEST(TrainQat, StraightThroughEqualsTheRoundedModel) {
   }
   rounded->bind();
   TrainModel<double> qat(*m), ref(*rounded);
-  int64_t covered = qat.set_fake_quant(types);
+  std::map<std::string, QatFormat> formats;
+  for (const auto& [name, type] : types) formats[name].type = type;
+  int64_t covered = qat.set_fake_quant(formats);
   int64_t expect = 0;
   for (const auto& [name, type] : types) expect += m->tensor(name).numel();
   EXPECT_EQ(covered, expect);
@@ -281,7 +286,77 @@ TEST(TrainQat, StraightThroughEqualsTheRoundedModel) {
   for (size_t i = 0; i < qat.grad.size(); i++) ASSERT_NEAR(qat.grad[i], ref.grad[i], 1e-9 * std::max(1.0, std::abs(ref.grad[i]))) << i;
   // The masters themselves are not rounded.
   EXPECT_NE(qat.w, ref.w);
-  test::expect_error([&] { TrainModel<float> l(*m, parse_lora("r=2")); l.set_fake_quant(types); }, "not with LoRA");
+  test::expect_error([&] { TrainModel<float> l(*m, parse_lora("r=2")); l.set_fake_quant(formats); }, "not with LoRA");
+}
+
+// Learned scales: after the scales move, the file written on them (GGUF
+// Q4_0/Q8_0 blocks, or an int-N GPTQ checkpoint) holds exactly the values the
+// trainer computed with: a trainer on the loaded file, without QAT, gives the
+// same logits.
+TEST(TrainQat, LearnedScalesWriteTheValuesTheyTrained) {
+  for (const std::string spec : {"q4_0", "int4-g32-asym"}) {
+    SCOPED_TRACE(spec);
+    const std::string dir = test::temp_dir();
+    test::SyntheticSpec syn;
+    syn.ffn = 64;
+    test::write_synthetic_hf(dir, syn);
+    auto m = load_model(dir);
+    TrainModel<float> tm(*m);
+    const auto formats = qat_formats(*m, spec);
+    const int64_t covered = tm.set_fake_quant(formats, true);
+    EXPECT_GT(tm.learned_scale_weights(), 0);
+    EXPECT_LE(tm.learned_scale_weights(), covered);
+    // Move every scale (and offset) away from round to nearest's, as training would.
+    std::mt19937 rng(9);
+    std::uniform_real_distribution<float> u(0.8f, 1.1f);
+    int64_t n_scales = 0;
+    for (const auto& p : tm.params())
+      if (!p.model_weight)
+        for (int64_t i = 0; i < p.size(); i++) tm.w[p.offset + size_t(i)] *= u(rng), n_scales++;
+    EXPECT_GT(n_scales, 0);
+    // An int-N checkpoint keeps the other matrices (embeddings, head) in f16.
+    if (spec != "q4_0")
+      for (const auto& p : tm.params())
+        if (p.model_weight && p.rows > 1 && !formats.count(p.name))
+          for (int64_t i = 0; i < p.size(); i++) {
+            float& x = tm.w[p.offset + size_t(i)];
+            x = f16_to_f32(f32_to_f16(x));
+          }
+    const int64_t B = 1, n = 5, V = m->cfg.n_vocab;
+    const auto tokens = random_tokens(B * n, V, 12);
+    std::vector<float> got(size_t(B * n * V)), want(got.size());
+    tm.logits(tokens.data(), B, n, got.data());
+    const auto enc = tm.encode_fake_quant();
+    tm.store(*m);
+    QuantizeOptions q;
+    const std::string out = dir + (spec == "q4_0" ? "/q.gguf" : "/int");
+    if (spec == "q4_0") {
+      q.mix.preset = *find_preset(spec);
+      q.encoded = enc.blocks;
+    } else {
+      QuantizeRequest req;
+      req.type = spec;
+      q = quantize_options(req, out);
+      q.encoded_int = enc.ints;
+    }
+    quantize_model(*m, out, q);
+    auto written = load_model(out);
+    TrainModel<float> ref(*written);
+    ref.logits(tokens.data(), B, n, want.data());
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, double(std::abs(got[i] - want[i])));
+    EXPECT_LT(worst, 1e-5);
+    // A scale-gradient step: clamped weights get none, the scales some.
+    std::fill(tm.grad.begin(), tm.grad.end(), 0.0f);
+    const auto targets = random_tokens(B * n, V, 13);
+    tm.step(tokens.data(), targets.data(), B, n, Loss{}, nullptr, 1.0, nullptr);
+    tm.fake_quant_backward();
+    double scale_grad = 0;
+    for (const auto& p : tm.params())
+      if (!p.model_weight)
+        for (int64_t i = 0; i < p.size(); i++) scale_grad += std::abs(tm.grad[p.offset + size_t(i)]);
+    EXPECT_GT(scale_grad, 0);
+  }
 }
 
 }  // namespace

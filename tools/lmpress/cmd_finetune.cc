@@ -83,8 +83,13 @@ void add_finetune(CLI::App& app) {
                   "quantized file): r=N[,alpha=A][,targets=q,k,v,o,gate,up,down|qkvo|mlp|all] (alpha 2·r, all "
                   "linears by default)");
   cmd->add_option("--qat", o->ft.qat,
-                  "Quantization-aware training for a llama.cpp file type (q2_k, q3_k_m, q4_0, ...): the weights it "
-                  "quantizes train fake-quantized (straight-through), and OUT.gguf is written in that type");
+                  "Quantization-aware training for a llama.cpp file type (q2_k, q3_k_m, q4_0, ...) or an int-N group "
+                  "format (int4-g128, int3-g64-asym, ...): the weights it quantizes train fake-quantized "
+                  "(straight-through), and OUT is written in that type (a .gguf file; int-N: a checkpoint directory, "
+                  "--format gptq, awq or compressed-tensors)");
+  cmd->add_flag("--qat-learn-scales", o->ft.qat_learn_scales,
+                "With --qat: learn the scales (LSQ) of the weights whose type has one f16 scale per block (q4_0, q5_0, "
+                "q8_0; q4_1 and q5_1 with their offsets) or per int-N group; the file is written on them");
   add_path_option(cmd, "--checkpoint", o->ft.checkpoint,
                   "Directory for a resumable checkpoint (weights, AdamW state, step), written every --save-every "
                   "steps, at the end, and when Ctrl-C / SIGTERM stops the run",
@@ -102,7 +107,7 @@ void add_finetune(CLI::App& app) {
   cmd->add_option("--format", o->format,
                   "Output format: gguf, hf, or peft (an adapter; default: gguf if OUT ends in .gguf, else hf, or "
                   "peft for an adapter)")
-      ->check(CLI::IsMember({"gguf", "hf", "peft"}));
+      ->check(CLI::IsMember({"gguf", "hf", "peft", "gptq", "awq", "compressed-tensors"}));
   cmd->add_flag("--json", o->json, "Print the report as JSON");
   add_threads_option(cmd, o->threads);
   add_finite_check_flag(cmd, o->no_finite_check);
@@ -129,7 +134,14 @@ void add_finetune(CLI::App& app) {
                                          std::filesystem::path(o->out).lexically_normal())
       fail("--checkpoint {} is the output too: give them different paths", o->ft.checkpoint);
     if (!o->ft.qat.empty() && !o->lora.empty()) fail("--qat trains the weights themselves: not with --lora");
-    if (!o->ft.qat.empty() && (format != "gguf" || !o->dtype.empty()))
+    const bool qat_int = parse_int_group_type(o->ft.qat).has_value();
+    const bool checkpoint_format = format == "gptq" || format == "awq" || format == "compressed-tensors";
+    if (checkpoint_format && !qat_int)
+      fail("--format {} is an int-N checkpoint layout: it needs --qat with an int-N group format (int4-g128)", format);
+    if (qat_int && (format == "gguf" || !o->dtype.empty()))
+      fail("--qat {} writes OUT as an int-N checkpoint directory (--format gptq, awq or compressed-tensors; no --dtype)",
+           o->ft.qat);
+    if (!o->ft.qat.empty() && !qat_int && (format != "gguf" || !o->dtype.empty()))
       fail("--qat {} writes OUT as a GGUF file of that type (OUT ends in .gguf; no --dtype or --format hf)", o->ft.qat);
     if (!o->ft.loss.needs_teacher() && !o->teacher.empty())
       fail("--teacher is used by --loss kl, rkl or mix:A (got --loss {})", o->loss);
@@ -164,9 +176,21 @@ void add_finetune(CLI::App& app) {
       }
       tm.store(*m);
       if (!o->ft.qat.empty()) {
-        // The same rounding as the fake quantization: RTN into the file type's mix.
+        // The same rounding as the fake quantization: RTN into the file type's mix or int-N format, or the
+        // tensors encoded on their learned scales.
         QuantizeOptions q;
-        q.mix.preset = *find_preset(o->ft.qat);
+        const train::QatEncoded enc = tm.encode_fake_quant();
+        if (qat_int) {
+          QuantizeRequest req;
+          req.type = o->ft.qat;
+          req.format = format == "hf" ? "gptq" : format;
+          q = quantize_options(req, o->out);
+          q.encoded_int = enc.ints;
+          fmt_written = req.format;
+        } else {
+          q.mix.preset = *find_preset(o->ft.qat);
+          q.encoded = enc.blocks;
+        }
         quantize_model(*m, o->out, q);
         return;
       }
@@ -190,7 +214,8 @@ void add_finetune(CLI::App& app) {
       j["tokens"] = r.tokens;
       j["windows"] = r.windows;
       j["trained_params"] = r.params;
-      if (!o->ft.qat.empty()) j["qat"] = {{"type", o->ft.qat}, {"weights", r.qat_weights}};
+      if (!o->ft.qat.empty())
+        j["qat"] = {{"type", o->ft.qat}, {"weights", r.qat_weights}, {"learned_scale_weights", r.qat_learned}};
       if (!o->lora.empty()) j["lora"] = {{"rank", o->ft.lora.rank}, {"alpha", o->ft.lora.alpha}, {"targets", o->ft.lora.targets}};
       j["frozen_zeros"] = r.frozen;
       j["seconds"] = r.seconds;
