@@ -354,6 +354,13 @@ TEST(FinetuneCli, SavedTeacherLogitsTrainAsTheTeacherDoes) {
     std::ofstream(d + "/dup.kld", std::ios::binary) << bad;
   }
   expect_cli_error(base + " --ctx 48 --teacher-logits " + d + "/dup.kld", "corrupt kld base");
+  {
+    std::string bad = t;
+    const size_t rec = t.size() - 8 * 16 - 8;
+    std::memcpy(&bad[rec], &bad[rec + 8 + 4 * 16], 4);  // log-sum-exp = the top logit: the top 16 hold more than 1
+    std::ofstream(d + "/mass.kld", std::ios::binary) << bad;
+  }
+  expect_cli_error(base + " --ctx 48 --teacher-logits " + d + "/mass.kld", "hold probability");
   EXPECT_FALSE(std::filesystem::exists(out));
   EXPECT_FALSE(std::filesystem::exists(d + "/y.kld"));
 }

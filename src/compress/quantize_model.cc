@@ -782,9 +782,10 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
     if (given == o.encoded.end()) {
       q.round_to_nearest(src.name, dst, f, rows, cols, out);
     } else {
-      if (given->second.size() != size_t(rows) * row_bytes(dst, uint64_t(cols)))
-        fail("{}: the encoded tensor is not {} rows of {}", src.name, rows, dtype_name(dst));
-      std::memcpy(out, given->second.data(), given->second.size());
+      if (given->second.type != dst || given->second.bytes.size() != size_t(rows) * row_bytes(dst, uint64_t(cols)))
+        fail("{}: the encoded tensor ({}) is not {} rows of its planned {}", src.name, dtype_name(given->second.type),
+             rows, dtype_name(dst));
+      std::memcpy(out, given->second.bytes.data(), given->second.bytes.size());
     }
     const auto deq = dequantize_all(dst, out, rows, cols);
     std::lock_guard<std::mutex> lock(mu);

@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -16,6 +17,7 @@
 #include "quant/imatrix.h"
 #include "quant/int_checkpoint.h"
 #include "quant/int_group.h"
+#include "quant/quantize.h"
 #include "compress/mix.h"
 #include "core/module_match.h"
 
@@ -61,10 +63,10 @@ struct QuantizeOptions {
   std::optional<double> target_bpw;  // RTN: per block/group clipping ratio with the least (importance-weighted) error
   bool allow_requantize = false;
   // Tensors already encoded (quantization-aware training's learned scales,
-  // train/qat.h): block bytes in the type the plan gives the tensor, or int-N
+  // train/qat.h): blocks of the type the plan gives the tensor, or int-N
   // tensors of its int-N format; written as they are instead of rounded
   // (RTN only).
-  std::map<std::string, std::vector<uint8_t>> encoded;
+  std::map<std::string, EncodedTensor> encoded;
   std::map<std::string, IntGroupTensor> encoded_int;
   std::string name;  // general.name
   std::string recipe;  // recorded in the output (ExportOptions::recipe)

@@ -96,14 +96,25 @@ SavedLogits::SavedLogits(const std::string& path) : path_(path), file_(MappedFil
       mark++;
       if (!std::isfinite(r.lse) || !std::isfinite(r.next_logit) || r.next_logit > r.lse + 1e-3f)
         fail("{}: corrupt kld base (log-sum-exp {}, next token's logit {} in window {})", path, r.lse, r.next_logit, c);
+      double mass = 0;
       for (int64_t i = 0; i < h.top_k; i++) {
         const int32_t id = r.ids[i];
         if (id < 0 || id >= h.n_vocab || !std::isfinite(r.logits[i]) || seen[size_t(id)] == mark ||
             r.logits[i] > r.lse + 1e-3f || (i > 0 && r.logits[i] > r.logits[i - 1]))
           fail("{}: corrupt kld base (token id {}, logit {} at rank {} in window {})", path, id, r.logits[i], i, c);
         seen[size_t(id)] = mark;
+        mass += std::exp(double(r.logits[i]) - double(r.lse));
       }
+      if (mass > 1.001)
+        fail("{}: corrupt kld base (the top {} hold probability {:.4f} > 1 in window {})", path, h.top_k, mass, c);
     }
+  // FNV-1a over the file's 32-bit words.
+  hash_ = 1469598103934665603ull;
+  for (size_t i = 0; i + 4 <= size; i += 4) {
+    uint32_t v;
+    std::memcpy(&v, d + i, 4);
+    hash_ = (hash_ ^ v) * 1099511628211ull;
+  }
 }
 
 void SavedLogits::window(int64_t c, std::vector<int32_t>& out) const {

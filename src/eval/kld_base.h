@@ -55,6 +55,8 @@ class SavedLogits {
   explicit SavedLogits(const std::string& path);
   const SavedLogitsHeader& header() const { return h_; }
   const std::string& path() const { return path_; }
+  // A hash of the whole file (what a training checkpoint records of it).
+  uint64_t content_hash() const { return hash_; }
   // Window c as the model reads it (BOS in front where the file says so).
   void window(int64_t c, std::vector<int32_t>& out) const;
   // Scored position j (first ≤ j < n_ctx − 1) of window c.
@@ -74,6 +76,7 @@ class SavedLogits {
   SavedLogitsHeader h_;
   const int32_t* tokens_ = nullptr;
   const uint8_t* records_ = nullptr;
+  uint64_t hash_ = 0;
 };
 
 // Writes the file atomically. top_k is clamped to the vocabulary.

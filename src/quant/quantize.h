@@ -4,6 +4,7 @@
 // squared activation of each input column) the importance-weighted searches.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -20,5 +21,11 @@ bool has_quantizer(DType t);
 // after it, as an exception may not leave an OpenMP region.
 void quantize_rows(DType t, const float* x, int64_t rows, int64_t cols, uint8_t* out,
                    const float* importance = nullptr);
+
+// A matrix already encoded: its rows in block type `type`, row_bytes(type, cols) apart.
+struct EncodedTensor {
+  DType type = DType::F32;
+  std::vector<uint8_t> bytes;
+};
 
 }  // namespace lmpress

@@ -74,6 +74,9 @@ std::map<std::string, QatFormat> qat_formats(const Model& m, const std::string& 
           ig->check_shape(w, t.rows(), t.cols());
           formats[w].int_group = *ig;
         }
+    // The checkpoint keeps the other matrices (embeddings, head) in f16.
+    for (const auto& t : m.tensors)
+      if (t.shape.size() == 2 && !formats.count(t.name)) formats[t.name].type = DType::F16;
     return formats;
   }
   const auto preset = find_preset(spec);
@@ -242,10 +245,10 @@ uint64_t fnv(uint64_t h, const void* data, size_t n) {
 }
 
 // What a checkpoint must share with the run resuming it.
-// saved_k: the top k of saved teacher logits (0: a teacher model, or none).
+// saved: the saved teacher logits trained on (null: a teacher model, or none).
 nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptions& o,
                                 const std::vector<std::vector<int32_t>>& windows, const Model* teacher,
-                                int64_t saved_k) {
+                                const SavedLogits* saved) {
   const uint64_t seed = 1469598103934665603ull;
   uint64_t layout = seed, data = seed;
   for (const auto& p : tm.params()) {
@@ -259,8 +262,8 @@ nlohmann::json checkpoint_setup(const TrainModel<float>& tm, const FinetuneOptio
   return {{"parameter_layout", fmt::format("{:016x}", layout)},
           {"student_weights", fmt::format("{:016x}", weights)},
           {"training_tokens", fmt::format("{:016x}", data)},
-          {"teacher", teacher && saved_k == 0 ? std::filesystem::path(teacher->path).filename().string() : ""},
-          {"teacher_top_k", saved_k},
+          {"teacher", teacher && !saved ? std::filesystem::path(teacher->path).filename().string() : ""},
+          {"teacher_logits", saved ? fmt::format("top {}, {:016x}", saved->header().top_k, saved->content_hash()) : ""},
           {"dense", !o.keep_sparsity},
           {"adamw", {o.adam.beta1, o.adam.beta2, o.adam.eps, o.adam.weight_decay, o.adam.clip, o.adam.warmup,
                      o.adam.min_lr_ratio}},
@@ -412,7 +415,7 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
     if (next == order.size()) std::shuffle(order.begin(), order.end(), rng), next = 0;
     return order[next++];
   };
-  const nlohmann::json setup = checkpoint_setup(tm, o, windows, teacher, saved ? saved->header().top_k : 0);
+  const nlohmann::json setup = checkpoint_setup(tm, o, windows, teacher, saved.get());
   int64_t first = 0;
   if (!o.resume.empty()) {
     Checkpoint c = load_checkpoint(o.resume, setup, tm.w.size());

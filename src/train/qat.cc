@@ -57,15 +57,14 @@ const ScaledBlock& require_block(const QatFormat& f) {
   return *b;
 }
 
-// ∂ŵ/∂(scale, offset) of one element whose unrounded level is u on a grid of
-// levels 0 .. L with zero level z; g (∂L/∂ŵ) becomes ∂L/∂w.
-void element_backward(double u, int L, double z, float& g, double& dscale, double& doffset) {
-  const double r = std::nearbyint(u);
-  if (r >= 0 && r <= L) {
-    dscale += double(g) * (r - u);
+// ∂ŵ/∂(scale, offset) of one element at level v (the forward's), whose
+// unrounded level is u, unclamped rounding r, on a grid with zero level z;
+// g (∂L/∂ŵ) becomes ∂L/∂w.
+void element_backward(int v, long r, double u, double z, float& g, double& dscale, double& doffset) {
+  if (r == v) {
+    dscale += double(g) * (v - u);
     return;
   }
-  const double v = r < 0 ? 0 : L;
   dscale += double(g) * (v - z);
   doffset += double(g);
   g = 0;
@@ -87,6 +86,11 @@ bool learns_offsets(const QatFormat& f) {
 }
 
 void fake_quant_row(const QatFormat& f, const float* w, int64_t cols, float* out) {
+  if (!f.int_group && (f.type == DType::F16 || f.type == DType::BF16)) {
+    for (int64_t c = 0; c < cols; c++)
+      out[c] = f.type == DType::F16 ? f16_to_f32(f32_to_f16(w[c])) : bf16_to_f32(f32_to_bf16(w[c]));
+    return;
+  }
   if (f.int_group) {
     const auto t = int_group_rtn(w, 1, cols, *f.int_group, nullptr, {});
     for (int64_t c = 0; c < cols; c++) out[c] = t.value(0, c);
@@ -140,20 +144,29 @@ void fake_quant_row_backward(const QatFormat& f, const float* w, int64_t cols, c
   const int64_t G = f.group(cols);
   for (int64_t k = 0; k < cols / G; k++) {
     double ds = 0, dm = 0;
+    // Each element's level as the forward picks it (GroupGrid::level, nearest_grid_level), and the rounding
+    // before the clamp: they differ where the level was clamped. A zero scale decodes every element to the
+    // offset: all count as clamped (the weights get no gradient; the scale may move off zero).
     if (f.int_group) {
-      const double sc = f16_round(s.scale[k]), z = s.zero[k];
-      if (sc == 0) continue;
-      for (int64_t e = k * G; e < (k + 1) * G; e++)
-        element_backward(double(w[e]) / sc + z, f.int_group->max_level(), z, g[e], ds, dm);
+      const GroupGrid grid{f16_round(s.scale[k]), s.zero[k]};
+      const int L = f.int_group->max_level();
+      for (int64_t e = k * G; e < (k + 1) * G; e++) {
+        const int v = grid.level(w[e], L);
+        const long r = grid.scale == 0 ? -1 : long(std::nearbyint(w[e] / grid.scale)) + grid.zero;
+        element_backward(v, r, grid.scale == 0 ? 0.0 : double(w[e]) / grid.scale + grid.zero, grid.zero, g[e], ds, dm);
+      }
     } else {
       const ScaledBlock& b = require_block(f);
       uint8_t block[64];
       BlockGrid grid;
       encode_block(b, w + k * G, s.scale[k], b.offset ? s.offset[k] : 0.0f, block, grid);
-      if (grid.scale[0] == 0) continue;
-      for (int e = 0; e < G; e++)
-        element_backward((double(w[k * G + e]) - grid.offset[e]) / grid.scale[e], grid.n_levels - 1, b.zero_level,
-                         g[k * G + e], ds, dm);
+      for (int e = 0; e < G; e++) {
+        const float x = w[k * G + e];
+        const int v = grid.nearest_level(e, x);
+        const float u = grid.scale[e] != 0 ? (x - grid.offset[e]) / grid.scale[e] : 0.0f;
+        const long r = grid.scale[e] == 0 ? -1 : std::lround(u);
+        element_backward(v, r, u, b.zero_level, g[k * G + e], ds, dm);
+      }
     }
     dscale[k] += float(ds);
     if (doffset) doffset[k] += float(dm);

@@ -13,6 +13,7 @@
 
 #include "core/dtype.h"
 #include "quant/int_group.h"
+#include "quant/quantize.h"
 
 namespace lmpress::train {
 
@@ -34,7 +35,8 @@ bool learnable_scales(const QatFormat& f);
 bool learns_offsets(const QatFormat& f);
 
 // Round to nearest: `out` gets the values a file of format f holds for the
-// row w (ggml's quantizer; int-N min-max groups, as `lmpress quantize`).
+// row w (ggml's quantizer; int-N min-max groups, as `lmpress quantize`; F16
+// and BF16: the value rounded to that type).
 void fake_quant_row(const QatFormat& f, const float* w, int64_t cols, float* out);
 
 // A row's scales, one per group: what round to nearest chose (the starting
@@ -67,7 +69,7 @@ IntGroupTensor encode_int(const IntGroupSpec& spec, const float* W, int64_t rows
 // Trained weights encoded on their learned scales, by weight name: ggml
 // blocks, or int-N tensors.
 struct QatEncoded {
-  std::map<std::string, std::vector<uint8_t>> blocks;
+  std::map<std::string, EncodedTensor> blocks;
   std::map<std::string, IntGroupTensor> ints;
 };
 

@@ -306,8 +306,9 @@ int64_t TrainModel<T>::set_fake_quant(const std::map<std::string, QatFormat>& fo
     const auto it = formats.find(params_[i].name);
     if (it == formats.end()) continue;
     const QatFormat& f = it->second;
-    if (!f.int_group && is_float_type(f.type)) continue;
-    if (!f.int_group && !has_quantizer(f.type))
+    if (!f.int_group && f.type == DType::F32) continue;
+    const bool rounds_to_float = !f.int_group && (f.type == DType::F16 || f.type == DType::BF16);
+    if (!f.int_group && !rounds_to_float && !has_quantizer(f.type))
       fail("--qat: lmpress has no quantizer for {} ({})", dtype_name(f.type), params_[i].name);
     const int64_t cols = params_[i].cols, G = f.group(cols);
     if (cols % G) fail("--qat: {} rows of {} values do not fill whole {} groups of {}", params_[i].name, cols, f.name(), G);
@@ -322,7 +323,7 @@ int64_t TrainModel<T>::set_fake_quant(const std::map<std::string, QatFormat>& fo
       if (f.int_group) q.zero.resize(size_t(rows * groups));
     }
     fq_[i] = std::move(q);
-    covered += params_[i].size();
+    if (!rounds_to_float) covered += params_[i].size();
   }
   // The scales start where round to nearest puts them.
   const size_t total = params_.back().offset + size_t(params_.back().size());
@@ -426,7 +427,7 @@ QatEncoded TrainModel<T>::encode_fake_quant() const {
     for (int64_t r = 0; r < rows; r++)
       encode_row(q.format, wf.data() + r * cols, cols, {sc.data() + r * groups, off.data() + r * groups, nullptr},
                  bytes.data() + uint64_t(r) * rb);
-    e.blocks.emplace(params_[i].name, std::move(bytes));
+    e.blocks.emplace(params_[i].name, EncodedTensor{q.format.type, std::move(bytes)});
   }
   return e;
 }

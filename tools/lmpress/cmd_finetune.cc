@@ -143,6 +143,16 @@ void add_finetune(CLI::App& app) {
            o->ft.qat);
     if (!o->ft.qat.empty() && !qat_int && (format != "gguf" || !o->dtype.empty()))
       fail("--qat {} writes OUT as a GGUF file of that type (OUT ends in .gguf; no --dtype or --format hf)", o->ft.qat);
+    // QAT's output options, checked before any training (an int-N layout's bit widths, the output path).
+    QuantizeOptions qat_out;
+    if (qat_int) {
+      QuantizeRequest req;
+      req.type = o->ft.qat;
+      req.format = format == "hf" ? "gptq" : format;  // the Hugging Face layout of int-N weights: GPTQ's
+      qat_out = quantize_options(req, o->out);
+    } else if (!o->ft.qat.empty()) {
+      if (const auto preset = find_preset(o->ft.qat)) qat_out.mix.preset = *preset;  // else finetune() names it
+    }
     if (!o->ft.loss.needs_teacher() && !o->teacher.empty())
       fail("--teacher is used by --loss kl, rkl or mix:A (got --loss {})", o->loss);
     if (cmd->count("--teacher-top-k") > 0 && o->ft.save_teacher_logits.empty())
@@ -178,20 +188,11 @@ void add_finetune(CLI::App& app) {
       if (!o->ft.qat.empty()) {
         // The same rounding as the fake quantization: RTN into the file type's mix or int-N format, or the
         // tensors encoded on their learned scales.
-        QuantizeOptions q;
-        const train::QatEncoded enc = tm.encode_fake_quant();
-        if (qat_int) {
-          QuantizeRequest req;
-          req.type = o->ft.qat;
-          req.format = format == "hf" ? "gptq" : format;
-          q = quantize_options(req, o->out);
-          q.encoded_int = enc.ints;
-          fmt_written = req.format;
-        } else {
-          q.mix.preset = *find_preset(o->ft.qat);
-          q.encoded = enc.blocks;
-        }
-        quantize_model(*m, o->out, q);
+        train::QatEncoded enc = tm.encode_fake_quant();
+        qat_out.encoded = std::move(enc.blocks);
+        qat_out.encoded_int = std::move(enc.ints);
+        if (qat_int) fmt_written = format == "hf" ? "gptq" : format;
+        quantize_model(*m, o->out, qat_out);
         return;
       }
       ConvertRequest req;
