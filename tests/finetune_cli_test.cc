@@ -367,3 +367,23 @@ TEST(FinetuneCli, SavedTeacherLogitsTrainAsTheTeacherDoes) {
 
 }  // namespace
 }  // namespace lmpress
+
+namespace lmpress {
+namespace {
+
+// A loss that stops being finite (a learning rate of 1e30, no clipping: the weights overflow after step 1) stops
+// the run with an error naming the step, nothing written, the last checkpoint (step 1) as it was.
+TEST(FinetuneCli, NonFiniteLossStopsKeepingTheLastCheckpoint) {
+  const std::string d = test::temp_dir();
+  const std::string model = S("models/stories260K/stories260K.gguf"), text = S("data/calib/docs-calib.txt");
+  expect_cli_error("finetune " + model + " " + d + "/o.gguf --data " + text +
+                       " --steps 4 --batch 2 --ctx 32 --lr 1e30 --clip 0 --checkpoint " + d + "/ck --save-every 1",
+                   "the loss is not finite at step 2");
+  EXPECT_FALSE(std::filesystem::exists(d + "/o.gguf"));
+  std::ifstream state(d + "/ck/state.json");
+  ASSERT_TRUE(state.good());
+  EXPECT_EQ(nlohmann::json::parse(state)["step"].get<int64_t>(), 1);
+}
+
+}  // namespace
+}  // namespace lmpress

@@ -36,7 +36,7 @@ Progress::Progress(std::string label, uint64_t total)
 
 Progress::~Progress() { finish(); }
 
-void Progress::update(uint64_t done) {
+void Progress::update(uint64_t done, const std::string& detail) {
   report(done);
   if (!active_) return;
   auto now = std::chrono::steady_clock::now();
@@ -45,8 +45,9 @@ void Progress::update(uint64_t done) {
   double secs = std::chrono::duration<double>(now - start_).count();
   double frac = total_ ? double(done) / double(total_) : 1.0;
   double eta = frac > 0 ? secs / frac - secs : 0;
-  std::fprintf(stderr, "\r%s: %llu/%llu (%.0f%%) %.1fs elapsed, %.1fs left   ", label_.c_str(),
-               (unsigned long long)done, (unsigned long long)total_, frac * 100, secs, eta);
+  const std::string middle = detail.empty() ? "" : ", " + detail + ",";
+  std::fprintf(stderr, "\r%s: %llu/%llu (%.0f%%)%s %.1fs elapsed, %.1fs left   ", label_.c_str(),
+               (unsigned long long)done, (unsigned long long)total_, frac * 100, middle.c_str(), secs, eta);
   std::fflush(stderr);
 }
 

@@ -12,7 +12,8 @@ class Progress {
  public:
   Progress(std::string label, uint64_t total);
   ~Progress();
-  void update(uint64_t done);
+  // detail: shown after the count (finetune's loss and tokens/s).
+  void update(uint64_t done, const std::string& detail = "");
   void finish();
   static bool enabled();
 

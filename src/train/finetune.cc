@@ -5,6 +5,7 @@
 #include <cmath>
 #include <numeric>
 #include <atomic>
+#include <omp.h>
 #include <unistd.h>
 
 #include <csignal>
@@ -348,11 +349,12 @@ void check_finetune_options(const FinetuneOptions& o, const Model& student, cons
     if (teacher->tokenizer->vocab().bos < 0)
       fail("--data {}: the teacher {} has no BOS token to start its sequences from", o.data, teacher->path);
   }
-  // One step's activations: each block's attention probabilities (B·heads·n²)
-  // and its other buffers, the residual streams kept per block, a chunk of logits.
+  // One step's activations: a block's buffers (its attention keeps a log-sum-exp per query and head, and each
+  // thread two tiles of scores), the residual streams kept per block, a chunk of logits.
   const ModelConfig& c = student.cfg;
   const double B = double(o.batch), n = double(o.ctx - 1);
-  const double floats = B * double(c.n_heads) * n * n + double(c.n_layers + 1) * B * n * double(c.dim) +
+  const double floats = B * double(c.n_heads) * n + 2.0 * double(omp_get_max_threads()) * double(kAttentionTile) * n +
+                        double(c.n_layers + 1) * B * n * double(c.dim) +
                         B * n * (8.0 * double(c.dim) + 4.0 * double(c.q_dim()) + 4.0 * double(c.kv_dim()) + 6.0 * double(c.ffn_dim)) +
                         double(1 << 22);
   const double phys = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGE_SIZE));

@@ -109,51 +109,69 @@ void rope_rotate(T* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std
 
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, int64_t n, int64_t H, int64_t KV, int64_t hd, int64_t g,
-                       double scale, T* P, T* out) {
+                       double scale, T* lse, T* out, int64_t tile) {
   const int64_t rep = H / KV;
-  for (int64_t h = g * rep; h < (g + 1) * rep; h++) {
-    T* S = P + h * n * n;
-    gemm<T>(false, true, n, n, hd, T(scale), q + h * hd, H * hd, k + g * hd, KV * hd, T(0), S, n);
-    for (int64_t i = 0; i < n; i++) {
-      T* row = S + i * n;
-      T mx = row[0];
-      for (int64_t j = 1; j <= i; j++) mx = std::max(mx, row[j]);
-      double sum = 0;
-      for (int64_t j = 0; j <= i; j++) {
-        row[j] = T(std::exp(double(row[j] - mx)));
-        sum += double(row[j]);
+  std::vector<T> S(size_t(std::min(tile, n) * n));
+  for (int64_t h = g * rep; h < (g + 1) * rep; h++)
+    for (int64_t i0 = 0; i0 < n; i0 += tile) {
+      const int64_t tq = std::min(tile, n - i0), nk = i0 + tq;  // the tile's queries see keys 0 .. nk − 1
+      const T* qt = q + (i0 * H + h) * hd;
+      gemm<T>(false, true, tq, nk, hd, T(scale), qt, H * hd, k + g * hd, KV * hd, T(0), S.data(), nk);
+      for (int64_t r = 0; r < tq; r++) {
+        const int64_t i = i0 + r;
+        T* row = S.data() + r * nk;
+        T mx = row[0];
+        for (int64_t j = 1; j <= i; j++) mx = std::max(mx, row[j]);
+        double sum = 0;
+        for (int64_t j = 0; j <= i; j++) {
+          row[j] = T(std::exp(double(row[j] - mx)));
+          sum += double(row[j]);
+        }
+        lse[h * n + i] = T(double(mx) + std::log(sum));
+        const T inv = T(1.0 / sum);
+        for (int64_t j = 0; j <= i; j++) row[j] *= inv;
+        std::fill(row + i + 1, row + nk, T(0));
       }
-      const T inv = T(1.0 / sum);
-      for (int64_t j = 0; j <= i; j++) row[j] *= inv;
-      std::fill(row + i + 1, row + n, T(0));
+      gemm<T>(false, false, tq, hd, nk, T(1), S.data(), nk, v + g * hd, KV * hd, T(0), out + (i0 * H + h) * hd, H * hd);
     }
-    gemm<T>(false, false, n, hd, n, T(1), S, n, v + g * hd, KV * hd, T(0), out + h * hd, H * hd);
-  }
 }
 
 template <class T>
-void attention_backward(const T* q, const T* k, const T* v, const T* P, const T* dout, int64_t n, int64_t H,
-                        int64_t KV, int64_t hd, int64_t g, double scale, T* dq, T* dk, T* dv) {
+void attention_backward(const T* q, const T* k, const T* v, const T* lse, const T* dout, int64_t n, int64_t H,
+                        int64_t KV, int64_t hd, int64_t g, double scale, T* dq, T* dk, T* dv, int64_t tile) {
   const int64_t rep = H / KV;
   for (int64_t t = 0; t < n; t++)
     for (int64_t j = 0; j < hd; j++) dk[t * KV * hd + g * hd + j] = 0, dv[t * KV * hd + g * hd + j] = 0;
-  std::vector<T> dS(size_t(n * n));
-  for (int64_t h = g * rep; h < (g + 1) * rep; h++) {
-    const T* Ph = P + h * n * n;
-    // dV_g += Pᵀ·dO_h; dP = dO_h·V_gᵀ; dS = P ⊙ (dP − rowsum(P ⊙ dP)).
-    gemm<T>(true, false, n, hd, n, T(1), Ph, n, dout + h * hd, H * hd, T(1), dv + g * hd, KV * hd);
-    gemm<T>(false, true, n, n, hd, T(1), dout + h * hd, H * hd, v + g * hd, KV * hd, T(0), dS.data(), n);
-    for (int64_t i = 0; i < n; i++) {
-      T* row = dS.data() + i * n;
-      const T* p = Ph + i * n;
-      double dot = 0;
-      for (int64_t j = 0; j <= i; j++) dot += double(p[j]) * double(row[j]);
-      for (int64_t j = 0; j <= i; j++) row[j] = T(double(p[j]) * (double(row[j]) - dot) * scale);
-      std::fill(row + i + 1, row + n, T(0));
+  const size_t cap = size_t(std::min(tile, n) * n);
+  std::vector<T> P(cap), dS(cap);
+  for (int64_t h = g * rep; h < (g + 1) * rep; h++)
+    for (int64_t i0 = 0; i0 < n; i0 += tile) {
+      const int64_t tq = std::min(tile, n - i0), nk = i0 + tq;
+      const T* qt = q + (i0 * H + h) * hd;
+      const T* dot_ = dout + (i0 * H + h) * hd;
+      // P = exp(scores − lse), zero above the diagonal.
+      gemm<T>(false, true, tq, nk, hd, T(scale), qt, H * hd, k + g * hd, KV * hd, T(0), P.data(), nk);
+      for (int64_t r = 0; r < tq; r++) {
+        const int64_t i = i0 + r;
+        T* row = P.data() + r * nk;
+        for (int64_t j = 0; j <= i; j++) row[j] = T(std::exp(double(row[j]) - double(lse[h * n + i])));
+        std::fill(row + i + 1, row + nk, T(0));
+      }
+      // dV_g += Pᵀ·dO_h; dP = dO_h·V_gᵀ; dS = P ⊙ (dP − rowsum(P ⊙ dP)).
+      gemm<T>(true, false, nk, hd, tq, T(1), P.data(), nk, dot_, H * hd, T(1), dv + g * hd, KV * hd);
+      gemm<T>(false, true, tq, nk, hd, T(1), dot_, H * hd, v + g * hd, KV * hd, T(0), dS.data(), nk);
+      for (int64_t r = 0; r < tq; r++) {
+        const int64_t i = i0 + r;
+        T* row = dS.data() + r * nk;
+        const T* p = P.data() + r * nk;
+        double dot = 0;
+        for (int64_t j = 0; j <= i; j++) dot += double(p[j]) * double(row[j]);
+        for (int64_t j = 0; j <= i; j++) row[j] = T(double(p[j]) * (double(row[j]) - dot) * scale);
+        std::fill(row + i + 1, row + nk, T(0));
+      }
+      gemm<T>(false, false, tq, hd, nk, T(1), dS.data(), nk, k + g * hd, KV * hd, T(0), dq + (i0 * H + h) * hd, H * hd);
+      gemm<T>(true, false, nk, hd, tq, T(1), dS.data(), nk, qt, H * hd, T(1), dk + g * hd, KV * hd);
     }
-    gemm<T>(false, false, n, hd, n, T(1), dS.data(), n, k + g * hd, KV * hd, T(0), dq + h * hd, H * hd);
-    gemm<T>(true, false, n, hd, n, T(1), dS.data(), n, q + h * hd, H * hd, T(1), dk + g * hd, KV * hd);
-  }
 }
 
 template <class T>
@@ -338,9 +356,9 @@ double loss_backward(const Loss& loss, T* z, const int32_t* targets, const Teach
   template void rmsnorm_backward<T>(const T*, const T*, const T*, const T*, int64_t, int64_t, T*, T*);               \
   template void rope_rotate<T>(T*, int64_t, int64_t, int64_t, const std::vector<float>&, RopeLayout, bool);          \
   template void attention_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, int64_t, int64_t,      \
-                                     double, T*, T*);                                                                \
+                                     double, T*, T*, int64_t);                                                       \
   template void attention_backward<T>(const T*, const T*, const T*, const T*, const T*, int64_t, int64_t, int64_t,   \
-                                      int64_t, int64_t, double, T*, T*, T*);                                         \
+                                      int64_t, int64_t, double, T*, T*, T*, int64_t);                                \
   template void swiglu_forward<T>(const T*, const T*, int64_t, T*);                                                  \
   template void swiglu_backward<T>(const T*, const T*, const T*, int64_t, T*, T*);                                   \
   template double loss_backward<T>(const Loss&, T*, const int32_t*, const TeacherLogits&, int64_t, int64_t, double, \

@@ -45,16 +45,21 @@ void rope_rotate(T* v, int64_t n_heads, int64_t head_dim, int64_t pos, const std
 
 // Causal grouped-query attention over one sequence of n tokens, the query
 // heads of KV head g (so that callers run the groups side by side): q [n, H·hd],
-// k and v [n, KV·hd] (rows packed), out [n, H·hd]; P [H, n, n] keeps the
-// probabilities (zero above the diagonal) for the backward.
+// k and v [n, KV·hd] (rows packed), out [n, H·hd]; lse [H, n] keeps each
+// query's log-sum-exp of scores for the backward. Flash-style: the queries go
+// `tile` rows at a time, each tile's scores (tile × the keys up to its last
+// row) computed, used and dropped, so no n × n matrix exists.
+inline constexpr int64_t kAttentionTile = 128;
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, int64_t n, int64_t H, int64_t KV, int64_t hd, int64_t g,
-                       double scale, T* P, T* out);
+                       double scale, T* lse, T* out, int64_t tile = kAttentionTile);
 // Group g's dq rows and dk, dv columns (overwritten) from dout; the KV
-// head's gradients gather its query heads'.
+// head's gradients gather its query heads'. Each tile's probabilities are
+// recomputed from its scores and lse.
 template <class T>
-void attention_backward(const T* q, const T* k, const T* v, const T* P, const T* dout, int64_t n, int64_t H,
-                        int64_t KV, int64_t hd, int64_t g, double scale, T* dq, T* dk, T* dv);
+void attention_backward(const T* q, const T* k, const T* v, const T* lse, const T* dout, int64_t n, int64_t H,
+                        int64_t KV, int64_t hd, int64_t g, double scale, T* dq, T* dk, T* dv,
+                        int64_t tile = kAttentionTile);
 
 // SwiGLU: a = silu(g) · u, n values.
 template <class T>

@@ -112,21 +112,30 @@ TEST(GradOps, RopeInverseIsItsBackward) {
   }
 }
 
+// Tiles of 2 query rows (5 = 2 + 2 + 1) and of the whole sequence give the same outputs, and gradients equal to
+// finite differences.
 TEST(GradOps, GroupedQueryAttentionMatchesFiniteDifferences) {
   const int64_t n = 5, H = 4, KV = 2, hd = 3;
   const double scale = 0.7;
   auto q = randn(size_t(n * H * hd), 10), k = randn(size_t(n * KV * hd), 11), v = randn(size_t(n * KV * hd), 12);
   auto r = randn(size_t(n * H * hd), 13);
-  std::vector<double> P(size_t(H * n * n)), out(size_t(n * H * hd));
+  std::vector<double> lse(size_t(H * n)), out(size_t(n * H * hd));
+  int64_t tile = 2;
   auto f = [&] {
-    for (int64_t g = 0; g < KV; g++) attention_forward(q.data(), k.data(), v.data(), n, H, KV, hd, g, scale, P.data(), out.data());
+    for (int64_t g = 0; g < KV; g++)
+      attention_forward(q.data(), k.data(), v.data(), n, H, KV, hd, g, scale, lse.data(), out.data(), tile);
     return dot(out, r);
   };
+  tile = n;
   f();
+  const auto whole = out;
+  tile = 2;
+  f();
+  for (size_t i = 0; i < out.size(); i++) EXPECT_NEAR(out[i], whole[i], 1e-12);
   std::vector<double> dq(q.size()), dk(k.size()), dv(v.size());
   for (int64_t g = 0; g < KV; g++)
-    attention_backward(q.data(), k.data(), v.data(), P.data(), r.data(), n, H, KV, hd, g, scale, dq.data(), dk.data(),
-                       dv.data());
+    attention_backward(q.data(), k.data(), v.data(), lse.data(), r.data(), n, H, KV, hd, g, scale, dq.data(), dk.data(),
+                       dv.data(), tile);
   check_gradient("q", q, dq, f);
   check_gradient("k", k, dk, f);
   check_gradient("v", v, dv, f);

@@ -444,7 +444,7 @@ void TrainModel<T>::resize(int64_t B, int64_t n) {
   for (auto* v : {&q_, &att_, &dq_, &datt_}) v->assign(N * qd, T(0));
   for (auto* v : {&k_, &v_, &dk_, &dv_}) v->assign(N * kvd, T(0));
   for (auto* v : {&g_, &u_, &a_, &dg_, &du_, &da_}) v->assign(N * F, T(0));
-  P_.assign(size_t(B * c_.n_heads * n * n), T(0));
+  lse_.assign(size_t(B * c_.n_heads * n), T(0));
 }
 
 template <class T>
@@ -489,7 +489,7 @@ void TrainModel<T>::block_forward(int64_t l, const T* x_in, T* x_out) {
   for (int64_t bg = 0; bg < B_ * KV; bg++) {
     const int64_t b = bg / KV, g = bg % KV, o = b * n_;
     attention_forward(q_.data() + o * qd, k_.data() + o * kvd, v_.data() + o * kvd, n_, H, KV, hd, g, scale,
-                      P_.data() + b * H * n_ * n_, att_.data() + o * qd);
+                      lse_.data() + b * H * n_, att_.data() + o * qd);
   }
   lin_forward(L.o, kNone, att_.data(), N, x1_.data());
   for (int64_t i = 0; i < N * D; i++) x1_[size_t(i)] += x_in[i];
@@ -519,7 +519,7 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
 #pragma omp parallel for schedule(dynamic)
   for (int64_t bg = 0; bg < B_ * KV; bg++) {
     const int64_t b = bg / KV, g = bg % KV, o = b * n_;
-    attention_backward(q_.data() + o * qd, k_.data() + o * kvd, v_.data() + o * kvd, P_.data() + b * H * n_ * n_,
+    attention_backward(q_.data() + o * qd, k_.data() + o * kvd, v_.data() + o * kvd, lse_.data() + b * H * n_,
                        datt_.data() + o * qd, n_, H, KV, hd, g, scale, dq_.data() + o * qd, dk_.data() + o * kvd,
                        dv_.data() + o * kvd);
   }

@@ -168,7 +168,7 @@ class TrainModel {
   int64_t B_ = 0, n_ = 0;
   // Activations of B_·n_ rows.
   std::vector<std::vector<T>> xs_;
-  std::vector<T> xn1_, rstd1_, q_, k_, v_, P_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
+  std::vector<T> xn1_, rstd1_, q_, k_, v_, lse_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
   std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_, lora_t_, lora_dt_, deq_, head_deq_;
   std::vector<FakeQuant> fq_;  // per model weight (empty: no QAT)
 };

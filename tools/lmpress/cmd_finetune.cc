@@ -172,7 +172,7 @@ void add_finetune(CLI::App& app) {
     Progress progress("finetune", uint64_t(o->ft.steps));
     std::string fmt_written = format;
     auto on_step = [&](const train::FinetunePoint& p) {
-      progress.update(uint64_t(p.step));
+      progress.update(uint64_t(p.step), fmt::format("loss {:.4f}, {:.0f} tokens/s", p.train_loss, p.tokens_per_s));
       if (p.eval_ppl > 0 && !o->json)
         fmt::print("step {}: train loss {:.4f}, eval PPL {:.4f}\n", p.step, p.train_loss, p.eval_ppl), std::fflush(stdout);
     };
