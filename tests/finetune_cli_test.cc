@@ -96,7 +96,7 @@ TEST(FinetuneCli, BadInputIsAClearErrorAndWritesNothing) {
   // An architecture the trainer does not run yet.
   const std::string g = d + "/gemma";
   ASSERT_EQ(run_cli("make-model " + g + ".gguf --shape gemma3-1b --layers 1 --vocab 512").status, 0);
-  expect_cli_error("finetune " + g + ".gguf " + out + " --data " + text, "training does not support q/k norms");
+  expect_cli_error("finetune " + g + ".gguf " + out + " --data " + text, "training does not support post-norms");
   EXPECT_FALSE(std::filesystem::exists(out));
 }
 

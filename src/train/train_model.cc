@@ -73,13 +73,13 @@ LoraSpec parse_lora(const std::string& s) {
 
 void check_trainable(const ModelConfig& c, const std::string& who) {
   auto refuse = [&](const char* what) {
-    fail("{}: training does not support {} yet (it trains Llama, Mistral without a window and Qwen2 models; "
-         "architecture {})",
+    fail("{}: training does not support {} yet (it trains Llama, Mistral without a window, Qwen2 and Qwen3 "
+         "models; architecture {})",
          who, what, c.arch);
   };
   if (c.moe()) refuse("mixtures of experts");
-  if (c.qk_norm || c.qk_norm_full) refuse("q/k norms");
   if (c.post_norms || !c.pre_norms) refuse("post-norms");
+  if (c.qk_norm_full) refuse("q/k norms over all heads (OLMo 2)");
   if (c.attn_softcap > 0 || c.final_softcap > 0) refuse("soft-capping");
   if (c.embed_scale != 1.0f || c.residual_scale != 1.0f || c.logit_scale != 1.0f) refuse("embedding, residual or logit scales");
   if (c.ffn_act != FfnAct::SiLU) refuse("GeGLU");
@@ -142,6 +142,11 @@ TrainModel<T>::TrainModel(const Model& m, const LoraSpec& lora) : c_(m.cfg), lor
       L.bq = add(p + "attn_q.bias", 1, qd, full);
       L.bk = add(p + "attn_k.bias", 1, kvd, full);
       L.bv = add(p + "attn_v.bias", 1, kvd, full);
+    }
+    L.q_norm = L.k_norm = kNone;
+    if (c_.qk_norm) {  // Qwen3: RMSNorm over each head of q and k
+      L.q_norm = add(p + "attn_q_norm.weight", 1, c_.head_dim, full);
+      L.k_norm = add(p + "attn_k_norm.weight", 1, c_.head_dim, full);
     }
     L.o = linear(m, p + "attn_output.weight", qd, D, l, "o");
     L.ffn_norm = add(p + "ffn_norm.weight", 1, D, full);
@@ -443,6 +448,10 @@ void TrainModel<T>::resize(int64_t B, int64_t n) {
   for (auto* v : {&rstd1_, &rstd2_, &rstdf_}) v->assign(N, T(0));
   for (auto* v : {&q_, &att_, &dq_, &datt_}) v->assign(N * qd, T(0));
   for (auto* v : {&k_, &v_, &dk_, &dv_}) v->assign(N * kvd, T(0));
+  if (c_.qk_norm) {
+    qpre_.assign(N * qd, T(0)), kpre_.assign(N * kvd, T(0));
+    rstdq_.assign(N * size_t(c_.n_heads), T(0)), rstdk_.assign(N * size_t(c_.n_kv_heads), T(0));
+  }
   for (auto* v : {&g_, &u_, &a_, &dg_, &du_, &da_}) v->assign(N * F, T(0));
   lse_.assign(size_t(B * c_.n_heads * n), T(0));
 }
@@ -483,6 +492,13 @@ void TrainModel<T>::block_forward(int64_t l, const T* x_in, T* x_out) {
   lin_forward(L.q, L.bq, xn1_.data(), N, q_.data());
   lin_forward(L.k, L.bk, xn1_.data(), N, k_.data());
   lin_forward(L.v, L.bv, xn1_.data(), N, v_.data());
+  if (L.q_norm != kNone) {
+    // Each head's row normalized; the inputs kept for the backward.
+    std::copy(q_.begin(), q_.end(), qpre_.begin());
+    std::copy(k_.begin(), k_.end(), kpre_.begin());
+    rmsnorm_forward(qpre_.data(), W(L.q_norm), N * H, hd, c_.rms_eps, q_.data(), rstdq_.data());
+    rmsnorm_forward(kpre_.data(), W(L.k_norm), N * KV, hd, c_.rms_eps, k_.data(), rstdk_.data());
+  }
   rope_rows(l, q_.data(), k_.data(), false);
   const double scale = c_.attention_scale();
 #pragma omp parallel for schedule(dynamic)
@@ -524,6 +540,16 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
                        dv_.data() + o * kvd);
   }
   rope_rows(l, dq_.data(), dk_.data(), true);
+  if (L.q_norm != kNone) {
+    std::fill(datt_.begin(), datt_.end(), T(0));  // free after wo's backward: ∂/∂(q before its norm)
+    rmsnorm_backward(qpre_.data(), W(L.q_norm), rstdq_.data(), dq_.data(), N * H, hd, datt_.data(), Gopt(L.q_norm));
+    std::copy(datt_.begin(), datt_.end(), dq_.begin());
+    std::vector<T>& dk_pre = kpre_;  // k before its norm is not needed once its gradient is taken: reuse as scratch
+    const std::vector<T> k_in(kpre_);
+    std::fill(dk_pre.begin(), dk_pre.end(), T(0));
+    rmsnorm_backward(k_in.data(), W(L.k_norm), rstdk_.data(), dk_.data(), N * KV, hd, dk_pre.data(), Gopt(L.k_norm));
+    std::copy(dk_pre.begin(), dk_pre.end(), dk_.begin());
+  }
   lin_backward(L.q, L.bq, xn1_.data(), dq_.data(), N, dxn_.data(), false);
   lin_backward(L.k, L.bk, xn1_.data(), dk_.data(), N, dxn_.data(), true);
   lin_backward(L.v, L.bv, xn1_.data(), dv_.data(), N, dxn_.data(), true);

@@ -19,9 +19,9 @@
 namespace lmpress::train {
 
 // Fails naming `who` and the feature when the trainer does not run a model of
-// config c: it runs Llama, Mistral (no window) and Qwen2 (q/k/v biases) blocks,
-// tied or untied heads, either RoPE pairing, any rope scaling given as
-// frequencies.
+// config c: it runs Llama, Mistral (no window), Qwen2 (q/k/v biases) and
+// Qwen3 (q/k norms) blocks, tied or untied heads, either RoPE pairing, any
+// rope scaling given as frequencies.
 void check_trainable(const ModelConfig& c, const std::string& who);
 
 // LoRA (Hu et al.): each targeted linear W gains B·A (A [rank, in], B [out,
@@ -115,7 +115,7 @@ class TrainModel {
     std::string name;  // the model's weight (blk.0.attn_q.weight, ...)
   };
   struct LayerIdx {
-    size_t attn_norm, ffn_norm, bq, bk, bv;
+    size_t attn_norm, ffn_norm, bq, bk, bv, q_norm, k_norm;
     Lin q, k, v, o, gate, up, down;
   };
   size_t add(const std::string& name, int64_t rows, int64_t cols, bool trainable = true);
@@ -168,6 +168,7 @@ class TrainModel {
   int64_t B_ = 0, n_ = 0;
   // Activations of B_·n_ rows.
   std::vector<std::vector<T>> xs_;
+  std::vector<T> qpre_, kpre_, rstdq_, rstdk_;  // q/k norms: q and k before them, their 1/rms per row
   std::vector<T> xn1_, rstd1_, q_, k_, v_, lse_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
   std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_, lora_t_, lora_dt_, deq_, head_deq_;
   std::vector<FakeQuant> fq_;  // per model weight (empty: no QAT)

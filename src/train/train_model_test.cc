@@ -60,6 +60,7 @@ TEST(TrainModel, ForwardEqualsInference) {
   expect_inference_logits(*synthetic("LlamaForCausalLM", false, 1), 2, 9, 1e-4);
   expect_inference_logits(*synthetic("LlamaForCausalLM", true, 2), 2, 9, 1e-4);
   expect_inference_logits(*synthetic("Qwen2ForCausalLM", false, 3), 3, 7, 1e-4);
+  expect_inference_logits(*synthetic("Qwen3ForCausalLM", false, 31), 2, 7, 1e-4);  // q/k norms per head
   // A GGUF file pairs RoPE dimensions the other way.
   if (test::have_shared("models/lmp-8m/lmp-8m-f32.gguf"))
     expect_inference_logits(*load_model(test::shared_path("models/lmp-8m/lmp-8m-f32.gguf")), 2, 40, 2e-3);
@@ -114,6 +115,7 @@ TEST(TrainModel, GradientsMatchFiniteDifferences) {
   check_model_gradients(*synthetic("LlamaForCausalLM", false, 4), Loss{});
   check_model_gradients(*synthetic("LlamaForCausalLM", true, 5), kl);
   check_model_gradients(*synthetic("Qwen2ForCausalLM", false, 6), mix);
+  check_model_gradients(*synthetic("Qwen3ForCausalLM", true, 32), kl);
 }
 
 TEST(TrainModel, RefusesWhatItCannotTrain) {
