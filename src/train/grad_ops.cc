@@ -210,9 +210,8 @@ double log_sum_exp(const T* z, int64_t V) {
 
 namespace {
 
-// Row r's teacher log-probabilities lp[V] (full logits), or with top k: the
-// top tokens' (lp[i] for ids[i]), the rest's log-mass, and `in_top` marking
-// the top tokens (cleared by the caller).
+// Row r of the teacher: its full logits, or its top k (ids, logits) and the
+// mass of the rest; and the log-sum-exp of all its logits.
 struct TeacherRow {
   const float* full = nullptr;
   double tlse = 0;
