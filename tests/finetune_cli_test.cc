@@ -302,9 +302,18 @@ TEST(FinetuneCli, SavedTeacherLogitsTrainAsTheTeacherDoes) {
   auto a = run_cli("finetune " + model + " " + d + "/a.gguf --teacher " + model + " --save-teacher-logits " + d +
                    "/t.kld --teacher-top-k 16" + common);
   ASSERT_EQ(a.status, 0) << a.out;
-  auto b = run_cli("finetune " + model + " " + d + "/b.gguf --teacher-logits " + d + "/t.kld" + common);
+  auto b = run_cli("finetune " + model + " " + d + "/b.gguf --teacher-logits " + d + "/t.kld --checkpoint " + d +
+                   "/ck" + common);
   ASSERT_EQ(b.status, 0) << b.out;
   EXPECT_EQ(file_bytes(d + "/a.gguf"), file_bytes(d + "/b.gguf"));
+  // A checkpoint trained on one file of logits does not resume on another.
+  ASSERT_EQ(run_cli("finetune " + model + " " + d + "/c.gguf --teacher " + model + " --save-teacher-logits " + d +
+                    "/t8.kld --teacher-top-k 8" + common)
+                .status,
+            0);
+  expect_cli_error("finetune " + model + " " + d + "/c2.gguf --teacher-logits " + d + "/t8.kld --resume " + d + "/ck" +
+                       common,
+                   "teacher_logits");
   // `kld` reads the file too: lmp-8m against its own saved logits.
   auto k = run_cli("kld " + model + " --base-logits " + d + "/t.kld --json");
   ASSERT_EQ(k.status, 0) << k.out;
