@@ -395,6 +395,7 @@ FinetuneReport finetune(const Model& student, const Model* teacher, const Finetu
   AdamWOptions adam = o.adam;
   adam.steps = o.steps;
   AdamW<float> opt(adam, decay_mask(tm));
+  if (rep.qat_learned > 0) opt.lr_factor = tm.lr_factors();
   // The teacher: saved top-k logits (written first with --save-teacher-logits), or the model run on each batch.
   std::unique_ptr<SavedLogits> saved;
   if (!o.save_teacher_logits.empty()) save_teacher_logits(*teacher, windows, o.teacher_top_k, o.save_teacher_logits);

@@ -22,7 +22,8 @@ AdamW<T>::AdamW(const AdamWOptions& o, std::vector<uint8_t> decay) : o_(o), deca
 
 template <class T>
 double AdamW<T>::update(std::vector<T>& w, std::vector<T>& grad, const std::vector<uint8_t>* frozen) {
-  if (w.size() != decay_.size() || grad.size() != w.size()) fail("AdamW: parameter count changed");
+  if (w.size() != decay_.size() || grad.size() != w.size() || (!lr_factor.empty() && lr_factor.size() != w.size()))
+    fail("AdamW: parameter count changed");
   const int64_t n = int64_t(w.size());
   double sq = 0;
 #pragma omp parallel for reduction(+ : sq)
@@ -45,7 +46,7 @@ double AdamW<T>::update(std::vector<T>& w, std::vector<T>& grad, const std::vect
     m[k] = float(mk), v[k] = float(vk);
     double wk = double(w[k]);
     if (decay_[k]) wk -= lr * o_.weight_decay * wk;
-    wk -= lr * (mk / bc1) / (std::sqrt(vk / bc2) + o_.eps);
+    wk -= (lr_factor.empty() ? lr : lr * double(lr_factor[k])) * (mk / bc1) / (std::sqrt(vk / bc2) + o_.eps);
     w[k] = T(wk);
   }
   return norm;

@@ -28,6 +28,8 @@ class AdamW {
   // Returns the norm of the trained elements' gradient before clipping.
   double update(std::vector<T>& w, std::vector<T>& grad, const std::vector<uint8_t>* frozen);
   int64_t step() const { return t_; }
+  // Per-element learning-rate factors (empty: 1 for all).
+  std::vector<float> lr_factor;
   // Resuming: the moments and the step count.
   std::vector<float> m, v;
   int64_t t_ = 0;

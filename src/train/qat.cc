@@ -17,15 +17,15 @@ namespace {
 constexpr int64_t kBlock = 32;
 
 // The ggml types whose block is one f16 scale d (and an f16 offset m) over 32
-// levels: element = d·(level − zero_level) + m.
+// values: element = d·(level − zero_level) + m, level 0 .. max_level.
 struct ScaledBlock {
   DType type;
-  int zero_level;
+  int max_level, zero_level;
   bool offset;
 };
 constexpr ScaledBlock kScaledBlocks[] = {
-    {DType::Q4_0, 8, false}, {DType::Q5_0, 16, false}, {DType::Q8_0, 128, false},
-    {DType::Q4_1, 0, true},  {DType::Q5_1, 0, true},
+    {DType::Q4_0, 15, 8, false}, {DType::Q5_0, 31, 16, false}, {DType::Q8_0, 255, 128, false},
+    {DType::Q4_1, 15, 0, true},  {DType::Q5_1, 31, 0, true},
 };
 const ScaledBlock* scaled_block(DType t) {
   for (const auto& b : kScaledBlocks)
@@ -83,6 +83,13 @@ bool learnable_scales(const QatFormat& f) { return f.int_group || scaled_block(f
 bool learns_offsets(const QatFormat& f) {
   const ScaledBlock* b = f.int_group ? nullptr : scaled_block(f.type);
   return b && b->offset;
+}
+
+double scale_lr_factor(const QatFormat& f, int64_t cols) {
+  const IntGroupSpec* ig = f.int_group ? &*f.int_group : nullptr;
+  const int qp = ig ? (ig->sym ? (1 << (ig->bits - 1)) - 1 : ig->max_level())
+                    : require_block(f).max_level - require_block(f).zero_level;
+  return 1.0 / std::sqrt(double(f.group(cols)) * double(std::max(1, qp)));
 }
 
 void fake_quant_row(const QatFormat& f, const float* w, int64_t cols, float* out) {

@@ -33,6 +33,11 @@ struct QatFormat {
 bool learnable_scales(const QatFormat& f);
 // Q4_1 and Q5_1: the block's offset (its minimum) is learned too.
 bool learns_offsets(const QatFormat& f);
+// LSQ's gradient scale for a scale of this format, 1/√(group · Q_P) (Q_P the
+// largest level above the zero level): under Adam, which normalizes
+// gradients, it becomes the scales' learning-rate factor, so that a step
+// moves a group's values about as far as a step of its weights does.
+double scale_lr_factor(const QatFormat& f, int64_t cols);
 
 // Round to nearest: `out` gets the values a file of format f holds for the
 // row w (ggml's quantizer; int-N min-max groups, as `lmpress quantize`; F16

@@ -406,6 +406,17 @@ void TrainModel<T>::fake_quant_backward() {
 }
 
 template <class T>
+std::vector<float> TrainModel<T>::lr_factors() const {
+  std::vector<float> f(w.size(), 1.0f);
+  for (size_t i = 0; i < fq_.size(); i++)
+    for (const size_t s : {fq_[i].scale, fq_[i].offset})
+      if (s != kNone)
+        std::fill(f.begin() + std::ptrdiff_t(params_[s].offset), f.begin() + std::ptrdiff_t(params_[s].offset) + params_[s].size(),
+                  float(scale_lr_factor(fq_[i].format, params_[i].cols)));
+  return f;
+}
+
+template <class T>
 int64_t TrainModel<T>::learned_scale_weights() const {
   int64_t n = 0;
   for (size_t i = 0; i < fq_.size(); i++)

@@ -92,6 +92,9 @@ class TrainModel {
   // step() calls (the rounding is the same for all of them): turns the
   // gradients reaching the rounded weights into the masters' and the scales'.
   void fake_quant_backward();
+  // Per element of w, its learning-rate factor: 1, and qat.h's
+  // scale_lr_factor for learned scales and offsets.
+  std::vector<float> lr_factors() const;
   // How many weights have learned scales.
   int64_t learned_scale_weights() const;
   // The weights with learned scales, encoded on them for the file.
