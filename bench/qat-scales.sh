@@ -15,10 +15,7 @@ TEXT=$PWD/../shared/data/calib/docs-calib.txt
 OUT=${OUT:-$PWD/bench/results/qat-scales-$(basename "$MODEL").md}
 W=${WORK:-$(mktemp -d)}
 mkdir -p "$W"
-lines=$(wc -l < "$TEXT"); keep=$((lines * 9 / 10))
-head -n "$keep" "$TEXT" > "$W/train.txt"; tail -n +"$((keep + 1))" "$TEXT" > "$W/heldout.txt"
-ppl() { "$LMP" perplexity "$1" -f "$W/heldout.txt" -c "$CTX" --json | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])'; }
-kld() { "$LMP" kld "$MODEL" "$1" -f "$W/heldout.txt" -c "$CTX" --json | python3 -c 'import json,sys; print("%.5f" % json.load(sys.stdin)["kld"]["value"])'; }
+source bench/heldout.sh
 secs() { python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.0f" % d["seconds"])' "$1"; }
 # An output path: a directory for int-N types, a .gguf file otherwise.
 out() { case $1 in int*) echo "$W/$2-$1";; *) echo "$W/$2-$1.gguf";; esac; }

@@ -16,11 +16,7 @@ TEXT=$PWD/../shared/data/calib/docs-calib.txt
 OUT=${OUT:-$PWD/bench/results/recover-lmp-8m.md}
 W=${WORK:-$(mktemp -d)}
 mkdir -p "$W"
-# The held-out part: the last 10% of the text's lines, never trained on nor calibrated with.
-lines=$(wc -l < "$TEXT"); keep=$((lines * 9 / 10))
-head -n "$keep" "$TEXT" > "$W/train.txt"; tail -n +"$((keep + 1))" "$TEXT" > "$W/heldout.txt"
-ppl() { "$LMP" perplexity "$1" -f "$W/heldout.txt" -c "$CTX" --json | python3 -c 'import json,sys; print("%.4f" % json.load(sys.stdin)["ppl"])'; }
-kld() { "$LMP" kld "$MODEL" "$1" -f "$W/heldout.txt" -c "$CTX" --json | python3 -c 'import json,sys; print("%.5f" % json.load(sys.stdin)["kld"]["value"])'; }
+source bench/heldout.sh
 dense=$(ppl "$MODEL")
 tokens=$((STEPS * BATCH * (CTX - 1)))
 {
