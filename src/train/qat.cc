@@ -137,13 +137,10 @@ void fake_quant_row(const QatFormat& f, const float* w, int64_t cols, const RowS
     }
     return;
   }
-  const ScaledBlock& b = require_block(f);
-  uint8_t block[64];
-  BlockGrid grid;
-  for (int64_t g = 0; g < cols / kBlock; g++) {
-    encode_block(b, w + g * kBlock, s.scale[g], b.offset ? s.offset[g] : 0.0f, block, grid);
-    dequantize_row(f.type, block, kBlock, out + g * kBlock);
-  }
+  // What the file decodes to: the row encoded, then decoded.
+  std::vector<uint8_t> q(row_bytes(f.type, uint64_t(cols)));
+  encode_row(f, w, cols, s, q.data());
+  dequantize_row(f.type, q.data(), cols, out);
 }
 
 void fake_quant_row_backward(const QatFormat& f, const float* w, int64_t cols, const RowScales& s, float* g,

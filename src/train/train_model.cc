@@ -333,18 +333,13 @@ int64_t TrainModel<T>::set_fake_quant(const std::map<std::string, QatFormat>& fo
   // The scales start where round to nearest puts them.
   const size_t total = params_.back().offset + size_t(params_.back().size());
   w.resize(total), grad.resize(total);
-  for (size_t i = 0; i < n_model; i++) {
-    FakeQuant& q = fq_[i];
-    if (q.scale == kNone) continue;
-    const int64_t rows = params_[i].rows, cols = params_[i].cols, groups = params_[q.scale].cols;
-    std::vector<float> row(static_cast<size_t>(cols)), sc(static_cast<size_t>(groups)), off(static_cast<size_t>(groups));
-    for (int64_t r = 0; r < rows; r++) {
-      std::copy(W(i) + r * cols, W(i) + (r + 1) * cols, row.begin());
-      init_scales(q.format, row.data(), cols, {sc.data(), off.data(), q.zero.empty() ? nullptr : q.zero.data() + r * groups});
-      std::copy(sc.begin(), sc.end(), W(q.scale) + r * groups);
-      if (q.offset != kNone) std::copy(off.begin(), off.end(), W(q.offset) + r * groups);
-    }
-  }
+  for_each_fake_quant_row([&](size_t i, FakeQuant& q, int64_t r, const float* row, const RowScales* rs) {
+    if (!rs) return;
+    const int64_t groups = params_[q.scale].cols;
+    init_scales(q.format, row, params_[i].cols, *rs);  // the zero points in place, the scales into the row's copies
+    std::copy(rs->scale, rs->scale + groups, W(q.scale) + r * groups);
+    if (q.offset != kNone) std::copy(rs->offset, rs->offset + groups, W(q.offset) + r * groups);
+  });
   return covered;
 }
 
@@ -460,7 +455,7 @@ void TrainModel<T>::resize(int64_t B, int64_t n) {
   for (auto* v : {&q_, &att_, &dq_, &datt_}) v->assign(N * qd, T(0));
   for (auto* v : {&k_, &v_, &dk_, &dv_}) v->assign(N * kvd, T(0));
   if (c_.qk_norm) {
-    qpre_.assign(N * qd, T(0)), kpre_.assign(N * kvd, T(0));
+    qpre_.assign(N * qd, T(0)), kpre_.assign(N * kvd, T(0)), dkpre_.assign(N * kvd, T(0));
     rstdq_.assign(N * size_t(c_.n_heads), T(0)), rstdk_.assign(N * size_t(c_.n_kv_heads), T(0));
   }
   for (auto* v : {&g_, &u_, &a_, &dg_, &du_, &da_}) v->assign(N * F, T(0));
@@ -555,11 +550,9 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
     std::fill(datt_.begin(), datt_.end(), T(0));  // free after wo's backward: ∂/∂(q before its norm)
     rmsnorm_backward(qpre_.data(), W(L.q_norm), rstdq_.data(), dq_.data(), N * H, hd, datt_.data(), Gopt(L.q_norm));
     std::copy(datt_.begin(), datt_.end(), dq_.begin());
-    std::vector<T>& dk_pre = kpre_;  // k before its norm is not needed once its gradient is taken: reuse as scratch
-    const std::vector<T> k_in(kpre_);
-    std::fill(dk_pre.begin(), dk_pre.end(), T(0));
-    rmsnorm_backward(k_in.data(), W(L.k_norm), rstdk_.data(), dk_.data(), N * KV, hd, dk_pre.data(), Gopt(L.k_norm));
-    std::copy(dk_pre.begin(), dk_pre.end(), dk_.begin());
+    std::fill(dkpre_.begin(), dkpre_.end(), T(0));
+    rmsnorm_backward(kpre_.data(), W(L.k_norm), rstdk_.data(), dk_.data(), N * KV, hd, dkpre_.data(), Gopt(L.k_norm));
+    std::copy(dkpre_.begin(), dkpre_.end(), dk_.begin());
   }
   lin_backward(L.q, L.bq, xn1_.data(), dq_.data(), N, dxn_.data(), false);
   lin_backward(L.k, L.bk, xn1_.data(), dk_.data(), N, dxn_.data(), true);

@@ -171,7 +171,8 @@ class TrainModel {
   int64_t B_ = 0, n_ = 0;
   // Activations of B_·n_ rows.
   std::vector<std::vector<T>> xs_;
-  std::vector<T> qpre_, kpre_, rstdq_, rstdk_;  // q/k norms: q and k before them, their 1/rms per row
+  // q/k norms: q and k before them, their 1/rms per row, ∂/∂(k before its norm).
+  std::vector<T> qpre_, kpre_, rstdq_, rstdk_, dkpre_;
   std::vector<T> xn1_, rstd1_, q_, k_, v_, lse_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
   std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_, lora_t_, lora_dt_, deq_, head_deq_;
   std::vector<FakeQuant> fq_;  // per model weight (empty: no QAT)

@@ -145,10 +145,11 @@ void add_finetune(CLI::App& app) {
       fail("--qat {} writes OUT as a GGUF file of that type (OUT ends in .gguf; no --dtype or --format hf)", o->ft.qat);
     // QAT's output options, checked before any training (an int-N layout's bit widths, the output path).
     QuantizeOptions qat_out;
+    const std::string int_layout = format == "hf" ? "gptq" : format;  // the Hugging Face layout of int-N weights: GPTQ's
     if (qat_int) {
       QuantizeRequest req;
       req.type = o->ft.qat;
-      req.format = format == "hf" ? "gptq" : format;  // the Hugging Face layout of int-N weights: GPTQ's
+      req.format = int_layout;
       qat_out = quantize_options(req, o->out);
     } else if (!o->ft.qat.empty()) {
       if (const auto preset = find_preset(o->ft.qat)) qat_out.mix.preset = *preset;  // else finetune() names it
@@ -191,7 +192,7 @@ void add_finetune(CLI::App& app) {
         train::QatEncoded enc = tm.encode_fake_quant();
         qat_out.encoded = std::move(enc.blocks);
         qat_out.encoded_int = std::move(enc.ints);
-        if (qat_int) fmt_written = format == "hf" ? "gptq" : format;
+        if (qat_int) fmt_written = int_layout;
         quantize_model(*m, o->out, qat_out);
         return;
       }
