@@ -25,6 +25,8 @@ const PresetInfo kPresets[] = {
     {Preset::IQ2_M, "iq2_m", DType::IQ2_S, 29},     {Preset::IQ3_XXS, "iq3_xxs", DType::IQ3_XXS, 23},
     {Preset::IQ3_XS, "iq3_xs", DType::IQ3_S, 22},   {Preset::IQ3_S, "iq3_s", DType::IQ3_S, 26},
     {Preset::IQ3_M, "iq3_m", DType::IQ3_S, 27},
+    // lmpress's own: IQ2_XXS's mix with LMP2 where it has IQ2_XXS (the same bytes); file type = LMP2's type id.
+    {Preset::LMP2, "lmp2", DType::LMP2, uint32_t(DType::LMP2)},
     {Preset::F16, "f16", DType::F16, 1},          {Preset::BF16, "bf16", DType::BF16, 32},
     {Preset::F32, "f32", DType::F32, 0},
 };
@@ -64,7 +66,7 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
   // llama.cpp's branch for the 1- and 2-bit codebook file types (IQ2_S and IQ2_M with IQ3_S where the others
   // take Q2_K; IQ1_S and IQ1_M with IQ2_XXS attention outputs).
   const bool one_bit = p == Preset::IQ1_S || p == Preset::IQ1_M;
-  const bool two_bit = one_bit || p == Preset::IQ2_XXS || p == Preset::IQ2_XS || p == Preset::IQ2_S || p == Preset::IQ2_M;
+  const bool two_bit = one_bit || p == Preset::IQ2_XXS || p == Preset::LMP2 || p == Preset::IQ2_XS || p == Preset::IQ2_S || p == Preset::IQ2_M;
   const bool iq2_sm = p == Preset::IQ2_S || p == Preset::IQ2_M;
   if (is_output) {
     if (t.cols() % dtype_info(base).block_elems != 0) return DType::Q8_0;
@@ -167,6 +169,7 @@ DType fallback(DType want, int64_t cols) {
     case DType::IQ1_S:
     case DType::IQ1_M:
     case DType::IQ2_XXS:
+    case DType::LMP2:
     case DType::IQ2_XS:
     case DType::IQ2_S:
     case DType::IQ3_XXS:

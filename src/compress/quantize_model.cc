@@ -175,9 +175,10 @@ class Quantizer {
           for (int64_t e : site_experts(m_.cfg))
             for (const auto& w : linear_names(m_.cfg, l, site, e)) linears.insert(w);
     for (const auto& [name, t] : plan_) {
-      if (linears.count(name) && !has_block_grid(t) && !is_float_type(t))
+      const bool gptq = o_.method == QuantMethod::GPTQ;
+      if (linears.count(name) && !(gptq ? gptq_can_target(t) : has_block_grid(t)) && !is_float_type(t))
         fail("{}: --method {} cannot quantize to {} (no block grid for it yet); use --method rtn or another type",
-             name, o_.method == QuantMethod::GPTQ ? "gptq" : "awq", dtype_name(t));
+             name, gptq ? "gptq" : "awq", dtype_name(t));
       if ((quantizer_needs_importance(t) || requires_imatrix(name, t, o_.mix)) && !linears.count(name) &&
           importance(name, {}).empty())
         fail("{}: {} needs an importance matrix, as in llama-quantize: pass --imatrix FILE (from `lmpress imatrix` "

@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 43> kTypes = {{
+constexpr std::array<DTypeInfo, 44> kTypes = {{
     {DType::F32, "F32", 1, 4, true, DType::F32, 1},
     {DType::F16, "F16", 1, 2, true, DType::F16, 1},
     {DType::Q4_0, "Q4_0", 32, 18, true, DType::Q4_0, 1},
@@ -43,6 +43,7 @@ constexpr std::array<DTypeInfo, 43> kTypes = {{
     {DType::TQ1_0, "TQ1_0", 256, 54, true, DType::TQ1_0, 1},
     {DType::TQ2_0, "TQ2_0", 256, 66, true, DType::TQ2_0, 1},
     {DType::MXFP4, "MXFP4", 32, 17, true, DType::MXFP4, 1},
+    {DType::LMP2, "LMP2", 256, 66, true, DType::LMP2, 1},
     {DType::F16_2OF4, "F16_2of4", 32, 36, true, DType::F16, 1},
     {DType::F16_BITMAP, "F16_bitmap", 8, 0, true, DType::F16, 1},
     {DType::Q8_0_2OF4, "Q8_0_2of4", 32, 22, true, DType::Q8_0, 1},
@@ -67,22 +68,26 @@ std::optional<DTypeInfo> dtype_info(uint32_t ggml_type) {
 }
 
 namespace {
-// Row of each id: file ids 0..63, internal ids from kInternalTypeBase (hot: asked per matmul and per row address).
+// Row of each id: ggml's ids 0..63, internal ids from kInternalTypeBase and
+// lmpress's file types from kLmpressFileTypeBase, 64 slots each (hot: asked
+// per matmul and per row address).
 constexpr uint32_t kSlots = 64;
-constexpr std::array<int8_t, 2 * kSlots> kIndex = [] {
-  std::array<int8_t, 2 * kSlots> idx{};
+constexpr uint32_t slot_of(uint32_t id) {
+  if (id >= kLmpressFileTypeBase) return id - kLmpressFileTypeBase < kSlots ? 2 * kSlots + (id - kLmpressFileTypeBase) : UINT32_MAX;
+  if (id >= kInternalTypeBase) return id - kInternalTypeBase < kSlots ? kSlots + (id - kInternalTypeBase) : UINT32_MAX;
+  return id < kSlots ? id : UINT32_MAX;
+}
+constexpr std::array<int8_t, 3 * kSlots> kIndex = [] {
+  std::array<int8_t, 3 * kSlots> idx{};
   for (auto& i : idx) i = -1;
-  for (size_t i = 0; i < kTypes.size(); i++) {
-    const uint32_t id = uint32_t(kTypes[i].type);
-    idx[id >= kInternalTypeBase ? kSlots + (id - kInternalTypeBase) : id] = int8_t(i);
-  }
+  for (size_t i = 0; i < kTypes.size(); i++) idx[slot_of(uint32_t(kTypes[i].type))] = int8_t(i);
   return idx;
 }();
 }  // namespace
 
 const DTypeInfo& dtype_info(DType t) {
   const uint32_t id = uint32_t(t);
-  const uint32_t slot = id >= kInternalTypeBase ? kSlots + (id - kInternalTypeBase) : id < kSlots ? id : UINT32_MAX;
+  const uint32_t slot = slot_of(id);
   if (slot < kIndex.size() && kIndex[slot] >= 0) return kTypes[size_t(kIndex[slot])];
   fail("internal: unknown dtype id {}", id);
 }

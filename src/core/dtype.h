@@ -42,6 +42,10 @@ enum class DType : uint32_t {
   TQ1_0 = 34,
   TQ2_0 = 35,
   MXFP4 = 39,
+  // lmpress's own file types, from kLmpressFileTypeBase: ids far above ggml's
+  // (which count up from 0 and are under 64), so no ggml type will ever take
+  // one; llama.cpp refuses them as unknown.
+  LMP2 = 0x4C4D0001,  // 2-bit Hadamard-rotated E8P codebook (kernels/lmp2.h)
   // lmpress's own in-memory storage types (ids from kInternalTypeBase, never
   // read from or written to files): weights repacked at load.
   F16_2OF4 = 1000,    // 2:4-sparse F16: per 32 weights, 16 kept values + 2-bit positions (src/kernels/sparse24.h)
@@ -57,7 +61,10 @@ enum class DType : uint32_t {
   LOW_RANK = 1010,      // a factorized linear B·A: data is the pair of factor tensors (src/core/low_rank_tensor.h)
 };
 constexpr uint32_t kInternalTypeBase = 1000;
-inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase; }
+constexpr uint32_t kLmpressFileTypeBase = 0x4C4D0000;  // "LM": lmpress's file types (LMP2, ...)
+inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase && uint32_t(t) < kLmpressFileTypeBase; }
+// A file type of lmpress's own (no ggml type, no llama.cpp kernel).
+inline bool is_lmpress_file_type(DType t) { return uint32_t(t) >= kLmpressFileTypeBase; }
 // One row per storage type (ggml's type_traits): what any layer may ask of a
 // type without knowing its kernels (those are in kernels/).
 struct DTypeInfo {

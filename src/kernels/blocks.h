@@ -34,6 +34,7 @@ struct BlockIQ1_M { uint8_t qs[QK_K / 8]; uint8_t qh[QK_K / 16]; uint8_t scales[
 struct BlockTQ1_0 { uint8_t qs[(QK_K - 4 * QK_K / 64) / 5]; uint8_t qh[QK_K / 64]; uint16_t d; };
 struct BlockTQ2_0 { uint8_t qs[QK_K / 4]; uint16_t d; };
 struct BlockMXFP4 { uint8_t e; uint8_t qs[16]; };  // e: E8M0 shared exponent
+struct BlockLMP2 { uint16_t d; uint16_t qs[QK_K / 8]; };  // lmpress's own (kernels/lmp2.h): 32 16-bit codes
 #pragma pack(pop)
 
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 && sizeof(BlockQ5_1) == 24);
@@ -42,7 +43,7 @@ static_assert(sizeof(BlockQ4_K) == 144 && sizeof(BlockQ5_K) == 176 && sizeof(Blo
 static_assert(sizeof(BlockIQ4_XS) == 136 && sizeof(BlockIQ3_XXS) == 98 && sizeof(BlockIQ3_S) == 110);
 static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82);
 static_assert(sizeof(BlockIQ1_S) == 50 && sizeof(BlockIQ1_M) == 56 && sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66);
-static_assert(sizeof(BlockMXFP4) == 17);
+static_assert(sizeof(BlockMXFP4) == 17 && sizeof(BlockLMP2) == 66);
 
 // Round to nearest with ggml's float-to-int trick (activation quantizers and
 // the scale searches round the same way, so their bytes match ggml's).

@@ -4,6 +4,7 @@
 
 #include "core/fp16.h"
 #include "kernels/iq_grids.h"
+#include "kernels/lmp2.h"
 #include "kernels/qdot.h"
 
 namespace lmpress {
@@ -233,6 +234,14 @@ void unpack_iq4_nl(const uint8_t* p, UnpackedBlock& o) {
   unpack_nibble_levels(b.qs, kIQ4NLValues, f16_to_f32(b.d), o);
 }
 
+// LMP2: 32 16-bit codes of 8 values each (kernels/lmp2.h), value = d / 4 · q.
+void unpack_lmp2(const uint8_t* p, UnpackedBlock& o) {
+  const auto& b = as<BlockLMP2>(p);
+  o.d = f16_to_f32(b.d) * 0.25f;
+  o.ls[0] = 1;
+  for (int g = 0; g < QK_K / 8; g++) lmp2_decode(lmp2_code(b, g), o.q + 8 * g);
+}
+
 const IntBlockFormat kFormats[] = {
     {DType::IQ2_XXS, QK_K, 32, unpack_iq2_xxs}, {DType::IQ2_XS, QK_K, 16, unpack_iq2_xs},
     {DType::IQ2_S, QK_K, 16, unpack_iq2_s},     {DType::IQ3_XXS, QK_K, 32, unpack_iq3_xxs},
@@ -241,6 +250,7 @@ const IntBlockFormat kFormats[] = {
     {DType::TQ1_0, QK_K, QK_K, unpack_tq1_0},   {DType::TQ2_0, QK_K, QK_K, unpack_tq2_0},
     {DType::MXFP4, 32, 32, unpack_mxfp4},       {DType::Q6_K, QK_K, 16, unpack_q6_k, true},
     {DType::Q3_K, QK_K, 16, unpack_q3_k, true},  {DType::IQ4_NL, 32, 32, unpack_iq4_nl},
+    {DType::LMP2, QK_K, QK_K, unpack_lmp2, false, true},
 };
 
 }  // namespace
@@ -257,6 +267,7 @@ void dequantize_int_blocks(const IntBlockFormat& f, const uint8_t* p, int64_t n,
   for (int64_t b = 0; b < n / f.elems; b++, p += bytes, y += f.elems) {
     f.unpack(p, u);
     for (int i = 0; i < f.elems; i++) y[i] = u.d * float(u.ls[i / f.group]) * float(u.q[i]);
+    if (f.rotated) lmp2_unrotate(y, f.elems);
   }
 }
 

@@ -1,7 +1,7 @@
 // The ggml types whose blocks decode exactly to small integers under integer
 // group scales: the codebook types IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S,
 // IQ3_XXS, IQ3_S, the non-linear IQ4_XS, the ternary TQ1_0 and TQ2_0,
-// MXFP4, and Q6_K and Q3_K (for the prompt panels of kernels/int_panels.h;
+// MXFP4, lmpress's LMP2 (exact in its rotated basis), and Q6_K and Q3_K (for the prompt panels of kernels/int_panels.h;
 // their dequantization and dots keep their own kernels). Element i of a
 // block is d · ls[i / group] · q[i], every product exact
 // in float (so the dequantized values equal ggml's bit for bit whatever the
@@ -30,6 +30,9 @@ struct IntBlockFormat {
   // path (f32 tiles of the exact values) loses nothing, where the AVX2 panels
   // round a 32-value chunk's two group scales to one.
   bool exact_panels_only = false;
+  // Blocks hold the weights rotated (lmp2: kernels/lmp2.h): dots take
+  // rotated activations, dequantization rotates back.
+  bool rotated = false;
 };
 
 // The format of t, or null when t is not one of these types.

@@ -9,11 +9,13 @@
 #include <array>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "core/fp16.h"
 #include "kernels/avx2_helpers.h"
 #include "kernels/int_blocks.h"
 #include "kernels/iq_grids.h"
+#include "kernels/lmp2.h"
 #include "kernels/qdot.h"
 
 namespace lmpress::simd_avx2 {
@@ -187,6 +189,29 @@ struct TQ2 {
   }
 };
 
+// LMP2's codes: IQ2_XXS's decode (grid entries, even-parity signs, the same words) plus the ±1 shifts of bits
+// 28-31, the four as one 32-byte row of a 16-row table.
+constexpr std::array<std::array<int8_t, 32>, 16> kLmp2Shifts = [] {
+  std::array<std::array<int8_t, 32>, 16> t{};
+  for (int i = 0; i < 16; i++)
+    for (int j = 0; j < 32; j++) t[size_t(i)][size_t(j)] = int8_t((i >> (j / 8)) & 1 ? 1 : -1);
+  return t;
+}();
+struct Lmp2 {
+  using B = BlockLMP2;
+  LMP_AVX2 float d(const B& b) { return h2f(b.d) * 0.25f; }
+  LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
+    uint32_t aux[2];
+    std::memcpy(aux, b.qs + 4 * c, sizeof aux);
+    const __m256i g = signed_grid(kLmp2Grid[aux[0] & 0xff], kLmp2Grid[(aux[0] >> 8) & 0xff],
+                                  kLmp2Grid[(aux[0] >> 16) & 0xff], kLmp2Grid[aux[0] >> 24],
+                                  kEvenSignMask[aux[1] & 127], kEvenSignMask[(aux[1] >> 7) & 127],
+                                  kEvenSignMask[(aux[1] >> 14) & 127], kEvenSignMask[(aux[1] >> 21) & 127]);
+    q = _mm256_add_epi8(g, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLmp2Shifts[aux[1] >> 28].data())));
+    ls = scale32(1);
+  }
+};
+
 // Σ over the blocks of d_w · d_a · Σ_chunks ls · (q · a).
 template <class T>
 __attribute__((target("avx2,fma,f16c"))) float dot_q8_K(int64_t n, const void* w, const void* act) {
@@ -245,6 +270,7 @@ PanelDecodeFn panel_decoder(DType t) {
     case DType::IQ1_S: return decode_q8<IQ1s>;
     case DType::IQ1_M: return decode_q8<IQ1m>;
     case DType::TQ2_0: return decode_q8<TQ2>;
+    case DType::LMP2: return decode_q8<Lmp2>;
     default: return nullptr;
   }
 }
@@ -258,6 +284,7 @@ float dot_iq2_s_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<
 float dot_iq1_s_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<IQ1s>(n, w, a); }
 float dot_iq1_m_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<IQ1m>(n, w, a); }
 float dot_tq2_0_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<TQ2>(n, w, a); }
+float dot_lmp2_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<Lmp2>(n, w, a); }
 
 // TQ1_0's base-3 digits have no cheap byte shuffle: unpacked by the scalar
 // decoder, summed with AVX2.

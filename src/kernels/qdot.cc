@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
+#include <vector>
 
 #include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "kernels/bitmap.h"
 #include "kernels/i8x8.h"
 #include "kernels/int_blocks.h"
+#include "kernels/lmp2.h"
 #include "kernels/qdot_ref.h"
 #include "kernels/sparse24.h"
 #include "kernels/x8_vnni.h"
@@ -58,6 +60,12 @@ void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
       for (int i = 0; i < 32; i++) y[b].qs[i] = int8_t(std::nearbyint(v[i] * id));
     }
     return;
+  }
+  if (f == ActFormat::Q8_K_HADAMARD) {
+    thread_local std::vector<float> rotated;
+    rotated.assign(x, x + n);
+    lmp2_rotate(rotated.data(), n);
+    return quantize_activations(ActFormat::Q8_K, rotated.data(), n, out);
   }
   auto* y = static_cast<BlockQ8_K*>(out);
   for (int64_t b = 0; b < n / QK_K; b++) {
@@ -127,6 +135,8 @@ const DotRow kQDots[] = {
     {DType::TQ1_0, ActFormat::Q8_K, int_blocks_dot_ref<DType::TQ1_0>, LMPRESS_AVX2(dot_tq1_0_q8_K), nullptr, nullptr},
     {DType::TQ2_0, ActFormat::Q8_K, int_blocks_dot_ref<DType::TQ2_0>, LMPRESS_AVX2(dot_tq2_0_q8_K), nullptr, nullptr},
     {DType::MXFP4, ActFormat::Q8_0, int_blocks_dot_ref<DType::MXFP4>, LMPRESS_AVX2(dot_mxfp4_q8_0), nullptr, nullptr},
+    {DType::LMP2, ActFormat::Q8_K_HADAMARD, int_blocks_dot_ref<DType::LMP2>, LMPRESS_AVX2(dot_lmp2_q8_K), nullptr,
+     nullptr},
 };
 
 struct FDotRow {

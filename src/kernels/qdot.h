@@ -30,8 +30,9 @@ struct BlockQ8_K {
 };
 
 // I8_TOKEN: one f32 scale for the row, then its values as unsigned bytes
-// (kernels/i8x8.h, quantize_i8_token).
-enum class ActFormat { Q8_0, Q8_K, I8_TOKEN };
+// (kernels/i8x8.h, quantize_i8_token). Q8_K_HADAMARD: Q8_K blocks of the row
+// rotated as lmp2 stores its weights (kernels/lmp2.h).
+enum class ActFormat { Q8_0, Q8_K, I8_TOKEN, Q8_K_HADAMARD };
 // Bytes of the quantized activations of an n-element row.
 size_t activation_bytes(ActFormat f, int64_t n);
 // The unit kernels step activations in: a Q8_0 or Q8_K block, or a byte.
@@ -112,6 +113,7 @@ float dot_iq1_m_q8_K(int64_t n, const void* w, const void* a);
 float dot_tq1_0_q8_K(int64_t n, const void* w, const void* a);
 float dot_tq2_0_q8_K(int64_t n, const void* w, const void* a);
 float dot_mxfp4_q8_0(int64_t n, const void* w, const void* a);
+float dot_lmp2_q8_K(int64_t n, const void* w, const void* a);
 // nblocks 256-value blocks of an integer-unpacked type as 32-value chunks of
 // int8 values under f32 scales, exactly as kernels/int_panels.cc's scalar
 // decoder makes them; null for types without one (TQ1_0, MXFP4).

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "quant/block_grid.h"
+#include "quant/lmp2.h"
 #include "quant/quantize.h"
 
 namespace lmpress {
@@ -88,6 +89,9 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
   if (int64_t(H.size()) != cols * cols) fail("GPTQ: Hessian size does not match {} columns", cols);
   const int64_t B = std::max<int64_t>(o.block, G) / G * G;
   const bool grid = f.n_levels > 0;
+  const int64_t vd = f.vector_dim;
+  if (vd > 0 && (grid || prune || o.act_order || G % vd != 0))
+    fail("internal: GPTQ's vector rounding takes no grid, pruning or act-order, and whole vectors per group");
   if (prune && o.act_order) fail("SparseGPT: act-order is not supported with pruning");
   if (prune && prune->is_nm() && (cols % prune->m != 0 || B % prune->m != 0))
     fail("SparseGPT: {} columns do not split into groups of {} ({} pattern)", cols, prune->m, prune->name());
@@ -176,6 +180,7 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
   // Values without a grid, column-major: in Wp itself when columns are
   // processed in order (a column is not read again once it is processed).
   const bool values_in_wp = !grid && !o.act_order;
+  std::vector<float> VQ(size_t(vd * rows));  // the current vector's rounded values
   std::vector<float> Q(!grid && !values_in_wp ? size_t(rows * cols) : 0);
   std::vector<float> Err(size_t(B * rows));
   // SparseGPT's saliency of weight (r, k) now: w² / [U]ₖₖ².
@@ -215,6 +220,8 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
         else if (!o.act_order)
           choose(k / G, static_group(k / G), Wp.data() + k * rows);
       }
+      if (vd > 0 && k % vd == 0) f.round_vectors(k, Wp.data() + k * rows, VQ.data());
+      const float* vq = vd > 0 ? VQ.data() + (k % vd) * rows : nullptr;
       const int64_t c = perm[size_t(k)];
       const float d = U[size_t(k * cols + k)];
       float* w = Wp.data() + k * rows;
@@ -234,6 +241,8 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
           const int level = nearest_grid_level(s[r], off[r], f.n_levels, f.table, cut ? 0.0f : v);
           lv[r] = uint8_t(level);
           q = grid_value(s[r], off[r], f.table, level);
+        } else if (vq) {
+          q = vq[r];
         } else {
           q = cut ? 0.0f : v;
         }
@@ -257,6 +266,7 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
   std::vector<float>().swap(S);
   std::vector<float>().swap(O);
   if (!values_in_wp) std::vector<float>().swap(Wp);
+  if (vd > 0) return res;
   if (grid) {
     res.levels.resize(size_t(rows * cols));
     for (int64_t c = 0; c < cols; c++)
@@ -275,12 +285,15 @@ GptqResult gptq_core(const float* W, int64_t rows, int64_t cols, const std::vect
   return res;
 }
 
+bool gptq_can_target(DType t) { return has_block_grid(t) || t == DType::LMP2; }
+
 bool zero_is_level(DType t) {
   return t == DType::Q4_0 || t == DType::Q5_0 || t == DType::Q8_0 || t == DType::Q3_K || t == DType::Q6_K;
 }
 
 void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
                    const float* importance, const GptqOptions& o, uint8_t* out, const SparsityPattern* prune) {
+  if (t == DType::LMP2 && !prune) return gptq_quantize_lmp2(W, rows, cols, H, o, out);
   if (!has_quantizer(t)) fail("GPTQ: no quantizer for {}", dtype_name(t));
   if (prune && !zero_is_level(t))
     fail("SparseGPT: {} has no exact zero in every block; prune with q4_0, q5_0, q8_0, q3_k or q6_k", dtype_name(t));

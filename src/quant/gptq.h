@@ -34,6 +34,9 @@ struct GptqOptions {
 void gptq_quantize(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H, DType t,
                    const float* importance, const GptqOptions& o, uint8_t* out,
                    const SparsityPattern* prune = nullptr);
+// The block types gptq_quantize can write: those with a block grid
+// (quant/block_grid.h) and LMP2 (quant/lmp2.h).
+bool gptq_can_target(DType t);
 // Block types whose every block can hold an exact 0 (symmetric grids: Q4_0,
 // Q5_0, Q8_0, Q3_K, Q6_K), so a pruned weight stays exactly zero.
 bool zero_is_level(DType t);
@@ -59,6 +62,14 @@ struct GptqGridFormat {
   // column-major, the group's current values); members: their original column
   // indices. Writes each element's grid scale and offset in x's layout.
   std::function<void(int64_t j, const int64_t* members, const float* x, float* scale, float* offset)> choose;
+  // Vector formats (lmp2) instead of a grid (n_levels 0, no choose): when
+  // GPTQ reaches column k (a multiple of vector_dim), round_vectors rounds
+  // columns k .. k + vector_dim − 1 of every row together. x: the current
+  // values from column k to the end of the lazy batch (a multiple of group
+  // columns, column-major, rows apart); q: the rounded values of the first
+  // vector_dim columns, in x's layout. The rounded values are not returned.
+  int vector_dim = 0;
+  std::function<void(int64_t k, const float* x, float* q)> round_vectors;
 };
 // The Hessian-sized memory gptq_core holds besides the caller's H for a
 // matrix of `cols` inputs: the damped Hessian in double, then its inverse's

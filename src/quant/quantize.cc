@@ -11,6 +11,7 @@
 #include "quant/block_grid.h"
 #include "quant/iq_quants.h"
 #include "quant/kquants.h"
+#include "quant/lmp2.h"
 #include "quant/simple_quants.h"
 #include "quant/scale_search.h"
 
@@ -156,6 +157,7 @@ const QuantizerRow kQuantizers[] = {
     {DType::IQ2_S, quantize_row_iq2_s},
     {DType::IQ1_S, quantize_row_iq1_s},
     {DType::IQ1_M, quantize_row_iq1_m},
+    {DType::LMP2, quantize_row_lmp2},
 };
 
 const QuantizerRow* quantizer(DType t) {
