@@ -211,7 +211,8 @@ void encode_block(const float* v, float d, BlockLMP2& b) {
 
 }  // namespace
 
-void quantize_row_lmp2(const float* x, int64_t n, uint8_t* out, const float*) {
+void quantize_row_lmp2(const float* x, int64_t n, uint8_t* out, const float* importance) {
+  if (importance) return quantize_rows_lmp2(x, 1, n, out, importance);
   if (n % kLmp2Block != 0) fail("LMP2: a row of {} values is not a multiple of {}", n, kLmp2Block);
   auto* blocks = reinterpret_cast<BlockLMP2*>(out);
   float v[kLmp2Block];
@@ -222,30 +223,28 @@ void quantize_row_lmp2(const float* x, int64_t n, uint8_t* out, const float*) {
   }
 }
 
-void gptq_quantize_lmp2(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
-                        const GptqOptions& o, uint8_t* out) {
-  if (cols % kLmp2Block != 0) fail("GPTQ: {} columns are not a multiple of the LMP2 block of {}", cols, kLmp2Block);
-  if (int64_t(H.size()) != cols * cols) fail("GPTQ: Hessian size does not match {} columns", cols);
-  if (o.act_order) fail("GPTQ: --act-order is not supported with LMP2 (its 8-value codes follow column order)");
-  // The weights as stored (T·w per block) and the Hessian of the rotated
-  // inputs T·x: T·H·Tᵀ, made by rotating H's rows, transposing, rotating again.
-  std::vector<float> Wr(W, W + rows * cols);
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows; r++) lmp2_rotate(Wr.data() + r * cols, cols);
-  std::vector<float> Hr(H);
+namespace {
+
+// T·H·Tᵀ for a Hessian H of n inputs (n × n, in place): H's rows rotated, transposed, rotated again.
+void rotate_hessian(std::vector<float>& H, int64_t n) {
   for (int pass = 0; pass < 2; pass++) {
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < cols; r++) lmp2_rotate(Hr.data() + r * cols, cols);
-    for (int64_t i = 0; i < cols; i++)
-      for (int64_t j = i + 1; j < cols; j++) std::swap(Hr[size_t(i * cols + j)], Hr[size_t(j * cols + i)]);
+    for (int64_t r = 0; r < n; r++) lmp2_rotate(H.data() + r * n, n);
+    for (int64_t i = 0; i < n; i++)
+      for (int64_t j = i + 1; j < n; j++) std::swap(H[size_t(i * n + j)], H[size_t(j * n + i)]);
   }
-  const uint64_t rb = row_bytes(DType::LMP2, uint64_t(cols));
+}
+
+// GPTQ's loop on rotated weights Wr (rows × cols, a multiple of 256) and their rotated Hessian Hr: every 8
+// columns rounded together, blocks written from block `first` of each output row (rb bytes apart).
+void ldlq(const std::vector<float>& Wr, int64_t rows, int64_t cols, const std::vector<float>& Hr,
+          const GptqOptions& o, uint8_t* out, uint64_t rb, int64_t first) {
   std::vector<float> d(static_cast<size_t>(rows));
   GptqGridFormat f;
   f.group = kLmp2Block;
   f.vector_dim = 8;
   f.round_vectors = [&](int64_t k, const float* x, float* qv) {
-    const int64_t blk = k / kLmp2Block, g = (k % kLmp2Block) / 8;
+    const int64_t blk = first + k / kLmp2Block, g = (k % kLmp2Block) / 8;
 #pragma omp parallel for schedule(static) if (rows >= 64)
     for (int64_t r = 0; r < rows; r++) {
       auto& b = reinterpret_cast<BlockLMP2*>(out + uint64_t(r) * rb)[blk];
@@ -257,11 +256,44 @@ void gptq_quantize_lmp2(const float* W, int64_t rows, int64_t cols, const std::v
       float z[8];
       int8_t q[8];
       for (int j = 0; j < 8; j++) z[j] = x[j * rows + r] * inv;
-      lmp2_set_code(b, g, lmp2_nearest(z, q));
+      lmp2_set_code(b, int(g), lmp2_nearest(z, q));
       for (int j = 0; j < 8; j++) qv[j * rows + r] = d[size_t(r)] / 4 * float(q[j]);
     }
   };
   gptq_core(Wr.data(), rows, cols, Hr, f, o);
+}
+
+}  // namespace
+
+void gptq_quantize_lmp2(const float* W, int64_t rows, int64_t cols, const std::vector<float>& H,
+                        const GptqOptions& o, uint8_t* out) {
+  if (cols % kLmp2Block != 0) fail("GPTQ: {} columns are not a multiple of the LMP2 block of {}", cols, kLmp2Block);
+  if (int64_t(H.size()) != cols * cols) fail("GPTQ: Hessian size does not match {} columns", cols);
+  if (o.act_order) fail("GPTQ: --act-order is not supported with LMP2 (its 8-value codes follow column order)");
+  // The weights as stored (T·w per block) and the Hessian of the rotated inputs T·x.
+  std::vector<float> Wr(W, W + rows * cols);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; r++) lmp2_rotate(Wr.data() + r * cols, cols);
+  std::vector<float> Hr(H);
+  rotate_hessian(Hr, cols);
+  ldlq(Wr, rows, cols, Hr, o, out, row_bytes(DType::LMP2, uint64_t(cols)), 0);
+}
+
+void quantize_rows_lmp2(const float* x, int64_t rows, int64_t cols, uint8_t* out, const float* importance) {
+  if (cols % kLmp2Block != 0) fail("LMP2: a row of {} values is not a multiple of {}", cols, kLmp2Block);
+  const uint64_t rb = row_bytes(DType::LMP2, uint64_t(cols));
+  GptqOptions o;
+  for (int64_t b = 0; b < cols / kLmp2Block; b++) {
+    // This block's columns, rotated, and the Hessian diag(importance) seen from the rotated inputs.
+    std::vector<float> Wr(size_t(rows * kLmp2Block)), Hr(size_t(kLmp2Block * kLmp2Block), 0.0f);
+    for (int64_t r = 0; r < rows; r++) {
+      std::copy_n(x + r * cols + b * kLmp2Block, kLmp2Block, Wr.begin() + r * kLmp2Block);
+      lmp2_rotate(Wr.data() + r * kLmp2Block, kLmp2Block);
+    }
+    for (int i = 0; i < kLmp2Block; i++) Hr[size_t(i * kLmp2Block + i)] = importance[b * kLmp2Block + i];
+    rotate_hessian(Hr, kLmp2Block);
+    ldlq(Wr, rows, kLmp2Block, Hr, o, out, rb, b);
+  }
 }
 
 }  // namespace lmpress

@@ -19,9 +19,14 @@ uint16_t lmp2_nearest(const float* z, int8_t* q);
 // error, refined by least squares on the codes it gave; rounded to f16.
 float lmp2_block_scale(const float* v, int64_t stride);
 
-// RTN into LMP2. importance is not used: after the rotation a diagonal
-// importance weighs every value of a block alike (T's entries are all ±1/16).
+// Into LMP2 without calibration. Without importance, RTN: each block's
+// nearest points under its searched scale. With importance (an imatrix row),
+// the error Σ importance·(ŵ − w)² is what counts, which in the rotated basis
+// is a full 256 × 256 form per block (T·diag(importance)·Tᵀ): each block's
+// columns of all rows go through GPTQ's loop on that Hessian (rows at once in
+// quantize_rows_lmp2; a single row alone in quantize_row_lmp2).
 void quantize_row_lmp2(const float* x, int64_t n, uint8_t* out, const float* importance);
+void quantize_rows_lmp2(const float* x, int64_t rows, int64_t cols, uint8_t* out, const float* importance);
 
 // GPTQ onto LMP2: W rotated as stored, H rotated alike (T·H·Tᵀ per block
 // pair), scales chosen when GPTQ reaches a block, every 8 columns rounded

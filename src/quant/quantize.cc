@@ -180,6 +180,8 @@ bool quantize_row(DType t, const float* x, int64_t n, uint8_t* out, const float*
 void quantize_rows(DType t, const float* x, int64_t rows, int64_t cols, uint8_t* out, const float* importance) {
   const QuantizerRow* q = quantizer(t);
   if (!q) fail("no quantizer for {}", dtype_name(t));
+  // LMP2 with importance: all rows through one Hessian per block (quant/lmp2.h).
+  if (t == DType::LMP2 && importance) return quantize_rows_lmp2(x, rows, cols, out, importance);
   const uint64_t rb = row_bytes(t, uint64_t(cols));
   std::exception_ptr error;
 #pragma omp parallel for schedule(static)
