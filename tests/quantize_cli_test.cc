@@ -443,6 +443,42 @@ TEST(QuantizeCli, CodebookAndTernaryTypes) {
   EXPECT_FALSE(fs::exists(d + "/x.gguf"));
 }
 
+// lmp2 (lmpress's 2-bit format) in IQ2_XXS's mix: the same file size, LMP2 where IQ2_XXS's mix has IQ2_XXS;
+// calibrated by GPTQ it beats IQ2_XXS with an imatrix (bench/lmp2.sh measures it on held-out text); an imatrix
+// alone is used too (it changes the file); AWQ and act-order are refused.
+TEST(QuantizeCli, Lmp2WithGptqBeatsIq2XxsWithImatrix) {
+  const std::string d = test::temp_dir(), in = S("models/lmp-8m-w256"), calib = S("data/calib/docs-calib.txt");
+  auto r = run_cli("imatrix " + in + " -f " + calib + " -c 128 --chunks 8 -o " + d + "/im.gguf");
+  ASSERT_EQ(r.status, 0) << r.out;
+  for (const std::string args : {"--type iq2_xxs --imatrix " + d + "/im.gguf", std::string("--type lmp2"),
+                                 "--type lmp2 --imatrix " + d + "/im.gguf",
+                                 "--type lmp2 --method gptq --calib " + calib + " --calib-samples 32 --calib-ctx 128"}) {
+    r = run_cli("quantize " + in + " " + d + "/" + std::to_string(std::hash<std::string>{}(args)) + ".gguf " + args);
+    ASSERT_EQ(r.status, 0) << args << "\n" << r.out;
+  }
+  auto file = [&](const std::string& args) { return d + "/" + std::to_string(std::hash<std::string>{}(args)) + ".gguf"; };
+  const std::string iq2 = file("--type iq2_xxs --imatrix " + d + "/im.gguf"), rtn = file("--type lmp2"),
+                    imat = file("--type lmp2 --imatrix " + d + "/im.gguf"),
+                    gptq = file("--type lmp2 --method gptq --calib " + calib + " --calib-samples 32 --calib-ctx 128");
+  EXPECT_EQ(fs::file_size(gptq), fs::file_size(iq2));
+  std::map<std::string, std::string> types;
+  const auto info = nlohmann::json::parse(run_cli("info " + gptq + " --json").out);
+  for (const auto& t : info["tensors"]) types[t["name"]] = t["dtype"];
+  EXPECT_EQ(types["token_embd.weight"], "Q2_K");
+  EXPECT_EQ(types["blk.0.ffn_down.weight"], "Q2_K");
+  EXPECT_EQ(types["blk.5.ffn_down.weight"], "LMP2");
+  EXPECT_EQ(types["blk.5.attn_q.weight"], "LMP2");
+  const double p_iq2 = cli_ppl(iq2), p_gptq = cli_ppl(gptq), base = cli_ppl(in);
+  EXPECT_LT(p_gptq, p_iq2);
+  EXPECT_LT(p_gptq, base * 1.05);
+  EXPECT_NE(read_text_file(rtn), read_text_file(imat));
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type lmp2 --method awq --calib " + calib,
+                   "--method awq cannot quantize to LMP2");
+  expect_cli_error("quantize " + in + " " + d + "/x.gguf --type lmp2 --method gptq --act-order --calib " + calib,
+                   "--act-order is not supported with LMP2");
+  EXPECT_FALSE(fs::exists(d + "/x.gguf"));
+}
+
 // --compensate: the model file is plain quantize's byte for byte, the adapter
 // holds F16 A [r, in] / B [out, r] for each quantized block linear, and what it
 // adds, read back here and applied to the dequantized weights, lowers the
