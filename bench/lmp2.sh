@@ -22,6 +22,7 @@ calib=(--calib "$W/train.txt" --calib-samples 128 --calib-ctx "$CTX")
 "$LMP" quantize "$MODEL" "$W/iq2_xs.gguf" --type iq2_xs --imatrix "$W/imatrix.gguf" > /dev/null
 "$LMP" quantize "$MODEL" "$W/q2_k.gguf" --type q2_k --imatrix "$W/imatrix.gguf" > /dev/null
 "$LMP" quantize "$MODEL" "$W/lmp2-rtn.gguf" --type lmp2 > /dev/null
+"$LMP" quantize "$MODEL" "$W/lmp2-imatrix.gguf" --type lmp2 --imatrix "$W/imatrix.gguf" > /dev/null
 "$LMP" quantize "$MODEL" "$W/lmp2-gptq.gguf" --type lmp2 --method gptq "${calib[@]}" > /dev/null
 row() { echo "| $1 | $(python3 -c "import os,sys; print('%.3f' % (os.path.getsize(sys.argv[1]) / 2**20))" "$2") | $(ppl "$2") | $(kld "$2") |"; }
 {
@@ -43,6 +44,7 @@ row() { echo "| $1 | $(python3 -c "import os,sys; print('%.3f' % (os.path.getsiz
   row "IQ2_XS + imatrix" "$W/iq2_xs.gguf"
   row "IQ2_XXS + imatrix" "$W/iq2_xxs.gguf"
   row "lmp2 (RTN)" "$W/lmp2-rtn.gguf"
+  row "lmp2 + imatrix" "$W/lmp2-imatrix.gguf"
   row "lmp2 + GPTQ" "$W/lmp2-gptq.gguf"
 } > "$W/table.md"
 
