@@ -220,14 +220,17 @@ TEST(QuantizeCli, ImatrixMatchesLlamaImatrix) {
 }
 
 // A small Qwen3-MoE, random f32 weights: 16 experts of 128, 4 per token, 2 layers of 256.
-std::string small_moe(const std::string& dir) {
-  ModelConfig c = find_model_shape("qwen3-30b-a3b");
+// A small random mixture in a real family's shape: qwen3-30b-a3b's (no shared expert) or qwen1.5-moe-a2.7b's
+// (a shared expert behind a sigmoid gate).
+std::string small_moe(const std::string& dir, const std::string& shape = "qwen3-30b-a3b") {
+  ModelConfig c = find_model_shape(shape);
   c.n_vocab = 512, c.dim = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 64, c.n_layers = 2;
   c.n_experts = 16, c.n_experts_used = 4, c.expert_ffn = 128;
-  auto random = make_random_model(c, "qwen3moe-small");
+  if (c.shared_ffn > 0) c.shared_ffn = 256;
+  auto random = make_random_model(c, shape + "-small");
   ExportOptions eo;
   eo.values = [](const Tensor& t) { return random_tensor_values(t, 5); };
-  const std::string model = dir + "/moe.gguf";
+  const std::string model = dir + "/" + shape + ".gguf";
   write_gguf_model(*random, model, eo);
   return model;
 }
@@ -306,18 +309,46 @@ TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
 }
 
 // SmoothQuant on a mixture: each block's ffn_norm scales fold into every linear reading its output (the router,
-// each expert's gate/up), so the routing and the function stay the same.
+// the shared expert and its gate, each expert's gate/up), so the routing and the function stay the same.
 TEST(SmoothCli, MixtureKeepsItsFunction) {
   const std::string d = test::temp_dir();
-  const std::string model = small_moe(d);
-  auto r = run_cli("smooth " + model + " " + d + "/s.gguf --alpha 0.5 --calib " +
-                   std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt --calib-samples 4 --calib-ctx 64");
-  ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NEAR(cli_ppl(d + "/s.gguf") / cli_ppl(model), 1.0, 1e-4);
-  auto a = load_model(model), b = load_model(d + "/s.gguf");
-  for (const char* name : {"blk.1.ffn_gate_inp.weight", "blk.1.ffn_up.9.weight", "blk.1.attn_q.weight"})
-    EXPECT_NE(to_f32(a->tensor(name)), to_f32(b->tensor(name))) << name << " was rescaled";
-  EXPECT_EQ(to_f32(a->tensor("blk.1.ffn_down.9.weight")), to_f32(b->tensor("blk.1.ffn_down.9.weight")));
+  for (const std::string shape : {"qwen3-30b-a3b", "qwen1.5-moe-a2.7b"}) {
+    SCOPED_TRACE(shape);
+    const std::string model = small_moe(d, shape);
+    auto r = run_cli("smooth " + model + " " + d + "/s.gguf --alpha 0.5 --calib " +
+                     std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt --calib-samples 4 --calib-ctx 64");
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_NEAR(cli_ppl(d + "/s.gguf") / cli_ppl(model), 1.0, 1e-4);
+    auto a = load_model(model), b = load_model(d + "/s.gguf");
+    for (const char* name : {"blk.1.ffn_gate_inp.weight", "blk.1.ffn_up.9.weight", "blk.1.attn_q.weight"})
+      EXPECT_NE(to_f32(a->tensor(name)), to_f32(b->tensor(name))) << name << " was rescaled";
+    EXPECT_EQ(to_f32(a->tensor("blk.1.ffn_down.9.weight")), to_f32(b->tensor("blk.1.ffn_down.9.weight")));
+  }
+}
+
+// AWQ on a mixture: the ffn_norm scales are searched over the shared expert's and every expert's gate/up (each
+// expert's error on the rows routed to it) and folded into all readers of the norm (the router and the shared
+// expert's gate exactly, in float), each expert's down takes scales of its own from its up rows. With Q8_0
+// (rounding too fine to matter) the function is the RTN file's: a wrong fold would move the routing; with Q4_0
+// the file is no worse than RTN's.
+TEST(QuantizeCli, AwqOnMixtures) {
+  const std::string d = test::temp_dir();
+  const std::string calib = std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt";
+  for (const std::string shape : {"qwen3-30b-a3b", "qwen1.5-moe-a2.7b"}) {
+    SCOPED_TRACE(shape);
+    const std::string model = small_moe(d, shape);
+    std::map<std::string, double> ppl;
+    for (const char* type : {"q8_0", "q4_0"})
+      for (const char* method : {"rtn", "awq"}) {
+        const std::string out = d + "/" + type + method + ".gguf";
+        auto r = run_cli("quantize " + model + " " + out + " --type " + type + " --method " + method +
+                         (std::string(method) == "awq" ? " --calib " + calib + " --calib-samples 8 --calib-ctx 64" : ""));
+        ASSERT_EQ(r.status, 0) << r.out;
+        ppl[std::string(type) + method] = cli_ppl(out);
+      }
+    EXPECT_NEAR(ppl["q8_0awq"] / ppl["q8_0rtn"], 1.0, 2e-3);
+    EXPECT_LT(ppl["q4_0awq"], ppl["q4_0rtn"] * 1.01);
+  }
 }
 
 // Expert pruning: each layer keeps its best experts by REAP's router-weighted output norm or by the tokens

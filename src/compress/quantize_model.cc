@@ -262,7 +262,6 @@ class Quantizer {
   // back to the input's, so that one block's quantized (or, for int-N, f32)
   // tensors are held at a time.
   void calibrate_layers(ModelWriter& out) {
-    if (o_.method == QuantMethod::AWQ) refuse_experts(m_, "AWQ");
     if (o_.method == QuantMethod::AWQ && !m_.cfg.pre_norms)
       fail("{}: AWQ folds its scales into the norms before attention and feed-forward, which {} has not", m_.path,
            m_.cfg.arch);
@@ -323,31 +322,44 @@ class Quantizer {
   // AWQ: search and fold the channel scales of the groups sharing an input.
   void apply_awq_scales(int64_t l, std::map<std::pair<LinearSite, int64_t>, SiteStats>& stats) {
     AwqOptions ao;
-    auto f32 = [&](const char* suffix) { return to_f32(m_.tensor(name(l, suffix))); };
-    auto scale_input = [&](SiteStats& st, const std::vector<const char*>& suffixes, auto fold_into_producer) {
+    // A linear reading the input, with the statistics of the rows it sees (null: all of them, st's).
+    struct Reader {
+      std::string name;
+      SiteStats* st = nullptr;
+    };
+    // readers are searched over and scaled; `exact` (a mixture's router and shared-expert gate, kept in float,
+    // and experts no calibration token reached) are scaled alike but count for nothing in the search.
+    auto scale_input = [&](SiteStats& st, const std::vector<Reader>& readers, const std::vector<std::string>& exact,
+                           auto fold_into_producer) {
       std::vector<std::vector<float>> Ws;
       std::vector<AwqLinear> group;
-      for (const char* s : suffixes) Ws.push_back(f32(s));
+      for (const auto& r : readers) Ws.push_back(to_f32(m_.tensor(r.name)));
       for (size_t i = 0; i < Ws.size(); i++) {
-        const Tensor& t = m_.tensor(name(l, suffixes[i]));
-        group.push_back({Ws[i].data(), t.rows(), format_of(t.name)});
+        const Tensor& t = m_.tensor(readers[i].name);
+        group.push_back({Ws[i].data(), t.rows(), format_of(t.name), readers[i].st ? &readers[i].st->H : nullptr});
       }
       const auto s = awq_search_scales(group, st.cols, st.abs_mean(), st.H, ao);
       bool identity = true;
       for (float v : s) identity &= v == 1.0f;
       if (identity) return;
-      for (size_t i = 0; i < Ws.size(); i++) {
-        const Tensor& t = m_.tensor(name(l, suffixes[i]));
+      auto scale_columns = [&](const std::string& n, std::vector<float> w) {
+        const Tensor& t = m_.tensor(n);
         for (int64_t r = 0; r < t.rows(); r++)
-          for (int64_t c = 0; c < st.cols; c++) Ws[i][size_t(r * st.cols + c)] *= s[size_t(c)];
-        replace_f32(t, std::move(Ws[i]));
-      }
+          for (int64_t c = 0; c < st.cols; c++) w[size_t(r * st.cols + c)] *= s[size_t(c)];
+        replace_f32(t, std::move(w));
+      };
+      for (size_t i = 0; i < Ws.size(); i++) scale_columns(readers[i].name, std::move(Ws[i]));
+      for (const auto& n : exact) scale_columns(n, to_f32(m_.tensor(n)));
       fold_into_producer(s);
       // The site's inputs are now x / s: rescale the statistics to match.
-      for (int64_t a = 0; a < st.cols; a++) {
-        st.abs_sum[size_t(a)] /= s[size_t(a)];
-        for (int64_t b = 0; b < st.cols; b++) st.H[size_t(a * st.cols + b)] /= s[size_t(a)] * s[size_t(b)];
-      }
+      std::set<SiteStats*> seen = {&st};
+      for (const auto& r : readers)
+        if (r.st) seen.insert(r.st);
+      for (SiteStats* x : seen)
+        for (int64_t a = 0; a < x->cols; a++) {
+          x->abs_sum[size_t(a)] /= s[size_t(a)];
+          for (int64_t b = 0; b < x->cols; b++) x->H[size_t(a * x->cols + b)] /= s[size_t(a)] * s[size_t(b)];
+        }
     };
     auto fold_norm = [&](const char* norm) {
       return [this, l, norm](const std::vector<float>& s) {
@@ -356,21 +368,57 @@ class Quantizer {
         replace_f32(m_.tensor_slot(name(l, norm)), std::move(w));
       };
     };
-    scale_input(stats.at({LinearSite::AttnIn, -1}), {"attn_q.weight", "attn_k.weight", "attn_v.weight"},
-                fold_norm("attn_norm.weight"));
-    scale_input(stats.at({LinearSite::FfnIn, -1}), {"ffn_gate.weight", "ffn_up.weight"}, fold_norm("ffn_norm.weight"));
-    // down's input is SiLU(gate)·up: scaling up's rows by 1/s scales it by 1/s (not
-    // with R4, whose rotation between them mixes the channels: down keeps scale 1).
-    if (!m_.cfg.down_rotation) {
-      scale_input(stats.at({LinearSite::FfnDown, -1}), {"ffn_down.weight"}, [&](const std::vector<float>& s) {
-        const Tensor& up = m_.tensor(name(l, "ffn_up.weight"));
+    // down's input is SiLU(gate)·up: scaling up's rows by 1/s scales it by 1/s.
+    auto fold_up = [&](const std::string& up_name) {
+      return [this, up_name](const std::vector<float>& s) {
+        const Tensor& up = m_.tensor(up_name);
         auto w = to_f32(up);
         const int64_t cols = up.cols();
         for (int64_t r = 0; r < up.rows(); r++)
           for (int64_t c = 0; c < cols; c++) w[size_t(r * cols + c)] /= s[size_t(r)];
         replace_f32(up, std::move(w));
-      });
+      };
+    };
+    auto readers = [](const std::vector<std::string>& names, SiteStats* st) {
+      std::vector<Reader> v;
+      for (const auto& n : names) v.push_back({n, st});
+      return v;
+    };
+    scale_input(stats.at({LinearSite::AttnIn, -1}), readers(linear_names(m_.cfg, l, LinearSite::AttnIn), nullptr), {},
+                fold_norm("attn_norm.weight"));
+    if (!m_.cfg.layer_moe(l)) {
+      scale_input(stats.at({LinearSite::FfnIn, -1}), readers(linear_names(m_.cfg, l, LinearSite::FfnIn), nullptr), {},
+                  fold_norm("ffn_norm.weight"));
+      // Not with R4, whose rotation between up and down mixes the channels: down keeps scale 1.
+      if (!m_.cfg.down_rotation)
+        scale_input(stats.at({LinearSite::FfnDown, -1}), readers({name(l, "ffn_down.weight")}, nullptr), {},
+                    fold_up(name(l, "ffn_up.weight")));
+      m_.bind();
+      return;
     }
+    // A mixture: the norm's output feeds the router (and a shared expert's gate), the shared expert and every
+    // expert, each expert seeing the rows routed to it; one scale per channel for all of them.
+    std::vector<Reader> in;
+    std::vector<std::string> exact = {name(l, "ffn_gate_inp.weight")};
+    if (m_.cfg.shared_gate()) exact.push_back(name(l, "ffn_gate_inp_shexp.weight"));
+    if (m_.cfg.shared_ffn > 0)
+      for (const char* n : {"ffn_gate_shexp.weight", "ffn_up_shexp.weight"}) in.push_back({name(l, n), nullptr});
+    for (int64_t e = 0; e < m_.cfg.n_experts; e++) {
+      const auto it = stats.find({LinearSite::FfnIn, e});
+      for (const auto& n : linear_names(m_.cfg, l, LinearSite::FfnIn, e))
+        if (it != stats.end())
+          in.push_back({n, &it->second});
+        else
+          exact.push_back(n);
+    }
+    scale_input(stats.at({LinearSite::FfnIn, -1}), in, exact, fold_norm("ffn_norm.weight"));
+    for (int64_t e = 0; e < m_.cfg.n_experts; e++)
+      if (const auto it = stats.find({LinearSite::FfnDown, e}); it != stats.end())
+        scale_input(it->second, readers(linear_names(m_.cfg, l, LinearSite::FfnDown, e), nullptr), {},
+                    fold_up(linear_names(m_.cfg, l, LinearSite::FfnIn, e)[1]));
+    if (m_.cfg.shared_ffn > 0)
+      scale_input(stats.at({LinearSite::FfnDown, -1}), readers({name(l, "ffn_down_shexp.weight")}, nullptr), {},
+                  fold_up(name(l, "ffn_up_shexp.weight")));
     m_.bind();
   }
 

@@ -44,11 +44,13 @@ SmoothReport smooth_model(Model& m, const CalibrationOptions& calib, double alph
       const std::string b = "blk." + std::to_string(l) + ".";
       const std::string norm = b + (site == 0 ? "attn_norm.weight" : "ffn_norm.weight");
       // Every linear reading the norm's output: q/k/v, or gate/up (a mixture: the router, the shared
-      // expert's and every expert's gate/up, whose inputs are rows of the same output).
+      // expert's gate and gate/up, every expert's gate/up, whose inputs are rows of the same output).
       std::vector<std::string> linears;
       for (int64_t e : site_experts(m.cfg))
         for (const auto& name : linear_names(m.cfg, l, site == 0 ? LinearSite::AttnIn : LinearSite::FfnIn, e))
           linears.push_back(name);
+      // Qwen2-MoE's shared-expert gate, sigmoid(x · g), reads it too.
+      if (site == 1 && m.cfg.layer_moe(l) && m.cfg.shared_gate()) linears.push_back(b + "ffn_gate_inp_shexp.weight");
       // Max |w| per input channel, a matrix at a time (a mixture's experts are not held at once).
       std::vector<float> wmax(static_cast<size_t>(D), 0.0f);
       for (const auto& name : linears) {

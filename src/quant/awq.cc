@@ -61,9 +61,10 @@ std::vector<float> awq_search_scales(const std::vector<AwqLinear>& group, int64_
 
   // Output error of the whole group with channel scales s.
   auto loss = [&](const std::vector<float>& s) {
-    for (int64_t c = 0; c < cols; c++) diag[size_t(c)] = H[size_t(c * cols + c)] / (s[size_t(c)] * s[size_t(c)]);
     double total = 0;
     for (const auto& lin : group) {
+      const std::vector<float>& Hl = lin.H ? *lin.H : H;
+      for (int64_t c = 0; c < cols; c++) diag[size_t(c)] = Hl[size_t(c * cols + c)] / (s[size_t(c)] * s[size_t(c)]);
       std::vector<float> scaled(size_t(lin.rows * cols));
       for (int64_t r = 0; r < lin.rows; r++)
         for (int64_t c = 0; c < cols; c++) scaled[size_t(r * cols + c)] = lin.W[r * cols + c] * s[size_t(c)];
@@ -71,7 +72,7 @@ std::vector<float> awq_search_scales(const std::vector<AwqLinear>& group, int64_
       for (int64_t r = 0; r < lin.rows; r++)
         for (int64_t c = 0; c < cols; c++) q[size_t(r * cols + c)] /= s[size_t(c)];
       // Each linear's error relative to its own output energy, so q, k and v count alike.
-      total += relative_output_error(lin.W, q.data(), lin.rows, cols, H);
+      total += relative_output_error(lin.W, q.data(), lin.rows, cols, Hl);
     }
     return total;
   };

@@ -24,10 +24,13 @@ struct QuantFormat {
 };
 
 // One linear of a group that shares an input: W is rows x cols (row-major).
+// H: the Hessian of the inputs this linear sees, when not the group's (a
+// mixture's expert sees only the tokens routed to it).
 struct AwqLinear {
   const float* W;
   int64_t rows;
   QuantFormat format;
+  const std::vector<float>* H = nullptr;
 };
 
 struct AwqOptions {
