@@ -273,7 +273,7 @@ TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(nlohmann::json::parse(r.out)["imatrix_expert_coverage"],
             nlohmann::json({{"tensors", 96}, {"with_data", 96}}));
-  // GPTQ solves each expert on the rows routed to it; AWQ (scales folded into the shared norm) is refused.
+  // GPTQ solves each expert on the rows routed to it (AWQ: QuantizeCli.AwqOnMixtures).
   r = run_cli("quantize " + model + " " + d + "/g.gguf --type q4_0 --method gptq --calib " + data +
               "imatrix_text.txt --calib-ctx 64 --calib-samples 4 --json");
   ASSERT_EQ(r.status, 0) << r.out;
@@ -291,8 +291,6 @@ TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
         EXPECT_TRUE(solved.count(n) != skipped.count(n)) << n;
       }
   EXPECT_LT(skipped.size(), 96u);
-  expect_cli_error("quantize " + model + " " + d + "/a.gguf --type q4_0 --method awq --calib " + data + "imatrix_text.txt",
-                   "AWQ does not reach the experts");
   // Wanda prunes each expert on its routed rows (the router is left whole).
   r = run_cli("prune " + model + " " + d + "/p.gguf --sparsity 0.5 --method wanda --calib " + data +
               "imatrix_text.txt --calib-ctx 64 --calib-samples 4 --json");
@@ -329,25 +327,27 @@ TEST(SmoothCli, MixtureKeepsItsFunction) {
 // AWQ on a mixture: the ffn_norm scales are searched over the shared expert's and every expert's gate/up (each
 // expert's error on the rows routed to it) and folded into all readers of the norm (the router and the shared
 // expert's gate exactly, in float), each expert's down takes scales of its own from its up rows. With Q8_0
-// (rounding too fine to matter) the function is the RTN file's: a wrong fold would move the routing; with Q4_0
-// the file is no worse than RTN's.
+// (rounding too fine to matter) the output distribution stays the RTN file's (KLD from the original: a wrong fold,
+// such as a router left unscaled, moves the routing and raises it up to 3-fold); with Q4_0 lower than RTN's.
 TEST(QuantizeCli, AwqOnMixtures) {
   const std::string d = test::temp_dir();
   const std::string calib = std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt";
   for (const std::string shape : {"qwen3-30b-a3b", "qwen1.5-moe-a2.7b"}) {
     SCOPED_TRACE(shape);
     const std::string model = small_moe(d, shape);
-    std::map<std::string, double> ppl;
+    std::map<std::string, double> kld;
     for (const char* type : {"q8_0", "q4_0"})
       for (const char* method : {"rtn", "awq"}) {
         const std::string out = d + "/" + type + method + ".gguf";
         auto r = run_cli("quantize " + model + " " + out + " --type " + type + " --method " + method +
                          (std::string(method) == "awq" ? " --calib " + calib + " --calib-samples 8 --calib-ctx 64" : ""));
         ASSERT_EQ(r.status, 0) << r.out;
-        ppl[std::string(type) + method] = cli_ppl(out);
+        r = run_cli("kld " + model + " " + out + " -f " + S("data/wikitext-2/wiki.test.raw") + " -c 128 --chunks 10 --json");
+        ASSERT_EQ(r.status, 0) << r.out;
+        kld[std::string(type) + method] = nlohmann::json::parse(r.out)["kld"]["value"].get<double>();
       }
-    EXPECT_NEAR(ppl["q8_0awq"] / ppl["q8_0rtn"], 1.0, 2e-3);
-    EXPECT_LT(ppl["q4_0awq"], ppl["q4_0rtn"] * 1.01);
+    EXPECT_LT(kld["q8_0awq"], 1.5 * kld["q8_0rtn"]);
+    EXPECT_LT(kld["q4_0awq"], kld["q4_0rtn"]);  // measured: 24% and 30% lower
   }
 }
 
