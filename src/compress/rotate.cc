@@ -55,7 +55,10 @@ std::vector<float> transpose(const std::vector<float>& w, int64_t rows, int64_t 
 }  // namespace
 
 RotateReport rotate_model(Model& m, const RotateSpec& spec) {
-  if (m.cfg.moe()) fail("{}: rotating a mixture of experts (router and experts) is not supported yet", m.path);
+  if (m.cfg.moe() && spec.down)
+    fail("{}: R4 (,r4: online before ffn_down) of a mixture of experts is not supported (one rotation per expert's "
+         "down); rotate with hadamard alone",
+         m.path);
   if (m.cfg.post_norms)
     fail("{}: {} normalizes each block's outputs before they join the residual stream (post-norms), so a residual "
          "rotation does not leave it computing the same function",
@@ -113,7 +116,7 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
     w = transpose(w, cols, D);
     if (cols_rotation) rotate_rows(w, D, *cols_rotation);
     m.set_f32(name, std::move(w));
-    if (m.find(bias)) {
+    if (!bias.empty() && m.find(bias)) {
       std::vector<float> b = to_f32(m.tensor(bias));
       q.apply(b.data());
       m.set_f32(bias, std::move(b));
@@ -172,8 +175,18 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
       m.set_f32(b + "attn_output.weight", std::move(o));
     }
     const std::vector<float> ffn = fold_norm(b + "ffn_norm.weight");
-    for (const char* n : {"ffn_gate.weight", "ffn_up.weight"}) reader(b + n, ffn);
-    writer(b + "ffn_down.weight", b + "ffn_down.bias", q4.get());  // R4: the forward pass gives it x·Q4
+    if (m.cfg.layer_moe(l)) {
+      // A mixture: the router, the shared expert (and Qwen2-MoE's gate for it) and every expert read the
+      // norm's output; the shared expert's and every expert's down write the residual stream.
+      for (int64_t e : site_experts(m.cfg)) {
+        for (const auto& n : linear_names(m.cfg, l, LinearSite::FfnIn, e)) reader(n, ffn);
+        for (const auto& n : linear_names(m.cfg, l, LinearSite::FfnDown, e)) writer(n, "", nullptr);
+      }
+      if (m.cfg.shared_gate()) reader(b + "ffn_gate_inp_shexp.weight", ffn);
+    } else {
+      for (const char* n : {"ffn_gate.weight", "ffn_up.weight"}) reader(b + n, ffn);
+      writer(b + "ffn_down.weight", b + "ffn_down.bias", q4.get());  // R4: the forward pass gives it x·Q4
+    }
     progress.update(uint64_t(l + 1));
   }
   rep.recorded = "hadamard:" + std::to_string(spec.seed) + (rep.heads ? " R1 R2" : " R1") + (q4 ? " R4" : "");
