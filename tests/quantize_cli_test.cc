@@ -324,6 +324,29 @@ TEST(SmoothCli, MixtureKeepsItsFunction) {
   }
 }
 
+// --target-bpw on a mixture: each stack of experts (ffn_{gate,up,down}_exps) is one choice with its experts' costs
+// (each on its routed rows) summed, so a stack holds one type as llama.cpp's files need; the router stays F32; the
+// file fits the target.
+TEST(QuantizeCli, TargetBitsPerWeightOnMixtures) {
+  const std::string d = test::temp_dir();
+  const std::string model = small_moe(d, "qwen1.5-moe-a2.7b");
+  auto r = run_cli("quantize " + model + " " + d + "/t.gguf --target-bpw 5 --calib " + std::string(LMPRESS_SOURCE_DIR) +
+                   "/tests/data/imatrix_text.txt --calib-samples 8 --calib-ctx 64 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_LE(j["bpw"].get<double>(), 5.0);
+  EXPECT_GT(j["bpw"].get<double>(), 4.8);
+  auto q = load_model(d + "/t.gguf");
+  for (int64_t l = 0; l < 2; l++) {
+    EXPECT_EQ(q->tensor(fmt::format("blk.{}.ffn_gate_inp.weight", l)).dtype, DType::F32);
+    for (const char* p : {"ffn_gate", "ffn_up", "ffn_down"}) {
+      const DType first = q->tensor(fmt::format("blk.{}.{}.0.weight", l, p)).dtype;
+      for (int64_t e = 1; e < 16; e++) EXPECT_EQ(q->tensor(fmt::format("blk.{}.{}.{}.weight", l, p, e)).dtype, first);
+    }
+  }
+  EXPECT_TRUE(std::isfinite(cli_ppl(d + "/t.gguf")));
+}
+
 // AWQ on a mixture: the ffn_norm scales are searched over the shared expert's and every expert's gate/up (each
 // expert's error on the rows routed to it) and folded into all readers of the norm (the router and the shared
 // expert's gate exactly, in float), each expert's down takes scales of its own from its up rows. With Q8_0

@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/tensor_names.h"
 #include "kernels/ops.h"
 #include "kernels/to_f32.h"
 #include "quant/awq.h"
@@ -100,7 +101,6 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
   std::vector<float> token_count(static_cast<size_t>(m.cfg.n_vocab), 0.0f);
   for (const auto& w : windows)
     for (int32_t t : w) token_count[size_t(t)] += 1;
-  refuse_experts(m, "--target-bpw's type search");
   LayerwiseCalibrator cal(m, std::move(windows));
   auto importance = [&](const std::string& name, std::vector<float> fallback) {
     return importance_or(imatrix, name, activation_importance ? std::move(fallback) : std::vector<float>{});
@@ -108,20 +108,53 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
   std::vector<TensorCosts> out;
   Progress progress("sensitivity", uint64_t(m.cfg.n_layers + 1));
   for (int64_t l = 0; l < m.cfg.n_layers; l++) {
-    std::map<LinearSite, std::vector<float>> H;
-    std::map<LinearSite, int64_t> width;
-    const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t cols) {
-      accumulate_hessian(H[s], x, n, cols);
-      width[s] = cols;
+    // By (site, expert): a mixture's experts and shared expert differ in width.
+    std::map<std::pair<LinearSite, int64_t>, std::vector<float>> H;
+    std::map<std::pair<LinearSite, int64_t>, int64_t> width;
+    const LinearObserver obs = [&](LinearSite s, int64_t e, const float* x, int64_t n, int64_t cols) {
+      accumulate_hessian(H[{s, e}], x, n, cols);
+      width[{s, e}] = cols;
     };
     cal.run(l, m.layers[size_t(l)], &obs, true);
+    for (auto& [key, h] : H) symmetrize_hessian(h, width.at(key));
+    auto tensor = [&](const std::string& name) -> const Tensor& {
+      const Tensor* t = m.find(name);
+      if (!t) fail("{}: model has no tensor {}", m.path, name);
+      return *t;
+    };
     for (LinearSite site : kLinearSites) {
-      symmetrize_hessian(H.at(site), width.at(site));
       for (const auto& name : linear_names(m.cfg, l, site)) {
-        const Tensor* t = m.find(name);
-        if (!t) fail("{}: model has no tensor {}", m.path, name);
-        out.push_back(costs_of(name, to_f32(*t), t->rows(), t->cols(), H.at(site),
-                               importance(name, diag_of(H.at(site), width.at(site)))));
+        if (is_router(name)) continue;  // kept in f32
+        const Tensor& t = tensor(name);
+        const std::vector<float>& Hs = H.at({site, -1});
+        out.push_back(costs_of(name, to_f32(t), t.rows(), t.cols(), Hs, importance(name, diag_of(Hs, t.cols()))));
+      }
+      // A mixture's experts: one entry per stack, each expert's costs on the rows routed to it summed (an
+      // expert no calibration token reached adds bytes but no error).
+      if (!m.cfg.layer_moe(l) || (site != LinearSite::FfnIn && site != LinearSite::FfnDown)) continue;
+      const size_t projections = linear_names(m.cfg, l, site, 0).size();
+      for (size_t p = 0; p < projections; p++) {
+        TensorCosts stack;
+        for (int64_t e = 0; e < m.cfg.n_experts; e++) {
+          const std::string name = linear_names(m.cfg, l, site, e)[p];
+          const Tensor& t = tensor(name);
+          const auto it = H.find({site, e});
+          const std::vector<float> zero = it == H.end() ? std::vector<float>(size_t(t.cols() * t.cols()), 0.0f)
+                                                        : std::vector<float>{};
+          const std::vector<float>& He = it == H.end() ? zero : it->second;
+          TensorCosts c = costs_of(name, to_f32(t), t.rows(), t.cols(), He, importance(name, diag_of(He, t.cols())));
+          if (stack.options.empty()) {
+            stack = std::move(c);
+          } else {
+            for (size_t k = 0; k < c.options.size(); k++) {
+              stack.options[k].bytes += c.options[k].bytes;
+              stack.options[k].error += c.options[k].error;
+            }
+          }
+          stack.members.push_back(name);
+        }
+        stack.name = stack.members.front() + " .. " + stack.members.back();
+        out.push_back(std::move(stack));
       }
     }
     release_block_pages(m, l);
@@ -171,13 +204,21 @@ std::map<std::string, DType> plan_for_target_bpw(const Model& m, double bpw, con
                                                  std::map<std::string, DType> base) {
   if (!(bpw > 0) || bpw > 32) fail("--target-bpw {}: must be between 0 and 32 bits per weight", bpw);
   std::map<std::string, bool> measured;
-  for (const auto& c : costs) measured[c.name] = true;
+  for (const auto& c : costs) {
+    measured[c.name] = true;
+    for (const auto& n : c.members) measured[n] = true;
+  }
   uint64_t fixed = 0;
   for (const auto& t : m.tensors)
     if (!measured.count(t.name)) fixed += uint64_t(t.rows()) * row_bytes(base.at(t.name), uint64_t(t.cols()));
   const double budget = bpw * double(m.n_params()) / 8.0 - double(fixed);
   if (budget <= 0) fail("--target-bpw {}: the unquantized tensors alone take more", bpw);
-  for (const auto& [name, type] : choose_types_for_budget(costs, uint64_t(budget))) base[name] = type;
+  const auto chosen = choose_types_for_budget(costs, uint64_t(budget));
+  for (const auto& c : costs)
+    if (c.members.empty())
+      base[c.name] = chosen.at(c.name);
+    else
+      for (const auto& n : c.members) base[n] = chosen.at(c.name);
   return base;
 }
 
@@ -190,7 +231,7 @@ void check_target_bpw(const Model& m, double bpw, const std::map<std::string, DT
   std::vector<TensorCosts> sizes;
   double largest = 0;
   for (const auto& t : m.tensors) {
-    if (t.shape.size() != 2 || t.name == "rope_freqs.weight") {
+    if (t.shape.size() != 2 || t.name == "rope_freqs.weight" || is_router(t.name)) {
       largest += double(t.rows()) * double(row_bytes(base.at(t.name), uint64_t(t.cols())));
       continue;
     }

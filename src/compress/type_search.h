@@ -27,6 +27,9 @@ struct TypeCost {
 struct TensorCosts {
   std::string name;
   std::vector<TypeCost> options;  // at least one
+  // The tensors that take this entry's type, when not `name` alone: a mixture's experts of one stack
+  // (llama.cpp's ffn_*_exps hold one type), their costs summed.
+  std::vector<std::string> members;
 };
 
 // The assignment of one option per tensor with the least summed error whose
