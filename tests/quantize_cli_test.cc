@@ -324,6 +324,31 @@ TEST(SmoothCli, MixtureKeepsItsFunction) {
   }
 }
 
+// OWL on a mixture: a block's outlier ratio counts its shared expert's and every reached expert's weights, each
+// scored with the norms of its own routed inputs; the block sparsities (mean the target) apply to every expert,
+// never to the router.
+TEST(PruneCli, OwlOnMixtures) {
+  const std::string d = test::temp_dir();
+  const std::string model = small_moe(d, "qwen1.5-moe-a2.7b");
+  auto r = run_cli("prune " + model + " " + d + "/o.gguf --sparsity 0.5 --method wanda --owl --calib " +
+                   std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt --calib-samples 8 --calib-ctx 64 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto s = nlohmann::json::parse(r.out)["layer_sparsity"].get<std::vector<double>>();
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_NEAR(s[0] + s[1], 1.0, 1e-12);
+  EXPECT_NEAR(std::fabs(s[0] - s[1]), 0.16, 1e-9);  // two blocks: target ± λ
+  auto m = load_model(d + "/o.gguf");
+  for (int64_t l = 0; l < 2; l++) {
+    for (const std::string name : {fmt::format("blk.{}.ffn_up.7.weight", l), fmt::format("blk.{}.ffn_down_shexp.weight", l),
+                                   fmt::format("blk.{}.attn_q.weight", l)}) {
+      const auto v = to_f32(m->tensor(name));
+      EXPECT_NEAR(double(std::count(v.begin(), v.end(), 0.0f)) / double(v.size()), s[size_t(l)], 0.01) << name;
+    }
+    const auto router = to_f32(m->tensor(fmt::format("blk.{}.ffn_gate_inp.weight", l)));
+    EXPECT_EQ(std::count(router.begin(), router.end(), 0.0f), 0);
+  }
+}
+
 // --target-bpw on a mixture: each stack of experts (ffn_{gate,up,down}_exps) is one choice with its experts' costs
 // (each on its routed rows) summed, so a stack holds one type as llama.cpp's files need; the router stays F32; the
 // file fits the target.

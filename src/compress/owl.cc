@@ -5,39 +5,45 @@
 #include <map>
 
 #include "core/progress.h"
+#include "core/tensor_names.h"
 #include "kernels/to_f32.h"
 
 namespace lmpress {
 
 std::vector<double> owl_outlier_ratios(const Model& m, const CalibrationOptions& calib, const OwlOptions& o) {
-  refuse_experts(m, "OWL");
   LayerwiseCalibrator cal(m, calibration_windows(m, calib));
   std::vector<double> ratios;
   Progress progress("owl", uint64_t(m.cfg.n_layers));
   for (int64_t l = 0; l < m.cfg.n_layers; l++) {
-    std::map<LinearSite, ChannelStats> stats;  // Σ_tokens x_j² per input channel of each site
-    const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t cols) { stats[s].add(x, n, cols); };
+    // Σ_tokens x_j² per input channel of each site, and of each expert's on the rows routed to it.
+    std::map<std::pair<LinearSite, int64_t>, ChannelStats> stats;
+    const LinearObserver obs = [&](LinearSite s, int64_t e, const float* x, int64_t n, int64_t cols) {
+      stats[{s, e}].add(x, n, cols);
+    };
     cal.run(l, m.layers[size_t(l)], &obs, true);  // dense: the next block sees this one unpruned
-    std::vector<float> scores;
-    double sum = 0;
-    for (LinearSite site : kLinearSites) {
-      const std::vector<double>& sq = stats.at(site).sq;
-      std::vector<double> norm(sq.size());
-      for (size_t j = 0; j < norm.size(); j++) norm[j] = std::sqrt(sq[j]);
-      for (const auto& name : linear_names(m.cfg, l, site)) {
-        const Tensor* t = m.find(name);
-        const auto W = to_f32(*t);
-        const int64_t cols = t->cols();
-        for (size_t i = 0; i < W.size(); i++) {
-          const float s = std::fabs(W[i]) * float(norm[i % size_t(cols)]);
-          scores.push_back(s);
-          sum += s;
+    // Every prunable linear of the block with its input norms (a mixture: the shared expert and each expert
+    // some token reached; never the router); the scores are made twice, for their mean and then the count
+    // above the threshold, rather than held (a mixture's block is large).
+    auto each_score = [&](auto&& f) {
+      for (const auto& [key, st] : stats) {
+        std::vector<double> norm(st.sq.size());
+        for (size_t j = 0; j < norm.size(); j++) norm[j] = std::sqrt(st.sq[j]);
+        for (const auto& name : linear_names(m.cfg, l, key.first, key.second)) {
+          if (is_router(name)) continue;
+          const Tensor* t = m.find(name);
+          const auto W = to_f32(*t);
+          const int64_t cols = t->cols();
+          for (size_t i = 0; i < W.size(); i++) f(std::fabs(W[i]) * float(norm[i % size_t(cols)]));
         }
       }
-    }
-    const double threshold = o.m * sum / double(std::max<size_t>(1, scores.size()));
-    const auto outliers = std::count_if(scores.begin(), scores.end(), [&](float s) { return s > threshold; });
-    ratios.push_back(double(outliers) / double(std::max<size_t>(1, scores.size())));
+    };
+    double sum = 0;
+    uint64_t count = 0;
+    each_score([&](float s) { sum += s, count++; });
+    const double threshold = o.m * sum / double(std::max<uint64_t>(1, count));
+    uint64_t outliers = 0;
+    each_score([&](float s) { outliers += s > threshold; });
+    ratios.push_back(double(outliers) / double(std::max<uint64_t>(1, count)));
     release_block_pages(m, l);
     progress.update(uint64_t(l + 1));
   }
