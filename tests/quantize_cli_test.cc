@@ -349,6 +349,30 @@ TEST(PruneCli, OwlOnMixtures) {
   }
 }
 
+// Structured pruning of a mixture: KV-head groups (Qwen3-MoE, Mixtral: llama.cpp sizes their attention from
+// key_length × heads) and whole blocks go; experts' channels and per-layer head counts are refused by name.
+// (By hand: llama-perplexity on make-model qwen3-30b-a3b / mixtral-8x7b files pruned so gives lmpress's PPL.)
+TEST(PruneCli, StructuredOnMixtures) {
+  const std::string d = test::temp_dir();
+  const std::string calib = " --calib " + std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt --calib-samples 8 --calib-ctx 64";
+  const std::string q3 = small_moe(d, "qwen3-30b-a3b"), q2 = small_moe(d, "qwen1.5-moe-a2.7b");
+  auto r = run_cli("prune " + q3 + " " + d + "/s.gguf --structured heads=0.5,layers=1" + calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  auto m = load_model(d + "/s.gguf");
+  EXPECT_EQ(m->cfg.n_layers, 1);
+  EXPECT_EQ(m->cfg.n_kv_heads, 1);
+  EXPECT_EQ(m->cfg.n_heads, 2);
+  EXPECT_EQ(m->cfg.n_experts, 16);
+  EXPECT_TRUE(std::isfinite(cli_ppl(d + "/s.gguf")));
+  r = run_cli("prune " + q2 + " " + d + "/l.gguf --structured layers=1" + calib);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(load_model(d + "/l.gguf")->cfg.n_layers, 1);
+  expect_cli_error("prune " + q2 + " " + d + "/x.gguf --structured heads=0.5" + calib, "llama.cpp's qwen2moe files take");
+  expect_cli_error("prune " + q3 + " " + d + "/x.gguf --structured ffn=0.5" + calib, "ffn= on a mixture of experts");
+  expect_cli_error("prune " + q3 + " " + d + "/x.gguf --structured heads=0.5,global" + calib, "different head counts");
+  EXPECT_FALSE(fs::exists(d + "/x.gguf"));
+}
+
 // --target-bpw on a mixture: each stack of experts (ffn_{gate,up,down}_exps) is one choice with its experts' costs
 // (each on its routed rows) summed, so a stack holds one type as llama.cpp's files need; the router stays F32; the
 // file fits the target.

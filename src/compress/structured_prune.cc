@@ -292,8 +292,22 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     if (t.shape.size() == 2 && t.name.rfind("blk.", 0) == 0 && !is_float_type(t.dtype))
       fail("{}: {} is quantized ({}); prune the float model", m.path, t.name, dtype_name(t.dtype));
 
+  // A mixture: heads and whole blocks go as in a dense model; its experts' channels are not pruned, and its layers
+  // keep one head count (per-layer counts are llama.cpp's deci architecture, which has no experts).
+  if (c.moe() && o.ffn > 0)
+    fail("{}: --structured ffn= on a mixture of experts (channels of each expert) is not supported; heads= and "
+         "layers= are",
+         m.path);
+  // llama.cpp sizes the attention of qwen2moe and deepseek files from the width, not from key_length × heads.
+  if (c.moe() && o.heads > 0 && c.arch != "llama" && c.arch != "qwen3moe")
+    fail("{}: --structured heads= on a {} mixture of experts: llama.cpp's {} files take the attention's size from "
+         "the width, so fewer heads would not load there (Mixtral and Qwen3-MoE can); use layers=",
+         m.path, c.arch, c.arch);
+  if (c.moe() && o.global && o.heads > 0)
+    fail("{}: --structured heads=,global would give a mixture of experts' layers different head counts, which GGUF "
+         "writes only as llama.cpp's deci architecture (no experts); prune heads without global",
+         m.path);
   // One pass over the dense model: channel statistics and block distances.
-  refuse_experts(m, "structured pruning");
   LayerwiseCalibrator cal(m, calibration_windows(m, calib));
   rep.calib_tokens = cal.n_tokens();
   std::vector<std::vector<double>> group_score(static_cast<size_t>(L)), ffn_score(static_cast<size_t>(L));
@@ -302,9 +316,10 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
   for (int64_t l = 0; l < L; l++) {
     ChannelStats& attn_out = attn_stats[size_t(l)];
     ChannelStats& ffn_down = ffn_stats[size_t(l)];
+    const bool dense_ffn = !c.layer_moe(l);
     const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t cols) {
       if (s == LinearSite::AttnOut) attn_out.add(x, n, cols);
-      if (s == LinearSite::FfnDown) ffn_down.add(x, n, cols);
+      if (s == LinearSite::FfnDown && dense_ffn) ffn_down.add(x, n, cols);
     };
     const std::vector<float> before = cal.hidden();
     cal.run(l, m.layers[size_t(l)], &obs, true);
@@ -318,7 +333,7 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     auto& gs = group_score[size_t(l)];
     gs.assign(size_t(c.n_kv_heads), 0.0);
     for (int64_t j = 0; j < c.q_dim(); j++) gs[size_t(j / (c.head_dim * group_q))] += e_o[size_t(j)] / attn_ref;
-    ffn_score[size_t(l)] = output_energy(m, blk(l, "ffn_down.weight"), ffn_down, o.bias);
+    if (dense_ffn) ffn_score[size_t(l)] = output_energy(m, blk(l, "ffn_down.weight"), ffn_down, o.bias);
     for (double& e : ffn_score[size_t(l)]) e /= ffn_ref;
     release_block_pages(m, l);
     progress.update(uint64_t(l + 1));
@@ -379,7 +394,11 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     heads_l.push_back(kv_l.back() * group_q);
     ffn_l.push_back(c.ffn_dim - rm_f[size_t(l)]);
   }
-  if (o.layers > 0) drop_blocks(m, keep_blocks);
+  if (o.layers > 0) {
+    drop_blocks(m, keep_blocks);
+    // DeepSeek's dense first blocks stay first: as many as were kept.
+    c.n_dense_lead = std::count_if(keep_blocks.begin(), keep_blocks.end(), [&](int64_t l) { return l < c.n_dense_lead; });
+  }
   c.n_layers = kept_layers;
   rep.layer_heads = heads_l, rep.layer_kv_heads = kv_l, rep.layer_ffn = ffn_l;
   c.set_layer_dims(std::move(heads_l), std::move(kv_l), std::move(ffn_l));
