@@ -31,9 +31,9 @@ row() { echo "| $1 | $(python3 -c "import os,sys; print('%.3f' % (os.path.getsiz
   echo "\`bench/lmp2.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)."
   echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) CPUs; flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o -w -E 'avx2|fma|f16c|avx512f|avx512bw|avx512_vnni|avx_vnni|amx_tile' | tr '\n' ' ')"
   echo
-  echo "Every file is the same llama.cpp mix (\`--type iq2_xxs\`'s: attn_v, the first eighth of ffn_down and the token"
-  echo "embedding Q2_K, the output Q5_K, the rest the named type; \`lmp2\` puts LMP2 where IQ2_XXS's mix has IQ2_XXS,"
-  echo "so the two files have the same size). imatrix: \`lmpress imatrix\` on the first 90% of docs-calib.txt's lines"
+  echo "Each file is llama.cpp's mix for its type (IQ2_XXS and IQ2_XS: attn_v, the first eighth of ffn_down and the"
+  echo "token embedding Q2_K, the output Q5_K, the rest the named type; \`lmp2\` is IQ2_XXS's mix with LMP2 where it has"
+  echo "IQ2_XXS, so the two files have the same size; Q2_K: its own mix). imatrix: \`lmpress imatrix\` on the first 90% of docs-calib.txt's lines"
   echo "(128 × $CTX tokens); GPTQ calibrated on 128 windows of the same part. PPL: \`lmpress perplexity -c $CTX\` on the"
   echo "last 10% (held out); KLD: \`lmpress kld $(basename "$MODEL") FILE\` on it."
   echo

@@ -16,6 +16,7 @@
 #include "io/gguf.h"
 #include "kernels/ops.h"
 #include "kernels/to_f32.h"
+#include "compress/owl.h"
 #include "model/export.h"
 #include "model/model.h"
 #include "model/random_model.h"
@@ -347,6 +348,23 @@ TEST(PruneCli, OwlOnMixtures) {
     const auto router = to_f32(m->tensor(fmt::format("blk.{}.ffn_gate_inp.weight", l)));
     EXPECT_EQ(std::count(router.begin(), router.end(), 0.0f), 0);
   }
+  // The ratios count the experts: outliers planted in block 1's experts raise block 1's
+  // ratio, and block 0's stays.
+  auto a = load_model(model);
+  CalibrationOptions co;
+  co.file = std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt";
+  co.samples = 8, co.ctx = 64;
+  const auto r0 = owl_outlier_ratios(*a, co, OwlOptions{});
+  for (int64_t e = 0; e < 16; e++) {
+    const std::string name = fmt::format("blk.1.ffn_up.{}.weight", e);
+    std::vector<float> w = to_f32(a->tensor(name));
+    for (size_t i = 0; i < w.size(); i += 5) w[i] *= 30;
+    a->set_f32(name, std::move(w));
+  }
+  a->bind();
+  const auto r1 = owl_outlier_ratios(*a, co, OwlOptions{});
+  EXPECT_EQ(r1[0], r0[0]);
+  EXPECT_GT(r1[1], r0[1]);  // equal if the experts were not counted
 }
 
 // Structured pruning of a mixture: KV-head groups (Qwen3-MoE, Mixtral: llama.cpp sizes their attention from

@@ -85,7 +85,9 @@ std::vector<int64_t> site_experts(const ModelConfig& c) {
 
 void refuse_experts(const Model& m, const char* what) {
   if (m.cfg.moe())
-    fail("{}: {} does not reach the experts of a mixture of experts yet (GPTQ, RTN and imatrix do)", m.path, what);
+    fail("{}: {} does not reach the experts of a mixture of experts yet (GPTQ, AWQ, RTN, imatrix, OWL and the type "
+         "search do)",
+         m.path, what);
 }
 
 void refuse_factorized(const Model& m, const char* what) {

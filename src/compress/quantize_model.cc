@@ -176,6 +176,8 @@ class Quantizer {
             for (const auto& w : linear_names(m_.cfg, l, site, e)) linears.insert(w);
     for (const auto& [name, t] : plan_) {
       const bool gptq = o_.method == QuantMethod::GPTQ;
+      if (linears.count(name) && gptq && o_.gptq.act_order && t == DType::LMP2)
+        fail("{}: GPTQ: --act-order is not supported with LMP2 (its 8-value codes follow column order)", name);
       if (linears.count(name) && !(gptq ? gptq_can_target(t) : has_block_grid(t)) && !is_float_type(t))
         fail("{}: --method {} cannot quantize to {} (no block grid for it yet); use --method rtn or another type",
              name, gptq ? "gptq" : "awq", dtype_name(t));
@@ -237,7 +239,7 @@ class Quantizer {
   void round_to_nearest(const std::string& name, DType dst, const float* f, int64_t rows, int64_t cols,
                         uint8_t* out) const {
     const auto imp = importance(name, {});
-    if (o_.clip_search) {
+    if (o_.clip_search && dst != DType::LMP2) {  // LMP2's encoder searches its scales itself
       // Weight-space error, weighted by the importance: H = diag(importance or 1).
       std::vector<float> H(size_t(cols * cols), 0.0f);
       for (int64_t c = 0; c < cols; c++) H[size_t(c * cols + c)] = imp.empty() ? 1.0f : imp[size_t(c)];
@@ -336,7 +338,9 @@ class Quantizer {
       for (const auto& r : readers) Ws.push_back(to_f32(m_.tensor(r.name)));
       for (size_t i = 0; i < Ws.size(); i++) {
         const Tensor& t = m_.tensor(readers[i].name);
-        group.push_back({Ws[i].data(), t.rows(), format_of(t.name), readers[i].st ? &readers[i].st->H : nullptr});
+        const SiteStats* own = readers[i].st;
+        group.push_back({Ws[i].data(), t.rows(), format_of(t.name), own ? &own->H : nullptr,
+                         own ? double(own->n) / double(std::max<int64_t>(1, st.n)) : 1.0});
       }
       const auto s = awq_search_scales(group, st.cols, st.abs_mean(), st.H, ao);
       bool identity = true;

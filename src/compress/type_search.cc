@@ -117,15 +117,10 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
     };
     cal.run(l, m.layers[size_t(l)], &obs, true);
     for (auto& [key, h] : H) symmetrize_hessian(h, width.at(key));
-    auto tensor = [&](const std::string& name) -> const Tensor& {
-      const Tensor* t = m.find(name);
-      if (!t) fail("{}: model has no tensor {}", m.path, name);
-      return *t;
-    };
     for (LinearSite site : kLinearSites) {
       for (const auto& name : linear_names(m.cfg, l, site)) {
         if (is_router(name)) continue;  // kept in f32
-        const Tensor& t = tensor(name);
+        const Tensor& t = m.tensor(name);
         const std::vector<float>& Hs = H.at({site, -1});
         out.push_back(costs_of(name, to_f32(t), t.rows(), t.cols(), Hs, importance(name, diag_of(Hs, t.cols()))));
       }
@@ -137,12 +132,16 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
         TensorCosts stack;
         for (int64_t e = 0; e < m.cfg.n_experts; e++) {
           const std::string name = linear_names(m.cfg, l, site, e)[p];
-          const Tensor& t = tensor(name);
+          const Tensor& t = m.tensor(name);
           const auto it = H.find({site, e});
-          const std::vector<float> zero = it == H.end() ? std::vector<float>(size_t(t.cols() * t.cols()), 0.0f)
-                                                        : std::vector<float>{};
-          const std::vector<float>& He = it == H.end() ? zero : it->second;
-          TensorCosts c = costs_of(name, to_f32(t), t.rows(), t.cols(), He, importance(name, diag_of(He, t.cols())));
+          TensorCosts c;
+          if (it == H.end()) {  // no input reached it: every type costs its bytes and nothing else
+            for (DType ty : target_bpw_candidates())
+              if (t.cols() % dtype_info(ty).block_elems == 0)
+                c.options.push_back({ty, uint64_t(t.rows()) * row_bytes(ty, uint64_t(t.cols())), 0.0});
+          } else {
+            c = costs_of(name, to_f32(t), t.rows(), t.cols(), it->second, importance(name, diag_of(it->second, t.cols())));
+          }
           if (stack.options.empty()) {
             stack = std::move(c);
           } else {

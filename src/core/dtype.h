@@ -63,8 +63,6 @@ enum class DType : uint32_t {
 constexpr uint32_t kInternalTypeBase = 1000;
 constexpr uint32_t kLmpressFileTypeBase = 0x4C4D0000;  // "LM": lmpress's file types (LMP2, ...)
 inline bool is_internal_type(DType t) { return uint32_t(t) >= kInternalTypeBase && uint32_t(t) < kLmpressFileTypeBase; }
-// A file type of lmpress's own (no ggml type, no llama.cpp kernel).
-inline bool is_lmpress_file_type(DType t) { return uint32_t(t) >= kLmpressFileTypeBase; }
 // One row per storage type (ggml's type_traits): what any layer may ask of a
 // type without knowing its kernels (those are in kernels/).
 struct DTypeInfo {

@@ -9,7 +9,6 @@
 #include <array>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "core/fp16.h"
 #include "kernels/avx2_helpers.h"
@@ -199,6 +198,9 @@ constexpr std::array<std::array<int8_t, 32>, 16> kLmp2Shifts = [] {
 }();
 struct Lmp2 {
   using B = BlockLMP2;
+  // One scale per block and values of at most 15: a block's eight pair-sum vectors (each pair at most 2·15·127)
+  // add up in int16 without overflow (8·3810 < 32767), one widening per block instead of one per chunk.
+  static constexpr bool kInt16Sums = true;
   LMP_AVX2 float d(const B& b) { return h2f(b.d) * 0.25f; }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     uint32_t aux[2];
@@ -211,6 +213,10 @@ struct Lmp2 {
     ls = scale32(1);
   }
 };
+
+// Types whose chunks' pair sums may add up in int16 over a block (kInt16Sums).
+template <class T>
+constexpr bool int16_sums = requires { T::kInt16Sums; };
 
 // Σ over the blocks of d_w · d_a · Σ_chunks ls · (q · a).
 template <class T>
@@ -228,10 +234,14 @@ __attribute__((target("avx2,fma,f16c"))) float dot_q8_K(int64_t n, const void* w
       const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 32 * c));
       // Pairs of |q|·(±y) (at most 2·127·127, within int16), then ls · pair sums into int32.
       const __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q));
-      sum[c % 2] = _mm256_add_epi32(sum[c % 2], _mm256_madd_epi16(p16, ls));
+      if constexpr (int16_sums<T>)
+        sum[c % 2] = _mm256_add_epi16(sum[c % 2], p16);
+      else
+        sum[c % 2] = _mm256_add_epi32(sum[c % 2], _mm256_madd_epi16(p16, ls));
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(T::d(bw[b]) * a[b].d), _mm256_cvtepi32_ps(_mm256_add_epi32(sum[0], sum[1])),
-                          acc);
+    const __m256i s32 = int16_sums<T> ? _mm256_madd_epi16(_mm256_add_epi16(sum[0], sum[1]), _mm256_set1_epi16(1))
+                                      : _mm256_add_epi32(sum[0], sum[1]);
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(T::d(bw[b]) * a[b].d), _mm256_cvtepi32_ps(s32), acc);
   }
   return hsum(acc);
 }
@@ -284,26 +294,7 @@ float dot_iq2_s_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<
 float dot_iq1_s_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<IQ1s>(n, w, a); }
 float dot_iq1_m_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<IQ1m>(n, w, a); }
 float dot_tq2_0_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<TQ2>(n, w, a); }
-// LMP2: one scale per block and values of at most 15, so a block's eight pair-sum vectors (each pair at most
-// 2·15·127) add up in int16 without overflow (8·3810 < 32767): one widening per block instead of one per chunk.
-__attribute__((target("avx2,fma,f16c"))) float dot_lmp2_q8_K(int64_t n, const void* w, const void* act) {
-  const auto* bw = static_cast<const BlockLMP2*>(w);
-  const auto* a = static_cast<const BlockQ8_K*>(act);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t b = 0; b < n / QK_K; b++) {
-    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-#pragma GCC unroll 8
-    for (int c = 0; c < QK_K / 32; c++) {
-      __m256i q, ls;
-      Lmp2::chunk(bw[b], c, q, ls);
-      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 32 * c));
-      sum[c % 2] = _mm256_add_epi16(sum[c % 2], _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(y, q)));
-    }
-    const __m256i s32 = _mm256_madd_epi16(_mm256_add_epi16(sum[0], sum[1]), _mm256_set1_epi16(1));
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(Lmp2::d(bw[b]) * a[b].d), _mm256_cvtepi32_ps(s32), acc);
-  }
-  return hsum(acc);
-}
+float dot_lmp2_q8_K(int64_t n, const void* w, const void* a) { return dot_q8_K<Lmp2>(n, w, a); }
 
 // TQ1_0's base-3 digits have no cheap byte shuffle: unpacked by the scalar
 // decoder, summed with AVX2.

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/error.h"
 #include "kernels/hadamard.h"
 #include "kernels/iq_grids.h"
 
@@ -105,12 +106,14 @@ void lmp2_set_code(BlockLMP2& b, int g, uint16_t code) {
 }
 
 void lmp2_rotate(float* x, int64_t n) {
+  if (n % kLmp2Block != 0) fail("internal: LMP2 rotates rows of a multiple of {} values, not {}", kLmp2Block, n);
   for (int64_t b = 0; b < n; b += kLmp2Block)
     for (int i = 0; i < kLmp2Block; i++) x[b + i] *= kSigns[size_t(i)];
   hadamard(x, n, kLmp2Block);
 }
 
 void lmp2_unrotate(float* x, int64_t n) {
+  if (n % kLmp2Block != 0) fail("internal: LMP2 rotates rows of a multiple of {} values, not {}", kLmp2Block, n);
   hadamard(x, n, kLmp2Block);
   for (int64_t b = 0; b < n; b += kLmp2Block)
     for (int i = 0; i < kLmp2Block; i++) x[b + i] *= kSigns[size_t(i)];

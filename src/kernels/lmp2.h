@@ -10,7 +10,9 @@
 // (ℤ + ½)⁸ — the 227 of squared norm ≤ 10 and 29 of norm 12 (five 3/2, three
 // 1/2) — bits 8–14 the signs of values 0–6 (the eighth sign is the one that
 // puts the point in E8: an even coordinate sum), bit 15 a shift of +¼ (set)
-// or −¼ (clear) on all eight: 2¹⁶ points of E8 + ¼, QuIP#'s E8P codebook.
+// or −¼ (clear) on all eight: 2¹⁶ points of E8 + ¼, built as QuIP#'s E8P
+// codebook is (its 29 patterns of norm 12 are a hand-picked list; these are
+// the first 29 in lexicographic order).
 // Value = d · q / 4 with q = 4·point, an odd integer in [−15, 15]. The codes
 // are stored as IQ2_XXS stores its groups (so they decode as fast): per 32
 // values two uint32, the four 8-bit pattern indices, then the four 7-bit
@@ -19,8 +21,8 @@
 //
 // Dot products never rotate the weights back: w·x = (T·w)·(T·x), so the
 // activations are rotated (n·log n additions per token) and quantized to
-// Q8_K (ActFormat::Q8_K_HADAMARD), and the codes run on the int8 kernels as
-// IQ2_XXS's do. Dequantization applies Tᵀ.
+// Q8_K (ActFormat::Q8_K_HADAMARD); the codes decode as IQ2_XXS's do, into an
+// int8 dot of LMP2's own. Dequantization applies Tᵀ.
 //
 // Not a ggml type: files carry it under lmpress's own type id range
 // (core/dtype.h, kLmpressFileTypeBase), which llama.cpp refuses by name.

@@ -72,7 +72,7 @@ std::vector<float> awq_search_scales(const std::vector<AwqLinear>& group, int64_
       for (int64_t r = 0; r < lin.rows; r++)
         for (int64_t c = 0; c < cols; c++) q[size_t(r * cols + c)] /= s[size_t(c)];
       // Each linear's error relative to its own output energy, so q, k and v count alike.
-      total += relative_output_error(lin.W, q.data(), lin.rows, cols, Hl);
+      total += lin.weight * relative_output_error(lin.W, q.data(), lin.rows, cols, Hl);
     }
     return total;
   };

@@ -31,6 +31,9 @@ struct AwqLinear {
   int64_t rows;
   QuantFormat format;
   const std::vector<float>* H = nullptr;
+  // Its share in the group's loss (relative errors are summed with these weights): a mixture's expert counts by
+  // the share of tokens routed to it, so one that saw a token does not weigh as much as one that saw them all.
+  double weight = 1.0;
 };
 
 struct AwqOptions {

@@ -172,8 +172,8 @@ uint16_t lmp2_nearest(const float* z, int8_t* q) {
 float lmp2_block_scale(const float* v, int64_t stride) {
   double ss = 0;
   for (int e = 0; e < kLmp2Block; e++) ss += double(v[e * stride]) * v[e * stride];
-  if (ss == 0) return 0;
   const float rms = float(std::sqrt(ss / kLmp2Block));
+  if (!(rms > 1e-30f)) return 0;  // nothing to keep (also: 4 / d would overflow)
   float best_err = FLT_MAX, best_d = rms;
   float z[8];
   int8_t q[8];
@@ -197,16 +197,19 @@ float lmp2_block_scale(const float* v, int64_t stride) {
 
 namespace {
 
+// Code g of b: the 8 values v[j · stride] rounded under scale d (q: the point's values).
+void round_code(const float* v, int64_t stride, float d, BlockLMP2& b, int g, int8_t* q) {
+  const float inv = d != 0 ? 4 / d : 0;
+  float z[8];
+  for (int j = 0; j < 8; j++) z[j] = v[j * stride] * inv;
+  lmp2_set_code(b, g, lmp2_nearest(z, q));
+}
+
 // Rounds 256 rotated values v under scale d into one block.
 void encode_block(const float* v, float d, BlockLMP2& b) {
   b.d = f32_to_f16(d);
-  const float inv = d != 0 ? 4 / d : 0;
-  float z[8];
   int8_t q[8];
-  for (int g = 0; g < kLmp2Block / 8; g++) {
-    for (int j = 0; j < 8; j++) z[j] = v[8 * g + j] * inv;
-    lmp2_set_code(b, g, lmp2_nearest(z, q));
-  }
+  for (int g = 0; g < kLmp2Block / 8; g++) round_code(v + 8 * g, 1, d, b, g, q);
 }
 
 }  // namespace
@@ -252,11 +255,8 @@ void ldlq(const std::vector<float>& Wr, int64_t rows, int64_t cols, const std::v
         d[size_t(r)] = lmp2_block_scale(x + r, rows);
         b.d = f32_to_f16(d[size_t(r)]);
       }
-      const float inv = d[size_t(r)] != 0 ? 4 / d[size_t(r)] : 0;
-      float z[8];
       int8_t q[8];
-      for (int j = 0; j < 8; j++) z[j] = x[j * rows + r] * inv;
-      lmp2_set_code(b, int(g), lmp2_nearest(z, q));
+      round_code(x + r, rows, d[size_t(r)], b, int(g), q);
       for (int j = 0; j < 8; j++) qv[j * rows + r] = d[size_t(r)] / 4 * float(q[j]);
     }
   };

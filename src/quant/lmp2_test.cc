@@ -33,30 +33,6 @@ std::vector<float> dequant(const std::vector<uint8_t>& q, int64_t rows, int64_t 
   return y;
 }
 
-// Every code decodes to a point of E8 + ¼ (QuIP#'s E8P): coordinates in ℤ + ½
-// before the ±¼ shift, an even coordinate sum, squared norm at most 12; the
-// 256 magnitude patterns are distinct, so the 2¹⁶ codes are 2¹⁶ points.
-TEST(Lmp2, CodesAreDistinctPointsOfE8PlusAQuarter) {
-  std::set<std::vector<int>> points;
-  for (int code = 0; code < 1 << 16; code++) {
-    int8_t q[8];
-    lmp2_decode(uint16_t(code), q);
-    const int shift = code >> 15 ? 1 : -1;
-    int sum2 = 0, norm = 0;  // in units of ½: 2·p
-    for (int j = 0; j < 8; j++) {
-      const int twice = (q[j] - shift) / 2;  // 4p / 2 = 2p, an odd integer
-      ASSERT_EQ((q[j] - shift) % 2, 0);
-      ASSERT_NE(twice % 2, 0) << code;
-      sum2 += twice;
-      norm += twice * twice;
-    }
-    EXPECT_EQ(sum2 % 4, 0) << "code " << code << ": coordinate sum not even";
-    EXPECT_LE(norm, 48) << code;
-    points.insert(std::vector<int>(q, q + 8));
-  }
-  EXPECT_EQ(points.size(), size_t(1) << 16);
-}
-
 // The search equals a brute-force scan of all 2¹⁶ points.
 TEST(Lmp2, NearestIsTheClosestOfAllCodes) {
   std::vector<std::array<int8_t, 8>> all(1 << 16);
@@ -76,22 +52,6 @@ TEST(Lmp2, NearestIsTheClosestOfAllCodes) {
     for (int j = 0; j < 8; j++) got += (v[j] - q[j]) * (v[j] - q[j]);
     EXPECT_NEAR(got, best, 1e-3 * (1 + best)) << t;
   }
-}
-
-TEST(Lmp2, RotationIsOrthonormalAndInvertible) {
-  auto x = gaussian(512, 5);
-  const auto x0 = x;
-  lmp2_rotate(x.data(), 512);
-  double n0 = 0, n1 = 0;
-  for (size_t i = 0; i < x.size(); i++) n0 += double(x0[i]) * x0[i], n1 += double(x[i]) * x[i];
-  EXPECT_NEAR(n1, n0, 1e-4 * n0);
-  lmp2_unrotate(x.data(), 512);
-  for (size_t i = 0; i < x.size(); i++) EXPECT_NEAR(x[i], x0[i], 1e-5f);
-  // An outlier is spread over its whole block: every rotated value has magnitude 1/16.
-  std::vector<float> e(256, 0.0f);
-  e[17] = 1;
-  lmp2_rotate(e.data(), 256);
-  for (float v : e) EXPECT_NEAR(std::fabs(v), 1.0f / 16, 1e-6f);
 }
 
 // On Gaussian weights the E8P codebook's mean squared error per value is below
