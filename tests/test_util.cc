@@ -181,6 +181,14 @@ void for_kernel_targets(std::initializer_list<int64_t> cols, const std::function
   qdot_use_simd(true);
 }
 
+std::vector<float> gaussian(int64_t n, unsigned seed, float sigma) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> nd(0.0f, sigma);
+  std::vector<float> x(static_cast<size_t>(n));
+  for (auto& v : x) v = nd(rng);
+  return x;
+}
+
 std::vector<uint8_t> random_cache(KvType t, int64_t positions, int64_t stride, int64_t used, unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd;

@@ -72,6 +72,8 @@ class GgmlBlocks {
 // and stored as the forward pass stores them; the padding after them is 0xff
 // bytes (NaN scales and values), so that a kernel reading it gives NaN.
 std::vector<uint8_t> random_cache(KvType t, int64_t positions, int64_t stride, int64_t used, unsigned seed);
+// n values drawn from N(0, sigma²) with a seeded mt19937.
+std::vector<float> gaussian(int64_t n, unsigned seed, float sigma = 1.0f);
 // Row j's values [from, from + n) of such a cache, dequantized.
 std::vector<float> cache_values(KvType t, const std::vector<uint8_t>& cache, int64_t stride, int64_t j, int64_t from,
                                 int64_t n);

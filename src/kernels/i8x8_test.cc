@@ -47,13 +47,6 @@ Int8Matrix int8_matrix(int64_t rows, int64_t cols, unsigned seed) {
   return m;
 }
 
-std::vector<float> random_floats(int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
 
 TEST(I8x8, RowScalesFoundOnlyForInt8Rows) {
   const Int8Matrix m = int8_matrix(16, 96, 1);
@@ -62,7 +55,7 @@ TEST(I8x8, RowScalesFoundOnlyForInt8Rows) {
   for (int64_t r = 0; r < m.rows; r++)  // the zero row's scale is 0
     EXPECT_NEAR((*s)[size_t(r)], r == 2 ? 0.0f : m.d[size_t(r)], 1e-6 * m.d[size_t(r)]) << r;
   // Random floats, or one value off the grid by a tenth of a step: not int8 rows.
-  const std::vector<float> f = random_floats(16 * 96, 2);
+  const std::vector<float> f = test::gaussian(16 * 96, 2);
   EXPECT_FALSE(int8_row_scales(make_f32_tensor("w", {16, 96}, f)));
   Int8Matrix off = int8_matrix(16, 96, 1);
   off.w[size_t(5 * 96 + 7)] += 0.1f * off.d[5];
@@ -94,7 +87,7 @@ TEST(I8x8, RepackHoldsTheValuesAndRowSums) {
 // fake_quant_int8_rows rounds the row to (the W8A8 f32 path).
 TEST(I8x8, TokenQuantizationMatchesFakeQuant) {
   test::for_kernel_targets({32, 72, 2048}, [](int64_t n) {
-    std::vector<float> x = random_floats(n, unsigned(n));
+    std::vector<float> x = test::gaussian(n, unsigned(n));
     x[3] = 9.0f;  // an outlier sets the scale
     std::vector<uint8_t> got(activation_bytes(ActFormat::I8_TOKEN, n)), want(got.size());
     quantize_activations(ActFormat::I8_TOKEN, x.data(), n, got.data());
@@ -133,7 +126,7 @@ TEST(I8x8, KernelsMatchReference) {
     const size_t ab = activation_bytes(ActFormat::I8_TOKEN, cols);
     std::vector<uint8_t> act(4 * ab);
     for (int t = 0; t < 4; t++) {
-      const std::vector<float> x = random_floats(cols, unsigned(cols) + 10 + unsigned(t));
+      const std::vector<float> x = test::gaussian(cols, unsigned(cols) + 10 + unsigned(t));
       quantize_activations(ActFormat::I8_TOKEN, x.data(), cols, act.data() + t * ab);
     }
     const uint64_t gb = i8x8_group_bytes(cols);
@@ -181,7 +174,7 @@ TEST(I8x8, MatmulMatchesFakeQuantF32AndIsBatchInvariant) {
   const Int8Matrix m = int8_matrix(rows, cols, 7);
   const Tensor f32 = m.tensor(), x8 = repack_i8x8(f32);
   EXPECT_TRUE(matmul_rows_batch_invariant(x8));
-  std::vector<float> x = random_floats(n * cols, 8), fq = x;
+  std::vector<float> x = test::gaussian(n * cols, 8), fq = x;
   fake_quant_int8_rows(fq.data(), n, cols);
   std::vector<float> want(static_cast<size_t>(n * rows)), got(want.size()), one(static_cast<size_t>(rows));
   matmul(f32, fq.data(), n, want.data());

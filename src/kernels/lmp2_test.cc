@@ -12,17 +12,12 @@
 #include "kernels/blocks.h"
 #include "kernels/int_blocks.h"
 #include "kernels/qdot.h"
+#include "test_util.h"
 
 namespace lmpress {
 namespace {
 
-std::vector<float> gaussian(int64_t n, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
+using test::gaussian;
 
 // Every code decodes to a point of E8 + ¼ (QuIP#'s E8P): coordinates in ℤ + ½
 // before the ±¼ shift, an even coordinate sum, squared norm at most 12; the

@@ -14,17 +14,12 @@
 #include "core/tensor.h"
 #include "quant/quantize.h"
 #include "random_problem.h"
+#include "test_util.h"
 
 namespace lmpress {
 namespace {
 
-std::vector<float> gaussian(int64_t n, unsigned seed, float sigma = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> nd(0.0f, sigma);
-  std::vector<float> x(static_cast<size_t>(n));
-  for (auto& v : x) v = nd(rng);
-  return x;
-}
+using test::gaussian;
 
 std::vector<float> dequant(const std::vector<uint8_t>& q, int64_t rows, int64_t cols) {
   std::vector<float> y(size_t(rows * cols));
