@@ -283,7 +283,13 @@ class Quantizer {
       for (auto& [site, st] : stats) {
         symmetrize_hessian(st.H, st.cols);
         stat_bytes += st.bytes();
-        if (o_.method == QuantMethod::GPTQ) solver = std::max(solver, gptq_solver_bytes(st.cols));
+        if (o_.method != QuantMethod::GPTQ) continue;
+        solver = std::max(solver, gptq_solver_bytes(st.cols));
+        // LMP2 solves on rotated copies of the Hessian and of the weights besides.
+        for (const auto& w : linear_names(m_.cfg, l, site.first, site.second))
+          if (!is_int_linear(w) && type_of(w) == DType::LMP2)
+            solver = std::max(solver, gptq_solver_bytes(st.cols) +
+                                          uint64_t(st.cols * st.cols + m_.tensor(w).rows() * st.cols) * sizeof(float));
       }
       rep_.memory.statistics_bytes = std::max(rep_.memory.statistics_bytes, stat_bytes + solver);
       const std::vector<Tensor> originals = block_tensors(m_, l);
