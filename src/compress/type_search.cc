@@ -72,6 +72,15 @@ std::map<std::string, DType> choose_types_for_budget(const std::vector<TensorCos
 
 namespace {
 
+// Every candidate type whose block fits t's rows, with its size and no error (what is not measured).
+TensorCosts size_only_costs(const Tensor& t) {
+  TensorCosts c{t.name, {}};
+  for (DType ty : target_bpw_candidates())
+    if (t.cols() % dtype_info(ty).block_elems == 0)
+      c.options.push_back({ty, uint64_t(t.rows()) * row_bytes(ty, uint64_t(t.cols())), 0.0});
+  return c;
+}
+
 // Error of every candidate type for W (rows x cols) on the inputs summarized by H.
 TensorCosts costs_of(const std::string& name, const std::vector<float>& W, int64_t rows, int64_t cols,
                      const std::vector<float>& H, const std::vector<float>& importance) {
@@ -134,14 +143,10 @@ std::vector<TensorCosts> measure_type_costs(const Model& m, const CalibrationOpt
           const std::string name = linear_names(m.cfg, l, site, e)[p];
           const Tensor& t = m.tensor(name);
           const auto it = H.find({site, e});
-          TensorCosts c;
-          if (it == H.end()) {  // no input reached it: every type costs its bytes and nothing else
-            for (DType ty : target_bpw_candidates())
-              if (t.cols() % dtype_info(ty).block_elems == 0)
-                c.options.push_back({ty, uint64_t(t.rows()) * row_bytes(ty, uint64_t(t.cols())), 0.0});
-          } else {
-            c = costs_of(name, to_f32(t), t.rows(), t.cols(), it->second, importance(name, diag_of(it->second, t.cols())));
-          }
+          // No input reached it: every type costs its bytes and nothing else.
+          TensorCosts c = it == H.end() ? size_only_costs(t)
+                                        : costs_of(name, to_f32(t), t.rows(), t.cols(), it->second,
+                                                   importance(name, diag_of(it->second, t.cols())));
           if (stack.options.empty()) {
             stack = std::move(c);
           } else {
@@ -234,13 +239,9 @@ void check_target_bpw(const Model& m, double bpw, const std::map<std::string, DT
       largest += double(t.rows()) * double(row_bytes(base.at(t.name), uint64_t(t.cols())));
       continue;
     }
-    TensorCosts c{t.name, {}};
+    TensorCosts c = size_only_costs(t);
     uint64_t most = 0;
-    for (DType ty : target_bpw_candidates())
-      if (t.cols() % dtype_info(ty).block_elems == 0) {
-        c.options.push_back({ty, uint64_t(t.rows()) * row_bytes(ty, uint64_t(t.cols())), 0.0});
-        most = std::max(most, c.options.back().bytes);
-      }
+    for (const auto& o : c.options) most = std::max(most, o.bytes);
     largest += double(most);
     sizes.push_back(std::move(c));
   }

@@ -62,15 +62,19 @@ LMP_AVX2 __m256i scale16(int lo, int hi) {
 }
 
 // Each type: its block, the block's float scale (times the unit), and chunk c's values and group scales.
+// IQ2_XXS's 32 values from their two words: four 8-bit indices into `grid`, four 7-bit even-parity sign groups.
+LMP_AVX2 __m256i iq2xxs_values(const uint64_t* grid, const uint32_t* aux) {
+  return signed_grid(grid[aux[0] & 0xff], grid[(aux[0] >> 8) & 0xff], grid[(aux[0] >> 16) & 0xff], grid[aux[0] >> 24],
+                     kEvenSignMask[aux[1] & 127], kEvenSignMask[(aux[1] >> 7) & 127],
+                     kEvenSignMask[(aux[1] >> 14) & 127], kEvenSignMask[(aux[1] >> 21) & 127]);
+}
 struct IQ2xxs {
   using B = BlockIQ2_XXS;
   LMP_AVX2 float d(const B& b) { return h2f(b.d) * 0.125f; }
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     uint32_t aux[2];
     std::memcpy(aux, b.qs + 4 * c, sizeof aux);
-    q = signed_grid(kIq2xxsGrid[aux[0] & 0xff], kIq2xxsGrid[(aux[0] >> 8) & 0xff], kIq2xxsGrid[(aux[0] >> 16) & 0xff],
-                    kIq2xxsGrid[aux[0] >> 24], kEvenSignMask[aux[1] & 127], kEvenSignMask[(aux[1] >> 7) & 127],
-                    kEvenSignMask[(aux[1] >> 14) & 127], kEvenSignMask[(aux[1] >> 21) & 127]);
+    q = iq2xxs_values(kIq2xxsGrid, aux);
     ls = scale32(int(2 * (aux[1] >> 28) + 1));
   }
 };
@@ -205,11 +209,8 @@ struct Lmp2 {
   LMP_AVX2 void chunk(const B& b, int c, __m256i& q, __m256i& ls) {
     uint32_t aux[2];
     std::memcpy(aux, b.qs + 4 * c, sizeof aux);
-    const __m256i g = signed_grid(kLmp2Grid[aux[0] & 0xff], kLmp2Grid[(aux[0] >> 8) & 0xff],
-                                  kLmp2Grid[(aux[0] >> 16) & 0xff], kLmp2Grid[aux[0] >> 24],
-                                  kEvenSignMask[aux[1] & 127], kEvenSignMask[(aux[1] >> 7) & 127],
-                                  kEvenSignMask[(aux[1] >> 14) & 127], kEvenSignMask[(aux[1] >> 21) & 127]);
-    q = _mm256_add_epi8(g, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLmp2Shifts[aux[1] >> 28].data())));
+    q = _mm256_add_epi8(iq2xxs_values(kLmp2Grid.data(), aux),
+                        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kLmp2Shifts[aux[1] >> 28].data())));
     ls = scale32(1);
   }
 };

@@ -169,14 +169,8 @@ bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y) {
   uint8_t* a = qa.data();
 #pragma omp parallel for schedule(static)
   for (int64_t t = 0; t < n; t++) {
-    if (f->rotated) {  // w·x = (T·w)·(T·x): the blocks hold T·w
-      thread_local std::vector<float> xr;
-      xr.assign(x + t * in, x + (t + 1) * in);
-      lmp2_rotate(xr.data(), in);
-      quantize_activations(ActFormat::Q8_0, xr.data(), in, a + t * ab);
-    } else {
-      quantize_activations(ActFormat::Q8_0, x + t * in, in, a + t * ab);
-    }
+    // w·x = (T·w)·(T·x) where the blocks hold T·w.
+    quantize_activations(ActFormat::Q8_0, f->rotated ? lmp2_rotated(x + t * in, in) : x + t * in, in, a + t * ab);
     if (pk.gemm4) {  // vpdpbusd's unsigned operand: value + 128
       auto* blk = reinterpret_cast<BlockQ8_0*>(a + t * ab);
       for (int64_t b = 0; b < nb; b++)

@@ -112,6 +112,13 @@ void lmp2_rotate(float* x, int64_t n) {
   hadamard(x, n, kLmp2Block);
 }
 
+const float* lmp2_rotated(const float* x, int64_t n) {
+  thread_local std::vector<float> buf;
+  buf.assign(x, x + n);
+  lmp2_rotate(buf.data(), n);
+  return buf.data();
+}
+
 void lmp2_unrotate(float* x, int64_t n) {
   if (n % kLmp2Block != 0) fail("internal: LMP2 rotates rows of a multiple of {} values, not {}", kLmp2Block, n);
   hadamard(x, n, kLmp2Block);

@@ -52,5 +52,7 @@ void lmp2_set_code(BlockLMP2& b, int g, uint16_t code);
 // inverse x ← Tᵀ·x.
 void lmp2_rotate(float* x, int64_t n);
 void lmp2_unrotate(float* x, int64_t n);
+// T·x of a row of activations, in this thread's buffer (valid until its next call).
+const float* lmp2_rotated(const float* x, int64_t n);
 
 }  // namespace lmpress

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
-#include <vector>
 
 #include "core/cpu_isa.h"
 #include "core/fp16.h"
@@ -61,12 +60,7 @@ void quantize_activations(ActFormat f, const float* x, int64_t n, void* out) {
     }
     return;
   }
-  if (f == ActFormat::Q8_K_HADAMARD) {
-    thread_local std::vector<float> rotated;
-    rotated.assign(x, x + n);
-    lmp2_rotate(rotated.data(), n);
-    return quantize_activations(ActFormat::Q8_K, rotated.data(), n, out);
-  }
+  if (f == ActFormat::Q8_K_HADAMARD) return quantize_activations(ActFormat::Q8_K, lmp2_rotated(x, n), n, out);
   auto* y = static_cast<BlockQ8_K*>(out);
   for (int64_t b = 0; b < n / QK_K; b++) {
     const float* v = x + b * QK_K;

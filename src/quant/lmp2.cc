@@ -44,10 +44,6 @@ const SearchTables& tables() {
 // Scales tried, as multiples of the block's RMS (a unit-variance Gaussian block is best served near 1).
 constexpr float kScaleSteps[] = {0.70f, 0.78f, 0.86f, 0.94f, 1.02f, 1.10f, 1.18f, 1.26f, 1.34f, 1.42f};
 
-}  // namespace
-
-namespace {
-
 // The nearest point of one shift's half (σ/4 + the codebook's magnitude patterns with E8's signs) by a scan of
 // all 256 patterns: the code and its squared distance to z.
 std::pair<uint16_t, float> scan_nearest(const float* z, int shift) {
@@ -283,9 +279,10 @@ void quantize_rows_lmp2(const float* x, int64_t rows, int64_t cols, uint8_t* out
   if (cols % kLmp2Block != 0) fail("LMP2: a row of {} values is not a multiple of {}", cols, kLmp2Block);
   const uint64_t rb = row_bytes(DType::LMP2, uint64_t(cols));
   GptqOptions o;
+  std::vector<float> Wr(size_t(rows * kLmp2Block)), Hr;
   for (int64_t b = 0; b < cols / kLmp2Block; b++) {
     // This block's columns, rotated, and the Hessian diag(importance) seen from the rotated inputs.
-    std::vector<float> Wr(size_t(rows * kLmp2Block)), Hr(size_t(kLmp2Block * kLmp2Block), 0.0f);
+    Hr.assign(size_t(kLmp2Block * kLmp2Block), 0.0f);
     for (int64_t r = 0; r < rows; r++) {
       std::copy_n(x + r * cols + b * kLmp2Block, kLmp2Block, Wr.begin() + r * kLmp2Block);
       lmp2_rotate(Wr.data() + r * kLmp2Block, kLmp2Block);
