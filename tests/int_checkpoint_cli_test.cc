@@ -11,11 +11,13 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <fstream>
 
 #include "core/mapped_file.h"
 #include "io/safetensors.h"
 #include "model/repack.h"
+#include "synthetic_model.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -66,6 +68,91 @@ TEST(IntCheckpointCli, EveryLayoutDecodesIndependentlyToTheSameWeights) {
     EXPECT_EQ(r.status, 0) << r.out;
     EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), long(formats.size())) << r.out;
   }
+}
+
+// Mixtures of experts (a Qwen2-MoE with a gated shared expert, a Mixtral): every expert in the checkpoint
+// layout under its HF module name (vLLM's fused-MoE loaders read them so), the routers and shared-expert gate
+// F16 and named unquantized; decoded independently; read back as the same model in every layout.
+TEST(IntCheckpointCli, MixturesInEveryLayout) {
+  const std::string py = python();
+  ASSERT_FALSE(py.empty()) << "python3 with numpy is needed";
+  const std::string d = test::temp_dir();
+  for (const std::string shape : {"qwen1.5-moe-a2.7b", "mixtral-8x7b"}) {
+    const std::string m = test::small_moe(d, shape), moe = shape == "mixtral-8x7b" ? "block_sparse_moe" : "mlp";
+    const std::string expert = "model.layers.1." + moe + ".experts.15." + (moe == "mlp" ? "down_proj" : "w2");
+    std::string dirs;
+    double first = 0;
+    for (const std::string f : {"gptq", "awq", "compressed-tensors"}) {
+      const std::string out = d + "/" + shape + "-" + f;
+      auto r = run_cli("quantize " + m + " " + out + " --type int4-g32-asym --format " + f + " --json");
+      ASSERT_EQ(r.status, 0) << r.out;
+      // 2 blocks: 4 attention linears, 16 experts of 3, the shared expert's 3 (Qwen2-MoE).
+      EXPECT_EQ(nlohmann::json::parse(r.out.substr(r.out.find('{')))["tensors"].size(),
+                size_t(2 * (4 + 48 + (moe == "mlp" ? 3 : 0))));
+      const std::vector<Tensor> ts = load_safetensors_dir(out);
+      std::set<std::string> names;
+      for (const auto& t : ts) names.insert(t.name);
+      EXPECT_TRUE(names.count(expert + (f == "compressed-tensors" ? ".weight_packed" : ".qweight"))) << f;
+      EXPECT_TRUE(names.count("model.layers.0." + moe + ".gate.weight")) << f;
+      const auto qc = nlohmann::json::parse(read_text_file(out + "/config.json"))["quantization_config"];
+      const std::string router = "model.layers.0." + moe + ".gate";
+      if (f == "compressed-tensors") {
+        const auto& ig = qc["ignore"];
+        EXPECT_NE(std::find(ig.begin(), ig.end(), router), ig.end()) << ig.dump();
+        if (moe == "mlp")
+          EXPECT_NE(std::find(ig.begin(), ig.end(), "model.layers.1.mlp.shared_expert_gate"), ig.end()) << ig.dump();
+      }
+      if (f == "awq") {
+        const auto& skip = qc["modules_to_not_convert"];
+        EXPECT_NE(std::find(skip.begin(), skip.end(), router), skip.end()) << skip.dump();
+      }
+      dirs += " " + out;
+      const double p = ppl_of(out);
+      if (f == "gptq") first = p;
+      EXPECT_EQ(p, first) << shape << " " << f;
+    }
+    const std::string ref = d + "/" + shape + "-ref";
+    ASSERT_EQ(run_cli("convert " + d + "/" + shape + "-gptq " + ref + " --dtype f32").status, 0);
+    auto r = test::shell(py + " " + LMPRESS_SOURCE_DIR + "/tests/decode_checkpoints.py " + ref + dirs + " 2>&1");
+    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_NE(r.out.find(std::to_string(2 * (4 + 48 + (moe == "mlp" ? 3 : 0))) + " linears decoded"), std::string::npos)
+        << r.out;
+  }
+}
+
+// GPTQ and AWQ onto int-N checkpoints of a mixture: each expert solved on the rows routed to it (an expert no
+// calibration token reached is rounded to nearest, named in the report); both closer to the source than RTN.
+// A layer's experts are one fused layer in vLLM: a per-module format or target that splits them is refused.
+TEST(IntCheckpointCli, CalibratedMixturesAndTheirLimits) {
+  const std::string d = test::temp_dir(), m = test::small_moe(d, "qwen1.5-moe-a2.7b");
+  const std::string calib = " --calib " + std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt --calib-samples 8 --calib-ctx 64";
+  std::map<std::string, double> kld;
+  for (const std::string method : {"rtn", "gptq", "awq"}) {
+    const std::string out = d + "/" + method;
+    auto r = run_cli("quantize " + m + " " + out + " --type int4-g32-asym --format " + (method == "awq" ? "awq" : "gptq") +
+                     " --method " + method + (method == "rtn" ? "" : calib) + " --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    const auto rep = nlohmann::json::parse(r.out.substr(r.out.find('{')));
+    size_t solved = 0, int_n = 0;  // the routers are reported as F16
+    for (const auto& t : rep["tensors"])
+      if (t["type"] == "int4-g32-asym") int_n++, solved += t.contains("output_error");
+    const size_t uncalibrated = rep.contains("uncalibrated") ? rep["uncalibrated"].size() : 0;
+    EXPECT_EQ(int_n, 110u) << method;
+    if (method != "rtn") EXPECT_EQ(solved + uncalibrated, int_n) << method;
+    r = run_cli("kld " + m + " " + out + " -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
+                " -c 128 --chunks 10 --json");
+    ASSERT_EQ(r.status, 0) << r.out;
+    kld[method] = nlohmann::json::parse(r.out.substr(r.out.find('{')))["kld"]["value"].get<double>();
+  }
+  EXPECT_LT(kld["gptq"], 0.5 * kld["rtn"]);  // measured: 0.000225 vs 0.00136
+  EXPECT_LT(kld["awq"], kld["rtn"]);         // 0.00079
+  // The shared expert is an ordinary MLP: a format of its own is written as a per-module rule.
+  ASSERT_EQ(run_cli("quantize " + m + " " + d + "/sh --type int4-g32 --format gptq --tensor-type ffn_down_shexp=int8-ch").status, 0);
+  const auto qc = nlohmann::json::parse(read_text_file(d + "/sh/config.json"))["quantization_config"];
+  EXPECT_TRUE(qc["dynamic"].contains(R"(+:model\.layers\.1\.mlp\.shared_expert\.down_proj$)")) << qc.dump();
+  const std::string q = "quantize " + m + " " + d + "/x --type int4-g32 ";
+  expect_cli_error(q + "--tensor-type ffn_down=int8-ch", "model.layers.0.mlp.experts.0.down_proj is int8-ch: vLLM runs a layer's routed experts");
+  expect_cli_error(q + "--targets model.layers.0.self_attn", "is unquantized: vLLM runs a layer's routed experts");
 }
 
 // W8A8 (`--scheme w8a8`, with SmoothQuant): compressed-tensors int-quantized, int8 weights per channel decoded

@@ -35,6 +35,7 @@ const std::string kStories = "models/stories260K/stories260K.gguf";
 
 using test::expect_cli_error;
 using test::cli_ppl;
+using test::small_moe;
 
 nlohmann::json quantize(const std::string& out, const std::string& args) {
   auto r = run_cli("quantize " + S(kStories) + " " + out + " " + args + " --json");
@@ -218,22 +219,6 @@ TEST(QuantizeCli, ImatrixMatchesLlamaImatrix) {
     ASSERT_EQ(a.size(), b.size()) << name;
     for (size_t j = 0; j < a.size(); j++) EXPECT_NEAR(a[j], b[j], 2e-3 * (1e-3 + std::fabs(b[j]))) << name << " " << j;
   }
-}
-
-// A small Qwen3-MoE, random f32 weights: 16 experts of 128, 4 per token, 2 layers of 256.
-// A small random mixture in a real family's shape: qwen3-30b-a3b's (no shared expert) or qwen1.5-moe-a2.7b's
-// (a shared expert behind a sigmoid gate).
-std::string small_moe(const std::string& dir, const std::string& shape = "qwen3-30b-a3b") {
-  ModelConfig c = find_model_shape(shape);
-  c.n_vocab = 512, c.dim = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 64, c.n_layers = 2;
-  c.n_experts = 16, c.n_experts_used = 4, c.expert_ffn = 128;
-  if (c.shared_ffn > 0) c.shared_ffn = 256;
-  auto random = make_random_model(c, shape + "-small");
-  ExportOptions eo;
-  eo.values = [](const Tensor& t) { return random_tensor_values(t, 5); };
-  const std::string model = dir + "/" + shape + ".gguf";
-  write_gguf_model(*random, model, eo);
-  return model;
 }
 
 // small_moe(): the imatrix reaches every expert with

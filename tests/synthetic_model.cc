@@ -11,6 +11,8 @@
 #include "io/safetensors.h"
 #include "core/mapped_file.h"
 #include "kernels/to_f32.h"
+#include "model/export.h"
+#include "model/random_model.h"
 
 namespace lmpress::test {
 namespace {
@@ -418,6 +420,19 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
     out.push_back(logits);
   }
   return out;
+}
+
+std::string small_moe(const std::string& dir, const std::string& shape) {
+  ModelConfig c = find_model_shape(shape);
+  c.n_vocab = 512, c.dim = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 64, c.n_layers = 2;
+  c.n_experts = 16, c.n_experts_used = 4, c.expert_ffn = 128;
+  if (c.shared_ffn > 0) c.shared_ffn = 256;
+  auto random = make_random_model(c, shape + "-small");
+  ExportOptions eo;
+  eo.values = [](const Tensor& t) { return random_tensor_values(t, 5); };
+  const std::string model = dir + "/" + shape + ".gguf";
+  write_gguf_model(*random, model, eo);
+  return model;
 }
 
 }  // namespace lmpress::test

@@ -92,37 +92,38 @@ class Quantizer {
   Quantizer(Model& m, const QuantizeOptions& o, QuantizeReport& rep) : m_(m), o_(o), rep_(rep) {
     if (o.compensate) compensator_ = std::make_unique<Compensator>(*o.compensate);
     if (o.int_group) {
-      if (m.cfg.moe())
-        fail("{}: int-N checkpoint formats (GPTQ, AWQ, compressed-tensors layouts) of a mixture of experts are not "
-             "written yet; quantize it to a GGUF file type",
-             m.path);
-      // The blocks' linears take their int-N format (int_rules, else int_group), or stay F16 as everything else.
+      // The blocks' linears take their int-N format (int_rules, else int_group), or stay F16 as everything else
+      // (a mixture's routers too: vLLM's gates are unquantized layers).
       std::vector<bool> used(o.int_rules.size(), false);
       const auto selected = o.select.everything() ? std::optional<std::set<std::string>>()
                                                   : selected_linears(m, o.select);
+      std::vector<std::string> linears;
       for (int64_t l = 0; l < m.cfg.n_layers; l++)
         for (LinearSite site : kLinearSites)
-          for (const auto& w : linear_names(m.cfg, l, site)) {
-            if (selected && !selected->count(w)) {
-              if (o.act_int8)
-                fail("{} is left out: W8A8 and W4A8 quantize every linear's activations, so they take no targets or "
-                     "ignore list (lm_head aside)",
-                     linear_module(w, m.cfg));
-              continue;
-            }
-            std::optional<IntGroupSpec> spec = o.int_group;
-            const std::string module = linear_module(w, m.cfg);
-            for (size_t i = 0; i < o.int_rules.size(); i++)
-              if (o.int_rules[i].matches(w, module)) {
-                used[i] = true;
-                spec = o.int_rules[i].spec;
-                break;
-              }
-            if (!spec) continue;
-            const Tensor& t = m_.tensor(w);
-            spec->check_shape(w, t.rows(), t.cols());
-            int_linears_[w] = *spec;
+          for (int64_t e : site_experts(m.cfg))
+            for (const auto& w : linear_names(m.cfg, l, site, e))
+              if (!is_router(w)) linears.push_back(w);
+      for (const auto& w : linears) {
+        if (selected && !selected->count(w)) {
+          if (o.act_int8)
+            fail("{} is left out: W8A8 and W4A8 quantize every linear's activations, so they take no targets or "
+                 "ignore list (lm_head aside)",
+                 linear_module(w, m.cfg));
+          continue;
+        }
+        std::optional<IntGroupSpec> spec = o.int_group;
+        const std::string module = linear_module(w, m.cfg);
+        for (size_t i = 0; i < o.int_rules.size(); i++)
+          if (o.int_rules[i].matches(w, module)) {
+            used[i] = true;
+            spec = o.int_rules[i].spec;
+            break;
           }
+        if (!spec) continue;
+        const Tensor& t = m_.tensor(w);
+        spec->check_shape(w, t.rows(), t.cols());
+        int_linears_[w] = *spec;
+      }
       for (size_t i = 0; i < used.size(); i++)
         if (!used[i]) fail("{} matches none of the blocks' linear layers", o.int_rules[i].what);
       if (o.act_int8 && !o.int_rules.empty())
@@ -147,7 +148,8 @@ class Quantizer {
   // (gate_up_proj), each with one format: their members must agree.
   void check_fused_groups() const {
     for (int64_t l = 0; l < m_.cfg.n_layers; l++)
-      for (const auto& group : {std::vector<const char*>{"attn_q", "attn_k", "attn_v"}, std::vector<const char*>{"ffn_gate", "ffn_up"}}) {
+      for (const auto& group : {std::vector<const char*>{"attn_q", "attn_k", "attn_v"}, std::vector<const char*>{"ffn_gate", "ffn_up"},
+                                std::vector<const char*>{"ffn_gate_shexp", "ffn_up_shexp"}}) {
         std::vector<std::string> names;
         for (const char* g : group)
           if (m_.find(name(l, g) + std::string(".weight"))) names.push_back(name(l, g) + std::string(".weight"));
@@ -160,6 +162,20 @@ class Quantizer {
                  b ? b->name() : "unquantized");
         }
       }
+    // vLLM runs a layer's routed experts as one fused MoE layer in the checkpoint's main format (compressed-tensors
+    // takes the Linear group's scheme for it, GPTQ and AWQ their base config).
+    const IntGroupSpec& main = *o_.int_group;
+    for (int64_t l = 0; l < m_.cfg.n_layers; l++)
+      for (int64_t e = 0; m_.cfg.layer_moe(l) && e < m_.cfg.n_experts; e++)
+        for (LinearSite site : {LinearSite::FfnIn, LinearSite::FfnDown})
+          for (const auto& w : linear_names(m_.cfg, l, site, e)) {
+            const auto s = int_spec(w);
+            if (!s || s->name() != main.name() || s->act_order != main.act_order)
+              fail("{} is {}: vLLM runs a layer's routed experts as one fused layer in the checkpoint's main format "
+                   "({}), so every expert takes it; per-module formats and targets apply to attention and shared "
+                   "experts",
+                   linear_module(w, m_.cfg), s ? s->name() : "unquantized", main.name());
+          }
   }
 
   // Refuses, before any work, what a type cannot be quantized with: the types
@@ -302,6 +318,11 @@ class Quantizer {
             // given), counted in the report.
             if (it == stats.end()) {
               rep_.uncalibrated.push_back(w);
+              if (is_int_linear(w)) {
+                const Tensor& t = m_.tensor(w);
+                const auto W = to_f32(t);
+                store_int(t, W, round_int(w, W, t.rows(), t.cols()), nullptr);
+              }
               continue;
             }
             quantize_linear(w, it->second);
@@ -484,9 +505,10 @@ class Quantizer {
   // copies and the quantizer's work space are not held at once.
   void dequantize_int_linears(int64_t l) {
     for (LinearSite site : kLinearSites)
-      for (const auto& w : linear_names(m_.cfg, l, site))
-        if (const auto it = int_tensors_.find(w); it != int_tensors_.end())
-          replace_f32(m_.tensor_slot(w), it->second.dequantize());
+      for (int64_t e : site_experts(m_.cfg))
+        for (const auto& w : linear_names(m_.cfg, l, site, e))
+          if (const auto it = int_tensors_.find(w); it != int_tensors_.end())
+            replace_f32(m_.tensor_slot(w), it->second.dequantize());
   }
 
   // The bytes the checkpoint layout stores for q: levels and f16 scales, plus
@@ -563,13 +585,18 @@ nlohmann::ordered_json int_checkpoint_config(const Model& m, const QuantizeOptio
   const IntGroupSpec& spec = *o.int_group;
   std::vector<std::string> unquantized;  // modules left F16
   std::vector<std::pair<std::string, IntGroupSpec>> overridden;  // (module, its format) where not int_group's
-  for (int64_t l = 0; l < m.cfg.n_layers; l++)
+  // A mixture's routed experts all take int_group (check_fused_groups); its routers and Qwen2-MoE's shared-expert
+  // gates stay F16, named as llm-compressor's MoE recipes ignore them.
+  for (int64_t l = 0; l < m.cfg.n_layers; l++) {
     for (LinearSite site : kLinearSites)
       for (const auto& w : linear_names(m.cfg, l, site)) {
         const auto s = q.int_spec(w);
         if (!s) unquantized.push_back(linear_module(w, m.cfg));
         else if (s->name() != spec.name() || s->act_order != spec.act_order) overridden.emplace_back(linear_module(w, m.cfg), *s);
       }
+    if (m.cfg.layer_moe(l) && m.cfg.shared_gate())
+      unquantized.push_back(linear_module("blk." + std::to_string(l) + ".ffn_gate_inp_shexp.weight", m.cfg));
+  }
   const char* method = o.method == QuantMethod::GPTQ ? "gptq" : o.method == QuantMethod::AWQ ? "awq" : "rtn";
   nlohmann::ordered_json qc;
   switch (o.checkpoint) {
