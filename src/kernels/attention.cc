@@ -247,6 +247,8 @@ __attribute__((target("avx2,fma,f16c"))) void tile_avx2(const AttentionShape& s,
   w.s.resize(size_t(R * kKeyBlock));
   w.m.assign(size_t(R), -std::numeric_limits<float>::infinity());
   w.l.assign(size_t(R), 0.0f);
+  if (s.sinks)  // the sink as a first score with no value: running max at it, its e^0 in the sum
+    for (int64_t r = 0; r < R; r++) w.m[size_t(r)] = s.sinks[kvh * group + r % group], w.l[size_t(r)] = 1.0f;
   const int64_t keys = pos0 + t0 + tokens;  // visible to the tile's last token
   const int64_t boundary = kv.kivi() ? kv.kivi_boundary(pos0 + t0) : 0;  // the same for all (attention_paged)
   const int64_t krow_bytes = kv.kivi() ? 0 : kv_row_bytes(kv.k, s.kv_stride);
@@ -353,7 +355,7 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
           const int64_t from = std::max(pq.cache.first, s.first_key(pos0 + t));
           const int64_t boundary = kv.kivi() ? kv.kivi_boundary(pos0 + t) : 0;
           const float* qr = pq.q + t * s.q_stride + h * hd;
-          float mx = -std::numeric_limits<float>::infinity();
+          float mx = s.sinks ? s.sinks[h] : -std::numeric_limits<float>::infinity();
           for (int64_t j = from; j < visible; j++) {
             cached_values(kv, true, pq.cache, s.kv_stride, j, kvh * hd, hd, row.data(), boundary);
             float d = 0;
@@ -362,7 +364,7 @@ void attention_paged_ref(const AttentionShape& s, const KvCacheSpec& kv, const P
             if (s.softcap > 0) sc[size_t(j)] = s.softcap * std::tanh(sc[size_t(j)] / s.softcap);
             mx = std::max(mx, sc[size_t(j)]);
           }
-          double sum = 0;
+          double sum = s.sinks ? std::exp(double(s.sinks[h] - mx)) : 0.0;
           std::fill(o.begin(), o.end(), 0.0);
           for (int64_t j = from; j < visible; j++) {
             const double p = std::exp(double(sc[size_t(j)] - mx));
@@ -445,7 +447,8 @@ void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, i
 void attention_weights(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0,
                        const void* k, float scale, float* acc, int64_t acc_stride) {
   if (kv.kivi()) fail("attention_weights: a KIVI cache has no rows to rank");
-  if (s.window > 0 || s.softcap > 0) fail("attention_weights: eviction policies rank full, uncapped attention only");
+  if (s.window > 0 || s.softcap > 0 || s.sinks)
+    fail("attention_weights: eviction policies rank full, uncapped attention without sinks only");
   const int64_t hd = s.head_dim, group = s.n_heads / s.n_kv_heads, keys = pos0 + n;
   const int64_t row_bytes = kv_row_bytes(kv.k, s.kv_stride);
   const auto* rows = static_cast<const uint8_t*>(k);

@@ -28,13 +28,17 @@ struct AttentionShape {
   // Gemma 2's attention logit soft-capping: a scaled score s becomes
   // softcap · tanh(s / softcap) before the softmax. 0: none.
   float softcap = 0;
+  // gpt-oss's attention sinks: per query head, a learned logit (in scaled-score units) that joins each softmax's
+  // denominator with no value, so a query may attend to nothing. Null: none.
+  const float* sinks = nullptr;
   // The first key position the query at `pos` sees.
   int64_t first_key(int64_t pos) const { return window > 0 ? std::max<int64_t>(0, pos + 1 - window) : 0; }
 };
 
 // out[t, h] = Σ_j softmax_j(scale · q[t, h] · k[j, h / group]) · v[j, h / group]
 // over the keys s.first_key(pos0 + t) ≤ j ≤ pos0 + t, for queries t = 0..n-1
-// at positions pos0 + t (scores soft-capped when s.softcap is set).
+// at positions pos0 + t (scores soft-capped when s.softcap is set; with s.sinks, exp(sinks[h]) joins the
+// softmax's denominator).
 // k and v hold rows of kv.k and kv.v for positions 0..pos0 + n - 1 (kv.rotate
 // is the caller's business). Multi-threaded (OpenMP).
 void attention(const AttentionShape& s, const KvCacheSpec& kv, const float* q, int64_t n, int64_t pos0, const void* k,

@@ -59,7 +59,8 @@ std::vector<double> naive(const Case& c, int64_t t, int64_t h, float scale) {
     sc.push_back(d);
     mx = std::max(mx, d);
   }
-  double sum = 0;
+  if (c.s.sinks) mx = std::max(mx, double(c.s.sinks[h]));
+  double sum = c.s.sinks ? std::exp(double(c.s.sinks[h]) - mx) : 0.0;  // a term with no value
   std::vector<double> o(static_cast<size_t>(hd));
   for (size_t j = 0; j < sc.size(); j++) {
     const double p = std::exp(sc[j] - mx);
@@ -116,11 +117,11 @@ TEST(Attention, MatchesTextbookFormula) {
   });
 }
 
-// Sliding windows (Mistral, Gemma's local layers) and Gemma 2's soft-capped
-// scores: windows of one key, shorter than a key block, across blocks, and
-// wider than the context, on decode steps and prompt batches that start
-// before and after the window fills.
-TEST(Attention, SlidingWindowAndSoftcapMatchTextbookFormula) {
+// Sliding windows (Mistral, Gemma's local layers), Gemma 2's soft-capped
+// scores and gpt-oss's sinks (alone and with windows): windows of one key,
+// shorter than a key block, across blocks, and wider than the context, on
+// decode steps and prompt batches that start before and after the window fills.
+TEST(Attention, SlidingWindowSoftcapAndSinksMatchTextbookFormula) {
   struct Shape {
     int64_t heads, kv_heads, hd, n, pos0;
   };
@@ -129,14 +130,20 @@ TEST(Attention, SlidingWindowAndSoftcapMatchTextbookFormula) {
     for (const KvCacheSpec spec : {KvCacheSpec(KvType::F16), KvCacheSpec(KvType::F32), KvCacheSpec(KvType::Q8_0)})
       for (const Shape& sh : shapes)
         for (const int64_t window : {0, 1, 5, 64, 70, 1000})
-          for (const float softcap : {0.0f, 3.0f}) {
-            if (window == 0 && softcap == 0) continue;  // MatchesTextbookFormula
+          for (const float softcap : {0.0f, 3.0f})
+          for (const bool sinks : {false, true}) {
+            if (window == 0 && softcap == 0 && !sinks) continue;  // MatchesTextbookFormula
             if (sh.hd % kv_type_info(spec.k).block != 0) continue;
             SCOPED_TRACE(testing::Message() << kv_spec_name(spec) << " heads " << sh.heads << " n " << sh.n << " pos0 "
-                                            << sh.pos0 << " window " << window << " softcap " << softcap);
+                                            << sh.pos0 << " window " << window << " softcap " << softcap << " sinks "
+                                            << sinks);
             Case c = make_case(spec, sh.heads, sh.kv_heads, sh.hd, sh.n, sh.pos0, 2.0f, unsigned(sh.n + window));
             c.s.window = window;
             c.s.softcap = softcap;
+            // From negligible to dominant (a window of one key against a sink of 8).
+            std::vector<float> sink(size_t(sh.heads));
+            for (int64_t h = 0; h < sh.heads; h++) sink[size_t(h)] = -4.0f + 12.0f * float(h) / float(sh.heads);
+            if (sinks) c.s.sinks = sink.data();
             const float scale = 1.0f / std::sqrt(float(sh.hd));
             std::vector<float> ref(size_t(sh.n * c.s.out_stride), -7.0f), got = ref;
             attention_ref(c.s, spec, c.q.data(), c.n, c.pos0, c.k.data(), c.v.data(), scale, ref.data());
