@@ -166,6 +166,9 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
     c["final_logit_softcapping"] = g2 ? nlohmann::json(3.0) : nlohmann::json();
     if (!g2) c["rope_local_base_freq"] = 50.0, c["sliding_window_pattern"] = 2;
   }
+  if (s.yarn_rope)
+    c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 16},
+                         {"beta_fast", 1.0}, {"beta_slow", 0.05}, {"truncate", false}};
   if (s.llama3_rope)
     c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
                          {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 16}};
@@ -230,6 +233,8 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   const int64_t rot = int64_t(double(hd) * (c.contains("partial_rotary_factor") ? double(c["partial_rotary_factor"]) : 1.0));
   const bool longrope = c.contains("rope_scaling") && c["rope_scaling"].contains("long_factor");
   double mscale = 1.0;
+  const bool yarn = c.contains("rope_scaling") && c["rope_scaling"].value("rope_type", "") == "yarn";
+  if (yarn) mscale = 0.1 * std::log(double(c["rope_scaling"]["factor"])) + 1;
   if (longrope) {
     const double orig = c["original_max_position_embeddings"], scale = double(c["max_position_embeddings"]) / orig;
     mscale = scale <= 1 ? 1.0 : std::sqrt(1 + std::log(scale) / std::log(orig));
@@ -242,6 +247,15 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
     if (longrope) {
       const bool is_long = int64_t(tokens.size()) > int64_t(c["original_max_position_embeddings"]);
       f /= double(c["rope_scaling"][is_long ? "long_factor" : "short_factor"][size_t(i)]);
+    } else if (yarn) {  // modeling_rope_utils._compute_yarn_parameters, truncate false
+      const auto& rs = c["rope_scaling"];
+      const auto corr = [&](double beta) {
+        return double(rot) * std::log(double(rs["original_max_position_embeddings"]) / (beta * 2 * M_PI)) /
+               (2 * std::log(theta));
+      };
+      const double lo = std::max(0.0, corr(double(rs["beta_fast"]))), hi = std::min(double(rot - 1), corr(double(rs["beta_slow"])));
+      const double extrapolate = 1 - std::clamp((double(i) - lo) / (hi - lo), 0.0, 1.0);
+      f = f / double(rs["factor"]) * (1 - extrapolate) + f * extrapolate;
     } else if (c.contains("rope_scaling")) {
       auto rs = c["rope_scaling"];
       double factor = rs["factor"], lo = rs["low_freq_factor"], hi = rs["high_freq_factor"];

@@ -20,6 +20,9 @@ struct SyntheticSpec {
   int64_t head_dim = 0;  // 0: dim / n_heads; else written as config.json's head_dim
   bool tied = false;
   bool llama3_rope = false;
+  // YaRN (factor 4 over an original context of 16, betas 1 and 0.05 so that the ramp crosses the pairs of a
+  // head of 8, the range not rounded: gpt-oss's truncate false).
+  bool yarn_rope = false;
   // Mistral's and Gemma's sliding window (Gemma: layer 0 slides, layer 1 sees
   // everything, and so on; soft-caps and query_pre_attn_scalar set so that
   // each changes the logits).

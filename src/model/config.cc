@@ -50,8 +50,9 @@ void ModelConfig::validate(const std::string& src) const {
   if (!(rms_eps > 0 && rms_eps < 1)) fail("{}: {} {} is out of range (0, 1)", src, field("rms_norm_eps"), rms_eps);
   if (!(std::isfinite(rope_theta) && rope_theta > 1))
     fail("{}: {} {} must be a finite number > 1", src, field("rope_theta"), rope_theta);
-  if (!rope_scaling.empty() && rope_scaling != "linear" && rope_scaling != "llama3" && rope_scaling != "longrope")
-    fail("{}: rope_scaling type '{}' is not supported (linear, llama3, longrope)", src, rope_scaling);
+  if (!rope_scaling.empty() && rope_scaling != "linear" && rope_scaling != "llama3" && rope_scaling != "longrope" &&
+      rope_scaling != "yarn")
+    fail("{}: rope_scaling type '{}' is not supported (linear, llama3, longrope, yarn)", src, rope_scaling);
   if (!rope_long_factors.empty() && rope_long_factors.size() != size_t(rope_dim / 2))
     fail("{}: {} has {} values, the {} rotated pairs need one each", src, field("rope_scaling.long_factor"),
          rope_long_factors.size(), rope_dim / 2);
@@ -70,7 +71,13 @@ void ModelConfig::validate(const std::string& src) const {
   const auto positive = [&](const char* name, float v) {
     if (!(std::isfinite(v) && v > 0)) fail("{}: {} {} must be a finite number > 0", src, field(name), v);
   };
-  if (rope_scaling == "linear" || rope_scaling == "llama3") positive("rope_scaling.factor", rope_factor);
+  if (rope_scaling == "linear" || rope_scaling == "llama3" || rope_scaling == "yarn")
+    positive("rope_scaling.factor", rope_factor);
+  if (rope_scaling == "yarn") {
+    positive("rope_scaling.beta_fast", rope_yarn_beta_fast);
+    positive("rope_scaling.beta_slow", rope_yarn_beta_slow);
+    range("rope_scaling.original_max_position_embeddings", rope_orig_ctx, 1, 1 << 24);
+  }
   if (rope_scaling == "llama3") {
     positive("rope_scaling.low_freq_factor", rope_low_freq_factor);
     positive("rope_scaling.high_freq_factor", rope_high_freq_factor);
@@ -210,7 +217,9 @@ std::string ModelConfig::field(const std::string& hf_name) const {
       {"rope_scaling.high_freq_factor", "lmpress.rope_scaling.llama3.high_freq_factor"},
       {"rope_scaling.original_max_position_embeddings", "lmpress.rope_scaling.llama3.original_context_length"},
   };
-  if (hf_name == "rope_scaling.original_max_position_embeddings" && rope_scaling == "longrope")
+  if (hf_name == "rope_scaling.beta_fast" || hf_name == "rope_scaling.beta_slow")
+    return gguf_arch + ".rope.scaling.yarn_" + hf_name.substr(13);
+  if (hf_name == "rope_scaling.original_max_position_embeddings" && (rope_scaling == "longrope" || rope_scaling == "yarn"))
     return gguf_arch + ".rope.scaling.original_context_length";
   if (hf_name == "rope_scaling.factor")
     return rope_scaling == "llama3" ? "lmpress.rope_scaling.llama3.factor" : gguf_arch + ".rope.scaling.factor";
@@ -260,8 +269,21 @@ std::vector<float> ModelConfig::rope_inv_freqs_divided(const std::vector<float>&
   return f;
 }
 
+float ModelConfig::yarn_mscale() const { return rope_factor <= 1 ? 1.0f : float(0.1 * std::log(double(rope_factor)) + 1); }
+
 std::vector<float> ModelConfig::rope_inv_freqs() const {
   std::vector<float> f(size_t(rope_dim / 2));
+  // YaRN's correction range (ggml_rope_yarn_corr_dims; Hugging Face's find_correction_range): the pairs whose
+  // wavelength makes beta rotations over the original context.
+  double low = 0, high = 0;
+  if (rope_scaling == "yarn") {
+    const auto corr_dim = [&](double beta) {
+      return double(rope_dim) * std::log(double(rope_orig_ctx) / (beta * 2 * M_PI)) / (2 * std::log(double(rope_theta)));
+    };
+    low = corr_dim(rope_yarn_beta_fast), high = corr_dim(rope_yarn_beta_slow);
+    if (rope_yarn_truncate) low = std::floor(low), high = std::ceil(high);
+    low = std::max(0.0, low), high = std::min(double(rope_dim - 1), high);
+  }
   for (size_t i = 0; i < f.size(); i++) {
     double freq = std::pow(double(rope_theta), -2.0 * double(i) / double(rope_dim));
     if (rope_scaling == "linear") {
@@ -280,6 +302,10 @@ std::vector<float> ModelConfig::rope_inv_freqs() const {
                         (rope_high_freq_factor - rope_low_freq_factor);
         freq = (1 - smooth) * freq / rope_factor + smooth * freq;
       }
+    } else if (rope_scaling == "yarn") {
+      // The share kept at the original frequency: 1 below the range, 0 above it, a linear ramp between.
+      const double extrapolate = 1 - std::clamp((double(i) - low) / std::max(0.001, high - low), 0.0, 1.0);
+      freq = freq / rope_factor * (1 - extrapolate) + freq * extrapolate;
     }
     f[i] = float(freq);
   }

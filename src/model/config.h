@@ -30,7 +30,7 @@ struct ModelConfig {
   float rope_theta = 10000.0f;
   int64_t rope_dim = 0;  // rotated dimensions per head (normally head_dim)
   RopeLayout rope_layout = RopeLayout::Interleaved;
-  // rope_scaling: "" (none), "linear", "llama3" or "longrope" (Phi-3).
+  // rope_scaling: "" (none), "linear", "llama3", "longrope" (Phi-3) or "yarn" (gpt-oss, Qwen's long contexts).
   std::string rope_scaling;
   // LongRoPE: per rotated pair, the divisor of its frequency in contexts up
   // to rope_orig_ctx (short) and beyond (long); rope_mscale multiplies the
@@ -42,6 +42,11 @@ struct ModelConfig {
   float rope_low_freq_factor = 1.0f;
   float rope_high_freq_factor = 4.0f;
   int64_t rope_orig_ctx = 8192;
+  // YaRN (rope_factor, rope_orig_ctx): the pairs between the correction dims of beta_fast and beta_slow rotations
+  // blend interpolated and original frequencies (rounded outward to whole dims unless !yarn_truncate, as
+  // gpt-oss's config asks); rope_mscale holds its attention factor (0.1·ln factor + 1 unless the file says).
+  float rope_yarn_beta_fast = 32.0f, rope_yarn_beta_slow = 1.0f;
+  bool rope_yarn_truncate = true;
   bool tied_embeddings = false;
   bool qkv_bias = false;
   bool qk_norm = false;  // Qwen3, Gemma 3: RMSNorm of each head of q and k (weights of head_dim) before RoPE
@@ -121,6 +126,8 @@ struct ModelConfig {
   std::string field(const std::string& hf_name) const;
   // Per rotated pair i: the angle per position (theta^(-2i/d), with scaling).
   std::vector<float> rope_inv_freqs() const;
+  // YaRN's default attention factor for rope_factor: 0.1·ln factor + 1 (1 for factors ≤ 1).
+  float yarn_mscale() const;
   // The unscaled frequencies, each divided by its pair's factor (llama.cpp's
   // rope_freqs, LongRoPE's factors).
   std::vector<float> rope_inv_freqs_divided(const std::vector<float>& factors) const;

@@ -419,9 +419,16 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     w.set(a + ".attention.key_length", GGUFValue::u32(uint32_t(c.head_dim)));
     w.set(a + ".attention.value_length", GGUFValue::u32(uint32_t(c.head_dim)));
   }
-  if (c.rope_scaling == "linear") {
-    w.set(a + ".rope.scaling.type", GGUFValue::str("linear"));
+  if (c.rope_scaling == "linear" || c.rope_scaling == "yarn") {
+    w.set(a + ".rope.scaling.type", GGUFValue::str(c.rope_scaling));
     w.set(a + ".rope.scaling.factor", GGUFValue::f32(c.rope_factor));
+  }
+  if (c.rope_scaling == "yarn") {
+    w.set(a + ".rope.scaling.original_context_length", GGUFValue::u32(uint32_t(c.rope_orig_ctx)));
+    if (c.rope_yarn_beta_fast != 32.0f) w.set(a + ".rope.scaling.yarn_beta_fast", GGUFValue::f32(c.rope_yarn_beta_fast));
+    if (c.rope_yarn_beta_slow != 1.0f) w.set(a + ".rope.scaling.yarn_beta_slow", GGUFValue::f32(c.rope_yarn_beta_slow));
+    // llama.cpp always rounds the correction range outward; lmpress keeps a config's exact range.
+    if (!c.rope_yarn_truncate) w.set("lmpress.rope_scaling.yarn_truncate", GGUFValue::boolean(false));
   }
   write_attention_variants(m, a, w);
   if (m.tokenizer) vocab_to_gguf(m.tokenizer->vocab(), w);
@@ -444,7 +451,9 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
     w.set("lmpress.rope_scaling.llama3.high_freq_factor", GGUFValue::f32(c.rope_high_freq_factor));
     w.set("lmpress.rope_scaling.llama3.original_context_length", GGUFValue::u32(uint32_t(c.rope_orig_ctx)));
   }
-  if (c.rope_mscale != 1.0f) w.set(a + ".rope.scaling.attn_factor", GGUFValue::f32(c.rope_mscale));
+  // YaRN's own factor is implied by its scaling factor: only the rest is recorded.
+  if (const float f = c.rope_scaling == "yarn" ? c.rope_mscale / c.yarn_mscale() : c.rope_mscale; f != 1.0f)
+    w.set(a + ".rope.scaling.attn_factor", GGUFValue::f32(f));
   if (!c.rope_long_factors.empty()) {
     w.set(a + ".rope.scaling.original_context_length", GGUFValue::u32(uint32_t(c.rope_orig_ctx)));
     if (!fuse) w.set("lmpress.rope_scaling.long_factors", GGUFValue::f32_array(c.rope_long_factors));
@@ -578,6 +587,15 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
     }
   }
   if (c.rope_scaling == "linear") j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", c.rope_factor}};
+  if (c.rope_scaling == "yarn") {
+    j["rope_scaling"] = {{"rope_type", "yarn"},
+                         {"factor", c.rope_factor},
+                         {"original_max_position_embeddings", c.rope_orig_ctx},
+                         {"beta_fast", c.rope_yarn_beta_fast},
+                         {"beta_slow", c.rope_yarn_beta_slow},
+                         {"truncate", c.rope_yarn_truncate}};
+    if (c.rope_mscale != c.yarn_mscale()) j["rope_scaling"]["attention_factor"] = c.rope_mscale;
+  }
   if (c.rope_scaling == "llama3")
     j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", c.rope_factor}, {"low_freq_factor", c.rope_low_freq_factor},
                          {"high_freq_factor", c.rope_high_freq_factor},

@@ -188,6 +188,8 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   llama3.n_kv_heads = 1;
   test::SyntheticSpec mistral;
   mistral.arch = "MistralForCausalLM";
+  test::SyntheticSpec qwen2_yarn = qwen;  // YaRN, its correction range between pairs, not rounded
+  qwen2_yarn.yarn_rope = true;
   mistral.n_kv_heads = 4;
   test::SyntheticSpec qwen3;  // q/k norms, heads wider than hidden / heads (as Qwen3-0.6B), tied
   qwen3.arch = "Qwen3ForCausalLM";
@@ -232,7 +234,7 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   test::SyntheticSpec deepseek;  // DeepSeekMoE: block 0 dense, then 5 routed experts (3 used) and 2 shared ones
   deepseek.arch = "DeepseekForCausalLM";
   deepseek.experts = 5, deepseek.experts_used = 3, deepseek.norm_topk = false;
-  for (const Case& c : {Case{"qwen2", qwen}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
+  for (const Case& c : {Case{"qwen2", qwen}, Case{"qwen2-yarn", qwen2_yarn}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
                         Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3},
                         Case{"granite", granite}, Case{"smollm3", smollm3}, Case{"olmo2", olmo2}, Case{"phi3", phi3},
                         Case{"phi3-partial-rotary", phi3_partial}, Case{"mixtral", mixtral}, Case{"qwen2moe", qwen2moe},

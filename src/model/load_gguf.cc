@@ -221,9 +221,18 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     fail("{}: key_length {} != value_length {} is not supported", path, c.head_dim, *vl);
   c.rope_dim = g.get_int(k + "rope.dimension_count").value_or(c.head_dim);
   if (auto st = g.get_string(k + "rope.scaling.type"); st && *st != "none") {
-    if (*st != "linear") fail("{}: rope scaling type '{}' is not supported", path, *st);
-    c.rope_scaling = "linear";
+    if (*st != "linear" && *st != "yarn") fail("{}: {}rope.scaling.type '{}' is not supported (linear, yarn)", path, k, *st);
+    c.rope_scaling = *st;
     c.rope_factor = get_float(k + "rope.scaling.factor", 1.0);
+  }
+  if (c.rope_scaling == "yarn") {
+    c.rope_orig_ctx = g.get_int(k + "rope.scaling.original_context_length").value_or(c.ctx_len);
+    // llama.cpp reads no betas (32 and 1 always); a file that records others gets them here.
+    c.rope_yarn_beta_fast = get_float(k + "rope.scaling.yarn_beta_fast", 32.0);
+    c.rope_yarn_beta_slow = get_float(k + "rope.scaling.yarn_beta_slow", 1.0);
+    if (const GGUFValue* t = g.find("lmpress.rope_scaling.yarn_truncate")) c.rope_yarn_truncate = t->as_int() != 0;
+    if (get_float(k + "rope.scaling.yarn_log_multiplier", 0.0) != 0.0f)
+      fail("{}: {}rope.scaling.yarn_log_multiplier: DeepSeek-V2's YaRN attention factor is not supported", path, k);
   }
   if (g.find("lmpress.rope_scaling.llama3.factor")) {
     // Llama 3 scaling parameters, recorded by lmpress beside llama.cpp's rope_freqs tensor.
@@ -243,7 +252,8 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
       fail("{}: metadata {}: {}.feed_forward_length {} has no Hadamard matrix", path, key, arch, c.ffn_dim);
     c.down_rotation = std::make_shared<const HadamardRotation>(c.ffn_dim, std::get<uint64_t>(v->v));
   }
-  c.rope_mscale = get_float(k + "rope.scaling.attn_factor", 1.0);
+  // llama.cpp's YaRN scales q and k by rope.scaling.attn_factor times 0.1·ln factor + 1.
+  c.rope_mscale = get_float(k + "rope.scaling.attn_factor", 1.0) * (c.rope_scaling == "yarn" ? c.yarn_mscale() : 1.0f);
   m->tensors = g.tensors();
   join_low_rank_parts(m->tensors, path);  // lmpress lowrank's factors
   read_longrope_factors(g, path, *m);

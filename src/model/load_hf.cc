@@ -72,6 +72,28 @@ void read_longrope(const nlohmann::json& j, const nlohmann::json& rs, const std:
       "rope_scaling.attention_factor");
 }
 
+// YaRN (HF's _compute_yarn_parameters): factor, the original context, the
+// correction range's betas and rounding (truncate), attention_factor, else
+// 0.1·ln factor + 1. The factor is rope_scaling's, as llama.cpp takes it
+// (transformers replaces it by max_position_embeddings over the original
+// context when both are given; the two agree in gpt-oss's config).
+void read_yarn(const nlohmann::json& rs, const std::string& path, ModelConfig& c) {
+  c.rope_scaling = "yarn";
+  const auto num = [&](const char* k, double def) {
+    return config_float(json_number(rs, k, path, "rope_scaling", def), path, std::string("rope_scaling.") + k);
+  };
+  if ((rs.contains("mscale") && !rs["mscale"].is_null()) || (rs.contains("mscale_all_dim") && !rs["mscale_all_dim"].is_null()))
+    fail("{}: rope_scaling.mscale / mscale_all_dim: DeepSeek's YaRN attention factor is not supported", path);
+  c.rope_factor = num("factor", 1.0);
+  c.rope_orig_ctx = config_int(json_number(rs, "original_max_position_embeddings", path, "rope_scaling", double(c.ctx_len)),
+                               1, 1 << 24, path, "rope_scaling.original_max_position_embeddings");
+  c.rope_yarn_beta_fast = num("beta_fast", 32.0);
+  c.rope_yarn_beta_slow = num("beta_slow", 1.0);
+  c.rope_yarn_truncate = json_bool(rs, "truncate", path, "rope_scaling", true);
+  const double att = json_number(rs, "attention_factor", path, "rope_scaling", 0.0);
+  c.rope_mscale = att > 0 ? config_float(att, path, "rope_scaling.attention_factor") : c.yarn_mscale();
+}
+
 // Sliding windows, Gemma's scalings and soft-caps, and which layers slide.
 void read_attention_variants(const nlohmann::json& j, const std::string& path, const std::string& arch_name,
                              ModelConfig& c) {
@@ -234,10 +256,12 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
     const auto& rs = j["rope_scaling"];
     if (!rs.is_object()) fail("{}: rope_scaling must be an object", path);
     const std::string type = json_string(rs, "rope_type", path, "rope_scaling", json_string(rs, "type", path, "rope_scaling", ""));
-    if (type != "linear" && type != "llama3" && type != "default" && type != "longrope" && type != "su")
-      fail("{}: rope_scaling type '{}' is not supported (linear, llama3, longrope)", path, type);
+    if (type != "linear" && type != "llama3" && type != "default" && type != "longrope" && type != "su" && type != "yarn")
+      fail("{}: rope_scaling type '{}' is not supported (linear, llama3, longrope, yarn)", path, type);
     if (type == "longrope" || type == "su") {
       read_longrope(j, rs, path, c);
+    } else if (type == "yarn") {
+      read_yarn(rs, path, c);
     } else if (type != "default") {
       c.rope_scaling = type;
       auto num = [&](const char* k, double def) { return json_number(rs, k, path, "rope_scaling", def); };
