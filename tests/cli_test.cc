@@ -77,7 +77,11 @@ TEST(Cli, BadHuggingFaceDirectories) {
   expect_cli_error("info " + variant([](auto& j) { j["num_hidden_layers"] = -2; }), "num_hidden_layers = -2 is out of range");
   expect_cli_error("info " + variant([](auto& j) { j["hidden_size"] = "big"; }), "hidden_size must be an integer");
   expect_cli_error("info " + variant([](auto& j) { j.erase("hidden_size"); }), "missing field hidden_size");
-  expect_cli_error("info " + variant([](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}}; }), "rope_scaling type 'yarn'");
+  expect_cli_error("info " + variant([](auto& j) { j["rope_scaling"] = {{"rope_type", "dynamic"}}; }), "rope_scaling type 'dynamic'");
+  expect_cli_error("info " + variant([](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4}, {"mscale", 0.7}}; }),
+                   "DeepSeek's YaRN attention factor");
+  expect_cli_error("info " + variant([](auto& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", -4}}; }),
+                   "rope_scaling.factor -4 must be a finite number > 0");
   std::string d = variant([](auto&) {});
   write(d + "/config.json", "{\"architectures\": [");
   expect_cli_error("info " + d, "bad JSON");

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include <fmt/format.h>
@@ -220,6 +221,54 @@ TEST(MakeModel, SmallMixtralAsLlamaCpp) {
   const auto r4 = run_cli("perplexity " + d + "/q.gguf -f " + test::shared_path("data/wikitext-2/wiki.test.raw") +
                           " -c 128 --chunks 4 --json");
   EXPECT_NEAR(nlohmann::json::parse(r4.out)["ppl"].get<double>(), 4381.1258, 4381.1258 * 0.002);
+}
+
+// gpt-oss in small sizes (gpt-oss-20b's shape otherwise: sinks, biases, clamped SwiGLU, softmax over the chosen
+// experts, even layers sliding over 24 keys, YaRN ×32): the GGUF llama.cpp's gpt-oss reads, with the same
+// perplexity (llama-perplexity -c 128 --chunks 4 on this file: 3928.6341); MXFP4_MOE as gpt-oss ships (experts
+// MXFP4, the other matrices Q8_0: tensors identical to llama-quantize's MXFP4_MOE of the same file, by
+// scripts/gguf-diff.py; llama-perplexity 3982.0621 on it).
+TEST(MakeModel, SmallGptOssAsLlamaCpp) {
+  const std::string d = test::temp_dir();
+  ModelConfig c = find_model_shape("gpt-oss-20b");
+  c.n_vocab = 4096, c.dim = 256, c.n_heads = 8, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 32, c.n_layers = 2;
+  c.ffn_dim = c.expert_ffn = 256, c.n_experts = 8, c.sliding_window = 24;
+  c.layer_swa.resize(2);
+  auto m = make_random_model(c, "gpt-oss-small");
+  ExportOptions eo;
+  eo.values = [](const Tensor& t) { return random_tensor_values(t, 3); };
+  write_gguf_model(*m, d + "/oss.gguf", eo);
+  const GGUFFile g = GGUFFile::open(d + "/oss.gguf");
+  EXPECT_EQ(g.req_string("general.architecture"), "gpt-oss");
+  EXPECT_EQ(g.req_string("gpt-oss.rope.scaling.type"), "yarn");
+  std::set<std::string> names;
+  for (const Tensor& t : g.tensors()) names.insert(t.name);
+  for (const char* n : {"blk.1.attn_sinks.weight", "blk.1.post_attention_norm.weight", "blk.1.ffn_gate_exps.bias",
+                        "blk.1.ffn_down_exps.bias", "blk.1.ffn_gate_inp.bias", "blk.1.attn_output.bias"})
+    EXPECT_TRUE(names.count(n)) << n;
+  const std::string text = " -f " + test::shared_path("data/wikitext-2/wiki.test.raw") + " -c 128 --chunks 4 --json";
+  auto r = run_cli("perplexity " + d + "/oss.gguf" + text);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 3928.6341, 3928.6341 * 1e-4);
+  ASSERT_EQ(run_cli("quantize " + d + "/oss.gguf " + d + "/mx.gguf --type mxfp4_moe").status, 0);
+  const auto info = nlohmann::json::parse(run_cli("info " + d + "/mx.gguf --json").out);
+  std::map<std::string, std::string> types;
+  for (const auto& t : info["tensors"]) types[t["name"]] = t["dtype"];
+  EXPECT_EQ(types["blk.1.ffn_down.7.weight"], "MXFP4");
+  EXPECT_EQ(types["blk.1.attn_q.weight"], "Q8_0");
+  EXPECT_EQ(types["output.weight"], "Q8_0");
+  EXPECT_EQ(types["blk.1.ffn_gate_inp.weight"], "F32");
+  EXPECT_EQ(types["blk.1.ffn_up_exps.bias"], "F32");
+  r = run_cli("perplexity " + d + "/mx.gguf" + text);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 3982.0621, 3982.0621 * 5e-4);  // lmpress 3981.33
+  // What lmpress cannot yet do with gpt-oss says so.
+  const std::string calib = " --calib " + std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt";
+  test::expect_cli_error("rotate " + d + "/oss.gguf " + d + "/x.gguf", "gpt-oss's output and expert biases");
+  test::expect_cli_error("quantize " + d + "/oss.gguf " + d + "/x.gguf --type q4_0 --method awq" + calib,
+                         "gpt-oss's clamped activation");
+  test::expect_cli_error("prune " + d + "/oss.gguf " + d + "/x.gguf --experts 4" + calib, "router and expert biases");
+  test::expect_cli_error("convert " + d + "/oss.gguf " + d + "/hf", "gpt-oss has no Hugging Face class");
 }
 
 TEST(Bench, StatisticsByHand) {

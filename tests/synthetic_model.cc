@@ -53,6 +53,7 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   const bool mixtral = s.arch == "MixtralForCausalLM", olmoe = s.arch == "OlmoeForCausalLM";
   const bool qwen_moe = s.arch == "Qwen2MoeForCausalLM" || s.arch == "Qwen3MoeForCausalLM";
   const bool deepseek = s.arch == "DeepseekForCausalLM";
+  const bool oss = s.arch == "GptOssForCausalLM";
   const bool moe = mixtral || olmoe || qwen_moe || deepseek, shared = s.arch == "Qwen2MoeForCausalLM";
   std::mt19937 rng(s.seed);
   std::normal_distribution<float> nd(0.0f, 0.3f);
@@ -75,7 +76,7 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
       add(p + "self_attn.k_proj.weight", {kvd, s.dim});
       add(p + "self_attn.v_proj.weight", {kvd, s.dim});
     }
-    if (bias) {
+    if (bias || oss) {
       add(p + "self_attn.q_proj.bias", {qd});
       add(p + "self_attn.k_proj.bias", {kvd});
       add(p + "self_attn.v_proj.bias", {kvd});
@@ -86,6 +87,31 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
     }
     add(p + "self_attn.o_proj.weight", {s.dim, qd});
     add(p + "post_attention_layernorm.weight", {s.dim}, norm_base);
+    if (oss) {  // GptOssAttention's sinks and o_proj bias; GptOssMLP's router and fused experts
+      add(p + "self_attn.o_proj.bias", {s.dim});
+      add(p + "self_attn.sinks", {s.n_heads}, 1.0f);
+      add(p + "mlp.router.weight", {s.experts, s.dim});
+      add(p + "mlp.router.bias", {s.experts});
+      const std::string x = p + "mlp.experts.";
+      if (s.mxfp4) {  // random nibbles and exponents around 2^-3 (rows are outputs, as the released files)
+        std::uniform_int_distribution<int> byte(0, 255), expo(122, 126);
+        const auto mx = [&](const std::string& name, int64_t rows, int64_t cols) {
+          std::vector<uint8_t> b(size_t(s.experts * rows * cols / 2)), e(size_t(s.experts * rows * cols / 32));
+          for (auto& v : b) v = uint8_t(byte(rng));
+          for (auto& v : e) v = uint8_t(expo(rng));
+          ts.push_back({make_owned_tensor(name + "_blocks", DType::U8, {s.experts, rows, cols / 32, 16}, b), {}});
+          ts.push_back({make_owned_tensor(name + "_scales", DType::U8, {s.experts, rows, cols / 32}, e), {}});
+        };
+        mx(x + "gate_up_proj", 2 * s.expert_ffn, s.dim);
+        mx(x + "down_proj", s.dim, s.expert_ffn);
+      } else {
+        add(x + "gate_up_proj", {s.experts, s.dim, 2 * s.expert_ffn});
+        add(x + "down_proj", {s.experts, s.expert_ffn, s.dim});
+      }
+      add(x + "gate_up_proj_bias", {s.experts, 2 * s.expert_ffn});
+      add(x + "down_proj_bias", {s.experts, s.dim});
+      continue;
+    }
     if (gemma) add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_base);
     if (gemma || olmo2) add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_base);
     if (moe && !(deepseek && l == 0)) {
@@ -128,7 +154,14 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
                       {"num_key_value_heads", s.n_kv_heads}, {"vocab_size", vocab},
                       {"max_position_embeddings", s.ctx}, {"rms_norm_eps", 1e-6}, {"rope_theta", 500.0},
                       {"tie_word_embeddings", s.tied}, {"hidden_act", "silu"}};
-  if (s.head_dim || gemma) c["head_dim"] = hd;  // Gemma's default is 256
+  if (s.head_dim || gemma || oss) c["head_dim"] = hd;  // Gemma's default is 256
+  if (oss) {
+    c["num_local_experts"] = s.experts, c["num_experts_per_tok"] = s.experts_used, c["intermediate_size"] = s.expert_ffn;
+    c["attention_bias"] = true, c["swiglu_limit"] = 7.0, c["sliding_window"] = s.sliding_window;
+    c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 16},
+                         {"beta_fast", 1.0}, {"beta_slow", 0.05}, {"truncate", false}};
+    if (s.mxfp4) c["quantization_config"] = {{"quant_method", "mxfp4"}};
+  }
   if (deepseek) {
     c["n_routed_experts"] = s.experts, c["num_experts_per_tok"] = s.experts_used, c["norm_topk_prob"] = s.norm_topk;
     c["moe_intermediate_size"] = s.expert_ffn, c["n_shared_experts"] = 2, c["first_k_dense_replace"] = 1;
@@ -199,6 +232,10 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   auto st = SafetensorsFile::open(dir + "/model.safetensors");
   std::map<std::string, std::vector<double>> W;
   for (const auto& t : st.tensors) {
+    if (t.dtype == DType::U8) {  // MXFP4 blocks and scales: their bytes
+      W[t.name] = std::vector<double>(t.data, t.data + t.nbytes);
+      continue;
+    }
     auto f = to_f32(t);
     W[t.name] = std::vector<double>(f.begin(), f.end());
   }
@@ -223,8 +260,9 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
                                    : 1.0 / std::sqrt(double(hd));
   const double residual = granite ? opt("residual_multiplier") : 1.0;
   // Gemma 2: even layers slide; Gemma 3: all but every sliding_window_pattern-th (local RoPE base there).
+  const bool oss = arch == "GptOssForCausalLM";
   const auto sliding = [&](int64_t l) {
-    if (arch == "Gemma2ForCausalLM") return l % 2 == 0;
+    if (arch == "Gemma2ForCausalLM" || oss) return l % 2 == 0;
     if (arch == "Gemma3ForCausalLM") return (l + 1) % int64_t(opt("sliding_window_pattern")) != 0;
     return window > 0;
   };
@@ -352,7 +390,10 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
           if (attn_cap > 0) s[j] = attn_cap * std::tanh(s[j] / attn_cap);
           mx = std::max(mx, s[j]);
         }
-        double sum = 0;
+        // gpt-oss: the head's sink joins the softmax as one more logit whose probability is dropped.
+        const std::string sinks = pre + "self_attn.sinks";
+        if (W.count(sinks)) mx = std::max(mx, W[sinks][size_t(hh)]);
+        double sum = W.count(sinks) ? std::exp(W[sinks][size_t(hh)] - mx) : 0.0;
         for (size_t j = first; j <= p; j++) sum += s[j] = std::exp(s[j] - mx);
         for (size_t j = first; j <= p; j++)
           for (int64_t i = 0; i < hd; i++) att[size_t(hh * hd + i)] += s[j] / sum * Vc[size_t(l)][j][size_t(g * hd + i)];
@@ -361,6 +402,49 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
       if (gemma || olmo2) o = norm(o, pre + "post_attention_layernorm.weight");
       for (int64_t i = 0; i < D; i++) x[size_t(i)] += residual * o[size_t(i)];
       h = olmo2 ? x : norm(x, pre + (gemma ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
+      if (oss) {  // modeling_gpt_oss: top-k router logits softmaxed among themselves, clamped SwiGLU on fused experts
+        const std::string r = pre + "mlp.";
+        const auto z = linear(r + "router.weight", h, experts);
+        std::vector<int64_t> order(static_cast<size_t>(experts));
+        for (int64_t e = 0; e < experts; e++) order[size_t(e)] = e;
+        std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return z[size_t(a)] > z[size_t(b)]; });
+        const int64_t K = c["num_experts_per_tok"];
+        double total = 0;
+        for (int64_t k = 0; k < K; k++) total += std::exp(z[size_t(order[size_t(k)])] - z[size_t(order[0])]);
+        // W[e][o][i] of an expert's projection with `outs` outputs of `ins` inputs: f32 stored as x · W
+        // ([E, ins, outs]), or MXFP4 (rows are outputs: FP4 value · 2^(scale − 127), two values a byte, low first).
+        const auto weight = [&](const std::string& name, int64_t e, int64_t o, int64_t i, int64_t ins, int64_t outs) {
+          if (!W.count(name + "_blocks")) return W.at(name)[size_t((e * ins + i) * outs + o)];
+          static const double kFp4[16] = {0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6};
+          const int64_t blk = (e * outs + o) * (ins / 32) + i / 32;
+          const int byte = int(W.at(name + "_blocks")[size_t(blk * 16 + (i % 32) / 2)]);
+          return kFp4[(byte >> (4 * (i % 2))) & 15] * std::ldexp(1.0, int(W.at(name + "_scales")[size_t(blk)]) - 127);
+        };
+        const int64_t FE = F;
+        std::vector<double> y(static_cast<size_t>(D));
+        for (int64_t k = 0; k < K; k++) {
+          const int64_t e = order[size_t(k)];
+          const double w = std::exp(z[size_t(e)] - z[size_t(order[0])]) / total;
+          std::vector<double> act(static_cast<size_t>(FE));
+          for (int64_t f = 0; f < FE; f++) {
+            double g = W.at(r + "experts.gate_up_proj_bias")[size_t(e * 2 * FE + 2 * f)];
+            double u = W.at(r + "experts.gate_up_proj_bias")[size_t(e * 2 * FE + 2 * f + 1)];
+            for (int64_t i = 0; i < D; i++) {
+              g += h[size_t(i)] * weight(r + "experts.gate_up_proj", e, 2 * f, i, D, 2 * FE);
+              u += h[size_t(i)] * weight(r + "experts.gate_up_proj", e, 2 * f + 1, i, D, 2 * FE);
+            }
+            g = std::min(g, 7.0), u = std::clamp(u, -7.0, 7.0);
+            act[size_t(f)] = (u + 1) * g / (1 + std::exp(-1.702 * g));
+          }
+          for (int64_t o = 0; o < D; o++) {
+            double d = W.at(r + "experts.down_proj_bias")[size_t(e * D + o)];
+            for (int64_t f = 0; f < FE; f++) d += act[size_t(f)] * weight(r + "experts.down_proj", e, o, f, FE, D);
+            y[size_t(o)] += w * d;
+          }
+        }
+        for (int64_t i = 0; i < D; i++) x[size_t(i)] += y[size_t(i)];
+        continue;
+      }
       if (experts > 0 && l >= dense_lead) {  // modeling_{mixtral,qwen2_moe,qwen3_moe,olmoe,deepseek}: softmax, top-k, (renormalized,) weighted sum
         const std::string r = pre + (mixtral ? "block_sparse_moe." : "mlp.");
         auto z = linear(r + "gate.weight", h, experts);

@@ -14,7 +14,8 @@ struct SyntheticSpec {
   // GraniteForCausalLM (its four multipliers set), SmolLM3ForCausalLM (odd layers without RoPE),
   // Olmo2ForCausalLM, Phi3ForCausalLM (fused projections, LongRoPE with an original context of 16),
   // or the mixtures of experts MixtralForCausalLM, Qwen2MoeForCausalLM (with a shared expert),
-  // Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekForCausalLM (block 0 dense, 2 ungated shared experts)
+  // Qwen3MoeForCausalLM, OlmoeForCausalLM, DeepseekForCausalLM (block 0 dense, 2 ungated shared experts),
+  // GptOssForCausalLM (sinks, biases, fused experts, even layers sliding, YaRN; MXFP4 experts with mxfp4)
   std::string arch = "LlamaForCausalLM";
   int64_t dim = 32, n_layers = 2, n_heads = 4, n_kv_heads = 2, ffn = 48, ctx = 64;
   int64_t head_dim = 0;  // 0: dim / n_heads; else written as config.json's head_dim
@@ -33,6 +34,7 @@ struct SyntheticSpec {
   // renormalizes).
   int64_t experts = 4, experts_used = 2, expert_ffn = 24, shared_ffn = 40;
   bool norm_topk = true;
+  bool mxfp4 = false;  // gpt-oss: experts stored as the released checkpoints store them (MXFP4 blocks and scales)
   uint32_t seed = 1;
 };
 

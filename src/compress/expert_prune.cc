@@ -31,6 +31,8 @@ int64_t kept_count(const ModelConfig& c, const ExpertPruneOptions& o) {
 ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
   const ModelConfig& c = m.cfg;
   if (!c.moe()) fail("{}: --experts prunes the experts of a mixture of experts; this model has none", m.path);
+  if (c.expert_softmax_chosen)
+    fail("{}: --experts: gpt-oss's router and expert biases are not cut with the experts yet", m.path);
   const int64_t keep = kept_count(c, o), E = c.n_experts, K = c.n_experts_used, L = c.n_layers;
   ExpertPruneReport rep;
   rep.experts_before = E, rep.used_before = K;

@@ -25,6 +25,8 @@ const PresetInfo kPresets[] = {
     {Preset::IQ2_M, "iq2_m", DType::IQ2_S, 29},     {Preset::IQ3_XXS, "iq3_xxs", DType::IQ3_XXS, 23},
     {Preset::IQ3_XS, "iq3_xs", DType::IQ3_S, 22},   {Preset::IQ3_S, "iq3_s", DType::IQ3_S, 26},
     {Preset::IQ3_M, "iq3_m", DType::IQ3_S, 27},
+    // gpt-oss's released form: experts MXFP4, every other matrix Q8_0.
+    {Preset::MXFP4_MOE, "mxfp4_moe", DType::MXFP4, 38},
     // lmpress's own: IQ2_XXS's mix with LMP2 where it has IQ2_XXS (the same bytes); file type = LMP2's type id.
     {Preset::LMP2, "lmp2", DType::LMP2, uint32_t(DType::LMP2)},
     {Preset::F16, "f16", DType::F16, 1},          {Preset::BF16, "bf16", DType::BF16, 32},
@@ -68,6 +70,7 @@ DType preset_type(const Model& m, const Tensor& t, const MixOptions& o, bool is_
   const bool one_bit = p == Preset::IQ1_S || p == Preset::IQ1_M;
   const bool two_bit = one_bit || p == Preset::IQ2_XXS || p == Preset::LMP2 || p == Preset::IQ2_XS || p == Preset::IQ2_S || p == Preset::IQ2_M;
   const bool iq2_sm = p == Preset::IQ2_S || p == Preset::IQ2_M;
+  if (p == Preset::MXFP4_MOE) return stacked_expert_name(name) ? DType::MXFP4 : DType::Q8_0;
   if (is_output) {
     if (t.cols() % dtype_info(base).block_elems != 0) return DType::Q8_0;
     return base == DType::Q8_0 ? DType::Q8_0 : two_bit || p == Preset::IQ3_XXS ? DType::Q5_K : DType::Q6_K;

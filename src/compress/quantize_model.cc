@@ -283,6 +283,10 @@ class Quantizer {
     if (o_.method == QuantMethod::AWQ && !m_.cfg.pre_norms)
       fail("{}: AWQ folds its scales into the norms before attention and feed-forward, which {} has not", m_.path,
            m_.cfg.arch);
+    if (o_.method == QuantMethod::AWQ && m_.cfg.ffn_act == FfnAct::SwigluOai)
+      fail("{}: AWQ scales down_proj's inputs through up_proj's rows, which gpt-oss's clamped activation (and up's "
+           "bias) does not pass through; use --method gptq",
+           m_.path);
     LayerwiseCalibrator cal(m_, calibration_windows(m_, o_.calib));
     rep_.calib_tokens = cal.n_tokens();
     Progress progress(o_.method == QuantMethod::GPTQ ? "gptq" : o_.method == QuantMethod::AWQ ? "awq" : "compensate",

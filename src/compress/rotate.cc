@@ -59,6 +59,10 @@ RotateReport rotate_model(Model& m, const RotateSpec& spec) {
     fail("{}: R4 (,r4: online before ffn_down) of a mixture of experts is not supported (one rotation per expert's "
          "down); rotate with hadamard alone",
          m.path);
+  if (m.cfg.arch == "gpt-oss")
+    fail("{}: gpt-oss's output and expert biases would have to turn with the residual stream, which lmpress's "
+         "rotation does not do yet",
+         m.path);
   if (m.cfg.post_norms)
     fail("{}: {} normalizes each block's outputs before they join the residual stream (post-norms), so a residual "
          "rotation does not leave it computing the same function",

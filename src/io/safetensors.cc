@@ -19,6 +19,7 @@ std::optional<DType> parse_dtype(const std::string& s) {
   static const std::pair<const char*, DType> kMap[] = {
       {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16}, {"F64", DType::F64},
       {"I8", DType::I8},   {"I16", DType::I16}, {"I32", DType::I32},   {"I64", DType::I64},
+      {"U8", DType::U8},
   };
   for (auto& [n, t] : kMap)
     if (s == n) return t;
@@ -37,6 +38,7 @@ const char* safetensors_dtype_name(DType t) {
     case DType::I16: return "I16";
     case DType::I32: return "I32";
     case DType::I64: return "I64";
+    case DType::U8: return "U8";
     default: fail("dtype {} cannot be stored in safetensors", dtype_name(t));
   }
 }

@@ -29,6 +29,9 @@ void silu_mul_ref(float* gate, const float* up, int64_t n);
 // gelu(approximate="tanh"), Gemma's GeGLU): 0.5·g·(1 + tanh(√(2/π)·(g + 0.044715·g³))),
 // computed as g / (1 + e^(−2z)) with z the tanh's argument.
 void gelu_tanh_mul(float* gate, const float* up, int64_t n);
+// gpt-oss's clamped SwiGLU (ggml's swiglu_oai, α = 1.702, limit 7): g = min(gate, 7), u = clamp(up, −7, 7),
+// gate ← g·σ(α·g)·(u + 1). Scalar: its experts are small next to their matmuls.
+void swiglu_oai_mul(float* gate, const float* up, int64_t n);
 void gelu_tanh_mul_ref(float* gate, const float* up, int64_t n);
 // Each of n values x replaced by cap · tanh(x / cap) (Gemma 2's logit soft-capping).
 void softcap(float* x, int64_t n, float cap);

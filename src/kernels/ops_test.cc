@@ -58,6 +58,20 @@ TEST(Ops, GeluTanhMulMatchesDefinition) {
       2e-6);
 }
 
+// gpt-oss's clamped SwiGLU (HF's GptOssExperts: gate clamped above at 7, up to [−7, 7], glu = gate·σ(1.702·gate),
+// (up + 1)·glu), by hand on values inside and beyond the clamps.
+TEST(Ops, SwigluOaiByHand) {
+  const std::vector<float> gate = {-3.0f, 0.5f, 6.9f, 7.5f, 40.0f}, up = {0.25f, -9.0f, 8.0f, -0.5f, 3.0f};
+  std::vector<float> got = gate;
+  swiglu_oai_mul(got.data(), up.data(), int64_t(gate.size()));
+  for (size_t i = 0; i < gate.size(); i++) {
+    const double g = std::min(double(gate[i]), 7.0), u = std::clamp(double(up[i]), -7.0, 7.0);
+    const double want = g / (1 + std::exp(-1.702 * g)) * (u + 1);
+    EXPECT_NEAR(got[i], want, 1e-5 * std::fabs(want) + 1e-7) << i;
+  }
+  EXPECT_NEAR(got[4], 7.0 / (1 + std::exp(-1.702 * 7.0)) * 4.0, 1e-4);  // both clamped
+}
+
 // The F16C (and bf16) conversions are bit-exact with the scalar ones, including ties,
 // overflow to inf, subnormals and NaN.
 TEST(Ops, F16ConversionsMatchScalarOnes) {

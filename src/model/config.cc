@@ -14,7 +14,8 @@ void ModelConfig::validate(const std::string& src) const {
     if (v < lo || v > hi) fail("{}: {} = {} is out of range [{}, {}]", src, field(name), v, lo, hi);
   };
   static const char* const kArchs[] = {"llama",  "qwen2", "qwen3",    "gemma2",   "gemma3", "granite",
-                                       "smollm3", "olmo2", "phi3", "qwen2moe", "qwen3moe", "olmoe", "deepseek"};
+                                       "smollm3", "olmo2", "phi3", "qwen2moe", "qwen3moe", "olmoe", "deepseek",
+                                       "gpt-oss"};
   if (std::find(std::begin(kArchs), std::end(kArchs), arch) == std::end(kArchs))
     fail("{}: unknown architecture '{}'", src, arch);
   range("vocab_size", n_vocab, 1, 1 << 24);
@@ -124,15 +125,16 @@ void ModelConfig::validate(const std::string& src) const {
 
 void ModelConfig::set_arch(const std::string& a) {
   arch = a;
-  const bool gemma_arch = gemma(), olmo2 = a == "olmo2";
-  qkv_bias = a == "qwen2" || a == "qwen2moe";
+  const bool gemma_arch = gemma(), olmo2 = a == "olmo2", oss = a == "gpt-oss";
+  qkv_bias = a == "qwen2" || a == "qwen2moe" || oss;
+  attn_sinks = expert_softmax_chosen = oss;
   qk_norm = a == "qwen3" || a == "qwen3moe" || a == "gemma3" || olmo2 || a == "olmoe";
   qk_norm_full = olmo2 || a == "olmoe";
   // llama.cpp's rule per architecture (Mixtral is llama with experts).
   expert_norm = a == "llama" || a == "qwen3moe";
   post_norms = gemma_arch || olmo2;
   pre_norms = !olmo2;
-  ffn_act = gemma_arch ? FfnAct::GeluTanh : FfnAct::SiLU;
+  ffn_act = gemma_arch ? FfnAct::GeluTanh : oss ? FfnAct::SwigluOai : FfnAct::SiLU;
 }
 
 const std::vector<HfArch>& hf_archs() {
@@ -144,7 +146,7 @@ const std::vector<HfArch>& hf_archs() {
       {"Olmo2ForCausalLM", "olmo2", "olmo2"},         {"GraniteForCausalLM", "granite", "granite"},
       {"SmolLM3ForCausalLM", "smollm3", "smollm3"},   {"Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe"},
       {"Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe"}, {"OlmoeForCausalLM", "olmoe", "olmoe"},
-      {"DeepseekForCausalLM", "deepseek", "deepseek"}};
+      {"DeepseekForCausalLM", "deepseek", "deepseek"}, {"GptOssForCausalLM", "gpt_oss", "gpt-oss"}};
   return rows;
 }
 
@@ -155,6 +157,7 @@ const HfArch* find_hf_arch(const std::string& hf_class) {
 }
 
 const HfArch* hf_arch_of(const ModelConfig& c) {
+  if (c.arch == "gpt-oss") return nullptr;  // read, not written: its fused expert layout is not built
   if (c.arch == "llama")
     return find_hf_arch(c.moe() ? "MixtralForCausalLM" : c.sliding_window > 0 ? "MistralForCausalLM" : "LlamaForCausalLM");
   for (const HfArch& a : hf_archs())
@@ -163,12 +166,15 @@ const HfArch* hf_arch_of(const ModelConfig& c) {
 }
 
 std::string ModelConfig::expert_field(const std::string& what) const {
-  if (what == "count") return arch == "llama" ? "num_local_experts" : arch == "deepseek" ? "n_routed_experts" : "num_experts";
-  if (what == "size") return arch == "llama" || arch == "olmoe" ? "intermediate_size" : "moe_intermediate_size";
+  const bool mixtral_like = arch == "llama" || arch == "gpt-oss";
+  if (what == "count") return mixtral_like ? "num_local_experts" : arch == "deepseek" ? "n_routed_experts" : "num_experts";
+  if (what == "size") return mixtral_like || arch == "olmoe" ? "intermediate_size" : "moe_intermediate_size";
   return arch == "deepseek" ? "n_shared_experts" : "shared_expert_intermediate_size";
 }
 
-bool moe_arch(const std::string& a) { return a == "qwen2moe" || a == "qwen3moe" || a == "olmoe" || a == "deepseek"; }
+bool moe_arch(const std::string& a) {
+  return a == "qwen2moe" || a == "qwen3moe" || a == "olmoe" || a == "deepseek" || a == "gpt-oss";
+}
 
 RopeLayout gguf_rope_layout(const std::string& a) {
   return a == "llama" || a == "deci" || a == "granite" || a == "smollm3" || a == "deepseek" ? RopeLayout::Interleaved

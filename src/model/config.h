@@ -10,13 +10,14 @@
 
 namespace lmpress {
 
-// The feed-forward gate's activation: SwiGLU (Llama, Qwen) or GeGLU with
-// GELU's tanh approximation (Gemma).
-enum class FfnAct { SiLU, GeluTanh };
+// The feed-forward gate's activation: SwiGLU (Llama, Qwen), GeGLU with
+// GELU's tanh approximation (Gemma), or gpt-oss's clamped SwiGLU: gate g ≤ 7,
+// up u in [−7, 7], g·σ(1.702·g)·(u + 1).
+enum class FfnAct { SiLU, GeluTanh, SwigluOai };
 
 struct ModelConfig {
   // "llama" (also Mistral, Mixtral), "qwen2", "qwen3", "gemma2", "gemma3", "granite", "smollm3", "olmo2", "phi3",
-  // or the mixtures of experts "qwen2moe", "qwen3moe", "olmoe", "deepseek" (DeepSeekMoE, v1)
+  // or the mixtures of experts "qwen2moe", "qwen3moe", "olmoe", "deepseek" (DeepSeekMoE, v1), "gpt-oss"
   std::string arch = "llama";
   int64_t n_vocab = 0;
   int64_t dim = 0;
@@ -93,6 +94,11 @@ struct ModelConfig {
   int64_t n_experts = 0, n_experts_used = 0, expert_ffn = 0, shared_ffn = 0, n_dense_lead = 0;
   bool expert_norm = false;
   float expert_scale = 1.0f;
+  // gpt-oss: the router has a bias and the weights are the softmax of the chosen experts' logits alone
+  // (llama.cpp's SOFTMAX_WEIGHT gating); every expert projection has a bias (blk.N.ffn_*_exps.bias stacks);
+  // each attention head has a sink logit (blk.N.attn_sinks.weight, kernels/attention.h) and o_proj a bias.
+  bool expert_softmax_chosen = false;
+  bool attn_sinks = false;
   // W8A8: the block linears' inputs are quantized to int8 per token (dynamic,
   // symmetric) as the engine a W8A8 checkpoint is made for computes them.
   bool act_int8 = false;

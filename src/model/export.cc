@@ -139,6 +139,15 @@ void write_attention_variants(const Model& m, const std::string& a, GGUFWriter& 
   const ModelConfig& c = m.cfg;
   if (c.sliding_window > 0 || c.gemma())
     w.set(a + ".attention.sliding_window", GGUFValue::u32(uint32_t(c.sliding_window)));
+  if (c.arch == "gpt-oss" && c.sliding_window > 0) {  // llama.cpp's default: even layers slide
+    std::vector<GGUFValue> flags;
+    bool rule = true;
+    for (int64_t l = 0; l < c.n_layers; l++) {
+      flags.push_back(GGUFValue::boolean(c.window(l) > 0));
+      rule = rule && (c.window(l) > 0) == (l % 2 == 0);
+    }
+    if (!rule) w.set(a + ".attention.sliding_window_pattern", GGUFValue::array(GGUFType::BOOL, std::move(flags)));
+  }
   if (c.arch == "granite") {
     w.set(a + ".embedding_scale", GGUFValue::f32(c.embed_scale));
     w.set(a + ".residual_scale", GGUFValue::f32(c.residual_scale));
@@ -247,7 +256,13 @@ struct ModelWriter::Impl {
       eb.meta.name = b_name;
       return {std::move(ea), std::move(eb)};
     }
-    if (!hf) return {prepare(m, t, opt, target)};
+    if (!hf) {
+      TensorToWrite e = prepare(m, t, opt, target);
+      // gpt-oss's norm before the feed-forward is llama.cpp's post_attention_norm.
+      if (m.cfg.arch == "gpt-oss" && t.name.ends_with(".ffn_norm.weight"))
+        e.meta.name = t.name.substr(0, t.name.size() - 16) + ".post_attention_norm.weight";
+      return {std::move(e)};
+    }
     if (opt.hf_replace) {
       auto replaced = opt.hf_replace(t, canonical_to_hf(t.name, m.cfg));
       if (!replaced.empty()) return replaced;

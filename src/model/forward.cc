@@ -140,6 +140,8 @@ void ffn_activation(const ModelConfig& c, float* gate, const float* up, int64_t 
   for (int64_t t = 0; t < n; t++) {
     if (c.ffn_act == FfnAct::GeluTanh)
       gelu_tanh_mul(gate + t * F, up + t * F, F);
+    else if (c.ffn_act == FfnAct::SwigluOai)
+      swiglu_oai_mul(gate + t * F, up + t * F, F);
     else
       silu_mul(gate + t * F, up + t * F, F);
   }
@@ -151,7 +153,8 @@ void finish_logits(const ModelConfig& c, float* logits, int64_t n) {
   if (c.final_softcap > 0) softcap(logits, n * c.n_vocab, c.final_softcap);
 }
 
-AttentionShape attention_shape(const ModelConfig& c, int64_t l) {
+AttentionShape attention_shape(const Model& m, int64_t l) {
+  const ModelConfig& c = m.cfg;
   AttentionShape shape;
   shape.n_heads = c.heads(l);
   shape.n_kv_heads = c.kv_heads(l);
@@ -160,6 +163,8 @@ AttentionShape attention_shape(const ModelConfig& c, int64_t l) {
   shape.kv_stride = c.kv_dim(l);
   shape.window = c.window(l);
   shape.softcap = c.attn_softcap;
+  const auto& sinks = m.layers[size_t(l)].sinks;
+  shape.sinks = sinks.empty() ? nullptr : sinks.data();
   return shape;
 }
 
@@ -187,8 +192,10 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
 void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights) {
   const int64_t E = c.n_experts, K = c.n_experts_used;
   std::vector<int32_t> order(static_cast<size_t>(E));
+  std::vector<float> row(static_cast<size_t>(E));  // logits and probs may be the same memory
   for (int64_t t = 0; t < n; t++) {
-    const float* z = logits + t * E;
+    const float* z = row.data();
+    std::copy_n(logits + t * E, E, row.data());
     float* p = probs + t * E;
     const float mx = *std::max_element(z, z + E);
     float sum = 0;
@@ -202,6 +209,11 @@ void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* 
                       [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     float total = 0;
     for (int64_t k = 0; k < K; k++) ch[k] = order[size_t(k)], total += w[k] = p[ch[k]];
+    if (c.expert_softmax_chosen) {  // gpt-oss: a softmax over the chosen experts' logits (the best is first)
+      total = 0;
+      for (int64_t k = 0; k < K; k++) total += w[k] = std::exp(z[ch[k]] - z[ch[0]]);
+      for (int64_t k = 0; k < K; k++) w[k] /= total;
+    }
     // llama.cpp clamps the sum to the smallest normal f16 before dividing.
     if (c.expert_norm)
       for (int64_t k = 0; k < K; k++) w[k] /= std::max(total, 6.103515625e-5f);
@@ -232,6 +244,13 @@ void expert_matmul(const Tensor& w, const float* x, int64_t k, bool batched, flo
   std::copy_n(pad_y.data(), k * out, y);
 }
 
+// b (empty: none) added to each of the k rows of y.
+void add_bias_rows(float* y, const std::vector<float>& b, int64_t k) {
+  const int64_t w = int64_t(b.size());
+  for (int64_t r = 0; r < k; r++)
+    for (int64_t i = 0; i < w; i++) y[r * w + i] += b[size_t(i)];
+}
+
 // Expert e on the rows `rows` (token, slot) of xn, its outputs into slots.
 void run_expert(const ModelConfig& c, int64_t e, const LayerWeights::Expert& x, const float* xn,
                 const std::vector<std::pair<int64_t, int64_t>>& rows, bool batched, float* slots,
@@ -246,10 +265,13 @@ void run_expert(const ModelConfig& c, int64_t e, const LayerWeights::Expert& x, 
   if (obs) (*obs)(LinearSite::FfnIn, e, gx.data(), k, D);
   expert_matmul(*x.gate, gx.data(), k, batched, gate.data());
   expert_matmul(*x.up, gx.data(), k, batched, up.data());
+  add_bias_rows(gate.data(), x.b_gate, k);
+  add_bias_rows(up.data(), x.b_up, k);
   ffn_activation(c, gate.data(), up.data(), k, F);
   if (obs) (*obs)(LinearSite::FfnDown, e, gate.data(), k, F);
   if (c.act_int8) fake_quant_int8_rows(gate.data(), k, F);
   expert_matmul(*x.down, gate.data(), k, batched, gy.data());
+  add_bias_rows(gy.data(), x.b_down, k);
   for (int64_t i = 0; i < k; i++) {
     const auto [t, slot] = rows[size_t(i)];
     std::copy_n(gy.data() + i * D, D, slots + (t * K + slot) * D);
@@ -265,6 +287,9 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
   const int64_t D = c.dim, E = c.n_experts, K = c.n_experts_used;
   // The router row by row (one-token kernels): a token's choice never depends on its batch.
   matmul_decode(*L.router, xn, n, a.probs.data());
+  if (!L.router_bias.empty())
+    for (int64_t t = 0; t < n; t++)
+      for (int64_t e = 0; e < E; e++) a.probs[size_t(t * E + e)] += L.router_bias[size_t(e)];
   route_experts(c, a.probs.data(), n, a.probs.data(), a.chosen.data(), a.weights.data());
   // Rows per expert and kind, in token order: (token, slot k).
   std::vector<std::vector<std::pair<int64_t, int64_t>>> rows(size_t(2 * E));
@@ -372,7 +397,7 @@ void InferenceState::eval(const int32_t* tokens, int64_t n, float* logits, bool 
   }
 }
 
-AttentionShape InferenceState::shape(int64_t l) const { return attention_shape(m_.cfg, l); }
+AttentionShape InferenceState::shape(int64_t l) const { return attention_shape(m_, l); }
 
 void InferenceState::attention(int64_t l, int64_t n, const uint8_t* kc, const uint8_t* vc) {
   const AttentionShape shape = this->shape(l);

@@ -75,8 +75,8 @@ void ffn_activation(const ModelConfig& c, float* gate, const float* up, int64_t 
 // (Gemma 2); nothing for the others.
 void finish_logits(const ModelConfig& c, float* logits, int64_t n);
 // Layer l's attention: head counts, strides of packed rows, sliding window,
-// soft-capping.
-AttentionShape attention_shape(const ModelConfig& c, int64_t l);
+// soft-capping, sinks.
+AttentionShape attention_shape(const Model& m, int64_t l);
 
 // The activations of a forward pass over up to `tokens` tokens at once
 // (InferenceState's batch, BatchEngine's step); a mixture of experts' grow
@@ -98,7 +98,8 @@ using LinearFn = std::function<void(const Tensor& w, const float* x, int64_t n, 
 // The router of a mixture of experts for n tokens: probs[n, experts] (the
 // router's logits, softmaxed), the chosen experts chosen[n, used] in order of
 // probability (ties: the lower expert) and their weights[n, used] (llama.cpp's
-// build_moe_ffn: renormalized when cfg.expert_norm, times cfg.expert_scale).
+// build_moe_ffn: the softmax of the chosen logits when cfg.expert_softmax_chosen,
+// renormalized when cfg.expert_norm, times cfg.expert_scale).
 void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights);
 // Layer l's mixture of experts on xn[n, dim] into y[n, dim]. Each expert
 // runs once on the rows routed to it (experts side by side on the threads);

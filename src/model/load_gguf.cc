@@ -58,8 +58,8 @@ void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, Mo
   c.sliding_window = g.get_int(k + "attention.sliding_window").value_or(gemma2 ? 4096 : 0);
   if (c.arch == "olmo2" && c.sliding_window > 0)
     fail("{}: {}attention.sliding_window: OLMo 3 (windows with YaRN on the global layers) is not supported", path, k);
-  if (!c.gemma() && c.sliding_window > 0 && g.find(k + "attention.sliding_window_pattern"))
-    read_swa_pattern(g, path, c, 0);
+  if (!c.gemma() && c.sliding_window > 0 && (c.arch == "gpt-oss" || g.find(k + "attention.sliding_window_pattern")))
+    read_swa_pattern(g, path, c, c.arch == "gpt-oss" ? 2 : 0);
   if (c.arch == "granite") {
     c.embed_scale = get_float(k + "embedding_scale", 1.0);
     c.residual_scale = get_float(k + "residual_scale", 1.0);
@@ -168,11 +168,12 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   m->format = "gguf";
   std::string arch = g.req_string("general.architecture");
   auto& c = m->cfg;
-  static const std::set<std::string> kArchs = {"llama", "qwen2", "qwen3",    "gemma2",   "gemma3", "granite", "smollm3",
-                                               "olmo2", "phi3",  "qwen2moe", "qwen3moe", "olmoe",  "deepseek", "deci"};
+  static const std::set<std::string> kArchs = {"llama",    "qwen2",    "qwen3", "gemma2",   "gemma3", "granite",
+                                               "smollm3",  "olmo2",    "phi3",  "qwen2moe", "qwen3moe", "olmoe",
+                                               "deepseek", "gpt-oss", "deci"};
   if (!kArchs.count(arch))
     fail("{}: unknown architecture '{}' (supported: llama, qwen2, qwen3, gemma2, gemma3, granite, smollm3, olmo2, phi3, "
-         "qwen2moe, qwen3moe, olmoe, deepseek, deci)",
+         "qwen2moe, qwen3moe, olmoe, deepseek, gpt-oss, deci)",
          path, arch);
   // deci: llama.cpp's Llama with per-layer head counts and feed-forward sizes
   // (what non-uniform structured pruning writes).
@@ -255,6 +256,10 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   // llama.cpp's YaRN scales q and k by rope.scaling.attn_factor times 0.1·ln factor + 1.
   c.rope_mscale = get_float(k + "rope.scaling.attn_factor", 1.0) * (c.rope_scaling == "yarn" ? c.yarn_mscale() : 1.0f);
   m->tensors = g.tensors();
+  if (arch == "gpt-oss")  // its norm before the feed-forward, under llama.cpp's name
+    for (Tensor& t : m->tensors)
+      if (t.name.ends_with(".post_attention_norm.weight"))
+        t.name = t.name.substr(0, t.name.size() - 27) + ".ffn_norm.weight";
   join_low_rank_parts(m->tensors, path);  // lmpress lowrank's factors
   read_longrope_factors(g, path, *m);
   const Tensor* emb = m->find("token_embd.weight");

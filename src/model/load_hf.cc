@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <map>
 #include <optional>
@@ -12,6 +13,8 @@
 #include "io/json_file.h"
 #include "io/safetensors.h"
 #include "io/tokenizer_files.h"
+#include "kernels/blocks.h"
+#include "kernels/to_f32.h"
 #include "model/load_gptq.h"
 #include "model/model.h"
 
@@ -128,6 +131,24 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, c
       for (int64_t l = 0; l < c.n_layers; l++) c.layer_rope.push_back((l + 1) % every != 0);
     }
   }
+  // layer_types: each layer's sliding_attention or full_attention (Gemma, gpt-oss).
+  const auto layer_types = [&] {
+    return layer_flags(j, "layer_types", path, c.n_layers, "sliding_attention or full_attention", [](const nlohmann::json& e) {
+      const std::string t = e.is_string() ? e.get<std::string>() : "";
+      return t == "sliding_attention" || t == "full_attention" ? std::optional<bool>(t == "sliding_attention")
+                                                               : std::nullopt;
+    });
+  };
+  if (c.arch == "gpt-oss") {  // GptOssConfig: its window on the even layers unless layer_types says otherwise
+    c.sliding_window = get_int("sliding_window", 128);
+    if (const auto listed = layer_types()) {
+      c.layer_swa = *listed;
+    } else {
+      for (int64_t l = 0; l < c.n_layers; l++) c.layer_swa.push_back(l % 2 == 0);
+    }
+    const double limit = number("swiglu_limit", 7.0);
+    if (limit != 7.0f) fail("{}: swiglu_limit {}: lmpress's clamped SwiGLU (as llama.cpp's) uses 7", path, limit);
+  }
   if (!c.gemma()) return;
   c.sliding_window = get_int("sliding_window", 4096);
   c.embed_scale = std::sqrt(float(c.dim));
@@ -138,12 +159,7 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, c
   };
   c.attn_softcap = cap("attn_logit_softcapping", 50.0);
   c.final_softcap = cap("final_logit_softcapping", 30.0);
-  const auto listed =
-      layer_flags(j, "layer_types", path, c.n_layers, "sliding_attention or full_attention", [](const nlohmann::json& e) {
-        const std::string t = e.is_string() ? e.get<std::string>() : "";
-        return t == "sliding_attention" || t == "full_attention" ? std::optional<bool>(t == "sliding_attention")
-                                                                 : std::nullopt;
-      });
+  const auto listed = layer_types();
   if (listed) {
     c.layer_swa = *listed;
   } else {
@@ -163,6 +179,12 @@ void read_attention_variants(const nlohmann::json& j, const std::string& path, c
 void read_experts(const nlohmann::json& j, const std::string& path, const std::string& arch_name, ModelConfig& c) {
   const bool mixtral = arch_name == "MixtralForCausalLM";
   if (!mixtral && !moe_arch(c.arch)) return;
+  if (c.arch == "gpt-oss") {  // GptOssConfig: num_local_experts of intermediate_size, num_experts_per_tok
+    c.n_experts = json_int(j, "num_local_experts", path, "", std::nullopt);
+    c.n_experts_used = json_int(j, "num_experts_per_tok", path, "", json_int(j, "experts_per_token", path, "", 4));
+    c.expert_ffn = c.ffn_dim;
+    return;
+  }
   const auto get = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
   if (c.arch == "deepseek") {  // DeepseekConfig: routed and shared experts of moe_intermediate_size, dense first blocks
     c.n_experts = get("n_routed_experts", std::nullopt);
@@ -240,7 +262,7 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   c.rms_eps = config_float(json_number(j, "rms_norm_eps", path, "", 1e-6), path, "rms_norm_eps");
   c.rope_theta = config_float(json_number(j, "rope_theta", path, "", 10000.0), path, "rope_theta");
   c.tied_embeddings = json_bool(j, "tie_word_embeddings", path, "", c.gemma());
-  if (c.arch != "qwen2" && c.arch != "qwen2moe") c.qkv_bias = json_bool(j, "attention_bias", path, "", false);
+  if (c.arch != "qwen2" && c.arch != "qwen2moe") c.qkv_bias = json_bool(j, "attention_bias", path, "", c.qkv_bias);
   if (c.gemma()) {
     // Gemma configs name the activation hidden_activation (hidden_act is legacy).
     const std::string act = json_string(j, "hidden_activation", path, "", json_string(j, "hidden_act", path, "", "gelu_pytorch_tanh"));
@@ -285,6 +307,108 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   return c;
 }
 
+namespace {
+
+// An owned [rows, cols] tensor of 2- or 4-byte elements: element (r, c) = src[at(r, c)].
+Tensor gather_matrix(std::string name, const Tensor& src, int64_t rows, int64_t cols,
+                     const std::function<int64_t(int64_t, int64_t)>& at) {
+  const size_t es = dtype_info(src.dtype).block_bytes;
+  std::vector<uint8_t> out(size_t(rows * cols) * es);
+  for (int64_t r = 0; r < rows; r++)
+    for (int64_t c = 0; c < cols; c++) std::memcpy(&out[size_t(r * cols + c) * es], src.data + size_t(at(r, c)) * es, es);
+  return make_owned_tensor(std::move(name), src.dtype, {rows, cols}, std::move(out));
+}
+
+// Rows `row0 + step·i` (i < rows) of expert e's MXFP4 matrix in Hugging Face's layout (blocks [E, R, cols/32, 16]:
+// byte k holds values 2k and 2k + 1, low nibble first; scales [E, R, cols/32], E8M0) as ggml's MXFP4 blocks
+// (the exponent, then byte j holding values j and j + 16).
+Tensor mxfp4_rows(std::string name, const Tensor& blocks, const Tensor& scales, int64_t e, int64_t row0, int64_t step,
+                  int64_t rows) {
+  const int64_t R = blocks.shape[1], G = blocks.shape[2];
+  std::vector<uint8_t> out(size_t(rows * G) * sizeof(BlockMXFP4));
+  auto* o = reinterpret_cast<BlockMXFP4*>(out.data());
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t g = 0; g < G; g++, o++) {
+      const int64_t src = (e * R + row0 + step * i) * G + g;
+      const uint8_t* b = blocks.data + src * 16;
+      o->e = scales.data[src];
+      const auto nib = [&](int64_t v) { return (b[v / 2] >> (4 * (v % 2))) & 0xF; };
+      for (int j = 0; j < 16; j++) o->qs[j] = uint8_t(nib(j) | nib(j + 16) << 4);
+    }
+  return make_owned_tensor(std::move(name), DType::MXFP4, {rows, G * 32}, std::move(out));
+}
+
+}  // namespace
+
+// gpt-oss's experts as Hugging Face stores them, fused per layer: gate_up_proj [E, hidden, 2·F] (x · W, gate and up
+// interleaved: columns 2f and 2f + 1), down_proj [E, F, hidden], their biases [E, 2·F] / [E, hidden]; or, as the
+// released checkpoints, MXFP4 gate_up_proj_blocks / _scales (rows are outputs) and down_proj_blocks / _scales.
+// Split here into per-expert linears (mlp.experts.E.{gate,up,down}_proj.weight; MXFP4 stays MXFP4) and the bias
+// stacks hf_to_canonical names.
+std::vector<Tensor> split_gpt_oss_experts(std::vector<Tensor> tensors, const ModelConfig& c, const std::string& path) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const Tensor& t : tensors) by_name[t.name] = &t;
+  const int64_t E = c.n_experts, D = c.dim, F = c.expert_ffn;
+  const auto need = [&](const std::string& name, DType type, std::vector<int64_t> shape) -> const Tensor& {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) fail("{}: missing tensor {}", path, name);
+    const Tensor& t = *it->second;
+    if ((type == DType::F32 ? !is_float_type(t.dtype) || t.dtype == DType::F64 : t.dtype != type) || t.shape != shape)
+      fail("{}: {} is {} {}, expected {} [{}]", path, name, dtype_name(t.dtype), t.shape_str(),
+           type == DType::F32 ? "a float tensor" : dtype_name(type), fmt::join(shape, ", "));
+    return t;
+  };
+  std::vector<Tensor> out;
+  for (const Tensor& t : tensors) {
+    const std::string x = ".mlp.experts.";
+    const size_t at = t.name.find(x);
+    if (at == std::string::npos) {
+      out.push_back(t);
+      continue;
+    }
+    const std::string p = t.name.substr(0, at + x.size()), what = t.name.substr(at + x.size());
+    const auto expert = [&](int64_t e, const char* proj) { return p + std::to_string(e) + "." + proj + ".weight"; };
+    if (what == "gate_up_proj") {
+      const Tensor& w = need(t.name, DType::F32, {E, D, 2 * F});
+      for (int64_t e = 0; e < E; e++)
+        for (int half = 0; half < 2; half++)
+          out.push_back(gather_matrix(expert(e, half ? "up_proj" : "gate_proj"), w, F, D,
+                                      [&](int64_t f, int64_t d) { return (e * D + d) * 2 * F + 2 * f + half; }));
+    } else if (what == "down_proj") {
+      const Tensor& w = need(t.name, DType::F32, {E, F, D});
+      for (int64_t e = 0; e < E; e++)
+        out.push_back(gather_matrix(expert(e, "down_proj"), w, D, F, [&](int64_t d, int64_t f) { return (e * F + f) * D + d; }));
+    } else if (what == "gate_up_proj_bias") {
+      const auto b = to_f32(need(t.name, DType::F32, {E, 2 * F}));
+      std::vector<float> gate(size_t(E * F)), up(size_t(E * F));
+      for (int64_t i = 0; i < E * F; i++) gate[size_t(i)] = b[size_t(2 * i)], up[size_t(i)] = b[size_t(2 * i + 1)];
+      out.push_back(make_f32_tensor(p + "gate_proj_bias", {E, F}, std::move(gate)));
+      out.push_back(make_f32_tensor(p + "up_proj_bias", {E, F}, std::move(up)));
+    } else if (what == "down_proj_bias") {
+      need(t.name, DType::F32, {E, D});
+      out.push_back(t);
+    } else if (what == "gate_up_proj_blocks" || what == "down_proj_blocks") {
+      const bool gu = what == "gate_up_proj_blocks";
+      const int64_t R = gu ? 2 * F : D, cols = gu ? D : F;
+      if (cols % 32) fail("{}: {}: MXFP4 rows of {} values are not whole blocks of 32", path, t.name, cols);
+      const std::string base = p + (gu ? "gate_up_proj" : "down_proj");
+      const Tensor& blocks = need(base + "_blocks", DType::U8, {E, R, cols / 32, 16});
+      const Tensor& scales = need(base + "_scales", DType::U8, {E, R, cols / 32});
+      for (int64_t e = 0; e < E; e++) {
+        if (gu) {
+          out.push_back(mxfp4_rows(expert(e, "gate_proj"), blocks, scales, e, 0, 2, F));
+          out.push_back(mxfp4_rows(expert(e, "up_proj"), blocks, scales, e, 1, 2, F));
+        } else {
+          out.push_back(mxfp4_rows(expert(e, "down_proj"), blocks, scales, e, 0, 1, D));
+        }
+      }
+    } else if (what != "gate_up_proj_scales" && what != "down_proj_scales") {
+      fail("{}: {} is not one of gpt-oss's expert tensors", path, t.name);
+    }
+  }
+  return out;
+}
+
 std::unique_ptr<Model> load_hf_model(const std::string& dir) {
   auto m = std::make_unique<Model>();
   m->path = dir;
@@ -294,7 +418,13 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
   m->cfg = hf_config_from_text(cfg_text, cfg_path);
   std::vector<Tensor> tensors = load_safetensors_dir(dir);
   const nlohmann::json cfg = parse_json(cfg_text, cfg_path);
-  if (cfg.contains("quantization_config")) {
+  const bool mxfp4 = cfg.contains("quantization_config") && cfg["quantization_config"].is_object() &&
+                     cfg["quantization_config"].value("quant_method", "") == "mxfp4";
+  if (mxfp4 && m->cfg.arch != "gpt-oss")
+    fail("{}: quantization_config.quant_method mxfp4 is read for gpt-oss's experts only", cfg_path);
+  if (m->cfg.arch == "gpt-oss") tensors = split_gpt_oss_experts(std::move(tensors), m->cfg, dir);
+  if (mxfp4) m->format = "hf-mxfp4";
+  if (cfg.contains("quantization_config") && !mxfp4) {
     const IntCheckpointConfig q =
         int_checkpoint_from_config(nlohmann::ordered_json::parse(cfg_text)["quantization_config"], cfg_path);
     tensors = dequantize_int_checkpoint_tensors(std::move(tensors), q, dir);

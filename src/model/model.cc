@@ -86,6 +86,17 @@ void Model::bind_experts(int64_t l, LayerWeights& L, const std::unordered_map<st
     x.up = get(expert_tensor_name(b + "ffn_up_exps.weight", e), {c.expert_ffn, c.dim});
     x.down = get(expert_tensor_name(b + "ffn_down_exps.weight", e), {c.dim, c.expert_ffn});
   }
+  if (c.expert_softmax_chosen) {  // gpt-oss: the router's and every expert projection's biases
+    L.router_bias = small_f32(*this, b + "ffn_gate_inp.bias", c.n_experts);
+    const auto stack = [&](const char* name, int64_t rows, std::vector<float> LayerWeights::Expert::* field) {
+      const auto all = to_f32(require(*this, b + name, {c.n_experts, rows}));
+      for (int64_t e = 0; e < c.n_experts; e++)
+        L.experts[size_t(e)].*field = std::vector<float>(all.begin() + e * rows, all.begin() + (e + 1) * rows);
+    };
+    stack("ffn_gate_exps.bias", c.expert_ffn, &LayerWeights::Expert::b_gate);
+    stack("ffn_up_exps.bias", c.expert_ffn, &LayerWeights::Expert::b_up);
+    stack("ffn_down_exps.bias", c.dim, &LayerWeights::Expert::b_down);
+  }
   // More experts in the file than the config names would be silently unused.
   const std::string past = expert_tensor_name(b + "ffn_gate_exps.weight", c.n_experts);
   if (by_name.count(past))
@@ -151,6 +162,7 @@ void Model::bind() {
       L.attn_post_norm = small_f32(*this, n("post_attention_norm.weight"), c.dim);
       L.ffn_post_norm = small_f32(*this, n("post_ffw_norm.weight"), c.dim);
     }
+    if (c.attn_sinks) L.sinks = small_f32(*this, n("attn_sinks.weight"), c.heads(l));
     // Output biases: llama.cpp's optional attn_output.bias / ffn_down.bias,
     // written by structured pruning's bias compensation.
     if (find(n("attn_output.bias"))) L.bo = small_f32(*this, n("attn_output.bias"), c.dim);
@@ -328,6 +340,14 @@ std::string hf_to_canonical(const std::string& h, const ModelConfig& cfg) {
       {"mlp.gate_proj.weight", "ffn_gate.weight"},
       {"mlp.up_proj.weight", "ffn_up.weight"},
       {"mlp.down_proj.weight", "ffn_down.weight"},
+      // gpt-oss (its fused experts split by load_hf.cc's split_gpt_oss_experts into per-expert linears and these)
+      {"self_attn.o_proj.bias", "attn_output.bias"},
+      {"self_attn.sinks", "attn_sinks.weight"},
+      {"mlp.router.weight", "ffn_gate_inp.weight"},
+      {"mlp.router.bias", "ffn_gate_inp.bias"},
+      {"mlp.experts.gate_proj_bias", "ffn_gate_exps.bias"},
+      {"mlp.experts.up_proj_bias", "ffn_up_exps.bias"},
+      {"mlp.experts.down_proj_bias", "ffn_down_exps.bias"},
   };
   const std::string prefix = "model.layers.";
   if (h.compare(0, prefix.size(), prefix) != 0) return "";

@@ -21,6 +21,7 @@ struct LayerWeights {
   std::vector<float> bo, b_down;           // attn_output / ffn_down biases, usually absent
   std::vector<float> q_norm, k_norm;       // head_dim each; empty unless qk_norm (Qwen3, Gemma 3)
   std::vector<float> attn_post_norm, ffn_post_norm;  // empty unless post_norms (Gemma)
+  std::vector<float> sinks;                          // per head; empty unless attn_sinks (gpt-oss)
   const Tensor* wq = nullptr;
   const Tensor* wk = nullptr;
   const Tensor* wv = nullptr;
@@ -35,8 +36,10 @@ struct LayerWeights {
     const Tensor* gate = nullptr;
     const Tensor* up = nullptr;
     const Tensor* down = nullptr;
+    std::vector<float> b_gate, b_up, b_down;  // gpt-oss's biases (rows of the ffn_*_exps.bias stacks), else empty
   };
   const Tensor* router = nullptr;
+  std::vector<float> router_bias;  // gpt-oss's, else empty
   std::vector<Expert> experts;
   Expert shared;
   std::vector<float> shexp_gate;
@@ -121,6 +124,9 @@ std::unique_ptr<Model> load_llama2c_model(const std::string& path, const std::st
 // or a phi3 GGUF's ffn_up of 2·ffn rows: gate, then up) replaced by views of
 // their rows under the separate names lmpress runs.
 void split_fused_projections(Model& m);
+// gpt-oss's fused expert tensors of a Hugging Face checkpoint (f32/f16/bf16 or MXFP4 blocks) as per-expert linears
+// and bias stacks under names hf_to_canonical maps (load_hf.cc).
+std::vector<Tensor> split_gpt_oss_experts(std::vector<Tensor> tensors, const ModelConfig& c, const std::string& path);
 
 // A mixture of experts' 3-D tensors (blk.N.ffn_{gate,up,down}_exps, [experts,
 // rows, cols], as llama.cpp stores them) replaced by views of each expert's

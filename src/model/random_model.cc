@@ -164,6 +164,18 @@ const std::vector<ModelShape>& model_shapes() {
                                   64, 6, 1408, 2 * 1408);
     ds.n_dense_lead = 1;
     s.push_back({"deepseek-moe-16b", ds});
+    // gpt-oss-20b: 32 experts of 2880 (4 per token) with biases, heads of 64 with sinks, even layers sliding over
+    // 128 keys, YaRN ×32 over 4096 (the correction range rounded outward, as llama.cpp always does).
+    ModelConfig oss = with_experts(llama_like(201088, 2880, 24, 64, 8, 2880, 131072, 150000.0f, 1e-5f, false),
+                                   "gpt-oss", 32, 4, 2880);
+    oss.head_dim = oss.rope_dim = 64;
+    oss.sliding_window = 128;
+    for (int64_t l = 0; l < oss.n_layers; l++) oss.layer_swa.push_back(l % 2 == 0);
+    oss.rope_scaling = "yarn";
+    oss.rope_factor = 32.0f;
+    oss.rope_orig_ctx = 4096;
+    oss.rope_mscale = oss.yarn_mscale();
+    s.push_back({"gpt-oss-20b", oss});
     s.push_back({"tinyllama-1.1b", llama_like(32000, 2048, 22, 32, 4, 5632, 2048, 10000.0f, 1e-5f, false)});
     ModelConfig l32 = llama_like(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, true);
     l32.rope_scaling = "llama3";
@@ -223,6 +235,10 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
       add(p + "attn_k_norm.weight", {cfg.qk_norm_full ? cfg.kv_dim() : cfg.head_dim});
     }
     add(p + "attn_output.weight", {D, cfg.q_dim()});
+    if (cfg.attn_sinks) {  // gpt-oss
+      add(p + "attn_output.bias", {D});
+      add(p + "attn_sinks.weight", {cfg.n_heads});
+    }
     if (cfg.post_norms) add(p + "post_attention_norm.weight", {D});
     if (cfg.pre_norms) add(p + "ffn_norm.weight", {D});
     if (cfg.post_norms) add(p + "post_ffw_norm.weight", {D});
@@ -233,6 +249,12 @@ std::unique_ptr<Model> make_random_model(const ModelConfig& cfg, const std::stri
       continue;
     }
     add(p + "ffn_gate_inp.weight", {cfg.n_experts, D});
+    if (cfg.expert_softmax_chosen) {  // gpt-oss's router and expert biases
+      add(p + "ffn_gate_inp.bias", {cfg.n_experts});
+      add(p + "ffn_gate_exps.bias", {cfg.n_experts, cfg.expert_ffn});
+      add(p + "ffn_up_exps.bias", {cfg.n_experts, cfg.expert_ffn});
+      add(p + "ffn_down_exps.bias", {cfg.n_experts, D});
+    }
     for (const char* proj : {"ffn_gate", "ffn_up", "ffn_down"})
       for (int64_t e = 0; e < cfg.n_experts; e++)
         add(expert_tensor_name(p + proj + "_exps.weight", e),
@@ -257,6 +279,8 @@ std::vector<float> random_tensor_values(const Tensor& t, uint64_t seed) {
   }
   const int64_t rows = t.rows(), cols = t.cols();
   const uint64_t base = hash_name(t.name) ^ (seed * 0x2545f4914f6cdd1dull);
+  // gpt-oss's sink logits on the scale of attention scores, so that they weigh in the softmax as trained ones do.
+  const double sd = t.name.ends_with(".attn_sinks.weight") ? 2.0 : 0.02;
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows; r++) {
     uint64_t s = base + uint64_t(r) * 0x9e3779b97f4a7c15ull;
@@ -265,7 +289,7 @@ std::vector<float> random_tensor_values(const Tensor& t, uint64_t seed) {
       // Box-Muller: two normals from two uniforms in (0, 1].
       const double u1 = (double(splitmix(s) >> 11) + 1.0) * 0x1.0p-53;
       const double u2 = double(splitmix(s) >> 11) * 0x1.0p-53;
-      const double rad = std::sqrt(-2.0 * std::log(u1)) * 0.02;
+      const double rad = std::sqrt(-2.0 * std::log(u1)) * sd;
       out[c] = float(rad * std::cos(2 * M_PI * u2));
       if (c + 1 < cols) out[c + 1] = float(rad * std::sin(2 * M_PI * u2));
     }

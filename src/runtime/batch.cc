@@ -244,7 +244,7 @@ void BatchEngine::layer(int64_t l, int64_t n) {
       pq[gi].cache.fresh_from = st->size();
     }
   }
-  attention_paged(attention_shape(c, l), kv, pq.data(), int64_t(pq.size()), c.attention_scale());
+  attention_paged(attention_shape(m_, l), kv, pq.data(), int64_t(pq.size()), c.attention_scale());
   if (kv.kivi())
     for (const Group& g : groups_)
       cache_.stage(g.seq, l)->commit(a_.k.data() + g.first * kvd, a_.v.data() + g.first * kvd, g.count);

@@ -294,22 +294,24 @@ TEST(BatchEngine, OnlineRotationMatchesLoneInferenceState) {
 // (padded to the batched kernels for prompt rows, one-token kernels for
 // decoding rows), so a token's logits do not depend on which other
 // sequences' tokens shared its experts in a step. Random small Qwen3-MoE (8
-// experts, 3 per token, renormalized) and Qwen2-MoE (shared expert, weights
-// not renormalized) models, f32 and Q8_0.
+// experts, 3 per token, renormalized), Qwen2-MoE (shared expert, weights
+// not renormalized) and gpt-oss (sinks, biases, a window of 12 on even layers) models, f32 and Q8_0.
 TEST(BatchEngine, MixtureOfExpertsMatchesLoneInferenceState) {
   const std::string d = test::temp_dir();
-  for (const char* shape : {"qwen3-30b-a3b", "qwen1.5-moe-a2.7b"})
+  for (const char* shape : {"qwen3-30b-a3b", "qwen1.5-moe-a2.7b", "gpt-oss-20b"})
     for (const DType type : {DType::F32, DType::Q8_0}) {
       SCOPED_TRACE(std::string(shape) + " " + dtype_name(type));
       ModelConfig c = find_model_shape(shape);
       c.n_vocab = 512, c.dim = 128, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 32, c.ffn_dim = 256;
       c.n_layers = 2, c.n_experts = 8, c.n_experts_used = 3, c.expert_ffn = 64;
       if (c.shared_ffn) c.shared_ffn = 96;
+      if (c.sliding_window) c.sliding_window = 12, c.layer_swa = {1, 0};
       auto random = make_random_model(c, shape);
       ExportOptions eo;
       eo.values = [](const Tensor& t) { return random_tensor_values(t, 11); };
       eo.type_of = [type](const Tensor& t) {
-        return t.shape.size() == 2 && !t.name.ends_with("norm.weight") && t.name.find("gate_inp") == std::string::npos
+        return t.shape.size() == 2 && t.name.ends_with(".weight") && !t.name.ends_with("norm.weight") &&
+                       t.name.find("gate_inp") == std::string::npos
                    ? type
                    : DType::F32;
       };
