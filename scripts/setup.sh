@@ -8,7 +8,7 @@ PKGS=(build-essential cmake ninja-build pkg-config git
       libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev
       libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3-jinja2
       python3-requests curl pybind11-dev python3-pybind11 python3-pytest python3-pip python3-venv
-      python3-setuptools python3-numpy librsvg2-bin fonts-dejavu-core zlib1g-dev libyaml-cpp-dev)
+      python3-setuptools python3-numpy python3-regex librsvg2-bin fonts-dejavu-core zlib1g-dev libyaml-cpp-dev)
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 missing=()
 # Installed for this machine's architecture (or as an architecture-independent

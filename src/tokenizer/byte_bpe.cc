@@ -22,6 +22,13 @@ const std::string kQwen2Regex = std::string(kContractions) +
 // Qwen3.5: letters with their combining marks.
 const std::string kQwen35Regex = std::string(kContractions) +
     R"(|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+// GPT-4o's o200k (gpt-oss): case-aware words with their contractions, digits in threes, punctuation with
+// trailing newlines or slashes; tokenizer.json's regex, which PCRE2 runs as it is (llama.cpp rewrites it for its
+// own engine).
+const char* const kGpt4oRegex =
+    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+    R"(|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
+    R"(|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 // DeepSeek LLM's letters, punctuation and CJK as llama.cpp spells them (code
 // points as PCRE escapes, so that no editor normalises them).
 const char* const kDeepseekLetters =
@@ -38,6 +45,7 @@ const std::vector<NamedPre>& named_pres() {
       {"qwen2", {kQwen2Regex}},
       {"smollm", {R"(\p{N})", kGpt2Regex}},
       {"qwen35", {kQwen35Regex}},
+      {"gpt-4o", {kGpt4oRegex}},
       {"deepseek-llm", {"[\r\n]", kDeepseekLetters, "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+", "\\s+$", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}+"}},
       {"deepseek-coder", {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"}},
       {"falcon", {R"([\p{P}\$\+<=>\^~\|`]+)", kGpt2Regex, "[0-9][0-9][0-9]"}},

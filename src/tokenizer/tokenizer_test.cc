@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -43,6 +46,35 @@ TEST(ByteBpe, PreTokenizerRegexesSplitLikeLlamaCpp) {
   ByteBpeTokenizer smol(byte_vocab("smollm"), "t");
   EXPECT_EQ(pieces(smol, "x 42"), (std::vector<std::string>{"x", " ", "4", "2"}));
   EXPECT_THROW(ByteBpeTokenizer(byte_vocab("no-such-pre"), "t"), Error);
+}
+
+// GPT-4o's pre-tokenizer (gpt-oss's o200k) against Python's `regex` module running the pattern of gpt-oss's
+// tokenizer.json (copied here from it, as llama.cpp's llama-vocab.cpp quotes it; python3-regex): cases,
+// contractions, digits, CJK, combining marks, newlines. A tokenizer.json with that pattern is named gpt-4o.
+TEST(ByteBpe, Gpt4oPreTokenizerSplitsAsPythonRegex) {
+  const std::vector<std::string> texts = {
+      "HelloWorld don't I'M JSONParser 1234567 x!?\n\n/path/to  ok", "Ça va? naïve café ÉCOLE", "数学 テスト 한국어 123abc",
+      "tabs\tand  spaces   end ", "a\r\nb\n\n\nc", "'s 'T 're", "e\u0301cole MAcDonald's"};
+  const std::string d = test::temp_dir();
+  std::ofstream(d + "/in.json") << nlohmann::json(texts).dump();
+  std::ofstream(d + "/split.py")
+      << "import json, sys, regex\n"
+         "pat = regex.compile(open(sys.argv[2], encoding='utf-8').read())\n"
+         "print(json.dumps([pat.findall(t) for t in json.load(open(sys.argv[1]))]))\n";
+  const std::string o200k =
+      R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|)"
+      R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|)"
+      R"(\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  std::ofstream(d + "/pattern.txt") << o200k;
+  EXPECT_EQ(pre_tokenizer_name({o200k}), "gpt-4o");
+  const auto r = test::shell("/usr/bin/python3 " + d + "/split.py " + d + "/in.json " + d + "/pattern.txt 2>&1");
+  ASSERT_EQ(r.status, 0) << "python3-regex is needed (scripts/setup.sh): " << r.out;
+  const auto want = nlohmann::json::parse(r.out);
+  ByteBpeTokenizer oss(byte_vocab("gpt-4o"), "t");
+  for (size_t i = 0; i < texts.size(); i++) {
+    EXPECT_EQ(pieces(oss, texts[i]), want[i].get<std::vector<std::string>>()) << texts[i];
+  }
+  EXPECT_EQ(pieces(oss, "HelloWorld"), (std::vector<std::string>{"Hello", "World"}));  // by hand
 }
 
 TEST(ByteBpe, NamesRoundTrip) {
