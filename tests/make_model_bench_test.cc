@@ -261,7 +261,7 @@ TEST(MakeModel, SmallGptOssAsLlamaCpp) {
   EXPECT_EQ(types["blk.1.ffn_up_exps.bias"], "F32");
   r = run_cli("perplexity " + d + "/mx.gguf" + text);
   ASSERT_EQ(r.status, 0) << r.out;
-  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 3982.0621, 3982.0621 * 5e-4);  // lmpress 3981.33
+  EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 3982.0621, 3982.0621 * 5e-4);  // lmpress 3981.08
   // What lmpress cannot yet do with gpt-oss says so.
   const std::string calib = " --calib " + std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt";
   test::expect_cli_error("rotate " + d + "/oss.gguf " + d + "/x.gguf", "gpt-oss's output and expert biases");

@@ -60,6 +60,7 @@ enum class DType : uint32_t {
   I8_X8 = 1009,         // W8A8: int8 rows with a scale each, groups of 8 interleaved (src/kernels/i8x8.h)
   LOW_RANK = 1010,      // a factorized linear B·A: data is the pair of factor tensors (src/core/low_rank_tensor.h)
   U8 = 1011,            // safetensors' U8 (gpt-oss's MXFP4 blocks and scales), bytes only: ggml has no such type
+  MXFP4_X8 = 1012,      // MXFP4 with groups of 8 rows interleaved per block, f16 scales (src/kernels/iq4_nlx8.h)
 };
 constexpr uint32_t kInternalTypeBase = 1000;
 constexpr uint32_t kLmpressFileTypeBase = 0x4C4D0000;  // "LM": lmpress's file types (LMP2, ...)

@@ -23,6 +23,8 @@ const InterleavedFormat kFormats[] = {
     {DType::IQ4_NL_X8, 32, sizeof(BlockQ4_0x8), ActFormat::Q8_0, false, iq4_nlx8_kernels, repack_iq4_nlx8,
      unpack_iq4_nlx8, x8_dequantize_row<BlockQ4_0x8, dequantize_iq4_nlx8_row>,
      x8_panel_chunks<BlockQ4_0x8, decode_iq4_nlx8_chunks>},
+    {DType::MXFP4_X8, 32, sizeof(BlockQ4_0x8), ActFormat::Q8_0, false, mxfp4x8_kernels, repack_mxfp4x8,
+     unpack_mxfp4x8, x8_dequantize_row<BlockQ4_0x8, dequantize_mxfp4x8_row>},
     {DType::Q8_0_X8, 32, sizeof(BlockQ8_0x8), ActFormat::Q8_0, false, q8_0x8_kernels, repack_q8_0x8, unpack_q8_0x8,
      x8_dequantize_row<BlockQ8_0x8, dequantize_q8_0x8_row>},
     {DType::Q4_K_X8, QK_K, sizeof(BlockQ4_Kx8), ActFormat::Q8_K, false, q4_kx8_kernels, repack_q4_kx8, unpack_q4_kx8,

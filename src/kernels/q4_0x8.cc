@@ -21,22 +21,6 @@ namespace {
 // Weight k (0..31) of a Q4_0 block, as its stored nibble (value + 8).
 uint8_t nibble(const BlockQ4_0& b, int k) { return k < 16 ? b.qs[k] & 0x0F : b.qs[k - 16] >> 4; }
 
-// Row r (0..7) of a group back to plain Q4_0 blocks.
-void unpack_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, BlockQ4_0* out) {
-  for (int64_t b = 0; b < cols / 32; b++) {
-    const BlockQ4_0x8& g = group[b];
-    BlockQ4_0& o = out[b];
-    o.d = g.d[r];
-    uint8_t w[32];
-    for (int v = 0; v < 4; v++)
-      for (int i = 0; i < 4; i++) {
-        const uint8_t q = g.qs[32 * v + 4 * r + i];
-        w[4 * v + i] = q & 0x0F;
-        w[4 * (v + 4) + i] = q >> 4;
-      }
-    for (int k = 0; k < 16; k++) o.qs[k] = uint8_t(w[k] | w[k + 16] << 4);
-  }
-}
 
 }  // namespace
 
@@ -64,6 +48,22 @@ Tensor repack_q4_0x8(const Tensor& t) {
     pack_q4_0x8(rows, cols, out);
     return true;
   });
+}
+
+void unpack_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, BlockQ4_0* out) {
+  for (int64_t b = 0; b < cols / 32; b++) {
+    const BlockQ4_0x8& g = group[b];
+    BlockQ4_0& o = out[b];
+    o.d = g.d[r];
+    uint8_t w[32];
+    for (int v = 0; v < 4; v++)
+      for (int i = 0; i < 4; i++) {
+        const uint8_t q = g.qs[32 * v + 4 * r + i];
+        w[4 * v + i] = q & 0x0F;
+        w[4 * (v + 4) + i] = q >> 4;
+      }
+    for (int k = 0; k < 16; k++) o.qs[k] = uint8_t(w[k] | w[k + 16] << 4);
+  }
 }
 
 std::vector<uint8_t> unpack_q4_0x8(const Tensor& t) { return unpack_x8<BlockQ4_0, BlockQ4_0x8>(t, unpack_q4_0x8_row); }

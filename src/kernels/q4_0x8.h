@@ -59,6 +59,8 @@ void dequantize_nibble_x8_row(const BlockQ4_0x8* group, int64_t cols, int r, flo
 // A Q4_0 matrix as Q4_0_X8 (rows must be a multiple of 8), and back.
 Tensor repack_q4_0x8(const Tensor& q4_0);
 std::vector<uint8_t> unpack_q4_0x8(const Tensor& x8);
+// Row r (0..7) of a group back to plain Q4_0 blocks.
+void unpack_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, BlockQ4_0* out);
 
 // out[0..8) = the 8 rows of `group` · activations a (Q8_0 blocks); sums[b] =
 // Σ of a[b].qs (the nibbles are stored unsigned, value + 8).

@@ -84,7 +84,9 @@ int64_t repack_interleaved(Model& m) {
     const InterleavedFormat* f = interleaved_repack_for(t.dtype);
     if (!f || t.shape.size() != 2 || t.rows() % 8 || t.cols() % f->block_cols) continue;
     if (t.name == "token_embd.weight" && !m.cfg.tied_embeddings) continue;  // only rows looked up: no gain
-    t = f->repack(t);
+    Tensor packed = f->repack(t);
+    if (packed.dtype == t.dtype) continue;  // does not fit the layout (an MXFP4 scale f16 cannot hold)
+    t = std::move(packed);
     n++;
   }
   progress.update(m.tensors.size());
