@@ -31,8 +31,6 @@ int64_t kept_count(const ModelConfig& c, const ExpertPruneOptions& o) {
 ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
   const ModelConfig& c = m.cfg;
   if (!c.moe()) fail("{}: --experts prunes the experts of a mixture of experts; this model has none", m.path);
-  if (c.expert_softmax_chosen)
-    fail("{}: --experts: gpt-oss's router and expert biases are not cut with the experts yet", m.path);
   const int64_t keep = kept_count(c, o), E = c.n_experts, K = c.n_experts_used, L = c.n_layers;
   ExpertPruneReport rep;
   rep.experts_before = E, rep.used_before = K;
@@ -68,6 +66,9 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
         std::vector<float> xq(x, x + n * cols);
         if (c.act_int8) fake_quant_int8_rows(xq.data(), n, cols);
         matmul_decode(*W.router, xq.data(), n, probs.data());
+        if (!W.router_bias.empty())  // gpt-oss
+          for (int64_t t = 0; t < n; t++)
+            for (int64_t e = 0; e < E; e++) probs[size_t(t * E + e)] += W.router_bias[size_t(e)];
         route_experts(c, probs.data(), n, probs.data(), chosen.data(), weights.data());
         return;
       }
@@ -77,6 +78,8 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
       const Tensor& down = *W.experts[size_t(e)].down;
       y.resize(size_t(rows * c.dim));
       matmul_decode(down, x, rows, y.data());
+      const auto& b = W.experts[size_t(e)].b_down;  // gpt-oss's: part of the expert's output
+      for (int64_t i = 0; i < int64_t(b.size()) * rows; i++) y[size_t(i)] += b[size_t(i % c.dim)];
       int64_t r = 0;
       for (int64_t t = 0; t < n && r < rows; t++)
         for (int64_t k = 0; k < K; k++)
@@ -103,15 +106,20 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
   }
   progress.finish();
 
-  // Renumber the kept experts, cut the router's rows, drop the rest.
+  // Renumber the kept experts, cut the router's rows (and gpt-oss's router and expert bias rows), drop the rest.
   std::vector<Tensor> out;
   for (const Tensor& t : m.tensors) {
     const int64_t l = layer_of(t.name);
-    if (l >= 0 && t.name == "blk." + std::to_string(l) + ".ffn_gate_inp.weight") {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    if (l >= 0 && (t.name == b + "ffn_gate_inp.weight" || t.name == b + "ffn_gate_inp.bias" ||
+                   t.name == b + "ffn_gate_exps.bias" || t.name == b + "ffn_up_exps.bias" ||
+                   t.name == b + "ffn_down_exps.bias")) {
       const std::vector<float> r = to_f32(t);
+      const int64_t len = t.numel() / E;  // one row per expert
       std::vector<float> rows;
-      for (int64_t e : rep.kept[size_t(l)]) rows.insert(rows.end(), r.begin() + e * c.dim, r.begin() + (e + 1) * c.dim);
-      out.push_back(make_f32_tensor(t.name, {keep, c.dim}, std::move(rows)));
+      for (int64_t e : rep.kept[size_t(l)]) rows.insert(rows.end(), r.begin() + e * len, r.begin() + (e + 1) * len);
+      out.push_back(make_f32_tensor(t.name, t.shape.size() == 1 ? std::vector<int64_t>{keep} : std::vector<int64_t>{keep, len},
+                                    std::move(rows)));
       continue;
     }
     const auto st = stacked_expert_name(t.name);
