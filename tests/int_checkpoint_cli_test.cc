@@ -39,6 +39,16 @@ double ppl_of(const std::string& model) {
   return nlohmann::json::parse(r.out.substr(r.out.find('{')))["ppl"].get<double>();
 }
 
+// decode_checkpoints.py on the checkpoints `dirs` against the values lmpress quantized to (the GPTQ one at
+// <stem>-gptq, converted to f32 as <stem>-ref): its output, the test failing when it does.
+std::string decode_independently(const std::string& py, const std::string& stem, const std::string& dirs) {
+  const std::string ref = stem + "-ref";
+  EXPECT_EQ(run_cli("convert " + stem + "-gptq " + ref + " --dtype f32").status, 0);
+  auto r = test::shell(py + " " + LMPRESS_SOURCE_DIR + "/tests/decode_checkpoints.py " + ref + dirs + " 2>&1");
+  EXPECT_EQ(r.status, 0) << r.out;
+  return r.out;
+}
+
 TEST(IntCheckpointCli, EveryLayoutDecodesIndependentlyToTheSameWeights) {
   if (!test::have_shared("models/lmp-8m")) GTEST_SKIP();
   const std::string py = python();
@@ -61,12 +71,8 @@ TEST(IntCheckpointCli, EveryLayoutDecodesIndependentlyToTheSameWeights) {
       if (f == "gptq") first = p;
       EXPECT_EQ(p, first) << type << " " << f;
     }
-    // The reference: the values lmpress quantized to, as f32 (written from its GPTQ reading).
-    const std::string ref = d + "/" + type + "-ref";
-    ASSERT_EQ(run_cli("convert " + d + "/" + type + "-gptq " + ref + " --dtype f32").status, 0);
-    auto r = test::shell(py + " " + LMPRESS_SOURCE_DIR + "/tests/decode_checkpoints.py " + ref + dirs + " 2>&1");
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), long(formats.size())) << r.out;
+    const std::string out = decode_independently(py, d + "/" + type, dirs);
+    EXPECT_EQ(std::count(out.begin(), out.end(), '\n'), long(formats.size())) << out;
   }
 }
 
@@ -111,12 +117,9 @@ TEST(IntCheckpointCli, MixturesInEveryLayout) {
       if (f == "gptq") first = p;
       EXPECT_EQ(p, first) << shape << " " << f;
     }
-    const std::string ref = d + "/" + shape + "-ref";
-    ASSERT_EQ(run_cli("convert " + d + "/" + shape + "-gptq " + ref + " --dtype f32").status, 0);
-    auto r = test::shell(py + " " + LMPRESS_SOURCE_DIR + "/tests/decode_checkpoints.py " + ref + dirs + " 2>&1");
-    EXPECT_EQ(r.status, 0) << r.out;
-    EXPECT_NE(r.out.find(std::to_string(2 * (4 + 48 + (moe == "mlp" ? 3 : 0))) + " linears decoded"), std::string::npos)
-        << r.out;
+    const std::string out = decode_independently(py, d + "/" + shape, dirs);
+    EXPECT_NE(out.find(std::to_string(2 * (4 + 48 + (moe == "mlp" ? 3 : 0))) + " linears decoded"), std::string::npos)
+        << out;
   }
 }
 

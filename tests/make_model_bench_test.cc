@@ -18,6 +18,7 @@
 #include "model/export.h"
 #include "model/model.h"
 #include "model/random_model.h"
+#include "synthetic_model.h"
 #include "test_util.h"
 
 namespace lmpress {
@@ -177,10 +178,7 @@ TEST(MakeModel, SmallMixtralAsLlamaCpp) {
   ModelConfig c = find_model_shape("mixtral-8x7b");
   c.n_vocab = 4096, c.dim = 256, c.n_heads = 8, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 32, c.n_layers = 2;
   c.ffn_dim = c.expert_ffn = 512;
-  auto m = make_random_model(c, "mixtral-small");
-  ExportOptions eo;
-  eo.values = [](const Tensor& t) { return random_tensor_values(t, 3); };
-  write_gguf_model(*m, d + "/mixtral.gguf", eo);
+  test::write_random_gguf(c, d + "/mixtral.gguf", 3);
   const GGUFFile g = GGUFFile::open(d + "/mixtral.gguf");
   EXPECT_EQ(g.req_string("general.architecture"), "llama");
   EXPECT_EQ(g.req_int("llama.expert_count"), 8);
@@ -234,10 +232,7 @@ TEST(MakeModel, SmallGptOssAsLlamaCpp) {
   c.n_vocab = 4096, c.dim = 256, c.n_heads = 8, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 32, c.n_layers = 2;
   c.ffn_dim = c.expert_ffn = 256, c.n_experts = 8, c.sliding_window = 24;
   c.layer_swa.resize(2);
-  auto m = make_random_model(c, "gpt-oss-small");
-  ExportOptions eo;
-  eo.values = [](const Tensor& t) { return random_tensor_values(t, 3); };
-  write_gguf_model(*m, d + "/oss.gguf", eo);
+  test::write_random_gguf(c, d + "/oss.gguf", 3);
   const GGUFFile g = GGUFFile::open(d + "/oss.gguf");
   EXPECT_EQ(g.req_string("general.architecture"), "gpt-oss");
   EXPECT_EQ(g.req_string("gpt-oss.rope.scaling.type"), "yarn");

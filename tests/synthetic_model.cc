@@ -525,12 +525,15 @@ std::string small_moe(const std::string& dir, const std::string& shape) {
   c.n_vocab = 512, c.dim = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 64, c.n_layers = 2;
   c.n_experts = 16, c.n_experts_used = 4, c.expert_ffn = 128;
   if (c.shared_ffn > 0) c.shared_ffn = 256;
-  auto random = make_random_model(c, shape + "-small");
+  return write_random_gguf(c, dir + "/" + shape + ".gguf", 5);
+}
+
+std::string write_random_gguf(const ModelConfig& c, const std::string& path, uint64_t seed) {
+  auto random = make_random_model(c, path);
   ExportOptions eo;
-  eo.values = [](const Tensor& t) { return random_tensor_values(t, 5); };
-  const std::string model = dir + "/" + shape + ".gguf";
-  write_gguf_model(*random, model, eo);
-  return model;
+  eo.values = [seed](const Tensor& t) { return random_tensor_values(t, seed); };
+  write_gguf_model(*random, path, eo);
+  return path;
 }
 
 }  // namespace lmpress::test

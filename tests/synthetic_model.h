@@ -45,6 +45,9 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& spec);
 // Logits of every position, by the reference implementation reading dir.
 std::vector<std::vector<double>> reference_logits(const std::string& dir, const std::vector<int32_t>& tokens);
 
+// A model of config c with make-model's random weights (seed) as a GGUF file at path; returns path.
+std::string write_random_gguf(const ModelConfig& c, const std::string& path, uint64_t seed);
+
 // A small Qwen3-MoE GGUF in dir, random f32 weights: 16 experts of 128, 4 per token, 2 layers of 256; or
 // another family's mixture shape in the same sizes: qwen1.5-moe-a2.7b's (a shared expert of 256 behind a
 // sigmoid gate), mixtral-8x7b's, deepseek-moe-16b's. Returns its path.
