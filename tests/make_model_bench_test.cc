@@ -265,10 +265,14 @@ TEST(MakeModel, SmallGptOssAsLlamaCpp) {
   r = run_cli("perplexity " + d + "/p.gguf" + text);
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 3789.7596, 3789.7596 * 1e-4);
-  const GGUFFile p = GGUFFile::open(d + "/p.gguf");
-  for (const Tensor& t : p.tensors())
-    if (t.name == "blk.1.ffn_gate_inp.bias" || t.name == "blk.1.ffn_up_exps.bias")
-      EXPECT_EQ(t.shape[0], 4) << t.name;
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const Tensor& t : GGUFFile::open(d + "/p.gguf").tensors()) shapes[t.name] = t.shape;
+  EXPECT_EQ(shapes["blk.1.ffn_gate_inp.bias"], (std::vector<int64_t>{4}));
+  EXPECT_EQ(shapes["blk.1.ffn_up_exps.bias"], (std::vector<int64_t>{4, 256}));
+  // convert --dtype keeps the bias stacks F32 (llama.cpp adds them only as F32).
+  ASSERT_EQ(run_cli("convert " + d + "/oss.gguf " + d + "/c.gguf --dtype q8_0").status, 0);
+  for (const Tensor& t : GGUFFile::open(d + "/c.gguf").tensors())
+    if (t.name.ends_with("_exps.bias") || t.name.ends_with("attn_sinks.weight")) EXPECT_EQ(t.dtype, DType::F32) << t.name;
   // What lmpress cannot yet do with gpt-oss says so.
   test::expect_cli_error("rotate " + d + "/oss.gguf " + d + "/x.gguf", "gpt-oss's output and expert biases");
   test::expect_cli_error("quantize " + d + "/oss.gguf " + d + "/x.gguf --type q4_0 --method awq" + calib,

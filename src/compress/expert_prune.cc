@@ -66,9 +66,7 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
         std::vector<float> xq(x, x + n * cols);
         if (c.act_int8) fake_quant_int8_rows(xq.data(), n, cols);
         matmul_decode(*W.router, xq.data(), n, probs.data());
-        if (!W.router_bias.empty())  // gpt-oss
-          for (int64_t t = 0; t < n; t++)
-            for (int64_t e = 0; e < E; e++) probs[size_t(t * E + e)] += W.router_bias[size_t(e)];
+        add_bias_rows(probs.data(), W.router_bias, n);  // gpt-oss's
         route_experts(c, probs.data(), n, probs.data(), chosen.data(), weights.data());
         return;
       }
@@ -78,8 +76,7 @@ ExpertPruneReport prune_experts(Model& m, const ExpertPruneOptions& o) {
       const Tensor& down = *W.experts[size_t(e)].down;
       y.resize(size_t(rows * c.dim));
       matmul_decode(down, x, rows, y.data());
-      const auto& b = W.experts[size_t(e)].b_down;  // gpt-oss's: part of the expert's output
-      for (int64_t i = 0; i < int64_t(b.size()) * rows; i++) y[size_t(i)] += b[size_t(i % c.dim)];
+      add_bias_rows(y.data(), W.experts[size_t(e)].b_down, rows);  // gpt-oss's: part of the expert's output
       int64_t r = 0;
       for (int64_t t = 0; t < n && r < rows; t++)
         for (int64_t k = 0; k < K; k++)

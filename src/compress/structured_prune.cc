@@ -298,6 +298,10 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     fail("{}: --structured ffn= on a mixture of experts (channels of each expert) is not supported; heads= and "
          "layers= are",
          m.path);
+  if (c.attn_sinks && o.heads > 0)
+    fail("{}: --structured heads= on gpt-oss: its per-head attention sinks are not cut with the heads yet; use "
+         "layers=",
+         m.path);
   // llama.cpp sizes the attention of qwen2moe and deepseek files from the width, not from key_length × heads.
   if (c.moe() && o.heads > 0 && c.arch != "llama" && c.arch != "qwen3moe")
     fail("{}: --structured heads= on a {} mixture of experts: llama.cpp's {} files take the attention's size from "

@@ -30,6 +30,10 @@ std::optional<std::pair<std::string, int64_t>> stacked_expert_name(const std::st
   return std::nullopt;
 }
 
+std::string replace_suffix(const std::string& name, const std::string& from, const std::string& to) {
+  return name.ends_with(from) ? name.substr(0, name.size() - from.size()) + to : name;
+}
+
 bool is_router(const std::string& name) { return layer_of(name) >= 0 && name.ends_with(".ffn_gate_inp.weight"); }
 
 }  // namespace lmpress

@@ -414,6 +414,7 @@ std::unique_ptr<TensorFileWriter> GGUFWriter::open(const std::string& path, uint
     b.put_string(t.name);
     b.put<uint32_t>(uint32_t(t.shape.size()));
     for (auto it = t.shape.rbegin(); it != t.shape.rend(); ++it) b.put<uint64_t>(uint64_t(*it));
+    if (!dtype_info(uint32_t(t.dtype))) fail("{}: tensor {} is {}, which GGUF files cannot hold", path, t.name, dtype_name(t.dtype));
     b.put<uint32_t>(uint32_t(t.dtype));
     b.put<uint64_t>(off);
     offsets.push_back(off);

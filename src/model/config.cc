@@ -263,7 +263,7 @@ void ModelConfig::set_layer_dims(std::vector<int64_t> heads, std::vector<int64_t
 std::vector<float> ModelConfig::rope_inv_freqs_swa() const {
   ModelConfig local = *this;
   local.rope_theta = rope_theta_swa;
-  local.rope_scaling.clear();
+  if (gemma()) local.rope_scaling.clear();  // Gemma 3's local layers take no scaling; gpt-oss's keep YaRN
   return local.rope_inv_freqs();
 }
 

@@ -69,9 +69,10 @@ void check_finite_values(const std::string& name, const float* f, int64_t n, int
   fail("{}: non-finite value {} at row {}, column {}", name, f[i], i / cols, i % cols);
 }
 
-// A matrix --dtype converts: not a mixture's router, which stays f32 as llama.cpp's converter keeps it.
+// A matrix --dtype converts: not a mixture's router, which stays f32 as llama.cpp's converter keeps it, nor
+// gpt-oss's 2-D expert bias stacks (llama.cpp adds them only as F32).
 bool is_matrix_weight(const Tensor& t) {
-  return t.shape.size() == 2 && t.name != "rope_freqs.weight" && !is_router(t.name);
+  return t.shape.size() == 2 && !t.name.ends_with(".bias") && t.name != "rope_freqs.weight" && !is_router(t.name);
 }
 
 // The tensor as it should be written: target dtype, target RoPE pairing.
@@ -259,8 +260,7 @@ struct ModelWriter::Impl {
     if (!hf) {
       TensorToWrite e = prepare(m, t, opt, target);
       // gpt-oss's norm before the feed-forward is llama.cpp's post_attention_norm.
-      if (m.cfg.arch == "gpt-oss" && t.name.ends_with(".ffn_norm.weight"))
-        e.meta.name = t.name.substr(0, t.name.size() - 16) + ".post_attention_norm.weight";
+      if (m.cfg.arch == "gpt-oss") e.meta.name = replace_suffix(t.name, kFfnNorm, kGptOssFfnNormGguf);
       return {std::move(e)};
     }
     if (opt.hf_replace) {

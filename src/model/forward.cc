@@ -189,6 +189,12 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
   if (c.shared_ffn > 0) shared_y.resize(B * size_t(c.dim));
 }
 
+void add_bias_rows(float* y, const std::vector<float>& b, int64_t k) {
+  const int64_t w = int64_t(b.size());
+  for (int64_t r = 0; r < k; r++)
+    for (int64_t i = 0; i < w; i++) y[r * w + i] += b[size_t(i)];
+}
+
 void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights) {
   const int64_t E = c.n_experts, K = c.n_experts_used;
   std::vector<int32_t> order(static_cast<size_t>(E));
@@ -205,8 +211,10 @@ void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* 
     float* w = weights + t * K;
     // The K most probable, best first; a tie goes to the lower expert (a stable partial sort).
     for (int64_t e = 0; e < E; e++) order[size_t(e)] = int32_t(e);
+    // gpt-oss's choice is by logit (llama.cpp argsorts them), which ties less often than the rounded softmax.
+    const float* by = c.expert_softmax_chosen ? z : p;
     std::partial_sort(order.begin(), order.begin() + K, order.end(),
-                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+                      [&](int32_t a, int32_t b) { return by[a] > by[b] || (by[a] == by[b] && a < b); });
     float total = 0;
     for (int64_t k = 0; k < K; k++) ch[k] = order[size_t(k)], total += w[k] = p[ch[k]];
     if (c.expert_softmax_chosen) {  // gpt-oss: a softmax over the chosen experts' logits (the best is first)
@@ -242,13 +250,6 @@ void expert_matmul(const Tensor& w, const float* x, int64_t k, bool batched, flo
   pad_y.resize(size_t(kMatmulBatchMin * out));
   matmul(w, pad_x.data(), kMatmulBatchMin, pad_y.data());
   std::copy_n(pad_y.data(), k * out, y);
-}
-
-// b (empty: none) added to each of the k rows of y.
-void add_bias_rows(float* y, const std::vector<float>& b, int64_t k) {
-  const int64_t w = int64_t(b.size());
-  for (int64_t r = 0; r < k; r++)
-    for (int64_t i = 0; i < w; i++) y[r * w + i] += b[size_t(i)];
 }
 
 // Expert e on the rows `rows` (token, slot) of xn, its outputs into slots.
@@ -287,9 +288,7 @@ void moe_feed_forward(const Model& m, int64_t l, const float* xn, int64_t n, con
   const int64_t D = c.dim, E = c.n_experts, K = c.n_experts_used;
   // The router row by row (one-token kernels): a token's choice never depends on its batch.
   matmul_decode(*L.router, xn, n, a.probs.data());
-  if (!L.router_bias.empty())
-    for (int64_t t = 0; t < n; t++)
-      for (int64_t e = 0; e < E; e++) a.probs[size_t(t * E + e)] += L.router_bias[size_t(e)];
+  add_bias_rows(a.probs.data(), L.router_bias, n);
   route_experts(c, a.probs.data(), n, a.probs.data(), a.chosen.data(), a.weights.data());
   // Rows per expert and kind, in token order: (token, slot k).
   std::vector<std::vector<std::pair<int64_t, int64_t>>> rows(size_t(2 * E));

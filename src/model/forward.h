@@ -101,6 +101,8 @@ using LinearFn = std::function<void(const Tensor& w, const float* x, int64_t n, 
 // build_moe_ffn: the softmax of the chosen logits when cfg.expert_softmax_chosen,
 // renormalized when cfg.expert_norm, times cfg.expert_scale).
 void route_experts(const ModelConfig& c, const float* logits, int64_t n, float* probs, int32_t* chosen, float* weights);
+// b (empty: none) added to each of the k rows of y (rows of b.size() values: gpt-oss's router and expert biases).
+void add_bias_rows(float* y, const std::vector<float>& b, int64_t k);
 // Layer l's mixture of experts on xn[n, dim] into y[n, dim]. Each expert
 // runs once on the rows routed to it (experts side by side on the threads);
 // a row's kernels depend on its kind (batched[t]: a prompt row) and the

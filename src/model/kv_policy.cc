@@ -77,6 +77,8 @@ void check_policy_fits_model(const KvPolicy& p, const ModelConfig& c) {
     fail("--kv-policy {}: the model attends through a sliding window of {} positions already ({}), which eviction "
          "would misplace; run it without a policy",
          kv_policy_name(p), c.sliding_window, c.field("sliding_window"));
+  if (c.attn_sinks)
+    fail("--kv-policy {}: the model's attention has sinks (gpt-oss), which the policies do not rank", kv_policy_name(p));
   if (c.attn_softcap > 0)
     fail("--kv-policy {}: the model soft-caps its attention scores ({}), which the policies do not rank",
          kv_policy_name(p), c.field("attn_logit_softcapping"));

@@ -55,6 +55,8 @@ void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, Mo
     return config_float(g.get_float(key).value_or(def), path, key);
   };
   const bool gemma2 = c.arch == "gemma2";
+  if (c.arch == "gpt-oss" && !g.find(k + "attention.sliding_window"))
+    fail("{}: missing metadata {}attention.sliding_window (gpt-oss's local layers)", path, k);
   c.sliding_window = g.get_int(k + "attention.sliding_window").value_or(gemma2 ? 4096 : 0);
   if (c.arch == "olmo2" && c.sliding_window > 0)
     fail("{}: {}attention.sliding_window: OLMo 3 (windows with YaRN on the global layers) is not supported", path, k);
@@ -257,9 +259,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   c.rope_mscale = get_float(k + "rope.scaling.attn_factor", 1.0) * (c.rope_scaling == "yarn" ? c.yarn_mscale() : 1.0f);
   m->tensors = g.tensors();
   if (arch == "gpt-oss")  // its norm before the feed-forward, under llama.cpp's name
-    for (Tensor& t : m->tensors)
-      if (t.name.ends_with(".post_attention_norm.weight"))
-        t.name = t.name.substr(0, t.name.size() - 27) + ".ffn_norm.weight";
+    for (Tensor& t : m->tensors) t.name = replace_suffix(t.name, kGptOssFfnNormGguf, kFfnNorm);
   join_low_rank_parts(m->tensors, path);  // lmpress lowrank's factors
   read_longrope_factors(g, path, *m);
   const Tensor* emb = m->find("token_embd.weight");

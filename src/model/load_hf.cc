@@ -385,8 +385,7 @@ std::vector<Tensor> split_gpt_oss_experts(std::vector<Tensor> tensors, const Mod
       out.push_back(make_f32_tensor(p + "gate_proj_bias", {E, F}, std::move(gate)));
       out.push_back(make_f32_tensor(p + "up_proj_bias", {E, F}, std::move(up)));
     } else if (what == "down_proj_bias") {
-      need(t.name, DType::F32, {E, D});
-      out.push_back(t);
+      out.push_back(make_f32_tensor(t.name, {E, D}, to_f32(need(t.name, DType::F32, {E, D}))));
     } else if (what == "gate_up_proj_blocks" || what == "down_proj_blocks") {
       const bool gu = what == "gate_up_proj_blocks";
       const int64_t R = gu ? 2 * F : D, cols = gu ? D : F;
@@ -419,10 +418,12 @@ std::unique_ptr<Model> load_hf_model(const std::string& dir) {
   std::vector<Tensor> tensors = load_safetensors_dir(dir);
   const nlohmann::json cfg = parse_json(cfg_text, cfg_path);
   const bool mxfp4 = cfg.contains("quantization_config") && cfg["quantization_config"].is_object() &&
-                     cfg["quantization_config"].value("quant_method", "") == "mxfp4";
+                     json_string(cfg["quantization_config"], "quant_method", cfg_path, "quantization_config", "") == "mxfp4";
   if (mxfp4 && m->cfg.arch != "gpt-oss")
     fail("{}: quantization_config.quant_method mxfp4 is read for gpt-oss's experts only", cfg_path);
   if (m->cfg.arch == "gpt-oss") tensors = split_gpt_oss_experts(std::move(tensors), m->cfg, dir);
+  for (const Tensor& t : tensors)  // bytes only gpt-oss's MXFP4 experts are read from
+    if (t.dtype == DType::U8) fail("{}: {} is U8, which lmpress reads only as gpt-oss's MXFP4 expert blocks", dir, t.name);
   if (mxfp4) m->format = "hf-mxfp4";
   if (cfg.contains("quantization_config") && !mxfp4) {
     const IntCheckpointConfig q =

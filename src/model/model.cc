@@ -172,6 +172,7 @@ void Model::bind() {
   if (const Tensor* ff = find("rope_freqs.weight")) {
     // llama.cpp stores Llama 3 scaling as per-pair divisors of the base frequencies.
     if (ff->numel() != c.rope_dim / 2) fail("{}: rope_freqs.weight has {} values, needs {}", path, ff->numel(), c.rope_dim / 2);
+    if (c.rope_scaling == "yarn") fail("{}: rope_freqs.weight with YaRN scaling is not supported", path);
     auto f = to_f32(*ff);
     for (size_t i = 0; i < f.size(); i++)
       if (!(f[i] > 0)) fail("{}: rope_freqs.weight[{}] = {} is not positive", path, i, f[i]);
@@ -340,8 +341,10 @@ std::string hf_to_canonical(const std::string& h, const ModelConfig& cfg) {
       {"mlp.gate_proj.weight", "ffn_gate.weight"},
       {"mlp.up_proj.weight", "ffn_up.weight"},
       {"mlp.down_proj.weight", "ffn_down.weight"},
-      // gpt-oss (its fused experts split by load_hf.cc's split_gpt_oss_experts into per-expert linears and these)
       {"self_attn.o_proj.bias", "attn_output.bias"},
+  };
+  // gpt-oss's own (its fused experts split by load_hf.cc's split_gpt_oss_experts into per-expert linears and these).
+  static const std::pair<const char*, const char*> kGptOss[] = {
       {"self_attn.sinks", "attn_sinks.weight"},
       {"mlp.router.weight", "ffn_gate_inp.weight"},
       {"mlp.router.bias", "ffn_gate_inp.bias"},
@@ -364,6 +367,9 @@ std::string hf_to_canonical(const std::string& h, const ModelConfig& cfg) {
   if (!post_norms && (rest == "pre_feedforward_layernorm.weight" || rest == "post_feedforward_layernorm.weight")) return "";
   for (auto& [hf, c] : kLayer)
     if (rest == hf) return "blk." + num + "." + c;
+  if (cfg.arch == "gpt-oss")
+    for (auto& [hf, c] : kGptOss)
+      if (rest == hf) return "blk." + num + "." + c;
   return "";
 }
 
@@ -379,6 +385,7 @@ std::string canonical_to_hf(const std::string& c, const ModelConfig& cfg) {
   std::vector<std::string> names = {
       "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
       "self_attn.o_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias",
+      "self_attn.o_proj.bias",
       "self_attn.q_norm.weight", "self_attn.k_norm.weight", "post_attention_layernorm.weight",
       "pre_feedforward_layernorm.weight", "post_feedforward_layernorm.weight", "mlp.gate_proj.weight",
       "mlp.up_proj.weight", "mlp.down_proj.weight"};

@@ -82,10 +82,10 @@ void check_trainable(const ModelConfig& c, const std::string& who) {
   if (c.qk_norm_full) refuse("q/k norms over all heads (OLMo 2)");
   if (c.attn_softcap > 0 || c.final_softcap > 0) refuse("soft-capping");
   if (c.embed_scale != 1.0f || c.residual_scale != 1.0f || c.logit_scale != 1.0f) refuse("embedding, residual or logit scales");
-  if (c.ffn_act != FfnAct::SiLU) refuse("GeGLU");
+  if (c.ffn_act != FfnAct::SiLU) refuse(c.ffn_act == FfnAct::GeluTanh ? "GeGLU" : "gpt-oss's clamped SwiGLU");
   if (c.sliding_window > 0) refuse("sliding-window attention");
   if (!c.layer_heads.empty() || !c.layer_kv_heads.empty() || !c.layer_ffn.empty()) refuse("layers of different sizes");
-  if (c.rope_mscale != 1.0f) refuse("LongRoPE's attention factor");
+  if (c.rope_mscale != 1.0f) refuse(c.rope_scaling == "yarn" ? "YaRN's attention factor" : "LongRoPE's attention factor");
   if (c.act_int8) refuse("int8 activations (W8A8)");
   if (c.down_rotation) refuse("an online rotation before ffn_down (R4)");
   if (c.n_heads % c.n_kv_heads != 0) refuse("query heads that are not a multiple of the key/value heads");
