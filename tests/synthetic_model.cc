@@ -158,8 +158,6 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   if (oss) {
     c["num_local_experts"] = s.experts, c["num_experts_per_tok"] = s.experts_used, c["intermediate_size"] = s.expert_ffn;
     c["attention_bias"] = true, c["swiglu_limit"] = 7.0, c["sliding_window"] = s.sliding_window;
-    c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 16},
-                         {"beta_fast", 1.0}, {"beta_slow", 0.05}, {"truncate", false}};
     if (s.mxfp4) c["quantization_config"] = {{"quant_method", "mxfp4"}};
   }
   if (deepseek) {
@@ -199,7 +197,7 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
     c["final_logit_softcapping"] = g2 ? nlohmann::json(3.0) : nlohmann::json();
     if (!g2) c["rope_local_base_freq"] = 50.0, c["sliding_window_pattern"] = 2;
   }
-  if (s.yarn_rope)
+  if (s.yarn_rope || oss)  // gpt-oss's configs have YaRN
     c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 16},
                          {"beta_fast", 1.0}, {"beta_slow", 0.05}, {"truncate", false}};
   if (s.llama3_rope)

@@ -309,13 +309,14 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
 
 namespace {
 
-// An owned [rows, cols] tensor of 2- or 4-byte elements: element (r, c) = src[at(r, c)].
-Tensor gather_matrix(std::string name, const Tensor& src, int64_t rows, int64_t cols,
-                     const std::function<int64_t(int64_t, int64_t)>& at) {
+// An owned [rows, cols] tensor of src's (plain, 2- or 4-byte) elements: element (r, c) = src[base + r·rs + c·cs].
+Tensor gather_matrix(std::string name, const Tensor& src, int64_t rows, int64_t cols, int64_t base, int64_t rs,
+                     int64_t cs) {
   const size_t es = dtype_info(src.dtype).block_bytes;
   std::vector<uint8_t> out(size_t(rows * cols) * es);
   for (int64_t r = 0; r < rows; r++)
-    for (int64_t c = 0; c < cols; c++) std::memcpy(&out[size_t(r * cols + c) * es], src.data + size_t(at(r, c)) * es, es);
+    for (int64_t c = 0; c < cols; c++)
+      std::memcpy(&out[size_t(r * cols + c) * es], src.data + size_t(base + r * rs + c * cs) * es, es);
   return make_owned_tensor(std::move(name), src.dtype, {rows, cols}, std::move(out));
 }
 
@@ -349,13 +350,15 @@ std::vector<Tensor> split_gpt_oss_experts(std::vector<Tensor> tensors, const Mod
   std::map<std::string, const Tensor*> by_name;
   for (const Tensor& t : tensors) by_name[t.name] = &t;
   const int64_t E = c.n_experts, D = c.dim, F = c.expert_ffn;
-  const auto need = [&](const std::string& name, DType type, std::vector<int64_t> shape) -> const Tensor& {
+  // The tensor `name` of that shape, of type `type` (nullopt: f32, f16 or bf16).
+  const auto need = [&](const std::string& name, std::optional<DType> type, std::vector<int64_t> shape) -> const Tensor& {
     const auto it = by_name.find(name);
     if (it == by_name.end()) fail("{}: missing tensor {}", path, name);
     const Tensor& t = *it->second;
-    if ((type == DType::F32 ? !is_float_type(t.dtype) || t.dtype == DType::F64 : t.dtype != type) || t.shape != shape)
+    const bool typed = type ? t.dtype == *type : is_float_type(t.dtype) && t.dtype != DType::F64;
+    if (!typed || t.shape != shape)
       fail("{}: {} is {} {}, expected {} [{}]", path, name, dtype_name(t.dtype), t.shape_str(),
-           type == DType::F32 ? "a float tensor" : dtype_name(type), fmt::join(shape, ", "));
+           type ? dtype_name(*type) : "a float tensor", fmt::join(shape, ", "));
     return t;
   };
   std::vector<Tensor> out;
@@ -369,23 +372,22 @@ std::vector<Tensor> split_gpt_oss_experts(std::vector<Tensor> tensors, const Mod
     const std::string p = t.name.substr(0, at + x.size()), what = t.name.substr(at + x.size());
     const auto expert = [&](int64_t e, const char* proj) { return p + std::to_string(e) + "." + proj + ".weight"; };
     if (what == "gate_up_proj") {
-      const Tensor& w = need(t.name, DType::F32, {E, D, 2 * F});
-      for (int64_t e = 0; e < E; e++)
+      const Tensor& w = need(t.name, std::nullopt, {E, D, 2 * F});
+      for (int64_t e = 0; e < E; e++)  // gate (f, d) = w[e][d][2f], up's at 2f + 1
         for (int half = 0; half < 2; half++)
-          out.push_back(gather_matrix(expert(e, half ? "up_proj" : "gate_proj"), w, F, D,
-                                      [&](int64_t f, int64_t d) { return (e * D + d) * 2 * F + 2 * f + half; }));
+          out.push_back(gather_matrix(expert(e, half ? "up_proj" : "gate_proj"), w, F, D, e * D * 2 * F + half, 2, 2 * F));
     } else if (what == "down_proj") {
-      const Tensor& w = need(t.name, DType::F32, {E, F, D});
-      for (int64_t e = 0; e < E; e++)
-        out.push_back(gather_matrix(expert(e, "down_proj"), w, D, F, [&](int64_t d, int64_t f) { return (e * F + f) * D + d; }));
+      const Tensor& w = need(t.name, std::nullopt, {E, F, D});
+      for (int64_t e = 0; e < E; e++)  // down (d, f) = w[e][f][d]
+        out.push_back(gather_matrix(expert(e, "down_proj"), w, D, F, e * F * D, 1, D));
     } else if (what == "gate_up_proj_bias") {
-      const auto b = to_f32(need(t.name, DType::F32, {E, 2 * F}));
+      const auto b = to_f32(need(t.name, std::nullopt, {E, 2 * F}));
       std::vector<float> gate(size_t(E * F)), up(size_t(E * F));
       for (int64_t i = 0; i < E * F; i++) gate[size_t(i)] = b[size_t(2 * i)], up[size_t(i)] = b[size_t(2 * i + 1)];
       out.push_back(make_f32_tensor(p + "gate_proj_bias", {E, F}, std::move(gate)));
       out.push_back(make_f32_tensor(p + "up_proj_bias", {E, F}, std::move(up)));
     } else if (what == "down_proj_bias") {
-      out.push_back(make_f32_tensor(t.name, {E, D}, to_f32(need(t.name, DType::F32, {E, D}))));
+      out.push_back(make_f32_tensor(t.name, {E, D}, to_f32(need(t.name, std::nullopt, {E, D}))));
     } else if (what == "gate_up_proj_blocks" || what == "down_proj_blocks") {
       const bool gu = what == "gate_up_proj_blocks";
       const int64_t R = gu ? 2 * F : D, cols = gu ? D : F;
