@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS=(build-essential cmake ninja-build pkg-config git
       libopenblas-openmp-dev liblapacke-dev libhwy-dev libcli11-dev nlohmann-json3-dev libfmt-dev
-      libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev
+      libcpp-httplib-dev libgtest-dev libgmock-dev libbenchmark-dev libpcre2-dev libutf8proc-dev
       libcurl4-openssl-dev libssl-dev clang libclang-rt-14-dev python3-jinja2
       python3-requests curl pybind11-dev python3-pybind11 python3-pytest python3-pip python3-venv
       python3-setuptools python3-numpy python3-regex librsvg2-bin fonts-dejavu-core zlib1g-dev libyaml-cpp-dev)

@@ -24,7 +24,7 @@ t_start=$(date +%s)
 # libyaml-cpp-dev cannot be installed for two architectures at once: the host's
 # (headers, CMake files) stays, the build links arm64's libyaml-cpp0.7 (CMakeLists.txt).
 HOST_PKGS=(cmake ninja-build pkg-config g++-aarch64-linux-gnu qemu-user nlohmann-json3-dev libcli11-dev libyaml-cpp-dev)
-ARM_PKGS=(libopenblas-openmp-dev liblapacke-dev libhwy-dev libfmt-dev libpcre2-dev libcurl4-openssl-dev libssl-dev
+ARM_PKGS=(libopenblas-openmp-dev liblapacke-dev libhwy-dev libfmt-dev libpcre2-dev libutf8proc-dev libcurl4-openssl-dev libssl-dev
           libgtest-dev libgmock-dev libcpp-httplib-dev libyaml-cpp0.7 zlib1g-dev)
 missing=()
 for p in "${HOST_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

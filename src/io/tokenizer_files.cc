@@ -16,6 +16,94 @@
 
 namespace lmpress {
 
+namespace {
+
+// One normalizer step lmpress applies (src/tokenizer/normalizer.h), or an
+// error naming the step.
+NormalizerStep normalizer_step(const nlohmann::json& x, const std::string& path, const std::string& at) {
+  using K = NormalizerStep::Kind;
+  const std::string type = json_string(x, "type", path, at, "");
+  NormalizerStep st;
+  static const std::pair<const char*, K> plain[] = {{"NFC", K::NFC},   {"NFD", K::NFD},
+                                                    {"NFKC", K::NFKC}, {"NFKD", K::NFKD},
+                                                    {"Lowercase", K::Lowercase}, {"StripAccents", K::StripAccents}};
+  for (const auto& [name, kind] : plain)
+    if (type == name) {
+      st.kind = kind;
+      return st;
+    }
+  if (type == "Strip") {
+    st.kind = K::Strip;
+    st.left = json_bool(x, "strip_left", path, at, true);
+    st.right = json_bool(x, "strip_right", path, at, true);
+  } else if (type == "Prepend") {
+    st.kind = K::Prepend;
+    st.pattern = json_string(x, "prepend", path, at);
+  } else if (type == "Replace") {
+    st.kind = K::Replace;
+    if (!x.contains("pattern") || !x["pattern"].is_object())
+      fail("{}: field {}.pattern must be an object", path, at);
+    const auto& pat = x["pattern"];
+    st.regex = pat.contains("Regex");
+    st.pattern = json_string(pat, st.regex ? "Regex" : "String", path, at + ".pattern");
+    if (st.pattern.empty()) fail("{}: {}.pattern is empty", path, at);
+    st.content = json_string(x, "content", path, at);
+  } else {
+    fail("{}: {}: normalizer '{}' is not supported (lmpress applies NFC, NFD, NFKC, NFKD, Lowercase, StripAccents, "
+         "Strip, Replace and Prepend)",
+         path, at, type.empty() ? x.dump().substr(0, 80) : type.substr(0, 80));
+  }
+  return st;
+}
+
+// A normalizer as a flat list of (step, where it is in the file); nested
+// Sequences are flattened.
+void flatten_normalizer(const nlohmann::json& n, const std::string& path, const std::string& at, int depth,
+                        std::vector<std::pair<nlohmann::json, std::string>>& out) {
+  if (n.is_null()) return;
+  if (depth > 8) fail("{}: {} nests normalizers too deeply", path, at);
+  if (json_string(n, "type", path, at, "") != "Sequence") {
+    out.push_back({n, at});
+    return;
+  }
+  if (!n.contains("normalizers") || !n["normalizers"].is_array())
+    fail("{}: field {}.normalizers must be an array", path, at);
+  if (n["normalizers"].size() > 64) fail("{}: {}.normalizers holds more than 64 normalizers", path, at);
+  for (size_t i = 0; i < n["normalizers"].size(); i++)
+    flatten_normalizer(n["normalizers"][i], path, fmt::format("{}.normalizers[{}]", at, i), depth + 1, out);
+}
+
+// The steps as tokenizer.json writes them (also what GGUF's
+// tokenizer.lmpress.normalizer holds).
+nlohmann::ordered_json normalizer_json(const std::vector<NormalizerStep>& steps) {
+  using K = NormalizerStep::Kind;
+  auto seq = nlohmann::ordered_json::array();
+  for (const auto& st : steps) {
+    nlohmann::ordered_json x = {{"type", normalizer_kind_name(st.kind)}};
+    if (st.kind == K::Strip) {
+      x["strip_left"] = st.left;
+      x["strip_right"] = st.right;
+    } else if (st.kind == K::Prepend) {
+      x["prepend"] = st.pattern;
+    } else if (st.kind == K::Replace) {
+      x["pattern"] = {{st.regex ? "Regex" : "String", st.pattern}};
+      x["content"] = st.content;
+    }
+    seq.push_back(x);
+  }
+  return {{"type", "Sequence"}, {"normalizers", seq}};
+}
+
+std::vector<NormalizerStep> normalizer_steps(const nlohmann::json& n, const std::string& path, const std::string& at) {
+  std::vector<std::pair<nlohmann::json, std::string>> flat;
+  flatten_normalizer(n, path, at, 0, flat);
+  std::vector<NormalizerStep> steps;
+  for (const auto& [x, where] : flat) steps.push_back(normalizer_step(x, path, where));
+  return steps;
+}
+
+}  // namespace
+
 // ---------------- GGUF ----------------
 
 Vocab vocab_from_gguf(const GGUFFile& g) {
@@ -29,6 +117,12 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
     if (r->type != GGUFType::ARRAY || r->elem_type != GGUFType::STRING)
       fail("{}: tokenizer.lmpress.pre_regexes is not a string array", g.path);
     for (const auto& x : r->as_array()) v.pre_regexes.push_back(x.as_string());
+  }
+  if (auto* r = g.find("tokenizer.lmpress.normalizer")) {
+    // Written by lmpress from tokenizer.json's normalizer; llama.cpp has no such key and applies none.
+    if (r->type != GGUFType::STRING) fail("{}: tokenizer.lmpress.normalizer is not a string", g.path);
+    v.normalizers = normalizer_steps(parse_json(r->as_string(), g.path + ": tokenizer.lmpress.normalizer"), g.path,
+                                     "tokenizer.lmpress.normalizer");
   }
   auto* toks = g.find("tokenizer.ggml.tokens");
   if (!toks || toks->type != GGUFType::ARRAY || toks->elem_type != GGUFType::STRING)
@@ -95,6 +189,7 @@ void vocab_to_gguf(const Vocab& v, GGUFWriter& w) {
   w.set("tokenizer.ggml.add_bos_token", GGUFValue::boolean(v.add_bos));
   w.set("tokenizer.ggml.add_eos_token", GGUFValue::boolean(v.add_eos));
   if (v.model == "llama") w.set("tokenizer.ggml.add_space_prefix", GGUFValue::boolean(v.add_space_prefix));
+  if (!v.normalizers.empty()) w.set("tokenizer.lmpress.normalizer", GGUFValue::str(normalizer_json(v.normalizers).dump()));
 }
 
 // ---------------- SentencePiece protobuf ----------------
@@ -293,44 +388,40 @@ struct SpmStyle {
 
 const char* const kMetaspace = "\xE2\x96\x81";  // U+2581
 
-// The file's normalizer and pre-tokenizer: SentencePiece-style (returned),
-// byte-level (nothing returned; the normalizer must be null or NFC, which
-// llama.cpp does not apply either), or an error naming what is not supported.
-std::optional<SpmStyle> sentencepiece_style(const nlohmann::json& j, const std::string& path) {
+// What the file's normalizer and pre-tokenizer do to text before BPE: the
+// steps lmpress applies as they are, and, for a SentencePiece-style file, the
+// space handling lmpress's SentencePiece tokenizer does itself.
+struct TextHandling {
+  std::optional<SpmStyle> spm;
+  std::vector<NormalizerStep> steps;
+};
+
+TextHandling text_handling(const nlohmann::json& j, const std::string& path) {
+  TextHandling out;
   SpmStyle st;
   bool spaces = false;  // " " becomes "▁"
   std::vector<std::pair<nlohmann::json, std::string>> norms;
-  const nlohmann::json none;
-  const nlohmann::json& n = j.contains("normalizer") ? j["normalizer"] : none;
-  if (!n.is_null()) {
-    const std::string type = json_string(n, "type", path, "normalizer", "");
-    if (type == "Sequence") {
-      if (!n.contains("normalizers") || !n["normalizers"].is_array())
-        fail("{}: field normalizer.normalizers must be an array", path);
-      if (n["normalizers"].size() > 64) fail("{}: normalizer.normalizers holds more than 64 normalizers", path);
-      for (size_t i = 0; i < n["normalizers"].size(); i++)
-        norms.push_back({n["normalizers"][i], fmt::format("normalizer.normalizers[{}]", i)});
-    } else {
-      norms.push_back({n, "normalizer"});
-    }
-  }
-  bool nfc = false;
+  flatten_normalizer(j.contains("normalizer") ? j["normalizer"] : nlohmann::json(), path, "normalizer", 0, norms);
+  std::string first_space_step, after_space_step;  // where they are, for the error below
+  std::vector<std::pair<size_t, NormalizerStep>> prepends;  // Prepend "▁" steps and where they go among the others
   for (const auto& [x, at] : norms) {
     const std::string type = json_string(x, "type", path, at, "");
     if (type == "Prepend" && json_string(x, "prepend", path, at, "") == kMetaspace) {
+      // A SentencePiece space step if spaces become "▁" too (below), else a step as any other.
       st.prefix = true;
+      prepends.push_back({out.steps.size(), normalizer_step(x, path, at)});
+      if (first_space_step.empty()) first_space_step = at;
     } else if (type == "Replace" && x.contains("pattern") && x["pattern"].is_object() &&
                x["pattern"].contains("String") && x["pattern"]["String"] == " " &&
                json_string(x, "content", path, at, "") == kMetaspace) {
       spaces = true;
-    } else if (type == "NFC") {
-      nfc = true;
+      if (first_space_step.empty()) first_space_step = at;
     } else {
-      fail("{}: {}: normalizer '{}' is not supported (lmpress applies Prepend \"\u2581\", Replace \" \" -> "
-           "\"\u2581\" and, as llama.cpp, leaves NFC text as it is)",
-           path, at, type.empty() ? x.dump().substr(0, 80) : type.substr(0, 80));
+      out.steps.push_back(normalizer_step(x, path, at));
+      if (!first_space_step.empty() && after_space_step.empty()) after_space_step = at;
     }
   }
+  const nlohmann::json none;
   const nlohmann::json& p = j.contains("pre_tokenizer") ? j["pre_tokenizer"] : none;
   const bool metaspace = !p.is_null() && json_string(p, "type", path, "pre_tokenizer", "") == "Metaspace";
   if (metaspace && json_bool(p, "split", path, "pre_tokenizer", false))
@@ -348,14 +439,19 @@ std::optional<SpmStyle> sentencepiece_style(const nlohmann::json& j, const std::
     spaces = true;
   }
   if (!spaces) {
-    if (st.prefix) fail("{}: normalizer: Prepend \"\u2581\" without spaces replaced by \"\u2581\" is not supported", path);
-    return std::nullopt;
+    for (size_t i = prepends.size(); i-- > 0;)
+      out.steps.insert(out.steps.begin() + ptrdiff_t(prepends[i].first), prepends[i].second);
+    return out;
   }
-  if (nfc) fail("{}: normalizer: NFC with SentencePiece-style spaces is not supported", path);
+  // The SentencePiece tokenizer marks spaces after every other step has run.
+  if (!after_space_step.empty())
+    fail("{}: {}: a normalizer after SentencePiece's space steps ({}) is not supported", path, after_space_step,
+         first_space_step);
   if (!p.is_null() && !metaspace)
     fail("{}: pre_tokenizer '{}' with SentencePiece-style spaces is not supported", path,
          json_string(p, "type", path, "pre_tokenizer", "").substr(0, 80));
-  return st;
+  out.spm = st;
+  return out;
 }
 
 // A SentencePiece BPE vocabulary from the merges: lmpress's SentencePiece
@@ -473,7 +569,9 @@ Vocab vocab_from_tokenizer_json_text(const std::string& text, const std::string&
       bad(fmt::format("model.merges[{}]", i), "a string or a pair of strings");
   }
   if (v.merges.empty()) fail("{}: BPE tokenizer without merges (model.merges is empty)", path);
-  if (const auto spm = sentencepiece_style(j, path)) return spm_vocab_from_merges(std::move(v), *spm, m, path);
+  TextHandling handling = text_handling(j, path);
+  v.normalizers = std::move(handling.steps);
+  if (handling.spm) return spm_vocab_from_merges(std::move(v), *handling.spm, m, path);
   // Pre-tokenizer: Split regexes, Digits and ByteLevel(use_regex) in order.
   std::function<void(const nlohmann::json&, const std::string&, int)> walk = [&](const nlohmann::json& p,
                                                                                 const std::string& at, int depth) {
@@ -519,7 +617,8 @@ std::string vocab_to_tokenizer_json(const Vocab& v) {
     vocab[v.tokens[i]] = i;
   }
   j["added_tokens"] = added;
-  j["normalizer"] = nullptr;
+  if (v.normalizers.empty()) j["normalizer"] = nullptr;
+  else j["normalizer"] = normalizer_json(v.normalizers);
   auto pre = nlohmann::ordered_json::array();
   std::vector<std::string> regexes = v.pre_regexes;
   if (regexes.empty() && !pre_tokenizer_regexes(v.pre, regexes)) fail("unknown byte-level pre-tokenizer '{}'", v.pre);

@@ -73,7 +73,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
       out.push_back(f.id);
       first = true;
     } else {
-      encode_fragment(f.text, first, out);
+      if (normalizer_) encode_fragment(normalizer_->apply(f.text), first, out);
+      else encode_fragment(f.text, first, out);
       first = false;
     }
   }
@@ -89,8 +90,11 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool special) con
 
 std::unique_ptr<Tokenizer> Tokenizer::create(Vocab vocab, const std::string& source) {
   vocab.validate(source);
-  if (vocab.model == "llama") return std::make_unique<SpmTokenizer>(std::move(vocab));
-  return std::make_unique<ByteBpeTokenizer>(std::move(vocab), source);
+  std::unique_ptr<Tokenizer> t;
+  if (vocab.model == "llama") t = std::make_unique<SpmTokenizer>(std::move(vocab));
+  else t = std::make_unique<ByteBpeTokenizer>(std::move(vocab), source);
+  if (!t->vocab_.normalizers.empty()) t->normalizer_ = std::make_unique<Normalizer>(t->vocab_.normalizers, source);
+  return t;
 }
 
 }  // namespace lmpress

@@ -35,6 +35,7 @@ class Tokenizer {
   Vocab vocab_;
   std::unordered_map<std::string, int32_t> token_to_id_;
   std::vector<int32_t> special_ids_;  // control/user-defined/unknown, longest text first
+  std::unique_ptr<Normalizer> normalizer_;  // null without normalizer steps
 };
 
 // Splits UTF-8 text into code points' byte lengths (invalid bytes count as 1).

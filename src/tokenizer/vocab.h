@@ -7,6 +7,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/normalizer.h"
+
 namespace lmpress {
 
 enum class TokenType : int32_t {
@@ -27,6 +29,9 @@ struct Vocab {
   int32_t bos = -1, eos = -1, unk = -1, pad = -1;
   bool add_bos = false, add_eos = false;
   bool add_space_prefix = true;  // SentencePiece dummy prefix
+  // Applied to plain text before the model's own space handling (tokenizer.json's
+  // normalizer less the steps "llama" models do themselves).
+  std::vector<NormalizerStep> normalizers;
 
   size_t size() const { return tokens.size(); }
   // Checks ids and array lengths; `source` names the file in errors.
