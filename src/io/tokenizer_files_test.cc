@@ -178,6 +178,9 @@ TEST(Normalizer, EdgeCasesByHand) {
                "t/tokenizer.json: normalizer step 0: Replace regex does not compile");
   expect_error([&] { with_normalizer({{{"type", "Strip"}, {"strip_left", "yes"}}}); },
                "field normalizer.normalizers[0].strip_left must be true or false");
+  // A regex that backtracks past PCRE2's match limit is an error, not text left unreplaced.
+  expect_error([&] { apply(replace({{"Regex", "(a|aa)+\\d"}}, "x"), std::string(60, 'a')); },
+               "t: normalizer step 0: Replace regex failed: match limit exceeded");
   nlohmann::json deep = {{"type", "NFC"}};
   for (int i = 0; i < 10; i++) deep = {{"type", "Sequence"}, {"normalizers", {deep}}};
   expect_error([&] { read(tokenizer_json([&](auto& j) { j["normalizer"] = deep; })); }, "nests normalizers too deeply");

@@ -177,7 +177,12 @@ std::vector<std::string_view> ByteBpeTokenizer::pretokenize(std::string_view tex
       while (pos < w.size()) {
         int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(w.data()), w.size(), pos, PCRE2_NO_UTF_CHECK,
                              md.get(), nullptr);
-        if (rc < 0) break;
+        if (rc == PCRE2_ERROR_NOMATCH) break;
+        if (rc < 0) {  // e.g. the match limit: never leave the rest silently unsplit
+          PCRE2_UCHAR msg[256];
+          pcre2_get_error_message(rc, msg, sizeof msg);
+          fail("tokenizer: pre-tokenizer regex failed on the text: {}", reinterpret_cast<char*>(msg));
+        }
         PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
         if (ov[0] > pos) next.push_back(w.substr(pos, ov[0] - pos));
         if (ov[1] == ov[0]) {  // empty match: step one character

@@ -99,7 +99,8 @@ struct Normalizer::Compiled {
   ~Compiled() { pcre2_code_free(code); }
 };
 
-Normalizer::Normalizer(std::vector<NormalizerStep> steps, const std::string& source) : steps_(std::move(steps)) {
+Normalizer::Normalizer(std::vector<NormalizerStep> steps, const std::string& source)
+    : steps_(std::move(steps)), source_(source) {
   for (size_t i = 0; i < steps_.size(); i++) {
     const auto& st = steps_[i];
     compiled_.push_back(nullptr);
@@ -201,7 +202,12 @@ std::string Normalizer::apply(std::string_view text) const {
                 while (pos <= run.size()) {
                   const int rc = pcre2_match(compiled_[i]->code, reinterpret_cast<PCRE2_SPTR>(run.data()), run.size(),
                                              pos, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
-                  if (rc < 0) break;
+                  if (rc == PCRE2_ERROR_NOMATCH) break;
+                  if (rc < 0) {  // e.g. the match limit: never leave the rest silently unreplaced
+                    PCRE2_UCHAR msg[256];
+                    pcre2_get_error_message(rc, msg, sizeof msg);
+                    fail("{}: normalizer step {}: Replace regex failed: {}", source_, i, reinterpret_cast<char*>(msg));
+                  }
                   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
                   out.append(run.substr(copied, ov[0] - copied));
                   out += st.content;

@@ -36,6 +36,7 @@ class Normalizer {
  private:
   struct Compiled;
   std::vector<NormalizerStep> steps_;
+  std::string source_;
   std::vector<std::unique_ptr<Compiled>> compiled_;  // one per step (null but for regex Replace)
 };
 
