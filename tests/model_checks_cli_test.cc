@@ -16,6 +16,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "kernels/to_f32.h"
+#include "model/model.h"
 #include "synthetic_model.h"
 #include "test_util.h"
 
@@ -211,8 +212,16 @@ TEST(ModelChecks, MixtureOfExpertsFieldsMustMatchTheTensors) {
   expect_cli_error("info " + edited([](auto& j) { j["moe_intermediate_size"] = 30; }),
                    "tensor blk.0.ffn_gate.0.weight has shape [24, 32], the config needs [30, 32]");
   expect_cli_error("info " + edited([](auto& j) { j.erase("num_experts"); }), "num_experts");
-  expect_cli_error("info " + edited([](auto& j) { j["mlp_only_layers"] = {0}; }), "mlp_only_layers");
-  expect_cli_error("info " + edited([](auto& j) { j["decoder_sparse_step"] = 2; }), "decoder_sparse_step 2");
+  // Dense blocks among the sparse ones need their dense MLP's tensors; the fields are checked.
+  expect_cli_error("info " + edited([](auto& j) { j["mlp_only_layers"] = {0}; }), "blk.0.ffn_gate.weight");
+  expect_cli_error("info " + edited([](auto& j) { j["decoder_sparse_step"] = 2; }), "blk.0.ffn_gate.weight");
+  expect_cli_error("info " + edited([](auto& j) { j["decoder_sparse_step"] = 0; }),
+                   "decoder_sparse_step 0 is out of range [1, 2]");
+  expect_cli_error("info " + edited([](auto& j) { j["mlp_only_layers"] = {0, 1}; }),
+                   "mlp_only_layers / decoder_sparse_step / moe_layer_freq leave no block with experts");
+  expect_cli_error("info " + edited([](auto& j) { j["mlp_only_layers"] = {5}; }), "mlp_only_layers[0] = 5 is not a layer (0..1)");
+  expect_cli_error("info " + edited([](auto& j) { j["mlp_only_layers"] = "1"; }),
+                   "field mlp_only_layers must be an array of layer indices");
   const std::string gguf = test::temp_dir() + "/moe.gguf";
   ASSERT_EQ(run_cli("convert " + hf + " " + gguf).status, 0);
   expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) { set(kv, "qwen3moe.expert_count", GGUFValue::u32(5)); }),
@@ -224,10 +233,53 @@ TEST(ModelChecks, MixtureOfExpertsFieldsMustMatchTheTensors) {
                    }),
                    "missing metadata qwen3moe.expert_count");
   expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) {
+                     set(kv, "lmpress.dense_layers", GGUFValue::array(GGUFType::BOOL, {GGUFValue::boolean(true)}));
+                   }),
+                   "lmpress.dense_layers should hold a bool per layer (2)");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) {
+                     set(kv, "lmpress.dense_layers",
+                         GGUFValue::array(GGUFType::BOOL, {GGUFValue::boolean(true), GGUFValue::boolean(false)}));
+                   }),
+                   "blk.0.ffn_gate.weight");
+  expect_cli_error("info " + gguf_variant(gguf, [](KV& kv) {
                      set(kv, "qwen3moe.expert_feed_forward_length", GGUFValue::u32(16));
                    }),
                    "blk.0.ffn_gate_exps.weight has shape [4, 24, 32], the config (qwen3moe.embedding_length 32, "
                    "qwen3moe.expert_feed_forward_length 16) needs [4, 16, 32]");
+}
+
+// A mixture with a dense block between sparse ones (Qwen3-MoE's mlp_only_layers) through the tools: quantized,
+// expert-pruned and written as an int-N checkpoint, each keeps the dense block and runs.
+TEST(ModelChecks, DenseBlocksAmongExpertsThroughTheTools) {
+  test::SyntheticSpec spec;
+  spec.arch = "Qwen3MoeForCausalLM";
+  spec.n_layers = 3, spec.mlp_only_layers = {1};
+  const std::string d = test::temp_dir(), hf = test::temp_dir();
+  test::write_synthetic_hf(hf, spec);
+  const auto blocks = [](const std::string& path) {
+    const auto m = load_model(path);
+    std::string b;
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) b += m->cfg.layer_moe(l) ? 'm' : 'd';
+    return b + std::to_string(m->cfg.n_experts);
+  };
+  EXPECT_EQ(blocks(hf), "mdm4");
+  const double base = test::cli_ppl(hf);
+  auto r = run_cli("quantize " + hf + " " + d + "/q.gguf --type q8_0");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("llama.cpp cannot load this file"), std::string::npos) << r.out;
+  EXPECT_EQ(blocks(d + "/q.gguf"), "mdm4");
+  EXPECT_NEAR(test::cli_ppl(d + "/q.gguf"), base, 0.01 * base);
+  write(d + "/calib.txt", read_text_file(test::shared_path("data/calib/docs-calib.txt")).substr(0, 20000));
+  r = run_cli("prune " + hf + " " + d + "/p.gguf --experts 2 --method reap --calib " + d +
+              "/calib.txt --calib-ctx 64 --calib-samples 4");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(blocks(d + "/p.gguf"), "mdm2");
+  r = run_cli("quantize " + hf + " " + d + "/ct --type int8-ch --format compressed-tensors");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_EQ(blocks(d + "/ct"), "mdm4");
+  const auto cfg = nlohmann::json::parse(read_text_file(d + "/ct/config.json"));
+  EXPECT_EQ(cfg["mlp_only_layers"], nlohmann::json::array({1}));
+  EXPECT_NEAR(test::cli_ppl(d + "/ct"), base, 0.02 * base);
 }
 
 // An embedding padded past the tokenizer (as llama.cpp allows) never yields a

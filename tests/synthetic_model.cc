@@ -114,7 +114,9 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
     }
     if (gemma) add(p + "pre_feedforward_layernorm.weight", {s.dim}, norm_base);
     if (gemma || olmo2) add(p + "post_feedforward_layernorm.weight", {s.dim}, norm_base);
-    if (moe && !(deepseek && l == 0)) {
+    const bool sparse = deepseek ? l >= 1 && l % s.sparse_step == 0
+                                 : (l + 1) % s.sparse_step == 0 && std::find(s.mlp_only_layers.begin(), s.mlp_only_layers.end(), l) == s.mlp_only_layers.end();
+    if (moe && sparse) {
       const std::string r = mixtral ? p + "block_sparse_moe." : p + "mlp.";
       add(r + "gate.weight", {s.experts, s.dim});
       const int64_t F = mixtral || olmoe ? s.ffn : s.expert_ffn;
@@ -163,12 +165,15 @@ void write_synthetic_hf(const std::string& dir, const SyntheticSpec& s) {
   if (deepseek) {
     c["n_routed_experts"] = s.experts, c["num_experts_per_tok"] = s.experts_used, c["norm_topk_prob"] = s.norm_topk;
     c["moe_intermediate_size"] = s.expert_ffn, c["n_shared_experts"] = 2, c["first_k_dense_replace"] = 1;
-    c["moe_layer_freq"] = 1, c["scoring_func"] = "softmax";
+    c["moe_layer_freq"] = s.sparse_step, c["scoring_func"] = "softmax";
   } else if (moe) {
     c[mixtral ? "num_local_experts" : "num_experts"] = s.experts;
     c["num_experts_per_tok"] = s.experts_used;
     if (!mixtral) c["norm_topk_prob"] = s.norm_topk;
-    if (qwen_moe) c["moe_intermediate_size"] = s.expert_ffn, c["decoder_sparse_step"] = 1;
+    if (qwen_moe) {
+      c["moe_intermediate_size"] = s.expert_ffn, c["decoder_sparse_step"] = s.sparse_step;
+      if (!s.mlp_only_layers.empty()) c["mlp_only_layers"] = s.mlp_only_layers;
+    }
     if (shared) c["shared_expert_intermediate_size"] = s.shared_ffn;
   }
   if (s.sliding_window) c["sliding_window"] = s.sliding_window;
@@ -252,7 +257,16 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
                           : c.contains("num_experts")     ? int64_t(c["num_experts"])
                           : c.contains("n_routed_experts") ? int64_t(c["n_routed_experts"])
                                                           : 0;
-  const int64_t dense_lead = c.contains("first_k_dense_replace") ? int64_t(c["first_k_dense_replace"]) : 0;
+  // Whether block l has experts: modeling_qwen2_moe / _qwen3_moe (mlp_only_layers, decoder_sparse_step),
+  // modeling_deepseek (first_k_dense_replace, moe_layer_freq); the others: every block.
+  const auto sparse_block = [&](int64_t l) {
+    if (c.contains("first_k_dense_replace"))
+      return l >= int64_t(c["first_k_dense_replace"]) && l % int64_t(c["moe_layer_freq"]) == 0;
+    if (c.contains("mlp_only_layers"))
+      for (const auto& x : c["mlp_only_layers"])
+        if (int64_t(x) == l) return false;
+    return !c.contains("decoder_sparse_step") || (l + 1) % int64_t(c["decoder_sparse_step"]) == 0;
+  };
   const double scaling = gemma     ? 1.0 / std::sqrt(opt("query_pre_attn_scalar"))
                          : granite ? opt("attention_multiplier")
                                    : 1.0 / std::sqrt(double(hd));
@@ -443,7 +457,7 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
         for (int64_t i = 0; i < D; i++) x[size_t(i)] += y[size_t(i)];
         continue;
       }
-      if (experts > 0 && l >= dense_lead) {  // modeling_{mixtral,qwen2_moe,qwen3_moe,olmoe,deepseek}: softmax, top-k, (renormalized,) weighted sum
+      if (experts > 0 && sparse_block(l)) {  // modeling_{mixtral,qwen2_moe,qwen3_moe,olmoe,deepseek}: softmax, top-k, (renormalized,) weighted sum
         const std::string r = pre + (mixtral ? "block_sparse_moe." : "mlp.");
         auto z = linear(r + "gate.weight", h, experts);
         const double mx = *std::max_element(z.begin(), z.end());

@@ -34,6 +34,10 @@ struct SyntheticSpec {
   // renormalizes).
   int64_t experts = 4, experts_used = 2, expert_ffn = 24, shared_ffn = 40;
   bool norm_topk = true;
+  // Dense blocks among the sparse ones: Qwen-MoE's decoder_sparse_step and mlp_only_layers, DeepSeek's
+  // moe_layer_freq (its block 0 is always dense).
+  int64_t sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers;
   bool mxfp4 = false;  // gpt-oss: experts stored as the released checkpoints store them (MXFP4 blocks and scales)
   uint32_t seed = 1;
 };

@@ -402,6 +402,11 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     drop_blocks(m, keep_blocks);
     // DeepSeek's dense first blocks stay first: as many as were kept.
     c.n_dense_lead = std::count_if(keep_blocks.begin(), keep_blocks.end(), [&](int64_t l) { return l < c.n_dense_lead; });
+    if (!c.layer_dense.empty()) {
+      std::vector<uint8_t> dense;
+      for (int64_t l : keep_blocks) dense.push_back(c.layer_dense[size_t(l)]);
+      c.layer_dense = std::move(dense);
+    }
   }
   c.n_layers = kept_layers;
   rep.layer_heads = heads_l, rep.layer_kv_heads = kv_l, rep.layer_ffn = ffn_l;

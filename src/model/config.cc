@@ -110,12 +110,21 @@ void ModelConfig::validate(const std::string& src) const {
     range(size.c_str(), expert_ffn, 1, 1 << 20);
     if (arch != "deepseek") range(expert_field("shared").c_str(), shared_ffn, 0, 1 << 20);
     range("first_k_dense_replace", n_dense_lead, 0, n_layers - 1);
+    if (!layer_dense.empty()) {
+      if (layer_dense.size() != size_t(n_layers))
+        fail("{}: {} flags {} layers, the model has {}", src, field("mlp_only_layers"), layer_dense.size(), n_layers);
+      int64_t sparse = 0;
+      for (int64_t l = 0; l < n_layers; l++) sparse += layer_moe(l);
+      if (sparse == 0)
+        fail("{}: {} leave no block with experts", src,
+             gguf_arch.empty() ? "mlp_only_layers / decoder_sparse_step / moe_layer_freq" : "lmpress.dense_layers");
+    }
     if (arch == "deepseek" && shared_ffn % expert_ffn)
       fail("{}: DeepSeek's shared experts ({}) are whole experts of {}", src, shared_ffn, expert_ffn);
     if (!uniform()) fail("{}: a mixture of experts with layers of different sizes is not supported", src);
     if (!(std::isfinite(expert_scale) && expert_scale > 0))
       fail("{}: {} {} must be a finite number > 0", src, field("routed_scaling_factor"), expert_scale);
-  } else if (n_experts_used || shared_ffn || n_dense_lead) {
+  } else if (n_experts_used || shared_ffn || n_dense_lead || !layer_dense.empty()) {
     fail("{}: {} / {} / {} are set on a model without experts", src, field("num_experts_per_tok"),
          field(expert_field("shared")), field("first_k_dense_replace"));
   }
@@ -181,6 +190,12 @@ RopeLayout gguf_rope_layout(const std::string& a) {
                                                                                            : RopeLayout::Halves;
 }
 
+bool ModelConfig::any_dense_block() const {
+  for (int64_t l = 0; l < n_layers; l++)
+    if (!layer_moe(l)) return true;
+  return false;
+}
+
 float ModelConfig::attention_scale() const { return attn_scale > 0 ? attn_scale : 1.0f / std::sqrt(float(head_dim)); }
 
 std::string ModelConfig::field(const std::string& hf_name) const {
@@ -216,6 +231,7 @@ std::string ModelConfig::field(const std::string& hf_name) const {
       {"n_routed_experts", ".expert_count"},
       {"n_shared_experts", ".expert_shared_count"},
       {"first_k_dense_replace", ".leading_dense_block_count"},
+      {"mlp_only_layers", "lmpress.dense_layers"},
       {"routed_scaling_factor", ".expert_weights_scale"},
       {"rope_scaling.short_factor", "rope_factors_short.weight"},
       {"rope_scaling.long_factor", "rope_factors_long.weight"},

@@ -92,6 +92,9 @@ struct ModelConfig {
   // n_dense_lead blocks have a dense feed-forward of ffn(l) (DeepSeek's
   // first_k_dense_replace), as every block of a model without experts.
   int64_t n_experts = 0, n_experts_used = 0, expert_ffn = 0, shared_ffn = 0, n_dense_lead = 0;
+  // Dense blocks among the sparse ones, a flag per layer (empty: none besides the first n_dense_lead): Qwen's
+  // decoder_sparse_step / mlp_only_layers, DeepSeek's moe_layer_freq. GGUF: lmpress.dense_layers.
+  std::vector<uint8_t> layer_dense;
   bool expert_norm = false;
   float expert_scale = 1.0f;
   // gpt-oss: the router has a bias and the weights are the softmax of the chosen experts' logits alone
@@ -149,7 +152,11 @@ struct ModelConfig {
   // model computing x·(1 + w) in Hugging Face checkpoints; GGUF stores 1 + w).
   bool gemma() const { return arch == "gemma2" || arch == "gemma3"; }
   bool moe() const { return n_experts > 0; }
-  bool layer_moe(int64_t l) const { return moe() && l >= n_dense_lead; }
+  bool layer_moe(int64_t l) const {
+    return moe() && l >= n_dense_lead && (layer_dense.empty() || !layer_dense[size_t(l)]);
+  }
+  // Whether some block of a mixture has a dense feed-forward of ffn_dim.
+  bool any_dense_block() const;
   bool shared_gate() const { return arch == "qwen2moe"; }
   // The config field that holds the expert count ("count"), an expert's size
   // ("size") or the shared expert ("shared") in this architecture's files

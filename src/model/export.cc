@@ -191,6 +191,14 @@ void write_attention_variants(const Model& m, const std::string& a, GGUFWriter& 
       fmt::print(stderr, "warning: {}: its expert weights are {}renormalized, which llama.cpp's {} does not do\n",
                  m.path, c.expert_norm ? "" : "not ", a);
     }
+    if (!c.layer_dense.empty()) {
+      // llama.cpp has only leading dense blocks (deepseek) and loads every other block's expert stacks.
+      std::vector<GGUFValue> flags;
+      for (int64_t l = 0; l < c.n_layers; l++) flags.push_back(GGUFValue::boolean(c.layer_dense[size_t(l)] != 0));
+      w.set("lmpress.dense_layers", GGUFValue::array(GGUFType::BOOL, std::move(flags)));
+      fmt::print(stderr, "warning: {}: dense blocks between its mixtures of experts (lmpress.dense_layers): llama.cpp "
+                 "cannot load this file\n", m.path);
+    }
   }
   if (!c.gemma()) return;
   if (c.arch == "gemma2") w.set(a + ".attn_logit_softcapping", GGUFValue::f32(c.attn_softcap));
@@ -553,7 +561,15 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
     j["moe_intermediate_size"] = c.expert_ffn;
     j["n_shared_experts"] = c.shared_ffn / c.expert_ffn;
     j["first_k_dense_replace"] = c.n_dense_lead;
-    j["moe_layer_freq"] = 1;
+    int64_t freq = 1;  // the one moe_layer_freq whose rule gives these dense blocks
+    while (freq <= c.n_layers && [&] {
+      for (int64_t l = 0; l < c.n_layers; l++)
+        if (c.layer_moe(l) != (l >= c.n_dense_lead && l % freq == 0)) return true;
+      return false;
+    }())
+      freq++;
+    if (freq > c.n_layers) fail("{}: its dense blocks follow no moe_layer_freq of DeepseekConfig", m.path);
+    j["moe_layer_freq"] = freq;
     j["scoring_func"] = "softmax";
     j["norm_topk_prob"] = c.expert_norm;
     if (c.expert_scale != 1.0f) j["routed_scaling_factor"] = c.expert_scale;
@@ -561,8 +577,16 @@ std::unique_ptr<ModelWriter> ModelWriter::hf(const Model& m, const std::string& 
     const bool mixtral = c.arch == "llama", qwen = c.arch == "qwen2moe" || c.arch == "qwen3moe";
     j[mixtral ? "num_local_experts" : "num_experts"] = c.n_experts;
     j["num_experts_per_tok"] = c.n_experts_used;
-    if (qwen) j["moe_intermediate_size"] = c.expert_ffn, j["decoder_sparse_step"] = 1;
-    else j["intermediate_size"] = c.expert_ffn;
+    if (qwen) {
+      j["moe_intermediate_size"] = c.expert_ffn, j["decoder_sparse_step"] = 1;
+      auto dense = nlohmann::json::array();
+      for (int64_t l = 0; l < c.n_layers; l++)
+        if (!c.layer_moe(l)) dense.push_back(l);
+      j["mlp_only_layers"] = dense;
+    } else {
+      if (!c.layer_dense.empty()) fail("{}: {} has no dense blocks among its mixtures of experts", m.path, cls->hf_class);
+      j["intermediate_size"] = c.expert_ffn;
+    }
     if (c.shared_ffn > 0) j["shared_expert_intermediate_size"] = c.shared_ffn;
     if (c.expert_scale != 1.0f) fail("{}: routed expert weights scaled by {}: {} has no such scale", m.path, c.expert_scale, cls->hf_class);
     if (mixtral && !c.expert_norm)

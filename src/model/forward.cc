@@ -176,7 +176,7 @@ void ForwardBuffers::resize(const ModelConfig& c, size_t B) {
   v.resize(B * c.kv_dim());
   att.resize(B * c.q_dim());
   // A mixture of experts: the dense blocks' or the shared expert's (the routed experts' are the threads' own).
-  const size_t F = c.moe() ? size_t(std::max(c.shared_ffn, c.n_dense_lead > 0 ? c.ffn_dim : 0)) : size_t(c.ffn_dim);
+  const size_t F = c.moe() ? size_t(std::max(c.shared_ffn, c.any_dense_block() ? c.ffn_dim : 0)) : size_t(c.ffn_dim);
   gate.resize(B * F);
   up.resize(B * F);
   if (!c.moe()) return;

@@ -234,11 +234,21 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
   test::SyntheticSpec deepseek;  // DeepSeekMoE: block 0 dense, then 5 routed experts (3 used) and 2 shared ones
   deepseek.arch = "DeepseekForCausalLM";
   deepseek.experts = 5, deepseek.experts_used = 3, deepseek.norm_topk = false;
+  // Dense blocks among the sparse ones: Qwen2-MoE with decoder_sparse_step 2 (block 1 of 3 sparse), Qwen3-MoE with
+  // mlp_only_layers [1], DeepSeek with moe_layer_freq 2 (blocks 0 and 1 dense, 2 sparse).
+  test::SyntheticSpec qwen2moe_step = qwen2moe;
+  qwen2moe_step.n_layers = 3, qwen2moe_step.sparse_step = 2;
+  test::SyntheticSpec qwen3moe_mlp_only = qwen3moe;
+  qwen3moe_mlp_only.n_layers = 3, qwen3moe_mlp_only.mlp_only_layers = {1};
+  test::SyntheticSpec deepseek_freq = deepseek;
+  deepseek_freq.n_layers = 3, deepseek_freq.sparse_step = 2;
   for (const Case& c : {Case{"qwen2", qwen}, Case{"qwen2-yarn", qwen2_yarn}, Case{"llama3", llama3}, Case{"mistral", mistral}, Case{"qwen3", qwen3},
                         Case{"mistral-window", mistral_window}, Case{"gemma2", gemma2}, Case{"gemma3", gemma3},
                         Case{"granite", granite}, Case{"smollm3", smollm3}, Case{"olmo2", olmo2}, Case{"phi3", phi3},
                         Case{"phi3-partial-rotary", phi3_partial}, Case{"mixtral", mixtral}, Case{"qwen2moe", qwen2moe},
-                        Case{"qwen3moe", qwen3moe}, Case{"olmoe", olmoe}, Case{"deepseek", deepseek}}) {
+                        Case{"qwen3moe", qwen3moe}, Case{"olmoe", olmoe}, Case{"deepseek", deepseek},
+                        Case{"qwen2moe-sparse-step", qwen2moe_step}, Case{"qwen3moe-mlp-only-layers", qwen3moe_mlp_only},
+                        Case{"deepseek-moe-layer-freq", deepseek_freq}}) {
     SCOPED_TRACE(c.name);
     std::string dir = test::temp_dir();
     test::write_synthetic_hf(dir, c.spec);
@@ -282,6 +292,13 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
     EXPECT_EQ(gg->cfg.sliding_window, c.spec.sliding_window);
     EXPECT_EQ(back->cfg.layer_swa, hf->cfg.layer_swa);
     EXPECT_EQ(gg->cfg.layer_rope, hf->cfg.layer_rope);
+    std::string blocks;  // 'm' for a block with experts, 'd' for a dense one: the same through GGUF and back
+    for (int64_t l = 0; l < hf->cfg.n_layers; l++) blocks += hf->cfg.layer_moe(l) ? 'm' : 'd';
+    for (const Model* m : {gg.get(), back.get()})
+      for (int64_t l = 0; l < hf->cfg.n_layers; l++) EXPECT_EQ(m->cfg.layer_moe(l), blocks[size_t(l)] == 'm') << l;
+    if (c.name == std::string("qwen2moe-sparse-step")) EXPECT_EQ(blocks, "dmd");
+    if (c.name == std::string("qwen3moe-mlp-only-layers")) EXPECT_EQ(blocks, "mdm");
+    if (c.name == std::string("deepseek-moe-layer-freq")) EXPECT_EQ(blocks, "ddm");
     for (const Model* m : {hf.get(), gg.get(), back.get()}) {
       auto got = all_logits(*m, toks, 16);
       const int64_t V = m->cfg.n_vocab;

@@ -124,6 +124,12 @@ void read_gguf_experts(const GGUFFile& g, const std::string& path, ModelConfig& 
     const double scale = g.get_float(k + "expert_weights_scale").value_or(0.0);
     if (scale != 0) c.expert_scale = config_float(scale, path, k + "expert_weights_scale");
   }
+  if (const GGUFValue* v = g.find("lmpress.dense_layers")) {  // written by lmpress: dense blocks among the sparse ones
+    if (v->type != GGUFType::ARRAY || v->elem_type != GGUFType::BOOL || v->as_array().size() != size_t(c.n_layers))
+      fail("{}: lmpress.dense_layers should hold a bool per layer ({})", path, c.n_layers);
+    c.layer_dense.assign(size_t(c.n_layers), 0);
+    for (int64_t l = 0; l < c.n_layers; l++) c.layer_dense[size_t(l)] = v->as_array()[size_t(l)].as_int() != 0;
+  }
   if (const GGUFValue* v = g.find(k + "expert_weights_norm")) {
     if (v->type != GGUFType::BOOL) fail("{}: {}expert_weights_norm should be a bool", path, k);
     c.expert_norm = v->as_int() != 0;

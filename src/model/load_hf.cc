@@ -194,7 +194,13 @@ void read_experts(const nlohmann::json& j, const std::string& path, const std::s
     if (shared < 0 || shared > 64) fail("{}: n_shared_experts {} is out of range [0, 64]", path, shared);
     c.shared_ffn = shared * c.expert_ffn;
     c.n_dense_lead = get("first_k_dense_replace", 0);
-    if (get("moe_layer_freq", 1) != 1) fail("{}: moe_layer_freq {}: dense blocks between the mixtures are not supported", path, get("moe_layer_freq", 1));
+    // modeling_deepseek: block l has experts when l >= first_k_dense_replace and l % moe_layer_freq == 0.
+    const int64_t freq = get("moe_layer_freq", 1);
+    if (freq < 1 || freq > c.n_layers) fail("{}: moe_layer_freq {} is out of range [1, {}]", path, freq, c.n_layers);
+    if (freq > 1) {
+      c.layer_dense.assign(size_t(c.n_layers), 0);
+      for (int64_t l = 0; l < c.n_layers; l++) c.layer_dense[size_t(l)] = l % freq != 0;
+    }
     if (const std::string f = json_string(j, "scoring_func", path, "", "softmax"); f != "softmax")
       fail("{}: scoring_func '{}' is not supported (softmax)", path, f);
     c.expert_norm = json_bool(j, "norm_topk_prob", path, "", false);
@@ -208,13 +214,27 @@ void read_experts(const nlohmann::json& j, const std::string& path, const std::s
   c.expert_ffn = qwen ? get_int("moe_intermediate_size", std::nullopt) : c.ffn_dim;
   if (c.arch == "qwen2moe") c.shared_ffn = get_int("shared_expert_intermediate_size", std::nullopt);
   c.expert_norm = mixtral || json_bool(j, "norm_topk_prob", path, "", false);
-  // Dense blocks among the sparse ones (Qwen's decoder_sparse_step / mlp_only_layers).
-  if (qwen && get_int("decoder_sparse_step", 1) != 1)
-    fail("{}: decoder_sparse_step {}: dense blocks between the mixtures of experts are not supported", path,
-         get_int("decoder_sparse_step", 1));
-  if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null() &&
-      !(j["mlp_only_layers"].is_array() && j["mlp_only_layers"].empty()))
-    fail("{}: mlp_only_layers: dense blocks between the mixtures of experts are not supported", path);
+  // Dense blocks among the sparse ones (modeling_qwen2_moe / _qwen3_moe): block l has experts unless it is in
+  // mlp_only_layers or (l + 1) % decoder_sparse_step != 0; a dense block's MLP has intermediate_size.
+  std::vector<uint8_t> dense(size_t(c.n_layers), 0);
+  bool any = false;
+  if (qwen) {
+    const int64_t step = get_int("decoder_sparse_step", 1);
+    if (step < 1 || step > c.n_layers) fail("{}: decoder_sparse_step {} is out of range [1, {}]", path, step, c.n_layers);
+    for (int64_t l = 0; l < c.n_layers; l++) any |= bool(dense[size_t(l)] = (l + 1) % step != 0);
+  }
+  if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null()) {
+    if (!qwen) fail("{}: mlp_only_layers is read for Qwen2-MoE and Qwen3-MoE only", path);
+    const auto& m = j["mlp_only_layers"];
+    if (!m.is_array()) fail("{}: field mlp_only_layers must be an array of layer indices", path);
+    for (size_t i = 0; i < m.size(); i++) {
+      if (!m[i].is_number_integer()) fail("{}: mlp_only_layers[{}] must be an integer", path, i);
+      const int64_t l = m[i].is_number_unsigned() ? int64_t(std::min<uint64_t>(m[i].get<uint64_t>(), INT64_MAX)) : m[i].get<int64_t>();
+      if (l < 0 || l >= c.n_layers) fail("{}: mlp_only_layers[{}] = {} is not a layer (0..{})", path, i, l, c.n_layers - 1);
+      dense[size_t(l)] = 1, any = true;
+    }
+  }
+  if (any) c.layer_dense = std::move(dense);
   if (j.contains("clip_qkv") && !j["clip_qkv"].is_null())
     fail("{}: clip_qkv: clipping q, k and v (OLMoE's option) is not supported", path);
 }
