@@ -577,6 +577,9 @@ typedef struct lmpress_convert_params {
    * key/value heads pooled into N groups (`--kv-heads`); 0: neither. */
   int64_t split_experts, kv_heads;
   bool skip_finite_check;
+  /* With split_experts: experts used per token (0: all of them, the
+   * equivalent mixture; fewer: a sparse one to train, `--experts-used`). */
+  int64_t split_experts_used;
 } lmpress_convert_params;
 
 LMPRESS_API lmpress_convert_params lmpress_convert_default_params(void);

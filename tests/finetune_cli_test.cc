@@ -63,6 +63,33 @@ TEST(FinetuneCli, DistillsAPrunedModelKeepingItsZeros) {
   EXPECT_EQ(nlohmann::json::parse(r.out)["frozen_zeros"].get<int64_t>(), 0);
 }
 
+// lmp-8m upcycled into a sparse mixture (8 neuron-slice experts, 2 per token: a worse model than the dense
+// one), then distilled from the dense model: the router and the experts train, the held-out perplexity and the
+// KL divergence to the teacher fall, and the file written is the same mixture.
+TEST(FinetuneCli, UpcycledMixtureOfExpertsTrainsByDistillation) {
+  const std::string d = test::temp_dir();
+  const std::string text = S("data/calib/docs-calib.txt");
+  const std::string model = S("models/lmp-8m");
+  ASSERT_EQ(run_cli("convert " + model + " " + d + "/moe.gguf --split-experts 8 --experts-used 2").status, 0);
+  auto r = run_cli("finetune " + d + "/moe.gguf " + d + "/kd.gguf --teacher " + model + " --loss kl --data " + text +
+                   " --eval " + text + " --eval-windows 6 --steps 12 --batch 4 --ctx 64 --lr 5e-4 --warmup 2 --json");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_LT(j["eval_ppl_after"].get<double>(), j["eval_ppl_before"].get<double>());
+  auto before = load_model(d + "/moe.gguf"), after = load_model(d + "/kd.gguf");
+  EXPECT_EQ(after->cfg.n_experts, 8);
+  EXPECT_EQ(after->cfg.n_experts_used, 2);
+  for (const std::string name : {"blk.2.ffn_gate_inp.weight", "blk.2.ffn_down.5.weight", "blk.0.ffn_gate.1.weight"}) {
+    const auto a = to_f32(before->tensor(name)), b = to_f32(after->tensor(name));
+    int64_t moved = 0;
+    for (size_t i = 0; i < a.size(); i++) moved += a[i] != b[i];
+    EXPECT_GT(moved, int64_t(a.size() / 2)) << name;
+  }
+  EXPECT_LT(kld(model, d + "/kd.gguf", text), kld(model, d + "/moe.gguf", text));
+  expect_cli_error("convert " + model + " " + d + "/x.gguf --split-experts 4 --experts-used 5",
+                   "--experts-used 5: at most the 4 experts of --split-experts");
+}
+
 TEST(FinetuneCli, BadInputIsAClearErrorAndWritesNothing) {
   const std::string d = test::temp_dir();
   const std::string model = S("models/lmp-8m"), text = S("data/calib/docs-calib.txt");

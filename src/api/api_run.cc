@@ -667,12 +667,16 @@ lmpress_status lmpress_convert_model(const char* in_path, const char* out_path, 
     if (p.name) r.name = p.name;
     r.split_experts = in_range(p.split_experts, 0, 64, fn, "split_experts");
     if (r.split_experts == 1) invalid("{}: split_experts 1: 0 (off) or 2 .. 64", fn);
+    r.split_experts_used = in_range(p.split_experts_used, 0, 64, fn, "split_experts_used");
+    if (r.split_experts_used > 0 && r.split_experts == 0) invalid("{}: split_experts_used without split_experts", fn);
+    if (r.split_experts_used > r.split_experts)
+      invalid("{}: split_experts_used {} is above the {} experts", fn, r.split_experts_used, r.split_experts);
     r.kv_heads = in_range(p.kv_heads, 0, int64_t(1) << 20, fn, "kv_heads");
     const std::string tokenizer = p.tokenizer_path ? p.tokenizer_path : "";
     guard_paths(in_path, out_path, {{"tokenizer_path", tokenizer}}, OutputKind::Either);
     auto m = load_for_compression(in_path, tokenizer, p.skip_finite_check);
     if (r.kv_heads > 0) pool_kv_heads(*m, r.kv_heads);
-    if (r.split_experts > 0) split_into_experts(*m, r.split_experts);
+    if (r.split_experts > 0) split_into_experts(*m, r.split_experts, r.split_experts_used);
     const std::string format = convert_model(*m, out_path, r);
     set_report(nlohmann::ordered_json{{"path", out_path}, {"format", format}, {"tensors", m->tensors.size()}});
   });

@@ -36,7 +36,7 @@ void pool_kv_heads(Model& m, int64_t kv_heads) {
   m.bind();
 }
 
-void split_into_experts(Model& m, int64_t experts) {
+void split_into_experts(Model& m, int64_t experts, int64_t used) {
   ModelConfig& c = m.cfg;
   if (c.moe()) fail("{}: --split-experts: the model is a mixture of experts already", m.path);
   if (c.arch != "llama" && c.arch != "qwen3")
@@ -47,7 +47,17 @@ void split_into_experts(Model& m, int64_t experts) {
     fail("{}: --split-experts: ffn_down's input is rotated online (R4), which mixes every expert's channels", m.path);
   if (experts < 2 || experts > 64 || c.ffn_dim % experts)
     fail("--split-experts {}: a count in [2, 64] dividing the feed-forward size {}", experts, c.ffn_dim);
+  if (used < 0 || used > experts) fail("--experts-used {}: at most the {} experts", used, experts);
+  if (used == 0) used = experts;
   const int64_t D = c.dim, F = c.ffn_dim, S = F / experts;
+  // Per block, the router [experts, D]: zero, or each slice's mean gate row.
+  std::vector<std::vector<float>> routers(size_t(c.n_layers), std::vector<float>(size_t(experts * D), 0.0f));
+  for (int64_t l = 0; used < experts && l < c.n_layers; l++) {
+    const std::vector<float> g = to_f32(m.tensor(fmt::format("blk.{}.ffn_gate.weight", l)));
+    for (int64_t e = 0; e < experts; e++)
+      for (int64_t j = 0; j < S; j++)
+        for (int64_t i = 0; i < D; i++) routers[size_t(l)][size_t(e * D + i)] += g[size_t((e * S + j) * D + i)] / float(S);
+  }
   std::vector<Tensor> out;
   for (const Tensor& t : m.tensors) {
     const int64_t l = layer_of(t.name);
@@ -72,13 +82,14 @@ void split_into_experts(Model& m, int64_t experts) {
       out.push_back(make_f32_tensor(expert_tensor_name(stack, e), down ? std::vector<int64_t>{D, S} : std::vector<int64_t>{S, D},
                                     std::move(part)));
     }
-    if (down) out.push_back(make_f32_tensor(b + "ffn_gate_inp.weight", {experts, D}, std::vector<float>(size_t(experts * D), 0.0f)));
+    if (down) out.push_back(make_f32_tensor(b + "ffn_gate_inp.weight", {experts, D}, std::move(routers[size_t(l)])));
   }
   m.tensors = std::move(out);
   if (c.arch == "qwen3") {
     c.set_arch("qwen3moe");  // keeps q/k norms; renormalizes, as llama does
   }
-  c.n_experts = c.n_experts_used = experts;
+  c.n_experts = experts;
+  c.n_experts_used = used;
   c.expert_ffn = S;
   c.expert_norm = true;
   m.bind();

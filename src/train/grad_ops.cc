@@ -348,6 +348,51 @@ double loss_backward(const Loss& loss, T* z, const int32_t* targets, const Teach
   return total;
 }
 
+// The floor llama.cpp puts under the chosen weights' sum before dividing (the smallest normal f16), as inference.
+constexpr double kRouteSumFloor = 6.103515625e-5;
+
+template <class T>
+void route_forward(const T* z, int64_t n, int64_t E, int64_t K, bool norm, double scale, T* probs, int32_t* chosen,
+                   T* weights, T* sums) {
+  std::vector<int32_t> order(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; t++) {
+    T* p = probs + t * E;
+    const T mx = *std::max_element(z + t * E, z + (t + 1) * E);
+    T sum = 0;
+    for (int64_t e = 0; e < E; e++) sum += p[e] = std::exp(z[t * E + e] - mx);
+    for (int64_t e = 0; e < E; e++) p[e] /= sum;
+    for (int64_t e = 0; e < E; e++) order[size_t(e)] = int32_t(e);
+    std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    T total = 0;
+    for (int64_t k = 0; k < K; k++) chosen[t * K + k] = order[size_t(k)], total += p[order[size_t(k)]];
+    sums[t] = total;
+    const T div = norm ? std::max(total, T(kRouteSumFloor)) : T(1);
+    for (int64_t k = 0; k < K; k++) weights[t * K + k] = T(scale) * p[chosen[t * K + k]] / div;
+  }
+}
+
+template <class T>
+void route_backward(const T* probs, const int32_t* chosen, const T* weights, const T* sums, const T* dw, int64_t n,
+                    int64_t E, int64_t K, bool norm, double scale, T* dz) {
+  std::vector<T> dp(static_cast<size_t>(E));
+  for (int64_t t = 0; t < n; t++) {
+    const T* p = probs + t * E;
+    std::fill(dp.begin(), dp.end(), T(0));
+    // w_k = s·p_k / S with S = Σ chosen p (held constant under the floor): ∂/∂p_k = s/S · (dw_k − Σ_j dw_j·w_j / s).
+    const bool divides = norm && sums[t] >= T(kRouteSumFloor);
+    const T S = norm ? std::max(sums[t], T(kRouteSumFloor)) : T(1);
+    T mean = 0;
+    if (divides)
+      for (int64_t k = 0; k < K; k++) mean += dw[t * K + k] * weights[t * K + k] / T(scale);
+    for (int64_t k = 0; k < K; k++) dp[size_t(chosen[t * K + k])] += T(scale) / S * (dw[t * K + k] - mean);
+    // Softmax: dz_e = p_e · (dp_e − Σ_f p_f·dp_f).
+    T dot = 0;
+    for (int64_t e = 0; e < E; e++) dot += p[e] * dp[size_t(e)];
+    for (int64_t e = 0; e < E; e++) dz[t * E + e] = p[e] * (dp[size_t(e)] - dot);
+  }
+}
+
 #define LMPRESS_TRAIN_OPS(T)                                                                                         \
   template void linear_forward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, T*);                      \
   template void linear_backward<T>(const T*, const T*, const T*, int64_t, int64_t, int64_t, T*, T*, T*, bool);       \
@@ -360,6 +405,9 @@ double loss_backward(const Loss& loss, T* z, const int32_t* targets, const Teach
                                       int64_t, int64_t, double, T*, T*, T*, int64_t);                                \
   template void swiglu_forward<T>(const T*, const T*, int64_t, T*);                                                  \
   template void swiglu_backward<T>(const T*, const T*, const T*, int64_t, T*, T*);                                   \
+  template void route_forward<T>(const T*, int64_t, int64_t, int64_t, bool, double, T*, int32_t*, T*, T*);           \
+  template void route_backward<T>(const T*, const int32_t*, const T*, const T*, const T*, int64_t, int64_t, int64_t, \
+                                  bool, double, T*);                                                                 \
   template double loss_backward<T>(const Loss&, T*, const int32_t*, const TeacherLogits&, int64_t, int64_t, double, \
                                    double*);
 LMPRESS_TRAIN_OPS(float)

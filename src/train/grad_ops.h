@@ -68,6 +68,19 @@ void swiglu_forward(const T* g, const T* u, int64_t n, T* a);
 template <class T>
 void swiglu_backward(const T* g, const T* u, const T* da, int64_t n, T* dg, T* du);
 
+// A mixture of experts' routing on n rows of router logits z[n, E], as
+// model/forward.h's route_experts: probs = softmax(z) (z may be probs), the K
+// most probable (ties to the lower expert) in chosen[n, K], their weights
+// p / Σ chosen p when `norm` (the sum kept in sums[n]), times `scale`.
+template <class T>
+void route_forward(const T* z, int64_t n, int64_t E, int64_t K, bool norm, double scale, T* probs, int32_t* chosen,
+                   T* weights, T* sums);
+// dz[n, E] (overwritten) from the weights' gradients dw[n, K], the choice
+// held fixed (top-k is not differentiable).
+template <class T>
+void route_backward(const T* probs, const int32_t* chosen, const T* weights, const T* sums, const T* dw, int64_t n,
+                    int64_t E, int64_t K, bool norm, double scale, T* dz);
+
 // The training losses on logits z[rows, V]: cross-entropy against the next
 // tokens, forward KL(teacher ‖ student) (distillation), reverse KL(student ‖
 // teacher) (MiniLLM), or a·CE + (1 − a)·KL.

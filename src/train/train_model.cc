@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/parse.h"
+#include "core/tensor_names.h"
 #include "kernels/blocks.h"
 #include "kernels/matmul.h"
 #include "kernels/to_f32.h"
@@ -77,9 +78,9 @@ void check_trainable(const ModelConfig& c, const std::string& who) {
          "models; architecture {})",
          who, what, c.arch);
   };
-  if (c.moe()) refuse("mixtures of experts");
+  if (c.expert_softmax_chosen) refuse("gpt-oss's routing");
   if (c.post_norms || !c.pre_norms) refuse("post-norms");
-  if (c.qk_norm_full) refuse("q/k norms over all heads (OLMo 2)");
+  if (c.qk_norm_full) refuse("q/k norms over all heads (OLMo 2, OLMoE)");
   if (c.attn_softcap > 0 || c.final_softcap > 0) refuse("soft-capping");
   if (c.embed_scale != 1.0f || c.residual_scale != 1.0f || c.logit_scale != 1.0f) refuse("embedding, residual or logit scales");
   if (c.ffn_act != FfnAct::SiLU) refuse(c.ffn_act == FfnAct::GeluTanh ? "GeGLU" : "gpt-oss's clamped SwiGLU");
@@ -150,9 +151,28 @@ TrainModel<T>::TrainModel(const Model& m, const LoraSpec& lora) : c_(m.cfg), lor
     }
     L.o = linear(m, p + "attn_output.weight", qd, D, l, "o");
     L.ffn_norm = add(p + "ffn_norm.weight", 1, D, full);
-    L.gate = linear(m, p + "ffn_gate.weight", D, F, l, "gate");
-    L.up = linear(m, p + "ffn_up.weight", D, F, l, "up");
-    L.down = linear(m, p + "ffn_down.weight", F, D, l, "down");
+    if (c_.layer_moe(l)) {
+      // The router and the routed experts take no adapters (llama.cpp's adapters address whole stacks).
+      L.moe = true;
+      L.router = linear(m, p + "ffn_gate_inp.weight", D, c_.n_experts, l, "router");
+      const int64_t FE = c_.expert_ffn;
+      for (int64_t e = 0; e < c_.n_experts; e++) {
+        L.eg.push_back(linear(m, expert_tensor_name(p + "ffn_gate_exps.weight", e), D, FE, l, "expert"));
+        L.eu.push_back(linear(m, expert_tensor_name(p + "ffn_up_exps.weight", e), D, FE, l, "expert"));
+        L.ed.push_back(linear(m, expert_tensor_name(p + "ffn_down_exps.weight", e), FE, D, l, "expert"));
+      }
+      if (c_.shared_ffn > 0) {
+        const int64_t FS = c_.shared_ffn;
+        L.sg = linear(m, p + "ffn_gate_shexp.weight", D, FS, l, "gate");
+        L.su = linear(m, p + "ffn_up_shexp.weight", D, FS, l, "up");
+        L.sd = linear(m, p + "ffn_down_shexp.weight", FS, D, l, "down");
+        if (c_.shared_gate()) L.shexp_gate = add(p + "ffn_gate_inp_shexp.weight", 1, D, full);
+      }
+    } else {
+      L.gate = linear(m, p + "ffn_gate.weight", D, F, l, "gate");
+      L.up = linear(m, p + "ffn_up.weight", D, F, l, "up");
+      L.down = linear(m, p + "ffn_down.weight", F, D, l, "down");
+    }
     layers_.push_back(L);
     rope_.push_back(c_.uses_rope(l) ? m.rope_freqs(l, false) : std::vector<float>{});
   }
@@ -193,7 +213,7 @@ LoraAdapter TrainModel<T>::adapter() const {
   LoraAdapter a;
   a.rank = lora_.rank, a.alpha = lora_.alpha;
   for (const LayerIdx& L : layers_) {
-    for (const Lin* lin : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down}) {
+    for (const Lin* lin : {&L.q, &L.k, &L.v, &L.o, &L.gate, &L.up, &L.down, &L.sg, &L.su, &L.sd}) {
       if (lin->a == kNone) continue;
       LoraAdapter::Pair p;
       p.weight = lin->name, p.in = lin->in, p.out = lin->out;
@@ -459,6 +479,19 @@ void TrainModel<T>::resize(int64_t B, int64_t n) {
     rstdq_.assign(N * size_t(c_.n_heads), T(0)), rstdk_.assign(N * size_t(c_.n_kv_heads), T(0));
   }
   for (auto* v : {&g_, &u_, &a_, &dg_, &du_, &da_}) v->assign(N * F, T(0));
+  if (c_.moe()) {
+    const size_t E = size_t(c_.n_experts), K = size_t(c_.n_experts_used), FE = size_t(c_.expert_ffn),
+                 FS = size_t(c_.shared_ffn);
+    for (auto* v : {&probs_, &dz_}) v->assign(N * E, T(0));
+    for (auto* v : {&wts_, &dwts_}) v->assign(N * K, T(0));
+    for (auto* v : {&sums_, &sgl_}) v->assign(N, T(0));
+    for (auto* v : {&gx_, &ey_, &dgx_}) v->assign(N * K * D, T(0));
+    for (auto* v : {&eg_, &eu_, &ea_, &deg_, &deu_, &dea_}) v->assign(N * K * FE, T(0));
+    for (auto* v : {&sg_, &su_, &sa_, &dsg_, &dsu_, &dsa_}) v->assign(N * FS, T(0));
+    for (auto* v : {&sy_, &dsy_}) v->assign(FS ? N * D : 0, T(0));
+    chosen_.assign(N * K, 0);
+    slot_.assign(N * K, 0);
+  }
   lse_.assign(size_t(B * c_.n_heads * n), T(0));
 }
 
@@ -516,10 +549,14 @@ void TrainModel<T>::block_forward(int64_t l, const T* x_in, T* x_out) {
   lin_forward(L.o, kNone, att_.data(), N, x1_.data());
   for (int64_t i = 0; i < N * D; i++) x1_[size_t(i)] += x_in[i];
   rmsnorm_forward(x1_.data(), W(L.ffn_norm), N, D, c_.rms_eps, xn2_.data(), rstd2_.data());
-  lin_forward(L.gate, kNone, xn2_.data(), N, g_.data());
-  lin_forward(L.up, kNone, xn2_.data(), N, u_.data());
-  swiglu_forward(g_.data(), u_.data(), N * F, a_.data());
-  lin_forward(L.down, kNone, a_.data(), N, x_out);
+  if (L.moe) {
+    moe_forward(L, x_out);
+  } else {
+    lin_forward(L.gate, kNone, xn2_.data(), N, g_.data());
+    lin_forward(L.up, kNone, xn2_.data(), N, u_.data());
+    swiglu_forward(g_.data(), u_.data(), N * F, a_.data());
+    lin_forward(L.down, kNone, a_.data(), N, x_out);
+  }
   for (int64_t i = 0; i < N * D; i++) x_out[i] += x1_[size_t(i)];
 }
 
@@ -528,11 +565,15 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
   const LayerIdx& L = layers_[size_t(l)];
   const int64_t N = B_ * n_, D = c_.dim, F = c_.ffn_dim, H = c_.n_heads, KV = c_.n_kv_heads, hd = c_.head_dim;
   const int64_t qd = H * hd, kvd = KV * hd;
-  // Feed-forward: x_out = x1 + down(swiglu(gate(xn2), up(xn2))).
-  lin_backward(L.down, kNone, a_.data(), dx, N, da_.data(), false);
-  swiglu_backward(g_.data(), u_.data(), da_.data(), N * F, dg_.data(), du_.data());
-  lin_backward(L.gate, kNone, xn2_.data(), dg_.data(), N, dxn_.data(), false);
-  lin_backward(L.up, kNone, xn2_.data(), du_.data(), N, dxn_.data(), true);
+  // Feed-forward: x_out = x1 + down(swiglu(gate(xn2), up(xn2))), or the mixture's output.
+  if (L.moe) {
+    moe_backward(L, dx);
+  } else {
+    lin_backward(L.down, kNone, a_.data(), dx, N, da_.data(), false);
+    swiglu_backward(g_.data(), u_.data(), da_.data(), N * F, dg_.data(), du_.data());
+    lin_backward(L.gate, kNone, xn2_.data(), dg_.data(), N, dxn_.data(), false);
+    lin_backward(L.up, kNone, xn2_.data(), du_.data(), N, dxn_.data(), true);
+  }
   std::copy(dx, dx + N * D, dx1_.begin());
   rmsnorm_backward(x1_.data(), W(L.ffn_norm), rstd2_.data(), dxn_.data(), N, D, dx1_.data(), Gopt(L.ffn_norm));
   // Attention: x1 = x_in + wo(attention(rope(q), rope(k), v)).
@@ -559,6 +600,111 @@ void TrainModel<T>::block_backward(int64_t l, const T* x_in, T* dx) {
   lin_backward(L.v, L.bv, xn1_.data(), dv_.data(), N, dxn_.data(), true);
   std::copy(dx1_.begin(), dx1_.begin() + N * D, dx);
   rmsnorm_backward(x_in, W(L.attn_norm), rstd1_.data(), dxn_.data(), N, D, dx, Gopt(L.attn_norm));
+}
+
+template <class T>
+void TrainModel<T>::moe_forward(const LayerIdx& L, T* y) {
+  const int64_t N = B_ * n_, D = c_.dim, E = c_.n_experts, K = c_.n_experts_used, FE = c_.expert_ffn;
+  lin_forward(L.router, kNone, xn2_.data(), N, probs_.data());
+  route_forward(probs_.data(), N, E, K, c_.expert_norm, c_.expert_scale, probs_.data(), chosen_.data(), wts_.data(),
+                sums_.data());
+  // The (row, k) pairs grouped by expert, in row order within each.
+  eoff_.assign(size_t(E + 1), 0);
+  for (int64_t i = 0; i < N * K; i++) eoff_[size_t(chosen_[size_t(i)]) + 1]++;
+  for (int64_t e = 0; e < E; e++) eoff_[size_t(e + 1)] += eoff_[size_t(e)];
+  std::vector<int64_t> fill(eoff_.begin(), eoff_.end() - 1);
+  for (int64_t i = 0; i < N * K; i++) {
+    const int64_t pos = fill[size_t(chosen_[size_t(i)])]++;
+    slot_[size_t(pos)] = i;
+    std::copy_n(xn2_.data() + (i / K) * D, D, gx_.data() + pos * D);
+  }
+  for (int64_t e = 0; e < E; e++) {
+    const int64_t o = eoff_[size_t(e)], ne = eoff_[size_t(e + 1)] - o;
+    if (ne == 0) continue;
+    lin_forward(L.eg[size_t(e)], kNone, gx_.data() + o * D, ne, eg_.data() + o * FE);
+    lin_forward(L.eu[size_t(e)], kNone, gx_.data() + o * D, ne, eu_.data() + o * FE);
+    swiglu_forward(eg_.data() + o * FE, eu_.data() + o * FE, ne * FE, ea_.data() + o * FE);
+    lin_forward(L.ed[size_t(e)], kNone, ea_.data() + o * FE, ne, ey_.data() + o * D);
+  }
+  std::fill(y, y + N * D, T(0));
+  for (int64_t pos = 0; pos < N * K; pos++) {
+    const int64_t i = slot_[size_t(pos)];
+    const T wk = wts_[size_t(i)];
+    T* yr = y + (i / K) * D;
+    const T* er = ey_.data() + pos * D;
+    for (int64_t j = 0; j < D; j++) yr[j] += wk * er[j];
+  }
+  if (L.sg.out == 0) return;
+  const int64_t FS = c_.shared_ffn;
+  lin_forward(L.sg, kNone, xn2_.data(), N, sg_.data());
+  lin_forward(L.su, kNone, xn2_.data(), N, su_.data());
+  swiglu_forward(sg_.data(), su_.data(), N * FS, sa_.data());
+  lin_forward(L.sd, kNone, sa_.data(), N, sy_.data());
+  for (int64_t r = 0; r < N; r++) {
+    T gate = 1;
+    if (L.shexp_gate != kNone) {  // Qwen2-MoE: sigmoid(xn2 · g)
+      T z = 0;
+      for (int64_t j = 0; j < D; j++) z += xn2_[size_t(r * D + j)] * W(L.shexp_gate)[j];
+      sgl_[size_t(r)] = z;
+      gate = T(1) / (T(1) + std::exp(-z));
+    }
+    for (int64_t j = 0; j < D; j++) y[r * D + j] += gate * sy_[size_t(r * D + j)];
+  }
+}
+
+template <class T>
+void TrainModel<T>::moe_backward(const LayerIdx& L, const T* dy) {
+  const int64_t N = B_ * n_, D = c_.dim, E = c_.n_experts, K = c_.n_experts_used, FE = c_.expert_ffn;
+  // y[r] = Σ_k w_rk · expert_k(xn2[r]): ∂/∂w_rk = dy[r] · expert output; the output's gradient w_rk · dy[r]
+  // (into ey_, whose values are no longer needed).
+  for (int64_t pos = 0; pos < N * K; pos++) {
+    const int64_t i = slot_[size_t(pos)];
+    const T* g = dy + (i / K) * D;
+    T* er = ey_.data() + pos * D;
+    T d = 0;
+    for (int64_t j = 0; j < D; j++) d += g[j] * er[j];
+    dwts_[size_t(i)] = d;
+    for (int64_t j = 0; j < D; j++) er[j] = wts_[size_t(i)] * g[j];
+  }
+  for (int64_t e = 0; e < E; e++) {
+    const int64_t o = eoff_[size_t(e)], ne = eoff_[size_t(e + 1)] - o;
+    if (ne == 0) continue;
+    lin_backward(L.ed[size_t(e)], kNone, ea_.data() + o * FE, ey_.data() + o * D, ne, dea_.data() + o * FE, false);
+    swiglu_backward(eg_.data() + o * FE, eu_.data() + o * FE, dea_.data() + o * FE, ne * FE, deg_.data() + o * FE,
+                    deu_.data() + o * FE);
+    lin_backward(L.eg[size_t(e)], kNone, gx_.data() + o * D, deg_.data() + o * FE, ne, dgx_.data() + o * D, false);
+    lin_backward(L.eu[size_t(e)], kNone, gx_.data() + o * D, deu_.data() + o * FE, ne, dgx_.data() + o * D, true);
+  }
+  std::fill(dxn_.begin(), dxn_.end(), T(0));
+  for (int64_t pos = 0; pos < N * K; pos++) {
+    T* dr = dxn_.data() + (slot_[size_t(pos)] / K) * D;
+    const T* gr = dgx_.data() + pos * D;
+    for (int64_t j = 0; j < D; j++) dr[j] += gr[j];
+  }
+  route_backward(probs_.data(), chosen_.data(), wts_.data(), sums_.data(), dwts_.data(), N, E, K, c_.expert_norm,
+                 c_.expert_scale, dz_.data());
+  lin_backward(L.router, kNone, xn2_.data(), dz_.data(), N, dxn_.data(), true);
+  if (L.sg.out == 0) return;
+  const int64_t FS = c_.shared_ffn;
+  const T* dsy = dy;
+  if (L.shexp_gate != kNone) {
+    T* gg = Gopt(L.shexp_gate);
+    for (int64_t r = 0; r < N; r++) {
+      const T s = T(1) / (T(1) + std::exp(-sgl_[size_t(r)]));
+      T d = 0;
+      for (int64_t j = 0; j < D; j++) d += dy[r * D + j] * sy_[size_t(r * D + j)], dsy_[size_t(r * D + j)] = s * dy[r * D + j];
+      const T dz = d * s * (T(1) - s);
+      for (int64_t j = 0; j < D; j++) {
+        if (gg) gg[j] += dz * xn2_[size_t(r * D + j)];
+        dxn_[size_t(r * D + j)] += dz * W(L.shexp_gate)[j];
+      }
+    }
+    dsy = dsy_.data();
+  }
+  lin_backward(L.sd, kNone, sa_.data(), dsy, N, dsa_.data(), false);
+  swiglu_backward(sg_.data(), su_.data(), dsa_.data(), N * FS, dsg_.data(), dsu_.data());
+  lin_backward(L.sg, kNone, xn2_.data(), dsg_.data(), N, dxn_.data(), true);
+  lin_backward(L.su, kNone, xn2_.data(), dsu_.data(), N, dxn_.data(), true);
 }
 
 template <class T>

@@ -21,7 +21,10 @@ namespace lmpress::train {
 // Fails naming `who` and the feature when the trainer does not run a model of
 // config c: it runs Llama, Mistral (no window), Qwen2 (q/k/v biases) and
 // Qwen3 (q/k norms) blocks, tied or untied heads, either RoPE pairing, any
-// rope scaling given as frequencies.
+// rope scaling given as frequencies, and their mixtures of experts (Mixtral,
+// Qwen2-MoE with its gated shared expert, Qwen3-MoE, DeepSeekMoE; dense blocks
+// among them). Routing: the top-k choice is held fixed in the backward; the
+// router learns through the chosen experts' weights.
 void check_trainable(const ModelConfig& c, const std::string& who);
 
 // LoRA (Hu et al.): each targeted linear W gains B·A (A [rank, in], B [out,
@@ -120,6 +123,12 @@ class TrainModel {
   struct LayerIdx {
     size_t attn_norm, ffn_norm, bq, bk, bv, q_norm, k_norm;
     Lin q, k, v, o, gate, up, down;
+    // A block with experts: the router [experts, dim], each expert's projections, the shared expert (sg.out 0:
+    // none) and Qwen2-MoE's gate row for it.
+    bool moe = false;
+    Lin router, sg, su, sd;
+    std::vector<Lin> eg, eu, ed;
+    size_t shexp_gate = kNone;
   };
   size_t add(const std::string& name, int64_t rows, int64_t cols, bool trainable = true);
   Lin linear(const Model& m, const std::string& name, int64_t in, int64_t out, int64_t layer, const std::string& role);
@@ -157,6 +166,10 @@ class TrainModel {
   void block_forward(int64_t l, const T* x_in, T* x_out);
   // Backward of block l (its activations just recomputed): dx holds ∂/∂x_out and becomes ∂/∂x_in.
   void block_backward(int64_t l, const T* x_in, T* dx);
+  // A block's mixture of experts on xn2_ into y[N, dim] (overwritten), keeping its activations; its backward
+  // from dy into dxn_ (overwritten).
+  void moe_forward(const LayerIdx& L, T* y);
+  void moe_backward(const LayerIdx& L, const T* dy);
   // Forward through every block, keeping each block's input (xs_[l]).
   void forward_blocks(const int32_t* tokens);
 
@@ -176,6 +189,14 @@ class TrainModel {
   std::vector<T> xn1_, rstd1_, q_, k_, v_, lse_, att_, x1_, xn2_, rstd2_, g_, u_, a_;
   std::vector<T> dxn_, dx1_, dq_, dk_, dv_, datt_, dg_, du_, da_, hn_, rstdf_, chunk_, lora_t_, lora_dt_, deq_, head_deq_;
   std::vector<FakeQuant> fq_;  // per model weight (empty: no QAT)
+  // Mixtures of experts: the router's probabilities [N, experts], each row's chosen experts and weights [N, K]
+  // and the chosen probabilities' sums [N]; the (row, k) pairs grouped by expert (slot_, expert e's from
+  // eoff_[e]) with their inputs gx_ [N·K, dim], activations eg_/eu_/ea_ [N·K, expert_ffn] and outputs ey_; the
+  // shared expert's sg_/su_/sa_ [N, shared_ffn], output sy_ and gate logits sgl_ [N]; and the backward's.
+  std::vector<T> probs_, wts_, sums_, dwts_, dz_, gx_, eg_, eu_, ea_, ey_, dgx_, deg_, deu_, dea_;
+  std::vector<T> sg_, su_, sa_, sy_, sgl_, dsy_, dsg_, dsu_, dsa_;
+  std::vector<int32_t> chosen_;
+  std::vector<int64_t> slot_, eoff_;
 };
 
 extern template class TrainModel<float>;

@@ -61,6 +61,12 @@ TEST(TrainModel, ForwardEqualsInference) {
   expect_inference_logits(*synthetic("LlamaForCausalLM", true, 2), 2, 9, 1e-4);
   expect_inference_logits(*synthetic("Qwen2ForCausalLM", false, 3), 3, 7, 1e-4);
   expect_inference_logits(*synthetic("Qwen3ForCausalLM", false, 31), 2, 7, 1e-4);  // q/k norms per head
+  // Mixtures of experts: renormalized top-2 of 4; Qwen2-MoE's unnormalized top-3 of 5 with the gated shared
+  // expert; DeepSeekMoE's dense first block and ungated shared experts.
+  expect_inference_logits(*synthetic("MixtralForCausalLM", false, 33), 2, 9, 1e-4);
+  expect_inference_logits(*synthetic("Qwen2MoeForCausalLM", false, 34), 2, 9, 1e-4);
+  expect_inference_logits(*synthetic("Qwen3MoeForCausalLM", true, 35), 2, 9, 1e-4);
+  expect_inference_logits(*synthetic("DeepseekForCausalLM", false, 36), 2, 9, 1e-4);
   // A GGUF file pairs RoPE dimensions the other way.
   if (test::have_shared("models/lmp-8m/lmp-8m-f32.gguf"))
     expect_inference_logits(*load_model(test::shared_path("models/lmp-8m/lmp-8m-f32.gguf")), 2, 40, 2e-3);
@@ -118,9 +124,21 @@ TEST(TrainModel, GradientsMatchFiniteDifferences) {
   check_model_gradients(*synthetic("Qwen3ForCausalLM", true, 32), kl);
 }
 
+// The router's gradient reaches it through the chosen experts' weights (the choice held fixed), the experts'
+// through the rows routed to them; the shared expert and its sigmoid gate as any dense path.
+TEST(TrainModel, MixtureOfExpertsGradientsMatchFiniteDifferences) {
+  Loss kl;
+  kl.kind = Loss::KL;
+  check_model_gradients(*synthetic("MixtralForCausalLM", false, 37), Loss{});
+  check_model_gradients(*synthetic("Qwen2MoeForCausalLM", false, 38), kl);
+  check_model_gradients(*synthetic("Qwen3MoeForCausalLM", true, 39), Loss{});
+  check_model_gradients(*synthetic("DeepseekForCausalLM", false, 40), kl);
+}
+
 TEST(TrainModel, RefusesWhatItCannotTrain) {
   test::expect_error([] { TrainModel<float> tm(*synthetic("Gemma2ForCausalLM", false, 7)); }, "post-norms");
-  test::expect_error([] { TrainModel<float> tm(*synthetic("MixtralForCausalLM", false, 8)); }, "mixtures of experts");
+  test::expect_error([] { TrainModel<float> tm(*synthetic("OlmoeForCausalLM", false, 8)); }, "OLMoE");
+  test::expect_error([] { TrainModel<float> tm(*synthetic("GptOssForCausalLM", false, 8)); }, "gpt-oss");
 }
 
 // A copy task: K symbols drawn at random, then the same again. The first

@@ -27,6 +27,10 @@ void add_convert(CLI::App& app) {
                   "Write a dense llama / qwen3 model as an equivalent mixture of N experts (its feed-forward "
                   "neurons in N slices, all used per token): a trained model in MoE form, for testing MoE paths")
       ->check(CLI::Range(int64_t(2), int64_t(64)));
+  cmd->add_option("--experts-used", o->split_experts_used,
+                  "With --split-experts: route each token to K of the N experts (a sparse mixture to train with "
+                  "finetune; the router starts from each slice's mean gate row)")
+      ->check(CLI::Range(int64_t(1), int64_t(64)));
   cmd->add_option("--kv-heads", o->kv_heads,
                   "Pool the key/value heads into N groups (GQA / MQA from MHA, Ainslie et al.); then distil it from "
                   "the original with finetune --teacher")
@@ -34,12 +38,16 @@ void add_convert(CLI::App& app) {
   add_path_option(cmd, "--tokenizer", o->tokenizer, "Tokenizer file for llama2.c checkpoints", PathRole::Input);
   add_finite_check_flag(cmd, o->no_finite_check);
   on_run(cmd, [o] {
+    if (o->split_experts_used > 0 && o->split_experts == 0) fail("--experts-used needs --split-experts");
+    if (o->split_experts_used > o->split_experts)
+      fail("--experts-used {}: at most the {} experts of --split-experts", o->split_experts_used, o->split_experts);
     lmpress_convert_params p = lmpress_convert_default_params();
     p.dtype = c_str_or_null(o->dtype);
     p.format = c_str_or_null(o->format);
     p.name = c_str_or_null(o->name);
     p.tokenizer_path = c_str_or_null(o->tokenizer);
     p.split_experts = o->split_experts;
+    p.split_experts_used = o->split_experts_used;
     p.kv_heads = o->kv_heads;
     p.skip_finite_check = o->no_finite_check;
     api_check(lmpress_convert_model(o->in.c_str(), o->out.c_str(), &p));
