@@ -156,6 +156,18 @@ TEST(IntCheckpointCli, CalibratedMixturesAndTheirLimits) {
   const std::string q = "quantize " + m + " " + d + "/x --type int4-g32 ";
   expect_cli_error(q + "--tensor-type ffn_down=int8-ch", "model.layers.0.mlp.experts.0.down_proj is int8-ch: vLLM runs a layer's routed experts");
   expect_cli_error(q + "--targets model.layers.0.self_attn", "is unquantized: vLLM runs a layer's routed experts");
+  // llm-compressor's MoE recipes ignore the routers by name; they stay f16 either way. A name that is no module
+  // stays an error.
+  auto r = run_cli(q + "--format compressed-tensors --ignore 're:.*mlp.gate$' --ignore lm_head");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto ig = nlohmann::json::parse(read_text_file(d + "/x/config.json"))["quantization_config"]["ignore"];
+  EXPECT_NE(std::find(ig.begin(), ig.end(), "model.layers.1.mlp.gate"), ig.end()) << ig.dump();
+  expect_cli_error(q + "--ignore 're:.*mlp.gates$'", "names no module of the model");
+  // The same ignore list in an llm-compressor recipe (whose quantization entries must name linears).
+  std::ofstream(d + "/r.yaml") << ("quant_stage:\n  quant_modifiers:\n    QuantizationModifier:\n      ignore: [\"lm_head\", "
+                       "\"re:.*mlp.gate$\"]\n      targets: [\"Linear\"]\n      scheme: W4A16\n");
+  r = run_cli("apply " + d + "/r.yaml " + m + " " + d + "/rx");
+  ASSERT_EQ(r.status, 0) << r.out;
 }
 
 // W8A8 (`--scheme w8a8`, with SmoothQuant): compressed-tensors int-quantized, int8 weights per channel decoded

@@ -17,15 +17,19 @@ std::string linear_module(const std::string& weight, const ModelConfig& c) {
 
 std::set<std::string> selected_linears(const Model& m, const ModuleSelector& s) {
   std::vector<std::pair<std::string, std::string>> linears;  // (weight, module)
+  std::vector<std::string> routers;  // modules never compressed, which an ignore entry may name
   for (int64_t l = 0; l < m.cfg.n_layers; l++)
     for (LinearSite site : kLinearSites)
       for (int64_t e : site_experts(m.cfg))
-        for (const auto& w : linear_names(m.cfg, l, site, e))
-          if (!is_router(w)) {
-            const std::string mod = linear_module(w, m.cfg);
-            if (mod.empty()) fail("{} has no Hugging Face module name to match targets against", w);
-            linears.emplace_back(w, mod);
+        for (const auto& w : linear_names(m.cfg, l, site, e)) {
+          const std::string mod = linear_module(w, m.cfg);
+          if (is_router(w)) {
+            if (!mod.empty()) routers.push_back(mod);
+            continue;
           }
+          if (mod.empty()) fail("{} has no Hugging Face module name to match targets against", w);
+          linears.emplace_back(w, mod);
+        }
   auto selects_a_linear = [&](const ModuleTarget& t) {
     for (const auto& [w, mod] : linears)
       if (s.entry_selects(t, mod)) return true;
@@ -44,7 +48,9 @@ std::set<std::string> selected_linears(const Model& m, const ModuleSelector& s) 
       if (dot != std::string::npos) modules.push_back(mod.substr(0, dot));
     }
   for (const auto& t : s.ignore) {
-    if (t.matches_name("lm_head")) continue;
+    // llm-compressor's recipes for mixtures ignore the routers (re:.*mlp.gate$), which stay float anyway.
+    if (t.matches_name("lm_head") || std::any_of(routers.begin(), routers.end(), [&](const std::string& r) { return s.entry_selects(t, r); }))
+      continue;
     if (!s.containing) {  // entries must name linears themselves
       if (!selects_a_linear(t))
         fail("{}: '{}' names no linear layer (quantization matches each linear's own name, as compressed-tensors "
