@@ -254,6 +254,19 @@ TEST(MakeModel, SmallGptOssAsLlamaCpp) {
   EXPECT_EQ(types["output.weight"], "Q8_0");
   EXPECT_EQ(types["blk.1.ffn_gate_inp.weight"], "F32");
   EXPECT_EQ(types["blk.1.ffn_up_exps.bias"], "F32");
+  // An MXFP4 file (as the released checkpoints) through mxfp4_moe again: its tensors are copied, bit for bit,
+  // without --allow-requantize; another type for the experts is a requantization and needs the flag.
+  ASSERT_EQ(run_cli("quantize " + d + "/mx.gguf " + d + "/mx2.gguf --type mxfp4_moe").status, 0);
+  {
+    const GGUFFile a = GGUFFile::open(d + "/mx.gguf"), b = GGUFFile::open(d + "/mx2.gguf");
+    ASSERT_EQ(a.tensors().size(), b.tensors().size());
+    for (size_t i = 0; i < a.tensors().size(); i++) {
+      const Tensor &x = a.tensors()[i], &y = b.tensors()[i];
+      ASSERT_EQ(x.name, y.name);
+      EXPECT_TRUE(x.dtype == y.dtype && x.nbytes == y.nbytes && std::memcmp(x.data, y.data, x.nbytes) == 0) << x.name;
+    }
+  }
+  expect_cli_error("quantize " + d + "/mx.gguf " + d + "/x.gguf --type q4_k_m", "is already quantized");
   r = run_cli("perplexity " + d + "/mx.gguf" + text);
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_NEAR(nlohmann::json::parse(r.out)["ppl"].get<double>(), 3982.0621, 3982.0621 * 5e-4);  // lmpress 3981.08

@@ -706,6 +706,10 @@ TEST(QuantizeCli, BadInputs) {
   expect_cli_error("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0", "already quantized");
   EXPECT_EQ(run_cli("quantize " + d + "/q.gguf " + d + "/q2.gguf --type q4_0 --allow-requantize").status, 0);
   expect_cli_error("quantize " + d + "/q.gguf " + d + "/q.gguf --type q4_0 --allow-requantize", "refusing to overwrite");
+  // Tensors that keep their type are copied: no requantization, no flag needed.
+  EXPECT_EQ(run_cli("quantize " + d + "/q.gguf " + d + "/q3.gguf --type q8_0").status, 0);
+  expect_cli_error("quantize " + d + "/q.gguf " + d + "/q3.gguf --type q8_0 --method gptq --calib " + S("data/calib/docs-calib.txt"),
+                   "already quantized");
   // --compensate
   const std::string x = "quantize " + in + " " + d + "/x.gguf --type q4_0 ";
   const std::string cal = " --calib " + S("data/calib/docs-calib.txt") + " --calib-samples 2 --calib-ctx 32";

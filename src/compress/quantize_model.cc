@@ -803,11 +803,20 @@ QuantizeReport quantize_model(Model& m, const std::string& out_path, const Quant
   rep.n_params = m.n_params();
   rep.bytes_in = m.n_bytes();
   refuse_factorized(m, "quantize");
-  if (!o.allow_requantize)
-    for (const auto& t : m.tensors)
-      if (is_quantizable(t) && !is_float_type(t.dtype))
-        fail("{}: {} is already quantized ({}); requantizing loses quality, pass --allow-requantize to do it anyway",
-             m.path, t.name, dtype_name(t.dtype));
+  if (!o.allow_requantize) {
+    // A tensor that rounding to nearest leaves in its own type is copied as it is, not requantized (an MXFP4
+    // checkpoint's experts under mxfp4_moe).
+    std::map<std::string, DType> kept;
+    if (o.method == QuantMethod::RTN && !o.int_group && !o.target_bpw && !o.smooth_alpha && !o.rotate && !o.compensate)
+      kept = plan_tensor_types(m, o.mix);
+    for (const auto& t : m.tensors) {
+      if (!is_quantizable(t) || is_float_type(t.dtype)) continue;
+      const auto it = kept.find(t.name);
+      if (it != kept.end() && it->second == file_type(t.dtype)) continue;
+      fail("{}: {} is already quantized ({}); requantizing loses quality, pass --allow-requantize to do it anyway",
+           m.path, t.name, dtype_name(file_type(t.dtype)));
+    }
+  }
   if (o.smooth_alpha) smooth_model(m, o.calib, *o.smooth_alpha);
   if (o.rotate) rotate_model(m, *o.rotate);
   // An imatrix's coverage of the experts: those its calibration tokens reached.
