@@ -274,6 +274,7 @@ std::vector<std::vector<double>> reference_logits(const std::string& dir, const 
   // Gemma 2: even layers slide; Gemma 3: all but every sliding_window_pattern-th (local RoPE base there).
   const bool oss = arch == "GptOssForCausalLM";
   const auto sliding = [&](int64_t l) {
+    if (c.contains("layer_types")) return c["layer_types"][size_t(l)] == "sliding_attention";
     if (arch == "Gemma2ForCausalLM" || oss) return l % 2 == 0;
     if (arch == "Gemma3ForCausalLM") return (l + 1) % int64_t(opt("sliding_window_pattern")) != 0;
     return window > 0;

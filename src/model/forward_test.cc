@@ -5,6 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <set>
 
 #include "core/error.h"
@@ -315,25 +317,33 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
 // with MXFP4 experts as the released checkpoints hold them (kept MXFP4), against the double-precision reference
 // written from modeling_gpt_oss; then written as GGUF gpt-oss and read back.
 TEST(Forward, GptOssCheckpointsMatchReference) {
-  for (const bool mxfp4 : {false, true}) {
-    SCOPED_TRACE(mxfp4 ? "mxfp4" : "f32");
+  // f32 experts, MXFP4 experts, and f32 with layer_types sliding the odd layer instead of the even one.
+  for (const int variant : {0, 1, 2}) {
+    const bool mxfp4 = variant == 1, odd_slides = variant == 2;
+    SCOPED_TRACE(mxfp4 ? "mxfp4" : odd_slides ? "layer_types" : "f32");
     const std::string dir = test::temp_dir();
     test::SyntheticSpec s;
     s.arch = "GptOssForCausalLM";
     s.dim = 64, s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 16, s.sliding_window = 5;
     s.experts = 4, s.experts_used = 2, s.expert_ffn = 64, s.mxfp4 = mxfp4;
     test::write_synthetic_hf(dir, s);
+    if (odd_slides) {
+      auto cfg = nlohmann::json::parse(read_text_file(dir + "/config.json"));
+      cfg["layer_types"] = {"full_attention", "sliding_attention"};
+      std::ofstream(dir + "/config.json") << cfg.dump();
+    }
     auto hf = load_model(dir);
     EXPECT_EQ(hf->cfg.arch, "gpt-oss");
     EXPECT_EQ(hf->tensor("blk.1.ffn_up.3.weight").dtype, mxfp4 ? DType::MXFP4 : DType::F32);
-    EXPECT_EQ(hf->cfg.window(0), 5);
-    EXPECT_EQ(hf->cfg.window(1), 0);
+    EXPECT_EQ(hf->cfg.window(0), odd_slides ? 0 : 5);
+    EXPECT_EQ(hf->cfg.window(1), odd_slides ? 5 : 0);
     std::vector<int32_t> toks;
     for (int i = 0; i < 40; i++) toks.push_back((i * 37 + 11) % 262);
     const auto ref = test::reference_logits(dir, toks);
     write_gguf_model(*hf, dir + "/m.gguf", {});
     auto gg = load_model(dir + "/m.gguf");
     EXPECT_EQ(gg->tensor("blk.1.ffn_up.3.weight").dtype, mxfp4 ? DType::MXFP4 : DType::F32);
+    EXPECT_EQ(gg->cfg.layer_swa, hf->cfg.layer_swa);
     // The MXFP4 experts' values exactly: dequantized to f32, the model is the reference's.
     ExportOptions to_f32;
     to_f32.dtype = DType::F32;
@@ -353,6 +363,45 @@ TEST(Forward, GptOssCheckpointsMatchReference) {
       EXPECT_LT(worst, int8_acts ? 0.05 * top : 2e-4) << m->path << " largest logit " << top;
     }
   }
+}
+
+// A released-style gpt-oss checkpoint whose MXFP4 blocks or scales are missing, of another type or of another
+// shape: each an error naming the tensor, before anything is read out of bounds.
+TEST(Forward, GptOssMxfp4TensorsOfTheWrongShapeAreErrors) {
+  const std::string dir = test::temp_dir();
+  test::SyntheticSpec s;
+  s.arch = "GptOssForCausalLM";
+  s.dim = 64, s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 16, s.sliding_window = 5;
+  s.experts = 4, s.experts_used = 2, s.expert_ffn = 64, s.mxfp4 = true;
+  test::write_synthetic_hf(dir, s);
+  const auto st = SafetensorsFile::open(dir + "/model.safetensors");
+  const std::string scales = "model.layers.1.mlp.experts.down_proj_scales", blocks = "model.layers.1.mlp.experts.gate_up_proj_blocks";
+  const auto variant = [&](const std::function<bool(const Tensor&, std::vector<TensorToWrite>&)>& edit) {
+    const std::string d = test::temp_dir();
+    std::filesystem::copy_file(dir + "/config.json", d + "/config.json");
+    std::filesystem::copy_file(dir + "/tokenizer.json", d + "/tokenizer.json");
+    std::vector<TensorToWrite> ts;
+    for (const Tensor& t : st.tensors)
+      if (!edit(t, ts)) ts.push_back({t, {}});
+    write_safetensors(d + "/model.safetensors", ts);
+    return d;
+  };
+  // Down's scales one block short per row: [4, 64, 1] instead of [4, 64, 2].
+  test::expect_error([&] { load_model(variant([&](const Tensor& t, auto& ts) {
+                       if (t.name != scales) return false;
+                       ts.push_back({make_owned_tensor(t.name, DType::U8, {4, 64, 1}, std::vector<uint8_t>(256, 127)), {}});
+                       return true;
+                     })); },
+                     "model.layers.1.mlp.experts.down_proj_scales is U8 [4, 64, 1], expected U8 [4, 64, 2]");
+  test::expect_error([&] { load_model(variant([&](const Tensor& t, auto&) { return t.name == scales; })); },
+                     "missing tensor model.layers.1.mlp.experts.down_proj_scales");
+  // Blocks stored as f32 values of the same count.
+  test::expect_error([&] { load_model(variant([&](const Tensor& t, auto& ts) {
+                       if (t.name != blocks) return false;
+                       ts.push_back({make_f32_tensor(t.name, {4, 128, 2, 4}, std::vector<float>(4 * 128 * 8, 0.0f)), {}});
+                       return true;
+                     })); },
+                     "model.layers.1.mlp.experts.gate_up_proj_blocks is F32 [4, 128, 2, 4], expected U8 [4, 128, 2, 16]");
 }
 
 // A GGUF laid out as llama.cpp's convert_hf_to_gguf.py writes Phi-3: fused
