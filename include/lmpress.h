@@ -484,6 +484,11 @@ typedef struct lmpress_quantize_params {
   bool clip_search;      /* RTN: each block's clipping ratio by least (weighted) squared error */
   const char* name;      /* general.name to record (NULL: the input's) */
   bool skip_finite_check; /* skip the check that every input weight is finite */
+  /* Expert-aware mixed precision, as `quantize --expert-type` (n strings
+   * "hot:F=TYPE" / "cold:F=TYPE"; needs imatrix_path): in each block with
+   * experts, the share F that saw the most / fewest routed tokens take TYPE. */
+  const char* const* expert_types;
+  size_t n_expert_types;
 } lmpress_quantize_params;
 
 LMPRESS_API lmpress_quantize_params lmpress_quantize_default_params(void);

@@ -292,6 +292,48 @@ TEST(QuantizeCli, ImatrixReachesEveryExpertAsLlamaImatrix) {
   EXPECT_EQ(load_model(d + "/p.gguf")->cfg.n_experts, 16);
 }
 
+// Expert-aware mixed precision: each layer's experts ranked by the tokens llama-imatrix routed to them
+// (tests/data/moe.imatrix.gguf, made on this file), the hot quarter Q8_0 and the coldest eighth F16, the rest the
+// file type's; written expert by expert, read back by lmpress with each expert in its type.
+TEST(QuantizeCli, ExpertTypesFollowRoutedTokens) {
+  const std::string d = test::temp_dir();
+  const std::string data = std::string(LMPRESS_SOURCE_DIR) + "/tests/data/";
+  const std::string model = small_moe(d), im = data + "moe.imatrix.gguf";
+  const std::string q = "quantize " + model + " " + d + "/h.gguf --type q4_0 --imatrix " + im;
+  auto r = run_cli(q + " --expert-type hot:0.25=q8_0 --expert-type cold:0.125=f16");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("llama.cpp cannot load it"), std::string::npos) << r.out;
+  const Imatrix counts = read_imatrix(im);
+  std::map<std::string, DType> types;
+  for (const Tensor& t : GGUFFile::open(d + "/h.gguf").tensors()) types[t.name] = t.dtype;
+  for (int64_t l = 0; l < 2; l++) {
+    std::vector<std::pair<int64_t, int64_t>> ranked;  // (-tokens, expert): most first, lower index among equals
+    for (int64_t e = 0; e < 16; e++)
+      ranked.emplace_back(-counts.entries.at(fmt::format("blk.{}.ffn_gate.{}.weight", l, e)).count, e);
+    std::sort(ranked.begin(), ranked.end());
+    for (int64_t i = 0; i < 16; i++)
+      for (const char* p : {"ffn_gate", "ffn_up", "ffn_down"}) {
+        const std::string n = fmt::format("blk.{}.{}.{}.weight", l, p, ranked[size_t(i)].second);
+        ASSERT_TRUE(types.count(n)) << n;
+        EXPECT_EQ(types[n], i < 4 ? DType::Q8_0 : i >= 14 ? DType::F16 : DType::Q4_0) << n << " rank " << i;
+      }
+    EXPECT_FALSE(types.count(fmt::format("blk.{}.ffn_down_exps.weight", l)));
+  }
+  const auto m = load_model(d + "/h.gguf");
+  EXPECT_EQ(m->tensor("blk.1.ffn_up.3.weight").cols(), 256);
+  const std::string text = " -f " + data + "imatrix_text.txt -c 64 --chunks 4 --json";
+  r = run_cli("perplexity " + d + "/h.gguf" + text);
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_TRUE(std::isfinite(nlohmann::json::parse(r.out)["ppl"].get<double>()));
+  expect_cli_error("quantize " + model + " " + d + "/x.gguf --type q4_0 --expert-type hot:0.25=q8_0", "pass --imatrix FILE");
+  expect_cli_error(q + " --expert-type warm:0.25=q8_0", "'warm' is neither hot nor cold");
+  expect_cli_error(q + " --expert-type hot:0.01=q8_0", "less than one of the 16 experts");
+  expect_cli_error(q + " --expert-type hot:1.5=q8_0", "the share of experts must be in (0, 1]");
+  expect_cli_error("quantize " + model + " " + d + "/x --type int4-g32 --imatrix " + im + " --expert-type hot:0.25=q8_0",
+                   "--expert-type is for GGUF file types");
+  EXPECT_FALSE(fs::exists(d + "/x.gguf"));
+}
+
 // SmoothQuant on a mixture: each block's ffn_norm scales fold into every linear reading its output (the router,
 // the shared expert and its gate, each expert's gate/up), so the routing and the function stay the same.
 TEST(SmoothCli, MixtureKeepsItsFunction) {

@@ -496,6 +496,7 @@ lmpress_status lmpress_quantize(const char* in_path, const char* out_path, const
     if (p.compensate) r.compensate = p.compensate;
     if (p.compensate_out) r.compensate_out = p.compensate_out;
     r.tensor_types = strings(p.tensor_types, p.n_tensor_types, fn, "tensor_types");
+    r.expert_types = strings(p.expert_types, p.n_expert_types, fn, "expert_types");
     r.targets = strings(p.targets, p.n_targets, fn, "targets");
     r.ignore = strings(p.ignore, p.n_ignore, fn, "ignore");
     r.target_bpw = p.target_bpw;

@@ -2,8 +2,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
+#include <set>
 
 #include "core/error.h"
+#include "core/parse.h"
+#include "core/tensor_names.h"
 #include "quant/quantize.h"
 
 namespace lmpress {
@@ -286,6 +290,63 @@ void unify_expert_types(const Model& m, std::map<std::string, DType>& plan) {
 
 }  // namespace
 
+ExpertTypeRule parse_expert_type_rule(const std::string& spec) {
+  ExpertTypeRule r;
+  r.spec = spec;
+  const size_t colon = spec.find(':'), eq = spec.rfind('=');
+  if (colon == std::string::npos || eq == std::string::npos || eq < colon)
+    fail("--expert-type '{}': expected hot:FRACTION=TYPE or cold:FRACTION=TYPE (e.g. hot:0.25=q6_k)", spec);
+  const std::string side = spec.substr(0, colon);
+  if (side != "hot" && side != "cold") fail("--expert-type '{}': '{}' is neither hot nor cold", spec, side);
+  r.hot = side == "hot";
+  const auto f = parse_double(spec.substr(colon + 1, eq - colon - 1));
+  if (!f || !(*f > 0 && *f <= 1)) fail("--expert-type '{}': the share of experts must be in (0, 1]", spec);
+  r.fraction = *f;
+  const auto t = dtype_from_name(spec.substr(eq + 1));
+  if (!t || !(has_quantizer(*t) || *t == DType::F16 || *t == DType::BF16 || *t == DType::F32))
+    fail("--expert-type '{}': unknown or unsupported type '{}'", spec, spec.substr(eq + 1));
+  r.type = *t;
+  return r;
+}
+
+namespace {
+
+// Applies the expert rules to the plan: per block with experts, experts ranked by routed tokens (most first, the
+// lower index first among equals), the hot or cold share of them given the rule's type.
+void apply_expert_types(const Model& m, const MixOptions& o, std::map<std::string, DType>& plan) {
+  const ModelConfig& c = m.cfg;
+  std::set<std::string> given;
+  for (int64_t l = 0; l < c.n_layers; l++) {
+    if (!c.layer_moe(l)) continue;
+    const std::string b = fmt::format("blk.{}.", l);
+    std::vector<std::pair<int64_t, int64_t>> ranked;  // (tokens, expert)
+    for (int64_t e = 0; e < c.n_experts; e++) {
+      const std::string name = expert_tensor_name(b + "ffn_gate_exps.weight", e);
+      const auto it = o.expert_tokens.find(name);
+      if (it == o.expert_tokens.end())
+        fail("--expert-type ranks experts by their routed tokens, and the imatrix has no entry for {} (make one with "
+             "`lmpress imatrix` or llama-imatrix on this model)",
+             name);
+      ranked.emplace_back(it->second, e);
+    }
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+    for (const ExpertTypeRule& r : o.expert_types) {
+      const int64_t k = std::llround(r.fraction * double(c.n_experts));
+      if (k < 1) fail("--expert-type '{}': less than one of the {} experts", r.spec, c.n_experts);
+      for (int64_t i = 0; i < k; i++) {
+        const int64_t e = ranked[size_t(r.hot ? i : c.n_experts - 1 - i)].second;
+        for (const char* stack : {"ffn_gate_exps.weight", "ffn_up_exps.weight", "ffn_down_exps.weight"}) {
+          const std::string name = expert_tensor_name(b + stack, e);
+          if (!given.insert(name).second) continue;
+          plan[name] = is_float_type(r.type) ? r.type : fallback(r.type, m.tensor(name).cols());
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions& o) {
   std::map<std::string, DType> plan;
   const bool tied = m.find("output.weight") == nullptr;
@@ -319,7 +380,12 @@ std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions&
     plan[t.name] = d;
   }
   if (m.cfg.arch == "phi3") unify_fused_types(m, plan);
-  if (m.cfg.moe()) unify_expert_types(m, plan);
+  if (!o.expert_types.empty()) {
+    if (!m.cfg.moe()) fail("--expert-type: {} has no experts", m.path);
+    apply_expert_types(m, o, plan);
+  } else if (m.cfg.moe()) {
+    unify_expert_types(m, plan);
+  }
   for (size_t k = 0; k < o.overrides.size(); k++)
     if (!matched[k])
       fail("--tensor-type '{}': the pattern matches no quantizable tensor of {} (names look like "

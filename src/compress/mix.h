@@ -41,12 +41,28 @@ struct TensorTypeOverride {
   DType type;
 };
 
+// Expert-aware mixed precision (--expert-type hot:F=TYPE, cold:F=TYPE): in
+// each block with experts, the share F of its experts that saw the most (hot)
+// or the fewest (cold) routed tokens take TYPE for gate, up and down.
+struct ExpertTypeRule {
+  bool hot = true;
+  double fraction = 0;
+  DType type = DType::F32;
+  std::string spec;  // as written, for errors
+};
+// Parses "hot:F=TYPE" / "cold:F=TYPE" (F in (0, 1]); fails naming spec.
+ExpertTypeRule parse_expert_type_rule(const std::string& spec);
+
 struct MixOptions {
   PresetInfo preset;
   bool pure = false;         // every quantizable tensor gets the base type
   bool has_imatrix = false;  // some presets change with an imatrix, as in llama.cpp
   std::vector<TensorTypeOverride> overrides;  // first match wins (--tensor-type)
   std::optional<DType> output_type, token_embd_type;
+  // First matching rule wins; then a layer's experts may differ in type (an lmpress-only file: llama.cpp stacks
+  // them). expert_tokens: each expert weight's routed tokens (the imatrix's counts).
+  std::vector<ExpertTypeRule> expert_types;
+  std::map<std::string, int64_t> expert_tokens;
 };
 
 // Whether llama-quantize refuses to write tensor `name` as type t without an

@@ -113,6 +113,7 @@ struct QuantizeRequest {
   std::string compensate_out;  // the adapter's path (default: beside the output)
   double smooth = -1;        // SmoothQuant's α before a w8a8 scheme; < 0: none
   std::string output_type, embd_type, name;
+  std::vector<std::string> expert_types;  // hot:F=TYPE / cold:F=TYPE (needs imatrix)
   std::vector<std::string> tensor_types;  // PATTERN=TYPE overrides (int-N types: an int-N type or f16 per linear)
   std::vector<std::string> targets, ignore;  // int-N types: the linears quantized (module names, core/module_match.h)
   CalibrationOptions calib;

@@ -155,6 +155,14 @@ QuantizeOptions quantize_options(const QuantizeRequest& r, const std::string& ou
     q.imatrix = read_imatrix(r.imatrix);
     q.mix.has_imatrix = true;
   }
+  if (!r.expert_types.empty()) {
+    if (q.int_group)
+      fail("--expert-type is for GGUF file types: vLLM runs a layer's experts as one fused layer of one format");
+    if (r.target_bpw > 0) fail("--expert-type with --target-bpw: the type search gives a layer's experts one type");
+    if (!q.imatrix) fail("--expert-type ranks experts by the tokens routed to them: pass --imatrix FILE");
+    for (const auto& spec : r.expert_types) q.mix.expert_types.push_back(parse_expert_type_rule(spec));
+    for (const auto& [name, e] : q.imatrix->entries) q.mix.expert_tokens[name] = e.count;
+  }
   return q;
 }
 

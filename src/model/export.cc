@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <set>
 #include <optional>
 
 #include "core/atomic_file.h"
@@ -457,17 +458,30 @@ std::unique_ptr<ModelWriter> ModelWriter::gguf(const Model& m, const std::string
   if (m.tokenizer) vocab_to_gguf(m.tokenizer->vocab(), w);
   bool has_rope_freqs = false;
   std::vector<Tensor> metas;
+  // Stacks whose experts are written in more than one type (expert-aware mixed precision): each expert is then a
+  // tensor of its own, under lmpress's per-expert name, which lmpress reads and llama.cpp does not.
+  std::map<std::string, bool> mixed;
+  const auto is_mixed = [&](const std::string& stacked) {
+    const auto it = mixed.find(stacked);
+    if (it != mixed.end()) return it->second;
+    std::set<DType> types;
+    for (const auto& member : expert_members(stacked, c.n_experts)) types.insert(impl->entries(m.tensor(member))[0].meta.dtype);
+    return mixed[stacked] = types.size() > 1;
+  };
   for (const auto& t : m.tensors) {
     has_rope_freqs |= t.name == "rope_freqs.weight";
     if (t.name == "output.weight" && c.tied_embeddings)
       impl->skip(t);
     else if (const auto group = fuse ? phi3_fused(t.name) : std::nullopt)
       impl->add_fused(t, group->first, group->second, false, metas);
-    else if (const auto stacked = c.moe() ? stacked_expert_name(t.name) : std::nullopt)
+    else if (const auto stacked = c.moe() ? stacked_expert_name(t.name) : std::nullopt; stacked && !is_mixed(stacked->first))
       impl->add_fused(t, stacked->first, expert_members(stacked->first, c.n_experts), true, metas);
     else
       impl->add(t, metas);
   }
+  if (std::any_of(mixed.begin(), mixed.end(), [](const auto& x) { return x.second; }))
+    fmt::print(stderr, "warning: {}: experts of one layer in different types are written as separate tensors "
+               "(blk.N.ffn_down.E.weight): lmpress reads this file, llama.cpp cannot load it\n", path);
   if (c.rope_scaling == "llama3") {
     w.set("lmpress.rope_scaling.llama3.factor", GGUFValue::f32(c.rope_factor));
     w.set("lmpress.rope_scaling.llama3.low_freq_factor", GGUFValue::f32(c.rope_low_freq_factor));

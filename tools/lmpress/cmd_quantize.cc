@@ -72,6 +72,10 @@ void add_quantize(CLI::App& app) {
   cmd->add_option("--tensor-type", o->tensor_types,
                   "Override: PATTERN=TYPE (regex on the tensor name), repeatable; with an int-N --type, TYPE is an "
                   "int-N type or f16 (left unquantized)");
+  cmd->add_option("--expert-type", o->expert_types,
+                  "Mixtures of experts: hot:F=TYPE (or cold:F=TYPE) gives the share F of each layer's experts that "
+                  "saw the most (fewest) routed tokens in --imatrix that type; repeatable, first match wins. A layer's "
+                  "experts in different types are written as separate tensors, which llama.cpp cannot load");
   cmd->add_option("--targets", o->targets,
                   "int-N types: quantize only these modules' linears (Hugging Face names: model.layers.3.mlp, or "
                   "re:REGEX matched at the start; repeat for more)");
@@ -120,6 +124,9 @@ void add_quantize(CLI::App& app) {
                ignore = c_strings(o->ignore);
     p.tensor_types = tensor_types.data();
     p.n_tensor_types = tensor_types.size();
+    const auto expert_types = c_strings(o->expert_types);
+    p.expert_types = expert_types.data();
+    p.n_expert_types = expert_types.size();
     p.targets = targets.data();
     p.n_targets = targets.size();
     p.ignore = ignore.data();
