@@ -395,7 +395,7 @@ TEST(PruneCli, OwlOnMixtures) {
 }
 
 // Structured pruning of a mixture: KV-head groups (Qwen3-MoE, Mixtral: llama.cpp sizes their attention from
-// key_length × heads) and whole blocks go; experts' channels and per-layer head counts are refused by name.
+// key_length × heads) and whole blocks go; per-layer head counts are refused by name.
 // (By hand: llama-perplexity on make-model qwen3-30b-a3b / mixtral-8x7b files pruned so gives lmpress's PPL.)
 TEST(PruneCli, StructuredOnMixtures) {
   const std::string d = test::temp_dir();
@@ -413,9 +413,56 @@ TEST(PruneCli, StructuredOnMixtures) {
   ASSERT_EQ(r.status, 0) << r.out;
   EXPECT_EQ(load_model(d + "/l.gguf")->cfg.n_layers, 1);
   expect_cli_error("prune " + q2 + " " + d + "/x.gguf --structured heads=0.5" + calib, "llama.cpp's qwen2moe files take");
-  expect_cli_error("prune " + q3 + " " + d + "/x.gguf --structured ffn=0.5" + calib, "ffn= on a mixture of experts");
+  expect_cli_error("prune " + q3 + " " + d + "/x.gguf --structured ffn=0.5,global" + calib, "share one size in GGUF");
   expect_cli_error("prune " + q3 + " " + d + "/x.gguf --structured heads=0.5,global" + calib, "different head counts");
   EXPECT_FALSE(fs::exists(d + "/x.gguf"));
+}
+
+// ffn= on mixtures cuts each routed expert's channels (its own, scored on its routed rows), the shared expert's
+// and the dense blocks'. Here a quarter of every feed-forward's channels write nothing (their down columns zeroed):
+// pruning a quarter must take exactly those, so the model computes what it did (Qwen2-MoE's gated shared expert,
+// Qwen3-MoE, DeepSeekMoE's dense first block and its shared experts, kept whole experts of the new size).
+// (By hand: llama-perplexity on the upcycled lmp-8m mixture pruned with ffn=0.25 gives lmpress's 352.2956.)
+TEST(PruneCli, StructuredFeedForwardOfEachExpert) {
+  const std::string d = test::temp_dir();
+  const std::string calib = " --calib " + std::string(LMPRESS_SOURCE_DIR) + "/tests/data/imatrix_text.txt --calib-samples 8 --calib-ctx 64";
+  for (const std::string shape : {"qwen1.5-moe-a2.7b", "qwen3-30b-a3b", "deepseek-moe-16b"}) {
+    SCOPED_TRACE(shape);
+    // small_moe's sizes, DeepSeek's dense first block at 512 rather than its 10944.
+    ModelConfig c = find_model_shape(shape);
+    c.n_vocab = 512, c.dim = 256, c.n_heads = 4, c.n_kv_heads = 2, c.head_dim = c.rope_dim = 64, c.n_layers = 2;
+    c.n_experts = 16, c.n_experts_used = 4, c.expert_ffn = 128, c.ffn_dim = 512;
+    if (c.shared_ffn > 0) c.shared_ffn = 256;
+    auto m = load_model(test::write_random_gguf(c, d + "/" + shape + ".gguf", 5));
+    std::vector<std::string> downs;
+    for (const Tensor& t : m->tensors)
+      if (t.name.find("ffn_down") != std::string::npos) downs.push_back(t.name);
+    for (const std::string& name : downs) {
+      std::vector<float> w = to_f32(m->tensor(name));
+      const int64_t rows = m->tensor(name).rows(), cols = m->tensor(name).cols();
+      for (int64_t r = 0; r < rows; r++)
+        for (int64_t j = 1; j < cols; j += 4) w[size_t(r * cols + j)] = 0.0f;
+      m->set_f32(name, std::move(w));
+    }
+    m->bind();
+    const std::string zeroed = d + "/" + shape + "-z.gguf", pruned = d + "/" + shape + "-p.gguf";
+    write_gguf_model(*m, zeroed, {});
+    auto r = run_cli("prune " + zeroed + " " + pruned + " --structured ffn=0.25 --json" + calib);
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(nlohmann::json::parse(r.out)["expert_ffn"], nlohmann::json::array({128, 96}));
+    const auto p = load_model(pruned);
+    EXPECT_EQ(p->cfg.expert_ffn, 96);
+    EXPECT_EQ(p->cfg.shared_ffn, m->cfg.shared_ffn * 3 / 4);
+    EXPECT_EQ(p->cfg.ffn_dim, m->cfg.any_dense_block() ? m->cfg.ffn_dim * 3 / 4 : m->cfg.ffn_dim);
+    const double before = cli_ppl(zeroed), after = cli_ppl(pruned);
+    EXPECT_NEAR(after, before, 1e-4 * before);
+    // The kept rows are the channels that write something: none of the zeroed ones.
+    const auto gate = to_f32(p->tensor("blk.1.ffn_gate.5.weight")), orig = to_f32(m->tensor("blk.1.ffn_gate.5.weight"));
+    for (int64_t k = 0; k < 96; k++) {
+      const int64_t j = k + k / 3 + (k % 3 >= 1);  // the k-th channel with j % 4 != 1
+      EXPECT_EQ(gate[size_t(k * 256)], orig[size_t(j * 256)]) << k;
+    }
+  }
 }
 
 // --target-bpw on a mixture: each stack of experts (ffn_{gate,up,down}_exps) is one choice with its experts' costs

@@ -94,6 +94,7 @@ Json structured_report_json(const StructuredReport& r) {
          {"heads", {r.heads_before, r.heads_after}},
          {"kv_heads", {r.kv_heads_before, r.kv_heads_after}},
          {"ffn", {r.ffn_before, r.ffn_after}},
+         {"expert_ffn", {r.expert_ffn_before, r.expert_ffn_after}},
          {"layers", {r.layers_before, r.layers_after}},
          {"layer_heads", r.layer_heads},
          {"layer_kv_heads", r.layer_kv_heads},

@@ -286,18 +286,30 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
   const int64_t kept_layers = L - o.layers;
   const int64_t rm_groups = std::llround(o.heads * double(c.n_kv_heads * (o.global ? kept_layers : 1)));
   const int64_t rm_ffn = std::llround(o.ffn * double(c.ffn_dim * (o.global ? kept_layers : 1)));
+  // A mixture's routed experts lose rm_expert channels each, the shared expert rm_shared (DeepSeek's shared experts
+  // stay whole experts of the new size).
+  const int64_t rm_expert = c.moe() ? std::llround(o.ffn * double(c.expert_ffn)) : 0;
+  const int64_t rm_shared = c.arch == "deepseek" ? c.shared_ffn / std::max<int64_t>(1, c.expert_ffn) * rm_expert
+                                                 : std::llround(o.ffn * double(c.shared_ffn));
+  if (c.moe() && o.ffn > 0 && (rm_expert >= c.expert_ffn || rm_expert < 1))
+    fail("--structured ffn={}: {} of each expert's {} channels", o.ffn, rm_expert < 1 ? "less than one" : "every one",
+         c.expert_ffn);
   if (!o.global && rm_groups >= c.n_kv_heads) fail("--structured heads={}: would remove every KV group", o.heads);
   refuse_factorized(m, "structured pruning");
   for (const auto& t : m.tensors)
     if (t.shape.size() == 2 && t.name.rfind("blk.", 0) == 0 && !is_float_type(t.dtype))
       fail("{}: {} is quantized ({}); prune the float model", m.path, t.name, dtype_name(t.dtype));
 
-  // A mixture: heads and whole blocks go as in a dense model; its experts' channels are not pruned, and its layers
-  // keep one head count (per-layer counts are llama.cpp's deci architecture, which has no experts).
-  if (c.moe() && o.ffn > 0)
-    fail("{}: --structured ffn= on a mixture of experts (channels of each expert) is not supported; heads= and "
-         "layers= are",
+  // A mixture: heads and whole blocks go as in a dense model; ffn= cuts the same number of channels from every
+  // routed expert (each its own, scored on the rows routed to it: a layer's experts are one stack of one size), the
+  // shared expert and the dense blocks; its layers keep one size (per-layer sizes are llama.cpp's deci
+  // architecture, which has no experts).
+  if (c.moe() && o.ffn > 0 && o.global)
+    fail("{}: --structured ffn=,global on a mixture of experts: every layer's experts share one size in GGUF; prune "
+         "ffn= without global",
          m.path);
+  if (c.moe() && o.ffn > 0 && c.expert_softmax_chosen)
+    fail("{}: --structured ffn= on gpt-oss: its experts' gate/up biases are not cut with the channels yet", m.path);
   if (c.attn_sinks && o.heads > 0)
     fail("{}: --structured heads= on gpt-oss: its per-head attention sinks are not cut with the heads yet; use "
          "layers=",
@@ -315,15 +327,22 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
   LayerwiseCalibrator cal(m, calibration_windows(m, calib));
   rep.calib_tokens = cal.n_tokens();
   std::vector<std::vector<double>> group_score(static_cast<size_t>(L)), ffn_score(static_cast<size_t>(L));
+  // Mixtures: each routed expert's channel scores (on its routed rows; by weight alone for an expert no calibration
+  // token reached) and the shared expert's.
+  std::vector<std::vector<std::vector<double>>> expert_score(static_cast<size_t>(L));
+  std::vector<std::vector<double>> shared_score(static_cast<size_t>(L));
   std::vector<ChannelStats> attn_stats(static_cast<size_t>(L)), ffn_stats(static_cast<size_t>(L));
   Progress progress("structured", uint64_t(L));
   for (int64_t l = 0; l < L; l++) {
     ChannelStats& attn_out = attn_stats[size_t(l)];
     ChannelStats& ffn_down = ffn_stats[size_t(l)];
-    const bool dense_ffn = !c.layer_moe(l);
-    const LinearObserver obs = [&](LinearSite s, int64_t, const float* x, int64_t n, int64_t cols) {
+    const bool dense_ffn = !c.layer_moe(l), cut_experts = !dense_ffn && o.ffn > 0;
+    std::vector<ChannelStats> routed(cut_experts ? size_t(c.n_experts) : 0);
+    ChannelStats shared;
+    const LinearObserver obs = [&](LinearSite s, int64_t e, const float* x, int64_t n, int64_t cols) {
       if (s == LinearSite::AttnOut) attn_out.add(x, n, cols);
       if (s == LinearSite::FfnDown && dense_ffn) ffn_down.add(x, n, cols);
+      if (s == LinearSite::FfnDown && cut_experts) (e >= 0 ? routed[size_t(e)] : shared).add(x, n, cols);
     };
     const std::vector<float> before = cal.hidden();
     cal.run(l, m.layers[size_t(l)], &obs, true);
@@ -338,6 +357,12 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     gs.assign(size_t(c.n_kv_heads), 0.0);
     for (int64_t j = 0; j < c.q_dim(); j++) gs[size_t(j / (c.head_dim * group_q))] += e_o[size_t(j)] / attn_ref;
     if (dense_ffn) ffn_score[size_t(l)] = output_energy(m, blk(l, "ffn_down.weight"), ffn_down, o.bias);
+    for (int64_t e = 0; e < int64_t(routed.size()); e++) {
+      ChannelStats& st = routed[size_t(e)];
+      if (st.n == 0) st.add(std::vector<float>(size_t(c.expert_ffn), 1.0f).data(), 1, c.expert_ffn);
+      expert_score[size_t(l)].push_back(output_energy(m, expert_tensor_name(blk(l, "ffn_down_exps.weight"), e), st, false));
+    }
+    if (cut_experts && c.shared_ffn > 0) shared_score[size_t(l)] = output_energy(m, blk(l, "ffn_down_shexp.weight"), shared, false);
     for (double& e : ffn_score[size_t(l)]) e /= ffn_ref;
     release_block_pages(m, l);
     progress.update(uint64_t(l + 1));
@@ -356,7 +381,9 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     if (!active[size_t(l)]) rep.removed_blocks.push_back(l);
 
   // How many groups and channels each layer loses.
-  std::vector<int64_t> rm_g(static_cast<size_t>(L), rm_groups), rm_f(static_cast<size_t>(L), rm_ffn);
+  // A mixture's dense blocks (DeepSeek's first) lose channels; without any, ffn_dim (unused) stays.
+  std::vector<int64_t> rm_g(static_cast<size_t>(L), rm_groups),
+      rm_f(static_cast<size_t>(L), c.moe() && !c.any_dense_block() ? 0 : rm_ffn);
   if (o.global) {
     rm_g = global_allocation(group_score, active, rm_groups, 1);
     // Kept feed-forward sizes stay multiples of 32 where the model's is, so
@@ -387,7 +414,20 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
       keep_rows(m, blk(l, "attn_v.bias"), kv_rows, views);
       keep_cols(m, blk(l, "attn_output.weight"), q_rows, views);
     }
-    if (rm_f[size_t(l)] > 0) {
+    if (c.layer_moe(l) && rm_expert > 0) {
+      for (int64_t e = 0; e < c.n_experts; e++) {
+        const auto keep = keep_best(expert_score[size_t(l)][size_t(e)], rm_expert);
+        keep_rows(m, expert_tensor_name(blk(l, "ffn_gate_exps.weight"), e), keep, views);
+        keep_rows(m, expert_tensor_name(blk(l, "ffn_up_exps.weight"), e), keep, views);
+        keep_cols(m, expert_tensor_name(blk(l, "ffn_down_exps.weight"), e), keep, views);
+      }
+      if (c.shared_ffn > 0) {
+        const auto keep = keep_best(shared_score[size_t(l)], rm_shared);
+        keep_rows(m, blk(l, "ffn_gate_shexp.weight"), keep, views);
+        keep_rows(m, blk(l, "ffn_up_shexp.weight"), keep, views);
+        keep_cols(m, blk(l, "ffn_down_shexp.weight"), keep, views);
+      }
+    } else if (rm_f[size_t(l)] > 0) {
       const auto keep = keep_best(ffn_score[size_t(l)], rm_f[size_t(l)]);
       if (o.bias) compensate(m, blk(l, "ffn_down.weight"), blk(l, "ffn_down.bias"), ffn_stats[size_t(l)], keep);
       keep_rows(m, blk(l, "ffn_gate.weight"), keep, views);
@@ -409,6 +449,12 @@ StructuredReport structured_prune(Model& m, const StructuredOptions& o, const Ca
     }
   }
   c.n_layers = kept_layers;
+  if (rm_expert > 0) {
+    rep.expert_ffn_before = c.expert_ffn;
+    c.expert_ffn -= rm_expert;
+    c.shared_ffn -= c.shared_ffn > 0 ? rm_shared : 0;
+    rep.expert_ffn_after = c.expert_ffn;
+  }
   rep.layer_heads = heads_l, rep.layer_kv_heads = kv_l, rep.layer_ffn = ffn_l;
   c.set_layer_dims(std::move(heads_l), std::move(kv_l), std::move(ffn_l));
   c.validate(m.path);

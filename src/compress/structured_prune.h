@@ -42,7 +42,8 @@ StructuredOptions parse_structured(const std::string& spec);
 struct StructuredReport {
   int64_t params_before = 0, params_after = 0;
   int64_t kv_heads_before = 0, kv_heads_after = 0, heads_before = 0, heads_after = 0;
-  int64_t ffn_before = 0, ffn_after = 0, layers_before = 0, layers_after = 0;  // *_after: the largest layer's
+  int64_t ffn_before = 0, ffn_after = 0, layers_before = 0, layers_after = 0;
+  int64_t expert_ffn_before = 0, expert_ffn_after = 0;  // a mixture's routed experts' size (0: not pruned)  // *_after: the largest layer's
   std::vector<int64_t> layer_heads, layer_kv_heads, layer_ffn;                 // per remaining layer
   std::vector<double> block_distance;   // angular distance per original block
   std::vector<int64_t> removed_blocks;  // original indices

@@ -316,17 +316,21 @@ TEST(Forward, SyntheticModelsMatchReferenceAcrossFormats) {
 // biases, the router's bias, sinks, o_proj bias, even layers sliding, YaRN not rounded), with f32 experts and
 // with MXFP4 experts as the released checkpoints hold them (kept MXFP4), against the double-precision reference
 // written from modeling_gpt_oss; then written as GGUF gpt-oss and read back.
+test::SyntheticSpec small_gpt_oss(bool mxfp4) {
+  test::SyntheticSpec s;
+  s.arch = "GptOssForCausalLM";
+  s.dim = 64, s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 16, s.sliding_window = 5;
+  s.experts = 4, s.experts_used = 2, s.expert_ffn = 64, s.mxfp4 = mxfp4;
+  return s;
+}
+
 TEST(Forward, GptOssCheckpointsMatchReference) {
   // f32 experts, MXFP4 experts, and f32 with layer_types sliding the odd layer instead of the even one.
   for (const int variant : {0, 1, 2}) {
     const bool mxfp4 = variant == 1, odd_slides = variant == 2;
     SCOPED_TRACE(mxfp4 ? "mxfp4" : odd_slides ? "layer_types" : "f32");
     const std::string dir = test::temp_dir();
-    test::SyntheticSpec s;
-    s.arch = "GptOssForCausalLM";
-    s.dim = 64, s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 16, s.sliding_window = 5;
-    s.experts = 4, s.experts_used = 2, s.expert_ffn = 64, s.mxfp4 = mxfp4;
-    test::write_synthetic_hf(dir, s);
+    test::write_synthetic_hf(dir, small_gpt_oss(mxfp4));
     if (odd_slides) {
       auto cfg = nlohmann::json::parse(read_text_file(dir + "/config.json"));
       cfg["layer_types"] = {"full_attention", "sliding_attention"};
@@ -369,11 +373,7 @@ TEST(Forward, GptOssCheckpointsMatchReference) {
 // shape: each an error naming the tensor, before anything is read out of bounds.
 TEST(Forward, GptOssMxfp4TensorsOfTheWrongShapeAreErrors) {
   const std::string dir = test::temp_dir();
-  test::SyntheticSpec s;
-  s.arch = "GptOssForCausalLM";
-  s.dim = 64, s.n_heads = 4, s.n_kv_heads = 2, s.head_dim = 16, s.sliding_window = 5;
-  s.experts = 4, s.experts_used = 2, s.expert_ffn = 64, s.mxfp4 = true;
-  test::write_synthetic_hf(dir, s);
+  test::write_synthetic_hf(dir, small_gpt_oss(true));
   const auto st = SafetensorsFile::open(dir + "/model.safetensors");
   const std::string scales = "model.layers.1.mlp.experts.down_proj_scales", blocks = "model.layers.1.mlp.experts.gate_up_proj_blocks";
   const auto variant = [&](const std::function<bool(const Tensor&, std::vector<TensorToWrite>&)>& edit) {
