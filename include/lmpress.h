@@ -28,7 +28,7 @@
 #define LMPRESS_VERSION_PATCH 0
 #define LMPRESS_VERSION "0.1.0"
 /* Grows with every change to a struct or signature below. */
-#define LMPRESS_API_VERSION 8
+#define LMPRESS_API_VERSION 9
 
 #if defined(_WIN32)
 #define LMPRESS_API

@@ -8,7 +8,9 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
+#include "core/mapped_file.h"
 #include "kernels/to_f32.h"
 #include "model/model.h"
 #include "test_util.h"
@@ -91,6 +93,16 @@ TEST(FinetuneCli, UpcycledMixtureOfExpertsTrainsByDistillation) {
     EXPECT_GT(moved, int64_t(a.size() / 2)) << name;
   }
   EXPECT_LT(kld(model, d + "/kd.gguf", text), kld(model, d + "/moe.gguf", text));
+  // LoRA on a mixture adapts attention (the router and experts stay frozen); PEFT's target_modules is then a regex
+  // it full-matches, so that no expert's projection is wrapped by a name suffix.
+  auto r = run_cli("finetune " + d + "/moe.gguf " + d + "/peft --lora r=4 --data " + text + " --steps 1 --batch 2 --ctx 32");
+  ASSERT_EQ(r.status, 0) << r.out;
+  const auto cfg = nlohmann::json::parse(read_text_file(d + "/peft/adapter_config.json"));
+  ASSERT_TRUE(cfg["target_modules"].is_string()) << cfg.dump();
+  const std::regex targets(cfg["target_modules"].get<std::string>());
+  EXPECT_TRUE(std::regex_match("model.layers.5.self_attn.o_proj", targets));
+  EXPECT_FALSE(std::regex_match("model.layers.5.block_sparse_moe.experts.1.w2", targets));
+  EXPECT_FALSE(std::regex_match("model.layers.5.self_attn.o_proj.x", targets));
   expect_cli_error("convert " + model + " " + d + "/x.gguf --split-experts 4 --experts-used 5",
                    "--experts-used 5: at most the 4 experts of --split-experts");
 }

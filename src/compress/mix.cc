@@ -380,12 +380,10 @@ std::map<std::string, DType> plan_tensor_types(const Model& m, const MixOptions&
     plan[t.name] = d;
   }
   if (m.cfg.arch == "phi3") unify_fused_types(m, plan);
-  if (!o.expert_types.empty()) {
-    if (!m.cfg.moe()) fail("--expert-type: {} has no experts", m.path);
-    apply_expert_types(m, o, plan);
-  } else if (m.cfg.moe()) {
-    unify_expert_types(m, plan);
-  }
+  if (!o.expert_types.empty() && !m.cfg.moe()) fail("--expert-type: {} has no experts", m.path);
+  // Stacks first take one type; then the expert rules override it for the experts they choose.
+  if (m.cfg.moe()) unify_expert_types(m, plan);
+  if (!o.expert_types.empty()) apply_expert_types(m, o, plan);
   for (size_t k = 0; k < o.overrides.size(); k++)
     if (!matched[k])
       fail("--tensor-type '{}': the pattern matches no quantizable tensor of {} (names look like "

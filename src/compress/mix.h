@@ -59,8 +59,9 @@ struct MixOptions {
   bool has_imatrix = false;  // some presets change with an imatrix, as in llama.cpp
   std::vector<TensorTypeOverride> overrides;  // first match wins (--tensor-type)
   std::optional<DType> output_type, token_embd_type;
-  // First matching rule wins; then a layer's experts may differ in type (an lmpress-only file: llama.cpp stacks
-  // them). expert_tokens: each expert weight's routed tokens (the imatrix's counts).
+  // First matching rule wins, over the type the stack would take otherwise (--tensor-type's included); a layer's
+  // experts may then differ in type (an lmpress-only file: llama.cpp stacks them). expert_tokens: each expert
+  // weight's routed tokens (the imatrix's counts).
   std::vector<ExpertTypeRule> expert_types;
   std::map<std::string, int64_t> expert_tokens;
 };

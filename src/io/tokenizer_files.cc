@@ -347,6 +347,10 @@ Vocab vocab_from_sentencepiece(const std::string& path) { return vocab_from_sent
 
 std::string vocab_to_sentencepiece(const Vocab& v) {
   if (v.model != "llama") fail("only a SentencePiece (llama) vocabulary can be written as tokenizer.model");
+  if (!v.normalizers.empty())
+    fail("the tokenizer's normalizer steps ({}, ...) cannot be written to tokenizer.model (lmpress writes an identity "
+         "normalizer there); write GGUF, which keeps them",
+         normalizer_kind_name(v.normalizers[0].kind));
   ProtoWriter w;
   for (size_t i = 0; i < v.tokens.size(); i++) {
     ProtoWriter p;

@@ -125,8 +125,8 @@ void ModelConfig::validate(const std::string& src) const {
     if (!(std::isfinite(expert_scale) && expert_scale > 0))
       fail("{}: {} {} must be a finite number > 0", src, field("routed_scaling_factor"), expert_scale);
   } else if (n_experts_used || shared_ffn || n_dense_lead || !layer_dense.empty()) {
-    fail("{}: {} / {} / {} are set on a model without experts", src, field("num_experts_per_tok"),
-         field(expert_field("shared")), field("first_k_dense_replace"));
+    fail("{}: {} / {} / {} / {} are set on a model without experts", src, field("num_experts_per_tok"),
+         field(expert_field("shared")), field("first_k_dense_replace"), field("mlp_only_layers"));
   }
   if (!layer_rope.empty() && layer_rope.size() != size_t(n_layers))
     fail("{}: {} names {} layers, the model has {}", src, field("no_rope_layers"), layer_rope.size(), n_layers);

@@ -223,7 +223,8 @@ void read_experts(const nlohmann::json& j, const std::string& path, const std::s
     if (step < 1 || step > c.n_layers) fail("{}: decoder_sparse_step {} is out of range [1, {}]", path, step, c.n_layers);
     for (int64_t l = 0; l < c.n_layers; l++) any |= bool(dense[size_t(l)] = (l + 1) % step != 0);
   }
-  if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null()) {
+  if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null() &&
+      !(j["mlp_only_layers"].is_array() && j["mlp_only_layers"].empty())) {
     if (!qwen) fail("{}: mlp_only_layers is read for Qwen2-MoE and Qwen3-MoE only", path);
     const auto& m = j["mlp_only_layers"];
     if (!m.is_array()) fail("{}: field mlp_only_layers must be an array of layer indices", path);
@@ -263,6 +264,8 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   auto get_int = [&](const char* key, std::optional<int64_t> def) { return json_int(j, key, path, "", def); };
   c.dim = get_int("hidden_size", std::nullopt);
   c.n_layers = get_int("num_hidden_layers", std::nullopt);
+  // Checked before any per-layer list is sized by it (validate() checks the rest).
+  if (c.n_layers < 1 || c.n_layers > 1024) fail("{}: num_hidden_layers {} is out of range [1, 1024]", path, c.n_layers);
   c.n_heads = get_int("num_attention_heads", std::nullopt);
   c.n_kv_heads = get_int("num_key_value_heads", c.n_heads);
   c.ffn_dim = get_int("intermediate_size", std::nullopt);

@@ -128,7 +128,19 @@ void write_lora_peft(const Model& m, const LoraAdapter& a, const std::string& di
   c["lora_dropout"] = 0.0;
   c["bias"] = "none";
   c["fan_in_fan_out"] = false;
-  c["target_modules"] = modules;
+  if (m.cfg.moe()) {
+    // PEFT matches a list by module-name suffix, which would also wrap every routed expert's gate_proj etc.; a string
+    // is a regex it full-matches: exactly the adapted modules.
+    std::string re;
+    for (const auto& p : a.pairs) {
+      std::string mod = hf_module(m, p.weight), esc;
+      for (char ch : mod) esc += ch == '.' ? std::string("\\.") : std::string(1, ch);
+      re += (re.empty() ? "" : "|") + esc;
+    }
+    c["target_modules"] = "(" + re + ")";
+  } else {
+    c["target_modules"] = modules;
+  }
   c["base_model_name_or_path"] = m.path;
   write_file_atomic(out.path() + "/adapter_config.json", c.dump(2) + "\n");
   out.commit();

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -241,6 +242,8 @@ void split_fused_projections(Model& m) {
 
 void split_expert_tensors(Model& m) {
   std::vector<Tensor> out;
+  std::set<std::string> names;
+  for (const Tensor& t : m.tensors) names.insert(t.name);
   for (const Tensor& t : m.tensors) {
     const int64_t l = layer_of(t.name);
     const std::string b = "blk." + std::to_string(l) + ".";
@@ -264,7 +267,12 @@ void split_expert_tensors(Model& m) {
     const int64_t rows = t.shape[1];
     Tensor flat = t;
     flat.shape = {t.shape[0] * rows, t.shape[2]};
-    for (int64_t e = 0; e < t.shape[0]; e++) out.push_back(row_view(m, flat, expert_tensor_name(t.name, e), e * rows, rows));
+    for (int64_t e = 0; e < t.shape[0]; e++) {
+      // A file holding an expert both in a stack and alone (lmpress writes one or the other) is ambiguous.
+      if (names.count(expert_tensor_name(t.name, e)))
+        fail("{}: {} holds expert {}, and so does tensor {}", m.path, t.name, e, expert_tensor_name(t.name, e));
+      out.push_back(row_view(m, flat, expert_tensor_name(t.name, e), e * rows, rows));
+    }
   }
   m.tensors = std::move(out);
 }

@@ -478,7 +478,9 @@ void TrainModel<T>::resize(int64_t B, int64_t n) {
     qpre_.assign(N * qd, T(0)), kpre_.assign(N * kvd, T(0)), dkpre_.assign(N * kvd, T(0));
     rstdq_.assign(N * size_t(c_.n_heads), T(0)), rstdk_.assign(N * size_t(c_.n_kv_heads), T(0));
   }
-  for (auto* v : {&g_, &u_, &a_, &dg_, &du_, &da_}) v->assign(N * F, T(0));
+  // A mixture without dense blocks has no dense feed-forward to hold.
+  const size_t Fd = c_.moe() && !c_.any_dense_block() ? 0 : F;
+  for (auto* v : {&g_, &u_, &a_, &dg_, &du_, &da_}) v->assign(N * Fd, T(0));
   if (c_.moe()) {
     const size_t E = size_t(c_.n_experts), K = size_t(c_.n_experts_used), FE = size_t(c_.expert_ffn),
                  FS = size_t(c_.shared_ffn);

@@ -48,6 +48,7 @@ void add_make_model(CLI::App& app) {
     if (cfg.n_dense_lead >= cfg.n_layers) cfg.n_dense_lead = cfg.n_layers - 1;  // keep a mixture among the layers
     if (!cfg.layer_swa.empty()) cfg.layer_swa.resize(size_t(cfg.n_layers));
     if (!cfg.layer_rope.empty()) cfg.layer_rope.resize(size_t(cfg.n_layers));
+    if (!cfg.layer_dense.empty()) cfg.layer_dense.resize(size_t(cfg.n_layers));
     if (o->window >= 0) cfg.sliding_window = o->window;
     if (o->vocab > 0) cfg.n_vocab = o->vocab;
     if (o->experts > 0) {
