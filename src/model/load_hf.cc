@@ -265,7 +265,7 @@ ModelConfig hf_config_from_text(const std::string& text, const std::string& path
   c.dim = get_int("hidden_size", std::nullopt);
   c.n_layers = get_int("num_hidden_layers", std::nullopt);
   // Checked before any per-layer list is sized by it (validate() checks the rest).
-  if (c.n_layers < 1 || c.n_layers > 1024) fail("{}: num_hidden_layers {} is out of range [1, 1024]", path, c.n_layers);
+  if (c.n_layers < 1 || c.n_layers > 1024) fail("{}: num_hidden_layers = {} is out of range [1, 1024]", path, c.n_layers);
   c.n_heads = get_int("num_attention_heads", std::nullopt);
   c.n_kv_heads = get_int("num_key_value_heads", c.n_heads);
   c.ffn_dim = get_int("intermediate_size", std::nullopt);
