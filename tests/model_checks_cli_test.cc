@@ -16,6 +16,7 @@
 #include "io/gguf.h"
 #include "io/safetensors.h"
 #include "kernels/to_f32.h"
+#include "model/export.h"
 #include "model/model.h"
 #include "synthetic_model.h"
 #include "test_util.h"
@@ -186,8 +187,12 @@ TEST(ModelChecks, WindowAndGemmaFieldsOutOfRange) {
                      set(kv, "gemma2.attention.sliding_window_pattern", GGUFValue::str("even"));
                    }),
                    "gemma2.attention.sliding_window_pattern should be an integer or an array of flags");
-  expect_cli_error("info " + as("olmo2", [](KV& kv) { set(kv, "olmo2.attention.sliding_window", GGUFValue::u32(64)); }),
-                   "OLMo 3");
+  expect_cli_error("info " + as("olmo2", [](KV& kv) {
+                     set(kv, "olmo2.attention.sliding_window", GGUFValue::u32(64));
+                     set(kv, "olmo2.rope.scaling.type", GGUFValue::str("yarn"));
+                     set(kv, "olmo2.rope.scaling.factor", GGUFValue::f32(4));
+                   }),
+                   "OLMo 3's scaling on the global layers only is not supported");
 }
 
 // A mixture of experts whose counts disagree with its tensors or with
@@ -280,6 +285,47 @@ TEST(ModelChecks, DenseBlocksAmongExpertsThroughTheTools) {
   const auto cfg = nlohmann::json::parse(read_text_file(d + "/ct/config.json"));
   EXPECT_EQ(cfg["mlp_only_layers"], nlohmann::json::array({1}));
   EXPECT_NEAR(test::cli_ppl(d + "/ct"), base, 0.02 * base);
+}
+
+// llama.cpp's loader reads 0 as "unset" for some keys, and files its llama_model_saver writes (tests/
+// test-llama-archs.cpp) hold every key at 0 that the model does not use: lmpress reads them as llama.cpp does
+// (a RoPE scaling factor of 0 is no scaling; a granite residual or embedding scale of 0 is none). Tensors
+// llama.cpp applies and lmpress does not (per-tensor output scales, biases on gate/up or the output) are refused by
+// name, never skipped. (bench/llama-archs-logits.sh runs llama.cpp's own files of 15 architectures: logits
+// within 1e-6 of llama.cpp's, 2.5e-5 for Gemma's f16 GELU table.)
+TEST(ModelChecks, LlamaCppZeroKeysAndUnappliedTensors) {
+  const std::string text = " -f " + S("data/wikitext-2/wiki.test.raw") + " -c 128 --chunks 4 --json";
+  const auto ppl = [&](const std::string& model) {
+    auto r = run_cli("perplexity " + model + text);
+    EXPECT_EQ(r.status, 0) << r.out;
+    return r.status == 0 ? nlohmann::json::parse(r.out)["ppl"].get<double>() : 0.0;
+  };
+  const double base = ppl(S(kStories));
+  EXPECT_EQ(ppl(gguf_variant(S(kStories), [](KV& kv) {
+              set(kv, "llama.rope.scaling.type", GGUFValue::str("linear"));
+              set(kv, "llama.rope.scaling.factor", GGUFValue::f32(0));
+            })),
+            base);
+  EXPECT_EQ(ppl(gguf_variant(S(kStories), [](KV& kv) {
+              for (auto& [k, v] : kv)
+                if (k.starts_with("llama.")) k = "granite" + k.substr(5);
+              set(kv, "general.architecture", GGUFValue::str("granite"));
+              set(kv, "granite.residual_scale", GGUFValue::f32(0));
+              set(kv, "granite.embedding_scale", GGUFValue::f32(0));
+              set(kv, "granite.logit_scale", GGUFValue::f32(1));
+            })),
+            base);
+  const std::string d = test::temp_dir();
+  for (const auto& [name, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
+           {"blk.0.attn_q.scale", {1}}, {"output.bias", {512}}, {"blk.1.ffn_up.bias", {768}}}) {
+    auto m = load_model(S(kStories));
+    int64_t n = 1;
+    for (int64_t x : shape) n *= x;
+    m->tensors.push_back(make_f32_tensor(name, shape, std::vector<float>(size_t(n), 2.0f)));
+    const std::string path = d + "/" + name + ".gguf";
+    write_gguf_model(*m, path, {});
+    expect_cli_error("info " + path, "tensor " + name + ": ");
+  }
 }
 
 // An embedding padded past the tokenizer (as llama.cpp allows) never yields a

@@ -63,7 +63,7 @@ void ModelConfig::validate(const std::string& src) const {
       if (f->size() != size_t(rope_dim / 2))
         fail("{}: {} has {} values, the {} rotated pairs need one each", src, field(name), f->size(), rope_dim / 2);
       for (float x : *f)
-        if (!(std::isfinite(x) && x > 0)) fail("{}: {} holds {}, which is not a finite number > 0", src, field(name), x);
+        if (!(std::isfinite(x) && x != 0)) fail("{}: {} holds {}, which is not a finite nonzero number", src, field(name), x);
     }
     range("rope_scaling.original_max_position_embeddings", rope_orig_ctx, 1, 1 << 24);
   }

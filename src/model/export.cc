@@ -141,15 +141,18 @@ void write_attention_variants(const Model& m, const std::string& a, GGUFWriter& 
   const ModelConfig& c = m.cfg;
   if (c.sliding_window > 0 || c.gemma())
     w.set(a + ".attention.sliding_window", GGUFValue::u32(uint32_t(c.sliding_window)));
-  if (c.arch == "gpt-oss" && c.sliding_window > 0) {  // llama.cpp's default: even layers slide
+  // Windows on some layers only: the flags, unless they are llama.cpp's default for the architecture (gpt-oss: the
+  // even layers; OLMo 3: all but every 4th).
+  if (!c.gemma() && c.sliding_window > 0 && !c.layer_swa.empty()) {
     std::vector<GGUFValue> flags;
-    bool rule = true;
+    bool rule = c.arch == "gpt-oss" || c.arch == "olmo2";
     for (int64_t l = 0; l < c.n_layers; l++) {
       flags.push_back(GGUFValue::boolean(c.window(l) > 0));
-      rule = rule && (c.window(l) > 0) == (l % 2 == 0);
+      rule = rule && (c.window(l) > 0) == (c.arch == "gpt-oss" ? l % 2 == 0 : l % 4 < 3);
     }
     if (!rule) w.set(a + ".attention.sliding_window_pattern", GGUFValue::array(GGUFType::BOOL, std::move(flags)));
   }
+  if (c.arch == "olmo2" && c.rope_theta_swa > 0) w.set(a + ".rope.freq_base_swa", GGUFValue::f32(c.rope_theta_swa));
   if (c.arch == "granite") {
     w.set(a + ".embedding_scale", GGUFValue::f32(c.embed_scale));
     w.set(a + ".residual_scale", GGUFValue::f32(c.residual_scale));

@@ -47,6 +47,23 @@ void read_swa_pattern(const GGUFFile& g, const std::string& path, ModelConfig& c
   for (int64_t l = 0; l < c.n_layers; l++) c.layer_swa[size_t(l)] = n == 0 || l % n < n - 1;
 }
 
+// Optional tensors llama.cpp applies where a file has them and lmpress does not: refused by name rather than
+// computed without (llama.cpp loads its input_scale tensors without applying them, and a classifier head is not
+// used for text, so those pass).
+void refuse_unapplied_tensors(const Model& m, const std::string& arch) {
+  for (const Tensor& t : m.tensors) {
+    const std::string& n = t.name;
+    const bool block = layer_of(n) >= 0;
+    const bool scale = block && n.ends_with(".scale");
+    const bool bias = n == "output.bias" ||
+                      (block && (n.ends_with(".ffn_gate.bias") || n.ends_with(".ffn_up.bias") || n.ends_with("_shexp.bias") ||
+                                 (n.ends_with("_exps.bias") && arch != "gpt-oss")));
+    if (scale)
+      fail("{}: tensor {}: a per-tensor output scale (as NVFP4 and FP8 checkpoints carry) is not supported", m.path, n);
+    if (bias) fail("{}: tensor {}: lmpress does not apply this bias (llama.cpp does)", m.path, n);
+  }
+}
+
 // Sliding windows and Gemma's scalings and soft-caps, with llama.cpp's
 // defaults for keys its converter leaves out.
 void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, ModelConfig& c, int64_t heads0) {
@@ -58,13 +75,22 @@ void read_gguf_attention_variants(const GGUFFile& g, const std::string& path, Mo
   if (c.arch == "gpt-oss" && !g.find(k + "attention.sliding_window"))
     fail("{}: missing metadata {}attention.sliding_window (gpt-oss's local layers)", path, k);
   c.sliding_window = g.get_int(k + "attention.sliding_window").value_or(gemma2 ? 4096 : 0);
-  if (c.arch == "olmo2" && c.sliding_window > 0)
-    fail("{}: {}attention.sliding_window: OLMo 3 (windows with YaRN on the global layers) is not supported", path, k);
-  if (!c.gemma() && c.sliding_window > 0 && (c.arch == "gpt-oss" || g.find(k + "attention.sliding_window_pattern")))
-    read_swa_pattern(g, path, c, c.arch == "gpt-oss" ? 2 : 0);
+  // OLMo 3: windows on all but every 4th layer (llama.cpp's default), the sliding layers' RoPE unscaled; lmpress
+  // runs it without RoPE scaling only.
+  if (c.arch == "olmo2" && c.sliding_window > 0 && !c.rope_scaling.empty())
+    fail("{}: {}attention.sliding_window with {}rope.scaling.type {}: OLMo 3's scaling on the global layers only is "
+         "not supported",
+         path, k, k, c.rope_scaling);
+  if (!c.gemma() && c.sliding_window > 0 &&
+      (c.arch == "gpt-oss" || c.arch == "olmo2" || g.find(k + "attention.sliding_window_pattern")))
+    read_swa_pattern(g, path, c, c.arch == "gpt-oss" ? 2 : c.arch == "olmo2" ? 4 : 0);
+  if (c.arch == "olmo2" && c.sliding_window > 0 && g.find(k + "rope.freq_base_swa"))
+    c.rope_theta_swa = get_float(k + "rope.freq_base_swa", 10000.0);
   if (c.arch == "granite") {
-    c.embed_scale = get_float(k + "embedding_scale", 1.0);
-    c.residual_scale = get_float(k + "residual_scale", 1.0);
+    // llama.cpp skips a scale of 0 (unset).
+    const auto scale = [&](const std::string& key) { const float v = get_float(key, 1.0); return v == 0.0f ? 1.0f : v; };
+    c.embed_scale = scale(k + "embedding_scale");
+    c.residual_scale = scale(k + "residual_scale");
     c.attn_scale = get_float(k + "attention.scale", 0.0);
     if (!g.find(k + "logit_scale")) fail("{}: missing metadata {}logit_scale", path, k);
     c.logit_scale = get_float(k + "logit_scale", 1.0);
@@ -113,10 +139,17 @@ void read_gguf_experts(const GGUFFile& g, const std::string& path, ModelConfig& 
   c.n_experts = count("expert_count", by_arch ? 1 : 0, 1024, by_arch ? std::nullopt : std::optional<int64_t>(0));
   if (c.n_experts == 0) return;
   if (c.gguf_arch == "deci") fail("{}: deci with experts is not a llama.cpp architecture", path);
+  if (!by_arch && c.arch != "llama")
+    fail("{}: {}expert_count {}: {} with experts is not supported (Mixtral-style llama, qwen2moe, qwen3moe, olmoe, "
+         "deepseek and gpt-oss are)",
+         path, k, c.n_experts, c.arch);
   c.n_experts_used = count("expert_used_count", 1, c.n_experts, std::nullopt);
   const bool qwen = c.arch == "qwen2moe" || c.arch == "qwen3moe", deepseek = c.arch == "deepseek";
-  c.expert_ffn = count("expert_feed_forward_length", 1, 1 << 20,
-                       deepseek ? std::nullopt : std::optional<int64_t>(qwen ? c.ffn_dim / c.n_experts_used : c.ffn_dim));
+  // llama.cpp's llama and olmoe size their experts by feed_forward_length alone; the others read
+  // expert_feed_forward_length, 0 standing for unset.
+  const int64_t given = c.arch == "llama" || c.arch == "olmoe" ? 0 : count("expert_feed_forward_length", 0, 1 << 20, 0);
+  if (given == 0 && deepseek) fail("{}: missing metadata {}expert_feed_forward_length", path, k);
+  c.expert_ffn = given > 0 ? given : qwen ? c.ffn_dim / c.n_experts_used : c.ffn_dim;
   c.shared_ffn = c.arch == "qwen2moe" ? count("expert_shared_feed_forward_length", 1, 1 << 20, c.ffn_dim) : 0;
   if (deepseek) {  // its shared experts counted in experts of expert_ffn; routed weights scaled unless 0 or 1
     c.shared_ffn = count("expert_shared_count", 0, 64, std::nullopt) * c.expert_ffn;
@@ -233,6 +266,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
     if (*st != "linear" && *st != "yarn") fail("{}: {}rope.scaling.type '{}' is not supported (linear, yarn)", path, k, *st);
     c.rope_scaling = *st;
     c.rope_factor = get_float(k + "rope.scaling.factor", 1.0);
+    if (c.rope_factor == 0.0f) c.rope_scaling.clear(), c.rope_factor = 1.0f;  // llama.cpp: a factor of 0 is unset
   }
   if (c.rope_scaling == "yarn") {
     c.rope_orig_ctx = g.get_int(k + "rope.scaling.original_context_length").value_or(c.ctx_len);
@@ -267,6 +301,7 @@ std::unique_ptr<Model> load_gguf_model(const std::string& path) {
   if (arch == "gpt-oss")  // its norm before the feed-forward, under llama.cpp's name
     for (Tensor& t : m->tensors) t.name = replace_suffix(t.name, kGptOssFfnNormGguf, kFfnNorm);
   join_low_rank_parts(m->tensors, path);  // lmpress lowrank's factors
+  refuse_unapplied_tensors(*m, arch);
   read_longrope_factors(g, path, *m);
   const Tensor* emb = m->find("token_embd.weight");
   if (!emb) fail("{}: missing tensor token_embd.weight", path);

@@ -176,7 +176,7 @@ void Model::bind() {
     if (c.rope_scaling == "yarn") fail("{}: rope_freqs.weight with YaRN scaling is not supported", path);
     auto f = to_f32(*ff);
     for (size_t i = 0; i < f.size(); i++)
-      if (!(f[i] > 0)) fail("{}: rope_freqs.weight[{}] = {} is not positive", path, i, f[i]);
+      if (!(std::isfinite(f[i]) && f[i] != 0)) fail("{}: rope_freqs.weight[{}] = {} is not a finite nonzero divisor", path, i, f[i]);
     rope_inv_freqs = c.rope_inv_freqs_divided(f);
   }
   rope_inv_freqs_long.clear();
