@@ -259,9 +259,10 @@ TEST(MakeModel, SmallGptOssAsLlamaCpp) {
   ASSERT_EQ(run_cli("quantize " + d + "/mx.gguf " + d + "/mx2.gguf --type mxfp4_moe").status, 0);
   {
     const GGUFFile a = GGUFFile::open(d + "/mx.gguf"), b = GGUFFile::open(d + "/mx2.gguf");
-    ASSERT_EQ(a.tensors().size(), b.tensors().size());
-    for (size_t i = 0; i < a.tensors().size(); i++) {
-      const Tensor &x = a.tensors()[i], &y = b.tensors()[i];
+    const std::vector<Tensor> ta = a.tensors(), tb = b.tensors();
+    ASSERT_EQ(ta.size(), tb.size());
+    for (size_t i = 0; i < ta.size(); i++) {
+      const Tensor &x = ta[i], &y = tb[i];
       ASSERT_EQ(x.name, y.name);
       EXPECT_TRUE(x.dtype == y.dtype && x.nbytes == y.nbytes && std::memcmp(x.data, y.data, x.nbytes) == 0) << x.name;
     }
