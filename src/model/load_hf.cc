@@ -221,7 +221,10 @@ void read_experts(const nlohmann::json& j, const std::string& path, const std::s
   if (qwen) {
     const int64_t step = get_int("decoder_sparse_step", 1);
     if (step < 1 || step > c.n_layers) fail("{}: decoder_sparse_step {} is out of range [1, {}]", path, step, c.n_layers);
-    for (int64_t l = 0; l < c.n_layers; l++) any |= bool(dense[size_t(l)] = (l + 1) % step != 0);
+    for (int64_t l = 0; l < c.n_layers; l++) {
+      dense[size_t(l)] = (l + 1) % step != 0;
+      any = any || dense[size_t(l)];
+    }
   }
   if (j.contains("mlp_only_layers") && !j["mlp_only_layers"].is_null() &&
       !(j["mlp_only_layers"].is_array() && j["mlp_only_layers"].empty())) {
