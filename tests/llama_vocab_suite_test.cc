@@ -171,7 +171,7 @@ TEST(LlamaVocabSuiteJson, SentencePieceTokenizerJsonGivesLlamaCppsIds) {
 
 INSTANTIATE_TEST_SUITE_P(Vocabs, LlamaVocabSuite,
                          testing::Values("llama-spm", "phi-3", "llama-bpe", "qwen2", "gpt-2", "qwen35", "deepseek-llm",
-                                         "deepseek-coder", "falcon", "mpt", "starcoder", "refact", "command-r"),
+                                         "deepseek-coder", "falcon", "mpt", "starcoder", "refact", "command-r", "gemma-4"),
                          [](const testing::TestParamInfo<const char*>& p) {
                            std::string n = p.param;
                            for (char& c : n)

@@ -148,8 +148,8 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
     for (const auto& x : s->as_array()) v.merges.push_back(x.as_string());
   }
   // Without merges byte-level BPE cuts every word into single bytes: a silently wrong tokenization.
-  if (v.model == "gpt2" && v.merges.empty())
-    fail("{}: byte-level BPE (gpt2) tokenizer without merges (tokenizer.ggml.merges is missing or empty)", g.path);
+  if ((v.model == "gpt2" || v.model == "gemma4") && v.merges.empty())
+    fail("{}: BPE ({}) tokenizer without merges (tokenizer.ggml.merges is missing or empty)", g.path, v.model);
   auto id = [&](const char* key, int32_t def) { return int32_t(g.get_int(key).value_or(def)); };
   const bool spm = v.model == "llama";
   v.bos = id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
@@ -160,6 +160,13 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
   v.add_eos = g.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
   v.add_space_prefix = g.get_bool("tokenizer.ggml.add_space_prefix").value_or(spm);
   v.ignore_merges = v.pre == "llama-bpe" || v.pre == "llama3";
+  if (v.model == "gemma4") {
+    // llama.cpp's gemma4 vocabulary: its own pre-tokenizer whatever tokenizer.ggml.pre says, and BOS always added.
+    v.pre = "gemma4";
+    v.pre_regexes.clear();
+    v.add_bos = true;
+    v.add_space_prefix = false;
+  }
   v.validate(g.path);
   return v;
 }

@@ -46,6 +46,8 @@ const std::vector<NamedPre>& named_pres() {
       {"smollm", {R"(\p{N})", kGpt2Regex}},
       {"qwen35", {kQwen35Regex}},
       {"gpt-4o", {kGpt4oRegex}},
+      // Gemma 4: BPE over the whole text, split only into runs of newlines and of everything else.
+      {"gemma4", {"[^\\n]+|[\\n]+"}},
       {"deepseek-llm", {"[\r\n]", kDeepseekLetters, "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+", "\\s+$", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}+"}},
       {"deepseek-coder", {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"}},
       {"falcon", {R"([\p{P}\$\+<=>\^~\|`]+)", kGpt2Regex, "[0-9][0-9][0-9]"}},
@@ -129,7 +131,7 @@ struct ByteBpeTokenizer::Regexes {
 };
 
 ByteBpeTokenizer::ByteBpeTokenizer(Vocab v, const std::string& source)
-    : Tokenizer(std::move(v)), regexes_(std::make_unique<Regexes>()) {
+    : Tokenizer(std::move(v)), regexes_(std::make_unique<Regexes>()), raw_(vocab_.model == "gemma4") {
   if (vocab_.pre_regexes.empty() && !pre_tokenizer_regexes(vocab_.pre, vocab_.pre_regexes))
     fail("{}: unknown byte-level pre-tokenizer '{}'", source, vocab_.pre);
   for (const auto& pat : vocab_.pre_regexes) {
@@ -245,6 +247,7 @@ void ByteBpeTokenizer::merge(std::vector<std::string>& syms) const {
 }
 
 void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<int32_t>& out) const {
+  if (raw_) return encode_raw(text, out);
   const std::vector<std::string_view> words = pretokenize(text);
   std::vector<std::string> syms;
   for (auto w : words) {
@@ -278,12 +281,61 @@ void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<
   }
 }
 
+// Gemma 4 (llama.cpp's gemma4 vocabulary): spaces become "▁", then BPE by merge rank on the characters of each run
+// of newlines or of other text (a newline run that is a token stays whole); a piece with no token falls back to
+// its bytes' <0xNN> tokens.
+void ByteBpeTokenizer::encode_raw(std::string_view text, std::vector<int32_t>& out) const {
+  std::string escaped;
+  for (char c : text) {
+    if (c == ' ') escaped += "\xE2\x96\x81";
+    else escaped += c;
+  }
+  std::vector<std::string> syms;
+  for (auto w : pretokenize(escaped)) {
+    if (w.find_first_not_of('\n') == std::string_view::npos) {
+      const auto it = token_to_id_.find(std::string(w));
+      if (it != token_to_id_.end()) {
+        out.push_back(it->second);
+        continue;
+      }
+    }
+    syms.clear();
+    for (size_t i = 0; i < w.size();) {
+      const size_t n = std::min(utf8_char_len(uint8_t(w[i])), w.size() - i);
+      syms.emplace_back(w.substr(i, n));
+      i += n;
+    }
+    merge(syms);
+    for (const auto& s : syms) {
+      if (s.empty()) continue;
+      const auto it = token_to_id_.find(s);
+      if (it != token_to_id_.end()) {
+        out.push_back(it->second);
+        continue;
+      }
+      for (unsigned char c : s) {  // llama.cpp drops a byte without a <0xNN> token
+        const auto b = token_to_id_.find(fmt::format("<0x{:02X}>", c));
+        if (b != token_to_id_.end()) out.push_back(b->second);
+      }
+    }
+  }
+}
+
 std::string ByteBpeTokenizer::decode_token(int32_t id, bool special) const {
   if (id < 0 || size_t(id) >= vocab_.size()) fail("token id {} is outside the vocabulary of {}", id, vocab_.size());
   const std::string& t = vocab_.tokens[id];
   auto type = vocab_.types[id];
   if (type == TokenType::Control || type == TokenType::Unknown) return special ? t : std::string();
   if (type == TokenType::UserDefined) return t;
+  if (raw_) {
+    if (t.size() == 6 && t.rfind("<0x", 0) == 0 && t[5] == '>') return std::string(1, char(std::stoi(t.substr(3, 2), nullptr, 16)));
+    std::string s;
+    for (size_t i = 0; i < t.size();) {
+      if (t.compare(i, 3, "\xE2\x96\x81") == 0) s += ' ', i += 3;
+      else s += t[i++];
+    }
+    return s;
+  }
   std::string s;
   for (size_t i = 0; i < t.size();) {
     uint32_t cp = next_cp(t, i);

@@ -28,11 +28,13 @@ class ByteBpeTokenizer : public Tokenizer {
 
  private:
   void merge(std::vector<std::string>& syms) const;
+  void encode_raw(std::string_view text, std::vector<int32_t>& out) const;
   struct Regexes;
   std::unique_ptr<Regexes> regexes_;
   std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank
   std::string byte_to_cp_[256];                          // byte -> UTF-8 of its code point
   std::unordered_map<uint32_t, uint8_t> cp_to_byte_;
+  bool raw_ = false;  // gemma4: raw UTF-8 with "▁" for spaces, not GPT-2's byte-to-character map
 };
 
 }  // namespace lmpress

@@ -6,8 +6,8 @@ namespace lmpress {
 
 void Vocab::validate(const std::string& source) const {
   if (tokens.empty()) fail("{}: tokenizer has an empty vocabulary", source);
-  if (model != "llama" && model != "gpt2")
-    fail("{}: tokenizer model '{}' is not supported (llama, gpt2)", source, model);
+  if (model != "llama" && model != "gpt2" && model != "gemma4")
+    fail("{}: tokenizer model '{}' is not supported (llama, gpt2, gemma4)", source, model);
   if (!scores.empty() && scores.size() != tokens.size())
     fail("{}: tokenizer has {} scores for {} tokens", source, scores.size(), tokens.size());
   if (!types.empty() && types.size() != tokens.size())

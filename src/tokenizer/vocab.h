@@ -16,7 +16,9 @@ enum class TokenType : int32_t {
 };
 
 struct Vocab {
-  std::string model;  // "llama" (SentencePiece BPE) or "gpt2" (byte-level BPE)
+  // "llama" (SentencePiece BPE), "gpt2" (byte-level BPE) or "gemma4" (BPE by merge rank on raw UTF-8 with spaces
+  // written as "▁" and <0xNN> byte fallback, llama.cpp's gemma4 vocabulary)
+  std::string model;
   std::string pre;    // byte-level pre-tokenizer name as llama.cpp knows it: "gpt-2", "llama-bpe", ...
   // The pre-tokenizer regexes applied in order (each splits every piece into
   // matches and gaps). Filled from `pre` or from tokenizer.json.
