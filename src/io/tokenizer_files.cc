@@ -149,7 +149,8 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
   }
   // Without merges byte-level BPE cuts every word into single bytes: a silently wrong tokenization.
   if ((v.model == "gpt2" || v.model == "gemma4") && v.merges.empty())
-    fail("{}: BPE ({}) tokenizer without merges (tokenizer.ggml.merges is missing or empty)", g.path, v.model);
+    fail("{}: {} BPE ({}) tokenizer without merges (tokenizer.ggml.merges is missing or empty)", g.path,
+         v.model == "gpt2" ? "byte-level" : "Gemma 4", v.model);
   auto id = [&](const char* key, int32_t def) { return int32_t(g.get_int(key).value_or(def)); };
   const bool spm = v.model == "llama";
   v.bos = id("tokenizer.ggml.bos_token_id", spm ? 1 : -1);
