@@ -1,12 +1,10 @@
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer/byte_bpe.h"
-
-#include <pcre2.h>
 
 #include <climits>
 #include <queue>
 
 #include "core/error.h"
+#include "tokenizer/unicode_regex.h"
 
 namespace lmpress {
 
@@ -134,19 +132,8 @@ ByteBpeTokenizer::ByteBpeTokenizer(Vocab v, const std::string& source)
     : Tokenizer(std::move(v)), regexes_(std::make_unique<Regexes>()), raw_(vocab_.model == "gemma4") {
   if (vocab_.pre_regexes.empty() && !pre_tokenizer_regexes(vocab_.pre, vocab_.pre_regexes))
     fail("{}: unknown byte-level pre-tokenizer '{}'", source, vocab_.pre);
-  for (const auto& pat : vocab_.pre_regexes) {
-    int err;
-    PCRE2_SIZE off;
-    pcre2_code* c = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pat.c_str()), pat.size(),
-                                  PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
-    if (!c) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof msg);
-      fail("{}: pre-tokenizer regex does not compile at {}: {}", source, off, reinterpret_cast<char*>(msg));
-    }
-    pcre2_jit_compile(c, PCRE2_JIT_COMPLETE);
-    regexes_->codes.push_back(c);
-  }
+  for (const auto& pat : vocab_.pre_regexes)
+    regexes_->codes.push_back(compile_unicode_regex(pat, source + ": pre-tokenizer regex"));
 
   for (size_t i = 0; i < vocab_.merges.size(); i++) {
     const auto& m = vocab_.merges[i];
@@ -180,11 +167,8 @@ std::vector<std::string_view> ByteBpeTokenizer::pretokenize(std::string_view tex
         int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(w.data()), w.size(), pos, PCRE2_NO_UTF_CHECK,
                              md.get(), nullptr);
         if (rc == PCRE2_ERROR_NOMATCH) break;
-        if (rc < 0) {  // e.g. the match limit: never leave the rest silently unsplit
-          PCRE2_UCHAR msg[256];
-          pcre2_get_error_message(rc, msg, sizeof msg);
-          fail("tokenizer: pre-tokenizer regex failed on the text: {}", reinterpret_cast<char*>(msg));
-        }
+        // e.g. the match limit: never leave the rest silently unsplit
+        if (rc < 0) fail("tokenizer: pre-tokenizer regex failed on the text: {}", pcre2_error_text(rc));
         PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
         if (ov[0] > pos) next.push_back(w.substr(pos, ov[0] - pos));
         if (ov[1] == ov[0]) {  // empty match: step one character

@@ -1,12 +1,11 @@
-#define PCRE2_CODE_UNIT_WIDTH 8
 #include "tokenizer/normalizer.h"
 
-#include <pcre2.h>
 #include <utf8proc.h>
 
 #include <cstdlib>
 
 #include "core/error.h"
+#include "tokenizer/unicode_regex.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lmpress {
@@ -107,18 +106,8 @@ Normalizer::Normalizer(std::vector<NormalizerStep> steps, const std::string& sou
     if (st.kind != NormalizerStep::Kind::Replace) continue;
     if (st.pattern.empty()) fail("{}: normalizer step {}: Replace with an empty pattern", source, i);
     if (!st.regex) continue;
-    int err;
-    PCRE2_SIZE off;
     auto c = std::make_unique<Compiled>();
-    c->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(st.pattern.c_str()), st.pattern.size(), PCRE2_UTF | PCRE2_UCP,
-                            &err, &off, nullptr);
-    if (!c->code) {
-      PCRE2_UCHAR msg[256];
-      pcre2_get_error_message(err, msg, sizeof msg);
-      fail("{}: normalizer step {}: Replace regex does not compile at {}: {}", source, i, off,
-           reinterpret_cast<char*>(msg));
-    }
-    pcre2_jit_compile(c->code, PCRE2_JIT_COMPLETE);
+    c->code = compile_unicode_regex(st.pattern, fmt::format("{}: normalizer step {}: Replace regex", source, i));
     compiled_.back() = std::move(c);
   }
 }
@@ -203,11 +192,8 @@ std::string Normalizer::apply(std::string_view text) const {
                   const int rc = pcre2_match(compiled_[i]->code, reinterpret_cast<PCRE2_SPTR>(run.data()), run.size(),
                                              pos, PCRE2_NO_UTF_CHECK, md.get(), nullptr);
                   if (rc == PCRE2_ERROR_NOMATCH) break;
-                  if (rc < 0) {  // e.g. the match limit: never leave the rest silently unreplaced
-                    PCRE2_UCHAR msg[256];
-                    pcre2_get_error_message(rc, msg, sizeof msg);
-                    fail("{}: normalizer step {}: Replace regex failed: {}", source_, i, reinterpret_cast<char*>(msg));
-                  }
+                  // e.g. the match limit: never leave the rest silently unreplaced
+                  if (rc < 0) fail("{}: normalizer step {}: Replace regex failed: {}", source_, i, pcre2_error_text(rc));
                   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
                   out.append(run.substr(copied, ov[0] - copied));
                   out += st.content;
