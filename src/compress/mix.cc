@@ -231,10 +231,19 @@ PatternAndType parse_pattern_and_type(const std::string& spec) {
   }
 }
 
+namespace {
+
+// A type a tensor can be given by an override: one lmpress quantizes to, or a float type.
+bool writable_type(std::optional<DType> t) {
+  return t && (has_quantizer(*t) || *t == DType::F16 || *t == DType::BF16 || *t == DType::F32);
+}
+
+}  // namespace
+
 TensorTypeOverride parse_tensor_type_override(const std::string& spec) {
   PatternAndType pt = parse_pattern_and_type(spec);
   const auto t = dtype_from_name(pt.type);
-  if (!t || !(has_quantizer(*t) || *t == DType::F16 || *t == DType::BF16 || *t == DType::F32))
+  if (!writable_type(t))
     fail("--tensor-type '{}': unknown or unsupported type '{}'", spec, pt.type);
   return {spec, std::move(pt.pattern), *t};
 }
@@ -303,7 +312,7 @@ ExpertTypeRule parse_expert_type_rule(const std::string& spec) {
   if (!f || !(*f > 0 && *f <= 1)) fail("--expert-type '{}': the share of experts must be in (0, 1]", spec);
   r.fraction = *f;
   const auto t = dtype_from_name(spec.substr(eq + 1));
-  if (!t || !(has_quantizer(*t) || *t == DType::F16 || *t == DType::BF16 || *t == DType::F32))
+  if (!writable_type(t))
     fail("--expert-type '{}': unknown or unsupported type '{}'", spec, spec.substr(eq + 1));
   r.type = *t;
   return r;
