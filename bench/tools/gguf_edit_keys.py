@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Copies a GGUF file with string metadata values replaced and the tensors whose names match a regex left out,
-byte for byte otherwise (the other tensors' data where it was; the data section re-aligned). gguf-py's writer
-refuses some files llama.cpp writes (empty arrays), so this walks the format itself.
+"""Copies a GGUF file with string metadata values replaced (or added where the key is missing) and the tensors whose
+names match a regex left out, byte for byte otherwise (the other tensors' data where it was; the data section
+re-aligned). gguf-py's writer refuses some files llama.cpp writes (empty arrays), so this walks the format itself.
 Usage: gguf_edit_keys.py IN OUT [KEY=VALUE ...] [--drop-tensors REGEX]"""
 import re
 import struct
@@ -25,6 +25,10 @@ def value_end(buf, pos, vtype):
             pos = value_end(buf, pos, etype)
         return pos
     raise ValueError("unknown GGUF value type %d" % vtype)
+
+
+def string_kv(key, value):
+    return struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
 
 
 def main():
@@ -52,9 +56,10 @@ def main():
         if key in new:
             if vtype != 8:
                 sys.exit("%s: %s is not a string" % (src, key.decode()))
-            kept.append(struct.pack("<Q", klen) + key + struct.pack("<IQ", 8, len(new[key])) + new[key])
+            kept.append(string_kv(key, new.pop(key)))
         else:
             kept.append(buf[start:pos])
+    kept += [string_kv(k, v) for k, v in new.items()]
     infos = []  # (name, info bytes without the offset, offset)
     for _ in range(n_tensors):
         start = pos

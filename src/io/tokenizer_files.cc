@@ -12,7 +12,7 @@
 #include "core/error.h"
 #include "core/mapped_file.h"
 #include "io/json_file.h"
-#include "tokenizer/byte_bpe.h"
+#include "tokenizer/pre_tokenizers.h"
 
 namespace lmpress {
 
@@ -157,10 +157,12 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
   v.eos = id("tokenizer.ggml.eos_token_id", spm ? 2 : -1);
   v.unk = id("tokenizer.ggml.unknown_token_id", spm ? 0 : -1);
   v.pad = id("tokenizer.ggml.padding_token_id", -1);
-  v.add_bos = g.get_bool("tokenizer.ggml.add_bos_token").value_or(spm);
+  // What llama.cpp derives from the pre-tokenizer's name; an unknown name is refused when the tokenizer is made.
+  const PreTokenizer* pre = v.model == "gpt2" ? find_pre_tokenizer(v.pre) : nullptr;
+  v.add_bos = g.get_bool("tokenizer.ggml.add_bos_token").value_or(spm || (pre && pre->add_bos));
   v.add_eos = g.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
   v.add_space_prefix = g.get_bool("tokenizer.ggml.add_space_prefix").value_or(spm);
-  v.ignore_merges = v.pre == "llama-bpe" || v.pre == "llama3";
+  v.ignore_merges = pre && pre->ignore_merges;
   if (v.model == "gemma4") {
     // llama.cpp's gemma4 vocabulary: its own pre-tokenizer whatever tokenizer.ggml.pre says, and BOS always added.
     v.pre = "gemma4";
@@ -175,7 +177,7 @@ Vocab vocab_from_gguf(const GGUFFile& g) {
 void vocab_to_gguf(const Vocab& v, GGUFWriter& w) {
   w.set("tokenizer.ggml.model", GGUFValue::str(v.model));
   if (v.model == "gpt2") {
-    std::string name = v.pre_regexes.empty() ? v.pre : pre_tokenizer_name(v.pre_regexes);
+    std::string name = v.pre_regexes.empty() ? v.pre : pre_tokenizer_name(v.pre_regexes, v.ignore_merges);
     if (name.empty()) {
       // llama.cpp knows pre-tokenizers by name only: record the regexes for
       // lmpress and name the closest llama.cpp one.
@@ -610,7 +612,7 @@ Vocab vocab_from_tokenizer_json_text(const std::string& text, const std::string&
   };
   walk(j.contains("pre_tokenizer") ? j["pre_tokenizer"] : nlohmann::json(), "pre_tokenizer", 0);
   if (v.pre_regexes.empty()) v.pre_regexes.push_back(kGpt2Regex);
-  v.pre = pre_tokenizer_name(v.pre_regexes);
+  v.pre = pre_tokenizer_name(v.pre_regexes, v.ignore_merges);
   v.add_space_prefix = false;
   return v;
 }
@@ -633,7 +635,12 @@ std::string vocab_to_tokenizer_json(const Vocab& v) {
   else j["normalizer"] = normalizer_json(v.normalizers);
   auto pre = nlohmann::ordered_json::array();
   std::vector<std::string> regexes = v.pre_regexes;
-  if (regexes.empty() && !pre_tokenizer_regexes(v.pre, regexes)) fail("unknown byte-level pre-tokenizer '{}'", v.pre);
+  if (regexes.empty()) {
+    const PreTokenizer* p = find_pre_tokenizer(v.pre);
+    if (!p) fail("unknown byte-level pre-tokenizer '{}'", v.pre);
+    if (p->raw) fail("the '{}' vocabulary (raw UTF-8, not byte-level) cannot be written as tokenizer.json", v.pre);
+    regexes = p->hf_regexes.empty() ? p->regexes : p->hf_regexes;  // Hugging Face's spelling where it has one
+  }
   for (const auto& r : regexes)
     pre.push_back({{"type", "Split"}, {"pattern", {{"Regex", r}}}, {"behavior", "Isolated"}, {"invert", false}});
   pre.push_back({{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", false}});

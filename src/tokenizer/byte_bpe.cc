@@ -4,90 +4,10 @@
 #include <queue>
 
 #include "core/error.h"
+#include "tokenizer/pre_tokenizers.h"
 #include "tokenizer/unicode_regex.h"
 
 namespace lmpress {
-
-// Regexes as llama.cpp writes them (llama-vocab.cpp); HF's "(?i:'s|...)" and
-// GPT-2's trailing "|\s+" tokenize identically and are normalized to these.
-const char* const kGpt2Regex = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))";
-namespace {
-const char* const kContractions = R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD]))";
-const std::string kLlama3Regex = std::string(kContractions) +
-    R"(|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-const std::string kQwen2Regex = std::string(kContractions) +
-    R"(|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-// Qwen3.5: letters with their combining marks.
-const std::string kQwen35Regex = std::string(kContractions) +
-    R"(|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-// GPT-4o's o200k (gpt-oss): case-aware words with their contractions, digits in threes, punctuation with
-// trailing newlines or slashes; tokenizer.json's regex, which PCRE2 runs as it is (llama.cpp rewrites it for its
-// own engine).
-const char* const kGpt4oRegex =
-    R"([^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
-    R"(|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?)"
-    R"(|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-// DeepSeek LLM's letters, punctuation and CJK as llama.cpp spells them (code
-// points as PCRE escapes, so that no editor normalises them).
-const char* const kDeepseekLetters =
-    "\\s?[A-Za-z\\x{B5}\\x{C0}-\\x{D6}\\x{D8}-\\x{F6}\\x{F8}-\\x{1BA}\\x{1BC}-\\x{1BF}\\x{1C4}-\\x{293}\\x{295}-\\x{2AF}\\x{370}-\\x{373}\\x{376}\\x{377}\\x{37B}-\\x{37D}\\x{37F}\\x{386}\\x{388}-\\x{38A}\\x{38C}\\x{38E}-\\x{3A1}\\x{3A3}-\\x{3F5}\\x{3F7}-\\x{481}\\x{48A}-\\x{52F}\\x{531}-\\x{556}\\x{10A0}-\\x{10C5}\\x{13A0}-\\x{13F5}\\x{13F8}-\\x{13FD}\\x{1C90}-\\x{1CBA}\\x{1CBD}-\\x{1CBF}\\x{1D00}-\\x{1D2B}\\x{1D6B}-\\x{1D77}\\x{1D79}-\\x{1D9A}\\x{1E00}-\\x{1F15}\\x{1F18}-\\x{1F1D}\\x{1F20}-\\x{1F45}\\x{1F48}-\\x{1F4D}\\x{1F50}-\\x{1F57}\\x{1F59}\\x{1F5B}\\x{1F5D}\\x{1F5F}-\\x{1F7D}\\x{1F80}-\\x{1FB4}\\x{1FB6}-\\x{1FBC}\\x{1FBE}\\x{1FC2}-\\x{1FC4}\\x{1FC6}-\\x{1FCC}\\x{1FD0}-\\x{1FD3}\\x{1FD6}-\\x{1FDB}\\x{1FE0}-\\x{1FEC}\\x{1FF2}-\\x{1FF4}\\x{1FF6}-\\x{1FFC}\\x{2102}\\x{2107}\\x{210A}-\\x{2113}\\x{2115}\\x{2119}-\\x{211D}\\x{2124}\\x{2126}\\x{2128}\\x{212A}-\\x{212D}\\x{212F}-\\x{2134}\\x{2139}\\x{213C}-\\x{213F}\\x{2145}-\\x{2149}\\x{214E}\\x{2183}\\x{2184}\\x{2C00}-\\x{2C7B}\\x{2C7E}-\\x{2CE4}\\x{2CEB}-\\x{2CEE}\\x{2CF2}\\x{2CF3}\\x{A640}-\\x{A66D}\\x{A680}-\\x{A69B}\\x{A722}-\\x{A76F}\\x{A771}-\\x{A787}\\x{A78B}-\\x{A78E}\\x{AB70}-\\x{ABBF}\\x{FB00}-\\x{FB06}\\x{FB13}-\\x{FB17}\\x{FF21}-\\x{FF3A}\\x{FF41}-\\x{FF5A}\\x{10400}-\\x{1044F}\\x{104B0}-\\x{104D3}\\x{104D8}-\\x{104FB}\\x{10C80}-\\x{10CB2}\\x{10CC0}-\\x{10CF2}\\x{118A0}-\\x{118DF}\\x{1E900}-\\x{1E943}]+";
-
-struct NamedPre {
-  const char* name;
-  std::vector<std::string> regexes;
-};
-const std::vector<NamedPre>& named_pres() {
-  static const std::vector<NamedPre> k = {
-      {"gpt-2", {kGpt2Regex}},
-      {"llama-bpe", {kLlama3Regex}},
-      {"qwen2", {kQwen2Regex}},
-      {"smollm", {R"(\p{N})", kGpt2Regex}},
-      {"qwen35", {kQwen35Regex}},
-      {"gpt-4o", {kGpt4oRegex}},
-      // Gemma 4: BPE over the whole text, split only into runs of newlines and of everything else.
-      {"gemma4", {"[^\\n]+|[\\n]+"}},
-      {"deepseek-llm", {"[\r\n]", kDeepseekLetters, "\\s?[!-/:-~\\x{FF01}-\\x{FF0F}\\x{FF1A}-\\x{FF5E}\\x{2018}-\\x{201F}\\x{3000}-\\x{3002}]+", "\\s+$", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}+"}},
-      {"deepseek-coder", {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+", "[\\x{4E00}-\\x{9FA5}\\x{800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"}},
-      {"falcon", {R"([\p{P}\$\+<=>\^~\|`]+)", kGpt2Regex, "[0-9][0-9][0-9]"}},
-      {"starcoder", {R"(\p{N})", kGpt2Regex}},
-      {"refact", {R"(\p{N})", kGpt2Regex}},
-      {"command-r", {R"(\p{N})", kGpt2Regex}},
-      {"mpt", {kGpt2Regex}},
-      {"default", {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2Regex, R"(\p{N}+)", "[0-9][0-9][0-9]"}},
-  };
-  return k;
-}
-
-std::string normalize_regex(std::string r) {
-  const std::string hf_contractions = "(?i:'s|'t|'re|'ve|'m|'ll|'d)";
-  if (r.compare(0, hf_contractions.size(), hf_contractions) == 0) r = kContractions + r.substr(hf_contractions.size());
-  const std::string gpt2_hf = std::string(kGpt2Regex) + R"(|\s+)";
-  if (r == gpt2_hf) r = kGpt2Regex;
-  return r;
-}
-
-}  // namespace
-
-bool pre_tokenizer_regexes(const std::string& pre, std::vector<std::string>& out) {
-  std::string p = pre;
-  if (p == "gpt2") p = "gpt-2";
-  if (p == "llama3" || p == "smaug-bpe") p = "llama-bpe";
-  if (p == "deepseek-r1-qwen") p = "qwen2";
-  for (const auto& n : named_pres())
-    if (p == n.name) {
-      out = n.regexes;
-      return true;
-    }
-  return false;
-}
-
-std::string pre_tokenizer_name(const std::vector<std::string>& regexes) {
-  std::vector<std::string> norm;
-  for (const auto& r : regexes) norm.push_back(normalize_regex(r));
-  for (const auto& n : named_pres())
-    if (norm == n.regexes) return n.name;
-  return "";
-}
 
 namespace {
 
@@ -129,9 +49,16 @@ struct ByteBpeTokenizer::Regexes {
 };
 
 ByteBpeTokenizer::ByteBpeTokenizer(Vocab v, const std::string& source)
-    : Tokenizer(std::move(v)), regexes_(std::make_unique<Regexes>()), raw_(vocab_.model == "gemma4") {
-  if (vocab_.pre_regexes.empty() && !pre_tokenizer_regexes(vocab_.pre, vocab_.pre_regexes))
-    fail("{}: unknown byte-level pre-tokenizer '{}'", source, vocab_.pre);
+    : Tokenizer(std::move(v)), regexes_(std::make_unique<Regexes>()) {
+  const PreTokenizer* pre = find_pre_tokenizer(vocab_.pre);
+  if (vocab_.pre_regexes.empty()) {
+    if (!pre)
+      fail("{}: unknown byte-level pre-tokenizer '{}' (the names lmpress knows are llama.cpp's, listed in the README)",
+           source, vocab_.pre);
+    vocab_.pre_regexes = pre->regexes;
+  }
+  raw_ = pre && pre->raw;
+  newline_tokens_ = pre && pre->newline_tokens;
   for (const auto& pat : vocab_.pre_regexes)
     regexes_->codes.push_back(compile_unicode_regex(pat, source + ": pre-tokenizer regex"));
 
@@ -162,25 +89,24 @@ std::vector<std::string_view> ByteBpeTokenizer::pretokenize(std::string_view tex
   for (auto* code : regexes_->codes) {
     std::vector<std::string_view> next;
     for (auto w : words) {
-      size_t pos = 0;
-      while (pos < w.size()) {
-        int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(w.data()), w.size(), pos, PCRE2_NO_UTF_CHECK,
+      size_t start = 0, from = 0;  // the piece not yet taken; where the next search starts
+      while (from < w.size()) {
+        int rc = pcre2_match(code, reinterpret_cast<PCRE2_SPTR>(w.data()), w.size(), from, PCRE2_NO_UTF_CHECK,
                              md.get(), nullptr);
         if (rc == PCRE2_ERROR_NOMATCH) break;
         // e.g. the match limit: never leave the rest silently unsplit
         if (rc < 0) fail("tokenizer: pre-tokenizer regex failed on the text: {}", pcre2_error_text(rc));
         PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md.get());
-        if (ov[0] > pos) next.push_back(w.substr(pos, ov[0] - pos));
-        if (ov[1] == ov[0]) {  // empty match: step one character
-          size_t n = std::min(utf8_char_len(uint8_t(w[pos])), w.size() - pos);
-          next.push_back(w.substr(pos, n));
-          pos += n;
+        if (ov[0] > start) next.push_back(w.substr(start, ov[0] - start));
+        start = ov[0];
+        if (ov[1] == ov[0]) {  // an empty match only splits there; search on from the next character
+          from = ov[0] + std::min(utf8_char_len(uint8_t(w[ov[0]])), w.size() - ov[0]);
           continue;
         }
         next.push_back(w.substr(ov[0], ov[1] - ov[0]));
-        pos = ov[1];
+        start = from = ov[1];
       }
-      if (pos < w.size()) next.push_back(w.substr(pos));
+      if (start < w.size()) next.push_back(w.substr(start));
     }
     words.swap(next);
   }
@@ -265,9 +191,9 @@ void ByteBpeTokenizer::encode_fragment(std::string_view text, bool, std::vector<
   }
 }
 
-// Gemma 4 (llama.cpp's gemma4 vocabulary): spaces become "▁", then BPE by merge rank on the characters of each run
-// of newlines or of other text (a newline run that is a token stays whole); a piece with no token falls back to
-// its bytes' <0xNN> tokens.
+// Raw vocabularies (Gemma 4, Sarvam): spaces become "▁", then BPE by merge rank on the characters of each run of
+// newlines or of other text (for Gemma 4 a newline run that is a token stays whole); a piece with no token falls
+// back to its bytes' <0xNN> tokens.
 void ByteBpeTokenizer::encode_raw(std::string_view text, std::vector<int32_t>& out) const {
   std::string escaped;
   for (char c : text) {
@@ -276,7 +202,7 @@ void ByteBpeTokenizer::encode_raw(std::string_view text, std::vector<int32_t>& o
   }
   std::vector<std::string> syms;
   for (auto w : pretokenize(escaped)) {
-    if (w.find_first_not_of('\n') == std::string_view::npos) {
+    if (newline_tokens_ && w.find_first_not_of('\n') == std::string_view::npos) {
       const auto it = token_to_id_.find(std::string(w));
       if (it != token_to_id_.end()) {
         out.push_back(it->second);

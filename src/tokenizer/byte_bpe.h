@@ -4,16 +4,10 @@
 #pragma once
 #include <memory>
 
+#include "tokenizer/pre_tokenizers.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lmpress {
-
-// The regexes llama.cpp uses for a tokenizer.ggml.pre name; false if unknown.
-bool pre_tokenizer_regexes(const std::string& pre, std::vector<std::string>& out);
-// The llama.cpp name for a regex list (as tokenizer.json spells it, or as
-// llama.cpp does); "" when llama.cpp has no name for it.
-std::string pre_tokenizer_name(const std::vector<std::string>& regexes);
-extern const char* const kGpt2Regex;
 
 class ByteBpeTokenizer : public Tokenizer {
  public:
@@ -34,7 +28,8 @@ class ByteBpeTokenizer : public Tokenizer {
   std::unordered_map<std::string, int32_t> merge_rank_;  // "left right" -> rank
   std::string byte_to_cp_[256];                          // byte -> UTF-8 of its code point
   std::unordered_map<uint32_t, uint8_t> cp_to_byte_;
-  bool raw_ = false;  // gemma4: raw UTF-8 with "▁" for spaces, not GPT-2's byte-to-character map
+  bool raw_ = false;  // raw UTF-8 with "▁" for spaces, not GPT-2's byte-to-character map (PreTokenizer::raw)
+  bool newline_tokens_ = false;
 };
 
 }  // namespace lmpress

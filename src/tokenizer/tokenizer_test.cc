@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -48,9 +49,10 @@ TEST(ByteBpe, PreTokenizerRegexesSplitLikeLlamaCpp) {
   EXPECT_THROW(ByteBpeTokenizer(byte_vocab("no-such-pre"), "t"), Error);
 }
 
-// GPT-4o's pre-tokenizer (gpt-oss's o200k) against Python's `regex` module running the pattern of gpt-oss's
-// tokenizer.json (copied here from it, as llama.cpp's llama-vocab.cpp quotes it; python3-regex): cases,
-// contractions, digits, CJK, combining marks, newlines. A tokenizer.json with that pattern is named gpt-4o.
+// GPT-4o's pre-tokenizer (gpt-oss's o200k) as a tokenizer.json gives it, against Python's `regex` module running
+// the pattern of gpt-oss's tokenizer.json (copied here from it, as llama.cpp's llama-vocab.cpp quotes it;
+// python3-regex): cases, contractions, digits, CJK, combining marks, newlines. A tokenizer.json with that pattern
+// is named gpt-4o (a GGUF named so runs llama.cpp's rewrite of it: tests/pretokenizer_cases_test.cc).
 TEST(ByteBpe, Gpt4oPreTokenizerSplitsAsPythonRegex) {
   const std::vector<std::string> texts = {
       "HelloWorld don't I'M JSONParser 1234567 x!?\n\n/path/to  ok", "Ça va? naïve café ÉCOLE", "数学 テスト 한국어 123abc",
@@ -70,7 +72,9 @@ TEST(ByteBpe, Gpt4oPreTokenizerSplitsAsPythonRegex) {
   const auto r = test::shell("/usr/bin/python3 " + d + "/split.py " + d + "/in.json " + d + "/pattern.txt 2>&1");
   ASSERT_EQ(r.status, 0) << "python3-regex is needed (scripts/setup.sh): " << r.out;
   const auto want = nlohmann::json::parse(r.out);
-  ByteBpeTokenizer oss(byte_vocab("gpt-4o"), "t");
+  Vocab from_json = byte_vocab("gpt-4o");
+  from_json.pre_regexes = {o200k};
+  ByteBpeTokenizer oss(from_json, "t");
   for (size_t i = 0; i < texts.size(); i++) {
     EXPECT_EQ(pieces(oss, texts[i]), want[i].get<std::vector<std::string>>()) << texts[i];
   }
@@ -78,13 +82,26 @@ TEST(ByteBpe, Gpt4oPreTokenizerSplitsAsPythonRegex) {
 }
 
 TEST(ByteBpe, NamesRoundTrip) {
-  std::vector<std::string> r;
-  for (const char* n : {"gpt-2", "llama-bpe", "qwen2", "smollm", "default"}) {
-    ASSERT_TRUE(pre_tokenizer_regexes(n, r));
-    EXPECT_EQ(pre_tokenizer_name(r), n);
+  std::set<std::string> seen;
+  for (const PreTokenizer& p : pre_tokenizers()) {
+    for (const auto& n : p.names) {
+      EXPECT_TRUE(seen.insert(n).second) << n << " named twice";
+      EXPECT_EQ(find_pre_tokenizer(n), &p) << n;
+    }
+    // Byte-level ones have a tokenizer.json spelling that maps back to them.
+    if (!p.raw) {
+      EXPECT_EQ(pre_tokenizer_name(p.regexes, p.ignore_merges), p.names[0]);
+      if (!p.hf_regexes.empty()) {
+        EXPECT_EQ(pre_tokenizer_name(p.hf_regexes, p.ignore_merges), p.names[0]);
+      }
+    }
   }
+  EXPECT_EQ(find_pre_tokenizer(""), find_pre_tokenizer("default"));
+  EXPECT_EQ(find_pre_tokenizer("whitespace"), nullptr);
+  // The Llama 3 regex is llama-bpe with ignore_merges (as Llama 3's tokenizer.json), dbrx without.
+  EXPECT_EQ(pre_tokenizer_name(find_pre_tokenizer("llama3")->regexes, false), "dbrx");
   // Hugging Face's spelling of the Llama 3 regex maps to llama.cpp's name.
-  EXPECT_EQ(pre_tokenizer_name({R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}),
+  EXPECT_EQ(pre_tokenizer_name({R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)"}, true),
             "llama-bpe");
   EXPECT_EQ(pre_tokenizer_name({"abc"}), "");
 }
