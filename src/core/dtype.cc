@@ -10,7 +10,7 @@ namespace lmpress {
 namespace {
 
 // Block layouts as ggml defines them (ggml-common.h).
-constexpr std::array<DTypeInfo, 46> kTypes = {{
+constexpr std::array<DTypeInfo, 48> kTypes = {{
     {DType::F32, "F32", 1, 4, true, DType::F32, 1},
     {DType::F16, "F16", 1, 2, true, DType::F16, 1},
     {DType::Q4_0, "Q4_0", 32, 18, true, DType::Q4_0, 1},
@@ -59,6 +59,8 @@ constexpr std::array<DTypeInfo, 46> kTypes = {{
     {DType::LOW_RANK, "low_rank", 1, 0, true, DType::LOW_RANK, 1},
     {DType::U8, "U8", 1, 1, false, DType::U8, 1},
     {DType::MXFP4_X8, "MXFP4_x8", 32, 18, true, DType::MXFP4, 8},
+    {DType::Q5_1_X8, "Q5_1_x8", 32, 24, true, DType::Q5_1, 8},
+    {DType::Q4_1_X8, "Q4_1_x8", 32, 20, true, DType::Q4_1, 8},
 }};
 
 }  // namespace

@@ -61,6 +61,8 @@ enum class DType : uint32_t {
   LOW_RANK = 1010,      // a factorized linear B·A: data is the pair of factor tensors (src/core/low_rank_tensor.h)
   U8 = 1011,            // safetensors' U8 (gpt-oss's MXFP4 blocks and scales), bytes only: ggml has no such type
   MXFP4_X8 = 1012,      // MXFP4 with groups of 8 rows interleaved per block, f16 scales (src/kernels/iq4_nlx8.h)
+  Q5_1_X8 = 1013,       // Q5_1 with groups of 8 rows interleaved per block (src/kernels/q5_0x8.h)
+  Q4_1_X8 = 1014,       // Q4_1 with groups of 8 rows interleaved per block (src/kernels/q4_0x8.h)
 };
 constexpr uint32_t kInternalTypeBase = 1000;
 constexpr uint32_t kLmpressFileTypeBase = 0x4C4D0000;  // "LM": lmpress's file types (LMP2, ...)

@@ -42,7 +42,23 @@ __attribute__((target("avx2,fma,f16c"))) inline __m256 fma_scaled(__m256 d, uint
   return _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(h2f(act_d))), _mm256_cvtepi32_ps(dot), acc);
 }
 
-// The epilogue of the 8-row interleaved kernels, one block: the same with the
+// The epilogue of the 8-row layouts that store their values unsigned, one
+// block and token, for 8 rows' converted scales d: their integer dots less
+// Offset·Σa (Q4_0: value + 8, Q5_0: + 16), or, where the group has minimums
+// (Q4_1, Q5_1: w = d·q + m), plus m·da·Σa; sum is Σ of the activation block's values.
+template <class G, int Offset>
+__attribute__((target("avx2,fma,f16c"))) inline __m256 fma_unsigned_block(const G& g, __m256 d, uint16_t act_d,
+                                                                          int32_t sum, __m256i dot, __m256 acc) {
+  if constexpr (requires(const G& x) { x.m; }) {
+    acc = fma_scaled(d, act_d, dot, acc);
+    const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(g.m)));
+    return _mm256_fmadd_ps(m, _mm256_set1_ps(h2f(act_d) * float(sum)), acc);
+  } else {
+    return fma_scaled(d, act_d, _mm256_sub_epi32(dot, _mm256_set1_epi32(Offset * sum)), acc);
+  }
+}
+
+// The epilogue of the 8-row interleaved kernels, one block: fma_scaled with the
 // 8 rows' f16 scales d8.
 __attribute__((target("avx2,fma,f16c"))) inline __m256 fma_row_scales(const uint16_t* d8, uint16_t act_d, __m256i dot,
                                                                       __m256 acc) {

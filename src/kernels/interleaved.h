@@ -1,5 +1,5 @@
-// The 8-row interleaved weight layouts (Q4_0_X8, Q5_0_X8, Q8_0_X8, Q4_K_X8, IQ4_NL_X8,
-// Q8_0_2OF4_X8) as one table: a row per layout with what matmul, the
+// The 8-row interleaved weight layouts (Q4_0_X8, Q4_1_X8, Q5_0_X8, Q5_1_X8, Q8_0_X8, Q4_K_X8,
+// IQ4_NL_X8, MXFP4_X8, Q8_0_2OF4_X8, I8_X8) as one table: a row per layout with what matmul, the
 // load-time repack and the exporter need, and one kernel signature for all
 // (as ggml-cpu/repack.h). A new layout is its own file (block struct, pack,
 // kernels, a *_kernels() chooser) plus one row in interleaved.cc and one in
@@ -16,7 +16,7 @@ namespace lmpress {
 
 // 8 outputs of one row group for one token: activations `act` (the format's
 // ActFormat blocks, or I8_TOKEN bytes), `sums` the Σ of each Q8_0 activation block's int8 values
-// (read only by the formats that store offset values, Q4_0 and Q5_0).
+// (read only by the formats that store offset values, Q4_0 and Q5_0, or minimums, Q4_1 and Q5_1).
 using X8Gemv = void (*)(int64_t cols, const void* group, const void* act, const int32_t* sums, float* out);
 // The same for 4 tokens: activations and sums `stride` blocks apart, outputs `out_stride` floats apart.
 using X8Gemm4 = void (*)(int64_t cols, const void* group, const void* act, const int32_t* sums, int64_t stride,
@@ -64,6 +64,10 @@ const InterleavedFormat* interleaved_format(DType t);
 // The layout a matrix of file type `from` is repacked into at load, or null
 // (always null off x86-64, where the layouts have no SIMD kernels).
 const InterleavedFormat* interleaved_repack_for(DType from);
+
+// A group type with minimums (Q4_1_X8, Q5_1_X8: w = d·q + m) rather than an offset on its stored values.
+template <class G>
+constexpr bool kHasMinimums = requires(const G& g) { g.m; };
 
 // Adapters from a layout's typed kernels to the table's signatures.
 template <class Group, class Act, void (*F)(int64_t, const Group*, const Act*, const int32_t*, float*)>

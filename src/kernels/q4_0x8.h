@@ -74,4 +74,25 @@ void gemm4_q4_0x8(int64_t cols, const BlockQ4_0x8* group, const BlockQ8_0* a, co
 // The kernels above as cpu_isa() allows them, in the interleaved table's signature (kernels/interleaved.h).
 X8Kernels q4_0x8_kernels();
 
+// Q4_1 likewise (DType::Q4_1_X8): the 8 scales, the 8 minimums, then the
+// nibbles in Q4_0_X8's order; the values are unsigned (w = d·q + m), so a dot
+// is d·da·Σ q·a + m·da·Σ a, the second term from the activation block's Σ.
+struct BlockQ4_1x8 {
+  uint16_t d[8];
+  uint16_t m[8];
+  uint8_t qs[128];
+};
+static_assert(sizeof(BlockQ4_1x8) == 8 * sizeof(BlockQ4_1));
+
+void pack_q4_1x8(const BlockQ4_1* rows, int64_t cols, BlockQ4_1x8* out);
+void dequantize_q4_1x8_row(const BlockQ4_1x8* group, int64_t cols, int r, float* out);
+Tensor repack_q4_1x8(const Tensor& q4_1);
+std::vector<uint8_t> unpack_q4_1x8(const Tensor& x8);
+// As for Q4_0_X8; sums[b] = Σ of a[b].qs (the minimums' term).
+void gemv_q4_1x8_ref(int64_t cols, const BlockQ4_1x8* group, const BlockQ8_0* a, const int32_t* sums, float* out);
+void gemv_q4_1x8(int64_t cols, const BlockQ4_1x8* group, const BlockQ8_0* a, const int32_t* sums, float* out);
+void gemm4_q4_1x8(int64_t cols, const BlockQ4_1x8* group, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                  float* out, int64_t out_stride);
+X8Kernels q4_1x8_kernels();
+
 }  // namespace lmpress

@@ -117,27 +117,31 @@ namespace {
 // Vector v (0..3) of a 32-value block of two groups as unsigned values: the
 // low nibbles (values 4v + i) and the high ones (values 4(v + 4) + i); `extra`
 // is what prepare() read once per block. Q4_0: value + 8.
-struct Q4_0Values {
-  static constexpr int kOffset = 8;
-  __attribute__((target(LMPRESS_AVX512_TARGET))) static __m512i prepare(const BlockQ4_0x8&, const BlockQ4_0x8&) {
+// Q4_1 (G = BlockQ4_1x8): the nibbles as they are, its minimums in the epilogue.
+template <class G, int Offset>
+struct Q4Values {
+  static constexpr int kOffset = Offset;
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static __m512i prepare(const G&, const G&) {
     return _mm512_setzero_si512();
   }
-  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const BlockQ4_0x8& g0, const BlockQ4_0x8& g1, __m512i,
-                                                                int v, __m512i& lo, __m512i& hi) {
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const G& g0, const G& g1, __m512i, int v, __m512i& lo,
+                                                                __m512i& hi) {
     const __m512i low = _mm512_set1_epi8(0x0F), q = bytes_x2(g0.qs + 32 * v, g1.qs + 32 * v);
     lo = _mm512_and_si512(q, low);
     hi = _mm512_and_si512(_mm512_srli_epi16(q, 4), low);
   }
 };
 
-// Q5_0: value + 16, the fifth bits from qh (prepare) shifted into place as q5_0x8.cc does.
-struct Q5_0Values {
-  static constexpr int kOffset = 16;
-  __attribute__((target(LMPRESS_AVX512_TARGET))) static __m512i prepare(const BlockQ5_0x8& g0, const BlockQ5_0x8& g1) {
+// Q5_0: value + 16, the fifth bits from qh (prepare) shifted into place as q5_0x8.cc does. Q5_1 (G =
+// BlockQ5_1x8): the same unsigned values, no offset, its minimums in the epilogue.
+template <class G, int Offset>
+struct Q5Values {
+  static constexpr int kOffset = Offset;
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static __m512i prepare(const G& g0, const G& g1) {
     return bytes_x2(g0.qh, g1.qh);
   }
-  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const BlockQ5_0x8& g0, const BlockQ5_0x8& g1,
-                                                                __m512i qh, int v, __m512i& lo, __m512i& hi) {
+  __attribute__((target(LMPRESS_AVX512_TARGET))) static void get(const G& g0, const G& g1, __m512i qh, int v,
+                                                                __m512i& lo, __m512i& hi) {
     const __m512i low = _mm512_set1_epi8(0x0F), bit4 = _mm512_set1_epi8(0x10);
     const __m512i q = bytes_x2(g0.qs + 32 * v, g1.qs + 32 * v);
     lo = _mm512_or_si512(_mm512_and_si512(q, low), _mm512_and_si512(_mm512_sll_epi16(qh, _mm_cvtsi32_si128(4 - v)), bit4));
@@ -147,7 +151,8 @@ struct Q5_0Values {
 };
 
 // The 8-row 4-token kernels of the 32-value layouts whose values are stored
-// unsigned (value + V::kOffset, taken off through kOffset · Σ activations) on
+// unsigned (value + V::kOffset, taken off through kOffset · Σ activations, or
+// with minimums added through m · Σ activations) on
 // two groups at once in 512-bit registers: one vpdpbusd per token and vector
 // (AVX2 needs maddubs + madd), the same integer dots and float epilogue per
 // lane as the 8-row kernels and gemv.
@@ -175,9 +180,14 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_blocks32(int64_t col
     }
     const __m512 dw = halves_x2(g[b].d, g1[b].d);
     for (int t = 0; t < T; t++) {
-      const __m512i dot = _mm512_sub_epi32(d[t], _mm512_set1_epi32(V::kOffset * sums[t * stride + b]));
-      acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(simd_avx2::h2f(a[t * stride + b].d))),
-                               _mm512_cvtepi32_ps(dot), acc[t]);
+      const float da = simd_avx2::h2f(a[t * stride + b].d);
+      if constexpr (kHasMinimums<Group>) {  // w = d·q + m: the minimums times da·Σa
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da)), _mm512_cvtepi32_ps(d[t]), acc[t]);
+        acc[t] = _mm512_fmadd_ps(halves_x2(g[b].m, g1[b].m), _mm512_set1_ps(da * float(sums[t * stride + b])), acc[t]);
+      } else {
+        const __m512i dot = _mm512_sub_epi32(d[t], _mm512_set1_epi32(V::kOffset * sums[t * stride + b]));
+        acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, _mm512_set1_ps(da)), _mm512_cvtepi32_ps(dot), acc[t]);
+      }
     }
   }
   for (int t = 0; t < T; t++) _mm512_storeu_ps(out + t * out_stride, acc[t]);
@@ -187,12 +197,22 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_blocks32(int64_t col
 
 void gemm4x2_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
                     float* out, int64_t out_stride) {
-  gemm4x2_blocks32<BlockQ4_0x8, Q4_0Values>(cols, g, a, sums, stride, out, out_stride);
+  gemm4x2_blocks32<BlockQ4_0x8, Q4Values<BlockQ4_0x8, 8>>(cols, g, a, sums, stride, out, out_stride);
+}
+
+void gemm4x2_q4_1x8(int64_t cols, const BlockQ4_1x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                    float* out, int64_t out_stride) {
+  gemm4x2_blocks32<BlockQ4_1x8, Q4Values<BlockQ4_1x8, 0>>(cols, g, a, sums, stride, out, out_stride);
 }
 
 void gemm4x2_q5_0x8(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
                     float* out, int64_t out_stride) {
-  gemm4x2_blocks32<BlockQ5_0x8, Q5_0Values>(cols, g, a, sums, stride, out, out_stride);
+  gemm4x2_blocks32<BlockQ5_0x8, Q5Values<BlockQ5_0x8, 16>>(cols, g, a, sums, stride, out, out_stride);
+}
+
+void gemm4x2_q5_1x8(int64_t cols, const BlockQ5_1x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                    float* out, int64_t out_stride) {
+  gemm4x2_blocks32<BlockQ5_1x8, Q5Values<BlockQ5_1x8, 0>>(cols, g, a, sums, stride, out, out_stride);
 }
 
 #undef LMPRESS_AVX512_TARGET

@@ -52,13 +52,17 @@ namespace lmpress::simd_avx512vnni {
 // state, besides what simd_avx2 needs.
 bool available();
 LMPRESS_X8_VNNI_KERNELS
-// gemm4_q4_kx8, gemm4_q4_0x8 and Q5_0_x8's gemm4 on two consecutive groups (16 rows: g, then
+// gemm4_q4_kx8, gemm4_q4_0x8 and the Q4_1_x8 / Q5_0_x8 / Q5_1_x8 gemm4 on two consecutive groups (16 rows: g, then
 // the group cols / block-width blocks later) in 512-bit registers.
 void gemm4x2_q4_kx8(int64_t cols, const BlockQ4_Kx8* g, const BlockQ8_K* a, int64_t stride, float* out,
                     int64_t out_stride);
 void gemm4x2_q4_0x8(int64_t cols, const BlockQ4_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
                     float* out, int64_t out_stride);
+void gemm4x2_q4_1x8(int64_t cols, const BlockQ4_1x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                    float* out, int64_t out_stride);
 void gemm4x2_q5_0x8(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
+                    float* out, int64_t out_stride);
+void gemm4x2_q5_1x8(int64_t cols, const BlockQ5_1x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
                     float* out, int64_t out_stride);
 }  // namespace lmpress::simd_avx512vnni
 

@@ -1,8 +1,9 @@
 // Repacking weights at load into layouts with faster decode kernels. Sparse
 // ones skip the zeros: 2:4 patterns into F16_2OF4 or Q8_0_2OF4(_X8), other F16
-// matrices sparse enough to pay into F16_BITMAP. Dense Q4_0, Q8_0 and Q4_K
-// matrices interleave 8 rows (Q4_0_X8, Q5_0_X8, Q8_0_X8, Q4_K_X8, IQ4_NL_X8). Lossless; files on
-// disk keep the plain types.
+// matrices sparse enough to pay into F16_BITMAP. Dense matrices of the types
+// with an interleaved layout interleave 8 rows (kernels/interleaved.h: Q4_0_X8,
+// Q4_1_X8, Q5_0_X8, Q5_1_X8, Q8_0_X8, Q4_K_X8, IQ4_NL_X8, MXFP4_X8). Lossless;
+// files on disk keep the plain types.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -28,9 +29,9 @@ struct SparseRepack {
 // (columns a multiple of 8).
 SparseRepack repack_sparse(Model& m);
 
-// Repacks Q4_0 / Q5_0 / Q8_0 / Q4_K matrices whose rows are a multiple of 8
-// into Q4_0_X8 / Q5_0_X8 / Q8_0_X8 / Q4_K_X8 / IQ4_NL_X8 (the blocks' weights and the
-// output matrix; the token embeddings only when tied to the output). Returns
+// Repacks the matrices of those types whose rows are a multiple of 8 into
+// their interleaved layouts (the blocks' weights and the output matrix; the
+// token embeddings only when tied to the output). Returns
 // how many: none off x86-64 (kernels/interleaved.h, interleaved_repack_for).
 int64_t repack_interleaved(Model& m);
 

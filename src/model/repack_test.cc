@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <ostream>
 #include <tuple>
@@ -86,10 +88,12 @@ INSTANTIATE_TEST_SUITE_P(Layouts, Repack,
                                          RepackCase{"--nm 2:4 --quantize q8_0", DType::Q8_0_2OF4_X8}),
                          [](const auto& info) { return std::string(dtype_name(info.param.layout)); });
 
-// A Q4_0, Q8_0, Q4_K_M or Q5_0 lmp-8m: every Q4_0 / Q5_0 / Q8_0 / Q4_K matrix
-// (rows a multiple of 8) becomes Q4_0_X8 / Q5_0_X8 / Q8_0_X8 / Q4_K_X8, the logits match the
+// A Q4_0, Q8_0, Q4_K_M, Q5_0, Q5_1 or Q4_1 lmp-8m: every matrix of those types
+// (rows a multiple of 8) becomes its interleaved layout, the logits match the
 // plain layout's, and written back the file's bytes return.
 TEST(Repack, InterleavedComputesTheSameLogits) {
+  const DType kLayouts[] = {DType::Q4_0_X8, DType::Q4_1_X8, DType::Q5_0_X8,
+                            DType::Q5_1_X8, DType::Q8_0_X8, DType::Q4_K_X8};
   struct Case {
     const char *name, *make;  // CLI arguments after "IN OUT"
     DType file_type, x8_type;
@@ -98,7 +102,9 @@ TEST(Repack, InterleavedComputesTheSameLogits) {
   for (const Case& c : {Case{"q4_0", "convert", DType::Q4_0, DType::Q4_0_X8, "output.weight"},
                         Case{"q8_0", "convert", DType::Q8_0, DType::Q8_0_X8, "output.weight"},
                         Case{"q4_k_m", "quantize", DType::Q4_K, DType::Q4_K_X8, "blk.0.ffn_down.weight"},
-                        Case{"q5_0", "quantize", DType::Q5_0, DType::Q5_0_X8, "blk.0.ffn_down.weight"}}) {
+                        Case{"q5_0", "quantize", DType::Q5_0, DType::Q5_0_X8, "blk.0.ffn_down.weight"},
+                        Case{"q5_1", "quantize", DType::Q5_1, DType::Q5_1_X8, "blk.0.ffn_down.weight"},
+                        Case{"q4_1", "quantize", DType::Q4_1, DType::Q4_1_X8, "blk.0.ffn_down.weight"}}) {
     SCOPED_TRACE(c.name);
     const std::string d = test::temp_dir();
     const std::string type_flag = std::string(c.make) == "convert" ? " --dtype " : " --type ";
@@ -109,9 +115,8 @@ TEST(Repack, InterleavedComputesTheSameLogits) {
     auto plain = load_model(d + "/q.gguf"), x8 = load_model(d + "/q.gguf");
     int64_t want = 0;  // the blocks' matrices and the output; not the untied embeddings
     for (const Tensor& t : plain->tensors)
-      want += (t.dtype == DType::Q4_0 || t.dtype == DType::Q5_0 || t.dtype == DType::Q8_0 || t.dtype == DType::Q4_K) &&
-              t.shape.size() == 2 &&
-              t.rows() % 8 == 0 && t.name != "token_embd.weight";
+      want += std::any_of(std::begin(kLayouts), std::end(kLayouts), [&](DType x) { return file_type(x) == t.dtype; }) &&
+              t.shape.size() == 2 && t.rows() % 8 == 0 && t.name != "token_embd.weight";
     EXPECT_GE(want, 4);
 #if defined(__x86_64__)
     EXPECT_EQ(repack_interleaved(*x8), want);
@@ -122,7 +127,7 @@ TEST(Repack, InterleavedComputesTheSameLogits) {
     EXPECT_EQ(repack_interleaved(*x8), 0);
     int64_t by_hand = 0;
     for (Tensor& t : x8->tensors)
-      for (DType x : {DType::Q4_0_X8, DType::Q5_0_X8, DType::Q8_0_X8, DType::Q4_K_X8})
+      for (DType x : kLayouts)
         if (file_type(x) == t.dtype && t.shape.size() == 2 && t.rows() % 8 == 0 &&
             t.cols() % interleaved_format(x)->block_cols == 0 && t.name != "token_embd.weight") {
           t = interleaved_format(x)->repack(t);
@@ -141,7 +146,7 @@ TEST(Repack, InterleavedComputesTheSameLogits) {
     // plain Q4_K multiply f32 activations (f32 tiles), Q4_K_X8 ones quantize
     // them to Q8_K first, as llama.cpp does: 0.14 apart here (Q5_0 likewise,
     // with Q8_0 activations).
-    const bool prompt_requantized = c.file_type == DType::Q4_K || c.file_type == DType::Q5_0;
+    const bool prompt_requantized = c.file_type != DType::Q4_0 && c.file_type != DType::Q8_0;
     expect_same_logits(*plain, *x8, 0.1, prompt_requantized ? 0.3 : 0.1);
     write_gguf_model(*x8, d + "/back.gguf", ExportOptions{});
     auto back = load_model(d + "/back.gguf");
