@@ -172,7 +172,7 @@ void add_bench(CLI::App& app) {
   cmd->add_flag("--no-bandwidth", o->no_bandwidth, "Skip the memory-bandwidth measurement");
   cmd->add_flag("--json", o->json, "Print llama-bench's JSON (-o json) instead of the table");
   cmd->add_flag("--dense", o->dense,
-                "Keep weights in their file layout (no 2:4, bitmap or Q4_0/Q5_0/Q8_0/Q4_K/IQ4_NL 8-row repacking at load)");
+                "Keep weights in their file layout (no 2:4, bitmap or 8-row interleaved repacking at load)");
   add_threads_option(cmd, o->threads);
   add_cache_options(cmd, o->kv);
   add_spec_options(cmd, o->spec);
