@@ -3,6 +3,7 @@
 // dispatch target and with the scalar reference. Reports weight bytes read per
 // second (bytes_per_second) and GFLOP/s (2·rows·cols per iteration).
 // gemm512/*: the prompt-batch GEMM for weights without an int8 kernel.
+// matmul1/*: one decoding step's matmul, file layout against the 8-row interleaved one.
 // attention/*: 16 decoding sequences over 1024 cached positions each, one
 // attention() call per contiguous cache against one attention_paged() call
 // over blocks of 16 (64) positions scattered in a pool.
@@ -22,6 +23,8 @@
 #include "kernels/qdot.h"
 #include "quant/quantize.h"
 #include "kernels/bitmap.h"
+#include "kernels/interleaved.h"
+#include "kernels/matmul.h"
 #include "kernels/sparse24.h"
 
 namespace lmpress {
@@ -76,6 +79,37 @@ void run(benchmark::State& state, DType t, bool simd) {
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * double(kRows) * double(kCols) * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
   state.SetLabel(simd ? qdot_target() : "scalar");
+}
+
+// One decoding step's matmul (n = 1, one thread) of a matrix larger than the caches (65536 × 2048), in its file
+// layout and repacked into its 8-row interleaved layout: what load-time repacking gains per type.
+void run_matmul1(benchmark::State& state, DType t, bool x8) {
+  const int64_t rows = 65536, cols = kCols;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd;
+  const uint64_t rb = lmpress::row_bytes(t, uint64_t(cols));
+  std::vector<uint8_t> w(size_t(rows) * rb);
+  std::vector<float> row(static_cast<size_t>(cols)), x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; r++) {
+    for (auto& v : row) v = nd(rng) * 0.02f;
+    quantize_row(t, row.data(), cols, w.data() + r * rb);
+  }
+  for (auto& v : x) v = nd(rng);
+  Tensor m;
+  m.name = "w";
+  m.dtype = t;
+  m.shape = {rows, cols};
+  m.data = w.data();
+  m.nbytes = w.size();
+  if (x8) m = interleaved_repack_for(t)->repack(m);
+  const int threads = num_threads();
+  set_num_threads(1);
+  for (auto _ : state) {
+    matmul_decode(m, x.data(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  set_num_threads(threads);
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.size()));
 }
 
 // Sparse F16 against dense F16 on a matrix larger than the caches (as in
@@ -203,6 +237,12 @@ void run_attention(benchmark::State& state, bool paged) {
 }
 
 void register_all() {
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL, DType::Q4_K})
+    if (interleaved_repack_for(t))
+      for (bool x8 : {false, true})
+        benchmark::RegisterBenchmark((std::string("matmul1/") + dtype_name(t) + (x8 ? "/x8" : "/plain")).c_str(),
+                                     [t, x8](benchmark::State& s) { run_matmul1(s, t, x8); })
+            ->Unit(benchmark::kMicrosecond);
   benchmark::RegisterBenchmark("attention/decode16/contiguous", [](benchmark::State& s) { run_attention(s, false); })
       ->Unit(benchmark::kMicrosecond)->UseRealTime();
   benchmark::RegisterBenchmark("attention/decode16/paged", [](benchmark::State& s) { run_attention(s, true); })

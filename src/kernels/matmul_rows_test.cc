@@ -9,6 +9,7 @@
 #include "kernels/q4_0x8.h"
 #include "kernels/q4_kx8.h"
 #include "kernels/q5_0x8.h"
+#include "kernels/iq4_nlx8.h"
 #include "kernels/q8_0x8.h"
 #include "quant/quantize.h"
 #include "test_util.h"
@@ -43,7 +44,7 @@ TEST(MatmulRows, RowsDoNotDependOnTheBatch) {
                      {"q4_k", DType::Q4_K, nullptr},     {"q8_0x8", DType::Q8_0, repack_q8_0x8},
                      {"q4_0x8", DType::Q4_0, repack_q4_0x8}, {"q4_kx8", DType::Q4_K, repack_q4_kx8},
                      {"q5_0x8", DType::Q5_0, repack_q5_0x8}, {"q5_1x8", DType::Q5_1, repack_q5_1x8},
-                     {"q4_1x8", DType::Q4_1, repack_q4_1x8}};
+                     {"q4_1x8", DType::Q4_1, repack_q4_1x8}, {"iq4_nlx8", DType::IQ4_NL, repack_iq4_nlx8}};
   for (const T& t : types) {
     SCOPED_TRACE(t.name);
     std::vector<uint8_t> bytes(size_t(rows) * row_bytes(t.type, uint64_t(cols)));
