@@ -39,13 +39,13 @@ struct Matrix {
   uint64_t row_bytes;
 };
 
-Matrix make_matrix(DType t) {
+Matrix make_matrix(DType t, int64_t rows = kRows) {
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   Matrix m{t, {}, std::vector<float>(static_cast<size_t>(kCols)), lmpress::row_bytes(t, uint64_t(kCols))};
   std::vector<float> row(static_cast<size_t>(kCols));
-  m.w.resize(size_t(kRows) * m.row_bytes);
-  for (int64_t r = 0; r < kRows; r++) {
+  m.w.resize(size_t(rows) * m.row_bytes);
+  for (int64_t r = 0; r < rows; r++) {
     for (auto& v : row) v = nd(rng) * 0.02f;
     if (t == DType::F16 || t == DType::BF16) {
       auto* h = reinterpret_cast<uint16_t*>(m.w.data() + r * m.row_bytes);
@@ -84,32 +84,24 @@ void run(benchmark::State& state, DType t, bool simd) {
 // One decoding step's matmul (n = 1, one thread) of a matrix larger than the caches (65536 × 2048), in its file
 // layout and repacked into its 8-row interleaved layout: what load-time repacking gains per type.
 void run_matmul1(benchmark::State& state, DType t, bool x8) {
-  const int64_t rows = 65536, cols = kCols;
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd;
-  const uint64_t rb = lmpress::row_bytes(t, uint64_t(cols));
-  std::vector<uint8_t> w(size_t(rows) * rb);
-  std::vector<float> row(static_cast<size_t>(cols)), x(static_cast<size_t>(cols)), y(static_cast<size_t>(rows));
-  for (int64_t r = 0; r < rows; r++) {
-    for (auto& v : row) v = nd(rng) * 0.02f;
-    quantize_row(t, row.data(), cols, w.data() + r * rb);
-  }
-  for (auto& v : x) v = nd(rng);
+  const int64_t rows = 65536;
+  const Matrix mat = make_matrix(t, rows);
+  std::vector<float> y(static_cast<size_t>(rows));
   Tensor m;
   m.name = "w";
   m.dtype = t;
-  m.shape = {rows, cols};
-  m.data = w.data();
-  m.nbytes = w.size();
+  m.shape = {rows, kCols};
+  m.data = mat.w.data();
+  m.nbytes = mat.w.size();
   if (x8) m = interleaved_repack_for(t)->repack(m);
   const int threads = num_threads();
   set_num_threads(1);
   for (auto _ : state) {
-    matmul_decode(m, x.data(), 1, y.data());
+    matmul_decode(m, mat.x.data(), 1, y.data());
     benchmark::DoNotOptimize(y.data());
   }
   set_num_threads(threads);
-  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(w.size()));
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(mat.w.size()));
 }
 
 // Sparse F16 against dense F16 on a matrix larger than the caches (as in

@@ -11,6 +11,7 @@
 #include "io/tokenizer_files.h"
 #include "test_util.h"
 #include "tokenizer/byte_bpe.h"
+#include "tokenizer/pre_tokenizers.h"
 
 namespace lmpress {
 namespace {

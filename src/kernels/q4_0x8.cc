@@ -80,16 +80,7 @@ void unpack_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, BlockQ4_0*
 std::vector<uint8_t> unpack_q4_0x8(const Tensor& t) { return unpack_x8<BlockQ4_0, BlockQ4_0x8>(t, unpack_q4_0x8_row); }
 
 void dequantize_q4_1x8_row(const BlockQ4_1x8* group, int64_t cols, int r, float* out) {
-  for (int64_t b = 0; b < cols / 32; b++, out += 32) {
-    const BlockQ4_1x8& g = group[b];
-    const float d = f16_to_f32(g.d[r]), m = f16_to_f32(g.m[r]);  // w = d·q + m, as ggml dequantizes Q4_1
-    for (int v = 0; v < 4; v++)
-      for (int i = 0; i < 4; i++) {
-        const uint8_t q = g.qs[32 * v + 4 * r + i];
-        out[4 * v + i] = float(q & 0x0F) * d + m;
-        out[4 * (v + 4) + i] = float(q >> 4) * d + m;
-      }
-  }
+  dequantize_nibble_x8_row(group, cols, r, out, [](int q) { return q; });
 }
 
 Tensor repack_q4_1x8(const Tensor& t) {
@@ -107,13 +98,8 @@ std::vector<uint8_t> unpack_q4_1x8(const Tensor& t) {
 void gemv_q4_1x8_ref(int64_t cols, const BlockQ4_1x8* g, const BlockQ8_0* a, const int32_t* sums, float* out) {
   float acc[8] = {};
   for (int64_t b = 0; b < cols / 32; b++) {
-    int32_t dot[8] = {};
-    for (int v = 0; v < 4; v++)
-      for (int r = 0; r < 8; r++)
-        for (int i = 0; i < 4; i++) {
-          const uint8_t q = g[b].qs[32 * v + 4 * r + i];
-          dot[r] += int32_t(q & 0x0F) * a[b].qs[4 * v + i] + int32_t(q >> 4) * a[b].qs[4 * (v + 4) + i];
-        }
+    int32_t dot[8];
+    nibble_x8_dots(g[b], a[b], [](int q) { return q; }, dot);
     const float da = f16_to_f32(a[b].d);
     for (int r = 0; r < 8; r++)
       acc[r] += da * (f16_to_f32(g[b].d[r]) * float(dot[r]) + f16_to_f32(g[b].m[r]) * float(sums[b]));

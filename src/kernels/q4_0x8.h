@@ -29,10 +29,11 @@ static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0));
 void pack_q4_0x8(const BlockQ4_0* rows, int64_t cols, BlockQ4_0x8* out);
 // Row r (0..7) of a group as floats (what dequantizing its Q4_0 blocks gives).
 void dequantize_q4_0x8_row(const BlockQ4_0x8* group, int64_t cols, int r, float* out);
-// The 8 rows' integer dots of one block of a group with an activation block,
-// each stored nibble read as level(nibble) (the scalar references' core).
-template <class Level>
-void nibble_x8_dots(const BlockQ4_0x8& g, const BlockQ8_0& a, Level level, int32_t dot[8]) {
+// The 8 rows' integer dots of one block of a group (Q4_0_X8's nibble order:
+// BlockQ4_0x8 or BlockQ4_1x8) with an activation block, each stored nibble
+// read as level(nibble) (the scalar references' core).
+template <class Group, class Level>
+void nibble_x8_dots(const Group& g, const BlockQ8_0& a, Level level, int32_t dot[8]) {
   for (int r = 0; r < 8; r++) dot[r] = 0;
   for (int v = 0; v < 4; v++)
     for (int r = 0; r < 8; r++)
@@ -41,17 +42,22 @@ void nibble_x8_dots(const BlockQ4_0x8& g, const BlockQ8_0& a, Level level, int32
         dot[r] += int32_t(level(q & 0x0F)) * a.qs[4 * v + i] + int32_t(level(q >> 4)) * a.qs[4 * (v + 4) + i];
       }
 }
-// Row r of a group with each stored nibble read as level(nibble), times its block's scale.
-template <class Level>
-void dequantize_nibble_x8_row(const BlockQ4_0x8* group, int64_t cols, int r, float* out, Level level) {
+// Row r of a group with each stored nibble read as level(nibble), times its block's scale (plus its minimum
+// for a group that has them: d·q + m, as ggml dequantizes Q4_1).
+template <class Group, class Level>
+void dequantize_nibble_x8_row(const Group* group, int64_t cols, int r, float* out, Level level) {
   for (int64_t b = 0; b < cols / 32; b++, out += 32) {
-    const BlockQ4_0x8& g = group[b];
+    const Group& g = group[b];
     const float d = f16_to_f32(g.d[r]);
+    const auto value = [&](int q) {
+      if constexpr (kHasMinimums<Group>) return float(level(q)) * d + f16_to_f32(g.m[r]);
+      else return float(level(q)) * d;
+    };
     for (int v = 0; v < 4; v++)
       for (int i = 0; i < 4; i++) {
         const uint8_t q = g.qs[32 * v + 4 * r + i];
-        out[4 * v + i] = float(level(q & 0x0F)) * d;
-        out[4 * (v + 4) + i] = float(level(q >> 4)) * d;
+        out[4 * v + i] = value(q & 0x0F);
+        out[4 * (v + 4) + i] = value(q >> 4);
       }
   }
 }

@@ -4,7 +4,6 @@
 #pragma once
 #include <memory>
 
-#include "tokenizer/pre_tokenizers.h"
 #include "tokenizer/tokenizer.h"
 
 namespace lmpress {

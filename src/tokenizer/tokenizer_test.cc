@@ -16,6 +16,7 @@
 #include "synthetic_model.h"
 #include "test_util.h"
 #include "tokenizer/byte_bpe.h"
+#include "tokenizer/pre_tokenizers.h"
 
 namespace lmpress {
 namespace {
