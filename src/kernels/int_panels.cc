@@ -55,6 +55,7 @@ bool to_q8_0(const ChunkQ8* c, int64_t n, BlockQ8_0* out) {
 struct PanelKernels {
   X8Gemm4 gemm4 = nullptr;
   X8GemmN gemmn = nullptr;
+  X8Gemm4 gemm4x2 = nullptr;  // gemm4 on two consecutive panels (interleaved.h's X8Kernels::gemm4x2)
 };
 // halves: the format has a scale per 16 values (the kernels keep two sums per block).
 PanelKernels panel_kernels(bool halves) {
@@ -64,24 +65,29 @@ PanelKernels panel_kernels(bool halves) {
 #define LMPRESS_PANEL_KERNELS(ns)                                                                      \
   halves ? PanelKernels{x8_gemm4<P, A, ns::gemm4_panel16_x8>, x8_gemmn<P, A, ns::gemmn_panel16_x8>} \
          : PanelKernels{x8_gemm4<P, A, ns::gemm4_panel_x8>, x8_gemmn<P, A, ns::gemmn_panel_x8>}
+  PanelKernels k;
   switch (qdot_vnni()) {
-    case Vnni::avx: return LMPRESS_PANEL_KERNELS(simd_avxvnni);
-    case Vnni::avx512: return LMPRESS_PANEL_KERNELS(simd_avx512vnni);
+    case Vnni::avx: k = LMPRESS_PANEL_KERNELS(simd_avxvnni); break;
+    case Vnni::avx512: k = LMPRESS_PANEL_KERNELS(simd_avx512vnni); break;
     case Vnni::emulated: return LMPRESS_PANEL_KERNELS(simd_vnni_emulated);
-    case Vnni::none: break;
+    case Vnni::none: return {};
   }
 #undef LMPRESS_PANEL_KERNELS
+  // As with_gemm4x2 (interleaved.h): the 512-bit pair wherever AVX512-VNNI is, beside either encoding.
+  if (qdot_vnni_available(Vnni::avx512))
+    k.gemm4x2 = halves ? x8_gemm4<P, A, simd_avx512vnni::gemm4x2_panel16_x8>
+                       : x8_gemm4<P, A, simd_avx512vnni::gemm4x2_panel_x8>;
+  return k;
 #endif
   (void)halves;
   return {};
 }
 
-// Tokens [0, n) of one group: 4 at a time, then the 1..3 left in one pass.
+// Tokens [t, n) of one group: 4 at a time, then the 1..3 left in one pass.
 template <class Gemm4, class GemmN>
-void all_tokens(int64_t n, int64_t in, int64_t out, const void* panel, const uint8_t* a, size_t ab, float* y,
+void all_tokens(int64_t t, int64_t n, int64_t in, int64_t out, const void* panel, const uint8_t* a, size_t ab, float* y,
                 Gemm4 gemm4, GemmN gemmn) {
   const int64_t nb = in / 32;
-  int64_t t = 0;
   for (; t + 4 <= n; t += 4) gemm4(in, panel, a + t * ab, nullptr, nb, y + t * out, out);
   if (t < n) gemmn(n - t, in, panel, a + t * ab, nullptr, nb, y + t * out, out);
 }
@@ -177,23 +183,36 @@ bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y) {
         for (int8_t& q : blk[b].qs) q = int8_t(uint8_t(q) ^ 0x80);
     }
   }
+  // With the two-panel kernel and 4 tokens or more, work items are pairs of groups (an odd last group alone).
+  const int64_t groups = out / 8, per_item = pk.gemm4x2 && n >= 4 ? 2 : 1;
 #pragma omp parallel
   {
     std::vector<ChunkQ8> rows(static_cast<size_t>(8 * nb));
-    std::vector<BlockPanelx8> panel(pk.gemm4 ? size_t(nb) : 0);
+    std::vector<BlockPanelx8> panel(pk.gemm4 ? size_t(per_item * nb) : 0);
     std::vector<BlockQ8_0> q8(pk.gemm4 ? 0 : size_t(8 * nb));
     std::vector<BlockQ8_0x8> q8x8(pk.gemm4 ? 0 : size_t(nb));
     std::vector<float> wf;
 #pragma omp for schedule(static)
-    for (int64_t g = 0; g < out / 8; g++) {
+    for (int64_t item = 0; item < (groups + per_item - 1) / per_item; item++) {
+      const int64_t g0 = item * per_item, g1 = std::min(groups, g0 + per_item);
+      if (pk.gemm4) {
+        for (int64_t g = g0; g < g1; g++) {
+          decode_int_panel_rows(w, g, rows.data());
+          pack_panel_x8(rows.data(), in, panel.data() + (g - g0) * nb);
+        }
+        int64_t t = 0;
+        if (g1 - g0 == 2)  // the 4-token steps over both panels at once; the 1..3 tokens left below per panel
+          for (; t + 4 <= n; t += 4) pk.gemm4x2(in, panel.data(), a + t * ab, nullptr, nb, y + t * out + 8 * g0, out);
+        for (int64_t g = g0; g < g1; g++)
+          all_tokens(t, n, in, out, panel.data() + (g - g0) * nb, a, ab, y + 8 * g, pk.gemm4, pk.gemmn);
+        continue;
+      }
+      const int64_t g = g0;
       decode_int_panel_rows(w, g, rows.data());
       float* yg = y + 8 * g;
-      if (pk.gemm4) {
-        pack_panel_x8(rows.data(), in, panel.data());
-        all_tokens(n, in, out, panel.data(), a, ab, yg, pk.gemm4, pk.gemmn);
-      } else if (to_q8_0(rows.data(), 8 * nb, q8.data())) {
+      if (to_q8_0(rows.data(), 8 * nb, q8.data())) {
         pack_q8_0x8(q8.data(), in, q8x8.data());
-        all_tokens(n, in, out, q8x8.data(), a, ab, yg, q8k.gemm4,
+        all_tokens(0, n, in, out, q8x8.data(), a, ab, yg, q8k.gemm4,
                    [&](int64_t m, int64_t c, const void* p, const uint8_t* at, const int32_t* s, int64_t st, float* o,
                        int64_t os) {
                      if (q8k.gemmn) return q8k.gemmn(m, c, p, at, s, st, o, os);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -125,6 +126,25 @@ TEST(IntPanels, PanelKernelsMatchReference) {
         (halves ? e.gemmn_16 : e.gemmn)(n, 512, panel.data(), act, 16, out[0], 8);
         for (int t = 0; t < n; t++)
           for (int r = 0; r < 8; r++) EXPECT_NEAR(out[t][r], ref[t][r], 1e-5 * std::fabs(ref[t][r]) + 1e-6);
+      }
+    }
+    // The 512-bit two-panel kernel: each panel's rows as the 8-row kernel gives them, bit for bit.
+    if (qdot_vnni_available(Vnni::avx512)) {
+      std::vector<BlockPanelx8> pair(2 * 512 / 32);
+      std::copy(panel.begin(), panel.end(), pair.begin());
+      decode_int_panel_rows(w, 1, rows.data());
+      for (int r = 0; r < 4; r++)  // rows 7..0: w's groups repeat the same 4 rows, a pair must tell them apart
+        std::swap_ranges(rows.begin() + r * 16, rows.begin() + (r + 1) * 16, rows.begin() + (7 - r) * 16);
+      pack_panel_x8(rows.data(), 512, pair.data() + 512 / 32);
+      const auto* act = reinterpret_cast<const BlockQ8_0*>(au.data());
+      float both[4][16], one[4][8];
+      (halves ? simd_avx512vnni::gemm4x2_panel16_x8 : simd_avx512vnni::gemm4x2_panel_x8)(512, pair.data(), act, 16,
+                                                                                          both[0], 16);
+      for (int p = 0; p < 2; p++) {
+        (halves ? simd_avx512vnni::gemm4_panel16_x8 : simd_avx512vnni::gemm4_panel_x8)(
+            512, pair.data() + p * 512 / 32, act, 16, one[0], 8);
+        for (int t = 0; t < 4; t++)
+          for (int r = 0; r < 8; r++) EXPECT_EQ(both[t][8 * p + r], one[t][r]) << "panel " << p << " token " << t;
       }
     }
 #endif

@@ -64,6 +64,11 @@ void gemm4x2_q5_0x8(int64_t cols, const BlockQ5_0x8* g, const BlockQ8_0* a, cons
                     float* out, int64_t out_stride);
 void gemm4x2_q5_1x8(int64_t cols, const BlockQ5_1x8* g, const BlockQ8_0* a, const int32_t* sums, int64_t stride,
                     float* out, int64_t out_stride);
+// gemm4_panel_x8 / gemm4_panel16_x8 on two consecutive panels (16 rows: g, then the panel cols / 32 blocks later).
+void gemm4x2_panel_x8(int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_u8, int64_t stride, float* out,
+                      int64_t out_stride);
+void gemm4x2_panel16_x8(int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_u8, int64_t stride, float* out,
+                        int64_t out_stride);
 }  // namespace lmpress::simd_avx512vnni
 
 // The same source with vpdpbusd's result computed by AVX2 instructions: for
