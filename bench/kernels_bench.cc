@@ -17,6 +17,7 @@
 
 #include "core/fp16.h"
 #include "core/tensor.h"
+#include "core/cpu_isa.h"
 #include "kernels/attention.h"
 #include "kernels/gemm_packed.h"
 #include "kernels/ops.h"
@@ -58,9 +59,13 @@ Matrix make_matrix(DType t, int64_t rows = kRows) {
   return m;
 }
 
-void run(benchmark::State& state, DType t, bool simd) {
+// isa: "best", "scalar", or a cpu_isa target to cap the kernels at for this run ("avx2": the AVX2 dot where an
+// AVX-512 one exists).
+void run(benchmark::State& state, DType t, const std::string& isa) {
   const Matrix m = make_matrix(t);
+  const bool simd = isa != "scalar";
   qdot_use_simd(simd);
+  if (simd && isa != "best") pin_cpu_isa(isa);
   std::vector<float> y(static_cast<size_t>(kRows));
   const QDotKernel k = qdot(t);
   const FDotFn f = fdot(t);
@@ -75,6 +80,7 @@ void run(benchmark::State& state, DType t, bool simd) {
     benchmark::DoNotOptimize(y.data());
   }
   qdot_use_simd(true);
+  pin_cpu_isa("best");
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(m.w.size()));
   state.counters["GFLOP/s"] =
       benchmark::Counter(2.0 * double(kRows) * double(kCols) * double(state.iterations()) / 1e9, benchmark::Counter::kIsRate);
@@ -249,10 +255,14 @@ void register_all() {
                                  [t](benchmark::State& s) { run_sparse(s, t); })
         ->DenseRange(10, 90, 20);
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL, DType::Q2_K, DType::Q3_K,
-                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16, DType::BF16})
-    for (bool simd : {true, false})
-      benchmark::RegisterBenchmark((std::string("matvec/") + dtype_name(t) + (simd ? "/best" : "/scalar")).c_str(),
-                                   [t, simd](benchmark::State& s) { run(s, t, simd); });
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS, DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS,
+                  DType::IQ2_XS, DType::IQ2_S, DType::TQ2_0, DType::F16, DType::BF16}) {
+    std::vector<std::string> isas = {"best", "scalar"};
+    if (cpu_isa().avx512) isas.push_back("avx2");  // what a CPU without AVX-512 runs
+    for (const std::string& isa : isas)
+      benchmark::RegisterBenchmark((std::string("matvec/") + dtype_name(t) + "/" + isa).c_str(),
+                                   [t, isa](benchmark::State& s) { run(s, t, isa); });
+  }
 }
 
 }  // namespace

@@ -32,10 +32,11 @@ CpuFeatures detect() {
   f.avx2 = b & (1u << 5);
   if (!f.avx2) return f;
   const bool avx512f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31),
-             vnni512 = c & (1u << 11);
+             vnni512 = c & (1u << 11), vbmi = c & (1u << 1);
   // Any EVEX instruction, 256-bit ones included, needs the opmask and ZMM state (XCR0 bits 5-7).
   f.avx512 = avx512f && dq && bw && vl && (lo & 0xE6u) == 0xE6u;
   f.avx512_vnni = f.avx512 && vnni512;
+  f.avx512_vbmi = f.avx512 && vbmi;
   __cpuid_count(7, 1, a, b, c, d);
   f.avx_vnni = a & (1u << 4);
 #elif defined(__aarch64__)
@@ -76,13 +77,14 @@ constexpr Target kTargets[] = {
     {"avx-vnni", Arch::x86_64, {.avx2 = true, .avx_vnni = true}},
     {"avx512", Arch::x86_64, {.avx2 = true, .avx512 = true}},
     {"avx512-vnni", Arch::x86_64, {.avx2 = true, .avx512 = true, .avx512_vnni = true}},
+    {"avx512-vbmi", Arch::x86_64, {.avx2 = true, .avx512 = true, .avx512_vnni = true, .avx512_vbmi = true}},
     {"neon", Arch::aarch64, {.neon = true}},
     {"neon-dotprod", Arch::aarch64, {.neon = true, .dotprod = true}},
 };
 
 bool has(const CpuFeatures& cpu, const CpuFeatures& want) {
   return (!want.avx2 || cpu.avx2) && (!want.avx_vnni || cpu.avx_vnni) && (!want.avx512 || cpu.avx512) &&
-         (!want.avx512_vnni || cpu.avx512_vnni) && (!want.neon || cpu.neon) && (!want.dotprod || cpu.dotprod) &&
+         (!want.avx512_vnni || cpu.avx512_vnni) && (!want.avx512_vbmi || cpu.avx512_vbmi) && (!want.neon || cpu.neon) && (!want.dotprod || cpu.dotprod) &&
          (!want.i8mm || cpu.i8mm);
 }
 

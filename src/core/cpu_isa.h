@@ -16,6 +16,7 @@ struct CpuFeatures {
   bool avx_vnni = false;     // AVX-VNNI (VEX vpdpbusd), on top of avx2
   bool avx512 = false;       // AVX-512 F, VL, BW, DQ with the opmask/ZMM state, on top of avx2
   bool avx512_vnni = false;  // AVX512-VNNI, on top of avx512
+  bool avx512_vbmi = false;  // AVX512_VBMI (byte permutes vpermb, vpermi2b), on top of avx512
   bool neon = false;         // aarch64 Advanced SIMD (every aarch64 CPU)
   bool dotprod = false;      // SDOT/UDOT (Armv8.2 DotProd, HWCAP_ASIMDDP), on top of neon
   bool i8mm = false;         // SMMLA/USDOT (Armv8.6 I8MM, HWCAP2_I8MM), on top of neon; no target needs it yet
@@ -32,9 +33,9 @@ const CpuFeatures& cpu_isa();
 uint64_t cpu_isa_generation();
 
 // Targets by name: "scalar" everywhere; on x86-64 "avx2", "avx-vnni",
-// "avx512", "avx512-vnni"; on aarch64 "neon", "neon-dotprod". Each allows
-// itself and what it builds on ("avx512-vnni": avx2, avx512 and avx512-vnni,
-// not avx-vnni). "best" (or "") allows everything detected. Throws Error for
+// "avx512", "avx512-vnni", "avx512-vbmi" (with VNNI: Ice Lake, Zen 4 and
+// later); on aarch64 "neon", "neon-dotprod". Each allows itself and what it
+// builds on ("avx512-vnni": avx2, avx512 and avx512-vnni, not avx-vnni). "best" (or "") allows everything detected. Throws Error for
 // an unknown target, another architecture's, or one this CPU lacks, listing
 // those it has.
 void pin_cpu_isa(const std::string& name);

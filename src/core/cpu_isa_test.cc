@@ -14,17 +14,17 @@ namespace {
 
 bool subset(const CpuFeatures& a, const CpuFeatures& b) {
   return (!a.avx2 || b.avx2) && (!a.avx_vnni || b.avx_vnni) && (!a.avx512 || b.avx512) &&
-         (!a.avx512_vnni || b.avx512_vnni) && (!a.neon || b.neon) && (!a.dotprod || b.dotprod) &&
+         (!a.avx512_vnni || b.avx512_vnni) && (!a.avx512_vbmi || b.avx512_vbmi) && (!a.neon || b.neon) && (!a.dotprod || b.dotprod) &&
          (!a.i8mm || b.i8mm);
 }
 
 // This architecture's targets past scalar, the other one's, and its name.
 #if defined(__aarch64__)
 const std::vector<std::string> kOwn = {"neon", "neon-dotprod"};
-const std::vector<std::string> kOther = {"avx2", "avx-vnni", "avx512", "avx512-vnni"};
+const std::vector<std::string> kOther = {"avx2", "avx-vnni", "avx512", "avx512-vnni", "avx512-vbmi"};
 const std::string kOtherArch = "x86-64";
 #else
-const std::vector<std::string> kOwn = {"avx2", "avx-vnni", "avx512", "avx512-vnni"};
+const std::vector<std::string> kOwn = {"avx2", "avx-vnni", "avx512", "avx512-vnni", "avx512-vbmi"};
 const std::vector<std::string> kOther = {"neon", "neon-dotprod"};
 const std::string kOtherArch = "aarch64";
 #endif
@@ -58,6 +58,9 @@ TEST(CpuIsa, EachSupportedTargetCapsTheKernelsAndNothingElseIsAccepted) {
     EXPECT_EQ(qdot(DType::Q4_0).fn == qdot_reference(DType::Q4_0).fn, !simd) << n;
     EXPECT_EQ(qdot_vnni_available(Vnni::avx), cpu_isa().avx_vnni) << n;
     EXPECT_EQ(qdot_vnni_available(Vnni::avx512), cpu_isa().avx512_vnni) << n;
+#if defined(__x86_64__)
+    EXPECT_EQ(qdot(DType::IQ3_XXS).fn == &simd_avx512_vbmi::dot_iq3_xxs_q8_K, cpu_isa().avx512_vbmi) << n;
+#endif
     if (cpu_isa().neon) {
       EXPECT_EQ(std::string(qdot_target()), n);
     }

@@ -7,6 +7,7 @@
 #include <random>
 #include <vector>
 
+#include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "kernels/qdot.h"
 #include "test_util.h"
@@ -54,6 +55,15 @@ TEST(IntBlocks, DotsMatchDequantizedValues) {
 #endif
         EXPECT_NEAR(k.fn(n, qw.data(), qa.data()), ref, 1e-5 * mag);
       });
+      // An AVX-512 VBMI dot gives its AVX2 dot's bits (the AVX2 one is what the cap "avx2" runs).
+      if (cpu_isa().avx512_vbmi && qdot_simd_active()) {
+        const QDotFn best = qdot(t).fn;
+        const std::string cap = cpu_isa_name();
+        pin_cpu_isa("avx2");
+        const QDotFn avx2 = qdot(t).fn;
+        pin_cpu_isa(cap);
+        EXPECT_EQ(best(n, qw.data(), qa.data()), avx2(n, qw.data(), qa.data()));
+      }
     }
   }
 }

@@ -17,8 +17,10 @@
 // The SIMD columns of the tables below: each architecture's kernels, null on the other.
 #if defined(__x86_64__)
 #define LMPRESS_AVX2(f) simd_avx2::f
+#define LMPRESS_AVX512_VBMI(f) simd_avx512_vbmi::f
 #else
 #define LMPRESS_AVX2(f) nullptr
+#define LMPRESS_AVX512_VBMI(f) nullptr
 #endif
 #if defined(__aarch64__)
 #include "kernels/qdot_neon.h"
@@ -96,6 +98,7 @@ struct DotRow {
   ActFormat act;
   QDotFn ref, avx2, neon, neon_dotprod;
   QDotMultiFn avx2_multi = nullptr;  // several tokens per row unpacking, with the AVX2 dot's arithmetic
+  QDotFn avx512_vbmi = nullptr;      // AVX-512 with VBMI: preferred to avx2, its bits equal
 };
 const DotRow kQDots[] = {
     {DType::Q4_0, ActFormat::Q8_0, qdot_ref::q4_0, LMPRESS_AVX2(dot_q4_0_q8_0), LMPRESS_NEON(dot_q4_0_q8_0),
@@ -118,7 +121,7 @@ const DotRow kQDots[] = {
     // The integer-unpacked types (kernels/int_blocks.h).
     {DType::IQ4_XS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ4_XS>, LMPRESS_AVX2(dot_iq4_xs_q8_K), nullptr, nullptr},
     {DType::IQ3_XXS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ3_XXS>, LMPRESS_AVX2(dot_iq3_xxs_q8_K), nullptr,
-     nullptr},
+     nullptr, nullptr, LMPRESS_AVX512_VBMI(dot_iq3_xxs_q8_K)},
     {DType::IQ3_S, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ3_S>, LMPRESS_AVX2(dot_iq3_s_q8_K), nullptr, nullptr},
     {DType::IQ2_XXS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_XXS>, LMPRESS_AVX2(dot_iq2_xxs_q8_K), nullptr,
      nullptr},
@@ -184,6 +187,7 @@ QDotKernel qdot(DType t) {
   const DotRow* r = find_row(kQDots, t);
   if (!r) return {};
   const QDotFn fn = best_of(r->ref, r->avx2, r->neon, r->neon_dotprod);
+  if (fn == r->avx2 && r->avx512_vbmi && cpu_isa().avx512_vbmi) return {r->act, r->avx512_vbmi, nullptr};
   return {r->act, fn, fn == r->avx2 ? r->avx2_multi : nullptr};
 }
 

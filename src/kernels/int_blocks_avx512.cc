@@ -1,0 +1,110 @@
+// AVX-512 dots of the codebook types whose AVX2 dot spends its time building
+// registers entry by entry (kernels/int_blocks_avx2.cc). Two 32-value chunks
+// per 512-bit register: the grid entries fetched by one gather, the signs as a
+// 64-bit opmask applied to the activations by a masked subtract. The same
+// integer sums and float epilogue as the AVX2 dot, lane for lane, so each
+// row's dot is the AVX2 dot's bit for bit.
+#if defined(__x86_64__)  // x86 only: on other architectures this file is empty
+#include <immintrin.h>
+
+#include <array>
+#include <cstring>
+
+#include "core/fp16.h"
+#include "kernels/avx2_helpers.h"
+#include "kernels/blocks.h"
+#include "kernels/iq_grids.h"
+#include "kernels/qdot.h"
+
+namespace lmpress::simd_avx512_vbmi {
+
+// GCC 12's 512-bit intrinsics pass an uninitialized "undefined" operand to
+// their masked builtins, which -Wmaybe-uninitialized reports in every caller.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace {
+
+#define LMPRESS_AVX512_TARGET "avx2,fma,f16c,bmi2,avx512f,avx512vl,avx512bw,avx512dq"
+
+// Four 7-bit sign groups (bits 0..27 of aux) as 4 sign bytes, each completed
+// to even parity (kIqSigns): bit j of byte l set = value 8l + j negative.
+__attribute__((target(LMPRESS_AVX512_TARGET))) inline uint32_t even_signs(uint32_t aux) {
+  const uint32_t s = _pdep_u32(aux, 0x7F7F7F7Fu);
+  uint32_t p = s ^ (s >> 4);  // bit 0 of each byte ends as the parity of that byte's 7 bits
+  p ^= p >> 2;
+  p ^= p >> 1;
+  return s | ((p & 0x01010101u) << 7);
+}
+
+// The 16 group scales 2s + 1 as 16-bit lanes: a load instead of a broadcast.
+alignas(32) const std::array<__m256i, 16> kScales = [] {
+  std::array<__m256i, 16> t{};
+  for (int s = 0; s < 16; s++) {
+    int16_t v[16];
+    for (int16_t& x : v) x = int16_t(2 * s + 1);
+    std::memcpy(&t[size_t(s)], v, sizeof v);
+  }
+  return t;
+}();
+
+}  // namespace
+
+#define LMPRESS_VBMI_TARGET LMPRESS_AVX512_TARGET ",avx512vbmi"
+
+// IQ3_XXS: per 32-value chunk 8 one-byte indices into 4-magnitude entries,
+// then a word of four 7-bit sign groups and the 4-bit group scale. A block's
+// 64 entries are looked up at once: byte j of every entry from a 256-byte
+// table of byte j's (two vpermi2b of 128 bytes each, the index's top bit
+// choosing), the four byte planes then interleaved into value order.
+__attribute__((target(LMPRESS_VBMI_TARGET))) float dot_iq3_xxs_q8_K(int64_t n, const void* w, const void* act) {
+  static const std::array<std::array<uint8_t, 256>, 4> planes = [] {
+    std::array<std::array<uint8_t, 256>, 4> t{};
+    for (int i = 0; i < 256; i++)
+      for (int j = 0; j < 4; j++) t[size_t(j)][size_t(i)] = uint8_t(kIq3xxsGrid[i] >> 8 * j);
+    return t;
+  }();
+  __m512i tab[4][4];
+  for (int j = 0; j < 4; j++)
+    for (int q = 0; q < 4; q++) tab[j][q] = _mm512_loadu_si512(planes[size_t(j)].data() + 64 * q);
+  // The unpacks below work within 128-bit lanes: entry 16m + 4l + r must sit at index 16l + 4m + r for
+  // output m to hold entries 16m..16m+15 in order (a 4x4 transpose of 4-entry groups).
+  const __m512i transpose = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const auto* bw = static_cast<const BlockIQ3_XXS*>(w);
+  const auto* a = static_cast<const BlockQ8_K*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const BlockIQ3_XXS& x = bw[b];
+    const __m512i idx = _mm512_permutexvar_epi32(transpose, _mm512_loadu_si512(x.qs));
+    const __mmask64 high = _mm512_movepi8_mask(idx);
+    __m512i plane[4];
+    for (int j = 0; j < 4; j++)
+      plane[j] = _mm512_mask_blend_epi8(high, _mm512_permutex2var_epi8(tab[j][0], idx, tab[j][1]),
+                                        _mm512_permutex2var_epi8(tab[j][2], idx, tab[j][3]));
+    const __m512i b01[2] = {_mm512_unpacklo_epi8(plane[0], plane[1]), _mm512_unpackhi_epi8(plane[0], plane[1])};
+    const __m512i b23[2] = {_mm512_unpacklo_epi8(plane[2], plane[3]), _mm512_unpackhi_epi8(plane[2], plane[3])};
+    // Lanes 0-7 sum chunks 0, 2, 4, 6 and lanes 8-15 chunks 1, 3, 5, 7, as the AVX2 dot's two sums.
+    __m512i sum = _mm512_setzero_si512();
+    for (int m = 0; m < 4; m++) {  // values 64m..64m+63: chunks 2m and 2m + 1
+      const __m512i g = m % 2 ? _mm512_unpackhi_epi16(b01[m / 2], b23[m / 2]) : _mm512_unpacklo_epi16(b01[m / 2], b23[m / 2]);
+      uint32_t aux[2];
+      std::memcpy(aux, x.qs + QK_K / 4 + 8 * m, sizeof aux);
+      const __mmask64 neg = _cvtu64_mask64(uint64_t(even_signs(aux[0])) | uint64_t(even_signs(aux[1])) << 32);
+      const __m512i y = _mm512_loadu_si512(a[b].qs + 64 * m);
+      // |q|·(±y): the grid's magnitudes are unsigned, the signs go to the activations (never −128 in Q8_K).
+      const __m512i p16 = _mm512_maddubs_epi16(g, _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y));
+      const __m512i ls = _mm512_inserti64x4(_mm512_castsi256_si512(kScales[aux[0] >> 28]), kScales[aux[1] >> 28], 1);
+      sum = _mm512_add_epi32(sum, _mm512_madd_epi16(p16, ls));
+    }
+    const __m256i s32 = _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64(sum, 1));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(simd_avx2::h2f(x.d) * 0.25f * a[b].d), _mm256_cvtepi32_ps(s32), acc);
+  }
+  return simd_avx2::hsum(acc);
+}
+
+#undef LMPRESS_VBMI_TARGET
+#undef LMPRESS_AVX512_TARGET
+#pragma GCC diagnostic pop
+
+}  // namespace lmpress::simd_avx512_vbmi
+#endif  // defined(__x86_64__)
