@@ -103,8 +103,56 @@ __attribute__((target(LMPRESS_VBMI_TARGET))) float dot_iq3_xxs_q8_K(int64_t n, c
 }
 
 #undef LMPRESS_VBMI_TARGET
+}  // namespace lmpress::simd_avx512_vbmi
+
+namespace lmpress::simd_avx512vnni {
+
+#define LMPRESS_VNNI512_TARGET LMPRESS_AVX512_TARGET ",avx512vnni"
+
+// IQ4_XS: two chunks per 512-bit register, in value order (a chunk's 16 bytes
+// hold values 0-15 in the low nibbles, 16-31 in the high ones), their levels
+// + 128 by one byte shuffle, fed unsigned to vpdpbusd; a second vpdpbusd of
+// 128 against the activations takes the offset off per lane. Each lane then
+// holds the AVX2 dot's int32 (values 4k..4k+3 of a chunk), times the chunk's
+// scale as there.
+__attribute__((target(LMPRESS_VNNI512_TARGET))) float dot_iq4_xs_q8_K(int64_t n, const void* w, const void* act) {
+  int8_t shifted[16];
+  for (int i = 0; i < 16; i++) shifted[i] = int8_t(kIQ4NLValues[i] + 128);
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(shifted)));
+  const __m512i low = _mm512_set1_epi8(0x0F), offset = _mm512_set1_epi8(int8_t(0x80));
+  const auto* bw = static_cast<const BlockIQ4_XS*>(w);
+  const auto* a = static_cast<const BlockQ8_K*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const BlockIQ4_XS& x = bw[b];
+    __m512i sum = _mm512_setzero_si512();
+    for (int c = 0; c < QK_K / 32; c += 2) {
+      const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 16 * c));
+      const __m256i lo = _mm256_and_si256(q, _mm512_castsi512_si256(low));
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm512_castsi512_si256(low));
+      // [lo of c, lo of c + 1, hi of c, hi of c + 1] as 128-bit lanes, reordered to [lo c, hi c, lo c+1, hi c+1].
+      const __m512i nib = _mm512_shuffle_i64x2(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
+                                               _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
+                                               _MM_SHUFFLE(3, 1, 2, 0));
+      const __m512i y = _mm512_loadu_si512(a[b].qs + 32 * c);
+      const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(levels, nib), y),
+                                           _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, y));
+      const auto ls = [&](int k) {
+        return ((x.scales_l[k / 2] >> 4 * (k % 2)) & 0xf) | (((x.scales_h >> 2 * k) & 3) << 4);
+      };
+      const __m512i scale = _mm512_mask_blend_epi32(__mmask16(0xFF00), _mm512_set1_epi32(ls(c) - 32), _mm512_set1_epi32(ls(c + 1) - 32));
+      sum = _mm512_add_epi32(sum, _mm512_mullo_epi32(dot, scale));
+    }
+    const __m256i s32 = _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64(sum, 1));
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(simd_avx2::h2f(x.d) * a[b].d), _mm256_cvtepi32_ps(s32), acc);
+  }
+  return simd_avx2::hsum(acc);
+}
+
+#undef LMPRESS_VNNI512_TARGET
+
+}  // namespace lmpress::simd_avx512vnni
+
 #undef LMPRESS_AVX512_TARGET
 #pragma GCC diagnostic pop
-
-}  // namespace lmpress::simd_avx512_vbmi
 #endif  // defined(__x86_64__)

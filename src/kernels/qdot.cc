@@ -17,9 +17,11 @@
 // The SIMD columns of the tables below: each architecture's kernels, null on the other.
 #if defined(__x86_64__)
 #define LMPRESS_AVX2(f) simd_avx2::f
+#define LMPRESS_AVX512_VNNI(f) simd_avx512vnni::f
 #define LMPRESS_AVX512_VBMI(f) simd_avx512_vbmi::f
 #else
 #define LMPRESS_AVX2(f) nullptr
+#define LMPRESS_AVX512_VNNI(f) nullptr
 #define LMPRESS_AVX512_VBMI(f) nullptr
 #endif
 #if defined(__aarch64__)
@@ -98,7 +100,8 @@ struct DotRow {
   ActFormat act;
   QDotFn ref, avx2, neon, neon_dotprod;
   QDotMultiFn avx2_multi = nullptr;  // several tokens per row unpacking, with the AVX2 dot's arithmetic
-  QDotFn avx512_vbmi = nullptr;      // AVX-512 with VBMI: preferred to avx2, its bits equal
+  // AVX-512 with VNNI, with VBMI (and VNNI): preferred to avx2 where the CPU has them, their bits avx2's.
+  QDotFn avx512_vnni = nullptr, avx512_vbmi = nullptr;
 };
 const DotRow kQDots[] = {
     {DType::Q4_0, ActFormat::Q8_0, qdot_ref::q4_0, LMPRESS_AVX2(dot_q4_0_q8_0), LMPRESS_NEON(dot_q4_0_q8_0),
@@ -119,9 +122,10 @@ const DotRow kQDots[] = {
     {DType::Q6_K, ActFormat::Q8_K, qdot_ref::q6_K, LMPRESS_AVX2(dot_q6_K_q8_K), LMPRESS_NEON(dot_q6_K_q8_K),
      LMPRESS_NEON_DOTPROD(dot_q6_K_q8_K), LMPRESS_AVX2(dot_q6_K_q8_K_multi)},
     // The integer-unpacked types (kernels/int_blocks.h).
-    {DType::IQ4_XS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ4_XS>, LMPRESS_AVX2(dot_iq4_xs_q8_K), nullptr, nullptr},
+    {DType::IQ4_XS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ4_XS>, LMPRESS_AVX2(dot_iq4_xs_q8_K), nullptr, nullptr,
+     nullptr, LMPRESS_AVX512_VNNI(dot_iq4_xs_q8_K)},
     {DType::IQ3_XXS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ3_XXS>, LMPRESS_AVX2(dot_iq3_xxs_q8_K), nullptr,
-     nullptr, nullptr, LMPRESS_AVX512_VBMI(dot_iq3_xxs_q8_K)},
+     nullptr, nullptr, nullptr, LMPRESS_AVX512_VBMI(dot_iq3_xxs_q8_K)},
     {DType::IQ3_S, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ3_S>, LMPRESS_AVX2(dot_iq3_s_q8_K), nullptr, nullptr},
     {DType::IQ2_XXS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_XXS>, LMPRESS_AVX2(dot_iq2_xxs_q8_K), nullptr,
      nullptr},
@@ -188,6 +192,7 @@ QDotKernel qdot(DType t) {
   if (!r) return {};
   const QDotFn fn = best_of(r->ref, r->avx2, r->neon, r->neon_dotprod);
   if (fn == r->avx2 && r->avx512_vbmi && cpu_isa().avx512_vbmi) return {r->act, r->avx512_vbmi, nullptr};
+  if (fn == r->avx2 && r->avx512_vnni && cpu_isa().avx512_vnni) return {r->act, r->avx512_vnni, nullptr};
   return {r->act, fn, fn == r->avx2 ? r->avx2_multi : nullptr};
 }
 

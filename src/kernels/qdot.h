@@ -122,8 +122,12 @@ PanelDecodeFn panel_decoder(DType t);
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y);
 }  // namespace simd_avx2
 
-// Dots on AVX-512 with VBMI's byte permutes (int_blocks_avx512.cc): chosen
-// where cpu_isa() has avx512_vbmi, each equal to its AVX2 dot bit for bit.
+// Dots on AVX-512 (int_blocks_avx512.cc) with VNNI, or with VBMI's byte
+// permutes: chosen where cpu_isa() has those, each equal to its AVX2 dot bit
+// for bit.
+namespace simd_avx512vnni {
+float dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
+}  // namespace simd_avx512vnni
 namespace simd_avx512_vbmi {
 float dot_iq3_xxs_q8_K(int64_t n, const void* w, const void* a);
 }  // namespace simd_avx512_vbmi
