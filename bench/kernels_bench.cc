@@ -52,7 +52,9 @@ Matrix make_matrix(DType t, int64_t rows = kRows) {
       auto* h = reinterpret_cast<uint16_t*>(m.w.data() + r * m.row_bytes);
       for (int64_t c = 0; c < kCols; c++) h[c] = t == DType::F16 ? f32_to_f16(row[size_t(c)]) : f32_to_bf16(row[size_t(c)]);
     } else {
-      quantize_row(t, row.data(), kCols, m.w.data() + r * m.row_bytes);
+      // A uniform importance: the low-bit codebook types refuse to quantize without one.
+      static const std::vector<float> importance(static_cast<size_t>(kCols), 1.0f);
+      quantize_row(t, row.data(), kCols, m.w.data() + r * m.row_bytes, importance.data());
     }
   }
   for (auto& v : m.x) v = nd(rng);

@@ -16,7 +16,7 @@
 #include "kernels/iq_grids.h"
 #include "kernels/qdot.h"
 
-namespace lmpress::simd_avx512_vbmi {
+namespace lmpress {
 
 // GCC 12's 512-bit intrinsics pass an uninitialized "undefined" operand to
 // their masked builtins, which -Wmaybe-uninitialized reports in every caller.
@@ -49,6 +49,10 @@ alignas(32) const std::array<__m256i, 16> kScales = [] {
 }();
 
 }  // namespace
+
+}  // namespace lmpress
+
+namespace lmpress::simd_avx512_vbmi {
 
 #define LMPRESS_VBMI_TARGET LMPRESS_AVX512_TARGET ",avx512vbmi"
 

@@ -26,6 +26,16 @@ constexpr std::array<uint8_t, 128> kIqSigns = [] {
   return t;
 }();
 
+// IQ2_XS / IQ2_S's scale byte s of a 32-value chunk as 16 lanes of int16, one
+// per product pair: 2·(s & 15) + 1 for values 0-15 (lanes 0-7), 2·(s >> 4) + 1
+// for values 16-31: one 32-byte load for the kernels' madd.
+alignas(32) inline constexpr std::array<std::array<int16_t, 16>, 256> kIqScalePairs = [] {
+  std::array<std::array<int16_t, 16>, 256> t{};
+  for (int s = 0; s < 256; s++)
+    for (int l = 0; l < 16; l++) t[std::size_t(s)][std::size_t(l)] = int16_t(2 * (l < 8 ? s & 15 : s >> 4) + 1);
+  return t;
+}();
+
 // Byte j of a grid entry.
 inline int grid_byte(uint64_t entry, int j) { return int((entry >> (8 * j)) & 0xff); }
 
