@@ -10,7 +10,7 @@ run() {  # binary file -> "pp tg"
   "$1" bench "$2" -p "$P" -n "$N" -r "$REPS" -t 2 --json --no-bandwidth |
     python3 -c 'import json,sys; t=json.load(sys.stdin); print(" ".join("%.2f" % x["avg_ts"] for x in t))'
 }
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_vnni\|avx_vnni\|amx_tile' /proc/cpuinfo | sort -u | xargs)"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); flags: $(grep -m1 -o -w 'avx2\|avx512f\|avx512_vnni\|avx512vbmi\|avx_vnni\|amx_tile' /proc/cpuinfo | sort -u | xargs)"
 echo "| file | test | old t/s | new t/s | new/old |"
 echo "|---|---|--:|--:|--:|"
 for f in "$@"; do

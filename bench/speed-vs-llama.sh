@@ -23,7 +23,7 @@ mkdir -p "$W"
 {
   # The machine the numbers come from: its CPU model and the vector extensions the kernels may use.
   echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores;" \
-    "flags: $(grep -m1 -o -w -E 'avx2|fma|f16c|avx512f|avx512bw|avx512_vnni|avx_vnni|amx_int8' /proc/cpuinfo | sort -u | tr '\n' ' ')"
+    "flags: $(grep -m1 -o -w -E 'avx2|fma|f16c|avx512f|avx512bw|avx512_vnni|avx512vbmi|avx_vnni|amx_int8' /proc/cpuinfo | sort -u | tr '\n' ' ')"
   echo
   echo "| model | type | size (MiB) | test | llama.cpp t/s | lmpress t/s | lmpress / llama.cpp | lmpress % of bandwidth bound |"
   echo "|---|---|---:|---|---:|---:|---:|---:|"
