@@ -1,9 +1,9 @@
-// AVX-512 dots of the codebook types whose AVX2 dot spends its time building
-// registers entry by entry (kernels/int_blocks_avx2.cc). Two 32-value chunks
-// per 512-bit register: the grid entries fetched by one gather, the signs as a
-// 64-bit opmask applied to the activations by a masked subtract. The same
-// integer sums and float epilogue as the AVX2 dot, lane for lane, so each
-// row's dot is the AVX2 dot's bit for bit.
+// AVX-512 dots of integer-unpacked types (kernels/int_blocks.h) whose AVX2
+// dot (kernels/int_blocks_avx2.cc) spends its time building registers: two
+// 32-value chunks per 512-bit register where that pays. The same integer sums
+// and float epilogue as the AVX2 dot, lane for lane, so each row's dot is the
+// AVX2 dot's bit for bit. (Gathers of grid entries were tried: slower than
+// the AVX2 dot's inserts on Zen 4.)
 #if defined(__x86_64__)  // x86 only: on other architectures this file is empty
 #include <immintrin.h>
 
@@ -135,9 +135,8 @@ __attribute__((target(LMPRESS_VNNI512_TARGET))) float dot_iq4_xs_q8_K(int64_t n,
       const __m256i lo = _mm256_and_si256(q, _mm512_castsi512_si256(low));
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), _mm512_castsi512_si256(low));
       // [lo of c, lo of c + 1, hi of c, hi of c + 1] as 128-bit lanes, reordered to [lo c, hi c, lo c+1, hi c+1].
-      const __m512i nib = _mm512_shuffle_i64x2(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
-                                               _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1),
-                                               _MM_SHUFFLE(3, 1, 2, 0));
+      const __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+      const __m512i nib = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(3, 1, 2, 0));
       const __m512i y = _mm512_loadu_si512(a[b].qs + 32 * c);
       const __m512i dot = _mm512_sub_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_shuffle_epi8(levels, nib), y),
                                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), offset, y));
