@@ -38,15 +38,15 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) inline uint32_t even_signs(uint32
 }
 
 // The 16 group scales 2s + 1 as 16-bit lanes: a load instead of a broadcast.
-alignas(32) const std::array<__m256i, 16> kScales = [] {
-  std::array<__m256i, 16> t{};
-  for (int s = 0; s < 16; s++) {
-    int16_t v[16];
-    for (int16_t& x : v) x = int16_t(2 * s + 1);
-    std::memcpy(&t[size_t(s)], v, sizeof v);
-  }
+alignas(32) constexpr std::array<std::array<int16_t, 16>, 16> kScales = [] {
+  std::array<std::array<int16_t, 16>, 16> t{};
+  for (int s = 0; s < 16; s++)
+    for (int16_t& x : t[size_t(s)]) x = int16_t(2 * s + 1);
   return t;
 }();
+__attribute__((target(LMPRESS_AVX512_TARGET))) inline __m256i group_scale(uint32_t s) {
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(kScales[s].data()));
+}
 
 }  // namespace
 
@@ -97,7 +97,7 @@ __attribute__((target(LMPRESS_VBMI_TARGET))) float dot_iq3_xxs_q8_K(int64_t n, c
       const __m512i y = _mm512_loadu_si512(a[b].qs + 64 * m);
       // |q|·(±y): the grid's magnitudes are unsigned, the signs go to the activations (never −128 in Q8_K).
       const __m512i p16 = _mm512_maddubs_epi16(g, _mm512_mask_sub_epi8(y, neg, _mm512_setzero_si512(), y));
-      const __m512i ls = _mm512_inserti64x4(_mm512_castsi256_si512(kScales[aux[0] >> 28]), kScales[aux[1] >> 28], 1);
+      const __m512i ls = _mm512_inserti64x4(_mm512_castsi256_si512(group_scale(aux[0] >> 28)), group_scale(aux[1] >> 28), 1);
       sum = _mm512_add_epi32(sum, _mm512_madd_epi16(p16, ls));
     }
     const __m256i s32 = _mm256_add_epi32(_mm512_castsi512_si256(sum), _mm512_extracti64x4_epi64(sum, 1));
