@@ -84,8 +84,8 @@ constexpr Target kTargets[] = {
 
 bool has(const CpuFeatures& cpu, const CpuFeatures& want) {
   return (!want.avx2 || cpu.avx2) && (!want.avx_vnni || cpu.avx_vnni) && (!want.avx512 || cpu.avx512) &&
-         (!want.avx512_vnni || cpu.avx512_vnni) && (!want.avx512_vbmi || cpu.avx512_vbmi) && (!want.neon || cpu.neon) && (!want.dotprod || cpu.dotprod) &&
-         (!want.i8mm || cpu.i8mm);
+         (!want.avx512_vnni || cpu.avx512_vnni) && (!want.avx512_vbmi || cpu.avx512_vbmi) && (!want.neon || cpu.neon) &&
+         (!want.dotprod || cpu.dotprod) && (!want.i8mm || cpu.i8mm);
 }
 
 bool runs_here(const Target& t) { return (t.arch == Arch::any || t.arch == kArch) && has(cpu_detected(), t.allows); }

@@ -35,9 +35,9 @@ uint64_t cpu_isa_generation();
 // Targets by name: "scalar" everywhere; on x86-64 "avx2", "avx-vnni",
 // "avx512", "avx512-vnni", "avx512-vbmi" (with VNNI: Ice Lake, Zen 4 and
 // later); on aarch64 "neon", "neon-dotprod". Each allows itself and what it
-// builds on ("avx512-vnni": avx2, avx512 and avx512-vnni, not avx-vnni). "best" (or "") allows everything detected. Throws Error for
-// an unknown target, another architecture's, or one this CPU lacks, listing
-// those it has.
+// builds on ("avx512-vnni": avx2, avx512 and avx512-vnni, not avx-vnni).
+// "best" (or "") allows everything detected. Throws Error for an unknown
+// target, another architecture's, or one this CPU lacks, listing those it has.
 void pin_cpu_isa(const std::string& name);
 // The names this CPU supports, "scalar" first.
 std::vector<std::string> cpu_isa_names();

@@ -14,8 +14,8 @@ namespace {
 
 bool subset(const CpuFeatures& a, const CpuFeatures& b) {
   return (!a.avx2 || b.avx2) && (!a.avx_vnni || b.avx_vnni) && (!a.avx512 || b.avx512) &&
-         (!a.avx512_vnni || b.avx512_vnni) && (!a.avx512_vbmi || b.avx512_vbmi) && (!a.neon || b.neon) && (!a.dotprod || b.dotprod) &&
-         (!a.i8mm || b.i8mm);
+         (!a.avx512_vnni || b.avx512_vnni) && (!a.avx512_vbmi || b.avx512_vbmi) && (!a.neon || b.neon) &&
+         (!a.dotprod || b.dotprod) && (!a.i8mm || b.i8mm);
 }
 
 // This architecture's targets past scalar, the other one's, and its name.

@@ -37,15 +37,10 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) inline uint32_t even_signs(uint32
   return s | ((p & 0x01010101u) << 7);
 }
 
-// The 16 group scales 2s + 1 as 16-bit lanes: a load instead of a broadcast.
-alignas(32) constexpr std::array<std::array<int16_t, 16>, 16> kScales = [] {
-  std::array<std::array<int16_t, 16>, 16> t{};
-  for (int s = 0; s < 16; s++)
-    for (int16_t& x : t[size_t(s)]) x = int16_t(2 * s + 1);
-  return t;
-}();
+// A 4-bit group scale s as 2s + 1 in 16 int16 lanes: IQ2_XS's scale-pair row
+// whose two nibbles are both s, one load instead of a broadcast.
 __attribute__((target(LMPRESS_AVX512_TARGET))) inline __m256i group_scale(uint32_t s) {
-  return _mm256_load_si256(reinterpret_cast<const __m256i*>(kScales[s].data()));
+  return _mm256_load_si256(reinterpret_cast<const __m256i*>(kIqScalePairs[17 * s].data()));
 }
 
 }  // namespace
@@ -120,9 +115,13 @@ namespace lmpress::simd_avx512vnni {
 // holds the AVX2 dot's int32 (values 4k..4k+3 of a chunk), times the chunk's
 // scale as there.
 __attribute__((target(LMPRESS_VNNI512_TARGET))) float dot_iq4_xs_q8_K(int64_t n, const void* w, const void* act) {
-  int8_t shifted[16];
-  for (int i = 0; i < 16; i++) shifted[i] = int8_t(kIQ4NLValues[i] + 128);
-  const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(shifted)));
+  // The levels + 128, made once (kIQ4NLValues is not a constant expression here).
+  static const std::array<uint8_t, 16> shifted = [] {
+    std::array<uint8_t, 16> t{};
+    for (int i = 0; i < 16; i++) t[size_t(i)] = uint8_t(kIQ4NLValues[i] + 128);
+    return t;
+  }();
+  const __m512i levels = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(shifted.data())));
   const __m512i low = _mm512_set1_epi8(0x0F), offset = _mm512_set1_epi8(int8_t(0x80));
   const auto* bw = static_cast<const BlockIQ4_XS*>(w);
   const auto* a = static_cast<const BlockQ8_K*>(act);

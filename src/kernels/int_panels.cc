@@ -69,12 +69,11 @@ PanelKernels panel_kernels(bool halves) {
   switch (qdot_vnni()) {
     case Vnni::avx: k = LMPRESS_PANEL_KERNELS(simd_avxvnni); break;
     case Vnni::avx512: k = LMPRESS_PANEL_KERNELS(simd_avx512vnni); break;
-    case Vnni::emulated: return LMPRESS_PANEL_KERNELS(simd_vnni_emulated);
-    case Vnni::none: return {};
+    case Vnni::emulated: k = LMPRESS_PANEL_KERNELS(simd_vnni_emulated); break;
+    case Vnni::none: break;
   }
 #undef LMPRESS_PANEL_KERNELS
-  // As with_gemm4x2 (interleaved.h): the 512-bit pair wherever AVX512-VNNI is, beside either encoding.
-  if (qdot_vnni_available(Vnni::avx512))
+  if (gemm4x2_allowed())
     k.gemm4x2 = halves ? x8_gemm4<P, A, simd_avx512vnni::gemm4x2_panel16_x8>
                        : x8_gemm4<P, A, simd_avx512vnni::gemm4x2_panel_x8>;
   return k;

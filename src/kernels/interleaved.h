@@ -141,11 +141,17 @@ X8Kernels x8_kernels_with_vnni() {
   return {gemv, x8_gemm4<Group, Act, Gemm4>};
 }
 
-// k with `pair` as its two-group kernel where the CPU has AVX512-VNNI (also
-// beside AVX-VNNI, which the 8-row kernels prefer) and SIMD is on.
-inline X8Kernels with_gemm4x2(X8Kernels k, X8Gemm4 pair) {
+// Whether the 512-bit two-group kernels run: the CPU has AVX512-VNNI (also
+// beside AVX-VNNI, which the 8-row kernels prefer) and a real VNNI encoding is
+// chosen (not none, not the tests' emulated one).
+inline bool gemm4x2_allowed() {
   const Vnni v = qdot_vnni();
-  if ((v == Vnni::avx512 || v == Vnni::avx) && qdot_vnni_available(Vnni::avx512)) k.gemm4x2 = pair;
+  return (v == Vnni::avx512 || v == Vnni::avx) && qdot_vnni_available(Vnni::avx512);
+}
+
+// k with `pair` as its two-group kernel where gemm4x2_allowed().
+inline X8Kernels with_gemm4x2(X8Kernels k, X8Gemm4 pair) {
+  if (gemm4x2_allowed()) k.gemm4x2 = pair;
   return k;
 }
 

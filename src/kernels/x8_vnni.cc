@@ -218,8 +218,8 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) void gemm4x2_panels(int64_t cols,
       for (int t = 0; t < T; t++)
         d[h][t] = _mm512_dpbusd_epi32(d[h][t], _mm512_set1_epi32(bytes4(a[t * stride + b].qs + 4 * v)), w);
     }
+    // kHalves: a sum per half under its own scale; else one per block, both halves' 128·Σ off it, under d[0].
     for (int h = 0; h < kSums; h++) {
-      // One sum per block: both halves' 128·Σ come off it, under d[0] (the halves' scales are equal).
       const __m512i bias = kHalves ? bytes_x2(p0.bias[h], p1.bias[h])
                                    : _mm512_add_epi32(bytes_x2(p0.bias[0], p1.bias[0]), bytes_x2(p0.bias[1], p1.bias[1]));
       const __m512 dw = _mm512_castsi512_ps(bytes_x2(p0.d[h], p1.d[h]));
