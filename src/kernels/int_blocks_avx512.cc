@@ -19,9 +19,10 @@
 namespace lmpress {
 
 // GCC 12's 512-bit intrinsics pass an uninitialized "undefined" operand to
-// their masked builtins, which -Wmaybe-uninitialized reports in every caller.
+// their masked builtins, which -W(maybe-)uninitialized reports in every caller.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace {
 
@@ -46,6 +47,54 @@ __attribute__((target(LMPRESS_AVX512_TARGET))) inline __m256i group_scale(uint32
 }  // namespace
 
 }  // namespace lmpress
+
+namespace lmpress::simd_avx512 {
+
+// IQ2_XS: per 32-value chunk four words of a 9-bit grid index and a 7-bit
+// sign group. The AVX2 dot builds each chunk's ±1 bytes from four table
+// loads; here a block's 32 sign groups are completed to even parity in one
+// register (a nibble-parity byte shuffle), whose 256 bits are then the
+// block's signs in value order: a chunk's 32 bits become an opmask that
+// negates the activations. The grid entries are loaded as in the AVX2 dot;
+// the lanes, their integer sums and the float epilogue are its own.
+__attribute__((target(LMPRESS_AVX512_TARGET))) float dot_iq2_xs_q8_K(int64_t n, const void* w, const void* act) {
+  // Bit 7 set where the 4-bit index has odd parity.
+  const __m256i parity = _mm256_broadcastsi128_si256(_mm_setr_epi8(0, -128, -128, 0, -128, 0, 0, -128, -128, 0, 0, -128, 0, -128, -128, 0));
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  const auto* bw = static_cast<const BlockIQ2_XS*>(w);
+  const auto* a = static_cast<const BlockQ8_K*>(act);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t b = 0; b < n / QK_K; b++) {
+    const BlockIQ2_XS& x = bw[b];
+    const __m256i e0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs));
+    const __m256i e1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 16));
+    // The 32 sign groups as bytes in word order (packus interleaves the 128-bit lanes: put them back).
+    __m256i sg = _mm256_permute4x64_epi64(_mm256_packus_epi16(_mm256_srli_epi16(e0, 9), _mm256_srli_epi16(e1, 9)),
+                                          _MM_SHUFFLE(3, 1, 2, 0));
+    sg = _mm256_or_si256(sg, _mm256_xor_si256(_mm256_shuffle_epi8(parity, _mm256_and_si256(sg, low)),
+                                              _mm256_shuffle_epi8(parity, _mm256_and_si256(_mm256_srli_epi16(sg, 4), low))));
+    const __m128i s_lo = _mm256_castsi256_si128(sg), s_hi = _mm256_extracti128_si256(sg, 1);
+    const uint64_t signs[4] = {uint64_t(_mm_cvtsi128_si64(s_lo)), uint64_t(_mm_extract_epi64(s_lo, 1)),
+                               uint64_t(_mm_cvtsi128_si64(s_hi)), uint64_t(_mm_extract_epi64(s_hi, 1))};
+    __m256i sum[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+#pragma GCC unroll 8
+    for (int c = 0; c < QK_K / 32; c++) {
+      const uint16_t* e = x.qs + 4 * c;
+      const __m256i g = _mm256_set_epi64x(int64_t(kIq2xsGrid[e[3] & 511]), int64_t(kIq2xsGrid[e[2] & 511]),
+                                          int64_t(kIq2xsGrid[e[1] & 511]), int64_t(kIq2xsGrid[e[0] & 511]));
+      const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[b].qs + 32 * c));
+      const __mmask32 neg = __mmask32(signs[c / 2] >> (32 * (c % 2)));
+      const __m256i ys = _mm256_mask_sub_epi8(y, neg, _mm256_setzero_si256(), y);
+      const __m256i ls = _mm256_load_si256(reinterpret_cast<const __m256i*>(kIqScalePairs[x.scales[c]].data()));
+      sum[c % 2] = _mm256_add_epi32(sum[c % 2], _mm256_madd_epi16(_mm256_maddubs_epi16(g, ys), ls));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(simd_avx2::h2f(x.d) * 0.125f * a[b].d), _mm256_cvtepi32_ps(_mm256_add_epi32(sum[0], sum[1])),
+                          acc);
+  }
+  return simd_avx2::hsum(acc);
+}
+
+}  // namespace lmpress::simd_avx512
 
 namespace lmpress::simd_avx512_vbmi {
 

@@ -56,7 +56,7 @@ TEST(IntBlocks, DotsMatchDequantizedValues) {
         EXPECT_NEAR(k.fn(n, qw.data(), qa.data()), ref, 1e-5 * mag);
       });
       // An AVX-512 dot gives its AVX2 dot's bits (the AVX2 one is what the cap "avx2" runs).
-      if (cpu_isa().avx512_vnni && qdot_simd_active()) {
+      if (cpu_isa().avx512 && qdot_simd_active()) {
         const QDotFn best = qdot(t).fn;
         const std::string cap = cpu_isa_name();
         pin_cpu_isa("avx2");

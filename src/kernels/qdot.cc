@@ -17,9 +17,11 @@
 // The SIMD columns of the tables below: each architecture's kernels, null on the other.
 #if defined(__x86_64__)
 #define LMPRESS_AVX2(f) simd_avx2::f
+#define LMPRESS_AVX512(f) simd_avx512::f
 #define LMPRESS_AVX512_VNNI(f) simd_avx512vnni::f
 #define LMPRESS_AVX512_VBMI(f) simd_avx512_vbmi::f
 #else
+#define LMPRESS_AVX512(f) nullptr
 #define LMPRESS_AVX2(f) nullptr
 #define LMPRESS_AVX512_VNNI(f) nullptr
 #define LMPRESS_AVX512_VBMI(f) nullptr
@@ -100,8 +102,9 @@ struct DotRow {
   ActFormat act;
   QDotFn ref, avx2, neon, neon_dotprod;
   QDotMultiFn avx2_multi = nullptr;  // several tokens per row unpacking, with the AVX2 dot's arithmetic
-  // AVX-512 with VNNI, with VBMI (and VNNI): preferred to avx2 where the CPU has them, their bits avx2's.
-  QDotFn avx512_vnni = nullptr, avx512_vbmi = nullptr;
+  // AVX-512 with VNNI, with VBMI (and VNNI), without either: preferred to avx2 where the CPU has them, their
+  // bits avx2's.
+  QDotFn avx512_vnni = nullptr, avx512_vbmi = nullptr, avx512 = nullptr;
 };
 const DotRow kQDots[] = {
     {DType::Q4_0, ActFormat::Q8_0, qdot_ref::q4_0, LMPRESS_AVX2(dot_q4_0_q8_0), LMPRESS_NEON(dot_q4_0_q8_0),
@@ -129,7 +132,8 @@ const DotRow kQDots[] = {
     {DType::IQ3_S, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ3_S>, LMPRESS_AVX2(dot_iq3_s_q8_K), nullptr, nullptr},
     {DType::IQ2_XXS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_XXS>, LMPRESS_AVX2(dot_iq2_xxs_q8_K), nullptr,
      nullptr},
-    {DType::IQ2_XS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_XS>, LMPRESS_AVX2(dot_iq2_xs_q8_K), nullptr, nullptr},
+    {DType::IQ2_XS, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_XS>, LMPRESS_AVX2(dot_iq2_xs_q8_K), nullptr, nullptr,
+     nullptr, nullptr, nullptr, LMPRESS_AVX512(dot_iq2_xs_q8_K)},
     {DType::IQ2_S, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ2_S>, LMPRESS_AVX2(dot_iq2_s_q8_K), nullptr, nullptr},
     {DType::IQ1_S, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ1_S>, LMPRESS_AVX2(dot_iq1_s_q8_K), nullptr, nullptr},
     {DType::IQ1_M, ActFormat::Q8_K, int_blocks_dot_ref<DType::IQ1_M>, LMPRESS_AVX2(dot_iq1_m_q8_K), nullptr, nullptr},
@@ -193,6 +197,7 @@ QDotKernel qdot(DType t) {
   const QDotFn fn = best_of(r->ref, r->avx2, r->neon, r->neon_dotprod);
   if (fn == r->avx2 && r->avx512_vbmi && cpu_isa().avx512_vbmi) return {r->act, r->avx512_vbmi, nullptr};
   if (fn == r->avx2 && r->avx512_vnni && cpu_isa().avx512_vnni) return {r->act, r->avx512_vnni, nullptr};
+  if (fn == r->avx2 && r->avx512 && cpu_isa().avx512) return {r->act, r->avx512, nullptr};
   return {r->act, fn, fn == r->avx2 ? r->avx2_multi : nullptr};
 }
 

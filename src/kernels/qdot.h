@@ -122,9 +122,12 @@ PanelDecodeFn panel_decoder(DType t);
 void quantize_q8_0(const float* x, int64_t n, BlockQ8_0* y);
 }  // namespace simd_avx2
 
-// Dots on AVX-512 (int_blocks_avx512.cc) with VNNI, or with VBMI's byte
-// permutes: chosen where cpu_isa() has those, each equal to its AVX2 dot bit
-// for bit.
+// Dots on AVX-512 (int_blocks_avx512.cc: F/BW/VL/DQ, with VNNI, or with
+// VBMI's byte permutes): chosen where cpu_isa() has those, each equal to its
+// AVX2 dot bit for bit.
+namespace simd_avx512 {
+float dot_iq2_xs_q8_K(int64_t n, const void* w, const void* a);
+}  // namespace simd_avx512
 namespace simd_avx512vnni {
 float dot_iq4_xs_q8_K(int64_t n, const void* w, const void* a);
 }  // namespace simd_avx512vnni
