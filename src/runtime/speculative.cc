@@ -8,14 +8,49 @@
 
 namespace lmpress {
 
-NgramDrafter::NgramDrafter(int64_t ngram_min, int64_t ngram_max) : min_(ngram_min), max_(ngram_max) {
+NgramDrafter::NgramDrafter(int64_t ngram_min, int64_t ngram_max, float p_min)
+    : min_(ngram_min), max_(ngram_max), p_min_(p_min) {
   if (ngram_min < 1 || ngram_max < ngram_min) fail("ngram drafter: n-gram sizes {}..{} are out of range", ngram_min, ngram_max);
+  tried_.resize(size_t(ngram_max + 1));
+  kept_.resize(size_t(ngram_max + 1));
+}
+
+double NgramDrafter::estimate(int64_t n, int64_t pos) const {
+  constexpr double kPrior = 4;  // an unseen length and position starts as always accepted, and a miss or two do not end it
+  const auto& t = tried_[size_t(n)];
+  const auto& k = kept_[size_t(n)];
+  const size_t i = size_t(pos);
+  return i < t.size() ? (double(k[i]) + kPrior) / (double(t[i]) + kPrior) : 1.0;
+}
+
+void NgramDrafter::score(const std::vector<int32_t>& seq) {
+  size_t keep = 0;
+  for (size_t p = 0; p < pending_.size(); p++) {
+    Candidate& c = pending_[p];
+    if (seq.size() < c.at) continue;  // the sequence was cut back: its outcome is unknown, dropped
+    const size_t seen = std::min(c.tokens.size(), seq.size() - c.at);
+    size_t i = 0;
+    while (i < seen && seq[c.at + i] == c.tokens[i]) i++;
+    if (i == seen && seen < c.tokens.size()) {  // no mismatch yet and tokens still to come
+      if (keep != p) pending_[keep] = std::move(c);
+      keep++;
+      continue;
+    }
+    auto& t = tried_[size_t(c.n)];
+    auto& k = kept_[size_t(c.n)];
+    const size_t last = std::min(i + 1, c.tokens.size());  // positions up to the first miss (conditional rates)
+    if (t.size() < last) t.resize(last), k.resize(last);
+    for (size_t j = 0; j < last; j++) t[j]++;
+    for (size_t j = 0; j < i; j++) k[j]++;
+  }
+  pending_.resize(keep);
 }
 
 void NgramDrafter::propose(const std::vector<int32_t>& seq, int64_t max, std::vector<int32_t>& draft,
                            std::vector<Sampler::Dist>& q) {
   draft.clear();
   q.clear();
+  score(seq);
   const int64_t n = int64_t(seq.size());
   for (int64_t k = std::min(max_, n - 1); k >= min_; k--) {
     const int32_t* tail = seq.data() + n - k;
@@ -24,10 +59,12 @@ void NgramDrafter::propose(const std::vector<int32_t>& seq, int64_t max, std::ve
     for (int64_t j = n - k - 1; j >= 0; j--) {
       if (!std::equal(tail, tail + k, seq.data() + j)) continue;
       const int64_t from = j + k, to = std::min(n, from + max);
-      if (to > from) {
-        draft.assign(seq.begin() + from, seq.begin() + to);
-        return;
-      }
+      if (to <= from) continue;
+      pending_.push_back({std::vector<int32_t>(seq.begin() + from, seq.begin() + to), seq.size(), k});
+      int64_t len = 0;
+      while (len < to - from && estimate(k, len) >= double(p_min_)) len++;
+      draft.assign(seq.begin() + from, seq.begin() + from + len);
+      return;
     }
   }
 }
@@ -177,7 +214,7 @@ DraftSource::DraftSource(const SpecOptions& o, const Model& target, int64_t n_ct
 }
 
 std::unique_ptr<Drafter> DraftSource::make(const SamplerOptions& s) const {
-  if (!model_) return std::make_unique<NgramDrafter>(ngram_min_, ngram_max_);
+  if (!model_) return std::make_unique<NgramDrafter>(ngram_min_, ngram_max_, o_.p_min);
   SamplerOptions ds = s;
   ds.seed = s.seed ^ 0x9e3779b97f4a7c15ull;  // the draft's own random stream
   return std::make_unique<ModelDrafter>(*model_, skip_, n_ctx_, ds, o_.p_min, n_vocab_);

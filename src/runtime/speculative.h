@@ -64,14 +64,31 @@ class Drafter {
 
 // Prompt lookup decoding: for n from ngram_max down to ngram_min, the tokens
 // that followed the latest earlier occurrence of the sequence's last n tokens.
+// Adaptive: every candidate draft is scored against the tokens the target then
+// produced (proposed or not, so a withheld length can recover), per n-gram
+// length and draft position, and a draft stops at the first token whose
+// estimated acceptance — kept / tried there, after a prior of 4 kept in 4 —
+// is below p_min (0: never stops).
 class NgramDrafter : public Drafter {
  public:
-  NgramDrafter(int64_t ngram_min = 1, int64_t ngram_max = 3);
+  NgramDrafter(int64_t ngram_min = 1, int64_t ngram_max = 3, float p_min = 0);
   void propose(const std::vector<int32_t>& seq, int64_t max, std::vector<int32_t>& draft,
                std::vector<Sampler::Dist>& q) override;
+  // The estimated acceptance of a draft token at `pos` from an n-gram match of length n.
+  double estimate(int64_t n, int64_t pos) const;
 
  private:
+  struct Candidate {
+    std::vector<int32_t> tokens;
+    size_t at;  // the sequence's length when it was made
+    int64_t n;  // its n-gram length
+  };
+  // Scores the candidates whose outcome `seq` now shows (a mismatch, or every token seen).
+  void score(const std::vector<int32_t>& seq);
   int64_t min_, max_;
+  float p_min_;
+  std::vector<Candidate> pending_;
+  std::vector<std::vector<int64_t>> tried_, kept_;  // [n][position]
 };
 
 // A model as the draft (its own KV cache, kept across calls and cut back to

@@ -31,6 +31,47 @@ TEST(NgramDrafter, ProposesWhatFollowedTheLatestEarlierOccurrence) {
   EXPECT_TRUE(draft.empty());
 }
 
+// Greedy verification against a known text: from its first `start` tokens, each pass keeps the drafts that match
+// the text and the text's next token. Returns the tokens drafted and accepted.
+std::pair<int64_t, int64_t> lookup_run(NgramDrafter& d, const std::vector<int32_t>& text, size_t start, int64_t max) {
+  std::vector<int32_t> seq(text.begin(), text.begin() + int64_t(start)), draft;
+  std::vector<Sampler::Dist> q;
+  int64_t drafted = 0, accepted = 0;
+  while (seq.size() < text.size()) {
+    d.propose(seq, max, draft, q);
+    size_t a = 0;
+    while (a < draft.size() && seq.size() + a < text.size() && draft[a] == text[seq.size() + a]) a++;
+    drafted += int64_t(draft.size()), accepted += int64_t(a);
+    seq.insert(seq.end(), text.begin() + int64_t(seq.size()), text.begin() + int64_t(std::min(text.size(), seq.size() + a + 1)));
+  }
+  return {drafted, accepted};
+}
+
+// Adaptive lookup: a length whose drafts miss stops drafting (its candidates
+// still scored), and drafts again once they would have been accepted.
+TEST(NgramDrafter, StopsDraftingWhatTheTargetRejectsAndRecovers) {
+  // "1 k": after each 1 the latest earlier 1 was followed by k − 1, never by k.
+  std::vector<int32_t> text;
+  for (int32_t k = 2; k < 40; k++) text.insert(text.end(), {1, k});
+  NgramDrafter always(1, 1, 0.0f), adaptive(1, 1, 0.75f);
+  const auto [d0, a0] = lookup_run(always, text, 3, 2);
+  const auto [d1, a1] = lookup_run(adaptive, text, 3, 2);
+  EXPECT_EQ(a0, 0);
+  EXPECT_EQ(a1, 0);
+  EXPECT_GE(d0, 60);  // every "1" drafted two tokens
+  EXPECT_EQ(d1, 4);   // two misses: (4 + 0) / (4 + 1) = 0.8, then 4 / 6 < 0.75
+  EXPECT_NEAR(adaptive.estimate(1, 0), 4.0 / (4 + 36), 1e-12);  // 37 candidates, the last one never scored
+  // Then a text whose unigram continuations hold ("1 9" repeated): the withheld candidates are scored as hits
+  // and drafting resumes.
+  std::vector<int32_t> more = text;
+  for (int i = 0; i < 200; i++) more.insert(more.end(), {1, 9});
+  NgramDrafter later(1, 1, 0.75f);
+  const auto [d2, a2] = lookup_run(later, more, 3, 2);
+  EXPECT_GT(later.estimate(1, 0), 0.75);
+  EXPECT_GT(a2, 100);
+  EXPECT_GE(double(a2) / double(d2), 0.9);
+}
+
 TEST(LayerSet, ParsesListsAndRangesAndRefusesTheRest) {
   EXPECT_EQ(parse_layer_set("1,3-4", 6, "x"), (std::vector<bool>{false, true, false, true, true, false}));
   test::expect_error([] { parse_layer_set("0-5", 6, "--spec self:skip"); }, "skips every block");

@@ -14,7 +14,7 @@ void add_spec_options(CLI::App* cmd, SpecOptions& spec) {
       ->capture_default_str()->check(CLI::Range(int64_t(1), int64_t(1) << 20));
   cmd->add_option("--draft-min", spec.draft_min, "Drafts shorter than this are not verified")
       ->capture_default_str()->check(CLI::Range(int64_t(0), int64_t(1) << 20));
-  cmd->add_option("--draft-p-min", spec.p_min, "A model draft stops at a token below this probability")
+  cmd->add_option("--draft-p-min", spec.p_min, "A draft stops at a token below this probability (ngram: its estimated acceptance; 0: never)")
       ->capture_default_str()->check(CLI::Range(0.0, 1.0));
   add_path_option(cmd, "--spec-calib", spec.calib,
                   "Text on which --spec self:skip:auto:N ranks the blocks (its first window of up to 256 tokens)",
