@@ -243,14 +243,14 @@ void unpack_lmp2(const uint8_t* p, UnpackedBlock& o) {
 }
 
 const IntBlockFormat kFormats[] = {
-    {DType::IQ2_XXS, QK_K, 32, unpack_iq2_xxs}, {DType::IQ2_XS, QK_K, 16, unpack_iq2_xs},
-    {DType::IQ2_S, QK_K, 16, unpack_iq2_s},     {DType::IQ3_XXS, QK_K, 32, unpack_iq3_xxs},
-    {DType::IQ3_S, QK_K, 32, unpack_iq3_s},     {DType::IQ1_S, QK_K, 32, unpack_iq1_s},
-    {DType::IQ1_M, QK_K, 16, unpack_iq1_m},     {DType::IQ4_XS, QK_K, 32, unpack_iq4_xs},
-    {DType::TQ1_0, QK_K, QK_K, unpack_tq1_0},   {DType::TQ2_0, QK_K, QK_K, unpack_tq2_0},
-    {DType::MXFP4, 32, 32, unpack_mxfp4},       {DType::Q6_K, QK_K, 16, unpack_q6_k, true},
-    {DType::Q3_K, QK_K, 16, unpack_q3_k, true},  {DType::IQ4_NL, 32, 32, unpack_iq4_nl},
-    {DType::LMP2, QK_K, QK_K, unpack_lmp2, false, true},
+    {DType::IQ2_XXS, QK_K, 32, unpack_iq2_xxs, 43}, {DType::IQ2_XS, QK_K, 16, unpack_iq2_xs, 43},
+    {DType::IQ2_S, QK_K, 16, unpack_iq2_s, 43},     {DType::IQ3_XXS, QK_K, 32, unpack_iq3_xxs, 62},
+    {DType::IQ3_S, QK_K, 32, unpack_iq3_s, 15},     {DType::IQ1_S, QK_K, 32, unpack_iq1_s, 9},
+    {DType::IQ1_M, QK_K, 16, unpack_iq1_m, 9},      {DType::IQ4_XS, QK_K, 32, unpack_iq4_xs, 127},
+    {DType::TQ1_0, QK_K, QK_K, unpack_tq1_0, 1},    {DType::TQ2_0, QK_K, QK_K, unpack_tq2_0, 2},
+    {DType::MXFP4, 32, 32, unpack_mxfp4, 12},       {DType::Q6_K, QK_K, 16, unpack_q6_k, 32, true},
+    {DType::Q3_K, QK_K, 16, unpack_q3_k, 4, true},  {DType::IQ4_NL, 32, 32, unpack_iq4_nl, 127},
+    {DType::LMP2, QK_K, QK_K, unpack_lmp2, 11, false, true},
 };
 
 }  // namespace

@@ -26,6 +26,7 @@ struct IntBlockFormat {
   int elems;  // per block
   int group;  // elements under one ls
   void (*unpack)(const uint8_t* block, UnpackedBlock& out);
+  int max_abs;  // the largest |value| unpack gives (tested)
   // Prompt panels only where they are exact (VNNI): the type's own prompt
   // path (f32 tiles of the exact values) loses nothing, where the AVX2 panels
   // round a 32-value chunk's two group scales to one.

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -9,6 +10,7 @@
 
 #include "core/cpu_isa.h"
 #include "core/fp16.h"
+#include "kernels/lmp2.h"
 #include "kernels/qdot.h"
 #include "test_util.h"
 
@@ -66,6 +68,32 @@ TEST(IntBlocks, DotsMatchDequantizedValues) {
       }
     }
   }
+}
+
+// max_abs bounds what unpack gives, and is reached: random bytes reach every
+// grid entry and sign (the AVX2 panel kernels' exactness rests on the bound).
+TEST(IntBlocks, MaxAbsBoundsTheValues) {
+  std::mt19937 rng(5);
+  for (DType t : {DType::IQ4_XS, DType::IQ3_XXS, DType::IQ3_S, DType::IQ2_XXS, DType::IQ2_XS, DType::IQ2_S, DType::IQ1_S,
+                  DType::IQ1_M, DType::TQ1_0, DType::TQ2_0, DType::MXFP4, DType::IQ4_NL, DType::Q6_K, DType::Q3_K}) {
+    const IntBlockFormat& f = *int_block_format(t);
+    std::vector<uint8_t> block(dtype_info(t).block_bytes);
+    UnpackedBlock u;
+    int seen = 0;
+    for (int k = 0; k < 4000; k++) {
+      for (auto& b : block) b = uint8_t(rng());
+      f.unpack(block.data(), u);
+      for (int i = 0; i < f.elems; i++) seen = std::max(seen, std::abs(int(u.q[i])));
+    }
+    EXPECT_EQ(seen, f.max_abs) << dtype_name(t);
+  }
+  int lmp2 = 0;  // LMP2's 16-bit codes, every one
+  int8_t q[8];
+  for (int code = 0; code < 65536; code++) {
+    lmp2_decode(uint16_t(code), q);
+    for (int8_t v : q) lmp2 = std::max(lmp2, std::abs(int(v)));
+  }
+  EXPECT_EQ(lmp2, int_block_format(DType::LMP2)->max_abs);
 }
 
 // Blocks written by hand, values computed from the format's definition.

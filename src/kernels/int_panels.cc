@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "core/cpu_isa.h"
 #include "core/fp16.h"
 #include "kernels/int_blocks.h"
 #include "kernels/interleaved.h"
@@ -57,8 +58,11 @@ struct PanelKernels {
   X8GemmN gemmn = nullptr;
   X8Gemm4 gemm4x2 = nullptr;  // gemm4 on two consecutive panels (interleaved.h's X8Kernels::gemm4x2)
 };
-// halves: the format has a scale per 16 values (the kernels keep two sums per block).
-PanelKernels panel_kernels(bool halves) {
+// The panel kernels for f's values: halves, a scale per 16 values (the kernels
+// keep two sums per block); without VNNI, maddubs stands in for vpdpbusd where
+// f's values are small enough for it to be exact.
+PanelKernels panel_kernels(const IntBlockFormat& f) {
+  const bool halves = f.group < 32;
 #if defined(__x86_64__)
   using P = BlockPanelx8;
   using A = BlockQ8_0;
@@ -70,7 +74,9 @@ PanelKernels panel_kernels(bool halves) {
     case Vnni::avx: k = LMPRESS_PANEL_KERNELS(simd_avxvnni); break;
     case Vnni::avx512: k = LMPRESS_PANEL_KERNELS(simd_avx512vnni); break;
     case Vnni::emulated: k = LMPRESS_PANEL_KERNELS(simd_vnni_emulated); break;
-    case Vnni::none: break;
+    case Vnni::none:
+      if (qdot_simd_active() && cpu_isa().avx2 && f.max_abs <= 64) k = LMPRESS_PANEL_KERNELS(simd_avx2_small);
+      break;
   }
 #undef LMPRESS_PANEL_KERNELS
   if (gemm4x2_allowed())
@@ -78,7 +84,7 @@ PanelKernels panel_kernels(bool halves) {
                        : x8_gemm4<P, A, simd_avx512vnni::gemm4x2_panel_x8>;
   return k;
 #endif
-  (void)halves;
+  (void)f;
   return {};
 }
 
@@ -164,7 +170,7 @@ bool matmul_int_panels(const Tensor& w, const float* x, int64_t n, float* y) {
   // MXFP4 keeps the general path (its E8M0 scales span more than f16's range).
   if (!f || w.dtype == DType::MXFP4 || w.shape.size() != 2 || w.shape[0] % 8 != 0) return false;
   const X8Kernels q8k = q8_0x8_kernels();
-  const PanelKernels pk = panel_kernels(f->group < 32);
+  const PanelKernels pk = panel_kernels(*f);
   if (!pk.gemm4 && (!q8k.gemm4 || !qdot_simd_active())) return false;
   if (f->exact_panels_only && !pk.gemm4) return false;
   const int64_t out = w.shape[0], in = w.shape[1], nb = in / 32;

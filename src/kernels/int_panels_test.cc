@@ -113,9 +113,13 @@ TEST(IntPanels, PanelKernelsMatchReference) {
         {Vnni::avx512, &simd_avx512vnni::gemm4_panel_x8, &simd_avx512vnni::gemm4_panel16_x8,
          &simd_avx512vnni::gemmn_panel_x8, &simd_avx512vnni::gemmn_panel16_x8},
         {Vnni::emulated, &simd_vnni_emulated::gemm4_panel_x8, &simd_vnni_emulated::gemm4_panel16_x8,
-         &simd_vnni_emulated::gemmn_panel_x8, &simd_vnni_emulated::gemmn_panel16_x8}};
+         &simd_vnni_emulated::gemmn_panel_x8, &simd_vnni_emulated::gemmn_panel16_x8},
+        // AVX2's maddubs kernels (Vnni::none), for values of magnitude ≤ 64 only.
+        {Vnni::none, &simd_avx2_small::gemm4_panel_x8, &simd_avx2_small::gemm4_panel16_x8,
+         &simd_avx2_small::gemmn_panel_x8, &simd_avx2_small::gemmn_panel16_x8}};
     for (const auto& e : encodings) {
-      if (!qdot_vnni_available(e.v)) continue;
+      if (!qdot_vnni_available(e.v) || !cpu_isa().avx2) continue;
+      if (e.v == Vnni::none && int_block_format(type)->max_abs > 64) continue;
       SCOPED_TRACE(int(e.v));
       const auto* act = reinterpret_cast<const BlockQ8_0*>(au.data());
       float out[4][8];
@@ -151,6 +155,35 @@ TEST(IntPanels, PanelKernelsMatchReference) {
   }
 }
 
+#if defined(__x86_64__)
+// AVX2's maddubs panel kernels at the edge of their bound: weights ±64 against
+// activations whose unsigned bytes are 255 and 1 (values ±127), where a pair of
+// products is ±32640; each must still equal the scalar reference exactly.
+TEST(IntPanels, SmallValueKernelsDoNotSaturateAtTheirBound) {
+  if (!cpu_isa().avx2) GTEST_SKIP() << "no AVX2";
+  std::vector<ChunkQ8> rows(8 * 512 / 32);
+  for (size_t c = 0; c < rows.size(); c++) {
+    rows[c].d[0] = rows[c].d[1] = 0.5f;
+    for (int i = 0; i < 32; i++) rows[c].qs[i] = int8_t((c + size_t(i) / 2) % 3 == 0 ? -64 : 64);
+  }
+  std::vector<BlockPanelx8> panel(512 / 32);
+  pack_panel_x8(rows.data(), 512, panel.data());
+  std::vector<BlockQ8_0> act(4 * 512 / 32);
+  for (size_t b = 0; b < act.size(); b++) {
+    act[b].d = f32_to_f16(0.25f);
+    for (int i = 0; i < 32; i++) act[b].qs[i] = int8_t(uint8_t((b + size_t(i) / 4) % 2 ? 255 : 1));
+  }
+  float ref[4][8], out[4][8];
+  for (int t = 0; t < 4; t++) gemv_panel_x8_ref(512, panel.data(), act.data() + t * 16, ref[t]);
+  simd_avx2_small::gemm4_panel_x8(512, panel.data(), act.data(), 16, out[0], 8);
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 8; r++) EXPECT_EQ(out[t][r], ref[t][r]) << "token " << t << " row " << r;
+  simd_avx2_small::gemm4_panel16_x8(512, panel.data(), act.data(), 16, out[0], 8);
+  for (int t = 0; t < 4; t++)
+    for (int r = 0; r < 8; r++) EXPECT_EQ(out[t][r], ref[t][r]) << "token " << t << " row " << r;
+}
+#endif
+
 // Prompt batches through the panels agree with the dequantized weights times the
 // Q8_0-rounded activations up to the panels' own rounding (as bounded above), for
 // 4-token tiles and the 1-3 tokens left.
@@ -176,9 +209,8 @@ TEST(IntPanels, PromptBatchesMatchFloatProducts) {
       test::for_kernel_targets({512}, [&](int64_t) {
       std::fill(y.begin(), y.end(), -1.0f);
       if (!matmul_int_panels(w, x.data(), n, y.data())) {
-        // The path exists wherever AVX2 does; for Q6_K and Q3_K only with (emulated) VNNI.
-        const bool vnni_only = t == DType::Q6_K || t == DType::Q3_K;
-        EXPECT_FALSE(qdot_simd_active() && cpu_isa().avx2 && (!vnni_only || qdot_vnni() != Vnni::none));
+        // The path exists wherever AVX2 does (Q6_K and Q3_K: exact panels, VNNI or AVX2's small-value kernels).
+        EXPECT_FALSE(qdot_simd_active() && cpu_isa().avx2);
         return;
       }
       for (int64_t tk = 0; tk < n; tk++)

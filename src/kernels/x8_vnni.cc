@@ -268,6 +268,16 @@ void gemm4x2_panel16_x8(int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_
 
 }  // namespace simd_avx512vnni
 
+namespace simd_avx2_small {
+
+#define LMPRESS_VNNI_TARGET "avx2,fma,f16c"
+#define LMPRESS_DPBUSD simd_avx2::dpbusd_small
+#include "kernels/x8_vnni_kernels.inc"
+#undef LMPRESS_VNNI_TARGET
+#undef LMPRESS_DPBUSD
+
+}  // namespace simd_avx2_small
+
 namespace simd_vnni_emulated {
 
 #define LMPRESS_VNNI_TARGET "avx2,fma,f16c"

@@ -71,6 +71,15 @@ void gemm4x2_panel16_x8(int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_
                         int64_t out_stride);
 }  // namespace lmpress::simd_avx512vnni
 
+// The same source on AVX2 alone with vpdpbusd as maddubs + madd
+// (simd_avx2::dpbusd_small): exact only for weights of magnitude ≤ 64, so
+// dispatch takes just its panel kernels, for the formats whose values stay
+// within that (IntBlockFormat::max_abs) — the IQ codebook and ternary types,
+// Q6_K, Q3_K — on CPUs without VNNI.
+namespace lmpress::simd_avx2_small {
+LMPRESS_X8_VNNI_KERNELS
+}  // namespace lmpress::simd_avx2_small
+
 // The same source with vpdpbusd's result computed by AVX2 instructions: for
 // tests (qdot_pin_vnni(Vnni::emulated)), so the kernels' arithmetic is checked
 // on every machine with AVX2, VNNI or not. Never chosen by dispatch.
