@@ -11,13 +11,7 @@ mkdir -p "$W"
 for m in lmp-8m lmp-8m-w256; do
   [ -f "$W/$m-q8_0.gguf" ] || "$LMP" convert "../shared/models/$m" "$W/$m-q8_0.gguf" --dtype q8_0 > /dev/null
 done
-python3 - "$W/prompt.txt" <<'PY'
-import sys
-t = open("../shared/data/calib/docs-calib.txt").read()
-i = t.index("NILFS2 is a log-structured")
-p = t[i:i + 420]
-open(sys.argv[1], "w").write(p + "\n\n" + p[:60])
-PY
+bash bench/spec-prompt.sh "$W/prompt.txt"
 echo "CPU: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(nproc) cores"
 run() { "$LMP" generate "$@" -f "$W/prompt.txt" -n 64 --ignore-eos --json -t 2 | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["gen_tokens_per_s"])'; }
 med() { python3 -c 'import statistics,sys; print(round(statistics.median(float(x) for x in sys.argv[1:])))' "$@"; }

@@ -26,13 +26,7 @@ for m in lmp-8m lmp-8m-w256; do
   [ -f "$W/$m-q8_0.gguf" ] || "$LMP" convert "../shared/models/$m" "$W/$m-q8_0.gguf" --dtype q8_0 > /dev/null
   [ -f "$W/$m-q4_0.gguf" ] || "$LMP" convert "../shared/models/$m" "$W/$m-q4_0.gguf" --dtype q4_0 > /dev/null
 done
-python3 - "$W/prompt.txt" <<'EOF'
-import sys
-t = open("../shared/data/calib/docs-calib.txt").read()
-i = t.index("NILFS2 is a log-structured")
-p = t[i:i + 420]
-open(sys.argv[1], "w").write(p + "\n\n" + p[:60])  # no trailing newline: llama.cpp's -f would drop it
-EOF
+bash bench/spec-prompt.sh "$W/prompt.txt"
 
 # One run: prints "tokens_per_s acceptance" (acceptance "-" for plain decoding).
 lmp_run() {  # MODEL [generate options...]

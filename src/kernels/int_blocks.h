@@ -27,9 +27,10 @@ struct IntBlockFormat {
   int group;  // elements under one ls
   void (*unpack)(const uint8_t* block, UnpackedBlock& out);
   int max_abs;  // the largest |value| unpack gives (tested)
-  // Prompt panels only where they are exact (VNNI): the type's own prompt
-  // path (f32 tiles of the exact values) loses nothing, where the AVX2 panels
-  // round a 32-value chunk's two group scales to one.
+  // Prompt panels only where they are exact (VNNI, or AVX2's kernels for
+  // values within ±64): the type's own prompt path (f32 tiles of the exact
+  // values) loses nothing, where the Q8_0_X8 panels round a 32-value chunk's
+  // two group scales to one.
   bool exact_panels_only = false;
   // Blocks hold the weights rotated (lmp2: kernels/lmp2.h): dots take
   // rotated activations, dequantization rotates back.

@@ -1,5 +1,5 @@
 // Prompt batches of the integer-unpacked types (kernels/int_blocks.h: the
-// IQ codebook types, IQ4_XS, TQ1_0, TQ2_0, and Q6_K and Q3_K where VNNI keeps
+// IQ codebook types, IQ4_XS, TQ1_0, TQ2_0, and Q6_K and Q3_K where the kernels keep
 // their two scales per 32 values exact): their blocks have no int8 GEMM
 // kernel of their own, and decoding a block per token (the one-token dots)
 // costs more than the dot. Each group of 8 weight rows is decoded once per
@@ -11,10 +11,13 @@
 // With VNNI (AVX-VNNI or AVX512-VNNI) the panel is BlockPanelx8: the weights
 // exact, the activations fed unsigned to vpdpbusd (value + 128, taken off
 // through the panel's row sums), one sum per block, or per half-block for
-// the formats with a scale per 16 values (IQ2_XS, IQ2_S, IQ1_M). With AVX2
-// alone, the Q8_0_X8 layout and its kernels (kernels/q8_0x8.h): chunk scales
-// rounded to f16, the two-scale chunks' values rounded to int8 under one, a
-// group whose scale has no f16 computed in f32.
+// the formats with a scale per 16 values (IQ2_XS, IQ2_S, IQ1_M, Q6_K, Q3_K).
+// With AVX2 alone, the same panels and kernels with maddubs + madd for
+// vpdpbusd where the format's values stay within ±64 (IntBlockFormat::max_abs:
+// no pair of products then passes int16, so the sums are exact); for the rest
+// (IQ4_XS, IQ4_NL) the Q8_0_X8 layout and its kernels (kernels/q8_0x8.h):
+// chunk scales rounded to f16, the two-scale chunks' values rounded to int8
+// under one, a group whose scale has no f16 computed in f32.
 #pragma once
 #include <cstdint>
 
