@@ -75,7 +75,7 @@ void gemm4x2_panel16_x8(int64_t cols, const BlockPanelx8* g, const BlockQ8_0* a_
 // (simd_avx2::dpbusd_small): exact only for weights of magnitude ≤ 64, so
 // dispatch takes just its panel kernels, for the formats whose values stay
 // within that (IntBlockFormat::max_abs) — the IQ codebook and ternary types,
-// Q6_K, Q3_K — on CPUs without VNNI.
+// Q6_K, Q3_K, lmp2 — on CPUs without VNNI.
 namespace lmpress::simd_avx2_small {
 LMPRESS_X8_VNNI_KERNELS
 }  // namespace lmpress::simd_avx2_small

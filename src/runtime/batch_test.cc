@@ -180,8 +180,9 @@ TEST(BatchEngine, MatchesLoneInferenceStatePerSequence) {
     // on the batch at all; for f32 and Q6_K the engine splits prompt and
     // decoding tokens). The other prompt rows' logits come from the one-token
     // kernels here and the batched ones in the reference: equal for the
-    // interleaved layouts, summation order for f32 (measured 1e-6), f32 against
-    // quantized activations for Q6_K (up to 2%, as DecodeKernels measures).
+    // interleaved layouts, summation order for f32 (measured 1e-6), for Q6_K
+    // Q8_K activations against the prompt panels' Q8_0 ones (or f32 where the
+    // packed GEMM runs: no AVX2) (up to 2%, as DecodeKernels measures).
     // On every target: without SIMD the packed GEMM's plain tiles sum as the SIMD ones do, whatever the batch.
     EXPECT_EQ(run.max_diff_generate, 0.0);
     if (type == "f32")

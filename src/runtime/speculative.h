@@ -121,7 +121,7 @@ struct SpecOptions {
   std::string type;
   int64_t draft_max = 16;  // tokens proposed per pass
   int64_t draft_min = 0;   // fewer proposed: the pass runs without them
-  float p_min = 0.75f;     // a model draft stops below this probability
+  float p_min = 0.75f;     // a draft stops below this probability (ngram: its estimated acceptance)
   // Calibration text for "self:skip:auto:N" (the CLI turns it into a block
   // list with eval/layer_skip.h before a DraftSource is made).
   std::string calib;
