@@ -181,6 +181,12 @@ TEST(IntPanels, SmallValueKernelsDoNotSaturateAtTheirBound) {
   simd_avx2_small::gemm4_panel16_x8(512, panel.data(), act.data(), 16, out[0], 8);
   for (int t = 0; t < 4; t++)
     for (int r = 0; r < 8; r++) EXPECT_EQ(out[t][r], ref[t][r]) << "token " << t << " row " << r;
+  for (int n = 1; n <= 3; n++)
+    for (auto gemmn : {&simd_avx2_small::gemmn_panel_x8, &simd_avx2_small::gemmn_panel16_x8}) {
+      gemmn(n, 512, panel.data(), act.data(), 16, out[0], 8);
+      for (int t = 0; t < n; t++)
+        for (int r = 0; r < 8; r++) EXPECT_EQ(out[t][r], ref[t][r]) << n << " tokens: token " << t << " row " << r;
+    }
 }
 #endif
 
