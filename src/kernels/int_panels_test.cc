@@ -175,12 +175,11 @@ TEST(IntPanels, SmallValueKernelsDoNotSaturateAtTheirBound) {
   }
   float ref[4][8], out[4][8];
   for (int t = 0; t < 4; t++) gemv_panel_x8_ref(512, panel.data(), act.data() + t * 16, ref[t]);
-  simd_avx2_small::gemm4_panel_x8(512, panel.data(), act.data(), 16, out[0], 8);
-  for (int t = 0; t < 4; t++)
-    for (int r = 0; r < 8; r++) EXPECT_EQ(out[t][r], ref[t][r]) << "token " << t << " row " << r;
-  simd_avx2_small::gemm4_panel16_x8(512, panel.data(), act.data(), 16, out[0], 8);
-  for (int t = 0; t < 4; t++)
-    for (int r = 0; r < 8; r++) EXPECT_EQ(out[t][r], ref[t][r]) << "token " << t << " row " << r;
+  for (auto gemm4 : {&simd_avx2_small::gemm4_panel_x8, &simd_avx2_small::gemm4_panel16_x8}) {
+    gemm4(512, panel.data(), act.data(), 16, out[0], 8);
+    for (int t = 0; t < 4; t++)
+      for (int r = 0; r < 8; r++) EXPECT_EQ(out[t][r], ref[t][r]) << "token " << t << " row " << r;
+  }
   for (int n = 1; n <= 3; n++)
     for (auto gemmn : {&simd_avx2_small::gemmn_panel_x8, &simd_avx2_small::gemmn_panel16_x8}) {
       gemmn(n, 512, panel.data(), act.data(), 16, out[0], 8);

@@ -11,39 +11,30 @@ namespace lmpress {
 NgramDrafter::NgramDrafter(int64_t ngram_min, int64_t ngram_max, float p_min)
     : min_(ngram_min), max_(ngram_max), p_min_(p_min) {
   if (ngram_min < 1 || ngram_max < ngram_min) fail("ngram drafter: n-gram sizes {}..{} are out of range", ngram_min, ngram_max);
-  tried_.resize(size_t(ngram_max + 1));
-  kept_.resize(size_t(ngram_max + 1));
+  tally_.resize(size_t(ngram_max + 1));
 }
 
 double NgramDrafter::estimate(int64_t n, int64_t pos) const {
   constexpr double kPrior = 4;  // an unseen length and position starts as always accepted, and a miss or two do not end it
-  const auto& t = tried_[size_t(n)];
-  const auto& k = kept_[size_t(n)];
+  const auto& t = tally_[size_t(n)];
   const size_t i = size_t(pos);
-  return i < t.size() ? (double(k[i]) + kPrior) / (double(t[i]) + kPrior) : 1.0;
+  return i < t.size() ? (double(t[i].kept) + kPrior) / (double(t[i].tried) + kPrior) : 1.0;
 }
 
 void NgramDrafter::score(const std::vector<int32_t>& seq) {
-  size_t keep = 0;
-  for (size_t p = 0; p < pending_.size(); p++) {
-    Candidate& c = pending_[p];
-    if (seq.size() < c.at) continue;  // the sequence was cut back: its outcome is unknown, dropped
+  // Drops each candidate whose outcome is known, tallied, or unknowable.
+  std::erase_if(pending_, [&](const Candidate& c) {
+    if (seq.size() < c.at) return true;  // the sequence was cut back: its outcome is unknown
     const size_t seen = std::min(c.tokens.size(), seq.size() - c.at);
     size_t i = 0;
     while (i < seen && seq[c.at + i] == c.tokens[i]) i++;
-    if (i == seen && seen < c.tokens.size()) {  // no mismatch yet and tokens still to come
-      if (keep != p) pending_[keep] = std::move(c);
-      keep++;
-      continue;
-    }
-    auto& t = tried_[size_t(c.n)];
-    auto& k = kept_[size_t(c.n)];
+    if (i == seen && seen < c.tokens.size()) return false;  // no mismatch yet and tokens still to come
+    auto& t = tally_[size_t(c.n)];
     const size_t last = std::min(i + 1, c.tokens.size());  // positions up to the first miss (conditional rates)
-    if (t.size() < last) t.resize(last), k.resize(last);
-    for (size_t j = 0; j < last; j++) t[j]++;
-    for (size_t j = 0; j < i; j++) k[j]++;
-  }
-  pending_.resize(keep);
+    if (t.size() < last) t.resize(last);
+    for (size_t j = 0; j < last; j++) t[j].tried++, t[j].kept += j < i;
+    return true;
+  });
 }
 
 void NgramDrafter::propose(const std::vector<int32_t>& seq, int64_t max, std::vector<int32_t>& draft,

@@ -88,7 +88,10 @@ class NgramDrafter : public Drafter {
   int64_t min_, max_;
   float p_min_;
   std::vector<Candidate> pending_;
-  std::vector<std::vector<int64_t>> tried_, kept_;  // [n][position]
+  struct Tally {
+    int64_t tried = 0, kept = 0;
+  };
+  std::vector<std::vector<Tally>> tally_;  // [n][position]
 };
 
 // A model as the draft (its own KV cache, kept across calls and cut back to
