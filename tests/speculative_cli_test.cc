@@ -73,6 +73,8 @@ TEST(SpeculativeCli, BadOptionsAreErrors) {
       {"--spec ngram --draft-max 0", "--draft-max"},
       {"--spec ngram --draft-max 100000", "--draft-max 100000: it must be in [1, 256)"},
       {"--spec ngram --draft-min 9 --draft-max 4", "--draft-min 9"},
+      {"--spec ngram --draft-p-min 1.5", "--draft-p-min: Value 1.5 not in range"},
+      {"--spec ngram --draft-p-min -0.1", "--draft-p-min: Value -0.1 not in range"},
       {"--spec self:skip:0-5", "skips every block"},
       {"--spec self:skip:9", "outside the model's 6 blocks"},
       {"--spec self:exit:5", "the exit block must be in [0, 4]"},
